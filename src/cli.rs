@@ -1,0 +1,83 @@
+//! The command line that schedulers and scripts call (CONTRACT.md §4); every flag also reads `COLDPATH_*`.
+
+use std::path::PathBuf;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "coldpath",
+    version,
+    about = "Raw IoT telemetry blobs -> Delta tables, one date at a time"
+)]
+pub struct Cli {
+    /// Log lines on stderr: `text` for people, `json` for Log Analytics.
+    #[arg(long, global = true, env = "COLDPATH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Process one date: list, read, normalize, dedup, replace the date's partitions.
+    Run(RunArgs),
+    /// Show what a run for a date would read and replace, reading no blob content.
+    Plan(PlanArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The job file (e.g. jobs/local.toml).
+    #[arg(long, env = "COLDPATH_JOB")]
+    pub job: PathBuf,
+    /// Overrides the job file's source (URL or local path).
+    #[arg(long, env = "COLDPATH_SOURCE")]
+    pub source: Option<String>,
+    /// Overrides the job file's lake (URL or local path).
+    #[arg(long, env = "COLDPATH_LAKE")]
+    pub lake: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// The date to process, YYYY-MM-DD (UTC).
+    #[arg(long, env = "COLDPATH_DATE", value_parser = parse_date)]
+    pub date: NaiveDate,
+    /// Label cut-off for failure_within_* (default: now). ISO-8601.
+    #[arg(long, env = "COLDPATH_LABELS_AS_OF", value_parser = parse_instant)]
+    pub labels_as_of: Option<DateTime<Utc>>,
+    /// Write the run report here instead of stdout.
+    #[arg(long, env = "COLDPATH_REPORT")]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    #[arg(long, env = "COLDPATH_DATE", value_parser = parse_date)]
+    pub date: NaiveDate,
+}
+
+pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| format!("`{s}` is not a YYYY-MM-DD date: {e}"))
+}
+
+pub fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
+    crate::normalize::time::parse_str(s)
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(|| format!("`{s}` is not an ISO-8601 timestamp"))
+}

@@ -1,0 +1,325 @@
+//! The dedup stage (Polars): keep the date's rows, and of each reading's copies keep exactly one.
+//!
+//! Key: `message_id`, or `(device_id, event_time)` where there is none. Of the
+//! copies the one with the earliest `enqueued_time` wins (null last), then the
+//! smallest `source_file`, then the smallest line.
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+
+use crate::normalize::RowColumns;
+
+/// The date's unique rows plus what the date filter and dedup took away.
+pub struct Deduped {
+    /// Columns: the canonical nine, `blob` (u32), `line` (u64), `event_date` (Date).
+    pub frame: DataFrame,
+    /// Valid rows of the date's own partitions whose event_date is another date.
+    pub other_dates: u64,
+    /// Valid rows of the look-ahead partitions whose event_date is the date (counted as read).
+    pub look_ahead_rows: u64,
+    /// Rows dropped as copies of a kept row.
+    pub duplicates: u64,
+}
+
+/// Days since the epoch of a date, as Polars stores `Date`.
+pub fn epoch_days(date: NaiveDate) -> i32 {
+    (date - NaiveDate::default()).num_days() as i32
+}
+
+/// The normalized rows as a Polars frame (`event_time` is `Datetime(us, UTC)`).
+pub fn frame_of(rows: RowColumns) -> PolarsResult<DataFrame> {
+    let ts = |name: &str, v: Vec<Option<i64>>| {
+        Int64Chunked::from_iter_options(name.into(), v.into_iter())
+            .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+            .into_column()
+    };
+    DataFrame::new_infer_height(vec![
+        Column::new("device_id".into(), rows.device_id),
+        Column::new("device_type".into(), rows.device_type),
+        ts(
+            "event_time",
+            rows.event_time.into_iter().map(Some).collect(),
+        ),
+        Column::new("temperature".into(), rows.temperature),
+        Column::new("pressure".into(), rows.pressure),
+        Column::new("vibration".into(), rows.vibration),
+        Column::new("priority".into(), rows.priority),
+        Column::new("message_id".into(), rows.message_id),
+        ts("enqueued_time", rows.enqueued_time),
+        Column::new("blob".into(), rows.blob),
+        Column::new("line".into(), rows.line),
+        Column::new("own".into(), rows.own),
+    ])
+}
+
+/// Filters `rows` to `date` and removes duplicates.
+pub fn dedup(rows: RowColumns, date: NaiveDate) -> PolarsResult<Deduped> {
+    let day = lit(epoch_days(date));
+    let rows = frame_of(rows)?
+        .lazy()
+        .with_column(col("event_time").dt().date().alias("event_date"));
+    let is_day = col("event_date").cast(DataType::Int32).eq(day);
+
+    let counts = rows
+        .clone()
+        .select([
+            (col("own").and(is_day.clone().not()))
+                .sum()
+                .cast(DataType::UInt64)
+                .alias("other_dates"),
+            (col("own").not().and(is_day.clone()))
+                .sum()
+                .cast(DataType::UInt64)
+                .alias("look_ahead_rows"),
+            is_day
+                .clone()
+                .sum()
+                .cast(DataType::UInt64)
+                .alias("candidates"),
+        ])
+        .collect()?;
+    let count =
+        |name: &str| -> PolarsResult<u64> { Ok(counts.column(name)?.u64()?.get(0).unwrap_or(0)) };
+    let (other_dates, look_ahead_rows, candidates) = (
+        count("other_dates")?,
+        count("look_ahead_rows")?,
+        count("candidates")?,
+    );
+
+    // Best copy first, then keep the first of each key.
+    let ordered = rows.filter(is_day).drop(cols(["own"])).sort_by_exprs(
+        [col("enqueued_time"), col("blob"), col("line")],
+        SortMultipleOptions::default()
+            .with_nulls_last(true)
+            .with_maintain_order(true),
+    );
+    let by_message = ordered
+        .clone()
+        .filter(col("message_id").is_not_null())
+        .unique_stable(Some(cols(["message_id"])), UniqueKeepStrategy::First);
+    let by_reading = ordered.filter(col("message_id").is_null()).unique_stable(
+        Some(cols(["device_id", "event_time"])),
+        UniqueKeepStrategy::First,
+    );
+    let frame = concat([by_message, by_reading], UnionArgs::default())?
+        .sort(
+            ["device_id", "event_time", "blob", "line"],
+            SortMultipleOptions::default(),
+        )
+        .collect()?;
+    let duplicates = candidates - frame.height() as u64;
+    Ok(Deduped {
+        frame,
+        other_dates,
+        look_ahead_rows,
+        duplicates,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::normalize::time::parse_str;
+
+    struct R<'a> {
+        dev: &'a str,
+        t: &'a str,
+        msg: Option<&'a str>,
+        enq: Option<&'a str>,
+        blob: u32,
+        line: u64,
+        own: bool,
+        temp: f64,
+    }
+
+    fn cols_of(rs: &[R]) -> RowColumns {
+        let mut c = RowColumns::default();
+        for r in rs {
+            c.device_id.push(r.dev.into());
+            c.device_type.push(None);
+            c.event_time.push(parse_str(r.t).unwrap());
+            c.temperature.push(Some(r.temp));
+            c.pressure.push(None);
+            c.vibration.push(None);
+            c.priority.push(None);
+            c.message_id.push(r.msg.map(Into::into));
+            c.enqueued_time.push(r.enq.map(|e| parse_str(e).unwrap()));
+            c.blob.push(r.blob);
+            c.line.push(r.line);
+            c.own.push(r.own);
+        }
+        c
+    }
+
+    fn temps(d: &Deduped) -> Vec<f64> {
+        d.frame
+            .column("temperature")
+            .unwrap()
+            .f64()
+            .unwrap()
+            .into_no_null_iter()
+            .collect()
+    }
+
+    const D: &str = "2024-03-11T10:00:00Z";
+
+    #[test]
+    fn earliest_enqueued_wins_then_blob_then_line() {
+        let rows = cols_of(&[
+            R {
+                dev: "a",
+                t: D,
+                msg: Some("m1"),
+                enq: Some("2024-03-11T10:00:05Z"),
+                blob: 0,
+                line: 1,
+                own: true,
+                temp: 1.0,
+            },
+            R {
+                dev: "a",
+                t: D,
+                msg: Some("m1"),
+                enq: Some("2024-03-11T10:00:02Z"),
+                blob: 3,
+                line: 9,
+                own: true,
+                temp: 2.0,
+            },
+            R {
+                dev: "a",
+                t: D,
+                msg: Some("m1"),
+                enq: None,
+                blob: 0,
+                line: 0,
+                own: true,
+                temp: 3.0,
+            },
+            // No message id: key is (device, time); same enqueued -> smaller blob wins, then line.
+            R {
+                dev: "b",
+                t: D,
+                msg: None,
+                enq: None,
+                blob: 2,
+                line: 1,
+                own: true,
+                temp: 4.0,
+            },
+            R {
+                dev: "b",
+                t: D,
+                msg: None,
+                enq: None,
+                blob: 1,
+                line: 7,
+                own: true,
+                temp: 5.0,
+            },
+            R {
+                dev: "b",
+                t: D,
+                msg: None,
+                enq: None,
+                blob: 1,
+                line: 3,
+                own: true,
+                temp: 6.0,
+            },
+        ]);
+        let d = dedup(rows, NaiveDate::from_ymd_opt(2024, 3, 11).unwrap()).unwrap();
+        assert_eq!(temps(&d), vec![2.0, 6.0]);
+        assert_eq!(d.duplicates, 4);
+    }
+
+    #[test]
+    fn message_id_key_and_reading_key_are_distinct() {
+        // Same reading, but one copy has a message id and the other none: two keys, two rows.
+        let rows = cols_of(&[
+            R {
+                dev: "a",
+                t: D,
+                msg: Some("m1"),
+                enq: None,
+                blob: 0,
+                line: 1,
+                own: true,
+                temp: 1.0,
+            },
+            R {
+                dev: "a",
+                t: D,
+                msg: None,
+                enq: None,
+                blob: 0,
+                line: 2,
+                own: true,
+                temp: 2.0,
+            },
+            R {
+                dev: "a",
+                t: D,
+                msg: Some("m2"),
+                enq: None,
+                blob: 0,
+                line: 3,
+                own: true,
+                temp: 3.0,
+            },
+        ]);
+        let d = dedup(rows, NaiveDate::from_ymd_opt(2024, 3, 11).unwrap()).unwrap();
+        assert_eq!(d.frame.height(), 3);
+        assert_eq!(d.duplicates, 0);
+    }
+
+    #[test]
+    fn other_dates_and_look_ahead_are_counted() {
+        let rows = cols_of(&[
+            R {
+                dev: "a",
+                t: "2024-03-10T23:59:00Z",
+                msg: None,
+                enq: None,
+                blob: 0,
+                line: 1,
+                own: true,
+                temp: 1.0,
+            },
+            R {
+                dev: "a",
+                t: "2024-03-11T23:59:00Z",
+                msg: None,
+                enq: None,
+                blob: 5,
+                line: 1,
+                own: false,
+                temp: 2.0,
+            },
+            R {
+                dev: "a",
+                t: "2024-03-12T00:30:00Z",
+                msg: None,
+                enq: None,
+                blob: 5,
+                line: 2,
+                own: false,
+                temp: 3.0,
+            },
+            R {
+                dev: "a",
+                t: "2024-03-11T00:00:00Z",
+                msg: None,
+                enq: None,
+                blob: 0,
+                line: 2,
+                own: true,
+                temp: 4.0,
+            },
+        ]);
+        let d = dedup(rows, NaiveDate::from_ymd_opt(2024, 3, 11).unwrap()).unwrap();
+        assert_eq!(d.other_dates, 1);
+        assert_eq!(d.look_ahead_rows, 1);
+        assert_eq!(temps(&d), vec![4.0, 2.0]);
+    }
+}

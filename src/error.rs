@@ -1,0 +1,40 @@
+//! The crate's error: one variant per stage, each naming what it was working on, and the exit code it means.
+
+use crate::job::JobError;
+use crate::sink::SinkError;
+use crate::source::SourceError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Usage(String),
+    #[error(transparent)]
+    Job(#[from] JobError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Sink(#[from] SinkError),
+    #[error("{stage}: {source}")]
+    Polars {
+        stage: &'static str,
+        source: polars::prelude::PolarsError,
+    },
+    #[error("internal: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// Configuration and usage problems (exit 2) are found before anything is read.
+    pub fn is_config(&self) -> bool {
+        match self {
+            Error::Usage(_) | Error::Job(_) => true,
+            Error::Source(e) => e.is_config(),
+            Error::Sink(e) => e.is_config(),
+            Error::Polars { .. } | Error::Internal(_) => false,
+        }
+    }
+
+    pub fn polars(stage: &'static str) -> impl FnOnce(polars::prelude::PolarsError) -> Error {
+        move |source| Error::Polars { stage, source }
+    }
+}

@@ -1,0 +1,231 @@
+//! The job file: which source, which layout, which lake, which rules — read once, validated up front.
+//!
+//! Unknown keys are an error that names the key, so a typo in a scheduler's job
+//! file fails the run before anything is read (exit 2) instead of silently
+//! running with a default.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::schema::TelemetrySchema;
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("cannot read job file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("job file {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("job file {path}: key `{key}`: {message}")]
+    Invalid {
+        path: PathBuf,
+        key: &'static str,
+        message: String,
+    },
+    #[error(transparent)]
+    Schema(#[from] crate::schema::SchemaError),
+}
+
+/// The job file as written (see `jobs/local.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JobFile {
+    name: String,
+    source: String,
+    layout: String,
+    lake: String,
+    #[serde(default)]
+    schema: Option<String>,
+    #[serde(default)]
+    late_arrival: Option<String>,
+    #[serde(default)]
+    clock_skew: Option<String>,
+    #[serde(default)]
+    max_reject_ratio: Option<f64>,
+    #[serde(default)]
+    reference: ReferenceFile,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReferenceFile {
+    maintenance: Option<String>,
+    failures: Option<String>,
+}
+
+/// A validated job: what a run needs, with the command line's overrides applied.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub name: String,
+    pub source: String,
+    pub layout: String,
+    pub lake: String,
+    pub schema: TelemetrySchema,
+    pub late_arrival: Duration,
+    pub clock_skew: Duration,
+    pub max_reject_ratio: f64,
+    pub maintenance_log: String,
+    pub failure_log: String,
+}
+
+pub const DEFAULT_LATE_ARRIVAL: Duration = Duration::from_secs(2 * 3600);
+pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
+pub const DEFAULT_MAX_REJECT_RATIO: f64 = 0.05;
+
+impl Job {
+    /// Reads and validates a job file.
+    pub fn load(path: &Path) -> Result<Job, JobError> {
+        let text = std::fs::read_to_string(path).map_err(|source| JobError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Job::parse(path, &text)
+    }
+
+    /// Parses job-file text; `path` is only used in error messages.
+    pub fn parse(path: &Path, text: &str) -> Result<Job, JobError> {
+        let file: JobFile = toml::from_str(text).map_err(|e| JobError::Parse {
+            path: path.to_owned(),
+            message: e.message().to_string(),
+        })?;
+        let invalid = |key: &'static str, message: String| JobError::Invalid {
+            path: path.to_owned(),
+            key,
+            message,
+        };
+        let duration = |key: &'static str, value: &Option<String>, default: Duration| match value {
+            None => Ok(default),
+            Some(s) => parse_duration(s).map_err(|m| invalid(key, m)),
+        };
+        let late_arrival = duration("late_arrival", &file.late_arrival, DEFAULT_LATE_ARRIVAL)?;
+        let clock_skew = duration("clock_skew", &file.clock_skew, DEFAULT_CLOCK_SKEW)?;
+        let max_reject_ratio = file.max_reject_ratio.unwrap_or(DEFAULT_MAX_REJECT_RATIO);
+        if !(0.0..=1.0).contains(&max_reject_ratio) {
+            return Err(invalid(
+                "max_reject_ratio",
+                format!("{max_reject_ratio} is not between 0 and 1"),
+            ));
+        }
+        if file.name.trim().is_empty() {
+            return Err(invalid("name", "must not be empty".into()));
+        }
+        crate::source::layout::Layout::parse(&file.layout)
+            .map_err(|e| invalid("layout", e.to_string()))?;
+        let schema = match &file.schema {
+            Some(p) => TelemetrySchema::load(Path::new(p))?,
+            None => TelemetrySchema::embedded()?,
+        };
+        Ok(Job {
+            name: file.name,
+            source: file.source,
+            layout: file.layout,
+            lake: file.lake,
+            schema,
+            late_arrival,
+            clock_skew,
+            max_reject_ratio,
+            maintenance_log: file
+                .reference
+                .maintenance
+                .unwrap_or_else(|| "reference/maintenance.csv".into()),
+            failure_log: file
+                .reference
+                .failures
+                .unwrap_or_else(|| "reference/failures.csv".into()),
+        })
+    }
+}
+
+/// Parses `90s`, `5m`, `2h`, `1d` (one number, one unit).
+pub fn parse_duration(s: &str) -> Result<Duration, String> {
+    let s = s.trim();
+    let split = s
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("`{s}` has no unit (use s, m, h or d, e.g. `2h`)"))?;
+    let (num, unit) = s.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("`{s}` is not a duration like `2h` or `5m`"))?;
+    let secs = match unit {
+        "s" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        "d" => n * 86_400,
+        _ => return Err(format!("`{s}`: unknown unit `{unit}` (use s, m, h or d)")),
+    };
+    Ok(Duration::from_secs(secs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+name = "t"
+source = "in"
+layout = "telemetry/{yyyy}/{MM}/{dd}/{HH}/"
+lake = "out"
+"#;
+
+    #[test]
+    fn defaults_apply_when_keys_are_absent() {
+        let job = Job::parse(Path::new("t.toml"), MINIMAL).unwrap();
+        assert_eq!(job.late_arrival, Duration::from_secs(7200));
+        assert_eq!(job.clock_skew, Duration::from_secs(300));
+        assert_eq!(job.max_reject_ratio, DEFAULT_MAX_REJECT_RATIO);
+        assert_eq!(job.maintenance_log, "reference/maintenance.csv");
+        assert_eq!(job.failure_log, "reference/failures.csv");
+    }
+
+    #[test]
+    fn unknown_key_is_named() {
+        let text = format!("{MINIMAL}\nlate_arival = \"2h\"\n");
+        let err = Job::parse(Path::new("t.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("late_arival"), "{err}");
+        assert!(err.contains("t.toml"), "{err}");
+    }
+
+    #[test]
+    fn unknown_key_in_a_section_is_named() {
+        let text = format!("{MINIMAL}\n[reference]\nmaintenence = \"x.csv\"\n");
+        let err = Job::parse(Path::new("t.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("maintenence"), "{err}");
+    }
+
+    #[test]
+    fn bad_duration_names_the_key() {
+        let text = format!("{MINIMAL}\nclock_skew = \"5 minutes\"\n");
+        let err = Job::parse(Path::new("t.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("clock_skew"), "{err}");
+    }
+
+    #[test]
+    fn ratio_outside_unit_interval_is_refused() {
+        let text = format!("{MINIMAL}\nmax_reject_ratio = 1.5\n");
+        let err = Job::parse(Path::new("t.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_reject_ratio"), "{err}");
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90s").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("5m").unwrap(), Duration::from_secs(300));
+        assert_eq!(parse_duration("2h").unwrap(), Duration::from_secs(7200));
+        assert_eq!(parse_duration("1d").unwrap(), Duration::from_secs(86400));
+        assert!(parse_duration("2").is_err());
+        assert!(parse_duration("h").is_err());
+        assert!(parse_duration("2w").is_err());
+    }
+}

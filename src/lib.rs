@@ -1,0 +1,20 @@
+//! coldpath: the cold path of an IoT telemetry platform, one date at a time.
+//!
+//! The pipeline reads top to bottom: [`source`] lists and decodes raw blobs,
+//! [`normalize`] types and checks each record, [`dedup`] keeps one row per
+//! reading, [`sink`] replaces the date's Delta partitions, [`report`] accounts
+//! for every record. [`pipeline`] runs them in order for one date; [`job`] and
+//! [`schema`] are the configuration they read.
+
+pub mod cli;
+pub mod dedup;
+pub mod error;
+pub mod job;
+pub mod normalize;
+pub mod pipeline;
+pub mod report;
+pub mod schema;
+pub mod sink;
+pub mod source;
+
+pub use error::Error;

@@ -1,0 +1,162 @@
+//! The `coldpath` binary: parse the command line, run, print the report, exit with the contract's code.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use coldpath::cli::{Cli, Command, JobArgs, LogFormat, PlanArgs, RunArgs};
+use coldpath::job::Job;
+use coldpath::pipeline::{self, RunRequest};
+use coldpath::report::{RunReport, Status};
+use coldpath::Error;
+use serde_json::json;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.log_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("coldpath: error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let code = match cli.command {
+        Command::Run(args) => runtime.block_on(run(args)),
+        Command::Plan(args) => runtime.block_on(plan(args)),
+    };
+    ExitCode::from(code as u8)
+}
+
+fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("COLDPATH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+    }
+}
+
+fn load_job(args: &JobArgs) -> Result<Job, Error> {
+    let mut job = Job::load(&args.job)?;
+    if let Some(source) = &args.source {
+        job.source = source.clone();
+    }
+    if let Some(lake) = &args.lake {
+        job.lake = lake.clone();
+    }
+    Ok(job)
+}
+
+async fn run(args: RunArgs) -> i32 {
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let date = args.date.to_string();
+    let job = match load_job(&args.job) {
+        Ok(job) => job,
+        Err(e) => {
+            let mut report = RunReport::new("", &date, &run_id, "", "");
+            return finish(&mut report, Err(e), args.report.as_deref());
+        }
+    };
+    let mut report = RunReport::new(&job.name, &date, &run_id, &job.source, &job.lake);
+    let span = tracing::info_span!("run", job = %job.name, date = %date, run_id = %run_id);
+    let req = RunRequest {
+        date: args.date,
+        labels_as_of: args.labels_as_of,
+    };
+    let result = {
+        use tracing::Instrument;
+        pipeline::run(&job, &req, &mut report)
+            .instrument(span)
+            .await
+    };
+    finish(&mut report, result, args.report.as_deref())
+}
+
+/// Sets the status from the outcome, prints the report, returns the exit code.
+fn finish(report: &mut RunReport, result: Result<(), Error>, to: Option<&std::path::Path>) -> i32 {
+    if let Err(e) = result {
+        let status = if e.is_config() {
+            Status::ConfigError
+        } else {
+            Status::Failed
+        };
+        report.set_status(status);
+        report.error = Some(e.to_string());
+        eprintln!("coldpath: error: {e}");
+    } else if let Some(why) = &report.error {
+        eprintln!("coldpath: {why}");
+    }
+    if let Err(e) = write_report(report, to) {
+        eprintln!("coldpath: error: {e:#}");
+        return Status::Failed.exit_code().max(report.exit_code);
+    }
+    report.exit_code
+}
+
+fn write_report(report: &RunReport, to: Option<&std::path::Path>) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(report)?;
+    match to {
+        Some(path) => std::fs::write(path, text + "\n")
+            .with_context(|| format!("writing the report to {}", path.display())),
+        None => {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{text}").context("writing the report to stdout")
+        }
+    }
+}
+
+async fn plan(args: PlanArgs) -> i32 {
+    let result = async {
+        let job = load_job(&args.job)?;
+        let prepared = pipeline::prepare(&job)?;
+        let listing = pipeline::list(&job, &prepared, args.date).await?;
+        Ok::<_, Error>((job, listing))
+    }
+    .await;
+    let (job, listing) = match result {
+        Ok(x) => x,
+        Err(e) => {
+            eprintln!("coldpath: error: {e}");
+            return if e.is_config() { 2 } else { 1 };
+        }
+    };
+    let bytes: u64 = listing.blobs.iter().map(|b| b.size).sum();
+    let plan = json!({
+        "job": job.name,
+        "date": args.date.to_string(),
+        "source": job.source,
+        "lake": job.lake,
+        "prefixes": listing.prefixes,
+        "blobs": listing.blobs.iter().map(|b| json!({
+            "path": b.path,
+            "bytes": b.size,
+            "partition_start": b.partition.start.to_rfc3339(),
+            "window": match b.window { coldpath::source::Window::Own => "own", coldpath::source::Window::LookAhead => "look_ahead" },
+        })).collect::<Vec<_>>(),
+        "blob_count": listing.blobs.len(),
+        "bytes": bytes,
+        "ignored": listing.ignored,
+        "replaces": [
+            format!("telemetry: event_date={}", args.date),
+            format!("rejects: run_date={}", args.date),
+        ],
+    });
+    match serde_json::to_string_pretty(&plan) {
+        Ok(text) => {
+            println!("{text}");
+            0
+        }
+        Err(e) => {
+            eprintln!("coldpath: error: {e}");
+            1
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! Timestamps as producers write them → microseconds since the epoch, UTC.
+//!
+//! ISO-8601 with `Z`, an offset, or none (= UTC), `T` or a space, 0-9 fractional
+//! digits (truncated to microseconds); or epoch seconds / milliseconds, as a
+//! number or a numeric string (|value| ≥ 1e11 reads as milliseconds).
+
+use chrono::NaiveDate;
+
+/// Epoch values at or above this magnitude are milliseconds (1e11 s is the year 5138).
+const MILLIS_THRESHOLD: f64 = 1e11;
+
+/// Parses a timestamp string to µs since the epoch.
+pub fn parse_str(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    if t.is_empty() {
+        return Err("empty timestamp".into());
+    }
+    if t.bytes()
+        .all(|b| b.is_ascii_digit() || b == b'.' || b == b'-')
+        && !t[1..].contains('-')
+    {
+        let v: f64 = t.parse().map_err(|_| format!("`{t}` is not a timestamp"))?;
+        return from_epoch(v);
+    }
+    parse_iso(t).ok_or_else(|| format!("`{t}` is not an ISO-8601 timestamp"))
+}
+
+/// Epoch seconds or milliseconds (by magnitude) to µs.
+pub fn from_epoch(v: f64) -> Result<i64, String> {
+    if !v.is_finite() {
+        return Err(format!("epoch value {v} is not finite"));
+    }
+    let us = if v.abs() >= MILLIS_THRESHOLD {
+        v * 1e3
+    } else {
+        v * 1e6
+    };
+    // Year 1 to 9999 in µs, so the value fits every downstream timestamp type.
+    if !(-62_135_596_800e6..=253_402_300_799e6).contains(&us) {
+        return Err(format!("epoch value {v} is out of range"));
+    }
+    Ok(us.round() as i64)
+}
+
+fn parse_iso(t: &str) -> Option<i64> {
+    let b = t.as_bytes();
+    let num = |from: usize, len: usize| -> Option<u32> {
+        let s = t.get(from..from + len)?;
+        s.bytes()
+            .all(|c| c.is_ascii_digit())
+            .then(|| s.parse().ok())?
+    };
+    // Date: YYYY-MM-DD
+    if b.len() < 16 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let date = NaiveDate::from_ymd_opt(num(0, 4)? as i32, num(5, 2)?, num(8, 2)?)?;
+    if !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' {
+        return None;
+    }
+    let (hour, minute) = (num(11, 2)?, num(14, 2)?);
+    let mut i = 16;
+    let mut second = 0;
+    if b.get(i) == Some(&b':') {
+        second = num(i + 1, 2)?;
+        i += 3;
+    }
+    let mut micros: i64 = 0;
+    if matches!(b.get(i), Some(b'.') | Some(b',')) {
+        let start = i + 1;
+        let mut end = start;
+        while end < b.len() && b[end].is_ascii_digit() {
+            end += 1;
+        }
+        let digits = &t[start..end];
+        if digits.is_empty() || digits.len() > 9 {
+            return None;
+        }
+        let mut padded = digits.to_string();
+        padded.truncate(6);
+        while padded.len() < 6 {
+            padded.push('0');
+        }
+        micros = padded.parse().ok()?;
+        i = end;
+    }
+    let offset_secs: i64 = match &t[i..] {
+        "" | "Z" | "z" => 0,
+        rest => {
+            let sign = match rest.as_bytes()[0] {
+                b'+' => 1,
+                b'-' => -1,
+                _ => return None,
+            };
+            let r = &rest[1..];
+            let (h, m) = match r.len() {
+                2 => (r.parse::<i64>().ok()?, 0),
+                4 => (r[..2].parse().ok()?, r[2..].parse().ok()?),
+                5 if r.as_bytes()[2] == b':' => (r[..2].parse().ok()?, r[3..].parse().ok()?),
+                _ => return None,
+            };
+            if h > 23 || m > 59 {
+                return None;
+            }
+            sign * (h * 3600 + m * 60)
+        }
+    };
+    // A leap second (:60) is refused by chrono here, which is what we want: it is not a valid instant.
+    let naive = date.and_hms_opt(hour, minute, second)?;
+    let secs = naive.and_utc().timestamp() - offset_secs;
+    Some(secs * 1_000_000 + micros)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{DateTime, Utc};
+
+    fn us(s: &str) -> i64 {
+        DateTime::parse_from_rfc3339(s)
+            .unwrap()
+            .with_timezone(&Utc)
+            .timestamp_micros()
+    }
+
+    #[test]
+    fn iso_variants() {
+        let base = us("2024-03-11T10:15:30Z");
+        assert_eq!(parse_str("2024-03-11T10:15:30Z").unwrap(), base);
+        assert_eq!(
+            parse_str("2024-03-11T10:15:30").unwrap(),
+            base,
+            "naive is UTC"
+        );
+        assert_eq!(parse_str("2024-03-11 10:15:30").unwrap(), base);
+        assert_eq!(parse_str("2024-03-11T11:15:30+01:00").unwrap(), base);
+        assert_eq!(parse_str("2024-03-11T05:15:30-0500").unwrap(), base);
+        assert_eq!(parse_str("2024-03-11T12:15:30+02").unwrap(), base);
+        assert_eq!(parse_str("2024-03-11T10:15Z").unwrap(), base - 30_000_000);
+        assert_eq!(
+            parse_str("2024-03-11T10:15:30.1234567Z").unwrap(),
+            base + 123_456,
+            "7 digits truncate to µs"
+        );
+        assert_eq!(parse_str("2024-03-11T10:15:30.5Z").unwrap(), base + 500_000);
+        assert_eq!(parse_str("2024-03-11T10:15:30.Z").ok(), None);
+    }
+
+    #[test]
+    fn epoch_seconds_and_millis() {
+        let base = us("2024-03-11T10:15:30Z");
+        assert_eq!(parse_str("1710152130").unwrap(), base);
+        assert_eq!(parse_str("1710152130000").unwrap(), base);
+        assert_eq!(parse_str("1710152130.25").unwrap(), base + 250_000);
+        assert_eq!(from_epoch(1_710_152_130_000.0).unwrap(), base);
+    }
+
+    #[test]
+    fn garbage_is_refused() {
+        for bad in [
+            "",
+            "yesterday",
+            "2024-13-01T00:00:00Z",
+            "2024-02-30T00:00:00Z",
+            "2024-03-11T25:00:00Z",
+            "2024-03-11T10:15:30+25:00",
+            "2024-03-11",
+            "2024-03-11T10:15:30 UTC",
+            "1e400",
+        ] {
+            assert!(parse_str(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! The run report: one JSON object that accounts for every record read, for schedulers and for people.
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// How a run ended; maps one-to-one onto the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Succeeded,
+    QualityGateFailed,
+    ConfigError,
+    Failed,
+}
+
+impl Status {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Status::Succeeded => 0,
+            Status::Failed => 1,
+            Status::ConfigError => 2,
+            Status::QualityGateFailed => 3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BlobStats {
+    /// Time-partition prefixes listed (the date's own and the look-ahead).
+    pub prefixes: usize,
+    pub listed: usize,
+    pub read: usize,
+    pub empty: usize,
+    /// Blobs under the prefixes whose path does not follow the layout (not read).
+    pub ignored: usize,
+    pub bytes: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Durations {
+    pub list_ms: u64,
+    pub read_ms: u64,
+    pub dedup_ms: u64,
+    pub write_ms: u64,
+    pub total_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableReport {
+    /// The partition replaced, e.g. `event_date=2024-03-11`.
+    pub partition: String,
+    pub rows: u64,
+    /// The table version the commit produced.
+    pub version: u64,
+}
+
+/// One run's report. `records_read = rows_written + rejected + duplicates + other_dates`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub job: String,
+    pub date: String,
+    pub run_id: String,
+    pub status: Status,
+    pub exit_code: i32,
+    pub source: String,
+    pub lake: String,
+    pub records_read: u64,
+    pub rows_written: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub other_dates: u64,
+    pub rejects_by_reason: BTreeMap<&'static str, u64>,
+    pub reject_ratio: f64,
+    pub max_reject_ratio: f64,
+    pub blobs: BlobStats,
+    pub durations: Durations,
+    pub tables: BTreeMap<&'static str, TableReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels_as_of: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl RunReport {
+    pub fn new(job: &str, date: &str, run_id: &str, source: &str, lake: &str) -> Self {
+        RunReport {
+            job: job.to_string(),
+            date: date.to_string(),
+            run_id: run_id.to_string(),
+            status: Status::Failed,
+            exit_code: 1,
+            source: source.to_string(),
+            lake: lake.to_string(),
+            records_read: 0,
+            rows_written: 0,
+            rejected: 0,
+            duplicates: 0,
+            other_dates: 0,
+            rejects_by_reason: crate::normalize::Reason::ALL
+                .iter()
+                .map(|r| (r.as_str(), 0))
+                .collect(),
+            reject_ratio: 0.0,
+            max_reject_ratio: 0.0,
+            blobs: BlobStats::default(),
+            durations: Durations::default(),
+            tables: BTreeMap::new(),
+            labels_as_of: None,
+            error: None,
+        }
+    }
+
+    pub fn set_status(&mut self, status: Status) {
+        self.status = status;
+        self.exit_code = status.exit_code();
+    }
+
+    /// Whether every record read is accounted for.
+    pub fn balances(&self) -> bool {
+        self.records_read == self.rows_written + self.rejected + self.duplicates + self.other_dates
+    }
+}

@@ -1,0 +1,254 @@
+//! The sink stage: Polars frames → Delta tables, one date's partition replaced per atomic commit.
+//!
+//! Frames cross from Polars' arrow to deltalake's arrow-rs through the Arrow C
+//! Data Interface (no copy of the buffers), then are cast to the table's
+//! declared schema, so the Delta schema is decided here and nowhere else:
+//! `timestamp` (UTC-adjusted, never `timestamp_ntz`), protocol 1/2, Snappy.
+
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use deltalake::arrow::array::{make_array, ArrayRef, RecordBatch};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::arrow::ffi::{from_ffi, FFI_ArrowArray, FFI_ArrowSchema};
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::protocol::SaveMode;
+use deltalake::DeltaTable;
+use polars::prelude::{CompatLevel, DataFrame};
+use url::Url;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("lake `{lake}`: {message}")]
+    Lake { lake: String, message: String },
+    #[error("table `{table}`: column `{column}`: {message}")]
+    Column {
+        table: &'static str,
+        column: String,
+        message: String,
+    },
+    #[error("table `{table}` at {url}: {source}")]
+    Delta {
+        table: &'static str,
+        url: String,
+        source: Box<deltalake::DeltaTableError>,
+    },
+}
+
+impl SinkError {
+    pub fn is_config(&self) -> bool {
+        matches!(self, SinkError::Lake { .. })
+    }
+}
+
+/// Target size of the Parquet files the writer produces.
+pub const TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
+
+/// A table of the lake: its name (folder), partition column and Arrow schema.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    pub name: &'static str,
+    pub partition: &'static str,
+    pub schema: SchemaRef,
+}
+
+fn utc_ts() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// `telemetry` (silver), CONTRACT.md §2.
+pub fn telemetry_table() -> TableSpec {
+    TableSpec {
+        name: "telemetry",
+        partition: "event_date",
+        schema: Arc::new(Schema::new(vec![
+            Field::new("device_id", DataType::Utf8, false),
+            Field::new("device_type", DataType::Utf8, true),
+            Field::new("event_time", utc_ts(), false),
+            Field::new("temperature", DataType::Float64, true),
+            Field::new("pressure", DataType::Float64, true),
+            Field::new("vibration", DataType::Float64, true),
+            Field::new("priority", DataType::Utf8, true),
+            Field::new("message_id", DataType::Utf8, true),
+            Field::new("enqueued_time", utc_ts(), true),
+            Field::new("source_file", DataType::Utf8, true),
+            Field::new("ingested_at", utc_ts(), true),
+            Field::new("run_id", DataType::Utf8, true),
+            Field::new("event_date", DataType::Date32, true),
+        ])),
+    }
+}
+
+/// `rejects` (quarantine), CONTRACT.md §2.
+pub fn rejects_table() -> TableSpec {
+    TableSpec {
+        name: "rejects",
+        partition: "run_date",
+        schema: Arc::new(Schema::new(vec![
+            Field::new("run_date", DataType::Date32, true),
+            Field::new("source_file", DataType::Utf8, true),
+            Field::new("line", DataType::Int64, true),
+            Field::new("reason", DataType::Utf8, true),
+            Field::new("detail", DataType::Utf8, true),
+            Field::new("raw", DataType::Utf8, true),
+            Field::new("run_id", DataType::Utf8, true),
+        ])),
+    }
+}
+
+/// The lake: a folder or URL holding the tables.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    pub url: Url,
+    pub location: String,
+}
+
+impl Lake {
+    /// A lake at a local path (created when missing) or an `az://`, `abfss://`, `https://`, `file://` URL.
+    pub fn open(location: &str) -> Result<Lake, SinkError> {
+        let err = |message: String| SinkError::Lake {
+            lake: location.to_string(),
+            message,
+        };
+        let url = if location.contains("://") {
+            Url::parse(location).map_err(|e| err(e.to_string()))?
+        } else {
+            std::fs::create_dir_all(location).map_err(|e| err(e.to_string()))?;
+            let abs = std::fs::canonicalize(location).map_err(|e| err(e.to_string()))?;
+            Url::from_directory_path(&abs).map_err(|_| err("not an absolute path".into()))?
+        };
+        let mut url = url;
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        Ok(Lake {
+            url,
+            location: location.to_string(),
+        })
+    }
+
+    pub fn table_url(&self, table: &str) -> Result<Url, SinkError> {
+        self.url
+            .join(&format!("{table}/"))
+            .map_err(|e| SinkError::Lake {
+                lake: self.location.clone(),
+                message: e.to_string(),
+            })
+    }
+}
+
+/// Who wrote a commit: lands in `commitInfo.userMetadata` as JSON.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CommitMeta {
+    pub run_id: String,
+    pub job: String,
+    pub date: String,
+}
+
+/// Moves a Polars frame into one Arrow record batch of `spec`'s schema.
+pub fn to_record_batch(spec: &TableSpec, df: &mut DataFrame) -> Result<RecordBatch, SinkError> {
+    let col_err = |column: &str, message: String| SinkError::Column {
+        table: spec.name,
+        column: column.to_string(),
+        message,
+    };
+    if df.height() == 0 {
+        return Ok(RecordBatch::new_empty(spec.schema.clone()));
+    }
+    df.rechunk_mut_par();
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(spec.schema.fields().len());
+    for field in spec.schema.fields() {
+        let name = field.name();
+        let column = df.column(name).map_err(|e| col_err(name, e.to_string()))?;
+        let series = column.as_materialized_series();
+        let array = polars_to_arrow_rs(series).map_err(|m| col_err(name, m))?;
+        let array = if array.data_type() == field.data_type() {
+            array
+        } else {
+            cast(&array, field.data_type()).map_err(|e| col_err(name, e.to_string()))?
+        };
+        arrays.push(array);
+    }
+    RecordBatch::try_new(spec.schema.clone(), arrays).map_err(|e| SinkError::Column {
+        table: spec.name,
+        column: "*".into(),
+        message: e.to_string(),
+    })
+}
+
+/// One single-chunk Polars series → an arrow-rs array, through the C Data Interface.
+fn polars_to_arrow_rs(series: &polars::prelude::Series) -> Result<ArrayRef, String> {
+    let compat = CompatLevel::oldest();
+    let array = series.to_arrow(0, compat);
+    let field = series.field().to_arrow(compat);
+    let c_array = polars_arrow::ffi::export_array_to_c(array);
+    let c_schema = polars_arrow::ffi::export_field_to_c(&field);
+    // SAFETY: both structs are the C Data Interface's ArrowArray / ArrowSchema
+    // (#[repr(C)], same layout); ownership moves to arrow-rs, whose release
+    // callback frees the buffers exactly once.
+    let (ffi_array, ffi_schema) = unsafe {
+        (
+            std::mem::transmute::<polars_arrow::ffi::ArrowArray, FFI_ArrowArray>(c_array),
+            std::mem::transmute::<polars_arrow::ffi::ArrowSchema, FFI_ArrowSchema>(c_schema),
+        )
+    };
+    // SAFETY: the array and schema were just exported by polars and describe each other.
+    let data = unsafe { from_ffi(ffi_array, &ffi_schema) }.map_err(|e| e.to_string())?;
+    Ok(make_array(data))
+}
+
+/// Replaces `spec.partition = date` of the table with `batch` in one commit; returns the new version.
+pub async fn replace_partition(
+    lake: &Lake,
+    spec: &TableSpec,
+    date: NaiveDate,
+    batch: RecordBatch,
+    meta: &CommitMeta,
+) -> Result<u64, SinkError> {
+    let url = lake.table_url(spec.name)?;
+    let delta_err = |source: deltalake::DeltaTableError| SinkError::Delta {
+        table: spec.name,
+        url: url.to_string(),
+        source: Box::new(source),
+    };
+    let table = DeltaTable::try_from_url(url.clone())
+        .await
+        .map_err(delta_err)?;
+    let user_metadata = serde_json::to_string(meta).unwrap_or_default();
+    let commit = CommitProperties::default().with_metadata([
+        (
+            "userMetadata".to_string(),
+            serde_json::Value::String(user_metadata),
+        ),
+        (
+            "coldpath.run_id".to_string(),
+            serde_json::Value::String(meta.run_id.clone()),
+        ),
+    ]);
+    let writer = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    let table = table
+        .write([batch])
+        .with_save_mode(SaveMode::Overwrite)
+        .with_partition_columns([spec.partition])
+        .with_replace_where(format!(
+            "{} = '{}'",
+            spec.partition,
+            date.format("%Y-%m-%d")
+        ))
+        .with_writer_properties(writer)
+        .with_target_file_size(NonZeroU64::new(TARGET_FILE_SIZE))
+        .with_commit_properties(commit)
+        .with_table_name(spec.name)
+        .await
+        .map_err(delta_err)?;
+    table.version().ok_or_else(|| SinkError::Lake {
+        lake: lake.location.clone(),
+        message: format!("table `{}` has no version after the commit", spec.name),
+    })
+}

@@ -1,0 +1,545 @@
+//! Blob bytes → records with line numbers: line-separated JSON, JSON arrays, CSV, gzip, BOMs, cut-off tails.
+//!
+//! Decoding is record by record (not Polars' readers) because the contract needs
+//! a reject per bad record with its line and raw text, case-insensitive alias
+//! matching, and the complete records of a blob that is still being appended.
+
+use std::borrow::Cow;
+use std::io::Read;
+
+use base64::Engine;
+use serde_json::{Map, Value};
+
+/// What a blob holds, from its name or, failing that, its first byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    JsonLines,
+    JsonArray,
+    Csv,
+}
+
+/// One record as read: where it stands, its raw text, and its fields (or why it has none).
+pub struct Record<'a> {
+    /// 1-based line of the (decompressed) blob where the record starts.
+    pub line: u64,
+    pub raw: &'a str,
+    pub fields: Result<Fields<'a>, String>,
+}
+
+/// The fields of one record.
+pub enum Fields<'a> {
+    Json(Map<String, Value>),
+    /// An IoT Hub routing envelope: telemetry in `Body`, metadata around it.
+    Envelope {
+        envelope: Map<String, Value>,
+        body: Map<String, Value>,
+    },
+    Csv {
+        headers: &'a [String],
+        values: Vec<String>,
+    },
+}
+
+/// A field's value as found, before typing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Found<'v> {
+    Missing,
+    Str(&'v str),
+    Num(&'v serde_json::Number),
+    Bool(bool),
+    /// An object or array where a scalar was expected.
+    Nested,
+}
+
+impl Fields<'_> {
+    /// The value of the first alias present and non-null (names match case-insensitively).
+    pub fn get(&self, aliases: &[String]) -> Found<'_> {
+        for alias in aliases {
+            let found = match self {
+                Fields::Json(map) => lookup(map, alias),
+                Fields::Envelope { envelope, body } => match lookup(body, alias) {
+                    Found::Missing => lookup(envelope, alias),
+                    f => f,
+                },
+                Fields::Csv { headers, values } => headers
+                    .iter()
+                    .position(|h| h.eq_ignore_ascii_case(alias))
+                    .and_then(|i| values.get(i))
+                    .filter(|v| !v.is_empty())
+                    .map_or(Found::Missing, |v| Found::Str(v)),
+            };
+            if found != Found::Missing {
+                return found;
+            }
+        }
+        Found::Missing
+    }
+}
+
+fn get_ci<'m>(map: &'m Map<String, Value>, key: &str) -> Option<&'m Value> {
+    map.get(key).or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
+}
+
+/// A flat key first (`IoTHub.MessageId` as one name), then a path into nested objects.
+fn lookup<'m>(map: &'m Map<String, Value>, alias: &str) -> Found<'m> {
+    let value = get_ci(map, alias).or_else(|| {
+        let mut parts = alias.split('.');
+        let first = parts.next()?;
+        let mut cur = get_ci(map, first)?;
+        let mut nested = false;
+        for p in parts {
+            cur = get_ci(cur.as_object()?, p)?;
+            nested = true;
+        }
+        nested.then_some(cur)
+    });
+    match value {
+        None | Some(Value::Null) => Found::Missing,
+        Some(Value::String(s)) => Found::Str(s),
+        Some(Value::Number(n)) => Found::Num(n),
+        Some(Value::Bool(b)) => Found::Bool(*b),
+        Some(_) => Found::Nested,
+    }
+}
+
+/// The blob's format from its name (`.gz` stripped); None for names without a known extension.
+pub fn format_from_name(path: &str) -> Result<Option<Format>, String> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let name = name.strip_suffix(".gz").unwrap_or(name);
+    let ext = match name.rsplit_once('.') {
+        Some((_, ext)) => ext.to_ascii_lowercase(),
+        None => return Ok(None),
+    };
+    match ext.as_str() {
+        "csv" => Ok(Some(Format::Csv)),
+        "json" | "jsonl" | "ndjson" => Ok(None), // lines or array: sniffed from the content
+        other if other.chars().all(|c| c.is_ascii_digit()) => Ok(None), // e.g. `…_1.0`
+        other => Err(format!("unsupported file type `.{other}`")),
+    }
+}
+
+/// Decompresses gzip (by magic bytes) and strips a UTF-8 BOM.
+pub fn unwrap_bytes(bytes: &[u8]) -> Result<Cow<'_, [u8]>, String> {
+    let data: Cow<[u8]> = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::with_capacity(bytes.len() * 4);
+        flate2::read::MultiGzDecoder::new(bytes)
+            .read_to_end(&mut out)
+            .map_err(|e| format!("gzip: {e}"))?;
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(bytes)
+    };
+    Ok(match data {
+        Cow::Borrowed(b) => Cow::Borrowed(b.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(b)),
+        Cow::Owned(mut v) => {
+            if v.starts_with(b"\xEF\xBB\xBF") {
+                v.drain(..3);
+            }
+            Cow::Owned(v)
+        }
+    })
+}
+
+/// JSON content is an array or lines, by its first non-blank byte.
+pub fn sniff_json(data: &[u8]) -> Format {
+    match data.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => Format::JsonArray,
+        _ => Format::JsonLines,
+    }
+}
+
+/// Calls `f` for every record of `data` (already unwrapped). Errors are whole-file problems.
+pub fn for_each_record(
+    data: &[u8],
+    format: Format,
+    mut f: impl FnMut(Record<'_>),
+) -> Result<(), String> {
+    match format {
+        Format::JsonLines => {
+            json_lines(data, &mut f);
+            Ok(())
+        }
+        Format::JsonArray => json_array(data, &mut f),
+        Format::Csv => csv_records(data, &mut f),
+    }
+}
+
+fn json_lines(data: &[u8], f: &mut impl FnMut(Record<'_>)) {
+    for (i, line) in data.split(|b| *b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        let lineno = i as u64 + 1;
+        match std::str::from_utf8(line) {
+            Ok(text) => f(Record {
+                line: lineno,
+                raw: text,
+                fields: parse_object(text),
+            }),
+            Err(e) => {
+                let lossy = String::from_utf8_lossy(line);
+                f(Record {
+                    line: lineno,
+                    raw: &lossy,
+                    fields: Err(format!("invalid UTF-8: {e}")),
+                })
+            }
+        }
+    }
+}
+
+/// A JSON text as a record's fields; a bare `NaN` (as Python writes it) reads as null.
+fn parse_object(text: &str) -> Result<Fields<'static>, String> {
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(first) => match nan_to_null(text) {
+            Cow::Owned(fixed) => serde_json::from_str(&fixed).map_err(|_| first.to_string())?,
+            Cow::Borrowed(_) => return Err(first.to_string()),
+        },
+    };
+    fields_of(value)
+}
+
+fn fields_of(value: Value) -> Result<Fields<'static>, String> {
+    let Value::Object(map) = value else {
+        return Err(format!("not a JSON object but {}", kind(&value)));
+    };
+    let body_key = map.keys().find(|k| k.eq_ignore_ascii_case("Body")).cloned();
+    let is_envelope = body_key.is_some()
+        && map.keys().any(|k| {
+            k.eq_ignore_ascii_case("SystemProperties") || k.eq_ignore_ascii_case("EnqueuedTimeUtc")
+        });
+    match body_key {
+        Some(key) if is_envelope => {
+            let mut envelope = map;
+            let body = envelope.remove(&key).unwrap_or(Value::Null);
+            let body = match body {
+                Value::Object(b) => b,
+                Value::String(s) => decode_body(&s)?,
+                other => return Err(format!("envelope Body is {}", kind(&other))),
+            };
+            Ok(Fields::Envelope { envelope, body })
+        }
+        _ => Ok(Fields::Json(map)),
+    }
+}
+
+/// An envelope Body sent without a content type: base64 of UTF-8 JSON.
+fn decode_body(s: &str) -> Result<Map<String, Value>, String> {
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(s.trim())
+        .map_err(|e| format!("envelope Body is not base64: {e}"))?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|e| format!("envelope Body is not UTF-8: {e}"))?;
+    match serde_json::from_str(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(other) => Err(format!("envelope Body holds {}", kind(&other))),
+        Err(e) => Err(format!("envelope Body is not JSON: {e}")),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Replaces bare `NaN` tokens (outside strings) with `null`; borrowed when there are none.
+fn nan_to_null(text: &str) -> Cow<'_, str> {
+    if !text.contains("NaN") {
+        return Cow::Borrowed(text);
+    }
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let (mut in_str, mut escaped, mut i, mut changed) = (false, false, 0, false);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+        } else if b == b'"' {
+            in_str = true;
+        } else if text[i..].starts_with("NaN") {
+            out.push_str("null");
+            i += 3;
+            changed = true;
+            continue;
+        }
+        // Copy one whole UTF-8 character.
+        let len = text[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&text[i..i + len]);
+        i += len;
+    }
+    if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// A JSON array read element by element, so a cut-off tail costs only the cut record.
+fn json_array(data: &[u8], f: &mut impl FnMut(Record<'_>)) -> Result<(), String> {
+    let text = std::str::from_utf8(data).map_err(|e| format!("invalid UTF-8: {e}"))?;
+    let text = nan_to_null(text);
+    let text = text.as_ref();
+    let line_at = |pos: usize| 1 + text[..pos].bytes().filter(|b| *b == b'\n').count() as u64;
+    let skip_ws = |mut p: usize| {
+        while p < text.len() && text.as_bytes()[p].is_ascii_whitespace() {
+            p += 1;
+        }
+        p
+    };
+    let mut pos = skip_ws(0);
+    if text.as_bytes().get(pos) != Some(&b'[') {
+        return Err("JSON array expected".into());
+    }
+    pos = skip_ws(pos + 1);
+    if text.as_bytes().get(pos) == Some(&b']') {
+        return Ok(());
+    }
+    loop {
+        if pos >= text.len() {
+            return Ok(()); // cut right after a comma: nothing more was written
+        }
+        let mut stream = serde_json::Deserializer::from_str(&text[pos..]).into_iter::<Value>();
+        match stream.next() {
+            Some(Ok(value)) => {
+                let end = pos + stream.byte_offset();
+                f(Record {
+                    line: line_at(pos),
+                    raw: &text[pos..end],
+                    fields: fields_of(value),
+                });
+                pos = skip_ws(end);
+                match text.as_bytes().get(pos) {
+                    Some(b',') => pos = skip_ws(pos + 1),
+                    Some(b']') | None => return Ok(()), // closed, or cut between elements
+                    Some(_) => {
+                        f(Record {
+                            line: line_at(pos),
+                            raw: text[pos..].trim_end(),
+                            fields: Err("expected `,` or `]` after an array element".into()),
+                        });
+                        return Ok(());
+                    }
+                }
+            }
+            Some(Err(e)) => {
+                // A cut element (EOF) or a broken one: the rest cannot be re-synchronised.
+                let why = if e.is_eof() {
+                    "record cut off before its end (blob still being written?)".to_string()
+                } else {
+                    e.to_string()
+                };
+                f(Record {
+                    line: line_at(pos),
+                    raw: text[pos..].trim_end(),
+                    fields: Err(why),
+                });
+                return Ok(());
+            }
+            None => return Ok(()),
+        }
+    }
+}
+
+fn csv_records(data: &[u8], f: &mut impl FnMut(Record<'_>)) -> Result<(), String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .from_reader(data);
+    let headers: Vec<String> = reader
+        .byte_headers()
+        .map_err(|e| format!("CSV header: {e}"))?
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).trim().to_string())
+        .collect();
+    let mut record = csv::ByteRecord::new();
+    // Line numbers from byte offsets (counted incrementally), so they match what an editor shows.
+    let (mut counted_to, mut line) = (0usize, 1u64);
+    let mut line_at = |byte: usize| {
+        let byte = byte.min(data.len());
+        line += data[counted_to..byte]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count() as u64;
+        counted_to = byte;
+        line
+    };
+    loop {
+        let before = reader.position().byte() as usize;
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => return Ok(()),
+            Ok(true) => {
+                let mut start = record.position().map_or(before, |p| p.byte() as usize);
+                // After a `\r\n` terminator the reader's position can stand on the `\n`.
+                while matches!(data.get(start), Some(b'\r' | b'\n')) {
+                    start += 1;
+                }
+                let end = (reader.position().byte() as usize).min(data.len());
+                let raw = String::from_utf8_lossy(data.get(start..end).unwrap_or_default());
+                let raw = raw.trim_end_matches(['\r', '\n']);
+                let fields = if record.len() != headers.len() {
+                    Err(format!(
+                        "{} fields where the header has {}",
+                        record.len(),
+                        headers.len()
+                    ))
+                } else {
+                    record
+                        .iter()
+                        .map(|v| {
+                            std::str::from_utf8(v)
+                                .map(|s| s.trim().to_string())
+                                .map_err(|e| format!("invalid UTF-8: {e}"))
+                        })
+                        .collect::<Result<Vec<_>, _>>()
+                        .map(|values| Fields::Csv {
+                            headers: &headers,
+                            values,
+                        })
+                };
+                f(Record {
+                    line: line_at(start),
+                    raw,
+                    fields,
+                });
+            }
+            Err(e) => {
+                f(Record {
+                    line: line_at(before),
+                    raw: "",
+                    fields: Err(format!("CSV: {e}")),
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(data: &[u8], format: Format) -> Vec<(u64, String, Result<String, String>)> {
+        let mut out = Vec::new();
+        for_each_record(data, format, |r| {
+            let dev = r.fields.map(|f| match f.get(&["deviceId".to_string()]) {
+                Found::Str(s) => s.to_string(),
+                other => format!("{other:?}"),
+            });
+            out.push((r.line, r.raw.to_string(), dev));
+        })
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn json_lines_skip_blanks_and_keep_line_numbers() {
+        let data = b"{\"deviceId\":\"a\"}\n\n{\"DEVICEID\":\"b\"}\r\n{\"deviceId\":\"c\"";
+        let recs = collect(data, Format::JsonLines);
+        assert_eq!(recs.len(), 3);
+        assert_eq!((recs[0].0, recs[0].2.clone()), (1, Ok("a".into())));
+        assert_eq!((recs[1].0, recs[1].2.clone()), (3, Ok("b".into())));
+        assert_eq!(recs[2].0, 4);
+        assert!(recs[2].2.is_err(), "a cut last line is malformed");
+        assert_eq!(recs[2].1, "{\"deviceId\":\"c\"");
+    }
+
+    #[test]
+    fn bare_nan_reads_as_null_but_not_inside_strings() {
+        let recs = collect(
+            b"{\"deviceId\":\"NaN-1\",\"vibration\":NaN}\n",
+            Format::JsonLines,
+        );
+        assert_eq!(recs[0].2, Ok("NaN-1".into()));
+    }
+
+    #[test]
+    fn array_cut_before_bracket_yields_complete_records_and_one_reject() {
+        let data = b"[\n{\"deviceId\":\"a\"},\n{\"deviceId\":\"b\"},\n{\"deviceId\":\"c\", \"tem";
+        let recs = collect(data, Format::JsonArray);
+        assert_eq!(recs.len(), 3);
+        assert_eq!((recs[0].0, recs[0].2.clone()), (2, Ok("a".into())));
+        assert_eq!((recs[1].0, recs[1].2.clone()), (3, Ok("b".into())));
+        assert_eq!(recs[2].0, 4);
+        assert!(recs[2].2.as_ref().unwrap_err().contains("cut off"));
+        // Cut right after a complete element: nothing is lost, nothing rejected.
+        let recs = collect(b"[{\"deviceId\":\"a\"},", Format::JsonArray);
+        assert_eq!(recs.len(), 1);
+        assert!(collect(b"[ ]", Format::JsonArray).is_empty());
+    }
+
+    #[test]
+    fn csv_matches_headers_case_insensitively_and_flags_short_rows() {
+        let data = b"DeviceID,temperature\r\nd1,20.5\nd2\n";
+        let recs = collect(data, Format::Csv);
+        assert_eq!(recs.len(), 2);
+        assert_eq!((recs[0].0, recs[0].2.clone()), (2, Ok("d1".into())));
+        assert_eq!(recs[0].1, "d1,20.5");
+        assert_eq!(recs[1].0, 3);
+        assert!(recs[1].2.is_err());
+    }
+
+    #[test]
+    fn gzip_and_bom_are_unwrapped() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(b"\xEF\xBB\xBF{\"deviceId\":\"z\"}\n")
+            .unwrap();
+        let gz = enc.finish().unwrap();
+        let data = unwrap_bytes(&gz).unwrap();
+        assert_eq!(&data[..1], b"{");
+        assert!(unwrap_bytes(&[0x1f, 0x8b, 0, 1, 2]).is_err());
+    }
+
+    #[test]
+    fn envelope_body_object_and_base64() {
+        let body = base64::engine::general_purpose::STANDARD.encode(br#"{"temperature":21}"#);
+        let line = format!(
+            r#"{{"EnqueuedTimeUtc":"2024-03-11T10:00:00Z","SystemProperties":{{"connectionDeviceId":"dev-9","messageId":"m1"}},"Properties":{{}},"Body":"{body}"}}"#
+        );
+        let mut seen = Vec::new();
+        for_each_record(line.as_bytes(), Format::JsonLines, |r| {
+            let f = r.fields.unwrap();
+            let dev = f.get(&[
+                "deviceId".to_string(),
+                "SystemProperties.connectionDeviceId".to_string(),
+            ]);
+            let t = f.get(&["temperature".to_string()]);
+            seen.push((format!("{dev:?}"), format!("{t:?}")));
+        })
+        .unwrap();
+        assert_eq!(seen[0].0, "Str(\"dev-9\")");
+        assert!(seen[0].1.starts_with("Num("));
+        let bad = r#"{"EnqueuedTimeUtc":"2024-03-11T10:00:00Z","SystemProperties":{},"Body":"!!notbase64"}"#;
+        for_each_record(bad.as_bytes(), Format::JsonLines, |r| {
+            assert!(r.fields.is_err())
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn formats_from_names() {
+        assert_eq!(format_from_name("a/b/x.csv.gz").unwrap(), Some(Format::Csv));
+        assert_eq!(format_from_name("a/b/x.json").unwrap(), None);
+        assert_eq!(format_from_name("hub/0/2024/03/11/10/05").unwrap(), None);
+        assert!(format_from_name("a/x.parquet").is_err());
+        assert_eq!(sniff_json(b"  \n[{}]"), Format::JsonArray);
+        assert_eq!(sniff_json(b"{}"), Format::JsonLines);
+    }
+}

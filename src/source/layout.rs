@@ -1,0 +1,292 @@
+//! Layout templates (`telemetry/{yyyy}/{MM}/{dd}/{HH}/`): which prefixes hold a time window, and which partition a blob is in.
+//!
+//! Listing is driven by the template so a run lists only the time-partition
+//! prefixes it needs, never the whole container.
+
+use chrono::{DateTime, Duration, NaiveDate, TimeZone, Timelike, Utc};
+
+#[derive(Debug, thiserror::Error)]
+#[error("layout `{layout}`: {message}")]
+pub struct LayoutError {
+    layout: String,
+    message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Token {
+    Year,
+    Month,
+    Day,
+    Hour,
+    Minute,
+}
+
+impl Token {
+    fn width(self) -> usize {
+        match self {
+            Token::Year => 4,
+            _ => 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Segment {
+    Literal(String),
+    Time(Token),
+}
+
+/// A parsed layout template.
+#[derive(Debug, Clone)]
+pub struct Layout {
+    segments: Vec<Segment>,
+    finest: Token,
+}
+
+/// A blob's time partition: `[start, start + width)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Partition {
+    pub start: DateTime<Utc>,
+    pub width: Duration,
+}
+
+impl Partition {
+    pub fn end(&self) -> DateTime<Utc> {
+        self.start + self.width
+    }
+}
+
+impl Layout {
+    pub fn parse(template: &str) -> Result<Layout, LayoutError> {
+        let err = |message: String| LayoutError {
+            layout: template.to_string(),
+            message,
+        };
+        let mut segments = Vec::new();
+        let mut rest = template;
+        while let Some(open) = rest.find('{') {
+            if open > 0 {
+                segments.push(Segment::Literal(rest[..open].to_string()));
+            }
+            let close = rest[open..]
+                .find('}')
+                .ok_or_else(|| err("a `{` has no closing `}`".into()))?
+                + open;
+            let token = match &rest[open + 1..close] {
+                "yyyy" => Token::Year,
+                "MM" => Token::Month,
+                "dd" => Token::Day,
+                "HH" => Token::Hour,
+                "mm" => Token::Minute,
+                other => {
+                    return Err(err(format!(
+                        "unknown token `{{{other}}}` (known: {{yyyy}} {{MM}} {{dd}} {{HH}} {{mm}})"
+                    )))
+                }
+            };
+            if segments.contains(&Segment::Time(token)) {
+                return Err(err(format!("token {token:?} appears twice")));
+            }
+            segments.push(Segment::Time(token));
+            rest = &rest[close + 1..];
+        }
+        if !rest.is_empty() {
+            segments.push(Segment::Literal(rest.to_string()));
+        }
+        let has = |t| segments.contains(&Segment::Time(t));
+        for (t, name) in [
+            (Token::Year, "{yyyy}"),
+            (Token::Month, "{MM}"),
+            (Token::Day, "{dd}"),
+        ] {
+            if !has(t) {
+                return Err(err(format!("needs {name}")));
+            }
+        }
+        if has(Token::Minute) && !has(Token::Hour) {
+            return Err(err("{mm} needs {HH}".into()));
+        }
+        let finest = if has(Token::Minute) {
+            Token::Minute
+        } else if has(Token::Hour) {
+            Token::Hour
+        } else {
+            Token::Day
+        };
+        Ok(Layout { segments, finest })
+    }
+
+    /// The width of one time partition of this layout.
+    pub fn partition_width(&self) -> Duration {
+        match self.finest {
+            Token::Minute => Duration::minutes(1),
+            Token::Hour => Duration::hours(1),
+            _ => Duration::days(1),
+        }
+    }
+
+    /// The step between listed prefixes: hourly for hour and minute layouts (a
+    /// minute layout is listed an hour at a time), daily for day layouts.
+    fn list_step(&self) -> (Token, Duration) {
+        if self.finest >= Token::Hour {
+            (Token::Hour, Duration::hours(1))
+        } else {
+            (Token::Day, Duration::days(1))
+        }
+    }
+
+    /// The distinct directory prefixes (relative to the source) that hold every
+    /// partition overlapping `[from, to)`, in time order.
+    pub fn prefixes(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<String> {
+        let (level, step) = self.list_step();
+        let mut t = truncate(from, level);
+        let mut out: Vec<String> = Vec::new();
+        while t < to {
+            let p = self.render_prefix(t, level);
+            if out.last() != Some(&p) {
+                out.push(p);
+            }
+            t += step;
+        }
+        out.dedup();
+        out
+    }
+
+    /// Renders the template up to the first token finer than `level`, cut back to a directory.
+    fn render_prefix(&self, t: DateTime<Utc>, level: Token) -> String {
+        let mut s = String::new();
+        for seg in &self.segments {
+            match seg {
+                Segment::Literal(l) => s.push_str(l),
+                Segment::Time(tok) if *tok > level => break,
+                Segment::Time(tok) => s.push_str(&render(t, *tok)),
+            }
+        }
+        match s.rfind('/') {
+            Some(i) => s.truncate(i + 1),
+            None => s.clear(),
+        }
+        s
+    }
+
+    /// The time partition of a blob at `path` (relative to the source), or None
+    /// when the path does not follow the layout.
+    pub fn partition_of(&self, path: &str) -> Option<Partition> {
+        let mut rest = path;
+        let (mut y, mut mo, mut d, mut h, mut mi) = (0i32, 1u32, 1u32, 0u32, 0u32);
+        for seg in &self.segments {
+            match seg {
+                Segment::Literal(l) => rest = rest.strip_prefix(l.as_str())?,
+                Segment::Time(tok) => {
+                    let w = tok.width();
+                    let digits = rest.get(..w)?;
+                    if !digits.bytes().all(|b| b.is_ascii_digit()) {
+                        return None;
+                    }
+                    let n: u32 = digits.parse().ok()?;
+                    match tok {
+                        Token::Year => y = n as i32,
+                        Token::Month => mo = n,
+                        Token::Day => d = n,
+                        Token::Hour => h = n,
+                        Token::Minute => mi = n,
+                    }
+                    rest = &rest[w..];
+                }
+            }
+        }
+        let start = NaiveDate::from_ymd_opt(y, mo, d)?.and_hms_opt(h, mi, 0)?;
+        Some(Partition {
+            start: Utc.from_utc_datetime(&start),
+            width: self.partition_width(),
+        })
+    }
+}
+
+fn truncate(t: DateTime<Utc>, level: Token) -> DateTime<Utc> {
+    let t = t.with_nanosecond(0).unwrap_or(t);
+    let t = t.with_second(0).unwrap_or(t).with_minute(0).unwrap_or(t);
+    if level == Token::Day {
+        t.with_hour(0).unwrap_or(t)
+    } else {
+        t
+    }
+}
+
+fn render(t: DateTime<Utc>, tok: Token) -> String {
+    match tok {
+        Token::Year => t.format("%Y").to_string(),
+        Token::Month => t.format("%m").to_string(),
+        Token::Day => t.format("%d").to_string(),
+        Token::Hour => t.format("%H").to_string(),
+        Token::Minute => t.format("%M").to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn hourly_prefixes_cover_the_day_and_look_ahead() {
+        let l = Layout::parse("telemetry/{yyyy}/{MM}/{dd}/{HH}/").unwrap();
+        let p = l.prefixes(at("2024-03-11T00:00:00Z"), at("2024-03-12T02:00:00Z"));
+        assert_eq!(p.len(), 26);
+        assert_eq!(p[0], "telemetry/2024/03/11/00/");
+        assert_eq!(p[23], "telemetry/2024/03/11/23/");
+        assert_eq!(p[25], "telemetry/2024/03/12/01/");
+    }
+
+    #[test]
+    fn hive_day_layout_lists_days() {
+        let l = Layout::parse("telemetry/year={yyyy}/month={MM}/day={dd}/").unwrap();
+        let p = l.prefixes(at("2024-03-11T00:00:00Z"), at("2024-03-12T02:00:00Z"));
+        assert_eq!(
+            p,
+            vec![
+                "telemetry/year=2024/month=03/day=11/",
+                "telemetry/year=2024/month=03/day=12/"
+            ]
+        );
+        let part = l
+            .partition_of("telemetry/year=2024/month=03/day=12/part-0.json")
+            .unwrap();
+        assert_eq!(part.start, at("2024-03-12T00:00:00Z"));
+        assert_eq!(part.width, Duration::days(1));
+    }
+
+    #[test]
+    fn minute_layout_is_listed_hourly() {
+        let l = Layout::parse("hub/{yyyy}/{MM}/{dd}/{HH}/{mm}").unwrap();
+        let p = l.prefixes(at("2024-03-11T00:00:00Z"), at("2024-03-11T02:00:00Z"));
+        assert_eq!(p, vec!["hub/2024/03/11/00/", "hub/2024/03/11/01/"]);
+        let part = l.partition_of("hub/2024/03/11/01/07").unwrap();
+        assert_eq!(part.start, at("2024-03-11T01:07:00Z"));
+        assert_eq!(part.end(), at("2024-03-11T01:08:00Z"));
+    }
+
+    #[test]
+    fn partition_of_reads_the_hour() {
+        let l = Layout::parse("telemetry/{yyyy}/{MM}/{dd}/{HH}/").unwrap();
+        let p = l
+            .partition_of("telemetry/2024/03/11/23/0_abc_1.json")
+            .unwrap();
+        assert_eq!(p.start, at("2024-03-11T23:00:00Z"));
+        assert_eq!(p.end(), at("2024-03-12T00:00:00Z"));
+        assert!(l.partition_of("telemetry/2024/3/11/23/x.json").is_none());
+        assert!(l.partition_of("reference/maintenance.csv").is_none());
+        assert!(l.partition_of("telemetry/2024/02/30/01/x.json").is_none());
+    }
+
+    #[test]
+    fn bad_templates_are_refused() {
+        assert!(Layout::parse("telemetry/{yyyy}/{MM}/").is_err());
+        assert!(Layout::parse("t/{yyyy}/{MM}/{dd}/{mm}").is_err());
+        assert!(Layout::parse("t/{yyyy}/{MM}/{dd}/{hh}").is_err());
+        assert!(Layout::parse("t/{yyyy}/{MM}/{dd").is_err());
+    }
+}
