@@ -215,6 +215,15 @@ pub async fn replace_partition(
         url: url.to_string(),
         source: Box::new(source),
     };
+    if url.scheme() == "file" {
+        // delta-rs opens a local table only where its folder exists.
+        if let Ok(dir) = url.to_file_path() {
+            std::fs::create_dir_all(&dir).map_err(|e| SinkError::Lake {
+                lake: lake.location.clone(),
+                message: format!("creating {}: {e}", dir.display()),
+            })?;
+        }
+    }
     let table = DeltaTable::try_from_url(url.clone())
         .await
         .map_err(delta_err)?;

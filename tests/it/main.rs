@@ -1,1 +1,5 @@
+//! The one integration-test binary: the real `coldpath` binary on the fixtures, tables read back with deltalake.
 
+mod common;
+mod exit_codes;
+mod run_local;

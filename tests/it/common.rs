@@ -1,0 +1,137 @@
+//! Helpers: run the binary, read Delta tables back, load the fixture generator's expectations.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::DataType;
+use deltalake::DeltaTable;
+use serde_json::{Map, Value};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+pub fn fixtures_raw() -> PathBuf {
+    repo().join("fixtures/raw")
+}
+
+pub fn job_file() -> PathBuf {
+    repo().join("jobs/local.toml")
+}
+
+/// Runs `coldpath` with `args` from the repository root (where the job file's relative paths resolve).
+pub fn coldpath(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_coldpath"))
+        .args(args)
+        .current_dir(repo())
+        .env_remove("COLDPATH_LOG_FORMAT")
+        .output()
+        .expect("run coldpath")
+}
+
+/// `coldpath run` of the local job for `date` into `lake`; returns the exit code and the parsed report.
+pub fn run_date(date: &str, lake: &Path, extra: &[&str]) -> (i32, Value) {
+    let lake = lake.to_str().unwrap();
+    let job = job_file();
+    let mut args = vec![
+        "run",
+        "--job",
+        job.to_str().unwrap(),
+        "--date",
+        date,
+        "--lake",
+        lake,
+    ];
+    args.extend_from_slice(extra);
+    let out = coldpath(&args);
+    let code = out.status.code().expect("exit code");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "report is not JSON ({e}); exit {code}\nstdout: {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (code, report)
+}
+
+/// The generator's expectations for a date (fixtures/expected/<date>.json).
+pub fn expected(date: &str) -> Value {
+    let path = repo().join(format!("fixtures/expected/{date}.json"));
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(f)
+}
+
+pub fn table_url(lake: &Path, table: &str) -> url::Url {
+    url::Url::from_directory_path(lake.join(table)).unwrap()
+}
+
+pub fn open_table(lake: &Path, table: &str) -> DeltaTable {
+    block_on(async {
+        let mut t = deltalake::DeltaTableBuilder::from_url(table_url(lake, table))
+            .unwrap()
+            .build()
+            .unwrap();
+        t.load().await.unwrap();
+        t
+    })
+}
+
+/// Every row of a table as JSON objects; timestamps as µs since the epoch, dates as `YYYY-MM-DD`.
+pub fn read_rows(lake: &Path, table: &str) -> Vec<Map<String, Value>> {
+    let table = open_table(lake, table);
+    let batches: Vec<RecordBatch> = block_on(async {
+        let (_, stream) = table.scan_table().await.unwrap();
+        deltalake::operations::collect_sendable_stream(stream)
+            .await
+            .unwrap()
+    });
+    let mut rows = Vec::new();
+    for batch in batches {
+        let mut cols = Vec::new();
+        let mut fields = Vec::new();
+        for (field, col) in batch.schema().fields().iter().zip(batch.columns()) {
+            let (ty, col) = match field.data_type() {
+                DataType::Timestamp(_, _) => {
+                    (DataType::Int64, cast(col, &DataType::Int64).unwrap())
+                }
+                DataType::Date32 => (DataType::Utf8, cast(col, &DataType::Utf8).unwrap()),
+                other => (other.clone(), col.clone()),
+            };
+            fields.push(deltalake::arrow::datatypes::Field::new(
+                field.name(),
+                ty,
+                true,
+            ));
+            cols.push(col);
+        }
+        let schema = std::sync::Arc::new(deltalake::arrow::datatypes::Schema::new(fields));
+        let batch = RecordBatch::try_new(schema, cols).unwrap();
+        let mut w = deltalake::arrow::json::ArrayWriter::new(Vec::new());
+        w.write(&batch).unwrap();
+        w.finish().unwrap();
+        let json: Vec<Map<String, Value>> =
+            serde_json::from_slice(&w.into_inner()).unwrap_or_default();
+        rows.extend(json);
+    }
+    rows
+}
+
+/// A fresh temporary lake folder.
+pub fn temp_lake() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+/// The value of `key` in a row, `null` when absent (arrow's JSON writer omits nulls).
+pub fn get<'a>(row: &'a Map<String, Value>, key: &str) -> &'a Value {
+    row.get(key).unwrap_or(&Value::Null)
+}

@@ -1,0 +1,152 @@
+//! Exit codes 0/1/2/3 and what each leaves in the tables.
+
+use std::path::Path;
+
+use crate::common::*;
+
+/// A job file like jobs/local.toml with absolute paths and `extra` appended.
+fn job_with(dir: &Path, extra: &str) -> std::path::PathBuf {
+    let text = format!(
+        "name = \"test\"\nsource = {:?}\nlayout = \"telemetry/{{yyyy}}/{{MM}}/{{dd}}/{{HH}}/\"\nlake = {:?}\nschema = {:?}\n{extra}\n",
+        fixtures_raw().to_str().unwrap(),
+        dir.join("lake").to_str().unwrap(),
+        repo().join("schemas/telemetry.toml").to_str().unwrap(),
+    );
+    let path = dir.join("job.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run_job(job: &Path, date: &str, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["run", "--job", job.to_str().unwrap(), "--date", date];
+    args.extend_from_slice(extra);
+    let out = coldpath(&args);
+    (
+        out.status.code().unwrap(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn unknown_job_key_is_a_usage_error_naming_the_key() {
+    let dir = temp_lake();
+    let job = job_with(dir.path(), "max_rejects = 0.1");
+    let (code, stdout, stderr) = run_job(&job, "2024-03-11", &[]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("max_rejects"), "{stderr}");
+    assert!(!dir.path().join("lake").exists(), "nothing written");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["status"], "config_error");
+}
+
+#[test]
+fn missing_source_folder_is_a_configuration_error() {
+    let dir = temp_lake();
+    let job = job_with(dir.path(), "");
+    let missing = dir.path().join("no-such-container");
+    let (code, _, stderr) = run_job(&job, "2024-03-11", &["--source", missing.to_str().unwrap()]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("no-such-container"), "{stderr}");
+}
+
+#[test]
+fn bad_date_is_a_usage_error() {
+    let dir = temp_lake();
+    let job = job_with(dir.path(), "");
+    let (code, _, stderr) = run_job(&job, "2024-13-01", &[]);
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("2024-13-01"), "{stderr}");
+}
+
+#[test]
+fn quality_gate_writes_rejects_but_not_silver() {
+    let dir = temp_lake();
+    let job = job_with(dir.path(), "max_reject_ratio = 0.01");
+    let (code, stdout, stderr) = run_job(&job, "2024-03-11", &[]);
+    assert_eq!(code, 3, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["status"], "quality_gate_failed");
+    let lake = dir.path().join("lake");
+    let rejects = read_rows(&lake, "rejects");
+    assert_eq!(
+        rejects.len() as u64,
+        expected("2024-03-11")["rejected"].as_u64().unwrap()
+    );
+    assert!(
+        !lake.join("telemetry/_delta_log").exists(),
+        "silver untouched"
+    );
+}
+
+#[test]
+fn quality_gate_leaves_an_earlier_silver_partition_as_it_was() {
+    let dir = temp_lake();
+    let good = job_with(dir.path(), "max_reject_ratio = 0.5");
+    assert_eq!(run_job(&good, "2024-03-11", &[]).0, 0);
+    let lake = dir.path().join("lake");
+    let before = read_rows(&lake, "telemetry").len();
+    let strict = job_with(dir.path(), "max_reject_ratio = 0.001");
+    assert_eq!(run_job(&strict, "2024-03-11", &[]).0, 3);
+    assert_eq!(read_rows(&lake, "telemetry").len(), before);
+    assert_eq!(open_table(&lake, "telemetry").version(), Some(0));
+}
+
+#[test]
+fn a_failing_commit_exits_1_and_leaves_the_other_table_alone() {
+    let dir = temp_lake();
+    let job = job_with(dir.path(), "max_reject_ratio = 0.5");
+    assert_eq!(run_job(&job, "2024-03-11", &[]).0, 0);
+    let lake = dir.path().join("lake");
+    // Break the telemetry table's log: the next run cannot commit silver.
+    std::fs::write(
+        lake.join("telemetry/_delta_log/00000000000000000000.json"),
+        "this is not a delta log\n",
+    )
+    .unwrap();
+    let (code, stdout, stderr) = run_job(&job, "2024-03-11", &[]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(
+        stderr.contains("telemetry"),
+        "the error names the table: {stderr}"
+    );
+    assert_eq!(
+        open_table(&lake, "rejects").version(),
+        Some(0),
+        "rejects not committed"
+    );
+}
+
+#[test]
+fn report_can_go_to_a_file() {
+    let dir = temp_lake();
+    let job = job_with(dir.path(), "max_reject_ratio = 0.5");
+    let report = dir.path().join("report.json");
+    let (code, stdout, _) = run_job(&job, "2024-03-10", &["--report", report.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(stdout.trim().is_empty(), "report not on stdout: {stdout}");
+    let r: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    assert_eq!(r["records_read"], expected("2024-03-10")["records_read"]);
+}
+
+#[test]
+fn plan_lists_prefixes_and_blobs_without_reading() {
+    let out = coldpath(&[
+        "plan",
+        "--job",
+        job_file().to_str().unwrap(),
+        "--date",
+        "2024-03-11",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["prefixes"].as_array().unwrap().len(), 26);
+    let on_disk =
+        |hour: &str| std::fs::read_dir(fixtures_raw().join(hour)).map_or(0, |d| d.count());
+    let want: usize = (0..24)
+        .map(|h| on_disk(&format!("telemetry/2024/03/11/{h:02}")))
+        .chain((0..2).map(|h| on_disk(&format!("telemetry/2024/03/12/{h:02}"))))
+        .sum();
+    assert_eq!(plan["blob_count"].as_u64().unwrap() as usize, want);
+}

@@ -1,0 +1,461 @@
+//! `coldpath run` on the fixtures' raw container: every record accounted for, tables read back.
+
+use std::collections::BTreeSet;
+
+use serde_json::{Map, Value};
+
+use crate::common::*;
+
+const DATES: [&str; 3] = ["2024-03-10", "2024-03-11", "2024-03-12"];
+
+/// The silver columns a rerun must reproduce exactly (all but run_id and ingested_at).
+const STABLE: [&str; 11] = [
+    "device_id",
+    "device_type",
+    "event_time",
+    "temperature",
+    "pressure",
+    "vibration",
+    "priority",
+    "message_id",
+    "enqueued_time",
+    "source_file",
+    "event_date",
+];
+
+fn stable(rows: &[Map<String, Value>]) -> Vec<Vec<Value>> {
+    let mut out: Vec<Vec<Value>> = rows
+        .iter()
+        .map(|r| STABLE.iter().map(|c| get(r, c).clone()).collect())
+        .collect();
+    out.sort_by_key(|r| format!("{r:?}"));
+    out
+}
+
+fn approx(v: &Value, want: f64) {
+    let got = v.as_f64().unwrap_or(f64::NAN);
+    assert!(
+        (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+        "{got} != {want}"
+    );
+}
+
+fn num(v: &Value) -> Option<f64> {
+    v.as_f64()
+}
+
+#[test]
+fn every_date_matches_the_fixture_expectations_record_by_record() {
+    let lake = temp_lake();
+    for date in DATES {
+        let (code, report) = run_date(date, lake.path(), &[]);
+        assert_eq!(code, 0, "{report}");
+        let exp = expected(date);
+        for key in [
+            "records_read",
+            "rows_written",
+            "rejected",
+            "duplicates",
+            "other_dates",
+        ] {
+            assert_eq!(report[key], exp[key], "{date}: {key}");
+        }
+        let identity = report["rows_written"].as_u64().unwrap()
+            + report["rejected"].as_u64().unwrap()
+            + report["duplicates"].as_u64().unwrap()
+            + report["other_dates"].as_u64().unwrap();
+        assert_eq!(report["records_read"].as_u64().unwrap(), identity, "{date}");
+        for (reason, n) in exp["rejects_by_reason"].as_object().unwrap() {
+            assert_eq!(&report["rejects_by_reason"][reason], n, "{date}: {reason}");
+        }
+    }
+
+    let silver = read_rows(lake.path(), "telemetry");
+    let rejects = read_rows(lake.path(), "rejects");
+    for date in DATES {
+        let exp = expected(date);
+        // Silver: the same rows, value for value.
+        let mut got: Vec<&Map<String, Value>> = silver
+            .iter()
+            .filter(|r| get(r, "event_date") == date)
+            .collect();
+        got.sort_by_key(|r| {
+            (
+                get(r, "device_id").as_str().unwrap().to_string(),
+                get(r, "event_time").as_i64().unwrap(),
+                get(r, "source_file").as_str().unwrap().to_string(),
+            )
+        });
+        let want = exp["rows"].as_array().unwrap();
+        assert_eq!(got.len(), want.len(), "{date}: silver row count");
+        for (g, w) in got.iter().zip(want) {
+            for col in [
+                "device_id",
+                "device_type",
+                "event_time",
+                "priority",
+                "message_id",
+                "enqueued_time",
+                "source_file",
+            ] {
+                assert_eq!(get(g, col), &w[col], "{date}: {col} of {w}");
+            }
+            for col in ["temperature", "pressure", "vibration"] {
+                assert_eq!(num(get(g, col)), num(&w[col]), "{date}: {col} of {w}");
+            }
+            assert!(get(g, "run_id").is_string() && get(g, "ingested_at").is_i64());
+        }
+        // Rejects: the same (file, line, reason), nothing more.
+        let got: BTreeSet<(String, Option<i64>, String)> = rejects
+            .iter()
+            .filter(|r| get(r, "run_date") == date)
+            .map(|r| {
+                (
+                    get(r, "source_file").as_str().unwrap().to_string(),
+                    get(r, "line").as_i64(),
+                    get(r, "reason").as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        let want: BTreeSet<(String, Option<i64>, String)> = exp["rejects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["source_file"].as_str().unwrap().to_string(),
+                    r["line"].as_i64(),
+                    r["reason"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        assert_eq!(got, want, "{date}: rejects");
+    }
+}
+
+#[test]
+fn tables_are_what_synapse_reads() {
+    let lake = temp_lake();
+    let (code, report) = run_date("2024-03-11", lake.path(), &[]);
+    assert_eq!(code, 0, "{report}");
+    for (name, partition) in [("telemetry", "event_date"), ("rejects", "run_date")] {
+        let table = open_table(lake.path(), name);
+        let snapshot = table.snapshot().unwrap();
+        let protocol = snapshot.protocol();
+        assert_eq!(protocol.min_reader_version(), 1, "{name}");
+        assert_eq!(protocol.min_writer_version(), 2, "{name}");
+        assert_eq!(
+            snapshot.metadata().partition_columns(),
+            &vec![partition.to_string()]
+        );
+        let schema = serde_json::to_value(snapshot.schema().as_ref()).unwrap();
+        let text = schema.to_string();
+        assert!(!text.contains("timestamp_ntz"), "{name}: {text}");
+        // Commit info names the run, the job and the date.
+        let log = std::fs::read_to_string(
+            lake.path()
+                .join(name)
+                .join("_delta_log/00000000000000000000.json"),
+        )
+        .unwrap();
+        let info: Value = log
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .find(|v| v.get("commitInfo").is_some())
+            .unwrap();
+        let meta: Value =
+            serde_json::from_str(info["commitInfo"]["userMetadata"].as_str().unwrap()).unwrap();
+        assert_eq!(meta["run_id"], report["run_id"]);
+        assert_eq!(meta["job"], "local");
+        assert_eq!(meta["date"], "2024-03-11");
+        // Snappy Parquet under the date's partition folder.
+        let dir = lake
+            .path()
+            .join(name)
+            .join(format!("{partition}=2024-03-11"));
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(files.len(), 1, "{name}: {files:?}");
+        assert!(files[0].ends_with(".snappy.parquet"), "{files:?}");
+    }
+    let telemetry = open_table(lake.path(), "telemetry");
+    let fields: Vec<(String, String, bool)> = telemetry
+        .snapshot()
+        .unwrap()
+        .schema()
+        .fields()
+        .map(|f| (f.name().clone(), f.data_type().to_string(), f.is_nullable()))
+        .collect();
+    let expect = [
+        ("device_id", "string", false),
+        ("device_type", "string", true),
+        ("event_time", "timestamp", false),
+        ("temperature", "double", true),
+        ("pressure", "double", true),
+        ("vibration", "double", true),
+        ("priority", "string", true),
+        ("message_id", "string", true),
+        ("enqueued_time", "timestamp", true),
+        ("source_file", "string", true),
+        ("ingested_at", "timestamp", true),
+        ("run_id", "string", true),
+        ("event_date", "date", true),
+    ];
+    let expect: Vec<(String, String, bool)> = expect
+        .iter()
+        .map(|(n, t, null)| (n.to_string(), t.to_string(), *null))
+        .collect();
+    assert_eq!(fields, expect);
+}
+
+#[test]
+fn rerunning_a_date_leaves_the_same_rows() {
+    let lake = temp_lake();
+    let mut seen = Vec::new();
+    let mut run_ids = BTreeSet::new();
+    for attempt in 0..3 {
+        let (code, report) = run_date("2024-03-11", lake.path(), &[]);
+        assert_eq!(code, 0, "{report}");
+        assert_eq!(report["tables"]["telemetry"]["version"], attempt);
+        run_ids.insert(report["run_id"].as_str().unwrap().to_string());
+        let rows = read_rows(lake.path(), "telemetry");
+        assert!(rows.iter().all(|r| get(r, "run_id") == &report["run_id"]));
+        seen.push((stable(&rows), read_rows(lake.path(), "rejects").len()));
+    }
+    assert_eq!(run_ids.len(), 3);
+    assert_eq!(seen[0], seen[1]);
+    assert_eq!(seen[1], seen[2]);
+    // Only the newest files are live: one per partition, not one per run.
+    let table = open_table(lake.path(), "telemetry");
+    assert_eq!(table.get_file_uris().unwrap().count(), 1);
+}
+
+#[test]
+fn a_date_replaces_only_its_own_partition() {
+    let lake = temp_lake();
+    assert_eq!(run_date("2024-03-11", lake.path(), &[]).0, 0);
+    let before: Vec<_> = stable(&read_rows(lake.path(), "telemetry"));
+    assert_eq!(run_date("2024-03-10", lake.path(), &[]).0, 0);
+    let after = read_rows(lake.path(), "telemetry");
+    let day2: Vec<Map<String, Value>> = after
+        .into_iter()
+        .filter(|r| get(r, "event_date") == "2024-03-11")
+        .collect();
+    assert_eq!(stable(&day2), before);
+}
+
+/// Finds the one silver row of a device at an instant (µs).
+fn row_at<'a>(rows: &'a [Map<String, Value>], device: &str, iso: &str) -> &'a Map<String, Value> {
+    let t = chrono::DateTime::parse_from_rfc3339(iso)
+        .unwrap()
+        .timestamp_micros();
+    let found: Vec<_> = rows
+        .iter()
+        .filter(|r| get(r, "device_id") == device && get(r, "event_time").as_i64() == Some(t))
+        .collect();
+    assert_eq!(found.len(), 1, "{device} at {iso}: {found:?}");
+    found[0]
+}
+
+#[test]
+fn awkward_inputs_each_land_where_the_contract_says() {
+    let lake = temp_lake();
+    let (code, report) = run_date("2024-03-11", lake.path(), &[]);
+    assert_eq!(code, 0, "{report}");
+    let rows = read_rows(lake.path(), "telemetry");
+    let rejects = read_rows(lake.path(), "rejects");
+    let from = |hour: &str| -> Vec<&Map<String, Value>> {
+        rows.iter()
+            .filter(|r| {
+                get(r, "source_file")
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("telemetry/{hour}/"))
+            })
+            .collect()
+    };
+    let rejects_in = |hour: &str| -> Vec<(Option<i64>, String)> {
+        let mut v: Vec<_> = rejects
+            .iter()
+            .filter(|r| {
+                get(r, "source_file")
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("telemetry/{hour}/"))
+            })
+            .map(|r| {
+                (
+                    get(r, "line").as_i64(),
+                    get(r, "reason").as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    // An empty blob: counted, nothing else.
+    assert_eq!(report["blobs"]["empty"], 1);
+    // Gzip blob (02) and complete JSON array (03): all 16 readings of the hour.
+    assert_eq!(from("2024/03/11/02").len(), 16);
+    assert_eq!(from("2024/03/11/03").len(), 16);
+    // Array cut before `]` (04): its 4 complete elements kept, the cut one (line 6) rejected.
+    assert_eq!(from("2024/03/11/04").len(), 16 + 4);
+    assert_eq!(
+        rejects_in("2024/03/11/04"),
+        vec![(Some(6), "malformed_record".into())]
+    );
+    // Truncated last line (06): the complete line kept, the cut one (line 2) rejected.
+    assert_eq!(
+        rejects_in("2024/03/11/06"),
+        vec![(Some(2), "malformed_record".into())]
+    );
+    // BOM + CRLF (07): the record parses.
+    row_at(&rows, "fan-03", "2024-03-11T07:51:00Z");
+    // Numeric strings and NaN (08).
+    let r = row_at(&rows, "pump-01", "2024-03-11T08:51:00Z");
+    approx(get(r, "temperature"), 40.0 + (531 % 37) as f64 / 10.0);
+    assert_eq!(get(r, "pressure").as_f64(), Some(100.0 + (531 % 11) as f64));
+    assert!(get(
+        row_at(&rows, "pump-02", "2024-03-11T08:52:00Z"),
+        "vibration"
+    )
+    .is_null());
+    assert!(get(
+        row_at(&rows, "compressor-07", "2024-03-11T08:53:00Z"),
+        "temperature"
+    )
+    .is_null());
+    // Offsets and 7-digit fractions (09): +01:00 and -05:30 normalized to UTC, truncated to µs.
+    row_at(&rows, "pump-01", "2024-03-11T09:51:00.123456Z");
+    row_at(&rows, "pump-02", "2024-03-11T09:52:00.000005Z");
+    row_at(&rows, "compressor-07", "2024-03-11T09:53:00Z");
+    // Case-variant names, `temp`, IoTHub-only ids (11).
+    let r = row_at(&rows, "pump-01", "2024-03-11T11:51:00Z");
+    assert_eq!(get(r, "device_type"), "pump");
+    let r = row_at(&rows, "pump-02", "2024-03-11T11:52:00Z");
+    assert_eq!(get(r, "message_id"), "pump-02-20240311115200-7");
+    // CSV with BOM (12): 16 readings, the short row (line 18) rejected.
+    assert_eq!(from("2024/03/11/12").len(), 16);
+    assert_eq!(
+        rejects_in("2024/03/11/12"),
+        vec![(Some(18), "malformed_record".into())]
+    );
+    // Out of range (13): three rejects, the inclusive edges kept.
+    assert_eq!(
+        rejects_in("2024/03/11/13"),
+        vec![
+            (Some(1), "out_of_range".into()),
+            (Some(2), "out_of_range".into()),
+            (Some(3), "out_of_range".into())
+        ]
+    );
+    assert_eq!(
+        get(
+            row_at(&rows, "fan-03", "2024-03-11T13:53:00Z"),
+            "temperature"
+        )
+        .as_f64(),
+        Some(150.0)
+    );
+    assert_eq!(
+        get(
+            row_at(&rows, "pump-01", "2024-03-11T13:54:00Z"),
+            "temperature"
+        )
+        .as_f64(),
+        Some(-40.0)
+    );
+    // Rule failures (14), each with its reason and line; the clock-skew edge kept.
+    assert_eq!(
+        rejects_in("2024/03/11/14"),
+        vec![
+            (Some(1), "missing_device_id".into()),
+            (Some(2), "invalid_timestamp".into()),
+            (Some(3), "type_mismatch".into()),
+            (Some(4), "malformed_record".into()),
+            (Some(5), "malformed_record".into()),
+            (Some(6), "event_time_in_future".into()),
+        ]
+    );
+    row_at(&rows, "fan-03", "2024-03-11T15:05:00Z");
+    // Late beyond the window (15), and its edge kept.
+    assert_eq!(
+        rejects_in("2024/03/11/15"),
+        vec![(Some(1), "late_beyond_window".into())]
+    );
+    row_at(&rows, "pump-02", "2024-03-11T13:00:00Z");
+    // Epoch seconds and milliseconds (16).
+    row_at(&rows, "pump-01", "2024-03-11T16:51:00Z");
+    row_at(&rows, "pump-02", "2024-03-11T16:52:00.250Z");
+    // A corrupt gzip (17): one whole-file reject with no line.
+    assert_eq!(
+        rejects_in("2024/03/11/17"),
+        vec![(None, "unreadable_file".into())]
+    );
+    // Look-ahead (next day's 00 and 01 folders): the late readings of the day are in silver.
+    row_at(&rows, "pump-01", "2024-03-11T23:40:00Z");
+    row_at(&rows, "compressor-07", "2024-03-11T23:59:59.999999Z");
+    assert!(
+        rejects_in("2024/03/12/00").is_empty(),
+        "look-ahead rejects are the next day's"
+    );
+    // The day-1 late arrival in 00 is not in day 2's partition.
+    assert!(rows.iter().all(|r| get(r, "event_date") == "2024-03-11"));
+}
+
+#[test]
+fn duplicates_keep_the_earliest_enqueued_copy() {
+    let lake = temp_lake();
+    assert_eq!(run_date("2024-03-11", lake.path(), &[]).0, 0);
+    let rows = read_rows(lake.path(), "telemetry");
+    // Hour 10: the retry blob repeats three readings enqueued later (originals win) and one
+    // enqueued earlier with a different temperature (the copy wins).
+    let hour10: Vec<&Map<String, Value>> = rows
+        .iter()
+        .filter(|r| {
+            get(r, "source_file")
+                .as_str()
+                .unwrap()
+                .starts_with("telemetry/2024/03/11/10/")
+        })
+        .collect();
+    let files: BTreeSet<&str> = hour10
+        .iter()
+        .map(|r| get(r, "source_file").as_str().unwrap())
+        .collect();
+    assert_eq!(
+        files.len(),
+        3,
+        "original, retry (one winner) and the smaller no-id blob"
+    );
+    let copy_winner = row_at(&rows, "fan-03", "2024-03-11T10:00:21Z");
+    let (minute, dev_idx) = (600.0, 3.0);
+    approx(
+        get(copy_winner, "temperature"),
+        40.0 + 10.0 * dev_idx + (minute % 37.0) / 10.0 + 0.5,
+    );
+    // No message id: (device, time) is the key and the smaller source_file wins.
+    let dir = fixtures_raw().join("telemetry/2024/03/11/10");
+    let mut no_id: Vec<(String, f64)> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| {
+            let name = e.unwrap().file_name().into_string().unwrap();
+            let text = std::fs::read_to_string(dir.join(&name)).unwrap();
+            let line = text.lines().find(|l| l.contains("2024-03-11T10:58:00"))?;
+            let v: Value = serde_json::from_str(line).unwrap();
+            Some((
+                format!("telemetry/2024/03/11/10/{name}"),
+                v["temperature"].as_f64().unwrap(),
+            ))
+        })
+        .collect();
+    no_id.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(no_id.len(), 2, "two copies without a message id");
+    assert_ne!(no_id[0].1, no_id[1].1);
+    let r = row_at(&rows, "fan-03", "2024-03-11T10:58:00Z");
+    assert_eq!(get(r, "source_file"), no_id[0].0.as_str());
+    assert_eq!(get(r, "temperature").as_f64(), Some(no_id[0].1));
+    assert!(get(r, "message_id").is_null());
+}
