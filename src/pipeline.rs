@@ -214,10 +214,24 @@ async fn read_all(
                 let owned = blob.clone();
                 let (tx, rx) = tokio::sync::oneshot::channel();
                 rayon::spawn(move || {
-                    let _ = tx.send(normalize::process_blob(idx as u32, &owned, &bytes, &rules));
+                    // A panic in a rayon job would abort the process with no report:
+                    // catch it so the run fails with an error that names the blob.
+                    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        normalize::process_blob(idx as u32, &owned, &bytes, &rules)
+                    }));
+                    let _ = tx.send(parsed);
                 });
-                rx.await
-                    .map_err(|_| Error::Internal(format!("parsing {} was cancelled", blob.path)))
+                match rx.await {
+                    Ok(Ok(outcome)) => Ok(outcome),
+                    Ok(Err(_)) => Err(Error::Internal(format!(
+                        "parsing blob `{}` panicked (a bug: please report it with the blob)",
+                        blob.path
+                    ))),
+                    Err(_) => Err(Error::Internal(format!(
+                        "parsing blob `{}` was cancelled",
+                        blob.path
+                    ))),
+                }
             }
         })
         .buffer_unordered(FETCH_CONCURRENCY);

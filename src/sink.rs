@@ -108,7 +108,8 @@ pub struct Lake {
 }
 
 impl Lake {
-    /// A lake at a local path (created when missing) or an `az://`, `abfss://`, `https://`, `file://` URL.
+    /// A lake at a local path or an `az://`, `abfss://`, `https://`, `file://` URL.
+    /// Nothing is created here: a local table folder is made by its first commit.
     pub fn open(location: &str) -> Result<Lake, SinkError> {
         let err = |message: String| SinkError::Lake {
             lake: location.to_string(),
@@ -117,8 +118,7 @@ impl Lake {
         let url = if location.contains("://") {
             Url::parse(location).map_err(|e| err(e.to_string()))?
         } else {
-            std::fs::create_dir_all(location).map_err(|e| err(e.to_string()))?;
-            let abs = std::fs::canonicalize(location).map_err(|e| err(e.to_string()))?;
+            let abs = std::path::absolute(location).map_err(|e| err(e.to_string()))?;
             Url::from_directory_path(&abs).map_err(|_| err("not an absolute path".into()))?
         };
         let mut url = url;

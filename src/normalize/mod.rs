@@ -190,7 +190,7 @@ pub fn to_row(fields: &Fields<'_>, schema: &TelemetrySchema) -> Result<Row, Fail
         }
         Err(what) => {
             return Err((
-                Reason::MissingDeviceId,
+                Reason::TypeMismatch,
                 format!("device_id is {what}, not a string"),
             ))
         }
@@ -491,6 +491,10 @@ mod tests {
         assert_eq!(
             reason(json!({"deviceId": "", "timestamp": "2024-03-11T10:00:00Z"})),
             Reason::MissingDeviceId
+        );
+        assert_eq!(
+            reason(json!({"deviceId": {"id": "a"}, "timestamp": "2024-03-11T10:00:00Z"})),
+            Reason::TypeMismatch
         );
         assert_eq!(reason(json!({"deviceId": "a"})), Reason::InvalidTimestamp);
         assert_eq!(

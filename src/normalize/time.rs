@@ -93,8 +93,11 @@ fn parse_iso(t: &str) -> Option<i64> {
                 _ => return None,
             };
             let r = &rest[1..];
-            let (h, m) = match r.len() {
-                2 => (r.parse::<i64>().ok()?, 0),
+            if !r.is_ascii() {
+                return None;
+            }
+            let (h, m): (i64, i64) = match r.len() {
+                2 => (r.parse().ok()?, 0),
                 4 => (r[..2].parse().ok()?, r[2..].parse().ok()?),
                 5 if r.as_bytes()[2] == b':' => (r[..2].parse().ok()?, r[3..].parse().ok()?),
                 _ => return None,
@@ -167,6 +170,10 @@ mod tests {
             "2024-03-11",
             "2024-03-11T10:15:30 UTC",
             "1e400",
+            "2024-03-11T10:15:30+1€",
+            "2024-03-11T10:15:30+€1:00",
+            "2024-03-11T10:15:3€Z",
+            "2024-03-11T10:15:30.5€",
         ] {
             assert!(parse_str(bad).is_err(), "{bad:?} should be refused");
         }

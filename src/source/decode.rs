@@ -123,12 +123,18 @@ pub fn format_from_name(path: &str) -> Result<Option<Format>, String> {
 }
 
 /// Decompresses gzip (by magic bytes) and strips a UTF-8 BOM.
+///
+/// A gzip stream cut short (a blob still being written) yields what it holds so
+/// far: its complete records are kept and the cut one becomes a reject. Only a
+/// stream that yields nothing at all is an error.
 pub fn unwrap_bytes(bytes: &[u8]) -> Result<Cow<'_, [u8]>, String> {
     let data: Cow<[u8]> = if bytes.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::with_capacity(bytes.len() * 4);
-        flate2::read::MultiGzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(|e| format!("gzip: {e}"))?;
+        if let Err(e) = flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out) {
+            if out.is_empty() {
+                return Err(format!("gzip: {e}"));
+            }
+        }
         Cow::Owned(out)
     } else {
         Cow::Borrowed(bytes)
@@ -297,7 +303,16 @@ fn json_array(data: &[u8], f: &mut impl FnMut(Record<'_>)) -> Result<(), String>
     let text = std::str::from_utf8(data).map_err(|e| format!("invalid UTF-8: {e}"))?;
     let text = nan_to_null(text);
     let text = text.as_ref();
-    let line_at = |pos: usize| 1 + text[..pos].bytes().filter(|b| *b == b'\n').count() as u64;
+    // Line numbers counted incrementally: positions only move forward.
+    let (mut counted_to, mut line) = (0usize, 1u64);
+    let mut line_at = |pos: usize| {
+        line += text.as_bytes()[counted_to..pos]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count() as u64;
+        counted_to = pos;
+        line
+    };
     let skip_ws = |mut p: usize| {
         while p < text.len() && text.as_bytes()[p].is_ascii_whitespace() {
             p += 1;
@@ -505,6 +520,29 @@ mod tests {
         let data = unwrap_bytes(&gz).unwrap();
         assert_eq!(&data[..1], b"{");
         assert!(unwrap_bytes(&[0x1f, 0x8b, 0, 1, 2]).is_err());
+    }
+
+    #[test]
+    fn gzip_cut_short_keeps_its_complete_records() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        for i in 0..200 {
+            writeln!(enc, "{{\"deviceId\":\"d{i}\",\"temperature\":{i}.5}}").unwrap();
+        }
+        let gz = enc.finish().unwrap();
+        let cut = &gz[..gz.len() * 2 / 3];
+        let data = unwrap_bytes(cut).unwrap();
+        let recs = collect(&data, Format::JsonLines);
+        let ok = recs.iter().filter(|r| r.2.is_ok()).count();
+        assert!(ok > 0 && ok < 200, "{ok} complete records");
+        assert!(
+            recs[..ok].iter().all(|r| r.2.is_ok()),
+            "only the tail is bad"
+        );
+        assert!(
+            recs.len() <= ok + 1,
+            "at most the one cut record is rejected"
+        );
     }
 
     #[test]

@@ -132,14 +132,19 @@ fn report_can_go_to_a_file() {
 
 #[test]
 fn plan_lists_prefixes_and_blobs_without_reading() {
+    let dir = temp_lake();
+    let lake = dir.path().join("lake");
     let out = coldpath(&[
         "plan",
         "--job",
         job_file().to_str().unwrap(),
         "--date",
         "2024-03-11",
+        "--lake",
+        lake.to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(0));
+    assert!(!lake.exists(), "plan writes nothing");
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["prefixes"].as_array().unwrap().len(), 26);
     let on_disk =
