@@ -298,21 +298,41 @@ fn nan_to_null(text: &str) -> Cow<'_, str> {
     }
 }
 
+/// 1-based line numbers of byte positions visited in increasing order (linear overall).
+struct LineCounter<'a> {
+    data: &'a [u8],
+    counted_to: usize,
+    line: u64,
+}
+
+impl<'a> LineCounter<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        LineCounter {
+            data,
+            counted_to: 0,
+            line: 1,
+        }
+    }
+
+    /// The line of byte `pos`; positions before the last one asked keep its line.
+    fn line_at(&mut self, pos: usize) -> u64 {
+        let pos = pos.min(self.data.len()).max(self.counted_to);
+        self.line += self.data[self.counted_to..pos]
+            .iter()
+            .filter(|b| **b == b'\n')
+            .count() as u64;
+        self.counted_to = pos;
+        self.line
+    }
+}
+
 /// A JSON array read element by element, so a cut-off tail costs only the cut record.
 fn json_array(data: &[u8], f: &mut impl FnMut(Record<'_>)) -> Result<(), String> {
     let text = std::str::from_utf8(data).map_err(|e| format!("invalid UTF-8: {e}"))?;
     let text = nan_to_null(text);
     let text = text.as_ref();
-    // Line numbers counted incrementally: positions only move forward.
-    let (mut counted_to, mut line) = (0usize, 1u64);
-    let mut line_at = |pos: usize| {
-        line += text.as_bytes()[counted_to..pos]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count() as u64;
-        counted_to = pos;
-        line
-    };
+    let mut lines = LineCounter::new(text.as_bytes());
+    let mut line_at = |pos: usize| lines.line_at(pos);
     let skip_ws = |mut p: usize| {
         while p < text.len() && text.as_bytes()[p].is_ascii_whitespace() {
             p += 1;
@@ -385,17 +405,9 @@ fn csv_records(data: &[u8], f: &mut impl FnMut(Record<'_>)) -> Result<(), String
         .map(|h| String::from_utf8_lossy(h).trim().to_string())
         .collect();
     let mut record = csv::ByteRecord::new();
-    // Line numbers from byte offsets (counted incrementally), so they match what an editor shows.
-    let (mut counted_to, mut line) = (0usize, 1u64);
-    let mut line_at = |byte: usize| {
-        let byte = byte.min(data.len());
-        line += data[counted_to..byte]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count() as u64;
-        counted_to = byte;
-        line
-    };
+    // Line numbers from byte offsets, so they match what an editor shows.
+    let mut lines = LineCounter::new(data);
+    let mut line_at = |byte: usize| lines.line_at(byte);
     loop {
         let before = reader.position().byte() as usize;
         match reader.read_byte_record(&mut record) {
