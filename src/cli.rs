@@ -32,6 +32,8 @@ pub enum Command {
     Run(RunArgs),
     /// Show what a run for a date would read and replace, reading no blob content.
     Plan(PlanArgs),
+    /// Recompute `features_hourly` for dates from silver alone (e.g. to refresh labels); reads no raw blob.
+    Features(FeaturesArgs),
 }
 
 #[derive(Debug, Args)]
@@ -68,6 +70,42 @@ pub struct PlanArgs {
     pub job: JobArgs,
     #[arg(long, env = "COLDPATH_DATE", value_parser = parse_date)]
     pub date: NaiveDate,
+}
+
+#[derive(Debug, Args)]
+pub struct FeaturesArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// One date, YYYY-MM-DD (or give --from and --to).
+    #[arg(long, env = "COLDPATH_DATE", value_parser = parse_date, conflicts_with_all = ["from", "to"], required_unless_present_all = ["from", "to"])]
+    pub date: Option<NaiveDate>,
+    /// First date of the range (inclusive).
+    #[arg(long, value_parser = parse_date, requires = "to")]
+    pub from: Option<NaiveDate>,
+    /// Last date of the range (inclusive).
+    #[arg(long, value_parser = parse_date, requires = "from")]
+    pub to: Option<NaiveDate>,
+    /// Label cut-off for failure_within_* (default: now). ISO-8601.
+    #[arg(long, env = "COLDPATH_LABELS_AS_OF", value_parser = parse_instant)]
+    pub labels_as_of: Option<DateTime<Utc>>,
+    /// Write the report here instead of stdout.
+    #[arg(long, env = "COLDPATH_REPORT")]
+    pub report: Option<PathBuf>,
+}
+
+impl FeaturesArgs {
+    /// The dates asked for, in order; an error when the range is reversed.
+    pub fn dates(&self) -> Result<Vec<NaiveDate>, String> {
+        let (from, to) = match (self.date, self.from, self.to) {
+            (Some(d), _, _) => (d, d),
+            (None, Some(f), Some(t)) => (f, t),
+            _ => return Err("give --date, or --from and --to".into()),
+        };
+        if to < from {
+            return Err(format!("--to {to} is before --from {from}"));
+        }
+        Ok(from.iter_days().take_while(|d| *d <= to).collect())
+    }
 }
 
 pub fn parse_date(s: &str) -> Result<NaiveDate, String> {

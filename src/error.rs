@@ -1,5 +1,6 @@
 //! The crate's error: one variant per stage, each naming what it was working on, and the exit code it means.
 
+use crate::features::ReferenceError;
 use crate::job::JobError;
 use crate::sink::SinkError;
 use crate::source::SourceError;
@@ -11,9 +12,11 @@ pub enum Error {
     #[error(transparent)]
     Job(#[from] JobError),
     #[error(transparent)]
-    Source(#[from] SourceError),
+    Source(Box<SourceError>),
     #[error(transparent)]
     Sink(#[from] SinkError),
+    #[error(transparent)]
+    Reference(#[from] ReferenceError),
     #[error("{stage}: {source}")]
     Polars {
         stage: &'static str,
@@ -23,6 +26,12 @@ pub enum Error {
     Internal(String),
 }
 
+impl From<SourceError> for Error {
+    fn from(e: SourceError) -> Self {
+        Error::Source(Box::new(e))
+    }
+}
+
 impl Error {
     /// Configuration and usage problems (exit 2) are found before anything is read.
     pub fn is_config(&self) -> bool {
@@ -30,6 +39,7 @@ impl Error {
             Error::Usage(_) | Error::Job(_) => true,
             Error::Source(e) => e.is_config(),
             Error::Sink(e) => e.is_config(),
+            Error::Reference(e) => e.is_config(),
             Error::Polars { .. } | Error::Internal(_) => false,
         }
     }

@@ -2,18 +2,21 @@
 //!
 //! The pipeline reads top to bottom: [`source`] lists and decodes raw blobs,
 //! [`normalize`] types and checks each record, [`dedup`] keeps one row per
-//! reading, [`sink`] replaces the date's Delta partitions, [`report`] accounts
-//! for every record. [`pipeline`] runs them in order for one date; [`job`] and
-//! [`schema`] are the configuration they read.
+//! reading, [`features`] computes the hourly training table (reading the
+//! previous date back through [`silver`]), [`sink`] replaces the date's Delta
+//! partitions, [`report`] accounts for every record. [`pipeline`] runs them
+//! in order for one date; [`job`] and [`schema`] are the configuration they read.
 
 pub mod cli;
 pub mod dedup;
 pub mod error;
+pub mod features;
 pub mod job;
 pub mod normalize;
 pub mod pipeline;
 pub mod report;
 pub mod schema;
+pub mod silver;
 pub mod sink;
 pub mod source;
 

@@ -5,10 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use coldpath::cli::{Cli, Command, JobArgs, LogFormat, PlanArgs, RunArgs};
+use coldpath::cli::{Cli, Command, FeaturesArgs, JobArgs, LogFormat, PlanArgs, RunArgs};
 use coldpath::job::Job;
 use coldpath::pipeline::{self, RunRequest};
-use coldpath::report::{RunReport, Status};
+use coldpath::report::{FeaturesReport, RunReport, Status};
 use coldpath::Error;
 use serde_json::json;
 
@@ -28,6 +28,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Plan(args) => runtime.block_on(plan(args)),
+        Command::Features(args) => runtime.block_on(features(args)),
     };
     ExitCode::from(code as u8)
 }
@@ -74,7 +75,7 @@ async fn run(args: RunArgs) -> i32 {
     let span = tracing::info_span!("run", job = %job.name, date = %date, run_id = %run_id);
     let req = RunRequest {
         date: args.date,
-        labels_as_of: args.labels_as_of,
+        labels_as_of: args.labels_as_of.unwrap_or_else(chrono::Utc::now),
     };
     let result = {
         use tracing::Instrument;
@@ -106,7 +107,10 @@ fn finish(report: &mut RunReport, result: Result<(), Error>, to: Option<&std::pa
     report.exit_code
 }
 
-fn write_report(report: &RunReport, to: Option<&std::path::Path>) -> anyhow::Result<()> {
+fn write_report<T: serde::Serialize>(
+    report: &T,
+    to: Option<&std::path::Path>,
+) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(report)?;
     match to {
         Some(path) => std::fs::write(path, text + "\n")
@@ -116,6 +120,56 @@ fn write_report(report: &RunReport, to: Option<&std::path::Path>) -> anyhow::Res
             writeln!(out, "{text}").context("writing the report to stdout")
         }
     }
+}
+
+async fn features(args: FeaturesArgs) -> i32 {
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let labels_as_of = args.labels_as_of.unwrap_or_else(chrono::Utc::now);
+    let mut report = FeaturesReport {
+        job: String::new(),
+        run_id: run_id.clone(),
+        status: Status::Failed,
+        exit_code: 1,
+        lake: String::new(),
+        labels_as_of: labels_as_of.to_rfc3339(),
+        dates: Vec::new(),
+        error: None,
+    };
+    let result = async {
+        let dates = args.dates().map_err(Error::Usage)?;
+        let job = load_job(&args.job)?;
+        report.job = job.name.clone();
+        report.lake = job.lake.clone();
+        let span = tracing::info_span!("features", job = %job.name, run_id = %run_id);
+        use tracing::Instrument;
+        pipeline::refresh_features(&job, &dates, labels_as_of, &mut report)
+            .instrument(span)
+            .await
+    }
+    .await;
+    if let Err(e) = result {
+        let status = if e.is_config() {
+            Status::ConfigError
+        } else {
+            Status::Failed
+        };
+        report.status = status;
+        report.exit_code = status.exit_code();
+        report.error = Some(e.to_string());
+        eprintln!("coldpath: error: {e}");
+    }
+    for failed in report.dates.iter().filter(|d| d.error.is_some()) {
+        eprintln!(
+            "coldpath: features for {} failed: {}",
+            failed.date,
+            failed.error.as_deref().unwrap_or_default()
+        );
+    }
+    if let Err(e) = write_report(&report, args.report.as_deref()) {
+        eprintln!("coldpath: error: {e:#}");
+        return Status::Failed.exit_code().max(report.exit_code);
+    }
+    report.exit_code
 }
 
 async fn plan(args: PlanArgs) -> i32 {
@@ -151,8 +205,10 @@ async fn plan(args: PlanArgs) -> i32 {
         "ignored": listing.ignored,
         "replaces": [
             format!("telemetry: event_date={}", args.date),
+            format!("features_hourly: feature_date={}", args.date),
             format!("rejects: run_date={}", args.date),
         ],
+        "reads_back": format!("telemetry: event_date={} from {}", args.date.pred_opt().unwrap_or(args.date), chrono::DateTime::from_timestamp_micros(coldpath::features::lookback_start_us(args.date)).map(|t| t.to_rfc3339()).unwrap_or_default()),
     });
     match serde_json::to_string_pretty(&plan) {
         Ok(text) => {

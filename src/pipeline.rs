@@ -1,7 +1,8 @@
-//! One run for one date: list → read + normalize → dedup → quality gate → Delta commits → report.
+//! One run for one date: list → read + normalize → dedup → quality gate → features → Delta commits → report.
 //!
 //! Tables are only touched at the end, one atomic commit each (silver first,
-//! then rejects), so a failure anywhere before leaves every table as it was.
+//! then features, then rejects), so a failure anywhere before leaves every
+//! table as it was, and features are never computed from a half-written silver.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -13,9 +14,11 @@ use tracing::{info, info_span, warn, Instrument};
 
 use crate::dedup;
 use crate::error::Error;
+use crate::features::{self, Reference};
 use crate::job::Job;
 use crate::normalize::{self, Reject, RowColumns, Rules};
-use crate::report::{RunReport, Status, TableReport};
+use crate::report::{FeaturesDate, FeaturesReport, RunReport, Status, TableReport};
+use crate::silver;
 use crate::sink::{self, CommitMeta, Lake};
 use crate::source::{self, layout::Layout, Listing, Storage};
 
@@ -26,7 +29,8 @@ const FETCH_CONCURRENCY: usize = 16;
 #[derive(Debug, Clone)]
 pub struct RunRequest {
     pub date: NaiveDate,
-    pub labels_as_of: Option<DateTime<Utc>>,
+    /// Cut-off for the failure labels (the command line defaults it to now).
+    pub labels_as_of: DateTime<Utc>,
 }
 
 fn ms(since: Instant) -> u64 {
@@ -63,10 +67,12 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
     let started = Instant::now();
     let date = req.date;
     report.max_reject_ratio = job.max_reject_ratio;
-    report.labels_as_of = req.labels_as_of.map(|t| t.to_rfc3339());
+    report.labels_as_of = Some(req.labels_as_of.to_rfc3339());
     let prepared = prepare(job)?;
     let run_id = report.run_id.clone();
     let ingested_at = Utc::now();
+    // The logs are set-up: a missing or bad one fails the run before any blob is read.
+    let reference = load_reference(job, &prepared).await?;
 
     // 1. List only the date's time partitions and the look-ahead.
     let t = Instant::now();
@@ -110,7 +116,7 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
     let t = Instant::now();
     let deduped = {
         let _span = info_span!("dedup").entered();
-        dedup::dedup(read.rows, date).map_err(Error::polars("dedup"))?
+        guarded("dedup", || dedup::dedup(read.rows, date))?
     };
     report.durations.dedup_ms = ms(t);
 
@@ -138,46 +144,57 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
     };
     let gate_failed = report.reject_ratio > job.max_reject_ratio;
 
-    // 4. Commit: silver (unless the gate failed), then rejects; each one atomic.
+    // 4. Features from the deduplicated rows and the previous date's silver.
+    let t = Instant::now();
+    let gold = if gate_failed {
+        None
+    } else {
+        let lookback = lookback(&prepared.lake, date)
+            .instrument(info_span!("lookback"))
+            .await?;
+        report.lookback_complete = Some(lookback.is_some());
+        let _span = info_span!("features").entered();
+        let frame = guarded("features", || {
+            features::compute(features::Inputs {
+                date,
+                silver: deduped.frame.clone(),
+                lookback,
+                reference: &reference,
+                labels_as_of: req.labels_as_of,
+            })
+        })?;
+        info!(rows = frame.height(), "features");
+        Some(frame)
+    };
+    report.durations.features_ms = ms(t);
+
+    // 5. Commit: silver and features (unless the gate failed), then rejects; each one atomic.
     let t = Instant::now();
     let meta = CommitMeta {
         run_id: run_id.clone(),
         job: job.name.clone(),
         date: date.to_string(),
+        labels_as_of: None,
     };
     let paths: Vec<&str> = listing.blobs.iter().map(|b| b.path.as_str()).collect();
-    if !gate_failed {
-        let spec = sink::telemetry_table();
-        let mut frame = silver_frame(deduped.frame, &paths, &run_id, ingested_at)
+    if let Some(gold) = gold {
+        let frame = silver_frame(deduped.frame, &paths, &run_id, ingested_at)
             .map_err(Error::polars("silver"))?;
-        let batch = sink::to_record_batch(&spec, &mut frame)?;
-        let version = sink::replace_partition(&prepared.lake, &spec, date, batch, &meta)
-            .instrument(info_span!("commit", table = spec.name))
-            .await?;
-        report.tables.insert(
-            spec.name,
-            TableReport {
-                partition: format!("{}={date}", spec.partition),
-                rows: report.rows_written,
-                version,
-            },
-        );
+        let (name, table) =
+            commit(&prepared.lake, sink::telemetry_table(), date, frame, &meta).await?;
+        report.tables.insert(name, table);
+        let meta = CommitMeta {
+            labels_as_of: report.labels_as_of.clone(),
+            ..meta.clone()
+        };
+        let (name, table) =
+            commit(&prepared.lake, sink::features_table(), date, gold, &meta).await?;
+        report.tables.insert(name, table);
     }
-    let spec = sink::rejects_table();
-    let mut frame =
+    let frame =
         rejects_frame(&read.rejects, &paths, date, &run_id).map_err(Error::polars("rejects"))?;
-    let batch = sink::to_record_batch(&spec, &mut frame)?;
-    let version = sink::replace_partition(&prepared.lake, &spec, date, batch, &meta)
-        .instrument(info_span!("commit", table = spec.name))
-        .await?;
-    report.tables.insert(
-        spec.name,
-        TableReport {
-            partition: format!("{}={date}", spec.partition),
-            rows: report.rejected,
-            version,
-        },
-    );
+    let (name, table) = commit(&prepared.lake, sink::rejects_table(), date, frame, &meta).await?;
+    report.tables.insert(name, table);
     report.durations.write_ms = ms(t);
     report.durations.total_ms = ms(started);
 
@@ -191,6 +208,168 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
         report.set_status(Status::Succeeded);
     }
     Ok(())
+}
+
+/// Runs a Polars stage; a panic inside Polars (a bug, or a feature missing
+/// from the build) becomes an error naming the stage instead of an abort with no report.
+fn guarded<T>(stage: &'static str, f: impl FnOnce() -> PolarsResult<T>) -> Result<T, Error> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result.map_err(Error::polars(stage)),
+        Err(_) => Err(Error::Internal(format!(
+            "{stage}: Polars panicked (a bug: please report it with the run's log)"
+        ))),
+    }
+}
+
+/// Replaces `date`'s partition of one table with `frame`.
+async fn commit(
+    lake: &Lake,
+    spec: sink::TableSpec,
+    date: NaiveDate,
+    mut frame: DataFrame,
+    meta: &CommitMeta,
+) -> Result<(&'static str, TableReport), Error> {
+    let rows = frame.height() as u64;
+    let batch = sink::to_record_batch(&spec, &mut frame)?;
+    let version = sink::replace_partition(lake, &spec, date, batch, meta)
+        .instrument(info_span!("commit", table = spec.name))
+        .await?;
+    info!(table = spec.name, rows, version, "committed");
+    Ok((
+        spec.name,
+        TableReport {
+            partition: format!("{}={date}", spec.partition),
+            rows,
+            version,
+        },
+    ))
+}
+
+/// The maintenance and failure logs named by the job.
+pub async fn load_reference(job: &Job, p: &Prepared) -> Result<Reference, Error> {
+    Ok(Reference::load(&p.storage, &job.maintenance_log, &job.failure_log).await?)
+}
+
+/// The previous date's silver rows that reach into `date`'s 6 h windows;
+/// `None` when that partition (or the whole table) does not exist.
+pub async fn lookback(lake: &Lake, date: NaiveDate) -> Result<Option<DataFrame>, Error> {
+    let Some(table) = silver::open(lake).await? else {
+        return Ok(None);
+    };
+    lookback_from(&table, date).await
+}
+
+async fn lookback_from(
+    table: &deltalake::DeltaTable,
+    date: NaiveDate,
+) -> Result<Option<DataFrame>, Error> {
+    let Some(previous) = date.pred_opt() else {
+        return Ok(None);
+    };
+    if !silver::has_partition(table, previous).await? {
+        return Ok(None);
+    }
+    let from = features::lookback_start_us(date);
+    let rows = silver::read_day(table, previous, Some(from), &features::SILVER_COLUMNS).await?;
+    Ok(Some(rows))
+}
+
+/// Recomputes `features_hourly` for each date from silver alone (the `features` command),
+/// e.g. to refresh labels as the failure log grows. A failed date does not stop the others.
+pub async fn refresh_features(
+    job: &Job,
+    dates: &[NaiveDate],
+    labels_as_of: DateTime<Utc>,
+    report: &mut FeaturesReport,
+) -> Result<(), Error> {
+    let prepared = prepare(job)?;
+    let reference = load_reference(job, &prepared).await?;
+    let Some(table) = silver::open(&prepared.lake).await? else {
+        return Err(Error::Usage(format!(
+            "no `telemetry` table in the lake `{}`: run `coldpath run` for the dates first",
+            job.lake
+        )));
+    };
+    let mut any_failed = false;
+    for &date in dates {
+        let outcome = refresh_one(
+            job,
+            &prepared,
+            &table,
+            &reference,
+            date,
+            labels_as_of,
+            &report.run_id,
+        )
+        .instrument(info_span!("features", date = %date))
+        .await;
+        let entry = match outcome {
+            Ok(entry) => entry,
+            Err(e) => {
+                any_failed = true;
+                warn!(date = %date, error = %e, "features failed for the date");
+                FeaturesDate {
+                    date: date.to_string(),
+                    status: Status::Failed,
+                    silver_rows: 0,
+                    lookback_complete: None,
+                    table: None,
+                    error: Some(e.to_string()),
+                }
+            }
+        };
+        report.dates.push(entry);
+    }
+    let status = if any_failed {
+        Status::Failed
+    } else {
+        Status::Succeeded
+    };
+    report.status = status;
+    report.exit_code = status.exit_code();
+    Ok(())
+}
+
+async fn refresh_one(
+    job: &Job,
+    prepared: &Prepared,
+    table: &deltalake::DeltaTable,
+    reference: &Reference,
+    date: NaiveDate,
+    labels_as_of: DateTime<Utc>,
+    run_id: &str,
+) -> Result<FeaturesDate, Error> {
+    if !silver::has_partition(table, date).await? {
+        warn!(date = %date, "no silver rows for the date: its features partition is emptied");
+    }
+    let rows = silver::read_day(table, date, None, &features::SILVER_COLUMNS).await?;
+    let silver_rows = rows.height() as u64;
+    let lookback = lookback_from(table, date).await?;
+    let lookback_complete = lookback.is_some();
+    let frame = guarded("features", || {
+        features::compute(features::Inputs {
+            date,
+            silver: rows,
+            lookback,
+            reference,
+            labels_as_of,
+        })
+    })?;
+    let meta = CommitMeta {
+        run_id: run_id.to_string(),
+        job: job.name.clone(),
+        date: date.to_string(),
+        labels_as_of: Some(labels_as_of.to_rfc3339()),
+    };
+    let (_, table) = commit(&prepared.lake, sink::features_table(), date, frame, &meta).await?;
+    Ok(FeaturesDate {
+        date: date.to_string(),
+        status: Status::Succeeded,
+        silver_rows,
+        lookback_complete: Some(lookback_complete),
+        table: Some(table),
+        error: None,
+    })
 }
 
 /// Everything read from the listing's blobs.

@@ -42,6 +42,7 @@ pub struct Durations {
     pub list_ms: u64,
     pub read_ms: u64,
     pub dedup_ms: u64,
+    pub features_ms: u64,
     pub write_ms: u64,
     pub total_ms: u64,
 }
@@ -78,6 +79,38 @@ pub struct RunReport {
     pub tables: BTreeMap<&'static str, TableReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels_as_of: Option<String>,
+    /// Whether the previous date's silver partition existed for the 6 h windows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookback_complete: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One date of a `features` refresh.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeaturesDate {
+    pub date: String,
+    pub status: Status,
+    /// Silver rows of the date the features were computed from.
+    pub silver_rows: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookback_complete: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The report of `coldpath features`: one entry per date, in date order.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeaturesReport {
+    pub job: String,
+    pub run_id: String,
+    pub status: Status,
+    pub exit_code: i32,
+    pub lake: String,
+    pub labels_as_of: String,
+    pub dates: Vec<FeaturesDate>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -107,6 +140,7 @@ impl RunReport {
             durations: Durations::default(),
             tables: BTreeMap::new(),
             labels_as_of: None,
+            lookback_complete: None,
             error: None,
         }
     }

@@ -37,6 +37,12 @@ pub enum SinkError {
         url: String,
         source: Box<deltalake::DeltaTableError>,
     },
+    #[error("reading table `{table}` at {url}: {message}")]
+    Read {
+        table: &'static str,
+        url: String,
+        message: String,
+    },
 }
 
 impl SinkError {
@@ -79,6 +85,41 @@ pub fn telemetry_table() -> TableSpec {
             Field::new("ingested_at", utc_ts(), true),
             Field::new("run_id", DataType::Utf8, true),
             Field::new("event_date", DataType::Date32, true),
+        ])),
+    }
+}
+
+/// `features_hourly` (gold), CONTRACT.md §2.
+pub fn features_table() -> TableSpec {
+    let f64 = |name: &str| Field::new(name, DataType::Float64, true);
+    TableSpec {
+        name: "features_hourly",
+        partition: "feature_date",
+        schema: Arc::new(Schema::new(vec![
+            Field::new("device_id", DataType::Utf8, false),
+            Field::new("window_start", utc_ts(), false),
+            Field::new("device_type", DataType::Utf8, true),
+            Field::new("reading_count", DataType::Int64, true),
+            f64("temp_mean"),
+            f64("temp_min"),
+            f64("temp_max"),
+            f64("temp_std"),
+            f64("pressure_mean"),
+            f64("vibration_mean"),
+            f64("vibration_std"),
+            f64("vibration_max"),
+            f64("temp_rolling_mean_6h"),
+            f64("temp_rolling_std_6h"),
+            f64("vibration_rolling_std_6h"),
+            Field::new("temp_spike_count", DataType::Int64, true),
+            Field::new("hour", DataType::Int32, true),
+            Field::new("day_of_week", DataType::Int32, true),
+            Field::new("days_since_maintenance", DataType::Int32, true),
+            Field::new("maintenance_status", DataType::Utf8, true),
+            Field::new("failure_within_7d", DataType::Boolean, true),
+            Field::new("failure_within_14d", DataType::Boolean, true),
+            Field::new("lookback_complete", DataType::Boolean, true),
+            Field::new("feature_date", DataType::Date32, true),
         ])),
     }
 }
@@ -147,6 +188,9 @@ pub struct CommitMeta {
     pub run_id: String,
     pub job: String,
     pub date: String,
+    /// The label cut-off, on `features_hourly` commits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels_as_of: Option<String>,
 }
 
 /// Moves a Polars frame into one Arrow record batch of `spec`'s schema.

@@ -135,3 +135,18 @@ pub fn temp_lake() -> tempfile::TempDir {
 pub fn get<'a>(row: &'a Map<String, Value>, key: &str) -> &'a Value {
     row.get(key).unwrap_or(&Value::Null)
 }
+
+/// The `userMetadata` JSON of a table's commit `version`, read from its log file.
+pub fn user_metadata(lake: &Path, table: &str, version: u64) -> Value {
+    let log = std::fs::read_to_string(
+        lake.join(table)
+            .join(format!("_delta_log/{version:020}.json")),
+    )
+    .unwrap();
+    let info: Value = log
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|v| v.get("commitInfo").is_some())
+        .unwrap();
+    serde_json::from_str(info["commitInfo"]["userMetadata"].as_str().unwrap()).unwrap()
+}

@@ -77,6 +77,10 @@ fn quality_gate_writes_rejects_but_not_silver() {
         !lake.join("telemetry/_delta_log").exists(),
         "silver untouched"
     );
+    assert!(
+        !lake.join("features_hourly/_delta_log").exists(),
+        "gold untouched"
+    );
 }
 
 #[test]

@@ -2,4 +2,5 @@
 
 mod common;
 mod exit_codes;
+mod features;
 mod run_local;

@@ -152,19 +152,7 @@ fn tables_are_what_synapse_reads() {
         let text = schema.to_string();
         assert!(!text.contains("timestamp_ntz"), "{name}: {text}");
         // Commit info names the run, the job and the date.
-        let log = std::fs::read_to_string(
-            lake.path()
-                .join(name)
-                .join("_delta_log/00000000000000000000.json"),
-        )
-        .unwrap();
-        let info: Value = log
-            .lines()
-            .map(|l| serde_json::from_str::<Value>(l).unwrap())
-            .find(|v| v.get("commitInfo").is_some())
-            .unwrap();
-        let meta: Value =
-            serde_json::from_str(info["commitInfo"]["userMetadata"].as_str().unwrap()).unwrap();
+        let meta = user_metadata(lake.path(), name, 0);
         assert_eq!(meta["run_id"], report["run_id"]);
         assert_eq!(meta["job"], "local");
         assert_eq!(meta["date"], "2024-03-11");

@@ -1,0 +1,351 @@
+//! `features_hourly`: the fixture dates against the generator's independent implementation of the contract,
+//! the `features` command, the look-back, and what a bad reference log does.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::common::*;
+
+const DATES: [&str; 3] = ["2024-03-10", "2024-03-11", "2024-03-12"];
+
+fn labels_as_of() -> String {
+    expected("2024-03-10")["labels_as_of"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// The table's rows of one feature_date, sorted by device and hour.
+fn features_of(lake: &Path, date: &str) -> Vec<Map<String, Value>> {
+    let mut rows: Vec<Map<String, Value>> = read_rows(lake, "features_hourly")
+        .into_iter()
+        .filter(|r| get(r, "feature_date") == date)
+        .collect();
+    rows.sort_by_key(|r| {
+        (
+            get(r, "device_id").as_str().unwrap().to_string(),
+            get(r, "window_start").as_i64().unwrap(),
+        )
+    });
+    rows
+}
+
+const FLOATS: [&str; 11] = [
+    "temp_mean",
+    "temp_min",
+    "temp_max",
+    "temp_std",
+    "pressure_mean",
+    "vibration_mean",
+    "vibration_std",
+    "vibration_max",
+    "temp_rolling_mean_6h",
+    "temp_rolling_std_6h",
+    "vibration_rolling_std_6h",
+];
+
+const EXACT: [&str; 13] = [
+    "device_id",
+    "window_start",
+    "feature_date",
+    "device_type",
+    "reading_count",
+    "temp_spike_count",
+    "hour",
+    "day_of_week",
+    "days_since_maintenance",
+    "maintenance_status",
+    "failure_within_7d",
+    "failure_within_14d",
+    "lookback_complete",
+];
+
+/// Every column of every row equal to the expectation (floats to 1e-6 relative, nulls as nulls).
+fn assert_features_match(got: &[Map<String, Value>], want: &[Value], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: row count");
+    for (g, w) in got.iter().zip(want) {
+        let at = format!("{what}: {} @ {}", w["device_id"], w["window_start"]);
+        for c in EXACT {
+            assert_eq!(get(g, c), &w[c], "{at}: {c}");
+        }
+        for c in FLOATS {
+            match (get(g, c).as_f64(), w[c].as_f64()) {
+                (None, None) => {}
+                (Some(a), Some(b)) => assert!(
+                    (a - b).abs() <= 1e-6 * b.abs().max(1e-12),
+                    "{at}: {c} = {a}, contract says {b}"
+                ),
+                (a, b) => panic!("{at}: {c} = {a:?}, contract says {b:?}"),
+            }
+        }
+    }
+}
+
+fn run_all_dates(lake: &Path, labels: &str) {
+    for date in DATES {
+        let (code, report) = run_date(date, lake, &["--labels-as-of", labels]);
+        assert_eq!(code, 0, "{report}");
+    }
+}
+
+#[test]
+fn every_date_matches_the_contract_definitions_value_for_value() {
+    let lake = temp_lake();
+    let labels = labels_as_of();
+    for date in DATES {
+        let (code, report) = run_date(date, lake.path(), &["--labels-as-of", &labels]);
+        assert_eq!(code, 0, "{report}");
+        let want = expected(date)["features"].as_array().unwrap().clone();
+        assert_eq!(report["tables"]["features_hourly"]["rows"], want.len());
+        assert_eq!(
+            report["lookback_complete"],
+            Value::Bool(date != "2024-03-10"),
+            "{date}"
+        );
+        assert_features_match(&features_of(lake.path(), date), &want, date);
+    }
+    // The designed cases are in there, so the comparison above is not vacuous.
+    let day2 = expected("2024-03-11")["features"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let pump01_09 = day2
+        .iter()
+        .find(|r| r["device_id"] == "pump-01" && r["hour"] == 9)
+        .unwrap();
+    assert_eq!(pump01_09["temp_spike_count"], 1, "the 140° reading");
+    assert!(day2.iter().any(|r| r["maintenance_status"] == "CRITICAL"));
+    assert!(day2.iter().any(|r| r["failure_within_14d"].is_null()));
+    assert!(day2.iter().any(|r| r["days_since_maintenance"].is_null()));
+    // pump-02 fails at 20:00: the window starting 19:00 sees it, the one starting 20:00 does not.
+    let pump02 = |h: u64| {
+        day2.iter()
+            .find(|r| r["device_id"] == "pump-02" && r["hour"] == h)
+            .unwrap()["failure_within_7d"]
+            .clone()
+    };
+    assert_eq!(
+        (pump02(19), pump02(20)),
+        (Value::Bool(true), Value::Bool(false))
+    );
+}
+
+#[test]
+fn features_table_is_what_synapse_and_azure_ml_read() {
+    let lake = temp_lake();
+    let labels = labels_as_of();
+    let (code, report) = run_date("2024-03-11", lake.path(), &["--labels-as-of", &labels]);
+    assert_eq!(code, 0, "{report}");
+    let table = open_table(lake.path(), "features_hourly");
+    let snapshot = table.snapshot().unwrap();
+    assert_eq!(snapshot.protocol().min_reader_version(), 1);
+    assert_eq!(snapshot.protocol().min_writer_version(), 2);
+    assert_eq!(
+        snapshot.metadata().partition_columns(),
+        &vec!["feature_date".to_string()]
+    );
+    let fields: Vec<(String, String)> = snapshot
+        .schema()
+        .fields()
+        .map(|f| (f.name().clone(), f.data_type().to_string()))
+        .collect();
+    let expect = [
+        ("device_id", "string"),
+        ("window_start", "timestamp"),
+        ("device_type", "string"),
+        ("reading_count", "long"),
+        ("temp_mean", "double"),
+        ("temp_min", "double"),
+        ("temp_max", "double"),
+        ("temp_std", "double"),
+        ("pressure_mean", "double"),
+        ("vibration_mean", "double"),
+        ("vibration_std", "double"),
+        ("vibration_max", "double"),
+        ("temp_rolling_mean_6h", "double"),
+        ("temp_rolling_std_6h", "double"),
+        ("vibration_rolling_std_6h", "double"),
+        ("temp_spike_count", "long"),
+        ("hour", "integer"),
+        ("day_of_week", "integer"),
+        ("days_since_maintenance", "integer"),
+        ("maintenance_status", "string"),
+        ("failure_within_7d", "boolean"),
+        ("failure_within_14d", "boolean"),
+        ("lookback_complete", "boolean"),
+        ("feature_date", "date"),
+    ];
+    let expect: Vec<(String, String)> = expect
+        .iter()
+        .map(|(n, t)| (n.to_string(), t.to_string()))
+        .collect();
+    assert_eq!(fields, expect);
+    // The commit names the run and the label cut-off.
+    let meta = user_metadata(lake.path(), "features_hourly", 0);
+    assert_eq!(meta["run_id"], report["run_id"]);
+    assert_eq!(meta["date"], "2024-03-11");
+    assert_eq!(meta["labels_as_of"], report["labels_as_of"]);
+}
+
+#[test]
+fn a_missing_previous_day_is_flagged_and_the_features_command_completes_it() {
+    let lake = temp_lake();
+    let labels = labels_as_of();
+    // 2024-03-11 first: its 00:00-04:00 windows cannot see 2024-03-10.
+    let (code, report) = run_date("2024-03-11", lake.path(), &["--labels-as-of", &labels]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["lookback_complete"], false);
+    let alone = features_of(lake.path(), "2024-03-11");
+    assert!(alone.iter().all(|r| get(r, "lookback_complete") == false));
+    let want = expected("2024-03-11")["features"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let first_hour_differs = alone.iter().zip(&want).any(|(g, w)| {
+        w["hour"] == 0
+            && get(g, "temp_rolling_std_6h").as_f64() != w["temp_rolling_std_6h"].as_f64()
+    });
+    assert!(
+        first_hour_differs,
+        "without the look-back the 00:00 windows are shorter"
+    );
+
+    // Then the previous day, then a features refresh of 2024-03-11 from silver alone.
+    assert_eq!(
+        run_date("2024-03-10", lake.path(), &["--labels-as-of", &labels]).0,
+        0
+    );
+    let refresh = features_cmd(
+        lake.path(),
+        &fixtures_raw(),
+        &["--date", "2024-03-11", "--labels-as-of", &labels],
+    );
+    assert_eq!(refresh.0, 0, "{}", refresh.1);
+    assert_eq!(refresh.1["dates"][0]["lookback_complete"], true);
+    assert_features_match(&features_of(lake.path(), "2024-03-11"), &want, "refreshed");
+}
+
+/// `coldpath features` with the local job, `source` holding only what the command may read.
+fn features_cmd(lake: &Path, source: &Path, extra: &[&str]) -> (i32, Value, String) {
+    let job = job_file();
+    let mut args = vec![
+        "features",
+        "--job",
+        job.to_str().unwrap(),
+        "--lake",
+        lake.to_str().unwrap(),
+        "--source",
+        source.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = coldpath(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("report is not JSON ({e}): {stderr}"));
+    (out.status.code().unwrap(), report, stderr)
+}
+
+#[test]
+fn the_features_command_refreshes_labels_from_silver_without_raw() {
+    let lake = temp_lake();
+    // The nightly runs saw the labels as of the morning after the last date: most horizons unknown.
+    run_all_dates(lake.path(), "2024-03-13T00:00:00Z");
+    let early = features_of(lake.path(), "2024-03-11");
+    assert!(early.iter().any(|r| get(r, "failure_within_7d").is_null()));
+
+    // A source holding only the reference logs: the refresh cannot have read raw.
+    let refs = temp_lake();
+    std::fs::create_dir_all(refs.path().join("reference")).unwrap();
+    for f in ["maintenance.csv", "failures.csv"] {
+        std::fs::copy(
+            fixtures_raw().join("reference").join(f),
+            refs.path().join("reference").join(f),
+        )
+        .unwrap();
+    }
+    let silver_before = read_rows(lake.path(), "telemetry").len();
+    let labels = labels_as_of();
+    let (code, report, stderr) = features_cmd(
+        lake.path(),
+        refs.path(),
+        &[
+            "--from",
+            "2024-03-10",
+            "--to",
+            "2024-03-12",
+            "--labels-as-of",
+            &labels,
+        ],
+    );
+    assert_eq!(code, 0, "{report} {stderr}");
+    let dates: Vec<&str> = report["dates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["date"].as_str().unwrap())
+        .collect();
+    assert_eq!(dates, DATES);
+    for date in DATES {
+        let want = expected(date)["features"].as_array().unwrap().clone();
+        assert_features_match(&features_of(lake.path(), date), &want, date);
+    }
+    assert_eq!(read_rows(lake.path(), "telemetry").len(), silver_before);
+}
+
+#[test]
+fn a_bad_reference_row_is_a_configuration_error_naming_file_and_line() {
+    let lake = temp_lake();
+    let source = temp_lake();
+    // A copy of the raw container whose failure log has a bad timestamp on line 3.
+    copy_dir(&fixtures_raw(), source.path());
+    std::fs::write(
+        source.path().join("reference/failures.csv"),
+        "device_id,failure_time,component\npump-01,2024-03-12T00:00:00Z,seal\npump-02,last tuesday,seal\n",
+    )
+    .unwrap();
+    let job = job_file();
+    let run = || {
+        coldpath(&[
+            "run",
+            "--job",
+            job.to_str().unwrap(),
+            "--date",
+            "2024-03-11",
+            "--source",
+            source.path().to_str().unwrap(),
+            "--lake",
+            lake.path().to_str().unwrap(),
+        ])
+    };
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("reference/failures.csv")
+            && stderr.contains("line 3")
+            && stderr.contains("last tuesday"),
+        "{stderr}"
+    );
+    assert!(!lake.path().join("telemetry").exists(), "nothing written");
+
+    // A missing log is an error too, never an empty one (that would make every label false).
+    std::fs::remove_file(source.path().join("reference/failures.csv")).unwrap();
+    let out = run();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("failures.csv"), "{stderr}");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
