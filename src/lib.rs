@@ -10,6 +10,7 @@
 pub mod cli;
 pub mod dedup;
 pub mod error;
+pub mod fault;
 pub mod features;
 pub mod job;
 pub mod normalize;

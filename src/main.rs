@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::Parser;
 use coldpath::cli::{Cli, Command, FeaturesArgs, JobArgs, LogFormat, PlanArgs, RunArgs};
+use coldpath::fault::redact;
 use coldpath::job::Job;
 use coldpath::pipeline::{self, RunRequest};
 use coldpath::report::{FeaturesReport, RunReport, Status};
@@ -95,8 +96,9 @@ fn finish(report: &mut RunReport, result: Result<(), Error>, to: Option<&std::pa
             Status::Failed
         };
         report.set_status(status);
-        report.error = Some(e.to_string());
-        eprintln!("coldpath: error: {e}");
+        let message = redact(&e.to_string());
+        eprintln!("coldpath: error: {message}");
+        report.error = Some(message);
     } else if let Some(why) = &report.error {
         eprintln!("coldpath: {why}");
     }
@@ -155,8 +157,9 @@ async fn features(args: FeaturesArgs) -> i32 {
         };
         report.status = status;
         report.exit_code = status.exit_code();
-        report.error = Some(e.to_string());
-        eprintln!("coldpath: error: {e}");
+        let message = redact(&e.to_string());
+        eprintln!("coldpath: error: {message}");
+        report.error = Some(message);
     }
     for failed in report.dates.iter().filter(|d| d.error.is_some()) {
         eprintln!(
@@ -183,7 +186,7 @@ async fn plan(args: PlanArgs) -> i32 {
     let (job, listing) = match result {
         Ok(x) => x,
         Err(e) => {
-            eprintln!("coldpath: error: {e}");
+            eprintln!("coldpath: error: {}", redact(&e.to_string()));
             return if e.is_config() { 2 } else { 1 };
         }
     };
@@ -212,7 +215,7 @@ async fn plan(args: PlanArgs) -> i32 {
     });
     match serde_json::to_string_pretty(&plan) {
         Ok(text) => {
-            println!("{text}");
+            println!("{}", redact(&text));
             0
         }
         Err(e) => {

@@ -307,14 +307,15 @@ pub async fn refresh_features(
             Ok(entry) => entry,
             Err(e) => {
                 any_failed = true;
-                warn!(date = %date, error = %e, "features failed for the date");
+                let message = crate::fault::redact(&e.to_string());
+                warn!(date = %date, error = %message, "features failed for the date");
                 FeaturesDate {
                     date: date.to_string(),
                     status: Status::Failed,
                     silver_rows: 0,
                     lookback_complete: None,
                     table: None,
-                    error: Some(e.to_string()),
+                    error: Some(message),
                 }
             }
         };

@@ -18,6 +18,8 @@ fn read_err(table: &'static str, url: &url::Url, message: String) -> SinkError {
     SinkError::Read {
         table,
         url: url.to_string(),
+        container: crate::source::container_of(url),
+        fault: crate::fault::Fault::of_text(&message),
         message,
     }
 }
@@ -33,7 +35,7 @@ pub async fn open(lake: &Lake) -> Result<Option<DeltaTable>, SinkError> {
             }
         }
     }
-    let err = |e: deltalake::DeltaTableError| read_err(spec.name, &url, e.to_string());
+    let err = |e: deltalake::DeltaTableError| read_err(spec.name, &url, crate::fault::chain(&e));
     let mut table = DeltaTableBuilder::from_url(url.clone())
         .map_err(err)?
         .build()
@@ -51,7 +53,7 @@ pub async fn has_partition(table: &DeltaTable, date: NaiveDate) -> Result<bool, 
     let files = table
         .get_files_by_partitions(&[("event_date", FilterOp::Eq, FilterValue::Scalar(&day))])
         .await
-        .map_err(|e| read_err("telemetry", table.table_url(), e.to_string()))?;
+        .map_err(|e| read_err("telemetry", table.table_url(), crate::fault::chain(&e)))?;
     Ok(!files.is_empty())
 }
 
@@ -64,16 +66,16 @@ pub async fn read_day(
 ) -> Result<DataFrame, SinkError> {
     let url = table.table_url().clone();
     let err = |e: deltalake::datafusion::error::DataFusionError| {
-        read_err("telemetry", &url, e.to_string())
+        read_err("telemetry", &url, crate::fault::chain(&e))
     };
     let ctx = SessionContext::new();
     table
         .update_datafusion_session(&ctx.state())
-        .map_err(|e| read_err("telemetry", &url, e.to_string()))?;
+        .map_err(|e| read_err("telemetry", &url, crate::fault::chain(&e)))?;
     let provider = table
         .table_provider()
         .await
-        .map_err(|e| read_err("telemetry", &url, e.to_string()))?;
+        .map_err(|e| read_err("telemetry", &url, crate::fault::chain(&e)))?;
     let days = crate::dedup::epoch_days(date);
     let mut filter = col("event_date").eq(lit(ScalarValue::Date32(Some(days))));
     if let Some(from) = from_us {

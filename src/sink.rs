@@ -21,6 +21,8 @@ use deltalake::DeltaTable;
 use polars::prelude::{CompatLevel, DataFrame};
 use url::Url;
 
+use crate::fault::Fault;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
     #[error("lake `{lake}`: {message}")]
@@ -31,23 +33,31 @@ pub enum SinkError {
         column: String,
         message: String,
     },
-    #[error("table `{table}` at {url}: {source}")]
+    #[error("table `{table}` at {url}: {}", crate::source::describe(*.fault, .container.as_deref(), .source))]
     Delta {
         table: &'static str,
         url: String,
+        container: Option<String>,
+        fault: Fault,
         source: Box<deltalake::DeltaTableError>,
     },
-    #[error("reading table `{table}` at {url}: {message}")]
+    #[error("reading table `{table}` at {url}: {}", crate::source::describe(*.fault, .container.as_deref(), .message))]
     Read {
         table: &'static str,
         url: String,
+        container: Option<String>,
+        fault: Fault,
         message: String,
     },
 }
 
 impl SinkError {
     pub fn is_config(&self) -> bool {
-        matches!(self, SinkError::Lake { .. })
+        match self {
+            SinkError::Lake { .. } => true,
+            SinkError::Delta { fault, .. } | SinkError::Read { fault, .. } => fault.is_config(),
+            SinkError::Column { .. } => false,
+        }
     }
 }
 
@@ -257,6 +267,8 @@ pub async fn replace_partition(
     let delta_err = |source: deltalake::DeltaTableError| SinkError::Delta {
         table: spec.name,
         url: url.to_string(),
+        container: crate::source::container_of(&url),
+        fault: Fault::of(&source),
         source: Box::new(source),
     };
     if url.scheme() == "file" {

@@ -117,12 +117,16 @@ async fn fetch(source: &Storage, path: &str) -> Result<bytes::Bytes, ReferenceEr
         source.get(path).await
     };
     got.map_err(|e| match e {
-        SourceError::Read {
-            source: deltalake::logstore::object_store::Error::NotFound { .. },
-            ..
-        } => ReferenceError::Missing {
-            file: path.to_string(),
-        },
+        SourceError::Read { source, fault, .. }
+            if matches!(
+                *source,
+                deltalake::logstore::object_store::Error::NotFound { .. }
+            ) && fault != crate::fault::Fault::ContainerMissing =>
+        {
+            ReferenceError::Missing {
+                file: path.to_string(),
+            }
+        }
         other => other.into(),
     })
 }

@@ -17,30 +17,51 @@ use deltalake::logstore::object_store::{
 use futures::{StreamExt, TryStreamExt};
 use url::Url;
 
+use crate::fault::{Explained, Fault};
 use layout::{Layout, Partition};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SourceError {
     #[error("source `{location}`: {message}")]
     Location { location: String, message: String },
-    #[error("listing `{prefix}` in {location}: {source}")]
+    #[error("listing `{prefix}` in {location}: {}", describe(*.fault, .container.as_deref(), .source))]
     List {
         location: String,
         prefix: String,
-        source: object_store::Error,
+        container: Option<String>,
+        fault: Fault,
+        source: Box<object_store::Error>,
     },
-    #[error("reading blob `{blob}` in {location}: {source}")]
+    #[error("reading blob `{blob}` in {location}: {}", describe(*.fault, .container.as_deref(), .source))]
     Read {
         location: String,
         blob: String,
-        source: object_store::Error,
+        container: Option<String>,
+        fault: Fault,
+        source: Box<object_store::Error>,
     },
+}
+
+/// The operator's sentence for a storage fault, with the store's own words when they add something.
+pub fn describe(fault: Fault, container: Option<&str>, source: &dyn std::fmt::Display) -> String {
+    match fault {
+        Fault::ContainerMissing => Explained(fault, container).to_string(),
+        Fault::AuthRefused | Fault::Unreachable => {
+            let text = source.to_string();
+            let first = text.lines().next().unwrap_or_default();
+            format!("{}: {first}", Explained(fault, container))
+        }
+        Fault::Other => source.to_string(),
+    }
 }
 
 impl SourceError {
     /// Whether this is a problem with the configuration (exit 2) rather than a fault while running.
     pub fn is_config(&self) -> bool {
-        matches!(self, SourceError::Location { .. })
+        match self {
+            SourceError::Location { .. } => true,
+            SourceError::List { fault, .. } | SourceError::Read { fault, .. } => fault.is_config(),
+        }
     }
 }
 
@@ -51,6 +72,8 @@ pub struct Storage {
     pub root: StorePath,
     /// The location as the user gave it (URLs carry no secrets: those come from the environment).
     pub location: String,
+    /// The container (Azure) the location is in, for error messages.
+    pub container: Option<String>,
 }
 
 impl Storage {
@@ -81,6 +104,7 @@ impl Storage {
                 store,
                 root,
                 location: location.to_string(),
+                container: container_of(&url),
             });
         }
         Storage::open_local(location, PathBuf::from(location))
@@ -99,6 +123,7 @@ impl Storage {
             store: Arc::new(store),
             root: StorePath::default(),
             location: location.to_string(),
+            container: None,
         })
     }
 
@@ -130,13 +155,32 @@ impl Storage {
 
     /// Fetches a whole blob.
     pub async fn get(&self, rel: &str) -> Result<bytes::Bytes, SourceError> {
-        let read = |source| SourceError::Read {
+        let read = |source: object_store::Error| SourceError::Read {
             location: self.location.clone(),
             blob: rel.to_string(),
-            source,
+            container: self.container.clone(),
+            fault: Fault::of(&source),
+            source: Box::new(source),
         };
         let got = self.store.get(&self.path(rel)).await.map_err(read)?;
         got.bytes().await.map_err(read)
+    }
+}
+
+/// The container an Azure URL names: `az://c/…`, `abfss://c@account…/…`, `https://account…/c/…`.
+pub fn container_of(url: &Url) -> Option<String> {
+    match url.scheme() {
+        "az" | "azure" | "adl" => url.host_str().map(str::to_string),
+        "abfs" | "abfss" => Some(url.username())
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .or_else(|| url.host_str().map(str::to_string)),
+        "https" | "http" => url
+            .path_segments()
+            .and_then(|mut s| s.next())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        _ => None,
     }
 }
 
@@ -206,7 +250,9 @@ pub async fn list_for_date(
                     .map_err(|source| SourceError::List {
                         location: storage.location.clone(),
                         prefix: prefix.clone(),
-                        source,
+                        container: storage.container.clone(),
+                        fault: Fault::of(&source),
+                        source: Box::new(source),
                     })
             })
             .buffered(16)

@@ -23,12 +23,19 @@ pub fn job_file() -> PathBuf {
 
 /// Runs `coldpath` with `args` from the repository root (where the job file's relative paths resolve).
 pub fn coldpath(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_coldpath"))
-        .args(args)
+    coldpath_env(args, &[])
+}
+
+/// `coldpath` with extra environment variables (Azure credentials, the emulator's address).
+pub fn coldpath_env(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coldpath"));
+    cmd.args(args)
         .current_dir(repo())
-        .env_remove("COLDPATH_LOG_FORMAT")
-        .output()
-        .expect("run coldpath")
+        .env_remove("COLDPATH_LOG_FORMAT");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("run coldpath")
 }
 
 /// `coldpath run` of the local job for `date` into `lake`; returns the exit code and the parsed report.

@@ -1,5 +1,7 @@
 //! The one integration-test binary: the real `coldpath` binary on the fixtures, tables read back with deltalake.
 
+mod azure;
+mod azurite;
 mod common;
 mod exit_codes;
 mod features;

@@ -1,0 +1,210 @@
+//! A real Azurite (npm `azurite`, installed in tools/azurite by scripts/test.sh) per test, on a free port of 127.0.0.1.
+//!
+//! The harness starts it, creates containers (the one request signed here by
+//! hand, with the emulator's well-known Shared Key), uploads and downloads
+//! through object_store, and stops it when the test ends (`Drop`). Its data
+//! lives in a temporary folder removed with it.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use deltalake::logstore::object_store::azure::MicrosoftAzureBuilder;
+use deltalake::logstore::object_store::path::Path as StorePath;
+use deltalake::logstore::object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use futures::TryStreamExt;
+
+use crate::common::*;
+
+/// Azurite's documented development account.
+pub const ACCOUNT: &str = "devstoreaccount1";
+pub const KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+pub struct Azurite {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+fn binary() -> PathBuf {
+    repo().join("tools/azurite/node_modules/.bin/azurite-blob")
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+impl Azurite {
+    pub fn start() -> Azurite {
+        let bin = binary();
+        assert!(
+            bin.exists(),
+            "Azurite is not installed at {}: run ./scripts/test.sh, which installs it (npm ci in tools/azurite)",
+            bin.display()
+        );
+        for _attempt in 0..3 {
+            let port = free_port();
+            let dir = tempfile::tempdir().unwrap();
+            let mut child = Command::new(&bin)
+                .args(["--blobHost", "127.0.0.1", "--blobPort"])
+                .arg(port.to_string())
+                .arg("--location")
+                .arg(dir.path())
+                .args([
+                    "--silent",
+                    "--skipApiVersionCheck",
+                    "--loose",
+                    "--disableTelemetry",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("start azurite-blob");
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    break; // exited: the port was taken in between; try another
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Azurite {
+                        child,
+                        port,
+                        _dir: dir,
+                    };
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("Azurite did not start on 127.0.0.1 in three attempts");
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// The environment that points `coldpath`'s `az://` URLs at this emulator.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AZURE_STORAGE_USE_EMULATOR", "true".into()),
+            ("AZURITE_BLOB_STORAGE_URL", self.url()),
+        ]
+    }
+
+    /// Creates a container (Create Container, signed with the account key).
+    pub fn create_container(&self, name: &str) {
+        let date = chrono::Utc::now()
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        let version = "2021-08-06";
+        let to_sign = format!(
+            "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{ACCOUNT}/{ACCOUNT}/{name}\nrestype:container"
+        );
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(KEY)
+            .unwrap();
+        let tag = ring::hmac::sign(
+            &ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &key),
+            to_sign.as_bytes(),
+        );
+        let signature = base64::engine::general_purpose::STANDARD.encode(tag.as_ref());
+        let request = format!(
+            "PUT /{ACCOUNT}/{name}?restype=container HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nx-ms-date: {date}\r\nx-ms-version: {version}\r\nAuthorization: SharedKey {ACCOUNT}:{signature}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            port = self.port
+        );
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).unwrap();
+        assert!(
+            response.starts_with("HTTP/1.1 201"),
+            "creating container {name}: {response}"
+        );
+    }
+
+    /// An object_store client for one container (explicit endpoint: no process environment needed).
+    pub fn store(&self, container: &str) -> Arc<dyn ObjectStore> {
+        Arc::new(
+            MicrosoftAzureBuilder::new()
+                .with_account(ACCOUNT)
+                .with_access_key(KEY)
+                .with_endpoint(format!("{}/{ACCOUNT}", self.url()))
+                .with_allow_http(true)
+                .with_container_name(container)
+                .build()
+                .unwrap(),
+        )
+    }
+
+    /// Uploads every file under `dir` to `container` with the same relative paths.
+    pub fn upload_dir(&self, container: &str, dir: &Path) {
+        let store = self.store(container);
+        let mut files = Vec::new();
+        walk(dir, &mut files);
+        block_on(async {
+            for file in files {
+                let rel = file
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_string();
+                let bytes = std::fs::read(&file).unwrap();
+                store
+                    .put(&StorePath::from(rel), PutPayload::from(bytes))
+                    .await
+                    .unwrap();
+            }
+        });
+    }
+
+    /// Downloads everything under `prefix` of `container` into `to` (e.g. a Delta table, to read it locally).
+    pub fn download(&self, container: &str, prefix: &str, to: &Path) {
+        let store = self.store(container);
+        block_on(async {
+            let prefix = StorePath::from(prefix);
+            let metas: Vec<_> = store.list(Some(&prefix)).try_collect().await.unwrap();
+            for meta in metas {
+                let rel = meta.location.as_ref()[prefix.as_ref().len()..].trim_start_matches('/');
+                let target = to.join(rel);
+                std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+                let bytes = store
+                    .get(&meta.location)
+                    .await
+                    .unwrap()
+                    .bytes()
+                    .await
+                    .unwrap();
+                std::fs::write(target, bytes).unwrap();
+            }
+        });
+    }
+}
+
+impl Drop for Azurite {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            walk(&entry.path(), out);
+        } else {
+            out.push(entry.path());
+        }
+    }
+}
