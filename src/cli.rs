@@ -114,7 +114,7 @@ pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
 }
 
 pub fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
-    crate::normalize::time::parse_str(s)
+    crate::normalize::time::parse_iso_only(s)
         .ok()
         .and_then(DateTime::from_timestamp_micros)
         .ok_or_else(|| format!("`{s}` is not an ISO-8601 timestamp"))

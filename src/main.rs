@@ -51,6 +51,20 @@ fn init_logging(format: LogFormat) {
     }
 }
 
+/// The label cut-off: the flag, never later than now (a future cut-off would
+/// call horizons nobody has seen yet `false`); default now.
+fn label_cutoff(asked: Option<chrono::DateTime<chrono::Utc>>) -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now();
+    match asked {
+        Some(t) if t > now => {
+            tracing::warn!(labels_as_of = %t, now = %now, "--labels-as-of is in the future: using now");
+            now
+        }
+        Some(t) => t,
+        None => now,
+    }
+}
+
 fn load_job(args: &JobArgs) -> Result<Job, Error> {
     let mut job = Job::load(&args.job)?;
     if let Some(source) = &args.source {
@@ -76,7 +90,7 @@ async fn run(args: RunArgs) -> i32 {
     let span = tracing::info_span!("run", job = %job.name, date = %date, run_id = %run_id);
     let req = RunRequest {
         date: args.date,
-        labels_as_of: args.labels_as_of.unwrap_or_else(chrono::Utc::now),
+        labels_as_of: label_cutoff(args.labels_as_of),
     };
     let result = {
         use tracing::Instrument;
@@ -126,7 +140,7 @@ fn write_report<T: serde::Serialize>(
 
 async fn features(args: FeaturesArgs) -> i32 {
     let run_id = uuid::Uuid::new_v4().to_string();
-    let labels_as_of = args.labels_as_of.unwrap_or_else(chrono::Utc::now);
+    let labels_as_of = label_cutoff(args.labels_as_of);
     let mut report = FeaturesReport {
         job: String::new(),
         run_id: run_id.clone(),

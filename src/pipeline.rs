@@ -21,6 +21,7 @@ use crate::report::{FeaturesDate, FeaturesReport, RunReport, Status, TableReport
 use crate::silver;
 use crate::sink::{self, CommitMeta, Lake};
 use crate::source::{self, layout::Layout, Listing, Storage};
+use deltalake::arrow::array::RecordBatch;
 
 /// Blobs fetched at once; parsing runs on rayon's pool as each one arrives.
 const FETCH_CONCURRENCY: usize = 16;
@@ -168,7 +169,8 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
     };
     report.durations.features_ms = ms(t);
 
-    // 5. Commit: silver and features (unless the gate failed), then rejects; each one atomic.
+    // 5. Everything that can fail without touching storage happens before the
+    //    first commit: frames become Arrow batches, table folders are checked.
     let t = Instant::now();
     let meta = CommitMeta {
         run_id: run_id.clone(),
@@ -177,24 +179,43 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
         labels_as_of: None,
     };
     let paths: Vec<&str> = listing.blobs.iter().map(|b| b.path.as_str()).collect();
+    let mut staged = Vec::with_capacity(3);
     if let Some(gold) = gold {
         let frame = silver_frame(deduped.frame, &paths, &run_id, ingested_at)
             .map_err(Error::polars("silver"))?;
-        let (name, table) =
-            commit(&prepared.lake, sink::telemetry_table(), date, frame, &meta).await?;
-        report.tables.insert(name, table);
-        let meta = CommitMeta {
+        staged.push(stage(sink::telemetry_table(), frame, meta.clone())?);
+        let gold_meta = CommitMeta {
             labels_as_of: report.labels_as_of.clone(),
             ..meta.clone()
         };
-        let (name, table) =
-            commit(&prepared.lake, sink::features_table(), date, gold, &meta).await?;
-        report.tables.insert(name, table);
+        staged.push(stage(sink::features_table(), gold, gold_meta)?);
     }
     let frame =
         rejects_frame(&read.rejects, &paths, date, &run_id).map_err(Error::polars("rejects"))?;
-    let (name, table) = commit(&prepared.lake, sink::rejects_table(), date, frame, &meta).await?;
-    report.tables.insert(name, table);
+    staged.push(stage(sink::rejects_table(), frame, meta)?);
+    for (spec, _, _) in &staged {
+        sink::prepare_table(&prepared.lake, spec)?;
+    }
+
+    // 6. Commit: silver and features (unless the gate failed), then rejects; each one atomic.
+    let mut committed: Vec<&'static str> = Vec::new();
+    for (spec, batch, meta) in staged {
+        let name = spec.name;
+        match commit(&prepared.lake, spec, date, batch, &meta).await {
+            Ok(table) => {
+                report.tables.insert(name, table);
+                committed.push(name);
+            }
+            // A failure after a commit is never "nothing written": exit 1, rerun completes it.
+            Err(e) if !committed.is_empty() => {
+                return Err(Error::Internal(format!(
+                    "{e} (already committed for {date}: {}; rerun the date to complete it)",
+                    committed.join(", ")
+                )))
+            }
+            Err(e) => return Err(e),
+        }
+    }
     report.durations.write_ms = ms(t);
     report.durations.total_ms = ms(started);
 
@@ -221,28 +242,34 @@ fn guarded<T>(stage: &'static str, f: impl FnOnce() -> PolarsResult<T>) -> Resul
     }
 }
 
-/// Replaces `date`'s partition of one table with `frame`.
+/// A table's frame turned into the Arrow batch its commit will write.
+fn stage(
+    spec: sink::TableSpec,
+    mut frame: DataFrame,
+    meta: CommitMeta,
+) -> Result<(sink::TableSpec, RecordBatch, CommitMeta), Error> {
+    let batch = sink::to_record_batch(&spec, &mut frame)?;
+    Ok((spec, batch, meta))
+}
+
+/// Replaces `date`'s partition of one table with `batch`.
 async fn commit(
     lake: &Lake,
     spec: sink::TableSpec,
     date: NaiveDate,
-    mut frame: DataFrame,
+    batch: RecordBatch,
     meta: &CommitMeta,
-) -> Result<(&'static str, TableReport), Error> {
-    let rows = frame.height() as u64;
-    let batch = sink::to_record_batch(&spec, &mut frame)?;
+) -> Result<TableReport, Error> {
+    let rows = batch.num_rows() as u64;
     let version = sink::replace_partition(lake, &spec, date, batch, meta)
         .instrument(info_span!("commit", table = spec.name))
         .await?;
     info!(table = spec.name, rows, version, "committed");
-    Ok((
-        spec.name,
-        TableReport {
-            partition: format!("{}={date}", spec.partition),
-            rows,
-            version,
-        },
-    ))
+    Ok(TableReport {
+        partition: format!("{}={date}", spec.partition),
+        rows,
+        version,
+    })
 }
 
 /// The maintenance and failure logs named by the job.
@@ -362,7 +389,9 @@ async fn refresh_one(
         date: date.to_string(),
         labels_as_of: Some(labels_as_of.to_rfc3339()),
     };
-    let (_, table) = commit(&prepared.lake, sink::features_table(), date, frame, &meta).await?;
+    let (spec, batch, meta) = stage(sink::features_table(), frame, meta)?;
+    sink::prepare_table(&prepared.lake, &spec)?;
+    let table = commit(&prepared.lake, spec, date, batch, &meta).await?;
     Ok(FeaturesDate {
         date: date.to_string(),
         status: Status::Succeeded,

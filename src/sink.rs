@@ -255,6 +255,21 @@ fn polars_to_arrow_rs(series: &polars::prelude::Series) -> Result<ArrayRef, Stri
     Ok(make_array(data))
 }
 
+/// Makes sure a local table's folder exists (delta-rs opens a local table only
+/// where its folder exists); nothing to do for object stores.
+pub fn prepare_table(lake: &Lake, spec: &TableSpec) -> Result<(), SinkError> {
+    let url = lake.table_url(spec.name)?;
+    if url.scheme() == "file" {
+        if let Ok(dir) = url.to_file_path() {
+            std::fs::create_dir_all(&dir).map_err(|e| SinkError::Lake {
+                lake: lake.location.clone(),
+                message: format!("table `{}`: creating {}: {e}", spec.name, dir.display()),
+            })?;
+        }
+    }
+    Ok(())
+}
+
 /// Replaces `spec.partition = date` of the table with `batch` in one commit; returns the new version.
 pub async fn replace_partition(
     lake: &Lake,
@@ -271,15 +286,7 @@ pub async fn replace_partition(
         fault: Fault::of(&source),
         source: Box::new(source),
     };
-    if url.scheme() == "file" {
-        // delta-rs opens a local table only where its folder exists.
-        if let Ok(dir) = url.to_file_path() {
-            std::fs::create_dir_all(&dir).map_err(|e| SinkError::Lake {
-                lake: lake.location.clone(),
-                message: format!("creating {}: {e}", dir.display()),
-            })?;
-        }
-    }
+    prepare_table(lake, spec)?;
     let table = DeltaTable::try_from_url(url.clone())
         .await
         .map_err(delta_err)?;

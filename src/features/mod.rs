@@ -171,10 +171,15 @@ pub fn compute(inputs: Inputs<'_>) -> PolarsResult<DataFrame> {
     // Hourly statistics over H, and the spike count against S's statistics.
     let temp = f64_col("temperature");
     let vib = f64_col("vibration");
+    // A flat window has std 0 in exact arithmetic; its rounding residue (~1e-15
+    // of the mean) must not make every reading a "spike", so a std under that
+    // noise floor counts as 0 (no reading is more than 3 × 0 away from the mean).
     let three_sigma = lit(3.0) * col("temp_rolling_std_6h");
+    let noise_floor = lit(1e-9) * (col("temp_rolling_mean_6h").pow(2) + lit(1.0)).sqrt();
     let spike = (temp.clone() - col("temp_rolling_mean_6h"))
         .gt(three_sigma.clone())
         .or((col("temp_rolling_mean_6h") - temp.clone()).gt(three_sigma))
+        .and(col("temp_rolling_std_6h").gt(noise_floor))
         .fill_null(lit(false));
     let features = own
         .join(
@@ -527,9 +532,10 @@ mod tests {
     #[test]
     fn device_type_is_the_latest_non_null_of_the_hour_and_calendar_columns() {
         let rows: [R; 3] = [
+            // In input order the last non-null would be "a": only a time sort gives "b".
             ("p", "2024-03-10T22:20:00Z", None, Some(1.0), None),
-            ("p", "2024-03-10T22:05:00Z", Some("a"), Some(1.0), None),
             ("p", "2024-03-10T22:15:00Z", Some("b"), Some(1.0), None),
+            ("p", "2024-03-10T22:05:00Z", Some("a"), Some(1.0), None),
         ];
         let out = run("2024-03-10", &rows, None, &Reference::default());
         assert_eq!(at(&out, "p", 22, "device_type"), AnyValue::String("b"));

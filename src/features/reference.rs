@@ -152,8 +152,14 @@ fn rows(file: &str, bytes: &[u8], columns: &[&str]) -> Result<Rows, ReferenceErr
         .map_err(|e| err(1, format!("cannot read the header: {e}")))?
         .clone();
     if header.iter().all(|h| h.is_empty()) {
-        // An empty file: no entries (the header is optional only when there is nothing else).
-        return Ok((Vec::new(), Vec::new()));
+        // Not "no entries": an empty failure log would turn every seen label into `false`.
+        return Err(err(
+            1,
+            format!(
+                "the file is empty (a log with no entries still has its header: {})",
+                columns.join(",")
+            ),
+        ));
     }
     let mut idx = Vec::with_capacity(columns.len());
     for name in columns {
@@ -238,7 +244,7 @@ pub fn parse_failures(
     for (line, record) in &records {
         let device = field(file, *line, record, idx[0], "device_id")?;
         let when = field(file, *line, record, idx[1], "failure_time")?;
-        let us = time::parse_str(when).map_err(|e| ReferenceError::Row {
+        let us = time::parse_iso_only(when).map_err(|e| ReferenceError::Row {
             file: file.to_string(),
             line: *line,
             message: format!("failure_time: {e}"),
@@ -341,7 +347,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(m["p"], vec![d("2024-03-09")]);
-        assert!(parse_failures("f.csv", b"").unwrap().is_empty());
+        assert!(parse_failures("f.csv", b"")
+            .unwrap_err()
+            .to_string()
+            .contains("empty"));
         assert!(
             parse_failures("f.csv", b"device_id,failure_time,component\n")
                 .unwrap()
@@ -369,6 +378,10 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 2") && err.contains("tomorrow"), "{err}");
+        let err = parse_failures("f.csv", b"device_id,failure_time\np,20240311\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 2") && err.contains("20240311"), "{err}");
         let err = parse_failures("f.csv", b"device,when\np,2024-03-09T00:00:00Z\n")
             .unwrap_err()
             .to_string();

@@ -25,6 +25,18 @@ pub fn parse_str(s: &str) -> Result<i64, String> {
     parse_iso(t).ok_or_else(|| format!("`{t}` is not an ISO-8601 timestamp"))
 }
 
+/// Parses an ISO-8601 timestamp only (no epoch numbers) to µs: for reference data and flags,
+/// where `20240311` is far more likely a mistyped date than a 1970 instant.
+pub fn parse_iso_only(s: &str) -> Result<i64, String> {
+    let t = s.trim();
+    if !t.contains(':') {
+        return Err(format!(
+            "`{t}` is not an ISO-8601 timestamp (e.g. 2024-03-11T20:00:00Z)"
+        ));
+    }
+    parse_iso(t).ok_or_else(|| format!("`{t}` is not an ISO-8601 timestamp"))
+}
+
 /// Epoch seconds or milliseconds (by magnitude) to µs.
 pub fn from_epoch(v: f64) -> Result<i64, String> {
     if !v.is_finite() {

@@ -159,3 +159,18 @@ fn plan_lists_prefixes_and_blobs_without_reading() {
         .sum();
     assert_eq!(plan["blob_count"].as_u64().unwrap() as usize, want);
 }
+
+#[test]
+fn a_table_folder_that_cannot_be_made_fails_before_any_commit() {
+    let dir = temp_lake();
+    let job = job_with(dir.path(), "max_reject_ratio = 0.5");
+    let lake = dir.path().join("lake");
+    std::fs::create_dir_all(&lake).unwrap();
+    // The last table in commit order cannot get its folder: nothing may be committed.
+    std::fs::write(lake.join("rejects"), "not a folder").unwrap();
+    let (code, stdout, stderr) = run_job(&job, "2024-03-11", &[]);
+    assert_eq!(code, 2, "{stdout}{stderr}");
+    assert!(stderr.contains("rejects"), "{stderr}");
+    assert!(!lake.join("telemetry/_delta_log").exists(), "silver untouched");
+    assert!(!lake.join("features_hourly/_delta_log").exists(), "gold untouched");
+}

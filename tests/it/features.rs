@@ -73,7 +73,7 @@ fn assert_features_match(got: &[Map<String, Value>], want: &[Value], what: &str)
             match (get(g, c).as_f64(), w[c].as_f64()) {
                 (None, None) => {}
                 (Some(a), Some(b)) => assert!(
-                    (a - b).abs() <= 1e-6 * b.abs().max(1e-12),
+                    (a - b).abs() <= 1e-6 * b.abs() + 1e-9,
                     "{at}: {c} = {a}, contract says {b}"
                 ),
                 (a, b) => panic!("{at}: {c} = {a:?}, contract says {b:?}"),
