@@ -47,6 +47,8 @@ struct JobFile {
     #[serde(default)]
     max_reject_ratio: Option<f64>,
     #[serde(default)]
+    fail_on_no_blobs: bool,
+    #[serde(default)]
     reference: ReferenceFile,
 }
 
@@ -68,6 +70,8 @@ pub struct Job {
     pub late_arrival: Duration,
     pub clock_skew: Duration,
     pub max_reject_ratio: f64,
+    /// A date with no blobs fails the run (exit 1) instead of a warning and an empty run.
+    pub fail_on_no_blobs: bool,
     pub maintenance_log: String,
     pub failure_log: String,
 }
@@ -128,6 +132,7 @@ impl Job {
             late_arrival,
             clock_skew,
             max_reject_ratio,
+            fail_on_no_blobs: file.fail_on_no_blobs,
             maintenance_log: file
                 .reference
                 .maintenance

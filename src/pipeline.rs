@@ -89,6 +89,13 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
         warn!(blob = %path, "path does not follow the layout; not read");
     }
     if listing.blobs.is_empty() {
+        if job.fail_on_no_blobs {
+            return Err(Error::Internal(format!(
+                "no blobs for {date} under {} prefixes of {} (fail_on_no_blobs = true)",
+                listing.prefixes.len(),
+                job.source
+            )));
+        }
         warn!(date = %date, "no blobs for the date");
     }
     info!(

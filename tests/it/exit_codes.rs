@@ -171,6 +171,25 @@ fn a_table_folder_that_cannot_be_made_fails_before_any_commit() {
     let (code, stdout, stderr) = run_job(&job, "2024-03-11", &[]);
     assert_eq!(code, 2, "{stdout}{stderr}");
     assert!(stderr.contains("rejects"), "{stderr}");
-    assert!(!lake.join("telemetry/_delta_log").exists(), "silver untouched");
-    assert!(!lake.join("features_hourly/_delta_log").exists(), "gold untouched");
+    assert!(
+        !lake.join("telemetry/_delta_log").exists(),
+        "silver untouched"
+    );
+    assert!(
+        !lake.join("features_hourly/_delta_log").exists(),
+        "gold untouched"
+    );
+}
+
+#[test]
+fn a_date_without_blobs_is_an_empty_run_unless_the_job_says_fail() {
+    let dir = temp_lake();
+    let relaxed = job_with(dir.path(), "");
+    let (code, stdout, stderr) = run_job(&relaxed, "2024-01-01", &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert!(stderr.contains("no blobs"), "{stderr}");
+    let strict = job_with(dir.path(), "fail_on_no_blobs = true");
+    let (code, stdout, stderr) = run_job(&strict, "2024-01-02", &[]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    assert!(stderr.contains("no blobs for 2024-01-02"), "{stderr}");
 }
