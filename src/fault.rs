@@ -69,24 +69,31 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-/// A fault with the container it concerns, as one sentence for the error message.
-pub struct Explained<'a>(pub Fault, pub Option<&'a str>);
-
-impl fmt::Display for Explained<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match (self.0, self.1) {
-            (Fault::ContainerMissing, Some(c)) => write!(f, "container `{c}` does not exist"),
-            (Fault::ContainerMissing, None) => write!(f, "the container does not exist"),
-            (Fault::AuthRefused, _) => write!(
-                f,
-                "authentication refused by the storage account (check the AZURE_* credentials or the identity's role; see the README)"
-            ),
-            (Fault::Unreachable, _) => write!(
-                f,
-                "the storage account is unreachable (network, DNS or endpoint; retried before giving up)"
-            ),
-            (Fault::Other, _) => write!(f, "storage request failed"),
-        }
+/// The operator's sentence for a storage fault, followed by the store's own
+/// first line when it adds something (auth, network) or its whole text (other).
+pub fn describe(fault: Fault, container: Option<&str>, source: &dyn fmt::Display) -> String {
+    let first_line = || {
+        source
+            .to_string()
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string()
+    };
+    match fault {
+        Fault::ContainerMissing => match container {
+            Some(c) => format!("container `{c}` does not exist"),
+            None => "the container does not exist".to_string(),
+        },
+        Fault::AuthRefused => format!(
+            "authentication refused by the storage account (check the AZURE_* credentials or the identity's role; see the README): {}",
+            first_line()
+        ),
+        Fault::Unreachable => format!(
+            "the storage account is unreachable (network, DNS or endpoint; retried before giving up): {}",
+            first_line()
+        ),
+        Fault::Other => source.to_string(),
     }
 }
 

@@ -101,17 +101,24 @@ async fn run(args: RunArgs) -> i32 {
     finish(&mut report, result, args.report.as_deref())
 }
 
+/// What a failed command reports: its status (config error or failure) and
+/// its message, redacted; the message is also printed on stderr.
+fn failure(e: &Error) -> (Status, String) {
+    let status = if e.is_config() {
+        Status::ConfigError
+    } else {
+        Status::Failed
+    };
+    let message = redact(&e.to_string());
+    eprintln!("coldpath: error: {message}");
+    (status, message)
+}
+
 /// Sets the status from the outcome, prints the report, returns the exit code.
 fn finish(report: &mut RunReport, result: Result<(), Error>, to: Option<&std::path::Path>) -> i32 {
     if let Err(e) = result {
-        let status = if e.is_config() {
-            Status::ConfigError
-        } else {
-            Status::Failed
-        };
+        let (status, message) = failure(&e);
         report.set_status(status);
-        let message = redact(&e.to_string());
-        eprintln!("coldpath: error: {message}");
         report.error = Some(message);
     } else if let Some(why) = &report.error {
         eprintln!("coldpath: {why}");
@@ -164,15 +171,8 @@ async fn features(args: FeaturesArgs) -> i32 {
     }
     .await;
     if let Err(e) = result {
-        let status = if e.is_config() {
-            Status::ConfigError
-        } else {
-            Status::Failed
-        };
-        report.status = status;
-        report.exit_code = status.exit_code();
-        let message = redact(&e.to_string());
-        eprintln!("coldpath: error: {message}");
+        let (status, message) = failure(&e);
+        report.set_status(status);
         report.error = Some(message);
     }
     for failed in report.dates.iter().filter(|d| d.error.is_some()) {
@@ -205,6 +205,13 @@ async fn plan(args: PlanArgs) -> i32 {
         }
     };
     let bytes: u64 = listing.blobs.iter().map(|b| b.size).sum();
+    // The features' look-back: the previous date's silver from D 00:00 - 5 h.
+    let lookback_start =
+        chrono::DateTime::from_timestamp_micros(coldpath::features::lookback_start_us(args.date))
+            .map(|t| t.to_rfc3339())
+            .unwrap_or_default();
+    let previous = args.date.pred_opt().unwrap_or(args.date);
+    let reads_back = format!("telemetry: event_date={previous} from {lookback_start}");
     let plan = json!({
         "job": job.name,
         "date": args.date.to_string(),
@@ -225,7 +232,7 @@ async fn plan(args: PlanArgs) -> i32 {
             format!("features_hourly: feature_date={}", args.date),
             format!("rejects: run_date={}", args.date),
         ],
-        "reads_back": format!("telemetry: event_date={} from {}", args.date.pred_opt().unwrap_or(args.date), chrono::DateTime::from_timestamp_micros(coldpath::features::lookback_start_us(args.date)).map(|t| t.to_rfc3339()).unwrap_or_default()),
+        "reads_back": reads_back,
     });
     match serde_json::to_string_pretty(&plan) {
         Ok(text) => {

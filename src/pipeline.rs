@@ -355,13 +355,11 @@ pub async fn refresh_features(
         };
         report.dates.push(entry);
     }
-    let status = if any_failed {
+    report.set_status(if any_failed {
         Status::Failed
     } else {
         Status::Succeeded
-    };
-    report.status = status;
-    report.exit_code = status.exit_code();
+    });
     Ok(())
 }
 
@@ -397,7 +395,6 @@ async fn refresh_one(
         labels_as_of: Some(labels_as_of.to_rfc3339()),
     };
     let (spec, batch, meta) = stage(sink::features_table(), frame, meta)?;
-    sink::prepare_table(&prepared.lake, &spec)?;
     let table = commit(&prepared.lake, spec, date, batch, &meta).await?;
     Ok(FeaturesDate {
         date: date.to_string(),

@@ -115,6 +115,13 @@ pub struct FeaturesReport {
     pub error: Option<String>,
 }
 
+impl FeaturesReport {
+    pub fn set_status(&mut self, status: Status) {
+        self.status = status;
+        self.exit_code = status.exit_code();
+    }
+}
+
 impl RunReport {
     pub fn new(job: &str, date: &str, run_id: &str, source: &str, lake: &str) -> Self {
         RunReport {

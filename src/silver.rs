@@ -14,6 +14,13 @@ use polars::prelude::{Column, DataFrame, IntoColumn, PlSmallStr, Series};
 
 use crate::sink::{self, Lake, SinkError};
 
+/// Adapts any error of a read of `telemetry` at `url` (its whole chain is kept, for [`Fault`]).
+///
+/// [`Fault`]: crate::fault::Fault
+fn failed<E: std::error::Error + 'static>(url: &url::Url) -> impl Fn(E) -> SinkError + Copy + '_ {
+    move |e| read_err("telemetry", url, crate::fault::chain(&e))
+}
+
 fn read_err(table: &'static str, url: &url::Url, message: String) -> SinkError {
     SinkError::Read {
         table,
@@ -35,7 +42,7 @@ pub async fn open(lake: &Lake) -> Result<Option<DeltaTable>, SinkError> {
             }
         }
     }
-    let err = |e: deltalake::DeltaTableError| read_err(spec.name, &url, crate::fault::chain(&e));
+    let err = failed::<deltalake::DeltaTableError>(&url);
     let mut table = DeltaTableBuilder::from_url(url.clone())
         .map_err(err)?
         .build()
@@ -53,7 +60,7 @@ pub async fn has_partition(table: &DeltaTable, date: NaiveDate) -> Result<bool, 
     let files = table
         .get_files_by_partitions(&[("event_date", FilterOp::Eq, FilterValue::Scalar(&day))])
         .await
-        .map_err(|e| read_err("telemetry", table.table_url(), crate::fault::chain(&e)))?;
+        .map_err(failed(table.table_url()))?;
     Ok(!files.is_empty())
 }
 
@@ -65,17 +72,12 @@ pub async fn read_day(
     columns: &[&str],
 ) -> Result<DataFrame, SinkError> {
     let url = table.table_url().clone();
-    let err = |e: deltalake::datafusion::error::DataFusionError| {
-        read_err("telemetry", &url, crate::fault::chain(&e))
-    };
+    let err = failed::<deltalake::datafusion::error::DataFusionError>(&url);
     let ctx = SessionContext::new();
     table
         .update_datafusion_session(&ctx.state())
-        .map_err(|e| read_err("telemetry", &url, crate::fault::chain(&e)))?;
-    let provider = table
-        .table_provider()
-        .await
-        .map_err(|e| read_err("telemetry", &url, crate::fault::chain(&e)))?;
+        .map_err(failed(&url))?;
+    let provider = table.table_provider().await.map_err(failed(&url))?;
     let days = crate::dedup::epoch_days(date);
     let mut filter = col("event_date").eq(lit(ScalarValue::Date32(Some(days))));
     if let Some(from) = from_us {

@@ -33,7 +33,7 @@ pub enum SinkError {
         column: String,
         message: String,
     },
-    #[error("table `{table}` at {url}: {}", crate::source::describe(*.fault, .container.as_deref(), .source))]
+    #[error("table `{table}` at {url}: {}", crate::fault::describe(*.fault, .container.as_deref(), .source))]
     Delta {
         table: &'static str,
         url: String,
@@ -41,7 +41,7 @@ pub enum SinkError {
         fault: Fault,
         source: Box<deltalake::DeltaTableError>,
     },
-    #[error("reading table `{table}` at {url}: {}", crate::source::describe(*.fault, .container.as_deref(), .message))]
+    #[error("reading table `{table}` at {url}: {}", crate::fault::describe(*.fault, .container.as_deref(), .message))]
     Read {
         table: &'static str,
         url: String,

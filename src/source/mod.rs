@@ -17,7 +17,7 @@ use deltalake::logstore::object_store::{
 use futures::{StreamExt, TryStreamExt};
 use url::Url;
 
-use crate::fault::{Explained, Fault};
+use crate::fault::{describe, Fault};
 use layout::{Layout, Partition};
 
 #[derive(Debug, thiserror::Error)]
@@ -40,19 +40,6 @@ pub enum SourceError {
         fault: Fault,
         source: Box<object_store::Error>,
     },
-}
-
-/// The operator's sentence for a storage fault, with the store's own words when they add something.
-pub fn describe(fault: Fault, container: Option<&str>, source: &dyn std::fmt::Display) -> String {
-    match fault {
-        Fault::ContainerMissing => Explained(fault, container).to_string(),
-        Fault::AuthRefused | Fault::Unreachable => {
-            let text = source.to_string();
-            let first = text.lines().next().unwrap_or_default();
-            format!("{}: {first}", Explained(fault, container))
-        }
-        Fault::Other => source.to_string(),
-    }
 }
 
 impl SourceError {

@@ -17,6 +17,18 @@ fn job_with(dir: &Path, extra: &str) -> std::path::PathBuf {
     path
 }
 
+/// Neither `telemetry` nor `features_hourly` was ever committed in `lake`.
+fn assert_no_silver_or_gold(lake: &Path) {
+    assert!(
+        !lake.join("telemetry/_delta_log").exists(),
+        "silver untouched"
+    );
+    assert!(
+        !lake.join("features_hourly/_delta_log").exists(),
+        "gold untouched"
+    );
+}
+
 fn run_job(job: &Path, date: &str, extra: &[&str]) -> (i32, String, String) {
     let mut args = vec!["run", "--job", job.to_str().unwrap(), "--date", date];
     args.extend_from_slice(extra);
@@ -73,14 +85,7 @@ fn quality_gate_writes_rejects_but_not_silver() {
         rejects.len() as u64,
         expected("2024-03-11")["rejected"].as_u64().unwrap()
     );
-    assert!(
-        !lake.join("telemetry/_delta_log").exists(),
-        "silver untouched"
-    );
-    assert!(
-        !lake.join("features_hourly/_delta_log").exists(),
-        "gold untouched"
-    );
+    assert_no_silver_or_gold(&lake);
 }
 
 #[test]
@@ -171,14 +176,7 @@ fn a_table_folder_that_cannot_be_made_fails_before_any_commit() {
     let (code, stdout, stderr) = run_job(&job, "2024-03-11", &[]);
     assert_eq!(code, 2, "{stdout}{stderr}");
     assert!(stderr.contains("rejects"), "{stderr}");
-    assert!(
-        !lake.join("telemetry/_delta_log").exists(),
-        "silver untouched"
-    );
-    assert!(
-        !lake.join("features_hourly/_delta_log").exists(),
-        "gold untouched"
-    );
+    assert_no_silver_or_gold(&lake);
 }
 
 #[test]
