@@ -1,6 +1,7 @@
 //! The command line that schedulers and scripts call (CONTRACT.md §4); every flag also reads `COLDPATH_*`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -62,6 +63,10 @@ pub struct RunArgs {
     /// Write the run report here instead of stdout.
     #[arg(long, env = "COLDPATH_REPORT")]
     pub report: Option<PathBuf>,
+    /// How long to wait for another run of the same date to release its lock
+    /// (overrides the job file's `lock.wait`; e.g. `0s`, `90s`, `10m`).
+    #[arg(long, env = "COLDPATH_LOCK_WAIT", value_parser = parse_wait)]
+    pub lock_wait: Option<Duration>,
 }
 
 #[derive(Debug, Args)]
@@ -91,6 +96,9 @@ pub struct FeaturesArgs {
     /// Write the report here instead of stdout.
     #[arg(long, env = "COLDPATH_REPORT")]
     pub report: Option<PathBuf>,
+    /// How long to wait for a run of the same date to release its lock (overrides `lock.wait`).
+    #[arg(long, env = "COLDPATH_LOCK_WAIT", value_parser = parse_wait)]
+    pub lock_wait: Option<Duration>,
 }
 
 impl FeaturesArgs {
@@ -111,6 +119,10 @@ impl FeaturesArgs {
 pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
     NaiveDate::parse_from_str(s, "%Y-%m-%d")
         .map_err(|e| format!("`{s}` is not a YYYY-MM-DD date: {e}"))
+}
+
+pub fn parse_wait(s: &str) -> Result<Duration, String> {
+    crate::job::parse_duration(s)
 }
 
 pub fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {

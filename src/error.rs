@@ -2,6 +2,7 @@
 
 use crate::features::ReferenceError;
 use crate::job::JobError;
+use crate::lock::LockError;
 use crate::sink::SinkError;
 use crate::source::SourceError;
 
@@ -17,6 +18,8 @@ pub enum Error {
     Sink(#[from] SinkError),
     #[error(transparent)]
     Reference(#[from] ReferenceError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
     #[error("{stage}: {source}")]
     Polars {
         stage: &'static str,
@@ -40,6 +43,7 @@ impl Error {
             Error::Source(e) => e.is_config(),
             Error::Sink(e) => e.is_config(),
             Error::Reference(e) => e.is_config(),
+            Error::Lock(e) => e.is_config(),
             Error::Polars { .. } | Error::Internal(_) => false,
         }
     }

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::lock::{LockSettings, MIN_LOCK_TTL};
+use crate::retry::StorageSettings;
 use crate::schema::TelemetrySchema;
 
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +52,28 @@ struct JobFile {
     fail_on_no_blobs: bool,
     #[serde(default)]
     reference: ReferenceFile,
+    #[serde(default)]
+    storage: StorageFile,
+    #[serde(default)]
+    lock: LockFile,
+}
+
+/// `[storage]`: retries and timeouts of every storage request (defaults: object_store's).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StorageFile {
+    max_retries: Option<usize>,
+    retry_timeout: Option<String>,
+    request_timeout: Option<String>,
+    connect_timeout: Option<String>,
+}
+
+/// `[lock]`: the run lock per table and date.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LockFile {
+    wait: Option<String>,
+    ttl: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -74,11 +98,17 @@ pub struct Job {
     pub fail_on_no_blobs: bool,
     pub maintenance_log: String,
     pub failure_log: String,
+    pub storage: StorageSettings,
+    pub lock: LockSettings,
 }
 
 pub const DEFAULT_LATE_ARRIVAL: Duration = Duration::from_secs(2 * 3600);
 pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_MAX_REJECT_RATIO: f64 = 0.05;
+/// How long a run waits for another run of the same table and date to finish.
+pub const DEFAULT_LOCK_WAIT: Duration = Duration::from_secs(10 * 60);
+/// How long a lock outlives its last renewal (a crashed holder blocks others this long at most).
+pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(2 * 60);
 
 impl Job {
     /// Reads and validates a job file.
@@ -107,6 +137,38 @@ impl Job {
         };
         let late_arrival = duration("late_arrival", &file.late_arrival, DEFAULT_LATE_ARRIVAL)?;
         let clock_skew = duration("clock_skew", &file.clock_skew, DEFAULT_CLOCK_SKEW)?;
+        let defaults = StorageSettings::default();
+        let storage = StorageSettings {
+            max_retries: file.storage.max_retries.unwrap_or(defaults.max_retries),
+            retry_timeout: duration(
+                "storage.retry_timeout",
+                &file.storage.retry_timeout,
+                defaults.retry_timeout,
+            )?,
+            request_timeout: duration(
+                "storage.request_timeout",
+                &file.storage.request_timeout,
+                defaults.request_timeout,
+            )?,
+            connect_timeout: duration(
+                "storage.connect_timeout",
+                &file.storage.connect_timeout,
+                defaults.connect_timeout,
+            )?,
+        };
+        let lock = LockSettings {
+            wait: duration("lock.wait", &file.lock.wait, DEFAULT_LOCK_WAIT)?,
+            ttl: duration("lock.ttl", &file.lock.ttl, DEFAULT_LOCK_TTL)?,
+        };
+        if lock.ttl < MIN_LOCK_TTL {
+            return Err(invalid(
+                "lock.ttl",
+                format!(
+                    "must be at least {}s (the lock is renewed every third of it)",
+                    MIN_LOCK_TTL.as_secs()
+                ),
+            ));
+        }
         let max_reject_ratio = file.max_reject_ratio.unwrap_or(DEFAULT_MAX_REJECT_RATIO);
         if !(0.0..=1.0).contains(&max_reject_ratio) {
             return Err(invalid(
@@ -141,6 +203,8 @@ impl Job {
                 .reference
                 .failures
                 .unwrap_or_else(|| "reference/failures.csv".into()),
+            storage,
+            lock,
         })
     }
 }
@@ -221,6 +285,32 @@ lake = "out"
             .unwrap_err()
             .to_string();
         assert!(err.contains("max_reject_ratio"), "{err}");
+    }
+
+    #[test]
+    fn storage_and_lock_sections() {
+        let text = format!(
+            "{MINIMAL}\n[storage]\nmax_retries = 2\nrequest_timeout = \"90s\"\n[lock]\nwait = \"1s\"\n"
+        );
+        let job = Job::parse(Path::new("t.toml"), &text).unwrap();
+        assert_eq!(job.storage.max_retries, 2);
+        assert_eq!(job.storage.request_timeout, Duration::from_secs(90));
+        assert_eq!(
+            job.storage.connect_timeout,
+            StorageSettings::default().connect_timeout
+        );
+        assert_eq!(job.lock.wait, Duration::from_secs(1));
+        assert_eq!(job.lock.ttl, DEFAULT_LOCK_TTL);
+        let typo = format!("{MINIMAL}\n[storage]\nmax_retry = 2\n");
+        let err = Job::parse(Path::new("t.toml"), &typo)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("max_retry"), "{err}");
+        let short = format!("{MINIMAL}\n[lock]\nttl = \"1s\"\n");
+        let err = Job::parse(Path::new("t.toml"), &short)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("lock.ttl"), "{err}");
     }
 
     #[test]

@@ -5,7 +5,8 @@
 //! reading, [`features`] computes the hourly training table (reading the
 //! previous date back through [`silver`]), [`sink`] replaces the date's Delta
 //! partitions, [`report`] accounts for every record. [`pipeline`] runs them
-//! in order for one date; [`job`] and [`schema`] are the configuration they read.
+//! in order for one date, holding a [`lock`] per table and date; [`job`],
+//! [`schema`] and [`retry`] are the configuration they read.
 
 pub mod cli;
 pub mod dedup;
@@ -13,9 +14,11 @@ pub mod error;
 pub mod fault;
 pub mod features;
 pub mod job;
+pub mod lock;
 pub mod normalize;
 pub mod pipeline;
 pub mod report;
+pub mod retry;
 pub mod schema;
 pub mod silver;
 pub mod sink;

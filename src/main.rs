@@ -65,8 +65,11 @@ fn label_cutoff(asked: Option<chrono::DateTime<chrono::Utc>>) -> chrono::DateTim
     }
 }
 
-fn load_job(args: &JobArgs) -> Result<Job, Error> {
+fn load_job(args: &JobArgs, lock_wait: Option<std::time::Duration>) -> Result<Job, Error> {
     let mut job = Job::load(&args.job)?;
+    if let Some(wait) = lock_wait {
+        job.lock.wait = wait;
+    }
     if let Some(source) = &args.source {
         job.source = source.clone();
     }
@@ -79,7 +82,7 @@ fn load_job(args: &JobArgs) -> Result<Job, Error> {
 async fn run(args: RunArgs) -> i32 {
     let run_id = uuid::Uuid::new_v4().to_string();
     let date = args.date.to_string();
-    let job = match load_job(&args.job) {
+    let job = match load_job(&args.job, args.lock_wait) {
         Ok(job) => job,
         Err(e) => {
             let mut report = RunReport::new("", &date, &run_id, "", "");
@@ -160,7 +163,7 @@ async fn features(args: FeaturesArgs) -> i32 {
     };
     let result = async {
         let dates = args.dates().map_err(Error::Usage)?;
-        let job = load_job(&args.job)?;
+        let job = load_job(&args.job, args.lock_wait)?;
         report.job = job.name.clone();
         report.lake = job.lake.clone();
         let span = tracing::info_span!("features", job = %job.name, run_id = %run_id);
@@ -191,7 +194,7 @@ async fn features(args: FeaturesArgs) -> i32 {
 
 async fn plan(args: PlanArgs) -> i32 {
     let result = async {
-        let job = load_job(&args.job)?;
+        let job = load_job(&args.job, None)?;
         let prepared = pipeline::prepare(&job)?;
         let listing = pipeline::list(&job, &prepared, args.date).await?;
         Ok::<_, Error>((job, listing))

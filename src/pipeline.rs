@@ -3,6 +3,8 @@
 //! Tables are only touched at the end, one atomic commit each (silver first,
 //! then features, then rejects), so a failure anywhere before leaves every
 //! table as it was, and features are never computed from a half-written silver.
+//! The run holds a lock per table and date from before it lists to after its
+//! last commit, so two runs of one date never interleave their commits.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,6 +18,7 @@ use crate::dedup;
 use crate::error::Error;
 use crate::features::{self, Reference};
 use crate::job::Job;
+use crate::lock::{self, LockSet};
 use crate::normalize::{self, Reject, RowColumns, Rules};
 use crate::report::{FeaturesDate, FeaturesReport, RunReport, Status, TableReport};
 use crate::silver;
@@ -47,8 +50,8 @@ pub struct Prepared {
 
 pub fn prepare(job: &Job) -> Result<Prepared, Error> {
     let layout = Layout::parse(&job.layout).map_err(|e| Error::Usage(e.to_string()))?;
-    let storage = Storage::open(&job.source)?;
-    let lake = Lake::open(&job.lake)?;
+    let storage = Storage::open(&job.source, &job.storage)?;
+    let lake = Lake::open(&job.lake, &job.storage)?;
     Ok(Prepared {
         storage,
         layout,
@@ -63,21 +66,62 @@ pub async fn list(job: &Job, p: &Prepared, date: NaiveDate) -> Result<Listing, E
     Ok(source::list_for_date(&p.storage, &p.layout, date, late).await?)
 }
 
+/// The tables a run replaces, in the order their locks are taken and their commits made.
+const RUN_TABLES: [&str; 3] = ["telemetry", "features_hourly", "rejects"];
+
 /// Runs the job for one date. Errors before the first commit leave the tables untouched.
 pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<(), Error> {
     let started = Instant::now();
-    let date = req.date;
     report.max_reject_ratio = job.max_reject_ratio;
     report.labels_as_of = Some(req.labels_as_of.to_rfc3339());
     let prepared = prepare(job)?;
-    let run_id = report.run_id.clone();
-    let ingested_at = Utc::now();
     // The logs are set-up: a missing or bad one fails the run before any blob is read.
     let reference = load_reference(job, &prepared).await?;
 
+    // One run per table and date: a second one waits here (lock.wait), then fails.
+    let t = Instant::now();
+    let locks = take_locks(job, &prepared, &RUN_TABLES, req.date, &report.run_id).await?;
+    report.durations.lock_ms = ms(t);
+    let result = run_locked(job, req, report, &prepared, &reference, &locks, started).await;
+    locks.release().await;
+    report.durations.total_ms = ms(started);
+    result
+}
+
+/// Takes the locks of `tables` for `date` in the lake.
+async fn take_locks(
+    job: &Job,
+    prepared: &Prepared,
+    tables: &[&'static str],
+    date: NaiveDate,
+    run_id: &str,
+) -> Result<LockSet, Error> {
+    let site = lock::Site::for_lake(&prepared.lake.url, &job.storage)?;
+    let owner = lock::Owner {
+        run_id: run_id.to_string(),
+        job: job.name.clone(),
+    };
+    Ok(lock::acquire(&site, tables, date, &owner, &job.lock)
+        .instrument(info_span!("lock"))
+        .await?)
+}
+
+async fn run_locked(
+    job: &Job,
+    req: &RunRequest,
+    report: &mut RunReport,
+    prepared: &Prepared,
+    reference: &Reference,
+    locks: &LockSet,
+    started: Instant,
+) -> Result<(), Error> {
+    let date = req.date;
+    let run_id = report.run_id.clone();
+    let ingested_at = Utc::now();
+
     // 1. List only the date's time partitions and the look-ahead.
     let t = Instant::now();
-    let listing = list(job, &prepared, date)
+    let listing = list(job, prepared, date)
         .instrument(info_span!("list"))
         .await?;
     report.blobs.prefixes = listing.prefixes.len();
@@ -167,7 +211,7 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
                 date,
                 silver: deduped.frame.clone(),
                 lookback,
-                reference: &reference,
+                reference,
                 labels_as_of: req.labels_as_of,
             })
         })?;
@@ -208,7 +252,12 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
     let mut committed: Vec<&'static str> = Vec::new();
     for (spec, batch, meta) in staged {
         let name = spec.name;
-        match commit(&prepared.lake, spec, date, batch, &meta).await {
+        // The lock must still be this run's (not expired and taken over) at each commit.
+        let outcome = match locks.check(name).await {
+            Ok(()) => commit(&prepared.lake, spec, date, batch, &meta).await,
+            Err(e) => Err(e.into()),
+        };
+        match outcome {
             Ok(table) => {
                 report.tables.insert(name, table);
                 committed.push(name);
@@ -326,15 +375,23 @@ pub async fn refresh_features(
     };
     let mut any_failed = false;
     for &date in dates {
-        let outcome = refresh_one(
-            job,
-            &prepared,
-            &table,
-            &reference,
-            date,
-            labels_as_of,
-            &report.run_id,
-        )
+        let outcome = async {
+            let locks =
+                take_locks(job, &prepared, &["features_hourly"], date, &report.run_id).await?;
+            let outcome = refresh_one(
+                job,
+                &prepared,
+                &table,
+                &reference,
+                &locks,
+                date,
+                labels_as_of,
+                &report.run_id,
+            )
+            .await;
+            locks.release().await;
+            outcome
+        }
         .instrument(info_span!("features", date = %date))
         .await;
         let entry = match outcome {
@@ -363,15 +420,19 @@ pub async fn refresh_features(
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
 async fn refresh_one(
     job: &Job,
     prepared: &Prepared,
     table: &deltalake::DeltaTable,
     reference: &Reference,
+    locks: &LockSet,
     date: NaiveDate,
     labels_as_of: DateTime<Utc>,
     run_id: &str,
 ) -> Result<FeaturesDate, Error> {
+    // A run of the date may have committed while this one waited for its lock: read silver as it is now.
+    let table = &silver::reload(table).await?;
     if !silver::has_partition(table, date).await? {
         warn!(date = %date, "no silver rows for the date: its features partition is emptied");
     }
@@ -395,6 +456,7 @@ async fn refresh_one(
         labels_as_of: Some(labels_as_of.to_rfc3339()),
     };
     let (spec, batch, meta) = stage(sink::features_table(), frame, meta)?;
+    locks.check(spec.name).await?;
     let table = commit(&prepared.lake, spec, date, batch, &meta).await?;
     Ok(FeaturesDate {
         date: date.to_string(),

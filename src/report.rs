@@ -39,6 +39,8 @@ pub struct BlobStats {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Durations {
+    /// Waiting for and taking the run locks.
+    pub lock_ms: u64,
     pub list_ms: u64,
     pub read_ms: u64,
     pub dedup_ms: u64,

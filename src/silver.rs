@@ -45,6 +45,7 @@ pub async fn open(lake: &Lake) -> Result<Option<DeltaTable>, SinkError> {
     let err = failed::<deltalake::DeltaTableError>(&url);
     let mut table = DeltaTableBuilder::from_url(url.clone())
         .map_err(err)?
+        .with_storage_options(lake.storage_options())
         .build()
         .map_err(err)?;
     if !table.verify_deltatable_existence().await.map_err(err)? {
@@ -52,6 +53,17 @@ pub async fn open(lake: &Lake) -> Result<Option<DeltaTable>, SinkError> {
     }
     table.load().await.map_err(err)?;
     Ok(Some(table))
+}
+
+/// The table at its latest version (a copy of `table`, updated).
+pub async fn reload(table: &DeltaTable) -> Result<DeltaTable, SinkError> {
+    let mut fresh = table.clone();
+    let url = fresh.table_url().clone();
+    fresh
+        .update_incremental(None)
+        .await
+        .map_err(failed::<deltalake::DeltaTableError>(&url))?;
+    Ok(fresh)
 }
 
 /// Whether the table holds any file of `event_date = date`.

@@ -156,12 +156,16 @@ pub fn rejects_table() -> TableSpec {
 pub struct Lake {
     pub url: Url,
     pub location: String,
+    pub settings: crate::retry::StorageSettings,
 }
 
 impl Lake {
     /// A lake at a local path or an `az://`, `abfss://`, `https://`, `file://` URL.
     /// Nothing is created here: a local table folder is made by its first commit.
-    pub fn open(location: &str) -> Result<Lake, SinkError> {
+    pub fn open(
+        location: &str,
+        settings: &crate::retry::StorageSettings,
+    ) -> Result<Lake, SinkError> {
         let err = |message: String| SinkError::Lake {
             lake: location.to_string(),
             message,
@@ -179,7 +183,17 @@ impl Lake {
         Ok(Lake {
             url,
             location: location.to_string(),
+            settings: settings.clone(),
         })
+    }
+
+    /// deltalake storage options: retries and timeouts, for object stores.
+    pub fn storage_options(&self) -> std::collections::HashMap<String, String> {
+        if self.url.scheme() == "file" {
+            std::collections::HashMap::new()
+        } else {
+            self.settings.delta_options()
+        }
     }
 
     pub fn table_url(&self, table: &str) -> Result<Url, SinkError> {
@@ -287,7 +301,7 @@ pub async fn replace_partition(
         source: Box::new(source),
     };
     prepare_table(lake, spec)?;
-    let table = DeltaTable::try_from_url(url.clone())
+    let table = DeltaTable::try_from_url_with_storage_options(url.clone(), lake.storage_options())
         .await
         .map_err(delta_err)?;
     let user_metadata = serde_json::to_string(meta).unwrap_or_default();

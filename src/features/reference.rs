@@ -106,7 +106,7 @@ async fn fetch(source: &Storage, path: &str) -> Result<bytes::Bytes, ReferenceEr
             Some(i) => (&path[..=i], &path[i + 1..]),
             None => ("", path),
         };
-        let storage = Storage::open(dir).map_err(|e| match e {
+        let storage = Storage::open(dir, &source.settings).map_err(|e| match e {
             SourceError::Location { .. } => ReferenceError::Missing {
                 file: path.to_string(),
             },

@@ -18,6 +18,7 @@ use futures::{StreamExt, TryStreamExt};
 use url::Url;
 
 use crate::fault::{describe, Fault};
+use crate::retry::StorageSettings;
 use layout::{Layout, Partition};
 
 #[derive(Debug, thiserror::Error)]
@@ -61,11 +62,13 @@ pub struct Storage {
     pub location: String,
     /// The container (Azure) the location is in, for error messages.
     pub container: Option<String>,
+    /// Retries and timeouts (kept to open sibling locations alike, e.g. reference logs).
+    pub settings: StorageSettings,
 }
 
 impl Storage {
     /// Opens a location: a local directory (which must exist), `file://`, `az://`, `abfss://` or `https://` URL.
-    pub fn open(location: &str) -> Result<Storage, SourceError> {
+    pub fn open(location: &str, settings: &StorageSettings) -> Result<Storage, SourceError> {
         let err = |message: String| SourceError::Location {
             location: location.to_string(),
             message,
@@ -77,11 +80,11 @@ impl Storage {
                     let path = url
                         .to_file_path()
                         .map_err(|_| err("not a local file URL".into()))?;
-                    return Storage::open_local(location, path);
+                    return Storage::open_local(location, path, settings);
                 }
                 ObjectStoreScheme::MicrosoftAzure => Arc::new(
-                    MicrosoftAzureBuilder::from_env()
-                        .with_url(url.as_str())
+                    settings
+                        .apply(MicrosoftAzureBuilder::from_env().with_url(url.as_str()))
                         .build()
                         .map_err(|e| err(e.to_string()))?,
                 ),
@@ -92,12 +95,17 @@ impl Storage {
                 root,
                 location: location.to_string(),
                 container: container_of(&url),
+                settings: settings.clone(),
             });
         }
-        Storage::open_local(location, PathBuf::from(location))
+        Storage::open_local(location, PathBuf::from(location), settings)
     }
 
-    fn open_local(location: &str, path: PathBuf) -> Result<Storage, SourceError> {
+    fn open_local(
+        location: &str,
+        path: PathBuf,
+        settings: &StorageSettings,
+    ) -> Result<Storage, SourceError> {
         let err = |message: String| SourceError::Location {
             location: location.to_string(),
             message,
@@ -111,6 +119,7 @@ impl Storage {
             root: StorePath::default(),
             location: location.to_string(),
             container: None,
+            settings: settings.clone(),
         })
     }
 

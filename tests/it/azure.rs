@@ -7,8 +7,6 @@ use serde_json::{Map, Value};
 use crate::azurite::Azurite;
 use crate::common::*;
 
-const LABELS: &str = "2024-03-20T00:00:00Z";
-
 /// Every row of a table without the columns that name the run.
 fn rows_without_run(lake: &std::path::Path, table: &str) -> BTreeSet<String> {
     read_rows(lake, table)
@@ -28,25 +26,11 @@ fn run_on(
     lake: &str,
     extra_env: &[(&str, String)],
 ) -> (i32, String, String) {
-    let job = job_file();
     let mut env = az.env();
     env.extend(extra_env.iter().cloned());
-    let out = coldpath_env(
-        &[
-            "run",
-            "--job",
-            job.to_str().unwrap(),
-            "--date",
-            date,
-            "--source",
-            source,
-            "--lake",
-            lake,
-            "--labels-as-of",
-            LABELS,
-        ],
-        &env,
-    );
+    let args = run_args(date, source, lake);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = coldpath_env(&args, &env);
     (
         out.status.code().unwrap(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -21,6 +21,29 @@ pub fn job_file() -> PathBuf {
     repo().join("jobs/local.toml")
 }
 
+/// The label cut-off the fixtures' expectations were computed with.
+pub const LABELS: &str = "2024-03-20T00:00:00Z";
+
+/// `run` of the local job for `date` with `source` and `lake` overridden and the fixtures' label cut-off.
+pub fn run_args(date: &str, source: &str, lake: &str) -> Vec<String> {
+    let job = job_file();
+    [
+        "run",
+        "--job",
+        job.to_str().unwrap(),
+        "--date",
+        date,
+        "--source",
+        source,
+        "--lake",
+        lake,
+        "--labels-as-of",
+        LABELS,
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
 /// Runs `coldpath` with `args` from the repository root (where the job file's relative paths resolve).
 pub fn coldpath(args: &[&str]) -> Output {
     coldpath_env(args, &[])

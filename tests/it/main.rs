@@ -5,4 +5,5 @@ mod azurite;
 mod common;
 mod exit_codes;
 mod features;
+mod lock;
 mod run_local;

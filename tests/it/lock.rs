@@ -1,0 +1,310 @@
+//! The run lock between real processes: on Azurite (conditional puts) and on a local lake (OS file locks).
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+use deltalake::logstore::object_store::{path::Path as StorePath, ObjectStoreExt, PutPayload};
+use serde_json::{json, Value};
+
+use crate::azurite::Azurite;
+use crate::common::*;
+
+const DATE: &str = "2024-03-11";
+
+/// Starts `coldpath run` for `date` without waiting for it.
+fn spawn_run(date: &str, source: &str, lake: &str, env: &[(&str, String)]) -> Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coldpath"));
+    cmd.args(run_args(date, source, lake))
+        .args(["--lock-wait", "5m"])
+        .current_dir(repo())
+        .env_remove("COLDPATH_LOG_FORMAT")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("start coldpath")
+}
+
+/// Waits for a spawned run: its exit code, report and stderr.
+fn finish(child: Child) -> (i32, Value, String) {
+    let out = child.wait_with_output().expect("wait for coldpath");
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("report is not JSON ({e}): {err}"));
+    (out.status.code().unwrap(), report, err)
+}
+
+/// Runs `coldpath run` for two dates at once; both must succeed. Returns their reports.
+fn run_both(dates: [&str; 2], source: &str, lake: &str, env: &[(&str, String)]) -> [Value; 2] {
+    let children = dates.map(|date| spawn_run(date, source, lake, env));
+    children.map(|child| {
+        let (code, report, err) = finish(child);
+        assert_eq!(code, 0, "{report}\n{err}");
+        report
+    })
+}
+
+/// A lock record as another run would have written it.
+fn holder(run_id: &str, expires_in_s: i64) -> Value {
+    let now = Utc::now();
+    json!({
+        "run_id": run_id,
+        "job": "other",
+        "host": "batch-node-7",
+        "pid": 4242,
+        "acquired_at": (now - chrono::Duration::minutes(30)).to_rfc3339(),
+        "expires_at": (now + chrono::Duration::seconds(expires_in_s)).to_rfc3339(),
+    })
+}
+
+fn lock_path(table: &str, date: &str) -> StorePath {
+    StorePath::from(format!("iot/_coldpath/locks/{table}/{date}.lock"))
+}
+
+fn put_lock(az: &Azurite, table: &str, record: &Value) {
+    let store = az.store("lake");
+    block_on(async {
+        store
+            .put(
+                &lock_path(table, DATE),
+                PutPayload::from(serde_json::to_vec(record).unwrap()),
+            )
+            .await
+            .unwrap();
+    });
+}
+
+fn read_lock(az: &Azurite, table: &str, date: &str) -> Value {
+    let store = az.store("lake");
+    block_on(async {
+        let bytes = store
+            .get(&lock_path(table, date))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        serde_json::from_slice(&bytes).unwrap()
+    })
+}
+
+fn azurite_with_raw() -> Azurite {
+    let az = Azurite::start();
+    az.create_container("raw");
+    az.create_container("lake");
+    az.upload_dir("raw", &fixtures_raw());
+    az
+}
+
+/// The run ids of a table's commits, oldest first.
+fn committers(lake: &Path, table: &str) -> Vec<String> {
+    let version = open_table(lake, table).version().unwrap();
+    (0..=version)
+        .map(|v| {
+            user_metadata(lake, table, v)["run_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect()
+}
+
+/// The date's partitions of `telemetry` and `rejects` hold as many rows as the fixtures expect.
+fn assert_date_rows(lake: &Path, date: &str) {
+    let want = expected(date);
+    for (table, column, key) in [
+        ("telemetry", "event_date", "rows_written"),
+        ("rejects", "run_date", "rejected"),
+    ] {
+        let rows = read_rows(lake, table)
+            .iter()
+            .filter(|r| get(r, column).as_str() == Some(date))
+            .count();
+        assert_eq!(Some(rows as u64), want[key].as_u64(), "{table} {date}");
+    }
+}
+
+#[test]
+fn two_runs_of_one_date_on_azurite_take_turns_and_the_tables_end_right() {
+    let az = azurite_with_raw();
+    // A crashed attempt's lock, expiring in 3 s: both runs start waiting on it,
+    // then race to take it over (a conditional update: exactly one wins).
+    put_lock(&az, "telemetry", &holder("crashed-attempt", 3));
+    let [report_a, report_b] = run_both([DATE, DATE], "az://raw/", "az://lake/iot", &az.env());
+
+    let lake = temp_lake();
+    az.download("lake", "iot", lake.path());
+    // Each table was committed by both runs, never interleaved: one run's three
+    // commits all come before the other's.
+    let order = committers(lake.path(), "telemetry");
+    assert_eq!(order.len(), 2, "{order:?}");
+    assert_ne!(order[0], order[1]);
+    for table in ["features_hourly", "rejects"] {
+        assert_eq!(committers(lake.path(), table), order, "{table}");
+    }
+    let (first, second) = if order[0] == report_a["run_id"] {
+        (&report_a, &report_b)
+    } else {
+        (&report_b, &report_a)
+    };
+    // The second one waited at least for the first one's list-to-commit.
+    let second_waited = second["durations"]["lock_ms"].as_u64().unwrap();
+    let first_worked: u64 = ["list_ms", "read_ms", "dedup_ms", "features_ms", "write_ms"]
+        .iter()
+        .map(|k| first["durations"][k].as_u64().unwrap())
+        .sum();
+    assert!(
+        second_waited >= first_worked,
+        "second waited {second_waited} ms, first worked {first_worked} ms"
+    );
+    // The date holds one run's rows, exactly as the contract says.
+    assert_date_rows(lake.path(), DATE);
+    let ids: std::collections::BTreeSet<String> = read_rows(lake.path(), "telemetry")
+        .iter()
+        .map(|r| get(r, "run_id").as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(ids.len(), 1, "rows of both runs in one partition: {ids:?}");
+    // Every lock ends released, the last holder being the second run.
+    for table in ["telemetry", "features_hourly", "rejects"] {
+        let record = read_lock(&az, table, DATE);
+        assert_eq!(record["released"], true, "{table}: {record}");
+        assert_eq!(record["run_id"], second["run_id"], "{table}: {record}");
+    }
+}
+
+#[test]
+fn runs_of_two_dates_on_azurite_at_once_both_land() {
+    let az = azurite_with_raw();
+    run_both(
+        ["2024-03-10", DATE],
+        "az://raw/",
+        "az://lake/iot",
+        &az.env(),
+    );
+    let lake = temp_lake();
+    az.download("lake", "iot", lake.path());
+    for date in ["2024-03-10", DATE] {
+        assert_date_rows(lake.path(), date);
+    }
+}
+
+#[test]
+fn a_held_lock_on_azurite_fails_the_run_clearly_after_lock_wait_and_writes_nothing() {
+    let az = azurite_with_raw();
+    put_lock(&az, "features_hourly", &holder("still-running-7", 600));
+    let started = Instant::now();
+    let out = {
+        let mut env = az.env();
+        env.push(("COLDPATH_LOCK_WAIT", "1s".into()));
+        let job = job_file();
+        coldpath_env(
+            &[
+                "run",
+                "--job",
+                job.to_str().unwrap(),
+                "--date",
+                DATE,
+                "--source",
+                "az://raw/",
+                "--lake",
+                "az://lake/iot",
+            ],
+            &env,
+        )
+    };
+    let code = out.status.code().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("still-running-7"), "{err}");
+    assert!(err.contains("batch-node-7"), "{err}");
+    assert!(err.contains("`features_hourly`"), "{err}");
+    assert!(err.contains(DATE), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "it gave up at lock.wait"
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "failed", "{report}");
+    // Nothing written, and the holder's lock untouched.
+    let store = az.store("lake");
+    let tables: Vec<String> = block_on(async {
+        use futures::TryStreamExt;
+        store
+            .list(Some(&StorePath::from("iot")))
+            .try_collect::<Vec<_>>()
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.location.to_string())
+            .filter(|p| !p.starts_with("iot/_coldpath/"))
+            .collect()
+    });
+    assert!(tables.is_empty(), "{tables:?}");
+    assert_eq!(
+        read_lock(&az, "features_hourly", DATE)["run_id"],
+        "still-running-7"
+    );
+    // The lock taken before the held one (telemetry) was given back.
+    assert_eq!(read_lock(&az, "telemetry", DATE)["released"], true);
+}
+
+#[test]
+fn an_expired_lock_of_a_crashed_run_on_azurite_is_taken_over() {
+    let az = azurite_with_raw();
+    put_lock(&az, "telemetry", &holder("crashed-9", -60));
+    let (code, report, err) = finish(spawn_run(DATE, "az://raw/", "az://lake/iot", &az.env()));
+    assert_eq!(code, 0, "{report}\n{err}");
+    let record = read_lock(&az, "telemetry", DATE);
+    assert_eq!(record["run_id"], report["run_id"], "{record}");
+    assert_eq!(record["released"], true, "{record}");
+    assert!(err.contains("crashed-9"), "the takeover is logged: {err}");
+}
+
+/// The lock file of a local lake, held by this test process as another run would.
+fn hold_local(lake: &Path, table: &str, run_id: &str) -> std::fs::File {
+    let path = lake.join(format!("_coldpath/locks/{table}/{DATE}.lock"));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let file = std::fs::File::create(&path).unwrap();
+    file.try_lock().expect("free at the start");
+    std::fs::write(&path, serde_json::to_vec(&holder(run_id, 0)).unwrap()).unwrap();
+    file
+}
+
+#[test]
+fn a_held_local_lock_fails_the_run_after_lock_wait_then_frees() {
+    let lake = temp_lake();
+    let held = hold_local(lake.path(), "rejects", "local-holder-3");
+    let (code, report) = run_date(DATE, lake.path(), &["--lock-wait", "1s"]);
+    assert_eq!(code, 1, "{report}");
+    let message = report["error"].as_str().unwrap();
+    assert!(message.contains("local-holder-3"), "{message}");
+    assert!(message.contains("`rejects`"), "{message}");
+    assert!(!lake.path().join("telemetry/_delta_log").exists());
+    drop(held);
+    let (code, report) = run_date(DATE, lake.path(), &["--lock-wait", "1s"]);
+    assert_eq!(code, 0, "{report}");
+}
+
+#[test]
+fn two_local_runs_of_one_date_take_turns() {
+    let lake = temp_lake();
+    let held = hold_local(lake.path(), "telemetry", "test");
+    let source = fixtures_raw();
+    let lake_str = lake.path().to_str().unwrap();
+    // Both are waiting on the same lock when it is let go.
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(1500));
+        drop(held);
+    });
+    run_both([DATE, DATE], source.to_str().unwrap(), lake_str, &[]);
+    release.join().unwrap();
+    let order = committers(lake.path(), "telemetry");
+    assert_eq!(order.len(), 2);
+    for table in ["features_hourly", "rejects"] {
+        assert_eq!(committers(lake.path(), table), order, "{table}");
+    }
+    assert_date_rows(lake.path(), DATE);
+}
