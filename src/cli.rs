@@ -75,6 +75,13 @@ pub struct PlanArgs {
     pub job: JobArgs,
     #[arg(long, env = "COLDPATH_DATE", value_parser = parse_date)]
     pub date: NaiveDate,
+    /// Ask Azure to bring the date's archived blobs back to Hot (Set Blob Tier);
+    /// exits 1 while any is still archived, so a scheduler retries later.
+    #[arg(long)]
+    pub rehydrate: bool,
+    /// Rehydration priority: standard (up to 15 h) or high (about 1 h, dearer).
+    #[arg(long, value_enum, default_value = "standard", requires = "rehydrate")]
+    pub rehydrate_priority: crate::source::tier::Priority,
 }
 
 #[derive(Debug, Args)]

@@ -25,6 +25,8 @@ pub enum Error {
         stage: &'static str,
         source: polars::prelude::PolarsError,
     },
+    #[error("{0}")]
+    Archived(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -44,7 +46,7 @@ impl Error {
             Error::Sink(e) => e.is_config(),
             Error::Reference(e) => e.is_config(),
             Error::Lock(e) => e.is_config(),
-            Error::Polars { .. } | Error::Internal(_) => false,
+            Error::Polars { .. } | Error::Archived(_) | Error::Internal(_) => false,
         }
     }
 

@@ -197,10 +197,29 @@ async fn plan(args: PlanArgs) -> i32 {
         let job = load_job(&args.job, None)?;
         let prepared = pipeline::prepare(&job)?;
         let listing = pipeline::list(&job, &prepared, args.date).await?;
-        Ok::<_, Error>((job, listing))
+        let tiers = pipeline::tiers(&prepared, &listing).await;
+        let mut requested = Vec::new();
+        if args.rehydrate {
+            let archived = tiers.iter().flatten().filter(|t| t.is_archived());
+            let pending: Vec<_> = archived.filter(|t| t.archive_status.is_none()).collect();
+            if !pending.is_empty() {
+                let client = coldpath::source::tier::Tiers::for_source(&prepared.storage)
+                    .map_err(|e| Error::Internal(e.to_string()))?;
+                for blob in pending {
+                    if let Some(client) = &client {
+                        client
+                            .rehydrate(&blob.path, args.rehydrate_priority)
+                            .await
+                            .map_err(|e| Error::Internal(e.to_string()))?;
+                        requested.push(blob.path.clone());
+                    }
+                }
+            }
+        }
+        Ok::<_, Error>((job, listing, tiers, requested))
     }
     .await;
-    let (job, listing) = match result {
+    let (job, listing, tiers, requested) = match result {
         Ok(x) => x,
         Err(e) => {
             eprintln!("coldpath: error: {}", redact(&e.to_string()));
@@ -208,6 +227,8 @@ async fn plan(args: PlanArgs) -> i32 {
         }
     };
     let bytes: u64 = listing.blobs.iter().map(|b| b.size).sum();
+    let tier_of = |i: usize| tiers.as_ref().and_then(|t| t.get(i));
+    let archived: Vec<_> = tiers.iter().flatten().filter(|t| t.is_archived()).collect();
     // The features' look-back: the previous date's silver from D 00:00 - 5 h.
     let lookback_start =
         chrono::DateTime::from_timestamp_micros(coldpath::features::lookback_start_us(args.date))
@@ -221,12 +242,19 @@ async fn plan(args: PlanArgs) -> i32 {
         "source": job.source,
         "lake": job.lake,
         "prefixes": listing.prefixes,
-        "blobs": listing.blobs.iter().map(|b| json!({
+        "blobs": listing.blobs.iter().enumerate().map(|(i, b)| json!({
             "path": b.path,
             "bytes": b.size,
             "partition_start": b.partition.start.to_rfc3339(),
             "window": match b.window { coldpath::source::Window::Own => "own", coldpath::source::Window::LookAhead => "look_ahead" },
+            "tier": tier_of(i).and_then(|t| t.tier.clone()),
+            "archive_status": tier_of(i).and_then(|t| t.archive_status.clone()),
         })).collect::<Vec<_>>(),
+        "archived": {
+            "blobs": archived.len(),
+            "bytes": archived.iter().map(|t| t.bytes).sum::<u64>(),
+            "rehydration_requested": requested,
+        },
         "blob_count": listing.blobs.len(),
         "bytes": bytes,
         "ignored": listing.ignored,
@@ -240,7 +268,22 @@ async fn plan(args: PlanArgs) -> i32 {
     match serde_json::to_string_pretty(&plan) {
         Ok(text) => {
             println!("{}", redact(&text));
-            0
+            if archived.is_empty() {
+                return 0;
+            }
+            eprintln!(
+                "coldpath: {}",
+                coldpath::source::tier::archived_message(&args.date.to_string(), &archived)
+            );
+            if args.rehydrate {
+                eprintln!(
+                    "coldpath: rehydration requested for {} blob(s) now; the others were already rehydrating. Run `plan --rehydrate` again later: it exits 0 once none is archived",
+                    requested.len()
+                );
+                1
+            } else {
+                0
+            }
         }
         Err(e) => {
             eprintln!("coldpath: error: {e}");

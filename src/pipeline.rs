@@ -23,6 +23,7 @@ use crate::normalize::{self, Reject, RowColumns, Rules};
 use crate::report::{FeaturesDate, FeaturesReport, RunReport, Status, TableReport};
 use crate::silver;
 use crate::sink::{self, CommitMeta, Lake};
+use crate::source::tier::{self, BlobTier, Tiers};
 use crate::source::{self, layout::Layout, Listing, Storage};
 use deltalake::arrow::array::RecordBatch;
 
@@ -68,6 +69,29 @@ pub async fn list(job: &Job, p: &Prepared, date: NaiveDate) -> Result<Listing, E
 
 /// The tables a run replaces, in the order their locks are taken and their commits made.
 const RUN_TABLES: [&str; 3] = ["telemetry", "features_hourly", "rejects"];
+
+/// The access tiers of the listed blobs; `None` for a local source, or when
+/// the tiers cannot be read (a warning: the run goes on, an archived blob then fails its read).
+pub async fn tiers(p: &Prepared, listing: &Listing) -> Option<Vec<BlobTier>> {
+    if listing.blobs.is_empty() {
+        return None;
+    }
+    let looked_up = async {
+        match Tiers::for_source(&p.storage)? {
+            Some(client) => client.of(&listing.prefixes, &listing.blobs).await.map(Some),
+            None => Ok(None),
+        }
+    }
+    .instrument(info_span!("tiers"))
+    .await;
+    match looked_up {
+        Ok(tiers) => tiers,
+        Err(e) => {
+            warn!(error = %crate::fault::redact(&e.to_string()), "could not read the blobs' access tiers; archived blobs would fail when read");
+            None
+        }
+    }
+}
 
 /// Runs the job for one date. Errors before the first commit leave the tables untouched.
 pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<(), Error> {
@@ -148,6 +172,17 @@ async fn run_locked(
         bytes = report.blobs.bytes,
         "listed"
     );
+    // An archived blob fails when read: say so now, naming them, instead of mid-read.
+    if let Some(tiers) = tiers(prepared, &listing).await {
+        let archived: Vec<&BlobTier> = tiers.iter().filter(|t| t.is_archived()).collect();
+        report.blobs.archived = archived.len();
+        if !archived.is_empty() {
+            return Err(Error::Archived(tier::archived_message(
+                &date.to_string(),
+                &archived,
+            )));
+        }
+    }
 
     // 2. Read, decode and normalize every blob in parallel.
     let t = Instant::now();

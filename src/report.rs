@@ -35,6 +35,8 @@ pub struct BlobStats {
     /// Blobs under the prefixes whose path does not follow the layout (not read).
     pub ignored: usize,
     pub bytes: u64,
+    /// Blobs in the Archive tier (Azure sources; a run with any stops before reading).
+    pub archived: usize,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]

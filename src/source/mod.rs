@@ -5,6 +5,7 @@
 
 pub mod decode;
 pub mod layout;
+pub mod tier;
 
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -108,3 +108,113 @@ fn a_wrong_key_is_an_authentication_error_and_the_key_is_never_printed() {
         "part of the key leaked"
     );
 }
+
+/// `coldpath plan` of the local job for `date` on Azurite; exit code, plan JSON, stderr.
+fn plan_on(az: &Azurite, date: &str, extra: &[&str]) -> (i32, Value, String) {
+    let job = job_file();
+    let mut args = vec![
+        "plan",
+        "--job",
+        job.to_str().unwrap(),
+        "--date",
+        date,
+        "--source",
+        "az://raw/",
+        "--lake",
+        "az://lake/iot",
+    ];
+    args.extend_from_slice(extra);
+    let out = coldpath_env(&args, &az.env());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let plan = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("plan is not JSON ({e}): {err}"));
+    (out.status.code().unwrap(), plan, err)
+}
+
+#[test]
+fn an_archived_blob_is_named_before_anything_is_read_and_rehydrate_brings_it_back() {
+    let az = Azurite::start();
+    az.create_container("raw");
+    az.create_container("lake");
+    az.upload_dir("raw", &fixtures_raw());
+    let dir = "telemetry/2024/03/11/09";
+    let name = std::fs::read_dir(fixtures_raw().join(dir))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .min()
+        .unwrap();
+    let blob = format!("{dir}/{name}");
+    let size = std::fs::metadata(fixtures_raw().join(&blob)).unwrap().len();
+    az.set_tier("raw", &blob, "Archive");
+
+    // plan shows every blob's tier and totals the archived ones.
+    let (code, plan, err) = plan_on(&az, DATE_11, &[]);
+    assert_eq!(code, 0, "{err}");
+    let blobs = plan["blobs"].as_array().unwrap();
+    assert_eq!(
+        tier_of_plan(&plan, &blob).as_deref(),
+        Some("Archive"),
+        "{plan}"
+    );
+    let others: BTreeSet<Option<String>> = blobs
+        .iter()
+        .filter(|b| b["path"] != blob.as_str())
+        .map(|b| b["tier"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(others, BTreeSet::from([Some("Hot".to_string())]), "{plan}");
+    assert_eq!(plan["archived"]["blobs"], 1);
+    assert_eq!(plan["archived"]["bytes"], size);
+    assert!(err.contains(&blob), "{err}");
+
+    // A run stops before reading anything, naming the blob, its bytes and the way out.
+    let (code, out, err) = run_on(&az, DATE_11, "az://raw/", "az://lake/iot", &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let message = report["error"].as_str().unwrap();
+    assert!(message.contains(&blob), "{message}");
+    assert!(message.contains(&format!("({size} bytes)")), "{message}");
+    assert!(message.contains("--rehydrate"), "{message}");
+    assert_eq!(report["blobs"]["archived"], 1);
+    assert_eq!(report["blobs"]["read"], 0);
+    let store = az.store("lake");
+    let written: Vec<String> = block_on(async {
+        use futures::TryStreamExt;
+        store
+            .list(Some(&"iot".into()))
+            .map_ok(|m| m.location.to_string())
+            .try_collect()
+            .await
+            .unwrap()
+    });
+    assert!(
+        written.iter().all(|p| p.starts_with("iot/_coldpath/")),
+        "{written:?}"
+    );
+
+    // --rehydrate asks for it back and exits 1 (not ready yet) ...
+    let (code, plan, err) = plan_on(&az, DATE_11, &["--rehydrate"]);
+    assert_eq!(code, 1, "{err}");
+    assert_eq!(
+        plan["archived"]["rehydration_requested"],
+        serde_json::json!([blob])
+    );
+    // ... Azurite rehydrates at once (Azure takes hours): then plan is clear and the run goes.
+    let (code, plan, err) = plan_on(&az, DATE_11, &["--rehydrate"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(plan["archived"]["blobs"], 0);
+    assert_eq!(tier_of_plan(&plan, &blob).as_deref(), Some("Hot"));
+    let (code, out, err) = run_on(&az, DATE_11, "az://raw/", "az://lake/iot", &[]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+const DATE_11: &str = "2024-03-11";
+
+fn tier_of_plan(plan: &Value, path: &str) -> Option<String> {
+    plan["blobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["path"] == path)?["tier"]
+        .as_str()
+        .map(str::to_string)
+}

@@ -103,12 +103,49 @@ impl Azurite {
 
     /// Creates a container (Create Container, signed with the account key).
     pub fn create_container(&self, name: &str) {
+        let response = self.signed_put(name, &[("restype", "container")], &[]);
+        assert!(
+            response.starts_with("HTTP/1.1 201"),
+            "creating container {name}: {response}"
+        );
+    }
+
+    /// Sets a blob's access tier (Set Blob Tier), as a lifecycle policy would.
+    pub fn set_tier(&self, container: &str, blob: &str, tier: &str) {
+        let response = self.signed_put(
+            &format!("{container}/{blob}"),
+            &[("comp", "tier")],
+            &[("x-ms-access-tier", tier)],
+        );
+        assert!(
+            response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.1 202"),
+            "setting the tier of {container}/{blob}: {response}"
+        );
+    }
+
+    /// One empty-bodied PUT signed with the account key (Shared Key); `query`
+    /// and `headers` (x-ms-* only) sorted by name. Returns the raw response.
+    fn signed_put(
+        &self,
+        resource: &str,
+        query: &[(&str, &str)],
+        headers: &[(&str, &str)],
+    ) -> String {
         let date = chrono::Utc::now()
             .format("%a, %d %b %Y %H:%M:%S GMT")
             .to_string();
         let version = "2021-08-06";
+        let mut ms_headers: Vec<(&str, &str)> = headers.to_vec();
+        ms_headers.push(("x-ms-date", &date));
+        ms_headers.push(("x-ms-version", version));
+        ms_headers.sort();
+        let canonical_headers: String = ms_headers
+            .iter()
+            .map(|(k, v)| format!("{k}:{v}\n"))
+            .collect();
+        let canonical_query: String = query.iter().map(|(k, v)| format!("\n{k}:{v}")).collect();
         let to_sign = format!(
-            "PUT\n\n\n\n\n\n\n\n\n\n\n\nx-ms-date:{date}\nx-ms-version:{version}\n/{ACCOUNT}/{ACCOUNT}/{name}\nrestype:container"
+            "PUT\n\n\n\n\n\n\n\n\n\n\n\n{canonical_headers}/{ACCOUNT}/{ACCOUNT}/{resource}{canonical_query}"
         );
         let key = base64::engine::general_purpose::STANDARD
             .decode(KEY)
@@ -118,18 +155,21 @@ impl Azurite {
             to_sign.as_bytes(),
         );
         let signature = base64::engine::general_purpose::STANDARD.encode(tag.as_ref());
+        let query_string: Vec<String> = query.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let header_lines: String = ms_headers
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}\r\n"))
+            .collect();
         let request = format!(
-            "PUT /{ACCOUNT}/{name}?restype=container HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nx-ms-date: {date}\r\nx-ms-version: {version}\r\nAuthorization: SharedKey {ACCOUNT}:{signature}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            "PUT /{ACCOUNT}/{resource}?{} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{header_lines}Authorization: SharedKey {ACCOUNT}:{signature}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            query_string.join("&"),
             port = self.port
         );
         let mut stream = TcpStream::connect(("127.0.0.1", self.port)).unwrap();
         stream.write_all(request.as_bytes()).unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).unwrap();
-        assert!(
-            response.starts_with("HTTP/1.1 201"),
-            "creating container {name}: {response}"
-        );
+        response
     }
 
     /// An object_store client for one container (explicit endpoint: no process environment needed).
