@@ -31,6 +31,8 @@ pub enum LogFormat {
 pub enum Command {
     /// Process one date: list, read, normalize, dedup, replace the date's partitions.
     Run(RunArgs),
+    /// Process a range of dates: silver of every date (N at a time), then their features.
+    Backfill(BackfillArgs),
     /// Show what a run for a date would read and replace, reading no blob content.
     Plan(PlanArgs),
     /// Recompute `features_hourly` for dates from silver alone (e.g. to refresh labels); reads no raw blob.
@@ -50,6 +52,21 @@ pub struct JobArgs {
     pub lake: Option<String>,
 }
 
+/// What every writing command (`run`, `backfill`, `features`) also takes.
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    /// Label cut-off for failure_within_* (default: now). ISO-8601.
+    #[arg(long, env = "COLDPATH_LABELS_AS_OF", value_parser = parse_instant)]
+    pub labels_as_of: Option<DateTime<Utc>>,
+    /// Write the report here instead of stdout.
+    #[arg(long, env = "COLDPATH_REPORT")]
+    pub report: Option<PathBuf>,
+    /// How long to wait for another run of the same date to release its lock
+    /// (overrides the job file's `lock.wait`; e.g. `0s`, `90s`, `10m`).
+    #[arg(long, env = "COLDPATH_LOCK_WAIT", value_parser = parse_wait)]
+    pub lock_wait: Option<Duration>,
+}
+
 #[derive(Debug, Args)]
 pub struct RunArgs {
     #[command(flatten)]
@@ -57,16 +74,40 @@ pub struct RunArgs {
     /// The date to process, YYYY-MM-DD (UTC).
     #[arg(long, env = "COLDPATH_DATE", value_parser = parse_date)]
     pub date: NaiveDate,
-    /// Label cut-off for failure_within_* (default: now). ISO-8601.
-    #[arg(long, env = "COLDPATH_LABELS_AS_OF", value_parser = parse_instant)]
-    pub labels_as_of: Option<DateTime<Utc>>,
-    /// Write the run report here instead of stdout.
-    #[arg(long, env = "COLDPATH_REPORT")]
-    pub report: Option<PathBuf>,
-    /// How long to wait for another run of the same date to release its lock
-    /// (overrides the job file's `lock.wait`; e.g. `0s`, `90s`, `10m`).
-    #[arg(long, env = "COLDPATH_LOCK_WAIT", value_parser = parse_wait)]
-    pub lock_wait: Option<Duration>,
+    #[command(flatten)]
+    pub write: WriteArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// First date of the range (inclusive), YYYY-MM-DD.
+    #[arg(long, env = "COLDPATH_FROM", value_parser = parse_date)]
+    pub from: NaiveDate,
+    /// Last date of the range (inclusive).
+    #[arg(long, env = "COLDPATH_TO", value_parser = parse_date)]
+    pub to: NaiveDate,
+    /// Dates processed at once.
+    #[arg(long, env = "COLDPATH_PARALLEL", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: u16,
+    #[command(flatten)]
+    pub write: WriteArgs,
+}
+
+impl BackfillArgs {
+    /// The dates of the range, in order; an error when it is reversed.
+    pub fn dates(&self) -> Result<Vec<NaiveDate>, String> {
+        date_range(self.from, self.to)
+    }
+}
+
+/// `from..=to`, in order; an error when `to` is before `from`.
+pub fn date_range(from: NaiveDate, to: NaiveDate) -> Result<Vec<NaiveDate>, String> {
+    if to < from {
+        return Err(format!("--to {to} is before --from {from}"));
+    }
+    Ok(from.iter_days().take_while(|d| *d <= to).collect())
 }
 
 #[derive(Debug, Args)]
@@ -97,15 +138,8 @@ pub struct FeaturesArgs {
     /// Last date of the range (inclusive).
     #[arg(long, value_parser = parse_date, requires = "from")]
     pub to: Option<NaiveDate>,
-    /// Label cut-off for failure_within_* (default: now). ISO-8601.
-    #[arg(long, env = "COLDPATH_LABELS_AS_OF", value_parser = parse_instant)]
-    pub labels_as_of: Option<DateTime<Utc>>,
-    /// Write the report here instead of stdout.
-    #[arg(long, env = "COLDPATH_REPORT")]
-    pub report: Option<PathBuf>,
-    /// How long to wait for a run of the same date to release its lock (overrides `lock.wait`).
-    #[arg(long, env = "COLDPATH_LOCK_WAIT", value_parser = parse_wait)]
-    pub lock_wait: Option<Duration>,
+    #[command(flatten)]
+    pub write: WriteArgs,
 }
 
 impl FeaturesArgs {
@@ -116,10 +150,7 @@ impl FeaturesArgs {
             (None, Some(f), Some(t)) => (f, t),
             _ => return Err("give --date, or --from and --to".into()),
         };
-        if to < from {
-            return Err(format!("--to {to} is before --from {from}"));
-        }
-        Ok(from.iter_days().take_while(|d| *d <= to).collect())
+        date_range(from, to)
     }
 }
 

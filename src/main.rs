@@ -5,7 +5,10 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use coldpath::cli::{Cli, Command, FeaturesArgs, JobArgs, LogFormat, PlanArgs, RunArgs};
+use coldpath::backfill::{BackfillReport, BackfillRequest, Pass};
+use coldpath::cli::{
+    BackfillArgs, Cli, Command, FeaturesArgs, JobArgs, LogFormat, PlanArgs, RunArgs,
+};
 use coldpath::fault::redact;
 use coldpath::job::Job;
 use coldpath::pipeline::{self, RunRequest};
@@ -28,6 +31,7 @@ fn main() -> ExitCode {
     };
     let code = match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
+        Command::Backfill(args) => runtime.block_on(backfill(args)),
         Command::Plan(args) => runtime.block_on(plan(args)),
         Command::Features(args) => runtime.block_on(features(args)),
     };
@@ -82,18 +86,19 @@ fn load_job(args: &JobArgs, lock_wait: Option<std::time::Duration>) -> Result<Jo
 async fn run(args: RunArgs) -> i32 {
     let run_id = uuid::Uuid::new_v4().to_string();
     let date = args.date.to_string();
-    let job = match load_job(&args.job, args.lock_wait) {
+    let job = match load_job(&args.job, args.write.lock_wait) {
         Ok(job) => job,
         Err(e) => {
             let mut report = RunReport::new("", &date, &run_id, "", "");
-            return finish(&mut report, Err(e), args.report.as_deref());
+            return finish(&mut report, Err(e), args.write.report.as_deref());
         }
     };
     let mut report = RunReport::new(&job.name, &date, &run_id, &job.source, &job.lake);
     let span = tracing::info_span!("run", job = %job.name, date = %date, run_id = %run_id);
     let req = RunRequest {
         date: args.date,
-        labels_as_of: label_cutoff(args.labels_as_of),
+        labels_as_of: label_cutoff(args.write.labels_as_of),
+        features: true,
     };
     let result = {
         use tracing::Instrument;
@@ -101,7 +106,7 @@ async fn run(args: RunArgs) -> i32 {
             .instrument(span)
             .await
     };
-    finish(&mut report, result, args.report.as_deref())
+    finish(&mut report, result, args.write.report.as_deref())
 }
 
 /// What a failed command reports: its status (config error or failure) and
@@ -150,7 +155,7 @@ fn write_report<T: serde::Serialize>(
 
 async fn features(args: FeaturesArgs) -> i32 {
     let run_id = uuid::Uuid::new_v4().to_string();
-    let labels_as_of = label_cutoff(args.labels_as_of);
+    let labels_as_of = label_cutoff(args.write.labels_as_of);
     let mut report = FeaturesReport {
         job: String::new(),
         run_id: run_id.clone(),
@@ -163,7 +168,7 @@ async fn features(args: FeaturesArgs) -> i32 {
     };
     let result = async {
         let dates = args.dates().map_err(Error::Usage)?;
-        let job = load_job(&args.job, args.lock_wait)?;
+        let job = load_job(&args.job, args.write.lock_wait)?;
         report.job = job.name.clone();
         report.lake = job.lake.clone();
         let span = tracing::info_span!("features", job = %job.name, run_id = %run_id);
@@ -185,11 +190,121 @@ async fn features(args: FeaturesArgs) -> i32 {
             failed.error.as_deref().unwrap_or_default()
         );
     }
-    if let Err(e) = write_report(&report, args.report.as_deref()) {
+    if let Err(e) = write_report(&report, args.write.report.as_deref()) {
         eprintln!("coldpath: error: {e:#}");
         return Status::Failed.exit_code().max(report.exit_code);
     }
     report.exit_code
+}
+
+async fn backfill(args: BackfillArgs) -> i32 {
+    let labels_as_of = label_cutoff(args.write.labels_as_of);
+    let prepared = args
+        .dates()
+        .map_err(Error::Usage)
+        .and_then(|dates| Ok((dates, load_job(&args.job, args.write.lock_wait)?)));
+    let (dates, job) = match prepared {
+        Ok(x) => x,
+        Err(e) => {
+            let req = BackfillRequest {
+                dates: Vec::new(),
+                parallel: args.parallel as usize,
+                labels_as_of,
+            };
+            let mut report = BackfillReport::new("", &req);
+            let (status, message) = failure(&e);
+            report.set_status(status);
+            report.error = Some(message);
+            return emit(&report, report.exit_code, args.write.report.as_deref());
+        }
+    };
+    let req = BackfillRequest {
+        dates,
+        parallel: args.parallel as usize,
+        labels_as_of,
+    };
+    let total = req.dates.len() as u64 * 2;
+    // A bar for a person at a terminal; log lines (one per date and pass) otherwise.
+    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
+        let bar = indicatif::ProgressBar::new(total);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} date-passes, ETA {eta}  {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        bar
+    });
+    let rows = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let blobs = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let on_date = {
+        let bar = bar.clone();
+        std::sync::Arc::new(move |pass: Pass, d: &coldpath::backfill::BackfillDate| {
+            use std::sync::atomic::Ordering::Relaxed;
+            if pass == Pass::Silver {
+                rows.fetch_add(d.rows_written, Relaxed);
+                blobs.fetch_add(d.blobs as u64, Relaxed);
+            }
+            let pass_name = match pass {
+                Pass::Silver => "silver",
+                Pass::Features => "features",
+            };
+            match &bar {
+                Some(bar) => {
+                    bar.inc(1);
+                    bar.set_message(format!(
+                        "{pass_name} {} {:?}; {} blobs, {} rows so far",
+                        d.date,
+                        d.status,
+                        blobs.load(Relaxed),
+                        rows.load(Relaxed)
+                    ));
+                }
+                None => tracing::info!(
+                    pass = pass_name,
+                    date = %d.date,
+                    status = ?d.status,
+                    rows = d.rows_written,
+                    blobs = d.blobs,
+                    "date done"
+                ),
+            }
+        })
+    };
+    let job = std::sync::Arc::new(job);
+    let span = tracing::info_span!("backfill", job = %job.name, from = %args.from, to = %args.to);
+    let report = {
+        use tracing::Instrument;
+        coldpath::backfill::backfill(job, &req, on_date)
+            .instrument(span)
+            .await
+    };
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+    for d in report
+        .dates
+        .iter()
+        .filter(|d| d.status != Status::Succeeded)
+    {
+        eprintln!(
+            "coldpath: {} {:?}: {}",
+            d.date,
+            d.status,
+            d.error.as_deref().unwrap_or("")
+        );
+    }
+    emit(&report, report.exit_code, args.write.report.as_deref())
+}
+
+/// Prints a report (stdout or a file) and returns the exit code.
+fn emit<T: serde::Serialize>(report: &T, code: i32, to: Option<&std::path::Path>) -> i32 {
+    if let Err(e) = write_report(report, to) {
+        eprintln!("coldpath: error: {e:#}");
+        return Status::Failed.exit_code().max(code);
+    }
+    code
 }
 
 async fn plan(args: PlanArgs) -> i32 {

@@ -36,6 +36,10 @@ pub struct RunRequest {
     pub date: NaiveDate,
     /// Cut-off for the failure labels (the command line defaults it to now).
     pub labels_as_of: DateTime<Utc>,
+    /// Compute and commit `features_hourly` too. A backfill turns this off for
+    /// its first pass (silver of every date), then refreshes the features once
+    /// every look-back is in place.
+    pub features: bool,
 }
 
 fn ms(since: Instant) -> u64 {
@@ -104,7 +108,12 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
 
     // One run per table and date: a second one waits here (lock.wait), then fails.
     let t = Instant::now();
-    let locks = take_locks(job, &prepared, &RUN_TABLES, req.date, &report.run_id).await?;
+    let tables: &[&'static str] = if req.features {
+        &RUN_TABLES
+    } else {
+        &["telemetry", "rejects"]
+    };
+    let locks = take_locks(job, &prepared, tables, req.date, &report.run_id).await?;
     report.durations.lock_ms = ms(t);
     let result = run_locked(job, req, report, &prepared, &reference, &locks, started).await;
     locks.release().await;
@@ -233,7 +242,7 @@ async fn run_locked(
 
     // 4. Features from the deduplicated rows and the previous date's silver.
     let t = Instant::now();
-    let gold = if gate_failed {
+    let gold = if gate_failed || !req.features {
         None
     } else {
         let lookback = lookback(&prepared.lake, date)
@@ -266,10 +275,12 @@ async fn run_locked(
     };
     let paths: Vec<&str> = listing.blobs.iter().map(|b| b.path.as_str()).collect();
     let mut staged = Vec::with_capacity(3);
-    if let Some(gold) = gold {
+    if !gate_failed {
         let frame = silver_frame(deduped.frame, &paths, &run_id, ingested_at)
             .map_err(Error::polars("silver"))?;
         staged.push(stage(sink::telemetry_table(), frame, meta.clone())?);
+    }
+    if let Some(gold) = gold {
         let gold_meta = CommitMeta {
             labels_as_of: report.labels_as_of.clone(),
             ..meta.clone()

@@ -13,7 +13,7 @@ use deltalake::arrow::array::{make_array, ArrayRef, RecordBatch};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::ffi::{from_ffi, FFI_ArrowArray, FFI_ArrowSchema};
-use deltalake::kernel::transaction::CommitProperties;
+use deltalake::kernel::transaction::{CommitProperties, TransactionError};
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
@@ -60,6 +60,9 @@ impl SinkError {
         }
     }
 }
+
+/// Commits tried when another run's commit conflicts (a concurrent table creation).
+const COMMIT_ATTEMPTS: u64 = 5;
 
 /// Target size of the Parquet files the writer produces.
 pub const TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
@@ -301,9 +304,6 @@ pub async fn replace_partition(
         source: Box::new(source),
     };
     prepare_table(lake, spec)?;
-    let table = DeltaTable::try_from_url_with_storage_options(url.clone(), lake.storage_options())
-        .await
-        .map_err(delta_err)?;
     let user_metadata = serde_json::to_string(meta).unwrap_or_default();
     let commit = CommitProperties::default().with_metadata([
         (
@@ -318,21 +318,43 @@ pub async fn replace_partition(
     let writer = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .build();
-    let table = table
-        .write([batch])
-        .with_save_mode(SaveMode::Overwrite)
-        .with_partition_columns([spec.partition])
-        .with_replace_where(format!(
-            "{} = '{}'",
-            spec.partition,
-            date.format("%Y-%m-%d")
-        ))
-        .with_writer_properties(writer)
-        .with_target_file_size(NonZeroU64::new(TARGET_FILE_SIZE))
-        .with_commit_properties(commit)
-        .with_table_name(spec.name)
-        .await
-        .map_err(delta_err)?;
+    let mut attempt = 0;
+    let table = loop {
+        attempt += 1;
+        let table =
+            DeltaTable::try_from_url_with_storage_options(url.clone(), lake.storage_options())
+                .await
+                .map_err(delta_err)?;
+        let creating = table.version().is_none();
+        let written = table
+            .write([batch.clone()])
+            .with_save_mode(SaveMode::Overwrite)
+            .with_partition_columns([spec.partition])
+            .with_replace_where(format!(
+                "{} = '{}'",
+                spec.partition,
+                date.format("%Y-%m-%d")
+            ))
+            .with_writer_properties(writer.clone())
+            .with_target_file_size(NonZeroU64::new(TARGET_FILE_SIZE))
+            .with_commit_properties(commit.clone())
+            .with_table_name(spec.name)
+            .await;
+        match written {
+            Ok(table) => break table,
+            // Another run (of another date: the run lock keeps out runs of this
+            // one) created the table, or changed its metadata, between our look
+            // and our commit, which delta-rs reads as a conflict. Our partition
+            // is untouched by it: commit again on top of the table as it now is.
+            Err(deltalake::DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(conflict),
+            }) if attempt < COMMIT_ATTEMPTS => {
+                tracing::warn!(table = spec.name, %conflict, creating, attempt, "concurrent commit by another run; committing again on top of it");
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+            }
+            Err(e) => return Err(delta_err(e)),
+        }
+    };
     table.version().ok_or_else(|| SinkError::Lake {
         lake: lake.location.clone(),
         message: format!("table `{}` has no version after the commit", spec.name),

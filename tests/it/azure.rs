@@ -2,22 +2,10 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::azurite::Azurite;
 use crate::common::*;
-
-/// Every row of a table without the columns that name the run.
-fn rows_without_run(lake: &std::path::Path, table: &str) -> BTreeSet<String> {
-    read_rows(lake, table)
-        .into_iter()
-        .map(|mut r: Map<String, Value>| {
-            r.remove("run_id");
-            r.remove("ingested_at");
-            Value::Object(r).to_string()
-        })
-        .collect()
-}
 
 fn run_on(
     az: &Azurite,

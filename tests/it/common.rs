@@ -180,3 +180,15 @@ pub fn user_metadata(lake: &Path, table: &str, version: u64) -> Value {
         .unwrap();
     serde_json::from_str(info["commitInfo"]["userMetadata"].as_str().unwrap()).unwrap()
 }
+
+/// Every row of a table without the columns that name the run, as JSON text.
+pub fn rows_without_run(lake: &Path, table: &str) -> std::collections::BTreeSet<String> {
+    read_rows(lake, table)
+        .into_iter()
+        .map(|mut r: Map<String, Value>| {
+            r.remove("run_id");
+            r.remove("ingested_at");
+            Value::Object(r).to_string()
+        })
+        .collect()
+}

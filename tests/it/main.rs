@@ -2,6 +2,7 @@
 
 mod azure;
 mod azurite;
+mod backfill;
 mod common;
 mod exit_codes;
 mod features;

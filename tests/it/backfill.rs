@@ -1,0 +1,124 @@
+//! `coldpath backfill`: parallel dates give the same tables as one run per date in order; a failed date stops no other.
+
+use serde_json::Value;
+
+use crate::common::*;
+
+const DATES: [&str; 3] = ["2024-03-10", "2024-03-11", "2024-03-12"];
+
+fn backfill(lake: &std::path::Path, extra: &[&str]) -> (i32, Value, String) {
+    let job = job_file();
+    let mut args = vec![
+        "backfill",
+        "--job",
+        job.to_str().unwrap(),
+        "--from",
+        DATES[0],
+        "--to",
+        DATES[2],
+        "--lake",
+        lake.to_str().unwrap(),
+        "--labels-as-of",
+        LABELS,
+    ];
+    args.extend_from_slice(extra);
+    let out = coldpath(&args);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("summary is not JSON ({e}): {err}"));
+    (out.status.code().unwrap(), report, err)
+}
+
+#[test]
+fn a_parallel_backfill_gives_the_tables_of_one_run_per_date_in_order() {
+    let lake = temp_lake();
+    let (code, summary, err) = backfill(lake.path(), &["--parallel", "3"]);
+    assert_eq!(code, 0, "{summary}\n{err}");
+    assert_eq!(summary["succeeded"], 3, "{summary}");
+    assert_eq!(summary["failed_dates"], serde_json::json!([]));
+    for (entry, date) in summary["dates"].as_array().unwrap().iter().zip(DATES) {
+        assert_eq!(entry["date"], date);
+        assert_eq!(entry["status"], "succeeded", "{entry}");
+        assert_eq!(
+            entry["rows_written"],
+            expected(date)["rows_written"],
+            "{date}"
+        );
+        assert_eq!(entry["rejected"], expected(date)["rejected"], "{date}");
+    }
+    // Every date's features saw its previous date's silver, except the first's.
+    let lookback: Vec<&Value> = summary["dates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["lookback_complete"])
+        .collect();
+    assert_eq!(
+        lookback,
+        [&Value::Bool(false), &Value::Bool(true), &Value::Bool(true)]
+    );
+
+    let sequential = temp_lake();
+    for date in DATES {
+        let (code, report) = run_date(date, sequential.path(), &["--labels-as-of", LABELS]);
+        assert_eq!(code, 0, "{report}");
+    }
+    for table in ["telemetry", "features_hourly", "rejects"] {
+        let backfilled = rows_without_run(lake.path(), table);
+        assert!(!backfilled.is_empty(), "{table}");
+        assert_eq!(
+            backfilled,
+            rows_without_run(sequential.path(), table),
+            "{table}"
+        );
+    }
+}
+
+#[test]
+fn a_failed_date_stops_no_other_and_rerunning_the_range_completes_it() {
+    let lake = temp_lake();
+    // Another run holds 2024-03-11's silver: that date fails after lock.wait.
+    let path = lake
+        .path()
+        .join("_coldpath/locks/telemetry/2024-03-11.lock");
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let held = std::fs::File::create(&path).unwrap();
+    held.try_lock().unwrap();
+    let (code, summary, err) = backfill(lake.path(), &["--parallel", "2", "--lock-wait", "1s"]);
+    assert_eq!(code, 1, "{summary}");
+    assert_eq!(summary["failed_dates"], serde_json::json!(["2024-03-11"]));
+    assert_eq!(summary["succeeded"], 2);
+    assert!(err.contains("2024-03-11"), "{err}");
+    let statuses: Vec<&Value> = summary["dates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| &d["status"])
+        .collect();
+    assert_eq!(statuses, ["succeeded", "failed", "succeeded"]);
+    let dates_in = |table: &str, column: &str| -> std::collections::BTreeSet<String> {
+        read_rows(lake.path(), table)
+            .iter()
+            .filter_map(|r| get(r, column).as_str().map(str::to_string))
+            .collect()
+    };
+    assert_eq!(
+        dates_in("telemetry", "event_date"),
+        ["2024-03-10", "2024-03-12"].map(String::from).into()
+    );
+    drop(held);
+    let (code, summary, err) = backfill(lake.path(), &["--parallel", "2"]);
+    assert_eq!(code, 0, "{summary}\n{err}");
+    assert_eq!(
+        dates_in("features_hourly", "feature_date"),
+        DATES.map(String::from).into()
+    );
+    let rows = read_rows(lake.path(), "telemetry");
+    for date in DATES {
+        let n = rows
+            .iter()
+            .filter(|r| get(r, "event_date").as_str() == Some(date))
+            .count() as u64;
+        assert_eq!(Some(n), expected(date)["rows_written"].as_u64(), "{date}");
+    }
+}
