@@ -35,6 +35,8 @@ pub enum Command {
     Backfill(BackfillArgs),
     /// Show what a run for a date would read and replace, reading no blob content.
     Plan(PlanArgs),
+    /// Data Factory custom activity: reads activity.json in the working directory, writes outputs.json.
+    Adf,
     /// Recompute `features_hourly` for dates from silver alone (e.g. to refresh labels); reads no raw blob.
     Features(FeaturesArgs),
 }

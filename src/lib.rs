@@ -8,6 +8,7 @@
 //! in order for one date, holding a [`lock`] per table and date; [`job`],
 //! [`schema`] and [`retry`] are the configuration they read.
 
+pub mod adf;
 pub mod backfill;
 pub mod cli;
 pub mod dedup;

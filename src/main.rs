@@ -7,7 +7,7 @@ use anyhow::Context;
 use clap::Parser;
 use coldpath::backfill::{BackfillReport, BackfillRequest, Pass};
 use coldpath::cli::{
-    BackfillArgs, Cli, Command, FeaturesArgs, JobArgs, LogFormat, PlanArgs, RunArgs,
+    BackfillArgs, Cli, Command, FeaturesArgs, JobArgs, LogFormat, PlanArgs, RunArgs, WriteArgs,
 };
 use coldpath::fault::redact;
 use coldpath::job::Job;
@@ -32,6 +32,7 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Backfill(args) => runtime.block_on(backfill(args)),
+        Command::Adf => runtime.block_on(adf()),
         Command::Plan(args) => runtime.block_on(plan(args)),
         Command::Features(args) => runtime.block_on(features(args)),
     };
@@ -296,6 +297,99 @@ async fn backfill(args: BackfillArgs) -> i32 {
         );
     }
     emit(&report, report.exit_code, args.write.report.as_deref())
+}
+
+/// The Data Factory custom activity: `activity.json` in, the command's report as `outputs.json` out.
+async fn adf() -> i32 {
+    use coldpath::adf::{self, Request};
+    let outputs = std::path::PathBuf::from("outputs.json");
+    let fail = |code: i32, message: String| {
+        eprintln!("coldpath: error: {message}");
+        let status = if code == 2 {
+            Status::ConfigError
+        } else {
+            Status::Failed
+        };
+        let report = json!({"status": status, "exit_code": code, "error": message});
+        if let Err(e) = std::fs::write(&outputs, adf::outputs(&report)) {
+            eprintln!("coldpath: error: writing outputs.json: {e}");
+        }
+        code
+    };
+    let (props, request) = match adf::read(std::path::Path::new(".")) {
+        Ok(x) => x,
+        Err(e) => return fail(2, e.to_string()),
+    };
+    let parsed = (|| {
+        let labels_as_of = props
+            .labels_as_of
+            .as_deref()
+            .map(coldpath::cli::parse_instant)
+            .transpose()?;
+        let lock_wait = props
+            .lock_wait
+            .as_deref()
+            .map(coldpath::cli::parse_wait)
+            .transpose()?;
+        Ok::<_, String>((labels_as_of, lock_wait))
+    })();
+    let (labels_as_of, lock_wait) = match parsed {
+        Ok(x) => x,
+        Err(e) => return fail(2, format!("activity.json: {e}")),
+    };
+    let job = JobArgs {
+        job: props.job.clone().into(),
+        source: props.source.clone(),
+        lake: props.lake.clone(),
+    };
+    let write = WriteArgs {
+        labels_as_of,
+        report: Some(outputs.clone()),
+        lock_wait,
+    };
+    let (what, code) = match request {
+        Request::Run { date } => (
+            format!("run {date}"),
+            run(RunArgs { job, date, write }).await,
+        ),
+        Request::Backfill { from, to, parallel } => (
+            format!("backfill {from}..{to}"),
+            backfill(BackfillArgs {
+                job,
+                from,
+                to,
+                parallel,
+                write,
+            })
+            .await,
+        ),
+        Request::Features { from, to } => (
+            format!("features {from}..{to}"),
+            features(FeaturesArgs {
+                job,
+                date: None,
+                from: Some(from),
+                to: Some(to),
+                write,
+            })
+            .await,
+        ),
+    };
+    // Keep outputs.json under Data Factory's 2 MB.
+    let capped = std::fs::read_to_string(&outputs)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .map(|v| adf::outputs(&v));
+    match capped {
+        Some(text) => {
+            if let Err(e) = std::fs::write(&outputs, text) {
+                return fail(1, format!("writing outputs.json: {e}"));
+            }
+        }
+        None => return fail(code.max(1), "the command wrote no readable report".into()),
+    }
+    println!("coldpath adf: {what}: exit {code}; the report is in outputs.json");
+    code
 }
 
 /// Prints a report (stdout or a file) and returns the exit code.

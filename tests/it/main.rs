@@ -1,5 +1,6 @@
 //! The one integration-test binary: the real `coldpath` binary on the fixtures, tables read back with deltalake.
 
+mod adf;
 mod azure;
 mod azurite;
 mod backfill;
