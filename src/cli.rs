@@ -76,6 +76,10 @@ pub struct RunArgs {
     /// The date to process, YYYY-MM-DD (UTC).
     #[arg(long, env = "COLDPATH_DATE", value_parser = parse_date)]
     pub date: NaiveDate,
+    /// Write `telemetry` and `rejects` only; the features come from a later
+    /// `coldpath features` (the silver tasks of a Batch backfill).
+    #[arg(long)]
+    pub silver_only: bool,
     #[command(flatten)]
     pub write: WriteArgs,
 }
@@ -93,6 +97,17 @@ pub struct BackfillArgs {
     /// Dates processed at once.
     #[arg(long, env = "COLDPATH_PARALLEL", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel: u16,
+    /// Write the range as Azure Batch tasks (one per date and pass) to FILE and run nothing.
+    #[arg(long, value_name = "FILE")]
+    pub emit_batch_tasks: Option<PathBuf>,
+    /// The container image the Batch tasks run.
+    #[arg(
+        long,
+        env = "COLDPATH_BATCH_IMAGE",
+        default_value = "coldpath:latest",
+        requires = "emit_batch_tasks"
+    )]
+    pub batch_image: String,
     #[command(flatten)]
     pub write: WriteArgs,
 }

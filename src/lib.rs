@@ -10,6 +10,7 @@
 
 pub mod adf;
 pub mod backfill;
+pub mod batch;
 pub mod cli;
 pub mod dedup;
 pub mod error;

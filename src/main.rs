@@ -99,7 +99,7 @@ async fn run(args: RunArgs) -> i32 {
     let req = RunRequest {
         date: args.date,
         labels_as_of: label_cutoff(args.write.labels_as_of),
-        features: true,
+        features: !args.silver_only,
     };
     let result = {
         use tracing::Instrument;
@@ -219,6 +219,35 @@ async fn backfill(args: BackfillArgs) -> i32 {
             return emit(&report, report.exit_code, args.write.report.as_deref());
         }
     };
+    if let Some(file) = &args.emit_batch_tasks {
+        let template = coldpath::batch::TaskTemplate {
+            job: args.job.job.to_string_lossy().into_owned(),
+            source: args.job.source.clone(),
+            lake: args.job.lake.clone(),
+            labels_as_of: args.write.labels_as_of.map(|t| t.to_rfc3339()),
+            image: args.batch_image.clone(),
+            client_id: std::env::var("COLDPATH_BATCH_CLIENT_ID").ok(),
+        };
+        let tasks = coldpath::batch::tasks(&template, &dates);
+        let written = serde_json::to_string_pretty(&tasks)
+            .map_err(|e| e.to_string())
+            .and_then(|t| std::fs::write(file, t + "\n").map_err(|e| e.to_string()));
+        return match written {
+            Ok(()) => {
+                eprintln!(
+                    "coldpath: wrote {} Batch tasks for {} dates to {}",
+                    dates.len() * 2,
+                    dates.len(),
+                    file.display()
+                );
+                0
+            }
+            Err(e) => {
+                eprintln!("coldpath: error: writing {}: {e}", file.display());
+                1
+            }
+        };
+    }
     let req = BackfillRequest {
         dates,
         parallel: args.parallel as usize,
@@ -350,7 +379,13 @@ async fn adf() -> i32 {
     let (what, code) = match request {
         Request::Run { date } => (
             format!("run {date}"),
-            run(RunArgs { job, date, write }).await,
+            run(RunArgs {
+                job,
+                date,
+                silver_only: false,
+                write,
+            })
+            .await,
         ),
         Request::Backfill { from, to, parallel } => (
             format!("backfill {from}..{to}"),
@@ -359,6 +394,8 @@ async fn adf() -> i32 {
                 from,
                 to,
                 parallel,
+                emit_batch_tasks: None,
+                batch_image: String::new(),
                 write,
             })
             .await,

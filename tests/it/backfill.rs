@@ -6,7 +6,8 @@ use crate::common::*;
 
 const DATES: [&str; 3] = ["2024-03-10", "2024-03-11", "2024-03-12"];
 
-fn backfill(lake: &std::path::Path, extra: &[&str]) -> (i32, Value, String) {
+/// Runs `backfill` of the fixture dates into `lake` with `extra` flags.
+fn backfill_out(lake: &std::path::Path, extra: &[&str]) -> std::process::Output {
     let job = job_file();
     let mut args = vec![
         "backfill",
@@ -22,7 +23,11 @@ fn backfill(lake: &std::path::Path, extra: &[&str]) -> (i32, Value, String) {
         LABELS,
     ];
     args.extend_from_slice(extra);
-    let out = coldpath(&args);
+    coldpath(&args)
+}
+
+fn backfill(lake: &std::path::Path, extra: &[&str]) -> (i32, Value, String) {
+    let out = backfill_out(lake, extra);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     let report = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("summary is not JSON ({e}): {err}"));
@@ -120,5 +125,48 @@ fn a_failed_date_stops_no_other_and_rerunning_the_range_completes_it() {
             .filter(|r| get(r, "event_date").as_str() == Some(date))
             .count() as u64;
         assert_eq!(Some(n), expected(date)["rows_written"].as_u64(), "{date}");
+    }
+}
+
+#[test]
+fn the_emitted_batch_tasks_run_here_in_dependency_order_give_the_same_tables() {
+    let lake = temp_lake();
+    let file = lake.path().join("tasks.json");
+    let out = backfill_out(lake.path(), &["--emit-batch-tasks", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert!(
+        !lake.path().join("telemetry").exists(),
+        "emitting runs nothing"
+    );
+    let tasks: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    let tasks = tasks["value"].as_array().unwrap().clone();
+    assert_eq!(tasks.len(), 6);
+    // Run each task once all it depends on has run, as Batch would.
+    let mut done: Vec<String> = Vec::new();
+    while done.len() < tasks.len() {
+        let ready = tasks
+            .iter()
+            .find(|t| {
+                !done.contains(&t["id"].as_str().unwrap().to_string())
+                    && t["dependsOn"]["taskIds"]
+                        .as_array()
+                        .is_none_or(|d| d.iter().all(|id| done.iter().any(|x| x == id)))
+            })
+            .expect("a task is ready");
+        let line = ready["commandLine"].as_str().unwrap();
+        let args: Vec<&str> = line.split(' ').skip(1).collect();
+        let out = coldpath(&args);
+        assert_eq!(out.status.code(), Some(0), "{line}: {out:?}");
+        done.push(ready["id"].as_str().unwrap().to_string());
+    }
+    let backfilled = temp_lake();
+    let (code, summary, _) = backfill(backfilled.path(), &["--parallel", "3"]);
+    assert_eq!(code, 0, "{summary}");
+    for table in ["telemetry", "features_hourly", "rejects"] {
+        assert_eq!(
+            rows_without_run(lake.path(), table),
+            rows_without_run(backfilled.path(), table),
+            "{table}"
+        );
     }
 }
