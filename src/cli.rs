@@ -37,6 +37,8 @@ pub enum Command {
     Plan(PlanArgs),
     /// Data Factory custom activity: reads activity.json in the working directory, writes outputs.json.
     Adf,
+    /// Compact small files, write a checkpoint and vacuum old files of the three tables.
+    Maintain(MaintainArgs),
     /// Recompute `features_hourly` for dates from silver alone (e.g. to refresh labels); reads no raw blob.
     Features(FeaturesArgs),
 }
@@ -125,6 +127,18 @@ pub fn date_range(from: NaiveDate, to: NaiveDate) -> Result<Vec<NaiveDate>, Stri
         return Err(format!("--to {to} is before --from {from}"));
     }
     Ok(from.iter_days().take_while(|d| *d <= to).collect())
+}
+
+#[derive(Debug, Args)]
+pub struct MaintainArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Vacuum files unreferenced for longer than this (default 7 days, Delta's own).
+    #[arg(long, default_value = "7d", value_parser = parse_wait)]
+    pub vacuum_retention: Duration,
+    /// Allow a retention under 7 days (readers of older versions may then fail).
+    #[arg(long)]
+    pub unsafe_retention: bool,
 }
 
 #[derive(Debug, Args)]

@@ -18,6 +18,7 @@ pub mod fault;
 pub mod features;
 pub mod job;
 pub mod lock;
+pub mod maintain;
 pub mod normalize;
 pub mod pipeline;
 pub mod report;

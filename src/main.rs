@@ -33,6 +33,7 @@ fn main() -> ExitCode {
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Backfill(args) => runtime.block_on(backfill(args)),
         Command::Adf => runtime.block_on(adf()),
+        Command::Maintain(args) => runtime.block_on(maintain(args)),
         Command::Plan(args) => runtime.block_on(plan(args)),
         Command::Features(args) => runtime.block_on(features(args)),
     };
@@ -427,6 +428,45 @@ async fn adf() -> i32 {
     }
     println!("coldpath adf: {what}: exit {code}; the report is in outputs.json");
     code
+}
+
+async fn maintain(args: coldpath::cli::MaintainArgs) -> i32 {
+    use coldpath::maintain::SAFE_RETENTION;
+    if args.vacuum_retention < SAFE_RETENTION && !args.unsafe_retention {
+        eprintln!(
+            "coldpath: error: --vacuum-retention under 7d can break readers of older versions; add --unsafe-retention to insist"
+        );
+        return 2;
+    }
+    let result = async {
+        let job = load_job(&args.job, None)?;
+        let lake = coldpath::sink::Lake::open(&job.lake, &job.storage)?;
+        let mut done = Vec::new();
+        for spec in [
+            coldpath::sink::telemetry_table(),
+            coldpath::sink::features_table(),
+            coldpath::sink::rejects_table(),
+        ] {
+            if let Some(m) =
+                coldpath::maintain::maintain(&lake, &spec, args.vacuum_retention).await?
+            {
+                done.push(m);
+            }
+        }
+        Ok::<_, Error>(done)
+    }
+    .await;
+    match result {
+        Ok(done) => emit(&json!({"status": "succeeded", "tables": done}), 0, None),
+        Err(e) => {
+            let (status, message) = failure(&e);
+            emit(
+                &json!({"status": status, "error": message}),
+                status.exit_code(),
+                None,
+            )
+        }
+    }
 }
 
 /// Prints a report (stdout or a file) and returns the exit code.

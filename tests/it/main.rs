@@ -9,4 +9,5 @@ mod crash;
 mod exit_codes;
 mod features;
 mod lock;
+mod maintain;
 mod run_local;

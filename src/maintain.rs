@@ -1,0 +1,100 @@
+//! `coldpath maintain`: keep the three tables healthy for Synapse and Azure ML — compact small files, write a checkpoint, vacuum files no version still needs.
+//!
+//! Compaction rewrites each partition's small files into files near the target
+//! size (a commit that changes no row). A checkpoint lets readers skip the JSON
+//! log. Vacuum deletes files unreferenced for longer than the retention
+//! (default 7 days, Delta's own: a reader or a time-travel query on an older
+//! version within that window keeps working).
+
+use std::num::NonZeroU64;
+
+use deltalake::DeltaTable;
+use serde::Serialize;
+use tracing::info;
+
+use crate::sink::{Lake, SinkError, TableSpec, TARGET_FILE_SIZE};
+
+/// The shortest vacuum retention accepted without `--unsafe-retention`.
+pub const SAFE_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableMaintenance {
+    pub table: &'static str,
+    pub version_before: Option<u64>,
+    pub version_after: Option<u64>,
+    pub files_compacted: u64,
+    pub files_written: u64,
+    pub checkpoint_version: Option<u64>,
+    pub files_vacuumed: usize,
+}
+
+fn delta_err<'a>(
+    spec: &'a TableSpec,
+    lake: &'a Lake,
+) -> impl Fn(deltalake::DeltaTableError) -> SinkError + 'a {
+    move |source| {
+        let url = lake
+            .table_url(spec.name)
+            .map(|u| u.to_string())
+            .unwrap_or_default();
+        SinkError::Delta {
+            table: spec.name,
+            container: None,
+            fault: crate::fault::Fault::of(&source),
+            url,
+            source: Box::new(source),
+        }
+    }
+}
+
+/// Compacts, checkpoints and vacuums one table; `None` when it does not exist yet.
+pub async fn maintain(
+    lake: &Lake,
+    spec: &TableSpec,
+    retention: std::time::Duration,
+) -> Result<Option<TableMaintenance>, SinkError> {
+    let err = delta_err(spec, lake);
+    let url = lake.table_url(spec.name)?;
+    let table = DeltaTable::try_from_url_with_storage_options(url, lake.storage_options())
+        .await
+        .map_err(&err)?;
+    let Some(version_before) = table.version() else {
+        return Ok(None);
+    };
+    let (table, compacted) = table
+        .optimize()
+        .with_target_size(NonZeroU64::new(TARGET_FILE_SIZE).unwrap_or(NonZeroU64::MIN))
+        .await
+        .map_err(&err)?;
+    info!(
+        table = spec.name,
+        removed = compacted.num_files_removed,
+        added = compacted.num_files_added,
+        "compacted"
+    );
+    deltalake::checkpoints::create_checkpoint(&table, None)
+        .await
+        .map_err(&err)?;
+    let checkpoint_version = table.version();
+    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let (table, vacuumed) = table
+        .vacuum()
+        .with_retention_period(retention)
+        .with_enforce_retention_duration(false)
+        .await
+        .map_err(&err)?;
+    info!(
+        table = spec.name,
+        deleted = vacuumed.files_deleted.len(),
+        "vacuumed"
+    );
+    Ok(Some(TableMaintenance {
+        table: spec.name,
+        version_before: Some(version_before),
+        version_after: table.version(),
+        files_compacted: compacted.num_files_removed,
+        files_written: compacted.num_files_added,
+        checkpoint_version,
+        files_vacuumed: vacuumed.files_deleted.len(),
+    }))
+}
