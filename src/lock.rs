@@ -214,17 +214,18 @@ struct StoreState {
     lost: Option<String>,
 }
 
-impl StoreLock {
-    fn error(&self, source: object_store::Error) -> LockError {
-        LockError::Store {
-            path: self.path.to_string(),
-            location: self.storage.location.clone(),
-            container: self.storage.container.clone(),
-            fault: Fault::of(&source),
-            source: Box::new(source),
-        }
+/// A storage error on the lock object at `path`.
+fn store_error(storage: &Storage, path: &StorePath, source: object_store::Error) -> LockError {
+    LockError::Store {
+        path: path.to_string(),
+        location: storage.location.clone(),
+        container: storage.container.clone(),
+        fault: Fault::of(&source),
+        source: Box::new(source),
     }
+}
 
+impl StoreLock {
     /// Pushes the expiry out by `ttl`, only if the lock is still ours.
     async fn renew(&self) {
         let mut st = self.state.lock().await;
@@ -279,7 +280,7 @@ impl StoreLock {
             Err(object_store::Error::NotFound { .. }) => {
                 Err(lost("its lock object was deleted".into()))
             }
-            Err(e) => Err(self.error(e)),
+            Err(e) => Err(store_error(&self.storage, &self.path, e)),
         }
     }
 
@@ -541,13 +542,7 @@ async fn acquire_one(
                 let path = storage.path(&name);
                 let attempt = try_store(storage, &path, &owner, settings.ttl)
                     .await
-                    .map_err(|source| LockError::Store {
-                        path: path.to_string(),
-                        location: storage.location.clone(),
-                        container: storage.container.clone(),
-                        fault: Fault::of(&source),
-                        source: Box::new(source),
-                    })?;
+                    .map_err(|source| store_error(storage, &path, source))?;
                 attempt.map(|(version, holder)| {
                     Held::Store(Arc::new(StoreLock {
                         table,

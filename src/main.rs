@@ -133,11 +133,7 @@ fn finish(report: &mut RunReport, result: Result<(), Error>, to: Option<&std::pa
     } else if let Some(why) = &report.error {
         eprintln!("coldpath: {why}");
     }
-    if let Err(e) = write_report(report, to) {
-        eprintln!("coldpath: error: {e:#}");
-        return Status::Failed.exit_code().max(report.exit_code);
-    }
-    report.exit_code
+    emit(report, report.exit_code, to)
 }
 
 fn write_report<T: serde::Serialize>(
@@ -192,11 +188,7 @@ async fn features(args: FeaturesArgs) -> i32 {
             failed.error.as_deref().unwrap_or_default()
         );
     }
-    if let Err(e) = write_report(&report, args.write.report.as_deref()) {
-        eprintln!("coldpath: error: {e:#}");
-        return Status::Failed.exit_code().max(report.exit_code);
-    }
-    report.exit_code
+    emit(&report, report.exit_code, args.write.report.as_deref())
 }
 
 async fn backfill(args: BackfillArgs) -> i32 {
@@ -488,17 +480,20 @@ async fn plan(args: PlanArgs) -> i32 {
         if args.rehydrate {
             let archived = tiers.iter().flatten().filter(|t| t.is_archived());
             let pending: Vec<_> = archived.filter(|t| t.archive_status.is_none()).collect();
-            if !pending.is_empty() {
-                let client = coldpath::source::tier::Tiers::for_source(&prepared.storage)
-                    .map_err(|e| Error::Internal(e.to_string()))?;
+            let client = if pending.is_empty() {
+                None
+            } else {
+                coldpath::source::tier::Tiers::for_source(&prepared.storage)
+                    .map_err(|e| Error::Internal(e.to_string()))?
+            };
+            // Archived blobs are only found where tiers were read: an Azure source, with a client.
+            if let Some(client) = client {
                 for blob in pending {
-                    if let Some(client) = &client {
-                        client
-                            .rehydrate(&blob.path, args.rehydrate_priority)
-                            .await
-                            .map_err(|e| Error::Internal(e.to_string()))?;
-                        requested.push(blob.path.clone());
-                    }
+                    client
+                        .rehydrate(&blob.path, args.rehydrate_priority)
+                        .await
+                        .map_err(|e| Error::Internal(e.to_string()))?;
+                    requested.push(blob.path.clone());
                 }
             }
         }

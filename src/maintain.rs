@@ -28,34 +28,15 @@ pub struct TableMaintenance {
     pub files_vacuumed: usize,
 }
 
-fn delta_err<'a>(
-    spec: &'a TableSpec,
-    lake: &'a Lake,
-) -> impl Fn(deltalake::DeltaTableError) -> SinkError + 'a {
-    move |source| {
-        let url = lake
-            .table_url(spec.name)
-            .map(|u| u.to_string())
-            .unwrap_or_default();
-        SinkError::Delta {
-            table: spec.name,
-            container: None,
-            fault: crate::fault::Fault::of(&source),
-            url,
-            source: Box::new(source),
-        }
-    }
-}
-
 /// Compacts, checkpoints and vacuums one table; `None` when it does not exist yet.
 pub async fn maintain(
     lake: &Lake,
     spec: &TableSpec,
     retention: std::time::Duration,
 ) -> Result<Option<TableMaintenance>, SinkError> {
-    let err = delta_err(spec, lake);
     let url = lake.table_url(spec.name)?;
-    let table = DeltaTable::try_from_url_with_storage_options(url, lake.storage_options())
+    let err = |source| SinkError::delta(spec.name, &url, source);
+    let table = DeltaTable::try_from_url_with_storage_options(url.clone(), lake.storage_options())
         .await
         .map_err(&err)?;
     let Some(version_before) = table.version() else {

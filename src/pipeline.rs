@@ -115,7 +115,7 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
     };
     let locks = take_locks(job, &prepared, tables, req.date, &report.run_id).await?;
     report.durations.lock_ms = ms(t);
-    let result = run_locked(job, req, report, &prepared, &reference, &locks, started).await;
+    let result = run_locked(job, req, report, &prepared, &reference, &locks).await;
     locks.release().await;
     report.durations.total_ms = ms(started);
     result
@@ -146,7 +146,6 @@ async fn run_locked(
     prepared: &Prepared,
     reference: &Reference,
     locks: &LockSet,
-    started: Instant,
 ) -> Result<(), Error> {
     let date = req.date;
     let run_id = report.run_id.clone();
@@ -319,7 +318,6 @@ async fn run_locked(
         }
     }
     report.durations.write_ms = ms(t);
-    report.durations.total_ms = ms(started);
 
     if gate_failed {
         report.set_status(Status::QualityGateFailed);

@@ -52,6 +52,17 @@ pub enum SinkError {
 }
 
 impl SinkError {
+    /// A deltalake error on `table` at `url`, sorted into a [`Fault`].
+    pub fn delta(table: &'static str, url: &Url, source: deltalake::DeltaTableError) -> SinkError {
+        SinkError::Delta {
+            table,
+            url: url.to_string(),
+            container: crate::source::container_of(url),
+            fault: Fault::of(&source),
+            source: Box::new(source),
+        }
+    }
+
     pub fn is_config(&self) -> bool {
         match self {
             SinkError::Lake { .. } => true,
@@ -296,13 +307,7 @@ pub async fn replace_partition(
     meta: &CommitMeta,
 ) -> Result<u64, SinkError> {
     let url = lake.table_url(spec.name)?;
-    let delta_err = |source: deltalake::DeltaTableError| SinkError::Delta {
-        table: spec.name,
-        url: url.to_string(),
-        container: crate::source::container_of(&url),
-        fault: Fault::of(&source),
-        source: Box::new(source),
-    };
+    let delta_err = |source| SinkError::delta(spec.name, &url, source);
     prepare_table(lake, spec)?;
     let user_metadata = serde_json::to_string(meta).unwrap_or_default();
     let commit = CommitProperties::default().with_metadata([
