@@ -112,21 +112,17 @@ pub fn compute(inputs: Inputs<'_>) -> PolarsResult<DataFrame> {
     let date = inputs.date;
     let lookback_complete = inputs.lookback.is_some();
     let day_start = crate::source::day_start(date).timestamp_micros();
-    let own = readings(inputs.silver).filter(
-        col("ws_us")
-            .gt_eq(lit(day_start))
-            .and(col("ws_us").lt(lit(day_start + DAY_US))),
-    );
+    // Hours whose window start is in [from, to).
+    let hours_in = |from: i64, to: i64| col("ws_us").gt_eq(lit(from)).and(col("ws_us").lt(lit(to)));
+    let own = readings(inputs.silver).filter(hours_in(day_start, day_start + DAY_US));
     let earlier = match inputs.lookback {
-        Some(frame) => readings(frame).filter(
-            col("ws_us")
-                .gt_eq(lit(day_start - (ROLLING_HOURS - 1) * HOUR_US))
-                .and(col("ws_us").lt(lit(day_start))),
-        ),
+        Some(frame) => readings(frame).filter(hours_in(lookback_start_us(date), day_start)),
         None => own.clone().limit(0),
     };
 
-    // Every hour that can fall into one of the date's windows, reduced once.
+    // Every hour that can fall into one of the date's windows, reduced once:
+    // collected here (one row per device-hour, small), because each of the six
+    // shifted copies below would otherwise re-run the group_by over every reading.
     let keys = [col("device_id"), col("ws_us")];
     let hourly = concat([own.clone(), earlier], UnionArgs::default())?
         .group_by(keys.clone())
@@ -135,7 +131,9 @@ pub fn compute(inputs: Inputs<'_>) -> PolarsResult<DataFrame> {
                 .into_iter()
                 .chain(partials("vibration", "v"))
                 .collect::<Vec<_>>(),
-        );
+        )
+        .collect()?
+        .lazy();
     // Each hour contributes to its own window and the five after it.
     let shifted = (0..ROLLING_HOURS)
         .map(|k| {
@@ -145,11 +143,7 @@ pub fn compute(inputs: Inputs<'_>) -> PolarsResult<DataFrame> {
         })
         .collect::<Vec<_>>();
     let rolling = concat(shifted, UnionArgs::default())?
-        .filter(
-            col("ws_us")
-                .gt_eq(lit(day_start))
-                .and(col("ws_us").lt(lit(day_start + DAY_US))),
-        )
+        .filter(hours_in(day_start, day_start + DAY_US))
         .group_by(keys.clone())
         .agg(
             merged("t")
@@ -198,13 +192,11 @@ pub fn compute(inputs: Inputs<'_>) -> PolarsResult<DataFrame> {
         .agg([
             col("device_type").drop_nulls().last().alias("device_type"),
             len().cast(DataType::Int64).alias("reading_count"),
-            temp.clone().count().cast(DataType::Float64).alias("t_n"),
             temp.clone().mean().alias("temp_mean"),
             temp.clone().min().alias("temp_min"),
             temp.clone().max().alias("temp_max"),
             temp.std(1).alias("temp_std"),
             f64_col("pressure").mean().alias("pressure_mean"),
-            vib.clone().count().cast(DataType::Float64).alias("v_n"),
             vib.clone().mean().alias("vibration_mean"),
             vib.clone().std(1).alias("vibration_std"),
             vib.max().alias("vibration_max"),
@@ -213,22 +205,12 @@ pub fn compute(inputs: Inputs<'_>) -> PolarsResult<DataFrame> {
             col("vibration_rolling_std_6h").first(),
             spike.cast(DataType::Int64).sum().alias("temp_spike_count"),
         ])
-        .with_columns([
-            when(col("t_n").gt_eq(lit(2.0)))
-                .then(col("temp_std"))
-                .otherwise(lit(NULL).cast(DataType::Float64))
-                .alias("temp_std"),
-            when(col("v_n").gt_eq(lit(2.0)))
-                .then(col("vibration_std"))
-                .otherwise(lit(NULL).cast(DataType::Float64))
-                .alias("vibration_std"),
-            col("ws_us")
-                .cast(DataType::Datetime(
-                    TimeUnit::Microseconds,
-                    Some(TimeZone::UTC),
-                ))
-                .alias("window_start"),
-        ])
+        .with_columns([col("ws_us")
+            .cast(DataType::Datetime(
+                TimeUnit::Microseconds,
+                Some(TimeZone::UTC),
+            ))
+            .alias("window_start")])
         .with_columns([
             col("window_start")
                 .dt()
@@ -495,6 +477,19 @@ mod tests {
             at(&out, "p", 7, "maintenance_status"),
             AnyValue::String("NORMAL")
         );
+        // Two readings, but one value each: still no std (nulls do not count).
+        let out = run(
+            "2024-03-11",
+            &[
+                ("p", "2024-03-11T07:00:00Z", None, Some(20.0), None),
+                ("p", "2024-03-11T07:10:00Z", None, None, Some(100.0)),
+            ],
+            None,
+            &Reference::default(),
+        );
+        assert_eq!(at(&out, "p", 7, "reading_count"), AnyValue::Int64(2));
+        assert_eq!(at(&out, "p", 7, "temp_std"), AnyValue::Null);
+        assert_eq!(at(&out, "p", 7, "vibration_std"), AnyValue::Null);
     }
 
     #[test]

@@ -215,23 +215,10 @@ pub fn parse_maintenance(
     file: &str,
     bytes: &[u8],
 ) -> Result<HashMap<String, Vec<NaiveDate>>, ReferenceError> {
-    let (idx, records) = rows(file, bytes, &["device_id", "maintenance_date"])?;
-    let mut out: HashMap<String, Vec<NaiveDate>> = HashMap::new();
-    for (line, record) in &records {
-        let device = field(file, *line, record, idx[0], "device_id")?;
-        let date = field(file, *line, record, idx[1], "maintenance_date")?;
-        let date =
-            NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|e| ReferenceError::Row {
-                file: file.to_string(),
-                line: *line,
-                message: format!("maintenance_date `{date}` is not a YYYY-MM-DD date: {e}"),
-            })?;
-        out.entry(device.to_string()).or_default().push(date);
-    }
-    for dates in out.values_mut() {
-        dates.sort_unstable();
-    }
-    Ok(out)
+    per_device(file, bytes, "maintenance_date", |date| {
+        NaiveDate::parse_from_str(date, "%Y-%m-%d")
+            .map_err(|e| format!("maintenance_date `{date}` is not a YYYY-MM-DD date: {e}"))
+    })
 }
 
 /// `device_id,failure_time,component` with ISO-8601 times (no offset means UTC).
@@ -239,20 +226,32 @@ pub fn parse_failures(
     file: &str,
     bytes: &[u8],
 ) -> Result<HashMap<String, Vec<i64>>, ReferenceError> {
-    let (idx, records) = rows(file, bytes, &["device_id", "failure_time"])?;
-    let mut out: HashMap<String, Vec<i64>> = HashMap::new();
+    per_device(file, bytes, "failure_time", |when| {
+        time::parse_iso_only(when).map_err(|e| format!("failure_time: {e}"))
+    })
+}
+
+/// A log's `column` parsed per row and gathered by `device_id`, each device's values sorted.
+fn per_device<T: Ord>(
+    file: &str,
+    bytes: &[u8],
+    column: &str,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<HashMap<String, Vec<T>>, ReferenceError> {
+    let (idx, records) = rows(file, bytes, &["device_id", column])?;
+    let mut out: HashMap<String, Vec<T>> = HashMap::new();
     for (line, record) in &records {
         let device = field(file, *line, record, idx[0], "device_id")?;
-        let when = field(file, *line, record, idx[1], "failure_time")?;
-        let us = time::parse_iso_only(when).map_err(|e| ReferenceError::Row {
+        let value = field(file, *line, record, idx[1], column)?;
+        let value = parse(value).map_err(|message| ReferenceError::Row {
             file: file.to_string(),
             line: *line,
-            message: format!("failure_time: {e}"),
+            message,
         })?;
-        out.entry(device.to_string()).or_default().push(us);
+        out.entry(device.to_string()).or_default().push(value);
     }
-    for times in out.values_mut() {
-        times.sort_unstable();
+    for values in out.values_mut() {
+        values.sort_unstable();
     }
     Ok(out)
 }
