@@ -1,7 +1,6 @@
 //! `coldpath adf` in a folder laid out as Data Factory's Custom activity leaves it: activity.json in, outputs.json out.
 
 use std::path::Path;
-use std::process::Command;
 
 use serde_json::{json, Value};
 
@@ -25,12 +24,7 @@ fn activity_folder(props: Value) -> tempfile::TempDir {
 }
 
 fn adf(dir: &Path) -> (i32, Value, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_coldpath"))
-        .arg("adf")
-        .current_dir(dir)
-        .env_remove("COLDPATH_LOG_FORMAT")
-        .output()
-        .unwrap();
+    let out = command(&["adf"], &[]).current_dir(dir).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     let outputs = std::fs::read_to_string(dir.join("outputs.json"))
         .unwrap_or_else(|e| panic!("no outputs.json ({e}): {err}"));

@@ -83,12 +83,7 @@ fn a_parallel_backfill_gives_the_tables_of_one_run_per_date_in_order() {
 fn a_failed_date_stops_no_other_and_rerunning_the_range_completes_it() {
     let lake = temp_lake();
     // Another run holds 2024-03-11's silver: that date fails after lock.wait.
-    let path = lake
-        .path()
-        .join("_coldpath/locks/telemetry/2024-03-11.lock");
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let held = std::fs::File::create(&path).unwrap();
-    held.try_lock().unwrap();
+    let held = hold_local_lock(lake.path(), "telemetry", "2024-03-11");
     let (code, summary, err) = backfill(lake.path(), &["--parallel", "2", "--lock-wait", "1s"]);
     assert_eq!(code, 1, "{summary}");
     assert_eq!(summary["failed_dates"], serde_json::json!(["2024-03-11"]));

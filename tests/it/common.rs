@@ -49,8 +49,8 @@ pub fn coldpath(args: &[&str]) -> Output {
     coldpath_env(args, &[])
 }
 
-/// `coldpath` with extra environment variables (Azure credentials, the emulator's address).
-pub fn coldpath_env(args: &[&str], env: &[(&str, String)]) -> Output {
+/// The `coldpath` command with `args`, from the repository root, with extra environment variables.
+pub fn command<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_coldpath"));
     cmd.args(args)
         .current_dir(repo())
@@ -58,6 +58,12 @@ pub fn coldpath_env(args: &[&str], env: &[(&str, String)]) -> Output {
     for (k, v) in env {
         cmd.env(k, v);
     }
+    cmd
+}
+
+/// `coldpath` with extra environment variables (Azure credentials, the emulator's address).
+pub fn coldpath_env(args: &[&str], env: &[(&str, String)]) -> Output {
+    let mut cmd = command(args, env);
     cmd.output().expect("run coldpath")
 }
 
@@ -168,17 +174,30 @@ pub fn get<'a>(row: &'a Map<String, Value>, key: &str) -> &'a Value {
 
 /// The `userMetadata` JSON of a table's commit `version`, read from its log file.
 pub fn user_metadata(lake: &Path, table: &str, version: u64) -> Value {
+    let info = commit_info(lake, table, version);
+    serde_json::from_str(info["userMetadata"].as_str().unwrap()).unwrap()
+}
+
+/// The `commitInfo` action of a table's commit `version`, read from its log file.
+pub fn commit_info(lake: &Path, table: &str, version: u64) -> Value {
     let log = std::fs::read_to_string(
         lake.join(table)
             .join(format!("_delta_log/{version:020}.json")),
     )
     .unwrap();
-    let info: Value = log
-        .lines()
+    log.lines()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .find(|v| v.get("commitInfo").is_some())
-        .unwrap();
-    serde_json::from_str(info["commitInfo"]["userMetadata"].as_str().unwrap()).unwrap()
+        .find_map(|v| v.get("commitInfo").cloned())
+        .unwrap()
+}
+
+/// Holds the local lake's lock file of `table` and `date` with an OS lock, as another run would.
+pub fn hold_local_lock(lake: &Path, table: &str, date: &str) -> std::fs::File {
+    let path = lake.join(format!("_coldpath/locks/{table}/{date}.lock"));
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    let file = std::fs::File::create(&path).unwrap();
+    file.try_lock().expect("free at the start");
+    file
 }
 
 /// Every row of a table without the columns that name the run, as JSON text.

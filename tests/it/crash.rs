@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use crate::common::*;
@@ -10,16 +10,16 @@ use crate::common::*;
 const DATE: &str = "2024-03-11";
 
 fn start_run(lake: &Path) -> std::process::Child {
-    let job = job_file();
-    Command::new(env!("CARGO_BIN_EXE_coldpath"))
-        .args(["run", "--job", job.to_str().unwrap(), "--date", DATE])
-        .args(["--lake", lake.to_str().unwrap(), "--labels-as-of", LABELS])
-        .args(["--lock-wait", "30s"])
-        .current_dir(repo())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+    let source = fixtures_raw();
+    command(
+        &run_args(DATE, source.to_str().unwrap(), lake.to_str().unwrap()),
+        &[],
+    )
+    .args(["--lock-wait", "30s"])
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .unwrap()
 }
 
 /// Each table's partition of the date holds exactly one run's rows, all of them:
@@ -75,13 +75,16 @@ fn six_kill_9s_at_spread_moments_never_leave_a_half_written_partition() {
         let at = Duration::from_micros(slot * i + state % slot.max(1));
         let mut child = start_run(lake.path());
         std::thread::sleep(at);
-        let killed = child.kill().is_ok(); // SIGKILL: no unwinding, no cleanup
+        let running = child.try_wait().unwrap().is_none();
+        child.kill().unwrap(); // SIGKILL: no unwinding, no cleanup
         let status = child.wait().unwrap();
         let versions: Vec<Option<u64>> = ["telemetry", "features_hourly", "rejects"]
             .iter()
             .map(|t| open_table(lake.path(), t).version())
             .collect();
-        eprintln!("kill {i} at {at:?}: killed={killed}, {status}; table versions {versions:?}");
+        eprintln!(
+            "kill {i} at {at:?}: still running={running}, {status}; table versions {versions:?}"
+        );
         assert_whole(lake.path(), &format!("after kill {i} at {at:?}"));
     }
 

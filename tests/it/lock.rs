@@ -1,7 +1,7 @@
 //! The run lock between real processes: on Azurite (conditional puts) and on a local lake (OS file locks).
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
@@ -15,17 +15,12 @@ const DATE: &str = "2024-03-11";
 
 /// Starts `coldpath run` for `date` without waiting for it.
 fn spawn_run(date: &str, source: &str, lake: &str, env: &[(&str, String)]) -> Child {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coldpath"));
-    cmd.args(run_args(date, source, lake))
+    command(&run_args(date, source, lake), env)
         .args(["--lock-wait", "5m"])
-        .current_dir(repo())
-        .env_remove("COLDPATH_LOG_FORMAT")
         .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    cmd.spawn().expect("start coldpath")
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start coldpath")
 }
 
 /// Waits for a spawned run: its exit code, report and stderr.
@@ -99,6 +94,30 @@ fn azurite_with_raw() -> Azurite {
     az
 }
 
+/// Two runs committed every table, one run's three commits all before the
+/// other's (same order in each table, and by commit time). Returns the run ids in order.
+fn assert_took_turns(lake: &Path) -> Vec<String> {
+    let tables = ["telemetry", "features_hourly", "rejects"];
+    let order = committers(lake, tables[0]);
+    assert_eq!(order.len(), 2, "{order:?}");
+    assert_ne!(order[0], order[1]);
+    for table in &tables[1..] {
+        assert_eq!(committers(lake, table), order, "{table}");
+    }
+    let time = |table: &str, version: u64| {
+        commit_info(lake, table, version)["timestamp"]
+            .as_u64()
+            .unwrap()
+    };
+    let first_last = tables.iter().map(|t| time(t, 0)).max().unwrap();
+    let second_first = tables.iter().map(|t| time(t, 1)).min().unwrap();
+    assert!(
+        first_last <= second_first,
+        "the second run committed at {second_first} before the first's last commit at {first_last}"
+    );
+    order
+}
+
 /// The run ids of a table's commits, oldest first.
 fn committers(lake: &Path, table: &str) -> Vec<String> {
     let version = open_table(lake, table).version().unwrap();
@@ -139,12 +158,7 @@ fn two_runs_of_one_date_on_azurite_take_turns_and_the_tables_end_right() {
     az.download("lake", "iot", lake.path());
     // Each table was committed by both runs, never interleaved: one run's three
     // commits all come before the other's.
-    let order = committers(lake.path(), "telemetry");
-    assert_eq!(order.len(), 2, "{order:?}");
-    assert_ne!(order[0], order[1]);
-    for table in ["features_hourly", "rejects"] {
-        assert_eq!(committers(lake.path(), table), order, "{table}");
-    }
+    let order = assert_took_turns(lake.path());
     let (first, second) = if order[0] == report_a["run_id"] {
         (&report_a, &report_b)
     } else {
@@ -265,10 +279,8 @@ fn an_expired_lock_of_a_crashed_run_on_azurite_is_taken_over() {
 
 /// The lock file of a local lake, held by this test process as another run would.
 fn hold_local(lake: &Path, table: &str, run_id: &str) -> std::fs::File {
+    let file = hold_local_lock(lake, table, DATE);
     let path = lake.join(format!("_coldpath/locks/{table}/{DATE}.lock"));
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    let file = std::fs::File::create(&path).unwrap();
-    file.try_lock().expect("free at the start");
     std::fs::write(&path, serde_json::to_vec(&holder(run_id, 0)).unwrap()).unwrap();
     file
 }
@@ -299,12 +311,12 @@ fn two_local_runs_of_one_date_take_turns() {
         std::thread::sleep(Duration::from_millis(1500));
         drop(held);
     });
-    run_both([DATE, DATE], source.to_str().unwrap(), lake_str, &[]);
+    let reports = run_both([DATE, DATE], source.to_str().unwrap(), lake_str, &[]);
     release.join().unwrap();
-    let order = committers(lake.path(), "telemetry");
-    assert_eq!(order.len(), 2);
-    for table in ["features_hourly", "rejects"] {
-        assert_eq!(committers(lake.path(), table), order, "{table}");
+    assert_took_turns(lake.path());
+    for report in &reports {
+        let waited = report["durations"]["lock_ms"].as_u64().unwrap();
+        assert!(waited >= 500, "both runs waited on the held lock: {report}");
     }
     assert_date_rows(lake.path(), DATE);
 }
