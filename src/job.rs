@@ -12,6 +12,7 @@ use serde::Deserialize;
 use crate::lock::{LockSettings, MIN_LOCK_TTL};
 use crate::retry::StorageSettings;
 use crate::schema::TelemetrySchema;
+use crate::source::decode::{CsvDialect, Declared};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -39,6 +40,10 @@ struct JobFile {
     name: String,
     source: String,
     layout: String,
+    #[serde(default)]
+    format: Option<String>,
+    #[serde(default)]
+    csv: CsvFile,
     lake: String,
     #[serde(default)]
     schema: Option<String>,
@@ -68,6 +73,17 @@ struct StorageFile {
     connect_timeout: Option<String>,
 }
 
+/// `[csv]`: how CSV blobs are written (defaults: comma, double quote, a header line, decimal point).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CsvFile {
+    delimiter: Option<String>,
+    quote: Option<String>,
+    header: Option<bool>,
+    columns: Option<Vec<String>>,
+    decimal: Option<String>,
+}
+
 /// `[lock]`: the run lock per table and date.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -89,6 +105,9 @@ pub struct Job {
     pub name: String,
     pub source: String,
     pub layout: String,
+    /// The blobs' format, when the job declares one (else by extension, then sniffed).
+    pub format: Declared,
+    pub csv: CsvDialect,
     pub lake: String,
     pub schema: TelemetrySchema,
     pub late_arrival: Duration,
@@ -185,10 +204,22 @@ impl Job {
             Some(p) => TelemetrySchema::load(Path::new(p))?,
             None => TelemetrySchema::embedded()?,
         };
+        let format = match &file.format {
+            None => Declared::Auto,
+            Some(f) => Declared::parse(f).ok_or_else(|| {
+                invalid(
+                    "format",
+                    format!("`{f}` is not one of auto, json, csv, avro"),
+                )
+            })?,
+        };
+        let csv = csv_dialect(&file.csv).map_err(|(key, m)| invalid(key, m))?;
         Ok(Job {
             name: file.name,
             source: file.source,
             layout: file.layout,
+            format,
+            csv,
             lake: file.lake,
             schema,
             late_arrival,
@@ -207,6 +238,51 @@ impl Job {
             lock,
         })
     }
+}
+
+/// The `[csv]` section as a dialect; an error names the key.
+fn csv_dialect(f: &CsvFile) -> Result<CsvDialect, (&'static str, String)> {
+    let one_byte = |key: &'static str, v: &Option<String>, default: u8| match v.as_deref() {
+        None => Ok(default),
+        Some("tab" | "\\t") => Ok(b'\t'),
+        Some(s) if s.len() == 1 && s.is_ascii() => Ok(s.as_bytes()[0]),
+        Some(s) => Err((key, format!("`{s}` is not one ASCII character"))),
+    };
+    let delimiter = one_byte("csv.delimiter", &f.delimiter, b',')?;
+    let quote = one_byte("csv.quote", &f.quote, b'"')?;
+    let decimal_comma = match f.decimal.as_deref() {
+        None | Some(".") => false,
+        Some(",") => true,
+        Some(s) => return Err(("csv.decimal", format!("`{s}` is not `.` or `,`"))),
+    };
+    if decimal_comma && delimiter == b',' {
+        return Err((
+            "csv.decimal",
+            "a decimal comma needs another delimiter (`;`, tab or `|`)".into(),
+        ));
+    }
+    if delimiter == quote {
+        return Err(("csv.quote", "is the same as the delimiter".into()));
+    }
+    let header = f.header.unwrap_or(true);
+    if !header && f.columns.is_none() {
+        return Err((
+            "csv.header",
+            "false needs `columns` (the names of the file's columns, in order)".into(),
+        ));
+    }
+    if let Some(columns) = &f.columns {
+        if columns.is_empty() || columns.iter().any(|c| c.trim().is_empty()) {
+            return Err(("csv.columns", "must name every column".into()));
+        }
+    }
+    Ok(CsvDialect {
+        delimiter,
+        quote,
+        header,
+        columns: f.columns.clone(),
+        decimal_comma,
+    })
 }
 
 /// Parses `90s`, `5m`, `2h`, `1d` (one number, one unit).
@@ -311,6 +387,42 @@ lake = "out"
             .unwrap_err()
             .to_string();
         assert!(err.contains("lock.ttl"), "{err}");
+    }
+
+    #[test]
+    fn format_and_csv_dialect() {
+        let job = Job::parse(Path::new("t.toml"), MINIMAL).unwrap();
+        assert_eq!(
+            (job.format, job.csv),
+            (Declared::Auto, CsvDialect::default())
+        );
+        let text = format!(
+            "{MINIMAL}format = \"CSV\"\n[csv]\ndelimiter = \"\\t\"\nquote = \"'\"\nheader = false\ncolumns = [\"deviceId\", \"temp\"]\ndecimal = \",\"\n"
+        );
+        let job = Job::parse(Path::new("t.toml"), &text).unwrap();
+        assert_eq!(job.format, Declared::Csv);
+        assert_eq!(
+            job.csv,
+            CsvDialect {
+                delimiter: b'\t',
+                quote: b'\'',
+                header: false,
+                columns: Some(vec!["deviceId".into(), "temp".into()]),
+                decimal_comma: true,
+            }
+        );
+        for (bad, key) in [
+            ("format = \"parquet\"\n", "format"),
+            ("[csv]\ndelimiter = \";;\"\n", "csv.delimiter"),
+            ("[csv]\ndecimal = \",\"\n", "csv.decimal"),
+            ("[csv]\nheader = false\n", "csv.header"),
+            ("[csv]\nseparator = \";\"\n", "separator"),
+        ] {
+            let err = Job::parse(Path::new("t.toml"), &format!("{MINIMAL}{bad}"))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(key), "{bad}: {err}");
+        }
     }
 
     #[test]

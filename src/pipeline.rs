@@ -198,6 +198,8 @@ async fn run_locked(
         schema: job.schema.clone(),
         late_arrival_us: job.late_arrival.as_micros() as i64,
         clock_skew_us: job.clock_skew.as_micros() as i64,
+        format: job.format,
+        csv: job.csv.clone(),
     });
     let read = read_all(&prepared.storage, &listing, rules)
         .instrument(info_span!("read"))

@@ -31,6 +31,7 @@ pub struct BlobStats {
     pub prefixes: usize,
     pub listed: usize,
     pub read: usize,
+    /// Blobs with no records: zero bytes, whitespace, `[]`, a CSV header or an Avro header only.
     pub empty: usize,
     /// Blobs under the prefixes whose path does not follow the layout (not read).
     pub ignored: usize,

@@ -63,6 +63,9 @@ pub struct Rules {
     pub schema: TelemetrySchema,
     pub late_arrival_us: i64,
     pub clock_skew_us: i64,
+    /// The job's declared blob format and CSV dialect.
+    pub format: decode::Declared,
+    pub csv: decode::CsvDialect,
 }
 
 /// A record that passed every rule.
@@ -116,7 +119,12 @@ fn string_field(found: Found<'_>) -> Result<Option<String>, &'static str> {
     }
 }
 
-fn double_field(name: &str, col: &Column, found: Found<'_>) -> Result<Option<f64>, Failure> {
+fn double_field(
+    name: &str,
+    col: &Column,
+    found: Found<'_>,
+    decimal_comma: bool,
+) -> Result<Option<f64>, Failure> {
     let v = match found {
         Found::Missing => return Ok(None),
         Found::Num(n) => n.as_f64(),
@@ -125,13 +133,29 @@ fn double_field(name: &str, col: &Column, found: Found<'_>) -> Result<Option<f64
             if s.is_empty() || s.eq_ignore_ascii_case("nan") || s.eq_ignore_ascii_case("null") {
                 return Ok(None);
             }
-            match s.parse::<f64>() {
+            // `21,5` with a decimal comma; `21.5` is then a type mismatch, as a
+            // thousands separator would make it ambiguous.
+            let parsed = if decimal_comma {
+                if s.contains('.') {
+                    Err(())
+                } else {
+                    s.replacen(',', ".", 1).parse::<f64>().map_err(|_| ())
+                }
+            } else {
+                s.parse::<f64>().map_err(|_| ())
+            };
+            match parsed {
                 Ok(v) => Some(v),
-                Err(_) => {
+                Err(()) => {
+                    let mark = if decimal_comma {
+                        " with a decimal comma"
+                    } else {
+                        ""
+                    };
                     return Err((
                         Reason::TypeMismatch,
-                        format!("{name}: `{s}` is not a number"),
-                    ))
+                        format!("{name}: `{s}` is not a number{mark}"),
+                    ));
                 }
             }
         }
@@ -220,7 +244,7 @@ pub fn to_row(fields: &Fields<'_>, schema: &TelemetrySchema) -> Result<Row, Fail
     // Type errors outrank range errors: check all types before any range.
     let mut range_failure = None;
     let mut number = |name: &str, col: &Column| -> Result<Option<f64>, Failure> {
-        match double_field(name, col, fields.get(&col.aliases)) {
+        match double_field(name, col, fields.get(&col.aliases), fields.decimal_comma()) {
             Err((Reason::OutOfRange, d)) => {
                 range_failure.get_or_insert((Reason::OutOfRange, d));
                 Ok(None)
@@ -373,13 +397,6 @@ pub fn process_blob(idx: u32, blob: &Blob, bytes: &[u8], rules: &Rules) -> BlobO
             });
         }
     };
-    let format = match decode::format_from_name(&blob.path) {
-        Ok(f) => f,
-        Err(e) => {
-            unreadable(&mut out, e, &[]);
-            return out;
-        }
-    };
     let data = match decode::unwrap_bytes(bytes) {
         Ok(d) => d,
         Err(e) => {
@@ -391,11 +408,19 @@ pub fn process_blob(idx: u32, blob: &Blob, bytes: &[u8], rules: &Rules) -> BlobO
         out.empty = true;
         return out;
     }
-    let format = format.unwrap_or_else(|| decode::sniff_json(&data));
+    let format = match decode::resolve(rules.format, &blob.path, &data, &rules.csv) {
+        Ok(f) => f,
+        Err(e) => {
+            unreadable(&mut out, e, &[]);
+            return out;
+        }
+    };
     let mut rows = RowColumns::default();
     let mut rejects = Vec::new();
     let mut records = 0u64;
-    let result = decode::for_each_record(&data, format, |rec| {
+    let mut seen = 0u64;
+    let result = decode::for_each_record(&data, format, &rules.csv, |rec| {
+        seen += 1;
         let outcome = rec
             .fields
             .map_err(|e| (Reason::MalformedRecord, e))
@@ -434,6 +459,8 @@ pub fn process_blob(idx: u32, blob: &Blob, bytes: &[u8], rules: &Rules) -> BlobO
     out.rows = rows;
     out.rejects = rejects;
     out.own_records = records;
+    // An idle producer's `[]`, header-only CSV or header-only Avro container.
+    out.empty = seen == 0;
     out
 }
 
@@ -533,6 +560,8 @@ mod tests {
             schema: schema(),
             late_arrival_us: 2 * 3600 * 1_000_000,
             clock_skew_us: 5 * 60 * 1_000_000,
+            format: decode::Declared::Auto,
+            csv: decode::CsvDialect::default(),
         };
         let at = |s: &str| time::parse_str(s).unwrap();
         assert!(check_window(at("2024-03-11T08:00:00Z"), &p, &rules).is_ok());

@@ -22,7 +22,48 @@ pub fn parse_str(s: &str) -> Result<i64, String> {
         let v: f64 = t.parse().map_err(|_| format!("`{t}` is not a timestamp"))?;
         return from_epoch(v);
     }
-    parse_iso(t).ok_or_else(|| format!("`{t}` is not an ISO-8601 timestamp"))
+    parse_iso(t)
+        .or_else(|| parse_dotnet_us(t))
+        .ok_or_else(|| format!("`{t}` is not an ISO-8601 timestamp"))
+}
+
+/// Event Hubs Capture's `EnqueuedTimeUtc`, .NET's invariant-culture UTC format:
+/// `3/11/2024 10:15:30 AM` (month/day/year, 12-hour clock, optional fraction).
+fn parse_dotnet_us(t: &str) -> Option<i64> {
+    let (date, rest) = t.split_once(' ')?;
+    let (clock, ampm) = rest.rsplit_once(' ')?;
+    let mut d = date.split('/');
+    let (mo, day, y) = (d.next()?, d.next()?, d.next()?);
+    if d.next().is_some() || y.len() != 4 || mo.len() > 2 || day.len() > 2 {
+        return None;
+    }
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(mo) || !digits(day) || !digits(y) {
+        return None;
+    }
+    let mut c = clock.split(':');
+    let (h, mi, sec) = (c.next()?, c.next()?, c.next()?);
+    let (sec, frac) = sec.split_once('.').unwrap_or((sec, ""));
+    if c.next().is_some() || !digits(h) || h.len() > 2 || mi.len() != 2 || sec.len() != 2 {
+        return None;
+    }
+    let h: u32 = h.parse().ok()?;
+    if !(1..=12).contains(&h) {
+        return None;
+    }
+    let h = match ampm {
+        "AM" | "am" => h % 12,
+        "PM" | "pm" => h % 12 + 12,
+        _ => return None,
+    };
+    // The date and time, in ISO form, through the one parser that knows every rule.
+    let iso = format!(
+        "{y}-{:0>2}-{:0>2}T{h:02}:{mi}:{sec}{}{frac}Z",
+        mo,
+        day,
+        if frac.is_empty() { "" } else { "." }
+    );
+    parse_iso(&iso)
 }
 
 /// Parses an ISO-8601 timestamp only (no epoch numbers) to µs: for reference data and flags,
@@ -159,6 +200,33 @@ mod tests {
         );
         assert_eq!(parse_str("2024-03-11T10:15:30.5Z").unwrap(), base + 500_000);
         assert_eq!(parse_str("2024-03-11T10:15:30.Z").ok(), None);
+    }
+
+    #[test]
+    fn event_hubs_capture_enqueued_time() {
+        assert_eq!(
+            parse_str("3/11/2024 10:15:30 AM").unwrap(),
+            us("2024-03-11T10:15:30Z")
+        );
+        assert_eq!(
+            parse_str("12/1/2024 12:00:05 AM").unwrap(),
+            us("2024-12-01T00:00:05Z")
+        );
+        assert_eq!(
+            parse_str("3/11/2024 12:15:30 PM").unwrap(),
+            us("2024-03-11T12:15:30Z")
+        );
+        assert_eq!(
+            parse_str("3/11/2024 1:15:30.25 PM").unwrap(),
+            us("2024-03-11T13:15:30.25Z")
+        );
+        for bad in [
+            "13/11/2024 1:15:30 PM",
+            "3/11/2024 13:15:30 PM",
+            "3/11/2024 1:15:30",
+        ] {
+            assert!(parse_str(bad).is_err(), "{bad:?} should be refused");
+        }
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! Blob bytes → records with line numbers: line-separated JSON, JSON arrays, CSV, gzip, BOMs, cut-off tails.
+//! Blob bytes → records with line numbers: line-separated JSON, JSON arrays, CSV dialects, Avro, gzip, BOMs, cut-off tails.
 //!
 //! Decoding is record by record (not Polars' readers) because the contract needs
 //! a reject per bad record with its line and raw text, case-insensitive alias
@@ -10,12 +10,39 @@ use std::io::Read;
 use base64::Engine;
 use serde_json::{Map, Value};
 
-/// What a blob holds, from its name or, failing that, its first byte.
+/// What a blob holds, from the job file, its name or, failing that, its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
     JsonLines,
     JsonArray,
     Csv,
+    /// An Avro object container file (IoT Hub routing's Avro encoding, Event Hubs Capture).
+    Avro,
+}
+
+/// How CSV blobs are written (the job file's `[csv]`): delimiter, quote, header, decimal mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvDialect {
+    pub delimiter: u8,
+    pub quote: u8,
+    /// The first line names the columns. When `columns` is set too, that line is skipped.
+    pub header: bool,
+    /// Column names for files without a header (or to override it).
+    pub columns: Option<Vec<String>>,
+    /// Numbers are written `21,5`.
+    pub decimal_comma: bool,
+}
+
+impl Default for CsvDialect {
+    fn default() -> Self {
+        CsvDialect {
+            delimiter: b',',
+            quote: b'"',
+            header: true,
+            columns: None,
+            decimal_comma: false,
+        }
+    }
 }
 
 /// One record as read: where it stands, its raw text, and its fields (or why it has none).
@@ -37,6 +64,7 @@ pub enum Fields<'a> {
     Csv {
         headers: &'a [String],
         values: Vec<String>,
+        decimal_comma: bool,
     },
 }
 
@@ -61,7 +89,9 @@ impl Fields<'_> {
                     Found::Missing => lookup(envelope, alias),
                     f => f,
                 },
-                Fields::Csv { headers, values } => headers
+                Fields::Csv {
+                    headers, values, ..
+                } => headers
                     .iter()
                     .position(|h| h.eq_ignore_ascii_case(alias))
                     .and_then(|i| values.get(i))
@@ -73,6 +103,17 @@ impl Fields<'_> {
             }
         }
         Found::Missing
+    }
+
+    /// Numbers in these fields are written with a decimal comma (`21,5`).
+    pub fn decimal_comma(&self) -> bool {
+        matches!(
+            self,
+            Fields::Csv {
+                decimal_comma: true,
+                ..
+            }
+        )
     }
 }
 
@@ -106,20 +147,75 @@ fn lookup<'m>(map: &'m Map<String, Value>, alias: &str) -> Found<'m> {
     }
 }
 
-/// The blob's format from its name (`.gz` stripped); None for names without a known extension.
-pub fn format_from_name(path: &str) -> Result<Option<Format>, String> {
+/// The format the job file declares (`format = "auto" | "json" | "csv" | "avro"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Declared {
+    /// From each blob's extension, or sniffed from its first bytes when it has none.
+    #[default]
+    Auto,
+    Json,
+    Csv,
+    Avro,
+}
+
+impl Declared {
+    pub fn parse(s: &str) -> Option<Declared> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "auto" => Declared::Auto,
+            "json" => Declared::Json,
+            "csv" => Declared::Csv,
+            "avro" => Declared::Avro,
+            _ => return None,
+        })
+    }
+}
+
+/// What a blob's name says about its format (`.gz` stripped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FromName {
+    Csv,
+    Avro,
+    /// `.json`, `.jsonl`, `.ndjson`: lines or an array, sniffed from the content.
+    Json,
+    /// No extension (IoT Hub routing's `{mm}` names) or a numeric one (`…_1.0`).
+    Unknown,
+}
+
+/// The blob's format from its name; an error for an extension no producer of telemetry writes.
+pub fn format_from_name(path: &str) -> Result<FromName, String> {
     let name = path.rsplit('/').next().unwrap_or(path);
     let name = name.strip_suffix(".gz").unwrap_or(name);
     let ext = match name.rsplit_once('.') {
         Some((_, ext)) => ext.to_ascii_lowercase(),
-        None => return Ok(None),
+        None => return Ok(FromName::Unknown),
     };
     match ext.as_str() {
-        "csv" => Ok(Some(Format::Csv)),
-        "json" | "jsonl" | "ndjson" => Ok(None), // lines or array: sniffed from the content
-        other if other.chars().all(|c| c.is_ascii_digit()) => Ok(None), // e.g. `…_1.0`
+        "csv" | "tsv" => Ok(FromName::Csv),
+        "avro" => Ok(FromName::Avro),
+        "json" | "jsonl" | "ndjson" => Ok(FromName::Json),
+        other if other.chars().all(|c| c.is_ascii_digit()) => Ok(FromName::Unknown),
         other => Err(format!("unsupported file type `.{other}`")),
     }
+}
+
+/// The format of one blob: what the job declares, else its name, else its content.
+pub fn resolve(
+    declared: Declared,
+    path: &str,
+    data: &[u8],
+    dialect: &CsvDialect,
+) -> Result<Format, String> {
+    Ok(match declared {
+        Declared::Json => sniff_json(data),
+        Declared::Csv => Format::Csv,
+        Declared::Avro => Format::Avro,
+        Declared::Auto => match format_from_name(path)? {
+            FromName::Csv => Format::Csv,
+            FromName::Avro => Format::Avro,
+            FromName::Json => sniff_json(data),
+            FromName::Unknown => sniff(data, dialect),
+        },
+    })
 }
 
 /// Decompresses gzip (by magic bytes) and strips a UTF-8 BOM.
@@ -158,10 +254,33 @@ pub fn sniff_json(data: &[u8]) -> Format {
     }
 }
 
+/// The format of a blob whose name does not tell (IoT Hub routing writes names
+/// without an extension): Avro by its magic bytes, JSON by a leading `{` or `[`,
+/// CSV when the first line holds the dialect's delimiter, else JSON lines (whose
+/// lines then become `malformed_record` rejects, each with its text).
+pub fn sniff(data: &[u8], dialect: &CsvDialect) -> Format {
+    if data.starts_with(crate::source::avro::MAGIC) {
+        return Format::Avro;
+    }
+    match data.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => Format::JsonArray,
+        Some(b'{') => Format::JsonLines,
+        _ => {
+            let first = data.split(|b| *b == b'\n').next().unwrap_or_default();
+            if first.contains(&dialect.delimiter) {
+                Format::Csv
+            } else {
+                Format::JsonLines
+            }
+        }
+    }
+}
+
 /// Calls `f` for every record of `data` (already unwrapped). Errors are whole-file problems.
 pub fn for_each_record(
     data: &[u8],
     format: Format,
+    dialect: &CsvDialect,
     mut f: impl FnMut(Record<'_>),
 ) -> Result<(), String> {
     match format {
@@ -170,8 +289,32 @@ pub fn for_each_record(
             Ok(())
         }
         Format::JsonArray => json_array(data, &mut f),
-        Format::Csv => csv_records(data, &mut f),
+        Format::Csv => csv_records(data, dialect, &mut f),
+        Format::Avro => avro_records(data, &mut f),
     }
+}
+
+/// Avro records as JSON; the line of a record is its 1-based ordinal in the file.
+fn avro_records(data: &[u8], f: &mut impl FnMut(Record<'_>)) -> Result<(), String> {
+    crate::source::avro::for_each(data, |item| match item {
+        crate::source::avro::Item::Record(n, value) => {
+            let raw = serde_json::to_string(&value).unwrap_or_default();
+            f(Record {
+                line: n,
+                raw: &raw,
+                fields: fields_of(value),
+            })
+        }
+        crate::source::avro::Item::BadBlock { first, count, why } => f(Record {
+            line: first,
+            raw: "",
+            fields: Err(if count > 0 {
+                format!("Avro {why} (a block of {count} records from record {first} is lost)")
+            } else {
+                format!("Avro {why} (blob still being written?)")
+            }),
+        }),
+    })
 }
 
 fn json_lines(data: &[u8], f: &mut impl FnMut(Record<'_>)) {
@@ -235,11 +378,20 @@ fn fields_of(value: Value) -> Result<Fields<'static>, String> {
     }
 }
 
-/// An envelope Body sent without a content type: base64 of UTF-8 JSON.
+/// An envelope Body as text: base64 of UTF-8 JSON (JSON routing without a
+/// content type), or the JSON text itself (Avro's Body bytes).
 fn decode_body(s: &str) -> Result<Map<String, Value>, String> {
+    let t = s.trim();
+    if t.starts_with('{') {
+        return match serde_json::from_str(t) {
+            Ok(Value::Object(m)) => Ok(m),
+            Ok(other) => Err(format!("envelope Body holds {}", kind(&other))),
+            Err(e) => Err(format!("envelope Body is not JSON: {e}")),
+        };
+    }
     let bytes = base64::engine::general_purpose::STANDARD
-        .decode(s.trim())
-        .map_err(|e| format!("envelope Body is not base64: {e}"))?;
+        .decode(t)
+        .map_err(|e| format!("envelope Body is neither JSON nor base64: {e}"))?;
     let text =
         std::str::from_utf8(&bytes).map_err(|e| format!("envelope Body is not UTF-8: {e}"))?;
     match serde_json::from_str(text) {
@@ -393,17 +545,33 @@ fn json_array(data: &[u8], f: &mut impl FnMut(Record<'_>)) -> Result<(), String>
     }
 }
 
-fn csv_records(data: &[u8], f: &mut impl FnMut(Record<'_>)) -> Result<(), String> {
+fn csv_records(
+    data: &[u8],
+    dialect: &CsvDialect,
+    f: &mut impl FnMut(Record<'_>),
+) -> Result<(), String> {
     let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
+        .has_headers(dialect.header)
+        .delimiter(dialect.delimiter)
+        .quote(dialect.quote)
         .flexible(true)
         .from_reader(data);
-    let headers: Vec<String> = reader
-        .byte_headers()
-        .map_err(|e| format!("CSV header: {e}"))?
-        .iter()
-        .map(|h| String::from_utf8_lossy(h).trim().to_string())
-        .collect();
+    let headers: Vec<String> = match &dialect.columns {
+        Some(columns) => {
+            if dialect.header {
+                reader
+                    .byte_headers()
+                    .map_err(|e| format!("CSV header: {e}"))?;
+            }
+            columns.clone()
+        }
+        None => reader
+            .byte_headers()
+            .map_err(|e| format!("CSV header: {e}"))?
+            .iter()
+            .map(|h| String::from_utf8_lossy(h).trim().to_string())
+            .collect(),
+    };
     let mut record = csv::ByteRecord::new();
     // Line numbers from byte offsets, so they match what an editor shows.
     let mut lines = LineCounter::new(data);
@@ -439,6 +607,7 @@ fn csv_records(data: &[u8], f: &mut impl FnMut(Record<'_>)) -> Result<(), String
                         .map(|values| Fields::Csv {
                             headers: &headers,
                             values,
+                            decimal_comma: dialect.decimal_comma,
                         })
                 };
                 f(Record {
@@ -464,7 +633,7 @@ mod tests {
 
     fn collect(data: &[u8], format: Format) -> Vec<(u64, String, Result<String, String>)> {
         let mut out = Vec::new();
-        for_each_record(data, format, |r| {
+        for_each_record(data, format, &CsvDialect::default(), |r| {
             let dev = r.fields.map(|f| match f.get(&["deviceId".to_string()]) {
                 Found::Str(s) => s.to_string(),
                 other => format!("{other:?}"),
@@ -564,32 +733,123 @@ mod tests {
             r#"{{"EnqueuedTimeUtc":"2024-03-11T10:00:00Z","SystemProperties":{{"connectionDeviceId":"dev-9","messageId":"m1"}},"Properties":{{}},"Body":"{body}"}}"#
         );
         let mut seen = Vec::new();
-        for_each_record(line.as_bytes(), Format::JsonLines, |r| {
-            let f = r.fields.unwrap();
-            let dev = f.get(&[
-                "deviceId".to_string(),
-                "SystemProperties.connectionDeviceId".to_string(),
-            ]);
-            let t = f.get(&["temperature".to_string()]);
-            seen.push((format!("{dev:?}"), format!("{t:?}")));
-        })
+        for_each_record(
+            line.as_bytes(),
+            Format::JsonLines,
+            &CsvDialect::default(),
+            |r| {
+                let f = r.fields.unwrap();
+                let dev = f.get(&[
+                    "deviceId".to_string(),
+                    "SystemProperties.connectionDeviceId".to_string(),
+                ]);
+                let t = f.get(&["temperature".to_string()]);
+                seen.push((format!("{dev:?}"), format!("{t:?}")));
+            },
+        )
         .unwrap();
         assert_eq!(seen[0].0, "Str(\"dev-9\")");
         assert!(seen[0].1.starts_with("Num("));
         let bad = r#"{"EnqueuedTimeUtc":"2024-03-11T10:00:00Z","SystemProperties":{},"Body":"!!notbase64"}"#;
-        for_each_record(bad.as_bytes(), Format::JsonLines, |r| {
-            assert!(r.fields.is_err())
-        })
+        for_each_record(
+            bad.as_bytes(),
+            Format::JsonLines,
+            &CsvDialect::default(),
+            |r| assert!(r.fields.is_err()),
+        )
         .unwrap();
     }
 
     #[test]
     fn formats_from_names() {
-        assert_eq!(format_from_name("a/b/x.csv.gz").unwrap(), Some(Format::Csv));
-        assert_eq!(format_from_name("a/b/x.json").unwrap(), None);
-        assert_eq!(format_from_name("hub/0/2024/03/11/10/05").unwrap(), None);
+        assert_eq!(format_from_name("a/b/x.csv.gz").unwrap(), FromName::Csv);
+        assert_eq!(format_from_name("a/b/x.json").unwrap(), FromName::Json);
+        assert_eq!(format_from_name("a/b/x.AVRO").unwrap(), FromName::Avro);
+        assert_eq!(
+            format_from_name("hub/0/2024/03/11/10/05").unwrap(),
+            FromName::Unknown
+        );
         assert!(format_from_name("a/x.parquet").is_err());
         assert_eq!(sniff_json(b"  \n[{}]"), Format::JsonArray);
         assert_eq!(sniff_json(b"{}"), Format::JsonLines);
+    }
+
+    #[test]
+    fn names_without_an_extension_are_sniffed_unless_the_job_declares_a_format() {
+        let d = CsvDialect::default();
+        let semi = CsvDialect {
+            delimiter: b';',
+            ..CsvDialect::default()
+        };
+        let path = "hub/0/2024/03/11/10/05";
+        let r = |decl, data: &[u8], d: &CsvDialect| resolve(decl, path, data, d).unwrap();
+        assert_eq!(r(Declared::Auto, b"Obj\x01....", &d), Format::Avro);
+        assert_eq!(r(Declared::Auto, b"{\"a\":1}\n", &d), Format::JsonLines);
+        assert_eq!(r(Declared::Auto, b" [{}]", &d), Format::JsonArray);
+        assert_eq!(
+            r(Declared::Auto, b"deviceId;temp\nd1;2\n", &semi),
+            Format::Csv
+        );
+        assert_eq!(r(Declared::Auto, b"deviceId;temp\n", &d), Format::JsonLines);
+        assert_eq!(r(Declared::Csv, b"{\"a\":1}", &d), Format::Csv);
+        // A declared format wins over the name, too.
+        assert_eq!(
+            resolve(Declared::Avro, "x/y.json", b"", &d).unwrap(),
+            Format::Avro
+        );
+        assert!(resolve(Declared::Auto, "x/y.parquet", b"", &d).is_err());
+    }
+
+    #[test]
+    fn csv_dialects_semicolon_tab_pipe_declared_columns_and_decimal_comma() {
+        let read = |data: &[u8], d: CsvDialect| {
+            let mut out = Vec::new();
+            for_each_record(data, Format::Csv, &d, |r| {
+                let f = r.fields.unwrap();
+                let get = |k: &str| match f.get(&[k.to_string()]) {
+                    Found::Str(s) => s.to_string(),
+                    other => format!("{other:?}"),
+                };
+                out.push((r.line, get("deviceId"), get("temp"), f.decimal_comma()));
+            })
+            .unwrap();
+            out
+        };
+        let semi = CsvDialect {
+            delimiter: b';',
+            decimal_comma: true,
+            ..CsvDialect::default()
+        };
+        assert_eq!(
+            read(b"deviceId;temp\nd1;21,5\n\"d;2\";3\n", semi),
+            vec![
+                (2, "d1".into(), "21,5".into(), true),
+                (3, "d;2".into(), "3".into(), true)
+            ]
+        );
+        let tab = CsvDialect {
+            delimiter: b'\t',
+            header: false,
+            columns: Some(vec!["deviceId".into(), "temp".into()]),
+            ..CsvDialect::default()
+        };
+        assert_eq!(
+            read(b"d1\t1.5\nd2\t2\n", tab),
+            vec![
+                (1, "d1".into(), "1.5".into(), false),
+                (2, "d2".into(), "2".into(), false)
+            ]
+        );
+        let pipe = CsvDialect {
+            delimiter: b'|',
+            quote: b'\'',
+            columns: Some(vec!["deviceId".into(), "temp".into()]),
+            ..CsvDialect::default()
+        };
+        // The file's own header is skipped and the declared names used.
+        assert_eq!(
+            read(b"id|t\n'a|b'|7\n", pipe),
+            vec![(2, "a|b".into(), "7".into(), false)]
+        );
     }
 }

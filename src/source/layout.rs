@@ -1,7 +1,10 @@
 //! Layout templates (`telemetry/{yyyy}/{MM}/{dd}/{HH}/`): which prefixes hold a time window, and which partition a blob is in.
 //!
 //! Listing is driven by the template so a run lists only the time-partition
-//! prefixes it needs, never the whole container.
+//! prefixes it needs, never the whole container. Besides the time tokens, a
+//! template may hold name tokens (`{iothub}`, `{partition}`, `{*}`), each one
+//! whole folder whose names are found by listing its parent folder, as IoT Hub
+//! routing's `{iothub}/{partition}/{yyyy}/{MM}/{dd}/{HH}/{mm}` needs.
 
 use chrono::{DateTime, Duration, NaiveDate, TimeZone, Timelike, Utc};
 
@@ -34,7 +37,12 @@ impl Token {
 enum Segment {
     Literal(String),
     Time(Token),
+    /// One whole folder name, any value (`{iothub}`, `{partition}`, `{*}`).
+    Name(String),
 }
+
+/// Name tokens: folders a template does not fix.
+const NAME_TOKENS: [&str; 3] = ["iothub", "partition", "*"];
 
 /// A parsed layout template.
 #[derive(Debug, Clone)]
@@ -72,7 +80,25 @@ impl Layout {
                 .find('}')
                 .ok_or_else(|| err("a `{` has no closing `}`".into()))?
                 + open;
-            let token = match &rest[open + 1..close] {
+            let inner = &rest[open + 1..close];
+            if NAME_TOKENS.contains(&inner) {
+                let before_ok = open == 0
+                    && segments.last().is_none_or(|s| match s {
+                        Segment::Literal(l) => l.ends_with('/'),
+                        _ => false,
+                    })
+                    || rest[..open].ends_with('/');
+                let after_ok = rest[close + 1..].starts_with('/');
+                if !before_ok || !after_ok {
+                    return Err(err(format!(
+                        "{{{inner}}} must be a whole folder (`…/{{{inner}}}/…`)"
+                    )));
+                }
+                segments.push(Segment::Name(inner.to_string()));
+                rest = &rest[close + 1..];
+                continue;
+            }
+            let token = match inner {
                 "yyyy" => Token::Year,
                 "MM" => Token::Month,
                 "dd" => Token::Day,
@@ -80,7 +106,7 @@ impl Layout {
                 "mm" => Token::Minute,
                 other => {
                     return Err(err(format!(
-                        "unknown token `{{{other}}}` (known: {{yyyy}} {{MM}} {{dd}} {{HH}} {{mm}})"
+                        "unknown token `{{{other}}}` (known: {{yyyy}} {{MM}} {{dd}} {{HH}} {{mm}}, and folder names {{iothub}} {{partition}} {{*}})"
                     )))
                 }
             };
@@ -136,7 +162,8 @@ impl Layout {
     }
 
     /// The distinct directory prefixes (relative to the source) that hold every
-    /// partition overlapping `[from, to)`, in time order.
+    /// partition overlapping `[from, to)`, in time order. Name tokens stay in
+    /// them as `{name}`, for [`split_name`] and a listing to fill in.
     pub fn prefixes(&self, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<String> {
         let (level, step) = self.list_step();
         let mut t = truncate(from, level);
@@ -158,6 +185,11 @@ impl Layout {
         for seg in &self.segments {
             match seg {
                 Segment::Literal(l) => s.push_str(l),
+                Segment::Name(n) => {
+                    s.push('{');
+                    s.push_str(n);
+                    s.push('}');
+                }
                 Segment::Time(tok) if *tok > level => break,
                 Segment::Time(tok) => s.push_str(&render(t, *tok)),
             }
@@ -177,6 +209,13 @@ impl Layout {
         for seg in &self.segments {
             match seg {
                 Segment::Literal(l) => rest = rest.strip_prefix(l.as_str())?,
+                Segment::Name(_) => {
+                    let end = rest.find('/')?;
+                    if end == 0 {
+                        return None;
+                    }
+                    rest = &rest[end..];
+                }
                 Segment::Time(tok) => {
                     let w = tok.width();
                     let digits = rest.get(..w)?;
@@ -201,6 +240,15 @@ impl Layout {
             width: self.partition_width(),
         })
     }
+}
+
+/// A prefix with a name token split at its first one: the folder to list, and
+/// the rest of the prefix after the token (`hub/{partition}/2024/` →
+/// `("hub/", "/2024/")`). None when the prefix has no name token left.
+pub fn split_name(prefix: &str) -> Option<(&str, &str)> {
+    let open = prefix.find('{')?;
+    let close = prefix[open..].find('}')? + open;
+    Some((&prefix[..open], &prefix[close + 1..]))
 }
 
 fn truncate(t: DateTime<Utc>, level: Token) -> DateTime<Utc> {
@@ -267,6 +315,34 @@ mod tests {
         let part = l.partition_of("hub/2024/03/11/01/07").unwrap();
         assert_eq!(part.start, at("2024-03-11T01:07:00Z"));
         assert_eq!(part.end(), at("2024-03-11T01:08:00Z"));
+    }
+
+    #[test]
+    fn iot_hub_routing_layout_has_folder_name_tokens() {
+        let l = Layout::parse("{iothub}/{partition}/{yyyy}/{MM}/{dd}/{HH}/{mm}").unwrap();
+        let p = l.prefixes(at("2024-03-11T23:00:00Z"), at("2024-03-12T01:00:00Z"));
+        assert_eq!(
+            p,
+            vec![
+                "{iothub}/{partition}/2024/03/11/23/",
+                "{iothub}/{partition}/2024/03/12/00/"
+            ]
+        );
+        assert_eq!(split_name(&p[0]), Some(("", "/{partition}/2024/03/11/23/")));
+        assert_eq!(
+            split_name("plant-hub/{partition}/2024/"),
+            Some(("plant-hub/", "/2024/"))
+        );
+        assert_eq!(split_name("plant-hub/3/2024/"), None);
+        let part = l.partition_of("plant-hub/3/2024/03/12/00/59").unwrap();
+        assert_eq!(part.start, at("2024-03-12T00:59:00Z"));
+        assert_eq!(part.width, Duration::minutes(1));
+        assert!(l.partition_of("plant-hub/2024/03/12/00/59").is_none());
+        assert!(l.partition_of("plant-hub//3/2024/03/12/00/59").is_none());
+        // A name token is a whole folder.
+        assert!(Layout::parse("hub-{partition}/{yyyy}/{MM}/{dd}/").is_err());
+        assert!(Layout::parse("hub/{partition}{yyyy}/{MM}/{dd}/").is_err());
+        assert!(Layout::parse("raw/{*}/{yyyy}/{MM}/{dd}/").is_ok());
     }
 
     #[test]

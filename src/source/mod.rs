@@ -3,6 +3,7 @@
 //! All blob I/O goes through `object_store` (deltalake's), so a local folder,
 //! `az://`, `abfss://` and `https://…blob.core.windows.net` sources behave alike.
 
+pub mod avro;
 pub mod decode;
 pub mod layout;
 pub mod tier;
@@ -150,6 +151,17 @@ impl Storage {
         }
     }
 
+    /// A failed listing of `prefix`, sorted for the operator.
+    fn list_error(&self, prefix: &str, source: object_store::Error) -> SourceError {
+        SourceError::List {
+            location: self.location.clone(),
+            prefix: prefix.to_string(),
+            container: self.container.clone(),
+            fault: Fault::of(&source),
+            source: Box::new(source),
+        }
+    }
+
     /// Fetches a whole blob.
     pub async fn get(&self, rel: &str) -> Result<bytes::Bytes, SourceError> {
         let read = |source: object_store::Error| SourceError::Read {
@@ -224,6 +236,43 @@ pub fn day_start(date: NaiveDate) -> DateTime<Utc> {
         .unwrap_or_default()
 }
 
+/// Fills in the name tokens (`{iothub}`, `{partition}`) of listing prefixes with
+/// the folders that exist, listing each parent folder once (one level, with a
+/// delimiter: never a recursive walk of the container).
+async fn expand_names(
+    storage: &Storage,
+    prefixes: Vec<String>,
+) -> Result<Vec<String>, SourceError> {
+    let mut folders: std::collections::HashMap<String, Vec<String>> = Default::default();
+    let mut pending = prefixes;
+    let mut out = Vec::new();
+    while let Some(prefix) = pending.pop() {
+        let Some((parent, after)) = layout::split_name(&prefix) else {
+            out.push(prefix);
+            continue;
+        };
+        if !folders.contains_key(parent) {
+            let listed = storage
+                .store
+                .list_with_delimiter(Some(&storage.path(parent)))
+                .await
+                .map_err(|e| storage.list_error(parent, e))?;
+            let names = listed
+                .common_prefixes
+                .iter()
+                .filter_map(|p| p.filename().map(str::to_string))
+                .filter(|n| !n.starts_with('.') && !n.starts_with('_'))
+                .collect();
+            folders.insert(parent.to_string(), names);
+        }
+        for name in &folders[parent] {
+            pending.push(format!("{parent}{name}{after}"));
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
 /// Lists the blobs of `date`'s partitions plus the look-ahead, prefix by prefix, in parallel.
 pub async fn list_for_date(
     storage: &Storage,
@@ -234,7 +283,7 @@ pub async fn list_for_date(
     let start = day_start(date);
     let own_end = start + Duration::days(1);
     let end = own_end + late_arrival;
-    let prefixes = layout.prefixes(start, end);
+    let prefixes = expand_names(storage, layout.prefixes(start, end)).await?;
     let listed: Vec<Vec<object_store::ObjectMeta>> =
         futures::stream::iter(prefixes.iter().cloned())
             .map(|prefix| async move {
@@ -244,13 +293,7 @@ pub async fn list_for_date(
                     .list(Some(&p))
                     .try_collect::<Vec<_>>()
                     .await
-                    .map_err(|source| SourceError::List {
-                        location: storage.location.clone(),
-                        prefix: prefix.clone(),
-                        container: storage.container.clone(),
-                        fault: Fault::of(&source),
-                        source: Box::new(source),
-                    })
+                    .map_err(|e| storage.list_error(&prefix, e))
             })
             .buffered(16)
             .try_collect()

@@ -69,8 +69,12 @@ pub fn coldpath_env(args: &[&str], env: &[(&str, String)]) -> Output {
 
 /// `coldpath run` of the local job for `date` into `lake`; returns the exit code and the parsed report.
 pub fn run_date(date: &str, lake: &Path, extra: &[&str]) -> (i32, Value) {
+    run_job(&job_file(), date, lake, extra)
+}
+
+/// `coldpath run` of the job file `job` for `date` into `lake`; the exit code and the parsed report.
+pub fn run_job(job: &Path, date: &str, lake: &Path, extra: &[&str]) -> (i32, Value) {
     let lake = lake.to_str().unwrap();
-    let job = job_file();
     let mut args = vec![
         "run",
         "--job",
