@@ -34,8 +34,8 @@ pub fn frame_of(rows: RowColumns) -> PolarsResult<DataFrame> {
             .into_column()
     };
     DataFrame::new_infer_height(vec![
-        Column::new("device_id".into(), rows.device_id),
-        Column::new("device_type".into(), rows.device_type),
+        rows.device_id.into_column("device_id"),
+        rows.device_type.into_column("device_type"),
         ts(
             "event_time",
             rows.event_time.into_iter().map(Some).collect(),
@@ -43,8 +43,8 @@ pub fn frame_of(rows: RowColumns) -> PolarsResult<DataFrame> {
         Column::new("temperature".into(), rows.temperature),
         Column::new("pressure".into(), rows.pressure),
         Column::new("vibration".into(), rows.vibration),
-        Column::new("priority".into(), rows.priority),
-        Column::new("message_id".into(), rows.message_id),
+        rows.priority.into_column("priority"),
+        rows.message_id.into_column("message_id"),
         ts("enqueued_time", rows.enqueued_time),
         Column::new("blob".into(), rows.blob),
         Column::new("line".into(), rows.line),
@@ -135,14 +135,14 @@ mod tests {
     fn cols_of(rs: &[R]) -> RowColumns {
         let mut c = RowColumns::default();
         for r in rs {
-            c.device_id.push(r.dev.into());
+            c.device_id.push(Some(r.dev));
             c.device_type.push(None);
             c.event_time.push(parse_str(r.t).unwrap());
             c.temperature.push(Some(r.temp));
             c.pressure.push(None);
             c.vibration.push(None);
             c.priority.push(None);
-            c.message_id.push(r.msg.map(Into::into));
+            c.message_id.push(r.msg);
             c.enqueued_time.push(r.enq.map(|e| parse_str(e).unwrap()));
             c.blob.push(r.blob);
             c.line.push(r.line);

@@ -161,6 +161,7 @@ async fn run_locked(
     report.blobs.ignored = listing.ignored.len();
     report.blobs.bytes = listing.blobs.iter().map(|b| b.size).sum();
     report.durations.list_ms = ms(t);
+    report.memory_after("list");
     for path in &listing.ignored {
         warn!(blob = %path, "path does not follow the layout; not read");
     }
@@ -207,6 +208,7 @@ async fn run_locked(
     report.blobs.read = listing.blobs.len();
     report.blobs.empty = read.empty;
     report.durations.read_ms = ms(t);
+    report.memory_after("read");
     info!(rows = read.rows.len(), rejects = read.rejects.len(), "read");
 
     // 3. Keep the date's rows, deduplicate.
@@ -216,6 +218,7 @@ async fn run_locked(
         guarded("dedup", || dedup::dedup(read.rows, date))?
     };
     report.durations.dedup_ms = ms(t);
+    report.memory_after("dedup");
 
     report.records_read = read.own_records + deduped.look_ahead_rows;
     report.rows_written = deduped.frame.height() as u64;
@@ -264,6 +267,7 @@ async fn run_locked(
         Some(frame)
     };
     report.durations.features_ms = ms(t);
+    report.memory_after("features");
 
     // 5. Everything that can fail without touching storage happens before the
     //    first commit: frames become Arrow batches, table folders are checked.
@@ -320,6 +324,7 @@ async fn run_locked(
         }
     }
     report.durations.write_ms = ms(t);
+    report.memory_after("write");
 
     if gate_failed {
         report.set_status(Status::QualityGateFailed);

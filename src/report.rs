@@ -81,6 +81,10 @@ pub struct RunReport {
     pub max_reject_ratio: f64,
     pub blobs: BlobStats,
     pub durations: Durations,
+    /// The process's peak resident memory so far (MiB) at the end of each stage, in
+    /// stage order; empty where the OS does not tell (Linux's VmHWM).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub peak_rss_mb: Vec<(&'static str, u64)>,
     pub tables: BTreeMap<&'static str, TableReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels_as_of: Option<String>,
@@ -89,6 +93,20 @@ pub struct RunReport {
     pub lookback_complete: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// The process's peak resident set so far, in MiB (Linux: `VmHWM` of /proc/self/status).
+pub fn peak_rss_mb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024)
 }
 
 /// One date of a `features` refresh.
@@ -150,10 +168,18 @@ impl RunReport {
             max_reject_ratio: 0.0,
             blobs: BlobStats::default(),
             durations: Durations::default(),
+            peak_rss_mb: Vec::new(),
             tables: BTreeMap::new(),
             labels_as_of: None,
             lookback_complete: None,
             error: None,
+        }
+    }
+
+    /// Notes the peak memory at the end of `stage`.
+    pub fn memory_after(&mut self, stage: &'static str) {
+        if let Some(mb) = peak_rss_mb() {
+            self.peak_rss_mb.push((stage, mb));
         }
     }
 

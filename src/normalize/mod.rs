@@ -6,7 +6,11 @@
 
 pub mod time;
 
+use std::borrow::Cow;
 use std::fmt;
+
+use polars::prelude::{Column as PlColumn, IntoColumn, PlSmallStr, StringChunked};
+use polars_arrow::array::{MutableBinaryViewArray, Utf8ViewArray};
 
 use crate::schema::{Column, TelemetrySchema};
 use crate::source::decode::{self, Fields, Found};
@@ -68,17 +72,17 @@ pub struct Rules {
     pub csv: decode::CsvDialect,
 }
 
-/// A record that passed every rule.
+/// A record that passed every rule; its strings borrow from the record where they can.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Row {
-    pub device_id: String,
-    pub device_type: Option<String>,
+pub struct Row<'a> {
+    pub device_id: Cow<'a, str>,
+    pub device_type: Option<Cow<'a, str>>,
     pub event_time: i64,
     pub temperature: Option<f64>,
     pub pressure: Option<f64>,
     pub vibration: Option<f64>,
-    pub priority: Option<String>,
-    pub message_id: Option<String>,
+    pub priority: Option<Cow<'a, str>>,
+    pub message_id: Option<Cow<'a, str>>,
     pub enqueued_time: Option<i64>,
 }
 
@@ -108,13 +112,13 @@ fn cut_raw(raw: &str) -> String {
 
 type Failure = (Reason, String);
 
-fn string_field(found: Found<'_>) -> Result<Option<String>, &'static str> {
+fn string_field(found: Found<'_>) -> Result<Option<Cow<'_, str>>, &'static str> {
     match found {
         Found::Missing => Ok(None),
         Found::Str(s) if s.trim().is_empty() => Ok(None),
-        Found::Str(s) => Ok(Some(s.to_string())),
-        Found::Num(n) => Ok(Some(n.to_string())),
-        Found::Bool(b) => Ok(Some(b.to_string())),
+        Found::Str(s) => Ok(Some(Cow::Borrowed(s))),
+        Found::Num(n) => Ok(Some(Cow::Owned(n.to_string()))),
+        Found::Bool(b) => Ok(Some(Cow::Owned(b.to_string()))),
         Found::Nested => Err("an object or array"),
     }
 }
@@ -203,7 +207,7 @@ fn time_field(name: &str, found: Found<'_>) -> Result<Option<i64>, Failure> {
 }
 
 /// Maps one record's fields onto the silver columns, applying the type and range rules.
-pub fn to_row(fields: &Fields<'_>, schema: &TelemetrySchema) -> Result<Row, Failure> {
+pub fn to_row<'f>(fields: &'f Fields<'_>, schema: &TelemetrySchema) -> Result<Row<'f>, Failure> {
     let device_id = match string_field(fields.get(&schema.device_id.aliases)) {
         Ok(Some(d)) => d,
         Ok(None) => {
@@ -305,34 +309,81 @@ pub fn check_window(event_time: i64, partition: &Partition, rules: &Rules) -> Re
 }
 
 /// The silver rows of many blobs, column by column (the input to Polars).
+/// A string column built without a heap string per row: short strings live in
+/// the views themselves, longer ones in shared buffers (Arrow's view layout, as
+/// Polars stores strings). Each blob's rows become one chunk.
+#[derive(Debug, Default)]
+pub struct StrColumn {
+    chunks: Vec<Utf8ViewArray>,
+    current: MutableBinaryViewArray<str>,
+    len: usize,
+}
+
+impl StrColumn {
+    pub fn push(&mut self, value: Option<&str>) {
+        self.current.push(value);
+        self.len += 1;
+    }
+
+    fn seal(&mut self) {
+        if self.current.len() > 0 {
+            self.chunks.push(std::mem::take(&mut self.current).freeze());
+        }
+    }
+
+    fn append(&mut self, mut other: StrColumn) {
+        self.seal();
+        other.seal();
+        self.chunks.append(&mut other.chunks);
+        self.len += other.len;
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The column as Polars' `String`, one chunk per blob.
+    pub fn into_column(mut self, name: &str) -> PlColumn {
+        self.seal();
+        if self.chunks.is_empty() {
+            // Polars wants at least one chunk, even an empty one.
+            self.chunks
+                .push(MutableBinaryViewArray::<str>::new().freeze());
+        }
+        StringChunked::from_chunk_iter(PlSmallStr::from(name), self.chunks).into_column()
+    }
+}
+
 #[derive(Debug, Default)]
 pub struct RowColumns {
-    pub device_id: Vec<String>,
-    pub device_type: Vec<Option<String>>,
+    pub device_id: StrColumn,
+    pub device_type: StrColumn,
     pub event_time: Vec<i64>,
     pub temperature: Vec<Option<f64>>,
     pub pressure: Vec<Option<f64>>,
     pub vibration: Vec<Option<f64>>,
-    pub priority: Vec<Option<String>>,
-    pub message_id: Vec<Option<String>>,
+    pub priority: StrColumn,
+    pub message_id: StrColumn,
     pub enqueued_time: Vec<Option<i64>>,
-    /// Index of the blob in the (path-sorted) listing: orders like `source_file`.
     pub blob: Vec<u32>,
     pub line: Vec<u64>,
-    /// Whether the row came from one of the date's own partitions (vs the look-ahead).
     pub own: Vec<bool>,
 }
 
 impl RowColumns {
-    fn push(&mut self, row: Row, blob: u32, line: u64, own: bool) {
-        self.device_id.push(row.device_id);
-        self.device_type.push(row.device_type);
+    fn push(&mut self, row: Row<'_>, blob: u32, line: u64, own: bool) {
+        self.device_id.push(Some(&row.device_id));
+        self.device_type.push(row.device_type.as_deref());
         self.event_time.push(row.event_time);
         self.temperature.push(row.temperature);
         self.pressure.push(row.pressure);
         self.vibration.push(row.vibration);
-        self.priority.push(row.priority);
-        self.message_id.push(row.message_id);
+        self.priority.push(row.priority.as_deref());
+        self.message_id.push(row.message_id.as_deref());
         self.enqueued_time.push(row.enqueued_time);
         self.blob.push(blob);
         self.line.push(line);
@@ -340,22 +391,22 @@ impl RowColumns {
     }
 
     pub fn len(&self) -> usize {
-        self.device_id.len()
+        self.event_time.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.device_id.is_empty()
+        self.event_time.is_empty()
     }
 
     pub fn append(&mut self, mut other: RowColumns) {
-        self.device_id.append(&mut other.device_id);
-        self.device_type.append(&mut other.device_type);
+        self.device_id.append(other.device_id);
+        self.device_type.append(other.device_type);
         self.event_time.append(&mut other.event_time);
         self.temperature.append(&mut other.temperature);
         self.pressure.append(&mut other.pressure);
         self.vibration.append(&mut other.vibration);
-        self.priority.append(&mut other.priority);
-        self.message_id.append(&mut other.message_id);
+        self.priority.append(other.priority);
+        self.message_id.append(other.message_id);
         self.enqueued_time.append(&mut other.enqueued_time);
         self.blob.append(&mut other.blob);
         self.line.append(&mut other.line);
@@ -363,7 +414,6 @@ impl RowColumns {
     }
 }
 
-/// What one blob yielded.
 #[derive(Debug, Default)]
 pub struct BlobOutcome {
     pub rows: RowColumns,
@@ -421,10 +471,11 @@ pub fn process_blob(idx: u32, blob: &Blob, bytes: &[u8], rules: &Rules) -> BlobO
     let mut seen = 0u64;
     let result = decode::for_each_record(&data, format, &rules.csv, |rec| {
         seen += 1;
-        let outcome = rec
-            .fields
-            .map_err(|e| (Reason::MalformedRecord, e))
-            .and_then(|f| to_row(&f, &rules.schema))
+        let fields = rec.fields.map_err(|e| (Reason::MalformedRecord, e));
+        let outcome = fields
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|f| to_row(f, &rules.schema))
             .and_then(|row| {
                 check_window(row.event_time, &blob.partition, rules)?;
                 Ok(row)
@@ -474,11 +525,20 @@ mod tests {
         TelemetrySchema::embedded().unwrap()
     }
 
-    fn row_of(v: serde_json::Value) -> Result<Row, Failure> {
+    fn row_of(v: serde_json::Value) -> Result<Row<'static>, Failure> {
         let serde_json::Value::Object(m) = v else {
             panic!()
         };
-        to_row(&Fields::Json(m), &schema())
+        let fields = Fields::Json(m);
+        let row = to_row(&fields, &schema())?;
+        let own = |s: Option<Cow<'_, str>>| s.map(|s| Cow::Owned(s.into_owned()));
+        Ok(Row {
+            device_id: Cow::Owned(row.device_id.into_owned()),
+            device_type: own(row.device_type),
+            priority: own(row.priority),
+            message_id: own(row.message_id),
+            ..row
+        })
     }
 
     #[test]

@@ -10,6 +10,8 @@ use std::io::Read;
 use base64::Engine;
 use serde_json::{Map, Value};
 
+use crate::source::flat::{Flat, Member};
+
 /// What a blob holds, from the job file, its name or, failing that, its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -55,6 +57,8 @@ pub struct Record<'a> {
 
 /// The fields of one record.
 pub enum Fields<'a> {
+    /// A JSON object borrowed from its line (the common, fast case).
+    Flat(Flat<'a>),
     Json(Map<String, Value>),
     /// An IoT Hub routing envelope: telemetry in `Body`, metadata around it.
     Envelope {
@@ -84,6 +88,7 @@ impl Fields<'_> {
     pub fn get(&self, aliases: &[String]) -> Found<'_> {
         for alias in aliases {
             let found = match self {
+                Fields::Flat(flat) => found_in_flat(flat.lookup(alias)),
                 Fields::Json(map) => lookup(map, alias),
                 Fields::Envelope { envelope, body } => match lookup(body, alias) {
                     Found::Missing => lookup(envelope, alias),
@@ -114,6 +119,16 @@ impl Fields<'_> {
                 ..
             }
         )
+    }
+}
+
+fn found_in_flat<'m>(member: Option<&'m Member<'_>>) -> Found<'m> {
+    match member {
+        None | Some(Member::Null) => Found::Missing,
+        Some(Member::Str(s)) => Found::Str(s),
+        Some(Member::Num(n)) => Found::Num(n),
+        Some(Member::Bool(b)) => Found::Bool(*b),
+        Some(Member::Object(_) | Member::Array) => Found::Nested,
     }
 }
 
@@ -342,8 +357,27 @@ fn json_lines(data: &[u8], f: &mut impl FnMut(Record<'_>)) {
     }
 }
 
-/// A JSON text as a record's fields; a bare `NaN` (as Python writes it) reads as null.
-fn parse_object(text: &str) -> Result<Fields<'static>, String> {
+/// A JSON text as a record's fields, borrowed from the text when it is a plain
+/// object (not an IoT Hub envelope, whose Body needs unwrapping).
+fn parse_object(text: &str) -> Result<Fields<'_>, String> {
+    match Flat::parse(text) {
+        Ok(flat) if !is_envelope(flat.members.iter().map(|(k, _)| k.as_ref())) => {
+            Ok(Fields::Flat(flat))
+        }
+        _ => parse_value(text),
+    }
+}
+
+/// Whether an object with these keys is an IoT Hub routing envelope.
+fn is_envelope<'k>(mut keys: impl Iterator<Item = &'k str> + Clone) -> bool {
+    keys.clone().any(|k| k.eq_ignore_ascii_case("Body"))
+        && keys.any(|k| {
+            k.eq_ignore_ascii_case("SystemProperties") || k.eq_ignore_ascii_case("EnqueuedTimeUtc")
+        })
+}
+
+/// A JSON text as a `Value`; a bare `NaN` (as Python writes it) reads as null.
+fn parse_value(text: &str) -> Result<Fields<'static>, String> {
     let value: Value = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(first) => match nan_to_null(text) {
@@ -359,12 +393,8 @@ fn fields_of(value: Value) -> Result<Fields<'static>, String> {
         return Err(format!("not a JSON object but {}", kind(&value)));
     };
     let body_key = map.keys().find(|k| k.eq_ignore_ascii_case("Body")).cloned();
-    let is_envelope = body_key.is_some()
-        && map.keys().any(|k| {
-            k.eq_ignore_ascii_case("SystemProperties") || k.eq_ignore_ascii_case("EnqueuedTimeUtc")
-        });
     match body_key {
-        Some(key) if is_envelope => {
+        Some(key) if is_envelope(map.keys().map(String::as_str)) => {
             let mut envelope = map;
             let body = envelope.remove(&key).unwrap_or(Value::Null);
             let body = match body {

@@ -5,6 +5,7 @@
 
 pub mod avro;
 pub mod decode;
+pub mod flat;
 pub mod layout;
 pub mod tier;
 
