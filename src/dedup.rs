@@ -86,22 +86,70 @@ pub fn dedup(rows: RowColumns, date: NaiveDate) -> PolarsResult<Deduped> {
         count("candidates")?,
     );
 
-    // Best copy first, then keep the first of each key.
-    let ordered = rows.filter(is_day).drop(cols(["own"])).sort_by_exprs(
-        [col("enqueued_time"), col("blob"), col("line")],
-        SortMultipleOptions::default()
-            .with_nulls_last(true)
-            .with_maintain_order(true),
-    );
-    let by_message = ordered
-        .clone()
-        .filter(col("message_id").is_not_null())
-        .unique_stable(Some(cols(["message_id"])), UniqueKeepStrategy::First);
-    let by_reading = ordered.filter(col("message_id").is_null()).unique_stable(
-        Some(cols(["device_id", "event_time"])),
-        UniqueKeepStrategy::First,
-    );
-    let frame = concat([by_message, by_reading], UnionArgs::default())?
+    // Most readings are unique: find the keys that occur more than once (a hash
+    // group-by, no sort), rank only those keys' copies — best copy first — and
+    // drop every copy but the first. Then one sort for the table's order.
+    let day_rows = rows
+        .filter(is_day)
+        .drop(cols(["own"]))
+        .with_row_index("_row", None)
+        .collect()?;
+    let mut loser = vec![false; day_rows.height()];
+    for key in [&["message_id"][..], &["device_id", "event_time"][..]] {
+        let with_msg = key.len() == 1;
+        let key_exprs = || key.iter().map(|k| col(*k)).collect::<Vec<_>>();
+        let keyed = if with_msg {
+            col("message_id").is_not_null()
+        } else {
+            col("message_id").is_null()
+        };
+        let candidates = day_rows.clone().lazy().filter(keyed).select([
+            col("_row"),
+            col("message_id"),
+            col("device_id"),
+            col("event_time"),
+            col("enqueued_time"),
+            col("blob"),
+            col("line"),
+        ]);
+        let repeated = candidates
+            .clone()
+            .group_by(key_exprs())
+            .agg([len().alias("_copies")])
+            .filter(col("_copies").gt(lit(1u32)))
+            .select(key_exprs());
+        let copies = candidates
+            .join(
+                repeated,
+                key_exprs(),
+                key_exprs(),
+                JoinArgs::new(JoinType::Inner),
+            )
+            .sort_by_exprs(
+                [col("enqueued_time"), col("blob"), col("line")],
+                SortMultipleOptions::default()
+                    .with_nulls_last(true)
+                    .with_maintain_order(true),
+            )
+            .collect()?;
+        let winners = copies
+            .clone()
+            .lazy()
+            .unique_stable(Some(cols(key.iter().copied())), UniqueKeepStrategy::First)
+            .select([col("_row")])
+            .collect()?;
+        for row in copies.column("_row")?.idx()?.into_no_null_iter() {
+            loser[row as usize] = true;
+        }
+        for row in winners.column("_row")?.idx()?.into_no_null_iter() {
+            loser[row as usize] = false;
+        }
+    }
+    let keep = BooleanChunked::from_iter_values("keep".into(), loser.iter().map(|l| !l));
+    let frame = day_rows
+        .drop("_row")?
+        .filter(&keep)?
+        .lazy()
         .sort(
             ["device_id", "event_time", "blob", "line"],
             SortMultipleOptions::default(),

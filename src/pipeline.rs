@@ -29,6 +29,9 @@ use deltalake::arrow::array::RecordBatch;
 
 /// Blobs fetched at once; parsing runs on rayon's pool as each one arrives.
 const FETCH_CONCURRENCY: usize = 16;
+/// Raw bytes (MiB, as stored) fetched but not yet parsed, at most: with large
+/// blobs this, not the count, bounds the read stage's memory.
+const READ_BUDGET_MIB: u32 = 512;
 
 /// What a run was asked to do beyond the job file.
 #[derive(Debug, Clone)]
@@ -532,10 +535,17 @@ async fn read_all(
     listing: &Listing,
     rules: Arc<Rules>,
 ) -> Result<ReadAll, Error> {
+    let budget = Arc::new(tokio::sync::Semaphore::new(READ_BUDGET_MIB as usize));
     let mut outcomes = futures::stream::iter(listing.blobs.iter().enumerate())
         .map(|(idx, blob)| {
             let rules = rules.clone();
+            let budget = budget.clone();
             async move {
+                let mib = (blob.size >> 20).min(u64::from(READ_BUDGET_MIB - 1)) as u32 + 1;
+                let _held = budget
+                    .acquire_many_owned(mib)
+                    .await
+                    .map_err(|e| Error::Internal(format!("read budget: {e}")))?;
                 let bytes = storage.get(&blob.path).await?;
                 let owned = blob.clone();
                 let (tx, rx) = tokio::sync::oneshot::channel();
