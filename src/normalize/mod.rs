@@ -308,7 +308,6 @@ pub fn check_window(event_time: i64, partition: &Partition, rules: &Rules) -> Re
     Ok(())
 }
 
-/// The silver rows of many blobs, column by column (the input to Polars).
 /// A string column built without a heap string per row: short strings live in
 /// the views themselves, longer ones in shared buffers (Arrow's view layout, as
 /// Polars stores strings). Each blob's rows become one chunk.
@@ -316,13 +315,11 @@ pub fn check_window(event_time: i64, partition: &Partition, rules: &Rules) -> Re
 pub struct StrColumn {
     chunks: Vec<Utf8ViewArray>,
     current: MutableBinaryViewArray<str>,
-    len: usize,
 }
 
 impl StrColumn {
     pub fn push(&mut self, value: Option<&str>) {
         self.current.push(value);
-        self.len += 1;
     }
 
     fn seal(&mut self) {
@@ -335,15 +332,6 @@ impl StrColumn {
         self.seal();
         other.seal();
         self.chunks.append(&mut other.chunks);
-        self.len += other.len;
-    }
-
-    pub fn len(&self) -> usize {
-        self.len
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
     }
 
     /// The column as Polars' `String`, one chunk per blob.
@@ -358,6 +346,7 @@ impl StrColumn {
     }
 }
 
+/// The silver rows of many blobs, column by column (the input to Polars).
 #[derive(Debug, Default)]
 pub struct RowColumns {
     pub device_id: StrColumn,
@@ -369,8 +358,10 @@ pub struct RowColumns {
     pub priority: StrColumn,
     pub message_id: StrColumn,
     pub enqueued_time: Vec<Option<i64>>,
+    /// Index of the blob in the (path-sorted) listing: orders like `source_file`.
     pub blob: Vec<u32>,
     pub line: Vec<u64>,
+    /// Whether the row came from one of the date's own partitions (vs the look-ahead).
     pub own: Vec<bool>,
 }
 
@@ -414,6 +405,7 @@ impl RowColumns {
     }
 }
 
+/// What one blob yielded.
 #[derive(Debug, Default)]
 pub struct BlobOutcome {
     pub rows: RowColumns,

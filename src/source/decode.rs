@@ -413,17 +413,18 @@ fn fields_of(value: Value) -> Result<Fields<'static>, String> {
 fn decode_body(s: &str) -> Result<Map<String, Value>, String> {
     let t = s.trim();
     if t.starts_with('{') {
-        return match serde_json::from_str(t) {
-            Ok(Value::Object(m)) => Ok(m),
-            Ok(other) => Err(format!("envelope Body holds {}", kind(&other))),
-            Err(e) => Err(format!("envelope Body is not JSON: {e}")),
-        };
+        return body_object(t);
     }
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(t)
         .map_err(|e| format!("envelope Body is neither JSON nor base64: {e}"))?;
     let text =
         std::str::from_utf8(&bytes).map_err(|e| format!("envelope Body is not UTF-8: {e}"))?;
+    body_object(text)
+}
+
+/// A Body's JSON text as its object.
+fn body_object(text: &str) -> Result<Map<String, Value>, String> {
     match serde_json::from_str(text) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(other) => Err(format!("envelope Body holds {}", kind(&other))),

@@ -82,12 +82,8 @@ impl Layout {
                 + open;
             let inner = &rest[open + 1..close];
             if NAME_TOKENS.contains(&inner) {
-                let before_ok = open == 0
-                    && segments.last().is_none_or(|s| match s {
-                        Segment::Literal(l) => l.ends_with('/'),
-                        _ => false,
-                    })
-                    || rest[..open].ends_with('/');
+                let before = &template[..template.len() - rest.len() + open];
+                let before_ok = before.is_empty() || before.ends_with('/');
                 let after_ok = rest[close + 1..].starts_with('/');
                 if !before_ok || !after_ok {
                     return Err(err(format!(

@@ -237,6 +237,11 @@ pub fn day_start(date: NaiveDate) -> DateTime<Utc> {
         .unwrap_or_default()
 }
 
+/// Names starting with `_` or `.`: markers such as `_SUCCESS` and hidden temp files, never data.
+fn is_marker(name: &str) -> bool {
+    name.starts_with('.') || name.starts_with('_')
+}
+
 /// Fills in the name tokens (`{iothub}`, `{partition}`) of listing prefixes with
 /// the folders that exist, listing each parent folder once (one level, with a
 /// delimiter: never a recursive walk of the container).
@@ -262,7 +267,7 @@ async fn expand_names(
                 .common_prefixes
                 .iter()
                 .filter_map(|p| p.filename().map(str::to_string))
-                .filter(|n| !n.starts_with('.') && !n.starts_with('_'))
+                .filter(|n| !is_marker(n))
                 .collect();
             folders.insert(parent.to_string(), names);
         }
@@ -306,7 +311,7 @@ pub async fn list_for_date(
     for meta in listed.into_iter().flatten() {
         let rel = storage.relative(&meta.location);
         let file_name = rel.rsplit('/').next().unwrap_or(&rel);
-        if file_name.starts_with('.') || file_name.starts_with('_') {
+        if is_marker(file_name) {
             continue; // markers such as _SUCCESS and hidden temp files
         }
         let Some(partition) = layout.partition_of(&rel) else {
