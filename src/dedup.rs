@@ -1,4 +1,4 @@
-//! The dedup stage (Polars): keep the date's rows, and of each reading's copies keep exactly one.
+//! The dedup stage (Polars): of each reading's copies among a set of the date's rows, keep exactly one.
 //!
 //! Key: `message_id`, or `(device_id, event_time)` where there is none. Of the
 //! copies the one with the earliest `enqueued_time` wins (null last), then the
@@ -8,18 +8,6 @@ use chrono::NaiveDate;
 use polars::prelude::*;
 
 use crate::normalize::RowColumns;
-
-/// The date's unique rows plus what the date filter and dedup took away.
-pub struct Deduped {
-    /// Columns: the canonical nine, `blob` (u32), `line` (u64), `event_date` (Date).
-    pub frame: DataFrame,
-    /// Valid rows of the date's own partitions whose event_date is another date.
-    pub other_dates: u64,
-    /// Valid rows of the look-ahead partitions whose event_date is the date (counted as read).
-    pub look_ahead_rows: u64,
-    /// Rows dropped as copies of a kept row.
-    pub duplicates: u64,
-}
 
 /// Days since the epoch of a date, as Polars stores `Date`.
 pub fn epoch_days(date: NaiveDate) -> i32 {
@@ -36,10 +24,9 @@ pub fn frame_of(rows: RowColumns) -> PolarsResult<DataFrame> {
     DataFrame::new_infer_height(vec![
         rows.device_id.into_column("device_id"),
         rows.device_type.into_column("device_type"),
-        ts(
-            "event_time",
-            rows.event_time.into_iter().map(Some).collect(),
-        ),
+        Int64Chunked::from_vec("event_time".into(), rows.event_time)
+            .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+            .into_column(),
         Column::new("temperature".into(), rows.temperature),
         Column::new("pressure".into(), rows.pressure),
         Column::new("vibration".into(), rows.vibration),
@@ -48,52 +35,21 @@ pub fn frame_of(rows: RowColumns) -> PolarsResult<DataFrame> {
         ts("enqueued_time", rows.enqueued_time),
         Column::new("blob".into(), rows.blob),
         Column::new("line".into(), rows.line),
-        Column::new("own".into(), rows.own),
     ])
 }
 
-/// Filters `rows` to `date` and removes duplicates.
-pub fn dedup(rows: RowColumns, date: NaiveDate) -> PolarsResult<Deduped> {
-    let day = lit(epoch_days(date));
-    let rows = frame_of(rows)?
-        .lazy()
-        .with_column(col("event_time").dt().date().alias("event_date"));
-    let is_day = col("event_date").cast(DataType::Int32).eq(day);
-
-    let counts = rows
-        .clone()
-        .select([
-            (col("own").and(is_day.clone().not()))
-                .sum()
-                .cast(DataType::UInt64)
-                .alias("other_dates"),
-            (col("own").not().and(is_day.clone()))
-                .sum()
-                .cast(DataType::UInt64)
-                .alias("look_ahead_rows"),
-            is_day
-                .clone()
-                .sum()
-                .cast(DataType::UInt64)
-                .alias("candidates"),
-        ])
-        .collect()?;
-    let count =
-        |name: &str| -> PolarsResult<u64> { Ok(counts.column(name)?.u64()?.get(0).unwrap_or(0)) };
-    let (other_dates, look_ahead_rows, candidates) = (
-        count("other_dates")?,
-        count("look_ahead_rows")?,
-        count("candidates")?,
-    );
-
+/// Removes the copies among `rows` (columns as [`frame_of`] makes them): the
+/// unique rows sorted by device, event time, blob and line, and how many copies went.
+///
+/// Called on one event hour at a time: copies of a reading share its event time, so
+/// `(device_id, event_time)` keys never span hours; message ids that do are
+/// found by the hour stage (see [`crate::hours`]).
+pub fn dedup_rows(rows: DataFrame) -> PolarsResult<(DataFrame, u64)> {
+    let candidates = rows.height() as u64;
     // Most readings are unique: find the keys that occur more than once (a hash
     // group-by, no sort), rank only those keys' copies — best copy first — and
     // drop every copy but the first. Then one sort for the table's order.
-    let day_rows = rows
-        .filter(is_day)
-        .drop(cols(["own"]))
-        .with_row_index("_row", None)
-        .collect()?;
+    let day_rows = rows.lazy().with_row_index("_row", None).collect()?;
     let mut loser = vec![false; day_rows.height()];
     for key in [&["message_id"][..], &["device_id", "event_time"][..]] {
         let with_msg = key.len() == 1;
@@ -156,12 +112,7 @@ pub fn dedup(rows: RowColumns, date: NaiveDate) -> PolarsResult<Deduped> {
         )
         .collect()?;
     let duplicates = candidates - frame.height() as u64;
-    Ok(Deduped {
-        frame,
-        other_dates,
-        look_ahead_rows,
-        duplicates,
-    })
+    Ok((frame, duplicates))
 }
 
 #[cfg(test)]
@@ -176,7 +127,6 @@ mod tests {
         enq: Option<&'a str>,
         blob: u32,
         line: u64,
-        own: bool,
         temp: f64,
     }
 
@@ -194,14 +144,12 @@ mod tests {
             c.enqueued_time.push(r.enq.map(|e| parse_str(e).unwrap()));
             c.blob.push(r.blob);
             c.line.push(r.line);
-            c.own.push(r.own);
         }
         c
     }
 
-    fn temps(d: &Deduped) -> Vec<f64> {
-        d.frame
-            .column("temperature")
+    fn temps(d: &(DataFrame, u64)) -> Vec<f64> {
+        d.0.column("temperature")
             .unwrap()
             .f64()
             .unwrap()
@@ -221,7 +169,6 @@ mod tests {
                 enq: Some("2024-03-11T10:00:05Z"),
                 blob: 0,
                 line: 1,
-                own: true,
                 temp: 1.0,
             },
             R {
@@ -231,7 +178,6 @@ mod tests {
                 enq: Some("2024-03-11T10:00:02Z"),
                 blob: 3,
                 line: 9,
-                own: true,
                 temp: 2.0,
             },
             R {
@@ -241,7 +187,6 @@ mod tests {
                 enq: None,
                 blob: 0,
                 line: 0,
-                own: true,
                 temp: 3.0,
             },
             // No message id: key is (device, time); same enqueued -> smaller blob wins, then line.
@@ -252,7 +197,6 @@ mod tests {
                 enq: None,
                 blob: 2,
                 line: 1,
-                own: true,
                 temp: 4.0,
             },
             R {
@@ -262,7 +206,6 @@ mod tests {
                 enq: None,
                 blob: 1,
                 line: 7,
-                own: true,
                 temp: 5.0,
             },
             R {
@@ -272,13 +215,12 @@ mod tests {
                 enq: None,
                 blob: 1,
                 line: 3,
-                own: true,
                 temp: 6.0,
             },
         ]);
-        let d = dedup(rows, NaiveDate::from_ymd_opt(2024, 3, 11).unwrap()).unwrap();
+        let d = dedup_rows(frame_of(rows).unwrap()).unwrap();
         assert_eq!(temps(&d), vec![2.0, 6.0]);
-        assert_eq!(d.duplicates, 4);
+        assert_eq!(d.1, 4);
     }
 
     #[test]
@@ -292,7 +234,6 @@ mod tests {
                 enq: None,
                 blob: 0,
                 line: 1,
-                own: true,
                 temp: 1.0,
             },
             R {
@@ -302,7 +243,6 @@ mod tests {
                 enq: None,
                 blob: 0,
                 line: 2,
-                own: true,
                 temp: 2.0,
             },
             R {
@@ -312,62 +252,11 @@ mod tests {
                 enq: None,
                 blob: 0,
                 line: 3,
-                own: true,
                 temp: 3.0,
             },
         ]);
-        let d = dedup(rows, NaiveDate::from_ymd_opt(2024, 3, 11).unwrap()).unwrap();
-        assert_eq!(d.frame.height(), 3);
-        assert_eq!(d.duplicates, 0);
-    }
-
-    #[test]
-    fn other_dates_and_look_ahead_are_counted() {
-        let rows = cols_of(&[
-            R {
-                dev: "a",
-                t: "2024-03-10T23:59:00Z",
-                msg: None,
-                enq: None,
-                blob: 0,
-                line: 1,
-                own: true,
-                temp: 1.0,
-            },
-            R {
-                dev: "a",
-                t: "2024-03-11T23:59:00Z",
-                msg: None,
-                enq: None,
-                blob: 5,
-                line: 1,
-                own: false,
-                temp: 2.0,
-            },
-            R {
-                dev: "a",
-                t: "2024-03-12T00:30:00Z",
-                msg: None,
-                enq: None,
-                blob: 5,
-                line: 2,
-                own: false,
-                temp: 3.0,
-            },
-            R {
-                dev: "a",
-                t: "2024-03-11T00:00:00Z",
-                msg: None,
-                enq: None,
-                blob: 0,
-                line: 2,
-                own: true,
-                temp: 4.0,
-            },
-        ]);
-        let d = dedup(rows, NaiveDate::from_ymd_opt(2024, 3, 11).unwrap()).unwrap();
-        assert_eq!(d.other_dates, 1);
-        assert_eq!(d.look_ahead_rows, 1);
-        assert_eq!(temps(&d), vec![4.0, 2.0]);
+        let d = dedup_rows(frame_of(rows).unwrap()).unwrap();
+        assert_eq!(d.0.height(), 3);
+        assert_eq!(d.1, 0);
     }
 }

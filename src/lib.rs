@@ -16,6 +16,7 @@ pub mod dedup;
 pub mod error;
 pub mod fault;
 pub mod features;
+pub mod hours;
 pub mod job;
 pub mod lock;
 pub mod maintain;

@@ -17,9 +17,10 @@ use tracing::{info, info_span, warn, Instrument};
 use crate::dedup;
 use crate::error::Error;
 use crate::features::{self, Reference};
+use crate::hours;
 use crate::job::Job;
 use crate::lock::{self, LockSet};
-use crate::normalize::{self, Reject, RowColumns, Rules};
+use crate::normalize::{self, BlobOutcome, Reject, Rules};
 use crate::report::{FeaturesDate, FeaturesReport, RunReport, Status, TableReport};
 use crate::silver;
 use crate::sink::{self, CommitMeta, Lake};
@@ -196,85 +197,22 @@ async fn run_locked(
         }
     }
 
-    // 2. Read, decode and normalize every blob in parallel.
-    let t = Instant::now();
+    // 2. The features' look-back: the previous date's last hours, as silver has them.
     let rules = Arc::new(Rules {
         schema: job.schema.clone(),
+        day_start_us: source::day_start(date).timestamp_micros(),
         late_arrival_us: job.late_arrival.as_micros() as i64,
         clock_skew_us: job.clock_skew.as_micros() as i64,
         format: job.format,
         csv: job.csv.clone(),
     });
-    let read = read_all(&prepared.storage, &listing, rules)
-        .instrument(info_span!("read"))
-        .await?;
-    report.blobs.read = listing.blobs.len();
-    report.blobs.empty = read.empty;
-    report.durations.read_ms = ms(t);
-    report.memory_after("read");
-    info!(rows = read.rows.len(), rejects = read.rejects.len(), "read");
-
-    // 3. Keep the date's rows, deduplicate.
-    let t = Instant::now();
-    let deduped = {
-        let _span = info_span!("dedup").entered();
-        guarded("dedup", || dedup::dedup(read.rows, date))?
-    };
-    report.durations.dedup_ms = ms(t);
-    report.memory_after("dedup");
-
-    report.records_read = read.own_records + deduped.look_ahead_rows;
-    report.rows_written = deduped.frame.height() as u64;
-    report.rejected = read.rejects.len() as u64;
-    report.duplicates = deduped.duplicates;
-    report.other_dates = deduped.other_dates;
-    for r in &read.rejects {
-        *report
-            .rejects_by_reason
-            .entry(r.reason.as_str())
-            .or_default() += 1;
-    }
-    if !report.balances() {
-        return Err(Error::Internal(format!(
-            "records do not balance: read {} != written {} + rejected {} + duplicates {} + other dates {}",
-            report.records_read, report.rows_written, report.rejected, report.duplicates, report.other_dates
-        )));
-    }
-    report.reject_ratio = if report.records_read == 0 {
-        0.0
-    } else {
-        report.rejected as f64 / report.records_read as f64
-    };
-    let gate_failed = report.reject_ratio > job.max_reject_ratio;
-
-    // 4. Features from the deduplicated rows and the previous date's silver.
-    let t = Instant::now();
-    let gold = if gate_failed || !req.features {
-        None
-    } else {
-        let lookback = lookback(&prepared.lake, date)
+    let lookback = if req.features {
+        lookback(&prepared.lake, date)
             .instrument(info_span!("lookback"))
-            .await?;
-        report.lookback_complete = Some(lookback.is_some());
-        let _span = info_span!("features").entered();
-        let frame = guarded("features", || {
-            features::compute(features::Inputs {
-                date,
-                silver: deduped.frame.clone(),
-                lookback,
-                reference,
-                labels_as_of: req.labels_as_of,
-            })
-        })?;
-        info!(rows = frame.height(), "features");
-        Some(frame)
+            .await?
+    } else {
+        None
     };
-    report.durations.features_ms = ms(t);
-    report.memory_after("features");
-
-    // 5. Everything that can fail without touching storage happens before the
-    //    first commit: frames become Arrow batches, table folders are checked.
-    let t = Instant::now();
     let meta = CommitMeta {
         run_id: run_id.clone(),
         job: job.name.clone(),
@@ -282,28 +220,141 @@ async fn run_locked(
         labels_as_of: None,
     };
     let paths: Vec<&str> = listing.blobs.iter().map(|b| b.path.as_str()).collect();
-    let mut staged = Vec::with_capacity(3);
-    if !gate_failed {
-        let frame = silver_frame(deduped.frame, &paths, &run_id, ingested_at)
-            .map_err(Error::polars("silver"))?;
-        staged.push(stage(sink::telemetry_table(), frame, meta.clone())?);
-    }
-    if let Some(gold) = gold {
-        let gold_meta = CommitMeta {
-            labels_as_of: report.labels_as_of.clone(),
-            ..meta.clone()
-        };
-        staged.push(stage(sink::features_table(), gold, gold_meta)?);
-    }
-    let frame =
-        rejects_frame(&read.rejects, &paths, date, &run_id).map_err(Error::polars("rejects"))?;
-    staged.push(stage(sink::rejects_table(), frame, meta)?);
-    for (spec, _, _) in &staged {
-        sink::prepare_table(&prepared.lake, spec)?;
-    }
+    let inputs = PassInputs {
+        prepared,
+        listing: &listing,
+        rules,
+        date,
+        lookback: &lookback,
+        features: req.features,
+        meta: &meta,
+        paths: Series::new("source_file".into(), &paths),
+        ingested_at_us: ingested_at.timestamp_micros(),
+    };
 
-    // 6. Commit: silver and features (unless the gate failed), then rejects; each one atomic.
-    let mut committed: Vec<&'static str> = Vec::new();
+    // 3. Read every blob, an hour of the date at a time: dedup, features and the
+    //    silver rows stream out as each hour is complete. A pass that finds
+    //    message ids spanning hours commits nothing and is read again with them decided.
+    let mut commit_attempt = 0;
+    let (staged, gate_failed) = loop {
+        commit_attempt += 1;
+        let t = Instant::now();
+        let pass = read_pass(&inputs).instrument(info_span!("read")).await?;
+        let pass_ms = ms(t);
+        let Pass {
+            silver,
+            features: gold,
+            rejects,
+            counts,
+            times,
+        } = pass;
+        report.blobs.read = listing.blobs.len();
+        report.blobs.empty = counts.empty;
+        report.durations.dedup_ms = times.dedup.as_millis() as u64;
+        report.durations.features_ms = times.features.as_millis() as u64;
+        report.durations.write_ms = times.write.as_millis() as u64;
+        report.durations.read_ms = pass_ms.saturating_sub(
+            report.durations.dedup_ms + report.durations.features_ms + report.durations.write_ms,
+        );
+        report.memory_after("read");
+        info!(
+            rows = counts.rows_written,
+            rejects = rejects.len(),
+            duplicates = counts.duplicates,
+            "read"
+        );
+        report.records_read = counts.own_records + counts.look_ahead_rows;
+        report.rows_written = counts.rows_written;
+        report.rejected = rejects.len() as u64;
+        report.duplicates = counts.duplicates;
+        report.other_dates = counts.other_dates;
+        report.rejects_by_reason.clear();
+        for r in &rejects {
+            *report
+                .rejects_by_reason
+                .entry(r.reason.as_str())
+                .or_default() += 1;
+        }
+        if !report.balances() {
+            return Err(Error::Internal(format!(
+                "records do not balance: read {} != written {} + rejected {} + duplicates {} + other dates {}",
+                report.records_read, report.rows_written, report.rejected, report.duplicates, report.other_dates
+            )));
+        }
+        report.reject_ratio = if report.records_read == 0 {
+            0.0
+        } else {
+            report.rejected as f64 / report.records_read as f64
+        };
+        let gate_failed = report.reject_ratio > job.max_reject_ratio;
+
+        // 4. Everything that can fail without touching storage happens before the
+        //    first commit: features and rejects become Arrow batches, folders are checked.
+        let t = Instant::now();
+        let mut staged = Vec::with_capacity(2);
+        if let (false, Some(gold)) = (gate_failed, gold) {
+            report.lookback_complete = Some(lookback.is_some());
+            let gold = guarded("features", || gold.finish(reference, req.labels_as_of))?;
+            info!(rows = gold.height(), "features");
+            let gold_meta = CommitMeta {
+                labels_as_of: report.labels_as_of.clone(),
+                ..meta.clone()
+            };
+            staged.push(stage(sink::features_table(), gold, gold_meta)?);
+        }
+        let frame =
+            rejects_frame(&rejects, &paths, date, &run_id).map_err(Error::polars("rejects"))?;
+        staged.push(stage(sink::rejects_table(), frame, meta.clone())?);
+        for (spec, _, _) in &staged {
+            sink::prepare_table(&prepared.lake, spec)?;
+        }
+        if gate_failed {
+            // The gate: silver (and so features) are not written.
+            silver.abort().await;
+            break (staged, true);
+        }
+
+        // 5. Commit silver first: the stream ends and delta-rs commits its files.
+        let silver_rows = silver.rows();
+        locks.check("telemetry").await?;
+        match silver.finish().await {
+            Ok(version) => {
+                info!(
+                    table = "telemetry",
+                    rows = silver_rows,
+                    version,
+                    "committed"
+                );
+                report.tables.insert(
+                    "telemetry",
+                    TableReport {
+                        partition: format!("event_date={date}"),
+                        rows: silver_rows,
+                        version,
+                    },
+                );
+                report.durations.write_ms += ms(t);
+                break (staged, false);
+            }
+            // Another run created the table between our look and our commit:
+            // a stream cannot be replayed, so the date is read again.
+            Err(e) if e.is_commit_conflict() && commit_attempt < sink::COMMIT_ATTEMPTS => {
+                warn!(table = "telemetry", error = %e, attempt = commit_attempt, "concurrent commit by another run; reading the date again");
+                tokio::time::sleep(std::time::Duration::from_millis(50 * commit_attempt)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    report.memory_after("dedup");
+    report.memory_after("features");
+
+    // 6. Then features (unless the gate failed), then rejects; each one atomic.
+    let t = Instant::now();
+    let mut committed: Vec<&'static str> = if gate_failed {
+        Vec::new()
+    } else {
+        vec!["telemetry"]
+    };
     for (spec, batch, meta) in staged {
         let name = spec.name;
         // The lock must still be this run's (not expired and taken over) at each commit.
@@ -326,7 +377,7 @@ async fn run_locked(
             Err(e) => return Err(e),
         }
     }
-    report.durations.write_ms = ms(t);
+    report.durations.write_ms += ms(t);
     report.memory_after("write");
 
     if gate_failed {
@@ -343,7 +394,10 @@ async fn run_locked(
 
 /// Runs a Polars stage; a panic inside Polars (a bug, or a feature missing
 /// from the build) becomes an error naming the stage instead of an abort with no report.
-fn guarded<T>(stage: &'static str, f: impl FnOnce() -> PolarsResult<T>) -> Result<T, Error> {
+pub(crate) fn guarded<T>(
+    stage: &'static str,
+    f: impl FnOnce() -> PolarsResult<T>,
+) -> Result<T, Error> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
         Ok(result) => result.map_err(Error::polars(stage)),
         Err(_) => Err(Error::Internal(format!(
@@ -522,27 +576,185 @@ async fn refresh_one(
     })
 }
 
-/// Everything read from the listing's blobs.
-struct ReadAll {
-    rows: RowColumns,
-    rejects: Vec<Reject>,
+/// What every pass over the date's blobs reads with.
+struct PassInputs<'a> {
+    prepared: &'a Prepared,
+    listing: &'a Listing,
+    rules: Arc<Rules>,
+    date: NaiveDate,
+    lookback: &'a Option<DataFrame>,
+    features: bool,
+    meta: &'a CommitMeta,
+    paths: Series,
+    ingested_at_us: i64,
+}
+
+/// How the records of a pass are accounted for.
+#[derive(Debug, Default)]
+struct Counts {
     own_records: u64,
+    look_ahead_rows: u64,
+    other_dates: u64,
+    duplicates: u64,
+    rows_written: u64,
     empty: usize,
 }
 
-async fn read_all(
-    storage: &Storage,
-    listing: &Listing,
+/// One complete pass: silver streamed (not yet committed), features and rejects in hand.
+struct Pass {
+    silver: sink::PartitionStream,
+    features: Option<features::Hourly>,
+    rejects: Vec<Reject>,
+    counts: Counts,
+    times: hours::StageTimes,
+}
+
+/// Passes at most: the first, plus one per round of message ids found spanning hours.
+const MAX_PASSES: usize = 3;
+
+/// Reads the date until a pass finds no message id spanning hours (see [`hours`]).
+async fn read_pass(inputs: &PassInputs<'_>) -> Result<Pass, Error> {
+    let mut resolved = hours::Resolved::default();
+    for attempt in 1..=MAX_PASSES {
+        let (pass, contested) = one_pass(inputs, &resolved).await?;
+        if contested.is_empty() {
+            return Ok(pass);
+        }
+        pass.silver.abort().await;
+        if attempt == MAX_PASSES {
+            break;
+        }
+        warn!(
+            ids = contested.len(),
+            "message ids found in more than one event hour: reading their copies to keep exactly one of each, then the date again"
+        );
+        let contested: std::collections::HashSet<u64> = contested.into_iter().collect();
+        let mut copies = Vec::new();
+        let mut blobs = std::pin::pin!(read_in_order(
+            inputs.prepared,
+            inputs.listing,
+            inputs.rules.clone()
+        ));
+        while let Some(read) = blobs.next().await {
+            let read = read?;
+            for (_, rows) in read.outcome.hours {
+                copies.push(guarded("dedup", || hours::rows_with_ids(rows, &contested))?);
+            }
+        }
+        guarded("dedup", || hours::resolve(copies, &mut resolved))?;
+    }
+    Err(Error::Internal(format!(
+        "message ids spanning event hours kept changing over {MAX_PASSES} reads of the date (are blobs still being written?); nothing was committed"
+    )))
+}
+
+/// One pass over every blob; returns the hashes of message ids found in more than one hour.
+async fn one_pass(
+    inputs: &PassInputs<'_>,
+    resolved: &hours::Resolved,
+) -> Result<(Pass, Vec<u64>), Error> {
+    let stream = sink::PartitionStream::start(
+        &inputs.prepared.lake,
+        &sink::telemetry_table(),
+        inputs.date,
+        inputs.meta,
+    )
+    .await?;
+    let features = if inputs.features {
+        let lookback = inputs.lookback.clone();
+        Some(guarded("features", || {
+            features::Hourly::new(inputs.date, lookback)
+        })?)
+    } else {
+        None
+    };
+    let silver = hours::SilverOut {
+        stream,
+        paths: inputs.paths.clone(),
+        run_id: inputs.meta.run_id.clone(),
+        ingested_at_us: inputs.ingested_at_us,
+    };
+    let mut day = hours::Day::new(
+        inputs.rules.day_start_us,
+        inputs.rules.late_arrival_us,
+        resolved,
+        features,
+        silver,
+    );
+    let mut counts = Counts::default();
+    let mut rejects = Vec::new();
+    let mut blobs = std::pin::pin!(read_in_order(
+        inputs.prepared,
+        inputs.listing,
+        inputs.rules.clone()
+    ));
+    while let Some(read) = blobs.next().await {
+        let Read {
+            idx,
+            outcome,
+            frontier_us,
+            budget,
+        } = read?;
+        counts.own_records += outcome.own_records;
+        counts.look_ahead_rows += outcome.look_ahead_rows;
+        counts.other_dates += outcome.other_dates;
+        counts.empty += usize::from(outcome.empty);
+        rejects.extend(outcome.rejects);
+        day.add(&inputs.listing.blobs[idx].path, outcome.hours)?;
+        drop(budget);
+        day.complete_before(frontier_us).await?;
+    }
+    day.complete().await?;
+    rejects.sort_by_key(|r: &Reject| (r.blob, r.line));
+    counts.duplicates = day.duplicates;
+    counts.rows_written = day.rows_written;
+    let pass = Pass {
+        silver: day.silver.stream,
+        features: day.features,
+        rejects,
+        counts,
+        times: day.times,
+    };
+    Ok((pass, day.contested))
+}
+
+/// One blob read and normalized, with the start of the next blob's partition.
+struct Read {
+    /// The blob's index in the listing.
+    idx: usize,
+    outcome: BlobOutcome,
+    /// No blob still to come starts before this (µs; `i64::MAX` after the last).
+    frontier_us: i64,
+    /// This blob's share of the read budget, held until its rows are handed on.
+    budget: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Fetches and parses the listing's blobs in parallel, yielding them in the order of their time partitions.
+fn read_in_order<'a>(
+    prepared: &'a Prepared,
+    listing: &'a Listing,
     rules: Arc<Rules>,
-) -> Result<ReadAll, Error> {
+) -> impl futures::Stream<Item = Result<Read, Error>> + 'a {
+    let blobs = &listing.blobs;
+    let start = |i: usize| blobs[i].partition.start.timestamp_micros();
+    let mut order: Vec<usize> = (0..blobs.len()).collect();
+    order.sort_by_key(|&i| (start(i), i));
+    let frontiers: Vec<i64> = order
+        .iter()
+        .skip(1)
+        .map(|&i| start(i))
+        .chain([i64::MAX])
+        .collect();
     let budget = Arc::new(tokio::sync::Semaphore::new(READ_BUDGET_MIB as usize));
-    let mut outcomes = futures::stream::iter(listing.blobs.iter().enumerate())
-        .map(|(idx, blob)| {
+    futures::stream::iter(order.into_iter().zip(frontiers))
+        .map(move |(idx, frontier_us)| {
             let rules = rules.clone();
             let budget = budget.clone();
+            let blob = &blobs[idx];
+            let storage = &prepared.storage;
             async move {
                 let mib = (blob.size >> 20).min(u64::from(READ_BUDGET_MIB - 1)) as u32 + 1;
-                let _held = budget
+                let held = budget
                     .acquire_many_owned(mib)
                     .await
                     .map_err(|e| Error::Internal(format!("read budget: {e}")))?;
@@ -558,7 +770,12 @@ async fn read_all(
                     let _ = tx.send(parsed);
                 });
                 match rx.await {
-                    Ok(Ok(outcome)) => Ok(outcome),
+                    Ok(Ok(outcome)) => Ok(Read {
+                        idx,
+                        outcome,
+                        frontier_us,
+                        budget: held,
+                    }),
                     Ok(Err(_)) => Err(Error::Internal(format!(
                         "parsing blob `{}` panicked (a bug: please report it with the blob)",
                         blob.path
@@ -570,49 +787,7 @@ async fn read_all(
                 }
             }
         })
-        .buffer_unordered(FETCH_CONCURRENCY);
-    let mut all = ReadAll {
-        rows: RowColumns::default(),
-        rejects: Vec::new(),
-        own_records: 0,
-        empty: 0,
-    };
-    while let Some(outcome) = outcomes.next().await {
-        let outcome = outcome?;
-        all.rows.append(outcome.rows);
-        all.rejects.extend(outcome.rejects);
-        all.own_records += outcome.own_records;
-        all.empty += usize::from(outcome.empty);
-    }
-    all.rejects.sort_by_key(|r| (r.blob, r.line));
-    Ok(all)
-}
-
-fn utc_us() -> DataType {
-    DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
-}
-
-/// The deduplicated rows with the silver table's bookkeeping columns.
-fn silver_frame(
-    frame: DataFrame,
-    paths: &[&str],
-    run_id: &str,
-    ingested_at: DateTime<Utc>,
-) -> PolarsResult<DataFrame> {
-    let paths = Series::new("source_file".into(), paths);
-    let idx = frame.column("blob")?.u32()?.clone();
-    let source_file = paths.take(&idx)?;
-    let mut frame = frame;
-    frame.with_column(source_file.into_column())?;
-    frame
-        .lazy()
-        .with_columns([
-            lit(ingested_at.timestamp_micros())
-                .cast(utc_us())
-                .alias("ingested_at"),
-            lit(run_id).alias("run_id"),
-        ])
-        .collect()
+        .buffered(FETCH_CONCURRENCY)
 }
 
 /// The rejects of the date's own partitions as a frame of the `rejects` table.

@@ -107,33 +107,161 @@ fn sample_std(n: Expr, m2: Expr) -> Expr {
         .otherwise(lit(NULL).cast(DataType::Float64))
 }
 
-/// Computes the date's `features_hourly` rows, sorted by device and hour.
+/// Per device-hour partials (count, mean, squared deviations) of temperature and vibration.
+fn hourly_partials(readings: LazyFrame) -> LazyFrame {
+    readings.group_by([col("device_id"), col("ws_us")]).agg(
+        partials("temperature", "t")
+            .into_iter()
+            .chain(partials("vibration", "v"))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Hours whose window start is in `[from, to)`.
+fn hours_in(from: i64, to: i64) -> Expr {
+    col("ws_us").gt_eq(lit(from)).and(col("ws_us").lt(lit(to)))
+}
+
+/// Computes the date's `features_hourly` rows, sorted by device and hour, all at once
+/// (the `features` command; a run goes an hour at a time through [`Hourly`]).
 pub fn compute(inputs: Inputs<'_>) -> PolarsResult<DataFrame> {
     let date = inputs.date;
     let lookback_complete = inputs.lookback.is_some();
     let day_start = crate::source::day_start(date).timestamp_micros();
-    // Hours whose window start is in [from, to).
-    let hours_in = |from: i64, to: i64| col("ws_us").gt_eq(lit(from)).and(col("ws_us").lt(lit(to)));
     let own = readings(inputs.silver).filter(hours_in(day_start, day_start + DAY_US));
     let earlier = match inputs.lookback {
         Some(frame) => readings(frame).filter(hours_in(lookback_start_us(date), day_start)),
         None => own.clone().limit(0),
     };
-
     // Every hour that can fall into one of the date's windows, reduced once:
     // collected here (one row per device-hour, small), because each of the six
-    // shifted copies below would otherwise re-run the group_by over every reading.
+    // shifted copies would otherwise re-run the group_by over every reading.
+    let hourly =
+        hourly_partials(concat([own.clone(), earlier], UnionArgs::default())?).collect()?;
+    let features = hour_features(own, hourly, date, day_start, DAY_US, lookback_complete)?;
+    with_reference_columns(features, date, inputs.reference, inputs.labels_as_of)
+}
+
+/// The features of a run's date built an hour at a time, as each hour's silver rows are final.
+///
+/// Only the partials of the last six hours are kept, so the memory held is
+/// one row per device and hour of the rolling window, whatever the day's size.
+pub struct Hourly {
+    date: NaiveDate,
+    lookback_complete: bool,
+    /// Partials of the hours that can still fall in a later hour's window.
+    recent: DataFrame,
+    done: Vec<DataFrame>,
+}
+
+impl Hourly {
+    /// Starts from the previous date's silver rows of the look-back (`None`: that partition does not exist).
+    pub fn new(date: NaiveDate, lookback: Option<DataFrame>) -> PolarsResult<Hourly> {
+        let day_start = crate::source::day_start(date).timestamp_micros();
+        let lookback_complete = lookback.is_some();
+        let recent = match lookback {
+            Some(frame) => hourly_partials(
+                readings(frame).filter(hours_in(lookback_start_us(date), day_start)),
+            )
+            .collect()?,
+            None => hourly_partials(readings(DataFrame::empty_with_schema(&silver_schema())))
+                .collect()?,
+        };
+        Ok(Hourly {
+            date,
+            lookback_complete,
+            recent,
+            done: Vec::new(),
+        })
+    }
+
+    /// Adds one UTC hour of the date (its final silver rows, every one with `window_start` = `ws_us`).
+    pub fn add_hour(&mut self, ws_us: i64, rows: &DataFrame) -> PolarsResult<()> {
+        let own = readings(rows.clone());
+        let partials = hourly_partials(own.clone()).collect()?;
+        let window_from = ws_us - (ROLLING_HOURS - 1) * HOUR_US;
+        self.recent = concat(
+            [
+                self.recent
+                    .clone()
+                    .lazy()
+                    .filter(col("ws_us").gt_eq(lit(window_from))),
+                partials.lazy(),
+            ],
+            UnionArgs::default(),
+        )?
+        .collect()?;
+        let frame = hour_features(
+            own,
+            self.recent.clone(),
+            self.date,
+            ws_us,
+            HOUR_US,
+            self.lookback_complete,
+        )?;
+        self.done.push(frame);
+        Ok(())
+    }
+
+    /// The date's rows, sorted by device and hour, with the maintenance and label columns.
+    pub fn finish(
+        self,
+        reference: &Reference,
+        labels_as_of: DateTime<Utc>,
+    ) -> PolarsResult<DataFrame> {
+        let frames = self
+            .done
+            .into_iter()
+            .map(DataFrame::lazy)
+            .collect::<Vec<_>>();
+        let features = if frames.is_empty() {
+            let empty = readings(DataFrame::empty_with_schema(&silver_schema()));
+            hour_features(
+                empty,
+                hourly_partials(readings(DataFrame::empty_with_schema(&silver_schema())))
+                    .collect()?,
+                self.date,
+                0,
+                0,
+                self.lookback_complete,
+            )?
+        } else {
+            concat(frames, UnionArgs::default())?
+                .sort(["device_id", "ws_us"], SortMultipleOptions::default())
+                .collect()?
+        };
+        with_reference_columns(features, self.date, reference, labels_as_of)
+    }
+}
+
+/// The silver columns the features read, empty.
+fn silver_schema() -> Schema {
+    Schema::from_iter([
+        Field::new("device_id".into(), DataType::String),
+        Field::new("device_type".into(), DataType::String),
+        Field::new(
+            "event_time".into(),
+            DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)),
+        ),
+        Field::new("temperature".into(), DataType::Float64),
+        Field::new("pressure".into(), DataType::Float64),
+        Field::new("vibration".into(), DataType::Float64),
+        Field::new("message_id".into(), DataType::String),
+    ])
+}
+
+/// The features of the hours in `[from, from + span)`: `own` holds those hours'
+/// readings, `hourly` the partials of every hour that reaches into their windows.
+fn hour_features(
+    own: LazyFrame,
+    hourly: DataFrame,
+    date: NaiveDate,
+    from: i64,
+    span: i64,
+    lookback_complete: bool,
+) -> PolarsResult<DataFrame> {
     let keys = [col("device_id"), col("ws_us")];
-    let hourly = concat([own.clone(), earlier], UnionArgs::default())?
-        .group_by(keys.clone())
-        .agg(
-            partials("temperature", "t")
-                .into_iter()
-                .chain(partials("vibration", "v"))
-                .collect::<Vec<_>>(),
-        )
-        .collect()?
-        .lazy();
+    let hourly = hourly.lazy();
     // Each hour contributes to its own window and the five after it.
     let shifted = (0..ROLLING_HOURS)
         .map(|k| {
@@ -143,7 +271,7 @@ pub fn compute(inputs: Inputs<'_>) -> PolarsResult<DataFrame> {
         })
         .collect::<Vec<_>>();
     let rolling = concat(shifted, UnionArgs::default())?
-        .filter(hours_in(day_start, day_start + DAY_US))
+        .filter(hours_in(from, from + span))
         .group_by(keys.clone())
         .agg(
             merged("t")
@@ -175,73 +303,69 @@ pub fn compute(inputs: Inputs<'_>) -> PolarsResult<DataFrame> {
         .or((col("temp_rolling_mean_6h") - temp.clone()).gt(three_sigma))
         .and(col("temp_rolling_std_6h").gt(noise_floor))
         .fill_null(lit(false));
-    let features = own
-        .join(
-            rolling,
-            keys.clone(),
-            keys.clone(),
-            JoinArgs::new(JoinType::Left),
+    own.join(
+        rolling,
+        keys.clone(),
+        keys.clone(),
+        JoinArgs::new(JoinType::Left),
+    )
+    .sort_by_exprs(
+        [col("device_id"), col("event_time"), col("message_id")],
+        SortMultipleOptions::default()
+            .with_nulls_last(true)
+            .with_maintain_order(true),
+    )
+    .group_by_stable(keys)
+    .agg([
+        col("device_type").drop_nulls().last().alias("device_type"),
+        len().cast(DataType::Int64).alias("reading_count"),
+        temp.clone().mean().alias("temp_mean"),
+        temp.clone().min().alias("temp_min"),
+        temp.clone().max().alias("temp_max"),
+        temp.std(1).alias("temp_std"),
+        f64_col("pressure").mean().alias("pressure_mean"),
+        vib.clone().mean().alias("vibration_mean"),
+        vib.clone().std(1).alias("vibration_std"),
+        vib.max().alias("vibration_max"),
+        col("temp_rolling_mean_6h").first(),
+        col("temp_rolling_std_6h").first(),
+        col("vibration_rolling_std_6h").first(),
+        spike.cast(DataType::Int64).sum().alias("temp_spike_count"),
+    ])
+    .with_columns([col("ws_us")
+        .cast(DataType::Datetime(
+            TimeUnit::Microseconds,
+            Some(TimeZone::UTC),
+        ))
+        .alias("window_start")])
+    .with_columns([
+        col("window_start")
+            .dt()
+            .hour()
+            .cast(DataType::Int32)
+            .alias("hour"),
+        (col("window_start").dt().weekday().cast(DataType::Int32) - lit(1)).alias("day_of_week"),
+        when(
+            col("vibration_mean")
+                .gt(lit(50.0))
+                .and(col("vibration_std").gt(lit(10.0))),
         )
-        .sort_by_exprs(
-            [col("device_id"), col("event_time"), col("message_id")],
-            SortMultipleOptions::default()
-                .with_nulls_last(true)
-                .with_maintain_order(true),
+        .then(lit("CRITICAL"))
+        .when(
+            col("vibration_mean")
+                .gt(lit(40.0))
+                .and(col("vibration_std").gt(lit(5.0))),
         )
-        .group_by_stable(keys)
-        .agg([
-            col("device_type").drop_nulls().last().alias("device_type"),
-            len().cast(DataType::Int64).alias("reading_count"),
-            temp.clone().mean().alias("temp_mean"),
-            temp.clone().min().alias("temp_min"),
-            temp.clone().max().alias("temp_max"),
-            temp.std(1).alias("temp_std"),
-            f64_col("pressure").mean().alias("pressure_mean"),
-            vib.clone().mean().alias("vibration_mean"),
-            vib.clone().std(1).alias("vibration_std"),
-            vib.max().alias("vibration_max"),
-            col("temp_rolling_mean_6h").first(),
-            col("temp_rolling_std_6h").first(),
-            col("vibration_rolling_std_6h").first(),
-            spike.cast(DataType::Int64).sum().alias("temp_spike_count"),
-        ])
-        .with_columns([col("ws_us")
-            .cast(DataType::Datetime(
-                TimeUnit::Microseconds,
-                Some(TimeZone::UTC),
-            ))
-            .alias("window_start")])
-        .with_columns([
-            col("window_start")
-                .dt()
-                .hour()
-                .cast(DataType::Int32)
-                .alias("hour"),
-            (col("window_start").dt().weekday().cast(DataType::Int32) - lit(1))
-                .alias("day_of_week"),
-            when(
-                col("vibration_mean")
-                    .gt(lit(50.0))
-                    .and(col("vibration_std").gt(lit(10.0))),
-            )
-            .then(lit("CRITICAL"))
-            .when(
-                col("vibration_mean")
-                    .gt(lit(40.0))
-                    .and(col("vibration_std").gt(lit(5.0))),
-            )
-            .then(lit("WARNING"))
-            .otherwise(lit("NORMAL"))
-            .alias("maintenance_status"),
-            lit(lookback_complete).alias("lookback_complete"),
-            lit(crate::dedup::epoch_days(date))
-                .cast(DataType::Date)
-                .alias("feature_date"),
-        ])
-        .sort(["device_id", "ws_us"], SortMultipleOptions::default())
-        .collect()?;
-
-    with_reference_columns(features, date, inputs.reference, inputs.labels_as_of)
+        .then(lit("WARNING"))
+        .otherwise(lit("NORMAL"))
+        .alias("maintenance_status"),
+        lit(lookback_complete).alias("lookback_complete"),
+        lit(crate::dedup::epoch_days(date))
+            .cast(DataType::Date)
+            .alias("feature_date"),
+    ])
+    .sort(["device_id", "ws_us"], SortMultipleOptions::default())
+    .collect()
 }
 
 /// Adds `days_since_maintenance` and the failure labels, row by row against the logs.

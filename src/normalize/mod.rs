@@ -65,6 +65,8 @@ impl fmt::Display for Reason {
 #[derive(Debug, Clone)]
 pub struct Rules {
     pub schema: TelemetrySchema,
+    /// Start of the run's date (µs): rows are kept by their hour of it.
+    pub day_start_us: i64,
     pub late_arrival_us: i64,
     pub clock_skew_us: i64,
     /// The job's declared blob format and CSV dialect.
@@ -361,12 +363,10 @@ pub struct RowColumns {
     /// Index of the blob in the (path-sorted) listing: orders like `source_file`.
     pub blob: Vec<u32>,
     pub line: Vec<u64>,
-    /// Whether the row came from one of the date's own partitions (vs the look-ahead).
-    pub own: Vec<bool>,
 }
 
 impl RowColumns {
-    fn push(&mut self, row: Row<'_>, blob: u32, line: u64, own: bool) {
+    pub fn push(&mut self, row: Row<'_>, blob: u32, line: u64) {
         self.device_id.push(Some(&row.device_id));
         self.device_type.push(row.device_type.as_deref());
         self.event_time.push(row.event_time);
@@ -378,7 +378,6 @@ impl RowColumns {
         self.enqueued_time.push(row.enqueued_time);
         self.blob.push(blob);
         self.line.push(line);
-        self.own.push(own);
     }
 
     pub fn len(&self) -> usize {
@@ -401,14 +400,23 @@ impl RowColumns {
         self.enqueued_time.append(&mut other.enqueued_time);
         self.blob.append(&mut other.blob);
         self.line.append(&mut other.line);
-        self.own.append(&mut other.own);
     }
 }
+
+/// One hour in µs.
+pub const HOUR_US: i64 = 3_600_000_000;
+/// One day in µs.
+pub const DAY_US: i64 = 24 * HOUR_US;
 
 /// What one blob yielded.
 #[derive(Debug, Default)]
 pub struct BlobOutcome {
-    pub rows: RowColumns,
+    /// The valid rows of the run's date, by UTC hour of `event_time` (0-23).
+    pub hours: Vec<(usize, RowColumns)>,
+    /// Valid rows of an own blob whose `event_date` is another date (counted, not kept).
+    pub other_dates: u64,
+    /// Valid rows of a look-ahead blob whose `event_date` is the date (counted as read).
+    pub look_ahead_rows: u64,
     /// Rejects of the date's own partitions (look-ahead rejects are the next date's).
     pub rejects: Vec<Reject>,
     /// Records counted for the date from this blob before the date filter: every
@@ -457,7 +465,8 @@ pub fn process_blob(idx: u32, blob: &Blob, bytes: &[u8], rules: &Rules) -> BlobO
             return out;
         }
     };
-    let mut rows = RowColumns::default();
+    let mut hours: Vec<(usize, RowColumns)> = Vec::new();
+    let (mut other_dates, mut look_ahead_rows) = (0u64, 0u64);
     let mut rejects = Vec::new();
     let mut records = 0u64;
     let mut seen = 0u64;
@@ -474,10 +483,25 @@ pub fn process_blob(idx: u32, blob: &Blob, bytes: &[u8], rules: &Rules) -> BlobO
             });
         match outcome {
             Ok(row) => {
+                let since = row.event_time - rules.day_start_us;
+                let in_day = (0..DAY_US).contains(&since);
                 if own {
                     records += 1;
+                    other_dates += u64::from(!in_day);
+                } else {
+                    look_ahead_rows += u64::from(in_day);
                 }
-                rows.push(row, idx, rec.line, own);
+                if in_day {
+                    let hour = (since / HOUR_US) as usize;
+                    let at = match hours.iter().position(|(h, _)| *h == hour) {
+                        Some(at) => at,
+                        None => {
+                            hours.push((hour, RowColumns::default()));
+                            hours.len() - 1
+                        }
+                    };
+                    hours[at].1.push(row, idx, rec.line);
+                }
             }
             Err((reason, detail)) => {
                 if own {
@@ -495,11 +519,13 @@ pub fn process_blob(idx: u32, blob: &Blob, bytes: &[u8], rules: &Rules) -> BlobO
     });
     if let Err(e) = result {
         // Nothing of a file that cannot be decoded as a whole is kept: it is one reject.
-        out.rows = RowColumns::default();
         unreadable(&mut out, e, &data);
         return out;
     }
-    out.rows = rows;
+    hours.sort_by_key(|(h, _)| *h);
+    out.hours = hours;
+    out.other_dates = other_dates;
+    out.look_ahead_rows = look_ahead_rows;
     out.rejects = rejects;
     out.own_records = records;
     // An idle producer's `[]`, header-only CSV or header-only Avro container.
@@ -610,6 +636,7 @@ mod tests {
         let p = layout.partition_of("t/2024/03/11/10/x.json").unwrap();
         let rules = Rules {
             schema: schema(),
+            day_start_us: 0,
             late_arrival_us: 2 * 3600 * 1_000_000,
             clock_skew_us: 5 * 60 * 1_000_000,
             format: decode::Declared::Auto,

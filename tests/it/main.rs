@@ -8,6 +8,7 @@ mod common;
 mod crash;
 mod exit_codes;
 mod features;
+mod hours;
 mod layouts;
 mod lock;
 mod maintain;

@@ -14,6 +14,7 @@ use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::arrow::ffi::{from_ffi, FFI_ArrowArray, FFI_ArrowSchema};
 use deltalake::kernel::transaction::{CommitProperties, TransactionError};
+use deltalake::operations::write::WriteBuilder;
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
@@ -22,6 +23,9 @@ use polars::prelude::{CompatLevel, DataFrame};
 use url::Url;
 
 use crate::fault::Fault;
+
+mod stream;
+pub use stream::PartitionStream;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
@@ -40,6 +44,11 @@ pub enum SinkError {
         container: Option<String>,
         fault: Fault,
         source: Box<deltalake::DeltaTableError>,
+    },
+    #[error("table `{table}`: {message}")]
+    Writer {
+        table: &'static str,
+        message: String,
     },
     #[error("reading table `{table}` at {url}: {}", crate::fault::describe(*.fault, .container.as_deref(), .message))]
     Read {
@@ -67,13 +76,26 @@ impl SinkError {
         match self {
             SinkError::Lake { .. } => true,
             SinkError::Delta { fault, .. } | SinkError::Read { fault, .. } => fault.is_config(),
-            SinkError::Column { .. } => false,
+            SinkError::Column { .. } | SinkError::Writer { .. } => false,
         }
+    }
+
+    /// Another run's commit got in first (a concurrent table creation): committing again can work.
+    pub fn is_commit_conflict(&self) -> bool {
+        matches!(
+            self,
+            SinkError::Delta { source, .. } if matches!(
+                **source,
+                deltalake::DeltaTableError::Transaction {
+                    source: TransactionError::CommitConflict(_)
+                }
+            )
+        )
     }
 }
 
 /// Commits tried when another run's commit conflicts (a concurrent table creation).
-const COMMIT_ATTEMPTS: u64 = 5;
+pub const COMMIT_ATTEMPTS: u64 = 5;
 
 /// Target size of the Parquet files the writer produces.
 pub const TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
@@ -298,17 +320,14 @@ pub fn prepare_table(lake: &Lake, spec: &TableSpec) -> Result<(), SinkError> {
     Ok(())
 }
 
-/// Replaces `spec.partition = date` of the table with `batch` in one commit; returns the new version.
-pub async fn replace_partition(
-    lake: &Lake,
+/// A write that replaces `spec.partition = date` in one commit, with the
+/// contract's Parquet settings and the run's `userMetadata`.
+fn replacing(
+    write: WriteBuilder,
     spec: &TableSpec,
     date: NaiveDate,
-    batch: RecordBatch,
     meta: &CommitMeta,
-) -> Result<u64, SinkError> {
-    let url = lake.table_url(spec.name)?;
-    let delta_err = |source| SinkError::delta(spec.name, &url, source);
-    prepare_table(lake, spec)?;
+) -> WriteBuilder {
     let user_metadata = serde_json::to_string(meta).unwrap_or_default();
     let commit = CommitProperties::default().with_metadata([
         (
@@ -323,6 +342,39 @@ pub async fn replace_partition(
     let writer = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .build();
+    write
+        .with_save_mode(SaveMode::Overwrite)
+        .with_partition_columns([spec.partition])
+        .with_replace_where(format!(
+            "{} = '{}'",
+            spec.partition,
+            date.format("%Y-%m-%d")
+        ))
+        .with_writer_properties(writer)
+        .with_target_file_size(NonZeroU64::new(TARGET_FILE_SIZE))
+        .with_commit_properties(commit)
+        .with_table_name(spec.name)
+}
+
+/// The table's version after a commit.
+fn version_of(lake: &Lake, spec: &TableSpec, table: &DeltaTable) -> Result<u64, SinkError> {
+    table.version().ok_or_else(|| SinkError::Lake {
+        lake: lake.location.clone(),
+        message: format!("table `{}` has no version after the commit", spec.name),
+    })
+}
+
+/// Replaces `spec.partition = date` of the table with `batch` in one commit; returns the new version.
+pub async fn replace_partition(
+    lake: &Lake,
+    spec: &TableSpec,
+    date: NaiveDate,
+    batch: RecordBatch,
+    meta: &CommitMeta,
+) -> Result<u64, SinkError> {
+    let url = lake.table_url(spec.name)?;
+    let delta_err = |source| SinkError::delta(spec.name, &url, source);
+    prepare_table(lake, spec)?;
     let mut attempt = 0;
     let table = loop {
         attempt += 1;
@@ -331,20 +383,7 @@ pub async fn replace_partition(
                 .await
                 .map_err(delta_err)?;
         let creating = table.version().is_none();
-        let written = table
-            .write([batch.clone()])
-            .with_save_mode(SaveMode::Overwrite)
-            .with_partition_columns([spec.partition])
-            .with_replace_where(format!(
-                "{} = '{}'",
-                spec.partition,
-                date.format("%Y-%m-%d")
-            ))
-            .with_writer_properties(writer.clone())
-            .with_target_file_size(NonZeroU64::new(TARGET_FILE_SIZE))
-            .with_commit_properties(commit.clone())
-            .with_table_name(spec.name)
-            .await;
+        let written = replacing(table.write([batch.clone()]), spec, date, meta).await;
         match written {
             Ok(table) => break table,
             // Another run (of another date: the run lock keeps out runs of this
@@ -360,8 +399,5 @@ pub async fn replace_partition(
             Err(e) => return Err(delta_err(e)),
         }
     };
-    table.version().ok_or_else(|| SinkError::Lake {
-        lake: lake.location.clone(),
-        message: format!("table `{}` has no version after the commit", spec.name),
-    })
+    version_of(lake, spec, &table)
 }

@@ -1,0 +1,207 @@
+//! One table partition replaced from a stream of batches, so the run never holds the day's silver rows at once.
+//!
+//! The batches go through a channel into a DataFusion `StreamingTable` that
+//! delta-rs's write plan reads: delta-rs still rolls the files at the target
+//! size, gathers their statistics, checks that every row belongs to the
+//! replaced partition and makes the one commit. The stream ends cleanly only
+//! through [`PartitionStream::finish`]; an abort, a dropped writer or a run
+//! that stops early ends it with an error, and delta-rs then commits nothing
+//! (the files it already wrote are in no version: `maintain` vacuums them).
+
+use std::sync::{Arc, Mutex};
+
+use chrono::NaiveDate;
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::SchemaRef;
+use deltalake::datafusion::catalog::streaming::StreamingTable;
+use deltalake::datafusion::datasource::provider_as_source;
+use deltalake::datafusion::error::DataFusionError;
+use deltalake::datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use deltalake::datafusion::logical_expr::LogicalPlanBuilder;
+use deltalake::datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use deltalake::datafusion::physical_plan::streaming::PartitionStream as DfPartitionStream;
+use deltalake::DeltaTable;
+use futures::StreamExt as _;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{prepare_table, replacing, version_of, CommitMeta, Lake, SinkError, TableSpec};
+
+enum Msg {
+    Batch(RecordBatch),
+    /// The run is done and the gate passed: commit.
+    End,
+}
+
+/// The channel's receiving end as the single partition of a streaming table.
+struct Channel {
+    schema: SchemaRef,
+    rx: Mutex<Option<mpsc::Receiver<Msg>>>,
+}
+
+impl std::fmt::Debug for Channel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Channel")
+    }
+}
+
+fn stopped(message: &str) -> DataFusionError {
+    DataFusionError::Execution(message.to_string())
+}
+
+impl DfPartitionStream for Channel {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
+        let rx = self.rx.lock().ok().and_then(|mut rx| rx.take());
+        let batches = futures::stream::unfold(rx, |rx| async move {
+            let Some(mut rx) = rx else {
+                return Some((Err(stopped("the batch stream was read twice")), None));
+            };
+            match rx.recv().await {
+                Some(Msg::Batch(batch)) => Some((Ok(batch), Some(rx))),
+                Some(Msg::End) => None,
+                None => Some((Err(stopped("the run stopped before its last batch")), None)),
+            }
+        })
+        // After an error the stream is over: nothing more is read.
+        .scan(false, |failed, item| {
+            let out = if *failed { None } else { Some(item) };
+            if matches!(out, Some(Err(_))) {
+                *failed = true;
+            }
+            futures::future::ready(out)
+        });
+        Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches))
+    }
+}
+
+/// A partition being replaced: batches go in with [`send`](Self::send), and
+/// [`finish`](Self::finish) commits them, or [`abort`](Self::abort) leaves the table as it was.
+pub struct PartitionStream {
+    table: &'static str,
+    tx: Option<mpsc::Sender<Msg>>,
+    task: Option<JoinHandle<Result<u64, SinkError>>>,
+    rows: u64,
+}
+
+impl PartitionStream {
+    /// Starts the write of `spec.partition = date`; nothing is committed before `finish`.
+    pub async fn start(
+        lake: &Lake,
+        spec: &TableSpec,
+        date: NaiveDate,
+        meta: &CommitMeta,
+    ) -> Result<PartitionStream, SinkError> {
+        let url = lake.table_url(spec.name)?;
+        prepare_table(lake, spec)?;
+        let table =
+            DeltaTable::try_from_url_with_storage_options(url.clone(), lake.storage_options())
+                .await
+                .map_err(|e| SinkError::delta(spec.name, &url, e))?;
+        let plan_err = |e: DataFusionError| SinkError::Writer {
+            table: spec.name,
+            message: format!("planning the write: {e}"),
+        };
+        // Two batches in flight at most: the reader waits for the writer.
+        let (tx, rx) = mpsc::channel(2);
+        let channel = Arc::new(Channel {
+            schema: spec.schema.clone(),
+            rx: Mutex::new(Some(rx)),
+        });
+        let source =
+            StreamingTable::try_new(spec.schema.clone(), vec![channel]).map_err(plan_err)?;
+        let plan = LogicalPlanBuilder::scan("batches", provider_as_source(Arc::new(source)), None)
+            .and_then(|b| b.build())
+            .map_err(plan_err)?;
+        let write = replacing(table.write(Vec::new()), spec, date, meta).with_input_plan(plan);
+        let name = spec.name;
+        let (lake, spec) = (lake.clone(), spec.clone());
+        let task = tokio::spawn(async move {
+            let table = write
+                .await
+                .map_err(|e| SinkError::delta(spec.name, &url, e))?;
+            version_of(&lake, &spec, &table)
+        });
+        Ok(PartitionStream {
+            table: name,
+            tx: Some(tx),
+            task: Some(task),
+            rows: 0,
+        })
+    }
+
+    /// Rows sent so far.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// Hands one batch to the writer (waiting while two are queued).
+    pub async fn send(&mut self, batch: RecordBatch) -> Result<(), SinkError> {
+        let rows = batch.num_rows() as u64;
+        if rows == 0 {
+            return Ok(());
+        }
+        let sent = match &self.tx {
+            Some(tx) => tx.send(Msg::Batch(batch)).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            self.rows += rows;
+            Ok(())
+        } else {
+            // The writer stopped (its error says why): there is nothing more to send to.
+            Err(self
+                .outcome()
+                .await
+                .err()
+                .unwrap_or_else(|| SinkError::Writer {
+                    table: self.table,
+                    message: "the writer stopped before the run's last batch".into(),
+                }))
+        }
+    }
+
+    /// Ends the stream and waits for the commit; returns the table's new version.
+    pub async fn finish(mut self) -> Result<u64, SinkError> {
+        if let Some(tx) = self.tx.take() {
+            // A closed channel means the writer already failed: its outcome says why.
+            let _ = tx.send(Msg::End).await;
+        }
+        self.outcome().await
+    }
+
+    /// Ends the stream with an error: delta-rs commits nothing.
+    pub async fn abort(mut self) {
+        self.tx = None;
+        if let Err(e) = self.outcome().await {
+            tracing::debug!(table = self.table, error = %e, "partition write aborted");
+        }
+    }
+
+    async fn outcome(&mut self) -> Result<u64, SinkError> {
+        self.tx = None;
+        match self.task.take() {
+            Some(task) => task.await.unwrap_or_else(|e| {
+                Err(SinkError::Writer {
+                    table: self.table,
+                    message: format!("the writer task failed: {e}"),
+                })
+            }),
+            None => Err(SinkError::Writer {
+                table: self.table,
+                message: "the write is already over".into(),
+            }),
+        }
+    }
+}
+
+impl Drop for PartitionStream {
+    fn drop(&mut self) {
+        // Dropped mid-run (an error elsewhere): the closed channel fails the write,
+        // so nothing is committed; the task is left to wind down on its own.
+        self.tx = None;
+    }
+}
