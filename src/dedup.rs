@@ -39,7 +39,8 @@ pub fn frame_of(rows: RowColumns) -> PolarsResult<DataFrame> {
 }
 
 /// Removes the copies among `rows` (columns as [`frame_of`] makes them): the
-/// unique rows sorted by device, event time, blob and line, and how many copies went.
+/// unique rows sorted by device, event time, message id (nulls last), blob and
+/// line — the order the features read them in — and how many copies went.
 ///
 /// Called on one event hour at a time: copies of a reading share its event time, so
 /// `(device_id, event_time)` keys never span hours; message ids that do are
@@ -107,8 +108,8 @@ pub fn dedup_rows(rows: DataFrame) -> PolarsResult<(DataFrame, u64)> {
         .filter(&keep)?
         .lazy()
         .sort(
-            ["device_id", "event_time", "blob", "line"],
-            SortMultipleOptions::default(),
+            ["device_id", "event_time", "message_id", "blob", "line"],
+            SortMultipleOptions::default().with_nulls_last(true),
         )
         .collect()?;
     let duplicates = candidates - frame.height() as u64;

@@ -206,12 +206,16 @@ async fn run_locked(
         format: job.format,
         csv: job.csv.clone(),
     });
-    let lookback = if req.features {
-        lookback(&prepared.lake, date)
+    // Reduced at once to per device-hour partials: the rows themselves are not kept.
+    let (features, lookback_complete) = if req.features {
+        let lookback = lookback(&prepared.lake, date)
             .instrument(info_span!("lookback"))
-            .await?
+            .await?;
+        let complete = lookback.is_some();
+        let start = guarded("features", || features::Hourly::new(date, lookback))?;
+        (Some(start), complete)
     } else {
-        None
+        (None, false)
     };
     let meta = CommitMeta {
         run_id: run_id.clone(),
@@ -225,8 +229,7 @@ async fn run_locked(
         listing: &listing,
         rules,
         date,
-        lookback: &lookback,
-        features: req.features,
+        features,
         meta: &meta,
         paths: Series::new("source_file".into(), &paths),
         ingested_at_us: ingested_at.timestamp_micros(),
@@ -293,7 +296,7 @@ async fn run_locked(
         let t = Instant::now();
         let mut staged = Vec::with_capacity(2);
         if let (false, Some(gold)) = (gate_failed, gold) {
-            report.lookback_complete = Some(lookback.is_some());
+            report.lookback_complete = Some(lookback_complete);
             let gold = guarded("features", || gold.finish(reference, req.labels_as_of))?;
             info!(rows = gold.height(), "features");
             let gold_meta = CommitMeta {
@@ -461,7 +464,7 @@ async fn lookback_from(
         return Ok(None);
     }
     let from = features::lookback_start_us(date);
-    let rows = silver::read_day(table, previous, Some(from), &features::SILVER_COLUMNS).await?;
+    let rows = silver::read_day(table, previous, Some(from), &features::LOOKBACK_COLUMNS).await?;
     Ok(Some(rows))
 }
 
@@ -582,8 +585,8 @@ struct PassInputs<'a> {
     listing: &'a Listing,
     rules: Arc<Rules>,
     date: NaiveDate,
-    lookback: &'a Option<DataFrame>,
-    features: bool,
+    /// The features before the date's first hour (the look-back reduced to partials); `None`: silver only.
+    features: Option<features::Hourly>,
     meta: &'a CommitMeta,
     paths: Series,
     ingested_at_us: i64,
@@ -660,14 +663,7 @@ async fn one_pass(
         inputs.meta,
     )
     .await?;
-    let features = if inputs.features {
-        let lookback = inputs.lookback.clone();
-        Some(guarded("features", || {
-            features::Hourly::new(inputs.date, lookback)
-        })?)
-    } else {
-        None
-    };
+    let features = inputs.features.clone();
     let silver = hours::SilverOut {
         stream,
         paths: inputs.paths.clone(),

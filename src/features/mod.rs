@@ -59,7 +59,30 @@ fn f64_col(name: &str) -> Expr {
 
 /// The columns of `frame` that the features read, with µs keys for the hour.
 fn readings(frame: DataFrame) -> LazyFrame {
-    frame.lazy().select(SILVER_COLUMNS.map(col)).with_column(
+    with_hour(frame.lazy().select(SILVER_COLUMNS.map(col)))
+}
+
+/// Silver columns the look-back needs: the earlier hours only feed the rolling partials.
+pub const LOOKBACK_COLUMNS: [&str; 4] = ["device_id", "event_time", "temperature", "vibration"];
+
+/// The look-back's readings, with µs keys for the hour.
+fn earlier_readings(frame: DataFrame) -> LazyFrame {
+    with_hour(frame.lazy().select(LOOKBACK_COLUMNS.map(col)))
+}
+
+/// Just what the partials read (the look-back's columns and the hour).
+fn partial_inputs(readings: LazyFrame) -> LazyFrame {
+    readings.select(
+        LOOKBACK_COLUMNS
+            .map(col)
+            .into_iter()
+            .chain([col("ws_us")])
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn with_hour(readings: LazyFrame) -> LazyFrame {
+    readings.with_column(
         col("event_time")
             .dt()
             .truncate(lit("1h"))
@@ -130,15 +153,26 @@ pub fn compute(inputs: Inputs<'_>) -> PolarsResult<DataFrame> {
     let day_start = crate::source::day_start(date).timestamp_micros();
     let own = readings(inputs.silver).filter(hours_in(day_start, day_start + DAY_US));
     let earlier = match inputs.lookback {
-        Some(frame) => readings(frame).filter(hours_in(lookback_start_us(date), day_start)),
-        None => own.clone().limit(0),
+        Some(frame) => earlier_readings(frame).filter(hours_in(lookback_start_us(date), day_start)),
+        None => partial_inputs(own.clone()).limit(0),
     };
     // Every hour that can fall into one of the date's windows, reduced once:
     // collected here (one row per device-hour, small), because each of the six
     // shifted copies would otherwise re-run the group_by over every reading.
-    let hourly =
-        hourly_partials(concat([own.clone(), earlier], UnionArgs::default())?).collect()?;
-    let features = hour_features(own, hourly, date, day_start, DAY_US, lookback_complete)?;
+    let hourly = hourly_partials(concat(
+        [partial_inputs(own.clone()), earlier],
+        UnionArgs::default(),
+    )?)
+    .collect()?;
+    let features = hour_features(
+        own,
+        hourly,
+        date,
+        day_start,
+        DAY_US,
+        lookback_complete,
+        false,
+    )?;
     with_reference_columns(features, date, inputs.reference, inputs.labels_as_of)
 }
 
@@ -146,6 +180,7 @@ pub fn compute(inputs: Inputs<'_>) -> PolarsResult<DataFrame> {
 ///
 /// Only the partials of the last six hours are kept, so the memory held is
 /// one row per device and hour of the rolling window, whatever the day's size.
+#[derive(Clone)]
 pub struct Hourly {
     date: NaiveDate,
     lookback_complete: bool,
@@ -161,7 +196,7 @@ impl Hourly {
         let lookback_complete = lookback.is_some();
         let recent = match lookback {
             Some(frame) => hourly_partials(
-                readings(frame).filter(hours_in(lookback_start_us(date), day_start)),
+                earlier_readings(frame).filter(hours_in(lookback_start_us(date), day_start)),
             )
             .collect()?,
             None => hourly_partials(readings(DataFrame::empty_with_schema(&silver_schema())))
@@ -175,7 +210,8 @@ impl Hourly {
         })
     }
 
-    /// Adds one UTC hour of the date (its final silver rows, every one with `window_start` = `ws_us`).
+    /// Adds one UTC hour of the date: its final silver rows, every one with
+    /// `window_start` = `ws_us`, in the order [`crate::dedup::dedup_rows`] leaves them.
     pub fn add_hour(&mut self, ws_us: i64, rows: &DataFrame) -> PolarsResult<()> {
         let own = readings(rows.clone());
         let partials = hourly_partials(own.clone()).collect()?;
@@ -198,6 +234,7 @@ impl Hourly {
             ws_us,
             HOUR_US,
             self.lookback_complete,
+            true,
         )?;
         self.done.push(frame);
         Ok(())
@@ -224,6 +261,7 @@ impl Hourly {
                 0,
                 0,
                 self.lookback_complete,
+                false,
             )?
         } else {
             concat(frames, UnionArgs::default())?
@@ -251,7 +289,8 @@ fn silver_schema() -> Schema {
 }
 
 /// The features of the hours in `[from, from + span)`: `own` holds those hours'
-/// readings, `hourly` the partials of every hour that reaches into their windows.
+/// readings (`presorted`: already by device, event time and message id, nulls
+/// last, as dedup leaves an hour), `hourly` the partials of every hour that reaches into their windows.
 fn hour_features(
     own: LazyFrame,
     hourly: DataFrame,
@@ -259,6 +298,7 @@ fn hour_features(
     from: i64,
     span: i64,
     lookback_complete: bool,
+    presorted: bool,
 ) -> PolarsResult<DataFrame> {
     let keys = [col("device_id"), col("ws_us")];
     let hourly = hourly.lazy();
@@ -303,69 +343,74 @@ fn hour_features(
         .or((col("temp_rolling_mean_6h") - temp.clone()).gt(three_sigma))
         .and(col("temp_rolling_std_6h").gt(noise_floor))
         .fill_null(lit(false));
-    own.join(
-        rolling,
-        keys.clone(),
-        keys.clone(),
-        JoinArgs::new(JoinType::Left),
-    )
-    .sort_by_exprs(
-        [col("device_id"), col("event_time"), col("message_id")],
-        SortMultipleOptions::default()
-            .with_nulls_last(true)
-            .with_maintain_order(true),
-    )
-    .group_by_stable(keys)
-    .agg([
-        col("device_type").drop_nulls().last().alias("device_type"),
-        len().cast(DataType::Int64).alias("reading_count"),
-        temp.clone().mean().alias("temp_mean"),
-        temp.clone().min().alias("temp_min"),
-        temp.clone().max().alias("temp_max"),
-        temp.std(1).alias("temp_std"),
-        f64_col("pressure").mean().alias("pressure_mean"),
-        vib.clone().mean().alias("vibration_mean"),
-        vib.clone().std(1).alias("vibration_std"),
-        vib.max().alias("vibration_max"),
-        col("temp_rolling_mean_6h").first(),
-        col("temp_rolling_std_6h").first(),
-        col("vibration_rolling_std_6h").first(),
-        spike.cast(DataType::Int64).sum().alias("temp_spike_count"),
-    ])
-    .with_columns([col("ws_us")
-        .cast(DataType::Datetime(
-            TimeUnit::Microseconds,
-            Some(TimeZone::UTC),
-        ))
-        .alias("window_start")])
-    .with_columns([
-        col("window_start")
-            .dt()
-            .hour()
-            .cast(DataType::Int32)
-            .alias("hour"),
-        (col("window_start").dt().weekday().cast(DataType::Int32) - lit(1)).alias("day_of_week"),
-        when(
-            col("vibration_mean")
-                .gt(lit(50.0))
-                .and(col("vibration_std").gt(lit(10.0))),
+    let own = if presorted {
+        own
+    } else {
+        own.sort_by_exprs(
+            [col("device_id"), col("event_time"), col("message_id")],
+            SortMultipleOptions::default()
+                .with_nulls_last(true)
+                .with_maintain_order(true),
         )
-        .then(lit("CRITICAL"))
-        .when(
-            col("vibration_mean")
-                .gt(lit(40.0))
-                .and(col("vibration_std").gt(lit(5.0))),
-        )
-        .then(lit("WARNING"))
-        .otherwise(lit("NORMAL"))
-        .alias("maintenance_status"),
-        lit(lookback_complete).alias("lookback_complete"),
-        lit(crate::dedup::epoch_days(date))
-            .cast(DataType::Date)
-            .alias("feature_date"),
-    ])
-    .sort(["device_id", "ws_us"], SortMultipleOptions::default())
-    .collect()
+    };
+    // "Most recent non-null device_type" is the last one in this order.
+    let keep_order = JoinArgs {
+        maintain_order: MaintainOrderJoin::Left,
+        ..JoinArgs::new(JoinType::Left)
+    };
+    own.join(rolling, keys.clone(), keys.clone(), keep_order)
+        .group_by_stable(keys)
+        .agg([
+            col("device_type").drop_nulls().last().alias("device_type"),
+            len().cast(DataType::Int64).alias("reading_count"),
+            temp.clone().mean().alias("temp_mean"),
+            temp.clone().min().alias("temp_min"),
+            temp.clone().max().alias("temp_max"),
+            temp.std(1).alias("temp_std"),
+            f64_col("pressure").mean().alias("pressure_mean"),
+            vib.clone().mean().alias("vibration_mean"),
+            vib.clone().std(1).alias("vibration_std"),
+            vib.max().alias("vibration_max"),
+            col("temp_rolling_mean_6h").first(),
+            col("temp_rolling_std_6h").first(),
+            col("vibration_rolling_std_6h").first(),
+            spike.cast(DataType::Int64).sum().alias("temp_spike_count"),
+        ])
+        .with_columns([col("ws_us")
+            .cast(DataType::Datetime(
+                TimeUnit::Microseconds,
+                Some(TimeZone::UTC),
+            ))
+            .alias("window_start")])
+        .with_columns([
+            col("window_start")
+                .dt()
+                .hour()
+                .cast(DataType::Int32)
+                .alias("hour"),
+            (col("window_start").dt().weekday().cast(DataType::Int32) - lit(1))
+                .alias("day_of_week"),
+            when(
+                col("vibration_mean")
+                    .gt(lit(50.0))
+                    .and(col("vibration_std").gt(lit(10.0))),
+            )
+            .then(lit("CRITICAL"))
+            .when(
+                col("vibration_mean")
+                    .gt(lit(40.0))
+                    .and(col("vibration_std").gt(lit(5.0))),
+            )
+            .then(lit("WARNING"))
+            .otherwise(lit("NORMAL"))
+            .alias("maintenance_status"),
+            lit(lookback_complete).alias("lookback_complete"),
+            lit(crate::dedup::epoch_days(date))
+                .cast(DataType::Date)
+                .alias("feature_date"),
+        ])
+        .sort(["device_id", "ws_us"], SortMultipleOptions::default())
+        .collect()
 }
 
 /// Adds `days_since_maintenance` and the failure labels, row by row against the logs.
