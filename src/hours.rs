@@ -35,12 +35,19 @@ pub fn id_hash(id: &str) -> u64 {
     xxhash_rust::xxh3::xxh3_64(id.as_bytes())
 }
 
+/// Where a copy of a decided id was read: blob, line and the id (a compact JSON
+/// array holds several records on one line; the id tells them apart).
+type Copy = (u32, u64, String);
+
 /// Message ids already decided by exact dedup across hours.
 #[derive(Debug, Default)]
 pub struct Resolved {
-    /// `(blob, line)` of the copies that lost: dropped as they are read.
-    pub losers: HashSet<(u32, u64)>,
-    /// The decided ids: their winners are not checked against earlier hours again.
+    /// The copies that lost: dropped as they are read.
+    pub losers: HashSet<Copy>,
+    /// The copies that won: not checked against earlier hours again.
+    pub winners: HashSet<Copy>,
+    /// The decided ids. A copy of one that is neither a known winner nor a known
+    /// loser (its blob changed since it was decided) makes the id contested again.
     pub ids: HashSet<String>,
 }
 
@@ -187,9 +194,10 @@ impl<'r> Day<'r> {
             crate::pipeline::guarded("dedup", || drop_losers(frame_of(rows)?, &resolved.losers))?;
         let (frame, copies) = crate::pipeline::guarded("dedup", || dedup_rows(frame))?;
         self.duplicates += dropped + copies;
-        let ids = crate::pipeline::guarded("dedup", || ids_of(&frame, &resolved.ids))?;
+        let (ids, unknown) = crate::pipeline::guarded("dedup", || ids_of(&frame, resolved))?;
         let hits = self.seen.add_hour(ids);
         self.contested.extend(hits);
+        self.contested.extend(unknown);
         self.times.dedup += t.elapsed();
         if !self.contested.is_empty() {
             // This pass will be read again with the contested ids decided: write nothing more.
@@ -226,17 +234,19 @@ impl<'r> Day<'r> {
 }
 
 /// Drops the copies exact dedup across hours already ruled out; returns how many went.
-fn drop_losers(frame: DataFrame, losers: &HashSet<(u32, u64)>) -> PolarsResult<(DataFrame, u64)> {
+fn drop_losers(frame: DataFrame, losers: &HashSet<Copy>) -> PolarsResult<(DataFrame, u64)> {
     if losers.is_empty() {
         return Ok((frame, 0));
     }
     let blob = frame.column("blob")?.u32()?;
     let line = frame.column("line")?.u64()?;
+    let ids = frame.column("message_id")?.str()?;
     let keep: BooleanChunked = blob
         .iter()
         .zip(line.iter())
-        .map(|(b, l)| match (b, l) {
-            (Some(b), Some(l)) => !losers.contains(&(b, l)),
+        .zip(ids.iter())
+        .map(|((b, l), id)| match (b, l, id) {
+            (Some(b), Some(l), Some(id)) => !losers.contains(&(b, l, id.to_string())),
             _ => true,
         })
         .collect();
@@ -244,15 +254,26 @@ fn drop_losers(frame: DataFrame, losers: &HashSet<(u32, u64)>) -> PolarsResult<(
     Ok((frame.filter(&keep)?, dropped))
 }
 
-/// The hashes of the rows' message ids, but for ids already decided across hours.
-fn ids_of(frame: &DataFrame, decided: &HashSet<String>) -> PolarsResult<Vec<u64>> {
+/// The hashes of the rows' message ids, but for the decided winners; and the
+/// hashes of decided ids whose copy here is neither a known winner nor a known loser.
+fn ids_of(frame: &DataFrame, resolved: &Resolved) -> PolarsResult<(Vec<u64>, Vec<u64>)> {
     let ids = frame.column("message_id")?.str()?;
-    Ok(ids
-        .iter()
-        .flatten()
-        .filter(|id| decided.is_empty() || !decided.contains(*id))
-        .map(id_hash)
-        .collect())
+    if resolved.ids.is_empty() {
+        return Ok((ids.iter().flatten().map(id_hash).collect(), Vec::new()));
+    }
+    let blob = frame.column("blob")?.u32()?;
+    let line = frame.column("line")?.u64()?;
+    let (mut hashes, mut unknown) = (Vec::new(), Vec::new());
+    for ((id, b), l) in ids.iter().zip(blob.iter()).zip(line.iter()) {
+        let Some(id) = id else { continue };
+        if !resolved.ids.contains(id) {
+            hashes.push(id_hash(id));
+        } else if !matches!((b, l), (Some(b), Some(l)) if resolved.winners.contains(&(b, l, id.to_string())))
+        {
+            unknown.push(id_hash(id));
+        }
+    }
+    Ok((hashes, unknown))
 }
 
 /// Keeps the rows whose message id has one of the `contested` hashes.
@@ -275,22 +296,38 @@ pub fn resolve(copies: Vec<DataFrame>, resolved: &mut Resolved) -> PolarsResult<
     }
     let all = concat(frames, UnionArgs::default())?.collect()?;
     let (kept, _) = dedup_rows(all.clone())?;
-    let at = |frame: &DataFrame| -> PolarsResult<Vec<(u32, u64)>> {
+    let at = |frame: &DataFrame| -> PolarsResult<Vec<Copy>> {
         let blob = frame.column("blob")?.u32()?;
         let line = frame.column("line")?.u64()?;
+        let ids = frame.column("message_id")?.str()?;
         Ok(blob
             .into_no_null_iter()
             .zip(line.into_no_null_iter())
+            .zip(ids.iter())
+            .map(|((b, l), id)| (b, l, id.unwrap_or_default().to_string()))
             .collect())
     };
-    let winners: HashSet<(u32, u64)> = at(&kept)?.into_iter().collect();
+    let winners: HashSet<Copy> = at(&kept)?.into_iter().collect();
+    let mut seen = HashSet::new();
     for copy in at(&all)? {
+        if !seen.insert(copy.clone()) {
+            // One line holding the same id twice (a compact JSON array): the copies
+            // cannot be told apart by where they were read, so none can be dropped.
+            return Err(PolarsError::ComputeError(
+                format!(
+                    "blob #{} line {}: message id `{}` occurs twice on the line and in more than one event hour; its copies cannot be told apart",
+                    copy.0, copy.1, copy.2
+                )
+                .into(),
+            ));
+        }
         if !winners.contains(&copy) {
             resolved.losers.insert(copy);
         }
     }
-    for id in kept.column("message_id")?.str()?.iter().flatten() {
-        resolved.ids.insert(id.to_string());
+    for (blob, line, id) in winners {
+        resolved.ids.insert(id.clone());
+        resolved.winners.insert((blob, line, id));
     }
     Ok(())
 }
@@ -324,6 +361,58 @@ pub fn silver_frame(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::normalize::Row;
+    use std::borrow::Cow;
+
+    /// Rows of one device: (message id, event time µs, enqueued µs, blob, line).
+    fn rows(copies: &[(&str, i64, i64, u32, u64)]) -> RowColumns {
+        let mut c = RowColumns::default();
+        for &(id, t, enq, blob, line) in copies {
+            let row = Row {
+                device_id: Cow::Borrowed("p1"),
+                device_type: None,
+                event_time: t,
+                temperature: Some(1.0),
+                pressure: None,
+                vibration: None,
+                priority: None,
+                message_id: Some(Cow::Borrowed(id)),
+                enqueued_time: Some(enq),
+            };
+            c.push(row, blob, line);
+        }
+        c
+    }
+
+    const H: i64 = HOUR_US;
+
+    #[test]
+    fn a_decided_id_drops_its_losers_and_a_copy_from_nowhere_contests_it_again() {
+        // `x` in hour 3 (enqueued later) and hour 7 (enqueued first): hour 7's copy wins.
+        let copies = frame_of(rows(&[("x", 3 * H, 9, 0, 1), ("x", 7 * H, 5, 2, 4)])).unwrap();
+        let mut resolved = Resolved::default();
+        resolve(vec![copies], &mut resolved).unwrap();
+        assert!(resolved.losers.contains(&(0, 1, "x".to_string())));
+        assert!(resolved.winners.contains(&(2, 4, "x".to_string())));
+
+        let hour3 = frame_of(rows(&[("x", 3 * H, 9, 0, 1), ("y", 3 * H, 9, 0, 2)])).unwrap();
+        let (kept, dropped) = drop_losers(hour3, &resolved.losers).unwrap();
+        assert_eq!((kept.height(), dropped), (1, 1));
+
+        // The winner is not hashed again; a copy of `x` at a place nobody decided
+        // (its blob grew since) is contested again rather than written twice.
+        let hour7 = frame_of(rows(&[("x", 7 * H, 5, 2, 4), ("x", 7 * H + 1, 1, 3, 1)])).unwrap();
+        let (hashes, unknown) = ids_of(&hour7, &resolved).unwrap();
+        assert!(hashes.is_empty());
+        assert_eq!(unknown, vec![id_hash("x")]);
+    }
+
+    #[test]
+    fn one_line_holding_an_id_twice_cannot_be_resolved() {
+        let copies = frame_of(rows(&[("x", 3 * H, 9, 0, 1), ("x", 7 * H, 5, 0, 1)])).unwrap();
+        let err = resolve(vec![copies], &mut Resolved::default()).unwrap_err();
+        assert!(err.to_string().contains("cannot be told apart"), "{err}");
+    }
 
     #[test]
     fn seen_ids_report_what_an_earlier_hour_had_and_stay_sorted() {

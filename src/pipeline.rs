@@ -197,7 +197,6 @@ async fn run_locked(
         }
     }
 
-    // 2. The features' look-back: the previous date's last hours, as silver has them.
     let rules = Arc::new(Rules {
         schema: job.schema.clone(),
         day_start_us: source::day_start(date).timestamp_micros(),
@@ -206,17 +205,6 @@ async fn run_locked(
         format: job.format,
         csv: job.csv.clone(),
     });
-    // Reduced at once to per device-hour partials: the rows themselves are not kept.
-    let (features, lookback_complete) = if req.features {
-        let lookback = lookback(&prepared.lake, date)
-            .instrument(info_span!("lookback"))
-            .await?;
-        let complete = lookback.is_some();
-        let start = guarded("features", || features::Hourly::new(date, lookback))?;
-        (Some(start), complete)
-    } else {
-        (None, false)
-    };
     let meta = CommitMeta {
         run_id: run_id.clone(),
         job: job.name.clone(),
@@ -224,16 +212,7 @@ async fn run_locked(
         labels_as_of: None,
     };
     let paths: Vec<&str> = listing.blobs.iter().map(|b| b.path.as_str()).collect();
-    let inputs = PassInputs {
-        prepared,
-        listing: &listing,
-        rules,
-        date,
-        features,
-        meta: &meta,
-        paths: Series::new("source_file".into(), &paths),
-        ingested_at_us: ingested_at.timestamp_micros(),
-    };
+    let paths_series = Series::new("source_file".into(), &paths);
 
     // 3. Read every blob, an hour of the date at a time: dedup, features and the
     //    silver rows stream out as each hour is complete. A pass that finds
@@ -241,6 +220,29 @@ async fn run_locked(
     let mut commit_attempt = 0;
     let (staged, gate_failed) = loop {
         commit_attempt += 1;
+        report.lookback_complete = None;
+        // 2. The features' look-back: the previous date's last hours as silver has
+        //    them now, reduced at once to per device-hour partials (the rows are not kept).
+        let (features, lookback_complete) = if req.features {
+            let lookback = lookback(&prepared.lake, date)
+                .instrument(info_span!("lookback"))
+                .await?;
+            let complete = lookback.is_some();
+            let start = guarded("features", || features::Hourly::new(date, lookback))?;
+            (Some(start), complete)
+        } else {
+            (None, false)
+        };
+        let inputs = PassInputs {
+            prepared,
+            listing: &listing,
+            rules: rules.clone(),
+            date,
+            features,
+            meta: &meta,
+            paths: paths_series.clone(),
+            ingested_at_us: ingested_at.timestamp_micros(),
+        };
         let t = Instant::now();
         let pass = read_pass(&inputs).instrument(info_span!("read")).await?;
         let pass_ms = ms(t);
