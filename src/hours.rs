@@ -24,7 +24,7 @@ use polars::prelude::*;
 use crate::dedup::{dedup_rows, frame_of};
 use crate::error::Error;
 use crate::features::Hourly;
-use crate::normalize::{RowColumns, HOUR_US};
+use crate::normalize::{RowColumns, DAY_HOURS, HOUR_US};
 use crate::sink::{self, PartitionStream};
 
 /// Rows per Arrow batch handed to the silver writer: bounds the copy into Arrow.
@@ -136,7 +136,7 @@ impl<'r> Day<'r> {
         Day {
             day_start_us,
             late_us,
-            buckets: (0..24).map(|_| RowColumns::default()).collect(),
+            buckets: (0..DAY_HOURS).map(|_| RowColumns::default()).collect(),
             next: 0,
             seen: SeenIds::default(),
             resolved,
@@ -167,7 +167,7 @@ impl<'r> Day<'r> {
 
     /// Finishes every hour that no blob starting at `frontier_us` or later can add to.
     pub async fn complete_before(&mut self, frontier_us: i64) -> Result<(), Error> {
-        while self.next < 24 {
+        while self.next < DAY_HOURS {
             let hour_end = self.day_start_us + (self.next as i64 + 1) * HOUR_US;
             if hour_end.saturating_add(self.late_us) > frontier_us {
                 break;
@@ -190,11 +190,13 @@ impl<'r> Day<'r> {
         }
         let t = Instant::now();
         let resolved = self.resolved;
-        let (frame, dropped) =
-            crate::pipeline::guarded("dedup", || drop_losers(frame_of(rows)?, &resolved.losers))?;
-        let (frame, copies) = crate::pipeline::guarded("dedup", || dedup_rows(frame))?;
-        self.duplicates += dropped + copies;
-        let (ids, unknown) = crate::pipeline::guarded("dedup", || ids_of(&frame, resolved))?;
+        let (frame, dropped, ids, unknown) = crate::pipeline::guarded("dedup", || {
+            let (frame, losers) = drop_losers(frame_of(rows)?, &resolved.losers)?;
+            let (frame, copies) = dedup_rows(frame)?;
+            let (ids, unknown) = ids_of(&frame, resolved)?;
+            Ok((frame, losers + copies, ids, unknown))
+        })?;
+        self.duplicates += dropped;
         let hits = self.seen.add_hour(ids);
         self.contested.extend(hits);
         self.contested.extend(unknown);

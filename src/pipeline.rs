@@ -350,8 +350,6 @@ async fn run_locked(
             Err(e) => return Err(e.into()),
         }
     };
-    report.memory_after("dedup");
-    report.memory_after("features");
 
     // 6. Then features (unless the gate failed), then rejects; each one atomic.
     let t = Instant::now();

@@ -16,12 +16,10 @@ pub mod reference;
 use chrono::{DateTime, NaiveDate, Utc};
 use polars::prelude::*;
 
+use crate::normalize::{DAY_US, HOUR_US};
+
 pub use reference::{Reference, ReferenceError};
 
-/// One hour in µs.
-const HOUR_US: i64 = 3_600_000_000;
-/// One day in µs.
-const DAY_US: i64 = 24 * HOUR_US;
 /// Hours in the rolling window S, the hour itself included.
 pub const ROLLING_HOURS: i64 = 6;
 
@@ -252,11 +250,10 @@ impl Hourly {
             .map(DataFrame::lazy)
             .collect::<Vec<_>>();
         let features = if frames.is_empty() {
-            let empty = readings(DataFrame::empty_with_schema(&silver_schema()));
+            // No hour had a reading: no rows, in the columns the hours would have had.
             hour_features(
-                empty,
-                hourly_partials(readings(DataFrame::empty_with_schema(&silver_schema())))
-                    .collect()?,
+                readings(DataFrame::empty_with_schema(&silver_schema())),
+                self.recent,
                 self.date,
                 0,
                 0,

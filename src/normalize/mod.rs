@@ -405,8 +405,10 @@ impl RowColumns {
 
 /// One hour in µs.
 pub const HOUR_US: i64 = 3_600_000_000;
+/// Hours in a (UTC) day.
+pub const DAY_HOURS: usize = 24;
 /// One day in µs.
-pub const DAY_US: i64 = 24 * HOUR_US;
+pub const DAY_US: i64 = DAY_HOURS as i64 * HOUR_US;
 
 /// What one blob yielded.
 #[derive(Debug, Default)]
