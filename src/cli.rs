@@ -69,6 +69,10 @@ pub struct WriteArgs {
     /// (overrides the job file's `lock.wait`; e.g. `0s`, `90s`, `10m`).
     #[arg(long, env = "COLDPATH_LOCK_WAIT", value_parser = parse_wait)]
     pub lock_wait: Option<Duration>,
+    /// A date that reads no records may replace a partition that holds rows
+    /// (without it such a run fails and changes nothing; the job's `allow_empty`).
+    #[arg(long, env = "COLDPATH_ALLOW_EMPTY")]
+    pub allow_empty: bool,
 }
 
 #[derive(Debug, Args)]

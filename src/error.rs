@@ -27,6 +27,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Archived(String),
+    /// A run that found nothing would have emptied a date that holds rows.
+    #[error("{0}")]
+    EmptyRun(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -46,7 +49,9 @@ impl Error {
             Error::Sink(e) => e.is_config(),
             Error::Reference(e) => e.is_config(),
             Error::Lock(e) => e.is_config(),
-            Error::Polars { .. } | Error::Archived(_) | Error::Internal(_) => false,
+            Error::Polars { .. } | Error::Archived(_) | Error::EmptyRun(_) | Error::Internal(_) => {
+                false
+            }
         }
     }
 

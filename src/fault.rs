@@ -110,9 +110,70 @@ const SECRET_VARS: [&str; 9] = [
     "AZURE_STORAGE_CONNECTION_STRING",
 ];
 
-/// `text` with every secret from the environment and every SAS signature (`sig=…`) replaced by `***`.
+/// What in a location would be a credential: a query string (a SAS: `sv`,
+/// `sig`, `se`, `skoid`, …) or a password in its user-info. coldpath takes
+/// credentials only from the environment, never from a URL, so such a location
+/// is refused; this says why, without repeating the secret.
+pub fn url_secret(location: &str) -> Option<&'static str> {
+    let url = url::Url::parse(location).ok()?;
+    if url.query().is_some() || location.contains('?') {
+        Some("carries a query string (a SAS token?)")
+    } else if url.password().is_some() {
+        Some("carries a password in its user-info")
+    } else {
+        None
+    }
+}
+
+/// A URL as it may be shown: its query string (and fragment) becomes `***`,
+/// and so does its user-info, except the container that `abfs(s)://container@account` names.
+pub fn redact_url(location: &str) -> String {
+    let Ok(mut url) = url::Url::parse(location) else {
+        return location.to_string();
+    };
+    if url.cannot_be_a_base() {
+        return location.to_string();
+    }
+    if url.query().is_some() {
+        url.set_query(Some("***"));
+    }
+    if url.fragment().is_some() {
+        url.set_fragment(Some("***"));
+    }
+    if url.password().is_some() {
+        let _ = url.set_password(Some("***"));
+    }
+    let container_name = matches!(url.scheme(), "abfs" | "abfss");
+    if !url.username().is_empty() && !container_name {
+        let _ = url.set_username("***");
+    }
+    url.to_string()
+}
+
+/// Every URL in `text` through [`redact_url`]; a URL runs to the next space or quote.
+fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let start = rest[..at]
+            .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.'))
+            .map_or(0, |i| i + 1);
+        let len = rest[at..]
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>'))
+            .unwrap_or(rest.len() - at);
+        let end = at + len;
+        out.push_str(&rest[..start]);
+        out.push_str(&redact_url(&rest[start..end]));
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `text` with every secret from the environment replaced by `***`, and every
+/// URL's query string and user-info (see [`redact_url`]); a stray `sig=…` too.
 pub fn redact(text: &str) -> String {
-    let mut out = text.to_string();
+    let mut out = redact_urls(text);
     for var in SECRET_VARS {
         if let Ok(value) = std::env::var(var) {
             let value = value.trim();
@@ -171,5 +232,38 @@ mod tests {
             "GET https://a.blob.core.windows.net/raw?restype=container&sv=2022&sig=***&se=1 failed"
         );
         assert_eq!(redact_query_param("sig=x", "sig="), "sig=***");
+    }
+
+    #[test]
+    fn urls_lose_their_query_string_and_user_info_everywhere_in_a_text() {
+        let text = r#"{"source": "https://acct.blob.core.windows.net/raw?sv=2022-11-02&ss=b&srt=co&sp=rl&se=2030-01-01&skoid=k1&sig=S3CR3T", "lake": "az://u:p4ss@lake/iot"} and `abfss://raw@acct.dfs.core.windows.net/t?sig=X`"#;
+        let out = redact(text);
+        for secret in ["S3CR3T", "sv=", "skoid", "se=2030", "p4ss", "sig=X"] {
+            assert!(!out.contains(secret), "{secret} in {out}");
+        }
+        assert!(
+            out.contains("https://acct.blob.core.windows.net/raw?***"),
+            "{out}"
+        );
+        assert!(
+            out.contains("abfss://raw@acct.dfs.core.windows.net/t?***"),
+            "{out}"
+        );
+        assert!(out.contains("az://***:***@lake/iot"), "{out}");
+        // Plain locations are unchanged.
+        assert_eq!(
+            redact("az://raw/telemetry and ./lake"),
+            "az://raw/telemetry and ./lake"
+        );
+    }
+
+    #[test]
+    fn credentials_in_a_location_are_named_not_repeated() {
+        assert!(url_secret("https://a.blob.core.windows.net/raw?sv=1&sig=abc").is_some());
+        assert!(url_secret("az://user:pw@raw/x").is_some());
+        assert!(url_secret("abfss://raw@acct.dfs.core.windows.net/x").is_none());
+        assert!(url_secret("./lake").is_none());
+        let why = url_secret("https://a/raw?sig=abc").unwrap_or_default();
+        assert!(!why.contains("abc"));
     }
 }

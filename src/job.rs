@@ -12,7 +12,7 @@ use serde::Deserialize;
 use crate::lock::{LockSettings, MIN_LOCK_TTL};
 use crate::retry::StorageSettings;
 use crate::schema::TelemetrySchema;
-use crate::source::decode::{CsvDialect, Declared};
+use crate::source::decode::{CsvDialect, Declared, Limits};
 
 #[derive(Debug, thiserror::Error)]
 pub enum JobError {
@@ -56,6 +56,10 @@ struct JobFile {
     #[serde(default)]
     fail_on_no_blobs: bool,
     #[serde(default)]
+    allow_empty: bool,
+    #[serde(default)]
+    limits: LimitsFile,
+    #[serde(default)]
     reference: ReferenceFile,
     #[serde(default)]
     storage: StorageFile,
@@ -71,6 +75,22 @@ struct StorageFile {
     retry_timeout: Option<String>,
     request_timeout: Option<String>,
     connect_timeout: Option<String>,
+}
+
+/// `[limits]`: how big a blob (inflated) and one record may be; a size is a
+/// number of bytes or a string such as `"512MiB"`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LimitsFile {
+    max_blob_bytes: Option<Size>,
+    max_record_bytes: Option<Size>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+enum Size {
+    Bytes(u64),
+    Text(String),
 }
 
 /// `[csv]`: how CSV blobs are written (defaults: comma, double quote, a header line, decimal point).
@@ -115,12 +135,18 @@ pub struct Job {
     pub max_reject_ratio: f64,
     /// A date with no blobs fails the run (exit 1) instead of a warning and an empty run.
     pub fail_on_no_blobs: bool,
+    /// A run that finds nothing may replace a date that holds rows (else it fails).
+    pub allow_empty: bool,
+    /// How big a blob and one of its records may be.
+    pub limits: Limits,
     pub maintenance_log: String,
     pub failure_log: String,
     pub storage: StorageSettings,
     pub lock: LockSettings,
 }
 
+/// The largest job file read.
+pub const MAX_JOB_FILE: u64 = 64 << 10;
 pub const DEFAULT_LATE_ARRIVAL: Duration = Duration::from_secs(2 * 3600);
 pub const DEFAULT_CLOCK_SKEW: Duration = Duration::from_secs(5 * 60);
 pub const DEFAULT_MAX_REJECT_RATIO: f64 = 0.05;
@@ -132,10 +158,22 @@ pub const DEFAULT_LOCK_TTL: Duration = Duration::from_secs(2 * 60);
 impl Job {
     /// Reads and validates a job file.
     pub fn load(path: &Path) -> Result<Job, JobError> {
-        let text = std::fs::read_to_string(path).map_err(|source| JobError::Read {
+        let read = |source| JobError::Read {
             path: path.to_owned(),
             source,
-        })?;
+        };
+        let mut text = String::new();
+        std::io::Read::read_to_string(
+            &mut std::io::Read::take(std::fs::File::open(path).map_err(read)?, MAX_JOB_FILE + 1),
+            &mut text,
+        )
+        .map_err(read)?;
+        if text.len() as u64 > MAX_JOB_FILE {
+            return Err(JobError::Parse {
+                path: path.to_owned(),
+                message: format!("larger than {MAX_JOB_FILE} bytes; a job file is a few hundred"),
+            });
+        }
         Job::parse(path, &text)
     }
 
@@ -198,6 +236,13 @@ impl Job {
         if file.name.trim().is_empty() {
             return Err(invalid("name", "must not be empty".into()));
         }
+        for (key, value) in [("name", &file.name), ("layout", &file.layout)] {
+            check_text(value).map_err(|m| invalid(key, m))?;
+        }
+        for (key, value) in [("source", &file.source), ("lake", &file.lake)] {
+            check_location(value).map_err(|m| invalid(key, m))?;
+        }
+        let limits = limits(&file.limits).map_err(|(key, m)| invalid(key, m))?;
         crate::source::layout::Layout::parse(&file.layout)
             .map_err(|e| invalid("layout", e.to_string()))?;
         let schema = match &file.schema {
@@ -226,6 +271,8 @@ impl Job {
             clock_skew,
             max_reject_ratio,
             fail_on_no_blobs: file.fail_on_no_blobs,
+            allow_empty: file.allow_empty,
+            limits,
             maintenance_log: file
                 .reference
                 .maintenance
@@ -238,6 +285,87 @@ impl Job {
             lock,
         })
     }
+}
+
+/// The longest name, URL or template a job may hold: far above any real one, and
+/// small enough that a value copied into reports, logs and commits stays harmless.
+pub const MAX_TEXT: usize = 1024;
+
+/// A job text value: short and printable.
+pub fn check_text(value: &str) -> Result<(), String> {
+    if value.len() > MAX_TEXT {
+        return Err(format!(
+            "is {} bytes long; at most {MAX_TEXT} are allowed",
+            value.len()
+        ));
+    }
+    if value.chars().any(char::is_control) {
+        return Err("holds a control character".into());
+    }
+    Ok(())
+}
+
+/// A source or lake location: short, printable, and holding no credential.
+pub fn check_location(value: &str) -> Result<(), String> {
+    check_text(value)?;
+    match crate::fault::url_secret(value) {
+        Some(why) => Err(format!(
+            "`{}` {why}: credentials come from the environment (AZURE_STORAGE_SAS_TOKEN, AZURE_STORAGE_ACCOUNT_KEY, AZURE_CLIENT_ID, …), never from a URL",
+            crate::fault::redact_url(value)
+        )),
+        None => Ok(()),
+    }
+}
+
+/// A size: bytes, or a number with `KiB`, `MiB`, `GiB` (or `KB`, `MB`, `GB`, the same here).
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let digits = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(digits);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{text}` is not a size such as 64MiB"))?;
+    let shift = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 0,
+        "k" | "kb" | "kib" => 10,
+        "m" | "mb" | "mib" => 20,
+        "g" | "gb" | "gib" => 30,
+        _ => return Err(format!("`{text}`: the unit is one of B, KiB, MiB, GiB")),
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("`{text}` is too large"))
+}
+
+/// The `[limits]` section; an error names the key.
+fn limits(f: &LimitsFile) -> Result<Limits, (&'static str, String)> {
+    let size = |key: &'static str, v: &Option<Size>, default: u64, min: u64| {
+        let n = match v {
+            None => return Ok(default),
+            Some(Size::Bytes(n)) => *n,
+            Some(Size::Text(t)) => parse_size(t).map_err(|m| (key, m))?,
+        };
+        if n < min {
+            return Err((key, format!("{n} bytes is below the least useful {min}")));
+        }
+        Ok(n)
+    };
+    let defaults = Limits::default();
+    let max_record_bytes = size(
+        "limits.max_record_bytes",
+        &f.max_record_bytes,
+        defaults.max_record_bytes as u64,
+        1 << 10,
+    )?;
+    Ok(Limits {
+        max_blob_bytes: size(
+            "limits.max_blob_bytes",
+            &f.max_blob_bytes,
+            defaults.max_blob_bytes,
+            1 << 10,
+        )?,
+        max_record_bytes: usize::try_from(max_record_bytes)
+            .map_err(|_| ("limits.max_record_bytes", "too large".to_string()))?,
+    })
 }
 
 /// The `[csv]` section as a dialect; an error names the key.

@@ -19,6 +19,7 @@ use serde_json::json;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.log_format);
+    quiet_panics();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -29,15 +30,54 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = match cli.command {
+    let dispatch = std::panic::AssertUnwindSafe(|| match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Backfill(args) => runtime.block_on(backfill(args)),
         Command::Adf => runtime.block_on(adf()),
         Command::Maintain(args) => runtime.block_on(maintain(args)),
         Command::Plan(args) => runtime.block_on(plan(args)),
         Command::Features(args) => runtime.block_on(features(args)),
-    };
+    });
+    let code = std::panic::catch_unwind(dispatch).unwrap_or_else(|_| {
+        let why = LAST_PANIC
+            .lock()
+            .ok()
+            .and_then(|p| p.clone())
+            .unwrap_or_default();
+        eprintln!(
+            "coldpath: error: internal: {} (a bug: please report it)",
+            redact(&why)
+        );
+        1
+    });
     ExitCode::from(code as u8)
+}
+
+/// The last panic's message and place, for the one line that reports it.
+static LAST_PANIC: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+/// Panics print no backtrace. Most are caught where they happen (a blob's
+/// decoding, a Polars stage, a task inside delta-rs or object_store that fails
+/// on a full disk) and become an error naming what failed; one that is not
+/// becomes one line and exit 1 in `main`.
+fn quiet_panics() {
+    std::panic::set_hook(Box::new(|info| {
+        let what = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        let at = info
+            .location()
+            .map(|l| format!(" at {}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = format!("panic: {what}{at}");
+        tracing::debug!(%message, "caught");
+        if let Ok(mut last) = LAST_PANIC.lock() {
+            *last = Some(message);
+        }
+    }));
 }
 
 fn init_logging(format: LogFormat) {
@@ -71,16 +111,24 @@ fn label_cutoff(asked: Option<chrono::DateTime<chrono::Utc>>) -> chrono::DateTim
     }
 }
 
-fn load_job(args: &JobArgs, lock_wait: Option<std::time::Duration>) -> Result<Job, Error> {
+/// The job file with the command line's overrides (`write`: those of a writing command).
+fn load_job(args: &JobArgs, write: Option<&WriteArgs>) -> Result<Job, Error> {
     let mut job = Job::load(&args.job)?;
-    if let Some(wait) = lock_wait {
-        job.lock.wait = wait;
+    if let Some(write) = write {
+        if let Some(wait) = write.lock_wait {
+            job.lock.wait = wait;
+        }
+        job.allow_empty |= write.allow_empty;
     }
-    if let Some(source) = &args.source {
-        job.source = source.clone();
-    }
-    if let Some(lake) = &args.lake {
-        job.lake = lake.clone();
+    for (flag, value, slot) in [
+        ("--source", &args.source, &mut job.source),
+        ("--lake", &args.lake, &mut job.lake),
+    ] {
+        if let Some(value) = value {
+            coldpath::job::check_location(value)
+                .map_err(|m| Error::Usage(format!("{flag}: {m}")))?;
+            *slot = value.clone();
+        }
     }
     Ok(job)
 }
@@ -88,7 +136,7 @@ fn load_job(args: &JobArgs, lock_wait: Option<std::time::Duration>) -> Result<Jo
 async fn run(args: RunArgs) -> i32 {
     let run_id = uuid::Uuid::new_v4().to_string();
     let date = args.date.to_string();
-    let job = match load_job(&args.job, args.write.lock_wait) {
+    let job = match load_job(&args.job, Some(&args.write)) {
         Ok(job) => job,
         Err(e) => {
             let mut report = RunReport::new("", &date, &run_id, "", "");
@@ -140,7 +188,8 @@ fn write_report<T: serde::Serialize>(
     report: &T,
     to: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(report)?;
+    // Every report passes here: no URL leaves with its query string or user-info.
+    let text = redact(&serde_json::to_string_pretty(report)?);
     match to {
         Some(path) => std::fs::write(path, text + "\n")
             .with_context(|| format!("writing the report to {}", path.display())),
@@ -166,7 +215,7 @@ async fn features(args: FeaturesArgs) -> i32 {
     };
     let result = async {
         let dates = args.dates().map_err(Error::Usage)?;
-        let job = load_job(&args.job, args.write.lock_wait)?;
+        let job = load_job(&args.job, Some(&args.write))?;
         report.job = job.name.clone();
         report.lake = job.lake.clone();
         let span = tracing::info_span!("features", job = %job.name, run_id = %run_id);
@@ -196,7 +245,7 @@ async fn backfill(args: BackfillArgs) -> i32 {
     let prepared = args
         .dates()
         .map_err(Error::Usage)
-        .and_then(|dates| Ok((dates, load_job(&args.job, args.write.lock_wait)?)));
+        .and_then(|dates| Ok((dates, load_job(&args.job, Some(&args.write))?)));
     let (dates, job) = match prepared {
         Ok(x) => x,
         Err(e) => {
@@ -368,6 +417,7 @@ async fn adf() -> i32 {
         labels_as_of,
         report: Some(outputs.clone()),
         lock_wait,
+        allow_empty: false,
     };
     let (what, code) = match request {
         Request::Run { date } => (

@@ -204,6 +204,7 @@ async fn run_locked(
         clock_skew_us: job.clock_skew.as_micros() as i64,
         format: job.format,
         csv: job.csv.clone(),
+        limits: job.limits,
     });
     let meta = CommitMeta {
         run_id: run_id.clone(),
@@ -321,6 +322,12 @@ async fn run_locked(
 
         // 5. Commit silver first: the stream ends and delta-rs commits its files.
         let silver_rows = silver.rows();
+        if silver_rows == 0 && !job.allow_empty {
+            if let Some(why) = empty_replaces_rows(prepared, date, &listing, report).await? {
+                silver.abort().await;
+                return Err(Error::EmptyRun(why));
+            }
+        }
         locks.check("telemetry").await?;
         match silver.finish().await {
             Ok(version) => {
@@ -393,6 +400,37 @@ async fn run_locked(
         report.set_status(Status::Succeeded);
     }
     Ok(())
+}
+
+/// Why an empty result must not replace `date`'s silver: the partition holds
+/// rows, and nothing said the empty result is intended. `None` when it may.
+async fn empty_replaces_rows(
+    prepared: &Prepared,
+    date: NaiveDate,
+    listing: &Listing,
+    report: &RunReport,
+) -> Result<Option<String>, Error> {
+    let Some(table) = silver::open(&prepared.lake).await? else {
+        return Ok(None);
+    };
+    if !silver::has_partition(&table, date).await? {
+        return Ok(None);
+    }
+    let found = if listing.blobs.is_empty() {
+        format!(
+            "the listing found no blobs under {} prefixes of the layout",
+            listing.prefixes.len()
+        )
+    } else {
+        format!(
+            "its {} blobs held no rows of the date ({} records read)",
+            listing.blobs.len(),
+            report.records_read
+        )
+    };
+    Ok(Some(format!(
+        "{date}: {found}, but telemetry's event_date={date} holds rows; nothing was changed. A wrong layout, prefix or credential lists nothing: check them. If the date is meant to be empty, rerun with --allow-empty (or allow_empty = true in the job file)"
+    )))
 }
 
 /// Runs a Polars stage; a panic inside Polars (a bug, or a feature missing
@@ -754,6 +792,15 @@ fn read_in_order<'a>(
                     .acquire_many_owned(mib)
                     .await
                     .map_err(|e| Error::Internal(format!("read budget: {e}")))?;
+                if blob.size > rules.limits.max_blob_bytes {
+                    let outcome = normalize::oversized_blob(idx as u32, blob, &rules.limits);
+                    return Ok(Read {
+                        idx,
+                        outcome,
+                        frontier_us,
+                        budget: held,
+                    });
+                }
                 let bytes = storage.get(&blob.path).await?;
                 let owned = blob.clone();
                 let (tx, rx) = tokio::sync::oneshot::channel();

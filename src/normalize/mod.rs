@@ -72,6 +72,8 @@ pub struct Rules {
     /// The job's declared blob format and CSV dialect.
     pub format: decode::Declared,
     pub csv: decode::CsvDialect,
+    /// How big a blob and a record may be.
+    pub limits: decode::Limits,
 }
 
 /// A record that passed every rule; its strings borrow from the record where they can.
@@ -427,6 +429,30 @@ pub struct BlobOutcome {
     pub empty: bool,
 }
 
+/// The `detail` of a blob rejected unread for its size.
+pub fn oversized(size: u64, limits: &decode::Limits) -> String {
+    format!(
+        "blob is {size} bytes, over max_blob_bytes = {} (the [limits] of the job file); not read",
+        limits.max_blob_bytes
+    )
+}
+
+/// The outcome of a blob too big to read: one `unreadable_file` (if it is the date's own).
+pub fn oversized_blob(idx: u32, blob: &Blob, limits: &decode::Limits) -> BlobOutcome {
+    let mut out = BlobOutcome::default();
+    if blob.window == Window::Own {
+        out.own_records = 1;
+        out.rejects.push(Reject {
+            blob: idx,
+            line: None,
+            reason: Reason::UnreadableFile,
+            detail: oversized(blob.size, limits),
+            raw: String::new(),
+        });
+    }
+    out
+}
+
 /// Decodes and normalizes one blob's bytes.
 pub fn process_blob(idx: u32, blob: &Blob, bytes: &[u8], rules: &Rules) -> BlobOutcome {
     let own = blob.window == Window::Own;
@@ -449,30 +475,38 @@ pub fn process_blob(idx: u32, blob: &Blob, bytes: &[u8], rules: &Rules) -> BlobO
             });
         }
     };
-    let data = match decode::unwrap_bytes(bytes) {
-        Ok(d) => d,
+    if bytes.len() as u64 > rules.limits.max_blob_bytes {
+        let detail = oversized(bytes.len() as u64, &rules.limits);
+        unreadable(&mut out, detail, &[]);
+        return out;
+    }
+    let mut inflated = decode::Inflated::new(bytes, &rules.limits);
+    let head = match inflated.head() {
+        Ok(h) => h,
         Err(e) => {
             unreadable(&mut out, e, &[]);
             return out;
         }
     };
-    if data.iter().all(|b| b.is_ascii_whitespace()) {
+    if inflated.ended() && head.iter().all(|b| b.is_ascii_whitespace()) {
         out.empty = true;
         return out;
     }
-    let format = match decode::resolve(rules.format, &blob.path, &data, &rules.csv) {
+    let format = match decode::resolve(rules.format, &blob.path, &head, &rules.csv) {
         Ok(f) => f,
         Err(e) => {
             unreadable(&mut out, e, &[]);
             return out;
         }
     };
+    let start = head[..head.len().min(RAW_LIMIT)].to_vec();
+    let data = inflated.after(head);
     let mut hours: Vec<(usize, RowColumns)> = Vec::new();
     let (mut other_dates, mut look_ahead_rows) = (0u64, 0u64);
     let mut rejects = Vec::new();
     let mut records = 0u64;
     let mut seen = 0u64;
-    let result = decode::for_each_record(&data, format, &rules.csv, |rec| {
+    let result = decode::for_each_record(data, format, &rules.csv, &rules.limits, |rec| {
         seen += 1;
         let fields = rec.fields.map_err(|e| (Reason::MalformedRecord, e));
         let outcome = fields
@@ -520,16 +554,16 @@ pub fn process_blob(idx: u32, blob: &Blob, bytes: &[u8], rules: &Rules) -> BlobO
         }
     });
     if let Err(e) = result {
-        // Nothing of a file that cannot be decoded as a whole is kept: it is one reject.
-        unreadable(&mut out, e, &data);
-        return out;
+        // The blob stops here: what was read stands, the rest is one reject.
+        unreadable(&mut out, e, if seen == 0 { &start } else { &[] });
+        seen += 1;
     }
     hours.sort_by_key(|(h, _)| *h);
     out.hours = hours;
     out.other_dates = other_dates;
     out.look_ahead_rows = look_ahead_rows;
-    out.rejects = rejects;
-    out.own_records = records;
+    out.rejects.extend(rejects);
+    out.own_records += records;
     // An idle producer's `[]`, header-only CSV or header-only Avro container.
     out.empty = seen == 0;
     out
@@ -643,6 +677,7 @@ mod tests {
             clock_skew_us: 5 * 60 * 1_000_000,
             format: decode::Declared::Auto,
             csv: decode::CsvDialect::default(),
+            limits: decode::Limits::default(),
         };
         let at = |s: &str| time::parse_str(s).unwrap();
         assert!(check_window(at("2024-03-11T08:00:00Z"), &p, &rules).is_ok());

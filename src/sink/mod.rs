@@ -210,6 +210,9 @@ impl Lake {
             Url::parse(location).map_err(|e| err(e.to_string()))?
         } else {
             let abs = std::path::absolute(location).map_err(|e| err(e.to_string()))?;
+            if abs.exists() && !abs.is_dir() {
+                return Err(err("is a file, not a folder".into()));
+            }
             Url::from_directory_path(&abs).map_err(|_| err("not an absolute path".into()))?
         };
         let mut url = url;

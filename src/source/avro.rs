@@ -6,11 +6,29 @@
 //! on its own, so a file is never inflated whole, and a block cut short (a file
 //! still being written) costs only that block. Records come out as JSON values,
 //! so the envelope logic is the same as for IoT Hub routing's JSON encoding.
+//!
+//! Hand-written (not `apache-avro`) for per-record salvage and for bounds: a
+//! hostile file cannot make it recurse without end (schemas and values are
+//! depth-limited, a schema that can never end is refused), allocate what a count
+//! or length claims (every count is paid for by the bytes that remain), inflate a
+//! block past its limit, or lose records silently (a block must decode exactly
+//! its declared count in exactly its declared bytes, and snappy's CRC must match;
+//! otherwise the block is one reject that says why).
 
 use std::collections::HashMap;
 use std::io::Read;
 
 use serde_json::{Map, Number, Value};
+
+use crate::source::decode::Limits;
+
+/// How deep schemas and values may nest (records in records, unions, arrays).
+/// Telemetry needs 3 or 4; serde_json's own limit is 128.
+pub const MAX_DEPTH: usize = 64;
+/// The most a single block may inflate to, whatever the blob's limit.
+pub const MAX_BLOCK_BYTES: u64 = 256 << 20;
+/// Values a block may hold beyond one per byte (nulls and empty records take no bytes).
+const ZERO_SIZE_VALUES: u64 = 4096;
 
 /// The four bytes every Avro container file starts with.
 pub const MAGIC: &[u8; 4] = b"Obj\x01";
@@ -44,8 +62,34 @@ struct Schemas {
 impl Schemas {
     fn parse(json: &Value) -> Result<(Schemas, usize), String> {
         let mut s = Schemas::default();
-        let root = s.node(json, "")?;
+        let root = s.node(json, "", 0)?;
+        if !s.can_end()[root] {
+            return Err("recursive schema: a record of it could never end".into());
+        }
         Ok((s, root))
+    }
+
+    /// Which nodes have a finite value: the least fixpoint, where a record needs
+    /// all its fields to end, a union one branch, and arrays and maps can be empty.
+    fn can_end(&self) -> Vec<bool> {
+        let mut ends = vec![false; self.nodes.len()];
+        loop {
+            let mut changed = false;
+            for (i, node) in self.nodes.iter().enumerate() {
+                let now = match node {
+                    Schema::Record(fields) => fields.iter().all(|(_, f)| ends[*f]),
+                    Schema::Union(branches) => branches.iter().any(|b| ends[*b]),
+                    _ => true,
+                };
+                if now && !ends[i] {
+                    ends[i] = true;
+                    changed = true;
+                }
+            }
+            if !changed {
+                return ends;
+            }
+        }
     }
 
     fn push(&mut self, schema: Schema) -> usize {
@@ -73,7 +117,11 @@ impl Schemas {
         (idx, ns)
     }
 
-    fn node(&mut self, json: &Value, namespace: &str) -> Result<usize, String> {
+    fn node(&mut self, json: &Value, namespace: &str, depth: usize) -> Result<usize, String> {
+        if depth > MAX_DEPTH {
+            return Err(format!("schema nested deeper than {MAX_DEPTH}"));
+        }
+        let depth = depth + 1;
         let primitive = |name: &str| match name {
             "null" => Some(Schema::Null),
             "boolean" => Some(Schema::Boolean),
@@ -98,14 +146,14 @@ impl Schemas {
             Value::Array(branches) => {
                 let mut idx = Vec::with_capacity(branches.len());
                 for b in branches {
-                    idx.push(self.node(b, namespace)?);
+                    idx.push(self.node(b, namespace, depth)?);
                 }
                 Ok(self.push(Schema::Union(idx)))
             }
             Value::Object(obj) => {
                 let ty = obj.get("type").ok_or("schema object without `type`")?;
                 let Some(ty) = ty.as_str() else {
-                    return self.node(ty, namespace); // {"type": {...}} or {"type": [...]}
+                    return self.node(ty, namespace, depth); // {"type": {...}} or {"type": [...]}
                 };
                 match ty {
                     "record" | "error" => {
@@ -121,7 +169,7 @@ impl Schemas {
                                 .and_then(Value::as_str)
                                 .ok_or("record field without `name`")?;
                             let ty = f.get("type").ok_or("record field without `type`")?;
-                            fields.push((name.to_string(), self.node(ty, &ns)?));
+                            fields.push((name.to_string(), self.node(ty, &ns, depth)?));
                         }
                         self.nodes[idx] = Schema::Record(fields);
                         Ok(idx)
@@ -149,16 +197,16 @@ impl Schemas {
                     }
                     "array" => {
                         let items = obj.get("items").ok_or("array schema without `items`")?;
-                        let items = self.node(items, namespace)?;
+                        let items = self.node(items, namespace, depth)?;
                         Ok(self.push(Schema::Array(items)))
                     }
                     "map" => {
                         let values = obj.get("values").ok_or("map schema without `values`")?;
-                        let values = self.node(values, namespace)?;
+                        let values = self.node(values, namespace, depth)?;
                         Ok(self.push(Schema::Map(values)))
                     }
                     // Logical types (timestamp-millis, ...) are read as their underlying type.
-                    other => self.node(&Value::String(other.to_string()), namespace),
+                    other => self.node(&Value::String(other.to_string()), namespace, depth),
                 }
             }
             other => Err(format!("unexpected schema {other}")),
@@ -223,7 +271,23 @@ impl<'a> Cursor<'a> {
         Ok(n.unsigned_abs() as usize)
     }
 
-    fn value(&mut self, s: &Schemas, node: usize) -> Result<Value, String> {
+    /// One value of `node`. `left` counts down the values the block can still
+    /// hold (one per byte, plus a few thousand that take none), so a count in
+    /// the input can never make the reader loop or allocate past what it sent.
+    fn value(
+        &mut self,
+        s: &Schemas,
+        node: usize,
+        depth: usize,
+        left: &mut u64,
+    ) -> Result<Value, String> {
+        if depth > MAX_DEPTH {
+            return Err(format!("values nested deeper than {MAX_DEPTH}"));
+        }
+        *left = left
+            .checked_sub(1)
+            .ok_or("more values than the block's bytes can hold")?;
+        let depth = depth + 1;
         Ok(match &s.nodes[node] {
             Schema::Null => Value::Null,
             Schema::Boolean => Value::Bool(self.take(1)?[0] != 0),
@@ -249,43 +313,46 @@ impl<'a> Cursor<'a> {
             Schema::Union(branches) => {
                 let i = self.len()?;
                 let b = *branches.get(i).ok_or("union index out of range")?;
-                self.value(s, b)?
+                self.value(s, b, depth, left)?
             }
             Schema::Record(fields) => {
                 let mut map = Map::with_capacity(fields.len());
                 for (name, f) in fields {
-                    map.insert(name.clone(), self.value(s, *f)?);
+                    map.insert(name.clone(), self.value(s, *f, depth, left)?);
                 }
                 Value::Object(map)
             }
             Schema::Array(items) => {
                 let mut out = Vec::new();
-                loop {
-                    let n = self.block_count()?;
-                    if n == 0 {
-                        break;
-                    }
+                while let Some(n) = self.items(*left)? {
                     for _ in 0..n {
-                        out.push(self.value(s, *items)?);
+                        out.push(self.value(s, *items, depth, left)?);
                     }
                 }
                 Value::Array(out)
             }
             Schema::Map(values) => {
                 let mut out = Map::new();
-                loop {
-                    let n = self.block_count()?;
-                    if n == 0 {
-                        break;
-                    }
+                while let Some(n) = self.items(*left)? {
                     for _ in 0..n {
                         let k = String::from_utf8_lossy(self.bytes()?).into_owned();
-                        out.insert(k, self.value(s, *values)?);
+                        out.insert(k, self.value(s, *values, depth, left)?);
                     }
                 }
                 Value::Object(out)
             }
         })
+    }
+
+    /// The item count of an array's or map's next block; `None` at its end.
+    fn items(&mut self, left: u64) -> Result<Option<u64>, String> {
+        let n = self.block_count()? as u64;
+        if n > left {
+            return Err(format!(
+                "an array or map claims {n} items, more than the block's bytes can hold"
+            ));
+        }
+        Ok((n > 0).then_some(n))
     }
 }
 
@@ -301,13 +368,15 @@ pub enum Item {
     /// The record's 1-based ordinal in the file, and its value.
     Record(u64, Value),
     /// A block that could not be read: the ordinal of its first record, how many
-    /// records it claimed, and why. Reading stops after it.
+    /// records it claimed, and why. Reading goes on with the next block when
+    /// this one's framing held (its size and sync marker), else it stops.
     BadBlock { first: u64, count: u64, why: String },
 }
 
 /// Reads a container file's header, then calls `f` for each record, block by block.
 /// An error is a whole-file problem (not Avro, a bad header, an unknown codec).
-pub fn for_each(data: &[u8], mut f: impl FnMut(Item)) -> Result<(), String> {
+/// An error after records were given is a stop: the blob passed `limits.max_blob_bytes`.
+pub fn for_each(data: &[u8], limits: &Limits, mut f: impl FnMut(Item)) -> Result<(), String> {
     let mut c = Cursor::new(data);
     if c.take(4).ok() != Some(MAGIC.as_slice()) {
         return Err("not an Avro container file (no `Obj\\x01` magic)".into());
@@ -347,83 +416,172 @@ pub fn for_each(data: &[u8], mut f: impl FnMut(Item)) -> Result<(), String> {
             ))
         }
     };
+    let mut blocks = Blocks {
+        c,
+        sync,
+        codec,
+        inflated: Vec::new(),
+        total: 0,
+        limit: limits.max_blob_bytes,
+    };
     let mut ordinal = 0u64;
-    let mut inflated = Vec::new();
-    while !c.at_end() {
+    let mut number = 0u64;
+    while !blocks.c.at_end() {
+        number += 1;
         let first = ordinal + 1;
-        let block = (|| -> Result<(u64, &[u8]), String> {
-            let count = c.long()?;
-            let size = c.len()?;
-            let body = c.take(size)?;
-            if c.take(16)? != sync {
-                return Err("sync marker does not match the header's".into());
-            }
-            Ok((count.max(0) as u64, body))
-        })();
-        let (count, body) = match block {
+        let bad = |count: u64, why: String| Item::BadBlock {
+            first,
+            count,
+            why: format!("block {number}: {why}"),
+        };
+        // A block whose framing is broken (cut, wrong sync) leaves no way to the next one.
+        let (count, size, body) = match blocks.frame() {
             Ok(b) => b,
             Err(why) => {
-                f(Item::BadBlock {
-                    first,
-                    count: 0,
-                    why: format!("block {why}"),
-                });
+                f(bad(0, why));
                 return Ok(());
             }
         };
-        let body: &[u8] = match codec {
-            Codec::Null => body,
-            Codec::Deflate => {
-                inflated.clear();
-                if let Err(e) = flate2::read::DeflateDecoder::new(body).read_to_end(&mut inflated) {
-                    f(Item::BadBlock {
-                        first,
-                        count,
-                        why: format!("deflate: {e}"),
-                    });
-                    return Ok(());
-                }
-                &inflated
+        ordinal += count.clamp(0, size as i64) as u64;
+        let body = match blocks.plain(body)? {
+            Ok(body) => body,
+            Err(why) => {
+                f(bad(count.max(0) as u64, why));
+                continue;
             }
-            Codec::Snappy => match snappy_block(body) {
-                Ok(b) => {
-                    inflated = b;
-                    &inflated
-                }
-                Err(why) => {
-                    f(Item::BadBlock { first, count, why });
-                    return Ok(());
-                }
-            },
         };
-        let mut rc = Cursor::new(body);
-        for i in 0..count {
-            match rc.value(&schemas, root) {
-                Ok(v) => f(Item::Record(first + i, v)),
-                Err(why) => {
-                    // Records are not delimited: after one bad record the block cannot resync.
-                    f(Item::BadBlock {
-                        first: first + i,
-                        count: count - i,
-                        why: format!("record {}: {why}", first + i),
-                    });
-                    return Ok(());
+        match block_records(body, count, &schemas, root) {
+            Ok(values) => {
+                for (i, v) in values.into_iter().enumerate() {
+                    f(Item::Record(first + i as u64, v));
                 }
             }
+            Err(why) => f(bad(count.max(0) as u64, why)),
         }
-        ordinal += count;
     }
     Ok(())
 }
 
-/// Avro's snappy codec: a raw snappy block followed by the big-endian CRC-32 of the plain bytes.
-fn snappy_block(body: &[u8]) -> Result<Vec<u8>, String> {
-    let (data, _crc) = body
+/// The blocks of a container file after its header.
+struct Blocks<'a> {
+    c: Cursor<'a>,
+    sync: [u8; 16],
+    codec: Codec,
+    inflated: Vec<u8>,
+    /// Bytes inflated so far, against the blob's limit.
+    total: u64,
+    limit: u64,
+}
+
+impl<'a> Blocks<'a> {
+    /// The next block's declared count, its size and its (compressed) bytes, its sync marker checked.
+    fn frame(&mut self) -> Result<(i64, usize, &'a [u8]), String> {
+        let count = self.c.long()?;
+        let size = self.c.len()?;
+        let body = self.c.take(size)?;
+        if self.c.take(16)? != self.sync {
+            return Err("sync marker does not match the header's".into());
+        }
+        Ok((count, size, body))
+    }
+
+    /// A block's plain bytes: `Ok(Err(why))` for a block that cannot be
+    /// inflated, `Err` when the blob as a whole passes its inflated-size limit.
+    fn plain<'s>(&'s mut self, body: &'s [u8]) -> Result<Result<&'s [u8], String>, String> {
+        let room = self.limit.saturating_sub(self.total);
+        let cap = room.min(MAX_BLOCK_BYTES);
+        let plain = match self.codec {
+            Codec::Null => Ok(body),
+            Codec::Deflate => {
+                self.inflated.clear();
+                let read = flate2::read::DeflateDecoder::new(body)
+                    .take(cap + 1)
+                    .read_to_end(&mut self.inflated);
+                match read {
+                    Err(e) => Err(format!("deflate: {e}")),
+                    Ok(_) if self.inflated.len() as u64 > cap => Err(String::new()),
+                    Ok(_) => Ok(self.inflated.as_slice()),
+                }
+            }
+            Codec::Snappy => match snappy_block(body, cap) {
+                Ok(b) => {
+                    self.inflated = b;
+                    Ok(self.inflated.as_slice())
+                }
+                Err(Some(why)) => Err(why),
+                Err(None) => Err(String::new()),
+            },
+        };
+        match plain {
+            // Over the cap: the blob's limit (a stop), or one block's (a bad block).
+            Err(why) if why.is_empty() && cap == room => Err(format!(
+                "inflated past max_blob_bytes = {} after {} bytes",
+                self.limit, self.total
+            )),
+            Err(why) if why.is_empty() => Ok(Err(format!(
+                "inflates past {MAX_BLOCK_BYTES} bytes, the most one block may hold"
+            ))),
+            Err(why) => Ok(Err(why)),
+            Ok(p) => {
+                self.total += p.len() as u64;
+                Ok(Ok(p))
+            }
+        }
+    }
+}
+
+/// Exactly `count` records in exactly `body`, or why not.
+fn block_records(
+    body: &[u8],
+    count: i64,
+    schemas: &Schemas,
+    root: usize,
+) -> Result<Vec<Value>, String> {
+    let count = u64::try_from(count).map_err(|_| format!("negative record count {count}"))?;
+    let mut left = body.len() as u64 + ZERO_SIZE_VALUES;
+    if count > left {
+        return Err(format!("claims {count} records in {} bytes", body.len()));
+    }
+    let mut rc = Cursor::new(body);
+    let mut out = Vec::new();
+    for i in 0..count {
+        // Records are not delimited: after one bad record the block cannot resync.
+        let v = rc
+            .value(schemas, root, 0, &mut left)
+            .map_err(|why| format!("record {} of {count}: {why}", i + 1))?;
+        out.push(v);
+    }
+    if !rc.at_end() {
+        return Err(format!(
+            "declares {count} records but {} of its {} bytes are left after them",
+            body.len() - rc.pos,
+            body.len()
+        ));
+    }
+    Ok(out)
+}
+
+/// Avro's snappy codec: a raw snappy block followed by the big-endian CRC-32 of
+/// the plain bytes. `Err(None)`: it would inflate past `cap`.
+fn snappy_block(body: &[u8], cap: u64) -> Result<Vec<u8>, Option<String>> {
+    let (data, crc) = body
         .split_at_checked(body.len().saturating_sub(4))
-        .ok_or("snappy block cut off")?;
-    snap::raw::Decoder::new()
+        .filter(|(_, crc)| crc.len() == 4)
+        .ok_or_else(|| Some("snappy block cut off".to_string()))?;
+    let claimed = snap::raw::decompress_len(data).map_err(|e| Some(format!("snappy: {e}")))?;
+    if claimed as u64 > cap {
+        return Err(None);
+    }
+    let plain = snap::raw::Decoder::new()
         .decompress_vec(data)
-        .map_err(|e| format!("snappy: {e}"))
+        .map_err(|e| Some(format!("snappy: {e}")))?;
+    let want = u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    if crc32fast::hash(&plain) != want {
+        return Err(Some(
+            "snappy block's CRC-32 does not match its bytes".into(),
+        ));
+    }
+    Ok(plain)
 }
 
 #[cfg(test)]
@@ -488,7 +646,7 @@ mod tests {
 
     fn collect(data: &[u8]) -> (Vec<(u64, Value)>, BadBlocks) {
         let (mut recs, mut bad) = (Vec::new(), Vec::new());
-        for_each(data, |i| match i {
+        for_each(data, &Limits::default(), |i| match i {
             Item::Record(n, v) => recs.push((n, v)),
             Item::BadBlock { first, count, why } => bad.push((first, count, why)),
         })
@@ -564,9 +722,10 @@ mod tests {
 
     #[test]
     fn unknown_codec_and_non_avro_are_whole_file_errors() {
-        let err = for_each(&file(SCHEMA, "zstandard", &[]), |_| {}).unwrap_err();
+        let err =
+            for_each(&file(SCHEMA, "zstandard", &[]), &Limits::default(), |_| {}).unwrap_err();
         assert!(err.contains("zstandard"), "{err}");
-        assert!(for_each(b"{\"a\":1}", |_| {}).is_err());
+        assert!(for_each(b"{\"a\":1}", &Limits::default(), |_| {}).is_err());
     }
 
     #[test]

@@ -5,7 +5,7 @@
 //! matching, and the complete records of a blob that is still being appended.
 
 use std::borrow::Cow;
-use std::io::Read;
+use std::io::{BufRead, Read};
 
 use base64::Engine;
 use serde_json::{Map, Value};
@@ -233,32 +233,120 @@ pub fn resolve(
     })
 }
 
-/// Decompresses gzip (by magic bytes) and strips a UTF-8 BOM.
+/// How big a blob and one of its records may be (the job file's `[limits]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes a blob may hold once inflated (and, when not compressed, as stored).
+    pub max_blob_bytes: u64,
+    /// Bytes one record may hold: a line, an array element, a CSV row.
+    pub max_record_bytes: usize,
+}
+
+/// 1 GiB: far above what a producer writes in one blob, far below what a bomb inflates to.
+pub const DEFAULT_MAX_BLOB_BYTES: u64 = 1 << 30;
+/// 1 MiB: an IoT Hub message is at most 256 KiB, a third more once base64.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        }
+    }
+}
+
+/// A blob as one reader again: its head, then the rest as it inflates.
+pub type Rest<'s, 'a> =
+    std::io::BufReader<std::io::Chain<std::io::Cursor<Vec<u8>>, &'s mut Inflated<'a>>>;
+
+/// How much of a blob's start is read to sniff its format.
+const HEAD: u64 = 64 << 10;
+
+/// A blob's bytes as decoders read them: gzip (by its magic bytes) inflated as
+/// a stream, never held whole, and never more than `max_blob_bytes` given out.
 ///
-/// A gzip stream cut short (a blob still being written) yields what it holds so
-/// far: its complete records are kept and the cut one becomes a reject. Only a
-/// stream that yields nothing at all is an error.
-pub fn unwrap_bytes(bytes: &[u8]) -> Result<Cow<'_, [u8]>, String> {
-    let data: Cow<[u8]> = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(bytes.len() * 4);
-        if let Err(e) = flate2::read::MultiGzDecoder::new(bytes).read_to_end(&mut out) {
-            if out.is_empty() {
-                return Err(format!("gzip: {e}"));
+/// A gzip stream cut short (a blob still being written) reads as if it ended
+/// there: its complete records are kept and the cut one becomes a reject.
+pub struct Inflated<'a> {
+    inner: Box<dyn Read + Send + 'a>,
+    given: u64,
+    limit: u64,
+    /// Why the gzip stream ended early, when it did.
+    cut: Option<String>,
+}
+
+impl<'a> Inflated<'a> {
+    pub fn new(bytes: &'a [u8], limits: &Limits) -> Inflated<'a> {
+        let inner: Box<dyn Read + Send + 'a> = if bytes.starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::read::MultiGzDecoder::new(bytes))
+        } else {
+            Box::new(bytes)
+        };
+        Inflated {
+            inner,
+            given: 0,
+            limit: limits.max_blob_bytes,
+            cut: None,
+        }
+    }
+
+    /// The blob's first bytes (up to 64 KiB, a UTF-8 BOM dropped), for sniffing;
+    /// read them first, then the rest through [`Inflated::after`].
+    /// An error: a gzip stream that yields nothing, or a limit passed already.
+    pub fn head(&mut self) -> Result<Vec<u8>, String> {
+        let mut head = Vec::new();
+        self.by_ref()
+            .take(HEAD)
+            .read_to_end(&mut head)
+            .map_err(|e| e.to_string())?;
+        if head.is_empty() {
+            if let Some(why) = &self.cut {
+                return Err(why.clone());
             }
         }
-        Cow::Owned(out)
-    } else {
-        Cow::Borrowed(bytes)
-    };
-    Ok(match data {
-        Cow::Borrowed(b) => Cow::Borrowed(b.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(b)),
-        Cow::Owned(mut v) => {
-            if v.starts_with(b"\xEF\xBB\xBF") {
-                v.drain(..3);
-            }
-            Cow::Owned(v)
+        if head.starts_with(b"\xEF\xBB\xBF") {
+            head.drain(..3);
         }
-    })
+        Ok(head)
+    }
+
+    /// Whether the blob ended within its head.
+    pub fn ended(&self) -> bool {
+        self.cut.is_some() || self.given < HEAD
+    }
+
+    /// The whole blob again as one reader: `head`, then what is still to inflate.
+    pub fn after(&mut self, head: Vec<u8>) -> Rest<'_, 'a> {
+        std::io::BufReader::with_capacity(256 << 10, std::io::Cursor::new(head).chain(self))
+    }
+}
+
+impl Read for Inflated<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cut.is_some() {
+            return Ok(0);
+        }
+        loop {
+            match self.inner.read(buf) {
+                Ok(n) => {
+                    self.given += n as u64;
+                    if self.given > self.limit {
+                        return Err(std::io::Error::other(format!(
+                            "inflated past max_blob_bytes = {} (the [limits] of the job file)",
+                            self.limit
+                        )));
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.cut = Some(format!("gzip: {e}"));
+                    return Ok(0);
+                }
+            }
+        }
+    }
 }
 
 /// JSON content is an array or lines, by its first non-blank byte.
@@ -291,27 +379,40 @@ pub fn sniff(data: &[u8], dialect: &CsvDialect) -> Format {
     }
 }
 
-/// Calls `f` for every record of `data` (already unwrapped). Errors are whole-file problems.
+/// Calls `f` for every record of `data` (inflated: see [`Inflated`]).
+///
+/// An error stops the blob: a whole-file problem (not Avro, an unreadable CSV
+/// header), or a limit passed (the message says which and where). The records
+/// given to `f` before it stand.
 pub fn for_each_record(
-    data: &[u8],
+    mut data: impl BufRead,
     format: Format,
     dialect: &CsvDialect,
+    limits: &Limits,
     mut f: impl FnMut(Record<'_>),
 ) -> Result<(), String> {
+    let max = limits.max_record_bytes;
     match format {
-        Format::JsonLines => {
-            json_lines(data, &mut f);
-            Ok(())
+        Format::JsonLines => json_lines(&mut data, max, &mut f),
+        Format::JsonArray => json_array(&mut data, max, &mut f),
+        Format::Csv => csv_records(&mut data, dialect, max, &mut f),
+        Format::Avro => {
+            // Blocks are bounded one by one; the container is read whole (it is
+            // held anyway unless gzip-wrapped, and then within max_blob_bytes).
+            let mut all = Vec::new();
+            data.read_to_end(&mut all).map_err(|e| e.to_string())?;
+            avro_records(&all, limits, &mut f)
         }
-        Format::JsonArray => json_array(data, &mut f),
-        Format::Csv => csv_records(data, dialect, &mut f),
-        Format::Avro => avro_records(data, &mut f),
     }
 }
 
 /// Avro records as JSON; the line of a record is its 1-based ordinal in the file.
-fn avro_records(data: &[u8], f: &mut impl FnMut(Record<'_>)) -> Result<(), String> {
-    crate::source::avro::for_each(data, |item| match item {
+fn avro_records(
+    data: &[u8],
+    limits: &Limits,
+    f: &mut impl FnMut(Record<'_>),
+) -> Result<(), String> {
+    crate::source::avro::for_each(data, limits, |item| match item {
         crate::source::avro::Item::Record(n, value) => {
             let raw = serde_json::to_string(&value).unwrap_or_default();
             f(Record {
@@ -324,7 +425,7 @@ fn avro_records(data: &[u8], f: &mut impl FnMut(Record<'_>)) -> Result<(), Strin
             line: first,
             raw: "",
             fields: Err(if count > 0 {
-                format!("Avro {why} (a block of {count} records from record {first} is lost)")
+                format!("Avro {why} (a block of {count} records from record {first} is rejected)")
             } else {
                 format!("Avro {why} (blob still being written?)")
             }),
@@ -332,13 +433,72 @@ fn avro_records(data: &[u8], f: &mut impl FnMut(Record<'_>)) -> Result<(), Strin
     })
 }
 
-fn json_lines(data: &[u8], f: &mut impl FnMut(Record<'_>)) {
-    for (i, line) in data.split(|b| *b == b'\n').enumerate() {
+/// A record past `max_record_bytes`, as the error that stops its blob.
+fn too_long(what: &str, line: u64, max: usize) -> String {
+    format!(
+        "{what} at line {line} is longer than max_record_bytes = {max} (the [limits] of the job file)"
+    )
+}
+
+/// Appends the input up to and including the next `\n` to `out`; `false` at
+/// the end of the input with nothing appended. More than `max` bytes is `Err(())`.
+fn read_line(r: &mut impl BufRead, out: &mut Vec<u8>, max: usize) -> Result<bool, LineError> {
+    let start = out.len();
+    loop {
+        let buf = r.fill_buf().map_err(|e| LineError::Io(e.to_string()))?;
+        if buf.is_empty() {
+            return Ok(out.len() > start);
+        }
+        let (take, done) = match memchr::memchr(b'\n', buf) {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        if out.len() - start + take > max.saturating_add(1) {
+            return Err(LineError::TooLong);
+        }
+        out.extend_from_slice(&buf[..take]);
+        r.consume(take);
+        if done {
+            return Ok(true);
+        }
+    }
+}
+
+/// Why a line could not be read.
+enum LineError {
+    TooLong,
+    Io(String),
+}
+
+impl LineError {
+    fn message(self, what: &str, line: u64, max: usize) -> String {
+        match self {
+            LineError::TooLong => too_long(what, line, max),
+            LineError::Io(e) => format!("{e}, at line {line}"),
+        }
+    }
+}
+
+fn json_lines(
+    r: &mut impl BufRead,
+    max: usize,
+    f: &mut impl FnMut(Record<'_>),
+) -> Result<(), String> {
+    let mut buf = Vec::new();
+    let mut lineno = 0u64;
+    loop {
+        buf.clear();
+        lineno += 1;
+        match read_line(r, &mut buf, max) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(e) => return Err(e.message("line", lineno, max)),
+        }
+        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(|b| b.is_ascii_whitespace()) {
             continue;
         }
-        let lineno = i as u64 + 1;
         match std::str::from_utf8(line) {
             Ok(text) => f(Record {
                 line: lineno,
@@ -481,180 +641,278 @@ fn nan_to_null(text: &str) -> Cow<'_, str> {
     }
 }
 
-/// 1-based line numbers of byte positions visited in increasing order (linear overall).
-struct LineCounter<'a> {
-    data: &'a [u8],
-    counted_to: usize,
-    line: u64,
-}
-
-impl<'a> LineCounter<'a> {
-    fn new(data: &'a [u8]) -> Self {
-        LineCounter {
-            data,
-            counted_to: 0,
-            line: 1,
-        }
-    }
-
-    /// The line of byte `pos`; positions before the last one asked keep its line.
-    fn line_at(&mut self, pos: usize) -> u64 {
-        let pos = pos.min(self.data.len()).max(self.counted_to);
-        self.line += self.data[self.counted_to..pos]
-            .iter()
-            .filter(|b| **b == b'\n')
-            .count() as u64;
-        self.counted_to = pos;
-        self.line
-    }
-}
-
-/// A JSON array read element by element, so a cut-off tail costs only the cut record.
-fn json_array(data: &[u8], f: &mut impl FnMut(Record<'_>)) -> Result<(), String> {
-    let text = std::str::from_utf8(data).map_err(|e| format!("invalid UTF-8: {e}"))?;
-    let text = nan_to_null(text);
-    let text = text.as_ref();
-    let mut lines = LineCounter::new(text.as_bytes());
-    let mut line_at = |pos: usize| lines.line_at(pos);
-    let skip_ws = |mut p: usize| {
-        while p < text.len() && text.as_bytes()[p].is_ascii_whitespace() {
-            p += 1;
-        }
-        p
-    };
-    let mut pos = skip_ws(0);
-    if text.as_bytes().get(pos) != Some(&b'[') {
-        return Err("JSON array expected".into());
-    }
-    pos = skip_ws(pos + 1);
-    if text.as_bytes().get(pos) == Some(&b']') {
-        return Ok(());
-    }
+/// The next byte that is not whitespace (not consumed), counting the newlines skipped.
+fn skip_ws(r: &mut impl BufRead, line: &mut u64) -> Result<Option<u8>, String> {
     loop {
-        if pos >= text.len() {
-            return Ok(()); // cut right after a comma: nothing more was written
+        let buf = r.fill_buf().map_err(|e| format!("{e}, at line {line}"))?;
+        let Some(&first) = buf.first() else {
+            return Ok(None);
+        };
+        let ws = buf.iter().take_while(|b| b.is_ascii_whitespace()).count();
+        *line += memchr::memchr_iter(b'\n', &buf[..ws]).count() as u64;
+        r.consume(ws);
+        if ws == 0 {
+            return Ok(Some(first));
         }
-        let mut stream = serde_json::Deserializer::from_str(&text[pos..]).into_iter::<Value>();
-        match stream.next() {
-            Some(Ok(value)) => {
-                let end = pos + stream.byte_offset();
-                f(Record {
-                    line: line_at(pos),
-                    raw: &text[pos..end],
-                    fields: fields_of(value),
-                });
-                pos = skip_ws(end);
-                match text.as_bytes().get(pos) {
-                    Some(b',') => pos = skip_ws(pos + 1),
-                    Some(b']') | None => return Ok(()), // closed, or cut between elements
-                    Some(_) => {
-                        f(Record {
-                            line: line_at(pos),
-                            raw: text[pos..].trim_end(),
-                            fields: Err("expected `,` or `]` after an array element".into()),
-                        });
-                        return Ok(());
+    }
+}
+
+/// Where one JSON value's text ends, found by a scan that keeps only its
+/// nesting depth and whether it is inside a string (no parse, no recursion).
+#[derive(Default)]
+struct ValueEnd {
+    depth: u64,
+    in_str: bool,
+    escaped: bool,
+    started: bool,
+}
+
+impl ValueEnd {
+    /// How many bytes of `buf` belong to the value, and whether it ends there.
+    fn scan(&mut self, buf: &[u8]) -> (usize, bool) {
+        for (i, &b) in buf.iter().enumerate() {
+            let first = !self.started;
+            self.started = true;
+            if self.in_str {
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.in_str = false;
+                    if self.depth == 0 {
+                        return (i + 1, true);
                     }
                 }
+                continue;
             }
-            Some(Err(e)) => {
-                // A cut element (EOF) or a broken one: the rest cannot be re-synchronised.
-                let why = if e.is_eof() {
-                    "record cut off before its end (blob still being written?)".to_string()
-                } else {
-                    e.to_string()
-                };
+            match b {
+                b'"' => self.in_str = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' if self.depth > 1 => self.depth -= 1,
+                b'}' | b']' if self.depth == 1 => return (i + 1, true),
+                // A scalar ends before the `,`, `]` or space after it.
+                b',' | b']' | b'}' if self.depth == 0 && !first => return (i, true),
+                b if b.is_ascii_whitespace() && self.depth == 0 => return (i, true),
+                _ => {}
+            }
+        }
+        (buf.len(), false)
+    }
+}
+
+/// Appends one JSON value's text to `out`, counting its newlines; `false` when
+/// the input ends inside it (a scalar at the very end counts as whole).
+fn read_value(
+    r: &mut impl BufRead,
+    out: &mut Vec<u8>,
+    max: usize,
+    line: &mut u64,
+) -> Result<bool, LineError> {
+    let mut end = ValueEnd::default();
+    loop {
+        let buf = r.fill_buf().map_err(|e| LineError::Io(e.to_string()))?;
+        if buf.is_empty() {
+            return Ok(end.depth == 0 && !end.in_str && !out.is_empty());
+        }
+        let (take, done) = end.scan(buf);
+        if out.len() + take > max {
+            return Err(LineError::TooLong);
+        }
+        out.extend_from_slice(&buf[..take]);
+        *line += memchr::memchr_iter(b'\n', &buf[..take]).count() as u64;
+        r.consume(take);
+        if done {
+            return Ok(true);
+        }
+    }
+}
+
+/// Up to [`RAW_TAIL`] bytes of what is left, for the `raw` of the record that stops an array.
+fn rest_of(r: &mut impl BufRead, mut text: Vec<u8>) -> String {
+    let want = RAW_TAIL.saturating_sub(text.len()) as u64;
+    let _ = r.by_ref().take(want).read_to_end(&mut text);
+    String::from_utf8_lossy(&text).trim_end().to_string()
+}
+
+/// How much of a blob's rest a stopping reject keeps (rejects' `raw` is cut at 4 KiB).
+const RAW_TAIL: usize = 4096;
+
+/// A JSON array read element by element as it streams in, so a cut-off tail
+/// costs only the cut record and no element is held beyond `max` bytes.
+fn json_array(
+    r: &mut impl BufRead,
+    max: usize,
+    f: &mut impl FnMut(Record<'_>),
+) -> Result<(), String> {
+    let mut line = 1u64;
+    if skip_ws(r, &mut line)? != Some(b'[') {
+        return Err("JSON array expected".into());
+    }
+    r.consume(1);
+    let mut buf = Vec::new();
+    loop {
+        match skip_ws(r, &mut line)? {
+            None => return Ok(()), // cut right after `[` or a comma: nothing more was written
+            Some(b']') if buf.is_empty() => return Ok(()),
+            Some(_) => {}
+        }
+        buf.clear();
+        let start = line;
+        let whole = read_value(r, &mut buf, max, &mut line)
+            .map_err(|e| e.message("array element", start, max))?;
+        let text = std::str::from_utf8(&buf)
+            .map_err(|e| format!("invalid UTF-8: {e}, at line {start}"))?;
+        if !whole {
+            f(Record {
+                line: start,
+                raw: text.trim_end(),
+                fields: Err("record cut off before its end (blob still being written?)".into()),
+            });
+            return Ok(());
+        }
+        let fields = parse_object(text);
+        if fields.is_err() && !is_json(text) {
+            // A broken element: the rest cannot be re-synchronised.
+            let raw = rest_of(r, buf.clone());
+            f(Record {
+                line: start,
+                raw: &raw,
+                fields,
+            });
+            return Ok(());
+        }
+        f(Record {
+            line: start,
+            raw: text,
+            fields,
+        });
+        match skip_ws(r, &mut line)? {
+            Some(b',') => r.consume(1),
+            Some(b']') | None => return Ok(()), // closed, or cut between elements
+            Some(_) => {
+                let at = line;
+                let raw = rest_of(r, Vec::new());
                 f(Record {
-                    line: line_at(pos),
-                    raw: text[pos..].trim_end(),
-                    fields: Err(why),
+                    line: at,
+                    raw: &raw,
+                    fields: Err("expected `,` or `]` after an array element".into()),
                 });
                 return Ok(());
             }
-            None => return Ok(()),
         }
     }
 }
 
-fn csv_records(
-    data: &[u8],
-    dialect: &CsvDialect,
-    f: &mut impl FnMut(Record<'_>),
-) -> Result<(), String> {
+/// Whether `text` is one JSON value (bare `NaN`s allowed), object or not.
+fn is_json(text: &str) -> bool {
+    serde_json::from_str::<serde::de::IgnoredAny>(&nan_to_null(text)).is_ok()
+}
+
+/// Appends one CSV record (lines until its quotes balance) to `out`; `false` at the end.
+fn read_csv_record(
+    r: &mut impl BufRead,
+    out: &mut Vec<u8>,
+    quote: u8,
+    max: usize,
+) -> Result<bool, LineError> {
+    let mut open = false;
+    loop {
+        let before = out.len();
+        if !read_line(r, out, max.saturating_sub(before))? {
+            return Ok(before > 0);
+        }
+        let quotes = memchr::memchr_iter(quote, &out[before..]).count();
+        open ^= quotes % 2 == 1;
+        if !open {
+            return Ok(true);
+        }
+    }
+}
+
+/// One record's fields, parsed by the csv crate from the record's own text.
+fn csv_fields(text: &[u8], dialect: &CsvDialect) -> Result<csv::ByteRecord, String> {
     let mut reader = csv::ReaderBuilder::new()
-        .has_headers(dialect.header)
+        .has_headers(false)
         .delimiter(dialect.delimiter)
         .quote(dialect.quote)
         .flexible(true)
-        .from_reader(data);
-    let headers: Vec<String> = match &dialect.columns {
-        Some(columns) => {
-            if dialect.header {
-                reader
-                    .byte_headers()
-                    .map_err(|e| format!("CSV header: {e}"))?;
-            }
-            columns.clone()
-        }
-        None => reader
-            .byte_headers()
-            .map_err(|e| format!("CSV header: {e}"))?
-            .iter()
-            .map(|h| String::from_utf8_lossy(h).trim().to_string())
-            .collect(),
-    };
+        .buffer_capacity(text.len() + 1)
+        .from_reader(text);
     let mut record = csv::ByteRecord::new();
-    // Line numbers from byte offsets, so they match what an editor shows.
-    let mut lines = LineCounter::new(data);
-    let mut line_at = |byte: usize| lines.line_at(byte);
+    reader
+        .read_byte_record(&mut record)
+        .map_err(|e| format!("CSV: {e}"))?;
+    Ok(record)
+}
+
+/// CSV rows read as they stream in: a row is its lines up to where its quotes balance.
+fn csv_records(
+    r: &mut impl BufRead,
+    dialect: &CsvDialect,
+    max: usize,
+    f: &mut impl FnMut(Record<'_>),
+) -> Result<(), String> {
+    let mut buf = Vec::new();
+    let mut next_line = 1u64;
+    let mut headers: Option<Vec<String>> = None;
+    let mut skip_header = dialect.header;
     loop {
-        let before = reader.position().byte() as usize;
-        match reader.read_byte_record(&mut record) {
-            Ok(false) => return Ok(()),
-            Ok(true) => {
-                let mut start = record.position().map_or(before, |p| p.byte() as usize);
-                // After a `\r\n` terminator the reader's position can stand on the `\n`.
-                while matches!(data.get(start), Some(b'\r' | b'\n')) {
-                    start += 1;
-                }
-                let end = (reader.position().byte() as usize).min(data.len());
-                let raw = String::from_utf8_lossy(data.get(start..end).unwrap_or_default());
-                let raw = raw.trim_end_matches(['\r', '\n']);
-                let fields = if record.len() != headers.len() {
-                    Err(format!(
-                        "{} fields where the header has {}",
-                        record.len(),
-                        headers.len()
-                    ))
-                } else {
-                    record
-                        .iter()
-                        .map(|v| {
-                            std::str::from_utf8(v)
-                                .map(|s| s.trim().to_string())
-                                .map_err(|e| format!("invalid UTF-8: {e}"))
-                        })
-                        .collect::<Result<Vec<_>, _>>()
-                        .map(|values| Fields::Csv {
-                            headers: &headers,
-                            values,
-                            decimal_comma: dialect.decimal_comma,
-                        })
-                };
-                f(Record {
-                    line: line_at(start),
-                    raw,
-                    fields,
-                });
-            }
-            Err(e) => {
-                f(Record {
-                    line: line_at(before),
-                    raw: "",
-                    fields: Err(format!("CSV: {e}")),
-                });
-            }
+        buf.clear();
+        let line = next_line;
+        let more = read_csv_record(r, &mut buf, dialect.quote, max)
+            .map_err(|e| e.message("CSV row", line, max))?;
+        if !more {
+            return Ok(());
         }
+        next_line += memchr::memchr_iter(b'\n', &buf).count() as u64;
+        let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if text.is_empty() {
+            continue; // blank lines are no records (as the csv crate reads them)
+        }
+        if skip_header {
+            skip_header = false;
+            let names = csv_fields(text, dialect).map_err(|e| format!("CSV header: {e}"))?;
+            if dialect.columns.is_none() {
+                headers = Some(
+                    names
+                        .iter()
+                        .map(|h| String::from_utf8_lossy(h).trim().to_string())
+                        .collect(),
+                );
+            }
+            continue;
+        }
+        let headers = headers.get_or_insert_with(|| dialect.columns.clone().unwrap_or_default());
+        let raw = String::from_utf8_lossy(text);
+        let fields = csv_fields(text, dialect).and_then(|record| {
+            if record.len() != headers.len() {
+                return Err(format!(
+                    "{} fields where the header has {}",
+                    record.len(),
+                    headers.len()
+                ));
+            }
+            record
+                .iter()
+                .map(|v| {
+                    std::str::from_utf8(v)
+                        .map(|s| s.trim().to_string())
+                        .map_err(|e| format!("invalid UTF-8: {e}"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(|values| Fields::Csv {
+                    headers: headers.as_slice(),
+                    values,
+                    decimal_comma: dialect.decimal_comma,
+                })
+        });
+        f(Record {
+            line,
+            raw: &raw,
+            fields,
+        });
     }
 }
 
@@ -664,13 +922,19 @@ mod tests {
 
     fn collect(data: &[u8], format: Format) -> Vec<(u64, String, Result<String, String>)> {
         let mut out = Vec::new();
-        for_each_record(data, format, &CsvDialect::default(), |r| {
-            let dev = r.fields.map(|f| match f.get(&["deviceId".to_string()]) {
-                Found::Str(s) => s.to_string(),
-                other => format!("{other:?}"),
-            });
-            out.push((r.line, r.raw.to_string(), dev));
-        })
+        for_each_record(
+            data,
+            format,
+            &CsvDialect::default(),
+            &Limits::default(),
+            |r| {
+                let dev = r.fields.map(|f| match f.get(&["deviceId".to_string()]) {
+                    Found::Str(s) => s.to_string(),
+                    other => format!("{other:?}"),
+                });
+                out.push((r.line, r.raw.to_string(), dev));
+            },
+        )
         .unwrap();
         out
     }
@@ -729,9 +993,13 @@ mod tests {
         enc.write_all(b"\xEF\xBB\xBF{\"deviceId\":\"z\"}\n")
             .unwrap();
         let gz = enc.finish().unwrap();
-        let data = unwrap_bytes(&gz).unwrap();
+        let limits = Limits::default();
+        let mut inflated = Inflated::new(&gz, &limits);
+        let data = inflated.head().unwrap();
         assert_eq!(&data[..1], b"{");
-        assert!(unwrap_bytes(&[0x1f, 0x8b, 0, 1, 2]).is_err());
+        assert!(Inflated::new(&[0x1f, 0x8b, 0, 1, 2], &limits)
+            .head()
+            .is_err());
     }
 
     #[test]
@@ -743,7 +1011,11 @@ mod tests {
         }
         let gz = enc.finish().unwrap();
         let cut = &gz[..gz.len() * 2 / 3];
-        let data = unwrap_bytes(cut).unwrap();
+        let limits = Limits::default();
+        let mut inflated = Inflated::new(cut, &limits);
+        let head = inflated.head().unwrap();
+        let mut data = Vec::new();
+        inflated.after(head).read_to_end(&mut data).unwrap();
         let recs = collect(&data, Format::JsonLines);
         let ok = recs.iter().filter(|r| r.2.is_ok()).count();
         assert!(ok > 0 && ok < 200, "{ok} complete records");
@@ -768,6 +1040,7 @@ mod tests {
             line.as_bytes(),
             Format::JsonLines,
             &CsvDialect::default(),
+            &Limits::default(),
             |r| {
                 let f = r.fields.unwrap();
                 let dev = f.get(&[
@@ -786,6 +1059,7 @@ mod tests {
             bad.as_bytes(),
             Format::JsonLines,
             &CsvDialect::default(),
+            &Limits::default(),
             |r| assert!(r.fields.is_err()),
         )
         .unwrap();
@@ -835,7 +1109,7 @@ mod tests {
     fn csv_dialects_semicolon_tab_pipe_declared_columns_and_decimal_comma() {
         let read = |data: &[u8], d: CsvDialect| {
             let mut out = Vec::new();
-            for_each_record(data, Format::Csv, &d, |r| {
+            for_each_record(data, Format::Csv, &d, &Limits::default(), |r| {
                 let f = r.fields.unwrap();
                 let get = |k: &str| match f.get(&[k.to_string()]) {
                     Found::Str(s) => s.to_string(),

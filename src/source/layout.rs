@@ -64,12 +64,37 @@ impl Partition {
     }
 }
 
+/// A template stays inside its source: relative, no `.` or `..` folders, no
+/// empty folder names, no backslashes (which some stores read as separators).
+fn check_segments(template: &str) -> Result<(), String> {
+    if template.starts_with('/') {
+        return Err("must be relative to the source (it starts with `/`)".into());
+    }
+    if template.contains('\\') {
+        return Err("holds a `\\`; folders are separated by `/`".into());
+    }
+    let folders = template.strip_suffix('/').unwrap_or(template);
+    for segment in folders.split('/') {
+        match segment {
+            "" => return Err("has an empty folder name (`//`)".into()),
+            "." | ".." => {
+                return Err(format!(
+                    "has a `{segment}` folder; it must stay inside the source"
+                ))
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
 impl Layout {
     pub fn parse(template: &str) -> Result<Layout, LayoutError> {
         let err = |message: String| LayoutError {
             layout: template.to_string(),
             message,
         };
+        check_segments(template).map_err(err)?;
         let mut segments = Vec::new();
         let mut rest = template;
         while let Some(open) = rest.find('{') {
@@ -360,5 +385,26 @@ mod tests {
         assert!(Layout::parse("t/{yyyy}/{MM}/{dd}/{mm}").is_err());
         assert!(Layout::parse("t/{yyyy}/{MM}/{dd}/{hh}").is_err());
         assert!(Layout::parse("t/{yyyy}/{MM}/{dd").is_err());
+    }
+
+    #[test]
+    fn templates_that_leave_the_source_are_refused_by_name() {
+        for (template, says) in [
+            ("telemetry/../{yyyy}/{MM}/{dd}/", "`..`"),
+            ("../{yyyy}/{MM}/{dd}/", "`..`"),
+            ("t/./{yyyy}/{MM}/{dd}/", "`.`"),
+            ("/telemetry/{yyyy}/{MM}/{dd}/", "starts with `/`"),
+            ("t//{yyyy}/{MM}/{dd}/", "empty folder"),
+            ("t\\{yyyy}/{MM}/{dd}/", "`\\`"),
+        ] {
+            let err = Layout::parse(template).unwrap_err().to_string();
+            assert!(
+                err.contains(template) && err.contains(says),
+                "{template}: {err}"
+            );
+        }
+        // Hive folders and a trailing slash stay fine.
+        assert!(Layout::parse("t/year={yyyy}/month={MM}/day={dd}/").is_ok());
+        assert!(Layout::parse("t/{yyyy}/{MM}/{dd}").is_ok());
     }
 }

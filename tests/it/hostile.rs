@@ -1,0 +1,269 @@
+//! Hostile and unlucky input: blobs built to crash or exhaust the decoders, a
+//! layout that lists nothing, credentials in URLs. Each must end in a contract
+//! exit code with every record accounted for, the other rows unchanged and no
+//! secret in any output.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::common::*;
+
+/// The hour folder of 2024-03-11 the hostile blobs are dropped into.
+const HOUR: &str = "telemetry/2024/03/11/10";
+
+fn hostile_dir() -> PathBuf {
+    repo().join("fixtures/hostile")
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A job over `source` into `<dir>/lake` with the small limits the hostile corpus is built for.
+fn job(dir: &Path, source: &Path, extra: &str) -> PathBuf {
+    let text = format!(
+        "name = \"hostile\"\nsource = {:?}\nlayout = \"telemetry/{{yyyy}}/{{MM}}/{{dd}}/{{HH}}/\"\nlake = {:?}\nschema = {:?}\nmax_reject_ratio = 0.5\n{extra}\n[limits]\nmax_blob_bytes = \"4MiB\"\nmax_record_bytes = \"64KiB\"\n",
+        source.to_str().unwrap(),
+        dir.join("lake").to_str().unwrap(),
+        repo().join("schemas/telemetry.toml").to_str().unwrap(),
+    );
+    let path = dir.join("job.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn run(job: &Path, date: &str, extra: &[&str]) -> (i32, String, String) {
+    let mut args = vec!["run", "--job", job.to_str().unwrap(), "--date", date];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["--labels-as-of", LABELS]);
+    let out = coldpath(&args);
+    (
+        out.status.code().expect("exit code"),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn balances(report: &Value) -> bool {
+    let n = |k: &str| report[k].as_u64().unwrap();
+    n("records_read") == n("rows_written") + n("rejected") + n("duplicates") + n("other_dates")
+}
+
+fn is_hostile(row: &str) -> bool {
+    row.contains("\"device_id\":\"hostile")
+}
+
+#[test]
+fn hostile_blobs_cost_only_themselves() {
+    let expected: BTreeMap<String, Value> = serde_json::from_str(
+        &std::fs::read_to_string(hostile_dir().join("expected.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(expected.len() >= 15, "the corpus is all there");
+
+    // The clean date, as the fixtures have it.
+    let clean = temp_lake();
+    let clean_job = job(clean.path(), &fixtures_raw(), "");
+    let (code, out, err) = run(&clean_job, "2024-03-11", &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let clean_report: Value = serde_json::from_str(&out).unwrap();
+
+    // The same container with every hostile blob in one hour folder.
+    let dir = temp_lake();
+    let raw = dir.path().join("raw");
+    copy_dir(&fixtures_raw(), &raw);
+    for name in expected.keys() {
+        std::fs::copy(
+            hostile_dir().join("blobs").join(name),
+            raw.join(HOUR).join(name),
+        )
+        .unwrap();
+    }
+    let job = job(dir.path(), &raw, "");
+    let (code, out, err) = run(&job, "2024-03-11", &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert!(balances(&report), "{report}");
+
+    // Exactly the designed rejects, blob by blob: reason, line and what the detail names.
+    let lake = dir.path().join("lake");
+    let mut got: BTreeMap<String, Vec<(String, Value, String)>> = BTreeMap::new();
+    for row in read_rows(&lake, "rejects") {
+        let file = get(&row, "source_file").as_str().unwrap().to_string();
+        let name = file.rsplit('/').next().unwrap().to_string();
+        if !expected.contains_key(&name) {
+            continue;
+        }
+        got.entry(name).or_default().push((
+            get(&row, "reason").as_str().unwrap().to_string(),
+            get(&row, "line").clone(),
+            get(&row, "detail").as_str().unwrap().to_string(),
+        ));
+    }
+    let mut hostile_rejects = 0;
+    let mut hostile_rows = 0;
+    for (name, want) in &expected {
+        let want_rejects = want["rejects"].as_array().unwrap();
+        let have = got.get(name).cloned().unwrap_or_default();
+        assert_eq!(have.len(), want_rejects.len(), "{name}: {have:?}");
+        for (w, (reason, line, detail)) in want_rejects.iter().zip(&have) {
+            assert_eq!(reason, w[0].as_str().unwrap(), "{name}: {detail}");
+            assert_eq!(line, &w[1], "{name}: {detail}");
+            for word in w[2].as_array().unwrap() {
+                assert!(
+                    detail.contains(word.as_str().unwrap()),
+                    "{name}: `{detail}` lacks {word}"
+                );
+            }
+            assert!(!detail.is_empty());
+        }
+        hostile_rejects += want_rejects.len() as u64;
+        hostile_rows += want["rows"].as_u64().unwrap() as usize;
+    }
+    assert_eq!(
+        report["rejected"].as_u64().unwrap(),
+        clean_report["rejected"].as_u64().unwrap() + hostile_rejects
+    );
+
+    // The clean rows are untouched; the hostile blobs add only their good records.
+    let rows = rows_without_run(&lake, "telemetry");
+    let clean_rows = rows_without_run(&clean.path().join("lake"), "telemetry");
+    let (hostile, others): (Vec<_>, Vec<_>) = rows.iter().partition(|r| is_hostile(r));
+    assert_eq!(others.len(), clean_rows.len());
+    assert!(others.iter().all(|r| clean_rows.contains(*r)));
+    assert_eq!(hostile.len(), hostile_rows, "{hostile:?}");
+}
+
+#[test]
+fn a_listing_that_finds_nothing_never_empties_a_date_that_holds_rows() {
+    let dir = temp_lake();
+    let good = job(dir.path(), &fixtures_raw(), "");
+    let (code, out, err) = run(&good, "2024-03-11", &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let lake = dir.path().join("lake");
+    let before: Vec<_> = ["telemetry", "features_hourly", "rejects"]
+        .iter()
+        .map(|t| (open_table(&lake, t).version(), rows_without_run(&lake, t)))
+        .collect();
+    assert!(!before[0].1.is_empty());
+
+    // A typo in the layout lists nothing: exit 1, every table as it was.
+    let typo = dir.path().join("typo.toml");
+    let text = std::fs::read_to_string(&good)
+        .unwrap()
+        .replace("layout = \"telemetry/", "layout = \"telemetri/");
+    std::fs::write(&typo, text).unwrap();
+    let (code, out, err) = run(&typo, "2024-03-11", &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("--allow-empty") && err.contains("no blobs"),
+        "{err}"
+    );
+    let after: Vec<_> = ["telemetry", "features_hourly", "rejects"]
+        .iter()
+        .map(|t| (open_table(&lake, t).version(), rows_without_run(&lake, t)))
+        .collect();
+    assert_eq!(before, after, "no table changed");
+
+    // Said to be intended, the empty result replaces the date.
+    let (code, out, err) = run(&typo, "2024-03-11", &["--allow-empty"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(rows_without_run(&lake, "telemetry").is_empty());
+
+    // A date that never held rows stays an ordinary empty run.
+    let (code, out, err) = run(&typo, "2024-03-12", &[]);
+    assert_eq!(code, 0, "{out}{err}");
+}
+
+#[test]
+fn layouts_that_leave_the_source_are_configuration_errors() {
+    let dir = temp_lake();
+    for layout in [
+        "../telemetry/{yyyy}/{MM}/{dd}/{HH}/",
+        "telemetry/../../{yyyy}/{MM}/{dd}/",
+        "/etc/{yyyy}/{MM}/{dd}/",
+    ] {
+        let text = format!(
+            "name = \"x\"\nsource = {:?}\nlayout = {layout:?}\nlake = {:?}\n",
+            fixtures_raw().to_str().unwrap(),
+            dir.path().join("lake").to_str().unwrap()
+        );
+        let path = dir.path().join("job.toml");
+        std::fs::write(&path, text).unwrap();
+        let (code, out, err) = run(&path, "2024-03-11", &[]);
+        assert_eq!(code, 2, "{layout}: {out}{err}");
+        assert!(err.contains(layout) && err.contains("layout"), "{err}");
+        assert!(!dir.path().join("lake/telemetry").exists());
+    }
+}
+
+#[test]
+fn a_sas_in_a_url_is_refused_and_never_printed() {
+    let dir = temp_lake();
+    let planted = "sig=PLANTEDSECRET0042";
+    let url = format!(
+        "https://acct.blob.core.windows.net/raw?sv=2022-11-02&se=2030-01-01&skoid=k0042&{planted}"
+    );
+    let report = dir.path().join("report.json");
+    let good = job(dir.path(), &fixtures_raw(), "");
+    for flag in ["--source", "--lake"] {
+        let (code, out, err) = run(
+            &good,
+            "2024-03-11",
+            &[flag, &url, "--report", report.to_str().unwrap()],
+        );
+        assert_eq!(code, 2, "{flag}: {out}{err}");
+        assert!(err.contains(flag) && err.contains("query string"), "{err}");
+        let written = std::fs::read_to_string(&report).unwrap();
+        for channel in [&out, &err, &written] {
+            for secret in ["PLANTEDSECRET0042", "k0042", "2022-11-02"] {
+                assert!(!channel.contains(secret), "{secret} leaked: {channel}");
+            }
+        }
+    }
+    // In the job file too.
+    let text = std::fs::read_to_string(&good)
+        .unwrap()
+        .replace("lake = ", &format!("lake = {url:?}\n# was: "));
+    let in_file = dir.path().join("sas.toml");
+    std::fs::write(&in_file, text).unwrap();
+    let (code, out, err) = run(&in_file, "2024-03-11", &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("lake"), "{err}");
+    assert!(!format!("{out}{err}").contains("PLANTEDSECRET0042"));
+}
+
+#[test]
+fn a_lake_that_is_a_file_and_a_name_of_megabytes_are_configuration_errors() {
+    let dir = temp_lake();
+    let file = dir.path().join("lake-file");
+    std::fs::write(&file, "not a folder").unwrap();
+    let good = job(dir.path(), &fixtures_raw(), "");
+    let (code, out, err) = run(&good, "2024-03-11", &["--lake", file.to_str().unwrap()]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(err.contains("not a folder"), "{err}");
+
+    let text = std::fs::read_to_string(&good).unwrap().replace(
+        "name = \"hostile\"",
+        &format!("name = \"{}\"", "n".repeat(5000)),
+    );
+    let long = dir.path().join("long.toml");
+    std::fs::write(&long, text).unwrap();
+    let (code, out, err) = run(&long, "2024-03-11", &[]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("`name`") && out.len() + err.len() < 20_000,
+        "{err}"
+    );
+}
