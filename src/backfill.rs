@@ -99,7 +99,8 @@ impl BackfillReport {
         self.exit_code = status.exit_code();
     }
 
-    /// The overall status: every date a configuration error → 2; any failed → 1;
+    /// The overall status: any date cancelled → cancelled (exit 128 + the
+    /// signal); every date a configuration error → 2; any failed → 1;
     /// any stopped by the quality gate → 3; else 0.
     fn conclude(&mut self) {
         let statuses: Vec<Status> = self.dates.iter().map(|d| d.status).collect();
@@ -116,7 +117,9 @@ impl BackfillReport {
             .filter(|d| d.status == Status::QualityGateFailed)
             .map(|d| d.date.clone())
             .collect();
-        let status = if !statuses.is_empty() && statuses.iter().all(|s| *s == Status::ConfigError) {
+        let status = if statuses.contains(&Status::Cancelled) {
+            Status::Cancelled
+        } else if !statuses.is_empty() && statuses.iter().all(|s| *s == Status::ConfigError) {
             Status::ConfigError
         } else if !self.failed_dates.is_empty() {
             Status::Failed
@@ -281,11 +284,7 @@ fn empty_entry(date: NaiveDate) -> BackfillDate {
 /// A date's entry from its silver run.
 fn silver_entry(mut run: RunReport, outcome: Result<(), crate::Error>) -> BackfillDate {
     if let Err(e) = outcome {
-        run.set_status(if e.is_config() {
-            Status::ConfigError
-        } else {
-            Status::Failed
-        });
+        run.set_status(e.status());
         run.error = Some(crate::fault::redact(&e.to_string()));
     }
     BackfillDate {

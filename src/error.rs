@@ -27,9 +27,15 @@ pub enum Error {
     },
     #[error("{0}")]
     Archived(String),
-    /// A run that found nothing would have emptied a date that holds rows.
+    /// A run that found nothing would have emptied a date that holds rows (or was told to fail).
     #[error("{0}")]
     EmptyRun(String),
+    /// SIGTERM or SIGINT stopped the run.
+    #[error("stopped by signal {0} (SIGTERM is 15, SIGINT 2): nothing more was committed and the locks were released")]
+    Cancelled(i32),
+    /// A commit failed after an earlier table of the date was committed: a rerun completes it.
+    #[error("{0}")]
+    PartlyCommitted(String),
     #[error("internal: {0}")]
     Internal(String),
 }
@@ -49,9 +55,23 @@ impl Error {
             Error::Sink(e) => e.is_config(),
             Error::Reference(e) => e.is_config(),
             Error::Lock(e) => e.is_config(),
-            Error::Polars { .. } | Error::Archived(_) | Error::EmptyRun(_) | Error::Internal(_) => {
-                false
-            }
+            Error::Polars { .. }
+            | Error::Archived(_)
+            | Error::EmptyRun(_)
+            | Error::PartlyCommitted(_)
+            | Error::Cancelled(_)
+            | Error::Internal(_) => false,
+        }
+    }
+
+    /// The status a command that failed with this error reports: the one place
+    /// errors become statuses (and so exit codes).
+    pub fn status(&self) -> crate::report::Status {
+        use crate::report::Status;
+        match self {
+            Error::Cancelled(_) => Status::Cancelled,
+            e if e.is_config() => Status::ConfigError,
+            _ => Status::Failed,
         }
     }
 

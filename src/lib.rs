@@ -11,6 +11,7 @@
 pub mod adf;
 pub mod backfill;
 pub mod batch;
+pub mod cancel;
 pub mod cli;
 pub mod dedup;
 pub mod error;

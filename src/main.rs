@@ -30,6 +30,9 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    if let Err(e) = runtime.block_on(async { coldpath::cancel::listen() }) {
+        tracing::warn!(error = %e, "cannot listen for SIGTERM/SIGINT; a stop will leave locks to their TTL");
+    }
     let dispatch = std::panic::AssertUnwindSafe(|| match cli.command {
         Command::Run(args) => runtime.block_on(run(args)),
         Command::Backfill(args) => runtime.block_on(backfill(args)),
@@ -162,11 +165,7 @@ async fn run(args: RunArgs) -> i32 {
 /// What a failed command reports: its status (config error or failure) and
 /// its message, redacted; the message is also printed on stderr.
 fn failure(e: &Error) -> (Status, String) {
-    let status = if e.is_config() {
-        Status::ConfigError
-    } else {
-        Status::Failed
-    };
+    let status = e.status();
     let message = redact(&e.to_string());
     eprintln!("coldpath: error: {message}");
     (status, message)
@@ -554,7 +553,7 @@ async fn plan(args: PlanArgs) -> i32 {
         Ok(x) => x,
         Err(e) => {
             eprintln!("coldpath: error: {}", redact(&e.to_string()));
-            return if e.is_config() { 2 } else { 1 };
+            return e.status().exit_code();
         }
     };
     let bytes: u64 = listing.blobs.iter().map(|b| b.size).sum();

@@ -117,9 +117,20 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
     } else {
         &["telemetry", "rejects"]
     };
-    let locks = take_locks(job, &prepared, tables, req.date, &report.run_id).await?;
+    let locks = crate::cancel::unless_cancelled(take_locks(
+        job,
+        &prepared,
+        tables,
+        req.date,
+        &report.run_id,
+    ))
+    .await?;
     report.durations.lock_ms = ms(t);
-    let result = run_locked(job, req, report, &prepared, &reference, &locks).await;
+    // A stop request drops the run where it stands: nothing uncommitted is committed.
+    let result = crate::cancel::unless_cancelled(run_locked(
+        job, req, report, &prepared, &reference, &locks,
+    ))
+    .await;
     locks.release().await;
     report.durations.total_ms = ms(started);
     result
@@ -171,7 +182,7 @@ async fn run_locked(
     }
     if listing.blobs.is_empty() {
         if job.fail_on_no_blobs {
-            return Err(Error::Internal(format!(
+            return Err(Error::EmptyRun(format!(
                 "no blobs for {date} under {} prefixes of {} (fail_on_no_blobs = true)",
                 listing.prefixes.len(),
                 job.source
@@ -379,7 +390,7 @@ async fn run_locked(
             }
             // A failure after a commit is never "nothing written": exit 1, rerun completes it.
             Err(e) if !committed.is_empty() => {
-                return Err(Error::Internal(format!(
+                return Err(Error::PartlyCommitted(format!(
                     "{e} (already committed for {date}: {}; rerun the date to complete it)",
                     committed.join(", ")
                 )))
@@ -525,9 +536,15 @@ pub async fn refresh_features(
     let mut any_failed = false;
     for &date in dates {
         let outcome = async {
-            let locks =
-                take_locks(job, &prepared, &["features_hourly"], date, &report.run_id).await?;
-            let outcome = refresh_one(
+            let locks = crate::cancel::unless_cancelled(take_locks(
+                job,
+                &prepared,
+                &["features_hourly"],
+                date,
+                &report.run_id,
+            ))
+            .await?;
+            let outcome = crate::cancel::unless_cancelled(refresh_one(
                 job,
                 &prepared,
                 &table,
@@ -536,7 +553,7 @@ pub async fn refresh_features(
                 date,
                 labels_as_of,
                 &report.run_id,
-            )
+            ))
             .await;
             locks.release().await;
             outcome
@@ -551,7 +568,7 @@ pub async fn refresh_features(
                 warn!(date = %date, error = %message, "features failed for the date");
                 FeaturesDate {
                     date: date.to_string(),
-                    status: Status::Failed,
+                    status: e.status(),
                     silver_rows: 0,
                     lookback_complete: None,
                     table: None,
@@ -561,7 +578,9 @@ pub async fn refresh_features(
         };
         report.dates.push(entry);
     }
-    report.set_status(if any_failed {
+    report.set_status(if let Some(signal) = crate::cancel::requested() {
+        return Err(Error::Cancelled(signal));
+    } else if any_failed {
         Status::Failed
     } else {
         Status::Succeeded

@@ -12,6 +12,8 @@ pub enum Status {
     QualityGateFailed,
     ConfigError,
     Failed,
+    /// Stopped by SIGTERM or SIGINT (exit 128 + the signal).
+    Cancelled,
 }
 
 impl Status {
@@ -21,6 +23,7 @@ impl Status {
             Status::Failed => 1,
             Status::ConfigError => 2,
             Status::QualityGateFailed => 3,
+            Status::Cancelled => crate::cancel::exit_code(),
         }
     }
 }

@@ -15,6 +15,7 @@ mod layouts;
 mod lock;
 mod maintain;
 mod run_local;
+mod stop;
 
 /// Counts the bytes each thread holds, so a test can bound what one call allocates.
 pub mod memory {

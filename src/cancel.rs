@@ -1,0 +1,85 @@
+//! A clean stop on SIGTERM or SIGINT: what Batch task termination, `docker stop` and Ctrl-C send.
+//!
+//! `main` calls [`listen`]; a run awaits [`cancelled`] beside its work and, when
+//! it fires, drops the work (nothing is committed that was not committed in
+//! full: silver's stream then ends with an error, and delta-rs commits nothing),
+//! releases its locks at once instead of leaving them to their TTL, and reports
+//! status `cancelled` with exit 128 + the signal (143 for SIGTERM, 130 for SIGINT).
+//! A second signal exits at once.
+
+use std::sync::atomic::{AtomicI32, Ordering};
+
+use tokio::sync::Notify;
+
+/// The signal received (0: none yet).
+static SIGNAL: AtomicI32 = AtomicI32::new(0);
+static NOTIFY: Notify = Notify::const_new();
+
+pub const SIGINT: i32 = 2;
+pub const SIGTERM: i32 = 15;
+
+/// Starts listening for SIGTERM and SIGINT on the current runtime.
+pub fn listen() -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        loop {
+            let got = tokio::select! {
+                _ = term.recv() => SIGTERM,
+                _ = int.recv() => SIGINT,
+            };
+            request(got);
+        }
+    });
+    Ok(())
+}
+
+/// Records a stop request (what a signal does); a second one exits at once.
+pub fn request(signal: i32) {
+    if SIGNAL.swap(signal, Ordering::SeqCst) != 0 {
+        eprintln!("coldpath: a second signal: stopping now");
+        std::process::exit(128 + signal);
+    }
+    tracing::warn!(
+        signal,
+        "stop requested: ending the run without committing more, releasing its locks"
+    );
+    NOTIFY.notify_waiters();
+}
+
+/// The signal asked to stop, if any.
+pub fn requested() -> Option<i32> {
+    match SIGNAL.load(Ordering::SeqCst) {
+        0 => None,
+        s => Some(s),
+    }
+}
+
+/// The exit code of a cancelled command: 128 + the signal.
+pub fn exit_code() -> i32 {
+    128 + requested().unwrap_or(SIGTERM)
+}
+
+/// Resolves (with the signal) once a stop is requested; at once if it already was.
+pub async fn cancelled() -> i32 {
+    loop {
+        let notified = NOTIFY.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(s) = requested() {
+            return s;
+        }
+        notified.await;
+    }
+}
+
+/// `work`, unless a stop is requested first.
+pub async fn unless_cancelled<T>(
+    work: impl std::future::Future<Output = Result<T, crate::Error>>,
+) -> Result<T, crate::Error> {
+    tokio::select! {
+        out = work => out,
+        signal = cancelled() => Err(crate::Error::Cancelled(signal)),
+    }
+}
