@@ -16,4 +16,14 @@ if [ ! -x tools/azurite/node_modules/.bin/azurite-blob ]; then
     command -v npm >/dev/null || { echo "scripts/test.sh: npm (Node.js 20+) is needed to install Azurite" >&2; exit 2; }
     npm ci --prefix tools/azurite --no-audit --no-fund --loglevel=error
 fi
-exec cargo test --locked "$@"
+# Cargo prints one "test result" line per test binary (the last is the doc tests,
+# usually 0): end with one line that counts every test this command ran.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+set +e
+cargo test --locked "$@" 2>&1 | tee "$log"
+status=${PIPESTATUS[0]}
+set -e
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "%d passed, %d failed\n", p, f }' "$log"
+exit "$status"
