@@ -204,16 +204,8 @@ pub async fn backfill(job: Arc<Job>, req: &BackfillRequest, on_date: OnDate) -> 
             i,
             on_own_thread(move || async move {
                 let _permit = permit;
-                let mut features = FeaturesReport {
-                    job: job.name.clone(),
-                    run_id,
-                    status: Status::Failed,
-                    exit_code: 1,
-                    lake: job.lake.clone(),
-                    labels_as_of: labels_as_of.to_rfc3339(),
-                    dates: Vec::new(),
-                    error: None,
-                };
+                let mut features = FeaturesReport::new(&run_id, &job.lake, labels_as_of);
+                features.job = job.name.clone();
                 let outcome =
                     pipeline::refresh_features(&job, &[date], labels_as_of, &mut features)
                         .instrument(info_span!("features", date = %date))

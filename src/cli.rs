@@ -41,6 +41,8 @@ pub enum Command {
     Maintain(MaintainArgs),
     /// Recompute `features_hourly` for dates from silver alone (e.g. to refresh labels); reads no raw blob.
     Features(FeaturesArgs),
+    /// Rerun the dates whose blobs changed since their run (added, grown, rewritten, removed), then the next date's features.
+    Catchup(CatchupArgs),
 }
 
 #[derive(Debug, Args)]
@@ -73,6 +75,43 @@ pub struct WriteArgs {
     /// (without it such a run fails and changes nothing; the job's `allow_empty`).
     #[arg(long, env = "COLDPATH_ALLOW_EMPTY")]
     pub allow_empty: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CatchupArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Look at the last N dates before today (UTC), oldest first.
+    #[arg(long, env = "COLDPATH_DAYS", default_value_t = 14, conflicts_with_all = ["from", "to"], value_parser = clap::value_parser!(u16).range(1..=366))]
+    pub days: u16,
+    /// First date of the range (inclusive), instead of --days.
+    #[arg(long, value_parser = parse_date, requires = "to")]
+    pub from: Option<NaiveDate>,
+    /// Last date of the range (inclusive).
+    #[arg(long, value_parser = parse_date, requires = "from")]
+    pub to: Option<NaiveDate>,
+    /// Only report what changed; run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also run the dates that were never run (no manifest); without it they are only reported.
+    #[arg(long)]
+    pub include_missing: bool,
+    #[command(flatten)]
+    pub write: WriteArgs,
+}
+
+impl CatchupArgs {
+    /// The dates to look at, oldest first.
+    pub fn dates(&self, today: NaiveDate) -> Result<Vec<NaiveDate>, String> {
+        match (self.from, self.to) {
+            (Some(from), Some(to)) => date_range(from, to),
+            _ => {
+                let to = today.pred_opt().ok_or("no date before today")?;
+                let from = to - chrono::Duration::days(i64::from(self.days) - 1);
+                date_range(from, to)
+            }
+        }
+    }
 }
 
 #[derive(Debug, Args)]

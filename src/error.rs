@@ -3,6 +3,7 @@
 use crate::features::ReferenceError;
 use crate::job::JobError;
 use crate::lock::LockError;
+use crate::manifest::ManifestError;
 use crate::sink::SinkError;
 use crate::source::SourceError;
 
@@ -20,6 +21,8 @@ pub enum Error {
     Reference(#[from] ReferenceError),
     #[error(transparent)]
     Lock(#[from] LockError),
+    #[error(transparent)]
+    Manifest(#[from] ManifestError),
     #[error("{stage}: {source}")]
     Polars {
         stage: &'static str,
@@ -55,6 +58,7 @@ impl Error {
             Error::Sink(e) => e.is_config(),
             Error::Reference(e) => e.is_config(),
             Error::Lock(e) => e.is_config(),
+            Error::Manifest(e) => e.is_config(),
             Error::Polars { .. }
             | Error::Archived(_)
             | Error::EmptyRun(_)

@@ -40,6 +40,7 @@ fn main() -> ExitCode {
         Command::Maintain(args) => runtime.block_on(maintain(args)),
         Command::Plan(args) => runtime.block_on(plan(args)),
         Command::Features(args) => runtime.block_on(features(args)),
+        Command::Catchup(args) => runtime.block_on(catchup(args)),
     });
     let code = std::panic::catch_unwind(dispatch).unwrap_or_else(|_| {
         let why = LAST_PANIC
@@ -202,16 +203,7 @@ fn write_report<T: serde::Serialize>(
 async fn features(args: FeaturesArgs) -> i32 {
     let run_id = uuid::Uuid::new_v4().to_string();
     let labels_as_of = label_cutoff(args.write.labels_as_of);
-    let mut report = FeaturesReport {
-        job: String::new(),
-        run_id: run_id.clone(),
-        status: Status::Failed,
-        exit_code: 1,
-        lake: String::new(),
-        labels_as_of: labels_as_of.to_rfc3339(),
-        dates: Vec::new(),
-        error: None,
-    };
+    let mut report = FeaturesReport::new(&run_id, "", labels_as_of);
     let result = async {
         let dates = args.dates().map_err(Error::Usage)?;
         let job = load_job(&args.job, Some(&args.write))?;
@@ -234,6 +226,44 @@ async fn features(args: FeaturesArgs) -> i32 {
             "coldpath: features for {} failed: {}",
             failed.date,
             failed.error.as_deref().unwrap_or_default()
+        );
+    }
+    emit(&report, report.exit_code, args.write.report.as_deref())
+}
+
+async fn catchup(args: coldpath::cli::CatchupArgs) -> i32 {
+    use coldpath::catchup::{CatchupReport, CatchupRequest};
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let labels_as_of = label_cutoff(args.write.labels_as_of);
+    let mut report = CatchupReport::new(&run_id, args.dry_run, labels_as_of);
+    let result = async {
+        let dates = args
+            .dates(chrono::Utc::now().date_naive())
+            .map_err(Error::Usage)?;
+        let job = load_job(&args.job, Some(&args.write))?;
+        let req = CatchupRequest {
+            dates,
+            dry_run: args.dry_run,
+            include_missing: args.include_missing,
+            labels_as_of,
+        };
+        let span = tracing::info_span!("catchup", job = %job.name, run_id = %run_id);
+        use tracing::Instrument;
+        coldpath::catchup::catchup(&job, &req, &mut report)
+            .instrument(span)
+            .await
+    }
+    .await;
+    if let Err(e) = result {
+        let (status, message) = failure(&e);
+        report.set_status(status);
+        report.error = Some(message);
+    }
+    for d in report.dates.iter().filter(|d| d.error.is_some()) {
+        eprintln!(
+            "coldpath: catchup of {} failed: {}",
+            d.date,
+            d.error.as_deref().unwrap_or_default()
         );
     }
     emit(&report, report.exit_code, args.write.report.as_deref())
@@ -519,6 +549,32 @@ fn emit<T: serde::Serialize>(report: &T, code: i32, to: Option<&std::path::Path>
     code
 }
 
+/// How the listing differs from the date's manifest (what its last run read).
+async fn plan_manifest(
+    prepared: &pipeline::Prepared,
+    date: chrono::NaiveDate,
+    listing: &coldpath::source::Listing,
+) -> Result<serde_json::Value, Error> {
+    use coldpath::manifest::{diff, Place, Read};
+    Ok(match Place::for_lake(&prepared.lake)?.read(date).await? {
+        Read::Missing => json!({"state": "never_run"}),
+        Read::Unknown(why) => json!({"state": "manifest_unreadable", "why": why}),
+        Read::Found(m) => {
+            let d = diff(&m, listing);
+            json!({
+                "state": if d.is_empty() { "unchanged" } else { "changed" },
+                "run_id": m.run_id,
+                "written_at": m.written_at.to_rfc3339(),
+                "added": d.added,
+                "changed": d.changed,
+                "removed": d.removed,
+                "bytes_added": d.bytes_added,
+                "bytes_removed": d.bytes_removed,
+            })
+        }
+    })
+}
+
 async fn plan(args: PlanArgs) -> i32 {
     let result = async {
         let job = load_job(&args.job, None)?;
@@ -546,10 +602,11 @@ async fn plan(args: PlanArgs) -> i32 {
                 }
             }
         }
-        Ok::<_, Error>((job, listing, tiers, requested))
+        let manifest = plan_manifest(&prepared, args.date, &listing).await?;
+        Ok::<_, Error>((job, listing, tiers, requested, manifest))
     }
     .await;
-    let (job, listing, tiers, requested) = match result {
+    let (job, listing, tiers, requested, manifest) = match result {
         Ok(x) => x,
         Err(e) => {
             eprintln!("coldpath: error: {}", redact(&e.to_string()));
@@ -594,6 +651,7 @@ async fn plan(args: PlanArgs) -> i32 {
             format!("rejects: run_date={}", args.date),
         ],
         "reads_back": reads_back,
+        "manifest": manifest,
     });
     match serde_json::to_string_pretty(&plan) {
         Ok(text) => {

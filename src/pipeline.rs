@@ -409,8 +409,23 @@ async fn run_locked(
         ));
     } else {
         report.set_status(Status::Succeeded);
+        write_manifest(prepared, date, &run_id, &listing).await;
     }
     Ok(())
+}
+
+/// Records what the run read, after its last commit and under its locks. A
+/// manifest that cannot be written fails nothing (the tables are whole): the
+/// date then reads as changed, or never run, and `catchup` runs it again.
+async fn write_manifest(prepared: &Prepared, date: NaiveDate, run_id: &str, listing: &Listing) {
+    let manifest = crate::manifest::Manifest::of(date, run_id, listing);
+    let written = match crate::manifest::Place::for_lake(&prepared.lake) {
+        Ok(place) => place.write(&manifest).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
+        warn!(error = %crate::fault::redact(&e.to_string()), "the run's manifest was not written; catchup will run the date again");
+    }
 }
 
 /// Why an empty result must not replace `date`'s silver: the partition holds

@@ -142,6 +142,20 @@ pub struct FeaturesReport {
 }
 
 impl FeaturesReport {
+    /// A report that says `failed` until the command sets its outcome.
+    pub fn new(run_id: &str, lake: &str, labels_as_of: chrono::DateTime<chrono::Utc>) -> Self {
+        FeaturesReport {
+            job: String::new(),
+            run_id: run_id.to_string(),
+            status: Status::Failed,
+            exit_code: 1,
+            lake: crate::fault::redact_url(lake),
+            labels_as_of: labels_as_of.to_rfc3339(),
+            dates: Vec::new(),
+            error: None,
+        }
+    }
+
     pub fn set_status(&mut self, status: Status) {
         self.status = status;
         self.exit_code = status.exit_code();

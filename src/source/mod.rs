@@ -219,6 +219,10 @@ pub struct Blob {
     pub size: u64,
     pub partition: Partition,
     pub window: Window,
+    /// When the store last saw it change, and its ETag where the store gives
+    /// one: with `size`, what a run's manifest records to spot a changed blob.
+    pub last_modified: DateTime<Utc>,
+    pub etag: Option<String>,
 }
 
 /// What listing found for a date.
@@ -330,6 +334,8 @@ pub async fn list_for_date(
             size: meta.size,
             partition,
             window,
+            last_modified: meta.last_modified,
+            etag: meta.e_tag,
         });
     }
     listing.blobs.sort_by(|a, b| a.path.cmp(&b.path));

@@ -46,6 +46,8 @@ fn blob(path: &str, size: usize) -> Blob {
             width: chrono::Duration::hours(1),
         },
         window: Window::Own,
+        last_modified: chrono::Utc::now(),
+        etag: None,
     }
 }
 

@@ -4,6 +4,7 @@ mod adf;
 mod azure;
 mod azurite;
 mod backfill;
+mod catchup;
 mod common;
 mod crash;
 mod exit_codes;

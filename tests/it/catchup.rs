@@ -1,0 +1,385 @@
+//! Late blobs: each run's manifest, and `catchup` rerunning exactly the dates whose blobs changed.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use serde_json::Value;
+
+use crate::azurite::Azurite;
+use crate::common::*;
+
+const DATES: [&str; 3] = ["2024-03-10", "2024-03-11", "2024-03-12"];
+const TABLES: [&str; 3] = ["telemetry", "features_hourly", "rejects"];
+
+/// A reading of a device no fixture has, at `time`.
+fn reading(device: &str, time: &str) -> String {
+    format!(
+        "{{\"deviceId\":\"{device}\",\"deviceType\":\"pump\",\"timestamp\":\"{time}\",\"temperature\":41.5,\"pressure\":101,\"vibration\":7.5,\"messageId\":\"{device}-{time}\"}}\n"
+    )
+}
+
+fn run(date: &str, raw: &Path, lake: &Path) {
+    let out = coldpath(
+        &run_args(date, raw.to_str().unwrap(), lake.to_str().unwrap())
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn catchup(raw: &str, lake: &str, extra: &[&str], env: &[(&str, String)]) -> (i32, Value, String) {
+    let job = job_file();
+    let mut args = vec![
+        "catchup",
+        "--job",
+        job.to_str().unwrap(),
+        "--source",
+        raw,
+        "--lake",
+        lake,
+        "--labels-as-of",
+        LABELS,
+    ];
+    args.extend_from_slice(extra);
+    let out: Output = coldpath_env(&args, env);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("report is not JSON ({e}): {err}"));
+    (out.status.code().unwrap(), report, err)
+}
+
+fn entry<'a>(report: &'a Value, date: &str) -> &'a Value {
+    report["dates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["date"] == date)
+        .unwrap_or_else(|| panic!("{date} not in {report}"))
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+fn all_rows(lake: &Path) -> Vec<std::collections::BTreeSet<String>> {
+    TABLES.iter().map(|t| rows_without_run(lake, t)).collect()
+}
+
+/// Adds a blob to 2024-03-11 22:00, grows one of its 05:00 blobs and deletes one of 15:00.
+fn change_2024_03_11(raw: &Path) {
+    let day = raw.join("telemetry/2024/03/11");
+    std::fs::write(
+        day.join("22/late_copy.json"),
+        reading("late-1", "2024-03-11T22:10:00Z") + &reading("late-2", "2024-03-11T22:11:00Z"),
+    )
+    .unwrap();
+    let grown = day.join("05/491962166_b0817218492a722bd9832f918cc57204_1.json");
+    let mut text = std::fs::read_to_string(&grown).unwrap();
+    assert!(text.ends_with('\n'));
+    text.push_str(&reading("grown-1", "2024-03-11T05:20:00Z"));
+    std::fs::write(&grown, text).unwrap();
+    std::fs::remove_file(day.join("15/889917121_3490fdc9aaeddc220df1d82e8d8dc10c_2.json")).unwrap();
+}
+
+/// A blob of an unchanged date, rewritten with garbage of the same size and
+/// modification time (same inode): a catch-up that read it would change the date.
+struct Booby {
+    path: PathBuf,
+    bytes: Vec<u8>,
+    modified: std::time::SystemTime,
+}
+
+impl Booby {
+    fn plant(raw: &Path) -> Booby {
+        let path =
+            raw.join("telemetry/2024/03/10/12/3109460531_992142a8fe131b1125527ca66d8426c6_1.json");
+        let bytes = std::fs::read(&path).unwrap();
+        let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        std::io::Write::write_all(&mut &file, &vec![b'x'; bytes.len()]).unwrap();
+        file.set_modified(modified).unwrap();
+        Booby {
+            path,
+            bytes,
+            modified,
+        }
+    }
+
+    fn remove(self) {
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .unwrap();
+        std::io::Write::write_all(&mut &file, &self.bytes).unwrap();
+        file.set_modified(self.modified).unwrap();
+    }
+}
+
+#[test]
+fn catchup_reruns_only_changed_dates_and_matches_a_clean_run() {
+    let dir = temp_lake();
+    let raw = dir.path().join("raw");
+    let lake = dir.path().join("lake");
+    copy_dir(&fixtures_raw(), &raw);
+    for date in DATES {
+        run(date, &raw, &lake);
+        assert!(lake
+            .join(format!("_coldpath/manifests/{date}.json"))
+            .is_file());
+    }
+    change_2024_03_11(&raw);
+    let booby = Booby::plant(&raw);
+
+    // plan shows the difference with the manifest.
+    let job = job_file();
+    let out = coldpath(&[
+        "plan",
+        "--job",
+        job.to_str().unwrap(),
+        "--date",
+        DATES[1],
+        "--source",
+        raw.to_str().unwrap(),
+        "--lake",
+        lake.to_str().unwrap(),
+    ]);
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["manifest"]["state"], "changed", "{plan}");
+    assert_eq!(plan["manifest"]["added"].as_array().unwrap().len(), 1);
+    assert_eq!(plan["manifest"]["changed"].as_array().unwrap().len(), 1);
+    assert_eq!(plan["manifest"]["removed"].as_array().unwrap().len(), 1);
+
+    let (code, report, err) = catchup(
+        raw.to_str().unwrap(),
+        lake.to_str().unwrap(),
+        &["--from", DATES[0], "--to", DATES[2]],
+        &[],
+    );
+    assert_eq!(code, 0, "{report}\n{err}");
+    let (d10, d11, d12) = (
+        entry(&report, DATES[0]),
+        entry(&report, DATES[1]),
+        entry(&report, DATES[2]),
+    );
+    assert_eq!(d10["state"], "unchanged");
+    assert_eq!(d10["blobs_read"], 0);
+    assert!(d10.get("rerun").is_none() && d10.get("features_refreshed").is_none());
+    assert_eq!(d11["state"], "changed");
+    assert_eq!(
+        (
+            d11["added"].as_u64(),
+            d11["changed"].as_u64(),
+            d11["removed"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
+    assert!(d11["bytes_added"].as_u64().unwrap() > 0 && d11["bytes_removed"].as_u64().unwrap() > 0);
+    assert_eq!(d11["rerun"], "succeeded");
+    assert!(d11["blobs_read"].as_u64().unwrap() > 0);
+    assert_eq!(d12["state"], "unchanged");
+    assert_eq!(d12["blobs_read"], 0);
+    assert_eq!(
+        d12["features_refreshed"], "succeeded",
+        "its look-back changed"
+    );
+    assert_eq!(report["rerun"], serde_json::json!([DATES[1]]));
+    assert_eq!(report["refreshed"], serde_json::json!([DATES[2]]));
+    booby.remove();
+
+    // The same tables as a clean run of every date over the final container.
+    let clean = dir.path().join("clean");
+    for date in DATES {
+        run(date, &raw, &clean);
+    }
+    assert_eq!(all_rows(&lake), all_rows(&clean));
+    assert!(rows_without_run(&lake, "telemetry")
+        .iter()
+        .any(|r| r.contains("grown-1")));
+
+    // A second catch-up finds nothing to do.
+    let (code, report, err) = catchup(
+        raw.to_str().unwrap(),
+        lake.to_str().unwrap(),
+        &["--from", DATES[0], "--to", DATES[2]],
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(report["rerun"], serde_json::json!([]));
+}
+
+#[test]
+fn dry_runs_missing_dates_and_old_manifests() {
+    let dir = temp_lake();
+    let raw = dir.path().join("raw");
+    let lake = dir.path().join("lake");
+    copy_dir(&fixtures_raw(), &raw);
+    run(DATES[0], &raw, &lake);
+    run(DATES[1], &raw, &lake);
+    // A manifest from an older format: the date is run again, to be safe.
+    std::fs::write(
+        lake.join(format!("_coldpath/manifests/{}.json", DATES[1])),
+        r#"{"format": 0, "date": "2024-03-11", "files": ["a"]}"#,
+    )
+    .unwrap();
+    let versions = |lake: &Path| -> Vec<Option<u64>> {
+        TABLES
+            .iter()
+            .map(|t| open_table(lake, t).version())
+            .collect()
+    };
+    let before = versions(&lake);
+    let (raw_s, lake_s) = (raw.to_str().unwrap(), lake.to_str().unwrap());
+    let range = ["--from", DATES[0], "--to", DATES[2]];
+
+    let (code, report, err) = catchup(raw_s, lake_s, &[&range[..], &["--dry-run"]].concat(), &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(entry(&report, DATES[1])["state"], "manifest_unreadable");
+    assert!(entry(&report, DATES[1])["why"]
+        .as_str()
+        .unwrap()
+        .contains("format 0"));
+    assert_eq!(entry(&report, DATES[2])["state"], "never_run");
+    assert_eq!(report["rerun"], serde_json::json!([]));
+    assert_eq!(versions(&lake), before, "a dry run writes nothing");
+
+    let (code, report, err) = catchup(raw_s, lake_s, &range, &[]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(report["rerun"], serde_json::json!([DATES[1]]));
+    assert!(
+        entry(&report, DATES[2]).get("rerun").is_none(),
+        "never-run dates wait for --include-missing"
+    );
+    assert!(!lake
+        .join(format!("_coldpath/manifests/{}.json", DATES[2]))
+        .exists());
+
+    let (code, report, err) = catchup(
+        raw_s,
+        lake_s,
+        &[&range[..], &["--include-missing"]].concat(),
+        &[],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(report["rerun"], serde_json::json!([DATES[2]]));
+    let manifest: Value = serde_json::from_str(
+        &std::fs::read_to_string(lake.join(format!("_coldpath/manifests/{}.json", DATES[1])))
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(manifest["format"], 1);
+}
+
+#[test]
+fn a_catchup_racing_a_run_of_the_same_date_is_settled_by_the_lock() {
+    let dir = temp_lake();
+    let raw = dir.path().join("raw");
+    let lake = dir.path().join("lake");
+    copy_dir(&fixtures_raw(), &raw);
+    run(DATES[1], &raw, &lake);
+    change_2024_03_11(&raw);
+    let args = run_args(DATES[1], raw.to_str().unwrap(), lake.to_str().unwrap());
+    let job = job_file();
+    let racing = std::thread::scope(|s| {
+        let c = s.spawn(|| {
+            coldpath(&[
+                "catchup",
+                "--job",
+                job.to_str().unwrap(),
+                "--source",
+                raw.to_str().unwrap(),
+                "--lake",
+                lake.to_str().unwrap(),
+                "--from",
+                DATES[1],
+                "--to",
+                DATES[1],
+                "--labels-as-of",
+                LABELS,
+                "--lock-wait",
+                "5m",
+            ])
+        });
+        let n = s.spawn(|| {
+            command(&args, &[])
+                .args(["--lock-wait", "5m"])
+                .output()
+                .unwrap()
+        });
+        (c.join().unwrap(), n.join().unwrap())
+    });
+    for out in [&racing.0, &racing.1] {
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let clean = dir.path().join("clean");
+    run(DATES[1], &raw, &clean);
+    assert_eq!(all_rows(&lake), all_rows(&clean));
+}
+
+#[test]
+fn catchup_on_azurite_reruns_the_date_a_late_blob_landed_in() {
+    let az = Azurite::start();
+    az.create_container("raw");
+    az.create_container("lake");
+    az.upload_dir("raw", &fixtures_raw());
+    let env = az.env();
+    for date in [DATES[1], DATES[2]] {
+        let out = command(&run_args(date, "az://raw/", "az://lake/iot"), &env)
+            .output()
+            .unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let store = az.store("raw");
+    block_on(async {
+        use deltalake::logstore::object_store::{
+            path::Path as StorePath, ObjectStoreExt, PutPayload,
+        };
+        store
+            .put(
+                &StorePath::from("telemetry/2024/03/11/22/late_copy.json"),
+                PutPayload::from(reading("late-az", "2024-03-11T22:30:00Z").into_bytes()),
+            )
+            .await
+            .unwrap();
+    });
+    let (code, report, err) = catchup(
+        "az://raw/",
+        "az://lake/iot",
+        &["--from", DATES[1], "--to", DATES[2]],
+        &env,
+    );
+    assert_eq!(code, 0, "{report}\n{err}");
+    assert_eq!(entry(&report, DATES[1])["added"], 1);
+    assert_eq!(report["rerun"], serde_json::json!([DATES[1]]));
+    assert_eq!(entry(&report, DATES[2])["blobs_read"], 0);
+    assert_eq!(report["refreshed"], serde_json::json!([DATES[2]]));
+    let local = temp_lake();
+    az.download("lake", "iot/telemetry", &local.path().join("telemetry"));
+    assert!(rows_without_run(local.path(), "telemetry")
+        .iter()
+        .any(|r| r.contains("late-az")));
+}
