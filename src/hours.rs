@@ -121,6 +121,8 @@ pub struct Day<'r> {
     pub duplicates: u64,
     pub rows_written: u64,
     pub features: Option<Hourly>,
+    /// `telemetry_minute` of the hours written so far (with the features), and its date.
+    pub minutes: Option<(chrono::NaiveDate, Vec<DataFrame>)>,
     pub silver: SilverOut,
     pub times: StageTimes,
 }
@@ -144,6 +146,7 @@ impl<'r> Day<'r> {
             duplicates: 0,
             rows_written: 0,
             features,
+            minutes: None,
             silver,
             times: StageTimes::default(),
         }
@@ -211,6 +214,12 @@ impl<'r> Day<'r> {
         if let Some(features) = &mut self.features {
             let ws = self.day_start_us + hour as i64 * HOUR_US;
             crate::pipeline::guarded("features", || features.add_hour(ws, &frame))?;
+        }
+        if let Some((date, minutes)) = &mut self.minutes {
+            let date = *date;
+            minutes.push(crate::pipeline::guarded("features", || {
+                crate::features::minute::aggregate(&frame, date)
+            })?);
         }
         self.times.features += t.elapsed();
 

@@ -648,6 +648,7 @@ async fn plan(args: PlanArgs) -> i32 {
         "replaces": [
             format!("telemetry: event_date={}", args.date),
             format!("features_hourly: feature_date={}", args.date),
+            format!("telemetry_minute: event_date={}", args.date),
             format!("rejects: run_date={}", args.date),
         ],
         "reads_back": reads_back,

@@ -76,7 +76,12 @@ pub async fn list(job: &Job, p: &Prepared, date: NaiveDate) -> Result<Listing, E
 }
 
 /// The tables a run replaces, in the order their locks are taken and their commits made.
-const RUN_TABLES: [&str; 3] = ["telemetry", "features_hourly", "rejects"];
+const RUN_TABLES: [&str; 4] = [
+    "telemetry",
+    "features_hourly",
+    "telemetry_minute",
+    "rejects",
+];
 
 /// The access tiers of the listed blobs; `None` for a local source, or when
 /// the tiers cannot be read (a warning: the run goes on, an archived blob then fails its read).
@@ -261,6 +266,7 @@ async fn run_locked(
         let Pass {
             silver,
             features: gold,
+            minutes,
             rejects,
             counts,
             times,
@@ -318,6 +324,9 @@ async fn run_locked(
                 ..meta.clone()
             };
             staged.push(stage(sink::features_table(), gold, gold_meta)?);
+        }
+        if let (false, Some(minutes)) = (gate_failed, minutes) {
+            staged.push(stage(sink::minute_table(), minutes, meta.clone())?);
         }
         let frame =
             rejects_frame(&rejects, &paths, date, &run_id).map_err(Error::polars("rejects"))?;
@@ -459,6 +468,18 @@ async fn empty_replaces_rows(
     )))
 }
 
+/// The hours' minute aggregates as one frame of `telemetry_minute`.
+fn minute_frame(date: NaiveDate, frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
+    let mut frames = frames.into_iter();
+    let Some(mut all) = frames.next() else {
+        return features::minute::empty(date);
+    };
+    for f in frames {
+        all.vstack_mut(&f)?;
+    }
+    Ok(all)
+}
+
 /// Runs a Polars stage; a panic inside Polars (a bug, or a feature missing
 /// from the build) becomes an error naming the stage instead of an abort with no report.
 pub(crate) fn guarded<T>(
@@ -554,7 +575,7 @@ pub async fn refresh_features(
             let locks = crate::cancel::unless_cancelled(take_locks(
                 job,
                 &prepared,
-                &["features_hourly"],
+                &["features_hourly", "telemetry_minute"],
                 date,
                 &report.run_id,
             ))
@@ -621,6 +642,7 @@ async fn refresh_one(
     }
     let rows = silver::read_day(table, date, None, &features::SILVER_COLUMNS).await?;
     let silver_rows = rows.height() as u64;
+    let minutes = guarded("features", || features::minute::aggregate(&rows, date))?;
     let lookback = lookback_from(table, date).await?;
     let lookback_complete = lookback.is_some();
     let frame = guarded("features", || {
@@ -639,8 +661,20 @@ async fn refresh_one(
         labels_as_of: Some(labels_as_of.to_rfc3339()),
     };
     let (spec, batch, meta) = stage(sink::features_table(), frame, meta)?;
+    let (minute_spec, minute_batch, minute_meta) =
+        stage(sink::minute_table(), minutes, meta.clone())?;
+    sink::prepare_table(&prepared.lake, &minute_spec)?;
     locks.check(spec.name).await?;
     let table = commit(&prepared.lake, spec, date, batch, &meta).await?;
+    locks.check(minute_spec.name).await?;
+    commit(
+        &prepared.lake,
+        minute_spec,
+        date,
+        minute_batch,
+        &minute_meta,
+    )
+    .await?;
     Ok(FeaturesDate {
         date: date.to_string(),
         status: Status::Succeeded,
@@ -679,6 +713,8 @@ struct Counts {
 struct Pass {
     silver: sink::PartitionStream,
     features: Option<features::Hourly>,
+    /// `telemetry_minute` of the date (with the features).
+    minutes: Option<DataFrame>,
     rejects: Vec<Reject>,
     counts: Counts,
     times: hours::StageTimes,
@@ -742,6 +778,7 @@ async fn one_pass(
         run_id: inputs.meta.run_id.clone(),
         ingested_at_us: inputs.ingested_at_us,
     };
+    let with_features = features.is_some();
     let mut day = hours::Day::new(
         inputs.rules.day_start_us,
         inputs.rules.late_arrival_us,
@@ -749,6 +786,9 @@ async fn one_pass(
         features,
         silver,
     );
+    if with_features {
+        day.minutes = Some((inputs.date, Vec::new()));
+    }
     let mut counts = Counts::default();
     let mut rejects = Vec::new();
     let mut blobs = std::pin::pin!(read_in_order(
@@ -776,9 +816,14 @@ async fn one_pass(
     rejects.sort_by_key(|r: &Reject| (r.blob, r.line));
     counts.duplicates = day.duplicates;
     counts.rows_written = day.rows_written;
+    let minutes = match day.minutes {
+        Some((date, frames)) => Some(guarded("features", || minute_frame(date, frames))?),
+        None => None,
+    };
     let pass = Pass {
         silver: day.silver.stream,
         features: day.features,
+        minutes,
         rejects,
         counts,
         times: day.times,

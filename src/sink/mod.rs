@@ -170,6 +170,27 @@ pub fn features_table() -> TableSpec {
     }
 }
 
+/// `telemetry_minute` (gold, for dashboards), CONTRACT.md §2.
+pub fn minute_table() -> TableSpec {
+    let f64 = |name: &str| Field::new(name, DataType::Float64, true);
+    TableSpec {
+        name: "telemetry_minute",
+        partition: "event_date",
+        schema: Arc::new(Schema::new(vec![
+            Field::new("device_id", DataType::Utf8, false),
+            Field::new("minute_start", utc_ts(), false),
+            Field::new("reading_count", DataType::Int64, true),
+            f64("temp_mean"),
+            f64("temp_min"),
+            f64("temp_max"),
+            f64("pressure_mean"),
+            f64("vibration_mean"),
+            f64("vibration_max"),
+            Field::new("event_date", DataType::Date32, true),
+        ])),
+    }
+}
+
 /// `rejects` (quarantine), CONTRACT.md §2.
 pub fn rejects_table() -> TableSpec {
     TableSpec {

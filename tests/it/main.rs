@@ -15,6 +15,7 @@ mod hours;
 mod layouts;
 mod lock;
 mod maintain;
+mod minute;
 mod run_local;
 mod stop;
 
