@@ -100,6 +100,9 @@ pub struct Holder {
     pub expires_at: DateTime<Utc>,
     #[serde(default)]
     pub released: bool,
+    /// The Azure Batch job, task and node of the holder, when Batch ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<crate::batch::BatchIds>,
 }
 
 impl std::fmt::Display for Holder {
@@ -113,6 +116,9 @@ impl std::fmt::Display for Holder {
             self.pid,
             self.acquired_at.to_rfc3339()
         )?;
+        if let Some(batch) = &self.batch {
+            write!(f, " ({batch})")?;
+        }
         if self.expires_at > self.acquired_at {
             write!(f, ", lock valid until {}", self.expires_at.to_rfc3339())?;
         }
@@ -129,14 +135,20 @@ pub struct Owner {
 
 impl Owner {
     fn holder(&self, now: DateTime<Utc>, ttl: Duration) -> Holder {
+        let batch = crate::batch::BatchIds::from_env();
         Holder {
             run_id: self.run_id.clone(),
             job: self.job.clone(),
-            host: host_name(),
+            // In a Batch container task HOSTNAME is the container's id; the node's id says where.
+            host: batch
+                .as_ref()
+                .and_then(|b| b.node_id.clone())
+                .unwrap_or_else(host_name),
             pid: std::process::id(),
             acquired_at: now,
             expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
             released: false,
+            batch,
         }
     }
 }

@@ -29,13 +29,29 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    let code = match cli.command {
-        Command::Run(args) => runtime.block_on(run(args)),
-        Command::Backfill(args) => runtime.block_on(backfill(args)),
-        Command::Adf => runtime.block_on(adf()),
-        Command::Maintain(args) => runtime.block_on(maintain(args)),
-        Command::Plan(args) => runtime.block_on(plan(args)),
-        Command::Features(args) => runtime.block_on(features(args)),
+    // Under Azure Batch every log line carries the job, task and node ids.
+    let span = match coldpath::batch::BatchIds::from_env() {
+        Some(b) => tracing::info_span!(
+            "batch",
+            batch_job = b.job_id.as_deref(),
+            batch_task = b.task_id.as_deref(),
+            batch_node = b.node_id.as_deref()
+        ),
+        None => tracing::Span::none(),
+    };
+    let command = async {
+        match cli.command {
+            Command::Run(args) => run(args).await,
+            Command::Backfill(args) => backfill(args).await,
+            Command::Adf => adf().await,
+            Command::Maintain(args) => maintain(args).await,
+            Command::Plan(args) => plan(args).await,
+            Command::Features(args) => features(args).await,
+        }
+    };
+    let code = {
+        use tracing::Instrument;
+        runtime.block_on(command.instrument(span))
     };
     ExitCode::from(code as u8)
 }
@@ -157,6 +173,8 @@ async fn features(args: FeaturesArgs) -> i32 {
     let mut report = FeaturesReport {
         job: String::new(),
         run_id: run_id.clone(),
+        build: coldpath::version::Build::get(),
+        batch: coldpath::batch::BatchIds::from_env(),
         status: Status::Failed,
         exit_code: 1,
         lake: String::new(),
@@ -323,25 +341,33 @@ async fn backfill(args: BackfillArgs) -> i32 {
 
 /// The Data Factory custom activity: `activity.json` in, the command's report as `outputs.json` out.
 async fn adf() -> i32 {
-    use coldpath::adf::{self, Request};
+    use coldpath::adf::{self, Request, Unretryable};
     let outputs = std::path::PathBuf::from("outputs.json");
-    let fail = |code: i32, message: String| {
+    let here = std::path::Path::new(".");
+    let fail = |mode: Unretryable, code: i32, message: String| {
         eprintln!("coldpath: error: {message}");
         let status = if code == 2 {
             Status::ConfigError
         } else {
             Status::Failed
         };
-        let report = json!({"status": status, "exit_code": code, "error": message});
+        let mut report = json!({"status": status, "exit_code": code, "retryable": adf::retryable(code), "error": message});
+        if let (Some(obj), Ok(serde_json::Value::Object(build))) = (
+            report.as_object_mut(),
+            serde_json::to_value(coldpath::version::Build::get()),
+        ) {
+            obj.extend(build);
+        }
         if let Err(e) = std::fs::write(&outputs, adf::outputs(&report)) {
             eprintln!("coldpath: error: writing outputs.json: {e}");
         }
-        code
+        mode.exit_code(code)
     };
-    let (props, request) = match adf::read(std::path::Path::new(".")) {
+    let (props, request) = match adf::read(here) {
         Ok(x) => x,
-        Err(e) => return fail(2, e.to_string()),
+        Err(e) => return fail(Unretryable::declared(here), 2, e.to_string()),
     };
+    let mode = props.unretryable();
     let parsed = (|| {
         let labels_as_of = props
             .labels_as_of
@@ -357,7 +383,7 @@ async fn adf() -> i32 {
     })();
     let (labels_as_of, lock_wait) = match parsed {
         Ok(x) => x,
-        Err(e) => return fail(2, format!("activity.json: {e}")),
+        Err(e) => return fail(mode, 2, format!("activity.json: {e}")),
     };
     let job = JobArgs {
         job: props.job.clone().into(),
@@ -405,21 +431,39 @@ async fn adf() -> i32 {
             .await,
         ),
     };
-    // Keep outputs.json under Data Factory's 2 MB.
+    // Say whether a retry could help, and keep outputs.json under Data Factory's 2 MB.
     let capped = std::fs::read_to_string(&outputs)
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .map(|v| adf::outputs(&v));
+        .map(|mut v| {
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("retryable".into(), json!(adf::retryable(code)));
+            }
+            adf::outputs(&v)
+        });
     match capped {
         Some(text) => {
             if let Err(e) = std::fs::write(&outputs, text) {
-                return fail(1, format!("writing outputs.json: {e}"));
+                return fail(mode, 1, format!("writing outputs.json: {e}"));
             }
         }
-        None => return fail(code.max(1), "the command wrote no readable report".into()),
+        None => {
+            return fail(
+                mode,
+                code.max(1),
+                "the command wrote no readable report".into(),
+            )
+        }
     }
-    println!("coldpath adf: {what}: exit {code}; the report is in outputs.json");
-    code
+    let exit = mode.exit_code(code);
+    if exit == code {
+        println!("coldpath adf: {what}: exit {code}; the report is in outputs.json");
+    } else {
+        println!(
+            "coldpath adf: {what}: exit {code}, not retryable: exiting 0 with the status in outputs.json (unretryable = report)"
+        );
+    }
+    exit
 }
 
 async fn maintain(args: coldpath::cli::MaintainArgs) -> i32 {

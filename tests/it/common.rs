@@ -44,14 +44,22 @@ pub fn run_args(date: &str, source: &str, lake: &str) -> Vec<String> {
     .to_vec()
 }
 
-/// Runs `coldpath` with `args` from the repository root (where the job file's relative paths resolve).
+/// Runs `coldpath` with `args` from the repository root (job files resolve their own relative paths).
 pub fn coldpath(args: &[&str]) -> Output {
     coldpath_env(args, &[])
 }
 
+/// The binary under test: cargo's, or `COLDPATH_TEST_BIN` when set (a copy kept
+/// outside a target directory that another checkout's build may relink meanwhile).
+pub fn bin() -> PathBuf {
+    std::env::var_os("COLDPATH_TEST_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_coldpath")))
+}
+
 /// The `coldpath` command with `args`, from the repository root, with extra environment variables.
 pub fn command<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coldpath"));
+    let mut cmd = Command::new(bin());
     cmd.args(args)
         .current_dir(repo())
         .env_remove("COLDPATH_LOG_FORMAT");
