@@ -230,34 +230,8 @@ async fn backfill(args: BackfillArgs) -> i32 {
             return emit(&report, report.exit_code, args.write.report.as_deref());
         }
     };
-    if let Some(file) = &args.emit_batch_tasks {
-        let template = coldpath::batch::TaskTemplate {
-            job: args.job.job.to_string_lossy().into_owned(),
-            source: args.job.source.clone(),
-            lake: args.job.lake.clone(),
-            labels_as_of: args.write.labels_as_of.map(|t| t.to_rfc3339()),
-            image: args.batch_image.clone(),
-            client_id: std::env::var("COLDPATH_BATCH_CLIENT_ID").ok(),
-        };
-        let tasks = coldpath::batch::tasks(&template, &dates);
-        let written = serde_json::to_string_pretty(&tasks)
-            .map_err(|e| e.to_string())
-            .and_then(|t| std::fs::write(file, t + "\n").map_err(|e| e.to_string()));
-        return match written {
-            Ok(()) => {
-                eprintln!(
-                    "coldpath: wrote {} Batch tasks for {} dates to {}",
-                    dates.len() * 2,
-                    dates.len(),
-                    file.display()
-                );
-                0
-            }
-            Err(e) => {
-                eprintln!("coldpath: error: writing {}: {e}", file.display());
-                1
-            }
-        };
+    if let Some(dir) = &args.emit_batch_tasks {
+        return emit_batch_tasks(&args, dir, &dates);
     }
     let req = BackfillRequest {
         dates,
@@ -339,6 +313,71 @@ async fn backfill(args: BackfillArgs) -> i32 {
     emit(&report, report.exit_code, args.write.report.as_deref())
 }
 
+/// `backfill --emit-batch-tasks DIR`: the range as Add Task Collection bodies in DIR.
+fn emit_batch_tasks(
+    args: &BackfillArgs,
+    dir: &std::path::Path,
+    dates: &[chrono::NaiveDate],
+) -> i32 {
+    let (Some(url), Some(identity)) = (&args.batch_output_container, &args.batch_identity) else {
+        eprintln!(
+            "coldpath: error: --emit-batch-tasks needs --batch-output-container and --batch-identity: where each task uploads its report and logs (they are lost with the node otherwise), and the pool identity that writes them"
+        );
+        return 2;
+    };
+    let template = coldpath::batch::TaskTemplate {
+        job: args.job.job.to_string_lossy().into_owned(),
+        source: args.job.source.clone(),
+        lake: args.job.lake.clone(),
+        labels_as_of: args.write.labels_as_of.map(|t| t.to_rfc3339()),
+        image: args.batch_image.clone(),
+        client_id: std::env::var("COLDPATH_BATCH_CLIENT_ID").ok(),
+        outputs: Some(coldpath::batch::OutputContainer {
+            url: url.clone(),
+            identity: identity.clone(),
+            prefix: format!("coldpath-backfill-{}-{}", args.from, args.to),
+        }),
+    };
+    let collections = coldpath::batch::tasks(&template, dates);
+    let names = coldpath::batch::collection_file_names(collections.len());
+    let written = (|| {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        // Left-over files of an earlier, longer emit would be submitted too.
+        let stale = std::fs::read_dir(dir)
+            .map_err(|e| e.to_string())?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with("tasks-") && n.ends_with(".json"));
+        if let Some(stale) = stale {
+            return Err(format!(
+                "{stale} is already there: emit into an empty folder"
+            ));
+        }
+        for (collection, name) in collections.iter().zip(&names) {
+            std::fs::write(dir.join(name), coldpath::batch::collection_text(collection))
+                .map_err(|e| format!("{name}: {e}"))?;
+        }
+        Ok::<_, String>(())
+    })();
+    match written {
+        Ok(()) => {
+            eprintln!(
+                "coldpath: wrote {} Batch tasks for {} dates to {} as {} collection(s): {}",
+                dates.len() * 2,
+                dates.len(),
+                dir.display(),
+                names.len(),
+                names.join(", ")
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("coldpath: error: --emit-batch-tasks {}: {e}", dir.display());
+            1
+        }
+    }
+}
+
 /// The Data Factory custom activity: `activity.json` in, the command's report as `outputs.json` out.
 async fn adf() -> i32 {
     use coldpath::adf::{self, Request, Unretryable};
@@ -414,6 +453,8 @@ async fn adf() -> i32 {
                 to,
                 parallel,
                 emit_batch_tasks: None,
+                batch_output_container: None,
+                batch_identity: None,
                 batch_image: String::new(),
                 write,
             })
