@@ -5,6 +5,7 @@ mod azure;
 mod azurite;
 mod backfill;
 mod common;
+mod consumers;
 mod crash;
 mod exit_codes;
 mod features;
