@@ -464,6 +464,39 @@ mod tests {
     }
 
     #[test]
+    fn the_shipped_pool_runs_this_version_of_the_package() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/jobs/batch/pool.json");
+        let template: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(
+            template["parameters"]["coldpathVersion"]["defaultValue"],
+            env!("CARGO_PKG_VERSION")
+        );
+        let pool = &template["resources"][0];
+        assert_eq!(pool["identity"]["type"], "UserAssigned");
+        let props = &pool["properties"];
+        assert_eq!(
+            props["applicationPackages"][0]["version"],
+            "[parameters('coldpathVersion')]"
+        );
+        // Batch's variable for the package on Linux: lower case, `.` as `_` (the
+        // template derives it from the version parameter, as ARM evaluates it).
+        let start = props["startTask"]["commandLine"].as_str().unwrap();
+        assert!(start.starts_with("[format('/bin/sh -c "), "{start}");
+        assert!(
+            start.contains("$AZ_BATCH_APP_PACKAGE_coldpath_{0}/coldpath"),
+            "{start}"
+        );
+        assert!(
+            start.contains("toLower(replace(parameters('coldpathVersion'), '.', '_'))"),
+            "{start}"
+        );
+        // The image has the glibc the binary needs (2.35: Ubuntu 22.04 or newer).
+        let image = &props["deploymentConfiguration"]["virtualMachineConfiguration"];
+        assert_eq!(image["nodeAgentSkuId"], "batch.node.ubuntu 22.04");
+    }
+
+    #[test]
     fn arguments_with_spaces_are_quoted() {
         assert_eq!(
             shell_words(&["a".into(), "b c".into(), "".into()]),
