@@ -424,6 +424,22 @@ async fn adf() -> i32 {
         Ok(x) => x,
         Err(e) => return fail(mode, 2, format!("activity.json: {e}")),
     };
+    // Data Factory copies the resource files without their folders.
+    let job_path = std::path::Path::new(&props.job);
+    if !job_path.exists() {
+        if let Some(name) = job_path.file_name().filter(|n| here.join(n).is_file()) {
+            return fail(
+                mode,
+                2,
+                format!(
+                    "activity.json: job `{}` is not here, but `{}` is: Data Factory copies the resource files into the working directory without their folders; name the job `{}`",
+                    props.job,
+                    name.to_string_lossy(),
+                    name.to_string_lossy()
+                ),
+            );
+        }
+    }
     let job = JobArgs {
         job: props.job.clone().into(),
         source: props.source.clone(),

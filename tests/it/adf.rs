@@ -144,13 +144,58 @@ fn flat_folder(activity: &Value, resources: &[(&str, String)]) -> tempfile::Temp
 /// `coldpath adf` in `dir` with nothing but a minimal PATH in the environment
 /// (no HOME, no COLDPATH_*, no AZURE_*), as a Batch node's task would have.
 fn adf_bare(dir: &Path) -> (i32, Value, String) {
-    let out = std::process::Command::new(bin())
-        .arg("adf")
+    adf_as(dir, None)
+}
+
+/// The user id of this process (the owner of /proc/self).
+fn euid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
+}
+
+/// `nobody`, and the binary where it may run it, when the tests run as root
+/// (a Batch auto-user is never root): `None` otherwise.
+fn unprivileged() -> Option<(u32, tempfile::TempDir)> {
+    use std::os::unix::fs::PermissionsExt;
+    if euid() != 0 {
+        return None;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let exe = dir.path().join("coldpath");
+    if std::fs::hard_link(bin(), &exe).is_err() {
+        std::fs::copy(bin(), &exe).unwrap();
+    }
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    Some((65534, dir))
+}
+
+/// Lets `uid` write into `dirs` (the working directory, the lake).
+fn open_to_all(dirs: &[&Path]) {
+    use std::os::unix::fs::PermissionsExt;
+    for dir in dirs {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    }
+}
+
+/// `coldpath adf` in `dir`, bare environment, as `user` (uid, folder of the binary) when given.
+fn adf_as(dir: &Path, user: Option<&(u32, tempfile::TempDir)>) -> (i32, Value, String) {
+    let exe = match user {
+        Some((_, d)) => d.path().join("coldpath"),
+        None => bin(),
+    };
+    let mut cmd = std::process::Command::new(exe);
+    cmd.arg("adf")
         .current_dir(dir)
         .env_clear()
-        .env("PATH", "/usr/bin:/bin")
-        .output()
-        .unwrap();
+        .env("PATH", "/usr/bin:/bin");
+    if let Some((uid, _)) = user {
+        use std::os::unix::process::CommandExt;
+        cmd.uid(*uid).gid(*uid);
+    }
+    let out = cmd.output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     let text = std::fs::read_to_string(dir.join("outputs.json"))
         .unwrap_or_else(|e| panic!("no outputs.json ({e}): {err}"));
@@ -204,6 +249,11 @@ fn keys(rows: &[serde_json::Map<String, Value>], col: &str, date: &str) -> Vec<S
 #[test]
 fn a_flat_data_factory_folder_runs_a_manual_and_a_scheduled_date() {
     let lake = temp_lake();
+    // As a non-root user where the tests run as root (they may not switch otherwise).
+    let user = unprivileged();
+    if user.is_some() {
+        open_to_all(&[lake.path()]);
+    }
     // A manual run gives the pipeline's `date`; the tumbling-window trigger gives
     // its window start, formatted as the trigger does (yyyy-MM-dd of 2024-03-11T00:00:00Z).
     let window_start = chrono::DateTime::parse_from_rfc3339("2024-03-11T00:00:00Z").unwrap();
@@ -211,7 +261,10 @@ fn a_flat_data_factory_folder_runs_a_manual_and_a_scheduled_date() {
     for date in ["2024-03-10", scheduled.as_str()] {
         let activity = shipped_activity("coldpath-run", date, where_to(lake.path()));
         let dir = flat_folder(&activity, &flat_resources());
-        let (code, report, err) = adf_bare(dir.path());
+        if user.is_some() {
+            open_to_all(&[dir.path()]);
+        }
+        let (code, report, err) = adf_as(dir.path(), user.as_ref());
         assert_eq!(code, 0, "{report}\n{err}");
         assert_eq!(report["status"], "succeeded", "{report}");
         assert_eq!(report["exit_code"], 0);
@@ -268,6 +321,17 @@ fn a_flat_data_factory_folder_runs_a_manual_and_a_scheduled_date() {
             .filter(|r| get(r, "feature_date") == date)
             .count();
         assert_eq!(hours, exp["features"].as_array().unwrap().len(), "{date}");
+    }
+    if user.is_some() {
+        use std::os::unix::fs::MetadataExt;
+        let log = lake
+            .path()
+            .join("telemetry/_delta_log/00000000000000000000.json");
+        assert_eq!(
+            std::fs::metadata(log).unwrap().uid(),
+            65534,
+            "written by the unprivileged user"
+        );
     }
     // The scheduled date's features saw the manual date's silver.
     assert!(features
@@ -348,6 +412,12 @@ fn only_a_failure_a_retry_can_cure_fails_the_activity() {
     assert_eq!(report["exit_code"], 1);
     assert_eq!(report["retryable"], true);
     drop(held);
+
+    // A job named with the folder it had in the repository: Data Factory drops folders.
+    let (code, report, _) = outcome(None, json!({"job": "jobs/nightly.toml"}), lake.path());
+    assert_eq!((code, &report["exit_code"]), (0, &json!(2)), "{report}");
+    let message = report["error"].as_str().unwrap();
+    assert!(message.contains("name the job `nightly.toml`"), "{message}");
 
     // And the run succeeds once the lock is free.
     let (code, report, _) = outcome(None, json!({}), lake.path());
