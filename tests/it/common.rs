@@ -223,3 +223,27 @@ pub fn rows_without_run(lake: &Path, table: &str) -> std::collections::BTreeSet<
         })
         .collect()
 }
+
+/// Parquet files under a table folder that its current version does not reference.
+pub fn unreferenced(lake: &Path, table: &str) -> Vec<std::path::PathBuf> {
+    let t = open_table(lake, table);
+    let referenced: Vec<String> = t.get_file_uris().unwrap().collect();
+    let mut all = Vec::new();
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() && !path.ends_with("_delta_log") {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                out.push(path);
+            }
+        }
+    }
+    walk(&lake.join(table), &mut all);
+    all.into_iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            !referenced.iter().any(|uri| uri.ends_with(name))
+        })
+        .collect()
+}
