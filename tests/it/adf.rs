@@ -4,6 +4,7 @@ use std::path::Path;
 
 use serde_json::{json, Value};
 
+use crate::adf_expr::{evaluate, Scope};
 use crate::common::*;
 
 /// A working folder with the activity's resource files (the job and its schema) and `activity.json`.
@@ -96,27 +97,48 @@ fn a_mistyped_property_is_a_configuration_error_in_outputs_json() {
 // files flat beside them (Data Factory drops the folders), the command run with
 // no shell and a bare environment.
 
-/// The shipped pipeline's Custom activity `name`, as Data Factory writes it into
-/// activity.json: expressions evaluated (`date` given), plus `extra` properties.
-fn shipped_activity(name: &str, date: &str, extra: Value) -> Value {
-    let pipeline: Value = serde_json::from_str(
-        &std::fs::read_to_string(repo().join("jobs/adf/pipeline.json")).unwrap(),
-    )
-    .unwrap();
-    let mut activity = pipeline["properties"]["activities"]
+fn shipped(file: &str) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(repo().join(file)).unwrap()).unwrap()
+}
+
+/// The shipped pipeline's activity `name`.
+fn pipeline_activity(name: &str) -> Value {
+    shipped("jobs/adf/pipeline.json")["properties"]["activities"]
         .as_array()
         .unwrap()
         .iter()
         .find(|a| a["name"] == name)
-        .unwrap()
-        .clone();
+        .unwrap_or_else(|| panic!("no activity {name}"))
+        .clone()
+}
+
+/// The date the shipped trigger passes to the pipeline for a window starting at `window_start`.
+fn trigger_date(window_start: &str) -> String {
+    let trigger = shipped("jobs/adf/trigger.json");
+    let scope = Scope {
+        trigger_outputs: json!({"windowStartTime": window_start}),
+        ..Scope::default()
+    };
+    let date = evaluate(
+        &trigger["properties"]["pipeline"]["parameters"]["date"],
+        &scope,
+    );
+    date.as_str().unwrap().to_string()
+}
+
+/// The shipped pipeline's Custom activity `name`, as Data Factory writes it into
+/// activity.json: its expressions evaluated with the pipeline's `date`, plus `extra` properties.
+fn shipped_activity(name: &str, date: &str, extra: Value) -> Value {
+    let mut activity = pipeline_activity(name);
+    let scope = Scope {
+        parameters: json!({"date": date}),
+        ..Scope::default()
+    };
     let props = activity["typeProperties"]["extendedProperties"]
         .as_object_mut()
         .unwrap();
     for value in props.values_mut() {
-        if value == "@{pipeline().parameters.date}" {
-            *value = json!(date);
-        }
+        *value = evaluate(value, &scope);
     }
     props.extend(extra.as_object().unwrap().clone());
     // What Data Factory adds around the definition.
@@ -254,10 +276,10 @@ fn a_flat_data_factory_folder_runs_a_manual_and_a_scheduled_date() {
     if user.is_some() {
         open_to_all(&[lake.path()]);
     }
-    // A manual run gives the pipeline's `date`; the tumbling-window trigger gives
-    // its window start, formatted as the trigger does (yyyy-MM-dd of 2024-03-11T00:00:00Z).
-    let window_start = chrono::DateTime::parse_from_rfc3339("2024-03-11T00:00:00Z").unwrap();
-    let scheduled = window_start.format("%Y-%m-%d").to_string();
+    // A manual run gives the pipeline's `date`; the tumbling-window trigger passes
+    // its window's start (the window of 2024-03-11 starts at its midnight UTC).
+    let scheduled = trigger_date("2024-03-11T00:00:00Z");
+    assert_eq!(scheduled, "2024-03-11");
     for date in ["2024-03-10", scheduled.as_str()] {
         let activity = shipped_activity("coldpath-run", date, where_to(lake.path()));
         let dir = flat_folder(&activity, &flat_resources());
@@ -352,12 +374,39 @@ fn the_shipped_labels_refresh_runs_in_a_flat_folder() {
         "2024-03-11",
         where_to(lake.path()),
     );
-    let mut refresh = refresh;
-    refresh["typeProperties"]["extendedProperties"]["from"] = json!("2024-02-27");
+    assert_eq!(
+        refresh["typeProperties"]["extendedProperties"]["from"],
+        "2024-02-27"
+    );
     let (code, report, err) = adf_bare(flat_folder(&refresh, &flat_resources()).path());
     assert_eq!(code, 0, "{report}\n{err}");
     assert_eq!(report["dates"].as_array().unwrap().len(), 14, "{report}");
     assert_eq!(report["exit_code"], 0);
+}
+
+/// What the shipped pipeline does after `coldpath-run` ended with `outputs`: its If
+/// Condition, evaluated as Data Factory would; `Some((message, error code))` of
+/// the Fail activity when it fails the pipeline, `None` when the pipeline goes on.
+fn pipeline_verdict(outputs: &Value) -> Option<(String, String)> {
+    let check = pipeline_activity("coldpath-run-outcome");
+    let scope = Scope {
+        parameters: json!({"date": "2024-03-11"}),
+        activities: json!({"coldpath-run": {"customOutput": outputs}}),
+        ..Scope::default()
+    };
+    let ok = evaluate(&check["typeProperties"]["expression"]["value"], &scope);
+    if ok.as_bool().unwrap() {
+        return None;
+    }
+    let fail = &check["typeProperties"]["ifFalseActivities"][0];
+    assert_eq!(fail["type"], "Fail");
+    let text = |key: &str| {
+        evaluate(&fail["typeProperties"][key], &scope)
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    Some((text("message"), text("errorCode")))
 }
 
 /// A flat folder for `coldpath-run` of 2024-03-11 with `extra` properties and a job file `job`.
@@ -388,6 +437,10 @@ fn only_a_failure_a_retry_can_cure_fails_the_activity() {
     assert_eq!(report["exit_code"], 2);
     assert_eq!(report["retryable"], false);
     assert!(report["error"].as_str().unwrap().contains("missing.toml"));
+    // The activity succeeded, so no retry; the If Condition fails the pipeline.
+    let (message, code) = pipeline_verdict(&report).expect("the pipeline fails");
+    assert_eq!(code, "2");
+    assert!(message.contains("config_error (exit 2)"), "{message}");
 
     // A mistyped property: activity.json itself does not parse, and still the
     // declared `unretryable` applies.
@@ -403,6 +456,9 @@ fn only_a_failure_a_retry_can_cure_fails_the_activity() {
     assert_eq!(report["exit_code"], 3);
     assert_eq!(report["retryable"], false);
     assert!(!lake.path().join("telemetry/_delta_log").exists());
+    let (message, code) = pipeline_verdict(&report).expect("the pipeline fails");
+    assert_eq!(code, "3");
+    assert!(message.contains("quality_gate_failed"), "{message}");
 
     // A failure a retry may cure: the date is locked by another run.
     let held = hold_local_lock(lake.path(), "telemetry", "2024-03-11");
@@ -419,13 +475,14 @@ fn only_a_failure_a_retry_can_cure_fails_the_activity() {
     let message = report["error"].as_str().unwrap();
     assert!(message.contains("name the job `nightly.toml`"), "{message}");
 
-    // And the run succeeds once the lock is free.
+    // And the run succeeds once the lock is free; the pipeline goes on.
     let (code, report, _) = outcome(None, json!({}), lake.path());
     assert_eq!(
         (code, &report["status"]),
         (0, &json!("succeeded")),
         "{report}"
     );
+    assert_eq!(pipeline_verdict(&report), None);
 }
 
 #[test]

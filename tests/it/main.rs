@@ -1,6 +1,7 @@
 //! The one integration-test binary: the real `coldpath` binary on the fixtures, tables read back with deltalake.
 
 mod adf;
+mod adf_expr;
 mod azure;
 mod azurite;
 mod backfill;
