@@ -723,6 +723,29 @@ mod tests {
         serde_json::from_slice(&bytes).unwrap()
     }
 
+    #[test]
+    fn a_holder_under_batch_names_its_job_task_and_node() {
+        let now = Utc::now();
+        let mut holder = owner("run-9").holder(now, Duration::from_secs(60));
+        holder.host = "tvmps_0001".into();
+        holder.batch = Some(crate::batch::BatchIds {
+            job_id: Some("backfill-1".into()),
+            task_id: Some("silver-2024-03-11".into()),
+            node_id: Some("tvmps_0001".into()),
+        });
+        let text = holder.to_string();
+        assert!(text.contains("run run-9"), "{text}");
+        assert!(
+            text.contains("(Batch job backfill-1 task silver-2024-03-11 on node tvmps_0001)"),
+            "{text}"
+        );
+        // A record written before the field existed still reads.
+        let mut old = serde_json::to_value(&holder).unwrap();
+        old.as_object_mut().unwrap().remove("batch");
+        let back: Holder = serde_json::from_value(old).unwrap();
+        assert_eq!(back.batch, None);
+    }
+
     #[tokio::test(flavor = "multi_thread")]
     async fn a_held_lock_makes_the_second_run_wait_then_fail_naming_the_holder() {
         let (site, _) = memory_site();
