@@ -59,10 +59,6 @@ pub struct BackfillDurations {
 #[derive(Debug, Clone, Serialize)]
 pub struct BackfillReport {
     pub job: String,
-    #[serde(flatten)]
-    pub build: crate::version::Build,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub batch: Option<crate::batch::BatchIds>,
     pub from: String,
     pub to: String,
     pub parallel: usize,
@@ -83,8 +79,6 @@ impl BackfillReport {
         let day = |d: Option<&NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
         BackfillReport {
             job: job.to_string(),
-            build: crate::version::Build::get(),
-            batch: crate::batch::BatchIds::from_env(),
             from: day(req.dates.first()),
             to: day(req.dates.last()),
             parallel: req.parallel,
@@ -210,8 +204,6 @@ pub async fn backfill(job: Arc<Job>, req: &BackfillRequest, on_date: OnDate) -> 
                 let mut features = FeaturesReport {
                     job: job.name.clone(),
                     run_id,
-                    build: crate::version::Build::get(),
-                    batch: crate::batch::BatchIds::from_env(),
                     status: Status::Failed,
                     exit_code: 1,
                     lake: job.lake.clone(),

@@ -246,39 +246,6 @@ impl Job {
     }
 }
 
-/// A location named in a job file in `base` (the file's folder): a URL or an
-/// absolute path as written, a relative local path joined to `base`, with `.`
-/// and `..` folded away (`jobs/../fixtures/raw` is `fixtures/raw`).
-pub fn beside(base: &Path, location: &str) -> String {
-    if location.contains("://") || Path::new(location).is_absolute() {
-        return location.to_string();
-    }
-    let joined = base.join(location);
-    let mut parts: Vec<std::path::Component> = Vec::new();
-    for part in joined.components() {
-        match part {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir
-                if matches!(parts.last(), Some(std::path::Component::Normal(_))) =>
-            {
-                parts.pop();
-            }
-            // The root's parent is the root.
-            std::path::Component::ParentDir
-                if matches!(parts.last(), Some(std::path::Component::RootDir)) => {}
-            other => parts.push(other),
-        }
-    }
-    if parts.is_empty() {
-        return ".".into();
-    }
-    parts
-        .iter()
-        .collect::<PathBuf>()
-        .to_string_lossy()
-        .into_owned()
-}
-
 /// The `[csv]` section as a dialect; an error names the key.
 fn csv_dialect(f: &CsvFile) -> Result<CsvDialect, (&'static str, String)> {
     let one_byte = |key: &'static str, v: &Option<String>, default: u8| match v.as_deref() {
@@ -342,6 +309,39 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
         _ => return Err(format!("`{s}`: unknown unit `{unit}` (use s, m, h or d)")),
     };
     Ok(Duration::from_secs(secs))
+}
+
+/// A location named in a job file in `base` (the file's folder): a URL or an
+/// absolute path as written, a relative local path joined to `base`, with `.`
+/// and `..` folded away (`jobs/../fixtures/raw` is `fixtures/raw`).
+pub fn beside(base: &Path, location: &str) -> String {
+    if location.contains("://") || Path::new(location).is_absolute() {
+        return location.to_string();
+    }
+    let joined = base.join(location);
+    let mut parts: Vec<std::path::Component> = Vec::new();
+    for part in joined.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir
+                if matches!(parts.last(), Some(std::path::Component::Normal(_))) =>
+            {
+                parts.pop();
+            }
+            // The root's parent is the root.
+            std::path::Component::ParentDir
+                if matches!(parts.last(), Some(std::path::Component::RootDir)) => {}
+            other => parts.push(other),
+        }
+    }
+    if parts.is_empty() {
+        return ".".into();
+    }
+    parts
+        .iter()
+        .collect::<PathBuf>()
+        .to_string_lossy()
+        .into_owned()
 }
 
 #[cfg(test)]

@@ -29,29 +29,13 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    // Under Azure Batch every log line carries the job, task and node ids.
-    let span = match coldpath::batch::BatchIds::from_env() {
-        Some(b) => tracing::info_span!(
-            "batch",
-            batch_job = b.job_id.as_deref(),
-            batch_task = b.task_id.as_deref(),
-            batch_node = b.node_id.as_deref()
-        ),
-        None => tracing::Span::none(),
-    };
-    let command = async {
-        match cli.command {
-            Command::Run(args) => run(args).await,
-            Command::Backfill(args) => backfill(args).await,
-            Command::Adf => adf().await,
-            Command::Maintain(args) => maintain(args).await,
-            Command::Plan(args) => plan(args).await,
-            Command::Features(args) => features(args).await,
-        }
-    };
-    let code = {
-        use tracing::Instrument;
-        runtime.block_on(command.instrument(span))
+    let code = match cli.command {
+        Command::Run(args) => runtime.block_on(run(args)),
+        Command::Backfill(args) => runtime.block_on(backfill(args)),
+        Command::Adf => runtime.block_on(adf()),
+        Command::Maintain(args) => runtime.block_on(maintain(args)),
+        Command::Plan(args) => runtime.block_on(plan(args)),
+        Command::Features(args) => runtime.block_on(features(args)),
     };
     ExitCode::from(code as u8)
 }
@@ -70,6 +54,18 @@ fn init_logging(format: LogFormat) {
     match format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().with_current_span(true).init(),
+    }
+    // Under Azure Batch every log line carries the job, task and node ids: a span
+    // entered on the main thread, where `block_on` polls the command's future, and
+    // left entered for the life of the process (hence forgotten, never exited).
+    if let Some(b) = coldpath::batch::BatchIds::from_env() {
+        let span = tracing::info_span!(
+            "batch",
+            batch_job = b.job_id.as_deref(),
+            batch_task = b.task_id.as_deref(),
+            batch_node = b.node_id.as_deref()
+        );
+        std::mem::forget(span.entered());
     }
 }
 
@@ -156,7 +152,8 @@ fn write_report<T: serde::Serialize>(
     report: &T,
     to: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    let text = serde_json::to_string_pretty(report)?;
+    // Every report says which coldpath wrote it, and where Batch ran it.
+    let text = serde_json::to_string_pretty(&coldpath::version::stamp(report))?;
     match to {
         Some(path) => std::fs::write(path, text + "\n")
             .with_context(|| format!("writing the report to {}", path.display())),
@@ -173,8 +170,6 @@ async fn features(args: FeaturesArgs) -> i32 {
     let mut report = FeaturesReport {
         job: String::new(),
         run_id: run_id.clone(),
-        build: coldpath::version::Build::get(),
-        batch: coldpath::batch::BatchIds::from_env(),
         status: Status::Failed,
         exit_code: 1,
         lake: String::new(),
@@ -390,13 +385,8 @@ async fn adf() -> i32 {
         } else {
             Status::Failed
         };
-        let mut report = json!({"status": status, "exit_code": code, "retryable": adf::retryable(code), "error": message});
-        if let (Some(obj), Ok(serde_json::Value::Object(build))) = (
-            report.as_object_mut(),
-            serde_json::to_value(coldpath::version::Build::get()),
-        ) {
-            obj.extend(build);
-        }
+        let report = json!({"status": status, "exit_code": code, "retryable": adf::retryable(code), "error": message});
+        let report = serde_json::to_value(coldpath::version::stamp(&report)).unwrap_or(report);
         if let Err(e) = std::fs::write(&outputs, adf::outputs(&report)) {
             eprintln!("coldpath: error: writing outputs.json: {e}");
         }

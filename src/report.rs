@@ -67,12 +67,6 @@ pub struct RunReport {
     pub job: String,
     pub date: String,
     pub run_id: String,
-    /// The coldpath version and commit that ran.
-    #[serde(flatten)]
-    pub build: crate::version::Build,
-    /// The Azure Batch job, task and node, when run by Batch.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub batch: Option<crate::batch::BatchIds>,
     pub status: Status,
     pub exit_code: i32,
     pub source: String,
@@ -135,10 +129,6 @@ pub struct FeaturesDate {
 pub struct FeaturesReport {
     pub job: String,
     pub run_id: String,
-    #[serde(flatten)]
-    pub build: crate::version::Build,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub batch: Option<crate::batch::BatchIds>,
     pub status: Status,
     pub exit_code: i32,
     pub lake: String,
@@ -161,8 +151,6 @@ impl RunReport {
             job: job.to_string(),
             date: date.to_string(),
             run_id: run_id.to_string(),
-            build: crate::version::Build::get(),
-            batch: crate::batch::BatchIds::from_env(),
             status: Status::Failed,
             exit_code: 1,
             source: source.to_string(),

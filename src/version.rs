@@ -38,6 +38,28 @@ impl Default for Build {
     }
 }
 
+/// A report with the build and, under Azure Batch, the job, task and node ids
+/// after its own fields: what every report and `outputs.json` print.
+#[derive(Debug, Serialize)]
+pub struct Stamped<'a, T: Serialize> {
+    #[serde(flatten)]
+    report: &'a T,
+    #[serde(flatten)]
+    build: Build,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch: Option<crate::batch::BatchIds>,
+}
+
+/// `report` stamped with this build and the Batch ids of this process (see [`Stamped`]).
+/// The report must serialize as an object.
+pub fn stamp<T: Serialize>(report: &T) -> Stamped<'_, T> {
+    Stamped {
+        report,
+        build: Build::get(),
+        batch: crate::batch::BatchIds::from_env(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -48,6 +70,26 @@ mod tests {
         assert!(!COMMIT.is_empty());
         let v = serde_json::to_value(Build::get()).unwrap();
         assert_eq!(v["coldpath_version"], VERSION);
+        assert_eq!(v["coldpath_commit"], COMMIT);
+    }
+
+    #[test]
+    fn a_stamped_report_keeps_its_fields_first() {
+        #[derive(Serialize)]
+        struct Report {
+            status: &'static str,
+            exit_code: i32,
+        }
+        let report = Report {
+            status: "succeeded",
+            exit_code: 0,
+        };
+        let text = serde_json::to_string(&stamp(&report)).unwrap();
+        assert!(
+            text.starts_with(r#"{"status":"succeeded","exit_code":0,"coldpath_version":""#),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["coldpath_commit"], COMMIT);
     }
 }
