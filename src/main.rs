@@ -152,8 +152,7 @@ fn write_report<T: serde::Serialize>(
     report: &T,
     to: Option<&std::path::Path>,
 ) -> anyhow::Result<()> {
-    // Every report says which coldpath wrote it, and where Batch ran it.
-    let text = serde_json::to_string_pretty(&coldpath::version::stamp(report))?;
+    let text = serde_json::to_string_pretty(report)?;
     match to {
         Some(path) => std::fs::write(path, text + "\n")
             .with_context(|| format!("writing the report to {}", path.display())),
@@ -552,9 +551,10 @@ async fn maintain(args: coldpath::cli::MaintainArgs) -> i32 {
     }
 }
 
-/// Prints a report (stdout or a file) and returns the exit code.
+/// Prints a report (stdout or a file) and returns the exit code. Every report
+/// says which coldpath wrote it, and where Batch ran it ([`coldpath::version::stamp`]).
 fn emit<T: serde::Serialize>(report: &T, code: i32, to: Option<&std::path::Path>) -> i32 {
-    if let Err(e) = write_report(report, to) {
+    if let Err(e) = write_report(&coldpath::version::stamp(report), to) {
         eprintln!("coldpath: error: {e:#}");
         return Status::Failed.exit_code().max(code);
     }
