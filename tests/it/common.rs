@@ -53,6 +53,7 @@ pub fn coldpath(args: &[&str]) -> Output {
 /// outside a target directory that another checkout's build may relink meanwhile).
 pub fn bin() -> PathBuf {
     std::env::var_os("COLDPATH_TEST_BIN")
+        .filter(|p| !p.is_empty())
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_coldpath")))
 }
