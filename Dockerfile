@@ -1,7 +1,9 @@
 # coldpath for Azure Batch (container tasks) and Data Factory custom activities.
-# Build:  docker build -t <registry>/coldpath:<version> .
+# Build:  docker build --build-arg COLDPATH_GIT_COMMIT=$(git rev-parse --short=12 HEAD) -t <registry>/coldpath:<version> .
 # Run:    docker run --rm <image> coldpath run --job jobs/nightly.toml --date 2024-03-11
 # Credentials come from the pool's managed identity (IMDS); nothing secret is baked in.
+# coldpath runs under tini (ENTRYPOINT), so signals reach it and children are
+# reaped: a container's PID 1 gets no default signal handling.
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src
@@ -10,15 +12,19 @@ COPY Cargo.toml Cargo.lock ./
 RUN mkdir -p src tests/it && echo 'fn main() {}' > src/main.rs && touch src/lib.rs tests/it/main.rs \
     && cargo build --release --locked \
     && rm -rf src tests
+# The build has no .git (.dockerignore): build.rs takes the commit from here.
+ARG COLDPATH_GIT_COMMIT=unknown
+ENV COLDPATH_GIT_COMMIT=${COLDPATH_GIT_COMMIT}
+COPY build.rs build.rs
 COPY src src
 COPY schemas schemas
 COPY tests/it tests/it
-RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin coldpath \
-    && strip target/release/coldpath
+# The release profile strips the binary (Cargo.toml).
+RUN touch src/main.rs src/lib.rs && cargo build --release --locked --bin coldpath
 
 FROM debian:bookworm-slim
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends ca-certificates \
+    && apt-get install -y --no-install-recommends ca-certificates tini \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --uid 10001 --no-create-home --shell /usr/sbin/nologin coldpath
 COPY --from=build /src/target/release/coldpath /usr/local/bin/coldpath
@@ -27,4 +33,5 @@ COPY schemas /opt/coldpath/schemas
 WORKDIR /opt/coldpath
 USER 10001
 ENV COLDPATH_LOG_FORMAT=json
+ENTRYPOINT ["/usr/bin/tini", "--"]
 CMD ["coldpath", "--help"]

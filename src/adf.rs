@@ -5,6 +5,14 @@
 //! evaluated), `linkedServices.json` and `datasets.json`; whatever the command
 //! writes to `outputs.json` (at most 2 MB) becomes the activity's
 //! `output.customOutput`. coldpath reads `typeProperties.extendedProperties`.
+//!
+//! A non-zero exit fails the activity, and the activity's retry policy then
+//! reruns it. Only a failure of the run (exit 1: storage, a lock, a crash) can
+//! be cured that way; a configuration error (2) or a quality gate (3) fails the
+//! same way every time. With `unretryable = "report"` those two exit 0 and say
+//! so in `outputs.json` (`status`, `exit_code`, `retryable`), and the pipeline
+//! fails the activity through an If Condition on
+//! `activity('…').output.customOutput.exit_code` (`jobs/adf/pipeline.json`).
 
 use std::path::{Path, PathBuf};
 
@@ -43,6 +51,56 @@ pub struct Properties {
     pub labels_as_of: Option<String>,
     pub parallel: Option<serde_json::Value>,
     pub lock_wait: Option<String>,
+    /// What a configuration error or a quality gate exits with: `fail` (the
+    /// default: 2 or 3, and Data Factory retries it per the policy) or `report`
+    /// (0, with the real status and exit code in `outputs.json`).
+    pub unretryable: Option<String>,
+}
+
+/// How `coldpath adf` exits for a failure no retry can cure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unretryable {
+    /// The contract's exit code (2 or 3).
+    Fail,
+    /// Exit 0; `outputs.json` carries the status and the real exit code.
+    Report,
+}
+
+impl Unretryable {
+    fn parse(value: Option<&str>) -> Option<Unretryable> {
+        match value.map(str::trim) {
+            None | Some("fail") => Some(Unretryable::Fail),
+            Some("report") => Some(Unretryable::Report),
+            Some(_) => None,
+        }
+    }
+
+    /// What the process exits with for the command's exit `code`.
+    pub fn exit_code(self, code: i32) -> i32 {
+        match (self, code) {
+            (Unretryable::Report, 2 | 3) => 0,
+            _ => code,
+        }
+    }
+
+    /// The setting of `activity.json` in `dir`, read on its own: what an
+    /// activity that fails to parse still asked for (`Fail` when unreadable).
+    pub fn declared(dir: &Path) -> Unretryable {
+        std::fs::read_to_string(dir.join("activity.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| {
+                let v = &v["typeProperties"]["extendedProperties"]["unretryable"];
+                Unretryable::parse(v.as_str())
+            })
+            .unwrap_or(Unretryable::Fail)
+    }
+}
+
+/// Whether a retry can cure a failure that exited with `code`: only exit 1
+/// (storage, a lock held past its wait, anything else that may pass).
+pub fn retryable(code: i32) -> bool {
+    code == 1
 }
 
 #[derive(Debug, Deserialize)]
@@ -84,6 +142,12 @@ pub fn read(dir: &Path) -> Result<(Properties, Request), AdfError> {
     parse(&path, &text)
 }
 
+impl Properties {
+    pub fn unretryable(&self) -> Unretryable {
+        Unretryable::parse(self.unretryable.as_deref()).unwrap_or(Unretryable::Fail)
+    }
+}
+
 pub fn parse(path: &Path, text: &str) -> Result<(Properties, Request), AdfError> {
     let invalid = |message: String| AdfError::Invalid {
         path: path.to_owned(),
@@ -98,9 +162,20 @@ pub fn parse(path: &Path, text: &str) -> Result<(Properties, Request), AdfError>
         .map_err(|e| invalid(format!("typeProperties.extendedProperties: {e}")))?;
     let date = |key: &str, v: &Option<String>| -> Result<Option<NaiveDate>, AdfError> {
         v.as_deref()
-            .map(|s| crate::cli::parse_date(s.trim()).map_err(|e| invalid(format!("`{key}`: {e}"))))
+            .map(|s| match s.trim() {
+                "" => Err(invalid(format!(
+                    "`{key}` is empty: a run the trigger did not start (a manual run) must give the pipeline's `date` parameter"
+                ))),
+                s => crate::cli::parse_date(s).map_err(|e| invalid(format!("`{key}`: {e}"))),
+            })
             .transpose()
     };
+    if Unretryable::parse(props.unretryable.as_deref()).is_none() {
+        return Err(invalid(format!(
+            "`unretryable`: `{}` is not one of fail, report",
+            props.unretryable.as_deref().unwrap_or_default()
+        )));
+    }
     let (d, from, to) = (
         date("date", &props.date)?,
         date("from", &props.from)?,
@@ -243,15 +318,45 @@ mod tests {
         assert!(err.contains("job"), "{err}");
     }
 
+    fn shipped(file: &str) -> serde_json::Value {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// Data Factory's application-package variable for this build's version (Linux:
+    /// lower case, every character but letters and digits turned into `_`).
+    fn package_variable() -> String {
+        let version: String = env!("CARGO_PKG_VERSION")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("$AZ_BATCH_APP_PACKAGE_coldpath_{version}")
+    }
+
     #[test]
     fn the_shipped_data_factory_pipeline_asks_for_what_coldpath_reads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/adf/pipeline.json");
-        let pipeline: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let pipeline = shipped("jobs/adf/pipeline.json");
         let activities = pipeline["properties"]["activities"].as_array().unwrap();
+        let text = pipeline.to_string();
+        assert!(
+            !text.contains("TriggerTime"),
+            "the date comes from the trigger's window, not the run's start"
+        );
         let mut requests = Vec::new();
-        for activity in activities {
-            assert_eq!(activity["typeProperties"]["command"], "coldpath adf");
+        for activity in activities.iter().filter(|a| a["type"] == "Custom") {
+            let name = activity["name"].as_str().unwrap();
+            // No shell, no PATH on a Batch node: the package's folder, through /bin/sh.
+            assert_eq!(
+                activity["typeProperties"]["command"],
+                format!("/bin/sh -c \"{}/coldpath adf\"", package_variable())
+            );
             // Data Factory evaluates `@{…}` before the node sees activity.json.
             let mut props = activity["typeProperties"]["extendedProperties"].clone();
             for value in props.as_object_mut().unwrap().values_mut() {
@@ -261,11 +366,83 @@ mod tests {
             }
             let text = serde_json::json!({"typeProperties": {"extendedProperties": props}});
             let (p, request) = parse(&path, &text.to_string()).unwrap();
-            assert!(Path::new(env!("CARGO_MANIFEST_DIR")).join(&p.job).is_file());
+            // The resource files land flat in the working directory: a bare file name.
+            assert!(!p.job.contains('/'), "{name}: {}", p.job);
+            assert!(Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("jobs")
+                .join(&p.job)
+                .is_file());
+            assert_eq!(p.unretryable(), Unretryable::Report, "{name}");
+            // An If Condition on the activity's real exit code fails the pipeline.
+            let check = activities
+                .iter()
+                .find(|a| a["type"] == "IfCondition" && a["dependsOn"][0]["activity"] == name)
+                .unwrap_or_else(|| panic!("{name}: no If Condition after it"));
+            assert_eq!(
+                check["typeProperties"]["expression"]["value"],
+                format!("@equals(activity('{name}').output.customOutput.exit_code, 0)")
+            );
+            assert_eq!(
+                check["typeProperties"]["ifFalseActivities"][0]["type"],
+                "Fail"
+            );
+            // Retries are for exit 1 only, which is still a failed activity.
+            assert!(activity["policy"]["retry"].as_u64().unwrap() > 0);
             requests.push(request);
         }
         assert!(matches!(requests[0], Request::Run { .. }));
         assert!(matches!(requests[1], Request::Features { .. }));
+        // The labels refresh waits for the run's If Condition, not the run alone.
+        let refresh = activities
+            .iter()
+            .find(|a| a["name"] == "coldpath-refresh-labels-14d")
+            .unwrap();
+        assert_eq!(refresh["dependsOn"][0]["activity"], "coldpath-run-outcome");
+    }
+
+    #[test]
+    fn the_shipped_trigger_passes_its_window_start_as_the_date() {
+        let trigger = shipped("jobs/adf/trigger.json");
+        let props = &trigger["properties"];
+        assert_eq!(props["type"], "TumblingWindowTrigger");
+        // One window per UTC day, starting at midnight: the window start is the date.
+        assert_eq!(props["typeProperties"]["frequency"], "Hour");
+        assert_eq!(props["typeProperties"]["interval"], 24);
+        assert!(props["typeProperties"]["startTime"]
+            .as_str()
+            .unwrap()
+            .ends_with("T00:00:00Z"));
+        assert_eq!(
+            props["pipeline"]["parameters"]["date"]["value"],
+            "@{formatDateTime(trigger().outputs.windowStartTime, 'yyyy-MM-dd')}"
+        );
+        let pipeline = shipped("jobs/adf/pipeline.json");
+        assert_eq!(
+            props["pipeline"]["pipelineReference"]["referenceName"],
+            pipeline["name"]
+        );
+        assert!(pipeline["properties"]["parameters"]["date"].is_object());
+    }
+
+    #[test]
+    fn unretryable_failures_exit_zero_only_when_reported() {
+        for code in [0, 1, 2, 3] {
+            assert_eq!(Unretryable::Fail.exit_code(code), code);
+        }
+        assert_eq!(Unretryable::Report.exit_code(0), 0);
+        assert_eq!(
+            Unretryable::Report.exit_code(1),
+            1,
+            "a retry may cure exit 1"
+        );
+        assert_eq!(Unretryable::Report.exit_code(2), 0);
+        assert_eq!(Unretryable::Report.exit_code(3), 0);
+        assert!(retryable(1) && !retryable(2) && !retryable(3) && !retryable(0));
+        let err =
+            parsed(r#"{"job": "j", "date": "2024-03-11", "unretryable": "never"}"#).unwrap_err();
+        assert!(err.contains("unretryable"), "{err}");
+        let err = parsed(r#"{"job": "j", "date": ""}"#).unwrap_err();
+        assert!(err.contains("manual run"), "{err}");
     }
 
     #[test]

@@ -1,14 +1,66 @@
 //! Azure Batch: a backfill as one task per date — silver tasks first, each date's features task depending on its own and the previous date's silver — for `backfill --emit-batch-tasks`.
 //!
-//! The output is the body of Batch's "Add Task Collection" request
-//! (`{"value": [task, …]}`; at most 100 tasks per request, so a long range is
-//! split by the caller's tooling), for a job created from `jobs/batch/job.json`
-//! (which turns task dependencies on). Tasks run the container image; its
-//! identity is the pool's managed identity (set `AZURE_CLIENT_ID` for a
-//! user-assigned one), so no secret is in a task.
+//! The output is a series of "Add Task Collection" request bodies
+//! (`{"value": [task, …]}`), each within Batch's limits of 100 tasks and 1 MB,
+//! in submission order: a task's dependencies are in its own collection or an
+//! earlier one. They are for a job created from `jobs/batch/job.json` (which
+//! turns task dependencies on). Tasks run the container image; its identity is
+//! the pool's managed identity (set `AZURE_CLIENT_ID` for a user-assigned one),
+//! so no secret is in a task. Each task uploads its stdout (the run report) and
+//! stderr (the logs) to a blob container when it ends, with the same identity,
+//! so they outlive the node.
 
 use chrono::NaiveDate;
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
+
+/// Where Azure Batch runs this process: its job, task and node ids
+/// (`AZ_BATCH_JOB_ID`, `AZ_BATCH_TASK_ID`, `AZ_BATCH_NODE_ID`), for the lock
+/// holder, the run report and the log lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchIds {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+}
+
+impl BatchIds {
+    /// The ids Batch set in this process's environment; `None` outside Batch.
+    pub fn from_env() -> Option<BatchIds> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The ids from `lookup` (an environment); `None` when none is set.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Option<BatchIds> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let ids = BatchIds {
+            job_id: get("AZ_BATCH_JOB_ID"),
+            task_id: get("AZ_BATCH_TASK_ID"),
+            node_id: get("AZ_BATCH_NODE_ID"),
+        };
+        (ids.job_id.is_some() || ids.task_id.is_some() || ids.node_id.is_some()).then_some(ids)
+    }
+}
+
+impl std::fmt::Display for BatchIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unknown = "?";
+        write!(
+            f,
+            "Batch job {} task {} on node {}",
+            self.job_id.as_deref().unwrap_or(unknown),
+            self.task_id.as_deref().unwrap_or(unknown),
+            self.node_id.as_deref().unwrap_or(unknown)
+        )
+    }
+}
 
 /// What every task's command line repeats.
 #[derive(Debug, Clone)]
@@ -22,7 +74,26 @@ pub struct TaskTemplate {
     pub image: String,
     /// The pool identity's client id, for a user-assigned managed identity.
     pub client_id: Option<String>,
+    /// Where tasks upload their report and logs: a blob container URL, and the
+    /// ARM resource id of the pool's user-assigned identity that may write there.
+    pub outputs: Option<OutputContainer>,
 }
+
+/// The container that receives each task's `report.json` and `stderr.txt`.
+#[derive(Debug, Clone)]
+pub struct OutputContainer {
+    /// e.g. `https://contosoiotlake.blob.core.windows.net/batch-logs`.
+    pub url: String,
+    /// e.g. `/subscriptions/…/resourceGroups/…/providers/Microsoft.ManagedIdentity/userAssignedIdentities/coldpath`.
+    pub identity: String,
+    /// Blob folder of this backfill inside the container; each task writes under `<prefix>/<task id>/`.
+    pub prefix: String,
+}
+
+/// Batch's limits on one Add Task Collection request.
+pub const MAX_TASKS_PER_COLLECTION: usize = 100;
+/// 1 MB, with room left for the request's own framing.
+pub const MAX_COLLECTION_BYTES: usize = 1_000_000;
 
 fn silver_id(date: NaiveDate) -> String {
     format!("silver-{date}")
@@ -32,8 +103,35 @@ fn features_id(date: NaiveDate) -> String {
     format!("features-{date}")
 }
 
-/// The tasks of a backfill over `dates` (in order).
-pub fn tasks(t: &TaskTemplate, dates: &[NaiveDate]) -> Value {
+/// The `outputFiles` of task `id`: its stdout (the report) and stderr (the
+/// logs), uploaded when it completes, whatever the outcome. Batch resolves the
+/// patterns against the task's working directory; both files sit one level up.
+fn output_files(out: &OutputContainer, id: &str) -> Value {
+    let upload = |pattern: &str, name: &str| {
+        json!({
+            "filePattern": pattern,
+            "destination": {"container": {
+                "containerUrl": out.url,
+                "path": format!("{}/{id}/{name}", out.prefix.trim_matches('/')),
+                "identityReference": {"resourceId": out.identity},
+            }},
+            "uploadOptions": {"uploadCondition": "taskCompletion"},
+        })
+    };
+    json!([
+        upload("../stdout.txt", "report.json"),
+        upload("../stderr.txt", "stderr.txt")
+    ])
+}
+
+/// The tasks of a backfill over `dates` (in order) as Add Task Collection
+/// bodies within Batch's limits (see [`collections`]).
+pub fn tasks(t: &TaskTemplate, dates: &[NaiveDate]) -> Vec<Value> {
+    collections(task_list(t, dates))
+}
+
+/// The tasks of a backfill over `dates`: every silver task, then every features task.
+fn task_list(t: &TaskTemplate, dates: &[NaiveDate]) -> Vec<Value> {
     let mut common = vec!["--job".to_string(), t.job.clone()];
     for (flag, value) in [("--source", &t.source), ("--lake", &t.lake)] {
         if let Some(v) = value {
@@ -66,6 +164,9 @@ pub fn tasks(t: &TaskTemplate, dates: &[NaiveDate]) -> Value {
         if !depends.is_empty() {
             task["dependsOn"] = json!({"taskIds": depends});
         }
+        if let Some(out) = &t.outputs {
+            task["outputFiles"] = output_files(out, &id);
+        }
         task
     };
     let mut all = Vec::new();
@@ -90,7 +191,50 @@ pub fn tasks(t: &TaskTemplate, dates: &[NaiveDate]) -> Value {
         }
         all.push(task(features_id(date), args, depends));
     }
-    json!({ "value": all })
+    all
+}
+
+/// Splits tasks, in order, into Add Task Collection bodies of at most
+/// [`MAX_TASKS_PER_COLLECTION`] tasks and [`MAX_COLLECTION_BYTES`] of JSON as
+/// [`collection_text`] writes it. Order is kept, so a task listed after its
+/// dependencies lands in the same collection or a later one.
+pub fn collections(tasks: Vec<Value>) -> Vec<Value> {
+    // `{"value": [` … `]}` around the tasks, and a separator between two.
+    let frame = collection_text(&json!({"value": []})).len();
+    let mut out = Vec::new();
+    let mut current: Vec<Value> = Vec::new();
+    let mut bytes = frame;
+    for task in tasks {
+        let size = collection_text(&json!({"value": [task.clone()]})).len() - frame;
+        let full = current.len() == MAX_TASKS_PER_COLLECTION
+            || (!current.is_empty() && bytes + size + SEPARATOR > MAX_COLLECTION_BYTES);
+        if full {
+            out.push(json!({ "value": std::mem::take(&mut current) }));
+            bytes = frame;
+        }
+        if !current.is_empty() {
+            bytes += SEPARATOR;
+        }
+        bytes += size;
+        current.push(task);
+    }
+    if !current.is_empty() {
+        out.push(json!({ "value": current }));
+    }
+    out
+}
+
+/// What separates two tasks in [`collection_text`]'s output, at most.
+const SEPARATOR: usize = 2;
+
+/// A collection as written to its file: compact JSON and a newline.
+pub fn collection_text(collection: &Value) -> String {
+    collection.to_string() + "\n"
+}
+
+/// The file names of `n` collections, in submission order: `tasks-001.json`, …
+pub fn collection_file_names(n: usize) -> Vec<String> {
+    (1..=n).map(|i| format!("tasks-{i:03}.json")).collect()
 }
 
 /// A command line as Batch runs it (no shell): arguments with spaces are quoted.
@@ -115,6 +259,167 @@ mod tests {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
     }
 
+    fn template() -> TaskTemplate {
+        TaskTemplate {
+            job: "jobs/nightly.toml".into(),
+            source: None,
+            lake: Some("az://lake/iot".into()),
+            labels_as_of: None,
+            image: "contoso.azurecr.io/coldpath:1".into(),
+            client_id: Some("0000-id".into()),
+            outputs: Some(OutputContainer {
+                url: "https://contosoiotlake.blob.core.windows.net/batch-logs".into(),
+                identity: "/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/coldpath".into(),
+                prefix: "backfill-2024".into(),
+            }),
+        }
+    }
+
+    /// `n` consecutive dates from 2024-01-01.
+    fn dates(n: usize) -> Vec<NaiveDate> {
+        day("2024-01-01").iter_days().take(n).collect()
+    }
+
+    /// Checks Batch's limits and that every dependency was submitted no later than its task.
+    fn check_collections(collections: &[Value], expected_tasks: usize) {
+        let mut submitted: Vec<String> = Vec::new();
+        let mut total = 0;
+        for c in collections {
+            let tasks = c["value"].as_array().unwrap();
+            assert!(!tasks.is_empty());
+            assert!(
+                tasks.len() <= 100,
+                "{} tasks in one collection",
+                tasks.len()
+            );
+            let bytes = collection_text(c).len();
+            assert!(bytes <= 1_000_000, "{bytes} bytes in one collection");
+            let ids: Vec<String> = tasks
+                .iter()
+                .map(|t| t["id"].as_str().unwrap().to_string())
+                .collect();
+            for t in tasks {
+                for dep in t["dependsOn"]["taskIds"].as_array().into_iter().flatten() {
+                    let dep = dep.as_str().unwrap().to_string();
+                    assert!(
+                        submitted.contains(&dep) || ids.contains(&dep),
+                        "{} depends on {dep}, submitted later",
+                        t["id"]
+                    );
+                }
+            }
+            submitted.extend(ids);
+            total += tasks.len();
+        }
+        assert_eq!(total, expected_tasks);
+        submitted.sort();
+        submitted.dedup();
+        assert_eq!(submitted.len(), expected_tasks, "every task exactly once");
+    }
+
+    #[test]
+    fn a_long_range_is_split_at_100_tasks() {
+        // 250 dates: 250 silver and 250 features tasks, 100 to a collection.
+        let collections = tasks(&template(), &dates(250));
+        assert_eq!(collections.len(), 5);
+        check_collections(&collections, 500);
+        let sizes: Vec<usize> = collections
+            .iter()
+            .map(|c| c["value"].as_array().unwrap().len())
+            .collect();
+        assert_eq!(sizes, [100, 100, 100, 100, 100]);
+    }
+
+    #[test]
+    fn big_tasks_are_split_at_1_mb() {
+        // A long labels cut-off string makes each features task about 30 KB:
+        // 1 MB holds about 33 of them, well under 100.
+        let mut t = template();
+        t.labels_as_of = Some(format!("2024-01-01T00:00:00Z{}", " ".repeat(30_000)));
+        let collections = tasks(&t, &dates(250));
+        check_collections(&collections, 500);
+        let features_tasks = |c: &Value| {
+            c["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|t| t["id"].as_str().unwrap().starts_with("features-"))
+                .count()
+        };
+        let biggest = collections.iter().map(features_tasks).max().unwrap();
+        assert!(
+            biggest < 100 && biggest > 20,
+            "{biggest} features tasks in one collection"
+        );
+        // Full collections leave less room than one more task.
+        let task_bytes = 30_000;
+        for c in &collections[..collections.len() - 1] {
+            assert!(
+                collection_text(c).len() + task_bytes > 1_000_000
+                    || c["value"].as_array().unwrap().len() == 100
+            );
+        }
+    }
+
+    #[test]
+    fn each_task_uploads_its_report_and_logs_with_the_pool_identity() {
+        let collections = tasks(&template(), &dates(2));
+        for task in collections[0]["value"].as_array().unwrap() {
+            let id = task["id"].as_str().unwrap();
+            let files = task["outputFiles"].as_array().unwrap();
+            let patterns: Vec<&str> = files
+                .iter()
+                .map(|f| f["filePattern"].as_str().unwrap())
+                .collect();
+            assert_eq!(patterns, ["../stdout.txt", "../stderr.txt"]);
+            for (f, name) in files.iter().zip(["report.json", "stderr.txt"]) {
+                let container = &f["destination"]["container"];
+                assert_eq!(
+                    container["containerUrl"],
+                    "https://contosoiotlake.blob.core.windows.net/batch-logs"
+                );
+                assert_eq!(container["path"], format!("backfill-2024/{id}/{name}"));
+                assert!(container["identityReference"]["resourceId"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with("/userAssignedIdentities/coldpath"));
+                assert_eq!(f["uploadOptions"]["uploadCondition"], "taskCompletion");
+            }
+        }
+        let mut t = template();
+        t.outputs = None;
+        assert!(tasks(&t, &dates(1))[0]["value"][0]
+            .get("outputFiles")
+            .is_none());
+        assert_eq!(
+            collection_file_names(2),
+            ["tasks-001.json", "tasks-002.json"]
+        );
+    }
+
+    #[test]
+    fn batch_ids_come_from_the_environment_batch_sets() {
+        let env = |vars: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                vars.iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(BatchIds::from_lookup(env(&[("HOSTNAME", "abc")])), None);
+        let ids = BatchIds::from_lookup(env(&[
+            ("AZ_BATCH_JOB_ID", "backfill-1"),
+            ("AZ_BATCH_TASK_ID", "silver-2024-03-11"),
+            ("AZ_BATCH_NODE_ID", "tvmps_0001"),
+        ]))
+        .unwrap();
+        assert_eq!(ids.task_id.as_deref(), Some("silver-2024-03-11"));
+        assert_eq!(
+            ids.to_string(),
+            "Batch job backfill-1 task silver-2024-03-11 on node tvmps_0001"
+        );
+    }
+
     #[test]
     fn features_wait_for_their_own_and_the_previous_dates_silver() {
         let t = TaskTemplate {
@@ -124,10 +429,12 @@ mod tests {
             labels_as_of: None,
             image: "contoso.azurecr.io/coldpath:1".into(),
             client_id: Some("0000-id".into()),
+            outputs: None,
         };
         let dates = [day("2024-03-10"), day("2024-03-11"), day("2024-03-12")];
         let v = tasks(&t, &dates);
-        let tasks = v["value"].as_array().unwrap();
+        assert_eq!(v.len(), 1);
+        let tasks = v[0]["value"].as_array().unwrap();
         assert_eq!(tasks.len(), 6);
         let by_id = |id: &str| tasks.iter().find(|t| t["id"] == id).unwrap();
         assert!(by_id("silver-2024-03-10").get("dependsOn").is_none());
@@ -154,6 +461,39 @@ mod tests {
             );
             assert_eq!(t["environmentSettings"][0]["value"], "0000-id");
         }
+    }
+
+    #[test]
+    fn the_shipped_pool_runs_this_version_of_the_package() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/jobs/batch/pool.json");
+        let template: Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(
+            template["parameters"]["coldpathVersion"]["defaultValue"],
+            env!("CARGO_PKG_VERSION")
+        );
+        let pool = &template["resources"][0];
+        assert_eq!(pool["identity"]["type"], "UserAssigned");
+        let props = &pool["properties"];
+        assert_eq!(
+            props["applicationPackages"][0]["version"],
+            "[parameters('coldpathVersion')]"
+        );
+        // Batch's variable for the package on Linux: lower case, `.` as `_` (the
+        // template derives it from the version parameter, as ARM evaluates it).
+        let start = props["startTask"]["commandLine"].as_str().unwrap();
+        assert!(start.starts_with("[format('/bin/sh -c "), "{start}");
+        assert!(
+            start.contains("$AZ_BATCH_APP_PACKAGE_coldpath_{0}/coldpath"),
+            "{start}"
+        );
+        assert!(
+            start.contains("toLower(replace(parameters('coldpathVersion'), '.', '_'))"),
+            "{start}"
+        );
+        // The image has the glibc the binary needs (2.35: Ubuntu 22.04 or newer).
+        let image = &props["deploymentConfiguration"]["virtualMachineConfiguration"];
+        assert_eq!(image["nodeAgentSkuId"], "batch.node.ubuntu 22.04");
     }
 
     #[test]

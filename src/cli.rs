@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(
     name = "coldpath",
-    version,
+    version = crate::version::LONG,
     about = "Raw IoT telemetry blobs -> Delta tables, one date at a time"
 )]
 pub struct Cli {
@@ -142,9 +142,28 @@ pub struct BackfillArgs {
     /// Dates processed at once.
     #[arg(long, env = "COLDPATH_PARALLEL", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel: u16,
-    /// Write the range as Azure Batch tasks (one per date and pass) to FILE and run nothing.
-    #[arg(long, value_name = "FILE")]
+    /// Write the range as Azure Batch tasks (one per date and pass) into DIR as
+    /// Add Task Collection bodies, tasks-001.json, tasks-002.json, … (each at most
+    /// 100 tasks and 1 MB, to submit in that order), and run nothing.
+    #[arg(long, value_name = "DIR")]
     pub emit_batch_tasks: Option<PathBuf>,
+    /// The blob container (URL) where each Batch task uploads its report and logs.
+    #[arg(
+        long,
+        env = "COLDPATH_BATCH_OUTPUT_CONTAINER",
+        value_name = "URL",
+        requires = "emit_batch_tasks"
+    )]
+    pub batch_output_container: Option<String>,
+    /// The ARM resource id of the pool's user-assigned managed identity, which
+    /// uploads the task outputs (Storage Blob Data Contributor on the container).
+    #[arg(
+        long,
+        env = "COLDPATH_BATCH_IDENTITY",
+        value_name = "RESOURCE_ID",
+        requires = "emit_batch_tasks"
+    )]
+    pub batch_identity: Option<String>,
     /// The container image the Batch tasks run.
     #[arg(
         long,

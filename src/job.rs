@@ -3,6 +3,10 @@
 //! Unknown keys are an error that names the key, so a typo in a scheduler's job
 //! file fails the run before anything is read (exit 2) instead of silently
 //! running with a default.
+//!
+//! Relative local paths in a job file (`source`, `lake`, `schema`) resolve
+//! against the job file's folder, not the current directory: a scheduler such as
+//! Data Factory runs the command in a folder of its own choosing.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -177,8 +181,10 @@ impl Job {
         Job::parse(path, &text)
     }
 
-    /// Parses job-file text; `path` is only used in error messages.
+    /// Parses job-file text; `path` names the file in error messages, and its
+    /// folder is where the file's relative local paths resolve.
     pub fn parse(path: &Path, text: &str) -> Result<Job, JobError> {
+        let base = path.parent().unwrap_or(Path::new(""));
         let file: JobFile = toml::from_str(text).map_err(|e| JobError::Parse {
             path: path.to_owned(),
             message: e.message().to_string(),
@@ -246,7 +252,7 @@ impl Job {
         crate::source::layout::Layout::parse(&file.layout)
             .map_err(|e| invalid("layout", e.to_string()))?;
         let schema = match &file.schema {
-            Some(p) => TelemetrySchema::load(Path::new(p))?,
+            Some(p) => TelemetrySchema::load(Path::new(&beside(base, p)))?,
             None => TelemetrySchema::embedded()?,
         };
         let format = match &file.format {
@@ -261,11 +267,11 @@ impl Job {
         let csv = csv_dialect(&file.csv).map_err(|(key, m)| invalid(key, m))?;
         Ok(Job {
             name: file.name,
-            source: file.source,
+            source: beside(base, &file.source),
             layout: file.layout,
             format,
             csv,
-            lake: file.lake,
+            lake: beside(base, &file.lake),
             schema,
             late_arrival,
             clock_skew,
@@ -433,6 +439,39 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(secs))
 }
 
+/// A location named in a job file in `base` (the file's folder): a URL or an
+/// absolute path as written, a relative local path joined to `base`, with `.`
+/// and `..` folded away (`jobs/../fixtures/raw` is `fixtures/raw`).
+pub fn beside(base: &Path, location: &str) -> String {
+    if location.contains("://") || Path::new(location).is_absolute() {
+        return location.to_string();
+    }
+    let joined = base.join(location);
+    let mut parts: Vec<std::path::Component> = Vec::new();
+    for part in joined.components() {
+        match part {
+            std::path::Component::CurDir => {}
+            std::path::Component::ParentDir
+                if matches!(parts.last(), Some(std::path::Component::Normal(_))) =>
+            {
+                parts.pop();
+            }
+            // The root's parent is the root.
+            std::path::Component::ParentDir
+                if matches!(parts.last(), Some(std::path::Component::RootDir)) => {}
+            other => parts.push(other),
+        }
+    }
+    if parts.is_empty() {
+        return ".".into();
+    }
+    parts
+        .iter()
+        .collect::<PathBuf>()
+        .to_string_lossy()
+        .into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,6 +589,61 @@ lake = "out"
                 .unwrap_err()
                 .to_string();
             assert!(err.contains(key), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_job_files_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let jobs = dir.path().join("jobs");
+        std::fs::create_dir_all(&jobs).unwrap();
+        // A schema whose temperature range differs from the embedded default's,
+        // so the test sees which file was read.
+        let shipped = include_str!("../schemas/telemetry.toml");
+        let schema = shipped.replace("min = -40.0", "min = -41.0");
+        assert_ne!(schema, shipped, "the schema text changed");
+        std::fs::write(jobs.join("mine.toml"), schema).unwrap();
+        let text = format!(
+            "{MINIMAL}schema = \"mine.toml\"\n[reference]\nfailures = \"/abs/failures.csv\"\n"
+        );
+        let job = Job::parse(&jobs.join("job.toml"), &text).unwrap();
+        assert_eq!(job.source, jobs.join("in").to_str().unwrap());
+        assert_eq!(job.lake, jobs.join("out").to_str().unwrap());
+        assert_eq!(
+            job.schema.temperature.min,
+            Some(-41.0),
+            "the job's own schema file"
+        );
+        // Reference logs stay relative to the source (contract §4); absolute ones as written.
+        assert_eq!(job.maintenance_log, "reference/maintenance.csv");
+        assert_eq!(job.failure_log, "/abs/failures.csv");
+        // The same file from another folder fails: nothing is read from the current directory.
+        let err = Job::parse(&dir.path().join("job.toml"), &text).unwrap_err();
+        assert!(err.to_string().contains("mine.toml"), "{err}");
+    }
+
+    #[test]
+    fn a_job_naming_no_schema_uses_the_embedded_default() {
+        let job = Job::parse(Path::new("/nowhere/job.toml"), MINIMAL).unwrap();
+        assert_eq!(job.schema.temperature.min, Some(-40.0));
+        assert_eq!(job.schema.temperature.max, Some(150.0));
+    }
+
+    #[test]
+    fn locations_beside_a_folder() {
+        let base = Path::new("jobs");
+        assert_eq!(beside(base, "../fixtures/raw"), "fixtures/raw");
+        assert_eq!(beside(base, "./lake"), "jobs/lake");
+        assert_eq!(beside(base, ".."), ".");
+        assert_eq!(beside(Path::new(""), "../lake"), "../lake");
+        assert_eq!(beside(Path::new("/a/b"), "../../../x"), "/x");
+        assert_eq!(beside(base, "/abs/lake"), "/abs/lake");
+        for url in [
+            "abfss://c@a.dfs.core.windows.net/p",
+            "az://c/p",
+            "file:///tmp/x",
+        ] {
+            assert_eq!(beside(base, url), url);
         }
     }
 

@@ -31,5 +31,6 @@ pub mod schema;
 pub mod silver;
 pub mod sink;
 pub mod source;
+pub mod version;
 
 pub use error::Error;

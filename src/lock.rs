@@ -100,6 +100,9 @@ pub struct Holder {
     pub expires_at: DateTime<Utc>,
     #[serde(default)]
     pub released: bool,
+    /// The Azure Batch job, task and node of the holder, when Batch ran it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<crate::batch::BatchIds>,
 }
 
 impl std::fmt::Display for Holder {
@@ -113,6 +116,9 @@ impl std::fmt::Display for Holder {
             self.pid,
             self.acquired_at.to_rfc3339()
         )?;
+        if let Some(batch) = &self.batch {
+            write!(f, " ({batch})")?;
+        }
         if self.expires_at > self.acquired_at {
             write!(f, ", lock valid until {}", self.expires_at.to_rfc3339())?;
         }
@@ -129,14 +135,20 @@ pub struct Owner {
 
 impl Owner {
     fn holder(&self, now: DateTime<Utc>, ttl: Duration) -> Holder {
+        let batch = crate::batch::BatchIds::from_env();
         Holder {
             run_id: self.run_id.clone(),
             job: self.job.clone(),
-            host: host_name(),
+            // In a Batch container task HOSTNAME is the container's id; the node's id says where.
+            host: batch
+                .as_ref()
+                .and_then(|b| b.node_id.clone())
+                .unwrap_or_else(host_name),
             pid: std::process::id(),
             acquired_at: now,
             expires_at: now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX),
             released: false,
+            batch,
         }
     }
 }
@@ -709,6 +721,29 @@ mod tests {
             .await
             .unwrap();
         serde_json::from_slice(&bytes).unwrap()
+    }
+
+    #[test]
+    fn a_holder_under_batch_names_its_job_task_and_node() {
+        let now = Utc::now();
+        let mut holder = owner("run-9").holder(now, Duration::from_secs(60));
+        holder.host = "tvmps_0001".into();
+        holder.batch = Some(crate::batch::BatchIds {
+            job_id: Some("backfill-1".into()),
+            task_id: Some("silver-2024-03-11".into()),
+            node_id: Some("tvmps_0001".into()),
+        });
+        let text = holder.to_string();
+        assert!(text.contains("run run-9"), "{text}");
+        assert!(
+            text.contains("(Batch job backfill-1 task silver-2024-03-11 on node tvmps_0001)"),
+            "{text}"
+        );
+        // A record written before the field existed still reads.
+        let mut old = serde_json::to_value(&holder).unwrap();
+        old.as_object_mut().unwrap().remove("batch");
+        let back: Holder = serde_json::from_value(old).unwrap();
+        assert_eq!(back.batch, None);
     }
 
     #[tokio::test(flavor = "multi_thread")]

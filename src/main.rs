@@ -99,6 +99,18 @@ fn init_logging(format: LogFormat) {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().with_current_span(true).init(),
     }
+    // Under Azure Batch every log line carries the job, task and node ids: a span
+    // entered on the main thread, where `block_on` polls the command's future, and
+    // left entered for the life of the process (hence forgotten, never exited).
+    if let Some(b) = coldpath::batch::BatchIds::from_env() {
+        let span = tracing::info_span!(
+            "batch",
+            batch_job = b.job_id.as_deref(),
+            batch_task = b.task_id.as_deref(),
+            batch_node = b.node_id.as_deref()
+        );
+        std::mem::forget(span.entered());
+    }
 }
 
 /// The label cut-off: the flag, never later than now (a future cut-off would
@@ -290,34 +302,8 @@ async fn backfill(args: BackfillArgs) -> i32 {
             return emit(&report, report.exit_code, args.write.report.as_deref());
         }
     };
-    if let Some(file) = &args.emit_batch_tasks {
-        let template = coldpath::batch::TaskTemplate {
-            job: args.job.job.to_string_lossy().into_owned(),
-            source: args.job.source.clone(),
-            lake: args.job.lake.clone(),
-            labels_as_of: args.write.labels_as_of.map(|t| t.to_rfc3339()),
-            image: args.batch_image.clone(),
-            client_id: std::env::var("COLDPATH_BATCH_CLIENT_ID").ok(),
-        };
-        let tasks = coldpath::batch::tasks(&template, &dates);
-        let written = serde_json::to_string_pretty(&tasks)
-            .map_err(|e| e.to_string())
-            .and_then(|t| std::fs::write(file, t + "\n").map_err(|e| e.to_string()));
-        return match written {
-            Ok(()) => {
-                eprintln!(
-                    "coldpath: wrote {} Batch tasks for {} dates to {}",
-                    dates.len() * 2,
-                    dates.len(),
-                    file.display()
-                );
-                0
-            }
-            Err(e) => {
-                eprintln!("coldpath: error: writing {}: {e}", file.display());
-                1
-            }
-        };
+    if let Some(dir) = &args.emit_batch_tasks {
+        return emit_batch_tasks(&args, dir, &dates);
     }
     let req = BackfillRequest {
         dates,
@@ -399,27 +385,95 @@ async fn backfill(args: BackfillArgs) -> i32 {
     emit(&report, report.exit_code, args.write.report.as_deref())
 }
 
+/// `backfill --emit-batch-tasks DIR`: the range as Add Task Collection bodies in DIR.
+fn emit_batch_tasks(
+    args: &BackfillArgs,
+    dir: &std::path::Path,
+    dates: &[chrono::NaiveDate],
+) -> i32 {
+    let (Some(url), Some(identity)) = (&args.batch_output_container, &args.batch_identity) else {
+        eprintln!(
+            "coldpath: error: --emit-batch-tasks needs --batch-output-container and --batch-identity: where each task uploads its report and logs (they are lost with the node otherwise), and the pool identity that writes them"
+        );
+        return 2;
+    };
+    let template = coldpath::batch::TaskTemplate {
+        job: args.job.job.to_string_lossy().into_owned(),
+        source: args.job.source.clone(),
+        lake: args.job.lake.clone(),
+        labels_as_of: args.write.labels_as_of.map(|t| t.to_rfc3339()),
+        image: args.batch_image.clone(),
+        client_id: std::env::var("COLDPATH_BATCH_CLIENT_ID").ok(),
+        outputs: Some(coldpath::batch::OutputContainer {
+            url: url.clone(),
+            identity: identity.clone(),
+            prefix: format!("coldpath-backfill-{}-{}", args.from, args.to),
+        }),
+    };
+    let collections = coldpath::batch::tasks(&template, dates);
+    let names = coldpath::batch::collection_file_names(collections.len());
+    let written = (|| {
+        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+        // Left-over files of an earlier, longer emit would be submitted too.
+        let stale = std::fs::read_dir(dir)
+            .map_err(|e| e.to_string())?
+            .filter_map(|e| e.ok())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .find(|n| n.starts_with("tasks-") && n.ends_with(".json"));
+        if let Some(stale) = stale {
+            return Err(format!(
+                "{stale} is already there: emit into an empty folder"
+            ));
+        }
+        for (collection, name) in collections.iter().zip(&names) {
+            std::fs::write(dir.join(name), coldpath::batch::collection_text(collection))
+                .map_err(|e| format!("{name}: {e}"))?;
+        }
+        Ok::<_, String>(())
+    })();
+    match written {
+        Ok(()) => {
+            eprintln!(
+                "coldpath: wrote {} Batch tasks for {} dates to {} as {} collection(s): {}",
+                dates.len() * 2,
+                dates.len(),
+                dir.display(),
+                names.len(),
+                names.join(", ")
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("coldpath: error: --emit-batch-tasks {}: {e}", dir.display());
+            1
+        }
+    }
+}
+
 /// The Data Factory custom activity: `activity.json` in, the command's report as `outputs.json` out.
 async fn adf() -> i32 {
-    use coldpath::adf::{self, Request};
+    use coldpath::adf::{self, Request, Unretryable};
     let outputs = std::path::PathBuf::from("outputs.json");
-    let fail = |code: i32, message: String| {
+    let here = std::path::Path::new(".");
+    let fail = |mode: Unretryable, code: i32, message: String| {
         eprintln!("coldpath: error: {message}");
         let status = if code == 2 {
             Status::ConfigError
         } else {
             Status::Failed
         };
-        let report = json!({"status": status, "exit_code": code, "error": message});
+        let report = json!({"status": status, "exit_code": code, "retryable": adf::retryable(code), "error": message});
+        let report = serde_json::to_value(coldpath::version::stamp(&report)).unwrap_or(report);
         if let Err(e) = std::fs::write(&outputs, adf::outputs(&report)) {
             eprintln!("coldpath: error: writing outputs.json: {e}");
         }
-        code
+        mode.exit_code(code)
     };
-    let (props, request) = match adf::read(std::path::Path::new(".")) {
+    let (props, request) = match adf::read(here) {
         Ok(x) => x,
-        Err(e) => return fail(2, e.to_string()),
+        Err(e) => return fail(Unretryable::declared(here), 2, e.to_string()),
     };
+    let mode = props.unretryable();
     let parsed = (|| {
         let labels_as_of = props
             .labels_as_of
@@ -435,8 +489,24 @@ async fn adf() -> i32 {
     })();
     let (labels_as_of, lock_wait) = match parsed {
         Ok(x) => x,
-        Err(e) => return fail(2, format!("activity.json: {e}")),
+        Err(e) => return fail(mode, 2, format!("activity.json: {e}")),
     };
+    // Data Factory copies the resource files without their folders.
+    let job_path = std::path::Path::new(&props.job);
+    if !job_path.exists() {
+        if let Some(name) = job_path.file_name().filter(|n| here.join(n).is_file()) {
+            return fail(
+                mode,
+                2,
+                format!(
+                    "activity.json: job `{}` is not here, but `{}` is: Data Factory copies the resource files into the working directory without their folders; name the job `{}`",
+                    props.job,
+                    name.to_string_lossy(),
+                    name.to_string_lossy()
+                ),
+            );
+        }
+    }
     let job = JobArgs {
         job: props.job.clone().into(),
         source: props.source.clone(),
@@ -467,6 +537,8 @@ async fn adf() -> i32 {
                 to,
                 parallel,
                 emit_batch_tasks: None,
+                batch_output_container: None,
+                batch_identity: None,
                 batch_image: String::new(),
                 write,
             })
@@ -484,21 +556,39 @@ async fn adf() -> i32 {
             .await,
         ),
     };
-    // Keep outputs.json under Data Factory's 2 MB.
+    // Say whether a retry could help, and keep outputs.json under Data Factory's 2 MB.
     let capped = std::fs::read_to_string(&outputs)
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-        .map(|v| adf::outputs(&v));
+        .map(|mut v| {
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("retryable".into(), json!(adf::retryable(code)));
+            }
+            adf::outputs(&v)
+        });
     match capped {
         Some(text) => {
             if let Err(e) = std::fs::write(&outputs, text) {
-                return fail(1, format!("writing outputs.json: {e}"));
+                return fail(mode, 1, format!("writing outputs.json: {e}"));
             }
         }
-        None => return fail(code.max(1), "the command wrote no readable report".into()),
+        None => {
+            return fail(
+                mode,
+                code.max(1),
+                "the command wrote no readable report".into(),
+            )
+        }
     }
-    println!("coldpath adf: {what}: exit {code}; the report is in outputs.json");
-    code
+    let exit = mode.exit_code(code);
+    if exit == code {
+        println!("coldpath adf: {what}: exit {code}; the report is in outputs.json");
+    } else {
+        println!(
+            "coldpath adf: {what}: exit {code}, not retryable: exiting 0 with the status in outputs.json (unretryable = report)"
+        );
+    }
+    exit
 }
 
 async fn maintain(args: coldpath::cli::MaintainArgs) -> i32 {
@@ -540,9 +630,10 @@ async fn maintain(args: coldpath::cli::MaintainArgs) -> i32 {
     }
 }
 
-/// Prints a report (stdout or a file) and returns the exit code.
+/// Prints a report (stdout or a file) and returns the exit code. Every report
+/// says which coldpath wrote it, and where Batch ran it ([`coldpath::version::stamp`]).
 fn emit<T: serde::Serialize>(report: &T, code: i32, to: Option<&std::path::Path>) -> i32 {
-    if let Err(e) = write_report(report, to) {
+    if let Err(e) = write_report(&coldpath::version::stamp(report), to) {
         eprintln!("coldpath: error: {e:#}");
         return Status::Failed.exit_code().max(code);
     }

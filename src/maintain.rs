@@ -2,12 +2,17 @@
 //!
 //! Compaction rewrites each partition's small files into files near the target
 //! size (a commit that changes no row). A checkpoint lets readers skip the JSON
-//! log. Vacuum deletes files unreferenced for longer than the retention
-//! (default 7 days, Delta's own: a reader or a time-travel query on an older
-//! version within that window keeps working).
+//! log. Vacuum, in delta-rs's full mode, deletes every data file that no
+//! version references and that is older than the retention (default 7 days,
+//! Delta's own: a reader or a time-travel query on an older version within that
+//! window keeps working): the files replaced by later runs, and also the files of
+//! runs that never committed (failed, killed, stopped by the quality gate), which
+//! the log never mentions and the default lite mode never finds.
 
 use std::num::NonZeroU64;
 
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::vacuum::VacuumMode;
 use deltalake::DeltaTable;
 use serde::Serialize;
 use tracing::info;
@@ -28,6 +33,20 @@ pub struct TableMaintenance {
     pub files_vacuumed: usize,
 }
 
+/// The `userMetadata` of maintenance commits: the operation and the coldpath build.
+fn commit_properties(table: &str) -> CommitProperties {
+    let meta = serde_json::json!({
+        "operation": "maintain",
+        "table": table,
+        "coldpath_version": crate::version::VERSION,
+        "coldpath_commit": crate::version::COMMIT,
+    });
+    CommitProperties::default().with_metadata([(
+        "userMetadata".to_string(),
+        serde_json::Value::String(meta.to_string()),
+    )])
+}
+
 /// Compacts, checkpoints and vacuums one table; `None` when it does not exist yet.
 pub async fn maintain(
     lake: &Lake,
@@ -44,6 +63,7 @@ pub async fn maintain(
     };
     let (table, compacted) = table
         .optimize()
+        .with_commit_properties(commit_properties(spec.name))
         .with_target_size(NonZeroU64::new(TARGET_FILE_SIZE).unwrap_or(NonZeroU64::MIN))
         .await
         .map_err(&err)?;
@@ -60,6 +80,8 @@ pub async fn maintain(
     let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
     let (table, vacuumed) = table
         .vacuum()
+        .with_mode(VacuumMode::Full)
+        .with_commit_properties(commit_properties(spec.name))
         .with_retention_period(retention)
         .with_enforce_retention_duration(false)
         .await

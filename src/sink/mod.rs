@@ -277,6 +277,22 @@ pub struct CommitMeta {
     pub labels_as_of: Option<String>,
 }
 
+/// A commit's `userMetadata`: who wrote it, and with which coldpath build.
+pub fn user_metadata(meta: &CommitMeta) -> String {
+    #[derive(serde::Serialize)]
+    struct WithBuild<'a> {
+        #[serde(flatten)]
+        meta: &'a CommitMeta,
+        #[serde(flatten)]
+        build: crate::version::Build,
+    }
+    serde_json::to_string(&WithBuild {
+        meta,
+        build: crate::version::Build::get(),
+    })
+    .unwrap_or_default()
+}
+
 /// Moves a Polars frame into one Arrow record batch of `spec`'s schema.
 pub fn to_record_batch(spec: &TableSpec, df: &mut DataFrame) -> Result<RecordBatch, SinkError> {
     let col_err = |column: &str, message: String| SinkError::Column {
@@ -352,7 +368,7 @@ fn replacing(
     date: NaiveDate,
     meta: &CommitMeta,
 ) -> WriteBuilder {
-    let user_metadata = serde_json::to_string(meta).unwrap_or_default();
+    let user_metadata = user_metadata(meta);
     let commit = CommitProperties::default().with_metadata([
         (
             "userMetadata".to_string(),

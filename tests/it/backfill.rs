@@ -126,16 +126,44 @@ fn a_failed_date_stops_no_other_and_rerunning_the_range_completes_it() {
 #[test]
 fn the_emitted_batch_tasks_run_here_in_dependency_order_give_the_same_tables() {
     let lake = temp_lake();
-    let file = lake.path().join("tasks.json");
-    let out = backfill_out(lake.path(), &["--emit-batch-tasks", file.to_str().unwrap()]);
+    let dir = tempfile::tempdir().unwrap();
+    let emit = |extra: &[&str]| {
+        let mut args = vec!["--emit-batch-tasks", dir.path().to_str().unwrap()];
+        args.extend_from_slice(extra);
+        backfill_out(lake.path(), &args)
+    };
+    // Without a place for the tasks' reports and logs: a usage error, nothing written.
+    let out = emit(&[]);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    let outputs = [
+        "--batch-output-container",
+        "https://contosoiotlake.blob.core.windows.net/batch-logs",
+        "--batch-identity",
+        "/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/coldpath",
+    ];
+    let out = emit(&outputs);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(
         !lake.path().join("telemetry").exists(),
         "emitting runs nothing"
     );
-    let tasks: Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    // Three dates: one collection.
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, ["tasks-001.json"]);
+    let text = std::fs::read_to_string(dir.path().join("tasks-001.json")).unwrap();
+    let tasks: Value = serde_json::from_str(&text).unwrap();
     let tasks = tasks["value"].as_array().unwrap().clone();
     assert_eq!(tasks.len(), 6);
+    assert!(tasks
+        .iter()
+        .all(|t| t["outputFiles"].as_array().unwrap().len() == 2));
+    // A second emit into the same folder would mix two ranges' files: refused.
+    let out = emit(&outputs);
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
     // Run each task once all it depends on has run, as Batch would.
     let mut done: Vec<String> = Vec::new();
     while done.len() < tasks.len() {

@@ -44,14 +44,23 @@ pub fn run_args(date: &str, source: &str, lake: &str) -> Vec<String> {
     .to_vec()
 }
 
-/// Runs `coldpath` with `args` from the repository root (where the job file's relative paths resolve).
+/// Runs `coldpath` with `args` from the repository root (job files resolve their own relative paths).
 pub fn coldpath(args: &[&str]) -> Output {
     coldpath_env(args, &[])
 }
 
+/// The binary under test: cargo's, or `COLDPATH_TEST_BIN` when set (a copy kept
+/// outside a target directory that another checkout's build may relink meanwhile).
+pub fn bin() -> PathBuf {
+    std::env::var_os("COLDPATH_TEST_BIN")
+        .filter(|p| !p.is_empty())
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_coldpath")))
+}
+
 /// The `coldpath` command with `args`, from the repository root, with extra environment variables.
 pub fn command<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, String)]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_coldpath"));
+    let mut cmd = Command::new(bin());
     cmd.args(args)
         .current_dir(repo())
         .env_remove("COLDPATH_LOG_FORMAT");
@@ -212,6 +221,30 @@ pub fn rows_without_run(lake: &Path, table: &str) -> std::collections::BTreeSet<
             r.remove("run_id");
             r.remove("ingested_at");
             Value::Object(r).to_string()
+        })
+        .collect()
+}
+
+/// Parquet files under a table folder that its current version does not reference.
+pub fn unreferenced(lake: &Path, table: &str) -> Vec<std::path::PathBuf> {
+    let t = open_table(lake, table);
+    let referenced: Vec<String> = t.get_file_uris().unwrap().collect();
+    let mut all = Vec::new();
+    fn walk(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() && !path.ends_with("_delta_log") {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "parquet") {
+                out.push(path);
+            }
+        }
+    }
+    walk(&lake.join(table), &mut all);
+    all.into_iter()
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_str().unwrap();
+            !referenced.iter().any(|uri| uri.ends_with(name))
         })
         .collect()
 }

@@ -102,4 +102,31 @@ fn six_kill_9s_at_spread_moments_never_leave_a_half_written_partition() {
         .map(|r| get(r, "run_id").as_str().unwrap().to_string())
         .collect();
     assert_eq!(ids, BTreeSet::from([final_run.to_string()]));
+
+    // The killed runs' files that no version references are removed by maintain.
+    let left: usize = ["telemetry", "features_hourly", "rejects"]
+        .iter()
+        .map(|t| unreferenced(lake.path(), t).len())
+        .sum();
+    eprintln!("{left} unreferenced files before maintain");
+    let job = job_file();
+    let out = coldpath(&[
+        "maintain",
+        "--job",
+        job.to_str().unwrap(),
+        "--lake",
+        lake.path().to_str().unwrap(),
+        "--vacuum-retention",
+        "0s",
+        "--unsafe-retention",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    for table in ["telemetry", "features_hourly", "rejects"] {
+        assert_eq!(
+            unreferenced(lake.path(), table),
+            Vec::<std::path::PathBuf>::new(),
+            "{table}: files left after maintain"
+        );
+    }
+    assert_whole(lake.path(), "after maintain");
 }

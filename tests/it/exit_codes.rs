@@ -191,3 +191,27 @@ fn a_date_without_blobs_is_an_empty_run_unless_the_job_says_fail() {
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stderr.contains("no blobs for 2024-01-02"), "{stderr}");
 }
+
+#[test]
+fn version_names_the_build() {
+    let out = coldpath(&["--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    let text = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let prefix = format!("coldpath {} (commit ", env!("CARGO_PKG_VERSION"));
+    let commit = text
+        .strip_prefix(&prefix)
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(
+        commit == "unknown" || (commit.len() >= 7 && commit.chars().all(|c| c.is_ascii_hexdigit())),
+        "{commit}"
+    );
+    // The run report says the same.
+    let lake = temp_lake();
+    let (code, report) = run_date("2024-03-10", lake.path(), &[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["coldpath_version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(report["coldpath_commit"], commit);
+    let meta = user_metadata(lake.path(), "telemetry", 0);
+    assert_eq!(meta["coldpath_commit"], commit);
+}

@@ -320,3 +320,55 @@ fn two_local_runs_of_one_date_take_turns() {
     }
     assert_date_rows(lake.path(), DATE);
 }
+
+#[test]
+fn under_batch_the_lock_holder_report_and_logs_name_the_job_task_and_node() {
+    let lake = temp_lake();
+    let batch = [
+        ("AZ_BATCH_JOB_ID", "coldpath-backfill-1".to_string()),
+        ("AZ_BATCH_TASK_ID", "silver-2024-03-11".to_string()),
+        ("AZ_BATCH_NODE_ID", "tvmps_0123_d".to_string()),
+        // In a container task HOSTNAME is the container's id.
+        ("HOSTNAME", "3f9c2a1b7e44".to_string()),
+        ("COLDPATH_LOG_FORMAT", "json".to_string()),
+    ];
+    let mut args = run_args(
+        DATE,
+        fixtures_raw().to_str().unwrap(),
+        lake.path().to_str().unwrap(),
+    );
+    args.push("--silver-only".into());
+    let out = command(&args, &batch).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        report["batch"],
+        json!({"job_id": "coldpath-backfill-1", "task_id": "silver-2024-03-11", "node_id": "tvmps_0123_d"})
+    );
+    // The local lock file keeps the last holder's record.
+    let record: Value = serde_json::from_slice(
+        &std::fs::read(
+            lake.path()
+                .join(format!("_coldpath/locks/telemetry/{DATE}.lock")),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(record["host"], "tvmps_0123_d");
+    assert_eq!(record["batch"]["task_id"], "silver-2024-03-11");
+    assert_eq!(record["run_id"], report["run_id"]);
+    // Every JSON log line carries the ids.
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<Value> = err
+        .lines()
+        .filter_map(|l| serde_json::from_str(l).ok())
+        .collect();
+    assert!(!lines.is_empty(), "{err}");
+    for line in &lines {
+        assert!(line.to_string().contains("silver-2024-03-11"), "{line}");
+    }
+    // Outside Batch, no ids.
+    let (code, report) = run_date("2024-03-10", lake.path(), &[]);
+    assert_eq!(code, 0);
+    assert!(report.get("batch").is_none(), "{report}");
+}

@@ -1,11 +1,13 @@
 //! The one integration-test binary: the real `coldpath` binary on the fixtures, tables read back with deltalake.
 
 mod adf;
+mod adf_expr;
 mod azure;
 mod azurite;
 mod backfill;
 mod catchup;
 mod common;
+mod consumers;
 mod crash;
 mod exit_codes;
 mod features;

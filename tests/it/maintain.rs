@@ -84,3 +84,109 @@ fn maintain_checkpoints_and_vacuums_without_changing_a_row() {
         assert_eq!(snapshot.protocol().min_writer_version(), 2, "{table}");
     }
 }
+
+#[test]
+fn maintain_removes_the_files_of_runs_that_never_committed() {
+    let lake = temp_lake();
+    let (code, report) = run_date("2024-03-10", lake.path(), &["--labels-as-of", LABELS]);
+    assert_eq!(code, 0, "{report}");
+    assert!(unreferenced(lake.path(), "telemetry").is_empty());
+
+    // A run killed a moment ago, mid-write of a date not yet committed, left a file.
+    let fresh_dir = lake.path().join("telemetry/event_date=2024-03-11");
+    std::fs::create_dir_all(&fresh_dir).unwrap();
+    let fresh = fresh_dir.join("part-00000-killed-now-c000.snappy.parquet");
+    std::fs::write(&fresh, b"PAR1 half-written PAR1").unwrap();
+    let gated = vec![fresh];
+    // A run killed long ago left a file in an existing partition.
+    let killed = lake
+        .path()
+        .join("telemetry/event_date=2024-03-10/part-00000-killed-run-c000.snappy.parquet");
+    std::fs::write(&killed, b"PAR1 half-written PAR1").unwrap();
+    let eight_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(8 * 86_400);
+    std::fs::File::options()
+        .write(true)
+        .open(&killed)
+        .unwrap()
+        .set_modified(eight_days_ago)
+        .unwrap();
+    let before = rows_without_run(lake.path(), "telemetry");
+
+    let maintain = |extra: &[&str]| {
+        let job = job_file();
+        let mut args = vec!["maintain", "--job", job.to_str().unwrap()];
+        args.extend(["--lake", lake.path().to_str().unwrap()]);
+        args.extend_from_slice(extra);
+        let out = coldpath(&args);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+    };
+    // The default 7-day retention: the old orphan goes, the fresh one stays
+    // (it could still be a running writer's).
+    maintain(&[]);
+    assert!(
+        !killed.exists(),
+        "an unreferenced file older than the retention is vacuumed"
+    );
+    for file in &gated {
+        assert!(
+            file.exists(),
+            "{} is younger than the retention",
+            file.display()
+        );
+    }
+    // A zero retention takes the rest.
+    maintain(&["--vacuum-retention", "0s", "--unsafe-retention"]);
+    for table in ["telemetry", "features_hourly", "rejects"] {
+        assert_eq!(
+            unreferenced(lake.path(), table),
+            Vec::<std::path::PathBuf>::new(),
+            "{table}"
+        );
+    }
+    assert_eq!(
+        rows_without_run(lake.path(), "telemetry"),
+        before,
+        "no row changed"
+    );
+}
+
+#[test]
+fn maintenance_commits_say_which_coldpath_made_them() {
+    let lake = temp_lake();
+    for _ in 0..2 {
+        let (code, report) = run_date("2024-03-11", lake.path(), &["--labels-as-of", LABELS]);
+        assert_eq!(code, 0, "{report}");
+    }
+    let meta = user_metadata(lake.path(), "telemetry", 1);
+    assert_eq!(meta["coldpath_version"], env!("CARGO_PKG_VERSION"));
+    assert!(meta["coldpath_commit"]
+        .as_str()
+        .is_some_and(|c| !c.is_empty()));
+    assert_eq!(meta["job"], "local");
+    let job = job_file();
+    let out = coldpath(&[
+        "maintain",
+        "--job",
+        job.to_str().unwrap(),
+        "--lake",
+        lake.path().to_str().unwrap(),
+        "--vacuum-retention",
+        "0s",
+        "--unsafe-retention",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    // The rerun's replaced file is vacuumed: delta-rs commits its start and end.
+    let table = open_table(lake.path(), "telemetry");
+    let last = table.version().unwrap();
+    assert!(last >= 3, "vacuum committed: version {last}");
+    for version in 2..=last {
+        let info = commit_info(lake.path(), "telemetry", version);
+        if let Some(text) = info["userMetadata"].as_str() {
+            let meta: serde_json::Value = serde_json::from_str(text).unwrap();
+            assert_eq!(meta["operation"], "maintain", "{info}");
+            assert_eq!(meta["coldpath_version"], env!("CARGO_PKG_VERSION"));
+        } else {
+            panic!("commit {version} has no userMetadata: {info}");
+        }
+    }
+}

@@ -1,0 +1,19 @@
+-- coldpath `rejects` (quarantine) for Synapse serverless SQL: one row per record or file not accepted.
+-- Point BULK at the table's root (partitions, run_date=…, are found by Synapse);
+-- replace the account and path with your lake's (jobs/nightly.toml: lake).
+-- `raw` holds up to 4096 bytes of the record as read (cut at a character boundary):
+-- varchar(4096) with a UTF-8 collation holds it whole; an inferred width would cut it.
+CREATE VIEW dbo.rejects AS
+SELECT *
+FROM OPENROWSET(
+    BULK 'https://contosoiotlake.dfs.core.windows.net/lake/iot/rejects/',
+    FORMAT = 'DELTA'
+) WITH (
+    run_date    date,
+    source_file varchar(1024) COLLATE Latin1_General_100_BIN2_UTF8,
+    line        bigint,
+    reason      varchar(64)   COLLATE Latin1_General_100_BIN2_UTF8,
+    detail      varchar(8000) COLLATE Latin1_General_100_BIN2_UTF8,
+    raw         varchar(4096) COLLATE Latin1_General_100_BIN2_UTF8,
+    run_id      varchar(36)   COLLATE Latin1_General_100_BIN2_UTF8
+) AS rows;
