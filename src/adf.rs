@@ -130,6 +130,11 @@ pub enum Request {
         from: NaiveDate,
         to: NaiveDate,
     },
+    /// `coldpath catchup --from --to --refresh-labels`: late blobs, then every date's labels.
+    Catchup {
+        from: NaiveDate,
+        to: NaiveDate,
+    },
 }
 
 /// Reads and checks `activity.json` in `dir`.
@@ -208,7 +213,7 @@ pub fn parse(path: &Path, text: &str) -> Result<(Properties, Request), AdfError>
                 date: d.ok_or_else(|| invalid("mode `run` needs `date`".into()))?,
             }
         }
-        "backfill" | "features" if d.is_some() => {
+        "backfill" | "features" | "catchup" if d.is_some() => {
             return Err(invalid(format!(
                 "mode `{mode}` takes `from` and `to`, not `date`"
             )))
@@ -221,9 +226,13 @@ pub fn parse(path: &Path, text: &str) -> Result<(Properties, Request), AdfError>
             let (from, to) = range()?;
             Request::Features { from, to }
         }
+        "catchup" => {
+            let (from, to) = range()?;
+            Request::Catchup { from, to }
+        }
         other => {
             return Err(invalid(format!(
-                "`mode`: `{other}` is not one of run, backfill, features"
+                "`mode`: `{other}` is not one of run, backfill, features, catchup"
             )))
         }
     };
@@ -391,11 +400,11 @@ mod tests {
             requests.push(request);
         }
         assert!(matches!(requests[0], Request::Run { .. }));
-        assert!(matches!(requests[1], Request::Features { .. }));
+        assert!(matches!(requests[1], Request::Catchup { .. }));
         // The labels refresh waits for the run's If Condition, not the run alone.
         let refresh = activities
             .iter()
-            .find(|a| a["name"] == "coldpath-refresh-labels-14d")
+            .find(|a| a["name"] == "coldpath-catchup-14d")
             .unwrap();
         assert_eq!(refresh["dependsOn"][0]["activity"], "coldpath-run-outcome");
     }

@@ -25,6 +25,8 @@ pub struct CatchupRequest {
     pub dates: Vec<NaiveDate>,
     pub dry_run: bool,
     pub include_missing: bool,
+    /// Refresh the features of the dates not run again too (the label refresh).
+    pub refresh_labels: bool,
     pub labels_as_of: DateTime<Utc>,
 }
 
@@ -231,8 +233,9 @@ async fn rerun(job: &Job, req: &CatchupRequest, date: NaiveDate, entry: &mut Cat
     entry.error = run.error;
 }
 
-/// The features of each date after a rerun one (its look-back changed), unless
-/// it was rerun itself or holds no silver.
+/// The features of each date after a rerun one (its look-back changed) and,
+/// with `refresh_labels`, of every date of the range: unless it was rerun itself
+/// or holds no silver.
 async fn refresh_next_dates(
     job: &Job,
     req: &CatchupRequest,
@@ -243,7 +246,11 @@ async fn refresh_next_dates(
     let Some(table) = crate::silver::open(&lake).await? else {
         return Ok(());
     };
-    for next in rerun_ok.iter().filter_map(|d| d.succ_opt()) {
+    let mut wanted: BTreeSet<NaiveDate> = rerun_ok.iter().filter_map(|d| d.succ_opt()).collect();
+    if req.refresh_labels && !req.dry_run {
+        wanted.extend(req.dates.iter().copied());
+    }
+    for next in wanted {
         if rerun_ok.contains(&next) || !crate::silver::has_partition(&table, next).await? {
             continue;
         }

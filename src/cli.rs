@@ -96,6 +96,10 @@ pub struct CatchupArgs {
     /// Also run the dates that were never run (no manifest); without it they are only reported.
     #[arg(long)]
     pub include_missing: bool,
+    /// Also refresh the features (labels) of every date that was not run again,
+    /// from silver alone: the nightly label refresh, in the same pass.
+    #[arg(long)]
+    pub refresh_labels: bool,
     #[command(flatten)]
     pub write: WriteArgs,
 }

@@ -257,6 +257,7 @@ async fn catchup(args: coldpath::cli::CatchupArgs) -> i32 {
             dates,
             dry_run: args.dry_run,
             include_missing: args.include_missing,
+            refresh_labels: args.refresh_labels,
             labels_as_of,
         };
         let span = tracing::info_span!("catchup", job = %job.name, run_id = %run_id);
@@ -555,6 +556,20 @@ async fn adf() -> i32 {
             })
             .await,
         ),
+        Request::Catchup { from, to } => (
+            format!("catchup {from}..{to}"),
+            catchup(coldpath::cli::CatchupArgs {
+                job,
+                days: 14,
+                from: Some(from),
+                to: Some(to),
+                dry_run: false,
+                include_missing: false,
+                refresh_labels: true,
+                write,
+            })
+            .await,
+        ),
     };
     // Say whether a retry could help, and keep outputs.json under Data Factory's 2 MB.
     let capped = std::fs::read_to_string(&outputs)
@@ -603,11 +618,7 @@ async fn maintain(args: coldpath::cli::MaintainArgs) -> i32 {
         let job = load_job(&args.job, None)?;
         let lake = coldpath::sink::Lake::open(&job.lake, &job.storage)?;
         let mut done = Vec::new();
-        for spec in [
-            coldpath::sink::telemetry_table(),
-            coldpath::sink::features_table(),
-            coldpath::sink::rejects_table(),
-        ] {
+        for spec in coldpath::sink::all_tables() {
             if let Some(m) =
                 coldpath::maintain::maintain(&lake, &spec, args.vacuum_retention).await?
             {

@@ -191,6 +191,16 @@ pub fn minute_table() -> TableSpec {
     }
 }
 
+/// Every table a run writes, in commit order.
+pub fn all_tables() -> [TableSpec; 4] {
+    [
+        telemetry_table(),
+        features_table(),
+        minute_table(),
+        rejects_table(),
+    ]
+}
+
 /// `rejects` (quarantine), CONTRACT.md §2.
 pub fn rejects_table() -> TableSpec {
     TableSpec {

@@ -363,17 +363,13 @@ fn a_flat_data_factory_folder_runs_a_manual_and_a_scheduled_date() {
 }
 
 #[test]
-fn the_shipped_labels_refresh_runs_in_a_flat_folder() {
+fn the_shipped_catchup_runs_in_a_flat_folder_and_refreshes_the_labels() {
     let lake = temp_lake();
     let run = shipped_activity("coldpath-run", "2024-03-11", where_to(lake.path()));
     let (code, report, err) = adf_bare(flat_folder(&run, &flat_resources()).path());
     assert_eq!(code, 0, "{report}\n{err}");
     // Data Factory evaluates `from` (date - 13 days) before the node sees it.
-    let refresh = shipped_activity(
-        "coldpath-refresh-labels-14d",
-        "2024-03-11",
-        where_to(lake.path()),
-    );
+    let refresh = shipped_activity("coldpath-catchup-14d", "2024-03-11", where_to(lake.path()));
     assert_eq!(
         refresh["typeProperties"]["extendedProperties"]["from"],
         "2024-02-27"
@@ -382,6 +378,17 @@ fn the_shipped_labels_refresh_runs_in_a_flat_folder() {
     assert_eq!(code, 0, "{report}\n{err}");
     assert_eq!(report["dates"].as_array().unwrap().len(), 14, "{report}");
     assert_eq!(report["exit_code"], 0);
+    // The date the run just wrote is unchanged (not read again); its labels are refreshed.
+    let day = report["dates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["date"] == "2024-03-11")
+        .unwrap();
+    assert_eq!(day["state"], "unchanged", "{report}");
+    assert_eq!(day["blobs_read"], 0);
+    assert_eq!(day["features_refreshed"], "succeeded");
+    assert_eq!(report["rerun"], json!([]));
 }
 
 /// What the shipped pipeline does after `coldpath-run` ended with `outputs`: its If

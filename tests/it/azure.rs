@@ -48,7 +48,12 @@ fn a_run_on_azurite_gives_the_same_tables_as_the_local_run() {
     }
     let copy = temp_lake();
     az.download("lake", "iot", copy.path());
-    for table in ["telemetry", "features_hourly", "rejects"] {
+    for table in [
+        "telemetry",
+        "features_hourly",
+        "telemetry_minute",
+        "rejects",
+    ] {
         let on_azure = rows_without_run(copy.path(), table);
         assert!(!on_azure.is_empty(), "{table}");
         assert_eq!(on_azure, rows_without_run(local.path(), table), "{table}");

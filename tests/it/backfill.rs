@@ -68,7 +68,12 @@ fn a_parallel_backfill_gives_the_tables_of_one_run_per_date_in_order() {
         let (code, report) = run_date(date, sequential.path(), &["--labels-as-of", LABELS]);
         assert_eq!(code, 0, "{report}");
     }
-    for table in ["telemetry", "features_hourly", "rejects"] {
+    for table in [
+        "telemetry",
+        "features_hourly",
+        "telemetry_minute",
+        "rejects",
+    ] {
         let backfilled = rows_without_run(lake.path(), table);
         assert!(!backfilled.is_empty(), "{table}");
         assert_eq!(
@@ -185,7 +190,12 @@ fn the_emitted_batch_tasks_run_here_in_dependency_order_give_the_same_tables() {
     let backfilled = temp_lake();
     let (code, summary, _) = backfill(backfilled.path(), &["--parallel", "3"]);
     assert_eq!(code, 0, "{summary}");
-    for table in ["telemetry", "features_hourly", "rejects"] {
+    for table in [
+        "telemetry",
+        "features_hourly",
+        "telemetry_minute",
+        "rejects",
+    ] {
         assert_eq!(
             rows_without_run(lake.path(), table),
             rows_without_run(backfilled.path(), table),

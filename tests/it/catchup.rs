@@ -9,7 +9,12 @@ use crate::azurite::Azurite;
 use crate::common::*;
 
 const DATES: [&str; 3] = ["2024-03-10", "2024-03-11", "2024-03-12"];
-const TABLES: [&str; 3] = ["telemetry", "features_hourly", "rejects"];
+const TABLES: [&str; 4] = [
+    "telemetry",
+    "features_hourly",
+    "telemetry_minute",
+    "rejects",
+];
 
 /// A reading of a device no fixture has, at `time`.
 fn reading(device: &str, time: &str) -> String {

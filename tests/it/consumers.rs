@@ -5,7 +5,12 @@ use serde_json::Value;
 
 use crate::common::*;
 
-const TABLES: [&str; 3] = ["telemetry", "features_hourly", "rejects"];
+const TABLES: [&str; 4] = [
+    "telemetry",
+    "features_hourly",
+    "telemetry_minute",
+    "rejects",
+];
 const UTF8: &str = "Latin1_General_100_BIN2_UTF8";
 
 /// One column of a view's `WITH (…)` clause.

@@ -78,10 +78,15 @@ fn six_kill_9s_at_spread_moments_never_leave_a_half_written_partition() {
         let running = child.try_wait().unwrap().is_none();
         child.kill().unwrap(); // SIGKILL: no unwinding, no cleanup
         let status = child.wait().unwrap();
-        let versions: Vec<Option<u64>> = ["telemetry", "features_hourly", "rejects"]
-            .iter()
-            .map(|t| open_table(lake.path(), t).version())
-            .collect();
+        let versions: Vec<Option<u64>> = [
+            "telemetry",
+            "features_hourly",
+            "telemetry_minute",
+            "rejects",
+        ]
+        .iter()
+        .map(|t| open_table(lake.path(), t).version())
+        .collect();
         eprintln!(
             "kill {i} at {at:?}: still running={running}, {status}; table versions {versions:?}"
         );
@@ -104,10 +109,15 @@ fn six_kill_9s_at_spread_moments_never_leave_a_half_written_partition() {
     assert_eq!(ids, BTreeSet::from([final_run.to_string()]));
 
     // The killed runs' files that no version references are removed by maintain.
-    let left: usize = ["telemetry", "features_hourly", "rejects"]
-        .iter()
-        .map(|t| unreferenced(lake.path(), t).len())
-        .sum();
+    let left: usize = [
+        "telemetry",
+        "features_hourly",
+        "telemetry_minute",
+        "rejects",
+    ]
+    .iter()
+    .map(|t| unreferenced(lake.path(), t).len())
+    .sum();
     eprintln!("{left} unreferenced files before maintain");
     let job = job_file();
     let out = coldpath(&[
@@ -121,7 +131,12 @@ fn six_kill_9s_at_spread_moments_never_leave_a_half_written_partition() {
         "--unsafe-retention",
     ]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
-    for table in ["telemetry", "features_hourly", "rejects"] {
+    for table in [
+        "telemetry",
+        "features_hourly",
+        "telemetry_minute",
+        "rejects",
+    ] {
         assert_eq!(
             unreferenced(lake.path(), table),
             Vec::<std::path::PathBuf>::new(),

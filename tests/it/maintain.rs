@@ -24,7 +24,12 @@ fn maintain_checkpoints_and_vacuums_without_changing_a_row() {
         let (code, report) = run_date(date, lake.path(), &["--labels-as-of", LABELS]);
         assert_eq!(code, 0, "{report}");
     }
-    let tables = ["telemetry", "features_hourly", "rejects"];
+    let tables = [
+        "telemetry",
+        "features_hourly",
+        "telemetry_minute",
+        "rejects",
+    ];
     let before: Vec<_> = tables
         .iter()
         .map(|t| rows_without_run(lake.path(), t))
@@ -50,7 +55,7 @@ fn maintain_checkpoints_and_vacuums_without_changing_a_row() {
     let out = maintain(&["--vacuum-retention", "0s", "--unsafe-retention"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(report["tables"].as_array().unwrap().len(), 3, "{report}");
+    assert_eq!(report["tables"].as_array().unwrap().len(), 4, "{report}");
 
     for (table, rows) in tables.iter().zip(before) {
         assert_eq!(
@@ -136,7 +141,12 @@ fn maintain_removes_the_files_of_runs_that_never_committed() {
     }
     // A zero retention takes the rest.
     maintain(&["--vacuum-retention", "0s", "--unsafe-retention"]);
-    for table in ["telemetry", "features_hourly", "rejects"] {
+    for table in [
+        "telemetry",
+        "features_hourly",
+        "telemetry_minute",
+        "rejects",
+    ] {
         assert_eq!(
             unreferenced(lake.path(), table),
             Vec::<std::path::PathBuf>::new(),

@@ -28,18 +28,23 @@ fn table_versions(az: &Azurite, dir: &std::path::Path) -> Vec<(String, Vec<Strin
     let lake = dir.join("lake");
     let _ = std::fs::remove_dir_all(&lake);
     az.download("lake", "iot", &lake);
-    ["telemetry", "features_hourly", "rejects"]
-        .iter()
-        .map(|t| {
-            let log = lake.join(t).join("_delta_log");
-            let mut files: Vec<String> = std::fs::read_dir(log)
-                .unwrap()
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect();
-            files.sort();
-            (t.to_string(), files)
-        })
-        .collect()
+    [
+        "telemetry",
+        "features_hourly",
+        "telemetry_minute",
+        "rejects",
+    ]
+    .iter()
+    .map(|t| {
+        let log = lake.join(t).join("_delta_log");
+        let mut files: Vec<String> = std::fs::read_dir(log)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        (t.to_string(), files)
+    })
+    .collect()
 }
 
 fn lock_record(az: &Azurite, table: &str) -> Value {
@@ -114,7 +119,12 @@ fn sigterm_mid_run_changes_nothing_and_frees_the_locks_at_once() {
 
     // Nothing committed, and every lock given back (not left to its TTL).
     assert_eq!(table_versions(&az, scratch.path()), before);
-    for table in ["telemetry", "features_hourly", "rejects"] {
+    for table in [
+        "telemetry",
+        "features_hourly",
+        "telemetry_minute",
+        "rejects",
+    ] {
         assert_eq!(lock_record(&az, table)["released"], true, "{table}");
     }
     // So the next attempt starts at once, without waiting.
