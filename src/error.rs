@@ -1,11 +1,11 @@
 //! The crate's error: one variant per stage, each naming what it was working on, and the exit code it means.
 
-use crate::features::ReferenceError;
-use crate::job::JobError;
-use crate::lock::LockError;
-use crate::manifest::ManifestError;
-use crate::sink::SinkError;
-use crate::source::SourceError;
+use crate::config::job::JobError;
+use crate::lake::lock::LockError;
+use crate::lake::manifest::ManifestError;
+use crate::lake::SinkError;
+use crate::stages::features::ReferenceError;
+use crate::storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -14,7 +14,7 @@ pub enum Error {
     #[error(transparent)]
     Job(#[from] JobError),
     #[error(transparent)]
-    Source(Box<SourceError>),
+    Source(Box<StorageError>),
     #[error(transparent)]
     Sink(#[from] SinkError),
     #[error(transparent)]
@@ -43,8 +43,8 @@ pub enum Error {
     Internal(String),
 }
 
-impl From<SourceError> for Error {
-    fn from(e: SourceError) -> Self {
+impl From<StorageError> for Error {
+    fn from(e: StorageError) -> Self {
         Error::Source(Box::new(e))
     }
 }

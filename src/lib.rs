@@ -1,36 +1,28 @@
 //! coldpath: the cold path of an IoT telemetry platform, one date at a time.
 //!
-//! The pipeline reads top to bottom: [`source`] lists and decodes raw blobs,
-//! [`normalize`] types and checks each record, [`dedup`] keeps one row per
-//! reading, [`features`] computes the hourly training table (reading the
-//! previous date back through [`silver`]), [`sink`] replaces the date's Delta
-//! partitions, [`report`] accounts for every record. [`pipeline`] runs them
-//! in order for one date, holding a [`lock`] per table and date; [`job`],
-//! [`schema`] and [`retry`] are the configuration they read.
+//! The crate, in the order a date's data goes through it (ARCHITECTURE.md has the map):
+//!
+//! - [`config`]: the job file and the column map, validated before anything is read;
+//! - [`storage`]: object stores for a location, credentials, retries, fault names, redaction;
+//! - [`stages`]: the transforms in data order: [`stages::source`] lists and decodes
+//!   blobs, [`stages::normalize`] types each record or rejects it, [`stages::dedup`]
+//!   keeps one row per reading, [`stages::features`] computes the gold tables;
+//! - [`run`]: one date end to end ([`run::pipeline`], an event hour at a time through
+//!   [`run::hours`]), and the many-date runs ([`run::backfill`], [`run::catchup`]);
+//! - [`lake`]: everything Delta: table specs, writing and streaming, reading silver
+//!   back, the run lock, manifests, maintenance;
+//! - [`report`]: the JSON objects the binary prints;
+//! - [`commands`]: the command line and the Data Factory and Batch entry points;
+//! - [`calendar`]: day and hour arithmetic; [`error`]: the crate error and its exit codes.
 
-pub mod adf;
-pub mod backfill;
-pub mod batch;
-pub mod cancel;
-pub mod catchup;
-pub mod cli;
-pub mod dedup;
+pub mod calendar;
+pub mod commands;
+pub mod config;
 pub mod error;
-pub mod fault;
-pub mod features;
-pub mod hours;
-pub mod job;
-pub mod lock;
-pub mod maintain;
-pub mod manifest;
-pub mod normalize;
-pub mod pipeline;
+pub mod lake;
 pub mod report;
-pub mod retry;
-pub mod schema;
-pub mod silver;
-pub mod sink;
-pub mod source;
-pub mod version;
+pub mod run;
+pub mod stages;
+pub mod storage;
 
 pub use error::Error;

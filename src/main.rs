@@ -5,14 +5,14 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::Parser;
-use coldpath::backfill::{BackfillReport, BackfillRequest, Pass};
-use coldpath::cli::{
+use coldpath::commands::cli::{
     BackfillArgs, Cli, Command, FeaturesArgs, JobArgs, LogFormat, PlanArgs, RunArgs, WriteArgs,
 };
-use coldpath::fault::redact;
-use coldpath::job::Job;
-use coldpath::pipeline::{self, RunRequest};
+use coldpath::config::job::Job;
 use coldpath::report::{FeaturesReport, RunReport, Status};
+use coldpath::run::backfill::{BackfillReport, BackfillRequest, Pass};
+use coldpath::run::pipeline::{self, RunRequest};
+use coldpath::storage::fault::redact;
 use coldpath::Error;
 use serde_json::json;
 
@@ -30,7 +30,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = runtime.block_on(async { coldpath::cancel::listen() }) {
+    if let Err(e) = runtime.block_on(async { coldpath::run::cancel::listen() }) {
         tracing::warn!(error = %e, "cannot listen for SIGTERM/SIGINT; a stop will leave locks to their TTL");
     }
     let dispatch = std::panic::AssertUnwindSafe(|| match cli.command {
@@ -102,7 +102,7 @@ fn init_logging(format: LogFormat) {
     // Under Azure Batch every log line carries the job, task and node ids: a span
     // entered on the main thread, where `block_on` polls the command's future, and
     // left entered for the life of the process (hence forgotten, never exited).
-    if let Some(b) = coldpath::batch::BatchIds::from_env() {
+    if let Some(b) = coldpath::commands::batch::BatchIds::from_env() {
         let span = tracing::info_span!(
             "batch",
             batch_job = b.job_id.as_deref(),
@@ -141,7 +141,7 @@ fn load_job(args: &JobArgs, write: Option<&WriteArgs>) -> Result<Job, Error> {
         ("--lake", &args.lake, &mut job.lake),
     ] {
         if let Some(value) = value {
-            coldpath::job::check_location(value)
+            coldpath::config::job::check_location(value)
                 .map_err(|m| Error::Usage(format!("{flag}: {m}")))?;
             *slot = value.clone();
         }
@@ -243,8 +243,8 @@ async fn features(args: FeaturesArgs) -> i32 {
     emit(&report, report.exit_code, args.write.report.as_deref())
 }
 
-async fn catchup(args: coldpath::cli::CatchupArgs) -> i32 {
-    use coldpath::catchup::{CatchupReport, CatchupRequest};
+async fn catchup(args: coldpath::commands::cli::CatchupArgs) -> i32 {
+    use coldpath::run::catchup::{CatchupReport, CatchupRequest};
     let run_id = uuid::Uuid::new_v4().to_string();
     let labels_as_of = label_cutoff(args.write.labels_as_of);
     let mut report = CatchupReport::new(&run_id, args.dry_run, labels_as_of);
@@ -262,7 +262,7 @@ async fn catchup(args: coldpath::cli::CatchupArgs) -> i32 {
         };
         let span = tracing::info_span!("catchup", job = %job.name, run_id = %run_id);
         use tracing::Instrument;
-        coldpath::catchup::catchup(&job, &req, &mut report)
+        coldpath::run::catchup::catchup(&job, &req, &mut report)
             .instrument(span)
             .await
     }
@@ -328,43 +328,45 @@ async fn backfill(args: BackfillArgs) -> i32 {
     let blobs = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
     let on_date = {
         let bar = bar.clone();
-        std::sync::Arc::new(move |pass: Pass, d: &coldpath::backfill::BackfillDate| {
-            use std::sync::atomic::Ordering::Relaxed;
-            if pass == Pass::Silver {
-                rows.fetch_add(d.rows_written, Relaxed);
-                blobs.fetch_add(d.blobs as u64, Relaxed);
-            }
-            let pass_name = match pass {
-                Pass::Silver => "silver",
-                Pass::Features => "features",
-            };
-            match &bar {
-                Some(bar) => {
-                    bar.inc(1);
-                    bar.set_message(format!(
-                        "{pass_name} {} {:?}; {} blobs, {} rows so far",
-                        d.date,
-                        d.status,
-                        blobs.load(Relaxed),
-                        rows.load(Relaxed)
-                    ));
+        std::sync::Arc::new(
+            move |pass: Pass, d: &coldpath::run::backfill::BackfillDate| {
+                use std::sync::atomic::Ordering::Relaxed;
+                if pass == Pass::Silver {
+                    rows.fetch_add(d.rows_written, Relaxed);
+                    blobs.fetch_add(d.blobs as u64, Relaxed);
                 }
-                None => tracing::info!(
-                    pass = pass_name,
-                    date = %d.date,
-                    status = ?d.status,
-                    rows = d.rows_written,
-                    blobs = d.blobs,
-                    "date done"
-                ),
-            }
-        })
+                let pass_name = match pass {
+                    Pass::Silver => "silver",
+                    Pass::Features => "features",
+                };
+                match &bar {
+                    Some(bar) => {
+                        bar.inc(1);
+                        bar.set_message(format!(
+                            "{pass_name} {} {:?}; {} blobs, {} rows so far",
+                            d.date,
+                            d.status,
+                            blobs.load(Relaxed),
+                            rows.load(Relaxed)
+                        ));
+                    }
+                    None => tracing::info!(
+                        pass = pass_name,
+                        date = %d.date,
+                        status = ?d.status,
+                        rows = d.rows_written,
+                        blobs = d.blobs,
+                        "date done"
+                    ),
+                }
+            },
+        )
     };
     let job = std::sync::Arc::new(job);
     let span = tracing::info_span!("backfill", job = %job.name, from = %args.from, to = %args.to);
     let report = {
         use tracing::Instrument;
-        coldpath::backfill::backfill(job, &req, on_date)
+        coldpath::run::backfill::backfill(job, &req, on_date)
             .instrument(span)
             .await
     };
@@ -398,21 +400,21 @@ fn emit_batch_tasks(
         );
         return 2;
     };
-    let template = coldpath::batch::TaskTemplate {
+    let template = coldpath::commands::batch::TaskTemplate {
         job: args.job.job.to_string_lossy().into_owned(),
         source: args.job.source.clone(),
         lake: args.job.lake.clone(),
         labels_as_of: args.write.labels_as_of.map(|t| t.to_rfc3339()),
         image: args.batch_image.clone(),
         client_id: std::env::var("COLDPATH_BATCH_CLIENT_ID").ok(),
-        outputs: Some(coldpath::batch::OutputContainer {
+        outputs: Some(coldpath::commands::batch::OutputContainer {
             url: url.clone(),
             identity: identity.clone(),
             prefix: format!("coldpath-backfill-{}-{}", args.from, args.to),
         }),
     };
-    let collections = coldpath::batch::tasks(&template, dates);
-    let names = coldpath::batch::collection_file_names(collections.len());
+    let collections = coldpath::commands::batch::tasks(&template, dates);
+    let names = coldpath::commands::batch::collection_file_names(collections.len());
     let written = (|| {
         std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
         // Left-over files of an earlier, longer emit would be submitted too.
@@ -427,8 +429,11 @@ fn emit_batch_tasks(
             ));
         }
         for (collection, name) in collections.iter().zip(&names) {
-            std::fs::write(dir.join(name), coldpath::batch::collection_text(collection))
-                .map_err(|e| format!("{name}: {e}"))?;
+            std::fs::write(
+                dir.join(name),
+                coldpath::commands::batch::collection_text(collection),
+            )
+            .map_err(|e| format!("{name}: {e}"))?;
         }
         Ok::<_, String>(())
     })();
@@ -453,7 +458,7 @@ fn emit_batch_tasks(
 
 /// The Data Factory custom activity: `activity.json` in, the command's report as `outputs.json` out.
 async fn adf() -> i32 {
-    use coldpath::adf::{self, Request, Unretryable};
+    use coldpath::commands::adf::{self, Request, Unretryable};
     let outputs = std::path::PathBuf::from("outputs.json");
     let here = std::path::Path::new(".");
     let fail = |mode: Unretryable, code: i32, message: String| {
@@ -464,7 +469,8 @@ async fn adf() -> i32 {
             Status::Failed
         };
         let report = json!({"status": status, "exit_code": code, "retryable": adf::retryable(code), "error": message});
-        let report = serde_json::to_value(coldpath::version::stamp(&report)).unwrap_or(report);
+        let report =
+            serde_json::to_value(coldpath::report::version::stamp(&report)).unwrap_or(report);
         if let Err(e) = std::fs::write(&outputs, adf::outputs(&report)) {
             eprintln!("coldpath: error: writing outputs.json: {e}");
         }
@@ -479,12 +485,12 @@ async fn adf() -> i32 {
         let labels_as_of = props
             .labels_as_of
             .as_deref()
-            .map(coldpath::cli::parse_instant)
+            .map(coldpath::commands::cli::parse_instant)
             .transpose()?;
         let lock_wait = props
             .lock_wait
             .as_deref()
-            .map(coldpath::cli::parse_wait)
+            .map(coldpath::commands::cli::parse_wait)
             .transpose()?;
         Ok::<_, String>((labels_as_of, lock_wait))
     })();
@@ -558,7 +564,7 @@ async fn adf() -> i32 {
         ),
         Request::Catchup { from, to } => (
             format!("catchup {from}..{to}"),
-            catchup(coldpath::cli::CatchupArgs {
+            catchup(coldpath::commands::cli::CatchupArgs {
                 job,
                 days: 14,
                 from: Some(from),
@@ -606,8 +612,8 @@ async fn adf() -> i32 {
     exit
 }
 
-async fn maintain(args: coldpath::cli::MaintainArgs) -> i32 {
-    use coldpath::maintain::SAFE_RETENTION;
+async fn maintain(args: coldpath::commands::cli::MaintainArgs) -> i32 {
+    use coldpath::lake::maintain::SAFE_RETENTION;
     if args.vacuum_retention < SAFE_RETENTION && !args.unsafe_retention {
         eprintln!(
             "coldpath: error: --vacuum-retention under 7d can break readers of older versions; add --unsafe-retention to insist"
@@ -616,11 +622,11 @@ async fn maintain(args: coldpath::cli::MaintainArgs) -> i32 {
     }
     let result = async {
         let job = load_job(&args.job, None)?;
-        let lake = coldpath::sink::Lake::open(&job.lake, &job.storage)?;
+        let lake = coldpath::lake::Lake::open(&job.lake, &job.storage)?;
         let mut done = Vec::new();
-        for spec in coldpath::sink::all_tables() {
+        for spec in coldpath::lake::all_tables() {
             if let Some(m) =
-                coldpath::maintain::maintain(&lake, &spec, args.vacuum_retention).await?
+                coldpath::lake::maintain::maintain(&lake, &spec, args.vacuum_retention).await?
             {
                 done.push(m);
             }
@@ -642,9 +648,9 @@ async fn maintain(args: coldpath::cli::MaintainArgs) -> i32 {
 }
 
 /// Prints a report (stdout or a file) and returns the exit code. Every report
-/// says which coldpath wrote it, and where Batch ran it ([`coldpath::version::stamp`]).
+/// says which coldpath wrote it, and where Batch ran it ([`coldpath::report::version::stamp`]).
 fn emit<T: serde::Serialize>(report: &T, code: i32, to: Option<&std::path::Path>) -> i32 {
-    if let Err(e) = write_report(&coldpath::version::stamp(report), to) {
+    if let Err(e) = write_report(&coldpath::report::version::stamp(report), to) {
         eprintln!("coldpath: error: {e:#}");
         return Status::Failed.exit_code().max(code);
     }
@@ -655,9 +661,9 @@ fn emit<T: serde::Serialize>(report: &T, code: i32, to: Option<&std::path::Path>
 async fn plan_manifest(
     prepared: &pipeline::Prepared,
     date: chrono::NaiveDate,
-    listing: &coldpath::source::Listing,
+    listing: &coldpath::stages::source::Listing,
 ) -> Result<serde_json::Value, Error> {
-    use coldpath::manifest::{diff, Place, Read};
+    use coldpath::lake::manifest::{diff, Place, Read};
     Ok(match Place::for_lake(&prepared.lake)?.read(date).await? {
         Read::Missing => json!({"state": "never_run"}),
         Read::Unknown(why) => json!({"state": "manifest_unreadable", "why": why}),
@@ -690,7 +696,7 @@ async fn plan(args: PlanArgs) -> i32 {
             let client = if pending.is_empty() {
                 None
             } else {
-                coldpath::source::tier::Tiers::for_source(&prepared.storage)
+                coldpath::stages::source::tier::Tiers::for_source(&prepared.storage)
                     .map_err(|e| Error::Internal(e.to_string()))?
             };
             // Archived blobs are only found where tiers were read: an Azure source, with a client.
@@ -719,10 +725,11 @@ async fn plan(args: PlanArgs) -> i32 {
     let tier_of = |i: usize| tiers.as_ref().and_then(|t| t.get(i));
     let archived: Vec<_> = tiers.iter().flatten().filter(|t| t.is_archived()).collect();
     // The features' look-back: the previous date's silver from D 00:00 - 5 h.
-    let lookback_start =
-        chrono::DateTime::from_timestamp_micros(coldpath::features::lookback_start_us(args.date))
-            .map(|t| t.to_rfc3339())
-            .unwrap_or_default();
+    let lookback_start = chrono::DateTime::from_timestamp_micros(
+        coldpath::stages::features::lookback_start_us(args.date),
+    )
+    .map(|t| t.to_rfc3339())
+    .unwrap_or_default();
     let previous = args.date.pred_opt().unwrap_or(args.date);
     let reads_back = format!("telemetry: event_date={previous} from {lookback_start}");
     let plan = json!({
@@ -735,7 +742,7 @@ async fn plan(args: PlanArgs) -> i32 {
             "path": b.path,
             "bytes": b.size,
             "partition_start": b.partition.start.to_rfc3339(),
-            "window": match b.window { coldpath::source::Window::Own => "own", coldpath::source::Window::LookAhead => "look_ahead" },
+            "window": match b.window { coldpath::stages::source::Window::Own => "own", coldpath::stages::source::Window::LookAhead => "look_ahead" },
             "tier": tier_of(i).and_then(|t| t.tier.clone()),
             "archive_status": tier_of(i).and_then(|t| t.archive_status.clone()),
         })).collect::<Vec<_>>(),
@@ -764,7 +771,7 @@ async fn plan(args: PlanArgs) -> i32 {
             }
             eprintln!(
                 "coldpath: {}",
-                coldpath::source::tier::archived_message(&args.date.to_string(), &archived)
+                coldpath::stages::source::tier::archived_message(&args.date.to_string(), &archived)
             );
             if args.rehydrate {
                 eprintln!(

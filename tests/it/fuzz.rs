@@ -6,11 +6,11 @@
 use std::io::Write;
 
 use base64::Engine;
-use coldpath::normalize::{process_blob, BlobOutcome, Rules};
-use coldpath::schema::TelemetrySchema;
-use coldpath::source::decode::{CsvDialect, Declared, Limits};
-use coldpath::source::layout::Partition;
-use coldpath::source::{Blob, Window};
+use coldpath::config::schema::TelemetrySchema;
+use coldpath::stages::normalize::{process_blob, BlobOutcome, Rules};
+use coldpath::stages::source::decode::{CsvDialect, Declared, Limits};
+use coldpath::stages::source::layout::Partition;
+use coldpath::stages::source::{Blob, Window};
 use proptest::prelude::*;
 
 use crate::memory::peak_of;

@@ -1,0 +1,474 @@
+//! `coldpath adf`: the Data Factory custom activity entry point — `activity.json` in the working directory says what to run, `outputs.json` carries the report back.
+//!
+//! Data Factory's Custom activity runs the command on an Azure Batch node in a
+//! folder holding `activity.json` (the activity as defined, expressions
+//! evaluated), `linkedServices.json` and `datasets.json`; whatever the command
+//! writes to `outputs.json` (at most 2 MB) becomes the activity's
+//! `output.customOutput`. coldpath reads `typeProperties.extendedProperties`.
+//!
+//! A non-zero exit fails the activity, and the activity's retry policy then
+//! reruns it. Only a failure of the run (exit 1: storage, a lock, a crash) can
+//! be cured that way; a configuration error (2) or a quality gate (3) fails the
+//! same way every time. With `unretryable = "report"` those two exit 0 and say
+//! so in `outputs.json` (`status`, `exit_code`, `retryable`), and the pipeline
+//! fails the activity through an If Condition on
+//! `activity('…').output.customOutput.exit_code` (`jobs/adf/pipeline.json`).
+
+use std::path::{Path, PathBuf};
+
+use chrono::NaiveDate;
+use serde::Deserialize;
+
+/// Data Factory's limit on `outputs.json`.
+pub const OUTPUTS_LIMIT: usize = 2 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AdfError {
+    #[error("cannot read {}: {source}", .path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{}: {message}", .path.display())]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// `typeProperties.extendedProperties` of the activity. Values are strings, as
+/// Data Factory's expression language produces them; unknown keys are an error.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Properties {
+    /// The job file, relative to the working directory (the activity's resource folder).
+    pub job: String,
+    /// `run` (one date), `backfill` (a range) or `features` (refresh a range's labels).
+    /// Default: `run` with `date`, `backfill` with `from`/`to`.
+    pub mode: Option<String>,
+    pub date: Option<String>,
+    pub from: Option<String>,
+    pub to: Option<String>,
+    pub source: Option<String>,
+    pub lake: Option<String>,
+    pub labels_as_of: Option<String>,
+    pub parallel: Option<serde_json::Value>,
+    pub lock_wait: Option<String>,
+    /// What a configuration error or a quality gate exits with: `fail` (the
+    /// default: 2 or 3, and Data Factory retries it per the policy) or `report`
+    /// (0, with the real status and exit code in `outputs.json`).
+    pub unretryable: Option<String>,
+}
+
+/// How `coldpath adf` exits for a failure no retry can cure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unretryable {
+    /// The contract's exit code (2 or 3).
+    Fail,
+    /// Exit 0; `outputs.json` carries the status and the real exit code.
+    Report,
+}
+
+impl Unretryable {
+    fn parse(value: Option<&str>) -> Option<Unretryable> {
+        match value.map(str::trim) {
+            None | Some("fail") => Some(Unretryable::Fail),
+            Some("report") => Some(Unretryable::Report),
+            Some(_) => None,
+        }
+    }
+
+    /// What the process exits with for the command's exit `code`.
+    pub fn exit_code(self, code: i32) -> i32 {
+        match (self, code) {
+            (Unretryable::Report, 2 | 3) => 0,
+            _ => code,
+        }
+    }
+
+    /// The setting of `activity.json` in `dir`, read on its own: what an
+    /// activity that fails to parse still asked for (`Fail` when unreadable).
+    pub fn declared(dir: &Path) -> Unretryable {
+        std::fs::read_to_string(dir.join("activity.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| {
+                let v = &v["typeProperties"]["extendedProperties"]["unretryable"];
+                Unretryable::parse(v.as_str())
+            })
+            .unwrap_or(Unretryable::Fail)
+    }
+}
+
+/// Whether a retry can cure a failure that exited with `code`: only exit 1
+/// (storage, a lock held past its wait, anything else that may pass).
+pub fn retryable(code: i32) -> bool {
+    code == 1
+}
+
+#[derive(Debug, Deserialize)]
+struct Activity {
+    #[serde(rename = "typeProperties")]
+    type_properties: TypeProperties,
+}
+
+#[derive(Debug, Deserialize)]
+struct TypeProperties {
+    #[serde(rename = "extendedProperties")]
+    extended_properties: Option<serde_json::Value>,
+}
+
+/// What the activity asks for, checked.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Request {
+    Run {
+        date: NaiveDate,
+    },
+    Backfill {
+        from: NaiveDate,
+        to: NaiveDate,
+        parallel: u16,
+    },
+    Features {
+        from: NaiveDate,
+        to: NaiveDate,
+    },
+    /// `coldpath catchup --from --to --refresh-labels`: late blobs, then every date's labels.
+    Catchup {
+        from: NaiveDate,
+        to: NaiveDate,
+    },
+}
+
+/// Reads and checks `activity.json` in `dir`.
+pub fn read(dir: &Path) -> Result<(Properties, Request), AdfError> {
+    let path = dir.join("activity.json");
+    let text = std::fs::read_to_string(&path).map_err(|source| AdfError::Read {
+        path: path.clone(),
+        source,
+    })?;
+    parse(&path, &text)
+}
+
+impl Properties {
+    pub fn unretryable(&self) -> Unretryable {
+        Unretryable::parse(self.unretryable.as_deref()).unwrap_or(Unretryable::Fail)
+    }
+}
+
+pub fn parse(path: &Path, text: &str) -> Result<(Properties, Request), AdfError> {
+    let invalid = |message: String| AdfError::Invalid {
+        path: path.to_owned(),
+        message,
+    };
+    let activity: Activity = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
+    let props = activity
+        .type_properties
+        .extended_properties
+        .ok_or_else(|| invalid("typeProperties.extendedProperties is missing".into()))?;
+    let props: Properties = serde_json::from_value(props)
+        .map_err(|e| invalid(format!("typeProperties.extendedProperties: {e}")))?;
+    let date = |key: &str, v: &Option<String>| -> Result<Option<NaiveDate>, AdfError> {
+        v.as_deref()
+            .map(|s| match s.trim() {
+                "" => Err(invalid(format!(
+                    "`{key}` is empty: a run the trigger did not start (a manual run) must give the pipeline's `date` parameter"
+                ))),
+                s => crate::commands::cli::parse_date(s).map_err(|e| invalid(format!("`{key}`: {e}"))),
+            })
+            .transpose()
+    };
+    if Unretryable::parse(props.unretryable.as_deref()).is_none() {
+        return Err(invalid(format!(
+            "`unretryable`: `{}` is not one of fail, report",
+            props.unretryable.as_deref().unwrap_or_default()
+        )));
+    }
+    let (d, from, to) = (
+        date("date", &props.date)?,
+        date("from", &props.from)?,
+        date("to", &props.to)?,
+    );
+    let range = || match (from, to) {
+        (Some(f), Some(t)) if t >= f => Ok((f, t)),
+        (Some(f), Some(t)) => Err(invalid(format!("`to` {t} is before `from` {f}"))),
+        _ => Err(invalid("give `from` and `to`".into())),
+    };
+    let parallel = match &props.parallel {
+        None => 1,
+        Some(v) => v
+            .as_u64()
+            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+            .filter(|n| (1..=64).contains(n))
+            .ok_or_else(|| invalid(format!("`parallel`: {v} is not a number from 1 to 64")))?
+            as u16,
+    };
+    let mode = props
+        .mode
+        .clone()
+        .unwrap_or_else(|| if d.is_some() { "run" } else { "backfill" }.into());
+    let request = match mode.as_str() {
+        "run" => {
+            if from.is_some() || to.is_some() {
+                return Err(invalid("mode `run` takes `date`, not `from`/`to`".into()));
+            }
+            Request::Run {
+                date: d.ok_or_else(|| invalid("mode `run` needs `date`".into()))?,
+            }
+        }
+        "backfill" | "features" | "catchup" if d.is_some() => {
+            return Err(invalid(format!(
+                "mode `{mode}` takes `from` and `to`, not `date`"
+            )))
+        }
+        "backfill" => {
+            let (from, to) = range()?;
+            Request::Backfill { from, to, parallel }
+        }
+        "features" => {
+            let (from, to) = range()?;
+            Request::Features { from, to }
+        }
+        "catchup" => {
+            let (from, to) = range()?;
+            Request::Catchup { from, to }
+        }
+        other => {
+            return Err(invalid(format!(
+                "`mode`: `{other}` is not one of run, backfill, features, catchup"
+            )))
+        }
+    };
+    Ok((props, request))
+}
+
+/// The report as `outputs.json` text, under Data Factory's limit: a report
+/// too big (a long backfill) keeps its summary and drops the per-date list.
+pub fn outputs(report: &serde_json::Value) -> String {
+    let text = serde_json::to_string(report).unwrap_or_default();
+    if text.len() <= OUTPUTS_LIMIT {
+        return text;
+    }
+    let mut trimmed = report.clone();
+    if let Some(obj) = trimmed.as_object_mut() {
+        if let Some(dates) = obj.remove("dates") {
+            let n = dates.as_array().map_or(0, Vec::len);
+            obj.insert(
+                "dates_omitted".into(),
+                serde_json::json!(format!(
+                    "{n} per-date entries left out: outputs.json is limited to 2 MB; see the log"
+                )),
+            );
+        }
+    }
+    serde_json::to_string(&trimmed).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn activity(props: &str) -> String {
+        format!(
+            r#"{{"name": "coldpath nightly", "type": "Custom",
+                "typeProperties": {{"command": "coldpath adf", "extendedProperties": {props}}}}}"#
+        )
+    }
+
+    fn parsed(props: &str) -> Result<Request, String> {
+        parse(Path::new("activity.json"), &activity(props))
+            .map(|(_, r)| r)
+            .map_err(|e| e.to_string())
+    }
+
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    #[test]
+    fn the_mode_follows_the_dates_given() {
+        assert_eq!(
+            parsed(r#"{"job": "jobs/nightly.toml", "date": "2024-03-11"}"#),
+            Ok(Request::Run {
+                date: day("2024-03-11")
+            })
+        );
+        assert_eq!(
+            parsed(r#"{"job": "j", "from": "2024-03-01", "to": "2024-03-03", "parallel": "3"}"#),
+            Ok(Request::Backfill {
+                from: day("2024-03-01"),
+                to: day("2024-03-03"),
+                parallel: 3
+            })
+        );
+        assert_eq!(
+            parsed(r#"{"job": "j", "mode": "features", "from": "2024-03-01", "to": "2024-03-14"}"#),
+            Ok(Request::Features {
+                from: day("2024-03-01"),
+                to: day("2024-03-14")
+            })
+        );
+    }
+
+    #[test]
+    fn mistakes_are_named() {
+        let err = parsed(r#"{"job": "j", "dat": "2024-03-11"}"#).unwrap_err();
+        assert!(err.contains("dat"), "{err}");
+        let err = parsed(r#"{"job": "j", "date": "11/03/2024"}"#).unwrap_err();
+        assert!(err.contains("`date`"), "{err}");
+        let err = parsed(r#"{"job": "j", "from": "2024-03-05", "to": "2024-03-01"}"#).unwrap_err();
+        assert!(err.contains("before"), "{err}");
+        let err =
+            parsed(r#"{"job": "j", "mode": "run", "from": "2024-03-01", "to": "2024-03-02"}"#)
+                .unwrap_err();
+        assert!(err.contains("`date`"), "{err}");
+        let err =
+            parsed(r#"{"job": "j", "from": "2024-03-01", "to": "2024-03-02", "parallel": 0}"#)
+                .unwrap_err();
+        assert!(err.contains("parallel"), "{err}");
+        let err = parsed(r#"{"date": "2024-03-11"}"#).unwrap_err();
+        assert!(err.contains("job"), "{err}");
+    }
+
+    fn shipped(file: &str) -> serde_json::Value {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// Data Factory's application-package variable for this build's version (Linux:
+    /// lower case, every character but letters and digits turned into `_`).
+    fn package_variable() -> String {
+        let version: String = env!("CARGO_PKG_VERSION")
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() {
+                    c.to_ascii_lowercase()
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        format!("$AZ_BATCH_APP_PACKAGE_coldpath_{version}")
+    }
+
+    #[test]
+    fn the_shipped_data_factory_pipeline_asks_for_what_coldpath_reads() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/adf/pipeline.json");
+        let pipeline = shipped("jobs/adf/pipeline.json");
+        let activities = pipeline["properties"]["activities"].as_array().unwrap();
+        let text = pipeline.to_string();
+        assert!(
+            !text.contains("TriggerTime"),
+            "the date comes from the trigger's window, not the run's start"
+        );
+        let mut requests = Vec::new();
+        for activity in activities.iter().filter(|a| a["type"] == "Custom") {
+            let name = activity["name"].as_str().unwrap();
+            // No shell, no PATH on a Batch node: the package's folder, through /bin/sh.
+            assert_eq!(
+                activity["typeProperties"]["command"],
+                format!("/bin/sh -c \"{}/coldpath adf\"", package_variable())
+            );
+            // Data Factory evaluates `@{…}` before the node sees activity.json.
+            let mut props = activity["typeProperties"]["extendedProperties"].clone();
+            for value in props.as_object_mut().unwrap().values_mut() {
+                if value.as_str().is_some_and(|s| s.starts_with("@{")) {
+                    *value = serde_json::json!("2024-03-11");
+                }
+            }
+            let text = serde_json::json!({"typeProperties": {"extendedProperties": props}});
+            let (p, request) = parse(&path, &text.to_string()).unwrap();
+            // The resource files land flat in the working directory: a bare file name.
+            assert!(!p.job.contains('/'), "{name}: {}", p.job);
+            assert!(Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("jobs")
+                .join(&p.job)
+                .is_file());
+            assert_eq!(p.unretryable(), Unretryable::Report, "{name}");
+            // An If Condition on the activity's real exit code fails the pipeline.
+            let check = activities
+                .iter()
+                .find(|a| a["type"] == "IfCondition" && a["dependsOn"][0]["activity"] == name)
+                .unwrap_or_else(|| panic!("{name}: no If Condition after it"));
+            assert_eq!(
+                check["typeProperties"]["expression"]["value"],
+                format!("@equals(activity('{name}').output.customOutput.exit_code, 0)")
+            );
+            assert_eq!(
+                check["typeProperties"]["ifFalseActivities"][0]["type"],
+                "Fail"
+            );
+            // Retries are for exit 1 only, which is still a failed activity.
+            assert!(activity["policy"]["retry"].as_u64().unwrap() > 0);
+            requests.push(request);
+        }
+        assert!(matches!(requests[0], Request::Run { .. }));
+        assert!(matches!(requests[1], Request::Catchup { .. }));
+        // The labels refresh waits for the run's If Condition, not the run alone.
+        let refresh = activities
+            .iter()
+            .find(|a| a["name"] == "coldpath-catchup-14d")
+            .unwrap();
+        assert_eq!(refresh["dependsOn"][0]["activity"], "coldpath-run-outcome");
+    }
+
+    #[test]
+    fn the_shipped_trigger_passes_its_window_start_as_the_date() {
+        let trigger = shipped("jobs/adf/trigger.json");
+        let props = &trigger["properties"];
+        assert_eq!(props["type"], "TumblingWindowTrigger");
+        // One window per UTC day, starting at midnight: the window start is the date.
+        assert_eq!(props["typeProperties"]["frequency"], "Hour");
+        assert_eq!(props["typeProperties"]["interval"], 24);
+        assert!(props["typeProperties"]["startTime"]
+            .as_str()
+            .unwrap()
+            .ends_with("T00:00:00Z"));
+        assert_eq!(
+            props["pipeline"]["parameters"]["date"]["value"],
+            "@{formatDateTime(trigger().outputs.windowStartTime, 'yyyy-MM-dd')}"
+        );
+        let pipeline = shipped("jobs/adf/pipeline.json");
+        assert_eq!(
+            props["pipeline"]["pipelineReference"]["referenceName"],
+            pipeline["name"]
+        );
+        assert!(pipeline["properties"]["parameters"]["date"].is_object());
+    }
+
+    #[test]
+    fn unretryable_failures_exit_zero_only_when_reported() {
+        for code in [0, 1, 2, 3] {
+            assert_eq!(Unretryable::Fail.exit_code(code), code);
+        }
+        assert_eq!(Unretryable::Report.exit_code(0), 0);
+        assert_eq!(
+            Unretryable::Report.exit_code(1),
+            1,
+            "a retry may cure exit 1"
+        );
+        assert_eq!(Unretryable::Report.exit_code(2), 0);
+        assert_eq!(Unretryable::Report.exit_code(3), 0);
+        assert!(retryable(1) && !retryable(2) && !retryable(3) && !retryable(0));
+        let err =
+            parsed(r#"{"job": "j", "date": "2024-03-11", "unretryable": "never"}"#).unwrap_err();
+        assert!(err.contains("unretryable"), "{err}");
+        let err = parsed(r#"{"job": "j", "date": ""}"#).unwrap_err();
+        assert!(err.contains("manual run"), "{err}");
+    }
+
+    #[test]
+    fn a_report_over_the_limit_keeps_its_summary() {
+        let big = "x".repeat(1000);
+        let dates: Vec<serde_json::Value> = (0..3000)
+            .map(|i| serde_json::json!({"date": i, "error": big}))
+            .collect();
+        let report =
+            serde_json::json!({"status": "failed", "failed_dates": ["2024-03-02"], "dates": dates});
+        let text = outputs(&report);
+        assert!(text.len() <= OUTPUTS_LIMIT);
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(back["status"], "failed");
+        assert_eq!(back["failed_dates"][0], "2024-03-02");
+        assert!(back["dates_omitted"].as_str().unwrap().starts_with("3000 "));
+        let small = serde_json::json!({"status": "succeeded", "dates": [1, 2]});
+        assert_eq!(outputs(&small), small.to_string());
+    }
+}

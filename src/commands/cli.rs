@@ -1,0 +1,268 @@
+//! The command line that schedulers and scripts call (CONTRACT.md §4); every flag also reads `COLDPATH_*`.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "coldpath",
+    version = crate::report::version::LONG,
+    about = "Raw IoT telemetry blobs -> Delta tables, one date at a time"
+)]
+pub struct Cli {
+    /// Log lines on stderr: `text` for people, `json` for Log Analytics.
+    #[arg(long, global = true, env = "COLDPATH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Process one date: list, read, normalize, dedup, replace the date's partitions.
+    Run(RunArgs),
+    /// Process a range of dates: silver of every date (N at a time), then their features.
+    Backfill(BackfillArgs),
+    /// Show what a run for a date would read and replace, reading no blob content.
+    Plan(PlanArgs),
+    /// Data Factory custom activity: reads activity.json in the working directory, writes outputs.json.
+    Adf,
+    /// Compact small files, write a checkpoint and vacuum old files of the three tables.
+    Maintain(MaintainArgs),
+    /// Recompute `features_hourly` for dates from silver alone (e.g. to refresh labels); reads no raw blob.
+    Features(FeaturesArgs),
+    /// Rerun the dates whose blobs changed since their run (added, grown, rewritten, removed), then the next date's features.
+    Catchup(CatchupArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JobArgs {
+    /// The job file (e.g. jobs/local.toml).
+    #[arg(long, env = "COLDPATH_JOB")]
+    pub job: PathBuf,
+    /// Overrides the job file's source (URL or local path).
+    #[arg(long, env = "COLDPATH_SOURCE")]
+    pub source: Option<String>,
+    /// Overrides the job file's lake (URL or local path).
+    #[arg(long, env = "COLDPATH_LAKE")]
+    pub lake: Option<String>,
+}
+
+/// What every writing command (`run`, `backfill`, `features`) also takes.
+#[derive(Debug, Args)]
+pub struct WriteArgs {
+    /// Label cut-off for failure_within_* (default: now). ISO-8601.
+    #[arg(long, env = "COLDPATH_LABELS_AS_OF", value_parser = parse_instant)]
+    pub labels_as_of: Option<DateTime<Utc>>,
+    /// Write the report here instead of stdout.
+    #[arg(long, env = "COLDPATH_REPORT")]
+    pub report: Option<PathBuf>,
+    /// How long to wait for another run of the same date to release its lock
+    /// (overrides the job file's `lock.wait`; e.g. `0s`, `90s`, `10m`).
+    #[arg(long, env = "COLDPATH_LOCK_WAIT", value_parser = parse_wait)]
+    pub lock_wait: Option<Duration>,
+    /// A date that reads no records may replace a partition that holds rows
+    /// (without it such a run fails and changes nothing; the job's `allow_empty`).
+    #[arg(long, env = "COLDPATH_ALLOW_EMPTY")]
+    pub allow_empty: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CatchupArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Look at the last N dates before today (UTC), oldest first.
+    #[arg(long, env = "COLDPATH_DAYS", default_value_t = 14, conflicts_with_all = ["from", "to"], value_parser = clap::value_parser!(u16).range(1..=366))]
+    pub days: u16,
+    /// First date of the range (inclusive), instead of --days.
+    #[arg(long, value_parser = parse_date, requires = "to")]
+    pub from: Option<NaiveDate>,
+    /// Last date of the range (inclusive).
+    #[arg(long, value_parser = parse_date, requires = "from")]
+    pub to: Option<NaiveDate>,
+    /// Only report what changed; run nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Also run the dates that were never run (no manifest); without it they are only reported.
+    #[arg(long)]
+    pub include_missing: bool,
+    /// Also refresh the features (labels) of every date that was not run again,
+    /// from silver alone: the nightly label refresh, in the same pass.
+    #[arg(long)]
+    pub refresh_labels: bool,
+    #[command(flatten)]
+    pub write: WriteArgs,
+}
+
+impl CatchupArgs {
+    /// The dates to look at, oldest first.
+    pub fn dates(&self, today: NaiveDate) -> Result<Vec<NaiveDate>, String> {
+        match (self.from, self.to) {
+            (Some(from), Some(to)) => date_range(from, to),
+            _ => {
+                let to = today.pred_opt().ok_or("no date before today")?;
+                let from = to - chrono::Duration::days(i64::from(self.days) - 1);
+                date_range(from, to)
+            }
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// The date to process, YYYY-MM-DD (UTC).
+    #[arg(long, env = "COLDPATH_DATE", value_parser = parse_date)]
+    pub date: NaiveDate,
+    /// Write `telemetry` and `rejects` only; the features come from a later
+    /// `coldpath features` (the silver tasks of a Batch backfill).
+    #[arg(long)]
+    pub silver_only: bool,
+    #[command(flatten)]
+    pub write: WriteArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// First date of the range (inclusive), YYYY-MM-DD.
+    #[arg(long, env = "COLDPATH_FROM", value_parser = parse_date)]
+    pub from: NaiveDate,
+    /// Last date of the range (inclusive).
+    #[arg(long, env = "COLDPATH_TO", value_parser = parse_date)]
+    pub to: NaiveDate,
+    /// Dates processed at once.
+    #[arg(long, env = "COLDPATH_PARALLEL", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallel: u16,
+    /// Write the range as Azure Batch tasks (one per date and pass) into DIR as
+    /// Add Task Collection bodies, tasks-001.json, tasks-002.json, … (each at most
+    /// 100 tasks and 1 MB, to submit in that order), and run nothing.
+    #[arg(long, value_name = "DIR")]
+    pub emit_batch_tasks: Option<PathBuf>,
+    /// The blob container (URL) where each Batch task uploads its report and logs.
+    #[arg(
+        long,
+        env = "COLDPATH_BATCH_OUTPUT_CONTAINER",
+        value_name = "URL",
+        requires = "emit_batch_tasks"
+    )]
+    pub batch_output_container: Option<String>,
+    /// The ARM resource id of the pool's user-assigned managed identity, which
+    /// uploads the task outputs (Storage Blob Data Contributor on the container).
+    #[arg(
+        long,
+        env = "COLDPATH_BATCH_IDENTITY",
+        value_name = "RESOURCE_ID",
+        requires = "emit_batch_tasks"
+    )]
+    pub batch_identity: Option<String>,
+    /// The container image the Batch tasks run.
+    #[arg(
+        long,
+        env = "COLDPATH_BATCH_IMAGE",
+        default_value = "coldpath:latest",
+        requires = "emit_batch_tasks"
+    )]
+    pub batch_image: String,
+    #[command(flatten)]
+    pub write: WriteArgs,
+}
+
+impl BackfillArgs {
+    /// The dates of the range, in order; an error when it is reversed.
+    pub fn dates(&self) -> Result<Vec<NaiveDate>, String> {
+        date_range(self.from, self.to)
+    }
+}
+
+/// `from..=to`, in order; an error when `to` is before `from`.
+pub fn date_range(from: NaiveDate, to: NaiveDate) -> Result<Vec<NaiveDate>, String> {
+    if to < from {
+        return Err(format!("--to {to} is before --from {from}"));
+    }
+    Ok(from.iter_days().take_while(|d| *d <= to).collect())
+}
+
+#[derive(Debug, Args)]
+pub struct MaintainArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// Vacuum files unreferenced for longer than this (default 7 days, Delta's own).
+    #[arg(long, default_value = "7d", value_parser = parse_wait)]
+    pub vacuum_retention: Duration,
+    /// Allow a retention under 7 days (readers of older versions may then fail).
+    #[arg(long)]
+    pub unsafe_retention: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    #[arg(long, env = "COLDPATH_DATE", value_parser = parse_date)]
+    pub date: NaiveDate,
+    /// Ask Azure to bring the date's archived blobs back to Hot (Set Blob Tier);
+    /// exits 1 while any is still archived, so a scheduler retries later.
+    #[arg(long)]
+    pub rehydrate: bool,
+    /// Rehydration priority: standard (up to 15 h) or high (about 1 h, dearer).
+    #[arg(long, value_enum, default_value = "standard", requires = "rehydrate")]
+    pub rehydrate_priority: crate::stages::source::tier::Priority,
+}
+
+#[derive(Debug, Args)]
+pub struct FeaturesArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// One date, YYYY-MM-DD (or give --from and --to).
+    #[arg(long, env = "COLDPATH_DATE", value_parser = parse_date, conflicts_with_all = ["from", "to"], required_unless_present_all = ["from", "to"])]
+    pub date: Option<NaiveDate>,
+    /// First date of the range (inclusive).
+    #[arg(long, value_parser = parse_date, requires = "to")]
+    pub from: Option<NaiveDate>,
+    /// Last date of the range (inclusive).
+    #[arg(long, value_parser = parse_date, requires = "from")]
+    pub to: Option<NaiveDate>,
+    #[command(flatten)]
+    pub write: WriteArgs,
+}
+
+impl FeaturesArgs {
+    /// The dates asked for, in order; an error when the range is reversed.
+    pub fn dates(&self) -> Result<Vec<NaiveDate>, String> {
+        let (from, to) = match (self.date, self.from, self.to) {
+            (Some(d), _, _) => (d, d),
+            (None, Some(f), Some(t)) => (f, t),
+            _ => return Err("give --date, or --from and --to".into()),
+        };
+        date_range(from, to)
+    }
+}
+
+pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| format!("`{s}` is not a YYYY-MM-DD date: {e}"))
+}
+
+pub fn parse_wait(s: &str) -> Result<Duration, String> {
+    crate::config::job::parse_duration(s)
+}
+
+pub fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
+    crate::stages::normalize::time::parse_iso_only(s)
+        .ok()
+        .and_then(DateTime::from_timestamp_micros)
+        .ok_or_else(|| format!("`{s}` is not an ISO-8601 timestamp"))
+}

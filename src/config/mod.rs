@@ -1,0 +1,4 @@
+//! What the user declared: the job file and the column map, read and validated before anything runs.
+
+pub mod job;
+pub mod schema;

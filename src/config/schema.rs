@@ -1,0 +1,215 @@
+//! The telemetry column map (`schemas/telemetry.toml`): aliases, types and valid ranges as data, not code.
+//!
+//! The canonical columns are fixed by the silver table; the file decides which
+//! raw names feed them and which values are valid. The default file is also
+//! embedded in the binary so a job file may omit `schema`.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+const EMBEDDED: &str = include_str!("../../schemas/telemetry.toml");
+
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaError {
+    #[error("cannot read schema file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("schema file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FieldType {
+    String,
+    Double,
+    Timestamp,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ColumnSpec {
+    name: String,
+    aliases: Vec<String>,
+    #[serde(rename = "type")]
+    ty: FieldType,
+    #[serde(default)]
+    required: bool,
+    min: Option<f64>,
+    max: Option<f64>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SchemaFile {
+    columns: Vec<ColumnSpec>,
+}
+
+/// One canonical column: where its value comes from and what is valid.
+#[derive(Debug, Clone)]
+pub struct Column {
+    pub aliases: Vec<String>,
+    pub ty: FieldType,
+    pub required: bool,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+}
+
+impl Column {
+    /// Whether `v` lies inside the column's valid range (inclusive).
+    pub fn in_range(&self, v: f64) -> bool {
+        self.min.is_none_or(|m| v >= m) && self.max.is_none_or(|m| v <= m)
+    }
+}
+
+/// The canonical silver columns that raw records are mapped onto, with their expected types.
+pub const CANONICAL: [(&str, FieldType); 9] = [
+    ("device_id", FieldType::String),
+    ("device_type", FieldType::String),
+    ("event_time", FieldType::Timestamp),
+    ("temperature", FieldType::Double),
+    ("pressure", FieldType::Double),
+    ("vibration", FieldType::Double),
+    ("priority", FieldType::String),
+    ("message_id", FieldType::String),
+    ("enqueued_time", FieldType::Timestamp),
+];
+
+/// The validated column map, one field per canonical column.
+#[derive(Debug, Clone)]
+pub struct TelemetrySchema {
+    pub device_id: Column,
+    pub device_type: Column,
+    pub event_time: Column,
+    pub temperature: Column,
+    pub pressure: Column,
+    pub vibration: Column,
+    pub priority: Column,
+    pub message_id: Column,
+    pub enqueued_time: Column,
+}
+
+impl TelemetrySchema {
+    pub fn load(path: &Path) -> Result<Self, SchemaError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SchemaError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(path, &text)
+    }
+
+    /// The default column map shipped in `schemas/telemetry.toml`.
+    pub fn embedded() -> Result<Self, SchemaError> {
+        Self::parse(Path::new("<embedded schemas/telemetry.toml>"), EMBEDDED)
+    }
+
+    pub fn parse(path: &Path, text: &str) -> Result<Self, SchemaError> {
+        let invalid = |message: String| SchemaError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        let file: SchemaFile =
+            toml::from_str(text).map_err(|e| invalid(e.message().to_string()))?;
+        let mut found: Vec<Option<Column>> = vec![None; CANONICAL.len()];
+        for spec in file.columns {
+            let idx = CANONICAL
+                .iter()
+                .position(|(n, _)| *n == spec.name)
+                .ok_or_else(|| {
+                    invalid(format!(
+                        "unknown column `{}` (the silver columns are: {})",
+                        spec.name,
+                        CANONICAL.map(|c| c.0).join(", ")
+                    ))
+                })?;
+            let expected = CANONICAL[idx].1;
+            if spec.ty != expected {
+                return Err(invalid(format!(
+                    "column `{}` must have type {:?}, not {:?}",
+                    spec.name, expected, spec.ty
+                )));
+            }
+            if spec.aliases.is_empty() {
+                return Err(invalid(format!("column `{}` has no aliases", spec.name)));
+            }
+            if (spec.min.is_some() || spec.max.is_some()) && spec.ty != FieldType::Double {
+                return Err(invalid(format!(
+                    "column `{}`: min/max only apply to double columns",
+                    spec.name
+                )));
+            }
+            if found[idx].is_some() {
+                return Err(invalid(format!("column `{}` appears twice", spec.name)));
+            }
+            found[idx] = Some(Column {
+                aliases: spec.aliases,
+                ty: spec.ty,
+                required: spec.required,
+                min: spec.min,
+                max: spec.max,
+            });
+        }
+        let mut cols = found.into_iter().zip(CANONICAL);
+        let mut next = || -> Result<Column, SchemaError> {
+            let (col, (name, _)) = cols.next().ok_or_else(|| invalid("internal".into()))?;
+            col.ok_or_else(|| invalid(format!("column `{name}` is missing")))
+        };
+        let schema = TelemetrySchema {
+            device_id: next()?,
+            device_type: next()?,
+            event_time: next()?,
+            temperature: next()?,
+            pressure: next()?,
+            vibration: next()?,
+            priority: next()?,
+            message_id: next()?,
+            enqueued_time: next()?,
+        };
+        if !schema.device_id.required || !schema.event_time.required {
+            return Err(invalid(
+                "device_id and event_time must be `required = true`".into(),
+            ));
+        }
+        Ok(schema)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_schema_has_contract_ranges() {
+        let s = TelemetrySchema::embedded().unwrap();
+        assert!(s.temperature.in_range(-40.0) && s.temperature.in_range(150.0));
+        assert!(!s.temperature.in_range(150.01) && !s.temperature.in_range(-40.5));
+        assert!(s.pressure.in_range(0.0) && !s.pressure.in_range(-0.1));
+        assert!(s.vibration.in_range(500.0) && !s.vibration.in_range(500.1));
+        assert_eq!(s.device_id.aliases[0], "deviceId");
+        assert!(s.priority.in_range(1e300), "no range means anything goes");
+    }
+
+    #[test]
+    fn missing_column_is_named() {
+        let text = EMBEDDED.replace("name = \"priority\"", "name = \"nope\"");
+        let err = TelemetrySchema::parse(Path::new("s.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("nope"), "{err}");
+    }
+
+    #[test]
+    fn wrong_type_is_refused() {
+        let text = EMBEDDED.replace(
+            "aliases = [\"pressure\"]\ntype = \"double\"",
+            "aliases = [\"pressure\"]\ntype = \"string\"",
+        );
+        let err = TelemetrySchema::parse(Path::new("s.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("pressure"), "{err}");
+    }
+}

@@ -1,0 +1,103 @@
+//! `coldpath maintain`: keep the three tables healthy for Synapse and Azure ML — compact small files, write a checkpoint, vacuum files no version still needs.
+//!
+//! Compaction rewrites each partition's small files into files near the target
+//! size (a commit that changes no row). A checkpoint lets readers skip the JSON
+//! log. Vacuum, in delta-rs's full mode, deletes every data file that no
+//! version references and that is older than the retention (default 7 days,
+//! Delta's own: a reader or a time-travel query on an older version within that
+//! window keeps working): the files replaced by later runs, and also the files of
+//! runs that never committed (failed, killed, stopped by the quality gate), which
+//! the log never mentions and the default lite mode never finds.
+
+use std::num::NonZeroU64;
+
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::vacuum::VacuumMode;
+use deltalake::DeltaTable;
+use serde::Serialize;
+use tracing::info;
+
+use crate::lake::{Lake, SinkError, TableSpec, TARGET_FILE_SIZE};
+
+/// The shortest vacuum retention accepted without `--unsafe-retention`.
+pub const SAFE_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableMaintenance {
+    pub table: &'static str,
+    pub version_before: Option<u64>,
+    pub version_after: Option<u64>,
+    pub files_compacted: u64,
+    pub files_written: u64,
+    pub checkpoint_version: Option<u64>,
+    pub files_vacuumed: usize,
+}
+
+/// The `userMetadata` of maintenance commits: the operation and the coldpath build.
+fn commit_properties(table: &str) -> CommitProperties {
+    let meta = serde_json::json!({
+        "operation": "maintain",
+        "table": table,
+        "coldpath_version": crate::report::version::VERSION,
+        "coldpath_commit": crate::report::version::COMMIT,
+    });
+    CommitProperties::default().with_metadata([(
+        "userMetadata".to_string(),
+        serde_json::Value::String(meta.to_string()),
+    )])
+}
+
+/// Compacts, checkpoints and vacuums one table; `None` when it does not exist yet.
+pub async fn maintain(
+    lake: &Lake,
+    spec: &TableSpec,
+    retention: std::time::Duration,
+) -> Result<Option<TableMaintenance>, SinkError> {
+    let url = lake.table_url(spec.name)?;
+    let err = |source| SinkError::delta(spec.name, &url, source);
+    let table = DeltaTable::try_from_url_with_storage_options(url.clone(), lake.storage_options())
+        .await
+        .map_err(&err)?;
+    let Some(version_before) = table.version() else {
+        return Ok(None);
+    };
+    let (table, compacted) = table
+        .optimize()
+        .with_commit_properties(commit_properties(spec.name))
+        .with_target_size(NonZeroU64::new(TARGET_FILE_SIZE).unwrap_or(NonZeroU64::MIN))
+        .await
+        .map_err(&err)?;
+    info!(
+        table = spec.name,
+        removed = compacted.num_files_removed,
+        added = compacted.num_files_added,
+        "compacted"
+    );
+    deltalake::checkpoints::create_checkpoint(&table, None)
+        .await
+        .map_err(&err)?;
+    let checkpoint_version = table.version();
+    let retention = chrono::Duration::from_std(retention).unwrap_or(chrono::Duration::MAX);
+    let (table, vacuumed) = table
+        .vacuum()
+        .with_mode(VacuumMode::Full)
+        .with_commit_properties(commit_properties(spec.name))
+        .with_retention_period(retention)
+        .with_enforce_retention_duration(false)
+        .await
+        .map_err(&err)?;
+    info!(
+        table = spec.name,
+        deleted = vacuumed.files_deleted.len(),
+        "vacuumed"
+    );
+    Ok(Some(TableMaintenance {
+        table: spec.name,
+        version_before: Some(version_before),
+        version_after: table.version(),
+        files_compacted: compacted.num_files_removed,
+        files_written: compacted.num_files_added,
+        checkpoint_version,
+        files_vacuumed: vacuumed.files_deleted.len(),
+    }))
+}

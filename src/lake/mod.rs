@@ -1,0 +1,457 @@
+//! The lake: Polars frames → Delta tables, one date's partition replaced per atomic commit; and (submodules) reading silver back, the run lock, manifests, maintenance.
+//!
+//! Frames cross from Polars' arrow to deltalake's arrow-rs through the Arrow C
+//! Data Interface (no copy of the buffers), then are cast to the table's
+//! declared schema, so the Delta schema is decided here and nowhere else:
+//! `timestamp` (UTC-adjusted, never `timestamp_ntz`), protocol 1/2, Snappy.
+
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use deltalake::arrow::array::{make_array, ArrayRef, RecordBatch};
+use deltalake::arrow::compute::cast;
+use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
+use deltalake::arrow::ffi::{from_ffi, FFI_ArrowArray, FFI_ArrowSchema};
+use deltalake::kernel::transaction::{CommitProperties, TransactionError};
+use deltalake::operations::write::WriteBuilder;
+use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::protocol::SaveMode;
+use deltalake::DeltaTable;
+use polars::prelude::{CompatLevel, DataFrame};
+use url::Url;
+
+use crate::storage::fault::Fault;
+
+pub mod lock;
+pub mod maintain;
+pub mod manifest;
+pub mod silver;
+mod stream;
+pub use stream::PartitionStream;
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("lake `{lake}`: {message}")]
+    Lake { lake: String, message: String },
+    #[error("table `{table}`: column `{column}`: {message}")]
+    Column {
+        table: &'static str,
+        column: String,
+        message: String,
+    },
+    #[error("table `{table}` at {url}: {}", crate::storage::fault::describe(*.fault, .container.as_deref(), .source))]
+    Delta {
+        table: &'static str,
+        url: String,
+        container: Option<String>,
+        fault: Fault,
+        source: Box<deltalake::DeltaTableError>,
+    },
+    #[error("table `{table}`: {message}")]
+    Writer {
+        table: &'static str,
+        message: String,
+    },
+    #[error("reading table `{table}` at {url}: {}", crate::storage::fault::describe(*.fault, .container.as_deref(), .message))]
+    Read {
+        table: &'static str,
+        url: String,
+        container: Option<String>,
+        fault: Fault,
+        message: String,
+    },
+}
+
+impl SinkError {
+    /// A deltalake error on `table` at `url`, sorted into a [`Fault`].
+    pub fn delta(table: &'static str, url: &Url, source: deltalake::DeltaTableError) -> SinkError {
+        SinkError::Delta {
+            table,
+            url: url.to_string(),
+            container: crate::storage::container_of(url),
+            fault: Fault::of(&source),
+            source: Box::new(source),
+        }
+    }
+
+    pub fn is_config(&self) -> bool {
+        match self {
+            SinkError::Lake { .. } => true,
+            SinkError::Delta { fault, .. } | SinkError::Read { fault, .. } => fault.is_config(),
+            SinkError::Column { .. } | SinkError::Writer { .. } => false,
+        }
+    }
+
+    /// Another run's commit got in first (a concurrent table creation): committing again can work.
+    pub fn is_commit_conflict(&self) -> bool {
+        matches!(
+            self,
+            SinkError::Delta { source, .. } if matches!(
+                **source,
+                deltalake::DeltaTableError::Transaction {
+                    source: TransactionError::CommitConflict(_)
+                }
+            )
+        )
+    }
+}
+
+/// Commits tried when another run's commit conflicts (a concurrent table creation).
+pub const COMMIT_ATTEMPTS: u64 = 5;
+
+/// Target size of the Parquet files the writer produces.
+pub const TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
+
+/// A table of the lake: its name (folder), partition column and Arrow schema.
+#[derive(Debug, Clone)]
+pub struct TableSpec {
+    pub name: &'static str,
+    pub partition: &'static str,
+    pub schema: SchemaRef,
+}
+
+fn utc_ts() -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
+}
+
+/// `telemetry` (silver), CONTRACT.md §2.
+pub fn telemetry_table() -> TableSpec {
+    TableSpec {
+        name: "telemetry",
+        partition: "event_date",
+        schema: Arc::new(Schema::new(vec![
+            Field::new("device_id", DataType::Utf8, false),
+            Field::new("device_type", DataType::Utf8, true),
+            Field::new("event_time", utc_ts(), false),
+            Field::new("temperature", DataType::Float64, true),
+            Field::new("pressure", DataType::Float64, true),
+            Field::new("vibration", DataType::Float64, true),
+            Field::new("priority", DataType::Utf8, true),
+            Field::new("message_id", DataType::Utf8, true),
+            Field::new("enqueued_time", utc_ts(), true),
+            Field::new("source_file", DataType::Utf8, true),
+            Field::new("ingested_at", utc_ts(), true),
+            Field::new("run_id", DataType::Utf8, true),
+            Field::new("event_date", DataType::Date32, true),
+        ])),
+    }
+}
+
+/// `features_hourly` (gold), CONTRACT.md §2.
+pub fn features_table() -> TableSpec {
+    let f64 = |name: &str| Field::new(name, DataType::Float64, true);
+    TableSpec {
+        name: "features_hourly",
+        partition: "feature_date",
+        schema: Arc::new(Schema::new(vec![
+            Field::new("device_id", DataType::Utf8, false),
+            Field::new("window_start", utc_ts(), false),
+            Field::new("device_type", DataType::Utf8, true),
+            Field::new("reading_count", DataType::Int64, true),
+            f64("temp_mean"),
+            f64("temp_min"),
+            f64("temp_max"),
+            f64("temp_std"),
+            f64("pressure_mean"),
+            f64("vibration_mean"),
+            f64("vibration_std"),
+            f64("vibration_max"),
+            f64("temp_rolling_mean_6h"),
+            f64("temp_rolling_std_6h"),
+            f64("vibration_rolling_std_6h"),
+            Field::new("temp_spike_count", DataType::Int64, true),
+            Field::new("hour", DataType::Int32, true),
+            Field::new("day_of_week", DataType::Int32, true),
+            Field::new("days_since_maintenance", DataType::Int32, true),
+            Field::new("maintenance_status", DataType::Utf8, true),
+            Field::new("failure_within_7d", DataType::Boolean, true),
+            Field::new("failure_within_14d", DataType::Boolean, true),
+            Field::new("lookback_complete", DataType::Boolean, true),
+            Field::new("feature_date", DataType::Date32, true),
+        ])),
+    }
+}
+
+/// `telemetry_minute` (gold, for dashboards), CONTRACT.md §2.
+pub fn minute_table() -> TableSpec {
+    let f64 = |name: &str| Field::new(name, DataType::Float64, true);
+    TableSpec {
+        name: "telemetry_minute",
+        partition: "event_date",
+        schema: Arc::new(Schema::new(vec![
+            Field::new("device_id", DataType::Utf8, false),
+            Field::new("minute_start", utc_ts(), false),
+            Field::new("reading_count", DataType::Int64, true),
+            f64("temp_mean"),
+            f64("temp_min"),
+            f64("temp_max"),
+            f64("pressure_mean"),
+            f64("vibration_mean"),
+            f64("vibration_max"),
+            Field::new("event_date", DataType::Date32, true),
+        ])),
+    }
+}
+
+/// Every table a run writes, in commit order.
+pub fn all_tables() -> [TableSpec; 4] {
+    [
+        telemetry_table(),
+        features_table(),
+        minute_table(),
+        rejects_table(),
+    ]
+}
+
+/// `rejects` (quarantine), CONTRACT.md §2.
+pub fn rejects_table() -> TableSpec {
+    TableSpec {
+        name: "rejects",
+        partition: "run_date",
+        schema: Arc::new(Schema::new(vec![
+            Field::new("run_date", DataType::Date32, true),
+            Field::new("source_file", DataType::Utf8, true),
+            Field::new("line", DataType::Int64, true),
+            Field::new("reason", DataType::Utf8, true),
+            Field::new("detail", DataType::Utf8, true),
+            Field::new("raw", DataType::Utf8, true),
+            Field::new("run_id", DataType::Utf8, true),
+        ])),
+    }
+}
+
+/// The lake: a folder or URL holding the tables.
+#[derive(Debug, Clone)]
+pub struct Lake {
+    pub url: Url,
+    pub location: String,
+    pub settings: crate::storage::retry::StorageSettings,
+}
+
+impl Lake {
+    /// A lake at a local path or an `az://`, `abfss://`, `https://`, `file://` URL.
+    /// Nothing is created here: a local table folder is made by its first commit.
+    pub fn open(
+        location: &str,
+        settings: &crate::storage::retry::StorageSettings,
+    ) -> Result<Lake, SinkError> {
+        let err = |message: String| SinkError::Lake {
+            lake: location.to_string(),
+            message,
+        };
+        let url = if location.contains("://") {
+            Url::parse(location).map_err(|e| err(e.to_string()))?
+        } else {
+            let abs = std::path::absolute(location).map_err(|e| err(e.to_string()))?;
+            if abs.exists() && !abs.is_dir() {
+                return Err(err("is a file, not a folder".into()));
+            }
+            Url::from_directory_path(&abs).map_err(|_| err("not an absolute path".into()))?
+        };
+        let mut url = url;
+        if !url.path().ends_with('/') {
+            url.set_path(&format!("{}/", url.path()));
+        }
+        Ok(Lake {
+            url,
+            location: location.to_string(),
+            settings: settings.clone(),
+        })
+    }
+
+    /// deltalake storage options: retries and timeouts, for object stores.
+    pub fn storage_options(&self) -> std::collections::HashMap<String, String> {
+        if self.url.scheme() == "file" {
+            std::collections::HashMap::new()
+        } else {
+            self.settings.delta_options()
+        }
+    }
+
+    pub fn table_url(&self, table: &str) -> Result<Url, SinkError> {
+        self.url
+            .join(&format!("{table}/"))
+            .map_err(|e| SinkError::Lake {
+                lake: self.location.clone(),
+                message: e.to_string(),
+            })
+    }
+}
+
+/// Who wrote a commit: lands in `commitInfo.userMetadata` as JSON.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct CommitMeta {
+    pub run_id: String,
+    pub job: String,
+    pub date: String,
+    /// The label cut-off, on `features_hourly` commits.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels_as_of: Option<String>,
+}
+
+/// A commit's `userMetadata`: who wrote it, and with which coldpath build.
+pub fn user_metadata(meta: &CommitMeta) -> String {
+    #[derive(serde::Serialize)]
+    struct WithBuild<'a> {
+        #[serde(flatten)]
+        meta: &'a CommitMeta,
+        #[serde(flatten)]
+        build: crate::report::version::Build,
+    }
+    serde_json::to_string(&WithBuild {
+        meta,
+        build: crate::report::version::Build::get(),
+    })
+    .unwrap_or_default()
+}
+
+/// Moves a Polars frame into one Arrow record batch of `spec`'s schema.
+pub fn to_record_batch(spec: &TableSpec, df: &mut DataFrame) -> Result<RecordBatch, SinkError> {
+    let col_err = |column: &str, message: String| SinkError::Column {
+        table: spec.name,
+        column: column.to_string(),
+        message,
+    };
+    if df.height() == 0 {
+        return Ok(RecordBatch::new_empty(spec.schema.clone()));
+    }
+    df.rechunk_mut_par();
+    let mut arrays: Vec<ArrayRef> = Vec::with_capacity(spec.schema.fields().len());
+    for field in spec.schema.fields() {
+        let name = field.name();
+        let column = df.column(name).map_err(|e| col_err(name, e.to_string()))?;
+        let series = column.as_materialized_series();
+        let array = polars_to_arrow_rs(series).map_err(|m| col_err(name, m))?;
+        let array = if array.data_type() == field.data_type() {
+            array
+        } else {
+            cast(&array, field.data_type()).map_err(|e| col_err(name, e.to_string()))?
+        };
+        arrays.push(array);
+    }
+    RecordBatch::try_new(spec.schema.clone(), arrays).map_err(|e| SinkError::Column {
+        table: spec.name,
+        column: "*".into(),
+        message: e.to_string(),
+    })
+}
+
+/// One single-chunk Polars series → an arrow-rs array, through the C Data Interface.
+fn polars_to_arrow_rs(series: &polars::prelude::Series) -> Result<ArrayRef, String> {
+    let compat = CompatLevel::oldest();
+    let array = series.to_arrow(0, compat);
+    let field = series.field().to_arrow(compat);
+    let c_array = polars_arrow::ffi::export_array_to_c(array);
+    let c_schema = polars_arrow::ffi::export_field_to_c(&field);
+    // SAFETY: both structs are the C Data Interface's ArrowArray / ArrowSchema
+    // (#[repr(C)], same layout); ownership moves to arrow-rs, whose release
+    // callback frees the buffers exactly once.
+    let (ffi_array, ffi_schema) = unsafe {
+        (
+            std::mem::transmute::<polars_arrow::ffi::ArrowArray, FFI_ArrowArray>(c_array),
+            std::mem::transmute::<polars_arrow::ffi::ArrowSchema, FFI_ArrowSchema>(c_schema),
+        )
+    };
+    // SAFETY: the array and schema were just exported by polars and describe each other.
+    let data = unsafe { from_ffi(ffi_array, &ffi_schema) }.map_err(|e| e.to_string())?;
+    Ok(make_array(data))
+}
+
+/// Makes sure a local table's folder exists (delta-rs opens a local table only
+/// where its folder exists); nothing to do for object stores.
+pub fn prepare_table(lake: &Lake, spec: &TableSpec) -> Result<(), SinkError> {
+    let url = lake.table_url(spec.name)?;
+    if url.scheme() == "file" {
+        if let Ok(dir) = url.to_file_path() {
+            std::fs::create_dir_all(&dir).map_err(|e| SinkError::Lake {
+                lake: lake.location.clone(),
+                message: format!("table `{}`: creating {}: {e}", spec.name, dir.display()),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+/// A write that replaces `spec.partition = date` in one commit, with the
+/// contract's Parquet settings and the run's `userMetadata`.
+fn replacing(
+    write: WriteBuilder,
+    spec: &TableSpec,
+    date: NaiveDate,
+    meta: &CommitMeta,
+) -> WriteBuilder {
+    let user_metadata = user_metadata(meta);
+    let commit = CommitProperties::default().with_metadata([
+        (
+            "userMetadata".to_string(),
+            serde_json::Value::String(user_metadata),
+        ),
+        (
+            "coldpath.run_id".to_string(),
+            serde_json::Value::String(meta.run_id.clone()),
+        ),
+    ]);
+    let writer = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        .build();
+    write
+        .with_save_mode(SaveMode::Overwrite)
+        .with_partition_columns([spec.partition])
+        .with_replace_where(format!(
+            "{} = '{}'",
+            spec.partition,
+            date.format("%Y-%m-%d")
+        ))
+        .with_writer_properties(writer)
+        .with_target_file_size(NonZeroU64::new(TARGET_FILE_SIZE))
+        .with_commit_properties(commit)
+        .with_table_name(spec.name)
+}
+
+/// The table's version after a commit.
+fn version_of(lake: &Lake, spec: &TableSpec, table: &DeltaTable) -> Result<u64, SinkError> {
+    table.version().ok_or_else(|| SinkError::Lake {
+        lake: lake.location.clone(),
+        message: format!("table `{}` has no version after the commit", spec.name),
+    })
+}
+
+/// Replaces `spec.partition = date` of the table with `batch` in one commit; returns the new version.
+pub async fn replace_partition(
+    lake: &Lake,
+    spec: &TableSpec,
+    date: NaiveDate,
+    batch: RecordBatch,
+    meta: &CommitMeta,
+) -> Result<u64, SinkError> {
+    let url = lake.table_url(spec.name)?;
+    let delta_err = |source| SinkError::delta(spec.name, &url, source);
+    prepare_table(lake, spec)?;
+    let mut attempt = 0;
+    let table = loop {
+        attempt += 1;
+        let table =
+            DeltaTable::try_from_url_with_storage_options(url.clone(), lake.storage_options())
+                .await
+                .map_err(delta_err)?;
+        let creating = table.version().is_none();
+        let written = replacing(table.write([batch.clone()]), spec, date, meta).await;
+        match written {
+            Ok(table) => break table,
+            // Another run (of another date: the run lock keeps out runs of this
+            // one) created the table, or changed its metadata, between our look
+            // and our commit, which delta-rs reads as a conflict. Our partition
+            // is untouched by it: commit again on top of the table as it now is.
+            Err(deltalake::DeltaTableError::Transaction {
+                source: TransactionError::CommitConflict(conflict),
+            }) if attempt < COMMIT_ATTEMPTS => {
+                tracing::warn!(table = spec.name, %conflict, creating, attempt, "concurrent commit by another run; committing again on top of it");
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+            }
+            Err(e) => return Err(delta_err(e)),
+        }
+    };
+    version_of(lake, spec, &table)
+}

@@ -1,0 +1,173 @@
+//! Reads silver back from the `telemetry` table: the features' look-back into the previous date, and the `features` command.
+//!
+//! Reads go through deltalake's DataFusion provider (partition pruning on
+//! `event_date`, a pushed-down `event_time` filter) and cross into Polars
+//! through the Arrow C Data Interface, the way [`crate::lake`] crosses out.
+
+use chrono::NaiveDate;
+use deltalake::arrow::array::{Array, RecordBatch};
+use deltalake::arrow::ffi::{to_ffi, FFI_ArrowArray, FFI_ArrowSchema};
+use deltalake::datafusion::prelude::{col, lit, SessionContext};
+use deltalake::datafusion::scalar::ScalarValue;
+use deltalake::{DeltaTable, DeltaTableBuilder, FilterOp, FilterValue};
+use polars::prelude::{Column, DataFrame, IntoColumn, PlSmallStr, Series};
+
+use crate::lake::{self, Lake, SinkError};
+
+/// Adapts any error of a read of `telemetry` at `url` (its whole chain is kept, for [`Fault`]).
+///
+/// [`Fault`]: crate::storage::fault::Fault
+fn failed<E: std::error::Error + 'static>(url: &url::Url) -> impl Fn(E) -> SinkError + Copy + '_ {
+    move |e| read_err("telemetry", url, crate::storage::fault::chain(&e))
+}
+
+fn read_err(table: &'static str, url: &url::Url, message: String) -> SinkError {
+    SinkError::Read {
+        table,
+        url: url.to_string(),
+        container: crate::storage::container_of(url),
+        fault: crate::storage::fault::Fault::of_text(&message),
+        message,
+    }
+}
+
+/// Opens the `telemetry` table at its latest version; `None` when there is no table yet.
+pub async fn open(lake: &Lake) -> Result<Option<DeltaTable>, SinkError> {
+    let spec = lake::telemetry_table();
+    let url = lake.table_url(spec.name)?;
+    if url.scheme() == "file" {
+        if let Ok(dir) = url.to_file_path() {
+            if !dir.join("_delta_log").is_dir() {
+                return Ok(None);
+            }
+        }
+    }
+    let err = failed::<deltalake::DeltaTableError>(&url);
+    let mut table = DeltaTableBuilder::from_url(url.clone())
+        .map_err(err)?
+        .with_storage_options(lake.storage_options())
+        .build()
+        .map_err(err)?;
+    if !table.verify_deltatable_existence().await.map_err(err)? {
+        return Ok(None);
+    }
+    table.load().await.map_err(err)?;
+    Ok(Some(table))
+}
+
+/// The table at its latest version (a copy of `table`, updated).
+pub async fn reload(table: &DeltaTable) -> Result<DeltaTable, SinkError> {
+    let mut fresh = table.clone();
+    let url = fresh.table_url().clone();
+    fresh
+        .update_incremental(None)
+        .await
+        .map_err(failed::<deltalake::DeltaTableError>(&url))?;
+    Ok(fresh)
+}
+
+/// Whether the table holds any file of `event_date = date`.
+pub async fn has_partition(table: &DeltaTable, date: NaiveDate) -> Result<bool, SinkError> {
+    let day = date.format("%Y-%m-%d").to_string();
+    let files = table
+        .get_files_by_partitions(&[("event_date", FilterOp::Eq, FilterValue::Scalar(&day))])
+        .await
+        .map_err(failed(table.table_url()))?;
+    Ok(!files.is_empty())
+}
+
+/// The rows of `event_date = date` with `event_time >= from_us` (when given), `columns` only.
+pub async fn read_day(
+    table: &DeltaTable,
+    date: NaiveDate,
+    from_us: Option<i64>,
+    columns: &[&str],
+) -> Result<DataFrame, SinkError> {
+    let url = table.table_url().clone();
+    let err = failed::<deltalake::datafusion::error::DataFusionError>(&url);
+    let ctx = SessionContext::new();
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(failed(&url))?;
+    let provider = table.table_provider().await.map_err(failed(&url))?;
+    let days = crate::calendar::epoch_days(date);
+    let mut filter = col("event_date").eq(lit(ScalarValue::Date32(Some(days))));
+    if let Some(from) = from_us {
+        filter = filter.and(
+            col("event_time").gt_eq(lit(ScalarValue::TimestampMicrosecond(
+                Some(from),
+                Some("UTC".into()),
+            ))),
+        );
+    }
+    let batches = ctx
+        .read_table(provider)
+        .map_err(err)?
+        .filter(filter)
+        .map_err(err)?
+        .select_columns(columns)
+        .map_err(err)?
+        .collect()
+        .await
+        .map_err(err)?;
+    to_polars(&batches, columns).map_err(|m| read_err("telemetry", &url, m))
+}
+
+/// Arrow-rs record batches → one Polars frame with `columns` (empty batches give an empty frame of those columns).
+fn to_polars(batches: &[RecordBatch], columns: &[&str]) -> Result<DataFrame, String> {
+    let mut out: Vec<Option<Series>> = vec![None; columns.len()];
+    for batch in batches {
+        for (i, name) in columns.iter().enumerate() {
+            let array = batch
+                .column_by_name(name)
+                .ok_or_else(|| format!("column `{name}` missing from the scan"))?;
+            let series = arrow_rs_to_polars(name, array.as_ref())?;
+            match &mut out[i] {
+                Some(s) => {
+                    s.append(&series).map_err(|e| e.to_string())?;
+                }
+                slot @ None => *slot = Some(series),
+            }
+        }
+    }
+    if out.iter().any(Option::is_none) {
+        // No batch at all: build the empty frame from the table's declared schema.
+        let spec = lake::telemetry_table();
+        let mut cols = Vec::with_capacity(columns.len());
+        for name in columns {
+            let field = spec
+                .schema
+                .field_with_name(name)
+                .map_err(|e| e.to_string())?;
+            let empty = deltalake::arrow::array::new_empty_array(field.data_type());
+            cols.push(arrow_rs_to_polars(name, empty.as_ref())?.into_column());
+        }
+        return DataFrame::new_infer_height(cols).map_err(|e| e.to_string());
+    }
+    let cols: Vec<Column> = out
+        .into_iter()
+        .flatten()
+        .map(IntoColumn::into_column)
+        .collect();
+    DataFrame::new_infer_height(cols).map_err(|e| e.to_string())
+}
+
+/// One arrow-rs array → a Polars series, through the C Data Interface.
+fn arrow_rs_to_polars(name: &str, array: &dyn Array) -> Result<Series, String> {
+    let (ffi_array, ffi_schema) = to_ffi(&array.to_data()).map_err(|e| e.to_string())?;
+    // SAFETY: both are the C Data Interface's #[repr(C)] ArrowArray / ArrowSchema;
+    // ownership moves to polars-arrow, whose import calls the release callback once.
+    let (c_array, c_schema) = unsafe {
+        (
+            std::mem::transmute::<FFI_ArrowArray, polars_arrow::ffi::ArrowArray>(ffi_array),
+            std::mem::transmute::<FFI_ArrowSchema, polars_arrow::ffi::ArrowSchema>(ffi_schema),
+        )
+    };
+    // SAFETY: the schema and array were just exported by arrow-rs and describe each other.
+    let imported = unsafe {
+        let field = polars_arrow::ffi::import_field_from_c(&c_schema).map_err(|e| e.to_string())?;
+        polars_arrow::ffi::import_array_from_c(c_array, field.dtype().clone())
+            .map_err(|e| e.to_string())?
+    };
+    Series::from_arrow(PlSmallStr::from(name), imported).map_err(|e| e.to_string())
+}

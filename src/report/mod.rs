@@ -1,0 +1,214 @@
+//! The run report: one JSON object that accounts for every record read, for schedulers and for people.
+
+pub mod version;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+
+/// How a run ended; maps one-to-one onto the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Succeeded,
+    QualityGateFailed,
+    ConfigError,
+    Failed,
+    /// Stopped by SIGTERM or SIGINT (exit 128 + the signal).
+    Cancelled,
+}
+
+impl Status {
+    pub fn exit_code(self) -> i32 {
+        match self {
+            Status::Succeeded => 0,
+            Status::Failed => 1,
+            Status::ConfigError => 2,
+            Status::QualityGateFailed => 3,
+            Status::Cancelled => crate::run::cancel::exit_code(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BlobStats {
+    /// Time-partition prefixes listed (the date's own and the look-ahead).
+    pub prefixes: usize,
+    pub listed: usize,
+    pub read: usize,
+    /// Blobs with no records: zero bytes, whitespace, `[]`, a CSV header or an Avro header only.
+    pub empty: usize,
+    /// Blobs under the prefixes whose path does not follow the layout (not read).
+    pub ignored: usize,
+    pub bytes: u64,
+    /// Blobs in the Archive tier (Azure sources; a run with any stops before reading).
+    pub archived: usize,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Durations {
+    /// Waiting for and taking the run locks.
+    pub lock_ms: u64,
+    pub list_ms: u64,
+    pub read_ms: u64,
+    pub dedup_ms: u64,
+    pub features_ms: u64,
+    pub write_ms: u64,
+    pub total_ms: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TableReport {
+    /// The partition replaced, e.g. `event_date=2024-03-11`.
+    pub partition: String,
+    pub rows: u64,
+    /// The table version the commit produced.
+    pub version: u64,
+}
+
+/// One run's report. `records_read = rows_written + rejected + duplicates + other_dates`.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub job: String,
+    pub date: String,
+    pub run_id: String,
+    pub status: Status,
+    pub exit_code: i32,
+    pub source: String,
+    pub lake: String,
+    pub records_read: u64,
+    pub rows_written: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub other_dates: u64,
+    pub rejects_by_reason: BTreeMap<&'static str, u64>,
+    pub reject_ratio: f64,
+    pub max_reject_ratio: f64,
+    pub blobs: BlobStats,
+    pub durations: Durations,
+    /// The process's peak resident memory so far (MiB) at the end of each stage, in
+    /// stage order; empty where the OS does not tell (Linux's VmHWM).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub peak_rss_mb: Vec<(&'static str, u64)>,
+    pub tables: BTreeMap<&'static str, TableReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels_as_of: Option<String>,
+    /// Whether the previous date's silver partition existed for the 6 h windows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookback_complete: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The process's peak resident set so far, in MiB (Linux: `VmHWM` of /proc/self/status).
+pub fn peak_rss_mb() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kib: u64 = line
+        .trim_start_matches("VmHWM:")
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib / 1024)
+}
+
+/// One date of a `features` refresh.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeaturesDate {
+    pub date: String,
+    pub status: Status,
+    /// Silver rows of the date the features were computed from.
+    pub silver_rows: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookback_complete: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub table: Option<TableReport>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// The report of `coldpath features`: one entry per date, in date order.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeaturesReport {
+    pub job: String,
+    pub run_id: String,
+    pub status: Status,
+    pub exit_code: i32,
+    pub lake: String,
+    pub labels_as_of: String,
+    pub dates: Vec<FeaturesDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl FeaturesReport {
+    /// A report that says `failed` until the command sets its outcome.
+    pub fn new(run_id: &str, lake: &str, labels_as_of: chrono::DateTime<chrono::Utc>) -> Self {
+        FeaturesReport {
+            job: String::new(),
+            run_id: run_id.to_string(),
+            status: Status::Failed,
+            exit_code: 1,
+            lake: crate::storage::fault::redact_url(lake),
+            labels_as_of: labels_as_of.to_rfc3339(),
+            dates: Vec::new(),
+            error: None,
+        }
+    }
+
+    pub fn set_status(&mut self, status: Status) {
+        self.status = status;
+        self.exit_code = status.exit_code();
+    }
+}
+
+impl RunReport {
+    pub fn new(job: &str, date: &str, run_id: &str, source: &str, lake: &str) -> Self {
+        RunReport {
+            job: job.to_string(),
+            date: date.to_string(),
+            run_id: run_id.to_string(),
+            status: Status::Failed,
+            exit_code: 1,
+            source: crate::storage::fault::redact_url(source),
+            lake: crate::storage::fault::redact_url(lake),
+            records_read: 0,
+            rows_written: 0,
+            rejected: 0,
+            duplicates: 0,
+            other_dates: 0,
+            rejects_by_reason: crate::stages::normalize::Reason::ALL
+                .iter()
+                .map(|r| (r.as_str(), 0))
+                .collect(),
+            reject_ratio: 0.0,
+            max_reject_ratio: 0.0,
+            blobs: BlobStats::default(),
+            durations: Durations::default(),
+            peak_rss_mb: Vec::new(),
+            tables: BTreeMap::new(),
+            labels_as_of: None,
+            lookback_complete: None,
+            error: None,
+        }
+    }
+
+    /// Notes the peak memory at the end of `stage`.
+    pub fn memory_after(&mut self, stage: &'static str) {
+        if let Some(mb) = peak_rss_mb() {
+            self.peak_rss_mb.push((stage, mb));
+        }
+    }
+
+    pub fn set_status(&mut self, status: Status) {
+        self.status = status;
+        self.exit_code = status.exit_code();
+    }
+
+    /// Whether every record read is accounted for.
+    pub fn balances(&self) -> bool {
+        self.records_read == self.rows_written + self.rejected + self.duplicates + self.other_dates
+    }
+}

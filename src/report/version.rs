@@ -1,0 +1,95 @@
+//! Which coldpath wrote something: the crate version and the git commit it was
+//! built from (`build.rs`), in `--version`, every report, `outputs.json` and every
+//! commit's `userMetadata`, so a row in the lake can be traced to the code.
+
+use serde::Serialize;
+
+/// The crate version, e.g. `0.1.0`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+/// The short git commit of the build, or `unknown` (a build without git).
+pub const COMMIT: &str = env!("COLDPATH_GIT_COMMIT");
+/// What `coldpath --version` prints after the name.
+pub const LONG: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("COLDPATH_GIT_COMMIT"),
+    ")"
+);
+
+/// The build, as reports and commit metadata carry it (flattened into them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Build {
+    pub coldpath_version: &'static str,
+    pub coldpath_commit: &'static str,
+}
+
+impl Build {
+    pub const fn get() -> Build {
+        Build {
+            coldpath_version: VERSION,
+            coldpath_commit: COMMIT,
+        }
+    }
+}
+
+impl Default for Build {
+    fn default() -> Self {
+        Build::get()
+    }
+}
+
+/// A report with the build and, under Azure Batch, the job, task and node ids
+/// after its own fields: what every report and `outputs.json` print.
+#[derive(Debug, Serialize)]
+pub struct Stamped<'a, T: Serialize> {
+    #[serde(flatten)]
+    report: &'a T,
+    #[serde(flatten)]
+    build: Build,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    batch: Option<crate::commands::batch::BatchIds>,
+}
+
+/// `report` stamped with this build and the Batch ids of this process (see [`Stamped`]).
+/// The report must serialize as an object.
+pub fn stamp<T: Serialize>(report: &T) -> Stamped<'_, T> {
+    Stamped {
+        report,
+        build: Build::get(),
+        batch: crate::commands::batch::BatchIds::from_env(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_long_version_names_the_version_and_the_commit() {
+        assert_eq!(LONG, format!("{VERSION} (commit {COMMIT})"));
+        assert!(!COMMIT.is_empty());
+        let v = serde_json::to_value(Build::get()).unwrap();
+        assert_eq!(v["coldpath_version"], VERSION);
+        assert_eq!(v["coldpath_commit"], COMMIT);
+    }
+
+    #[test]
+    fn a_stamped_report_keeps_its_fields_first() {
+        #[derive(Serialize)]
+        struct Report {
+            status: &'static str,
+            exit_code: i32,
+        }
+        let report = Report {
+            status: "succeeded",
+            exit_code: 0,
+        };
+        let text = serde_json::to_string(&stamp(&report)).unwrap();
+        assert!(
+            text.starts_with(r#"{"status":"succeeded","exit_code":0,"coldpath_version":""#),
+            "{text}"
+        );
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(v["coldpath_commit"], COMMIT);
+    }
+}

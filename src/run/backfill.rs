@@ -1,0 +1,333 @@
+//! `coldpath backfill`: a range of dates in two passes — silver (and rejects) of every date, N at a time, then the features of every date whose silver landed, once every look-back is in place.
+//!
+//! Each date is an ordinary run (its own run id, its own locks, its own atomic
+//! commits), so a failed date does not stop the others and rerunning the range
+//! is safe: a date that succeeded is replaced with the same rows.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Serialize;
+use tokio::sync::Semaphore;
+use tracing::{info_span, Instrument};
+
+use crate::config::job::Job;
+use crate::report::{FeaturesReport, RunReport, Status};
+use crate::run::pipeline::{self, RunRequest};
+
+/// What to backfill.
+#[derive(Debug, Clone)]
+pub struct BackfillRequest {
+    pub dates: Vec<NaiveDate>,
+    /// Dates processed at once (each uses every core while it parses).
+    pub parallel: usize,
+    pub labels_as_of: DateTime<Utc>,
+}
+
+/// One date of a backfill.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackfillDate {
+    pub date: String,
+    /// The date's overall outcome: its silver run, then its features.
+    pub status: Status,
+    pub run_id: String,
+    pub records_read: u64,
+    pub rows_written: u64,
+    pub rejected: u64,
+    pub duplicates: u64,
+    pub blobs: usize,
+    /// The silver pass (`telemetry` and `rejects`).
+    pub silver: Status,
+    /// The features pass; absent when the silver pass did not succeed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub features: Option<Status>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lookback_complete: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct BackfillDurations {
+    pub silver_ms: u64,
+    pub features_ms: u64,
+    pub total_ms: u64,
+}
+
+/// The backfill's summary: one entry per date, in date order, and the dates that failed.
+#[derive(Debug, Clone, Serialize)]
+pub struct BackfillReport {
+    pub job: String,
+    pub from: String,
+    pub to: String,
+    pub parallel: usize,
+    pub status: Status,
+    pub exit_code: i32,
+    pub labels_as_of: String,
+    pub succeeded: usize,
+    pub failed_dates: Vec<String>,
+    pub gated_dates: Vec<String>,
+    pub durations: BackfillDurations,
+    pub dates: Vec<BackfillDate>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl BackfillReport {
+    pub fn new(job: &str, req: &BackfillRequest) -> BackfillReport {
+        let day = |d: Option<&NaiveDate>| d.map(|d| d.to_string()).unwrap_or_default();
+        BackfillReport {
+            job: job.to_string(),
+            from: day(req.dates.first()),
+            to: day(req.dates.last()),
+            parallel: req.parallel,
+            status: Status::Failed,
+            exit_code: 1,
+            labels_as_of: req.labels_as_of.to_rfc3339(),
+            succeeded: 0,
+            failed_dates: Vec::new(),
+            gated_dates: Vec::new(),
+            durations: BackfillDurations::default(),
+            dates: Vec::new(),
+            error: None,
+        }
+    }
+
+    pub fn set_status(&mut self, status: Status) {
+        self.status = status;
+        self.exit_code = status.exit_code();
+    }
+
+    /// The overall status: any date cancelled → cancelled (exit 128 + the
+    /// signal); every date a configuration error → 2; any failed → 1;
+    /// any stopped by the quality gate → 3; else 0.
+    fn conclude(&mut self) {
+        let statuses: Vec<Status> = self.dates.iter().map(|d| d.status).collect();
+        self.succeeded = statuses.iter().filter(|s| **s == Status::Succeeded).count();
+        self.failed_dates = self
+            .dates
+            .iter()
+            .filter(|d| matches!(d.status, Status::Failed | Status::ConfigError))
+            .map(|d| d.date.clone())
+            .collect();
+        self.gated_dates = self
+            .dates
+            .iter()
+            .filter(|d| d.status == Status::QualityGateFailed)
+            .map(|d| d.date.clone())
+            .collect();
+        let status = if statuses.contains(&Status::Cancelled) {
+            Status::Cancelled
+        } else if !statuses.is_empty() && statuses.iter().all(|s| *s == Status::ConfigError) {
+            Status::ConfigError
+        } else if !self.failed_dates.is_empty() {
+            Status::Failed
+        } else if !self.gated_dates.is_empty() {
+            Status::QualityGateFailed
+        } else {
+            Status::Succeeded
+        };
+        self.set_status(status);
+    }
+}
+
+/// Told as each date finishes a pass (a progress bar, or a log line).
+pub type OnDate = Arc<dyn Fn(Pass, &BackfillDate) + Send + Sync>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pass {
+    Silver,
+    Features,
+}
+
+/// Runs the backfill; per-date failures are in the report, never an early return.
+pub async fn backfill(job: Arc<Job>, req: &BackfillRequest, on_date: OnDate) -> BackfillReport {
+    let started = Instant::now();
+    let mut report = BackfillReport::new(&job.name, req);
+    let permits = Arc::new(Semaphore::new(req.parallel.max(1)));
+
+    // Pass 1: silver and rejects of every date, N at a time.
+    let mut tasks = Vec::with_capacity(req.dates.len());
+    for &date in &req.dates {
+        let job = job.clone();
+        let on_date = on_date.clone();
+        let run = RunRequest {
+            date,
+            labels_as_of: req.labels_as_of,
+            features: false,
+        };
+        let permit = permits.clone().acquire_owned().await;
+        tasks.push(on_own_thread(move || async move {
+            let _permit = permit;
+            let run_id = uuid::Uuid::new_v4().to_string();
+            let mut run_report = RunReport::new(
+                &job.name,
+                &date.to_string(),
+                &run_id,
+                &job.source,
+                &job.lake,
+            );
+            let outcome = pipeline::run(&job, &run, &mut run_report)
+                .instrument(info_span!("run", date = %date, run_id = %run_id))
+                .await;
+            let entry = silver_entry(run_report, outcome);
+            on_date(Pass::Silver, &entry);
+            entry
+        }));
+    }
+    for (task, &date) in tasks.into_iter().zip(&req.dates) {
+        let entry = task.await.unwrap_or_else(|e| BackfillDate {
+            error: Some(format!("the date's task ended abnormally: {e}")),
+            ..empty_entry(date)
+        });
+        report.dates.push(entry);
+    }
+    report.durations.silver_ms = started.elapsed().as_millis() as u64;
+
+    // Pass 2: features of every date whose silver landed; each one's look-back
+    // (the previous date's silver) is committed by now, so they run N at a time too.
+    let t = Instant::now();
+    let mut tasks = Vec::new();
+    for (i, entry) in report.dates.iter().enumerate() {
+        if entry.silver != Status::Succeeded {
+            continue;
+        }
+        let Ok(date) = NaiveDate::parse_from_str(&entry.date, "%Y-%m-%d") else {
+            continue;
+        };
+        let job = job.clone();
+        let labels_as_of = req.labels_as_of;
+        let run_id = entry.run_id.clone();
+        let permit = permits.clone().acquire_owned().await;
+        tasks.push((
+            i,
+            on_own_thread(move || async move {
+                let _permit = permit;
+                let mut features = FeaturesReport::new(&run_id, &job.lake, labels_as_of);
+                features.job = job.name.clone();
+                let outcome =
+                    pipeline::refresh_features(&job, &[date], labels_as_of, &mut features)
+                        .instrument(info_span!("features", date = %date))
+                        .await;
+                (features, outcome)
+            }),
+        ));
+    }
+    for (i, task) in tasks {
+        let entry = &mut report.dates[i];
+        match task.await {
+            Ok((features, Ok(()))) => {
+                let day = features.dates.first();
+                entry.features = Some(day.map(|d| d.status).unwrap_or(Status::Failed));
+                entry.lookback_complete = day.and_then(|d| d.lookback_complete);
+                entry.error = day.and_then(|d| d.error.clone());
+            }
+            Ok((_, Err(e))) => {
+                entry.features = Some(Status::Failed);
+                entry.error = Some(crate::storage::fault::redact(&e.to_string()));
+            }
+            Err(e) => {
+                entry.features = Some(Status::Failed);
+                entry.error = Some(format!("the date's features task ended abnormally: {e}"));
+            }
+        }
+        if entry.features != Some(Status::Succeeded) {
+            entry.status = Status::Failed;
+        }
+        on_date(Pass::Features, entry);
+    }
+    report.durations.features_ms = t.elapsed().as_millis() as u64;
+    report.durations.total_ms = started.elapsed().as_millis() as u64;
+    report.conclude();
+    report
+}
+
+/// Runs a date's work on a blocking-pool thread of the current runtime, so
+/// dates proceed in parallel (their Polars stages run inline). The future is
+/// made on that thread: the pipeline's futures are not `Send`, which
+/// `tokio::spawn` would need.
+fn on_own_thread<T, F>(make: impl FnOnce() -> F + Send + 'static) -> tokio::task::JoinHandle<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T>,
+{
+    let handle = tokio::runtime::Handle::current();
+    tokio::task::spawn_blocking(move || handle.block_on(make()))
+}
+
+fn empty_entry(date: NaiveDate) -> BackfillDate {
+    BackfillDate {
+        date: date.to_string(),
+        status: Status::Failed,
+        run_id: String::new(),
+        records_read: 0,
+        rows_written: 0,
+        rejected: 0,
+        duplicates: 0,
+        blobs: 0,
+        silver: Status::Failed,
+        features: None,
+        lookback_complete: None,
+        error: None,
+    }
+}
+
+/// A date's entry from its silver run.
+fn silver_entry(mut run: RunReport, outcome: Result<(), crate::Error>) -> BackfillDate {
+    if let Err(e) = outcome {
+        run.set_status(e.status());
+        run.error = Some(crate::storage::fault::redact(&e.to_string()));
+    }
+    BackfillDate {
+        date: run.date,
+        status: run.status,
+        run_id: run.run_id,
+        records_read: run.records_read,
+        rows_written: run.rows_written,
+        rejected: run.rejected,
+        duplicates: run.duplicates,
+        blobs: run.blobs.read,
+        silver: run.status,
+        features: None,
+        lookback_complete: None,
+        error: run.error,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_statuses(statuses: &[Status]) -> BackfillReport {
+        let req = BackfillRequest {
+            dates: vec![],
+            parallel: 1,
+            labels_as_of: Utc::now(),
+        };
+        let mut r = BackfillReport::new("t", &req);
+        let day = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+        for (i, s) in statuses.iter().enumerate() {
+            r.dates.push(BackfillDate {
+                status: *s,
+                ..empty_entry(day + chrono::Duration::days(i as i64))
+            });
+        }
+        r.conclude();
+        r
+    }
+
+    #[test]
+    fn the_summary_status_ranks_failures_over_gates_over_success() {
+        use Status::*;
+        assert_eq!(with_statuses(&[Succeeded, Succeeded]).exit_code, 0);
+        let r = with_statuses(&[Succeeded, QualityGateFailed]);
+        assert_eq!((r.exit_code, r.gated_dates.len()), (3, 1));
+        let r = with_statuses(&[QualityGateFailed, Failed, Succeeded]);
+        assert_eq!(r.exit_code, 1);
+        assert_eq!(r.failed_dates, vec!["2024-03-02".to_string()]);
+        assert_eq!(r.succeeded, 1);
+        assert_eq!(with_statuses(&[ConfigError, ConfigError]).exit_code, 2);
+        assert_eq!(with_statuses(&[ConfigError, Succeeded]).exit_code, 1);
+    }
+}

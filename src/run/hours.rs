@@ -1,0 +1,438 @@
+//! The date an event hour at a time, so a run holds a few hours of rows, never the whole day.
+//!
+//! Blobs are read in the order of their time partitions, and each valid row of
+//! the date goes to its UTC hour. A row is at most `late_arrival` before its
+//! blob's partition, so once every blob whose partition starts before an
+//! hour's end plus `late_arrival` has been read, no later blob can add to that
+//! hour: it is complete. A complete hour is deduplicated, sorted, handed to the
+//! silver writer and reduced to its features, and then dropped.
+//!
+//! Copies of one reading share its event time, so `(device_id, event_time)`
+//! keys never span hours. A message id can (a device that reuses an id with a
+//! new time): the ids of the hours already written are kept as 64-bit hashes,
+//! 8 bytes a row. A later hour holding one of them makes that hash *contested*.
+//! Such a pass commits nothing; [`collect_contested`] reads every row whose id
+//! has a contested hash, exact dedup over them (full ids compared, so a hash
+//! collision costs a pass, never a row) picks the winners, and the next pass
+//! drops the losers as it reads.
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+
+use polars::prelude::*;
+
+use crate::calendar::{DAY_HOURS, HOUR_US};
+use crate::error::Error;
+use crate::lake::{self, PartitionStream};
+use crate::stages::dedup::{dedup_rows, frame_of};
+use crate::stages::features::Hourly;
+use crate::stages::normalize::RowColumns;
+
+/// Rows per Arrow batch handed to the silver writer: bounds the copy into Arrow.
+const BATCH_ROWS: usize = 256 * 1024;
+
+/// The hash a message id is remembered by.
+pub fn id_hash(id: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(id.as_bytes())
+}
+
+/// Where a copy of a decided id was read: blob, line and the id (a compact JSON
+/// array holds several records on one line; the id tells them apart).
+type Copy = (u32, u64, String);
+
+/// Message ids already decided by exact dedup across hours.
+#[derive(Debug, Default)]
+pub struct Resolved {
+    /// The copies that lost: dropped as they are read.
+    pub losers: HashSet<Copy>,
+    /// The copies that won: not checked against earlier hours again.
+    pub winners: HashSet<Copy>,
+    /// The decided ids. A copy of one that is neither a known winner nor a known
+    /// loser (its blob changed since it was decided) makes the id contested again.
+    pub ids: HashSet<String>,
+}
+
+/// Sorted hashes of the message ids of the hours written so far (8 bytes a row).
+#[derive(Debug, Default)]
+struct SeenIds {
+    sorted: Vec<u64>,
+}
+
+impl SeenIds {
+    /// Adds one hour's ids; returns those an earlier hour already had.
+    fn add_hour(&mut self, mut ids: Vec<u64>) -> Vec<u64> {
+        ids.sort_unstable();
+        let old = self.sorted.len();
+        let mut hits = Vec::new();
+        let (mut i, mut j) = (0, 0);
+        while i < old && j < ids.len() {
+            match self.sorted[i].cmp(&ids[j]) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+                std::cmp::Ordering::Equal => {
+                    hits.push(ids[j]);
+                    j += 1;
+                }
+            }
+        }
+        // Merge in place from the back: no second copy of the day's hashes.
+        self.sorted.resize(old + ids.len(), 0);
+        let (mut i, mut j, mut k) = (old, ids.len(), old + ids.len());
+        while j > 0 {
+            k -= 1;
+            if i > 0 && self.sorted[i - 1] > ids[j - 1] {
+                self.sorted[k] = self.sorted[i - 1];
+                i -= 1;
+            } else {
+                self.sorted[k] = ids[j - 1];
+                j -= 1;
+            }
+        }
+        hits
+    }
+}
+
+/// What the silver rows need beyond the deduplicated columns.
+pub struct SilverOut {
+    pub stream: PartitionStream,
+    /// `source_file` by blob index.
+    pub paths: Series,
+    pub run_id: String,
+    pub ingested_at_us: i64,
+}
+
+/// Time spent per stage inside a pass (the rest is reading).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StageTimes {
+    pub dedup: Duration,
+    pub features: Duration,
+    pub write: Duration,
+}
+
+/// One pass over the date's hours.
+pub struct Day<'r> {
+    day_start_us: i64,
+    late_us: i64,
+    buckets: Vec<RowColumns>,
+    next: usize,
+    seen: SeenIds,
+    resolved: &'r Resolved,
+    /// Hashes of message ids found in more than one hour.
+    pub contested: Vec<u64>,
+    pub duplicates: u64,
+    pub rows_written: u64,
+    pub features: Option<Hourly>,
+    /// `telemetry_minute` of the hours written so far (with the features), and its date.
+    pub minutes: Option<(chrono::NaiveDate, Vec<DataFrame>)>,
+    pub silver: SilverOut,
+    pub times: StageTimes,
+}
+
+impl<'r> Day<'r> {
+    pub fn new(
+        day_start_us: i64,
+        late_us: i64,
+        resolved: &'r Resolved,
+        features: Option<Hourly>,
+        silver: SilverOut,
+    ) -> Day<'r> {
+        Day {
+            day_start_us,
+            late_us,
+            buckets: (0..DAY_HOURS).map(|_| RowColumns::default()).collect(),
+            next: 0,
+            seen: SeenIds::default(),
+            resolved,
+            contested: Vec::new(),
+            duplicates: 0,
+            rows_written: 0,
+            features,
+            minutes: None,
+            silver,
+            times: StageTimes::default(),
+        }
+    }
+
+    /// Adds one blob's rows of the date, by hour.
+    pub fn add(&mut self, blob: &str, hours: Vec<(usize, RowColumns)>) -> Result<(), Error> {
+        for (hour, rows) in hours {
+            match self.buckets.get_mut(hour) {
+                Some(bucket) if hour >= self.next => bucket.append(rows),
+                // Cannot happen while rows keep to the late-arrival window: never drop them silently.
+                _ => {
+                    return Err(Error::Internal(format!(
+                        "blob `{blob}` has rows of hour {hour}, which was already written (a bug)"
+                    )))
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Finishes every hour that no blob starting at `frontier_us` or later can add to.
+    pub async fn complete_before(&mut self, frontier_us: i64) -> Result<(), Error> {
+        while self.next < DAY_HOURS {
+            let hour_end = self.day_start_us + (self.next as i64 + 1) * HOUR_US;
+            if hour_end.saturating_add(self.late_us) > frontier_us {
+                break;
+            }
+            self.finish_hour(self.next).await?;
+            self.next += 1;
+        }
+        Ok(())
+    }
+
+    /// Finishes the hours still open (every blob has been read).
+    pub async fn complete(&mut self) -> Result<(), Error> {
+        self.complete_before(i64::MAX).await
+    }
+
+    async fn finish_hour(&mut self, hour: usize) -> Result<(), Error> {
+        let rows = std::mem::take(&mut self.buckets[hour]);
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let t = Instant::now();
+        let resolved = self.resolved;
+        let (frame, dropped, ids, unknown) = crate::run::pipeline::guarded("dedup", || {
+            let (frame, losers) = drop_losers(frame_of(rows)?, &resolved.losers)?;
+            let (frame, copies) = dedup_rows(frame)?;
+            let (ids, unknown) = ids_of(&frame, resolved)?;
+            Ok((frame, losers + copies, ids, unknown))
+        })?;
+        self.duplicates += dropped;
+        let hits = self.seen.add_hour(ids);
+        self.contested.extend(hits);
+        self.contested.extend(unknown);
+        self.times.dedup += t.elapsed();
+        if !self.contested.is_empty() {
+            // This pass will be read again with the contested ids decided: write nothing more.
+            return Ok(());
+        }
+        self.rows_written += frame.height() as u64;
+
+        let t = Instant::now();
+        if let Some(features) = &mut self.features {
+            let ws = self.day_start_us + hour as i64 * HOUR_US;
+            crate::run::pipeline::guarded("features", || features.add_hour(ws, &frame))?;
+        }
+        if let Some((date, minutes)) = &mut self.minutes {
+            let date = *date;
+            minutes.push(crate::run::pipeline::guarded("features", || {
+                crate::stages::features::minute::aggregate(&frame, date)
+            })?);
+        }
+        self.times.features += t.elapsed();
+
+        let t = Instant::now();
+        let spec = lake::telemetry_table();
+        let mut offset = 0;
+        while offset < frame.height() {
+            let slice = frame.slice(offset as i64, BATCH_ROWS);
+            offset += BATCH_ROWS;
+            let mut rows = silver_frame(
+                slice,
+                &self.silver.paths,
+                &self.silver.run_id,
+                self.silver.ingested_at_us,
+            )
+            .map_err(Error::polars("silver"))?;
+            let batch = lake::to_record_batch(&spec, &mut rows)?;
+            self.silver.stream.send(batch).await?;
+        }
+        self.times.write += t.elapsed();
+        Ok(())
+    }
+}
+
+/// Drops the copies exact dedup across hours already ruled out; returns how many went.
+fn drop_losers(frame: DataFrame, losers: &HashSet<Copy>) -> PolarsResult<(DataFrame, u64)> {
+    if losers.is_empty() {
+        return Ok((frame, 0));
+    }
+    let blob = frame.column("blob")?.u32()?;
+    let line = frame.column("line")?.u64()?;
+    let ids = frame.column("message_id")?.str()?;
+    let keep: BooleanChunked = blob
+        .iter()
+        .zip(line.iter())
+        .zip(ids.iter())
+        .map(|((b, l), id)| match (b, l, id) {
+            (Some(b), Some(l), Some(id)) => !losers.contains(&(b, l, id.to_string())),
+            _ => true,
+        })
+        .collect();
+    let dropped = keep.iter().filter(|k| *k == Some(false)).count() as u64;
+    Ok((frame.filter(&keep)?, dropped))
+}
+
+/// The hashes of the rows' message ids, but for the decided winners; and the
+/// hashes of decided ids whose copy here is neither a known winner nor a known loser.
+fn ids_of(frame: &DataFrame, resolved: &Resolved) -> PolarsResult<(Vec<u64>, Vec<u64>)> {
+    let ids = frame.column("message_id")?.str()?;
+    if resolved.ids.is_empty() {
+        return Ok((ids.iter().flatten().map(id_hash).collect(), Vec::new()));
+    }
+    let blob = frame.column("blob")?.u32()?;
+    let line = frame.column("line")?.u64()?;
+    let (mut hashes, mut unknown) = (Vec::new(), Vec::new());
+    for ((id, b), l) in ids.iter().zip(blob.iter()).zip(line.iter()) {
+        let Some(id) = id else { continue };
+        if !resolved.ids.contains(id) {
+            hashes.push(id_hash(id));
+        } else if !matches!((b, l), (Some(b), Some(l)) if resolved.winners.contains(&(b, l, id.to_string())))
+        {
+            unknown.push(id_hash(id));
+        }
+    }
+    Ok((hashes, unknown))
+}
+
+/// Keeps the rows whose message id has one of the `contested` hashes.
+pub fn rows_with_ids(rows: RowColumns, contested: &HashSet<u64>) -> PolarsResult<DataFrame> {
+    let frame = frame_of(rows)?;
+    let keep: BooleanChunked = frame
+        .column("message_id")?
+        .str()?
+        .iter()
+        .map(|id| id.is_some_and(|id| contested.contains(&id_hash(id))))
+        .collect();
+    frame.filter(&keep)
+}
+
+/// Decides the contested ids exactly: every copy of them, deduplicated together.
+pub fn resolve(copies: Vec<DataFrame>, resolved: &mut Resolved) -> PolarsResult<()> {
+    let frames = copies.into_iter().map(DataFrame::lazy).collect::<Vec<_>>();
+    if frames.is_empty() {
+        return Ok(());
+    }
+    let all = concat(frames, UnionArgs::default())?.collect()?;
+    let (kept, _) = dedup_rows(all.clone())?;
+    let at = |frame: &DataFrame| -> PolarsResult<Vec<Copy>> {
+        let blob = frame.column("blob")?.u32()?;
+        let line = frame.column("line")?.u64()?;
+        let ids = frame.column("message_id")?.str()?;
+        Ok(blob
+            .into_no_null_iter()
+            .zip(line.into_no_null_iter())
+            .zip(ids.iter())
+            .map(|((b, l), id)| (b, l, id.unwrap_or_default().to_string()))
+            .collect())
+    };
+    let winners: HashSet<Copy> = at(&kept)?.into_iter().collect();
+    let mut seen = HashSet::new();
+    for copy in at(&all)? {
+        if !seen.insert(copy.clone()) {
+            // One line holding the same id twice (a compact JSON array): the copies
+            // cannot be told apart by where they were read, so none can be dropped.
+            return Err(PolarsError::ComputeError(
+                format!(
+                    "blob #{} line {}: message id `{}` occurs twice on the line and in more than one event hour; its copies cannot be told apart",
+                    copy.0, copy.1, copy.2
+                )
+                .into(),
+            ));
+        }
+        if !winners.contains(&copy) {
+            resolved.losers.insert(copy);
+        }
+    }
+    for (blob, line, id) in winners {
+        resolved.ids.insert(id.clone());
+        resolved.winners.insert((blob, line, id));
+    }
+    Ok(())
+}
+
+/// One slice of an hour's deduplicated rows with the silver table's bookkeeping columns.
+pub fn silver_frame(
+    frame: DataFrame,
+    paths: &Series,
+    run_id: &str,
+    ingested_at_us: i64,
+) -> PolarsResult<DataFrame> {
+    let idx = frame.column("blob")?.u32()?.clone();
+    let source_file = paths.take(&idx)?.with_name("source_file".into());
+    let mut frame = frame;
+    frame.with_column(source_file.into_column())?;
+    frame
+        .lazy()
+        .with_columns([
+            col("event_time").dt().date().alias("event_date"),
+            lit(ingested_at_us)
+                .cast(DataType::Datetime(
+                    TimeUnit::Microseconds,
+                    Some(TimeZone::UTC),
+                ))
+                .alias("ingested_at"),
+            lit(run_id).alias("run_id"),
+        ])
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::normalize::Row;
+    use std::borrow::Cow;
+
+    /// Rows of one device: (message id, event time µs, enqueued µs, blob, line).
+    fn rows(copies: &[(&str, i64, i64, u32, u64)]) -> RowColumns {
+        let mut c = RowColumns::default();
+        for &(id, t, enq, blob, line) in copies {
+            let row = Row {
+                device_id: Cow::Borrowed("p1"),
+                device_type: None,
+                event_time: t,
+                temperature: Some(1.0),
+                pressure: None,
+                vibration: None,
+                priority: None,
+                message_id: Some(Cow::Borrowed(id)),
+                enqueued_time: Some(enq),
+            };
+            c.push(row, blob, line);
+        }
+        c
+    }
+
+    const H: i64 = HOUR_US;
+
+    #[test]
+    fn a_decided_id_drops_its_losers_and_a_copy_from_nowhere_contests_it_again() {
+        // `x` in hour 3 (enqueued later) and hour 7 (enqueued first): hour 7's copy wins.
+        let copies = frame_of(rows(&[("x", 3 * H, 9, 0, 1), ("x", 7 * H, 5, 2, 4)])).unwrap();
+        let mut resolved = Resolved::default();
+        resolve(vec![copies], &mut resolved).unwrap();
+        assert!(resolved.losers.contains(&(0, 1, "x".to_string())));
+        assert!(resolved.winners.contains(&(2, 4, "x".to_string())));
+
+        let hour3 = frame_of(rows(&[("x", 3 * H, 9, 0, 1), ("y", 3 * H, 9, 0, 2)])).unwrap();
+        let (kept, dropped) = drop_losers(hour3, &resolved.losers).unwrap();
+        assert_eq!((kept.height(), dropped), (1, 1));
+
+        // The winner is not hashed again; a copy of `x` at a place nobody decided
+        // (its blob grew since) is contested again rather than written twice.
+        let hour7 = frame_of(rows(&[("x", 7 * H, 5, 2, 4), ("x", 7 * H + 1, 1, 3, 1)])).unwrap();
+        let (hashes, unknown) = ids_of(&hour7, &resolved).unwrap();
+        assert!(hashes.is_empty());
+        assert_eq!(unknown, vec![id_hash("x")]);
+    }
+
+    #[test]
+    fn one_line_holding_an_id_twice_cannot_be_resolved() {
+        let copies = frame_of(rows(&[("x", 3 * H, 9, 0, 1), ("x", 7 * H, 5, 0, 1)])).unwrap();
+        let err = resolve(vec![copies], &mut Resolved::default()).unwrap_err();
+        assert!(err.to_string().contains("cannot be told apart"), "{err}");
+    }
+
+    #[test]
+    fn seen_ids_report_what_an_earlier_hour_had_and_stay_sorted() {
+        let mut seen = SeenIds::default();
+        assert!(seen.add_hour(vec![5, 1, 9]).is_empty());
+        assert_eq!(seen.add_hour(vec![4, 9, 2, 1]), vec![1, 9]);
+        assert_eq!(seen.sorted, vec![1, 1, 2, 4, 5, 9, 9]);
+        assert_eq!(seen.add_hour(vec![10, 0]), Vec::<u64>::new());
+        assert_eq!(seen.sorted, vec![0, 1, 1, 2, 4, 5, 9, 9, 10]);
+    }
+}

@@ -1,0 +1,12 @@
+//! Runs: one date end to end, and the commands made of many dates.
+//!
+//! [`pipeline`] is one date's run: the locks, the listing, the read pass that
+//! [`hours`] closes an event hour at a time, the quality gate and the commits.
+//! [`backfill`] and [`catchup`] run many dates; [`cancel`] is how a signal
+//! stops them cleanly.
+
+pub mod backfill;
+pub mod cancel;
+pub mod catchup;
+pub mod hours;
+pub mod pipeline;

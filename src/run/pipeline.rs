@@ -1,0 +1,965 @@
+//! One run for one date: list → read + normalize → dedup → quality gate → features → Delta commits → report.
+//!
+//! Tables are only touched at the end, one atomic commit each (silver first,
+//! then features, then rejects), so a failure anywhere before leaves every
+//! table as it was, and features are never computed from a half-written silver.
+//! The run holds a lock per table and date from before it lists to after its
+//! last commit, so two runs of one date never interleave their commits.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use chrono::{DateTime, Duration, NaiveDate, Utc};
+use futures::StreamExt;
+use polars::prelude::*;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::config::job::Job;
+use crate::error::Error;
+use crate::lake::lock::{self, LockSet};
+use crate::lake::silver;
+use crate::lake::{self, CommitMeta, Lake};
+use crate::report::{FeaturesDate, FeaturesReport, RunReport, Status, TableReport};
+use crate::run::hours;
+use crate::stages::features::{self, Reference};
+use crate::stages::normalize::{self, BlobOutcome, Reject, Rules};
+use crate::stages::source::tier::{self, BlobTier, Tiers};
+use crate::stages::source::{self, layout::Layout, Listing};
+use crate::storage::Storage;
+use deltalake::arrow::array::RecordBatch;
+
+/// Blobs fetched at once; parsing runs on rayon's pool as each one arrives.
+const FETCH_CONCURRENCY: usize = 16;
+/// Raw bytes (MiB, as stored) fetched but not yet parsed, at most: with large
+/// blobs this, not the count, bounds the read stage's memory.
+const READ_BUDGET_MIB: u32 = 512;
+
+/// What a run was asked to do beyond the job file.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub date: NaiveDate,
+    /// Cut-off for the failure labels (the command line defaults it to now).
+    pub labels_as_of: DateTime<Utc>,
+    /// Compute and commit `features_hourly` too. A backfill turns this off for
+    /// its first pass (silver of every date), then refreshes the features once
+    /// every look-back is in place.
+    pub features: bool,
+}
+
+fn ms(since: Instant) -> u64 {
+    since.elapsed().as_millis() as u64
+}
+
+/// The parts of a run that exist before anything is read: a bad one is a configuration error.
+pub struct Prepared {
+    pub storage: Storage,
+    pub layout: Layout,
+    pub lake: Lake,
+}
+
+pub fn prepare(job: &Job) -> Result<Prepared, Error> {
+    let layout = Layout::parse(&job.layout).map_err(|e| Error::Usage(e.to_string()))?;
+    let storage = Storage::open(&job.source, &job.storage)?;
+    let lake = Lake::open(&job.lake, &job.storage)?;
+    Ok(Prepared {
+        storage,
+        layout,
+        lake,
+    })
+}
+
+/// Lists what a run for `date` would read (the `plan` command and the run's first step).
+pub async fn list(job: &Job, p: &Prepared, date: NaiveDate) -> Result<Listing, Error> {
+    let late = Duration::from_std(job.late_arrival)
+        .map_err(|e| Error::Usage(format!("late_arrival: {e}")))?;
+    Ok(source::list_for_date(&p.storage, &p.layout, date, late).await?)
+}
+
+/// The tables a run replaces, in the order their locks are taken and their commits made.
+const RUN_TABLES: [&str; 4] = [
+    "telemetry",
+    "features_hourly",
+    "telemetry_minute",
+    "rejects",
+];
+
+/// The access tiers of the listed blobs; `None` for a local source, or when
+/// the tiers cannot be read (a warning: the run goes on, an archived blob then fails its read).
+pub async fn tiers(p: &Prepared, listing: &Listing) -> Option<Vec<BlobTier>> {
+    if listing.blobs.is_empty() {
+        return None;
+    }
+    let looked_up = async {
+        match Tiers::for_source(&p.storage)? {
+            Some(client) => client.of(&listing.prefixes, &listing.blobs).await.map(Some),
+            None => Ok(None),
+        }
+    }
+    .instrument(info_span!("tiers"))
+    .await;
+    match looked_up {
+        Ok(tiers) => tiers,
+        Err(e) => {
+            warn!(error = %crate::storage::fault::redact(&e.to_string()), "could not read the blobs' access tiers; archived blobs would fail when read");
+            None
+        }
+    }
+}
+
+/// Runs the job for one date. Errors before the first commit leave the tables untouched.
+pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<(), Error> {
+    let started = Instant::now();
+    report.max_reject_ratio = job.max_reject_ratio;
+    report.labels_as_of = Some(req.labels_as_of.to_rfc3339());
+    let prepared = prepare(job)?;
+    // The logs are set-up: a missing or bad one fails the run before any blob is read.
+    let reference = load_reference(job, &prepared).await?;
+
+    // One run per table and date: a second one waits here (lock.wait), then fails.
+    let t = Instant::now();
+    let tables: &[&'static str] = if req.features {
+        &RUN_TABLES
+    } else {
+        &["telemetry", "rejects"]
+    };
+    let locks = crate::run::cancel::unless_cancelled(take_locks(
+        job,
+        &prepared,
+        tables,
+        req.date,
+        &report.run_id,
+    ))
+    .await?;
+    report.durations.lock_ms = ms(t);
+    // A stop request drops the run where it stands: nothing uncommitted is committed.
+    let result = crate::run::cancel::unless_cancelled(run_locked(
+        job, req, report, &prepared, &reference, &locks,
+    ))
+    .await;
+    locks.release().await;
+    report.durations.total_ms = ms(started);
+    result
+}
+
+/// Takes the locks of `tables` for `date` in the lake.
+async fn take_locks(
+    job: &Job,
+    prepared: &Prepared,
+    tables: &[&'static str],
+    date: NaiveDate,
+    run_id: &str,
+) -> Result<LockSet, Error> {
+    let site = lock::Site::for_lake(&prepared.lake.url, &job.storage)?;
+    let owner = lock::Owner {
+        run_id: run_id.to_string(),
+        job: job.name.clone(),
+    };
+    Ok(lock::acquire(&site, tables, date, &owner, &job.lock)
+        .instrument(info_span!("lock"))
+        .await?)
+}
+
+async fn run_locked(
+    job: &Job,
+    req: &RunRequest,
+    report: &mut RunReport,
+    prepared: &Prepared,
+    reference: &Reference,
+    locks: &LockSet,
+) -> Result<(), Error> {
+    let date = req.date;
+    let run_id = report.run_id.clone();
+    let ingested_at = Utc::now();
+
+    // 1. List only the date's time partitions and the look-ahead.
+    let t = Instant::now();
+    let listing = list(job, prepared, date)
+        .instrument(info_span!("list"))
+        .await?;
+    report.blobs.prefixes = listing.prefixes.len();
+    report.blobs.listed = listing.blobs.len();
+    report.blobs.ignored = listing.ignored.len();
+    report.blobs.bytes = listing.blobs.iter().map(|b| b.size).sum();
+    report.durations.list_ms = ms(t);
+    report.memory_after("list");
+    for path in &listing.ignored {
+        warn!(blob = %path, "path does not follow the layout; not read");
+    }
+    if listing.blobs.is_empty() {
+        if job.fail_on_no_blobs {
+            return Err(Error::EmptyRun(format!(
+                "no blobs for {date} under {} prefixes of {} (fail_on_no_blobs = true)",
+                listing.prefixes.len(),
+                job.source
+            )));
+        }
+        warn!(date = %date, "no blobs for the date");
+    }
+    info!(
+        prefixes = listing.prefixes.len(),
+        blobs = listing.blobs.len(),
+        bytes = report.blobs.bytes,
+        "listed"
+    );
+    // An archived blob fails when read: say so now, naming them, instead of mid-read.
+    if let Some(tiers) = tiers(prepared, &listing).await {
+        let archived: Vec<&BlobTier> = tiers.iter().filter(|t| t.is_archived()).collect();
+        report.blobs.archived = archived.len();
+        if !archived.is_empty() {
+            return Err(Error::Archived(tier::archived_message(
+                &date.to_string(),
+                &archived,
+            )));
+        }
+    }
+
+    let rules = Arc::new(Rules {
+        schema: job.schema.clone(),
+        day_start_us: crate::calendar::day_start(date).timestamp_micros(),
+        late_arrival_us: job.late_arrival.as_micros() as i64,
+        clock_skew_us: job.clock_skew.as_micros() as i64,
+        format: job.format,
+        csv: job.csv.clone(),
+        limits: job.limits,
+    });
+    let meta = CommitMeta {
+        run_id: run_id.clone(),
+        job: job.name.clone(),
+        date: date.to_string(),
+        labels_as_of: None,
+    };
+    let paths: Vec<&str> = listing.blobs.iter().map(|b| b.path.as_str()).collect();
+    let paths_series = Series::new("source_file".into(), &paths);
+
+    // 3. Read every blob, an hour of the date at a time: dedup, features and the
+    //    silver rows stream out as each hour is complete. A pass that finds
+    //    message ids spanning hours commits nothing and is read again with them decided.
+    let mut commit_attempt = 0;
+    let (staged, gate_failed) = loop {
+        commit_attempt += 1;
+        report.lookback_complete = None;
+        // 2. The features' look-back: the previous date's last hours as silver has
+        //    them now, reduced at once to per device-hour partials (the rows are not kept).
+        let (features, lookback_complete) = if req.features {
+            let lookback = lookback(&prepared.lake, date)
+                .instrument(info_span!("lookback"))
+                .await?;
+            let complete = lookback.is_some();
+            let start = guarded("features", || features::Hourly::new(date, lookback))?;
+            (Some(start), complete)
+        } else {
+            (None, false)
+        };
+        let inputs = PassInputs {
+            prepared,
+            listing: &listing,
+            rules: rules.clone(),
+            date,
+            features,
+            meta: &meta,
+            paths: paths_series.clone(),
+            ingested_at_us: ingested_at.timestamp_micros(),
+        };
+        let t = Instant::now();
+        let pass = read_pass(&inputs).instrument(info_span!("read")).await?;
+        let pass_ms = ms(t);
+        let Pass {
+            silver,
+            features: gold,
+            minutes,
+            rejects,
+            counts,
+            times,
+        } = pass;
+        report.blobs.read = listing.blobs.len();
+        report.blobs.empty = counts.empty;
+        report.durations.dedup_ms = times.dedup.as_millis() as u64;
+        report.durations.features_ms = times.features.as_millis() as u64;
+        report.durations.write_ms = times.write.as_millis() as u64;
+        report.durations.read_ms = pass_ms.saturating_sub(
+            report.durations.dedup_ms + report.durations.features_ms + report.durations.write_ms,
+        );
+        report.memory_after("read");
+        info!(
+            rows = counts.rows_written,
+            rejects = rejects.len(),
+            duplicates = counts.duplicates,
+            "read"
+        );
+        report.records_read = counts.own_records + counts.look_ahead_rows;
+        report.rows_written = counts.rows_written;
+        report.rejected = rejects.len() as u64;
+        report.duplicates = counts.duplicates;
+        report.other_dates = counts.other_dates;
+        report.rejects_by_reason.clear();
+        for r in &rejects {
+            *report
+                .rejects_by_reason
+                .entry(r.reason.as_str())
+                .or_default() += 1;
+        }
+        if !report.balances() {
+            return Err(Error::Internal(format!(
+                "records do not balance: read {} != written {} + rejected {} + duplicates {} + other dates {}",
+                report.records_read, report.rows_written, report.rejected, report.duplicates, report.other_dates
+            )));
+        }
+        report.reject_ratio = if report.records_read == 0 {
+            0.0
+        } else {
+            report.rejected as f64 / report.records_read as f64
+        };
+        let gate_failed = report.reject_ratio > job.max_reject_ratio;
+
+        // 4. Everything that can fail without touching storage happens before the
+        //    first commit: features and rejects become Arrow batches, folders are checked.
+        let t = Instant::now();
+        let mut staged = Vec::with_capacity(2);
+        if let (false, Some(gold)) = (gate_failed, gold) {
+            report.lookback_complete = Some(lookback_complete);
+            let gold = guarded("features", || gold.finish(reference, req.labels_as_of))?;
+            info!(rows = gold.height(), "features");
+            let gold_meta = CommitMeta {
+                labels_as_of: report.labels_as_of.clone(),
+                ..meta.clone()
+            };
+            staged.push(stage(lake::features_table(), gold, gold_meta)?);
+        }
+        if let (false, Some(minutes)) = (gate_failed, minutes) {
+            staged.push(stage(lake::minute_table(), minutes, meta.clone())?);
+        }
+        let frame =
+            rejects_frame(&rejects, &paths, date, &run_id).map_err(Error::polars("rejects"))?;
+        staged.push(stage(lake::rejects_table(), frame, meta.clone())?);
+        for (spec, _, _) in &staged {
+            lake::prepare_table(&prepared.lake, spec)?;
+        }
+        if gate_failed {
+            // The gate: silver (and so features) are not written.
+            silver.abort().await;
+            break (staged, true);
+        }
+
+        // 5. Commit silver first: the stream ends and delta-rs commits its files.
+        let silver_rows = silver.rows();
+        if silver_rows == 0 && !job.allow_empty {
+            if let Some(why) = empty_replaces_rows(prepared, date, &listing, report).await? {
+                silver.abort().await;
+                return Err(Error::EmptyRun(why));
+            }
+        }
+        locks.check("telemetry").await?;
+        match silver.finish().await {
+            Ok(version) => {
+                info!(
+                    table = "telemetry",
+                    rows = silver_rows,
+                    version,
+                    "committed"
+                );
+                report.tables.insert(
+                    "telemetry",
+                    TableReport {
+                        partition: format!("event_date={date}"),
+                        rows: silver_rows,
+                        version,
+                    },
+                );
+                report.durations.write_ms += ms(t);
+                break (staged, false);
+            }
+            // Another run created the table between our look and our commit:
+            // a stream cannot be replayed, so the date is read again.
+            Err(e) if e.is_commit_conflict() && commit_attempt < lake::COMMIT_ATTEMPTS => {
+                warn!(table = "telemetry", error = %e, attempt = commit_attempt, "concurrent commit by another run; reading the date again");
+                tokio::time::sleep(std::time::Duration::from_millis(50 * commit_attempt)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+
+    // 6. Then features (unless the gate failed), then rejects; each one atomic.
+    let t = Instant::now();
+    let mut committed: Vec<&'static str> = if gate_failed {
+        Vec::new()
+    } else {
+        vec!["telemetry"]
+    };
+    for (spec, batch, meta) in staged {
+        let name = spec.name;
+        // The lock must still be this run's (not expired and taken over) at each commit.
+        let outcome = match locks.check(name).await {
+            Ok(()) => commit(&prepared.lake, spec, date, batch, &meta).await,
+            Err(e) => Err(e.into()),
+        };
+        match outcome {
+            Ok(table) => {
+                report.tables.insert(name, table);
+                committed.push(name);
+            }
+            // A failure after a commit is never "nothing written": exit 1, rerun completes it.
+            Err(e) if !committed.is_empty() => {
+                return Err(Error::PartlyCommitted(format!(
+                    "{e} (already committed for {date}: {}; rerun the date to complete it)",
+                    committed.join(", ")
+                )))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    report.durations.write_ms += ms(t);
+    report.memory_after("write");
+
+    if gate_failed {
+        report.set_status(Status::QualityGateFailed);
+        report.error = Some(format!(
+            "reject ratio {:.4} is over max_reject_ratio {}: rejects written, telemetry not",
+            report.reject_ratio, job.max_reject_ratio
+        ));
+    } else {
+        report.set_status(Status::Succeeded);
+        write_manifest(prepared, date, &run_id, &listing).await;
+    }
+    Ok(())
+}
+
+/// Records what the run read, after its last commit and under its locks. A
+/// manifest that cannot be written fails nothing (the tables are whole): the
+/// date then reads as changed, or never run, and `catchup` runs it again.
+async fn write_manifest(prepared: &Prepared, date: NaiveDate, run_id: &str, listing: &Listing) {
+    let manifest = crate::lake::manifest::Manifest::of(date, run_id, listing);
+    let written = match crate::lake::manifest::Place::for_lake(&prepared.lake) {
+        Ok(place) => place.write(&manifest).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
+        warn!(error = %crate::storage::fault::redact(&e.to_string()), "the run's manifest was not written; catchup will run the date again");
+    }
+}
+
+/// Why an empty result must not replace `date`'s silver: the partition holds
+/// rows, and nothing said the empty result is intended. `None` when it may.
+async fn empty_replaces_rows(
+    prepared: &Prepared,
+    date: NaiveDate,
+    listing: &Listing,
+    report: &RunReport,
+) -> Result<Option<String>, Error> {
+    let Some(table) = silver::open(&prepared.lake).await? else {
+        return Ok(None);
+    };
+    if !silver::has_partition(&table, date).await? {
+        return Ok(None);
+    }
+    let found = if listing.blobs.is_empty() {
+        format!(
+            "the listing found no blobs under {} prefixes of the layout",
+            listing.prefixes.len()
+        )
+    } else {
+        format!(
+            "its {} blobs held no rows of the date ({} records read)",
+            listing.blobs.len(),
+            report.records_read
+        )
+    };
+    Ok(Some(format!(
+        "{date}: {found}, but telemetry's event_date={date} holds rows; nothing was changed. A wrong layout, prefix or credential lists nothing: check them. If the date is meant to be empty, rerun with --allow-empty (or allow_empty = true in the job file)"
+    )))
+}
+
+/// The hours' minute aggregates as one frame of `telemetry_minute`.
+fn minute_frame(date: NaiveDate, frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
+    let mut frames = frames.into_iter();
+    let Some(mut all) = frames.next() else {
+        return features::minute::empty(date);
+    };
+    for f in frames {
+        all.vstack_mut(&f)?;
+    }
+    Ok(all)
+}
+
+/// Runs a Polars stage; a panic inside Polars (a bug, or a feature missing
+/// from the build) becomes an error naming the stage instead of an abort with no report.
+pub(crate) fn guarded<T>(
+    stage: &'static str,
+    f: impl FnOnce() -> PolarsResult<T>,
+) -> Result<T, Error> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result.map_err(Error::polars(stage)),
+        Err(_) => Err(Error::Internal(format!(
+            "{stage}: Polars panicked (a bug: please report it with the run's log)"
+        ))),
+    }
+}
+
+/// A table's frame turned into the Arrow batch its commit will write.
+fn stage(
+    spec: lake::TableSpec,
+    mut frame: DataFrame,
+    meta: CommitMeta,
+) -> Result<(lake::TableSpec, RecordBatch, CommitMeta), Error> {
+    let batch = lake::to_record_batch(&spec, &mut frame)?;
+    Ok((spec, batch, meta))
+}
+
+/// Replaces `date`'s partition of one table with `batch`.
+async fn commit(
+    lake: &Lake,
+    spec: lake::TableSpec,
+    date: NaiveDate,
+    batch: RecordBatch,
+    meta: &CommitMeta,
+) -> Result<TableReport, Error> {
+    let rows = batch.num_rows() as u64;
+    let version = lake::replace_partition(lake, &spec, date, batch, meta)
+        .instrument(info_span!("commit", table = spec.name))
+        .await?;
+    info!(table = spec.name, rows, version, "committed");
+    Ok(TableReport {
+        partition: format!("{}={date}", spec.partition),
+        rows,
+        version,
+    })
+}
+
+/// The maintenance and failure logs named by the job.
+pub async fn load_reference(job: &Job, p: &Prepared) -> Result<Reference, Error> {
+    Ok(Reference::load(&p.storage, &job.maintenance_log, &job.failure_log).await?)
+}
+
+/// The previous date's silver rows that reach into `date`'s 6 h windows;
+/// `None` when that partition (or the whole table) does not exist.
+pub async fn lookback(lake: &Lake, date: NaiveDate) -> Result<Option<DataFrame>, Error> {
+    let Some(table) = silver::open(lake).await? else {
+        return Ok(None);
+    };
+    lookback_from(&table, date).await
+}
+
+async fn lookback_from(
+    table: &deltalake::DeltaTable,
+    date: NaiveDate,
+) -> Result<Option<DataFrame>, Error> {
+    let Some(previous) = date.pred_opt() else {
+        return Ok(None);
+    };
+    if !silver::has_partition(table, previous).await? {
+        return Ok(None);
+    }
+    let from = features::lookback_start_us(date);
+    let rows = silver::read_day(table, previous, Some(from), &features::LOOKBACK_COLUMNS).await?;
+    Ok(Some(rows))
+}
+
+/// Recomputes `features_hourly` for each date from silver alone (the `features` command),
+/// e.g. to refresh labels as the failure log grows. A failed date does not stop the others.
+pub async fn refresh_features(
+    job: &Job,
+    dates: &[NaiveDate],
+    labels_as_of: DateTime<Utc>,
+    report: &mut FeaturesReport,
+) -> Result<(), Error> {
+    let prepared = prepare(job)?;
+    let reference = load_reference(job, &prepared).await?;
+    let Some(table) = silver::open(&prepared.lake).await? else {
+        return Err(Error::Usage(format!(
+            "no `telemetry` table in the lake `{}`: run `coldpath run` for the dates first",
+            job.lake
+        )));
+    };
+    let mut any_failed = false;
+    for &date in dates {
+        let outcome = async {
+            let locks = crate::run::cancel::unless_cancelled(take_locks(
+                job,
+                &prepared,
+                &["features_hourly", "telemetry_minute"],
+                date,
+                &report.run_id,
+            ))
+            .await?;
+            let outcome = crate::run::cancel::unless_cancelled(refresh_one(
+                job,
+                &prepared,
+                &table,
+                &reference,
+                &locks,
+                date,
+                labels_as_of,
+                &report.run_id,
+            ))
+            .await;
+            locks.release().await;
+            outcome
+        }
+        .instrument(info_span!("features", date = %date))
+        .await;
+        let entry = match outcome {
+            Ok(entry) => entry,
+            Err(e) => {
+                any_failed = true;
+                let message = crate::storage::fault::redact(&e.to_string());
+                warn!(date = %date, error = %message, "features failed for the date");
+                FeaturesDate {
+                    date: date.to_string(),
+                    status: e.status(),
+                    silver_rows: 0,
+                    lookback_complete: None,
+                    table: None,
+                    error: Some(message),
+                }
+            }
+        };
+        report.dates.push(entry);
+    }
+    report.set_status(if let Some(signal) = crate::run::cancel::requested() {
+        return Err(Error::Cancelled(signal));
+    } else if any_failed {
+        Status::Failed
+    } else {
+        Status::Succeeded
+    });
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn refresh_one(
+    job: &Job,
+    prepared: &Prepared,
+    table: &deltalake::DeltaTable,
+    reference: &Reference,
+    locks: &LockSet,
+    date: NaiveDate,
+    labels_as_of: DateTime<Utc>,
+    run_id: &str,
+) -> Result<FeaturesDate, Error> {
+    // A run of the date may have committed while this one waited for its lock: read silver as it is now.
+    let table = &silver::reload(table).await?;
+    if !silver::has_partition(table, date).await? {
+        warn!(date = %date, "no silver rows for the date: its features partition is emptied");
+    }
+    let rows = silver::read_day(table, date, None, &features::SILVER_COLUMNS).await?;
+    let silver_rows = rows.height() as u64;
+    let minutes = guarded("features", || features::minute::aggregate(&rows, date))?;
+    let lookback = lookback_from(table, date).await?;
+    let lookback_complete = lookback.is_some();
+    let frame = guarded("features", || {
+        features::compute(features::Inputs {
+            date,
+            silver: rows,
+            lookback,
+            reference,
+            labels_as_of,
+        })
+    })?;
+    let meta = CommitMeta {
+        run_id: run_id.to_string(),
+        job: job.name.clone(),
+        date: date.to_string(),
+        labels_as_of: Some(labels_as_of.to_rfc3339()),
+    };
+    let (spec, batch, meta) = stage(lake::features_table(), frame, meta)?;
+    let (minute_spec, minute_batch, minute_meta) =
+        stage(lake::minute_table(), minutes, meta.clone())?;
+    lake::prepare_table(&prepared.lake, &minute_spec)?;
+    locks.check(spec.name).await?;
+    let table = commit(&prepared.lake, spec, date, batch, &meta).await?;
+    locks.check(minute_spec.name).await?;
+    commit(
+        &prepared.lake,
+        minute_spec,
+        date,
+        minute_batch,
+        &minute_meta,
+    )
+    .await?;
+    Ok(FeaturesDate {
+        date: date.to_string(),
+        status: Status::Succeeded,
+        silver_rows,
+        lookback_complete: Some(lookback_complete),
+        table: Some(table),
+        error: None,
+    })
+}
+
+/// What every pass over the date's blobs reads with.
+struct PassInputs<'a> {
+    prepared: &'a Prepared,
+    listing: &'a Listing,
+    rules: Arc<Rules>,
+    date: NaiveDate,
+    /// The features before the date's first hour (the look-back reduced to partials); `None`: silver only.
+    features: Option<features::Hourly>,
+    meta: &'a CommitMeta,
+    paths: Series,
+    ingested_at_us: i64,
+}
+
+/// How the records of a pass are accounted for.
+#[derive(Debug, Default)]
+struct Counts {
+    own_records: u64,
+    look_ahead_rows: u64,
+    other_dates: u64,
+    duplicates: u64,
+    rows_written: u64,
+    empty: usize,
+}
+
+/// One complete pass: silver streamed (not yet committed), features and rejects in hand.
+struct Pass {
+    silver: lake::PartitionStream,
+    features: Option<features::Hourly>,
+    /// `telemetry_minute` of the date (with the features).
+    minutes: Option<DataFrame>,
+    rejects: Vec<Reject>,
+    counts: Counts,
+    times: hours::StageTimes,
+}
+
+/// Passes at most: the first, plus one per round of message ids found spanning hours.
+const MAX_PASSES: usize = 3;
+
+/// Reads the date until a pass finds no message id spanning hours (see [`hours`]).
+async fn read_pass(inputs: &PassInputs<'_>) -> Result<Pass, Error> {
+    let mut resolved = hours::Resolved::default();
+    for attempt in 1..=MAX_PASSES {
+        let (pass, contested) = one_pass(inputs, &resolved).await?;
+        if contested.is_empty() {
+            return Ok(pass);
+        }
+        pass.silver.abort().await;
+        if attempt == MAX_PASSES {
+            break;
+        }
+        warn!(
+            ids = contested.len(),
+            "message ids found in more than one event hour: reading their copies to keep exactly one of each, then the date again"
+        );
+        let contested: std::collections::HashSet<u64> = contested.into_iter().collect();
+        let mut copies = Vec::new();
+        let mut blobs = std::pin::pin!(read_in_order(
+            inputs.prepared,
+            inputs.listing,
+            inputs.rules.clone()
+        ));
+        while let Some(read) = blobs.next().await {
+            let read = read?;
+            for (_, rows) in read.outcome.hours {
+                copies.push(guarded("dedup", || hours::rows_with_ids(rows, &contested))?);
+            }
+        }
+        guarded("dedup", || hours::resolve(copies, &mut resolved))?;
+    }
+    Err(Error::Internal(format!(
+        "message ids spanning event hours kept changing over {MAX_PASSES} reads of the date (are blobs still being written?); nothing was committed"
+    )))
+}
+
+/// One pass over every blob; returns the hashes of message ids found in more than one hour.
+async fn one_pass(
+    inputs: &PassInputs<'_>,
+    resolved: &hours::Resolved,
+) -> Result<(Pass, Vec<u64>), Error> {
+    let stream = lake::PartitionStream::start(
+        &inputs.prepared.lake,
+        &lake::telemetry_table(),
+        inputs.date,
+        inputs.meta,
+    )
+    .await?;
+    let features = inputs.features.clone();
+    let silver = hours::SilverOut {
+        stream,
+        paths: inputs.paths.clone(),
+        run_id: inputs.meta.run_id.clone(),
+        ingested_at_us: inputs.ingested_at_us,
+    };
+    let with_features = features.is_some();
+    let mut day = hours::Day::new(
+        inputs.rules.day_start_us,
+        inputs.rules.late_arrival_us,
+        resolved,
+        features,
+        silver,
+    );
+    if with_features {
+        day.minutes = Some((inputs.date, Vec::new()));
+    }
+    let mut counts = Counts::default();
+    let mut rejects = Vec::new();
+    let mut blobs = std::pin::pin!(read_in_order(
+        inputs.prepared,
+        inputs.listing,
+        inputs.rules.clone()
+    ));
+    while let Some(read) = blobs.next().await {
+        let Read {
+            idx,
+            outcome,
+            frontier_us,
+            budget,
+        } = read?;
+        counts.own_records += outcome.own_records;
+        counts.look_ahead_rows += outcome.look_ahead_rows;
+        counts.other_dates += outcome.other_dates;
+        counts.empty += usize::from(outcome.empty);
+        rejects.extend(outcome.rejects);
+        day.add(&inputs.listing.blobs[idx].path, outcome.hours)?;
+        drop(budget);
+        day.complete_before(frontier_us).await?;
+    }
+    day.complete().await?;
+    rejects.sort_by_key(|r: &Reject| (r.blob, r.line));
+    counts.duplicates = day.duplicates;
+    counts.rows_written = day.rows_written;
+    let minutes = match day.minutes {
+        Some((date, frames)) => Some(guarded("features", || minute_frame(date, frames))?),
+        None => None,
+    };
+    let pass = Pass {
+        silver: day.silver.stream,
+        features: day.features,
+        minutes,
+        rejects,
+        counts,
+        times: day.times,
+    };
+    Ok((pass, day.contested))
+}
+
+/// One blob read and normalized, with the start of the next blob's partition.
+struct Read {
+    /// The blob's index in the listing.
+    idx: usize,
+    outcome: BlobOutcome,
+    /// No blob still to come starts before this (µs; `i64::MAX` after the last).
+    frontier_us: i64,
+    /// This blob's share of the read budget, held until its rows are handed on.
+    budget: tokio::sync::OwnedSemaphorePermit,
+}
+
+/// Fetches and parses the listing's blobs in parallel, yielding them in the order of their time partitions.
+fn read_in_order<'a>(
+    prepared: &'a Prepared,
+    listing: &'a Listing,
+    rules: Arc<Rules>,
+) -> impl futures::Stream<Item = Result<Read, Error>> + 'a {
+    let blobs = &listing.blobs;
+    let start = |i: usize| blobs[i].partition.start.timestamp_micros();
+    let mut order: Vec<usize> = (0..blobs.len()).collect();
+    order.sort_by_key(|&i| (start(i), i));
+    let frontiers: Vec<i64> = order
+        .iter()
+        .skip(1)
+        .map(|&i| start(i))
+        .chain([i64::MAX])
+        .collect();
+    let budget = Arc::new(tokio::sync::Semaphore::new(READ_BUDGET_MIB as usize));
+    futures::stream::iter(order.into_iter().zip(frontiers))
+        .map(move |(idx, frontier_us)| {
+            let rules = rules.clone();
+            let budget = budget.clone();
+            let blob = &blobs[idx];
+            let storage = &prepared.storage;
+            async move {
+                let mib = (blob.size >> 20).min(u64::from(READ_BUDGET_MIB - 1)) as u32 + 1;
+                let held = budget
+                    .acquire_many_owned(mib)
+                    .await
+                    .map_err(|e| Error::Internal(format!("read budget: {e}")))?;
+                if blob.size > rules.limits.max_blob_bytes {
+                    let outcome = normalize::oversized_blob(idx as u32, blob, &rules.limits);
+                    return Ok(Read {
+                        idx,
+                        outcome,
+                        frontier_us,
+                        budget: held,
+                    });
+                }
+                let bytes = storage.get(&blob.path).await?;
+                let owned = blob.clone();
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                rayon::spawn(move || {
+                    // A panic in a rayon job would abort the process with no report:
+                    // catch it so the run fails with an error that names the blob.
+                    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        normalize::process_blob(idx as u32, &owned, &bytes, &rules)
+                    }));
+                    let _ = tx.send(parsed);
+                });
+                match rx.await {
+                    Ok(Ok(outcome)) => Ok(Read {
+                        idx,
+                        outcome,
+                        frontier_us,
+                        budget: held,
+                    }),
+                    Ok(Err(_)) => Err(Error::Internal(format!(
+                        "parsing blob `{}` panicked (a bug: please report it with the blob)",
+                        blob.path
+                    ))),
+                    Err(_) => Err(Error::Internal(format!(
+                        "parsing blob `{}` was cancelled",
+                        blob.path
+                    ))),
+                }
+            }
+        })
+        .buffered(FETCH_CONCURRENCY)
+}
+
+/// The rejects of the date's own partitions as a frame of the `rejects` table.
+fn rejects_frame(
+    rejects: &[Reject],
+    paths: &[&str],
+    date: NaiveDate,
+    run_id: &str,
+) -> PolarsResult<DataFrame> {
+    let n = rejects.len();
+    let run_date = Int32Chunked::from_vec(
+        "run_date".into(),
+        vec![crate::calendar::epoch_days(date); n],
+    )
+    .into_date()
+    .into_column();
+    DataFrame::new_infer_height(vec![
+        run_date,
+        Column::new(
+            "source_file".into(),
+            rejects
+                .iter()
+                .map(|r| paths.get(r.blob as usize).copied())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "line".into(),
+            rejects
+                .iter()
+                .map(|r| r.line.map(|l| l as i64))
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "reason".into(),
+            rejects
+                .iter()
+                .map(|r| r.reason.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "detail".into(),
+            rejects
+                .iter()
+                .map(|r| r.detail.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "raw".into(),
+            rejects.iter().map(|r| r.raw.as_str()).collect::<Vec<_>>(),
+        ),
+        Column::new("run_id".into(), vec![run_id; n]),
+    ])
+}

@@ -1,0 +1,756 @@
+//! The gold stage (Polars): one `features_hourly` row per device and UTC hour of the date, with honest labels.
+//!
+//! Hourly statistics come from the date's silver rows (H). The 6 h rolling
+//! statistics cover S = `[window_start - 5h, window_start + 1h)`, so the first
+//! hours of a date reach into the previous date's silver partition (the
+//! "look-back", read back from the `telemetry` table, never from raw). They
+//! are computed without a 6× explosion of the readings: each device-hour is
+//! reduced to (count, mean, sum of squared deviations) once, and six
+//! consecutive hours are merged with the parallel-variance formula, which is
+//! exact in real arithmetic and numerically stable in floating point.
+//! Calendar, maintenance and label columns are a per-row pass over the result
+//! (one row per device-hour, so small) against the reference logs.
+
+pub mod minute;
+pub mod reference;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use polars::prelude::*;
+
+use crate::calendar::{DAY_US, HOUR_US};
+
+pub use reference::{Reference, ReferenceError};
+
+/// Hours in the rolling window S, the hour itself included.
+pub const ROLLING_HOURS: i64 = 6;
+
+/// Silver columns the features read (both from the run's rows and from the table).
+pub const SILVER_COLUMNS: [&str; 7] = [
+    "device_id",
+    "device_type",
+    "event_time",
+    "temperature",
+    "pressure",
+    "vibration",
+    "message_id",
+];
+
+/// What one date's features are computed from.
+pub struct Inputs<'a> {
+    pub date: NaiveDate,
+    /// The date's silver rows (at least [`SILVER_COLUMNS`]).
+    pub silver: DataFrame,
+    /// Silver rows of the previous date from `date 00:00 - 5h` on; `None` when that partition does not exist.
+    pub lookback: Option<DataFrame>,
+    pub reference: &'a Reference,
+    /// Label cut-off: a horizon that ends after it, with no failure seen, is unknown (null).
+    pub labels_as_of: DateTime<Utc>,
+}
+
+/// Start of the look-back the previous date must supply, in µs.
+pub fn lookback_start_us(date: NaiveDate) -> i64 {
+    crate::calendar::day_start(date).timestamp_micros() - (ROLLING_HOURS - 1) * HOUR_US
+}
+
+fn f64_col(name: &str) -> Expr {
+    col(name).cast(DataType::Float64)
+}
+
+/// The columns of `frame` that the features read, with µs keys for the hour.
+fn readings(frame: DataFrame) -> LazyFrame {
+    with_hour(frame.lazy().select(SILVER_COLUMNS.map(col)))
+}
+
+/// Silver columns the look-back needs: the earlier hours only feed the rolling partials.
+pub const LOOKBACK_COLUMNS: [&str; 4] = ["device_id", "event_time", "temperature", "vibration"];
+
+/// The look-back's readings, with µs keys for the hour.
+fn earlier_readings(frame: DataFrame) -> LazyFrame {
+    with_hour(frame.lazy().select(LOOKBACK_COLUMNS.map(col)))
+}
+
+/// Just what the partials read (the look-back's columns and the hour).
+fn partial_inputs(readings: LazyFrame) -> LazyFrame {
+    readings.select(
+        LOOKBACK_COLUMNS
+            .map(col)
+            .into_iter()
+            .chain([col("ws_us")])
+            .collect::<Vec<_>>(),
+    )
+}
+
+fn with_hour(readings: LazyFrame) -> LazyFrame {
+    readings.with_column(
+        col("event_time")
+            .dt()
+            .truncate(lit("1h"))
+            .cast(DataType::Int64)
+            .alias("ws_us"),
+    )
+}
+
+/// Per device-hour: count, mean and sum of squared deviations of `name`'s non-null values.
+fn partials(name: &str, prefix: &str) -> [Expr; 3] {
+    let x = f64_col(name);
+    [
+        x.clone()
+            .count()
+            .cast(DataType::Float64)
+            .alias(format!("{prefix}_n")),
+        x.clone().mean().alias(format!("{prefix}_mean")),
+        (x.clone() - x.mean())
+            .pow(2)
+            .sum()
+            .alias(format!("{prefix}_m2")),
+    ]
+}
+
+/// Merges the partials of the hours of a group into (mean, sample std) of all their values.
+fn merged(prefix: &str) -> [Expr; 3] {
+    let n = col(format!("{prefix}_n"));
+    let mean = col(format!("{prefix}_mean"));
+    let m2 = col(format!("{prefix}_m2"));
+    let total = n.clone().sum();
+    // Hours without a value have a null mean: their terms drop out of the sums.
+    let grand_mean = (n.clone() * mean.clone()).sum() / total.clone();
+    let total_m2 = (m2 + n * (mean - grand_mean.clone()).pow(2)).sum();
+    [
+        total.clone().alias(format!("{prefix}_total")),
+        grand_mean.alias(format!("{prefix}_gmean")),
+        total_m2.alias(format!("{prefix}_gm2")),
+    ]
+}
+
+/// Sample standard deviation (n-1) from a count and a sum of squared deviations; null below two values.
+fn sample_std(n: Expr, m2: Expr) -> Expr {
+    when(n.clone().gt_eq(lit(2.0)))
+        .then((m2 / (n - lit(1.0))).sqrt())
+        .otherwise(lit(NULL).cast(DataType::Float64))
+}
+
+/// Per device-hour partials (count, mean, squared deviations) of temperature and vibration.
+fn hourly_partials(readings: LazyFrame) -> LazyFrame {
+    readings.group_by([col("device_id"), col("ws_us")]).agg(
+        partials("temperature", "t")
+            .into_iter()
+            .chain(partials("vibration", "v"))
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// Hours whose window start is in `[from, to)`.
+fn hours_in(from: i64, to: i64) -> Expr {
+    col("ws_us").gt_eq(lit(from)).and(col("ws_us").lt(lit(to)))
+}
+
+/// Computes the date's `features_hourly` rows, sorted by device and hour, all at once
+/// (the `features` command; a run goes an hour at a time through [`Hourly`]).
+pub fn compute(inputs: Inputs<'_>) -> PolarsResult<DataFrame> {
+    let date = inputs.date;
+    let lookback_complete = inputs.lookback.is_some();
+    let day_start = crate::calendar::day_start(date).timestamp_micros();
+    let own = readings(inputs.silver).filter(hours_in(day_start, day_start + DAY_US));
+    let earlier = match inputs.lookback {
+        Some(frame) => earlier_readings(frame).filter(hours_in(lookback_start_us(date), day_start)),
+        None => partial_inputs(own.clone()).limit(0),
+    };
+    // Every hour that can fall into one of the date's windows, reduced once:
+    // collected here (one row per device-hour, small), because each of the six
+    // shifted copies would otherwise re-run the group_by over every reading.
+    let hourly = hourly_partials(concat(
+        [partial_inputs(own.clone()), earlier],
+        UnionArgs::default(),
+    )?)
+    .collect()?;
+    let features = hour_features(
+        own,
+        hourly,
+        date,
+        day_start,
+        DAY_US,
+        lookback_complete,
+        false,
+    )?;
+    with_reference_columns(features, date, inputs.reference, inputs.labels_as_of)
+}
+
+/// The features of a run's date built an hour at a time, as each hour's silver rows are final.
+///
+/// Only the partials of the last six hours are kept, so the memory held is
+/// one row per device and hour of the rolling window, whatever the day's size.
+#[derive(Clone)]
+pub struct Hourly {
+    date: NaiveDate,
+    lookback_complete: bool,
+    /// Partials of the hours that can still fall in a later hour's window.
+    recent: DataFrame,
+    done: Vec<DataFrame>,
+}
+
+impl Hourly {
+    /// Starts from the previous date's silver rows of the look-back (`None`: that partition does not exist).
+    pub fn new(date: NaiveDate, lookback: Option<DataFrame>) -> PolarsResult<Hourly> {
+        let day_start = crate::calendar::day_start(date).timestamp_micros();
+        let lookback_complete = lookback.is_some();
+        let recent = match lookback {
+            Some(frame) => hourly_partials(
+                earlier_readings(frame).filter(hours_in(lookback_start_us(date), day_start)),
+            )
+            .collect()?,
+            None => hourly_partials(readings(DataFrame::empty_with_schema(&silver_schema())))
+                .collect()?,
+        };
+        Ok(Hourly {
+            date,
+            lookback_complete,
+            recent,
+            done: Vec::new(),
+        })
+    }
+
+    /// Adds one UTC hour of the date: its final silver rows, every one with
+    /// `window_start` = `ws_us`, in the order [`crate::stages::dedup::dedup_rows`] leaves them.
+    pub fn add_hour(&mut self, ws_us: i64, rows: &DataFrame) -> PolarsResult<()> {
+        let own = readings(rows.clone());
+        let partials = hourly_partials(own.clone()).collect()?;
+        let window_from = ws_us - (ROLLING_HOURS - 1) * HOUR_US;
+        self.recent = concat(
+            [
+                self.recent
+                    .clone()
+                    .lazy()
+                    .filter(col("ws_us").gt_eq(lit(window_from))),
+                partials.lazy(),
+            ],
+            UnionArgs::default(),
+        )?
+        .collect()?;
+        let frame = hour_features(
+            own,
+            self.recent.clone(),
+            self.date,
+            ws_us,
+            HOUR_US,
+            self.lookback_complete,
+            true,
+        )?;
+        self.done.push(frame);
+        Ok(())
+    }
+
+    /// The date's rows, sorted by device and hour, with the maintenance and label columns.
+    pub fn finish(
+        self,
+        reference: &Reference,
+        labels_as_of: DateTime<Utc>,
+    ) -> PolarsResult<DataFrame> {
+        let frames = self
+            .done
+            .into_iter()
+            .map(DataFrame::lazy)
+            .collect::<Vec<_>>();
+        let features = if frames.is_empty() {
+            // No hour had a reading: no rows, in the columns the hours would have had.
+            hour_features(
+                readings(DataFrame::empty_with_schema(&silver_schema())),
+                self.recent,
+                self.date,
+                0,
+                0,
+                self.lookback_complete,
+                false,
+            )?
+        } else {
+            concat(frames, UnionArgs::default())?
+                .sort(["device_id", "ws_us"], SortMultipleOptions::default())
+                .collect()?
+        };
+        with_reference_columns(features, self.date, reference, labels_as_of)
+    }
+}
+
+/// The silver columns the features read, empty.
+fn silver_schema() -> Schema {
+    Schema::from_iter([
+        Field::new("device_id".into(), DataType::String),
+        Field::new("device_type".into(), DataType::String),
+        Field::new(
+            "event_time".into(),
+            DataType::Datetime(TimeUnit::Microseconds, Some(TimeZone::UTC)),
+        ),
+        Field::new("temperature".into(), DataType::Float64),
+        Field::new("pressure".into(), DataType::Float64),
+        Field::new("vibration".into(), DataType::Float64),
+        Field::new("message_id".into(), DataType::String),
+    ])
+}
+
+/// The features of the hours in `[from, from + span)`: `own` holds those hours'
+/// readings (`presorted`: already by device, event time and message id, nulls
+/// last, as dedup leaves an hour), `hourly` the partials of every hour that reaches into their windows.
+fn hour_features(
+    own: LazyFrame,
+    hourly: DataFrame,
+    date: NaiveDate,
+    from: i64,
+    span: i64,
+    lookback_complete: bool,
+    presorted: bool,
+) -> PolarsResult<DataFrame> {
+    let keys = [col("device_id"), col("ws_us")];
+    let hourly = hourly.lazy();
+    // Each hour contributes to its own window and the five after it.
+    let shifted = (0..ROLLING_HOURS)
+        .map(|k| {
+            hourly
+                .clone()
+                .with_column((col("ws_us") + lit(k * HOUR_US)).alias("ws_us"))
+        })
+        .collect::<Vec<_>>();
+    let rolling = concat(shifted, UnionArgs::default())?
+        .filter(hours_in(from, from + span))
+        .group_by(keys.clone())
+        .agg(
+            merged("t")
+                .into_iter()
+                .chain(merged("v"))
+                .collect::<Vec<_>>(),
+        )
+        .select([
+            col("device_id"),
+            col("ws_us"),
+            when(col("t_total").gt(lit(0.0)))
+                .then(col("t_gmean"))
+                .otherwise(lit(NULL).cast(DataType::Float64))
+                .alias("temp_rolling_mean_6h"),
+            sample_std(col("t_total"), col("t_gm2")).alias("temp_rolling_std_6h"),
+            sample_std(col("v_total"), col("v_gm2")).alias("vibration_rolling_std_6h"),
+        ]);
+
+    // Hourly statistics over H, and the spike count against S's statistics.
+    let temp = f64_col("temperature");
+    let vib = f64_col("vibration");
+    // A flat window has std 0 in exact arithmetic; its rounding residue (~1e-15
+    // of the mean) must not make every reading a "spike", so a std under that
+    // noise floor counts as 0 (no reading is more than 3 × 0 away from the mean).
+    let three_sigma = lit(3.0) * col("temp_rolling_std_6h");
+    let noise_floor = lit(1e-9) * (col("temp_rolling_mean_6h").pow(2) + lit(1.0)).sqrt();
+    let spike = (temp.clone() - col("temp_rolling_mean_6h"))
+        .gt(three_sigma.clone())
+        .or((col("temp_rolling_mean_6h") - temp.clone()).gt(three_sigma))
+        .and(col("temp_rolling_std_6h").gt(noise_floor))
+        .fill_null(lit(false));
+    let own = if presorted {
+        own
+    } else {
+        own.sort_by_exprs(
+            [col("device_id"), col("event_time"), col("message_id")],
+            SortMultipleOptions::default()
+                .with_nulls_last(true)
+                .with_maintain_order(true),
+        )
+    };
+    // "Most recent non-null device_type" is the last one in this order.
+    let keep_order = JoinArgs {
+        maintain_order: MaintainOrderJoin::Left,
+        ..JoinArgs::new(JoinType::Left)
+    };
+    own.join(rolling, keys.clone(), keys.clone(), keep_order)
+        .group_by_stable(keys)
+        .agg([
+            col("device_type").drop_nulls().last().alias("device_type"),
+            len().cast(DataType::Int64).alias("reading_count"),
+            temp.clone().mean().alias("temp_mean"),
+            temp.clone().min().alias("temp_min"),
+            temp.clone().max().alias("temp_max"),
+            temp.std(1).alias("temp_std"),
+            f64_col("pressure").mean().alias("pressure_mean"),
+            vib.clone().mean().alias("vibration_mean"),
+            vib.clone().std(1).alias("vibration_std"),
+            vib.max().alias("vibration_max"),
+            col("temp_rolling_mean_6h").first(),
+            col("temp_rolling_std_6h").first(),
+            col("vibration_rolling_std_6h").first(),
+            spike.cast(DataType::Int64).sum().alias("temp_spike_count"),
+        ])
+        .with_columns([col("ws_us")
+            .cast(DataType::Datetime(
+                TimeUnit::Microseconds,
+                Some(TimeZone::UTC),
+            ))
+            .alias("window_start")])
+        .with_columns([
+            col("window_start")
+                .dt()
+                .hour()
+                .cast(DataType::Int32)
+                .alias("hour"),
+            (col("window_start").dt().weekday().cast(DataType::Int32) - lit(1))
+                .alias("day_of_week"),
+            when(
+                col("vibration_mean")
+                    .gt(lit(50.0))
+                    .and(col("vibration_std").gt(lit(10.0))),
+            )
+            .then(lit("CRITICAL"))
+            .when(
+                col("vibration_mean")
+                    .gt(lit(40.0))
+                    .and(col("vibration_std").gt(lit(5.0))),
+            )
+            .then(lit("WARNING"))
+            .otherwise(lit("NORMAL"))
+            .alias("maintenance_status"),
+            lit(lookback_complete).alias("lookback_complete"),
+            lit(crate::calendar::epoch_days(date))
+                .cast(DataType::Date)
+                .alias("feature_date"),
+        ])
+        .sort(["device_id", "ws_us"], SortMultipleOptions::default())
+        .collect()
+}
+
+/// Adds `days_since_maintenance` and the failure labels, row by row against the logs.
+fn with_reference_columns(
+    mut frame: DataFrame,
+    date: NaiveDate,
+    reference: &Reference,
+    labels_as_of: DateTime<Utc>,
+) -> PolarsResult<DataFrame> {
+    let cutoff = labels_as_of.timestamp_micros();
+    let devices = frame.column("device_id")?.str()?.clone();
+    let starts = frame.column("ws_us")?.i64()?.clone();
+    let mut since = Vec::with_capacity(frame.height());
+    let mut within_7d = Vec::with_capacity(frame.height());
+    let mut within_14d = Vec::with_capacity(frame.height());
+    for (device, start) in devices.iter().zip(starts.iter()) {
+        let (Some(device), Some(start)) = (device, start) else {
+            return Err(PolarsError::ComputeError(
+                "features: a device-hour without a device id or an hour".into(),
+            ));
+        };
+        since.push(reference.days_since_maintenance(device, date));
+        within_7d.push(reference.failure_within(device, start, 7 * DAY_US, cutoff));
+        within_14d.push(reference.failure_within(device, start, 14 * DAY_US, cutoff));
+    }
+    frame.with_column(Column::new("days_since_maintenance".into(), since))?;
+    frame.with_column(Column::new("failure_within_7d".into(), within_7d))?;
+    frame.with_column(Column::new("failure_within_14d".into(), within_14d))?;
+    Ok(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::normalize::time::parse_str;
+
+    /// (device, time, device_type, temperature, vibration)
+    type R<'a> = (&'a str, &'a str, Option<&'a str>, Option<f64>, Option<f64>);
+
+    fn silver(rows: &[R]) -> DataFrame {
+        let times: Vec<i64> = rows.iter().map(|r| parse_str(r.1).unwrap()).collect();
+        DataFrame::new_infer_height(vec![
+            Column::new(
+                "device_id".into(),
+                rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "device_type".into(),
+                rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            ),
+            Int64Chunked::from_vec("event_time".into(), times)
+                .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+                .into_column(),
+            Column::new(
+                "temperature".into(),
+                rows.iter().map(|r| r.3).collect::<Vec<_>>(),
+            ),
+            Column::new("pressure".into(), vec![Some(1.0f64); rows.len()]),
+            Column::new(
+                "vibration".into(),
+                rows.iter().map(|r| r.4).collect::<Vec<_>>(),
+            ),
+            Column::new("message_id".into(), vec![None::<&str>; rows.len()]),
+        ])
+        .unwrap()
+    }
+
+    fn day(s: &str) -> NaiveDate {
+        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
+    }
+
+    fn run(date: &str, rows: &[R], lookback: Option<&[R]>, reference: &Reference) -> DataFrame {
+        compute(Inputs {
+            date: day(date),
+            silver: silver(rows),
+            lookback: lookback.map(silver),
+            reference,
+            labels_as_of: DateTime::from_timestamp_micros(
+                parse_str("2024-03-20T00:00:00Z").unwrap(),
+            )
+            .unwrap(),
+        })
+        .unwrap()
+    }
+
+    /// The value of `column` in the row of `device` whose hour is `hour`.
+    fn at(frame: &DataFrame, device: &str, hour: i32, column: &str) -> AnyValue<'static> {
+        let devices = frame.column("device_id").unwrap().str().unwrap().clone();
+        let hours = frame.column("hour").unwrap().i32().unwrap().clone();
+        let idx = (0..frame.height())
+            .find(|&i| devices.get(i) == Some(device) && hours.get(i) == Some(hour))
+            .unwrap_or_else(|| panic!("no row for {device} at hour {hour}"));
+        frame
+            .column(column)
+            .unwrap()
+            .get(idx)
+            .unwrap()
+            .into_static()
+    }
+
+    fn f(v: AnyValue) -> Option<f64> {
+        match v {
+            AnyValue::Null => None,
+            v => v.extract::<f64>(),
+        }
+    }
+
+    fn close(got: Option<f64>, want: f64) {
+        let got = got.unwrap_or(f64::NAN);
+        assert!(
+            (got - want).abs() <= 1e-9 * want.abs().max(1.0),
+            "{got} != {want}"
+        );
+    }
+
+    /// Sample standard deviation, the textbook two-pass way.
+    fn stdev(xs: &[f64]) -> f64 {
+        let m = xs.iter().sum::<f64>() / xs.len() as f64;
+        (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt()
+    }
+
+    #[test]
+    fn a_spike_counts_once_in_its_hour() {
+        let times: Vec<String> = (0..20)
+            .map(|m| format!("2024-03-11T10:{m:02}:00Z"))
+            .collect();
+        let mut rows: Vec<R> = times
+            .iter()
+            .map(|t| ("p", t.as_str(), Some("pump"), Some(20.0), Some(1.0)))
+            .collect();
+        rows.push((
+            "p",
+            "2024-03-11T10:30:00Z",
+            Some("pump"),
+            Some(100.0),
+            Some(1.0),
+        ));
+        rows.push((
+            "p",
+            "2024-03-11T11:00:00Z",
+            Some("pump"),
+            Some(20.0),
+            Some(1.0),
+        ));
+        let out = run("2024-03-11", &rows, None, &Reference::default());
+        let mut s: Vec<f64> = vec![20.0; 20];
+        s.push(100.0);
+        // mean 500/21 = 23.81, std 17.46: |100 - 23.81| > 3 * 17.46, |20 - 23.81| is not.
+        close(f(at(&out, "p", 10, "temp_rolling_mean_6h")), 500.0 / 21.0);
+        close(f(at(&out, "p", 10, "temp_rolling_std_6h")), stdev(&s));
+        assert_eq!(at(&out, "p", 10, "temp_spike_count"), AnyValue::Int64(1));
+        assert_eq!(at(&out, "p", 10, "reading_count"), AnyValue::Int64(21));
+        close(f(at(&out, "p", 10, "temp_max")), 100.0);
+        // Hour 11's window still holds the spike, but the spike is not a reading of hour 11.
+        assert_eq!(at(&out, "p", 11, "temp_spike_count"), AnyValue::Int64(0));
+        s.push(20.0);
+        close(f(at(&out, "p", 11, "temp_rolling_std_6h")), stdev(&s));
+    }
+
+    #[test]
+    fn the_six_hour_window_reaches_across_midnight() {
+        let previous: [R; 3] = [
+            ("p", "2024-03-10T18:59:59Z", None, Some(1000.0), Some(0.0)), // before S of 00:00
+            ("p", "2024-03-10T19:00:00Z", None, Some(10.0), Some(2.0)),   // first instant of S
+            ("p", "2024-03-10T23:30:00Z", None, Some(30.0), Some(4.0)),
+        ];
+        let today: [R; 3] = [
+            ("p", "2024-03-11T00:10:00Z", None, Some(20.0), Some(6.0)),
+            ("p", "2024-03-11T04:00:00Z", None, Some(40.0), Some(8.0)),
+            ("p", "2024-03-11T05:00:00Z", None, Some(50.0), Some(10.0)),
+        ];
+        let out = run("2024-03-11", &today, Some(&previous), &Reference::default());
+        assert_eq!(out.height(), 3, "rows only for the date's own hours");
+        // 00:00: S = 19:00 .. 01:00 -> {10, 30, 20}
+        close(f(at(&out, "p", 0, "temp_rolling_mean_6h")), 20.0);
+        close(f(at(&out, "p", 0, "temp_rolling_std_6h")), 10.0);
+        close(
+            f(at(&out, "p", 0, "vibration_rolling_std_6h")),
+            stdev(&[2.0, 4.0, 6.0]),
+        );
+        // 04:00: S = 23:00 .. 05:00 -> {30, 20, 40}
+        close(f(at(&out, "p", 4, "temp_rolling_mean_6h")), 30.0);
+        close(f(at(&out, "p", 4, "temp_rolling_std_6h")), 10.0);
+        // 05:00: S = 00:00 .. 06:00 -> {20, 40, 50}
+        close(f(at(&out, "p", 5, "temp_rolling_mean_6h")), 110.0 / 3.0);
+        close(
+            f(at(&out, "p", 5, "temp_rolling_std_6h")),
+            stdev(&[20.0, 40.0, 50.0]),
+        );
+        assert_eq!(
+            at(&out, "p", 0, "lookback_complete"),
+            AnyValue::Boolean(true)
+        );
+    }
+
+    #[test]
+    fn a_missing_previous_day_shortens_the_early_windows_and_says_so() {
+        let today: [R; 2] = [
+            ("p", "2024-03-11T00:10:00Z", None, Some(20.0), None),
+            ("p", "2024-03-11T01:10:00Z", None, Some(30.0), None),
+        ];
+        let out = run("2024-03-11", &today, None, &Reference::default());
+        close(f(at(&out, "p", 0, "temp_rolling_mean_6h")), 20.0);
+        assert_eq!(at(&out, "p", 0, "temp_rolling_std_6h"), AnyValue::Null);
+        close(
+            f(at(&out, "p", 1, "temp_rolling_std_6h")),
+            stdev(&[20.0, 30.0]),
+        );
+        assert_eq!(
+            at(&out, "p", 1, "lookback_complete"),
+            AnyValue::Boolean(false)
+        );
+    }
+
+    #[test]
+    fn one_reading_has_no_std_and_status_needs_a_std() {
+        let out = run(
+            "2024-03-11",
+            &[(
+                "p",
+                "2024-03-11T07:00:00Z",
+                Some("pump"),
+                Some(20.0),
+                Some(100.0),
+            )],
+            None,
+            &Reference::default(),
+        );
+        assert_eq!(at(&out, "p", 7, "temp_std"), AnyValue::Null);
+        assert_eq!(at(&out, "p", 7, "vibration_std"), AnyValue::Null);
+        assert_eq!(at(&out, "p", 7, "temp_spike_count"), AnyValue::Int64(0));
+        assert_eq!(
+            at(&out, "p", 7, "maintenance_status"),
+            AnyValue::String("NORMAL")
+        );
+        // Two readings, but one value each: still no std (nulls do not count).
+        let out = run(
+            "2024-03-11",
+            &[
+                ("p", "2024-03-11T07:00:00Z", None, Some(20.0), None),
+                ("p", "2024-03-11T07:10:00Z", None, None, Some(100.0)),
+            ],
+            None,
+            &Reference::default(),
+        );
+        assert_eq!(at(&out, "p", 7, "reading_count"), AnyValue::Int64(2));
+        assert_eq!(at(&out, "p", 7, "temp_std"), AnyValue::Null);
+        assert_eq!(at(&out, "p", 7, "vibration_std"), AnyValue::Null);
+    }
+
+    #[test]
+    fn maintenance_status_thresholds() {
+        let rows: [R; 6] = [
+            // mean 50 (not > 50), std 14.1: WARNING
+            ("w", "2024-03-11T01:00:00Z", None, None, Some(40.0)),
+            ("w", "2024-03-11T01:01:00Z", None, None, Some(60.0)),
+            // mean 55, std 14.1: CRITICAL
+            ("c", "2024-03-11T01:00:00Z", None, None, Some(45.0)),
+            ("c", "2024-03-11T01:01:00Z", None, None, Some(65.0)),
+            // mean 51, std 1.4: NORMAL
+            ("n", "2024-03-11T01:00:00Z", None, None, Some(50.0)),
+            ("n", "2024-03-11T01:01:00Z", None, None, Some(52.0)),
+        ];
+        let out = run("2024-03-11", &rows, None, &Reference::default());
+        assert_eq!(
+            at(&out, "w", 1, "maintenance_status"),
+            AnyValue::String("WARNING")
+        );
+        assert_eq!(
+            at(&out, "c", 1, "maintenance_status"),
+            AnyValue::String("CRITICAL")
+        );
+        assert_eq!(
+            at(&out, "n", 1, "maintenance_status"),
+            AnyValue::String("NORMAL")
+        );
+        // All temperatures null: no temperature statistics, no spike.
+        assert_eq!(at(&out, "w", 1, "temp_mean"), AnyValue::Null);
+        assert_eq!(at(&out, "w", 1, "temp_rolling_mean_6h"), AnyValue::Null);
+        assert_eq!(at(&out, "w", 1, "temp_spike_count"), AnyValue::Int64(0));
+    }
+
+    #[test]
+    fn device_type_is_the_latest_non_null_of_the_hour_and_calendar_columns() {
+        let rows: [R; 3] = [
+            // In input order the last non-null would be "a": only a time sort gives "b".
+            ("p", "2024-03-10T22:20:00Z", None, Some(1.0), None),
+            ("p", "2024-03-10T22:15:00Z", Some("b"), Some(1.0), None),
+            ("p", "2024-03-10T22:05:00Z", Some("a"), Some(1.0), None),
+        ];
+        let out = run("2024-03-10", &rows, None, &Reference::default());
+        assert_eq!(at(&out, "p", 22, "device_type"), AnyValue::String("b"));
+        // 2024-03-10 is a Sunday.
+        assert_eq!(at(&out, "p", 22, "day_of_week"), AnyValue::Int32(6));
+        let monday = run(
+            "2024-03-11",
+            &[("p", "2024-03-11T00:00:00Z", None, None, None)],
+            None,
+            &Reference::default(),
+        );
+        assert_eq!(at(&monday, "p", 0, "day_of_week"), AnyValue::Int32(0));
+    }
+
+    #[test]
+    fn maintenance_and_labels_per_device() {
+        let reference = Reference {
+            maintenance: [("p".to_string(), vec![day("2024-03-01"), day("2024-03-09")])].into(),
+            failures: [(
+                "p".to_string(),
+                vec![parse_str("2024-03-18T03:00:00Z").unwrap()],
+            )]
+            .into(),
+        };
+        let rows: [R; 3] = [
+            ("p", "2024-03-11T02:30:00Z", None, None, None),
+            ("p", "2024-03-11T03:30:00Z", None, None, None),
+            ("q", "2024-03-11T03:30:00Z", None, None, None),
+        ];
+        let out = run("2024-03-11", &rows, None, &reference);
+        assert_eq!(
+            at(&out, "p", 2, "days_since_maintenance"),
+            AnyValue::Int32(2)
+        );
+        assert_eq!(at(&out, "q", 3, "days_since_maintenance"), AnyValue::Null);
+        // The failure is at 2024-03-18 03:00: 02:00 + 7 d ends before it, 03:00 + 7 d ends on it.
+        assert_eq!(
+            at(&out, "p", 2, "failure_within_7d"),
+            AnyValue::Boolean(false)
+        );
+        assert_eq!(
+            at(&out, "p", 3, "failure_within_7d"),
+            AnyValue::Boolean(true)
+        );
+        assert_eq!(
+            at(&out, "p", 2, "failure_within_14d"),
+            AnyValue::Boolean(true)
+        );
+        // q: no failure; 7 d seen by the cut-off (2024-03-20), 14 d not.
+        assert_eq!(
+            at(&out, "q", 3, "failure_within_7d"),
+            AnyValue::Boolean(false)
+        );
+        assert_eq!(at(&out, "q", 3, "failure_within_14d"), AnyValue::Null);
+    }
+}

@@ -1,0 +1,701 @@
+//! The normalize stage: each raw record becomes a typed silver row or a reject with a reason.
+//!
+//! Rules run in a fixed order and the first that fails names the reject:
+//! malformed_record → missing_device_id → invalid_timestamp → type_mismatch →
+//! out_of_range → late_beyond_window / event_time_in_future.
+
+pub mod time;
+
+use std::borrow::Cow;
+use std::fmt;
+
+use polars::prelude::{Column as PlColumn, IntoColumn, PlSmallStr, StringChunked};
+use polars_arrow::array::{MutableBinaryViewArray, Utf8ViewArray};
+
+use crate::config::schema::{Column, TelemetrySchema};
+use crate::stages::source::decode::{self, Fields, Found};
+use crate::stages::source::{layout::Partition, Blob, Window};
+
+/// Why a record (or file) was not accepted; the names are the contract's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Reason {
+    MalformedRecord,
+    MissingDeviceId,
+    InvalidTimestamp,
+    TypeMismatch,
+    OutOfRange,
+    LateBeyondWindow,
+    EventTimeInFuture,
+    UnreadableFile,
+}
+
+impl Reason {
+    pub const ALL: [Reason; 8] = [
+        Reason::MalformedRecord,
+        Reason::MissingDeviceId,
+        Reason::InvalidTimestamp,
+        Reason::TypeMismatch,
+        Reason::OutOfRange,
+        Reason::LateBeyondWindow,
+        Reason::EventTimeInFuture,
+        Reason::UnreadableFile,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::MalformedRecord => "malformed_record",
+            Reason::MissingDeviceId => "missing_device_id",
+            Reason::InvalidTimestamp => "invalid_timestamp",
+            Reason::TypeMismatch => "type_mismatch",
+            Reason::OutOfRange => "out_of_range",
+            Reason::LateBeyondWindow => "late_beyond_window",
+            Reason::EventTimeInFuture => "event_time_in_future",
+            Reason::UnreadableFile => "unreadable_file",
+        }
+    }
+}
+
+impl fmt::Display for Reason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The window rules of a run.
+#[derive(Debug, Clone)]
+pub struct Rules {
+    pub schema: TelemetrySchema,
+    /// Start of the run's date (µs): rows are kept by their hour of it.
+    pub day_start_us: i64,
+    pub late_arrival_us: i64,
+    pub clock_skew_us: i64,
+    /// The job's declared blob format and CSV dialect.
+    pub format: decode::Declared,
+    pub csv: decode::CsvDialect,
+    /// How big a blob and a record may be.
+    pub limits: decode::Limits,
+}
+
+/// A record that passed every rule; its strings borrow from the record where they can.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row<'a> {
+    pub device_id: Cow<'a, str>,
+    pub device_type: Option<Cow<'a, str>>,
+    pub event_time: i64,
+    pub temperature: Option<f64>,
+    pub pressure: Option<f64>,
+    pub vibration: Option<f64>,
+    pub priority: Option<Cow<'a, str>>,
+    pub message_id: Option<Cow<'a, str>>,
+    pub enqueued_time: Option<i64>,
+}
+
+/// One rejected record or file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reject {
+    pub blob: u32,
+    pub line: Option<u64>,
+    pub reason: Reason,
+    pub detail: String,
+    pub raw: String,
+}
+
+/// Largest raw text kept in a reject.
+pub const RAW_LIMIT: usize = 4096;
+
+fn cut_raw(raw: &str) -> String {
+    if raw.len() <= RAW_LIMIT {
+        return raw.to_string();
+    }
+    let mut end = RAW_LIMIT;
+    while !raw.is_char_boundary(end) {
+        end -= 1;
+    }
+    raw[..end].to_string()
+}
+
+type Failure = (Reason, String);
+
+fn string_field(found: Found<'_>) -> Result<Option<Cow<'_, str>>, &'static str> {
+    match found {
+        Found::Missing => Ok(None),
+        Found::Str(s) if s.trim().is_empty() => Ok(None),
+        Found::Str(s) => Ok(Some(Cow::Borrowed(s))),
+        Found::Num(n) => Ok(Some(Cow::Owned(n.to_string()))),
+        Found::Bool(b) => Ok(Some(Cow::Owned(b.to_string()))),
+        Found::Nested => Err("an object or array"),
+    }
+}
+
+fn double_field(
+    name: &str,
+    col: &Column,
+    found: Found<'_>,
+    decimal_comma: bool,
+) -> Result<Option<f64>, Failure> {
+    let v = match found {
+        Found::Missing => return Ok(None),
+        Found::Num(n) => n.as_f64(),
+        Found::Str(s) => {
+            let s = s.trim();
+            if s.is_empty() || s.eq_ignore_ascii_case("nan") || s.eq_ignore_ascii_case("null") {
+                return Ok(None);
+            }
+            // `21,5` with a decimal comma; `21.5` is then a type mismatch, as a
+            // thousands separator would make it ambiguous.
+            let parsed = if decimal_comma {
+                if s.contains('.') {
+                    Err(())
+                } else {
+                    s.replacen(',', ".", 1).parse::<f64>().map_err(|_| ())
+                }
+            } else {
+                s.parse::<f64>().map_err(|_| ())
+            };
+            match parsed {
+                Ok(v) => Some(v),
+                Err(()) => {
+                    let mark = if decimal_comma {
+                        " with a decimal comma"
+                    } else {
+                        ""
+                    };
+                    return Err((
+                        Reason::TypeMismatch,
+                        format!("{name}: `{s}` is not a number{mark}"),
+                    ));
+                }
+            }
+        }
+        Found::Bool(b) => {
+            return Err((
+                Reason::TypeMismatch,
+                format!("{name}: boolean {b} is not a number"),
+            ))
+        }
+        Found::Nested => {
+            return Err((
+                Reason::TypeMismatch,
+                format!("{name}: an object or array is not a number"),
+            ))
+        }
+    };
+    match v {
+        None => Ok(None),
+        Some(v) if v.is_nan() => Ok(None),
+        Some(v) if !col.in_range(v) => Err((
+            Reason::OutOfRange,
+            format!(
+                "{name} {v} outside {}..{}",
+                col.min.map_or("-inf".into(), |m| m.to_string()),
+                col.max.map_or("inf".into(), |m| m.to_string())
+            ),
+        )),
+        Some(v) => Ok(Some(v)),
+    }
+}
+
+fn time_field(name: &str, found: Found<'_>) -> Result<Option<i64>, Failure> {
+    let parsed = match found {
+        Found::Missing => return Ok(None),
+        Found::Str(s) => time::parse_str(s),
+        Found::Num(n) => match n.as_i64() {
+            Some(i) => time::from_epoch(i as f64),
+            None => time::from_epoch(n.as_f64().unwrap_or(f64::NAN)),
+        },
+        Found::Bool(_) | Found::Nested => Err("not a timestamp".into()),
+    };
+    parsed
+        .map(Some)
+        .map_err(|e| (Reason::InvalidTimestamp, format!("{name}: {e}")))
+}
+
+/// Maps one record's fields onto the silver columns, applying the type and range rules.
+pub fn to_row<'f>(fields: &'f Fields<'_>, schema: &TelemetrySchema) -> Result<Row<'f>, Failure> {
+    let device_id = match string_field(fields.get(&schema.device_id.aliases)) {
+        Ok(Some(d)) => d,
+        Ok(None) => {
+            return Err((
+                Reason::MissingDeviceId,
+                format!("none of {} present", schema.device_id.aliases.join(", ")),
+            ))
+        }
+        Err(what) => {
+            return Err((
+                Reason::TypeMismatch,
+                format!("device_id is {what}, not a string"),
+            ))
+        }
+    };
+    let event_time =
+        time_field("event_time", fields.get(&schema.event_time.aliases))?.ok_or_else(|| {
+            (
+                Reason::InvalidTimestamp,
+                format!(
+                    "event_time missing (none of {} present)",
+                    schema.event_time.aliases.join(", ")
+                ),
+            )
+        })?;
+    let enqueued_time = time_field("enqueued_time", fields.get(&schema.enqueued_time.aliases))?;
+    let text = |name: &str, col: &Column| {
+        string_field(fields.get(&col.aliases)).map_err(|what| {
+            (
+                Reason::TypeMismatch,
+                format!("{name} is {what}, not a string"),
+            )
+        })
+    };
+    let device_type = text("device_type", &schema.device_type)?;
+    let priority = text("priority", &schema.priority)?;
+    let message_id = text("message_id", &schema.message_id)?;
+    // Type errors outrank range errors: check all types before any range.
+    let mut range_failure = None;
+    let mut number = |name: &str, col: &Column| -> Result<Option<f64>, Failure> {
+        match double_field(name, col, fields.get(&col.aliases), fields.decimal_comma()) {
+            Err((Reason::OutOfRange, d)) => {
+                range_failure.get_or_insert((Reason::OutOfRange, d));
+                Ok(None)
+            }
+            other => other,
+        }
+    };
+    let temperature = number("temperature", &schema.temperature)?;
+    let pressure = number("pressure", &schema.pressure)?;
+    let vibration = number("vibration", &schema.vibration)?;
+    if let Some(f) = range_failure {
+        return Err(f);
+    }
+    Ok(Row {
+        device_id,
+        device_type,
+        event_time,
+        temperature,
+        pressure,
+        vibration,
+        priority,
+        message_id,
+        enqueued_time,
+    })
+}
+
+/// The window rules: an event may be up to `late_arrival` before its blob's
+/// partition and up to `clock_skew` after the partition's end.
+pub fn check_window(event_time: i64, partition: &Partition, rules: &Rules) -> Result<(), Failure> {
+    let start = partition.start.timestamp_micros();
+    let end = partition.end().timestamp_micros();
+    let fmt = |us: i64| {
+        chrono::DateTime::from_timestamp_micros(us)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
+            .unwrap_or_else(|| us.to_string())
+    };
+    if event_time < start - rules.late_arrival_us {
+        return Err((
+            Reason::LateBeyondWindow,
+            format!(
+                "event_time {} is before partition {} minus late_arrival",
+                fmt(event_time),
+                fmt(start)
+            ),
+        ));
+    }
+    if event_time > end + rules.clock_skew_us {
+        return Err((
+            Reason::EventTimeInFuture,
+            format!(
+                "event_time {} is after partition end {} plus clock_skew",
+                fmt(event_time),
+                fmt(end)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A string column built without a heap string per row: short strings live in
+/// the views themselves, longer ones in shared buffers (Arrow's view layout, as
+/// Polars stores strings). Each blob's rows become one chunk.
+#[derive(Debug, Default)]
+pub struct StrColumn {
+    chunks: Vec<Utf8ViewArray>,
+    current: MutableBinaryViewArray<str>,
+}
+
+impl StrColumn {
+    pub fn push(&mut self, value: Option<&str>) {
+        self.current.push(value);
+    }
+
+    fn seal(&mut self) {
+        if self.current.len() > 0 {
+            self.chunks.push(std::mem::take(&mut self.current).freeze());
+        }
+    }
+
+    fn append(&mut self, mut other: StrColumn) {
+        self.seal();
+        other.seal();
+        self.chunks.append(&mut other.chunks);
+    }
+
+    /// The column as Polars' `String`, one chunk per blob.
+    pub fn into_column(mut self, name: &str) -> PlColumn {
+        self.seal();
+        if self.chunks.is_empty() {
+            // Polars wants at least one chunk, even an empty one.
+            self.chunks
+                .push(MutableBinaryViewArray::<str>::new().freeze());
+        }
+        StringChunked::from_chunk_iter(PlSmallStr::from(name), self.chunks).into_column()
+    }
+}
+
+/// The silver rows of many blobs, column by column (the input to Polars).
+#[derive(Debug, Default)]
+pub struct RowColumns {
+    pub device_id: StrColumn,
+    pub device_type: StrColumn,
+    pub event_time: Vec<i64>,
+    pub temperature: Vec<Option<f64>>,
+    pub pressure: Vec<Option<f64>>,
+    pub vibration: Vec<Option<f64>>,
+    pub priority: StrColumn,
+    pub message_id: StrColumn,
+    pub enqueued_time: Vec<Option<i64>>,
+    /// Index of the blob in the (path-sorted) listing: orders like `source_file`.
+    pub blob: Vec<u32>,
+    pub line: Vec<u64>,
+}
+
+impl RowColumns {
+    pub fn push(&mut self, row: Row<'_>, blob: u32, line: u64) {
+        self.device_id.push(Some(&row.device_id));
+        self.device_type.push(row.device_type.as_deref());
+        self.event_time.push(row.event_time);
+        self.temperature.push(row.temperature);
+        self.pressure.push(row.pressure);
+        self.vibration.push(row.vibration);
+        self.priority.push(row.priority.as_deref());
+        self.message_id.push(row.message_id.as_deref());
+        self.enqueued_time.push(row.enqueued_time);
+        self.blob.push(blob);
+        self.line.push(line);
+    }
+
+    pub fn len(&self) -> usize {
+        self.event_time.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.event_time.is_empty()
+    }
+
+    pub fn append(&mut self, mut other: RowColumns) {
+        self.device_id.append(other.device_id);
+        self.device_type.append(other.device_type);
+        self.event_time.append(&mut other.event_time);
+        self.temperature.append(&mut other.temperature);
+        self.pressure.append(&mut other.pressure);
+        self.vibration.append(&mut other.vibration);
+        self.priority.append(other.priority);
+        self.message_id.append(other.message_id);
+        self.enqueued_time.append(&mut other.enqueued_time);
+        self.blob.append(&mut other.blob);
+        self.line.append(&mut other.line);
+    }
+}
+
+pub use crate::calendar::{DAY_US, HOUR_US};
+
+/// What one blob yielded.
+#[derive(Debug, Default)]
+pub struct BlobOutcome {
+    /// The valid rows of the run's date, by UTC hour of `event_time` (0-23).
+    pub hours: Vec<(usize, RowColumns)>,
+    /// Valid rows of an own blob whose `event_date` is another date (counted, not kept).
+    pub other_dates: u64,
+    /// Valid rows of a look-ahead blob whose `event_date` is the date (counted as read).
+    pub look_ahead_rows: u64,
+    /// Rejects of the date's own partitions (look-ahead rejects are the next date's).
+    pub rejects: Vec<Reject>,
+    /// Records counted for the date from this blob before the date filter: every
+    /// record (and unreadable file) of an own blob; look-ahead blobs count later.
+    pub own_records: u64,
+    pub empty: bool,
+}
+
+/// The `detail` of a blob rejected unread for its size.
+pub fn oversized(size: u64, limits: &decode::Limits) -> String {
+    format!(
+        "blob is {size} bytes, over max_blob_bytes = {} (the [limits] of the job file); not read",
+        limits.max_blob_bytes
+    )
+}
+
+/// The outcome of a blob too big to read: one `unreadable_file` (if it is the date's own).
+pub fn oversized_blob(idx: u32, blob: &Blob, limits: &decode::Limits) -> BlobOutcome {
+    let mut out = BlobOutcome::default();
+    if blob.window == Window::Own {
+        out.own_records = 1;
+        out.rejects.push(Reject {
+            blob: idx,
+            line: None,
+            reason: Reason::UnreadableFile,
+            detail: oversized(blob.size, limits),
+            raw: String::new(),
+        });
+    }
+    out
+}
+
+/// Decodes and normalizes one blob's bytes.
+pub fn process_blob(idx: u32, blob: &Blob, bytes: &[u8], rules: &Rules) -> BlobOutcome {
+    let own = blob.window == Window::Own;
+    let mut out = BlobOutcome {
+        empty: bytes.is_empty(),
+        ..BlobOutcome::default()
+    };
+    if bytes.is_empty() {
+        return out;
+    }
+    let unreadable = |out: &mut BlobOutcome, detail: String, raw: &[u8]| {
+        if own {
+            out.own_records += 1;
+            out.rejects.push(Reject {
+                blob: idx,
+                line: None,
+                reason: Reason::UnreadableFile,
+                detail,
+                raw: cut_raw(&String::from_utf8_lossy(&raw[..raw.len().min(RAW_LIMIT)])),
+            });
+        }
+    };
+    if bytes.len() as u64 > rules.limits.max_blob_bytes {
+        let detail = oversized(bytes.len() as u64, &rules.limits);
+        unreadable(&mut out, detail, &[]);
+        return out;
+    }
+    let mut inflated = decode::Inflated::new(bytes, &rules.limits);
+    let head = match inflated.head() {
+        Ok(h) => h,
+        Err(e) => {
+            unreadable(&mut out, e, &[]);
+            return out;
+        }
+    };
+    if inflated.ended() && head.iter().all(|b| b.is_ascii_whitespace()) {
+        out.empty = true;
+        return out;
+    }
+    let format = match decode::resolve(rules.format, &blob.path, &head, &rules.csv) {
+        Ok(f) => f,
+        Err(e) => {
+            unreadable(&mut out, e, &[]);
+            return out;
+        }
+    };
+    let start = head[..head.len().min(RAW_LIMIT)].to_vec();
+    let data = inflated.after(head);
+    let mut hours: Vec<(usize, RowColumns)> = Vec::new();
+    let (mut other_dates, mut look_ahead_rows) = (0u64, 0u64);
+    let mut rejects = Vec::new();
+    let mut records = 0u64;
+    let mut seen = 0u64;
+    let result = decode::for_each_record(data, format, &rules.csv, &rules.limits, |rec| {
+        seen += 1;
+        let fields = rec.fields.map_err(|e| (Reason::MalformedRecord, e));
+        let outcome = fields
+            .as_ref()
+            .map_err(Clone::clone)
+            .and_then(|f| to_row(f, &rules.schema))
+            .and_then(|row| {
+                check_window(row.event_time, &blob.partition, rules)?;
+                Ok(row)
+            });
+        match outcome {
+            Ok(row) => {
+                let since = row.event_time - rules.day_start_us;
+                let in_day = (0..DAY_US).contains(&since);
+                if own {
+                    records += 1;
+                    other_dates += u64::from(!in_day);
+                } else {
+                    look_ahead_rows += u64::from(in_day);
+                }
+                if in_day {
+                    let hour = (since / HOUR_US) as usize;
+                    let at = match hours.iter().position(|(h, _)| *h == hour) {
+                        Some(at) => at,
+                        None => {
+                            hours.push((hour, RowColumns::default()));
+                            hours.len() - 1
+                        }
+                    };
+                    hours[at].1.push(row, idx, rec.line);
+                }
+            }
+            Err((reason, detail)) => {
+                if own {
+                    records += 1;
+                    rejects.push(Reject {
+                        blob: idx,
+                        line: Some(rec.line),
+                        reason,
+                        detail,
+                        raw: cut_raw(rec.raw),
+                    });
+                }
+            }
+        }
+    });
+    if let Err(e) = result {
+        // The blob stops here: what was read stands, the rest is one reject.
+        unreadable(&mut out, e, if seen == 0 { &start } else { &[] });
+        seen += 1;
+    }
+    hours.sort_by_key(|(h, _)| *h);
+    out.hours = hours;
+    out.other_dates = other_dates;
+    out.look_ahead_rows = look_ahead_rows;
+    out.rejects.extend(rejects);
+    out.own_records += records;
+    // An idle producer's `[]`, header-only CSV or header-only Avro container.
+    out.empty = seen == 0;
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::source::layout::Layout;
+    use serde_json::json;
+
+    fn schema() -> TelemetrySchema {
+        TelemetrySchema::embedded().unwrap()
+    }
+
+    fn row_of(v: serde_json::Value) -> Result<Row<'static>, Failure> {
+        let serde_json::Value::Object(m) = v else {
+            panic!()
+        };
+        let fields = Fields::Json(m);
+        let row = to_row(&fields, &schema())?;
+        let own = |s: Option<Cow<'_, str>>| s.map(|s| Cow::Owned(s.into_owned()));
+        Ok(Row {
+            device_id: Cow::Owned(row.device_id.into_owned()),
+            device_type: own(row.device_type),
+            priority: own(row.priority),
+            message_id: own(row.message_id),
+            ..row
+        })
+    }
+
+    #[test]
+    fn aliases_case_and_numeric_strings() {
+        let r = row_of(json!({
+            "DeviceID": "pump-1", "TIMESTAMP": "2024-03-11T10:00:00Z",
+            "temp": "21.5", "Pressure": 3, "vibration": "NaN", "extra": {"x": 1},
+            "IoTHub": {"MessageId": "m-1", "EnqueuedTime": "2024-03-11T10:00:01Z"}
+        }))
+        .unwrap();
+        assert_eq!(r.device_id, "pump-1");
+        assert_eq!(r.temperature, Some(21.5));
+        assert_eq!(r.pressure, Some(3.0));
+        assert_eq!(r.vibration, None);
+        assert_eq!(r.message_id.as_deref(), Some("m-1"));
+        assert_eq!(r.enqueued_time, Some(r.event_time + 1_000_000));
+    }
+
+    #[test]
+    fn first_alias_present_wins() {
+        let r = row_of(json!({
+            "device_id": "second", "deviceId": "first", "timestamp": 1710151200,
+            "event_time": "garbage"
+        }))
+        .unwrap();
+        assert_eq!(r.device_id, "first");
+        assert_eq!(r.event_time, 1_710_151_200_000_000);
+    }
+
+    #[test]
+    fn reasons_in_order() {
+        let reason = |v| row_of(v).unwrap_err().0;
+        assert_eq!(
+            reason(json!({"timestamp": "2024-03-11T10:00:00Z"})),
+            Reason::MissingDeviceId
+        );
+        assert_eq!(
+            reason(json!({"deviceId": "", "timestamp": "2024-03-11T10:00:00Z"})),
+            Reason::MissingDeviceId
+        );
+        assert_eq!(
+            reason(json!({"deviceId": {"id": "a"}, "timestamp": "2024-03-11T10:00:00Z"})),
+            Reason::TypeMismatch
+        );
+        assert_eq!(reason(json!({"deviceId": "a"})), Reason::InvalidTimestamp);
+        assert_eq!(
+            reason(json!({"deviceId": "a", "timestamp": "noon"})),
+            Reason::InvalidTimestamp
+        );
+        assert_eq!(
+            reason(json!({"deviceId": "a", "timestamp": 1710151200, "temperature": "hot"})),
+            Reason::TypeMismatch
+        );
+        assert_eq!(
+            reason(json!({"deviceId": "a", "timestamp": 1710151200, "pressure": true})),
+            Reason::TypeMismatch
+        );
+        assert_eq!(
+            reason(json!({"deviceId": "a", "timestamp": 1710151200, "temperature": 150.5})),
+            Reason::OutOfRange
+        );
+        assert_eq!(
+            reason(json!({"deviceId": "a", "timestamp": 1710151200,
+                          "temperature": 500, "vibration": "x"})),
+            Reason::TypeMismatch,
+            "a type error outranks a range error in another column"
+        );
+        assert!(
+            row_of(json!({"deviceId": "a", "timestamp": 1710151200, "temperature": 150})).is_ok(),
+            "range is inclusive"
+        );
+    }
+
+    #[test]
+    fn window_edges() {
+        let layout = Layout::parse("t/{yyyy}/{MM}/{dd}/{HH}/").unwrap();
+        let p = layout.partition_of("t/2024/03/11/10/x.json").unwrap();
+        let rules = Rules {
+            schema: schema(),
+            day_start_us: 0,
+            late_arrival_us: 2 * 3600 * 1_000_000,
+            clock_skew_us: 5 * 60 * 1_000_000,
+            format: decode::Declared::Auto,
+            csv: decode::CsvDialect::default(),
+            limits: decode::Limits::default(),
+        };
+        let at = |s: &str| time::parse_str(s).unwrap();
+        assert!(check_window(at("2024-03-11T08:00:00Z"), &p, &rules).is_ok());
+        assert_eq!(
+            check_window(at("2024-03-11T07:59:59.999999Z"), &p, &rules)
+                .unwrap_err()
+                .0,
+            Reason::LateBeyondWindow
+        );
+        assert!(check_window(at("2024-03-11T11:05:00Z"), &p, &rules).is_ok());
+        assert_eq!(
+            check_window(at("2024-03-11T11:05:00.000001Z"), &p, &rules)
+                .unwrap_err()
+                .0,
+            Reason::EventTimeInFuture
+        );
+    }
+
+    #[test]
+    fn raw_is_cut_at_4k_on_a_char_boundary() {
+        let s = "é".repeat(3000);
+        let cut = cut_raw(&s);
+        assert!(cut.len() <= RAW_LIMIT && cut.len() >= RAW_LIMIT - 1);
+        assert!(s.starts_with(&cut));
+    }
+}

@@ -1,0 +1,746 @@
+//! Avro object container files (IoT Hub routing's Avro encoding, Event Hubs Capture), read block by block.
+//!
+//! A small reader of the Avro 1.11 container format, enough for what these
+//! producers write: a header with the writer's schema and codec (`null`,
+//! `deflate` or `snappy`), then blocks of records. Each block is decompressed
+//! on its own, so a file is never inflated whole, and a block cut short (a file
+//! still being written) costs only that block. Records come out as JSON values,
+//! so the envelope logic is the same as for IoT Hub routing's JSON encoding.
+//!
+//! Hand-written (not `apache-avro`) for per-record salvage and for bounds: a
+//! hostile file cannot make it recurse without end (schemas and values are
+//! depth-limited, a schema that can never end is refused), allocate what a count
+//! or length claims (every count is paid for by the bytes that remain), inflate a
+//! block past its limit, or lose records silently (a block must decode exactly
+//! its declared count in exactly its declared bytes, and snappy's CRC must match;
+//! otherwise the block is one reject that says why).
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use serde_json::{Map, Number, Value};
+
+use crate::stages::source::decode::Limits;
+
+/// How deep schemas and values may nest (records in records, unions, arrays).
+/// Telemetry needs 3 or 4; serde_json's own limit is 128.
+pub const MAX_DEPTH: usize = 64;
+/// The most a single block may inflate to, whatever the blob's limit.
+pub const MAX_BLOCK_BYTES: u64 = 256 << 20;
+/// Values a block may hold beyond one per byte (nulls and empty records take no bytes).
+const ZERO_SIZE_VALUES: u64 = 4096;
+
+/// The four bytes every Avro container file starts with.
+pub const MAGIC: &[u8; 4] = b"Obj\x01";
+
+/// A writer's schema, resolved enough to decode (named types are inlined by index).
+#[derive(Debug, Clone)]
+enum Schema {
+    Null,
+    Boolean,
+    Int,
+    Long,
+    Float,
+    Double,
+    Bytes,
+    String,
+    Record(Vec<(String, usize)>),
+    Enum(Vec<String>),
+    Array(usize),
+    Map(usize),
+    Union(Vec<usize>),
+    Fixed(usize),
+}
+
+/// All the schema's nodes; children refer to each other by index (so named types can recur).
+#[derive(Debug, Default)]
+struct Schemas {
+    nodes: Vec<Schema>,
+    named: HashMap<String, usize>,
+}
+
+impl Schemas {
+    fn parse(json: &Value) -> Result<(Schemas, usize), String> {
+        let mut s = Schemas::default();
+        let root = s.node(json, "", 0)?;
+        if !s.can_end()[root] {
+            return Err("recursive schema: a record of it could never end".into());
+        }
+        Ok((s, root))
+    }
+
+    /// Which nodes have a finite value: the least fixpoint, where a record needs
+    /// all its fields to end, a union one branch, and arrays and maps can be empty.
+    fn can_end(&self) -> Vec<bool> {
+        let mut ends = vec![false; self.nodes.len()];
+        loop {
+            let mut changed = false;
+            for (i, node) in self.nodes.iter().enumerate() {
+                let now = match node {
+                    Schema::Record(fields) => fields.iter().all(|(_, f)| ends[*f]),
+                    Schema::Union(branches) => branches.iter().any(|b| ends[*b]),
+                    _ => true,
+                };
+                if now && !ends[i] {
+                    ends[i] = true;
+                    changed = true;
+                }
+            }
+            if !changed {
+                return ends;
+            }
+        }
+    }
+
+    fn push(&mut self, schema: Schema) -> usize {
+        self.nodes.push(schema);
+        self.nodes.len() - 1
+    }
+
+    /// Registers a named type (full name and bare name) before its body, so it may refer to itself.
+    fn name(&mut self, obj: &Map<String, Value>, namespace: &str) -> (usize, String) {
+        let idx = self.push(Schema::Null);
+        let name = obj.get("name").and_then(Value::as_str).unwrap_or_default();
+        let ns = obj
+            .get("namespace")
+            .and_then(Value::as_str)
+            .unwrap_or(namespace);
+        let full = if name.contains('.') || ns.is_empty() {
+            name.to_string()
+        } else {
+            format!("{ns}.{name}")
+        };
+        self.named.insert(full.clone(), idx);
+        self.named
+            .insert(full.rsplit('.').next().unwrap_or(&full).to_string(), idx);
+        let ns = full.rsplit_once('.').map_or("", |(ns, _)| ns).to_string();
+        (idx, ns)
+    }
+
+    fn node(&mut self, json: &Value, namespace: &str, depth: usize) -> Result<usize, String> {
+        if depth > MAX_DEPTH {
+            return Err(format!("schema nested deeper than {MAX_DEPTH}"));
+        }
+        let depth = depth + 1;
+        let primitive = |name: &str| match name {
+            "null" => Some(Schema::Null),
+            "boolean" => Some(Schema::Boolean),
+            "int" => Some(Schema::Int),
+            "long" => Some(Schema::Long),
+            "float" => Some(Schema::Float),
+            "double" => Some(Schema::Double),
+            "bytes" => Some(Schema::Bytes),
+            "string" => Some(Schema::String),
+            _ => None,
+        };
+        match json {
+            Value::String(name) => match primitive(name) {
+                Some(p) => Ok(self.push(p)),
+                None => self
+                    .named
+                    .get(name.as_str())
+                    .or_else(|| self.named.get(&format!("{namespace}.{name}")))
+                    .copied()
+                    .ok_or_else(|| format!("schema refers to unknown type `{name}`")),
+            },
+            Value::Array(branches) => {
+                let mut idx = Vec::with_capacity(branches.len());
+                for b in branches {
+                    idx.push(self.node(b, namespace, depth)?);
+                }
+                Ok(self.push(Schema::Union(idx)))
+            }
+            Value::Object(obj) => {
+                let ty = obj.get("type").ok_or("schema object without `type`")?;
+                let Some(ty) = ty.as_str() else {
+                    return self.node(ty, namespace, depth); // {"type": {...}} or {"type": [...]}
+                };
+                match ty {
+                    "record" | "error" => {
+                        let (idx, ns) = self.name(obj, namespace);
+                        let mut fields = Vec::new();
+                        for f in obj
+                            .get("fields")
+                            .and_then(Value::as_array)
+                            .ok_or("record schema without `fields`")?
+                        {
+                            let name = f
+                                .get("name")
+                                .and_then(Value::as_str)
+                                .ok_or("record field without `name`")?;
+                            let ty = f.get("type").ok_or("record field without `type`")?;
+                            fields.push((name.to_string(), self.node(ty, &ns, depth)?));
+                        }
+                        self.nodes[idx] = Schema::Record(fields);
+                        Ok(idx)
+                    }
+                    "enum" => {
+                        let (idx, _) = self.name(obj, namespace);
+                        let symbols = obj
+                            .get("symbols")
+                            .and_then(Value::as_array)
+                            .ok_or("enum schema without `symbols`")?
+                            .iter()
+                            .map(|s| s.as_str().unwrap_or_default().to_string())
+                            .collect();
+                        self.nodes[idx] = Schema::Enum(symbols);
+                        Ok(idx)
+                    }
+                    "fixed" => {
+                        let (idx, _) = self.name(obj, namespace);
+                        let size = obj
+                            .get("size")
+                            .and_then(Value::as_u64)
+                            .ok_or("fixed schema without `size`")?;
+                        self.nodes[idx] = Schema::Fixed(size as usize);
+                        Ok(idx)
+                    }
+                    "array" => {
+                        let items = obj.get("items").ok_or("array schema without `items`")?;
+                        let items = self.node(items, namespace, depth)?;
+                        Ok(self.push(Schema::Array(items)))
+                    }
+                    "map" => {
+                        let values = obj.get("values").ok_or("map schema without `values`")?;
+                        let values = self.node(values, namespace, depth)?;
+                        Ok(self.push(Schema::Map(values)))
+                    }
+                    // Logical types (timestamp-millis, ...) are read as their underlying type.
+                    other => self.node(&Value::String(other.to_string()), namespace, depth),
+                }
+            }
+            other => Err(format!("unexpected schema {other}")),
+        }
+    }
+}
+
+/// A cursor over Avro binary encoding.
+struct Cursor<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+const CUT: &str = "cut off before its end";
+
+impl<'a> Cursor<'a> {
+    fn new(data: &'a [u8]) -> Self {
+        Cursor { data, pos: 0 }
+    }
+
+    fn at_end(&self) -> bool {
+        self.pos >= self.data.len()
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+        let end = self.pos.checked_add(n).ok_or(CUT)?;
+        let out = self.data.get(self.pos..end).ok_or(CUT)?;
+        self.pos = end;
+        Ok(out)
+    }
+
+    /// A zig-zag varint (Avro's `int` and `long`).
+    fn long(&mut self) -> Result<i64, String> {
+        let mut value: u64 = 0;
+        for shift in (0..64).step_by(7) {
+            let b = *self.data.get(self.pos).ok_or(CUT)?;
+            self.pos += 1;
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok((value >> 1) as i64 ^ -((value & 1) as i64));
+            }
+        }
+        Err("varint longer than 10 bytes".into())
+    }
+
+    fn len(&mut self) -> Result<usize, String> {
+        let n = self.long()?;
+        usize::try_from(n).map_err(|_| format!("negative length {n}"))
+    }
+
+    fn bytes(&mut self) -> Result<&'a [u8], String> {
+        let n = self.len()?;
+        self.take(n)
+    }
+
+    /// The item count of the next block of an array or map (0 ends it).
+    fn block_count(&mut self) -> Result<usize, String> {
+        let n = self.long()?;
+        if n < 0 {
+            self.long()?; // the block's size in bytes, which we do not need
+        }
+        Ok(n.unsigned_abs() as usize)
+    }
+
+    /// One value of `node`. `left` counts down the values the block can still
+    /// hold (one per byte, plus a few thousand that take none), so a count in
+    /// the input can never make the reader loop or allocate past what it sent.
+    fn value(
+        &mut self,
+        s: &Schemas,
+        node: usize,
+        depth: usize,
+        left: &mut u64,
+    ) -> Result<Value, String> {
+        if depth > MAX_DEPTH {
+            return Err(format!("values nested deeper than {MAX_DEPTH}"));
+        }
+        *left = left
+            .checked_sub(1)
+            .ok_or("more values than the block's bytes can hold")?;
+        let depth = depth + 1;
+        Ok(match &s.nodes[node] {
+            Schema::Null => Value::Null,
+            Schema::Boolean => Value::Bool(self.take(1)?[0] != 0),
+            Schema::Int | Schema::Long => Value::Number(self.long()?.into()),
+            Schema::Float => {
+                let b: [u8; 4] = self.take(4)?.try_into().map_err(|_| CUT)?;
+                Number::from_f64(f64::from(f32::from_le_bytes(b)))
+                    .map_or(Value::Null, Value::Number)
+            }
+            Schema::Double => {
+                let b: [u8; 8] = self.take(8)?.try_into().map_err(|_| CUT)?;
+                Number::from_f64(f64::from_le_bytes(b)).map_or(Value::Null, Value::Number)
+            }
+            // Bytes as text: a message Body is UTF-8 JSON; anything else is malformed downstream.
+            Schema::Bytes | Schema::String => {
+                Value::String(String::from_utf8_lossy(self.bytes()?).into_owned())
+            }
+            Schema::Fixed(n) => Value::String(String::from_utf8_lossy(self.take(*n)?).into_owned()),
+            Schema::Enum(symbols) => {
+                let i = self.len()?;
+                Value::String(symbols.get(i).cloned().ok_or("enum index out of range")?)
+            }
+            Schema::Union(branches) => {
+                let i = self.len()?;
+                let b = *branches.get(i).ok_or("union index out of range")?;
+                self.value(s, b, depth, left)?
+            }
+            Schema::Record(fields) => {
+                let mut map = Map::with_capacity(fields.len());
+                for (name, f) in fields {
+                    map.insert(name.clone(), self.value(s, *f, depth, left)?);
+                }
+                Value::Object(map)
+            }
+            Schema::Array(items) => {
+                let mut out = Vec::new();
+                while let Some(n) = self.items(*left)? {
+                    for _ in 0..n {
+                        out.push(self.value(s, *items, depth, left)?);
+                    }
+                }
+                Value::Array(out)
+            }
+            Schema::Map(values) => {
+                let mut out = Map::new();
+                while let Some(n) = self.items(*left)? {
+                    for _ in 0..n {
+                        let k = String::from_utf8_lossy(self.bytes()?).into_owned();
+                        out.insert(k, self.value(s, *values, depth, left)?);
+                    }
+                }
+                Value::Object(out)
+            }
+        })
+    }
+
+    /// The item count of an array's or map's next block; `None` at its end.
+    fn items(&mut self, left: u64) -> Result<Option<u64>, String> {
+        let n = self.block_count()? as u64;
+        if n > left {
+            return Err(format!(
+                "an array or map claims {n} items, more than the block's bytes can hold"
+            ));
+        }
+        Ok((n > 0).then_some(n))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    Null,
+    Deflate,
+    Snappy,
+}
+
+/// One record of a container file, or why a stretch of it could not be read.
+pub enum Item {
+    /// The record's 1-based ordinal in the file, and its value.
+    Record(u64, Value),
+    /// A block that could not be read: the ordinal of its first record, how many
+    /// records it claimed, and why. Reading goes on with the next block when
+    /// this one's framing held (its size and sync marker), else it stops.
+    BadBlock { first: u64, count: u64, why: String },
+}
+
+/// Reads a container file's header, then calls `f` for each record, block by block.
+/// An error is a whole-file problem (not Avro, a bad header, an unknown codec).
+/// An error after records were given is a stop: the blob passed `limits.max_blob_bytes`.
+pub fn for_each(data: &[u8], limits: &Limits, mut f: impl FnMut(Item)) -> Result<(), String> {
+    let mut c = Cursor::new(data);
+    if c.take(4).ok() != Some(MAGIC.as_slice()) {
+        return Err("not an Avro container file (no `Obj\\x01` magic)".into());
+    }
+    let mut meta: HashMap<String, Vec<u8>> = HashMap::new();
+    let header = |c: &mut Cursor<'_>, meta: &mut HashMap<String, Vec<u8>>| -> Result<(), String> {
+        loop {
+            let n = c.block_count()?;
+            if n == 0 {
+                return Ok(());
+            }
+            for _ in 0..n {
+                let k = String::from_utf8_lossy(c.bytes()?).into_owned();
+                meta.insert(k, c.bytes()?.to_vec());
+            }
+        }
+    };
+    header(&mut c, &mut meta).map_err(|e| format!("Avro header: {e}"))?;
+    let sync: [u8; 16] = c
+        .take(16)
+        .map_err(|e| format!("Avro header: {e}"))?
+        .try_into()
+        .map_err(|_| "Avro header: sync marker cut off")?;
+    let schema_json: Value = meta
+        .get("avro.schema")
+        .ok_or("Avro header has no avro.schema")
+        .and_then(|s| serde_json::from_slice(s).map_err(|_| "Avro schema is not JSON"))?;
+    let (schemas, root) = Schemas::parse(&schema_json).map_err(|e| format!("Avro schema: {e}"))?;
+    let codec = match meta.get("avro.codec").map(|c| c.as_slice()) {
+        None | Some(b"null") => Codec::Null,
+        Some(b"deflate") => Codec::Deflate,
+        Some(b"snappy") => Codec::Snappy,
+        Some(other) => {
+            return Err(format!(
+                "Avro codec `{}` is not supported (null, deflate and snappy are)",
+                String::from_utf8_lossy(other)
+            ))
+        }
+    };
+    let mut blocks = Blocks {
+        c,
+        sync,
+        codec,
+        inflated: Vec::new(),
+        total: 0,
+        limit: limits.max_blob_bytes,
+    };
+    let mut ordinal = 0u64;
+    let mut number = 0u64;
+    while !blocks.c.at_end() {
+        number += 1;
+        let first = ordinal + 1;
+        let bad = |count: u64, why: String| Item::BadBlock {
+            first,
+            count,
+            why: format!("block {number}: {why}"),
+        };
+        // A block whose framing is broken (cut, wrong sync) leaves no way to the next one.
+        let (count, size, body) = match blocks.frame() {
+            Ok(b) => b,
+            Err(why) => {
+                f(bad(0, why));
+                return Ok(());
+            }
+        };
+        ordinal += count.clamp(0, size as i64) as u64;
+        let body = match blocks.plain(body)? {
+            Ok(body) => body,
+            Err(why) => {
+                f(bad(count.max(0) as u64, why));
+                continue;
+            }
+        };
+        match block_records(body, count, &schemas, root) {
+            Ok(values) => {
+                for (i, v) in values.into_iter().enumerate() {
+                    f(Item::Record(first + i as u64, v));
+                }
+            }
+            Err(why) => f(bad(count.max(0) as u64, why)),
+        }
+    }
+    Ok(())
+}
+
+/// The blocks of a container file after its header.
+struct Blocks<'a> {
+    c: Cursor<'a>,
+    sync: [u8; 16],
+    codec: Codec,
+    inflated: Vec<u8>,
+    /// Bytes inflated so far, against the blob's limit.
+    total: u64,
+    limit: u64,
+}
+
+impl<'a> Blocks<'a> {
+    /// The next block's declared count, its size and its (compressed) bytes, its sync marker checked.
+    fn frame(&mut self) -> Result<(i64, usize, &'a [u8]), String> {
+        let count = self.c.long()?;
+        let size = self.c.len()?;
+        let body = self.c.take(size)?;
+        if self.c.take(16)? != self.sync {
+            return Err("sync marker does not match the header's".into());
+        }
+        Ok((count, size, body))
+    }
+
+    /// A block's plain bytes: `Ok(Err(why))` for a block that cannot be
+    /// inflated, `Err` when the blob as a whole passes its inflated-size limit.
+    fn plain<'s>(&'s mut self, body: &'s [u8]) -> Result<Result<&'s [u8], String>, String> {
+        let room = self.limit.saturating_sub(self.total);
+        let cap = room.min(MAX_BLOCK_BYTES);
+        let plain = match self.codec {
+            Codec::Null => Ok(body),
+            Codec::Deflate => {
+                self.inflated.clear();
+                let read = flate2::read::DeflateDecoder::new(body)
+                    .take(cap + 1)
+                    .read_to_end(&mut self.inflated);
+                match read {
+                    Err(e) => Err(format!("deflate: {e}")),
+                    Ok(_) if self.inflated.len() as u64 > cap => Err(String::new()),
+                    Ok(_) => Ok(self.inflated.as_slice()),
+                }
+            }
+            Codec::Snappy => match snappy_block(body, cap) {
+                Ok(b) => {
+                    self.inflated = b;
+                    Ok(self.inflated.as_slice())
+                }
+                Err(Some(why)) => Err(why),
+                Err(None) => Err(String::new()),
+            },
+        };
+        match plain {
+            // Over the cap: the blob's limit (a stop), or one block's (a bad block).
+            Err(why) if why.is_empty() && cap == room => Err(format!(
+                "inflated past max_blob_bytes = {} after {} bytes",
+                self.limit, self.total
+            )),
+            Err(why) if why.is_empty() => Ok(Err(format!(
+                "inflates past {MAX_BLOCK_BYTES} bytes, the most one block may hold"
+            ))),
+            Err(why) => Ok(Err(why)),
+            Ok(p) => {
+                self.total += p.len() as u64;
+                Ok(Ok(p))
+            }
+        }
+    }
+}
+
+/// Exactly `count` records in exactly `body`, or why not.
+fn block_records(
+    body: &[u8],
+    count: i64,
+    schemas: &Schemas,
+    root: usize,
+) -> Result<Vec<Value>, String> {
+    let count = u64::try_from(count).map_err(|_| format!("negative record count {count}"))?;
+    let mut left = body.len() as u64 + ZERO_SIZE_VALUES;
+    if count > left {
+        return Err(format!("claims {count} records in {} bytes", body.len()));
+    }
+    let mut rc = Cursor::new(body);
+    let mut out = Vec::new();
+    for i in 0..count {
+        // Records are not delimited: after one bad record the block cannot resync.
+        let v = rc
+            .value(schemas, root, 0, &mut left)
+            .map_err(|why| format!("record {} of {count}: {why}", i + 1))?;
+        out.push(v);
+    }
+    if !rc.at_end() {
+        return Err(format!(
+            "declares {count} records but {} of its {} bytes are left after them",
+            body.len() - rc.pos,
+            body.len()
+        ));
+    }
+    Ok(out)
+}
+
+/// Avro's snappy codec: a raw snappy block followed by the big-endian CRC-32 of
+/// the plain bytes. `Err(None)`: it would inflate past `cap`.
+fn snappy_block(body: &[u8], cap: u64) -> Result<Vec<u8>, Option<String>> {
+    let (data, crc) = body
+        .split_at_checked(body.len().saturating_sub(4))
+        .filter(|(_, crc)| crc.len() == 4)
+        .ok_or_else(|| Some("snappy block cut off".to_string()))?;
+    let claimed = snap::raw::decompress_len(data).map_err(|e| Some(format!("snappy: {e}")))?;
+    if claimed as u64 > cap {
+        return Err(None);
+    }
+    let plain = snap::raw::Decoder::new()
+        .decompress_vec(data)
+        .map_err(|e| Some(format!("snappy: {e}")))?;
+    let want = u32::from_be_bytes([crc[0], crc[1], crc[2], crc[3]]);
+    if crc32fast::hash(&plain) != want {
+        return Err(Some(
+            "snappy block's CRC-32 does not match its bytes".into(),
+        ));
+    }
+    Ok(plain)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Avro's zig-zag varint, written the way the spec's examples show.
+    fn zz(n: i64, out: &mut Vec<u8>) {
+        let mut v = ((n << 1) ^ (n >> 63)) as u64;
+        loop {
+            let b = (v & 0x7f) as u8;
+            v >>= 7;
+            if v == 0 {
+                out.push(b);
+                return;
+            }
+            out.push(b | 0x80);
+        }
+    }
+
+    #[test]
+    fn zigzag_matches_the_spec_table() {
+        // From the Avro specification: 0→00, -1→01, 1→02, -2→03, 2→04, -64→7f, 64→80 01.
+        for (n, bytes) in [
+            (0i64, vec![0x00u8]),
+            (-1, vec![0x01]),
+            (1, vec![0x02]),
+            (-2, vec![0x03]),
+            (2, vec![0x04]),
+            (-64, vec![0x7f]),
+            (64, vec![0x80, 0x01]),
+        ] {
+            assert_eq!(Cursor::new(&bytes).long().unwrap(), n);
+            let mut enc = Vec::new();
+            zz(n, &mut enc);
+            assert_eq!(enc, bytes);
+        }
+    }
+
+    fn file(schema: &str, codec: &str, blocks: &[(i64, Vec<u8>)]) -> Vec<u8> {
+        let sync = [7u8; 16];
+        let mut out = MAGIC.to_vec();
+        zz(2, &mut out);
+        for (k, v) in [("avro.schema", schema), ("avro.codec", codec)] {
+            zz(k.len() as i64, &mut out);
+            out.extend_from_slice(k.as_bytes());
+            zz(v.len() as i64, &mut out);
+            out.extend_from_slice(v.as_bytes());
+        }
+        zz(0, &mut out);
+        out.extend_from_slice(&sync);
+        for (count, body) in blocks {
+            zz(*count, &mut out);
+            zz(body.len() as i64, &mut out);
+            out.extend_from_slice(body);
+            out.extend_from_slice(&sync);
+        }
+        out
+    }
+
+    type BadBlocks = Vec<(u64, u64, String)>;
+
+    fn collect(data: &[u8]) -> (Vec<(u64, Value)>, BadBlocks) {
+        let (mut recs, mut bad) = (Vec::new(), Vec::new());
+        for_each(data, &Limits::default(), |i| match i {
+            Item::Record(n, v) => recs.push((n, v)),
+            Item::BadBlock { first, count, why } => bad.push((first, count, why)),
+        })
+        .unwrap();
+        (recs, bad)
+    }
+
+    const SCHEMA: &str = r#"{"type":"record","name":"M","fields":[
+        {"name":"id","type":"long"},
+        {"name":"tags","type":{"type":"map","values":["null","string","double"]}},
+        {"name":"Body","type":["null","bytes"]}]}"#;
+
+    fn record(id: i64, body: &str) -> Vec<u8> {
+        let mut r = Vec::new();
+        zz(id, &mut r);
+        zz(1, &mut r); // one map entry
+        zz(1, &mut r);
+        r.push(b'k');
+        zz(2, &mut r); // union branch 2: double
+        r.extend_from_slice(&1.5f64.to_le_bytes());
+        zz(0, &mut r); // end of map
+        zz(1, &mut r); // union branch 1: bytes
+        zz(body.len() as i64, &mut r);
+        r.extend_from_slice(body.as_bytes());
+        r
+    }
+
+    #[test]
+    fn records_of_null_and_deflate_blocks() {
+        let mut b1 = record(1, "{\"a\":1}");
+        b1.extend(record(-300, "x"));
+        let plain = file(SCHEMA, "null", &[(2, b1.clone())]);
+        let (recs, bad) = collect(&plain);
+        assert!(bad.is_empty());
+        assert_eq!(recs.len(), 2);
+        assert_eq!(
+            recs[0].1,
+            serde_json::json!({"id": 1, "tags": {"k": 1.5}, "Body": "{\"a\":1}"})
+        );
+        assert_eq!((recs[1].0, &recs[1].1["id"]), (2, &serde_json::json!(-300)));
+
+        let deflate = |plain: &[u8]| {
+            let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut z, plain).unwrap();
+            z.finish().unwrap()
+        };
+        let deflated = file(
+            SCHEMA,
+            "deflate",
+            &[(2, deflate(&b1)), (1, deflate(&record(3, "y")))],
+        );
+        let (recs2, bad) = collect(&deflated);
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(recs2.len(), 3);
+        assert_eq!(recs2[..2], recs[..]);
+        assert_eq!(recs2[2].0, 3);
+    }
+
+    #[test]
+    fn header_only_file_has_no_records_and_a_cut_block_is_one_bad_block() {
+        let empty = file(SCHEMA, "deflate", &[]);
+        assert_eq!(collect(&empty).0.len(), 0);
+
+        let mut two = record(1, "a");
+        two.extend(record(2, "b"));
+        let full = file(SCHEMA, "null", &[(1, record(0, "z")), (2, two)]);
+        let cut = &full[..full.len() - 20];
+        let (recs, bad) = collect(cut);
+        assert_eq!(recs.len(), 1, "the complete first block is kept");
+        assert_eq!((bad[0].0, bad[0].1), (2, 0));
+        assert!(bad[0].2.contains("cut off"), "{}", bad[0].2);
+    }
+
+    #[test]
+    fn unknown_codec_and_non_avro_are_whole_file_errors() {
+        let err =
+            for_each(&file(SCHEMA, "zstandard", &[]), &Limits::default(), |_| {}).unwrap_err();
+        assert!(err.contains("zstandard"), "{err}");
+        assert!(for_each(b"{\"a\":1}", &Limits::default(), |_| {}).is_err());
+    }
+
+    #[test]
+    fn named_types_can_be_reused() {
+        let schema = r#"{"type":"record","name":"R","namespace":"n","fields":[
+            {"name":"a","type":{"type":"fixed","name":"F","size":2}},
+            {"name":"b","type":"n.F"},
+            {"name":"c","type":{"type":"enum","name":"E","symbols":["X","Y"]}}]}"#;
+        let mut r = b"hiyo".to_vec();
+        zz(1, &mut r);
+        let (recs, bad) = collect(&file(schema, "null", &[(1, r)]));
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(
+            recs[0].1,
+            serde_json::json!({"a": "hi", "b": "yo", "c": "Y"})
+        );
+    }
+}

@@ -1,0 +1,1160 @@
+//! Blob bytes → records with line numbers: line-separated JSON, JSON arrays, CSV dialects, Avro, gzip, BOMs, cut-off tails.
+//!
+//! Decoding is record by record (not Polars' readers) because the contract needs
+//! a reject per bad record with its line and raw text, case-insensitive alias
+//! matching, and the complete records of a blob that is still being appended.
+
+use std::borrow::Cow;
+use std::io::{BufRead, Read};
+
+use base64::Engine;
+use serde_json::{Map, Value};
+
+use crate::stages::source::flat::{Flat, Member};
+
+/// What a blob holds, from the job file, its name or, failing that, its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    JsonLines,
+    JsonArray,
+    Csv,
+    /// An Avro object container file (IoT Hub routing's Avro encoding, Event Hubs Capture).
+    Avro,
+}
+
+/// How CSV blobs are written (the job file's `[csv]`): delimiter, quote, header, decimal mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvDialect {
+    pub delimiter: u8,
+    pub quote: u8,
+    /// The first line names the columns. When `columns` is set too, that line is skipped.
+    pub header: bool,
+    /// Column names for files without a header (or to override it).
+    pub columns: Option<Vec<String>>,
+    /// Numbers are written `21,5`.
+    pub decimal_comma: bool,
+}
+
+impl Default for CsvDialect {
+    fn default() -> Self {
+        CsvDialect {
+            delimiter: b',',
+            quote: b'"',
+            header: true,
+            columns: None,
+            decimal_comma: false,
+        }
+    }
+}
+
+/// One record as read: where it stands, its raw text, and its fields (or why it has none).
+pub struct Record<'a> {
+    /// 1-based line of the (decompressed) blob where the record starts.
+    pub line: u64,
+    pub raw: &'a str,
+    pub fields: Result<Fields<'a>, String>,
+}
+
+/// The fields of one record.
+pub enum Fields<'a> {
+    /// A JSON object borrowed from its line (the common, fast case).
+    Flat(Flat<'a>),
+    Json(Map<String, Value>),
+    /// An IoT Hub routing envelope: telemetry in `Body`, metadata around it.
+    Envelope {
+        envelope: Map<String, Value>,
+        body: Map<String, Value>,
+    },
+    Csv {
+        headers: &'a [String],
+        values: Vec<String>,
+        decimal_comma: bool,
+    },
+}
+
+/// A field's value as found, before typing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Found<'v> {
+    Missing,
+    Str(&'v str),
+    Num(&'v serde_json::Number),
+    Bool(bool),
+    /// An object or array where a scalar was expected.
+    Nested,
+}
+
+impl Fields<'_> {
+    /// The value of the first alias present and non-null (names match case-insensitively).
+    pub fn get(&self, aliases: &[String]) -> Found<'_> {
+        for alias in aliases {
+            let found = match self {
+                Fields::Flat(flat) => found_in_flat(flat.lookup(alias)),
+                Fields::Json(map) => lookup(map, alias),
+                Fields::Envelope { envelope, body } => match lookup(body, alias) {
+                    Found::Missing => lookup(envelope, alias),
+                    f => f,
+                },
+                Fields::Csv {
+                    headers, values, ..
+                } => headers
+                    .iter()
+                    .position(|h| h.eq_ignore_ascii_case(alias))
+                    .and_then(|i| values.get(i))
+                    .filter(|v| !v.is_empty())
+                    .map_or(Found::Missing, |v| Found::Str(v)),
+            };
+            if found != Found::Missing {
+                return found;
+            }
+        }
+        Found::Missing
+    }
+
+    /// Numbers in these fields are written with a decimal comma (`21,5`).
+    pub fn decimal_comma(&self) -> bool {
+        matches!(
+            self,
+            Fields::Csv {
+                decimal_comma: true,
+                ..
+            }
+        )
+    }
+}
+
+fn found_in_flat<'m>(member: Option<&'m Member<'_>>) -> Found<'m> {
+    match member {
+        None | Some(Member::Null) => Found::Missing,
+        Some(Member::Str(s)) => Found::Str(s),
+        Some(Member::Num(n)) => Found::Num(n),
+        Some(Member::Bool(b)) => Found::Bool(*b),
+        Some(Member::Object(_) | Member::Array) => Found::Nested,
+    }
+}
+
+fn get_ci<'m>(map: &'m Map<String, Value>, key: &str) -> Option<&'m Value> {
+    map.get(key).or_else(|| {
+        map.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(key))
+            .map(|(_, v)| v)
+    })
+}
+
+/// A flat key first (`IoTHub.MessageId` as one name), then a path into nested objects.
+fn lookup<'m>(map: &'m Map<String, Value>, alias: &str) -> Found<'m> {
+    let value = get_ci(map, alias).or_else(|| {
+        let mut parts = alias.split('.');
+        let first = parts.next()?;
+        let mut cur = get_ci(map, first)?;
+        let mut nested = false;
+        for p in parts {
+            cur = get_ci(cur.as_object()?, p)?;
+            nested = true;
+        }
+        nested.then_some(cur)
+    });
+    match value {
+        None | Some(Value::Null) => Found::Missing,
+        Some(Value::String(s)) => Found::Str(s),
+        Some(Value::Number(n)) => Found::Num(n),
+        Some(Value::Bool(b)) => Found::Bool(*b),
+        Some(_) => Found::Nested,
+    }
+}
+
+/// The format the job file declares (`format = "auto" | "json" | "csv" | "avro"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Declared {
+    /// From each blob's extension, or sniffed from its first bytes when it has none.
+    #[default]
+    Auto,
+    Json,
+    Csv,
+    Avro,
+}
+
+impl Declared {
+    pub fn parse(s: &str) -> Option<Declared> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "auto" => Declared::Auto,
+            "json" => Declared::Json,
+            "csv" => Declared::Csv,
+            "avro" => Declared::Avro,
+            _ => return None,
+        })
+    }
+}
+
+/// What a blob's name says about its format (`.gz` stripped).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FromName {
+    Csv,
+    Avro,
+    /// `.json`, `.jsonl`, `.ndjson`: lines or an array, sniffed from the content.
+    Json,
+    /// No extension (IoT Hub routing's `{mm}` names) or a numeric one (`…_1.0`).
+    Unknown,
+}
+
+/// The blob's format from its name; an error for an extension no producer of telemetry writes.
+pub fn format_from_name(path: &str) -> Result<FromName, String> {
+    let name = path.rsplit('/').next().unwrap_or(path);
+    let name = name.strip_suffix(".gz").unwrap_or(name);
+    let ext = match name.rsplit_once('.') {
+        Some((_, ext)) => ext.to_ascii_lowercase(),
+        None => return Ok(FromName::Unknown),
+    };
+    match ext.as_str() {
+        "csv" | "tsv" => Ok(FromName::Csv),
+        "avro" => Ok(FromName::Avro),
+        "json" | "jsonl" | "ndjson" => Ok(FromName::Json),
+        other if other.chars().all(|c| c.is_ascii_digit()) => Ok(FromName::Unknown),
+        other => Err(format!("unsupported file type `.{other}`")),
+    }
+}
+
+/// The format of one blob: what the job declares, else its name, else its content.
+pub fn resolve(
+    declared: Declared,
+    path: &str,
+    data: &[u8],
+    dialect: &CsvDialect,
+) -> Result<Format, String> {
+    Ok(match declared {
+        Declared::Json => sniff_json(data),
+        Declared::Csv => Format::Csv,
+        Declared::Avro => Format::Avro,
+        Declared::Auto => match format_from_name(path)? {
+            FromName::Csv => Format::Csv,
+            FromName::Avro => Format::Avro,
+            FromName::Json => sniff_json(data),
+            FromName::Unknown => sniff(data, dialect),
+        },
+    })
+}
+
+/// How big a blob and one of its records may be (the job file's `[limits]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes a blob may hold once inflated (and, when not compressed, as stored).
+    pub max_blob_bytes: u64,
+    /// Bytes one record may hold: a line, an array element, a CSV row.
+    pub max_record_bytes: usize,
+}
+
+/// 1 GiB: far above what a producer writes in one blob, far below what a bomb inflates to.
+pub const DEFAULT_MAX_BLOB_BYTES: u64 = 1 << 30;
+/// 1 MiB: an IoT Hub message is at most 256 KiB, a third more once base64.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        }
+    }
+}
+
+/// A blob as one reader again: its head, then the rest as it inflates.
+pub type Rest<'s, 'a> =
+    std::io::BufReader<std::io::Chain<std::io::Cursor<Vec<u8>>, &'s mut Inflated<'a>>>;
+
+/// How much of a blob's start is read to sniff its format.
+const HEAD: u64 = 64 << 10;
+
+/// A blob's bytes as decoders read them: gzip (by its magic bytes) inflated as
+/// a stream, never held whole, and never more than `max_blob_bytes` given out.
+///
+/// A gzip stream cut short (a blob still being written) reads as if it ended
+/// there: its complete records are kept and the cut one becomes a reject.
+pub struct Inflated<'a> {
+    inner: Box<dyn Read + Send + 'a>,
+    given: u64,
+    limit: u64,
+    /// Why the gzip stream ended early, when it did.
+    cut: Option<String>,
+}
+
+impl<'a> Inflated<'a> {
+    pub fn new(bytes: &'a [u8], limits: &Limits) -> Inflated<'a> {
+        let inner: Box<dyn Read + Send + 'a> = if bytes.starts_with(&[0x1f, 0x8b]) {
+            Box::new(flate2::read::MultiGzDecoder::new(bytes))
+        } else {
+            Box::new(bytes)
+        };
+        Inflated {
+            inner,
+            given: 0,
+            limit: limits.max_blob_bytes,
+            cut: None,
+        }
+    }
+
+    /// The blob's first bytes (up to 64 KiB, a UTF-8 BOM dropped), for sniffing;
+    /// read them first, then the rest through [`Inflated::after`].
+    /// An error: a gzip stream that yields nothing, or a limit passed already.
+    pub fn head(&mut self) -> Result<Vec<u8>, String> {
+        let mut head = Vec::new();
+        self.by_ref()
+            .take(HEAD)
+            .read_to_end(&mut head)
+            .map_err(|e| e.to_string())?;
+        if head.is_empty() {
+            if let Some(why) = &self.cut {
+                return Err(why.clone());
+            }
+        }
+        if head.starts_with(b"\xEF\xBB\xBF") {
+            head.drain(..3);
+        }
+        Ok(head)
+    }
+
+    /// Whether the blob ended within its head.
+    pub fn ended(&self) -> bool {
+        self.cut.is_some() || self.given < HEAD
+    }
+
+    /// The whole blob again as one reader: `head`, then what is still to inflate.
+    pub fn after(&mut self, head: Vec<u8>) -> Rest<'_, 'a> {
+        std::io::BufReader::with_capacity(256 << 10, std::io::Cursor::new(head).chain(self))
+    }
+}
+
+impl Read for Inflated<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.cut.is_some() {
+            return Ok(0);
+        }
+        loop {
+            match self.inner.read(buf) {
+                Ok(n) => {
+                    self.given += n as u64;
+                    if self.given > self.limit {
+                        return Err(std::io::Error::other(format!(
+                            "inflated past max_blob_bytes = {} (the [limits] of the job file)",
+                            self.limit
+                        )));
+                    }
+                    return Ok(n);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.cut = Some(format!("gzip: {e}"));
+                    return Ok(0);
+                }
+            }
+        }
+    }
+}
+
+/// JSON content is an array or lines, by its first non-blank byte.
+pub fn sniff_json(data: &[u8]) -> Format {
+    match data.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => Format::JsonArray,
+        _ => Format::JsonLines,
+    }
+}
+
+/// The format of a blob whose name does not tell (IoT Hub routing writes names
+/// without an extension): Avro by its magic bytes, JSON by a leading `{` or `[`,
+/// CSV when the first line holds the dialect's delimiter, else JSON lines (whose
+/// lines then become `malformed_record` rejects, each with its text).
+pub fn sniff(data: &[u8], dialect: &CsvDialect) -> Format {
+    if data.starts_with(crate::stages::source::avro::MAGIC) {
+        return Format::Avro;
+    }
+    match data.iter().find(|b| !b.is_ascii_whitespace()) {
+        Some(b'[') => Format::JsonArray,
+        Some(b'{') => Format::JsonLines,
+        _ => {
+            let first = data.split(|b| *b == b'\n').next().unwrap_or_default();
+            if first.contains(&dialect.delimiter) {
+                Format::Csv
+            } else {
+                Format::JsonLines
+            }
+        }
+    }
+}
+
+/// Calls `f` for every record of `data` (inflated: see [`Inflated`]).
+///
+/// An error stops the blob: a whole-file problem (not Avro, an unreadable CSV
+/// header), or a limit passed (the message says which and where). The records
+/// given to `f` before it stand.
+pub fn for_each_record(
+    mut data: impl BufRead,
+    format: Format,
+    dialect: &CsvDialect,
+    limits: &Limits,
+    mut f: impl FnMut(Record<'_>),
+) -> Result<(), String> {
+    let max = limits.max_record_bytes;
+    match format {
+        Format::JsonLines => json_lines(&mut data, max, &mut f),
+        Format::JsonArray => json_array(&mut data, max, &mut f),
+        Format::Csv => csv_records(&mut data, dialect, max, &mut f),
+        Format::Avro => {
+            // Blocks are bounded one by one; the container is read whole (it is
+            // held anyway unless gzip-wrapped, and then within max_blob_bytes).
+            let mut all = Vec::new();
+            data.read_to_end(&mut all).map_err(|e| e.to_string())?;
+            avro_records(&all, limits, &mut f)
+        }
+    }
+}
+
+/// Avro records as JSON; the line of a record is its 1-based ordinal in the file.
+fn avro_records(
+    data: &[u8],
+    limits: &Limits,
+    f: &mut impl FnMut(Record<'_>),
+) -> Result<(), String> {
+    crate::stages::source::avro::for_each(data, limits, |item| match item {
+        crate::stages::source::avro::Item::Record(n, value) => {
+            let raw = serde_json::to_string(&value).unwrap_or_default();
+            f(Record {
+                line: n,
+                raw: &raw,
+                fields: fields_of(value),
+            })
+        }
+        crate::stages::source::avro::Item::BadBlock { first, count, why } => f(Record {
+            line: first,
+            raw: "",
+            fields: Err(if count > 0 {
+                format!("Avro {why} (a block of {count} records from record {first} is rejected)")
+            } else {
+                format!("Avro {why} (blob still being written?)")
+            }),
+        }),
+    })
+}
+
+/// A record past `max_record_bytes`, as the error that stops its blob.
+fn too_long(what: &str, line: u64, max: usize) -> String {
+    format!(
+        "{what} at line {line} is longer than max_record_bytes = {max} (the [limits] of the job file)"
+    )
+}
+
+/// Appends the input up to and including the next `\n` to `out`; `false` at
+/// the end of the input with nothing appended. More than `max` bytes is `Err(())`.
+fn read_line(r: &mut impl BufRead, out: &mut Vec<u8>, max: usize) -> Result<bool, LineError> {
+    let start = out.len();
+    loop {
+        let buf = r.fill_buf().map_err(|e| LineError::Io(e.to_string()))?;
+        if buf.is_empty() {
+            return Ok(out.len() > start);
+        }
+        let (take, done) = match memchr::memchr(b'\n', buf) {
+            Some(i) => (i + 1, true),
+            None => (buf.len(), false),
+        };
+        if out.len() - start + take > max.saturating_add(1) {
+            return Err(LineError::TooLong);
+        }
+        out.extend_from_slice(&buf[..take]);
+        r.consume(take);
+        if done {
+            return Ok(true);
+        }
+    }
+}
+
+/// Why a line could not be read.
+enum LineError {
+    TooLong,
+    Io(String),
+}
+
+impl LineError {
+    fn message(self, what: &str, line: u64, max: usize) -> String {
+        match self {
+            LineError::TooLong => too_long(what, line, max),
+            LineError::Io(e) => format!("{e}, at line {line}"),
+        }
+    }
+}
+
+fn json_lines(
+    r: &mut impl BufRead,
+    max: usize,
+    f: &mut impl FnMut(Record<'_>),
+) -> Result<(), String> {
+    let mut buf = Vec::new();
+    let mut lineno = 0u64;
+    loop {
+        buf.clear();
+        lineno += 1;
+        match read_line(r, &mut buf, max) {
+            Ok(true) => {}
+            Ok(false) => return Ok(()),
+            Err(e) => return Err(e.message("line", lineno, max)),
+        }
+        let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(|b| b.is_ascii_whitespace()) {
+            continue;
+        }
+        match std::str::from_utf8(line) {
+            Ok(text) => f(Record {
+                line: lineno,
+                raw: text,
+                fields: parse_object(text),
+            }),
+            Err(e) => {
+                let lossy = String::from_utf8_lossy(line);
+                f(Record {
+                    line: lineno,
+                    raw: &lossy,
+                    fields: Err(format!("invalid UTF-8: {e}")),
+                })
+            }
+        }
+    }
+}
+
+/// A JSON text as a record's fields, borrowed from the text when it is a plain
+/// object (not an IoT Hub envelope, whose Body needs unwrapping).
+fn parse_object(text: &str) -> Result<Fields<'_>, String> {
+    match Flat::parse(text) {
+        Ok(flat) if !is_envelope(flat.members.iter().map(|(k, _)| k.as_ref())) => {
+            Ok(Fields::Flat(flat))
+        }
+        _ => parse_value(text),
+    }
+}
+
+/// Whether an object with these keys is an IoT Hub routing envelope.
+fn is_envelope<'k>(mut keys: impl Iterator<Item = &'k str> + Clone) -> bool {
+    keys.clone().any(|k| k.eq_ignore_ascii_case("Body"))
+        && keys.any(|k| {
+            k.eq_ignore_ascii_case("SystemProperties") || k.eq_ignore_ascii_case("EnqueuedTimeUtc")
+        })
+}
+
+/// A JSON text as a `Value`; a bare `NaN` (as Python writes it) reads as null.
+fn parse_value(text: &str) -> Result<Fields<'static>, String> {
+    let value: Value = match serde_json::from_str(text) {
+        Ok(v) => v,
+        Err(first) => match nan_to_null(text) {
+            Cow::Owned(fixed) => serde_json::from_str(&fixed).map_err(|_| first.to_string())?,
+            Cow::Borrowed(_) => return Err(first.to_string()),
+        },
+    };
+    fields_of(value)
+}
+
+fn fields_of(value: Value) -> Result<Fields<'static>, String> {
+    let Value::Object(map) = value else {
+        return Err(format!("not a JSON object but {}", kind(&value)));
+    };
+    let body_key = map.keys().find(|k| k.eq_ignore_ascii_case("Body")).cloned();
+    match body_key {
+        Some(key) if is_envelope(map.keys().map(String::as_str)) => {
+            let mut envelope = map;
+            let body = envelope.remove(&key).unwrap_or(Value::Null);
+            let body = match body {
+                Value::Object(b) => b,
+                Value::String(s) => decode_body(&s)?,
+                other => return Err(format!("envelope Body is {}", kind(&other))),
+            };
+            Ok(Fields::Envelope { envelope, body })
+        }
+        _ => Ok(Fields::Json(map)),
+    }
+}
+
+/// An envelope Body as text: base64 of UTF-8 JSON (JSON routing without a
+/// content type), or the JSON text itself (Avro's Body bytes).
+fn decode_body(s: &str) -> Result<Map<String, Value>, String> {
+    let t = s.trim();
+    if t.starts_with('{') {
+        return body_object(t);
+    }
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(t)
+        .map_err(|e| format!("envelope Body is neither JSON nor base64: {e}"))?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|e| format!("envelope Body is not UTF-8: {e}"))?;
+    body_object(text)
+}
+
+/// A Body's JSON text as its object.
+fn body_object(text: &str) -> Result<Map<String, Value>, String> {
+    match serde_json::from_str(text) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(other) => Err(format!("envelope Body holds {}", kind(&other))),
+        Err(e) => Err(format!("envelope Body is not JSON: {e}")),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Replaces bare `NaN` tokens (outside strings) with `null`; borrowed when there are none.
+fn nan_to_null(text: &str) -> Cow<'_, str> {
+    if !text.contains("NaN") {
+        return Cow::Borrowed(text);
+    }
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let (mut in_str, mut escaped, mut i, mut changed) = (false, false, 0, false);
+    while i < bytes.len() {
+        let b = bytes[i];
+        if in_str {
+            if escaped {
+                escaped = false;
+            } else if b == b'\\' {
+                escaped = true;
+            } else if b == b'"' {
+                in_str = false;
+            }
+        } else if b == b'"' {
+            in_str = true;
+        } else if text[i..].starts_with("NaN") {
+            out.push_str("null");
+            i += 3;
+            changed = true;
+            continue;
+        }
+        // Copy one whole UTF-8 character.
+        let len = text[i..].chars().next().map_or(1, char::len_utf8);
+        out.push_str(&text[i..i + len]);
+        i += len;
+    }
+    if changed {
+        Cow::Owned(out)
+    } else {
+        Cow::Borrowed(text)
+    }
+}
+
+/// The next byte that is not whitespace (not consumed), counting the newlines skipped.
+fn skip_ws(r: &mut impl BufRead, line: &mut u64) -> Result<Option<u8>, String> {
+    loop {
+        let buf = r.fill_buf().map_err(|e| format!("{e}, at line {line}"))?;
+        let Some(&first) = buf.first() else {
+            return Ok(None);
+        };
+        let ws = buf.iter().take_while(|b| b.is_ascii_whitespace()).count();
+        *line += memchr::memchr_iter(b'\n', &buf[..ws]).count() as u64;
+        r.consume(ws);
+        if ws == 0 {
+            return Ok(Some(first));
+        }
+    }
+}
+
+/// Where one JSON value's text ends, found by a scan that keeps only its
+/// nesting depth and whether it is inside a string (no parse, no recursion).
+#[derive(Default)]
+struct ValueEnd {
+    depth: u64,
+    in_str: bool,
+    escaped: bool,
+    started: bool,
+}
+
+impl ValueEnd {
+    /// How many bytes of `buf` belong to the value, and whether it ends there.
+    fn scan(&mut self, buf: &[u8]) -> (usize, bool) {
+        for (i, &b) in buf.iter().enumerate() {
+            let first = !self.started;
+            self.started = true;
+            if self.in_str {
+                if self.escaped {
+                    self.escaped = false;
+                } else if b == b'\\' {
+                    self.escaped = true;
+                } else if b == b'"' {
+                    self.in_str = false;
+                    if self.depth == 0 {
+                        return (i + 1, true);
+                    }
+                }
+                continue;
+            }
+            match b {
+                b'"' => self.in_str = true,
+                b'{' | b'[' => self.depth += 1,
+                b'}' | b']' if self.depth > 1 => self.depth -= 1,
+                b'}' | b']' if self.depth == 1 => return (i + 1, true),
+                // A scalar ends before the `,`, `]` or space after it.
+                b',' | b']' | b'}' if self.depth == 0 && !first => return (i, true),
+                b if b.is_ascii_whitespace() && self.depth == 0 => return (i, true),
+                _ => {}
+            }
+        }
+        (buf.len(), false)
+    }
+}
+
+/// Appends one JSON value's text to `out`, counting its newlines; `false` when
+/// the input ends inside it (a scalar at the very end counts as whole).
+fn read_value(
+    r: &mut impl BufRead,
+    out: &mut Vec<u8>,
+    max: usize,
+    line: &mut u64,
+) -> Result<bool, LineError> {
+    let mut end = ValueEnd::default();
+    loop {
+        let buf = r.fill_buf().map_err(|e| LineError::Io(e.to_string()))?;
+        if buf.is_empty() {
+            return Ok(end.depth == 0 && !end.in_str && !out.is_empty());
+        }
+        let (take, done) = end.scan(buf);
+        if out.len() + take > max {
+            return Err(LineError::TooLong);
+        }
+        out.extend_from_slice(&buf[..take]);
+        *line += memchr::memchr_iter(b'\n', &buf[..take]).count() as u64;
+        r.consume(take);
+        if done {
+            return Ok(true);
+        }
+    }
+}
+
+/// Up to [`RAW_TAIL`] bytes of what is left, for the `raw` of the record that stops an array.
+fn rest_of(r: &mut impl BufRead, mut text: Vec<u8>) -> String {
+    let want = RAW_TAIL.saturating_sub(text.len()) as u64;
+    let _ = r.by_ref().take(want).read_to_end(&mut text);
+    String::from_utf8_lossy(&text).trim_end().to_string()
+}
+
+/// How much of a blob's rest a stopping reject keeps (rejects' `raw` is cut at 4 KiB).
+const RAW_TAIL: usize = 4096;
+
+/// A JSON array read element by element as it streams in, so a cut-off tail
+/// costs only the cut record and no element is held beyond `max` bytes.
+fn json_array(
+    r: &mut impl BufRead,
+    max: usize,
+    f: &mut impl FnMut(Record<'_>),
+) -> Result<(), String> {
+    let mut line = 1u64;
+    if skip_ws(r, &mut line)? != Some(b'[') {
+        return Err("JSON array expected".into());
+    }
+    r.consume(1);
+    let mut buf = Vec::new();
+    loop {
+        match skip_ws(r, &mut line)? {
+            None => return Ok(()), // cut right after `[` or a comma: nothing more was written
+            Some(b']') if buf.is_empty() => return Ok(()),
+            Some(_) => {}
+        }
+        buf.clear();
+        let start = line;
+        let whole = read_value(r, &mut buf, max, &mut line)
+            .map_err(|e| e.message("array element", start, max))?;
+        let text = std::str::from_utf8(&buf)
+            .map_err(|e| format!("invalid UTF-8: {e}, at line {start}"))?;
+        if !whole {
+            f(Record {
+                line: start,
+                raw: text.trim_end(),
+                fields: Err("record cut off before its end (blob still being written?)".into()),
+            });
+            return Ok(());
+        }
+        let fields = parse_object(text);
+        if fields.is_err() && !is_json(text) {
+            // A broken element: the rest cannot be re-synchronised.
+            let raw = rest_of(r, buf.clone());
+            f(Record {
+                line: start,
+                raw: &raw,
+                fields,
+            });
+            return Ok(());
+        }
+        f(Record {
+            line: start,
+            raw: text,
+            fields,
+        });
+        match skip_ws(r, &mut line)? {
+            Some(b',') => r.consume(1),
+            Some(b']') | None => return Ok(()), // closed, or cut between elements
+            Some(_) => {
+                let at = line;
+                let raw = rest_of(r, Vec::new());
+                f(Record {
+                    line: at,
+                    raw: &raw,
+                    fields: Err("expected `,` or `]` after an array element".into()),
+                });
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Whether `text` is one JSON value (bare `NaN`s allowed), object or not.
+fn is_json(text: &str) -> bool {
+    serde_json::from_str::<serde::de::IgnoredAny>(&nan_to_null(text)).is_ok()
+}
+
+/// Appends one CSV record (lines until its quotes balance) to `out`; `false` at the end.
+fn read_csv_record(
+    r: &mut impl BufRead,
+    out: &mut Vec<u8>,
+    quote: u8,
+    max: usize,
+) -> Result<bool, LineError> {
+    let mut open = false;
+    loop {
+        let before = out.len();
+        if !read_line(r, out, max.saturating_sub(before))? {
+            return Ok(before > 0);
+        }
+        let quotes = memchr::memchr_iter(quote, &out[before..]).count();
+        open ^= quotes % 2 == 1;
+        if !open {
+            return Ok(true);
+        }
+    }
+}
+
+/// One record's fields, parsed by the csv crate from the record's own text.
+fn csv_fields(text: &[u8], dialect: &CsvDialect) -> Result<csv::ByteRecord, String> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .delimiter(dialect.delimiter)
+        .quote(dialect.quote)
+        .flexible(true)
+        .buffer_capacity(text.len() + 1)
+        .from_reader(text);
+    let mut record = csv::ByteRecord::new();
+    reader
+        .read_byte_record(&mut record)
+        .map_err(|e| format!("CSV: {e}"))?;
+    Ok(record)
+}
+
+/// CSV rows read as they stream in: a row is its lines up to where its quotes balance.
+fn csv_records(
+    r: &mut impl BufRead,
+    dialect: &CsvDialect,
+    max: usize,
+    f: &mut impl FnMut(Record<'_>),
+) -> Result<(), String> {
+    let mut buf = Vec::new();
+    let mut next_line = 1u64;
+    let mut headers: Option<Vec<String>> = None;
+    let mut skip_header = dialect.header;
+    loop {
+        buf.clear();
+        let line = next_line;
+        let more = read_csv_record(r, &mut buf, dialect.quote, max)
+            .map_err(|e| e.message("CSV row", line, max))?;
+        if !more {
+            return Ok(());
+        }
+        next_line += memchr::memchr_iter(b'\n', &buf).count() as u64;
+        let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        let text = text.strip_suffix(b"\r").unwrap_or(text);
+        if text.is_empty() {
+            continue; // blank lines are no records (as the csv crate reads them)
+        }
+        if skip_header {
+            skip_header = false;
+            let names = csv_fields(text, dialect).map_err(|e| format!("CSV header: {e}"))?;
+            if dialect.columns.is_none() {
+                headers = Some(
+                    names
+                        .iter()
+                        .map(|h| String::from_utf8_lossy(h).trim().to_string())
+                        .collect(),
+                );
+            }
+            continue;
+        }
+        let headers = headers.get_or_insert_with(|| dialect.columns.clone().unwrap_or_default());
+        let raw = String::from_utf8_lossy(text);
+        let fields = csv_fields(text, dialect).and_then(|record| {
+            if record.len() != headers.len() {
+                return Err(format!(
+                    "{} fields where the header has {}",
+                    record.len(),
+                    headers.len()
+                ));
+            }
+            record
+                .iter()
+                .map(|v| {
+                    std::str::from_utf8(v)
+                        .map(|s| s.trim().to_string())
+                        .map_err(|e| format!("invalid UTF-8: {e}"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+                .map(|values| Fields::Csv {
+                    headers: headers.as_slice(),
+                    values,
+                    decimal_comma: dialect.decimal_comma,
+                })
+        });
+        f(Record {
+            line,
+            raw: &raw,
+            fields,
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn collect(data: &[u8], format: Format) -> Vec<(u64, String, Result<String, String>)> {
+        let mut out = Vec::new();
+        for_each_record(
+            data,
+            format,
+            &CsvDialect::default(),
+            &Limits::default(),
+            |r| {
+                let dev = r.fields.map(|f| match f.get(&["deviceId".to_string()]) {
+                    Found::Str(s) => s.to_string(),
+                    other => format!("{other:?}"),
+                });
+                out.push((r.line, r.raw.to_string(), dev));
+            },
+        )
+        .unwrap();
+        out
+    }
+
+    #[test]
+    fn json_lines_skip_blanks_and_keep_line_numbers() {
+        let data = b"{\"deviceId\":\"a\"}\n\n{\"DEVICEID\":\"b\"}\r\n{\"deviceId\":\"c\"";
+        let recs = collect(data, Format::JsonLines);
+        assert_eq!(recs.len(), 3);
+        assert_eq!((recs[0].0, recs[0].2.clone()), (1, Ok("a".into())));
+        assert_eq!((recs[1].0, recs[1].2.clone()), (3, Ok("b".into())));
+        assert_eq!(recs[2].0, 4);
+        assert!(recs[2].2.is_err(), "a cut last line is malformed");
+        assert_eq!(recs[2].1, "{\"deviceId\":\"c\"");
+    }
+
+    #[test]
+    fn bare_nan_reads_as_null_but_not_inside_strings() {
+        let recs = collect(
+            b"{\"deviceId\":\"NaN-1\",\"vibration\":NaN}\n",
+            Format::JsonLines,
+        );
+        assert_eq!(recs[0].2, Ok("NaN-1".into()));
+    }
+
+    #[test]
+    fn array_cut_before_bracket_yields_complete_records_and_one_reject() {
+        let data = b"[\n{\"deviceId\":\"a\"},\n{\"deviceId\":\"b\"},\n{\"deviceId\":\"c\", \"tem";
+        let recs = collect(data, Format::JsonArray);
+        assert_eq!(recs.len(), 3);
+        assert_eq!((recs[0].0, recs[0].2.clone()), (2, Ok("a".into())));
+        assert_eq!((recs[1].0, recs[1].2.clone()), (3, Ok("b".into())));
+        assert_eq!(recs[2].0, 4);
+        assert!(recs[2].2.as_ref().unwrap_err().contains("cut off"));
+        // Cut right after a complete element: nothing is lost, nothing rejected.
+        let recs = collect(b"[{\"deviceId\":\"a\"},", Format::JsonArray);
+        assert_eq!(recs.len(), 1);
+        assert!(collect(b"[ ]", Format::JsonArray).is_empty());
+    }
+
+    #[test]
+    fn csv_matches_headers_case_insensitively_and_flags_short_rows() {
+        let data = b"DeviceID,temperature\r\nd1,20.5\nd2\n";
+        let recs = collect(data, Format::Csv);
+        assert_eq!(recs.len(), 2);
+        assert_eq!((recs[0].0, recs[0].2.clone()), (2, Ok("d1".into())));
+        assert_eq!(recs[0].1, "d1,20.5");
+        assert_eq!(recs[1].0, 3);
+        assert!(recs[1].2.is_err());
+    }
+
+    #[test]
+    fn gzip_and_bom_are_unwrapped() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(b"\xEF\xBB\xBF{\"deviceId\":\"z\"}\n")
+            .unwrap();
+        let gz = enc.finish().unwrap();
+        let limits = Limits::default();
+        let mut inflated = Inflated::new(&gz, &limits);
+        let data = inflated.head().unwrap();
+        assert_eq!(&data[..1], b"{");
+        assert!(Inflated::new(&[0x1f, 0x8b, 0, 1, 2], &limits)
+            .head()
+            .is_err());
+    }
+
+    #[test]
+    fn gzip_cut_short_keeps_its_complete_records() {
+        use std::io::Write;
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        for i in 0..200 {
+            writeln!(enc, "{{\"deviceId\":\"d{i}\",\"temperature\":{i}.5}}").unwrap();
+        }
+        let gz = enc.finish().unwrap();
+        let cut = &gz[..gz.len() * 2 / 3];
+        let limits = Limits::default();
+        let mut inflated = Inflated::new(cut, &limits);
+        let head = inflated.head().unwrap();
+        let mut data = Vec::new();
+        inflated.after(head).read_to_end(&mut data).unwrap();
+        let recs = collect(&data, Format::JsonLines);
+        let ok = recs.iter().filter(|r| r.2.is_ok()).count();
+        assert!(ok > 0 && ok < 200, "{ok} complete records");
+        assert!(
+            recs[..ok].iter().all(|r| r.2.is_ok()),
+            "only the tail is bad"
+        );
+        assert!(
+            recs.len() <= ok + 1,
+            "at most the one cut record is rejected"
+        );
+    }
+
+    #[test]
+    fn envelope_body_object_and_base64() {
+        let body = base64::engine::general_purpose::STANDARD.encode(br#"{"temperature":21}"#);
+        let line = format!(
+            r#"{{"EnqueuedTimeUtc":"2024-03-11T10:00:00Z","SystemProperties":{{"connectionDeviceId":"dev-9","messageId":"m1"}},"Properties":{{}},"Body":"{body}"}}"#
+        );
+        let mut seen = Vec::new();
+        for_each_record(
+            line.as_bytes(),
+            Format::JsonLines,
+            &CsvDialect::default(),
+            &Limits::default(),
+            |r| {
+                let f = r.fields.unwrap();
+                let dev = f.get(&[
+                    "deviceId".to_string(),
+                    "SystemProperties.connectionDeviceId".to_string(),
+                ]);
+                let t = f.get(&["temperature".to_string()]);
+                seen.push((format!("{dev:?}"), format!("{t:?}")));
+            },
+        )
+        .unwrap();
+        assert_eq!(seen[0].0, "Str(\"dev-9\")");
+        assert!(seen[0].1.starts_with("Num("));
+        let bad = r#"{"EnqueuedTimeUtc":"2024-03-11T10:00:00Z","SystemProperties":{},"Body":"!!notbase64"}"#;
+        for_each_record(
+            bad.as_bytes(),
+            Format::JsonLines,
+            &CsvDialect::default(),
+            &Limits::default(),
+            |r| assert!(r.fields.is_err()),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn formats_from_names() {
+        assert_eq!(format_from_name("a/b/x.csv.gz").unwrap(), FromName::Csv);
+        assert_eq!(format_from_name("a/b/x.json").unwrap(), FromName::Json);
+        assert_eq!(format_from_name("a/b/x.AVRO").unwrap(), FromName::Avro);
+        assert_eq!(
+            format_from_name("hub/0/2024/03/11/10/05").unwrap(),
+            FromName::Unknown
+        );
+        assert!(format_from_name("a/x.parquet").is_err());
+        assert_eq!(sniff_json(b"  \n[{}]"), Format::JsonArray);
+        assert_eq!(sniff_json(b"{}"), Format::JsonLines);
+    }
+
+    #[test]
+    fn names_without_an_extension_are_sniffed_unless_the_job_declares_a_format() {
+        let d = CsvDialect::default();
+        let semi = CsvDialect {
+            delimiter: b';',
+            ..CsvDialect::default()
+        };
+        let path = "hub/0/2024/03/11/10/05";
+        let r = |decl, data: &[u8], d: &CsvDialect| resolve(decl, path, data, d).unwrap();
+        assert_eq!(r(Declared::Auto, b"Obj\x01....", &d), Format::Avro);
+        assert_eq!(r(Declared::Auto, b"{\"a\":1}\n", &d), Format::JsonLines);
+        assert_eq!(r(Declared::Auto, b" [{}]", &d), Format::JsonArray);
+        assert_eq!(
+            r(Declared::Auto, b"deviceId;temp\nd1;2\n", &semi),
+            Format::Csv
+        );
+        assert_eq!(r(Declared::Auto, b"deviceId;temp\n", &d), Format::JsonLines);
+        assert_eq!(r(Declared::Csv, b"{\"a\":1}", &d), Format::Csv);
+        // A declared format wins over the name, too.
+        assert_eq!(
+            resolve(Declared::Avro, "x/y.json", b"", &d).unwrap(),
+            Format::Avro
+        );
+        assert!(resolve(Declared::Auto, "x/y.parquet", b"", &d).is_err());
+    }
+
+    #[test]
+    fn csv_dialects_semicolon_tab_pipe_declared_columns_and_decimal_comma() {
+        let read = |data: &[u8], d: CsvDialect| {
+            let mut out = Vec::new();
+            for_each_record(data, Format::Csv, &d, &Limits::default(), |r| {
+                let f = r.fields.unwrap();
+                let get = |k: &str| match f.get(&[k.to_string()]) {
+                    Found::Str(s) => s.to_string(),
+                    other => format!("{other:?}"),
+                };
+                out.push((r.line, get("deviceId"), get("temp"), f.decimal_comma()));
+            })
+            .unwrap();
+            out
+        };
+        let semi = CsvDialect {
+            delimiter: b';',
+            decimal_comma: true,
+            ..CsvDialect::default()
+        };
+        assert_eq!(
+            read(b"deviceId;temp\nd1;21,5\n\"d;2\";3\n", semi),
+            vec![
+                (2, "d1".into(), "21,5".into(), true),
+                (3, "d;2".into(), "3".into(), true)
+            ]
+        );
+        let tab = CsvDialect {
+            delimiter: b'\t',
+            header: false,
+            columns: Some(vec!["deviceId".into(), "temp".into()]),
+            ..CsvDialect::default()
+        };
+        assert_eq!(
+            read(b"d1\t1.5\nd2\t2\n", tab),
+            vec![
+                (1, "d1".into(), "1.5".into(), false),
+                (2, "d2".into(), "2".into(), false)
+            ]
+        );
+        let pipe = CsvDialect {
+            delimiter: b'|',
+            quote: b'\'',
+            columns: Some(vec!["deviceId".into(), "temp".into()]),
+            ..CsvDialect::default()
+        };
+        // The file's own header is skipped and the declared names used.
+        assert_eq!(
+            read(b"id|t\n'a|b'|7\n", pipe),
+            vec![(2, "a|b".into(), "7".into(), false)]
+        );
+    }
+}

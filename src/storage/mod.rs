@@ -1,0 +1,201 @@
+//! Storage: opening an object store for a location, with its credentials, retries and fault naming.
+//!
+//! Every byte coldpath reads or writes outside Delta goes through here (the
+//! source's blobs, the reference logs, lock objects, manifests); the lake's
+//! tables go through delta-rs with the same settings. [`fault`] sorts failures
+//! for the operator and redacts secrets; [`retry`] holds the retry policy.
+
+pub mod fault;
+pub mod retry;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use deltalake::logstore::object_store::{
+    self, azure::MicrosoftAzureBuilder, local::LocalFileSystem, path::Path as StorePath,
+    ObjectStore, ObjectStoreExt, ObjectStoreScheme,
+};
+use url::Url;
+
+use fault::{describe, Fault};
+use retry::StorageSettings;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("source `{location}`: {message}")]
+    Location { location: String, message: String },
+    #[error("listing `{prefix}` in {location}: {}", describe(*.fault, .container.as_deref(), .source))]
+    List {
+        location: String,
+        prefix: String,
+        container: Option<String>,
+        fault: Fault,
+        source: Box<object_store::Error>,
+    },
+    #[error("reading blob `{blob}` in {location}: {}", describe(*.fault, .container.as_deref(), .source))]
+    Read {
+        location: String,
+        blob: String,
+        container: Option<String>,
+        fault: Fault,
+        source: Box<object_store::Error>,
+    },
+}
+
+impl StorageError {
+    /// Whether this is a problem with the configuration (exit 2) rather than a fault while running.
+    pub fn is_config(&self) -> bool {
+        match self {
+            StorageError::Location { .. } => true,
+            StorageError::List { fault, .. } | StorageError::Read { fault, .. } => {
+                fault.is_config()
+            }
+        }
+    }
+}
+
+/// An object store plus the folder inside it that a location names.
+#[derive(Debug, Clone)]
+pub struct Storage {
+    pub store: Arc<dyn ObjectStore>,
+    pub root: StorePath,
+    /// The location as the user gave it (URLs carry no secrets: those come from the environment).
+    pub location: String,
+    /// The container (Azure) the location is in, for error messages.
+    pub container: Option<String>,
+    /// Retries and timeouts (kept to open sibling locations alike, e.g. reference logs).
+    pub settings: StorageSettings,
+}
+
+impl Storage {
+    /// Opens a location: a local directory (which must exist), `file://`, `az://`, `abfss://` or `https://` URL.
+    pub fn open(location: &str, settings: &StorageSettings) -> Result<Storage, StorageError> {
+        let err = |message: String| StorageError::Location {
+            location: location.to_string(),
+            message,
+        };
+        if let Some(url) = as_url(location) {
+            let (scheme, root) = ObjectStoreScheme::parse(&url).map_err(|e| err(e.to_string()))?;
+            let store: Arc<dyn ObjectStore> = match scheme {
+                ObjectStoreScheme::Local => {
+                    let path = url
+                        .to_file_path()
+                        .map_err(|_| err("not a local file URL".into()))?;
+                    return Storage::open_local(location, path, settings);
+                }
+                ObjectStoreScheme::MicrosoftAzure => Arc::new(
+                    settings
+                        .apply(MicrosoftAzureBuilder::from_env().with_url(url.as_str()))
+                        .build()
+                        .map_err(|e| err(e.to_string()))?,
+                ),
+                other => return Err(err(format!("unsupported storage scheme {other:?}"))),
+            };
+            return Ok(Storage {
+                store,
+                root,
+                location: location.to_string(),
+                container: container_of(&url),
+                settings: settings.clone(),
+            });
+        }
+        Storage::open_local(location, PathBuf::from(location), settings)
+    }
+
+    fn open_local(
+        location: &str,
+        path: PathBuf,
+        settings: &StorageSettings,
+    ) -> Result<Storage, StorageError> {
+        let err = |message: String| StorageError::Location {
+            location: location.to_string(),
+            message,
+        };
+        if !path.is_dir() {
+            return Err(err("no such directory".into()));
+        }
+        let store = LocalFileSystem::new_with_prefix(&path).map_err(|e| err(e.to_string()))?;
+        Ok(Storage {
+            store: Arc::new(store),
+            root: StorePath::default(),
+            location: location.to_string(),
+            container: None,
+            settings: settings.clone(),
+        })
+    }
+
+    /// The store path of `rel` (relative to this location's folder).
+    pub fn path(&self, rel: &str) -> StorePath {
+        let rel = rel.trim_matches('/');
+        if self.root.as_ref().is_empty() {
+            StorePath::from(rel)
+        } else if rel.is_empty() {
+            self.root.clone()
+        } else {
+            StorePath::from(format!("{}/{}", self.root.as_ref(), rel))
+        }
+    }
+
+    /// `path` relative to this location's folder.
+    pub fn relative(&self, path: &StorePath) -> String {
+        let full = path.as_ref();
+        let root = self.root.as_ref();
+        if root.is_empty() {
+            full.to_string()
+        } else {
+            full.strip_prefix(root)
+                .map(|s| s.trim_start_matches('/'))
+                .unwrap_or(full)
+                .to_string()
+        }
+    }
+
+    /// A failed listing of `prefix`, sorted for the operator.
+    pub fn list_error(&self, prefix: &str, source: object_store::Error) -> StorageError {
+        StorageError::List {
+            location: self.location.clone(),
+            prefix: prefix.to_string(),
+            container: self.container.clone(),
+            fault: Fault::of(&source),
+            source: Box::new(source),
+        }
+    }
+
+    /// Fetches a whole blob.
+    pub async fn get(&self, rel: &str) -> Result<bytes::Bytes, StorageError> {
+        let read = |source: object_store::Error| StorageError::Read {
+            location: self.location.clone(),
+            blob: rel.to_string(),
+            container: self.container.clone(),
+            fault: Fault::of(&source),
+            source: Box::new(source),
+        };
+        let got = self.store.get(&self.path(rel)).await.map_err(read)?;
+        got.bytes().await.map_err(read)
+    }
+}
+
+/// The container an Azure URL names: `az://c/…`, `abfss://c@account…/…`, `https://account…/c/…`.
+pub fn container_of(url: &Url) -> Option<String> {
+    match url.scheme() {
+        "az" | "azure" | "adl" => url.host_str().map(str::to_string),
+        "abfs" | "abfss" => Some(url.username())
+            .filter(|u| !u.is_empty())
+            .map(str::to_string)
+            .or_else(|| url.host_str().map(str::to_string)),
+        "https" | "http" => url
+            .path_segments()
+            .and_then(|mut s| s.next())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        _ => None,
+    }
+}
+
+/// A location string as a URL, when it is one (`C:\…` and bare paths are not).
+fn as_url(location: &str) -> Option<Url> {
+    if !location.contains("://") {
+        return None;
+    }
+    Url::parse(location).ok()
+}
