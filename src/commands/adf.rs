@@ -14,6 +14,9 @@
 //! fails the activity through an If Condition on
 //! `activity('…').output.customOutput.exit_code` (`jobs/adf/pipeline.json`).
 
+use super::cli::{BackfillArgs, FeaturesArgs, JobArgs, RunArgs, WriteArgs};
+use crate::report::Status;
+use serde_json::json;
 use std::path::{Path, PathBuf};
 
 use chrono::NaiveDate;
@@ -259,6 +262,161 @@ pub fn outputs(report: &serde_json::Value) -> String {
         }
     }
     serde_json::to_string(&trimmed).unwrap_or_default()
+}
+
+/// `coldpath adf`: the Data Factory custom activity: `activity.json` in, the command's report as `outputs.json` out.
+pub async fn command() -> i32 {
+    use crate::commands::adf::{self, Request, Unretryable};
+    let outputs = std::path::PathBuf::from("outputs.json");
+    let here = std::path::Path::new(".");
+    let fail = |mode: Unretryable, code: i32, message: String| {
+        eprintln!("coldpath: error: {message}");
+        let status = if code == 2 {
+            Status::ConfigError
+        } else {
+            Status::Failed
+        };
+        let report = json!({"status": status, "exit_code": code, "retryable": adf::retryable(code), "error": message});
+        let report = serde_json::to_value(crate::report::version::stamp(&report)).unwrap_or(report);
+        if let Err(e) = std::fs::write(&outputs, adf::outputs(&report)) {
+            eprintln!("coldpath: error: writing outputs.json: {e}");
+        }
+        mode.exit_code(code)
+    };
+    let (props, request) = match adf::read(here) {
+        Ok(x) => x,
+        Err(e) => return fail(Unretryable::declared(here), 2, e.to_string()),
+    };
+    let mode = props.unretryable();
+    let parsed = (|| {
+        let labels_as_of = props
+            .labels_as_of
+            .as_deref()
+            .map(crate::commands::cli::parse_instant)
+            .transpose()?;
+        let lock_wait = props
+            .lock_wait
+            .as_deref()
+            .map(crate::commands::cli::parse_wait)
+            .transpose()?;
+        Ok::<_, String>((labels_as_of, lock_wait))
+    })();
+    let (labels_as_of, lock_wait) = match parsed {
+        Ok(x) => x,
+        Err(e) => return fail(mode, 2, format!("activity.json: {e}")),
+    };
+    // Data Factory copies the resource files without their folders.
+    let job_path = std::path::Path::new(&props.job);
+    if !job_path.exists() {
+        if let Some(name) = job_path.file_name().filter(|n| here.join(n).is_file()) {
+            return fail(
+                mode,
+                2,
+                format!(
+                    "activity.json: job `{}` is not here, but `{}` is: Data Factory copies the resource files into the working directory without their folders; name the job `{}`",
+                    props.job,
+                    name.to_string_lossy(),
+                    name.to_string_lossy()
+                ),
+            );
+        }
+    }
+    let job = JobArgs {
+        job: props.job.clone().into(),
+        source: props.source.clone(),
+        lake: props.lake.clone(),
+    };
+    let write = WriteArgs {
+        labels_as_of,
+        report: Some(outputs.clone()),
+        lock_wait,
+        allow_empty: false,
+    };
+    let (what, code) = match request {
+        Request::Run { date } => (
+            format!("run {date}"),
+            super::run::command(RunArgs {
+                job,
+                date,
+                silver_only: false,
+                write,
+            })
+            .await,
+        ),
+        Request::Backfill { from, to, parallel } => (
+            format!("backfill {from}..{to}"),
+            super::backfill::command(BackfillArgs {
+                job,
+                from,
+                to,
+                parallel,
+                emit_batch_tasks: None,
+                batch_output_container: None,
+                batch_identity: None,
+                batch_image: String::new(),
+                write,
+            })
+            .await,
+        ),
+        Request::Features { from, to } => (
+            format!("features {from}..{to}"),
+            super::features::command(FeaturesArgs {
+                job,
+                date: None,
+                from: Some(from),
+                to: Some(to),
+                write,
+            })
+            .await,
+        ),
+        Request::Catchup { from, to } => (
+            format!("catchup {from}..{to}"),
+            super::catchup::command(crate::commands::cli::CatchupArgs {
+                job,
+                days: 14,
+                from: Some(from),
+                to: Some(to),
+                dry_run: false,
+                include_missing: false,
+                refresh_labels: true,
+                write,
+            })
+            .await,
+        ),
+    };
+    // Say whether a retry could help, and keep outputs.json under Data Factory's 2 MB.
+    let capped = std::fs::read_to_string(&outputs)
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .map(|mut v| {
+            if let Some(obj) = v.as_object_mut() {
+                obj.insert("retryable".into(), json!(adf::retryable(code)));
+            }
+            adf::outputs(&v)
+        });
+    match capped {
+        Some(text) => {
+            if let Err(e) = std::fs::write(&outputs, text) {
+                return fail(mode, 1, format!("writing outputs.json: {e}"));
+            }
+        }
+        None => {
+            return fail(
+                mode,
+                code.max(1),
+                "the command wrote no readable report".into(),
+            )
+        }
+    }
+    let exit = mode.exit_code(code);
+    if exit == code {
+        println!("coldpath adf: {what}: exit {code}; the report is in outputs.json");
+    } else {
+        println!(
+            "coldpath adf: {what}: exit {code}, not retryable: exiting 0 with the status in outputs.json (unretryable = report)"
+        );
+    }
+    exit
 }
 
 #[cfg(test)]

@@ -5,5 +5,52 @@
 //! [`adf`] and [`batch`] are the Data Factory and Azure Batch entry points.
 
 pub mod adf;
+pub mod backfill;
 pub mod batch;
+pub mod catchup;
 pub mod cli;
+pub mod features;
+pub mod maintain;
+pub mod output;
+pub mod plan;
+pub mod run;
+
+use crate::config::job::Job;
+use crate::Error;
+use cli::{JobArgs, WriteArgs};
+
+/// The label cut-off: the flag, never later than now (a future cut-off would
+/// call horizons nobody has seen yet `false`); default now.
+pub fn label_cutoff(asked: Option<chrono::DateTime<chrono::Utc>>) -> chrono::DateTime<chrono::Utc> {
+    let now = chrono::Utc::now();
+    match asked {
+        Some(t) if t > now => {
+            tracing::warn!(labels_as_of = %t, now = %now, "--labels-as-of is in the future: using now");
+            now
+        }
+        Some(t) => t,
+        None => now,
+    }
+}
+
+/// The job file with the command line's overrides (`write`: those of a writing command).
+pub fn load_job(args: &JobArgs, write: Option<&WriteArgs>) -> Result<Job, Error> {
+    let mut job = Job::load(&args.job)?;
+    if let Some(write) = write {
+        if let Some(wait) = write.lock_wait {
+            job.lock.wait = wait;
+        }
+        job.allow_empty |= write.allow_empty;
+    }
+    for (flag, value, slot) in [
+        ("--source", &args.source, &mut job.source),
+        ("--lake", &args.lake, &mut job.lake),
+    ] {
+        if let Some(value) = value {
+            crate::config::job::check_location(value)
+                .map_err(|m| Error::Usage(format!("{flag}: {m}")))?;
+            *slot = value.clone();
+        }
+    }
+    Ok(job)
+}

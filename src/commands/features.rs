@@ -1,0 +1,39 @@
+//! `coldpath features`: recompute the gold tables of dates from silver alone (the label refresh).
+
+use super::cli::FeaturesArgs;
+use super::output::{emit, failure};
+use super::{label_cutoff, load_job};
+use crate::report::FeaturesReport;
+use crate::run::pipeline;
+use crate::Error;
+
+pub async fn command(args: FeaturesArgs) -> i32 {
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let labels_as_of = label_cutoff(args.write.labels_as_of);
+    let mut report = FeaturesReport::new(&run_id, "", labels_as_of);
+    let result = async {
+        let dates = args.dates().map_err(Error::Usage)?;
+        let job = load_job(&args.job, Some(&args.write))?;
+        report.job = job.name.clone();
+        report.lake = job.lake.clone();
+        let span = tracing::info_span!("features", job = %job.name, run_id = %run_id);
+        use tracing::Instrument;
+        pipeline::refresh_features(&job, &dates, labels_as_of, &mut report)
+            .instrument(span)
+            .await
+    }
+    .await;
+    if let Err(e) = result {
+        let (status, message) = failure(&e);
+        report.set_status(status);
+        report.error = Some(message);
+    }
+    for failed in report.dates.iter().filter(|d| d.error.is_some()) {
+        eprintln!(
+            "coldpath: features for {} failed: {}",
+            failed.date,
+            failed.error.as_deref().unwrap_or_default()
+        );
+    }
+    emit(&report, report.exit_code, args.write.report.as_deref())
+}

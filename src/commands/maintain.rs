@@ -1,0 +1,41 @@
+//! `coldpath maintain`: compaction, checkpoints and vacuum of every table (see [`crate::lake::maintain`]).
+
+use super::load_job;
+use super::output::{emit, failure};
+use crate::Error;
+use serde_json::json;
+
+pub async fn command(args: crate::commands::cli::MaintainArgs) -> i32 {
+    use crate::lake::maintain::SAFE_RETENTION;
+    if args.vacuum_retention < SAFE_RETENTION && !args.unsafe_retention {
+        eprintln!(
+            "coldpath: error: --vacuum-retention under 7d can break readers of older versions; add --unsafe-retention to insist"
+        );
+        return 2;
+    }
+    let result = async {
+        let job = load_job(&args.job, None)?;
+        let lake = crate::lake::Lake::open(&job.lake, &job.storage)?;
+        let mut done = Vec::new();
+        for spec in crate::lake::all_tables() {
+            if let Some(m) =
+                crate::lake::maintain::maintain(&lake, &spec, args.vacuum_retention).await?
+            {
+                done.push(m);
+            }
+        }
+        Ok::<_, Error>(done)
+    }
+    .await;
+    match result {
+        Ok(done) => emit(&json!({"status": "succeeded", "tables": done}), 0, None),
+        Err(e) => {
+            let (status, message) = failure(&e);
+            emit(
+                &json!({"status": status, "error": message}),
+                status.exit_code(),
+                None,
+            )
+        }
+    }
+}
