@@ -194,7 +194,7 @@ impl<'r> Day<'r> {
         }
         let t = Instant::now();
         let resolved = self.resolved;
-        let (frame, dropped, ids, unknown) = crate::run::pipeline::guarded("dedup", || {
+        let (frame, dropped, ids, unknown) = crate::stages::guarded("dedup", || {
             let (frame, losers) = drop_losers(frame_of(rows)?, &resolved.losers)?;
             let (frame, copies) = dedup_rows(frame)?;
             let (ids, unknown) = ids_of(&frame, resolved)?;
@@ -214,11 +214,11 @@ impl<'r> Day<'r> {
         let t = Instant::now();
         if let Some(features) = &mut self.features {
             let ws = self.day_start_us + hour as i64 * HOUR_US;
-            crate::run::pipeline::guarded("features", || features.add_hour(ws, &frame))?;
+            crate::stages::guarded("features", || features.add_hour(ws, &frame))?;
         }
         if let Some((date, minutes)) = &mut self.minutes {
             let date = *date;
-            minutes.push(crate::run::pipeline::guarded("features", || {
+            minutes.push(crate::stages::guarded("features", || {
                 crate::stages::features::minute::aggregate(&frame, date)
             })?);
         }

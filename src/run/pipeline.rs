@@ -22,6 +22,7 @@ use crate::lake::{self, CommitMeta, Lake};
 use crate::report::{FeaturesDate, FeaturesReport, RunReport, Status, TableReport};
 use crate::run::hours;
 use crate::stages::features::{self, Reference};
+use crate::stages::guarded;
 use crate::stages::normalize::{self, BlobOutcome, Reject, Rules};
 use crate::stages::source::tier::{self, BlobTier, Tiers};
 use crate::stages::source::{self, layout::Layout, Listing};
@@ -159,6 +160,24 @@ async fn take_locks(
         .await?)
 }
 
+/// What every step of one date's run shares.
+struct DateRun<'a> {
+    job: &'a Job,
+    req: &'a RunRequest,
+    prepared: &'a Prepared,
+    reference: &'a Reference,
+    locks: &'a LockSet,
+    listing: Listing,
+    rules: Arc<Rules>,
+    meta: CommitMeta,
+    ingested_at_us: i64,
+}
+
+/// A table's frame made an Arrow batch, ready to commit.
+type Staged = (lake::TableSpec, RecordBatch, CommitMeta);
+
+/// One date's run under its locks, step by step: list, read and commit silver,
+/// commit the other tables, conclude.
 async fn run_locked(
     job: &Job,
     req: &RunRequest,
@@ -167,11 +186,37 @@ async fn run_locked(
     reference: &Reference,
     locks: &LockSet,
 ) -> Result<(), Error> {
-    let date = req.date;
-    let run_id = report.run_id.clone();
-    let ingested_at = Utc::now();
+    let listing = list_step(job, prepared, req.date, report).await?;
+    let run = DateRun {
+        job,
+        req,
+        prepared,
+        reference,
+        locks,
+        rules: Arc::new(rules_of(job, req.date)),
+        meta: CommitMeta {
+            run_id: report.run_id.clone(),
+            job: job.name.clone(),
+            date: req.date.to_string(),
+            labels_as_of: None,
+        },
+        ingested_at_us: Utc::now().timestamp_micros(),
+        listing,
+    };
+    let (staged, gate_failed) = run.silver_step(report).await?;
+    run.commit_step(staged, gate_failed, report).await?;
+    run.conclude(gate_failed, report).await;
+    Ok(())
+}
 
-    // 1. List only the date's time partitions and the look-ahead.
+/// Step 1: list only the date's time partitions and the look-ahead; stop early
+/// for no blobs (when the job says so) and for archived ones.
+async fn list_step(
+    job: &Job,
+    prepared: &Prepared,
+    date: NaiveDate,
+    report: &mut RunReport,
+) -> Result<Listing, Error> {
     let t = Instant::now();
     let listing = list(job, prepared, date)
         .instrument(info_span!("list"))
@@ -212,8 +257,12 @@ async fn run_locked(
             )));
         }
     }
+    Ok(listing)
+}
 
-    let rules = Arc::new(Rules {
+/// The record rules of the job for `date`.
+fn rules_of(job: &Job, date: NaiveDate) -> Rules {
+    Rules {
         schema: job.schema.clone(),
         day_start_us: crate::calendar::day_start(date).timestamp_micros(),
         late_arrival_us: job.late_arrival.as_micros() as i64,
@@ -221,206 +270,265 @@ async fn run_locked(
         format: job.format,
         csv: job.csv.clone(),
         limits: job.limits,
-    });
-    let meta = CommitMeta {
-        run_id: run_id.clone(),
-        job: job.name.clone(),
-        date: date.to_string(),
-        labels_as_of: None,
+    }
+}
+
+/// Puts a pass's counts into the report and checks the identity; the reject ratio.
+fn account(report: &mut RunReport, counts: &Counts, rejects: &[Reject]) -> Result<f64, Error> {
+    report.blobs.empty = counts.empty;
+    report.records_read = counts.own_records + counts.look_ahead_rows;
+    report.rows_written = counts.rows_written;
+    report.rejected = rejects.len() as u64;
+    report.duplicates = counts.duplicates;
+    report.other_dates = counts.other_dates;
+    report.rejects_by_reason.clear();
+    for r in rejects {
+        *report
+            .rejects_by_reason
+            .entry(r.reason.as_str())
+            .or_default() += 1;
+    }
+    if !report.balances() {
+        return Err(Error::Internal(format!(
+            "records do not balance: read {} != written {} + rejected {} + duplicates {} + other dates {}",
+            report.records_read, report.rows_written, report.rejected, report.duplicates, report.other_dates
+        )));
+    }
+    report.reject_ratio = if report.records_read == 0 {
+        0.0
+    } else {
+        report.rejected as f64 / report.records_read as f64
     };
-    let paths: Vec<&str> = listing.blobs.iter().map(|b| b.path.as_str()).collect();
-    let paths_series = Series::new("source_file".into(), &paths);
+    Ok(report.reject_ratio)
+}
 
-    // 3. Read every blob, an hour of the date at a time: dedup, features and the
-    //    silver rows stream out as each hour is complete. A pass that finds
-    //    message ids spanning hours commits nothing and is read again with them decided.
-    let mut commit_attempt = 0;
-    let (staged, gate_failed) = loop {
-        commit_attempt += 1;
-        report.lookback_complete = None;
-        // 2. The features' look-back: the previous date's last hours as silver has
-        //    them now, reduced at once to per device-hour partials (the rows are not kept).
-        let (features, lookback_complete) = if req.features {
-            let lookback = lookback(&prepared.lake, date)
-                .instrument(info_span!("lookback"))
+/// The durations of a read pass, in the report's terms.
+fn time_pass(report: &mut RunReport, times: &hours::StageTimes, pass_ms: u64) {
+    report.durations.dedup_ms = times.dedup.as_millis() as u64;
+    report.durations.features_ms = times.features.as_millis() as u64;
+    report.durations.write_ms = times.write.as_millis() as u64;
+    report.durations.read_ms = pass_ms.saturating_sub(
+        report.durations.dedup_ms + report.durations.features_ms + report.durations.write_ms,
+    );
+    report.memory_after("read");
+}
+
+impl DateRun<'_> {
+    /// Steps 2 to 5: read every blob, an hour of the date at a time (dedup,
+    /// features and the silver rows stream out as each hour is complete), apply
+    /// the gate, stage the other tables, then commit silver. A concurrent table
+    /// creation cannot replay a stream, so then the date is read again.
+    async fn silver_step(&self, report: &mut RunReport) -> Result<(Vec<Staged>, bool), Error> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            report.lookback_complete = None;
+            let (features, lookback_complete) = self.lookback_step().await?;
+            let t = Instant::now();
+            let pass = read_pass(&self.pass_inputs(features))
+                .instrument(info_span!("read"))
                 .await?;
-            let complete = lookback.is_some();
-            let start = guarded("features", || features::Hourly::new(date, lookback))?;
-            (Some(start), complete)
-        } else {
-            (None, false)
-        };
-        let inputs = PassInputs {
-            prepared,
-            listing: &listing,
-            rules: rules.clone(),
-            date,
-            features,
-            meta: &meta,
-            paths: paths_series.clone(),
-            ingested_at_us: ingested_at.timestamp_micros(),
-        };
-        let t = Instant::now();
-        let pass = read_pass(&inputs).instrument(info_span!("read")).await?;
-        let pass_ms = ms(t);
-        let Pass {
-            silver,
-            features: gold,
-            minutes,
-            rejects,
-            counts,
-            times,
-        } = pass;
-        report.blobs.read = listing.blobs.len();
-        report.blobs.empty = counts.empty;
-        report.durations.dedup_ms = times.dedup.as_millis() as u64;
-        report.durations.features_ms = times.features.as_millis() as u64;
-        report.durations.write_ms = times.write.as_millis() as u64;
-        report.durations.read_ms = pass_ms.saturating_sub(
-            report.durations.dedup_ms + report.durations.features_ms + report.durations.write_ms,
-        );
-        report.memory_after("read");
-        info!(
-            rows = counts.rows_written,
-            rejects = rejects.len(),
-            duplicates = counts.duplicates,
-            "read"
-        );
-        report.records_read = counts.own_records + counts.look_ahead_rows;
-        report.rows_written = counts.rows_written;
-        report.rejected = rejects.len() as u64;
-        report.duplicates = counts.duplicates;
-        report.other_dates = counts.other_dates;
-        report.rejects_by_reason.clear();
-        for r in &rejects {
-            *report
-                .rejects_by_reason
-                .entry(r.reason.as_str())
-                .or_default() += 1;
+            report.blobs.read = self.listing.blobs.len();
+            time_pass(report, &pass.times, ms(t));
+            info!(
+                rows = pass.counts.rows_written,
+                rejects = pass.rejects.len(),
+                duplicates = pass.counts.duplicates,
+                "read"
+            );
+            let gate_failed =
+                account(report, &pass.counts, &pass.rejects)? > self.job.max_reject_ratio;
+            let t = Instant::now();
+            if !gate_failed && pass.features.is_some() {
+                report.lookback_complete = Some(lookback_complete);
+            }
+            let staged = self.stage_step(
+                pass.features,
+                pass.minutes,
+                &pass.rejects,
+                gate_failed,
+                report,
+            )?;
+            if gate_failed {
+                // The gate: silver (and so features) are not written.
+                pass.silver.abort().await;
+                return Ok((staged, true));
+            }
+            match self.commit_silver(pass.silver, attempt, report).await? {
+                true => {
+                    report.durations.write_ms += ms(t);
+                    return Ok((staged, false));
+                }
+                false => continue,
+            }
         }
-        if !report.balances() {
-            return Err(Error::Internal(format!(
-                "records do not balance: read {} != written {} + rejected {} + duplicates {} + other dates {}",
-                report.records_read, report.rows_written, report.rejected, report.duplicates, report.other_dates
-            )));
-        }
-        report.reject_ratio = if report.records_read == 0 {
-            0.0
-        } else {
-            report.rejected as f64 / report.records_read as f64
-        };
-        let gate_failed = report.reject_ratio > job.max_reject_ratio;
+    }
 
-        // 4. Everything that can fail without touching storage happens before the
-        //    first commit: features and rejects become Arrow batches, folders are checked.
-        let t = Instant::now();
-        let mut staged = Vec::with_capacity(2);
+    /// Step 2: the features' look-back: the previous date's last hours as silver
+    /// has them now, reduced at once to per device-hour partials.
+    async fn lookback_step(&self) -> Result<(Option<features::Hourly>, bool), Error> {
+        if !self.req.features {
+            return Ok((None, false));
+        }
+        let date = self.req.date;
+        let lookback = lookback(&self.prepared.lake, date)
+            .instrument(info_span!("lookback"))
+            .await?;
+        let complete = lookback.is_some();
+        let start = guarded("features", || features::Hourly::new(date, lookback))?;
+        Ok((Some(start), complete))
+    }
+
+    fn pass_inputs(&self, features: Option<features::Hourly>) -> PassInputs<'_> {
+        let paths: Vec<&str> = self.listing.blobs.iter().map(|b| b.path.as_str()).collect();
+        PassInputs {
+            prepared: self.prepared,
+            listing: &self.listing,
+            rules: self.rules.clone(),
+            date: self.req.date,
+            features,
+            meta: &self.meta,
+            paths: Series::new("source_file".into(), &paths),
+            ingested_at_us: self.ingested_at_us,
+        }
+    }
+
+    /// Step 4: everything that can fail without touching storage happens before
+    /// the first commit: the other tables become Arrow batches, folders are checked.
+    fn stage_step(
+        &self,
+        gold: Option<features::Hourly>,
+        minutes: Option<DataFrame>,
+        rejects: &[Reject],
+        gate_failed: bool,
+        report: &RunReport,
+    ) -> Result<Vec<Staged>, Error> {
+        let mut staged = Vec::with_capacity(3);
         if let (false, Some(gold)) = (gate_failed, gold) {
-            report.lookback_complete = Some(lookback_complete);
-            let gold = guarded("features", || gold.finish(reference, req.labels_as_of))?;
+            let gold = guarded("features", || {
+                gold.finish(self.reference, self.req.labels_as_of)
+            })?;
             info!(rows = gold.height(), "features");
             let gold_meta = CommitMeta {
                 labels_as_of: report.labels_as_of.clone(),
-                ..meta.clone()
+                ..self.meta.clone()
             };
             staged.push(stage(lake::features_table(), gold, gold_meta)?);
         }
         if let (false, Some(minutes)) = (gate_failed, minutes) {
-            staged.push(stage(lake::minute_table(), minutes, meta.clone())?);
+            staged.push(stage(lake::minute_table(), minutes, self.meta.clone())?);
         }
-        let frame =
-            rejects_frame(&rejects, &paths, date, &run_id).map_err(Error::polars("rejects"))?;
-        staged.push(stage(lake::rejects_table(), frame, meta.clone())?);
+        let paths: Vec<&str> = self.listing.blobs.iter().map(|b| b.path.as_str()).collect();
+        let frame = rejects_frame(rejects, &paths, self.req.date, &self.meta.run_id)
+            .map_err(Error::polars("rejects"))?;
+        staged.push(stage(lake::rejects_table(), frame, self.meta.clone())?);
         for (spec, _, _) in &staged {
-            lake::prepare_table(&prepared.lake, spec)?;
+            lake::prepare_table(&self.prepared.lake, spec)?;
         }
-        if gate_failed {
-            // The gate: silver (and so features) are not written.
-            silver.abort().await;
-            break (staged, true);
-        }
+        Ok(staged)
+    }
 
-        // 5. Commit silver first: the stream ends and delta-rs commits its files.
+    /// Step 5: commit silver first (the stream ends and delta-rs commits its
+    /// files); `false` when a concurrent table creation means reading again.
+    async fn commit_silver(
+        &self,
+        silver: lake::PartitionStream,
+        attempt: u64,
+        report: &mut RunReport,
+    ) -> Result<bool, Error> {
+        let (date, spec) = (self.req.date, lake::telemetry_table());
         let silver_rows = silver.rows();
-        if silver_rows == 0 && !job.allow_empty {
-            if let Some(why) = empty_replaces_rows(prepared, date, &listing, report).await? {
+        if silver_rows == 0 && !self.job.allow_empty {
+            if let Some(why) =
+                empty_replaces_rows(self.prepared, date, &self.listing, report).await?
+            {
                 silver.abort().await;
                 return Err(Error::EmptyRun(why));
             }
         }
-        locks.check("telemetry").await?;
+        self.locks.check(spec.name).await?;
         match silver.finish().await {
             Ok(version) => {
-                info!(
-                    table = "telemetry",
-                    rows = silver_rows,
+                info!(table = spec.name, rows = silver_rows, version, "committed");
+                let partition = format!("{}={date}", spec.partition);
+                let table = TableReport {
+                    partition,
+                    rows: silver_rows,
                     version,
-                    "committed"
-                );
-                report.tables.insert(
-                    "telemetry",
-                    TableReport {
-                        partition: format!("event_date={date}"),
-                        rows: silver_rows,
-                        version,
-                    },
-                );
-                report.durations.write_ms += ms(t);
-                break (staged, false);
+                };
+                report.tables.insert(spec.name, table);
+                Ok(true)
             }
-            // Another run created the table between our look and our commit:
-            // a stream cannot be replayed, so the date is read again.
-            Err(e) if e.is_commit_conflict() && commit_attempt < lake::COMMIT_ATTEMPTS => {
-                warn!(table = "telemetry", error = %e, attempt = commit_attempt, "concurrent commit by another run; reading the date again");
-                tokio::time::sleep(std::time::Duration::from_millis(50 * commit_attempt)).await;
+            // Another run created the table between our look and our commit.
+            Err(e) if e.is_commit_conflict() && attempt < lake::COMMIT_ATTEMPTS => {
+                warn!(table = spec.name, error = %e, attempt, "concurrent commit by another run; reading the date again");
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                Ok(false)
             }
-            Err(e) => return Err(e.into()),
-        }
-    };
-
-    // 6. Then features (unless the gate failed), then rejects; each one atomic.
-    let t = Instant::now();
-    let mut committed: Vec<&'static str> = if gate_failed {
-        Vec::new()
-    } else {
-        vec!["telemetry"]
-    };
-    for (spec, batch, meta) in staged {
-        let name = spec.name;
-        // The lock must still be this run's (not expired and taken over) at each commit.
-        let outcome = match locks.check(name).await {
-            Ok(()) => commit(&prepared.lake, spec, date, batch, &meta).await,
             Err(e) => Err(e.into()),
-        };
-        match outcome {
-            Ok(table) => {
-                report.tables.insert(name, table);
-                committed.push(name);
-            }
-            // A failure after a commit is never "nothing written": exit 1, rerun completes it.
-            Err(e) if !committed.is_empty() => {
-                return Err(Error::PartlyCommitted(format!(
-                    "{e} (already committed for {date}: {}; rerun the date to complete it)",
-                    committed.join(", ")
-                )))
-            }
-            Err(e) => return Err(e),
         }
     }
-    report.durations.write_ms += ms(t);
-    report.memory_after("write");
 
-    if gate_failed {
-        report.set_status(Status::QualityGateFailed);
-        report.error = Some(format!(
-            "reject ratio {:.4} is over max_reject_ratio {}: rejects written, telemetry not",
-            report.reject_ratio, job.max_reject_ratio
-        ));
-    } else {
-        report.set_status(Status::Succeeded);
-        write_manifest(prepared, date, &run_id, &listing).await;
+    /// Step 6: then features and minutes (unless the gate failed), then rejects; each one atomic.
+    async fn commit_step(
+        &self,
+        staged: Vec<Staged>,
+        gate_failed: bool,
+        report: &mut RunReport,
+    ) -> Result<(), Error> {
+        let t = Instant::now();
+        let date = self.req.date;
+        let mut committed: Vec<&'static str> = if gate_failed {
+            Vec::new()
+        } else {
+            vec![lake::telemetry_table().name]
+        };
+        for (spec, batch, meta) in staged {
+            let name = spec.name;
+            // The lock must still be this run's (not expired and taken over) at each commit.
+            let outcome = match self.locks.check(name).await {
+                Ok(()) => commit(&self.prepared.lake, spec, date, batch, &meta).await,
+                Err(e) => Err(e.into()),
+            };
+            match outcome {
+                Ok(table) => {
+                    report.tables.insert(name, table);
+                    committed.push(name);
+                }
+                // A failure after a commit is never "nothing written": exit 1, rerun completes it.
+                Err(e) if !committed.is_empty() => {
+                    return Err(Error::PartlyCommitted(format!(
+                        "{e} (already committed for {date}: {}; rerun the date to complete it)",
+                        committed.join(", ")
+                    )))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        report.durations.write_ms += ms(t);
+        report.memory_after("write");
+        Ok(())
     }
-    Ok(())
+
+    /// Step 7: the status, and the manifest of what a succeeded run read.
+    async fn conclude(&self, gate_failed: bool, report: &mut RunReport) {
+        if gate_failed {
+            report.set_status(Status::QualityGateFailed);
+            report.error = Some(format!(
+                "reject ratio {:.4} is over max_reject_ratio {}: rejects written, telemetry not",
+                report.reject_ratio, self.job.max_reject_ratio
+            ));
+        } else {
+            report.set_status(Status::Succeeded);
+            write_manifest(
+                self.prepared,
+                self.req.date,
+                &self.meta.run_id,
+                &self.listing,
+            )
+            .await;
+        }
+    }
 }
 
 /// Records what the run read, after its last commit and under its locks. A
@@ -478,20 +586,6 @@ fn minute_frame(date: NaiveDate, frames: Vec<DataFrame>) -> PolarsResult<DataFra
         all.vstack_mut(&f)?;
     }
     Ok(all)
-}
-
-/// Runs a Polars stage; a panic inside Polars (a bug, or a feature missing
-/// from the build) becomes an error naming the stage instead of an abort with no report.
-pub(crate) fn guarded<T>(
-    stage: &'static str,
-    f: impl FnOnce() -> PolarsResult<T>,
-) -> Result<T, Error> {
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(result) => result.map_err(Error::polars(stage)),
-        Err(_) => Err(Error::Internal(format!(
-            "{stage}: Polars panicked (a bug: please report it with the run's log)"
-        ))),
-    }
 }
 
 /// A table's frame turned into the Arrow batch its commit will write.

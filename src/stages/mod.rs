@@ -9,3 +9,17 @@ pub mod dedup;
 pub mod features;
 pub mod normalize;
 pub mod source;
+
+/// Runs a Polars stage; a panic inside Polars (a bug, or a feature missing
+/// from the build) becomes an error naming the stage instead of an abort with no report.
+pub fn guarded<T>(
+    stage: &'static str,
+    f: impl FnOnce() -> polars::prelude::PolarsResult<T>,
+) -> Result<T, crate::Error> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(result) => result.map_err(crate::Error::polars(stage)),
+        Err(_) => Err(crate::Error::Internal(format!(
+            "{stage}: Polars panicked (a bug: please report it with the run's log)"
+        ))),
+    }
+}
