@@ -1,5 +1,6 @@
 //! The run report: one JSON object that accounts for every record read, for schedulers and for people.
 
+pub mod plan;
 pub mod version;
 
 use std::collections::BTreeMap;
