@@ -338,6 +338,7 @@ fn a_flat_data_factory_folder_runs_a_manual_and_a_scheduled_date() {
             .filter(|r| get(r, "run_date") == date)
             .count();
         assert_eq!(rejected, exp["rejects"].as_array().unwrap().len(), "{date}");
+        assert_rejects_as_designed(&rejects, date);
         let hours = features
             .iter()
             .filter(|r| get(r, "feature_date") == date)

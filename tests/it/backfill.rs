@@ -111,9 +111,51 @@ fn a_failed_date_stops_no_other_and_rerunning_the_range_completes_it() {
         dates_in("telemetry", "event_date"),
         ["2024-03-10", "2024-03-12"].map(String::from).into()
     );
+    // What the dates that succeeded wrote, to compare after the rerun.
+    let of_date = |table: &str, column: &str, date: &str| -> Vec<String> {
+        let tag = format!("\"{column}\":\"{date}\"");
+        rows_without_run(lake.path(), table)
+            .into_iter()
+            .filter(|r| r.contains(&tag))
+            .collect()
+    };
+    let kept: Vec<Vec<String>> = ["2024-03-10", "2024-03-12"]
+        .iter()
+        .flat_map(|d| {
+            [
+                of_date("telemetry", "event_date", d),
+                of_date("rejects", "run_date", d),
+            ]
+        })
+        .chain([of_date("features_hourly", "feature_date", "2024-03-10")])
+        .collect();
+    assert!(!kept[0].is_empty() && !kept[4].is_empty());
     drop(held);
     let (code, summary, err) = backfill(lake.path(), &["--parallel", "2"]);
     assert_eq!(code, 0, "{summary}\n{err}");
+    // Rerunning left the dates that had succeeded as they were, row for row (2024-03-12's
+    // features change: their look-back, 2024-03-11, is there now) ...
+    let again: Vec<Vec<String>> = ["2024-03-10", "2024-03-12"]
+        .iter()
+        .flat_map(|d| {
+            [
+                of_date("telemetry", "event_date", d),
+                of_date("rejects", "run_date", d),
+            ]
+        })
+        .chain([of_date("features_hourly", "feature_date", "2024-03-10")])
+        .collect();
+    assert_eq!(again, kept, "rows of the dates that had succeeded");
+    // ... and every date's rejects and features are the designed ones.
+    let rejects = read_rows(lake.path(), "rejects");
+    for date in DATES {
+        assert_rejects_as_designed(&rejects, date);
+        crate::features::assert_features_match(
+            &crate::features::features_of(lake.path(), date),
+            expected(date)["features"].as_array().unwrap(),
+            date,
+        );
+    }
     assert_eq!(
         dates_in("features_hourly", "feature_date"),
         DATES.map(String::from).into()

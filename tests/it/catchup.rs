@@ -81,7 +81,7 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-fn all_rows(lake: &Path) -> Vec<std::collections::BTreeSet<String>> {
+fn all_rows(lake: &Path) -> Vec<Vec<String>> {
     TABLES.iter().map(|t| rows_without_run(lake, t)).collect()
 }
 

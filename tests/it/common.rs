@@ -213,16 +213,74 @@ pub fn hold_local_lock(lake: &Path, table: &str, date: &str) -> std::fs::File {
     file
 }
 
-/// Every row of a table without the columns that name the run, as JSON text.
-pub fn rows_without_run(lake: &Path, table: &str) -> std::collections::BTreeSet<String> {
-    read_rows(lake, table)
+/// Every row of a table without the columns that name the run, as JSON text, sorted: a
+/// multiset, so two tables compare equal only with the same rows the same number of times.
+pub fn rows_without_run(lake: &Path, table: &str) -> Vec<String> {
+    let mut rows: Vec<String> = read_rows(lake, table)
         .into_iter()
         .map(|mut r: Map<String, Value>| {
             r.remove("run_id");
             r.remove("ingested_at");
             Value::Object(r).to_string()
         })
-        .collect()
+        .collect();
+    rows.sort();
+    rows
+}
+
+/// The `rejects` rows of `date` against the generator's designed rejects
+/// (fixtures/expected/<date>.json): the same `(source_file, line, reason)` the same number
+/// of times (a multiset), and each `detail` naming what the design says it must (README,
+/// "Reject precedence": which field and value failed; each group of alternatives matched
+/// case-insensitively by one of its words).
+pub fn assert_rejects_as_designed(rejects: &[Map<String, Value>], date: &str) {
+    type Key = (String, Option<i64>, String);
+    let mut got: std::collections::BTreeMap<Key, Vec<String>> = Default::default();
+    for r in rejects.iter().filter(|r| get(r, "run_date") == date) {
+        let key = (
+            get(r, "source_file").as_str().unwrap().to_string(),
+            get(r, "line").as_i64(),
+            get(r, "reason").as_str().unwrap().to_string(),
+        );
+        let detail = get(r, "detail").as_str().unwrap_or_default().to_string();
+        got.entry(key).or_default().push(detail);
+    }
+    let exp = expected(date);
+    let mut want: std::collections::BTreeMap<Key, Vec<&Value>> = Default::default();
+    for r in exp["rejects"].as_array().unwrap() {
+        let key = (
+            r["source_file"].as_str().unwrap().to_string(),
+            r["line"].as_i64(),
+            r["reason"].as_str().unwrap().to_string(),
+        );
+        want.entry(key).or_default().push(&r["detail_names"]);
+    }
+    let got_counts: Vec<(&Key, usize)> = got.iter().map(|(k, v)| (k, v.len())).collect();
+    let want_counts: Vec<(&Key, usize)> = want.iter().map(|(k, v)| (k, v.len())).collect();
+    assert_eq!(
+        got_counts, want_counts,
+        "{date}: rejects (file, line, reason) × count"
+    );
+    for (key, names) in &want {
+        let mut details = got[key].clone();
+        for groups in names {
+            let fits = |detail: &String| {
+                let detail = detail.to_lowercase();
+                groups.as_array().unwrap().iter().all(|group| {
+                    group
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .any(|w| detail.contains(&w.as_str().unwrap().to_lowercase()))
+                })
+            };
+            let at = details.iter().position(fits).unwrap_or_else(|| {
+                panic!("{date}: {key:?}: no detail in {details:?} names {groups}")
+            });
+            let detail = details.remove(at);
+            assert!(!detail.trim().is_empty(), "{date}: {key:?}: empty detail");
+        }
+    }
 }
 
 /// Parquet files under a table folder that its current version does not reference.

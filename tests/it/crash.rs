@@ -22,9 +22,27 @@ fn start_run(lake: &Path) -> std::process::Child {
     .unwrap()
 }
 
+const TABLES: [&str; 4] = [
+    "telemetry",
+    "features_hourly",
+    "telemetry_minute",
+    "rejects",
+];
+
+/// Every table's rows without the run's columns (a multiset per table).
+fn all_rows(lake: &Path) -> Vec<Vec<String>> {
+    TABLES.iter().map(|t| rows_without_run(lake, t)).collect()
+}
+
 /// Each table's partition of the date holds exactly one run's rows, all of them:
-/// never a mix of two runs, never a part of one.
-fn assert_whole(lake: &Path, when: &str) {
+/// never a mix of two runs, never a part of one; and, value for value, the rows of
+/// the first complete run (`whole`), whichever run wrote them.
+fn assert_whole(lake: &Path, when: &str, whole: &[Vec<String>]) {
+    assert_eq!(
+        all_rows(lake),
+        whole,
+        "{when}: rows differ from a whole run's"
+    );
     let want = expected(DATE);
     for (table, column, rows) in [
         ("telemetry", "event_date", want["rows_written"].as_u64()),
@@ -56,7 +74,9 @@ fn six_kill_9s_at_spread_moments_never_leave_a_half_written_partition() {
     let (code, report) = run_date(DATE, lake.path(), &["--labels-as-of", LABELS]);
     assert_eq!(code, 0, "{report}");
     let whole_run = started.elapsed();
-    assert_whole(lake.path(), "after the first run");
+    let whole = all_rows(lake.path());
+    assert!(whole.iter().all(|rows| !rows.is_empty()));
+    assert_whole(lake.path(), "after the first run", &whole);
 
     // Kill moments spread over a whole run (start-up, reading, each commit),
     // shifted by a seed printed for a failing case to be replayed.
@@ -90,7 +110,7 @@ fn six_kill_9s_at_spread_moments_never_leave_a_half_written_partition() {
         eprintln!(
             "kill {i} at {at:?}: still running={running}, {status}; table versions {versions:?}"
         );
-        assert_whole(lake.path(), &format!("after kill {i} at {at:?}"));
+        assert_whole(lake.path(), &format!("after kill {i} at {at:?}"), &whole);
     }
 
     // The next run completes it (the OS dropped the killed runs' file locks).
@@ -100,7 +120,7 @@ fn six_kill_9s_at_spread_moments_never_leave_a_half_written_partition() {
         &["--labels-as-of", LABELS, "--lock-wait", "5s"],
     );
     assert_eq!(code, 0, "{report}");
-    assert_whole(lake.path(), "after the final run");
+    assert_whole(lake.path(), "after the final run", &whole);
     let final_run = report["run_id"].as_str().unwrap();
     let ids: BTreeSet<String> = read_rows(lake.path(), "telemetry")
         .iter()
@@ -143,5 +163,5 @@ fn six_kill_9s_at_spread_moments_never_leave_a_half_written_partition() {
             "{table}: files left after maintain"
         );
     }
-    assert_whole(lake.path(), "after maintain");
+    assert_whole(lake.path(), "after maintain", &whole);
 }

@@ -17,7 +17,7 @@ fn labels_as_of() -> String {
 }
 
 /// The table's rows of one feature_date, sorted by device and hour.
-fn features_of(lake: &Path, date: &str) -> Vec<Map<String, Value>> {
+pub(crate) fn features_of(lake: &Path, date: &str) -> Vec<Map<String, Value>> {
     let mut rows: Vec<Map<String, Value>> = read_rows(lake, "features_hourly")
         .into_iter()
         .filter(|r| get(r, "feature_date") == date)
@@ -62,7 +62,7 @@ const EXACT: [&str; 13] = [
 ];
 
 /// Every column of every row equal to the expectation (floats to 1e-6 relative, nulls as nulls).
-fn assert_features_match(got: &[Map<String, Value>], want: &[Value], what: &str) {
+pub(crate) fn assert_features_match(got: &[Map<String, Value>], want: &[Value], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: row count");
     for (g, w) in got.iter().zip(want) {
         let at = format!("{what}: {} @ {}", w["device_id"], w["window_start"]);

@@ -91,7 +91,23 @@ fn every_layout_and_format_gives_the_same_telemetry_rows() {
         // The features of the same readings agree too (they come from silver).
         let features = read_rows(lake.path(), "features_hourly").len();
         summary.insert(name.to_string(), features);
+        // ... value for value, with what the contract's definitions give for those readings
+        // (fixtures/layouts/generate.py computes them as fixtures/generate.py does).
+        let want = expected["features"].as_array().unwrap();
+        assert_eq!(features, want.len(), "{name}: features_hourly rows");
+        crate::features::assert_features_match(
+            &crate::features::features_of(lake.path(), date),
+            want,
+            name,
+        );
     }
+    // Not vacuous: the designed readings give every device hours, a label known to be true
+    // and one not known yet, and a maintenance date counted.
+    let want = expected["features"].as_array().unwrap();
+    assert!(want.len() >= 40, "{} feature rows", want.len());
+    assert!(want.iter().any(|r| r["failure_within_7d"] == true));
+    assert!(want.iter().any(|r| r["failure_within_14d"].is_null()));
+    assert!(want.iter().any(|r| r["days_since_maintenance"] == 2));
     let counts: Vec<_> = summary.values().collect();
     assert!(
         counts.windows(2).all(|w| w[0] == w[1]) && *counts[0] > 0,

@@ -1,8 +1,10 @@
 //! The run lock between real processes: on Azurite (conditional puts) and on a local lake (OS file locks).
 
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant};
+use std::sync::mpsc;
+use std::time::Duration;
 
 use chrono::Utc;
 use deltalake::logstore::object_store::{path::Path as StorePath, ObjectStoreExt, PutPayload};
@@ -21,6 +23,76 @@ fn spawn_run(date: &str, source: &str, lake: &str, env: &[(&str, String)]) -> Ch
         .stderr(Stdio::piped())
         .spawn()
         .expect("start coldpath")
+}
+
+/// How long a test waits for an event before it fails instead of hanging. Only a guard: no
+/// assertion compares durations.
+const GUARD: Duration = Duration::from_secs(300);
+
+const WAITING: &str = "waiting for another run's lock";
+const ACQUIRED: &str = "run lock acquired after waiting";
+
+/// `coldpath run` for `date` with its log (info) on stderr, which a thread reads line by line.
+struct Watched {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+    reader: std::thread::JoinHandle<()>,
+}
+
+impl Watched {
+    fn spawn(date: &str, source: &str, lake: &str, env: &[(&str, String)]) -> Watched {
+        let mut child = command(&run_args(date, source, lake), env)
+            .args(["--lock-wait", "5m"])
+            .env("COLDPATH_LOG", "coldpath=info")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start coldpath");
+        let stderr = BufReader::new(child.stderr.take().unwrap());
+        let (tx, lines) = mpsc::channel();
+        let reader = std::thread::spawn(move || {
+            for line in stderr.lines() {
+                if tx.send(line.unwrap()).is_err() {
+                    break;
+                }
+            }
+        });
+        Watched {
+            child,
+            lines,
+            seen: Vec::new(),
+            reader,
+        }
+    }
+
+    /// Reads the run's log until a line contains `text` (the run must not end first).
+    fn wait_for(&mut self, text: &str) {
+        loop {
+            match self.lines.recv_timeout(GUARD) {
+                Ok(line) => {
+                    let hit = line.contains(text);
+                    self.seen.push(line);
+                    if hit {
+                        return;
+                    }
+                }
+                Err(e) => panic!("no `{text}` in the run's log ({e}): {:#?}", self.seen),
+            }
+        }
+    }
+
+    /// Waits for the run to end: its exit code, report and every log line.
+    fn finish(mut self) -> (i32, Value, Vec<String>) {
+        let mut stdout = Vec::new();
+        std::io::Read::read_to_end(&mut self.child.stdout.take().unwrap(), &mut stdout).unwrap();
+        let status = self.child.wait().unwrap();
+        self.reader.join().unwrap();
+        self.seen.extend(self.lines.try_iter());
+        let report = serde_json::from_slice(&stdout)
+            .unwrap_or_else(|e| panic!("report is not JSON ({e}): {:#?}", self.seen));
+        (status.code().unwrap(), report, self.seen)
+    }
 }
 
 /// Waits for a spawned run: its exit code, report and stderr.
@@ -146,13 +218,45 @@ fn assert_date_rows(lake: &Path, date: &str) {
     }
 }
 
+/// The `run_id` a text log line names (its `run{… run_id=…}` span), if any.
+fn run_of(line: &str) -> Option<&str> {
+    let rest = &line[line.find("run_id=")? + "run_id=".len()..];
+    rest.split(['}', ' ']).next()
+}
+
 #[test]
 fn two_runs_of_one_date_on_azurite_take_turns_and_the_tables_end_right() {
     let az = azurite_with_raw();
     // A crashed attempt's lock, expiring in 3 s: both runs start waiting on it,
     // then race to take it over (a conditional update: exactly one wins).
     put_lock(&az, "telemetry", &holder("crashed-attempt", 3));
-    let [report_a, report_b] = run_both([DATE, DATE], "az://raw/", "az://lake/iot", &az.env());
+    // Both runs log into one pipe, so its lines are in the order they were written: a line
+    // one run wrote before giving a lock back comes before any line the other wrote after
+    // taking it.
+    let (log, log_writer) = std::io::pipe().unwrap();
+    let children = [0, 1].map(|_| {
+        command(&run_args(DATE, "az://raw/", "az://lake/iot"), &az.env())
+            .args(["--lock-wait", "5m"])
+            .env("COLDPATH_LOG", "coldpath=info")
+            .stdout(Stdio::piped())
+            .stderr(log_writer.try_clone().unwrap())
+            .spawn()
+            .expect("start coldpath")
+    });
+    drop(log_writer);
+    let reader = std::thread::spawn(move || {
+        BufReader::new(log)
+            .lines()
+            .map(Result::unwrap)
+            .collect::<Vec<String>>()
+    });
+    let [report_a, report_b] = children.map(|child| {
+        let out = child.wait_with_output().expect("wait for coldpath");
+        let report: Value = serde_json::from_slice(&out.stdout).expect("report");
+        assert_eq!(out.status.code(), Some(0), "{report}");
+        report
+    });
+    let log = reader.join().unwrap();
 
     let lake = temp_lake();
     az.download("lake", "iot", lake.path());
@@ -164,16 +268,40 @@ fn two_runs_of_one_date_on_azurite_take_turns_and_the_tables_end_right() {
     } else {
         (&report_b, &report_a)
     };
-    // The second one waited at least for the first one's list-to-commit.
-    let second_waited = second["durations"]["lock_ms"].as_u64().unwrap();
-    let first_worked: u64 = ["list_ms", "read_ms", "dedup_ms", "features_ms", "write_ms"]
-        .iter()
-        .map(|k| first["durations"][k].as_u64().unwrap())
-        .sum();
-    assert!(
-        second_waited >= first_worked,
-        "second waited {second_waited} ms, first worked {first_worked} ms"
+    // The second one waited for the first one's list-to-commit: it took the telemetry lock
+    // (the last "acquired after waiting" of that table: the lock's log lines name no run) and
+    // listed only after the first had committed every table.
+    let (first_id, second_id) = (
+        first["run_id"].as_str().unwrap(),
+        second["run_id"].as_str().unwrap(),
     );
+    let at = |id: &str, text: &str| -> Vec<usize> {
+        log.iter()
+            .enumerate()
+            .filter(|(_, l)| run_of(l) == Some(id) && l.contains(text))
+            .map(|(i, _)| i)
+            .collect()
+    };
+    let first_commits = at(first_id, "committed");
+    assert_eq!(first_commits.len(), 4, "the first run's commits: {log:#?}");
+    let first_done = *first_commits.iter().max().unwrap();
+    let first_listed = at(first_id, "listed");
+    assert!(
+        first_listed.len() == 1 && first_listed[0] < first_commits[0],
+        "the first run listed, then committed: {log:#?}"
+    );
+    assert!(log.iter().any(|l| l.contains(WAITING)), "{log:#?}");
+    let second_took = log
+        .iter()
+        .rposition(|l| l.contains(ACQUIRED) && l.contains("table=\"telemetry\""))
+        .unwrap_or_else(|| panic!("the second run waited for the lock: {log:#?}"));
+    let second_listed = at(second_id, "listed");
+    assert_eq!(second_listed.len(), 1, "{log:#?}");
+    assert!(
+        first_done < second_took && second_took < second_listed[0],
+        "the second run took the lock or listed before the first's last commit: {log:#?}"
+    );
+    assert!(second["durations"]["lock_ms"].as_u64().unwrap() > 0);
     // The date holds one run's rows, exactly as the contract says.
     assert_date_rows(lake.path(), DATE);
     let ids: std::collections::BTreeSet<String> = read_rows(lake.path(), "telemetry")
@@ -209,7 +337,6 @@ fn runs_of_two_dates_on_azurite_at_once_both_land() {
 fn a_held_lock_on_azurite_fails_the_run_clearly_after_lock_wait_and_writes_nothing() {
     let az = azurite_with_raw();
     put_lock(&az, "features_hourly", &holder("still-running-7", 600));
-    let started = Instant::now();
     let out = {
         let mut env = az.env();
         env.push(("COLDPATH_LOCK_WAIT", "1s".into()));
@@ -236,9 +363,14 @@ fn a_held_lock_on_azurite_fails_the_run_clearly_after_lock_wait_and_writes_nothi
     assert!(err.contains("batch-node-7"), "{err}");
     assert!(err.contains("`features_hourly`"), "{err}");
     assert!(err.contains(DATE), "{err}");
+    // It waited (the event in its log), then gave up at the lock.wait it was given (1 s,
+    // not the job's or the default 10 min), which the error names.
+    let waiting = err.find(WAITING).expect("it logged that it was waiting");
+    let gave_up = err.find("gave up after waiting").expect("it gave up");
+    assert!(waiting < gave_up, "{err}");
     assert!(
-        started.elapsed() < Duration::from_secs(60),
-        "it gave up at lock.wait"
+        err.contains("(lock.wait = 1s)"),
+        "it gave up at lock.wait: {err}"
     );
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["status"], "failed", "{report}");
@@ -305,18 +437,36 @@ fn two_local_runs_of_one_date_take_turns() {
     let lake = temp_lake();
     let held = hold_local(lake.path(), "telemetry", "test");
     let source = fixtures_raw();
+    let source = source.to_str().unwrap();
     let lake_str = lake.path().to_str().unwrap();
-    // Both are waiting on the same lock when it is let go.
-    let release = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(1500));
-        drop(held);
+    // Both are waiting on the same lock when it is let go: each has logged so.
+    let mut runs = [0, 1].map(|_| Watched::spawn(DATE, source, lake_str, &[]));
+    for run in &mut runs {
+        run.wait_for(WAITING);
+    }
+    drop(held);
+    let reports = runs.map(|run| {
+        let (code, report, log) = run.finish();
+        assert_eq!(code, 0, "{report}\n{log:#?}");
+        // It waited on the held lock, then took it: the two events, in that order.
+        let waiting = log.iter().position(|l| l.contains(WAITING));
+        let took = log.iter().position(|l| l.contains(ACQUIRED));
+        assert!(
+            matches!((waiting, took), (Some(w), Some(t)) if w < t),
+            "both runs waited on the held lock: {log:#?}"
+        );
+        assert!(
+            log[waiting.unwrap()].contains("test"),
+            "it names the holder"
+        );
+        report
     });
-    let reports = run_both([DATE, DATE], source.to_str().unwrap(), lake_str, &[]);
-    release.join().unwrap();
     assert_took_turns(lake.path());
     for report in &reports {
-        let waited = report["durations"]["lock_ms"].as_u64().unwrap();
-        assert!(waited >= 500, "both runs waited on the held lock: {report}");
+        assert!(
+            report["durations"]["lock_ms"].as_u64().unwrap() > 0,
+            "{report}"
+        );
     }
     assert_date_rows(lake.path(), DATE);
 }

@@ -9,6 +9,7 @@ mod catchup;
 mod common;
 mod consumers;
 mod crash;
+mod edges;
 mod exit_codes;
 mod features;
 mod fuzz;
