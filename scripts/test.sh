@@ -16,6 +16,8 @@ if [ ! -x tools/azurite/node_modules/.bin/azurite-blob ]; then
     command -v npm >/dev/null || { echo "scripts/test.sh: npm (Node.js 20+) is needed to install Azurite" >&2; exit 2; }
     npm ci --prefix tools/azurite --no-audit --no-fund --loglevel=error
 fi
+# Lints first: no warning, and no unwrap/expect/panic outside tests (src/lib.rs).
+cargo clippy --locked --all-targets -- -D warnings
 # Cargo prints one "test result" line per test binary (the last is the doc tests,
 # usually 0): end with one line that counts every test this command ran.
 log=$(mktemp)

@@ -15,6 +15,8 @@
 //! - [`commands`]: the command line and the Data Factory and Batch entry points;
 //! - [`calendar`]: day and hour arithmetic; [`error`]: the crate error and its exit codes.
 
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
 pub mod calendar;
 pub mod commands;
 pub mod config;

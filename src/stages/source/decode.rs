@@ -953,11 +953,24 @@ mod tests {
 
     #[test]
     fn bare_nan_reads_as_null_but_not_inside_strings() {
-        let recs = collect(
-            b"{\"deviceId\":\"NaN-1\",\"vibration\":NaN}\n",
-            Format::JsonLines,
-        );
+        let data = b"{\"deviceId\":\"NaN-1\",\"vibration\":NaN}\n";
+        let recs = collect(data, Format::JsonLines);
+        assert_eq!(recs.len(), 1);
         assert_eq!(recs[0].2, Ok("NaN-1".into()));
+        // The bare NaN is a null: the field reads as absent, not as a number.
+        let mut vibration = Vec::new();
+        for_each_record(
+            &data[..],
+            Format::JsonLines,
+            &CsvDialect::default(),
+            &Limits::default(),
+            |r| {
+                let f = r.fields.unwrap();
+                vibration.push(format!("{:?}", f.get(&["vibration".to_string()])));
+            },
+        )
+        .unwrap();
+        assert_eq!(vibration, ["Missing"]);
     }
 
     #[test]
@@ -1055,14 +1068,16 @@ mod tests {
         assert_eq!(seen[0].0, "Str(\"dev-9\")");
         assert!(seen[0].1.starts_with("Num("));
         let bad = r#"{"EnqueuedTimeUtc":"2024-03-11T10:00:00Z","SystemProperties":{},"Body":"!!notbase64"}"#;
+        let mut outcomes = Vec::new();
         for_each_record(
             bad.as_bytes(),
             Format::JsonLines,
             &CsvDialect::default(),
             &Limits::default(),
-            |r| assert!(r.fields.is_err()),
+            |r| outcomes.push(r.fields.is_err()),
         )
         .unwrap();
+        assert_eq!(outcomes, [true], "one record, rejected");
     }
 
     #[test]
