@@ -23,6 +23,8 @@ pub enum Error {
     Lock(#[from] LockError),
     #[error(transparent)]
     Manifest(#[from] ManifestError),
+    #[error(transparent)]
+    Tier(#[from] crate::stages::source::tier::TierError),
     #[error("{stage}: {source}")]
     Polars {
         stage: &'static str,
@@ -59,6 +61,7 @@ impl Error {
             Error::Reference(e) => e.is_config(),
             Error::Lock(e) => e.is_config(),
             Error::Manifest(e) => e.is_config(),
+            Error::Tier(e) => e.is_config(),
             Error::Polars { .. }
             | Error::Archived(_)
             | Error::EmptyRun(_)

@@ -15,7 +15,10 @@
 //! - [`commands`]: the command line and the Data Factory and Batch entry points;
 //! - [`calendar`]: day and hour arithmetic; [`error`]: the crate error and its exit codes.
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 pub mod calendar;
 pub mod commands;

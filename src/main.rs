@@ -1,6 +1,9 @@
 //! The `coldpath` binary: parse the command line, set up logging, panics and the runtime, and dispatch to [`coldpath::commands`].
 
-#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+#![cfg_attr(
+    not(test),
+    deny(clippy::unwrap_used, clippy::expect_used, clippy::panic)
+)]
 
 use std::process::ExitCode;
 

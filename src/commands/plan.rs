@@ -88,17 +88,14 @@ async fn rehydrate(
         return Ok(Vec::new());
     }
     // Archived blobs are only found where tiers were read: an Azure source, with a client.
-    let Some(client) =
-        Tiers::for_source(&prepared.storage).map_err(|e| Error::Internal(e.to_string()))?
-    else {
+    let Some(client) = Tiers::for_source(&prepared.storage)? else {
         return Ok(Vec::new());
     };
     let mut requested = Vec::new();
     for blob in pending {
         client
             .rehydrate(&blob.path, args.rehydrate_priority)
-            .await
-            .map_err(|e| Error::Internal(e.to_string()))?;
+            .await?;
         requested.push(blob.path.clone());
     }
     Ok(requested)

@@ -9,21 +9,21 @@ use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use deltalake::arrow::array::{make_array, ArrayRef, RecordBatch};
+use deltalake::arrow::array::{ArrayRef, RecordBatch};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
-use deltalake::arrow::ffi::{from_ffi, FFI_ArrowArray, FFI_ArrowSchema};
 use deltalake::kernel::transaction::{CommitProperties, TransactionError};
 use deltalake::operations::write::WriteBuilder;
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
 use deltalake::DeltaTable;
-use polars::prelude::{CompatLevel, DataFrame};
+use polars::prelude::DataFrame;
 use url::Url;
 
 use crate::storage::fault::Fault;
 
+pub mod arrow;
 pub mod lock;
 pub mod maintain;
 pub mod manifest;
@@ -323,7 +323,7 @@ pub fn to_record_batch(spec: &TableSpec, df: &mut DataFrame) -> Result<RecordBat
         let name = field.name();
         let column = df.column(name).map_err(|e| col_err(name, e.to_string()))?;
         let series = column.as_materialized_series();
-        let array = polars_to_arrow_rs(series).map_err(|m| col_err(name, m))?;
+        let array = arrow::polars_to_arrow_rs(series).map_err(|m| col_err(name, m))?;
         let array = if array.data_type() == field.data_type() {
             array
         } else {
@@ -336,27 +336,6 @@ pub fn to_record_batch(spec: &TableSpec, df: &mut DataFrame) -> Result<RecordBat
         column: "*".into(),
         message: e.to_string(),
     })
-}
-
-/// One single-chunk Polars series → an arrow-rs array, through the C Data Interface.
-fn polars_to_arrow_rs(series: &polars::prelude::Series) -> Result<ArrayRef, String> {
-    let compat = CompatLevel::oldest();
-    let array = series.to_arrow(0, compat);
-    let field = series.field().to_arrow(compat);
-    let c_array = polars_arrow::ffi::export_array_to_c(array);
-    let c_schema = polars_arrow::ffi::export_field_to_c(&field);
-    // SAFETY: both structs are the C Data Interface's ArrowArray / ArrowSchema
-    // (#[repr(C)], same layout); ownership moves to arrow-rs, whose release
-    // callback frees the buffers exactly once.
-    let (ffi_array, ffi_schema) = unsafe {
-        (
-            std::mem::transmute::<polars_arrow::ffi::ArrowArray, FFI_ArrowArray>(c_array),
-            std::mem::transmute::<polars_arrow::ffi::ArrowSchema, FFI_ArrowSchema>(c_schema),
-        )
-    };
-    // SAFETY: the array and schema were just exported by polars and describe each other.
-    let data = unsafe { from_ffi(ffi_array, &ffi_schema) }.map_err(|e| e.to_string())?;
-    Ok(make_array(data))
 }
 
 /// Makes sure a local table's folder exists (delta-rs opens a local table only

@@ -5,12 +5,11 @@
 //! through the Arrow C Data Interface, the way [`crate::lake`] crosses out.
 
 use chrono::NaiveDate;
-use deltalake::arrow::array::{Array, RecordBatch};
-use deltalake::arrow::ffi::{to_ffi, FFI_ArrowArray, FFI_ArrowSchema};
+use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::prelude::{col, lit, SessionContext};
 use deltalake::datafusion::scalar::ScalarValue;
 use deltalake::{DeltaTable, DeltaTableBuilder, FilterOp, FilterValue};
-use polars::prelude::{Column, DataFrame, IntoColumn, PlSmallStr, Series};
+use polars::prelude::{Column, DataFrame, IntoColumn, Series};
 
 use crate::lake::{self, Lake, SinkError};
 
@@ -121,7 +120,7 @@ fn to_polars(batches: &[RecordBatch], columns: &[&str]) -> Result<DataFrame, Str
             let array = batch
                 .column_by_name(name)
                 .ok_or_else(|| format!("column `{name}` missing from the scan"))?;
-            let series = arrow_rs_to_polars(name, array.as_ref())?;
+            let series = crate::lake::arrow::arrow_rs_to_polars(name, array.as_ref())?;
             match &mut out[i] {
                 Some(s) => {
                     s.append(&series).map_err(|e| e.to_string())?;
@@ -140,7 +139,7 @@ fn to_polars(batches: &[RecordBatch], columns: &[&str]) -> Result<DataFrame, Str
                 .field_with_name(name)
                 .map_err(|e| e.to_string())?;
             let empty = deltalake::arrow::array::new_empty_array(field.data_type());
-            cols.push(arrow_rs_to_polars(name, empty.as_ref())?.into_column());
+            cols.push(crate::lake::arrow::arrow_rs_to_polars(name, empty.as_ref())?.into_column());
         }
         return DataFrame::new_infer_height(cols).map_err(|e| e.to_string());
     }
@@ -150,24 +149,4 @@ fn to_polars(batches: &[RecordBatch], columns: &[&str]) -> Result<DataFrame, Str
         .map(IntoColumn::into_column)
         .collect();
     DataFrame::new_infer_height(cols).map_err(|e| e.to_string())
-}
-
-/// One arrow-rs array → a Polars series, through the C Data Interface.
-fn arrow_rs_to_polars(name: &str, array: &dyn Array) -> Result<Series, String> {
-    let (ffi_array, ffi_schema) = to_ffi(&array.to_data()).map_err(|e| e.to_string())?;
-    // SAFETY: both are the C Data Interface's #[repr(C)] ArrowArray / ArrowSchema;
-    // ownership moves to polars-arrow, whose import calls the release callback once.
-    let (c_array, c_schema) = unsafe {
-        (
-            std::mem::transmute::<FFI_ArrowArray, polars_arrow::ffi::ArrowArray>(ffi_array),
-            std::mem::transmute::<FFI_ArrowSchema, polars_arrow::ffi::ArrowSchema>(ffi_schema),
-        )
-    };
-    // SAFETY: the schema and array were just exported by arrow-rs and describe each other.
-    let imported = unsafe {
-        let field = polars_arrow::ffi::import_field_from_c(&c_schema).map_err(|e| e.to_string())?;
-        polars_arrow::ffi::import_array_from_c(c_array, field.dtype().clone())
-            .map_err(|e| e.to_string())?
-    };
-    Series::from_arrow(PlSmallStr::from(name), imported).map_err(|e| e.to_string())
 }

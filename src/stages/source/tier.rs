@@ -36,6 +36,18 @@ pub enum TierError {
     },
 }
 
+impl TierError {
+    /// Setting up the client, or a refusal of the credentials, is the configuration (exit 2).
+    pub fn is_config(&self) -> bool {
+        match self {
+            TierError::Setup { .. } => true,
+            TierError::Request { message, .. } => {
+                crate::storage::fault::Fault::of_text(message).is_config()
+            }
+        }
+    }
+}
+
 /// A listed blob's tier, as the storage account reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BlobTier {
