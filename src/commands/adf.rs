@@ -266,59 +266,74 @@ pub fn outputs(report: &serde_json::Value) -> String {
 
 /// `coldpath adf`: the Data Factory custom activity: `activity.json` in, the command's report as `outputs.json` out.
 pub async fn command() -> i32 {
-    use crate::commands::adf::{self, Request, Unretryable};
-    let outputs = std::path::PathBuf::from("outputs.json");
     let here = std::path::Path::new(".");
-    let fail = |mode: Unretryable, code: i32, message: String| {
-        eprintln!("coldpath: error: {message}");
-        let status = if code == 2 {
-            Status::ConfigError
-        } else {
-            Status::Failed
-        };
-        let report = json!({"status": status, "exit_code": code, "retryable": adf::retryable(code), "error": message});
-        let report = serde_json::to_value(crate::report::version::stamp(&report)).unwrap_or(report);
-        if let Err(e) = std::fs::write(&outputs, adf::outputs(&report)) {
-            eprintln!("coldpath: error: writing outputs.json: {e}");
-        }
-        mode.exit_code(code)
-    };
-    let (props, request) = match adf::read(here) {
+    let (props, request) = match read(here) {
         Ok(x) => x,
         Err(e) => return fail(Unretryable::declared(here), 2, e.to_string()),
     };
     let mode = props.unretryable();
-    let parsed = (|| {
-        let labels_as_of = props
-            .labels_as_of
-            .as_deref()
-            .map(crate::commands::cli::parse_instant)
-            .transpose()?;
-        let lock_wait = props
-            .lock_wait
-            .as_deref()
-            .map(crate::commands::cli::parse_wait)
-            .transpose()?;
-        Ok::<_, String>((labels_as_of, lock_wait))
-    })();
-    let (labels_as_of, lock_wait) = match parsed {
+    let (job, write) = match args_of(&props, here) {
         Ok(x) => x,
-        Err(e) => return fail(mode, 2, format!("activity.json: {e}")),
+        Err(message) => return fail(mode, 2, message),
     };
+    let (what, code) = dispatch(request, job, write).await;
+    if let Err((code, message)) = finish_outputs(code) {
+        return fail(mode, code, message);
+    }
+    let exit = mode.exit_code(code);
+    if exit == code {
+        println!("coldpath adf: {what}: exit {code}; the report is in outputs.json");
+    } else {
+        println!(
+            "coldpath adf: {what}: exit {code}, not retryable: exiting 0 with the status in outputs.json (unretryable = report)"
+        );
+    }
+    exit
+}
+
+/// Where the command's report goes: Data Factory reads it back as `customOutput`.
+const OUTPUTS: &str = "outputs.json";
+
+/// A failure of the activity itself (before or after the command): one line on
+/// stderr and a report in `outputs.json`; the exit code as `mode` says.
+fn fail(mode: Unretryable, code: i32, message: String) -> i32 {
+    eprintln!("coldpath: error: {message}");
+    let status = if code == 2 {
+        Status::ConfigError
+    } else {
+        Status::Failed
+    };
+    let report = json!({"status": status, "exit_code": code, "retryable": retryable(code), "error": message});
+    let report = serde_json::to_value(crate::report::version::stamp(&report)).unwrap_or(report);
+    if let Err(e) = std::fs::write(OUTPUTS, outputs(&report)) {
+        eprintln!("coldpath: error: writing outputs.json: {e}");
+    }
+    mode.exit_code(code)
+}
+
+/// The extended properties as the flags a command takes; an error names what is wrong.
+fn args_of(props: &Properties, here: &std::path::Path) -> Result<(JobArgs, WriteArgs), String> {
+    let labels_as_of = props
+        .labels_as_of
+        .as_deref()
+        .map(crate::commands::cli::parse_instant)
+        .transpose()
+        .map_err(|e| format!("activity.json: {e}"))?;
+    let lock_wait = props
+        .lock_wait
+        .as_deref()
+        .map(crate::commands::cli::parse_wait)
+        .transpose()
+        .map_err(|e| format!("activity.json: {e}"))?;
     // Data Factory copies the resource files without their folders.
     let job_path = std::path::Path::new(&props.job);
     if !job_path.exists() {
         if let Some(name) = job_path.file_name().filter(|n| here.join(n).is_file()) {
-            return fail(
-                mode,
-                2,
-                format!(
-                    "activity.json: job `{}` is not here, but `{}` is: Data Factory copies the resource files into the working directory without their folders; name the job `{}`",
-                    props.job,
-                    name.to_string_lossy(),
-                    name.to_string_lossy()
-                ),
-            );
+            let name = name.to_string_lossy();
+            return Err(format!(
+                "activity.json: job `{}` is not here, but `{name}` is: Data Factory copies the resource files into the working directory without their folders; name the job `{name}`",
+                props.job
+            ));
         }
     }
     let job = JobArgs {
@@ -328,11 +343,16 @@ pub async fn command() -> i32 {
     };
     let write = WriteArgs {
         labels_as_of,
-        report: Some(outputs.clone()),
+        report: Some(OUTPUTS.into()),
         lock_wait,
         allow_empty: false,
     };
-    let (what, code) = match request {
+    Ok((job, write))
+}
+
+/// Runs the requested command; what it was (for the log line) and its exit code.
+async fn dispatch(request: Request, job: JobArgs, write: WriteArgs) -> (String, i32) {
+    match request {
         Request::Run { date } => (
             format!("run {date}"),
             super::run::command(RunArgs {
@@ -383,40 +403,27 @@ pub async fn command() -> i32 {
             })
             .await,
         ),
-    };
-    // Say whether a retry could help, and keep outputs.json under Data Factory's 2 MB.
-    let capped = std::fs::read_to_string(&outputs)
+    }
+}
+
+/// Says in `outputs.json` whether a retry could help, and keeps it under Data
+/// Factory's 2 MB; `Err((exit code, message))` when there is no readable report.
+fn finish_outputs(code: i32) -> Result<(), (i32, String)> {
+    let capped = std::fs::read_to_string(OUTPUTS)
         .ok()
         .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
         .map(|mut v| {
             if let Some(obj) = v.as_object_mut() {
-                obj.insert("retryable".into(), json!(adf::retryable(code)));
+                obj.insert("retryable".into(), json!(retryable(code)));
             }
-            adf::outputs(&v)
+            outputs(&v)
         });
     match capped {
         Some(text) => {
-            if let Err(e) = std::fs::write(&outputs, text) {
-                return fail(mode, 1, format!("writing outputs.json: {e}"));
-            }
+            std::fs::write(OUTPUTS, text).map_err(|e| (1, format!("writing outputs.json: {e}")))
         }
-        None => {
-            return fail(
-                mode,
-                code.max(1),
-                "the command wrote no readable report".into(),
-            )
-        }
+        None => Err((code.max(1), "the command wrote no readable report".into())),
     }
-    let exit = mode.exit_code(code);
-    if exit == code {
-        println!("coldpath adf: {what}: exit {code}; the report is in outputs.json");
-    } else {
-        println!(
-            "coldpath adf: {what}: exit {code}, not retryable: exiting 0 with the status in outputs.json (unretryable = report)"
-        );
-    }
-    exit
 }
 
 #[cfg(test)]
