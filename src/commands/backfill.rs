@@ -4,7 +4,7 @@ use super::cli::BackfillArgs;
 use super::output::{emit, failure};
 use super::{label_cutoff, load_job};
 use crate::report::Status;
-use crate::run::backfill::{BackfillReport, BackfillRequest, Pass};
+use crate::run::backfill::{BackfillReport, BackfillRequest};
 use crate::Error;
 
 pub async fn command(args: BackfillArgs) -> i32 {
@@ -36,55 +36,8 @@ pub async fn command(args: BackfillArgs) -> i32 {
         parallel: args.parallel as usize,
         labels_as_of,
     };
-    let total = req.dates.len() as u64 * 2;
-    // A bar for a person at a terminal; log lines (one per date and pass) otherwise.
-    let bar = std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
-        let bar = indicatif::ProgressBar::new(total);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {pos}/{len} date-passes, ETA {eta}  {msg}",
-            )
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar
-    });
-    let rows = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let blobs = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
-    let on_date = {
-        let bar = bar.clone();
-        std::sync::Arc::new(move |pass: Pass, d: &crate::run::backfill::BackfillDate| {
-            use std::sync::atomic::Ordering::Relaxed;
-            if pass == Pass::Silver {
-                rows.fetch_add(d.rows_written, Relaxed);
-                blobs.fetch_add(d.blobs as u64, Relaxed);
-            }
-            let pass_name = match pass {
-                Pass::Silver => "silver",
-                Pass::Features => "features",
-            };
-            match &bar {
-                Some(bar) => {
-                    bar.inc(1);
-                    bar.set_message(format!(
-                        "{pass_name} {} {:?}; {} blobs, {} rows so far",
-                        d.date,
-                        d.status,
-                        blobs.load(Relaxed),
-                        rows.load(Relaxed)
-                    ));
-                }
-                None => tracing::info!(
-                    pass = pass_name,
-                    date = %d.date,
-                    status = ?d.status,
-                    rows = d.rows_written,
-                    blobs = d.blobs,
-                    "date done"
-                ),
-            }
-        })
-    };
+    let bar = super::progress::bar(req.dates.len() as u64 * 2);
+    let on_date = super::progress::on_date(bar.clone());
     let job = std::sync::Arc::new(job);
     let span = tracing::info_span!("backfill", job = %job.name, from = %args.from, to = %args.to);
     let report = {

@@ -13,6 +13,7 @@ pub mod features;
 pub mod maintain;
 pub mod output;
 pub mod plan;
+pub mod progress;
 pub mod run;
 
 use crate::config::job::Job;
