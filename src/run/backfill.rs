@@ -146,8 +146,24 @@ pub async fn backfill(job: Arc<Job>, req: &BackfillRequest, on_date: OnDate) -> 
     let started = Instant::now();
     let mut report = BackfillReport::new(&job.name, req);
     let permits = Arc::new(Semaphore::new(req.parallel.max(1)));
+    silver_pass(&job, req, &on_date, &permits, &mut report).await;
+    report.durations.silver_ms = started.elapsed().as_millis() as u64;
+    let t = Instant::now();
+    features_pass(&job, req, &on_date, &permits, &mut report).await;
+    report.durations.features_ms = t.elapsed().as_millis() as u64;
+    report.durations.total_ms = started.elapsed().as_millis() as u64;
+    report.conclude();
+    report
+}
 
-    // Pass 1: silver and rejects of every date, N at a time.
+/// Pass 1: silver and rejects of every date, N at a time.
+async fn silver_pass(
+    job: &Arc<Job>,
+    req: &BackfillRequest,
+    on_date: &OnDate,
+    permits: &Arc<Semaphore>,
+    report: &mut BackfillReport,
+) {
     let mut tasks = Vec::with_capacity(req.dates.len());
     for &date in &req.dates {
         let job = job.clone();
@@ -183,11 +199,17 @@ pub async fn backfill(job: Arc<Job>, req: &BackfillRequest, on_date: OnDate) -> 
         });
         report.dates.push(entry);
     }
-    report.durations.silver_ms = started.elapsed().as_millis() as u64;
+}
 
-    // Pass 2: features of every date whose silver landed; each one's look-back
-    // (the previous date's silver) is committed by now, so they run N at a time too.
-    let t = Instant::now();
+/// Pass 2: features of every date whose silver landed; each one's look-back
+/// (the previous date's silver) is committed by now, so they run N at a time too.
+async fn features_pass(
+    job: &Arc<Job>,
+    req: &BackfillRequest,
+    on_date: &OnDate,
+    permits: &Arc<Semaphore>,
+    report: &mut BackfillReport,
+) {
     let mut tasks = Vec::new();
     for (i, entry) in report.dates.iter().enumerate() {
         if entry.silver != Status::Succeeded {
@@ -216,31 +238,37 @@ pub async fn backfill(job: Arc<Job>, req: &BackfillRequest, on_date: OnDate) -> 
     }
     for (i, task) in tasks {
         let entry = &mut report.dates[i];
-        match task.await {
-            Ok((features, Ok(()))) => {
-                let day = features.dates.first();
-                entry.features = Some(day.map(|d| d.status).unwrap_or(Status::Failed));
-                entry.lookback_complete = day.and_then(|d| d.lookback_complete);
-                entry.error = day.and_then(|d| d.error.clone());
-            }
-            Ok((_, Err(e))) => {
-                entry.features = Some(Status::Failed);
-                entry.error = Some(crate::storage::fault::redact(&e.to_string()));
-            }
-            Err(e) => {
-                entry.features = Some(Status::Failed);
-                entry.error = Some(format!("the date's features task ended abnormally: {e}"));
-            }
-        }
-        if entry.features != Some(Status::Succeeded) {
-            entry.status = Status::Failed;
-        }
+        features_entry(entry, task.await);
         on_date(Pass::Features, entry);
     }
-    report.durations.features_ms = t.elapsed().as_millis() as u64;
-    report.durations.total_ms = started.elapsed().as_millis() as u64;
-    report.conclude();
-    report
+}
+
+/// A date's entry, completed with its features pass.
+fn features_entry(
+    entry: &mut BackfillDate,
+    outcome: Result<(FeaturesReport, Result<(), crate::Error>), tokio::task::JoinError>,
+) {
+    match outcome {
+        Ok((features, Ok(()))) => {
+            let day = features.dates.first();
+            entry.features = Some(day.map(|d| d.status).unwrap_or(Status::Failed));
+            entry.lookback_complete = day.and_then(|d| d.lookback_complete);
+            entry.error = day.and_then(|d| d.error.clone());
+        }
+        Ok((_, Err(e))) => {
+            entry.features = Some(e.status());
+            entry.error = Some(crate::storage::fault::redact(&e.to_string()));
+        }
+        Err(e) => {
+            entry.features = Some(Status::Failed);
+            entry.error = Some(format!("the date's features task ended abnormally: {e}"));
+        }
+    }
+    match entry.features {
+        Some(Status::Succeeded) => {}
+        Some(Status::Cancelled) => entry.status = Status::Cancelled,
+        _ => entry.status = Status::Failed,
+    }
 }
 
 /// Runs a date's work on a blocking-pool thread of the current runtime, so
