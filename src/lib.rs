@@ -13,7 +13,8 @@
 //!   back, the run lock, manifests, maintenance;
 //! - [`report`]: the JSON objects the binary prints;
 //! - [`commands`]: the command line and the Data Factory and Batch entry points;
-//! - [`calendar`]: day and hour arithmetic; [`error`]: the crate error and its exit codes.
+//! - [`calendar`]: day and hour arithmetic; [`cancel`]: clean stops on SIGTERM/SIGINT;
+//!   [`error`]: the crate error and its exit codes.
 
 #![cfg_attr(
     not(test),
@@ -21,6 +22,7 @@
 )]
 
 pub mod calendar;
+pub mod cancel;
 pub mod commands;
 pub mod config;
 pub mod error;
@@ -29,5 +31,6 @@ pub mod report;
 pub mod run;
 pub mod stages;
 pub mod storage;
+pub mod version;
 
 pub use error::Error;

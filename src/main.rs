@@ -25,7 +25,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = runtime.block_on(async { coldpath::run::cancel::listen() }) {
+    if let Err(e) = runtime.block_on(async { coldpath::cancel::listen() }) {
         tracing::warn!(error = %e, "cannot listen for SIGTERM/SIGINT; a stop will leave locks to their TTL");
     }
     let dispatch = std::panic::AssertUnwindSafe(|| match cli.command {
@@ -97,7 +97,7 @@ fn init_logging(format: LogFormat) {
     // Under Azure Batch every log line carries the job, task and node ids: a span
     // entered on the main thread, where `block_on` polls the command's future, and
     // left entered for the life of the process (hence forgotten, never exited).
-    if let Some(b) = coldpath::commands::batch::BatchIds::from_env() {
+    if let Some(b) = coldpath::version::BatchIds::from_env() {
         let span = tracing::info_span!(
             "batch",
             batch_job = b.job_id.as_deref(),

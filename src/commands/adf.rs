@@ -304,7 +304,7 @@ fn fail(mode: Unretryable, code: i32, message: String) -> i32 {
         Status::Failed
     };
     let report = json!({"status": status, "exit_code": code, "retryable": retryable(code), "error": message});
-    let report = serde_json::to_value(crate::report::version::stamp(&report)).unwrap_or(report);
+    let report = serde_json::to_value(crate::version::stamp(&report)).unwrap_or(report);
     if let Err(e) = std::fs::write(OUTPUTS, outputs(&report)) {
         eprintln!("coldpath: error: writing outputs.json: {e}");
     }

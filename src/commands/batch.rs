@@ -11,56 +11,7 @@
 //! so they outlive the node.
 
 use chrono::NaiveDate;
-use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-
-/// Where Azure Batch runs this process: its job, task and node ids
-/// (`AZ_BATCH_JOB_ID`, `AZ_BATCH_TASK_ID`, `AZ_BATCH_NODE_ID`), for the lock
-/// holder, the run report and the log lines.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BatchIds {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub job_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub task_id: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node_id: Option<String>,
-}
-
-impl BatchIds {
-    /// The ids Batch set in this process's environment; `None` outside Batch.
-    pub fn from_env() -> Option<BatchIds> {
-        Self::from_lookup(|name| std::env::var(name).ok())
-    }
-
-    /// The ids from `lookup` (an environment); `None` when none is set.
-    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Option<BatchIds> {
-        let get = |name: &str| {
-            lookup(name)
-                .map(|v| v.trim().to_string())
-                .filter(|v| !v.is_empty())
-        };
-        let ids = BatchIds {
-            job_id: get("AZ_BATCH_JOB_ID"),
-            task_id: get("AZ_BATCH_TASK_ID"),
-            node_id: get("AZ_BATCH_NODE_ID"),
-        };
-        (ids.job_id.is_some() || ids.task_id.is_some() || ids.node_id.is_some()).then_some(ids)
-    }
-}
-
-impl std::fmt::Display for BatchIds {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let unknown = "?";
-        write!(
-            f,
-            "Batch job {} task {} on node {}",
-            self.job_id.as_deref().unwrap_or(unknown),
-            self.task_id.as_deref().unwrap_or(unknown),
-            self.node_id.as_deref().unwrap_or(unknown)
-        )
-    }
-}
 
 /// What every task's command line repeats.
 #[derive(Debug, Clone)]
@@ -254,6 +205,7 @@ fn shell_words(args: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::version::BatchIds;
 
     fn day(s: &str) -> NaiveDate {
         NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()

@@ -9,7 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 #[derive(Debug, Parser)]
 #[command(
     name = "coldpath",
-    version = crate::report::version::LONG,
+    version = crate::version::LONG,
     about = "Raw IoT telemetry blobs -> Delta tables, one date at a time"
 )]
 pub struct Cli {

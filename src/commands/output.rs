@@ -52,9 +52,9 @@ fn write_report<T: serde::Serialize>(
 }
 
 /// Prints a report (stdout or a file) and returns the exit code. Every report
-/// says which coldpath wrote it, and where Batch ran it ([`crate::report::version::stamp`]).
+/// says which coldpath wrote it, and where Batch ran it ([`crate::version::stamp`]).
 pub fn emit<T: serde::Serialize>(report: &T, code: i32, to: Option<&std::path::Path>) -> i32 {
-    if let Err(e) = write_report(&crate::report::version::stamp(report), to) {
+    if let Err(e) = write_report(&crate::version::stamp(report), to) {
         eprintln!("coldpath: error: {e}");
         return Status::Failed.exit_code().max(code);
     }

@@ -13,9 +13,9 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::config::formats::{CsvDialect, Declared, Limits};
+use crate::config::formats::{LockSettings, MIN_LOCK_TTL};
 use crate::config::schema::TelemetrySchema;
-use crate::lake::lock::{LockSettings, MIN_LOCK_TTL};
-use crate::stages::source::decode::{CsvDialect, Declared, Limits};
 use crate::storage::retry::StorageSettings;
 
 #[derive(Debug, thiserror::Error)]

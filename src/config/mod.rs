@@ -1,4 +1,5 @@
 //! What the user declared: the job file and the column map, read and validated before anything runs.
 
+pub mod formats;
 pub mod job;
 pub mod schema;

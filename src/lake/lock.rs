@@ -31,18 +31,6 @@ use tracing::{info, warn};
 use crate::storage::fault::{describe, Fault};
 use crate::storage::Storage;
 
-/// `[lock]` of the job file.
-#[derive(Debug, Clone, PartialEq)]
-pub struct LockSettings {
-    /// How long to wait for another run's lock before failing.
-    pub wait: Duration,
-    /// How long a lock outlives its last renewal.
-    pub ttl: Duration,
-}
-
-/// The shortest `lock.ttl` accepted (renewals every third of it).
-pub const MIN_LOCK_TTL: Duration = Duration::from_secs(3);
-
 /// How often a waiting run looks at the lock again.
 const POLL: Duration = Duration::from_secs(2);
 
@@ -102,7 +90,7 @@ pub struct Holder {
     pub released: bool,
     /// The Azure Batch job, task and node of the holder, when Batch ran it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub batch: Option<crate::commands::batch::BatchIds>,
+    pub batch: Option<crate::version::BatchIds>,
 }
 
 impl std::fmt::Display for Holder {
@@ -135,7 +123,7 @@ pub struct Owner {
 
 impl Owner {
     fn holder(&self, now: DateTime<Utc>, ttl: Duration) -> Holder {
-        let batch = crate::commands::batch::BatchIds::from_env();
+        let batch = crate::version::BatchIds::from_env();
         Holder {
             run_id: self.run_id.clone(),
             job: self.job.clone(),
@@ -171,6 +159,8 @@ pub enum Site {
     /// A lake on object storage: lock objects under `_coldpath/locks`.
     Store(Storage),
 }
+
+pub use crate::config::formats::{LockSettings, MIN_LOCK_TTL};
 
 const LOCKS: &str = "_coldpath/locks";
 
@@ -728,7 +718,7 @@ mod tests {
         let now = Utc::now();
         let mut holder = owner("run-9").holder(now, Duration::from_secs(60));
         holder.host = "tvmps_0001".into();
-        holder.batch = Some(crate::commands::batch::BatchIds {
+        holder.batch = Some(crate::version::BatchIds {
             job_id: Some("backfill-1".into()),
             task_id: Some("silver-2024-03-11".into()),
             node_id: Some("tvmps_0001".into()),

@@ -38,8 +38,8 @@ fn commit_properties(table: &str) -> CommitProperties {
     let meta = serde_json::json!({
         "operation": "maintain",
         "table": table,
-        "coldpath_version": crate::report::version::VERSION,
-        "coldpath_commit": crate::report::version::COMMIT,
+        "coldpath_version": crate::version::VERSION,
+        "coldpath_commit": crate::version::COMMIT,
     });
     CommitProperties::default().with_metadata([(
         "userMetadata".to_string(),

@@ -298,11 +298,11 @@ pub fn user_metadata(meta: &CommitMeta) -> String {
         #[serde(flatten)]
         meta: &'a CommitMeta,
         #[serde(flatten)]
-        build: crate::report::version::Build,
+        build: crate::version::Build,
     }
     serde_json::to_string(&WithBuild {
         meta,
-        build: crate::report::version::Build::get(),
+        build: crate::version::Build::get(),
     })
     .unwrap_or_default()
 }

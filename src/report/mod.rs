@@ -1,7 +1,6 @@
 //! The run report: one JSON object that accounts for every record read, for schedulers and for people.
 
 pub mod plan;
-pub mod version;
 
 use std::collections::BTreeMap;
 
@@ -26,7 +25,7 @@ impl Status {
             Status::Failed => 1,
             Status::ConfigError => 2,
             Status::QualityGateFailed => 3,
-            Status::Cancelled => crate::run::cancel::exit_code(),
+            Status::Cancelled => crate::cancel::exit_code(),
         }
     }
 }

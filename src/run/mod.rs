@@ -2,11 +2,10 @@
 //!
 //! [`pipeline`] is one date's run: the locks, the listing, the read pass that
 //! [`hours`] closes an event hour at a time, the quality gate and the commits.
-//! [`backfill`] and [`catchup`] run many dates; [`cancel`] is how a signal
-//! stops them cleanly.
+//! [`backfill`] and [`catchup`] run many dates; [`crate::cancel`] is how a
+//! signal stops them cleanly.
 
 pub mod backfill;
-pub mod cancel;
 pub mod catchup;
 pub mod hours;
 pub mod pipeline;

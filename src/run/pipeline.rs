@@ -123,7 +123,7 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
     } else {
         &["telemetry", "rejects"]
     };
-    let locks = crate::run::cancel::unless_cancelled(take_locks(
+    let locks = crate::cancel::unless_cancelled(take_locks(
         job,
         &prepared,
         tables,
@@ -133,7 +133,7 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
     .await?;
     report.durations.lock_ms = ms(t);
     // A stop request drops the run where it stands: nothing uncommitted is committed.
-    let result = crate::run::cancel::unless_cancelled(run_locked(
+    let result = crate::cancel::unless_cancelled(run_locked(
         job, req, report, &prepared, &reference, &locks,
     ))
     .await;
@@ -666,7 +666,7 @@ pub async fn refresh_features(
     let mut any_failed = false;
     for &date in dates {
         let outcome = async {
-            let locks = crate::run::cancel::unless_cancelled(take_locks(
+            let locks = crate::cancel::unless_cancelled(take_locks(
                 job,
                 &prepared,
                 &["features_hourly", "telemetry_minute"],
@@ -674,7 +674,7 @@ pub async fn refresh_features(
                 &report.run_id,
             ))
             .await?;
-            let outcome = crate::run::cancel::unless_cancelled(refresh_one(
+            let outcome = crate::cancel::unless_cancelled(refresh_one(
                 job,
                 &prepared,
                 &table,
@@ -708,7 +708,7 @@ pub async fn refresh_features(
         };
         report.dates.push(entry);
     }
-    report.set_status(if let Some(signal) = crate::run::cancel::requested() {
+    report.set_status(if let Some(signal) = crate::cancel::requested() {
         return Err(Error::Cancelled(signal));
     } else if any_failed {
         Status::Failed

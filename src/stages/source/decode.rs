@@ -12,6 +12,10 @@ use serde_json::{Map, Value};
 
 use crate::stages::source::flat::{Flat, Member};
 
+pub use crate::config::formats::{
+    CsvDialect, Declared, Limits, DEFAULT_MAX_BLOB_BYTES, DEFAULT_MAX_RECORD_BYTES,
+};
+
 /// What a blob holds, from the job file, its name or, failing that, its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -20,31 +24,6 @@ pub enum Format {
     Csv,
     /// An Avro object container file (IoT Hub routing's Avro encoding, Event Hubs Capture).
     Avro,
-}
-
-/// How CSV blobs are written (the job file's `[csv]`): delimiter, quote, header, decimal mark.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CsvDialect {
-    pub delimiter: u8,
-    pub quote: u8,
-    /// The first line names the columns. When `columns` is set too, that line is skipped.
-    pub header: bool,
-    /// Column names for files without a header (or to override it).
-    pub columns: Option<Vec<String>>,
-    /// Numbers are written `21,5`.
-    pub decimal_comma: bool,
-}
-
-impl Default for CsvDialect {
-    fn default() -> Self {
-        CsvDialect {
-            delimiter: b',',
-            quote: b'"',
-            header: true,
-            columns: None,
-            decimal_comma: false,
-        }
-    }
 }
 
 /// One record as read: where it stands, its raw text, and its fields (or why it has none).
@@ -162,29 +141,6 @@ fn lookup<'m>(map: &'m Map<String, Value>, alias: &str) -> Found<'m> {
     }
 }
 
-/// The format the job file declares (`format = "auto" | "json" | "csv" | "avro"`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Declared {
-    /// From each blob's extension, or sniffed from its first bytes when it has none.
-    #[default]
-    Auto,
-    Json,
-    Csv,
-    Avro,
-}
-
-impl Declared {
-    pub fn parse(s: &str) -> Option<Declared> {
-        Some(match s.to_ascii_lowercase().as_str() {
-            "auto" => Declared::Auto,
-            "json" => Declared::Json,
-            "csv" => Declared::Csv,
-            "avro" => Declared::Avro,
-            _ => return None,
-        })
-    }
-}
-
 /// What a blob's name says about its format (`.gz` stripped).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FromName {
@@ -231,29 +187,6 @@ pub fn resolve(
             FromName::Unknown => sniff(data, dialect),
         },
     })
-}
-
-/// How big a blob and one of its records may be (the job file's `[limits]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Limits {
-    /// Bytes a blob may hold once inflated (and, when not compressed, as stored).
-    pub max_blob_bytes: u64,
-    /// Bytes one record may hold: a line, an array element, a CSV row.
-    pub max_record_bytes: usize,
-}
-
-/// 1 GiB: far above what a producer writes in one blob, far below what a bomb inflates to.
-pub const DEFAULT_MAX_BLOB_BYTES: u64 = 1 << 30;
-/// 1 MiB: an IoT Hub message is at most 256 KiB, a third more once base64.
-pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
-
-impl Default for Limits {
-    fn default() -> Self {
-        Limits {
-            max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
-            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
-        }
-    }
 }
 
 /// A blob as one reader again: its head, then the rest as it inflates.

@@ -2,7 +2,7 @@
 //! built from (`build.rs`), in `--version`, every report, `outputs.json` and every
 //! commit's `userMetadata`, so a row in the lake can be traced to the code.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// The crate version, e.g. `0.1.0`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -47,7 +47,7 @@ pub struct Stamped<'a, T: Serialize> {
     #[serde(flatten)]
     build: Build,
     #[serde(skip_serializing_if = "Option::is_none")]
-    batch: Option<crate::commands::batch::BatchIds>,
+    batch: Option<crate::version::BatchIds>,
 }
 
 /// `report` stamped with this build and the Batch ids of this process (see [`Stamped`]).
@@ -56,7 +56,7 @@ pub fn stamp<T: Serialize>(report: &T) -> Stamped<'_, T> {
     Stamped {
         report,
         build: Build::get(),
-        batch: crate::commands::batch::BatchIds::from_env(),
+        batch: crate::version::BatchIds::from_env(),
     }
 }
 
@@ -91,5 +91,53 @@ mod tests {
         );
         let v: serde_json::Value = serde_json::from_str(&text).unwrap();
         assert_eq!(v["coldpath_commit"], COMMIT);
+    }
+}
+
+/// Where Azure Batch runs this process: its job, task and node ids
+/// (`AZ_BATCH_JOB_ID`, `AZ_BATCH_TASK_ID`, `AZ_BATCH_NODE_ID`), for the lock
+/// holder, the run report and the log lines.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchIds {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub job_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_id: Option<String>,
+}
+
+impl BatchIds {
+    /// The ids Batch set in this process's environment; `None` outside Batch.
+    pub fn from_env() -> Option<BatchIds> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// The ids from `lookup` (an environment); `None` when none is set.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Option<BatchIds> {
+        let get = |name: &str| {
+            lookup(name)
+                .map(|v| v.trim().to_string())
+                .filter(|v| !v.is_empty())
+        };
+        let ids = BatchIds {
+            job_id: get("AZ_BATCH_JOB_ID"),
+            task_id: get("AZ_BATCH_TASK_ID"),
+            node_id: get("AZ_BATCH_NODE_ID"),
+        };
+        (ids.job_id.is_some() || ids.task_id.is_some() || ids.node_id.is_some()).then_some(ids)
+    }
+}
+
+impl std::fmt::Display for BatchIds {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let unknown = "?";
+        write!(
+            f,
+            "Batch job {} task {} on node {}",
+            self.job_id.as_deref().unwrap_or(unknown),
+            self.task_id.as_deref().unwrap_or(unknown),
+            self.node_id.as_deref().unwrap_or(unknown)
+        )
     }
 }

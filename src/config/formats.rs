@@ -1,0 +1,90 @@
+//! The settings a job file declares for the stages and the lake: blob formats and CSV dialects, size limits, the run lock.
+//!
+//! They live here, with the job file that sets them, so that the stages and the
+//! lake depend on configuration and never the other way round.
+
+use std::time::Duration;
+
+/// How CSV blobs are written (the job file's `[csv]`): delimiter, quote, header, decimal mark.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvDialect {
+    pub delimiter: u8,
+    pub quote: u8,
+    /// The first line names the columns. When `columns` is set too, that line is skipped.
+    pub header: bool,
+    /// Column names for files without a header (or to override it).
+    pub columns: Option<Vec<String>>,
+    /// Numbers are written `21,5`.
+    pub decimal_comma: bool,
+}
+
+impl Default for CsvDialect {
+    fn default() -> Self {
+        CsvDialect {
+            delimiter: b',',
+            quote: b'"',
+            header: true,
+            columns: None,
+            decimal_comma: false,
+        }
+    }
+}
+
+/// The format the job file declares (`format = "auto" | "json" | "csv" | "avro"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Declared {
+    /// From each blob's extension, or sniffed from its first bytes when it has none.
+    #[default]
+    Auto,
+    Json,
+    Csv,
+    Avro,
+}
+
+impl Declared {
+    pub fn parse(s: &str) -> Option<Declared> {
+        Some(match s.to_ascii_lowercase().as_str() {
+            "auto" => Declared::Auto,
+            "json" => Declared::Json,
+            "csv" => Declared::Csv,
+            "avro" => Declared::Avro,
+            _ => return None,
+        })
+    }
+}
+
+/// How big a blob and one of its records may be (the job file's `[limits]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Bytes a blob may hold once inflated (and, when not compressed, as stored).
+    pub max_blob_bytes: u64,
+    /// Bytes one record may hold: a line, an array element, a CSV row.
+    pub max_record_bytes: usize,
+}
+
+/// 1 GiB: far above what a producer writes in one blob, far below what a bomb inflates to.
+pub const DEFAULT_MAX_BLOB_BYTES: u64 = 1 << 30;
+
+/// 1 MiB: an IoT Hub message is at most 256 KiB, a third more once base64.
+pub const DEFAULT_MAX_RECORD_BYTES: usize = 1 << 20;
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
+            max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+        }
+    }
+}
+
+/// `[lock]` of the job file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LockSettings {
+    /// How long to wait for another run's lock before failing.
+    pub wait: Duration,
+    /// How long a lock outlives its last renewal.
+    pub ttl: Duration,
+}
+
+/// The shortest `lock.ttl` accepted (renewals every third of it).
+pub const MIN_LOCK_TTL: Duration = Duration::from_secs(3);
