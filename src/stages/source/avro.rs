@@ -117,31 +117,16 @@ impl Schemas {
         (idx, ns)
     }
 
+    /// The node of one schema (a name, a union or an object), its children parsed first.
     fn node(&mut self, json: &Value, namespace: &str, depth: usize) -> Result<usize, String> {
         if depth > MAX_DEPTH {
             return Err(format!("schema nested deeper than {MAX_DEPTH}"));
         }
         let depth = depth + 1;
-        let primitive = |name: &str| match name {
-            "null" => Some(Schema::Null),
-            "boolean" => Some(Schema::Boolean),
-            "int" => Some(Schema::Int),
-            "long" => Some(Schema::Long),
-            "float" => Some(Schema::Float),
-            "double" => Some(Schema::Double),
-            "bytes" => Some(Schema::Bytes),
-            "string" => Some(Schema::String),
-            _ => None,
-        };
         match json {
             Value::String(name) => match primitive(name) {
                 Some(p) => Ok(self.push(p)),
-                None => self
-                    .named
-                    .get(name.as_str())
-                    .or_else(|| self.named.get(&format!("{namespace}.{name}")))
-                    .copied()
-                    .ok_or_else(|| format!("schema refers to unknown type `{name}`")),
+                None => self.named_node(name, namespace),
             },
             Value::Array(branches) => {
                 let mut idx = Vec::with_capacity(branches.len());
@@ -150,67 +135,107 @@ impl Schemas {
                 }
                 Ok(self.push(Schema::Union(idx)))
             }
-            Value::Object(obj) => {
-                let ty = obj.get("type").ok_or("schema object without `type`")?;
-                let Some(ty) = ty.as_str() else {
-                    return self.node(ty, namespace, depth); // {"type": {...}} or {"type": [...]}
-                };
-                match ty {
-                    "record" | "error" => {
-                        let (idx, ns) = self.name(obj, namespace);
-                        let mut fields = Vec::new();
-                        for f in obj
-                            .get("fields")
-                            .and_then(Value::as_array)
-                            .ok_or("record schema without `fields`")?
-                        {
-                            let name = f
-                                .get("name")
-                                .and_then(Value::as_str)
-                                .ok_or("record field without `name`")?;
-                            let ty = f.get("type").ok_or("record field without `type`")?;
-                            fields.push((name.to_string(), self.node(ty, &ns, depth)?));
-                        }
-                        self.nodes[idx] = Schema::Record(fields);
-                        Ok(idx)
-                    }
-                    "enum" => {
-                        let (idx, _) = self.name(obj, namespace);
-                        let symbols = obj
-                            .get("symbols")
-                            .and_then(Value::as_array)
-                            .ok_or("enum schema without `symbols`")?
-                            .iter()
-                            .map(|s| s.as_str().unwrap_or_default().to_string())
-                            .collect();
-                        self.nodes[idx] = Schema::Enum(symbols);
-                        Ok(idx)
-                    }
-                    "fixed" => {
-                        let (idx, _) = self.name(obj, namespace);
-                        let size = obj
-                            .get("size")
-                            .and_then(Value::as_u64)
-                            .ok_or("fixed schema without `size`")?;
-                        self.nodes[idx] = Schema::Fixed(size as usize);
-                        Ok(idx)
-                    }
-                    "array" => {
-                        let items = obj.get("items").ok_or("array schema without `items`")?;
-                        let items = self.node(items, namespace, depth)?;
-                        Ok(self.push(Schema::Array(items)))
-                    }
-                    "map" => {
-                        let values = obj.get("values").ok_or("map schema without `values`")?;
-                        let values = self.node(values, namespace, depth)?;
-                        Ok(self.push(Schema::Map(values)))
-                    }
-                    // Logical types (timestamp-millis, ...) are read as their underlying type.
-                    other => self.node(&Value::String(other.to_string()), namespace, depth),
-                }
-            }
+            Value::Object(obj) => self.object(obj, namespace, depth),
             other => Err(format!("unexpected schema {other}")),
         }
+    }
+
+    /// The named type `name` refers to, as written or in `namespace`.
+    fn named_node(&self, name: &str, namespace: &str) -> Result<usize, String> {
+        self.named
+            .get(name)
+            .or_else(|| self.named.get(&format!("{namespace}.{name}")))
+            .copied()
+            .ok_or_else(|| format!("schema refers to unknown type `{name}`"))
+    }
+
+    /// The node of a schema object, by its `type` (`depth` already counts it).
+    fn object(
+        &mut self,
+        obj: &Map<String, Value>,
+        namespace: &str,
+        depth: usize,
+    ) -> Result<usize, String> {
+        let ty = obj.get("type").ok_or("schema object without `type`")?;
+        let Some(ty) = ty.as_str() else {
+            return self.node(ty, namespace, depth); // {"type": {...}} or {"type": [...]}
+        };
+        match ty {
+            "record" | "error" => self.record(obj, namespace, depth),
+            "enum" => {
+                let (idx, _) = self.name(obj, namespace);
+                let symbols = obj
+                    .get("symbols")
+                    .and_then(Value::as_array)
+                    .ok_or("enum schema without `symbols`")?
+                    .iter()
+                    .map(|s| s.as_str().unwrap_or_default().to_string())
+                    .collect();
+                self.nodes[idx] = Schema::Enum(symbols);
+                Ok(idx)
+            }
+            "fixed" => {
+                let (idx, _) = self.name(obj, namespace);
+                let size = obj
+                    .get("size")
+                    .and_then(Value::as_u64)
+                    .ok_or("fixed schema without `size`")?;
+                self.nodes[idx] = Schema::Fixed(size as usize);
+                Ok(idx)
+            }
+            "array" => {
+                let items = obj.get("items").ok_or("array schema without `items`")?;
+                let items = self.node(items, namespace, depth)?;
+                Ok(self.push(Schema::Array(items)))
+            }
+            "map" => {
+                let values = obj.get("values").ok_or("map schema without `values`")?;
+                let values = self.node(values, namespace, depth)?;
+                Ok(self.push(Schema::Map(values)))
+            }
+            // Logical types (timestamp-millis, ...) are read as their underlying type.
+            other => self.node(&Value::String(other.to_string()), namespace, depth),
+        }
+    }
+
+    /// A record (or error) schema: named before its fields, so a field may refer to it.
+    fn record(
+        &mut self,
+        obj: &Map<String, Value>,
+        namespace: &str,
+        depth: usize,
+    ) -> Result<usize, String> {
+        let (idx, ns) = self.name(obj, namespace);
+        let mut fields = Vec::new();
+        for f in obj
+            .get("fields")
+            .and_then(Value::as_array)
+            .ok_or("record schema without `fields`")?
+        {
+            let name = f
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or("record field without `name`")?;
+            let ty = f.get("type").ok_or("record field without `type`")?;
+            fields.push((name.to_string(), self.node(ty, &ns, depth)?));
+        }
+        self.nodes[idx] = Schema::Record(fields);
+        Ok(idx)
+    }
+}
+
+/// The schema of a primitive type name; `None` for any other name.
+fn primitive(name: &str) -> Option<Schema> {
+    match name {
+        "null" => Some(Schema::Null),
+        "boolean" => Some(Schema::Boolean),
+        "int" => Some(Schema::Int),
+        "long" => Some(Schema::Long),
+        "float" => Some(Schema::Float),
+        "double" => Some(Schema::Double),
+        "bytes" => Some(Schema::Bytes),
+        "string" => Some(Schema::String),
+        _ => None,
     }
 }
 
