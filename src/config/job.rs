@@ -189,82 +189,23 @@ impl Job {
             path: path.to_owned(),
             message: e.message().to_string(),
         })?;
-        let invalid = |key: &'static str, message: String| JobError::Invalid {
-            path: path.to_owned(),
-            key,
-            message,
-        };
-        let duration = |key: &'static str, value: &Option<String>, default: Duration| match value {
-            None => Ok(default),
-            Some(s) => parse_duration(s).map_err(|m| invalid(key, m)),
-        };
-        let late_arrival = duration("late_arrival", &file.late_arrival, DEFAULT_LATE_ARRIVAL)?;
-        let clock_skew = duration("clock_skew", &file.clock_skew, DEFAULT_CLOCK_SKEW)?;
-        let defaults = StorageSettings::default();
-        let storage = StorageSettings {
-            max_retries: file.storage.max_retries.unwrap_or(defaults.max_retries),
-            retry_timeout: duration(
-                "storage.retry_timeout",
-                &file.storage.retry_timeout,
-                defaults.retry_timeout,
-            )?,
-            request_timeout: duration(
-                "storage.request_timeout",
-                &file.storage.request_timeout,
-                defaults.request_timeout,
-            )?,
-            connect_timeout: duration(
-                "storage.connect_timeout",
-                &file.storage.connect_timeout,
-                defaults.connect_timeout,
-            )?,
-        };
-        let lock = LockSettings {
-            wait: duration("lock.wait", &file.lock.wait, DEFAULT_LOCK_WAIT)?,
-            ttl: duration("lock.ttl", &file.lock.ttl, DEFAULT_LOCK_TTL)?,
-        };
-        if lock.ttl < MIN_LOCK_TTL {
-            return Err(invalid(
-                "lock.ttl",
-                format!(
-                    "must be at least {}s (the lock is renewed every third of it)",
-                    MIN_LOCK_TTL.as_secs()
-                ),
-            ));
-        }
-        let max_reject_ratio = file.max_reject_ratio.unwrap_or(DEFAULT_MAX_REJECT_RATIO);
-        if !(0.0..=1.0).contains(&max_reject_ratio) {
-            return Err(invalid(
-                "max_reject_ratio",
-                format!("{max_reject_ratio} is not between 0 and 1"),
-            ));
-        }
-        if file.name.trim().is_empty() {
-            return Err(invalid("name", "must not be empty".into()));
-        }
-        for (key, value) in [("name", &file.name), ("layout", &file.layout)] {
-            check_text(value).map_err(|m| invalid(key, m))?;
-        }
-        for (key, value) in [("source", &file.source), ("lake", &file.lake)] {
-            check_location(value).map_err(|m| invalid(key, m))?;
-        }
-        let limits = limits(&file.limits).map_err(|(key, m)| invalid(key, m))?;
+        let keys = Keys { path };
+        let late_arrival =
+            keys.duration("late_arrival", &file.late_arrival, DEFAULT_LATE_ARRIVAL)?;
+        let clock_skew = keys.duration("clock_skew", &file.clock_skew, DEFAULT_CLOCK_SKEW)?;
+        let storage = keys.storage(&file.storage)?;
+        let lock = keys.lock(&file.lock)?;
+        let max_reject_ratio = keys.max_reject_ratio(file.max_reject_ratio)?;
+        keys.check_texts(&file)?;
+        let limits = limits(&file.limits).map_err(|(key, m)| keys.invalid(key, m))?;
         crate::stages::source::layout::Layout::parse(&file.layout)
-            .map_err(|e| invalid("layout", e.to_string()))?;
+            .map_err(|e| keys.invalid("layout", e.to_string()))?;
         let schema = match &file.schema {
             Some(p) => TelemetrySchema::load(Path::new(&beside(base, p)))?,
             None => TelemetrySchema::embedded()?,
         };
-        let format = match &file.format {
-            None => Declared::Auto,
-            Some(f) => Declared::parse(f).ok_or_else(|| {
-                invalid(
-                    "format",
-                    format!("`{f}` is not one of auto, json, csv, avro"),
-                )
-            })?,
-        };
-        let csv = csv_dialect(&file.csv).map_err(|(key, m)| invalid(key, m))?;
+        let format = keys.format(&file.format)?;
+        let csv = csv_dialect(&file.csv).map_err(|(key, m)| keys.invalid(key, m))?;
         Ok(Job {
             name: file.name,
             source: beside(base, &file.source),
@@ -290,6 +231,115 @@ impl Job {
             storage,
             lock,
         })
+    }
+}
+
+/// Checks of a job file's values, each error naming the file and the key.
+struct Keys<'p> {
+    path: &'p Path,
+}
+
+impl Keys<'_> {
+    /// The error for `key`'s value.
+    fn invalid(&self, key: &'static str, message: String) -> JobError {
+        JobError::Invalid {
+            path: self.path.to_owned(),
+            key,
+            message,
+        }
+    }
+
+    /// A duration key's value, or `default` when the key is absent.
+    fn duration(
+        &self,
+        key: &'static str,
+        value: &Option<String>,
+        default: Duration,
+    ) -> Result<Duration, JobError> {
+        match value {
+            None => Ok(default),
+            Some(s) => parse_duration(s).map_err(|m| self.invalid(key, m)),
+        }
+    }
+
+    /// The `[storage]` section, object_store's defaults where a key is absent.
+    fn storage(&self, file: &StorageFile) -> Result<StorageSettings, JobError> {
+        let defaults = StorageSettings::default();
+        Ok(StorageSettings {
+            max_retries: file.max_retries.unwrap_or(defaults.max_retries),
+            retry_timeout: self.duration(
+                "storage.retry_timeout",
+                &file.retry_timeout,
+                defaults.retry_timeout,
+            )?,
+            request_timeout: self.duration(
+                "storage.request_timeout",
+                &file.request_timeout,
+                defaults.request_timeout,
+            )?,
+            connect_timeout: self.duration(
+                "storage.connect_timeout",
+                &file.connect_timeout,
+                defaults.connect_timeout,
+            )?,
+        })
+    }
+
+    /// The `[lock]` section; a ttl below [`MIN_LOCK_TTL`] is refused.
+    fn lock(&self, file: &LockFile) -> Result<LockSettings, JobError> {
+        let lock = LockSettings {
+            wait: self.duration("lock.wait", &file.wait, DEFAULT_LOCK_WAIT)?,
+            ttl: self.duration("lock.ttl", &file.ttl, DEFAULT_LOCK_TTL)?,
+        };
+        if lock.ttl < MIN_LOCK_TTL {
+            return Err(self.invalid(
+                "lock.ttl",
+                format!(
+                    "must be at least {}s (the lock is renewed every third of it)",
+                    MIN_LOCK_TTL.as_secs()
+                ),
+            ));
+        }
+        Ok(lock)
+    }
+
+    /// `max_reject_ratio`, between 0 and 1 ([`DEFAULT_MAX_REJECT_RATIO`] when absent).
+    fn max_reject_ratio(&self, value: Option<f64>) -> Result<f64, JobError> {
+        let max_reject_ratio = value.unwrap_or(DEFAULT_MAX_REJECT_RATIO);
+        if !(0.0..=1.0).contains(&max_reject_ratio) {
+            return Err(self.invalid(
+                "max_reject_ratio",
+                format!("{max_reject_ratio} is not between 0 and 1"),
+            ));
+        }
+        Ok(max_reject_ratio)
+    }
+
+    /// A non-empty name, printable `name` and `layout`, and `source` and `lake` without credentials.
+    fn check_texts(&self, file: &JobFile) -> Result<(), JobError> {
+        if file.name.trim().is_empty() {
+            return Err(self.invalid("name", "must not be empty".into()));
+        }
+        for (key, value) in [("name", &file.name), ("layout", &file.layout)] {
+            check_text(value).map_err(|m| self.invalid(key, m))?;
+        }
+        for (key, value) in [("source", &file.source), ("lake", &file.lake)] {
+            check_location(value).map_err(|m| self.invalid(key, m))?;
+        }
+        Ok(())
+    }
+
+    /// The declared blob format (`auto` when absent).
+    fn format(&self, value: &Option<String>) -> Result<Declared, JobError> {
+        match value {
+            None => Ok(Declared::Auto),
+            Some(f) => Declared::parse(f).ok_or_else(|| {
+                self.invalid(
+                    "format",
+                    format!("`{f}` is not one of auto, json, csv, avro"),
+                )
+            }),
+        }
     }
 }
 

@@ -299,6 +299,31 @@ fn hour_features(
     presorted: bool,
 ) -> PolarsResult<DataFrame> {
     let keys = [col("device_id"), col("ws_us")];
+    let rolling = rolling_stats(hourly, from, span)?;
+    let own = if presorted { own } else { sorted_readings(own) };
+    // "Most recent non-null device_type" is the last one in this order.
+    let keep_order = JoinArgs {
+        maintain_order: MaintainOrderJoin::Left,
+        ..JoinArgs::new(JoinType::Left)
+    };
+    own.join(rolling, keys.clone(), keys.clone(), keep_order)
+        .group_by_stable(keys)
+        .agg(hour_statistics())
+        .with_columns([col("ws_us")
+            .cast(DataType::Datetime(
+                TimeUnit::Microseconds,
+                Some(TimeZone::UTC),
+            ))
+            .alias("window_start")])
+        .with_columns(row_columns(date, lookback_complete))
+        .sort(["device_id", "ws_us"], SortMultipleOptions::default())
+        .collect()
+}
+
+/// The 6 h rolling statistics of each device-hour in `[from, from + span)`,
+/// merged from the partials in `hourly` of the hours whose window reaches it.
+fn rolling_stats(hourly: DataFrame, from: i64, span: i64) -> PolarsResult<LazyFrame> {
+    let keys = [col("device_id"), col("ws_us")];
     let hourly = hourly.lazy();
     // Each hour contributes to its own window and the five after it.
     let shifted = (0..ROLLING_HOURS)
@@ -308,9 +333,9 @@ fn hour_features(
                 .with_column((col("ws_us") + lit(k * HOUR_US)).alias("ws_us"))
         })
         .collect::<Vec<_>>();
-    let rolling = concat(shifted, UnionArgs::default())?
+    Ok(concat(shifted, UnionArgs::default())?
         .filter(hours_in(from, from + span))
-        .group_by(keys.clone())
+        .group_by(keys)
         .agg(
             merged("t")
                 .into_iter()
@@ -326,89 +351,92 @@ fn hour_features(
                 .alias("temp_rolling_mean_6h"),
             sample_std(col("t_total"), col("t_gm2")).alias("temp_rolling_std_6h"),
             sample_std(col("v_total"), col("v_gm2")).alias("vibration_rolling_std_6h"),
-        ]);
+        ]))
+}
 
-    // Hourly statistics over H, and the spike count against S's statistics.
+/// Whether a reading's temperature is more than 3 rolling standard deviations from the rolling mean.
+fn temp_spike() -> Expr {
     let temp = f64_col("temperature");
-    let vib = f64_col("vibration");
     // A flat window has std 0 in exact arithmetic; its rounding residue (~1e-15
     // of the mean) must not make every reading a "spike", so a std under that
     // noise floor counts as 0 (no reading is more than 3 × 0 away from the mean).
     let three_sigma = lit(3.0) * col("temp_rolling_std_6h");
     let noise_floor = lit(1e-9) * (col("temp_rolling_mean_6h").pow(2) + lit(1.0)).sqrt();
-    let spike = (temp.clone() - col("temp_rolling_mean_6h"))
+    (temp.clone() - col("temp_rolling_mean_6h"))
         .gt(three_sigma.clone())
-        .or((col("temp_rolling_mean_6h") - temp.clone()).gt(three_sigma))
+        .or((col("temp_rolling_mean_6h") - temp).gt(three_sigma))
         .and(col("temp_rolling_std_6h").gt(noise_floor))
-        .fill_null(lit(false));
-    let own = if presorted {
-        own
-    } else {
-        own.sort_by_exprs(
-            [col("device_id"), col("event_time"), col("message_id")],
-            SortMultipleOptions::default()
-                .with_nulls_last(true)
-                .with_maintain_order(true),
-        )
-    };
-    // "Most recent non-null device_type" is the last one in this order.
-    let keep_order = JoinArgs {
-        maintain_order: MaintainOrderJoin::Left,
-        ..JoinArgs::new(JoinType::Left)
-    };
-    own.join(rolling, keys.clone(), keys.clone(), keep_order)
-        .group_by_stable(keys)
-        .agg([
-            col("device_type").drop_nulls().last().alias("device_type"),
-            len().cast(DataType::Int64).alias("reading_count"),
-            temp.clone().mean().alias("temp_mean"),
-            temp.clone().min().alias("temp_min"),
-            temp.clone().max().alias("temp_max"),
-            temp.std(1).alias("temp_std"),
-            f64_col("pressure").mean().alias("pressure_mean"),
-            vib.clone().mean().alias("vibration_mean"),
-            vib.clone().std(1).alias("vibration_std"),
-            vib.max().alias("vibration_max"),
-            col("temp_rolling_mean_6h").first(),
-            col("temp_rolling_std_6h").first(),
-            col("vibration_rolling_std_6h").first(),
-            spike.cast(DataType::Int64).sum().alias("temp_spike_count"),
-        ])
-        .with_columns([col("ws_us")
-            .cast(DataType::Datetime(
-                TimeUnit::Microseconds,
-                Some(TimeZone::UTC),
-            ))
-            .alias("window_start")])
-        .with_columns([
-            col("window_start")
-                .dt()
-                .hour()
-                .cast(DataType::Int32)
-                .alias("hour"),
-            (col("window_start").dt().weekday().cast(DataType::Int32) - lit(1))
-                .alias("day_of_week"),
-            when(
-                col("vibration_mean")
-                    .gt(lit(50.0))
-                    .and(col("vibration_std").gt(lit(10.0))),
-            )
-            .then(lit("CRITICAL"))
-            .when(
-                col("vibration_mean")
-                    .gt(lit(40.0))
-                    .and(col("vibration_std").gt(lit(5.0))),
-            )
-            .then(lit("WARNING"))
-            .otherwise(lit("NORMAL"))
-            .alias("maintenance_status"),
-            lit(lookback_complete).alias("lookback_complete"),
-            lit(crate::calendar::epoch_days(date))
-                .cast(DataType::Date)
-                .alias("feature_date"),
-        ])
-        .sort(["device_id", "ws_us"], SortMultipleOptions::default())
-        .collect()
+        .fill_null(lit(false))
+}
+
+/// `own` in device, event time and message id order (nulls last), as dedup leaves an hour.
+fn sorted_readings(own: LazyFrame) -> LazyFrame {
+    own.sort_by_exprs(
+        [col("device_id"), col("event_time"), col("message_id")],
+        SortMultipleOptions::default()
+            .with_nulls_last(true)
+            .with_maintain_order(true),
+    )
+}
+
+/// Per device-hour: the hourly statistics over H, the rolling ones of S, and the spike count against S.
+fn hour_statistics() -> Vec<Expr> {
+    let temp = f64_col("temperature");
+    let vib = f64_col("vibration");
+    vec![
+        col("device_type").drop_nulls().last().alias("device_type"),
+        len().cast(DataType::Int64).alias("reading_count"),
+        temp.clone().mean().alias("temp_mean"),
+        temp.clone().min().alias("temp_min"),
+        temp.clone().max().alias("temp_max"),
+        temp.std(1).alias("temp_std"),
+        f64_col("pressure").mean().alias("pressure_mean"),
+        vib.clone().mean().alias("vibration_mean"),
+        vib.clone().std(1).alias("vibration_std"),
+        vib.max().alias("vibration_max"),
+        col("temp_rolling_mean_6h").first(),
+        col("temp_rolling_std_6h").first(),
+        col("vibration_rolling_std_6h").first(),
+        temp_spike()
+            .cast(DataType::Int64)
+            .sum()
+            .alias("temp_spike_count"),
+    ]
+}
+
+/// The calendar, maintenance status, look-back and date columns of each device-hour row.
+fn row_columns(date: NaiveDate, lookback_complete: bool) -> [Expr; 5] {
+    [
+        col("window_start")
+            .dt()
+            .hour()
+            .cast(DataType::Int32)
+            .alias("hour"),
+        (col("window_start").dt().weekday().cast(DataType::Int32) - lit(1)).alias("day_of_week"),
+        maintenance_status(),
+        lit(lookback_complete).alias("lookback_complete"),
+        lit(crate::calendar::epoch_days(date))
+            .cast(DataType::Date)
+            .alias("feature_date"),
+    ]
+}
+
+/// CRITICAL, WARNING or NORMAL from the hour's vibration mean and std.
+fn maintenance_status() -> Expr {
+    when(
+        col("vibration_mean")
+            .gt(lit(50.0))
+            .and(col("vibration_std").gt(lit(10.0))),
+    )
+    .then(lit("CRITICAL"))
+    .when(
+        col("vibration_mean")
+            .gt(lit(40.0))
+            .and(col("vibration_std").gt(lit(5.0))),
+    )
+    .then(lit("WARNING"))
+    .otherwise(lit("NORMAL"))
+    .alias("maintenance_status")
 }
 
 /// Adds `days_since_maintenance` and the failure labels, row by row against the logs.

@@ -448,6 +448,23 @@ pub fn oversized_blob(idx: u32, blob: &Blob, limits: &decode::Limits) -> BlobOut
     out
 }
 
+impl BlobOutcome {
+    /// Accounts a blob of the date's own that cannot be read (any further) as one
+    /// `unreadable_file` reject, with up to [`RAW_LIMIT`] of `raw`; a look-ahead blob's is not the date's.
+    fn unreadable(&mut self, own: bool, idx: u32, detail: String, raw: &[u8]) {
+        if own {
+            self.own_records += 1;
+            self.rejects.push(Reject {
+                blob: idx,
+                line: None,
+                reason: Reason::UnreadableFile,
+                detail,
+                raw: cut_raw(&String::from_utf8_lossy(&raw[..raw.len().min(RAW_LIMIT)])),
+            });
+        }
+    }
+}
+
 /// Decodes and normalizes one blob's bytes.
 pub fn process_blob(idx: u32, blob: &Blob, bytes: &[u8], rules: &Rules) -> BlobOutcome {
     let own = blob.window == Window::Own;
@@ -458,51 +475,90 @@ pub fn process_blob(idx: u32, blob: &Blob, bytes: &[u8], rules: &Rules) -> BlobO
     if bytes.is_empty() {
         return out;
     }
-    let unreadable = |out: &mut BlobOutcome, detail: String, raw: &[u8]| {
-        if own {
-            out.own_records += 1;
-            out.rejects.push(Reject {
-                blob: idx,
-                line: None,
-                reason: Reason::UnreadableFile,
-                detail,
-                raw: cut_raw(&String::from_utf8_lossy(&raw[..raw.len().min(RAW_LIMIT)])),
-            });
-        }
-    };
     if bytes.len() as u64 > rules.limits.max_blob_bytes {
         let detail = oversized(bytes.len() as u64, &rules.limits);
-        unreadable(&mut out, detail, &[]);
+        out.unreadable(own, idx, detail, &[]);
         return out;
     }
     let mut inflated = decode::Inflated::new(bytes, &rules.limits);
-    let head = match inflated.head() {
-        Ok(h) => h,
-        Err(e) => {
-            unreadable(&mut out, e, &[]);
+    let (head, format) = match sniff_blob(&mut inflated, blob, rules) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            out.empty = true;
             return out;
         }
-    };
-    if inflated.ended() && head.iter().all(|b| b.is_ascii_whitespace()) {
-        out.empty = true;
-        return out;
-    }
-    let format = match decode::resolve(rules.format, &blob.path, &head, &rules.csv) {
-        Ok(f) => f,
         Err(e) => {
-            unreadable(&mut out, e, &[]);
+            out.unreadable(own, idx, e, &[]);
             return out;
         }
     };
     let start = head[..head.len().min(RAW_LIMIT)].to_vec();
     let data = inflated.after(head);
-    let mut hours: Vec<(usize, RowColumns)> = Vec::new();
-    let (mut other_dates, mut look_ahead_rows) = (0u64, 0u64);
-    let mut rejects = Vec::new();
-    let mut records = 0u64;
-    let mut seen = 0u64;
+    let mut tally = Tally::new(idx, blob, rules);
     let result = decode::for_each_record(data, format, &rules.csv, &rules.limits, |rec| {
-        seen += 1;
+        tally.record(rec)
+    });
+    if let Err(e) = result {
+        // The blob stops here: what was read stands, the rest is one reject.
+        out.unreadable(own, idx, e, if tally.seen == 0 { &start } else { &[] });
+        tally.seen += 1;
+    }
+    tally.into_outcome(out)
+}
+
+/// Reads a blob's head and finds its format: `None` when the blob is only
+/// whitespace, an error (the `unreadable_file` detail) when it cannot be read or typed.
+fn sniff_blob(
+    inflated: &mut decode::Inflated<'_>,
+    blob: &Blob,
+    rules: &Rules,
+) -> Result<Option<(Vec<u8>, decode::Format)>, String> {
+    let head = inflated.head()?;
+    if inflated.ended() && head.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(None);
+    }
+    let format = decode::resolve(rules.format, &blob.path, &head, &rules.csv)?;
+    Ok(Some((head, format)))
+}
+
+/// The records of one blob, accounted as they are read.
+struct Tally<'b> {
+    idx: u32,
+    blob: &'b Blob,
+    rules: &'b Rules,
+    own: bool,
+    /// The date's valid rows by UTC hour, in the order the hours first appear.
+    hours: Vec<(usize, RowColumns)>,
+    other_dates: u64,
+    look_ahead_rows: u64,
+    rejects: Vec<Reject>,
+    /// Records of an own blob (rows and rejects).
+    records: u64,
+    /// Records read, whatever became of them.
+    seen: u64,
+}
+
+impl<'b> Tally<'b> {
+    /// Nothing read yet from blob `idx`.
+    fn new(idx: u32, blob: &'b Blob, rules: &'b Rules) -> Tally<'b> {
+        Tally {
+            idx,
+            blob,
+            rules,
+            own: blob.window == Window::Own,
+            hours: Vec::new(),
+            other_dates: 0,
+            look_ahead_rows: 0,
+            rejects: Vec::new(),
+            records: 0,
+            seen: 0,
+        }
+    }
+
+    /// Runs the rules on one record and accounts it as a row or a reject.
+    fn record(&mut self, rec: decode::Record<'_>) {
+        self.seen += 1;
+        let (rules, blob) = (self.rules, self.blob);
         let fields = rec.fields.map_err(|e| (Reason::MalformedRecord, e));
         let outcome = fields
             .as_ref()
@@ -513,55 +569,66 @@ pub fn process_blob(idx: u32, blob: &Blob, bytes: &[u8], rules: &Rules) -> BlobO
                 Ok(row)
             });
         match outcome {
-            Ok(row) => {
-                let since = row.event_time - rules.day_start_us;
-                let in_day = (0..DAY_US).contains(&since);
-                if own {
-                    records += 1;
-                    other_dates += u64::from(!in_day);
-                } else {
-                    look_ahead_rows += u64::from(in_day);
-                }
-                if in_day {
-                    let hour = (since / HOUR_US) as usize;
-                    let at = match hours.iter().position(|(h, _)| *h == hour) {
-                        Some(at) => at,
-                        None => {
-                            hours.push((hour, RowColumns::default()));
-                            hours.len() - 1
-                        }
-                    };
-                    hours[at].1.push(row, idx, rec.line);
-                }
-            }
-            Err((reason, detail)) => {
-                if own {
-                    records += 1;
-                    rejects.push(Reject {
-                        blob: idx,
-                        line: Some(rec.line),
-                        reason,
-                        detail,
-                        raw: cut_raw(rec.raw),
-                    });
-                }
-            }
+            Ok(row) => self.row(row, rec.line),
+            Err((reason, detail)) => self.reject(reason, detail, rec.line, rec.raw),
         }
-    });
-    if let Err(e) = result {
-        // The blob stops here: what was read stands, the rest is one reject.
-        unreadable(&mut out, e, if seen == 0 { &start } else { &[] });
-        seen += 1;
     }
-    hours.sort_by_key(|(h, _)| *h);
-    out.hours = hours;
-    out.other_dates = other_dates;
-    out.look_ahead_rows = look_ahead_rows;
-    out.rejects.extend(rejects);
-    out.own_records += records;
-    // An idle producer's `[]`, header-only CSV or header-only Avro container.
-    out.empty = seen == 0;
-    out
+
+    /// Counts a valid row and keeps it under its hour when it is of the run's date.
+    fn row(&mut self, row: Row<'_>, line: u64) {
+        let since = row.event_time - self.rules.day_start_us;
+        let in_day = (0..DAY_US).contains(&since);
+        if self.own {
+            self.records += 1;
+            self.other_dates += u64::from(!in_day);
+        } else {
+            self.look_ahead_rows += u64::from(in_day);
+        }
+        if in_day {
+            let idx = self.idx;
+            self.hour((since / HOUR_US) as usize).push(row, idx, line);
+        }
+    }
+
+    /// The rows of `hour`, started empty the first time the hour is seen.
+    fn hour(&mut self, hour: usize) -> &mut RowColumns {
+        let at = match self.hours.iter().position(|(h, _)| *h == hour) {
+            Some(at) => at,
+            None => {
+                self.hours.push((hour, RowColumns::default()));
+                self.hours.len() - 1
+            }
+        };
+        &mut self.hours[at].1
+    }
+
+    /// Counts and keeps a rejected record (only an own blob's: look-ahead rejects are the next date's).
+    fn reject(&mut self, reason: Reason, detail: String, line: u64, raw: &str) {
+        if self.own {
+            self.records += 1;
+            self.rejects.push(Reject {
+                blob: self.idx,
+                line: Some(line),
+                reason,
+                detail,
+                raw: cut_raw(raw),
+            });
+        }
+    }
+
+    /// Adds what was read to `out` (which may hold the blob's `unreadable_file` already).
+    fn into_outcome(self, mut out: BlobOutcome) -> BlobOutcome {
+        let mut hours = self.hours;
+        hours.sort_by_key(|(h, _)| *h);
+        out.hours = hours;
+        out.other_dates = self.other_dates;
+        out.look_ahead_rows = self.look_ahead_rows;
+        out.rejects.extend(self.rejects);
+        out.own_records += self.records;
+        // An idle producer's `[]`, header-only CSV or header-only Avro container.
+        out.empty = self.seen == 0;
+        out
+    }
 }
 
 #[cfg(test)]

@@ -117,31 +117,16 @@ impl Schemas {
         (idx, ns)
     }
 
+    /// The node of one schema (a name, a union or an object), its children parsed first.
     fn node(&mut self, json: &Value, namespace: &str, depth: usize) -> Result<usize, String> {
         if depth > MAX_DEPTH {
             return Err(format!("schema nested deeper than {MAX_DEPTH}"));
         }
         let depth = depth + 1;
-        let primitive = |name: &str| match name {
-            "null" => Some(Schema::Null),
-            "boolean" => Some(Schema::Boolean),
-            "int" => Some(Schema::Int),
-            "long" => Some(Schema::Long),
-            "float" => Some(Schema::Float),
-            "double" => Some(Schema::Double),
-            "bytes" => Some(Schema::Bytes),
-            "string" => Some(Schema::String),
-            _ => None,
-        };
         match json {
             Value::String(name) => match primitive(name) {
                 Some(p) => Ok(self.push(p)),
-                None => self
-                    .named
-                    .get(name.as_str())
-                    .or_else(|| self.named.get(&format!("{namespace}.{name}")))
-                    .copied()
-                    .ok_or_else(|| format!("schema refers to unknown type `{name}`")),
+                None => self.named_node(name, namespace),
             },
             Value::Array(branches) => {
                 let mut idx = Vec::with_capacity(branches.len());
@@ -150,67 +135,107 @@ impl Schemas {
                 }
                 Ok(self.push(Schema::Union(idx)))
             }
-            Value::Object(obj) => {
-                let ty = obj.get("type").ok_or("schema object without `type`")?;
-                let Some(ty) = ty.as_str() else {
-                    return self.node(ty, namespace, depth); // {"type": {...}} or {"type": [...]}
-                };
-                match ty {
-                    "record" | "error" => {
-                        let (idx, ns) = self.name(obj, namespace);
-                        let mut fields = Vec::new();
-                        for f in obj
-                            .get("fields")
-                            .and_then(Value::as_array)
-                            .ok_or("record schema without `fields`")?
-                        {
-                            let name = f
-                                .get("name")
-                                .and_then(Value::as_str)
-                                .ok_or("record field without `name`")?;
-                            let ty = f.get("type").ok_or("record field without `type`")?;
-                            fields.push((name.to_string(), self.node(ty, &ns, depth)?));
-                        }
-                        self.nodes[idx] = Schema::Record(fields);
-                        Ok(idx)
-                    }
-                    "enum" => {
-                        let (idx, _) = self.name(obj, namespace);
-                        let symbols = obj
-                            .get("symbols")
-                            .and_then(Value::as_array)
-                            .ok_or("enum schema without `symbols`")?
-                            .iter()
-                            .map(|s| s.as_str().unwrap_or_default().to_string())
-                            .collect();
-                        self.nodes[idx] = Schema::Enum(symbols);
-                        Ok(idx)
-                    }
-                    "fixed" => {
-                        let (idx, _) = self.name(obj, namespace);
-                        let size = obj
-                            .get("size")
-                            .and_then(Value::as_u64)
-                            .ok_or("fixed schema without `size`")?;
-                        self.nodes[idx] = Schema::Fixed(size as usize);
-                        Ok(idx)
-                    }
-                    "array" => {
-                        let items = obj.get("items").ok_or("array schema without `items`")?;
-                        let items = self.node(items, namespace, depth)?;
-                        Ok(self.push(Schema::Array(items)))
-                    }
-                    "map" => {
-                        let values = obj.get("values").ok_or("map schema without `values`")?;
-                        let values = self.node(values, namespace, depth)?;
-                        Ok(self.push(Schema::Map(values)))
-                    }
-                    // Logical types (timestamp-millis, ...) are read as their underlying type.
-                    other => self.node(&Value::String(other.to_string()), namespace, depth),
-                }
-            }
+            Value::Object(obj) => self.object(obj, namespace, depth),
             other => Err(format!("unexpected schema {other}")),
         }
+    }
+
+    /// The named type `name` refers to, as written or in `namespace`.
+    fn named_node(&self, name: &str, namespace: &str) -> Result<usize, String> {
+        self.named
+            .get(name)
+            .or_else(|| self.named.get(&format!("{namespace}.{name}")))
+            .copied()
+            .ok_or_else(|| format!("schema refers to unknown type `{name}`"))
+    }
+
+    /// The node of a schema object, by its `type` (`depth` already counts it).
+    fn object(
+        &mut self,
+        obj: &Map<String, Value>,
+        namespace: &str,
+        depth: usize,
+    ) -> Result<usize, String> {
+        let ty = obj.get("type").ok_or("schema object without `type`")?;
+        let Some(ty) = ty.as_str() else {
+            return self.node(ty, namespace, depth); // {"type": {...}} or {"type": [...]}
+        };
+        match ty {
+            "record" | "error" => self.record(obj, namespace, depth),
+            "enum" => {
+                let (idx, _) = self.name(obj, namespace);
+                let symbols = obj
+                    .get("symbols")
+                    .and_then(Value::as_array)
+                    .ok_or("enum schema without `symbols`")?
+                    .iter()
+                    .map(|s| s.as_str().unwrap_or_default().to_string())
+                    .collect();
+                self.nodes[idx] = Schema::Enum(symbols);
+                Ok(idx)
+            }
+            "fixed" => {
+                let (idx, _) = self.name(obj, namespace);
+                let size = obj
+                    .get("size")
+                    .and_then(Value::as_u64)
+                    .ok_or("fixed schema without `size`")?;
+                self.nodes[idx] = Schema::Fixed(size as usize);
+                Ok(idx)
+            }
+            "array" => {
+                let items = obj.get("items").ok_or("array schema without `items`")?;
+                let items = self.node(items, namespace, depth)?;
+                Ok(self.push(Schema::Array(items)))
+            }
+            "map" => {
+                let values = obj.get("values").ok_or("map schema without `values`")?;
+                let values = self.node(values, namespace, depth)?;
+                Ok(self.push(Schema::Map(values)))
+            }
+            // Logical types (timestamp-millis, ...) are read as their underlying type.
+            other => self.node(&Value::String(other.to_string()), namespace, depth),
+        }
+    }
+
+    /// A record (or error) schema: named before its fields, so a field may refer to it.
+    fn record(
+        &mut self,
+        obj: &Map<String, Value>,
+        namespace: &str,
+        depth: usize,
+    ) -> Result<usize, String> {
+        let (idx, ns) = self.name(obj, namespace);
+        let mut fields = Vec::new();
+        for f in obj
+            .get("fields")
+            .and_then(Value::as_array)
+            .ok_or("record schema without `fields`")?
+        {
+            let name = f
+                .get("name")
+                .and_then(Value::as_str)
+                .ok_or("record field without `name`")?;
+            let ty = f.get("type").ok_or("record field without `type`")?;
+            fields.push((name.to_string(), self.node(ty, &ns, depth)?));
+        }
+        self.nodes[idx] = Schema::Record(fields);
+        Ok(idx)
+    }
+}
+
+/// The schema of a primitive type name; `None` for any other name.
+fn primitive(name: &str) -> Option<Schema> {
+    match name {
+        "null" => Some(Schema::Null),
+        "boolean" => Some(Schema::Boolean),
+        "int" => Some(Schema::Int),
+        "long" => Some(Schema::Long),
+        "float" => Some(Schema::Float),
+        "double" => Some(Schema::Double),
+        "bytes" => Some(Schema::Bytes),
+        "string" => Some(Schema::String),
+        _ => None,
     }
 }
 
@@ -378,88 +403,80 @@ pub enum Item {
 /// An error after records were given is a stop: the blob passed `limits.max_blob_bytes`.
 pub fn for_each(data: &[u8], limits: &Limits, mut f: impl FnMut(Item)) -> Result<(), String> {
     let mut c = Cursor::new(data);
-    if c.take(4).ok() != Some(MAGIC.as_slice()) {
-        return Err("not an Avro container file (no `Obj\\x01` magic)".into());
-    }
-    let mut meta: HashMap<String, Vec<u8>> = HashMap::new();
-    let header = |c: &mut Cursor<'_>, meta: &mut HashMap<String, Vec<u8>>| -> Result<(), String> {
-        loop {
-            let n = c.block_count()?;
-            if n == 0 {
-                return Ok(());
-            }
-            for _ in 0..n {
-                let k = String::from_utf8_lossy(c.bytes()?).into_owned();
-                meta.insert(k, c.bytes()?.to_vec());
-            }
-        }
-    };
-    header(&mut c, &mut meta).map_err(|e| format!("Avro header: {e}"))?;
-    let sync: [u8; 16] = c
-        .take(16)
-        .map_err(|e| format!("Avro header: {e}"))?
-        .try_into()
-        .map_err(|_| "Avro header: sync marker cut off")?;
-    let schema_json: Value = meta
-        .get("avro.schema")
-        .ok_or("Avro header has no avro.schema")
-        .and_then(|s| serde_json::from_slice(s).map_err(|_| "Avro schema is not JSON"))?;
-    let (schemas, root) = Schemas::parse(&schema_json).map_err(|e| format!("Avro schema: {e}"))?;
-    let codec = match meta.get("avro.codec").map(|c| c.as_slice()) {
-        None | Some(b"null") => Codec::Null,
-        Some(b"deflate") => Codec::Deflate,
-        Some(b"snappy") => Codec::Snappy,
-        Some(other) => {
-            return Err(format!(
-                "Avro codec `{}` is not supported (null, deflate and snappy are)",
-                String::from_utf8_lossy(other)
-            ))
-        }
-    };
+    let header = Header::read(&mut c)?;
     let mut blocks = Blocks {
         c,
-        sync,
-        codec,
+        sync: header.sync,
+        codec: header.codec,
         inflated: Vec::new(),
         total: 0,
         limit: limits.max_blob_bytes,
     };
-    let mut ordinal = 0u64;
-    let mut number = 0u64;
-    while !blocks.c.at_end() {
-        number += 1;
-        let first = ordinal + 1;
-        let bad = |count: u64, why: String| Item::BadBlock {
-            first,
-            count,
-            why: format!("block {number}: {why}"),
-        };
-        // A block whose framing is broken (cut, wrong sync) leaves no way to the next one.
-        let (count, size, body) = match blocks.frame() {
-            Ok(b) => b,
-            Err(why) => {
-                f(bad(0, why));
-                return Ok(());
-            }
-        };
-        ordinal += count.clamp(0, size as i64) as u64;
-        let body = match blocks.plain(body)? {
-            Ok(body) => body,
-            Err(why) => {
-                f(bad(count.max(0) as u64, why));
-                continue;
-            }
-        };
-        match block_records(body, count, &schemas, root) {
-            Ok(values) => {
-                for (i, v) in values.into_iter().enumerate() {
-                    f(Item::Record(first + i as u64, v));
-                }
-            }
-            Err(why) => f(bad(count.max(0) as u64, why)),
+    blocks.for_each(&header.schemas, header.root, &mut f)
+}
+
+/// What a container file's header says: the writer's schema, the codec and the sync marker.
+struct Header {
+    schemas: Schemas,
+    root: usize,
+    codec: Codec,
+    sync: [u8; 16],
+}
+
+impl Header {
+    /// Reads the magic, the metadata map and the sync marker, then the schema and the codec.
+    fn read(c: &mut Cursor<'_>) -> Result<Header, String> {
+        if c.take(4).ok() != Some(MAGIC.as_slice()) {
+            return Err("not an Avro container file (no `Obj\\x01` magic)".into());
+        }
+        let meta = metadata(c).map_err(|e| format!("Avro header: {e}"))?;
+        let sync: [u8; 16] = c
+            .take(16)
+            .map_err(|e| format!("Avro header: {e}"))?
+            .try_into()
+            .map_err(|_| "Avro header: sync marker cut off")?;
+        let schema_json: Value = meta
+            .get("avro.schema")
+            .ok_or("Avro header has no avro.schema")
+            .and_then(|s| serde_json::from_slice(s).map_err(|_| "Avro schema is not JSON"))?;
+        let (schemas, root) =
+            Schemas::parse(&schema_json).map_err(|e| format!("Avro schema: {e}"))?;
+        let codec = codec(&meta)?;
+        Ok(Header {
+            schemas,
+            root,
+            codec,
+            sync,
+        })
+    }
+}
+
+/// The header's metadata map (`avro.schema`, `avro.codec`, ...), block by block.
+fn metadata(c: &mut Cursor<'_>) -> Result<HashMap<String, Vec<u8>>, String> {
+    let mut meta: HashMap<String, Vec<u8>> = HashMap::new();
+    loop {
+        let n = c.block_count()?;
+        if n == 0 {
+            return Ok(meta);
+        }
+        for _ in 0..n {
+            let k = String::from_utf8_lossy(c.bytes()?).into_owned();
+            meta.insert(k, c.bytes()?.to_vec());
         }
     }
-    Ok(())
+}
+
+/// The codec the metadata names (`null` when it names none).
+fn codec(meta: &HashMap<String, Vec<u8>>) -> Result<Codec, String> {
+    match meta.get("avro.codec").map(|c| c.as_slice()) {
+        None | Some(b"null") => Ok(Codec::Null),
+        Some(b"deflate") => Ok(Codec::Deflate),
+        Some(b"snappy") => Ok(Codec::Snappy),
+        Some(other) => Err(format!(
+            "Avro codec `{}` is not supported (null, deflate and snappy are)",
+            String::from_utf8_lossy(other)
+        )),
+    }
 }
 
 /// The blocks of a container file after its header.
@@ -474,6 +491,52 @@ struct Blocks<'a> {
 }
 
 impl<'a> Blocks<'a> {
+    /// Calls `f` for each record of each block, or once for a block that cannot
+    /// be read; stops after a block whose framing is broken. An error: the blob passed its limit.
+    fn for_each(
+        &mut self,
+        schemas: &Schemas,
+        root: usize,
+        f: &mut impl FnMut(Item),
+    ) -> Result<(), String> {
+        let mut ordinal = 0u64;
+        let mut number = 0u64;
+        while !self.c.at_end() {
+            number += 1;
+            let first = ordinal + 1;
+            let bad = |count: u64, why: String| Item::BadBlock {
+                first,
+                count,
+                why: format!("block {number}: {why}"),
+            };
+            // A block whose framing is broken (cut, wrong sync) leaves no way to the next one.
+            let (count, size, body) = match self.frame() {
+                Ok(b) => b,
+                Err(why) => {
+                    f(bad(0, why));
+                    return Ok(());
+                }
+            };
+            ordinal += count.clamp(0, size as i64) as u64;
+            let body = match self.plain(body)? {
+                Ok(body) => body,
+                Err(why) => {
+                    f(bad(count.max(0) as u64, why));
+                    continue;
+                }
+            };
+            match block_records(body, count, schemas, root) {
+                Ok(values) => {
+                    for (i, v) in values.into_iter().enumerate() {
+                        f(Item::Record(first + i as u64, v));
+                    }
+                }
+                Err(why) => f(bad(count.max(0) as u64, why)),
+            }
+        }
+        Ok(())
+    }
+
     /// The next block's declared count, its size and its (compressed) bytes, its sync marker checked.
     fn frame(&mut self) -> Result<(i64, usize, &'a [u8]), String> {
         let count = self.c.long()?;
