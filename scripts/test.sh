@@ -3,15 +3,16 @@
 # integration-test binary, which runs the real `coldpath` on fixtures/ and reads
 # the Delta tables back.
 #
-# The build goes to a target directory outside the clone (reused across runs and
-# fresh clones): polars + deltalake take ~6 minutes to build from scratch on 2 cores.
+# The build goes to cargo's ./target (or $CARGO_TARGET_DIR), the same one the
+# README's `cargo run` uses, so a newcomer builds once; .ci/run points
+# CARGO_TARGET_DIR outside the clone so CI runs reuse it (polars + deltalake take
+# ~6 minutes to build from scratch on 2 cores).
 #
 # Azure storage is tested against a real Azurite (npm package, version pinned in
 # tools/azurite/package-lock.json). It is installed here, from the npm registry,
 # when missing; the tests start and stop it themselves on a free 127.0.0.1 port.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/coldpath-target}"
 if [ ! -x tools/azurite/node_modules/.bin/azurite-blob ]; then
     command -v npm >/dev/null || { echo "scripts/test.sh: npm (Node.js 20+) is needed to install Azurite" >&2; exit 2; }
     npm ci --prefix tools/azurite --no-audit --no-fund --loglevel=error

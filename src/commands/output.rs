@@ -31,7 +31,84 @@ pub fn finish(
     } else if let Some(why) = &report.error {
         eprintln!("coldpath: {why}");
     }
-    emit(report, report.exit_code, to)
+    let code = emit(report, report.exit_code, to);
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        for line in summary(report, to) {
+            eprintln!("{line}");
+        }
+    }
+    code
+}
+
+/// A few plain lines for an engineer at a terminal, after the JSON report: the
+/// date and status, rows per table, rejects by reason with their share,
+/// duplicates, the run's time, and where the report went.
+pub fn summary(report: &RunReport, to: Option<&std::path::Path>) -> Vec<String> {
+    let mut lines = vec![format!(
+        "coldpath: {} {:?} in {:.1} s: {} records read, {} rows written, {} duplicates, {} other dates",
+        report.date,
+        report.status,
+        report.durations.total_ms as f64 / 1000.0,
+        report.records_read,
+        report.rows_written,
+        report.duplicates,
+        report.other_dates
+    )];
+    for (table, t) in &report.tables {
+        lines.push(format!(
+            "  {table}: {} rows in {} (version {})",
+            t.rows, t.partition, t.version
+        ));
+    }
+    let share = |n: u64| 100.0 * n as f64 / report.records_read.max(1) as f64;
+    for (reason, n) in report.rejects_by_reason.iter().filter(|(_, n)| **n > 0) {
+        lines.push(format!("  rejected {reason}: {n} ({:.2} %)", share(*n)));
+    }
+    lines.push(match to {
+        Some(path) => format!("  report: {}", path.display()),
+        None => "  report: above (stdout)".to_string(),
+    });
+    lines
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_terminal_summary_says_rows_per_table_and_reject_shares() {
+        let mut r = RunReport::new("j", "2024-03-11", "r", "src", "lake");
+        r.set_status(Status::Succeeded);
+        r.records_read = 400;
+        r.rows_written = 390;
+        r.rejected = 10;
+        r.durations.total_ms = 1500;
+        r.rejects_by_reason.insert("malformed_record", 8);
+        r.rejects_by_reason.insert("out_of_range", 2);
+        r.tables.insert(
+            "telemetry",
+            crate::report::TableReport {
+                partition: "event_date=2024-03-11".into(),
+                rows: 390,
+                version: 4,
+            },
+        );
+        let lines = summary(&r, Some(std::path::Path::new("/tmp/r.json")));
+        assert_eq!(
+            lines[0],
+            "coldpath: 2024-03-11 Succeeded in 1.5 s: 400 records read, 390 rows written, 0 duplicates, 0 other dates"
+        );
+        assert!(lines
+            .contains(&"  telemetry: 390 rows in event_date=2024-03-11 (version 4)".to_string()));
+        // 8 of 400 is 2 %, 2 of 400 is 0.5 %; reasons with none are left out.
+        assert!(lines.contains(&"  rejected malformed_record: 8 (2.00 %)".to_string()));
+        assert!(lines.contains(&"  rejected out_of_range: 2 (0.50 %)".to_string()));
+        assert!(!lines.iter().any(|l| l.contains("late_beyond_window")));
+        assert_eq!(
+            lines.last().map(String::as_str),
+            Some("  report: /tmp/r.json")
+        );
+    }
 }
 
 fn write_report<T: serde::Serialize>(
