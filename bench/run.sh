@@ -4,33 +4,65 @@
 # prints wall time, rows/s, MB/s and peak RSS per stage. Nothing here is a test: the
 # numbers are read by people, and the issue's targets are checked against them.
 #
-#   bench/run.sh [small|plant] [--python]
+#   bench/run.sh [small|plant] [--duckdb] [--runs N] [--python]
 #
-#   small   250 devices, a reading every 4 s:  5.4 M readings a day (~1.8 GB of JSON)
-#   plant   500 devices, a reading every 1 s: 43.2 M readings a day (~14 GB of JSON)
-#   --python  also run bench/python_baseline.py (pip install polars deltalake pyarrow)
+#   small   250 devices, a reading every 4 s:  5.4 M readings a day (~2.0 GB of JSON)
+#   plant   500 devices, a reading every 1 s: 43.2 M readings a day (~15 GB of JSON)
+#   --duckdb  also run bench/duckdb_baseline.py (pip install duckdb), DuckDB's silver-only
+#             pass, alternating with coldpath run by run, and print the medians and the
+#             ratio DuckDB / coldpath (issue 18)
+#   --runs N  measured runs of each tool (default 3 with --duckdb, else 1)
+#   --python  also run bench/python_baseline.py once (pip install polars deltalake pyarrow)
+#
+# COLDPATH_BIN=PATH benchmarks that binary instead of building one (release build, please).
 #
 # The raw container (the date, the day before and the look-ahead) is generated once into
-# $COLDPATH_BENCH_DIR/<scale> (default ~/.cache/coldpath-bench) and reused.
+# $COLDPATH_BENCH_DIR/<scale> (default ~/.cache/coldpath-bench) and reused. Nothing is
+# installed at run time: a missing Python package stops the script before it builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-SCALE="${1:-small}"
-PYTHON=0
-[ "${2:-}" = "--python" ] && PYTHON=1
+usage() { echo "usage: bench/run.sh [small|plant] [--duckdb] [--runs N] [--python]" >&2; exit 2; }
+SCALE=small
+case "${1:-}" in small|plant) SCALE="$1"; shift ;; esac
+PYTHON=0 DUCKDB=0 RUNS=
+while [ $# -gt 0 ]; do
+    case "$1" in
+        --python) PYTHON=1 ;;
+        --duckdb) DUCKDB=1 ;;
+        --runs) [ $# -ge 2 ] || usage; RUNS="$2"; shift ;;
+        *) usage ;;
+    esac
+    shift
+done
+[ -n "$RUNS" ] || RUNS=$([ "$DUCKDB" = 1 ] && echo 3 || echo 1)
+case "$RUNS" in ''|*[!0-9]*|0) usage ;; esac
 case "$SCALE" in
     small) DEVICES=250 INTERVAL=4 ;;
     plant) DEVICES=500 INTERVAL=1 ;;
-    *) echo "usage: bench/run.sh [small|plant] [--python]" >&2; exit 2 ;;
 esac
+if [ "$DUCKDB" = 1 ] && ! python3 -c 'import duckdb' 2>/dev/null; then
+    echo "bench/run.sh: --duckdb needs the Python package duckdb: pip install duckdb" >&2; exit 2
+fi
+if [ "$PYTHON" = 1 ] && ! python3 -c 'import polars, deltalake, pyarrow' 2>/dev/null; then
+    echo "bench/run.sh: --python needs polars, deltalake and pyarrow: pip install polars deltalake pyarrow" >&2
+    exit 2
+fi
 DATE=2024-03-11
 PREV=2024-03-10
 DATA="${COLDPATH_BENCH_DIR:-$HOME/.cache/coldpath-bench}/$SCALE"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/coldpath-target}"
 
-echo "== building (release)" >&2
-cargo build --release --locked --bin coldpath >&2
+if [ -n "${COLDPATH_BIN:-}" ]; then
+    # A binary built already (say, a release build of a commit kept aside): not rebuilt.
+    COLDPATH="$COLDPATH_BIN"
+    [ -x "$COLDPATH" ] || { echo "bench/run.sh: COLDPATH_BIN=$COLDPATH is not an executable" >&2; exit 2; }
+    echo "== coldpath: $COLDPATH (COLDPATH_BIN, not rebuilt)" >&2
+else
+    echo "== building (release)" >&2
+    cargo build --release --locked --bin coldpath >&2
+    COLDPATH="$CARGO_TARGET_DIR/release/coldpath"
+fi
 (cd bench/generate && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/bench-generate" cargo build --release --locked >&2)
-COLDPATH="$CARGO_TARGET_DIR/release/coldpath"
 GENERATE="$CARGO_TARGET_DIR/bench-generate/release/coldpath-bench-generate"
 
 MARK="$DATA/.generated-$DEVICES-$INTERVAL-$DATE"
@@ -54,13 +86,30 @@ timed() { # timed NAME CMD... : runs CMD, keeps its wall time and peak RSS (GNU 
 }
 
 echo "== coldpath: $PREV (the previous date, for the look-back; not the benchmark)" >&2
-rm -rf "$DATA/lake"
+rm -rf "$DATA/lake" "$DATA/lake.prev" "$DATA"/run.*.time "$DATA"/duck.*.time
 timed prev "$COLDPATH" run --job "$DATA/job.toml" --date "$PREV" --report "$DATA/prev.json" \
     --log-format json >/dev/null 2>"$DATA/prev.log"
-echo "== coldpath: $DATE" >&2
-timed run "$COLDPATH" run --job "$DATA/job.toml" --date "$DATE" --report "$DATA/run.json" \
-    --log-format json >/dev/null 2>"$DATA/run.log"
-python3 bench/summarize.py "$DATA/run.json" "$DATA/run.time"
+# Every measured run starts from this lake (the previous date only), so all see the same.
+cp -a "$DATA/lake" "$DATA/lake.prev"
+
+COLD_TIMES= DUCK_TIMES=
+for i in $(seq 1 "$RUNS"); do
+    echo "== coldpath: $DATE (run $i of $RUNS)" >&2
+    rm -rf "$DATA/lake"
+    cp -a "$DATA/lake.prev" "$DATA/lake"
+    timed "run.$i" "$COLDPATH" run --job "$DATA/job.toml" --date "$DATE" --report "$DATA/run.$i.json" \
+        --log-format json >/dev/null 2>"$DATA/run.$i.log"
+    python3 bench/summarize.py "$DATA/run.$i.json" "$DATA/run.$i.time"
+    COLD_TIMES="$COLD_TIMES$DATA/run.$i.time,"
+    if [ "$DUCKDB" = 1 ]; then
+        echo "== duckdb silver-only pass: $DATE (run $i of $RUNS)" >&2
+        timed "duck.$i" python3 bench/duckdb_baseline.py --source "$DATA/raw" \
+            --out "$DATA/duck/telemetry.parquet" --date "$DATE" >"$DATA/duck.$i.json"
+        read -r wall rss <"$DATA/duck.$i.time"
+        echo "duckdb: $(cat "$DATA/duck.$i.json"); process wall ${wall} s, peak RSS $((rss / 1024)) MiB"
+        DUCK_TIMES="$DUCK_TIMES$DATA/duck.$i.time,"
+    fi
+done
 
 if [ "$PYTHON" = 1 ]; then
     echo "== python baseline: $PREV, then $DATE" >&2
@@ -70,4 +119,12 @@ if [ "$PYTHON" = 1 ]; then
     read -r wall rss <"$DATA/py.time"
     echo "python baseline: $(cat "$DATA/py.json")"
     echo "python baseline: wall ${wall} s, peak RSS $((rss / 1024)) MiB"
+fi
+
+if [ "$RUNS" -gt 1 ] || [ "$DUCKDB" = 1 ] || [ "$PYTHON" = 1 ]; then
+    echo "== $SCALE, $DATE: medians (GNU time: the whole process's wall time and peak RSS)"
+    args=("coldpath=$COLD_TIMES")
+    [ "$DUCKDB" = 1 ] && args+=("duckdb=$DUCK_TIMES")
+    [ "$PYTHON" = 1 ] && args+=("python=$DATA/py.time")
+    python3 bench/compare.py "${args[@]}"
 fi

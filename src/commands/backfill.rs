@@ -28,8 +28,11 @@ pub async fn command(args: BackfillArgs) -> i32 {
             return emit(&report, report.exit_code, args.write.report.as_deref());
         }
     };
-    if let Some(dir) = &args.emit_batch_tasks {
-        return emit_batch_tasks(&args, dir, &dates);
+    if let Some(dir) = &args.batch.emit_batch_tasks {
+        let what = format!("backfill-{}-{}", args.from, args.to);
+        return super::batch::emit(&args.job, &args.write, &args.batch, dir, &what, |t| {
+            super::batch::tasks(t, &dates)
+        });
     }
     let req = BackfillRequest {
         dates,
@@ -62,72 +65,4 @@ pub async fn command(args: BackfillArgs) -> i32 {
         );
     }
     emit(&report, report.exit_code, args.write.report.as_deref())
-}
-
-/// `backfill --emit-batch-tasks DIR`: the range as Add Task Collection bodies in DIR.
-fn emit_batch_tasks(
-    args: &BackfillArgs,
-    dir: &std::path::Path,
-    dates: &[chrono::NaiveDate],
-) -> i32 {
-    let (Some(url), Some(identity)) = (&args.batch_output_container, &args.batch_identity) else {
-        eprintln!(
-            "coldpath: error: --emit-batch-tasks needs --batch-output-container and --batch-identity: where each task uploads its report and logs (they are lost with the node otherwise), and the pool identity that writes them"
-        );
-        return 2;
-    };
-    let template = crate::commands::batch::TaskTemplate {
-        job: args.job.job.to_string_lossy().into_owned(),
-        source: args.job.source.clone(),
-        lake: args.job.lake.clone(),
-        labels_as_of: args.write.labels_as_of.map(|t| t.to_rfc3339()),
-        image: args.batch_image.clone(),
-        client_id: std::env::var("COLDPATH_BATCH_CLIENT_ID").ok(),
-        outputs: Some(crate::commands::batch::OutputContainer {
-            url: url.clone(),
-            identity: identity.clone(),
-            prefix: format!("coldpath-backfill-{}-{}", args.from, args.to),
-        }),
-    };
-    let collections = crate::commands::batch::tasks(&template, dates);
-    let names = crate::commands::batch::collection_file_names(collections.len());
-    let written = (|| {
-        std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-        // Left-over files of an earlier, longer emit would be submitted too.
-        let stale = std::fs::read_dir(dir)
-            .map_err(|e| e.to_string())?
-            .filter_map(|e| e.ok())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .find(|n| n.starts_with("tasks-") && n.ends_with(".json"));
-        if let Some(stale) = stale {
-            return Err(format!(
-                "{stale} is already there: emit into an empty folder"
-            ));
-        }
-        for (collection, name) in collections.iter().zip(&names) {
-            std::fs::write(
-                dir.join(name),
-                crate::commands::batch::collection_text(collection),
-            )
-            .map_err(|e| format!("{name}: {e}"))?;
-        }
-        Ok::<_, String>(())
-    })();
-    match written {
-        Ok(()) => {
-            eprintln!(
-                "coldpath: wrote {} Batch tasks for {} dates to {} as {} collection(s): {}",
-                dates.len() * 2,
-                dates.len(),
-                dir.display(),
-                names.len(),
-                names.join(", ")
-            );
-            0
-        }
-        Err(e) => {
-            eprintln!("coldpath: error: --emit-batch-tasks {}: {e}", dir.display());
-            1
-        }
-    }
 }

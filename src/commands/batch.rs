@@ -81,8 +81,8 @@ pub fn tasks(t: &TaskTemplate, dates: &[NaiveDate]) -> Vec<Value> {
     collections(task_list(t, dates))
 }
 
-/// The tasks of a backfill over `dates`: every silver task, then every features task.
-fn task_list(t: &TaskTemplate, dates: &[NaiveDate]) -> Vec<Value> {
+/// The flags every task repeats: the job, and the source and lake overrides.
+fn common_args(t: &TaskTemplate) -> Vec<String> {
     let mut common = vec!["--job".to_string(), t.job.clone()];
     for (flag, value) in [("--source", &t.source), ("--lake", &t.lake)] {
         if let Some(v) = value {
@@ -90,36 +90,51 @@ fn task_list(t: &TaskTemplate, dates: &[NaiveDate]) -> Vec<Value> {
             common.push(v.clone());
         }
     }
-    let mut labels = Vec::new();
-    if let Some(l) = &t.labels_as_of {
-        labels = vec!["--labels-as-of".to_string(), l.clone()];
-    }
+    common
+}
+
+/// `--labels-as-of`, when the template pins it.
+fn label_args(t: &TaskTemplate) -> Vec<String> {
+    t.labels_as_of
+        .iter()
+        .flat_map(|l| ["--labels-as-of".to_string(), l.clone()])
+        .collect()
+}
+
+/// One Batch task: its command line, container, identity, environment, dependencies and outputs.
+fn make_task(t: &TaskTemplate, id: String, args: Vec<String>, depends: Vec<String>) -> Value {
     let env: Vec<Value> = t
         .client_id
         .iter()
         .map(|id| json!({"name": "AZURE_CLIENT_ID", "value": id}))
         .chain([json!({"name": "COLDPATH_LOG_FORMAT", "value": "json"})])
         .collect();
-    let task = |id: String, args: Vec<String>, depends: Vec<String>| {
-        let mut task = json!({
-            "id": id,
-            "commandLine": shell_words(&args),
-            "containerSettings": {
-                "imageName": t.image,
-                "workingDirectory": "containerImageDefault",
-            },
-            "userIdentity": {"autoUser": {"scope": "pool", "elevationLevel": "nonadmin"}},
-            "constraints": {"maxTaskRetryCount": 2, "maxWallClockTime": "PT4H"},
-            "environmentSettings": env,
-        });
-        if !depends.is_empty() {
-            task["dependsOn"] = json!({"taskIds": depends});
-        }
-        if let Some(out) = &t.outputs {
-            task["outputFiles"] = output_files(out, &id);
-        }
-        task
-    };
+    let mut task = json!({
+        "id": id,
+        "commandLine": shell_words(&args),
+        "containerSettings": {
+            "imageName": t.image,
+            "workingDirectory": "containerImageDefault",
+        },
+        "userIdentity": {"autoUser": {"scope": "pool", "elevationLevel": "nonadmin"}},
+        "constraints": {"maxTaskRetryCount": 2, "maxWallClockTime": "PT4H"},
+        "environmentSettings": env,
+    });
+    if !depends.is_empty() {
+        task["dependsOn"] = json!({"taskIds": depends});
+    }
+    if let Some(out) = &t.outputs {
+        task["outputFiles"] = output_files(out, &id);
+    }
+    task
+}
+
+/// The tasks of a backfill over `dates`: every silver task, then every features task.
+fn task_list(t: &TaskTemplate, dates: &[NaiveDate]) -> Vec<Value> {
+    let common = common_args(t);
+    let labels = label_args(t);
+    let task =
+        |id: String, args: Vec<String>, depends: Vec<String>| make_task(t, id, args, depends);
     let mut all = Vec::new();
     for &date in dates {
         let mut args = vec!["coldpath".to_string(), "run".into()];
@@ -202,6 +217,103 @@ fn shell_words(args: &[String]) -> String {
         .join(" ")
 }
 
+/// `--emit-batch-tasks DIR`: the collections `make` builds from the flags'
+/// task template, written as tasks-001.json, … into DIR (which must hold none).
+pub fn emit(
+    job: &super::cli::JobArgs,
+    write: &super::cli::WriteArgs,
+    batch: &super::cli::BatchEmitArgs,
+    dir: &std::path::Path,
+    what: &str,
+    make: impl FnOnce(&TaskTemplate) -> Vec<Value>,
+) -> i32 {
+    let (Some(url), Some(identity)) = (&batch.batch_output_container, &batch.batch_identity) else {
+        eprintln!(
+            "coldpath: error: --emit-batch-tasks needs --batch-output-container and --batch-identity: where each task uploads its report and logs (they are lost with the node otherwise), and the pool identity that writes them"
+        );
+        return 2;
+    };
+    let template = TaskTemplate {
+        job: job.job.to_string_lossy().into_owned(),
+        source: job.source.clone(),
+        lake: job.lake.clone(),
+        labels_as_of: write.labels_as_of.map(|t| t.to_rfc3339()),
+        image: batch.batch_image.clone(),
+        client_id: std::env::var("COLDPATH_BATCH_CLIENT_ID").ok(),
+        outputs: Some(OutputContainer {
+            url: url.clone(),
+            identity: identity.clone(),
+            prefix: format!("coldpath-{what}"),
+        }),
+    };
+    let collections = make(&template);
+    let tasks: usize = collections
+        .iter()
+        .map(|c| c["value"].as_array().map_or(0, Vec::len))
+        .sum();
+    let names = collection_file_names(collections.len());
+    match write_collections(dir, &collections, &names) {
+        Ok(()) => {
+            eprintln!(
+                "coldpath: wrote {tasks} Batch tasks ({what}) to {} as {} collection(s): {}",
+                dir.display(),
+                names.len(),
+                names.join(", ")
+            );
+            0
+        }
+        Err(e) => {
+            eprintln!("coldpath: error: --emit-batch-tasks {}: {e}", dir.display());
+            1
+        }
+    }
+}
+
+/// Writes the collections into `dir`, refusing a folder that already holds some.
+fn write_collections(
+    dir: &std::path::Path,
+    collections: &[Value],
+    names: &[String],
+) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+    // Left-over files of an earlier, longer emit would be submitted too.
+    let stale = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .find(|n| n.starts_with("tasks-") && n.ends_with(".json"));
+    if let Some(stale) = stale {
+        return Err(format!(
+            "{stale} is already there: emit into an empty folder"
+        ));
+    }
+    for (collection, name) in collections.iter().zip(names) {
+        std::fs::write(dir.join(name), collection_text(collection))
+            .map_err(|e| format!("{name}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// One catch-up task over `from..=to` (a catch-up runs its dates in order, so it is one task).
+pub fn catchup_tasks(t: &TaskTemplate, from: NaiveDate, to: NaiveDate) -> Vec<Value> {
+    let mut args = vec!["coldpath".to_string(), "catchup".into()];
+    args.extend(common_args(t));
+    args.extend([
+        "--from".to_string(),
+        from.to_string(),
+        "--to".into(),
+        to.to_string(),
+        "--refresh-labels".into(),
+    ]);
+    args.extend(label_args(t));
+    collections(vec![make_task(
+        t,
+        format!("catchup-{from}-{to}"),
+        args,
+        Vec::new(),
+    )])
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,6 +379,33 @@ mod tests {
         submitted.sort();
         submitted.dedup();
         assert_eq!(submitted.len(), expected_tasks, "every task exactly once");
+    }
+
+    #[test]
+    fn a_catch_up_is_one_task_over_its_range_with_its_outputs() {
+        let collections = catchup_tasks(&template(), day("2024-03-01"), day("2024-03-14"));
+        assert_eq!(collections.len(), 1);
+        let tasks = collections[0]["value"].as_array().unwrap();
+        assert_eq!(tasks.len(), 1);
+        let task = &tasks[0];
+        assert_eq!(task["id"], "catchup-2024-03-01-2024-03-14");
+        let line = task["commandLine"].as_str().unwrap();
+        for part in [
+            "coldpath catchup",
+            "--from 2024-03-01",
+            "--to 2024-03-14",
+            "--refresh-labels",
+            "--job ",
+        ] {
+            assert!(line.contains(part), "{line} lacks {part}");
+        }
+        assert!(task.get("dependsOn").is_none());
+        assert!(
+            task["outputFiles"]
+                .as_array()
+                .is_some_and(|o| !o.is_empty()),
+            "{task}"
+        );
     }
 
     #[test]

@@ -9,6 +9,22 @@ pub async fn command(args: crate::commands::cli::CatchupArgs) -> i32 {
     let run_id = uuid::Uuid::new_v4().to_string();
     let labels_as_of = label_cutoff(args.write.labels_as_of);
     let mut report = CatchupReport::new(&run_id, args.dry_run, labels_as_of);
+    if let Some(dir) = &args.batch.emit_batch_tasks {
+        let dates = match args.dates(chrono::Utc::now().date_naive()) {
+            Ok(d) => d,
+            Err(e) => {
+                eprintln!("coldpath: error: {e}");
+                return 2;
+            }
+        };
+        let (Some(&from), Some(&to)) = (dates.first(), dates.last()) else {
+            return 2;
+        };
+        let what = format!("catchup-{from}-{to}");
+        return super::batch::emit(&args.job, &args.write, &args.batch, dir, &what, |t| {
+            super::batch::catchup_tasks(t, from, to)
+        });
+    }
     let result = async {
         let dates = args
             .dates(chrono::Utc::now().date_naive())

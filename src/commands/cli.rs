@@ -77,6 +77,41 @@ pub struct WriteArgs {
     pub allow_empty: bool,
 }
 
+/// Writing Azure Batch task collections instead of running (`backfill`, `catchup`).
+#[derive(Debug, Args)]
+pub struct BatchEmitArgs {
+    /// Write the range as Azure Batch tasks (one per date and pass) into DIR as
+    /// Add Task Collection bodies, tasks-001.json, tasks-002.json, … (each at most
+    /// 100 tasks and 1 MB, to submit in that order), and run nothing.
+    #[arg(long, value_name = "DIR")]
+    pub emit_batch_tasks: Option<PathBuf>,
+    /// The blob container (URL) where each Batch task uploads its report and logs.
+    #[arg(
+        long,
+        env = "COLDPATH_BATCH_OUTPUT_CONTAINER",
+        value_name = "URL",
+        requires = "emit_batch_tasks"
+    )]
+    pub batch_output_container: Option<String>,
+    /// The ARM resource id of the pool's user-assigned managed identity, which
+    /// uploads the task outputs (Storage Blob Data Contributor on the container).
+    #[arg(
+        long,
+        env = "COLDPATH_BATCH_IDENTITY",
+        value_name = "RESOURCE_ID",
+        requires = "emit_batch_tasks"
+    )]
+    pub batch_identity: Option<String>,
+    /// The container image the Batch tasks run.
+    #[arg(
+        long,
+        env = "COLDPATH_BATCH_IMAGE",
+        default_value = "coldpath:latest",
+        requires = "emit_batch_tasks"
+    )]
+    pub batch_image: String,
+}
+
 #[derive(Debug, Args)]
 pub struct CatchupArgs {
     #[command(flatten)]
@@ -100,6 +135,8 @@ pub struct CatchupArgs {
     /// from silver alone: the nightly label refresh, in the same pass.
     #[arg(long)]
     pub refresh_labels: bool,
+    #[command(flatten)]
+    pub batch: BatchEmitArgs,
     #[command(flatten)]
     pub write: WriteArgs,
 }
@@ -146,36 +183,8 @@ pub struct BackfillArgs {
     /// Dates processed at once.
     #[arg(long, env = "COLDPATH_PARALLEL", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub parallel: u16,
-    /// Write the range as Azure Batch tasks (one per date and pass) into DIR as
-    /// Add Task Collection bodies, tasks-001.json, tasks-002.json, … (each at most
-    /// 100 tasks and 1 MB, to submit in that order), and run nothing.
-    #[arg(long, value_name = "DIR")]
-    pub emit_batch_tasks: Option<PathBuf>,
-    /// The blob container (URL) where each Batch task uploads its report and logs.
-    #[arg(
-        long,
-        env = "COLDPATH_BATCH_OUTPUT_CONTAINER",
-        value_name = "URL",
-        requires = "emit_batch_tasks"
-    )]
-    pub batch_output_container: Option<String>,
-    /// The ARM resource id of the pool's user-assigned managed identity, which
-    /// uploads the task outputs (Storage Blob Data Contributor on the container).
-    #[arg(
-        long,
-        env = "COLDPATH_BATCH_IDENTITY",
-        value_name = "RESOURCE_ID",
-        requires = "emit_batch_tasks"
-    )]
-    pub batch_identity: Option<String>,
-    /// The container image the Batch tasks run.
-    #[arg(
-        long,
-        env = "COLDPATH_BATCH_IMAGE",
-        default_value = "coldpath:latest",
-        requires = "emit_batch_tasks"
-    )]
-    pub batch_image: String,
+    #[command(flatten)]
+    pub batch: BatchEmitArgs,
     #[command(flatten)]
     pub write: WriteArgs,
 }

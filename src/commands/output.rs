@@ -71,6 +71,33 @@ pub fn summary(report: &RunReport, to: Option<&std::path::Path>) -> Vec<String> 
     lines
 }
 
+fn write_report<T: serde::Serialize>(
+    report: &T,
+    to: Option<&std::path::Path>,
+) -> Result<(), String> {
+    // Every report passes here: no URL leaves with its query string or user-info.
+    let text = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
+    let text = redact(&text);
+    match to {
+        Some(path) => std::fs::write(path, text + "\n")
+            .map_err(|e| format!("writing the report to {}: {e}", path.display())),
+        None => {
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "{text}").map_err(|e| format!("writing the report to stdout: {e}"))
+        }
+    }
+}
+
+/// Prints a report (stdout or a file) and returns the exit code. Every report
+/// says which coldpath wrote it, and where Batch ran it ([`crate::version::stamp`]).
+pub fn emit<T: serde::Serialize>(report: &T, code: i32, to: Option<&std::path::Path>) -> i32 {
+    if let Err(e) = write_report(&crate::version::stamp(report), to) {
+        eprintln!("coldpath: error: {e}");
+        return Status::Failed.exit_code().max(code);
+    }
+    code
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -109,31 +136,4 @@ mod tests {
             Some("  report: /tmp/r.json")
         );
     }
-}
-
-fn write_report<T: serde::Serialize>(
-    report: &T,
-    to: Option<&std::path::Path>,
-) -> Result<(), String> {
-    // Every report passes here: no URL leaves with its query string or user-info.
-    let text = serde_json::to_string_pretty(report).map_err(|e| e.to_string())?;
-    let text = redact(&text);
-    match to {
-        Some(path) => std::fs::write(path, text + "\n")
-            .map_err(|e| format!("writing the report to {}: {e}", path.display())),
-        None => {
-            let mut out = std::io::stdout().lock();
-            writeln!(out, "{text}").map_err(|e| format!("writing the report to stdout: {e}"))
-        }
-    }
-}
-
-/// Prints a report (stdout or a file) and returns the exit code. Every report
-/// says which coldpath wrote it, and where Batch ran it ([`crate::version::stamp`]).
-pub fn emit<T: serde::Serialize>(report: &T, code: i32, to: Option<&std::path::Path>) -> i32 {
-    if let Err(e) = write_report(&crate::version::stamp(report), to) {
-        eprintln!("coldpath: error: {e}");
-        return Status::Failed.exit_code().max(code);
-    }
-    code
 }
