@@ -87,7 +87,7 @@ fn init_logging(format: LogFormat) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(commands::progress::LogWriter)
         // Colour only for a person at a terminal, never into Batch/ADF log files.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match format {

@@ -49,9 +49,7 @@ pub async fn command(args: BackfillArgs) -> i32 {
             .instrument(span)
             .await
     };
-    if let Some(bar) = bar {
-        bar.finish_and_clear();
-    }
+    super::progress::done(bar);
     for d in report
         .dates
         .iter()

@@ -1,14 +1,39 @@
 //! What a backfill shows while it runs: a progress bar for a person at a terminal, one log line per date and pass otherwise (Batch, Data Factory).
+//!
+//! Log lines go through [`LogWriter`], which writes each line with the bar
+//! suspended, so a line and the bar never tear each other.
 
+use std::io::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::run::backfill::{BackfillDate, OnDate, Pass};
 
+/// The bar being drawn, if any: log lines suspend it while they print.
+static ACTIVE: Mutex<Option<ProgressBar>> = Mutex::new(None);
+
 /// A bar of `total` date-passes when stderr is a terminal.
 pub fn bar(total: u64) -> Option<ProgressBar> {
+    let bar = new_bar(total);
+    if let (Some(b), Ok(mut active)) = (&bar, ACTIVE.lock()) {
+        *active = Some(b.clone());
+    }
+    bar
+}
+
+/// Clears the bar; log lines print plainly again.
+pub fn done(bar: Option<ProgressBar>) {
+    if let Ok(mut active) = ACTIVE.lock() {
+        *active = None;
+    }
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+    }
+}
+
+fn new_bar(total: u64) -> Option<ProgressBar> {
     std::io::IsTerminal::is_terminal(&std::io::stderr()).then(|| {
         let bar = ProgressBar::new(total);
         bar.set_style(
@@ -56,4 +81,43 @@ pub fn on_date(bar: Option<ProgressBar>) -> OnDate {
             ),
         }
     })
+}
+
+/// stderr for the log: each line is written whole, with the bar (if one is
+/// drawn) suspended around it.
+pub struct LogWriter;
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for LogWriter {
+    type Writer = Line;
+
+    fn make_writer(&'a self) -> Line {
+        Line(Vec::new())
+    }
+}
+
+/// One log line, gathered and written when the subscriber is done with it.
+pub struct Line(Vec<u8>);
+
+impl Write for Line {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Drop for Line {
+    fn drop(&mut self) {
+        let bar = ACTIVE.lock().ok().and_then(|b| b.clone());
+        let out = || {
+            let _ = std::io::stderr().lock().write_all(&self.0);
+        };
+        match bar {
+            Some(bar) => bar.suspend(out),
+            None => out(),
+        }
+    }
 }

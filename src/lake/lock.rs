@@ -830,10 +830,22 @@ mod tests {
             .await
             .unwrap();
         let first = read_holder(&storage, "telemetry").await.expires_at;
-        // Past one renewal period (ttl / 3 = 1 s); the original expiry (3 s) is not reached.
-        tokio::time::sleep(Duration::from_millis(2200)).await;
-        let later = read_holder(&storage, "telemetry").await.expires_at;
+        // Wait for the renewal itself (every ttl / 3), not for a guessed time; the
+        // deadline only turns a renewal that never comes into a failure.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let later = loop {
+            let now = read_holder(&storage, "telemetry").await.expires_at;
+            if now > first {
+                break now;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the lock was never renewed"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         assert!(later > first, "{later} should be after {first}");
+        // Renewed before it ran out, so still this run's.
         set.check("telemetry").await.unwrap();
         set.release().await;
     }
