@@ -86,5 +86,34 @@ pub struct LockSettings {
     pub ttl: Duration,
 }
 
+/// `[volume]`: the volume guard (off while `min_ratio` is 0).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct VolumeSettings {
+    /// Below this share of the previous dates' median rows or devices, the date is low.
+    pub min_ratio: f64,
+    pub action: VolumeAction,
+    /// How many previous dates the median is taken over.
+    pub dates: u32,
+}
+
+impl Default for VolumeSettings {
+    fn default() -> Self {
+        VolumeSettings {
+            min_ratio: 0.0,
+            action: VolumeAction::Warn,
+            dates: 7,
+        }
+    }
+}
+
+/// What a low volume does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VolumeAction {
+    /// A warning in the log and the report; the run goes on.
+    Warn,
+    /// The run stops like the quality gate: exit 3, rejects written, nothing else.
+    Fail,
+}
+
 /// The shortest `lock.ttl` accepted (renewals every third of it).
 pub const MIN_LOCK_TTL: Duration = Duration::from_secs(3);

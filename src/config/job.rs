@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::config::formats::{CsvDialect, Declared, Limits};
-use crate::config::formats::{LockSettings, MIN_LOCK_TTL};
+use crate::config::formats::{LockSettings, VolumeAction, VolumeSettings, MIN_LOCK_TTL};
 use crate::config::schema::TelemetrySchema;
 use crate::storage::retry::StorageSettings;
 
@@ -69,6 +69,8 @@ struct JobFile {
     storage: StorageFile,
     #[serde(default)]
     lock: LockFile,
+    #[serde(default)]
+    volume: VolumeFile,
 }
 
 /// `[storage]`: retries and timeouts of every storage request (defaults: object_store's).
@@ -106,6 +108,15 @@ struct CsvFile {
     header: Option<bool>,
     columns: Option<Vec<String>>,
     decimal: Option<String>,
+}
+
+/// `[volume]`: the volume guard (see `run/volume.rs`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct VolumeFile {
+    min_ratio: Option<f64>,
+    action: Option<String>,
+    dates: Option<u32>,
 }
 
 /// `[lock]`: the run lock per table and date.
@@ -147,6 +158,8 @@ pub struct Job {
     pub failure_log: String,
     pub storage: StorageSettings,
     pub lock: LockSettings,
+    /// The volume guard.
+    pub volume: VolumeSettings,
 }
 
 /// The largest job file read.
@@ -195,6 +208,7 @@ impl Job {
         let clock_skew = keys.duration("clock_skew", &file.clock_skew, DEFAULT_CLOCK_SKEW)?;
         let storage = keys.storage(&file.storage)?;
         let lock = keys.lock(&file.lock)?;
+        let volume = keys.volume(&file.volume)?;
         let max_reject_ratio = keys.max_reject_ratio(file.max_reject_ratio)?;
         keys.check_texts(&file)?;
         let limits = limits(&file.limits).map_err(|(key, m)| keys.invalid(key, m))?;
@@ -230,6 +244,7 @@ impl Job {
                 .unwrap_or_else(|| "reference/failures.csv".into()),
             storage,
             lock,
+            volume,
         })
     }
 }
@@ -301,6 +316,37 @@ impl Keys<'_> {
             ));
         }
         Ok(lock)
+    }
+
+    /// The `[volume]` section: a ratio between 0 and 1, `warn` or `fail`, 1 to 31 dates.
+    fn volume(&self, file: &VolumeFile) -> Result<VolumeSettings, JobError> {
+        let d = VolumeSettings::default();
+        let min_ratio = file.min_ratio.unwrap_or(d.min_ratio);
+        if !(0.0..=1.0).contains(&min_ratio) {
+            return Err(self.invalid(
+                "volume.min_ratio",
+                format!("{min_ratio} is not between 0 and 1"),
+            ));
+        }
+        let action = match file.action.as_deref() {
+            None | Some("warn") => VolumeAction::Warn,
+            Some("fail") => VolumeAction::Fail,
+            Some(other) => {
+                return Err(self.invalid(
+                    "volume.action",
+                    format!("`{other}` is not `warn` or `fail`"),
+                ))
+            }
+        };
+        let dates = file.dates.unwrap_or(d.dates);
+        if !(1..=31).contains(&dates) {
+            return Err(self.invalid("volume.dates", format!("{dates} is not from 1 to 31")));
+        }
+        Ok(VolumeSettings {
+            min_ratio,
+            action,
+            dates,
+        })
     }
 
     /// `max_reject_ratio`, between 0 and 1 ([`DEFAULT_MAX_REJECT_RATIO`] when absent).

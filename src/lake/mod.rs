@@ -17,7 +17,7 @@ use deltalake::operations::write::WriteBuilder;
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
-use deltalake::DeltaTable;
+use deltalake::{DeltaTable, DeltaTableBuilder};
 use polars::prelude::DataFrame;
 use url::Url;
 
@@ -195,6 +195,29 @@ pub fn minute_table() -> TableSpec {
     }
 }
 
+/// Opens a table at its latest version; `None` when there is no table yet.
+pub async fn open_table(lake: &Lake, spec: &TableSpec) -> Result<Option<DeltaTable>, SinkError> {
+    let url = lake.table_url(spec.name)?;
+    if url.scheme() == "file" {
+        if let Ok(dir) = url.to_file_path() {
+            if !dir.join("_delta_log").is_dir() {
+                return Ok(None);
+            }
+        }
+    }
+    let err = |e: deltalake::DeltaTableError| SinkError::delta(spec.name, &url, e);
+    let mut table = DeltaTableBuilder::from_url(url.clone())
+        .map_err(err)?
+        .with_storage_options(lake.storage_options())
+        .build()
+        .map_err(err)?;
+    if !table.verify_deltatable_existence().await.map_err(err)? {
+        return Ok(None);
+    }
+    table.load().await.map_err(err)?;
+    Ok(Some(table))
+}
+
 /// Every table a run writes, in commit order.
 pub fn all_tables() -> [TableSpec; 4] {
     [
@@ -289,6 +312,10 @@ pub struct CommitMeta {
     /// The label cut-off, on `features_hourly` commits.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub labels_as_of: Option<String>,
+    /// The date's silver volume, on the last commit of a run that wrote silver
+    /// (`rejects`): what the volume guard of later dates compares with.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume: Option<crate::run::volume::Volume>,
 }
 
 /// A commit's `userMetadata`: who wrote it, and with which coldpath build.

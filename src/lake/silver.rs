@@ -8,7 +8,7 @@ use chrono::NaiveDate;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::prelude::{col, lit, SessionContext};
 use deltalake::datafusion::scalar::ScalarValue;
-use deltalake::{DeltaTable, DeltaTableBuilder, FilterOp, FilterValue};
+use deltalake::{DeltaTable, FilterOp, FilterValue};
 use polars::prelude::{Column, DataFrame, IntoColumn, Series};
 
 use crate::lake::{self, Lake, SinkError};
@@ -32,26 +32,7 @@ fn read_err(table: &'static str, url: &url::Url, message: String) -> SinkError {
 
 /// Opens the `telemetry` table at its latest version; `None` when there is no table yet.
 pub async fn open(lake: &Lake) -> Result<Option<DeltaTable>, SinkError> {
-    let spec = lake::telemetry_table();
-    let url = lake.table_url(spec.name)?;
-    if url.scheme() == "file" {
-        if let Ok(dir) = url.to_file_path() {
-            if !dir.join("_delta_log").is_dir() {
-                return Ok(None);
-            }
-        }
-    }
-    let err = failed::<deltalake::DeltaTableError>(&url);
-    let mut table = DeltaTableBuilder::from_url(url.clone())
-        .map_err(err)?
-        .with_storage_options(lake.storage_options())
-        .build()
-        .map_err(err)?;
-    if !table.verify_deltatable_existence().await.map_err(err)? {
-        return Ok(None);
-    }
-    table.load().await.map_err(err)?;
-    Ok(Some(table))
+    lake::open_table(lake, &lake::telemetry_table()).await
 }
 
 /// The table at its latest version (a copy of `table`, updated).

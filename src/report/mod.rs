@@ -96,6 +96,9 @@ pub struct RunReport {
     /// Whether the previous date's silver partition existed for the 6 h windows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lookback_complete: Option<bool>,
+    /// The volume guard's figures, when the job has one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volume: Option<crate::run::volume::VolumeCheck>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -191,6 +194,7 @@ impl RunReport {
             tables: BTreeMap::new(),
             labels_as_of: None,
             lookback_complete: None,
+            volume: None,
             error: None,
         }
     }

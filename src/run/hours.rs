@@ -121,6 +121,8 @@ pub struct Day<'r> {
     pub contested: Vec<u64>,
     pub duplicates: u64,
     pub rows_written: u64,
+    /// The devices of the rows written (for the volume guard).
+    pub devices: std::collections::HashSet<String>,
     pub features: Option<Hourly>,
     /// `telemetry_minute` of the hours written so far (with the features), and its date.
     pub minutes: Option<(chrono::NaiveDate, Vec<DataFrame>)>,
@@ -146,6 +148,7 @@ impl<'r> Day<'r> {
             contested: Vec::new(),
             duplicates: 0,
             rows_written: 0,
+            devices: Default::default(),
             features,
             minutes: None,
             silver,
@@ -210,6 +213,14 @@ impl<'r> Day<'r> {
             return Ok(());
         }
         self.rows_written += frame.height() as u64;
+        let ids = frame
+            .column("device_id")
+            .and_then(|c| c.unique())
+            .map_err(Error::polars("dedup"))?;
+        if let Ok(ids) = ids.str() {
+            self.devices
+                .extend(ids.iter().flatten().map(str::to_string));
+        }
 
         let t = Instant::now();
         if let Some(features) = &mut self.features {

@@ -9,3 +9,4 @@ pub mod backfill;
 pub mod catchup;
 pub mod hours;
 pub mod pipeline;
+pub mod volume;

@@ -21,6 +21,7 @@ use crate::lake::silver;
 use crate::lake::{self, CommitMeta, Lake};
 use crate::report::{FeaturesDate, FeaturesReport, RunReport, Status, TableReport};
 use crate::run::hours;
+use crate::run::volume::{self, Volume};
 use crate::stages::features::{self, Reference};
 use crate::stages::guarded;
 use crate::stages::normalize::{self, BlobOutcome, Reject, Rules};
@@ -199,6 +200,7 @@ async fn run_locked(
             job: job.name.clone(),
             date: req.date.to_string(),
             labels_as_of: None,
+            volume: None,
         },
         ingested_at_us: Utc::now().timestamp_micros(),
         listing,
@@ -336,8 +338,13 @@ impl DateRun<'_> {
                 duplicates = pass.counts.duplicates,
                 "read"
             );
-            let gate_failed =
+            let mut gate_failed =
                 account(report, &pass.counts, &pass.rejects)? > self.job.max_reject_ratio;
+            let volume = Volume {
+                rows: pass.counts.rows_written,
+                devices: pass.counts.devices,
+            };
+            gate_failed |= self.volume_step(volume, report).await?;
             let t = Instant::now();
             if !gate_failed && pass.features.is_some() {
                 report.lookback_complete = Some(lookback_complete);
@@ -347,6 +354,7 @@ impl DateRun<'_> {
                 pass.minutes,
                 &pass.rejects,
                 gate_failed,
+                volume,
                 report,
             )?;
             if gate_failed {
@@ -362,6 +370,28 @@ impl DateRun<'_> {
                 false => continue,
             }
         }
+    }
+
+    /// Step 3b: the volume guard; `true` when it stops the run (like the gate).
+    async fn volume_step(&self, volume: Volume, report: &mut RunReport) -> Result<bool, Error> {
+        let settings = &self.job.volume;
+        if settings.min_ratio <= 0.0 {
+            return Ok(false);
+        }
+        let history = volume::history(&self.prepared.lake, self.req.date, settings.dates).await?;
+        let check = volume::check(volume, &history, settings);
+        let stop = check.status == "failed";
+        if check.status == "warned" || stop {
+            warn!(rows = check.rows, devices = check.devices, median_rows = ?check.median_rows, median_devices = ?check.median_devices, min_ratio = settings.min_ratio, "volume below the previous dates' median");
+        }
+        if stop {
+            report.error = Some(format!(
+                "volume: {} rows and {} devices against medians of {:?} and {:?} over {} dates, below volume.min_ratio {}: rejects written, telemetry not",
+                check.rows, check.devices, check.median_rows, check.median_devices, check.dates_compared, settings.min_ratio
+            ));
+        }
+        report.volume = Some(check);
+        Ok(stop)
     }
 
     /// Step 2: the features' look-back: the previous date's last hours as silver
@@ -401,6 +431,7 @@ impl DateRun<'_> {
         minutes: Option<DataFrame>,
         rejects: &[Reject],
         gate_failed: bool,
+        volume: Volume,
         report: &RunReport,
     ) -> Result<Vec<Staged>, Error> {
         let mut staged = Vec::with_capacity(3);
@@ -421,7 +452,12 @@ impl DateRun<'_> {
         let paths: Vec<&str> = self.listing.blobs.iter().map(|b| b.path.as_str()).collect();
         let frame = rejects_frame(rejects, &paths, self.req.date, &self.meta.run_id)
             .map_err(Error::polars("rejects"))?;
-        staged.push(stage(lake::rejects_table(), frame, self.meta.clone())?);
+        // The run's last commit records the date's volume, for later dates' guard.
+        let rejects_meta = CommitMeta {
+            volume: (!gate_failed).then_some(volume),
+            ..self.meta.clone()
+        };
+        staged.push(stage(lake::rejects_table(), frame, rejects_meta)?);
         for (spec, _, _) in &staged {
             lake::prepare_table(&self.prepared.lake, spec)?;
         }
@@ -512,7 +548,9 @@ impl DateRun<'_> {
 
     /// Step 7: the status, and the manifest of what a succeeded run read.
     async fn conclude(&self, gate_failed: bool, report: &mut RunReport) {
-        if gate_failed {
+        if gate_failed && report.error.is_some() {
+            report.set_status(Status::QualityGateFailed);
+        } else if gate_failed {
             report.set_status(Status::QualityGateFailed);
             report.error = Some(format!(
                 "reject ratio {:.4} is over max_reject_ratio {}: rejects written, telemetry not",
@@ -753,6 +791,7 @@ async fn refresh_one(
         job: job.name.clone(),
         date: date.to_string(),
         labels_as_of: Some(labels_as_of.to_rfc3339()),
+        volume: None,
     };
     let (spec, batch, meta) = stage(lake::features_table(), frame, meta)?;
     let (minute_spec, minute_batch, minute_meta) =
@@ -795,6 +834,8 @@ struct PassInputs<'a> {
 /// How the records of a pass are accounted for.
 #[derive(Debug, Default)]
 struct Counts {
+    /// Distinct devices of the rows written.
+    devices: u64,
     own_records: u64,
     look_ahead_rows: u64,
     other_dates: u64,
@@ -909,6 +950,7 @@ async fn one_pass(
     day.complete().await?;
     rejects.sort_by_key(|r: &Reject| (r.blob, r.line));
     counts.duplicates = day.duplicates;
+    counts.devices = day.devices.len() as u64;
     counts.rows_written = day.rows_written;
     let minutes = match day.minutes {
         Some((date, frames)) => Some(guarded("features", || minute_frame(date, frames))?),

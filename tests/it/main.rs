@@ -21,6 +21,7 @@ mod maintain;
 mod minute;
 mod run_local;
 mod stop;
+mod volume;
 
 /// Counts the bytes each thread holds, so a test can bound what one call allocates.
 pub mod memory {

@@ -1,0 +1,207 @@
+//! The volume guard: a night whose volume collapses (half the producers stopped writing) is told, or stopped.
+//!
+//! A date's silver rows and distinct devices are compared with the median of
+//! the previous dates' (7 by default). Those figures are not scanned from data:
+//! every run that writes silver puts them in the `userMetadata` of its last
+//! commit (`rejects`), and the guard reads them back from that table's log.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+
+use crate::config::formats::{VolumeAction, VolumeSettings};
+use crate::lake::{self, Lake};
+use crate::Error;
+
+/// A date's silver volume, as its run recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Volume {
+    pub rows: u64,
+    pub devices: u64,
+}
+
+/// What the guard found for a date: the report's `volume`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VolumeCheck {
+    pub rows: u64,
+    pub devices: u64,
+    /// The previous dates with a recorded volume (at most the job's `dates`).
+    pub dates_compared: usize,
+    pub median_rows: Option<f64>,
+    pub median_devices: Option<f64>,
+    /// rows / median_rows, devices / median_devices.
+    pub rows_ratio: Option<f64>,
+    pub devices_ratio: Option<f64>,
+    /// `ok`, `no_history`, `warned` or `failed`.
+    pub status: &'static str,
+}
+
+impl VolumeCheck {
+    /// Whether the date's volume is below the declared ratio of the median.
+    pub fn is_low(&self, min_ratio: f64) -> bool {
+        [self.rows_ratio, self.devices_ratio]
+            .into_iter()
+            .flatten()
+            .any(|r| r < min_ratio)
+    }
+}
+
+/// The median of `xs` (the mean of the middle two for an even count).
+fn median(mut xs: Vec<u64>) -> Option<f64> {
+    xs.sort_unstable();
+    let n = xs.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(xs[n / 2] as f64),
+        _ => Some((xs[n / 2 - 1] + xs[n / 2]) as f64 / 2.0),
+    }
+}
+
+/// Compares `now` with the volumes recorded for the `settings.dates` dates before `date`.
+pub fn check(
+    now: Volume,
+    history: &BTreeMap<NaiveDate, Volume>,
+    settings: &VolumeSettings,
+) -> VolumeCheck {
+    let past: Vec<Volume> = history.values().copied().collect();
+    let median_rows = median(past.iter().map(|v| v.rows).collect());
+    let median_devices = median(past.iter().map(|v| v.devices).collect());
+    let ratio = |x: u64, m: Option<f64>| m.filter(|m| *m > 0.0).map(|m| x as f64 / m);
+    let mut c = VolumeCheck {
+        rows: now.rows,
+        devices: now.devices,
+        dates_compared: past.len(),
+        median_rows,
+        median_devices,
+        rows_ratio: ratio(now.rows, median_rows),
+        devices_ratio: ratio(now.devices, median_devices),
+        status: "ok",
+    };
+    c.status = if past.is_empty() {
+        "no_history"
+    } else if !c.is_low(settings.min_ratio) {
+        "ok"
+    } else if settings.action == VolumeAction::Fail {
+        "failed"
+    } else {
+        "warned"
+    };
+    c
+}
+
+/// The latest recorded volume of each of the `dates` dates before `date`, from `rejects`' log.
+pub async fn history(
+    lake: &Lake,
+    date: NaiveDate,
+    dates: u32,
+) -> Result<BTreeMap<NaiveDate, Volume>, Error> {
+    let from = date - chrono::Duration::days(i64::from(dates));
+    let mut found = BTreeMap::new();
+    let Some(table) = lake::open_table(lake, &lake::rejects_table()).await? else {
+        return Ok(found);
+    };
+    // Newest first: the first volume seen for a date is its latest run's.
+    let mut commits = table.history(Some(HISTORY_COMMITS));
+    while let Some(info) = commits.next().await {
+        let Ok(info) = info else { continue };
+        let Some(meta) = info.user_metadata.as_deref() else {
+            continue;
+        };
+        let Ok(meta) = serde_json::from_str::<Recorded>(meta) else {
+            continue;
+        };
+        let (Ok(day), Some(volume)) = (
+            NaiveDate::parse_from_str(&meta.date, "%Y-%m-%d"),
+            meta.volume,
+        ) else {
+            continue;
+        };
+        if day >= from && day < date {
+            found.entry(day).or_insert(volume);
+        }
+    }
+    Ok(found)
+}
+
+/// How far back the log is read: a week of nightly runs, reruns and backfills.
+const HISTORY_COMMITS: usize = 1000;
+
+/// The part of a commit's `userMetadata` the guard reads.
+#[derive(Deserialize)]
+struct Recorded {
+    date: String,
+    volume: Option<Volume>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(min_ratio: f64, action: VolumeAction) -> VolumeSettings {
+        VolumeSettings {
+            min_ratio,
+            action,
+            dates: 7,
+        }
+    }
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2024, 3, d).unwrap()
+    }
+
+    #[test]
+    fn medians_and_ratios_by_hand() {
+        assert_eq!(median(vec![]), None);
+        assert_eq!(median(vec![5, 1, 3]), Some(3.0));
+        assert_eq!(median(vec![4, 1, 3, 10]), Some(3.5));
+        let history: BTreeMap<_, _> = [(day(1), 1000, 10), (day(2), 1200, 12), (day(3), 800, 8)]
+            .into_iter()
+            .map(|(d, rows, devices)| (d, Volume { rows, devices }))
+            .collect();
+        // Median 1000 rows, 10 devices: 400 rows is 0.4, 9 devices 0.9.
+        let c = check(
+            Volume {
+                rows: 400,
+                devices: 9,
+            },
+            &history,
+            &settings(0.5, VolumeAction::Fail),
+        );
+        assert_eq!(
+            (c.median_rows, c.median_devices),
+            (Some(1000.0), Some(10.0))
+        );
+        assert_eq!((c.rows_ratio, c.devices_ratio), (Some(0.4), Some(0.9)));
+        assert_eq!(c.status, "failed");
+        let c = check(
+            Volume {
+                rows: 400,
+                devices: 9,
+            },
+            &history,
+            &settings(0.5, VolumeAction::Warn),
+        );
+        assert_eq!(c.status, "warned");
+        // Exactly at the ratio is not below it.
+        let c = check(
+            Volume {
+                rows: 500,
+                devices: 5,
+            },
+            &history,
+            &settings(0.5, VolumeAction::Fail),
+        );
+        assert_eq!(c.status, "ok");
+        let c = check(
+            Volume {
+                rows: 1,
+                devices: 1,
+            },
+            &BTreeMap::new(),
+            &settings(0.5, VolumeAction::Fail),
+        );
+        assert_eq!((c.status, c.dates_compared), ("no_history", 0));
+    }
+}
