@@ -76,7 +76,9 @@ impl Error {
     pub fn status(&self) -> crate::report::Status {
         use crate::report::Status;
         match self {
-            Error::Cancelled(_) => Status::Cancelled,
+            Error::Cancelled(_) | Error::Lock(crate::lake::lock::LockError::Cancelled(_)) => {
+                Status::Cancelled
+            }
             e if e.is_config() => Status::ConfigError,
             _ => Status::Failed,
         }

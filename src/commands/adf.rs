@@ -297,6 +297,7 @@ const OUTPUTS: &str = "outputs.json";
 /// A failure of the activity itself (before or after the command): one line on
 /// stderr and a report in `outputs.json`; the exit code as `mode` says.
 fn fail(mode: Unretryable, code: i32, message: String) -> i32 {
+    let message = crate::storage::fault::redact(&message);
     eprintln!("coldpath: error: {message}");
     let status = if code == 2 {
         Status::ConfigError

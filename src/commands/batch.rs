@@ -227,6 +227,14 @@ pub fn emit(
     what: &str,
     make: impl FnOnce(&TaskTemplate) -> Vec<Value>,
 ) -> i32 {
+    if let Some(Err(e)) = batch
+        .batch_output_container
+        .as_deref()
+        .map(crate::config::job::check_location)
+    {
+        eprintln!("coldpath: error: --batch-output-container: {e}");
+        return 2;
+    }
     let (Some(url), Some(identity)) = (&batch.batch_output_container, &batch.batch_identity) else {
         eprintln!(
             "coldpath: error: --emit-batch-tasks needs --batch-output-container and --batch-identity: where each task uploads its report and logs (they are lost with the node otherwise), and the pool identity that writes them"

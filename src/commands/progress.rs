@@ -112,8 +112,10 @@ impl Write for Line {
 impl Drop for Line {
     fn drop(&mut self) {
         let bar = ACTIVE.lock().ok().and_then(|b| b.clone());
+        // Log lines follow the same redaction rule as every other output.
+        let text = crate::storage::fault::redact(&String::from_utf8_lossy(&self.0));
         let out = || {
-            let _ = std::io::stderr().lock().write_all(&self.0);
+            let _ = std::io::stderr().lock().write_all(text.as_bytes());
         };
         match bar {
             Some(bar) => bar.suspend(out),

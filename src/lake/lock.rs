@@ -36,6 +36,9 @@ const POLL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
+    /// SIGTERM or SIGINT came while waiting; the locks already taken were released.
+    #[error("stopped by signal {0} while waiting for the run lock; the locks taken were released")]
+    Cancelled(i32),
     #[error(
         "table `{table}` for {date} is locked by {holder}; gave up after waiting {waited_s}s \
          (lock.wait = {wait_s}s). That run may still be writing the date: let it end (or its \
@@ -463,8 +466,10 @@ pub async fn acquire(
         .enable_all()
         .build()
         .map_err(|e| LockError::Runtime(format!("cannot start its runtime: {e}")))?;
+    // The runtime lives in the set from the start: dropped unfinished (a
+    // signal), the set shuts it down in the background rather than panicking.
     let mut set = LockSet {
-        runtime: None,
+        runtime: Some(runtime),
         locks: Vec::new(),
         stop: None,
     };
@@ -480,15 +485,19 @@ pub async fn acquire(
             started,
             deadline,
         );
-        let outcome = runtime
-            .spawn(task)
-            .await
-            .map_err(|e| LockError::Runtime(e.to_string()))
-            .and_then(|r| r);
+        let Some(handle) = set.runtime.as_ref().map(|rt| rt.spawn(task)) else {
+            return Err(LockError::Runtime("its runtime is gone".into()));
+        };
+        // A stop request while waiting gives back what was taken at once.
+        let outcome = tokio::select! {
+            joined = handle => joined
+                .map_err(|e| LockError::Runtime(e.to_string()))
+                .and_then(|r| r),
+            signal = crate::cancel::cancelled() => Err(LockError::Cancelled(signal)),
+        };
         match outcome {
             Ok(held) => set.locks.push(held),
             Err(e) => {
-                set.runtime = Some(runtime);
                 set.release().await;
                 return Err(e);
             }
@@ -505,7 +514,10 @@ pub async fn acquire(
     if !stores.is_empty() {
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let every = settings.ttl / 3;
-        runtime.spawn(async move {
+        let Some(rt) = set.runtime.as_ref() else {
+            return Err(LockError::Runtime("its runtime is gone".into()));
+        };
+        rt.spawn(async move {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -521,7 +533,6 @@ pub async fn acquire(
         });
         set.stop = Some(tx);
     }
-    set.runtime = Some(runtime);
     Ok(set)
 }
 

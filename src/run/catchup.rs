@@ -174,6 +174,9 @@ pub async fn catchup(
     let place = Place::for_lake(&prepared.lake)?;
     let mut rerun_ok = BTreeSet::new();
     for &date in &req.dates {
+        if let Some(signal) = crate::cancel::requested() {
+            return Err(Error::Cancelled(signal));
+        }
         let listing = pipeline::list(job, &prepared, date).await?;
         let (state, diff, why) = match place.read(date).await? {
             Read::Missing => (State::NeverRun, Diff::default(), None),

@@ -124,14 +124,8 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
     } else {
         &["telemetry", "rejects"]
     };
-    let locks = crate::cancel::unless_cancelled(take_locks(
-        job,
-        &prepared,
-        tables,
-        req.date,
-        &report.run_id,
-    ))
-    .await?;
+    // The lock watches for a stop itself, so it gives back what it took.
+    let locks = take_locks(job, &prepared, tables, req.date, &report.run_id).await?;
     report.durations.lock_ms = ms(t);
     // A stop request drops the run where it stands: nothing uncommitted is committed.
     let result = crate::cancel::unless_cancelled(run_locked(
@@ -140,7 +134,18 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
     .await;
     locks.release().await;
     report.durations.total_ms = ms(started);
-    result
+    match result {
+        // Stopped after a table was committed: say which, a rerun completes the date.
+        Err(Error::Cancelled(signal)) if !report.tables.is_empty() => {
+            let tables: Vec<&str> = report.tables.keys().copied().collect();
+            Err(Error::PartlyCommitted(format!(
+                "stopped by signal {signal} after committing {} for {}; rerun the date to complete it",
+                tables.join(", "),
+                req.date
+            )))
+        }
+        other => other,
+    }
 }
 
 /// Takes the locks of `tables` for `date` in the lake.
@@ -704,13 +709,13 @@ pub async fn refresh_features(
     let mut any_failed = false;
     for &date in dates {
         let outcome = async {
-            let locks = crate::cancel::unless_cancelled(take_locks(
+            let locks = take_locks(
                 job,
                 &prepared,
                 &["features_hourly", "telemetry_minute"],
                 date,
                 &report.run_id,
-            ))
+            )
             .await?;
             let outcome = crate::cancel::unless_cancelled(refresh_one(
                 job,

@@ -98,7 +98,8 @@ pub fn describe(fault: Fault, container: Option<&str>, source: &dyn fmt::Display
 }
 
 /// Environment variables whose values are secrets.
-const SECRET_VARS: [&str; 9] = [
+const SECRET_VARS: [&str; 10] = [
+    "AZURE_STORAGE_CLIENT_SECRET",
     "AZURE_STORAGE_ACCOUNT_KEY",
     "AZURE_STORAGE_ACCESS_KEY",
     "AZURE_STORAGE_MASTER_KEY",
@@ -115,8 +116,11 @@ const SECRET_VARS: [&str; 9] = [
 /// credentials only from the environment, never from a URL, so such a location
 /// is refused; this says why, without repeating the secret.
 pub fn url_secret(location: &str) -> Option<&'static str> {
+    if location.contains("://") && location.contains('?') {
+        return Some("carries a query string (a SAS token?)");
+    }
     let url = url::Url::parse(location).ok()?;
-    if url.query().is_some() || location.contains('?') {
+    if url.query().is_some() {
         Some("carries a query string (a SAS token?)")
     } else if url.password().is_some() {
         Some("carries a password in its user-info")
@@ -159,7 +163,7 @@ fn redact_urls(text: &str) -> String {
             .rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '+' || c == '-' || c == '.'))
             .map_or(0, |i| i + 1);
         let len = rest[at..]
-            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>'))
+            .find(|c: char| c.is_whitespace() || matches!(c, '"' | '\'' | '`' | '<' | '>' | '\\'))
             .unwrap_or(rest.len() - at);
         let end = at + len;
         out.push_str(&rest[..start]);
@@ -258,11 +262,22 @@ mod tests {
     }
 
     #[test]
+    fn redacting_a_json_text_keeps_it_json() {
+        let report = serde_json::json!({"error": "GET https://a.blob.core.windows.net/raw?sv=1&sig=S3CR3T\nfailed", "lake": "https://a/lake\\x"});
+        let text = redact(&serde_json::to_string(&report).unwrap());
+        let back: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let error = back["error"].as_str().unwrap();
+        assert!(!error.contains("S3CR3T") && error.ends_with("?***\nfailed"), "{error}");
+    }
+
+    #[test]
     fn credentials_in_a_location_are_named_not_repeated() {
         assert!(url_secret("https://a.blob.core.windows.net/raw?sv=1&sig=abc").is_some());
         assert!(url_secret("az://user:pw@raw/x").is_some());
         assert!(url_secret("abfss://raw@acct.dfs.core.windows.net/x").is_none());
         assert!(url_secret("./lake").is_none());
+        // A query that makes the URL unparseable is still a query.
+        assert!(url_secret("https://[bad?sig=abc").is_some());
         let why = url_secret("https://a/raw?sig=abc").unwrap_or_default();
         assert!(!why.contains("abc"));
     }

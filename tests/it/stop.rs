@@ -138,3 +138,54 @@ fn sigterm_mid_run_changes_nothing_and_frees_the_locks_at_once() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn sigterm_while_waiting_for_a_lock_reports_cancelled_and_gives_back_the_locks_taken() {
+    let lake = temp_lake();
+    // Another run holds features_hourly: this one takes telemetry, then waits.
+    let held = hold_local_lock(lake.path(), "features_hourly", DATE);
+    let args = run_args(
+        DATE,
+        fixtures_raw().to_str().unwrap(),
+        lake.path().to_str().unwrap(),
+    );
+    let mut child = command(&args, &[])
+        .args(["--lock-wait", "5m"])
+        .env("COLDPATH_LOG", "coldpath=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the run ended early: {seen}"
+        );
+        seen.push_str(&line);
+        if line.contains("waiting for another run's lock") {
+            break;
+        }
+    }
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(143), "{seen}{rest}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "cancelled", "{report}");
+    assert!(!rest.contains("panic"), "{rest}");
+    // The telemetry lock it had taken is free again: another holder takes it at once.
+    let telemetry = lake
+        .path()
+        .join(format!("_coldpath/locks/telemetry/{DATE}.lock"));
+    let file = std::fs::File::open(&telemetry).unwrap();
+    file.try_lock().expect("released");
+    drop(held);
+}

@@ -100,6 +100,9 @@ pub struct Reject {
     pub raw: String,
 }
 
+/// Rejects one blob may give; past them the blob stops (see [`Tally::record`]).
+pub const MAX_REJECTS_PER_BLOB: usize = 10_000;
+
 /// Largest raw text kept in a reject.
 pub const RAW_LIMIT: usize = 4096;
 
@@ -556,7 +559,15 @@ impl<'b> Tally<'b> {
     }
 
     /// Runs the rules on one record and accounts it as a row or a reject.
-    fn record(&mut self, rec: decode::Record<'_>) {
+    fn record(&mut self, rec: decode::Record<'_>) -> decode::Flow {
+        if self.rejects.len() >= MAX_REJECTS_PER_BLOB {
+            // A blob of nothing but bad records (a bomb of `0` lines) must not
+            // hold a reject per record: the rest of it is one unreadable_file.
+            return Err(format!(
+                "more than {MAX_REJECTS_PER_BLOB} records of this blob were rejected; the rest, from line {}, is not read",
+                rec.line
+            ));
+        }
         self.seen += 1;
         let (rules, blob) = (self.rules, self.blob);
         let fields = rec.fields.map_err(|e| (Reason::MalformedRecord, e));
@@ -572,6 +583,7 @@ impl<'b> Tally<'b> {
             Ok(row) => self.row(row, rec.line),
             Err((reason, detail)) => self.reject(reason, detail, rec.line, rec.raw),
         }
+        Ok(())
     }
 
     /// Counts a valid row and keeps it under its hour when it is of the run's date.

@@ -27,6 +27,9 @@ use crate::stages::source::decode::Limits;
 pub const MAX_DEPTH: usize = 64;
 /// The most a single block may inflate to, whatever the blob's limit.
 pub const MAX_BLOCK_BYTES: u64 = 256 << 20;
+/// Records one block may hold: a block's records are decoded before any is
+/// given out (a block is all or nothing), so this bounds what that holds.
+pub const MAX_BLOCK_RECORDS: u64 = 1_000_000;
 /// Values a block may hold beyond one per byte (nulls and empty records take no bytes).
 const ZERO_SIZE_VALUES: u64 = 4096;
 
@@ -401,7 +404,11 @@ pub enum Item {
 /// Reads a container file's header, then calls `f` for each record, block by block.
 /// An error is a whole-file problem (not Avro, a bad header, an unknown codec).
 /// An error after records were given is a stop: the blob passed `limits.max_blob_bytes`.
-pub fn for_each(data: &[u8], limits: &Limits, mut f: impl FnMut(Item)) -> Result<(), String> {
+pub fn for_each(
+    data: &[u8],
+    limits: &Limits,
+    mut f: impl FnMut(Item) -> Result<(), String>,
+) -> Result<(), String> {
     let mut c = Cursor::new(data);
     let header = Header::read(&mut c)?;
     let mut blocks = Blocks {
@@ -497,7 +504,7 @@ impl<'a> Blocks<'a> {
         &mut self,
         schemas: &Schemas,
         root: usize,
-        f: &mut impl FnMut(Item),
+        f: &mut impl FnMut(Item) -> Result<(), String>,
     ) -> Result<(), String> {
         let mut ordinal = 0u64;
         let mut number = 0u64;
@@ -513,25 +520,31 @@ impl<'a> Blocks<'a> {
             let (count, size, body) = match self.frame() {
                 Ok(b) => b,
                 Err(why) => {
-                    f(bad(0, why));
+                    f(bad(0, why))?;
                     return Ok(());
                 }
             };
-            ordinal += count.clamp(0, size as i64) as u64;
+            // Past a bad block, what it claimed (within reason); a good one moves by what it held.
+            let claimed = count.clamp(0, size as i64) as u64;
             let body = match self.plain(body)? {
                 Ok(body) => body,
                 Err(why) => {
-                    f(bad(count.max(0) as u64, why));
+                    f(bad(count.max(0) as u64, why))?;
+                    ordinal += claimed;
                     continue;
                 }
             };
             match block_records(body, count, schemas, root) {
                 Ok(values) => {
+                    ordinal += values.len() as u64;
                     for (i, v) in values.into_iter().enumerate() {
-                        f(Item::Record(first + i as u64, v));
+                        f(Item::Record(first + i as u64, v))?;
                     }
                 }
-                Err(why) => f(bad(count.max(0) as u64, why)),
+                Err(why) => {
+                    ordinal += claimed;
+                    f(bad(count.max(0) as u64, why))?;
+                }
             }
         }
         Ok(())
@@ -602,8 +615,11 @@ fn block_records(
 ) -> Result<Vec<Value>, String> {
     let count = u64::try_from(count).map_err(|_| format!("negative record count {count}"))?;
     let mut left = body.len() as u64 + ZERO_SIZE_VALUES;
-    if count > left {
-        return Err(format!("claims {count} records in {} bytes", body.len()));
+    if count > left || count > MAX_BLOCK_RECORDS {
+        return Err(format!(
+            "claims {count} records in {} bytes (a block is read if it holds at most {MAX_BLOCK_RECORDS}, one per byte)",
+            body.len()
+        ));
     }
     let mut rc = Cursor::new(body);
     let mut out = Vec::new();
@@ -709,9 +725,12 @@ mod tests {
 
     fn collect(data: &[u8]) -> (Vec<(u64, Value)>, BadBlocks) {
         let (mut recs, mut bad) = (Vec::new(), Vec::new());
-        for_each(data, &Limits::default(), |i| match i {
-            Item::Record(n, v) => recs.push((n, v)),
-            Item::BadBlock { first, count, why } => bad.push((first, count, why)),
+        for_each(data, &Limits::default(), |i| {
+            match i {
+                Item::Record(n, v) => recs.push((n, v)),
+                Item::BadBlock { first, count, why } => bad.push((first, count, why)),
+            }
+            Ok(())
         })
         .unwrap();
         (recs, bad)
@@ -785,10 +804,12 @@ mod tests {
 
     #[test]
     fn unknown_codec_and_non_avro_are_whole_file_errors() {
-        let err =
-            for_each(&file(SCHEMA, "zstandard", &[]), &Limits::default(), |_| {}).unwrap_err();
+        let err = for_each(&file(SCHEMA, "zstandard", &[]), &Limits::default(), |_| {
+            Ok(())
+        })
+        .unwrap_err();
         assert!(err.contains("zstandard"), "{err}");
-        assert!(for_each(b"{\"a\":1}", &Limits::default(), |_| {}).is_err());
+        assert!(for_each(b"{\"a\":1}", &Limits::default(), |_| Ok(())).is_err());
     }
 
     #[test]

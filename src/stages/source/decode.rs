@@ -260,23 +260,37 @@ impl Read for Inflated<'_> {
         if self.cut.is_some() {
             return Ok(0);
         }
+        if self.given >= self.limit {
+            // Everything up to the limit was given; one byte more is past it.
+            let mut probe = [0u8; 1];
+            if self.read_inner(&mut probe)? == 0 {
+                return Ok(0);
+            }
+            return Err(std::io::Error::other(format!(
+                "inflated past max_blob_bytes = {} (the [limits] of the job file)",
+                self.limit
+            )));
+        }
+        let room = (self.limit - self.given).min(buf.len() as u64) as usize;
+        let n = self.read_inner(&mut buf[..room])?;
+        self.given += n as u64;
+        Ok(n)
+    }
+}
+
+impl Inflated<'_> {
+    /// A read of the stream. A gzip stream that ends early (a blob still being
+    /// written) reads as its end; any other gzip error (corrupt data) is one.
+    fn read_inner(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         loop {
             match self.inner.read(buf) {
-                Ok(n) => {
-                    self.given += n as u64;
-                    if self.given > self.limit {
-                        return Err(std::io::Error::other(format!(
-                            "inflated past max_blob_bytes = {} (the [limits] of the job file)",
-                            self.limit
-                        )));
-                    }
-                    return Ok(n);
-                }
+                Ok(n) => return Ok(n),
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-                Err(e) => {
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                     self.cut = Some(format!("gzip: {e}"));
                     return Ok(0);
                 }
+                Err(e) => return Err(std::io::Error::other(format!("gzip: {e}"))),
             }
         }
     }
@@ -312,6 +326,10 @@ pub fn sniff(data: &[u8], dialect: &CsvDialect) -> Format {
     }
 }
 
+/// What a record's consumer says: go on, or stop the blob with this reason
+/// (which the blob's outcome then records as its one `unreadable_file`).
+pub type Flow = Result<(), String>;
+
 /// Calls `f` for every record of `data` (inflated: see [`Inflated`]).
 ///
 /// An error stops the blob: a whole-file problem (not Avro, an unreadable CSV
@@ -322,7 +340,7 @@ pub fn for_each_record(
     format: Format,
     dialect: &CsvDialect,
     limits: &Limits,
-    mut f: impl FnMut(Record<'_>),
+    mut f: impl FnMut(Record<'_>) -> Flow,
 ) -> Result<(), String> {
     let max = limits.max_record_bytes;
     match format {
@@ -343,7 +361,7 @@ pub fn for_each_record(
 fn avro_records(
     data: &[u8],
     limits: &Limits,
-    f: &mut impl FnMut(Record<'_>),
+    f: &mut impl FnMut(Record<'_>) -> Flow,
 ) -> Result<(), String> {
     crate::stages::source::avro::for_each(data, limits, |item| match item {
         crate::stages::source::avro::Item::Record(n, value) => {
@@ -415,7 +433,7 @@ impl LineError {
 fn json_lines(
     r: &mut impl BufRead,
     max: usize,
-    f: &mut impl FnMut(Record<'_>),
+    f: &mut impl FnMut(Record<'_>) -> Flow,
 ) -> Result<(), String> {
     let mut buf = Vec::new();
     let mut lineno = 0u64;
@@ -437,14 +455,14 @@ fn json_lines(
                 line: lineno,
                 raw: text,
                 fields: parse_object(text),
-            }),
+            })?,
             Err(e) => {
                 let lossy = String::from_utf8_lossy(line);
                 f(Record {
                     line: lineno,
                     raw: &lossy,
                     fields: Err(format!("invalid UTF-8: {e}")),
-                })
+                })?
             }
         }
     }
@@ -661,22 +679,12 @@ fn read_value(
     }
 }
 
-/// Up to [`RAW_TAIL`] bytes of what is left, for the `raw` of the record that stops an array.
-fn rest_of(r: &mut impl BufRead, mut text: Vec<u8>) -> String {
-    let want = RAW_TAIL.saturating_sub(text.len()) as u64;
-    let _ = r.by_ref().take(want).read_to_end(&mut text);
-    String::from_utf8_lossy(&text).trim_end().to_string()
-}
-
-/// How much of a blob's rest a stopping reject keeps (rejects' `raw` is cut at 4 KiB).
-const RAW_TAIL: usize = 4096;
-
 /// A JSON array read element by element as it streams in, so a cut-off tail
 /// costs only the cut record and no element is held beyond `max` bytes.
 fn json_array(
     r: &mut impl BufRead,
     max: usize,
-    f: &mut impl FnMut(Record<'_>),
+    f: &mut impl FnMut(Record<'_>) -> Flow,
 ) -> Result<(), String> {
     let mut line = 1u64;
     if skip_ws(r, &mut line)? != Some(b'[') {
@@ -684,11 +692,15 @@ fn json_array(
     }
     r.consume(1);
     let mut buf = Vec::new();
+    let mut first = true;
     loop {
         match skip_ws(r, &mut line)? {
             None => return Ok(()), // cut right after `[` or a comma: nothing more was written
-            Some(b']') if buf.is_empty() => return Ok(()),
-            Some(_) => {}
+            Some(b']') if first => {
+                r.consume(1);
+                return after_array(r, line);
+            }
+            Some(_) => first = false,
         }
         buf.clear();
         let start = line;
@@ -697,67 +709,114 @@ fn json_array(
         let text = std::str::from_utf8(&buf)
             .map_err(|e| format!("invalid UTF-8: {e}, at line {start}"))?;
         if !whole {
-            f(Record {
+            return f(Record {
                 line: start,
                 raw: text.trim_end(),
                 fields: Err("record cut off before its end (blob still being written?)".into()),
             });
-            return Ok(());
         }
-        let fields = parse_object(text);
-        if fields.is_err() && !is_json(text) {
-            // A broken element: the rest cannot be re-synchronised.
-            let raw = rest_of(r, buf.clone());
-            f(Record {
-                line: start,
-                raw: &raw,
-                fields,
-            });
-            return Ok(());
-        }
+        // A whole element is one record, JSON or not (`Infinity`, a typo): its
+        // brackets balanced, so the next element is found all the same.
         f(Record {
             line: start,
             raw: text,
-            fields,
-        });
+            fields: parse_object(text),
+        })?;
         match skip_ws(r, &mut line)? {
             Some(b',') => r.consume(1),
-            Some(b']') | None => return Ok(()), // closed, or cut between elements
-            Some(_) => {
-                let at = line;
-                let raw = rest_of(r, Vec::new());
-                f(Record {
-                    line: at,
-                    raw: &raw,
-                    fields: Err("expected `,` or `]` after an array element".into()),
-                });
-                return Ok(());
+            Some(b']') => {
+                r.consume(1);
+                return after_array(r, line);
             }
+            None => return Ok(()), // cut between elements
+            Some(_) => {}          // a missing comma: the next element follows all the same
         }
     }
 }
 
-/// Whether `text` is one JSON value (bare `NaN`s allowed), object or not.
-fn is_json(text: &str) -> bool {
-    serde_json::from_str::<serde::de::IgnoredAny>(&nan_to_null(text)).is_ok()
+/// After an array's closing `]` only whitespace may follow; anything else stops
+/// the blob (it is counted, as one `unreadable_file`, never dropped).
+fn after_array(r: &mut impl BufRead, mut line: u64) -> Result<(), String> {
+    match skip_ws(r, &mut line)? {
+        None => Ok(()),
+        Some(_) => Err(format!(
+            "text after the JSON array's closing `]`, at line {line}"
+        )),
+    }
 }
 
-/// Appends one CSV record (lines until its quotes balance) to `out`; `false` at the end.
+/// Where a CSV record stands as its bytes go by, read the way the csv crate
+/// reads them: a quote opens a quoted field only at the field's start; inside
+/// one, a doubled quote is a quote and a single one closes it. A stray quote in
+/// the middle of a field is text, so it never swallows the rows after it.
+struct CsvScan {
+    quote: u8,
+    delimiter: u8,
+    quoted: bool,
+    /// A quote was just seen inside a quoted field (closing, or the first of two).
+    quote_seen: bool,
+    field_start: bool,
+}
+
+impl CsvScan {
+    fn new(dialect: &CsvDialect) -> CsvScan {
+        CsvScan {
+            quote: dialect.quote,
+            delimiter: dialect.delimiter,
+            quoted: false,
+            quote_seen: false,
+            field_start: true,
+        }
+    }
+
+    /// Takes one line (with its `\n`); whether the record ends with it.
+    fn line(&mut self, bytes: &[u8]) -> bool {
+        for &b in bytes {
+            if self.quoted {
+                if self.quote_seen {
+                    self.quote_seen = false;
+                    if b == self.quote {
+                        continue; // a doubled quote: still inside
+                    }
+                    self.quoted = false; // the quote closed the field; `b` is outside
+                } else {
+                    self.quote_seen = b == self.quote;
+                    continue;
+                }
+            }
+            match b {
+                b'\n' => {
+                    self.field_start = true;
+                    return true;
+                }
+                _ if b == self.quote && self.field_start => self.quoted = true,
+                _ if b == self.delimiter => {
+                    self.field_start = true;
+                    continue;
+                }
+                b'\r' => continue,
+                _ => {}
+            }
+            self.field_start = false;
+        }
+        false // no newline yet, or one inside a quoted field
+    }
+}
+
+/// Appends one CSV record (its lines, as the csv crate would join them) to `out`; `false` at the end.
 fn read_csv_record(
     r: &mut impl BufRead,
     out: &mut Vec<u8>,
-    quote: u8,
+    dialect: &CsvDialect,
     max: usize,
 ) -> Result<bool, LineError> {
-    let mut open = false;
+    let mut scan = CsvScan::new(dialect);
     loop {
         let before = out.len();
         if !read_line(r, out, max.saturating_sub(before))? {
             return Ok(before > 0);
         }
-        let quotes = memchr::memchr_iter(quote, &out[before..]).count();
-        open ^= quotes % 2 == 1;
-        if !open {
+        if scan.line(&out[before..]) {
             return Ok(true);
         }
     }
@@ -784,7 +843,7 @@ fn csv_records(
     r: &mut impl BufRead,
     dialect: &CsvDialect,
     max: usize,
-    f: &mut impl FnMut(Record<'_>),
+    f: &mut impl FnMut(Record<'_>) -> Flow,
 ) -> Result<(), String> {
     let mut buf = Vec::new();
     let mut next_line = 1u64;
@@ -793,7 +852,7 @@ fn csv_records(
     loop {
         buf.clear();
         let line = next_line;
-        let more = read_csv_record(r, &mut buf, dialect.quote, max)
+        let more = read_csv_record(r, &mut buf, dialect, max)
             .map_err(|e| e.message("CSV row", line, max))?;
         if !more {
             return Ok(());
@@ -845,7 +904,7 @@ fn csv_records(
             line,
             raw: &raw,
             fields,
-        });
+        })?;
     }
 }
 
@@ -866,6 +925,7 @@ mod tests {
                     other => format!("{other:?}"),
                 });
                 out.push((r.line, r.raw.to_string(), dev));
+                Ok(())
             },
         )
         .unwrap();
@@ -900,6 +960,7 @@ mod tests {
             |r| {
                 let f = r.fields.unwrap();
                 vibration.push(format!("{:?}", f.get(&["vibration".to_string()])));
+                Ok(())
             },
         )
         .unwrap();
@@ -995,6 +1056,7 @@ mod tests {
                 ]);
                 let t = f.get(&["temperature".to_string()]);
                 seen.push((format!("{dev:?}"), format!("{t:?}")));
+                Ok(())
             },
         )
         .unwrap();
@@ -1007,7 +1069,10 @@ mod tests {
             Format::JsonLines,
             &CsvDialect::default(),
             &Limits::default(),
-            |r| outcomes.push(r.fields.is_err()),
+            |r| {
+                outcomes.push(r.fields.is_err());
+                Ok(())
+            },
         )
         .unwrap();
         assert_eq!(outcomes, [true], "one record, rejected");
@@ -1064,6 +1129,7 @@ mod tests {
                     other => format!("{other:?}"),
                 };
                 out.push((r.line, get("deviceId"), get("temp"), f.decimal_comma()));
+                Ok(())
             })
             .unwrap();
             out
@@ -1104,5 +1170,69 @@ mod tests {
             read(b"id|t\n'a|b'|7\n", pipe),
             vec![(2, "a|b".into(), "7".into(), false)]
         );
+    }
+
+    #[test]
+    fn a_broken_array_element_is_one_reject_and_the_elements_after_it_are_read() {
+        let data = b"[{\"deviceId\":\"a\",\"t\":Infinity},\n{\"deviceId\":\"b\"} {\"deviceId\":\"c\"},\n7]";
+        let recs = collect(data, Format::JsonArray);
+        let devs: Vec<_> = recs.iter().map(|r| (r.0, r.2.clone())).collect();
+        assert_eq!(devs.len(), 4, "{devs:?}");
+        assert!(devs[0].1.is_err(), "Infinity is not JSON");
+        assert_eq!(devs[1], (2, Ok("b".into())));
+        assert_eq!(
+            devs[2],
+            (2, Ok("c".into())),
+            "a missing comma loses nothing"
+        );
+        assert!(
+            devs[3].1.is_err(),
+            "a scalar is a record too, and not an object"
+        );
+        // Text after the closing bracket stops the blob: counted, never dropped.
+        let err = for_each_record(
+            &b"[{\"deviceId\":\"a\"}]\n{\"deviceId\":\"b\"}\n"[..],
+            Format::JsonArray,
+            &CsvDialect::default(),
+            &Limits::default(),
+            |_| Ok(()),
+        )
+        .unwrap_err();
+        assert!(err.contains("after the JSON array"), "{err}");
+    }
+
+    #[test]
+    fn a_stray_quote_inside_a_csv_field_is_text_and_swallows_no_row() {
+        let data =
+            b"deviceId,temp\nd1 12\" pipe,20\nd2,21\n\"d,3\",\"2\"\"2\"\n\"multi\nline\",5\nd5,6\n";
+        let recs = collect(data, Format::Csv);
+        let lines: Vec<u64> = recs.iter().map(|r| r.0).collect();
+        assert_eq!(lines, [2, 3, 4, 5, 7], "{recs:?}");
+        assert_eq!(recs[0].2, Ok("d1 12\" pipe".into()));
+        assert_eq!(recs[1].2, Ok("d2".into()));
+        assert_eq!(recs[2].2, Ok("d,3".into()));
+        assert_eq!(recs[3].2, Ok("multi\nline".into()));
+        assert_eq!(recs[4].2, Ok("d5".into()));
+    }
+
+    #[test]
+    fn a_consumer_can_stop_a_blob() {
+        let mut n = 0;
+        let err = for_each_record(
+            &b"{}\n{}\n{}\n"[..],
+            Format::JsonLines,
+            &CsvDialect::default(),
+            &Limits::default(),
+            |_| {
+                n += 1;
+                if n == 2 {
+                    Err("enough".into())
+                } else {
+                    Ok(())
+                }
+            },
+        )
+        .unwrap_err();
+        assert_eq!((err.as_str(), n), ("enough", 2));
     }
 }
