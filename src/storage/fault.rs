@@ -267,7 +267,10 @@ mod tests {
         let text = redact(&serde_json::to_string(&report).unwrap());
         let back: serde_json::Value = serde_json::from_str(&text).unwrap();
         let error = back["error"].as_str().unwrap();
-        assert!(!error.contains("S3CR3T") && error.ends_with("?***\nfailed"), "{error}");
+        assert!(
+            !error.contains("S3CR3T") && error.ends_with("?***\nfailed"),
+            "{error}"
+        );
     }
 
     #[test]

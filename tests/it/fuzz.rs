@@ -334,6 +334,23 @@ fn bombs_stop_at_their_limits_in_bounded_memory() {
     assert!(out.rejects[0].detail.contains("max_record_bytes"));
     assert!(out.rejects[0].detail.contains("line 2"));
 
+    // A million bad records in 5 KB of gzip: 10,000 rejects, then the rest is one
+    // unreadable_file; the blob never holds a reject per record.
+    let zeros = gzip(&b"0\n".repeat(1_000_000));
+    let (out, peak) = decode_with_peak("zeros.json.gz", &zeros);
+    assert_eq!(
+        out.rejects.len(),
+        coldpath::stages::normalize::MAX_REJECTS_PER_BLOB + 1
+    );
+    assert!(out
+        .rejects
+        .iter()
+        .any(|r| r.detail.contains("the rest, from line 10001")));
+    assert!(
+        peak < 16 << 20,
+        "{peak} bytes held for a million bad records"
+    );
+
     // An uncompressed blob over the blob limit is not read at all.
     let big = vec![b' '; (4 << 20) + 1];
     let out = decode("big.json", &big);
