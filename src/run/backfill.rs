@@ -176,18 +176,7 @@ async fn silver_pass(
         let permit = permits.clone().acquire_owned().await;
         tasks.push(on_own_thread(move || async move {
             let _permit = permit;
-            let run_id = uuid::Uuid::new_v4().to_string();
-            let mut run_report = RunReport::new(
-                &job.name,
-                &date.to_string(),
-                &run_id,
-                &job.source,
-                &job.lake,
-            );
-            let outcome = pipeline::run(&job, &run, &mut run_report)
-                .instrument(info_span!("run", date = %date, run_id = %run_id))
-                .await;
-            let entry = silver_entry(run_report, outcome);
+            let entry = silver_entry(pipeline::run_reported(&job, &run).await);
             on_date(Pass::Silver, &entry);
             entry
         }));
@@ -302,11 +291,7 @@ fn empty_entry(date: NaiveDate) -> BackfillDate {
 }
 
 /// A date's entry from its silver run.
-fn silver_entry(mut run: RunReport, outcome: Result<(), crate::Error>) -> BackfillDate {
-    if let Err(e) = outcome {
-        run.set_status(e.status());
-        run.error = Some(crate::storage::fault::redact(&e.to_string()));
-    }
+fn silver_entry(run: RunReport) -> BackfillDate {
     BackfillDate {
         date: run.date,
         status: run.status,

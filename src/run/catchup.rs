@@ -17,7 +17,7 @@ use tracing::{info, info_span, Instrument};
 use crate::config::job::Job;
 use crate::error::Error;
 use crate::lake::manifest::{self, Diff, Place, Read};
-use crate::report::{FeaturesReport, RunReport, Status};
+use crate::report::{FeaturesReport, Status};
 use crate::run::pipeline::{self, RunRequest};
 
 /// What a catch-up was asked to do.
@@ -217,20 +217,14 @@ pub async fn catchup(
 
 /// Runs `date` again as an ordinary run, into its catch-up entry.
 async fn rerun(job: &Job, req: &CatchupRequest, date: NaiveDate, entry: &mut CatchupDate) {
-    let run_id = uuid::Uuid::new_v4().to_string();
-    let mut run = RunReport::new(&job.name, &entry.date, &run_id, &job.source, &job.lake);
     let run_req = RunRequest {
         date,
         labels_as_of: req.labels_as_of,
         features: true,
     };
-    let outcome = pipeline::run(job, &run_req, &mut run).await;
-    if let Err(e) = &outcome {
-        run.set_status(e.status());
-        run.error = Some(crate::storage::fault::redact(&e.to_string()));
-    }
+    let run = pipeline::run_reported(job, &run_req).await;
     entry.rerun = Some(run.status);
-    entry.run_id = Some(run_id);
+    entry.run_id = Some(run.run_id);
     entry.blobs_read = run.blobs.read;
     entry.rows_written = Some(run.rows_written);
     entry.error = run.error;

@@ -148,6 +148,22 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
     }
 }
 
+/// One date as an ordinary run under a new run id; a failure becomes the
+/// returned report's status and (redacted) error.
+pub async fn run_reported(job: &Job, req: &RunRequest) -> RunReport {
+    let run_id = uuid::Uuid::new_v4().to_string();
+    let date = req.date.to_string();
+    let mut report = RunReport::new(&job.name, &date, &run_id, &job.source, &job.lake);
+    let outcome = run(job, req, &mut report)
+        .instrument(info_span!("run", date = %date, run_id = %run_id))
+        .await;
+    if let Err(e) = outcome {
+        report.set_status(e.status());
+        report.error = Some(crate::storage::fault::redact(&e.to_string()));
+    }
+    report
+}
+
 /// Takes the locks of `tables` for `date` in the lake.
 async fn take_locks(
     job: &Job,

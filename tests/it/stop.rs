@@ -56,6 +56,55 @@ fn lock_record(az: &Azurite, table: &str) -> Value {
     })
 }
 
+/// Starts `coldpath` with `args`, its log on a pipe; waits for a log line holding `needle`.
+// The child goes back to the caller, which waits for it in `terminate`.
+#[allow(clippy::zombie_processes)]
+fn start_until(
+    mut cmd: std::process::Command,
+    needle: &str,
+) -> (
+    std::process::Child,
+    BufReader<std::process::ChildStderr>,
+    String,
+) {
+    let mut child = cmd
+        .env("COLDPATH_LOG", "coldpath=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+            let _ = child.wait();
+            panic!("the run ended before `{needle}`: {seen}");
+        }
+        seen.push_str(&line);
+        if line.contains(needle) {
+            return (child, stderr, seen);
+        }
+    }
+}
+
+/// Sends SIGTERM and waits: the exit code, the report, and the rest of the log.
+fn terminate(
+    child: std::process::Child,
+    mut stderr: BufReader<std::process::ChildStderr>,
+) -> (Option<i32>, Value, String) {
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (out.status.code(), report, rest)
+}
+
 #[test]
 fn sigterm_mid_run_changes_nothing_and_frees_the_locks_at_once() {
     let az = Azurite::start();
@@ -84,35 +133,9 @@ fn sigterm_mid_run_changes_nothing_and_frees_the_locks_at_once() {
             .await
             .unwrap();
     });
-    let mut child = command(&args, &az.env())
-        .env("COLDPATH_LOG", "coldpath=info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "the run ended early: {seen}"
-        );
-        seen.push_str(&line);
-        if line.contains("listed") {
-            break;
-        }
-    }
-    let term = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let mut rest = String::new();
-    stderr.read_to_string(&mut rest).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(143), "{seen}{rest}");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (child, stderr, seen) = start_until(command(&args, &az.env()), "listed");
+    let (code, report, rest) = terminate(child, stderr);
+    assert_eq!(code, Some(143), "{seen}{rest}");
     assert_eq!(report["status"], "cancelled", "{report}");
     assert_eq!(report["exit_code"], 143);
     assert!(rest.contains("signal 15"), "{rest}");
@@ -149,36 +172,11 @@ fn sigterm_while_waiting_for_a_lock_reports_cancelled_and_gives_back_the_locks_t
         fixtures_raw().to_str().unwrap(),
         lake.path().to_str().unwrap(),
     );
-    let mut child = command(&args, &[])
-        .args(["--lock-wait", "5m"])
-        .env("COLDPATH_LOG", "coldpath=info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    loop {
-        let mut line = String::new();
-        assert!(
-            stderr.read_line(&mut line).unwrap() > 0,
-            "the run ended early: {seen}"
-        );
-        seen.push_str(&line);
-        if line.contains("waiting for another run's lock") {
-            break;
-        }
-    }
-    let term = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    let mut rest = String::new();
-    stderr.read_to_string(&mut rest).unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(143), "{seen}{rest}");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mut cmd = command(&args, &[]);
+    cmd.args(["--lock-wait", "5m"]);
+    let (child, stderr, seen) = start_until(cmd, "waiting for another run's lock");
+    let (code, report, rest) = terminate(child, stderr);
+    assert_eq!(code, Some(143), "{seen}{rest}");
     assert_eq!(report["status"], "cancelled", "{report}");
     assert!(!rest.contains("panic"), "{rest}");
     // The telemetry lock it had taken is free again: another holder takes it at once.
