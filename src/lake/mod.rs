@@ -315,7 +315,14 @@ pub struct CommitMeta {
     /// The date's silver volume, on the last commit of a run that wrote silver
     /// (`rejects`): what the volume guard of later dates compares with.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub volume: Option<crate::run::volume::Volume>,
+    pub volume: Option<Volume>,
+}
+
+/// A date's silver volume, as its run recorded it (for the volume guard of later dates).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Volume {
+    pub rows: u64,
+    pub devices: u64,
 }
 
 /// A commit's `userMetadata`: who wrote it, and with which coldpath build.

@@ -15,12 +15,7 @@ use crate::config::formats::{VolumeAction, VolumeSettings};
 use crate::lake::{self, Lake};
 use crate::Error;
 
-/// A date's silver volume, as its run recorded it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Volume {
-    pub rows: u64,
-    pub devices: u64,
-}
+pub use crate::lake::Volume;
 
 /// What the guard found for a date: the report's `volume`.
 #[derive(Debug, Clone, Default, Serialize)]

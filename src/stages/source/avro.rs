@@ -20,7 +20,7 @@ use std::io::Read;
 
 use serde_json::{Map, Number, Value};
 
-use crate::stages::source::decode::Limits;
+use crate::config::formats::Limits;
 
 /// How deep schemas and values may nest (records in records, unions, arrays).
 /// Telemetry needs 3 or 4; serde_json's own limit is 128.
