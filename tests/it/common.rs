@@ -306,3 +306,20 @@ pub fn unreferenced(lake: &Path, table: &str) -> Vec<std::path::PathBuf> {
         })
         .collect()
 }
+
+/// `coldpath maintain` of the local job's lake with a 0 s retention (so every
+/// file no version references goes); it must succeed.
+pub fn maintain_with_no_retention(lake: &Path) {
+    let job = job_file();
+    let out = coldpath(&[
+        "maintain",
+        "--job",
+        job.to_str().unwrap(),
+        "--lake",
+        lake.to_str().unwrap(),
+        "--vacuum-retention",
+        "0s",
+        "--unsafe-retention",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+}

@@ -139,18 +139,7 @@ fn six_kill_9s_at_spread_moments_never_leave_a_half_written_partition() {
     .map(|t| unreferenced(lake.path(), t).len())
     .sum();
     eprintln!("{left} unreferenced files before maintain");
-    let job = job_file();
-    let out = coldpath(&[
-        "maintain",
-        "--job",
-        job.to_str().unwrap(),
-        "--lake",
-        lake.path().to_str().unwrap(),
-        "--vacuum-retention",
-        "0s",
-        "--unsafe-retention",
-    ]);
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    maintain_with_no_retention(lake.path());
     for table in [
         "telemetry",
         "features_hourly",
