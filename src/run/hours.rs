@@ -230,7 +230,7 @@ impl<'r> Day<'r> {
         if let Some((date, minutes)) = &mut self.minutes {
             let date = *date;
             minutes.push(crate::stages::guarded("features", || {
-                crate::stages::features::minute::aggregate(&frame, date)
+                crate::stages::features::minute::aggregate_ordered(&frame, date)
             })?);
         }
         self.times.features += t.elapsed();

@@ -49,6 +49,136 @@ pub fn aggregate(rows: &DataFrame, date: NaiveDate) -> PolarsResult<DataFrame> {
         .collect()
 }
 
+/// The same aggregates in one pass over rows already in dedup's order (device,
+/// then time), as a run has each hour: no hashing and no sort. Hand-written
+/// for speed: the hour's group-by and sort doubled the features stage. Rows in
+/// any other order go to [`aggregate`].
+pub fn aggregate_ordered(rows: &DataFrame, date: NaiveDate) -> PolarsResult<DataFrame> {
+    let devices = rows.column("device_id")?.str()?;
+    let times = rows.column("event_time")?.datetime()?.physical();
+    let temps = rows.column("temperature")?.f64()?;
+    let pressures = rows.column("pressure")?.f64()?;
+    let vibrations = rows.column("vibration")?.f64()?;
+    let mut out = Minutes::default();
+    let mut current: Option<(&str, i64)> = None;
+    let mut acc = Acc::default();
+    let values = temps.iter().zip(pressures.iter()).zip(vibrations.iter());
+    for ((device, time), ((t, p), v)) in devices.iter().zip(times.iter()).zip(values) {
+        let (Some(device), Some(time)) = (device, time) else {
+            return aggregate(rows, date);
+        };
+        let minute = time.div_euclid(MINUTE_US) * MINUTE_US;
+        match current {
+            Some(key) if key == (device, minute) => {}
+            Some(key) if (device, minute) < key => return aggregate(rows, date),
+            Some(key) => {
+                out.push(key, &acc);
+                acc = Acc::default();
+                current = Some((device, minute));
+            }
+            None => current = Some((device, minute)),
+        }
+        acc.add(t, p, v);
+    }
+    if let Some(key) = current {
+        out.push(key, &acc);
+    }
+    out.frame(date)
+}
+
+/// One device-minute's running figures.
+#[derive(Default)]
+struct Acc {
+    rows: i64,
+    temp: Stat,
+    pressure: Stat,
+    vibration: Stat,
+}
+
+impl Acc {
+    fn add(&mut self, t: Option<f64>, p: Option<f64>, v: Option<f64>) {
+        self.rows += 1;
+        self.temp.add(t);
+        self.pressure.add(p);
+        self.vibration.add(v);
+    }
+}
+
+/// Count, sum, min and max of a column's non-null values.
+#[derive(Default)]
+struct Stat {
+    n: u64,
+    sum: f64,
+    min: Option<f64>,
+    max: Option<f64>,
+}
+
+impl Stat {
+    fn add(&mut self, x: Option<f64>) {
+        let Some(x) = x else { return };
+        self.n += 1;
+        self.sum += x;
+        self.min = Some(self.min.map_or(x, |m| m.min(x)));
+        self.max = Some(self.max.map_or(x, |m| m.max(x)));
+    }
+
+    fn mean(&self) -> Option<f64> {
+        (self.n > 0).then(|| self.sum / self.n as f64)
+    }
+}
+
+/// The table's columns, a device-minute at a time.
+#[derive(Default)]
+struct Minutes {
+    device: Vec<String>,
+    start: Vec<i64>,
+    count: Vec<i64>,
+    temp_mean: Vec<Option<f64>>,
+    temp_min: Vec<Option<f64>>,
+    temp_max: Vec<Option<f64>>,
+    pressure_mean: Vec<Option<f64>>,
+    vibration_mean: Vec<Option<f64>>,
+    vibration_max: Vec<Option<f64>>,
+}
+
+impl Minutes {
+    fn push(&mut self, (device, minute): (&str, i64), a: &Acc) {
+        self.device.push(device.to_string());
+        self.start.push(minute);
+        self.count.push(a.rows);
+        self.temp_mean.push(a.temp.mean());
+        self.temp_min.push(a.temp.min);
+        self.temp_max.push(a.temp.max);
+        self.pressure_mean.push(a.pressure.mean());
+        self.vibration_mean.push(a.vibration.mean());
+        self.vibration_max.push(a.vibration.max);
+    }
+
+    fn frame(self, date: NaiveDate) -> PolarsResult<DataFrame> {
+        let n = self.device.len();
+        let f = |name: &str, v: Vec<Option<f64>>| Column::new(name.into(), v);
+        DataFrame::new_infer_height(vec![
+            Column::new("device_id".into(), self.device),
+            Int64Chunked::from_vec("minute_start".into(), self.start)
+                .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+                .into_column(),
+            Column::new("reading_count".into(), self.count),
+            f("temp_mean", self.temp_mean),
+            f("temp_min", self.temp_min),
+            f("temp_max", self.temp_max),
+            f("pressure_mean", self.pressure_mean),
+            f("vibration_mean", self.vibration_mean),
+            f("vibration_max", self.vibration_max),
+            Int32Chunked::from_vec(
+                "event_date".into(),
+                vec![crate::calendar::epoch_days(date); n],
+            )
+            .into_date()
+            .into_column(),
+        ])
+    }
+}
+
 /// The empty frame of the table, for a date without rows.
 pub fn empty(date: NaiveDate) -> PolarsResult<DataFrame> {
     let rows = DataFrame::new_infer_height(vec![
@@ -133,5 +263,13 @@ mod tests {
                 .width(),
             m.width()
         );
+        // The one-pass version gives the same frame (the rows are in dedup's order).
+        let fast = aggregate_ordered(&rows, NaiveDate::from_ymd_opt(2024, 3, 11).unwrap()).unwrap();
+        assert!(fast.equals_missing(&m), "{fast}\n{m}");
+        // Rows out of that order still give the right minutes.
+        let reversed = rows.reverse();
+        let back =
+            aggregate_ordered(&reversed, NaiveDate::from_ymd_opt(2024, 3, 11).unwrap()).unwrap();
+        assert!(back.equals_missing(&m), "{back}\n{m}");
     }
 }

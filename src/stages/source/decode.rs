@@ -446,24 +446,56 @@ fn json_lines(
             Err(e) => return Err(e.message("line", lineno, max)),
         }
         let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.iter().all(|b| b.is_ascii_whitespace()) {
-            continue;
+        json_line(lineno, line, f)?;
+    }
+}
+
+/// JSON lines straight from a blob held whole and not compressed: the records
+/// [`for_each_record`] gives, with the same limits, but each line borrowed from
+/// the blob instead of copied through a reader (the common case, and the hot path).
+pub fn json_lines_in(
+    data: &[u8],
+    limits: &Limits,
+    mut f: impl FnMut(Record<'_>) -> Flow,
+) -> Result<(), String> {
+    let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+    let max = limits.max_record_bytes;
+    let mut start = 0;
+    let mut lineno = 0u64;
+    let ends = memchr::memchr_iter(b'\n', data).chain(std::iter::once(data.len()));
+    for end in ends {
+        lineno += 1;
+        if end - start > max {
+            return Err(too_long("line", lineno, max));
         }
-        match std::str::from_utf8(line) {
-            Ok(text) => f(Record {
+        json_line(lineno, &data[start..end], &mut f)?;
+        start = end + 1;
+        if start > data.len() {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// One line of JSON lines (its `\n` gone): blank lines are no records.
+fn json_line(lineno: u64, line: &[u8], f: &mut impl FnMut(Record<'_>) -> Flow) -> Flow {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.iter().all(|b| b.is_ascii_whitespace()) {
+        return Ok(());
+    }
+    match std::str::from_utf8(line) {
+        Ok(text) => f(Record {
+            line: lineno,
+            raw: text,
+            fields: parse_object(text),
+        }),
+        Err(e) => {
+            let lossy = String::from_utf8_lossy(line);
+            f(Record {
                 line: lineno,
-                raw: text,
-                fields: parse_object(text),
-            })?,
-            Err(e) => {
-                let lossy = String::from_utf8_lossy(line);
-                f(Record {
-                    line: lineno,
-                    raw: &lossy,
-                    fields: Err(format!("invalid UTF-8: {e}")),
-                })?
-            }
+                raw: &lossy,
+                fields: Err(format!("invalid UTF-8: {e}")),
+            })
         }
     }
 }
@@ -1234,5 +1266,39 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!((err.as_str(), n), ("enough", 2));
+    }
+
+    #[test]
+    fn json_lines_from_a_held_blob_are_the_streamed_ones() {
+        let data = b"\xEF\xBB\xBF{\"deviceId\":\"a\"}\r\n\n  \n{bad\n\xff\n{\"deviceId\":\"b\"}";
+        let mut held = Vec::new();
+        json_lines_in(data, &Limits::default(), |r| {
+            held.push((r.line, r.raw.to_string(), r.fields.is_ok()));
+            Ok(())
+        })
+        .unwrap();
+        let mut streamed = Vec::new();
+        let limits = Limits::default();
+        let mut inflated = Inflated::new(data, &limits);
+        let head = inflated.head().unwrap();
+        for_each_record(
+            inflated.after(head),
+            Format::JsonLines,
+            &CsvDialect::default(),
+            &limits,
+            |r| {
+                streamed.push((r.line, r.raw.to_string(), r.fields.is_ok()));
+                Ok(())
+            },
+        )
+        .unwrap();
+        assert_eq!(held, streamed);
+        assert_eq!(held.len(), 4);
+        let small = Limits {
+            max_blob_bytes: 1 << 20,
+            max_record_bytes: 8,
+        };
+        let err = json_lines_in(b"{}\n0123456789\n", &small, |_| Ok(())).unwrap_err();
+        assert!(err.contains("line 2"), "{err}");
     }
 }
