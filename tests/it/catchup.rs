@@ -68,19 +68,6 @@ fn entry<'a>(report: &'a Value, date: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{date} not in {report}"))
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for e in std::fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let target = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &target);
-        } else {
-            std::fs::copy(e.path(), &target).unwrap();
-        }
-    }
-}
-
 fn all_rows(lake: &Path) -> Vec<Vec<String>> {
     TABLES.iter().map(|t| rows_without_run(lake, t)).collect()
 }

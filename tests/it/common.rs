@@ -323,3 +323,17 @@ pub fn maintain_with_no_retention(lake: &Path) {
     ]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
 }
+
+/// Copies a folder tree (a raw container to change without touching the fixtures).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}

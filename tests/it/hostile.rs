@@ -17,19 +17,6 @@ fn hostile_dir() -> PathBuf {
     repo().join("fixtures/hostile")
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 /// A job over `source` into `<dir>/lake` with the small limits the hostile corpus is built for.
 fn job(dir: &Path, source: &Path, extra: &str) -> PathBuf {
     let text = format!(

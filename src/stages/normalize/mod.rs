@@ -497,7 +497,7 @@ pub fn process_blob(idx: u32, blob: &Blob, bytes: &[u8], rules: &Rules) -> BlobO
     };
     let start = head[..head.len().min(RAW_LIMIT)].to_vec();
     let mut tally = Tally::new(idx, blob, rules);
-    let plain = !bytes.starts_with(&[0x1f, 0x8b]);
+    let plain = !decode::is_gzip(bytes);
     let result = if plain && format == decode::Format::JsonLines {
         // The hot path: lines borrowed from the fetched blob, no reader between.
         decode::json_lines_in(bytes, &rules.limits, |rec| tally.record(rec))

@@ -209,9 +209,14 @@ pub struct Inflated<'a> {
     cut: Option<String>,
 }
 
+/// Whether a blob is gzip (by its magic bytes, whatever its name says).
+pub fn is_gzip(bytes: &[u8]) -> bool {
+    bytes.starts_with(&[0x1f, 0x8b])
+}
+
 impl<'a> Inflated<'a> {
     pub fn new(bytes: &'a [u8], limits: &Limits) -> Inflated<'a> {
-        let inner: Box<dyn Read + Send + 'a> = if bytes.starts_with(&[0x1f, 0x8b]) {
+        let inner: Box<dyn Read + Send + 'a> = if is_gzip(bytes) {
             Box::new(flate2::read::MultiGzDecoder::new(bytes))
         } else {
             Box::new(bytes)
