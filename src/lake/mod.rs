@@ -169,6 +169,13 @@ pub fn features_table() -> TableSpec {
             Field::new("failure_within_7d", DataType::Boolean, true),
             Field::new("failure_within_14d", DataType::Boolean, true),
             Field::new("lookback_complete", DataType::Boolean, true),
+            f64("coverage"),
+            f64("max_gap_s"),
+            Field::new("baseline_hours", DataType::Int64, true),
+            f64("temp_baseline_mean"),
+            f64("temp_baseline_std"),
+            f64("temp_zscore"),
+            f64("vibration_zscore"),
             Field::new("feature_date", DataType::Date32, true),
         ])),
     }
@@ -191,6 +198,35 @@ pub fn minute_table() -> TableSpec {
             f64("vibration_mean"),
             f64("vibration_max"),
             Field::new("event_date", DataType::Date32, true),
+        ])),
+    }
+}
+
+/// `device_health` (gold, one row per device known on the date), CONTRACT.md §2.
+pub fn health_table() -> TableSpec {
+    let f64 = |name: &str| Field::new(name, DataType::Float64, true);
+    let i64 = |name: &str| Field::new(name, DataType::Int64, true);
+    TableSpec {
+        name: "device_health",
+        partition: "health_date",
+        schema: Arc::new(Schema::new(vec![
+            Field::new("device_id", DataType::Utf8, false),
+            Field::new("device_type", DataType::Utf8, true),
+            i64("readings"),
+            i64("expected_readings"),
+            f64("coverage"),
+            f64("max_gap_s"),
+            i64("gaps_over_5m"),
+            Field::new("first_seen", utc_ts(), true),
+            Field::new("last_seen", utc_ts(), true),
+            i64("duplicates"),
+            i64("rejected"),
+            i64("late_readings"),
+            f64("transit_p50_s"),
+            f64("transit_p95_s"),
+            Field::new("stuck_temperature_hours", DataType::Int32, true),
+            Field::new("status", DataType::Utf8, true),
+            Field::new("health_date", DataType::Date32, true),
         ])),
     }
 }
@@ -219,11 +255,12 @@ pub async fn open_table(lake: &Lake, spec: &TableSpec) -> Result<Option<DeltaTab
 }
 
 /// Every table a run writes, in commit order.
-pub fn all_tables() -> [TableSpec; 4] {
+pub fn all_tables() -> [TableSpec; 5] {
     [
         telemetry_table(),
         features_table(),
         minute_table(),
+        health_table(),
         rejects_table(),
     ]
 }
@@ -316,7 +353,14 @@ pub struct CommitMeta {
     /// (`rejects`): what the volume guard of later dates compares with.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub volume: Option<Volume>,
+    /// Per device, `[duplicates, rejected, late rows]` of the run (on the
+    /// `rejects` commit with the volume): what a later features refresh puts in `device_health`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub devices: Option<DeviceCounts>,
 }
+
+/// Per device, `[duplicates, rejected, late rows]` of one run.
+pub type DeviceCounts = std::collections::BTreeMap<String, [u64; 3]>;
 
 /// A date's silver volume, as its run recorded it (for the volume guard of later dates).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

@@ -1,4 +1,5 @@
-//! Reads silver back from the `telemetry` table: the features' look-back into the previous date, and the `features` command.
+//! Reads tables back: silver for the features' look-back into the previous date, the
+//! `features` command and `device_health`'s history; earlier features for the baselines.
 //!
 //! Reads go through deltalake's DataFusion provider (partition pruning on
 //! `event_date`, a pushed-down `event_time` filter) and cross into Polars
@@ -6,7 +7,7 @@
 
 use chrono::NaiveDate;
 use deltalake::arrow::array::RecordBatch;
-use deltalake::datafusion::prelude::{col, lit, SessionContext};
+use deltalake::datafusion::prelude::{col, lit, Expr, SessionContext};
 use deltalake::datafusion::scalar::ScalarValue;
 use deltalake::{DeltaTable, FilterOp, FilterValue};
 use polars::prelude::{Column, DataFrame, IntoColumn, Series};
@@ -63,38 +64,78 @@ pub async fn read_day(
     from_us: Option<i64>,
     columns: &[&str],
 ) -> Result<DataFrame, SinkError> {
-    let url = table.table_url().clone();
-    let err = failed::<deltalake::datafusion::error::DataFusionError>(&url);
-    let ctx = SessionContext::new();
-    table
-        .update_datafusion_session(&ctx.state())
-        .map_err(failed(&url))?;
-    let provider = table.table_provider().await.map_err(failed(&url))?;
+    read_hours(table, date, from_us, None, columns).await
+}
+
+fn utc_us(us: i64) -> Expr {
+    lit(ScalarValue::TimestampMicrosecond(
+        Some(us),
+        Some("UTC".into()),
+    ))
+}
+
+/// The rows of `event_date = date` with `event_time` in `[from_us, to_us)` (each bound when given).
+pub async fn read_hours(
+    table: &DeltaTable,
+    date: NaiveDate,
+    from_us: Option<i64>,
+    to_us: Option<i64>,
+    columns: &[&str],
+) -> Result<DataFrame, SinkError> {
     let days = crate::calendar::epoch_days(date);
     let mut filter = col("event_date").eq(lit(ScalarValue::Date32(Some(days))));
     if let Some(from) = from_us {
-        filter = filter.and(
-            col("event_time").gt_eq(lit(ScalarValue::TimestampMicrosecond(
-                Some(from),
-                Some("UTC".into()),
-            ))),
-        );
+        filter = filter.and(col("event_time").gt_eq(utc_us(from)));
     }
-    let batches = ctx
-        .read_table(provider)
-        .map_err(err)?
-        .filter(filter)
-        .map_err(err)?
-        .select_columns(columns)
-        .map_err(err)?
-        .collect()
-        .await
-        .map_err(err)?;
-    to_polars(&batches, columns).map_err(|m| read_err("telemetry", &url, m))
+    if let Some(to) = to_us {
+        filter = filter.and(col("event_time").lt(utc_us(to)));
+    }
+    read_where(table, &lake::telemetry_table(), filter, columns).await
+}
+
+/// The rows of any table of the lake that pass `filter`, `columns` only (of `spec`'s schema).
+pub async fn read_where(
+    table: &DeltaTable,
+    spec: &lake::TableSpec,
+    filter: Expr,
+    columns: &[&str],
+) -> Result<DataFrame, SinkError> {
+    let url = table.table_url().clone();
+    let failed = |e: &(dyn std::error::Error + 'static)| {
+        read_err(spec.name, &url, crate::storage::fault::chain(e))
+    };
+    let ctx = SessionContext::new();
+    table
+        .update_datafusion_session(&ctx.state())
+        .map_err(|e| failed(&e))?;
+    let provider = table.table_provider().await.map_err(|e| failed(&e))?;
+    let batches = async {
+        ctx.read_table(provider)?
+            .filter(filter)?
+            .select_columns(columns)?
+            .collect()
+            .await
+    }
+    .await
+    .map_err(|e| failed(&e))?;
+    to_polars(&batches, spec, columns).map_err(|m| read_err(spec.name, &url, m))
+}
+
+/// An empty frame of `columns` of `spec`'s schema (a table not created yet).
+pub fn empty(spec: &lake::TableSpec, columns: &[&str]) -> Result<DataFrame, SinkError> {
+    to_polars(&[], spec, columns).map_err(|message| SinkError::Column {
+        table: spec.name,
+        column: columns.join(", "),
+        message,
+    })
 }
 
 /// Arrow-rs record batches → one Polars frame with `columns` (empty batches give an empty frame of those columns).
-fn to_polars(batches: &[RecordBatch], columns: &[&str]) -> Result<DataFrame, String> {
+fn to_polars(
+    batches: &[RecordBatch],
+    spec: &lake::TableSpec,
+    columns: &[&str],
+) -> Result<DataFrame, String> {
     let mut out: Vec<Option<Series>> = vec![None; columns.len()];
     for batch in batches {
         for (i, name) in columns.iter().enumerate() {
@@ -112,7 +153,6 @@ fn to_polars(batches: &[RecordBatch], columns: &[&str]) -> Result<DataFrame, Str
     }
     if out.iter().any(Option::is_none) {
         // No batch at all: build the empty frame from the table's declared schema.
-        let spec = lake::telemetry_table();
         let mut cols = Vec::with_capacity(columns.len());
         for name in columns {
             let field = spec

@@ -99,6 +99,9 @@ pub struct RunReport {
     /// The volume guard's figures, when the job has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub volume: Option<crate::run::volume::VolumeCheck>,
+    /// Devices per `device_health` status (`OK`, `DEGRADED`, `SILENT`); empty without the features.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub devices_by_status: BTreeMap<String, u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -195,6 +198,7 @@ impl RunReport {
             labels_as_of: None,
             lookback_complete: None,
             volume: None,
+            devices_by_status: BTreeMap::new(),
             error: None,
         }
     }

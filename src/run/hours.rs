@@ -24,8 +24,9 @@ use polars::prelude::*;
 use crate::calendar::{DAY_HOURS, HOUR_US};
 use crate::error::Error;
 use crate::lake::{self, PartitionStream};
-use crate::stages::dedup::{dedup_rows, frame_of};
+use crate::stages::dedup::{dedup_rows, dedup_rows_by_device, frame_of};
 use crate::stages::features::Hourly;
+use crate::stages::health::{Attribution, DayHealth};
 use crate::stages::normalize::RowColumns;
 
 /// Rows per Arrow batch handed to the silver writer: bounds the copy into Arrow.
@@ -99,6 +100,8 @@ pub struct SilverOut {
     pub paths: Series,
     pub run_id: String,
     pub ingested_at_us: i64,
+    /// By blob index: read from the look-ahead partitions (its rows of the date are late).
+    pub look_ahead: Vec<bool>,
 }
 
 /// Time spent per stage inside a pass (the rest is reading).
@@ -123,6 +126,10 @@ pub struct Day<'r> {
     pub rows_written: u64,
     /// The devices of the rows written (for the volume guard).
     pub devices: std::collections::HashSet<String>,
+    /// Per device: copies removed and late rows (rejects are added by the run).
+    pub attribution: Attribution,
+    /// `device_health`'s day side (with the features).
+    pub health: Option<DayHealth>,
     pub features: Option<Hourly>,
     /// `telemetry_minute` of the hours written so far (with the features), and its date.
     pub minutes: Option<(chrono::NaiveDate, Vec<DataFrame>)>,
@@ -149,6 +156,8 @@ impl<'r> Day<'r> {
             duplicates: 0,
             rows_written: 0,
             devices: Default::default(),
+            attribution: Attribution::new(),
+            health: None,
             features,
             minutes: None,
             silver,
@@ -199,11 +208,15 @@ impl<'r> Day<'r> {
         let resolved = self.resolved;
         let (frame, dropped, ids, unknown) = crate::stages::guarded("dedup", || {
             let (frame, losers) = drop_losers(frame_of(rows)?, &resolved.losers)?;
-            let (frame, copies) = dedup_rows(frame)?;
+            let (frame, copies, by_device) = dedup_rows_by_device(frame, true)?;
             let (ids, unknown) = ids_of(&frame, resolved)?;
-            Ok((frame, losers + copies, ids, unknown))
+            Ok((frame, (losers, copies, by_device), ids, unknown))
         })?;
-        self.duplicates += dropped;
+        let (losers, copies, by_device) = dropped;
+        self.duplicates += losers.values().sum::<u64>() + copies;
+        for (device, n) in losers.into_iter().chain(by_device) {
+            self.attribution.entry(device).or_default().duplicates += n;
+        }
         let hits = self.seen.add_hour(ids);
         self.contested.extend(hits);
         self.contested.extend(unknown);
@@ -221,11 +234,15 @@ impl<'r> Day<'r> {
             self.devices
                 .extend(ids.iter().flatten().map(str::to_string));
         }
+        self.count_late(&frame).map_err(Error::polars("dedup"))?;
 
         let t = Instant::now();
         if let Some(features) = &mut self.features {
             let ws = self.day_start_us + hour as i64 * HOUR_US;
             crate::stages::guarded("features", || features.add_hour(ws, &frame))?;
+        }
+        if let Some(health) = &mut self.health {
+            crate::stages::guarded("health", || health.add(&frame))?;
         }
         if let Some((date, minutes)) = &mut self.minutes {
             let date = *date;
@@ -256,24 +273,57 @@ impl<'r> Day<'r> {
     }
 }
 
-/// Drops the copies exact dedup across hours already ruled out; returns how many went.
-fn drop_losers(frame: DataFrame, losers: &HashSet<Copy>) -> PolarsResult<(DataFrame, u64)> {
+impl Day<'_> {
+    /// Counts, per device, the hour's rows read from look-ahead partitions.
+    fn count_late(&mut self, frame: &DataFrame) -> PolarsResult<()> {
+        let look_ahead = &self.silver.look_ahead;
+        if !look_ahead.iter().any(|l| *l) {
+            return Ok(());
+        }
+        let blobs = frame.column("blob")?.u32()?;
+        let ids = frame.column("device_id")?.str()?;
+        for (blob, id) in blobs.iter().zip(ids.iter()) {
+            if let (Some(blob), Some(id)) = (blob, id) {
+                if look_ahead.get(blob as usize).copied().unwrap_or(false) {
+                    match self.attribution.get_mut(id) {
+                        Some(a) => a.late += 1,
+                        None => self.attribution.entry(id.to_string()).or_default().late += 1,
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Copies dropped, per device.
+type Dropped = std::collections::HashMap<String, u64>;
+
+/// Drops the copies exact dedup across hours already ruled out; returns how many went, per device.
+fn drop_losers(frame: DataFrame, losers: &HashSet<Copy>) -> PolarsResult<(DataFrame, Dropped)> {
+    let mut dropped = Dropped::new();
     if losers.is_empty() {
-        return Ok((frame, 0));
+        return Ok((frame, dropped));
     }
     let blob = frame.column("blob")?.u32()?;
     let line = frame.column("line")?.u64()?;
     let ids = frame.column("message_id")?.str()?;
+    let devices = frame.column("device_id")?.str()?;
     let keep: BooleanChunked = blob
         .iter()
         .zip(line.iter())
         .zip(ids.iter())
-        .map(|((b, l), id)| match (b, l, id) {
-            (Some(b), Some(l), Some(id)) => !losers.contains(&(b, l, id.to_string())),
+        .zip(devices.iter())
+        .map(|(((b, l), id), device)| match (b, l, id) {
+            (Some(b), Some(l), Some(id)) if losers.contains(&(b, l, id.to_string())) => {
+                *dropped
+                    .entry(device.unwrap_or_default().to_string())
+                    .or_default() += 1;
+                false
+            }
             _ => true,
         })
         .collect();
-    let dropped = keep.iter().filter(|k| *k == Some(false)).count() as u64;
     Ok((frame.filter(&keep)?, dropped))
 }
 
@@ -420,7 +470,7 @@ mod tests {
 
         let hour3 = frame_of(rows(&[("x", 3 * H, 9, 0, 1), ("y", 3 * H, 9, 0, 2)])).unwrap();
         let (kept, dropped) = drop_losers(hour3, &resolved.losers).unwrap();
-        assert_eq!((kept.height(), dropped), (1, 1));
+        assert_eq!((kept.height(), dropped.get("p1")), (1, Some(&1)));
 
         // The winner is not hashed again; a copy of `x` at a place nobody decided
         // (its blob grew since) is contested again rather than written twice.

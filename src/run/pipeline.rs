@@ -22,8 +22,9 @@ use crate::lake::{self, CommitMeta, Lake};
 use crate::report::{FeaturesDate, FeaturesReport, RunReport, Status, TableReport};
 use crate::run::hours;
 use crate::run::volume::{self, Volume};
-use crate::stages::features::{self, Reference};
+use crate::stages::features::{self, baseline, Reference};
 use crate::stages::guarded;
+use crate::stages::health::{Attribution, DayHealth, History};
 use crate::stages::normalize::{self, BlobOutcome, Reject, Rules};
 use crate::stages::source::tier::{self, BlobTier, Tiers};
 use crate::stages::source::{self, layout::Layout, Listing};
@@ -78,10 +79,11 @@ pub async fn list(job: &Job, p: &Prepared, date: NaiveDate) -> Result<Listing, E
 }
 
 /// The tables a run replaces, in the order their locks are taken and their commits made.
-const RUN_TABLES: [&str; 4] = [
+const RUN_TABLES: [&str; 5] = [
     "telemetry",
     "features_hourly",
     "telemetry_minute",
+    "device_health",
     "rejects",
 ];
 
@@ -222,6 +224,7 @@ async fn run_locked(
             date: req.date.to_string(),
             labels_as_of: None,
             volume: None,
+            devices: None,
         },
         ingested_at_us: Utc::now().timestamp_micros(),
         listing,
@@ -346,9 +349,9 @@ impl DateRun<'_> {
         loop {
             attempt += 1;
             report.lookback_complete = None;
-            let (features, lookback_complete) = self.lookback_step().await?;
+            let (features, lookback_complete, history) = self.lookback_step().await?;
             let t = Instant::now();
-            let pass = read_pass(&self.pass_inputs(features))
+            let pass = read_pass(&self.pass_inputs(features, history))
                 .instrument(info_span!("read"))
                 .await?;
             report.blobs.read = self.listing.blobs.len();
@@ -367,13 +370,26 @@ impl DateRun<'_> {
             };
             gate_failed |= self.volume_step(volume, report).await?;
             let t = Instant::now();
-            if !gate_failed && pass.features.is_some() {
-                report.lookback_complete = Some(lookback_complete);
-            }
+            let gold = match (gate_failed, pass.features, pass.health) {
+                (false, Some(features), Some(health)) => {
+                    report.lookback_complete = Some(lookback_complete);
+                    let earlier =
+                        crate::run::health::earlier_features(&self.prepared.lake, self.req.date)
+                            .instrument(info_span!("baselines"))
+                            .await?;
+                    Some(Gold {
+                        features,
+                        health,
+                        earlier,
+                    })
+                }
+                _ => None,
+            };
             let staged = self.stage_step(
-                pass.features,
+                gold,
                 pass.minutes,
                 &pass.rejects,
+                &pass.attribution,
                 gate_failed,
                 volume,
                 report,
@@ -417,9 +433,12 @@ impl DateRun<'_> {
 
     /// Step 2: the features' look-back: the previous date's last hours as silver
     /// has them now, reduced at once to per device-hour partials.
-    async fn lookback_step(&self) -> Result<(Option<features::Hourly>, bool), Error> {
+    /// With it, `device_health`'s history: the devices of the 7 dates before.
+    async fn lookback_step(
+        &self,
+    ) -> Result<(Option<features::Hourly>, bool, Option<History>), Error> {
         if !self.req.features {
-            return Ok((None, false));
+            return Ok((None, false, None));
         }
         let date = self.req.date;
         let lookback = lookback(&self.prepared.lake, date)
@@ -427,10 +446,17 @@ impl DateRun<'_> {
             .await?;
         let complete = lookback.is_some();
         let start = guarded("features", || features::Hourly::new(date, lookback))?;
-        Ok((Some(start), complete))
+        let history = crate::run::health::history(&self.prepared.lake, date)
+            .instrument(info_span!("health_history"))
+            .await?;
+        Ok((Some(start), complete, Some(history)))
     }
 
-    fn pass_inputs(&self, features: Option<features::Hourly>) -> PassInputs<'_> {
+    fn pass_inputs(
+        &self,
+        features: Option<features::Hourly>,
+        history: Option<History>,
+    ) -> PassInputs<'_> {
         let paths: Vec<&str> = self.listing.blobs.iter().map(|b| b.path.as_str()).collect();
         PassInputs {
             prepared: self.prepared,
@@ -438,6 +464,7 @@ impl DateRun<'_> {
             rules: self.rules.clone(),
             date: self.req.date,
             features,
+            history,
             meta: &self.meta,
             paths: Series::new("source_file".into(), &paths),
             ingested_at_us: self.ingested_at_us,
@@ -446,29 +473,48 @@ impl DateRun<'_> {
 
     /// Step 4: everything that can fail without touching storage happens before
     /// the first commit: the other tables become Arrow batches, folders are checked.
+    #[allow(clippy::too_many_arguments)]
     fn stage_step(
         &self,
-        gold: Option<features::Hourly>,
+        gold: Option<Gold>,
         minutes: Option<DataFrame>,
         rejects: &[Reject],
+        attribution: &Attribution,
         gate_failed: bool,
         volume: Volume,
-        report: &RunReport,
+        report: &mut RunReport,
     ) -> Result<Vec<Staged>, Error> {
-        let mut staged = Vec::with_capacity(3);
-        if let (false, Some(gold)) = (gate_failed, gold) {
-            let gold = guarded("features", || {
-                gold.finish(self.reference, self.req.labels_as_of)
+        let mut staged = Vec::with_capacity(5);
+        let mut health = None;
+        if let Some(Gold {
+            features,
+            health: day,
+            earlier,
+        }) = gold
+        {
+            let frame = guarded("features", || {
+                features.finish(self.reference, self.req.labels_as_of)
             })?;
-            info!(rows = gold.height(), "features");
+            let (frame, health_frame) =
+                finish_gold(frame, day, self.reference, attribution, &earlier)?;
+            info!(
+                rows = frame.height(),
+                devices = health_frame.height(),
+                "features"
+            );
+            report.devices_by_status = count_status(&health_frame);
             let gold_meta = CommitMeta {
                 labels_as_of: report.labels_as_of.clone(),
                 ..self.meta.clone()
             };
-            staged.push(stage(lake::features_table(), gold, gold_meta)?);
+            staged.push(stage(lake::features_table(), frame, gold_meta)?);
+            health = Some(health_frame);
         }
         if let (false, Some(minutes)) = (gate_failed, minutes) {
             staged.push(stage(lake::minute_table(), minutes, self.meta.clone())?);
+        }
+        if let Some(health) = health {
+            staged.push(stage(lake::health_table(), health, self.meta.clone())?);
         }
         let paths: Vec<&str> = self.listing.blobs.iter().map(|b| b.path.as_str()).collect();
         let frame = rejects_frame(rejects, &paths, self.req.date, &self.meta.run_id)
@@ -476,6 +522,12 @@ impl DateRun<'_> {
         // The run's last commit records the date's volume, for later dates' guard.
         let rejects_meta = CommitMeta {
             volume: (!gate_failed).then_some(volume),
+            devices: (!gate_failed).then(|| {
+                attribution
+                    .iter()
+                    .map(|(id, a)| (id.clone(), a.to_array()))
+                    .collect()
+            }),
             ..self.meta.clone()
         };
         staged.push(stage(lake::rejects_table(), frame, rejects_meta)?);
@@ -647,6 +699,41 @@ fn minute_frame(date: NaiveDate, frames: Vec<DataFrame>) -> PolarsResult<DataFra
     Ok(all)
 }
 
+/// What the gold tables of a run are finished from, once its pass is read.
+struct Gold {
+    features: features::Hourly,
+    health: DayHealth,
+    /// `features_hourly` of the dates before (the baselines).
+    earlier: DataFrame,
+}
+
+/// `device_health` of the date, and the features with its per-hour coverage and the baselines.
+fn finish_gold(
+    features: DataFrame,
+    health: DayHealth,
+    reference: &Reference,
+    attribution: &Attribution,
+    earlier: &DataFrame,
+) -> Result<(DataFrame, DataFrame), Error> {
+    let from_log = reference.maintenance.keys().cloned();
+    let (health, quality) = guarded("health", || health.finish(from_log, attribution))?;
+    let features = guarded("features", || {
+        baseline::add_columns(features, &quality, earlier)
+    })?;
+    Ok((features, health))
+}
+
+/// Devices per `status` of a `device_health` frame, for the report.
+fn count_status(health: &DataFrame) -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    if let Ok(status) = health.column("status").and_then(|c| c.str().cloned()) {
+        for s in status.iter().flatten() {
+            *counts.entry(s.to_string()).or_default() += 1;
+        }
+    }
+    counts
+}
+
 /// A table's frame turned into the Arrow batch its commit will write.
 fn stage(
     spec: lake::TableSpec,
@@ -728,7 +815,7 @@ pub async fn refresh_features(
             let locks = take_locks(
                 job,
                 &prepared,
-                &["features_hourly", "telemetry_minute"],
+                &["features_hourly", "telemetry_minute", "device_health"],
                 date,
                 &report.run_id,
             )
@@ -793,9 +880,12 @@ async fn refresh_one(
     if !silver::has_partition(table, date).await? {
         warn!(date = %date, "no silver rows for the date: its features partition is emptied");
     }
-    let rows = silver::read_day(table, date, None, &features::SILVER_COLUMNS).await?;
+    let rows = silver::read_day(table, date, None, &REFRESH_COLUMNS).await?;
     let silver_rows = rows.height() as u64;
     let minutes = guarded("features", || features::minute::aggregate(&rows, date))?;
+    let health = day_health(&prepared.lake, date, &rows).await?;
+    let attribution = crate::run::health::recorded_attribution(&prepared.lake, date).await?;
+    let earlier = crate::run::health::earlier_features(&prepared.lake, date).await?;
     let lookback = lookback_from(table, date).await?;
     let lookback_complete = lookback.is_some();
     let frame = guarded("features", || {
@@ -807,28 +897,29 @@ async fn refresh_one(
             labels_as_of,
         })
     })?;
+    let (frame, health) = finish_gold(frame, health, reference, &attribution, &earlier)?;
     let meta = CommitMeta {
         run_id: run_id.to_string(),
         job: job.name.clone(),
         date: date.to_string(),
         labels_as_of: Some(labels_as_of.to_rfc3339()),
         volume: None,
+        devices: None,
     };
     let (spec, batch, meta) = stage(lake::features_table(), frame, meta)?;
-    let (minute_spec, minute_batch, minute_meta) =
-        stage(lake::minute_table(), minutes, meta.clone())?;
-    lake::prepare_table(&prepared.lake, &minute_spec)?;
+    let others = [
+        stage(lake::minute_table(), minutes, meta.clone())?,
+        stage(lake::health_table(), health, meta.clone())?,
+    ];
+    for (other, _, _) in &others {
+        lake::prepare_table(&prepared.lake, other)?;
+    }
     locks.check(spec.name).await?;
     let table = commit(&prepared.lake, spec, date, batch, &meta).await?;
-    locks.check(minute_spec.name).await?;
-    commit(
-        &prepared.lake,
-        minute_spec,
-        date,
-        minute_batch,
-        &minute_meta,
-    )
-    .await?;
+    for (other, batch, meta) in others {
+        locks.check(other.name).await?;
+        commit(&prepared.lake, other, date, batch, &meta).await?;
+    }
     Ok(FeaturesDate {
         date: date.to_string(),
         status: Status::Succeeded,
@@ -836,6 +927,32 @@ async fn refresh_one(
         lookback_complete: Some(lookback_complete),
         table: Some(table),
         error: None,
+    })
+}
+
+/// Silver columns a features refresh reads: the features' and `device_health`'s.
+const REFRESH_COLUMNS: [&str; 8] = [
+    "device_id",
+    "device_type",
+    "event_time",
+    "temperature",
+    "pressure",
+    "vibration",
+    "message_id",
+    "enqueued_time",
+];
+
+/// `device_health`'s day side from the date's silver as read back (any order).
+async fn day_health(lake: &Lake, date: NaiveDate, rows: &DataFrame) -> Result<DayHealth, Error> {
+    let history = crate::run::health::history(lake, date).await?;
+    guarded("health", || {
+        let mut day = DayHealth::new(date, history);
+        let sorted = rows.sort(
+            ["device_id", "event_time", "message_id"],
+            SortMultipleOptions::default().with_nulls_last(true),
+        )?;
+        day.add(&sorted)?;
+        Ok(day)
     })
 }
 
@@ -847,6 +964,8 @@ struct PassInputs<'a> {
     date: NaiveDate,
     /// The features before the date's first hour (the look-back reduced to partials); `None`: silver only.
     features: Option<features::Hourly>,
+    /// `device_health`'s history (with the features).
+    history: Option<History>,
     meta: &'a CommitMeta,
     paths: Series,
     ingested_at_us: i64,
@@ -871,6 +990,10 @@ struct Pass {
     features: Option<features::Hourly>,
     /// `telemetry_minute` of the date (with the features).
     minutes: Option<DataFrame>,
+    /// `device_health`'s day side (with the features).
+    health: Option<DayHealth>,
+    /// Per device: duplicates, rejects and late rows.
+    attribution: Attribution,
     rejects: Vec<Reject>,
     counts: Counts,
     times: hours::StageTimes,
@@ -933,6 +1056,12 @@ async fn one_pass(
         paths: inputs.paths.clone(),
         run_id: inputs.meta.run_id.clone(),
         ingested_at_us: inputs.ingested_at_us,
+        look_ahead: inputs
+            .listing
+            .blobs
+            .iter()
+            .map(|b| b.window == source::Window::LookAhead)
+            .collect(),
     };
     let with_features = features.is_some();
     let mut day = hours::Day::new(
@@ -945,6 +1074,10 @@ async fn one_pass(
     if with_features {
         day.minutes = Some((inputs.date, Vec::new()));
     }
+    day.health = inputs
+        .history
+        .clone()
+        .map(|history| DayHealth::new(inputs.date, history));
     let mut counts = Counts::default();
     let mut rejects = Vec::new();
     let mut blobs = std::pin::pin!(read_in_order(
@@ -977,10 +1110,18 @@ async fn one_pass(
         Some((date, frames)) => Some(guarded("features", || minute_frame(date, frames))?),
         None => None,
     };
+    let mut attribution = day.attribution;
+    for r in &rejects {
+        if let Some(device) = &r.device {
+            attribution.entry(device.clone()).or_default().rejected += 1;
+        }
+    }
     let pass = Pass {
         silver: day.silver.stream,
         features: day.features,
         minutes,
+        health: day.health,
+        attribution,
         rejects,
         counts,
         times: day.times,

@@ -40,6 +40,18 @@ pub fn frame_of(rows: RowColumns) -> PolarsResult<DataFrame> {
 /// `(device_id, event_time)` keys never span hours; message ids that do are
 /// found by the hour stage (see [`crate::run::hours`]).
 pub fn dedup_rows(rows: DataFrame) -> PolarsResult<(DataFrame, u64)> {
+    let (frame, copies, _) = dedup_rows_by_device(rows, false)?;
+    Ok((frame, copies))
+}
+
+/// Copies removed, per device.
+pub type CopiesByDevice = std::collections::HashMap<String, u64>;
+
+/// [`dedup_rows`], and with `by_device` how many copies each device lost.
+pub fn dedup_rows_by_device(
+    rows: DataFrame,
+    by_device: bool,
+) -> PolarsResult<(DataFrame, u64, CopiesByDevice)> {
     let candidates = rows.height() as u64;
     // Most readings are unique: find the keys that occur more than once (a hash
     // group-by, no sort), rank only those keys' copies — best copy first — and
@@ -96,6 +108,15 @@ pub fn dedup_rows(rows: DataFrame) -> PolarsResult<(DataFrame, u64)> {
             loser[row as usize] = false;
         }
     }
+    let mut copies_of = CopiesByDevice::new();
+    if by_device {
+        let ids = day_rows.column("device_id")?.str()?;
+        for (id, _) in ids.iter().zip(&loser).filter(|(_, l)| **l) {
+            *copies_of
+                .entry(id.unwrap_or_default().to_string())
+                .or_default() += 1;
+        }
+    }
     let keep = BooleanChunked::from_iter_values("keep".into(), loser.iter().map(|l| !l));
     let frame = day_rows
         .drop("_row")?
@@ -107,7 +128,7 @@ pub fn dedup_rows(rows: DataFrame) -> PolarsResult<(DataFrame, u64)> {
         )
         .collect()?;
     let duplicates = candidates - frame.height() as u64;
-    Ok((frame, duplicates))
+    Ok((frame, duplicates, copies_of))
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@
 //! Calendar, maintenance and label columns are a per-row pass over the result
 //! (one row per device-hour, so small) against the reference logs.
 
+pub mod baseline;
 pub mod minute;
 pub mod reference;
 

@@ -98,6 +98,8 @@ pub struct Reject {
     pub reason: Reason,
     pub detail: String,
     pub raw: String,
+    /// The device the record named, when it named one (for `device_health`).
+    pub device: Option<String>,
 }
 
 /// Rejects one blob may give; past them the blob stops (see [`Tally::record`]).
@@ -211,6 +213,14 @@ fn time_field(name: &str, found: Found<'_>) -> Result<Option<i64>, Failure> {
     parsed
         .map(Some)
         .map_err(|e| (Reason::InvalidTimestamp, format!("{name}: {e}")))
+}
+
+/// The device a record names, if it names one as a string (a reject's device).
+fn device_named(fields: &Fields<'_>, schema: &TelemetrySchema) -> Option<String> {
+    string_field(fields.get(&schema.device_id.aliases))
+        .ok()
+        .flatten()
+        .map(|d| d.into_owned())
 }
 
 /// Maps one record's fields onto the silver columns, applying the type and range rules.
@@ -446,6 +456,7 @@ pub fn oversized_blob(idx: u32, blob: &Blob, limits: &decode::Limits) -> BlobOut
             reason: Reason::UnreadableFile,
             detail: oversized(blob.size, limits),
             raw: String::new(),
+            device: None,
         });
     }
     out
@@ -463,6 +474,7 @@ impl BlobOutcome {
                 reason: Reason::UnreadableFile,
                 detail,
                 raw: cut_raw(&String::from_utf8_lossy(&raw[..raw.len().min(RAW_LIMIT)])),
+                device: None,
             });
         }
     }
@@ -587,7 +599,13 @@ impl<'b> Tally<'b> {
             });
         match outcome {
             Ok(row) => self.row(row, rec.line),
-            Err((reason, detail)) => self.reject(reason, detail, rec.line, rec.raw),
+            Err((reason, detail)) => {
+                let device = fields
+                    .as_ref()
+                    .ok()
+                    .and_then(|f| device_named(f, &rules.schema));
+                self.reject(reason, detail, rec.line, rec.raw, device)
+            }
         }
         Ok(())
     }
@@ -621,7 +639,14 @@ impl<'b> Tally<'b> {
     }
 
     /// Counts and keeps a rejected record (only an own blob's: look-ahead rejects are the next date's).
-    fn reject(&mut self, reason: Reason, detail: String, line: u64, raw: &str) {
+    fn reject(
+        &mut self,
+        reason: Reason,
+        detail: String,
+        line: u64,
+        raw: &str,
+        device: Option<String>,
+    ) {
         if self.own {
             self.records += 1;
             self.rejects.push(Reject {
@@ -630,6 +655,7 @@ impl<'b> Tally<'b> {
                 reason,
                 detail,
                 raw: cut_raw(raw),
+                device,
             });
         }
     }

@@ -1,0 +1,230 @@
+//! Per-device baselines for `features_hourly`: is this hour unusual *for this machine*?
+//!
+//! A 72° hour is normal for one machine and alarming for another, so each
+//! device-hour is compared with the device's own hourly means over the 168
+//! hours before it (CONTRACT.md "Baselines in features_hourly"): the earlier
+//! dates come back from `features_hourly`, the earlier hours of the date from
+//! the rows being computed. Also joined here: `coverage` and `max_gap_s` of
+//! the device-hour (from [`crate::stages::health`]), so a model can tell a quiet
+//! hour from a calm one.
+//!
+//! Hand-written rather than a Polars rolling window: a window of at most 168
+//! rows per device-hour, with the mean and sample deviation computed directly
+//! over it (two passes, no running sums that lose precision), on a frame of
+//! one row per device-hour.
+
+use std::collections::HashMap;
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+
+use crate::calendar::HOUR_US;
+
+/// Hours of a device's own history a baseline covers.
+pub const BASELINE_HOURS: i64 = 168;
+/// Dates of `features_hourly` read back for the baselines (168 hours).
+pub const BASELINE_DATES: i64 = 7;
+/// Fewer baseline hours than this give no z-scores.
+pub const MIN_BASELINE_HOURS: usize = 24;
+/// `features_hourly` columns a baseline reads.
+pub const BASELINE_COLUMNS: [&str; 4] =
+    ["device_id", "window_start", "temp_mean", "vibration_mean"];
+
+/// The first date whose features a baseline for `date` reads.
+pub fn first_date(date: NaiveDate) -> NaiveDate {
+    date - chrono::Duration::days(BASELINE_DATES)
+}
+
+/// One earlier device-hour: (window start µs, temp mean, vibration mean).
+type Hour = (i64, Option<f64>, Option<f64>);
+
+/// Adds `coverage`, `max_gap_s` (from `quality`: device_id, window_start,
+/// coverage, max_gap_s) and the baseline columns to `features` (D's rows),
+/// with `earlier` the device-hours of the dates before (at least [`BASELINE_COLUMNS`]).
+pub fn add_columns(
+    features: DataFrame,
+    quality: &DataFrame,
+    earlier: &DataFrame,
+) -> PolarsResult<DataFrame> {
+    let features = features
+        .lazy()
+        .join(
+            quality.clone().lazy(),
+            [col("device_id"), col("window_start")],
+            [col("device_id"), col("window_start")],
+            JoinArgs::new(JoinType::Left),
+        )
+        .collect()?;
+    let baseline = baselines(&features, earlier)?;
+    let mut out = features;
+    for c in baseline {
+        out.with_column(c)?;
+    }
+    Ok(out)
+}
+
+/// Mean and sample standard deviation of the present values.
+fn mean_std(values: impl Iterator<Item = f64> + Clone) -> (Option<f64>, Option<f64>) {
+    let n = values.clone().count();
+    if n == 0 {
+        return (None, None);
+    }
+    let mean = values.clone().sum::<f64>() / n as f64;
+    if n < 2 {
+        return (Some(mean), None);
+    }
+    let m2: f64 = values.map(|x| (x - mean) * (x - mean)).sum();
+    (Some(mean), Some((m2 / (n - 1) as f64).sqrt()))
+}
+
+/// `(x − mean) / std`, when the baseline is long enough and the std is positive.
+fn zscore(x: Option<f64>, hours: usize, mean: Option<f64>, std: Option<f64>) -> Option<f64> {
+    if hours < MIN_BASELINE_HOURS {
+        return None;
+    }
+    let (x, mean, std) = (x?, mean?, std?);
+    (std > 0.0).then(|| (x - mean) / std)
+}
+
+/// The device-hours of each device, earlier dates and D together, sorted by time.
+fn by_device(frames: [&DataFrame; 2]) -> PolarsResult<HashMap<String, Vec<Hour>>> {
+    let mut out: HashMap<String, Vec<Hour>> = HashMap::new();
+    for frame in frames {
+        let ids = frame.column("device_id")?.str()?;
+        let ws = frame.column("window_start")?.datetime()?.physical();
+        let temps = frame.column("temp_mean")?.f64()?;
+        let vibs = frame.column("vibration_mean")?.f64()?;
+        for (((id, w), t), v) in ids.iter().zip(ws.iter()).zip(temps.iter()).zip(vibs.iter()) {
+            if let (Some(id), Some(w)) = (id, w) {
+                out.entry(id.to_string()).or_default().push((w, t, v));
+            }
+        }
+    }
+    for hours in out.values_mut() {
+        hours.sort_by_key(|h| h.0);
+        hours.dedup_by_key(|h| h.0);
+    }
+    Ok(out)
+}
+
+/// The five baseline columns, row for row with `features`.
+fn baselines(features: &DataFrame, earlier: &DataFrame) -> PolarsResult<[Column; 5]> {
+    let hours = by_device([earlier, features])?;
+    let ids = features.column("device_id")?.str()?;
+    let ws = features.column("window_start")?.datetime()?.physical();
+    let temps = features.column("temp_mean")?.f64()?;
+    let vibs = features.column("vibration_mean")?.f64()?;
+    let n = features.height();
+    let (mut count, mut t_mean, mut t_std, mut t_z, mut v_z) = (
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+        Vec::with_capacity(n),
+    );
+    for i in 0..n {
+        let (Some(id), Some(w)) = (ids.get(i), ws.get(i)) else {
+            count.push(None);
+            t_mean.push(None);
+            t_std.push(None);
+            t_z.push(None);
+            v_z.push(None);
+            continue;
+        };
+        let own = hours.get(id).map(Vec::as_slice).unwrap_or_default();
+        let from = own.partition_point(|h| h.0 < w - BASELINE_HOURS * HOUR_US);
+        let to = own.partition_point(|h| h.0 < w);
+        let window = &own[from..to];
+        let (tm, ts) = mean_std(window.iter().filter_map(|h| h.1));
+        let (vm, vs) = mean_std(window.iter().filter_map(|h| h.2));
+        count.push(Some(window.len() as i64));
+        t_mean.push(tm);
+        t_std.push(ts);
+        t_z.push(zscore(temps.get(i), window.len(), tm, ts));
+        v_z.push(zscore(vibs.get(i), window.len(), vm, vs));
+    }
+    Ok([
+        Column::new("baseline_hours".into(), count),
+        Column::new("temp_baseline_mean".into(), t_mean),
+        Column::new("temp_baseline_std".into(), t_std),
+        Column::new("temp_zscore".into(), t_z),
+        Column::new("vibration_zscore".into(), v_z),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Device-hours of one device: hours since an origin, temp mean, vibration mean.
+    fn frame(hours: &[(i64, f64, f64)]) -> DataFrame {
+        let n = hours.len();
+        DataFrame::new_infer_height(vec![
+            Column::new("device_id".into(), vec!["d"; n]),
+            Int64Chunked::from_vec(
+                "window_start".into(),
+                hours.iter().map(|h| h.0 * HOUR_US).collect(),
+            )
+            .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+            .into_column(),
+            Column::new(
+                "temp_mean".into(),
+                hours.iter().map(|h| h.1).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "vibration_mean".into(),
+                hours.iter().map(|h| h.2).collect::<Vec<_>>(),
+            ),
+        ])
+        .unwrap()
+    }
+
+    fn f(frame: &DataFrame, name: &str, row: usize) -> Option<f64> {
+        frame.column(name).unwrap().f64().unwrap().get(row)
+    }
+
+    #[test]
+    fn twenty_four_hours_give_a_zscore_and_twenty_three_do_not() {
+        // Hours 0..24 alternate 10 and 12 (mean 11, sample std sqrt(24/23)).
+        let earlier: Vec<_> = (0..24)
+            .map(|h| (h, if h % 2 == 0 { 10.0 } else { 12.0 }, 1.0))
+            .collect();
+        let today = frame(&[(23 + 1, 14.0, 2.0)]);
+        let out = baselines(&today, &frame(&earlier)).unwrap();
+        let out = DataFrame::new_infer_height(out.to_vec()).unwrap();
+        let std = (24.0f64 / 23.0).sqrt();
+        assert_eq!(
+            out.column("baseline_hours").unwrap().i64().unwrap().get(0),
+            Some(24)
+        );
+        assert_eq!(f(&out, "temp_baseline_mean", 0), Some(11.0));
+        assert!((f(&out, "temp_baseline_std", 0).unwrap() - std).abs() < 1e-12);
+        assert!((f(&out, "temp_zscore", 0).unwrap() - 3.0 / std).abs() < 1e-12);
+        // Vibration constant at 1: std 0, no z-score.
+        assert_eq!(f(&out, "vibration_zscore", 0), None);
+
+        // Drop hour 0: 23 hours, mean and std given, no z-score.
+        let out = baselines(&today, &frame(&earlier[1..])).unwrap();
+        let out = DataFrame::new_infer_height(out.to_vec()).unwrap();
+        assert_eq!(
+            out.column("baseline_hours").unwrap().i64().unwrap().get(0),
+            Some(23)
+        );
+        assert!(f(&out, "temp_baseline_std", 0).is_some());
+        assert_eq!(f(&out, "temp_zscore", 0), None);
+    }
+
+    #[test]
+    fn the_window_is_the_168_hours_before_and_takes_earlier_hours_of_the_date() {
+        // Hour 0 is exactly 168 h before hour 168 (inside); hour -1 is not.
+        let earlier = frame(&[(-1, 100.0, 0.0), (0, 1.0, 0.0)]);
+        let today = frame(&[(167, 3.0, 0.0), (168, 5.0, 0.0)]);
+        let out =
+            DataFrame::new_infer_height(baselines(&today, &earlier).unwrap().to_vec()).unwrap();
+        let hours = out.column("baseline_hours").unwrap().i64().unwrap();
+        // Hour 167: hours -1 and 0; hour 168: hours 0 and 167.
+        assert_eq!((hours.get(0), hours.get(1)), (Some(2), Some(2)));
+        assert_eq!(f(&out, "temp_baseline_mean", 0), Some(50.5));
+        assert_eq!(f(&out, "temp_baseline_mean", 1), Some(2.0));
+    }
+}

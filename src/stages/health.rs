@@ -1,0 +1,672 @@
+//! The `device_health` stage: one row per device known on the date — is it
+//! reporting as often as it used to, is its sensor stuck, does its data arrive late?
+//!
+//! A dying device often goes quiet before it fails; these figures keep that signal.
+//! CONTRACT.md "device_health" defines every column. The day's side is a
+//! hand-written pass over the deduplicated rows an hour at a time, in dedup's
+//! order (device, then time), as the run streams them: gaps, intervals and
+//! stuck hours need consecutive rows of one device across hour boundaries,
+//! which a Polars group-by per hour cannot see, and holding the day for one
+//! would break the run's memory bound. It keeps, per device, a few counters,
+//! the transit times of its rows (8 bytes a row, for exact percentiles) and,
+//! only for devices with no history, its intervals.
+//!
+//! The history side (the 7 dates before) is read back from `telemetry` a few
+//! hours at a time, two columns and the type, and kept as a counted multiset
+//! of intervals per device: the median is exact, and periodic devices give a
+//! handful of distinct intervals, so it costs far less than the rows.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+
+use crate::calendar::{day_start, epoch_days, DAY_US, HOUR_US};
+
+/// Dates before D whose silver makes a device known and gives its usual interval.
+pub const HISTORY_DATES: i64 = 7;
+/// Silver columns the history reads.
+pub const HISTORY_COLUMNS: [&str; 3] = ["device_id", "device_type", "event_time"];
+/// Silver columns the day's side reads (besides those a run has anyway).
+pub const DAY_COLUMNS: [&str; 5] = [
+    "device_id",
+    "device_type",
+    "event_time",
+    "enqueued_time",
+    "temperature",
+];
+/// An interval longer than this is a gap (`gaps_over_5m`).
+const GAP_US: i64 = 300_000_000;
+/// Temperatures an hour needs before "all equal" means a stuck sensor.
+const STUCK_MIN_READINGS: u32 = 10;
+/// `coverage` below this, a gap over this or a stuck hour makes a device `DEGRADED`.
+const DEGRADED_COVERAGE: f64 = 0.9;
+const DEGRADED_GAP_S: f64 = 3600.0;
+
+/// What one date's run knows of a device beyond its silver rows.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Attributed {
+    /// Copies of its readings removed by dedup.
+    pub duplicates: u64,
+    /// Rejects of the run whose record named the device.
+    pub rejected: u64,
+    /// Its rows of the date read from the look-ahead partitions.
+    pub late: u64,
+}
+
+/// Per device, what the run attributed to it (recorded in the `rejects` commit for a later refresh).
+pub type Attribution = BTreeMap<String, Attributed>;
+
+impl Attributed {
+    /// As a commit records it: `[duplicates, rejected, late]`.
+    pub fn to_array(self) -> [u64; 3] {
+        [self.duplicates, self.rejected, self.late]
+    }
+
+    pub fn from_array([duplicates, rejected, late]: [u64; 3]) -> Attributed {
+        Attributed {
+            duplicates,
+            rejected,
+            late,
+        }
+    }
+}
+
+/// A counted multiset of intervals (µs): an exact median at a cost per distinct interval.
+#[derive(Debug, Clone, Default)]
+struct Intervals(HashMap<i64, u64>);
+
+impl Intervals {
+    fn add(&mut self, us: i64) {
+        *self.0.entry(us).or_default() += 1;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The median (the mean of the two middle values for an even count), in µs.
+    fn median_us(&self) -> Option<f64> {
+        let n: u64 = self.0.values().sum();
+        if n == 0 {
+            return None;
+        }
+        let mut sorted: Vec<(i64, u64)> = self.0.iter().map(|(k, v)| (*k, *v)).collect();
+        sorted.sort_unstable();
+        let nth = |k: u64| {
+            let mut seen = 0;
+            for &(value, count) in &sorted {
+                seen += count;
+                if k < seen {
+                    return value;
+                }
+            }
+            sorted.last().map(|s| s.0).unwrap_or_default()
+        };
+        if n % 2 == 1 {
+            Some(nth(n / 2) as f64)
+        } else {
+            Some((nth(n / 2 - 1) as f64 + nth(n / 2) as f64) / 2.0)
+        }
+    }
+}
+
+/// One device over the dates before D.
+#[derive(Debug, Clone, Default)]
+struct Past {
+    last: Option<i64>,
+    intervals: Intervals,
+    device_type: Option<String>,
+}
+
+/// The devices of the 7 dates before D: their intervals and latest type.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    devices: HashMap<String, Past>,
+}
+
+impl History {
+    /// Adds rows of `device_id`, `device_type`, `event_time` (any order); each
+    /// call's rows must be later than every earlier call's.
+    pub fn add(&mut self, rows: &DataFrame) -> PolarsResult<()> {
+        let rows = rows.sort(["device_id", "event_time"], SortMultipleOptions::default())?;
+        let ids = rows.column("device_id")?.str()?;
+        let types = rows.column("device_type")?.str()?;
+        let times = rows.column("event_time")?.datetime()?.physical();
+        for ((id, ty), t) in ids.iter().zip(types.iter()).zip(times.iter()) {
+            let (Some(id), Some(t)) = (id, t) else {
+                continue;
+            };
+            let past = match self.devices.get_mut(id) {
+                Some(p) => p,
+                None => self.devices.entry(id.to_string()).or_default(),
+            };
+            if let Some(last) = past.last {
+                if t > last {
+                    past.intervals.add(t - last);
+                }
+            }
+            past.last = Some(past.last.map_or(t, |l| l.max(t)));
+            if let Some(ty) = ty {
+                past.device_type = Some(ty.to_string());
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the history gives `device` a median interval.
+    fn has_interval(&self, device: &str) -> bool {
+        self.devices
+            .get(device)
+            .is_some_and(|p| !p.intervals.is_empty())
+    }
+}
+
+/// One device-hour's readings and its longest gap, the hour's edges included.
+#[derive(Debug, Clone, Copy)]
+struct HourSeen {
+    hour: usize,
+    readings: u64,
+    max_gap_us: i64,
+}
+
+/// One device over D so far.
+#[derive(Debug, Clone, Default)]
+struct Today {
+    device_type: Option<String>,
+    readings: u64,
+    first: Option<i64>,
+    last: Option<i64>,
+    max_interval_us: i64,
+    gaps_over_5m: u64,
+    /// Kept only when the history gives no interval.
+    intervals: Option<Intervals>,
+    transits_us: Vec<i64>,
+    stuck_hours: u32,
+    hours: Vec<HourSeen>,
+}
+
+/// D's side of `device_health`, fed the deduplicated rows as they come.
+#[derive(Debug)]
+pub struct DayHealth {
+    date: NaiveDate,
+    day_start_us: i64,
+    history: History,
+    devices: HashMap<String, Today>,
+}
+
+/// The columns of one add, borrowed.
+struct Cols<'a> {
+    ids: &'a StringChunked,
+    types: &'a StringChunked,
+    times: &'a Int64Chunked,
+    enqueued: &'a Int64Chunked,
+    temps: &'a Float64Chunked,
+}
+
+impl DayHealth {
+    pub fn new(date: NaiveDate, history: History) -> DayHealth {
+        DayHealth {
+            date,
+            day_start_us: day_start(date).timestamp_micros(),
+            history,
+            devices: HashMap::new(),
+        }
+    }
+
+    /// Adds rows of D sorted by device, then event time (dedup's order); a
+    /// device's rows in a later call must be later than those of earlier calls.
+    pub fn add(&mut self, rows: &DataFrame) -> PolarsResult<()> {
+        let cols = Cols {
+            ids: rows.column("device_id")?.str()?,
+            types: rows.column("device_type")?.str()?,
+            times: rows.column("event_time")?.datetime()?.physical(),
+            enqueued: rows.column("enqueued_time")?.datetime()?.physical(),
+            temps: rows.column("temperature")?.f64()?,
+        };
+        let n = rows.height();
+        let mut start = 0;
+        while start < n {
+            let id = cols.ids.get(start).unwrap_or_default();
+            let hour = self.hour_of(cols.times.get(start).unwrap_or_default());
+            let mut end = start + 1;
+            while end < n
+                && cols.ids.get(end) == Some(id)
+                && self.hour_of(cols.times.get(end).unwrap_or_default()) == hour
+            {
+                end += 1;
+            }
+            self.add_segment(id, hour, &cols, start..end);
+            start = end;
+        }
+        Ok(())
+    }
+
+    fn hour_of(&self, t: i64) -> usize {
+        ((t - self.day_start_us).clamp(0, DAY_US - 1) / HOUR_US) as usize
+    }
+
+    /// One device's rows of one hour.
+    fn add_segment(
+        &mut self,
+        id: &str,
+        hour: usize,
+        cols: &Cols<'_>,
+        rows: std::ops::Range<usize>,
+    ) {
+        let keep_intervals = !self.history.has_interval(id);
+        let today = match self.devices.get_mut(id) {
+            Some(t) => t,
+            None => self.devices.entry(id.to_string()).or_default(),
+        };
+        if keep_intervals && today.intervals.is_none() {
+            today.intervals = Some(Intervals::default());
+        }
+        let hour_start = self.day_start_us + hour as i64 * HOUR_US;
+        let mut seen = HourSeen {
+            hour,
+            readings: 0,
+            max_gap_us: 0,
+        };
+        let mut hour_last: Option<i64> = None;
+        let (mut temps, mut stuck_at, mut stuck) = (0u32, None::<f64>, true);
+        for i in rows {
+            let Some(t) = cols.times.get(i) else { continue };
+            today.readings += 1;
+            seen.readings += 1;
+            if let Some(ty) = cols.types.get(i) {
+                today.device_type = Some(ty.to_string());
+            }
+            if let Some(enq) = cols.enqueued.get(i) {
+                today.transits_us.push(enq - t);
+            }
+            if let Some(temp) = cols.temps.get(i) {
+                temps += 1;
+                match stuck_at {
+                    None => stuck_at = Some(temp),
+                    Some(s) => stuck &= s == temp,
+                }
+            }
+            match today.last {
+                Some(last) if t > last => {
+                    let gap = t - last;
+                    today.max_interval_us = today.max_interval_us.max(gap);
+                    today.gaps_over_5m += u64::from(gap > GAP_US);
+                    if let Some(iv) = &mut today.intervals {
+                        iv.add(gap);
+                    }
+                }
+                Some(_) => {}
+                None => today.first = Some(t),
+            }
+            seen.max_gap_us = seen.max_gap_us.max(t - hour_last.unwrap_or(hour_start));
+            hour_last = Some(t);
+            today.last = Some(today.last.map_or(t, |l| l.max(t)));
+        }
+        if let Some(last) = hour_last {
+            seen.max_gap_us = seen.max_gap_us.max(hour_start + HOUR_US - last);
+        }
+        today.stuck_hours += u32::from(temps >= STUCK_MIN_READINGS && stuck);
+        today.hours.push(seen);
+    }
+
+    /// The `device_health` rows of D (every device known on D, sorted by id) and,
+    /// per device-hour with readings, `coverage` and `max_gap_s` for `features_hourly`.
+    pub fn finish(
+        self,
+        from_log: impl IntoIterator<Item = String>,
+        attribution: &Attribution,
+    ) -> PolarsResult<(DataFrame, DataFrame)> {
+        let mut known: BTreeSet<String> = self.devices.keys().cloned().collect();
+        known.extend(self.history.devices.keys().cloned());
+        known.extend(from_log);
+        let mut health = HealthColumns::default();
+        let mut hours = HourColumns::default();
+        for id in &known {
+            let today = self.devices.get(id);
+            let past = self.history.devices.get(id);
+            let median = past
+                .and_then(|p| p.intervals.median_us())
+                .or_else(|| today.and_then(|t| t.intervals.as_ref()?.median_us()));
+            let fallback_type = past.and_then(|p| p.device_type.clone());
+            let counts = attribution.get(id).copied().unwrap_or_default();
+            health.push(self.day_start_us, id, today, fallback_type, median, counts);
+            if let Some(today) = today {
+                hours.push(self.day_start_us, id, today, median);
+            }
+        }
+        Ok((health.frame(self.date)?, hours.frame()?))
+    }
+}
+
+/// `86400 / m` rounded half up, `m` in µs.
+fn expected_readings(median_us: f64) -> i64 {
+    (DAY_US as f64 / median_us + 0.5).floor() as i64
+}
+
+/// The `q` percentile of `values` with linear interpolation between the closest ranks.
+fn percentile(sorted: &[i64], q: f64) -> Option<f64> {
+    let last = sorted.len().checked_sub(1)?;
+    let pos = q * last as f64;
+    let (lo, hi) = (pos.floor() as usize, pos.ceil() as usize);
+    let (a, b) = (sorted[lo] as f64, sorted[hi.min(last)] as f64);
+    Some(a + (b - a) * (pos - lo as f64))
+}
+
+fn status(readings: u64, coverage: Option<f64>, max_gap_s: f64, stuck: u32) -> &'static str {
+    if readings == 0 {
+        "SILENT"
+    } else if coverage.is_some_and(|c| c < DEGRADED_COVERAGE)
+        || max_gap_s > DEGRADED_GAP_S
+        || stuck > 0
+    {
+        "DEGRADED"
+    } else {
+        "OK"
+    }
+}
+
+#[derive(Default)]
+struct HealthColumns {
+    device_id: Vec<String>,
+    device_type: Vec<Option<String>>,
+    readings: Vec<i64>,
+    expected: Vec<Option<i64>>,
+    coverage: Vec<Option<f64>>,
+    max_gap_s: Vec<f64>,
+    gaps_over_5m: Vec<i64>,
+    first_seen: Vec<Option<i64>>,
+    last_seen: Vec<Option<i64>>,
+    duplicates: Vec<i64>,
+    rejected: Vec<i64>,
+    late: Vec<i64>,
+    p50: Vec<Option<f64>>,
+    p95: Vec<Option<f64>>,
+    stuck: Vec<i32>,
+    status: Vec<&'static str>,
+}
+
+impl HealthColumns {
+    fn push(
+        &mut self,
+        day_start_us: i64,
+        id: &str,
+        today: Option<&Today>,
+        fallback_type: Option<String>,
+        median_us: Option<f64>,
+        counts: Attributed,
+    ) {
+        let readings = today.map_or(0, |t| t.readings);
+        let expected = median_us.map(expected_readings);
+        let coverage = expected
+            .filter(|e| *e > 0)
+            .map(|e| readings as f64 / e as f64);
+        let max_gap_us = match today.and_then(|t| Some((t.first?, t.last?, t.max_interval_us))) {
+            Some((first, last, inner)) => (first - day_start_us)
+                .max(inner)
+                .max(day_start_us + DAY_US - last),
+            None => DAY_US,
+        };
+        let max_gap_s = max_gap_us as f64 / 1e6;
+        let mut transits = today.map(|t| t.transits_us.clone()).unwrap_or_default();
+        transits.sort_unstable();
+        let stuck = today.map_or(0, |t| t.stuck_hours);
+        self.device_id.push(id.to_string());
+        self.device_type
+            .push(today.and_then(|t| t.device_type.clone()).or(fallback_type));
+        self.readings.push(readings as i64);
+        self.expected.push(expected);
+        self.coverage.push(coverage);
+        self.max_gap_s.push(max_gap_s);
+        self.gaps_over_5m
+            .push(today.map_or(0, |t| t.gaps_over_5m) as i64);
+        self.first_seen.push(today.and_then(|t| t.first));
+        self.last_seen.push(today.and_then(|t| t.last));
+        self.duplicates.push(counts.duplicates as i64);
+        self.rejected.push(counts.rejected as i64);
+        self.late.push(counts.late as i64);
+        self.p50.push(percentile(&transits, 0.5).map(|us| us / 1e6));
+        self.p95
+            .push(percentile(&transits, 0.95).map(|us| us / 1e6));
+        self.stuck.push(stuck as i32);
+        self.status
+            .push(status(readings, coverage, max_gap_s, stuck));
+    }
+
+    fn frame(self, date: NaiveDate) -> PolarsResult<DataFrame> {
+        let n = self.device_id.len();
+        let ts = |name: &str, v: Vec<Option<i64>>| {
+            Int64Chunked::from_iter_options(name.into(), v.into_iter())
+                .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+                .into_column()
+        };
+        DataFrame::new_infer_height(vec![
+            Column::new("device_id".into(), self.device_id),
+            Column::new("device_type".into(), self.device_type),
+            Column::new("readings".into(), self.readings),
+            Column::new("expected_readings".into(), self.expected),
+            Column::new("coverage".into(), self.coverage),
+            Column::new("max_gap_s".into(), self.max_gap_s),
+            Column::new("gaps_over_5m".into(), self.gaps_over_5m),
+            ts("first_seen", self.first_seen),
+            ts("last_seen", self.last_seen),
+            Column::new("duplicates".into(), self.duplicates),
+            Column::new("rejected".into(), self.rejected),
+            Column::new("late_readings".into(), self.late),
+            Column::new("transit_p50_s".into(), self.p50),
+            Column::new("transit_p95_s".into(), self.p95),
+            Column::new("stuck_temperature_hours".into(), self.stuck),
+            Column::new("status".into(), self.status),
+            Int32Chunked::from_vec("health_date".into(), vec![epoch_days(date); n])
+                .into_date()
+                .into_column(),
+        ])
+    }
+}
+
+/// Per device-hour: `coverage` and `max_gap_s` for `features_hourly`.
+#[derive(Default)]
+struct HourColumns {
+    device_id: Vec<String>,
+    window_start: Vec<i64>,
+    coverage: Vec<Option<f64>>,
+    max_gap_s: Vec<f64>,
+}
+
+impl HourColumns {
+    fn push(&mut self, day_start_us: i64, id: &str, today: &Today, median_us: Option<f64>) {
+        for h in &today.hours {
+            self.device_id.push(id.to_string());
+            self.window_start
+                .push(day_start_us + h.hour as i64 * HOUR_US);
+            // reading_count / (3600 / m), m in seconds.
+            self.coverage.push(
+                median_us
+                    .filter(|m| *m > 0.0)
+                    .map(|m| h.readings as f64 / (3600.0 / (m / 1e6))),
+            );
+            self.max_gap_s.push(h.max_gap_us as f64 / 1e6);
+        }
+    }
+
+    fn frame(self) -> PolarsResult<DataFrame> {
+        DataFrame::new_infer_height(vec![
+            Column::new("device_id".into(), self.device_id),
+            Int64Chunked::from_vec("window_start".into(), self.window_start)
+                .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+                .into_column(),
+            Column::new("coverage".into(), self.coverage),
+            Column::new("max_gap_s".into(), self.max_gap_s),
+        ])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000;
+
+    fn date() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2024, 3, 11).unwrap()
+    }
+
+    /// Rows of one device: (seconds after D 00:00, temperature, transit seconds).
+    fn rows(device: &str, readings: &[(i64, Option<f64>, Option<i64>)]) -> DataFrame {
+        let d0 = day_start(date()).timestamp_micros();
+        let ts = |name: &str, v: Vec<Option<i64>>| {
+            Int64Chunked::from_iter_options(name.into(), v.into_iter())
+                .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+                .into_column()
+        };
+        let n = readings.len();
+        DataFrame::new_infer_height(vec![
+            Column::new("device_id".into(), vec![device; n]),
+            Column::new("device_type".into(), vec![Some("pump"); n]),
+            ts(
+                "event_time",
+                readings.iter().map(|r| Some(d0 + r.0 * S)).collect(),
+            ),
+            ts(
+                "enqueued_time",
+                readings
+                    .iter()
+                    .map(|r| r.2.map(|x| d0 + (r.0 + x) * S))
+                    .collect(),
+            ),
+            Column::new(
+                "temperature".into(),
+                readings.iter().map(|r| r.1).collect::<Vec<_>>(),
+            ),
+        ])
+        .unwrap()
+    }
+
+    fn value(frame: &DataFrame, name: &str, row: usize) -> AnyValue<'static> {
+        frame.column(name).unwrap().get(row).unwrap().into_static()
+    }
+
+    #[test]
+    fn medians_of_a_counted_multiset() {
+        let mut iv = Intervals::default();
+        assert_eq!(iv.median_us(), None);
+        for x in [10, 30, 10, 20] {
+            iv.add(x);
+        }
+        // 10 10 20 30: (10 + 20) / 2.
+        assert_eq!(iv.median_us(), Some(15.0));
+        iv.add(30);
+        assert_eq!(iv.median_us(), Some(20.0));
+    }
+
+    #[test]
+    fn percentiles_interpolate_between_ranks() {
+        assert_eq!(percentile(&[], 0.5), None);
+        assert_eq!(percentile(&[7], 0.95), Some(7.0));
+        // 1 2 3 4: p50 at rank 1.5 = 2.5; p95 at rank 2.85 = 3.85.
+        assert_eq!(percentile(&[1, 2, 3, 4], 0.5), Some(2.5));
+        assert!((percentile(&[1, 2, 3, 4], 0.95).unwrap() - 3.85).abs() < 1e-12);
+    }
+
+    #[test]
+    fn expected_readings_round_half_up() {
+        // 86400 / 10 s; 86400 / 6.4 s = 13500 exactly; 86400 / 7 = 12342.857 → 12343.
+        assert_eq!(expected_readings(10.0 * S as f64), 8640);
+        assert_eq!(expected_readings(6.4 * S as f64), 13500);
+        assert_eq!(expected_readings(7.0 * S as f64), 12343);
+        // 86400 / 172800 = 0.5 → 1.
+        assert_eq!(expected_readings(172_800.0 * S as f64), 1);
+    }
+
+    #[test]
+    fn a_day_by_hand() {
+        // History: one reading a minute over the date before (median 60 s).
+        let mut history = History::default();
+        let before = rows(
+            "a",
+            &[
+                (-3 * 3600, None, None),
+                (-3 * 3600 + 60, None, None),
+                (-3 * 3600 + 120, None, None),
+            ],
+        );
+        history.add(&before).unwrap();
+        let mut day = DayHealth::new(date(), history);
+        // Hour 0: 00:10, 00:20 (transit 1 s, 3 s); hour 2: 02:00:00 then 11 equal temps.
+        let mut readings = vec![(600, Some(1.0), Some(1)), (1200, Some(2.0), Some(3))];
+        for i in 0..11 {
+            readings.push((7200 + i * 60, Some(5.0), None));
+        }
+        let all = rows("a", &readings);
+        day.add(&all.slice(0, 2)).unwrap();
+        day.add(&all.slice(2, 11)).unwrap();
+        let attributed = Attribution::from([(
+            "a".to_string(),
+            Attributed {
+                duplicates: 2,
+                rejected: 1,
+                late: 3,
+            },
+        )]);
+        let (health, hours) = day.finish(["m".to_string()], &attributed).unwrap();
+        assert_eq!(health.height(), 2);
+        // a: 13 readings, expected 86400 / 60 = 1440, coverage 13 / 1440.
+        assert_eq!(value(&health, "readings", 0), AnyValue::Int64(13));
+        assert_eq!(
+            value(&health, "expected_readings", 0),
+            AnyValue::Int64(1440)
+        );
+        assert_eq!(
+            value(&health, "coverage", 0),
+            AnyValue::Float64(13.0 / 1440.0)
+        );
+        // Gaps: 600 (from midnight), 600, 6000 (00:20 → 02:00), 60 ×10, and 86400 − 7800 = 78600 to the end.
+        assert_eq!(value(&health, "max_gap_s", 0), AnyValue::Float64(78_600.0));
+        assert_eq!(value(&health, "gaps_over_5m", 0), AnyValue::Int64(2));
+        assert_eq!(
+            value(&health, "stuck_temperature_hours", 0),
+            AnyValue::Int32(1)
+        );
+        assert_eq!(value(&health, "transit_p50_s", 0), AnyValue::Float64(2.0));
+        assert_eq!(value(&health, "duplicates", 0), AnyValue::Int64(2));
+        assert_eq!(value(&health, "late_readings", 0), AnyValue::Int64(3));
+        assert_eq!(value(&health, "status", 0), AnyValue::String("DEGRADED"));
+        // m: known only from the log: silent, the whole day a gap, no expectation.
+        assert_eq!(value(&health, "device_id", 1), AnyValue::String("m"));
+        assert_eq!(value(&health, "status", 1), AnyValue::String("SILENT"));
+        assert_eq!(value(&health, "max_gap_s", 1), AnyValue::Float64(86_400.0));
+        assert_eq!(value(&health, "expected_readings", 1), AnyValue::Null);
+        // Hours: hour 0 has 2 readings, gaps 600, 600, 2400 to 01:00; hour 2: 11 readings, 3000 s to 03:00.
+        assert_eq!(hours.height(), 2);
+        assert_eq!(value(&hours, "max_gap_s", 0), AnyValue::Float64(2400.0));
+        assert_eq!(value(&hours, "coverage", 0), AnyValue::Float64(2.0 / 60.0));
+        assert_eq!(value(&hours, "max_gap_s", 1), AnyValue::Float64(3000.0));
+    }
+
+    #[test]
+    fn without_history_the_day_gives_the_median() {
+        let mut day = DayHealth::new(date(), History::default());
+        // 10 s, 10 s, 40 s: median 10 s → 8640 expected.
+        day.add(&rows(
+            "b",
+            &[
+                (0, None, None),
+                (10, None, None),
+                (20, None, None),
+                (60, None, None),
+            ],
+        ))
+        .unwrap();
+        let (health, _) = day.finish([], &Attribution::new()).unwrap();
+        assert_eq!(
+            value(&health, "expected_readings", 0),
+            AnyValue::Int64(8640)
+        );
+        assert_eq!(value(&health, "transit_p50_s", 0), AnyValue::Null);
+        // Nine equal temperatures are not a stuck hour: here none at all.
+        assert_eq!(
+            value(&health, "stuck_temperature_hours", 0),
+            AnyValue::Int32(0)
+        );
+    }
+}
