@@ -1,4 +1,4 @@
-//! `coldpath backfill`: a range of dates in two passes — silver (and rejects) of every date, N at a time, then the features of every date whose silver landed, once every look-back is in place.
+//! `coldpath backfill`: a range of dates in two passes — silver (and rejects) of every date, N at a time, then the features of every date whose silver landed, in date order, once every look-back is in place.
 //!
 //! Each date is an ordinary run (its own run id, its own locks, its own atomic
 //! commits), so a failed date does not stop the others and rerunning the range
@@ -149,7 +149,7 @@ pub async fn backfill(job: Arc<Job>, req: &BackfillRequest, on_date: OnDate) -> 
     silver_pass(&job, req, &on_date, &permits, &mut report).await;
     report.durations.silver_ms = started.elapsed().as_millis() as u64;
     let t = Instant::now();
-    features_pass(&job, req, &on_date, &permits, &mut report).await;
+    features_pass(&job, req, &on_date, &mut report).await;
     report.durations.features_ms = t.elapsed().as_millis() as u64;
     report.durations.total_ms = started.elapsed().as_millis() as u64;
     report.conclude();
@@ -190,44 +190,43 @@ async fn silver_pass(
     }
 }
 
-/// Pass 2: features of every date whose silver landed; each one's look-back
-/// (the previous date's silver) is committed by now, so they run N at a time too.
+/// Pass 2: features of every date whose silver landed, one date at a time in
+/// date order: each one's look-back (the previous date's silver) is committed
+/// by now, and its baselines read the `features_hourly` of the 7 dates before,
+/// which this pass has just written for the earlier dates of the range.
 async fn features_pass(
     job: &Arc<Job>,
     req: &BackfillRequest,
     on_date: &OnDate,
-    permits: &Arc<Semaphore>,
     report: &mut BackfillReport,
 ) {
-    let mut tasks = Vec::new();
-    for (i, entry) in report.dates.iter().enumerate() {
-        if entry.silver != Status::Succeeded {
-            continue;
-        }
-        let Ok(date) = NaiveDate::parse_from_str(&entry.date, "%Y-%m-%d") else {
-            continue;
-        };
+    let mut order: Vec<(NaiveDate, usize)> = report
+        .dates
+        .iter()
+        .enumerate()
+        .filter(|(_, entry)| entry.silver == Status::Succeeded)
+        .filter_map(|(i, entry)| {
+            NaiveDate::parse_from_str(&entry.date, "%Y-%m-%d")
+                .ok()
+                .map(|d| (d, i))
+        })
+        .collect();
+    order.sort();
+    for (date, i) in order {
         let job = job.clone();
         let labels_as_of = req.labels_as_of;
-        let run_id = entry.run_id.clone();
-        let permit = permits.clone().acquire_owned().await;
-        tasks.push((
-            i,
-            on_own_thread(move || async move {
-                let _permit = permit;
-                let mut features = FeaturesReport::new(&run_id, &job.lake, labels_as_of);
-                features.job = job.name.clone();
-                let outcome =
-                    pipeline::refresh_features(&job, &[date], labels_as_of, &mut features)
-                        .instrument(info_span!("features", date = %date))
-                        .await;
-                (features, outcome)
-            }),
-        ));
-    }
-    for (i, task) in tasks {
+        let run_id = report.dates[i].run_id.clone();
+        let outcome = on_own_thread(move || async move {
+            let mut features = FeaturesReport::new(&run_id, &job.lake, labels_as_of);
+            features.job = job.name.clone();
+            let outcome = pipeline::refresh_features(&job, &[date], labels_as_of, &mut features)
+                .instrument(info_span!("features", date = %date))
+                .await;
+            (features, outcome)
+        })
+        .await;
         let entry = &mut report.dates[i];
-        features_entry(entry, task.await);
+        features_entry(entry, outcome);
         on_date(Pass::Features, entry);
     }
 }

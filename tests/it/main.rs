@@ -13,6 +13,7 @@ mod edges;
 mod exit_codes;
 mod features;
 mod fuzz;
+mod health;
 mod hostile;
 mod hours;
 mod layouts;
