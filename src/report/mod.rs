@@ -1,5 +1,6 @@
 //! The run report: one JSON object that accounts for every record read, for schedulers and for people.
 
+pub mod drift;
 pub mod plan;
 
 use std::collections::BTreeMap;
@@ -99,6 +100,9 @@ pub struct RunReport {
     /// The volume guard's figures, when the job has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub volume: Option<crate::run::volume::VolumeCheck>,
+    /// Schema drift's figures, when the job rescues or declares columns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<drift::DriftReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -195,6 +199,7 @@ impl RunReport {
             labels_as_of: None,
             lookback_complete: None,
             volume: None,
+            drift: None,
             error: None,
         }
     }

@@ -99,6 +99,8 @@ pub struct SilverOut {
     pub paths: Series,
     pub run_id: String,
     pub ingested_at_us: i64,
+    /// The silver table as this run writes it (with its drift columns).
+    pub spec: lake::TableSpec,
 }
 
 /// Time spent per stage inside a pass (the rest is reading).
@@ -236,7 +238,7 @@ impl<'r> Day<'r> {
         self.times.features += t.elapsed();
 
         let t = Instant::now();
-        let spec = lake::telemetry_table();
+        let spec = &self.silver.spec;
         let mut offset = 0;
         while offset < frame.height() {
             let slice = frame.slice(offset as i64, BATCH_ROWS);
@@ -248,7 +250,7 @@ impl<'r> Day<'r> {
                 self.silver.ingested_at_us,
             )
             .map_err(Error::polars("silver"))?;
-            let batch = lake::to_record_batch(&spec, &mut rows)?;
+            let batch = lake::to_record_batch(spec, &mut rows)?;
             self.silver.stream.send(batch).await?;
         }
         self.times.write += t.elapsed();

@@ -7,6 +7,7 @@
 
 pub mod backfill;
 pub mod catchup;
+pub mod drift;
 pub mod hours;
 pub mod pipeline;
 pub mod volume;
