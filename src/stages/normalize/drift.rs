@@ -88,6 +88,14 @@ pub enum Extra<'a> {
 }
 
 impl Extra<'_> {
+    #[cfg(test)]
+    fn into_owned_num(self) -> Option<f64> {
+        match self {
+            Extra::Num(v) => v,
+            _ => None,
+        }
+    }
+
     fn null(ty: FieldType) -> Extra<'static> {
         match ty {
             FieldType::String => Extra::Str(None),
@@ -209,9 +217,10 @@ fn rescue_of(
     bad: &[&Column],
 ) -> Option<Rescued> {
     let mut names: Vec<String> = Vec::new();
-    let keys = top_keys(fields).into_iter().filter(|k| rules.keeps(k));
+    let top = top_keys(fields);
+    let keys = top.iter().filter(|k| rules.keeps(k));
     let mismatched = bad.iter().filter_map(|c| key_of(fields, c));
-    for name in keys.map(str::to_string).chain(mismatched) {
+    for name in keys.map(|k| k.to_string()).chain(mismatched) {
         if !names.contains(&name) {
             names.push(name);
         }
@@ -219,6 +228,8 @@ fn rescue_of(
     if names.is_empty() {
         return None;
     }
+    // In the record's order (a nested path, not a top-level key, last).
+    names.sort_by_key(|n| top.iter().position(|k| k == n).unwrap_or(usize::MAX));
     let mut reparsed = None;
     let mut json = String::from("{");
     let mut kept = Vec::with_capacity(names.len());
@@ -400,5 +411,124 @@ impl DriftTally {
         for (k, v) in other.by_field {
             *self.by_field.entry(k).or_default() += v;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::drift::DriftSettings;
+
+    fn schema_with(declared: &str) -> TelemetrySchema {
+        let text = format!("{}\n{declared}", include_str!("../../../schemas/telemetry.toml"));
+        TelemetrySchema::parse(std::path::Path::new("s.toml"), &text).unwrap()
+    }
+
+    fn rules(schema: &TelemetrySchema, mismatch: OnTypeMismatch) -> DriftRules {
+        let settings = DriftSettings {
+            rescue: true,
+            on_type_mismatch: mismatch,
+            ..DriftSettings::default()
+        };
+        DriftRules::new(schema, &settings).unwrap()
+    }
+
+    /// The rescued JSON of one JSON-lines record, read through the hot path's `Flat`.
+    fn rescued_json(line: &str, mismatch: OnTypeMismatch) -> Result<Option<String>, Reason> {
+        let schema = schema_with("");
+        let flat = crate::stages::source::flat::Flat::parse(line).unwrap();
+        let fields = Fields::Flat(flat);
+        to_drifted_row(&fields, line, &schema, &rules(&schema, mismatch))
+            .map(|(_, d)| d.rescued.map(|r| r.json))
+            .map_err(|(r, _)| r)
+    }
+
+    const BASE: &str = r#""deviceId":"p1","timestamp":"2024-03-11T10:00:00Z""#;
+
+    #[test]
+    fn unknown_fields_are_rescued_as_written_and_system_fields_are_not() {
+        let line = format!(
+            r#"{{{BASE},"Humidity":41.5,"fw":"2.1","tags":[1,{{"a":null}}],"EventProcessedUtcTime":"x","PartitionId":3,"IoTHub":{{"StreamId":null}},"gone":null}}"#
+        );
+        assert_eq!(
+            rescued_json(&line, OnTypeMismatch::Reject).unwrap().as_deref(),
+            Some(r#"{"Humidity":41.5,"fw":"2.1","tags":[1,{"a":null}]}"#)
+        );
+        let plain = format!(r#"{{{BASE},"temp":20,"EventEnqueuedUtcTime":"2024-03-11T10:00:01Z"}}"#);
+        assert_eq!(rescued_json(&plain, OnTypeMismatch::Reject).unwrap(), None);
+    }
+
+    #[test]
+    fn a_wrong_type_is_rejected_or_rescued_under_its_field_name() {
+        let line = format!(r#"{{{BASE},"vibration":{{"x":1.5,"y":[2]}},"temp":"hot"}}"#);
+        assert_eq!(rescued_json(&line, OnTypeMismatch::Reject), Err(Reason::TypeMismatch));
+        assert_eq!(
+            rescued_json(&line, OnTypeMismatch::Rescue).unwrap().as_deref(),
+            Some(r#"{"vibration":{"x":1.5,"y":[2]},"temp":"hot"}"#)
+        );
+        // Required columns and range failures are never rescued.
+        let range = format!(r#"{{{BASE},"temperature":151}}"#);
+        assert_eq!(rescued_json(&range, OnTypeMismatch::Rescue), Err(Reason::OutOfRange));
+        let id = r#"{"deviceId":{"id":1},"timestamp":"2024-03-11T10:00:00Z"}"#;
+        assert_eq!(rescued_json(id, OnTypeMismatch::Rescue), Err(Reason::TypeMismatch));
+    }
+
+    #[test]
+    fn declared_columns_are_typed_and_their_aliases_are_not_rescued() {
+        let schema = schema_with(
+            "[[declared]]\nname = \"humidity\"\naliases = [\"humidity\", \"hum\"]\ntype = \"double\"\nmax = 100.0\n",
+        );
+        let r = rules(&schema, OnTypeMismatch::Rescue);
+        let run = |line: &str| {
+            let flat = crate::stages::source::flat::Flat::parse(line).unwrap();
+            let fields = Fields::Flat(flat);
+            to_drifted_row(&fields, line, &schema, &r)
+                .map(|(_, d)| (d.extra[0].clone().into_owned_num(), d.rescued.map(|r| r.json)))
+                .map_err(|(r, _)| r)
+        };
+        assert_eq!(run(&format!(r#"{{{BASE},"hum":"55.5"}}"#)), Ok((Some(55.5), None)));
+        assert_eq!(
+            run(&format!(r#"{{{BASE},"humidity":true}}"#)),
+            Ok((None, Some(r#"{"humidity":true}"#.to_string())))
+        );
+        assert_eq!(run(&format!(r#"{{{BASE},"humidity":101}}"#)), Err(Reason::OutOfRange));
+    }
+
+    #[test]
+    fn csv_extra_columns_and_envelope_body_fields() {
+        let schema = schema_with("");
+        let r = rules(&schema, OnTypeMismatch::Rescue);
+        let headers = ["deviceId", "timestamp", "temperature", "humidity", "note"].map(String::from);
+        let values = ["p1", "2024-03-11T10:00:00Z", "x", "40", ""].map(String::from);
+        let fields = Fields::Csv {
+            headers: &headers,
+            values: values.to_vec(),
+            decimal_comma: false,
+        };
+        let (row, d) = to_drifted_row(&fields, "", &schema, &r).unwrap();
+        assert_eq!(row.temperature, None);
+        assert_eq!(
+            d.rescued.unwrap(),
+            Rescued {
+                // In the record's order: `temperature` is the third column.
+                json: r#"{"temperature":"x","humidity":"40"}"#.into(),
+                fields: vec!["temperature".into(), "humidity".into()],
+            }
+        );
+        let serde_json::Value::Object(envelope) = serde_json::json!({
+            "EnqueuedTimeUtc": "2024-03-11T10:00:01Z", "Properties": {},
+            "SystemProperties": {"connectionDeviceId": "p2", "contentType": "application/json"}
+        }) else {
+            unreachable!()
+        };
+        let serde_json::Value::Object(body) =
+            serde_json::json!({"timestamp": "2024-03-11T10:00:00Z", "rpm": 1200})
+        else {
+            unreachable!()
+        };
+        let fields = Fields::Envelope { envelope, body };
+        let (row, d) = to_drifted_row(&fields, "", &schema, &r).unwrap();
+        assert_eq!(row.device_id, "p2");
+        assert_eq!(d.rescued.unwrap().json, r#"{"rpm":1200}"#);
     }
 }
