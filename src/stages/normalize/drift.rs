@@ -420,7 +420,10 @@ mod tests {
     use crate::config::drift::DriftSettings;
 
     fn schema_with(declared: &str) -> TelemetrySchema {
-        let text = format!("{}\n{declared}", include_str!("../../../schemas/telemetry.toml"));
+        let text = format!(
+            "{}\n{declared}",
+            include_str!("../../../schemas/telemetry.toml")
+        );
         TelemetrySchema::parse(std::path::Path::new("s.toml"), &text).unwrap()
     }
 
@@ -451,26 +454,40 @@ mod tests {
             r#"{{{BASE},"Humidity":41.5,"fw":"2.1","tags":[1,{{"a":null}}],"EventProcessedUtcTime":"x","PartitionId":3,"IoTHub":{{"StreamId":null}},"gone":null}}"#
         );
         assert_eq!(
-            rescued_json(&line, OnTypeMismatch::Reject).unwrap().as_deref(),
+            rescued_json(&line, OnTypeMismatch::Reject)
+                .unwrap()
+                .as_deref(),
             Some(r#"{"Humidity":41.5,"fw":"2.1","tags":[1,{"a":null}]}"#)
         );
-        let plain = format!(r#"{{{BASE},"temp":20,"EventEnqueuedUtcTime":"2024-03-11T10:00:01Z"}}"#);
+        let plain =
+            format!(r#"{{{BASE},"temp":20,"EventEnqueuedUtcTime":"2024-03-11T10:00:01Z"}}"#);
         assert_eq!(rescued_json(&plain, OnTypeMismatch::Reject).unwrap(), None);
     }
 
     #[test]
     fn a_wrong_type_is_rejected_or_rescued_under_its_field_name() {
         let line = format!(r#"{{{BASE},"vibration":{{"x":1.5,"y":[2]}},"temp":"hot"}}"#);
-        assert_eq!(rescued_json(&line, OnTypeMismatch::Reject), Err(Reason::TypeMismatch));
         assert_eq!(
-            rescued_json(&line, OnTypeMismatch::Rescue).unwrap().as_deref(),
+            rescued_json(&line, OnTypeMismatch::Reject),
+            Err(Reason::TypeMismatch)
+        );
+        assert_eq!(
+            rescued_json(&line, OnTypeMismatch::Rescue)
+                .unwrap()
+                .as_deref(),
             Some(r#"{"vibration":{"x":1.5,"y":[2]},"temp":"hot"}"#)
         );
         // Required columns and range failures are never rescued.
         let range = format!(r#"{{{BASE},"temperature":151}}"#);
-        assert_eq!(rescued_json(&range, OnTypeMismatch::Rescue), Err(Reason::OutOfRange));
+        assert_eq!(
+            rescued_json(&range, OnTypeMismatch::Rescue),
+            Err(Reason::OutOfRange)
+        );
         let id = r#"{"deviceId":{"id":1},"timestamp":"2024-03-11T10:00:00Z"}"#;
-        assert_eq!(rescued_json(id, OnTypeMismatch::Rescue), Err(Reason::TypeMismatch));
+        assert_eq!(
+            rescued_json(id, OnTypeMismatch::Rescue),
+            Err(Reason::TypeMismatch)
+        );
     }
 
     #[test]
@@ -483,22 +500,34 @@ mod tests {
             let flat = crate::stages::source::flat::Flat::parse(line).unwrap();
             let fields = Fields::Flat(flat);
             to_drifted_row(&fields, line, &schema, &r)
-                .map(|(_, d)| (d.extra[0].clone().into_owned_num(), d.rescued.map(|r| r.json)))
+                .map(|(_, d)| {
+                    (
+                        d.extra[0].clone().into_owned_num(),
+                        d.rescued.map(|r| r.json),
+                    )
+                })
                 .map_err(|(r, _)| r)
         };
-        assert_eq!(run(&format!(r#"{{{BASE},"hum":"55.5"}}"#)), Ok((Some(55.5), None)));
+        assert_eq!(
+            run(&format!(r#"{{{BASE},"hum":"55.5"}}"#)),
+            Ok((Some(55.5), None))
+        );
         assert_eq!(
             run(&format!(r#"{{{BASE},"humidity":true}}"#)),
             Ok((None, Some(r#"{"humidity":true}"#.to_string())))
         );
-        assert_eq!(run(&format!(r#"{{{BASE},"humidity":101}}"#)), Err(Reason::OutOfRange));
+        assert_eq!(
+            run(&format!(r#"{{{BASE},"humidity":101}}"#)),
+            Err(Reason::OutOfRange)
+        );
     }
 
     #[test]
     fn csv_extra_columns_and_envelope_body_fields() {
         let schema = schema_with("");
         let r = rules(&schema, OnTypeMismatch::Rescue);
-        let headers = ["deviceId", "timestamp", "temperature", "humidity", "note"].map(String::from);
+        let headers =
+            ["deviceId", "timestamp", "temperature", "humidity", "note"].map(String::from);
         let values = ["p1", "2024-03-11T10:00:00Z", "x", "40", ""].map(String::from);
         let fields = Fields::Csv {
             headers: &headers,
