@@ -30,5 +30,12 @@ FROM OPENROWSET(
     failure_within_7d        bit,
     failure_within_14d       bit,
     lookback_complete        bit,
+    coverage                 float,
+    max_gap_s                float,
+    baseline_hours           bigint,
+    temp_baseline_mean       float,
+    temp_baseline_std        float,
+    temp_zscore              float,
+    vibration_zscore         float,
     feature_date             date
 ) AS rows;

@@ -20,6 +20,8 @@ struct Found {
     tiers: Option<Vec<BlobTier>>,
     requested: Vec<String>,
     manifest: PlanManifest,
+    /// Columns the run would add to `telemetry` (schema drift).
+    adds_columns: Vec<String>,
 }
 
 pub async fn command(args: PlanArgs) -> i32 {
@@ -65,7 +67,10 @@ async fn find(args: &PlanArgs) -> Result<Found, Error> {
         Vec::new()
     };
     let manifest = manifest_of(&prepared, args.date, &listing).await?;
+    let adds_columns =
+        crate::run::drift::columns_to_add(&prepared.lake, &job.schema, &job.drift).await?;
     Ok(Found {
+        adds_columns,
         job,
         listing,
         tiers,
@@ -140,6 +145,7 @@ fn report_of(found: &Found, date: NaiveDate) -> PlanReport {
         tiers,
         requested,
         manifest,
+        adds_columns,
     } = found;
     let tier_of = |i: usize| tiers.as_ref().and_then(|t| t.get(i));
     let archived: Vec<&BlobTier> = tiers.iter().flatten().filter(|t| t.is_archived()).collect();
@@ -185,5 +191,6 @@ fn report_of(found: &Found, date: NaiveDate) -> PlanReport {
             .collect(),
         reads_back: format!("telemetry: event_date={previous} from {lookback_start}"),
         manifest: manifest.clone(),
+        adds_columns: adds_columns.clone(),
     }
 }

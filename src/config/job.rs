@@ -71,6 +71,8 @@ struct JobFile {
     lock: LockFile,
     #[serde(default)]
     volume: VolumeFile,
+    #[serde(default)]
+    drift: crate::config::drift::DriftFile,
 }
 
 /// `[storage]`: retries and timeouts of every storage request (defaults: object_store's).
@@ -160,6 +162,8 @@ pub struct Job {
     pub lock: LockSettings,
     /// The volume guard.
     pub volume: VolumeSettings,
+    /// Schema drift: `_rescued_data` and what a wrong-typed value becomes.
+    pub drift: crate::config::drift::DriftSettings,
 }
 
 /// The largest job file read.
@@ -209,6 +213,8 @@ impl Job {
         let storage = keys.storage(&file.storage)?;
         let lock = keys.lock(&file.lock)?;
         let volume = keys.volume(&file.volume)?;
+        let drift = crate::config::drift::drift_settings(&file.drift)
+            .map_err(|(key, m)| keys.invalid(key, m))?;
         let max_reject_ratio = keys.max_reject_ratio(file.max_reject_ratio)?;
         keys.check_texts(&file)?;
         let limits = limits(&file.limits).map_err(|(key, m)| keys.invalid(key, m))?;
@@ -245,6 +251,7 @@ impl Job {
             storage,
             lock,
             volume,
+            drift,
         })
     }
 }

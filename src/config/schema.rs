@@ -45,7 +45,13 @@ struct ColumnSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct SchemaFile {
+    /// Raw fields never kept in `_rescued_data` (producer and envelope system fields).
+    #[serde(default)]
+    rescue_ignore: Vec<String>,
     columns: Vec<ColumnSpec>,
+    /// Columns beyond the canonical ones, added to `telemetry` by schema evolution.
+    #[serde(default)]
+    declared: Vec<ColumnSpec>,
 }
 
 /// One canonical column: where its value comes from and what is valid.
@@ -78,6 +84,22 @@ pub const CANONICAL: [(&str, FieldType); 9] = [
     ("enqueued_time", FieldType::Timestamp),
 ];
 
+/// A column declared beyond the canonical ones: a nullable silver column of its own.
+#[derive(Debug, Clone)]
+pub struct DeclaredColumn {
+    pub name: String,
+    pub column: Column,
+}
+
+/// Silver's own columns besides the canonical ones: a declared column may not take these names.
+pub const RESERVED: [&str; 5] = [
+    "source_file",
+    "ingested_at",
+    "run_id",
+    "event_date",
+    "_rescued_data",
+];
+
 /// The validated column map, one field per canonical column.
 #[derive(Debug, Clone)]
 pub struct TelemetrySchema {
@@ -90,6 +112,10 @@ pub struct TelemetrySchema {
     pub priority: Column,
     pub message_id: Column,
     pub enqueued_time: Column,
+    /// Declared columns, in the file's order.
+    pub declared: Vec<DeclaredColumn>,
+    /// Raw top-level field names (any case) left out of `_rescued_data`.
+    pub rescue_ignore: Vec<String>,
 }
 
 impl TelemetrySchema {
@@ -113,6 +139,7 @@ impl TelemetrySchema {
         };
         let file: SchemaFile =
             toml::from_str(text).map_err(|e| invalid(e.message().to_string()))?;
+        let declared = declared_columns(file.declared, &invalid)?;
         let mut found: Vec<Option<Column>> = vec![None; CANONICAL.len()];
         for spec in file.columns {
             let idx = CANONICAL
@@ -167,6 +194,8 @@ impl TelemetrySchema {
             priority: next()?,
             message_id: next()?,
             enqueued_time: next()?,
+            declared,
+            rescue_ignore: file.rescue_ignore,
         };
         if !schema.device_id.required || !schema.event_time.required {
             return Err(invalid(
@@ -175,6 +204,57 @@ impl TelemetrySchema {
         }
         Ok(schema)
     }
+}
+
+/// Checks the `[[declared]]` columns: a new, plain name (lower case, digits,
+/// `_`, as Synapse and Spark take it unquoted), aliases, and min/max only on doubles.
+fn declared_columns(
+    specs: Vec<ColumnSpec>,
+    invalid: &dyn Fn(String) -> SchemaError,
+) -> Result<Vec<DeclaredColumn>, SchemaError> {
+    let mut out: Vec<DeclaredColumn> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let name = spec.name;
+        let plain = name.starts_with(|c: char| c.is_ascii_lowercase())
+            && name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !plain {
+            return Err(invalid(format!(
+                "declared column `{name}`: a name is lower-case letters, digits and `_`, starting with a letter"
+            )));
+        }
+        let taken = CANONICAL.iter().any(|(n, _)| *n == name)
+            || RESERVED.contains(&name.as_str())
+            || out.iter().any(|d| d.name == name);
+        if taken {
+            return Err(invalid(format!(
+                "declared column `{name}` is already a silver column"
+            )));
+        }
+        if spec.aliases.is_empty() {
+            return Err(invalid(format!("declared column `{name}` has no aliases")));
+        }
+        if spec.required {
+            return Err(invalid(format!(
+                "declared column `{name}` cannot be required (older partitions read null)"
+            )));
+        }
+        if (spec.min.is_some() || spec.max.is_some()) && spec.ty != FieldType::Double {
+            return Err(invalid(format!(
+                "declared column `{name}`: min/max only apply to double columns"
+            )));
+        }
+        let column = Column {
+            aliases: spec.aliases,
+            ty: spec.ty,
+            required: false,
+            min: spec.min,
+            max: spec.max,
+        };
+        out.push(DeclaredColumn { name, column });
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -211,5 +291,55 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("pressure"), "{err}");
+    }
+
+    #[test]
+    fn declared_columns_are_checked() {
+        let with = |decl: &str| {
+            TelemetrySchema::parse(Path::new("s.toml"), &format!("{EMBEDDED}\n{decl}"))
+                .map_err(|e| e.to_string())
+        };
+        let s = with("[[declared]]\nname = \"humidity\"\naliases = [\"humidity\", \"hum\"]\ntype = \"double\"\nmin = 0.0\nmax = 100.0\n").unwrap();
+        assert_eq!(s.declared.len(), 1);
+        assert_eq!(s.declared[0].name, "humidity");
+        assert!(s.declared[0].column.in_range(100.0) && !s.declared[0].column.in_range(100.5));
+        for (bad, says) in [
+            (
+                "name = \"temperature\"\naliases = [\"t\"]\ntype = \"double\"",
+                "already",
+            ),
+            (
+                "name = \"_rescued_data\"\naliases = [\"t\"]\ntype = \"string\"",
+                "lower-case",
+            ),
+            (
+                "name = \"Humidity\"\naliases = [\"t\"]\ntype = \"double\"",
+                "lower-case",
+            ),
+            (
+                "name = \"fw\"\naliases = []\ntype = \"string\"",
+                "no aliases",
+            ),
+            (
+                "name = \"fw\"\naliases = [\"fw\"]\ntype = \"string\"\nmax = 1.0",
+                "min/max",
+            ),
+        ] {
+            let err = with(&format!("[[declared]]\n{bad}\n")).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn embedded_ignore_list_names_the_producers_system_fields() {
+        let s = TelemetrySchema::embedded().unwrap();
+        for f in [
+            "EventProcessedUtcTime",
+            "PartitionId",
+            "EventEnqueuedUtcTime",
+        ] {
+            assert!(s.rescue_ignore.iter().any(|i| i == f), "{f}");
+        }
+        assert!(s.declared.is_empty(), "the shipped map declares no column");
     }
 }

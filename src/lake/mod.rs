@@ -13,7 +13,7 @@ use deltalake::arrow::array::{ArrayRef, RecordBatch};
 use deltalake::arrow::compute::cast;
 use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::kernel::transaction::{CommitProperties, TransactionError};
-use deltalake::operations::write::WriteBuilder;
+use deltalake::operations::write::{SchemaMode, WriteBuilder};
 use deltalake::parquet::basic::Compression;
 use deltalake::parquet::file::properties::WriterProperties;
 use deltalake::protocol::SaveMode;
@@ -112,14 +112,18 @@ pub struct TableSpec {
     pub schema: SchemaRef,
 }
 
-fn utc_ts() -> DataType {
+/// Timestamps as the lake writes them: microseconds, UTC-adjusted.
+pub fn utc_ts() -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
 }
+
+/// The silver table's name.
+pub const TELEMETRY: &str = "telemetry";
 
 /// `telemetry` (silver), CONTRACT.md §2.
 pub fn telemetry_table() -> TableSpec {
     TableSpec {
-        name: "telemetry",
+        name: TELEMETRY,
         partition: "event_date",
         schema: Arc::new(Schema::new(vec![
             Field::new("device_id", DataType::Utf8, false),
@@ -137,6 +141,47 @@ pub fn telemetry_table() -> TableSpec {
             Field::new("event_date", DataType::Date32, true),
         ])),
     }
+}
+
+/// `telemetry` with a run's drift columns (declared columns, `_rescued_data`)
+/// after the contract's: nullable, so older partitions read them as null.
+pub fn telemetry_table_with(extra: Vec<Field>) -> TableSpec {
+    let base = telemetry_table();
+    if extra.is_empty() {
+        return base;
+    }
+    let mut fields: Vec<Field> = base
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
+    fields.extend(extra.into_iter().map(|f| f.with_nullable(true)));
+    TableSpec {
+        schema: Arc::new(Schema::new(fields)),
+        ..base
+    }
+}
+
+/// The columns of `spec` that the table at `lake` does not have yet, which the
+/// next write adds by schema evolution; none when there is no table yet.
+pub async fn columns_to_add(lake: &Lake, spec: &TableSpec) -> Result<Vec<String>, SinkError> {
+    let Some(table) = open_table(lake, spec).await? else {
+        return Ok(Vec::new());
+    };
+    let url = lake.table_url(spec.name)?;
+    let schema = table
+        .snapshot()
+        .map_err(|e| SinkError::delta(spec.name, &url, e))?
+        .schema();
+    Ok(spec
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.name())
+        .filter(|name| schema.field(name).is_none())
+        .cloned()
+        .collect())
 }
 
 /// `features_hourly` (gold), CONTRACT.md §2.
@@ -453,7 +498,12 @@ fn replacing(
     let writer = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
         .build();
+    // Tables evolve by merging: silver's drift columns and the gold tables'
+    // columns added by a newer coldpath (features_hourly's health and baselines)
+    // are a metadata-only change that keeps protocol 1/2; older partitions read
+    // null, and a table's columns that a run does not write are filled with null.
     write
+        .with_schema_mode(SchemaMode::Merge)
         .with_save_mode(SaveMode::Overwrite)
         .with_partition_columns([spec.partition])
         .with_replace_where(format!(

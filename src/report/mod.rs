@@ -1,5 +1,6 @@
 //! The run report: one JSON object that accounts for every record read, for schedulers and for people.
 
+pub mod drift;
 pub mod plan;
 
 use std::collections::BTreeMap;
@@ -102,6 +103,9 @@ pub struct RunReport {
     /// Devices per `device_health` status (`OK`, `DEGRADED`, `SILENT`); empty without the features.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub devices_by_status: BTreeMap<String, u64>,
+    /// Schema drift's figures, when the job rescues or declares columns.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub drift: Option<drift::DriftReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -199,6 +203,7 @@ impl RunReport {
             lookback_complete: None,
             volume: None,
             devices_by_status: BTreeMap::new(),
+            drift: None,
             error: None,
         }
     }

@@ -25,6 +25,9 @@ pub struct PlanReport {
     pub reads_back: String,
     /// How the listing differs from the manifest of the date's last run.
     pub manifest: PlanManifest,
+    /// The columns a run would add to `telemetry` by schema evolution (declared
+    /// columns, `_rescued_data`) that the table does not have yet.
+    pub adds_columns: Vec<String>,
 }
 
 /// One blob a run would read.

@@ -102,6 +102,8 @@ pub struct SilverOut {
     pub ingested_at_us: i64,
     /// By blob index: read from the look-ahead partitions (its rows of the date are late).
     pub look_ahead: Vec<bool>,
+    /// The silver table as this run writes it (with its drift columns).
+    pub spec: lake::TableSpec,
 }
 
 /// Time spent per stage inside a pass (the rest is reading).
@@ -253,7 +255,7 @@ impl<'r> Day<'r> {
         self.times.features += t.elapsed();
 
         let t = Instant::now();
-        let spec = lake::telemetry_table();
+        let spec = &self.silver.spec;
         let mut offset = 0;
         while offset < frame.height() {
             let slice = frame.slice(offset as i64, BATCH_ROWS);
@@ -265,7 +267,7 @@ impl<'r> Day<'r> {
                 self.silver.ingested_at_us,
             )
             .map_err(Error::polars("silver"))?;
-            let batch = lake::to_record_batch(&spec, &mut rows)?;
+            let batch = lake::to_record_batch(spec, &mut rows)?;
             self.silver.stream.send(batch).await?;
         }
         self.times.write += t.elapsed();

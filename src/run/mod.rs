@@ -8,6 +8,7 @@
 
 pub mod backfill;
 pub mod catchup;
+pub mod drift;
 pub mod health;
 pub mod hours;
 pub mod pipeline;

@@ -296,6 +296,7 @@ fn rules_of(job: &Job, date: NaiveDate) -> Rules {
         format: job.format,
         csv: job.csv.clone(),
         limits: job.limits,
+        drift: crate::stages::normalize::drift::DriftRules::new(&job.schema, &job.drift),
     }
 }
 
@@ -364,6 +365,7 @@ impl DateRun<'_> {
             );
             let mut gate_failed =
                 account(report, &pass.counts, &pass.rejects)? > self.job.max_reject_ratio;
+            self.drift_step(&pass.counts.drift, report).await?;
             let volume = Volume {
                 rows: pass.counts.rows_written,
                 devices: pass.counts.devices,
@@ -468,7 +470,23 @@ impl DateRun<'_> {
             meta: &self.meta,
             paths: Series::new("source_file".into(), &paths),
             ingested_at_us: self.ingested_at_us,
+            drift: self.job.drift,
         }
+    }
+
+    /// The report's drift figures, and the columns the commit adds (read from the log).
+    async fn drift_step(
+        &self,
+        tally: &crate::stages::normalize::drift::DriftTally,
+        report: &mut RunReport,
+    ) -> Result<(), Error> {
+        let (schema, drift) = (&self.job.schema, &self.job.drift);
+        if !crate::run::drift::active(schema, drift) {
+            return Ok(());
+        }
+        let added = crate::run::drift::columns_to_add(&self.prepared.lake, schema, drift).await?;
+        report.drift = Some(crate::run::drift::report_of(tally, drift, added));
+        Ok(())
     }
 
     /// Step 4: everything that can fail without touching storage happens before
@@ -969,6 +987,7 @@ struct PassInputs<'a> {
     meta: &'a CommitMeta,
     paths: Series,
     ingested_at_us: i64,
+    drift: crate::config::drift::DriftSettings,
 }
 
 /// How the records of a pass are accounted for.
@@ -982,6 +1001,8 @@ struct Counts {
     duplicates: u64,
     rows_written: u64,
     empty: usize,
+    /// What the date's rows carried in `_rescued_data`.
+    drift: crate::stages::normalize::drift::DriftTally,
 }
 
 /// One complete pass: silver streamed (not yet committed), features and rejects in hand.
@@ -1043,13 +1064,10 @@ async fn one_pass(
     inputs: &PassInputs<'_>,
     resolved: &hours::Resolved,
 ) -> Result<(Pass, Vec<u64>), Error> {
-    let stream = lake::PartitionStream::start(
-        &inputs.prepared.lake,
-        &lake::telemetry_table(),
-        inputs.date,
-        inputs.meta,
-    )
-    .await?;
+    let spec = crate::run::drift::silver_spec(&inputs.rules.schema, &inputs.drift);
+    let stream =
+        lake::PartitionStream::start(&inputs.prepared.lake, &spec, inputs.date, inputs.meta)
+            .await?;
     let features = inputs.features.clone();
     let silver = hours::SilverOut {
         stream,
@@ -1062,6 +1080,7 @@ async fn one_pass(
             .iter()
             .map(|b| b.window == source::Window::LookAhead)
             .collect(),
+        spec,
     };
     let with_features = features.is_some();
     let mut day = hours::Day::new(
@@ -1095,6 +1114,7 @@ async fn one_pass(
         counts.own_records += outcome.own_records;
         counts.look_ahead_rows += outcome.look_ahead_rows;
         counts.other_dates += outcome.other_dates;
+        counts.drift.add(outcome.drift);
         counts.empty += usize::from(outcome.empty);
         rejects.extend(outcome.rejects);
         day.add(&inputs.listing.blobs[idx].path, outcome.hours)?;

@@ -6,6 +6,7 @@
 
 use polars::prelude::*;
 
+use crate::stages::normalize::drift::{DriftColumns, ExtraColumn, RESCUED};
 use crate::stages::normalize::RowColumns;
 
 /// The normalized rows as a Polars frame (`event_time` is `Datetime(us, UTC)`).
@@ -15,7 +16,8 @@ pub fn frame_of(rows: RowColumns) -> PolarsResult<DataFrame> {
             .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
             .into_column()
     };
-    DataFrame::new_infer_height(vec![
+    let drift = rows.drift;
+    let mut frame = DataFrame::new_infer_height(vec![
         rows.device_id.into_column("device_id"),
         rows.device_type.into_column("device_type"),
         Int64Chunked::from_vec("event_time".into(), rows.event_time)
@@ -29,7 +31,31 @@ pub fn frame_of(rows: RowColumns) -> PolarsResult<DataFrame> {
         ts("enqueued_time", rows.enqueued_time),
         Column::new("blob".into(), rows.blob),
         Column::new("line".into(), rows.line),
-    ])
+    ])?;
+    if let Some(drift) = drift {
+        for column in drift_columns(drift) {
+            frame.with_column(column)?;
+        }
+    }
+    Ok(frame)
+}
+
+/// The declared columns and `_rescued_data` as Polars columns.
+fn drift_columns(drift: DriftColumns) -> Vec<Column> {
+    let mut out = Vec::with_capacity(drift.extra.len() + 1);
+    for (name, col) in drift.names.iter().zip(drift.extra) {
+        out.push(match col {
+            ExtraColumn::Str(c) => c.into_column(name),
+            ExtraColumn::Num(v) => Column::new(name.into(), v),
+            ExtraColumn::Ts(v) => Int64Chunked::from_iter_options(name.into(), v.into_iter())
+                .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+                .into_column(),
+        });
+    }
+    if let Some(rescued) = drift.rescued {
+        out.push(rescued.into_column(RESCUED));
+    }
+    out
 }
 
 /// Removes the copies among `rows` (columns as [`frame_of`] makes them): the

@@ -5,10 +5,11 @@ use serde_json::Value;
 
 use crate::common::*;
 
-const TABLES: [&str; 4] = [
+const TABLES: [&str; 5] = [
     "telemetry",
     "features_hourly",
     "telemetry_minute",
+    "device_health",
     "rejects",
 ];
 const UTF8: &str = "Latin1_General_100_BIN2_UTF8";

@@ -174,6 +174,13 @@ fn features_table_is_what_synapse_and_azure_ml_read() {
         ("failure_within_7d", "boolean"),
         ("failure_within_14d", "boolean"),
         ("lookback_complete", "boolean"),
+        ("coverage", "double"),
+        ("max_gap_s", "double"),
+        ("baseline_hours", "long"),
+        ("temp_baseline_mean", "double"),
+        ("temp_baseline_std", "double"),
+        ("temp_zscore", "double"),
+        ("vibration_zscore", "double"),
         ("feature_date", "date"),
     ];
     let expect: Vec<(String, String)> = expect

@@ -34,6 +34,7 @@ fn rules() -> Rules {
         format: Declared::Auto,
         csv: CsvDialect::default(),
         limits: LIMITS,
+        drift: None,
     }
 }
 

@@ -4,6 +4,7 @@
 //! malformed_record → missing_device_id → invalid_timestamp → type_mismatch →
 //! out_of_range → late_beyond_window / event_time_in_future.
 
+pub mod drift;
 pub mod time;
 
 use std::borrow::Cow;
@@ -74,6 +75,8 @@ pub struct Rules {
     pub csv: decode::CsvDialect,
     /// How big a blob and a record may be.
     pub limits: decode::Limits,
+    /// Schema drift (declared columns, `_rescued_data`); `None`: the contract's §2 as is.
+    pub drift: Option<drift::DriftRules>,
 }
 
 /// A record that passed every rule; its strings borrow from the record where they can.
@@ -225,6 +228,36 @@ fn device_named(fields: &Fields<'_>, schema: &TelemetrySchema) -> Option<String>
 
 /// Maps one record's fields onto the silver columns, applying the type and range rules.
 pub fn to_row<'f>(fields: &'f Fields<'_>, schema: &TelemetrySchema) -> Result<Row<'f>, Failure> {
+    to_row_with(fields, schema, None, None)
+}
+
+/// Where an optional column's wrong-typed value goes instead of rejecting its
+/// record (`on_type_mismatch = "rescue"`): the column's aliases, to find the value again.
+pub type Mismatched<'s> = Vec<&'s Column>;
+
+/// An optional column's value, or (when `rescue` is given) null with the column noted
+/// where its value has the wrong type; range failures and required columns are never rescued.
+pub(crate) fn soften<'s, T>(
+    value: Result<Option<T>, Failure>,
+    col: &'s Column,
+    rescue: &mut Option<&mut Mismatched<'s>>,
+) -> Result<Option<T>, Failure> {
+    match (value, rescue) {
+        (Err((Reason::TypeMismatch | Reason::InvalidTimestamp, _)), Some(bad)) => {
+            bad.push(col);
+            Ok(None)
+        }
+        (other, _) => other,
+    }
+}
+
+/// [`to_row`], with wrong-typed optional values noted in `rescue` instead of rejecting the record.
+pub fn to_row_with<'f, 's>(
+    fields: &'f Fields<'_>,
+    schema: &'s TelemetrySchema,
+    mut rescue: Option<&mut Mismatched<'s>>,
+    declared: Option<&mut Vec<drift::Extra<'f>>>,
+) -> Result<Row<'f>, Failure> {
     let device_id = match string_field(fields.get(&schema.device_id.aliases)) {
         Ok(Some(d)) => d,
         Ok(None) => {
@@ -250,32 +283,42 @@ pub fn to_row<'f>(fields: &'f Fields<'_>, schema: &TelemetrySchema) -> Result<Ro
                 ),
             )
         })?;
-    let enqueued_time = time_field("enqueued_time", fields.get(&schema.enqueued_time.aliases))?;
-    let text = |name: &str, col: &Column| {
-        string_field(fields.get(&col.aliases)).map_err(|what| {
-            (
-                Reason::TypeMismatch,
-                format!("{name} is {what}, not a string"),
-            )
-        })
-    };
-    let device_type = text("device_type", &schema.device_type)?;
-    let priority = text("priority", &schema.priority)?;
-    let message_id = text("message_id", &schema.message_id)?;
+    let enqueued_time = soften(
+        time_field("enqueued_time", fields.get(&schema.enqueued_time.aliases)),
+        &schema.enqueued_time,
+        &mut rescue,
+    )?;
+    let text = |name: &str, col: &Column| text_field(name, col, fields);
+    let device_type = soften(
+        text("device_type", &schema.device_type),
+        &schema.device_type,
+        &mut rescue,
+    )?;
+    let priority = soften(
+        text("priority", &schema.priority),
+        &schema.priority,
+        &mut rescue,
+    )?;
+    let message_id = soften(
+        text("message_id", &schema.message_id),
+        &schema.message_id,
+        &mut rescue,
+    )?;
     // Type errors outrank range errors: check all types before any range.
     let mut range_failure = None;
-    let mut number = |name: &str, col: &Column| -> Result<Option<f64>, Failure> {
-        match double_field(name, col, fields.get(&col.aliases), fields.decimal_comma()) {
-            Err((Reason::OutOfRange, d)) => {
-                range_failure.get_or_insert((Reason::OutOfRange, d));
-                Ok(None)
-            }
-            other => other,
-        }
+    let mut number = |name: &str, col: &'s Column| -> Result<Option<f64>, Failure> {
+        let value = number_field(name, col, fields, &mut range_failure);
+        soften(value, col, &mut rescue)
     };
     let temperature = number("temperature", &schema.temperature)?;
     let pressure = number("pressure", &schema.pressure)?;
     let vibration = number("vibration", &schema.vibration)?;
+    if let Some(out) = declared {
+        for d in &schema.declared {
+            let value = drift::extra_value(d, fields, &mut range_failure);
+            out.push(drift::Extra::soften(value, &d.column, &mut rescue)?);
+        }
+    }
     if let Some(f) = range_failure {
         return Err(f);
     }
@@ -290,6 +333,46 @@ pub fn to_row<'f>(fields: &'f Fields<'_>, schema: &TelemetrySchema) -> Result<Ro
         message_id,
         enqueued_time,
     })
+}
+
+/// A string column's value; an object or array is a type mismatch.
+pub(crate) fn text_field<'f>(
+    name: &str,
+    col: &Column,
+    fields: &'f Fields<'_>,
+) -> Result<Option<Cow<'f, str>>, Failure> {
+    string_field(fields.get(&col.aliases)).map_err(|what| {
+        (
+            Reason::TypeMismatch,
+            format!("{name} is {what}, not a string"),
+        )
+    })
+}
+
+/// A double column's value; a range failure is kept in `range_failure` (the
+/// first one wins) and reads as null, since type errors in any column outrank it.
+pub(crate) fn number_field(
+    name: &str,
+    col: &Column,
+    fields: &Fields<'_>,
+    range_failure: &mut Option<Failure>,
+) -> Result<Option<f64>, Failure> {
+    match double_field(name, col, fields.get(&col.aliases), fields.decimal_comma()) {
+        Err((Reason::OutOfRange, d)) => {
+            range_failure.get_or_insert((Reason::OutOfRange, d));
+            Ok(None)
+        }
+        other => other,
+    }
+}
+
+/// An optional timestamp column's value.
+pub(crate) fn timestamp_field(
+    name: &str,
+    col: &Column,
+    fields: &Fields<'_>,
+) -> Result<Option<i64>, Failure> {
+    time_field(name, fields.get(&col.aliases))
 }
 
 /// The window rules: an event may be up to `late_arrival` before its blob's
@@ -378,6 +461,8 @@ pub struct RowColumns {
     /// Index of the blob in the (path-sorted) listing: orders like `source_file`.
     pub blob: Vec<u32>,
     pub line: Vec<u64>,
+    /// Declared columns and `_rescued_data`, when the run has drift rules.
+    pub drift: Option<drift::DriftColumns>,
 }
 
 impl RowColumns {
@@ -393,6 +478,22 @@ impl RowColumns {
         self.enqueued_time.push(row.enqueued_time);
         self.blob.push(blob);
         self.line.push(line);
+    }
+
+    /// [`push`](Self::push) with the row's drift values (declared columns, rescued data).
+    pub fn push_drifted(
+        &mut self,
+        row: Row<'_>,
+        drifted: drift::Drifted<'_>,
+        rules: &drift::DriftRules,
+        at: (u32, u64),
+    ) {
+        self.push(row, at.0, at.1);
+        self.drift
+            .get_or_insert_with(|| {
+                drift::DriftColumns::for_row(rules.declared.clone(), &drifted, rules.rescue)
+            })
+            .push(drifted);
     }
 
     pub fn len(&self) -> usize {
@@ -415,6 +516,11 @@ impl RowColumns {
         self.enqueued_time.append(&mut other.enqueued_time);
         self.blob.append(&mut other.blob);
         self.line.append(&mut other.line);
+        match (&mut self.drift, other.drift) {
+            (Some(mine), Some(theirs)) => mine.append(theirs),
+            (mine @ None, theirs) => *mine = theirs,
+            (Some(_), None) => {}
+        }
     }
 }
 
@@ -435,6 +541,8 @@ pub struct BlobOutcome {
     /// record (and unreadable file) of an own blob; look-ahead blobs count later.
     pub own_records: u64,
     pub empty: bool,
+    /// What the date's rows carried in `_rescued_data` (with drift rules).
+    pub drift: drift::DriftTally,
 }
 
 /// The `detail` of a blob rejected unread for its size.
@@ -557,6 +665,7 @@ struct Tally<'b> {
     records: u64,
     /// Records read, whatever became of them.
     seen: u64,
+    drift: drift::DriftTally,
 }
 
 impl<'b> Tally<'b> {
@@ -573,6 +682,7 @@ impl<'b> Tally<'b> {
             rejects: Vec::new(),
             records: 0,
             seen: 0,
+            drift: drift::DriftTally::default(),
         }
     }
 
@@ -589,6 +699,27 @@ impl<'b> Tally<'b> {
         self.seen += 1;
         let (rules, blob) = (self.rules, self.blob);
         let fields = rec.fields.map_err(|e| (Reason::MalformedRecord, e));
+        if let Some(drift) = &rules.drift {
+            let outcome = fields
+                .as_ref()
+                .map_err(Clone::clone)
+                .and_then(|f| drift::to_drifted_row(f, rec.raw, &rules.schema, drift))
+                .and_then(|(row, drifted)| {
+                    check_window(row.event_time, &blob.partition, rules)?;
+                    Ok((row, drifted))
+                });
+            match outcome {
+                Ok((row, drifted)) => self.row(row, Some((drifted, drift)), rec.line),
+                Err((reason, detail)) => {
+                    let device = fields
+                        .as_ref()
+                        .ok()
+                        .and_then(|f| device_named(f, &rules.schema));
+                    self.reject(reason, detail, rec.line, rec.raw, device)
+                }
+            }
+            return Ok(());
+        }
         let outcome = fields
             .as_ref()
             .map_err(Clone::clone)
@@ -598,7 +729,7 @@ impl<'b> Tally<'b> {
                 Ok(row)
             });
         match outcome {
-            Ok(row) => self.row(row, rec.line),
+            Ok(row) => self.row(row, None, rec.line),
             Err((reason, detail)) => {
                 let device = fields
                     .as_ref()
@@ -611,7 +742,12 @@ impl<'b> Tally<'b> {
     }
 
     /// Counts a valid row and keeps it under its hour when it is of the run's date.
-    fn row(&mut self, row: Row<'_>, line: u64) {
+    fn row(
+        &mut self,
+        row: Row<'_>,
+        drifted: Option<(drift::Drifted<'_>, &drift::DriftRules)>,
+        line: u64,
+    ) {
         let since = row.event_time - self.rules.day_start_us;
         let in_day = (0..DAY_US).contains(&since);
         if self.own {
@@ -622,7 +758,14 @@ impl<'b> Tally<'b> {
         }
         if in_day {
             let idx = self.idx;
-            self.hour((since / HOUR_US) as usize).push(row, idx, line);
+            if let Some((drifted, _)) = &drifted {
+                self.drift.row(drifted.rescued.as_ref());
+            }
+            let hour = self.hour((since / HOUR_US) as usize);
+            match drifted {
+                None => hour.push(row, idx, line),
+                Some((drifted, rules)) => hour.push_drifted(row, drifted, rules, (idx, line)),
+            }
         }
     }
 
@@ -669,6 +812,7 @@ impl<'b> Tally<'b> {
         out.look_ahead_rows = self.look_ahead_rows;
         out.rejects.extend(self.rejects);
         out.own_records += self.records;
+        out.drift = self.drift;
         // An idle producer's `[]`, header-only CSV or header-only Avro container.
         out.empty = self.seen == 0;
         out
@@ -784,6 +928,7 @@ mod tests {
             format: decode::Declared::Auto,
             csv: decode::CsvDialect::default(),
             limits: decode::Limits::default(),
+            drift: None,
         };
         let at = |s: &str| time::parse_str(s).unwrap();
         assert!(check_window(at("2024-03-11T08:00:00Z"), &p, &rules).is_ok());
