@@ -17,7 +17,7 @@ use crate::stages::guarded;
 use crate::stages::health::{self, Attributed, Attribution, History};
 
 /// A history date is read in this many slices of its hours: memory holds one slice's rows.
-const HISTORY_SLICES: i64 = 4;
+const HISTORY_SLICES: i64 = 8;
 
 /// The devices of silver in the 7 dates before `date`, with their intervals.
 pub async fn history(lake: &Lake, date: NaiveDate) -> Result<History, Error> {
