@@ -71,6 +71,9 @@ struct JobFile {
     lock: LockFile,
     #[serde(default)]
     volume: VolumeFile,
+    /// `[[expectations]]`: see `stages/expect.rs`.
+    #[serde(default)]
+    expectations: Vec<crate::stages::expect::Declared>,
 }
 
 /// `[storage]`: retries and timeouts of every storage request (defaults: object_store's).
@@ -160,6 +163,8 @@ pub struct Job {
     pub lock: LockSettings,
     /// The volume guard.
     pub volume: VolumeSettings,
+    /// The declared expectations, parsed and planned (empty: none).
+    pub expectations: crate::stages::expect::Expectations,
 }
 
 /// The largest job file read.
@@ -220,6 +225,11 @@ impl Job {
         };
         let format = keys.format(&file.format)?;
         let csv = csv_dialect(&file.csv).map_err(|(key, m)| keys.invalid(key, m))?;
+        let expectations = crate::stages::expect::Expectations::compile(
+            &file.expectations,
+            &crate::lake::telemetry_table().schema,
+        )
+        .map_err(|e| keys.invalid("expectations", e.to_string()))?;
         Ok(Job {
             name: file.name,
             source: beside(base, &file.source),
@@ -245,6 +255,7 @@ impl Job {
             storage,
             lock,
             volume,
+            expectations,
         })
     }
 }

@@ -218,14 +218,31 @@ pub async fn open_table(lake: &Lake, spec: &TableSpec) -> Result<Option<DeltaTab
     Ok(Some(table))
 }
 
-/// Every table a run writes, in commit order.
-pub fn all_tables() -> [TableSpec; 4] {
+/// Every table a run writes, in commit order (`expectations` only when the job declares some).
+pub fn all_tables() -> [TableSpec; 5] {
     [
         telemetry_table(),
         features_table(),
         minute_table(),
+        expectations_table(),
         rejects_table(),
     ]
+}
+
+/// `expectations`: per run date and declared expectation, the rows checked and failed (see `stages/expect.rs`).
+pub fn expectations_table() -> TableSpec {
+    TableSpec {
+        name: "expectations",
+        partition: "run_date",
+        schema: Arc::new(Schema::new(vec![
+            Field::new("run_date", DataType::Date32, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("action", DataType::Utf8, true),
+            Field::new("checked", DataType::Int64, true),
+            Field::new("failed", DataType::Int64, true),
+            Field::new("run_id", DataType::Utf8, true),
+        ])),
+    }
 }
 
 /// `rejects` (quarantine), CONTRACT.md §2.

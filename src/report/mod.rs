@@ -99,6 +99,9 @@ pub struct RunReport {
     /// The volume guard's figures, when the job has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub volume: Option<crate::run::volume::VolumeCheck>,
+    /// Per declared expectation: rows checked, passed, failed (absent when the job declares none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expectations: Vec<crate::stages::expect::Outcome>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -195,6 +198,7 @@ impl RunReport {
             labels_as_of: None,
             lookback_complete: None,
             volume: None,
+            expectations: Vec::new(),
             error: None,
         }
     }

@@ -1,12 +1,14 @@
 //! Runs: one date end to end, and the commands made of many dates.
 //!
 //! [`pipeline`] is one date's run: the locks, the listing, the read pass that
-//! [`hours`] closes an event hour at a time, the quality gate and the commits.
+//! [`hours`] closes an event hour at a time, the quality gate and the commits;
+//! [`expect`] checks the job's declared expectations on each hour's rows.
 //! [`backfill`] and [`catchup`] run many dates; [`crate::cancel`] is how a
 //! signal stops them cleanly.
 
 pub mod backfill;
 pub mod catchup;
+pub mod expect;
 pub mod hours;
 pub mod pipeline;
 pub mod volume;

@@ -11,6 +11,7 @@ mod consumers;
 mod crash;
 mod edges;
 mod exit_codes;
+mod expectations;
 mod features;
 mod fuzz;
 mod hostile;
