@@ -313,6 +313,25 @@ mod tests {
     }
 
     #[test]
+    fn the_readmes_expressions_plan_against_silver() {
+        let silver = crate::lake::telemetry_table().schema;
+        for expr in [
+            "temperature IS NULL OR temperature <> 0",
+            "device_type IN ('pump', 'fan') AND NOT (pressure BETWEEN 0 AND 1)",
+            "device_id LIKE 'pump-%' OR CASE WHEN vibration > 50 THEN false ELSE true END",
+            "abs(temperature) < 100 AND length(lower(device_id)) <= 64",
+            "date_part('hour', event_time) < 24",
+            "event_time < TIMESTAMP '2030-01-01T00:00:00Z' AND enqueued_time >= event_time",
+            "source_file LIKE 'telemetry/%' AND event_date = DATE '2024-03-11'",
+        ] {
+            let declared = [declared("r", expr, Action::Warn)];
+            if let Err(e) = Expectations::compile(&declared, &silver) {
+                panic!("{expr}: {e}");
+            }
+        }
+    }
+
+    #[test]
     fn bad_declarations_are_named() {
         for (expr, says) in [
             ("temperature >", "SQL"),
