@@ -295,6 +295,8 @@ fn drop_and_warn_count_by_hand_and_drop_rows_into_rejects() {
         ]
     );
     assert!(report["tables"].get("expectations").is_some(), "{report}");
+    // And its Synapse view types every column as written.
+    crate::consumers::assert_view_types(&lake, "expectations");
 
     // A rerun replaces the date with the same rows in every table.
     let tables = ["telemetry", "rejects", "expectations", "features_hourly"];
