@@ -198,12 +198,8 @@ pub fn minute_table() -> TableSpec {
 /// Opens a table at its latest version; `None` when there is no table yet.
 pub async fn open_table(lake: &Lake, spec: &TableSpec) -> Result<Option<DeltaTable>, SinkError> {
     let url = lake.table_url(spec.name)?;
-    if url.scheme() == "file" {
-        if let Ok(dir) = url.to_file_path() {
-            if !dir.join("_delta_log").is_dir() {
-                return Ok(None);
-            }
-        }
+    if absent_locally(&url) {
+        return Ok(None);
     }
     let err = |e: deltalake::DeltaTableError| SinkError::delta(spec.name, &url, e);
     let mut table = DeltaTableBuilder::from_url(url.clone())
@@ -216,6 +212,14 @@ pub async fn open_table(lake: &Lake, spec: &TableSpec) -> Result<Option<DeltaTab
     }
     table.load().await.map_err(err)?;
     Ok(Some(table))
+}
+
+/// Whether `url` is a local table folder with no Delta log (delta-rs cannot open a missing local folder).
+pub fn absent_locally(url: &Url) -> bool {
+    url.scheme() == "file"
+        && url
+            .to_file_path()
+            .is_ok_and(|dir| !dir.join("_delta_log").is_dir())
 }
 
 /// Every table a run writes, in commit order (`expectations` only when the job declares some).

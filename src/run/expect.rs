@@ -60,7 +60,7 @@ impl HourChecks {
         frame.filter(&mask).map_err(Error::polars("expectations"))
     }
 
-    /// Whether a `fail` expectation has failed on any row.
+    /// The `fail` expectations that some row failed (empty: the run goes on).
     pub fn failed(&self) -> Vec<&Outcome> {
         self.outcomes
             .iter()

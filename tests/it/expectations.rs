@@ -307,6 +307,27 @@ fn drop_and_warn_count_by_hand_and_drop_rows_into_rejects() {
     let after: Vec<Vec<String>> = tables.iter().map(|t| rows_without_run(&lake, t)).collect();
     assert_eq!(after, before);
     assert_eq!(table_rows(&lake).len(), 3, "replaced, not appended");
+
+    // `maintain` keeps it like the other tables, rows unchanged.
+    let out = coldpath(&[
+        "maintain",
+        "--job",
+        job.to_str().unwrap(),
+        "--vacuum-retention",
+        "0s",
+        "--unsafe-retention",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let maintained: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        maintained["tables"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t["table"] == "expectations"),
+        "{maintained}"
+    );
+    assert_eq!(rows_without_run(&lake, "expectations"), before[2]);
 }
 
 #[test]
