@@ -13,7 +13,6 @@ use std::num::NonZeroU64;
 
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::operations::vacuum::VacuumMode;
-use deltalake::DeltaTable;
 use serde::Serialize;
 use tracing::info;
 
@@ -54,14 +53,11 @@ pub async fn maintain(
     retention: std::time::Duration,
 ) -> Result<Option<TableMaintenance>, SinkError> {
     let url = lake.table_url(spec.name)?;
-    if crate::lake::absent_locally(&url) {
-        // `expectations` exists only once a job that declares some has run.
-        return Ok(None);
-    }
     let err = |source| SinkError::delta(spec.name, &url, source);
-    let table = DeltaTable::try_from_url_with_storage_options(url.clone(), lake.storage_options())
-        .await
-        .map_err(&err)?;
+    // `expectations` exists only once a job that declares some has run.
+    let Some(table) = crate::lake::open_table(lake, spec).await? else {
+        return Ok(None);
+    };
     let Some(version_before) = table.version() else {
         return Ok(None);
     };

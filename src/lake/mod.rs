@@ -215,7 +215,7 @@ pub async fn open_table(lake: &Lake, spec: &TableSpec) -> Result<Option<DeltaTab
 }
 
 /// Whether `url` is a local table folder with no Delta log (delta-rs cannot open a missing local folder).
-pub fn absent_locally(url: &Url) -> bool {
+fn absent_locally(url: &Url) -> bool {
     url.scheme() == "file"
         && url
             .to_file_path()
