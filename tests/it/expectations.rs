@@ -405,3 +405,31 @@ fn with_no_expectations_nothing_changes() {
         .is_none());
     assert!(!dir.path().join("lake/expectations").exists());
 }
+
+#[test]
+fn plan_lists_the_expectations_table_only_when_declared() {
+    let dir = temp_lake();
+    let raw = raw(dir.path());
+    let replaces = |job: &Path| -> Vec<String> {
+        let out = coldpath(&["plan", "--job", job.to_str().unwrap(), "--date", DATE]);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+        plan["replaces"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap().to_string())
+            .collect()
+    };
+    let table = format!("expectations: run_date={DATE}");
+    let declared = replaces(&job(dir.path(), &raw, "drop.toml", &drop_and_warn()));
+    assert!(declared.contains(&table), "{declared:?}");
+    // Before rejects, the run's last commit.
+    assert_eq!(
+        declared.last().unwrap(),
+        &format!("rejects: run_date={DATE}")
+    );
+    let none = replaces(&job(dir.path(), &raw, "none.toml", ""));
+    assert!(!none.contains(&table), "{none:?}");
+    assert_eq!(none.len() + 1, declared.len());
+}
