@@ -1,8 +1,8 @@
 //! Declared expectations inside a run: each complete hour's rows are checked after the contract's rules and dedup, before features and silver see them.
 //!
-//! The rows are checked as the silver table's Arrow batches (the columns an
-//! expression names are silver's, bookkeeping included), a slice at a time so
-//! the copy stays bounded. Every expectation checks every row: a row failing
+//! The rows are checked as Arrow batches of the silver columns the expressions
+//! name (bookkeeping such as `source_file` included when named, and only then
+//! computed), a slice at a time so the copy stays bounded. Every expectation checks every row: a row failing
 //! several is counted under each. A row failing any `drop` expectation leaves
 //! the hour (so features, minutes, the volume and `rows_written` are computed
 //! from the rows kept) and becomes one `failed_expectation` reject whose
@@ -10,8 +10,8 @@
 //! as JSON (silver's data columns, nulls written out). `fail` and `warn` keep
 //! the row; the pipeline stops a run that has any `fail` failure like the gate.
 
-use deltalake::arrow::array::{BooleanArray, RecordBatch};
-use deltalake::arrow::compute::filter_record_batch;
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::{Schema, SchemaRef};
 use deltalake::arrow::json::writer::LineDelimited;
 use deltalake::arrow::json::WriterBuilder;
 use polars::prelude::*;
@@ -70,10 +70,7 @@ impl HourChecks {
 
     /// Checks one slice: counts, and the rejects of its dropped rows; returns which rows stay.
     fn check_slice(&mut self, slice: DataFrame, silver: &SilverOut) -> Result<Vec<bool>, Error> {
-        let places = places(&slice).map_err(Error::polars("expectations"))?;
-        let mut rows = silver_frame(slice, &silver.paths, &silver.run_id, silver.ingested_at_us)
-            .map_err(Error::polars("expectations"))?;
-        let batch = lake::to_record_batch(&lake::telemetry_table(), &mut rows)?;
+        let batch = checked_batch(&slice, self.set.columns(), silver)?;
         let failures = self.set.failures(&batch)?;
         for (outcome, failed) in self.outcomes.iter_mut().zip(&failures) {
             outcome.add(failed);
@@ -93,12 +90,13 @@ impl HourChecks {
         if keep.iter().all(|k| *k) {
             return Ok(keep);
         }
-        let raws = rows_as_json(&batch, &keep)?;
-        let gone = dropped
-            .iter()
-            .zip(&places)
-            .filter(|(names, _)| !names.is_empty());
-        for ((names, &(blob, line)), raw) in gone.zip(raws) {
+        let gone = slice
+            .filter(&BooleanChunked::from_iter(keep.iter().map(|k| !k)))
+            .map_err(Error::polars("expectations"))?;
+        let places = places(&gone).map_err(Error::polars("expectations"))?;
+        let raws = rows_as_json(gone)?;
+        let names = dropped.iter().filter(|names| !names.is_empty());
+        for ((names, (blob, line)), raw) in names.zip(places).zip(raws) {
             self.rejects.push(Reject {
                 blob,
                 line: Some(line),
@@ -111,6 +109,33 @@ impl HourChecks {
     }
 }
 
+/// The slice's rows as an Arrow batch of the silver `columns` the expectations name
+/// (the run's bookkeeping columns are added only when one is named).
+fn checked_batch(
+    slice: &DataFrame,
+    columns: &SchemaRef,
+    silver: &SilverOut,
+) -> Result<RecordBatch, Error> {
+    let names: Vec<&str> = columns.fields().iter().map(|f| f.name().as_str()).collect();
+    let rows = if names.iter().all(|n| slice.column(n).is_ok()) {
+        slice.clone()
+    } else {
+        silver_frame(
+            slice.clone(),
+            &silver.paths,
+            &silver.run_id,
+            silver.ingested_at_us,
+        )
+        .map_err(Error::polars("expectations"))?
+    };
+    let mut rows = rows.select(names).map_err(Error::polars("expectations"))?;
+    let spec = lake::TableSpec {
+        schema: columns.clone(),
+        ..lake::telemetry_table()
+    };
+    Ok(lake::to_record_batch(&spec, &mut rows)?)
+}
+
 /// Where each row of `frame` was read: blob index and line.
 fn places(frame: &DataFrame) -> PolarsResult<Vec<(u32, u64)>> {
     let blob = frame.column("blob")?.u32()?;
@@ -121,22 +146,29 @@ fn places(frame: &DataFrame) -> PolarsResult<Vec<(u32, u64)>> {
         .collect())
 }
 
-/// The rows of `batch` not kept, as JSON objects of silver's data columns (nulls written out).
-fn rows_as_json(batch: &RecordBatch, keep: &[bool]) -> Result<Vec<String>, Error> {
+/// Dropped rows as JSON objects of silver's data columns (those before its
+/// bookkeeping, which starts at `source_file`), nulls written out.
+fn rows_as_json(mut rows: DataFrame) -> Result<Vec<String>, Error> {
+    let silver = lake::telemetry_table();
+    let data: Vec<_> = silver
+        .schema
+        .fields()
+        .iter()
+        .take_while(|f| f.name() != "source_file")
+        .cloned()
+        .collect();
+    let spec = lake::TableSpec {
+        schema: std::sync::Arc::new(Schema::new(data)),
+        ..silver
+    };
+    let batch = lake::to_record_batch(&spec, &mut rows)?;
     let err = |e: deltalake::arrow::error::ArrowError| {
         Error::Internal(format!("expectations: a dropped row as JSON: {e}"))
     };
-    // Silver's data columns: those before its bookkeeping, which starts at `source_file`.
-    let columns: Vec<usize> = (0..batch.num_columns())
-        .take_while(|&i| batch.schema().field(i).name() != "source_file")
-        .collect();
-    let dropped = BooleanArray::from(keep.iter().map(|k| !k).collect::<Vec<bool>>());
-    let rows =
-        filter_record_batch(&batch.project(&columns).map_err(err)?, &dropped).map_err(err)?;
     let mut writer = WriterBuilder::new()
         .with_explicit_nulls(true)
         .build::<_, LineDelimited>(Vec::new());
-    writer.write(&rows).map_err(err)?;
+    writer.write(&batch).map_err(err)?;
     writer.finish().map_err(err)?;
     let text = String::from_utf8_lossy(&writer.into_inner()).into_owned();
     Ok(text.lines().map(str::to_string).collect())

@@ -22,7 +22,7 @@
 use std::sync::Arc;
 
 use deltalake::arrow::array::{Array, AsArray, RecordBatch};
-use deltalake::arrow::datatypes::{DataType, Schema};
+use deltalake::arrow::datatypes::{DataType, Schema, SchemaRef};
 use deltalake::datafusion::common::tree_node::TreeNode;
 use deltalake::datafusion::common::DFSchema;
 use deltalake::datafusion::logical_expr::{Expr, ExprSchemable};
@@ -89,9 +89,20 @@ pub struct Expectation {
 }
 
 /// The job's expectations in declaration order (empty: none declared).
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Expectations {
     pub list: Vec<Expectation>,
+    /// The silver columns the expressions name, in silver's order: the batch they are evaluated on.
+    columns: SchemaRef,
+}
+
+impl Default for Expectations {
+    fn default() -> Self {
+        Expectations {
+            list: Vec::new(),
+            columns: Arc::new(Schema::empty()),
+        }
+    }
 }
 
 /// The longest expectation name: it lands in `rejects.detail` and the `expectations` table.
@@ -122,18 +133,28 @@ impl Expectations {
             message: format!("the silver schema: {e}"),
         })?;
         let ctx = SessionContext::new();
-        let mut list: Vec<Expectation> = Vec::with_capacity(declared.len());
+        let mut logical: Vec<(&Declared, Expr)> = Vec::with_capacity(declared.len());
         for d in declared {
-            let invalid = |message: String| ExpectError::Invalid {
-                name: d.name.clone(),
-                expr: d.expr.clone(),
-                message,
-            };
-            check_name(&d.name).map_err(invalid)?;
-            if list.iter().any(|e| e.name == d.name) {
-                return Err(invalid("the name is declared twice".into()));
+            check_name(&d.name).map_err(|m| invalid(d, m))?;
+            if logical.iter().any(|(e, _)| e.name == d.name) {
+                return Err(invalid(d, "the name is declared twice".into()));
             }
-            let check = plan(&ctx, &d.expr, &df_schema).map_err(invalid)?;
+            let expr = row_rule(&ctx, &d.expr, &df_schema).map_err(|m| invalid(d, m))?;
+            logical.push((d, expr));
+        }
+        // Only the columns the expressions name are made Arrow for them.
+        let columns = named_columns(schema, logical.iter().map(|(_, e)| e));
+        let projected =
+            DFSchema::try_from(columns.as_ref().clone()).map_err(|e| ExpectError::Invalid {
+                name: String::new(),
+                expr: String::new(),
+                message: format!("the silver columns named: {e}"),
+            })?;
+        let mut list = Vec::with_capacity(logical.len());
+        for (d, expr) in logical {
+            let check = ctx
+                .create_physical_expr(expr, &projected)
+                .map_err(|e| invalid(d, e.to_string()))?;
             list.push(Expectation {
                 name: d.name.clone(),
                 expr: d.expr.clone(),
@@ -141,7 +162,13 @@ impl Expectations {
                 check,
             });
         }
-        Ok(Expectations { list })
+        Ok(Expectations { list, columns })
+    }
+
+    /// The silver columns the expressions name, in silver's order (at least one):
+    /// [`Expectations::failures`] takes a batch of exactly these.
+    pub fn columns(&self) -> &SchemaRef {
+        &self.columns
     }
 
     pub fn is_empty(&self) -> bool {
@@ -154,12 +181,35 @@ impl Expectations {
     }
 }
 
-/// A SQL expression made a physical expression over `schema`, or why not.
-fn plan(
-    ctx: &SessionContext,
-    sql: &str,
-    schema: &DFSchema,
-) -> Result<Arc<dyn PhysicalExpr>, String> {
+/// The configuration error of declaration `d`.
+fn invalid(d: &Declared, message: String) -> ExpectError {
+    ExpectError::Invalid {
+        name: d.name.clone(),
+        expr: d.expr.clone(),
+        message,
+    }
+}
+
+/// The fields of `schema` that `exprs` name, in its order; its first field when they name none.
+fn named_columns<'e>(schema: &Schema, exprs: impl Iterator<Item = &'e Expr>) -> SchemaRef {
+    let mut named = std::collections::HashSet::new();
+    for e in exprs {
+        named.extend(e.column_refs().into_iter().map(|c| c.name.clone()));
+    }
+    let fields: Vec<_> = schema
+        .fields()
+        .iter()
+        .filter(|f| named.contains(f.name()))
+        .cloned()
+        .collect();
+    match (fields.is_empty(), schema.fields().first()) {
+        (true, Some(first)) => Arc::new(Schema::new(vec![first.clone()])),
+        _ => Arc::new(Schema::new(fields)),
+    }
+}
+
+/// A SQL expression parsed and typed over `schema` as a boolean row rule, or why not.
+fn row_rule(ctx: &SessionContext, sql: &str, schema: &DFSchema) -> Result<Expr, String> {
     if sql.trim().is_empty() {
         return Err("the expression is empty".into());
     }
@@ -179,8 +229,7 @@ fn plan(
     if ty != DataType::Boolean {
         return Err(format!("the expression is of type {ty}, not boolean"));
     }
-    ctx.create_physical_expr(expr, schema)
-        .map_err(|e| e.to_string())
+    Ok(expr)
 }
 
 impl Expectation {
@@ -287,6 +336,18 @@ mod tests {
         .unwrap()
     }
 
+    /// The test batch's columns that `set` names.
+    fn named(set: &Expectations) -> RecordBatch {
+        let all = batch();
+        let at: Vec<usize> = set
+            .columns()
+            .fields()
+            .iter()
+            .map(|f| all.schema().index_of(f.name()).unwrap())
+            .collect();
+        all.project(&at).unwrap()
+    }
+
     #[test]
     fn rows_fail_on_false_and_on_null() {
         let set = Expectations::compile(
@@ -302,7 +363,18 @@ mod tests {
             &schema(),
         )
         .unwrap();
-        let f = set.failures(&batch()).unwrap();
+        let columns: Vec<&str> = set
+            .columns()
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
+        assert_eq!(
+            columns,
+            ["device_type", "temperature"],
+            "only those named, in order"
+        );
+        let f = set.failures(&named(&set)).unwrap();
         // temperature 0, 21.5, null, -3: `<> 0` is false, true, null, true.
         assert_eq!(f[0], vec![true, false, true, false]);
         assert_eq!(f[1], vec![false, true, false, true]);
@@ -346,6 +418,17 @@ mod tests {
             assert!(err.contains("`rule_1`"), "{expr}: {err}");
             assert!(err.contains(says), "{expr}: {err}");
         }
+        let constant =
+            Expectations::compile(&[declared("c", "1 < 2", Action::Warn)], &schema()).unwrap();
+        assert_eq!(
+            constant.columns().fields().len(),
+            1,
+            "a batch needs a column"
+        );
+        assert_eq!(
+            constant.failures(&named(&constant)).unwrap()[0],
+            vec![false; 4]
+        );
         let twice = [
             declared("a", "true", Action::Warn),
             declared("a", "true", Action::Drop),

@@ -337,6 +337,12 @@ fn a_fail_expectation_stops_the_run_like_the_gate() {
     let rules = [
         expectation("not_zero", "temperature <> 0", "drop"),
         expectation("calm", "vibration < 90", "fail"),
+        // The run's bookkeeping columns can be named too: every row is from the blob.
+        expectation(
+            "elsewhere",
+            &format!("source_file <> '{BLOB}' AND event_date = DATE '{DATE}'"),
+            "warn",
+        ),
     ]
     .concat();
     let job = job(dir.path(), &raw, "fail.toml", &rules);
@@ -350,12 +356,16 @@ fn a_fail_expectation_stops_the_run_like_the_gate() {
     );
     assert_eq!(
         figures(&report),
-        vec![fig("not_zero", "drop", 6, 3), fig("calm", "fail", 6, 1)]
+        vec![
+            fig("not_zero", "drop", 6, 3),
+            fig("calm", "fail", 6, 1),
+            fig("elsewhere", "warn", 6, 6)
+        ]
     );
     // Rejects (and the expectations' figures) written; silver and gold not.
     let lake = dir.path().join("lake");
     assert_eq!(expectation_rejects(&lake).len(), 3);
-    assert_eq!(table_rows(&lake).len(), 2);
+    assert_eq!(table_rows(&lake).len(), 3);
     for table in ["telemetry", "features_hourly", "telemetry_minute"] {
         assert!(!lake.join(table).join("_delta_log").exists(), "{table}");
         assert!(report["tables"].get(table).is_none(), "{report}");
