@@ -2,8 +2,8 @@
 //!
 //! The rows are checked as Arrow batches of the silver columns the expressions
 //! name (bookkeeping such as `source_file` included when named, and only then
-//! computed), a slice at a time so the copy stays bounded. Every expectation checks every row: a row failing
-//! several is counted under each. A row failing any `drop` expectation leaves
+//! computed), a slice at a time so the copy stays bounded. Every expectation
+//! checks every row: a row failing several is counted under each. A row failing any `drop` expectation leaves
 //! the hour (so features, minutes, the volume and `rows_written` are computed
 //! from the rows kept) and becomes one `failed_expectation` reject whose
 //! `detail` names every `drop` expectation it failed and whose `raw` is the row
@@ -58,6 +58,21 @@ impl HourChecks {
         }
         let mask = BooleanChunked::from_slice("keep".into(), &keep);
         frame.filter(&mask).map_err(Error::polars("expectations"))
+    }
+
+    /// The date's figures as the `expectations` table's batch, its folder ready.
+    pub fn staged(
+        &self,
+        lake: &lake::Lake,
+        date: chrono::NaiveDate,
+        run_id: &str,
+    ) -> Result<(lake::TableSpec, RecordBatch), Error> {
+        let spec = lake::expectations_table();
+        let mut frame =
+            table_frame(&self.outcomes, date, run_id).map_err(Error::polars("expectations"))?;
+        let batch = lake::to_record_batch(&spec, &mut frame)?;
+        lake::prepare_table(lake, &spec)?;
+        Ok((spec, batch))
     }
 
     /// The `fail` expectations that some row failed (empty: the run goes on).
@@ -175,7 +190,7 @@ fn rows_as_json(mut rows: DataFrame) -> Result<Vec<String>, Error> {
 }
 
 /// The date's figures as a frame of the `expectations` table.
-pub fn table_frame(
+fn table_frame(
     outcomes: &[Outcome],
     date: chrono::NaiveDate,
     run_id: &str,

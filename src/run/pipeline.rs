@@ -382,18 +382,12 @@ impl DateRun<'_> {
             )?;
             if let Some(checks) = &pass.expect {
                 // Before rejects, which stays the run's last commit (the volume's record).
-                let frame = crate::run::expect::table_frame(
-                    &checks.outcomes,
-                    self.req.date,
-                    &self.meta.run_id,
-                )
-                .map_err(Error::polars("expectations"))?;
-                let at = staged.len().saturating_sub(1);
+                let (spec, batch) =
+                    checks.staged(&self.prepared.lake, self.req.date, &self.meta.run_id)?;
                 staged.insert(
-                    at,
-                    stage(lake::expectations_table(), frame, self.meta.clone())?,
+                    staged.len().saturating_sub(1),
+                    (spec, batch, self.meta.clone()),
                 );
-                lake::prepare_table(&self.prepared.lake, &staged[at].0)?;
             }
             if gate_failed {
                 // The gate: silver (and so features) are not written.
