@@ -26,6 +26,14 @@ pub fn epoch_days(date: NaiveDate) -> i32 {
     (date - NaiveDate::default()).num_days() as i32
 }
 
+/// A Polars `date` column named `name` holding `date` `n` times (a partition column).
+pub fn date_column(name: &str, date: NaiveDate, n: usize) -> polars::prelude::Column {
+    use polars::prelude::{Int32Chunked, IntoColumn};
+    Int32Chunked::from_vec(name.into(), vec![epoch_days(date); n])
+        .into_date()
+        .into_column()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

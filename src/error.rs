@@ -25,6 +25,8 @@ pub enum Error {
     Manifest(#[from] ManifestError),
     #[error(transparent)]
     Tier(#[from] crate::stages::source::tier::TierError),
+    #[error(transparent)]
+    Expect(#[from] crate::stages::expect::ExpectError),
     #[error("{stage}: {source}")]
     Polars {
         stage: &'static str,
@@ -62,6 +64,7 @@ impl Error {
             Error::Lock(e) => e.is_config(),
             Error::Manifest(e) => e.is_config(),
             Error::Tier(e) => e.is_config(),
+            Error::Expect(e) => matches!(e, crate::stages::expect::ExpectError::Invalid { .. }),
             Error::Polars { .. }
             | Error::Archived(_)
             | Error::EmptyRun(_)

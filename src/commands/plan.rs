@@ -187,6 +187,7 @@ fn report_of(found: &Found, date: NaiveDate) -> PlanReport {
         ignored: listing.ignored.clone(),
         replaces: crate::lake::all_tables()
             .iter()
+            .filter(|t| t.name != "expectations" || !job.expectations.is_empty())
             .map(|t| format!("{}: {}={date}", t.name, t.partition))
             .collect(),
         reads_back: format!("telemetry: event_date={previous} from {lookback_start}"),

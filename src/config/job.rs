@@ -73,6 +73,9 @@ struct JobFile {
     volume: VolumeFile,
     #[serde(default)]
     drift: crate::config::drift::DriftFile,
+    /// `[[expectations]]`: see `stages/expect.rs`.
+    #[serde(default)]
+    expectations: Vec<crate::stages::expect::Declared>,
 }
 
 /// `[storage]`: retries and timeouts of every storage request (defaults: object_store's).
@@ -164,6 +167,8 @@ pub struct Job {
     pub volume: VolumeSettings,
     /// Schema drift: `_rescued_data` and what a wrong-typed value becomes.
     pub drift: crate::config::drift::DriftSettings,
+    /// The declared expectations, parsed and planned (empty: none).
+    pub expectations: crate::stages::expect::Expectations,
 }
 
 /// The largest job file read.
@@ -226,6 +231,11 @@ impl Job {
         };
         let format = keys.format(&file.format)?;
         let csv = csv_dialect(&file.csv).map_err(|(key, m)| keys.invalid(key, m))?;
+        let expectations = crate::stages::expect::Expectations::compile(
+            &file.expectations,
+            &crate::lake::telemetry_table().schema,
+        )
+        .map_err(|e| keys.invalid("expectations", e.to_string()))?;
         Ok(Job {
             name: file.name,
             source: beside(base, &file.source),
@@ -252,6 +262,7 @@ impl Job {
             lock,
             volume,
             drift,
+            expectations,
         })
     }
 }

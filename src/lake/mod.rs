@@ -279,12 +279,8 @@ pub fn health_table() -> TableSpec {
 /// Opens a table at its latest version; `None` when there is no table yet.
 pub async fn open_table(lake: &Lake, spec: &TableSpec) -> Result<Option<DeltaTable>, SinkError> {
     let url = lake.table_url(spec.name)?;
-    if url.scheme() == "file" {
-        if let Ok(dir) = url.to_file_path() {
-            if !dir.join("_delta_log").is_dir() {
-                return Ok(None);
-            }
-        }
+    if absent_locally(&url) {
+        return Ok(None);
     }
     let err = |e: deltalake::DeltaTableError| SinkError::delta(spec.name, &url, e);
     let mut table = DeltaTableBuilder::from_url(url.clone())
@@ -299,15 +295,40 @@ pub async fn open_table(lake: &Lake, spec: &TableSpec) -> Result<Option<DeltaTab
     Ok(Some(table))
 }
 
-/// Every table a run writes, in commit order.
-pub fn all_tables() -> [TableSpec; 5] {
+/// Whether `url` is a local table folder with no Delta log (delta-rs cannot open a missing local folder).
+fn absent_locally(url: &Url) -> bool {
+    url.scheme() == "file"
+        && url
+            .to_file_path()
+            .is_ok_and(|dir| !dir.join("_delta_log").is_dir())
+}
+
+/// Every table a run writes, in commit order (`expectations` only when the job declares some).
+pub fn all_tables() -> [TableSpec; 6] {
     [
         telemetry_table(),
         features_table(),
         minute_table(),
         health_table(),
+        expectations_table(),
         rejects_table(),
     ]
+}
+
+/// `expectations`: per run date and declared expectation, the rows checked and failed (see `stages/expect.rs`).
+pub fn expectations_table() -> TableSpec {
+    TableSpec {
+        name: "expectations",
+        partition: "run_date",
+        schema: Arc::new(Schema::new(vec![
+            Field::new("run_date", DataType::Date32, true),
+            Field::new("name", DataType::Utf8, true),
+            Field::new("action", DataType::Utf8, true),
+            Field::new("checked", DataType::Int64, true),
+            Field::new("failed", DataType::Int64, true),
+            Field::new("run_id", DataType::Utf8, true),
+        ])),
+    }
 }
 
 /// `rejects` (quarantine), CONTRACT.md §2.

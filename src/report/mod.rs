@@ -106,6 +106,9 @@ pub struct RunReport {
     /// Schema drift's figures, when the job rescues or declares columns.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub drift: Option<drift::DriftReport>,
+    /// Per declared expectation: rows checked, passed, failed (absent when the job declares none).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expectations: Vec<crate::stages::expect::Outcome>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -204,6 +207,7 @@ impl RunReport {
             volume: None,
             devices_by_status: BTreeMap::new(),
             drift: None,
+            expectations: Vec::new(),
             error: None,
         }
     }

@@ -137,6 +137,8 @@ pub struct Day<'r> {
     pub minutes: Option<(chrono::NaiveDate, Vec<DataFrame>)>,
     pub silver: SilverOut,
     pub times: StageTimes,
+    /// The job's declared expectations (see `run/expect.rs`); `None` when it declares none.
+    pub expect: Option<crate::run::expect::HourChecks>,
 }
 
 impl<'r> Day<'r> {
@@ -164,6 +166,7 @@ impl<'r> Day<'r> {
             minutes: None,
             silver,
             times: StageTimes::default(),
+            expect: None,
         }
     }
 
@@ -225,6 +228,14 @@ impl<'r> Day<'r> {
         self.times.dedup += t.elapsed();
         if !self.contested.is_empty() {
             // This pass will be read again with the contested ids decided: write nothing more.
+            return Ok(());
+        }
+        let frame = match &mut self.expect {
+            Some(checks) => checks.apply(frame, &self.silver)?,
+            None => frame,
+        };
+        if frame.height() == 0 {
+            // Every row was dropped by an expectation: the hour is as if it had none.
             return Ok(());
         }
         self.rows_written += frame.height() as u64;

@@ -3,12 +3,14 @@
 //! [`pipeline`] is one date's run: the locks, the listing, the read pass that
 //! [`hours`] closes an event hour at a time, the quality gate and the commits;
 //! [`health`] reads back what `device_health` and the baselines need.
+//! [`expect`] checks the job's declared expectations on each hour's rows.
 //! [`backfill`] and [`catchup`] run many dates; [`crate::cancel`] is how a
 //! signal stops them cleanly.
 
 pub mod backfill;
 pub mod catchup;
 pub mod drift;
+pub mod expect;
 pub mod health;
 pub mod hours;
 pub mod pipeline;

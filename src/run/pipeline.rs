@@ -126,8 +126,9 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
     } else {
         &["telemetry", "rejects"]
     };
+    let tables = crate::run::expect::with_table(job, tables);
     // The lock watches for a stop itself, so it gives back what it took.
-    let locks = take_locks(job, &prepared, tables, req.date, &report.run_id).await?;
+    let locks = take_locks(job, &prepared, &tables, req.date, &report.run_id).await?;
     report.durations.lock_ms = ms(t);
     // A stop request drops the run where it stands: nothing uncommitted is committed.
     let result = crate::cancel::unless_cancelled(run_locked(
@@ -371,6 +372,7 @@ impl DateRun<'_> {
                 devices: pass.counts.devices,
             };
             gate_failed |= self.volume_step(volume, report).await?;
+            gate_failed |= crate::run::expect::report_step(pass.expect.as_ref(), report);
             let t = Instant::now();
             let gold = match (gate_failed, pass.features, pass.health) {
                 (false, Some(features), Some(health)) => {
@@ -387,7 +389,7 @@ impl DateRun<'_> {
                 }
                 _ => None,
             };
-            let staged = self.stage_step(
+            let mut staged = self.stage_step(
                 gold,
                 pass.minutes,
                 &pass.rejects,
@@ -396,6 +398,15 @@ impl DateRun<'_> {
                 volume,
                 report,
             )?;
+            if let Some(checks) = &pass.expect {
+                // Before rejects, which stays the run's last commit (the volume's record).
+                let (spec, batch) =
+                    checks.staged(&self.prepared.lake, self.req.date, &self.meta.run_id)?;
+                staged.insert(
+                    staged.len().saturating_sub(1),
+                    (spec, batch, self.meta.clone()),
+                );
+            }
             if gate_failed {
                 // The gate: silver (and so features) are not written.
                 pass.silver.abort().await;
@@ -471,6 +482,7 @@ impl DateRun<'_> {
             paths: Series::new("source_file".into(), &paths),
             ingested_at_us: self.ingested_at_us,
             drift: self.job.drift,
+            expectations: &self.job.expectations,
         }
     }
 
@@ -988,6 +1000,7 @@ struct PassInputs<'a> {
     paths: Series,
     ingested_at_us: i64,
     drift: crate::config::drift::DriftSettings,
+    expectations: &'a crate::stages::expect::Expectations,
 }
 
 /// How the records of a pass are accounted for.
@@ -1018,6 +1031,8 @@ struct Pass {
     rejects: Vec<Reject>,
     counts: Counts,
     times: hours::StageTimes,
+    /// The declared expectations' figures (their dropped rows are in `rejects`).
+    expect: Option<crate::run::expect::HourChecks>,
 }
 
 /// Passes at most: the first, plus one per round of message ids found spanning hours.
@@ -1097,6 +1112,7 @@ async fn one_pass(
         .history
         .clone()
         .map(|history| DayHealth::new(inputs.date, history));
+    day.expect = crate::run::expect::HourChecks::new(inputs.expectations);
     let mut counts = Counts::default();
     let mut rejects = Vec::new();
     let mut blobs = std::pin::pin!(read_in_order(
@@ -1122,6 +1138,10 @@ async fn one_pass(
         day.complete_before(frontier_us).await?;
     }
     day.complete().await?;
+    let mut expect = day.expect.take();
+    if let Some(checks) = &mut expect {
+        rejects.append(&mut checks.rejects);
+    }
     rejects.sort_by_key(|r: &Reject| (r.blob, r.line));
     counts.duplicates = day.duplicates;
     counts.devices = day.devices.len() as u64;
@@ -1145,6 +1165,7 @@ async fn one_pass(
         rejects,
         counts,
         times: day.times,
+        expect,
     };
     Ok((pass, day.contested))
 }
@@ -1238,12 +1259,7 @@ fn rejects_frame(
     run_id: &str,
 ) -> PolarsResult<DataFrame> {
     let n = rejects.len();
-    let run_date = Int32Chunked::from_vec(
-        "run_date".into(),
-        vec![crate::calendar::epoch_days(date); n],
-    )
-    .into_date()
-    .into_column();
+    let run_date = crate::calendar::date_column("run_date", date, n);
     DataFrame::new_infer_height(vec![
         run_date,
         Column::new(

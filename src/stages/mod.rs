@@ -7,6 +7,7 @@
 //! them commits anything: [`crate::run`] drives them and [`crate::lake`] writes.
 
 pub mod dedup;
+pub mod expect;
 pub mod features;
 pub mod health;
 pub mod normalize;

@@ -12,6 +12,7 @@ mod crash;
 mod drift;
 mod edges;
 mod exit_codes;
+mod expectations;
 mod features;
 mod fuzz;
 mod health;

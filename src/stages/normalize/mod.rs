@@ -28,6 +28,9 @@ pub enum Reason {
     LateBeyondWindow,
     EventTimeInFuture,
     UnreadableFile,
+    /// A row that failed a declared expectation with action `drop` (not one of the
+    /// contract's rules, so not in [`Reason::ALL`]: see `stages/expect.rs`).
+    FailedExpectation,
 }
 
 impl Reason {
@@ -52,6 +55,7 @@ impl Reason {
             Reason::LateBeyondWindow => "late_beyond_window",
             Reason::EventTimeInFuture => "event_time_in_future",
             Reason::UnreadableFile => "unreadable_file",
+            Reason::FailedExpectation => "failed_expectation",
         }
     }
 }
@@ -111,7 +115,7 @@ pub const MAX_REJECTS_PER_BLOB: usize = 10_000;
 /// Largest raw text kept in a reject.
 pub const RAW_LIMIT: usize = 4096;
 
-fn cut_raw(raw: &str) -> String {
+pub fn cut_raw(raw: &str) -> String {
     if raw.len() <= RAW_LIMIT {
         return raw.to_string();
     }

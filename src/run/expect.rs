@@ -1,0 +1,279 @@
+//! Declared expectations inside a run: each complete hour's rows are checked after the contract's rules and dedup, before features and silver see them.
+//!
+//! The rows are checked as Arrow batches of the silver columns the expressions
+//! name (bookkeeping such as `source_file` included when named, and only then
+//! computed), a slice at a time so the copy stays bounded. Every expectation
+//! checks every row: a row failing several is counted under each. A row failing any `drop` expectation leaves
+//! the hour (so features, minutes, the volume and `rows_written` are computed
+//! from the rows kept) and becomes one `failed_expectation` reject whose
+//! `detail` names every `drop` expectation it failed and whose `raw` is the row
+//! as JSON (silver's data columns, nulls written out). `fail` and `warn` keep
+//! the row; the pipeline stops a run that has any `fail` failure like the gate.
+
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::datatypes::{Schema, SchemaRef};
+use deltalake::arrow::json::writer::LineDelimited;
+use deltalake::arrow::json::WriterBuilder;
+use polars::prelude::*;
+
+use crate::error::Error;
+use crate::lake;
+use crate::run::hours::{silver_frame, SilverOut};
+use crate::stages::expect::{Action, Expectations, Outcome};
+use crate::stages::normalize::{cut_raw, Reason, Reject};
+
+/// Rows checked per Arrow batch: bounds the copy, as the silver writer's batches do.
+const CHECK_ROWS: usize = 256 * 1024;
+
+/// One pass's checks: the figures so far and the rows dropped.
+#[derive(Debug)]
+pub struct HourChecks {
+    set: Expectations,
+    pub outcomes: Vec<Outcome>,
+    /// One per dropped row.
+    pub rejects: Vec<Reject>,
+}
+
+impl HourChecks {
+    /// The checks of `set`; `None` when the job declares no expectation.
+    pub fn new(set: &Expectations) -> Option<HourChecks> {
+        (!set.is_empty()).then(|| HourChecks {
+            set: set.clone(),
+            outcomes: Outcome::zeros(set),
+            rejects: Vec::new(),
+        })
+    }
+
+    /// Checks an hour's deduplicated rows; returns the rows kept, in their order.
+    pub fn apply(&mut self, frame: DataFrame, silver: &SilverOut) -> Result<DataFrame, Error> {
+        let mut keep = Vec::with_capacity(frame.height());
+        let mut offset = 0;
+        while offset < frame.height() {
+            let slice = frame.slice(offset as i64, CHECK_ROWS);
+            offset += CHECK_ROWS;
+            keep.extend(self.check_slice(slice, silver)?);
+        }
+        if keep.iter().all(|k| *k) {
+            return Ok(frame);
+        }
+        let mask = BooleanChunked::from_slice("keep".into(), &keep);
+        frame.filter(&mask).map_err(Error::polars("expectations"))
+    }
+
+    /// The date's figures as the `expectations` table's batch, its folder ready.
+    pub fn staged(
+        &self,
+        lake: &lake::Lake,
+        date: chrono::NaiveDate,
+        run_id: &str,
+    ) -> Result<(lake::TableSpec, RecordBatch), Error> {
+        let spec = lake::expectations_table();
+        let mut frame =
+            table_frame(&self.outcomes, date, run_id).map_err(Error::polars("expectations"))?;
+        let batch = lake::to_record_batch(&spec, &mut frame)?;
+        lake::prepare_table(lake, &spec)?;
+        Ok((spec, batch))
+    }
+
+    /// The `fail` expectations that some row failed (empty: the run goes on).
+    pub fn failed(&self) -> Vec<&Outcome> {
+        self.outcomes
+            .iter()
+            .filter(|o| o.action == Action::Fail && o.failed > 0)
+            .collect()
+    }
+
+    /// Checks one slice: counts, and the rejects of its dropped rows; returns which rows stay.
+    fn check_slice(&mut self, slice: DataFrame, silver: &SilverOut) -> Result<Vec<bool>, Error> {
+        let batch = checked_batch(&slice, self.set.columns(), silver)?;
+        let failures = self.set.failures(&batch)?;
+        for (outcome, failed) in self.outcomes.iter_mut().zip(&failures) {
+            outcome.add(failed);
+        }
+        let dropped: Vec<Vec<&str>> = (0..batch.num_rows())
+            .map(|row| {
+                self.set
+                    .list
+                    .iter()
+                    .zip(&failures)
+                    .filter(|(e, f)| e.action == Action::Drop && f[row])
+                    .map(|(e, _)| e.name.as_str())
+                    .collect()
+            })
+            .collect();
+        let keep: Vec<bool> = dropped.iter().map(Vec::is_empty).collect();
+        if keep.iter().all(|k| *k) {
+            return Ok(keep);
+        }
+        let gone = slice
+            .filter(&BooleanChunked::from_iter(keep.iter().map(|k| !k)))
+            .map_err(Error::polars("expectations"))?;
+        let places = places(&gone).map_err(Error::polars("expectations"))?;
+        let devices: Vec<Option<String>> = gone
+            .column("device_id")
+            .and_then(|c| Ok(c.str()?.iter().map(|d| d.map(str::to_string)).collect()))
+            .map_err(Error::polars("expectations"))?;
+        let raws = rows_as_json(gone)?;
+        let names = dropped.iter().filter(|names| !names.is_empty());
+        for (((names, (blob, line)), raw), device) in names.zip(places).zip(raws).zip(devices) {
+            self.rejects.push(Reject {
+                blob,
+                line: Some(line),
+                reason: Reason::FailedExpectation,
+                detail: names.join(", "),
+                raw: cut_raw(&raw),
+                device,
+            });
+        }
+        Ok(keep)
+    }
+}
+
+/// The slice's rows as an Arrow batch of the silver `columns` the expectations name
+/// (the run's bookkeeping columns are added only when one is named).
+fn checked_batch(
+    slice: &DataFrame,
+    columns: &SchemaRef,
+    silver: &SilverOut,
+) -> Result<RecordBatch, Error> {
+    let names: Vec<&str> = columns.fields().iter().map(|f| f.name().as_str()).collect();
+    let rows = if names.iter().all(|n| slice.column(n).is_ok()) {
+        slice.clone()
+    } else {
+        silver_frame(
+            slice.clone(),
+            &silver.paths,
+            &silver.run_id,
+            silver.ingested_at_us,
+        )
+        .map_err(Error::polars("expectations"))?
+    };
+    let mut rows = rows.select(names).map_err(Error::polars("expectations"))?;
+    let spec = lake::TableSpec {
+        schema: columns.clone(),
+        ..lake::telemetry_table()
+    };
+    Ok(lake::to_record_batch(&spec, &mut rows)?)
+}
+
+/// Where each row of `frame` was read: blob index and line.
+fn places(frame: &DataFrame) -> PolarsResult<Vec<(u32, u64)>> {
+    let blob = frame.column("blob")?.u32()?;
+    let line = frame.column("line")?.u64()?;
+    Ok(blob
+        .into_no_null_iter()
+        .zip(line.into_no_null_iter())
+        .collect())
+}
+
+/// Dropped rows as JSON objects of silver's data columns (those before its
+/// bookkeeping, which starts at `source_file`), nulls written out.
+fn rows_as_json(mut rows: DataFrame) -> Result<Vec<String>, Error> {
+    let silver = lake::telemetry_table();
+    let data: Vec<_> = silver
+        .schema
+        .fields()
+        .iter()
+        .take_while(|f| f.name() != "source_file")
+        .cloned()
+        .collect();
+    let spec = lake::TableSpec {
+        schema: std::sync::Arc::new(Schema::new(data)),
+        ..silver
+    };
+    let batch = lake::to_record_batch(&spec, &mut rows)?;
+    let err = |e: deltalake::arrow::error::ArrowError| {
+        Error::Internal(format!("expectations: a dropped row as JSON: {e}"))
+    };
+    let mut writer = WriterBuilder::new()
+        .with_explicit_nulls(true)
+        .build::<_, LineDelimited>(Vec::new());
+    writer.write(&batch).map_err(err)?;
+    writer.finish().map_err(err)?;
+    let text = String::from_utf8_lossy(&writer.into_inner()).into_owned();
+    Ok(text.lines().map(str::to_string).collect())
+}
+
+/// The date's figures as a frame of the `expectations` table.
+fn table_frame(
+    outcomes: &[Outcome],
+    date: chrono::NaiveDate,
+    run_id: &str,
+) -> PolarsResult<DataFrame> {
+    let n = outcomes.len();
+    let run_date = crate::calendar::date_column("run_date", date, n);
+    DataFrame::new_infer_height(vec![
+        run_date,
+        Column::new(
+            "name".into(),
+            outcomes.iter().map(|o| o.name.as_str()).collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "action".into(),
+            outcomes
+                .iter()
+                .map(|o| o.action.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "checked".into(),
+            outcomes
+                .iter()
+                .map(|o| o.checked as i64)
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "failed".into(),
+            outcomes.iter().map(|o| o.failed as i64).collect::<Vec<_>>(),
+        ),
+        Column::new("run_id".into(), vec![run_id; n]),
+    ])
+}
+
+/// The run's error when `fail` expectations failed.
+pub fn failure_message(failed: &[&Outcome]) -> String {
+    let named: Vec<String> = failed
+        .iter()
+        .map(|o| {
+            format!(
+                "`{}` ({}) failed on {} of {} rows",
+                o.name, o.expr, o.failed, o.checked
+            )
+        })
+        .collect();
+    format!(
+        "expectation with action fail: {}: rejects and expectations written, telemetry not",
+        named.join("; ")
+    )
+}
+
+/// The tables a run locks: `expectations` too (before `rejects`) when the job declares some.
+pub fn with_table(job: &crate::config::job::Job, tables: &[&'static str]) -> Vec<&'static str> {
+    let mut all = tables.to_vec();
+    if !job.expectations.is_empty() {
+        let at = all.len().saturating_sub(1);
+        all.insert(at, lake::expectations_table().name);
+    }
+    all
+}
+
+/// Puts the pass's figures in the report; `true` when a `fail` expectation stops the run (like the gate).
+pub fn report_step(checks: Option<&HourChecks>, report: &mut crate::report::RunReport) -> bool {
+    let Some(checks) = checks else {
+        return false;
+    };
+    report.expectations = checks.outcomes.clone();
+    for o in checks.outcomes.iter().filter(|o| o.failed > 0) {
+        tracing::warn!(expectation = %o.name, action = o.action.as_str(), failed = o.failed, checked = o.checked, "rows failed an expectation");
+    }
+    let failed = checks.failed();
+    if failed.is_empty() {
+        return false;
+    }
+    let message = failure_message(&failed);
+    report.error = Some(match report.error.take() {
+        Some(earlier) => format!("{earlier}; {message}"),
+        None => message,
+    });
+    true
+}
