@@ -25,6 +25,7 @@ use crate::storage::fault::Fault;
 
 pub mod arrow;
 pub mod lock;
+pub mod look;
 pub mod maintain;
 pub mod manifest;
 pub mod silver;
@@ -197,7 +198,12 @@ pub fn minute_table() -> TableSpec {
 
 /// Opens a table at its latest version; `None` when there is no table yet.
 pub async fn open_table(lake: &Lake, spec: &TableSpec) -> Result<Option<DeltaTable>, SinkError> {
-    let url = lake.table_url(spec.name)?;
+    open_named(lake, spec.name).await
+}
+
+/// Opens the table `name` at its latest version; `None` when there is no table yet.
+pub async fn open_named(lake: &Lake, name: &'static str) -> Result<Option<DeltaTable>, SinkError> {
+    let url = lake.table_url(name)?;
     if url.scheme() == "file" {
         if let Ok(dir) = url.to_file_path() {
             if !dir.join("_delta_log").is_dir() {
@@ -205,7 +211,7 @@ pub async fn open_table(lake: &Lake, spec: &TableSpec) -> Result<Option<DeltaTab
             }
         }
     }
-    let err = |e: deltalake::DeltaTableError| SinkError::delta(spec.name, &url, e);
+    let err = |e: deltalake::DeltaTableError| SinkError::delta(name, &url, e);
     let mut table = DeltaTableBuilder::from_url(url.clone())
         .map_err(err)?
         .with_storage_options(lake.storage_options())

@@ -1,5 +1,6 @@
 //! The run report: one JSON object that accounts for every record read, for schedulers and for people.
 
+pub mod html;
 pub mod plan;
 
 use std::collections::BTreeMap;
