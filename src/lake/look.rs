@@ -212,9 +212,7 @@ pub async fn versions(lake: &Lake) -> Result<Vec<TableVersion>, SinkError> {
         let table = lake::open_named(lake, name).await?;
         out.push(TableVersion {
             name: name.to_string(),
-            version: table
-                .and_then(|t| t.version())
-                .and_then(|v| u64::try_from(v).ok()),
+            version: table.and_then(|t| t.version()),
         });
     }
     Ok(out)

@@ -302,14 +302,9 @@ fn hours_section(out: &mut String, page: &Page) {
         TOP + PLOT_H,
         TOP + PLOT_H
     );
-    for h in 0..columns {
-        hour_bar(
-            out,
-            h,
-            page.rows.get(h).copied().unwrap_or(0),
-            &rejects[h],
-            most,
-        );
+    for (h, hour_rejects) in rejects.iter().enumerate().take(columns) {
+        let rows = page.rows.get(h).copied().unwrap_or(0);
+        hour_bar(out, h, rows, hour_rejects, most);
     }
     out.push_str("</svg>\n<p id=\"legend-hours\">");
     let _ = write!(
@@ -359,7 +354,7 @@ fn hour_bar(out: &mut String, h: usize, rows: u64, rejects: &[(&str, u64)], most
             reason_colour(reason)
         );
     }
-    if h % 3 == 0 || h == HOURS {
+    if h.is_multiple_of(3) || h == HOURS {
         let _ = write!(
             out,
             "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">{label}</text>",
