@@ -605,3 +605,66 @@ fn paeth(a: i32, b: i32, c: i32) -> i32 {
         c
     }
 }
+
+#[test]
+fn a_run_stores_its_report_in_the_lake_as_printed_and_a_gate_failure_stores_one_too() {
+    let (lake, out) = (temp_lake(), tempfile::tempdir().unwrap());
+    let printed = out.path().join("run.json");
+    let job = job_file();
+    let (job, lake_s) = (job.to_str().unwrap(), lake.path().to_str().unwrap());
+    let run = coldpath(&[
+        "run",
+        "--job",
+        job,
+        "--lake",
+        lake_s,
+        "--date",
+        DATE,
+        "--report",
+        printed.to_str().unwrap(),
+    ]);
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let stored = || -> Value {
+        let path = lake.path().join(format!("_coldpath/reports/{DATE}.json"));
+        serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+    };
+    let want: Value = serde_json::from_slice(&std::fs::read(&printed).unwrap()).unwrap();
+    assert_eq!(stored(), want);
+
+    // The same date under a job that accepts no reject: exit 3, and its report replaces the first.
+    let strict = out.path().join("strict.toml");
+    std::fs::write(
+        &strict,
+        format!(
+            "name = \"strict\"\nsource = {:?}\nlayout = \"telemetry/{{yyyy}}/{{MM}}/{{dd}}/{{HH}}/\"\nlake = {lake_s:?}\nmax_reject_ratio = 0.0\n",
+            fixtures_raw().to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let (code, report) = run_job(&strict, DATE, lake.path(), &[]);
+    assert_eq!(code, 3, "{report}");
+    assert_eq!(stored()["status"], "quality_gate_failed");
+    assert_eq!(stored()["run_id"], report["run_id"]);
+    let page = out.path().join("page.html");
+    let o = coldpath(&[
+        "report",
+        "--job",
+        job,
+        "--lake",
+        lake_s,
+        "--date",
+        DATE,
+        "--html",
+        page.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains(&format!(
+        "Run <code>{}</code>: <b>quality_gate_failed</b>",
+        report["run_id"].as_str().unwrap()
+    )));
+}
