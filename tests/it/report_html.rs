@@ -668,3 +668,75 @@ fn a_run_stores_its_report_in_the_lake_as_printed_and_a_gate_failure_stores_one_
         report["run_id"].as_str().unwrap()
     )));
 }
+
+#[test]
+fn on_azure_storage_the_run_stores_its_report_and_the_page_reads_the_tables_and_the_report_back() {
+    let az = crate::azurite::Azurite::start();
+    az.create_container("raw");
+    az.create_container("lake");
+    az.upload_dir("raw", &fixtures_raw());
+    let out = tempfile::tempdir().unwrap();
+    let args = run_args(DATE, "az://raw/", "az://lake/iot");
+    let mut args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let first = out.path().join("run.html");
+    args.extend(["--html", first.to_str().unwrap()]);
+    let run = coldpath_env(&args, &az.env());
+    assert!(
+        run.status.success(),
+        "{}",
+        String::from_utf8_lossy(&run.stderr)
+    );
+    let report: Value = serde_json::from_slice(&run.stdout).unwrap();
+
+    let page = out.path().join("page.html");
+    let job = job_file();
+    let o = coldpath_env(
+        &[
+            "report",
+            "--job",
+            job.to_str().unwrap(),
+            "--lake",
+            "az://lake/iot",
+            "--date",
+            DATE,
+            "--html",
+            page.to_str().unwrap(),
+        ],
+        &az.env(),
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let html = std::fs::read_to_string(&page).unwrap();
+    let readings: BTreeSet<(String, usize)> = expected(DATE)["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["device_id"].as_str().unwrap().to_string(),
+                (r["event_time"].as_i64().unwrap() / 3_600_000_000 % 24) as usize,
+            )
+        })
+        .collect();
+    assert_eq!(html.matches("class=\"cell\"").count(), readings.len());
+    // The report stored in the container, shown on the page.
+    let run_id = report["run_id"].as_str().unwrap();
+    assert!(
+        html.contains(&format!("Run <code>{run_id}</code>: <b>succeeded</b>")),
+        "the stored report"
+    );
+    assert!(html.contains("<tr><td>telemetry</td><td>0</td></tr>"));
+    let copy = temp_lake();
+    az.download("lake", "iot/_coldpath/reports", copy.path());
+    let stored: Value =
+        serde_json::from_slice(&std::fs::read(copy.path().join(format!("{DATE}.json"))).unwrap())
+            .unwrap();
+    assert_eq!(stored, report);
+    // Both pages are the same but for the minute each was written in.
+    let strip = |s: String| {
+        s.lines()
+            .filter(|l| !l.contains("Written by"))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(strip(std::fs::read_to_string(&first).unwrap()), strip(html));
+}
