@@ -403,12 +403,12 @@ fn rejects_table(out: &mut String, rejects: &[Vec<(&str, u64)>]) {
     out.push_str("</table>\n");
 }
 
-const LABEL_W: usize = 230;
+const LABEL_W: usize = 250;
 const CELL_PITCH: usize = 24;
 const CELL_W: usize = 22;
 const ROW_PITCH: usize = 16;
 const CELL_H: usize = 14;
-const LABEL_CHARS: usize = 34;
+const LABEL_CHARS: usize = 24;
 
 /// One heatmap row: a device, its counts, its expected readings per hour and status.
 struct HeatRow<'a> {
@@ -766,7 +766,7 @@ mod tests {
         assert_eq!(html.matches("class=\"device\"").count(), 2);
         // No device_health: raw counts against the busiest device-hour (60): 30 → 80 − 26 = 54 %.
         assert!(html.contains(
-            "30 readings\" x=\"230\" y=\"20\" width=\"22\" height=\"14\" fill=\"hsl(150,60%,54%)\""
+            "30 readings\" x=\"250\" y=\"20\" width=\"22\" height=\"14\" fill=\"hsl(150,60%,54%)\""
         ));
         assert!(html.contains("id=\"no-health\">No device_health for 2024-03-11"));
         let mut p = page();
@@ -776,7 +776,7 @@ mod tests {
             health("silent-9", "SILENT", 0.0, Some(2400.0)),
         ]);
         let html = render(&p);
-        assert!(html.contains("60 readings of 100.0 expected\" x=\"230\" y=\"36\" width=\"22\" height=\"14\" fill=\"hsl(72,65%,45%)\""));
+        assert!(html.contains("60 readings of 100.0 expected\" x=\"250\" y=\"36\" width=\"22\" height=\"14\" fill=\"hsl(72,65%,45%)\""));
         assert!(html.contains("fill=\"hsl(48,65%,45%)\""));
         // The silent device has a row and no cell.
         assert_eq!(html.matches("class=\"device\"").count(), 3);

@@ -399,7 +399,7 @@ fn the_page_lists_silent_and_degraded_devices_from_device_health_and_scales_the_
     let hue = (120.0 * (n as f64 / 60.0).min(1.0)).round();
     assert!(
         r.dom.contains(&format!(
-            "compressor-07 · 00:00 · {n} readings of 60.0 expected\" x=\"230\""
+            "compressor-07 · 00:00 · {n} readings of 60.0 expected\" x=\"250\""
         )),
         "compressor-07's first cell"
     );
