@@ -181,6 +181,18 @@ fn the_page_of_a_run_renders_in_chromium_and_draws_one_bar_per_hour_and_one_cell
     assert!(r
         .dom
         .contains("id=\"no-health\">No device_health for 2024-03-11"));
+    // Nothing in the rendered page points elsewhere (and its policy would refuse it).
+    for link in [
+        "http://",
+        "https://",
+        "src=",
+        "href=",
+        "fetch(",
+        "XMLHttpRequest",
+    ] {
+        assert!(!r.dom.contains(link), "the page holds {link}");
+    }
+    assert!(r.dom.contains("content=\"default-src 'none';"));
     // The run's own report is on the page: its run id and its timings.
     assert!(r.dom.contains("<table id=\"timings\">"));
     // The hostile id is text, and its script never ran.
