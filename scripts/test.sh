@@ -17,6 +17,16 @@ if [ ! -x tools/azurite/node_modules/.bin/azurite-blob ]; then
     command -v npm >/dev/null || { echo "scripts/test.sh: npm (Node.js 20+) is needed to install Azurite" >&2; exit 2; }
     npm ci --prefix tools/azurite --no-audit --no-fund --loglevel=error
 fi
+# The report page's browser tests (tests/it/report_html.rs) open it in headless
+# Chromium: Debian's `chromium` package, installed here when missing (as root, or
+# through sudo); COLDPATH_CHROMIUM names another binary. The tests download nothing.
+if [ -z "${COLDPATH_CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
+    command -v apt-get >/dev/null || { echo "scripts/test.sh: Chromium is needed (Debian's chromium package, or set COLDPATH_CHROMIUM)" >&2; exit 2; }
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
+        || { $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
+fi
 # Lints first: no warning, and no unwrap/expect/panic outside tests (src/lib.rs).
 cargo clippy --locked --all-targets -- -D warnings
 # Cargo prints one "test result" line per test binary (the last is the doc tests,

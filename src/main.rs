@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         Command::Plan(args) => runtime.block_on(commands::plan::command(args)),
         Command::Features(args) => runtime.block_on(commands::features::command(args)),
         Command::Catchup(args) => runtime.block_on(commands::catchup::command(args)),
+        Command::Report(args) => runtime.block_on(commands::report::command(args)),
     });
     let code = std::panic::catch_unwind(dispatch).unwrap_or_else(|_| {
         let why = LAST_PANIC

@@ -43,6 +43,8 @@ pub enum Command {
     Features(FeaturesArgs),
     /// Rerun the dates whose blobs changed since their run (added, grown, rewritten, removed), then the next date's features.
     Catchup(CatchupArgs),
+    /// Write one date's page (rows per hour, rejects, coverage, device health, versions, timings) as one HTML file.
+    Report(ReportArgs),
 }
 
 #[derive(Debug, Args)]
@@ -166,8 +168,23 @@ pub struct RunArgs {
     /// `coldpath features` (the silver tasks of a Batch backfill).
     #[arg(long)]
     pub silver_only: bool,
+    /// Also write the date's page (as `coldpath report --html`) to FILE once the run ends.
+    #[arg(long, env = "COLDPATH_HTML", value_name = "FILE")]
+    pub html: Option<PathBuf>,
     #[command(flatten)]
     pub write: WriteArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    #[command(flatten)]
+    pub job: JobArgs,
+    /// The date whose page to write, YYYY-MM-DD (UTC).
+    #[arg(long, env = "COLDPATH_DATE", value_parser = parse_date)]
+    pub date: NaiveDate,
+    /// The HTML file to write (one self-contained file).
+    #[arg(long, value_name = "FILE")]
+    pub html: PathBuf,
 }
 
 #[derive(Debug, Args)]

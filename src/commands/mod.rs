@@ -14,6 +14,7 @@ pub mod maintain;
 pub mod output;
 pub mod plan;
 pub mod progress;
+pub mod report;
 pub mod run;
 
 use crate::config::job::Job;

@@ -29,5 +29,35 @@ pub async fn command(args: RunArgs) -> i32 {
             .instrument(span)
             .await
     };
-    finish(&mut report, result, args.write.report.as_deref())
+    let code = finish(&mut report, result, args.write.report.as_deref());
+    if let Some(to) = &args.html {
+        page_beside(&job, &args, to, &report).await;
+    }
+    code
+}
+
+/// Writes the date's page with this run's report in it. A page that cannot be
+/// written is said on stderr and changes no exit code: the tables are what the code is about.
+async fn page_beside(
+    job: &crate::config::job::Job,
+    args: &RunArgs,
+    to: &std::path::Path,
+    report: &RunReport,
+) {
+    let run = serde_json::to_value(crate::version::stamp(report))
+        .ok()
+        .map(|v| redacted(&v));
+    if let Err(e) = super::report::write_page(job, args.date, to, run).await {
+        eprintln!(
+            "coldpath: error: the page was not written to {}: {}",
+            to.display(),
+            crate::storage::fault::redact(&e.to_string())
+        );
+    }
+}
+
+/// A report value with every URL in it redacted (as [`super::output::emit`] prints it).
+fn redacted(v: &serde_json::Value) -> serde_json::Value {
+    let text = crate::storage::fault::redact(&v.to_string());
+    serde_json::from_str(&text).unwrap_or(serde_json::Value::Null)
 }

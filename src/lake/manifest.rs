@@ -141,70 +141,85 @@ pub fn diff(old: &Manifest, now: &Listing) -> Diff {
     d
 }
 
-/// Where a lake keeps its manifests.
+/// Where a lake keeps its manifests (or, [`Place::in_lake`], another folder of
+/// small JSON documents under `_coldpath/`, such as the stored run reports).
 pub enum Place {
     Local(PathBuf),
-    Store(Storage),
+    Store(Storage, &'static str),
 }
 
 impl Place {
     pub fn for_lake(lake: &Lake) -> Result<Place, ManifestError> {
+        Place::in_lake(lake, DIR)
+    }
+
+    /// The folder `dir` (relative to the lake) of a local or object-store lake.
+    pub fn in_lake(lake: &Lake, dir: &'static str) -> Result<Place, ManifestError> {
         if lake.url.scheme() == "file" {
-            if let Ok(dir) = lake.url.to_file_path() {
-                return Ok(Place::Local(dir.join(DIR)));
+            if let Ok(root) = lake.url.to_file_path() {
+                return Ok(Place::Local(root.join(dir)));
             }
         }
         let storage = Storage::open(lake.url.as_str(), &lake.settings).map_err(Box::new)?;
-        Ok(Place::Store(storage))
+        Ok(Place::Store(storage, dir))
     }
 
     fn name(date: NaiveDate) -> String {
         format!("{date}.json")
     }
 
+    /// The document `name` of the folder; `None` when there is none.
+    pub async fn get(&self, name: &str) -> Result<Option<Vec<u8>>, String> {
+        match self {
+            Place::Local(dir) => match std::fs::read(dir.join(name)) {
+                Ok(b) => Ok(Some(b)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(e.to_string()),
+            },
+            Place::Store(s, dir) => match s.store.get(&s.path(&format!("{dir}/{name}"))).await {
+                Ok(got) => Ok(Some(got.bytes().await.map_err(|e| e.to_string())?.to_vec())),
+                Err(object_store::Error::NotFound { .. }) => Ok(None),
+                Err(e) => Err(e.to_string()),
+            },
+        }
+    }
+
+    /// Writes `bytes` in place of the document `name` (atomically: a reader sees
+    /// the old or the new one, never a part); `tag` makes the local temporary name unique.
+    pub async fn put(&self, name: &str, bytes: Vec<u8>, tag: &str) -> Result<(), String> {
+        match self {
+            Place::Local(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
+                let tmp = dir.join(format!(".{name}.{tag}"));
+                std::fs::write(&tmp, &bytes).map_err(|e| e.to_string())?;
+                std::fs::rename(&tmp, dir.join(name)).map_err(|e| e.to_string())
+            }
+            Place::Store(s, dir) => s
+                .store
+                .put(&s.path(&format!("{dir}/{name}")), PutPayload::from(bytes))
+                .await
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+        }
+    }
+
     /// The manifest of `date`.
     pub async fn read(&self, date: NaiveDate) -> Result<Read, ManifestError> {
         let io = |message: String| ManifestError::Io { date, message };
-        let bytes = match self {
-            Place::Local(dir) => match std::fs::read(dir.join(Place::name(date))) {
-                Ok(b) => b,
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Read::Missing),
-                Err(e) => return Err(io(e.to_string())),
-            },
-            Place::Store(s) => {
-                let path = s.path(&format!("{DIR}/{}", Place::name(date)));
-                match s.store.get(&path).await {
-                    Ok(got) => got.bytes().await.map_err(|e| io(e.to_string()))?.to_vec(),
-                    Err(object_store::Error::NotFound { .. }) => return Ok(Read::Missing),
-                    Err(e) => return Err(io(e.to_string())),
-                }
-            }
-        };
-        Ok(parse(&bytes))
+        match self.get(&Place::name(date)).await.map_err(io)? {
+            Some(bytes) => Ok(parse(&bytes)),
+            None => Ok(Read::Missing),
+        }
     }
 
-    /// Writes `manifest` in place of the date's last one (atomically: a reader
-    /// sees the old or the new one, never a part).
+    /// Writes `manifest` in place of the date's last one (atomically).
     pub async fn write(&self, manifest: &Manifest) -> Result<(), ManifestError> {
         let date = manifest.date;
         let io = |message: String| ManifestError::Io { date, message };
         let bytes = serde_json::to_vec(manifest).map_err(|e| io(e.to_string()))?;
-        match self {
-            Place::Local(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| io(e.to_string()))?;
-                let tmp = dir.join(format!(".{}.{}", Place::name(date), manifest.run_id));
-                std::fs::write(&tmp, &bytes).map_err(|e| io(e.to_string()))?;
-                std::fs::rename(&tmp, dir.join(Place::name(date))).map_err(|e| io(e.to_string()))
-            }
-            Place::Store(s) => {
-                let path = s.path(&format!("{DIR}/{}", Place::name(date)));
-                s.store
-                    .put(&path, PutPayload::from(bytes))
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| io(e.to_string()))
-            }
-        }
+        self.put(&Place::name(date), bytes, &manifest.run_id)
+            .await
+            .map_err(io)
     }
 }
 

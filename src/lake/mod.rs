@@ -25,6 +25,7 @@ use crate::storage::fault::Fault;
 
 pub mod arrow;
 pub mod lock;
+pub mod look;
 pub mod maintain;
 pub mod manifest;
 pub mod silver;
@@ -278,11 +279,16 @@ pub fn health_table() -> TableSpec {
 
 /// Opens a table at its latest version; `None` when there is no table yet.
 pub async fn open_table(lake: &Lake, spec: &TableSpec) -> Result<Option<DeltaTable>, SinkError> {
-    let url = lake.table_url(spec.name)?;
+    open_named(lake, spec.name).await
+}
+
+/// Opens the table `name` at its latest version; `None` when there is no table yet.
+pub async fn open_named(lake: &Lake, name: &'static str) -> Result<Option<DeltaTable>, SinkError> {
+    let url = lake.table_url(name)?;
     if absent_locally(&url) {
         return Ok(None);
     }
-    let err = |e: deltalake::DeltaTableError| SinkError::delta(spec.name, &url, e);
+    let err = |e: deltalake::DeltaTableError| SinkError::delta(name, &url, e);
     let mut table = DeltaTableBuilder::from_url(url.clone())
         .map_err(err)?
         .with_storage_options(lake.storage_options())

@@ -21,7 +21,8 @@ fn failed<E: std::error::Error + 'static>(url: &url::Url) -> impl Fn(E) -> SinkE
     move |e| read_err("telemetry", url, crate::storage::fault::chain(&e))
 }
 
-fn read_err(table: &'static str, url: &url::Url, message: String) -> SinkError {
+/// A failed read of `table` at `url`, its fault sorted from the message.
+pub(crate) fn read_err(table: &'static str, url: &url::Url, message: String) -> SinkError {
     SinkError::Read {
         table,
         url: url.to_string(),

@@ -137,6 +137,9 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
     .await;
     locks.release().await;
     report.durations.total_ms = ms(started);
+    if result.is_ok() {
+        store_report(&prepared, req.date, report).await;
+    }
     match result {
         // Stopped after a table was committed: say which, a rerun completes the date.
         Err(Error::Cancelled(signal)) if !report.tables.is_empty() => {
@@ -683,6 +686,23 @@ async fn write_manifest(prepared: &Prepared, date: NaiveDate, run_id: &str, list
     };
     if let Err(e) = written {
         warn!(error = %crate::storage::fault::redact(&e.to_string()), "the run's manifest was not written; catchup will run the date again");
+    }
+}
+
+/// Keeps the report of a run that reached its end (succeeded, or stopped by
+/// the gate) in the lake, `_coldpath/reports/<date>.json`, for the page
+/// (`coldpath report`): stamped and redacted as printed. One that cannot be
+/// written fails nothing (the tables are whole); the page then shows none.
+async fn store_report(prepared: &Prepared, date: NaiveDate, report: &RunReport) {
+    let stored = match serde_json::to_string_pretty(&crate::version::stamp(report)) {
+        Ok(text) => {
+            let text = crate::storage::fault::redact(&text);
+            crate::lake::look::store_report(&prepared.lake, date, &report.run_id, text).await
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = stored {
+        warn!(error = %crate::storage::fault::redact(&e), "the run's report was not stored in the lake");
     }
 }
 

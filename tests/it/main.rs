@@ -22,6 +22,7 @@ mod layouts;
 mod lock;
 mod maintain;
 mod minute;
+mod report_html;
 mod run_local;
 mod stop;
 mod volume;
