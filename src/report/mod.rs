@@ -52,6 +52,9 @@ pub struct Durations {
     /// Waiting for and taking the run locks.
     pub lock_ms: u64,
     pub list_ms: u64,
+    /// Reading back what the gold tables compare with: the previous date's last
+    /// hours (the 6 h windows), the 7 dates before (`device_health`), their features (baselines).
+    pub history_ms: u64,
     pub read_ms: u64,
     pub dedup_ms: u64,
     pub features_ms: u64,

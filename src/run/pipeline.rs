@@ -354,7 +354,10 @@ impl DateRun<'_> {
         loop {
             attempt += 1;
             report.lookback_complete = None;
+            let t = Instant::now();
             let (features, lookback_complete, history) = self.lookback_step().await?;
+            report.durations.history_ms = ms(t);
+            report.memory_after("history");
             let t = Instant::now();
             let pass = read_pass(&self.pass_inputs(features, history))
                 .instrument(info_span!("read"))
@@ -380,10 +383,12 @@ impl DateRun<'_> {
             let gold = match (gate_failed, pass.features, pass.health) {
                 (false, Some(features), Some(health)) => {
                     report.lookback_complete = Some(lookback_complete);
+                    let t = Instant::now();
                     let earlier =
                         crate::run::health::earlier_features(&self.prepared.lake, self.req.date)
                             .instrument(info_span!("baselines"))
                             .await?;
+                    report.durations.history_ms += ms(t);
                     Some(Gold {
                         features,
                         health,

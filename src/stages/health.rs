@@ -12,9 +12,9 @@
 //! only for devices with no history, its intervals.
 //!
 //! The history side (the 7 dates before) is read back from `telemetry` a few
-//! hours at a time, two columns and the type, and kept as a counted multiset
-//! of intervals per device: the median is exact, and periodic devices give a
-//! handful of distinct intervals, so it costs far less than the rows.
+//! hours at a time, two columns and the type, and kept as every interval per
+//! device (8 bytes a reading): the median is exact. D's own intervals, needed
+//! only for devices with no history, are a counted multiset instead.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -81,10 +81,6 @@ impl Intervals {
         *self.0.entry(us).or_default() += 1;
     }
 
-    fn is_empty(&self) -> bool {
-        self.0.is_empty()
-    }
-
     /// The median (the mean of the two middle values for an even count), in µs.
     fn median_us(&self) -> Option<f64> {
         let n: u64 = self.0.values().sum();
@@ -115,8 +111,29 @@ impl Intervals {
 #[derive(Debug, Clone, Default)]
 struct Past {
     last: Option<i64>,
-    intervals: Intervals,
+    /// Every interval (µs), in no order: 8 bytes a reading of the history.
+    intervals: Vec<i64>,
     device_type: Option<String>,
+    /// The time of the reading `device_type` came from.
+    typed_at: Option<i64>,
+}
+
+impl Past {
+    /// The median interval (the mean of the two middle ones for an even count), in µs.
+    fn median_us(&self) -> Option<f64> {
+        let mut v = self.intervals.clone();
+        let n = v.len();
+        if n == 0 {
+            return None;
+        }
+        let (_, hi, _) = v.select_nth_unstable(n / 2);
+        let hi = *hi as f64;
+        if n % 2 == 1 {
+            return Some(hi);
+        }
+        let lo = v[..n / 2].iter().copied().max().unwrap_or_default() as f64;
+        Some((lo + hi) / 2.0)
+    }
 }
 
 /// The devices of the 7 dates before D: their intervals and latest type.
@@ -128,28 +145,56 @@ pub struct History {
 impl History {
     /// Adds rows of `device_id`, `device_type`, `event_time` (any order); each
     /// call's rows must be later than every earlier call's.
+    ///
+    /// Rows are grouped by device through an index and sorted as plain
+    /// `(device, time)` integers: no string sort, no allocation per row.
     pub fn add(&mut self, rows: &DataFrame) -> PolarsResult<()> {
-        let rows = rows.sort(["device_id", "event_time"], SortMultipleOptions::default())?;
-        let ids = rows.column("device_id")?.str()?;
-        let types = rows.column("device_type")?.str()?;
+        let ids: Vec<Option<&str>> = rows.column("device_id")?.str()?.iter().collect();
+        let types: Vec<Option<&str>> = rows.column("device_type")?.str()?.iter().collect();
         let times = rows.column("event_time")?.datetime()?.physical();
-        for ((id, ty), t) in ids.iter().zip(types.iter()).zip(times.iter()) {
+        let mut index: HashMap<&str, u32> = HashMap::new();
+        let mut names: Vec<&str> = Vec::new();
+        let mut keyed: Vec<(u32, i64, u32)> = Vec::with_capacity(rows.height());
+        for (row, (id, t)) in ids.iter().zip(times.iter()).enumerate() {
             let (Some(id), Some(t)) = (id, t) else {
                 continue;
             };
-            let past = match self.devices.get_mut(id) {
+            let next = names.len() as u32;
+            let dev = *index.entry(id).or_insert_with(|| {
+                names.push(id);
+                next
+            });
+            keyed.push((dev, t, row as u32));
+        }
+        keyed.sort_unstable();
+        let mut start = 0;
+        while start < keyed.len() {
+            let dev = keyed[start].0;
+            let end = start + keyed[start..].partition_point(|k| k.0 == dev);
+            let name = names[dev as usize];
+            let past = match self.devices.get_mut(name) {
                 Some(p) => p,
-                None => self.devices.entry(id.to_string()).or_default(),
+                None => self.devices.entry(name.to_string()).or_default(),
             };
-            if let Some(last) = past.last {
-                if t > last {
-                    past.intervals.add(t - last);
+            let mut typed = None;
+            for &(_, t, row) in &keyed[start..end] {
+                if let Some(last) = past.last {
+                    if t > last {
+                        past.intervals.push(t - last);
+                    }
+                }
+                past.last = Some(past.last.map_or(t, |l| l.max(t)));
+                if types[row as usize].is_some() {
+                    typed = Some((t, row));
                 }
             }
-            past.last = Some(past.last.map_or(t, |l| l.max(t)));
-            if let Some(ty) = ty {
-                past.device_type = Some(ty.to_string());
+            if let Some((t, row)) = typed {
+                if past.typed_at.is_none_or(|at| t >= at) {
+                    past.typed_at = Some(t);
+                    past.device_type = types[row as usize].map(str::to_string);
+                }
             }
+            start = end;
         }
         Ok(())
     }
@@ -197,11 +242,11 @@ pub struct DayHealth {
 
 /// The columns of one add, borrowed.
 struct Cols<'a> {
-    ids: &'a StringChunked,
-    types: &'a StringChunked,
-    times: &'a Int64Chunked,
-    enqueued: &'a Int64Chunked,
-    temps: &'a Float64Chunked,
+    ids: Vec<Option<&'a str>>,
+    types: Vec<Option<&'a str>>,
+    times: Vec<Option<i64>>,
+    enqueued: Vec<Option<i64>>,
+    temps: Vec<Option<f64>>,
 }
 
 impl DayHealth {
@@ -217,22 +262,34 @@ impl DayHealth {
     /// Adds rows of D sorted by device, then event time (dedup's order); a
     /// device's rows in a later call must be later than those of earlier calls.
     pub fn add(&mut self, rows: &DataFrame) -> PolarsResult<()> {
+        // Plain vectors of the columns (references for the strings): a
+        // chunked array's `get` per row costs a chunk search each time.
         let cols = Cols {
-            ids: rows.column("device_id")?.str()?,
-            types: rows.column("device_type")?.str()?,
-            times: rows.column("event_time")?.datetime()?.physical(),
-            enqueued: rows.column("enqueued_time")?.datetime()?.physical(),
-            temps: rows.column("temperature")?.f64()?,
+            ids: rows.column("device_id")?.str()?.iter().collect(),
+            types: rows.column("device_type")?.str()?.iter().collect(),
+            times: rows
+                .column("event_time")?
+                .datetime()?
+                .physical()
+                .iter()
+                .collect(),
+            enqueued: rows
+                .column("enqueued_time")?
+                .datetime()?
+                .physical()
+                .iter()
+                .collect(),
+            temps: rows.column("temperature")?.f64()?.iter().collect(),
         };
         let n = rows.height();
         let mut start = 0;
         while start < n {
-            let id = cols.ids.get(start).unwrap_or_default();
-            let hour = self.hour_of(cols.times.get(start).unwrap_or_default());
+            let id = cols.ids[start].unwrap_or_default();
+            let hour = self.hour_of(cols.times[start].unwrap_or_default());
             let mut end = start + 1;
             while end < n
-                && cols.ids.get(end) == Some(id)
-                && self.hour_of(cols.times.get(end).unwrap_or_default()) == hour
+                && cols.ids[end] == Some(id)
+                && self.hour_of(cols.times[end].unwrap_or_default()) == hour
             {
                 end += 1;
             }
@@ -270,17 +327,18 @@ impl DayHealth {
         };
         let mut hour_last: Option<i64> = None;
         let (mut temps, mut stuck_at, mut stuck) = (0u32, None::<f64>, true);
+        let mut typed = None;
         for i in rows {
-            let Some(t) = cols.times.get(i) else { continue };
+            let Some(t) = cols.times[i] else { continue };
             today.readings += 1;
             seen.readings += 1;
-            if let Some(ty) = cols.types.get(i) {
-                today.device_type = Some(ty.to_string());
+            if cols.types[i].is_some() {
+                typed = cols.types[i];
             }
-            if let Some(enq) = cols.enqueued.get(i) {
+            if let Some(enq) = cols.enqueued[i] {
                 today.transits_us.push(enq - t);
             }
-            if let Some(temp) = cols.temps.get(i) {
+            if let Some(temp) = cols.temps[i] {
                 temps += 1;
                 match stuck_at {
                     None => stuck_at = Some(temp),
@@ -302,6 +360,9 @@ impl DayHealth {
             seen.max_gap_us = seen.max_gap_us.max(t - hour_last.unwrap_or(hour_start));
             hour_last = Some(t);
             today.last = Some(today.last.map_or(t, |l| l.max(t)));
+        }
+        if let Some(ty) = typed {
+            today.device_type = Some(ty.to_string());
         }
         if let Some(last) = hour_last {
             seen.max_gap_us = seen.max_gap_us.max(hour_start + HOUR_US - last);
@@ -326,7 +387,7 @@ impl DayHealth {
             let today = self.devices.get(id);
             let past = self.history.devices.get(id);
             let median = past
-                .and_then(|p| p.intervals.median_us())
+                .and_then(Past::median_us)
                 .or_else(|| today.and_then(|t| t.intervals.as_ref()?.median_us()));
             let fallback_type = past.and_then(|p| p.device_type.clone());
             let counts = attribution.get(id).copied().unwrap_or_default();
@@ -557,6 +618,46 @@ mod tests {
         assert_eq!(iv.median_us(), Some(15.0));
         iv.add(30);
         assert_eq!(iv.median_us(), Some(20.0));
+    }
+
+    #[test]
+    fn history_carries_the_last_time_and_the_latest_type_across_slices() {
+        let frame = |rows: &[(&str, Option<&str>, i64)]| {
+            DataFrame::new_infer_height(vec![
+                Column::new(
+                    "device_id".into(),
+                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+                ),
+                Column::new(
+                    "device_type".into(),
+                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+                ),
+                Int64Chunked::from_vec("event_time".into(), rows.iter().map(|r| r.2 * S).collect())
+                    .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+                    .into_column(),
+            ])
+            .unwrap()
+        };
+        let mut h = History::default();
+        // Out of order within a slice, a repeated time, a second device between.
+        h.add(&frame(&[
+            ("a", Some("y"), 30),
+            ("b", None, 5),
+            ("a", Some("x"), 0),
+            ("a", None, 10),
+            ("a", None, 10),
+        ]))
+        .unwrap();
+        h.add(&frame(&[("a", None, 100), ("a", Some("z"), 60)]))
+            .unwrap();
+        let a = &h.devices["a"];
+        // Intervals 10, 20, 30 (across the slices), 40: median (20 + 30) / 2.
+        assert_eq!(a.median_us(), Some(25.0 * S as f64));
+        assert_eq!(a.device_type.as_deref(), Some("z"));
+        assert_eq!(h.devices["b"].median_us(), None);
+        h.add(&frame(&[("a", None, 200)])).unwrap();
+        // 10 20 30 40 100: the middle one.
+        assert_eq!(h.devices["a"].median_us(), Some(30.0 * S as f64));
     }
 
     #[test]
