@@ -107,6 +107,16 @@ pub fn dedup_rows_by_device(
     Ok((frame, duplicates, copies_of))
 }
 
+/// The end of the run of equal items that starts at `start` (a linear scan:
+/// runs are mostly one item long, where a binary search costs a log each).
+pub(crate) fn run_end<T>(items: &[T], start: usize, same: impl Fn(&T) -> bool) -> usize {
+    let mut end = start + 1;
+    while end < items.len() && same(&items[end]) {
+        end += 1;
+    }
+    end
+}
+
 /// The columns dedup compares, borrowed row by row.
 struct Keys<'a> {
     message: Vec<Option<&'a str>>,
@@ -185,7 +195,7 @@ impl<'a> Keys<'a> {
         let mut start = 0;
         while start < n {
             let h = hashed[start].0;
-            let end = start + hashed[start..].partition_point(|e| e.0 == h);
+            let end = run_end(&hashed, start, |e| e.0 == h);
             if end - start > 1 {
                 let mut group: Vec<usize> =
                     hashed[start..end].iter().map(|e| e.1 as usize).collect();
@@ -234,7 +244,7 @@ impl<'a> Keys<'a> {
         let mut start = 0;
         while start < order.len() {
             let (r, t, _) = order[start];
-            let end = start + order[start..].partition_point(|e| (e.0, e.1) == (r, t));
+            let end = run_end(&order, start, |e| (e.0, e.1) == (r, t));
             if end - start > 1 {
                 order[start..end].sort_by_key(|e| {
                     let i = e.2 as usize;

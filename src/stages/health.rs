@@ -170,7 +170,7 @@ impl History {
         let mut start = 0;
         while start < keyed.len() {
             let dev = keyed[start].0;
-            let end = start + keyed[start..].partition_point(|k| k.0 == dev);
+            let end = crate::stages::dedup::run_end(&keyed, start, |k| k.0 == dev);
             let name = names[dev as usize];
             let past = match self.devices.get_mut(name) {
                 Some(p) => p,
