@@ -406,8 +406,9 @@ impl DateRun<'_> {
                 volume,
                 report,
             )?;
-            if let Some(checks) = &pass.expect {
+            if let (false, Some(checks)) = (gate_failed, &pass.expect) {
                 // Before rejects, which stays the run's last commit (the volume's record).
+                // A stopped run writes rejects and nothing else; its report has the figures.
                 let (spec, batch) =
                     checks.staged(&self.prepared.lake, self.req.date, &self.meta.run_id)?;
                 staged.insert(
@@ -935,7 +936,7 @@ async fn refresh_one(
     if !silver::has_partition(table, date).await? {
         warn!(date = %date, "no silver rows for the date: its features partition is emptied");
     }
-    let rows = silver::read_day(table, date, None, &REFRESH_COLUMNS).await?;
+    let rows = silver::read_day(table, date, None, &refresh_columns()).await?;
     let silver_rows = rows.height() as u64;
     let minutes = guarded("features", || features::minute::aggregate(&rows, date))?;
     let health = day_health(&prepared.lake, date, &rows).await?;
@@ -986,16 +987,15 @@ async fn refresh_one(
 }
 
 /// Silver columns a features refresh reads: the features' and `device_health`'s.
-const REFRESH_COLUMNS: [&str; 8] = [
-    "device_id",
-    "device_type",
-    "event_time",
-    "temperature",
-    "pressure",
-    "vibration",
-    "message_id",
-    "enqueued_time",
-];
+fn refresh_columns() -> Vec<&'static str> {
+    let mut columns = features::SILVER_COLUMNS.to_vec();
+    for c in crate::stages::health::DAY_COLUMNS {
+        if !columns.contains(&c) {
+            columns.push(c);
+        }
+    }
+    columns
+}
 
 /// `device_health`'s day side from the date's silver as read back (any order).
 async fn day_health(lake: &Lake, date: NaiveDate, rows: &DataFrame) -> Result<DayHealth, Error> {

@@ -145,58 +145,24 @@ fn a_features_refresh_and_a_backfill_give_the_same_health_and_baselines() {
         assert_eq!(code, 0, "{report}");
     }
     assert!(!lake.path().join("device_health").exists());
-    let job = job_file();
-    let out = coldpath(&[
-        "features",
-        "--job",
-        job.to_str().unwrap(),
-        "--from",
-        DATES[0],
-        "--to",
-        DATES[2],
-        "--lake",
-        lake.path().to_str().unwrap(),
-        "--labels-as-of",
-        LABELS,
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for date in DATES {
-        assert_health(lake.path(), date);
-        assert_feature_columns(lake.path(), date);
-    }
-
+    let range = |command: &str, lake: &Path, extra: &[&str]| {
+        let job = job_file();
+        let mut args = vec![command, "--job", job.to_str().unwrap(), "--from", DATES[0]];
+        args.extend(["--to", DATES[2], "--lake", lake.to_str().unwrap()]);
+        args.extend(["--labels-as-of", LABELS]);
+        args.extend(extra);
+        let out = coldpath(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{command}: {err}");
+        for date in DATES {
+            assert_health(lake, date);
+            assert_feature_columns(lake, date);
+        }
+    };
+    range("features", lake.path(), &[]);
     // A backfill's features pass goes in date order, so every date sees its baselines.
     let lake = temp_lake();
-    let out = coldpath(&[
-        "backfill",
-        "--job",
-        job.to_str().unwrap(),
-        "--from",
-        DATES[0],
-        "--to",
-        DATES[2],
-        "--parallel",
-        "3",
-        "--lake",
-        lake.path().to_str().unwrap(),
-        "--labels-as-of",
-        LABELS,
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for date in DATES {
-        assert_health(lake.path(), date);
-        assert_feature_columns(lake.path(), date);
-    }
+    range("backfill", lake.path(), &["--parallel", "3"]);
 }
 
 // ---- A hand-made pair of days: 2024-05-01 (history) and 2024-05-02 (D) ----

@@ -714,12 +714,8 @@ impl<'b> Tally<'b> {
                 });
             match outcome {
                 Ok((row, drifted)) => self.row(row, Some((drifted, drift)), rec.line),
-                Err((reason, detail)) => {
-                    let device = fields
-                        .as_ref()
-                        .ok()
-                        .and_then(|f| device_named(f, &rules.schema));
-                    self.reject(reason, detail, rec.line, rec.raw, device)
+                Err(failure) => {
+                    self.reject_record(failure, fields.as_ref().ok(), rec.line, rec.raw)
                 }
             }
             return Ok(());
@@ -734,15 +730,21 @@ impl<'b> Tally<'b> {
             });
         match outcome {
             Ok(row) => self.row(row, None, rec.line),
-            Err((reason, detail)) => {
-                let device = fields
-                    .as_ref()
-                    .ok()
-                    .and_then(|f| device_named(f, &rules.schema));
-                self.reject(reason, detail, rec.line, rec.raw, device)
-            }
+            Err(failure) => self.reject_record(failure, fields.as_ref().ok(), rec.line, rec.raw),
         }
         Ok(())
+    }
+
+    /// Rejects a record, naming its device when its fields name one (for `device_health`).
+    fn reject_record(
+        &mut self,
+        (reason, detail): Failure,
+        fields: Option<&Fields<'_>>,
+        line: u64,
+        raw: &str,
+    ) {
+        let device = fields.and_then(|f| device_named(f, &self.rules.schema));
+        self.reject(reason, detail, line, raw, device);
     }
 
     /// Counts a valid row and keeps it under its hour when it is of the run's date.
