@@ -151,9 +151,12 @@ fn task_list(t: &TaskTemplate, dates: &[NaiveDate]) -> Vec<Value> {
         args.extend(common.iter().cloned());
         args.extend(["--date".to_string(), date.to_string()]);
         args.extend(labels.iter().cloned());
+        // The look-back needs the previous date's silver; the baselines its features,
+        // and through them (a chain) the features and silver of every date before.
         let mut depends = vec![silver_id(date)];
         if let Some(previous) = date.pred_opt().filter(|p| dates.contains(p)) {
             depends.insert(0, silver_id(previous));
+            depends.insert(1, features_id(previous));
         }
         all.push(task(features_id(date), args, depends));
     }
@@ -543,7 +546,7 @@ mod tests {
         );
         assert_eq!(
             by_id("features-2024-03-12")["dependsOn"]["taskIds"],
-            json!(["silver-2024-03-11", "silver-2024-03-12"])
+            json!(["silver-2024-03-11", "features-2024-03-11", "silver-2024-03-12"])
         );
         assert_eq!(
             by_id("silver-2024-03-11")["commandLine"],
