@@ -546,7 +546,11 @@ mod tests {
         );
         assert_eq!(
             by_id("features-2024-03-12")["dependsOn"]["taskIds"],
-            json!(["silver-2024-03-11", "features-2024-03-11", "silver-2024-03-12"])
+            json!([
+                "silver-2024-03-11",
+                "features-2024-03-11",
+                "silver-2024-03-12"
+            ])
         );
         assert_eq!(
             by_id("silver-2024-03-11")["commandLine"],

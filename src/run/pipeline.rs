@@ -561,12 +561,7 @@ impl DateRun<'_> {
         // The run's last commit records the date's volume, for later dates' guard.
         let rejects_meta = CommitMeta {
             volume: (!gate_failed).then_some(volume),
-            devices: (!gate_failed).then(|| {
-                attribution
-                    .iter()
-                    .map(|(id, a)| (id.clone(), a.to_array()))
-                    .collect()
-            }),
+            devices: (!gate_failed).then(|| recorded_devices(attribution)),
             ..self.meta.clone()
         };
         staged.push(stage(lake::rejects_table(), frame, rejects_meta)?);
@@ -777,6 +772,32 @@ fn finish_gold(
         baseline::add_columns(features, &quality, earlier)
     })?;
     Ok((features, health))
+}
+
+/// Devices whose counts a commit records at most: device ids are input, and a
+/// night of bad records naming a new id each must not bloat the Delta log that
+/// every reader parses (10,000 ids of at most 1 KiB: 10 MiB at worst, 250 KiB
+/// for a plant of 10,000 devices with ordinary ids).
+const MAX_RECORDED_DEVICES: usize = 10_000;
+
+/// The attribution as the `rejects` commit records it: the devices with the most
+/// duplicates, rejects and late rows first, at most [`MAX_RECORDED_DEVICES`]
+/// (a refresh counts the others 0, and the run says so).
+fn recorded_devices(attribution: &Attribution) -> lake::DeviceCounts {
+    let mut all: Vec<(&String, [u64; 3])> = attribution
+        .iter()
+        .map(|(id, a)| (id, a.to_array()))
+        .collect();
+    if all.len() > MAX_RECORDED_DEVICES {
+        all.sort_by_key(|(id, c)| (std::cmp::Reverse(c.iter().sum::<u64>()), *id));
+        warn!(
+            devices = all.len(),
+            recorded = MAX_RECORDED_DEVICES,
+            "more devices with duplicates, rejects or late rows than a commit records: a later features refresh counts the rest 0 in device_health"
+        );
+        all.truncate(MAX_RECORDED_DEVICES);
+    }
+    all.into_iter().map(|(id, c)| (id.clone(), c)).collect()
 }
 
 /// Devices per `status` of a `device_health` frame, for the report.
@@ -1321,4 +1342,27 @@ fn rejects_frame(
         ),
         Column::new("run_id".into(), vec![run_id; n]),
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::health::Attributed;
+
+    #[test]
+    fn a_commit_records_at_most_the_devices_with_the_most_counts() {
+        let mut attribution = Attribution::new();
+        for i in 0..MAX_RECORDED_DEVICES + 5 {
+            attribution.insert(format!("d{i:05}"), Attributed::from_array([0, 1, 0]));
+        }
+        attribution.insert("zz-busy".into(), Attributed::from_array([3, 4, 5]));
+        let recorded = recorded_devices(&attribution);
+        assert_eq!(recorded.len(), MAX_RECORDED_DEVICES);
+        assert_eq!(recorded["zz-busy"], [3, 4, 5]);
+        // Ties go by id: the last ids are the ones left out.
+        assert!(recorded.contains_key("d00000"));
+        assert!(!recorded.contains_key(&format!("d{:05}", MAX_RECORDED_DEVICES + 4)));
+        let few = Attribution::from([("a".to_string(), Attributed::from_array([1, 0, 0]))]);
+        assert_eq!(recorded_devices(&few).len(), 1);
+    }
 }
