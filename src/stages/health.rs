@@ -13,7 +13,9 @@
 //!
 //! The history side (the 7 dates before) is read back from `telemetry` a few
 //! hours at a time, two columns and the type, and kept as every interval per
-//! device (8 bytes a reading): the median is exact. D's own intervals, needed
+//! device (4 bytes a reading, 8 for the rare one over 71 minutes): the median
+//! is exact. That is 7 dates of readings: about 150 MB on the small bench's
+//! 5.4 M readings a day, 1.2 GB at plant scale (see BENCHMARKS.md). D's own intervals, needed
 //! only for devices with no history, are a counted multiset instead.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -111,28 +113,47 @@ impl Intervals {
 #[derive(Debug, Clone, Default)]
 struct Past {
     last: Option<i64>,
-    /// Every interval (µs), in no order: 8 bytes a reading of the history.
-    intervals: Vec<i64>,
+    /// Intervals under 2^32 µs (71 minutes), in no order: 4 bytes a reading of the history.
+    short: Vec<u32>,
+    /// The longer ones (a device's silences: few).
+    long: Vec<i64>,
     device_type: Option<String>,
     /// The time of the reading `device_type` came from.
     typed_at: Option<i64>,
 }
 
 impl Past {
+    fn push_interval(&mut self, us: i64) {
+        match u32::try_from(us) {
+            Ok(short) => self.short.push(short),
+            Err(_) => self.long.push(us),
+        }
+    }
+
+    fn has_interval(&self) -> bool {
+        !self.short.is_empty() || !self.long.is_empty()
+    }
+
     /// The median interval (the mean of the two middle ones for an even count), in µs.
     fn median_us(&self) -> Option<f64> {
-        let mut v = self.intervals.clone();
-        let n = v.len();
+        let n = self.short.len() + self.long.len();
         if n == 0 {
             return None;
         }
-        let (_, hi, _) = v.select_nth_unstable(n / 2);
-        let hi = *hi as f64;
+        let (mut short, mut long) = (self.short.clone(), self.long.clone());
+        // Every long interval is above every short one: the k-th is in one or the other.
+        let mut nth = |k: usize| -> f64 {
+            if k < short.len() {
+                f64::from(*short.select_nth_unstable(k).1)
+            } else {
+                *long.select_nth_unstable(k - short.len()).1 as f64
+            }
+        };
+        let hi = nth(n / 2);
         if n % 2 == 1 {
             return Some(hi);
         }
-        let lo = v[..n / 2].iter().copied().max().unwrap_or_default() as f64;
-        Some((lo + hi) / 2.0)
+        Some((nth(n / 2 - 1) + hi) / 2.0)
     }
 }
 
@@ -180,7 +201,7 @@ impl History {
             for &(_, t, row) in &keyed[start..end] {
                 if let Some(last) = past.last {
                     if t > last {
-                        past.intervals.push(t - last);
+                        past.push_interval(t - last);
                     }
                 }
                 past.last = Some(past.last.map_or(t, |l| l.max(t)));
@@ -201,9 +222,7 @@ impl History {
 
     /// Whether the history gives `device` a median interval.
     fn has_interval(&self, device: &str) -> bool {
-        self.devices
-            .get(device)
-            .is_some_and(|p| !p.intervals.is_empty())
+        self.devices.get(device).is_some_and(Past::has_interval)
     }
 }
 
@@ -658,6 +677,23 @@ mod tests {
         h.add(&frame(&[("a", None, 200)])).unwrap();
         // 10 20 30 40 100: the middle one.
         assert_eq!(h.devices["a"].median_us(), Some(30.0 * S as f64));
+    }
+
+    #[test]
+    fn medians_span_short_and_long_intervals() {
+        let mut p = Past::default();
+        // 10 s, 2 h, 20 s, 3 h: the hours are over 2^32 µs, stored apart.
+        for s in [10, 7200, 20, 10_800] {
+            p.push_interval(s * S);
+        }
+        assert_eq!((p.short.len(), p.long.len()), (2, 2));
+        assert_eq!(p.median_us(), Some((20.0 + 7200.0) / 2.0 * S as f64));
+        p.push_interval(5 * S);
+        assert_eq!(p.median_us(), Some(20.0 * S as f64));
+        p.push_interval(4 * 3600 * S);
+        p.push_interval(5 * 3600 * S);
+        // 5 10 20 | 7200 10800 14400 18000: the 4th of 7.
+        assert_eq!(p.median_us(), Some(7200.0 * S as f64));
     }
 
     #[test]
