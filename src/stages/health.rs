@@ -8,7 +8,7 @@
 //! stuck hours need consecutive rows of one device across hour boundaries,
 //! which a Polars group-by per hour cannot see, and holding the day for one
 //! would break the run's memory bound. It keeps, per device, a few counters,
-//! the transit times of its rows (8 bytes a row, for exact percentiles) and,
+//! the transit times of its rows (4 bytes a row, for exact percentiles) and,
 //! only for devices with no history, its intervals.
 //!
 //! The history side (the 7 dates before) is read back from `telemetry` a few
@@ -234,6 +234,31 @@ struct HourSeen {
     max_gap_us: i64,
 }
 
+/// A device's transit times on D (enqueued − event, µs): 4 bytes each within
+/// ±35 minutes, the rare longer one 8 bytes in a list of its own.
+#[derive(Debug, Clone, Default)]
+struct Transits {
+    short: Vec<i32>,
+    long: Vec<i64>,
+}
+
+impl Transits {
+    fn push(&mut self, us: i64) {
+        match i32::try_from(us) {
+            Ok(short) => self.short.push(short),
+            Err(_) => self.long.push(us),
+        }
+    }
+
+    /// All of them, ascending.
+    fn sorted(&self) -> Vec<i64> {
+        let mut all: Vec<i64> = self.short.iter().map(|&t| i64::from(t)).collect();
+        all.extend(&self.long);
+        all.sort_unstable();
+        all
+    }
+}
+
 /// One device over D so far.
 #[derive(Debug, Clone, Default)]
 struct Today {
@@ -245,7 +270,7 @@ struct Today {
     gaps_over_5m: u64,
     /// Kept only when the history gives no interval.
     intervals: Option<Intervals>,
-    transits_us: Vec<i64>,
+    transits: Transits,
     stuck_hours: u32,
     hours: Vec<HourSeen>,
 }
@@ -355,7 +380,7 @@ impl DayHealth {
                 typed = cols.types[i];
             }
             if let Some(enq) = cols.enqueued[i] {
-                today.transits_us.push(enq - t);
+                today.transits.push(enq - t);
             }
             if let Some(temp) = cols.temps[i] {
                 temps += 1;
@@ -488,8 +513,7 @@ impl HealthColumns {
             None => DAY_US,
         };
         let max_gap_s = max_gap_us as f64 / 1e6;
-        let mut transits = today.map(|t| t.transits_us.clone()).unwrap_or_default();
-        transits.sort_unstable();
+        let transits = today.map(|t| t.transits.sorted()).unwrap_or_default();
         let stuck = today.map_or(0, |t| t.stuck_hours);
         self.device_id.push(id.to_string());
         self.device_type
@@ -694,6 +718,17 @@ mod tests {
         p.push_interval(5 * 3600 * S);
         // 5 10 20 | 7200 10800 14400 18000: the 4th of 7.
         assert_eq!(p.median_us(), Some(7200.0 * S as f64));
+    }
+
+    #[test]
+    fn transits_keep_long_and_negative_ones_exactly() {
+        let mut t = Transits::default();
+        // An hour late, a clock 40 minutes ahead (negative), and ordinary seconds.
+        for us in [3_600 * S, 2 * S, -2_400 * S, -S, 0] {
+            t.push(us);
+        }
+        assert_eq!((t.short.len(), t.long.len()), (3, 2));
+        assert_eq!(t.sorted(), vec![-2_400 * S, -S, 0, 2 * S, 3_600 * S]);
     }
 
     #[test]
