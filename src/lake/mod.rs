@@ -442,6 +442,31 @@ pub struct Volume {
     pub devices: u64,
 }
 
+/// Commits of `rejects`' log read back for what runs recorded: a week of nightly
+/// runs, reruns and backfills.
+const RECORDED_COMMITS: usize = 1000;
+
+/// What the latest `rejects` commits recorded in their `userMetadata`, newest
+/// first, as `T` (commits whose metadata is not a `T` are skipped): each run's
+/// last commit carries its date's volume and per-device counts.
+pub async fn recorded<T: serde::de::DeserializeOwned>(lake: &Lake) -> Result<Vec<T>, SinkError> {
+    use futures::StreamExt;
+    let mut found = Vec::new();
+    let Some(table) = open_table(lake, &rejects_table()).await? else {
+        return Ok(found);
+    };
+    let mut commits = table.history(Some(RECORDED_COMMITS));
+    while let Some(info) = commits.next().await {
+        let Ok(info) = info else { continue };
+        if let Some(meta) = info.user_metadata.as_deref() {
+            if let Ok(value) = serde_json::from_str::<T>(meta) {
+                found.push(value);
+            }
+        }
+    }
+    Ok(found)
+}
+
 /// A commit's `userMetadata`: who wrote it, and with which coldpath build.
 pub fn user_metadata(meta: &CommitMeta) -> String {
     #[derive(serde::Serialize)]

@@ -5,7 +5,6 @@
 use chrono::{Duration, NaiveDate};
 use deltalake::datafusion::prelude::{col, lit};
 use deltalake::datafusion::scalar::ScalarValue;
-use futures::StreamExt;
 use polars::prelude::DataFrame;
 use tracing::warn;
 
@@ -61,9 +60,6 @@ pub async fn earlier_features(lake: &Lake, date: NaiveDate) -> Result<DataFrame,
     Ok(silver::read_where(&table, &spec, filter, &baseline::BASELINE_COLUMNS).await?)
 }
 
-/// How far back the rejects log is searched for a date's attribution.
-const LOG_COMMITS: usize = 1000;
-
 /// What the latest run of `date` that wrote silver attributed to each device (the
 /// `rejects` commit's metadata); empty, with a warning, when no commit records it.
 pub async fn recorded_attribution(lake: &Lake, date: NaiveDate) -> Result<Attribution, Error> {
@@ -73,28 +69,18 @@ pub async fn recorded_attribution(lake: &Lake, date: NaiveDate) -> Result<Attrib
         devices: Option<lake::DeviceCounts>,
     }
     let wanted = date.to_string();
-    if let Some(table) = lake::open_table(lake, &lake::rejects_table()).await? {
-        let mut commits = table.history(Some(LOG_COMMITS));
-        while let Some(info) = commits.next().await {
-            let Ok(info) = info else { continue };
-            let Some(meta) = info.user_metadata.as_deref() else {
-                continue;
-            };
-            let Ok(Recorded {
-                date,
-                devices: Some(devices),
-            }) = serde_json::from_str::<Recorded>(meta)
-            else {
-                continue;
-            };
-            if date == wanted {
-                return Ok(devices
-                    .into_iter()
-                    .map(|(id, counts)| (id, Attributed::from_array(counts)))
-                    .collect());
-            }
-        }
-    }
-    warn!(date = %date, "no run of the date recorded its duplicates, rejects and late rows per device: device_health counts them 0");
-    Ok(Attribution::new())
+    // Newest first: the first that records the date's devices is its latest silver run's.
+    let latest = lake::recorded::<Recorded>(lake)
+        .await?
+        .into_iter()
+        .find(|r| r.date == wanted && r.devices.is_some())
+        .and_then(|r| r.devices);
+    let Some(devices) = latest else {
+        warn!(date = %date, "no run of the date recorded its duplicates, rejects and late rows per device: device_health counts them 0");
+        return Ok(Attribution::new());
+    };
+    Ok(devices
+        .into_iter()
+        .map(|(id, counts)| (id, Attributed::from_array(counts)))
+        .collect())
 }

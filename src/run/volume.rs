@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use crate::config::formats::{VolumeAction, VolumeSettings};
@@ -94,19 +93,8 @@ pub async fn history(
 ) -> Result<BTreeMap<NaiveDate, Volume>, Error> {
     let from = date - chrono::Duration::days(i64::from(dates));
     let mut found = BTreeMap::new();
-    let Some(table) = lake::open_table(lake, &lake::rejects_table()).await? else {
-        return Ok(found);
-    };
     // Newest first: the first volume seen for a date is its latest run's.
-    let mut commits = table.history(Some(HISTORY_COMMITS));
-    while let Some(info) = commits.next().await {
-        let Ok(info) = info else { continue };
-        let Some(meta) = info.user_metadata.as_deref() else {
-            continue;
-        };
-        let Ok(meta) = serde_json::from_str::<Recorded>(meta) else {
-            continue;
-        };
+    for meta in lake::recorded::<Recorded>(lake).await? {
         let (Ok(day), Some(volume)) = (
             NaiveDate::parse_from_str(&meta.date, "%Y-%m-%d"),
             meta.volume,
@@ -119,9 +107,6 @@ pub async fn history(
     }
     Ok(found)
 }
-
-/// How far back the log is read: a week of nightly runs, reruns and backfills.
-const HISTORY_COMMITS: usize = 1000;
 
 /// The part of a commit's `userMetadata` the guard reads.
 #[derive(Deserialize)]
