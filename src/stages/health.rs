@@ -15,8 +15,8 @@
 //! hours at a time, two columns and the type, and kept as every interval per
 //! device (4 bytes a reading, 8 for the rare one over 71 minutes): the median
 //! is exact. That is 7 dates of readings: about 150 MB on the small bench's
-//! 5.4 M readings a day, 1.2 GB at plant scale (see BENCHMARKS.md). D's own intervals, needed
-//! only for devices with no history, are a counted multiset instead.
+//! 5.4 M readings a day, 1.2 GB at plant scale (see BENCHMARKS.md). D's own
+//! intervals, needed only for devices with no history, are kept the same way.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -74,67 +74,27 @@ impl Attributed {
     }
 }
 
-/// A counted multiset of intervals (µs): an exact median at a cost per distinct interval.
+/// Intervals (µs) kept for an exact median: 4 bytes each under 2^32 µs (71
+/// minutes), the longer ones (a device's silences: few) 8 bytes in a list of their own.
 #[derive(Debug, Clone, Default)]
-struct Intervals(HashMap<i64, u64>);
+struct Intervals {
+    short: Vec<u32>,
+    long: Vec<i64>,
+}
 
 impl Intervals {
     fn add(&mut self, us: i64) {
-        *self.0.entry(us).or_default() += 1;
-    }
-
-    /// The median (the mean of the two middle values for an even count), in µs.
-    fn median_us(&self) -> Option<f64> {
-        let n: u64 = self.0.values().sum();
-        if n == 0 {
-            return None;
-        }
-        let mut sorted: Vec<(i64, u64)> = self.0.iter().map(|(k, v)| (*k, *v)).collect();
-        sorted.sort_unstable();
-        let nth = |k: u64| {
-            let mut seen = 0;
-            for &(value, count) in &sorted {
-                seen += count;
-                if k < seen {
-                    return value;
-                }
-            }
-            sorted.last().map(|s| s.0).unwrap_or_default()
-        };
-        if n % 2 == 1 {
-            Some(nth(n / 2) as f64)
-        } else {
-            Some((nth(n / 2 - 1) as f64 + nth(n / 2) as f64) / 2.0)
-        }
-    }
-}
-
-/// One device over the dates before D.
-#[derive(Debug, Clone, Default)]
-struct Past {
-    last: Option<i64>,
-    /// Intervals under 2^32 µs (71 minutes), in no order: 4 bytes a reading of the history.
-    short: Vec<u32>,
-    /// The longer ones (a device's silences: few).
-    long: Vec<i64>,
-    device_type: Option<String>,
-    /// The time of the reading `device_type` came from.
-    typed_at: Option<i64>,
-}
-
-impl Past {
-    fn push_interval(&mut self, us: i64) {
         match u32::try_from(us) {
             Ok(short) => self.short.push(short),
             Err(_) => self.long.push(us),
         }
     }
 
-    fn has_interval(&self) -> bool {
-        !self.short.is_empty() || !self.long.is_empty()
+    fn is_empty(&self) -> bool {
+        self.short.is_empty() && self.long.is_empty()
     }
 
-    /// The median interval (the mean of the two middle ones for an even count), in µs.
+    /// The median (the mean of the two middle ones for an even count), in µs.
     fn median_us(&self) -> Option<f64> {
         let n = self.short.len() + self.long.len();
         if n == 0 {
@@ -155,6 +115,17 @@ impl Past {
         }
         Some((nth(n / 2 - 1) + hi) / 2.0)
     }
+}
+
+/// One device over the dates before D.
+#[derive(Debug, Clone, Default)]
+struct Past {
+    last: Option<i64>,
+    /// Every interval of the history, in no order: 4 bytes a reading.
+    intervals: Intervals,
+    device_type: Option<String>,
+    /// The time of the reading `device_type` came from.
+    typed_at: Option<i64>,
 }
 
 /// The devices of the 7 dates before D: their intervals and latest type.
@@ -201,7 +172,7 @@ impl History {
             for &(_, t, row) in &keyed[start..end] {
                 if let Some(last) = past.last {
                     if t > last {
-                        past.push_interval(t - last);
+                        past.intervals.add(t - last);
                     }
                 }
                 past.last = Some(past.last.map_or(t, |l| l.max(t)));
@@ -222,7 +193,9 @@ impl History {
 
     /// Whether the history gives `device` a median interval.
     fn has_interval(&self, device: &str) -> bool {
-        self.devices.get(device).is_some_and(Past::has_interval)
+        self.devices
+            .get(device)
+            .is_some_and(|p| !p.intervals.is_empty())
     }
 }
 
@@ -431,7 +404,7 @@ impl DayHealth {
             let today = self.devices.get(id);
             let past = self.history.devices.get(id);
             let median = past
-                .and_then(Past::median_us)
+                .and_then(|p| p.intervals.median_us())
                 .or_else(|| today.and_then(|t| t.intervals.as_ref()?.median_us()));
             let fallback_type = past.and_then(|p| p.device_type.clone());
             let counts = attribution.get(id).copied().unwrap_or_default();
@@ -651,7 +624,7 @@ mod tests {
     }
 
     #[test]
-    fn medians_of_a_counted_multiset() {
+    fn medians_of_even_and_odd_counts() {
         let mut iv = Intervals::default();
         assert_eq!(iv.median_us(), None);
         for x in [10, 30, 10, 20] {
@@ -695,27 +668,27 @@ mod tests {
             .unwrap();
         let a = &h.devices["a"];
         // Intervals 10, 20, 30 (across the slices), 40: median (20 + 30) / 2.
-        assert_eq!(a.median_us(), Some(25.0 * S as f64));
+        assert_eq!(a.intervals.median_us(), Some(25.0 * S as f64));
         assert_eq!(a.device_type.as_deref(), Some("z"));
-        assert_eq!(h.devices["b"].median_us(), None);
+        assert_eq!(h.devices["b"].intervals.median_us(), None);
         h.add(&frame(&[("a", None, 200)])).unwrap();
         // 10 20 30 40 100: the middle one.
-        assert_eq!(h.devices["a"].median_us(), Some(30.0 * S as f64));
+        assert_eq!(h.devices["a"].intervals.median_us(), Some(30.0 * S as f64));
     }
 
     #[test]
     fn medians_span_short_and_long_intervals() {
-        let mut p = Past::default();
+        let mut p = Intervals::default();
         // 10 s, 2 h, 20 s, 3 h: the hours are over 2^32 µs, stored apart.
         for s in [10, 7200, 20, 10_800] {
-            p.push_interval(s * S);
+            p.add(s * S);
         }
         assert_eq!((p.short.len(), p.long.len()), (2, 2));
         assert_eq!(p.median_us(), Some((20.0 + 7200.0) / 2.0 * S as f64));
-        p.push_interval(5 * S);
+        p.add(5 * S);
         assert_eq!(p.median_us(), Some(20.0 * S as f64));
-        p.push_interval(4 * 3600 * S);
-        p.push_interval(5 * 3600 * S);
+        p.add(4 * 3600 * S);
+        p.add(5 * 3600 * S);
         // 5 10 20 | 7200 10800 14400 18000: the 4th of 7.
         assert_eq!(p.median_us(), Some(7200.0 * S as f64));
     }
