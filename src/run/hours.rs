@@ -24,7 +24,7 @@ use polars::prelude::*;
 use crate::calendar::{DAY_HOURS, HOUR_US};
 use crate::error::Error;
 use crate::lake::{self, PartitionStream};
-use crate::stages::dedup::{dedup_rows, dedup_rows_by_device, frame_of};
+use crate::stages::dedup::{dedup_rows, dedup_rows_by_device, frame_of, CopiesByDevice};
 use crate::stages::features::Hourly;
 use crate::stages::health::{Attribution, DayHealth};
 use crate::stages::normalize::RowColumns;
@@ -309,12 +309,12 @@ impl Day<'_> {
     }
 }
 
-/// Copies dropped, per device.
-type Dropped = std::collections::HashMap<String, u64>;
-
 /// Drops the copies exact dedup across hours already ruled out; returns how many went, per device.
-fn drop_losers(frame: DataFrame, losers: &HashSet<Copy>) -> PolarsResult<(DataFrame, Dropped)> {
-    let mut dropped = Dropped::new();
+fn drop_losers(
+    frame: DataFrame,
+    losers: &HashSet<Copy>,
+) -> PolarsResult<(DataFrame, CopiesByDevice)> {
+    let mut dropped = CopiesByDevice::new();
     if losers.is_empty() {
         return Ok((frame, dropped));
     }
