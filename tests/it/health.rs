@@ -59,9 +59,15 @@ fn health_of(lake: &Path, date: &str) -> Vec<Map<String, Value>> {
 
 fn assert_health(lake: &Path, date: &str) -> Vec<Value> {
     let want = expected(date)["health"].as_array().unwrap().clone();
+    assert_health_is(lake, date, &want);
+    want
+}
+
+/// `device_health` of `date` in `lake` equals the generator's rows `want` (sorted by device).
+pub(crate) fn assert_health_is(lake: &Path, date: &str, want: &[Value]) {
     let got = health_of(lake, date);
     assert_eq!(got.len(), want.len(), "{date}: device_health rows");
-    for (g, w) in got.iter().zip(&want) {
+    for (g, w) in got.iter().zip(want) {
         let at = format!("{date}: {}", w["device_id"]);
         for c in HEALTH_EXACT {
             assert_eq!(get(g, c), &w[c], "{at}: {c}");
@@ -70,10 +76,16 @@ fn assert_health(lake: &Path, date: &str) -> Vec<Value> {
             close(get(g, c), &w[c], &format!("{at}: {c}"));
         }
     }
-    want
 }
 
 fn assert_feature_columns(lake: &Path, date: &str) -> Vec<Value> {
+    let want = expected(date)["features"].as_array().unwrap().clone();
+    assert_feature_columns_are(lake, date, &want);
+    want
+}
+
+/// The health and baseline columns of `features_hourly` on `date` equal the generator's `want`.
+pub(crate) fn assert_feature_columns_are(lake: &Path, date: &str, want: &[Value]) {
     let got: BTreeMap<(String, i64), Map<String, Value>> = read_rows(lake, "features_hourly")
         .into_iter()
         .filter(|r| get(r, "feature_date") == date)
@@ -85,9 +97,8 @@ fn assert_feature_columns(lake: &Path, date: &str) -> Vec<Value> {
             (key, r)
         })
         .collect();
-    let want = expected(date)["features"].as_array().unwrap().clone();
     assert_eq!(got.len(), want.len(), "{date}: features rows");
-    for w in &want {
+    for w in want {
         let key = (
             w["device_id"].as_str().unwrap().to_string(),
             w["window_start"].as_i64().unwrap(),
@@ -99,7 +110,6 @@ fn assert_feature_columns(lake: &Path, date: &str) -> Vec<Value> {
             close(get(g, c), &w[c], &format!("{at}: {c}"));
         }
     }
-    want
 }
 
 fn all_of<'a>(rows: &'a [Value], column: &str) -> impl Iterator<Item = &'a Value> + 'a {

@@ -16,6 +16,7 @@ mod expectations;
 mod features;
 mod fuzz;
 mod health;
+mod held_out;
 mod hostile;
 mod hours;
 mod layouts;

@@ -16,7 +16,7 @@ const FLOATS: [&str; 6] = [
     "vibration_max",
 ];
 
-fn minutes_of(lake: &Path, date: &str) -> Vec<Map<String, Value>> {
+pub(crate) fn minutes_of(lake: &Path, date: &str) -> Vec<Map<String, Value>> {
     let mut rows: Vec<_> = read_rows(lake, "telemetry_minute")
         .into_iter()
         .filter(|r| get(r, "event_date") == date)
@@ -30,7 +30,7 @@ fn minutes_of(lake: &Path, date: &str) -> Vec<Map<String, Value>> {
     rows
 }
 
-fn assert_minutes(got: &[Map<String, Value>], want: &[Value], date: &str) {
+pub(crate) fn assert_minutes(got: &[Map<String, Value>], want: &[Value], date: &str) {
     assert_eq!(got.len(), want.len(), "{date}: rows");
     for (g, w) in got.iter().zip(want) {
         let at = format!("{date}: {} @ {}", w["device_id"], w["minute_start"]);

@@ -39,13 +39,13 @@ fn chromium() -> PathBuf {
 }
 
 /// What headless Chromium made of a page: the DOM after its scripts ran, and every console line.
-struct Rendered {
-    dom: String,
-    console: Vec<String>,
+pub(crate) struct Rendered {
+    pub(crate) dom: String,
+    pub(crate) console: Vec<String>,
 }
 
 /// Opens `page` in headless Chromium with `mode` (`--dump-dom`, `--screenshot=…`).
-fn headless(page: &Path, mode: &str) -> Rendered {
+pub(crate) fn headless(page: &Path, mode: &str) -> Rendered {
     let profile = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(chromium())
         .args([
@@ -81,7 +81,7 @@ fn headless(page: &Path, mode: &str) -> Rendered {
 
 /// A page that ran clean: its script finished (`data-ready`) and nothing was written to the console
 /// (the page logs nothing itself, so any line is an error, an uncaught exception or a blocked load).
-fn assert_clean(r: &Rendered) {
+pub(crate) fn assert_clean(r: &Rendered) {
     assert!(r.console.is_empty(), "console: {:#?}", r.console);
     assert!(
         r.dom.contains("<body data-ready=\"1\">"),
