@@ -203,6 +203,48 @@ impl Place {
         }
     }
 
+    /// The names of the folder's documents that start with `prefix`.
+    pub async fn names(&self, prefix: &str) -> Result<Vec<String>, String> {
+        match self {
+            Place::Local(dir) => match std::fs::read_dir(dir) {
+                Ok(entries) => Ok(entries
+                    .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                    .filter(|n| n.starts_with(prefix))
+                    .collect()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(Vec::new()),
+                Err(e) => Err(e.to_string()),
+            },
+            Place::Store(s, dir) => {
+                use futures::TryStreamExt;
+                let listed: Vec<_> = s
+                    .store
+                    .list(Some(&s.path(dir)))
+                    .try_collect()
+                    .await
+                    .map_err(|e| e.to_string())?;
+                Ok(listed
+                    .into_iter()
+                    .filter_map(|m| m.location.filename().map(str::to_string))
+                    .filter(|n| n.starts_with(prefix))
+                    .collect())
+            }
+        }
+    }
+
+    /// Removes the document `name` (gone already is fine).
+    pub async fn delete(&self, name: &str) -> Result<(), String> {
+        match self {
+            Place::Local(dir) => match std::fs::remove_file(dir.join(name)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e.to_string()),
+                _ => Ok(()),
+            },
+            Place::Store(s, dir) => match s.store.delete(&s.path(&format!("{dir}/{name}"))).await {
+                Err(e) if !matches!(e, object_store::Error::NotFound { .. }) => Err(e.to_string()),
+                _ => Ok(()),
+            },
+        }
+    }
+
     /// The manifest of `date`.
     pub async fn read(&self, date: NaiveDate) -> Result<Read, ManifestError> {
         let io = |message: String| ManifestError::Io { date, message };

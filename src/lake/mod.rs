@@ -25,6 +25,7 @@ use url::Url;
 use crate::storage::fault::Fault;
 
 pub mod arrow;
+pub mod digest;
 pub mod lock;
 pub mod look;
 pub mod maintain;

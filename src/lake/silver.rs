@@ -50,12 +50,22 @@ pub async fn reload(table: &DeltaTable) -> Result<DeltaTable, SinkError> {
 
 /// Whether the table holds any file of `event_date = date`.
 pub async fn has_partition(table: &DeltaTable, date: NaiveDate) -> Result<bool, SinkError> {
+    Ok(!partition_files(table, date).await?.is_empty())
+}
+
+/// The data files of `event_date = date`, as the table's log names them, sorted.
+pub async fn partition_files(
+    table: &DeltaTable,
+    date: NaiveDate,
+) -> Result<Vec<String>, SinkError> {
     let day = date.format("%Y-%m-%d").to_string();
     let files = table
         .get_files_by_partitions(&[("event_date", FilterOp::Eq, FilterValue::Scalar(&day))])
         .await
         .map_err(failed(table.table_url()))?;
-    Ok(!files.is_empty())
+    let mut names: Vec<String> = files.iter().map(|p| p.to_string()).collect();
+    names.sort_unstable();
+    Ok(names)
 }
 
 /// The rows of `event_date = date` with `event_time >= from_us` (when given), `columns` only.

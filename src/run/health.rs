@@ -1,50 +1,143 @@
 //! What `device_health` and the features' baselines read back from the lake for a date:
-//! silver of the 7 dates before (a few columns, a few hours at a time), `features_hourly`
-//! of the 7 dates before, and what the date's run attributed to each device.
+//! the 7 dates before (their digests, else their silver), `features_hourly` of the 7
+//! dates before, and what the date's run attributed to each device.
+
+use std::collections::HashMap;
 
 use chrono::{Duration, NaiveDate};
 use deltalake::datafusion::prelude::{col, lit};
 use deltalake::datafusion::scalar::ScalarValue;
+use deltalake::DeltaTable;
 use polars::prelude::DataFrame;
 use tracing::warn;
 
 use crate::calendar::{day_start, epoch_days, DAY_US};
 use crate::error::Error;
-use crate::lake::{self, silver, Lake};
+use crate::lake::manifest::Place;
+use crate::lake::{self, digest, silver, Lake};
 use crate::stages::features::baseline;
 use crate::stages::guarded;
-use crate::stages::health::{self, Attributed, Attribution, History};
+use crate::stages::health::{
+    self, pool_rows, Attributed, Attribution, DateDigest, History, HistoryBuilder, Pool, Seen,
+    BUCKETS,
+};
 
 /// A history date is read in this many slices of its hours: memory holds one slice's rows.
 const HISTORY_SLICES: i64 = 8;
 
-/// The devices of silver in the 7 dates before `date`, with their intervals.
+/// One date of the history: its digest in the lake, or (when it could not be
+/// stored) in memory.
+enum Kept {
+    Stored { day: NaiveDate, key: String },
+    Memory(DateDigest),
+}
+
+/// The devices of silver in the 7 dates before `date`, with their median interval and type.
+///
+/// Each date comes from its digest in the lake (`lake::digest`) when one matches
+/// its silver files; else its silver is read, a few hours at a time, and the
+/// digest is written for the nights after. Digests are a cache: one that cannot
+/// be written or read is a warning, and the silver is read instead.
 pub async fn history(lake: &Lake, date: NaiveDate) -> Result<History, Error> {
-    let mut history = History::default();
     let Some(table) = silver::open(lake).await? else {
-        return Ok(history);
+        return Ok(History::default());
     };
+    let place = digest::place(lake).map_err(|message| lake::SinkError::Lake {
+        lake: lake.location.clone(),
+        message,
+    })?;
+    let (mut kept, mut seen) = (Vec::new(), Vec::new());
     for back in (1..=health::HISTORY_DATES).rev() {
         let day = date - Duration::days(back);
-        if !silver::has_partition(&table, day).await? {
+        let files = silver::partition_files(&table, day).await?;
+        if files.is_empty() {
             continue;
         }
-        let start = day_start(day).timestamp_micros();
-        let span = DAY_US / HISTORY_SLICES;
-        for slice in 0..HISTORY_SLICES {
-            let from = start + slice * span;
-            let rows = silver::read_hours(
-                &table,
-                day,
-                Some(from),
-                Some(from + span),
-                &health::HISTORY_COLUMNS,
-            )
-            .await?;
-            guarded("health", || history.add(&rows))?;
+        let key = digest::key(&files);
+        match digest::read_seen(&place, day, &key).await {
+            Ok(Some(s)) => {
+                seen.push(s);
+                kept.push(Kept::Stored { day, key });
+                continue;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                warn!(date = %day, error = %e, "device_health's digest of the date is unreadable: its silver is read instead")
+            }
+        }
+        let made = from_silver(&table, day).await?;
+        seen.push(made.seen());
+        match digest::write(&place, day, &key, &made).await {
+            Ok(()) => kept.push(Kept::Stored { day, key }),
+            Err(e) => {
+                warn!(date = %day, error = %e, "device_health's digest of the date was not stored: the next night reads its silver again");
+                kept.push(Kept::Memory(made));
+            }
         }
     }
-    Ok(history)
+    match merge(&place, &kept, seen).await {
+        Ok(history) => Ok(history),
+        Err(e) => {
+            warn!(error = %e, "device_health's digests changed or vanished while read: the history is read from silver");
+            let mut dates = Vec::new();
+            for k in kept {
+                dates.push(match k {
+                    Kept::Stored { day, .. } => from_silver(&table, day).await?,
+                    Kept::Memory(d) => d,
+                });
+            }
+            Ok(guarded("health", || Ok(History::of_dates(dates)))?)
+        }
+    }
+}
+
+/// The medians, a bucket of devices at a time over every date kept.
+async fn merge(
+    place: &Place,
+    kept: &[Kept],
+    seen: Vec<HashMap<String, Seen>>,
+) -> Result<History, String> {
+    let mut builder = HistoryBuilder::new(seen);
+    for b in 0..BUCKETS {
+        let mut pool = Pool::new();
+        for k in kept {
+            match k {
+                Kept::Stored { day, key } => {
+                    digest::read_bucket(place, *day, key, b, &mut pool).await?
+                }
+                Kept::Memory(d) => {
+                    for (id, iv) in d.bucket(b) {
+                        pool_rows(
+                            &mut pool,
+                            iv.sorted().into_iter().map(|us| (id.as_str(), us)),
+                        );
+                    }
+                }
+            }
+        }
+        builder.bucket(b, pool);
+    }
+    Ok(builder.finish())
+}
+
+/// One date's silver reduced to its digest, read a few hours at a time.
+async fn from_silver(table: &DeltaTable, day: NaiveDate) -> Result<DateDigest, Error> {
+    let mut digest = DateDigest::default();
+    let start = day_start(day).timestamp_micros();
+    let span = DAY_US / HISTORY_SLICES;
+    for slice in 0..HISTORY_SLICES {
+        let from = start + slice * span;
+        let rows = silver::read_hours(
+            table,
+            day,
+            Some(from),
+            Some(from + span),
+            &health::HISTORY_COLUMNS,
+        )
+        .await?;
+        guarded("health", || digest.add(&rows))?;
+    }
+    Ok(digest)
 }
 
 /// `features_hourly` rows of the 7 dates before `date` (the baselines' earlier hours).

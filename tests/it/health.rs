@@ -48,7 +48,7 @@ fn close(got: &Value, want: &Value, at: &str) {
     }
 }
 
-fn health_of(lake: &Path, date: &str) -> Vec<Map<String, Value>> {
+pub(crate) fn health_of(lake: &Path, date: &str) -> Vec<Map<String, Value>> {
     let mut rows: Vec<_> = read_rows(lake, "device_health")
         .into_iter()
         .filter(|r| get(r, "health_date") == date)

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::common::*;
-use crate::health::{assert_feature_columns_are, assert_health_is};
+use crate::health::{assert_feature_columns_are, assert_health_is, health_of};
 use crate::minute::{assert_minutes, minutes_of};
 use crate::report_html::{assert_clean, headless};
 
@@ -153,4 +153,103 @@ fn eight_consecutive_dates_of_a_held_out_container_give_the_contracts_health_bas
         count("DEGRADED"),
         count("SILENT")
     )));
+
+    digests_are_read_and_a_rerun_date_gets_a_new_one(lake.path(), &source, health);
+}
+
+/// The history digests (`_coldpath/history/<date>.<key>.<part>.parquet`) of `date`.
+fn digests(lake: &Path, date: &str) -> BTreeSet<String> {
+    std::fs::read_dir(lake.join("_coldpath/history"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(&format!("{date}.")))
+        .collect()
+}
+
+fn key_of(files: &BTreeSet<String>) -> BTreeSet<String> {
+    files
+        .iter()
+        .map(|n| n.split('.').nth(1).unwrap().to_string())
+        .collect()
+}
+
+/// The last date's history comes from the digests the runs left, and a date rerun since
+/// (new silver files) is read from its silver again, its old digest replaced.
+fn digests_are_read_and_a_rerun_date_gets_a_new_one(lake: &Path, source: &Path, want: &[Value]) {
+    let (first, seventh, last) = (DATES[0], DATES[6], DATES[7]);
+    // One digest per history date: 16 buckets and the devices, under one key.
+    for date in &DATES[..7] {
+        let files = digests(lake, date);
+        assert_eq!(files.len(), 17, "{date}: {files:?}");
+        assert_eq!(key_of(&files).len(), 1, "{date}");
+    }
+    // Put the first date's digest under the seventh's name: a refresh of the last date must
+    // then give other medians, so the digests are what it read.
+    let dir = lake.join("_coldpath/history");
+    let seventh_key = key_of(&digests(lake, seventh)).into_iter().next().unwrap();
+    let first_files = digests(lake, first);
+    let first_key = key_of(&first_files).into_iter().next().unwrap();
+    for f in &first_files {
+        let renamed = f
+            .replacen(first, seventh, 1)
+            .replacen(&first_key, &seventh_key, 1);
+        std::fs::copy(dir.join(f), dir.join(renamed)).unwrap();
+    }
+    let refresh = |date: &str| {
+        let job = job_file();
+        let out = coldpath(&[
+            "features",
+            "--job",
+            job.to_str().unwrap(),
+            "--date",
+            date,
+            "--source",
+            source.to_str().unwrap(),
+            "--lake",
+            lake.to_str().unwrap(),
+            "--labels-as-of",
+            LABELS_AS_OF,
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    refresh(last);
+    let expected_of = |rows: &[serde_json::Map<String, Value>]| -> Vec<Value> {
+        rows.iter()
+            .map(|r| get(r, "expected_readings").clone())
+            .collect()
+    };
+    let want_expected: Vec<Value> = want
+        .iter()
+        .map(|w| w["expected_readings"].clone())
+        .collect();
+    assert_ne!(
+        expected_of(&health_of(lake, last)),
+        want_expected,
+        "the planted digest was not read"
+    );
+    // Rerun the seventh date: its silver files change, the planted digest no longer
+    // names them, and the next refresh reads its silver and replaces the digest.
+    let (code, report) = run_date(
+        seventh,
+        lake,
+        &[
+            "--source",
+            source.to_str().unwrap(),
+            "--labels-as-of",
+            LABELS_AS_OF,
+        ],
+    );
+    assert_eq!(code, 0, "{report}");
+    refresh(last);
+    assert_health_is(lake, last, want);
+    let now = digests(lake, seventh);
+    assert_eq!(now.len(), 17, "{now:?}");
+    assert!(
+        !key_of(&now).contains(&seventh_key),
+        "the old digest is removed"
+    );
 }

@@ -11,12 +11,11 @@
 //! the transit times of its rows (4 bytes a row, for exact percentiles) and,
 //! only for devices with no history, its intervals.
 //!
-//! The history side (the 7 dates before) is read back from `telemetry` a few
-//! hours at a time, two columns and the type, and kept as every interval per
-//! device (4 bytes a reading, 8 for the rare one over 71 minutes): the median
-//! is exact. That is 7 dates of readings: about 150 MB on the small bench's
-//! 5.4 M readings a day, 1.2 GB at plant scale (see BENCHMARKS.md). D's own
-//! intervals, needed only for devices with no history, are kept the same way.
+//! The history side (the 7 dates before) is [`history`]: each date reduced to a
+//! digest the lake keeps, and the exact median taken a bucket of devices at a
+//! time, so the day's pass holds only each device's median and type. D's own
+//! intervals, needed only for devices with no history, are kept as every
+//! interval (4 bytes a reading, 8 for the rare one over 71 minutes).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -24,6 +23,11 @@ use chrono::NaiveDate;
 use polars::prelude::*;
 
 use crate::calendar::{day_start, epoch_days, DAY_US, HOUR_US};
+
+mod history;
+pub use history::{
+    bucket_of, pool_rows, DateDigest, History, HistoryBuilder, Intervals, Pool, Seen, BUCKETS,
+};
 
 /// Dates before D whose silver makes a device known and gives its usual interval.
 pub const HISTORY_DATES: i64 = 7;
@@ -71,131 +75,6 @@ impl Attributed {
             rejected,
             late,
         }
-    }
-}
-
-/// Intervals (µs) kept for an exact median: 4 bytes each under 2^32 µs (71
-/// minutes), the longer ones (a device's silences: few) 8 bytes in a list of their own.
-#[derive(Debug, Clone, Default)]
-struct Intervals {
-    short: Vec<u32>,
-    long: Vec<i64>,
-}
-
-impl Intervals {
-    fn add(&mut self, us: i64) {
-        match u32::try_from(us) {
-            Ok(short) => self.short.push(short),
-            Err(_) => self.long.push(us),
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.short.is_empty() && self.long.is_empty()
-    }
-
-    /// The median (the mean of the two middle ones for an even count), in µs.
-    fn median_us(&self) -> Option<f64> {
-        let n = self.short.len() + self.long.len();
-        if n == 0 {
-            return None;
-        }
-        let (mut short, mut long) = (self.short.clone(), self.long.clone());
-        // Every long interval is above every short one: the k-th is in one or the other.
-        let mut nth = |k: usize| -> f64 {
-            if k < short.len() {
-                f64::from(*short.select_nth_unstable(k).1)
-            } else {
-                *long.select_nth_unstable(k - short.len()).1 as f64
-            }
-        };
-        let hi = nth(n / 2);
-        if n % 2 == 1 {
-            return Some(hi);
-        }
-        Some((nth(n / 2 - 1) + hi) / 2.0)
-    }
-}
-
-/// One device over the dates before D.
-#[derive(Debug, Clone, Default)]
-struct Past {
-    last: Option<i64>,
-    /// Every interval of the history, in no order: 4 bytes a reading.
-    intervals: Intervals,
-    device_type: Option<String>,
-    /// The time of the reading `device_type` came from.
-    typed_at: Option<i64>,
-}
-
-/// The devices of the 7 dates before D: their intervals and latest type.
-#[derive(Debug, Clone, Default)]
-pub struct History {
-    devices: HashMap<String, Past>,
-}
-
-impl History {
-    /// Adds rows of `device_id`, `device_type`, `event_time` (any order); each
-    /// call's rows must be later than every earlier call's.
-    ///
-    /// Rows are grouped by device through an index and sorted as plain
-    /// `(device, time)` integers: no string sort, no allocation per row.
-    pub fn add(&mut self, rows: &DataFrame) -> PolarsResult<()> {
-        let ids: Vec<Option<&str>> = rows.column("device_id")?.str()?.iter().collect();
-        let types: Vec<Option<&str>> = rows.column("device_type")?.str()?.iter().collect();
-        let times = rows.column("event_time")?.datetime()?.physical();
-        let mut index: HashMap<&str, u32> = HashMap::new();
-        let mut names: Vec<&str> = Vec::new();
-        let mut keyed: Vec<(u32, i64, u32)> = Vec::with_capacity(rows.height());
-        for (row, (id, t)) in ids.iter().zip(times.iter()).enumerate() {
-            let (Some(id), Some(t)) = (id, t) else {
-                continue;
-            };
-            let next = names.len() as u32;
-            let dev = *index.entry(id).or_insert_with(|| {
-                names.push(id);
-                next
-            });
-            keyed.push((dev, t, row as u32));
-        }
-        keyed.sort_unstable();
-        let mut start = 0;
-        while start < keyed.len() {
-            let dev = keyed[start].0;
-            let end = crate::stages::dedup::run_end(&keyed, start, |k| k.0 == dev);
-            let name = names[dev as usize];
-            let past = match self.devices.get_mut(name) {
-                Some(p) => p,
-                None => self.devices.entry(name.to_string()).or_default(),
-            };
-            let mut typed = None;
-            for &(_, t, row) in &keyed[start..end] {
-                if let Some(last) = past.last {
-                    if t > last {
-                        past.intervals.add(t - last);
-                    }
-                }
-                past.last = Some(past.last.map_or(t, |l| l.max(t)));
-                if types[row as usize].is_some() {
-                    typed = Some((t, row));
-                }
-            }
-            if let Some((t, row)) = typed {
-                if past.typed_at.is_none_or(|at| t >= at) {
-                    past.typed_at = Some(t);
-                    past.device_type = types[row as usize].map(str::to_string);
-                }
-            }
-            start = end;
-        }
-        Ok(())
-    }
-
-    /// Whether the history gives `device` a median interval.
-    fn has_interval(&self, device: &str) -> bool {
-        self.devices
-            .get(device)
-            .is_some_and(|p| !p.intervals.is_empty())
     }
 }
 
@@ -396,17 +275,17 @@ impl DayHealth {
         attribution: &Attribution,
     ) -> PolarsResult<(DataFrame, DataFrame)> {
         let mut known: BTreeSet<String> = self.devices.keys().cloned().collect();
-        known.extend(self.history.devices.keys().cloned());
+        known.extend(self.history.devices().cloned());
         known.extend(from_log);
         let mut health = HealthColumns::default();
         let mut hours = HourColumns::default();
         for id in &known {
             let today = self.devices.get(id);
-            let past = self.history.devices.get(id);
-            let median = past
-                .and_then(|p| p.intervals.median_us())
+            let median = self
+                .history
+                .median_us(id)
                 .or_else(|| today.and_then(|t| t.intervals.as_ref()?.median_us()));
-            let fallback_type = past.and_then(|p| p.device_type.clone());
+            let fallback_type = self.history.device_type(id);
             let counts = attribution.get(id).copied().unwrap_or_default();
             health.push(self.day_start_us, id, today, fallback_type, median, counts);
             if let Some(today) = today {
@@ -624,76 +503,6 @@ mod tests {
     }
 
     #[test]
-    fn medians_of_even_and_odd_counts() {
-        let mut iv = Intervals::default();
-        assert_eq!(iv.median_us(), None);
-        for x in [10, 30, 10, 20] {
-            iv.add(x);
-        }
-        // 10 10 20 30: (10 + 20) / 2.
-        assert_eq!(iv.median_us(), Some(15.0));
-        iv.add(30);
-        assert_eq!(iv.median_us(), Some(20.0));
-    }
-
-    #[test]
-    fn history_carries_the_last_time_and_the_latest_type_across_slices() {
-        let frame = |rows: &[(&str, Option<&str>, i64)]| {
-            DataFrame::new_infer_height(vec![
-                Column::new(
-                    "device_id".into(),
-                    rows.iter().map(|r| r.0).collect::<Vec<_>>(),
-                ),
-                Column::new(
-                    "device_type".into(),
-                    rows.iter().map(|r| r.1).collect::<Vec<_>>(),
-                ),
-                Int64Chunked::from_vec("event_time".into(), rows.iter().map(|r| r.2 * S).collect())
-                    .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
-                    .into_column(),
-            ])
-            .unwrap()
-        };
-        let mut h = History::default();
-        // Out of order within a slice, a repeated time, a second device between.
-        h.add(&frame(&[
-            ("a", Some("y"), 30),
-            ("b", None, 5),
-            ("a", Some("x"), 0),
-            ("a", None, 10),
-            ("a", None, 10),
-        ]))
-        .unwrap();
-        h.add(&frame(&[("a", None, 100), ("a", Some("z"), 60)]))
-            .unwrap();
-        let a = &h.devices["a"];
-        // Intervals 10, 20, 30 (across the slices), 40: median (20 + 30) / 2.
-        assert_eq!(a.intervals.median_us(), Some(25.0 * S as f64));
-        assert_eq!(a.device_type.as_deref(), Some("z"));
-        assert_eq!(h.devices["b"].intervals.median_us(), None);
-        h.add(&frame(&[("a", None, 200)])).unwrap();
-        // 10 20 30 40 100: the middle one.
-        assert_eq!(h.devices["a"].intervals.median_us(), Some(30.0 * S as f64));
-    }
-
-    #[test]
-    fn medians_span_short_and_long_intervals() {
-        let mut p = Intervals::default();
-        // 10 s, 2 h, 20 s, 3 h: the hours are over 2^32 µs, stored apart.
-        for s in [10, 7200, 20, 10_800] {
-            p.add(s * S);
-        }
-        assert_eq!((p.short.len(), p.long.len()), (2, 2));
-        assert_eq!(p.median_us(), Some((20.0 + 7200.0) / 2.0 * S as f64));
-        p.add(5 * S);
-        assert_eq!(p.median_us(), Some(20.0 * S as f64));
-        p.add(4 * 3600 * S);
-        p.add(5 * 3600 * S);
-        // 5 10 20 | 7200 10800 14400 18000: the 4th of 7.
-        assert_eq!(p.median_us(), Some(7200.0 * S as f64));
-    }
-
-    #[test]
     fn transits_keep_long_and_negative_ones_exactly() {
         let mut t = Transits::default();
         // An hour late, a clock 40 minutes ahead (negative), and ordinary seconds.
@@ -726,7 +535,7 @@ mod tests {
     #[test]
     fn a_day_by_hand() {
         // History: one reading a minute over the date before (median 60 s).
-        let mut history = History::default();
+        let mut before_date = DateDigest::default();
         let before = rows(
             "a",
             &[
@@ -735,8 +544,8 @@ mod tests {
                 (-3 * 3600 + 120, None, None),
             ],
         );
-        history.add(&before).unwrap();
-        let mut day = DayHealth::new(date(), history);
+        before_date.add(&before).unwrap();
+        let mut day = DayHealth::new(date(), History::of_dates(vec![before_date]));
         // Hour 0: 00:10, 00:20 (transit 1 s, 3 s); hour 2: 02:00:00 then 11 equal temps.
         let mut readings = vec![(600, Some(1.0), Some(1)), (1200, Some(2.0), Some(3))];
         for i in 0..11 {

@@ -1,0 +1,224 @@
+//! `device_health`'s history digests: what the history needs of one date's
+//! silver (`stages::health::DateDigest`), kept beside the tables in
+//! `_coldpath/history/`, so a night reads seven small files per bucket of
+//! devices instead of seven dates of silver.
+//!
+//! A digest is a cache, never a source of truth. Its files are named by the
+//! silver files it was made from (a hash of their paths), so a date that was
+//! rerun, compacted or repaired since simply has no digest under its new name,
+//! and the history reads its silver again and writes a new one (removing the
+//! old). Per date: one Parquet file per bucket (`device_id`, `interval_us`,
+//! sorted, the intervals delta-encoded) and one of the devices (first and last
+//! reading, latest type), written last: a digest without it is not read.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use chrono::NaiveDate;
+use deltalake::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
+use deltalake::arrow::datatypes::{DataType, Field, Schema};
+use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use deltalake::parquet::arrow::ArrowWriter;
+use deltalake::parquet::basic::{Compression, Encoding};
+use deltalake::parquet::file::properties::WriterProperties;
+use deltalake::parquet::schema::types::ColumnPath;
+use xxhash_rust::xxh3::xxh3_128;
+
+use crate::lake::manifest::Place;
+use crate::lake::Lake;
+use crate::stages::health::{pool_rows, DateDigest, Pool, Seen, BUCKETS};
+
+/// Where the digests are, relative to the lake.
+pub const DIR: &str = "_coldpath/history";
+
+/// The folder of the digests of `lake`.
+pub fn place(lake: &Lake) -> Result<Place, String> {
+    Place::in_lake(lake, DIR).map_err(|e| e.to_string())
+}
+
+/// The name of a date's digest made from silver `files` (the partition's data files).
+pub fn key(files: &[String]) -> String {
+    format!("{:032x}", xxh3_128(files.join("\n").as_bytes()))
+}
+
+fn name(date: NaiveDate, key: &str, part: &str) -> String {
+    format!("{date}.{key}.{part}.parquet")
+}
+
+fn bucket_part(b: usize) -> String {
+    format!("{b:02}")
+}
+
+/// Stores `digest` as the digest `key` of `date`, then removes the date's older ones.
+pub async fn write(
+    place: &Place,
+    date: NaiveDate,
+    key: &str,
+    digest: &DateDigest,
+) -> Result<(), String> {
+    for b in 0..BUCKETS {
+        let bytes = bucket_file(digest, b)?;
+        place
+            .put(&name(date, key, &bucket_part(b)), bytes, key)
+            .await?;
+    }
+    place
+        .put(&name(date, key, "devices"), devices_file(digest)?, key)
+        .await?;
+    let current = format!("{date}.{key}.");
+    for old in place.names(&format!("{date}.")).await? {
+        if !old.starts_with(&current) {
+            place.delete(&old).await?;
+        }
+    }
+    Ok(())
+}
+
+/// What digest `key` of `date` says of each device; `None` when there is no such digest.
+pub async fn read_seen(
+    place: &Place,
+    date: NaiveDate,
+    key: &str,
+) -> Result<Option<HashMap<String, Seen>>, String> {
+    let Some(bytes) = place.get(&name(date, key, "devices")).await? else {
+        return Ok(None);
+    };
+    let mut seen = HashMap::new();
+    for batch in decode(bytes)? {
+        let ids = strings(&batch, "device_id")?;
+        let types = strings(&batch, "device_type")?;
+        let (first, last, typed) = (
+            ints(&batch, "first_us")?,
+            ints(&batch, "last_us")?,
+            ints(&batch, "typed_at_us")?,
+        );
+        for i in 0..batch.num_rows() {
+            let entry = Seen {
+                first: first.value(i),
+                last: last.value(i),
+                device_type: types.is_valid(i).then(|| types.value(i).to_string()),
+                typed_at: typed.is_valid(i).then(|| typed.value(i)),
+            };
+            seen.insert(ids.value(i).to_string(), entry);
+        }
+    }
+    Ok(Some(seen))
+}
+
+/// Adds bucket `b` of digest `key` of `date` to `pool`.
+pub async fn read_bucket(
+    place: &Place,
+    date: NaiveDate,
+    key: &str,
+    b: usize,
+    pool: &mut Pool,
+) -> Result<(), String> {
+    let file = name(date, key, &bucket_part(b));
+    let bytes = place
+        .get(&file)
+        .await?
+        .ok_or_else(|| format!("{DIR}/{file} is missing"))?;
+    for batch in decode(bytes)? {
+        let ids = strings(&batch, "device_id")?;
+        let us = ints(&batch, "interval_us")?;
+        pool_rows(
+            pool,
+            ids.iter()
+                .zip(us.iter())
+                .filter_map(|(id, us)| Some((id?, us?))),
+        );
+    }
+    Ok(())
+}
+
+fn bucket_file(digest: &DateDigest, b: usize) -> Result<Vec<u8>, String> {
+    let mut devices: Vec<_> = digest.bucket(b).collect();
+    devices.sort_unstable_by_key(|(id, _)| id.as_str());
+    let (mut ids, mut us) = (Vec::new(), Vec::new());
+    for (id, intervals) in devices {
+        for v in intervals.sorted() {
+            ids.push(id.as_str());
+            us.push(v);
+        }
+    }
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from(ids)),
+        Arc::new(Int64Array::from(us)),
+    ];
+    let schema = Schema::new(vec![
+        Field::new("device_id", DataType::Utf8, false),
+        Field::new("interval_us", DataType::Int64, false),
+    ]);
+    encode(columns, schema, &["interval_us"])
+}
+
+fn devices_file(digest: &DateDigest) -> Result<Vec<u8>, String> {
+    let mut seen: Vec<_> = digest.devices.iter().collect();
+    seen.sort_unstable_by_key(|(id, _)| id.as_str());
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(StringArray::from_iter_values(
+            seen.iter().map(|(id, _)| id.as_str()),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            seen.iter().map(|(_, d)| d.seen.first),
+        )),
+        Arc::new(Int64Array::from_iter_values(
+            seen.iter().map(|(_, d)| d.seen.last),
+        )),
+        Arc::new(StringArray::from_iter(
+            seen.iter().map(|(_, d)| d.seen.device_type.as_deref()),
+        )),
+        Arc::new(Int64Array::from_iter(
+            seen.iter().map(|(_, d)| d.seen.typed_at),
+        )),
+    ];
+    let schema = Schema::new(vec![
+        Field::new("device_id", DataType::Utf8, false),
+        Field::new("first_us", DataType::Int64, false),
+        Field::new("last_us", DataType::Int64, false),
+        Field::new("device_type", DataType::Utf8, true),
+        Field::new("typed_at_us", DataType::Int64, true),
+    ]);
+    encode(columns, schema, &[])
+}
+
+/// One Parquet file of `columns`; `delta` columns without a dictionary, delta-encoded.
+fn encode(columns: Vec<ArrayRef>, schema: Schema, delta: &[&str]) -> Result<Vec<u8>, String> {
+    let mut props = WriterProperties::builder().set_compression(Compression::SNAPPY);
+    for c in delta {
+        let path = ColumnPath::from(*c);
+        props = props
+            .set_column_dictionary_enabled(path.clone(), false)
+            .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
+    }
+    let batch = RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props.build()))
+        .map_err(|e| e.to_string())?;
+    writer.write(&batch).map_err(|e| e.to_string())?;
+    writer.close().map_err(|e| e.to_string())?;
+    Ok(out)
+}
+
+fn decode(bytes: Vec<u8>) -> Result<Vec<RecordBatch>, String> {
+    ParquetRecordBatchReaderBuilder::try_new(Bytes::from(bytes))
+        .and_then(|b| b.with_batch_size(1 << 16).build())
+        .map_err(|e| e.to_string())?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())
+}
+
+fn strings<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a StringArray, String> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<StringArray>())
+        .ok_or_else(|| format!("no text column {name}"))
+}
+
+fn ints<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Int64Array, String> {
+    batch
+        .column_by_name(name)
+        .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
+        .ok_or_else(|| format!("no integer column {name}"))
+}

@@ -1,0 +1,444 @@
+//! `device_health`'s history: the devices of the 7 dates before D, each with its
+//! usual reading interval (an exact median) and its latest type.
+//!
+//! A date's silver reduces to a [`DateDigest`]: per device, its first and last
+//! reading, its latest type, and every interval within the date. Runs keep the
+//! digests in the lake (`lake::digest`), so a night reads seven small digests
+//! instead of seven dates of silver. A digest's intervals are split into
+//! [`BUCKETS`] by a stable hash of the device id, and [`HistoryBuilder`] takes
+//! the median a bucket of devices at a time: memory holds a sixteenth of the
+//! seven dates' intervals, never all of them. The medians stay exact (the
+//! contract's `m`), which a sketch could not promise at 1e-6.
+
+use std::collections::{BTreeSet, HashMap};
+
+use polars::prelude::*;
+use xxhash_rust::xxh3::xxh3_64;
+
+/// Buckets of devices a digest's intervals are split into (by [`bucket_of`]).
+pub const BUCKETS: usize = 16;
+
+/// The bucket of `device`: a hash that stays the same across runs and builds
+/// (xxh3 is a specified function; std's hasher is seeded per process).
+pub fn bucket_of(device: &str) -> usize {
+    (xxh3_64(device.as_bytes()) % BUCKETS as u64) as usize
+}
+
+/// Intervals (µs) kept for an exact median: 4 bytes each under 2^32 µs (71
+/// minutes), the longer ones (a device's silences: few) 8 bytes in a list of their own.
+#[derive(Debug, Clone, Default)]
+pub struct Intervals {
+    short: Vec<u32>,
+    long: Vec<i64>,
+}
+
+impl Intervals {
+    pub fn add(&mut self, us: i64) {
+        match u32::try_from(us) {
+            Ok(short) => self.short.push(short),
+            Err(_) => self.long.push(us),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.short.is_empty() && self.long.is_empty()
+    }
+
+    /// All of them, ascending (a digest stores them so: small deltas encode small).
+    pub fn sorted(&self) -> Vec<i64> {
+        let mut all: Vec<i64> = self.short.iter().map(|&s| i64::from(s)).collect();
+        all.extend(&self.long);
+        all.sort_unstable();
+        all
+    }
+
+    /// The median (the mean of the two middle ones for an even count), in µs.
+    pub fn median_us(&self) -> Option<f64> {
+        let n = self.short.len() + self.long.len();
+        if n == 0 {
+            return None;
+        }
+        let (mut short, mut long) = (self.short.clone(), self.long.clone());
+        // Every long interval is above every short one: the k-th is in one or the other.
+        let mut nth = |k: usize| -> f64 {
+            if k < short.len() {
+                f64::from(*short.select_nth_unstable(k).1)
+            } else {
+                *long.select_nth_unstable(k - short.len()).1 as f64
+            }
+        };
+        let hi = nth(n / 2);
+        if n % 2 == 1 {
+            return Some(hi);
+        }
+        Some((nth(n / 2 - 1) + hi) / 2.0)
+    }
+}
+
+/// What one date says of a device besides its intervals.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Seen {
+    pub first: i64,
+    pub last: i64,
+    /// Its latest non-null type on the date, and that reading's time.
+    pub device_type: Option<String>,
+    pub typed_at: Option<i64>,
+}
+
+/// One device on one date.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceDay {
+    pub seen: Seen,
+    /// Every positive difference between consecutive times of the date, in no order.
+    pub intervals: Intervals,
+}
+
+/// One date's silver, reduced to what the history needs.
+#[derive(Debug, Clone, Default)]
+pub struct DateDigest {
+    pub devices: HashMap<String, DeviceDay>,
+}
+
+impl DateDigest {
+    /// Adds rows of `device_id`, `device_type`, `event_time` (any order); each
+    /// call's rows must be later than every earlier call's.
+    ///
+    /// Rows are grouped by device through an index and sorted as plain
+    /// `(device, time)` integers: no string sort, no allocation per row.
+    pub fn add(&mut self, rows: &DataFrame) -> PolarsResult<()> {
+        let ids: Vec<Option<&str>> = rows.column("device_id")?.str()?.iter().collect();
+        let types: Vec<Option<&str>> = rows.column("device_type")?.str()?.iter().collect();
+        let times = rows.column("event_time")?.datetime()?.physical();
+        let mut index: HashMap<&str, u32> = HashMap::new();
+        let mut names: Vec<&str> = Vec::new();
+        let mut keyed: Vec<(u32, i64, u32)> = Vec::with_capacity(rows.height());
+        for (row, (id, t)) in ids.iter().zip(times.iter()).enumerate() {
+            let (Some(id), Some(t)) = (id, t) else {
+                continue;
+            };
+            let next = names.len() as u32;
+            let dev = *index.entry(id).or_insert_with(|| {
+                names.push(id);
+                next
+            });
+            keyed.push((dev, t, row as u32));
+        }
+        keyed.sort_unstable();
+        let mut start = 0;
+        while start < keyed.len() {
+            let dev = keyed[start].0;
+            let end = crate::stages::dedup::run_end(&keyed, start, |k| k.0 == dev);
+            let name = names[dev as usize];
+            let fresh = !self.devices.contains_key(name);
+            let day = match self.devices.get_mut(name) {
+                Some(d) => d,
+                None => self.devices.entry(name.to_string()).or_default(),
+            };
+            if fresh {
+                day.seen.first = keyed[start].1;
+                day.seen.last = keyed[start].1;
+            }
+            let mut typed = None;
+            for &(_, t, row) in &keyed[start..end] {
+                if t > day.seen.last {
+                    day.intervals.add(t - day.seen.last);
+                    day.seen.last = t;
+                }
+                if types[row as usize].is_some() {
+                    typed = Some((t, row));
+                }
+            }
+            if let Some((t, row)) = typed {
+                if day.seen.typed_at.is_none_or(|at| t >= at) {
+                    day.seen.typed_at = Some(t);
+                    day.seen.device_type = types[row as usize].map(str::to_string);
+                }
+            }
+            start = end;
+        }
+        Ok(())
+    }
+
+    /// What the date says of each device, without the intervals.
+    pub fn seen(&self) -> HashMap<String, Seen> {
+        self.devices
+            .iter()
+            .map(|(id, d)| (id.clone(), d.seen.clone()))
+            .collect()
+    }
+
+    /// The devices of bucket `b`, with their intervals.
+    pub fn bucket(&self, b: usize) -> impl Iterator<Item = (&String, &Intervals)> + '_ {
+        self.devices
+            .iter()
+            .filter(move |(id, _)| bucket_of(id) == b)
+            .map(|(id, d)| (id, &d.intervals))
+    }
+}
+
+/// Intervals of one bucket's devices, pooled over the dates.
+pub type Pool = HashMap<String, Intervals>;
+
+/// Adds `(device, interval)` pairs to `pool` (a digest's rows: grouped by device,
+/// so the map is looked up once per device, not once per interval).
+pub fn pool_rows<'a>(pool: &mut Pool, rows: impl Iterator<Item = (&'a str, i64)>) {
+    let mut current: Option<(&str, &mut Intervals)> = None;
+    for (id, us) in rows {
+        if current.as_ref().is_none_or(|(c, _)| *c != id) {
+            current = Some((id, pool_entry(pool, id)));
+        }
+        if let Some((_, iv)) = current.as_mut() {
+            iv.add(us);
+        }
+    }
+}
+
+fn pool_entry<'p>(pool: &'p mut Pool, id: &str) -> &'p mut Intervals {
+    if !pool.contains_key(id) {
+        pool.insert(id.to_string(), Intervals::default());
+    }
+    pool.get_mut(id).expect("just inserted")
+}
+
+/// One device over the dates before D.
+#[derive(Debug, Clone, Default)]
+struct Past {
+    median_us: Option<f64>,
+    device_type: Option<String>,
+}
+
+/// The devices of the 7 dates before D: their median interval and latest type.
+#[derive(Debug, Clone, Default)]
+pub struct History {
+    devices: HashMap<String, Past>,
+}
+
+impl History {
+    /// The history of dates reduced in memory (oldest first): every bucket at once.
+    pub fn of_dates(dates: Vec<DateDigest>) -> History {
+        let mut builder = HistoryBuilder::new(dates.iter().map(DateDigest::seen).collect());
+        for b in 0..BUCKETS {
+            let mut pool = Pool::new();
+            for date in &dates {
+                for (id, iv) in date.bucket(b) {
+                    pool_rows(
+                        &mut pool,
+                        iv.sorted().into_iter().map(|us| (id.as_str(), us)),
+                    );
+                }
+            }
+            builder.bucket(b, pool);
+        }
+        builder.finish()
+    }
+
+    /// Whether the history gives `device` a median interval.
+    pub fn has_interval(&self, device: &str) -> bool {
+        self.median_us(device).is_some()
+    }
+
+    /// The device's median interval over the dates, in µs.
+    pub fn median_us(&self, device: &str) -> Option<f64> {
+        self.devices.get(device).and_then(|p| p.median_us)
+    }
+
+    /// The device's latest non-null type over the dates.
+    pub fn device_type(&self, device: &str) -> Option<String> {
+        self.devices.get(device).and_then(|p| p.device_type.clone())
+    }
+
+    /// Every device the dates know.
+    pub fn devices(&self) -> impl Iterator<Item = &String> + '_ {
+        self.devices.keys()
+    }
+}
+
+/// Builds a [`History`] a bucket of devices at a time.
+#[derive(Debug)]
+pub struct HistoryBuilder {
+    /// Per date, oldest first: what it says of each device.
+    dates: Vec<HashMap<String, Seen>>,
+    history: History,
+}
+
+impl HistoryBuilder {
+    pub fn new(dates: Vec<HashMap<String, Seen>>) -> HistoryBuilder {
+        HistoryBuilder {
+            dates,
+            history: History::default(),
+        }
+    }
+
+    /// Finishes the devices of bucket `b`, given their intervals within the dates
+    /// (`pool`); the intervals across midnights come from the dates' first and last readings.
+    pub fn bucket(&mut self, b: usize, mut pool: Pool) {
+        let ids: BTreeSet<&String> = self
+            .dates
+            .iter()
+            .flat_map(HashMap::keys)
+            .filter(|id| bucket_of(id) == b)
+            .collect();
+        for id in ids {
+            let mut intervals = pool.remove(id.as_str()).unwrap_or_default();
+            let (mut last, mut typed): (Option<i64>, Option<(i64, &String)>) = (None, None);
+            for seen in self.dates.iter().filter_map(|d| d.get(id)) {
+                if let Some(l) = last.filter(|l| seen.first > *l) {
+                    intervals.add(seen.first - l);
+                }
+                last = Some(last.map_or(seen.last, |l| l.max(seen.last)));
+                if let (Some(at), Some(ty)) = (seen.typed_at, &seen.device_type) {
+                    if typed.is_none_or(|(t, _)| at >= t) {
+                        typed = Some((at, ty));
+                    }
+                }
+            }
+            let past = Past {
+                median_us: intervals.median_us(),
+                device_type: typed.map(|(_, ty)| ty.clone()),
+            };
+            self.history.devices.insert(id.clone(), past);
+        }
+    }
+
+    pub fn finish(self) -> History {
+        self.history
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: i64 = 1_000_000;
+
+    fn frame(rows: &[(&str, Option<&str>, i64)]) -> DataFrame {
+        DataFrame::new_infer_height(vec![
+            Column::new(
+                "device_id".into(),
+                rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            ),
+            Column::new(
+                "device_type".into(),
+                rows.iter().map(|r| r.1).collect::<Vec<_>>(),
+            ),
+            Int64Chunked::from_vec("event_time".into(), rows.iter().map(|r| r.2 * S).collect())
+                .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+                .into_column(),
+        ])
+        .unwrap()
+    }
+
+    #[test]
+    fn medians_of_even_and_odd_counts() {
+        let mut iv = Intervals::default();
+        assert_eq!(iv.median_us(), None);
+        for x in [10, 30, 10, 20] {
+            iv.add(x);
+        }
+        // 10 10 20 30: (10 + 20) / 2.
+        assert_eq!(iv.median_us(), Some(15.0));
+        iv.add(30);
+        assert_eq!(iv.median_us(), Some(20.0));
+    }
+
+    #[test]
+    fn medians_span_short_and_long_intervals() {
+        let mut p = Intervals::default();
+        // 10 s, 2 h, 20 s, 3 h: the hours are over 2^32 µs, stored apart.
+        for s in [10, 7200, 20, 10_800] {
+            p.add(s * S);
+        }
+        assert_eq!((p.short.len(), p.long.len()), (2, 2));
+        assert_eq!(p.median_us(), Some((20.0 + 7200.0) / 2.0 * S as f64));
+        p.add(5 * S);
+        assert_eq!(p.median_us(), Some(20.0 * S as f64));
+        p.add(4 * 3600 * S);
+        p.add(5 * 3600 * S);
+        // 5 10 20 | 7200 10800 14400 18000: the 4th of 7.
+        assert_eq!(p.median_us(), Some(7200.0 * S as f64));
+        assert_eq!(p.sorted()[3], 7200 * S);
+    }
+
+    #[test]
+    fn a_date_carries_the_last_time_and_the_latest_type_across_slices() {
+        let mut d = DateDigest::default();
+        // Out of order within a slice, a repeated time, a second device between.
+        d.add(&frame(&[
+            ("a", Some("y"), 30),
+            ("b", None, 5),
+            ("a", Some("x"), 0),
+            ("a", None, 10),
+            ("a", None, 10),
+        ]))
+        .unwrap();
+        d.add(&frame(&[("a", None, 100), ("a", Some("z"), 60)]))
+            .unwrap();
+        let a = &d.devices["a"];
+        // Intervals 10, 20, 30 (across the slices), 40: median (20 + 30) / 2.
+        assert_eq!(a.intervals.median_us(), Some(25.0 * S as f64));
+        assert_eq!(
+            a.seen,
+            Seen {
+                first: 0,
+                last: 100 * S,
+                device_type: Some("z".into()),
+                typed_at: Some(60 * S)
+            }
+        );
+        assert!(d.devices["b"].intervals.is_empty());
+    }
+
+    #[test]
+    fn the_history_joins_dates_across_midnights_and_skipped_dates() {
+        let day = 86_400;
+        let date = |rows: &[(&str, Option<&str>, i64)]| {
+            let mut d = DateDigest::default();
+            d.add(&frame(rows)).unwrap();
+            d
+        };
+        let history = History::of_dates(vec![
+            // a: 10, 20 within; b: one reading, typed.
+            date(&[
+                ("a", Some("p"), day - 40),
+                ("a", None, day - 30),
+                ("a", None, day - 10),
+                ("b", Some("fan"), 5),
+            ]),
+            // Nothing of a or b on the second date; c alone with one reading.
+            date(&[("c", None, day + 7)]),
+            // a again after a date without it: 30 within, and 1 day + 20 s since its last.
+            date(&[("a", Some("q"), 2 * day + 10), ("a", None, 2 * day + 40)]),
+            // b later: its one interval crosses two midnights.
+            date(&[("b", None, 3 * day + 5)]),
+        ]);
+        // a: 10, 20, 30 and 86,420: median (20 + 30) / 2; the later type wins.
+        assert_eq!(history.median_us("a"), Some(25.0 * S as f64));
+        assert_eq!(history.device_type("a").as_deref(), Some("q"));
+        // b: one interval of three days; its type from the first date (the later one has none).
+        assert_eq!(history.median_us("b"), Some(3.0 * day as f64 * S as f64));
+        assert_eq!(history.device_type("b").as_deref(), Some("fan"));
+        // c: known, one reading, no interval.
+        assert!(history.devices().any(|d| d == "c"));
+        assert!(!history.has_interval("c"));
+    }
+
+    #[test]
+    fn pooling_looks_up_a_device_once_per_run_and_keeps_every_interval() {
+        let mut pool = Pool::new();
+        pool_rows(
+            &mut pool,
+            [("a", 1), ("a", 2), ("b", 3), ("a", 4)].into_iter(),
+        );
+        assert_eq!(pool["a"].sorted(), vec![1, 2, 4]);
+        assert_eq!(pool["b"].sorted(), vec![3]);
+    }
+
+    #[test]
+    fn buckets_are_stable_and_spread() {
+        // Stored digests depend on the same id landing in the same bucket in every build:
+        // the hash is XXH3-64 as specified (its published value for the empty input).
+        assert_eq!(xxh3_64(b""), 0x2D06_8005_38D3_94C2);
+        let used: BTreeSet<usize> = (0..200).map(|i| bucket_of(&format!("dev-{i}"))).collect();
+        assert_eq!(used.len(), BUCKETS);
+    }
+}
