@@ -91,6 +91,25 @@ pub async fn history(lake: &Lake, date: NaiveDate) -> Result<History, Error> {
     }
 }
 
+/// Stores the date's digest, made by its run from the rows it just committed to
+/// silver, so the next night need not read them back. Under the date's run
+/// lock, the partition's files are this run's. A failure is a warning: the
+/// next night reads the date's silver instead.
+pub async fn store_digest(lake: &Lake, date: NaiveDate, made: &DateDigest) {
+    let stored = async {
+        let table = silver::open(lake).await.map_err(|e| e.to_string())?;
+        let table = table.ok_or("the telemetry table is gone")?;
+        let files = silver::partition_files(&table, date)
+            .await
+            .map_err(|e| e.to_string())?;
+        let place = digest::place(lake)?;
+        digest::write(&place, date, &digest::key(&files), made).await
+    };
+    if let Err(e) = stored.await {
+        warn!(date = %date, error = %e, "device_health's digest of the date was not stored: the next night reads its silver");
+    }
+}
+
 /// The medians, a bucket of devices at a time over every date kept.
 async fn merge(
     place: &Place,

@@ -24,7 +24,7 @@ use crate::run::hours;
 use crate::run::volume::{self, Volume};
 use crate::stages::features::{self, baseline, Reference};
 use crate::stages::guarded;
-use crate::stages::health::{Attribution, DayHealth, History};
+use crate::stages::health::{Attribution, DateDigest, DayHealth, History};
 use crate::stages::normalize::{self, BlobOutcome, Reject, Rules};
 use crate::stages::source::tier::{self, BlobTier, Tiers};
 use crate::stages::source::{self, layout::Layout, Listing};
@@ -397,7 +397,7 @@ impl DateRun<'_> {
                 }
                 _ => None,
             };
-            let mut staged = self.stage_step(
+            let (mut staged, digest) = self.stage_step(
                 gold,
                 pass.minutes,
                 &pass.rejects,
@@ -424,6 +424,17 @@ impl DateRun<'_> {
             match self.commit_silver(pass.silver, attempt, report).await? {
                 true => {
                     report.durations.write_ms += ms(t);
+                    if let Some(digest) = digest {
+                        let t = Instant::now();
+                        crate::run::health::store_digest(
+                            &self.prepared.lake,
+                            self.req.date,
+                            &digest,
+                        )
+                        .instrument(info_span!("health_digest"))
+                        .await;
+                        report.durations.history_ms += ms(t);
+                    }
                     return Ok((staged, false));
                 }
                 false => continue,
@@ -522,9 +533,9 @@ impl DateRun<'_> {
         gate_failed: bool,
         volume: Volume,
         report: &mut RunReport,
-    ) -> Result<Vec<Staged>, Error> {
+    ) -> Result<(Vec<Staged>, Option<DateDigest>), Error> {
         let mut staged = Vec::with_capacity(5);
-        let mut health = None;
+        let (mut health, mut digest) = (None, None);
         if let Some(Gold {
             features,
             health: day,
@@ -534,8 +545,9 @@ impl DateRun<'_> {
             let frame = guarded("features", || {
                 features.finish(self.reference, self.req.labels_as_of)
             })?;
-            let (frame, health_frame) =
+            let (frame, health_frame, day_digest) =
                 finish_gold(frame, day, self.reference, attribution, &earlier)?;
+            digest = Some(day_digest);
             info!(
                 rows = frame.height(),
                 devices = health_frame.height(),
@@ -568,7 +580,7 @@ impl DateRun<'_> {
         for (spec, _, _) in &staged {
             lake::prepare_table(&self.prepared.lake, spec)?;
         }
-        Ok(staged)
+        Ok((staged, digest))
     }
 
     /// Step 5: commit silver first (the stream ends and delta-rs commits its
@@ -758,20 +770,21 @@ struct Gold {
     earlier: DataFrame,
 }
 
-/// `device_health` of the date, and the features with its per-hour coverage and the baselines.
+/// `device_health` of the date, the features with its per-hour coverage and the
+/// baselines, and the date's digest (for the history of the dates after).
 fn finish_gold(
     features: DataFrame,
     health: DayHealth,
     reference: &Reference,
     attribution: &Attribution,
     earlier: &DataFrame,
-) -> Result<(DataFrame, DataFrame), Error> {
+) -> Result<(DataFrame, DataFrame, DateDigest), Error> {
     let from_log = reference.maintenance.keys().cloned();
-    let (health, quality) = guarded("health", || health.finish(from_log, attribution))?;
+    let (health, quality, digest) = guarded("health", || health.finish(from_log, attribution))?;
     let features = guarded("features", || {
         baseline::add_columns(features, &quality, earlier)
     })?;
-    Ok((features, health))
+    Ok((features, health, digest))
 }
 
 /// Devices whose counts a commit records at most: device ids are input, and a
@@ -974,7 +987,7 @@ async fn refresh_one(
             labels_as_of,
         })
     })?;
-    let (frame, health) = finish_gold(frame, health, reference, &attribution, &earlier)?;
+    let (frame, health, _) = finish_gold(frame, health, reference, &attribution, &earlier)?;
     let meta = CommitMeta {
         run_id: run_id.to_string(),
         job: job.name.clone(),

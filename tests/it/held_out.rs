@@ -252,4 +252,12 @@ fn digests_are_read_and_a_rerun_date_gets_a_new_one(lake: &Path, source: &Path, 
         !key_of(&now).contains(&seventh_key),
         "the old digest is removed"
     );
+    // Without any digest (a lake from before them), the history is read from silver,
+    // gives the same, and leaves the digests for the next night.
+    std::fs::remove_dir_all(&dir).unwrap();
+    refresh(last);
+    assert_health_is(lake, last, want);
+    for date in &DATES[..7] {
+        assert_eq!(digests(lake, date).len(), 17, "{date}");
+    }
 }

@@ -8,14 +8,13 @@
 //! stuck hours need consecutive rows of one device across hour boundaries,
 //! which a Polars group-by per hour cannot see, and holding the day for one
 //! would break the run's memory bound. It keeps, per device, a few counters,
-//! the transit times of its rows (4 bytes a row, for exact percentiles) and,
-//! only for devices with no history, its intervals.
+//! the transit times of its rows (4 bytes a row, for exact percentiles) and its
+//! intervals (4 bytes a row): the median of a device with no history, and D's
+//! digest, which the run stores for the nights after.
 //!
 //! The history side (the 7 dates before) is [`history`]: each date reduced to a
 //! digest the lake keeps, and the exact median taken a bucket of devices at a
-//! time, so the day's pass holds only each device's median and type. D's own
-//! intervals, needed only for devices with no history, are kept as every
-//! interval (4 bytes a reading, 8 for the rare one over 71 minutes).
+//! time, so the day's pass holds only each device's median and type.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -115,13 +114,15 @@ impl Transits {
 #[derive(Debug, Clone, Default)]
 struct Today {
     device_type: Option<String>,
+    /// The time of the reading `device_type` came from.
+    typed_at: Option<i64>,
     readings: u64,
     first: Option<i64>,
     last: Option<i64>,
     max_interval_us: i64,
     gaps_over_5m: u64,
-    /// Kept only when the history gives no interval.
-    intervals: Option<Intervals>,
+    /// Every interval of D: the median when the history gives none, and D's digest.
+    intervals: Intervals,
     transits: Transits,
     stuck_hours: u32,
     hours: Vec<HourSeen>,
@@ -207,14 +208,10 @@ impl DayHealth {
         cols: &Cols<'_>,
         rows: std::ops::Range<usize>,
     ) {
-        let keep_intervals = !self.history.has_interval(id);
         let today = match self.devices.get_mut(id) {
             Some(t) => t,
             None => self.devices.entry(id.to_string()).or_default(),
         };
-        if keep_intervals && today.intervals.is_none() {
-            today.intervals = Some(Intervals::default());
-        }
         let hour_start = self.day_start_us + hour as i64 * HOUR_US;
         let mut seen = HourSeen {
             hour,
@@ -228,8 +225,8 @@ impl DayHealth {
             let Some(t) = cols.times[i] else { continue };
             today.readings += 1;
             seen.readings += 1;
-            if cols.types[i].is_some() {
-                typed = cols.types[i];
+            if let Some(ty) = cols.types[i] {
+                typed = Some((t, ty));
             }
             if let Some(enq) = cols.enqueued[i] {
                 today.transits.push(enq - t);
@@ -246,9 +243,7 @@ impl DayHealth {
                     let gap = t - last;
                     today.max_interval_us = today.max_interval_us.max(gap);
                     today.gaps_over_5m += u64::from(gap > GAP_US);
-                    if let Some(iv) = &mut today.intervals {
-                        iv.add(gap);
-                    }
+                    today.intervals.add(gap);
                 }
                 Some(_) => {}
                 None => today.first = Some(t),
@@ -257,8 +252,9 @@ impl DayHealth {
             hour_last = Some(t);
             today.last = Some(today.last.map_or(t, |l| l.max(t)));
         }
-        if let Some(ty) = typed {
+        if let Some((t, ty)) = typed {
             today.device_type = Some(ty.to_string());
+            today.typed_at = Some(t);
         }
         if let Some(last) = hour_last {
             seen.max_gap_us = seen.max_gap_us.max(hour_start + HOUR_US - last);
@@ -267,13 +263,14 @@ impl DayHealth {
         today.hours.push(seen);
     }
 
-    /// The `device_health` rows of D (every device known on D, sorted by id) and,
-    /// per device-hour with readings, `coverage` and `max_gap_s` for `features_hourly`.
+    /// The `device_health` rows of D (every device known on D, sorted by id),
+    /// per device-hour with readings `coverage` and `max_gap_s` for
+    /// `features_hourly`, and D's digest for the history of the dates after.
     pub fn finish(
         self,
         from_log: impl IntoIterator<Item = String>,
         attribution: &Attribution,
-    ) -> PolarsResult<(DataFrame, DataFrame)> {
+    ) -> PolarsResult<(DataFrame, DataFrame, DateDigest)> {
         let mut known: BTreeSet<String> = self.devices.keys().cloned().collect();
         known.extend(self.history.devices().cloned());
         known.extend(from_log);
@@ -284,7 +281,7 @@ impl DayHealth {
             let median = self
                 .history
                 .median_us(id)
-                .or_else(|| today.and_then(|t| t.intervals.as_ref()?.median_us()));
+                .or_else(|| today.and_then(|t| t.intervals.median_us()));
             let fallback_type = self.history.device_type(id);
             let counts = attribution.get(id).copied().unwrap_or_default();
             health.push(self.day_start_us, id, today, fallback_type, median, counts);
@@ -292,8 +289,32 @@ impl DayHealth {
                 hours.push(self.day_start_us, id, today, median);
             }
         }
-        Ok((health.frame(self.date)?, hours.frame()?))
+        let (health, hours) = (health.frame(self.date)?, hours.frame()?);
+        Ok((health, hours, digest_of(self.devices)))
     }
+}
+
+/// D's devices as a later date's history reads them.
+fn digest_of(devices: HashMap<String, Today>) -> DateDigest {
+    let devices = devices
+        .into_iter()
+        .filter_map(|(id, t)| {
+            let seen = Seen {
+                first: t.first?,
+                last: t.last?,
+                device_type: t.device_type,
+                typed_at: t.typed_at,
+            };
+            Some((
+                id,
+                history::DeviceDay {
+                    seen,
+                    intervals: t.intervals,
+                },
+            ))
+        })
+        .collect();
+    DateDigest { devices }
 }
 
 /// `86400 / m` rounded half up, `m` in µs.
@@ -562,7 +583,7 @@ mod tests {
                 late: 3,
             },
         )]);
-        let (health, hours) = day.finish(["m".to_string()], &attributed).unwrap();
+        let (health, hours, _) = day.finish(["m".to_string()], &attributed).unwrap();
         assert_eq!(health.height(), 2);
         // a: 13 readings, expected 86400 / 60 = 1440, coverage 13 / 1440.
         assert_eq!(value(&health, "readings", 0), AnyValue::Int64(13));
@@ -611,7 +632,7 @@ mod tests {
             ],
         ))
         .unwrap();
-        let (health, _) = day.finish([], &Attribution::new()).unwrap();
+        let (health, _, _) = day.finish([], &Attribution::new()).unwrap();
         assert_eq!(
             value(&health, "expected_readings", 0),
             AnyValue::Int64(8640)
