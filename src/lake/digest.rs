@@ -7,16 +7,18 @@
 //! silver files it was made from (a hash of their paths), so a date that was
 //! rerun, compacted or repaired since simply has no digest under its new name,
 //! and the history reads its silver again and writes a new one (removing the
-//! old). Per date: one Parquet file per bucket (`device_id`, `interval_us`,
-//! sorted, the intervals delta-encoded) and one of the devices (first and last
-//! reading, latest type), written last: a digest without it is not read.
+//! old). Per date: one Parquet file per bucket (a row per device: `device_id`
+//! and its `intervals_us`, a sorted list, delta-encoded: well under a byte per
+//! interval) and one of the devices (first and last reading, latest type),
+//! written last: a digest without it is not read.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use chrono::NaiveDate;
-use deltalake::arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray};
+use deltalake::arrow::array::{Array, ArrayRef, Int64Array, ListArray, RecordBatch, StringArray};
+use deltalake::arrow::buffer::{OffsetBuffer, ScalarBuffer};
 use deltalake::arrow::datatypes::{DataType, Field, Schema};
 use deltalake::parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use deltalake::parquet::arrow::ArrowWriter;
@@ -27,7 +29,7 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use crate::lake::manifest::Place;
 use crate::lake::Lake;
-use crate::stages::health::{pool_rows, DateDigest, Pool, Seen, BUCKETS};
+use crate::stages::health::{pool_device, DateDigest, Pool, Seen, BUCKETS};
 
 /// Where the digests are, relative to the lake.
 pub const DIR: &str = "_coldpath/history";
@@ -121,13 +123,19 @@ pub async fn read_bucket(
         .ok_or_else(|| format!("{DIR}/{file} is missing"))?;
     for batch in decode(bytes)? {
         let ids = strings(&batch, "device_id")?;
-        let us = ints(&batch, "interval_us")?;
-        pool_rows(
-            pool,
-            ids.iter()
-                .zip(us.iter())
-                .filter_map(|(id, us)| Some((id?, us?))),
-        );
+        let lists = batch
+            .column_by_name("intervals_us")
+            .and_then(|c| c.as_any().downcast_ref::<ListArray>())
+            .ok_or("no list column intervals_us")?;
+        let values = lists
+            .values()
+            .as_any()
+            .downcast_ref::<Int64Array>()
+            .ok_or("intervals_us holds no integers")?;
+        for (i, range) in lists.offsets().windows(2).enumerate() {
+            let (from, to) = (range[0] as usize, range[1] as usize);
+            pool_device(pool, ids.value(i), &values.values()[from..to]);
+        }
     }
     Ok(())
 }
@@ -135,22 +143,27 @@ pub async fn read_bucket(
 fn bucket_file(digest: &DateDigest, b: usize) -> Result<Vec<u8>, String> {
     let mut devices: Vec<_> = digest.bucket(b).collect();
     devices.sort_unstable_by_key(|(id, _)| id.as_str());
-    let (mut ids, mut us) = (Vec::new(), Vec::new());
+    let (mut ids, mut offsets, mut values) = (Vec::new(), vec![0i32], Vec::new());
     for (id, intervals) in devices {
-        for v in intervals.sorted() {
-            ids.push(id.as_str());
-            us.push(v);
-        }
+        ids.push(id.as_str());
+        values.extend(intervals.sorted());
+        let end = i32::try_from(values.len()).map_err(|_| "over 2^31 intervals in one bucket")?;
+        offsets.push(end);
     }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(StringArray::from(ids)),
-        Arc::new(Int64Array::from(us)),
-    ];
+    let item = Arc::new(Field::new("item", DataType::Int64, false));
+    let list = ListArray::try_new(
+        item.clone(),
+        OffsetBuffer::new(ScalarBuffer::from(offsets)),
+        Arc::new(Int64Array::from(values)),
+        None,
+    )
+    .map_err(|e| e.to_string())?;
+    let columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(ids)), Arc::new(list)];
     let schema = Schema::new(vec![
         Field::new("device_id", DataType::Utf8, false),
-        Field::new("interval_us", DataType::Int64, false),
+        Field::new("intervals_us", DataType::List(item), false),
     ]);
-    encode(columns, schema, &["interval_us"])
+    encode(columns, schema, &["intervals_us.list.item"])
 }
 
 fn devices_file(digest: &DateDigest) -> Result<Vec<u8>, String> {

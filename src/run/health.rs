@@ -18,7 +18,7 @@ use crate::lake::{self, digest, silver, Lake};
 use crate::stages::features::baseline;
 use crate::stages::guarded;
 use crate::stages::health::{
-    self, pool_rows, Attributed, Attribution, DateDigest, History, HistoryBuilder, Pool, Seen,
+    self, pool_device, Attributed, Attribution, DateDigest, History, HistoryBuilder, Pool, Seen,
     BUCKETS,
 };
 
@@ -126,10 +126,7 @@ async fn merge(
                 }
                 Kept::Memory(d) => {
                     for (id, iv) in d.bucket(b) {
-                        pool_rows(
-                            &mut pool,
-                            iv.sorted().into_iter().map(|us| (id.as_str(), us)),
-                        );
+                        pool_device(&mut pool, id, &iv.sorted());
                     }
                 }
             }

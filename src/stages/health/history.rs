@@ -179,17 +179,11 @@ impl DateDigest {
 /// Intervals of one bucket's devices, pooled over the dates.
 pub type Pool = HashMap<String, Intervals>;
 
-/// Adds `(device, interval)` pairs to `pool` (a digest's rows: grouped by device,
-/// so the map is looked up once per device, not once per interval).
-pub fn pool_rows<'a>(pool: &mut Pool, rows: impl Iterator<Item = (&'a str, i64)>) {
-    let mut current: Option<(&str, &mut Intervals)> = None;
-    for (id, us) in rows {
-        if current.as_ref().is_none_or(|(c, _)| *c != id) {
-            current = Some((id, pool_entry(pool, id)));
-        }
-        if let Some((_, iv)) = current.as_mut() {
-            iv.add(us);
-        }
+/// Adds one device's intervals to `pool`.
+pub fn pool_device(pool: &mut Pool, id: &str, intervals: &[i64]) {
+    let entry = pool_entry(pool, id);
+    for &us in intervals {
+        entry.add(us);
     }
 }
 
@@ -221,10 +215,7 @@ impl History {
             let mut pool = Pool::new();
             for date in &dates {
                 for (id, iv) in date.bucket(b) {
-                    pool_rows(
-                        &mut pool,
-                        iv.sorted().into_iter().map(|us| (id.as_str(), us)),
-                    );
+                    pool_device(&mut pool, id, &iv.sorted());
                 }
             }
             builder.bucket(b, pool);
@@ -423,13 +414,12 @@ mod tests {
     }
 
     #[test]
-    fn pooling_looks_up_a_device_once_per_run_and_keeps_every_interval() {
+    fn pooling_adds_each_dates_intervals_to_the_devices_own() {
         let mut pool = Pool::new();
-        pool_rows(
-            &mut pool,
-            [("a", 1), ("a", 2), ("b", 3), ("a", 4)].into_iter(),
-        );
-        assert_eq!(pool["a"].sorted(), vec![1, 2, 4]);
+        pool_device(&mut pool, "a", &[1, 2]);
+        pool_device(&mut pool, "b", &[3]);
+        pool_device(&mut pool, "a", &[4, 5 << 32]);
+        assert_eq!(pool["a"].sorted(), vec![1, 2, 4, 5 << 32]);
         assert_eq!(pool["b"].sorted(), vec![3]);
     }
 

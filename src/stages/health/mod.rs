@@ -25,7 +25,7 @@ use crate::calendar::{day_start, epoch_days, DAY_US, HOUR_US};
 
 mod history;
 pub use history::{
-    bucket_of, pool_rows, DateDigest, History, HistoryBuilder, Intervals, Pool, Seen, BUCKETS,
+    bucket_of, pool_device, DateDigest, History, HistoryBuilder, Intervals, Pool, Seen, BUCKETS,
 };
 
 /// Dates before D whose silver makes a device known and gives its usual interval.
