@@ -197,10 +197,11 @@ fn devices_file(digest: &DateDigest) -> Result<Vec<u8>, String> {
 }
 
 /// One Parquet file of `columns`; `delta` columns without a dictionary, delta-encoded.
+/// `delta` names leaf columns by their path in the Parquet schema, dot-separated.
 fn encode(columns: Vec<ArrayRef>, schema: Schema, delta: &[&str]) -> Result<Vec<u8>, String> {
     let mut props = WriterProperties::builder().set_compression(Compression::SNAPPY);
     for c in delta {
-        let path = ColumnPath::from(*c);
+        let path = ColumnPath::new(c.split('.').map(str::to_string).collect());
         props = props
             .set_column_dictionary_enabled(path.clone(), false)
             .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
@@ -234,4 +235,56 @@ fn ints<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a Int64Array, String
         .column_by_name(name)
         .and_then(|c| c.as_any().downcast_ref::<Int64Array>())
         .ok_or_else(|| format!("no integer column {name}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::health::DateDigest;
+    use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+    use polars::prelude::*;
+
+    #[test]
+    fn a_bucket_is_read_back_as_written_and_its_intervals_are_delta_encoded() {
+        let mut digest = DateDigest::default();
+        let times: Vec<i64> = (0..1000)
+            .map(|i| i * 4_000_000 + (i * 7919) % 50_000)
+            .collect();
+        let frame = DataFrame::new_infer_height(vec![
+            Column::new("device_id".into(), vec!["pump-01"; times.len()]),
+            Column::new("device_type".into(), vec![Some("pump"); times.len()]),
+            Int64Chunked::from_vec("event_time".into(), times.clone())
+                .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+                .into_column(),
+        ])
+        .unwrap();
+        digest.add(&frame).unwrap();
+        let b = crate::stages::health::bucket_of("pump-01");
+        let bytes = bucket_file(&digest, b).unwrap();
+        let reader = SerializedFileReader::new(Bytes::from(bytes.clone())).unwrap();
+        let column = reader.metadata().row_group(0).column(1);
+        assert_eq!(column.column_path().string(), "intervals_us.list.item");
+        let encodings: Vec<Encoding> = column.encodings().collect();
+        assert!(
+            encodings.contains(&Encoding::DELTA_BINARY_PACKED),
+            "{encodings:?}"
+        );
+        let mut pool = Pool::new();
+        for batch in decode(bytes).unwrap() {
+            let lists = batch
+                .column(1)
+                .as_any()
+                .downcast_ref::<ListArray>()
+                .unwrap();
+            let values = lists
+                .values()
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap();
+            crate::stages::health::pool_device(&mut pool, "pump-01", values.values());
+        }
+        let mut want: Vec<i64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        want.sort_unstable();
+        assert_eq!(pool["pump-01"].sorted(), want);
+    }
 }
