@@ -181,17 +181,11 @@ pub type Pool = HashMap<String, Intervals>;
 
 /// Adds one device's intervals to `pool`.
 pub fn pool_device(pool: &mut Pool, id: &str, intervals: &[i64]) {
-    let entry = pool_entry(pool, id);
+    // Once per device and date: the key's allocation is not per interval.
+    let entry = pool.entry(id.to_string()).or_default();
     for &us in intervals {
         entry.add(us);
     }
-}
-
-fn pool_entry<'p>(pool: &'p mut Pool, id: &str) -> &'p mut Intervals {
-    if !pool.contains_key(id) {
-        pool.insert(id.to_string(), Intervals::default());
-    }
-    pool.get_mut(id).expect("just inserted")
 }
 
 /// One device over the dates before D.
