@@ -29,7 +29,7 @@ use xxhash_rust::xxh3::xxh3_128;
 
 use crate::lake::manifest::Place;
 use crate::lake::Lake;
-use crate::stages::health::{pool_device, DateDigest, Pool, Seen, BUCKETS};
+use crate::stages::health::{bucket_of, pool_device, DateDigest, Pool, Seen, SeenDevices, BUCKETS};
 
 /// Where the digests are, relative to the lake.
 pub const DIR: &str = "_coldpath/history";
@@ -52,21 +52,40 @@ fn bucket_part(b: usize) -> String {
     format!("{b:02}")
 }
 
-/// Stores `digest` as the digest `key` of `date`, then removes the date's older ones.
+/// Stores `digest` (a date reduced from its silver) as the digest `key` of `date`.
 pub async fn write(
     place: &Place,
     date: NaiveDate,
     key: &str,
     digest: &DateDigest,
 ) -> Result<(), String> {
-    for b in 0..BUCKETS {
-        let bytes = bucket_file(digest, b)?;
+    let mut writer = HourWriter::new()?;
+    let mut devices: Vec<(String, Vec<i64>)> = digest
+        .devices
+        .iter()
+        .map(|(id, d)| (id.clone(), d.intervals.sorted()))
+        .collect();
+    devices.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    writer.add(devices)?;
+    write_parts(place, date, key, writer.finish()?, &digest.seen()).await
+}
+
+/// Stores a digest's bucket files (from [`HourWriter::finish`]) and its devices
+/// as the digest `key` of `date`, the devices last; then removes the date's older digests.
+pub async fn write_parts(
+    place: &Place,
+    date: NaiveDate,
+    key: &str,
+    buckets: Vec<Vec<u8>>,
+    seen: &SeenDevices,
+) -> Result<(), String> {
+    for (b, bytes) in buckets.into_iter().enumerate() {
         place
             .put(&name(date, key, &bucket_part(b)), bytes, key)
             .await?;
     }
     place
-        .put(&name(date, key, "devices"), devices_file(digest)?, key)
+        .put(&name(date, key, "devices"), devices_file(seen)?, key)
         .await?;
     let current = format!("{date}.{key}.");
     for old in place.names(&format!("{date}.")).await? {
@@ -77,12 +96,59 @@ pub async fn write(
     Ok(())
 }
 
+/// A digest's bucket files, encoded as the intervals come (a run hands them
+/// over an hour at a time): each call is a row group of every bucket it touches,
+/// so memory holds the encoded bytes (under a byte an interval), not the intervals.
+pub struct HourWriter {
+    writers: Vec<ArrowWriter<Vec<u8>>>,
+}
+
+impl HourWriter {
+    pub fn new() -> Result<HourWriter, String> {
+        let schema = Arc::new(bucket_schema());
+        let writers = (0..BUCKETS)
+            .map(|_| {
+                ArrowWriter::try_new(Vec::new(), schema.clone(), Some(properties(&[LIST_LEAF])))
+                    .map_err(|e| e.to_string())
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(HourWriter { writers })
+    }
+
+    /// Adds devices' intervals (each list ascending): a row per device.
+    pub fn add(&mut self, devices: Vec<(String, Vec<i64>)>) -> Result<(), String> {
+        let mut by_bucket: Vec<Vec<(String, Vec<i64>)>> =
+            (0..BUCKETS).map(|_| Vec::new()).collect();
+        for (id, intervals) in devices {
+            by_bucket[bucket_of(&id)].push((id, intervals));
+        }
+        for (writer, rows) in self.writers.iter_mut().zip(by_bucket) {
+            if rows.is_empty() {
+                continue;
+            }
+            writer
+                .write(&bucket_batch(&rows)?)
+                .map_err(|e| e.to_string())?;
+            writer.flush().map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+
+    /// The bucket files' bytes, bucket 0 first.
+    pub fn finish(self) -> Result<Vec<Vec<u8>>, String> {
+        self.writers
+            .into_iter()
+            .map(|w| w.into_inner().map_err(|e| e.to_string()))
+            .collect()
+    }
+}
+
 /// What digest `key` of `date` says of each device; `None` when there is no such digest.
 pub async fn read_seen(
     place: &Place,
     date: NaiveDate,
     key: &str,
-) -> Result<Option<HashMap<String, Seen>>, String> {
+) -> Result<Option<SeenDevices>, String> {
     let Some(bytes) = place.get(&name(date, key, "devices")).await? else {
         return Ok(None);
     };
@@ -140,51 +206,56 @@ pub async fn read_bucket(
     Ok(())
 }
 
-fn bucket_file(digest: &DateDigest, b: usize) -> Result<Vec<u8>, String> {
-    let mut devices: Vec<_> = digest.bucket(b).collect();
-    devices.sort_unstable_by_key(|(id, _)| id.as_str());
-    let (mut ids, mut offsets, mut values) = (Vec::new(), vec![0i32], Vec::new());
-    for (id, intervals) in devices {
-        ids.push(id.as_str());
-        values.extend(intervals.sorted());
-        let end = i32::try_from(values.len()).map_err(|_| "over 2^31 intervals in one bucket")?;
+/// The intervals' column, as `properties` names it.
+const LIST_LEAF: &str = "intervals_us.list.item";
+
+fn bucket_schema() -> Schema {
+    Schema::new(vec![
+        Field::new("device_id", DataType::Utf8, false),
+        Field::new("intervals_us", DataType::List(list_item()), false),
+    ])
+}
+
+fn list_item() -> Arc<Field> {
+    Arc::new(Field::new("item", DataType::Int64, false))
+}
+
+fn bucket_batch(rows: &[(String, Vec<i64>)]) -> Result<RecordBatch, String> {
+    let (mut offsets, mut values) = (vec![0i32], Vec::new());
+    for (_, intervals) in rows {
+        values.extend_from_slice(intervals);
+        let end = i32::try_from(values.len()).map_err(|_| "over 2^31 intervals in one batch")?;
         offsets.push(end);
     }
-    let item = Arc::new(Field::new("item", DataType::Int64, false));
     let list = ListArray::try_new(
-        item.clone(),
+        list_item(),
         OffsetBuffer::new(ScalarBuffer::from(offsets)),
         Arc::new(Int64Array::from(values)),
         None,
     )
     .map_err(|e| e.to_string())?;
-    let columns: Vec<ArrayRef> = vec![Arc::new(StringArray::from(ids)), Arc::new(list)];
-    let schema = Schema::new(vec![
-        Field::new("device_id", DataType::Utf8, false),
-        Field::new("intervals_us", DataType::List(item), false),
-    ]);
-    encode(columns, schema, &["intervals_us.list.item"])
+    let ids = StringArray::from_iter_values(rows.iter().map(|(id, _)| id.as_str()));
+    let columns: Vec<ArrayRef> = vec![Arc::new(ids), Arc::new(list)];
+    RecordBatch::try_new(Arc::new(bucket_schema()), columns).map_err(|e| e.to_string())
 }
 
-fn devices_file(digest: &DateDigest) -> Result<Vec<u8>, String> {
-    let mut seen: Vec<_> = digest.devices.iter().collect();
+fn devices_file(seen: &SeenDevices) -> Result<Vec<u8>, String> {
+    let mut seen: Vec<(&String, &Seen)> = seen.iter().collect();
     seen.sort_unstable_by_key(|(id, _)| id.as_str());
     let columns: Vec<ArrayRef> = vec![
         Arc::new(StringArray::from_iter_values(
             seen.iter().map(|(id, _)| id.as_str()),
         )),
         Arc::new(Int64Array::from_iter_values(
-            seen.iter().map(|(_, d)| d.seen.first),
+            seen.iter().map(|(_, s)| s.first),
         )),
         Arc::new(Int64Array::from_iter_values(
-            seen.iter().map(|(_, d)| d.seen.last),
+            seen.iter().map(|(_, s)| s.last),
         )),
         Arc::new(StringArray::from_iter(
-            seen.iter().map(|(_, d)| d.seen.device_type.as_deref()),
+            seen.iter().map(|(_, s)| s.device_type.as_deref()),
         )),
-        Arc::new(Int64Array::from_iter(
-            seen.iter().map(|(_, d)| d.seen.typed_at),
-        )),
+        Arc::new(Int64Array::from_iter(seen.iter().map(|(_, s)| s.typed_at))),
     ];
     let schema = Schema::new(vec![
         Field::new("device_id", DataType::Utf8, false),
@@ -193,12 +264,16 @@ fn devices_file(digest: &DateDigest) -> Result<Vec<u8>, String> {
         Field::new("device_type", DataType::Utf8, true),
         Field::new("typed_at_us", DataType::Int64, true),
     ]);
-    encode(columns, schema, &[])
+    let batch = RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| e.to_string())?;
+    let mut writer = ArrowWriter::try_new(Vec::new(), batch.schema(), Some(properties(&[])))
+        .map_err(|e| e.to_string())?;
+    writer.write(&batch).map_err(|e| e.to_string())?;
+    writer.into_inner().map_err(|e| e.to_string())
 }
 
-/// One Parquet file of `columns`; `delta` columns without a dictionary, delta-encoded.
-/// `delta` names leaf columns by their path in the Parquet schema, dot-separated.
-fn encode(columns: Vec<ArrayRef>, schema: Schema, delta: &[&str]) -> Result<Vec<u8>, String> {
+/// Snappy, and the `delta` leaf columns (named by their dot-separated path in
+/// the Parquet schema) without a dictionary, delta-encoded.
+fn properties(delta: &[&str]) -> WriterProperties {
     let mut props = WriterProperties::builder().set_compression(Compression::SNAPPY);
     for c in delta {
         let path = ColumnPath::new(c.split('.').map(str::to_string).collect());
@@ -206,13 +281,7 @@ fn encode(columns: Vec<ArrayRef>, schema: Schema, delta: &[&str]) -> Result<Vec<
             .set_column_dictionary_enabled(path.clone(), false)
             .set_column_encoding(path, Encoding::DELTA_BINARY_PACKED);
     }
-    let batch = RecordBatch::try_new(Arc::new(schema), columns).map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    let mut writer = ArrowWriter::try_new(&mut out, batch.schema(), Some(props.build()))
-        .map_err(|e| e.to_string())?;
-    writer.write(&batch).map_err(|e| e.to_string())?;
-    writer.close().map_err(|e| e.to_string())?;
-    Ok(out)
+    props.build()
 }
 
 fn decode(bytes: Vec<u8>) -> Result<Vec<RecordBatch>, String> {
@@ -260,8 +329,19 @@ mod tests {
         .unwrap();
         digest.add(&frame).unwrap();
         let b = crate::stages::health::bucket_of("pump-01");
-        let bytes = bucket_file(&digest, b).unwrap();
+        let mut writer = HourWriter::new().unwrap();
+        let intervals = digest.devices["pump-01"].intervals.sorted();
+        // Two hours' rows of the one device: two row groups, both read back.
+        let half = intervals.len() / 2;
+        writer
+            .add(vec![("pump-01".into(), intervals[..half].to_vec())])
+            .unwrap();
+        writer
+            .add(vec![("pump-01".into(), intervals[half..].to_vec())])
+            .unwrap();
+        let bytes = writer.finish().unwrap().swap_remove(b);
         let reader = SerializedFileReader::new(Bytes::from(bytes.clone())).unwrap();
+        assert_eq!(reader.metadata().num_row_groups(), 2);
         let column = reader.metadata().row_group(0).column(1);
         assert_eq!(column.column_path().string(), "intervals_us.list.item");
         let encodings: Vec<Encoding> = column.encodings().collect();

@@ -2,8 +2,6 @@
 //! the 7 dates before (their digests, else their silver), `features_hourly` of the 7
 //! dates before, and what the date's run attributed to each device.
 
-use std::collections::HashMap;
-
 use chrono::{Duration, NaiveDate};
 use deltalake::datafusion::prelude::{col, lit};
 use deltalake::datafusion::scalar::ScalarValue;
@@ -18,8 +16,8 @@ use crate::lake::{self, digest, silver, Lake};
 use crate::stages::features::baseline;
 use crate::stages::guarded;
 use crate::stages::health::{
-    self, pool_device, Attributed, Attribution, DateDigest, History, HistoryBuilder, Pool, Seen,
-    BUCKETS,
+    self, pool_device, Attributed, Attribution, DateDigest, History, HistoryBuilder, Pool,
+    SeenDevices, BUCKETS,
 };
 
 /// A history date is read in this many slices of its hours: memory holds one slice's rows.
@@ -91,11 +89,16 @@ pub async fn history(lake: &Lake, date: NaiveDate) -> Result<History, Error> {
     }
 }
 
-/// Stores the date's digest, made by its run from the rows it just committed to
-/// silver, so the next night need not read them back. Under the date's run
+/// Stores the date's digest, encoded by its run from the rows it just committed
+/// to silver, so the next night need not read them back. Under the date's run
 /// lock, the partition's files are this run's. A failure is a warning: the
 /// next night reads the date's silver instead.
-pub async fn store_digest(lake: &Lake, date: NaiveDate, made: &DateDigest) {
+pub async fn store_digest(
+    lake: &Lake,
+    date: NaiveDate,
+    seen: &SeenDevices,
+    writer: digest::HourWriter,
+) {
     let stored = async {
         let table = silver::open(lake).await.map_err(|e| e.to_string())?;
         let table = table.ok_or("the telemetry table is gone")?;
@@ -103,7 +106,7 @@ pub async fn store_digest(lake: &Lake, date: NaiveDate, made: &DateDigest) {
             .await
             .map_err(|e| e.to_string())?;
         let place = digest::place(lake)?;
-        digest::write(&place, date, &digest::key(&files), made).await
+        digest::write_parts(&place, date, &digest::key(&files), writer.finish()?, seen).await
     };
     if let Err(e) = stored.await {
         warn!(date = %date, error = %e, "device_health's digest of the date was not stored: the next night reads its silver");
@@ -111,11 +114,7 @@ pub async fn store_digest(lake: &Lake, date: NaiveDate, made: &DateDigest) {
 }
 
 /// The medians, a bucket of devices at a time over every date kept.
-async fn merge(
-    place: &Place,
-    kept: &[Kept],
-    seen: Vec<HashMap<String, Seen>>,
-) -> Result<History, String> {
+async fn merge(place: &Place, kept: &[Kept], seen: Vec<SeenDevices>) -> Result<History, String> {
     let mut builder = HistoryBuilder::new(seen);
     for b in 0..BUCKETS {
         let mut pool = Pool::new();

@@ -23,6 +23,7 @@ use polars::prelude::*;
 
 use crate::calendar::{DAY_HOURS, HOUR_US};
 use crate::error::Error;
+use crate::lake::digest::HourWriter;
 use crate::lake::{self, PartitionStream};
 use crate::stages::dedup::{dedup_rows, dedup_rows_by_device, frame_of, CopiesByDevice};
 use crate::stages::features::Hourly;
@@ -132,6 +133,9 @@ pub struct Day<'r> {
     pub attribution: Attribution,
     /// `device_health`'s day side (with the features).
     pub health: Option<DayHealth>,
+    /// The date's digest for the history of later dates, encoded hour by hour
+    /// from `health`'s intervals; dropped (with a warning) if encoding fails.
+    pub digest: Option<HourWriter>,
     pub features: Option<Hourly>,
     /// `telemetry_minute` of the hours written so far (with the features), and its date.
     pub minutes: Option<(chrono::NaiveDate, Vec<DataFrame>)>,
@@ -142,6 +146,17 @@ pub struct Day<'r> {
 }
 
 impl<'r> Day<'r> {
+    /// Hands the hour's intervals from `health` to the digest's encoder.
+    fn encode_intervals(&mut self) {
+        let (Some(health), Some(writer)) = (&mut self.health, &mut self.digest) else {
+            return;
+        };
+        if let Err(e) = writer.add(health.drain_intervals()) {
+            tracing::warn!(error = %e, "device_health's digest of the date could not be encoded: the next night reads its silver");
+            self.digest = None;
+        }
+    }
+
     pub fn new(
         day_start_us: i64,
         late_us: i64,
@@ -162,6 +177,7 @@ impl<'r> Day<'r> {
             devices: Default::default(),
             attribution: Attribution::new(),
             health: None,
+            digest: None,
             features,
             minutes: None,
             silver,
@@ -256,6 +272,7 @@ impl<'r> Day<'r> {
         }
         if let Some(health) = &mut self.health {
             crate::stages::guarded("health", || health.add(&frame))?;
+            self.encode_intervals();
         }
         if let Some((date, minutes)) = &mut self.minutes {
             let date = *date;

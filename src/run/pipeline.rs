@@ -24,7 +24,7 @@ use crate::run::hours;
 use crate::run::volume::{self, Volume};
 use crate::stages::features::{self, baseline, Reference};
 use crate::stages::guarded;
-use crate::stages::health::{Attribution, DateDigest, DayHealth, History};
+use crate::stages::health::{Attribution, DayHealth, History, SeenDevices};
 use crate::stages::normalize::{self, BlobOutcome, Reject, Rules};
 use crate::stages::source::tier::{self, BlobTier, Tiers};
 use crate::stages::source::{self, layout::Layout, Listing};
@@ -380,6 +380,7 @@ impl DateRun<'_> {
             gate_failed |= self.volume_step(volume, report).await?;
             gate_failed |= crate::run::expect::report_step(pass.expect.as_ref(), report);
             let t = Instant::now();
+            let writer = pass.digest;
             let gold = match (gate_failed, pass.features, pass.health) {
                 (false, Some(features), Some(health)) => {
                     report.lookback_complete = Some(lookback_complete);
@@ -397,7 +398,7 @@ impl DateRun<'_> {
                 }
                 _ => None,
             };
-            let (mut staged, digest) = self.stage_step(
+            let (mut staged, seen) = self.stage_step(
                 gold,
                 pass.minutes,
                 &pass.rejects,
@@ -424,12 +425,13 @@ impl DateRun<'_> {
             match self.commit_silver(pass.silver, attempt, report).await? {
                 true => {
                     report.durations.write_ms += ms(t);
-                    if let Some(digest) = digest {
+                    if let (Some(seen), Some(writer)) = (seen, writer) {
                         let t = Instant::now();
                         crate::run::health::store_digest(
                             &self.prepared.lake,
                             self.req.date,
-                            &digest,
+                            &seen,
+                            writer,
                         )
                         .instrument(info_span!("health_digest"))
                         .await;
@@ -533,9 +535,9 @@ impl DateRun<'_> {
         gate_failed: bool,
         volume: Volume,
         report: &mut RunReport,
-    ) -> Result<(Vec<Staged>, Option<DateDigest>), Error> {
+    ) -> Result<(Vec<Staged>, Option<SeenDevices>), Error> {
         let mut staged = Vec::with_capacity(5);
-        let (mut health, mut digest) = (None, None);
+        let (mut health, mut seen) = (None, None);
         if let Some(Gold {
             features,
             health: day,
@@ -545,9 +547,9 @@ impl DateRun<'_> {
             let frame = guarded("features", || {
                 features.finish(self.reference, self.req.labels_as_of)
             })?;
-            let (frame, health_frame, day_digest) =
+            let (frame, health_frame, day_seen) =
                 finish_gold(frame, day, self.reference, attribution, &earlier)?;
-            digest = Some(day_digest);
+            seen = Some(day_seen);
             info!(
                 rows = frame.height(),
                 devices = health_frame.height(),
@@ -580,7 +582,7 @@ impl DateRun<'_> {
         for (spec, _, _) in &staged {
             lake::prepare_table(&self.prepared.lake, spec)?;
         }
-        Ok((staged, digest))
+        Ok((staged, seen))
     }
 
     /// Step 5: commit silver first (the stream ends and delta-rs commits its
@@ -771,20 +773,20 @@ struct Gold {
 }
 
 /// `device_health` of the date, the features with its per-hour coverage and the
-/// baselines, and the date's digest (for the history of the dates after).
+/// baselines, and what the date's digest says of each device (besides its intervals).
 fn finish_gold(
     features: DataFrame,
     health: DayHealth,
     reference: &Reference,
     attribution: &Attribution,
     earlier: &DataFrame,
-) -> Result<(DataFrame, DataFrame, DateDigest), Error> {
+) -> Result<(DataFrame, DataFrame, SeenDevices), Error> {
     let from_log = reference.maintenance.keys().cloned();
-    let (health, quality, digest) = guarded("health", || health.finish(from_log, attribution))?;
+    let (health, quality, seen) = guarded("health", || health.finish(from_log, attribution))?;
     let features = guarded("features", || {
         baseline::add_columns(features, &quality, earlier)
     })?;
-    Ok((features, health, digest))
+    Ok((features, health, seen))
 }
 
 /// Devices whose counts a commit records at most: device ids are input, and a
@@ -1085,6 +1087,8 @@ struct Pass {
     minutes: Option<DataFrame>,
     /// `device_health`'s day side (with the features).
     health: Option<DayHealth>,
+    /// The date's digest, encoded as the hours went (stored once silver is committed).
+    digest: Option<crate::lake::digest::HourWriter>,
     /// Per device: duplicates, rejects and late rows.
     attribution: Attribution,
     rejects: Vec<Reject>,
@@ -1171,6 +1175,11 @@ async fn one_pass(
         .history
         .clone()
         .map(|history| DayHealth::new(inputs.date, history));
+    if day.health.is_some() {
+        day.digest = crate::lake::digest::HourWriter::new()
+            .map_err(|e| warn!(error = %e, "device_health's digest of the date will not be stored"))
+            .ok();
+    }
     day.expect = crate::run::expect::HourChecks::new(inputs.expectations);
     let mut counts = Counts::default();
     let mut rejects = Vec::new();
@@ -1220,6 +1229,7 @@ async fn one_pass(
         features: day.features,
         minutes,
         health: day.health,
+        digest: day.digest,
         attribution,
         rejects,
         counts,

@@ -85,6 +85,9 @@ pub struct Seen {
     pub typed_at: Option<i64>,
 }
 
+/// What one date says of each device besides its intervals.
+pub type SeenDevices = HashMap<String, Seen>;
+
 /// One device on one date.
 #[derive(Debug, Clone, Default)]
 pub struct DeviceDay {
@@ -160,7 +163,7 @@ impl DateDigest {
     }
 
     /// What the date says of each device, without the intervals.
-    pub fn seen(&self) -> HashMap<String, Seen> {
+    pub fn seen(&self) -> SeenDevices {
         self.devices
             .iter()
             .map(|(id, d)| (id.clone(), d.seen.clone()))
@@ -242,12 +245,12 @@ impl History {
 #[derive(Debug)]
 pub struct HistoryBuilder {
     /// Per date, oldest first: what it says of each device.
-    dates: Vec<HashMap<String, Seen>>,
+    dates: Vec<SeenDevices>,
     history: History,
 }
 
 impl HistoryBuilder {
-    pub fn new(dates: Vec<HashMap<String, Seen>>) -> HistoryBuilder {
+    pub fn new(dates: Vec<SeenDevices>) -> HistoryBuilder {
         HistoryBuilder {
             dates,
             history: History::default(),

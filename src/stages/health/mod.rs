@@ -8,9 +8,10 @@
 //! stuck hours need consecutive rows of one device across hour boundaries,
 //! which a Polars group-by per hour cannot see, and holding the day for one
 //! would break the run's memory bound. It keeps, per device, a few counters,
-//! the transit times of its rows (4 bytes a row, for exact percentiles) and its
-//! intervals (4 bytes a row): the median of a device with no history, and D's
-//! digest, which the run stores for the nights after.
+//! the transit times of its rows (4 bytes a row, for exact percentiles) and,
+//! only for devices with no history, its intervals; every device's intervals
+//! are handed out an hour at a time ([`DayHealth::drain_intervals`]) for the
+//! digest the run stores for the nights after.
 //!
 //! The history side (the 7 dates before) is [`history`]: each date reduced to a
 //! digest the lake keeps, and the exact median taken a bucket of devices at a
@@ -25,7 +26,8 @@ use crate::calendar::{day_start, epoch_days, DAY_US, HOUR_US};
 
 mod history;
 pub use history::{
-    bucket_of, pool_device, DateDigest, History, HistoryBuilder, Intervals, Pool, Seen, BUCKETS,
+    bucket_of, pool_device, DateDigest, History, HistoryBuilder, Intervals, Pool, Seen,
+    SeenDevices, BUCKETS,
 };
 
 /// Dates before D whose silver makes a device known and gives its usual interval.
@@ -121,8 +123,10 @@ struct Today {
     last: Option<i64>,
     max_interval_us: i64,
     gaps_over_5m: u64,
-    /// Every interval of D: the median when the history gives none, and D's digest.
-    intervals: Intervals,
+    /// Kept only when the history gives no interval (the median is then D's own).
+    intervals: Option<Intervals>,
+    /// The intervals since the last [`DayHealth::drain_intervals`], for D's digest.
+    pending: Vec<i64>,
     transits: Transits,
     stuck_hours: u32,
     hours: Vec<HourSeen>,
@@ -208,10 +212,14 @@ impl DayHealth {
         cols: &Cols<'_>,
         rows: std::ops::Range<usize>,
     ) {
+        let keep_intervals = !self.history.has_interval(id);
         let today = match self.devices.get_mut(id) {
             Some(t) => t,
             None => self.devices.entry(id.to_string()).or_default(),
         };
+        if keep_intervals && today.intervals.is_none() {
+            today.intervals = Some(Intervals::default());
+        }
         let hour_start = self.day_start_us + hour as i64 * HOUR_US;
         let mut seen = HourSeen {
             hour,
@@ -243,7 +251,10 @@ impl DayHealth {
                     let gap = t - last;
                     today.max_interval_us = today.max_interval_us.max(gap);
                     today.gaps_over_5m += u64::from(gap > GAP_US);
-                    today.intervals.add(gap);
+                    today.pending.push(gap);
+                    if let Some(iv) = &mut today.intervals {
+                        iv.add(gap);
+                    }
                 }
                 Some(_) => {}
                 None => today.first = Some(t),
@@ -263,14 +274,29 @@ impl DayHealth {
         today.hours.push(seen);
     }
 
+    /// Each device's intervals since the last call (ascending): D's digest is
+    /// encoded from them an hour at a time, so the day's side keeps 4 bytes a
+    /// row only for its transit times (and the intervals of devices with no history).
+    pub fn drain_intervals(&mut self) -> Vec<(String, Vec<i64>)> {
+        let mut out = Vec::new();
+        for (id, today) in &mut self.devices {
+            if !today.pending.is_empty() {
+                let mut pending = std::mem::take(&mut today.pending);
+                pending.sort_unstable();
+                out.push((id.clone(), pending));
+            }
+        }
+        out
+    }
+
     /// The `device_health` rows of D (every device known on D, sorted by id),
     /// per device-hour with readings `coverage` and `max_gap_s` for
-    /// `features_hourly`, and D's digest for the history of the dates after.
+    /// `features_hourly`, and what D's digest says of each device besides its intervals.
     pub fn finish(
         self,
         from_log: impl IntoIterator<Item = String>,
         attribution: &Attribution,
-    ) -> PolarsResult<(DataFrame, DataFrame, DateDigest)> {
+    ) -> PolarsResult<(DataFrame, DataFrame, SeenDevices)> {
         let mut known: BTreeSet<String> = self.devices.keys().cloned().collect();
         known.extend(self.history.devices().cloned());
         known.extend(from_log);
@@ -281,7 +307,7 @@ impl DayHealth {
             let median = self
                 .history
                 .median_us(id)
-                .or_else(|| today.and_then(|t| t.intervals.median_us()));
+                .or_else(|| today.and_then(|t| t.intervals.as_ref()?.median_us()));
             let fallback_type = self.history.device_type(id);
             let counts = attribution.get(id).copied().unwrap_or_default();
             health.push(self.day_start_us, id, today, fallback_type, median, counts);
@@ -290,13 +316,13 @@ impl DayHealth {
             }
         }
         let (health, hours) = (health.frame(self.date)?, hours.frame()?);
-        Ok((health, hours, digest_of(self.devices)))
+        Ok((health, hours, seen_of(self.devices)))
     }
 }
 
-/// D's devices as a later date's history reads them.
-fn digest_of(devices: HashMap<String, Today>) -> DateDigest {
-    let devices = devices
+/// D's devices as a later date's history reads them (their intervals aside).
+fn seen_of(devices: HashMap<String, Today>) -> SeenDevices {
+    devices
         .into_iter()
         .filter_map(|(id, t)| {
             let seen = Seen {
@@ -305,16 +331,9 @@ fn digest_of(devices: HashMap<String, Today>) -> DateDigest {
                 device_type: t.device_type,
                 typed_at: t.typed_at,
             };
-            Some((
-                id,
-                history::DeviceDay {
-                    seen,
-                    intervals: t.intervals,
-                },
-            ))
+            Some((id, seen))
         })
-        .collect();
-    DateDigest { devices }
+        .collect()
 }
 
 /// `86400 / m` rounded half up, `m` in µs.
