@@ -4,7 +4,7 @@
 # prints wall time, rows/s, MB/s and peak RSS per stage. Nothing here is a test: the
 # numbers are read by people, and the issue's targets are checked against them.
 #
-#   bench/run.sh [small|plant] [--duckdb] [--runs N] [--python]
+#   bench/run.sh [small|plant] [--duckdb] [--runs N] [--python] [--days-before N]
 #
 #   small   250 devices, a reading every 4 s:  5.4 M readings a day (~2.0 GB of JSON)
 #   plant   500 devices, a reading every 1 s: 43.2 M readings a day (~15 GB of JSON)
@@ -13,6 +13,8 @@
 #             ratio DuckDB / coldpath (issue 18)
 #   --runs N  measured runs of each tool (default 3 with --duckdb, else 1)
 #   --python  also run bench/python_baseline.py once (pip install polars deltalake pyarrow)
+#   --days-before N  generate and run N dates before the measured one (default 1): 7 gives
+#             device_health's steady state, 7 dates of history (data in <scale>-b7/)
 #
 # COLDPATH_BIN=PATH benchmarks that binary instead of building one (release build, please).
 #
@@ -21,13 +23,14 @@
 # installed at run time: a missing Python package stops the script before it builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage() { echo "usage: bench/run.sh [small|plant] [--duckdb] [--runs N] [--python]" >&2; exit 2; }
+usage() { echo "usage: bench/run.sh [small|plant] [--duckdb] [--runs N] [--python] [--days-before N]" >&2; exit 2; }
 SCALE=small
 case "${1:-}" in small|plant) SCALE="$1"; shift ;; esac
-PYTHON=0 DUCKDB=0 RUNS=
+PYTHON=0 DUCKDB=0 RUNS= BEFORE=1
 while [ $# -gt 0 ]; do
     case "$1" in
         --python) PYTHON=1 ;;
+        --days-before) [ $# -ge 2 ] || usage; BEFORE="$2"; shift ;;
         --duckdb) DUCKDB=1 ;;
         --runs) [ $# -ge 2 ] || usage; RUNS="$2"; shift ;;
         *) usage ;;
@@ -36,6 +39,7 @@ while [ $# -gt 0 ]; do
 done
 [ -n "$RUNS" ] || RUNS=$([ "$DUCKDB" = 1 ] && echo 3 || echo 1)
 case "$RUNS" in ''|*[!0-9]*|0) usage ;; esac
+case "$BEFORE" in ''|*[!0-9]*|0) usage ;; esac
 case "$SCALE" in
     small) DEVICES=250 INTERVAL=4 ;;
     plant) DEVICES=500 INTERVAL=1 ;;
@@ -49,7 +53,7 @@ if [ "$PYTHON" = 1 ] && ! python3 -c 'import polars, deltalake, pyarrow' 2>/dev/
 fi
 DATE=2024-03-11
 PREV=2024-03-10
-DATA="${COLDPATH_BENCH_DIR:-$HOME/.cache/coldpath-bench}/$SCALE"
+DATA="${COLDPATH_BENCH_DIR:-$HOME/.cache/coldpath-bench}/$SCALE$([ "$BEFORE" = 1 ] || echo "-b$BEFORE")"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/coldpath-target}"
 
 if [ -n "${COLDPATH_BIN:-}" ]; then
@@ -65,11 +69,11 @@ fi
 (cd bench/generate && CARGO_TARGET_DIR="$CARGO_TARGET_DIR/bench-generate" cargo build --release --locked >&2)
 GENERATE="$CARGO_TARGET_DIR/bench-generate/release/coldpath-bench-generate"
 
-MARK="$DATA/.generated-$DEVICES-$INTERVAL-$DATE"
+MARK="$DATA/.generated-$DEVICES-$INTERVAL-$DATE-$BEFORE"
 if [ ! -f "$MARK" ]; then
     echo "== generating $SCALE into $DATA" >&2
     rm -rf "$DATA"
-    "$GENERATE" --out "$DATA/raw" --date "$DATE" --days-before 1 --devices "$DEVICES" --interval "$INTERVAL"
+    "$GENERATE" --out "$DATA/raw" --date "$DATE" --days-before "$BEFORE" --devices "$DEVICES" --interval "$INTERVAL"
     touch "$MARK"
 fi
 
@@ -85,11 +89,14 @@ timed() { # timed NAME CMD... : runs CMD, keeps its wall time and peak RSS (GNU 
     /usr/bin/time -f "%e %M" -o "$DATA/$name.time" "$@"
 }
 
-echo "== coldpath: $PREV (the previous date, for the look-back; not the benchmark)" >&2
 rm -rf "$DATA/lake" "$DATA/lake.prev" "$DATA"/run.*.time "$DATA"/duck.*.time
-timed prev "$COLDPATH" run --job "$DATA/job.toml" --date "$PREV" --report "$DATA/prev.json" \
-    --log-format json >/dev/null 2>"$DATA/prev.log"
-# Every measured run starts from this lake (the previous date only), so all see the same.
+for back in $(seq "$BEFORE" -1 1); do
+    day=$(date -u -d "$DATE - $back day" +%F)
+    echo "== coldpath: $day (a date before, for the look-back and history; not the benchmark)" >&2
+    timed prev "$COLDPATH" run --job "$DATA/job.toml" --date "$day" --report "$DATA/prev.json" \
+        --log-format json >/dev/null 2>"$DATA/prev.log"
+done
+# Every measured run starts from this lake (the dates before only), so all see the same.
 cp -a "$DATA/lake" "$DATA/lake.prev"
 
 COLD_TIMES= DUCK_TIMES=
