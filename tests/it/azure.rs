@@ -37,6 +37,10 @@ fn a_run_on_azurite_gives_the_same_tables_as_the_local_run() {
     for date in ["2024-03-10", "2024-03-11"] {
         let (code, out, err) = run_on(&az, date, "az://raw/", "az://lake/iot", &[]);
         assert_eq!(code, 0, "{out}{err}");
+        assert!(
+            !err.contains("digest"),
+            "device_health's digests on the store: {err}"
+        );
         let report: Value = serde_json::from_str(&out).unwrap();
         assert_eq!(
             report["rows_written"],
@@ -46,12 +50,40 @@ fn a_run_on_azurite_gives_the_same_tables_as_the_local_run() {
         let (code, report) = run_date(date, local.path(), &["--labels-as-of", LABELS]);
         assert_eq!(code, 0, "{report}");
     }
+    // A rerun of the first date stores its digest under its new silver files' name and
+    // removes the old one from the container (listed and deleted through the store).
+    let (code, out, err) = run_on(&az, "2024-03-10", "az://raw/", "az://lake/iot", &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!err.contains("digest"), "{err}");
     let copy = temp_lake();
     az.download("lake", "iot", copy.path());
+    let digests: BTreeSet<String> = std::fs::read_dir(copy.path().join("_coldpath/history"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with("2024-03-10."))
+        .collect();
+    assert_eq!(digests.len(), 17, "{digests:?}");
+    let keys: BTreeSet<&str> = digests
+        .iter()
+        .map(|n| n.split('.').nth(1).unwrap())
+        .collect();
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    // And the next date reads it back from the container.
+    let (code, out, err) = run_on(&az, "2024-03-11", "az://raw/", "az://lake/iot", &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(!err.contains("digest"), "{err}");
+    let copy = temp_lake();
+    az.download("lake", "iot", copy.path());
+    crate::health::assert_health_is(
+        copy.path(),
+        "2024-03-11",
+        expected("2024-03-11")["health"].as_array().unwrap(),
+    );
     for table in [
         "telemetry",
         "features_hourly",
         "telemetry_minute",
+        "device_health",
         "rejects",
     ] {
         let on_azure = rows_without_run(copy.path(), table);
