@@ -87,13 +87,29 @@ pub async fn write_parts(
     place
         .put(&name(date, key, "devices"), devices_file(seen)?, key)
         .await?;
+    remove_older(place, date, key).await;
+    Ok(())
+}
+
+/// Removes the date's digests other than `key`, each one's `devices` first (so no
+/// reader takes a digest whose buckets are going). A failure is only a warning:
+/// the old files are unused, and the next write of the date tries again.
+async fn remove_older(place: &Place, date: NaiveDate, key: &str) {
     let current = format!("{date}.{key}.");
-    for old in place.names(&format!("{date}.")).await? {
-        if !old.starts_with(&current) {
-            place.delete(&old).await?;
+    let mut old = match place.names(&format!("{date}.")).await {
+        Ok(names) => names,
+        Err(e) => {
+            tracing::warn!(date = %date, error = %e, "older digests of the date not listed");
+            return;
+        }
+    };
+    old.retain(|n| !n.starts_with(&current));
+    old.sort_by_key(|n| !n.ends_with(".devices.parquet"));
+    for name in old {
+        if let Err(e) = place.delete(&name).await {
+            tracing::warn!(date = %date, file = %name, error = %e, "an older digest was not removed");
         }
     }
-    Ok(())
 }
 
 /// A digest's bucket files, encoded as the intervals come (a run hands them

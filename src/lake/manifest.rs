@@ -185,12 +185,15 @@ impl Place {
     }
 
     /// Writes `bytes` in place of the document `name` (atomically: a reader sees
-    /// the old or the new one, never a part); `tag` makes the local temporary name unique.
+    /// the old or the new one, never a part); `tag`, the process and a counter
+    /// make the local temporary name unique, even for two writers of one document.
     pub async fn put(&self, name: &str, bytes: Vec<u8>, tag: &str) -> Result<(), String> {
+        static PUTS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         match self {
             Place::Local(dir) => {
                 std::fs::create_dir_all(dir).map_err(|e| e.to_string())?;
-                let tmp = dir.join(format!(".{name}.{tag}"));
+                let n = PUTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let tmp = dir.join(format!(".{name}.{tag}.{}.{n}", std::process::id()));
                 std::fs::write(&tmp, &bytes).map_err(|e| e.to_string())?;
                 std::fs::rename(&tmp, dir.join(name)).map_err(|e| e.to_string())
             }

@@ -90,18 +90,24 @@ pub async fn history(lake: &Lake, date: NaiveDate) -> Result<History, Error> {
 }
 
 /// Stores the date's digest, encoded by its run from the rows it just committed
-/// to silver, so the next night need not read them back. Under the date's run
-/// lock, the partition's files are this run's. A failure is a warning: the
-/// next night reads the date's silver instead.
+/// to silver (as `version`), so the next night need not read them back. It is
+/// named by the partition's files *at that version*: should another commit have
+/// replaced the date since, the digest names files no longer there and is never
+/// read. A failure is a warning: the next night reads the date's silver instead.
 pub async fn store_digest(
     lake: &Lake,
     date: NaiveDate,
+    version: u64,
     seen: &SeenDevices,
     writer: digest::HourWriter,
 ) {
     let stored = async {
         let table = silver::open(lake).await.map_err(|e| e.to_string())?;
-        let table = table.ok_or("the telemetry table is gone")?;
+        let mut table = table.ok_or("the telemetry table is gone")?;
+        table
+            .load_version(version)
+            .await
+            .map_err(|e| e.to_string())?;
         let files = silver::partition_files(&table, date)
             .await
             .map_err(|e| e.to_string())?;

@@ -153,6 +153,7 @@ impl<'r> Day<'r> {
         };
         if let Err(e) = writer.add(health.drain_intervals()) {
             tracing::warn!(error = %e, "device_health's digest of the date could not be encoded: the next night reads its silver");
+            health.without_digest();
             self.digest = None;
         }
     }

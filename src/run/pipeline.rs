@@ -425,11 +425,16 @@ impl DateRun<'_> {
             match self.commit_silver(pass.silver, attempt, report).await? {
                 true => {
                     report.durations.write_ms += ms(t);
-                    if let (Some(seen), Some(writer)) = (seen, writer) {
+                    let committed = report
+                        .tables
+                        .get(lake::telemetry_table().name)
+                        .map(|t| t.version);
+                    if let (Some(seen), Some(writer), Some(version)) = (seen, writer, committed) {
                         let t = Instant::now();
                         crate::run::health::store_digest(
                             &self.prepared.lake,
                             self.req.date,
+                            version,
                             &seen,
                             writer,
                         )
@@ -1038,6 +1043,8 @@ async fn day_health(lake: &Lake, date: NaiveDate, rows: &DataFrame) -> Result<Da
     let history = crate::run::health::history(lake, date).await?;
     guarded("health", || {
         let mut day = DayHealth::new(date, history);
+        // A refresh stores no digest: the date's silver is unchanged, and its digest with it.
+        day.without_digest();
         let sorted = rows.sort(
             ["device_id", "event_time", "message_id"],
             SortMultipleOptions::default().with_nulls_last(true),
@@ -1175,10 +1182,13 @@ async fn one_pass(
         .history
         .clone()
         .map(|history| DayHealth::new(inputs.date, history));
-    if day.health.is_some() {
+    if let Some(health) = &mut day.health {
         day.digest = crate::lake::digest::HourWriter::new()
             .map_err(|e| warn!(error = %e, "device_health's digest of the date will not be stored"))
             .ok();
+        if day.digest.is_none() {
+            health.without_digest();
+        }
     }
     day.expect = crate::run::expect::HourChecks::new(inputs.expectations);
     let mut counts = Counts::default();

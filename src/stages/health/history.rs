@@ -184,7 +184,8 @@ pub type Pool = HashMap<String, Intervals>;
 
 /// Adds one device's intervals to `pool`.
 pub fn pool_device(pool: &mut Pool, id: &str, intervals: &[i64]) {
-    // Once per device and date: the key's allocation is not per interval.
+    // Once per device and row of a digest (a run writes a row per device-hour):
+    // the key's allocation is never per interval.
     let entry = pool.entry(id.to_string()).or_default();
     for &us in intervals {
         entry.add(us);

@@ -135,6 +135,8 @@ struct Today {
 /// D's side of `device_health`, fed the deduplicated rows as they come.
 #[derive(Debug)]
 pub struct DayHealth {
+    /// Whether intervals are kept for [`DayHealth::drain_intervals`] (a run's digest).
+    for_digest: bool,
     date: NaiveDate,
     day_start_us: i64,
     history: History,
@@ -153,6 +155,7 @@ struct Cols<'a> {
 impl DayHealth {
     pub fn new(date: NaiveDate, history: History) -> DayHealth {
         DayHealth {
+            for_digest: true,
             date,
             day_start_us: day_start(date).timestamp_micros(),
             history,
@@ -213,6 +216,7 @@ impl DayHealth {
         rows: std::ops::Range<usize>,
     ) {
         let keep_intervals = !self.history.has_interval(id);
+        let for_digest = self.for_digest;
         let today = match self.devices.get_mut(id) {
             Some(t) => t,
             None => self.devices.entry(id.to_string()).or_default(),
@@ -251,7 +255,9 @@ impl DayHealth {
                     let gap = t - last;
                     today.max_interval_us = today.max_interval_us.max(gap);
                     today.gaps_over_5m += u64::from(gap > GAP_US);
-                    today.pending.push(gap);
+                    if for_digest {
+                        today.pending.push(gap);
+                    }
                     if let Some(iv) = &mut today.intervals {
                         iv.add(gap);
                     }
@@ -272,6 +278,15 @@ impl DayHealth {
         }
         today.stuck_hours += u32::from(temps >= STUCK_MIN_READINGS && stuck);
         today.hours.push(seen);
+    }
+
+    /// Keeps no intervals for a digest (a features refresh, or a run whose digest
+    /// encoder failed): nobody drains them.
+    pub fn without_digest(&mut self) {
+        self.for_digest = false;
+        for today in self.devices.values_mut() {
+            today.pending = Vec::new();
+        }
     }
 
     /// Each device's intervals since the last call (ascending): D's digest is
