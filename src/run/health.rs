@@ -63,28 +63,55 @@ pub async fn history(lake: &Lake, date: NaiveDate) -> Result<History, Error> {
                 warn!(date = %day, error = %e, "device_health's digest of the date is unreadable: its silver is read instead")
             }
         }
-        let made = from_silver(&table, day).await?;
-        seen.push(made.seen());
-        match digest::write(&place, day, &key, &made).await {
-            Ok(()) => kept.push(Kept::Stored { day, key }),
-            Err(e) => {
-                warn!(date = %day, error = %e, "device_health's digest of the date was not stored: the next night reads its silver again");
-                kept.push(Kept::Memory(made));
+        let (s, k) = digest_from_silver(&table, &place, day, key).await?;
+        seen.push(s);
+        kept.push(k);
+    }
+    // A digest whose bucket turns out unreadable is made again from its silver,
+    // once; past that, every date is read from silver.
+    let mut repaired = false;
+    loop {
+        match merge(&place, &kept, seen.clone()).await {
+            Ok(history) => return Ok(history),
+            Err((Some(i), e)) if !repaired => {
+                repaired = true;
+                let Kept::Stored { day, key } = &kept[i] else {
+                    continue;
+                };
+                let (day, key) = (*day, key.clone());
+                warn!(date = %day, error = %e, "device_health's digest of the date is damaged: made again from its silver");
+                (seen[i], kept[i]) = digest_from_silver(&table, &place, day, key).await?;
+            }
+            Err((_, e)) => {
+                warn!(error = %e, "device_health's digests changed or vanished while read: the history is read from silver");
+                let mut dates = Vec::new();
+                for k in kept {
+                    dates.push(match k {
+                        Kept::Stored { day, .. } => from_silver(&table, day).await?,
+                        Kept::Memory(d) => d,
+                    });
+                }
+                return guarded("health", || Ok(History::of_dates(dates)));
             }
         }
     }
-    match merge(&place, &kept, seen).await {
-        Ok(history) => Ok(history),
+}
+
+/// One date's digest made from its silver and stored as `key`; kept in memory
+/// (with a warning) when it cannot be stored.
+async fn digest_from_silver(
+    table: &DeltaTable,
+    place: &Place,
+    day: NaiveDate,
+    key: String,
+) -> Result<(SeenDevices, Kept), Error> {
+    let made = from_silver(table, day).await?;
+    let seen = made.seen();
+    match digest::write(place, day, &key, &made).await {
+        Ok(()) => Ok((seen, Kept::Stored { day, key })),
         Err(e) => {
-            warn!(error = %e, "device_health's digests changed or vanished while read: the history is read from silver");
-            let mut dates = Vec::new();
-            for k in kept {
-                dates.push(match k {
-                    Kept::Stored { day, .. } => from_silver(&table, day).await?,
-                    Kept::Memory(d) => d,
-                });
-            }
-            Ok(guarded("health", || Ok(History::of_dates(dates)))?)
+            warn!(date = %day, error = %e, "device_health's digest of the date was not stored: the next night reads its silver again");
+            Ok((seen, Kept::Memory(made)))
         }
     }
 }
@@ -119,16 +146,21 @@ pub async fn store_digest(
     }
 }
 
-/// The medians, a bucket of devices at a time over every date kept.
-async fn merge(place: &Place, kept: &[Kept], seen: Vec<SeenDevices>) -> Result<History, String> {
+/// The medians, a bucket of devices at a time over every date kept; on a bucket
+/// that cannot be read, the index of its date in `kept` and why.
+async fn merge(
+    place: &Place,
+    kept: &[Kept],
+    seen: Vec<SeenDevices>,
+) -> Result<History, (Option<usize>, String)> {
     let mut builder = HistoryBuilder::new(seen);
     for b in 0..BUCKETS {
         let mut pool = Pool::new();
-        for k in kept {
+        for (i, k) in kept.iter().enumerate() {
             match k {
-                Kept::Stored { day, key } => {
-                    digest::read_bucket(place, *day, key, b, &mut pool).await?
-                }
+                Kept::Stored { day, key } => digest::read_bucket(place, *day, key, b, &mut pool)
+                    .await
+                    .map_err(|e| (Some(i), e))?,
                 Kept::Memory(d) => {
                     for (id, iv) in d.bucket(b) {
                         pool_device(&mut pool, id, &iv.sorted());

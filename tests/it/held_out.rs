@@ -260,4 +260,17 @@ fn digests_are_read_and_a_rerun_date_gets_a_new_one(lake: &Path, source: &Path, 
     for date in &DATES[..7] {
         assert_eq!(digests(lake, date).len(), 17, "{date}");
     }
+    // A damaged bucket (a partial copy, a bad disk) is made again from the date's silver.
+    let damaged = digests(lake, DATES[3])
+        .into_iter()
+        .find(|n| n.ends_with(".05.parquet"))
+        .unwrap();
+    std::fs::write(dir.join(&damaged), b"not parquet").unwrap();
+    refresh(last);
+    assert_health_is(lake, last, want);
+    let repaired = std::fs::read(dir.join(&damaged)).unwrap();
+    assert!(
+        repaired.starts_with(b"PAR1"),
+        "the damaged bucket is written again"
+    );
 }
