@@ -59,14 +59,16 @@ pub async fn write(
     key: &str,
     digest: &DateDigest,
 ) -> Result<(), String> {
+    // A bucket at a time: the sorted copies are of one bucket's intervals, not the date's.
     let mut writer = HourWriter::new()?;
-    let mut devices: Vec<(String, Vec<i64>)> = digest
-        .devices
-        .iter()
-        .map(|(id, d)| (id.clone(), d.intervals.sorted()))
-        .collect();
-    devices.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    writer.add(devices)?;
+    for b in 0..BUCKETS {
+        let mut devices: Vec<(String, Vec<i64>)> = digest
+            .bucket(b)
+            .map(|(id, intervals)| (id.clone(), intervals.sorted()))
+            .collect();
+        devices.sort_unstable_by(|x, y| x.0.cmp(&y.0));
+        writer.add(devices)?;
+    }
     write_parts(place, date, key, writer.finish()?, &digest.seen()).await
 }
 

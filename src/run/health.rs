@@ -16,8 +16,7 @@ use crate::lake::{self, digest, silver, Lake};
 use crate::stages::features::baseline;
 use crate::stages::guarded;
 use crate::stages::health::{
-    self, pool_device, Attributed, Attribution, DateDigest, History, HistoryBuilder, Pool,
-    SeenDevices, BUCKETS,
+    self, Attributed, Attribution, DateDigest, History, HistoryBuilder, Pool, SeenDevices, BUCKETS,
 };
 
 /// A history date is read in this many slices of its hours: memory holds one slice's rows.
@@ -71,9 +70,9 @@ pub async fn history(lake: &Lake, date: NaiveDate) -> Result<History, Error> {
     // once; past that, every date is read from silver.
     let mut repaired = false;
     loop {
-        match merge(&place, &kept, seen.clone()).await {
+        match merge(&place, &kept, &seen).await {
             Ok(history) => return Ok(history),
-            Err((Some(i), e)) if !repaired => {
+            Err((i, e)) if !repaired => {
                 repaired = true;
                 let Kept::Stored { day, key } = &kept[i] else {
                     continue;
@@ -151,8 +150,8 @@ pub async fn store_digest(
 async fn merge(
     place: &Place,
     kept: &[Kept],
-    seen: Vec<SeenDevices>,
-) -> Result<History, (Option<usize>, String)> {
+    seen: &[SeenDevices],
+) -> Result<History, (usize, String)> {
     let mut builder = HistoryBuilder::new(seen);
     for b in 0..BUCKETS {
         let mut pool = Pool::new();
@@ -160,12 +159,8 @@ async fn merge(
             match k {
                 Kept::Stored { day, key } => digest::read_bucket(place, *day, key, b, &mut pool)
                     .await
-                    .map_err(|e| (Some(i), e))?,
-                Kept::Memory(d) => {
-                    for (id, iv) in d.bucket(b) {
-                        pool_device(&mut pool, id, &iv.sorted());
-                    }
-                }
+                    .map_err(|e| (i, e))?,
+                Kept::Memory(d) => d.pool_bucket(b, &mut pool),
             }
         }
         builder.bucket(b, pool);

@@ -44,6 +44,12 @@ impl Intervals {
         self.short.is_empty() && self.long.is_empty()
     }
 
+    /// Adds every interval of `other`.
+    pub fn extend(&mut self, other: &Intervals) {
+        self.short.extend_from_slice(&other.short);
+        self.long.extend_from_slice(&other.long);
+    }
+
     /// All of them, ascending (a digest stores them so: small deltas encode small).
     pub fn sorted(&self) -> Vec<i64> {
         let mut all: Vec<i64> = self.short.iter().map(|&s| i64::from(s)).collect();
@@ -177,6 +183,13 @@ impl DateDigest {
             .filter(move |(id, _)| bucket_of(id) == b)
             .map(|(id, d)| (id, &d.intervals))
     }
+
+    /// Adds the intervals of bucket `b`'s devices to `pool`.
+    pub fn pool_bucket(&self, b: usize, pool: &mut Pool) {
+        for (id, intervals) in self.bucket(b) {
+            pool.entry(id.clone()).or_default().extend(intervals);
+        }
+    }
 }
 
 /// Intervals of one bucket's devices, pooled over the dates.
@@ -208,13 +221,12 @@ pub struct History {
 impl History {
     /// The history of dates reduced in memory (oldest first): every bucket at once.
     pub fn of_dates(dates: Vec<DateDigest>) -> History {
-        let mut builder = HistoryBuilder::new(dates.iter().map(DateDigest::seen).collect());
+        let seen: Vec<SeenDevices> = dates.iter().map(DateDigest::seen).collect();
+        let mut builder = HistoryBuilder::new(&seen);
         for b in 0..BUCKETS {
             let mut pool = Pool::new();
             for date in &dates {
-                for (id, iv) in date.bucket(b) {
-                    pool_device(&mut pool, id, &iv.sorted());
-                }
+                date.pool_bucket(b, &mut pool);
             }
             builder.bucket(b, pool);
         }
@@ -244,14 +256,14 @@ impl History {
 
 /// Builds a [`History`] a bucket of devices at a time.
 #[derive(Debug)]
-pub struct HistoryBuilder {
+pub struct HistoryBuilder<'a> {
     /// Per date, oldest first: what it says of each device.
-    dates: Vec<SeenDevices>,
+    dates: &'a [SeenDevices],
     history: History,
 }
 
-impl HistoryBuilder {
-    pub fn new(dates: Vec<SeenDevices>) -> HistoryBuilder {
+impl<'a> HistoryBuilder<'a> {
+    pub fn new(dates: &'a [SeenDevices]) -> HistoryBuilder<'a> {
         HistoryBuilder {
             dates,
             history: History::default(),
