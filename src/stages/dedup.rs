@@ -139,18 +139,8 @@ impl<'a> Keys<'a> {
         Ok(Keys {
             message: rows.column("message_id")?.str()?.iter().collect(),
             device: rows.column("device_id")?.str()?.iter().collect(),
-            time: rows
-                .column("event_time")?
-                .datetime()?
-                .physical()
-                .iter()
-                .collect(),
-            enqueued: rows
-                .column("enqueued_time")?
-                .datetime()?
-                .physical()
-                .iter()
-                .collect(),
+            time: super::micros(rows, "event_time")?,
+            enqueued: super::micros(rows, "enqueued_time")?,
             blob: rows.column("blob")?.u32()?.iter().collect(),
             line: rows.column("line")?.u64()?.iter().collect(),
         })

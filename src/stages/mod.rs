@@ -26,3 +26,12 @@ pub fn guarded<T>(
         ))),
     }
 }
+
+/// A datetime column's µs values as a plain vector, for passes row by row (a
+/// chunked array's `get` per row costs a chunk search each time).
+pub fn micros(
+    rows: &polars::prelude::DataFrame,
+    name: &str,
+) -> polars::prelude::PolarsResult<Vec<Option<i64>>> {
+    Ok(rows.column(name)?.datetime()?.physical().iter().collect())
+}

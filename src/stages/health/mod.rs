@@ -171,18 +171,8 @@ impl DayHealth {
         let cols = Cols {
             ids: rows.column("device_id")?.str()?.iter().collect(),
             types: rows.column("device_type")?.str()?.iter().collect(),
-            times: rows
-                .column("event_time")?
-                .datetime()?
-                .physical()
-                .iter()
-                .collect(),
-            enqueued: rows
-                .column("enqueued_time")?
-                .datetime()?
-                .physical()
-                .iter()
-                .collect(),
+            times: crate::stages::micros(rows, "event_time")?,
+            enqueued: crate::stages::micros(rows, "enqueued_time")?,
             temps: rows.column("temperature")?.f64()?.iter().collect(),
         };
         let n = rows.height();
