@@ -337,3 +337,23 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// `coldpath features` with the local job, `source` holding only what the command may read.
+pub fn features_cmd(lake: &Path, source: &Path, extra: &[&str]) -> (i32, Value, String) {
+    let job = job_file();
+    let mut args = vec![
+        "features",
+        "--job",
+        job.to_str().unwrap(),
+        "--lake",
+        lake.to_str().unwrap(),
+        "--source",
+        source.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = coldpath(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("report is not JSON ({e}): {stderr}"));
+    (out.status.code().unwrap(), report, stderr)
+}

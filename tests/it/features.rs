@@ -233,26 +233,6 @@ fn a_missing_previous_day_is_flagged_and_the_features_command_completes_it() {
     assert_features_match(&features_of(lake.path(), "2024-03-11"), &want, "refreshed");
 }
 
-/// `coldpath features` with the local job, `source` holding only what the command may read.
-fn features_cmd(lake: &Path, source: &Path, extra: &[&str]) -> (i32, Value, String) {
-    let job = job_file();
-    let mut args = vec![
-        "features",
-        "--job",
-        job.to_str().unwrap(),
-        "--lake",
-        lake.to_str().unwrap(),
-        "--source",
-        source.to_str().unwrap(),
-    ];
-    args.extend_from_slice(extra);
-    let out = coldpath(&args);
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("report is not JSON ({e}): {stderr}"));
-    (out.status.code().unwrap(), report, stderr)
-}
-
 #[test]
 fn the_features_command_refreshes_labels_from_silver_without_raw() {
     let lake = temp_lake();

@@ -196,25 +196,9 @@ fn digests_are_read_and_a_rerun_date_gets_a_new_one(lake: &Path, source: &Path, 
         std::fs::copy(dir.join(f), dir.join(renamed)).unwrap();
     }
     let refresh = |date: &str| {
-        let job = job_file();
-        let out = coldpath(&[
-            "features",
-            "--job",
-            job.to_str().unwrap(),
-            "--date",
-            date,
-            "--source",
-            source.to_str().unwrap(),
-            "--lake",
-            lake.to_str().unwrap(),
-            "--labels-as-of",
-            LABELS_AS_OF,
-        ]);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let extra = ["--date", date, "--labels-as-of", LABELS_AS_OF];
+        let (code, report, stderr) = features_cmd(lake, source, &extra);
+        assert_eq!(code, 0, "{report}\n{stderr}");
     };
     refresh(last);
     let expected_of = |rows: &[serde_json::Map<String, Value>]| -> Vec<Value> {

@@ -77,24 +77,9 @@ fn minutes_match_the_contract_and_the_features_command_recomputes_them() {
         .path()
         .join("telemetry_minute/_delta_log")
         .exists());
-    let job = job_file();
-    let out = coldpath(&[
-        "features",
-        "--job",
-        job.to_str().unwrap(),
-        "--date",
-        DATES[1],
-        "--lake",
-        silver_only.path().to_str().unwrap(),
-        "--labels-as-of",
-        LABELS,
-    ]);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let extra = ["--date", DATES[1], "--labels-as-of", LABELS];
+    let (code, report, stderr) = features_cmd(silver_only.path(), &fixtures_raw(), &extra);
+    assert_eq!(code, 0, "{report}\n{stderr}");
     assert_minutes(
         &minutes_of(silver_only.path(), DATES[1]),
         expected(DATES[1])["minutes"].as_array().unwrap(),
