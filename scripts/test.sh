@@ -27,6 +27,15 @@ if [ -z "${COLDPATH_CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \
         || { $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium; }
 fi
+# The held-out test (tests/it/held_out.rs) generates its container at test time with
+# fixtures/generate.py: Python 3, standard library only. Installed here when missing.
+if ! command -v python3 >/dev/null; then
+    command -v apt-get >/dev/null || { echo "scripts/test.sh: python3 is needed (standard library only)" >&2; exit 2; }
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 >/dev/null 2>&1 \
+        || { $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3; }
+fi
 # Lints first: no warning, and no unwrap/expect/panic outside tests (src/lib.rs).
 cargo clippy --locked --all-targets -- -D warnings
 # Cargo prints one "test result" line per test binary (the last is the doc tests,
