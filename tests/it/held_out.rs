@@ -257,4 +257,24 @@ fn digests_are_read_and_a_rerun_date_gets_a_new_one(lake: &Path, source: &Path, 
         repaired.starts_with(b"PAR1"),
         "the damaged bucket is written again"
     );
+    // A damaged devices file is read past (the date's silver instead) and written again.
+    let devices = digests(lake, DATES[2])
+        .into_iter()
+        .find(|n| n.ends_with(".devices.parquet"))
+        .unwrap();
+    std::fs::write(dir.join(&devices), b"PAR1 cut short").unwrap();
+    refresh(last);
+    assert_health_is(lake, last, want);
+    assert!(std::fs::read(dir.join(&devices))
+        .unwrap()
+        .ends_with(b"PAR1"));
+    // Where no digest can be written (the folder is a file: a full or read-only disk
+    // fails the same way), the refresh still succeeds from silver, and says so.
+    std::fs::remove_dir_all(&dir).unwrap();
+    std::fs::write(&dir, b"in the way").unwrap();
+    let extra = ["--date", last, "--labels-as-of", LABELS_AS_OF];
+    let (code, report, stderr) = features_cmd(lake, source, &extra);
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    assert!(stderr.contains("was not stored"), "{stderr}");
+    assert_health_is(lake, last, want);
 }
