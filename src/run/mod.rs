@@ -1,7 +1,7 @@
 //! Runs: one date end to end, and the commands made of many dates.
 //!
-//! [`pipeline`] is one date's run: the locks, the listing, the read pass that
-//! [`hours`] closes an event hour at a time, the quality gate and the commits;
+//! [`pipeline`] is one date's run: the locks, the listing, the read pass
+//! ([`fetch`] reads each blob) that [`hours`] closes an event hour at a time, the quality gate and the commits;
 //! [`health`] reads back what `device_health` and the baselines need.
 //! [`expect`] checks the job's declared expectations on each hour's rows.
 //! [`backfill`] and [`catchup`] run many dates; [`crate::cancel`] is how a
@@ -11,6 +11,7 @@ pub mod backfill;
 pub mod catchup;
 pub mod drift;
 pub mod expect;
+pub mod fetch;
 pub mod health;
 pub mod hours;
 pub mod pipeline;

@@ -1298,33 +1298,13 @@ fn read_in_order<'a>(
                         budget: held,
                     });
                 }
-                let bytes = storage.get(&blob.path).await?;
-                let owned = blob.clone();
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                rayon::spawn(move || {
-                    // A panic in a rayon job would abort the process with no report:
-                    // catch it so the run fails with an error that names the blob.
-                    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        normalize::process_blob(idx as u32, &owned, &bytes, &rules)
-                    }));
-                    let _ = tx.send(parsed);
-                });
-                match rx.await {
-                    Ok(Ok(outcome)) => Ok(Read {
-                        idx,
-                        outcome,
-                        frontier_us,
-                        budget: held,
-                    }),
-                    Ok(Err(_)) => Err(Error::Internal(format!(
-                        "parsing blob `{}` panicked (a bug: please report it with the blob)",
-                        blob.path
-                    ))),
-                    Err(_) => Err(Error::Internal(format!(
-                        "parsing blob `{}` was cancelled",
-                        blob.path
-                    ))),
-                }
+                let outcome = crate::run::fetch::read_blob(storage, idx, blob, rules).await?;
+                Ok(Read {
+                    idx,
+                    outcome,
+                    frontier_us,
+                    budget: held,
+                })
             }
         })
         .buffered(FETCH_CONCURRENCY)

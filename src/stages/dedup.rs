@@ -7,12 +7,12 @@
 use polars::prelude::*;
 
 use crate::stages::normalize::drift::{DriftColumns, ExtraColumn, RESCUED};
-use crate::stages::normalize::RowColumns;
+use crate::stages::normalize::{NumColumn, RowColumns};
 
 /// The normalized rows as a Polars frame (`event_time` is `Datetime(us, UTC)`).
 pub fn frame_of(rows: RowColumns) -> PolarsResult<DataFrame> {
-    let ts = |name: &str, v: Vec<Option<i64>>| {
-        Int64Chunked::from_iter_options(name.into(), v.into_iter())
+    let ts = |name: &str, v: NumColumn<Int64Type>| {
+        v.into_chunked(name)
             .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
             .into_column()
     };
@@ -20,17 +20,15 @@ pub fn frame_of(rows: RowColumns) -> PolarsResult<DataFrame> {
     let mut frame = DataFrame::new_infer_height(vec![
         rows.device_id.into_column("device_id"),
         rows.device_type.into_column("device_type"),
-        Int64Chunked::from_vec("event_time".into(), rows.event_time)
-            .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
-            .into_column(),
-        Column::new("temperature".into(), rows.temperature),
-        Column::new("pressure".into(), rows.pressure),
-        Column::new("vibration".into(), rows.vibration),
+        ts("event_time", rows.event_time),
+        rows.temperature.into_chunked("temperature").into_column(),
+        rows.pressure.into_chunked("pressure").into_column(),
+        rows.vibration.into_chunked("vibration").into_column(),
         rows.priority.into_column("priority"),
         rows.message_id.into_column("message_id"),
         ts("enqueued_time", rows.enqueued_time),
-        Column::new("blob".into(), rows.blob),
-        Column::new("line".into(), rows.line),
+        rows.blob.into_chunked("blob").into_column(),
+        rows.line.into_chunked("line").into_column(),
     ])?;
     if let Some(drift) = drift {
         for column in drift_columns(drift) {
@@ -358,15 +356,15 @@ mod tests {
         for r in rs {
             c.device_id.push(Some(r.dev));
             c.device_type.push(None);
-            c.event_time.push(parse_str(r.t).unwrap());
+            c.event_time.push_value(parse_str(r.t).unwrap());
             c.temperature.push(Some(r.temp));
             c.pressure.push(None);
             c.vibration.push(None);
             c.priority.push(None);
             c.message_id.push(r.msg);
             c.enqueued_time.push(r.enq.map(|e| parse_str(e).unwrap()));
-            c.blob.push(r.blob);
-            c.line.push(r.line);
+            c.blob.push_value(r.blob);
+            c.line.push_value(r.line);
         }
         c
     }
@@ -390,7 +388,7 @@ mod tests {
                 c.device_id.push(Some(dev));
                 c.device_type.push(None);
                 c.event_time
-                    .push(1_710_115_200_000_000 + next(40) as i64 * 1_000_000);
+                    .push_value(1_710_115_200_000_000 + next(40) as i64 * 1_000_000);
                 c.temperature.push(Some(line as f64));
                 c.pressure.push(None);
                 c.vibration.push(None);
@@ -399,8 +397,8 @@ mod tests {
                 c.message_id.push(msg);
                 c.enqueued_time
                     .push((next(4) > 0).then(|| next(5) as i64 * 1_000_000));
-                c.blob.push(next(3) as u32);
-                c.line.push(next(8));
+                c.blob.push_value(next(3) as u32);
+                c.line.push_value(next(8));
             }
             let frame = frame_of(c).unwrap();
             let (fast, fast_n, by_device) = dedup_rows_by_device(frame.clone(), true).unwrap();

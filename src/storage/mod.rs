@@ -173,6 +173,24 @@ impl Storage {
         let got = self.store.get(&self.path(rel)).await.map_err(read)?;
         got.bytes().await.map_err(read)
     }
+
+    /// Reads `range` of a blob's bytes (a blob read in pieces).
+    pub async fn get_range(
+        &self,
+        rel: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<bytes::Bytes, StorageError> {
+        self.store
+            .get_range(&self.path(rel), range)
+            .await
+            .map_err(|source| StorageError::Read {
+                location: self.location.clone(),
+                blob: rel.to_string(),
+                container: self.container.clone(),
+                fault: Fault::of(&source),
+                source: Box::new(source),
+            })
+    }
 }
 
 /// The container an Azure URL names: `az://c/…`, `abfss://c@account…/…`, `https://account…/c/…`.

@@ -7,6 +7,7 @@ use std::io::Write;
 
 use base64::Engine;
 use coldpath::config::schema::TelemetrySchema;
+use coldpath::stages::normalize::pieces::Pieces;
 use coldpath::stages::normalize::{process_blob, BlobOutcome, Rules};
 use coldpath::stages::source::decode::{CsvDialect, Declared, Limits};
 use coldpath::stages::source::layout::Partition;
@@ -75,6 +76,33 @@ fn decode_with_peak(name: &str, bytes: &[u8]) -> (BlobOutcome, usize) {
         "{name}: every record is a row, another date's, or a reject"
     );
     (outcome, peak)
+}
+
+/// An outcome's counts and rejects, as text to compare.
+fn outcome_text(out: &BlobOutcome) -> String {
+    format!(
+        "records {} other dates {} look-ahead {} empty {} rejects {:?}",
+        out.own_records, out.other_dates, out.look_ahead_rows, out.empty, out.rejects
+    )
+}
+
+/// An outcome's rows, hour by hour, as text to compare (every column, nulls kept).
+fn rows_of(out: BlobOutcome) -> Vec<(usize, String)> {
+    out.hours
+        .into_iter()
+        .map(|(hour, rows)| {
+            let frame = coldpath::stages::dedup::frame_of(rows).unwrap();
+            let columns: Vec<Vec<String>> = frame
+                .columns()
+                .iter()
+                .map(|c| {
+                    let s = c.as_materialized_series();
+                    s.iter().map(|v| format!("{}: {v:?}", s.name())).collect()
+                })
+                .collect();
+            (hour, format!("{columns:?}"))
+        })
+        .collect()
 }
 
 fn gzip(data: &[u8]) -> Vec<u8> {
@@ -218,6 +246,57 @@ proptest! {
         let bytes = if gz { gzip(text.as_bytes()) } else { text.into_bytes() };
         let out = decode(if gz { "x.json.gz" } else { "x.json" }, &bytes);
         prop_assert_eq!(out.own_records, want);
+    }
+
+    #[test]
+    fn json_lines_read_in_pieces_come_to_what_they_read_whole(
+        lines in prop::collection::vec(prop_oneof![
+            4 => record(),
+            1 => "[^\n]{0,40}",
+            1 => Just(String::new()),
+            1 => Just("\u{fffd}\u{00e9}".to_string()),
+        ], 0..60),
+        long_at in prop::option::of(0usize..60),
+        bom in any::<bool>(),
+        crlf in any::<bool>(),
+        last_newline in any::<bool>(),
+        cuts in prop::collection::vec(1usize..400, 1..40),
+    ) {
+        let first = r#"{"deviceId":"first","timestamp":"2024-03-11T10:00:00Z"}"#.to_string();
+        let mut lines: Vec<String> = std::iter::once(first).chain(lines).collect();
+        if let Some(at) = long_at {
+            // A line over max_record_bytes stops the blob there, read either way.
+            let at = 1 + at.min(lines.len() - 1);
+            lines.insert(at, format!("{{\"deviceId\":\"{}\"}}", "x".repeat(LIMITS.max_record_bytes)));
+        }
+        let mut text = lines.join(if crlf { "\r\n" } else { "\n" });
+        if last_newline {
+            text.push('\n');
+        }
+        let mut bytes = if bom { b"\xEF\xBB\xBF".to_vec() } else { Vec::new() };
+        bytes.extend_from_slice(text.as_bytes());
+        // A stray byte that is not UTF-8, inside a line.
+        if bytes.len() > 200 {
+            bytes[150] = 0xFF;
+        }
+        let whole = decode("x.json", &bytes);
+        // The first piece holds the head the format is sniffed from, as in a run.
+        let mut at = bytes.len().min(256 + cuts[0]);
+        let rules = std::sync::Arc::new(rules());
+        let pieces = Pieces::start(0, blob("x.json", bytes.len()), rules, &bytes[..at]);
+        let mut pieces = pieces.expect("a blob of JSON lines is read in pieces");
+        pieces.feed(&bytes[..at]);
+        for cut in cuts.iter().cycle().skip(1) {
+            if at == bytes.len() {
+                break;
+            }
+            let end = (at + cut).min(bytes.len());
+            pieces.feed(&bytes[at..end]);
+            at = end;
+        }
+        let read = pieces.finish();
+        prop_assert_eq!(outcome_text(&read), outcome_text(&whole));
+        prop_assert_eq!(rows_of(read), rows_of(whole));
     }
 
     #[test]

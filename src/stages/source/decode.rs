@@ -390,7 +390,7 @@ fn avro_records(
 }
 
 /// A record past `max_record_bytes`, as the error that stops its blob.
-fn too_long(what: &str, line: u64, max: usize) -> String {
+pub(crate) fn too_long(what: &str, line: u64, max: usize) -> String {
     format!(
         "{what} at line {line} is longer than max_record_bytes = {max} (the [limits] of the job file)"
     )
@@ -461,12 +461,24 @@ fn json_lines(
 pub fn json_lines_in(
     data: &[u8],
     limits: &Limits,
-    mut f: impl FnMut(Record<'_>) -> Flow,
+    f: impl FnMut(Record<'_>) -> Flow,
 ) -> Result<(), String> {
     let data = data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data);
+    json_lines_from(data, 0, limits, f).map(|_| ())
+}
+
+/// The lines of `data` as records, numbered from `before + 1`: a blob's piece
+/// whose `before` lines came earlier. Returns the number of lines (the last one
+/// ends at the end of `data`, with or without a `\n`).
+pub fn json_lines_from(
+    data: &[u8],
+    before: u64,
+    limits: &Limits,
+    mut f: impl FnMut(Record<'_>) -> Flow,
+) -> Result<u64, String> {
     let max = limits.max_record_bytes;
     let mut start = 0;
-    let mut lineno = 0u64;
+    let mut lineno = before;
     let ends = memchr::memchr_iter(b'\n', data).chain(std::iter::once(data.len()));
     for end in ends {
         lineno += 1;
@@ -479,7 +491,7 @@ pub fn json_lines_in(
             break;
         }
     }
-    Ok(())
+    Ok(lineno - before)
 }
 
 /// One line of JSON lines (its `\n` gone): blank lines are no records.
