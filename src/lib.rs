@@ -27,6 +27,7 @@ pub mod commands;
 pub mod config;
 pub mod error;
 pub mod lake;
+pub mod memory;
 pub mod report;
 pub mod run;
 pub mod stages;

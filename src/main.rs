@@ -12,6 +12,7 @@ use coldpath::commands::{self, cli::Cli, cli::Command, cli::LogFormat};
 use coldpath::storage::fault::redact;
 
 fn main() -> ExitCode {
+    coldpath::memory::tune_allocator();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     quiet_panics();

@@ -31,7 +31,13 @@ use crate::stages::health::{Attribution, DayHealth};
 use crate::stages::normalize::RowColumns;
 
 /// Rows per Arrow batch handed to the silver writer: bounds the copy into Arrow.
-const BATCH_ROWS: usize = 256 * 1024;
+/// delta-rs queues up to 10 batches before its writer, and a batch's strings are
+/// plain UTF-8 there (source_file and run_id spelled out on every row, about 200
+/// bytes a row): at 256 Ki rows those queued batches held 287 MB at plant scale.
+/// Smaller is not better: under about two thirds of an hour's rows queued, the
+/// read waits for the writer (64 Ki: 18 s of a plant day waiting, 32 Ki: 21 s,
+/// against 8 s at 128 Ki; BENCHMARKS.md).
+const BATCH_ROWS: usize = 128 * 1024;
 
 /// The hash a message id is remembered by.
 pub fn id_hash(id: &str) -> u64 {

@@ -99,10 +99,24 @@ pub fn dedup_rows_by_device(
         }
     }
     let order = keys.table_order(&loser);
+    drop((keys, loser));
     let idx = IdxCa::from_vec("idx".into(), order);
-    let frame = rows.take(&idx)?;
+    let frame = take_columns(rows, &idx)?;
     let duplicates = candidates - frame.height() as u64;
     Ok((frame, duplicates, copies_of))
+}
+
+/// `rows.take(idx)` half the columns at a time, each half's input freed once
+/// taken: the hour's rows are held about one and a half times, not twice (at
+/// plant scale an hour is 1.8 M rows, about 270 MB). Each half is still taken
+/// in parallel on Polars' pool (a column at a time made dedup 9 s slower there).
+fn take_columns(rows: DataFrame, idx: &IdxCa) -> PolarsResult<DataFrame> {
+    let (before, after) = (rows.height(), idx.len());
+    let mut first = rows.into_columns();
+    let second = first.split_off(first.len() / 2);
+    let mut out = DataFrame::new(before, first)?.take(idx)?.into_columns();
+    out.extend(DataFrame::new(before, second)?.take(idx)?.into_columns());
+    DataFrame::new(after, out)
 }
 
 /// The end of the run of equal items that starts at `start` (a linear scan:
