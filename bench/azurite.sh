@@ -5,14 +5,13 @@
 #   COLDPATH_BIN=path/to/coldpath bench/azurite.sh
 #
 # Starts tools/azurite (installed by scripts/test.sh) on a free port of 127.0.0.1, puts
-# the first HOURS (default 12) of the date into container `raw` and the same blobs into a
+# the first HOURS (default 24) of the date into container `raw` and the same blobs into a
 # local folder (hard links), then:
 #   1. runs `coldpath run` on az://raw/ and on the local folder, each from a copy of the
 #      lake as the previous date left it, and prints both reports' list and read times;
 #   2. reads every blob back with one plain HTTP connection (bench/azurite_load.py): what
 #      the emulator serves when nothing parses.
-# The whole day (2 GB) is not used: with it, Azurite 3.35 answered coldpath's first GET
-# with a broken body ("request or response body error", ten retries); 12 hours (0.9 GB) read.
+# HOURS=24 reads the whole date (without its look-ahead hours).
 # Nothing here is a test; the figures go in BENCHMARKS.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,7 +24,7 @@ AZ=tools/azurite/node_modules/.bin/azurite-blob
 
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/coldpath-azurite.XXXXXX")"
 PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-"$AZ" --blobHost 127.0.0.1 --blobPort "$PORT" --location "$WORK/azurite" \
+"$AZ" --blobHost 127.0.0.1 --blobPort "$PORT" --location "$WORK/emulator" \
   --silent --skipApiVersionCheck --loose --disableTelemetry >/dev/null 2>&1 &
 AZ_PID=$!
 trap 'kill $AZ_PID 2>/dev/null; rm -rf "$WORK"' EXIT
@@ -34,7 +33,7 @@ for _ in $(seq 100); do
   sleep 0.1
 done
 
-HOURS="${HOURS:-12}"
+HOURS="${HOURS:-24}"
 PREFIXES="$(for h in $(seq 0 $((HOURS - 1))); do printf 'telemetry/2024/03/11/%02d ' "$h"; done)"
 mkdir -p "$WORK/src"
 for p in reference $PREFIXES; do mkdir -p "$WORK/src/$(dirname "$p")"; cp -al "$DIR/raw/$p" "$WORK/src/$p"; done
