@@ -60,21 +60,41 @@ pub struct Resolved {
     pub ids: HashSet<String>,
 }
 
-/// Sorted hashes of the message ids of the hours written so far (8 bytes a row).
-#[derive(Debug, Default)]
+/// Buckets of [`SeenIds`]: a hash's top 16 bits.
+const SEEN_BUCKETS: usize = 1 << 16;
+
+/// The hashes of the message ids of the hours written so far, sorted, in 6 bytes
+/// each: an entry's top 16 bits are the bucket it sits in (`ends`), its low 48 bits
+/// are its bytes. At plant scale (43.2 M rows) that is 259 MB at the day's end
+/// instead of 345 MB as `u64`s, for the same exact answers.
+#[derive(Debug)]
 struct SeenIds {
-    sorted: Vec<u64>,
+    /// Bucket `b` holds entries `ends[b - 1]..ends[b]` of `low`.
+    ends: Vec<usize>,
+    low: Vec<[u8; 6]>,
+}
+
+impl Default for SeenIds {
+    fn default() -> Self {
+        SeenIds {
+            ends: vec![0; SEEN_BUCKETS],
+            low: Vec::new(),
+        }
+    }
 }
 
 impl SeenIds {
     /// Adds one hour's ids; returns those an earlier hour already had.
     fn add_hour(&mut self, mut ids: Vec<u64>) -> Vec<u64> {
         ids.sort_unstable();
-        let old = self.sorted.len();
+        let old = self.low.len();
         let mut hits = Vec::new();
-        let (mut i, mut j) = (0, 0);
+        let (mut i, mut j, mut b) = (0, 0, 0);
         while i < old && j < ids.len() {
-            match self.sorted[i].cmp(&ids[j]) {
+            while self.ends[b] <= i {
+                b += 1;
+            }
+            match self.value(i, b).cmp(&ids[j]) {
                 std::cmp::Ordering::Less => i += 1,
                 std::cmp::Ordering::Greater => j += 1,
                 std::cmp::Ordering::Equal => {
@@ -84,20 +104,66 @@ impl SeenIds {
             }
         }
         // Merge in place from the back: no second copy of the day's hashes.
-        self.sorted.resize(old + ids.len(), 0);
-        let (mut i, mut j, mut k) = (old, ids.len(), old + ids.len());
+        self.low.resize(old + ids.len(), [0; 6]);
+        let (mut i, mut j, mut k, mut b) = (old, ids.len(), old + ids.len(), SEEN_BUCKETS - 1);
         while j > 0 {
             k -= 1;
-            if i > 0 && self.sorted[i - 1] > ids[j - 1] {
-                self.sorted[k] = self.sorted[i - 1];
+            while b > 0 && i > 0 && self.start(b) > i - 1 {
+                b -= 1;
+            }
+            if i > 0 && self.value(i - 1, b) > ids[j - 1] {
+                self.low[k] = self.low[i - 1];
                 i -= 1;
             } else {
-                self.sorted[k] = ids[j - 1];
+                self.low[k] = low_bytes(ids[j - 1]);
                 j -= 1;
             }
         }
+        let mut added = vec![0usize; SEEN_BUCKETS];
+        for id in &ids {
+            added[(id >> 48) as usize] += 1;
+        }
+        let mut sum = 0;
+        for (end, n) in self.ends.iter_mut().zip(added) {
+            sum += n;
+            *end += sum;
+        }
         hits
     }
+
+    fn start(&self, bucket: usize) -> usize {
+        if bucket == 0 {
+            0
+        } else {
+            self.ends[bucket - 1]
+        }
+    }
+
+    /// Entry `i`, which sits in `bucket`.
+    fn value(&self, i: usize, bucket: usize) -> u64 {
+        let mut bytes = [0u8; 8];
+        bytes[..6].copy_from_slice(&self.low[i]);
+        ((bucket as u64) << 48) | u64::from_le_bytes(bytes)
+    }
+
+    #[cfg(test)]
+    fn values(&self) -> Vec<u64> {
+        let mut b = 0;
+        (0..self.low.len())
+            .map(|i| {
+                while self.ends[b] <= i {
+                    b += 1;
+                }
+                self.value(i, b)
+            })
+            .collect()
+    }
+}
+
+/// A hash's low 48 bits.
+fn low_bytes(hash: u64) -> [u8; 6] {
+    let b = hash.to_le_bytes();
+    [b[0], b[1], b[2], b[3], b[4], b[5]]
 }
 
 /// What the silver rows need beyond the deduplicated columns.
@@ -529,8 +595,38 @@ mod tests {
         let mut seen = SeenIds::default();
         assert!(seen.add_hour(vec![5, 1, 9]).is_empty());
         assert_eq!(seen.add_hour(vec![4, 9, 2, 1]), vec![1, 9]);
-        assert_eq!(seen.sorted, vec![1, 1, 2, 4, 5, 9, 9]);
+        assert_eq!(seen.values(), vec![1, 1, 2, 4, 5, 9, 9]);
         assert_eq!(seen.add_hour(vec![10, 0]), Vec::<u64>::new());
-        assert_eq!(seen.sorted, vec![0, 1, 1, 2, 4, 5, 9, 9, 10]);
+        assert_eq!(seen.values(), vec![0, 1, 1, 2, 4, 5, 9, 9, 10]);
+    }
+
+    #[test]
+    fn seen_ids_in_six_bytes_answer_as_the_full_hashes_would() {
+        // Hashes over all 64 bits, a few sharing their top 16 bits or their low 48.
+        let mut state: u64 = 0x5eed;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            state
+        };
+        let mut seen = SeenIds::default();
+        let mut reference: Vec<u64> = Vec::new();
+        for hour in 0..12 {
+            let mut ids: Vec<u64> = (0..500).map(|_| next()).collect();
+            ids.extend((0..20).map(|_| (next() & 0xFFFF) | (3 << 48)));
+            ids.extend((0..20).map(|_| (next() << 48) | 0x1234));
+            ids.extend(reference.iter().step_by(97).take(hour * 3).copied());
+            let mut want: Vec<u64> = ids
+                .iter()
+                .filter(|id| reference.binary_search(id).is_ok())
+                .copied()
+                .collect();
+            want.sort_unstable();
+            assert_eq!(seen.add_hour(ids.clone()), want, "hour {hour}");
+            reference.extend(ids);
+            reference.sort_unstable();
+            assert_eq!(seen.values(), reference, "hour {hour}");
+        }
     }
 }

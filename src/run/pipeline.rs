@@ -33,9 +33,11 @@ use deltalake::arrow::array::RecordBatch;
 
 /// Blobs fetched at once; parsing runs on rayon's pool as each one arrives.
 const FETCH_CONCURRENCY: usize = 16;
-/// Raw bytes (MiB, as stored) fetched but not yet parsed, at most: with large
-/// blobs this, not the count, bounds the read stage's memory.
-const READ_BUDGET_MIB: u32 = 512;
+/// Blobs (MiB, as stored) fetched or decoded but not yet handed to their hours, at
+/// most: with large blobs this, not the count, bounds the read stage's memory. A
+/// blob read in pieces holds two pieces of raw bytes but its decoded rows, about
+/// half its size; at 384 MiB two plant blobs (143 MB) are in flight, one per core.
+const READ_BUDGET_MIB: u32 = 384;
 
 /// What a run was asked to do beyond the job file.
 #[derive(Debug, Clone)]
