@@ -617,6 +617,8 @@ mod tests {
             ids.extend((0..20).map(|_| (next() & 0xFFFF) | (3 << 48)));
             ids.extend((0..20).map(|_| (next() << 48) | 0x1234));
             ids.extend(reference.iter().step_by(97).take(hour * 3).copied());
+            // The smallest hashes: every merge then reaches the day's first entry.
+            ids.push(hour as u64 * 2);
             let mut want: Vec<u64> = ids
                 .iter()
                 .filter(|id| reference.binary_search(id).is_ok())
