@@ -161,15 +161,20 @@ impl Storage {
         }
     }
 
-    /// Fetches a whole blob.
-    pub async fn get(&self, rel: &str) -> Result<bytes::Bytes, StorageError> {
-        let read = |source: object_store::Error| StorageError::Read {
+    /// A failed read of blob `rel`, sorted for the operator.
+    pub fn read_error(&self, rel: &str, source: object_store::Error) -> StorageError {
+        StorageError::Read {
             location: self.location.clone(),
             blob: rel.to_string(),
             container: self.container.clone(),
             fault: Fault::of(&source),
             source: Box::new(source),
-        };
+        }
+    }
+
+    /// Fetches a whole blob.
+    pub async fn get(&self, rel: &str) -> Result<bytes::Bytes, StorageError> {
+        let read = |source| self.read_error(rel, source);
         let got = self.store.get(&self.path(rel)).await.map_err(read)?;
         got.bytes().await.map_err(read)
     }
@@ -183,13 +188,7 @@ impl Storage {
         self.store
             .get_range(&self.path(rel), range)
             .await
-            .map_err(|source| StorageError::Read {
-                location: self.location.clone(),
-                blob: rel.to_string(),
-                container: self.container.clone(),
-                fault: Fault::of(&source),
-                source: Box::new(source),
-            })
+            .map_err(|source| self.read_error(rel, source))
     }
 }
 
