@@ -706,12 +706,7 @@ pub fn process_blob(idx: u32, blob: &Blob, bytes: &[u8], rules: &Rules) -> BlobO
             tally.record(rec)
         })
     };
-    if let Err(e) = result {
-        // The blob stops here: what was read stands, the rest is one reject.
-        out.unreadable(own, idx, e, if tally.st.seen == 0 { &start } else { &[] });
-        tally.st.seen += 1;
-    }
-    tally.into_outcome(out)
+    tally.finish(out, result.err(), &start)
 }
 
 /// Reads a blob's head and finds its format: `None` when the blob is only
@@ -891,6 +886,27 @@ impl<'b> Tally<'b> {
     }
 
     /// Adds what was read to `out` (which may hold the blob's `unreadable_file` already).
+    /// The blob's outcome; `stopped`: what stopped it part way, whereupon what was
+    /// read stands and the rest is one `unreadable_file` (with the blob's `start`
+    /// as its raw when no record was read).
+    fn finish(
+        mut self,
+        mut out: BlobOutcome,
+        stopped: Option<String>,
+        start: &[u8],
+    ) -> BlobOutcome {
+        if let Some(e) = stopped {
+            out.unreadable(
+                self.own,
+                self.idx,
+                e,
+                if self.st.seen == 0 { start } else { &[] },
+            );
+            self.st.seen += 1;
+        }
+        self.into_outcome(out)
+    }
+
     fn into_outcome(self, mut out: BlobOutcome) -> BlobOutcome {
         let mut hours = self.st.hours;
         hours.sort_by_key(|(h, _)| *h);

@@ -18,7 +18,7 @@
 use std::sync::Arc;
 
 use super::{decode, sniff_blob, BlobOutcome, Counted, Rules, Tally, RAW_LIMIT};
-use crate::stages::source::{Blob, Window};
+use crate::stages::source::Blob;
 
 /// Bytes fetched at a time from a blob read in pieces.
 pub const PIECE_BYTES: u64 = 16 << 20;
@@ -104,15 +104,11 @@ impl Pieces {
             let last = std::mem::take(&mut self.carry);
             self.decode(&last);
         }
-        let mut out = BlobOutcome::default();
-        let own = self.blob.window == Window::Own;
-        let mut tally = Tally::resume(self.idx, &self.blob, &self.rules, self.st);
-        if let Some(e) = self.stopped {
-            let raw: &[u8] = if tally.st.seen == 0 { &self.start } else { &[] };
-            out.unreadable(own, self.idx, e, raw);
-            tally.st.seen += 1;
-        }
-        tally.into_outcome(out)
+        Tally::resume(self.idx, &self.blob, &self.rules, self.st).finish(
+            BlobOutcome::default(),
+            self.stopped,
+            &self.start,
+        )
     }
 
     /// Decodes whole lines (the last ends at the end of `data`).
