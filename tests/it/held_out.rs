@@ -244,27 +244,27 @@ fn digests_are_read_and_a_rerun_date_gets_a_new_one(lake: &Path, source: &Path, 
     for date in &DATES[..7] {
         assert_eq!(digests(lake, date).len(), 17, "{date}");
     }
+    // Overwrites `date`'s digest file ending in `suffix` with `bytes`, then refreshes
+    // the last date, whose health must not change; the file's name.
+    let damage = |date: &str, suffix: &str, bytes: &[u8]| {
+        let name = digests(lake, date)
+            .into_iter()
+            .find(|n| n.ends_with(suffix))
+            .unwrap();
+        std::fs::write(dir.join(&name), bytes).unwrap();
+        refresh(last);
+        assert_health_is(lake, last, want);
+        name
+    };
     // A damaged bucket (a partial copy, a bad disk) is made again from the date's silver.
-    let damaged = digests(lake, DATES[3])
-        .into_iter()
-        .find(|n| n.ends_with(".05.parquet"))
-        .unwrap();
-    std::fs::write(dir.join(&damaged), b"not parquet").unwrap();
-    refresh(last);
-    assert_health_is(lake, last, want);
+    let damaged = damage(DATES[3], ".05.parquet", b"not parquet");
     let repaired = std::fs::read(dir.join(&damaged)).unwrap();
     assert!(
         repaired.starts_with(b"PAR1"),
         "the damaged bucket is written again"
     );
     // A damaged devices file is read past (the date's silver instead) and written again.
-    let devices = digests(lake, DATES[2])
-        .into_iter()
-        .find(|n| n.ends_with(".devices.parquet"))
-        .unwrap();
-    std::fs::write(dir.join(&devices), b"PAR1 cut short").unwrap();
-    refresh(last);
-    assert_health_is(lake, last, want);
+    let devices = damage(DATES[2], ".devices.parquet", b"PAR1 cut short");
     assert!(std::fs::read(dir.join(&devices))
         .unwrap()
         .ends_with(b"PAR1"));
