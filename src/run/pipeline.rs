@@ -1128,11 +1128,7 @@ async fn read_pass(inputs: &PassInputs<'_>) -> Result<Pass, Error> {
         );
         let contested: std::collections::HashSet<u64> = contested.into_iter().collect();
         let mut copies = Vec::new();
-        let mut blobs = std::pin::pin!(read_in_order(
-            inputs.prepared,
-            inputs.listing,
-            inputs.rules.clone()
-        ));
+        let mut blobs = ReadAhead::start(inputs.prepared, inputs.listing, inputs.rules.clone());
         while let Some(read) = blobs.next().await {
             let read = read?;
             for (_, rows) in read.outcome.hours {
@@ -1195,11 +1191,7 @@ async fn one_pass(
     day.expect = crate::run::expect::HourChecks::new(inputs.expectations);
     let mut counts = Counts::default();
     let mut rejects = Vec::new();
-    let mut blobs = std::pin::pin!(read_in_order(
-        inputs.prepared,
-        inputs.listing,
-        inputs.rules.clone()
-    ));
+    let mut blobs = ReadAhead::start(inputs.prepared, inputs.listing, inputs.rules.clone());
     while let Some(read) = blobs.next().await {
         let Read {
             idx,
@@ -1262,13 +1254,64 @@ struct Read {
     budget: tokio::sync::OwnedSemaphorePermit,
 }
 
+/// The date's blobs read ahead of the hours: a task of its own fetches and
+/// decodes them while the run's thread finishes hours (dedup, features, the
+/// write), instead of the reads waiting on each hour. The read budget still
+/// bounds what is in flight: a read holds its share until its rows are handed on.
+struct ReadAhead {
+    reads: tokio::sync::mpsc::Receiver<Result<Read, Error>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl ReadAhead {
+    fn start(prepared: &Prepared, listing: &Listing, rules: Arc<Rules>) -> ReadAhead {
+        let storage = prepared.storage.clone();
+        let blobs: Arc<[source::Blob]> = listing.blobs.clone().into();
+        let (tx, reads) = tokio::sync::mpsc::channel(FETCH_CONCURRENCY);
+        let task = tokio::spawn(async move {
+            let mut stream = std::pin::pin!(read_in_order(storage, blobs, rules));
+            while let Some(read) = stream.next().await {
+                let failed = read.is_err();
+                if tx.send(read).await.is_err() || failed {
+                    return;
+                }
+            }
+        });
+        ReadAhead {
+            reads,
+            task: Some(task),
+        }
+    }
+
+    /// The next blob in partition order; `None` once every blob has been read.
+    async fn next(&mut self) -> Option<Result<Read, Error>> {
+        if let Some(read) = self.reads.recv().await {
+            return Some(read);
+        }
+        // The task ended: fine unless it panicked, which must not pass for the end of the listing.
+        match self.task.take()?.await {
+            Ok(()) => None,
+            Err(e) => Some(Err(Error::Internal(format!(
+                "the task reading the date's blobs stopped: {e}"
+            )))),
+        }
+    }
+}
+
+impl Drop for ReadAhead {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
 /// Fetches and parses the listing's blobs in parallel, yielding them in the order of their time partitions.
-fn read_in_order<'a>(
-    prepared: &'a Prepared,
-    listing: &'a Listing,
+fn read_in_order(
+    storage: Storage,
+    blobs: Arc<[source::Blob]>,
     rules: Arc<Rules>,
-) -> impl futures::Stream<Item = Result<Read, Error>> + 'a {
-    let blobs = &listing.blobs;
+) -> impl futures::Stream<Item = Result<Read, Error>> {
     let start = |i: usize| blobs[i].partition.start.timestamp_micros();
     let mut order: Vec<usize> = (0..blobs.len()).collect();
     order.sort_by_key(|&i| (start(i), i));
@@ -1283,24 +1326,20 @@ fn read_in_order<'a>(
         .map(move |(idx, frontier_us)| {
             let rules = rules.clone();
             let budget = budget.clone();
-            let blob = &blobs[idx];
-            let storage = &prepared.storage;
+            let blobs = blobs.clone();
+            let storage = storage.clone();
             async move {
+                let blob = &blobs[idx];
                 let mib = (blob.size >> 20).min(u64::from(READ_BUDGET_MIB - 1)) as u32 + 1;
                 let held = budget
                     .acquire_many_owned(mib)
                     .await
                     .map_err(|e| Error::Internal(format!("read budget: {e}")))?;
-                if blob.size > rules.limits.max_blob_bytes {
-                    let outcome = normalize::oversized_blob(idx as u32, blob, &rules.limits);
-                    return Ok(Read {
-                        idx,
-                        outcome,
-                        frontier_us,
-                        budget: held,
-                    });
-                }
-                let outcome = crate::run::fetch::read_blob(storage, idx, blob, rules).await?;
+                let outcome = if blob.size > rules.limits.max_blob_bytes {
+                    normalize::oversized_blob(idx as u32, blob, &rules.limits)
+                } else {
+                    crate::run::fetch::read_blob(&storage, idx, blob, rules).await?
+                };
                 Ok(Read {
                     idx,
                     outcome,
