@@ -11,8 +11,11 @@ use clap::Parser;
 use coldpath::commands::{self, cli::Cli, cli::Command, cli::LogFormat};
 use coldpath::storage::fault::redact;
 
+#[cfg(target_os = "linux")]
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn main() -> ExitCode {
-    coldpath::memory::tune_allocator();
     let cli = Cli::parse();
     init_logging(cli.log_format);
     quiet_panics();

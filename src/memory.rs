@@ -1,36 +1,130 @@
-//! What the process asks of glibc's allocator, and why.
+//! What the process asks of its allocator, and why.
 //!
-//! glibc gives a thread that finds the arenas busy an arena of its own, up to
-//! eight per core, and memory freed in one arena is not reused by another. A run
-//! allocates on tokio's workers and blocking threads (blob pieces), rayon's
-//! (decoding) and Polars' (dedup, features): at plant scale its heap peaked at
-//! 2.5 GB while the process held 3.6 GB. One arena per core took that peak to
-//! 3.0 GB.
-//!
-//! glibc also raises its threshold for mapping an allocation on its own as large
-//! blocks are freed, up to 32 MiB, after which an hour's columns, dedup's keys
-//! and Parquet's buffers come from the arenas and stay there once freed. A fixed
-//! threshold of 4 MiB gives those back to the kernel when they are freed: the
-//! plant day's peak went to 2.3 GB. The price is fresh pages for each of them, about
-//! 10 s more system time over the plant day's 150 s of CPU (BENCHMARKS.md, issue 18).
-//! `malloc_trim` after every hour took another 130 MB off but cost the small day 12 %
-//! of its wall time, so it is not called. Elsewhere (musl, macOS) these are no-ops.
+//! On the machines this runs on, a fresh page costs more than the bytes put in
+//! it: at plant scale a run touched 55 GB of new pages (13.6 M faults, half
+//! its system time) when freed memory went back to the kernel within seconds,
+//! and 3 GB (0.8 M faults) when it was kept and reused. So the binary
+//! allocates with jemalloc (one arena: threads hand buffers to each other all
+//! day), which never gives freed pages back on its own; instead the run calls
+//! [`settle`] between its steps, which gives them all back when the process
+//! holds more than its memory limit. The limit bounds what is kept for reuse,
+//! not what the run needs live (README, "How much memory a run takes").
+//! glibc's `malloc`, which the binary no longer uses, cannot do this: it keeps
+//! freed memory per arena and above a moving threshold (BENCHMARKS.md, issue 18).
 
-/// Allocations from this size up are mapped on their own and unmapped when freed.
-pub const MMAP_THRESHOLD: usize = 4 << 20;
+/// The allocator's options, read before `main` (jemalloc's `malloc_conf`):
+/// one arena, and no purging of freed pages on a timer.
+#[cfg(target_os = "linux")]
+#[allow(non_upper_case_globals)]
+#[export_name = "_rjem_malloc_conf"]
+pub static malloc_conf: &[u8; 46] = b"narenas:1,dirty_decay_ms:-1,muzzy_decay_ms:-1\0";
 
-/// Caps glibc's arenas at one per core, and maps every allocation of
-/// [`MMAP_THRESHOLD`] or more on its own; call before any thread is started.
-pub fn tune_allocator() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+/// The memory limit when the job file sets none: 2 GiB.
+pub const DEFAULT_LIMIT: u64 = 2 << 30;
+
+static LIMIT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(DEFAULT_LIMIT);
+
+/// Sets the limit [`settle`] keeps the process under (the job's `[limits] memory`).
+pub fn set_limit(bytes: u64) {
+    LIMIT.store(bytes, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn limit() -> u64 {
+    LIMIT.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Gives freed pages back to the kernel if the process holds more than its limit.
+pub fn settle() {
+    settle_to(limit());
+}
+
+/// [`settle`] with a limit of `bytes`; whether pages were given back.
+fn settle_to(bytes: u64) -> bool {
+    #[cfg(target_os = "linux")]
     {
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-        let arenas = i32::try_from(cores).unwrap_or(i32::MAX);
-        // SAFETY: mallopt only sets parameters of the allocator; it is called
-        // before the runtime starts any thread.
-        unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, arenas);
-            libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD as i32);
+        let resident = jemalloc::resident();
+        if resident.is_some_and(|r| r > bytes) {
+            jemalloc::purge();
+            tracing::debug!(?resident, after = ?jemalloc::resident(), "freed memory given back");
+            return true;
         }
+    }
+    let _ = bytes;
+    false
+}
+
+#[cfg(target_os = "linux")]
+mod jemalloc {
+    use std::ffi::c_void;
+    use std::ptr::null_mut;
+    use tikv_jemalloc_sys::mallctl;
+
+    /// Bytes of physical memory the allocator holds (its statistics refreshed first).
+    pub fn resident() -> Option<u64> {
+        let mut epoch: u64 = 1;
+        let mut resident: usize = 0;
+        let mut len = std::mem::size_of::<usize>();
+        // SAFETY: "epoch" takes a u64 and "stats.resident" gives a size_t, as
+        // jemalloc's manual says; the pointers are to locals of those types.
+        let ok = unsafe {
+            mallctl(
+                c"epoch".as_ptr(),
+                null_mut(),
+                null_mut(),
+                (&raw mut epoch).cast::<c_void>(),
+                std::mem::size_of::<u64>(),
+            ) == 0
+                && mallctl(
+                    c"stats.resident".as_ptr(),
+                    (&raw mut resident).cast::<c_void>(),
+                    &mut len,
+                    null_mut(),
+                    0,
+                ) == 0
+        };
+        ok.then_some(resident as u64)
+    }
+
+    /// Returns every arena's unused pages to the kernel.
+    pub fn purge() {
+        // SAFETY: "arena.<MALLCTL_ARENAS_ALL>.purge" takes and gives nothing.
+        unsafe {
+            mallctl(
+                c"arena.4096.purge".as_ptr(),
+                null_mut(),
+                null_mut(),
+                null_mut(),
+                0,
+            );
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use std::alloc::{GlobalAlloc, Layout};
+
+    #[test]
+    fn settling_gives_freed_pages_back_only_above_the_limit() {
+        // The tests' allocator is not jemalloc: allocate from it directly.
+        let layout = Layout::from_size_align(64 << 20, 4096).unwrap();
+        let jemalloc = tikv_jemallocator::Jemalloc;
+        // SAFETY: a non-zero size; every page is written, then the block freed once.
+        unsafe {
+            let p = jemalloc.alloc(layout);
+            assert!(!p.is_null());
+            for i in (0..layout.size()).step_by(4096) {
+                p.add(i).write(1);
+            }
+            jemalloc.dealloc(p, layout);
+        }
+        let held = jemalloc::resident().unwrap();
+        assert!(held >= 64 << 20, "the freed block is kept: {held}");
+        assert!(!settle_to(held + (1 << 30)), "under the limit nothing is given back");
+        assert!(jemalloc::resident().unwrap() >= 64 << 20);
+        assert!(settle_to(1 << 20));
+        let after = jemalloc::resident().unwrap();
+        assert!(after + (60 << 20) <= held, "{held} then {after}");
     }
 }

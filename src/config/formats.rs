@@ -60,6 +60,10 @@ pub struct Limits {
     pub max_blob_bytes: u64,
     /// Bytes one record may hold: a line, an array element, a CSV row.
     pub max_record_bytes: usize,
+    /// Bytes the process may hold before it gives the memory it freed back to
+    /// the system (see `memory.rs`): a bound on what is kept for reuse, not on
+    /// what a run needs.
+    pub memory: u64,
 }
 
 /// 1 GiB: far above what a producer writes in one blob, far below what a bomb inflates to.
@@ -73,6 +77,7 @@ impl Default for Limits {
         Limits {
             max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
+            memory: crate::memory::DEFAULT_LIMIT,
         }
     }
 }

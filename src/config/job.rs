@@ -95,6 +95,7 @@ struct StorageFile {
 struct LimitsFile {
     max_blob_bytes: Option<Size>,
     max_record_bytes: Option<Size>,
+    memory: Option<Size>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -485,6 +486,7 @@ fn limits(f: &LimitsFile) -> Result<Limits, (&'static str, String)> {
         )?,
         max_record_bytes: usize::try_from(max_record_bytes)
             .map_err(|_| ("limits.max_record_bytes", "too large".to_string()))?,
+        memory: size("limits.memory", &f.memory, defaults.memory, 64 << 20)?,
     })
 }
 

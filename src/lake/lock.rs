@@ -689,6 +689,7 @@ mod tests {
             location: "memory://lake".into(),
             container: None,
             settings: crate::storage::retry::StorageSettings::default(),
+            direct: None,
         };
         (Site::Store(storage.clone()), storage)
     }

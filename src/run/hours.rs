@@ -284,6 +284,7 @@ impl<'r> Day<'r> {
             }
             self.finish_hour(self.next).await?;
             self.next += 1;
+            crate::memory::settle();
         }
         Ok(())
     }
@@ -315,6 +316,7 @@ impl<'r> Day<'r> {
         self.contested.extend(hits);
         self.contested.extend(unknown);
         self.times.dedup += t.elapsed();
+        crate::memory::settle();
         if !self.contested.is_empty() {
             // This pass will be read again with the contested ids decided: write nothing more.
             return Ok(());

@@ -118,6 +118,7 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
     report.max_reject_ratio = job.max_reject_ratio;
     report.labels_as_of = Some(req.labels_as_of.to_rfc3339());
     let prepared = prepare(job)?;
+    crate::memory::set_limit(job.limits.memory);
     // The logs are set-up: a missing or bad one fails the run before any blob is read.
     let reference = load_reference(job, &prepared).await?;
 
@@ -1208,6 +1209,7 @@ async fn one_pass(
         day.add(&inputs.listing.blobs[idx].path, outcome.hours)?;
         drop(budget);
         day.complete_before(frontier_us).await?;
+        crate::memory::settle();
     }
     day.complete().await?;
     let mut expect = day.expect.take();

@@ -5,6 +5,7 @@
 //! tables go through delta-rs with the same settings. [`fault`] sorts failures
 //! for the operator and redacts secrets; [`retry`] holds the retry policy.
 
+pub mod direct;
 pub mod fault;
 pub mod retry;
 
@@ -65,6 +66,8 @@ pub struct Storage {
     pub container: Option<String>,
     /// Retries and timeouts (kept to open sibling locations alike, e.g. reference logs).
     pub settings: StorageSettings,
+    /// A local folder's blobs, read around the page cache where its file system allows.
+    pub direct: Option<direct::Direct>,
 }
 
 impl Storage {
@@ -97,6 +100,7 @@ impl Storage {
                 location: location.to_string(),
                 container: container_of(&url),
                 settings: settings.clone(),
+                direct: None,
             });
         }
         Storage::open_local(location, PathBuf::from(location), settings)
@@ -121,6 +125,7 @@ impl Storage {
             location: location.to_string(),
             container: None,
             settings: settings.clone(),
+            direct: Some(direct::Direct::new(path)),
         })
     }
 
@@ -174,6 +179,11 @@ impl Storage {
 
     /// Fetches a whole blob.
     pub async fn get(&self, rel: &str) -> Result<bytes::Bytes, StorageError> {
+        if let Some(direct) = &self.direct {
+            if let Some(bytes) = direct.get(rel).await {
+                return Ok(bytes);
+            }
+        }
         let read = |source| self.read_error(rel, source);
         let got = self.store.get(&self.path(rel)).await.map_err(read)?;
         got.bytes().await.map_err(read)
@@ -185,6 +195,11 @@ impl Storage {
         rel: &str,
         range: std::ops::Range<u64>,
     ) -> Result<bytes::Bytes, StorageError> {
+        if let Some(direct) = &self.direct {
+            if let Some(bytes) = direct.get_range(rel, range.clone()).await {
+                return Ok(bytes);
+            }
+        }
         self.store
             .get_range(&self.path(rel), range)
             .await

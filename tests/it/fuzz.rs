@@ -19,6 +19,7 @@ use crate::memory::peak_of;
 const LIMITS: Limits = Limits {
     max_blob_bytes: 4 << 20,
     max_record_bytes: 64 << 10,
+    memory: 2 << 30,
 };
 
 /// What one blob may hold at its peak: a record, the sniffed head, buffers, a

@@ -1314,6 +1314,7 @@ mod tests {
         let small = Limits {
             max_blob_bytes: 1 << 20,
             max_record_bytes: 8,
+            ..Limits::default()
         };
         let err = json_lines_in(b"{}\n0123456789\n", &small, |_| Ok(())).unwrap_err();
         assert!(err.contains("line 2"), "{err}");
