@@ -121,7 +121,10 @@ mod tests {
         }
         let held = jemalloc::resident().unwrap();
         assert!(held >= 64 << 20, "the freed block is kept: {held}");
-        assert!(!settle_to(held + (1 << 30)), "under the limit nothing is given back");
+        assert!(
+            !settle_to(held + (1 << 30)),
+            "under the limit nothing is given back"
+        );
         assert!(jemalloc::resident().unwrap() >= 64 << 20);
         assert!(settle_to(1 << 20));
         let after = jemalloc::resident().unwrap();

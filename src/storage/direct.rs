@@ -25,6 +25,9 @@ const ALIGN: usize = 4096;
 /// Buffers kept for reuse, at most (about two pieces per blob in flight, two blobs).
 const POOL_BUFFERS: usize = 4;
 
+/// Only buffers of these sizes are kept: not a small file's, nor a large blob's read whole.
+const POOLED_BYTES: std::ops::RangeInclusive<usize> = (1 << 20)..=(32 << 20);
+
 /// A local folder whose blobs are read direct.
 #[derive(Debug, Clone)]
 pub struct Direct {
@@ -81,12 +84,17 @@ fn read(
     use std::os::unix::fs::{FileExt, OpenOptionsExt};
     let f = std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_DIRECT)
+        // Not blocking: a FIFO in the folder must not hang the run (it is not a file: `None`).
+        .custom_flags(libc::O_DIRECT | libc::O_NONBLOCK)
         .open(file)
         .ok()?;
+    let meta = f.metadata().ok()?;
+    if !meta.is_file() {
+        return None;
+    }
     let range = match range {
         Some(r) => r,
-        None => 0..f.metadata().ok()?.len(),
+        None => 0..meta.len(),
     };
     if range.start > range.end {
         return None;
@@ -162,14 +170,12 @@ impl AsRef<[u8]> for Pooled {
 impl Drop for Pooled {
     fn drop(&mut self) {
         let vec = std::mem::take(&mut self.vec);
+        if !POOLED_BYTES.contains(&vec.len()) {
+            return;
+        }
         if let Ok(mut free) = self.pool.lock() {
             if free.len() < POOL_BUFFERS {
                 free.push(vec);
-            } else if let Some(smallest) = free.iter_mut().min_by_key(|v| v.len()) {
-                // Keep the larger buffers: they serve any request the smaller ones do.
-                if smallest.len() < vec.len() {
-                    *smallest = vec;
-                }
             }
         }
     }
@@ -187,7 +193,8 @@ mod tests {
     #[tokio::test]
     async fn reads_come_back_exactly_as_the_file_holds_them_or_not_at_all() {
         let dir = tempfile::tempdir().unwrap();
-        let n = 3 * ALIGN * 5 + 1234;
+        // Over a MiB, so that buffers go back to the pool and are read into again.
+        let n = (3 << 20) + 1234;
         let data = content(n);
         std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
         std::fs::write(dir.path().join("a/b/blob.json"), &data).unwrap();
@@ -198,24 +205,52 @@ mod tests {
             return;
         };
         assert_eq!(&whole[..], &data[..]);
-        for (s, e) in [(0, ALIGN), (1, 2), (ALIGN - 1, ALIGN + 1), (5000, n), (n - 1, n), (n, n), (7, 7)] {
+        for (s, e) in [
+            (0, ALIGN),
+            (1, 2),
+            (ALIGN - 1, ALIGN + 1),
+            (5000, n),
+            (n - 1, n),
+            (n, n),
+            (7, 7),
+        ] {
             let got = direct.get_range("a/b/blob.json", s as u64..e as u64).await;
             assert_eq!(got.as_deref(), Some(&data[s..e]), "range {s}..{e}");
         }
         // Asking beyond the end is object_store's to answer (it names the error).
-        assert!(direct.get_range("a/b/blob.json", 0..n as u64 + 1).await.is_none());
-        assert!(direct.get_range("a/b/blob.json", n as u64 + 1..n as u64 + 9).await.is_none());
+        assert!(direct
+            .get_range("a/b/blob.json", 0..n as u64 + 1)
+            .await
+            .is_none());
+        assert!(direct
+            .get_range("a/b/blob.json", n as u64 + 1..n as u64 + 9)
+            .await
+            .is_none());
         assert!(direct.get("a/b/missing.json").await.is_none());
         assert!(direct.get("a/../b/blob.json").await.is_none());
         // Many reads through few buffers: each one's bytes stay its own while held.
-        let held: Vec<_> = futures::future::join_all(
-            (0..8).map(|i| direct.get_range("a/b/blob.json", i * 1000..i * 1000 + 9000)),
-        )
-        .await;
-        for (i, got) in held.iter().enumerate() {
-            assert_eq!(got.as_deref(), Some(&data[i * 1000..i * 1000 + 9000]));
+        let part = |i: usize| i * 1000..i * 1000 + (3 << 19);
+        for round in 0..3 {
+            let held: Vec<_> = futures::future::join_all((0..8).map(|i| {
+                direct.get_range(
+                    "a/b/blob.json",
+                    part(i + round).start as u64..part(i + round).end as u64,
+                )
+            }))
+            .await;
+            for (i, got) in held.iter().enumerate() {
+                assert_eq!(
+                    got.as_deref(),
+                    Some(&data[part(i + round)]),
+                    "round {round}"
+                );
+            }
+            drop(held);
+            let pooled = direct.pool.lock().unwrap().len();
+            assert!(
+                (1..=POOL_BUFFERS).contains(&pooled),
+                "{pooled} buffers kept"
+            );
         }
-        drop(held);
-        assert!(direct.pool.lock().unwrap().len() <= POOL_BUFFERS);
     }
 }
