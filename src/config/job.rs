@@ -629,6 +629,20 @@ lake = "out"
     }
 
     #[test]
+    fn the_memory_limit_is_a_size_of_at_least_64_mib() {
+        let job = Job::parse(Path::new("t.toml"), MINIMAL).unwrap();
+        assert_eq!(job.limits.memory, 2 << 30);
+        let text = format!("{MINIMAL}\n[limits]\nmemory = \"768MiB\"\n");
+        let job = Job::parse(Path::new("t.toml"), &text).unwrap();
+        assert_eq!(job.limits.memory, 768 << 20);
+        let text = format!("{MINIMAL}\n[limits]\nmemory = \"1MiB\"\n");
+        let err = Job::parse(Path::new("t.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("limits.memory"), "{err}");
+    }
+
+    #[test]
     fn bad_duration_names_the_key() {
         let text = format!("{MINIMAL}\nclock_skew = \"5 minutes\"\n");
         let err = Job::parse(Path::new("t.toml"), &text)
