@@ -1,9 +1,9 @@
 //! What the process asks of its allocator, and why.
 //!
-//! On the machines this runs on, a fresh page costs more than the bytes put in
-//! it: at plant scale a run touched 55 GB of new pages (13.6 M faults, half
-//! its system time) when freed memory went back to the kernel within seconds,
-//! and 3 GB (0.8 M faults) when it was kept and reused. So the binary
+//! On the machine measured (a 2-core KVM guest) a fresh page costs more than the
+//! bytes put in it: at plant scale a run faulted in 55 GB of new pages (13.6 M
+//! faults, 32 s of system time) when freed memory went back to the kernel within
+//! seconds, and 3.4 GB (0.8 M faults, 8 s) when it was kept and reused. So the binary
 //! allocates with jemalloc (one arena: threads hand buffers to each other all
 //! day), which never gives freed pages back on its own; instead the run calls
 //! [`settle`] between its steps, which gives them all back when the process
