@@ -1,7 +1,7 @@
 //! Runs: one date end to end, and the commands made of many dates.
 //!
 //! [`pipeline`] is one date's run: the locks, the listing, the read pass
-//! ([`fetch`] reads each blob) that [`hours`] closes an event hour at a time, the quality gate and the commits;
+//! ([`read`] reads the blobs ahead, [`fetch`] each one) that [`hours`] closes an event hour at a time, the quality gate and the commits;
 //! [`health`] reads back what `device_health` and the baselines need.
 //! [`expect`] checks the job's declared expectations on each hour's rows.
 //! [`backfill`] and [`catchup`] run many dates; [`crate::cancel`] is how a
@@ -15,4 +15,5 @@ pub mod fetch;
 pub mod health;
 pub mod hours;
 pub mod pipeline;
+pub mod read;
 pub mod volume;

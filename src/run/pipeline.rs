@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
-use futures::StreamExt;
 use polars::prelude::*;
 use tracing::{info, info_span, warn, Instrument};
 
@@ -21,23 +20,16 @@ use crate::lake::silver;
 use crate::lake::{self, CommitMeta, Lake};
 use crate::report::{FeaturesDate, FeaturesReport, RunReport, Status, TableReport};
 use crate::run::hours;
+use crate::run::read;
 use crate::run::volume::{self, Volume};
 use crate::stages::features::{self, baseline, Reference};
 use crate::stages::guarded;
 use crate::stages::health::{Attribution, DayHealth, History, SeenDevices};
-use crate::stages::normalize::{self, BlobOutcome, Reject, Rules};
+use crate::stages::normalize::{Reject, Rules};
 use crate::stages::source::tier::{self, BlobTier, Tiers};
 use crate::stages::source::{self, layout::Layout, Listing};
 use crate::storage::Storage;
 use deltalake::arrow::array::RecordBatch;
-
-/// Blobs fetched at once; parsing runs on rayon's pool as each one arrives.
-const FETCH_CONCURRENCY: usize = 16;
-/// Blobs (MiB, as stored) fetched or decoded but not yet handed to their hours, at
-/// most: with large blobs this, not the count, bounds the read stage's memory. A
-/// blob read in pieces holds two pieces of raw bytes but its decoded rows, about
-/// half its size; at 384 MiB two plant blobs (143 MB) are in flight, one per core.
-const READ_BUDGET_MIB: u32 = 384;
 
 /// What a run was asked to do beyond the job file.
 #[derive(Debug, Clone)]
@@ -1129,7 +1121,8 @@ async fn read_pass(inputs: &PassInputs<'_>) -> Result<Pass, Error> {
         );
         let contested: std::collections::HashSet<u64> = contested.into_iter().collect();
         let mut copies = Vec::new();
-        let mut blobs = ReadAhead::start(inputs.prepared, inputs.listing, inputs.rules.clone());
+        let mut blobs =
+            read::ReadAhead::start(inputs.prepared, inputs.listing, inputs.rules.clone());
         while let Some(read) = blobs.next().await {
             let read = read?;
             for (_, rows) in read.outcome.hours {
@@ -1192,9 +1185,9 @@ async fn one_pass(
     day.expect = crate::run::expect::HourChecks::new(inputs.expectations);
     let mut counts = Counts::default();
     let mut rejects = Vec::new();
-    let mut blobs = ReadAhead::start(inputs.prepared, inputs.listing, inputs.rules.clone());
+    let mut blobs = read::ReadAhead::start(inputs.prepared, inputs.listing, inputs.rules.clone());
     while let Some(read) = blobs.next().await {
-        let Read {
+        let read::Read {
             idx,
             outcome,
             frontier_us,
@@ -1243,114 +1236,6 @@ async fn one_pass(
         expect,
     };
     Ok((pass, day.contested))
-}
-
-/// One blob read and normalized, with the start of the next blob's partition.
-struct Read {
-    /// The blob's index in the listing.
-    idx: usize,
-    outcome: BlobOutcome,
-    /// No blob still to come starts before this (µs; `i64::MAX` after the last).
-    frontier_us: i64,
-    /// This blob's share of the read budget, held until its rows are handed on.
-    budget: tokio::sync::OwnedSemaphorePermit,
-}
-
-/// The date's blobs read ahead of the hours: a task of its own fetches and
-/// decodes them while the run's thread finishes hours (dedup, features, the
-/// write), instead of the reads waiting on each hour. The read budget still
-/// bounds what is in flight: a read holds its share until its rows are handed on.
-struct ReadAhead {
-    reads: tokio::sync::mpsc::Receiver<Result<Read, Error>>,
-    task: Option<tokio::task::JoinHandle<()>>,
-}
-
-impl ReadAhead {
-    fn start(prepared: &Prepared, listing: &Listing, rules: Arc<Rules>) -> ReadAhead {
-        let storage = prepared.storage.clone();
-        let blobs: Arc<[source::Blob]> = listing.blobs.clone().into();
-        let (tx, reads) = tokio::sync::mpsc::channel(FETCH_CONCURRENCY);
-        let task = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(read_in_order(storage, blobs, rules));
-            while let Some(read) = stream.next().await {
-                let failed = read.is_err();
-                if tx.send(read).await.is_err() || failed {
-                    return;
-                }
-            }
-        });
-        ReadAhead {
-            reads,
-            task: Some(task),
-        }
-    }
-
-    /// The next blob in partition order; `None` once every blob has been read.
-    async fn next(&mut self) -> Option<Result<Read, Error>> {
-        if let Some(read) = self.reads.recv().await {
-            return Some(read);
-        }
-        // The task ended: fine unless it panicked, which must not pass for the end of the listing.
-        match self.task.take()?.await {
-            Ok(()) => None,
-            Err(e) => Some(Err(Error::Internal(format!(
-                "the task reading the date's blobs stopped: {e}"
-            )))),
-        }
-    }
-}
-
-impl Drop for ReadAhead {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
-    }
-}
-
-/// Fetches and parses the listing's blobs in parallel, yielding them in the order of their time partitions.
-fn read_in_order(
-    storage: Storage,
-    blobs: Arc<[source::Blob]>,
-    rules: Arc<Rules>,
-) -> impl futures::Stream<Item = Result<Read, Error>> {
-    let start = |i: usize| blobs[i].partition.start.timestamp_micros();
-    let mut order: Vec<usize> = (0..blobs.len()).collect();
-    order.sort_by_key(|&i| (start(i), i));
-    let frontiers: Vec<i64> = order
-        .iter()
-        .skip(1)
-        .map(|&i| start(i))
-        .chain([i64::MAX])
-        .collect();
-    let budget = Arc::new(tokio::sync::Semaphore::new(READ_BUDGET_MIB as usize));
-    futures::stream::iter(order.into_iter().zip(frontiers))
-        .map(move |(idx, frontier_us)| {
-            let rules = rules.clone();
-            let budget = budget.clone();
-            let blobs = blobs.clone();
-            let storage = storage.clone();
-            async move {
-                let blob = &blobs[idx];
-                let mib = (blob.size >> 20).min(u64::from(READ_BUDGET_MIB - 1)) as u32 + 1;
-                let held = budget
-                    .acquire_many_owned(mib)
-                    .await
-                    .map_err(|e| Error::Internal(format!("read budget: {e}")))?;
-                let outcome = if blob.size > rules.limits.max_blob_bytes {
-                    normalize::oversized_blob(idx as u32, blob, &rules.limits)
-                } else {
-                    crate::run::fetch::read_blob(&storage, idx, blob, rules).await?
-                };
-                Ok(Read {
-                    idx,
-                    outcome,
-                    frontier_us,
-                    budget: held,
-                })
-            }
-        })
-        .buffered(FETCH_CONCURRENCY)
 }
 
 /// The rejects of the date's own partitions as a frame of the `rejects` table.
