@@ -4,8 +4,9 @@
 //! bytes put in it: at plant scale a run faulted in 55 GB of new pages (13.6 M
 //! faults, 32 s of system time) when freed memory went back to the kernel within
 //! seconds, and 3.4 GB (0.8 M faults, 8 s) when it was kept and reused. So the binary
-//! allocates with jemalloc (one arena: threads hand buffers to each other all
-//! day), which never gives freed pages back on its own; instead the run calls
+//! allocates with jemalloc (one arena for every thread, as threads hand buffers
+//! to each other all day, plus jemalloc's own for allocations of 8 MiB and up),
+//! which with these options never gives freed pages back on its own; instead the run calls
 //! [`settle`] between its steps, which gives them all back when the process
 //! holds more than its memory limit. The limit bounds what is kept for reuse,
 //! not what the run needs live (README, "How much memory a run takes").

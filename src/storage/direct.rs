@@ -18,6 +18,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use deltalake::logstore::object_store::{local::LocalFileSystem, path::Path as StorePath};
+
 /// Offsets, lengths and buffer addresses of direct reads are multiples of this
 /// (the largest logical block size in use).
 const ALIGN: usize = 4096;
@@ -31,47 +33,53 @@ const POOLED_BYTES: std::ops::RangeInclusive<usize> = (1 << 20)..=(32 << 20);
 /// A local folder whose blobs are read direct.
 #[derive(Debug, Clone)]
 pub struct Direct {
-    root: PathBuf,
+    /// The folder as object_store sees it: a blob's file is the one it would open.
+    local: Arc<LocalFileSystem>,
     pool: Arc<Mutex<Vec<Vec<u8>>>>,
 }
 
 impl Direct {
-    pub fn new(root: PathBuf) -> Direct {
+    pub fn new(local: Arc<LocalFileSystem>) -> Direct {
         Direct {
-            root,
+            local,
             pool: Arc::default(),
         }
     }
 
-    /// The file of blob `rel`, if it names one inside the folder.
-    fn file(&self, rel: &str) -> Option<PathBuf> {
-        let rel = rel.trim_matches('/');
-        let plain = |s: &str| !s.is_empty() && s != "." && s != "..";
-        if rel.is_empty() || !rel.split('/').all(plain) || rel.contains('\\') {
+    /// The file object_store would open for `path`.
+    fn file(&self, path: &StorePath) -> Option<PathBuf> {
+        self.local.path_to_filesystem(path).ok()
+    }
+
+    /// The whole of the blob at `path`, or `None` (see the module doc).
+    pub async fn get(&self, path: &StorePath) -> Option<bytes::Bytes> {
+        let file = self.file(path)?;
+        let pool = self.pool.clone();
+        finished(tokio::task::spawn_blocking(move || read(&file, None, &pool)).await)
+    }
+
+    /// `range` of the blob at `path`, or `None` (see the module doc).
+    pub async fn get_range(
+        &self,
+        path: &StorePath,
+        range: std::ops::Range<u64>,
+    ) -> Option<bytes::Bytes> {
+        if range.start >= range.end {
+            // object_store's to answer: it calls an empty range invalid.
             return None;
         }
-        Some(self.root.join(rel))
-    }
-
-    /// The whole of blob `rel`, or `None` (see the module doc).
-    pub async fn get(&self, rel: &str) -> Option<bytes::Bytes> {
-        let file = self.file(rel)?;
+        let file = self.file(path)?;
         let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || read(&file, None, &pool))
-            .await
-            .ok()
-            .flatten()
+        finished(tokio::task::spawn_blocking(move || read(&file, Some(range), &pool)).await)
     }
+}
 
-    /// `range` of blob `rel`, or `None` (see the module doc).
-    pub async fn get_range(&self, rel: &str, range: std::ops::Range<u64>) -> Option<bytes::Bytes> {
-        let file = self.file(rel)?;
-        let pool = self.pool.clone();
-        tokio::task::spawn_blocking(move || read(&file, Some(range), &pool))
-            .await
-            .ok()
-            .flatten()
-    }
+/// A read's bytes; a read that panicked (a bug) is logged and left to object_store.
+fn finished(done: Result<Option<bytes::Bytes>, tokio::task::JoinError>) -> Option<bytes::Bytes> {
+    done.unwrap_or_else(|e| {
+        tracing::warn!(error = %e, "a direct read failed: reading through object_store");
+        None
+    })
 }
 
 /// Reads `range` of `file` (all of it for `None`), exactly, or gives `None`.
@@ -144,10 +152,14 @@ struct Pooled {
 impl Pooled {
     /// A buffer of at least `len` bytes: one from the pool that is large enough, or a new one.
     fn take(pool: &Arc<Mutex<Vec<Vec<u8>>>>, len: usize) -> Pooled {
-        let reused = pool.lock().ok().and_then(|mut free| {
-            let i = free.iter().position(|v| v.len() >= len)?;
-            Some(free.swap_remove(i))
-        });
+        let reused = if POOLED_BYTES.contains(&len) {
+            pool.lock().ok().and_then(|mut free| {
+                let i = free.iter().position(|v| v.len() >= len)?;
+                Some(free.swap_remove(i))
+            })
+        } else {
+            None
+        };
         Pooled {
             vec: reused.unwrap_or_else(|| vec![0; len]),
             range: 0..0,
@@ -190,6 +202,16 @@ mod tests {
         (0..n).map(|i| (i % 251) as u8 ^ (i / 4096) as u8).collect()
     }
 
+    /// Whether this file system opens `file` for direct reads at all.
+    fn opens_direct(file: &Path) -> bool {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(file)
+            .is_ok()
+    }
+
     #[tokio::test]
     async fn reads_come_back_exactly_as_the_file_holds_them_or_not_at_all() {
         let dir = tempfile::tempdir().unwrap();
@@ -198,46 +220,48 @@ mod tests {
         let data = content(n);
         std::fs::create_dir_all(dir.path().join("a/b")).unwrap();
         std::fs::write(dir.path().join("a/b/blob.json"), &data).unwrap();
-        let direct = Direct::new(dir.path().to_path_buf());
-        let Some(whole) = direct.get("a/b/blob.json").await else {
+        let local = LocalFileSystem::new_with_prefix(dir.path()).unwrap();
+        let direct = Direct::new(Arc::new(local));
+        if !opens_direct(&dir.path().join("a/b/blob.json")) {
             // This file system cannot read direct (tmpfs): object_store reads instead.
             eprintln!("O_DIRECT not supported under {}", dir.path().display());
             return;
-        };
+        }
+        let blob = StorePath::from("a/b/blob.json");
+        let whole = direct.get(&blob).await.expect("opened direct, read direct");
         assert_eq!(&whole[..], &data[..]);
-        for (s, e) in [
+        let ranges = [
             (0, ALIGN),
             (1, 2),
             (ALIGN - 1, ALIGN + 1),
             (5000, n),
             (n - 1, n),
-            (n, n),
-            (7, 7),
-        ] {
-            let got = direct.get_range("a/b/blob.json", s as u64..e as u64).await;
+        ];
+        for (s, e) in ranges {
+            let got = direct.get_range(&blob, s as u64..e as u64).await;
             assert_eq!(got.as_deref(), Some(&data[s..e]), "range {s}..{e}");
         }
-        // Asking beyond the end is object_store's to answer (it names the error).
+        // Empty ranges and ranges beyond the end are object_store's to answer (it names the error).
+        for (s, e) in [(7, 7), (n, n), (0, n + 1), (n + 1, n + 9)] {
+            let got = direct.get_range(&blob, s as u64..e as u64).await;
+            assert!(got.is_none(), "{s}..{e}");
+        }
         assert!(direct
-            .get_range("a/b/blob.json", 0..n as u64 + 1)
+            .get(&StorePath::from("a/b/missing.json"))
             .await
             .is_none());
         assert!(direct
-            .get_range("a/b/blob.json", n as u64 + 1..n as u64 + 9)
+            .get(&StorePath::from("a/../b/blob.json"))
             .await
             .is_none());
-        assert!(direct.get("a/b/missing.json").await.is_none());
-        assert!(direct.get("a/../b/blob.json").await.is_none());
         // Many reads through few buffers: each one's bytes stay its own while held.
         let part = |i: usize| i * 1000..i * 1000 + (3 << 19);
         for round in 0..3 {
-            let held: Vec<_> = futures::future::join_all((0..8).map(|i| {
-                direct.get_range(
-                    "a/b/blob.json",
-                    part(i + round).start as u64..part(i + round).end as u64,
-                )
-            }))
-            .await;
+            let reads = (0..8).map(|i| {
+                let r = part(i + round);
+                direct.get_range(&blob, r.start as u64..r.end as u64)
+            });
+            let held: Vec<_> = futures::future::join_all(reads).await;
             for (i, got) in held.iter().enumerate() {
                 assert_eq!(
                     got.as_deref(),

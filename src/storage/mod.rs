@@ -118,14 +118,15 @@ impl Storage {
         if !path.is_dir() {
             return Err(err("no such directory".into()));
         }
-        let store = LocalFileSystem::new_with_prefix(&path).map_err(|e| err(e.to_string()))?;
+        let store =
+            Arc::new(LocalFileSystem::new_with_prefix(&path).map_err(|e| err(e.to_string()))?);
         Ok(Storage {
-            store: Arc::new(store),
+            store: store.clone(),
             root: StorePath::default(),
             location: location.to_string(),
             container: None,
             settings: settings.clone(),
-            direct: Some(direct::Direct::new(path)),
+            direct: Some(direct::Direct::new(store)),
         })
     }
 
@@ -180,7 +181,7 @@ impl Storage {
     /// Fetches a whole blob.
     pub async fn get(&self, rel: &str) -> Result<bytes::Bytes, StorageError> {
         if let Some(direct) = &self.direct {
-            if let Some(bytes) = direct.get(rel).await {
+            if let Some(bytes) = direct.get(&self.path(rel)).await {
                 return Ok(bytes);
             }
         }
@@ -196,7 +197,7 @@ impl Storage {
         range: std::ops::Range<u64>,
     ) -> Result<bytes::Bytes, StorageError> {
         if let Some(direct) = &self.direct {
-            if let Some(bytes) = direct.get_range(rel, range.clone()).await {
+            if let Some(bytes) = direct.get_range(&self.path(rel), range.clone()).await {
                 return Ok(bytes);
             }
         }
