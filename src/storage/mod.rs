@@ -133,13 +133,17 @@ impl Storage {
     /// The store path of `rel` (relative to this location's folder).
     pub fn path(&self, rel: &str) -> StorePath {
         let rel = rel.trim_matches('/');
-        if self.root.as_ref().is_empty() {
-            StorePath::from(rel)
+        // As listed: a name such as `dev~1.json` is the blob's own (`from` would
+        // percent-encode it into a name no blob has); anything `parse` refuses
+        // (`..`, empty segments) is encoded as before.
+        let full = if self.root.as_ref().is_empty() {
+            rel.to_string()
         } else if rel.is_empty() {
-            self.root.clone()
+            return self.root.clone();
         } else {
-            StorePath::from(format!("{}/{}", self.root.as_ref(), rel))
-        }
+            format!("{}/{}", self.root.as_ref(), rel)
+        };
+        StorePath::parse(&full).unwrap_or_else(|_| StorePath::from(full))
     }
 
     /// `path` relative to this location's folder.
@@ -231,4 +235,32 @@ fn as_url(location: &str) -> Option<Url> {
         return None;
     }
     Url::parse(location).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_blob_is_read_under_the_name_it_was_listed_with() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("a")).unwrap();
+        for name in ["dev~1.json", "b%20c.json", "d#e.json"] {
+            std::fs::write(dir.path().join("a").join(name), name).unwrap();
+            let location = dir.path().to_str().unwrap();
+            let storage = Storage::open(location, &StorageSettings::default()).unwrap();
+            for s in [
+                storage.clone(),
+                Storage {
+                    direct: None,
+                    ..storage
+                },
+            ] {
+                let got = s.get(&format!("a/{name}")).await.unwrap();
+                assert_eq!(&got[..], name.as_bytes());
+                let got = s.get_range(&format!("a/{name}"), 1..3).await.unwrap();
+                assert_eq!(&got[..], &name.as_bytes()[1..3]);
+            }
+        }
+    }
 }
