@@ -254,6 +254,13 @@ mod tests {
             .get(&StorePath::from("a/../b/blob.json"))
             .await
             .is_none());
+        // A FIFO where a blob was listed: not a file, and no wait for a writer.
+        let fifo = dir.path().join("a/b/pipe.json");
+        let fifo = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+        // SAFETY: a NUL-terminated path and a mode.
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+        let pipe = StorePath::from("a/b/pipe.json");
+        assert!(direct.get(&pipe).await.is_none());
         // Many reads through few buffers: each one's bytes stay its own while held.
         let part = |i: usize| i * 1000..i * 1000 + (3 << 19);
         for round in 0..3 {
