@@ -91,9 +91,7 @@ impl SeenIds {
         let mut hits = Vec::new();
         let (mut i, mut j, mut b) = (0, 0, 0);
         while i < old && j < ids.len() {
-            while self.ends[b] <= i {
-                b += 1;
-            }
+            b = self.bucket_from(b, i);
             match self.value(i, b).cmp(&ids[j]) {
                 std::cmp::Ordering::Less => i += 1,
                 std::cmp::Ordering::Greater => j += 1,
@@ -131,6 +129,14 @@ impl SeenIds {
         hits
     }
 
+    /// The bucket entry `i` sits in, searching forward from `bucket`.
+    fn bucket_from(&self, mut bucket: usize, i: usize) -> usize {
+        while self.ends[bucket] <= i {
+            bucket += 1;
+        }
+        bucket
+    }
+
     fn start(&self, bucket: usize) -> usize {
         if bucket == 0 {
             0
@@ -151,9 +157,7 @@ impl SeenIds {
         let mut b = 0;
         (0..self.low.len())
             .map(|i| {
-                while self.ends[b] <= i {
-                    b += 1;
-                }
+                b = self.bucket_from(b, i);
                 self.value(i, b)
             })
             .collect()
