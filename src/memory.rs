@@ -44,6 +44,7 @@ fn settle_to(bytes: u64) -> bool {
     #[cfg(target_os = "linux")]
     {
         let resident = jemalloc::resident();
+        tracing::trace!(?resident, allocated = ?jemalloc::allocated(), "memory held");
         if resident.is_some_and(|r| r > bytes) {
             jemalloc::purge();
             tracing::debug!(?resident, after = ?jemalloc::resident(), "freed memory given back");
@@ -62,10 +63,20 @@ mod jemalloc {
 
     /// Bytes of physical memory the allocator holds (its statistics refreshed first).
     pub fn resident() -> Option<u64> {
+        stat(c"stats.resident")
+    }
+
+    /// Bytes the program has allocated and not freed (as of the last refresh).
+    pub fn allocated() -> Option<u64> {
+        stat(c"stats.allocated")
+    }
+
+    /// One of jemalloc's `size_t` statistics, refreshed first.
+    fn stat(name: &std::ffi::CStr) -> Option<u64> {
         let mut epoch: u64 = 1;
         let mut resident: usize = 0;
         let mut len = std::mem::size_of::<usize>();
-        // SAFETY: "epoch" takes a u64 and "stats.resident" gives a size_t, as
+        // SAFETY: "epoch" takes a u64 and the `stats.*` sizes are size_t, as
         // jemalloc's manual says; the pointers are to locals of those types.
         let ok = unsafe {
             mallctl(
@@ -76,7 +87,7 @@ mod jemalloc {
                 std::mem::size_of::<u64>(),
             ) == 0
                 && mallctl(
-                    c"stats.resident".as_ptr(),
+                    name.as_ptr(),
                     (&raw mut resident).cast::<c_void>(),
                     &mut len,
                     null_mut(),

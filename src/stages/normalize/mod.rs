@@ -4,6 +4,7 @@
 //! malformed_record → missing_device_id → invalid_timestamp → type_mismatch →
 //! out_of_range → late_beyond_window / event_time_in_future.
 
+pub mod codes;
 pub mod drift;
 pub mod pieces;
 pub mod time;
@@ -20,6 +21,7 @@ use polars_arrow::array::{
 };
 
 use crate::config::schema::{Column, TelemetrySchema};
+use codes::CodeColumn;
 use crate::stages::source::decode::{self, Fields, Found};
 use crate::stages::source::{layout::Partition, Blob, Window};
 
@@ -439,7 +441,12 @@ impl StrColumn {
         }
     }
 
-    fn append(&mut self, mut other: StrColumn) {
+    /// Ends the chunk being built: the rows pushed next start a new one.
+    pub(super) fn seal_chunk(&mut self) {
+        self.seal();
+    }
+
+    pub(super) fn append(&mut self, mut other: StrColumn) {
         self.seal();
         other.seal();
         self.chunks.append(&mut other.chunks);
@@ -509,10 +516,31 @@ impl<T: PolarsNumericType> NumColumn<T> {
         }
     }
 
-    fn append(&mut self, mut other: NumColumn<T>) {
+    pub(super) fn append(&mut self, mut other: NumColumn<T>) {
         self.seal();
         other.seal();
         self.chunks.append(&mut other.chunks);
+    }
+
+    /// Replaces every value by `f` of it (a null's slot too; validity is kept).
+    pub(super) fn map_values(&mut self, f: impl Fn(T::Native) -> T::Native) {
+        self.seal();
+        for chunk in &mut self.chunks {
+            let values: Vec<T::Native> = chunk.values().iter().map(|v| f(*v)).collect();
+            *chunk = PrimitiveArray::new(
+                chunk.dtype().clone(),
+                values.into(),
+                chunk.validity().cloned(),
+            );
+        }
+    }
+
+    /// Calls `f` with each chunk, in order.
+    pub(super) fn for_each_chunk(mut self, mut f: impl FnMut(&PrimitiveArray<T::Native>)) {
+        self.seal();
+        for chunk in &self.chunks {
+            f(chunk);
+        }
     }
 
     /// The column as a Polars chunked array, one chunk per blob.
@@ -529,12 +557,12 @@ impl<T: PolarsNumericType> NumColumn<T> {
 #[derive(Debug, Default)]
 pub struct RowColumns {
     pub device_id: StrColumn,
-    pub device_type: StrColumn,
+    pub device_type: CodeColumn,
     pub event_time: NumColumn<Int64Type>,
     pub temperature: NumColumn<Float64Type>,
     pub pressure: NumColumn<Float64Type>,
     pub vibration: NumColumn<Float64Type>,
-    pub priority: StrColumn,
+    pub priority: CodeColumn,
     pub message_id: StrColumn,
     pub enqueued_time: NumColumn<Int64Type>,
     /// Index of the blob in the (path-sorted) listing: orders like `source_file`.
