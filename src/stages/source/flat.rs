@@ -5,6 +5,15 @@
 //! [`Flat`] keeps members as slices of the line (a string is copied only when
 //! it holds escapes), and nested objects (`IoTHub`, `SystemProperties`) as
 //! `Flat`s of their own, so dotted aliases still resolve.
+//!
+//! Records are first read by [`fast`], a hand-written scanner of the plain
+//! objects telemetry is (no escapes, no arrays, short integers and decimals).
+//! serde_json's visitor machinery was the largest single item of a plant run's
+//! profile (about 15 % of its CPU with the members it calls), and no crate does
+//! what is needed here: borrow every member and give serde_json's own numbers.
+//! Whatever the scanner does not know for certain — an escape, an array, a
+//! number serde_json would round another way, any error — goes to serde_json
+//! whole, so its result and its error messages are the same as before.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -33,7 +42,10 @@ pub struct Flat<'a> {
 impl<'a> Flat<'a> {
     /// Parses one JSON object (the whole text must be that object).
     pub fn parse(text: &'a str) -> Result<Flat<'a>, serde_json::Error> {
-        serde_json::from_str(text)
+        match fast::object(text) {
+            Some(flat) => Ok(flat),
+            None => serde_json::from_str(text),
+        }
     }
 
     /// The member named `key`: exact match first, then ASCII case-insensitive.
@@ -161,6 +173,204 @@ impl<'de> Deserialize<'de> for Flat<'de> {
     }
 }
 
+/// The scanner of plain objects: `None` wherever serde_json must decide.
+mod fast {
+    use super::{Flat, Member};
+    use serde_json::Number;
+    use std::borrow::Cow;
+
+    /// Nesting deeper than this is left to serde_json (which limits it too).
+    const MAX_DEPTH: usize = 8;
+
+    /// Exact powers of ten: up to 1e22 each is an `f64` without rounding, so
+    /// `significand / 10^k` rounds once, as serde_json's `f64_from_parts` does.
+    const POW10: [f64; 23] = [
+        1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+        1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22,
+    ];
+
+    /// `text` as one object with nothing but whitespace around it.
+    pub fn object(text: &str) -> Option<Flat<'_>> {
+        let mut s = Scan {
+            text,
+            b: text.as_bytes(),
+            at: 0,
+        };
+        s.ws();
+        let flat = s.object(0)?;
+        s.ws();
+        (s.at == s.b.len()).then_some(flat)
+    }
+
+    struct Scan<'a> {
+        text: &'a str,
+        b: &'a [u8],
+        at: usize,
+    }
+
+    impl<'a> Scan<'a> {
+        fn peek(&self) -> Option<u8> {
+            self.b.get(self.at).copied()
+        }
+
+        fn ws(&mut self) {
+            while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+                self.at += 1;
+            }
+        }
+
+        fn eat(&mut self, c: u8) -> Option<()> {
+            (self.peek()? == c).then(|| self.at += 1)
+        }
+
+        /// An object, its `{` next.
+        fn object(&mut self, depth: usize) -> Option<Flat<'a>> {
+            if depth > MAX_DEPTH {
+                return None;
+            }
+            self.eat(b'{')?;
+            let mut members = Vec::with_capacity(12);
+            self.ws();
+            if self.eat(b'}').is_some() {
+                return Some(Flat { members });
+            }
+            loop {
+                self.ws();
+                let key = self.string()?;
+                self.ws();
+                self.eat(b':')?;
+                self.ws();
+                let value = self.value(depth)?;
+                members.push((Cow::Borrowed(key), value));
+                self.ws();
+                match self.peek()? {
+                    b',' => self.at += 1,
+                    b'}' => {
+                        self.at += 1;
+                        return Some(Flat { members });
+                    }
+                    _ => return None,
+                }
+            }
+        }
+
+        fn value(&mut self, depth: usize) -> Option<Member<'a>> {
+            match self.peek()? {
+                b'"' => self.string().map(|s| Member::Str(Cow::Borrowed(s))),
+                b'{' => self.object(depth + 1).map(Member::Object),
+                b't' => self.word("true", Member::Bool(true)),
+                b'f' => self.word("false", Member::Bool(false)),
+                b'n' => self.word("null", Member::Null),
+                b'-' | b'0'..=b'9' => self.number().map(Member::Num),
+                _ => None,
+            }
+        }
+
+        fn word(&mut self, word: &str, member: Member<'a>) -> Option<Member<'a>> {
+            let end = self.at + word.len();
+            (self.b.get(self.at..end)? == word.as_bytes()).then(|| {
+                self.at = end;
+                member
+            })
+        }
+
+        /// A string without escapes or control characters, its `"` next.
+        fn string(&mut self) -> Option<&'a str> {
+            self.eat(b'"')?;
+            let start = self.at;
+            loop {
+                match self.peek()? {
+                    b'"' => break,
+                    b'\\' | 0..=0x1F => return None,
+                    _ => self.at += 1,
+                }
+            }
+            let s = self.text.get(start..self.at)?;
+            self.at += 1;
+            Some(s)
+        }
+
+        fn digits(&mut self, mut significand: u64) -> Option<(u64, i32)> {
+            let mut n = 0;
+            while let Some(c @ b'0'..=b'9') = self.peek() {
+                significand = significand
+                    .checked_mul(10)?
+                    .checked_add(u64::from(c - b'0'))?;
+                self.at += 1;
+                n += 1;
+            }
+            Some((significand, n))
+        }
+
+        /// A number as serde_json reads it, where that is certain to be exact.
+        fn number(&mut self) -> Option<Number> {
+            let positive = self.eat(b'-').is_none();
+            let (significand, int_digits) = match self.peek()? {
+                b'0' => {
+                    self.at += 1;
+                    (0, 1)
+                }
+                b'1'..=b'9' => self.digits(0)?,
+                _ => return None,
+            };
+            if matches!(self.peek(), Some(b'0'..=b'9')) || int_digits == 0 {
+                return None;
+            }
+            let mut exponent = 0i32;
+            let mut significand = significand;
+            let mut float = false;
+            if self.eat(b'.').is_some() {
+                let (s, frac) = self.digits(significand)?;
+                if frac == 0 {
+                    return None;
+                }
+                significand = s;
+                exponent = -frac;
+                float = true;
+            }
+            if let Some(b'e' | b'E') = self.peek() {
+                self.at += 1;
+                let negative = match self.peek()? {
+                    b'+' => {
+                        self.at += 1;
+                        false
+                    }
+                    b'-' => {
+                        self.at += 1;
+                        true
+                    }
+                    _ => false,
+                };
+                let (e, n) = self.digits(0)?;
+                if n == 0 || e > 400 {
+                    return None;
+                }
+                let e = e as i32;
+                exponent += if negative { -e } else { e };
+                float = true;
+            }
+            if !float {
+                return if positive {
+                    Some(significand.into())
+                } else {
+                    // serde_json reads `-0` and numbers below i64::MIN as floats.
+                    let negative = (significand as i64).wrapping_neg();
+                    (negative < 0).then(|| negative.into())
+                };
+            }
+            // serde_json's steps exactly: the significand as an `f64` (rounded
+            // beyond 2^53), then one multiplication or division by a power of ten.
+            let pow = *POW10.get(exponent.unsigned_abs() as usize)?;
+            let magnitude = if exponent >= 0 {
+                significand as f64 * pow
+            } else {
+                significand as f64 / pow
+            };
+            Number::from_f64(if positive { magnitude } else { -magnitude })
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -194,6 +404,137 @@ mod tests {
         }
         assert_eq!(f.lookup("IoTHub.Missing"), None);
         assert_eq!(f.lookup("temp.x"), None);
+    }
+
+    /// serde_json's reading of `text` (the reference the scanner must match).
+    fn serde(text: &str) -> Option<Flat<'_>> {
+        serde_json::from_str(text).ok()
+    }
+
+    /// A member spelled out with its number's kind and exact bits (`-0.0` is not `0.0`).
+    fn exact(m: &Member<'_>) -> String {
+        match m {
+            Member::Num(n) => match (n.as_u64(), n.as_i64(), n.as_f64()) {
+                (Some(u), _, _) => format!("u{u}"),
+                (None, Some(i), _) => format!("i{i}"),
+                (None, None, Some(f)) => format!("f{:x}", f.to_bits()),
+                _ => unreachable!(),
+            },
+            Member::Object(f) => format!("{{{}}}", spelled(f)),
+            other => format!("{other:?}"),
+        }
+    }
+
+    fn spelled(f: &Flat<'_>) -> String {
+        f.members
+            .iter()
+            .map(|(k, v)| format!("{k:?}={}", exact(v)))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// The scanner either leaves `text` to serde_json or reads it exactly as serde_json does.
+    fn agrees(text: &str) -> bool {
+        let fast = fast::object(text);
+        if let Some(f) = &fast {
+            let reference = serde(text).unwrap_or_else(|| panic!("serde_json refuses {text:?}"));
+            assert_eq!(spelled(f), spelled(&reference), "{text:?}");
+        }
+        fast.is_some()
+    }
+
+    #[test]
+    fn the_scanner_reads_telemetry_as_serde_json_does() {
+        let line = r#"{"deviceId":"dev-00022","deviceType":"fan","timestamp":"2024-03-11T21:58:30.2507910Z","temperature":46.30,"pressure":-120.68,"vibration":29,"priority":"low","messageId":"cc70e35f","EventProcessedUtcTime":"2024-03-11T23:06:33Z","PartitionId":2,"ok":true,"no":false,"x":null,"IoTHub":{"MessageId":"m","Nested":{}} }"#;
+        assert!(agrees(line), "a plain telemetry line is scanned");
+        assert!(agrees(" {} "));
+        for text in [
+            "{\"a\":\"é ü \u{7f}\"}",
+            r#"{"a":0,"b":-7,"c":0.5,"d":1e3,"e":1E-3,"f":-0.0,"g":12.5e+2}"#,
+            r#"{"a":18446744073709551615}"#,
+            r#"{"a":-9223372036854775808}"#,
+            r#"{"a":1,"a":2}"#,
+            r#"{"a":9007199254740993.0,"b":123456789012345678.9e-3}"#,
+        ] {
+            assert!(agrees(text), "{text}");
+        }
+    }
+
+    #[test]
+    fn what_the_scanner_cannot_be_sure_of_goes_to_serde_json() {
+        for text in [
+            // Escapes, arrays, bare NaN and control characters.
+            r#"{"a":"x\"y"}"#,
+            r#"{"a\u0041":1}"#,
+            r#"{"a":[1,2]}"#,
+            r#"{"a":NaN}"#,
+            "{\"a\":\"x\ty\"}",
+            // Numbers serde_json rounds its own way, reads as floats, or refuses.
+            r#"{"a":-0}"#,
+            r#"{"a":18446744073709551616}"#,
+            r#"{"a":-9223372036854775809}"#,
+            r#"{"a":1e23}"#,
+            r#"{"a":1e-400}"#,
+            r#"{"a":01}"#,
+            r#"{"a":1.}"#,
+            r#"{"a":.5}"#,
+            r#"{"a":+1}"#,
+            r#"{"a":1e}"#,
+            r#"{"a":1.5.2}"#,
+            // Not one object.
+            r#"{"a":1,}"#,
+            r#"{"a" 1}"#,
+            r#"{"a":tru}"#,
+            r#"{"a":truex}"#,
+            r#"{"a":1} x"#,
+            r#"{"a":1"#,
+            "[1]",
+            "",
+            r#"{"a":{"b":{"c":{"d":{"e":{"f":{"g":{"h":{"i":{"j":1}}}}}}}}}}"#,
+        ] {
+            assert!(!agrees(text), "{text} must be left to serde_json");
+            // And the record reads as before: serde_json's value or its error.
+            assert_eq!(
+                Flat::parse(text).ok().map(|f| spelled(&f)),
+                serde(text).map(|f| spelled(&f)),
+                "{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_scanner_rounds_numbers_exactly_as_serde_json() {
+        // Decimals of every length the scanner takes, with and without exponents.
+        let mut state: u64 = 0x9e37_79b9;
+        let mut next = || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let mut scanned = 0;
+        for _ in 0..20_000 {
+            let digits = 1 + next() % 17;
+            let significand = next() % 10u64.pow(digits as u32);
+            let frac = next() % (digits + 3);
+            let text = format!("{significand:0>width$}", width = frac as usize + 1);
+            let (int, fraction) = text.split_at(text.len() - frac as usize);
+            let number = if frac == 0 {
+                int.to_string()
+            } else {
+                format!("{int}.{fraction}")
+            };
+            let exp = match next() % 4 {
+                0 => format!("e{}", next() % 30),
+                1 => format!("E-{}", next() % 30),
+                _ => String::new(),
+            };
+            let sign = if next() % 3 == 0 { "-" } else { "" };
+            if agrees(&format!(r#"{{"v":{sign}{number}{exp}}}"#)) {
+                scanned += 1;
+            }
+        }
+        assert!(scanned > 10_000, "most are scanned: {scanned}");
     }
 
     #[test]
