@@ -1,29 +1,34 @@
-//! A string column of few distinct values (`device_type`, `priority`), kept as
-//! one-byte codes while its hour is open.
+//! A string column of few distinct values (`device_id`, `device_type`,
+//! `priority`), kept as two-byte codes while its hour is open.
 //!
 //! An open hour holds each row until the hour is complete, and at plant scale
 //! three to four hours are open at once (the late-arrival window and the read
-//! ahead). As Arrow string views these two columns took 32 bytes a row of the
-//! hour's 152, about 200 MB of the run's peak, for a handful of distinct values.
-//! Codes take 2 bytes a row (and a validity bit). A column that turns out to
-//! have more than [`MAX_CODES`] distinct values (a hostile or unusual source)
-//! falls back to plain string views, so no input makes it slower or bigger than
-//! before. The column becomes Polars' `String` when its hour is closed: nothing
-//! downstream sees the codes.
+//! ahead). As Arrow string views these three columns took 48 bytes a row of the
+//! hour's 152, about 250 MB of the run's peak, for a few hundred distinct
+//! values. Codes take 2 bytes a row (and a validity bit). A column that turns
+//! out to have more than [`MAX_CODES`] distinct values in an open hour
+//! (a hostile or unusual source) falls back to plain string views, so no input
+//! makes it much bigger than before. The column becomes Polars' `String` when
+//! its hour is closed: nothing downstream sees the codes.
+
+use std::collections::HashMap;
 
 use polars::prelude::{Column as PlColumn, UInt16Type};
 
 use super::{NumColumn, StrColumn};
 
-/// Distinct values kept as codes; past this the column is spelled out. Small
-/// enough that the linear search of a value among the codes stays cheap.
-const MAX_CODES: usize = 64;
+/// Distinct values kept as codes; past this the column is spelled out.
+const MAX_CODES: usize = 1 << 16;
+
+/// Up to this many distinct values a value's code is found by a linear search
+/// (cheaper than hashing it); beyond, through the index.
+const LINEAR: usize = 8;
 
 /// The values a [`CodeColumn`] holds.
 #[derive(Debug)]
 enum Values {
     Coded {
-        dict: Vec<Box<str>>,
+        dict: Dict,
         codes: NumColumn<UInt16Type>,
     },
     Plain(StrColumn),
@@ -39,7 +44,7 @@ impl Default for CodeColumn {
     fn default() -> Self {
         CodeColumn {
             values: Values::Coded {
-                dict: Vec::new(),
+                dict: Dict::default(),
                 codes: NumColumn::default(),
             },
         }
@@ -51,7 +56,7 @@ impl CodeColumn {
         match &mut self.values {
             Values::Coded { dict, codes } => match value {
                 None => codes.push(None),
-                Some(v) => match code_of(dict, v) {
+                Some(v) => match dict.code_of(v) {
                     Some(code) => codes.push_value(code),
                     None => {
                         self.spell_out();
@@ -65,8 +70,14 @@ impl CodeColumn {
 
     pub(super) fn append(&mut self, other: CodeColumn) {
         match (&mut self.values, other.values) {
-            (Values::Coded { dict, codes }, Values::Coded { dict: theirs, codes: mut their_codes }) => {
-                let map: Option<Vec<u16>> = theirs.iter().map(|v| code_of(dict, v)).collect();
+            (
+                Values::Coded { dict, codes },
+                Values::Coded {
+                    dict: theirs,
+                    codes: mut their_codes,
+                },
+            ) => {
+                let map: Option<Vec<u16>> = theirs.values.iter().map(|v| dict.code_of(v)).collect();
                 match map {
                     Some(map) => {
                         let identity = map.iter().enumerate().all(|(i, c)| usize::from(*c) == i);
@@ -112,17 +123,42 @@ impl CodeColumn {
     }
 }
 
-/// `value`'s code in `dict`, added if new; `None` once the dictionary is full.
-fn code_of(dict: &mut Vec<Box<str>>, value: &str) -> Option<u16> {
-    let at = match dict.iter().position(|v| **v == *value) {
-        Some(at) => at,
-        None if dict.len() < MAX_CODES => {
-            dict.push(value.into());
-            dict.len() - 1
+/// The distinct values of a coded column, by code.
+#[derive(Debug, Default)]
+struct Dict {
+    values: Vec<Box<str>>,
+    /// Code by value, once there are more than [`LINEAR`] values.
+    index: HashMap<Box<str>, u16>,
+}
+
+impl Dict {
+    /// `value`'s code, added if new; `None` once the dictionary is full.
+    fn code_of(&mut self, value: &str) -> Option<u16> {
+        let found = if self.values.len() <= LINEAR {
+            self.values.iter().position(|v| **v == *value)
+        } else {
+            self.index.get(value).map(|c| usize::from(*c))
+        };
+        let at = match found {
+            Some(at) => at,
+            None if self.values.len() < MAX_CODES => {
+                self.values.push(value.into());
+                self.values.len() - 1
+            }
+            None => return None,
+        };
+        let code = u16::try_from(at).ok()?;
+        if found.is_none() && self.values.len() > LINEAR {
+            if self.index.is_empty() {
+                for (i, v) in self.values.iter().enumerate() {
+                    self.index.insert(v.clone(), u16::try_from(i).ok()?);
+                }
+            } else {
+                self.index.insert(value.into(), code);
+            }
         }
-        None => return None,
-    };
-    u16::try_from(at).ok()
+        Some(code)
+    }
 }
 
 /// The values as string views.
@@ -133,7 +169,7 @@ fn spelled(values: Values) -> StrColumn {
             let mut out = StrColumn::default();
             codes.for_each_chunk(|chunk| {
                 for code in chunk.iter() {
-                    out.push(code.map(|c| &*dict[usize::from(*c)]));
+                    out.push(code.map(|c| &*dict.values[usize::from(*c)]));
                 }
                 out.seal_chunk();
             });
@@ -172,11 +208,40 @@ mod tests {
         a.append(CodeColumn::default());
         a.push(Some("valve"));
         let want = [
-            Some("fan"), None, Some("pump"), Some("fan"),
-            Some("valve"), Some("pump"), None, Some("fan"),
+            Some("fan"),
+            None,
+            Some("pump"),
+            Some("fan"),
+            Some("valve"),
+            Some("pump"),
+            None,
+            Some("fan"),
             Some("valve"),
         ];
         let want: Vec<Option<String>> = want.iter().map(|s| s.map(str::to_string)).collect();
+        assert_eq!(strings(a), want);
+
+        // Past a linear search's worth of values, through the index.
+        let names: Vec<String> = (0..3 * LINEAR).map(|i| format!("dev-{i:05}")).collect();
+        let mut want = Vec::new();
+        let mut a = CodeColumn::default();
+        for v in names.iter().chain(&names) {
+            a.push(Some(v));
+            want.push(Some(v.clone()));
+        }
+        let mut b = CodeColumn::default();
+        for v in names.iter().rev().chain([&"new".to_string()]) {
+            b.push(Some(v));
+            want.push(Some(v.clone()));
+        }
+        a.append(b);
+        a.push(Some("new"));
+        a.push(Some(&names[LINEAR + 3]));
+        want.extend([Some("new".to_string()), Some(names[LINEAR + 3].clone())]);
+        match &a.values {
+            Values::Coded { dict, .. } => assert_eq!(dict.values.len(), names.len() + 1),
+            Values::Plain(_) => panic!("{} values are coded", names.len() + 1),
+        }
         assert_eq!(strings(a), want);
     }
 
@@ -193,7 +258,10 @@ mod tests {
             want.push(Some(v.clone()));
         }
         a.append(b);
-        assert!(matches!(a.values, Values::Plain(_)), "65 distinct values are not coded");
+        assert!(
+            matches!(a.values, Values::Plain(_)),
+            "65 distinct values are not coded"
+        );
         for v in &many[MAX_CODES..] {
             a.push(Some(v));
             want.push(Some(v.clone()));

@@ -21,9 +21,9 @@ use polars_arrow::array::{
 };
 
 use crate::config::schema::{Column, TelemetrySchema};
-use codes::CodeColumn;
 use crate::stages::source::decode::{self, Fields, Found};
 use crate::stages::source::{layout::Partition, Blob, Window};
+use codes::CodeColumn;
 
 /// Why a record (or file) was not accepted; the names are the contract's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -556,7 +556,7 @@ impl<T: PolarsNumericType> NumColumn<T> {
 /// The silver rows of many blobs, column by column (the input to Polars).
 #[derive(Debug, Default)]
 pub struct RowColumns {
-    pub device_id: StrColumn,
+    pub device_id: CodeColumn,
     pub device_type: CodeColumn,
     pub event_time: NumColumn<Int64Type>,
     pub temperature: NumColumn<Float64Type>,
