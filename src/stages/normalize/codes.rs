@@ -11,9 +11,7 @@
 //! makes it much bigger than before. The column becomes Polars' `String` when
 //! its hour is closed: nothing downstream sees the codes.
 
-use std::collections::HashMap;
-
-use polars::prelude::{Column as PlColumn, UInt16Type};
+use polars::prelude::{Column as PlColumn, PlHashMap, UInt16Type};
 
 use super::{NumColumn, StrColumn};
 
@@ -128,7 +126,7 @@ impl CodeColumn {
 struct Dict {
     values: Vec<Box<str>>,
     /// Code by value, once there are more than [`LINEAR`] values.
-    index: HashMap<Box<str>, u16>,
+    index: PlHashMap<Box<str>, u16>,
 }
 
 impl Dict {
