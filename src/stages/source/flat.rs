@@ -202,6 +202,36 @@ mod fast {
         (s.at == s.b.len()).then_some(flat)
     }
 
+    // The loops over bytes are functions of their own, never inlined: inlined
+    // into the scanner their counters lived on the stack (no registers left),
+    // a store and a load every byte, and the scanner was a third slower than
+    // serde_json.
+
+    /// The length of the string that `rest` starts with (its closing `"` next),
+    /// if it has no escape and no control character.
+    #[inline(never)]
+    fn plain_string(rest: &[u8]) -> Option<usize> {
+        let len = memchr::memchr2(b'"', b'\\', rest)?;
+        let control = rest[..len].iter().fold(false, |any, &c| any | (c < 0x20));
+        (rest[len] == b'"' && !control).then_some(len)
+    }
+
+    /// The decimal digits `rest` starts with, appended to `significand`, and
+    /// how many there are; `None` if the significand overflows.
+    #[inline(never)]
+    fn digits(rest: &[u8], mut significand: u64) -> Option<(u64, usize)> {
+        let n = rest
+            .iter()
+            .position(|c| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        for c in &rest[..n] {
+            significand = significand
+                .checked_mul(10)?
+                .checked_add(u64::from(c - b'0'))?;
+        }
+        Some((significand, n))
+    }
+
     struct Scan<'a> {
         text: &'a str,
         b: &'a [u8],
@@ -213,9 +243,6 @@ mod fast {
             self.b.get(self.at).copied()
         }
 
-        // The loops below count on locals, not on `self.at`: through `&mut self`
-        // the count lived on the stack, a store and a load every byte (the scanner
-        // was a third slower than serde_json that way).
         fn ws(&mut self) {
             let rest = &self.b[self.at.min(self.b.len())..];
             let n = rest
@@ -284,28 +311,13 @@ mod fast {
         fn string(&mut self) -> Option<&'a str> {
             self.eat(b'"')?;
             let start = self.at;
-            let rest = self.b.get(start..)?;
-            let len = rest
-                .iter()
-                .position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
-            if rest[len] != b'"' {
-                return None;
-            }
+            let len = plain_string(self.b.get(start..)?)?;
             self.at = start + len + 1;
             self.text.get(start..start + len)
         }
 
-        fn digits(&mut self, mut significand: u64) -> Option<(u64, i32)> {
-            let rest = self.b.get(self.at..)?;
-            let n = rest
-                .iter()
-                .position(|c| !c.is_ascii_digit())
-                .unwrap_or(rest.len());
-            for c in &rest[..n] {
-                significand = significand
-                    .checked_mul(10)?
-                    .checked_add(u64::from(c - b'0'))?;
-            }
+        fn digits(&mut self, significand: u64) -> Option<(u64, i32)> {
+            let (significand, n) = digits(self.b.get(self.at..)?, significand)?;
             self.at += n;
             Some((significand, i32::try_from(n).ok()?))
         }
