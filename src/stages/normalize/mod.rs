@@ -6,6 +6,7 @@
 
 pub mod codes;
 pub mod drift;
+pub mod ids;
 pub mod pieces;
 pub mod time;
 
@@ -24,6 +25,7 @@ use crate::config::schema::{Column, TelemetrySchema};
 use crate::stages::source::decode::{self, Fields, Found};
 use crate::stages::source::{layout::Partition, Blob, Window};
 use codes::CodeColumn;
+use ids::IdColumn;
 
 /// Why a record (or file) was not accepted; the names are the contract's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -563,7 +565,7 @@ pub struct RowColumns {
     pub pressure: NumColumn<Float64Type>,
     pub vibration: NumColumn<Float64Type>,
     pub priority: CodeColumn,
-    pub message_id: StrColumn,
+    pub message_id: IdColumn,
     pub enqueued_time: NumColumn<Int64Type>,
     /// Index of the blob in the (path-sorted) listing: orders like `source_file`.
     pub blob: NumColumn<UInt32Type>,
