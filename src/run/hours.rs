@@ -88,13 +88,19 @@ impl SeenIds {
     fn add_hour(&mut self, mut ids: Vec<u64>) -> Vec<u64> {
         ids.sort_unstable();
         let old = self.low.len();
-        // Each id looked up in its bucket (a few hundred entries at the day's end),
-        // not the day's entries walked: that walk was most of this function.
-        let hits: Vec<u64> = ids
-            .iter()
-            .copied()
-            .filter(|&id| self.contains(id))
-            .collect();
+        let mut hits = Vec::new();
+        let (mut i, mut j, mut b) = (0, 0, 0);
+        while i < old && j < ids.len() {
+            b = self.bucket_from(b, i);
+            match self.value(i, b).cmp(&ids[j]) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+                std::cmp::Ordering::Equal => {
+                    hits.push(ids[j]);
+                    j += 1;
+                }
+            }
+        }
         // Merge in place from the back: no second copy of the day's hashes.
         self.low.resize(old + ids.len(), [0; 6]);
         let (mut i, mut j, mut k, mut b) = (old, ids.len(), old + ids.len(), SEEN_BUCKETS - 1);
@@ -123,23 +129,7 @@ impl SeenIds {
         hits
     }
 
-    /// Whether `id` was added before (a binary search in its bucket).
-    fn contains(&self, id: u64) -> bool {
-        let bucket = (id >> 48) as usize;
-        let (mut lo, mut hi) = (self.start(bucket), self.ends[bucket]);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.value(mid, bucket).cmp(&id) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return true,
-            }
-        }
-        false
-    }
-
     /// The bucket entry `i` sits in, searching forward from `bucket`.
-    #[cfg(test)]
     fn bucket_from(&self, mut bucket: usize, i: usize) -> usize {
         while self.ends[bucket] <= i {
             bucket += 1;
