@@ -79,8 +79,10 @@ impl CodeColumn {
                 match map {
                     Some(map) => {
                         let identity = map.iter().enumerate().all(|(i, c)| usize::from(*c) == i);
+                        // Every code maps; a null's slot (code 0) may not, and stays 0.
                         if !identity {
-                            their_codes.map_values(|c| map[usize::from(c)]);
+                            their_codes
+                                .map_values(|c| map.get(usize::from(c)).copied().unwrap_or(0));
                         }
                         codes.append(their_codes);
                     }
@@ -167,7 +169,7 @@ fn spelled(values: Values) -> StrColumn {
             let mut out = StrColumn::default();
             codes.for_each_chunk(|chunk| {
                 for code in chunk.iter() {
-                    out.push(code.map(|c| &*dict.values[usize::from(*c)]));
+                    out.push(code.and_then(|c| dict.values.get(usize::from(*c)).map(|v| &**v)));
                 }
                 out.seal_chunk();
             });
