@@ -171,7 +171,7 @@ fn spelled(values: Values) -> StrColumn {
                 for code in chunk.iter() {
                     out.push(code.and_then(|c| dict.values.get(usize::from(*c)).map(|v| &**v)));
                 }
-                out.seal_chunk();
+                out.seal();
             });
             out
         }
@@ -183,12 +183,7 @@ mod tests {
     use super::*;
 
     fn strings(c: CodeColumn) -> Vec<Option<String>> {
-        let col = c.into_column("x");
-        col.str()
-            .unwrap()
-            .iter()
-            .map(|s| s.map(str::to_string))
-            .collect()
+        crate::stages::normalize::strings_of(c.into_column("x"))
     }
 
     fn column(values: &[Option<&str>]) -> CodeColumn {

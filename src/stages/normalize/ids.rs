@@ -11,9 +11,11 @@
 //! again when the hour closes, so the rows read exactly as they were written
 //! and nothing downstream sees the packing.
 
-use polars::prelude::{Column as PlColumn, IntoColumn, PlSmallStr, StringChunked};
+use polars::prelude::Column as PlColumn;
 use polars_arrow::array::{MutableArray, MutableBinaryViewArray, Utf8ViewArray};
 use polars_arrow::bitmap::{Bitmap, MutableBitmap};
+
+use super::StrColumn;
 
 /// A finished piece of the column.
 #[derive(Debug)]
@@ -88,7 +90,7 @@ impl IdColumn {
     /// The column as Polars' `String`, one chunk per piece.
     pub fn into_column(mut self, name: &str) -> PlColumn {
         self.seal();
-        let mut arrays: Vec<Utf8ViewArray> = self
+        let arrays = self
             .chunks
             .into_iter()
             .map(|chunk| match chunk {
@@ -96,10 +98,7 @@ impl IdColumn {
                 Chunk::Uuids(uuids, valid) => spelled_out(&uuids, valid).freeze(),
             })
             .collect();
-        if arrays.is_empty() {
-            arrays.push(MutableBinaryViewArray::<str>::new().freeze());
-        }
-        StringChunked::from_chunk_iter(PlSmallStr::from(name), arrays).into_column()
+        StrColumn::of_chunks(arrays).into_column(name)
     }
 }
 
@@ -180,12 +179,7 @@ mod tests {
     use super::*;
 
     fn read_back(c: IdColumn) -> Vec<Option<String>> {
-        let col = c.into_column("message_id");
-        col.str()
-            .unwrap()
-            .iter()
-            .map(|s| s.map(str::to_string))
-            .collect()
+        crate::stages::normalize::strings_of(c.into_column("message_id"))
     }
 
     #[test]

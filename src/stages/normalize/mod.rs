@@ -436,16 +436,20 @@ impl StrColumn {
         self.current.push(value);
     }
 
-    fn seal(&mut self) {
+    /// Ends the chunk being built: the rows pushed next start a new one.
+    pub(super) fn seal(&mut self) {
         if self.current.len() > 0 {
             self.current.shrink_to_fit();
             self.chunks.push(std::mem::take(&mut self.current).freeze());
         }
     }
 
-    /// Ends the chunk being built: the rows pushed next start a new one.
-    pub(super) fn seal_chunk(&mut self) {
-        self.seal();
+    /// Finished chunks as a column (as [`into_column`](Self::into_column) makes it).
+    pub(super) fn of_chunks(chunks: Vec<Utf8ViewArray>) -> StrColumn {
+        StrColumn {
+            chunks,
+            current: MutableBinaryViewArray::new(),
+        }
     }
 
     pub(super) fn append(&mut self, mut other: StrColumn) {
@@ -950,6 +954,14 @@ impl<'b> Tally<'b> {
         out.empty = self.st.seen == 0;
         out
     }
+}
+
+/// A string column's values, for the tests of the column types here.
+#[cfg(test)]
+pub(crate) fn strings_of(col: PlColumn) -> Vec<Option<String>> {
+    col.str()
+        .map(|c| c.iter().map(|s| s.map(str::to_string)).collect())
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
