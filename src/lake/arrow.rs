@@ -10,8 +10,16 @@ use deltalake::arrow::ffi::{from_ffi, to_ffi, FFI_ArrowArray, FFI_ArrowSchema};
 use polars::prelude::{CompatLevel, PlSmallStr, Series};
 
 /// One single-chunk Polars series → an arrow-rs array, through the C Data Interface.
+///
+/// Strings cross as Polars holds them, string views (no copy), and the caller
+/// casts them to the table's type: the oldest compat level would spell them out
+/// as large strings first, one more copy of every string of the table.
 pub fn polars_to_arrow_rs(series: &polars::prelude::Series) -> Result<ArrayRef, String> {
-    let compat = CompatLevel::oldest();
+    let compat = if series.dtype() == &polars::prelude::DataType::String {
+        CompatLevel::newest()
+    } else {
+        CompatLevel::oldest()
+    };
     let array = series.to_arrow(0, compat);
     let field = series.field().to_arrow(compat);
     let c_array = polars_arrow::ffi::export_array_to_c(array);

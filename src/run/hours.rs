@@ -84,24 +84,16 @@ impl Default for SeenIds {
 }
 
 impl SeenIds {
-    /// Adds one hour's ids; returns those an earlier hour already had.
+    /// Adds one hour's ids; returns those an earlier hour already had, sorted.
+    ///
+    /// One pass from the back merges the hour in place (no second copy of the
+    /// day's hashes) and finds the hits on the way: when an id of the hour is
+    /// placed, every earlier entry larger than it has moved, so the entry before
+    /// it is the largest not larger, and the id was seen exactly if they are equal.
     fn add_hour(&mut self, mut ids: Vec<u64>) -> Vec<u64> {
         ids.sort_unstable();
         let old = self.low.len();
         let mut hits = Vec::new();
-        let (mut i, mut j, mut b) = (0, 0, 0);
-        while i < old && j < ids.len() {
-            b = self.bucket_from(b, i);
-            match self.value(i, b).cmp(&ids[j]) {
-                std::cmp::Ordering::Less => i += 1,
-                std::cmp::Ordering::Greater => j += 1,
-                std::cmp::Ordering::Equal => {
-                    hits.push(ids[j]);
-                    j += 1;
-                }
-            }
-        }
-        // Merge in place from the back: no second copy of the day's hashes.
         self.low.resize(old + ids.len(), [0; 6]);
         let (mut i, mut j, mut k, mut b) = (old, ids.len(), old + ids.len(), SEEN_BUCKETS - 1);
         while j > 0 {
@@ -109,14 +101,19 @@ impl SeenIds {
             while b > 0 && i > 0 && self.start(b) > i - 1 {
                 b -= 1;
             }
-            if i > 0 && self.value(i - 1, b) > ids[j - 1] {
+            let before = (i > 0).then(|| self.value(i - 1, b));
+            if before.is_some_and(|v| v > ids[j - 1]) {
                 self.low[k] = self.low[i - 1];
                 i -= 1;
             } else {
+                if before == Some(ids[j - 1]) {
+                    hits.push(ids[j - 1]);
+                }
                 self.low[k] = low_bytes(ids[j - 1]);
                 j -= 1;
             }
         }
+        hits.reverse();
         let mut added = vec![0usize; SEEN_BUCKETS];
         for id in &ids {
             added[(id >> 48) as usize] += 1;
@@ -130,6 +127,7 @@ impl SeenIds {
     }
 
     /// The bucket entry `i` sits in, searching forward from `bucket`.
+    #[cfg(test)]
     fn bucket_from(&self, mut bucket: usize, i: usize) -> usize {
         while self.ends[bucket] <= i {
             bucket += 1;

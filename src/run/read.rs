@@ -4,7 +4,8 @@
 //! closes an hour (dedup, features, the hand-over to the writer); before, the
 //! two took turns and the plant day's run waited 52 s on reads on top of 54 s
 //! closing hours. The read budget bounds what is in flight: a read holds its
-//! share until the pass hands its rows to their hours.
+//! blob's size while it decodes, then its rows' size until the pass hands them
+//! to their hours.
 
 use std::sync::Arc;
 
@@ -18,11 +19,16 @@ use crate::storage::Storage;
 
 /// Blobs fetched at once; parsing runs on rayon's pool as each one arrives.
 const FETCH_CONCURRENCY: usize = 16;
-/// Blobs (MiB, as stored) fetched or decoded but not yet handed to their hours, at
-/// most: with large blobs this, not the count, bounds the read stage's memory. A
-/// blob read in pieces holds two pieces of raw bytes but its decoded rows, about
-/// half its size; at 384 MiB two plant blobs (143 MB) are in flight, one per core.
-const READ_BUDGET_MIB: u32 = 384;
+/// What the blobs read ahead may hold, in MiB: a blob counts its listed size
+/// while it is fetched and decoded, and only its rows once decoded, until the
+/// pass hands them to their hours. With large blobs this, not the count, bounds
+/// the read stage's memory. At plant scale (blobs of 143 MB, rows of about 30 MB
+/// each) that is two blobs decoding at once, or one decoding while the rows of
+/// four wait: the reads go on while the run's thread closes an hour. Charged
+/// their size until the hour took them, two blobs were all that fit, and the
+/// reads stopped for every hour closed (20 core-seconds idle of a 72 s plant
+/// day; BENCHMARKS.md, sixth session).
+const READ_BUDGET_MIB: u32 = 288;
 
 /// One blob read and normalized, with the start of the next blob's partition.
 pub struct Read {
@@ -31,7 +37,7 @@ pub struct Read {
     pub outcome: BlobOutcome,
     /// No blob still to come starts before this (µs; `i64::MAX` after the last).
     pub frontier_us: i64,
-    /// This blob's share of the read budget, held until its rows are handed on.
+    /// This blob's share of the read budget (its rows' size), held until they are handed on.
     pub budget: tokio::sync::OwnedSemaphorePermit,
 }
 
@@ -112,7 +118,7 @@ fn read_in_order(
             async move {
                 let blob = &blobs[idx];
                 let mib = (blob.size >> 20).min(u64::from(READ_BUDGET_MIB - 1)) as u32 + 1;
-                let held = budget
+                let mut held = budget
                     .acquire_many_owned(mib)
                     .await
                     .map_err(|e| Error::Internal(format!("read budget: {e}")))?;
@@ -121,6 +127,11 @@ fn read_in_order(
                 } else {
                     crate::run::fetch::read_blob(&storage, idx, blob, rules).await?
                 };
+                // Decoded, the blob holds its rows, not its bytes: the rest of its
+                // share lets the next blobs be read while the run closes an hour.
+                let rows_mib = (outcome.held_bytes() >> 20) + 1;
+                let spare = held.num_permits().saturating_sub(rows_mib);
+                drop(held.split(spare));
                 Ok(Read {
                     idx,
                     outcome,

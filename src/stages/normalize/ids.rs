@@ -87,6 +87,24 @@ impl IdColumn {
         self.chunks.append(&mut other.chunks);
     }
 
+    /// About the bytes the column holds: 16 a packed id, a view and its text otherwise.
+    pub fn held_bytes(&self) -> usize {
+        let text = |len: usize, buffers: usize| len * 16 + buffers;
+        let chunks: usize = self
+            .chunks
+            .iter()
+            .map(|chunk| match chunk {
+                Chunk::Uuids(uuids, _) => uuids.len() * 16,
+                Chunk::Text(array) => text(array.len(), array.total_buffer_len()),
+            })
+            .sum();
+        let open = match &self.text {
+            Some(t) => text(t.len(), t.total_buffer_len()),
+            None => 0,
+        };
+        chunks + open + self.uuids.len() * 16
+    }
+
     /// The column as Polars' `String`, one chunk per piece.
     pub fn into_column(mut self, name: &str) -> PlColumn {
         self.seal();
@@ -180,6 +198,29 @@ mod tests {
 
     fn read_back(c: IdColumn) -> Vec<Option<String>> {
         crate::stages::normalize::strings_of(c.into_column("message_id"))
+    }
+
+    #[test]
+    fn held_bytes_count_16_a_packed_id_and_a_view_and_its_text_otherwise() {
+        let uuid = "cc70e35f-18f2-4e58-8341-aa13d3ea146c";
+        let mut packed_only = IdColumn::default();
+        for _ in 0..1000 {
+            packed_only.push(Some(uuid));
+        }
+        packed_only.push(None);
+        assert_eq!(packed_only.held_bytes(), 1001 * 16);
+
+        // An id that is not a UUID turns the piece into views: 16 bytes each,
+        // and a text over 12 bytes is also kept in the view's buffer.
+        let mut mixed = IdColumn::default();
+        mixed.push(Some(uuid));
+        mixed.push(Some("m-000000000001"));
+        let mut next = IdColumn::default();
+        next.push(Some(uuid));
+        mixed.append(next);
+        let held = mixed.held_bytes();
+        assert!(held >= 2 * 16 + 36 + 14 + 16, "{held}");
+        assert!(held <= 2 * 16 + 36 + 14 + 16 + 64, "{held}");
     }
 
     #[test]

@@ -613,6 +613,13 @@ impl RowColumns {
         self.event_time.len()
     }
 
+    /// About the bytes the rows hold: 59 a row for the numbers, codes and
+    /// validity, and the message ids as they are held (16 bytes packed). The
+    /// declared and rescued columns of a drift run are not counted.
+    pub fn held_bytes(&self) -> usize {
+        self.len() * 59 + self.message_id.held_bytes()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.event_time.is_empty()
     }
@@ -656,6 +663,19 @@ pub struct BlobOutcome {
     pub empty: bool,
     /// What the date's rows carried in `_rescued_data` (with drift rules).
     pub drift: drift::DriftTally,
+}
+
+impl BlobOutcome {
+    /// About the bytes the outcome holds until its rows are handed to their hours.
+    pub fn held_bytes(&self) -> usize {
+        let rows: usize = self.hours.iter().map(|(_, rows)| rows.held_bytes()).sum();
+        let rejects: usize = self
+            .rejects
+            .iter()
+            .map(|r| r.raw.len() + r.detail.len() + std::mem::size_of::<Reject>())
+            .sum();
+        rows + rejects
+    }
 }
 
 /// The `detail` of a blob rejected unread for its size.
