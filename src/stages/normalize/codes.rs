@@ -12,6 +12,8 @@
 //! its hour is closed: nothing downstream sees the codes.
 
 use polars::prelude::{Column as PlColumn, PlHashMap, UInt16Type};
+use polars_arrow::array::{MutableBinaryViewArray, Utf8ViewArray, View};
+use polars_arrow::datatypes::ArrowDataType;
 
 use super::{NumColumn, StrColumn};
 
@@ -161,19 +163,38 @@ impl Dict {
     }
 }
 
-/// The values as string views.
+/// The values as string views: each dictionary value's view is made once, and
+/// a row's view is its code's, copied (a value over 12 bytes points into the
+/// buffers the chunks share). Pushing every row's string into a growing view
+/// array took 1.7 % of a plant run, on the thread that closes the hours.
 fn spelled(values: Values) -> StrColumn {
     match values {
         Values::Plain(plain) => plain,
         Values::Coded { dict, codes } => {
-            let mut out = StrColumn::default();
+            let dictionary: Utf8ViewArray =
+                MutableBinaryViewArray::<str>::from_values_iter(dict.values.iter().map(|v| &**v))
+                    .into();
+            let views = dictionary.views();
+            let mut chunks = Vec::new();
             codes.for_each_chunk(|chunk| {
-                for code in chunk.iter() {
-                    out.push(code.and_then(|c| dict.values.get(usize::from(*c)).map(|v| &**v)));
-                }
-                out.seal();
+                let rows: Vec<View> = chunk
+                    .values()
+                    .iter()
+                    .map(|c| views.get(usize::from(*c)).copied().unwrap_or_default())
+                    .collect();
+                // SAFETY: every view is one of the dictionary array's own views,
+                // valid with its buffers, or the empty string's.
+                chunks.push(unsafe {
+                    Utf8ViewArray::new_unchecked_unknown_md(
+                        ArrowDataType::Utf8View,
+                        rows.into(),
+                        dictionary.data_buffers().clone(),
+                        chunk.validity().cloned(),
+                        None,
+                    )
+                });
             });
-            out
+            StrColumn::of_chunks(chunks)
         }
     }
 }
@@ -192,6 +213,38 @@ mod tests {
             c.push(*v);
         }
         c
+    }
+
+    #[test]
+    fn values_over_12_bytes_read_back_through_the_dictionarys_buffers() {
+        let long: Vec<String> = (0..20)
+            .map(|i| format!("plant-7/line-{i}/press-{}", "x".repeat(i)))
+            .collect();
+        let value = |i: usize| {
+            (i % 9 != 4).then(|| {
+                if i % 3 == 0 {
+                    "fan"
+                } else {
+                    long[i % 20].as_str()
+                }
+            })
+        };
+        let build = || {
+            let mut c = CodeColumn::default();
+            let mut next = CodeColumn::default();
+            for i in 0..200 {
+                c.push(value(i));
+                next.push(value(199 - i));
+            }
+            c.append(next);
+            c
+        };
+        let want: Vec<Option<String>> = (0..200)
+            .map(value)
+            .chain((0..200).map(|i| value(199 - i)))
+            .map(|v| v.map(str::to_string))
+            .collect();
+        assert_eq!(strings(build()), want);
     }
 
     #[test]

@@ -12,8 +12,9 @@
 //! and nothing downstream sees the packing.
 
 use polars::prelude::Column as PlColumn;
-use polars_arrow::array::{MutableArray, MutableBinaryViewArray, Utf8ViewArray};
+use polars_arrow::array::{MutableArray, MutableBinaryViewArray, Utf8ViewArray, View};
 use polars_arrow::bitmap::{Bitmap, MutableBitmap};
+use polars_arrow::datatypes::ArrowDataType;
 
 use super::StrColumn;
 
@@ -113,7 +114,7 @@ impl IdColumn {
             .into_iter()
             .map(|chunk| match chunk {
                 Chunk::Text(array) => array,
-                Chunk::Uuids(uuids, valid) => spelled_out(&uuids, valid).freeze(),
+                Chunk::Uuids(uuids, valid) => uuid_views(&uuids, valid),
             })
             .collect();
         StrColumn::of_chunks(arrays).into_column(name)
@@ -132,6 +133,63 @@ fn spelled_out(uuids: &[u128], valid: Option<Bitmap>) -> MutableBinaryViewArray<
         }
     }
     out
+}
+
+/// Packed UUIDs as string views, written straight into one buffer: 36 bytes an
+/// id and a view pointing at them. Pushing each id into a growing view array
+/// (and checking its UTF-8) took twice as long, and closing an hour waits on it.
+fn uuid_views(uuids: &[u128], valid: Option<Bitmap>) -> Utf8ViewArray {
+    if uuids.len() >= (i32::MAX as usize) / 36 {
+        return spelled_out(uuids, valid).freeze();
+    }
+    let mut text = vec![0u8; uuids.len() * 36];
+    let mut views = Vec::with_capacity(uuids.len());
+    for (i, (uuid, out)) in uuids.iter().zip(text.chunks_exact_mut(36)).enumerate() {
+        if valid.as_ref().is_some_and(|v| !v.get_bit(i)) {
+            views.push(View::default());
+            continue;
+        }
+        spell_into(*uuid, out);
+        views.push(View::new_from_bytes(out, 0, (i * 36) as u32));
+    }
+    let total = text.len();
+    // SAFETY: every view of a valid row points at the 36 bytes just written for
+    // it in buffer 0 (offsets fit: fewer than i32::MAX / 36 ids), and those bytes
+    // are ASCII hex digits and hyphens, so valid UTF-8; null rows' views are empty.
+    unsafe {
+        Utf8ViewArray::new_unchecked_unknown_md(
+            ArrowDataType::Utf8View,
+            views.into(),
+            vec![text.into()].into(),
+            valid,
+            Some(total),
+        )
+    }
+}
+
+/// Two lower-case hex digits for each byte value.
+const HEX_PAIRS: [[u8; 2]; 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut t = [[0; 2]; 256];
+    let mut i = 0;
+    while i < 256 {
+        t[i] = [HEX[i >> 4], HEX[i & 0xF]];
+        i += 1;
+    }
+    t
+};
+
+/// Writes a packed UUID's 36 characters into `out` (36 bytes long).
+fn spell_into(uuid: u128, out: &mut [u8]) {
+    let mut at = 0;
+    for (i, byte) in uuid.to_be_bytes().iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out[at] = b'-';
+            at += 1;
+        }
+        out[at..at + 2].copy_from_slice(&HEX_PAIRS[usize::from(*byte)]);
+        at += 2;
+    }
 }
 
 /// Where the hyphens of a canonical UUID stand.
@@ -181,13 +239,7 @@ fn packed(id: &str) -> Option<u128> {
 
 /// The canonical spelling of `uuid`, in `buf`.
 fn spell(uuid: u128, buf: &mut [u8; 36]) -> &str {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    for h in HYPHENS {
-        buf[h] = b'-';
-    }
-    for (k, at) in DIGITS.iter().enumerate() {
-        buf[*at] = HEX[((uuid >> (124 - 4 * k)) & 0xF) as usize];
-    }
+    spell_into(uuid, buf);
     // Only ASCII hex digits and hyphens were written.
     std::str::from_utf8(buf).unwrap_or_default()
 }
@@ -221,6 +273,36 @@ mod tests {
         let held = mixed.held_bytes();
         assert!(held >= 2 * 16 + 36 + 14 + 16, "{held}");
         assert!(held <= 2 * 16 + 36 + 14 + 16 + 64, "{held}");
+    }
+
+    #[test]
+    fn uuid_views_spell_each_id_as_the_hex_of_its_bits() {
+        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            state
+        };
+        let mut ids: Vec<u128> = (0..500)
+            .map(|_| (u128::from(next()) << 64) | u128::from(next()))
+            .collect();
+        ids.extend([0, u128::MAX]);
+        let valid: Bitmap = (0..ids.len()).map(|i| i % 7 != 3).collect();
+        let array = uuid_views(&ids, Some(valid.clone()));
+        assert_eq!(array.len(), ids.len());
+        for (i, got) in array.iter().enumerate() {
+            let hex = format!("{:032x}", ids[i]);
+            let want = [
+                &hex[..8],
+                &hex[8..12],
+                &hex[12..16],
+                &hex[16..20],
+                &hex[20..],
+            ]
+            .join("-");
+            assert_eq!(got, valid.get_bit(i).then_some(want.as_str()), "id {i}");
+        }
     }
 
     #[test]
