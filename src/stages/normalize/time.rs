@@ -97,11 +97,11 @@ pub fn from_epoch(v: f64) -> Result<i64, String> {
 
 fn parse_iso(t: &str) -> Option<i64> {
     let b = t.as_bytes();
+    // Two timestamps a record: digits are read in place, never through a `String`.
     let num = |from: usize, len: usize| -> Option<u32> {
-        let s = t.get(from..from + len)?;
-        s.bytes()
-            .all(|c| c.is_ascii_digit())
-            .then(|| s.parse().ok())?
+        b.get(from..from + len)?.iter().try_fold(0u32, |n, c| {
+            c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+        })
     };
     // Date: YYYY-MM-DD
     if b.len() < 16 || b[4] != b'-' || b[7] != b'-' {
@@ -125,16 +125,13 @@ fn parse_iso(t: &str) -> Option<i64> {
         while end < b.len() && b[end].is_ascii_digit() {
             end += 1;
         }
-        let digits = &t[start..end];
-        if digits.is_empty() || digits.len() > 9 {
+        let digits = end - start;
+        if digits == 0 || digits > 9 {
             return None;
         }
-        let mut padded = digits.to_string();
-        padded.truncate(6);
-        while padded.len() < 6 {
-            padded.push('0');
-        }
-        micros = padded.parse().ok()?;
+        // Microseconds: the first six digits, padded with zeros (the rest cut off).
+        let kept = digits.min(6);
+        micros = i64::from(num(start, kept)?) * 10i64.pow(6 - kept as u32);
         i = end;
     }
     let offset_secs: i64 = match &t[i..] {
@@ -200,6 +197,33 @@ mod tests {
         );
         assert_eq!(parse_str("2024-03-11T10:15:30.5Z").unwrap(), base + 500_000);
         assert_eq!(parse_str("2024-03-11T10:15:30.Z").ok(), None);
+    }
+
+    #[test]
+    fn iso_timestamps_agree_with_chrono_at_every_fraction_length() {
+        let mut state: u64 = 0x5EED_0F_7135;
+        let mut next = |n: u64| {
+            state = state
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            (state >> 33) % n
+        };
+        for _ in 0..5_000 {
+            let (y, mo, d) = (1970 + next(130), 1 + next(12), 1 + next(28));
+            let (h, mi, sec) = (next(24), next(60), next(60));
+            let digits = next(10) as usize;
+            let fraction: String = (0..digits)
+                .map(|_| char::from(b'0' + next(10) as u8))
+                .collect();
+            let dot = if digits > 0 { "." } else { "" };
+            let zone = ["Z", "+01:00", "-05:30", "+00:00"][next(4) as usize];
+            let text =
+                format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{sec:02}{dot}{fraction}{zone}");
+            let want = chrono::DateTime::parse_from_rfc3339(&text)
+                .map(|t| t.timestamp() * 1_000_000 + i64::from(t.timestamp_subsec_nanos() / 1_000))
+                .unwrap();
+            assert_eq!(parse_str(&text).unwrap(), want, "{text}");
+        }
     }
 
     #[test]
