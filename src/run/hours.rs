@@ -37,7 +37,7 @@ use crate::stages::normalize::RowColumns;
 /// Smaller is not better: under about two thirds of an hour's rows queued, the
 /// read waits for the writer (64 Ki: 18 s of a plant day waiting, 32 Ki: 21 s,
 /// against 8 s at 128 Ki; BENCHMARKS.md).
-const BATCH_ROWS: usize = 128 * 1024;
+const BATCH_ROWS: usize = 64 * 1024;
 
 /// The hash a message id is remembered by.
 pub fn id_hash(id: &str) -> u64 {
