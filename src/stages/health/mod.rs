@@ -694,7 +694,9 @@ mod tests {
         // stuck hour. 100,000 rows of `a` fill more than a window; `b`'s 40,000
         // start inside the second window and end past it.
         let hour = |n: i64| -> Vec<(i64, Option<f64>, Option<i64>)> {
-            (0..n).map(|i| (3600 + i * 3600 / n, Some(20.5), None)).collect()
+            (0..n)
+                .map(|i| (3600 + i * 3600 / n, Some(20.5), None))
+                .collect()
         };
         let mut all = rows("a", &hour(100_000));
         all.vstack_mut(&rows("b", &hour(40_000))).unwrap();
