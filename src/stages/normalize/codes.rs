@@ -222,7 +222,7 @@ mod tests {
             .collect();
         let value = |i: usize| {
             (i % 9 != 4).then(|| {
-                if i % 3 == 0 {
+                if i.is_multiple_of(3) {
                     "fan"
                 } else {
                     long[i % 20].as_str()

@@ -201,7 +201,7 @@ mod tests {
 
     #[test]
     fn iso_timestamps_agree_with_chrono_at_every_fraction_length() {
-        let mut state: u64 = 0x5EED_0F_7135;
+        let mut state: u64 = 0x005E_ED0F_7135;
         let mut next = |n: u64| {
             state = state
                 .wrapping_mul(6_364_136_223_846_793_005)
