@@ -34,9 +34,10 @@ use crate::stages::normalize::RowColumns;
 /// delta-rs queues up to 10 batches before its writer, and a batch's strings are
 /// plain UTF-8 there (source_file and run_id spelled out on every row, about 200
 /// bytes a row): at 256 Ki rows those queued batches held 287 MB at plant scale.
-/// Smaller is not better: under about two thirds of an hour's rows queued, the
-/// read waits for the writer (64 Ki: 18 s of a plant day waiting, 32 Ki: 21 s,
-/// against 8 s at 128 Ki; BENCHMARKS.md).
+/// While the reads waited on each hour, smaller batches made them wait for the
+/// writer too (64 Ki: 18 s of a plant day, 32 Ki: 21 s, against 8 s at 128 Ki).
+/// Now that the reads go on while an hour closes (`run/read.rs`), 64 Ki was 1.5 s
+/// faster than 128 Ki in a pair of plant runs, with half the queue (BENCHMARKS.md).
 const BATCH_ROWS: usize = 64 * 1024;
 
 /// The hash a message id is remembered by.
