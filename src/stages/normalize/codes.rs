@@ -52,6 +52,19 @@ impl Default for CodeColumn {
 }
 
 impl CodeColumn {
+    /// About the bytes the column holds: 2 a row, and each distinct value
+    /// (twice past [`LINEAR`] values, for the index); spelled out, its views.
+    pub fn held_bytes(&self) -> usize {
+        match &self.values {
+            Values::Coded { dict, codes } => {
+                let text: usize = dict.values.iter().map(|v| v.len() + 16).sum();
+                let copies = if dict.values.len() > LINEAR { 2 } else { 1 };
+                codes.len() * 2 + text * copies
+            }
+            Values::Plain(plain) => plain.held_bytes(),
+        }
+    }
+
     pub fn push(&mut self, value: Option<&str>) {
         match &mut self.values {
             Values::Coded { dict, codes } => match value {

@@ -331,6 +331,20 @@ pub enum ExtraColumn {
 }
 
 impl DriftColumns {
+    /// About the bytes the declared and rescued columns hold.
+    pub fn held_bytes(&self) -> usize {
+        let extra: usize = self
+            .extra
+            .iter()
+            .map(|c| match c {
+                ExtraColumn::Str(s) => s.held_bytes(),
+                ExtraColumn::Num(v) => v.len() * 16,
+                ExtraColumn::Ts(v) => v.len() * 16,
+            })
+            .sum();
+        extra + self.rescued.as_ref().map_or(0, StrColumn::held_bytes)
+    }
+
     /// Empty columns shaped like `row`'s drift values.
     pub fn for_row(names: Arc<Vec<String>>, drifted: &Drifted<'_>, rescue: bool) -> DriftColumns {
         let extra = drifted

@@ -90,7 +90,7 @@ impl IdColumn {
 
     /// About the bytes the column holds: 16 a packed id, a view and its text otherwise.
     pub fn held_bytes(&self) -> usize {
-        let text = |len: usize, buffers: usize| len * 16 + buffers;
+        let text = super::view_bytes;
         let chunks: usize = self
             .chunks
             .iter()

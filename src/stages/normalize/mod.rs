@@ -431,9 +431,24 @@ pub struct StrColumn {
     current: MutableBinaryViewArray<str>,
 }
 
+/// About the bytes string views hold: 16 a view, and the text past 12 bytes in their buffers.
+pub(super) fn view_bytes(len: usize, buffer_bytes: usize) -> usize {
+    len * 16 + buffer_bytes
+}
+
 impl StrColumn {
     pub fn push(&mut self, value: Option<&str>) {
         self.current.push(value);
+    }
+
+    /// About the bytes the column holds.
+    pub fn held_bytes(&self) -> usize {
+        let sealed: usize = self
+            .chunks
+            .iter()
+            .map(|c| view_bytes(c.len(), c.total_buffer_len()))
+            .sum();
+        sealed + view_bytes(self.current.len(), self.current.total_buffer_len())
     }
 
     /// Ends the chunk being built: the rows pushed next start a new one.
@@ -613,11 +628,21 @@ impl RowColumns {
         self.event_time.len()
     }
 
-    /// About the bytes the rows hold: 59 a row for the numbers, codes and
-    /// validity, and the message ids as they are held (16 bytes packed). The
-    /// declared and rescued columns of a drift run are not counted.
+    /// About the bytes the rows hold: 53 a row for the numbers and their
+    /// validity, and the string columns as they are held (codes and their
+    /// dictionaries, packed ids, text), declared and rescued columns included:
+    /// whatever a hostile blob puts in its strings is counted against the read budget.
     pub fn held_bytes(&self) -> usize {
-        self.len() * 59 + self.message_id.held_bytes()
+        let drift = self
+            .drift
+            .as_ref()
+            .map_or(0, drift::DriftColumns::held_bytes);
+        self.len() * 53
+            + self.device_id.held_bytes()
+            + self.device_type.held_bytes()
+            + self.priority.held_bytes()
+            + self.message_id.held_bytes()
+            + drift
     }
 
     pub fn is_empty(&self) -> bool {
@@ -987,6 +1012,24 @@ pub(crate) fn strings_of(col: PlColumn) -> Vec<Option<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn held_bytes_count_the_text_of_long_and_many_distinct_strings() {
+        // 70,000 distinct device ids of 200 bytes (past the codes' 65,536: spelled
+        // out) and a device type of 200 bytes: the rows hold their text, and the
+        // read budget must be charged for it, not a row's usual 75 bytes.
+        let mut rows = RowColumns::default();
+        let n = 70_000;
+        for i in 0..n {
+            rows.device_id.push(Some(&format!("{i:0>200}")));
+            rows.device_type.push(Some(&"t".repeat(200)));
+            rows.event_time.push_value(0);
+        }
+        let text = n * 200;
+        let held = rows.held_bytes();
+        assert!(held >= text + n * 16, "{held} for {text} bytes of ids");
+        assert!(held <= text + n * 16 + n * 100, "{held}");
+    }
     use crate::stages::source::layout::Layout;
     use serde_json::json;
 
