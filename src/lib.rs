@@ -35,3 +35,26 @@ pub mod storage;
 pub mod version;
 
 pub use error::Error;
+
+/// What the unit tests share.
+#[cfg(test)]
+pub(crate) mod testing {
+    /// The tests' pseudo-random numbers: Knuth's MMIX LCG, the same sequence every run.
+    pub(crate) struct Lcg(pub(crate) u64);
+
+    impl Lcg {
+        /// The next state, all 64 bits.
+        pub(crate) fn step(&mut self) -> u64 {
+            self.0 = self
+                .0
+                .wrapping_mul(6_364_136_223_846_793_005)
+                .wrapping_add(1_442_695_040_888_963_407);
+            self.0
+        }
+
+        /// A number below `n`, from the state's high bits.
+        pub(crate) fn below(&mut self, n: u64) -> u64 {
+            (self.step() >> 33) % n
+        }
+    }
+}

@@ -608,13 +608,8 @@ mod tests {
     #[test]
     fn seen_ids_in_six_bytes_answer_as_the_full_hashes_would() {
         // Hashes over all 64 bits, a few sharing their top 16 bits or their low 48.
-        let mut state: u64 = 0x5eed;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            state
-        };
+        let mut rng = crate::testing::Lcg(0x5eed);
+        let mut next = || rng.step();
         let mut seen = SeenIds::default();
         let mut reference: Vec<u64> = Vec::new();
         for hour in 0..12 {

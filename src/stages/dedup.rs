@@ -437,13 +437,8 @@ mod tests {
     #[test]
     fn the_hand_written_dedup_equals_the_polars_reference_on_random_rows() {
         // A small LCG: the same rows every run, dense in collisions of every kind.
-        let mut state: u64 = 0x5eed;
-        let mut next = |m: u64| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (state >> 33) % m
-        };
+        let mut rng = crate::testing::Lcg(0x5eed);
+        let mut next = |m: u64| rng.below(m);
         for round in 0..20 {
             // Rows from several blobs: columns of several chunks, as an hour's are.
             let mut all = RowColumns::default();

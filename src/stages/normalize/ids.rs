@@ -277,13 +277,8 @@ mod tests {
 
     #[test]
     fn uuid_views_spell_each_id_as_the_hex_of_its_bits() {
-        let mut state: u64 = 0x9E37_79B9_7F4A_7C15;
-        let mut next = || {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            state
-        };
+        let mut rng = crate::testing::Lcg(0x9E37_79B9_7F4A_7C15);
+        let mut next = || rng.step();
         let mut ids: Vec<u128> = (0..500)
             .map(|_| (u128::from(next()) << 64) | u128::from(next()))
             .collect();

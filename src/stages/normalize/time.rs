@@ -201,13 +201,8 @@ mod tests {
 
     #[test]
     fn iso_timestamps_agree_with_chrono_at_every_fraction_length() {
-        let mut state: u64 = 0x005E_ED0F_7135;
-        let mut next = |n: u64| {
-            state = state
-                .wrapping_mul(6_364_136_223_846_793_005)
-                .wrapping_add(1_442_695_040_888_963_407);
-            (state >> 33) % n
-        };
+        let mut rng = crate::testing::Lcg(0x005E_ED0F_7135);
+        let mut next = |n: u64| rng.below(n);
         for _ in 0..5_000 {
             let (y, mo, d) = (1970 + next(130), 1 + next(12), 1 + next(28));
             let (h, mi, sec) = (next(24), next(60), next(60));
