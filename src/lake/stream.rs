@@ -82,6 +82,8 @@ impl DfPartitionStream for Channel {
 /// [`finish`](Self::finish) commits them, or [`abort`](Self::abort) leaves the table as it was.
 pub struct PartitionStream {
     table: &'static str,
+    /// The batches' schema: the table's, strings as views ([`super::with_string_views`]).
+    schema: SchemaRef,
     tx: Option<mpsc::Sender<Msg>>,
     task: Option<JoinHandle<Result<u64, SinkError>>>,
     rows: u64,
@@ -107,12 +109,12 @@ impl PartitionStream {
         };
         // Two batches in flight at most: the reader waits for the writer.
         let (tx, rx) = mpsc::channel(2);
+        let schema = super::with_string_views(&spec.schema);
         let channel = Arc::new(Channel {
-            schema: spec.schema.clone(),
+            schema: schema.clone(),
             rx: Mutex::new(Some(rx)),
         });
-        let source =
-            StreamingTable::try_new(spec.schema.clone(), vec![channel]).map_err(plan_err)?;
+        let source = StreamingTable::try_new(schema.clone(), vec![channel]).map_err(plan_err)?;
         let plan = LogicalPlanBuilder::scan("batches", provider_as_source(Arc::new(source)), None)
             .and_then(|b| b.build())
             .map_err(plan_err)?;
@@ -127,10 +129,16 @@ impl PartitionStream {
         });
         Ok(PartitionStream {
             table: name,
+            schema,
             tx: Some(tx),
             task: Some(task),
             rows: 0,
         })
+    }
+
+    /// The schema every batch sent must have.
+    pub fn schema(&self) -> &SchemaRef {
+        &self.schema
     }
 
     /// Rows sent so far.

@@ -373,7 +373,7 @@ impl<'r> Day<'r> {
                 self.silver.ingested_at_us,
             )
             .map_err(Error::polars("silver"))?;
-            let batch = lake::to_record_batch(spec, &mut rows)?;
+            let batch = lake::batch_of(spec.name, self.silver.stream.schema(), &mut rows)?;
             self.silver.stream.send(batch).await?;
         }
         self.times.write += t.elapsed();

@@ -2,6 +2,9 @@
 
 use std::collections::BTreeSet;
 
+use deltalake::parquet::basic::{ConvertedType, LogicalType, Type as PhysicalType};
+use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+
 use serde_json::{Map, Value};
 
 use crate::common::*;
@@ -179,6 +182,33 @@ fn tables_are_what_synapse_reads() {
         .map(|(n, t, null)| (n.to_string(), t.to_string(), *null))
         .collect();
     assert_eq!(fields, expect);
+    // In the Parquet files too: every string column is a UTF-8 byte array, as
+    // Synapse reads it (the batches reach the writer as string views).
+    let dir = lake.path().join("telemetry/event_date=2024-03-11");
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let file = std::fs::File::open(entry.unwrap().path()).unwrap();
+        let reader = SerializedFileReader::new(file).unwrap();
+        let schema = reader.metadata().file_metadata().schema_descr_ptr();
+        let strings: Vec<(String, bool)> = schema
+            .columns()
+            .iter()
+            .filter(|c| c.physical_type() == PhysicalType::BYTE_ARRAY)
+            .map(|c| {
+                let utf8 = c.logical_type_ref() == Some(&LogicalType::String)
+                    && c.converted_type() == ConvertedType::UTF8;
+                (c.name().to_string(), utf8)
+            })
+            .collect();
+        let want = [
+            "device_id",
+            "device_type",
+            "priority",
+            "message_id",
+            "source_file",
+            "run_id",
+        ];
+        assert_eq!(strings, want.map(|n| (n.to_string(), true)).to_vec());
+    }
 }
 
 #[test]
@@ -209,6 +239,16 @@ fn rerunning_a_date_leaves_the_same_rows() {
     // Only the newest files are live: one per partition, not one per run.
     let table = open_table(lake.path(), "telemetry");
     assert_eq!(table.get_file_uris().unwrap().count(), 1);
+    // A rerun declares no schema of its own: silver's batches carry string views,
+    // and the table must still say `string` without a new `metaData` action.
+    for version in 1..3 {
+        let log = lake
+            .path()
+            .join(format!("telemetry/_delta_log/{version:020}.json"));
+        let log = std::fs::read_to_string(log).unwrap();
+        assert!(log.contains("\"add\""), "{log}");
+        assert!(!log.contains("\"metaData\""), "version {version}: {log}");
+    }
 }
 
 #[test]
