@@ -113,8 +113,21 @@ pub fn dedup_rows_by_device(
 /// taken: the hour's rows are held about one and a half times, not twice (at
 /// plant scale an hour is 1.8 M rows, about 270 MB). Each half is still taken
 /// in parallel on Polars' pool (a column at a time made dedup 9 s slower there).
+///
+/// String columns are first made one chunk of views (their text is not copied):
+/// Polars gathers a string column of several chunks (a blob's rows each) value
+/// by value into new buffers, every string copied, 4 % of a plant run's CPU; one
+/// chunk it gathers 16-byte views that share the text.
 fn take_columns(rows: DataFrame, idx: &IdxCa) -> PolarsResult<DataFrame> {
     let (before, after) = (rows.height(), idx.len());
+    let strings: Vec<String> = rows
+        .columns()
+        .iter()
+        .filter(|c| c.dtype() == &DataType::String && c.n_chunks() > 1)
+        .map(|c| c.name().to_string())
+        .collect();
+    let names: Vec<&str> = strings.iter().map(String::as_str).collect();
+    let rows = in_one_chunk(rows, &names)?;
     let mut first = rows.into_columns();
     let second = first.split_off(first.len() / 2);
     let mut out = DataFrame::new(before, first)?.take(idx)?.into_columns();
@@ -132,8 +145,9 @@ pub(crate) fn run_end<T>(items: &[T], start: usize, same: impl Fn(&T) -> bool) -
     end
 }
 
-/// The frame with these numeric columns each in one chunk (a copy of 8 bytes
-/// a row at most, the chunks a blob each were freed), so [`Nums`] reads them in place.
+/// The frame with these columns each in one chunk: numbers copied (8 bytes a row
+/// at most, the chunks a blob each freed), so [`Nums`] reads them in place;
+/// strings as views of the same text.
 fn in_one_chunk(mut rows: DataFrame, names: &[&str]) -> PolarsResult<DataFrame> {
     for name in names {
         let column = rows.column(name)?;
