@@ -7,7 +7,7 @@
 
 use chrono::NaiveDate;
 use deltalake::arrow::array::RecordBatch;
-use deltalake::datafusion::prelude::{col, lit, Expr, SessionConfig, SessionContext};
+use deltalake::datafusion::prelude::{col, lit, Expr, SessionContext};
 use deltalake::datafusion::scalar::ScalarValue;
 use deltalake::{DeltaTable, FilterOp, FilterValue};
 use polars::prelude::{Column, DataFrame, IntoColumn, Series};
@@ -115,12 +115,7 @@ pub async fn read_where(
     let failed = |e: &(dyn std::error::Error + 'static)| {
         read_err(spec.name, &url, crate::storage::fault::chain(e))
     };
-    // One partition: the provider scans a table's files as one group, and a
-    // plan of several partitions would deal its batches round-robin and hand
-    // them back in whichever order they finished. The rows' order feeds float
-    // sums (the look-back's hourly partials), so a second run of the same date
-    // must see them in the same order: the file's, file after file.
-    let ctx = SessionContext::new_with_config(SessionConfig::new().with_target_partitions(1));
+    let ctx = SessionContext::new();
     table
         .update_datafusion_session(&ctx.state())
         .map_err(|e| failed(&e))?;
@@ -186,89 +181,4 @@ fn to_polars(
         .map(IntoColumn::into_column)
         .collect();
     DataFrame::new_infer_height(cols).map_err(|e| e.to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-
-    use deltalake::arrow::array::{
-        ArrayRef, Date32Array, Float64Array, StringArray, TimestampMicrosecondArray,
-    };
-    use deltalake::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
-
-    use super::*;
-
-    const DAY: &str = "2024-03-10";
-
-    /// `rows` readings of `DAY` with distinct message ids and temperatures, in rows of one batch.
-    fn batch(first: usize, rows: usize) -> RecordBatch {
-        let day_us = crate::calendar::day_start(date()).timestamp_micros();
-        let ids: Vec<String> = (first..first + rows).map(|i| format!("m{i:07}")).collect();
-        let cols: Vec<ArrayRef> = vec![
-            Arc::new(StringArray::from(vec!["dev-1"; rows])),
-            Arc::new(
-                TimestampMicrosecondArray::from(
-                    (first..first + rows)
-                        .map(|i| day_us + i as i64)
-                        .collect::<Vec<_>>(),
-                )
-                .with_timezone("UTC"),
-            ),
-            Arc::new(StringArray::from(ids)),
-            Arc::new(Float64Array::from(
-                (first..first + rows)
-                    .map(|i| i as f64 / 7.0)
-                    .collect::<Vec<_>>(),
-            )),
-            Arc::new(Date32Array::from(vec![
-                crate::calendar::epoch_days(date());
-                rows
-            ])),
-        ];
-        let schema = Schema::new(vec![
-            Field::new("device_id", DataType::Utf8, false),
-            Field::new(
-                "event_time",
-                DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
-                false,
-            ),
-            Field::new("message_id", DataType::Utf8, true),
-            Field::new("temperature", DataType::Float64, true),
-            Field::new("event_date", DataType::Date32, true),
-        ]);
-        RecordBatch::try_new(Arc::new(schema), cols).unwrap()
-    }
-
-    fn date() -> NaiveDate {
-        NaiveDate::parse_from_str(DAY, "%Y-%m-%d").unwrap()
-    }
-
-    #[tokio::test(flavor = "multi_thread")]
-    async fn a_read_gives_the_rows_in_the_same_order_every_time() {
-        // Three files of 30,000 rows: a dozen Parquet batches, which a plan of
-        // several partitions would hand back in whatever order they finished
-        // (the look-back's float sums then differed in their last bit, run to run).
-        let dir = tempfile::tempdir().unwrap();
-        let url = url::Url::from_directory_path(dir.path().join("telemetry")).unwrap();
-        std::fs::create_dir_all(dir.path().join("telemetry")).unwrap();
-        let mut table = DeltaTable::try_from_url(url).await.unwrap();
-        for part in 0..3 {
-            table = table
-                .write([batch(part * 30_000, 30_000)])
-                .with_partition_columns(["event_date"])
-                .await
-                .unwrap();
-        }
-        let read = || read_day(&table, date(), None, &["message_id", "temperature"]);
-        let first = read().await.unwrap();
-        assert_eq!(first.height(), 90_000);
-        for _ in 0..12 {
-            let again = read().await.unwrap();
-            assert!(
-                again.equals_missing(&first),
-                "a second read gave another order"
-            );
-        }
-    }
 }

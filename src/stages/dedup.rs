@@ -114,20 +114,27 @@ pub fn dedup_rows_by_device(
 /// plant scale an hour is 1.8 M rows, about 270 MB). Each half is still taken
 /// in parallel on Polars' pool (a column at a time made dedup 9 s slower there).
 ///
-/// String columns are first made one chunk of views (their text is not copied):
-/// Polars gathers a string column of several chunks (a blob's rows each) value
-/// by value into new buffers, every string copied, 4 % of a plant run's CPU; one
-/// chunk it gathers 16-byte views that share the text.
+/// Where at least 3 rows in 4 are kept, string columns are first made one chunk
+/// of views (their text is not copied): Polars gathers a string column of several
+/// chunks (a blob's rows each) value by value into new buffers, every string
+/// copied, 4 % of a plant run's CPU; one chunk it gathers 16-byte views that share
+/// the text. The kept rows then hold the dropped rows' text too, until the hour is
+/// written; an hour of mostly copies (a replayed blob) is copied out as before, so
+/// what it holds is its kept rows' text, not every copy's.
 fn take_columns(rows: DataFrame, idx: &IdxCa) -> PolarsResult<DataFrame> {
     let (before, after) = (rows.height(), idx.len());
-    let strings: Vec<String> = rows
-        .columns()
-        .iter()
-        .filter(|c| c.dtype() == &DataType::String && c.n_chunks() > 1)
-        .map(|c| c.name().to_string())
-        .collect();
-    let names: Vec<&str> = strings.iter().map(String::as_str).collect();
-    let rows = in_one_chunk(rows, &names)?;
+    let rows = if after * 4 >= before * 3 {
+        let strings: Vec<String> = rows
+            .columns()
+            .iter()
+            .filter(|c| c.dtype() == &DataType::String && c.n_chunks() > 1)
+            .map(|c| c.name().to_string())
+            .collect();
+        let names: Vec<&str> = strings.iter().map(String::as_str).collect();
+        in_one_chunk(rows, &names)?
+    } else {
+        rows
+    };
     let mut first = rows.into_columns();
     let second = first.split_off(first.len() / 2);
     let mut out = DataFrame::new(before, first)?.take(idx)?.into_columns();
