@@ -123,19 +123,15 @@ pub fn dedup_rows_by_device(
 /// what it holds is its kept rows' text, not every copy's.
 fn take_columns(rows: DataFrame, idx: &IdxCa) -> PolarsResult<DataFrame> {
     let (before, after) = (rows.height(), idx.len());
-    let rows = if after * 4 >= before * 3 {
-        let strings: Vec<String> = rows
-            .columns()
-            .iter()
-            .filter(|c| c.dtype() == &DataType::String && c.n_chunks() > 1)
-            .map(|c| c.name().to_string())
-            .collect();
-        let names: Vec<&str> = strings.iter().map(String::as_str).collect();
-        in_one_chunk(rows, &names)?
-    } else {
-        rows
+    let views = after * 4 >= before * 3;
+    let one_chunk = |c: Column| {
+        if views && c.dtype() == &DataType::String && c.n_chunks() > 1 {
+            c.rechunk()
+        } else {
+            c
+        }
     };
-    let mut first = rows.into_columns();
+    let mut first: Vec<Column> = rows.into_columns().into_iter().map(one_chunk).collect();
     let second = first.split_off(first.len() / 2);
     let mut out = DataFrame::new(before, first)?.take(idx)?.into_columns();
     out.extend(DataFrame::new(before, second)?.take(idx)?.into_columns());
@@ -152,9 +148,8 @@ pub(crate) fn run_end<T>(items: &[T], start: usize, same: impl Fn(&T) -> bool) -
     end
 }
 
-/// The frame with these columns each in one chunk: numbers copied (8 bytes a row
-/// at most, the chunks a blob each freed), so [`Nums`] reads them in place;
-/// strings as views of the same text.
+/// The frame with these numeric columns each in one chunk (a copy of 8 bytes
+/// a row at most, the chunks a blob each were freed), so [`Nums`] reads them in place.
 fn in_one_chunk(mut rows: DataFrame, names: &[&str]) -> PolarsResult<DataFrame> {
     for name in names {
         let column = rows.column(name)?;

@@ -604,13 +604,7 @@ mod tests {
         };
         let (a, b) = (partials(&forward), partials(&shuffled));
         assert_eq!(a.height(), 15);
-        for c in a.get_column_names() {
-            let (x, y) = (a.column(c).unwrap(), b.column(c).unwrap());
-            if !x.equals_missing(y) {
-                eprintln!("DIFF {c}: {:?} {:?}", x.get(0), y.get(0));
-            }
-        }
-        assert!(a.equals_missing(&b));
+        assert!(a.equals_missing(&b), "{a:?}\n{b:?}");
     }
 
     /// The value of `column` in the row of `device` whose hour is `hour`.

@@ -1013,6 +1013,9 @@ pub(crate) fn strings_of(col: PlColumn) -> Vec<Option<String>> {
 mod tests {
     use super::*;
 
+    use crate::stages::source::layout::Layout;
+    use serde_json::json;
+
     #[test]
     fn held_bytes_count_the_text_of_long_and_many_distinct_strings() {
         // 70,000 distinct device ids of 200 bytes (past the codes' 65,536: spelled
@@ -1030,8 +1033,6 @@ mod tests {
         assert!(held >= text + n * 16, "{held} for {text} bytes of ids");
         assert!(held <= text + n * 16 + n * 100, "{held}");
     }
-    use crate::stages::source::layout::Layout;
-    use serde_json::json;
 
     fn schema() -> TelemetrySchema {
         TelemetrySchema::embedded().unwrap()
