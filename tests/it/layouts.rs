@@ -107,7 +107,7 @@ fn every_layout_and_format_gives_the_same_telemetry_rows() {
     assert!(want.len() >= 40, "{} feature rows", want.len());
     assert!(want.iter().any(|r| r["failure_within_7d"] == true));
     assert!(want.iter().any(|r| r["failure_within_14d"].is_null()));
-    assert!(want.iter().any(|r| r["days_since_maintenance"] == 2));
+    assert!(want.iter().any(|r| r["days_since_maintenance"] == 1));
     let counts: Vec<_> = summary.values().collect();
     assert!(
         counts.windows(2).all(|w| w[0] == w[1]) && *counts[0] > 0,
