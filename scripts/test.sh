@@ -22,6 +22,7 @@ fi
 # through sudo); COLDPATH_CHROMIUM names another binary. The tests download nothing.
 if [ -z "${COLDPATH_CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
     command -v apt-get >/dev/null || { echo "scripts/test.sh: Chromium is needed (Debian's chromium package, or set COLDPATH_CHROMIUM)" >&2; exit 2; }
+    echo "scripts/test.sh: installing Debian's chromium for the report page's browser tests (about 370 MiB, once)" >&2
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends chromium >/dev/null 2>&1 \

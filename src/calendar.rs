@@ -21,6 +21,13 @@ pub fn day_start(date: NaiveDate) -> DateTime<Utc> {
         .unwrap_or_default()
 }
 
+/// The UTC date of an instant in µs since the epoch.
+pub fn date_of_us(us: i64) -> NaiveDate {
+    DateTime::from_timestamp_micros(us)
+        .map(|t| t.date_naive())
+        .unwrap_or_default()
+}
+
 /// `date` as Delta and Arrow store it: days since 1970-01-01.
 pub fn epoch_days(date: NaiveDate) -> i32 {
     (date - NaiveDate::default()).num_days() as i32

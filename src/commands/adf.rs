@@ -389,6 +389,7 @@ async fn dispatch(request: Request, job: JobArgs, write: WriteArgs) -> (String, 
                 date: None,
                 from: Some(from),
                 to: Some(to),
+                explain: None,
                 write,
             })
             .await,

@@ -253,7 +253,7 @@ pub struct FeaturesArgs {
     #[command(flatten)]
     pub job: JobArgs,
     /// One date, YYYY-MM-DD (or give --from and --to).
-    #[arg(long, env = "COLDPATH_DATE", value_parser = parse_date, conflicts_with_all = ["from", "to"], required_unless_present_all = ["from", "to"])]
+    #[arg(long, env = "COLDPATH_DATE", value_parser = parse_date, conflicts_with_all = ["from", "to"], required_unless_present_any = ["from", "explain"])]
     pub date: Option<NaiveDate>,
     /// First date of the range (inclusive).
     #[arg(long, value_parser = parse_date, requires = "to")]
@@ -261,6 +261,11 @@ pub struct FeaturesArgs {
     /// Last date of the range (inclusive).
     #[arg(long, value_parser = parse_date, requires = "from")]
     pub to: Option<NaiveDate>,
+    /// Print every features_hourly column of the job with its definition and
+    /// exit, reading nothing: `markdown` (default), or `mltable` / `synapse` for
+    /// the Azure ML table and the Synapse view of the job's columns.
+    #[arg(long, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "markdown")]
+    pub explain: Option<super::explain::ExplainFormat>,
     #[command(flatten)]
     pub write: WriteArgs,
 }

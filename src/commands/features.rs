@@ -8,6 +8,9 @@ use crate::run::pipeline;
 use crate::Error;
 
 pub async fn command(args: FeaturesArgs) -> i32 {
+    if let Some(format) = args.explain {
+        return explain(&args, format);
+    }
     let run_id = uuid::Uuid::new_v4().to_string();
     let labels_as_of = label_cutoff(args.write.labels_as_of);
     let mut report = FeaturesReport::new(&run_id, "", labels_as_of);
@@ -36,4 +39,15 @@ pub async fn command(args: FeaturesArgs) -> i32 {
         );
     }
     emit(&report, report.exit_code, args.write.report.as_deref())
+}
+
+/// `--explain`: the job's columns and their definitions on stdout; exit 2 for a bad job file.
+fn explain(args: &FeaturesArgs, format: super::explain::ExplainFormat) -> i32 {
+    match load_job(&args.job, None) {
+        Ok(job) => {
+            print!("{}", super::explain::render(&job.features, &job.name, format));
+            0
+        }
+        Err(e) => failure(&e).0.exit_code(),
+    }
 }

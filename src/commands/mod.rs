@@ -9,6 +9,7 @@ pub mod backfill;
 pub mod batch;
 pub mod catchup;
 pub mod cli;
+pub mod explain;
 pub mod features;
 pub mod maintain;
 pub mod output;

@@ -76,6 +76,9 @@ struct JobFile {
     /// `[[expectations]]`: see `stages/expect.rs`.
     #[serde(default)]
     expectations: Vec<crate::stages::expect::Declared>,
+    /// `[features]`: a declared feature set (see `config/features.rs`).
+    #[serde(default)]
+    features: crate::config::features::FeaturesFile,
 }
 
 /// `[storage]`: retries and timeouts of every storage request (defaults: object_store's).
@@ -170,6 +173,8 @@ pub struct Job {
     pub drift: crate::config::drift::DriftSettings,
     /// The declared expectations, parsed and planned (empty: none).
     pub expectations: crate::stages::expect::Expectations,
+    /// The declared feature set (empty: `features_hourly`'s default columns only).
+    pub features: crate::config::features::FeatureSet,
 }
 
 /// The largest job file read.
@@ -237,6 +242,8 @@ impl Job {
             &crate::lake::telemetry_table().schema,
         )
         .map_err(|e| keys.invalid("expectations", e.to_string()))?;
+        let features = crate::config::features::FeatureSet::parse(&file.features, &schema)
+            .map_err(|(key, m)| keys.invalid(key, m))?;
         Ok(Job {
             name: file.name,
             source: beside(base, &file.source),
@@ -264,6 +271,7 @@ impl Job {
             volume,
             drift,
             expectations,
+            features,
         })
     }
 }

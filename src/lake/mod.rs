@@ -232,6 +232,36 @@ pub fn features_table() -> TableSpec {
     }
 }
 
+/// `features_hourly` with a declared feature set's `columns` after the default
+/// ones, each typed as `frame` holds it (docs/features.md).
+pub fn features_table_for(frame: &DataFrame, columns: &[String]) -> Result<TableSpec, SinkError> {
+    use polars::prelude::DataType as P;
+    let base = features_table();
+    if columns.is_empty() {
+        return Ok(base);
+    }
+    let mut fields: Vec<Field> = base.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    for name in columns {
+        let column = frame.column(name).map_err(|e| SinkError::Column {
+            table: base.name,
+            column: name.clone(),
+            message: e.to_string(),
+        })?;
+        let ty = match column.dtype() {
+            P::Int64 => DataType::Int64,
+            P::Int32 => DataType::Int32,
+            P::Boolean => DataType::Boolean,
+            P::String => DataType::Utf8,
+            _ => DataType::Float64,
+        };
+        fields.push(Field::new(name, ty, true));
+    }
+    Ok(TableSpec {
+        schema: Arc::new(Schema::new(fields)),
+        ..base
+    })
+}
+
 /// `telemetry_minute` (gold, for dashboards), CONTRACT.md §2.
 pub fn minute_table() -> TableSpec {
     let f64 = |name: &str| Field::new(name, DataType::Float64, true);

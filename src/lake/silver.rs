@@ -104,6 +104,37 @@ pub async fn read_hours(
     read_where(table, &lake::telemetry_table(), filter, columns).await
 }
 
+/// The rows of `event_date = date` with `event_time` in `[from_us, to_us)`,
+/// `columns` only, typed by `spec` (silver as the job writes it, declared columns included).
+pub async fn read_rows(
+    table: &DeltaTable,
+    spec: &lake::TableSpec,
+    date: NaiveDate,
+    from_us: i64,
+    to_us: i64,
+    columns: &[&str],
+) -> Result<DataFrame, SinkError> {
+    let days = crate::calendar::epoch_days(date);
+    let filter = col("event_date")
+        .eq(lit(ScalarValue::Date32(Some(days))))
+        .and(col("event_time").gt_eq(utc_us(from_us)))
+        .and(col("event_time").lt(utc_us(to_us)));
+    read_where(table, spec, filter, columns).await
+}
+
+/// The names of the table's columns as its log has them now.
+pub fn column_names(table: &DeltaTable) -> Result<Vec<String>, SinkError> {
+    let url = table.table_url().clone();
+    let snapshot = table
+        .snapshot()
+        .map_err(failed::<deltalake::DeltaTableError>(&url))?;
+    Ok(snapshot
+        .schema()
+        .fields()
+        .map(|f| f.name().to_string())
+        .collect())
+}
+
 /// The rows of any table of the lake that pass `filter`, `columns` only (of `spec`'s schema).
 pub async fn read_where(
     table: &DeltaTable,

@@ -3,6 +3,7 @@
 //! [`pipeline`] is one date's run: the locks, the listing, the read pass
 //! ([`read`] reads the blobs ahead, [`fetch`] each one) that [`hours`] closes an event hour at a time, the quality gate and the commits;
 //! [`health`] reads back what `device_health` and the baselines need.
+//! [`windows`] reads what the declared feature windows reach of earlier dates.
 //! [`expect`] checks the job's declared expectations on each hour's rows.
 //! [`backfill`] and [`catchup`] run many dates; [`crate::cancel`] is how a
 //! signal stops them cleanly.
@@ -17,3 +18,4 @@ pub mod hours;
 pub mod pipeline;
 pub mod read;
 pub mod volume;
+pub mod windows;

@@ -480,7 +480,10 @@ impl DateRun<'_> {
             .instrument(info_span!("lookback"))
             .await?;
         let complete = lookback.is_some();
-        let start = guarded("features", || features::Hourly::new(date, lookback))?;
+        let windows = crate::run::windows::earlier(&self.prepared.lake, self.job, date)
+            .instrument(info_span!("windows"))
+            .await?;
+        let start = guarded("features", || features::Hourly::new(date, lookback, windows))?;
         let history = crate::run::health::history(&self.prepared.lake, date)
             .instrument(info_span!("health_history"))
             .await?;
@@ -545,7 +548,7 @@ impl DateRun<'_> {
         }) = gold
         {
             let frame = guarded("features", || {
-                features.finish(self.reference, self.req.labels_as_of)
+                features.finish(self.reference, self.req.labels_as_of, &self.job.features)
             })?;
             let (frame, health_frame, day_seen) =
                 finish_gold(frame, day, self.reference, attribution, &earlier)?;
@@ -560,7 +563,8 @@ impl DateRun<'_> {
                 labels_as_of: report.labels_as_of.clone(),
                 ..self.meta.clone()
             };
-            staged.push(stage(lake::features_table(), frame, gold_meta)?);
+            let spec = lake::features_table_for(&frame, &self.job.features.columns())?;
+            staged.push(stage(spec, frame, gold_meta)?);
             health = Some(health_frame);
         }
         if let (false, Some(minutes)) = (gate_failed, minutes) {
@@ -858,7 +862,7 @@ async fn commit(
 
 /// The maintenance and failure logs named by the job.
 pub async fn load_reference(job: &Job, p: &Prepared) -> Result<Reference, Error> {
-    Ok(Reference::load(&p.storage, &job.maintenance_log, &job.failure_log).await?)
+    Ok(Reference::load(&p.storage, &job.maintenance_log, &job.failure_log, &job.features).await?)
 }
 
 /// The previous date's silver rows that reach into `date`'s 6 h windows;
@@ -972,7 +976,7 @@ async fn refresh_one(
     if !silver::has_partition(table, date).await? {
         warn!(date = %date, "no silver rows for the date: its features partition is emptied");
     }
-    let rows = silver::read_day(table, date, None, &refresh_columns()).await?;
+    let rows = read_date(table, job, date).await?;
     let silver_rows = rows.height() as u64;
     let minutes = guarded("features", || features::minute::aggregate(&rows, date))?;
     let health = day_health(&prepared.lake, date, &rows).await?;
@@ -980,6 +984,14 @@ async fn refresh_one(
     let earlier = crate::run::health::earlier_features(&prepared.lake, date).await?;
     let lookback = lookback_from(table, date).await?;
     let lookback_complete = lookback.is_some();
+    let windows = match job.features.has_signal_windows() {
+        true => {
+            let mut windows = features::Windows::new(&job.features);
+            crate::run::windows::add_earlier(table, job, date, &mut windows).await?;
+            Some(windows)
+        }
+        false => None,
+    };
     let frame = guarded("features", || {
         features::compute(features::Inputs {
             date,
@@ -987,6 +999,8 @@ async fn refresh_one(
             lookback,
             reference,
             labels_as_of,
+            set: &job.features,
+            windows,
         })
     })?;
     let (frame, health, _) = finish_gold(frame, health, reference, &attribution, &earlier)?;
@@ -998,7 +1012,8 @@ async fn refresh_one(
         volume: None,
         devices: None,
     };
-    let (spec, batch, meta) = stage(lake::features_table(), frame, meta)?;
+    let spec = lake::features_table_for(&frame, &job.features.columns())?;
+    let (spec, batch, meta) = stage(spec, frame, meta)?;
     let others = [
         stage(lake::minute_table(), minutes, meta.clone())?,
         stage(lake::health_table(), health, meta.clone())?,
@@ -1031,6 +1046,35 @@ fn refresh_columns() -> Vec<&'static str> {
         }
     }
     columns
+}
+
+/// The date's silver rows a refresh reads: the features' and `device_health`'s
+/// columns, and the declared signals (null where the table has no such column yet).
+async fn read_date(
+    table: &deltalake::DeltaTable,
+    job: &Job,
+    date: NaiveDate,
+) -> Result<DataFrame, Error> {
+    let mut columns = refresh_columns();
+    if !job.features.has_signal_windows() {
+        return Ok(silver::read_day(table, date, None, &columns).await?);
+    }
+    let present = silver::column_names(table)?;
+    let signals = &job.features.signals;
+    for s in signals.iter().filter(|s| present.contains(s)) {
+        if !columns.contains(&s.as_str()) {
+            columns.push(s);
+        }
+    }
+    let spec = crate::run::drift::silver_spec(&job.schema, &job.drift);
+    let day = crate::calendar::day_start(date).timestamp_micros();
+    let mut rows =
+        silver::read_rows(table, &spec, date, day, day + crate::calendar::DAY_US, &columns).await?;
+    for s in signals.iter().filter(|s| !present.contains(s)) {
+        let nulls = Column::full_null(s.as_str().into(), rows.height(), &DataType::Float64);
+        rows.with_column(nulls).map_err(Error::polars("features"))?;
+    }
+    Ok(rows)
 }
 
 /// `device_health`'s day side from the date's silver as read back (any order).

@@ -12,6 +12,7 @@
 //! (one row per device-hour, so small) against the reference logs.
 
 pub mod baseline;
+pub mod declared;
 pub mod minute;
 pub mod reference;
 
@@ -19,8 +20,10 @@ use chrono::{DateTime, NaiveDate, Utc};
 use polars::prelude::*;
 
 use crate::calendar::{DAY_US, HOUR_US};
+use crate::config::features::FeatureSet;
 
-pub use reference::{Reference, ReferenceError};
+pub use declared::Windows;
+pub use reference::{Horizon, Reference, ReferenceError};
 
 /// Hours in the rolling window S, the hour itself included.
 pub const ROLLING_HOURS: i64 = 6;
@@ -46,6 +49,11 @@ pub struct Inputs<'a> {
     pub reference: &'a Reference,
     /// Label cut-off: a horizon that ends after it, with no failure seen, is unknown (null).
     pub labels_as_of: DateTime<Utc>,
+    /// The declared feature set (empty: the default columns only).
+    pub set: &'a FeatureSet,
+    /// The declared signal windows, holding the earlier dates' hours they reach
+    /// (`None` when the set declares none); the date's rows are added here.
+    pub windows: Option<Windows>,
 }
 
 /// Start of the look-back the previous date must supply, in µs.
@@ -172,6 +180,10 @@ pub fn compute(inputs: Inputs<'_>) -> PolarsResult<DataFrame> {
     let date = inputs.date;
     let lookback_complete = inputs.lookback.is_some();
     let day_start = crate::calendar::day_start(date).timestamp_micros();
+    let mut windows = inputs.windows;
+    if let Some(w) = &mut windows {
+        w.add_rows(&inputs.silver)?;
+    }
     // Both reads back from the lake are put in one order before anything is
     // summed: the date's rows in dedup's (as a run has them), the look-back's by
     // its columns.
@@ -202,7 +214,9 @@ pub fn compute(inputs: Inputs<'_>) -> PolarsResult<DataFrame> {
         lookback_complete,
         true,
     )?;
-    with_reference_columns(features, date, inputs.reference, inputs.labels_as_of)
+    let features = with_reference_columns(features, inputs.reference, inputs.labels_as_of)?;
+    let cutoff = inputs.labels_as_of.timestamp_micros();
+    declared::add_columns(features, inputs.set, windows.as_ref(), inputs.reference, cutoff)
 }
 
 /// The features of a run's date built an hour at a time, as each hour's silver rows are final.
@@ -216,11 +230,18 @@ pub struct Hourly {
     /// Partials of the hours that can still fall in a later hour's window.
     recent: DataFrame,
     done: Vec<DataFrame>,
+    /// The declared signal windows (`None`: none declared).
+    windows: Option<Windows>,
 }
 
 impl Hourly {
-    /// Starts from the previous date's silver rows of the look-back (`None`: that partition does not exist).
-    pub fn new(date: NaiveDate, lookback: Option<DataFrame>) -> PolarsResult<Hourly> {
+    /// Starts from the previous date's silver rows of the look-back (`None`: that
+    /// partition does not exist) and the declared windows' earlier hours.
+    pub fn new(
+        date: NaiveDate,
+        lookback: Option<DataFrame>,
+        windows: Option<Windows>,
+    ) -> PolarsResult<Hourly> {
         let day_start = crate::calendar::day_start(date).timestamp_micros();
         let lookback_complete = lookback.is_some();
         let recent = match lookback {
@@ -236,12 +257,16 @@ impl Hourly {
             lookback_complete,
             recent,
             done: Vec::new(),
+            windows,
         })
     }
 
     /// Adds one UTC hour of the date: its final silver rows, every one with
     /// `window_start` = `ws_us`, in the order [`crate::stages::dedup::dedup_rows`] leaves them.
     pub fn add_hour(&mut self, ws_us: i64, rows: &DataFrame) -> PolarsResult<()> {
+        if let Some(w) = &mut self.windows {
+            w.add_rows(rows)?;
+        }
         let own = readings(rows.clone());
         let partials = hourly_partials(own.clone()).collect()?;
         let window_from = ws_us - (ROLLING_HOURS - 1) * HOUR_US;
@@ -269,11 +294,13 @@ impl Hourly {
         Ok(())
     }
 
-    /// The date's rows, sorted by device and hour, with the maintenance and label columns.
+    /// The date's rows, sorted by device and hour, with the maintenance and label columns
+    /// and the declared ones.
     pub fn finish(
         self,
         reference: &Reference,
         labels_as_of: DateTime<Utc>,
+        set: &FeatureSet,
     ) -> PolarsResult<DataFrame> {
         let frames = self
             .done
@@ -296,7 +323,9 @@ impl Hourly {
                 .sort(["device_id", "ws_us"], SortMultipleOptions::default())
                 .collect()?
         };
-        with_reference_columns(features, self.date, reference, labels_as_of)
+        let features = with_reference_columns(features, reference, labels_as_of)?;
+        let cutoff = labels_as_of.timestamp_micros();
+        declared::add_columns(features, set, self.windows.as_ref(), reference, cutoff)
     }
 }
 
@@ -469,10 +498,10 @@ fn maintenance_status() -> Expr {
     .alias("maintenance_status")
 }
 
-/// Adds `days_since_maintenance` and the failure labels, row by row against the logs.
+/// Adds `days_since_maintenance` and the failure labels, row by row against the
+/// logs, at each row's prediction time t = `window_start + 1h` (docs/features.md).
 fn with_reference_columns(
     mut frame: DataFrame,
-    date: NaiveDate,
     reference: &Reference,
     labels_as_of: DateTime<Utc>,
 ) -> PolarsResult<DataFrame> {
@@ -488,9 +517,12 @@ fn with_reference_columns(
                 "features: a device-hour without a device id or an hour".into(),
             ));
         };
-        since.push(reference.days_since_maintenance(device, date));
-        within_7d.push(reference.failure_within(device, start, 7 * DAY_US, cutoff));
-        within_14d.push(reference.failure_within(device, start, 14 * DAY_US, cutoff));
+        let t = start + HOUR_US;
+        let (week, fortnight) = (7 * DAY_US, 14 * DAY_US);
+        let label = |us| reference.failure_within(device, t, &Horizon { us, component: None }, cutoff);
+        since.push(reference.days_since_maintenance(device, t, None));
+        within_7d.push(label(week));
+        within_14d.push(label(fortnight));
     }
     frame.with_column(Column::new("days_since_maintenance".into(), since))?;
     frame.with_column(Column::new("failure_within_7d".into(), within_7d))?;
@@ -548,6 +580,8 @@ mod tests {
                 parse_str("2024-03-20T00:00:00Z").unwrap(),
             )
             .unwrap(),
+            set: &FeatureSet::default(),
+            windows: None,
         })
         .unwrap()
     }
@@ -595,7 +629,7 @@ mod tests {
             shuffled.swap(i, lcg.below(i as u64 + 1) as usize);
         }
         let partials = |order: &[usize]| {
-            let recent = Hourly::new(date, Some(look_back(date, order)))
+            let recent = Hourly::new(date, Some(look_back(date, order)), None)
                 .unwrap()
                 .recent;
             recent
@@ -827,13 +861,22 @@ mod tests {
 
     #[test]
     fn maintenance_and_labels_per_device() {
+        // Date-only entries count from the end of their date.
+        let maintained = |d: &str| reference::Maintenance {
+            at: crate::calendar::day_start(day(d)).timestamp_micros() + DAY_US,
+            kind: String::new(),
+        };
         let reference = Reference {
-            maintenance: [("p".to_string(), vec![day("2024-03-01"), day("2024-03-09")])].into(),
+            maintenance: [("p".to_string(), vec![maintained("2024-03-01"), maintained("2024-03-09")])].into(),
             failures: [(
                 "p".to_string(),
-                vec![parse_str("2024-03-18T03:00:00Z").unwrap()],
+                vec![reference::Failure {
+                    at: parse_str("2024-03-18T03:00:00Z").unwrap(),
+                    component: String::new(),
+                }],
             )]
             .into(),
+            ..Reference::default()
         };
         let rows: [R; 3] = [
             ("p", "2024-03-11T02:30:00Z", None, None, None),
@@ -841,12 +884,14 @@ mod tests {
             ("q", "2024-03-11T03:30:00Z", None, None, None),
         ];
         let out = run("2024-03-11", &rows, None, &reference);
+        // t = 03:00 on 2024-03-11; 2024-03-09's entry counts from 2024-03-10 00:00: 27 h, 1 whole day.
         assert_eq!(
             at(&out, "p", 2, "days_since_maintenance"),
-            AnyValue::Int32(2)
+            AnyValue::Int32(1)
         );
         assert_eq!(at(&out, "q", 3, "days_since_maintenance"), AnyValue::Null);
-        // The failure is at 2024-03-18 03:00: 02:00 + 7 d ends before it, 03:00 + 7 d ends on it.
+        // The failure is at 2024-03-18 03:00: hour 02's t = 03:00, and [t, t + 7 d) ends on it
+        // (outside); hour 03's t = 04:00, and its 7 d hold it.
         assert_eq!(
             at(&out, "p", 2, "failure_within_7d"),
             AnyValue::Boolean(false)

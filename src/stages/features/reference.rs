@@ -1,4 +1,6 @@
-//! The maintenance and failure logs (CONTRACT.md §1): read through the same storage as raw blobs, validated row by row.
+//! The reference logs (maintenance, failures, declared event logs and device
+//! attributes): read through the same storage as raw blobs, validated row by row,
+//! and asked point-in-time questions (docs/features.md).
 //!
 //! A bad row is an error that names the file and the line, never a silently
 //! skipped row: a dropped failure would turn a label into a false negative.
@@ -7,6 +9,7 @@ use std::collections::HashMap;
 
 use chrono::NaiveDate;
 
+use crate::config::features::FeatureSet;
 use crate::stages::normalize::time;
 use crate::storage::{Storage, StorageError};
 
@@ -40,53 +43,106 @@ impl ReferenceError {
     }
 }
 
-/// Both logs, indexed by device.
+/// A maintenance entry: when it counts from (µs) and the component serviced.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Maintenance {
+    /// Its timestamp; for a date-only entry, the end of its date (the next day's 00:00 UTC).
+    pub at: i64,
+    /// The log's `kind` (may be empty).
+    pub kind: String,
+}
+
+/// A failure: when (µs) and of which component (may be empty).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Failure {
+    pub at: i64,
+    pub component: String,
+}
+
+/// One declared event log: per device, per code, the event times (µs), ascending.
+pub type EventTimes = HashMap<String, HashMap<String, Vec<i64>>>;
+
+/// The declared device attributes: each column's values per device, and whether it is numeric.
+#[derive(Debug, Clone, Default)]
+pub struct AttributeTable {
+    /// (column, every non-empty value is a number)
+    pub columns: Vec<(String, bool)>,
+    /// Per device, the value of each column (in `columns`' order).
+    pub rows: HashMap<String, Vec<Option<String>>>,
+}
+
+/// The reference logs, indexed by device.
 #[derive(Debug, Clone, Default)]
 pub struct Reference {
-    /// Maintenance dates per device, ascending.
-    pub maintenance: HashMap<String, Vec<NaiveDate>>,
-    /// Failure times per device (µs since the epoch, UTC), ascending.
-    pub failures: HashMap<String, Vec<i64>>,
+    /// Maintenance entries per device, ascending by time.
+    pub maintenance: HashMap<String, Vec<Maintenance>>,
+    /// Failures per device, ascending by time.
+    pub failures: HashMap<String, Vec<Failure>>,
+    /// The declared event logs, in the job's order.
+    pub events: Vec<EventTimes>,
+    /// The declared device attributes.
+    pub attributes: Option<AttributeTable>,
+}
+
+/// What a label is at a prediction time.
+pub struct Horizon<'a> {
+    pub us: i64,
+    /// Only failures of this component (`None`: any).
+    pub component: Option<&'a str>,
 }
 
 impl Reference {
-    /// Reads and validates both logs. `maintenance` and `failures` are paths
-    /// relative to `source`, absolute local paths, or storage URLs.
+    /// Reads and validates the logs. Paths are relative to `source`, absolute
+    /// local paths, or storage URLs.
     pub async fn load(
         source: &Storage,
         maintenance: &str,
         failures: &str,
+        set: &FeatureSet,
     ) -> Result<Reference, ReferenceError> {
         let m = fetch(source, maintenance).await?;
         let f = fetch(source, failures).await?;
+        let mut events = Vec::with_capacity(set.events.len());
+        for log in &set.events {
+            let bytes = fetch(source, &log.path).await?;
+            events.push(parse_events(&log.path, &bytes)?);
+        }
+        let attributes = match &set.attributes {
+            Some(a) => Some(parse_attributes(&a.path, &fetch(source, &a.path).await?, &a.columns)?),
+            None => None,
+        };
         Ok(Reference {
             maintenance: parse_maintenance(maintenance, &m)?,
             failures: parse_failures(failures, &f)?,
+            events,
+            attributes,
         })
     }
 
-    /// Whole days from the device's latest maintenance on or before `date` to `date`.
-    pub fn days_since_maintenance(&self, device: &str, date: NaiveDate) -> Option<i32> {
-        let dates = self.maintenance.get(device)?;
-        let idx = dates.partition_point(|d| *d <= date);
-        let last = dates.get(idx.checked_sub(1)?)?;
-        Some((date - *last).num_days() as i32)
+    /// Whole days from the device's latest maintenance before `t` (µs) to `t`,
+    /// of `kind` only when given; `None` when none is known at `t`.
+    pub fn days_since_maintenance(&self, device: &str, t: i64, kind: Option<&str>) -> Option<i32> {
+        let entries = self.maintenance.get(device)?;
+        let before = &entries[..entries.partition_point(|m| m.at < t)];
+        let last = before
+            .iter()
+            .rev()
+            .find(|m| kind.is_none_or(|k| m.kind == k))?;
+        Some((t - last.at).div_euclid(crate::calendar::DAY_US) as i32)
     }
 
-    /// The label for a failure of `device` in `(start, start + horizon]` (µs):
-    /// `Some(true)` if the log has one, `Some(false)` if it has none and the
-    /// horizon ends at or before `cutoff`, `None` (unknown yet) otherwise.
-    pub fn failure_within(
-        &self,
-        device: &str,
-        start: i64,
-        horizon: i64,
-        cutoff: i64,
-    ) -> Option<bool> {
-        let end = start + horizon;
-        let hit = self.failures.get(device).is_some_and(|times| {
-            let first_after = times.partition_point(|t| *t <= start);
-            times.get(first_after).is_some_and(|t| *t <= end)
+    /// The label at prediction time `t` (µs): `Some(true)` if the log has a
+    /// failure of the device (of the horizon's component) in `[t, t + horizon)`,
+    /// `Some(false)` if it has none there and `t + horizon <= cutoff`, else `None`
+    /// (not seen yet: never a false negative).
+    pub fn failure_within(&self, device: &str, t: i64, horizon: &Horizon, cutoff: i64) -> Option<bool> {
+        let end = t + horizon.us;
+        let hit = self.failures.get(device).is_some_and(|all| {
+            let from = all.partition_point(|f| f.at < t);
+            all[from..]
+                .iter()
+                .take_while(|f| f.at < end)
+                .any(|f| horizon.component.is_none_or(|c| f.component == c))
         });
         if hit {
             Some(true)
@@ -210,14 +266,30 @@ fn field<'r>(
     }
 }
 
-/// `device_id,maintenance_date,kind` with `YYYY-MM-DD` dates.
+/// `device_id,maintenance_date,kind`: a `YYYY-MM-DD` date (taken at the end of
+/// its date) or an ISO-8601 timestamp (no offset means UTC); `kind` may be empty or absent.
 pub fn parse_maintenance(
     file: &str,
     bytes: &[u8],
-) -> Result<HashMap<String, Vec<NaiveDate>>, ReferenceError> {
-    per_device(file, bytes, "maintenance_date", |date| {
-        NaiveDate::parse_from_str(date, "%Y-%m-%d")
-            .map_err(|e| format!("maintenance_date `{date}` is not a YYYY-MM-DD date: {e}"))
+) -> Result<HashMap<String, Vec<Maintenance>>, ReferenceError> {
+    per_device(file, bytes, "maintenance_date", "kind", |when, kind| {
+        maintenance_time(when).map(|at| Maintenance {
+            at,
+            kind: kind.to_string(),
+        })
+    })
+}
+
+/// When a maintenance entry counts from, in µs.
+fn maintenance_time(when: &str) -> Result<i64, String> {
+    if let Ok(date) = NaiveDate::parse_from_str(when, "%Y-%m-%d") {
+        if when.len() == 10 {
+            let end = date.succ_opt().ok_or_else(|| format!("maintenance_date `{when}` is out of range"))?;
+            return Ok(crate::calendar::day_start(end).timestamp_micros());
+        }
+    }
+    time::parse_iso_only(when).map_err(|e| {
+        format!("maintenance_date `{when}` is neither a YYYY-MM-DD date nor an ISO-8601 timestamp: {e}")
     })
 }
 
@@ -225,25 +297,103 @@ pub fn parse_maintenance(
 pub fn parse_failures(
     file: &str,
     bytes: &[u8],
-) -> Result<HashMap<String, Vec<i64>>, ReferenceError> {
-    per_device(file, bytes, "failure_time", |when| {
-        time::parse_iso_only(when).map_err(|e| format!("failure_time: {e}"))
+) -> Result<HashMap<String, Vec<Failure>>, ReferenceError> {
+    per_device(file, bytes, "failure_time", "component", |when, component| {
+        time::parse_iso_only(when)
+            .map(|at| Failure {
+                at,
+                component: component.to_string(),
+            })
+            .map_err(|e| format!("failure_time: {e}"))
     })
 }
 
-/// A log's `column` parsed per row and gathered by `device_id`, each device's values sorted.
+/// An event log, `device_id,event_time,code`: per device and code, the times, ascending.
+pub fn parse_events(file: &str, bytes: &[u8]) -> Result<EventTimes, ReferenceError> {
+    let (idx, records) = rows(file, bytes, &["device_id", "event_time", "code"])?;
+    let mut out: EventTimes = HashMap::new();
+    for (line, record) in &records {
+        let device = field(file, *line, record, idx[0], "device_id")?;
+        let when = field(file, *line, record, idx[1], "event_time")?;
+        let code = field(file, *line, record, idx[2], "code")?;
+        let at = time::parse_iso_only(when).map_err(|e| ReferenceError::Row {
+            file: file.to_string(),
+            line: *line,
+            message: format!("event_time: {e}"),
+        })?;
+        out.entry(device.to_string())
+            .or_default()
+            .entry(code.to_string())
+            .or_default()
+            .push(at);
+    }
+    for codes in out.values_mut() {
+        for times in codes.values_mut() {
+            times.sort_unstable();
+        }
+    }
+    Ok(out)
+}
+
+/// Device attributes, `device_id,<columns>`: one row per device; a column whose
+/// every non-empty value parses as a number is numeric.
+pub fn parse_attributes(
+    file: &str,
+    bytes: &[u8],
+    columns: &[String],
+) -> Result<AttributeTable, ReferenceError> {
+    let wanted: Vec<&str> = ["device_id"]
+        .into_iter()
+        .chain(columns.iter().map(String::as_str))
+        .collect();
+    let (idx, records) = rows(file, bytes, &wanted)?;
+    let mut table = AttributeTable::default();
+    for (line, record) in &records {
+        let device = field(file, *line, record, idx[0], "device_id")?;
+        let values: Vec<Option<String>> = idx[1..]
+            .iter()
+            .map(|&i| record.get(i).filter(|v| !v.is_empty()).map(str::to_string))
+            .collect();
+        if table.rows.insert(device.to_string(), values).is_some() {
+            return Err(ReferenceError::Row {
+                file: file.to_string(),
+                line: *line,
+                message: format!("device `{device}` has a second row (one row per device)"),
+            });
+        }
+    }
+    table.columns = columns
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let numeric = table
+                .rows
+                .values()
+                .filter_map(|v| v[i].as_deref())
+                .all(|v| v.parse::<f64>().is_ok_and(f64::is_finite));
+            (name.clone(), numeric)
+        })
+        .collect();
+    Ok(table)
+}
+
+/// A log's `column` parsed per row with its optional `extra` column (empty when
+/// absent), gathered by `device_id`, each device's values sorted.
 fn per_device<T: Ord>(
     file: &str,
     bytes: &[u8],
     column: &str,
-    parse: impl Fn(&str) -> Result<T, String>,
+    extra: &str,
+    parse: impl Fn(&str, &str) -> Result<T, String>,
 ) -> Result<HashMap<String, Vec<T>>, ReferenceError> {
     let (idx, records) = rows(file, bytes, &["device_id", column])?;
+    let extra_at = header_position(bytes, extra);
     let mut out: HashMap<String, Vec<T>> = HashMap::new();
     for (line, record) in &records {
         let device = field(file, *line, record, idx[0], "device_id")?;
         let value = field(file, *line, record, idx[1], column)?;
-        let value = parse(value).map_err(|message| ReferenceError::Row {
+        let other = extra_at.and_then(|i| record.get(i)).unwrap_or("");
+        let value = parse(value, other).map_err(|message| ReferenceError::Row {
             file: file.to_string(),
             line: *line,
             message,
@@ -256,6 +406,18 @@ fn per_device<T: Ord>(
     Ok(out)
 }
 
+/// Where `name` is in the CSV's header (any case), if it is there.
+fn header_position(bytes: &[u8], name: &str) -> Option<usize> {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .flexible(true)
+        .trim(csv::Trim::All)
+        .from_reader(bytes);
+    let header = reader.headers().ok()?;
+    header.iter().position(|h| h.eq_ignore_ascii_case(name))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -266,29 +428,36 @@ mod tests {
         time::parse_str(s).unwrap()
     }
 
-    fn d(s: &str) -> NaiveDate {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-    }
-
     #[test]
-    fn maintenance_latest_on_or_before_the_date() {
+    fn maintenance_counts_before_the_prediction_time_and_a_date_at_its_end() {
         let m = parse_maintenance(
             "m.csv",
-            b"device_id,maintenance_date,kind\np,2024-03-09,x\np,2024-03-01,y\np,2024-03-12,z\n",
+            b"device_id,maintenance_date,kind\np,2024-03-09,x\np,2024-03-01,y\np,2024-03-11T10:30:00Z,z\n",
         )
         .unwrap();
         let r = Reference {
             maintenance: m,
             ..Reference::default()
         };
-        assert_eq!(r.days_since_maintenance("p", d("2024-03-11")), Some(2));
-        assert_eq!(r.days_since_maintenance("p", d("2024-03-12")), Some(0));
-        assert_eq!(r.days_since_maintenance("p", d("2024-02-29")), None);
-        assert_eq!(r.days_since_maintenance("other", d("2024-03-11")), None);
+        // The date-only 2024-03-09 counts from 2024-03-10 00:00: not at t = that instant,
+        // where the latest known is 2024-03-01 (from 2024-03-02 00:00, 8 days before).
+        assert_eq!(r.days_since_maintenance("p", us("2024-03-10T00:00:00Z"), None), Some(8));
+        assert_eq!(r.days_since_maintenance("p", us("2024-03-10T00:00:00.000001Z"), None), Some(0));
+        // The timed entry at 10:30 counts for t after it, never at t itself.
+        assert_eq!(r.days_since_maintenance("p", us("2024-03-11T10:30:00Z"), None), Some(1));
+        assert_eq!(r.days_since_maintenance("p", us("2024-03-11T10:30:00.000001Z"), None), Some(0));
+        // Whole days, floored: 23 h 59 min after is still day 0, 24 h after is day 1.
+        assert_eq!(r.days_since_maintenance("p", us("2024-03-12T10:29:00Z"), None), Some(0));
+        assert_eq!(r.days_since_maintenance("p", us("2024-03-12T10:30:00Z"), None), Some(1));
+        // Per kind: the latest of that kind only.
+        assert_eq!(r.days_since_maintenance("p", us("2024-03-12T10:30:00Z"), Some("x")), Some(2));
+        assert_eq!(r.days_since_maintenance("p", us("2024-03-12T10:30:00Z"), Some("w")), None);
+        assert_eq!(r.days_since_maintenance("p", us("2024-03-01T00:00:00Z"), None), None);
+        assert_eq!(r.days_since_maintenance("other", us("2024-03-11T00:00:00Z"), None), None);
     }
 
     #[test]
-    fn failure_labels_at_the_edges() {
+    fn failure_labels_look_at_t_up_to_before_the_horizons_end() {
         let f = parse_failures(
             "f.csv",
             b"device_id,failure_time,component\np,2024-03-18T00:00:00Z,seal\n",
@@ -298,44 +467,53 @@ mod tests {
             failures: f,
             ..Reference::default()
         };
-        let week = 7 * 24 * H;
+        let week = Horizon { us: 7 * 24 * H, component: None };
         let late = us("2030-01-01T00:00:00Z");
-        // Exactly at the horizon's end: inside (the interval is closed on the right).
-        assert_eq!(
-            r.failure_within("p", us("2024-03-11T00:00:00Z"), week, late),
-            Some(true)
-        );
-        // One hour later the failure is at +6d23h: still inside.
-        assert_eq!(
-            r.failure_within("p", us("2024-03-11T01:00:00Z"), week, late),
-            Some(true)
-        );
-        // A window starting exactly at the failure: outside (open on the left).
-        assert_eq!(
-            r.failure_within("p", us("2024-03-18T00:00:00Z"), week, late),
-            Some(false)
-        );
-        // A horizon ending one hour before the failure, fully seen: false.
-        assert_eq!(
-            r.failure_within("p", us("2024-03-10T23:00:00Z"), week, late),
-            Some(false)
-        );
+        // A failure exactly at t is the row's positive.
+        assert_eq!(r.failure_within("p", us("2024-03-18T00:00:00Z"), &week, late), Some(true));
+        // Just after t's failure: gone.
+        assert_eq!(r.failure_within("p", us("2024-03-18T00:00:00.000001Z"), &week, late), Some(false));
+        // Exactly at the horizon's end: outside (the interval is open on the right).
+        assert_eq!(r.failure_within("p", us("2024-03-11T00:00:00Z"), &week, late), Some(false));
+        assert_eq!(r.failure_within("p", us("2024-03-11T00:00:00.000001Z"), &week, late), Some(true));
+        // Per component.
+        let seal = Horizon { us: 7 * 24 * H, component: Some("seal") };
+        let pump = Horizon { us: 7 * 24 * H, component: Some("pump") };
+        assert_eq!(r.failure_within("p", us("2024-03-17T00:00:00Z"), &seal, late), Some(true));
+        assert_eq!(r.failure_within("p", us("2024-03-17T00:00:00Z"), &pump, late), Some(false));
         // No failure yet, horizon not over at the cut-off: unknown.
         let cutoff = us("2024-03-15T00:00:00Z");
-        assert_eq!(
-            r.failure_within("q", us("2024-03-11T00:00:00Z"), week, cutoff),
-            None
-        );
-        // Horizon ending exactly at the cut-off is fully seen.
-        assert_eq!(
-            r.failure_within("q", us("2024-03-08T00:00:00Z"), week, cutoff),
-            Some(false)
-        );
+        assert_eq!(r.failure_within("q", us("2024-03-11T00:00:00Z"), &week, cutoff), None);
+        // A horizon ending exactly at the cut-off is fully seen.
+        assert_eq!(r.failure_within("q", us("2024-03-08T00:00:00Z"), &week, cutoff), Some(false));
         // A failure already seen is true even before the horizon is over.
-        assert_eq!(
-            r.failure_within("p", us("2024-03-17T00:00:00Z"), week, cutoff),
-            Some(true)
-        );
+        assert_eq!(r.failure_within("p", us("2024-03-17T00:00:00Z"), &week, cutoff), Some(true));
+    }
+
+    #[test]
+    fn event_logs_and_attributes_parse_and_refuse_bad_rows() {
+        let e = parse_events(
+            "e.csv",
+            b"device_id,event_time,code\np,2024-03-11T02:00:00Z,E1\np,2024-03-11T01:00:00Z,E1\n",
+        )
+        .unwrap();
+        assert_eq!(e["p"]["E1"], vec![us("2024-03-11T01:00:00Z"), us("2024-03-11T02:00:00Z")]);
+        let err = parse_events("e.csv", b"device_id,event_time,code\np,soon,E1\n")
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("e.csv") && err.contains("line 2"), "{err}");
+        let cols = ["model".to_string(), "age".to_string()];
+        let a = parse_attributes("m.csv", b"device_id,model,age\np,m1,12\nq,m2,\n", &cols).unwrap();
+        assert_eq!(a.columns, vec![("model".to_string(), false), ("age".to_string(), true)]);
+        assert_eq!(a.rows["q"], vec![Some("m2".to_string()), None]);
+        let err = parse_attributes("m.csv", b"device_id,model\np,m1\n", &cols)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("age"), "{err}");
+        let err = parse_attributes("m.csv", b"device_id,model,age\np,m1,1\np,m2,2\n", &cols)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 3"), "{err}");
     }
 
     #[test]
@@ -345,7 +523,8 @@ mod tests {
             b"\xEF\xBB\xBFKind,Maintenance_Date,Device_ID,notes\nx, 2024-03-09 ,p,ok\n\n",
         )
         .unwrap();
-        assert_eq!(m["p"], vec![d("2024-03-09")]);
+        assert_eq!(m["p"][0].at, us("2024-03-10T00:00:00Z"));
+        assert_eq!(m["p"][0].kind, "x");
         assert!(parse_failures("f.csv", b"")
             .unwrap_err()
             .to_string()

@@ -1,0 +1,81 @@
+//! The declared feature windows' earlier hours: what a date's windows reach of
+//! the dates before it, read back from `telemetry` and reduced at once.
+//!
+//! A 24 h or 7 d window of the date's first hours reaches into earlier dates'
+//! silver. Those rows are read a few hours and only the needed columns at a
+//! time, reduced to device-hour partials ([`Windows::add_rows`]) and dropped,
+//! so the memory held is one chunk of readings plus the partials, whatever the
+//! window's length.
+
+use chrono::NaiveDate;
+use deltalake::DeltaTable;
+
+use crate::calendar::{day_start, HOUR_US};
+use crate::config::job::Job;
+use crate::lake::{silver, Lake};
+use crate::stages::features::Windows;
+use crate::Error;
+
+/// Hours of silver read at once (at plant scale, about 1.8 M readings an hour).
+const CHUNK_HOURS: i64 = 2;
+
+/// The date's declared windows with the earlier hours they reach; `None` when the job declares none.
+pub async fn earlier(lake: &Lake, job: &Job, date: NaiveDate) -> Result<Option<Windows>, Error> {
+    let set = &job.features;
+    if !set.has_signal_windows() {
+        return Ok(None);
+    }
+    let mut windows = Windows::new(set);
+    let Some(table) = silver::open(lake).await? else {
+        return Ok(Some(windows));
+    };
+    add_earlier(&table, job, date, &mut windows).await?;
+    Ok(Some(windows))
+}
+
+/// Adds to `windows` the hours before `date` that its longest window reaches.
+pub async fn add_earlier(
+    table: &DeltaTable,
+    job: &Job,
+    date: NaiveDate,
+    windows: &mut Windows,
+) -> Result<(), Error> {
+    let start = day_start(date).timestamp_micros();
+    let from = start - (job.features.longest_window_hours() - 1) * HOUR_US;
+    let spec = crate::run::drift::silver_spec(&job.schema, &job.drift);
+    let present = silver::column_names(table)?;
+    let wanted = Windows::columns(&job.features);
+    let columns: Vec<&str> = wanted
+        .iter()
+        .map(String::as_str)
+        .filter(|c| present.iter().any(|p| p == c))
+        .collect();
+    let mut chunk = from;
+    while chunk < start {
+        let end = (chunk + CHUNK_HOURS * HOUR_US).min(start);
+        let day = crate::calendar::date_of_us(chunk);
+        let end = end.min(day_start(day).timestamp_micros() + crate::calendar::DAY_US);
+        if silver::has_partition(table, day).await? {
+            let rows = silver::read_rows(table, &spec, day, chunk, end, &columns).await?;
+            let rows = with_null_columns(rows, &wanted)?;
+            crate::stages::guarded("features", || windows.add_rows(&rows))?;
+        }
+        chunk = end;
+    }
+    Ok(())
+}
+
+/// `rows` with every wanted column, a signal the table does not have yet read as null.
+fn with_null_columns(
+    mut rows: polars::prelude::DataFrame,
+    wanted: &[String],
+) -> Result<polars::prelude::DataFrame, Error> {
+    use polars::prelude::*;
+    for name in wanted {
+        if rows.column(name).is_err() {
+            let nulls = Column::full_null(name.as_str().into(), rows.height(), &DataType::Float64);
+            rows.with_column(nulls).map_err(Error::polars("features"))?;
+        }
+    }
+    Ok(rows)
+}

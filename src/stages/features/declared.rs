@@ -1,0 +1,496 @@
+//! The declared feature set's columns (docs/features.md): trailing windows of
+//! signal aggregates, event counts, per-component maintenance, device
+//! attributes and extra labels, every one point in time at *t* = `window_start + 1h`.
+//!
+//! Signal windows are whole hours, so each device-hour is reduced once to a
+//! [`Partial`] (count, means, centred co-moments, min, max, last) and a window
+//! merges the partials of its hours (Chan's parallel formulas). A 7-day window
+//! then costs 168 small merges per row instead of a pass over a week of readings,
+//! and earlier dates are read once, a few hours and columns at a time, and
+//! dropped as soon as they are reduced. The reduction is hand-written rather
+//! than a Polars rolling group-by because the merge must be exact in its order:
+//! each hour's values are sorted by (time, value) before they are summed, so the
+//! same readings give the same bits whatever order a read returns them in.
+
+use std::collections::{BTreeMap, HashMap};
+
+use polars::prelude::*;
+
+use crate::calendar::HOUR_US;
+use crate::config::features::{Aggregate, FeatureSet};
+use crate::stages::features::reference::{Horizon, Reference};
+
+/// One device-hour of one signal, reduced. `x` is the time in hours from the hour's start.
+#[derive(Debug, Clone, Copy)]
+pub struct Partial {
+    n: f64,
+    mx: f64,
+    my: f64,
+    cxx: f64,
+    cxy: f64,
+    m2: f64,
+    min: f64,
+    max: f64,
+    first_t: i64,
+    last_t: i64,
+    last_v: f64,
+}
+
+impl Partial {
+    /// Reduces `values` (time µs, value), sorted by time then value, of the hour starting at `ws`.
+    fn of(ws: i64, values: &[(i64, f64)]) -> Option<Partial> {
+        let (first, last) = (values.first()?, values.last()?);
+        let n = values.len() as f64;
+        let x = |t: i64| (t - ws) as f64 / HOUR_US as f64;
+        let mx = values.iter().map(|&(t, _)| x(t)).sum::<f64>() / n;
+        let my = values.iter().map(|&(_, v)| v).sum::<f64>() / n;
+        let (mut cxx, mut cxy, mut m2) = (0.0, 0.0, 0.0);
+        let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
+        for &(t, v) in values {
+            let (dx, dy) = (x(t) - mx, v - my);
+            cxx += dx * dx;
+            cxy += dx * dy;
+            m2 += dy * dy;
+            min = min.min(v);
+            max = max.max(v);
+        }
+        Some(Partial {
+            n,
+            mx,
+            my,
+            cxx,
+            cxy,
+            m2,
+            min,
+            max,
+            first_t: first.0,
+            last_t: last.0,
+            last_v: last.1,
+        })
+    }
+}
+
+/// A window's running merge; `x` in hours from the merge's origin.
+#[derive(Debug, Clone, Copy, Default)]
+struct Acc {
+    p: Option<Partial>,
+}
+
+impl Acc {
+    /// Merges `b`, whose hour starts `shift` hours after the origin (hours merged in time order).
+    fn merge(&mut self, b: &Partial, shift: f64) {
+        let mut b = *b;
+        b.mx += shift;
+        let Some(a) = &mut self.p else {
+            self.p = Some(b);
+            return;
+        };
+        let n = a.n + b.n;
+        let (dx, dy) = (b.mx - a.mx, b.my - a.my);
+        let f = a.n * b.n / n;
+        a.cxx += b.cxx + dx * dx * f;
+        a.cxy += b.cxy + dx * dy * f;
+        a.m2 += b.m2 + dy * dy * f;
+        a.mx += dx * b.n / n;
+        a.my += dy * b.n / n;
+        a.n = n;
+        a.min = a.min.min(b.min);
+        a.max = a.max.max(b.max);
+        a.first_t = a.first_t.min(b.first_t);
+        if (b.last_t, b.last_v) > (a.last_t, a.last_v) {
+            a.last_t = b.last_t;
+            a.last_v = b.last_v;
+        }
+    }
+
+    fn value(&self, agg: Aggregate) -> Option<f64> {
+        let p = self.p.as_ref()?;
+        match agg {
+            Aggregate::Count => Some(p.n),
+            Aggregate::Mean => Some(p.my),
+            Aggregate::Std => (p.n >= 2.0).then(|| (p.m2 / (p.n - 1.0)).sqrt()),
+            Aggregate::Min => Some(p.min),
+            Aggregate::Max => Some(p.max),
+            Aggregate::Last => Some(p.last_v),
+            Aggregate::Slope => (p.n >= 2.0 && p.first_t < p.last_t).then(|| p.cxy / p.cxx),
+        }
+    }
+}
+
+/// Per device, per hour start (µs), one partial per declared signal.
+type Hours = HashMap<String, BTreeMap<i64, Vec<Option<Partial>>>>;
+
+/// The signal windows of one date: partials of the date's hours and of the earlier hours its windows reach.
+#[derive(Clone, Default)]
+pub struct Windows {
+    signals: Vec<String>,
+    hours: Hours,
+}
+
+impl Windows {
+    pub fn new(set: &FeatureSet) -> Windows {
+        Windows {
+            signals: set.signals.clone(),
+            hours: Hours::new(),
+        }
+    }
+
+    /// The silver columns the windows read.
+    pub fn columns(set: &FeatureSet) -> Vec<String> {
+        ["device_id", "event_time"]
+            .map(String::from)
+            .into_iter()
+            .chain(set.signals.iter().cloned())
+            .collect()
+    }
+
+    /// Reduces `frame`'s rows (any order; whole hours only) to device-hour partials.
+    pub fn add_rows(&mut self, frame: &DataFrame) -> PolarsResult<()> {
+        if frame.height() == 0 || self.signals.is_empty() {
+            return Ok(());
+        }
+        let devices = frame.column("device_id")?.str()?.clone();
+        let times = frame
+            .column("event_time")?
+            .cast(&DataType::Int64)?
+            .i64()?
+            .clone();
+        let values: Vec<Float64Chunked> = self
+            .signals
+            .iter()
+            .map(|s| Ok(frame.column(s)?.cast(&DataType::Float64)?.f64()?.clone()))
+            .collect::<PolarsResult<_>>()?;
+        let mut groups: HashMap<(&str, i64), Vec<usize>> = HashMap::new();
+        for (i, (d, t)) in devices.iter().zip(times.iter()).enumerate() {
+            if let (Some(d), Some(t)) = (d, t) {
+                groups.entry((d, t - t.rem_euclid(HOUR_US))).or_default().push(i);
+            }
+        }
+        for ((device, ws), rows) in groups {
+            let partials = values
+                .iter()
+                .map(|v| {
+                    let mut pairs: Vec<(i64, f64)> = rows
+                        .iter()
+                        .filter_map(|&i| Some((times.get(i)?, v.get(i).filter(|x| !x.is_nan())?)))
+                        .collect();
+                    pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+                    Partial::of(ws, &pairs)
+                })
+                .collect();
+            self.hours
+                .entry(device.to_string())
+                .or_default()
+                .insert(ws, partials);
+        }
+        Ok(())
+    }
+
+    /// The `<signal>_<agg>_<window>` columns for rows (device, hour start µs).
+    fn window_columns(&self, set: &FeatureSet, rows: &[(&str, i64)]) -> Vec<Column> {
+        let (nw, na) = (set.windows.len(), set.aggregates.len());
+        let width = self.signals.len() * nw * na;
+        let mut out: Vec<Vec<Option<f64>>> = vec![Vec::with_capacity(rows.len()); width];
+        for &(device, ws) in rows {
+            let t = ws + HOUR_US;
+            let hours = self.hours.get(device);
+            for (si, _) in self.signals.iter().enumerate() {
+                for (wi, w) in set.windows.iter().enumerate() {
+                    let mut acc = Acc::default();
+                    if let Some(hours) = hours {
+                        for (&h, partials) in hours.range(t - w.us()..t) {
+                            if let Some(p) = &partials[si] {
+                                acc.merge(p, (h - t) as f64 / HOUR_US as f64);
+                            }
+                        }
+                    }
+                    for (ai, &agg) in set.aggregates.iter().enumerate() {
+                        out[(si * nw + wi) * na + ai].push(acc.value(agg));
+                    }
+                }
+            }
+        }
+        let mut columns = Vec::with_capacity(width);
+        for (si, s) in self.signals.iter().enumerate() {
+            for (wi, w) in set.windows.iter().enumerate() {
+                for (ai, &agg) in set.aggregates.iter().enumerate() {
+                    let name = format!("{s}_{}_{}", agg.name(), w.name);
+                    let values = std::mem::take(&mut out[(si * nw + wi) * na + ai]);
+                    columns.push(if agg == Aggregate::Count {
+                        let counts: Vec<i64> = values.iter().map(|v| v.unwrap_or(0.0) as i64).collect();
+                        Column::new(name.into(), counts)
+                    } else {
+                        Column::new(name.into(), values)
+                    });
+                }
+            }
+        }
+        columns
+    }
+}
+
+/// Adds the declared columns to `frame` (one row per device-hour with `device_id` and `ws_us`),
+/// in the order of [`FeatureSet::columns`].
+pub fn add_columns(
+    mut frame: DataFrame,
+    set: &FeatureSet,
+    windows: Option<&Windows>,
+    reference: &Reference,
+    cutoff: i64,
+) -> PolarsResult<DataFrame> {
+    if set.is_empty() {
+        return Ok(frame);
+    }
+    let devices = frame.column("device_id")?.str()?.clone();
+    let starts = frame.column("ws_us")?.i64()?.clone();
+    let rows: Vec<(&str, i64)> = devices
+        .iter()
+        .zip(starts.iter())
+        .filter_map(|(d, t)| Some((d?, t?)))
+        .collect();
+    if rows.len() != frame.height() {
+        return Err(PolarsError::ComputeError(
+            "features: a device-hour without a device id or an hour".into(),
+        ));
+    }
+    let mut columns = Vec::new();
+    if set.has_signal_windows() {
+        let empty = Windows::new(set);
+        columns.extend(windows.unwrap_or(&empty).window_columns(set, &rows));
+    }
+    columns.extend(maintenance_columns(set, reference, &rows));
+    columns.extend(event_columns(set, reference, &rows));
+    columns.extend(attribute_columns(reference, &rows)?);
+    columns.extend(label_columns(set, reference, &rows, cutoff));
+    for c in columns {
+        frame.with_column(c)?;
+    }
+    Ok(frame)
+}
+
+/// `days_since_maintenance_<component>`.
+fn maintenance_columns(set: &FeatureSet, r: &Reference, rows: &[(&str, i64)]) -> Vec<Column> {
+    set.components
+        .iter()
+        .map(|c| {
+            let values: Vec<Option<i32>> = rows
+                .iter()
+                .map(|&(d, ws)| r.days_since_maintenance(d, ws + HOUR_US, Some(c)))
+                .collect();
+            Column::new(format!("days_since_maintenance_{}", c.to_lowercase()).into(), values)
+        })
+        .collect()
+}
+
+/// `<log>_<code>_count_<window>`: events with `event_time` in `[t - window, t)`.
+fn event_columns(set: &FeatureSet, r: &Reference, rows: &[(&str, i64)]) -> Vec<Column> {
+    let mut out = Vec::new();
+    for (log, times) in set.events.iter().zip(&r.events) {
+        for code in &log.codes {
+            for w in &log.windows {
+                let counts: Vec<i64> = rows
+                    .iter()
+                    .map(|&(d, ws)| {
+                        let t = ws + HOUR_US;
+                        times.get(d).and_then(|codes| codes.get(code)).map_or(0, |ts| {
+                            (ts.partition_point(|&e| e < t) - ts.partition_point(|&e| e < t - w.us()))
+                                as i64
+                        })
+                    })
+                    .collect();
+                let name = format!("{}_{}_count_{}", log.name, code.to_lowercase(), w.name);
+                out.push(Column::new(name.into(), counts));
+            }
+        }
+    }
+    out
+}
+
+/// The device attributes, numbers as doubles and the rest as strings.
+fn attribute_columns(r: &Reference, rows: &[(&str, i64)]) -> PolarsResult<Vec<Column>> {
+    let Some(table) = &r.attributes else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::with_capacity(table.columns.len());
+    for (i, (name, numeric)) in table.columns.iter().enumerate() {
+        let texts: Vec<Option<&str>> = rows
+            .iter()
+            .map(|&(d, _)| table.rows.get(d).and_then(|v| v[i].as_deref()))
+            .collect();
+        out.push(if *numeric {
+            let nums: Vec<Option<f64>> = texts.iter().map(|v| v.and_then(|s| s.parse().ok())).collect();
+            Column::new(name.as_str().into(), nums)
+        } else {
+            Column::new(name.as_str().into(), texts)
+        });
+    }
+    Ok(out)
+}
+
+/// `failure_within_<h>` for new horizons, then `failure_<component>_within_<h>`.
+fn label_columns(set: &FeatureSet, r: &Reference, rows: &[(&str, i64)], cutoff: i64) -> Vec<Column> {
+    let label = |name: String, horizon: Horizon| {
+        let values: Vec<Option<bool>> = rows
+            .iter()
+            .map(|&(d, ws)| r.failure_within(d, ws + HOUR_US, &horizon, cutoff))
+            .collect();
+        Column::new(name.into(), values)
+    };
+    let mut out = Vec::new();
+    for h in set.new_horizons() {
+        out.push(label(format!("failure_within_{}", h.name), Horizon { us: h.us(), component: None }));
+    }
+    for h in &set.horizons {
+        for c in &set.components {
+            let name = format!("failure_{}_within_{}", c.to_lowercase(), h.name);
+            out.push(label(name, Horizon { us: h.us(), component: Some(c) }));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pairs(ws: i64, xs: &[(i64, f64)]) -> Vec<(i64, f64)> {
+        xs.iter().map(|&(m, v)| (ws + m * 60_000_000, v)).collect()
+    }
+
+    /// Least-squares slope per hour, the textbook way.
+    fn slope(xs: &[(f64, f64)]) -> f64 {
+        let n = xs.len() as f64;
+        let mx = xs.iter().map(|p| p.0).sum::<f64>() / n;
+        let my = xs.iter().map(|p| p.1).sum::<f64>() / n;
+        let sxy: f64 = xs.iter().map(|p| (p.0 - mx) * (p.1 - my)).sum();
+        let sxx: f64 = xs.iter().map(|p| (p.0 - mx).powi(2)).sum();
+        sxy / sxx
+    }
+
+    #[test]
+    fn merged_hours_equal_one_pass_over_their_values() {
+        let h = HOUR_US;
+        let a = pairs(0, &[(0, 1.0), (30, 3.0), (59, 2.0)]);
+        let b = pairs(2 * h, &[(10, 10.0), (20, 4.0)]);
+        let t = 3 * h;
+        let mut acc = Acc::default();
+        acc.merge(&Partial::of(0, &a).unwrap(), -3.0);
+        acc.merge(&Partial::of(2 * h, &b).unwrap(), -1.0);
+        let all: Vec<(f64, f64)> = a
+            .iter()
+            .chain(&b)
+            .map(|&(ts, v)| ((ts - t) as f64 / h as f64, v))
+            .collect();
+        let ys: Vec<f64> = all.iter().map(|p| p.1).collect();
+        let mean = ys.iter().sum::<f64>() / 5.0;
+        let std = (ys.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / 4.0).sqrt();
+        let close = |got: Option<f64>, want: f64| {
+            let got = got.unwrap();
+            assert!((got - want).abs() <= 1e-12 * want.abs().max(1.0), "{got} != {want}");
+        };
+        close(acc.value(Aggregate::Count), 5.0);
+        close(acc.value(Aggregate::Mean), mean);
+        close(acc.value(Aggregate::Std), std);
+        close(acc.value(Aggregate::Min), 1.0);
+        close(acc.value(Aggregate::Max), 10.0);
+        close(acc.value(Aggregate::Last), 4.0);
+        close(acc.value(Aggregate::Slope), slope(&all));
+    }
+
+    #[test]
+    fn one_value_or_one_instant_has_no_std_or_slope() {
+        let one = Partial::of(0, &[(5, 2.0)]).unwrap();
+        let mut acc = Acc::default();
+        acc.merge(&one, 0.0);
+        assert_eq!(acc.value(Aggregate::Std), None);
+        assert_eq!(acc.value(Aggregate::Slope), None);
+        let same = Partial::of(0, &[(5, 2.0), (5, 7.0)]).unwrap();
+        let mut acc = Acc::default();
+        acc.merge(&same, 0.0);
+        assert!(acc.value(Aggregate::Std).is_some());
+        assert_eq!(acc.value(Aggregate::Slope), None);
+        // Two readings at one instant: the last is the larger value.
+        assert_eq!(acc.value(Aggregate::Last), Some(7.0));
+        assert_eq!(Acc::default().value(Aggregate::Mean), None);
+    }
+
+    fn set(text: &str) -> FeatureSet {
+        let file: crate::config::features::FeaturesFile = toml::from_str(text).unwrap();
+        FeatureSet::parse(&file, &crate::config::schema::TelemetrySchema::embedded().unwrap()).unwrap()
+    }
+
+    fn frame(rows: &[(&str, &str, Option<f64>)]) -> DataFrame {
+        let us: Vec<i64> = rows
+            .iter()
+            .map(|r| crate::stages::normalize::time::parse_str(r.1).unwrap())
+            .collect();
+        DataFrame::new_infer_height(vec![
+            Column::new("device_id".into(), rows.iter().map(|r| r.0).collect::<Vec<_>>()),
+            Int64Chunked::from_vec("event_time".into(), us)
+                .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+                .into_column(),
+            Column::new("pressure".into(), rows.iter().map(|r| r.2).collect::<Vec<_>>()),
+        ])
+        .unwrap()
+    }
+
+    fn value(out: &DataFrame, name: &str, row: usize) -> AnyValue<'static> {
+        out.column(name).unwrap().get(row).unwrap().into_static()
+    }
+
+    #[test]
+    fn a_window_ends_just_before_t_and_starts_at_t_minus_its_length() {
+        let s = set("signals=[\"pressure\"]\nwindows=[\"2h\"]\naggregates=[\"count\",\"mean\",\"last\"]");
+        let mut w = Windows::new(&s);
+        // The row of hour 10:00 has t = 11:00: its 2 h window is [09:00, 11:00).
+        w.add_rows(&frame(&[
+            ("p", "2024-03-11T08:59:59.999999Z", Some(1000.0)), // just before the window
+            ("p", "2024-03-11T09:00:00Z", Some(1.0)),           // its first instant
+            ("p", "2024-03-11T10:59:59.999999Z", Some(3.0)),    // just before t
+            ("p", "2024-03-11T11:00:00Z", Some(500.0)),         // at t: the next hour's
+        ]))
+        .unwrap();
+        let ws = crate::stages::normalize::time::parse_str("2024-03-11T10:00:00Z").unwrap();
+        let rows = DataFrame::new_infer_height(vec![
+            Column::new("device_id".into(), ["p"]),
+            Column::new("ws_us".into(), [ws]),
+        ])
+        .unwrap();
+        let out = add_columns(rows, &s, Some(&w), &Reference::default(), 0).unwrap();
+        assert_eq!(value(&out, "pressure_count_2h", 0), AnyValue::Int64(2));
+        assert_eq!(value(&out, "pressure_mean_2h", 0), AnyValue::Float64(2.0));
+        assert_eq!(value(&out, "pressure_last_2h", 0), AnyValue::Float64(3.0));
+    }
+
+    #[test]
+    fn the_partials_do_not_depend_on_the_order_rows_come_in() {
+        let s = set("signals=[\"pressure\"]\nwindows=[\"3h\"]\naggregates=[\"mean\",\"std\",\"slope\"]");
+        let mut lcg = crate::testing::Lcg(5);
+        let rows: Vec<(String, f64)> = (0..600)
+            .map(|i| {
+                let t = format!("2024-03-11T{:02}:{:02}:{:02}Z", i / 200, (i / 4) % 60, lcg.below(60));
+                (t, lcg.below(1_000_000) as f64 / 7919.0)
+            })
+            .collect();
+        let as_frame = |order: &[usize]| {
+            let r: Vec<(&str, &str, Option<f64>)> =
+                order.iter().map(|&i| ("p", rows[i].0.as_str(), Some(rows[i].1))).collect();
+            frame(&r)
+        };
+        let forward: Vec<usize> = (0..rows.len()).collect();
+        let backward: Vec<usize> = forward.iter().rev().copied().collect();
+        let ws = crate::stages::normalize::time::parse_str("2024-03-11T02:00:00Z").unwrap();
+        let features = |order: &[usize]| {
+            let mut w = Windows::new(&s);
+            w.add_rows(&as_frame(order)).unwrap();
+            let rows = DataFrame::new_infer_height(vec![
+                Column::new("device_id".into(), ["p"]),
+                Column::new("ws_us".into(), [ws]),
+            ])
+            .unwrap();
+            add_columns(rows, &s, Some(&w), &Reference::default(), 0).unwrap()
+        };
+        let (a, b) = (features(&forward), features(&backward));
+        assert!(a.equals_missing(&b), "{a:?}\n{b:?}");
+    }
+}
