@@ -4,7 +4,7 @@
 # prints wall time, rows/s, MB/s and peak RSS per stage. Nothing here is a test: the
 # numbers are read by people, and the issue's targets are checked against them.
 #
-#   bench/run.sh [small|plant] [--duckdb] [--runs N] [--python] [--days-before N]
+#   bench/run.sh [small|plant] [--duckdb] [--runs N] [--python] [--days-before N] [--features FILE]
 #
 #   small   250 devices, a reading every 4 s:  5.4 M readings a day (~2.0 GB of JSON)
 #   plant   500 devices, a reading every 1 s: 43.2 M readings a day (~15 GB of JSON)
@@ -15,6 +15,8 @@
 #   --python  also run bench/python_baseline.py once (pip install polars deltalake pyarrow)
 #   --days-before N  generate and run N dates before the measured one (default 1): 7 gives
 #             device_health's steady state, 7 dates of history (data in <scale>-b7/)
+#   --features FILE  appends FILE (a `[features]` table, e.g. bench/features-example.toml)
+#             to the job: the declared feature set's cost
 #
 # COLDPATH_BIN=PATH benchmarks that binary instead of building one (release build, please).
 #
@@ -23,15 +25,16 @@
 # installed at run time: a missing Python package stops the script before it builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage() { echo "usage: bench/run.sh [small|plant] [--duckdb] [--runs N] [--python] [--days-before N]" >&2; exit 2; }
+usage() { echo "usage: bench/run.sh [small|plant] [--duckdb] [--runs N] [--python] [--days-before N] [--features FILE]" >&2; exit 2; }
 SCALE=small
 case "${1:-}" in small|plant) SCALE="$1"; shift ;; esac
-PYTHON=0 DUCKDB=0 RUNS= BEFORE=1
+PYTHON=0 DUCKDB=0 RUNS= BEFORE=1 FEATURES=
 while [ $# -gt 0 ]; do
     case "$1" in
         --python) PYTHON=1 ;;
         --days-before) [ $# -ge 2 ] || usage; BEFORE="$2"; shift ;;
         --duckdb) DUCKDB=1 ;;
+        --features) [ $# -ge 2 ] || usage; FEATURES="$2"; shift ;;
         --runs) [ $# -ge 2 ] || usage; RUNS="$2"; shift ;;
         *) usage ;;
     esac
@@ -83,6 +86,9 @@ source = "$DATA/raw"
 layout = "telemetry/{yyyy}/{MM}/{dd}/{HH}/"
 lake = "$DATA/lake"
 TOML
+if [ -n "$FEATURES" ]; then
+    cat "$FEATURES" >> "$DATA/job.toml"
+fi
 
 timed() { # timed NAME CMD... : runs CMD, keeps its wall time and peak RSS (GNU time) in NAME.time
     local name="$1"; shift

@@ -59,15 +59,19 @@ const DEFAULTS: [(&str, &str, &str); 31] = [
     ("feature_date", "date", "partition column: the date of window_start (Azure ML's reader drops it: use window_start)"),
 ];
 
-fn agg_text(a: Aggregate) -> &'static str {
+/// What an aggregate is, and when it is null (or 0).
+fn agg_text(a: Aggregate) -> (&'static str, &'static str) {
     match a {
-        Aggregate::Count => "number of non-null values",
-        Aggregate::Mean => "mean",
-        Aggregate::Std => "sample std (n-1), null below 2 values",
-        Aggregate::Min => "minimum",
-        Aggregate::Max => "maximum",
-        Aggregate::Last => "value of the latest reading",
-        Aggregate::Slope => "least-squares slope per hour against event_time, null below 2 values",
+        Aggregate::Count => ("number of non-null values", "0 when none"),
+        Aggregate::Mean => ("mean", "null when none"),
+        Aggregate::Std => ("sample std (n-1)", "null below 2 values"),
+        Aggregate::Min => ("minimum", "null when none"),
+        Aggregate::Max => ("maximum", "null when none"),
+        Aggregate::Last => ("value of the latest reading (ties: the largest)", "null when none"),
+        Aggregate::Slope => (
+            "least-squares slope per hour against event_time",
+            "null below 2 values or when all share one time",
+        ),
     }
 }
 
@@ -84,7 +88,10 @@ fn definitions(set: &FeatureSet) -> Vec<Def> {
                     out.push(Def {
                         name: format!("{s}_{}_{}", a.name(), w.name),
                         ty: if a == Aggregate::Count { "bigint" } else { "double" },
-                        text: format!("{} of {s} over readings in [t - {}, t)", agg_text(a), w.name),
+                        text: {
+                            let (what, null) = agg_text(a);
+                            format!("{what} of {s} over readings in [t - {}, t); {null}", w.name)
+                        },
                     });
                 }
             }
