@@ -61,7 +61,8 @@ const EXACT: [&str; 13] = [
     "lookback_complete",
 ];
 
-/// Every column of every row equal to the expectation (floats to 1e-6 relative, nulls as nulls).
+/// Every default column of every row equal to the expectation (floats to 1e-6 relative, nulls
+/// as nulls), the point-in-time ones (days_since_maintenance, the labels) among them.
 pub(crate) fn assert_features_match(got: &[Map<String, Value>], want: &[Value], what: &str) {
     assert_eq!(got.len(), want.len(), "{what}: row count");
     for (g, w) in got.iter().zip(want) {
@@ -118,17 +119,39 @@ fn every_date_matches_the_contract_definitions_value_for_value() {
     assert!(day2.iter().any(|r| r["maintenance_status"] == "CRITICAL"));
     assert!(day2.iter().any(|r| r["failure_within_14d"].is_null()));
     assert!(day2.iter().any(|r| r["days_since_maintenance"].is_null()));
-    // pump-02 fails at 20:00: the window starting 19:00 sees it, the one starting 20:00 does not.
-    let pump02 = |h: u64| {
-        day2.iter()
-            .find(|r| r["device_id"] == "pump-02" && r["hour"] == h)
-            .unwrap()["failure_within_7d"]
+    // The expected value of `column` in `device`'s row of `date` at `hour`.
+    let cell = |date: &str, device: &str, hour: u64, column: &str| {
+        expected(date)["features"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["device_id"] == device && r["hour"] == hour)
+            .unwrap()[column]
             .clone()
     };
+    let (t, f) = (Value::Bool(true), Value::Bool(false));
+    // pump-02 fails at 20:00: the window starting 19:00 sees it, the one starting 20:00 does not.
+    let label = |date, device, h| cell(date, device, h, "failure_within_7d");
     assert_eq!(
-        (pump02(19), pump02(20)),
-        (Value::Bool(true), Value::Bool(false))
+        (
+            label("2024-03-11", "pump-02", 19),
+            label("2024-03-11", "pump-02", 20)
+        ),
+        (t.clone(), f.clone())
     );
+    // pump-01 fails at 2024-03-12T08:30, off the hour: a positive of the 07:00 row, whose t is
+    // 08:00, not of the 08:00 row, whose t (09:00) is after it.
+    assert_eq!(
+        (
+            label("2024-03-12", "pump-01", 7),
+            label("2024-03-12", "pump-01", 8)
+        ),
+        (t, f)
+    );
+    // The point in time (fixtures/pit.py): pump-02's seal at 06:00 exactly is seen from the
+    // 06:00 row on (t = 07:00), not by the 05:00 row (t = 06:00).
+    let since = |h| cell("2024-03-11", "pump-02", h, "days_since_maintenance");
+    assert_eq!((since(5), since(6)), (Value::Null, Value::from(0)));
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! The held-out check of device_health, the baselines and telemetry_minute: a raw
 //! container generated at test time (`fixtures/generate.py --held-out`, seeded
 //! random traffic never looked at while building), run for eight consecutive dates.
-//! The last date's tables must equal the contract's definitions as the generator
-//! computes them independently, and its page must render in headless Chromium.
+//! Every date's features_hourly (every default column: the point-in-time ones,
+//! days_since_maintenance and the labels, too) and the last date's tables must equal the
+//! contract's definitions as the generator computes them independently (fixtures/pit.py),
+//! and its page must render in headless Chromium.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -10,6 +12,7 @@ use std::path::Path;
 use serde_json::Value;
 
 use crate::common::*;
+use crate::features::{assert_features_match, features_of};
 use crate::health::{assert_feature_columns_are, assert_health_is, health_of};
 use crate::minute::{assert_minutes, minutes_of};
 use crate::report_html::{assert_clean, headless};
@@ -83,6 +86,11 @@ fn eight_consecutive_dates_of_a_held_out_container_give_the_contracts_health_bas
         for c in ["rows_written", "rejected", "duplicates", "other_dates"] {
             assert_eq!(report[c], want[c], "{date}: {c}");
         }
+        assert_features_match(
+            &features_of(lake.path(), date),
+            array(&want, "features"),
+            &format!("held-out {date}"),
+        );
     }
     let want = expectation(dir.path(), last);
     let (health, features) = (array(&want, "health"), array(&want, "features"));
@@ -133,6 +141,28 @@ fn eight_consecutive_dates_of_a_held_out_container_give_the_contracts_health_bas
         .any(|f| f["baseline_hours"].as_u64() >= Some(150)));
     assert!(features.iter().any(|f| f["temp_zscore"].is_f64()));
     assert!(features.iter().any(|f| f["temp_zscore"].is_null()));
+    // The point in time is exercised: press-02's timestamped maintenance (13:20) is seen from
+    // the 13:00 row on (t = 14:00), fan-09's failure at 12:34:56.5 seven days on turns its
+    // 7-day label true from the 12:00 row on, press-01's date-only entry gives whole days.
+    let pit = |id: &str, c: &str| -> BTreeSet<String> {
+        features
+            .iter()
+            .filter(|f| f["device_id"] == id)
+            .map(|f| f[c].to_string())
+            .collect()
+    };
+    assert_eq!(
+        pit("press-02", "days_since_maintenance"),
+        ["0", "null"].map(String::from).into()
+    );
+    assert_eq!(
+        pit("fan-09", "failure_within_7d"),
+        ["false", "true"].map(String::from).into()
+    );
+    assert_eq!(
+        pit("press-01", "days_since_maintenance"),
+        ["10", "9"].map(String::from).into()
+    );
 
     // The page of the last date renders, one heatmap cell per device-hour with readings.
     let cells: BTreeSet<(&str, i64)> = array(&want, "rows")

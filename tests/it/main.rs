@@ -9,6 +9,7 @@ mod catchup;
 mod common;
 mod consumers;
 mod crash;
+mod declared;
 mod drift;
 mod edges;
 mod exit_codes;
