@@ -647,3 +647,155 @@ fn bad_declarations_are_refused_before_any_read_naming_the_key() {
         );
     }
 }
+
+/// count, mean, std, min, max, last and slope (per hour) of `(hours, value)` points, from their
+/// definitions (docs/features.md), for a window's values written out by hand.
+fn by_hand(points: &[(f64, f64)]) -> [Option<f64>; 7] {
+    let n = points.len() as f64;
+    if points.is_empty() {
+        return [Some(0.0), None, None, None, None, None, None];
+    }
+    let mean = points.iter().map(|p| p.1).sum::<f64>() / n;
+    let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
+    let sxx: f64 = points.iter().map(|p| (p.0 - mx).powi(2)).sum();
+    let sxy: f64 = points.iter().map(|p| (p.0 - mx) * (p.1 - mean)).sum();
+    let two = points.len() >= 2;
+    let std =
+        two.then(|| (points.iter().map(|p| (p.1 - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt());
+    let min = points.iter().map(|p| p.1).fold(f64::INFINITY, f64::min);
+    let max = points.iter().map(|p| p.1).fold(f64::NEG_INFINITY, f64::max);
+    let last = points.iter().max_by(|a, b| a.0.total_cmp(&b.0)).unwrap().1;
+    let slope = (two && sxx > 0.0).then(|| sxy / sxx);
+    [
+        Some(n),
+        Some(mean),
+        std,
+        Some(min),
+        Some(max),
+        Some(last),
+        slope,
+    ]
+}
+
+/// A numeric column declared in the schema (`[[declared]]`) is a signal like the canonical
+/// ones: every aggregate over a 2 h window, worked by hand from the readings written here; a
+/// reading exactly at a row's t belongs to the next row's window; a null value is not a value;
+/// two values at one instant have no slope.
+#[test]
+fn a_declared_schema_column_is_a_signal_with_every_aggregate_worked_by_hand() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = dir.path().join("raw");
+    std::fs::create_dir_all(raw.join("reference")).unwrap();
+    std::fs::write(
+        raw.join("reference/maintenance.csv"),
+        "device_id,maintenance_date,kind\n",
+    )
+    .unwrap();
+    std::fs::write(
+        raw.join("reference/failures.csv"),
+        "device_id,failure_time,component\n",
+    )
+    .unwrap();
+    // (device, time of 2024-03-11, humidity, temperature, message id)
+    let readings: [(&str, &str, Option<f64>, Option<f64>, &str); 8] = [
+        ("d1", "10:00:00", Some(10.0), Some(20.0), "a"),
+        ("d1", "10:30:00", Some(20.0), None, "b"),
+        ("d1", "11:00:00", Some(30.0), None, "c"),
+        ("d1", "11:30:00", Some(40.0), None, "d"),
+        ("d1", "11:45:00", None, Some(21.0), "e"),
+        ("d1", "12:00:00", Some(99.0), None, "f"),
+        ("d2", "12:00:00", None, Some(25.0), "g"),
+        ("d2", "12:00:00", None, Some(27.0), "h"),
+    ];
+    for (i, (device, time, humidity, temperature, id)) in readings.iter().enumerate() {
+        let hour: u32 = time[..2].parse().unwrap();
+        let dir = raw.join(format!("telemetry/2024/03/11/{hour:02}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut rec = serde_json::json!({"deviceId": device, "timestamp": format!("2024-03-11T{time}Z"),
+                                         "messageId": id});
+        if let Some(h) = humidity {
+            rec["humidity"] = Value::from(*h);
+        }
+        if let Some(t) = temperature {
+            rec["temperature"] = Value::from(*t);
+        }
+        std::fs::write(dir.join(format!("{i}.json")), format!("{rec}\n")).unwrap();
+    }
+    let schema = dir.path().join("schema.toml");
+    let shipped = std::fs::read_to_string(repo().join("schemas/telemetry.toml")).unwrap();
+    std::fs::write(
+        &schema,
+        format!("{shipped}\n[[declared]]\nname = \"humidity\"\naliases = [\"humidity\"]\ntype = \"double\"\nmin = 0.0\nmax = 100.0\n"),
+    )
+    .unwrap();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "name = \"declared-signal\"\nsource = {:?}\nlayout = \"telemetry/{{yyyy}}/{{MM}}/{{dd}}/{{HH}}/\"\n\
+             lake = {:?}\nschema = {:?}\nmax_reject_ratio = 0.5\n\n[features]\n\
+             signals = [\"humidity\", \"temperature\"]\nwindows = [\"2h\"]\n\
+             aggregates = [\"count\", \"mean\", \"std\", \"min\", \"max\", \"last\", \"slope\"]\n",
+            raw.to_str().unwrap(),
+            dir.path().join("lake").to_str().unwrap(),
+            schema.to_str().unwrap(),
+        ),
+    )
+    .unwrap();
+    let lake = dir.path().join("lake");
+    let (code, report) = run_job(&job, "2024-03-11", &lake, &["--labels-as-of", LABELS]);
+    assert_eq!(code, 0, "{report}");
+    let rows = features_of(&lake, "2024-03-11");
+    // Hours after 10:00 of each window's values (the window of the row at ws is [ws - 1h, ws + 1h)).
+    let cases: [(&str, &str, &str, Vec<(f64, f64)>); 7] = [
+        (
+            "d1",
+            "2024-03-11T10",
+            "humidity",
+            vec![(0.0, 10.0), (0.5, 20.0)],
+        ),
+        (
+            "d1",
+            "2024-03-11T11",
+            "humidity",
+            vec![(0.0, 10.0), (0.5, 20.0), (1.0, 30.0), (1.5, 40.0)],
+        ),
+        (
+            "d1",
+            "2024-03-11T12",
+            "humidity",
+            vec![(1.0, 30.0), (1.5, 40.0), (2.0, 99.0)],
+        ),
+        ("d1", "2024-03-11T10", "temperature", vec![(0.0, 20.0)]),
+        (
+            "d1",
+            "2024-03-11T11",
+            "temperature",
+            vec![(0.0, 20.0), (1.75, 21.0)],
+        ),
+        ("d1", "2024-03-11T12", "temperature", vec![(1.75, 21.0)]),
+        (
+            "d2",
+            "2024-03-11T12",
+            "temperature",
+            vec![(2.0, 25.0), (2.0, 27.0)],
+        ),
+    ];
+    let aggregates = ["count", "mean", "std", "min", "max", "last", "slope"];
+    for (device, ws, signal, points) in cases {
+        for (agg, want) in aggregates.iter().zip(by_hand(&points)) {
+            if device == "d2" && *agg == "last" {
+                continue; // two values at one instant: the last in dedup order
+            }
+            let column = format!("{signal}_{agg}_2h");
+            let got = at(&rows, device, ws, &column).as_f64();
+            let ok = match (got, want) {
+                (None, None) => true,
+                (Some(g), Some(w)) => (g - w).abs() <= 1e-9 * w.abs().max(1.0),
+                _ => false,
+            };
+            assert!(ok, "{device} @ {ws}: {column} = {got:?}, by hand {want:?}");
+        }
+    }
+    assert_eq!(rows.len(), 4, "d1 10:00, 11:00, 12:00 and d2 12:00");
+}
