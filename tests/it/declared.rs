@@ -517,7 +517,9 @@ fn bad_declarations_are_refused_before_any_read_naming_the_key() {
     let own = dir.path().join("own.csv");
     std::fs::write(&own, "device_id,pressure_mean_3h\npump-01,3\n").unwrap();
     let own_path = format!("path = \"{}\"", own.display());
-    let cases: Vec<(&str, Vec<(&str, &str)>, Vec<&str>)> = vec![
+    // (what, text replacements in jobs/pdm.toml, words the message must hold)
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, Vec<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             "an unknown signal",
             vec![(
@@ -697,7 +699,8 @@ fn a_declared_schema_column_is_a_signal_with_every_aggregate_worked_by_hand() {
     )
     .unwrap();
     // (device, time of 2024-03-11, humidity, temperature, message id)
-    let readings: [(&str, &str, Option<f64>, Option<f64>, &str); 8] = [
+    type Reading<'a> = (&'a str, &'a str, Option<f64>, Option<f64>, &'a str);
+    let readings: [Reading; 8] = [
         ("d1", "10:00:00", Some(10.0), Some(20.0), "a"),
         ("d1", "10:30:00", Some(20.0), None, "b"),
         ("d1", "11:00:00", Some(30.0), None, "c"),
@@ -747,7 +750,8 @@ fn a_declared_schema_column_is_a_signal_with_every_aggregate_worked_by_hand() {
     assert_eq!(code, 0, "{report}");
     let rows = features_of(&lake, "2024-03-11");
     // Hours after 10:00 of each window's values (the window of the row at ws is [ws - 1h, ws + 1h)).
-    let cases: [(&str, &str, &str, Vec<(f64, f64)>); 7] = [
+    type Window<'a> = (&'a str, &'a str, &'a str, Vec<(f64, f64)>);
+    let cases: [Window; 7] = [
         (
             "d1",
             "2024-03-11T10",
