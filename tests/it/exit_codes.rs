@@ -62,13 +62,54 @@ fn missing_source_folder_is_a_configuration_error() {
     assert!(stderr.contains("no-such-container"), "{stderr}");
 }
 
+/// Dates a new user might type that are not `YYYY-MM-DD` (chrono alone reads the
+/// first two as 2024-03-11 and the year 24), or not a calendar date.
+const MALFORMED_DATES: [&str; 4] = ["2024-3-11", "24-3-11", "20240311", "2024-13-01"];
+
 #[test]
 fn bad_date_is_a_usage_error() {
+    for date in MALFORMED_DATES {
+        let dir = temp_lake();
+        let job = job_with(dir.path(), "");
+        let (code, stdout, stderr) = run_job(&job, date, &[]);
+        assert_eq!(code, 2, "{date}: {stdout}{stderr}");
+        assert!(stderr.contains(date), "{date}: {stderr}");
+        assert!(stderr.contains("--date"), "names the flag: {stderr}");
+        assert!(!dir.path().join("lake").exists(), "{date}: no lake created");
+    }
+}
+
+#[test]
+fn bad_dates_are_usage_errors_in_every_date_flag_and_variable() {
     let dir = temp_lake();
     let job = job_with(dir.path(), "");
-    let (code, _, stderr) = run_job(&job, "2024-13-01", &[]);
-    assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("2024-13-01"), "{stderr}");
+    let job = job.to_str().unwrap();
+    for date in MALFORMED_DATES {
+        for (flag, args) in [
+            ("--from", vec!["backfill", "--job", job, "--from", date, "--to", "2024-03-12"]),
+            ("--to", vec!["backfill", "--job", job, "--from", "2024-03-11", "--to", date]),
+            ("--from", vec!["catchup", "--job", job, "--from", date, "--to", "2024-03-12"]),
+            ("--date", vec!["plan", "--job", job, "--date", date]),
+        ] {
+            let out = coldpath(&args);
+            let stderr = String::from_utf8_lossy(&out.stderr);
+            assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(stderr.contains(flag), "{args:?} names {flag}: {stderr}");
+        }
+        let out = coldpath_env(&["run", "--job", job], &[("COLDPATH_DATE", date.to_string())]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "COLDPATH_DATE={date}: {stderr}");
+        assert!(stderr.contains("--date"), "{stderr}");
+    }
+    // A year before 2000 or a date after tomorrow (UTC) is no night to run either.
+    let tomorrow = chrono::Utc::now().date_naive().succ_opt().unwrap();
+    let after = tomorrow.succ_opt().unwrap().format("%Y-%m-%d").to_string();
+    for date in ["1999-12-31", "0024-03-11", after.as_str()] {
+        let (code, _, stderr) = run_job(std::path::Path::new(job), date, &[]);
+        assert_eq!(code, 2, "{date}: {stderr}");
+        assert!(stderr.contains("--date"), "{stderr}");
+    }
+    assert!(!dir.path().join("lake").exists(), "no lake created");
 }
 
 #[test]
