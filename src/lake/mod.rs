@@ -527,26 +527,6 @@ pub fn batch_of(
     })
 }
 
-/// `schema` with its string columns as string views, the way Polars holds them.
-///
-/// Silver goes to delta-rs in these types: its schema merge keeps a batch's
-/// string flavour, Parquet writes a view as it writes a string (a UTF-8 byte
-/// array), and the table's log still says `string`. Spelled out instead, every
-/// string of the day was copied once by the cast and once more by delta-rs's
-/// split of each batch by partition value (an arrow `take`, which copies a
-/// view's 16 bytes but a string's text): 3 % of a plant run's CPU.
-pub fn with_string_views(schema: &SchemaRef) -> SchemaRef {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
-            _ => f.as_ref().clone(),
-        })
-        .collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
-}
-
 /// Makes sure a local table's folder exists (delta-rs opens a local table only
 /// where its folder exists); nothing to do for object stores.
 pub fn prepare_table(lake: &Lake, spec: &TableSpec) -> Result<(), SinkError> {

@@ -82,7 +82,15 @@ impl DfPartitionStream for Channel {
 /// [`finish`](Self::finish) commits them, or [`abort`](Self::abort) leaves the table as it was.
 pub struct PartitionStream {
     table: &'static str,
-    /// The batches' schema: the table's, strings as views ([`super::with_string_views`]).
+    /// The batches' schema: the table's, strings as plain `string` (Utf8).
+    ///
+    /// Not string views, though Polars holds silver's strings as views: the
+    /// Parquet writer embeds the batches' Arrow schema (`ARROW:schema`) in every
+    /// file, and a `string_view` there makes pyarrow 14 (`Unrecognized type: 24`)
+    /// and Azure ML's rslex (`Type <UNKNOWN 24> not supported`) refuse the file.
+    /// The cost is one copy of each string by the cast in [`super::batch_of`]
+    /// (64 Ki rows a batch, so i32 offsets suffice); views had saved about 3 %
+    /// of a plant run's CPU (that copy and delta-rs's `take` of each batch).
     schema: SchemaRef,
     tx: Option<mpsc::Sender<Msg>>,
     task: Option<JoinHandle<Result<u64, SinkError>>>,
@@ -109,7 +117,7 @@ impl PartitionStream {
         };
         // Two batches in flight at most: the reader waits for the writer.
         let (tx, rx) = mpsc::channel(2);
-        let schema = super::with_string_views(&spec.schema);
+        let schema = spec.schema.clone();
         let channel = Arc::new(Channel {
             schema: schema.clone(),
             rx: Mutex::new(Some(rx)),

@@ -357,3 +357,76 @@ pub fn features_cmd(lake: &Path, source: &Path, extra: &[&str]) -> (i32, Value, 
         .unwrap_or_else(|e| panic!("report is not JSON ({e}): {stderr}"));
     (out.status.code().unwrap(), report, stderr)
 }
+
+/// Every Parquet file under `lake`'s table folders (not `_delta_log`, not coldpath's own `_coldpath/`).
+pub fn table_parquet_files(lake: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap();
+            if path.is_dir() && name != "_delta_log" && name != "_coldpath" {
+                walk(&path, out);
+            } else if name.ends_with(".parquet") {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(lake, &mut out);
+    out.sort();
+    out
+}
+
+/// The Arrow types a Parquet file's footer declares: its embedded Arrow schema
+/// (`ARROW:schema`, which readers follow) applied to its Parquet schema, as
+/// `column: type` per column, nested fields included.
+pub fn declared_arrow_types(file: &Path) -> Vec<String> {
+    use deltalake::arrow::datatypes::Field;
+    use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(file).unwrap()).unwrap();
+    let meta = reader.metadata().file_metadata();
+    let embedded = meta
+        .key_value_metadata()
+        .is_some_and(|kv| kv.iter().any(|kv| kv.key == "ARROW:schema"));
+    assert!(embedded, "{}: no ARROW:schema (the check would be empty)", file.display());
+    let schema = deltalake::parquet::arrow::parquet_to_arrow_schema(
+        meta.schema_descr(),
+        meta.key_value_metadata(),
+    )
+    .unwrap();
+    fn types(prefix: &str, field: &Field, out: &mut Vec<String>) {
+        let name = format!("{prefix}{}", field.name());
+        out.push(format!("{name}: {}", field.data_type()));
+        match field.data_type() {
+            DataType::Struct(children) => {
+                for child in children {
+                    types(&format!("{name}."), child, out);
+                }
+            }
+            DataType::List(child) | DataType::LargeList(child) | DataType::Map(child, _) => {
+                types(&format!("{name}."), child, out)
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for field in schema.fields() {
+        types("", field, &mut out);
+    }
+    out
+}
+
+/// No table file under `lake` declares a view type (`Utf8View`, `BinaryView`):
+/// pyarrow 14 (`Unrecognized type: 24`) and Azure ML's rslex (`Type <UNKNOWN 24>
+/// not supported`) refuse such a file. Returns how many files were checked.
+pub fn assert_no_view_types(lake: &Path) -> usize {
+    let files = table_parquet_files(lake);
+    for file in &files {
+        let views: Vec<String> = declared_arrow_types(file)
+            .into_iter()
+            .filter(|t| t.contains("View"))
+            .collect();
+        assert!(views.is_empty(), "{}: {views:?}", file.display());
+    }
+    files.len()
+}
