@@ -15,6 +15,7 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::kernel::transaction::{CommitProperties, TransactionError};
 use deltalake::operations::write::{SchemaMode, WriteBuilder};
 use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::metadata::KeyValue;
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::SaveMode;
@@ -27,6 +28,7 @@ use crate::storage::fault::Fault;
 pub mod arrow;
 pub mod digest;
 pub mod lock;
+pub mod leftovers;
 pub mod look;
 pub mod maintain;
 pub mod manifest;
@@ -570,7 +572,13 @@ fn replacing(
     // then the whole group again as it is flushed: at the default of 1 Mi rows
     // that was 200 MB of a plant run's peak; a quarter of it is still 10-15 MB
     // of Parquet per group, plenty for Synapse and Azure ML to read in one go.
+    // The run id in every file's footer: a run that commits nothing finds the
+    // files it wrote by it, and removes them (`leftovers.rs`).
     let writer = WriterProperties::builder()
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            leftovers::RUN_ID_KEY.to_string(),
+            meta.run_id.clone(),
+        )]))
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_column_dictionary_enabled(ColumnPath::from("message_id"), false)

@@ -250,7 +250,7 @@ pub fn failure_message(failed: &[&Outcome]) -> String {
         })
         .collect();
     format!(
-        "expectation with action fail: {}: rejects and expectations written, telemetry not",
+        "expectation with action fail: {}: rejects written; telemetry, the derived tables and expectations not (the figures are in this report)",
         named.join("; ")
     )
 }

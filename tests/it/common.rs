@@ -430,3 +430,47 @@ pub fn assert_no_view_types(lake: &Path) -> usize {
     }
     files.len()
 }
+
+/// The names of the data files any commit in the table's log added (every
+/// version's, not only the latest's: a replaced file stays for time travel).
+pub fn logged_files(table_dir: &Path) -> std::collections::HashSet<String> {
+    let mut names = std::collections::HashSet::new();
+    for entry in std::fs::read_dir(table_dir.join("_delta_log")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            for line in std::fs::read_to_string(&path).unwrap().lines() {
+                let action: Value = serde_json::from_str(line).unwrap();
+                if let Some(add) = action["add"]["path"].as_str() {
+                    names.insert(add.rsplit('/').next().unwrap().to_string());
+                }
+            }
+        }
+    }
+    names
+}
+
+/// No Parquet file in any table folder of `lake` is outside the table's Delta
+/// log (in no version; a table without a log has no file at all): what a run
+/// that committed nothing must leave (issue 32).
+pub fn assert_nothing_uncommitted(lake: &Path) {
+    if !lake.is_dir() {
+        return;
+    }
+    for entry in std::fs::read_dir(lake).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_str().unwrap().to_string();
+        if !dir.is_dir() || name.starts_with('_') {
+            continue;
+        }
+        let logged = if dir.join("_delta_log").is_dir() {
+            logged_files(&dir)
+        } else {
+            Default::default()
+        };
+        let left: Vec<PathBuf> = table_parquet_files(&dir)
+            .into_iter()
+            .filter(|f| !logged.contains(f.file_name().unwrap().to_str().unwrap()))
+            .collect();
+        assert!(left.is_empty(), "{name}: files in no version: {left:?}");
+    }
+}
