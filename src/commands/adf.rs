@@ -629,8 +629,14 @@ mod tests {
         assert!(err.contains("manual run"), "{err}");
         for (key, props) in [
             ("date", r#"{"job": "j", "date": "2024-3-11"}"#),
-            ("from", r#"{"job": "j", "from": "24-3-11", "to": "2024-03-12"}"#),
-            ("to", r#"{"job": "j", "from": "2024-03-11", "to": "20240312"}"#),
+            (
+                "from",
+                r#"{"job": "j", "from": "24-3-11", "to": "2024-03-12"}"#,
+            ),
+            (
+                "to",
+                r#"{"job": "j", "from": "2024-03-11", "to": "20240312"}"#,
+            ),
         ] {
             let err = parsed(props).unwrap_err();
             assert!(err.contains(&format!("`{key}`")), "{key}: {err}");

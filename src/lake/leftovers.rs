@@ -71,7 +71,12 @@ async fn remove_in(
     date: NaiveDate,
     run_id: &str,
 ) -> Result<usize, String> {
-    let folder = format!("{}/{}={}", spec.name, spec.partition, date.format("%Y-%m-%d"));
+    let folder = format!(
+        "{}/{}={}",
+        spec.name,
+        spec.partition,
+        date.format("%Y-%m-%d")
+    );
     let prefix = storage.path(&folder);
     let files: Vec<ObjectMeta> = storage
         .store
@@ -125,9 +130,14 @@ async fn referenced_names(lake: &Lake, spec: &TableSpec) -> Result<HashSet<Strin
 
 /// Whether the Parquet file's footer names `run_id` as its writer (read with
 /// two ranged reads: the footer's length, then the footer).
-async fn written_by(store: &dyn ObjectStore, file: &ObjectMeta, run_id: &str) -> Result<bool, String> {
+async fn written_by(
+    store: &dyn ObjectStore,
+    file: &ObjectMeta,
+    run_id: &str,
+) -> Result<bool, String> {
     let size = file.size;
-    let read = |e: deltalake::logstore::object_store::Error| format!("reading {}: {e}", file.location);
+    let read =
+        |e: deltalake::logstore::object_store::Error| format!("reading {}: {e}", file.location);
     if size < 12 {
         return Ok(false);
     }
@@ -187,8 +197,8 @@ mod tests {
                 run_id.map(|r| vec![KeyValue::new(RUN_ID_KEY.to_string(), r.to_string())]),
             )
             .build();
-        let mut w =
-            ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, Some(props)).unwrap();
+        let mut w = ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, Some(props))
+            .unwrap();
         w.write(&batch).unwrap();
         w.close().unwrap();
     }
@@ -227,7 +237,9 @@ mod tests {
             RecordBatch::try_new(
                 spec.schema.clone(),
                 vec![
-                    Arc::new(Date32Array::from(vec![crate::calendar::epoch_days(day("2024-03-11"))])),
+                    Arc::new(Date32Array::from(vec![crate::calendar::epoch_days(day(
+                        "2024-03-11",
+                    ))])),
                     s("f.json"),
                     Arc::new(Int64Array::from(vec![Some(1)])),
                     s("malformed_record"),
@@ -250,7 +262,10 @@ mod tests {
         parquet(&folder.join("part-b-other-run.parquet"), Some("run-b"));
         parquet(&folder.join("part-c-no-run.parquet"), None);
         let other_date = dir.path().join("rejects/run_date=2024-03-10");
-        parquet(&other_date.join("part-a-uncommitted.parquet"), Some("run-a"));
+        parquet(
+            &other_date.join("part-a-uncommitted.parquet"),
+            Some("run-a"),
+        );
         // And a table with no log at all: every file of run-a there is uncommitted.
         let silver = dir.path().join("telemetry/event_date=2024-03-11");
         parquet(&silver.join("part-a-streamed.parquet"), Some("run-a"));
@@ -264,7 +279,10 @@ mod tests {
         .await;
         assert_eq!(removed, 2);
         let mut want = committed.clone();
-        want.extend(["part-b-other-run.parquet".into(), "part-c-no-run.parquet".into()]);
+        want.extend([
+            "part-b-other-run.parquet".into(),
+            "part-c-no-run.parquet".into(),
+        ]);
         want.sort();
         assert_eq!(names(&folder), want);
         assert_eq!(names(&other_date), ["part-a-uncommitted.parquet"]);
@@ -273,8 +291,12 @@ mod tests {
         let storage = Storage::open(lake.url.as_str(), &lake.settings).unwrap();
         let path = storage.path(&format!("rejects/run_date=2024-03-11/{}", committed[0]));
         let meta = storage.store.head(&path).await.unwrap();
-        assert!(written_by(storage.store.as_ref(), &meta, "run-a").await.unwrap());
-        assert!(!written_by(storage.store.as_ref(), &meta, "run-b").await.unwrap());
+        assert!(written_by(storage.store.as_ref(), &meta, "run-a")
+            .await
+            .unwrap());
+        assert!(!written_by(storage.store.as_ref(), &meta, "run-b")
+            .await
+            .unwrap());
     }
 
     /// `n` rows of `spec`'s schema, all of `date`.
@@ -292,9 +314,9 @@ mod tests {
                     DataType::Utf8 => Arc::new(StringArray::from_iter_values(
                         (0..n).map(|i| format!("{}-{i}", f.name())),
                     )),
-                    DataType::Float64 => Arc::new(Float64Array::from_iter_values(
-                        (0..n).map(|i| i as f64),
-                    )),
+                    DataType::Float64 => {
+                        Arc::new(Float64Array::from_iter_values((0..n).map(|i| i as f64)))
+                    }
                     DataType::Date32 => Arc::new(Date32Array::from(vec![
                         crate::calendar::epoch_days(date);
                         n
@@ -348,7 +370,11 @@ mod tests {
             }
         }
         let folder = dir.path().join("telemetry/event_date=2024-03-11");
-        let left = if folder.is_dir() { names(&folder).len() } else { 0 };
+        let left = if folder.is_dir() {
+            names(&folder).len()
+        } else {
+            0
+        };
         let removed = remove_uncommitted(&lake, &[spec], date, "run-s").await;
         assert_eq!(removed, left, "every file the streams left was theirs");
         assert!(

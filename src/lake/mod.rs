@@ -27,8 +27,8 @@ use crate::storage::fault::Fault;
 
 pub mod arrow;
 pub mod digest;
-pub mod lock;
 pub mod leftovers;
+pub mod lock;
 pub mod look;
 pub mod maintain;
 pub mod manifest;

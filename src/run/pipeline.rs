@@ -143,7 +143,11 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
             lake::leftovers::remove_uncommitted(&prepared.lake, &specs, req.date, &report.run_id)
                 .await;
         report.uncommitted_files_removed = Some(removed);
-        info!(files = removed, ms = ms(t), "looked for the run's uncommitted files");
+        info!(
+            files = removed,
+            ms = ms(t),
+            "looked for the run's uncommitted files"
+        );
     }
     locks.release().await;
     report.durations.total_ms = ms(started);

@@ -341,13 +341,19 @@ mod tests {
         }
         assert_eq!(none.matches("not set").count(), 4, "{none}");
         let closed = credential_sources(env(&[("IDENTITY_ENDPOINT", "http://127.0.0.1:9/token")]));
-        assert!(closed.contains("endpoint http://127.0.0.1:9/token"), "{closed}");
+        assert!(
+            closed.contains("endpoint http://127.0.0.1:9/token"),
+            "{closed}"
+        );
         let workload = credential_sources(env(&[
             ("AZURE_CLIENT_ID", "c"),
             ("AZURE_TENANT_ID", "t"),
             ("AZURE_FEDERATED_TOKEN_FILE", "/var/run/token"),
         ]));
-        assert!(workload.starts_with("tried workload identity."), "{workload}");
+        assert!(
+            workload.starts_with("tried workload identity."),
+            "{workload}"
+        );
         assert!(workload.ends_with(": not asked"), "{workload}");
         let cli = credential_sources(env(&[("AZURE_USE_AZURE_CLI", "true")]));
         assert!(cli.starts_with("tried the Azure CLI."), "{cli}");

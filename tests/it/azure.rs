@@ -267,7 +267,13 @@ fn no_credential_lists_what_was_tried_and_does_not_blame_the_account() {
     .unwrap();
     let endpoint = format!("http://127.0.0.1:{closed}/metadata/identity/oauth2/token");
     let mut cmd = command(
-        &["run", "--job", job.to_str().unwrap(), "--date", "2024-03-11"],
+        &[
+            "run",
+            "--job",
+            job.to_str().unwrap(),
+            "--date",
+            "2024-03-11",
+        ],
         &[("IDENTITY_ENDPOINT", endpoint.clone())],
     );
     for (key, _) in std::env::vars() {

@@ -388,7 +388,11 @@ pub fn declared_arrow_types(file: &Path) -> Vec<String> {
     let embedded = meta
         .key_value_metadata()
         .is_some_and(|kv| kv.iter().any(|kv| kv.key == "ARROW:schema"));
-    assert!(embedded, "{}: no ARROW:schema (the check would be empty)", file.display());
+    assert!(
+        embedded,
+        "{}: no ARROW:schema (the check would be empty)",
+        file.display()
+    );
     let schema = deltalake::parquet::arrow::parquet_to_arrow_schema(
         meta.schema_descr(),
         meta.key_value_metadata(),

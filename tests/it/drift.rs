@@ -542,7 +542,10 @@ fn a_dropped_row_keeps_every_value_with_drift_on() {
     );
     let report = run(&job(dir.path(), &raw, "dropping", &extra), date);
     assert_eq!(report["rows_written"], 1, "{report}");
-    assert_eq!(report["rejects_by_reason"]["failed_expectation"], 2, "{report}");
+    assert_eq!(
+        report["rejects_by_reason"]["failed_expectation"], 2,
+        "{report}"
+    );
 
     let lake = dir.path().join("lake");
     let mut dropped: Vec<Map<String, Value>> = read_rows(&lake, "rejects")
@@ -566,7 +569,11 @@ fn a_dropped_row_keeps_every_value_with_drift_on() {
         assert_eq!(keys, want_keys, "{row:?}");
         let input = record.as_object().unwrap();
         let field = |names: &[&str]| -> Value {
-            names.iter().find_map(|n| input.get(*n)).cloned().unwrap_or(Value::Null)
+            names
+                .iter()
+                .find_map(|n| input.get(*n))
+                .cloned()
+                .unwrap_or(Value::Null)
         };
         assert_eq!(row["device_id"], field(&["deviceId"]));
         assert_eq!(row["device_type"], field(&["deviceType"]));
@@ -578,15 +585,36 @@ fn a_dropped_row_keeps_every_value_with_drift_on() {
             ("vibration", &["vibration"]),
             ("humidity", &["humidity", "hum"]),
         ] {
-            assert_eq!(row[column].as_f64(), field(names).as_f64(), "{column}: {row:?}");
+            assert_eq!(
+                row[column].as_f64(),
+                field(names).as_f64(),
+                "{column}: {row:?}"
+            );
         }
         let time = |v: &Value| v.as_str().map(us);
-        assert_eq!(time(&row["event_time"]), time(&field(&["timestamp"])), "{row:?}");
-        assert_eq!(time(&row["enqueued_time"]), time(&field(&["EventEnqueuedUtcTime"])), "{row:?}");
+        assert_eq!(
+            time(&row["event_time"]),
+            time(&field(&["timestamp"])),
+            "{row:?}"
+        );
+        assert_eq!(
+            time(&row["enqueued_time"]),
+            time(&field(&["EventEnqueuedUtcTime"])),
+            "{row:?}"
+        );
         // _rescued_data: the fields the column map does not name, as they were sent.
         let named = [
-            "deviceId", "deviceType", "timestamp", "temperature", "pressure", "vibration", "priority",
-            "hum", "humidity", "messageId", "EventEnqueuedUtcTime",
+            "deviceId",
+            "deviceType",
+            "timestamp",
+            "temperature",
+            "pressure",
+            "vibration",
+            "priority",
+            "hum",
+            "humidity",
+            "messageId",
+            "EventEnqueuedUtcTime",
         ];
         let unnamed: Map<String, Value> = input
             .iter()
@@ -597,7 +625,11 @@ fn a_dropped_row_keeps_every_value_with_drift_on() {
             Value::Null => Value::Null,
             text => serde_json::from_str(text.as_str().unwrap()).unwrap(),
         };
-        let want = if unnamed.is_empty() { Value::Null } else { Value::Object(unnamed) };
+        let want = if unnamed.is_empty() {
+            Value::Null
+        } else {
+            Value::Object(unnamed)
+        };
         assert_eq!(rescued, want, "{row:?}");
     }
 }

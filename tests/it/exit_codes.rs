@@ -86,9 +86,42 @@ fn bad_dates_are_usage_errors_in_every_date_flag_and_variable() {
     let job = job.to_str().unwrap();
     for date in MALFORMED_DATES {
         for (flag, args) in [
-            ("--from", vec!["backfill", "--job", job, "--from", date, "--to", "2024-03-12"]),
-            ("--to", vec!["backfill", "--job", job, "--from", "2024-03-11", "--to", date]),
-            ("--from", vec!["catchup", "--job", job, "--from", date, "--to", "2024-03-12"]),
+            (
+                "--from",
+                vec![
+                    "backfill",
+                    "--job",
+                    job,
+                    "--from",
+                    date,
+                    "--to",
+                    "2024-03-12",
+                ],
+            ),
+            (
+                "--to",
+                vec![
+                    "backfill",
+                    "--job",
+                    job,
+                    "--from",
+                    "2024-03-11",
+                    "--to",
+                    date,
+                ],
+            ),
+            (
+                "--from",
+                vec![
+                    "catchup",
+                    "--job",
+                    job,
+                    "--from",
+                    date,
+                    "--to",
+                    "2024-03-12",
+                ],
+            ),
             ("--date", vec!["plan", "--job", job, "--date", date]),
         ] {
             let out = coldpath(&args);
@@ -96,7 +129,10 @@ fn bad_dates_are_usage_errors_in_every_date_flag_and_variable() {
             assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
             assert!(stderr.contains(flag), "{args:?} names {flag}: {stderr}");
         }
-        let out = coldpath_env(&["run", "--job", job], &[("COLDPATH_DATE", date.to_string())]);
+        let out = coldpath_env(
+            &["run", "--job", job],
+            &[("COLDPATH_DATE", date.to_string())],
+        );
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "COLDPATH_DATE={date}: {stderr}");
         assert!(stderr.contains("--date"), "{stderr}");
@@ -176,7 +212,12 @@ fn a_failing_commit_exits_1_and_leaves_the_other_table_alone() {
     );
     // No file of the failed run is left in a table whose log is whole (the
     // broken log is telemetry's).
-    for table in ["rejects", "features_hourly", "telemetry_minute", "device_health"] {
+    for table in [
+        "rejects",
+        "features_hourly",
+        "telemetry_minute",
+        "device_health",
+    ] {
         let logged = logged_files(&lake.join(table));
         for file in table_parquet_files(&lake.join(table)) {
             let name = file.file_name().unwrap().to_str().unwrap();

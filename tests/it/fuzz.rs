@@ -420,7 +420,9 @@ fn bombs_stop_at_their_limits_in_bounded_memory() {
     // The same line ending within the blob limit: one reject, the lines after it read, not held.
     let mut bytes = gzip(b"{\"deviceId\":\"a\",\"timestamp\":\"2024-03-11T10:00:00Z\"}\n");
     bytes.extend(gzip(&b"x".repeat(3 << 20)));
-    bytes.extend(gzip(b"\n{\"deviceId\":\"b\",\"timestamp\":\"2024-03-11T10:01:00Z\"}\n"));
+    bytes.extend(gzip(
+        b"\n{\"deviceId\":\"b\",\"timestamp\":\"2024-03-11T10:01:00Z\"}\n",
+    ));
     let (out, peak) = decode_with_peak("l.json.gz", &bytes);
     assert_eq!(out.hours.iter().map(|(_, r)| r.len()).sum::<usize>(), 2);
     assert_eq!(out.rejects.len(), 1);

@@ -267,9 +267,8 @@ fn a_lake_that_is_a_file_and_a_name_of_megabytes_are_configuration_errors() {
 
 /// A JSON line of `len` bytes that starts like a record of device `long-<tag>`.
 fn long_line(tag: &str, len: usize) -> String {
-    let head = format!(
-        "{{\"deviceId\":\"long-{tag}\",\"timestamp\":\"2024-03-11T10:30:00Z\",\"pad\":\""
-    );
+    let head =
+        format!("{{\"deviceId\":\"long-{tag}\",\"timestamp\":\"2024-03-11T10:30:00Z\",\"pad\":\"");
     format!("{head}{}\"}}", "x".repeat(len - head.len() - 2))
 }
 
@@ -302,8 +301,16 @@ fn an_oversized_json_line_is_one_reject_and_the_lines_around_it_are_rows() {
     let dir = temp_lake();
     let raw = dir.path().join("raw");
     std::fs::create_dir_all(raw.join("reference")).unwrap();
-    std::fs::write(raw.join("reference/maintenance.csv"), "device_id,maintenance_date,kind\n").unwrap();
-    std::fs::write(raw.join("reference/failures.csv"), "device_id,failure_time,component\n").unwrap();
+    std::fs::write(
+        raw.join("reference/maintenance.csv"),
+        "device_id,maintenance_date,kind\n",
+    )
+    .unwrap();
+    std::fs::write(
+        raw.join("reference/failures.csv"),
+        "device_id,failure_time,component\n",
+    )
+    .unwrap();
     std::fs::create_dir_all(raw.join(HOUR)).unwrap();
 
     // (blob, the long lines' 1-based numbers, lines, a final newline, gzip)
@@ -324,7 +331,11 @@ fn an_oversized_json_line_is_one_reject_and_the_lines_around_it_are_rows() {
         let mut text = Vec::new();
         for n in 1..=lines {
             if long_at.contains(&n) {
-                let len = if name == "pieces.json" { 33 << 20 } else { MAX + 1 + n * 1000 };
+                let len = if name == "pieces.json" {
+                    33 << 20
+                } else {
+                    MAX + 1 + n * 1000
+                };
                 let line = long_line(&format!("{tag}-{n}"), len);
                 want_rejects.push((name.to_string(), n as i64, line[..4096].to_string(), len));
                 text.push(line);
@@ -348,14 +359,22 @@ fn an_oversized_json_line_is_one_reject_and_the_lines_around_it_are_rows() {
             }
             assert!(text.len() > 32 << 20, "read in pieces");
         }
-        let bytes = if gz { gzip(text.as_bytes()) } else { text.into_bytes() };
+        let bytes = if gz {
+            gzip(text.as_bytes())
+        } else {
+            text.into_bytes()
+        };
         std::fs::write(raw.join(HOUR).join(name), bytes).unwrap();
     }
     // JSON arrays and CSV keep today's rule.
     let (array_id, array_good) = good_line("array", 1);
     std::fs::write(
         raw.join(HOUR).join("array.json"),
-        format!("[{array_good},\n{}, {}]", long_line("array", MAX + 10), good_line("array", 3).1),
+        format!(
+            "[{array_good},\n{}, {}]",
+            long_line("array", MAX + 10),
+            good_line("array", 3).1
+        ),
     )
     .unwrap();
     want_rows.push(array_id);
@@ -371,7 +390,11 @@ fn an_oversized_json_line_is_one_reject_and_the_lines_around_it_are_rows() {
 
     let job = job(dir.path(), &raw, "").to_str().unwrap().to_string();
     let text = std::fs::read_to_string(&job).unwrap();
-    std::fs::write(&job, text.replace("max_blob_bytes = \"4MiB\"", "max_blob_bytes = \"64MiB\"")).unwrap();
+    std::fs::write(
+        &job,
+        text.replace("max_blob_bytes = \"4MiB\"", "max_blob_bytes = \"64MiB\""),
+    )
+    .unwrap();
     let (code, out, err) = run(Path::new(&job), "2024-03-11", &[]);
     assert_eq!(code, 0, "{out}{err}");
     let report: Value = serde_json::from_str(&out).unwrap();
@@ -379,7 +402,11 @@ fn an_oversized_json_line_is_one_reject_and_the_lines_around_it_are_rows() {
     let records = want_rows.len() + want_rejects.len() + 2;
     assert_eq!(report["records_read"], records as u64, "{report}");
     assert_eq!(report["rows_written"], want_rows.len() as u64, "{report}");
-    assert_eq!(report["rejected"], want_rejects.len() as u64 + 2, "{report}");
+    assert_eq!(
+        report["rejected"],
+        want_rejects.len() as u64 + 2,
+        "{report}"
+    );
 
     let lake = dir.path().join("lake");
     let mut rows: Vec<String> = read_rows(&lake, "telemetry")
@@ -388,13 +415,22 @@ fn an_oversized_json_line_is_one_reject_and_the_lines_around_it_are_rows() {
         .collect();
     rows.sort();
     want_rows.sort();
-    assert_eq!(rows, want_rows, "every valid record around a long line is a row");
+    assert_eq!(
+        rows, want_rows,
+        "every valid record around a long line is a row"
+    );
 
     let mut rejects: Vec<(String, i64, String, String, String)> = read_rows(&lake, "rejects")
         .iter()
         .map(|r| {
             (
-                get(r, "source_file").as_str().unwrap().rsplit('/').next().unwrap().to_string(),
+                get(r, "source_file")
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string(),
                 get(r, "line").as_i64().unwrap_or(-1),
                 get(r, "reason").as_str().unwrap().to_string(),
                 get(r, "detail").as_str().unwrap().to_string(),
@@ -413,7 +449,10 @@ fn an_oversized_json_line_is_one_reject_and_the_lines_around_it_are_rows() {
     {
         assert_eq!((file, line), (want_file, want_line));
         assert_eq!(reason, "malformed_record", "{file}: {detail}");
-        assert!(detail.contains(&format!("max_record_bytes = {MAX}")), "{detail}");
+        assert!(
+            detail.contains(&format!("max_record_bytes = {MAX}")),
+            "{detail}"
+        );
         assert!(detail.contains(&format!("line {line} ")), "{detail}");
         assert!(detail.contains(&format!("{len} bytes")), "{detail}");
         assert_eq!(raw, want_raw, "{file}: raw is the line's first 4 KiB");
@@ -422,7 +461,13 @@ fn an_oversized_json_line_is_one_reject_and_the_lines_around_it_are_rows() {
         .iter()
         .map(|r| (r.0.as_str(), r.2.as_str()))
         .collect();
-    assert_eq!(kept, [("array.json", "unreadable_file"), ("table.csv", "unreadable_file")]);
+    assert_eq!(
+        kept,
+        [
+            ("array.json", "unreadable_file"),
+            ("table.csv", "unreadable_file")
+        ]
+    );
     for r in &arrays_and_csv {
         assert!(r.3.contains("max_record_bytes"), "{r:?}");
     }

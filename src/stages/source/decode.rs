@@ -535,9 +535,8 @@ fn json_lines(
             Ok(false) => return Ok(()),
             Err(LineError::TooLong) => {
                 let mut long = LongLine::new(lineno, &buf);
-                skip_line(r, &mut long).map_err(|e| {
-                    format!("{}; skipping it: {e}", too_long("line", lineno, max))
-                })?;
+                skip_line(r, &mut long)
+                    .map_err(|e| format!("{}; skipping it: {e}", too_long("line", lineno, max)))?;
                 long.give(max, f)?;
                 continue;
             }
@@ -1419,9 +1418,12 @@ mod tests {
         assert_eq!(err, "stop", "a consumer still stops the blob");
     }
 
-    /// Every record of `data` as (line, raw, fields or error), read held whole
-    /// and streamed through a reader (plain, then gzip in small members).
-    fn held_and_streamed(data: &[u8], limits: &Limits) -> [Vec<(u64, String, Result<(), String>)>; 3] {
+    /// One record as (line, raw, fields or error).
+    type Seen = (u64, String, Result<(), String>);
+
+    /// Every record of `data`, read held whole and streamed through a reader
+    /// (plain, then gzip in small members).
+    fn held_and_streamed(data: &[u8], limits: &Limits) -> [Vec<Seen>; 3] {
         let mut held = Vec::new();
         json_lines_in(data, limits, |r| {
             held.push((r.line, r.raw.to_string(), r.fields.map(|_| ())));
@@ -1473,7 +1475,17 @@ mod tests {
         let lines: Vec<(u64, bool)> = held.iter().map(|(l, _, f)| (*l, f.is_ok())).collect();
         assert_eq!(
             lines,
-            [(1, false), (2, true), (3, true), (4, false), (5, false), (7, true), (8, false), (9, true), (10, false)]
+            [
+                (1, false),
+                (2, true),
+                (3, true),
+                (4, false),
+                (5, false),
+                (7, true),
+                (8, false),
+                (9, true),
+                (10, false)
+            ]
         );
         for (line, raw, fields) in &held {
             let Err(why) = fields else { continue };
