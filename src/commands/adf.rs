@@ -628,6 +628,20 @@ mod tests {
         assert!(err.contains("unretryable"), "{err}");
         let err = parsed(r#"{"job": "j", "date": ""}"#).unwrap_err();
         assert!(err.contains("manual run"), "{err}");
+        for (key, props) in [
+            ("date", r#"{"job": "j", "date": "2024-3-11"}"#),
+            (
+                "from",
+                r#"{"job": "j", "from": "24-3-11", "to": "2024-03-12"}"#,
+            ),
+            (
+                "to",
+                r#"{"job": "j", "from": "2024-03-11", "to": "20240312"}"#,
+            ),
+        ] {
+            let err = parsed(props).unwrap_err();
+            assert!(err.contains(&format!("`{key}`")), "{key}: {err}");
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
@@ -282,9 +282,40 @@ impl FeaturesArgs {
     }
 }
 
+/// The first year a date flag accepts: telemetry older than this is a typo
+/// (`24-3-11` read as the year 24), not a night to run.
+pub const FIRST_YEAR: i32 = 2000;
+
+/// A date flag (`--date`, `--from`, `--to`, their `COLDPATH_*` variables and
+/// Data Factory's `date`, `from`, `to`): exactly `YYYY-MM-DD`, a year from
+/// [`FIRST_YEAR`] up to tomorrow (UTC). chrono alone takes `2024-3-11` and
+/// `24-3-11` (the year 24), so the shape is checked first; a rejected date is
+/// a usage error (exit 2) before anything is read or created.
 pub fn parse_date(s: &str) -> Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(s, "%Y-%m-%d")
-        .map_err(|e| format!("`{s}` is not a YYYY-MM-DD date: {e}"))
+    parse_date_on(s, Utc::now().date_naive())
+}
+
+/// [`parse_date`] with `today` given, for tests.
+pub fn parse_date_on(s: &str, today: NaiveDate) -> Result<NaiveDate, String> {
+    let shaped = s.len() == 10
+        && s.bytes().enumerate().all(|(i, c)| match i {
+            4 | 7 => c == b'-',
+            _ => c.is_ascii_digit(),
+        });
+    if !shaped {
+        return Err(format!(
+            "`{s}` is not a date written YYYY-MM-DD (a four-digit year, a two-digit month and day)"
+        ));
+    }
+    let date = NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .map_err(|e| format!("`{s}` is not a calendar date: {e}"))?;
+    let last = today.succ_opt().unwrap_or(today);
+    if date.year() < FIRST_YEAR || date > last {
+        return Err(format!(
+            "`{s}` is outside the dates a run can be for: {FIRST_YEAR}-01-01 up to tomorrow, {last} (UTC)"
+        ));
+    }
+    Ok(date)
 }
 
 pub fn parse_wait(s: &str) -> Result<Duration, String> {
@@ -296,4 +327,39 @@ pub fn parse_instant(s: &str) -> Result<DateTime<Utc>, String> {
         .ok()
         .and_then(DateTime::from_timestamp_micros)
         .ok_or_else(|| format!("`{s}` is not an ISO-8601 timestamp"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(y: i32, m: u32, d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(y, m, d).unwrap()
+    }
+
+    #[test]
+    fn a_date_is_exactly_yyyy_mm_dd_from_2000_up_to_tomorrow() {
+        let today = day(2024, 3, 11);
+        assert_eq!(parse_date_on("2024-03-11", today), Ok(today));
+        assert_eq!(parse_date_on("2024-03-12", today), Ok(day(2024, 3, 12)));
+        assert_eq!(parse_date_on("2000-01-01", today), Ok(day(2000, 1, 1)));
+        for bad in [
+            "2024-3-11",
+            "24-3-11",
+            "0024-03-11",
+            "1999-12-31",
+            "20240311",
+            "2024-13-01",
+            "2024-02-30",
+            "2024-03-13",
+            "+2024-03-11",
+            " 2024-03-11",
+            "2024-03-11T00:00:00Z",
+            "２０２４-03-11",
+            "",
+        ] {
+            let err = parse_date_on(bad, today).unwrap_err();
+            assert!(err.contains(&format!("`{bad}`")), "{bad}: {err}");
+        }
+    }
 }

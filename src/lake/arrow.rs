@@ -12,9 +12,9 @@ use polars::prelude::{CompatLevel, PlSmallStr, Series};
 /// One single-chunk Polars series → an arrow-rs array, through the C Data Interface.
 ///
 /// Strings cross as Polars holds them, string views (no copy); the caller casts
-/// them to the table's type where that is not views (silver's batches stay views,
-/// [`crate::lake::with_string_views`]): the oldest compat level would spell them
-/// out as large strings first, one more copy of every string of the table.
+/// them to the table's type, plain `string` (a view in a Parquet file's embedded
+/// Arrow schema is refused by pyarrow 14 and Azure ML's rslex): the oldest compat
+/// level would spell them out as large strings first, one more copy of every string.
 pub fn polars_to_arrow_rs(series: &polars::prelude::Series) -> Result<ArrayRef, String> {
     let compat = if series.dtype() == &polars::prelude::DataType::String {
         CompatLevel::newest()

@@ -222,7 +222,9 @@ struct StoreState {
 /// A storage error on the lock object at `path`.
 fn store_error(storage: &Storage, path: &StorePath, source: object_store::Error) -> LockError {
     LockError::Store {
-        path: path.to_string(),
+        // Relative to the lake, which the message names beside it: the store
+        // path starts with the lake's own folder, and that would show it twice.
+        path: storage.relative(path),
         location: storage.location.clone(),
         container: storage.container.clone(),
         fault: Fault::of(&source),

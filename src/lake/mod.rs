@@ -15,6 +15,7 @@ use deltalake::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use deltalake::kernel::transaction::{CommitProperties, TransactionError};
 use deltalake::operations::write::{SchemaMode, WriteBuilder};
 use deltalake::parquet::basic::Compression;
+use deltalake::parquet::file::metadata::KeyValue;
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::SaveMode;
@@ -26,6 +27,7 @@ use crate::storage::fault::Fault;
 
 pub mod arrow;
 pub mod digest;
+pub mod leftovers;
 pub mod lock;
 pub mod look;
 pub mod maintain;
@@ -557,26 +559,6 @@ pub fn batch_of(
     })
 }
 
-/// `schema` with its string columns as string views, the way Polars holds them.
-///
-/// Silver goes to delta-rs in these types: its schema merge keeps a batch's
-/// string flavour, Parquet writes a view as it writes a string (a UTF-8 byte
-/// array), and the table's log still says `string`. Spelled out instead, every
-/// string of the day was copied once by the cast and once more by delta-rs's
-/// split of each batch by partition value (an arrow `take`, which copies a
-/// view's 16 bytes but a string's text): 3 % of a plant run's CPU.
-pub fn with_string_views(schema: &SchemaRef) -> SchemaRef {
-    let fields: Vec<Field> = schema
-        .fields()
-        .iter()
-        .map(|f| match f.data_type() {
-            DataType::Utf8 => f.as_ref().clone().with_data_type(DataType::Utf8View),
-            _ => f.as_ref().clone(),
-        })
-        .collect();
-    Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
-}
-
 /// Makes sure a local table's folder exists (delta-rs opens a local table only
 /// where its folder exists); nothing to do for object stores.
 pub fn prepare_table(lake: &Lake, spec: &TableSpec) -> Result<(), SinkError> {
@@ -620,7 +602,13 @@ fn replacing(
     // then the whole group again as it is flushed: at the default of 1 Mi rows
     // that was 200 MB of a plant run's peak; a quarter of it is still 10-15 MB
     // of Parquet per group, plenty for Synapse and Azure ML to read in one go.
+    // The run id in every file's footer: a run that commits nothing finds the
+    // files it wrote by it, and removes them (`leftovers.rs`).
     let writer = WriterProperties::builder()
+        .set_key_value_metadata(Some(vec![KeyValue::new(
+            leftovers::RUN_ID_KEY.to_string(),
+            meta.run_id.clone(),
+        )]))
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .set_column_dictionary_enabled(ColumnPath::from("message_id"), false)

@@ -6,7 +6,8 @@
 //! replaced partition and makes the one commit. The stream ends cleanly only
 //! through [`PartitionStream::finish`]; an abort, a dropped writer or a run
 //! that stops early ends it with an error, and delta-rs then commits nothing
-//! (the files it already wrote are in no version: `maintain` vacuums them).
+//! (the files it already wrote are in no version: the run removes them,
+//! [`super::leftovers`], once the writer has stopped: [`settle`]).
 
 use std::sync::{Arc, Mutex};
 
@@ -82,7 +83,15 @@ impl DfPartitionStream for Channel {
 /// [`finish`](Self::finish) commits them, or [`abort`](Self::abort) leaves the table as it was.
 pub struct PartitionStream {
     table: &'static str,
-    /// The batches' schema: the table's, strings as views ([`super::with_string_views`]).
+    /// The batches' schema: the table's, strings as plain `string` (Utf8).
+    ///
+    /// Not string views, though Polars holds silver's strings as views: the
+    /// Parquet writer embeds the batches' Arrow schema (`ARROW:schema`) in every
+    /// file, and a `string_view` there makes pyarrow 14 (`Unrecognized type: 24`)
+    /// and Azure ML's rslex (`Type <UNKNOWN 24> not supported`) refuse the file.
+    /// The cost is one copy of each string by the cast in [`super::batch_of`]
+    /// (64 Ki rows a batch, so i32 offsets suffice); views had saved about 3 %
+    /// of a plant run's CPU (that copy and delta-rs's `take` of each batch).
     schema: SchemaRef,
     tx: Option<mpsc::Sender<Msg>>,
     task: Option<JoinHandle<Result<u64, SinkError>>>,
@@ -109,7 +118,7 @@ impl PartitionStream {
         };
         // Two batches in flight at most: the reader waits for the writer.
         let (tx, rx) = mpsc::channel(2);
-        let schema = super::with_string_views(&spec.schema);
+        let schema = spec.schema.clone();
         let channel = Arc::new(Channel {
             schema: schema.clone(),
             rx: Mutex::new(Some(rx)),
@@ -191,7 +200,9 @@ impl PartitionStream {
 
     async fn outcome(&mut self) -> Result<u64, SinkError> {
         self.tx = None;
-        match self.task.take() {
+        // Awaited in place, not taken first: a run dropped while it waits (a
+        // signal) leaves the task to `Drop`, which hands it to [`settle`].
+        let outcome = match self.task.as_mut() {
             Some(task) => task.await.unwrap_or_else(|e| {
                 Err(SinkError::Writer {
                     table: self.table,
@@ -202,14 +213,52 @@ impl PartitionStream {
                 table: self.table,
                 message: "the write is already over".into(),
             }),
+        };
+        self.task = None;
+        outcome
+    }
+}
+
+/// The writer tasks of streams dropped mid-run, still winding down.
+static DROPPED: Mutex<Vec<JoinHandle<Result<u64, SinkError>>>> = Mutex::new(Vec::new());
+
+/// How long [`settle`] waits for a dropped stream's writer to stop.
+const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Waits until the writers of streams dropped mid-run have stopped (each ends
+/// at once, with an error, once its channel is closed; one already committing
+/// finishes its commit), so that the files they wrote can be told apart:
+/// committed, or to be removed ([`super::leftovers`]). Returns `false` when one
+/// is still running after [`SETTLE_WAIT`].
+pub async fn settle() -> bool {
+    let tasks: Vec<_> = match DROPPED.lock() {
+        Ok(mut dropped) => dropped.drain(..).collect(),
+        Err(_) => return false,
+    };
+    let mut settled = true;
+    for task in tasks {
+        match tokio::time::timeout(SETTLE_WAIT, task).await {
+            Ok(Ok(Err(e))) => {
+                tracing::debug!(error = %e, "a dropped partition write ended");
+            }
+            Ok(_) => {}
+            Err(_) => settled = false,
         }
     }
+    settled
 }
 
 impl Drop for PartitionStream {
     fn drop(&mut self) {
         // Dropped mid-run (an error elsewhere): the closed channel fails the write,
-        // so nothing is committed; the task is left to wind down on its own.
+        // so nothing is committed; the task winds down on its own, and `settle`
+        // waits for it before the run looks for the files it left.
         self.tx = None;
+        if let Some(task) = self.task.take() {
+            if let Ok(mut dropped) = DROPPED.lock() {
+                dropped.retain(|t| !t.is_finished());
+                dropped.push(task);
+            }
+        }
     }
 }

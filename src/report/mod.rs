@@ -113,6 +113,10 @@ pub struct RunReport {
     /// Per declared expectation: rows checked, passed, failed (absent when the job declares none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub expectations: Vec<crate::stages::expect::Outcome>,
+    /// A run that committed no silver (gated, failed, stopped): the data files it
+    /// had written and not committed, removed before its locks were released.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uncommitted_files_removed: Option<usize>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -212,6 +216,7 @@ impl RunReport {
             devices_by_status: BTreeMap::new(),
             drift: None,
             expectations: Vec::new(),
+            uncommitted_files_removed: None,
             error: None,
         }
     }

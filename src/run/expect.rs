@@ -7,7 +7,10 @@
 //! the hour (so features, minutes, the volume and `rows_written` are computed
 //! from the rows kept) and becomes one `failed_expectation` reject whose
 //! `detail` names every `drop` expectation it failed and whose `raw` is the row
-//! as JSON (silver's data columns, nulls written out). `fail` and `warn` keep
+//! as JSON: every column it had (the contract's data columns, and with drift the
+//! declared columns and `_rescued_data`), nulls written out; only the run's
+//! bookkeeping (`source_file`, `ingested_at`, `run_id`, `event_date`) is left
+//! out, since the reject itself carries it. `fail` and `warn` keep
 //! the row; the pipeline stops a run that has any `fail` failure like the gate.
 
 use deltalake::arrow::array::RecordBatch;
@@ -113,7 +116,7 @@ impl HourChecks {
             .column("device_id")
             .and_then(|c| Ok(c.str()?.iter().map(|d| d.map(str::to_string)).collect()))
             .map_err(Error::polars("expectations"))?;
-        let raws = rows_as_json(gone)?;
+        let raws = rows_as_json(gone, &silver.spec)?;
         let names = dropped.iter().filter(|names| !names.is_empty());
         for (((names, (blob, line)), raw), device) in names.zip(places).zip(raws).zip(devices) {
             self.rejects.push(Reject {
@@ -166,20 +169,25 @@ fn places(frame: &DataFrame) -> PolarsResult<Vec<(u32, u64)>> {
         .collect())
 }
 
-/// Dropped rows as JSON objects of silver's data columns (those before its
-/// bookkeeping, which starts at `source_file`), nulls written out.
-fn rows_as_json(mut rows: DataFrame) -> Result<Vec<String>, Error> {
-    let silver = lake::telemetry_table();
+/// Silver's columns that the run adds, not read from the record.
+const BOOKKEEPING: [&str; 4] = ["source_file", "ingested_at", "run_id", "event_date"];
+
+/// Dropped rows as JSON objects of every column of silver as the run writes it
+/// (`silver`: with drift, its declared columns and `_rescued_data`) but the
+/// run's bookkeeping, nulls written out: no value read is lost.
+fn rows_as_json(mut rows: DataFrame, silver: &lake::TableSpec) -> Result<Vec<String>, Error> {
     let data: Vec<_> = silver
         .schema
         .fields()
         .iter()
-        .take_while(|f| f.name() != "source_file")
+        .filter(|f| !BOOKKEEPING.contains(&f.name().as_str()))
+        // A drift column the hour never held would be null: nothing to keep.
+        .filter(|f| rows.column(f.name()).is_ok())
         .cloned()
         .collect();
     let spec = lake::TableSpec {
         schema: std::sync::Arc::new(Schema::new(data)),
-        ..silver
+        ..silver.clone()
     };
     let batch = lake::to_record_batch(&spec, &mut rows)?;
     let err = |e: deltalake::arrow::error::ArrowError| {
@@ -242,7 +250,7 @@ pub fn failure_message(failed: &[&Outcome]) -> String {
         })
         .collect();
     format!(
-        "expectation with action fail: {}: rejects and expectations written, telemetry not",
+        "expectation with action fail: {}: rejects written; telemetry, the derived tables and expectations not (the figures are in this report)",
         named.join("; ")
     )
 }

@@ -130,6 +130,25 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
         job, req, report, &prepared, &reference, &locks,
     ))
     .await;
+    // Gated, failed or stopped: silver was not committed, and the files written
+    // for it (streamed during the pass) or for a table whose commit failed are
+    // in no version. Removed under the locks, so no run of the date races it.
+    if result.is_err() || !report.tables.contains_key(lake::TELEMETRY) {
+        let specs: Vec<lake::TableSpec> = lake::all_tables()
+            .into_iter()
+            .filter(|s| tables.contains(&s.name))
+            .collect();
+        let t = Instant::now();
+        let removed =
+            lake::leftovers::remove_uncommitted(&prepared.lake, &specs, req.date, &report.run_id)
+                .await;
+        report.uncommitted_files_removed = Some(removed);
+        info!(
+            files = removed,
+            ms = ms(t),
+            "looked for the run's uncommitted files"
+        );
+    }
     locks.release().await;
     report.durations.total_ms = ms(started);
     if result.is_ok() {

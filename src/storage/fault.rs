@@ -1,4 +1,4 @@
-//! Storage failures sorted into what an operator can act on: a missing container, refused credentials, an unreachable account.
+//! Storage failures sorted into what an operator can act on: a missing container, refused credentials, no credential at all, an unreachable account.
 //!
 //! object_store reports most Azure failures as a generic error whose text holds
 //! the HTTP status and the service's error code, so the kind is read from the
@@ -11,6 +11,8 @@ use std::fmt;
 pub enum Fault {
     ContainerMissing,
     AuthRefused,
+    /// No credential source gave a token: the storage account was never asked.
+    NoCredential,
     Unreachable,
     Other,
 }
@@ -25,6 +27,10 @@ impl Fault {
         let has = |needle: &str| text.contains(needle);
         if has("ContainerNotFound") || has("FilesystemNotFound") {
             Fault::ContainerMissing
+        } else if TOKEN_FAILURES.iter().any(|t| has(t)) {
+            // Before the status codes and network errors: a token endpoint's
+            // 400 or 401, or its closed port, is not the storage account's.
+            Fault::NoCredential
         } else if has("AuthenticationFailed")
             || has("AuthorizationFailure")
             || has("AuthorizationPermissionMismatch")
@@ -48,8 +54,76 @@ impl Fault {
 
     /// Configuration problems (exit 2): the run cannot succeed until someone changes something.
     pub fn is_config(self) -> bool {
-        matches!(self, Fault::ContainerMissing | Fault::AuthRefused)
+        matches!(
+            self,
+            Fault::ContainerMissing | Fault::AuthRefused | Fault::NoCredential
+        )
     }
+}
+
+/// How object_store's Azure credentials say they got no token (its
+/// `azure::credential::Error`): the token request (environment, workload or
+/// managed identity) or the Azure CLI failed.
+const TOKEN_FAILURES: [&str; 5] = [
+    "Error performing token request",
+    "Error getting token response body",
+    "Error reading federated token file",
+    "'az account get-access-token' command failed",
+    "Failed to parse azure cli response",
+];
+
+/// The managed identity endpoint object_store asks when no other credential is set.
+const IMDS: &str = "http://169.254.169.254/metadata/identity/oauth2/token";
+
+/// Which credential sources the environment sets up, in the order object_store
+/// picks the one it uses (it uses one: the first set up), each with what it
+/// needs; the last, managed identity, is what is left when none is.
+pub fn credential_sources(env: impl Fn(&str) -> Option<String>) -> String {
+    let set = |k: &str| env(k).is_some_and(|v| !v.trim().is_empty());
+    let any = |ks: &[&str]| ks.iter().any(|k| set(k));
+    let all = |ks: &[&str]| ks.iter().all(|k| set(k));
+    let client = ["AZURE_CLIENT_ID", "AZURE_STORAGE_CLIENT_ID"];
+    let tenant = ["AZURE_TENANT_ID", "AZURE_STORAGE_TENANT_ID"];
+    let yes_no = |b: bool| if b { "set" } else { "not set" };
+    let keys = any(&[
+        "AZURE_STORAGE_ACCOUNT_KEY",
+        "AZURE_STORAGE_ACCESS_KEY",
+        "AZURE_STORAGE_SAS_TOKEN",
+        "AZURE_STORAGE_SAS_KEY",
+        "AZURE_STORAGE_TOKEN",
+    ]);
+    let principal = any(&client)
+        && any(&tenant)
+        && any(&["AZURE_CLIENT_SECRET", "AZURE_STORAGE_CLIENT_SECRET"]);
+    let workload = any(&client) && any(&tenant) && all(&["AZURE_FEDERATED_TOKEN_FILE"]);
+    let cli = env("AZURE_USE_AZURE_CLI").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
+    let endpoint = env("IDENTITY_ENDPOINT")
+        .or_else(|| env("AZURE_MSI_ENDPOINT"))
+        .unwrap_or_else(|| IMDS.to_string());
+    let used = if keys {
+        "an account key, SAS or bearer token from the environment"
+    } else if workload {
+        "workload identity"
+    } else if principal {
+        "the service principal in the environment"
+    } else if cli {
+        "the Azure CLI"
+    } else {
+        "managed identity"
+    };
+    format!(
+        "tried {used}. Environment: account key or SAS (AZURE_STORAGE_ACCOUNT_KEY, AZURE_STORAGE_SAS_TOKEN) {},          service principal (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_CLIENT_SECRET) {};          workload identity (AZURE_CLIENT_ID, AZURE_TENANT_ID, AZURE_FEDERATED_TOKEN_FILE) {};          Azure CLI (AZURE_USE_AZURE_CLI=true after `az login`) {};          managed identity (endpoint {}){}",
+        yes_no(keys),
+        yes_no(principal),
+        yes_no(workload),
+        yes_no(cli),
+        redact_url(&endpoint),
+        if used == "managed identity" {
+            ": asked, as nothing else is set"
+        } else {
+            ": not asked"
+        },
+    )
 }
 
 /// An error and all its causes, one per line.
@@ -87,6 +161,11 @@ pub fn describe(fault: Fault, container: Option<&str>, source: &dyn fmt::Display
         },
         Fault::AuthRefused => format!(
             "authentication refused by the storage account (check the AZURE_* credentials or the identity's role; see the README): {}",
+            first_line()
+        ),
+        Fault::NoCredential => format!(
+            "no Azure credential gave a token, so the storage account was not asked: {}.              Set one of them (on Azure Batch or a VM: assign the pool a managed identity, and name              it with AZURE_CLIENT_ID when there are several; see the README). The token request said: {}",
+            credential_sources(|k| std::env::var(k).ok()),
             first_line()
         ),
         Fault::Unreachable => format!(
@@ -226,6 +305,58 @@ mod tests {
         );
         assert_eq!(Fault::of_text("500 Internal Server Error"), Fault::Other);
         assert!(Fault::AuthRefused.is_config() && !Fault::Unreachable.is_config());
+        // A token endpoint that refused or was not there is no refusal by the account.
+        for text in [
+            "Generic MicrosoftAzure error: Error performing token request: HTTP error: error sending request\ntcp connect error: Connection refused",
+            "Error performing token request: Client error with status 400 Bad Request: Identity not found",
+            "Error performing token request: 401 Unauthorized",
+            "'az account get-access-token' command failed: Please run 'az login'",
+        ] {
+            assert_eq!(Fault::of_text(text), Fault::NoCredential, "{text}");
+        }
+        assert!(Fault::NoCredential.is_config());
+    }
+
+    #[test]
+    fn the_credential_sources_say_which_was_tried_and_what_is_missing() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| {
+                pairs
+                    .iter()
+                    .find(|(key, _)| *key == k)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        let none = credential_sources(env(&[]));
+        assert!(none.starts_with("tried managed identity."), "{none}");
+        for word in [
+            "AZURE_STORAGE_ACCOUNT_KEY",
+            "AZURE_CLIENT_SECRET",
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "AZURE_USE_AZURE_CLI",
+            "169.254.169.254",
+            "asked, as nothing else is set",
+        ] {
+            assert!(none.contains(word), "{word}: {none}");
+        }
+        assert_eq!(none.matches("not set").count(), 4, "{none}");
+        let closed = credential_sources(env(&[("IDENTITY_ENDPOINT", "http://127.0.0.1:9/token")]));
+        assert!(
+            closed.contains("endpoint http://127.0.0.1:9/token"),
+            "{closed}"
+        );
+        let workload = credential_sources(env(&[
+            ("AZURE_CLIENT_ID", "c"),
+            ("AZURE_TENANT_ID", "t"),
+            ("AZURE_FEDERATED_TOKEN_FILE", "/var/run/token"),
+        ]));
+        assert!(
+            workload.starts_with("tried workload identity."),
+            "{workload}"
+        );
+        assert!(workload.ends_with(": not asked"), "{workload}");
+        let cli = credential_sources(env(&[("AZURE_USE_AZURE_CLI", "true")]));
+        assert!(cli.starts_with("tried the Azure CLI."), "{cli}");
     }
 
     #[test]

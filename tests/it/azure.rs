@@ -243,3 +243,71 @@ fn tier_of_plan(plan: &Value, path: &str) -> Option<String> {
         .as_str()
         .map(str::to_string)
 }
+
+/// Issue 32: an `abfss://` lake with no credential source that yields a token.
+/// Offline and deterministic: no `AZURE_*` variable, and the managed identity
+/// endpoint pointed at a local port nobody listens on. The error lists what
+/// was tried and what to set, does not blame the storage account (which was
+/// never asked), and names the lock's path once, relative to the lake.
+#[test]
+fn no_credential_lists_what_was_tried_and_does_not_blame_the_account() {
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let dir = temp_lake();
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "name = \"nocred\"\nsource = {:?}\nlayout = \"telemetry/{{yyyy}}/{{MM}}/{{dd}}/{{HH}}/\"\nlake = \"abfss://data@coldpathnocred.dfs.core.windows.net/nightly\"\n[storage]\nmax_retries = 0\nconnect_timeout = \"2s\"\n",
+            fixtures_raw().to_str().unwrap()
+        ),
+    )
+    .unwrap();
+    let endpoint = format!("http://127.0.0.1:{closed}/metadata/identity/oauth2/token");
+    let mut cmd = command(
+        &[
+            "run",
+            "--job",
+            job.to_str().unwrap(),
+            "--date",
+            "2024-03-11",
+        ],
+        &[("IDENTITY_ENDPOINT", endpoint.clone())],
+    );
+    for (key, _) in std::env::vars() {
+        if key.starts_with("AZURE_") || key == "MSI_ENDPOINT" || key == "IDENTITY_HEADER" {
+            cmd.env_remove(key);
+        }
+    }
+    let out = cmd.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let error = report["error"].as_str().unwrap();
+    for text in [error, &*stderr] {
+        assert!(text.contains("no Azure credential gave a token"), "{text}");
+        assert!(text.contains("the storage account was not asked"), "{text}");
+        // What was tried, and what could be set instead.
+        assert!(text.contains("tried managed identity"), "{text}");
+        assert!(text.contains(&format!("endpoint {endpoint}")), "{text}");
+        for source in [
+            "AZURE_STORAGE_ACCOUNT_KEY",
+            "AZURE_STORAGE_SAS_TOKEN",
+            "AZURE_CLIENT_SECRET",
+            "workload identity",
+            "AZURE_FEDERATED_TOKEN_FILE",
+            "Azure CLI",
+            "AZURE_USE_AZURE_CLI",
+            "AZURE_CLIENT_ID",
+        ] {
+            assert!(text.contains(source), "{source}: {text}");
+        }
+        assert!(!text.contains("refused by the storage account"), "{text}");
+        // The lock's path, relative to the lake named beside it: `nightly/` once.
+        assert!(text.contains("`_coldpath/locks/"), "{text}");
+        assert!(!text.contains("nightly/_coldpath"), "{text}");
+    }
+}

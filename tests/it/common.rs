@@ -357,3 +357,124 @@ pub fn features_cmd(lake: &Path, source: &Path, extra: &[&str]) -> (i32, Value, 
         .unwrap_or_else(|e| panic!("report is not JSON ({e}): {stderr}"));
     (out.status.code().unwrap(), report, stderr)
 }
+
+/// Every Parquet file under `lake`'s table folders (not `_delta_log`, not coldpath's own `_coldpath/`).
+pub fn table_parquet_files(lake: &Path) -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_name().unwrap().to_str().unwrap();
+            if path.is_dir() && name != "_delta_log" && name != "_coldpath" {
+                walk(&path, out);
+            } else if name.ends_with(".parquet") {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(lake, &mut out);
+    out.sort();
+    out
+}
+
+/// The Arrow types a Parquet file's footer declares: its embedded Arrow schema
+/// (`ARROW:schema`, which readers follow) applied to its Parquet schema, as
+/// `column: type` per column, nested fields included.
+pub fn declared_arrow_types(file: &Path) -> Vec<String> {
+    use deltalake::arrow::datatypes::Field;
+    use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(file).unwrap()).unwrap();
+    let meta = reader.metadata().file_metadata();
+    let embedded = meta
+        .key_value_metadata()
+        .is_some_and(|kv| kv.iter().any(|kv| kv.key == "ARROW:schema"));
+    assert!(
+        embedded,
+        "{}: no ARROW:schema (the check would be empty)",
+        file.display()
+    );
+    let schema = deltalake::parquet::arrow::parquet_to_arrow_schema(
+        meta.schema_descr(),
+        meta.key_value_metadata(),
+    )
+    .unwrap();
+    fn types(prefix: &str, field: &Field, out: &mut Vec<String>) {
+        let name = format!("{prefix}{}", field.name());
+        out.push(format!("{name}: {}", field.data_type()));
+        match field.data_type() {
+            DataType::Struct(children) => {
+                for child in children {
+                    types(&format!("{name}."), child, out);
+                }
+            }
+            DataType::List(child) | DataType::LargeList(child) | DataType::Map(child, _) => {
+                types(&format!("{name}."), child, out)
+            }
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    for field in schema.fields() {
+        types("", field, &mut out);
+    }
+    out
+}
+
+/// No table file under `lake` declares a view type (`Utf8View`, `BinaryView`):
+/// pyarrow 14 (`Unrecognized type: 24`) and Azure ML's rslex (`Type <UNKNOWN 24>
+/// not supported`) refuse such a file. Returns how many files were checked.
+pub fn assert_no_view_types(lake: &Path) -> usize {
+    let files = table_parquet_files(lake);
+    for file in &files {
+        let views: Vec<String> = declared_arrow_types(file)
+            .into_iter()
+            .filter(|t| t.contains("View"))
+            .collect();
+        assert!(views.is_empty(), "{}: {views:?}", file.display());
+    }
+    files.len()
+}
+
+/// The names of the data files any commit in the table's log added (every
+/// version's, not only the latest's: a replaced file stays for time travel).
+pub fn logged_files(table_dir: &Path) -> std::collections::HashSet<String> {
+    let mut names = std::collections::HashSet::new();
+    for entry in std::fs::read_dir(table_dir.join("_delta_log")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            for line in std::fs::read_to_string(&path).unwrap().lines() {
+                let action: Value = serde_json::from_str(line).unwrap();
+                if let Some(add) = action["add"]["path"].as_str() {
+                    names.insert(add.rsplit('/').next().unwrap().to_string());
+                }
+            }
+        }
+    }
+    names
+}
+
+/// No Parquet file in any table folder of `lake` is outside the table's Delta
+/// log (in no version; a table without a log has no file at all): what a run
+/// that committed nothing must leave (issue 32).
+pub fn assert_nothing_uncommitted(lake: &Path) {
+    if !lake.is_dir() {
+        return;
+    }
+    for entry in std::fs::read_dir(lake).unwrap() {
+        let dir = entry.unwrap().path();
+        let name = dir.file_name().unwrap().to_str().unwrap().to_string();
+        if !dir.is_dir() || name.starts_with('_') {
+            continue;
+        }
+        let logged = if dir.join("_delta_log").is_dir() {
+            logged_files(&dir)
+        } else {
+            Default::default()
+        };
+        let left: Vec<PathBuf> = table_parquet_files(&dir)
+            .into_iter()
+            .filter(|f| !logged.contains(f.file_name().unwrap().to_str().unwrap()))
+            .collect();
+        assert!(left.is_empty(), "{name}: files in no version: {left:?}");
+    }
+}

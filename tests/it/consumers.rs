@@ -232,3 +232,24 @@ fn the_mltable_pins_a_version_of_features_hourly_and_lists_its_columns() {
         "the runs wrote versions to pin"
     );
 }
+
+/// pyarrow 14 and Azure ML's rslex refuse a Parquet file whose embedded Arrow
+/// schema holds a string view (issue 32): every table's files, as runs write
+/// them and as `maintain` compacts them, declare plain strings.
+#[test]
+fn no_table_file_declares_a_string_view() {
+    let lake = written_lake();
+    for table in TABLES {
+        let files = table_parquet_files(&lake.path().join(table));
+        assert!(!files.is_empty(), "{table}: no files to check");
+        let declared = declared_arrow_types(&files[0]);
+        assert!(
+            declared.iter().any(|t| t.ends_with(": Utf8")),
+            "{table}: {declared:?}"
+        );
+    }
+    assert_no_view_types(lake.path());
+    // Compaction rewrites the small files of a date: they stay plain.
+    maintain_with_no_retention(lake.path());
+    assert_no_view_types(lake.path());
+}

@@ -513,3 +513,123 @@ fn a_declared_column_evolves_silver_old_partitions_read_null_and_reruns_are_stab
         .all(|r| get(r, "humidity").is_null() && get(r, "_rescued_data").is_null()));
     assert_eq!(silver.len(), 6);
 }
+
+/// Issue 32: with drift on, a row a `drop` expectation removes goes to `rejects`
+/// with every value it had: its `raw` holds the contract's data columns, the
+/// declared `humidity` and `_rescued_data`, each equal to the record's input.
+#[test]
+fn a_dropped_row_keeps_every_value_with_drift_on() {
+    let dir = temp_lake();
+    let raw = container(dir.path());
+    let date = "2024-03-11";
+    let records = vec![
+        // Kept: temperature under 100.
+        json!({"deviceId": "p1", "deviceType": "pump", "timestamp": "2024-03-11T09:00:00Z", "temperature": 20.5,
+               "humidity": 40.0, "fw": "2.0", "messageId": "k1"}),
+        // Dropped: declared humidity (by its alias), two undeclared fields, a nested one.
+        json!({"deviceId": "p1", "deviceType": "pump", "timestamp": "2024-03-11T09:01:00Z", "temperature": 120.25,
+               "pressure": 3.5, "vibration": 7.0, "priority": "high", "hum": 41.5, "fw": "2.1",
+               "note": {"x": 1, "y": [2, 3]}, "messageId": "d1",
+               "EventEnqueuedUtcTime": "2024-03-11T09:01:02.5Z"}),
+        // Dropped: nothing beyond the contract's fields (humidity and _rescued_data null).
+        json!({"deviceId": "p2", "timestamp": "2024-03-11T09:02:00Z", "temperature": 130.0, "messageId": "d2"}),
+    ];
+    blob(&raw, date, 9, "a.json", &json_lines(&records));
+    let schema = schema_with_humidity(dir.path());
+    let extra = format!(
+        "schema = {:?}\n[[expectations]]\nname = \"cool\"\nexpr = \"temperature < 100\"\naction = \"drop\"\n[drift]\nrescue = true\n",
+        schema.to_str().unwrap()
+    );
+    let report = run(&job(dir.path(), &raw, "dropping", &extra), date);
+    assert_eq!(report["rows_written"], 1, "{report}");
+    assert_eq!(
+        report["rejects_by_reason"]["failed_expectation"], 2,
+        "{report}"
+    );
+
+    let lake = dir.path().join("lake");
+    let mut dropped: Vec<Map<String, Value>> = read_rows(&lake, "rejects")
+        .into_iter()
+        .filter(|r| get(r, "reason") == "failed_expectation")
+        .collect();
+    dropped.sort_by_key(|r| get(r, "line").as_i64());
+    assert_eq!(dropped.len(), 2);
+    // The columns a dropped row had: the contract's data columns (not the run's
+    // bookkeeping: source_file, ingested_at, run_id, event_date), and the drift ones.
+    let mut want_keys: Vec<&str> = CONTRACT[..9].to_vec();
+    want_keys.extend(["humidity", "_rescued_data"]);
+    want_keys.sort();
+    for (reject, (record, line)) in dropped.iter().zip([(&records[1], 2), (&records[2], 3)]) {
+        assert_eq!(get(reject, "line").as_i64(), Some(line));
+        assert_eq!(get(reject, "detail"), "cool");
+        let row: Value = serde_json::from_str(get(reject, "raw").as_str().unwrap()).unwrap();
+        let row = row.as_object().unwrap();
+        let mut keys: Vec<&str> = row.keys().map(String::as_str).collect();
+        keys.sort();
+        assert_eq!(keys, want_keys, "{row:?}");
+        let input = record.as_object().unwrap();
+        let field = |names: &[&str]| -> Value {
+            names
+                .iter()
+                .find_map(|n| input.get(*n))
+                .cloned()
+                .unwrap_or(Value::Null)
+        };
+        assert_eq!(row["device_id"], field(&["deviceId"]));
+        assert_eq!(row["device_type"], field(&["deviceType"]));
+        assert_eq!(row["message_id"], field(&["messageId"]));
+        assert_eq!(row["priority"], field(&["priority"]));
+        for (column, names) in [
+            ("temperature", &["temperature"][..]),
+            ("pressure", &["pressure"]),
+            ("vibration", &["vibration"]),
+            ("humidity", &["humidity", "hum"]),
+        ] {
+            assert_eq!(
+                row[column].as_f64(),
+                field(names).as_f64(),
+                "{column}: {row:?}"
+            );
+        }
+        let time = |v: &Value| v.as_str().map(us);
+        assert_eq!(
+            time(&row["event_time"]),
+            time(&field(&["timestamp"])),
+            "{row:?}"
+        );
+        assert_eq!(
+            time(&row["enqueued_time"]),
+            time(&field(&["EventEnqueuedUtcTime"])),
+            "{row:?}"
+        );
+        // _rescued_data: the fields the column map does not name, as they were sent.
+        let named = [
+            "deviceId",
+            "deviceType",
+            "timestamp",
+            "temperature",
+            "pressure",
+            "vibration",
+            "priority",
+            "hum",
+            "humidity",
+            "messageId",
+            "EventEnqueuedUtcTime",
+        ];
+        let unnamed: Map<String, Value> = input
+            .iter()
+            .filter(|(k, _)| !named.contains(&k.as_str()))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let rescued = match &row["_rescued_data"] {
+            Value::Null => Value::Null,
+            text => serde_json::from_str(text.as_str().unwrap()).unwrap(),
+        };
+        let want = if unnamed.is_empty() {
+            Value::Null
+        } else {
+            Value::Object(unnamed)
+        };
+        assert_eq!(rescued, want, "{row:?}");
+    }
+}

@@ -354,6 +354,9 @@ fn a_fail_expectation_stops_the_run_like_the_gate() {
         error.contains("`calm`") && error.contains("1 of 6"),
         "{error}"
     );
+    // It says what was written: the rejects, and not the expectations table.
+    assert!(error.contains("rejects written"), "{error}");
+    assert!(!error.contains("expectations written"), "{error}");
     assert_eq!(
         figures(&report),
         vec![
@@ -374,6 +377,8 @@ fn a_fail_expectation_stops_the_run_like_the_gate() {
         assert!(!lake.join(table).join("_delta_log").exists(), "{table}");
         assert!(report["tables"].get(table).is_none(), "{report}");
     }
+    // Nor is any data file of the run left outside a log (silver streamed some).
+    assert_nothing_uncommitted(&lake);
 }
 
 #[test]

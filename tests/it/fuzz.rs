@@ -257,7 +257,7 @@ proptest! {
             1 => Just(String::new()),
             1 => Just("\u{fffd}\u{00e9}".to_string()),
         ], 0..60),
-        long_at in prop::option::of(0usize..60),
+        longs in prop::collection::vec((0usize..60, 0usize..200), 0..3),
         bom in any::<bool>(),
         crlf in any::<bool>(),
         last_newline in any::<bool>(),
@@ -265,10 +265,11 @@ proptest! {
     ) {
         let first = r#"{"deviceId":"first","timestamp":"2024-03-11T10:00:00Z"}"#.to_string();
         let mut lines: Vec<String> = std::iter::once(first).chain(lines).collect();
-        if let Some(at) = long_at {
-            // A line over max_record_bytes stops the blob there, read either way.
+        for (at, more) in longs {
+            // A line over max_record_bytes is one reject, and reading goes on at
+            // the next line, read either way (a piece may end inside it).
             let at = 1 + at.min(lines.len() - 1);
-            lines.insert(at, format!("{{\"deviceId\":\"{}\"}}", "x".repeat(LIMITS.max_record_bytes)));
+            lines.insert(at, format!("{{\"deviceId\":\"{}\"}}", "x".repeat(LIMITS.max_record_bytes + more)));
         }
         let mut text = lines.join(if crlf { "\r\n" } else { "\n" });
         if last_newline {
@@ -407,13 +408,27 @@ fn bombs_stop_at_their_limits_in_bounded_memory() {
     assert!(out.empty && out.rejects.is_empty());
     assert!(peak < 2 << 20, "{peak} bytes held for 3 MiB of blank lines");
 
-    // One line of 8 MiB: stopped at max_record_bytes, the records before it kept.
+    // One line of 8 MiB, past max_blob_bytes before it ends: the records before
+    // it kept, the rest one unreadable_file naming both limits.
     let mut bytes = gzip(b"{\"deviceId\":\"a\",\"timestamp\":\"2024-03-11T10:00:00Z\"}\n");
     bytes.extend(gzip(&b"x".repeat(8 << 20)));
     let out = decode("l.json.gz", &bytes);
     assert_eq!(out.hours.iter().map(|(_, r)| r.len()).sum::<usize>(), 1);
     assert!(out.rejects[0].detail.contains("max_record_bytes"));
+    assert!(out.rejects[0].detail.contains("max_blob_bytes"));
     assert!(out.rejects[0].detail.contains("line 2"));
+    // The same line ending within the blob limit: one reject, the lines after it read, not held.
+    let mut bytes = gzip(b"{\"deviceId\":\"a\",\"timestamp\":\"2024-03-11T10:00:00Z\"}\n");
+    bytes.extend(gzip(&b"x".repeat(3 << 20)));
+    bytes.extend(gzip(
+        b"\n{\"deviceId\":\"b\",\"timestamp\":\"2024-03-11T10:01:00Z\"}\n",
+    ));
+    let (out, peak) = decode_with_peak("l.json.gz", &bytes);
+    assert_eq!(out.hours.iter().map(|(_, r)| r.len()).sum::<usize>(), 2);
+    assert_eq!(out.rejects.len(), 1);
+    assert_eq!(out.rejects[0].line, Some(2));
+    assert!(out.rejects[0].detail.contains("max_record_bytes"));
+    assert!(peak < 2 << 20, "{peak} bytes held for a line of 3 MiB");
 
     // A million bad records in 5 KB of gzip: 10,000 rejects, then the rest is one
     // unreadable_file; the blob never holds a reject per record.

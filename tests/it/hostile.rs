@@ -264,3 +264,211 @@ fn a_lake_that_is_a_file_and_a_name_of_megabytes_are_configuration_errors() {
         "{err}"
     );
 }
+
+/// A JSON line of `len` bytes that starts like a record of device `long-<tag>`.
+fn long_line(tag: &str, len: usize) -> String {
+    let head =
+        format!("{{\"deviceId\":\"long-{tag}\",\"timestamp\":\"2024-03-11T10:30:00Z\",\"pad\":\"");
+    format!("{head}{}\"}}", "x".repeat(len - head.len() - 2))
+}
+
+/// A valid record of hour 10; returns its message id and its line.
+fn good_line(tag: &str, i: usize) -> (String, String) {
+    let id = format!("good-{tag}-{i}");
+    let line = serde_json::json!({
+        "deviceId": format!("dev-{tag}"),
+        "timestamp": format!("2024-03-11T10:{i:02}:00Z"),
+        "temperature": 20.0 + i as f64,
+        "messageId": id,
+    });
+    (id, line.to_string())
+}
+
+fn gzip(data: &[u8]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    enc.write_all(data).unwrap();
+    enc.finish().unwrap()
+}
+
+/// Issue 32: a JSON-lines record over `max_record_bytes` is one `malformed_record`
+/// naming the limit and its line, and the lines after it are read; JSON arrays and
+/// CSV keep their rule (the rest of the blob is one `unreadable_file`: no newline
+/// is a safe place to start again there).
+#[test]
+fn an_oversized_json_line_is_one_reject_and_the_lines_around_it_are_rows() {
+    const MAX: usize = 64 << 10;
+    let dir = temp_lake();
+    let raw = dir.path().join("raw");
+    std::fs::create_dir_all(raw.join("reference")).unwrap();
+    std::fs::write(
+        raw.join("reference/maintenance.csv"),
+        "device_id,maintenance_date,kind\n",
+    )
+    .unwrap();
+    std::fs::write(
+        raw.join("reference/failures.csv"),
+        "device_id,failure_time,component\n",
+    )
+    .unwrap();
+    std::fs::create_dir_all(raw.join(HOUR)).unwrap();
+
+    // (blob, the long lines' 1-based numbers, lines, a final newline, gzip)
+    let blobs: [(&str, usize, &[usize], bool, bool); 7] = [
+        ("first.json", 3, &[1], true, false),
+        ("middle.json", 3, &[2], true, false),
+        ("last.json", 3, &[3], false, false),
+        ("first.json.gz", 3, &[1], true, true),
+        ("middle.json.gz", 4, &[2, 3], true, true),
+        ("last.json.gz", 3, &[3], true, true),
+        // Over 32 MiB: read 16 MiB at a time, the long line across three pieces.
+        ("pieces.json", 4, &[2], true, false),
+    ];
+    let mut want_rows = Vec::new();
+    let mut want_rejects = Vec::new();
+    for (name, lines, long_at, newline, gz) in blobs {
+        let tag = name.replace('.', "-");
+        let mut text = Vec::new();
+        for n in 1..=lines {
+            if long_at.contains(&n) {
+                let len = if name == "pieces.json" {
+                    33 << 20
+                } else {
+                    MAX + 1 + n * 1000
+                };
+                let line = long_line(&format!("{tag}-{n}"), len);
+                want_rejects.push((name.to_string(), n as i64, line[..4096].to_string(), len));
+                text.push(line);
+            } else {
+                let (id, line) = good_line(&tag, n);
+                want_rows.push(id);
+                text.push(line);
+            }
+        }
+        let mut text = text.join("\n");
+        if newline {
+            text.push('\n');
+        }
+        if name == "pieces.json" {
+            // More valid lines after the long one.
+            for i in 10..13 {
+                let (id, line) = good_line(&tag, i);
+                want_rows.push(id);
+                text.push_str(&line);
+                text.push('\n');
+            }
+            assert!(text.len() > 32 << 20, "read in pieces");
+        }
+        let bytes = if gz {
+            gzip(text.as_bytes())
+        } else {
+            text.into_bytes()
+        };
+        std::fs::write(raw.join(HOUR).join(name), bytes).unwrap();
+    }
+    // JSON arrays and CSV keep today's rule.
+    let (array_id, array_good) = good_line("array", 1);
+    std::fs::write(
+        raw.join(HOUR).join("array.json"),
+        format!(
+            "[{array_good},\n{}, {}]",
+            long_line("array", MAX + 10),
+            good_line("array", 3).1
+        ),
+    )
+    .unwrap();
+    want_rows.push(array_id);
+    std::fs::write(
+        raw.join(HOUR).join("table.csv"),
+        format!(
+            "deviceId,timestamp,messageId\ndev-csv,2024-03-11T10:01:00Z,good-csv-1\n\"{}\"\ndev-csv,2024-03-11T10:03:00Z,good-csv-3\n",
+            "z".repeat(MAX + 10)
+        ),
+    )
+    .unwrap();
+    want_rows.push("good-csv-1".into());
+
+    let job = job(dir.path(), &raw, "").to_str().unwrap().to_string();
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(
+        &job,
+        text.replace("max_blob_bytes = \"4MiB\"", "max_blob_bytes = \"64MiB\""),
+    )
+    .unwrap();
+    let (code, out, err) = run(Path::new(&job), "2024-03-11", &[]);
+    assert_eq!(code, 0, "{out}{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert!(balances(&report), "{report}");
+    let records = want_rows.len() + want_rejects.len() + 2;
+    assert_eq!(report["records_read"], records as u64, "{report}");
+    assert_eq!(report["rows_written"], want_rows.len() as u64, "{report}");
+    assert_eq!(
+        report["rejected"],
+        want_rejects.len() as u64 + 2,
+        "{report}"
+    );
+
+    let lake = dir.path().join("lake");
+    let mut rows: Vec<String> = read_rows(&lake, "telemetry")
+        .iter()
+        .map(|r| get(r, "message_id").as_str().unwrap().to_string())
+        .collect();
+    rows.sort();
+    want_rows.sort();
+    assert_eq!(
+        rows, want_rows,
+        "every valid record around a long line is a row"
+    );
+
+    let mut rejects: Vec<(String, i64, String, String, String)> = read_rows(&lake, "rejects")
+        .iter()
+        .map(|r| {
+            (
+                get(r, "source_file")
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_string(),
+                get(r, "line").as_i64().unwrap_or(-1),
+                get(r, "reason").as_str().unwrap().to_string(),
+                get(r, "detail").as_str().unwrap().to_string(),
+                get(r, "raw").as_str().unwrap_or_default().to_string(),
+            )
+        })
+        .collect();
+    rejects.sort();
+    let (arrays_and_csv, long): (Vec<_>, Vec<_>) = rejects
+        .into_iter()
+        .partition(|r| r.0 == "array.json" || r.0 == "table.csv");
+    want_rejects.sort();
+    assert_eq!(long.len(), want_rejects.len(), "{long:?}");
+    for ((file, line, reason, detail, raw), (want_file, want_line, want_raw, len)) in
+        long.iter().zip(&want_rejects)
+    {
+        assert_eq!((file, line), (want_file, want_line));
+        assert_eq!(reason, "malformed_record", "{file}: {detail}");
+        assert!(
+            detail.contains(&format!("max_record_bytes = {MAX}")),
+            "{detail}"
+        );
+        assert!(detail.contains(&format!("line {line} ")), "{detail}");
+        assert!(detail.contains(&format!("{len} bytes")), "{detail}");
+        assert_eq!(raw, want_raw, "{file}: raw is the line's first 4 KiB");
+    }
+    let kept: Vec<(&str, &str)> = arrays_and_csv
+        .iter()
+        .map(|r| (r.0.as_str(), r.2.as_str()))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            ("array.json", "unreadable_file"),
+            ("table.csv", "unreadable_file")
+        ]
+    );
+    for r in &arrays_and_csv {
+        assert!(r.3.contains("max_record_bytes"), "{r:?}");
+    }
+}

@@ -13,7 +13,9 @@
 //! are read whole, as before ([`super::process_blob`]). A blob read in pieces
 //! comes to exactly what it would read whole: the same lines with the same
 //! numbers, the same rows, rejects and limits (a line over `max_record_bytes`
-//! stops the blob there, and the carried part never grows past that limit).
+//! is one reject and reading goes on at the next line; the carried part never
+//! grows past that limit: past it, only the line's first bytes are kept, for the
+//! reject's `raw`, and the rest is skipped as it arrives).
 
 use std::sync::Arc;
 
@@ -39,6 +41,8 @@ pub struct Pieces {
     bom: bool,
     /// What stopped the blob (a limit): the rest is one `unreadable_file`.
     stopped: Option<String>,
+    /// The line being skipped: it grew past `max_record_bytes` (its number is `lines + 1`).
+    long: Option<decode::LongLine>,
 }
 
 impl Pieces {
@@ -63,6 +67,7 @@ impl Pieces {
             start: head[..head.len().min(RAW_LIMIT)].to_vec(),
             bom: true,
             stopped: None,
+            long: None,
         })
     }
 
@@ -75,40 +80,77 @@ impl Pieces {
         if self.stopped.is_some() {
             return;
         }
-        let Some(last) = memchr::memrchr(b'\n', data) else {
-            self.carry.extend_from_slice(data);
-            self.check_carry();
+        let (Some(first), Some(last)) = (memchr::memchr(b'\n', data), memchr::memrchr(b'\n', data))
+        else {
+            self.carry_on(data);
             return;
         };
         let mut whole = Some(&data[..last]);
-        if !self.carry.is_empty() {
+        if !self.carry.is_empty() || self.long.is_some() {
             // The cut line ends at this piece's first `\n`.
-            let first = memchr::memchr(b'\n', data).unwrap_or(last);
-            let mut line = std::mem::take(&mut self.carry);
-            line.extend_from_slice(&data[..first]);
-            self.decode(&line);
-            line.clear();
-            self.carry = line;
+            self.carry_on(&data[..first]);
+            self.end_carried();
             whole = (first < last).then(|| &data[first + 1..last]);
         }
         if let Some(whole) = whole {
             self.decode(whole);
         }
-        self.carry.extend_from_slice(&data[last + 1..]);
-        self.check_carry();
+        self.carry_on(&data[last + 1..]);
     }
 
     /// The blob's outcome, once every piece has been fed: its last line is what was carried.
     pub fn finish(mut self) -> BlobOutcome {
         if self.stopped.is_none() {
-            let last = std::mem::take(&mut self.carry);
-            self.decode(&last);
+            self.end_carried();
         }
         Tally::resume(self.idx, &self.blob, &self.rules, self.st).finish(
             BlobOutcome::default(),
             self.stopped,
             &self.start,
         )
+    }
+
+    /// More of the line a piece cut: carried while it stays within
+    /// `max_record_bytes`, then only its first bytes are kept ([`decode::LongLine`]).
+    fn carry_on(&mut self, bytes: &[u8]) {
+        if let Some(long) = &mut self.long {
+            long.add(bytes);
+            return;
+        }
+        let max = self.rules.limits.max_record_bytes;
+        if self.carry.len() + bytes.len() > max {
+            let mut long = decode::LongLine::new(self.lines + 1, &self.carry);
+            long.add(bytes);
+            self.long = Some(long);
+            self.carry = Vec::new();
+        } else {
+            self.carry.extend_from_slice(bytes);
+        }
+    }
+
+    /// The carried line is complete (a `\n`, or the blob's end): decoded, or a
+    /// reject when it grew past `max_record_bytes`.
+    fn end_carried(&mut self) {
+        if self.stopped.is_some() {
+            self.long = None;
+            return;
+        }
+        let Some(long) = self.long.take() else {
+            let line = std::mem::take(&mut self.carry);
+            self.decode(&line);
+            self.carry = line;
+            self.carry.clear();
+            return;
+        };
+        let max = self.rules.limits.max_record_bytes;
+        let st = std::mem::take(&mut self.st);
+        let mut tally = Tally::resume(self.idx, &self.blob, &self.rules, st);
+        let given = long.give(max, &mut |rec| tally.record(rec));
+        self.st = tally.st;
+        self.lines += 1;
+        if let Err(e) = given {
+            self.stopped = Some(e);
+        }
     }
 
     /// Decodes whole lines (the last ends at the end of `data`).
@@ -125,15 +167,6 @@ impl Pieces {
         match read {
             Ok(n) => self.lines += n,
             Err(e) => self.stopped = Some(e),
-        }
-    }
-
-    /// A cut line longer than a record may be stops the blob, as it would read whole.
-    fn check_carry(&mut self) {
-        let max = self.rules.limits.max_record_bytes;
-        if self.carry.len() > max && self.stopped.is_none() {
-            self.stopped = Some(decode::too_long("line", self.lines + 1, max));
-            self.carry = Vec::new();
         }
     }
 }

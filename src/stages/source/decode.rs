@@ -389,11 +389,96 @@ fn avro_records(
     })
 }
 
-/// A record past `max_record_bytes`, as the error that stops its blob.
+/// A record past `max_record_bytes`, as the error that stops its blob (a JSON
+/// array's element, a CSV record: there no safe place to start again is known).
 pub(crate) fn too_long(what: &str, line: u64, max: usize) -> String {
     format!(
         "{what} at line {line} is longer than max_record_bytes = {max} (the [limits] of the job file)"
     )
+}
+
+/// How much of a JSON line past `max_record_bytes` is kept for its reject's
+/// `raw`: a reject keeps 4 KiB, and one byte more tells whether the line was
+/// longer (the `\r` of a CRLF line is dropped only when the whole line is kept).
+pub const LONG_LINE_KEPT: usize = 4096 + 1;
+
+/// A JSON line past `max_record_bytes` is one reject, and reading goes on at the
+/// next line (a newline is where a JSON-lines record starts, whatever the long
+/// line held). The line is never held: its first bytes are kept for `raw`
+/// ([`LONG_LINE_KEPT`]) and the rest is skipped as it is read.
+pub(crate) struct LongLine {
+    /// 1-based line number.
+    pub line: u64,
+    /// The line's first bytes (no `\n`), at most [`LONG_LINE_KEPT`].
+    pub kept: Vec<u8>,
+    /// The line's length in bytes, its `\n` excluded.
+    pub len: u64,
+}
+
+impl LongLine {
+    /// A long line starting with `start` (its first bytes, no `\n`).
+    pub fn new(line: u64, start: &[u8]) -> LongLine {
+        let mut long = LongLine {
+            line,
+            kept: Vec::new(),
+            len: 0,
+        };
+        long.add(start);
+        long
+    }
+
+    /// More of the line (no `\n`).
+    pub fn add(&mut self, bytes: &[u8]) {
+        let room = LONG_LINE_KEPT.saturating_sub(self.kept.len());
+        self.kept.extend_from_slice(&bytes[..bytes.len().min(room)]);
+        self.len += bytes.len() as u64;
+    }
+
+    /// The reject's `detail`.
+    pub fn detail(&self, max: usize) -> String {
+        format!(
+            "line {} is {} bytes, longer than max_record_bytes = {max} (the [limits] of the job file); reading went on at the next line",
+            self.line, self.len
+        )
+    }
+
+    /// Gives the line to `f` as a record whose fields are the error (a `malformed_record`).
+    pub fn give(&self, max: usize, f: &mut impl FnMut(Record<'_>) -> Flow) -> Flow {
+        let whole = self.len as usize <= self.kept.len();
+        let mut kept = &self.kept[..];
+        if whole {
+            kept = kept.strip_suffix(b"\r").unwrap_or(kept);
+        }
+        let raw = String::from_utf8_lossy(&kept[..kept.len().min(LONG_LINE_KEPT - 1)]);
+        f(Record {
+            line: self.line,
+            raw: &raw,
+            fields: Err(self.detail(max)),
+        })
+    }
+}
+
+/// Skips the rest of a long line: reads up to and including the next `\n` (or
+/// the end of the input) into `long`, which keeps only its first bytes.
+fn skip_line(r: &mut impl BufRead, long: &mut LongLine) -> Result<(), String> {
+    loop {
+        let buf = r.fill_buf().map_err(|e| e.to_string())?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match memchr::memchr(b'\n', buf) {
+            Some(i) => {
+                long.add(&buf[..i]);
+                r.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = buf.len();
+                long.add(buf);
+                r.consume(n);
+            }
+        }
+    }
 }
 
 /// Appends the input up to and including the next `\n` to `out`; `false` at
@@ -448,9 +533,21 @@ fn json_lines(
         match read_line(r, &mut buf, max) {
             Ok(true) => {}
             Ok(false) => return Ok(()),
+            Err(LineError::TooLong) => {
+                let mut long = LongLine::new(lineno, &buf);
+                skip_line(r, &mut long)
+                    .map_err(|e| format!("{}; skipping it: {e}", too_long("line", lineno, max)))?;
+                long.give(max, f)?;
+                continue;
+            }
             Err(e) => return Err(e.message("line", lineno, max)),
         }
         let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
+        if line.len() > max {
+            // The last line, without its `\n`, one byte past the limit.
+            LongLine::new(lineno, line).give(max, f)?;
+            continue;
+        }
         json_line(lineno, line, f)?;
     }
 }
@@ -483,9 +580,10 @@ pub fn json_lines_from(
     for end in ends {
         lineno += 1;
         if end - start > max {
-            return Err(too_long("line", lineno, max));
+            LongLine::new(lineno, &data[start..end]).give(max, &mut f)?;
+        } else {
+            json_line(lineno, &data[start..end], &mut f)?;
         }
-        json_line(lineno, &data[start..end], &mut f)?;
         start = end + 1;
         if start > data.len() {
             break;
@@ -1316,7 +1414,92 @@ mod tests {
             max_record_bytes: 8,
             ..Limits::default()
         };
-        let err = json_lines_in(b"{}\n0123456789\n", &small, |_| Ok(())).unwrap_err();
-        assert!(err.contains("line 2"), "{err}");
+        let err = json_lines_in(b"{}\n0123456789\n", &small, |_| Err("stop".into())).unwrap_err();
+        assert_eq!(err, "stop", "a consumer still stops the blob");
+    }
+
+    /// One record as (line, raw, fields or error).
+    type Seen = (u64, String, Result<(), String>);
+
+    /// Every record of `data`, read held whole and streamed through a reader
+    /// (plain, then gzip in small members).
+    fn held_and_streamed(data: &[u8], limits: &Limits) -> [Vec<Seen>; 3] {
+        let mut held = Vec::new();
+        json_lines_in(data, limits, |r| {
+            held.push((r.line, r.raw.to_string(), r.fields.map(|_| ())));
+            Ok(())
+        })
+        .unwrap();
+        let streamed = |bytes: &[u8]| {
+            let mut out = Vec::new();
+            let mut inflated = Inflated::new(bytes, limits);
+            let head = inflated.head().unwrap();
+            for_each_record(
+                inflated.after(head),
+                Format::JsonLines,
+                &CsvDialect::default(),
+                limits,
+                |r| {
+                    out.push((r.line, r.raw.to_string(), r.fields.map(|_| ())));
+                    Ok(())
+                },
+            )
+            .unwrap();
+            out
+        };
+        let mut gz = Vec::new();
+        for chunk in data.chunks(7) {
+            let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+            std::io::Write::write_all(&mut e, chunk).unwrap();
+            gz.extend(e.finish().unwrap());
+        }
+        [held, streamed(data), streamed(&gz)]
+    }
+
+    #[test]
+    fn a_json_line_past_max_record_bytes_is_one_reject_and_reading_goes_on() {
+        let small = Limits {
+            max_blob_bytes: 1 << 20,
+            max_record_bytes: 12,
+            ..Limits::default()
+        };
+        let long = "x".repeat(5000);
+        // Long first, middle and last lines (the last without its `\n`), one
+        // exactly at the limit, one a byte over it, a CRLF one.
+        let data = format!(
+            "{long}\n{{\"a\":1}}\n{{\"b\":\"1234\"}}\n{{\"b\":\"12345\"}}\n{long}\n\n{{\"c\":1}}\r\n0123456789abc\r\n{{}}\n{long}"
+        );
+        let [held, plain, gz] = held_and_streamed(data.as_bytes(), &small);
+        assert_eq!(held, plain);
+        assert_eq!(held, gz);
+        let lines: Vec<(u64, bool)> = held.iter().map(|(l, _, f)| (*l, f.is_ok())).collect();
+        assert_eq!(
+            lines,
+            [
+                (1, false),
+                (2, true),
+                (3, true),
+                (4, false),
+                (5, false),
+                (7, true),
+                (8, false),
+                (9, true),
+                (10, false)
+            ]
+        );
+        for (line, raw, fields) in &held {
+            let Err(why) = fields else { continue };
+            assert!(why.contains("max_record_bytes = 12"), "{why}");
+            assert!(why.starts_with(&format!("line {line} is ")), "{why}");
+            match line {
+                1 | 5 | 10 => {
+                    assert_eq!(raw.len(), 4096);
+                    assert!(why.contains("is 5000 bytes"), "{why}");
+                }
+                4 => assert_eq!(raw, "{\"b\":\"12345\"}"),
+                8 => assert_eq!(raw, "0123456789abc", "the CR of a whole line is dropped"),
+                _ => unreachable!(),
+            }
+        }
     }
 }
