@@ -88,7 +88,8 @@ async fn gather(job: &Job, date: NaiveDate, run: Option<serde_json::Value>) -> R
     };
     Ok(Page {
         date: date.to_string(),
-        lake: crate::storage::fault::redact_url(&job.lake),
+        job: job.name.clone(),
+        lake: lake_shown(&job.lake),
         generated_by: format!(
             "coldpath {} at {}",
             crate::version::LONG,
@@ -102,6 +103,15 @@ async fn gather(job: &Job, date: NaiveDate, run: Option<serde_json::Value>) -> R
         versions: look::versions(&lake).await?,
         run,
     })
+}
+
+/// The lake as the page names it: a URL redacted, a local path made absolute
+/// (a job's `lake = "lake"` reads as the folder it is, not as "lake").
+fn lake_shown(location: &str) -> String {
+    if location.contains("://") {
+        return crate::storage::fault::redact_url(location);
+    }
+    std::path::absolute(location).map_or_else(|_| location.to_string(), |p| p.display().to_string())
 }
 
 /// The stored run report; one that cannot be read is left out of the page (and logged).
@@ -129,6 +139,17 @@ pub fn hour_of_blob(layout: &Layout, date: NaiveDate, file: Option<&str>) -> Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_local_lake_is_shown_as_its_absolute_folder_and_a_url_redacted() {
+        let here = std::env::current_dir().unwrap();
+        assert_eq!(lake_shown("lake"), here.join("lake").display().to_string());
+        assert_eq!(lake_shown("/data/lake"), "/data/lake");
+        assert_eq!(
+            lake_shown("https://a.blob.core.windows.net/lake?sig=secret"),
+            "https://a.blob.core.windows.net/lake?***"
+        );
+    }
 
     #[test]
     fn a_reject_goes_to_its_blobs_partition_hour_when_the_layout_has_one() {

@@ -203,10 +203,9 @@ fn health_rows(batches: &[RecordBatch]) -> Result<Vec<Health>, String> {
     Ok(out)
 }
 
-/// Each table's current Delta version: the run's tables, then `device_health`.
+/// Each table's current Delta version, every table of the lake once, in commit order.
 pub async fn versions(lake: &Lake) -> Result<Vec<TableVersion>, SinkError> {
-    let mut names: Vec<&'static str> = lake::all_tables().iter().map(|s| s.name).collect();
-    names.push(HEALTH_TABLE);
+    let names = table_names();
     let mut out = Vec::new();
     for name in names {
         let table = lake::open_named(lake, name).await?;
@@ -216,6 +215,17 @@ pub async fn versions(lake: &Lake) -> Result<Vec<TableVersion>, SinkError> {
         });
     }
     Ok(out)
+}
+
+/// The names [`versions`] reads: each of the lake's tables once, in commit order.
+fn table_names() -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = Vec::new();
+    for name in lake::all_tables().iter().map(|s| s.name) {
+        if !names.contains(&name) {
+            names.push(name);
+        }
+    }
+    names
 }
 
 /// Stores a run's report (JSON text, already redacted) as the date's last report.
@@ -246,5 +256,20 @@ pub async fn stored_report(
         Some(bytes) => serde_json::from_slice(&bytes)
             .map(Some)
             .map_err(|e| lake_err(format!("not JSON: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_versions_name_each_table_once_device_health_among_them() {
+        let names = table_names();
+        assert!(names.contains(&HEALTH_TABLE));
+        let mut unique = names.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), names.len(), "{names:?}");
     }
 }

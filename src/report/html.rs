@@ -5,9 +5,13 @@
 //! unit-tested without a lake or a browser. The file loads nothing: the styles, the
 //! script and the charts (SVG) are inline, and its Content-Security-Policy forbids
 //! any load from elsewhere. Every string that comes from the data is escaped:
-//! device ids and reasons are producer input.
+//! device ids and reasons are producer input. Every colour a chart uses has a
+//! legend entry, and every name the page shows is explained in words
+//! ([`super::explain`]) for readers without the data contract at hand.
 
 use std::fmt::Write;
+
+use super::explain::{self, HEALTH_INTRO, HEALTH_TERMS};
 
 /// UTC hours of a date.
 pub const HOURS: usize = 24;
@@ -31,7 +35,9 @@ pub const HEALTH_NUMBERS: [&str; 11] = [
 #[derive(Debug, Clone, Default)]
 pub struct Page {
     pub date: String,
-    /// The lake, redacted.
+    /// The job's name.
+    pub job: String,
+    /// The lake, redacted; a local lake as an absolute path.
     pub lake: String,
     /// Which coldpath wrote the page, and when.
     pub generated_by: String,
@@ -99,21 +105,52 @@ pub struct TableVersion {
 /// The colour of the rows bars.
 pub const ROWS_COLOUR: &str = "#2b6cb0";
 
-/// A reject reason's colour: warm hues, none blue or green (those are the rows and the heatmap).
+/// A reject reason's colour: Paul Tol's "muted" qualitative palette, whose nine
+/// colours stay apart for the common colour-vision deficiencies; grey for a
+/// reason the page does not know.
 pub fn reason_colour(reason: &str) -> &'static str {
     match reason {
-        "malformed_record" => "#c53030",
-        "missing_device_id" => "#dd6b20",
-        "invalid_timestamp" => "#b7791f",
-        "type_mismatch" => "#805ad5",
-        "out_of_range" => "#d53f8c",
-        "late_beyond_window" => "#9c4221",
-        "event_time_in_future" => "#553c9a",
-        "unreadable_file" => "#1a202c",
-        "failed_expectation" => "#ed64a6",
-        _ => "#718096",
+        "malformed_record" => "#cc6677",
+        "missing_device_id" => "#ddcc77",
+        "invalid_timestamp" => "#88ccee",
+        "type_mismatch" => "#aa4499",
+        "out_of_range" => "#882255",
+        "late_beyond_window" => "#999933",
+        "event_time_in_future" => "#44aa99",
+        "unreadable_file" => "#332288",
+        "failed_expectation" => "#117733",
+        _ => "#bbbbbb",
     }
 }
+
+/// A coverage-grid colour scale: (lowest share it stands for, colour, legend text), highest first.
+pub type Scale = [(f64, &'static str, &'static str); 3];
+
+/// Readings against the device's expected per hour (ColorBrewer's PRGn, colour-blind safe).
+pub const COVERAGE_SCALE: Scale = [
+    (
+        0.9,
+        "#1b7837",
+        "90 % or more of the readings expected in the hour",
+    ),
+    (0.5, "#c2a5cf", "50 % to 90 % of them"),
+    (0.0, "#762a83", "under 50 % of them"),
+];
+
+/// Readings against the date's busiest device-hour, for a device without expected
+/// readings (greys: no verdict, only more or fewer).
+pub const COUNT_SCALE: Scale = [
+    (
+        2.0 / 3.0,
+        "#525252",
+        "two thirds of the busiest device-hour or more",
+    ),
+    (1.0 / 3.0, "#969696", "a third to two thirds of it"),
+    (0.0, "#cccccc", "under a third of it"),
+];
+
+/// A device-hour without readings (the row's background).
+pub const EMPTY_COLOUR: &str = "#edf2f7";
 
 /// Text made safe for HTML text and attribute values.
 pub fn esc(s: &str) -> String {
@@ -145,14 +182,23 @@ pub const CSP: &str =
     "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:";
 
 const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:24px;color:#1a202c;background:#fff}\
-h1{font-size:20px}h2{font-size:16px;margin-top:28px}\
-table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #cbd5e0;padding:3px 8px;text-align:right}\
+h1{font-size:20px}h2{font-size:16px;margin-top:28px}p{max-width:75em}code{overflow-wrap:anywhere}\
+table{border-collapse:collapse;margin:8px 0;max-width:100%}td,th{border:1px solid #cbd5e0;padding:3px 8px;text-align:right}\
 td:first-child,th:first-child{text-align:left}th{background:#edf2f7;cursor:pointer}\
+dl.facts{display:grid;grid-template-columns:max-content auto;gap:2px 12px;max-width:75em}dt{font-weight:600}dd{margin:0}\
 .note{background:#fffbea;border:1px solid #f6e05e;padding:6px 10px;display:inline-block}\
-.key{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}\
-.tbar{display:inline-block;height:10px;background:#718096}\
+.legend{list-style:none;padding:0;margin:6px 0;max-width:75em}.legend li{margin:3px 0}\
+.key{display:inline-block;width:12px;height:12px;margin-right:6px;vertical-align:-1px;outline:1px solid #a0aec0}\
+.tbar{display:inline-block;height:10px;background:#718096}tr.total td{font-weight:600}td.text{text-align:left}\
+#silent,#degraded{width:100%}#silent td:first-child,#degraded td:first-child{overflow-wrap:anywhere;min-width:8em}\
+#silent th,#degraded th{font-size:12px}#silent td,#degraded td,#silent th,#degraded th{padding:3px 5px}.why,.text{text-align:left}td.why{min-width:14em}ul.why{margin:0;padding-left:16px}\
 #tip{position:fixed;right:12px;top:12px;background:#1a202c;color:#fff;padding:4px 8px;font-size:12px}\
 svg text{font-size:11px;fill:#1a202c}";
+
+/// What the page is, in two sentences, under its title.
+const INTRO: &str = "What one date of telemetry became: the tables it was written to, the rows each hour \
+brought and the records rejected, the readings of each device per hour, and the devices that went silent \
+or degraded. Every time is UTC. Point at a bar or a cell for its numbers; click a column heading to sort a table.";
 
 /// Renders the page.
 pub fn render(page: &Page) -> String {
@@ -170,12 +216,20 @@ pub fn render(page: &Page) -> String {
 }
 
 fn head(out: &mut String, page: &Page) {
+    let job = if page.job.is_empty() {
+        String::new()
+    } else {
+        format!("<dt>job</dt><dd>{}</dd>", esc(&page.job))
+    };
     let _ = write!(
         out,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n\
          <meta http-equiv=\"Content-Security-Policy\" content=\"{CSP}\">\n\
          <title>coldpath {date}</title>\n<style>{STYLE}</style>\n</head>\n<body>\n\
-         <h1>coldpath: {date}</h1>\n<p>Lake <code>{lake}</code>. Written by {by}.</p>\n",
+         <h1>coldpath: {date}</h1>\n<p>{INTRO}</p>\n\
+         <dl class=\"facts\" id=\"about\"><dt>date</dt><dd>{date} (UTC)</dd>{job}\
+         <dt>lake (where the tables are)</dt><dd><code id=\"lake\">{lake}</code></dd></dl>\n\
+         <p>Written by {by}.</p>\n",
         date = esc(&page.date),
         lake = esc(&page.lake),
         by = esc(&page.generated_by),
@@ -183,7 +237,11 @@ fn head(out: &mut String, page: &Page) {
 }
 
 fn run_section(out: &mut String, page: &Page) {
-    out.push_str("<h2>Table versions and the run</h2>\n<table id=\"versions\"><tr><th>table</th><th>current version</th></tr>\n");
+    out.push_str(
+        "<h2>Table versions and the run</h2>\n<p>A Delta table's version goes up by one with every \
+         commit to it; <i>no table yet</i>: nothing has written that table in this lake.</p>\n\
+         <table id=\"versions\"><tr><th>table</th><th>current version</th></tr>\n",
+    );
     for t in &page.versions {
         let v = t
             .version
@@ -209,7 +267,9 @@ fn run_report(out: &mut String, report: &serde_json::Value) {
     let text = |k: &str| report.get(k).map(json_text).unwrap_or_default();
     let _ = writeln!(
         out,
-        "<p id=\"run\">Run <code>{}</code>: <b>{}</b>. {} records read, {} rows written, {} rejected, {} duplicates, {} other dates.</p>",
+        "<p id=\"run\">Run <code>{}</code>: <b>{}</b>. {} records read, {} rows written, {} rejected, {} duplicates, {} other dates.</p>\n\
+         <p>Every record read ends in one place: a row written, a reject (below, by reason), a duplicate \
+         (a repeated copy of a reading already kept) or another date (a reading of the day before or after).</p>",
         esc(&text("run_id")),
         esc(&text("status")),
         esc(&text("records_read")),
@@ -218,23 +278,32 @@ fn run_report(out: &mut String, report: &serde_json::Value) {
         esc(&text("duplicates")),
         esc(&text("other_dates")),
     );
-    let Some(durations) = report.get("durations").and_then(|d| d.as_object()) else {
-        return;
-    };
-    let most = durations
-        .values()
-        .filter_map(|v| v.as_u64())
-        .max()
-        .unwrap_or(0)
-        .max(1);
-    out.push_str("<table id=\"timings\"><tr><th>stage</th><th>ms</th><th></th></tr>\n");
-    for (stage, ms) in durations {
-        let ms = ms.as_u64().unwrap_or(0);
+    if let Some(durations) = report.get("durations").and_then(|d| d.as_object()) {
+        timings(out, durations);
+    }
+}
+
+/// The stages' times in the order a run goes through them, `total` last, each with a bar and what it is.
+fn timings(out: &mut String, durations: &serde_json::Map<String, serde_json::Value>) {
+    let mut stages: Vec<(&str, u64)> = durations
+        .iter()
+        .map(|(k, v)| (k.trim_end_matches("_ms"), v.as_u64().unwrap_or(0)))
+        .collect();
+    stages.sort_by_key(|(name, _)| (explain::stage(name).0, *name));
+    let most = stages.iter().map(|s| s.1).max().unwrap_or(0).max(1);
+    out.push_str("<table id=\"timings\"><tr><th>stage</th><th>time (ms)</th><th></th><th class=\"text\">what it is</th></tr>\n");
+    for (stage, ms) in stages {
+        let class = if stage == "total" {
+            " class=\"total\""
+        } else {
+            ""
+        };
         let _ = writeln!(
             out,
-            "<tr><td>{}</td><td>{ms}</td><td style=\"text-align:left\"><span class=\"tbar\" style=\"width:{}px\"></span></td></tr>",
-            esc(stage.trim_end_matches("_ms")),
-            ms * 200 / most
+            "<tr{class}><td>{}</td><td>{ms}</td><td style=\"text-align:left\"><span class=\"tbar\" style=\"width:{}px\"></span></td><td class=\"text\">{}</td></tr>",
+            esc(stage),
+            ms * 200 / most,
+            explain::stage(stage).1
         );
     }
     out.push_str("</table>\n");
@@ -273,6 +342,38 @@ fn bar_px(n: u64, most: u64) -> u64 {
     }
 }
 
+/// The value axis's ticks: 0 and each multiple of a round step (1, 2 or 5 × 10ⁿ,
+/// the smallest that gives at most six ticks) up to `most`, the top of the plot.
+pub fn ticks(most: u64) -> Vec<u64> {
+    let rough = most.div_ceil(6).max(1);
+    let mut power = 1u64;
+    while power.saturating_mul(10) <= rough {
+        power *= 10;
+    }
+    let step = [1, 2, 5, 10]
+        .into_iter()
+        .map(|m| m * power)
+        .find(|s| *s >= rough)
+        .unwrap_or(10 * power);
+    (0..=most / step).map(|i| i * step).collect()
+}
+
+/// A tick's label: `950`, `4000`, `12k`, `2.5M`.
+pub fn compact(v: u64) -> String {
+    let short = |v: u64, unit: u64, suffix: &str| {
+        if v.is_multiple_of(unit) {
+            format!("{}{suffix}", v / unit)
+        } else {
+            format!("{:.1}{suffix}", v as f64 / unit as f64)
+        }
+    };
+    match v {
+        0..10_000 => v.to_string(),
+        10_000..1_000_000 => short(v, 1000, "k"),
+        _ => short(v, 1_000_000, "M"),
+    }
+}
+
 fn hours_section(out: &mut String, page: &Page) {
     let rejects = rejects_by_hour(page);
     let unknown = !rejects[HOURS].is_empty();
@@ -291,25 +392,51 @@ fn hours_section(out: &mut String, page: &Page) {
          <svg id=\"hours\" width=\"{width}\" height=\"{}\" shape-rendering=\"crispEdges\" role=\"img\">",
         esc(&page.rows_from),
         esc(&page.date),
-        PLOT_H + TOP + 30
+        PLOT_H + TOP + 44
     );
-    let _ = write!(
-        out,
-        "<text x=\"{}\" y=\"{}\" text-anchor=\"end\">{most}</text><line x1=\"{LEFT}\" x2=\"{}\" y1=\"{}\" y2=\"{}\" stroke=\"#a0aec0\"/>",
-        LEFT - 6,
-        TOP + 10,
-        width - 10,
-        TOP + PLOT_H,
-        TOP + PLOT_H
-    );
+    value_axis(out, most, width);
     for (h, hour_rejects) in rejects.iter().enumerate().take(columns) {
         let rows = page.rows.get(h).copied().unwrap_or(0);
         hour_bar(out, h, rows, hour_rejects, most);
     }
-    out.push_str("</svg>\n<p id=\"legend-hours\">");
+    let _ = writeln!(
+        out,
+        "<text x=\"{}\" y=\"{}\" text-anchor=\"middle\">hour of the event (UTC)</text></svg>",
+        LEFT + columns * BAR_PITCH / 2,
+        TOP + PLOT_H + 34
+    );
+    hours_legend(out, page);
+    rejects_table(out, &rejects);
+}
+
+/// The value axis: a grid line and a label per tick, and the unit along the side.
+fn value_axis(out: &mut String, most: u64, width: usize) {
+    let middle = TOP + PLOT_H / 2;
     let _ = write!(
         out,
-        "<span class=\"key\" style=\"background:{ROWS_COLOUR}\"></span>rows"
+        "<text class=\"unit\" x=\"12\" y=\"{middle}\" text-anchor=\"middle\" transform=\"rotate(-90 12 {middle})\">rows per hour</text>"
+    );
+    for v in ticks(most) {
+        let y = TOP + PLOT_H - v * PLOT_H / most.max(1);
+        let colour = if v == 0 { "#a0aec0" } else { "#e2e8f0" };
+        let _ = write!(
+            out,
+            "<line class=\"tick\" x1=\"{LEFT}\" x2=\"{}\" y1=\"{y}\" y2=\"{y}\" stroke=\"{colour}\"/>\
+             <text x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
+            width - 10,
+            LEFT - 6,
+            y + 4,
+            compact(v)
+        );
+    }
+}
+
+/// The chart's key: the rows' colour, and each reason's colour with what the reason means.
+fn hours_legend(out: &mut String, page: &Page) {
+    let _ = write!(
+        out,
+        "<ul class=\"legend\" id=\"legend-hours\"><li><span class=\"key\" style=\"background:{ROWS_COLOUR}\"></span>\
+         <b>rows</b>: readings written to the tables</li>"
     );
     let mut reasons: Vec<&str> = page.rejects.iter().map(|r| r.reason.as_str()).collect();
     reasons.sort_unstable();
@@ -317,13 +444,13 @@ fn hours_section(out: &mut String, page: &Page) {
     for reason in reasons {
         let _ = write!(
             out,
-            "<span class=\"key\" style=\"background:{}\"></span>{}",
+            "<li data-reason=\"{name}\"><span class=\"key\" style=\"background:{}\"></span><b>{name}</b>: {}</li>",
             reason_colour(reason),
-            esc(reason)
+            explain::reason_meaning(reason),
+            name = esc(reason),
         );
     }
-    out.push_str("</p>\n");
-    rejects_table(out, &rejects);
+    out.push_str("</ul>\n");
 }
 
 /// One column: the rows bar, and the hour's rejects stacked on it by reason.
@@ -446,20 +573,18 @@ fn heat_rows(page: &Page) -> Vec<HeatRow<'_>> {
     rows.into_values().collect()
 }
 
-/// A cell's colour: against the device's expected readings per hour when known
-/// (red for none, through yellow, to green for all), else the count against the
-/// day's busiest device-hour (light to dark green).
-pub fn cell_colour(count: u64, expected: Option<f64>, busiest: u64) -> String {
-    match expected {
-        Some(e) => {
-            let ratio = (count as f64 / e).min(1.0);
-            format!("hsl({:.0},65%,45%)", 120.0 * ratio)
-        }
-        None => {
-            let ratio = count as f64 / busiest.max(1) as f64;
-            format!("hsl(150,60%,{:.0}%)", 80.0 - 52.0 * ratio)
-        }
-    }
+/// A cell's colour: the device-hour's readings against the device's expected
+/// readings per hour when known ([`COVERAGE_SCALE`]), else against the date's
+/// busiest device-hour ([`COUNT_SCALE`]).
+pub fn cell_colour(count: u64, expected: Option<f64>, busiest: u64) -> &'static str {
+    let (share, scale) = match expected {
+        Some(e) => (count as f64 / e, &COVERAGE_SCALE),
+        None => (count as f64 / busiest.max(1) as f64, &COUNT_SCALE),
+    };
+    scale
+        .iter()
+        .find(|s| share >= s.0)
+        .map_or(scale[2].1, |s| s.1)
 }
 
 /// A label cut to [`LABEL_CHARS`] characters (the full id is in its title).
@@ -475,15 +600,16 @@ fn short(id: &str) -> String {
 fn heatmap_section(out: &mut String, page: &Page) {
     let rows = heat_rows(page);
     let busiest = rows.iter().flat_map(|r| r.counts).max().unwrap_or(0);
-    let scale = if page.health.is_some() {
-        "colour = readings against the device's expected per hour (device_health's expected_readings / 24): red none, green all"
+    let against = if page.health.is_some() {
+        "the readings the device is expected to send in an hour (device_health's expected readings ÷ 24);          a device without expected readings, with the date's busiest device-hour"
     } else {
-        "colour = readings, light to dark up to the busiest device-hour (no device_health to compare with)"
+        "the date's busiest device-hour (there is no device_health to compare with)"
     };
     let height = 24 + rows.len() * ROW_PITCH;
     let _ = writeln!(
         out,
-        "<h2>Coverage: readings per device and hour</h2>\n<p>From <code>telemetry_minute</code>; {scale}.</p>\n\
+        "<h2>Coverage: readings per device and hour</h2>\n<p>From <code>telemetry_minute</code>: one row per \
+         device (its status in brackets), one cell per UTC hour; a cell's colour compares its readings with {against}.</p>\n\
          <svg id=\"heatmap\" width=\"{}\" height=\"{height}\" shape-rendering=\"crispEdges\" role=\"img\">",
         LABEL_W + HOURS * CELL_PITCH + 10
     );
@@ -498,6 +624,42 @@ fn heatmap_section(out: &mut String, page: &Page) {
         heat_row(out, row, 20 + i * ROW_PITCH, busiest);
     }
     out.push_str("</svg>\n");
+    heatmap_legend(out, &rows, busiest);
+}
+
+/// The grid's key: each colour of the scales its cells use, and the empty cell.
+fn heatmap_legend(out: &mut String, rows: &[HeatRow<'_>], busiest: u64) {
+    let drawn = |r: &&HeatRow<'_>| r.counts.iter().any(|n| *n > 0);
+    let expected = rows.iter().filter(drawn).any(|r| r.expected.is_some());
+    let counted = rows.iter().filter(drawn).any(|r| r.expected.is_none());
+    out.push_str("<ul class=\"legend\" id=\"legend-heatmap\">");
+    if expected {
+        scale_legend(
+            out,
+            "Against the device's expected readings",
+            &COVERAGE_SCALE,
+        );
+    }
+    if counted {
+        let title = format!(
+            "Without expected readings, against the busiest device-hour ({busiest} readings)"
+        );
+        scale_legend(out, &title, &COUNT_SCALE);
+    }
+    let _ = writeln!(
+        out,
+        "<li><span class=\"key\" style=\"background:{EMPTY_COLOUR}\"></span>no reading in the hour</li></ul>"
+    );
+}
+
+fn scale_legend(out: &mut String, title: &str, scale: &Scale) {
+    let _ = write!(out, "<li><b>{title}:</b></li>");
+    for (_, colour, text) in scale {
+        let _ = write!(
+            out,
+            "<li><span class=\"key\" style=\"background:{colour}\"></span>{text}</li>"
+        );
+    }
 }
 
 fn heat_row(out: &mut String, row: &HeatRow<'_>, y: usize, busiest: u64) {
@@ -509,7 +671,7 @@ fn heat_row(out: &mut String, row: &HeatRow<'_>, y: usize, busiest: u64) {
     let _ = write!(
         out,
         "<g class=\"device\" data-device=\"{id}\"><text x=\"0\" y=\"{}\">{}{status}<title>{id}</title></text>\
-         <rect class=\"row-bg\" x=\"{LABEL_W}\" y=\"{y}\" width=\"{}\" height=\"{CELL_H}\" fill=\"#edf2f7\"/>",
+         <rect class=\"row-bg\" x=\"{LABEL_W}\" y=\"{y}\" width=\"{}\" height=\"{CELL_H}\" fill=\"{EMPTY_COLOUR}\"/>",
         y + 11,
         esc(&short(row.device_id)),
         HOURS * CELL_PITCH - (CELL_PITCH - CELL_W)
@@ -550,18 +712,19 @@ fn health_section(out: &mut String, page: &Page) {
     };
     let _ = writeln!(
         out,
-        "<p id=\"health-counts\">{} devices known: {} OK, {} DEGRADED, {} SILENT.</p>",
+        "<p id=\"health-intro\">{HEALTH_INTRO}</p>\n<p id=\"health-counts\">{} devices known: {} OK, {} DEGRADED, {} SILENT.</p>",
         health.len(),
         count("OK"),
         count("DEGRADED"),
         count("SILENT")
     );
     for status in ["SILENT", "DEGRADED"] {
-        health_table(out, health, status);
+        health_table(out, health, status, &page.date);
     }
+    health_terms(out);
 }
 
-fn health_table(out: &mut String, health: &[Health], status: &str) {
+fn health_table(out: &mut String, health: &[Health], status: &str, date: &str) {
     let rows: Vec<&Health> = health
         .iter()
         .filter(|h| h.status.as_deref() == Some(status))
@@ -573,30 +736,91 @@ fn health_table(out: &mut String, health: &[Health], status: &str) {
     }
     let _ = write!(
         out,
-        "<table class=\"sortable\" id=\"{id}\"><tr><th>device_id</th><th>device_type</th>"
+        "<h3>{status}</h3>\n<table class=\"sortable\" id=\"{id}\"><tr><th>device_id</th><th>device_type</th><th class=\"why\">why</th>"
     );
-    for n in HEALTH_NUMBERS {
-        let _ = write!(out, "<th>{n}</th>");
-    }
-    out.push_str("<th>first_seen</th><th>last_seen</th></tr>\n");
-    for h in rows {
+    for (column, heading, meaning) in HEALTH_TERMS {
         let _ = write!(
             out,
-            "<tr><td>{}</td><td>{}</td>",
-            esc(&h.device_id),
-            esc(h.device_type.as_deref().unwrap_or("–"))
-        );
-        for n in HEALTH_NUMBERS {
-            let _ = write!(out, "<td>{}</td>", num(h.number(n)));
-        }
-        let _ = writeln!(
-            out,
-            "<td>{}</td><td>{}</td></tr>",
-            esc(h.first_seen.as_deref().unwrap_or("–")),
-            esc(h.last_seen.as_deref().unwrap_or("–"))
+            "<th title=\"{column}: {}\">{heading}</th>",
+            esc(meaning)
         );
     }
+    out.push_str("<th>first reading (UTC)</th><th>last reading (UTC)</th></tr>\n");
+    for h in rows {
+        health_row(out, h, status, date);
+    }
     out.push_str("</table>\n");
+}
+
+fn health_row(out: &mut String, h: &Health, status: &str, date: &str) {
+    let _ = write!(
+        out,
+        "<tr><td>{}</td><td>{}</td><td class=\"why\">{}</td>",
+        esc(&h.device_id),
+        esc(h.device_type.as_deref().unwrap_or("–")),
+        why(h, status)
+    );
+    for n in HEALTH_NUMBERS {
+        let v = h.number(n);
+        match v.filter(|_| n == "max_gap_s") {
+            Some(s) => {
+                let _ = write!(
+                    out,
+                    "<td data-sort=\"{}\" title=\"{} s\">{}</td>",
+                    num(v),
+                    num(v),
+                    explain::duration_words(s)
+                );
+            }
+            None => {
+                let _ = write!(out, "<td>{}</td>", num(v));
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "<td>{}</td><td>{}</td></tr>",
+        esc(&time_of_day(h.first_seen.as_deref(), date)),
+        esc(&time_of_day(h.last_seen.as_deref(), date))
+    );
+}
+
+/// A timestamp of `date` as its time of day (`2024-03-11T05:30:00Z` → `05:30:00`); another as it is.
+fn time_of_day(t: Option<&str>, date: &str) -> String {
+    let Some(t) = t else {
+        return "–".to_string();
+    };
+    t.strip_prefix(date)
+        .and_then(|r| r.strip_prefix(['T', ' ']))
+        .map_or(t, |r| {
+            r.trim_end_matches('Z').split('.').next().unwrap_or(r)
+        })
+        .to_string()
+}
+
+/// Why the device has its status: no reading (SILENT), or each cause of DEGRADED its row shows.
+fn why(h: &Health, status: &str) -> String {
+    if status != "DEGRADED" {
+        return "<span data-cause=\"silent\">no reading on this date</span>".to_string();
+    }
+    let causes: String = explain::degraded_causes(h)
+        .into_iter()
+        .map(|(key, text)| format!("<li data-cause=\"{key}\">{}</li>", esc(&text)))
+        .collect();
+    format!("<ul class=\"why\">{causes}</ul>")
+}
+
+/// What each column of the two tables means.
+fn health_terms(out: &mut String) {
+    out.push_str("<dl class=\"facts\" id=\"health-terms\">");
+    for (column, heading, meaning) in HEALTH_TERMS {
+        let _ = write!(
+            out,
+            "<dt>{heading}</dt><dd>{} <code>({column})</code></dd>",
+            esc(meaning)
+        );
+    }
+    out.push_str("</dl>\n");
 }
 
 /// The page's only script: a value box for what the pointer is on, tables
@@ -611,7 +835,7 @@ const SCRIPT: &str = r#"
     el.addEventListener("mouseleave", function () { tip.hidden = true; });
   });
   function key(row, i) {
-    var t = row.cells[i].textContent, n = parseFloat(t);
+    var c = row.cells[i], t = c.getAttribute("data-sort") || c.textContent, n = parseFloat(t);
     return isNaN(n) ? t : n;
   }
   document.querySelectorAll("table.sortable").forEach(function (table) {
@@ -664,6 +888,7 @@ mod tests {
     fn page() -> Page {
         Page {
             date: "2024-03-11".into(),
+            job: "plant".into(),
             lake: "/tmp/lake".into(),
             generated_by: "coldpath test".into(),
             rows_from: "telemetry_minute".into(),
@@ -764,26 +989,27 @@ mod tests {
         let html = render(&page());
         assert_eq!(html.matches("class=\"cell\"").count(), 3);
         assert_eq!(html.matches("class=\"device\"").count(), 2);
-        // No device_health: raw counts against the busiest device-hour (60): 30 → 80 − 26 = 54 %.
+        // No device_health: raw counts against the busiest device-hour (60): 30 is a half,
+        // between a third and two thirds: #969696.
         assert!(html.contains(
-            "30 readings\" x=\"250\" y=\"20\" width=\"22\" height=\"14\" fill=\"hsl(150,60%,54%)\""
+            "30 readings\" x=\"250\" y=\"20\" width=\"22\" height=\"14\" fill=\"#969696\""
         ));
         assert!(html.contains("id=\"no-health\">No device_health for 2024-03-11"));
         let mut p = page();
-        // 2400 expected a day is 100 an hour: 60 is 0.6 → hue 72; 40 → 48.
+        // 2400 expected a day is 100 an hour: 60 is 0.6, from 50 % to 90 %: #c2a5cf; 40 is under 50 %: #762a83.
         p.health = Some(vec![
             health("pump-01", "DEGRADED", 100.0, Some(2400.0)),
             health("silent-9", "SILENT", 0.0, Some(2400.0)),
         ]);
         let html = render(&p);
-        assert!(html.contains("60 readings of 100.0 expected\" x=\"250\" y=\"36\" width=\"22\" height=\"14\" fill=\"hsl(72,65%,45%)\""));
-        assert!(html.contains("fill=\"hsl(48,65%,45%)\""));
+        assert!(html.contains("60 readings of 100.0 expected\" x=\"250\" y=\"36\" width=\"22\" height=\"14\" fill=\"#c2a5cf\""));
+        assert!(html.contains("40 readings of 100.0 expected\" x=\"370\" y=\"36\" width=\"22\" height=\"14\" fill=\"#762a83\""));
         // The silent device has a row and no cell.
         assert_eq!(html.matches("class=\"device\"").count(), 3);
         assert_eq!(html.matches("class=\"cell\"").count(), 3);
         assert!(html.contains("2 devices known: 0 OK, 1 DEGRADED, 1 SILENT."));
         assert!(html.contains("<table class=\"sortable\" id=\"silent\"><tr><th>device_id</th>"));
-        assert!(html.contains("<tr><td>silent-9</td><td>pump</td><td>0</td><td>2400</td>"));
+        assert!(html.contains("<tr><td>silent-9</td><td>pump</td><td class=\"why\"><span data-cause=\"silent\">no reading on this date</span></td><td>0</td><td>2400</td>"));
     }
 
     #[test]
@@ -805,6 +1031,116 @@ mod tests {
         assert!(html.contains("<td>write</td><td>100</td><td style=\"text-align:left\"><span class=\"tbar\" style=\"width:50px\">"));
         assert!(html.contains("<tr><td>telemetry</td><td>3</td></tr>"));
         assert!(html.contains("<tr><td>device_health</td><td>no table yet</td></tr>"));
+    }
+
+    #[test]
+    fn stage_timings_follow_the_run_and_end_with_the_total() {
+        let mut p = page();
+        p.run = Some(serde_json::json!({"durations": {
+            "dedup_ms": 5, "features_ms": 6, "history_ms": 3, "list_ms": 2, "lock_ms": 1,
+            "read_ms": 4, "total_ms": 30, "write_ms": 7, "zeta_ms": 8
+        }}));
+        let html = render(&p);
+        let order = [
+            "lock", "list", "history", "read", "dedup", "features", "write", "zeta", "total",
+        ];
+        let at: Vec<usize> = order
+            .iter()
+            .map(|s| html.find(&format!("<td>{s}</td>")).unwrap())
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{at:?}");
+        assert!(html.contains("<tr class=\"total\"><td>total</td><td>30</td>"));
+    }
+
+    #[test]
+    fn the_value_axis_has_round_ticks_and_a_unit() {
+        assert_eq!(ticks(100), [0, 20, 40, 60, 80, 100]);
+        assert_eq!(ticks(417), [0, 100, 200, 300, 400]);
+        assert_eq!(ticks(1), [0, 1]);
+        assert_eq!(ticks(0), [0]);
+        assert_eq!(
+            ticks(2_600_000),
+            [0, 500_000, 1_000_000, 1_500_000, 2_000_000, 2_500_000]
+        );
+        assert_eq!(compact(4000), "4000");
+        assert_eq!(compact(20_000), "20k");
+        assert_eq!(compact(1_500_000), "1.5M");
+        let html = render(&page());
+        // 100 at the top (y 10), 0 on the axis (y 190): a line and a label every 20, 36 px apart.
+        assert_eq!(html.matches("<line class=\"tick\"").count(), 6);
+        assert!(html.contains("y1=\"46\" y2=\"46\" stroke=\"#e2e8f0\"/><text x=\"50\" y=\"50\" text-anchor=\"end\">80</text>"));
+        assert!(html.contains(">rows per hour</text>"));
+        assert!(html.contains(">hour of the event (UTC)</text>"));
+    }
+
+    #[test]
+    fn every_colour_drawn_has_a_legend_entry_and_every_reason_a_meaning() {
+        let mut p = page();
+        p.health = Some(vec![health("pump-01", "DEGRADED", 100.0, Some(2400.0))]);
+        for html in [render(&page()), render(&p)] {
+            let legend: Vec<&str> = html
+                .split("<span class=\"key\" style=\"background:")
+                .skip(1)
+                .map(|s| &s[..7])
+                .collect();
+            for fill in html.split(" fill=\"").skip(1).map(|s| &s[..7]) {
+                assert!(legend.contains(&fill), "{fill} has no legend entry");
+            }
+        }
+        let html = render(&page());
+        assert!(html.contains("<b>out_of_range</b>: a value is outside its valid range"));
+        assert!(html.contains("<b>unreadable_file</b>: a whole blob"));
+    }
+
+    #[test]
+    fn the_reject_colours_are_all_different() {
+        let reasons = [
+            "malformed_record",
+            "missing_device_id",
+            "invalid_timestamp",
+            "type_mismatch",
+            "out_of_range",
+            "late_beyond_window",
+            "event_time_in_future",
+            "unreadable_file",
+            "failed_expectation",
+            "something_else",
+        ];
+        let mut colours: Vec<&str> = reasons.iter().map(|r| reason_colour(r)).collect();
+        colours.push(ROWS_COLOUR);
+        colours.sort_unstable();
+        colours.dedup();
+        assert_eq!(colours.len(), reasons.len() + 1);
+    }
+
+    #[test]
+    fn a_degraded_device_says_why() {
+        let mut p = page();
+        let mut h = health("pump-01", "DEGRADED", 100.0, Some(2400.0));
+        h.numbers[2] = Some(100.0 / 2400.0);
+        h.numbers[3] = Some(66600.0);
+        p.health = Some(vec![h]);
+        let html = render(&p);
+        assert!(html.contains("<td class=\"why\"><ul class=\"why\"><li data-cause=\"coverage\">coverage 0.04 (100 of 2400 expected readings), below 0.9</li>\
+            <li data-cause=\"gap\">18 h 30 min without a reading, over 1 h</li></ul></td>"));
+        assert!(html.contains("<td data-sort=\"66600\" title=\"66600 s\">18 h 30 min</td>"));
+    }
+
+    #[test]
+    fn a_time_of_the_date_reads_as_a_time_of_day() {
+        assert_eq!(
+            time_of_day(Some("2024-03-11T05:30:00Z"), "2024-03-11"),
+            "05:30:00"
+        );
+        assert_eq!(
+            time_of_day(Some("2024-03-11 23:59:59.999"), "2024-03-11"),
+            "23:59:59"
+        );
+        assert_eq!(
+            time_of_day(Some("2024-03-12T00:00:00Z"), "2024-03-11"),
+            "2024-03-12T00:00:00Z"
+        );
+        assert_eq!(time_of_day(None, "2024-03-11"), "–");
     }
 
     #[test]

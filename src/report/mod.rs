@@ -1,6 +1,7 @@
 //! The run report: one JSON object that accounts for every record read, for schedulers and for people.
 
 pub mod drift;
+pub mod explain;
 pub mod html;
 pub mod plan;
 

@@ -46,6 +46,11 @@ pub(crate) struct Rendered {
 
 /// Opens `page` in headless Chromium with `mode` (`--dump-dom`, `--screenshot=…`).
 pub(crate) fn headless(page: &Path, mode: &str) -> Rendered {
+    headless_in(page, mode, "1280,2400")
+}
+
+/// [`headless`] in a window of `size` (`width,height` in pixels).
+fn headless_in(page: &Path, mode: &str, size: &str) -> Rendered {
     let profile = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(chromium())
         .args([
@@ -54,10 +59,10 @@ pub(crate) fn headless(page: &Path, mode: &str) -> Rendered {
             "--disable-gpu",
             "--hide-scrollbars",
             "--force-device-scale-factor=1",
-            "--window-size=1280,2400",
             "--enable-logging=stderr",
             "--v=0",
         ])
+        .arg(format!("--window-size={size}"))
         .arg(format!("--user-data-dir={}", profile.path().display()))
         .arg(mode)
         .arg(url::Url::from_file_path(page).unwrap().as_str())
@@ -87,6 +92,69 @@ pub(crate) fn assert_clean(r: &Rendered) {
         r.dom.contains("<body data-ready=\"1\">"),
         "the page's script did not finish"
     );
+}
+
+/// What the page measures of itself in the browser, once its layout is done: the
+/// window's width and the page's, every element that reaches past the window's
+/// right edge (or before its left), the colours each chart draws with and its
+/// legend's (as the browser computed them), the table names under table
+/// versions, the lake, and each reject reason's legend text.
+const MEASURE: &str = r##"
+(function () {
+  "use strict";
+  var w = window.innerWidth, out = { width: w, scroll: document.documentElement.scrollWidth, wide: [] };
+  document.querySelectorAll("body *").forEach(function (el) {
+    var r = el.getBoundingClientRect();
+    if (r.width > 0 && (r.right > w + 0.5 || r.left < -0.5)) {
+      out.wide.push(el.tagName + "#" + el.id + "." + (el.getAttribute("class") || "") + " " + Math.round(r.left) + ".." + Math.round(r.right));
+    }
+  });
+  function set(sel, prop) {
+    var s = {};
+    document.querySelectorAll(sel).forEach(function (el) { s[getComputedStyle(el)[prop]] = 1; });
+    return Object.keys(s).sort();
+  }
+  out.hours = set("#hours rect", "fill");
+  out.hours_legend = set("#legend-hours .key", "backgroundColor");
+  out.heatmap = set("#heatmap rect", "fill");
+  out.heatmap_legend = set("#legend-heatmap .key", "backgroundColor");
+  out.versions = Array.prototype.map.call(document.querySelectorAll("#versions tr td:first-child"), function (td) { return td.textContent; });
+  var lake = document.getElementById("lake");
+  out.lake = lake ? lake.textContent : null;
+  out.reasons = {};
+  document.querySelectorAll("#legend-hours li[data-reason]").forEach(function (li) { out.reasons[li.getAttribute("data-reason")] = li.textContent; });
+  var map = document.getElementById("heatmap").getBoundingClientRect(), hours = document.getElementById("hours").getBoundingClientRect();
+  out.heatmap_box = [Math.round(map.top + window.scrollY), Math.round(map.bottom + window.scrollY)];
+  out.hours_box = [Math.round(hours.top + window.scrollY), Math.round(hours.bottom + window.scrollY)];
+  document.getElementById("measured").textContent = JSON.stringify(out);
+})();
+"##;
+
+/// [`MEASURE`] of `page` in a window of `size`: run on a copy of the page with the script added at its end.
+fn measure(page: &Path, size: &str) -> Value {
+    let html = std::fs::read_to_string(page).unwrap();
+    let copy = page.with_extension("measured.html");
+    let script = format!("<pre id=\"measured\" hidden></pre><script>{MEASURE}</script></body>");
+    std::fs::write(&copy, html.replacen("</body>", &script, 1)).unwrap();
+    let r = headless_in(&copy, "--dump-dom", size);
+    assert_clean(&r);
+    let open = "<pre id=\"measured\" hidden=\"\">";
+    let start = r.dom.find(open).expect("the measurement") + open.len();
+    let end = start + r.dom[start..].find("</pre>").unwrap();
+    let text = r.dom[start..end]
+        .replace("&lt;", "<")
+        .replace("&gt;", ">")
+        .replace("&amp;", "&");
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+}
+
+/// A JSON array of strings as a set.
+fn strings(v: &Value) -> BTreeSet<String> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap().to_string())
+        .collect()
 }
 
 /// The silver rows the generator expects on DATE, plus the hostile blob's one row: (device, hour).
@@ -258,6 +326,14 @@ fn a_screenshot_of_the_page_shows_the_bars_and_each_devices_hours_in_the_heatmap
 
     let readings = expected_readings();
     let hours: BTreeSet<usize> = readings.iter().map(|r| r.1).collect();
+    // Where the two charts are on the screen, as the browser laid them out (the same window).
+    let boxes = measure(&page, "1280,2400");
+    let lines = |name: &str| {
+        let b = boxes[name].as_array().unwrap();
+        b[0].as_u64().unwrap() as usize..b[1].as_u64().unwrap() as usize
+    };
+    let (chart, grid) = (lines("hours_box"), lines("heatmap_box"));
+    assert!(grid.end <= png.h, "the heatmap is on the screenshot");
     // The rows bars: one blue run per hour with rows, on a line just above the axis.
     // (The first band of that blue is the chart; the legend's square comes after it.)
     let bottom = png
@@ -265,8 +341,9 @@ fn a_screenshot_of_the_page_shows_the_bars_and_each_devices_hours_in_the_heatmap
         .first()
         .expect("no rows bar drawn")
         .1;
+    assert!(chart.contains(&bottom));
     assert_eq!(png.runs(bottom - 1, |p| p == ROWS_RGB), hours.len());
-    // Every reject reason's colour is on the screen (stacked segments).
+    // Every reject reason's colour is in the chart (stacked segments), not only in its legend.
     let want_rejects = expected(DATE);
     let reasons: BTreeSet<&str> = want_rejects["rejects"]
         .as_array()
@@ -275,35 +352,63 @@ fn a_screenshot_of_the_page_shows_the_bars_and_each_devices_hours_in_the_heatmap
         .map(|r| r["reason"].as_str().unwrap())
         .collect();
     for reason in reasons {
-        let c = coldpath::report::html::reason_colour(reason);
-        let rgb = hex(c);
-        assert!(png.count(|p| p == rgb) > 0, "no {reason} segment drawn");
+        let rgb = REASON_RGB
+            .iter()
+            .find(|r| r.0 == reason)
+            .unwrap_or_else(|| panic!("{reason}: a reason without a colour"))
+            .1;
+        let drawn: usize = chart.clone().map(|y| png.runs(y, |p| p == rgb)).sum();
+        assert!(drawn > 0, "no {reason} segment drawn");
     }
-    // The heatmap: one green band per device with readings, in id order, and in each
-    // band one green run per hour the device has readings.
+    // The heatmap: one band of cell colours per device with readings, in id order, and in
+    // each band one run per hour the device has readings.
     let mut per_device: BTreeMap<&str, BTreeSet<usize>> = BTreeMap::new();
     for (d, h) in &readings {
         per_device.entry(d).or_default().insert(*h);
     }
     let want: Vec<usize> = per_device.values().map(BTreeSet::len).collect();
-    let bands = png.bands(green);
+    let cell = |p: [u8; 3]| COVERAGE_RGB.contains(&p) || COUNT_RGB.contains(&p);
+    let bands: Vec<(usize, usize)> = png
+        .bands(cell)
+        .into_iter()
+        .filter(|b| grid.contains(&b.0))
+        .collect();
     assert_eq!(bands.len(), per_device.len(), "device rows drawn");
     let got: Vec<usize> = bands
         .iter()
-        .map(|(a, b)| png.runs((a + b) / 2, green))
+        .map(|(a, b)| png.runs((a + b) / 2, cell))
         .collect();
     assert_eq!(got, want, "hours drawn per device, in device id order");
 }
 
-/// A heatmap cell's colour (green hues); no other colour on the page is green-dominant.
-fn green(p: [u8; 3]) -> bool {
-    let [r, g, b] = p.map(i32::from);
-    g > r + 20 && g > b + 10
-}
+/// The reject reasons' colours as the page defines them: Paul Tol's "muted" palette, in its order.
+const REASON_RGB: [(&str, [u8; 3]); 9] = [
+    ("malformed_record", [0xcc, 0x66, 0x77]),
+    ("missing_device_id", [0xdd, 0xcc, 0x77]),
+    ("invalid_timestamp", [0x88, 0xcc, 0xee]),
+    ("type_mismatch", [0xaa, 0x44, 0x99]),
+    ("out_of_range", [0x88, 0x22, 0x55]),
+    ("late_beyond_window", [0x99, 0x99, 0x33]),
+    ("event_time_in_future", [0x44, 0xaa, 0x99]),
+    ("unreadable_file", [0x33, 0x22, 0x88]),
+    ("failed_expectation", [0x11, 0x77, 0x33]),
+];
 
-fn hex(c: &str) -> [u8; 3] {
-    let n = u32::from_str_radix(c.trim_start_matches('#'), 16).unwrap();
-    [(n >> 16) as u8, (n >> 8) as u8, n as u8]
+/// The coverage grid's colours against the expected readings (ColorBrewer's PRGn):
+/// 90 % or more of the hour's expected readings, 50 % to 90 %, under 50 %.
+const COVERAGE_RGB: [[u8; 3]; 3] = [[0x1b, 0x78, 0x37], [0xc2, 0xa5, 0xcf], [0x76, 0x2a, 0x83]];
+
+/// Its greys for a device without expected readings, against the date's busiest device-hour:
+/// two thirds of it or more, a third to two thirds, under a third.
+const COUNT_RGB: [[u8; 3]; 3] = [[0x52, 0x52, 0x52], [0x96, 0x96, 0x96], [0xcc, 0xcc, 0xcc]];
+
+/// The coverage grid's colour of `n` readings in an hour that expects `per_hour`, by the same definition, as hex.
+fn coverage_hex(n: usize, per_hour: f64) -> &'static str {
+    match n as f64 / per_hour {
+        r if r >= 0.9 => "#1b7837",
+        r if r >= 0.5 => "#c2a5cf",
+        _ => "#762a83",
+    }
 }
 
 #[test]
@@ -364,10 +469,10 @@ fn the_page_lists_silent_and_degraded_devices_from_device_health_and_scales_the_
     write_health(
         lake.path(),
         &[
-            ("compressor-07", "OK", 100, Some(1440)),
-            ("pump-01", "DEGRADED", 90, Some(2880)),
-            (HOSTILE, "DEGRADED", 1, None),
-            ("ghost-99", "SILENT", 0, Some(1440)),
+            ("compressor-07", "OK", 100, Some(1440), 1.5, 0),
+            ("pump-01", "DEGRADED", 90, Some(2880), 1.5, 0),
+            (HOSTILE, "DEGRADED", 1, None, 1.5, 0),
+            ("ghost-99", "SILENT", 0, Some(1440), 1.5, 0),
         ],
     );
     let html = out.path().join("health.html");
@@ -389,14 +494,7 @@ fn the_page_lists_silent_and_degraded_devices_from_device_health_and_scales_the_
     assert!(r
         .dom
         .contains("4 devices known: 1 OK, 2 DEGRADED, 1 SILENT."));
-    let table = |id: &str| {
-        let start = r
-            .dom
-            .find(&format!("<table class=\"sortable\" id=\"{id}\">"))
-            .unwrap_or_else(|| panic!("no {id} table"));
-        let end = start + r.dom[start..].find("</table>").unwrap();
-        r.dom[start..end].to_string()
-    };
+    let table = |id: &str| table_in(&r.dom, id);
     assert!(table("silent").contains("<td>ghost-99</td>"));
     assert_eq!(
         table("silent").matches("<tr>").count(),
@@ -411,24 +509,199 @@ fn the_page_lists_silent_and_degraded_devices_from_device_health_and_scales_the_
     // ghost-99 gets a heatmap row without cells; the devices with readings keep theirs.
     let devices: BTreeSet<String> = expected_readings().into_iter().map(|r| r.0).collect();
     assert_eq!(r.dom.matches("class=\"device\"").count(), devices.len() + 1);
-    // compressor-07's hour 0 against 1440 / 24 = 60 expected: hue 120 × min(n / 60, 1).
+    // compressor-07's hour 0 against 1440 / 24 = 60 expected: the scale's band of n / 60.
     let n = expected_readings()
         .iter()
         .filter(|r| r.0 == "compressor-07" && r.1 == 0)
         .count();
     assert!(n > 0);
-    let hue = (120.0 * (n as f64 / 60.0).min(1.0)).round();
+    let tip = format!("compressor-07 · 00:00 · {n} readings of 60.0 expected\" x=\"250\"");
+    let at = r.dom.find(&tip).expect("compressor-07's first cell");
+    let rect = &r.dom[at..at + r.dom[at..].find('>').unwrap()];
     assert!(
-        r.dom.contains(&format!(
-            "compressor-07 · 00:00 · {n} readings of 60.0 expected\" x=\"250\""
-        )),
-        "compressor-07's first cell"
+        rect.contains(&format!("fill=\"{}\"", coverage_hex(n, 60.0))),
+        "{rect}"
     );
-    assert!(r.dom.contains(&format!("fill=\"hsl({hue},65%,45%)\"")));
 }
 
-/// A `device_health` partition for DATE with the contract's columns: (device, status, readings, expected).
-fn write_health(lake: &Path, rows: &[(&str, &str, i64, Option<i64>)]) {
+/// The health table `id` (`silent`, `degraded`) of a page's DOM.
+fn table_in(dom: &str, id: &str) -> String {
+    let start = dom
+        .find(&format!("<table class=\"sortable\" id=\"{id}\">"))
+        .unwrap_or_else(|| panic!("no {id} table"));
+    let end = start + dom[start..].find("</table>").unwrap();
+    dom[start..end].to_string()
+}
+
+/// Text as a browser's DOM dump writes it.
+fn dom_text(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// `coldpath report` of DATE from `lake` (as given: a relative one from `cwd`) to `page`.
+fn report_page(cwd: &Path, lake: &str, page: &Path) {
+    let job = job_file();
+    let args = [
+        "report",
+        "--job",
+        job.to_str().unwrap(),
+        "--lake",
+        lake,
+        "--date",
+        DATE,
+        "--html",
+        page.to_str().unwrap(),
+    ];
+    let o = command(&args, &[]).current_dir(cwd).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+/// The tables a lake holds, each once: the contract's five and the declared expectations' table.
+const TABLES: [&str; 6] = [
+    "device_health",
+    "expectations",
+    "features_hourly",
+    "rejects",
+    "telemetry",
+    "telemetry_minute",
+];
+
+#[test]
+fn the_page_names_each_table_once_and_a_relative_lake_by_its_folder_and_every_colour_drawn_has_a_legend_entry(
+) {
+    let (source, work, out) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let lake = work.path().join("lake");
+    run_fixtures(source.path(), &lake, &out.path().join("run.html"));
+    let page = out.path().join("page.html");
+    report_page(work.path(), "lake", &page);
+    let m = measure(&page, "1280,2400");
+    let names = strings(&m["versions"]);
+    assert_eq!(
+        names.len(),
+        m["versions"].as_array().unwrap().len(),
+        "a table named twice: {}",
+        m["versions"]
+    );
+    assert_eq!(names, BTreeSet::from(TABLES.map(String::from)));
+    // The lake by the folder it is, not by the word on the command line.
+    let folder = lake.canonicalize().unwrap();
+    assert_eq!(m["lake"], folder.to_str().unwrap());
+    // Each chart: every colour it draws (as the browser computed it) is in its legend.
+    for (chart, legend) in [("hours", "hours_legend"), ("heatmap", "heatmap_legend")] {
+        let (drawn, keys) = (strings(&m[chart]), strings(&m[legend]));
+        assert!(drawn.len() >= 2, "{chart} draws {drawn:?}");
+        let missing: Vec<&String> = drawn.difference(&keys).collect();
+        assert!(
+            missing.is_empty(),
+            "{chart}: {missing:?} without a legend entry ({keys:?})"
+        );
+    }
+    // Every reason of the date says what it means, beside its colour.
+    let want = expected(DATE);
+    for r in want["rejects"].as_array().unwrap() {
+        let reason = r["reason"].as_str().unwrap();
+        let text = m["reasons"][reason]
+            .as_str()
+            .unwrap_or_else(|| panic!("{reason}: no legend entry"));
+        assert!(
+            text.starts_with(&format!("{reason}: ")) && text.len() > reason.len() + 20,
+            "{text}"
+        );
+    }
+}
+
+#[test]
+fn silent_and_degraded_devices_fit_a_1400_pixel_window_and_each_degraded_one_says_why() {
+    let (source, lake, out) = (
+        tempfile::tempdir().unwrap(),
+        temp_lake(),
+        tempfile::tempdir().unwrap(),
+    );
+    run_fixtures(source.path(), lake.path(), &out.path().join("run.html"));
+    let rows: [HealthRow; 8] = [
+        ("compressor-07", "OK", 1440, Some(1440), 900.0, 0),
+        ("pump-01", "DEGRADED", 90, Some(2880), 900.0, 0),
+        (
+            "press-line-4-station-12-hydraulic-unit-0001",
+            "DEGRADED",
+            1440,
+            Some(1440),
+            7260.0,
+            0,
+        ),
+        ("kiln-02", "DEGRADED", 1400, Some(1440), 60.0, 3),
+        ("mixer-05", "DEGRADED", 100, Some(1440), 20000.0, 1),
+        (HOSTILE, "DEGRADED", 1, None, 66600.0, 0),
+        ("ghost-99", "SILENT", 0, Some(1440), 86400.0, 0),
+        (
+            "silent-conveyor-belt-drive-motor-north-0042",
+            "SILENT",
+            0,
+            Some(96),
+            86400.0,
+            0,
+        ),
+    ];
+    write_health(lake.path(), &rows);
+    let page = out.path().join("health.html");
+    report_page(&repo(), lake.path().to_str().unwrap(), &page);
+    // Nothing reaches past the right edge of a 1,400-pixel window.
+    let m = measure(&page, "1400,2400");
+    assert_eq!(m["width"], 1400);
+    assert!(
+        m["scroll"].as_u64().unwrap() <= 1400,
+        "the page is {} wide",
+        m["scroll"]
+    );
+    assert_eq!(m["wide"], serde_json::json!([]), "wider than the window");
+    // Each DEGRADED device names the causes its figures meet, by the contract's rule:
+    // coverage (readings / expected) < 0.9, max_gap_s > 3600, stuck temperature hours > 0.
+    let r = headless(&page, "--dump-dom");
+    assert_clean(&r);
+    let degraded = table_in(&r.dom, "degraded");
+    for (id, _, readings, expected, gap, stuck) in rows.iter().filter(|r| r.1 == "DEGRADED") {
+        let mut want = BTreeSet::new();
+        if expected.is_some_and(|e| (*readings as f64) / (e as f64) < 0.9) {
+            want.insert("coverage");
+        }
+        if *gap > 3600.0 {
+            want.insert("gap");
+        }
+        if *stuck > 0 {
+            want.insert("stuck");
+        }
+        let at = degraded
+            .find(&format!("<tr><td>{}</td>", dom_text(id)))
+            .unwrap_or_else(|| panic!("{id}: no row"));
+        let row = &degraded[at..at + degraded[at..].find("</tr>").unwrap()];
+        let got: BTreeSet<&str> = row
+            .split("data-cause=\"")
+            .skip(1)
+            .map(|s| &s[..s.find('"').unwrap()])
+            .collect();
+        assert_eq!(got, want, "{row}");
+    }
+    // In words: 7,260 s is 2 h 1 min.
+    assert!(degraded.contains("2 h 1 min without a reading, over 1 h"));
+    assert_eq!(
+        table_in(&r.dom, "silent")
+            .matches("no reading on this date")
+            .count(),
+        2
+    );
+}
+
+/// A `device_health` row to write: device, status, readings, expected readings, max_gap_s, stuck temperature hours.
+type HealthRow<'a> = (&'a str, &'a str, i64, Option<i64>, f64, i64);
+
+/// A `device_health` partition for DATE with the contract's columns (coverage = readings / expected).
+fn write_health(lake: &Path, rows: &[HealthRow]) {
     let ts = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
     let ints = [
         "readings",
@@ -457,6 +730,7 @@ fn write_health(lake: &Path, rows: &[(&str, &str, i64, Option<i64>)]) {
             .map(|r| match name {
                 "readings" => Some(r.2),
                 "expected_readings" => r.3,
+                "stuck_temperature_hours" => Some(r.5),
                 _ => Some(0),
             })
             .collect();
@@ -468,6 +742,7 @@ fn write_health(lake: &Path, rows: &[(&str, &str, i64, Option<i64>)]) {
             .iter()
             .map(|r| match name {
                 "coverage" => r.3.map(|e| r.2 as f64 / e as f64),
+                "max_gap_s" => Some(r.4),
                 _ => Some(1.5),
             })
             .collect();
@@ -563,12 +838,6 @@ impl Png {
             .enumerate()
             .filter(|(x, h)| **h && (*x == 0 || !hits[x - 1]))
             .count()
-    }
-
-    fn count(&self, is: impl Fn([u8; 3]) -> bool) -> usize {
-        (0..self.h)
-            .map(|y| (0..self.w).filter(|x| is(self.rgb(*x, y))).count())
-            .sum()
     }
 
     /// Runs of lines holding a pixel matching `is`: (first, last) line of each.
