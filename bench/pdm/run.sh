@@ -16,7 +16,8 @@
 #
 # COLDPATH_BIN=PATH uses that binary; by default $CARGO_TARGET_DIR/debug/coldpath
 # (CARGO_TARGET_DIR defaults to ~/.cache/coldpath-target), built with `cargo build` only when
-# it is missing. Python packages come from bench/pdm/setup.sh (a venv in bench/pdm/.venv).
+# it is missing, and copied to data/coldpath for the run. Python packages come from
+# bench/pdm/setup.sh (a venv in bench/pdm/.venv).
 # Everything generated lives in bench/pdm/data/ (gitignored).
 set -euo pipefail
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -65,6 +66,11 @@ if [ "$CP" = 1 ]; then
         if [ -n "${COLDPATH_BIN:-}" ]; then echo "COLDPATH_BIN=$BIN is not an executable" >&2; exit 2; fi
         echo "== cargo build (debug) into $CARGO_TARGET_DIR"
         (cd "$ROOT" && cargo build)
+    fi
+    # The shared target directory's binary can be rebuilt (by another checkout) mid-run: use a copy.
+    if [ -z "${COLDPATH_BIN:-}" ]; then
+        cp "$BIN" "$DATA/coldpath.tmp" && mv "$DATA/coldpath.tmp" "$DATA/coldpath"
+        BIN="$DATA/coldpath"
     fi
     echo "== $("$BIN" --version)"
     # Declared feature sets are refused (exit 2, unknown field) by a binary that predates them.
