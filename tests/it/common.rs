@@ -478,3 +478,20 @@ pub fn assert_nothing_uncommitted(lake: &Path) {
         assert!(left.is_empty(), "{name}: files in no version: {left:?}");
     }
 }
+
+/// `dir/raw`: a raw container with the reference logs (headers only) and nothing else yet.
+pub fn empty_container(dir: &Path) -> PathBuf {
+    let raw = dir.join("raw");
+    std::fs::create_dir_all(raw.join("reference")).unwrap();
+    std::fs::write(
+        raw.join("reference/maintenance.csv"),
+        "device_id,maintenance_date,kind\n",
+    )
+    .unwrap();
+    std::fs::write(
+        raw.join("reference/failures.csv"),
+        "device_id,failure_time,component\n",
+    )
+    .unwrap();
+    raw
+}

@@ -29,19 +29,7 @@ const CONTRACT: [&str; 13] = [
 
 /// A raw container with the reference logs (empty) and nothing else yet.
 fn container(dir: &Path) -> PathBuf {
-    let raw = dir.join("raw");
-    std::fs::create_dir_all(raw.join("reference")).unwrap();
-    std::fs::write(
-        raw.join("reference/maintenance.csv"),
-        "device_id,maintenance_date,kind\n",
-    )
-    .unwrap();
-    std::fs::write(
-        raw.join("reference/failures.csv"),
-        "device_id,failure_time,component\n",
-    )
-    .unwrap();
-    raw
+    empty_container(dir)
 }
 
 /// Writes one blob of the `telemetry/{yyyy}/{MM}/{dd}/{HH}/` layout.

@@ -33,18 +33,7 @@ fn blob(raw: &Path, hour: &str, name: &str, lines: &[String]) {
 
 /// A raw folder with empty reference logs, and a job reading it into `dir/lake`.
 fn setup(dir: &Path, settings: &str) -> (PathBuf, PathBuf) {
-    let raw = dir.join("raw");
-    std::fs::create_dir_all(raw.join("reference")).unwrap();
-    std::fs::write(
-        raw.join("reference/maintenance.csv"),
-        "device_id,maintenance_date,kind\n",
-    )
-    .unwrap();
-    std::fs::write(
-        raw.join("reference/failures.csv"),
-        "device_id,failure_time,component\n",
-    )
-    .unwrap();
+    let raw = empty_container(dir);
     let job = dir.join("job.toml");
     std::fs::write(
         &job,

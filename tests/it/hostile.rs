@@ -299,18 +299,7 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 fn an_oversized_json_line_is_one_reject_and_the_lines_around_it_are_rows() {
     const MAX: usize = 64 << 10;
     let dir = temp_lake();
-    let raw = dir.path().join("raw");
-    std::fs::create_dir_all(raw.join("reference")).unwrap();
-    std::fs::write(
-        raw.join("reference/maintenance.csv"),
-        "device_id,maintenance_date,kind\n",
-    )
-    .unwrap();
-    std::fs::write(
-        raw.join("reference/failures.csv"),
-        "device_id,failure_time,component\n",
-    )
-    .unwrap();
+    let raw = empty_container(dir.path());
     std::fs::create_dir_all(raw.join(HOUR)).unwrap();
 
     // (blob, the long lines' 1-based numbers, lines, a final newline, gzip)
