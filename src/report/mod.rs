@@ -113,6 +113,10 @@ pub struct RunReport {
     /// Per declared expectation: rows checked, passed, failed (absent when the job declares none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub expectations: Vec<crate::stages::expect::Outcome>,
+    /// With `--refresh-dependents`: the later dates whose derived tables read this
+    /// date's silver, each recomputed after the run, in date order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dependents: Option<Vec<FeaturesDate>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -212,6 +216,7 @@ impl RunReport {
             devices_by_status: BTreeMap::new(),
             drift: None,
             expectations: Vec::new(),
+            dependents: None,
             error: None,
         }
     }
