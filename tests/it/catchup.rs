@@ -494,7 +494,19 @@ fn a_catchup_of_three_changed_dates_in_eight_refreshes_every_dependent_and_equal
         Booby::plant_at(blobs_of(&raw, WEEK[6], "12")[0].clone()),
     ];
 
-    let plan = week_cmd("plan", &raw, &lake, &["--date", WEEK[3]]);
+    let job = job_file();
+    let out = coldpath(&[
+        "plan",
+        "--job",
+        job.to_str().unwrap(),
+        "--date",
+        WEEK[3],
+        "--source",
+        raw.to_str().unwrap(),
+        "--lake",
+        lake.to_str().unwrap(),
+    ]);
+    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(plan["dependents"], dates(&WEEK[4..]), "{plan}");
 
     let report = week_cmd("catchup", &raw, &lake, &["--from", WEEK[0], "--to", WEEK[7]]);
