@@ -214,8 +214,8 @@ pub async fn catchup(
     }
     while let Some((date, work)) = schedule.next() {
         stop_if_asked()?;
-        let rerun_ok = work.rerun
-            && rerun_date(job, req, &prepared, date, &mut schedule, report).await?;
+        let rerun_ok =
+            work.rerun && rerun_date(job, req, &prepared, date, &mut schedule, report).await?;
         // A dependent whose own rerun did not replace its silver still reads the new silver before it.
         if !rerun_ok && (!work.rerun || !work.causes.is_empty()) {
             refresh_date(job, req, &prepared, date, &work.causes, report).await?;

@@ -165,12 +165,7 @@ pub async fn refresh_after_run(
     if report.status != Status::Succeeded {
         return Ok(());
     }
-    let later = in_lake(
-        &pipeline::prepare(job)?.lake,
-        req.date,
-        declared_hours(job),
-    )
-    .await?;
+    let later = in_lake(&pipeline::prepare(job)?.lake, req.date, declared_hours(job)).await?;
     let done = refresh(job, &later, req.labels_as_of, &report.run_id).await?;
     let failed: Vec<String> = done
         .iter()

@@ -256,10 +256,7 @@ fn run_and_backfill_of_the_same_two_dates_give_the_same_minutes_to_the_bit() {
     let dir = tempfile::tempdir().unwrap();
     crate::held_out::generate(dir.path());
     let raw = dir.path().join("raw");
-    let (dates, labels) = (
-        &crate::held_out::DATES[3..5],
-        crate::held_out::LABELS_AS_OF,
-    );
+    let (dates, labels) = (&crate::held_out::DATES[3..5], crate::held_out::LABELS_AS_OF);
     let source = ["--source", raw.to_str().unwrap(), "--labels-as-of", labels];
     let run = dir.path().join("run");
     for date in dates {

@@ -75,6 +75,23 @@ fn coldpath_with(
     (out.status.code().unwrap(), report, err)
 }
 
+/// `coldpath plan` of `date`: its report.
+fn plan(date: &str, raw: &Path, lake: &Path) -> Value {
+    let job = job_file();
+    let out = coldpath(&[
+        "plan",
+        "--job",
+        job.to_str().unwrap(),
+        "--date",
+        date,
+        "--source",
+        raw.to_str().unwrap(),
+        "--lake",
+        lake.to_str().unwrap(),
+    ]);
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 fn entry<'a>(report: &'a Value, date: &str) -> &'a Value {
     report["dates"]
         .as_array()
@@ -158,19 +175,7 @@ fn catchup_reruns_only_changed_dates_and_matches_a_clean_run() {
     let booby = Booby::plant(&raw);
 
     // plan shows the difference with the manifest.
-    let job = job_file();
-    let out = coldpath(&[
-        "plan",
-        "--job",
-        job.to_str().unwrap(),
-        "--date",
-        DATES[1],
-        "--source",
-        raw.to_str().unwrap(),
-        "--lake",
-        lake.to_str().unwrap(),
-    ]);
-    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan = plan(DATES[1], &raw, &lake);
     assert_eq!(plan["manifest"]["state"], "changed", "{plan}");
     assert_eq!(plan["manifest"]["added"].as_array().unwrap().len(), 1);
     assert_eq!(plan["manifest"]["changed"].as_array().unwrap().len(), 1);
@@ -409,7 +414,10 @@ fn week_cmd(command: &str, raw: &Path, lake: &Path, extra: &[&str]) -> Value {
 
 /// The files of one hour's folder, sorted by name.
 fn blobs_of(raw: &Path, date: &str, hour: &str) -> Vec<PathBuf> {
-    let dir = raw.join("telemetry").join(date.replace('-', "/")).join(hour);
+    let dir = raw
+        .join("telemetry")
+        .join(date.replace('-', "/"))
+        .join(hour);
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -474,8 +482,8 @@ fn dates(v: &[&str]) -> Value {
 /// equals, row for row and bit for bit, a clean backfill of the final container,
 /// and the catch-up read no blob of a date that did not change.
 #[test]
-fn a_catchup_of_three_changed_dates_in_eight_refreshes_every_dependent_and_equals_a_clean_backfill(
-) {
+fn a_catchup_of_three_changed_dates_in_eight_refreshes_every_dependent_and_equals_a_clean_backfill()
+{
     let dir = tempfile::tempdir().unwrap();
     crate::held_out::generate(dir.path());
     let raw = dir.path().join("raw");
@@ -494,22 +502,15 @@ fn a_catchup_of_three_changed_dates_in_eight_refreshes_every_dependent_and_equal
         Booby::plant_at(blobs_of(&raw, WEEK[6], "12")[0].clone()),
     ];
 
-    let job = job_file();
-    let out = coldpath(&[
-        "plan",
-        "--job",
-        job.to_str().unwrap(),
-        "--date",
-        WEEK[3],
-        "--source",
-        raw.to_str().unwrap(),
-        "--lake",
-        lake.to_str().unwrap(),
-    ]);
-    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan = plan(WEEK[3], &raw, &lake);
     assert_eq!(plan["dependents"], dates(&WEEK[4..]), "{plan}");
 
-    let report = week_cmd("catchup", &raw, &lake, &["--from", WEEK[0], "--to", WEEK[7]]);
+    let report = week_cmd(
+        "catchup",
+        &raw,
+        &lake,
+        &["--from", WEEK[0], "--to", WEEK[7]],
+    );
     let (rerun, refreshed) = (
         [WEEK[1], WEEK[3], WEEK[5]],
         [WEEK[2], WEEK[4], WEEK[6], WEEK[7]],
@@ -540,31 +541,96 @@ fn a_catchup_of_three_changed_dates_in_eight_refreshes_every_dependent_and_equal
         booby.remove();
     }
 
-    // The last date reads every changed date: its rows are not the ones it had.
+    let clean = dir.path().join("clean");
+    week_cmd(
+        "backfill",
+        &raw,
+        &clean,
+        &["--from", WEEK[0], "--to", WEEK[7]],
+    );
+    let mut differ = Vec::new();
+    for table in TABLES {
+        let (got, want) = (
+            rows_without_run(&lake, table),
+            rows_without_run(&clean, table),
+        );
+        assert!(!want.is_empty(), "{table}");
+        if got != want {
+            let n = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+            let first = got.iter().zip(&want).find(|(a, b)| a != b);
+            differ.push(format!(
+                "{table}: {} rows after the catch-up, {} in a clean backfill, {n} differ; first: {first:?}",
+                got.len(),
+                want.len()
+            ));
+        }
+    }
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+
+    // Not vacuous: the last date reads every changed date, and its rows are not the ones it had.
     let last_after = (
         rows_of_date(&lake, "features_hourly", "feature_date", WEEK[7]),
         rows_of_date(&lake, "device_health", "health_date", WEEK[7]),
     );
-    assert_ne!(last_after.0, last_before.0, "the baselines read the changed dates");
-    assert_ne!(last_after.1, last_before.1, "the history reads the changed dates");
+    assert_ne!(
+        last_after.0, last_before.0,
+        "the baselines read the changed dates"
+    );
+    assert_ne!(
+        last_after.1, last_before.1,
+        "the history reads the changed dates"
+    );
     assert!(
-        last_after.1.iter().any(|r| r.contains("\"device_id\":\"newcomer-77\"")
-            && r.contains("\"status\":\"SILENT\"")),
+        last_after
+            .1
+            .iter()
+            .any(|r| r.contains("\"device_id\":\"newcomer-77\"")
+                && r.contains("\"status\":\"SILENT\"")),
         "the device first seen in a late blob is known on the last date, silent"
+    );
+}
+
+/// `run --date D --refresh-dependents`: an old date run again after a late blob, then
+/// every later date that reads its silver, in date order; the report lists them.
+#[test]
+fn a_run_of_an_old_date_with_refresh_dependents_leaves_the_tables_of_a_clean_run() {
+    let dir = temp_lake();
+    let raw = dir.path().join("raw");
+    let lake = dir.path().join("lake");
+    copy_dir(&fixtures_raw(), &raw);
+    for date in DATES {
+        run(date, &raw, &lake);
+    }
+    std::fs::write(
+        raw.join("telemetry/2024/03/10/20/late_newcomer.json"),
+        reading("newcomer-10", "2024-03-10T20:15:00Z")
+            + &reading("newcomer-10", "2024-03-10T20:16:00Z"),
+    )
+    .unwrap();
+    let mut args = run_args(DATES[0], raw.to_str().unwrap(), lake.to_str().unwrap());
+    args.push("--refresh-dependents".into());
+    let out = command(&args, &[]).output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    let dependents = report["dependents"].as_array().unwrap();
+    let listed: Vec<&Value> = dependents.iter().map(|d| &d["date"]).collect();
+    assert_eq!(listed, [DATES[1], DATES[2]], "{report}");
+    assert!(
+        dependents.iter().all(|d| d["status"] == "succeeded"),
+        "{report}"
     );
 
     let clean = dir.path().join("clean");
-    week_cmd("backfill", &raw, &clean, &["--from", WEEK[0], "--to", WEEK[7]]);
-    for table in TABLES {
-        let (got, want) = (rows_without_run(&lake, table), rows_without_run(&clean, table));
-        assert!(!want.is_empty(), "{table}");
-        let differ = got.iter().zip(&want).filter(|(a, b)| a != b).count();
-        assert!(
-            got == want,
-            "{table}: {} rows after the catch-up, {} in a clean backfill, {differ} differ; first: {:?}",
-            got.len(),
-            want.len(),
-            got.iter().zip(&want).find(|(a, b)| a != b)
-        );
+    for date in DATES {
+        run(date, &raw, &clean);
     }
+    assert_eq!(all_rows(&lake), all_rows(&clean));
+    let last = rows_of_date(&lake, "device_health", "health_date", DATES[2]);
+    assert!(last.iter().any(|r| r.contains("newcomer-10")), "{last:?}");
+
+    // Silver alone has no derived rows of its own to refresh after: refused before anything runs.
+    let mut args = args.clone();
+    args.push("--silver-only".into());
+    let out = command(&args, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
