@@ -212,7 +212,7 @@ pub async fn catchup(
             schedule.refresh(date, None);
         }
     }
-    while let Some((date, work)) = schedule.next() {
+    while let Some((date, work)) = schedule.pop() {
         stop_if_asked()?;
         let rerun_ok =
             work.rerun && rerun_date(job, req, &prepared, date, &mut schedule, report).await?;

@@ -133,7 +133,7 @@ impl Schedule {
     }
 
     /// The oldest date left and its work.
-    pub fn next(&mut self) -> Option<(NaiveDate, Work)> {
+    pub fn pop(&mut self) -> Option<(NaiveDate, Work)> {
         self.todo.pop_first()
     }
 }
@@ -258,14 +258,14 @@ mod tests {
         let mut s = Schedule::of_reruns([day(2), day(4)]);
         s.refresh(day(1), None);
         s.refresh(day(4), None);
-        assert_eq!(s.next(), Some((day(1), refresh(&[]))));
-        assert_eq!(s.next(), Some((day(2), rerun(&[]))));
+        assert_eq!(s.pop(), Some((day(1), refresh(&[]))));
+        assert_eq!(s.pop(), Some((day(2), rerun(&[]))));
         s.rerun_done(day(2), &[3, 4, 5].map(day));
-        assert_eq!(s.next(), Some((day(3), refresh(&[2]))));
-        assert_eq!(s.next(), Some((day(4), rerun(&[2]))));
+        assert_eq!(s.pop(), Some((day(3), refresh(&[2]))));
+        assert_eq!(s.pop(), Some((day(4), rerun(&[2]))));
         s.rerun_done(day(4), &[5, 6].map(day));
-        assert_eq!(s.next(), Some((day(5), refresh(&[2, 4]))));
-        assert_eq!(s.next(), Some((day(6), refresh(&[4]))));
-        assert_eq!(s.next(), None);
+        assert_eq!(s.pop(), Some((day(5), refresh(&[2, 4]))));
+        assert_eq!(s.pop(), Some((day(6), refresh(&[4]))));
+        assert_eq!(s.pop(), None);
     }
 }

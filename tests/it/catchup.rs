@@ -159,14 +159,22 @@ impl Booby {
     }
 }
 
-#[test]
-fn catchup_reruns_only_changed_dates_and_matches_a_clean_run() {
+/// A copy of the fixtures' container (`dir/raw`) with its three dates run into `dir/lake`.
+fn three_dates_run() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = temp_lake();
     let raw = dir.path().join("raw");
     let lake = dir.path().join("lake");
     copy_dir(&fixtures_raw(), &raw);
     for date in DATES {
         run(date, &raw, &lake);
+    }
+    (dir, raw, lake)
+}
+
+#[test]
+fn catchup_reruns_only_changed_dates_and_matches_a_clean_run() {
+    let (dir, raw, lake) = three_dates_run();
+    for date in DATES {
         assert!(lake
             .join(format!("_coldpath/manifests/{date}.json"))
             .is_file());
@@ -594,13 +602,7 @@ fn a_catchup_of_three_changed_dates_in_eight_refreshes_every_dependent_and_equal
 /// every later date that reads its silver, in date order; the report lists them.
 #[test]
 fn a_run_of_an_old_date_with_refresh_dependents_leaves_the_tables_of_a_clean_run() {
-    let dir = temp_lake();
-    let raw = dir.path().join("raw");
-    let lake = dir.path().join("lake");
-    copy_dir(&fixtures_raw(), &raw);
-    for date in DATES {
-        run(date, &raw, &lake);
-    }
+    let (dir, raw, lake) = three_dates_run();
     std::fs::write(
         raw.join("telemetry/2024/03/10/20/late_newcomer.json"),
         reading("newcomer-10", "2024-03-10T20:15:00Z")
