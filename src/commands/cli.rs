@@ -41,7 +41,7 @@ pub enum Command {
     Maintain(MaintainArgs),
     /// Recompute `features_hourly` for dates from silver alone (e.g. to refresh labels); reads no raw blob.
     Features(FeaturesArgs),
-    /// Rerun the dates whose blobs changed since their run (added, grown, rewritten, removed), then the next date's features.
+    /// Rerun the dates whose blobs changed since their run (added, grown, rewritten, removed), then recompute the later dates that read them (their dependents).
     Catchup(CatchupArgs),
     /// Write one date's page (rows per hour, rejects, coverage, device health, versions, timings) as one HTML file.
     Report(ReportArgs),
