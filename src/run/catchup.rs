@@ -130,9 +130,10 @@ pub struct CatchupReport {
     pub exit_code: i32,
     pub dry_run: bool,
     pub labels_as_of: String,
-    /// Dates run again, and dates whose derived tables were refreshed (their
-    /// dependents, and with `--refresh-labels` the others), in the order done.
+    /// Dates run again, in date order.
     pub rerun: Vec<String>,
+    /// Dates whose derived tables were refreshed from silver (the dependents of
+    /// the reruns, and with `--refresh-labels` the others), in date order.
     pub refreshed: Vec<String>,
     pub dates: Vec<CatchupDate>,
     #[serde(skip_serializing_if = "Option::is_none")]
