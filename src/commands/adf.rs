@@ -360,6 +360,7 @@ async fn dispatch(request: Request, job: JobArgs, write: WriteArgs) -> (String, 
                 job,
                 date,
                 silver_only: false,
+                refresh_dependents: false,
                 html: None,
                 write,
             })

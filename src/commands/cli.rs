@@ -41,7 +41,7 @@ pub enum Command {
     Maintain(MaintainArgs),
     /// Recompute `features_hourly` for dates from silver alone (e.g. to refresh labels); reads no raw blob.
     Features(FeaturesArgs),
-    /// Rerun the dates whose blobs changed since their run (added, grown, rewritten, removed), then the next date's features.
+    /// Rerun the dates whose blobs changed since their run (added, grown, rewritten, removed), then recompute the later dates that read them (their dependents).
     Catchup(CatchupArgs),
     /// Write one date's page (rows per hour, rejects, coverage, device health, versions, timings) as one HTML file.
     Report(ReportArgs),
@@ -168,6 +168,11 @@ pub struct RunArgs {
     /// `coldpath features` (the silver tasks of a Batch backfill).
     #[arg(long)]
     pub silver_only: bool,
+    /// After the run, recompute the derived tables of the later dates that read
+    /// the date's silver (its dependents: the look-back, the baselines,
+    /// device_health's history), in date order; the report lists them.
+    #[arg(long, conflicts_with = "silver_only")]
+    pub refresh_dependents: bool,
     /// Also write the date's page (as `coldpath report --html`) to FILE once the run ends.
     #[arg(long, env = "COLDPATH_HTML", value_name = "FILE")]
     pub html: Option<PathBuf>,

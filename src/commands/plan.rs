@@ -1,4 +1,4 @@
-//! `coldpath plan`: what a run of a date would read and replace, and how the listing differs from its manifest; reads no blob.
+//! `coldpath plan`: what a run of a date would read and replace, how the listing differs from its manifest, and which later dates read its silver; reads no blob.
 
 use chrono::NaiveDate;
 
@@ -22,6 +22,8 @@ struct Found {
     manifest: PlanManifest,
     /// Columns the run would add to `telemetry` (schema drift).
     adds_columns: Vec<String>,
+    /// The later dates that read the date's silver.
+    dependents: Vec<NaiveDate>,
 }
 
 pub async fn command(args: PlanArgs) -> i32 {
@@ -69,8 +71,15 @@ async fn find(args: &PlanArgs) -> Result<Found, Error> {
     let manifest = manifest_of(&prepared, args.date, &listing).await?;
     let adds_columns =
         crate::run::drift::columns_to_add(&prepared.lake, &job.schema, &job.drift).await?;
+    let dependents = crate::run::dependents::in_lake(
+        &prepared.lake,
+        args.date,
+        crate::run::dependents::declared_hours(&job),
+    )
+    .await?;
     Ok(Found {
         adds_columns,
+        dependents,
         job,
         listing,
         tiers,
@@ -146,6 +155,7 @@ fn report_of(found: &Found, date: NaiveDate) -> PlanReport {
         requested,
         manifest,
         adds_columns,
+        dependents,
     } = found;
     let tier_of = |i: usize| tiers.as_ref().and_then(|t| t.get(i));
     let archived: Vec<&BlobTier> = tiers.iter().flatten().filter(|t| t.is_archived()).collect();
@@ -191,6 +201,7 @@ fn report_of(found: &Found, date: NaiveDate) -> PlanReport {
             .map(|t| format!("{}: {}={date}", t.name, t.partition))
             .collect(),
         reads_back: format!("telemetry: event_date={previous} from {lookback_start}"),
+        dependents: dependents.iter().map(NaiveDate::to_string).collect(),
         manifest: manifest.clone(),
         adds_columns: adds_columns.clone(),
     }

@@ -25,9 +25,15 @@ pub async fn command(args: RunArgs) -> i32 {
     };
     let result = {
         use tracing::Instrument;
-        pipeline::run(&job, &req, &mut report)
-            .instrument(span)
-            .await
+        async {
+            pipeline::run(&job, &req, &mut report).await?;
+            if args.refresh_dependents {
+                crate::run::dependents::refresh_after_run(&job, &req, &mut report).await?;
+            }
+            Ok(())
+        }
+        .instrument(span)
+        .await
     };
     let code = finish(&mut report, result, args.write.report.as_deref());
     if let Some(to) = &args.html {

@@ -118,6 +118,10 @@ pub struct RunReport {
     /// had written and not committed, removed before its locks were released.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uncommitted_files_removed: Option<usize>,
+    /// With `--refresh-dependents`: the later dates whose derived tables read this
+    /// date's silver, each recomputed after the run, in date order.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dependents: Option<Vec<FeaturesDate>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -218,6 +222,7 @@ impl RunReport {
             drift: None,
             expectations: Vec::new(),
             uncommitted_files_removed: None,
+            dependents: None,
             error: None,
         }
     }

@@ -1,12 +1,14 @@
-//! `coldpath catchup`: rerun only the dates whose blobs changed after their run.
+//! `coldpath catchup`: rerun only the dates whose blobs changed after their run,
+//! then recompute the later dates that read them.
 //!
 //! Each date is listed again exactly as a run lists it and compared with the
 //! manifest its last run wrote ([`crate::lake::manifest`]). A date whose blobs were
 //! added, grew, were rewritten or vanished is run again, an ordinary run with
-//! its lock and one atomic commit per table; then the next date's features are
-//! refreshed, since its look-back changed (unless that date is rerun too). An
-//! unchanged date is not read at all. Dates never run are reported, and run
-//! only when asked (`--include-missing`).
+//! its lock and one atomic commit per table. Its dependents ([`crate::run::dependents`]:
+//! the look-back, the baselines, `device_health`'s history) are refreshed from
+//! silver. Reruns and refreshes go in one date order, so each date reads dates
+//! already up to date. An unchanged date is not read at all. Dates never run are
+//! reported, and run only when asked (`--include-missing`).
 
 use std::collections::BTreeSet;
 
@@ -17,8 +19,9 @@ use tracing::{info, info_span, Instrument};
 use crate::config::job::Job;
 use crate::error::Error;
 use crate::lake::manifest::{self, Diff, Place, Read};
-use crate::report::{FeaturesReport, Status};
-use crate::run::pipeline::{self, RunRequest};
+use crate::report::Status;
+use crate::run::dependents::{self, Schedule};
+use crate::run::pipeline::{self, Prepared, RunRequest};
 
 /// What a catch-up was asked to do.
 pub struct CatchupRequest {
@@ -40,6 +43,8 @@ pub enum State {
     NeverRun,
     /// A manifest this build cannot read: run again, to be safe.
     ManifestUnreadable,
+    /// After the range: not listed, only refreshed as a dependent of a rerun.
+    OutsideRange,
 }
 
 /// Paths listed per kind of change in the report, at most (the counts are whole).
@@ -68,9 +73,17 @@ pub struct CatchupDate {
     pub blobs_read: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rows_written: Option<u64>,
-    /// The status of this date's features refresh, when the previous date was run again.
+    /// The later dates whose derived rows read this date's silver, refreshed
+    /// after its rerun (in a dry run: those that would be).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub dependents: Vec<String>,
+    /// The status of this date's refresh of `features_hourly`, `telemetry_minute`
+    /// and `device_health`, when a date it reads was run again (or the labels asked it).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub features_refreshed: Option<Status>,
+    /// The reruns whose silver this date's refresh read.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub refreshed_for: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
@@ -96,7 +109,9 @@ impl CatchupDate {
             run_id: None,
             blobs_read: 0,
             rows_written: None,
+            dependents: Vec::new(),
             features_refreshed: None,
+            refreshed_for: Vec::new(),
             error: None,
         }
     }
@@ -115,8 +130,10 @@ pub struct CatchupReport {
     pub exit_code: i32,
     pub dry_run: bool,
     pub labels_as_of: String,
-    /// Dates run again, and dates whose features were refreshed.
+    /// Dates run again, in date order.
     pub rerun: Vec<String>,
+    /// Dates whose derived tables were refreshed from silver (the dependents of
+    /// the reruns, and with `--refresh-labels` the others), in date order.
     pub refreshed: Vec<String>,
     pub dates: Vec<CatchupDate>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -163,7 +180,8 @@ impl CatchupReport {
     }
 }
 
-/// Looks at each date, reruns the changed ones, then refreshes their next dates' features.
+/// Looks at each date, then reruns the changed ones and refreshes their
+/// dependents, all in date order.
 pub async fn catchup(
     job: &Job,
     req: &CatchupRequest,
@@ -171,115 +189,152 @@ pub async fn catchup(
 ) -> Result<(), Error> {
     report.job = job.name.clone();
     let prepared = pipeline::prepare(job)?;
-    let place = Place::for_lake(&prepared.lake)?;
-    let mut rerun_ok = BTreeSet::new();
+    let mut reruns = Vec::new();
     for &date in &req.dates {
-        if let Some(signal) = crate::cancel::requested() {
-            return Err(Error::Cancelled(signal));
-        }
-        let listing = pipeline::list(job, &prepared, date).await?;
-        let (state, diff, why) = match place.read(date).await? {
-            Read::Missing => (State::NeverRun, Diff::default(), None),
-            Read::Unknown(why) => (State::ManifestUnreadable, Diff::default(), Some(why)),
-            Read::Found(old) => {
-                let diff = manifest::diff(&old, &listing);
-                let state = if diff.is_empty() {
-                    State::Unchanged
-                } else {
-                    State::Changed
-                };
-                (state, diff, None)
-            }
-        };
-        let mut entry = CatchupDate::new(date, state, &diff);
-        entry.why = why;
-        let wanted = match state {
+        stop_if_asked()?;
+        let mut entry = look(job, &prepared, date).await?;
+        let wanted = match entry.state {
             State::Changed | State::ManifestUnreadable => true,
             State::NeverRun => req.include_missing,
-            State::Unchanged => false,
+            State::Unchanged | State::OutsideRange => false,
         };
-        info!(date = %date, state = ?state, added = entry.added, changed = entry.changed, removed = entry.removed, "looked");
-        if wanted && !req.dry_run {
-            rerun(job, req, date, &mut entry)
-                .instrument(info_span!("catchup", date = %date))
-                .await;
-            report.rerun.push(entry.date.clone());
-            if entry.rerun == Some(Status::Succeeded) {
-                rerun_ok.insert(date);
-            }
+        if wanted && req.dry_run {
+            entry.dependents = dated(
+                &dependents::in_lake(&prepared.lake, date, dependents::declared_hours(job)).await?,
+            );
+        } else if wanted {
+            reruns.push(date);
         }
         report.dates.push(entry);
     }
-    refresh_next_dates(job, req, &rerun_ok, report).await?;
+    let mut schedule = Schedule::of_reruns(reruns);
+    if req.refresh_labels && !req.dry_run {
+        for &date in &req.dates {
+            schedule.refresh(date, None);
+        }
+    }
+    while let Some((date, work)) = schedule.pop() {
+        stop_if_asked()?;
+        let rerun_ok =
+            work.rerun && rerun_date(job, req, &prepared, date, &mut schedule, report).await?;
+        // A dependent whose own rerun did not replace its silver still reads the new silver before it.
+        if !rerun_ok && (!work.rerun || !work.causes.is_empty()) {
+            refresh_date(job, req, &prepared, date, &work.causes, report).await?;
+        }
+    }
+    report.dates.sort_by(|a, b| a.date.cmp(&b.date));
     report.conclude();
     Ok(())
 }
 
-/// Runs `date` again as an ordinary run, into its catch-up entry.
-async fn rerun(job: &Job, req: &CatchupRequest, date: NaiveDate, entry: &mut CatchupDate) {
+fn stop_if_asked() -> Result<(), Error> {
+    match crate::cancel::requested() {
+        Some(signal) => Err(Error::Cancelled(signal)),
+        None => Ok(()),
+    }
+}
+
+fn dated(dates: &[NaiveDate]) -> Vec<String> {
+    dates.iter().map(NaiveDate::to_string).collect()
+}
+
+/// Lists `date` again and compares the listing with its manifest.
+async fn look(job: &Job, prepared: &Prepared, date: NaiveDate) -> Result<CatchupDate, Error> {
+    let place = Place::for_lake(&prepared.lake)?;
+    let listing = pipeline::list(job, prepared, date).await?;
+    let (state, diff, why) = match place.read(date).await? {
+        Read::Missing => (State::NeverRun, Diff::default(), None),
+        Read::Unknown(why) => (State::ManifestUnreadable, Diff::default(), Some(why)),
+        Read::Found(old) => {
+            let diff = manifest::diff(&old, &listing);
+            let state = if diff.is_empty() {
+                State::Unchanged
+            } else {
+                State::Changed
+            };
+            (state, diff, None)
+        }
+    };
+    let mut entry = CatchupDate::new(date, state, &diff);
+    entry.why = why;
+    info!(date = %date, state = ?state, added = entry.added, changed = entry.changed, removed = entry.removed, "looked");
+    Ok(entry)
+}
+
+/// The report's entry of `date`, made for a date outside the range when needed.
+fn entry_of(report: &mut CatchupReport, date: NaiveDate) -> &mut CatchupDate {
+    let name = date.to_string();
+    let at = match report.dates.iter().position(|d| d.date == name) {
+        Some(at) => at,
+        None => {
+            let entry = CatchupDate::new(date, State::OutsideRange, &Diff::default());
+            report.dates.push(entry);
+            report.dates.len() - 1
+        }
+    };
+    &mut report.dates[at]
+}
+
+/// Runs `date` again; once its silver is replaced, its dependents join the
+/// schedule. Whether it succeeded.
+async fn rerun_date(
+    job: &Job,
+    req: &CatchupRequest,
+    prepared: &Prepared,
+    date: NaiveDate,
+    schedule: &mut Schedule,
+    report: &mut CatchupReport,
+) -> Result<bool, Error> {
     let run_req = RunRequest {
         date,
         labels_as_of: req.labels_as_of,
         features: true,
     };
-    let run = pipeline::run_reported(job, &run_req).await;
+    let run = pipeline::run_reported(job, &run_req)
+        .instrument(info_span!("catchup", date = %date))
+        .await;
+    report.rerun.push(date.to_string());
+    let succeeded = run.status == Status::Succeeded;
+    let entry = entry_of(report, date);
     entry.rerun = Some(run.status);
     entry.run_id = Some(run.run_id);
     entry.blobs_read = run.blobs.read;
     entry.rows_written = Some(run.rows_written);
     entry.error = run.error;
+    if succeeded {
+        let later =
+            dependents::in_lake(&prepared.lake, date, dependents::declared_hours(job)).await?;
+        entry_of(report, date).dependents = dated(&later);
+        schedule.rerun_done(date, &later);
+    }
+    Ok(succeeded)
 }
 
-/// The features of each date after a rerun one (its look-back changed) and,
-/// with `refresh_labels`, of every date of the range: unless it was rerun itself
-/// or holds no silver.
-async fn refresh_next_dates(
+/// Recomputes `date`'s derived tables from silver (a dependent of `causes`, or
+/// the labels); a date without silver is left alone.
+async fn refresh_date(
     job: &Job,
     req: &CatchupRequest,
-    rerun_ok: &BTreeSet<NaiveDate>,
+    prepared: &Prepared,
+    date: NaiveDate,
+    causes: &BTreeSet<NaiveDate>,
     report: &mut CatchupReport,
 ) -> Result<(), Error> {
-    let lake = crate::lake::Lake::open(&job.lake, &job.storage)?;
-    let Some(table) = crate::lake::silver::open(&lake).await? else {
+    let Some(table) = crate::lake::silver::open(&prepared.lake).await? else {
         return Ok(());
     };
-    let mut wanted: BTreeSet<NaiveDate> = rerun_ok.iter().filter_map(|d| d.succ_opt()).collect();
-    if req.refresh_labels && !req.dry_run {
-        wanted.extend(req.dates.iter().copied());
+    if !crate::lake::silver::has_partition(&table, date).await? {
+        return Ok(());
     }
-    for next in wanted {
-        if rerun_ok.contains(&next) || !crate::lake::silver::has_partition(&table, next).await? {
-            continue;
-        }
-        let mut features = FeaturesReport::new(&report.run_id, &job.lake, req.labels_as_of);
-        let outcome = pipeline::refresh_features(job, &[next], req.labels_as_of, &mut features)
-            .instrument(info_span!("catchup", date = %next))
-            .await;
-        let status = match &outcome {
-            Ok(()) => features.dates.first().map_or(features.status, |d| d.status),
-            Err(e) => e.status(),
-        };
-        let error = match outcome {
-            Err(e) => Some(crate::storage::fault::redact(&e.to_string())),
-            Ok(()) => features.dates.first().and_then(|d| d.error.clone()),
-        };
-        report.refreshed.push(next.to_string());
-        let entry = match report.dates.iter_mut().find(|d| d.date == next.to_string()) {
-            Some(entry) => entry,
-            None => {
-                report
-                    .dates
-                    .push(CatchupDate::new(next, State::Unchanged, &Diff::default()));
-                report
-                    .dates
-                    .last_mut()
-                    .ok_or_else(|| Error::Internal("no entry".into()))?
-            }
-        };
-        entry.features_refreshed = Some(status);
-        if entry.error.is_none() {
-            entry.error = error;
-        }
+    let refreshed = dependents::refresh_one(job, date, req.labels_as_of, &report.run_id)
+        .instrument(info_span!("catchup", date = %date))
+        .await;
+    report.refreshed.push(date.to_string());
+    let entry = entry_of(report, date);
+    entry.features_refreshed = Some(refreshed.status);
+    entry.refreshed_for = dated(&causes.iter().copied().collect::<Vec<_>>());
+    if entry.error.is_none() {
+        entry.error = refreshed.error;
     }
     Ok(())
 }

@@ -5,11 +5,13 @@
 //! [`health`] reads back what `device_health` and the baselines need.
 //! [`windows`] reads what the declared feature windows reach of earlier dates.
 //! [`expect`] checks the job's declared expectations on each hour's rows.
-//! [`backfill`] and [`catchup`] run many dates; [`crate::cancel`] is how a
+//! [`backfill`] and [`catchup`] run many dates; [`dependents`] says which later
+//! dates read a date's silver; [`crate::cancel`] is how a
 //! signal stops them cleanly.
 
 pub mod backfill;
 pub mod catchup;
+pub mod dependents;
 pub mod drift;
 pub mod expect;
 pub mod fetch;

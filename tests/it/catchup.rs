@@ -7,12 +7,15 @@ use serde_json::Value;
 
 use crate::azurite::Azurite;
 use crate::common::*;
+// The held-out container's eight dates (`fixtures/generate.py --held-out`).
+use crate::held_out::{DATES as WEEK, LABELS_AS_OF as WEEK_LABELS};
 
 const DATES: [&str; 3] = ["2024-03-10", "2024-03-11", "2024-03-12"];
-const TABLES: [&str; 4] = [
+const TABLES: [&str; 5] = [
     "telemetry",
     "features_hourly",
     "telemetry_minute",
+    "device_health",
     "rejects",
 ];
 
@@ -39,9 +42,22 @@ fn run(date: &str, raw: &Path, lake: &Path) {
 }
 
 fn catchup(raw: &str, lake: &str, extra: &[&str], env: &[(&str, String)]) -> (i32, Value, String) {
+    coldpath_with("catchup", LABELS, raw, lake, extra, env)
+}
+
+/// `coldpath <command>` of the local job with `raw`, `lake` and the label cut-off
+/// `labels`: its exit code, report and stderr.
+fn coldpath_with(
+    command: &str,
+    labels: &str,
+    raw: &str,
+    lake: &str,
+    extra: &[&str],
+    env: &[(&str, String)],
+) -> (i32, Value, String) {
     let job = job_file();
     let mut args = vec![
-        "catchup",
+        command,
         "--job",
         job.to_str().unwrap(),
         "--source",
@@ -49,14 +65,31 @@ fn catchup(raw: &str, lake: &str, extra: &[&str], env: &[(&str, String)]) -> (i3
         "--lake",
         lake,
         "--labels-as-of",
-        LABELS,
+        labels,
     ];
     args.extend_from_slice(extra);
     let out: Output = coldpath_env(&args, env);
     let err = String::from_utf8_lossy(&out.stderr).into_owned();
     let report = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("report is not JSON ({e}): {err}"));
+        .unwrap_or_else(|e| panic!("{command}: report is not JSON ({e}): {err}"));
     (out.status.code().unwrap(), report, err)
+}
+
+/// `coldpath plan` of `date`: its report.
+fn plan(date: &str, raw: &Path, lake: &Path) -> Value {
+    let job = job_file();
+    let out = coldpath(&[
+        "plan",
+        "--job",
+        job.to_str().unwrap(),
+        "--date",
+        date,
+        "--source",
+        raw.to_str().unwrap(),
+        "--lake",
+        lake.to_str().unwrap(),
+    ]);
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 fn entry<'a>(report: &'a Value, date: &str) -> &'a Value {
@@ -98,8 +131,12 @@ struct Booby {
 
 impl Booby {
     fn plant(raw: &Path) -> Booby {
-        let path =
-            raw.join("telemetry/2024/03/10/12/3109460531_992142a8fe131b1125527ca66d8426c6_1.json");
+        Booby::plant_at(
+            raw.join("telemetry/2024/03/10/12/3109460531_992142a8fe131b1125527ca66d8426c6_1.json"),
+        )
+    }
+
+    fn plant_at(path: PathBuf) -> Booby {
         let bytes = std::fs::read(&path).unwrap();
         let modified = std::fs::metadata(&path).unwrap().modified().unwrap();
         let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
@@ -122,14 +159,22 @@ impl Booby {
     }
 }
 
-#[test]
-fn catchup_reruns_only_changed_dates_and_matches_a_clean_run() {
+/// A copy of the fixtures' container (`dir/raw`) with its three dates run into `dir/lake`.
+fn three_dates_run() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = temp_lake();
     let raw = dir.path().join("raw");
     let lake = dir.path().join("lake");
     copy_dir(&fixtures_raw(), &raw);
     for date in DATES {
         run(date, &raw, &lake);
+    }
+    (dir, raw, lake)
+}
+
+#[test]
+fn catchup_reruns_only_changed_dates_and_matches_a_clean_run() {
+    let (dir, raw, lake) = three_dates_run();
+    for date in DATES {
         assert!(lake
             .join(format!("_coldpath/manifests/{date}.json"))
             .is_file());
@@ -138,23 +183,12 @@ fn catchup_reruns_only_changed_dates_and_matches_a_clean_run() {
     let booby = Booby::plant(&raw);
 
     // plan shows the difference with the manifest.
-    let job = job_file();
-    let out = coldpath(&[
-        "plan",
-        "--job",
-        job.to_str().unwrap(),
-        "--date",
-        DATES[1],
-        "--source",
-        raw.to_str().unwrap(),
-        "--lake",
-        lake.to_str().unwrap(),
-    ]);
-    let plan: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan = plan(DATES[1], &raw, &lake);
     assert_eq!(plan["manifest"]["state"], "changed", "{plan}");
     assert_eq!(plan["manifest"]["added"].as_array().unwrap().len(), 1);
     assert_eq!(plan["manifest"]["changed"].as_array().unwrap().len(), 1);
     assert_eq!(plan["manifest"]["removed"].as_array().unwrap().len(), 1);
+    assert_eq!(plan["dependents"], serde_json::json!([DATES[2]]), "{plan}");
 
     let (code, report, err) = catchup(
         raw.to_str().unwrap(),
@@ -191,6 +225,8 @@ fn catchup_reruns_only_changed_dates_and_matches_a_clean_run() {
     );
     assert_eq!(report["rerun"], serde_json::json!([DATES[1]]));
     assert_eq!(report["refreshed"], serde_json::json!([DATES[2]]));
+    assert_eq!(d11["dependents"], serde_json::json!([DATES[2]]));
+    assert_eq!(d12["refreshed_for"], serde_json::json!([DATES[1]]));
     booby.remove();
 
     // The same tables as a clean run of every date over the final container.
@@ -374,4 +410,229 @@ fn catchup_on_azurite_reruns_the_date_a_late_blob_landed_in() {
     assert!(rows_without_run(local.path(), "telemetry")
         .iter()
         .any(|r| r.contains("late-az")));
+}
+
+/// `coldpath <command>` over the held-out container into `lake`, which must exit 0.
+fn week_cmd(command: &str, raw: &Path, lake: &Path, extra: &[&str]) -> Value {
+    let (raw, lake) = (raw.to_str().unwrap(), lake.to_str().unwrap());
+    let (code, report, err) = coldpath_with(command, WEEK_LABELS, raw, lake, extra, &[]);
+    assert_eq!(code, 0, "{command} {extra:?}: {report}\n{err}");
+    report
+}
+
+/// The files of one hour's folder, sorted by name.
+fn blobs_of(raw: &Path, date: &str, hour: &str) -> Vec<PathBuf> {
+    let dir = raw
+        .join("telemetry")
+        .join(date.replace('-', "/"))
+        .join(hour);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files
+}
+
+/// A reading as a JSON line, with a message id of its own.
+fn reading_at(device: &str, time: &str, temperature: f64, vibration: f64) -> String {
+    format!(
+        "{{\"deviceId\":\"{device}\",\"deviceType\":\"pump\",\"timestamp\":\"{time}\",\"temperature\":{temperature},\"pressure\":101.5,\"vibration\":{vibration},\"messageId\":\"late-{device}-{time}\"}}\n"
+    )
+}
+
+/// Three dates change after they were run, none in another date's look-ahead hours:
+/// 2024-05-02 gets a new blob of a device never seen before, one of 2024-05-04's
+/// JSON-lines blobs grows by readings of its own device, and one of 2024-05-06's goes.
+fn change_three_dates(raw: &Path) {
+    let newcomer: String = (0..12)
+        .map(|i| {
+            let time = format!("2024-05-02T14:{:02}:07.25Z", i * 5);
+            reading_at("newcomer-77", &time, 55.5 + f64::from(i) * 0.37, 3.3)
+        })
+        .collect();
+    let hour = blobs_of(raw, "2024-05-02", "14");
+    std::fs::write(hour[0].with_file_name("late_newcomer.json"), newcomer).unwrap();
+
+    let grown = blobs_of(raw, "2024-05-04", "10")
+        .into_iter()
+        .find(|p| {
+            p.extension().is_some_and(|e| e == "json")
+                && std::fs::read_to_string(p).is_ok_and(|t| t.starts_with('{') && t.ends_with('\n'))
+        })
+        .expect("a JSON-lines blob at 2024-05-04 10:00");
+    let mut text = std::fs::read_to_string(&grown).unwrap();
+    let first: Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    let device = first["deviceId"].as_str().expect("deviceId").to_string();
+    for (i, temperature) in [91.125, 93.5, 97.75].into_iter().enumerate() {
+        let time = format!("2024-05-04T10:59:5{i}.5Z");
+        text.push_str(&reading_at(&device, &time, temperature, 44.25));
+    }
+    std::fs::write(&grown, text).unwrap();
+
+    std::fs::remove_file(&blobs_of(raw, "2024-05-06", "12")[0]).unwrap();
+}
+
+/// One table's rows of one date (`column` = `date`), without the run's columns.
+fn rows_of_date(lake: &Path, table: &str, column: &str, date: &str) -> Vec<String> {
+    let tag = format!("\"{column}\":\"{date}\"");
+    rows_without_run(lake, table)
+        .into_iter()
+        .filter(|r| r.contains(&tag))
+        .collect()
+}
+
+fn dates(v: &[&str]) -> Value {
+    serde_json::json!(v)
+}
+
+/// Issue 32: eight dates run, three of them change, one catch-up; then every table
+/// equals, row for row and bit for bit, a clean backfill of the final container,
+/// and the catch-up read no blob of a date that did not change.
+#[test]
+fn a_catchup_of_three_changed_dates_in_eight_refreshes_every_dependent_and_equals_a_clean_backfill()
+{
+    let dir = tempfile::tempdir().unwrap();
+    crate::held_out::generate(dir.path());
+    let raw = dir.path().join("raw");
+    let lake = dir.path().join("lake");
+    for date in WEEK {
+        week_cmd("run", &raw, &lake, &["--date", date]);
+    }
+    let last_before = (
+        rows_of_date(&lake, "features_hourly", "feature_date", WEEK[7]),
+        rows_of_date(&lake, "device_health", "health_date", WEEK[7]),
+    );
+    change_three_dates(&raw);
+    // Blobs of dates that did not change, garbage of the same size and time: read, they would show.
+    let boobies = [
+        Booby::plant_at(blobs_of(&raw, WEEK[0], "12")[0].clone()),
+        Booby::plant_at(blobs_of(&raw, WEEK[6], "12")[0].clone()),
+    ];
+
+    let plan = plan(WEEK[3], &raw, &lake);
+    assert_eq!(plan["dependents"], dates(&WEEK[4..]), "{plan}");
+
+    let report = week_cmd(
+        "catchup",
+        &raw,
+        &lake,
+        &["--from", WEEK[0], "--to", WEEK[7]],
+    );
+    let (rerun, refreshed) = (
+        [WEEK[1], WEEK[3], WEEK[5]],
+        [WEEK[2], WEEK[4], WEEK[6], WEEK[7]],
+    );
+    assert_eq!(report["rerun"], dates(&rerun), "{report}");
+    assert_eq!(report["refreshed"], dates(&refreshed), "{report}");
+    for date in WEEK {
+        let e = entry(&report, date);
+        let changed = rerun.contains(&date);
+        assert_eq!(e["state"], if changed { "changed" } else { "unchanged" });
+        if changed {
+            assert_eq!(e["rerun"], "succeeded", "{e}");
+            assert!(e["blobs_read"].as_u64() > Some(0), "{e}");
+            assert!(e.get("features_refreshed").is_none(), "{e}");
+        } else {
+            assert_eq!(e["blobs_read"], 0, "{date} was read: {e}");
+        }
+        if refreshed.contains(&date) {
+            assert_eq!(e["features_refreshed"], "succeeded", "{e}");
+        }
+    }
+    assert_eq!(entry(&report, WEEK[1])["dependents"], dates(&WEEK[2..]));
+    assert_eq!(entry(&report, WEEK[5])["dependents"], dates(&WEEK[6..]));
+    assert_eq!(entry(&report, WEEK[7])["refreshed_for"], dates(&rerun));
+    assert_eq!(entry(&report, WEEK[2])["refreshed_for"], dates(&WEEK[1..2]));
+    assert!(entry(&report, WEEK[0]).get("features_refreshed").is_none());
+    for booby in boobies {
+        booby.remove();
+    }
+
+    let clean = dir.path().join("clean");
+    week_cmd(
+        "backfill",
+        &raw,
+        &clean,
+        &["--from", WEEK[0], "--to", WEEK[7]],
+    );
+    let mut differ = Vec::new();
+    for table in TABLES {
+        let (got, want) = (
+            rows_without_run(&lake, table),
+            rows_without_run(&clean, table),
+        );
+        assert!(!want.is_empty(), "{table}");
+        if got != want {
+            let n = got.iter().zip(&want).filter(|(a, b)| a != b).count();
+            let first = got.iter().zip(&want).find(|(a, b)| a != b);
+            differ.push(format!(
+                "{table}: {} rows after the catch-up, {} in a clean backfill, {n} differ; first: {first:?}",
+                got.len(),
+                want.len()
+            ));
+        }
+    }
+    assert!(differ.is_empty(), "{}", differ.join("\n"));
+
+    // Not vacuous: the last date reads every changed date, and its rows are not the ones it had.
+    let last_after = (
+        rows_of_date(&lake, "features_hourly", "feature_date", WEEK[7]),
+        rows_of_date(&lake, "device_health", "health_date", WEEK[7]),
+    );
+    assert_ne!(
+        last_after.0, last_before.0,
+        "the baselines read the changed dates"
+    );
+    assert_ne!(
+        last_after.1, last_before.1,
+        "the history reads the changed dates"
+    );
+    assert!(
+        last_after
+            .1
+            .iter()
+            .any(|r| r.contains("\"device_id\":\"newcomer-77\"")
+                && r.contains("\"status\":\"SILENT\"")),
+        "the device first seen in a late blob is known on the last date, silent"
+    );
+}
+
+/// `run --date D --refresh-dependents`: an old date run again after a late blob, then
+/// every later date that reads its silver, in date order; the report lists them.
+#[test]
+fn a_run_of_an_old_date_with_refresh_dependents_leaves_the_tables_of_a_clean_run() {
+    let (dir, raw, lake) = three_dates_run();
+    std::fs::write(
+        raw.join("telemetry/2024/03/10/20/late_newcomer.json"),
+        reading("newcomer-10", "2024-03-10T20:15:00Z")
+            + &reading("newcomer-10", "2024-03-10T20:16:00Z"),
+    )
+    .unwrap();
+    let mut args = run_args(DATES[0], raw.to_str().unwrap(), lake.to_str().unwrap());
+    args.push("--refresh-dependents".into());
+    let out = command(&args, &[]).output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    let dependents = report["dependents"].as_array().unwrap();
+    let listed: Vec<&Value> = dependents.iter().map(|d| &d["date"]).collect();
+    assert_eq!(listed, [DATES[1], DATES[2]], "{report}");
+    assert!(
+        dependents.iter().all(|d| d["status"] == "succeeded"),
+        "{report}"
+    );
+
+    let clean = dir.path().join("clean");
+    for date in DATES {
+        run(date, &raw, &clean);
+    }
+    assert_eq!(all_rows(&lake), all_rows(&clean));
+    let last = rows_of_date(&lake, "device_health", "health_date", DATES[2]);
+    assert!(last.iter().any(|r| r.contains("newcomer-10")), "{last:?}");
+
+    // Silver alone has no derived rows of its own to refresh after: refused before anything runs.
+    let mut args = args.clone();
+    args.push("--silver-only".into());
+    let out = command(&args, &[]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
 }

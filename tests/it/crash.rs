@@ -22,10 +22,11 @@ fn start_run(lake: &Path) -> std::process::Child {
     .unwrap()
 }
 
-const TABLES: [&str; 4] = [
+const TABLES: [&str; 5] = [
     "telemetry",
     "features_hourly",
     "telemetry_minute",
+    "device_health",
     "rejects",
 ];
 

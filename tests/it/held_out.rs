@@ -17,7 +17,7 @@ use crate::health::{assert_feature_columns_are, assert_health_is, health_of};
 use crate::minute::{assert_minutes, minutes_of};
 use crate::report_html::{assert_clean, headless};
 
-const DATES: [&str; 8] = [
+pub(crate) const DATES: [&str; 8] = [
     "2024-05-01",
     "2024-05-02",
     "2024-05-03",
@@ -27,14 +27,14 @@ const DATES: [&str; 8] = [
     "2024-05-07",
     "2024-05-08",
 ];
-const LABELS_AS_OF: &str = "2024-05-20T00:00:00Z";
+pub(crate) const LABELS_AS_OF: &str = "2024-05-20T00:00:00Z";
 
 /// The seed: `COLDPATH_HELD_OUT_SEED` to try another container, else a fixed one.
 fn seed() -> String {
     std::env::var("COLDPATH_HELD_OUT_SEED").unwrap_or_else(|_| "20261129".to_string())
 }
 
-fn generate(dir: &Path) {
+pub(crate) fn generate(dir: &Path) {
     let out = std::process::Command::new("python3")
         .arg(repo().join("fixtures/generate.py"))
         .arg("--held-out")

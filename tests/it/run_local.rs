@@ -229,11 +229,13 @@ fn rerunning_a_date_leaves_the_same_rows() {
             rows_without_run(lake.path(), "rejects"),
             rows_without_run(lake.path(), "features_hourly"),
             rows_without_run(lake.path(), "telemetry_minute"),
+            rows_without_run(lake.path(), "device_health"),
         ));
     }
     assert_eq!(run_ids.len(), 3);
     // Every table's rows, as multisets, value for value (only run_id and ingested_at change).
     assert!(!seen[0].2.is_empty() && !seen[0].3.is_empty() && !seen[0].4.is_empty());
+    assert!(!seen[0].5.is_empty());
     assert_eq!(seen[0], seen[1]);
     assert_eq!(seen[1], seen[2]);
     // Only the newest files are live: one per partition, not one per run.

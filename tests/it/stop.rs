@@ -32,6 +32,7 @@ fn table_versions(az: &Azurite, dir: &std::path::Path) -> Vec<(String, Vec<Strin
         "telemetry",
         "features_hourly",
         "telemetry_minute",
+        "device_health",
         "rejects",
     ]
     .iter()
@@ -146,6 +147,7 @@ fn sigterm_mid_run_changes_nothing_and_frees_the_locks_at_once() {
         "telemetry",
         "features_hourly",
         "telemetry_minute",
+        "device_health",
         "rejects",
     ] {
         assert_eq!(lock_record(&az, table)["released"], true, "{table}");

@@ -1,9 +1,10 @@
 //! `telemetry_minute`: per device and UTC minute, what the hot path's `TumblingWindow(minute, 1)` gives the dashboards.
 //!
-//! Computed with Polars from the same deduplicated rows as silver, one event
-//! hour at a time while the run streams them (so within the run's memory bound:
-//! a minute row per device-minute, about 1/60 of silver at one reading a
-//! second), or from silver read back by the `features` command.
+//! Computed from the same deduplicated rows as silver, one event hour at a time
+//! while the run streams them (so within the run's memory bound: a minute row per
+//! device-minute, about 1/60 of silver at one reading a second), or from silver
+//! read back by the `features` command. Both sum each minute in one order, fixed
+//! by the data, so they agree to the bit.
 
 use chrono::NaiveDate;
 use polars::prelude::*;
@@ -11,49 +12,60 @@ use polars::prelude::*;
 use crate::calendar::MINUTE_US;
 
 /// The minute aggregates of `rows` (columns `device_id`, `event_time`,
-/// `temperature`, `pressure`, `vibration`), sorted by device and minute, with
-/// `event_date` = `date`.
+/// `temperature`, `pressure`, `vibration`, and `message_id` when present) in any
+/// order, sorted by device and minute, with `event_date` = `date`.
+///
+/// A float sum depends on its order, and silver read back has none it promises;
+/// so the rows are first put in the order dedup leaves an hour (device, event
+/// time, message id, nulls last: a total order on deduplicated rows) and summed
+/// in one pass exactly as a run sums its hours. A refresh, a catch-up and a
+/// backfill then give a run's bits.
 pub fn aggregate(rows: &DataFrame, date: NaiveDate) -> PolarsResult<DataFrame> {
-    let minute_start = (col("event_time").dt().timestamp(TimeUnit::Microseconds) / lit(MINUTE_US)
-        * lit(MINUTE_US))
-    .cast(DataType::Datetime(
-        TimeUnit::Microseconds,
-        Some(TimeZone::UTC),
-    ))
-    .alias("minute_start");
-    let days = crate::calendar::epoch_days(date);
-    rows.clone()
-        .lazy()
-        .select([
-            col("device_id"),
-            minute_start,
-            col("temperature"),
-            col("pressure"),
-            col("vibration"),
-        ])
-        .group_by([col("device_id"), col("minute_start")])
-        .agg([
-            len().cast(DataType::Int64).alias("reading_count"),
-            col("temperature").mean().alias("temp_mean"),
-            col("temperature").min().alias("temp_min"),
-            col("temperature").max().alias("temp_max"),
-            col("pressure").mean().alias("pressure_mean"),
-            col("vibration").mean().alias("vibration_mean"),
-            col("vibration").max().alias("vibration_max"),
-        ])
-        .with_column(lit(days).cast(DataType::Date).alias("event_date"))
-        .sort(
-            ["device_id", "minute_start"],
-            SortMultipleOptions::default(),
+    let sorted = in_dedup_order(rows)?;
+    one_pass(&sorted, date)?.ok_or_else(|| {
+        PolarsError::ComputeError(
+            format!("telemetry_minute of {date}: rows out of order after sorting").into(),
         )
-        .collect()
+    })
 }
 
-/// The same aggregates in one pass over rows already in dedup's order (device,
-/// then time), as a run has each hour: no hashing and no sort. Hand-written
-/// for speed: the hour's group-by and sort doubled the features stage. Rows in
-/// any other order go to [`aggregate`].
+/// The same aggregates over rows already in dedup's order (device, then time),
+/// as a run has each hour: no hashing and no sort. Rows in any other order go
+/// to [`aggregate`], which sorts them first.
 pub fn aggregate_ordered(rows: &DataFrame, date: NaiveDate) -> PolarsResult<DataFrame> {
+    match one_pass(rows, date)? {
+        Some(frame) => Ok(frame),
+        None => aggregate(rows, date),
+    }
+}
+
+/// `rows` in dedup's order: device, event time, then message id; the values
+/// break any tie left (rows that tie on every key add the same numbers).
+fn in_dedup_order(rows: &DataFrame) -> PolarsResult<DataFrame> {
+    let keys: Vec<&str> = [
+        "device_id",
+        "event_time",
+        "message_id",
+        "temperature",
+        "pressure",
+        "vibration",
+    ]
+    .into_iter()
+    .filter(|k| rows.column(k).is_ok())
+    .collect();
+    rows.sort(
+        keys,
+        SortMultipleOptions::default()
+            .with_nulls_last(true)
+            .with_maintain_order(true),
+    )
+}
+
+/// One pass in row order, a device-minute at a time. Hand-written for speed:
+/// the hour's group-by and sort doubled the features stage. `None` when the rows
+/// are not in device and minute order. Rows without a device or a time (silver
+/// has none) make no minute.
+fn one_pass(rows: &DataFrame, date: NaiveDate) -> PolarsResult<Option<DataFrame>> {
     let devices = rows.column("device_id")?.str()?;
     let times = rows.column("event_time")?.datetime()?.physical();
     let temps = rows.column("temperature")?.f64()?;
@@ -65,12 +77,12 @@ pub fn aggregate_ordered(rows: &DataFrame, date: NaiveDate) -> PolarsResult<Data
     let values = temps.iter().zip(pressures.iter()).zip(vibrations.iter());
     for ((device, time), ((t, p), v)) in devices.iter().zip(times.iter()).zip(values) {
         let (Some(device), Some(time)) = (device, time) else {
-            return aggregate(rows, date);
+            continue;
         };
         let minute = time.div_euclid(MINUTE_US) * MINUTE_US;
         match current {
             Some(key) if key == (device, minute) => {}
-            Some(key) if (device, minute) < key => return aggregate(rows, date),
+            Some(key) if (device, minute) < key => return Ok(None),
             Some(key) => {
                 out.push(key, &acc);
                 acc = Acc::default();
@@ -83,7 +95,7 @@ pub fn aggregate_ordered(rows: &DataFrame, date: NaiveDate) -> PolarsResult<Data
     if let Some(key) = current {
         out.push(key, &acc);
     }
-    out.frame(date)
+    out.frame(date).map(Some)
 }
 
 /// One device-minute's running figures.
