@@ -67,7 +67,10 @@ fn agg_text(a: Aggregate) -> (&'static str, &'static str) {
         Aggregate::Std => ("sample std (n-1)", "null below 2 values"),
         Aggregate::Min => ("minimum", "null when none"),
         Aggregate::Max => ("maximum", "null when none"),
-        Aggregate::Last => ("value of the latest reading (ties: the largest)", "null when none"),
+        Aggregate::Last => (
+            "value of the latest reading (ties: the largest)",
+            "null when none",
+        ),
         Aggregate::Slope => (
             "least-squares slope per hour against event_time",
             "null below 2 values or when all share one time",
@@ -79,7 +82,11 @@ fn agg_text(a: Aggregate) -> (&'static str, &'static str) {
 fn definitions(set: &FeatureSet) -> Vec<Def> {
     let mut out: Vec<Def> = DEFAULTS
         .iter()
-        .map(|(n, ty, text)| Def { name: n.to_string(), ty, text: text.to_string() })
+        .map(|(n, ty, text)| Def {
+            name: n.to_string(),
+            ty,
+            text: text.to_string(),
+        })
         .collect();
     if set.has_signal_windows() {
         for s in &set.signals {
@@ -87,7 +94,11 @@ fn definitions(set: &FeatureSet) -> Vec<Def> {
                 for &a in &set.aggregates {
                     out.push(Def {
                         name: format!("{s}_{}_{}", a.name(), w.name),
-                        ty: if a == Aggregate::Count { "bigint" } else { "double" },
+                        ty: if a == Aggregate::Count {
+                            "bigint"
+                        } else {
+                            "double"
+                        },
                         text: {
                             let (what, null) = agg_text(a);
                             format!("{what} of {s} over readings in [t - {}, t); {null}", w.name)
@@ -120,7 +131,10 @@ fn definitions(set: &FeatureSet) -> Vec<Def> {
             out.push(Def {
                 name: c.clone(),
                 ty: "double or string",
-                text: format!("device attribute `{c}` from {} (its value as of the run)", a.path),
+                text: format!(
+                    "device attribute `{c}` from {} (its value as of the run)",
+                    a.path
+                ),
             });
         }
     }
@@ -160,7 +174,12 @@ Features use only what was known before t; labels look at [t, t + horizon).\n\n\
 | column | type | definition |\n| --- | --- | --- |\n"
     );
     for d in defs {
-        s.push_str(&format!("| {} | {} | {} |\n", d.name, d.ty, d.text.replace('|', "/")));
+        s.push_str(&format!(
+            "| {} | {} | {} |\n",
+            d.name,
+            d.ty,
+            d.text.replace('|', "/")
+        ));
     }
     s
 }
@@ -213,7 +232,12 @@ mod tests {
         let names: Vec<&str> = defs.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, crate::config::features::DEFAULT_COLUMNS);
         let spec = crate::lake::features_table();
-        let table: Vec<&str> = spec.schema.fields().iter().map(|f| f.name().as_str()).collect();
+        let table: Vec<&str> = spec
+            .schema
+            .fields()
+            .iter()
+            .map(|f| f.name().as_str())
+            .collect();
         assert_eq!(names, table);
     }
 }

@@ -45,7 +45,10 @@ pub async fn command(args: FeaturesArgs) -> i32 {
 fn explain(args: &FeaturesArgs, format: super::explain::ExplainFormat) -> i32 {
     match load_job(&args.job, None) {
         Ok(job) => {
-            print!("{}", super::explain::render(&job.features, &job.name, format));
+            print!(
+                "{}",
+                super::explain::render(&job.features, &job.name, format)
+            );
             0
         }
         Err(e) => failure(&e).0.exit_code(),

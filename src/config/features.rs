@@ -223,7 +223,12 @@ impl FeatureSet {
         for e in &self.events {
             for code in &e.codes {
                 for w in &e.windows {
-                    out.push(format!("{}_{}_count_{}", e.name, code.to_lowercase(), w.name));
+                    out.push(format!(
+                        "{}_{}_count_{}",
+                        e.name,
+                        code.to_lowercase(),
+                        w.name
+                    ));
                 }
             }
         }
@@ -252,7 +257,8 @@ impl FeatureSet {
             events: events(&file.events)?,
             attributes: attributes(file.attributes.as_ref())?,
         };
-        let partial = !set.signals.is_empty() || !set.windows.is_empty() || !set.aggregates.is_empty();
+        let partial =
+            !set.signals.is_empty() || !set.windows.is_empty() || !set.aggregates.is_empty();
         if partial && !set.has_signal_windows() {
             return Err((
                 "features.signals",
@@ -270,7 +276,9 @@ impl FeatureSet {
             if !seen.insert(name.clone()) {
                 return Err((
                     "features",
-                    format!("column `{name}` is declared twice or is already a features_hourly column"),
+                    format!(
+                        "column `{name}` is declared twice or is already a features_hourly column"
+                    ),
                 ));
             }
         }
@@ -309,7 +317,12 @@ fn signals(list: &[String], schema: &TelemetrySchema) -> Result<Vec<String>, Ref
 /// Parses `<n>h` or `<n>d`: whole hours, 1 h up to [`MAX_WINDOW_HOURS`].
 pub fn span(key: &'static str, text: &str) -> Result<Span, Refusal> {
     let t = text.trim().to_ascii_lowercase();
-    let bad = |why: &str| (key, format!("`{text}`: {why} (write e.g. \"3h\", \"24h\" or \"7d\")"));
+    let bad = |why: &str| {
+        (
+            key,
+            format!("`{text}`: {why} (write e.g. \"3h\", \"24h\" or \"7d\")"),
+        )
+    };
     let (digits, per) = match t.strip_suffix('h') {
         Some(d) => (d, 1),
         None => match t.strip_suffix('d') {
@@ -399,7 +412,10 @@ fn events(list: &[EventsFile]) -> Result<Vec<EventLog>, Refusal> {
     for e in list {
         plain("features.events.name", "event log", &e.name)?;
         if e.path.trim().is_empty() {
-            return Err(("features.events.path", format!("event log `{}` has no path", e.name)));
+            return Err((
+                "features.events.path",
+                format!("event log `{}` has no path", e.name),
+            ));
         }
         if e.codes.is_empty() || e.windows.is_empty() {
             return Err((
@@ -431,10 +447,16 @@ fn attributes(file: Option<&AttributesFile>) -> Result<Option<Attributes>, Refus
     for c in &a.columns {
         plain("features.attributes.columns", "column", c)?;
         if c.eq_ignore_ascii_case("device_id") {
-            return Err(("features.attributes.columns", "`device_id` is the join key, not an attribute".into()));
+            return Err((
+                "features.attributes.columns",
+                "`device_id` is the join key, not an attribute".into(),
+            ));
         }
         if columns.iter().any(|o| o.eq_ignore_ascii_case(c)) {
-            return Err(("features.attributes.columns", format!("`{c}` is declared twice")));
+            return Err((
+                "features.attributes.columns",
+                format!("`{c}` is declared twice"),
+            ));
         }
         columns.push(c.to_lowercase());
     }
@@ -499,15 +521,36 @@ columns = ["model", "age"]
     #[test]
     fn bad_declarations_name_their_key() {
         let cases = [
-            ("signals = [\"humidity\"]\nwindows=[\"1h\"]\naggregates=[\"mean\"]", "features.signals"),
-            ("signals = [\"pressure\"]\nwindows=[\"0h\"]\naggregates=[\"mean\"]", "features.windows"),
-            ("signals = [\"pressure\"]\nwindows=[\"90m\"]\naggregates=[\"mean\"]", "features.windows"),
-            ("signals = [\"pressure\"]\nwindows=[\"31d\"]\naggregates=[\"mean\"]", "features.windows"),
-            ("signals = [\"pressure\"]\nwindows=[\"1h\"]\naggregates=[\"median\"]", "features.aggregates"),
+            (
+                "signals = [\"humidity\"]\nwindows=[\"1h\"]\naggregates=[\"mean\"]",
+                "features.signals",
+            ),
+            (
+                "signals = [\"pressure\"]\nwindows=[\"0h\"]\naggregates=[\"mean\"]",
+                "features.windows",
+            ),
+            (
+                "signals = [\"pressure\"]\nwindows=[\"90m\"]\naggregates=[\"mean\"]",
+                "features.windows",
+            ),
+            (
+                "signals = [\"pressure\"]\nwindows=[\"31d\"]\naggregates=[\"mean\"]",
+                "features.windows",
+            ),
+            (
+                "signals = [\"pressure\"]\nwindows=[\"1h\"]\naggregates=[\"median\"]",
+                "features.aggregates",
+            ),
             ("signals = [\"pressure\"]", "features.signals"),
-            ("label_horizons = [\"24h\", \"1d\"]", "features.label_horizons"),
+            (
+                "label_horizons = [\"24h\", \"1d\"]",
+                "features.label_horizons",
+            ),
             ("components = [\"comp 1\"]", "features.components"),
-            ("[attributes]\npath = \"m.csv\"\ncolumns = [\"temp_mean\"]", "features"),
+            (
+                "[attributes]\npath = \"m.csv\"\ncolumns = [\"temp_mean\"]",
+                "features",
+            ),
         ];
         for (text, key) in cases {
             let (got, why) = parse(text).unwrap_err();

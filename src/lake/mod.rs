@@ -242,7 +242,12 @@ pub fn features_table_for(frame: &DataFrame, columns: &[String]) -> Result<Table
     if columns.is_empty() {
         return Ok(base);
     }
-    let mut fields: Vec<Field> = base.schema.fields().iter().map(|f| f.as_ref().clone()).collect();
+    let mut fields: Vec<Field> = base
+        .schema
+        .fields()
+        .iter()
+        .map(|f| f.as_ref().clone())
+        .collect();
     for name in columns {
         let column = frame.column(name).map_err(|e| SinkError::Column {
             table: base.name,

@@ -502,7 +502,9 @@ impl DateRun<'_> {
         let windows = crate::run::windows::earlier(&self.prepared.lake, self.job, date)
             .instrument(info_span!("windows"))
             .await?;
-        let start = guarded("features", || features::Hourly::new(date, lookback, windows))?;
+        let start = guarded("features", || {
+            features::Hourly::new(date, lookback, windows)
+        })?;
         let history = crate::run::health::history(&self.prepared.lake, date)
             .instrument(info_span!("health_history"))
             .await?;
@@ -881,7 +883,13 @@ async fn commit(
 
 /// The maintenance and failure logs named by the job.
 pub async fn load_reference(job: &Job, p: &Prepared) -> Result<Reference, Error> {
-    Ok(Reference::load(&p.storage, &job.maintenance_log, &job.failure_log, &job.features).await?)
+    Ok(Reference::load(
+        &p.storage,
+        &job.maintenance_log,
+        &job.failure_log,
+        &job.features,
+    )
+    .await?)
 }
 
 /// The previous date's silver rows that reach into `date`'s 6 h windows;
@@ -1087,8 +1095,15 @@ async fn read_date(
     }
     let spec = crate::run::drift::silver_spec(&job.schema, &job.drift);
     let day = crate::calendar::day_start(date).timestamp_micros();
-    let mut rows =
-        silver::read_rows(table, &spec, date, day, day + crate::calendar::DAY_US, &columns).await?;
+    let mut rows = silver::read_rows(
+        table,
+        &spec,
+        date,
+        day,
+        day + crate::calendar::DAY_US,
+        &columns,
+    )
+    .await?;
     for s in signals.iter().filter(|s| !present.contains(s)) {
         let nulls = Column::full_null(s.as_str().into(), rows.height(), &DataType::Float64);
         rows.with_column(nulls).map_err(Error::polars("features"))?;

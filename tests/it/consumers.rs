@@ -221,9 +221,12 @@ fn the_mltable_pins_a_version_of_features_hourly_and_lists_its_columns() {
         .take_while(|l| l.trim_start().starts_with("- ") && !l.trim().ends_with(':'))
         .map(|l| l.trim().trim_start_matches("- ").to_string())
         .collect();
+    // Every column the table has but its partition column, which Azure ML's
+    // reader drops (a keep_columns naming it would name a column it never has).
     let written: Vec<String> = delta_columns(lake.path(), "features_hourly")
         .into_iter()
         .map(|(n, _)| n)
+        .filter(|n| n != "feature_date")
         .collect();
     assert_eq!(listed, written);
     let versioned: Value = serde_json::json!(open_table(lake.path(), "features_hourly").version());
@@ -252,4 +255,75 @@ fn no_table_file_declares_a_string_view() {
     // Compaction rewrites the small files of a date: they stay plain.
     maintain_with_no_retention(lake.path());
     assert_no_view_types(lake.path());
+}
+
+/// The lines of `text` after `- keep_columns:` (an MLTable), one `- name` each.
+fn kept_columns(text: &str) -> Vec<String> {
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == "- keep_columns:")
+        .expect("a keep_columns list");
+    lines[start + 1..]
+        .iter()
+        .take_while(|l| l.trim_start().starts_with("- "))
+        .map(|l| l.trim().trim_start_matches("- ").to_string())
+        .collect()
+}
+
+#[test]
+fn explain_gives_the_mltable_and_the_synapse_view_of_a_declared_set() {
+    // The worked example (jobs/pdm.toml) writes its declared columns; the MLTable and
+    // the view `features --explain` prints must name exactly the table's columns.
+    let lake = temp_lake();
+    let job = repo().join("jobs/pdm.toml");
+    let (code, report) = run_job(&job, "2024-03-11", lake.path(), &[]);
+    assert_eq!(code, 0, "{report}");
+    let written: Vec<(String, String)> = delta_columns(lake.path(), "features_hourly");
+    assert!(
+        written.iter().any(|(n, _)| n == "pressure_slope_24h"),
+        "{written:?}"
+    );
+    let explain = |format: &str| {
+        let out = coldpath(&[
+            "features",
+            "--job",
+            job.to_str().unwrap(),
+            "--explain",
+            format,
+        ]);
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let names = |skip_partition: bool| -> Vec<String> {
+        written
+            .iter()
+            .map(|(n, _)| n.clone())
+            .filter(|n| !(skip_partition && n == "feature_date"))
+            .collect()
+    };
+    assert_eq!(kept_columns(&explain("mltable")), names(true));
+    let (_, _, _, view) = parse_view(&explain("synapse"));
+    let viewed: Vec<String> = view.iter().map(|c| c.name.clone()).collect();
+    assert_eq!(viewed, names(false));
+    // Typed as the table has them; the attributes' type is the file's, which
+    // --explain (reading only the job file) does not know: text.
+    for (c, (_, delta)) in view.iter().zip(&written) {
+        if c.name != "model" && c.name != "age" {
+            assert_eq!(c.base(), sql_base(delta), "{}", c.name);
+        }
+    }
+    // Each definition line names its column once, in the markdown.
+    let markdown = explain("markdown");
+    for (name, _) in &written {
+        assert!(
+            markdown.contains(&format!("| {name} |")),
+            "{name} undefined"
+        );
+    }
 }

@@ -163,7 +163,10 @@ impl Windows {
         let mut groups: HashMap<(&str, i64), Vec<usize>> = HashMap::new();
         for (i, (d, t)) in devices.iter().zip(times.iter()).enumerate() {
             if let (Some(d), Some(t)) = (d, t) {
-                groups.entry((d, t - t.rem_euclid(HOUR_US))).or_default().push(i);
+                groups
+                    .entry((d, t - t.rem_euclid(HOUR_US)))
+                    .or_default()
+                    .push(i);
             }
         }
         for ((device, ws), rows) in groups {
@@ -217,7 +220,8 @@ impl Windows {
                     let name = format!("{s}_{}_{}", agg.name(), w.name);
                     let values = std::mem::take(&mut out[(si * nw + wi) * na + ai]);
                     columns.push(if agg == Aggregate::Count {
-                        let counts: Vec<i64> = values.iter().map(|v| v.unwrap_or(0.0) as i64).collect();
+                        let counts: Vec<i64> =
+                            values.iter().map(|v| v.unwrap_or(0.0) as i64).collect();
                         Column::new(name.into(), counts)
                     } else {
                         Column::new(name.into(), values)
@@ -277,7 +281,10 @@ fn maintenance_columns(set: &FeatureSet, r: &Reference, rows: &[(&str, i64)]) ->
                 .iter()
                 .map(|&(d, ws)| r.days_since_maintenance(d, ws + HOUR_US, Some(c)))
                 .collect();
-            Column::new(format!("days_since_maintenance_{}", c.to_lowercase()).into(), values)
+            Column::new(
+                format!("days_since_maintenance_{}", c.to_lowercase()).into(),
+                values,
+            )
         })
         .collect()
 }
@@ -292,10 +299,14 @@ fn event_columns(set: &FeatureSet, r: &Reference, rows: &[(&str, i64)]) -> Vec<C
                     .iter()
                     .map(|&(d, ws)| {
                         let t = ws + HOUR_US;
-                        times.get(d).and_then(|codes| codes.get(code)).map_or(0, |ts| {
-                            (ts.partition_point(|&e| e < t) - ts.partition_point(|&e| e < t - w.us()))
-                                as i64
-                        })
+                        times
+                            .get(d)
+                            .and_then(|codes| codes.get(code))
+                            .map_or(0, |ts| {
+                                (ts.partition_point(|&e| e < t)
+                                    - ts.partition_point(|&e| e < t - w.us()))
+                                    as i64
+                            })
                     })
                     .collect();
                 let name = format!("{}_{}_count_{}", log.name, code.to_lowercase(), w.name);
@@ -318,7 +329,10 @@ fn attribute_columns(r: &Reference, rows: &[(&str, i64)]) -> PolarsResult<Vec<Co
             .map(|&(d, _)| table.rows.get(d).and_then(|v| v[i].as_deref()))
             .collect();
         out.push(if *numeric {
-            let nums: Vec<Option<f64>> = texts.iter().map(|v| v.and_then(|s| s.parse().ok())).collect();
+            let nums: Vec<Option<f64>> = texts
+                .iter()
+                .map(|v| v.and_then(|s| s.parse().ok()))
+                .collect();
             Column::new(name.as_str().into(), nums)
         } else {
             Column::new(name.as_str().into(), texts)
@@ -328,7 +342,12 @@ fn attribute_columns(r: &Reference, rows: &[(&str, i64)]) -> PolarsResult<Vec<Co
 }
 
 /// `failure_within_<h>` for new horizons, then `failure_<component>_within_<h>`.
-fn label_columns(set: &FeatureSet, r: &Reference, rows: &[(&str, i64)], cutoff: i64) -> Vec<Column> {
+fn label_columns(
+    set: &FeatureSet,
+    r: &Reference,
+    rows: &[(&str, i64)],
+    cutoff: i64,
+) -> Vec<Column> {
     let label = |name: String, horizon: Horizon| {
         let values: Vec<Option<bool>> = rows
             .iter()
@@ -338,12 +357,24 @@ fn label_columns(set: &FeatureSet, r: &Reference, rows: &[(&str, i64)], cutoff: 
     };
     let mut out = Vec::new();
     for h in set.new_horizons() {
-        out.push(label(format!("failure_within_{}", h.name), Horizon { us: h.us(), component: None }));
+        out.push(label(
+            format!("failure_within_{}", h.name),
+            Horizon {
+                us: h.us(),
+                component: None,
+            },
+        ));
     }
     for h in &set.horizons {
         for c in &set.components {
             let name = format!("failure_{}_within_{}", c.to_lowercase(), h.name);
-            out.push(label(name, Horizon { us: h.us(), component: Some(c) }));
+            out.push(label(
+                name,
+                Horizon {
+                    us: h.us(),
+                    component: Some(c),
+                },
+            ));
         }
     }
     out
@@ -386,7 +417,10 @@ mod tests {
         let std = (ys.iter().map(|y| (y - mean).powi(2)).sum::<f64>() / 4.0).sqrt();
         let close = |got: Option<f64>, want: f64| {
             let got = got.unwrap();
-            assert!((got - want).abs() <= 1e-12 * want.abs().max(1.0), "{got} != {want}");
+            assert!(
+                (got - want).abs() <= 1e-12 * want.abs().max(1.0),
+                "{got} != {want}"
+            );
         };
         close(acc.value(Aggregate::Count), 5.0);
         close(acc.value(Aggregate::Mean), mean);
@@ -416,7 +450,11 @@ mod tests {
 
     fn set(text: &str) -> FeatureSet {
         let file: crate::config::features::FeaturesFile = toml::from_str(text).unwrap();
-        FeatureSet::parse(&file, &crate::config::schema::TelemetrySchema::embedded().unwrap()).unwrap()
+        FeatureSet::parse(
+            &file,
+            &crate::config::schema::TelemetrySchema::embedded().unwrap(),
+        )
+        .unwrap()
     }
 
     fn frame(rows: &[(&str, &str, Option<f64>)]) -> DataFrame {
@@ -425,11 +463,17 @@ mod tests {
             .map(|r| crate::stages::normalize::time::parse_str(r.1).unwrap())
             .collect();
         DataFrame::new_infer_height(vec![
-            Column::new("device_id".into(), rows.iter().map(|r| r.0).collect::<Vec<_>>()),
+            Column::new(
+                "device_id".into(),
+                rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            ),
             Int64Chunked::from_vec("event_time".into(), us)
                 .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
                 .into_column(),
-            Column::new("pressure".into(), rows.iter().map(|r| r.2).collect::<Vec<_>>()),
+            Column::new(
+                "pressure".into(),
+                rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            ),
         ])
         .unwrap()
     }
@@ -440,7 +484,9 @@ mod tests {
 
     #[test]
     fn a_window_ends_just_before_t_and_starts_at_t_minus_its_length() {
-        let s = set("signals=[\"pressure\"]\nwindows=[\"2h\"]\naggregates=[\"count\",\"mean\",\"last\"]");
+        let s = set(
+            "signals=[\"pressure\"]\nwindows=[\"2h\"]\naggregates=[\"count\",\"mean\",\"last\"]",
+        );
         let mut w = Windows::new(&s);
         // The row of hour 10:00 has t = 11:00: its 2 h window is [09:00, 11:00).
         w.add_rows(&frame(&[
@@ -464,17 +510,26 @@ mod tests {
 
     #[test]
     fn the_partials_do_not_depend_on_the_order_rows_come_in() {
-        let s = set("signals=[\"pressure\"]\nwindows=[\"3h\"]\naggregates=[\"mean\",\"std\",\"slope\"]");
+        let s = set(
+            "signals=[\"pressure\"]\nwindows=[\"3h\"]\naggregates=[\"mean\",\"std\",\"slope\"]",
+        );
         let mut lcg = crate::testing::Lcg(5);
         let rows: Vec<(String, f64)> = (0..600)
             .map(|i| {
-                let t = format!("2024-03-11T{:02}:{:02}:{:02}Z", i / 200, (i / 4) % 60, lcg.below(60));
+                let t = format!(
+                    "2024-03-11T{:02}:{:02}:{:02}Z",
+                    i / 200,
+                    (i / 4) % 60,
+                    lcg.below(60)
+                );
                 (t, lcg.below(1_000_000) as f64 / 7919.0)
             })
             .collect();
         let as_frame = |order: &[usize]| {
-            let r: Vec<(&str, &str, Option<f64>)> =
-                order.iter().map(|&i| ("p", rows[i].0.as_str(), Some(rows[i].1))).collect();
+            let r: Vec<(&str, &str, Option<f64>)> = order
+                .iter()
+                .map(|&i| ("p", rows[i].0.as_str(), Some(rows[i].1)))
+                .collect();
             frame(&r)
         };
         let forward: Vec<usize> = (0..rows.len()).collect();

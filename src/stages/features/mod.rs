@@ -216,7 +216,13 @@ pub fn compute(inputs: Inputs<'_>) -> PolarsResult<DataFrame> {
     )?;
     let features = with_reference_columns(features, inputs.reference, inputs.labels_as_of)?;
     let cutoff = inputs.labels_as_of.timestamp_micros();
-    declared::add_columns(features, inputs.set, windows.as_ref(), inputs.reference, cutoff)
+    declared::add_columns(
+        features,
+        inputs.set,
+        windows.as_ref(),
+        inputs.reference,
+        cutoff,
+    )
 }
 
 /// The features of a run's date built an hour at a time, as each hour's silver rows are final.
@@ -519,7 +525,17 @@ fn with_reference_columns(
         };
         let t = start + HOUR_US;
         let (week, fortnight) = (7 * DAY_US, 14 * DAY_US);
-        let label = |us| reference.failure_within(device, t, &Horizon { us, component: None }, cutoff);
+        let label = |us| {
+            reference.failure_within(
+                device,
+                t,
+                &Horizon {
+                    us,
+                    component: None,
+                },
+                cutoff,
+            )
+        };
         since.push(reference.days_since_maintenance(device, t, None));
         within_7d.push(label(week));
         within_14d.push(label(fortnight));
@@ -867,7 +883,11 @@ mod tests {
             kind: String::new(),
         };
         let reference = Reference {
-            maintenance: [("p".to_string(), vec![maintained("2024-03-01"), maintained("2024-03-09")])].into(),
+            maintenance: [(
+                "p".to_string(),
+                vec![maintained("2024-03-01"), maintained("2024-03-09")],
+            )]
+            .into(),
             failures: [(
                 "p".to_string(),
                 vec![reference::Failure {

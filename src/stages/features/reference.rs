@@ -108,7 +108,11 @@ impl Reference {
             events.push(parse_events(&log.path, &bytes)?);
         }
         let attributes = match &set.attributes {
-            Some(a) => Some(parse_attributes(&a.path, &fetch(source, &a.path).await?, &a.columns)?),
+            Some(a) => Some(parse_attributes(
+                &a.path,
+                &fetch(source, &a.path).await?,
+                &a.columns,
+            )?),
             None => None,
         };
         Ok(Reference {
@@ -135,7 +139,13 @@ impl Reference {
     /// failure of the device (of the horizon's component) in `[t, t + horizon)`,
     /// `Some(false)` if it has none there and `t + horizon <= cutoff`, else `None`
     /// (not seen yet: never a false negative).
-    pub fn failure_within(&self, device: &str, t: i64, horizon: &Horizon, cutoff: i64) -> Option<bool> {
+    pub fn failure_within(
+        &self,
+        device: &str,
+        t: i64,
+        horizon: &Horizon,
+        cutoff: i64,
+    ) -> Option<bool> {
         let end = t + horizon.us;
         let hit = self.failures.get(device).is_some_and(|all| {
             let from = all.partition_point(|f| f.at < t);
@@ -284,12 +294,16 @@ pub fn parse_maintenance(
 fn maintenance_time(when: &str) -> Result<i64, String> {
     if let Ok(date) = NaiveDate::parse_from_str(when, "%Y-%m-%d") {
         if when.len() == 10 {
-            let end = date.succ_opt().ok_or_else(|| format!("maintenance_date `{when}` is out of range"))?;
+            let end = date
+                .succ_opt()
+                .ok_or_else(|| format!("maintenance_date `{when}` is out of range"))?;
             return Ok(crate::calendar::day_start(end).timestamp_micros());
         }
     }
     time::parse_iso_only(when).map_err(|e| {
-        format!("maintenance_date `{when}` is neither a YYYY-MM-DD date nor an ISO-8601 timestamp: {e}")
+        format!(
+            "maintenance_date `{when}` is neither a YYYY-MM-DD date nor an ISO-8601 timestamp: {e}"
+        )
     })
 }
 
@@ -298,14 +312,20 @@ pub fn parse_failures(
     file: &str,
     bytes: &[u8],
 ) -> Result<HashMap<String, Vec<Failure>>, ReferenceError> {
-    per_device(file, bytes, "failure_time", "component", |when, component| {
-        time::parse_iso_only(when)
-            .map(|at| Failure {
-                at,
-                component: component.to_string(),
-            })
-            .map_err(|e| format!("failure_time: {e}"))
-    })
+    per_device(
+        file,
+        bytes,
+        "failure_time",
+        "component",
+        |when, component| {
+            time::parse_iso_only(when)
+                .map(|at| Failure {
+                    at,
+                    component: component.to_string(),
+                })
+                .map_err(|e| format!("failure_time: {e}"))
+        },
+    )
 }
 
 /// An event log, `device_id,event_time,code`: per device and code, the times, ascending.
@@ -441,19 +461,49 @@ mod tests {
         };
         // The date-only 2024-03-09 counts from 2024-03-10 00:00: not at t = that instant,
         // where the latest known is 2024-03-01 (from 2024-03-02 00:00, 8 days before).
-        assert_eq!(r.days_since_maintenance("p", us("2024-03-10T00:00:00Z"), None), Some(8));
-        assert_eq!(r.days_since_maintenance("p", us("2024-03-10T00:00:00.000001Z"), None), Some(0));
+        assert_eq!(
+            r.days_since_maintenance("p", us("2024-03-10T00:00:00Z"), None),
+            Some(8)
+        );
+        assert_eq!(
+            r.days_since_maintenance("p", us("2024-03-10T00:00:00.000001Z"), None),
+            Some(0)
+        );
         // The timed entry at 10:30 counts for t after it, never at t itself.
-        assert_eq!(r.days_since_maintenance("p", us("2024-03-11T10:30:00Z"), None), Some(1));
-        assert_eq!(r.days_since_maintenance("p", us("2024-03-11T10:30:00.000001Z"), None), Some(0));
+        assert_eq!(
+            r.days_since_maintenance("p", us("2024-03-11T10:30:00Z"), None),
+            Some(1)
+        );
+        assert_eq!(
+            r.days_since_maintenance("p", us("2024-03-11T10:30:00.000001Z"), None),
+            Some(0)
+        );
         // Whole days, floored: 23 h 59 min after is still day 0, 24 h after is day 1.
-        assert_eq!(r.days_since_maintenance("p", us("2024-03-12T10:29:00Z"), None), Some(0));
-        assert_eq!(r.days_since_maintenance("p", us("2024-03-12T10:30:00Z"), None), Some(1));
+        assert_eq!(
+            r.days_since_maintenance("p", us("2024-03-12T10:29:00Z"), None),
+            Some(0)
+        );
+        assert_eq!(
+            r.days_since_maintenance("p", us("2024-03-12T10:30:00Z"), None),
+            Some(1)
+        );
         // Per kind: the latest of that kind only.
-        assert_eq!(r.days_since_maintenance("p", us("2024-03-12T10:30:00Z"), Some("x")), Some(2));
-        assert_eq!(r.days_since_maintenance("p", us("2024-03-12T10:30:00Z"), Some("w")), None);
-        assert_eq!(r.days_since_maintenance("p", us("2024-03-01T00:00:00Z"), None), None);
-        assert_eq!(r.days_since_maintenance("other", us("2024-03-11T00:00:00Z"), None), None);
+        assert_eq!(
+            r.days_since_maintenance("p", us("2024-03-12T10:30:00Z"), Some("x")),
+            Some(2)
+        );
+        assert_eq!(
+            r.days_since_maintenance("p", us("2024-03-12T10:30:00Z"), Some("w")),
+            None
+        );
+        assert_eq!(
+            r.days_since_maintenance("p", us("2024-03-01T00:00:00Z"), None),
+            None
+        );
+        assert_eq!(
+            r.days_since_maintenance("other", us("2024-03-11T00:00:00Z"), None),
+            None
+        );
     }
 
     #[test]
@@ -467,27 +517,63 @@ mod tests {
             failures: f,
             ..Reference::default()
         };
-        let week = Horizon { us: 7 * 24 * H, component: None };
+        let week = Horizon {
+            us: 7 * 24 * H,
+            component: None,
+        };
         let late = us("2030-01-01T00:00:00Z");
         // A failure exactly at t is the row's positive.
-        assert_eq!(r.failure_within("p", us("2024-03-18T00:00:00Z"), &week, late), Some(true));
+        assert_eq!(
+            r.failure_within("p", us("2024-03-18T00:00:00Z"), &week, late),
+            Some(true)
+        );
         // Just after t's failure: gone.
-        assert_eq!(r.failure_within("p", us("2024-03-18T00:00:00.000001Z"), &week, late), Some(false));
+        assert_eq!(
+            r.failure_within("p", us("2024-03-18T00:00:00.000001Z"), &week, late),
+            Some(false)
+        );
         // Exactly at the horizon's end: outside (the interval is open on the right).
-        assert_eq!(r.failure_within("p", us("2024-03-11T00:00:00Z"), &week, late), Some(false));
-        assert_eq!(r.failure_within("p", us("2024-03-11T00:00:00.000001Z"), &week, late), Some(true));
+        assert_eq!(
+            r.failure_within("p", us("2024-03-11T00:00:00Z"), &week, late),
+            Some(false)
+        );
+        assert_eq!(
+            r.failure_within("p", us("2024-03-11T00:00:00.000001Z"), &week, late),
+            Some(true)
+        );
         // Per component.
-        let seal = Horizon { us: 7 * 24 * H, component: Some("seal") };
-        let pump = Horizon { us: 7 * 24 * H, component: Some("pump") };
-        assert_eq!(r.failure_within("p", us("2024-03-17T00:00:00Z"), &seal, late), Some(true));
-        assert_eq!(r.failure_within("p", us("2024-03-17T00:00:00Z"), &pump, late), Some(false));
+        let seal = Horizon {
+            us: 7 * 24 * H,
+            component: Some("seal"),
+        };
+        let pump = Horizon {
+            us: 7 * 24 * H,
+            component: Some("pump"),
+        };
+        assert_eq!(
+            r.failure_within("p", us("2024-03-17T00:00:00Z"), &seal, late),
+            Some(true)
+        );
+        assert_eq!(
+            r.failure_within("p", us("2024-03-17T00:00:00Z"), &pump, late),
+            Some(false)
+        );
         // No failure yet, horizon not over at the cut-off: unknown.
         let cutoff = us("2024-03-15T00:00:00Z");
-        assert_eq!(r.failure_within("q", us("2024-03-11T00:00:00Z"), &week, cutoff), None);
+        assert_eq!(
+            r.failure_within("q", us("2024-03-11T00:00:00Z"), &week, cutoff),
+            None
+        );
         // A horizon ending exactly at the cut-off is fully seen.
-        assert_eq!(r.failure_within("q", us("2024-03-08T00:00:00Z"), &week, cutoff), Some(false));
+        assert_eq!(
+            r.failure_within("q", us("2024-03-08T00:00:00Z"), &week, cutoff),
+            Some(false)
+        );
         // A failure already seen is true even before the horizon is over.
-        assert_eq!(r.failure_within("p", us("2024-03-17T00:00:00Z"), &week, cutoff), Some(true));
+        assert_eq!(
+            r.failure_within("p", us("2024-03-17T00:00:00Z"), &week, cutoff),
+            Some(true)
+        );
     }
 
     #[test]
@@ -497,14 +583,20 @@ mod tests {
             b"device_id,event_time,code\np,2024-03-11T02:00:00Z,E1\np,2024-03-11T01:00:00Z,E1\n",
         )
         .unwrap();
-        assert_eq!(e["p"]["E1"], vec![us("2024-03-11T01:00:00Z"), us("2024-03-11T02:00:00Z")]);
+        assert_eq!(
+            e["p"]["E1"],
+            vec![us("2024-03-11T01:00:00Z"), us("2024-03-11T02:00:00Z")]
+        );
         let err = parse_events("e.csv", b"device_id,event_time,code\np,soon,E1\n")
             .unwrap_err()
             .to_string();
         assert!(err.contains("e.csv") && err.contains("line 2"), "{err}");
         let cols = ["model".to_string(), "age".to_string()];
         let a = parse_attributes("m.csv", b"device_id,model,age\np,m1,12\nq,m2,\n", &cols).unwrap();
-        assert_eq!(a.columns, vec![("model".to_string(), false), ("age".to_string(), true)]);
+        assert_eq!(
+            a.columns,
+            vec![("model".to_string(), false), ("age".to_string(), true)]
+        );
         assert_eq!(a.rows["q"], vec![Some("m2".to_string()), None]);
         let err = parse_attributes("m.csv", b"device_id,model\np,m1\n", &cols)
             .unwrap_err()
