@@ -154,7 +154,11 @@ pub fn telemetry_table() -> TableSpec {
 /// `telemetry` with a run's drift columns (declared columns, `_rescued_data`)
 /// after the contract's: nullable, so older partitions read them as null.
 pub fn telemetry_table_with(extra: Vec<Field>) -> TableSpec {
-    let base = telemetry_table();
+    with_fields(telemetry_table(), extra)
+}
+
+/// `base` with `extra` columns after its own, nullable.
+fn with_fields(base: TableSpec, extra: Vec<Field>) -> TableSpec {
     if extra.is_empty() {
         return base;
     }
@@ -238,19 +242,10 @@ pub fn features_table() -> TableSpec {
 /// ones, each typed as `frame` holds it (docs/features.md).
 pub fn features_table_for(frame: &DataFrame, columns: &[String]) -> Result<TableSpec, SinkError> {
     use polars::prelude::DataType as P;
-    let base = features_table();
-    if columns.is_empty() {
-        return Ok(base);
-    }
-    let mut fields: Vec<Field> = base
-        .schema
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone())
-        .collect();
+    let mut extra = Vec::with_capacity(columns.len());
     for name in columns {
         let column = frame.column(name).map_err(|e| SinkError::Column {
-            table: base.name,
+            table: "features_hourly",
             column: name.clone(),
             message: e.to_string(),
         })?;
@@ -261,12 +256,9 @@ pub fn features_table_for(frame: &DataFrame, columns: &[String]) -> Result<Table
             P::String => DataType::Utf8,
             _ => DataType::Float64,
         };
-        fields.push(Field::new(name, ty, true));
+        extra.push(Field::new(name, ty, true));
     }
-    Ok(TableSpec {
-        schema: Arc::new(Schema::new(fields)),
-        ..base
-    })
+    Ok(with_fields(features_table(), extra))
 }
 
 /// `telemetry_minute` (gold, for dashboards), CONTRACT.md §2.
