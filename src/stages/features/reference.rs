@@ -197,8 +197,22 @@ async fn fetch(source: &Storage, path: &str) -> Result<bytes::Bytes, ReferenceEr
     })
 }
 
-/// Where each wanted column is in the header, and the data rows with their 1-based lines.
-type Rows = (Vec<usize>, Vec<(u64, csv::StringRecord)>);
+/// A reference CSV as read: where each wanted column is in the header, the
+/// data rows with their 1-based lines, and the header itself (for optional columns).
+struct Rows {
+    idx: Vec<usize>,
+    records: Vec<(u64, csv::StringRecord)>,
+    header: csv::StringRecord,
+}
+
+impl Rows {
+    /// Where the optional column `name` is (any case), if the header has it.
+    fn position(&self, name: &str) -> Option<usize> {
+        self.header
+            .iter()
+            .position(|h| h.eq_ignore_ascii_case(name))
+    }
+}
 
 /// The CSV's rows with 1-based line numbers, after checking the header names `columns` (any order, any case).
 fn rows(file: &str, bytes: &[u8], columns: &[&str]) -> Result<Rows, ReferenceError> {
@@ -256,7 +270,11 @@ fn rows(file: &str, bytes: &[u8], columns: &[&str]) -> Result<Rows, ReferenceErr
         }
         out.push((line, record));
     }
-    Ok((idx, out))
+    Ok(Rows {
+        idx,
+        records: out,
+        header,
+    })
 }
 
 fn field<'r>(
@@ -330,7 +348,7 @@ pub fn parse_failures(
 
 /// An event log, `device_id,event_time,code`: per device and code, the times, ascending.
 pub fn parse_events(file: &str, bytes: &[u8]) -> Result<EventTimes, ReferenceError> {
-    let (idx, records) = rows(file, bytes, &["device_id", "event_time", "code"])?;
+    let Rows { idx, records, .. } = rows(file, bytes, &["device_id", "event_time", "code"])?;
     let mut out: EventTimes = HashMap::new();
     for (line, record) in &records {
         let device = field(file, *line, record, idx[0], "device_id")?;
@@ -366,7 +384,7 @@ pub fn parse_attributes(
         .into_iter()
         .chain(columns.iter().map(String::as_str))
         .collect();
-    let (idx, records) = rows(file, bytes, &wanted)?;
+    let Rows { idx, records, .. } = rows(file, bytes, &wanted)?;
     let mut table = AttributeTable::default();
     for (line, record) in &records {
         let device = field(file, *line, record, idx[0], "device_id")?;
@@ -406,8 +424,9 @@ fn per_device<T: Ord>(
     extra: &str,
     parse: impl Fn(&str, &str) -> Result<T, String>,
 ) -> Result<HashMap<String, Vec<T>>, ReferenceError> {
-    let (idx, records) = rows(file, bytes, &["device_id", column])?;
-    let extra_at = header_position(bytes, extra);
+    let read = rows(file, bytes, &["device_id", column])?;
+    let extra_at = read.position(extra);
+    let Rows { idx, records, .. } = read;
     let mut out: HashMap<String, Vec<T>> = HashMap::new();
     for (line, record) in &records {
         let device = field(file, *line, record, idx[0], "device_id")?;
@@ -424,18 +443,6 @@ fn per_device<T: Ord>(
         values.sort_unstable();
     }
     Ok(out)
-}
-
-/// Where `name` is in the CSV's header (any case), if it is there.
-fn header_position(bytes: &[u8], name: &str) -> Option<usize> {
-    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(bytes);
-    let header = reader.headers().ok()?;
-    header.iter().position(|h| h.eq_ignore_ascii_case(name))
 }
 
 #[cfg(test)]
