@@ -1082,33 +1082,13 @@ async fn read_date(
     job: &Job,
     date: NaiveDate,
 ) -> Result<DataFrame, Error> {
-    let mut columns = refresh_columns();
+    let columns = refresh_columns();
     if !job.features.has_signal_windows() {
         return Ok(silver::read_day(table, date, None, &columns).await?);
     }
-    let present = silver::column_names(table)?;
-    let signals = &job.features.signals;
-    for s in signals.iter().filter(|s| present.contains(s)) {
-        if !columns.contains(&s.as_str()) {
-            columns.push(s);
-        }
-    }
-    let spec = crate::run::drift::silver_spec(&job.schema, &job.drift);
     let day = crate::calendar::day_start(date).timestamp_micros();
-    let mut rows = silver::read_rows(
-        table,
-        &spec,
-        date,
-        day,
-        day + crate::calendar::DAY_US,
-        &columns,
-    )
-    .await?;
-    for s in signals.iter().filter(|s| !present.contains(s)) {
-        let nulls = Column::full_null(s.as_str().into(), rows.height(), &DataType::Float64);
-        rows.with_column(nulls).map_err(Error::polars("features"))?;
-    }
-    Ok(rows)
+    let span = (day, day + crate::calendar::DAY_US);
+    crate::run::windows::read_with_signals(table, job, date, span, &columns).await
 }
 
 /// `device_health`'s day side from the date's silver as read back (any order).

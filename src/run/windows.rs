@@ -9,6 +9,7 @@
 
 use chrono::NaiveDate;
 use deltalake::DeltaTable;
+use polars::prelude::{Column, DataFrame, DataType};
 
 use crate::calendar::{day_start, HOUR_US};
 use crate::config::job::Job;
@@ -42,22 +43,15 @@ pub async fn add_earlier(
 ) -> Result<(), Error> {
     let start = day_start(date).timestamp_micros();
     let from = start - (job.features.longest_window_hours() - 1) * HOUR_US;
-    let spec = crate::run::drift::silver_spec(&job.schema, &job.drift);
-    let present = silver::column_names(table)?;
-    let wanted = Windows::columns(&job.features);
-    let columns: Vec<&str> = wanted
-        .iter()
-        .map(String::as_str)
-        .filter(|c| present.iter().any(|p| p == c))
-        .collect();
     let mut chunk = from;
     while chunk < start {
         let end = (chunk + CHUNK_HOURS * HOUR_US).min(start);
         let day = crate::calendar::date_of_us(chunk);
         let end = end.min(day_start(day).timestamp_micros() + crate::calendar::DAY_US);
         if silver::has_partition(table, day).await? {
-            let rows = silver::read_rows(table, &spec, day, chunk, end, &columns).await?;
-            let rows = with_null_columns(rows, &wanted)?;
+            let rows =
+                read_with_signals(table, job, day, (chunk, end), &["device_id", "event_time"])
+                    .await?;
             crate::stages::guarded("features", || windows.add_rows(&rows))?;
         }
         chunk = end;
@@ -65,17 +59,28 @@ pub async fn add_earlier(
     Ok(())
 }
 
-/// `rows` with every wanted column, a signal the table does not have yet read as null.
-fn with_null_columns(
-    mut rows: polars::prelude::DataFrame,
-    wanted: &[String],
-) -> Result<polars::prelude::DataFrame, Error> {
-    use polars::prelude::*;
-    for name in wanted {
-        if rows.column(name).is_err() {
-            let nulls = Column::full_null(name.as_str().into(), rows.height(), &DataType::Float64);
-            rows.with_column(nulls).map_err(Error::polars("features"))?;
+/// The rows of `event_date = day` with `event_time` in `[from, to)`: `columns`
+/// and the job's declared signals, a signal the table does not have yet read as null.
+pub async fn read_with_signals(
+    table: &DeltaTable,
+    job: &Job,
+    day: NaiveDate,
+    (from, to): (i64, i64),
+    columns: &[&str],
+) -> Result<DataFrame, Error> {
+    let present = silver::column_names(table)?;
+    let signals = &job.features.signals;
+    let mut read: Vec<&str> = columns.to_vec();
+    for s in signals.iter().filter(|s| present.contains(s)) {
+        if !read.contains(&s.as_str()) {
+            read.push(s);
         }
+    }
+    let spec = crate::run::drift::silver_spec(&job.schema, &job.drift);
+    let mut rows = silver::read_rows(table, &spec, day, from, to, &read).await?;
+    for s in signals.iter().filter(|s| !present.contains(s)) {
+        let nulls = Column::full_null(s.as_str().into(), rows.height(), &DataType::Float64);
+        rows.with_column(nulls).map_err(Error::polars("features"))?;
     }
     Ok(rows)
 }

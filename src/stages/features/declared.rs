@@ -135,15 +135,6 @@ impl Windows {
         }
     }
 
-    /// The silver columns the windows read.
-    pub fn columns(set: &FeatureSet) -> Vec<String> {
-        ["device_id", "event_time"]
-            .map(String::from)
-            .into_iter()
-            .chain(set.signals.iter().cloned())
-            .collect()
-    }
-
     /// Reduces `frame`'s rows (any order; whole hours only) to device-hour partials.
     pub fn add_rows(&mut self, frame: &DataFrame) -> PolarsResult<()> {
         if frame.height() == 0 || self.signals.is_empty() {
