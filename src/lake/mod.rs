@@ -32,6 +32,7 @@ pub mod lock;
 pub mod look;
 pub mod maintain;
 pub mod manifest;
+pub mod partials;
 pub mod silver;
 mod stream;
 pub use stream::PartitionStream;

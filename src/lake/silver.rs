@@ -37,6 +37,17 @@ pub async fn open(lake: &Lake) -> Result<Option<DeltaTable>, SinkError> {
     lake::open_table(lake, &lake::telemetry_table()).await
 }
 
+/// The table as of `version` (a run's own commit), for what is named by the files it had then.
+pub async fn open_at(lake: &Lake, version: u64) -> Result<DeltaTable, String> {
+    let table = open(lake).await.map_err(|e| e.to_string())?;
+    let mut table = table.ok_or("the telemetry table is gone")?;
+    table
+        .load_version(version)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(table)
+}
+
 /// The table at its latest version (a copy of `table`, updated).
 pub async fn reload(table: &DeltaTable) -> Result<DeltaTable, SinkError> {
     let mut fresh = table.clone();

@@ -102,6 +102,9 @@ pub struct RunReport {
     /// Whether the previous date's silver partition existed for the 6 h windows.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lookback_complete: Option<bool>,
+    /// Where the declared windows found the earlier dates they reach, when the job declares any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub earlier_windows: Option<EarlierWindows>,
     /// The volume guard's figures, when the job has one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub volume: Option<crate::run::volume::VolumeCheck>,
@@ -138,6 +141,14 @@ pub fn peak_rss_mb() -> Option<u64> {
         .parse()
         .ok()?;
     Some(kib / 1024)
+}
+
+/// The earlier dates a run's declared windows reach, by where their hours were
+/// found: the partials their runs stored (`lake::partials`), or their silver, read again.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct EarlierWindows {
+    pub partials: Vec<String>,
+    pub silver: Vec<String>,
 }
 
 /// One date of a `features` refresh.
@@ -217,6 +228,7 @@ impl RunReport {
             tables: BTreeMap::new(),
             labels_as_of: None,
             lookback_complete: None,
+            earlier_windows: None,
             volume: None,
             devices_by_status: BTreeMap::new(),
             drift: None,

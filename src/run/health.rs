@@ -128,12 +128,7 @@ pub async fn store_digest(
     writer: digest::HourWriter,
 ) {
     let stored = async {
-        let table = silver::open(lake).await.map_err(|e| e.to_string())?;
-        let mut table = table.ok_or("the telemetry table is gone")?;
-        table
-            .load_version(version)
-            .await
-            .map_err(|e| e.to_string())?;
+        let table = silver::open_at(lake, version).await?;
         let files = silver::partition_files(&table, date)
             .await
             .map_err(|e| e.to_string())?;

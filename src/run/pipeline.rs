@@ -369,7 +369,7 @@ impl DateRun<'_> {
             attempt += 1;
             report.lookback_complete = None;
             let t = Instant::now();
-            let (features, lookback_complete, history) = self.lookback_step().await?;
+            let (features, lookback_complete, history) = self.lookback_step(report).await?;
             report.durations.history_ms = ms(t);
             report.memory_after("history");
             let t = Instant::now();
@@ -395,6 +395,10 @@ impl DateRun<'_> {
             gate_failed |= crate::run::expect::report_step(pass.expect.as_ref(), report);
             let t = Instant::now();
             let writer = pass.digest;
+            let partials = match (&gate_failed, &pass.features) {
+                (false, Some(features)) => guarded("features", || features.stored_partials())?,
+                _ => None,
+            };
             let gold = match (gate_failed, pass.features, pass.health) {
                 (false, Some(features), Some(health)) => {
                     report.lookback_complete = Some(lookback_complete);
@@ -456,6 +460,16 @@ impl DateRun<'_> {
                         .await;
                         report.durations.history_ms += ms(t);
                     }
+                    if let (Some(frame), Some(version)) = (partials, committed) {
+                        crate::run::windows::store(
+                            &self.prepared.lake,
+                            self.req.date,
+                            version,
+                            frame,
+                        )
+                        .instrument(info_span!("feature_partials"))
+                        .await;
+                    }
                     return Ok((staged, false));
                 }
                 false => continue,
@@ -490,6 +504,7 @@ impl DateRun<'_> {
     /// With it, `device_health`'s history: the devices of the 7 dates before.
     async fn lookback_step(
         &self,
+        report: &mut RunReport,
     ) -> Result<(Option<features::Hourly>, bool, Option<History>), Error> {
         if !self.req.features {
             return Ok((None, false, None));
@@ -499,9 +514,11 @@ impl DateRun<'_> {
             .instrument(info_span!("lookback"))
             .await?;
         let complete = lookback.is_some();
-        let windows = crate::run::windows::earlier(&self.prepared.lake, self.job, date)
+        let earlier = crate::run::windows::earlier(&self.prepared.lake, self.job, date)
             .instrument(info_span!("windows"))
             .await?;
+        let (windows, found) = earlier.unzip();
+        report.earlier_windows = found;
         let start = guarded("features", || {
             features::Hourly::new(date, lookback, windows)
         })?;
@@ -1012,11 +1029,7 @@ async fn refresh_one(
     let lookback = lookback_from(table, date).await?;
     let lookback_complete = lookback.is_some();
     let windows = match job.features.has_signal_windows() {
-        true => {
-            let mut windows = features::Windows::new(&job.features);
-            crate::run::windows::add_earlier(table, job, date, &mut windows).await?;
-            Some(windows)
-        }
+        true => Some(refresh_windows(&prepared.lake, table, job, date, &rows).await?),
         false => None,
     };
     let frame = guarded("features", || {
@@ -1062,6 +1075,27 @@ async fn refresh_one(
         table: Some(table),
         error: None,
     })
+}
+
+/// The declared windows of a refreshed date: the earlier hours, and its own from
+/// `rows`, whose partials are stored for later dates (the date's silver as it is now).
+async fn refresh_windows(
+    lake: &Lake,
+    table: &deltalake::DeltaTable,
+    job: &Job,
+    date: NaiveDate,
+    rows: &DataFrame,
+) -> Result<features::Windows, Error> {
+    let mut windows = features::Windows::new(&job.features);
+    crate::run::windows::add_earlier(lake, table, job, date, &mut windows).await?;
+    guarded("features", || windows.add_rows(rows))?;
+    let own = guarded("features", || {
+        windows.stored(crate::run::windows::hours_of(date))
+    })?;
+    if let Err(e) = crate::run::windows::store_for(lake, table, date, &own).await {
+        warn!(date = %date, error = %e, "the date's feature partials were not stored: later dates read its silver");
+    }
+    Ok(windows)
 }
 
 /// Silver columns a features refresh reads: the features' and `device_health`'s.

@@ -803,3 +803,78 @@ fn a_declared_schema_column_is_a_signal_with_every_aggregate_worked_by_hand() {
     }
     assert_eq!(rows.len(), 4, "d1 10:00, 11:00, 12:00 and d2 12:00");
 }
+
+/// The earlier dates' stored partials (`_coldpath/partials/`) of the pdm example: what
+/// `run` reports it merged, and the same bits as reading those dates' silver again.
+fn partial_files(lake: &Path, date: &str) -> Vec<PathBuf> {
+    let dir = lake.join("_coldpath/partials");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.retain(|p| {
+        p.file_name()
+            .unwrap()
+            .to_str()
+            .unwrap()
+            .starts_with(&format!("{date}."))
+    });
+    files.sort();
+    files
+}
+
+#[test]
+fn later_dates_merge_the_partials_earlier_runs_stored_and_get_silvers_bits() {
+    let lake = temp_lake();
+    let job = pdm_job();
+    let run = |date: &str| {
+        let (code, report) = run_job(&job, date, lake.path(), &["--labels-as-of", LABELS]);
+        assert_eq!(code, 0, "{date}: {report}");
+        report["earlier_windows"].clone()
+    };
+    let (first, second, third) = (DATES[0], DATES[1], DATES[2]);
+    assert_eq!(
+        run(first),
+        serde_json::json!({"partials": [], "silver": []})
+    );
+    assert_eq!(
+        run(second),
+        serde_json::json!({"partials": [first], "silver": []})
+    );
+    assert_eq!(
+        run(third),
+        serde_json::json!({"partials": [second], "silver": []})
+    );
+    let merged = features_of(lake.path(), third);
+    assert_eq!(
+        partial_files(lake.path(), second).len(),
+        1,
+        "one file per date"
+    );
+
+    // Without them the date's silver is read, to the same bits.
+    std::fs::remove_dir_all(lake.path().join("_coldpath/partials")).unwrap();
+    assert_eq!(
+        run(third),
+        serde_json::json!({"partials": [], "silver": [second]})
+    );
+    assert_eq!(features_of(lake.path(), third), merged);
+
+    // A rerun of the second date replaces its silver files: partials named by the old
+    // files are never merged again, even when they are still there.
+    run(second);
+    let current = partial_files(lake.path(), second);
+    assert_eq!(current.len(), 1);
+    let stale = lake.path().join("stale.parquet");
+    std::fs::copy(&current[0], &stale).unwrap();
+    run(second);
+    let renamed = partial_files(lake.path(), second);
+    assert_eq!(renamed.len(), 1, "the rerun's file replaces the one before");
+    assert_ne!(renamed, current, "named by the new silver files");
+    std::fs::remove_file(&renamed[0]).unwrap();
+    std::fs::rename(&stale, &current[0]).unwrap();
+    assert_eq!(
+        run(third),
+        serde_json::json!({"partials": [], "silver": [second]})
+    );
+    assert_eq!(features_of(lake.path(), third), merged);
+}

@@ -52,7 +52,7 @@ pub struct Inputs<'a> {
     /// The declared feature set (empty: the default columns only).
     pub set: &'a FeatureSet,
     /// The declared signal windows, holding the earlier dates' hours they reach
-    /// (`None` when the set declares none); the date's rows are added here.
+    /// and the date's own (`None` when the set declares none).
     pub windows: Option<Windows>,
 }
 
@@ -180,10 +180,7 @@ pub fn compute(inputs: Inputs<'_>) -> PolarsResult<DataFrame> {
     let date = inputs.date;
     let lookback_complete = inputs.lookback.is_some();
     let day_start = crate::calendar::day_start(date).timestamp_micros();
-    let mut windows = inputs.windows;
-    if let Some(w) = &mut windows {
-        w.add_rows(&inputs.silver)?;
-    }
+    let windows = inputs.windows;
     // Both reads back from the lake are put in one order before anything is
     // summed: the date's rows in dedup's (as a run has them), the look-back's by
     // its columns.
@@ -265,6 +262,16 @@ impl Hourly {
             done: Vec::new(),
             windows,
         })
+    }
+
+    /// The declared windows' partials of the date's own hours (`None`: none
+    /// declared), for later dates' windows ([`Windows::stored`]).
+    pub fn stored_partials(&self) -> PolarsResult<Option<DataFrame>> {
+        let start = crate::calendar::day_start(self.date).timestamp_micros();
+        self.windows
+            .as_ref()
+            .map(|w| w.stored((start, start + DAY_US)))
+            .transpose()
     }
 
     /// Adds one UTC hour of the date: its final silver rows, every one with
