@@ -21,7 +21,8 @@ pub async fn command(args: FeaturesArgs) -> i32 {
         report.lake = job.lake.clone();
         let span = tracing::info_span!("features", job = %job.name, run_id = %run_id);
         use tracing::Instrument;
-        pipeline::refresh_features(&job, &dates, labels_as_of, &mut report)
+        let site = crate::run::site::Site::open(&job)?;
+        pipeline::refresh_features(&site, &job, &dates, labels_as_of, &mut report)
             .instrument(span)
             .await
     }

@@ -7,7 +7,7 @@ use super::load_job;
 use super::output::emit;
 use crate::lake::manifest::{diff, Place, Read};
 use crate::report::plan::{Archived, PlanBlob, PlanManifest, PlanReport};
-use crate::run::pipeline::{self, Prepared};
+use crate::run::site::Site;
 use crate::stages::source::tier::{self, BlobTier, Tiers};
 use crate::stages::source::{Listing, Window};
 use crate::storage::fault::redact;
@@ -60,19 +60,19 @@ pub async fn command(args: PlanArgs) -> i32 {
 
 async fn find(args: &PlanArgs) -> Result<Found, Error> {
     let job = load_job(&args.job, None)?;
-    let prepared = pipeline::prepare(&job)?;
-    let listing = pipeline::list(&job, &prepared, args.date).await?;
-    let tiers = pipeline::tiers(&prepared, &listing).await;
+    let site = Site::open(&job)?;
+    let listing = site.list(&job, args.date).await?;
+    let tiers = site.tiers(&listing).await;
     let requested = if args.rehydrate {
-        rehydrate(&prepared, tiers.as_deref().unwrap_or_default(), args).await?
+        rehydrate(&site, tiers.as_deref().unwrap_or_default(), args).await?
     } else {
         Vec::new()
     };
-    let manifest = manifest_of(&prepared, args.date, &listing).await?;
+    let manifest = manifest_of(&site, args.date, &listing).await?;
     let adds_columns =
-        crate::run::drift::columns_to_add(&prepared.lake, &job.schema, &job.drift).await?;
+        crate::run::drift::columns_to_add(&site.lake, &job.schema, &job.drift).await?;
     let dependents = crate::run::dependents::in_lake(
-        &prepared.lake,
+        &site.lake,
         args.date,
         crate::run::dependents::declared_hours(&job),
     )
@@ -89,11 +89,7 @@ async fn find(args: &PlanArgs) -> Result<Found, Error> {
 }
 
 /// Asks Azure for the archived blobs not yet rehydrating; returns their paths.
-async fn rehydrate(
-    prepared: &Prepared,
-    tiers: &[BlobTier],
-    args: &PlanArgs,
-) -> Result<Vec<String>, Error> {
+async fn rehydrate(site: &Site, tiers: &[BlobTier], args: &PlanArgs) -> Result<Vec<String>, Error> {
     let pending: Vec<_> = tiers
         .iter()
         .filter(|t| t.is_archived() && t.archive_status.is_none())
@@ -102,7 +98,7 @@ async fn rehydrate(
         return Ok(Vec::new());
     }
     // Archived blobs are only found where tiers were read: an Azure source, with a client.
-    let Some(client) = Tiers::for_source(&prepared.storage)? else {
+    let Some(client) = Tiers::for_source(&site.storage)? else {
         return Ok(Vec::new());
     };
     let mut requested = Vec::new();
@@ -117,7 +113,7 @@ async fn rehydrate(
 
 /// How the listing differs from the date's manifest (what its last run read).
 async fn manifest_of(
-    prepared: &Prepared,
+    site: &Site,
     date: NaiveDate,
     listing: &Listing,
 ) -> Result<PlanManifest, Error> {
@@ -128,7 +124,7 @@ async fn manifest_of(
         written_at: None,
         diff: None,
     };
-    Ok(match Place::for_lake(&prepared.lake)?.read(date).await? {
+    Ok(match Place::for_lake(&site.lake)?.read(date).await? {
         Read::Missing => state("never_run"),
         Read::Unknown(why) => PlanManifest {
             why: Some(why),

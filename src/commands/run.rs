@@ -5,6 +5,7 @@ use super::output::finish;
 use super::{label_cutoff, load_job};
 use crate::report::RunReport;
 use crate::run::pipeline::{self, RunRequest};
+use crate::run::site::Site;
 
 pub async fn command(args: RunArgs) -> i32 {
     let run_id = uuid::Uuid::new_v4().to_string();
@@ -26,9 +27,10 @@ pub async fn command(args: RunArgs) -> i32 {
     let result = {
         use tracing::Instrument;
         async {
-            pipeline::run(&job, &req, &mut report).await?;
+            let site = Site::open(&job)?;
+            pipeline::run_on(&site, &job, &req, &mut report).await?;
             if args.refresh_dependents {
-                crate::run::dependents::refresh_after_run(&job, &req, &mut report).await?;
+                crate::run::dependents::refresh_after_run(&site, &job, &req, &mut report).await?;
             }
             Ok(())
         }

@@ -15,6 +15,7 @@ use tracing::{info_span, Instrument};
 use crate::config::job::Job;
 use crate::report::{FeaturesReport, RunReport, Status};
 use crate::run::pipeline::{self, RunRequest};
+use crate::run::site::Site;
 
 /// What to backfill.
 #[derive(Debug, Clone)]
@@ -146,10 +147,27 @@ pub async fn backfill(job: Arc<Job>, req: &BackfillRequest, on_date: OnDate) -> 
     let started = Instant::now();
     let mut report = BackfillReport::new(&job.name, req);
     let permits = Arc::new(Semaphore::new(req.parallel.max(1)));
-    silver_pass(&job, req, &on_date, &permits, &mut report).await;
+    let site = match Site::open(&job) {
+        Ok(site) => Arc::new(site),
+        Err(e) => {
+            // Nothing can be read: every date fails with the one cause.
+            let error = crate::storage::fault::redact(&e.to_string());
+            for &date in &req.dates {
+                report.dates.push(BackfillDate {
+                    status: e.status(),
+                    silver: e.status(),
+                    error: Some(error.clone()),
+                    ..empty_entry(date)
+                });
+            }
+            report.conclude();
+            return report;
+        }
+    };
+    silver_pass(&site, &job, req, &on_date, &permits, &mut report).await;
     report.durations.silver_ms = started.elapsed().as_millis() as u64;
     let t = Instant::now();
-    features_pass(&job, req, &on_date, &mut report).await;
+    features_pass(&site, &job, req, &on_date, &mut report).await;
     report.durations.features_ms = t.elapsed().as_millis() as u64;
     report.durations.total_ms = started.elapsed().as_millis() as u64;
     report.conclude();
@@ -158,6 +176,7 @@ pub async fn backfill(job: Arc<Job>, req: &BackfillRequest, on_date: OnDate) -> 
 
 /// Pass 1: silver and rejects of every date, N at a time.
 async fn silver_pass(
+    site: &Arc<Site>,
     job: &Arc<Job>,
     req: &BackfillRequest,
     on_date: &OnDate,
@@ -166,7 +185,7 @@ async fn silver_pass(
 ) {
     let mut tasks = Vec::with_capacity(req.dates.len());
     for &date in &req.dates {
-        let job = job.clone();
+        let (site, job) = (site.clone(), job.clone());
         let on_date = on_date.clone();
         let run = RunRequest {
             date,
@@ -176,7 +195,7 @@ async fn silver_pass(
         let permit = permits.clone().acquire_owned().await;
         tasks.push(on_own_thread(move || async move {
             let _permit = permit;
-            let entry = silver_entry(pipeline::run_reported(&job, &run).await);
+            let entry = silver_entry(pipeline::run_reported(&site, &job, &run).await);
             on_date(Pass::Silver, &entry);
             entry
         }));
@@ -195,6 +214,7 @@ async fn silver_pass(
 /// by now, and its baselines read the `features_hourly` of the 7 dates before,
 /// which this pass has just written for the earlier dates of the range.
 async fn features_pass(
+    site: &Arc<Site>,
     job: &Arc<Job>,
     req: &BackfillRequest,
     on_date: &OnDate,
@@ -213,15 +233,16 @@ async fn features_pass(
         .collect();
     order.sort();
     for (date, i) in order {
-        let job = job.clone();
+        let (site, job) = (site.clone(), job.clone());
         let labels_as_of = req.labels_as_of;
         let run_id = report.dates[i].run_id.clone();
         let outcome = on_own_thread(move || async move {
             let mut features = FeaturesReport::new(&run_id, &job.lake, labels_as_of);
             features.job = job.name.clone();
-            let outcome = pipeline::refresh_features(&job, &[date], labels_as_of, &mut features)
-                .instrument(info_span!("features", date = %date))
-                .await;
+            let outcome =
+                pipeline::refresh_features(&site, &job, &[date], labels_as_of, &mut features)
+                    .instrument(info_span!("features", date = %date))
+                    .await;
             (features, outcome)
         })
         .await;

@@ -21,7 +21,8 @@ use crate::error::Error;
 use crate::lake::manifest::{self, Diff, Place, Read};
 use crate::report::Status;
 use crate::run::dependents::{self, Schedule};
-use crate::run::pipeline::{self, Prepared, RunRequest};
+use crate::run::pipeline::{self, RunRequest};
+use crate::run::site::Site;
 
 /// What a catch-up was asked to do.
 pub struct CatchupRequest {
@@ -188,11 +189,11 @@ pub async fn catchup(
     report: &mut CatchupReport,
 ) -> Result<(), Error> {
     report.job = job.name.clone();
-    let prepared = pipeline::prepare(job)?;
+    let site = Site::open(job)?;
     let mut reruns = Vec::new();
     for &date in &req.dates {
         stop_if_asked()?;
-        let mut entry = look(job, &prepared, date).await?;
+        let mut entry = look(job, &site, date).await?;
         let wanted = match entry.state {
             State::Changed | State::ManifestUnreadable => true,
             State::NeverRun => req.include_missing,
@@ -200,7 +201,7 @@ pub async fn catchup(
         };
         if wanted && req.dry_run {
             entry.dependents = dated(
-                &dependents::in_lake(&prepared.lake, date, dependents::declared_hours(job)).await?,
+                &dependents::in_lake(&site.lake, date, dependents::declared_hours(job)).await?,
             );
         } else if wanted {
             reruns.push(date);
@@ -216,10 +217,10 @@ pub async fn catchup(
     while let Some((date, work)) = schedule.pop() {
         stop_if_asked()?;
         let rerun_ok =
-            work.rerun && rerun_date(job, req, &prepared, date, &mut schedule, report).await?;
+            work.rerun && rerun_date(job, req, &site, date, &mut schedule, report).await?;
         // A dependent whose own rerun did not replace its silver still reads the new silver before it.
         if !rerun_ok && (!work.rerun || !work.causes.is_empty()) {
-            refresh_date(job, req, &prepared, date, &work.causes, report).await?;
+            refresh_date(job, req, &site, date, &work.causes, report).await?;
         }
     }
     report.dates.sort_by(|a, b| a.date.cmp(&b.date));
@@ -239,9 +240,9 @@ fn dated(dates: &[NaiveDate]) -> Vec<String> {
 }
 
 /// Lists `date` again and compares the listing with its manifest.
-async fn look(job: &Job, prepared: &Prepared, date: NaiveDate) -> Result<CatchupDate, Error> {
-    let place = Place::for_lake(&prepared.lake)?;
-    let listing = pipeline::list(job, prepared, date).await?;
+async fn look(job: &Job, site: &Site, date: NaiveDate) -> Result<CatchupDate, Error> {
+    let place = Place::for_lake(&site.lake)?;
+    let listing = site.list(job, date).await?;
     let (state, diff, why) = match place.read(date).await? {
         Read::Missing => (State::NeverRun, Diff::default(), None),
         Read::Unknown(why) => (State::ManifestUnreadable, Diff::default(), Some(why)),
@@ -280,7 +281,7 @@ fn entry_of(report: &mut CatchupReport, date: NaiveDate) -> &mut CatchupDate {
 async fn rerun_date(
     job: &Job,
     req: &CatchupRequest,
-    prepared: &Prepared,
+    site: &Site,
     date: NaiveDate,
     schedule: &mut Schedule,
     report: &mut CatchupReport,
@@ -290,7 +291,7 @@ async fn rerun_date(
         labels_as_of: req.labels_as_of,
         features: true,
     };
-    let run = pipeline::run_reported(job, &run_req)
+    let run = pipeline::run_reported(site, job, &run_req)
         .instrument(info_span!("catchup", date = %date))
         .await;
     report.rerun.push(date.to_string());
@@ -302,8 +303,7 @@ async fn rerun_date(
     entry.rows_written = Some(run.rows_written);
     entry.error = run.error;
     if succeeded {
-        let later =
-            dependents::in_lake(&prepared.lake, date, dependents::declared_hours(job)).await?;
+        let later = dependents::in_lake(&site.lake, date, dependents::declared_hours(job)).await?;
         entry_of(report, date).dependents = dated(&later);
         schedule.rerun_done(date, &later);
     }
@@ -315,18 +315,18 @@ async fn rerun_date(
 async fn refresh_date(
     job: &Job,
     req: &CatchupRequest,
-    prepared: &Prepared,
+    site: &Site,
     date: NaiveDate,
     causes: &BTreeSet<NaiveDate>,
     report: &mut CatchupReport,
 ) -> Result<(), Error> {
-    let Some(table) = crate::lake::silver::open(&prepared.lake).await? else {
+    let Some(table) = crate::lake::silver::open(&site.lake).await? else {
         return Ok(());
     };
     if !crate::lake::silver::has_partition(&table, date).await? {
         return Ok(());
     }
-    let refreshed = dependents::refresh_one(job, date, req.labels_as_of, &report.run_id)
+    let refreshed = dependents::refresh_one(site, job, date, req.labels_as_of, &report.run_id)
         .instrument(info_span!("catchup", date = %date))
         .await;
     report.refreshed.push(date.to_string());

@@ -28,6 +28,7 @@ use crate::error::Error;
 use crate::lake::{silver, Lake};
 use crate::report::{FeaturesDate, FeaturesReport, RunReport, Status};
 use crate::run::pipeline::{self, RunRequest};
+use crate::run::site::Site;
 use crate::stages::features::baseline::BASELINE_DATES;
 use crate::stages::health::HISTORY_DATES;
 
@@ -141,13 +142,14 @@ impl Schedule {
 /// Recomputes the derived tables of each of `dates` from silver, in date order,
 /// as one `features` refresh under `run_id`; a failed date does not stop the others.
 pub async fn refresh(
+    site: &Site,
     job: &Job,
     dates: &[NaiveDate],
     labels_as_of: DateTime<Utc>,
     run_id: &str,
 ) -> Result<Vec<FeaturesDate>, Error> {
     let mut report = FeaturesReport::new(run_id, &job.lake, labels_as_of);
-    pipeline::refresh_features(job, dates, labels_as_of, &mut report)
+    pipeline::refresh_features(site, job, dates, labels_as_of, &mut report)
         .instrument(info_span!("dependents"))
         .await?;
     Ok(report.dates)
@@ -158,6 +160,7 @@ pub async fn refresh(
 /// dependent that fails fails the command (exit 1): the run's own tables are
 /// committed, and a refresh of that date completes the rest.
 pub async fn refresh_after_run(
+    site: &Site,
     job: &Job,
     req: &RunRequest,
     report: &mut RunReport,
@@ -165,8 +168,8 @@ pub async fn refresh_after_run(
     if report.status != Status::Succeeded {
         return Ok(());
     }
-    let later = in_lake(&pipeline::prepare(job)?.lake, req.date, declared_hours(job)).await?;
-    let done = refresh(job, &later, req.labels_as_of, &report.run_id).await?;
+    let later = in_lake(&site.lake, req.date, declared_hours(job)).await?;
+    let done = refresh(site, job, &later, req.labels_as_of, &report.run_id).await?;
     let failed: Vec<String> = done
         .iter()
         .filter(|d| d.status != Status::Succeeded)
@@ -185,13 +188,14 @@ pub async fn refresh_after_run(
 
 /// One date's refresh as its report entry; an error becomes a failed entry naming the date.
 pub async fn refresh_one(
+    site: &Site,
     job: &Job,
     date: NaiveDate,
     labels_as_of: DateTime<Utc>,
     run_id: &str,
 ) -> FeaturesDate {
     let mut report = FeaturesReport::new(run_id, &job.lake, labels_as_of);
-    let outcome = pipeline::refresh_features(job, &[date], labels_as_of, &mut report).await;
+    let outcome = pipeline::refresh_features(site, job, &[date], labels_as_of, &mut report).await;
     let entry = report.dates.pop();
     match (outcome, entry) {
         (Ok(()), Some(entry)) => entry,

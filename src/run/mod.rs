@@ -1,5 +1,6 @@
 //! Runs: one date end to end, and the commands made of many dates.
 //!
+//! [`site`] is what a command opens once for all its dates (storage, layout, lake, reference logs).
 //! [`pipeline`] is one date's run: the locks, the listing, the read pass
 //! ([`read`] reads the blobs ahead, [`fetch`] each one) that [`hours`] closes an event hour at a time, the quality gate and the commits;
 //! [`health`] reads back what `device_health` and the baselines need.
@@ -19,5 +20,6 @@ pub mod health;
 pub mod hours;
 pub mod pipeline;
 pub mod read;
+pub mod site;
 pub mod volume;
 pub mod windows;

@@ -9,26 +9,26 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use chrono::{DateTime, Duration, NaiveDate, Utc};
+use chrono::{DateTime, NaiveDate, Utc};
 use polars::prelude::*;
 use tracing::{info, info_span, warn, Instrument};
 
 use crate::config::job::Job;
 use crate::error::Error;
-use crate::lake::lock::{self, LockSet};
+use crate::lake::lock::LockSet;
 use crate::lake::silver;
 use crate::lake::{self, CommitMeta, Lake};
 use crate::report::{FeaturesDate, FeaturesReport, RunReport, Status, TableReport};
 use crate::run::hours;
 use crate::run::read;
+use crate::run::site::Site;
 use crate::run::volume::{self, Volume};
 use crate::stages::features::{self, baseline, Reference};
 use crate::stages::guarded;
 use crate::stages::health::{Attribution, DayHealth, History, SeenDevices};
 use crate::stages::normalize::{Reject, Rules};
-use crate::stages::source::tier::{self, BlobTier, Tiers};
-use crate::stages::source::{self, layout::Layout, Listing};
-use crate::storage::Storage;
+use crate::stages::source::tier::{self, BlobTier};
+use crate::stages::source::{self, Listing};
 use deltalake::arrow::array::RecordBatch;
 
 /// What a run was asked to do beyond the job file.
@@ -47,31 +47,6 @@ fn ms(since: Instant) -> u64 {
     since.elapsed().as_millis() as u64
 }
 
-/// The parts of a run that exist before anything is read: a bad one is a configuration error.
-pub struct Prepared {
-    pub storage: Storage,
-    pub layout: Layout,
-    pub lake: Lake,
-}
-
-pub fn prepare(job: &Job) -> Result<Prepared, Error> {
-    let layout = Layout::parse(&job.layout).map_err(|e| Error::Usage(e.to_string()))?;
-    let storage = Storage::open(&job.source, &job.storage)?;
-    let lake = Lake::open(&job.lake, &job.storage)?;
-    Ok(Prepared {
-        storage,
-        layout,
-        lake,
-    })
-}
-
-/// Lists what a run for `date` would read (the `plan` command and the run's first step).
-pub async fn list(job: &Job, p: &Prepared, date: NaiveDate) -> Result<Listing, Error> {
-    let late = Duration::from_std(job.late_arrival)
-        .map_err(|e| Error::Usage(format!("late_arrival: {e}")))?;
-    Ok(source::list_for_date(&p.storage, &p.layout, date, late).await?)
-}
-
 /// The tables a run replaces, in the order their locks are taken and their commits made.
 const RUN_TABLES: [&str; 5] = [
     "telemetry",
@@ -81,38 +56,24 @@ const RUN_TABLES: [&str; 5] = [
     "rejects",
 ];
 
-/// The access tiers of the listed blobs; `None` for a local source, or when
-/// the tiers cannot be read (a warning: the run goes on, an archived blob then fails its read).
-pub async fn tiers(p: &Prepared, listing: &Listing) -> Option<Vec<BlobTier>> {
-    if listing.blobs.is_empty() {
-        return None;
-    }
-    let looked_up = async {
-        match Tiers::for_source(&p.storage)? {
-            Some(client) => client.of(&listing.prefixes, &listing.blobs).await.map(Some),
-            None => Ok(None),
-        }
-    }
-    .instrument(info_span!("tiers"))
-    .await;
-    match looked_up {
-        Ok(tiers) => tiers,
-        Err(e) => {
-            warn!(error = %crate::storage::fault::redact(&e.to_string()), "could not read the blobs' access tiers; archived blobs would fail when read");
-            None
-        }
-    }
-}
-
 /// Runs the job for one date. Errors before the first commit leave the tables untouched.
 pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<(), Error> {
+    run_on(&Site::open(job)?, job, req, report).await
+}
+
+/// Runs the job for one date on a site the command opened.
+pub async fn run_on(
+    site: &Site,
+    job: &Job,
+    req: &RunRequest,
+    report: &mut RunReport,
+) -> Result<(), Error> {
     let started = Instant::now();
     report.max_reject_ratio = job.max_reject_ratio;
     report.labels_as_of = Some(req.labels_as_of.to_rfc3339());
-    let prepared = prepare(job)?;
     crate::memory::set_limit(job.limits.memory);
     // The logs are set-up: a missing or bad one fails the run before any blob is read.
-    let reference = load_reference(job, &prepared).await?;
+    let reference = site.reference(job).await?;
 
     // One run per table and date: a second one waits here (lock.wait), then fails.
     let t = Instant::now();
@@ -123,13 +84,12 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
     };
     let tables = crate::run::expect::with_table(job, tables);
     // The lock watches for a stop itself, so it gives back what it took.
-    let locks = take_locks(job, &prepared, &tables, req.date, &report.run_id).await?;
+    let locks = site.lock(job, &tables, req.date, &report.run_id).await?;
     report.durations.lock_ms = ms(t);
     // A stop request drops the run where it stands: nothing uncommitted is committed.
-    let result = crate::cancel::unless_cancelled(run_locked(
-        job, req, report, &prepared, &reference, &locks,
-    ))
-    .await;
+    let result =
+        crate::cancel::unless_cancelled(run_locked(job, req, report, site, reference, &locks))
+            .await;
     // Gated, failed or stopped: silver was not committed, and the files written
     // for it (streamed during the pass) or for a table whose commit failed are
     // in no version. Removed under the locks, so no run of the date races it.
@@ -140,8 +100,7 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
             .collect();
         let t = Instant::now();
         let removed =
-            lake::leftovers::remove_uncommitted(&prepared.lake, &specs, req.date, &report.run_id)
-                .await;
+            lake::leftovers::remove_uncommitted(&site.lake, &specs, req.date, &report.run_id).await;
         report.uncommitted_files_removed = Some(removed);
         info!(
             files = removed,
@@ -152,7 +111,7 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
     locks.release().await;
     report.durations.total_ms = ms(started);
     if result.is_ok() {
-        store_report(&prepared, req.date, report).await;
+        store_report(site, req.date, report).await;
     }
     match result {
         // Stopped after a table was committed: say which, a rerun completes the date.
@@ -170,11 +129,11 @@ pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<
 
 /// One date as an ordinary run under a new run id; a failure becomes the
 /// returned report's status and (redacted) error.
-pub async fn run_reported(job: &Job, req: &RunRequest) -> RunReport {
+pub async fn run_reported(site: &Site, job: &Job, req: &RunRequest) -> RunReport {
     let run_id = uuid::Uuid::new_v4().to_string();
     let date = req.date.to_string();
     let mut report = RunReport::new(&job.name, &date, &run_id, &job.source, &job.lake);
-    let outcome = run(job, req, &mut report)
+    let outcome = run_on(site, job, req, &mut report)
         .instrument(info_span!("run", date = %date, run_id = %run_id))
         .await;
     if let Err(e) = outcome {
@@ -184,29 +143,11 @@ pub async fn run_reported(job: &Job, req: &RunRequest) -> RunReport {
     report
 }
 
-/// Takes the locks of `tables` for `date` in the lake.
-async fn take_locks(
-    job: &Job,
-    prepared: &Prepared,
-    tables: &[&'static str],
-    date: NaiveDate,
-    run_id: &str,
-) -> Result<LockSet, Error> {
-    let site = lock::Site::for_lake(&prepared.lake.url, &job.storage)?;
-    let owner = lock::Owner {
-        run_id: run_id.to_string(),
-        job: job.name.clone(),
-    };
-    Ok(lock::acquire(&site, tables, date, &owner, &job.lock)
-        .instrument(info_span!("lock"))
-        .await?)
-}
-
 /// What every step of one date's run shares.
 struct DateRun<'a> {
     job: &'a Job,
     req: &'a RunRequest,
-    prepared: &'a Prepared,
+    site: &'a Site,
     reference: &'a Reference,
     locks: &'a LockSet,
     listing: Listing,
@@ -224,15 +165,15 @@ async fn run_locked(
     job: &Job,
     req: &RunRequest,
     report: &mut RunReport,
-    prepared: &Prepared,
+    site: &Site,
     reference: &Reference,
     locks: &LockSet,
 ) -> Result<(), Error> {
-    let listing = list_step(job, prepared, req.date, report).await?;
+    let listing = list_step(job, site, req.date, report).await?;
     let run = DateRun {
         job,
         req,
-        prepared,
+        site,
         reference,
         locks,
         rules: Arc::new(rules_of(job, req.date)),
@@ -257,14 +198,12 @@ async fn run_locked(
 /// for no blobs (when the job says so) and for archived ones.
 async fn list_step(
     job: &Job,
-    prepared: &Prepared,
+    site: &Site,
     date: NaiveDate,
     report: &mut RunReport,
 ) -> Result<Listing, Error> {
     let t = Instant::now();
-    let listing = list(job, prepared, date)
-        .instrument(info_span!("list"))
-        .await?;
+    let listing = site.list(job, date).instrument(info_span!("list")).await?;
     report.blobs.prefixes = listing.prefixes.len();
     report.blobs.listed = listing.blobs.len();
     report.blobs.ignored = listing.ignored.len();
@@ -291,7 +230,7 @@ async fn list_step(
         "listed"
     );
     // An archived blob fails when read: say so now, naming them, instead of mid-read.
-    if let Some(tiers) = tiers(prepared, &listing).await {
+    if let Some(tiers) = site.tiers(&listing).await {
         let archived: Vec<&BlobTier> = tiers.iter().filter(|t| t.is_archived()).collect();
         report.blobs.archived = archived.len();
         if !archived.is_empty() {
@@ -404,7 +343,7 @@ impl DateRun<'_> {
                     report.lookback_complete = Some(lookback_complete);
                     let t = Instant::now();
                     let earlier =
-                        crate::run::health::earlier_features(&self.prepared.lake, self.req.date)
+                        crate::run::health::earlier_features(&self.site.lake, self.req.date)
                             .instrument(info_span!("baselines"))
                             .await?;
                     report.durations.history_ms += ms(t);
@@ -429,7 +368,7 @@ impl DateRun<'_> {
                 // Before rejects, which stays the run's last commit (the volume's record).
                 // A stopped run writes rejects and nothing else; its report has the figures.
                 let (spec, batch) =
-                    checks.staged(&self.prepared.lake, self.req.date, &self.meta.run_id)?;
+                    checks.staged(&self.site.lake, self.req.date, &self.meta.run_id)?;
                 staged.insert(
                     staged.len().saturating_sub(1),
                     (spec, batch, self.meta.clone()),
@@ -450,7 +389,7 @@ impl DateRun<'_> {
                     if let (Some(seen), Some(writer), Some(version)) = (seen, writer, committed) {
                         let t = Instant::now();
                         crate::run::health::store_digest(
-                            &self.prepared.lake,
+                            &self.site.lake,
                             self.req.date,
                             version,
                             &seen,
@@ -461,14 +400,9 @@ impl DateRun<'_> {
                         report.durations.history_ms += ms(t);
                     }
                     if let (Some(frame), Some(version)) = (partials, committed) {
-                        crate::run::windows::store(
-                            &self.prepared.lake,
-                            self.req.date,
-                            version,
-                            frame,
-                        )
-                        .instrument(info_span!("feature_partials"))
-                        .await;
+                        crate::run::windows::store(&self.site.lake, self.req.date, version, frame)
+                            .instrument(info_span!("feature_partials"))
+                            .await;
                     }
                     return Ok((staged, false));
                 }
@@ -483,7 +417,7 @@ impl DateRun<'_> {
         if settings.min_ratio <= 0.0 {
             return Ok(false);
         }
-        let history = volume::history(&self.prepared.lake, self.req.date, settings.dates).await?;
+        let history = volume::history(&self.site.lake, self.req.date, settings.dates).await?;
         let check = volume::check(volume, &history, settings);
         let stop = check.status == "failed";
         if check.status == "warned" || stop {
@@ -510,11 +444,11 @@ impl DateRun<'_> {
             return Ok((None, false, None));
         }
         let date = self.req.date;
-        let lookback = lookback(&self.prepared.lake, date)
+        let lookback = lookback(&self.site.lake, date)
             .instrument(info_span!("lookback"))
             .await?;
         let complete = lookback.is_some();
-        let earlier = crate::run::windows::earlier(&self.prepared.lake, self.job, date)
+        let earlier = crate::run::windows::earlier(&self.site.lake, self.job, date)
             .instrument(info_span!("windows"))
             .await?;
         let (windows, found) = earlier.unzip();
@@ -522,7 +456,7 @@ impl DateRun<'_> {
         let start = guarded("features", || {
             features::Hourly::new(date, lookback, windows)
         })?;
-        let history = crate::run::health::history(&self.prepared.lake, date)
+        let history = crate::run::health::history(&self.site.lake, date)
             .instrument(info_span!("health_history"))
             .await?;
         Ok((Some(start), complete, Some(history)))
@@ -535,7 +469,7 @@ impl DateRun<'_> {
     ) -> PassInputs<'_> {
         let paths: Vec<&str> = self.listing.blobs.iter().map(|b| b.path.as_str()).collect();
         PassInputs {
-            prepared: self.prepared,
+            site: self.site,
             listing: &self.listing,
             rules: self.rules.clone(),
             date: self.req.date,
@@ -559,7 +493,7 @@ impl DateRun<'_> {
         if !crate::run::drift::active(schema, drift) {
             return Ok(());
         }
-        let added = crate::run::drift::columns_to_add(&self.prepared.lake, schema, drift).await?;
+        let added = crate::run::drift::columns_to_add(&self.site.lake, schema, drift).await?;
         report.drift = Some(crate::run::drift::report_of(tally, drift, added));
         Ok(())
     }
@@ -622,7 +556,7 @@ impl DateRun<'_> {
         };
         staged.push(stage(lake::rejects_table(), frame, rejects_meta)?);
         for (spec, _, _) in &staged {
-            lake::prepare_table(&self.prepared.lake, spec)?;
+            lake::prepare_table(&self.site.lake, spec)?;
         }
         Ok((staged, seen))
     }
@@ -638,9 +572,7 @@ impl DateRun<'_> {
         let (date, spec) = (self.req.date, lake::telemetry_table());
         let silver_rows = silver.rows();
         if silver_rows == 0 && !self.job.allow_empty {
-            if let Some(why) =
-                empty_replaces_rows(self.prepared, date, &self.listing, report).await?
-            {
+            if let Some(why) = empty_replaces_rows(self.site, date, &self.listing, report).await? {
                 silver.abort().await;
                 return Err(Error::EmptyRun(why));
             }
@@ -686,7 +618,7 @@ impl DateRun<'_> {
             let name = spec.name;
             // The lock must still be this run's (not expired and taken over) at each commit.
             let outcome = match self.locks.check(name).await {
-                Ok(()) => commit(&self.prepared.lake, spec, date, batch, &meta).await,
+                Ok(()) => commit(&self.site.lake, spec, date, batch, &meta).await,
                 Err(e) => Err(e.into()),
             };
             match outcome {
@@ -721,13 +653,7 @@ impl DateRun<'_> {
             ));
         } else {
             report.set_status(Status::Succeeded);
-            write_manifest(
-                self.prepared,
-                self.req.date,
-                &self.meta.run_id,
-                &self.listing,
-            )
-            .await;
+            write_manifest(self.site, self.req.date, &self.meta.run_id, &self.listing).await;
         }
     }
 }
@@ -735,9 +661,9 @@ impl DateRun<'_> {
 /// Records what the run read, after its last commit and under its locks. A
 /// manifest that cannot be written fails nothing (the tables are whole): the
 /// date then reads as changed, or never run, and `catchup` runs it again.
-async fn write_manifest(prepared: &Prepared, date: NaiveDate, run_id: &str, listing: &Listing) {
+async fn write_manifest(site: &Site, date: NaiveDate, run_id: &str, listing: &Listing) {
     let manifest = crate::lake::manifest::Manifest::of(date, run_id, listing);
-    let written = match crate::lake::manifest::Place::for_lake(&prepared.lake) {
+    let written = match crate::lake::manifest::Place::for_lake(&site.lake) {
         Ok(place) => place.write(&manifest).await,
         Err(e) => Err(e),
     };
@@ -750,11 +676,11 @@ async fn write_manifest(prepared: &Prepared, date: NaiveDate, run_id: &str, list
 /// the gate) in the lake, `_coldpath/reports/<date>.json`, for the page
 /// (`coldpath report`): stamped and redacted as printed. One that cannot be
 /// written fails nothing (the tables are whole); the page then shows none.
-async fn store_report(prepared: &Prepared, date: NaiveDate, report: &RunReport) {
+async fn store_report(site: &Site, date: NaiveDate, report: &RunReport) {
     let stored = match serde_json::to_string_pretty(&crate::version::stamp(report)) {
         Ok(text) => {
             let text = crate::storage::fault::redact(&text);
-            crate::lake::look::store_report(&prepared.lake, date, &report.run_id, text).await
+            crate::lake::look::store_report(&site.lake, date, &report.run_id, text).await
         }
         Err(e) => Err(e.to_string()),
     };
@@ -766,12 +692,12 @@ async fn store_report(prepared: &Prepared, date: NaiveDate, report: &RunReport) 
 /// Why an empty result must not replace `date`'s silver: the partition holds
 /// rows, and nothing said the empty result is intended. `None` when it may.
 async fn empty_replaces_rows(
-    prepared: &Prepared,
+    site: &Site,
     date: NaiveDate,
     listing: &Listing,
     report: &RunReport,
 ) -> Result<Option<String>, Error> {
-    let Some(table) = silver::open(&prepared.lake).await? else {
+    let Some(table) = silver::open(&site.lake).await? else {
         return Ok(None);
     };
     if !silver::has_partition(&table, date).await? {
@@ -898,17 +824,6 @@ async fn commit(
     })
 }
 
-/// The maintenance and failure logs named by the job.
-pub async fn load_reference(job: &Job, p: &Prepared) -> Result<Reference, Error> {
-    Ok(Reference::load(
-        &p.storage,
-        &job.maintenance_log,
-        &job.failure_log,
-        &job.features,
-    )
-    .await?)
-}
-
 /// The previous date's silver rows that reach into `date`'s 6 h windows;
 /// `None` when that partition (or the whole table) does not exist.
 pub async fn lookback(lake: &Lake, date: NaiveDate) -> Result<Option<DataFrame>, Error> {
@@ -936,14 +851,14 @@ async fn lookback_from(
 /// Recomputes `features_hourly` for each date from silver alone (the `features` command),
 /// e.g. to refresh labels as the failure log grows. A failed date does not stop the others.
 pub async fn refresh_features(
+    site: &Site,
     job: &Job,
     dates: &[NaiveDate],
     labels_as_of: DateTime<Utc>,
     report: &mut FeaturesReport,
 ) -> Result<(), Error> {
-    let prepared = prepare(job)?;
-    let reference = load_reference(job, &prepared).await?;
-    let Some(table) = silver::open(&prepared.lake).await? else {
+    let reference = site.reference(job).await?;
+    let Some(table) = silver::open(&site.lake).await? else {
         return Err(Error::Usage(format!(
             "no `telemetry` table in the lake `{}`: run `coldpath run` for the dates first",
             job.lake
@@ -952,19 +867,19 @@ pub async fn refresh_features(
     let mut any_failed = false;
     for &date in dates {
         let outcome = async {
-            let locks = take_locks(
-                job,
-                &prepared,
-                &["features_hourly", "telemetry_minute", "device_health"],
-                date,
-                &report.run_id,
-            )
-            .await?;
+            let locks = site
+                .lock(
+                    job,
+                    &["features_hourly", "telemetry_minute", "device_health"],
+                    date,
+                    &report.run_id,
+                )
+                .await?;
             let outcome = crate::cancel::unless_cancelled(refresh_one(
                 job,
-                &prepared,
+                site,
                 &table,
-                &reference,
+                reference,
                 &locks,
                 date,
                 labels_as_of,
@@ -1007,7 +922,7 @@ pub async fn refresh_features(
 #[allow(clippy::too_many_arguments)]
 async fn refresh_one(
     job: &Job,
-    prepared: &Prepared,
+    site: &Site,
     table: &deltalake::DeltaTable,
     reference: &Reference,
     locks: &LockSet,
@@ -1023,13 +938,13 @@ async fn refresh_one(
     let rows = read_date(table, job, date).await?;
     let silver_rows = rows.height() as u64;
     let minutes = guarded("features", || features::minute::aggregate(&rows, date))?;
-    let health = day_health(&prepared.lake, date, &rows).await?;
-    let attribution = crate::run::health::recorded_attribution(&prepared.lake, date).await?;
-    let earlier = crate::run::health::earlier_features(&prepared.lake, date).await?;
+    let health = day_health(&site.lake, date, &rows).await?;
+    let attribution = crate::run::health::recorded_attribution(&site.lake, date).await?;
+    let earlier = crate::run::health::earlier_features(&site.lake, date).await?;
     let lookback = lookback_from(table, date).await?;
     let lookback_complete = lookback.is_some();
     let windows = match job.features.has_signal_windows() {
-        true => Some(refresh_windows(&prepared.lake, table, job, date, &rows).await?),
+        true => Some(refresh_windows(&site.lake, table, job, date, &rows).await?),
         false => None,
     };
     let frame = guarded("features", || {
@@ -1059,13 +974,13 @@ async fn refresh_one(
         stage(lake::health_table(), health, meta.clone())?,
     ];
     for (other, _, _) in &others {
-        lake::prepare_table(&prepared.lake, other)?;
+        lake::prepare_table(&site.lake, other)?;
     }
     locks.check(spec.name).await?;
-    let table = commit(&prepared.lake, spec, date, batch, &meta).await?;
+    let table = commit(&site.lake, spec, date, batch, &meta).await?;
     for (other, batch, meta) in others {
         locks.check(other.name).await?;
-        commit(&prepared.lake, other, date, batch, &meta).await?;
+        commit(&site.lake, other, date, batch, &meta).await?;
     }
     Ok(FeaturesDate {
         date: date.to_string(),
@@ -1143,7 +1058,7 @@ async fn day_health(lake: &Lake, date: NaiveDate, rows: &DataFrame) -> Result<Da
 
 /// What every pass over the date's blobs reads with.
 struct PassInputs<'a> {
-    prepared: &'a Prepared,
+    site: &'a Site,
     listing: &'a Listing,
     rules: Arc<Rules>,
     date: NaiveDate,
@@ -1213,8 +1128,7 @@ async fn read_pass(inputs: &PassInputs<'_>) -> Result<Pass, Error> {
         );
         let contested: std::collections::HashSet<u64> = contested.into_iter().collect();
         let mut copies = Vec::new();
-        let mut blobs =
-            read::ReadAhead::start(inputs.prepared, inputs.listing, inputs.rules.clone());
+        let mut blobs = read::ReadAhead::start(inputs.site, inputs.listing, inputs.rules.clone());
         while let Some(read) = blobs.next().await {
             let read = read?;
             for (_, rows) in read.outcome.hours {
@@ -1235,8 +1149,7 @@ async fn one_pass(
 ) -> Result<(Pass, Vec<u64>), Error> {
     let spec = crate::run::drift::silver_spec(&inputs.rules.schema, &inputs.drift);
     let stream =
-        lake::PartitionStream::start(&inputs.prepared.lake, &spec, inputs.date, inputs.meta)
-            .await?;
+        lake::PartitionStream::start(&inputs.site.lake, &spec, inputs.date, inputs.meta).await?;
     let features = inputs.features.clone();
     let silver = hours::SilverOut {
         stream,
@@ -1277,7 +1190,7 @@ async fn one_pass(
     day.expect = crate::run::expect::HourChecks::new(inputs.expectations);
     let mut counts = Counts::default();
     let mut rejects = Vec::new();
-    let mut blobs = read::ReadAhead::start(inputs.prepared, inputs.listing, inputs.rules.clone());
+    let mut blobs = read::ReadAhead::start(inputs.site, inputs.listing, inputs.rules.clone());
     while let Some(read) = blobs.next().await {
         let read::Read {
             idx,

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 
 use crate::error::Error;
-use crate::run::pipeline::Prepared;
+use crate::run::site::Site;
 use crate::stages::normalize::{self, BlobOutcome, Rules};
 use crate::stages::source::{self, Listing};
 use crate::storage::Storage;
@@ -51,8 +51,8 @@ pub struct ReadAhead {
 }
 
 impl ReadAhead {
-    pub fn start(prepared: &Prepared, listing: &Listing, rules: Arc<Rules>) -> ReadAhead {
-        let storage = prepared.storage.clone();
+    pub fn start(site: &Site, listing: &Listing, rules: Arc<Rules>) -> ReadAhead {
+        let storage = site.storage.clone();
         let blobs: Arc<[source::Blob]> = listing.blobs.clone().into();
         let (tx, reads) = tokio::sync::mpsc::channel(FETCH_CONCURRENCY);
         let task = tokio::spawn(async move {

@@ -420,6 +420,18 @@ fn week_cmd(command: &str, raw: &Path, lake: &Path, extra: &[&str]) -> Value {
     report
 }
 
+/// A command of many dates opened its site (storage, layout, lake) and read the
+/// reference logs once, as its log says (`run::site`).
+fn assert_opened_once(log: &str, command: &str) {
+    for event in ["site opened", "reference logs read"] {
+        assert_eq!(
+            log.matches(event).count(),
+            1,
+            "{command}: \"{event}\" in\n{log}"
+        );
+    }
+}
+
 /// The files of one hour's folder, sorted by name.
 fn blobs_of(raw: &Path, date: &str, hour: &str) -> Vec<PathBuf> {
     let dir = raw
@@ -513,12 +525,17 @@ fn a_catchup_of_three_changed_dates_in_eight_refreshes_every_dependent_and_equal
     let plan = plan(WEEK[3], &raw, &lake);
     assert_eq!(plan["dependents"], dates(&WEEK[4..]), "{plan}");
 
-    let report = week_cmd(
+    let (code, report, err) = coldpath_with(
         "catchup",
-        &raw,
-        &lake,
+        WEEK_LABELS,
+        raw.to_str().unwrap(),
+        lake.to_str().unwrap(),
         &["--from", WEEK[0], "--to", WEEK[7]],
+        &[],
     );
+    assert_eq!(code, 0, "{report}\n{err}");
+    // Seven dates rerun or refreshed, on one site: storage opened and the logs read once.
+    assert_opened_once(&err, "catchup");
     let (rerun, refreshed) = (
         [WEEK[1], WEEK[3], WEEK[5]],
         [WEEK[2], WEEK[4], WEEK[6], WEEK[7]],
@@ -550,12 +567,16 @@ fn a_catchup_of_three_changed_dates_in_eight_refreshes_every_dependent_and_equal
     }
 
     let clean = dir.path().join("clean");
-    week_cmd(
+    let (code, report, err) = coldpath_with(
         "backfill",
-        &raw,
-        &clean,
+        WEEK_LABELS,
+        raw.to_str().unwrap(),
+        clean.to_str().unwrap(),
         &["--from", WEEK[0], "--to", WEEK[7]],
+        &[],
     );
+    assert_eq!(code, 0, "{report}\n{err}");
+    assert_opened_once(&err, "backfill");
     let mut differ = Vec::new();
     for table in TABLES {
         let (got, want) = (
