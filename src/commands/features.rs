@@ -4,7 +4,6 @@ use super::cli::FeaturesArgs;
 use super::output::{emit, failure};
 use super::{label_cutoff, load_job};
 use crate::report::FeaturesReport;
-use crate::run::pipeline;
 use crate::Error;
 
 pub async fn command(args: FeaturesArgs) -> i32 {
@@ -22,7 +21,7 @@ pub async fn command(args: FeaturesArgs) -> i32 {
         let span = tracing::info_span!("features", job = %job.name, run_id = %run_id);
         use tracing::Instrument;
         let site = crate::run::site::Site::open(&job)?;
-        pipeline::refresh_features(&site, &job, &dates, labels_as_of, &mut report)
+        crate::run::refresh::refresh_features(&site, &job, &dates, labels_as_of, &mut report)
             .instrument(span)
             .await
     }

@@ -239,10 +239,15 @@ async fn features_pass(
         let outcome = on_own_thread(move || async move {
             let mut features = FeaturesReport::new(&run_id, &job.lake, labels_as_of);
             features.job = job.name.clone();
-            let outcome =
-                pipeline::refresh_features(&site, &job, &[date], labels_as_of, &mut features)
-                    .instrument(info_span!("features", date = %date))
-                    .await;
+            let outcome = crate::run::refresh::refresh_features(
+                &site,
+                &job,
+                &[date],
+                labels_as_of,
+                &mut features,
+            )
+            .instrument(info_span!("features", date = %date))
+            .await;
             (features, outcome)
         })
         .await;

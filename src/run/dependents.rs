@@ -27,7 +27,7 @@ use crate::config::job::Job;
 use crate::error::Error;
 use crate::lake::{silver, Lake};
 use crate::report::{FeaturesDate, FeaturesReport, RunReport, Status};
-use crate::run::pipeline::{self, RunRequest};
+use crate::run::pipeline::RunRequest;
 use crate::run::site::Site;
 use crate::stages::features::baseline::BASELINE_DATES;
 use crate::stages::health::HISTORY_DATES;
@@ -149,7 +149,7 @@ pub async fn refresh(
     run_id: &str,
 ) -> Result<Vec<FeaturesDate>, Error> {
     let mut report = FeaturesReport::new(run_id, &job.lake, labels_as_of);
-    pipeline::refresh_features(site, job, dates, labels_as_of, &mut report)
+    crate::run::refresh::refresh_features(site, job, dates, labels_as_of, &mut report)
         .instrument(info_span!("dependents"))
         .await?;
     Ok(report.dates)
@@ -195,7 +195,8 @@ pub async fn refresh_one(
     run_id: &str,
 ) -> FeaturesDate {
     let mut report = FeaturesReport::new(run_id, &job.lake, labels_as_of);
-    let outcome = pipeline::refresh_features(site, job, &[date], labels_as_of, &mut report).await;
+    let outcome =
+        crate::run::refresh::refresh_features(site, job, &[date], labels_as_of, &mut report).await;
     let entry = report.dates.pop();
     match (outcome, entry) {
         (Ok(()), Some(entry)) => entry,

@@ -1,8 +1,10 @@
 //! Runs: one date end to end, and the commands made of many dates.
 //!
 //! [`site`] is what a command opens once for all its dates (storage, layout, lake, reference logs).
-//! [`pipeline`] is one date's run: the locks, the listing, the read pass
-//! ([`read`] reads the blobs ahead, [`fetch`] each one) that [`hours`] closes an event hour at a time, the quality gate and the commits;
+//! [`pipeline`] is one date's run (its shared state in [`date`]): the locks, the listing,
+//! the read [`pass`] ([`read`] reads the blobs ahead, [`fetch`] each one) that [`hours`]
+//! closes an event hour at a time, the quality gate; then [`commit`] stages and commits
+//! the tables, finished in [`gold`]. [`refresh`] recomputes the derived tables from silver.
 //! [`health`] reads back what `device_health` and the baselines need.
 //! [`windows`] reads what the declared feature windows reach of earlier dates.
 //! [`expect`] checks the job's declared expectations on each hour's rows.
@@ -12,14 +14,19 @@
 
 pub mod backfill;
 pub mod catchup;
+pub mod commit;
+pub mod date;
 pub mod dependents;
 pub mod drift;
 pub mod expect;
 pub mod fetch;
+pub mod gold;
 pub mod health;
 pub mod hours;
+pub mod pass;
 pub mod pipeline;
 pub mod read;
+pub mod refresh;
 pub mod site;
 pub mod volume;
 pub mod windows;

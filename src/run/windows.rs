@@ -20,7 +20,7 @@ use crate::config::job::Job;
 use crate::lake::manifest::Place;
 use crate::lake::{digest, partials, silver, Lake};
 use crate::report::EarlierWindows;
-use crate::stages::features::Windows;
+use crate::stages::features::{self, Windows};
 use crate::Error;
 
 /// Hours of silver read at once (at plant scale, about 1.8 M readings an hour).
@@ -178,4 +178,28 @@ pub async fn read_with_signals(
         rows.with_column(nulls).map_err(Error::polars("features"))?;
     }
     Ok(rows)
+}
+
+/// The previous date's silver rows that reach into `date`'s 6 h windows;
+/// `None` when that partition (or the whole table) does not exist.
+pub async fn lookback(lake: &Lake, date: NaiveDate) -> Result<Option<DataFrame>, Error> {
+    let Some(table) = silver::open(lake).await? else {
+        return Ok(None);
+    };
+    lookback_from(&table, date).await
+}
+
+pub(super) async fn lookback_from(
+    table: &deltalake::DeltaTable,
+    date: NaiveDate,
+) -> Result<Option<DataFrame>, Error> {
+    let Some(previous) = date.pred_opt() else {
+        return Ok(None);
+    };
+    if !silver::has_partition(table, previous).await? {
+        return Ok(None);
+    }
+    let from = features::lookback_start_us(date);
+    let rows = silver::read_day(table, previous, Some(from), &features::LOOKBACK_COLUMNS).await?;
+    Ok(Some(rows))
 }

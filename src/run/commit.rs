@@ -1,0 +1,250 @@
+//! A date's run after its pass: the other tables staged as Arrow batches
+//! before any commit, then the commits in their order (silver first, rejects
+//! last, the lock checked before each; a failure after one is reported as
+//! partly committed), and what a finished run leaves beside its tables (the
+//! manifest of what it read, its stored report).
+
+use std::time::Instant;
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+use tracing::{info, warn};
+
+use crate::error::Error;
+use crate::lake::silver;
+use crate::lake::{self, CommitMeta};
+use crate::report::{RunReport, Status, TableReport};
+use crate::run::gold::{
+    commit, count_status, finish_gold, recorded_devices, rejects_frame, stage, Gold, Staged,
+};
+use crate::run::site::Site;
+use crate::run::volume::Volume;
+use crate::stages::guarded;
+use crate::stages::health::{Attribution, SeenDevices};
+use crate::stages::normalize::Reject;
+use crate::stages::source::Listing;
+
+use crate::run::date::{ms, DateRun};
+
+impl DateRun<'_> {
+    /// Step 4: everything that can fail without touching storage happens before
+    /// the first commit: the other tables become Arrow batches, folders are checked.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn stage_step(
+        &self,
+        gold: Option<Gold>,
+        minutes: Option<DataFrame>,
+        rejects: &[Reject],
+        attribution: &Attribution,
+        gate_failed: bool,
+        volume: Volume,
+        report: &mut RunReport,
+    ) -> Result<(Vec<Staged>, Option<SeenDevices>), Error> {
+        let mut staged = Vec::with_capacity(5);
+        let (mut health, mut seen) = (None, None);
+        if let Some(Gold {
+            features,
+            health: day,
+            earlier,
+        }) = gold
+        {
+            let frame = guarded("features", || {
+                features.finish(self.reference, self.req.labels_as_of, &self.job.features)
+            })?;
+            let (frame, health_frame, day_seen) =
+                finish_gold(frame, day, self.reference, attribution, &earlier)?;
+            seen = Some(day_seen);
+            info!(
+                rows = frame.height(),
+                devices = health_frame.height(),
+                "features"
+            );
+            report.devices_by_status = count_status(&health_frame);
+            let gold_meta = CommitMeta {
+                labels_as_of: report.labels_as_of.clone(),
+                ..self.meta.clone()
+            };
+            let spec = lake::features_table_for(&frame, &self.job.features.columns())?;
+            staged.push(stage(spec, frame, gold_meta)?);
+            health = Some(health_frame);
+        }
+        if let (false, Some(minutes)) = (gate_failed, minutes) {
+            staged.push(stage(lake::minute_table(), minutes, self.meta.clone())?);
+        }
+        if let Some(health) = health {
+            staged.push(stage(lake::health_table(), health, self.meta.clone())?);
+        }
+        let paths: Vec<&str> = self.listing.blobs.iter().map(|b| b.path.as_str()).collect();
+        let frame = rejects_frame(rejects, &paths, self.req.date, &self.meta.run_id)
+            .map_err(Error::polars("rejects"))?;
+        // The run's last commit records the date's volume, for later dates' guard.
+        let rejects_meta = CommitMeta {
+            volume: (!gate_failed).then_some(volume),
+            devices: (!gate_failed).then(|| recorded_devices(attribution)),
+            ..self.meta.clone()
+        };
+        staged.push(stage(lake::rejects_table(), frame, rejects_meta)?);
+        for (spec, _, _) in &staged {
+            lake::prepare_table(&self.site.lake, spec)?;
+        }
+        Ok((staged, seen))
+    }
+
+    /// Step 5: commit silver first (the stream ends and delta-rs commits its
+    /// files); `false` when a concurrent table creation means reading again.
+    pub(super) async fn commit_silver(
+        &self,
+        silver: lake::PartitionStream,
+        attempt: u64,
+        report: &mut RunReport,
+    ) -> Result<bool, Error> {
+        let (date, spec) = (self.req.date, lake::telemetry_table());
+        let silver_rows = silver.rows();
+        if silver_rows == 0 && !self.job.allow_empty {
+            if let Some(why) = empty_replaces_rows(self.site, date, &self.listing, report).await? {
+                silver.abort().await;
+                return Err(Error::EmptyRun(why));
+            }
+        }
+        self.locks.check(spec.name).await?;
+        match silver.finish().await {
+            Ok(version) => {
+                info!(table = spec.name, rows = silver_rows, version, "committed");
+                let partition = format!("{}={date}", spec.partition);
+                let table = TableReport {
+                    partition,
+                    rows: silver_rows,
+                    version,
+                };
+                report.tables.insert(spec.name, table);
+                Ok(true)
+            }
+            // Another run created the table between our look and our commit.
+            Err(e) if e.is_commit_conflict() && attempt < lake::COMMIT_ATTEMPTS => {
+                warn!(table = spec.name, error = %e, attempt, "concurrent commit by another run; reading the date again");
+                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Step 6: then features and minutes (unless the gate failed), then rejects; each one atomic.
+    pub(super) async fn commit_step(
+        &self,
+        staged: Vec<Staged>,
+        gate_failed: bool,
+        report: &mut RunReport,
+    ) -> Result<(), Error> {
+        let t = Instant::now();
+        let date = self.req.date;
+        let mut committed: Vec<&'static str> = if gate_failed {
+            Vec::new()
+        } else {
+            vec![lake::telemetry_table().name]
+        };
+        for (spec, batch, meta) in staged {
+            let name = spec.name;
+            // The lock must still be this run's (not expired and taken over) at each commit.
+            let outcome = match self.locks.check(name).await {
+                Ok(()) => commit(&self.site.lake, spec, date, batch, &meta).await,
+                Err(e) => Err(e.into()),
+            };
+            match outcome {
+                Ok(table) => {
+                    report.tables.insert(name, table);
+                    committed.push(name);
+                }
+                // A failure after a commit is never "nothing written": exit 1, rerun completes it.
+                Err(e) if !committed.is_empty() => {
+                    return Err(Error::PartlyCommitted(format!(
+                        "{e} (already committed for {date}: {}; rerun the date to complete it)",
+                        committed.join(", ")
+                    )))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        report.durations.write_ms += ms(t);
+        report.memory_after("write");
+        Ok(())
+    }
+
+    /// Step 7: the status, and the manifest of what a succeeded run read.
+    pub(super) async fn conclude(&self, gate_failed: bool, report: &mut RunReport) {
+        if gate_failed && report.error.is_some() {
+            report.set_status(Status::QualityGateFailed);
+        } else if gate_failed {
+            report.set_status(Status::QualityGateFailed);
+            report.error = Some(format!(
+                "reject ratio {:.4} is over max_reject_ratio {}: rejects written, telemetry not",
+                report.reject_ratio, self.job.max_reject_ratio
+            ));
+        } else {
+            report.set_status(Status::Succeeded);
+            write_manifest(self.site, self.req.date, &self.meta.run_id, &self.listing).await;
+        }
+    }
+}
+
+/// Records what the run read, after its last commit and under its locks. A
+/// manifest that cannot be written fails nothing (the tables are whole): the
+/// date then reads as changed, or never run, and `catchup` runs it again.
+pub(super) async fn write_manifest(site: &Site, date: NaiveDate, run_id: &str, listing: &Listing) {
+    let manifest = crate::lake::manifest::Manifest::of(date, run_id, listing);
+    let written = match crate::lake::manifest::Place::for_lake(&site.lake) {
+        Ok(place) => place.write(&manifest).await,
+        Err(e) => Err(e),
+    };
+    if let Err(e) = written {
+        warn!(error = %crate::storage::fault::redact(&e.to_string()), "the run's manifest was not written; catchup will run the date again");
+    }
+}
+
+/// Keeps the report of a run that reached its end (succeeded, or stopped by
+/// the gate) in the lake, `_coldpath/reports/<date>.json`, for the page
+/// (`coldpath report`): stamped and redacted as printed. One that cannot be
+/// written fails nothing (the tables are whole); the page then shows none.
+pub(super) async fn store_report(site: &Site, date: NaiveDate, report: &RunReport) {
+    let stored = match serde_json::to_string_pretty(&crate::version::stamp(report)) {
+        Ok(text) => {
+            let text = crate::storage::fault::redact(&text);
+            crate::lake::look::store_report(&site.lake, date, &report.run_id, text).await
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    if let Err(e) = stored {
+        warn!(error = %crate::storage::fault::redact(&e), "the run's report was not stored in the lake");
+    }
+}
+
+/// Why an empty result must not replace `date`'s silver: the partition holds
+/// rows, and nothing said the empty result is intended. `None` when it may.
+pub(super) async fn empty_replaces_rows(
+    site: &Site,
+    date: NaiveDate,
+    listing: &Listing,
+    report: &RunReport,
+) -> Result<Option<String>, Error> {
+    let Some(table) = silver::open(&site.lake).await? else {
+        return Ok(None);
+    };
+    if !silver::has_partition(&table, date).await? {
+        return Ok(None);
+    }
+    let found = if listing.blobs.is_empty() {
+        format!(
+            "the listing found no blobs under {} prefixes of the layout",
+            listing.prefixes.len()
+        )
+    } else {
+        format!(
+            "its {} blobs held no rows of the date ({} records read)",
+            listing.blobs.len(),
+            report.records_read
+        )
+    };
+    Ok(Some(format!(
+        "{date}: {found}, but telemetry's event_date={date} holds rows; nothing was changed. A wrong layout, prefix or credential lists nothing: check them. If the date is meant to be empty, rerun with --allow-empty (or allow_empty = true in the job file)"
+    )))
+}

@@ -1,0 +1,194 @@
+//! What a date's run and a features refresh commit: the gold tables finished
+//! from their parts (features with coverage and baselines, device_health with
+//! the date's attribution), each table's frame staged as an Arrow batch before
+//! any commit, and one replace-where commit per table and date.
+
+use chrono::NaiveDate;
+use polars::prelude::*;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::error::Error;
+use crate::lake::{self, CommitMeta, Lake};
+use crate::report::TableReport;
+use crate::stages::features::{self, baseline, Reference};
+use crate::stages::guarded;
+use crate::stages::health::{Attribution, DayHealth, SeenDevices};
+use crate::stages::normalize::Reject;
+use deltalake::arrow::array::RecordBatch;
+
+/// A table's frame made an Arrow batch, ready to commit.
+pub(super) type Staged = (lake::TableSpec, RecordBatch, CommitMeta);
+
+/// What the gold tables of a run are finished from, once its pass is read.
+pub(super) struct Gold {
+    pub(super) features: features::Hourly,
+    pub(super) health: DayHealth,
+    /// `features_hourly` of the dates before (the baselines).
+    pub(super) earlier: DataFrame,
+}
+
+/// `device_health` of the date, the features with its per-hour coverage and the
+/// baselines, and what the date's digest says of each device (besides its intervals).
+pub(super) fn finish_gold(
+    features: DataFrame,
+    health: DayHealth,
+    reference: &Reference,
+    attribution: &Attribution,
+    earlier: &DataFrame,
+) -> Result<(DataFrame, DataFrame, SeenDevices), Error> {
+    let from_log = reference.maintenance.keys().cloned();
+    let (health, quality, seen) = guarded("health", || health.finish(from_log, attribution))?;
+    let features = guarded("features", || {
+        baseline::add_columns(features, &quality, earlier)
+    })?;
+    Ok((features, health, seen))
+}
+
+/// Devices whose counts a commit records at most: device ids are input, and a
+/// night of bad records naming a new id each must not bloat the Delta log that
+/// every reader parses (10,000 ids of at most 1 KiB: 10 MiB at worst, 250 KiB
+/// for a plant of 10,000 devices with ordinary ids).
+pub(super) const MAX_RECORDED_DEVICES: usize = 10_000;
+
+/// The attribution as the `rejects` commit records it: the devices with the most
+/// duplicates, rejects and late rows first, at most [`MAX_RECORDED_DEVICES`]
+/// (a refresh counts the others 0, and the run says so).
+pub(super) fn recorded_devices(attribution: &Attribution) -> lake::DeviceCounts {
+    let mut all: Vec<(&String, [u64; 3])> = attribution
+        .iter()
+        .map(|(id, a)| (id, a.to_array()))
+        .collect();
+    if all.len() > MAX_RECORDED_DEVICES {
+        all.sort_by_key(|(id, c)| (std::cmp::Reverse(c.iter().sum::<u64>()), *id));
+        warn!(
+            devices = all.len(),
+            recorded = MAX_RECORDED_DEVICES,
+            "more devices with duplicates, rejects or late rows than a commit records: a later features refresh counts the rest 0 in device_health"
+        );
+        all.truncate(MAX_RECORDED_DEVICES);
+    }
+    all.into_iter().map(|(id, c)| (id.clone(), c)).collect()
+}
+
+/// Devices per `status` of a `device_health` frame, for the report.
+pub(super) fn count_status(health: &DataFrame) -> std::collections::BTreeMap<String, u64> {
+    let mut counts = std::collections::BTreeMap::new();
+    if let Ok(status) = health.column("status").and_then(|c| c.str().cloned()) {
+        for s in status.iter().flatten() {
+            *counts.entry(s.to_string()).or_default() += 1;
+        }
+    }
+    counts
+}
+
+/// A table's frame turned into the Arrow batch its commit will write.
+pub(super) fn stage(
+    spec: lake::TableSpec,
+    mut frame: DataFrame,
+    meta: CommitMeta,
+) -> Result<(lake::TableSpec, RecordBatch, CommitMeta), Error> {
+    let batch = lake::to_record_batch(&spec, &mut frame)?;
+    Ok((spec, batch, meta))
+}
+
+/// Replaces `date`'s partition of one table with `batch`.
+pub(super) async fn commit(
+    lake: &Lake,
+    spec: lake::TableSpec,
+    date: NaiveDate,
+    batch: RecordBatch,
+    meta: &CommitMeta,
+) -> Result<TableReport, Error> {
+    let rows = batch.num_rows() as u64;
+    let version = lake::replace_partition(lake, &spec, date, batch, meta)
+        .instrument(info_span!("commit", table = spec.name))
+        .await?;
+    info!(table = spec.name, rows, version, "committed");
+    Ok(TableReport {
+        partition: format!("{}={date}", spec.partition),
+        rows,
+        version,
+    })
+}
+
+/// The hours' minute aggregates as one frame of `telemetry_minute`.
+pub(super) fn minute_frame(date: NaiveDate, frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
+    let mut frames = frames.into_iter();
+    let Some(mut all) = frames.next() else {
+        return features::minute::empty(date);
+    };
+    for f in frames {
+        all.vstack_mut(&f)?;
+    }
+    Ok(all)
+}
+
+/// The rejects of the date's own partitions as a frame of the `rejects` table.
+pub(super) fn rejects_frame(
+    rejects: &[Reject],
+    paths: &[&str],
+    date: NaiveDate,
+    run_id: &str,
+) -> PolarsResult<DataFrame> {
+    let n = rejects.len();
+    let run_date = crate::calendar::date_column("run_date", date, n);
+    DataFrame::new_infer_height(vec![
+        run_date,
+        Column::new(
+            "source_file".into(),
+            rejects
+                .iter()
+                .map(|r| paths.get(r.blob as usize).copied())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "line".into(),
+            rejects
+                .iter()
+                .map(|r| r.line.map(|l| l as i64))
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "reason".into(),
+            rejects
+                .iter()
+                .map(|r| r.reason.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "detail".into(),
+            rejects
+                .iter()
+                .map(|r| r.detail.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "raw".into(),
+            rejects.iter().map(|r| r.raw.as_str()).collect::<Vec<_>>(),
+        ),
+        Column::new("run_id".into(), vec![run_id; n]),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::health::Attributed;
+
+    #[test]
+    fn a_commit_records_at_most_the_devices_with_the_most_counts() {
+        let mut attribution = Attribution::new();
+        for i in 0..MAX_RECORDED_DEVICES + 5 {
+            attribution.insert(format!("d{i:05}"), Attributed::from_array([0, 1, 0]));
+        }
+        attribution.insert("zz-busy".into(), Attributed::from_array([3, 4, 5]));
+        let recorded = recorded_devices(&attribution);
+        assert_eq!(recorded.len(), MAX_RECORDED_DEVICES);
+        assert_eq!(recorded["zz-busy"], [3, 4, 5]);
+        // Ties go by id: the last ids are the ones left out.
+        assert!(recorded.contains_key("d00000"));
+        assert!(!recorded.contains_key(&format!("d{:05}", MAX_RECORDED_DEVICES + 4)));
+        let few = Attribution::from([("a".to_string(), Attributed::from_array([1, 0, 0]))]);
+        assert_eq!(recorded_devices(&few).len(), 1);
+    }
+}
