@@ -37,6 +37,25 @@ if ! command -v python3 >/dev/null; then
     $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3 >/dev/null 2>&1 \
         || { $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3; }
 fi
+# The MLTable test (tests/it/mltable.rs) reads every table with Azure ML's reader:
+# mltable and azureml-dataprep[pandas] at the versions tests/mltable/requirements.txt
+# pins, in a virtual environment (.venv-mltable/, gitignored, or $COLDPATH_MLTABLE_VENV),
+# installed here from PyPI when missing or when the pins change; the copy of the pins
+# it keeps says which. The test downloads nothing and fails without it.
+venv="${COLDPATH_MLTABLE_VENV:-.venv-mltable}"
+if ! cmp -s tests/mltable/requirements.txt "$venv/coldpath-requirements.txt"; then
+    if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+        command -v apt-get >/dev/null || { echo "scripts/test.sh: python3's venv module is needed (Debian's python3-venv)" >&2; exit 2; }
+        sudo=""
+        [ "$(id -u)" -eq 0 ] || sudo="sudo"
+        $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv >/dev/null 2>&1 \
+            || { $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv; }
+    fi
+    echo "scripts/test.sh: installing Azure ML's mltable and azureml-dataprep[pandas] (tests/mltable/requirements.txt) into $venv: about 115 MiB from PyPI, 460 MiB installed, once" >&2
+    python3 -m venv "$venv"
+    "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/mltable/requirements.txt
+    cp tests/mltable/requirements.txt "$venv/coldpath-requirements.txt"
+fi
 # Lints first: no warning, and no unwrap/expect/panic outside tests (src/lib.rs).
 cargo clippy --locked --all-targets -- -D warnings
 # Cargo prints one "test result" line per test binary (the last is the doc tests,

@@ -135,15 +135,19 @@ pub fn open_table(lake: &Path, table: &str) -> DeltaTable {
     })
 }
 
-/// Every row of a table as JSON objects; timestamps as µs since the epoch, dates as `YYYY-MM-DD`.
-pub fn read_rows(lake: &Path, table: &str) -> Vec<Map<String, Value>> {
-    let table = open_table(lake, table);
-    let batches: Vec<RecordBatch> = block_on(async {
+/// Every row of a loaded table (partition columns included), as delta-rs scans it.
+pub fn scan(table: &DeltaTable) -> Vec<RecordBatch> {
+    block_on(async {
         let (_, stream) = table.scan_table().await.unwrap();
         deltalake::operations::collect_sendable_stream(stream)
             .await
             .unwrap()
-    });
+    })
+}
+
+/// Every row of a table as JSON objects; timestamps as µs since the epoch, dates as `YYYY-MM-DD`.
+pub fn read_rows(lake: &Path, table: &str) -> Vec<Map<String, Value>> {
+    let batches = scan(&open_table(lake, table));
     let mut rows = Vec::new();
     for batch in batches {
         let mut cols = Vec::new();

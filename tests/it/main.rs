@@ -24,6 +24,7 @@ mod layouts;
 mod lock;
 mod maintain;
 mod minute;
+mod mltable;
 mod report_html;
 mod run_local;
 mod stop;
