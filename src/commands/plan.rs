@@ -7,7 +7,8 @@ use super::load_job;
 use super::output::emit;
 use crate::lake::manifest::{diff, Place, Read};
 use crate::report::plan::{Archived, PlanBlob, PlanManifest, PlanReport};
-use crate::run::pipeline::{self, Prepared};
+use crate::run::pipeline;
+use crate::run::prepare::{prepare, Prepared};
 use crate::stages::source::tier::{self, BlobTier, Tiers};
 use crate::stages::source::{Listing, Window};
 use crate::storage::fault::redact;
@@ -60,7 +61,7 @@ pub async fn command(args: PlanArgs) -> i32 {
 
 async fn find(args: &PlanArgs) -> Result<Found, Error> {
     let job = load_job(&args.job, None)?;
-    let prepared = pipeline::prepare(&job)?;
+    let prepared = prepare(&job)?;
     let listing = pipeline::list(&job, &prepared, args.date).await?;
     let tiers = pipeline::tiers(&prepared, &listing).await;
     let requested = if args.rehydrate {

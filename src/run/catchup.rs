@@ -21,7 +21,8 @@ use crate::error::Error;
 use crate::lake::manifest::{self, Diff, Place, Read};
 use crate::report::Status;
 use crate::run::dependents::{self, Schedule};
-use crate::run::pipeline::{self, Prepared, RunRequest};
+use crate::run::pipeline::{self, RunRequest};
+use crate::run::prepare::{prepare, Prepared};
 
 /// What a catch-up was asked to do.
 pub struct CatchupRequest {
@@ -188,7 +189,7 @@ pub async fn catchup(
     report: &mut CatchupReport,
 ) -> Result<(), Error> {
     report.job = job.name.clone();
-    let prepared = pipeline::prepare(job)?;
+    let prepared = prepare(job)?;
     let mut reruns = Vec::new();
     for &date in &req.dates {
         stop_if_asked()?;

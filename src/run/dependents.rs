@@ -28,6 +28,7 @@ use crate::error::Error;
 use crate::lake::{silver, Lake};
 use crate::report::{FeaturesDate, FeaturesReport, RunReport, Status};
 use crate::run::pipeline::{self, RunRequest};
+use crate::run::prepare::prepare;
 use crate::stages::features::baseline::BASELINE_DATES;
 use crate::stages::health::HISTORY_DATES;
 
@@ -165,7 +166,7 @@ pub async fn refresh_after_run(
     if report.status != Status::Succeeded {
         return Ok(());
     }
-    let later = in_lake(&pipeline::prepare(job)?.lake, req.date, declared_hours(job)).await?;
+    let later = in_lake(&prepare(job)?.lake, req.date, declared_hours(job)).await?;
     let done = refresh(job, &later, req.labels_as_of, &report.run_id).await?;
     let failed: Vec<String> = done
         .iter()

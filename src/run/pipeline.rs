@@ -20,6 +20,7 @@ use crate::lake::silver;
 use crate::lake::{self, CommitMeta, Lake};
 use crate::report::{FeaturesDate, FeaturesReport, RunReport, Status, TableReport};
 use crate::run::hours;
+use crate::run::prepare::{prepare, Prepared};
 use crate::run::read;
 use crate::run::volume::{self, Volume};
 use crate::stages::features::{self, baseline, Reference};
@@ -27,8 +28,7 @@ use crate::stages::guarded;
 use crate::stages::health::{Attribution, DayHealth, History, SeenDevices};
 use crate::stages::normalize::{Reject, Rules};
 use crate::stages::source::tier::{self, BlobTier, Tiers};
-use crate::stages::source::{self, layout::Layout, Listing};
-use crate::storage::Storage;
+use crate::stages::source::{self, Listing};
 use deltalake::arrow::array::RecordBatch;
 
 /// What a run was asked to do beyond the job file.
@@ -45,24 +45,6 @@ pub struct RunRequest {
 
 fn ms(since: Instant) -> u64 {
     since.elapsed().as_millis() as u64
-}
-
-/// The parts of a run that exist before anything is read: a bad one is a configuration error.
-pub struct Prepared {
-    pub storage: Storage,
-    pub layout: Layout,
-    pub lake: Lake,
-}
-
-pub fn prepare(job: &Job) -> Result<Prepared, Error> {
-    let layout = Layout::parse(&job.layout).map_err(|e| Error::Usage(e.to_string()))?;
-    let storage = Storage::open(&job.source, &job.storage)?;
-    let lake = Lake::open(&job.lake, &job.storage)?;
-    Ok(Prepared {
-        storage,
-        layout,
-        lake,
-    })
 }
 
 /// Lists what a run for `date` would read (the `plan` command and the run's first step).
@@ -528,7 +510,7 @@ impl DateRun<'_> {
             paths: Series::new("source_file".into(), &paths),
             ingested_at_us: self.ingested_at_us,
             drift: self.job.drift,
-            expectations: &self.job.expectations,
+            expectations: &self.prepared.expectations,
         }
     }
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use futures::StreamExt;
 
 use crate::error::Error;
-use crate::run::pipeline::Prepared;
+use crate::run::prepare::Prepared;
 use crate::stages::normalize::{self, BlobOutcome, Rules};
 use crate::stages::source::{self, Listing};
 use crate::storage::Storage;
