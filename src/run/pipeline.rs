@@ -1076,7 +1076,7 @@ async fn read_date(
 /// `device_health`'s day side from the date's silver as read back (any order).
 async fn day_health(lake: &Lake, date: NaiveDate, rows: &DataFrame) -> Result<DayHealth, Error> {
     let history = crate::run::health::history(lake, date).await?;
-    guarded("health", || {
+    Ok(guarded("health", || {
         let mut day = DayHealth::new(date, history);
         // A refresh stores no digest: the date's silver is unchanged, and its digest with it.
         day.without_digest();
@@ -1086,7 +1086,7 @@ async fn day_health(lake: &Lake, date: NaiveDate, rows: &DataFrame) -> Result<Da
         )?;
         day.add(&sorted)?;
         Ok(day)
-    })
+    })?)
 }
 
 /// What every pass over the date's blobs reads with.
