@@ -21,5 +21,6 @@ pub mod hours;
 pub mod pipeline;
 pub mod prepare;
 pub mod read;
+pub mod silver;
 pub mod volume;
 pub mod windows;

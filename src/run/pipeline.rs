@@ -1186,7 +1186,7 @@ async fn one_pass(
         lake::PartitionStream::start(&inputs.prepared.lake, &spec, inputs.date, inputs.meta)
             .await?;
     let features = inputs.features.clone();
-    let silver = hours::SilverOut {
+    let silver = crate::run::silver::SilverOut {
         stream,
         paths: inputs.paths.clone(),
         run_id: inputs.meta.run_id.clone(),
