@@ -74,12 +74,16 @@ pub async fn cancelled() -> i32 {
     }
 }
 
-/// `work`, unless a stop is requested first.
-pub async fn unless_cancelled<T>(
-    work: impl std::future::Future<Output = Result<T, crate::Error>>,
-) -> Result<T, crate::Error> {
+/// A stop requested by a signal (its number), as the error of work it cut short.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stopped(pub i32);
+
+/// `work`, unless a stop is requested first: then `Stopped` in `work`'s error type.
+pub async fn unless_cancelled<T, E: From<Stopped>>(
+    work: impl std::future::Future<Output = Result<T, E>>,
+) -> Result<T, E> {
     tokio::select! {
         out = work => out,
-        signal = cancelled() => Err(crate::Error::Cancelled(signal)),
+        signal = cancelled() => Err(Stopped(signal).into()),
     }
 }

@@ -47,6 +47,22 @@ pub enum Error {
     Internal(String),
 }
 
+impl From<crate::stages::StageError> for Error {
+    fn from(e: crate::stages::StageError) -> Self {
+        use crate::stages::StageError;
+        match e {
+            StageError::Polars { stage, source } => Error::Polars { stage, source },
+            panicked @ StageError::Panicked { .. } => Error::Internal(panicked.to_string()),
+        }
+    }
+}
+
+impl From<crate::cancel::Stopped> for Error {
+    fn from(s: crate::cancel::Stopped) -> Self {
+        Error::Cancelled(s.0)
+    }
+}
+
 impl From<StorageError> for Error {
     fn from(e: StorageError) -> Self {
         Error::Source(Box::new(e))

@@ -36,6 +36,10 @@ pub mod version;
 
 pub use error::Error;
 
+/// The folders' arrows against ARCHITECTURE.md.
+#[cfg(test)]
+mod architecture_test;
+
 /// What the unit tests share.
 #[cfg(test)]
 pub(crate) mod testing {

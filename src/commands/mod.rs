@@ -39,6 +39,7 @@ pub fn label_cutoff(asked: Option<chrono::DateTime<chrono::Utc>>) -> chrono::Dat
 /// The job file with the command line's overrides (`write`: those of a writing command).
 pub fn load_job(args: &JobArgs, write: Option<&WriteArgs>) -> Result<Job, Error> {
     let mut job = Job::load(&args.job)?;
+    crate::run::prepare::check(&args.job, &job)?;
     if let Some(write) = write {
         if let Some(wait) = write.lock_wait {
             job.lock.wait = wait;

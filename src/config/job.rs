@@ -73,9 +73,9 @@ struct JobFile {
     volume: VolumeFile,
     #[serde(default)]
     drift: crate::config::drift::DriftFile,
-    /// `[[expectations]]`: see `stages/expect.rs`.
+    /// `[[expectations]]`: see `config/expect.rs`.
     #[serde(default)]
-    expectations: Vec<crate::stages::expect::Declared>,
+    expectations: Vec<crate::config::expect::Declared>,
     /// `[features]`: a declared feature set (see `config/features.rs`).
     #[serde(default)]
     features: crate::config::features::FeaturesFile,
@@ -171,8 +171,8 @@ pub struct Job {
     pub volume: VolumeSettings,
     /// Schema drift: `_rescued_data` and what a wrong-typed value becomes.
     pub drift: crate::config::drift::DriftSettings,
-    /// The declared expectations, parsed and planned (empty: none).
-    pub expectations: crate::stages::expect::Expectations,
+    /// The declared expectations as written (empty: none); `run/prepare.rs` plans them.
+    pub expectations: Vec<crate::config::expect::Declared>,
     /// The declared feature set (empty: `features_hourly`'s default columns only).
     pub features: crate::config::features::FeatureSet,
 }
@@ -229,19 +229,12 @@ impl Job {
         let max_reject_ratio = keys.max_reject_ratio(file.max_reject_ratio)?;
         keys.check_texts(&file)?;
         let limits = limits(&file.limits).map_err(|(key, m)| keys.invalid(key, m))?;
-        crate::stages::source::layout::Layout::parse(&file.layout)
-            .map_err(|e| keys.invalid("layout", e.to_string()))?;
         let schema = match &file.schema {
             Some(p) => TelemetrySchema::load(Path::new(&beside(base, p)))?,
             None => TelemetrySchema::embedded()?,
         };
         let format = keys.format(&file.format)?;
         let csv = csv_dialect(&file.csv).map_err(|(key, m)| keys.invalid(key, m))?;
-        let expectations = crate::stages::expect::Expectations::compile(
-            &file.expectations,
-            &crate::lake::telemetry_table().schema,
-        )
-        .map_err(|e| keys.invalid("expectations", e.to_string()))?;
         let features = crate::config::features::FeatureSet::parse(&file.features, &schema)
             .map_err(|(key, m)| keys.invalid(key, m))?;
         Ok(Job {
@@ -270,7 +263,7 @@ impl Job {
             lock,
             volume,
             drift,
-            expectations,
+            expectations: file.expectations,
             features,
         })
     }

@@ -15,7 +15,7 @@ use deltalake::DeltaTable;
 use crate::lake::manifest::Place;
 use crate::lake::silver::read_err;
 use crate::lake::{self, Lake, SinkError};
-use crate::report::html::{DeviceHours, Health, TableVersion, HEALTH_NUMBERS, HOURS};
+use crate::report::page::{DeviceHours, Health, TableVersion, HEALTH_NUMBERS, HOURS};
 
 /// The table the health page reads (written by `run` once it exists; not in every lake).
 pub const HEALTH_TABLE: &str = "device_health";

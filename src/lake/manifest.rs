@@ -20,6 +20,7 @@ use deltalake::logstore::object_store::{self, ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::lake::Lake;
+use crate::report::plan::Diff;
 use crate::stages::source::{Blob, Listing};
 use crate::storage::{Storage, StorageError};
 
@@ -90,23 +91,6 @@ pub enum Read {
     /// One this build cannot read (another format, or broken): treat as changed.
     Unknown(String),
     Found(Manifest),
-}
-
-/// How a listing differs from a manifest.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
-pub struct Diff {
-    pub added: Vec<String>,
-    pub removed: Vec<String>,
-    /// Same path, another size, modification time or ETag (a grown blob among them).
-    pub changed: Vec<String>,
-    pub bytes_added: u64,
-    pub bytes_removed: u64,
-}
-
-impl Diff {
-    pub fn is_empty(&self) -> bool {
-        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
-    }
 }
 
 /// The difference between what a run read (`old`) and what is listed now.

@@ -6,7 +6,7 @@
 //! contract's `device_health` rule: `DEGRADED` when coverage < 0.9, the longest
 //! gap > 3600 s, or any stuck temperature hour.
 
-use super::html::Health;
+use super::page::Health;
 
 /// `device_health`: below this coverage a device with readings is `DEGRADED`.
 pub const COVERAGE_MIN: f64 = 0.9;
@@ -149,7 +149,7 @@ pub const HEALTH_TERMS: [(&str, &str, &str); 11] = [
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::html::HEALTH_NUMBERS;
+    use crate::report::page::HEALTH_NUMBERS;
 
     fn row(coverage: Option<f64>, gap: f64, stuck: f64) -> Health {
         let mut numbers = vec![None; HEALTH_NUMBERS.len()];

@@ -3,6 +3,7 @@
 pub mod drift;
 pub mod explain;
 pub mod html;
+pub mod page;
 pub mod plan;
 
 use std::collections::BTreeMap;
@@ -107,7 +108,7 @@ pub struct RunReport {
     pub earlier_windows: Option<EarlierWindows>,
     /// The volume guard's figures, when the job has one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub volume: Option<crate::run::volume::VolumeCheck>,
+    pub volume: Option<VolumeCheck>,
     /// Devices per `device_health` status (`OK`, `DEGRADED`, `SILENT`); empty without the features.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub devices_by_status: BTreeMap<String, u64>,
@@ -127,6 +128,32 @@ pub struct RunReport {
     pub dependents: Option<Vec<FeaturesDate>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+}
+
+/// What the volume guard (`run/volume.rs`) found for a date: the report's `volume`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct VolumeCheck {
+    pub rows: u64,
+    pub devices: u64,
+    /// The previous dates with a recorded volume (at most the job's `dates`).
+    pub dates_compared: usize,
+    pub median_rows: Option<f64>,
+    pub median_devices: Option<f64>,
+    /// rows / median_rows, devices / median_devices.
+    pub rows_ratio: Option<f64>,
+    pub devices_ratio: Option<f64>,
+    /// `ok`, `no_history`, `warned` or `failed`.
+    pub status: &'static str,
+}
+
+impl VolumeCheck {
+    /// Whether the date's volume is below the declared ratio of the median.
+    pub fn is_low(&self, min_ratio: f64) -> bool {
+        [self.rows_ratio, self.devices_ratio]
+            .into_iter()
+            .flatten()
+            .any(|r| r < min_ratio)
+    }
 }
 
 /// The process's peak resident set so far, in MiB (Linux: `VmHWM` of /proc/self/status).

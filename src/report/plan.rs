@@ -2,8 +2,6 @@
 
 use serde::Serialize;
 
-use crate::lake::manifest::Diff;
-
 /// What `plan --date D` prints.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanReport {
@@ -66,4 +64,21 @@ pub struct PlanManifest {
     pub written_at: Option<String>,
     #[serde(flatten, skip_serializing_if = "Option::is_none")]
     pub diff: Option<Diff>,
+}
+
+/// How a listing differs from a manifest (`lake/manifest.rs`, `diff`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Diff {
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
+    /// Same path, another size, modification time or ETag (a grown blob among them).
+    pub changed: Vec<String>,
+    pub bytes_added: u64,
+    pub bytes_removed: u64,
+}
+
+impl Diff {
+    pub fn is_empty(&self) -> bool {
+        self.added.is_empty() && self.removed.is_empty() && self.changed.is_empty()
+    }
 }

@@ -18,7 +18,8 @@ use tracing::{info, info_span, Instrument};
 
 use crate::config::job::Job;
 use crate::error::Error;
-use crate::lake::manifest::{self, Diff, Place, Read};
+use crate::lake::manifest::{self, Place, Read};
+use crate::report::plan::Diff;
 use crate::report::Status;
 use crate::run::dependents::{self, Schedule};
 use crate::run::pipeline::{self, RunRequest};

@@ -21,7 +21,7 @@ use polars::prelude::*;
 
 use crate::error::Error;
 use crate::lake;
-use crate::run::hours::{silver_frame, SilverOut};
+use crate::run::silver::{silver_frame, SilverOut};
 use crate::stages::expect::{Action, Expectations, Outcome};
 use crate::stages::normalize::{cut_raw, Reason, Reject};
 

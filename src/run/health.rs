@@ -90,7 +90,7 @@ pub async fn history(lake: &Lake, date: NaiveDate) -> Result<History, Error> {
                         Kept::Memory(d) => d,
                     });
                 }
-                return guarded("health", || Ok(History::of_dates(dates)));
+                return Ok(guarded("health", || Ok(History::of_dates(dates)))?);
             }
         }
     }

@@ -23,8 +23,9 @@ use polars::prelude::*;
 
 use crate::calendar::{DAY_HOURS, HOUR_US};
 use crate::error::Error;
+use crate::lake;
 use crate::lake::digest::HourWriter;
-use crate::lake::{self, PartitionStream};
+use crate::run::silver::{silver_frame, SilverOut};
 use crate::stages::dedup::{dedup_rows, dedup_rows_by_device, frame_of, CopiesByDevice};
 use crate::stages::features::Hourly;
 use crate::stages::health::{Attribution, DayHealth};
@@ -167,19 +168,6 @@ impl SeenIds {
 fn low_bytes(hash: u64) -> [u8; 6] {
     let b = hash.to_le_bytes();
     [b[0], b[1], b[2], b[3], b[4], b[5]]
-}
-
-/// What the silver rows need beyond the deduplicated columns.
-pub struct SilverOut {
-    pub stream: PartitionStream,
-    /// `source_file` by blob index.
-    pub paths: Series,
-    pub run_id: String,
-    pub ingested_at_us: i64,
-    /// By blob index: read from the look-ahead partitions (its rows of the date are late).
-    pub look_ahead: Vec<bool>,
-    /// The silver table as this run writes it (with its drift columns).
-    pub spec: lake::TableSpec,
 }
 
 /// Time spent per stage inside a pass (the rest is reading).
@@ -511,32 +499,6 @@ pub fn resolve(copies: Vec<DataFrame>, resolved: &mut Resolved) -> PolarsResult<
         resolved.winners.insert((blob, line, id));
     }
     Ok(())
-}
-
-/// One slice of an hour's deduplicated rows with the silver table's bookkeeping columns.
-pub fn silver_frame(
-    frame: DataFrame,
-    paths: &Series,
-    run_id: &str,
-    ingested_at_us: i64,
-) -> PolarsResult<DataFrame> {
-    let idx = frame.column("blob")?.u32()?.clone();
-    let source_file = paths.take(&idx)?.with_name("source_file".into());
-    let mut frame = frame;
-    frame.with_column(source_file.into_column())?;
-    frame
-        .lazy()
-        .with_columns([
-            col("event_time").dt().date().alias("event_date"),
-            lit(ingested_at_us)
-                .cast(DataType::Datetime(
-                    TimeUnit::Microseconds,
-                    Some(TimeZone::UTC),
-                ))
-                .alias("ingested_at"),
-            lit(run_id).alias("run_id"),
-        ])
-        .collect()
 }
 
 #[cfg(test)]

@@ -5,6 +5,8 @@
 //! the read [`pass`] ([`read`] reads the blobs ahead, [`fetch`] each one) that [`hours`]
 //! closes an event hour at a time, the quality gate; then [`commit`] stages and commits
 //! the tables, finished in [`gold`]. [`refresh`] recomputes the derived tables from silver.
+//! [`prepare`] judges the job's layout and expectations when it is loaded; [`silver`]
+//! streams an hour's rows to silver's uncommitted files.
 //! [`health`] reads back what `device_health` and the baselines need.
 //! [`windows`] reads what the declared feature windows reach of earlier dates.
 //! [`expect`] checks the job's declared expectations on each hour's rows.
@@ -25,8 +27,10 @@ pub mod health;
 pub mod hours;
 pub mod pass;
 pub mod pipeline;
+pub mod prepare;
 pub mod read;
 pub mod refresh;
+pub mod silver;
 pub mod site;
 pub mod volume;
 pub mod windows;

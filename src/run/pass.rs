@@ -117,7 +117,7 @@ pub(super) async fn one_pass(
     let stream =
         lake::PartitionStream::start(&inputs.site.lake, &spec, inputs.date, inputs.meta).await?;
     let features = inputs.features.clone();
-    let silver = hours::SilverOut {
+    let silver = crate::run::silver::SilverOut {
         stream,
         paths: inputs.paths.clone(),
         run_id: inputs.meta.run_id.clone(),

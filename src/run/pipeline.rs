@@ -449,7 +449,7 @@ impl DateRun<'_> {
             paths: Series::new("source_file".into(), &paths),
             ingested_at_us: self.ingested_at_us,
             drift: self.job.drift,
-            expectations: &self.job.expectations,
+            expectations: &self.site.expectations,
         }
     }
 

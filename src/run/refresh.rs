@@ -219,7 +219,7 @@ pub(super) async fn day_health(
     rows: &DataFrame,
 ) -> Result<DayHealth, Error> {
     let history = crate::run::health::history(lake, date).await?;
-    guarded("health", || {
+    Ok(guarded("health", || {
         let mut day = DayHealth::new(date, history);
         // A refresh stores no digest: the date's silver is unchanged, and its digest with it.
         day.without_digest();
@@ -229,5 +229,5 @@ pub(super) async fn day_health(
         )?;
         day.add(&sorted)?;
         Ok(day)
-    })
+    })?)
 }

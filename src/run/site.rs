@@ -1,5 +1,5 @@
 //! The site a command works on: the raw container with its parsed layout, the
-//! lake, the lake's lock folder, and the job's reference logs.
+//! lake, the lake's lock folder, the job's planned expectations and its reference logs.
 //!
 //! A command opens it once ([`Site::open`]) and every date it runs, reruns or
 //! refreshes works on that one: a catch-up or backfill of many dates connects to
@@ -15,6 +15,7 @@ use crate::config::job::Job;
 use crate::error::Error;
 use crate::lake::lock::{self, LockSet};
 use crate::lake::Lake;
+use crate::stages::expect::Expectations;
 use crate::stages::features::Reference;
 use crate::stages::source::tier::{BlobTier, Tiers};
 use crate::stages::source::{self, layout::Layout, Listing};
@@ -26,6 +27,8 @@ pub struct Site {
     pub layout: Layout,
     pub lake: Lake,
     locks: lock::Site,
+    /// The job's declared expectations, planned against silver's schema (empty: none).
+    pub expectations: Expectations,
     /// The reference logs, read at their first use (`plan` never reads them).
     reference: OnceCell<Reference>,
 }
@@ -37,12 +40,14 @@ impl Site {
         let storage = Storage::open(&job.source, &job.storage)?;
         let lake = Lake::open(&job.lake, &job.storage)?;
         let locks = lock::Site::for_lake(&lake.url, &job.storage)?;
+        let expectations = crate::run::prepare::expectations(job)?;
         info!(job = %job.name, "site opened: the source, the lake and its locks");
         Ok(Site {
             storage,
             layout,
             lake,
             locks,
+            expectations,
             reference: OnceCell::new(),
         })
     }

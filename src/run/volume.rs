@@ -8,39 +8,14 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::config::formats::{VolumeAction, VolumeSettings};
 use crate::lake::{self, Lake};
+use crate::report::VolumeCheck;
 use crate::Error;
 
 pub use crate::lake::Volume;
-
-/// What the guard found for a date: the report's `volume`.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct VolumeCheck {
-    pub rows: u64,
-    pub devices: u64,
-    /// The previous dates with a recorded volume (at most the job's `dates`).
-    pub dates_compared: usize,
-    pub median_rows: Option<f64>,
-    pub median_devices: Option<f64>,
-    /// rows / median_rows, devices / median_devices.
-    pub rows_ratio: Option<f64>,
-    pub devices_ratio: Option<f64>,
-    /// `ok`, `no_history`, `warned` or `failed`.
-    pub status: &'static str,
-}
-
-impl VolumeCheck {
-    /// Whether the date's volume is below the declared ratio of the median.
-    pub fn is_low(&self, min_ratio: f64) -> bool {
-        [self.rows_ratio, self.devices_ratio]
-            .into_iter()
-            .flatten()
-            .any(|r| r < min_ratio)
-    }
-}
 
 /// The median of `xs` (the mean of the middle two for an even count).
 fn median(mut xs: Vec<u64>) -> Option<f64> {

@@ -28,38 +28,9 @@ use deltalake::datafusion::common::DFSchema;
 use deltalake::datafusion::logical_expr::{Expr, ExprSchemable};
 use deltalake::datafusion::physical_expr::PhysicalExpr;
 use deltalake::datafusion::prelude::SessionContext;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-/// What a failed row does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    /// The row is written and counted.
-    Warn,
-    /// The row goes to `rejects` (`failed_expectation`) instead of silver.
-    Drop,
-    /// The run stops like the quality gate (exit 3): rejects written, nothing else.
-    Fail,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Warn => "warn",
-            Action::Drop => "drop",
-            Action::Fail => "fail",
-        }
-    }
-}
-
-/// One `[[expectations]]` entry as the job file writes it.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Declared {
-    pub name: String,
-    pub expr: String,
-    pub action: Action,
-}
+pub use crate::config::expect::{Action, Declared};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExpectError {

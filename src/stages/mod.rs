@@ -13,17 +13,28 @@ pub mod health;
 pub mod normalize;
 pub mod source;
 
+/// A Polars stage that failed: its error, or a panic inside Polars. The run
+/// turns it into the crate's error (`Error::Polars`, `Error::Internal`).
+#[derive(Debug, thiserror::Error)]
+pub enum StageError {
+    #[error("{stage}: {source}")]
+    Polars {
+        stage: &'static str,
+        source: polars::prelude::PolarsError,
+    },
+    #[error("{stage}: Polars panicked (a bug: please report it with the run's log)")]
+    Panicked { stage: &'static str },
+}
+
 /// Runs a Polars stage; a panic inside Polars (a bug, or a feature missing
 /// from the build) becomes an error naming the stage instead of an abort with no report.
 pub fn guarded<T>(
     stage: &'static str,
     f: impl FnOnce() -> polars::prelude::PolarsResult<T>,
-) -> Result<T, crate::Error> {
+) -> Result<T, StageError> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
-        Ok(result) => result.map_err(crate::Error::polars(stage)),
-        Err(_) => Err(crate::Error::Internal(format!(
-            "{stage}: Polars panicked (a bug: please report it with the run's log)"
-        ))),
+        Ok(result) => result.map_err(|source| StageError::Polars { stage, source }),
+        Err(_) => Err(StageError::Panicked { stage }),
     }
 }
 
