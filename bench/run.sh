@@ -4,10 +4,12 @@
 # prints wall time, rows/s, MB/s and peak RSS per stage. Nothing here is a test: the
 # numbers are read by people, and the issue's targets are checked against them.
 #
-#   bench/run.sh [small|plant] [--duckdb] [--runs N] [--python] [--days-before N] [--features FILE]
+#   bench/run.sh [small|plant|million] [--duckdb] [--runs N] [--python] [--days-before N] [--features FILE]
 #
 #   small   250 devices, a reading every 4 s:  5.4 M readings a day (~2.0 GB of JSON)
 #   plant   500 devices, a reading every 1 s: 43.2 M readings a day (~15 GB of JSON)
+#   million 1,000,000 devices, a reading every 6 h: 4 M readings a day (~1.4 GB of JSON), the
+#           per-device costs (a gateway minting ids): a million device_health rows, 4 M feature rows
 #   --duckdb  also run bench/duckdb_baseline.py (pip install duckdb), DuckDB's silver-only
 #             pass, alternating with coldpath run by run, and print the medians and the
 #             ratio DuckDB / coldpath (issue 18)
@@ -25,9 +27,9 @@
 # installed at run time: a missing Python package stops the script before it builds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-usage() { echo "usage: bench/run.sh [small|plant] [--duckdb] [--runs N] [--python] [--days-before N] [--features FILE]" >&2; exit 2; }
+usage() { echo "usage: bench/run.sh [small|plant|million] [--duckdb] [--runs N] [--python] [--days-before N] [--features FILE]" >&2; exit 2; }
 SCALE=small
-case "${1:-}" in small|plant) SCALE="$1"; shift ;; esac
+case "${1:-}" in small|plant|million) SCALE="$1"; shift ;; esac
 PYTHON=0 DUCKDB=0 RUNS= BEFORE=1 FEATURES=
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -46,6 +48,7 @@ case "$BEFORE" in ''|*[!0-9]*|0) usage ;; esac
 case "$SCALE" in
     small) DEVICES=250 INTERVAL=4 ;;
     plant) DEVICES=500 INTERVAL=1 ;;
+    million) DEVICES=1000000 INTERVAL=21600 ;;
 esac
 if [ "$DUCKDB" = 1 ] && ! python3 -c 'import duckdb' 2>/dev/null; then
     echo "bench/run.sh: --duckdb needs the Python package duckdb: pip install duckdb" >&2; exit 2

@@ -171,9 +171,10 @@ fn readings_of_hour(a: &Args, hour: i64, rng: &mut Rng, lines: &mut Vec<Vec<Line
     for dev in 0..a.devices {
         let partition = (dev % a.partitions) as usize;
         let kind = KINDS[(dev % 4) as usize];
-        // The device's phase within its interval, stable over the day.
+        // The device's phase within its interval, stable over the day: it reads at
+        // phase + k * interval, so with an interval over an hour it skips hours.
         let phase = (dev as i64 * 7_919_000) % interval_us;
-        let mut t = hour + phase;
+        let mut t = hour + (phase - hour).rem_euclid(interval_us);
         while t < hour + HOUR_US {
             let event = t + rng.below(200_000) as i64; // jitter under 0.2 s
             t += interval_us;
