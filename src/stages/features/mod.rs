@@ -282,6 +282,7 @@ impl Hourly {
         }
         let own = readings(rows.clone());
         let partials = hourly_partials(own.clone()).collect()?;
+        let devices = partials.select(["device_id"])?.lazy();
         let window_from = ws_us - (ROLLING_HOURS - 1) * HOUR_US;
         self.recent = concat(
             [
@@ -294,9 +295,26 @@ impl Hourly {
             UnionArgs::default(),
         )?
         .collect()?;
+        // Only the hour's own devices get rows: the window's other devices are
+        // left out before the rolling group-by, so an hour costs its devices, not
+        // the window's (rows keep their order, and so every sum its bits).
+        let window = self
+            .recent
+            .clone()
+            .lazy()
+            .join(
+                devices,
+                [col("device_id")],
+                [col("device_id")],
+                JoinArgs {
+                    maintain_order: MaintainOrderJoin::Left,
+                    ..JoinArgs::new(JoinType::Inner)
+                },
+            )
+            .collect()?;
         let frame = hour_features(
             own,
-            self.recent.clone(),
+            window,
             self.date,
             ws_us,
             HOUR_US,
