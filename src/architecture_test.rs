@@ -286,7 +286,8 @@ fn use_paths(tree: &str) -> Vec<(Vec<String>, String)> {
 struct Crate {
     /// Module path → file.
     modules: BTreeMap<Vec<String>, String>,
-    /// The crate root's re-exports (`pub use error::Error` in lib.rs): name → file.
+    /// The crate root's re-exports (`pub(crate) use error::Error` in lib.rs,
+    /// outside its inline modules): name → file.
     root_reexports: BTreeMap<String, String>,
 }
 
@@ -453,16 +454,7 @@ fn read_crate(src: &Path) -> (Vec<String>, Vec<Edge>) {
         root_reexports: BTreeMap::new(),
     };
     if let Some(lib) = files.iter().find(|f| f.path == "lib.rs") {
-        let code = without_tests(&blank(&lib.text));
-        for stmt in code.split(';') {
-            if let Some(tree) = stmt.trim().strip_prefix("pub use ") {
-                for (p, name) in use_paths(tree) {
-                    if let Some(file) = krate.resolve(&[], &p) {
-                        krate.root_reexports.insert(name, file);
-                    }
-                }
-            }
-        }
+        krate.root_reexports = root_reexports(&krate, &lib.text);
     }
     let mut edges: Vec<Edge> = files
         .iter()
@@ -471,6 +463,28 @@ fn read_crate(src: &Path) -> (Vec<String>, Vec<Edge>) {
     // One line per statement and file it names (`use a::{B, C}` names a's file once).
     edges.dedup_by(|a, b| (&a.from, &a.to, a.line, &a.text) == (&b.from, &b.to, b.line, &b.text));
     (files.into_iter().map(|f| f.path).collect(), edges)
+}
+
+/// The names lib.rs re-exports at the crate root (`pub use`, `pub(crate) use`;
+/// not those of its inline modules), each with the file that defines it.
+fn root_reexports(krate: &Crate, lib: &str) -> BTreeMap<String, String> {
+    let code = without_tests(&blank(lib));
+    let mut out = BTreeMap::new();
+    let mut depth = 0i64;
+    for stmt in code.split(';') {
+        let at_root = depth == 0;
+        depth += stmt.matches('{').count() as i64 - stmt.matches('}').count() as i64;
+        let stmt = stmt.trim();
+        let tree = stmt
+            .strip_prefix("pub use ")
+            .or_else(|| stmt.strip_prefix("pub(crate) use "));
+        for (p, name) in tree.filter(|_| at_root).map(use_paths).unwrap_or_default() {
+            if let Some(file) = krate.resolve(&[], &p) {
+                out.insert(name, file);
+            }
+        }
+    }
+    out
 }
 
 /// ARCHITECTURE.md's folder table: each folder or root file and what it may depend on.
@@ -715,13 +729,16 @@ fn folders_point_one_way_as_architecture_md_says() {
 
 /// A crate of a few files, its edges by (from, to).
 fn edges_in(files: &[(&str, &str)]) -> BTreeSet<(String, String)> {
-    let krate = Crate {
+    let mut krate = Crate {
         modules: files
             .iter()
             .map(|(p, _)| (module_of(p), p.to_string()))
             .collect(),
-        root_reexports: BTreeMap::from([("Error".to_string(), "error.rs".to_string())]),
+        root_reexports: BTreeMap::new(),
     };
+    if let Some((_, lib)) = files.iter().find(|(p, _)| *p == "lib.rs") {
+        krate.root_reexports = root_reexports(&krate, lib);
+    }
     files
         .iter()
         .flat_map(|(p, t)| edges_of(&krate, p, t))
@@ -732,9 +749,11 @@ fn edges_in(files: &[(&str, &str)]) -> BTreeSet<(String, String)> {
 #[test]
 fn the_reader_finds_grouped_inline_and_super_paths_and_skips_tests_and_text() {
     let edges = edges_in(&[
-        ("lib.rs", "pub mod a; pub mod b; pub mod error; pub use error::Error;"),
+        ("lib.rs", "pub mod a; pub mod b; pub mod error; pub(crate) use error::Error;\npub mod t { pub use crate::b::c::C; }"),
+        // `crate::C` is not a root re-export (lib.rs's inline `t` has it): it names lib.rs.
+        ("a/z.rs", "fn k() { crate::C::new(); }"),
         ("error.rs", ""),
-        ("a/mod.rs", "pub mod x; pub mod y; use crate::{b::c, Error};\nfn h() { crate::b::d::g(); }"),
+        ("a/mod.rs", "pub mod x; pub mod y; pub mod z; use crate::{b::c, Error};\nfn h() { crate::b::d::g(); }"),
         ("a/x.rs", "use super::y::{self as why, Z};\nuse crate::b;\nfn f() { b::d::g(); }"),
         ("a/y.rs", "// use crate::b::c;\nconst S: &str = \"crate::b::c\";\nconst Q: char = '\"';\n#[cfg(test)]\nmod tests { use crate::b::c; }"),
         ("b/mod.rs", "pub mod c; pub mod d;"),
@@ -748,7 +767,9 @@ fn the_reader_finds_grouped_inline_and_super_paths_and_skips_tests_and_text() {
         ("a/x.rs", "a/y.rs"),
         ("a/x.rs", "b/d.rs"),
         ("a/x.rs", "b/mod.rs"),
+        ("a/z.rs", "lib.rs"),
         ("lib.rs", "error.rs"),
+        ("lib.rs", "b/c.rs"),
     ]
     .iter()
     .map(|(a, b)| (a.to_string(), b.to_string()))

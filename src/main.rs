@@ -1,4 +1,4 @@
-//! The `coldpath` binary: parse the command line, set up logging, panics and the runtime, and dispatch to [`coldpath::commands`].
+//! The `coldpath` binary: parse the command line, set up logging, panics and the runtime, and dispatch to [`coldpath::execute`].
 
 #![cfg_attr(
     not(test),
@@ -8,8 +8,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use coldpath::commands::{self, cli::Cli, cli::Command, cli::LogFormat};
-use coldpath::storage::fault::redact;
+use coldpath::{redact, Cli};
 
 #[cfg(target_os = "linux")]
 #[global_allocator]
@@ -17,7 +16,7 @@ static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    init_logging(cli.json_logs());
     quiet_panics();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -29,19 +28,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Err(e) = runtime.block_on(async { coldpath::cancel::listen() }) {
+    if let Err(e) = runtime.block_on(async { coldpath::listen() }) {
         tracing::warn!(error = %e, "cannot listen for SIGTERM/SIGINT; a stop will leave locks to their TTL");
     }
-    let dispatch = std::panic::AssertUnwindSafe(|| match cli.command {
-        Command::Run(args) => runtime.block_on(commands::run::command(args)),
-        Command::Backfill(args) => runtime.block_on(commands::backfill::command(args)),
-        Command::Adf => runtime.block_on(commands::adf::command()),
-        Command::Maintain(args) => runtime.block_on(commands::maintain::command(args)),
-        Command::Plan(args) => runtime.block_on(commands::plan::command(args)),
-        Command::Features(args) => runtime.block_on(commands::features::command(args)),
-        Command::Catchup(args) => runtime.block_on(commands::catchup::command(args)),
-        Command::Report(args) => runtime.block_on(commands::report::command(args)),
-    });
+    let dispatch = std::panic::AssertUnwindSafe(|| runtime.block_on(coldpath::execute(cli)));
     let code = std::panic::catch_unwind(dispatch).unwrap_or_else(|_| {
         let why = LAST_PANIC
             .lock()
@@ -84,7 +74,8 @@ fn quiet_panics() {
     }));
 }
 
-fn init_logging(format: LogFormat) {
+/// Log lines on stderr, as text or (`json`) JSON objects.
+fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("COLDPATH_LOG").unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
             "warn,coldpath=info,buoyant_kernel::snapshot::builder=off",
@@ -92,17 +83,18 @@ fn init_logging(format: LogFormat) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(commands::progress::LogWriter)
+        .with_writer(coldpath::LogWriter)
         // Colour only for a person at a terminal, never into Batch/ADF log files.
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
-    match format {
-        LogFormat::Text => builder.init(),
-        LogFormat::Json => builder.json().with_current_span(true).init(),
+    if json {
+        builder.json().with_current_span(true).init();
+    } else {
+        builder.init();
     }
     // Under Azure Batch every log line carries the job, task and node ids: a span
     // entered on the main thread, where `block_on` polls the command's future, and
     // left entered for the life of the process (hence forgotten, never exited).
-    if let Some(b) = coldpath::version::BatchIds::from_env() {
+    if let Some(b) = coldpath::BatchIds::from_env() {
         let span = tracing::info_span!(
             "batch",
             batch_job = b.job_id.as_deref(),

@@ -99,10 +99,13 @@ mod tests {
 /// holder, the run report and the log lines.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchIds {
+    /// The Batch job (`AZ_BATCH_JOB_ID`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub job_id: Option<String>,
+    /// The task (`AZ_BATCH_TASK_ID`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
+    /// The compute node (`AZ_BATCH_NODE_ID`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
 }

@@ -6,19 +6,28 @@ use std::time::Duration;
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// The command line: a subcommand and its flags (`Cli::parse()`), for [`crate::execute`].
 #[derive(Debug, Parser)]
 #[command(
     name = "coldpath",
     version = crate::version::LONG,
-    about = "Raw IoT telemetry blobs -> Delta tables, one date at a time"
+    about = "Raw IoT telemetry blobs -> Delta tables, one date at a time",
+    long_about = None
 )]
 pub struct Cli {
     /// Log lines on stderr: `text` for people, `json` for Log Analytics.
     #[arg(long, global = true, env = "COLDPATH_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    pub(crate) log_format: LogFormat,
 
     #[command(subcommand)]
-    pub command: Command,
+    pub(crate) command: Command,
+}
+
+impl Cli {
+    /// Whether log lines are JSON objects (for Log Analytics) rather than text.
+    pub fn json_logs(&self) -> bool {
+        self.log_format == LogFormat::Json
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -20,7 +20,22 @@ pub mod run;
 
 use crate::config::job::Job;
 use crate::Error;
-use cli::{JobArgs, WriteArgs};
+use cli::{Cli, Command, JobArgs, WriteArgs};
+
+/// Runs the command line's subcommand to its end; the process's exit code
+/// (error.rs says what each means).
+pub async fn execute(cli: Cli) -> i32 {
+    match cli.command {
+        Command::Run(args) => run::command(args).await,
+        Command::Backfill(args) => backfill::command(args).await,
+        Command::Adf => adf::command().await,
+        Command::Maintain(args) => maintain::command(args).await,
+        Command::Plan(args) => plan::command(args).await,
+        Command::Features(args) => features::command(args).await,
+        Command::Catchup(args) => catchup::command(args).await,
+        Command::Report(args) => report::command(args).await,
+    }
+}
 
 /// The label cut-off: the flag, never later than now (a future cut-off would
 /// call horizons nobody has seen yet `false`); default now.

@@ -189,6 +189,7 @@ impl FeatureSet {
     }
 
     /// The longest look back of any declared window (signals and events), in hours.
+    #[cfg(test)]
     pub fn longest_lookback_hours(&self) -> i64 {
         let events = self.events.iter().flat_map(|e| e.windows.iter());
         events

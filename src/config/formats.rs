@@ -8,7 +8,9 @@ use std::time::Duration;
 /// How CSV blobs are written (the job file's `[csv]`): delimiter, quote, header, decimal mark.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CsvDialect {
+    /// The byte between fields (`,` by default).
     pub delimiter: u8,
+    /// The byte that quotes a field (`"` by default).
     pub quote: u8,
     /// The first line names the columns. When `columns` is set too, that line is skipped.
     pub header: bool,
@@ -36,12 +38,16 @@ pub enum Declared {
     /// From each blob's extension, or sniffed from its first bytes when it has none.
     #[default]
     Auto,
+    /// JSON: one object per line, or one array of objects.
     Json,
+    /// CSV in the job's dialect.
     Csv,
+    /// Avro object container files.
     Avro,
 }
 
 impl Declared {
+    /// The job file's `format` value (any case); `None` for an unknown one.
     pub fn parse(s: &str) -> Option<Declared> {
         Some(match s.to_ascii_lowercase().as_str() {
             "auto" => Declared::Auto,

@@ -103,14 +103,23 @@ pub const RESERVED: [&str; 5] = [
 /// The validated column map, one field per canonical column.
 #[derive(Debug, Clone)]
 pub struct TelemetrySchema {
+    /// The device that sent the reading.
     pub device_id: Column,
+    /// The kind of device.
     pub device_type: Column,
+    /// When the reading was taken (its UTC hour places the row).
     pub event_time: Column,
+    /// The temperature reading.
     pub temperature: Column,
+    /// The pressure reading.
     pub pressure: Column,
+    /// The vibration reading.
     pub vibration: Column,
+    /// The message's priority.
     pub priority: Column,
+    /// The message's id (dedup's key with the device).
     pub message_id: Column,
+    /// When the hub enqueued the message.
     pub enqueued_time: Column,
     /// Declared columns, in the file's order.
     pub declared: Vec<DeclaredColumn>,
@@ -119,6 +128,7 @@ pub struct TelemetrySchema {
 }
 
 impl TelemetrySchema {
+    /// The column map in the file at `path`, validated.
     pub fn load(path: &Path) -> Result<Self, SchemaError> {
         let text = std::fs::read_to_string(path).map_err(|source| SchemaError::Read {
             path: path.to_owned(),
@@ -132,6 +142,7 @@ impl TelemetrySchema {
         Self::parse(Path::new("<embedded schemas/telemetry.toml>"), EMBEDDED)
     }
 
+    /// The column map `text` (read from `path`, which errors name), validated.
     pub fn parse(path: &Path, text: &str) -> Result<Self, SchemaError> {
         let invalid = |message: String| SchemaError::Invalid {
             path: path.to_owned(),

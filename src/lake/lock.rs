@@ -163,7 +163,7 @@ pub enum Site {
     Store(Storage),
 }
 
-pub use crate::config::formats::{LockSettings, MIN_LOCK_TTL};
+pub use crate::config::formats::LockSettings;
 
 const LOCKS: &str = "_coldpath/locks";
 
@@ -682,6 +682,7 @@ impl Drop for LockSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::formats::MIN_LOCK_TTL;
     use deltalake::logstore::object_store::memory::InMemory;
 
     fn memory_site() -> (Site, Storage) {

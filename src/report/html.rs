@@ -12,9 +12,7 @@
 use std::fmt::Write;
 
 use super::explain::{self, HEALTH_INTRO, HEALTH_TERMS};
-pub use super::page::{
-    DeviceHours, Health, Page, RejectCount, TableVersion, HEALTH_NUMBERS, HOURS,
-};
+pub use super::page::{Health, Page, RejectCount, HEALTH_NUMBERS, HOURS};
 
 /// The colour of the rows bars.
 pub const ROWS_COLOUR: &str = "#2b6cb0";
@@ -774,6 +772,7 @@ const SCRIPT: &str = r#"
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::page::{DeviceHours, TableVersion};
 
     const HOSTILE: &str = "<script>document.body.dataset.pwned=1</script>\"'&x";
 

@@ -22,6 +22,7 @@ pub const HEALTH_NUMBERS: [&str; 11] = [
 /// Everything the page shows about one date.
 #[derive(Debug, Clone, Default)]
 pub struct Page {
+    /// The date, `YYYY-MM-DD`.
     pub date: String,
     /// The job's name.
     pub job: String,
@@ -31,11 +32,15 @@ pub struct Page {
     pub generated_by: String,
     /// The table the rows per hour were counted in (`telemetry_minute` or `telemetry`).
     pub rows_from: String,
+    /// Rows per UTC hour of the date.
     pub rows: [u64; HOURS],
+    /// Rejects by hour and reason.
     pub rejects: Vec<RejectCount>,
+    /// Rows per hour of each device.
     pub devices: Vec<DeviceHours>,
     /// `device_health` of the date; `None` when the table or the partition is missing.
     pub health: Option<Vec<Health>>,
+    /// Each table's Delta version the page was read at.
     pub versions: Vec<TableVersion>,
     /// The run report the date's last run stored in the lake.
     pub run: Option<serde_json::Value>,

@@ -42,12 +42,8 @@ const RUN_TABLES: [&str; 5] = [
     "rejects",
 ];
 
-/// Runs the job for one date. Errors before the first commit leave the tables untouched.
-pub async fn run(job: &Job, req: &RunRequest, report: &mut RunReport) -> Result<(), Error> {
-    run_on(&Site::open(job)?, job, req, report).await
-}
-
-/// Runs the job for one date on a site the command opened.
+/// Runs the job for one date on a site the command opened. Errors before the
+/// first commit leave the tables untouched.
 pub async fn run_on(
     site: &Site,
     job: &Job,

@@ -254,7 +254,7 @@ fn redact_urls(text: &str) -> String {
 }
 
 /// `text` with every secret from the environment replaced by `***`, and every
-/// URL's query string and user-info (see [`redact_url`]); a stray `sig=…` too.
+/// URL's query string and user-info (as `redact_url` does); a stray `sig=…` too.
 pub fn redact(text: &str) -> String {
     let mut out = redact_urls(text);
     for var in SECRET_VARS {

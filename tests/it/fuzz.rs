@@ -6,12 +6,10 @@
 use std::io::Write;
 
 use base64::Engine;
-use coldpath::config::schema::TelemetrySchema;
-use coldpath::stages::normalize::pieces::Pieces;
-use coldpath::stages::normalize::{process_blob, BlobOutcome, Rules};
-use coldpath::stages::source::decode::{CsvDialect, Declared, Limits};
-use coldpath::stages::source::layout::Partition;
-use coldpath::stages::source::{Blob, Window};
+use coldpath::testing::{
+    process_blob, Blob, BlobOutcome, CsvDialect, Declared, Limits, Partition, Pieces, Rules,
+    TelemetrySchema, Window,
+};
 use proptest::prelude::*;
 
 use crate::memory::peak_of;
@@ -92,7 +90,7 @@ fn rows_of(out: BlobOutcome) -> Vec<(usize, String)> {
     out.hours
         .into_iter()
         .map(|(hour, rows)| {
-            let frame = coldpath::stages::dedup::frame_of(rows).unwrap();
+            let frame = coldpath::testing::frame_of(rows).unwrap();
             let columns: Vec<Vec<String>> = frame
                 .columns()
                 .iter()
@@ -436,7 +434,7 @@ fn bombs_stop_at_their_limits_in_bounded_memory() {
     let (out, peak) = decode_with_peak("zeros.json.gz", &zeros);
     assert_eq!(
         out.rejects.len(),
-        coldpath::stages::normalize::MAX_REJECTS_PER_BLOB + 1
+        coldpath::testing::MAX_REJECTS_PER_BLOB + 1
     );
     assert!(out
         .rejects

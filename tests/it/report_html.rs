@@ -414,7 +414,7 @@ fn coverage_hex(n: usize, per_hour: f64) -> &'static str {
 #[test]
 fn the_console_check_fails_on_a_throwing_script_a_broken_page_script_and_a_load_from_the_network() {
     let out = tempfile::tempdir().unwrap();
-    let page = coldpath::report::html::render(&coldpath::report::html::Page {
+    let page = coldpath::testing::render(&coldpath::testing::Page {
         date: DATE.into(),
         ..Default::default()
     });

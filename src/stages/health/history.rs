@@ -40,6 +40,8 @@ impl Intervals {
         }
     }
 
+    /// Whether no interval was added.
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.short.is_empty() && self.long.is_empty()
     }

@@ -79,13 +79,17 @@ impl fmt::Display for Reason {
 /// The window rules of a run.
 #[derive(Debug, Clone)]
 pub struct Rules {
+    /// The column map records are typed by.
     pub schema: TelemetrySchema,
     /// Start of the run's date (µs): rows are kept by their hour of it.
     pub day_start_us: i64,
+    /// How long before its blob's partition a reading may be (µs); earlier is a reject.
     pub late_arrival_us: i64,
+    /// How long after its blob's partition a reading may be (µs); later is a reject.
     pub clock_skew_us: i64,
     /// The job's declared blob format and CSV dialect.
     pub format: decode::Declared,
+    /// How CSV blobs are written.
     pub csv: decode::CsvDialect,
     /// How big a blob and a record may be.
     pub limits: decode::Limits,
@@ -119,7 +123,7 @@ pub struct Reject {
     pub device: Option<String>,
 }
 
-/// Rejects one blob may give; past them the blob stops (see [`Tally::record`]).
+/// Rejects one blob may give; past them the blob stops (see `Tally::record`).
 pub const MAX_REJECTS_PER_BLOB: usize = 10_000;
 
 /// Largest raw text kept in a reject.
@@ -685,6 +689,7 @@ pub struct BlobOutcome {
     /// Records counted for the date from this blob before the date filter: every
     /// record (and unreadable file) of an own blob; look-ahead blobs count later.
     pub own_records: u64,
+    /// The blob held no record: no bytes, only whitespace, or nothing its decoder found.
     pub empty: bool,
     /// What the date's rows carried in `_rescued_data` (with drift rules).
     pub drift: drift::DriftTally,

@@ -12,9 +12,7 @@ use serde_json::{Map, Value};
 
 use crate::stages::source::flat::{Flat, Member};
 
-pub use crate::config::formats::{
-    CsvDialect, Declared, Limits, DEFAULT_MAX_BLOB_BYTES, DEFAULT_MAX_RECORD_BYTES,
-};
+pub use crate::config::formats::{CsvDialect, Declared, Limits};
 
 /// What a blob holds, from the job file, its name or, failing that, its first bytes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

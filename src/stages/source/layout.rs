@@ -54,11 +54,14 @@ pub struct Layout {
 /// A blob's time partition: `[start, start + width)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Partition {
+    /// Its first instant.
     pub start: DateTime<Utc>,
+    /// How long it spans (an hour, a day…, as the layout's finest token).
     pub width: Duration,
 }
 
 impl Partition {
+    /// The instant after it: `start + width`.
     pub fn end(&self) -> DateTime<Utc> {
         self.start + self.width
     }

@@ -31,12 +31,16 @@ pub enum Window {
 pub struct Blob {
     /// Path relative to the source (what `source_file` records).
     pub path: String,
+    /// Its size in bytes as stored.
     pub size: u64,
+    /// The time partition its path names.
     pub partition: Partition,
+    /// Whether it is the date's own or the look-ahead's.
     pub window: Window,
     /// When the store last saw it change, and its ETag where the store gives
     /// one: with `size`, what a run's manifest records to spot a changed blob.
     pub last_modified: DateTime<Utc>,
+    /// The store's ETag, when it gives one.
     pub etag: Option<String>,
 }
 
