@@ -202,6 +202,21 @@ fn open_to_all(dirs: &[&Path]) {
     }
 }
 
+/// Folders 0755 and files 0644 under `dir` (a copy keeps its files' modes, and a
+/// checkout made with umask 077 has 0600 files).
+fn readable_by_all(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            readable_by_all(&path);
+        } else {
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        }
+    }
+}
+
 /// `coldpath adf` in `dir`, bare environment, as `user` (uid, folder of the binary) when given.
 fn adf_as(dir: &Path, user: Option<&(u32, tempfile::TempDir)>) -> (i32, Value, String) {
     let exe = match user {
@@ -243,8 +258,12 @@ fn flat_resources() -> Vec<(&'static str, String)> {
 }
 
 fn where_to(lake: &Path) -> Value {
+    where_from(&fixtures_raw(), lake)
+}
+
+fn where_from(source: &Path, lake: &Path) -> Value {
     json!({
-        "source": fixtures_raw().to_str().unwrap(),
+        "source": source.to_str().unwrap(),
         "lake": lake.to_str().unwrap(),
         "labels_as_of": LABELS,
     })
@@ -273,15 +292,25 @@ fn a_flat_data_factory_folder_runs_a_manual_and_a_scheduled_date() {
     let lake = temp_lake();
     // As a non-root user where the tests run as root (they may not switch otherwise).
     let user = unprivileged();
-    if user.is_some() {
-        open_to_all(&[lake.path()]);
-    }
+    // The unprivileged user reads the raw container from a copy anyone may read:
+    // the checkout may lie where it cannot (under /root, mode 0700).
+    let readable = tempfile::tempdir().unwrap();
+    let source = match user {
+        Some(_) => {
+            open_to_all(&[lake.path()]);
+            let raw = readable.path().join("raw");
+            copy_dir(&fixtures_raw(), &raw);
+            readable_by_all(readable.path());
+            raw
+        }
+        None => fixtures_raw(),
+    };
     // A manual run gives the pipeline's `date`; the tumbling-window trigger passes
     // its window's start (the window of 2024-03-11 starts at its midnight UTC).
     let scheduled = trigger_date("2024-03-11T00:00:00Z");
     assert_eq!(scheduled, "2024-03-11");
     for date in ["2024-03-10", scheduled.as_str()] {
-        let activity = shipped_activity("coldpath-run", date, where_to(lake.path()));
+        let activity = shipped_activity("coldpath-run", date, where_from(&source, lake.path()));
         let dir = flat_folder(&activity, &flat_resources());
         if user.is_some() {
             open_to_all(&[dir.path()]);

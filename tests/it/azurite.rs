@@ -9,6 +9,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -247,4 +248,118 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
             out.push(entry.path());
         }
     }
+}
+
+/// A proxy in front of an [`Azurite`] that forwards every request but those
+/// naming `marker`: their connection is held, unanswered, until the proxy is
+/// dropped. A blob read that never ends, whatever the build's speed, for a
+/// signal to land in mid-read (object_store's request timeout is 30 s).
+pub struct Stall {
+    pub port: u16,
+    stalled: Arc<AtomicBool>,
+    stop: Arc<AtomicBool>,
+}
+
+impl Stall {
+    pub fn start(az: &Azurite, marker: &str) -> Stall {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (stalled, stop) = (
+            Arc::new(AtomicBool::new(false)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (upstream, marker) = (az.port, marker.as_bytes().to_vec());
+        let (s, t) = (stalled.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if t.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || pipe(s2, c2));
+                let (marker, s, t) = (marker.clone(), s.clone(), t.clone());
+                std::thread::spawn(move || requests(client, server, &marker, &s, &t));
+            }
+        });
+        Stall {
+            port,
+            stalled,
+            stop,
+        }
+    }
+
+    /// The environment that points `coldpath` at the emulator through this proxy.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AZURE_STORAGE_USE_EMULATOR", "true".into()),
+            (
+                "AZURITE_BLOB_STORAGE_URL",
+                format!("http://127.0.0.1:{}", self.port),
+            ),
+        ]
+    }
+
+    /// Waits (up to `limit`) until a request naming the marker is being held.
+    pub fn wait_stalled(&self, limit: Duration) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if self.stalled.load(Ordering::SeqCst) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+}
+
+impl Drop for Stall {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so that it sees `stop`.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Server to client, as it comes.
+fn pipe(mut from: TcpStream, mut to: TcpStream) {
+    let _ = std::io::copy(&mut from, &mut to);
+    let _ = to.shutdown(std::net::Shutdown::Both);
+}
+
+/// Client to server, until a request names `marker`: from then on nothing more
+/// is forwarded (requests on a connection go one at a time, so its answer never comes).
+fn requests(
+    mut client: TcpStream,
+    mut server: TcpStream,
+    marker: &[u8],
+    stalled: &AtomicBool,
+    stop: &AtomicBool,
+) {
+    let mut buf = vec![0u8; 64 << 10];
+    // The last bytes forwarded, for a marker split across two reads.
+    let mut tail: Vec<u8> = Vec::new();
+    loop {
+        let n = match client.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let mut seen = std::mem::take(&mut tail);
+        seen.extend_from_slice(&buf[..n]);
+        if seen.windows(marker.len()).any(|w| w == marker) {
+            stalled.store(true, Ordering::SeqCst);
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            break;
+        }
+        if server.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        tail = seen[seen.len().saturating_sub(marker.len())..].to_vec();
+    }
+    let _ = server.shutdown(std::net::Shutdown::Both);
 }

@@ -483,6 +483,44 @@ pub fn assert_nothing_uncommitted(lake: &Path) {
     }
 }
 
+/// Silver rows against the rows a generator computed from the contract (device,
+/// event time, values, message id, enqueued time and source file: which copy dedup
+/// kept), value for value; both sides sorted by (device, event time, source file).
+pub fn assert_rows_as_designed(got: &[&Map<String, Value>], want: &[Value], what: &str) {
+    fn key(r: &Value) -> (String, i64, String) {
+        (
+            r["device_id"].as_str().unwrap_or_default().to_string(),
+            r["event_time"].as_i64().unwrap_or_default(),
+            r["source_file"].as_str().unwrap_or_default().to_string(),
+        )
+    }
+    let mut got: Vec<Value> = got.iter().map(|r| Value::Object((*r).clone())).collect();
+    got.sort_by_key(key);
+    let mut want = want.to_vec();
+    want.sort_by_key(key);
+    assert_eq!(got.len(), want.len(), "{what}: silver row count");
+    for (g, w) in got.iter().zip(&want) {
+        for col in [
+            "device_id",
+            "device_type",
+            "event_time",
+            "priority",
+            "message_id",
+            "enqueued_time",
+            "source_file",
+        ] {
+            assert_eq!(g[col], w[col], "{what}: {col} of {w}");
+        }
+        for col in ["temperature", "pressure", "vibration"] {
+            assert_eq!(g[col].as_f64(), w[col].as_f64(), "{what}: {col} of {w}");
+        }
+        assert!(
+            g["run_id"].is_string() && g["ingested_at"].is_i64(),
+            "{what}: {g}"
+        );
+    }
+}
+
 /// `dir/raw`: a raw container with the reference logs (headers only) and nothing else yet.
 pub fn empty_container(dir: &Path) -> PathBuf {
     let raw = dir.join("raw");

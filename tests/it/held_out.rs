@@ -86,6 +86,14 @@ fn eight_consecutive_dates_of_a_held_out_container_give_the_contracts_health_bas
         for c in ["rows_written", "rejected", "duplicates", "other_dates"] {
             assert_eq!(report[c], want[c], "{date}: {c}");
         }
+        // Silver's rows, value for value: the copy dedup kept of each retried
+        // reading (earliest enqueued, then source file, then line) as designed.
+        let silver = read_rows(lake.path(), "telemetry");
+        let of_date: Vec<_> = silver
+            .iter()
+            .filter(|r| get(r, "event_date") == date)
+            .collect();
+        assert_rows_as_designed(&of_date, array(&want, "rows"), &format!("held-out {date}"));
         assert_features_match(
             &features_of(lake.path(), date),
             array(&want, "features"),

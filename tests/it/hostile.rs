@@ -42,9 +42,32 @@ fn run(job: &Path, date: &str, extra: &[&str]) -> (i32, String, String) {
     )
 }
 
-fn balances(report: &Value) -> bool {
-    let n = |k: &str| report[k].as_u64().unwrap();
-    n("records_read") == n("rows_written") + n("rejected") + n("duplicates") + n("other_dates")
+/// The run's report, checked for the accounting identity (every record read ends
+/// in exactly one place: `records_read = rows_written + rejected + duplicates +
+/// other_dates`) before its exit code, so a failing run shows the identity or its
+/// breach, not only its exit code; then the exit code must be `want`.
+fn accounted(want: i32, (code, out, err): &(i32, String, String)) -> Value {
+    let report: Value = serde_json::from_str(out)
+        .unwrap_or_else(|e| panic!("exit {code}, no report on stdout ({e}): {out}{err}"));
+    let n = |k: &str| {
+        report[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("exit {code}: the report has no `{k}`: {report}\n{err}"))
+    };
+    let (read, written, rejected, duplicates, other) = (
+        n("records_read"),
+        n("rows_written"),
+        n("rejected"),
+        n("duplicates"),
+        n("other_dates"),
+    );
+    assert_eq!(
+        read,
+        written + rejected + duplicates + other,
+        "exit {code}: records_read {read} against rows_written {written} + rejected {rejected} + duplicates {duplicates} + other_dates {other}\n{report}\n{err}"
+    );
+    assert_eq!(*code, want, "{out}{err}");
+    report
 }
 
 fn is_hostile(row: &str) -> bool {
@@ -62,9 +85,7 @@ fn hostile_blobs_cost_only_themselves() {
     // The clean date, as the fixtures have it.
     let clean = temp_lake();
     let clean_job = job(clean.path(), &fixtures_raw(), "");
-    let (code, out, err) = run(&clean_job, "2024-03-11", &[]);
-    assert_eq!(code, 0, "{out}{err}");
-    let clean_report: Value = serde_json::from_str(&out).unwrap();
+    let clean_report = accounted(0, &run(&clean_job, "2024-03-11", &[]));
 
     // The same container with every hostile blob in one hour folder.
     let dir = temp_lake();
@@ -78,10 +99,7 @@ fn hostile_blobs_cost_only_themselves() {
         .unwrap();
     }
     let job = job(dir.path(), &raw, "");
-    let (code, out, err) = run(&job, "2024-03-11", &[]);
-    assert_eq!(code, 0, "{out}{err}");
-    let report: Value = serde_json::from_str(&out).unwrap();
-    assert!(balances(&report), "{report}");
+    let report = accounted(0, &run(&job, "2024-03-11", &[]));
 
     // Exactly the designed rejects, blob by blob: reason, line and what the detail names.
     let lake = dir.path().join("lake");
@@ -99,7 +117,7 @@ fn hostile_blobs_cost_only_themselves() {
         ));
     }
     let mut hostile_rejects = 0;
-    let mut hostile_rows = 0;
+    let mut hostile_rows = Vec::new();
     for (name, want) in &expected {
         let want_rejects = want["rejects"].as_array().unwrap();
         let have = got.get(name).cloned().unwrap_or_default();
@@ -116,7 +134,11 @@ fn hostile_blobs_cost_only_themselves() {
             assert!(!detail.is_empty());
         }
         hostile_rejects += want_rejects.len() as u64;
-        hostile_rows += want["rows"].as_u64().unwrap() as usize;
+        for row in want["rows"].as_array().unwrap() {
+            let mut row = row.clone();
+            row["source_file"] = Value::from(format!("{HOUR}/{name}"));
+            hostile_rows.push(row);
+        }
     }
     assert_eq!(
         report["rejected"].as_u64().unwrap(),
@@ -129,7 +151,18 @@ fn hostile_blobs_cost_only_themselves() {
     let (hostile, others): (Vec<_>, Vec<_>) = rows.iter().partition(|r| is_hostile(r));
     assert_eq!(others.len(), clean_rows.len());
     assert!(others.iter().all(|r| clean_rows.contains(*r)));
-    assert_eq!(hostile.len(), hostile_rows, "{hostile:?}");
+    assert_eq!(hostile.len(), hostile_rows.len(), "{hostile:?}");
+    // Value for value, as the generator designed them.
+    let silver = read_rows(&lake, "telemetry");
+    let hostile: Vec<_> = silver
+        .iter()
+        .filter(|r| {
+            get(r, "device_id")
+                .as_str()
+                .is_some_and(|d| d.starts_with("hostile"))
+        })
+        .collect();
+    assert_rows_as_designed(&hostile, &hostile_rows, "hostile blobs");
 }
 
 #[test]
@@ -384,10 +417,7 @@ fn an_oversized_json_line_is_one_reject_and_the_lines_around_it_are_rows() {
         text.replace("max_blob_bytes = \"4MiB\"", "max_blob_bytes = \"64MiB\""),
     )
     .unwrap();
-    let (code, out, err) = run(Path::new(&job), "2024-03-11", &[]);
-    assert_eq!(code, 0, "{out}{err}");
-    let report: Value = serde_json::from_str(&out).unwrap();
-    assert!(balances(&report), "{report}");
+    let report = accounted(0, &run(Path::new(&job), "2024-03-11", &[]));
     let records = want_rows.len() + want_rejects.len() + 2;
     assert_eq!(report["records_read"], records as u64, "{report}");
     assert_eq!(report["rows_written"], want_rows.len() as u64, "{report}");

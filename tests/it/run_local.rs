@@ -43,10 +43,6 @@ fn approx(v: &Value, want: f64) {
     );
 }
 
-fn num(v: &Value) -> Option<f64> {
-    v.as_f64()
-}
-
 #[test]
 fn every_date_matches_the_fixture_expectations_record_by_record() {
     let lake = temp_lake();
@@ -83,36 +79,11 @@ fn every_date_matches_the_fixture_expectations_record_by_record() {
     for date in DATES {
         let exp = expected(date);
         // Silver: the same rows, value for value.
-        let mut got: Vec<&Map<String, Value>> = silver
+        let got: Vec<&Map<String, Value>> = silver
             .iter()
             .filter(|r| get(r, "event_date") == date)
             .collect();
-        got.sort_by_key(|r| {
-            (
-                get(r, "device_id").as_str().unwrap().to_string(),
-                get(r, "event_time").as_i64().unwrap(),
-                get(r, "source_file").as_str().unwrap().to_string(),
-            )
-        });
-        let want = exp["rows"].as_array().unwrap();
-        assert_eq!(got.len(), want.len(), "{date}: silver row count");
-        for (g, w) in got.iter().zip(want) {
-            for col in [
-                "device_id",
-                "device_type",
-                "event_time",
-                "priority",
-                "message_id",
-                "enqueued_time",
-                "source_file",
-            ] {
-                assert_eq!(get(g, col), &w[col], "{date}: {col} of {w}");
-            }
-            for col in ["temperature", "pressure", "vibration"] {
-                assert_eq!(num(get(g, col)), num(&w[col]), "{date}: {col} of {w}");
-            }
-            assert!(get(g, "run_id").is_string() && get(g, "ingested_at").is_i64());
-        }
+        assert_rows_as_designed(&got, exp["rows"].as_array().unwrap(), date);
         // Rejects: the same (file, line, reason) as many times as designed, nothing more,
         // each detail naming the field and value that failed.
         assert_rejects_as_designed(&rejects, date);

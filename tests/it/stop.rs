@@ -7,21 +7,51 @@ use std::process::Stdio;
 use deltalake::logstore::object_store::{path::Path as StorePath, ObjectStoreExt, PutPayload};
 use serde_json::Value;
 
-use crate::azurite::Azurite;
+use crate::azurite::{Azurite, Stall};
 use crate::common::*;
 
 const DATE: &str = "2024-03-11";
 
-/// ~400 MiB of blank lines in ~400 KB of gzip: seconds of inflating in a debug build.
-fn slow_blob() -> Vec<u8> {
-    use std::io::Write;
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    let line = [b' '; 1023];
-    for _ in 0..1024 {
-        enc.write_all(&line).unwrap();
-        enc.write_all(b"\n").unwrap();
-    }
-    enc.finish().unwrap().repeat(400)
+/// The blob whose read the proxy holds ([`Stall`]): in the date's last hour, so
+/// the hours before it close and silver streams them to files before the signal.
+const STALLED: &str = "telemetry/2024/03/11/23/stall-here.json";
+
+/// Azurite with the fixtures in `raw` and an empty `lake`.
+fn azurite_with_fixtures() -> Azurite {
+    let az = Azurite::start();
+    az.create_container("raw");
+    az.create_container("lake");
+    az.upload_dir("raw", &fixtures_raw());
+    az
+}
+
+/// Azurite with the fixtures in `raw` and an empty `lake`, the stalled blob
+/// added, and the proxy that holds its read.
+fn stalling_azurite() -> (Azurite, Stall) {
+    let az = azurite_with_fixtures();
+    let store = az.store("raw");
+    let record = r#"{"deviceId":"stalled","timestamp":"2024-03-11T23:10:00Z"}"#;
+    block_on(async {
+        store
+            .put(&StorePath::from(STALLED), PutPayload::from(record))
+            .await
+            .unwrap();
+    });
+    let stall = Stall::start(&az, "stall-here.json");
+    (az, stall)
+}
+
+/// Starts `cmd`, waits until its read of the stalled blob is held, sends SIGTERM:
+/// the run is mid-read whatever the build's speed. Returns the exit code, the
+/// report, and the log.
+fn terminate_mid_read(cmd: std::process::Command, stall: &Stall) -> (Option<i32>, Value, String) {
+    let (child, stderr, seen) = start_until(cmd, "listed");
+    assert!(
+        stall.wait_stalled(std::time::Duration::from_secs(60)),
+        "the run never asked for the stalled blob: {seen}"
+    );
+    let (code, report, rest) = terminate(child, stderr);
+    (code, report, format!("{seen}{rest}"))
 }
 
 fn table_versions(az: &Azurite, dir: &std::path::Path) -> Vec<(String, Vec<String>)> {
@@ -108,41 +138,48 @@ fn terminate(
 
 #[test]
 fn sigterm_mid_run_changes_nothing_and_frees_the_locks_at_once() {
-    let az = Azurite::start();
-    az.create_container("raw");
-    az.create_container("lake");
-    az.upload_dir("raw", &fixtures_raw());
+    let (az, stall) = stalling_azurite();
+    let env = stall.env();
     let args = run_args(DATE, "az://raw/", "az://lake/iot");
-    let out = command(&args, &az.env()).output().unwrap();
+    // A first, complete run (without the stalled blob: it is added after).
+    let store = az.store("raw");
+    let stalled = block_on(async {
+        store
+            .get(&StorePath::from(STALLED))
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+    });
+    block_on(async { store.delete(&StorePath::from(STALLED)).await.unwrap() });
+    let out = command(&args, &env).output().unwrap();
     assert_eq!(
         out.status.code(),
         Some(0),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let scratch = temp_lake();
-    let before = table_versions(&az, scratch.path());
-
-    // A blob that takes seconds to read, so the signal lands mid-read.
-    let store = az.store("raw");
     block_on(async {
         store
-            .put(
-                &StorePath::from("telemetry/2024/03/11/12/slow.json.gz"),
-                PutPayload::from(slow_blob()),
-            )
+            .put(&StorePath::from(STALLED), PutPayload::from(stalled))
             .await
             .unwrap();
     });
-    let (child, stderr, seen) = start_until(command(&args, &az.env()), "listed");
-    let (code, report, rest) = terminate(child, stderr);
-    assert_eq!(code, Some(143), "{seen}{rest}");
+    let scratch = temp_lake();
+    let before = table_versions(&az, scratch.path());
+
+    // The read of one blob never ends: the signal lands mid-read.
+    let (code, report, log) = terminate_mid_read(command(&args, &env), &stall);
+    assert_eq!(code, Some(143), "{log}");
     assert_eq!(report["status"], "cancelled", "{report}");
     assert_eq!(report["exit_code"], 143);
-    assert!(rest.contains("signal 15"), "{rest}");
+    assert!(log.contains("signal 15"), "{log}");
 
-    // Nothing committed, and every lock given back (not left to its TTL).
+    // Nothing committed, no data file left outside the logs, and every lock
+    // given back (not left to its TTL).
     assert_eq!(table_versions(&az, scratch.path()), before);
+    assert_nothing_uncommitted(&scratch.path().join("lake"));
     for table in [
         "telemetry",
         "features_hourly",
@@ -152,7 +189,8 @@ fn sigterm_mid_run_changes_nothing_and_frees_the_locks_at_once() {
     ] {
         assert_eq!(lock_record(&az, table)["released"], true, "{table}");
     }
-    // So the next attempt starts at once, without waiting.
+    // So the next attempt starts at once, without waiting (straight to the
+    // emulator: the stalled blob is read this time).
     let mut again = args.clone();
     again.extend(["--lock-wait".to_string(), "0s".to_string()]);
     let out = command(&again, &az.env()).output().unwrap();
@@ -162,6 +200,60 @@ fn sigterm_mid_run_changes_nothing_and_frees_the_locks_at_once() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+}
+
+/// Issue 32: a run stopped mid-read leaves no data file outside the tables'
+/// logs in a local lake either: the files silver streamed before the signal go.
+#[test]
+fn sigterm_mid_run_leaves_no_uncommitted_file_in_a_local_lake() {
+    let (_az, stall) = stalling_azurite();
+    let lake = temp_lake();
+    let args = run_args(DATE, "az://raw/", lake.path().to_str().unwrap());
+    let (code, report, log) = terminate_mid_read(command(&args, &stall.env()), &stall);
+    assert_eq!(code, Some(143), "{log}");
+    assert_eq!(report["status"], "cancelled", "{report}");
+    for table in ["telemetry", "features_hourly", "telemetry_minute"] {
+        assert!(
+            !lake.path().join(table).join("_delta_log").exists(),
+            "{table} committed"
+        );
+    }
+    assert_nothing_uncommitted(lake.path());
+}
+
+/// Issue 32: a gated run (exit 3) on an Azure lake leaves no data file outside
+/// the tables' logs (silver streamed its files during the pass).
+#[test]
+fn a_gated_run_leaves_no_uncommitted_file_in_an_azure_lake() {
+    let az = azurite_with_fixtures();
+    let dir = temp_lake();
+    let job = dir.path().join("strict.toml");
+    let text = std::fs::read_to_string(job_file())
+        .unwrap()
+        .replace("max_reject_ratio = 0.5", "max_reject_ratio = 0.001")
+        .replace("\"../schemas/", &format!("\"{}/schemas/", repo().display()));
+    assert!(text.contains("max_reject_ratio = 0.001"));
+    std::fs::write(&job, text).unwrap();
+    let mut args = run_args(DATE, "az://raw/", "az://lake/iot");
+    args[2] = job.to_str().unwrap().to_string();
+    let out = command(&args, &az.env()).output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{report}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(report["status"], "quality_gate_failed");
+    assert!(report["uncommitted_files_removed"].is_u64(), "{report}");
+    let copy = dir.path().join("lake");
+    az.download("lake", "iot", &copy);
+    assert!(
+        copy.join("rejects/_delta_log").is_dir(),
+        "the gate writes rejects"
+    );
+    assert!(!copy.join("telemetry/_delta_log").exists());
+    assert_nothing_uncommitted(&copy);
 }
 
 #[test]

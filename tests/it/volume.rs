@@ -34,13 +34,65 @@ fn run(job: &Path, date: &str) -> (i32, Value) {
 
 /// The generator's silver rows and distinct devices of a date.
 fn designed(date: &str) -> (u64, u64) {
+    designed_from(date, |_| true)
+}
+
+/// The generator's silver rows and distinct devices of a date, of the rows whose
+/// source file `kept` keeps (the folders the test left in the container).
+fn designed_from(date: &str, kept: impl Fn(&str) -> bool) -> (u64, u64) {
     let e = expected(date);
-    let rows = e["rows"].as_array().unwrap();
+    let rows: Vec<&Value> = e["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| kept(r["source_file"].as_str().unwrap()))
+        .collect();
     let devices: std::collections::BTreeSet<&str> = rows
         .iter()
         .map(|r| r["device_id"].as_str().unwrap())
         .collect();
-    (e["rows_written"].as_u64().unwrap(), devices.len() as u64)
+    (rows.len() as u64, devices.len() as u64)
+}
+
+/// The median of two numbers, as the guard takes it over two earlier dates.
+fn median2(a: u64, b: u64) -> f64 {
+    (a + b) as f64 / 2.0
+}
+
+/// The volume the test planted for a date against the medians of the dates it ran
+/// before: `(rows, devices, rows_ratio, devices_ratio)`, all from the test's own inputs.
+fn planted_volume(rows: u64, devices: u64, median_rows: f64, median_devices: f64) -> Value {
+    serde_json::json!({
+        "rows": rows,
+        "devices": devices,
+        "median_rows": median_rows,
+        "median_devices": median_devices,
+        "rows_ratio": rows as f64 / median_rows,
+        "devices_ratio": devices as f64 / median_devices,
+    })
+}
+
+/// The report's volume figures against the planted ones (ratios to 1e-12).
+fn assert_volume(report: &Value, want: &Value) {
+    let volume = &report["volume"];
+    for k in ["rows", "devices"] {
+        assert_eq!(volume[k], want[k], "{k}: {report}");
+    }
+    for k in [
+        "median_rows",
+        "median_devices",
+        "rows_ratio",
+        "devices_ratio",
+    ] {
+        let got = volume[k]
+            .as_f64()
+            .unwrap_or_else(|| panic!("no {k}: {report}"));
+        let want = want[k].as_f64().unwrap();
+        assert!(
+            (got - want).abs() < 1e-12,
+            "{k}: {got} against {want}: {report}"
+        );
+    }
 }
 
 #[test]
@@ -67,6 +119,11 @@ fn a_collapsed_night_fails_or_warns_against_the_median_of_the_previous_dates() {
         Some(devices10 as f64)
     );
     assert_eq!(second["volume"]["status"], "ok");
+    let (rows11, devices11) = designed("2024-03-11");
+    assert_volume(
+        &second,
+        &planted_volume(rows11, devices11, rows10 as f64, devices10 as f64),
+    );
 
     // Half the producers stop: 2024-03-12 keeps only its first two hour folders.
     let day = raw.join("telemetry/2024/03/12");
@@ -76,12 +133,25 @@ fn a_collapsed_night_fails_or_warns_against_the_median_of_the_previous_dates() {
     let (code, low) = run(&fail, "2024-03-12");
     assert_eq!(code, 3, "{low}");
     assert_eq!(low["status"], "quality_gate_failed");
-    let (rows11, _) = designed("2024-03-11");
-    let median = (rows10 + rows11) as f64 / 2.0;
-    assert_eq!(low["volume"]["median_rows"].as_f64(), Some(median));
-    let ratio = low["volume"]["rows_ratio"].as_f64().unwrap();
-    assert!(ratio < 0.5, "{low}");
-    assert!((ratio - low["rows_written"].as_f64().unwrap() / median).abs() < 1e-12);
+    // What is left of the date: the rows the generator put in the two kept folders
+    // (and any of its rows from another date's folder), against the medians of
+    // the two dates run before; the ratio is computed here, not read from the report.
+    let removed =
+        |file: &str| (2..24).any(|h| file.starts_with(&format!("telemetry/2024/03/12/{h:02}/")));
+    let (rows12, devices12) = designed_from("2024-03-12", |f| !removed(f));
+    let want = planted_volume(
+        rows12,
+        devices12,
+        median2(rows10, rows11),
+        median2(devices10, devices11),
+    );
+    assert!(
+        want["rows_ratio"].as_f64().unwrap() < 0.5,
+        "the test plants a collapse: {want}"
+    );
+    assert_volume(&low, &want);
+    assert_eq!(low["rows_written"], rows12, "{low}");
+    assert_eq!(low["volume"]["dates_compared"], 2);
     assert_eq!(low["volume"]["status"], "failed");
     assert!(low["error"].as_str().unwrap().contains("volume.min_ratio"));
     // Like the gate: rejects written, silver and gold not.
@@ -95,6 +165,7 @@ fn a_collapsed_night_fails_or_warns_against_the_median_of_the_previous_dates() {
     let warn = job(dir.path(), &raw, "warn");
     let (code, warned) = run(&warn, "2024-03-12");
     assert_eq!(code, 0, "{warned}");
+    assert_volume(&warned, &want);
     assert_eq!(warned["volume"]["status"], "warned");
     assert!(read_rows(&lake, "telemetry")
         .iter()
