@@ -15,7 +15,8 @@ pub async fn command(args: crate::commands::cli::MaintainArgs) -> i32 {
     }
     let result = async {
         let job = load_job(&args.job, None)?;
-        let lake = crate::lake::Lake::open(&job.lake, &job.storage)?;
+        let mut lake = crate::lake::Lake::open(&job.lake, &job.storage)?;
+        lake.file_size = job.limits.file_size;
         let mut done = Vec::new();
         for spec in crate::lake::all_tables() {
             if let Some(m) =

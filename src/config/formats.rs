@@ -70,7 +70,12 @@ pub struct Limits {
     /// the system (see `memory.rs`): a bound on what is kept for reuse, not on
     /// what a run needs.
     pub memory: u64,
+    /// Bytes at which the writer starts a new Parquet file of a table's partition.
+    pub file_size: u64,
 }
+
+/// 128 MiB: files Synapse and Azure ML read in a few requests each, a handful per plant day.
+pub const DEFAULT_FILE_SIZE: u64 = 128 << 20;
 
 /// 1 GiB: far above what a producer writes in one blob, far below what a bomb inflates to.
 pub const DEFAULT_MAX_BLOB_BYTES: u64 = 1 << 30;
@@ -84,6 +89,7 @@ impl Default for Limits {
             max_blob_bytes: DEFAULT_MAX_BLOB_BYTES,
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             memory: crate::memory::DEFAULT_LIMIT,
+            file_size: DEFAULT_FILE_SIZE,
         }
     }
 }

@@ -99,6 +99,7 @@ struct LimitsFile {
     max_blob_bytes: Option<Size>,
     max_record_bytes: Option<Size>,
     memory: Option<Size>,
+    file_size: Option<Size>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -488,6 +489,12 @@ fn limits(f: &LimitsFile) -> Result<Limits, (&'static str, String)> {
         max_record_bytes: usize::try_from(max_record_bytes)
             .map_err(|_| ("limits.max_record_bytes", "too large".to_string()))?,
         memory: size("limits.memory", &f.memory, defaults.memory, 64 << 20)?,
+        file_size: size(
+            "limits.file_size",
+            &f.file_size,
+            defaults.file_size,
+            1 << 10,
+        )?,
     })
 }
 

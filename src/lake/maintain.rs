@@ -16,7 +16,7 @@ use deltalake::operations::vacuum::VacuumMode;
 use serde::Serialize;
 use tracing::info;
 
-use crate::lake::{Lake, SinkError, TableSpec, TARGET_FILE_SIZE};
+use crate::lake::{Lake, SinkError, TableSpec};
 
 /// The shortest vacuum retention accepted without `--unsafe-retention`.
 pub const SAFE_RETENTION: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
@@ -64,7 +64,7 @@ pub async fn maintain(
     let (table, compacted) = table
         .optimize()
         .with_commit_properties(commit_properties(spec.name))
-        .with_target_size(NonZeroU64::new(TARGET_FILE_SIZE).unwrap_or(NonZeroU64::MIN))
+        .with_target_size(NonZeroU64::new(lake.file_size).unwrap_or(NonZeroU64::MIN))
         .await
         .map_err(&err)?;
     info!(

@@ -110,8 +110,8 @@ pub const COMMIT_ATTEMPTS: u64 = 5;
 /// Rows per Parquet row group of the tables this job writes (see [`replacing`]).
 pub const ROW_GROUP_ROWS: usize = 256 * 1024;
 
-/// Target size of the Parquet files the writer produces.
-pub const TARGET_FILE_SIZE: u64 = 128 * 1024 * 1024;
+/// Target size of the Parquet files the writer produces, unless the job's `[limits] file_size` says otherwise.
+pub const TARGET_FILE_SIZE: u64 = crate::config::formats::DEFAULT_FILE_SIZE;
 
 /// A table of the lake: its name (folder), partition column and Arrow schema.
 #[derive(Debug, Clone)]
@@ -395,6 +395,8 @@ pub struct Lake {
     pub url: Url,
     pub location: String,
     pub settings: crate::storage::retry::StorageSettings,
+    /// Bytes at which a write starts a new Parquet file ([`TARGET_FILE_SIZE`] unless the job sets it).
+    pub file_size: u64,
 }
 
 impl Lake {
@@ -425,6 +427,7 @@ impl Lake {
             url,
             location: location.to_string(),
             settings: settings.clone(),
+            file_size: TARGET_FILE_SIZE,
         })
     }
 
@@ -576,6 +579,7 @@ pub fn prepare_table(lake: &Lake, spec: &TableSpec) -> Result<(), SinkError> {
 /// contract's Parquet settings and the run's `userMetadata`.
 fn replacing(
     write: WriteBuilder,
+    file_size: u64,
     spec: &TableSpec,
     date: NaiveDate,
     meta: &CommitMeta,
@@ -628,7 +632,7 @@ fn replacing(
             date.format("%Y-%m-%d")
         ))
         .with_writer_properties(writer)
-        .with_target_file_size(NonZeroU64::new(TARGET_FILE_SIZE))
+        .with_target_file_size(NonZeroU64::new(file_size))
         .with_commit_properties(commit)
         .with_table_name(spec.name);
     match one_partition_session() {
@@ -683,7 +687,14 @@ pub async fn replace_partition(
                 .await
                 .map_err(delta_err)?;
         let creating = table.version().is_none();
-        let written = replacing(table.write([batch.clone()]), spec, date, meta).await;
+        let written = replacing(
+            table.write([batch.clone()]),
+            lake.file_size,
+            spec,
+            date,
+            meta,
+        )
+        .await;
         match written {
             Ok(table) => break table,
             // Another run (of another date: the run lock keeps out runs of this

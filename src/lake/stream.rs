@@ -127,7 +127,8 @@ impl PartitionStream {
         let plan = LogicalPlanBuilder::scan("batches", provider_as_source(Arc::new(source)), None)
             .and_then(|b| b.build())
             .map_err(plan_err)?;
-        let write = replacing(table.write(Vec::new()), spec, date, meta).with_input_plan(plan);
+        let write = replacing(table.write(Vec::new()), lake.file_size, spec, date, meta)
+            .with_input_plan(plan);
         let name = spec.name;
         let (lake, spec) = (lake.clone(), spec.clone());
         let task = tokio::spawn(async move {

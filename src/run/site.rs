@@ -38,7 +38,8 @@ impl Site {
     pub fn open(job: &Job) -> Result<Site, Error> {
         let layout = Layout::parse(&job.layout).map_err(|e| Error::Usage(e.to_string()))?;
         let storage = Storage::open(&job.source, &job.storage)?;
-        let lake = Lake::open(&job.lake, &job.storage)?;
+        let mut lake = Lake::open(&job.lake, &job.storage)?;
+        lake.file_size = job.limits.file_size;
         let locks = lock::Site::for_lake(&lake.url, &job.storage)?;
         let expectations = crate::run::prepare::expectations(job)?;
         info!(job = %job.name, "site opened: the source, the lake and its locks");

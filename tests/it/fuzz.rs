@@ -18,6 +18,7 @@ const LIMITS: Limits = Limits {
     max_blob_bytes: 4 << 20,
     max_record_bytes: 64 << 10,
     memory: 2 << 30,
+    file_size: 128 << 20,
 };
 
 /// What one blob may hold at its peak: a record, the sniffed head, buffers, a
