@@ -140,7 +140,10 @@ fn terminate(
 fn sigterm_mid_run_changes_nothing_and_frees_the_locks_at_once() {
     let (az, stall) = stalling_azurite();
     let env = stall.env();
-    let args = run_args(DATE, "az://raw/", "az://lake/iot");
+    let dir = temp_lake();
+    let mut args = run_args(DATE, "az://raw/", "az://lake/iot");
+    // Files rolled at 1 KiB: the hours before the stalled one are in finished files.
+    args[2] = small_files_job(dir.path(), 0.5);
     // A first, complete run (without the stalled blob: it is added after).
     let store = az.store("raw");
     let stalled = block_on(async {
@@ -175,6 +178,10 @@ fn sigterm_mid_run_changes_nothing_and_frees_the_locks_at_once() {
     assert_eq!(report["status"], "cancelled", "{report}");
     assert_eq!(report["exit_code"], 143);
     assert!(log.contains("signal 15"), "{log}");
+    assert!(
+        report["uncommitted_files_removed"].as_u64() > Some(0),
+        "silver's finished files were removed: {report}"
+    );
 
     // Nothing committed, no data file left outside the logs, and every lock
     // given back (not left to its TTL).
@@ -202,16 +209,41 @@ fn sigterm_mid_run_changes_nothing_and_frees_the_locks_at_once() {
     );
 }
 
+/// The local job in `dir` with `max_reject_ratio` and Parquet files rolled at
+/// 1 KiB, so a run has finished silver files long before its commit; its path.
+fn small_files_job(dir: &std::path::Path, max_reject_ratio: f64) -> String {
+    let job = dir.join("small-files.toml");
+    let text = std::fs::read_to_string(job_file())
+        .unwrap()
+        .replace(
+            "max_reject_ratio = 0.5",
+            &format!("max_reject_ratio = {max_reject_ratio}"),
+        )
+        .replace("\"../schemas/", &format!("\"{}/schemas/", repo().display()))
+        + "\n[limits]\nfile_size = \"1KiB\"\n";
+    assert!(text.contains(&format!("max_reject_ratio = {max_reject_ratio}")));
+    std::fs::write(&job, text).unwrap();
+    job.to_str().unwrap().to_string()
+}
+
 /// Issue 32: a run stopped mid-read leaves no data file outside the tables'
 /// logs in a local lake either: the files silver streamed before the signal go.
 #[test]
 fn sigterm_mid_run_leaves_no_uncommitted_file_in_a_local_lake() {
     let (_az, stall) = stalling_azurite();
     let lake = temp_lake();
-    let args = run_args(DATE, "az://raw/", lake.path().to_str().unwrap());
+    let dir = temp_lake();
+    let mut args = run_args(DATE, "az://raw/", lake.path().to_str().unwrap());
+    // The stalled blob is of the date's last hour: the hours before it have
+    // streamed to silver, in files rolled at 1 KiB, before the signal.
+    args[2] = small_files_job(dir.path(), 0.5);
     let (code, report, log) = terminate_mid_read(command(&args, &stall.env()), &stall);
     assert_eq!(code, Some(143), "{log}");
     assert_eq!(report["status"], "cancelled", "{report}");
+    assert!(
+        report["uncommitted_files_removed"].as_u64() > Some(0),
+        "silver's finished files were removed: {report}"
+    );
     for table in ["telemetry", "features_hourly", "telemetry_minute"] {
         assert!(
             !lake.path().join(table).join("_delta_log").exists(),
@@ -227,18 +259,10 @@ fn sigterm_mid_run_leaves_no_uncommitted_file_in_a_local_lake() {
 fn a_gated_run_leaves_no_uncommitted_file_in_an_azure_lake() {
     let az = azurite_with_fixtures();
     let dir = temp_lake();
-    let job = dir.path().join("strict.toml");
-    let text = std::fs::read_to_string(job_file())
-        .unwrap()
-        .replace("max_reject_ratio = 0.5", "max_reject_ratio = 0.001")
-        .replace("\"../schemas/", &format!("\"{}/schemas/", repo().display()))
-        // Files rolled at 1 KiB: silver's first files are finished (and uploaded)
-        // before the gate, so there is something the run must remove.
-        + "\n[limits]\nfile_size = \"1KiB\"\n";
-    assert!(text.contains("max_reject_ratio = 0.001"));
-    std::fs::write(&job, text).unwrap();
     let mut args = run_args(DATE, "az://raw/", "az://lake/iot");
-    args[2] = job.to_str().unwrap().to_string();
+    // Silver's first files are finished (and uploaded) before the gate, so
+    // there is something the run must remove.
+    args[2] = small_files_job(dir.path(), 0.001);
     let out = command(&args, &az.env()).output().unwrap();
     let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     assert_eq!(
