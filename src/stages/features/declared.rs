@@ -165,8 +165,6 @@ type Hours = HashMap<String, BTreeMap<i64, Vec<Option<Partial>>>>;
 pub struct Windows {
     signals: Vec<String>,
     hours: Hours,
-    /// The declared set the windows are of (their lengths and aggregates).
-    set: FeatureSet,
 }
 
 impl Windows {
@@ -174,7 +172,6 @@ impl Windows {
         Windows {
             signals: set.signals.clone(),
             hours: Hours::new(),
-            set: set.clone(),
         }
     }
 
@@ -312,33 +309,6 @@ impl Windows {
         Ok(true)
     }
 
-    /// The window columns of `frame`'s rows (`device_id`, `ws_us`), added to it
-    /// in the order of [`FeatureSet::columns`]; then the hours no later row of
-    /// the date can reach are dropped (`next_ws`: the next hour's start), so the
-    /// windows hold at most their longest window of hours.
-    pub fn add_hour_columns(
-        &mut self,
-        mut frame: DataFrame,
-        next_ws: i64,
-    ) -> PolarsResult<DataFrame> {
-        let devices = frame.column("device_id")?.str()?.clone();
-        let starts = frame.column("ws_us")?.i64()?.clone();
-        let rows: Vec<(&str, i64)> = devices
-            .iter()
-            .zip(starts.iter())
-            .filter_map(|(d, t)| Some((d?, t?)))
-            .collect();
-        for c in self.window_columns(&self.set, &rows) {
-            frame.with_column(c)?;
-        }
-        let keep_from = next_ws + HOUR_US - self.set.longest_window_hours() * HOUR_US;
-        for hours in self.hours.values_mut() {
-            *hours = hours.split_off(&keep_from);
-        }
-        self.hours.retain(|_, hours| !hours.is_empty());
-        Ok(frame)
-    }
-
     /// The `<signal>_<agg>_<window>` columns for rows (device, hour start µs).
     fn window_columns(&self, set: &FeatureSet, rows: &[(&str, i64)]) -> Vec<Column> {
         let (nw, na) = (set.windows.len(), set.aggregates.len());
@@ -383,21 +353,12 @@ impl Windows {
     }
 }
 
-/// Where [`add_columns`] finds the signal windows' columns.
-#[derive(Clone, Copy)]
-pub enum WindowColumns<'a> {
-    /// Computed here from these windows (`None`: no partials, every window empty).
-    From(Option<&'a Windows>),
-    /// Already in the frame: added hour by hour ([`Windows::add_hour_columns`]).
-    Present,
-}
-
 /// Adds the declared columns to `frame` (one row per device-hour with `device_id` and `ws_us`),
 /// in the order of [`FeatureSet::columns`].
 pub fn add_columns(
     mut frame: DataFrame,
     set: &FeatureSet,
-    windows: WindowColumns<'_>,
+    windows: Option<&Windows>,
     reference: &Reference,
     cutoff: i64,
 ) -> PolarsResult<DataFrame> {
@@ -417,7 +378,7 @@ pub fn add_columns(
         ));
     }
     let mut columns = Vec::new();
-    if let (true, WindowColumns::From(windows)) = (set.has_signal_windows(), windows) {
+    if set.has_signal_windows() {
         let empty = Windows::new(set);
         columns.extend(windows.unwrap_or(&empty).window_columns(set, &rows));
     }
@@ -661,14 +622,7 @@ mod tests {
             Column::new("ws_us".into(), [ws]),
         ])
         .unwrap();
-        let out = add_columns(
-            rows,
-            &s,
-            WindowColumns::From(Some(&w)),
-            &Reference::default(),
-            0,
-        )
-        .unwrap();
+        let out = add_columns(rows, &s, Some(&w), &Reference::default(), 0).unwrap();
         assert_eq!(value(&out, "pressure_count_2h", 0), AnyValue::Int64(2));
         assert_eq!(value(&out, "pressure_mean_2h", 0), AnyValue::Float64(2.0));
         assert_eq!(value(&out, "pressure_last_2h", 0), AnyValue::Float64(3.0));
@@ -722,16 +676,8 @@ mod tests {
             Column::new("ws_us".into(), [ws, ws]),
         ])
         .unwrap();
-        let both = |w: &Windows| {
-            add_columns(
-                keys.clone(),
-                &s,
-                WindowColumns::From(Some(w)),
-                &Reference::default(),
-                0,
-            )
-            .unwrap()
-        };
+        let both =
+            |w: &Windows| add_columns(keys.clone(), &s, Some(w), &Reference::default(), 0).unwrap();
         // The 3 h window of 11:00 is [09:00, 12:00): 08:00 is not in it, so the two agree.
         let (x, y) = (both(&whole), both(&again));
         for name in s.columns() {
@@ -787,14 +733,7 @@ mod tests {
                 Column::new("ws_us".into(), [ws]),
             ])
             .unwrap();
-            add_columns(
-                rows,
-                &s,
-                WindowColumns::From(Some(&w)),
-                &Reference::default(),
-                0,
-            )
-            .unwrap()
+            add_columns(rows, &s, Some(&w), &Reference::default(), 0).unwrap()
         };
         let (a, b) = (features(&forward), features(&backward));
         assert!(a.equals_missing(&b), "{a:?}\n{b:?}");

@@ -216,7 +216,7 @@ pub fn compute(inputs: Inputs<'_>) -> PolarsResult<DataFrame> {
     declared::add_columns(
         features,
         inputs.set,
-        declared::WindowColumns::From(windows.as_ref()),
+        windows.as_ref(),
         inputs.reference,
         cutoff,
     )
@@ -233,11 +233,8 @@ pub struct Hourly {
     /// Partials of the hours that can still fall in a later hour's window.
     recent: DataFrame,
     done: Vec<DataFrame>,
-    /// The declared signal windows (`None`: none declared), holding the hours
-    /// the next hour's windows reach.
+    /// The declared signal windows (`None`: none declared).
     windows: Option<Windows>,
-    /// The declared windows' partials of each of the date's hours, as stored for later dates.
-    stored: Vec<DataFrame>,
 }
 
 impl Hourly {
@@ -264,26 +261,17 @@ impl Hourly {
             recent,
             done: Vec::new(),
             windows,
-            stored: Vec::new(),
         })
     }
 
     /// The declared windows' partials of the date's own hours (`None`: none
     /// declared), for later dates' windows ([`Windows::stored`]).
     pub fn stored_partials(&self) -> PolarsResult<Option<DataFrame>> {
-        let Some(w) = &self.windows else {
-            return Ok(None);
-        };
-        if self.stored.is_empty() {
-            return w.stored((0, 0)).map(Some);
-        }
-        let hours = self
-            .stored
-            .iter()
-            .cloned()
-            .map(DataFrame::lazy)
-            .collect::<Vec<_>>();
-        Ok(Some(concat(hours, UnionArgs::default())?.collect()?))
+        let start = crate::calendar::day_start(self.date).timestamp_micros();
+        self.windows
+            .as_ref()
+            .map(|w| w.stored((start, start + DAY_US)))
+            .transpose()
     }
 
     /// Adds one UTC hour of the date: its final silver rows, every one with
@@ -333,15 +321,6 @@ impl Hourly {
             self.lookback_complete,
             true,
         )?;
-        // The declared windows' columns of the hour, then only the hours a later
-        // one reaches are kept; the hour's partials are kept for later dates.
-        let frame = match &mut self.windows {
-            Some(w) => {
-                self.stored.push(w.stored((ws_us, ws_us + HOUR_US))?);
-                w.add_hour_columns(frame, ws_us + HOUR_US)?
-            }
-            None => frame,
-        };
         self.done.push(frame);
         Ok(())
     }
@@ -377,26 +356,7 @@ impl Hourly {
         };
         let features = with_reference_columns(features, reference, labels_as_of)?;
         let cutoff = labels_as_of.timestamp_micros();
-        // The hours brought their window columns: they go after the default ones,
-        // where the declared columns start, and the other declared ones follow.
-        let windows: Vec<String> = set
-            .columns()
-            .into_iter()
-            .filter(|c| features.column(c).is_ok())
-            .collect();
-        let order: Vec<String> = features
-            .get_column_names()
-            .into_iter()
-            .map(|c| c.to_string())
-            .filter(|c| !windows.contains(c))
-            .chain(windows.iter().cloned())
-            .collect();
-        let features = features.select(order)?;
-        let columns = match windows.is_empty() {
-            true => declared::WindowColumns::From(self.windows.as_ref()),
-            false => declared::WindowColumns::Present,
-        };
-        declared::add_columns(features, set, columns, reference, cutoff)
+        declared::add_columns(features, set, self.windows.as_ref(), reference, cutoff)
     }
 }
 
