@@ -686,18 +686,7 @@ fn by_hand(points: &[(f64, f64)]) -> [Option<f64>; 7] {
 #[test]
 fn a_declared_schema_column_is_a_signal_with_every_aggregate_worked_by_hand() {
     let dir = tempfile::tempdir().unwrap();
-    let raw = dir.path().join("raw");
-    std::fs::create_dir_all(raw.join("reference")).unwrap();
-    std::fs::write(
-        raw.join("reference/maintenance.csv"),
-        "device_id,maintenance_date,kind\n",
-    )
-    .unwrap();
-    std::fs::write(
-        raw.join("reference/failures.csv"),
-        "device_id,failure_time,component\n",
-    )
-    .unwrap();
+    let raw = empty_container(dir.path());
     // (device, time of 2024-03-11, humidity, temperature, message id)
     type Reading<'a> = (&'a str, &'a str, Option<f64>, Option<f64>, &'a str);
     let readings: [Reading; 8] = [

@@ -37,7 +37,7 @@ const LINES: [Line; 8] = [
 
 /// The raw container: the blob and empty reference logs.
 fn raw(dir: &Path) -> PathBuf {
-    let raw = dir.join("raw");
+    let raw = empty_container(dir);
     let blob = raw.join(BLOB);
     std::fs::create_dir_all(blob.parent().unwrap()).unwrap();
     let text: Vec<String> = LINES
@@ -59,18 +59,6 @@ fn raw(dir: &Path) -> PathBuf {
         })
         .collect();
     std::fs::write(&blob, text.join("\n") + "\n").unwrap();
-    let reference = raw.join("reference");
-    std::fs::create_dir_all(&reference).unwrap();
-    std::fs::write(
-        reference.join("maintenance.csv"),
-        "device_id,maintenance_date,kind\n",
-    )
-    .unwrap();
-    std::fs::write(
-        reference.join("failures.csv"),
-        "device_id,failure_time,component\n",
-    )
-    .unwrap();
     raw
 }
 
