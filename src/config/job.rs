@@ -651,6 +651,22 @@ lake = "out"
     }
 
     #[test]
+    fn the_file_size_is_a_size_of_at_least_1_kib() {
+        let job = Job::parse(Path::new("t.toml"), MINIMAL).unwrap();
+        assert_eq!(job.limits.file_size, 128 << 20);
+        let text = format!("{MINIMAL}\n[limits]\nfile_size = \"1KiB\"\n");
+        let job = Job::parse(Path::new("t.toml"), &text).unwrap();
+        assert_eq!(job.limits.file_size, 1 << 10);
+        for bad in ["1023", "0", "\"-1KiB\"", "\"lots\""] {
+            let text = format!("{MINIMAL}\n[limits]\nfile_size = {bad}\n");
+            let err = Job::parse(Path::new("t.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("file_size"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn bad_duration_names_the_key() {
         let text = format!("{MINIMAL}\nclock_skew = \"5 minutes\"\n");
         let err = Job::parse(Path::new("t.toml"), &text)

@@ -866,4 +866,19 @@ fn later_dates_merge_the_partials_earlier_runs_stored_and_get_silvers_bits() {
         serde_json::json!({"partials": [], "silver": [second]})
     );
     assert_eq!(features_of(lake.path(), third), merged);
+
+    // A damaged file under the current name (a truncated copy, then bytes that are
+    // no Parquet at all) is a warning: the date's silver is read, to the same bits.
+    run(second);
+    let current = partial_files(lake.path(), second);
+    assert_eq!(current.len(), 1);
+    let bytes = std::fs::read(&current[0]).unwrap();
+    for damaged in [bytes[..bytes.len() / 2].to_vec(), b"not parquet".to_vec()] {
+        std::fs::write(&current[0], damaged).unwrap();
+        assert_eq!(
+            run(third),
+            serde_json::json!({"partials": [], "silver": [second]})
+        );
+        assert_eq!(features_of(lake.path(), third), merged);
+    }
 }
