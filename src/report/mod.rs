@@ -187,6 +187,9 @@ pub struct FeaturesDate {
     pub silver_rows: u64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub lookback_complete: Option<bool>,
+    /// Where the declared windows' earlier hours came from (when the job declares any).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub earlier_windows: Option<EarlierWindows>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub table: Option<TableReport>,
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -7,87 +7,72 @@
 use std::time::Instant;
 
 use chrono::NaiveDate;
-use polars::prelude::*;
 use tracing::{info, warn};
 
 use crate::error::Error;
 use crate::lake::silver;
 use crate::lake::{self, CommitMeta};
 use crate::report::{RunReport, Status, TableReport};
-use crate::run::gold::{
-    commit, count_status, finish_gold, recorded_devices, rejects_frame, stage, Gold, Staged,
-};
+use crate::run::gold::{commit, recorded_devices, rejects_frame, stage, Staged};
+use crate::run::outputs::{Finish, Keep, Output};
 use crate::run::site::Site;
 use crate::run::volume::Volume;
-use crate::stages::guarded;
-use crate::stages::health::{Attribution, SeenDevices};
+use crate::stages::health::Attribution;
 use crate::stages::normalize::Reject;
 use crate::stages::source::Listing;
 
 use crate::run::date::{ms, DateRun};
 
+/// What a pass ended with, for the tables staged beside its outputs'.
+pub(super) struct Outcome<'a> {
+    pub(super) rejects: &'a [Reject],
+    pub(super) attribution: &'a Attribution,
+    /// The quality gate, the volume guard or an expectation stopped the date.
+    pub(super) gate_failed: bool,
+    pub(super) volume: Volume,
+}
+
 impl DateRun<'_> {
     /// Step 4: everything that can fail without touching storage happens before
-    /// the first commit: the other tables become Arrow batches, folders are checked.
-    #[allow(clippy::too_many_arguments)]
-    pub(super) fn stage_step(
+    /// the first commit: the outputs finish into Arrow batches (unless a gate
+    /// stopped the date), rejects is staged last, folders are checked. Returns
+    /// them in commit order, and what the outputs keep once silver is committed.
+    pub(super) async fn stage_step(
         &self,
-        gold: Option<Gold>,
-        minutes: Option<DataFrame>,
-        rejects: &[Reject],
-        attribution: &Attribution,
-        gate_failed: bool,
-        volume: Volume,
+        outputs: Vec<Box<dyn Output>>,
+        pass: Outcome<'_>,
         report: &mut RunReport,
-    ) -> Result<(Vec<Staged>, Option<SeenDevices>), Error> {
-        let mut staged = Vec::with_capacity(5);
-        let (mut health, mut seen) = (None, None);
-        if let Some(Gold {
-            features,
-            health: day,
-            earlier,
-        }) = gold
-        {
-            let frame = guarded("features", || {
-                features.finish(self.reference, self.req.labels_as_of, &self.job.features)
-            })?;
-            let (frame, health_frame, day_seen) =
-                finish_gold(frame, day, self.reference, attribution, &earlier)?;
-            seen = Some(day_seen);
-            info!(
-                rows = frame.height(),
-                devices = health_frame.height(),
-                "features"
-            );
-            report.devices_by_status = count_status(&health_frame);
-            let gold_meta = CommitMeta {
-                labels_as_of: report.labels_as_of.clone(),
-                ..self.meta.clone()
+    ) -> Result<(Vec<Staged>, Vec<Box<dyn Keep>>), Error> {
+        let (mut staged, keeps) = if pass.gate_failed {
+            (Vec::new(), Vec::new())
+        } else {
+            let at = Finish {
+                lake: &self.site.lake,
+                job: self.job,
+                date: self.req.date,
+                reference: self.reference,
+                labels_as_of: self.req.labels_as_of,
+                attribution: pass.attribution,
+                meta: &self.meta,
             };
-            let spec = lake::features_table_for(&frame, &self.job.features.columns())?;
-            staged.push(stage(spec, frame, gold_meta)?);
-            health = Some(health_frame);
-        }
-        if let (false, Some(minutes)) = (gate_failed, minutes) {
-            staged.push(stage(lake::minute_table(), minutes, self.meta.clone())?);
-        }
-        if let Some(health) = health {
-            staged.push(stage(lake::health_table(), health, self.meta.clone())?);
-        }
+            let (staged, keeps, part) = crate::run::outputs::finish_all(outputs, &at).await?;
+            part.add_to(report);
+            (staged, keeps)
+        };
         let paths: Vec<&str> = self.listing.blobs.iter().map(|b| b.path.as_str()).collect();
-        let frame = rejects_frame(rejects, &paths, self.req.date, &self.meta.run_id)
+        let frame = rejects_frame(pass.rejects, &paths, self.req.date, &self.meta.run_id)
             .map_err(Error::polars("rejects"))?;
         // The run's last commit records the date's volume, for later dates' guard.
+        let ok = !pass.gate_failed;
         let rejects_meta = CommitMeta {
-            volume: (!gate_failed).then_some(volume),
-            devices: (!gate_failed).then(|| recorded_devices(attribution)),
+            volume: ok.then_some(pass.volume),
+            devices: ok.then(|| recorded_devices(pass.attribution)),
             ..self.meta.clone()
         };
-        staged.push(stage(lake::rejects_table(), frame, rejects_meta)?);
-        for (spec, _, _) in &staged {
-            lake::prepare_table(&self.site.lake, spec)?;
-        }
-        Ok((staged, seen))
+        let rejects = stage(lake::rejects_table(), frame, rejects_meta)?;
+        lake::prepare_table(&self.site.lake, &rejects.0)?;
+        staged.push(rejects);
+        Ok((staged, keeps))
     }
 
     /// Step 5: commit silver first (the stream ends and delta-rs commits its

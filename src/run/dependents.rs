@@ -210,6 +210,7 @@ pub async fn refresh_one(
                 status,
                 silver_rows: 0,
                 lookback_complete: None,
+                earlier_windows: None,
                 table: None,
                 error: Some(format!("refreshing the derived tables of {date}: {error}")),
             }

@@ -255,16 +255,6 @@ pub fn failure_message(failed: &[&Outcome]) -> String {
     )
 }
 
-/// The tables a run locks: `expectations` too (before `rejects`) when the job declares some.
-pub fn with_table(job: &crate::config::job::Job, tables: &[&'static str]) -> Vec<&'static str> {
-    let mut all = tables.to_vec();
-    if !job.expectations.is_empty() {
-        let at = all.len().saturating_sub(1);
-        all.insert(at, lake::expectations_table().name);
-    }
-    all
-}
-
 /// Puts the pass's figures in the report; `true` when a `fail` expectation stops the run (like the gate).
 pub fn report_step(checks: Option<&HourChecks>, report: &mut crate::report::RunReport) -> bool {
     let Some(checks) = checks else {

@@ -19,14 +19,6 @@ use deltalake::arrow::array::RecordBatch;
 /// A table's frame made an Arrow batch, ready to commit.
 pub(super) type Staged = (lake::TableSpec, RecordBatch, CommitMeta);
 
-/// What the gold tables of a run are finished from, once its pass is read.
-pub(super) struct Gold {
-    pub(super) features: features::Hourly,
-    pub(super) health: DayHealth,
-    /// `features_hourly` of the dates before (the baselines).
-    pub(super) earlier: DataFrame,
-}
-
 /// `device_health` of the date, the features with its per-hour coverage and the
 /// baselines, and what the date's digest says of each device (besides its intervals).
 pub(super) fn finish_gold(

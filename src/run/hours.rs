@@ -5,7 +5,7 @@
 //! blob's partition, so once every blob whose partition starts before an
 //! hour's end plus `late_arrival` has been read, no later blob can add to that
 //! hour: it is complete. A complete hour is deduplicated, sorted, handed to the
-//! silver writer and reduced to its features, and then dropped.
+//! silver writer and to the other tables' outputs (`run/outputs.rs`), and then dropped.
 //!
 //! Copies of one reading share its event time, so `(device_id, event_time)`
 //! keys never span hours. A message id can (a device that reuses an id with a
@@ -24,11 +24,10 @@ use polars::prelude::*;
 use crate::calendar::{DAY_HOURS, HOUR_US};
 use crate::error::Error;
 use crate::lake;
-use crate::lake::digest::HourWriter;
+use crate::run::outputs::Output;
 use crate::run::silver::{silver_frame, SilverOut};
 use crate::stages::dedup::{dedup_rows, dedup_rows_by_device, frame_of, CopiesByDevice};
-use crate::stages::features::Hourly;
-use crate::stages::health::{Attribution, DayHealth};
+use crate::stages::health::Attribution;
 use crate::stages::normalize::RowColumns;
 
 /// Rows per Arrow batch handed to the silver writer: bounds the copy into Arrow.
@@ -194,38 +193,18 @@ pub struct Day<'r> {
     pub devices: std::collections::HashSet<String>,
     /// Per device: copies removed and late rows (rejects are added by the run).
     pub attribution: Attribution,
-    /// `device_health`'s day side (with the features).
-    pub health: Option<DayHealth>,
-    /// The date's digest for the history of later dates, encoded hour by hour
-    /// from `health`'s intervals; dropped (with a warning) if encoding fails.
-    pub digest: Option<HourWriter>,
-    pub features: Option<Hourly>,
-    /// `telemetry_minute` of the hours written so far (with the features), and its date.
-    pub minutes: Option<(chrono::NaiveDate, Vec<DataFrame>)>,
+    /// The tables the hours feed beside silver (`run/outputs.rs`), in registry order.
+    pub(super) outputs: Vec<Box<dyn Output>>,
     pub silver: SilverOut,
     pub times: StageTimes,
-    /// The job's declared expectations (see `run/expect.rs`); `None` when it declares none.
-    pub expect: Option<crate::run::expect::HourChecks>,
 }
 
 impl<'r> Day<'r> {
-    /// Hands the hour's intervals from `health` to the digest's encoder.
-    fn encode_intervals(&mut self) {
-        let (Some(health), Some(writer)) = (&mut self.health, &mut self.digest) else {
-            return;
-        };
-        if let Err(e) = writer.add(health.drain_intervals()) {
-            tracing::warn!(error = %e, "device_health's digest of the date could not be encoded: the next night reads its silver");
-            health.without_digest();
-            self.digest = None;
-        }
-    }
-
-    pub fn new(
+    pub(super) fn new(
         day_start_us: i64,
         late_us: i64,
         resolved: &'r Resolved,
-        features: Option<Hourly>,
+        outputs: Vec<Box<dyn Output>>,
         silver: SilverOut,
     ) -> Day<'r> {
         Day {
@@ -240,13 +219,9 @@ impl<'r> Day<'r> {
             rows_written: 0,
             devices: Default::default(),
             attribution: Attribution::new(),
-            health: None,
-            digest: None,
-            features,
-            minutes: None,
+            outputs,
             silver,
             times: StageTimes::default(),
-            expect: None,
         }
     }
 
@@ -312,12 +287,12 @@ impl<'r> Day<'r> {
             // This pass will be read again with the contested ids decided: write nothing more.
             return Ok(());
         }
-        let frame = match &mut self.expect {
-            Some(checks) => checks.apply(frame, &self.silver)?,
-            None => frame,
-        };
+        let mut frame = frame;
+        for output in &mut self.outputs {
+            frame = output.screen(frame, &self.silver)?;
+        }
         if frame.height() == 0 {
-            // Every row was dropped by an expectation: the hour is as if it had none.
+            // Every row was screened out (an expectation): the hour is as if it had none.
             return Ok(());
         }
         self.rows_written += frame.height() as u64;
@@ -332,19 +307,9 @@ impl<'r> Day<'r> {
         self.count_late(&frame).map_err(Error::polars("dedup"))?;
 
         let t = Instant::now();
-        if let Some(features) = &mut self.features {
-            let ws = self.day_start_us + hour as i64 * HOUR_US;
-            crate::stages::guarded("features", || features.add_hour(ws, &frame))?;
-        }
-        if let Some(health) = &mut self.health {
-            crate::stages::guarded("health", || health.add(&frame))?;
-            self.encode_intervals();
-        }
-        if let Some((date, minutes)) = &mut self.minutes {
-            let date = *date;
-            minutes.push(crate::stages::guarded("features", || {
-                crate::stages::features::minute::aggregate_ordered(&frame, date)
-            })?);
+        let hour_start = self.day_start_us + hour as i64 * HOUR_US;
+        for output in &mut self.outputs {
+            output.add_hour(hour_start, &frame)?;
         }
         self.times.features += t.elapsed();
 

@@ -3,8 +3,10 @@
 //! [`site`] is what a command opens once for all its dates (storage, layout, lake, reference logs).
 //! [`pipeline`] is one date's run (its shared state in [`date`]): the locks, the listing,
 //! the read [`pass`] ([`read`] reads the blobs ahead, [`fetch`] each one) that [`hours`]
-//! closes an event hour at a time, the quality gate; then [`commit`] stages and commits
-//! the tables, finished in [`gold`]. [`refresh`] recomputes the derived tables from silver.
+//! closes an event hour at a time, feeding each to the [`outputs`] beside silver (one
+//! per table or pair of tables, made by its registry), the quality gate; then [`commit`]
+//! stages and commits the tables, finished in [`gold`]. [`refresh`] feeds the same
+//! outputs from silver read back.
 //! [`prepare`] judges the job's layout and expectations when it is loaded; [`silver`]
 //! streams an hour's rows to silver's uncommitted files.
 //! [`health`] reads back what `device_health` and the baselines need.
@@ -25,6 +27,7 @@ pub mod fetch;
 pub mod gold;
 pub mod health;
 pub mod hours;
+pub mod outputs;
 pub mod pass;
 pub mod pipeline;
 pub mod prepare;

@@ -12,13 +12,12 @@ use tracing::warn;
 
 use crate::error::Error;
 use crate::lake::{self, CommitMeta};
-use crate::run::gold::minute_frame;
 use crate::run::hours;
+use crate::run::outputs::{self, Output};
 use crate::run::read;
 use crate::run::site::Site;
-use crate::stages::features::{self};
 use crate::stages::guarded;
-use crate::stages::health::{Attribution, DayHealth, History};
+use crate::stages::health::Attribution;
 use crate::stages::normalize::{Reject, Rules};
 use crate::stages::source::{self, Listing};
 
@@ -28,15 +27,12 @@ pub(super) struct PassInputs<'a> {
     pub(super) listing: &'a Listing,
     pub(super) rules: Arc<Rules>,
     pub(super) date: NaiveDate,
-    /// The features before the date's first hour (the look-back reduced to partials); `None`: silver only.
-    pub(super) features: Option<features::Hourly>,
-    /// `device_health`'s history (with the features).
-    pub(super) history: Option<History>,
+    /// What the outputs start from (the features' look-back, `device_health`'s history).
+    pub(super) start: outputs::Start<'a>,
     pub(super) meta: &'a CommitMeta,
     pub(super) paths: Series,
     pub(super) ingested_at_us: i64,
     pub(super) drift: crate::config::drift::DriftSettings,
-    pub(super) expectations: &'a crate::stages::expect::Expectations,
 }
 
 /// How the records of a pass are accounted for.
@@ -54,23 +50,16 @@ pub(super) struct Counts {
     pub(super) drift: crate::stages::normalize::drift::DriftTally,
 }
 
-/// One complete pass: silver streamed (not yet committed), features and rejects in hand.
+/// One complete pass: silver streamed (not yet committed), the other outputs and rejects in hand.
 pub(super) struct Pass {
     pub(super) silver: lake::PartitionStream,
-    pub(super) features: Option<features::Hourly>,
-    /// `telemetry_minute` of the date (with the features).
-    pub(super) minutes: Option<DataFrame>,
-    /// `device_health`'s day side (with the features).
-    pub(super) health: Option<DayHealth>,
-    /// The date's digest, encoded as the hours went (stored once silver is committed).
-    pub(super) digest: Option<crate::lake::digest::HourWriter>,
+    /// Every hour fed to them; finished once the gate has passed.
+    pub(super) outputs: Vec<Box<dyn Output>>,
     /// Per device: duplicates, rejects and late rows.
     pub(super) attribution: Attribution,
     pub(super) rejects: Vec<Reject>,
     pub(super) counts: Counts,
     pub(super) times: hours::StageTimes,
-    /// The declared expectations' figures (their dropped rows are in `rejects`).
-    pub(super) expect: Option<crate::run::expect::HourChecks>,
 }
 
 /// Passes at most: the first, plus one per round of message ids found spanning hours.
@@ -116,7 +105,6 @@ pub(super) async fn one_pass(
     let spec = crate::run::drift::silver_spec(&inputs.rules.schema, &inputs.drift);
     let stream =
         lake::PartitionStream::start(&inputs.site.lake, &spec, inputs.date, inputs.meta).await?;
-    let features = inputs.features.clone();
     let silver = crate::run::silver::SilverOut {
         stream,
         paths: inputs.paths.clone(),
@@ -130,30 +118,13 @@ pub(super) async fn one_pass(
             .collect(),
         spec,
     };
-    let with_features = features.is_some();
     let mut day = hours::Day::new(
         inputs.rules.day_start_us,
         inputs.rules.late_arrival_us,
         resolved,
-        features,
+        outputs::registry(&inputs.start),
         silver,
     );
-    if with_features {
-        day.minutes = Some((inputs.date, Vec::new()));
-    }
-    day.health = inputs
-        .history
-        .clone()
-        .map(|history| DayHealth::new(inputs.date, history));
-    if let Some(health) = &mut day.health {
-        day.digest = crate::lake::digest::HourWriter::new()
-            .map_err(|e| warn!(error = %e, "device_health's digest of the date will not be stored"))
-            .ok();
-        if day.digest.is_none() {
-            health.without_digest();
-        }
-    }
-    day.expect = crate::run::expect::HourChecks::new(inputs.expectations);
     let mut counts = Counts::default();
     let mut rejects = Vec::new();
     let mut blobs = read::ReadAhead::start(inputs.site, inputs.listing, inputs.rules.clone());
@@ -176,18 +147,13 @@ pub(super) async fn one_pass(
         crate::memory::settle();
     }
     day.complete().await?;
-    let mut expect = day.expect.take();
-    if let Some(checks) = &mut expect {
-        rejects.append(&mut checks.rejects);
+    for output in &mut day.outputs {
+        rejects.append(&mut output.take_rejects());
     }
     rejects.sort_by_key(|r: &Reject| (r.blob, r.line));
     counts.duplicates = day.duplicates;
     counts.devices = day.devices.len() as u64;
     counts.rows_written = day.rows_written;
-    let minutes = match day.minutes {
-        Some((date, frames)) => Some(guarded("features", || minute_frame(date, frames))?),
-        None => None,
-    };
     let mut attribution = day.attribution;
     for r in &rejects {
         if let Some(device) = &r.device {
@@ -196,15 +162,11 @@ pub(super) async fn one_pass(
     }
     let pass = Pass {
         silver: day.silver.stream,
-        features: day.features,
-        minutes,
-        health: day.health,
-        digest: day.digest,
+        outputs: day.outputs,
         attribution,
         rejects,
         counts,
         times: day.times,
-        expect,
     };
     Ok((pass, day.contested))
 }

@@ -19,28 +19,20 @@ use crate::lake::lock::LockSet;
 use crate::lake::{self, CommitMeta};
 use crate::report::RunReport;
 use crate::run::commit::store_report;
+use crate::run::commit::Outcome;
 pub use crate::run::date::RunRequest;
 use crate::run::date::{ms, DateRun};
-use crate::run::gold::{Gold, Staged};
+use crate::run::gold::Staged;
 use crate::run::hours;
+use crate::run::outputs::Start;
 use crate::run::pass::{read_pass, Counts, PassInputs};
 use crate::run::site::Site;
 use crate::run::volume::{self, Volume};
 use crate::stages::features::{self, Reference};
 use crate::stages::guarded;
-use crate::stages::health::History;
 use crate::stages::normalize::{Reject, Rules};
 use crate::stages::source::tier::{self, BlobTier};
 use crate::stages::source::Listing;
-
-/// The tables a run replaces, in the order their locks are taken and their commits made.
-const RUN_TABLES: [&str; 5] = [
-    "telemetry",
-    "features_hourly",
-    "telemetry_minute",
-    "device_health",
-    "rejects",
-];
 
 /// Runs the job for one date on a site the command opened. Errors before the
 /// first commit leave the tables untouched.
@@ -59,12 +51,7 @@ pub async fn run_on(
 
     // One run per table and date: a second one waits here (lock.wait), then fails.
     let t = Instant::now();
-    let tables: &[&'static str] = if req.features {
-        &RUN_TABLES
-    } else {
-        &["telemetry", "rejects"]
-    };
-    let tables = crate::run::expect::with_table(job, tables);
+    let tables = crate::run::outputs::run_tables(job, req.features);
     // The lock watches for a stop itself, so it gives back what it took.
     let locks = site.lock(job, &tables, req.date, &report.run_id).await?;
     report.durations.lock_ms = ms(t);
@@ -274,11 +261,11 @@ impl DateRun<'_> {
             attempt += 1;
             report.lookback_complete = None;
             let t = Instant::now();
-            let (features, lookback_complete, history) = self.lookback_step(report).await?;
+            let start = self.lookback_step(report).await?;
             report.durations.history_ms = ms(t);
             report.memory_after("history");
             let t = Instant::now();
-            let pass = read_pass(&self.pass_inputs(features, history))
+            let pass = read_pass(&self.pass_inputs(start))
                 .instrument(info_span!("read"))
                 .await?;
             report.blobs.read = self.listing.blobs.len();
@@ -297,83 +284,35 @@ impl DateRun<'_> {
                 devices: pass.counts.devices,
             };
             gate_failed |= self.volume_step(volume, report).await?;
-            gate_failed |= crate::run::expect::report_step(pass.expect.as_ref(), report);
+            for output in &pass.outputs {
+                gate_failed |= output.judge(report);
+            }
             let t = Instant::now();
-            let writer = pass.digest;
-            let partials = match (&gate_failed, &pass.features) {
-                (false, Some(features)) => guarded("features", || features.stored_partials())?,
-                _ => None,
-            };
-            let gold = match (gate_failed, pass.features, pass.health) {
-                (false, Some(features), Some(health)) => {
-                    report.lookback_complete = Some(lookback_complete);
-                    let t = Instant::now();
-                    let earlier =
-                        crate::run::health::earlier_features(&self.site.lake, self.req.date)
-                            .instrument(info_span!("baselines"))
-                            .await?;
-                    report.durations.history_ms += ms(t);
-                    Some(Gold {
-                        features,
-                        health,
-                        earlier,
-                    })
-                }
-                _ => None,
-            };
-            let (mut staged, seen) = self.stage_step(
-                gold,
-                pass.minutes,
-                &pass.rejects,
-                &pass.attribution,
+            let outcome = Outcome {
+                rejects: &pass.rejects,
+                attribution: &pass.attribution,
                 gate_failed,
                 volume,
-                report,
-            )?;
-            if let (false, Some(checks)) = (gate_failed, &pass.expect) {
-                // Before rejects, which stays the run's last commit (the volume's record).
-                // A stopped run writes rejects and nothing else; its report has the figures.
-                let (spec, batch) =
-                    checks.staged(&self.site.lake, self.req.date, &self.meta.run_id)?;
-                staged.insert(
-                    staged.len().saturating_sub(1),
-                    (spec, batch, self.meta.clone()),
-                );
-            }
+            };
+            let (staged, keeps) = self.stage_step(pass.outputs, outcome, report).await?;
             if gate_failed {
                 // The gate: silver (and so features) are not written.
                 pass.silver.abort().await;
                 return Ok((staged, true));
             }
-            match self.commit_silver(pass.silver, attempt, report).await? {
-                true => {
-                    report.durations.write_ms += ms(t);
-                    let committed = report
-                        .tables
-                        .get(lake::telemetry_table().name)
-                        .map(|t| t.version);
-                    if let (Some(seen), Some(writer), Some(version)) = (seen, writer, committed) {
-                        let t = Instant::now();
-                        crate::run::health::store_digest(
-                            &self.site.lake,
-                            self.req.date,
-                            version,
-                            &seen,
-                            writer,
-                        )
-                        .instrument(info_span!("health_digest"))
-                        .await;
-                        report.durations.history_ms += ms(t);
-                    }
-                    if let (Some(frame), Some(version)) = (partials, committed) {
-                        crate::run::windows::store(&self.site.lake, self.req.date, version, frame)
-                            .instrument(info_span!("feature_partials"))
-                            .await;
-                    }
-                    return Ok((staged, false));
-                }
-                false => continue,
+            if !self.commit_silver(pass.silver, attempt, report).await? {
+                continue;
             }
+            report.durations.write_ms += ms(t);
+            let committed = report.tables.get(lake::TELEMETRY).map(|t| t.version);
+            if let Some(version) = committed {
+                let t = Instant::now();
+                for keep in keeps {
+                    keep.store(&self.site.lake, self.req.date, version).await;
+                }
+                report.durations.history_ms += ms(t);
+            }
+            return Ok((staged, false));
         }
     }
 
@@ -399,53 +338,53 @@ impl DateRun<'_> {
         Ok(stop)
     }
 
-    /// Step 2: the features' look-back: the previous date's last hours as silver
-    /// has them now, reduced at once to per device-hour partials.
-    /// With it, `device_health`'s history: the devices of the 7 dates before.
-    async fn lookback_step(
-        &self,
-        report: &mut RunReport,
-    ) -> Result<(Option<features::Hourly>, bool, Option<History>), Error> {
+    /// Step 2: what the outputs start from: the features' look-back (the
+    /// previous date's last hours as silver has them now, reduced at once to
+    /// per device-hour partials) and the declared windows' earlier hours;
+    /// `device_health`'s history (the devices of the 7 dates before).
+    async fn lookback_step(&self, report: &mut RunReport) -> Result<Start<'_>, Error> {
+        let mut start = Start {
+            date: self.req.date,
+            features: None,
+            history: None,
+            expectations: &self.site.expectations,
+            digest: true,
+        };
         if !self.req.features {
-            return Ok((None, false, None));
+            return Ok(start);
         }
         let date = self.req.date;
         let lookback = crate::run::windows::lookback(&self.site.lake, date)
             .instrument(info_span!("lookback"))
             .await?;
-        let complete = lookback.is_some();
         let earlier = crate::run::windows::earlier(&self.site.lake, self.job, date)
             .instrument(info_span!("windows"))
             .await?;
         let (windows, found) = earlier.unzip();
         report.earlier_windows = found;
-        let start = guarded("features", || {
+        start.features = Some(guarded("features", || {
             features::Hourly::new(date, lookback, windows)
-        })?;
-        let history = crate::run::health::history(&self.site.lake, date)
-            .instrument(info_span!("health_history"))
-            .await?;
-        Ok((Some(start), complete, Some(history)))
+        })?);
+        start.history = Some(
+            crate::run::health::history(&self.site.lake, date)
+                .instrument(info_span!("health_history"))
+                .await?,
+        );
+        Ok(start)
     }
 
-    fn pass_inputs(
-        &self,
-        features: Option<features::Hourly>,
-        history: Option<History>,
-    ) -> PassInputs<'_> {
+    fn pass_inputs<'a>(&'a self, start: Start<'a>) -> PassInputs<'a> {
         let paths: Vec<&str> = self.listing.blobs.iter().map(|b| b.path.as_str()).collect();
         PassInputs {
             site: self.site,
             listing: &self.listing,
             rules: self.rules.clone(),
             date: self.req.date,
-            features,
-            history,
+            start,
             meta: &self.meta,
             paths: Series::new("source_file".into(), &paths),
             ingested_at_us: self.ingested_at_us,
             drift: self.job.drift,
-            expectations: &self.site.expectations,
         }
     }
 

@@ -1,7 +1,8 @@
 //! The derived tables of dates recomputed from their silver as committed: the
 //! `features` command, and the refreshes of a catch-up, a backfill's second pass
-//! and `run --refresh-dependents`. It feeds the same stages and the same commits
-//! as a run ([`crate::run::gold`]), from silver read back in a fixed order.
+//! and `run --refresh-dependents`. It feeds the same outputs as a run
+//! ([`crate::run::outputs`]) from silver read back, an hour at a time in the
+//! order dedup leaves a run's hours, and commits them in the same order.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use polars::prelude::*;
@@ -12,13 +13,14 @@ use crate::error::Error;
 use crate::lake::lock::LockSet;
 use crate::lake::silver;
 use crate::lake::{self, CommitMeta, Lake};
-use crate::report::{FeaturesDate, FeaturesReport, Status};
-use crate::run::gold::{commit, finish_gold, stage};
+use crate::report::{EarlierWindows, FeaturesDate, FeaturesReport, Status};
+use crate::run::gold::commit;
+use crate::run::outputs::{self, Finish, Output, Start};
 use crate::run::site::Site;
 use crate::run::windows::lookback_from;
+use crate::stages::expect::Expectations;
 use crate::stages::features::{self, Reference};
 use crate::stages::guarded;
-use crate::stages::health::DayHealth;
 
 /// Recomputes `features_hourly` for each date from silver alone (the `features` command),
 /// e.g. to refresh labels as the failure log grows. A failed date does not stop the others.
@@ -40,12 +42,7 @@ pub async fn refresh_features(
     for &date in dates {
         let outcome = async {
             let locks = site
-                .lock(
-                    job,
-                    &["features_hourly", "telemetry_minute", "device_health"],
-                    date,
-                    &report.run_id,
-                )
+                .lock(job, &outputs::refresh_tables(), date, &report.run_id)
                 .await?;
             let outcome = crate::cancel::unless_cancelled(refresh_one(
                 job,
@@ -74,6 +71,7 @@ pub async fn refresh_features(
                     status: e.status(),
                     silver_rows: 0,
                     lookback_complete: None,
+                    earlier_windows: None,
                     table: None,
                     error: Some(message),
                 }
@@ -109,28 +107,10 @@ pub(super) async fn refresh_one(
     }
     let rows = read_date(table, job, date).await?;
     let silver_rows = rows.height() as u64;
-    let minutes = guarded("features", || features::minute::aggregate(&rows, date))?;
-    let health = day_health(&site.lake, date, &rows).await?;
+    let (outputs, earlier_windows) = refresh_outputs(&site.lake, table, job, date).await?;
+    let outputs = feed_hours(outputs, &rows, date)?;
+    drop(rows);
     let attribution = crate::run::health::recorded_attribution(&site.lake, date).await?;
-    let earlier = crate::run::health::earlier_features(&site.lake, date).await?;
-    let lookback = lookback_from(table, date).await?;
-    let lookback_complete = lookback.is_some();
-    let windows = match job.features.has_signal_windows() {
-        true => Some(refresh_windows(&site.lake, table, job, date, &rows).await?),
-        false => None,
-    };
-    let frame = guarded("features", || {
-        features::compute(features::Inputs {
-            date,
-            silver: rows,
-            lookback,
-            reference,
-            labels_as_of,
-            set: &job.features,
-            windows,
-        })
-    })?;
-    let (frame, health, _) = finish_gold(frame, health, reference, &attribution, &earlier)?;
     let meta = CommitMeta {
         run_id: run_id.to_string(),
         job: job.name.clone(),
@@ -139,50 +119,91 @@ pub(super) async fn refresh_one(
         volume: None,
         devices: None,
     };
-    let spec = lake::features_table_for(&frame, &job.features.columns())?;
-    let (spec, batch, meta) = stage(spec, frame, meta)?;
-    let others = [
-        stage(lake::minute_table(), minutes, meta.clone())?,
-        stage(lake::health_table(), health, meta.clone())?,
-    ];
-    for (other, _, _) in &others {
-        lake::prepare_table(&site.lake, other)?;
+    let at = Finish {
+        lake: &site.lake,
+        job,
+        date,
+        reference,
+        labels_as_of,
+        attribution: &attribution,
+        meta: &meta,
+    };
+    let (staged, keeps, part) = outputs::finish_all(outputs, &at).await?;
+    // The declared windows' partials, named by the date's silver files as read.
+    if let Some(version) = table.version() {
+        for keep in keeps {
+            keep.store(&site.lake, date, version).await;
+        }
     }
-    locks.check(spec.name).await?;
-    let table = commit(&site.lake, spec, date, batch, &meta).await?;
-    for (other, batch, meta) in others {
-        locks.check(other.name).await?;
-        commit(&site.lake, other, date, batch, &meta).await?;
+    let mut features_table = None;
+    for (spec, batch, meta) in staged {
+        locks.check(spec.name).await?;
+        let name = spec.name;
+        let committed = commit(&site.lake, spec, date, batch, &meta).await?;
+        if name == lake::features_table().name {
+            features_table = Some(committed);
+        }
     }
     Ok(FeaturesDate {
         date: date.to_string(),
         status: Status::Succeeded,
         silver_rows,
-        lookback_complete: Some(lookback_complete),
-        table: Some(table),
+        lookback_complete: part.lookback_complete,
+        earlier_windows,
+        table: features_table,
         error: None,
     })
 }
 
-/// The declared windows of a refreshed date: the earlier hours, and its own from
-/// `rows`, whose partials are stored for later dates (the date's silver as it is now).
-pub(super) async fn refresh_windows(
+/// The outputs a refresh feeds, as a run's registry makes them: the features
+/// from the look-back and the declared windows' earlier hours as the lake has
+/// them now, `device_health` from its history; no digest (the date's silver,
+/// and so its digest, is unchanged) and no expectations (silver's rows are).
+/// With them, where the windows' earlier hours came from.
+async fn refresh_outputs(
     lake: &Lake,
     table: &deltalake::DeltaTable,
     job: &Job,
     date: NaiveDate,
-    rows: &DataFrame,
-) -> Result<features::Windows, Error> {
-    let mut windows = features::Windows::new(&job.features);
-    crate::run::windows::add_earlier(lake, table, job, date, &mut windows).await?;
-    guarded("features", || windows.add_rows(rows))?;
-    let own = guarded("features", || {
-        windows.stored(crate::run::windows::hours_of(date))
+) -> Result<(Vec<Box<dyn Output>>, Option<EarlierWindows>), Error> {
+    let lookback = lookback_from(table, date).await?;
+    let (windows, found) = match job.features.has_signal_windows() {
+        true => {
+            let mut windows = features::Windows::new(&job.features);
+            let found =
+                crate::run::windows::add_earlier(lake, table, job, date, &mut windows).await?;
+            (Some(windows), Some(found))
+        }
+        false => (None, None),
+    };
+    let features = guarded("features", || {
+        features::Hourly::new(date, lookback, windows)
     })?;
-    if let Err(e) = crate::run::windows::store_for(lake, table, date, &own).await {
-        warn!(date = %date, error = %e, "the date's feature partials were not stored: later dates read its silver");
+    let history = crate::run::health::history(lake, date).await?;
+    let none = Expectations::default();
+    let outputs = outputs::registry(&Start {
+        date,
+        features: Some(features),
+        history: Some(history),
+        expectations: &none,
+        digest: false,
+    });
+    Ok((outputs, found))
+}
+
+/// Feeds the date's silver rows to the outputs, an hour at a time in dedup's order.
+fn feed_hours(
+    mut outputs: Vec<Box<dyn Output>>,
+    rows: &DataFrame,
+    date: NaiveDate,
+) -> Result<Vec<Box<dyn Output>>, Error> {
+    let hours = guarded("features", || features::hours_in_dedup_order(rows, date))?;
+    for (hour_start, hour) in hours {
+        for output in &mut outputs {
+            output.add_hour(hour_start, &hour)?;
+        }
     }
-    Ok(windows)
+    Ok(outputs)
 }
 
 /// Silver columns a features refresh reads: the features' and `device_health`'s.
@@ -210,24 +231,4 @@ pub(super) async fn read_date(
     let day = crate::calendar::day_start(date).timestamp_micros();
     let span = (day, day + crate::calendar::DAY_US);
     crate::run::windows::read_with_signals(table, job, date, span, &columns).await
-}
-
-/// `device_health`'s day side from the date's silver as read back (any order).
-pub(super) async fn day_health(
-    lake: &Lake,
-    date: NaiveDate,
-    rows: &DataFrame,
-) -> Result<DayHealth, Error> {
-    let history = crate::run::health::history(lake, date).await?;
-    Ok(guarded("health", || {
-        let mut day = DayHealth::new(date, history);
-        // A refresh stores no digest: the date's silver is unchanged, and its digest with it.
-        day.without_digest();
-        let sorted = rows.sort(
-            ["device_id", "event_time", "message_id"],
-            SortMultipleOptions::default().with_nulls_last(true),
-        )?;
-        day.add(&sorted)?;
-        Ok(day)
-    })?)
 }

@@ -148,12 +148,6 @@ pub async fn store_for(
     partials::write(&partials::place(lake)?, date, &digest::key(&files), frame).await
 }
 
-/// The hours of `date` (µs), as [`Windows::stored`] takes them.
-pub fn hours_of(date: NaiveDate) -> (i64, i64) {
-    let start = day_start(date).timestamp_micros();
-    (start, start + DAY_US)
-}
-
 /// The rows of `event_date = day` with `event_time` in `[from, to)`: `columns`
 /// and the job's declared signals, a signal the table does not have yet read as null.
 pub async fn read_with_signals(

@@ -881,4 +881,26 @@ fn later_dates_merge_the_partials_earlier_runs_stored_and_get_silvers_bits() {
         );
         assert_eq!(features_of(lake.path(), third), merged);
     }
+
+    // The features command merges them too, says so in its report, to the same bits.
+    run(second);
+    let (job, lake_dir) = (job.to_str().unwrap(), lake.path().to_str().unwrap());
+    let refreshed = |date: &str| {
+        let args = ["features", "--job", job, "--lake", lake_dir, "--date", date];
+        let out = coldpath(&[&args[..], &["--labels-as-of", LABELS]].concat());
+        let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(out.status.code(), Some(0), "{report}");
+        report["dates"][0]["earlier_windows"].clone()
+    };
+    assert_eq!(
+        refreshed(third),
+        serde_json::json!({"partials": [second], "silver": []})
+    );
+    assert_eq!(features_of(lake.path(), third), merged);
+    std::fs::remove_dir_all(lake.path().join("_coldpath/partials")).unwrap();
+    assert_eq!(
+        refreshed(third),
+        serde_json::json!({"partials": [], "silver": [second]})
+    );
+    assert_eq!(features_of(lake.path(), third), merged);
 }

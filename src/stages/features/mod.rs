@@ -40,6 +40,7 @@ pub const SILVER_COLUMNS: [&str; 7] = [
 ];
 
 /// What one date's features are computed from.
+#[cfg(test)]
 pub struct Inputs<'a> {
     pub date: NaiveDate,
     /// The date's silver rows (at least [`SILVER_COLUMNS`]).
@@ -76,17 +77,6 @@ pub const LOOKBACK_COLUMNS: [&str; 4] = ["device_id", "event_time", "temperature
 /// The look-back's readings, with µs keys for the hour.
 fn earlier_readings(frame: DataFrame) -> LazyFrame {
     with_hour(frame.lazy().select(LOOKBACK_COLUMNS.map(col)))
-}
-
-/// Just what the partials read (the look-back's columns and the hour).
-fn partial_inputs(readings: LazyFrame) -> LazyFrame {
-    readings.select(
-        LOOKBACK_COLUMNS
-            .map(col)
-            .into_iter()
-            .chain([col("ws_us")])
-            .collect::<Vec<_>>(),
-    )
 }
 
 fn with_hour(readings: LazyFrame) -> LazyFrame {
@@ -174,52 +164,52 @@ fn hours_in(from: i64, to: i64) -> Expr {
     col("ws_us").gt_eq(lit(from)).and(col("ws_us").lt(lit(to)))
 }
 
-/// Computes the date's `features_hourly` rows, sorted by device and hour, all at once
-/// (the `features` command; a run goes an hour at a time through [`Hourly`]).
+/// Computes the date's `features_hourly` rows, sorted by device and hour, from
+/// its silver rows read back in any order: fed to [`Hourly`] an hour at a time,
+/// each hour in dedup's order, as a run feeds it (the tests' whole-day entry).
+#[cfg(test)]
 pub fn compute(inputs: Inputs<'_>) -> PolarsResult<DataFrame> {
-    let date = inputs.date;
-    let lookback_complete = inputs.lookback.is_some();
+    let mut hourly = Hourly::new(inputs.date, inputs.lookback, inputs.windows)?;
+    for (hour_start, rows) in hours_in_dedup_order(&inputs.silver, inputs.date)? {
+        hourly.add_hour(hour_start, &rows)?;
+    }
+    hourly.finish(inputs.reference, inputs.labels_as_of, inputs.set)
+}
+
+/// The rows of `date`'s hours in `rows` (silver read back, in any order), one
+/// frame per UTC hour with a row, as a run's hours reach its outputs: by hour
+/// start, each by device, event time and message id (nulls last), the order
+/// dedup leaves an hour in. Dedup's key makes that order total.
+pub fn hours_in_dedup_order(
+    rows: &DataFrame,
+    date: NaiveDate,
+) -> PolarsResult<Vec<(i64, DataFrame)>> {
     let day_start = crate::calendar::day_start(date).timestamp_micros();
-    let windows = inputs.windows;
-    // Both reads back from the lake are put in one order before anything is
-    // summed: the date's rows in dedup's (as a run has them), the look-back's by
-    // its columns.
-    let own =
-        sorted_readings(readings(inputs.silver).filter(hours_in(day_start, day_start + DAY_US)))
-            .collect()?
-            .lazy();
-    let earlier = match inputs.lookback {
-        Some(frame) => in_a_fixed_order(
-            earlier_readings(frame).filter(hours_in(lookback_start_us(date), day_start)),
-        )?,
-        None => partial_inputs(own.clone()).limit(0),
-    };
-    // Every hour that can fall into one of the date's windows, reduced once:
-    // collected here (one row per device-hour, small), because each of the six
-    // shifted copies would otherwise re-run the group_by over every reading.
-    let hourly = hourly_partials(concat(
-        [partial_inputs(own.clone()), earlier],
-        UnionArgs::default(),
-    )?)
-    .collect()?;
-    let features = hour_features(
-        own,
-        hourly,
-        date,
-        day_start,
-        DAY_US,
-        lookback_complete,
-        true,
-    )?;
-    let features = with_reference_columns(features, inputs.reference, inputs.labels_as_of)?;
-    let cutoff = inputs.labels_as_of.timestamp_micros();
-    declared::add_columns(
-        features,
-        inputs.set,
-        windows.as_ref(),
-        inputs.reference,
-        cutoff,
-    )
+    let sorted = with_hour(rows.clone().lazy())
+        .filter(hours_in(day_start, day_start + DAY_US))
+        .sort_by_exprs(
+            [
+                col("ws_us"),
+                col("device_id"),
+                col("event_time"),
+                col("message_id"),
+            ],
+            SortMultipleOptions::default()
+                .with_nulls_last(true)
+                .with_maintain_order(true),
+        )
+        .collect()?;
+    let starts: Vec<i64> = sorted.column("ws_us")?.i64()?.into_no_null_iter().collect();
+    let sorted = sorted.drop("ws_us")?;
+    let mut hours = Vec::new();
+    let mut from = 0;
+    while from < starts.len() {
+        let hour = starts[from];
+        let to = from + starts[from..].partition_point(|s| *s == hour);
+        hours.push((hour, sorted.slice(from as i64, to - from)));
+        from = to;
+    }
+    Ok(hours)
 }
 
 /// The features of a run's date built an hour at a time, as each hour's silver rows are final.
@@ -262,6 +252,11 @@ impl Hourly {
             done: Vec::new(),
             windows,
         })
+    }
+
+    /// Whether the previous date's partition was there for the look-back.
+    pub fn lookback_complete(&self) -> bool {
+        self.lookback_complete
     }
 
     /// The declared windows' partials of the date's own hours (`None`: none

@@ -1,0 +1,456 @@
+//! The tables a date's hours feed, as one shape: an [`Output`] takes each
+//! complete hour's rows and finishes into the Arrow batches its tables commit.
+//!
+//! A run's two ends are its own: silver streams out as each hour closes and
+//! commits first (`run/hours.rs`, `run/commit.rs`), and `rejects` gathers every
+//! read's rejects and commits last with the date's volume. Everything between
+//! them is an output made by [`registry`], in [`COMMIT_ORDER`]:
+//!
+//! - [`Expectations`]: the job's declared expectations, which screen each hour
+//!   before the others see it (`drop` rows become rejects) and commit their figures;
+//! - [`Gold`]: `features_hourly` and `device_health`, one output of two tables
+//!   because they finish together (the features carry each hour's coverage and
+//!   the baselines from `device_health`'s side);
+//! - [`Minutes`], for `telemetry_minute`.
+//!
+//! A `features` refresh feeds the same outputs from silver read back
+//! (`run/refresh.rs`), an hour at a time in the order dedup leaves a run's hours.
+//! Adding a table is one new output and its line in [`registry`] and [`COMMIT_ORDER`].
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::future::BoxFuture;
+use polars::prelude::*;
+use tracing::{info, info_span, warn, Instrument};
+
+use crate::config::job::Job;
+use crate::error::Error;
+use crate::lake::digest::HourWriter;
+use crate::lake::{self, CommitMeta, Lake};
+use crate::report::RunReport;
+use crate::run::expect::HourChecks;
+use crate::run::gold::{count_status, finish_gold, minute_frame, stage, Staged};
+use crate::run::silver::SilverOut;
+use crate::stages::features::{self, Hourly, Reference};
+use crate::stages::guarded;
+use crate::stages::health::{Attribution, DayHealth, History, SeenDevices};
+use crate::stages::normalize::Reject;
+
+/// Every table a date's run may commit, in the order its locks are taken and
+/// its commits made: silver first, rejects last (it records the date's volume).
+pub(super) const COMMIT_ORDER: [&str; 6] = [
+    lake::TELEMETRY,
+    "features_hourly",
+    "telemetry_minute",
+    "device_health",
+    "expectations",
+    "rejects",
+];
+
+/// The tables a run of `job` replaces, in [`COMMIT_ORDER`]; `features`: with the derived ones.
+pub(super) fn run_tables(job: &Job, features: bool) -> Vec<&'static str> {
+    let mut tables = vec![lake::TELEMETRY];
+    if features {
+        tables.extend(Gold::TABLES);
+        tables.extend(Minutes::TABLES);
+    }
+    if !job.expectations.is_empty() {
+        tables.extend(Expectations::TABLES);
+    }
+    tables.push(lake::rejects_table().name);
+    tables.sort_by_key(|t| commit_rank(t));
+    tables
+}
+
+/// The tables a `features` refresh replaces: the outputs fed from silver read back.
+pub(super) fn refresh_tables() -> Vec<&'static str> {
+    let mut tables = [&Gold::TABLES[..], &Minutes::TABLES[..]].concat();
+    tables.sort_by_key(|t| commit_rank(t));
+    tables
+}
+
+/// Where `table` stands in [`COMMIT_ORDER`].
+pub(super) fn commit_rank(table: &str) -> usize {
+    COMMIT_ORDER
+        .iter()
+        .position(|t| *t == table)
+        .unwrap_or(COMMIT_ORDER.len())
+}
+
+/// What a date's outputs start from: what the run read before its first blob.
+pub(super) struct Start<'a> {
+    pub(super) date: NaiveDate,
+    /// The features before the date's first hour; `None`: the run writes silver only.
+    pub(super) features: Option<Hourly>,
+    /// `device_health`'s history (with the features).
+    pub(super) history: Option<History>,
+    pub(super) expectations: &'a crate::stages::expect::Expectations,
+    /// Encode the date's digest of devices as the hours go, to keep once silver
+    /// is committed (a run; a refresh leaves silver, and so its digest, as it is).
+    pub(super) digest: bool,
+}
+
+/// The outputs of one pass over the date, in the order they see each hour:
+/// a screen first, since the others take only the rows it keeps.
+pub(super) fn registry(start: &Start<'_>) -> Vec<Box<dyn Output>> {
+    let mut outputs: Vec<Box<dyn Output>> = Vec::new();
+    if let Some(checks) = HourChecks::new(start.expectations) {
+        outputs.push(Box::new(Expectations(checks)));
+    }
+    if let (Some(features), Some(history)) = (&start.features, &start.history) {
+        let health = DayHealth::new(start.date, history.clone());
+        outputs.push(Box::new(Gold::new(features.clone(), health, start.digest)));
+        outputs.push(Box::new(Minutes::new(start.date)));
+    }
+    outputs
+}
+
+/// What every output finishes with, once the pass is read and the gate passed.
+pub(super) struct Finish<'a> {
+    pub(super) lake: &'a Lake,
+    pub(super) job: &'a Job,
+    pub(super) date: NaiveDate,
+    pub(super) reference: &'a Reference,
+    pub(super) labels_as_of: DateTime<Utc>,
+    /// Per device: duplicates, rejects and late rows (a refresh: as recorded).
+    pub(super) attribution: &'a Attribution,
+    pub(super) meta: &'a CommitMeta,
+}
+
+/// One output's tables, staged, and what it keeps beside them once silver is committed.
+#[derive(Default)]
+pub(super) struct Finished {
+    pub(super) staged: Vec<Staged>,
+    pub(super) keep: Option<Box<dyn Keep>>,
+    pub(super) report: ReportPart,
+}
+
+/// What an output adds to the run's report.
+#[derive(Debug, Default)]
+pub(super) struct ReportPart {
+    pub(super) devices_by_status: Option<BTreeMap<String, u64>>,
+    pub(super) lookback_complete: Option<bool>,
+    /// Time spent reading earlier tables back while finishing.
+    pub(super) history_ms: u64,
+}
+
+impl ReportPart {
+    pub(super) fn add_to(self, report: &mut RunReport) {
+        if let Some(counts) = self.devices_by_status {
+            report.devices_by_status = counts;
+        }
+        if self.lookback_complete.is_some() {
+            report.lookback_complete = self.lookback_complete;
+        }
+        report.durations.history_ms += self.history_ms;
+    }
+}
+
+/// A cache an output keeps in `_coldpath/` for later dates, named by the
+/// date's silver files at `version`. Storing it fails nothing: later dates
+/// read the date's silver instead.
+pub(super) trait Keep: Send {
+    fn store<'a>(
+        self: Box<Self>,
+        lake: &'a Lake,
+        date: NaiveDate,
+        version: u64,
+    ) -> BoxFuture<'a, ()>;
+}
+
+/// What a date's run produces from its hours beside silver and rejects.
+pub(super) trait Output: Send {
+    /// The tables it commits, as named in [`COMMIT_ORDER`].
+    fn tables(&self) -> &'static [&'static str];
+
+    /// Takes rows out of a complete hour before any output sees it; the rest go on.
+    fn screen(&mut self, rows: DataFrame, _silver: &SilverOut) -> Result<DataFrame, Error> {
+        Ok(rows)
+    }
+
+    /// One complete hour starting at `hour_start_us`: its final rows, deduplicated,
+    /// screened, by device and event time.
+    fn add_hour(&mut self, hour_start_us: i64, rows: &DataFrame) -> Result<(), Error>;
+
+    /// When every hour is in: the rejects it made, for the `rejects` table.
+    fn take_rejects(&mut self) -> Vec<Reject> {
+        Vec::new()
+    }
+
+    /// Its figures in the report; `true` when they stop the date like the quality gate.
+    fn judge(&self, _report: &mut RunReport) -> bool {
+        false
+    }
+
+    /// Finishes into its tables' batches (only when no gate stopped the date).
+    fn finish<'a>(self: Box<Self>, at: &'a Finish<'a>) -> BoxFuture<'a, Result<Finished, Error>>;
+}
+
+/// Finishes every output; their tables are staged in [`COMMIT_ORDER`].
+pub(super) async fn finish_all(
+    outputs: Vec<Box<dyn Output>>,
+    at: &Finish<'_>,
+) -> Result<(Vec<Staged>, Vec<Box<dyn Keep>>, ReportPart), Error> {
+    let (mut staged, mut keeps, mut part) = (Vec::new(), Vec::new(), ReportPart::default());
+    for output in outputs {
+        let tables = output.tables();
+        let finished = output.finish(at).await?;
+        if let Some((spec, _, _)) = finished.staged.iter().find(|s| !tables.contains(&s.0.name)) {
+            return Err(Error::Internal(format!(
+                "an output staged `{}`, which is not one of its tables {tables:?} (a bug)",
+                spec.name
+            )));
+        }
+        staged.extend(finished.staged);
+        keeps.extend(finished.keep);
+        let p = finished.report;
+        part.devices_by_status = part.devices_by_status.or(p.devices_by_status);
+        part.lookback_complete = part.lookback_complete.or(p.lookback_complete);
+        part.history_ms += p.history_ms;
+    }
+    staged.sort_by_key(|(spec, _, _)| commit_rank(spec.name));
+    for (spec, _, _) in &staged {
+        lake::prepare_table(at.lake, spec)?;
+    }
+    Ok((staged, keeps, part))
+}
+
+/// The job's declared expectations: a screen over each hour and the `expectations` table.
+pub(super) struct Expectations(HourChecks);
+
+impl Expectations {
+    const TABLES: [&'static str; 1] = ["expectations"];
+}
+
+impl Output for Expectations {
+    fn tables(&self) -> &'static [&'static str] {
+        &Self::TABLES
+    }
+
+    fn screen(&mut self, rows: DataFrame, silver: &SilverOut) -> Result<DataFrame, Error> {
+        self.0.apply(rows, silver)
+    }
+
+    fn add_hour(&mut self, _: i64, _: &DataFrame) -> Result<(), Error> {
+        Ok(())
+    }
+
+    fn take_rejects(&mut self) -> Vec<Reject> {
+        std::mem::take(&mut self.0.rejects)
+    }
+
+    fn judge(&self, report: &mut RunReport) -> bool {
+        crate::run::expect::report_step(Some(&self.0), report)
+    }
+
+    fn finish<'a>(self: Box<Self>, at: &'a Finish<'a>) -> BoxFuture<'a, Result<Finished, Error>> {
+        Box::pin(async move {
+            let (spec, batch) = self.0.staged(at.lake, at.date, &at.meta.run_id)?;
+            Ok(Finished {
+                staged: vec![(spec, batch, at.meta.clone())],
+                ..Finished::default()
+            })
+        })
+    }
+}
+
+/// `features_hourly` and `device_health`, with the date's digest of devices
+/// and its declared windows' partials kept for later dates.
+pub(super) struct Gold {
+    features: Hourly,
+    health: DayHealth,
+    /// The digest, encoded hour by hour from `health`'s intervals; dropped
+    /// (with a warning) if encoding fails. `None`: none is stored.
+    digest: Option<HourWriter>,
+}
+
+impl Gold {
+    const TABLES: [&'static str; 2] = ["features_hourly", "device_health"];
+
+    /// `digest`: encode the date's digest as the hours go (a run; a refresh
+    /// stores none, since the date's silver and so its digest are unchanged).
+    pub(super) fn new(features: Hourly, mut health: DayHealth, digest: bool) -> Gold {
+        let digest = match digest {
+            true => HourWriter::new()
+                .map_err(
+                    |e| warn!(error = %e, "device_health's digest of the date will not be stored"),
+                )
+                .ok(),
+            false => None,
+        };
+        if digest.is_none() {
+            health.without_digest();
+        }
+        Gold {
+            features,
+            health,
+            digest,
+        }
+    }
+
+    /// Hands the hour's intervals from `health` to the digest's encoder.
+    fn encode_intervals(&mut self) {
+        let Some(writer) = &mut self.digest else {
+            return;
+        };
+        if let Err(e) = writer.add(self.health.drain_intervals()) {
+            warn!(error = %e, "device_health's digest of the date could not be encoded: the next night reads its silver");
+            self.health.without_digest();
+            self.digest = None;
+        }
+    }
+}
+
+impl Output for Gold {
+    fn tables(&self) -> &'static [&'static str] {
+        &Self::TABLES
+    }
+
+    fn add_hour(&mut self, hour_start_us: i64, rows: &DataFrame) -> Result<(), Error> {
+        guarded("features", || self.features.add_hour(hour_start_us, rows))?;
+        guarded("health", || self.health.add(rows))?;
+        self.encode_intervals();
+        Ok(())
+    }
+
+    fn finish<'a>(self: Box<Self>, at: &'a Finish<'a>) -> BoxFuture<'a, Result<Finished, Error>> {
+        Box::pin(async move {
+            let Gold {
+                features,
+                health,
+                digest,
+            } = *self;
+            let t = std::time::Instant::now();
+            let earlier = crate::run::health::earlier_features(at.lake, at.date)
+                .instrument(info_span!("baselines"))
+                .await?;
+            let history_ms = t.elapsed().as_millis() as u64;
+            let lookback_complete = features.lookback_complete();
+            let partials = guarded("features", || features.stored_partials())?;
+            let frame = guarded("features", || {
+                features.finish(at.reference, at.labels_as_of, &at.job.features)
+            })?;
+            let (frame, health, seen) =
+                finish_gold(frame, health, at.reference, at.attribution, &earlier)?;
+            info!(rows = frame.height(), devices = health.height(), "features");
+            let devices_by_status = count_status(&health);
+            let gold_meta = CommitMeta {
+                labels_as_of: Some(at.labels_as_of.to_rfc3339()),
+                ..at.meta.clone()
+            };
+            let spec = lake::features_table_for(&frame, &at.job.features.columns())?;
+            let staged = vec![
+                stage(spec, frame, gold_meta)?,
+                stage(lake::health_table(), health, at.meta.clone())?,
+            ];
+            Ok(Finished {
+                staged,
+                keep: Some(Box::new(GoldKeep {
+                    digest: digest.map(|writer| (seen, writer)),
+                    partials,
+                })),
+                report: ReportPart {
+                    devices_by_status: Some(devices_by_status),
+                    lookback_complete: Some(lookback_complete),
+                    history_ms,
+                },
+            })
+        })
+    }
+}
+
+/// What [`Gold`] keeps for later dates: the digest of the date's devices
+/// (`device_health`'s history) and the declared windows' partials.
+struct GoldKeep {
+    digest: Option<(SeenDevices, HourWriter)>,
+    partials: Option<DataFrame>,
+}
+
+impl Keep for GoldKeep {
+    fn store<'a>(
+        self: Box<Self>,
+        lake: &'a Lake,
+        date: NaiveDate,
+        version: u64,
+    ) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            if let Some((seen, writer)) = self.digest {
+                crate::run::health::store_digest(lake, date, version, &seen, writer)
+                    .instrument(info_span!("health_digest"))
+                    .await;
+            }
+            if let Some(frame) = self.partials {
+                crate::run::windows::store(lake, date, version, frame)
+                    .instrument(info_span!("feature_partials"))
+                    .await;
+            }
+        })
+    }
+}
+
+/// `telemetry_minute`: each hour's minute aggregates, in the hour's order.
+pub(super) struct Minutes {
+    date: NaiveDate,
+    hours: Vec<DataFrame>,
+}
+
+impl Minutes {
+    const TABLES: [&'static str; 1] = ["telemetry_minute"];
+
+    pub(super) fn new(date: NaiveDate) -> Minutes {
+        Minutes {
+            date,
+            hours: Vec::new(),
+        }
+    }
+}
+
+impl Output for Minutes {
+    fn tables(&self) -> &'static [&'static str] {
+        &Self::TABLES
+    }
+
+    fn add_hour(&mut self, _: i64, rows: &DataFrame) -> Result<(), Error> {
+        let date = self.date;
+        let minutes = guarded("features", || {
+            features::minute::aggregate_ordered(rows, date)
+        })?;
+        self.hours.push(minutes);
+        Ok(())
+    }
+
+    fn finish<'a>(self: Box<Self>, at: &'a Finish<'a>) -> BoxFuture<'a, Result<Finished, Error>> {
+        Box::pin(async move {
+            let frame = guarded("features", || minute_frame(self.date, self.hours))?;
+            Ok(Finished {
+                staged: vec![stage(lake::minute_table(), frame, at.meta.clone())?],
+                ..Finished::default()
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_output_commits_between_silver_and_rejects_in_the_registry_order() {
+        let ranks: Vec<usize> = [
+            &Expectations::TABLES[..],
+            &Gold::TABLES[..],
+            &Minutes::TABLES[..],
+        ]
+        .concat()
+        .iter()
+        .map(|t| commit_rank(t))
+        .collect();
+        let (first, last) = (commit_rank(lake::TELEMETRY), commit_rank("rejects"));
+        assert_eq!((first, last), (0, COMMIT_ORDER.len() - 1));
+        assert!(ranks.iter().all(|r| *r > first && *r < last), "{ranks:?}");
+        let mut all: Vec<&str> = lake::all_tables().iter().map(|s| s.name).collect();
+        all.sort_by_key(|t| commit_rank(t));
+        assert_eq!(all, COMMIT_ORDER, "every table of the lake has its place");
+    }
+}
