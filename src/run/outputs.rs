@@ -15,7 +15,9 @@
 //!
 //! A `features` refresh feeds the same outputs from silver read back
 //! (`run/refresh.rs`), an hour at a time in the order dedup leaves a run's hours.
-//! Adding a table is one new output and its line in [`registry`] and [`COMMIT_ORDER`].
+//! Adding a table is one new output, its line in [`REGISTRY`] (which gives what
+//! a run locks, what a refresh makes, and the order outputs see an hour) and
+//! its place in [`COMMIT_ORDER`].
 
 use std::collections::BTreeMap;
 
@@ -48,24 +50,53 @@ pub(super) const COMMIT_ORDER: [&str; 6] = [
     "rejects",
 ];
 
+/// One line per output: what a run locks and a pass feeds are read from here.
+struct Entry {
+    tables: &'static [&'static str],
+    /// Whether a run of the job makes it (`features`: a run with the derived tables).
+    in_run: fn(&Job, bool) -> bool,
+    /// Whether a `features` refresh makes it, from silver read back.
+    in_refresh: bool,
+    /// The output for one pass; `None` when what it starts from is not there.
+    make: fn(&Start<'_>) -> Option<Box<dyn Output>>,
+}
+
+/// Every output, in the order they see each hour: a screen first, since the
+/// others take only the rows it keeps.
+const REGISTRY: [Entry; 3] = [
+    Entry {
+        tables: &Expectations::TABLES,
+        in_run: |job, _| !job.expectations.is_empty(),
+        in_refresh: false,
+        make: Expectations::make,
+    },
+    Entry {
+        tables: &Gold::TABLES,
+        in_run: |_, features| features,
+        in_refresh: true,
+        make: Gold::make,
+    },
+    Entry {
+        tables: &Minutes::TABLES,
+        in_run: |_, features| features,
+        in_refresh: true,
+        make: Minutes::make,
+    },
+];
+
 /// The tables a run of `job` replaces, in [`COMMIT_ORDER`]; `features`: with the derived ones.
 pub(super) fn run_tables(job: &Job, features: bool) -> Vec<&'static str> {
-    let mut tables = vec![lake::TELEMETRY];
-    if features {
-        tables.extend(Gold::TABLES);
-        tables.extend(Minutes::TABLES);
-    }
-    if !job.expectations.is_empty() {
-        tables.extend(Expectations::TABLES);
-    }
-    tables.push(lake::rejects_table().name);
+    let outputs = REGISTRY.iter().filter(|e| (e.in_run)(job, features));
+    let mut tables = vec![lake::TELEMETRY, lake::rejects_table().name];
+    tables.extend(outputs.flat_map(|e| e.tables.iter().copied()));
     tables.sort_by_key(|t| commit_rank(t));
     tables
 }
 
 /// The tables a `features` refresh replaces: the outputs fed from silver read back.
 pub(super) fn refresh_tables() -> Vec<&'static str> {
-    let mut tables = [&Gold::TABLES[..], &Minutes::TABLES[..]].concat();
+    let outputs = REGISTRY.iter().filter(|e| e.in_refresh);
+    let mut tables: Vec<&'static str> = outputs.flat_map(|e| e.tables.iter().copied()).collect();
     tables.sort_by_key(|t| commit_rank(t));
     tables
 }
@@ -86,24 +117,19 @@ pub(super) struct Start<'a> {
     /// `device_health`'s history (with the features).
     pub(super) history: Option<History>,
     pub(super) expectations: &'a crate::stages::expect::Expectations,
-    /// Encode the date's digest of devices as the hours go, to keep once silver
-    /// is committed (a run; a refresh leaves silver, and so its digest, as it is).
-    pub(super) digest: bool,
+    /// A `features` refresh: silver is read back, not written, so it stays as it
+    /// is, and so does the date's digest of devices (a run encodes one as the hours go).
+    pub(super) refresh: bool,
 }
 
-/// The outputs of one pass over the date, in the order they see each hour:
-/// a screen first, since the others take only the rows it keeps.
+/// The outputs of one pass over the date, in [`REGISTRY`]'s order; a refresh
+/// (`start.refresh`) makes only those it refreshes.
 pub(super) fn registry(start: &Start<'_>) -> Vec<Box<dyn Output>> {
-    let mut outputs: Vec<Box<dyn Output>> = Vec::new();
-    if let Some(checks) = HourChecks::new(start.expectations) {
-        outputs.push(Box::new(Expectations(checks)));
-    }
-    if let (Some(features), Some(history)) = (&start.features, &start.history) {
-        let health = DayHealth::new(start.date, history.clone());
-        outputs.push(Box::new(Gold::new(features.clone(), health, start.digest)));
-        outputs.push(Box::new(Minutes::new(start.date)));
-    }
-    outputs
+    REGISTRY
+        .iter()
+        .filter(|e| !start.refresh || e.in_refresh)
+        .filter_map(|e| (e.make)(start))
+        .collect()
 }
 
 /// What every output finishes with, once the pass is read and the gate passed.
@@ -221,6 +247,11 @@ pub(super) struct Expectations(HourChecks);
 
 impl Expectations {
     const TABLES: [&'static str; 1] = ["expectations"];
+
+    fn make(start: &Start<'_>) -> Option<Box<dyn Output>> {
+        let checks = HourChecks::new(start.expectations)?;
+        Some(Box::new(Expectations(checks)))
+    }
 }
 
 impl Output for Expectations {
@@ -268,9 +299,14 @@ pub(super) struct Gold {
 impl Gold {
     const TABLES: [&'static str; 2] = ["features_hourly", "device_health"];
 
-    /// `digest`: encode the date's digest as the hours go (a run; a refresh
-    /// stores none, since the date's silver and so its digest are unchanged).
-    pub(super) fn new(features: Hourly, mut health: DayHealth, digest: bool) -> Gold {
+    fn make(start: &Start<'_>) -> Option<Box<dyn Output>> {
+        let (features, history) = (start.features.clone()?, start.history.clone()?);
+        let health = DayHealth::new(start.date, history);
+        Some(Box::new(Gold::new(features, health, !start.refresh)))
+    }
+
+    /// `digest`: encode the date's digest as the hours go.
+    fn new(features: Hourly, mut health: DayHealth, digest: bool) -> Gold {
         let digest = match digest {
             true => HourWriter::new()
                 .map_err(
@@ -398,11 +434,13 @@ pub(super) struct Minutes {
 impl Minutes {
     const TABLES: [&'static str; 1] = ["telemetry_minute"];
 
-    pub(super) fn new(date: NaiveDate) -> Minutes {
-        Minutes {
-            date,
+    /// With the features: a run that writes silver only makes none.
+    fn make(start: &Start<'_>) -> Option<Box<dyn Output>> {
+        start.features.as_ref()?;
+        Some(Box::new(Minutes {
+            date: start.date,
             hours: Vec::new(),
-        }
+        }))
     }
 }
 
@@ -437,20 +475,37 @@ mod tests {
 
     #[test]
     fn every_output_commits_between_silver_and_rejects_in_the_registry_order() {
-        let ranks: Vec<usize> = [
-            &Expectations::TABLES[..],
-            &Gold::TABLES[..],
-            &Minutes::TABLES[..],
-        ]
-        .concat()
-        .iter()
-        .map(|t| commit_rank(t))
-        .collect();
+        let ranks: Vec<usize> = REGISTRY
+            .iter()
+            .flat_map(|e| e.tables.iter().map(|t| commit_rank(t)))
+            .collect();
         let (first, last) = (commit_rank(lake::TELEMETRY), commit_rank("rejects"));
         assert_eq!((first, last), (0, COMMIT_ORDER.len() - 1));
         assert!(ranks.iter().all(|r| *r > first && *r < last), "{ranks:?}");
         let mut all: Vec<&str> = lake::all_tables().iter().map(|s| s.name).collect();
         all.sort_by_key(|t| commit_rank(t));
         assert_eq!(all, COMMIT_ORDER, "every table of the lake has its place");
+    }
+
+    #[test]
+    fn a_run_locks_silver_its_outputs_and_rejects_and_a_refresh_the_derived_tables() {
+        let job = |extra: &str| {
+            let text = format!(
+                "name = \"t\"\nsource = \"in\"\nlayout = \"t/{{yyyy}}/{{MM}}/{{dd}}/{{HH}}/\"\nlake = \"out\"\n{extra}"
+            );
+            Job::parse(std::path::Path::new("t.toml"), &text).unwrap()
+        };
+        let plain = job("");
+        let checked = job(
+            "[[expectations]]\nname = \"hot\"\nexpr = \"temperature < 90\"\naction = \"warn\"\n",
+        );
+        let derived = ["features_hourly", "telemetry_minute", "device_health"];
+        let with = |middle: &[&'static str]| [&["telemetry"][..], middle, &["rejects"]].concat();
+        assert_eq!(run_tables(&plain, false), with(&[]));
+        assert_eq!(run_tables(&plain, true), with(&derived));
+        assert_eq!(run_tables(&checked, false), with(&["expectations"]));
+        let all = [&derived[..], &["expectations"]].concat();
+        assert_eq!(run_tables(&checked, true), with(&all));
+        assert_eq!(refresh_tables(), derived);
     }
 }

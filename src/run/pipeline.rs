@@ -348,7 +348,7 @@ impl DateRun<'_> {
             features: None,
             history: None,
             expectations: &self.site.expectations,
-            digest: true,
+            refresh: false,
         };
         if !self.req.features {
             return Ok(start);

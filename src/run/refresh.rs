@@ -186,7 +186,7 @@ async fn refresh_outputs(
         features: Some(features),
         history: Some(history),
         expectations: &none,
-        digest: false,
+        refresh: true,
     });
     Ok((outputs, found))
 }
