@@ -35,8 +35,14 @@ enum Kept {
 /// its silver files; else its silver is read, a few hours at a time, and the
 /// digest is written for the nights after. Digests are a cache: one that cannot
 /// be written or read is a warning, and the silver is read instead.
-pub async fn history(lake: &Lake, date: NaiveDate) -> Result<History, Error> {
-    let Some(table) = silver::open(lake).await? else {
+///
+/// `silver`: the `telemetry` table as the caller opened it (`None`: there is none yet).
+pub async fn history(
+    lake: &Lake,
+    silver: Option<&DeltaTable>,
+    date: NaiveDate,
+) -> Result<History, Error> {
+    let Some(table) = silver else {
         return Ok(History::default());
     };
     let place = digest::place(lake).map_err(|message| lake::SinkError::Lake {
@@ -46,7 +52,7 @@ pub async fn history(lake: &Lake, date: NaiveDate) -> Result<History, Error> {
     let (mut kept, mut seen) = (Vec::new(), Vec::new());
     for back in (1..=health::HISTORY_DATES).rev() {
         let day = date - Duration::days(back);
-        let files = silver::partition_files(&table, day).await?;
+        let files = silver::partition_files(table, day).await?;
         if files.is_empty() {
             continue;
         }
@@ -62,7 +68,7 @@ pub async fn history(lake: &Lake, date: NaiveDate) -> Result<History, Error> {
                 warn!(date = %day, error = %e, "device_health's digest of the date is unreadable: its silver is read instead")
             }
         }
-        let (s, k) = digest_from_silver(&table, &place, day, key).await?;
+        let (s, k) = digest_from_silver(table, &place, day, key).await?;
         seen.push(s);
         kept.push(k);
     }
@@ -79,14 +85,14 @@ pub async fn history(lake: &Lake, date: NaiveDate) -> Result<History, Error> {
                 };
                 let (day, key) = (*day, key.clone());
                 warn!(date = %day, error = %e, "device_health's digest of the date is damaged: made again from its silver");
-                (seen[i], kept[i]) = digest_from_silver(&table, &place, day, key).await?;
+                (seen[i], kept[i]) = digest_from_silver(table, &place, day, key).await?;
             }
             Err((_, e)) => {
                 warn!(error = %e, "device_health's digests changed or vanished while read: the history is read from silver");
                 let mut dates = Vec::new();
                 for k in kept {
                     dates.push(match k {
-                        Kept::Stored { day, .. } => from_silver(&table, day).await?,
+                        Kept::Stored { day, .. } => from_silver(table, day).await?,
                         Kept::Memory(d) => d,
                     });
                 }

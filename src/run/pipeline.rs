@@ -354,19 +354,27 @@ impl DateRun<'_> {
             return Ok(start);
         }
         let date = self.req.date;
-        let lookback = crate::run::windows::lookback(&self.site.lake, date)
-            .instrument(info_span!("lookback"))
-            .await?;
-        let earlier = crate::run::windows::earlier(&self.site.lake, self.job, date)
-            .instrument(info_span!("windows"))
-            .await?;
+        // Opened once: the look-back, the windows and the history all read it.
+        let silver = crate::lake::silver::open(&self.site.lake).await?;
+        let lookback = match &silver {
+            Some(table) => {
+                crate::run::windows::lookback_from(table, date)
+                    .instrument(info_span!("lookback"))
+                    .await?
+            }
+            None => None,
+        };
+        let earlier =
+            crate::run::windows::earlier(&self.site.lake, silver.as_ref(), self.job, date)
+                .instrument(info_span!("windows"))
+                .await?;
         let (windows, found) = earlier.unzip();
         report.earlier_windows = found;
         start.features = Some(guarded("features", || {
             features::Hourly::new(date, lookback, windows)
         })?);
         start.history = Some(
-            crate::run::health::history(&self.site.lake, date)
+            crate::run::health::history(&self.site.lake, silver.as_ref(), date)
                 .instrument(info_span!("health_history"))
                 .await?,
         );

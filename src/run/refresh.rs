@@ -179,7 +179,7 @@ async fn refresh_outputs(
     let features = guarded("features", || {
         features::Hourly::new(date, lookback, windows)
     })?;
-    let history = crate::run::health::history(lake, date).await?;
+    let history = crate::run::health::history(lake, Some(table), date).await?;
     let none = Expectations::default();
     let outputs = outputs::registry(&Start {
         date,

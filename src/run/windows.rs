@@ -27,8 +27,10 @@ use crate::Error;
 const CHUNK_HOURS: i64 = 2;
 
 /// The date's declared windows with the earlier hours they reach; `None` when the job declares none.
+/// `silver`: the `telemetry` table as the run opened it (`None`: there is none yet).
 pub async fn earlier(
     lake: &Lake,
+    silver: Option<&DeltaTable>,
     job: &Job,
     date: NaiveDate,
 ) -> Result<Option<(Windows, EarlierWindows)>, Error> {
@@ -37,10 +39,10 @@ pub async fn earlier(
         return Ok(None);
     }
     let mut windows = Windows::new(set);
-    let Some(table) = silver::open(lake).await? else {
+    let Some(table) = silver else {
         return Ok(Some((windows, EarlierWindows::default())));
     };
-    let found = add_earlier(lake, &table, job, date, &mut windows).await?;
+    let found = add_earlier(lake, table, job, date, &mut windows).await?;
     Ok(Some((windows, found)))
 }
 
@@ -175,14 +177,7 @@ pub async fn read_with_signals(
 }
 
 /// The previous date's silver rows that reach into `date`'s 6 h windows;
-/// `None` when that partition (or the whole table) does not exist.
-pub async fn lookback(lake: &Lake, date: NaiveDate) -> Result<Option<DataFrame>, Error> {
-    let Some(table) = silver::open(lake).await? else {
-        return Ok(None);
-    };
-    lookback_from(&table, date).await
-}
-
+/// `None` when that partition does not exist.
 pub(super) async fn lookback_from(
     table: &deltalake::DeltaTable,
     date: NaiveDate,
