@@ -93,6 +93,10 @@ pub struct RunReport {
     pub max_reject_ratio: f64,
     pub blobs: BlobStats,
     pub durations: Durations,
+    /// Time each output of the hours spent (`run/outputs.rs`: taking the hours,
+    /// then finishing), keyed by its tables; part of `features_ms` and `write_ms`.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub outputs_ms: BTreeMap<String, u64>,
     /// The process's peak resident memory so far (MiB) at the end of each stage, in
     /// stage order; empty where the OS does not tell (Linux's VmHWM).
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -254,6 +258,7 @@ impl RunReport {
             max_reject_ratio: 0.0,
             blobs: BlobStats::default(),
             durations: Durations::default(),
+            outputs_ms: BTreeMap::new(),
             peak_rss_mb: Vec::new(),
             tables: BTreeMap::new(),
             labels_as_of: None,

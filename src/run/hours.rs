@@ -170,11 +170,13 @@ fn low_bytes(hash: u64) -> [u8; 6] {
 }
 
 /// Time spent per stage inside a pass (the rest is reading).
-#[derive(Debug, Default, Clone, Copy)]
+#[derive(Debug, Default, Clone)]
 pub struct StageTimes {
     pub dedup: Duration,
     pub features: Duration,
     pub write: Duration,
+    /// Per output, in the order of the pass's outputs: screening and taking the hours.
+    pub outputs: Vec<Duration>,
 }
 
 /// One pass over the date's hours.
@@ -288,8 +290,13 @@ impl<'r> Day<'r> {
             return Ok(());
         }
         let mut frame = frame;
-        for output in &mut self.outputs {
+        self.times
+            .outputs
+            .resize(self.outputs.len(), Duration::ZERO);
+        for (output, spent) in self.outputs.iter_mut().zip(&mut self.times.outputs) {
+            let t = Instant::now();
             frame = output.screen(frame, &self.silver)?;
+            *spent += t.elapsed();
         }
         if frame.height() == 0 {
             // Every row was screened out (an expectation): the hour is as if it had none.
@@ -308,8 +315,10 @@ impl<'r> Day<'r> {
 
         let t = Instant::now();
         let hour_start = self.day_start_us + hour as i64 * HOUR_US;
-        for output in &mut self.outputs {
+        for (output, spent) in self.outputs.iter_mut().zip(&mut self.times.outputs) {
+            let t = Instant::now();
             output.add_hour(hour_start, &frame)?;
+            *spent += t.elapsed();
         }
         self.times.features += t.elapsed();
 

@@ -159,6 +159,8 @@ pub(super) struct ReportPart {
     pub(super) lookback_complete: Option<bool>,
     /// Time spent reading earlier tables back while finishing.
     pub(super) history_ms: u64,
+    /// Time each output spent finishing, keyed by its tables.
+    pub(super) outputs_ms: BTreeMap<String, u64>,
 }
 
 impl ReportPart {
@@ -170,6 +172,9 @@ impl ReportPart {
             report.lookback_complete = self.lookback_complete;
         }
         report.durations.history_ms += self.history_ms;
+        for (output, ms) in self.outputs_ms {
+            *report.outputs_ms.entry(output).or_default() += ms;
+        }
     }
 }
 
@@ -221,7 +226,10 @@ pub(super) async fn finish_all(
     let (mut staged, mut keeps, mut part) = (Vec::new(), Vec::new(), ReportPart::default());
     for output in outputs {
         let tables = output.tables();
+        let t = std::time::Instant::now();
         let finished = output.finish(at).await?;
+        let spent = t.elapsed().as_millis() as u64;
+        *part.outputs_ms.entry(tables.join("+")).or_default() += spent;
         if let Some((spec, _, _)) = finished.staged.iter().find(|s| !tables.contains(&s.0.name)) {
             return Err(Error::Internal(format!(
                 "an output staged `{}`, which is not one of its tables {tables:?} (a bug)",
@@ -390,6 +398,7 @@ impl Output for Gold {
                     devices_by_status: Some(devices_by_status),
                     lookback_complete: Some(lookback_complete),
                     history_ms,
+                    ..ReportPart::default()
                 },
             })
         })

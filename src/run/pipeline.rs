@@ -270,6 +270,11 @@ impl DateRun<'_> {
                 .await?;
             report.blobs.read = self.listing.blobs.len();
             time_pass(report, &pass.times, ms(t));
+            report.outputs_ms.clear();
+            for (output, spent) in pass.outputs.iter().zip(&pass.times.outputs) {
+                let key = output.tables().join("+");
+                *report.outputs_ms.entry(key).or_default() += spent.as_millis() as u64;
+            }
             info!(
                 rows = pass.counts.rows_written,
                 rejects = pass.rejects.len(),

@@ -111,6 +111,13 @@ fn figures(report: &Value) -> Vec<(String, String, u64, u64, u64)> {
         .collect()
 }
 
+/// The outputs the report's `outputs_ms` times, by their tables.
+fn output_keys(report: &Value) -> Vec<String> {
+    let times = report["outputs_ms"].as_object().expect("outputs_ms");
+    assert!(times.values().all(|ms| ms.is_u64()), "{report}");
+    times.keys().cloned().collect()
+}
+
 fn fig(name: &str, action: &str, checked: u64, failed: u64) -> (String, String, u64, u64, u64) {
     (
         name.into(),
@@ -170,6 +177,11 @@ fn drop_and_warn_count_by_hand_and_drop_rows_into_rejects() {
     // Dropped: 2, 3, 4, 7 (line 4 once). Written: 1 and 8 (8 only warned).
     // read 8 = written 2 + rejected (1 out_of_range + 4 dropped) + 1 duplicate.
     assert_eq!(report["records_read"], 8);
+    // Each output of the hours says what it spent, by its tables.
+    assert_eq!(
+        output_keys(&report),
+        ["expectations", "features_hourly+device_health", "telemetry_minute"]
+    );
     assert_eq!(report["rows_written"], 2);
     assert_eq!(report["rejected"], 5);
     assert_eq!(report["duplicates"], 1);
@@ -405,6 +417,10 @@ fn with_no_expectations_nothing_changes() {
     let (code, report) = run(&job);
     assert_eq!(code, 0, "{report}");
     assert!(report.get("expectations").is_none(), "{report}");
+    assert_eq!(
+        output_keys(&report),
+        ["features_hourly+device_health", "telemetry_minute"]
+    );
     // Every row of the contract: lines 1 2 3 4 7 8.
     assert_eq!(report["rows_written"], 6);
     assert!(report["rejects_by_reason"]
