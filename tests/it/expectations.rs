@@ -180,7 +180,11 @@ fn drop_and_warn_count_by_hand_and_drop_rows_into_rejects() {
     // Each output of the hours says what it spent, by its tables.
     assert_eq!(
         output_keys(&report),
-        ["expectations", "features_hourly+device_health", "telemetry_minute"]
+        [
+            "expectations",
+            "features_hourly+device_health",
+            "telemetry_minute"
+        ]
     );
     assert_eq!(report["rows_written"], 2);
     assert_eq!(report["rejected"], 5);
