@@ -159,6 +159,36 @@ fn hourly_partials(readings: LazyFrame) -> LazyFrame {
     )
 }
 
+/// [`hourly_partials`] of one hour's readings (every `ws_us` is `ws_us`), in its
+/// columns' order: keyed by the device alone, as one string key hashes faster
+/// than a device and an hour together. Each device's rows are the same, in the
+/// same order, so every partial has the same bits.
+fn one_hour_partials(readings: LazyFrame, ws_us: i64) -> PolarsResult<DataFrame> {
+    let aggs = partials("temperature", "t")
+        .into_iter()
+        .chain(partials("vibration", "v"))
+        .collect::<Vec<_>>();
+    let frame = readings
+        .group_by([col("device_id")])
+        .agg(aggs)
+        .with_column(lit(ws_us).alias("ws_us"))
+        .collect()?;
+    ws_second(frame)
+}
+
+/// `frame` with `ws_us` moved to be its second column, after `device_id`, as a
+/// group-by on both leaves it.
+fn ws_second(frame: DataFrame) -> PolarsResult<DataFrame> {
+    let mut names: Vec<PlSmallStr> = frame
+        .get_column_names()
+        .into_iter()
+        .filter(|n| n.as_str() != "ws_us")
+        .cloned()
+        .collect();
+    names.insert(1.min(names.len()), "ws_us".into());
+    frame.select(names)
+}
+
 /// Hours whose window start is in `[from, to)`.
 fn hours_in(from: i64, to: i64) -> Expr {
     col("ws_us").gt_eq(lit(from)).and(col("ws_us").lt(lit(to)))
@@ -276,7 +306,7 @@ impl Hourly {
             w.add_rows(rows)?;
         }
         let own = readings(rows.clone());
-        let partials = hourly_partials(own.clone()).collect()?;
+        let partials = one_hour_partials(own.clone(), ws_us)?;
         let devices = partials.select(["device_id"])?.lazy();
         let window_from = ws_us - (ROLLING_HOURS - 1) * HOUR_US;
         self.recent = concat(
@@ -383,17 +413,31 @@ fn hour_features(
     lookback_complete: bool,
     presorted: bool,
 ) -> PolarsResult<DataFrame> {
-    let keys = [col("device_id"), col("ws_us")];
-    let rolling = rolling_stats(hourly, from, span)?;
+    // One hour (or none): every row and rolling statistic has `ws_us` = `from`,
+    // so the device alone keys the join and the group-by (one string key hashes
+    // faster than a device and an hour; the groups and their rows are the same).
+    debug_assert!(span <= HOUR_US, "hour_features takes one hour at a time");
+    let key = [col("device_id")];
+    let rolling = rolling_stats(hourly, from, span)?.select([
+        col("device_id"),
+        col("temp_rolling_mean_6h"),
+        col("temp_rolling_std_6h"),
+        col("vibration_rolling_std_6h"),
+    ]);
     let own = if presorted { own } else { sorted_readings(own) };
     // "Most recent non-null device_type" is the last one in this order.
     let keep_order = JoinArgs {
         maintain_order: MaintainOrderJoin::Left,
         ..JoinArgs::new(JoinType::Left)
     };
-    own.join(rolling, keys.clone(), keys.clone(), keep_order)
-        .group_by_stable(keys)
+    let stats = own
+        .join(rolling, key.clone(), key.clone(), keep_order)
+        .group_by_stable(key)
         .agg(hour_statistics())
+        .with_column(lit(from).alias("ws_us"))
+        .collect()?;
+    ws_second(stats)?
+        .lazy()
         .with_columns([col("ws_us")
             .cast(DataType::Datetime(
                 TimeUnit::Microseconds,
