@@ -160,7 +160,7 @@ fn hourly_partials(readings: LazyFrame) -> LazyFrame {
 }
 
 /// [`hourly_partials`] of one hour's readings (every `ws_us` is `ws_us`), in its
-/// columns' order: keyed by the device alone, as one string key hashes faster
+/// columns' order and types (a literal of a small integer would be `Int32`): keyed by the device alone, as one string key hashes faster
 /// than a device and an hour together. Each device's rows are the same, in the
 /// same order, so every partial has the same bits.
 fn one_hour_partials(readings: LazyFrame, ws_us: i64) -> PolarsResult<DataFrame> {
@@ -171,7 +171,7 @@ fn one_hour_partials(readings: LazyFrame, ws_us: i64) -> PolarsResult<DataFrame>
     let frame = readings
         .group_by([col("device_id")])
         .agg(aggs)
-        .with_column(lit(ws_us).alias("ws_us"))
+        .with_column(lit(ws_us).cast(DataType::Int64).alias("ws_us"))
         .collect()?;
     ws_second(frame)
 }
@@ -434,7 +434,7 @@ fn hour_features(
         .join(rolling, key.clone(), key.clone(), keep_order)
         .group_by_stable(key)
         .agg(hour_statistics())
-        .with_column(lit(from).alias("ws_us"))
+        .with_column(lit(from).cast(DataType::Int64).alias("ws_us"))
         .collect()?;
     ws_second(stats)?
         .lazy()
@@ -793,6 +793,22 @@ mod tests {
         assert_eq!(at(&out, "p", 11, "temp_spike_count"), AnyValue::Int64(0));
         s.push(20.0);
         close(f(at(&out, "p", 11, "temp_rolling_std_6h")), stdev(&s));
+    }
+
+    #[test]
+    fn an_hour_at_the_epoch_and_a_date_without_readings_keep_their_hours_int64() {
+        // ws_us = 0: a literal hour would be a 32-bit integer, and no hour at all too.
+        let rows: [R; 2] = [
+            ("p", "1970-01-01T00:10:00Z", None, Some(20.0), Some(1.0)),
+            ("p", "1970-01-01T00:40:00Z", None, Some(22.0), Some(3.0)),
+        ];
+        let out = run("1970-01-01", &rows, None, &Reference::default());
+        assert_eq!(out.column("ws_us").unwrap().dtype(), &DataType::Int64);
+        assert_eq!(at(&out, "p", 0, "reading_count"), AnyValue::Int64(2));
+        close(f(at(&out, "p", 0, "temp_rolling_mean_6h")), 21.0);
+        let empty = run("1970-01-01", &[], None, &Reference::default());
+        assert_eq!(empty.height(), 0);
+        assert_eq!(empty.column("ws_us").unwrap().dtype(), &DataType::Int64);
     }
 
     #[test]
