@@ -149,28 +149,30 @@ fn in_a_fixed_order(readings: LazyFrame) -> PolarsResult<LazyFrame> {
     Ok(sorted.lazy())
 }
 
+/// The partials of a device-hour: count, mean, squared deviations of temperature and vibration.
+fn partial_aggs() -> Vec<Expr> {
+    partials("temperature", "t")
+        .into_iter()
+        .chain(partials("vibration", "v"))
+        .collect()
+}
+
 /// Per device-hour partials (count, mean, squared deviations) of temperature and vibration.
 fn hourly_partials(readings: LazyFrame) -> LazyFrame {
-    readings.group_by([col("device_id"), col("ws_us")]).agg(
-        partials("temperature", "t")
-            .into_iter()
-            .chain(partials("vibration", "v"))
-            .collect::<Vec<_>>(),
-    )
+    readings
+        .group_by([col("device_id"), col("ws_us")])
+        .agg(partial_aggs())
 }
 
 /// [`hourly_partials`] of one hour's readings (every `ws_us` is `ws_us`), in its
-/// columns' order and types (a literal of a small integer would be `Int32`): keyed by the device alone, as one string key hashes faster
-/// than a device and an hour together. Each device's rows are the same, in the
-/// same order, so every partial has the same bits.
+/// columns' order and types (a literal of a small integer would be `Int32`):
+/// keyed by the device alone, as one string key hashes faster than a device and
+/// an hour together. Each device's rows are the same, in the same order, so
+/// every partial has the same bits.
 fn one_hour_partials(readings: LazyFrame, ws_us: i64) -> PolarsResult<DataFrame> {
-    let aggs = partials("temperature", "t")
-        .into_iter()
-        .chain(partials("vibration", "v"))
-        .collect::<Vec<_>>();
     let frame = readings
         .group_by([col("device_id")])
-        .agg(aggs)
+        .agg(partial_aggs())
         .with_column(lit(ws_us).cast(DataType::Int64).alias("ws_us"))
         .collect()?;
     ws_second(frame)
@@ -337,15 +339,7 @@ impl Hourly {
                 },
             )
             .collect()?;
-        let frame = hour_features(
-            own,
-            window,
-            self.date,
-            ws_us,
-            HOUR_US,
-            self.lookback_complete,
-            true,
-        )?;
+        let frame = hour_features(own, window, self.date, ws_us, self.lookback_complete)?;
         self.done.push(frame);
         Ok(())
     }
@@ -370,9 +364,7 @@ impl Hourly {
                 self.recent,
                 self.date,
                 0,
-                0,
                 self.lookback_complete,
-                false,
             )?
         } else {
             concat(frames, UnionArgs::default())?
@@ -401,30 +393,21 @@ fn silver_schema() -> Schema {
     ])
 }
 
-/// The features of the hours in `[from, from + span)`: `own` holds those hours'
-/// readings (`presorted`: already by device, event time and message id, nulls
-/// last, as dedup leaves an hour), `hourly` the partials of every hour that reaches into their windows.
+/// The features of the hour starting at `from`: `own` holds its readings, by
+/// device, event time and message id (nulls last) as dedup leaves an hour;
+/// `hourly` the partials of every hour that reaches into its windows.
 fn hour_features(
     own: LazyFrame,
     hourly: DataFrame,
     date: NaiveDate,
     from: i64,
-    span: i64,
     lookback_complete: bool,
-    presorted: bool,
 ) -> PolarsResult<DataFrame> {
-    // One hour (or none): every row and rolling statistic has `ws_us` = `from`,
-    // so the device alone keys the join and the group-by (one string key hashes
-    // faster than a device and an hour; the groups and their rows are the same).
-    debug_assert!(span <= HOUR_US, "hour_features takes one hour at a time");
+    // Every row and rolling statistic has `ws_us` = `from`, so the device alone
+    // keys the join and the group-by (one string key hashes faster than a device
+    // and an hour; the groups and their rows are the same).
     let key = [col("device_id")];
-    let rolling = rolling_stats(hourly, from, span)?.select([
-        col("device_id"),
-        col("temp_rolling_mean_6h"),
-        col("temp_rolling_std_6h"),
-        col("vibration_rolling_std_6h"),
-    ]);
-    let own = if presorted { own } else { sorted_readings(own) };
+    let rolling = rolling_stats(hourly, from)?;
     // "Most recent non-null device_type" is the last one in this order.
     let keep_order = JoinArgs {
         maintain_order: MaintainOrderJoin::Left,
@@ -449,9 +432,9 @@ fn hour_features(
         .collect()
 }
 
-/// The 6 h rolling statistics of each device-hour in `[from, from + span)`,
+/// The 6 h rolling statistics of each device in the hour starting at `from`,
 /// merged from the partials in `hourly` of the hours whose window reaches it.
-fn rolling_stats(hourly: DataFrame, from: i64, span: i64) -> PolarsResult<LazyFrame> {
+fn rolling_stats(hourly: DataFrame, from: i64) -> PolarsResult<LazyFrame> {
     let keys = [col("device_id"), col("ws_us")];
     let hourly = hourly.lazy();
     // Each hour contributes to its own window and the five after it.
@@ -463,7 +446,7 @@ fn rolling_stats(hourly: DataFrame, from: i64, span: i64) -> PolarsResult<LazyFr
         })
         .collect::<Vec<_>>();
     Ok(concat(shifted, UnionArgs::default())?
-        .filter(hours_in(from, from + span))
+        .filter(hours_in(from, from + HOUR_US))
         .group_by(keys)
         .agg(
             merged("t")
@@ -473,7 +456,6 @@ fn rolling_stats(hourly: DataFrame, from: i64, span: i64) -> PolarsResult<LazyFr
         )
         .select([
             col("device_id"),
-            col("ws_us"),
             when(col("t_total").gt(lit(0.0)))
                 .then(col("t_gmean"))
                 .otherwise(lit(NULL).cast(DataType::Float64))
@@ -496,16 +478,6 @@ fn temp_spike() -> Expr {
         .or((col("temp_rolling_mean_6h") - temp).gt(three_sigma))
         .and(col("temp_rolling_std_6h").gt(noise_floor))
         .fill_null(lit(false))
-}
-
-/// `own` in device, event time and message id order (nulls last), as dedup leaves an hour.
-fn sorted_readings(own: LazyFrame) -> LazyFrame {
-    own.sort_by_exprs(
-        [col("device_id"), col("event_time"), col("message_id")],
-        SortMultipleOptions::default()
-            .with_nulls_last(true)
-            .with_maintain_order(true),
-    )
 }
 
 /// Per device-hour: the hourly statistics over H, the rolling ones of S, and the spike count against S.
