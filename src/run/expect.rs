@@ -63,19 +63,9 @@ impl HourChecks {
         frame.filter(&mask).map_err(Error::polars("expectations"))
     }
 
-    /// The date's figures as the `expectations` table's batch, its folder ready.
-    pub fn staged(
-        &self,
-        lake: &lake::Lake,
-        date: chrono::NaiveDate,
-        run_id: &str,
-    ) -> Result<(lake::TableSpec, RecordBatch), Error> {
-        let spec = lake::expectations_table();
-        let mut frame =
-            table_frame(&self.outcomes, date, run_id).map_err(Error::polars("expectations"))?;
-        let batch = lake::to_record_batch(&spec, &mut frame)?;
-        lake::prepare_table(lake, &spec)?;
-        Ok((spec, batch))
+    /// The date's figures as a frame of the `expectations` table.
+    pub fn frame(&self, date: chrono::NaiveDate, run_id: &str) -> Result<DataFrame, Error> {
+        table_frame(&self.outcomes, date, run_id).map_err(Error::polars("expectations"))
     }
 
     /// The `fail` expectations that some row failed (empty: the run goes on).

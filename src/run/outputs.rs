@@ -164,6 +164,16 @@ pub(super) struct ReportPart {
 }
 
 impl ReportPart {
+    /// Adds another output's part: the first to give a figure gives it, times add up.
+    fn merge(&mut self, other: ReportPart) {
+        self.devices_by_status = self.devices_by_status.take().or(other.devices_by_status);
+        self.lookback_complete = self.lookback_complete.or(other.lookback_complete);
+        self.history_ms += other.history_ms;
+        for (output, ms) in other.outputs_ms {
+            *self.outputs_ms.entry(output).or_default() += ms;
+        }
+    }
+
     pub(super) fn add_to(self, report: &mut RunReport) {
         if let Some(counts) = self.devices_by_status {
             report.devices_by_status = counts;
@@ -195,6 +205,11 @@ pub(super) trait Output: Send {
     /// The tables it commits, as named in [`COMMIT_ORDER`].
     fn tables(&self) -> &'static [&'static str];
 
+    /// Its name in the report's `outputs_ms`: its tables, joined by `+`.
+    fn name(&self) -> String {
+        self.tables().join("+")
+    }
+
     /// Takes rows out of a complete hour before any output sees it; the rest go on.
     fn screen(&mut self, rows: DataFrame, _silver: &SilverOut) -> Result<DataFrame, Error> {
         Ok(rows)
@@ -225,11 +240,11 @@ pub(super) async fn finish_all(
 ) -> Result<(Vec<Staged>, Vec<Box<dyn Keep>>, ReportPart), Error> {
     let (mut staged, mut keeps, mut part) = (Vec::new(), Vec::new(), ReportPart::default());
     for output in outputs {
-        let tables = output.tables();
+        let (tables, name) = (output.tables(), output.name());
         let t = std::time::Instant::now();
         let finished = output.finish(at).await?;
         let spent = t.elapsed().as_millis() as u64;
-        *part.outputs_ms.entry(tables.join("+")).or_default() += spent;
+        *part.outputs_ms.entry(name).or_default() += spent;
         if let Some((spec, _, _)) = finished.staged.iter().find(|s| !tables.contains(&s.0.name)) {
             return Err(Error::Internal(format!(
                 "an output staged `{}`, which is not one of its tables {tables:?} (a bug)",
@@ -238,10 +253,7 @@ pub(super) async fn finish_all(
         }
         staged.extend(finished.staged);
         keeps.extend(finished.keep);
-        let p = finished.report;
-        part.devices_by_status = part.devices_by_status.or(p.devices_by_status);
-        part.lookback_complete = part.lookback_complete.or(p.lookback_complete);
-        part.history_ms += p.history_ms;
+        part.merge(finished.report);
     }
     staged.sort_by_key(|(spec, _, _)| commit_rank(spec.name));
     for (spec, _, _) in &staged {
@@ -285,9 +297,9 @@ impl Output for Expectations {
 
     fn finish<'a>(self: Box<Self>, at: &'a Finish<'a>) -> BoxFuture<'a, Result<Finished, Error>> {
         Box::pin(async move {
-            let (spec, batch) = self.0.staged(at.lake, at.date, &at.meta.run_id)?;
+            let frame = self.0.frame(at.date, &at.meta.run_id)?;
             Ok(Finished {
-                staged: vec![(spec, batch, at.meta.clone())],
+                staged: vec![stage(lake::expectations_table(), frame, at.meta.clone())?],
                 ..Finished::default()
             })
         })

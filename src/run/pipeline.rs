@@ -272,8 +272,8 @@ impl DateRun<'_> {
             time_pass(report, &pass.times, ms(t));
             report.outputs_ms.clear();
             for (output, spent) in pass.outputs.iter().zip(&pass.times.outputs) {
-                let key = output.tables().join("+");
-                *report.outputs_ms.entry(key).or_default() += spent.as_millis() as u64;
+                let ms = spent.as_millis() as u64;
+                *report.outputs_ms.entry(output.name()).or_default() += ms;
             }
             info!(
                 rows = pass.counts.rows_written,
