@@ -14,6 +14,7 @@
 pub mod baseline;
 pub mod declared;
 pub mod minute;
+mod one_pass;
 pub mod reference;
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -307,8 +308,27 @@ impl Hourly {
         if let Some(w) = &mut self.windows {
             w.add_rows(rows)?;
         }
-        let own = readings(rows.clone());
-        let partials = one_hour_partials(own.clone(), ws_us)?;
+        let runs = one_pass::device_runs(rows)?;
+        let partials = match &runs {
+            Some(runs) => one_pass::partials(rows, runs, ws_us)?,
+            None => one_hour_partials(readings(rows.clone()), ws_us)?,
+        };
+        let window = self.window_of(partials, ws_us)?;
+        let stats = match &runs {
+            Some(runs) => {
+                let rolling = rolling_stats(window, ws_us)?.collect()?;
+                one_pass::statistics(rows, runs, &rolling, ws_us)?
+            }
+            None => hour_statistics_of(readings(rows.clone()), window, ws_us)?,
+        };
+        let frame = with_row_columns(stats, self.date, self.lookback_complete)?;
+        self.done.push(frame);
+        Ok(())
+    }
+
+    /// Keeps the hour's partials among the recent ones, and returns the partials
+    /// of the hours whose windows reach the hour starting at `ws_us`, of its own devices.
+    fn window_of(&mut self, partials: DataFrame, ws_us: i64) -> PolarsResult<DataFrame> {
         let devices = partials.select(["device_id"])?.lazy();
         let window_from = ws_us - (ROLLING_HOURS - 1) * HOUR_US;
         self.recent = concat(
@@ -325,8 +345,7 @@ impl Hourly {
         // Only the hour's own devices get rows: the window's other devices are
         // left out before the rolling group-by, so an hour costs its devices, not
         // the window's (rows keep their order, and so every sum its bits).
-        let window = self
-            .recent
+        self.recent
             .clone()
             .lazy()
             .join(
@@ -338,10 +357,7 @@ impl Hourly {
                     ..JoinArgs::new(JoinType::Inner)
                 },
             )
-            .collect()?;
-        let frame = hour_features(own, window, self.date, ws_us, self.lookback_complete)?;
-        self.done.push(frame);
-        Ok(())
+            .collect()
     }
 
     /// The date's rows, sorted by device and hour, with the maintenance and label columns
@@ -359,13 +375,12 @@ impl Hourly {
             .collect::<Vec<_>>();
         let features = if frames.is_empty() {
             // No hour had a reading: no rows, in the columns the hours would have had.
-            hour_features(
+            let stats = hour_statistics_of(
                 readings(DataFrame::empty_with_schema(&silver_schema())),
                 self.recent,
-                self.date,
                 0,
-                self.lookback_complete,
-            )?
+            )?;
+            with_row_columns(stats, self.date, self.lookback_complete)?
         } else {
             concat(frames, UnionArgs::default())?
                 .sort(["device_id", "ws_us"], SortMultipleOptions::default())
@@ -393,16 +408,11 @@ fn silver_schema() -> Schema {
     ])
 }
 
-/// The features of the hour starting at `from`: `own` holds its readings, by
-/// device, event time and message id (nulls last) as dedup leaves an hour;
-/// `hourly` the partials of every hour that reaches into its windows.
-fn hour_features(
-    own: LazyFrame,
-    hourly: DataFrame,
-    date: NaiveDate,
-    from: i64,
-    lookback_complete: bool,
-) -> PolarsResult<DataFrame> {
+/// The statistics of the hour starting at `from` ([`hour_statistics`], Polars'
+/// formulation of [`one_pass::statistics`], for rows not in device order):
+/// `own` holds its readings, `hourly` the partials of every hour that reaches
+/// into its windows.
+fn hour_statistics_of(own: LazyFrame, hourly: DataFrame, from: i64) -> PolarsResult<DataFrame> {
     // Every row and rolling statistic has `ws_us` = `from`, so the device alone
     // keys the join and the group-by (one string key hashes faster than a device
     // and an hour; the groups and their rows are the same).
@@ -419,7 +429,16 @@ fn hour_features(
         .agg(hour_statistics())
         .with_column(lit(from).cast(DataType::Int64).alias("ws_us"))
         .collect()?;
-    ws_second(stats)?
+    ws_second(stats)
+}
+
+/// The hour's statistics with its row columns, sorted by device.
+fn with_row_columns(
+    stats: DataFrame,
+    date: NaiveDate,
+    lookback_complete: bool,
+) -> PolarsResult<DataFrame> {
+    stats
         .lazy()
         .with_columns([col("ws_us")
             .cast(DataType::Datetime(
