@@ -157,6 +157,12 @@ impl Acc {
     }
 }
 
+/// The columns a device-hour's partials are made from, each in one chunk.
+struct Signals {
+    times: Int64Chunked,
+    values: Vec<Float64Chunked>,
+}
+
 /// Per device, per hour start (µs), one partial per declared signal.
 type Hours = HashMap<String, BTreeMap<i64, Vec<Option<Partial>>>>;
 
@@ -180,19 +186,10 @@ impl Windows {
         if frame.height() == 0 || self.signals.is_empty() {
             return Ok(());
         }
-        let devices = frame.column("device_id")?.str()?.clone();
-        let times = frame
-            .column("event_time")?
-            .cast(&DataType::Int64)?
-            .i64()?
-            .clone();
-        let values: Vec<Float64Chunked> = self
-            .signals
-            .iter()
-            .map(|s| Ok(frame.column(s)?.cast(&DataType::Float64)?.f64()?.clone()))
-            .collect::<PolarsResult<_>>()?;
+        let columns = self.columns_of(frame)?;
+        let devices = frame.column("device_id")?.str()?;
         let mut groups: HashMap<(&str, i64), Vec<usize>> = HashMap::new();
-        for (i, (d, t)) in devices.iter().zip(times.iter()).enumerate() {
+        for (i, (d, t)) in devices.iter().zip(columns.times.iter()).enumerate() {
             if let (Some(d), Some(t)) = (d, t) {
                 groups
                     .entry((d, t - t.rem_euclid(HOUR_US)))
@@ -201,23 +198,87 @@ impl Windows {
             }
         }
         for ((device, ws), rows) in groups {
-            let partials = values
-                .iter()
-                .map(|v| {
-                    let mut pairs: Vec<(i64, f64)> = rows
-                        .iter()
-                        .filter_map(|&i| Some((times.get(i)?, v.get(i).filter(|x| !x.is_nan())?)))
-                        .collect();
-                    pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
-                    Partial::of(ws, &pairs)
-                })
-                .collect();
-            self.hours
-                .entry(device.to_string())
-                .or_default()
-                .insert(ws, partials);
+            self.add_group(device, ws, rows.into_iter(), &columns);
         }
         Ok(())
+    }
+
+    /// [`Windows::add_rows`] for one hour starting at `ws` whose rows are each
+    /// device's run `[start, end)` in `runs` (dedup's order): no hash of every
+    /// row's device and no index lists. A device-hour's readings are the same
+    /// and are sorted the same way, so every partial has the same bits.
+    pub fn add_hour(
+        &mut self,
+        frame: &DataFrame,
+        ws: i64,
+        runs: &[(String, usize, usize)],
+    ) -> PolarsResult<()> {
+        if frame.height() == 0 || self.signals.is_empty() {
+            return Ok(());
+        }
+        let columns = self.columns_of(frame)?;
+        for (device, start, end) in runs {
+            self.add_group(device, ws, *start..*end, &columns);
+        }
+        Ok(())
+    }
+
+    /// The times (µs) and the declared signals of `frame`'s rows.
+    fn columns_of(&self, frame: &DataFrame) -> PolarsResult<Signals> {
+        let times = frame
+            .column("event_time")?
+            .cast(&DataType::Int64)?
+            .i64()?
+            .rechunk()
+            .into_owned();
+        let values = self
+            .signals
+            .iter()
+            .map(|s| {
+                Ok(frame
+                    .column(s)?
+                    .cast(&DataType::Float64)?
+                    .f64()?
+                    .rechunk()
+                    .into_owned())
+            })
+            .collect::<PolarsResult<_>>()?;
+        Ok(Signals { times, values })
+    }
+
+    /// The partials of one device-hour from its rows `rows` of `columns`.
+    fn add_group(
+        &mut self,
+        device: &str,
+        ws: i64,
+        rows: impl Iterator<Item = usize> + Clone,
+        columns: &Signals,
+    ) {
+        let partials = columns
+            .values
+            .iter()
+            .map(|v| {
+                let mut pairs: Vec<(i64, f64)> = rows
+                    .clone()
+                    .filter_map(|i| {
+                        Some((columns.times.get(i)?, v.get(i).filter(|x| !x.is_nan())?))
+                    })
+                    .collect();
+                pairs.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(a.1.total_cmp(&b.1)));
+                Partial::of(ws, &pairs)
+            })
+            .collect();
+        match self.hours.get_mut(device) {
+            Some(hours) => {
+                hours.insert(ws, partials);
+            }
+            None => {
+                self.hours
+                    .entry(device.to_string())
+                    .or_default()
+                    .insert(ws, partials);
+            }
+        }
     }
 
     /// The partials of the hours starting in `[from, to)`, one row per device-hour
@@ -737,5 +798,69 @@ mod tests {
         };
         let (a, b) = (features(&forward), features(&backward));
         assert!(a.equals_missing(&b), "{a:?}\n{b:?}");
+    }
+
+    #[test]
+    fn an_hour_in_device_runs_gives_the_partials_of_its_rows_in_any_order() {
+        let s = set(
+            "signals=[\"pressure\"]\nwindows=[\"3h\"]\naggregates=[\"mean\",\"std\",\"slope\"]",
+        );
+        let ws = crate::stages::normalize::time::parse_str("2024-03-11T02:00:00Z").unwrap();
+        let mut lcg = crate::testing::Lcg(5);
+        let (mut ids, mut times, mut values) = (vec![], vec![], vec![]);
+        for d in 0..7 {
+            let n = 1 + lcg.below(400) as i64;
+            for r in 0..n {
+                ids.push(format!("d{d}"));
+                // Some readings share a time, so the sort's tie on the value matters.
+                times.push(ws + (r / 2) * (HOUR_US / n));
+                values.push((lcg.below(9) > 0).then(|| lcg.below(1_000_000) as f64 / 7919.0));
+            }
+        }
+        let frame = |order: &[usize]| {
+            DataFrame::new_infer_height(vec![
+                Column::new(
+                    "device_id".into(),
+                    order.iter().map(|&i| ids[i].as_str()).collect::<Vec<_>>(),
+                ),
+                Int64Chunked::from_vec(
+                    "event_time".into(),
+                    order.iter().map(|&i| times[i]).collect(),
+                )
+                .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+                .into_column(),
+                Column::new(
+                    "pressure".into(),
+                    order.iter().map(|&i| values[i]).collect::<Vec<_>>(),
+                ),
+            ])
+            .unwrap()
+        };
+        let sorted: Vec<usize> = (0..ids.len()).collect();
+        let shuffled: Vec<usize> = sorted.iter().rev().copied().collect();
+        let mut by_runs = Windows::new(&s);
+        let rows = frame(&sorted);
+        let runs = super::super::one_pass::device_runs(&rows).unwrap().unwrap();
+        assert_eq!(runs.len(), 7);
+        by_runs.add_hour(&rows, ws, &runs).unwrap();
+        let mut by_rows = Windows::new(&s);
+        by_rows.add_rows(&frame(&shuffled)).unwrap();
+        let (a, b) = (
+            by_runs.stored((ws, ws + HOUR_US)).unwrap(),
+            by_rows.stored((ws, ws + HOUR_US)).unwrap(),
+        );
+        assert_eq!(a.height(), 7);
+        for (x, y) in a.columns().iter().zip(b.columns()) {
+            let bits = |c: &Column| {
+                format!(
+                    "{:?}",
+                    c.as_materialized_series()
+                        .iter()
+                        .map(|v| v.to_string())
+                        .collect::<Vec<_>>()
+                )
+            };
+            assert_eq!(bits(x), bits(y), "{}", x.name());
+        }
     }
 }

@@ -323,10 +323,12 @@ impl Hourly {
     /// Adds one UTC hour of the date: its final silver rows, every one with
     /// `window_start` = `ws_us`, in the order [`crate::stages::dedup::dedup_rows`] leaves them.
     pub fn add_hour(&mut self, ws_us: i64, rows: &DataFrame) -> PolarsResult<()> {
-        if let Some(w) = &mut self.windows {
-            w.add_rows(rows)?;
-        }
         let runs = one_pass::device_runs(rows)?;
+        match (&mut self.windows, &runs) {
+            (Some(w), Some(runs)) => w.add_hour(rows, ws_us, runs)?,
+            (Some(w), None) => w.add_rows(rows)?,
+            (None, _) => {}
+        }
         let partials = match &runs {
             Some(runs) => one_pass::partials(rows, runs, ws_us)?,
             None => one_hour_partials(readings(rows.clone()), ws_us)?,
