@@ -92,7 +92,7 @@ impl SeenIds {
     /// placed, every earlier entry larger than it has moved, so the entry before
     /// it is the largest not larger, and the id was seen exactly if they are equal.
     fn add_hour(&mut self, mut ids: Vec<u64>) -> Vec<u64> {
-        ids.sort_unstable();
+        radsort::sort(&mut ids);
         let old = self.low.len();
         let mut hits = Vec::new();
         self.low.resize(old + ids.len(), [0; 6]);

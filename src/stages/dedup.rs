@@ -85,6 +85,8 @@ pub type CopiesByDevice = std::collections::HashMap<String, u64>;
 /// sort of integers too: device ids ranked once, then (rank, event time), with
 /// message id, blob and line compared only where those tie. The Polars
 /// formulation is kept in the tests as the reference it is checked against.
+/// The two sorts of an hour's rows are radix sorts (`radsort`), stable, by the
+/// integer keys alone.
 pub fn dedup_rows_by_device(
     rows: DataFrame,
     by_device: bool,
@@ -258,7 +260,8 @@ impl<'a> Keys<'a> {
     fn losers(&self) -> Vec<bool> {
         let n = self.message.len();
         let mut hashed: Vec<(u64, u32)> = (0..n).map(|i| (self.hash(i), i as u32)).collect();
-        hashed.sort_unstable();
+        // Stable, and the indices ascend: the order of a sort by (hash, index).
+        radsort::sort_by_key(&mut hashed, |e| e.0);
         let mut loser = vec![false; n];
         let mut start = 0;
         while start < n {
@@ -308,7 +311,8 @@ impl<'a> Keys<'a> {
                 )
             })
             .collect();
-        order.sort_unstable();
+        // Stable, and the indices ascend: the order of a sort by (rank, time, index).
+        radsort::sort_by_key(&mut order, |e| (e.0, e.1));
         // Rows of one reading time of one device: message id (nulls last), blob, line.
         let mut start = 0;
         while start < order.len() {

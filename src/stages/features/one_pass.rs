@@ -8,8 +8,9 @@
 //! them, and each figure is folded as Polars' group kernels fold it (the mean a
 //! Kahan sum over the count, the standard deviation Welford's, min and max a
 //! reduce, the squared deviations' sum Polars' own float sum), so every value
-//! keeps its bits. The Polars formulation stays ([`super::hour_features`]) for
-//! rows in any other order, and the tests check the two against each other.
+//! keeps its bits. The Polars formulation stays (`one_hour_partials`,
+//! `hour_statistics_of`) for rows in any other order, and the tests check the
+//! two against each other.
 
 use polars::prelude::*;
 use polars_arrow::bitmap::Bitmap;
@@ -273,7 +274,7 @@ fn is_spike(t: Option<f64>, mean: Option<f64>, std: Option<f64>) -> bool {
 
 /// The hour's statistics ([`super::hour_statistics`]): one row per device with
 /// its hourly figures, its rolling statistics and its spike count, in the
-/// columns and order `hour_features`' group-by gives them.
+/// columns and order `hour_statistics_of`'s group-by gives them.
 pub(super) fn statistics(
     rows: &DataFrame,
     runs: &[(String, usize, usize)],
