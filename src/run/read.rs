@@ -23,14 +23,15 @@ const FETCH_CONCURRENCY: usize = 16;
 /// while it is fetched and decoded, and only its rows once decoded, until the
 /// pass hands them to their hours. With large blobs this, not the count, bounds
 /// the read stage's memory. At plant scale (blobs of 143 MB, rows of about 30 MB
-/// each) that is two blobs decoding at once while the rows of three wait, so
-/// both cores keep decoding while the run's thread closes an hour. At 288 MiB
-/// one blob decoded whenever the rows of four waited, and the plant day ran
-/// at about 1.75 cores (A/B wall 0.911 for this figure; BENCHMARKS.md).
+/// each) that is two blobs decoding at once while the rows of one or two wait,
+/// so both cores keep decoding while the run's thread closes an hour. At 288 MiB
+/// one blob decoded whenever the rows of four waited, and the plant day ran at
+/// about 1.75 cores; 384 MiB was as fast as 336 but took the plant day's peak
+/// to 2,082 MiB in one run of three (BENCHMARKS.md).
 /// Charged their size until the hour took them, two blobs were all that fit,
 /// and the reads stopped for every hour closed (20 core-seconds idle of a 72 s
 /// plant day; docs/benchmark-history.md, sixth session).
-const READ_BUDGET_MIB: u32 = 384;
+const READ_BUDGET_MIB: u32 = 336;
 
 /// One blob read and normalized, with the start of the next blob's partition.
 pub struct Read {
