@@ -166,13 +166,15 @@ fn in_one_chunk(mut rows: DataFrame, names: &[&str]) -> PolarsResult<DataFrame> 
 /// A numeric column of one chunk read in place: 8 or 12 bytes a row fewer than
 /// a vector of options, which an hour being closed held on top of itself
 /// (at plant scale the keys were 88 bytes a row, 160 MB).
-struct Nums<'a, T> {
+pub(crate) struct Nums<'a, T> {
     values: &'a [T],
     valid: Option<&'a Bitmap>,
 }
 
 impl<'a, T: NativeType> Nums<'a, T> {
-    fn of<P: PolarsNumericType<Native = T>>(ca: &'a ChunkedArray<P>) -> PolarsResult<Self> {
+    pub(crate) fn of<P: PolarsNumericType<Native = T>>(
+        ca: &'a ChunkedArray<P>,
+    ) -> PolarsResult<Self> {
         let mut chunks = ca.downcast_iter();
         match (chunks.next(), chunks.next()) {
             (Some(array), None) => Ok(Nums {
@@ -189,7 +191,7 @@ impl<'a, T: NativeType> Nums<'a, T> {
         }
     }
 
-    fn get(&self, i: usize) -> Option<T> {
+    pub(crate) fn get(&self, i: usize) -> Option<T> {
         match self.valid {
             Some(valid) if !valid.get_bit(i) => None,
             _ => self.values.get(i).copied(),

@@ -13,33 +13,12 @@
 //! two against each other.
 
 use polars::prelude::*;
-use polars_arrow::bitmap::Bitmap;
+
+use crate::config::features::DEFAULT_COLUMNS;
+use crate::stages::dedup::Nums;
 
 /// A `Float64` column of one chunk, read in place.
-struct Values<'a> {
-    values: &'a [f64],
-    valid: Option<&'a Bitmap>,
-}
-
-impl<'a> Values<'a> {
-    fn of(ca: &'a Float64Chunked) -> Option<Values<'a>> {
-        let mut chunks = ca.downcast_iter();
-        match (chunks.next(), chunks.next()) {
-            (Some(array), None) => Some(Values {
-                values: array.values().as_slice(),
-                valid: array.validity(),
-            }),
-            _ => None,
-        }
-    }
-
-    fn get(&self, i: usize) -> Option<f64> {
-        match self.valid {
-            Some(valid) if !valid.get_bit(i) => None,
-            _ => self.values.get(i).copied(),
-        }
-    }
-}
+type Values<'a> = Nums<'a, f64>;
 
 /// The hour's float columns, each in one chunk.
 struct Signals {
@@ -198,14 +177,10 @@ pub(super) fn partials(
     ws_us: i64,
 ) -> PolarsResult<DataFrame> {
     let signals = Signals::of(rows)?;
-    let (Some(t), Some(v)) = (
-        Values::of(&signals.temperature),
-        Values::of(&signals.vibration),
-    ) else {
-        return Err(PolarsError::ComputeError(
-            "features: a column not in one chunk".into(),
-        ));
-    };
+    let (t, v) = (
+        Values::of(&signals.temperature)?,
+        Values::of(&signals.vibration)?,
+    );
     let mut out: [Vec<Option<f64>>; 6] = Default::default();
     let mut scratch = Vec::new();
     for (_, start, end) in runs {
@@ -282,15 +257,11 @@ pub(super) fn statistics(
     ws_us: i64,
 ) -> PolarsResult<DataFrame> {
     let signals = Signals::of(rows)?;
-    let (Some(t), Some(p), Some(v)) = (
-        Values::of(&signals.temperature),
-        Values::of(&signals.pressure),
-        Values::of(&signals.vibration),
-    ) else {
-        return Err(PolarsError::ComputeError(
-            "features: a column not in one chunk".into(),
-        ));
-    };
+    let (t, p, v) = (
+        Values::of(&signals.temperature)?,
+        Values::of(&signals.pressure)?,
+        Values::of(&signals.vibration)?,
+    );
     let types = rows.column("device_type")?.str()?;
     let rolling = rolling_by_device(rolling)?;
     let mut s = Stats::with_capacity(runs.len());
@@ -332,19 +303,10 @@ struct Stats<'a> {
     spikes: Vec<i64>,
 }
 
-const FLOAT_STATS: [&str; 11] = [
-    "temp_mean",
-    "temp_min",
-    "temp_max",
-    "temp_std",
-    "pressure_mean",
-    "vibration_mean",
-    "vibration_std",
-    "vibration_max",
-    "temp_rolling_mean_6h",
-    "temp_rolling_std_6h",
-    "vibration_rolling_std_6h",
-];
+/// The statistics' float columns, as `features_hourly` names and orders them:
+/// `temp_mean` to `vibration_rolling_std_6h` of [`DEFAULT_COLUMNS`].
+const FLOAT_STATS: &[&str] = DEFAULT_COLUMNS.split_at(4).1.split_at(11).0;
+const _: () = assert!(FLOAT_STATS.len() == 11, "one vector of `Stats::floats` each");
 
 impl<'a> Stats<'a> {
     fn with_capacity(n: usize) -> Stats<'a> {
