@@ -276,21 +276,12 @@ fn parse(bytes: &[u8]) -> Read {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::stages::source::layout::Partition;
-    use crate::stages::source::Window;
 
     fn blob(path: &str, size: u64, modified_ms: i64) -> Blob {
         let t = DateTime::from_timestamp_millis(modified_ms).unwrap();
         Blob {
-            path: path.into(),
-            size,
-            partition: Partition {
-                start: t,
-                width: chrono::Duration::hours(1),
-            },
-            window: Window::Own,
-            last_modified: t,
             etag: Some(format!("{size}-{modified_ms}")),
+            ..Blob::at(path, size, t)
         }
     }
 

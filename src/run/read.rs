@@ -19,19 +19,32 @@ use crate::storage::Storage;
 
 /// Blobs fetched at once; parsing runs on rayon's pool as each one arrives.
 const FETCH_CONCURRENCY: usize = 16;
-/// What the blobs read ahead may hold, in MiB: a blob counts its listed size
-/// while it is fetched and decoded, and only its rows once decoded, until the
-/// pass hands them to their hours. With large blobs this, not the count, bounds
-/// the read stage's memory. At plant scale (blobs of 143 MB, rows of about 30 MB
-/// each) that is two blobs decoding at once while the rows of one or two wait,
-/// so both cores keep decoding while the run's thread closes an hour. At 288 MiB
-/// one blob decoded whenever the rows of four waited, and the plant day ran at
-/// about 1.75 cores; 384 MiB was as fast as 336 but took the plant day's peak
-/// to 2,082 MiB in one run of three (BENCHMARKS.md).
+/// What the blobs read ahead may hold at most, in MiB: a blob counts its listed
+/// size while it is fetched and decoded, and only its rows once decoded, until
+/// the pass hands them to their hours. With large blobs this, not the count,
+/// bounds the read stage's memory. At plant scale (blobs of 143 MB, rows of about
+/// 30 MB each) that is two blobs decoding at once while the rows of one or two
+/// wait, so both cores keep decoding while the run's thread closes an hour. At
+/// 288 MiB one blob decoded whenever the rows of four waited, and the plant day
+/// ran at about 1.75 cores; 384 MiB was as fast as 336 but took the plant day's
+/// peak to 2,082 MiB in one run of three (BENCHMARKS.md).
 /// Charged their size until the hour took them, two blobs were all that fit,
 /// and the reads stopped for every hour closed (20 core-seconds idle of a 72 s
 /// plant day; docs/benchmark-history.md, sixth session).
 const READ_BUDGET_MIB: u32 = 336;
+/// The budget a date of small blobs gets: room for several fetches at once,
+/// which a store over the network needs more than the cores do.
+const MIN_READ_BUDGET_MIB: u32 = 128;
+
+/// The read budget for a listing: two and a half of its largest blob (two
+/// decoding, the rows of others waiting), between [`MIN_READ_BUDGET_MIB`] and
+/// [`READ_BUDGET_MIB`]. A day of small blobs keeps both cores decoding with
+/// far less than the plant day's 336 MiB, and holds that much less.
+fn read_budget_mib(blobs: &[source::Blob]) -> u32 {
+    let largest_mib = blobs.iter().map(|b| b.size >> 20).max().unwrap_or(0) + 1;
+    let wanted = largest_mib.saturating_mul(5) / 2;
+    wanted.clamp(u64::from(MIN_READ_BUDGET_MIB), u64::from(READ_BUDGET_MIB)) as u32
+}
 
 /// One blob read and normalized, with the start of the next blob's partition.
 pub struct Read {
@@ -111,7 +124,8 @@ fn read_in_order(
         .map(|&i| start(i))
         .chain([i64::MAX])
         .collect();
-    let budget = Arc::new(tokio::sync::Semaphore::new(READ_BUDGET_MIB as usize));
+    let budget_mib = read_budget_mib(&blobs);
+    let budget = Arc::new(tokio::sync::Semaphore::new(budget_mib as usize));
     futures::stream::iter(order.into_iter().zip(frontiers))
         .map(move |(idx, frontier_us)| {
             let rules = rules.clone();
@@ -120,7 +134,7 @@ fn read_in_order(
             let storage = storage.clone();
             async move {
                 let blob = &blobs[idx];
-                let mib = (blob.size >> 20).min(u64::from(READ_BUDGET_MIB - 1)) as u32 + 1;
+                let mib = (blob.size >> 20).min(u64::from(budget_mib - 1)) as u32 + 1;
                 let mut held = budget
                     .acquire_many_owned(mib)
                     .await
@@ -144,4 +158,30 @@ fn read_in_order(
             }
         })
         .buffered(FETCH_CONCURRENCY)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sized(sizes: &[u64]) -> Vec<source::Blob> {
+        let t = chrono::DateTime::from_timestamp(1_710_151_200, 0).unwrap();
+        sizes
+            .iter()
+            .map(|&size| source::Blob::at(&format!("telemetry/{size}.json"), size, t))
+            .collect()
+    }
+    #[test]
+    fn the_read_budget_follows_the_largest_blob_between_its_bounds() {
+        const MIB: u64 = 1 << 20;
+        // The plant day's blobs of 143 MB: two and a half of them is over the cap.
+        assert_eq!(read_budget_mib(&sized(&[143_000_000, 142_000_000])), 336);
+        // The small day's blobs of 18 MB: the floor.
+        assert_eq!(read_budget_mib(&sized(&[17_800_000, 16_000_000])), 128);
+        // In between, the largest blob counts, not the first or the sum:
+        // (80 + 1) MiB × 5 / 2 = 202.
+        assert_eq!(read_budget_mib(&sized(&[MIB, 80 * MIB, 3 * MIB])), 202);
+        assert_eq!(read_budget_mib(&sized(&[])), 128);
+        assert_eq!(read_budget_mib(&sized(&[u64::MAX])), 336);
+    }
 }

@@ -44,6 +44,24 @@ pub struct Blob {
     pub etag: Option<String>,
 }
 
+#[cfg(test)]
+impl Blob {
+    /// A blob of the date's own hour partition starting at `at`, for tests.
+    pub(crate) fn at(path: &str, size: u64, at: DateTime<Utc>) -> Blob {
+        Blob {
+            path: path.into(),
+            size,
+            partition: Partition {
+                start: at,
+                width: chrono::Duration::hours(1),
+            },
+            window: Window::Own,
+            last_modified: at,
+            etag: None,
+        }
+    }
+}
+
 /// What listing found for a date.
 #[derive(Debug, Default)]
 pub struct Listing {
