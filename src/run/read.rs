@@ -171,6 +171,7 @@ mod tests {
             .map(|&size| source::Blob::at(&format!("telemetry/{size}.json"), size, t))
             .collect()
     }
+
     #[test]
     fn the_read_budget_follows_the_largest_blob_between_its_bounds() {
         const MIB: u64 = 1 << 20;

@@ -306,7 +306,10 @@ struct Stats<'a> {
 /// The statistics' float columns, as `features_hourly` names and orders them:
 /// `temp_mean` to `vibration_rolling_std_6h` of [`DEFAULT_COLUMNS`].
 const FLOAT_STATS: &[&str] = DEFAULT_COLUMNS.split_at(4).1.split_at(11).0;
-const _: () = assert!(FLOAT_STATS.len() == 11, "one vector of `Stats::floats` each");
+const _: () = assert!(
+    FLOAT_STATS.len() == 11,
+    "one vector of `Stats::floats` each"
+);
 
 impl<'a> Stats<'a> {
     fn with_capacity(n: usize) -> Stats<'a> {
