@@ -163,6 +163,26 @@ struct Signals {
     values: Vec<Float64Chunked>,
 }
 
+/// `frame`'s column `name` cast to `Int64`, in one chunk (read by index after).
+fn ints_of(frame: &DataFrame, name: &str) -> PolarsResult<Int64Chunked> {
+    Ok(frame
+        .column(name)?
+        .cast(&DataType::Int64)?
+        .i64()?
+        .rechunk()
+        .into_owned())
+}
+
+/// `frame`'s column `name` cast to `Float64`, in one chunk (read by index after).
+fn floats_of(frame: &DataFrame, name: &str) -> PolarsResult<Float64Chunked> {
+    Ok(frame
+        .column(name)?
+        .cast(&DataType::Float64)?
+        .f64()?
+        .rechunk()
+        .into_owned())
+}
+
 /// Per device, per hour start (µs), one partial per declared signal.
 type Hours = HashMap<String, BTreeMap<i64, Vec<Option<Partial>>>>;
 
@@ -225,23 +245,11 @@ impl Windows {
 
     /// The times (µs) and the declared signals of `frame`'s rows.
     fn columns_of(&self, frame: &DataFrame) -> PolarsResult<Signals> {
-        let times = frame
-            .column("event_time")?
-            .cast(&DataType::Int64)?
-            .i64()?
-            .rechunk()
-            .into_owned();
+        let times = ints_of(frame, "event_time")?;
         let values = self
             .signals
             .iter()
-            .map(|s| {
-                Ok(frame
-                    .column(s)?
-                    .cast(&DataType::Float64)?
-                    .f64()?
-                    .rechunk()
-                    .into_owned())
-            })
+            .map(|s| floats_of(frame, s))
             .collect::<PolarsResult<_>>()?;
         Ok(Signals { times, values })
     }
@@ -329,23 +337,11 @@ impl Windows {
                 if !names.iter().any(|n| n.as_str() == name) {
                     return Ok(false);
                 }
-                columns.push(
-                    frame
-                        .column(&name)?
-                        .cast(&DataType::Float64)?
-                        .f64()?
-                        .rechunk()
-                        .into_owned(),
-                );
+                columns.push(floats_of(frame, &name)?);
             }
         }
         let devices = frame.column("device_id")?.str()?.rechunk().into_owned();
-        let starts = frame
-            .column("ws_us")?
-            .cast(&DataType::Int64)?
-            .i64()?
-            .rechunk()
-            .into_owned();
+        let starts = ints_of(frame, "ws_us")?;
         for (i, (device, ws)) in devices.iter().zip(starts.iter()).enumerate() {
             let (Some(device), Some(ws)) = (device, ws) else {
                 continue;

@@ -29,13 +29,9 @@ struct Signals {
 
 impl Signals {
     fn of(rows: &DataFrame) -> PolarsResult<Signals> {
+        // `rechunk` copies only a column of several chunks.
         let one = |name: &str| -> PolarsResult<Float64Chunked> {
-            let ca = rows.column(name)?.f64()?;
-            Ok(if ca.chunks().len() == 1 {
-                ca.clone()
-            } else {
-                ca.rechunk().into_owned()
-            })
+            Ok(rows.column(name)?.f64()?.rechunk().into_owned())
         };
         Ok(Signals {
             temperature: one("temperature")?,
