@@ -26,7 +26,7 @@ use crate::error::Error;
 use crate::lake;
 use crate::run::outputs::Output;
 use crate::run::silver::{silver_frame, SilverOut};
-use crate::stages::dedup::{dedup_rows, dedup_rows_by_device, frame_of, CopiesByDevice};
+use crate::stages::dedup::{dedup_hour, dedup_rows, frame_of, id_hash, CopiesByDevice, Deduped};
 use crate::stages::health::Attribution;
 use crate::stages::normalize::RowColumns;
 
@@ -39,11 +39,6 @@ use crate::stages::normalize::RowColumns;
 /// Now that the reads go on while an hour closes (`run/read.rs`), 64 Ki was 1.5 s
 /// faster than 128 Ki in a pair of plant runs, with half the queue (BENCHMARKS.md).
 const BATCH_ROWS: usize = 64 * 1024;
-
-/// The hash a message id is remembered by.
-pub fn id_hash(id: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(id.as_bytes())
-}
 
 /// Where a copy of a decided id was read: blob, line and the id (a compact JSON
 /// array holds several records on one line; the id tells them apart).
@@ -91,8 +86,15 @@ impl SeenIds {
     /// day's hashes) and finds the hits on the way: when an id of the hour is
     /// placed, every earlier entry larger than it has moved, so the entry before
     /// it is the largest not larger, and the id was seen exactly if they are equal.
+    #[cfg(test)]
     fn add_hour(&mut self, mut ids: Vec<u64>) -> Vec<u64> {
         radsort::sort(&mut ids);
+        self.add_sorted_hour(ids)
+    }
+
+    /// [`add_hour`](Self::add_hour) of ids already sorted.
+    fn add_sorted_hour(&mut self, ids: Vec<u64>) -> Vec<u64> {
+        debug_assert!(ids.is_sorted());
         let old = self.low.len();
         let mut hits = Vec::new();
         self.low.resize(old + ids.len(), [0; 6]);
@@ -271,8 +273,16 @@ impl<'r> Day<'r> {
         let resolved = self.resolved;
         let (frame, dropped, ids, unknown) = crate::stages::guarded("dedup", || {
             let (frame, losers) = drop_losers(frame_of(rows)?, &resolved.losers)?;
-            let (frame, copies, by_device) = dedup_rows_by_device(frame, true)?;
-            let (ids, unknown) = ids_of(&frame, resolved)?;
+            let Deduped {
+                frame,
+                copies,
+                by_device,
+                id_hashes,
+            } = dedup_hour(frame, true)?;
+            let (ids, unknown) = match resolved.ids.is_empty() {
+                true => (id_hashes, Vec::new()),
+                false => ids_of(&frame, resolved)?,
+            };
             Ok((frame, (losers, copies, by_device), ids, unknown))
         })?;
         let (losers, copies, by_device) = dropped;
@@ -280,7 +290,7 @@ impl<'r> Day<'r> {
         for (device, n) in losers.into_iter().chain(by_device) {
             self.attribution.entry(device).or_default().duplicates += n;
         }
-        let hits = self.seen.add_hour(ids);
+        let hits = self.seen.add_sorted_hour(ids);
         self.contested.extend(hits);
         self.contested.extend(unknown);
         self.times.dedup += t.elapsed();
@@ -397,13 +407,10 @@ fn drop_losers(
     Ok((frame.filter(&keep)?, dropped))
 }
 
-/// The hashes of the rows' message ids, but for the decided winners; and the
+/// The hashes of the rows' message ids, sorted, but for the decided winners; and the
 /// hashes of decided ids whose copy here is neither a known winner nor a known loser.
 fn ids_of(frame: &DataFrame, resolved: &Resolved) -> PolarsResult<(Vec<u64>, Vec<u64>)> {
     let ids = frame.column("message_id")?.str()?;
-    if resolved.ids.is_empty() {
-        return Ok((ids.iter().flatten().map(id_hash).collect(), Vec::new()));
-    }
     let blob = frame.column("blob")?.u32()?;
     let line = frame.column("line")?.u64()?;
     let (mut hashes, mut unknown) = (Vec::new(), Vec::new());
@@ -416,6 +423,7 @@ fn ids_of(frame: &DataFrame, resolved: &Resolved) -> PolarsResult<(Vec<u64>, Vec
             unknown.push(id_hash(id));
         }
     }
+    radsort::sort(&mut hashes);
     Ok((hashes, unknown))
 }
 

@@ -142,10 +142,19 @@ pub fn cut_raw(raw: &str) -> String {
 
 type Failure = (Reason, String);
 
+/// `s.trim()`, without its character-by-character look at both ends when
+/// they are plain ASCII that is not white space (nearly every value read).
+pub(crate) fn trimmed(s: &str) -> &str {
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(a), Some(z)) if a.is_ascii_graphic() && z.is_ascii_graphic() => s,
+        _ => s.trim(),
+    }
+}
+
 fn string_field(found: Found<'_>) -> Result<Option<Cow<'_, str>>, &'static str> {
     match found {
         Found::Missing => Ok(None),
-        Found::Str(s) if s.trim().is_empty() => Ok(None),
+        Found::Str(s) if trimmed(s).is_empty() => Ok(None),
         Found::Str(s) => Ok(Some(Cow::Borrowed(s))),
         Found::Num(n) => Ok(Some(Cow::Owned(n.to_string()))),
         Found::Bool(b) => Ok(Some(Cow::Owned(b.to_string()))),
@@ -163,7 +172,7 @@ fn double_field(
         Found::Missing => return Ok(None),
         Found::Num(n) => n.as_f64(),
         Found::Str(s) => {
-            let s = s.trim();
+            let s = trimmed(s);
             if s.is_empty() || s.eq_ignore_ascii_case("nan") || s.eq_ignore_ascii_case("null") {
                 return Ok(None);
             }
@@ -1159,6 +1168,29 @@ mod tests {
                 .0,
             Reason::EventTimeInFuture
         );
+    }
+
+    #[test]
+    fn trimmed_is_trim() {
+        for s in [
+            "",
+            " ",
+            "a",
+            " a",
+            "a ",
+            "\u{a0}a",
+            "a\u{a0}",
+            "\u{2003}",
+            "é",
+            "\u{85}x\u{85}",
+            "a\tb",
+            "\t2024-03-11T10:15:30Z\n",
+            "x\u{3000}",
+            "~",
+            "\u{7f}a",
+        ] {
+            assert_eq!(trimmed(s), s.trim(), "{s:?}");
+        }
     }
 
     #[test]
