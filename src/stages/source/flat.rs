@@ -210,7 +210,7 @@ mod fast {
     /// The length of the string that `rest` starts with (its closing `"` next),
     /// if it has no escape and no control character.
     ///
-    /// Eight bytes at a time, looking for the first `"`, `\\` or control
+    /// Eight bytes at a time, looking for the first `"`, `\` or control
     /// character at once: keys and values are mostly under 40 bytes, where
     /// `memchr2` and a second pass for control characters cost more than this
     /// (with them plain strings were 7 % of a plant run's samples; bench/scan's
@@ -425,7 +425,7 @@ mod fast {
     mod tests {
         use super::plain_string;
 
-        /// The definition: the first `"` or `\\` ends the text, which is a plain
+        /// The definition: the first `"` or `\` ends the text, which is a plain
         /// string only if that is a `"` and no control character came before it.
         fn definition(rest: &[u8]) -> Option<usize> {
             let len = rest.iter().position(|&c| c == b'"' || c == b'\\')?;
