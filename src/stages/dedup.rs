@@ -66,14 +66,31 @@ fn drift_columns(drift: DriftColumns) -> Vec<Column> {
 /// `(device_id, event_time)` keys never span hours; message ids that do are
 /// found by the hour stage (see [`crate::run::hours`]).
 pub fn dedup_rows(rows: DataFrame) -> PolarsResult<(DataFrame, u64)> {
-    let (frame, copies, _) = dedup_rows_by_device(rows, false)?;
-    Ok((frame, copies))
+    let deduped = dedup_hour(rows, false)?;
+    Ok((deduped.frame, deduped.copies))
 }
 
 /// Copies removed, per device.
 pub type CopiesByDevice = std::collections::HashMap<String, u64>;
 
-/// [`dedup_rows`], and with `by_device` how many copies each device lost.
+/// What [`dedup_hour`] gives: the kept rows as [`dedup_rows`] gives them, how many
+/// copies went (per device when asked), and the [`id_hash`]es of the kept rows'
+/// message ids, sorted (for the ids seen across hours).
+pub struct Deduped {
+    pub frame: DataFrame,
+    pub copies: u64,
+    pub by_device: CopiesByDevice,
+    pub id_hashes: Vec<u64>,
+}
+
+/// The hash a message id is remembered by across hours, and grouped by here.
+pub fn id_hash(id: &str) -> u64 {
+    xxhash_rust::xxh3::xxh3_64(id.as_bytes())
+}
+
+/// [`dedup_rows`], with `by_device` how many copies each device lost, and the kept
+/// rows' id hashes that finding the copies sorted anyway (hashing every id again
+/// after dedup, and sorting the hashes, was about 1 % of a plant run).
 ///
 /// Hand-written for speed (it was the run's largest stage: a Polars hash
 /// group-by on the string ids, a join and a five-column sort with strings took
@@ -87,31 +104,6 @@ pub type CopiesByDevice = std::collections::HashMap<String, u64>;
 /// formulation is kept in the tests as the reference it is checked against.
 /// The two sorts of an hour's rows are radix sorts (`radsort`), stable, by the
 /// integer keys alone.
-pub fn dedup_rows_by_device(
-    rows: DataFrame,
-    by_device: bool,
-) -> PolarsResult<(DataFrame, u64, CopiesByDevice)> {
-    let deduped = dedup_hour(rows, by_device)?;
-    Ok((deduped.frame, deduped.copies, deduped.by_device))
-}
-
-/// What [`dedup_hour`] gives: the kept rows as [`dedup_rows_by_device`] gives them,
-/// and the [`id_hash`]es of their message ids, sorted (for the ids seen across hours).
-pub struct Deduped {
-    pub frame: DataFrame,
-    pub copies: u64,
-    pub by_device: CopiesByDevice,
-    pub id_hashes: Vec<u64>,
-}
-
-/// The hash a message id is remembered by across hours, and grouped by here.
-pub fn id_hash(id: &str) -> u64 {
-    xxhash_rust::xxh3::xxh3_64(id.as_bytes())
-}
-
-/// [`dedup_rows_by_device`], with the kept rows' id hashes that finding the copies
-/// sorted anyway (hashing every id again after dedup, and sorting the hashes, was
-/// about 1 % of a plant run).
 pub fn dedup_hour(rows: DataFrame, by_device: bool) -> PolarsResult<Deduped> {
     let candidates = rows.height() as u64;
     let rows = in_one_chunk(rows, &["event_time", "enqueued_time", "blob", "line"])?;
