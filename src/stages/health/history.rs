@@ -12,6 +12,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use super::runs::SortedRuns;
 use polars::prelude::*;
 use xxhash_rust::xxh3::xxh3_64;
 
@@ -24,62 +25,48 @@ pub fn bucket_of(device: &str) -> usize {
     (xxh3_64(device.as_bytes()) % BUCKETS as u64) as usize
 }
 
-/// Intervals (µs) kept for an exact median: 4 bytes each under 2^32 µs (71
-/// minutes), the longer ones (a device's silences: few) 8 bytes in a list of their own.
+/// Intervals (µs) kept for an exact median, in sorted runs of about a byte
+/// each ([`SortedRuns`]: a device reading every second has intervals
+/// microseconds apart once sorted).
 #[derive(Debug, Clone, Default)]
-pub struct Intervals {
-    short: Vec<u32>,
-    long: Vec<i64>,
-}
+pub struct Intervals(SortedRuns);
 
 impl Intervals {
     pub fn add(&mut self, us: i64) {
-        match u32::try_from(us) {
-            Ok(short) => self.short.push(short),
-            Err(_) => self.long.push(us),
-        }
+        self.0.push(us);
     }
 
     /// Whether no interval was added.
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
-        self.short.is_empty() && self.long.is_empty()
+        self.0.is_empty()
     }
 
     /// Adds every interval of `other`.
     pub fn extend(&mut self, other: &Intervals) {
-        self.short.extend_from_slice(&other.short);
-        self.long.extend_from_slice(&other.long);
+        self.0.extend(&other.0);
     }
 
     /// All of them, ascending (a digest stores them so: small deltas encode small).
     pub fn sorted(&self) -> Vec<i64> {
-        let mut all: Vec<i64> = self.short.iter().map(|&s| i64::from(s)).collect();
-        all.extend(&self.long);
-        all.sort_unstable();
-        all
+        self.0.sorted()
     }
 
     /// The median (the mean of the two middle ones for an even count), in µs.
     pub fn median_us(&self) -> Option<f64> {
-        let n = self.short.len() + self.long.len();
+        let mut all = self.0.values();
+        let n = all.len();
         if n == 0 {
             return None;
         }
-        let (mut short, mut long) = (self.short.clone(), self.long.clone());
-        // Every long interval is above every short one: the k-th is in one or the other.
-        let mut nth = |k: usize| -> f64 {
-            if k < short.len() {
-                f64::from(*short.select_nth_unstable(k).1)
-            } else {
-                *long.select_nth_unstable(k - short.len()).1 as f64
-            }
-        };
-        let hi = nth(n / 2);
+        let (below, hi, _) = all.select_nth_unstable(n / 2);
+        let hi = *hi as f64;
         if n % 2 == 1 {
             return Some(hi);
         }
-        Some((nth(n / 2 - 1) + hi) / 2.0)
+        // The one before the middle is the largest of those below it.
+        let lo = below.iter().max().map_or(hi, |&v| v as f64);
+        Some((lo + hi) / 2.0)
     }
 }
 
@@ -347,11 +334,10 @@ mod tests {
     #[test]
     fn medians_span_short_and_long_intervals() {
         let mut p = Intervals::default();
-        // 10 s, 2 h, 20 s, 3 h: the hours are over 2^32 µs, stored apart.
+        // 10 s, 2 h, 20 s, 3 h: the hours are over 2^32 µs.
         for s in [10, 7200, 20, 10_800] {
             p.add(s * S);
         }
-        assert_eq!((p.short.len(), p.long.len()), (2, 2));
         assert_eq!(p.median_us(), Some((20.0 + 7200.0) / 2.0 * S as f64));
         p.add(5 * S);
         assert_eq!(p.median_us(), Some(20.0 * S as f64));

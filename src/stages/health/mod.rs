@@ -8,7 +8,7 @@
 //! stuck hours need consecutive rows of one device across hour boundaries,
 //! which a Polars group-by per hour cannot see, and holding the day for one
 //! would break the run's memory bound. It keeps, per device, a few counters,
-//! the transit times of its rows (4 bytes a row, for exact percentiles) and,
+//! the transit times of its rows (a byte or two a row, for exact percentiles) and,
 //! only for devices with no history, its intervals; every device's intervals
 //! are handed out an hour at a time ([`DayHealth::drain_intervals`]) for the
 //! digest the run stores for the nights after.
@@ -25,10 +25,12 @@ use polars::prelude::*;
 use crate::calendar::{day_start, epoch_days, DAY_US, HOUR_US};
 
 mod history;
+mod runs;
 pub use history::{
     bucket_of, pool_device, DateDigest, History, HistoryBuilder, Intervals, Pool, Seen,
     SeenDevices, BUCKETS,
 };
+use runs::SortedRuns;
 
 /// Dates before D whose silver makes a device known and gives its usual interval.
 pub const HISTORY_DATES: i64 = 7;
@@ -87,45 +89,24 @@ struct HourSeen {
     max_gap_us: i64,
 }
 
-/// A device's transit times on D (enqueued − event, µs): 4 bytes each within
-/// ±35 minutes, the rare longer one 8 bytes in a list of its own.
+/// A device's transit times on D (enqueued − event, µs), in sorted runs of a
+/// byte or two each ([`SortedRuns`]), sealed at each hour's end.
 #[derive(Debug, Clone, Default)]
-struct Transits {
-    /// Each hour's short ones, trimmed to their length when the hour ends (a
-    /// vector grown all day kept up to half again as much spare: 90 MB at plant scale).
-    hours: Vec<Box<[i32]>>,
-    short: Vec<i32>,
-    long: Vec<i64>,
-}
+struct Transits(SortedRuns);
 
 impl Transits {
     fn push(&mut self, us: i64) {
-        match i32::try_from(us) {
-            Ok(short) => self.short.push(short),
-            Err(_) => self.long.push(us),
-        }
+        self.0.push(us);
     }
 
-    /// Ends an hour: its short ones are kept at their size.
+    /// Ends an hour: its values are encoded.
     fn seal(&mut self) {
-        if !self.short.is_empty() {
-            self.hours
-                .push(std::mem::take(&mut self.short).into_boxed_slice());
-        }
+        self.0.seal();
     }
 
     /// All of them, ascending.
     fn sorted(&self) -> Vec<i64> {
-        let mut all: Vec<i64> = self
-            .hours
-            .iter()
-            .flat_map(|h| h.iter())
-            .chain(&self.short)
-            .map(|&t| i64::from(t))
-            .collect();
-        all.extend(&self.long);
-        all.sort_unstable();
-        all
+        self.0.sorted()
     }
 }
 
@@ -600,8 +581,9 @@ mod tests {
         for us in [3_600 * S, 2 * S, -2_400 * S, -S, 0] {
             t.push(us);
         }
-        assert_eq!((t.short.len(), t.long.len()), (3, 2));
-        assert_eq!(t.sorted(), vec![-2_400 * S, -S, 0, 2 * S, 3_600 * S]);
+        t.seal();
+        t.push(7);
+        assert_eq!(t.sorted(), vec![-2_400 * S, -S, 0, 7, 2 * S, 3_600 * S]);
     }
 
     #[test]
