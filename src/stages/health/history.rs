@@ -54,11 +54,11 @@ impl Intervals {
 
     /// The median (the mean of the two middle ones for an even count), in µs.
     pub fn median_us(&self) -> Option<f64> {
-        let mut all = self.0.values();
-        let n = all.len();
-        if n == 0 {
+        if self.0.is_empty() {
             return None;
         }
+        let mut all = self.0.values();
+        let n = all.len();
         let (below, hi, _) = all.select_nth_unstable(n / 2);
         let hi = *hi as f64;
         if n % 2 == 1 {
