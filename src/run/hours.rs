@@ -254,10 +254,15 @@ impl<'r> Day<'r> {
             }
             self.finish_hour(self.next).await?;
             self.next += 1;
-            let open: usize = self.buckets.iter().map(RowColumns::held_bytes).sum();
+            // The fields are computed only when the trace is on.
             tracing::trace!(
                 hour = self.next,
-                open_mb = open / 1_000_000,
+                open_mb = self
+                    .buckets
+                    .iter()
+                    .map(RowColumns::held_bytes)
+                    .sum::<usize>()
+                    / 1_000_000,
                 seen_mb = self.seen.low.capacity() * 6 / 1_000_000,
                 "day held"
             );

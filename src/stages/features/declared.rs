@@ -163,22 +163,17 @@ struct Signals {
     values: Vec<Float64Chunked>,
 }
 
-/// `frame`'s column `name` cast to `Int64`, in one chunk (read by index after).
-fn ints_of(frame: &DataFrame, name: &str) -> PolarsResult<Int64Chunked> {
+/// `frame`'s column `name` cast to `T` (`Int64Type`, `Float64Type`), in one
+/// chunk (read by index after).
+fn column_as<T: PolarsPhysicalType>(
+    frame: &DataFrame,
+    name: &str,
+) -> PolarsResult<ChunkedArray<T>> {
     Ok(frame
         .column(name)?
-        .cast(&DataType::Int64)?
-        .i64()?
-        .rechunk()
-        .into_owned())
-}
-
-/// `frame`'s column `name` cast to `Float64`, in one chunk (read by index after).
-fn floats_of(frame: &DataFrame, name: &str) -> PolarsResult<Float64Chunked> {
-    Ok(frame
-        .column(name)?
-        .cast(&DataType::Float64)?
-        .f64()?
+        .cast(&T::get_static_dtype())?
+        .as_materialized_series()
+        .unpack::<T>()?
         .rechunk()
         .into_owned())
 }
@@ -245,11 +240,11 @@ impl Windows {
 
     /// The times (µs) and the declared signals of `frame`'s rows.
     fn columns_of(&self, frame: &DataFrame) -> PolarsResult<Signals> {
-        let times = ints_of(frame, "event_time")?;
+        let times = column_as::<Int64Type>(frame, "event_time")?;
         let values = self
             .signals
             .iter()
-            .map(|s| floats_of(frame, s))
+            .map(|s| column_as::<Float64Type>(frame, s))
             .collect::<PolarsResult<_>>()?;
         Ok(Signals { times, values })
     }
@@ -337,11 +332,11 @@ impl Windows {
                 if !names.iter().any(|n| n.as_str() == name) {
                     return Ok(false);
                 }
-                columns.push(floats_of(frame, &name)?);
+                columns.push(column_as::<Float64Type>(frame, &name)?);
             }
         }
         let devices = frame.column("device_id")?.str()?.rechunk().into_owned();
-        let starts = ints_of(frame, "ws_us")?;
+        let starts = column_as::<Int64Type>(frame, "ws_us")?;
         for (i, (device, ws)) in devices.iter().zip(starts.iter()).enumerate() {
             let (Some(device), Some(ws)) = (device, ws) else {
                 continue;

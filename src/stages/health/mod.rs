@@ -89,27 +89,6 @@ struct HourSeen {
     max_gap_us: i64,
 }
 
-/// A device's transit times on D (enqueued − event, µs), in sorted runs of a
-/// byte or two each ([`SortedRuns`]), sealed at each hour's end.
-#[derive(Debug, Clone, Default)]
-struct Transits(SortedRuns);
-
-impl Transits {
-    fn push(&mut self, us: i64) {
-        self.0.push(us);
-    }
-
-    /// Ends an hour: its values are encoded.
-    fn seal(&mut self) {
-        self.0.seal();
-    }
-
-    /// All of them, ascending.
-    fn sorted(&self) -> Vec<i64> {
-        self.0.sorted()
-    }
-}
-
 /// One device over D so far.
 #[derive(Debug, Clone, Default)]
 struct Today {
@@ -125,7 +104,8 @@ struct Today {
     intervals: Option<Intervals>,
     /// The intervals since the last [`DayHealth::drain_intervals`], for D's digest.
     pending: Vec<i64>,
-    transits: Transits,
+    /// Its transit times on D (enqueued − event, µs), sealed into a run at each hour's end.
+    transits: SortedRuns,
     stuck_hours: u32,
     hours: Vec<HourSeen>,
 }
@@ -576,7 +556,7 @@ mod tests {
 
     #[test]
     fn transits_keep_long_and_negative_ones_exactly() {
-        let mut t = Transits::default();
+        let mut t = SortedRuns::default();
         // An hour late, a clock 40 minutes ahead (negative), and ordinary seconds.
         for us in [3_600 * S, 2 * S, -2_400 * S, -S, 0] {
             t.push(us);
