@@ -169,7 +169,7 @@ async fn written_by(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::sync::Arc;
 
     use deltalake::arrow::array::{Int64Array, RecordBatch};
@@ -300,7 +300,7 @@ mod tests {
     }
 
     /// `n` rows of `spec`'s schema, all of `date`.
-    fn rows_of(spec: &TableSpec, date: NaiveDate, n: usize) -> RecordBatch {
+    pub(crate) fn rows_of(spec: &TableSpec, date: NaiveDate, n: usize) -> RecordBatch {
         use deltalake::arrow::array::{
             ArrayRef, Date32Array, Float64Array, StringArray, TimestampMicrosecondArray,
         };

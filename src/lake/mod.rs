@@ -32,6 +32,7 @@ pub mod lock;
 pub mod look;
 pub mod maintain;
 pub mod manifest;
+mod own_commit;
 pub mod partials;
 pub mod silver;
 mod stream;
@@ -575,17 +576,10 @@ pub fn prepare_table(lake: &Lake, spec: &TableSpec) -> Result<(), SinkError> {
     Ok(())
 }
 
-/// A write that replaces `spec.partition = date` in one commit, with the
-/// contract's Parquet settings and the run's `userMetadata`.
-fn replacing(
-    write: WriteBuilder,
-    file_size: u64,
-    spec: &TableSpec,
-    date: NaiveDate,
-    meta: &CommitMeta,
-) -> WriteBuilder {
+/// The commit's `userMetadata` and the run id, for every commit that replaces a partition.
+fn commit_properties(meta: &CommitMeta) -> CommitProperties {
     let user_metadata = user_metadata(meta);
-    let commit = CommitProperties::default().with_metadata([
+    CommitProperties::default().with_metadata([
         (
             "userMetadata".to_string(),
             serde_json::Value::String(user_metadata),
@@ -594,7 +588,11 @@ fn replacing(
             "coldpath.run_id".to_string(),
             serde_json::Value::String(meta.run_id.clone()),
         ),
-    ]);
+    ])
+}
+
+/// The contract's Parquet settings, and the run id in every file's footer.
+fn writer_properties(meta: &CommitMeta) -> WriterProperties {
     // Message ids are unique per row: a dictionary for them is built, found
     // useless and dropped for every page (the interner was 1 % of a run's samples).
     // The same holds for the two timestamps (a dictionary of 128 Ki values per
@@ -608,7 +606,7 @@ fn replacing(
     // of Parquet per group, plenty for Synapse and Azure ML to read in one go.
     // The run id in every file's footer: a run that commits nothing finds the
     // files it wrote by it, and removes them (`leftovers.rs`).
-    let writer = WriterProperties::builder()
+    WriterProperties::builder()
         .set_key_value_metadata(Some(vec![KeyValue::new(
             leftovers::RUN_ID_KEY.to_string(),
             meta.run_id.clone(),
@@ -619,7 +617,25 @@ fn replacing(
         .set_column_statistics_enabled(ColumnPath::from("message_id"), EnabledStatistics::None)
         .set_column_dictionary_enabled(ColumnPath::from("event_time"), false)
         .set_column_dictionary_enabled(ColumnPath::from("enqueued_time"), false)
-        .build();
+        .build()
+}
+
+/// The predicate of a commit that replaces `spec.partition = date`.
+fn replace_predicate(spec: &TableSpec, date: NaiveDate) -> String {
+    format!("{} = '{}'", spec.partition, date.format("%Y-%m-%d"))
+}
+
+/// A write that replaces `spec.partition = date` in one commit, with the
+/// contract's Parquet settings and the run's `userMetadata`.
+fn replacing(
+    write: WriteBuilder,
+    file_size: u64,
+    spec: &TableSpec,
+    date: NaiveDate,
+    meta: &CommitMeta,
+) -> WriteBuilder {
+    let commit = commit_properties(meta);
+    let writer = writer_properties(meta);
     // Tables evolve by merging: silver's drift columns and the gold tables'
     // columns added by a newer coldpath (features_hourly's health and baselines)
     // are a metadata-only change that keeps protocol 1/2; older partitions read
@@ -628,11 +644,7 @@ fn replacing(
         .with_schema_mode(SchemaMode::Merge)
         .with_save_mode(SaveMode::Overwrite)
         .with_partition_columns([spec.partition])
-        .with_replace_where(format!(
-            "{} = '{}'",
-            spec.partition,
-            date.format("%Y-%m-%d")
-        ))
+        .with_replace_where(replace_predicate(spec, date))
         .with_writer_properties(writer)
         .with_target_file_size(NonZeroU64::new(file_size))
         .with_commit_properties(commit)

@@ -1,9 +1,13 @@
 //! One table partition replaced from a stream of batches, so the run never holds the day's silver rows at once.
 //!
-//! The batches go through a channel into a DataFusion `StreamingTable` that
-//! delta-rs's write plan reads: delta-rs still rolls the files at the target
-//! size, gathers their statistics, checks that every row belongs to the
-//! replaced partition and makes the one commit. The stream ends cleanly only
+//! The batches go through a channel to one of two writers. Where the table
+//! already has the batches' schema (every date after the first), delta-rs's
+//! partition writer takes them as they are and [`super::own_commit`] makes the
+//! commit. Otherwise (a new table, a schema that grows) a DataFusion
+//! `StreamingTable` feeds delta-rs's write operation, which creates the table or
+//! merges the schema. Either way delta-rs rolls the files at the target size and
+//! gathers their statistics, every row is checked to belong to the replaced
+//! partition, and there is one commit. The stream ends cleanly only
 //! through [`PartitionStream::finish`]; an abort, a dropped writer or a run
 //! that stops early ends it with an error, and delta-rs then commits nothing
 //! (the files it already wrote are in no version: the run removes them,
@@ -26,6 +30,7 @@ use futures::StreamExt as _;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
+use super::own_commit::OwnCommit;
 use super::{prepare_table, replacing, version_of, CommitMeta, Lake, SinkError, TableSpec};
 
 enum Msg {
@@ -57,26 +62,31 @@ impl DfPartitionStream for Channel {
 
     fn execute(&self, _ctx: Arc<TaskContext>) -> SendableRecordBatchStream {
         let rx = self.rx.lock().ok().and_then(|mut rx| rx.take());
-        let batches = futures::stream::unfold(rx, |rx| async move {
-            let Some(mut rx) = rx else {
-                return Some((Err(stopped("the batch stream was read twice")), None));
-            };
-            match rx.recv().await {
-                Some(Msg::Batch(batch)) => Some((Ok(batch), Some(rx))),
-                Some(Msg::End) => None,
-                None => Some((Err(stopped("the run stopped before its last batch")), None)),
-            }
-        })
-        // After an error the stream is over: nothing more is read.
-        .scan(false, |failed, item| {
-            let out = if *failed { None } else { Some(item) };
-            if matches!(out, Some(Err(_))) {
-                *failed = true;
-            }
-            futures::future::ready(out)
-        });
+        let batches = match rx {
+            Some(rx) => until_end(rx).left_stream(),
+            None => futures::stream::once(futures::future::ready(Err(
+                "the batch stream was read twice",
+            )))
+            .right_stream(),
+        }
+        .map(|item| item.map_err(stopped));
         Box::pin(RecordBatchStreamAdapter::new(self.schema.clone(), batches))
     }
+}
+
+/// The batches `rx` brings, until [`Msg::End`]; a channel closed before it
+/// (the run stopped) ends the stream with an error, and nothing is read after it.
+fn until_end(
+    rx: mpsc::Receiver<Msg>,
+) -> impl futures::Stream<Item = Result<RecordBatch, &'static str>> + Send {
+    futures::stream::unfold(Some(rx), |rx| async move {
+        let mut rx = rx?;
+        match rx.recv().await {
+            Some(Msg::Batch(batch)) => Some((Ok(batch), Some(rx))),
+            Some(Msg::End) => None,
+            None => Some((Err("the run stopped before its last batch"), None)),
+        }
+    })
 }
 
 /// A partition being replaced: batches go in with [`send`](Self::send), and
@@ -112,38 +122,61 @@ impl PartitionStream {
             DeltaTable::try_from_url_with_storage_options(url.clone(), lake.storage_options())
                 .await
                 .map_err(|e| SinkError::delta(spec.name, &url, e))?;
+        // Two batches in flight at most: the reader waits for the writer.
+        let (tx, rx) = mpsc::channel(2);
+        let task = match OwnCommit::new(&table, spec, date, lake.file_size, meta) {
+            Some(own) => {
+                let name = spec.name;
+                tokio::spawn(async move {
+                    own.write(until_end(rx))
+                        .await
+                        .map_err(|e| SinkError::delta(name, &url, e))
+                })
+            }
+            None => Self::through_write_operation(lake, spec, date, meta, table, url, rx)?,
+        };
+        Ok(PartitionStream {
+            table: spec.name,
+            schema: spec.schema.clone(),
+            tx: Some(tx),
+            task: Some(task),
+            rows: 0,
+        })
+    }
+
+    /// The write through delta-rs's write operation, which creates the table or
+    /// merges its schema where [`OwnCommit`] does not apply.
+    fn through_write_operation(
+        lake: &Lake,
+        spec: &TableSpec,
+        date: NaiveDate,
+        meta: &CommitMeta,
+        table: DeltaTable,
+        url: url::Url,
+        rx: mpsc::Receiver<Msg>,
+    ) -> Result<JoinHandle<Result<u64, SinkError>>, SinkError> {
         let plan_err = |e: DataFusionError| SinkError::Writer {
             table: spec.name,
             message: format!("planning the write: {e}"),
         };
-        // Two batches in flight at most: the reader waits for the writer.
-        let (tx, rx) = mpsc::channel(2);
         let schema = spec.schema.clone();
         let channel = Arc::new(Channel {
             schema: schema.clone(),
             rx: Mutex::new(Some(rx)),
         });
-        let source = StreamingTable::try_new(schema.clone(), vec![channel]).map_err(plan_err)?;
+        let source = StreamingTable::try_new(schema, vec![channel]).map_err(plan_err)?;
         let plan = LogicalPlanBuilder::scan("batches", provider_as_source(Arc::new(source)), None)
             .and_then(|b| b.build())
             .map_err(plan_err)?;
         let write = replacing(table.write(Vec::new()), lake.file_size, spec, date, meta)
             .with_input_plan(plan);
-        let name = spec.name;
         let (lake, spec) = (lake.clone(), spec.clone());
-        let task = tokio::spawn(async move {
+        Ok(tokio::spawn(async move {
             let table = write
                 .await
                 .map_err(|e| SinkError::delta(spec.name, &url, e))?;
             version_of(&lake, &spec, &table)
-        });
-        Ok(PartitionStream {
-            table: name,
-            schema,
-            tx: Some(tx),
-            task: Some(task),
-            rows: 0,
-        })
+        }))
     }
 
     /// The schema every batch sent must have.
