@@ -572,6 +572,12 @@ pub fn json_lines_from(
     mut f: impl FnMut(Record<'_>) -> Flow,
 ) -> Result<u64, String> {
     let max = limits.max_record_bytes;
+    // The piece validated as UTF-8 once (simdutf8, several GB/s) rather than line
+    // by line with the standard library (1.6 % of a plant day's samples): a `\n`
+    // is always a character boundary, so each line is then a `&str` for free.
+    // A piece with a bad byte anywhere is validated line by line instead, so
+    // only the bad line is rejected.
+    let text = simdutf8::basic::from_utf8(data).ok();
     let mut start = 0;
     let mut lineno = before;
     let ends = memchr::memchr_iter(b'\n', data).chain(std::iter::once(data.len()));
@@ -579,6 +585,8 @@ pub fn json_lines_from(
         lineno += 1;
         if end - start > max {
             LongLine::new(lineno, &data[start..end]).give(max, &mut f)?;
+        } else if let Some(line) = text.and_then(|t| t.get(start..end)) {
+            json_text(lineno, line, &mut f)?;
         } else {
             json_line(lineno, &data[start..end], &mut f)?;
         }
@@ -592,17 +600,10 @@ pub fn json_lines_from(
 
 /// One line of JSON lines (its `\n` gone): blank lines are no records.
 fn json_line(lineno: u64, line: &[u8], f: &mut impl FnMut(Record<'_>) -> Flow) -> Flow {
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if line.iter().all(|b| b.is_ascii_whitespace()) {
-        return Ok(());
-    }
     match std::str::from_utf8(line) {
-        Ok(text) => f(Record {
-            line: lineno,
-            raw: text,
-            fields: parse_object(text),
-        }),
+        Ok(text) => json_text(lineno, text, f),
         Err(e) => {
+            let line = line.strip_suffix(b"\r").unwrap_or(line);
             let lossy = String::from_utf8_lossy(line);
             f(Record {
                 line: lineno,
@@ -611,6 +612,19 @@ fn json_line(lineno: u64, line: &[u8], f: &mut impl FnMut(Record<'_>) -> Flow) -
             })
         }
     }
+}
+
+/// One line of JSON lines known to be UTF-8 (its `\n` gone).
+fn json_text(lineno: u64, line: &str, f: &mut impl FnMut(Record<'_>) -> Flow) -> Flow {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    if line.bytes().all(|b| b.is_ascii_whitespace()) {
+        return Ok(());
+    }
+    f(Record {
+        line: lineno,
+        raw: line,
+        fields: parse_object(line),
+    })
 }
 
 /// A JSON text as a record's fields, borrowed from the text when it is a plain
@@ -1452,6 +1466,70 @@ mod tests {
             gz.extend(e.finish().unwrap());
         }
         [held, streamed(data), streamed(&gz)]
+    }
+
+    /// A piece that is UTF-8 throughout is validated once and cut at its
+    /// `\n`s; one bad byte anywhere sends it line by line, which rejects only
+    /// that line. Both give what the reader, line by line, gives.
+    #[test]
+    fn a_valid_piece_is_cut_into_lines_and_a_bad_byte_rejects_only_its_line() {
+        let valid = "{\"deviceId\":\"é\"}\r\n\n \t\n{\"deviceId\":\"日本\"}\n{bad\n{\"d\":\"€\"}";
+        let mut bad = valid.as_bytes().to_vec();
+        // The second byte of 日 (line 4), then a lone continuation byte in line 5.
+        let mut broken = bad.clone();
+        let at = valid.find('日').unwrap() + 1;
+        broken[at] = b'A';
+        let line4 = valid.find("{\"deviceId\":\"日").unwrap();
+        let line4 = line4..line4 + valid[line4..].find('\n').unwrap();
+        bad.splice(
+            valid.find("{bad").unwrap() + 1..valid.find("{bad").unwrap() + 1,
+            [0x80],
+        );
+        let ok = |s: &str| (s.to_string(), true);
+        for (data, want) in [
+            (
+                valid.as_bytes(),
+                vec![
+                    (1, ok("{\"deviceId\":\"é\"}")),
+                    (4, ok("{\"deviceId\":\"日本\"}")),
+                    (5, ("{bad".to_string(), false)),
+                    (6, ok("{\"d\":\"€\"}")),
+                ],
+            ),
+            (
+                &broken[..],
+                vec![
+                    (1, ok("{\"deviceId\":\"é\"}")),
+                    (
+                        4,
+                        (
+                            String::from_utf8_lossy(&broken[line4.clone()]).into_owned(),
+                            false,
+                        ),
+                    ),
+                    (5, ("{bad".to_string(), false)),
+                    (6, ok("{\"d\":\"€\"}")),
+                ],
+            ),
+            (
+                &bad[..],
+                vec![
+                    (1, ok("{\"deviceId\":\"é\"}")),
+                    (4, ok("{\"deviceId\":\"日本\"}")),
+                    (5, ("{\u{fffd}bad".to_string(), false)),
+                    (6, ok("{\"d\":\"€\"}")),
+                ],
+            ),
+        ] {
+            let [held, plain, gz] = held_and_streamed(data, &Limits::default());
+            assert_eq!(held, plain);
+            assert_eq!(held, gz);
+            let seen: Vec<(u64, (String, bool))> = held
+                .into_iter()
+                .map(|(l, raw, f)| (l, (raw, f.is_ok())))
+                .collect();
+            assert_eq!(seen, want);
+        }
     }
 
     #[test]
