@@ -4,8 +4,9 @@
 //! Why not delta-rs's write operation, which [`super::stream`] otherwise drives:
 //! for a partitioned table it splits every batch by partition value (a row
 //! format and a hash per row, then an arrow `take` of every column into new
-//! arrays), though every row a run sends has the one date. That copy was 3.3 %
-//! of a plant day's CPU (BENCHMARKS.md). Here the batches go to delta-rs's
+//! arrays), though every row a run sends has the one date. That copy, with the
+//! plan around it, was 5-8 % of a plant day's CPU (BENCHMARKS.md, 2026-12-05).
+//! Here the batches go to delta-rs's
 //! `DeltaWriter::write_partition` as they are, each checked to hold only the
 //! replaced date, and the commit carries what the write operation's would: the
 //! partition's files removed, the new ones added, a `WRITE` in overwrite mode
