@@ -80,6 +80,11 @@ impl Default for SeenIds {
 }
 
 impl SeenIds {
+    /// Bytes the entries' buffer holds (at its capacity).
+    fn held_bytes(&self) -> usize {
+        self.low.capacity() * std::mem::size_of::<[u8; 6]>()
+    }
+
     /// Adds one hour's ids; returns those an earlier hour already had, sorted.
     ///
     /// One pass from the back merges the hour in place (no second copy of the
@@ -263,7 +268,7 @@ impl<'r> Day<'r> {
                     .map(RowColumns::held_bytes)
                     .sum::<usize>()
                     / 1_000_000,
-                seen_mb = self.seen.low.capacity() * 6 / 1_000_000,
+                seen_mb = self.seen.held_bytes() / 1_000_000,
                 "day held"
             );
             crate::memory::settle();

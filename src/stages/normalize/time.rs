@@ -141,9 +141,6 @@ fn parse_utc_z(b: &[u8]) -> Option<i64> {
     }
     let year = two(b, 0)? * 100 + two(b, 2)?;
     let (hour, minute, second) = (two(b, 11)?, two(b, 14)?, two(b, 17)?);
-    if hour > 23 || minute > 59 || second > 59 {
-        return None;
-    }
     let days = days_from_civil(i64::from(year), two(b, 5)?, two(b, 8)?)?;
     let mut micros = 0i64;
     if b.len() > 20 {
@@ -161,8 +158,7 @@ fn parse_utc_z(b: &[u8]) -> Option<i64> {
             micros += SCALE.get(i).map_or(0, |s| i64::from(d) * s);
         }
     }
-    let clock = i64::from(hour * 3600 + minute * 60 + second);
-    Some((days * 86_400 + clock) * 1_000_000 + micros)
+    instant_us(days, [hour, minute, second], 0, micros)
 }
 
 /// The two ASCII digits at `b[i..i + 2]` as a number.
@@ -235,13 +231,23 @@ fn parse_iso(t: &str) -> Option<i64> {
             sign * (h * 3600 + m * 60)
         }
     };
+    instant_us(days, [hour, minute, second], offset_secs, micros)
+}
+
+/// µs since the epoch of a day, a clock time at `offset_secs` east of UTC and
+/// the microseconds; `None` for a clock time that does not exist.
+fn instant_us(
+    days: i64,
+    [hour, minute, second]: [u32; 3],
+    offset_secs: i64,
+    micros: i64,
+) -> Option<i64> {
     // A leap second (:60) is refused, as chrono refuses it: it is not a valid instant.
     if hour > 23 || minute > 59 || second > 59 {
         return None;
     }
     let clock = i64::from(hour * 3600 + minute * 60 + second);
-    let secs = days * 86_400 + clock - offset_secs;
-    Some(secs * 1_000_000 + micros)
+    Some((days * 86_400 + clock - offset_secs) * 1_000_000 + micros)
 }
 
 #[cfg(test)]
