@@ -314,4 +314,31 @@ mod tests {
         assert_eq!(table.version(), Some(0));
         assert_eq!(rows_by_date(&lake).await, [(d10, 0), (d11, 100)]);
     }
+
+    /// A write the store refuses (here the date's folder is a file, as a full
+    /// disk or a lost mount would refuse it, even to root) fails naming the
+    /// table, and leaves the table as it was.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_refused_write_names_the_table_and_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = lake_in(&dir);
+        let spec = telemetry_table();
+        let (d10, d11) = (day("2024-03-10"), day("2024-03-11"));
+        replace(&lake, d11, &rows_of(&spec, d11, 100), "run-1")
+            .await
+            .unwrap();
+        std::fs::write(
+            dir.path().join("telemetry/event_date=2024-03-10"),
+            b"in the way",
+        )
+        .unwrap();
+        let table = silver::open(&lake).await.unwrap().unwrap();
+        assert!(OwnCommit::new(&table, &spec, d10, 1 << 20, &meta("x")).is_some());
+        let refused = replace(&lake, d10, &rows_of(&spec, d10, 50), "run-2").await;
+        let message = refused.expect_err("the folder is a file").to_string();
+        assert!(message.contains("table `telemetry`"), "{message}");
+        let table = silver::open(&lake).await.unwrap().unwrap();
+        assert_eq!(table.version(), Some(0));
+        assert_eq!(rows_by_date(&lake).await, [(d10, 0), (d11, 100)]);
+    }
 }
