@@ -241,25 +241,29 @@ mod tests {
         out
     }
 
-    fn lake_in(dir: &tempfile::TempDir) -> Lake {
-        Lake::open(
+    /// A lake whose `telemetry` was created by a first write of `rows` rows of
+    /// 2024-03-11 (through the write operation, as a first date is).
+    async fn lake_with(rows: usize) -> (tempfile::TempDir, Lake) {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(
             dir.path().to_str().unwrap(),
             &crate::storage::retry::StorageSettings::default(),
         )
-        .unwrap()
+        .unwrap();
+        let d11 = day("2024-03-11");
+        replace(&lake, d11, &rows_of(&telemetry_table(), d11, rows), "run-1")
+            .await
+            .unwrap();
+        (dir, lake)
     }
 
     /// The first write creates the table (the write operation); the next ones
     /// take the own commit, which replaces its date's rows and leaves the other's.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_rerun_replaces_its_date_alone_in_one_write_commit() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = lake_in(&dir);
+        let (_dir, lake) = lake_with(1000).await;
         let spec = telemetry_table();
         let (d10, d11) = (day("2024-03-10"), day("2024-03-11"));
-        replace(&lake, d11, &rows_of(&spec, d11, 1000), "run-1")
-            .await
-            .unwrap();
         let table = silver::open(&lake).await.unwrap().unwrap();
         assert!(OwnCommit::new(&table, &spec, d11, 1 << 20, &meta("x")).is_some());
         replace(&lake, d10, &rows_of(&spec, d10, 500), "run-2")
@@ -290,13 +294,9 @@ mod tests {
     /// A row of another date, or a stream that ends early, commits nothing.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_row_of_another_date_or_an_abort_commits_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = lake_in(&dir);
+        let (_dir, lake) = lake_with(100).await;
         let spec = telemetry_table();
         let (d10, d11) = (day("2024-03-10"), day("2024-03-11"));
-        replace(&lake, d11, &rows_of(&spec, d11, 100), "run-1")
-            .await
-            .unwrap();
         let wrong = replace(&lake, d11, &rows_of(&spec, d10, 5), "run-2").await;
         let message = wrong
             .expect_err("a row of 2024-03-10 in 2024-03-11's write")
@@ -320,13 +320,9 @@ mod tests {
     /// table, and leaves the table as it was.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_refused_write_names_the_table_and_commits_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = lake_in(&dir);
+        let (dir, lake) = lake_with(100).await;
         let spec = telemetry_table();
         let (d10, d11) = (day("2024-03-10"), day("2024-03-11"));
-        replace(&lake, d11, &rows_of(&spec, d11, 100), "run-1")
-            .await
-            .unwrap();
         std::fs::write(
             dir.path().join("telemetry/event_date=2024-03-10"),
             b"in the way",
