@@ -58,6 +58,9 @@ struct SchemaFile {
 #[derive(Debug, Clone)]
 pub struct Column {
     pub aliases: Vec<String>,
+    /// The column's place in [`TelemetrySchema::columns`]: what a record shape's
+    /// memo of positions is indexed by (`stages/source/shape.rs`).
+    pub slot: usize,
     pub ty: FieldType,
     pub required: bool,
     pub min: Option<f64>,
@@ -128,6 +131,24 @@ pub struct TelemetrySchema {
 }
 
 impl TelemetrySchema {
+    /// Every column records are mapped onto: the canonical ones in
+    /// [`CANONICAL`]'s order, then the declared ones; the `n`th has slot `n`.
+    pub fn columns(&self) -> impl Iterator<Item = &Column> {
+        [
+            &self.device_id,
+            &self.device_type,
+            &self.event_time,
+            &self.temperature,
+            &self.pressure,
+            &self.vibration,
+            &self.priority,
+            &self.message_id,
+            &self.enqueued_time,
+        ]
+        .into_iter()
+        .chain(self.declared.iter().map(|d| &d.column))
+    }
+
     /// The column map in the file at `path`, validated.
     pub fn load(path: &Path) -> Result<Self, SchemaError> {
         let text = std::fs::read_to_string(path).map_err(|source| SchemaError::Read {
@@ -184,6 +205,7 @@ impl TelemetrySchema {
             }
             found[idx] = Some(Column {
                 aliases: spec.aliases,
+                slot: idx,
                 ty: spec.ty,
                 required: spec.required,
                 min: spec.min,
@@ -258,6 +280,7 @@ fn declared_columns(
         }
         let column = Column {
             aliases: spec.aliases,
+            slot: CANONICAL.len() + out.len(),
             ty: spec.ty,
             required: false,
             min: spec.min,

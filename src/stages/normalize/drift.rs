@@ -42,22 +42,8 @@ impl DriftRules {
         if !settings.rescue && schema.declared.is_empty() {
             return None;
         }
-        let canonical = [
-            &schema.device_id,
-            &schema.device_type,
-            &schema.event_time,
-            &schema.temperature,
-            &schema.pressure,
-            &schema.vibration,
-            &schema.priority,
-            &schema.message_id,
-            &schema.enqueued_time,
-        ];
-        let columns = canonical
-            .into_iter()
-            .chain(schema.declared.iter().map(|d| &d.column));
         let mut named = Vec::new();
-        for alias in columns.flat_map(|c| c.aliases.iter()) {
+        for alias in schema.columns().flat_map(|c| c.aliases.iter()) {
             named.push(alias.clone());
             if let Some((first, _)) = alias.split_once('.') {
                 named.push(first.to_string());
@@ -172,7 +158,7 @@ pub fn to_drifted_row<'f, 's>(
 /// The record's top-level fields with a value (not null, not an empty CSV cell), as written.
 fn top_keys<'f>(fields: &'f Fields<'_>) -> Vec<&'f str> {
     match fields {
-        Fields::Flat(flat) => flat
+        Fields::Flat { flat, .. } => flat
             .members
             .iter()
             .filter(|(_, m)| *m != Member::Null)
@@ -258,7 +244,7 @@ fn value_of(
     reparsed: &mut Option<Value>,
 ) -> Option<Value> {
     match fields {
-        Fields::Flat(flat) => flat.lookup(name).and_then(member_value).or_else(|| {
+        Fields::Flat { flat, .. } => flat.lookup(name).and_then(member_value).or_else(|| {
             // An array somewhere in the value: `Flat` keeps no array content, the text does.
             let whole =
                 reparsed.get_or_insert_with(|| serde_json::from_str(raw).unwrap_or(Value::Null));
@@ -454,7 +440,7 @@ mod tests {
     fn rescued_json(line: &str, mismatch: OnTypeMismatch) -> Result<Option<String>, Reason> {
         let schema = schema_with("");
         let flat = crate::stages::source::flat::Flat::parse(line).unwrap();
-        let fields = Fields::Flat(flat);
+        let fields = Fields::Flat { flat, shape: None };
         to_drifted_row(&fields, line, &schema, &rules(&schema, mismatch))
             .map(|(_, d)| d.rescued.map(|r| r.json))
             .map_err(|(r, _)| r)
@@ -512,7 +498,7 @@ mod tests {
         let r = rules(&schema, OnTypeMismatch::Rescue);
         let run = |line: &str| {
             let flat = crate::stages::source::flat::Flat::parse(line).unwrap();
-            let fields = Fields::Flat(flat);
+            let fields = Fields::Flat { flat, shape: None };
             to_drifted_row(&fields, line, &schema, &r)
                 .map(|(_, d)| {
                     (

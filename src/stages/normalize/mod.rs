@@ -23,6 +23,7 @@ use polars_arrow::array::{
 
 use crate::config::schema::{Column, TelemetrySchema};
 use crate::stages::source::decode::{self, Fields, Found};
+use crate::stages::source::shape::Shapes;
 use crate::stages::source::{layout::Partition, Blob, Window};
 use codes::CodeColumn;
 use ids::IdColumn;
@@ -247,7 +248,7 @@ fn time_field(name: &str, found: Found<'_>) -> Result<Option<i64>, Failure> {
 
 /// The device a record names, if it names one as a string (a reject's device).
 fn device_named(fields: &Fields<'_>, schema: &TelemetrySchema) -> Option<String> {
-    string_field(fields.get(&schema.device_id.aliases))
+    string_field(fields.column(&schema.device_id))
         .ok()
         .flatten()
         .map(|d| d.into_owned())
@@ -285,7 +286,7 @@ pub fn to_row_with<'f, 's>(
     mut rescue: Option<&mut Mismatched<'s>>,
     declared: Option<&mut Vec<drift::Extra<'f>>>,
 ) -> Result<Row<'f>, Failure> {
-    let device_id = match string_field(fields.get(&schema.device_id.aliases)) {
+    let device_id = match string_field(fields.column(&schema.device_id)) {
         Ok(Some(d)) => d,
         Ok(None) => {
             return Err((
@@ -301,7 +302,7 @@ pub fn to_row_with<'f, 's>(
         }
     };
     let event_time =
-        time_field("event_time", fields.get(&schema.event_time.aliases))?.ok_or_else(|| {
+        time_field("event_time", fields.column(&schema.event_time))?.ok_or_else(|| {
             (
                 Reason::InvalidTimestamp,
                 format!(
@@ -311,7 +312,7 @@ pub fn to_row_with<'f, 's>(
             )
         })?;
     let enqueued_time = soften(
-        time_field("enqueued_time", fields.get(&schema.enqueued_time.aliases)),
+        time_field("enqueued_time", fields.column(&schema.enqueued_time)),
         &schema.enqueued_time,
         &mut rescue,
     )?;
@@ -368,7 +369,7 @@ pub(crate) fn text_field<'f>(
     col: &Column,
     fields: &'f Fields<'_>,
 ) -> Result<Option<Cow<'f, str>>, Failure> {
-    string_field(fields.get(&col.aliases)).map_err(|what| {
+    string_field(fields.column(col)).map_err(|what| {
         (
             Reason::TypeMismatch,
             format!("{name} is {what}, not a string"),
@@ -384,7 +385,7 @@ pub(crate) fn number_field(
     fields: &Fields<'_>,
     range_failure: &mut Option<Failure>,
 ) -> Result<Option<f64>, Failure> {
-    match double_field(name, col, fields.get(&col.aliases), fields.decimal_comma()) {
+    match double_field(name, col, fields.column(col), fields.decimal_comma()) {
         Err((Reason::OutOfRange, d)) => {
             range_failure.get_or_insert((Reason::OutOfRange, d));
             Ok(None)
@@ -399,7 +400,7 @@ pub(crate) fn timestamp_field(
     col: &Column,
     fields: &Fields<'_>,
 ) -> Result<Option<i64>, Failure> {
-    time_field(name, fields.get(&col.aliases))
+    time_field(name, fields.column(col))
 }
 
 /// The window rules: an event may be up to `late_arrival` before its blob's
@@ -824,6 +825,8 @@ struct Tally<'b> {
     rules: &'b Rules,
     own: bool,
     st: Counted,
+    /// Where the columns are in this piece's record shapes.
+    shapes: Shapes,
 }
 
 /// What a blob's records have come to so far (kept between the pieces of a blob
@@ -856,6 +859,7 @@ impl<'b> Tally<'b> {
             rules,
             own: blob.window == Window::Own,
             st,
+            shapes: Shapes::default(),
         }
     }
 
@@ -871,7 +875,10 @@ impl<'b> Tally<'b> {
         }
         self.st.seen += 1;
         let (rules, blob) = (self.rules, self.blob);
-        let fields = rec.fields.map_err(|e| (Reason::MalformedRecord, e));
+        let mut fields = rec.fields.map_err(|e| (Reason::MalformedRecord, e));
+        if let Ok(Fields::Flat { flat, shape }) = &mut fields {
+            *shape = self.shapes.of(flat, &rules.schema);
+        }
         if let Some(drift) = &rules.drift {
             let outcome = fields
                 .as_ref()

@@ -6,11 +6,14 @@
 
 use std::borrow::Cow;
 use std::io::{BufRead, Read};
+use std::rc::Rc;
 
 use base64::Engine;
 use serde_json::{Map, Value};
 
+use crate::config::schema::Column;
 use crate::stages::source::flat::{Flat, Member};
+use crate::stages::source::shape::Shape;
 
 pub use crate::config::formats::{CsvDialect, Declared, Limits};
 
@@ -34,8 +37,12 @@ pub struct Record<'a> {
 
 /// The fields of one record.
 pub enum Fields<'a> {
-    /// A JSON object borrowed from its line (the common, fast case).
-    Flat(Flat<'a>),
+    /// A JSON object borrowed from its line (the common, fast case), with the
+    /// memo of where its columns are when its shape is known (`shape.rs`).
+    Flat {
+        flat: Flat<'a>,
+        shape: Option<Rc<Shape>>,
+    },
     Json(Map<String, Value>),
     /// An IoT Hub routing envelope: telemetry in `Body`, metadata around it.
     Envelope {
@@ -61,11 +68,25 @@ pub enum Found<'v> {
 }
 
 impl Fields<'_> {
+    /// `col`'s value: [`Fields::get`] of its aliases, through the record's shape when known.
+    pub fn column(&self, col: &Column) -> Found<'_> {
+        if let Fields::Flat {
+            flat,
+            shape: Some(shape),
+        } = self
+        {
+            if let Some(member) = shape.get(flat, col) {
+                return found_in_flat(member);
+            }
+        }
+        self.get(&col.aliases)
+    }
+
     /// The value of the first alias present and non-null (names match case-insensitively).
     pub fn get(&self, aliases: &[String]) -> Found<'_> {
         for alias in aliases {
             let found = match self {
-                Fields::Flat(flat) => found_in_flat(flat.lookup(alias)),
+                Fields::Flat { flat, .. } => found_in_flat(flat.lookup(alias)),
                 Fields::Json(map) => lookup(map, alias),
                 Fields::Envelope { envelope, body } => match lookup(body, alias) {
                     Found::Missing => lookup(envelope, alias),
@@ -632,7 +653,7 @@ fn json_text(lineno: u64, line: &str, f: &mut impl FnMut(Record<'_>) -> Flow) ->
 fn parse_object(text: &str) -> Result<Fields<'_>, String> {
     match Flat::parse(text) {
         Ok(flat) if !is_envelope(flat.members.iter().map(|(k, _)| k.as_ref())) => {
-            Ok(Fields::Flat(flat))
+            Ok(Fields::Flat { flat, shape: None })
         }
         _ => parse_value(text),
     }

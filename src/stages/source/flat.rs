@@ -50,15 +50,17 @@ impl<'a> Flat<'a> {
 
     /// The member named `key`: exact match first, then ASCII case-insensitive.
     pub fn get(&self, key: &str) -> Option<&Member<'a>> {
-        self.members
-            .iter()
-            .find(|(k, _)| k == key)
-            .or_else(|| {
-                self.members
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case(key))
-            })
-            .map(|(_, v)| v)
+        self.position(key)
+            .and_then(|at| self.members.get(at))
+            .map(|(_, m)| m)
+    }
+
+    /// Where [`Flat::get`] finds `key` among the members.
+    pub fn position(&self, key: &str) -> Option<usize> {
+        let keys = || self.members.iter().map(|(k, _)| k);
+        keys()
+            .position(|k| k == key)
+            .or_else(|| keys().position(|k| k.eq_ignore_ascii_case(key)))
     }
 
     /// The member at a dotted path (`IoTHub.ConnectionDeviceId`): a flat key of that

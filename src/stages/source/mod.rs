@@ -8,6 +8,7 @@ pub mod avro;
 pub mod decode;
 pub mod flat;
 pub mod layout;
+pub mod shape;
 pub mod tier;
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
