@@ -20,6 +20,8 @@ hour="$bench/small/raw/telemetry/2024/03/11/05"
 mini="$bench/mini"
 mkdir -p "$mini/raw/telemetry/2024/03/11"
 [[ -d "$mini/raw/telemetry/2024/03/11/05" ]] || cp -r "$hour" "$mini/raw/telemetry/2024/03/11/"
+# The job reads the generator's reference files (maintenance, failures) too.
+[[ -d "$mini/raw/reference" ]] || cp -r "$bench/small/raw/reference" "$mini/raw/"
 cat > "$mini/job.toml" <<EOF
 name = "bench-mini"
 source = "$mini/raw"
