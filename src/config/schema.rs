@@ -328,6 +328,23 @@ mod tests {
     }
 
     #[test]
+    fn every_column_s_slot_is_its_place_in_columns() {
+        let decl = "[[declared]]\nname = \"humidity\"\naliases = [\"humidity\"]\ntype = \"double\"\n\n[[declared]]\nname = \"rpm\"\naliases = [\"rpm\"]\ntype = \"double\"\n";
+        let s =
+            TelemetrySchema::parse(Path::new("s.toml"), &format!("{EMBEDDED}\n{decl}")).unwrap();
+        let slots: Vec<usize> = s.columns().map(|c| c.slot).collect();
+        assert_eq!(slots, (0..CANONICAL.len() + 2).collect::<Vec<_>>());
+        assert_eq!(
+            s.columns().nth(2).map(|c| &c.aliases),
+            Some(&s.event_time.aliases)
+        );
+        assert_eq!(
+            s.columns().last().map(|c| &c.aliases),
+            Some(&s.declared[1].column.aliases)
+        );
+    }
+
+    #[test]
     fn declared_columns_are_checked() {
         let with = |decl: &str| {
             TelemetrySchema::parse(Path::new("s.toml"), &format!("{EMBEDDED}\n{decl}"))

@@ -47,17 +47,16 @@ impl Shape {
             return None;
         }
         let keys = flat.members.iter().map(|(k, _)| Box::from(&**k)).collect();
-        let mut at: Vec<Box<[Option<u32>]>> = Vec::new();
-        for col in schema.columns() {
-            if at.len() <= col.slot {
-                at.resize_with(col.slot + 1, Box::default);
-            }
-            at[col.slot] = col
-                .aliases
-                .iter()
-                .map(|a| flat.position(a).and_then(|p| u32::try_from(p).ok()))
-                .collect();
-        }
+        // `columns()` gives the columns in slot order: the nth is slot n.
+        let at = schema
+            .columns()
+            .map(|col| {
+                col.aliases
+                    .iter()
+                    .map(|a| flat.position(a).and_then(|p| u32::try_from(p).ok()))
+                    .collect()
+            })
+            .collect();
         Some(Shape { keys, at })
     }
 
