@@ -66,10 +66,15 @@ pub(super) struct Pass {
 pub(super) const MAX_PASSES: usize = 3;
 
 /// Reads the date until a pass finds no message id spanning hours (see [`hours`]).
-pub(super) async fn read_pass(inputs: &PassInputs<'_>) -> Result<Pass, Error> {
+/// `ahead` is the first pass's reads when the run started them already (while
+/// it read the look-back); a later pass starts its own.
+pub(super) async fn read_pass(
+    inputs: &PassInputs<'_>,
+    mut ahead: Option<read::ReadAhead>,
+) -> Result<Pass, Error> {
     let mut resolved = hours::Resolved::default();
     for attempt in 1..=MAX_PASSES {
-        let (pass, contested) = one_pass(inputs, &resolved).await?;
+        let (pass, contested) = one_pass(inputs, &resolved, ahead.take()).await?;
         if contested.is_empty() {
             return Ok(pass);
         }
@@ -97,10 +102,12 @@ pub(super) async fn read_pass(inputs: &PassInputs<'_>) -> Result<Pass, Error> {
     )))
 }
 
-/// One pass over every blob; returns the hashes of message ids found in more than one hour.
+/// One pass over every blob (read by `ahead` if given, else from the start);
+/// returns the hashes of message ids found in more than one hour.
 pub(super) async fn one_pass(
     inputs: &PassInputs<'_>,
     resolved: &hours::Resolved,
+    ahead: Option<read::ReadAhead>,
 ) -> Result<(Pass, Vec<u64>), Error> {
     let spec = crate::run::drift::silver_spec(&inputs.rules.schema, &inputs.drift);
     let stream =
@@ -127,7 +134,9 @@ pub(super) async fn one_pass(
     );
     let mut counts = Counts::default();
     let mut rejects = Vec::new();
-    let mut blobs = read::ReadAhead::start(inputs.site, inputs.listing, inputs.rules.clone());
+    let mut blobs = ahead.unwrap_or_else(|| {
+        read::ReadAhead::start(inputs.site, inputs.listing, inputs.rules.clone())
+    });
     while let Some(read) = blobs.next().await {
         let read::Read {
             idx,
