@@ -340,16 +340,51 @@ impl<'r> Day<'r> {
         }
         self.count_late(&frame).map_err(Error::polars("dedup"))?;
 
-        let t = Instant::now();
         let hour_start = self.day_start_us + hour as i64 * HOUR_US;
-        for (output, spent) in self.outputs.iter_mut().zip(&mut self.times.outputs) {
-            let t = Instant::now();
-            output.add_hour(hour_start, &frame)?;
-            *spent += t.elapsed();
-        }
-        self.times.features += t.elapsed();
-
+        // The other outputs take the hour on a thread of their own while its
+        // silver batches are made and handed to the writer: after the date's
+        // last blob, the run's thread closing the last hour is all that is left
+        // to do, and the two halves of it no longer wait for each other.
+        let outputs = self.outputs_take(hour_start, frame.clone());
         let t = Instant::now();
+        let written = self.write_silver(&frame).await;
+        self.times.write += t.elapsed();
+        let (outputs, spent, took, added) = outputs
+            .await
+            .map_err(|e| Error::Internal(format!("the outputs' hour stopped: {e}")))?;
+        self.outputs = outputs;
+        self.times.outputs = spent;
+        self.times.features += took;
+        added?;
+        written
+    }
+
+    /// Hands the hour to every output ([`Output::add_hour`]) on a blocking
+    /// thread; the outputs and their times come back with the outcome.
+    fn outputs_take(
+        &mut self,
+        hour_start_us: i64,
+        frame: DataFrame,
+    ) -> tokio::task::JoinHandle<OutputsBack> {
+        let mut outputs = std::mem::take(&mut self.outputs);
+        let mut spent = std::mem::take(&mut self.times.outputs);
+        tokio::task::spawn_blocking(move || {
+            let t = Instant::now();
+            let added = outputs
+                .iter_mut()
+                .zip(&mut spent)
+                .try_for_each(|(output, spent)| {
+                    let t = Instant::now();
+                    let added = output.add_hour(hour_start_us, &frame);
+                    *spent += t.elapsed();
+                    added
+                });
+            (outputs, spent, t.elapsed(), added)
+        })
+    }
+
+    /// The hour's rows as silver's batches, handed to the writer in order.
+    async fn write_silver(&mut self, frame: &DataFrame) -> Result<(), Error> {
         let spec = &self.silver.spec;
         let mut offset = 0;
         while offset < frame.height() {
@@ -365,10 +400,18 @@ impl<'r> Day<'r> {
             let batch = lake::batch_of(spec.name, self.silver.stream.schema(), &mut rows)?;
             self.silver.stream.send(batch).await?;
         }
-        self.times.write += t.elapsed();
         Ok(())
     }
 }
+
+/// What [`Day::outputs_take`] gives back: the outputs, their times, the time
+/// they took together, and whether every one took the hour.
+type OutputsBack = (
+    Vec<Box<dyn Output>>,
+    Vec<Duration>,
+    Duration,
+    Result<(), Error>,
+);
 
 impl Day<'_> {
     /// Counts, per device, the hour's rows read from look-ahead partitions.
