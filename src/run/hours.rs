@@ -345,7 +345,7 @@ impl<'r> Day<'r> {
         // silver batches are made and handed to the writer: after the date's
         // last blob, the run's thread closing the last hour is all that is left
         // to do, and the two halves of it no longer wait for each other.
-        let outputs = self.outputs_take(hour_start, frame.clone());
+        let outputs = self.add_hour_to_outputs(hour_start, frame.clone());
         let t = Instant::now();
         let written = self.write_silver(&frame).await;
         self.times.write += t.elapsed();
@@ -361,7 +361,7 @@ impl<'r> Day<'r> {
 
     /// Hands the hour to every output ([`Output::add_hour`]) on a blocking
     /// thread; the outputs and their times come back with the outcome.
-    fn outputs_take(
+    fn add_hour_to_outputs(
         &mut self,
         hour_start_us: i64,
         frame: DataFrame,
@@ -404,7 +404,7 @@ impl<'r> Day<'r> {
     }
 }
 
-/// What [`Day::outputs_take`] gives back: the outputs, their times, the time
+/// What [`Day::add_hour_to_outputs`] gives back: the outputs, their times, the time
 /// they took together, and whether every one took the hour.
 type OutputsBack = (
     Vec<Box<dyn Output>>,

@@ -371,13 +371,8 @@ mod tests {
 
     #[test]
     fn an_id_is_packed_exactly_when_it_is_a_canonical_uuid_at_every_byte() {
-        let mut state = 0x1d5_u64;
-        let mut next = move || {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            state
-        };
+        let mut rng = crate::testing::Lcg(0x1d5);
+        let mut next = move || rng.step();
         let mut buf = [0; 36];
         let mut packed_count = 0;
         for _ in 0..200 {
