@@ -366,28 +366,32 @@ impl DateRun<'_> {
         let date = self.req.date;
         // Opened once: the look-back, the windows and the history all read it.
         let silver = crate::lake::silver::open(&self.site.lake).await?;
-        let lookback = match &silver {
-            Some(table) => {
-                crate::run::windows::lookback_from(table, date)
-                    .instrument(info_span!("lookback"))
-                    .await?
-            }
-            None => None,
+        // The history's medians run on rayon's pool while the look-back's scan
+        // runs on tokio's: side by side, neither waits for the other's reads.
+        let features = async {
+            let lookback = match &silver {
+                Some(table) => {
+                    crate::run::windows::lookback_from(table, date)
+                        .instrument(info_span!("lookback"))
+                        .await?
+                }
+                None => None,
+            };
+            let earlier =
+                crate::run::windows::earlier(&self.site.lake, silver.as_ref(), self.job, date)
+                    .instrument(info_span!("windows"))
+                    .await?;
+            Ok::<_, Error>((lookback, earlier))
         };
-        let earlier =
-            crate::run::windows::earlier(&self.site.lake, silver.as_ref(), self.job, date)
-                .instrument(info_span!("windows"))
-                .await?;
+        let history = crate::run::health::history(&self.site.lake, silver.as_ref(), date)
+            .instrument(info_span!("health_history"));
+        let ((lookback, earlier), history) = tokio::try_join!(features, history)?;
         let (windows, found) = earlier.unzip();
         report.earlier_windows = found;
         start.features = Some(guarded("features", || {
             features::Hourly::new(date, lookback, windows)
         })?);
-        start.history = Some(
-            crate::run::health::history(&self.site.lake, silver.as_ref(), date)
-                .instrument(info_span!("health_history"))
-                .await?,
-        );
+        start.history = Some(history);
         Ok(start)
     }
 

@@ -14,6 +14,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use super::runs::SortedRuns;
 use polars::prelude::*;
+use rayon::iter::{IntoParallelIterator, ParallelIterator};
 use xxhash_rust::xxh3::xxh3_64;
 
 /// Buckets of devices a digest's intervals are split into (by [`bucket_of`]).
@@ -42,11 +43,6 @@ impl Intervals {
         self.0.is_empty()
     }
 
-    /// Adds every interval of `other`.
-    pub fn extend(&mut self, other: &Intervals) {
-        self.0.extend(&other.0);
-    }
-
     /// All of them, ascending (a digest stores them so: small deltas encode small).
     pub fn sorted(&self) -> Vec<i64> {
         self.0.sorted()
@@ -54,20 +50,25 @@ impl Intervals {
 
     /// The median (the mean of the two middle ones for an even count), in µs.
     pub fn median_us(&self) -> Option<f64> {
-        if self.0.is_empty() {
-            return None;
-        }
-        let mut all = self.0.values();
-        let n = all.len();
-        let (below, hi, _) = all.select_nth_unstable(n / 2);
-        let hi = *hi as f64;
-        if n % 2 == 1 {
-            return Some(hi);
-        }
-        // The one before the middle is the largest of those below it.
-        let lo = below.iter().max().map_or(hi, |&v| v as f64);
-        Some((lo + hi) / 2.0)
+        median_of(&mut self.0.values())
     }
+}
+
+/// The median of `all` (the mean of the two middle ones for an even count);
+/// `all` is left in no particular order.
+fn median_of(all: &mut [i64]) -> Option<f64> {
+    let n = all.len();
+    if n == 0 {
+        return None;
+    }
+    let (below, hi, _) = all.select_nth_unstable(n / 2);
+    let hi = *hi as f64;
+    if n % 2 == 1 {
+        return Some(hi);
+    }
+    // The one before the middle is the largest of those below it.
+    let lo = below.iter().max().map_or(hi, |&v| v as f64);
+    Some((lo + hi) / 2.0)
 }
 
 /// What one date says of a device besides its intervals.
@@ -176,22 +177,41 @@ impl DateDigest {
     /// Adds the intervals of bucket `b`'s devices to `pool`.
     pub fn pool_bucket(&self, b: usize, pool: &mut Pool) {
         for (id, intervals) in self.bucket(b) {
-            pool.entry(id.clone()).or_default().extend(intervals);
+            pool.entry(id.clone()).or_default().0.extend(intervals.0.values());
         }
     }
 }
 
 /// Intervals of one bucket's devices, pooled over the dates.
-pub type Pool = HashMap<String, Intervals>;
+pub type Pool = HashMap<String, Pooled>;
+
+/// One device's intervals over the dates, as plain values in no order: they
+/// live for one bucket, only to give the median. Kept as sorted runs instead
+/// (as a date's digest keeps them), every value was sorted and encoded into a
+/// run and decoded again for the median: most of the history's time on a
+/// plant day (BENCHMARKS.md). Plain values take 8 bytes each, a bucket's
+/// devices at a time (at plant scale, 7 dates of 31 devices: about 150 MB).
+#[derive(Debug, Clone, Default)]
+pub struct Pooled(Vec<i64>);
+
+impl Pooled {
+    /// All of them, ascending.
+    #[cfg(test)]
+    pub fn sorted(&self) -> Vec<i64> {
+        let mut all = self.0.clone();
+        all.sort_unstable();
+        all
+    }
+}
 
 /// Adds one device's intervals to `pool`.
 pub fn pool_device(pool: &mut Pool, id: &str, intervals: &[i64]) {
     // Once per device and row of a digest (a run writes a row per device-hour):
     // the key's allocation is never per interval.
-    let entry = pool.entry(id.to_string()).or_default();
-    for &us in intervals {
-        entry.add(us);
-    }
+    pool.entry(id.to_string())
+        .or_default()
+        .0
+        .extend_from_slice(intervals);
 }
 
 /// One device over the dates before D.
@@ -260,7 +280,8 @@ impl<'a> HistoryBuilder<'a> {
     }
 
     /// Finishes the devices of bucket `b`, given their intervals within the dates
-    /// (`pool`); the intervals across midnights come from the dates' first and last readings.
+    /// (`pool`); the intervals across midnights come from the dates' first and last
+    /// readings. The devices' medians are taken on rayon's pool.
     pub fn bucket(&mut self, b: usize, mut pool: Pool) {
         let ids: BTreeSet<&String> = self
             .dates
@@ -268,30 +289,43 @@ impl<'a> HistoryBuilder<'a> {
             .flat_map(HashMap::keys)
             .filter(|id| bucket_of(id) == b)
             .collect();
-        for id in ids {
-            let mut intervals = pool.remove(id.as_str()).unwrap_or_default();
-            let (mut last, mut typed): (Option<i64>, Option<(i64, &String)>) = (None, None);
-            for seen in self.dates.iter().filter_map(|d| d.get(id)) {
-                if let Some(l) = last.filter(|l| seen.first > *l) {
-                    intervals.add(seen.first - l);
-                }
-                last = Some(last.map_or(seen.last, |l| l.max(seen.last)));
-                if let (Some(at), Some(ty)) = (seen.typed_at, &seen.device_type) {
-                    if typed.is_none_or(|(t, _)| at >= t) {
-                        typed = Some((at, ty));
-                    }
-                }
-            }
-            let past = Past {
-                median_us: intervals.median_us(),
-                device_type: typed.map(|(_, ty)| ty.clone()),
-            };
+        let work: Vec<(&String, Pooled)> = ids
+            .into_iter()
+            .map(|id| (id, pool.remove(id.as_str()).unwrap_or_default()))
+            .collect();
+        drop(pool);
+        let dates = self.dates;
+        let pasts: Vec<(&String, Past)> = work
+            .into_par_iter()
+            .map(|(id, intervals)| (id, past_of(dates, id, intervals)))
+            .collect();
+        for (id, past) in pasts {
             self.history.devices.insert(id.clone(), past);
         }
     }
 
     pub fn finish(self) -> History {
         self.history
+    }
+}
+
+/// One device over `dates` (oldest first), given its intervals within them.
+fn past_of(dates: &[SeenDevices], id: &str, mut intervals: Pooled) -> Past {
+    let (mut last, mut typed): (Option<i64>, Option<(i64, &String)>) = (None, None);
+    for seen in dates.iter().filter_map(|d| d.get(id)) {
+        if let Some(l) = last.filter(|l| seen.first > *l) {
+            intervals.0.push(seen.first - l);
+        }
+        last = Some(last.map_or(seen.last, |l| l.max(seen.last)));
+        if let (Some(at), Some(ty)) = (seen.typed_at, &seen.device_type) {
+            if typed.is_none_or(|(t, _)| at >= t) {
+                typed = Some((at, ty));
+            }
+        }
+    }
+    Past {
+        median_us: median_of(&mut intervals.0),
+        device_type: typed.map(|(_, ty)| ty.clone()),
     }
 }
 
@@ -409,6 +443,50 @@ mod tests {
         // c: known, one reading, no interval.
         assert!(history.devices().any(|d| d == "c"));
         assert!(!history.has_interval("c"));
+    }
+
+    #[test]
+    fn every_bucket_gives_each_device_the_median_of_its_gaps_over_the_dates() {
+        // 120 devices (every bucket holds several), three dates, random times
+        // with repeats; a device may skip a date. The definition: the positive
+        // gaps between a device's consecutive distinct times over all the
+        // dates, midnights included, and the middle of them sorted. Times in
+        // seconds, as `frame` takes them.
+        let day = 86_400;
+        let mut rng = crate::testing::Lcg(11);
+        let ids: Vec<String> = (0..120).map(|i| format!("dev-{i}")).collect();
+        let mut times: HashMap<&str, Vec<i64>> = HashMap::new();
+        let mut dates = Vec::new();
+        for d in 0..3 {
+            let mut rows = Vec::new();
+            for id in &ids {
+                if rng.below(5) == 0 {
+                    continue;
+                }
+                for _ in 0..1 + rng.below(40) {
+                    let t = d * day + rng.below(86_400) as i64;
+                    rows.push((id.as_str(), None, t));
+                    times.entry(id.as_str()).or_default().push(t);
+                }
+            }
+            let mut digest = DateDigest::default();
+            digest.add(&frame(&rows)).unwrap();
+            dates.push(digest);
+        }
+        let history = History::of_dates(dates);
+        for (id, mut ts) in times {
+            ts.sort_unstable();
+            ts.dedup();
+            let mut gaps: Vec<i64> = ts.windows(2).map(|w| w[1] - w[0]).collect();
+            gaps.sort_unstable();
+            let n = gaps.len();
+            let want = match n {
+                0 => None,
+                _ if n % 2 == 1 => Some((gaps[n / 2] * S) as f64),
+                _ => Some(((gaps[n / 2 - 1] * S) as f64 + (gaps[n / 2] * S) as f64) / 2.0),
+            };
+            assert_eq!(history.median_us(id), want, "{id}: {n} gaps");
+        }
     }
 
     #[test]

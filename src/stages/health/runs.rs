@@ -46,19 +46,11 @@ impl SortedRuns {
         self.runs.push(encode(&values));
     }
 
-    /// Adds every value of `other`.
-    pub fn extend(&mut self, other: &SortedRuns) {
-        self.runs.extend(other.runs.iter().cloned());
-        self.encoded += other.encoded;
-        for &v in &other.pending {
-            self.push(v);
-        }
-    }
-
     pub fn len(&self) -> usize {
         self.encoded + self.pending.len()
     }
 
+    #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -168,18 +160,6 @@ mod tests {
             assert_eq!(unordered, want, "seed {seed}, {n} values");
             assert_eq!(runs.sorted(), want, "seed {seed}, {n} values");
         }
-    }
-
-    #[test]
-    fn extending_adds_every_value_of_the_other() {
-        let (a, b) = (values(7, RUN + 5, 1000), values(8, 2 * RUN + 3, 1000));
-        let (mut x, mut y) = (SortedRuns::default(), SortedRuns::default());
-        a.iter().for_each(|&v| x.push(v));
-        b.iter().for_each(|&v| y.push(v));
-        x.extend(&y);
-        let mut want = [a, b].concat();
-        want.sort_unstable();
-        assert_eq!(x.sorted(), want);
     }
 
     #[test]
