@@ -11,6 +11,7 @@ pub mod expect;
 pub mod features;
 pub mod health;
 pub mod normalize;
+pub mod same;
 pub mod source;
 
 /// A Polars stage that failed: its error, or a panic inside Polars. The run

@@ -71,18 +71,24 @@ fn one_pass(rows: &DataFrame, date: NaiveDate) -> PolarsResult<Option<DataFrame>
     let temps = rows.column("temperature")?.f64()?;
     let pressures = rows.column("pressure")?.f64()?;
     let vibrations = rows.column("vibration")?.f64()?;
+    let same = crate::stages::same::same_as_before(devices);
     let mut out = Minutes::default();
     let mut current: Option<(&str, i64)> = None;
+    // The row `current` was last taken from.
+    let mut last = usize::MAX;
     let mut acc = Acc::default();
     let values = temps.iter().zip(pressures.iter()).zip(vibrations.iter());
-    for ((device, time), ((t, p), v)) in devices.iter().zip(times.iter()).zip(values) {
+    let rows = devices.iter().zip(times.iter()).zip(values).enumerate();
+    for (i, ((device, time), ((t, p), v))) in rows {
         let (Some(device), Some(time)) = (device, time) else {
             continue;
         };
         let minute = time.div_euclid(MINUTE_US) * MINUTE_US;
+        // The row right after `current`'s with the same id needs no comparison of text.
+        let same_device = |d: &str| (last.wrapping_add(1) == i && same[i]) || d == device;
         match current {
-            Some(key) if key == (device, minute) => {}
-            Some(key) if (device, minute) < key => return Ok(None),
+            Some((d, m)) if m == minute && same_device(d) => {}
+            Some((d, m)) if (device, minute) < (d, m) => return Ok(None),
             Some(key) => {
                 out.push(key, &acc);
                 acc = Acc::default();
@@ -90,6 +96,7 @@ fn one_pass(rows: &DataFrame, date: NaiveDate) -> PolarsResult<Option<DataFrame>
             }
             None => current = Some((device, minute)),
         }
+        last = i;
         acc.add(t, p, v);
     }
     if let Some(key) = current {

@@ -45,11 +45,13 @@ impl Signals {
 /// rows are not one run in ascending order, or a row has no device.
 pub(super) fn device_runs(rows: &DataFrame) -> PolarsResult<Option<Vec<(String, usize, usize)>>> {
     let devices = rows.column("device_id")?.str()?;
+    let same = crate::stages::same::same_as_before(devices);
     let mut runs: Vec<(String, usize, usize)> = Vec::new();
     let mut current: Option<&str> = None;
     let mut start = 0;
-    for (i, device) in devices.iter().enumerate() {
-        let Some(device) = device else {
+    // A row like the one before continues its run; only the others are read.
+    for i in (0..same.len()).filter(|&i| !same[i]) {
+        let Some(device) = devices.get(i) else {
             return Ok(None);
         };
         match current {

@@ -177,7 +177,10 @@ impl DateDigest {
     /// Adds the intervals of bucket `b`'s devices to `pool`.
     pub fn pool_bucket(&self, b: usize, pool: &mut Pool) {
         for (id, intervals) in self.bucket(b) {
-            pool.entry(id.clone()).or_default().0.extend(intervals.0.values());
+            pool.entry(id.clone())
+                .or_default()
+                .0
+                .extend(intervals.0.values());
         }
     }
 }

@@ -130,6 +130,8 @@ const WINDOW_ROWS: usize = 64 * 1024;
 /// array's `get` per row costs a chunk search each time.
 struct Cols<'a> {
     ids: Vec<Option<&'a str>>,
+    /// Whether a row's id is the row before's ([`crate::stages::same`]).
+    same: Vec<bool>,
     types: Vec<Option<&'a str>>,
     times: Vec<Option<i64>>,
     enqueued: Vec<Option<i64>>,
@@ -138,8 +140,10 @@ struct Cols<'a> {
 
 impl<'a> Cols<'a> {
     fn of(rows: &'a DataFrame) -> PolarsResult<Cols<'a>> {
+        let ids = rows.column("device_id")?.str()?;
         Ok(Cols {
-            ids: rows.column("device_id")?.str()?.iter().collect(),
+            ids: ids.iter().collect(),
+            same: crate::stages::same::same_as_before(ids),
             types: rows.column("device_type")?.str()?.iter().collect(),
             times: crate::stages::micros(rows, "event_time")?,
             enqueued: crate::stages::micros(rows, "enqueued_time")?,
@@ -186,7 +190,7 @@ impl DayHealth {
             let hour = self.hour_of(cols.times[start].unwrap_or_default());
             let mut end = start + 1;
             while end < n
-                && cols.ids[end] == Some(id)
+                && (cols.same[end] || cols.ids[end] == Some(id))
                 && self.hour_of(cols.times[end].unwrap_or_default()) == hour
             {
                 end += 1;
