@@ -118,7 +118,10 @@ impl OwnCommit {
                 .ok_or_else(|| failed("the partition value could not be made".into()))?,
         ))
         .collect();
-        let store = self.table.log_store().object_store(None);
+        let store = crate::storage::direct_write::for_table(
+            self.table.log_store().object_store(None),
+            self.table.table_url(),
+        );
         let mut writer = DeltaWriter::new(store, self.config.clone());
         let mut batches = std::pin::pin!(batches);
         while let Some(batch) = batches.next().await {

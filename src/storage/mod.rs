@@ -6,6 +6,7 @@
 //! for the operator and redacts secrets; [`retry`] holds the retry policy.
 
 pub mod direct;
+pub mod direct_write;
 pub mod fault;
 pub mod retry;
 
