@@ -20,9 +20,9 @@ use std::sync::{Arc, Mutex};
 
 use deltalake::logstore::object_store::{local::LocalFileSystem, path::Path as StorePath};
 
-/// Offsets, lengths and buffer addresses of direct reads are multiples of this
-/// (the largest logical block size in use).
-const ALIGN: usize = 4096;
+/// Offsets, lengths and buffer addresses of direct reads and writes are
+/// multiples of this (the largest logical block size in use).
+pub(super) const ALIGN: usize = 4096;
 
 /// Buffers kept for reuse, at most (about two pieces per blob in flight, two blobs).
 const POOL_BUFFERS: usize = 4;
@@ -35,14 +35,14 @@ const POOLED_BYTES: std::ops::RangeInclusive<usize> = (1 << 20)..=(32 << 20);
 pub struct Direct {
     /// The folder as object_store sees it: a blob's file is the one it would open.
     local: Arc<LocalFileSystem>,
-    pool: Arc<Mutex<Vec<Vec<u8>>>>,
+    pool: Buffers,
 }
 
 impl Direct {
     pub fn new(local: Arc<LocalFileSystem>) -> Direct {
         Direct {
             local,
-            pool: Arc::default(),
+            pool: Buffers::new(POOL_BUFFERS),
         }
     }
 
@@ -84,11 +84,7 @@ fn finished(done: Result<Option<bytes::Bytes>, tokio::task::JoinError>) -> Optio
 
 /// Reads `range` of `file` (all of it for `None`), exactly, or gives `None`.
 #[cfg(target_os = "linux")]
-fn read(
-    file: &Path,
-    range: Option<std::ops::Range<u64>>,
-    pool: &Arc<Mutex<Vec<Vec<u8>>>>,
-) -> Option<bytes::Bytes> {
+fn read(file: &Path, range: Option<std::ops::Range<u64>>, pool: &Buffers) -> Option<bytes::Bytes> {
     use std::os::unix::fs::{FileExt, OpenOptionsExt};
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -137,31 +133,68 @@ fn read(
 fn read(
     _file: &Path,
     _range: Option<std::ops::Range<u64>>,
-    _pool: &Arc<Mutex<Vec<Vec<u8>>>>,
+    _pool: &Buffers,
 ) -> Option<bytes::Bytes> {
     None
+}
+
+/// Buffers for direct reads and writes, kept for reuse (a fresh buffer's pages
+/// are faulted in and zeroed again each time), `keep` of them at most.
+#[derive(Debug, Clone)]
+pub(super) struct Buffers {
+    free: Arc<Mutex<Vec<Vec<u8>>>>,
+    keep: usize,
+}
+
+impl Buffers {
+    pub(super) fn new(keep: usize) -> Buffers {
+        Buffers {
+            free: Arc::default(),
+            keep,
+        }
+    }
+
+    /// A buffer of at least `len` bytes: one kept that is large enough, or a new one.
+    pub(super) fn take(&self, len: usize) -> Vec<u8> {
+        let reused = self.free.lock().ok().and_then(|mut free| {
+            let i = free.iter().position(|v| v.len() >= len)?;
+            Some(free.swap_remove(i))
+        });
+        reused.unwrap_or_else(|| vec![0; len])
+    }
+
+    /// Keeps `buf` for reuse, unless `keep` are kept already.
+    pub(super) fn give_back(&self, buf: Vec<u8>) {
+        if let Ok(mut free) = self.free.lock() {
+            if free.len() < self.keep {
+                free.push(buf);
+            }
+        }
+    }
+
+    #[cfg(test)]
+    fn kept(&self) -> usize {
+        self.free.lock().map_or(0, |free| free.len())
+    }
 }
 
 /// A buffer from the pool, given back when the bytes read into it are dropped.
 struct Pooled {
     vec: Vec<u8>,
     range: std::ops::Range<usize>,
-    pool: Arc<Mutex<Vec<Vec<u8>>>>,
+    pool: Buffers,
 }
 
 impl Pooled {
-    /// A buffer of at least `len` bytes: one from the pool that is large enough, or a new one.
-    fn take(pool: &Arc<Mutex<Vec<Vec<u8>>>>, len: usize) -> Pooled {
-        let reused = if POOLED_BYTES.contains(&len) {
-            pool.lock().ok().and_then(|mut free| {
-                let i = free.iter().position(|v| v.len() >= len)?;
-                Some(free.swap_remove(i))
-            })
+    /// A buffer of at least `len` bytes: from the pool for sizes it keeps, else new.
+    fn take(pool: &Buffers, len: usize) -> Pooled {
+        let vec = if POOLED_BYTES.contains(&len) {
+            pool.take(len)
         } else {
-            None
+            vec![0; len]
         };
         Pooled {
-            vec: reused.unwrap_or_else(|| vec![0; len]),
+            vec,
             range: 0..0,
             pool: pool.clone(),
         }
@@ -182,13 +215,8 @@ impl AsRef<[u8]> for Pooled {
 impl Drop for Pooled {
     fn drop(&mut self) {
         let vec = std::mem::take(&mut self.vec);
-        if !POOLED_BYTES.contains(&vec.len()) {
-            return;
-        }
-        if let Ok(mut free) = self.pool.lock() {
-            if free.len() < POOL_BUFFERS {
-                free.push(vec);
-            }
+        if POOLED_BYTES.contains(&vec.len()) {
+            self.pool.give_back(vec);
         }
     }
 }
@@ -277,7 +305,7 @@ mod tests {
                 );
             }
             drop(held);
-            let pooled = direct.pool.lock().unwrap().len();
+            let pooled = direct.pool.kept();
             assert!(
                 (1..=POOL_BUFFERS).contains(&pooled),
                 "{pooled} buffers kept"

@@ -34,8 +34,7 @@ use deltalake::logstore::object_store::{
 use futures::stream::BoxStream;
 use futures::FutureExt as _;
 
-/// Offsets, lengths and buffer addresses of direct writes are multiples of this.
-const ALIGN: usize = 4096;
+use super::direct::{Buffers, ALIGN};
 
 /// Buffers kept for reuse, at most (a part of each upload being written).
 const POOL_BUFFERS: usize = 2;
@@ -50,20 +49,18 @@ pub fn for_table(inner: Arc<dyn ObjectStore>, url: &url::Url) -> Arc<dyn ObjectS
         Ok(root) => Arc::new(DirectWrites {
             inner,
             root,
-            pool: Arc::default(),
+            pool: Buffers::new(POOL_BUFFERS),
         }),
         Err(()) => inner,
     }
 }
-
-type Pool = Arc<Mutex<Vec<Vec<u8>>>>;
 
 /// A store whose multipart uploads are written direct under `root`.
 #[derive(Debug)]
 struct DirectWrites {
     inner: Arc<dyn ObjectStore>,
     root: PathBuf,
-    pool: Pool,
+    pool: Buffers,
 }
 
 impl fmt::Display for DirectWrites {
@@ -195,13 +192,13 @@ struct State {
     cached: std::fs::File,
     /// Held by the part being written.
     writing: Mutex<()>,
-    pool: Pool,
+    pool: Buffers,
 }
 
 impl Upload {
     /// A staging file beside `dest`, or `None` where it cannot be written direct.
     #[cfg(target_os = "linux")]
-    fn open(dest: PathBuf, pool: Pool) -> Option<Upload> {
+    fn open(dest: PathBuf, pool: Buffers) -> Option<Upload> {
         use std::os::unix::fs::OpenOptionsExt;
         let parent = dest.parent()?;
         std::fs::create_dir_all(parent).ok()?;
@@ -233,7 +230,7 @@ impl Upload {
     }
 
     #[cfg(not(target_os = "linux"))]
-    fn open(_dest: PathBuf, _pool: Pool) -> Option<Upload> {
+    fn open(_dest: PathBuf, _pool: Buffers) -> Option<Upload> {
         None
     }
 
@@ -273,7 +270,7 @@ impl State {
             0
         };
         if aligned > 0 {
-            let mut buf = take(&self.pool, aligned + ALIGN);
+            let mut buf = self.pool.take(aligned + ALIGN);
             let at = buf.as_ptr().align_offset(ALIGN);
             let mut filled = 0;
             for chunk in data.iter() {
@@ -290,7 +287,7 @@ impl State {
                 // A file system that took the direct open but not the write.
                 written = self.cached.write_all_at(block, offset);
             }
-            give_back(&self.pool, buf);
+            self.pool.give_back(buf);
             written.map_err(|e| failed(&self.staging, "writing", e))?;
         }
         let mut at = offset + aligned as u64;
@@ -309,23 +306,6 @@ impl State {
     #[cfg(not(target_os = "linux"))]
     fn write(&self, _: &PutPayload, _: u64) -> object_store::Result<()> {
         Ok(())
-    }
-}
-
-/// A buffer of at least `len` bytes: one from the pool that is large enough, or a new one.
-fn take(pool: &Pool, len: usize) -> Vec<u8> {
-    let reused = pool.lock().ok().and_then(|mut free| {
-        let i = free.iter().position(|v| v.len() >= len)?;
-        Some(free.swap_remove(i))
-    });
-    reused.unwrap_or_else(|| vec![0; len])
-}
-
-fn give_back(pool: &Pool, buf: Vec<u8>) {
-    if let Ok(mut free) = pool.lock() {
-        if free.len() < POOL_BUFFERS {
-            free.push(buf);
-        }
     }
 }
 
