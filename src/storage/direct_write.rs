@@ -329,8 +329,11 @@ impl MultipartUpload for Upload {
         blocking(move || {
             // After the last part's write: the caller awaits every part first.
             let _after_the_last = state.writing.lock();
-            std::fs::rename(&state.staging, &dest)
-                .map_err(|e| failed(&state.staging, "renaming", e))
+            std::fs::rename(&state.staging, &dest).map_err(|e| {
+                // The file is not where it was asked to be: nothing of it stays.
+                let _ = std::fs::remove_file(&state.staging);
+                failed(&state.staging, "renaming", e)
+            })
         })
         .await?;
         Ok(PutResult {
@@ -474,6 +477,27 @@ mod tests {
         up.put_part(PutPayload::from(data)).await.unwrap();
         drop(up);
         assert_eq!(walk(dir.path()), Vec::<PathBuf>::new());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_upload_that_cannot_be_put_in_place_fails_and_leaves_no_staging_file() {
+        let dir = tempfile::tempdir().unwrap();
+        // The destination is a folder with a file in it: the rename cannot replace it.
+        std::fs::create_dir_all(dir.path().join("p=1/taken.parquet")).unwrap();
+        std::fs::write(dir.path().join("p=1/taken.parquet/x"), b"x").unwrap();
+        let store = store(dir.path());
+        let path = StorePath::from("p=1/taken.parquet");
+        let mut up = store.put_multipart(&path).await.unwrap();
+        up.put_part(PutPayload::from(content(ALIGN * 2 + 9)))
+            .await
+            .unwrap();
+        let err = up.complete().await.expect_err("a folder stands in the way");
+        assert!(err.to_string().contains("renaming"), "{err}");
+        assert_eq!(staging_files(dir.path()), Vec::<PathBuf>::new());
+        assert_eq!(
+            std::fs::read(dir.path().join("p=1/taken.parquet/x")).unwrap(),
+            b"x"
+        );
     }
 
     #[test]
