@@ -100,8 +100,8 @@ pub struct PartitionStream {
     /// file, and a `string_view` there makes pyarrow 14 (`Unrecognized type: 24`)
     /// and Azure ML's rslex (`Type <UNKNOWN 24> not supported`) refuse the file.
     /// The cost is one copy of each string by the cast in [`super::batch_of`]
-    /// (64 Ki rows a batch, so i32 offsets suffice); views had saved about 3 %
-    /// of a plant run's CPU (that copy and delta-rs's `take` of each batch).
+    /// (64 Ki rows a batch, so i32 offsets suffice): views labelled `string`
+    /// saved 1.5 % of a plant run's CPU and nothing of its wall time (BENCHMARKS.md).
     schema: SchemaRef,
     tx: Option<mpsc::Sender<Msg>>,
     task: Option<JoinHandle<Result<u64, SinkError>>>,
