@@ -1,4 +1,4 @@
-//! The crate's error: one variant per stage, each naming what it was working on, and the exit code it means.
+//! The crate's error: one variant per stage, each naming what it was working on; [`Error::status`] is the one place an error becomes a status, and so an exit code.
 
 use crate::config::job::JobError;
 use crate::lake::lock::LockError;

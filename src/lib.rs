@@ -50,6 +50,7 @@ pub use cancel::listen;
 pub use commands::cli::Cli;
 pub use commands::execute;
 pub use commands::progress::LogWriter;
+pub use commands::failure_exit_code;
 pub use storage::fault::redact;
 pub use version::BatchIds;
 

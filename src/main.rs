@@ -8,7 +8,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use coldpath::{redact, Cli};
+use coldpath::{failure_exit_code, redact, Cli};
 
 #[cfg(target_os = "linux")]
 #[global_allocator]
@@ -25,7 +25,7 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("coldpath: error: cannot start the async runtime: {e}");
-            return ExitCode::from(1);
+            return ExitCode::from(failure_exit_code() as u8);
         }
     };
     if let Err(e) = runtime.block_on(async { coldpath::listen() }) {
@@ -42,7 +42,7 @@ fn main() -> ExitCode {
             "coldpath: error: internal: {} (a bug: please report it)",
             redact(&why)
         );
-        1
+        failure_exit_code()
     });
     ExitCode::from(code as u8)
 }

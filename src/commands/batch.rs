@@ -13,6 +13,8 @@
 use chrono::NaiveDate;
 use serde_json::{json, Value};
 
+use crate::report::Status;
+
 /// What every task's command line repeats.
 #[derive(Debug, Clone)]
 pub struct TaskTemplate {
@@ -236,13 +238,13 @@ pub fn emit(
         .map(crate::config::job::check_location)
     {
         eprintln!("coldpath: error: --batch-output-container: {e}");
-        return 2;
+        return Status::ConfigError.exit_code();
     }
     let (Some(url), Some(identity)) = (&batch.batch_output_container, &batch.batch_identity) else {
         eprintln!(
             "coldpath: error: --emit-batch-tasks needs --batch-output-container and --batch-identity: where each task uploads its report and logs (they are lost with the node otherwise), and the pool identity that writes them"
         );
-        return 2;
+        return Status::ConfigError.exit_code();
     };
     let template = TaskTemplate {
         job: job.job.to_string_lossy().into_owned(),
@@ -271,11 +273,11 @@ pub fn emit(
                 names.len(),
                 names.join(", ")
             );
-            0
+            Status::Succeeded.exit_code()
         }
         Err(e) => {
             eprintln!("coldpath: error: --emit-batch-tasks {}: {e}", dir.display());
-            1
+            Status::Failed.exit_code()
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use super::output::{emit, failure};
 use super::{label_cutoff, load_job};
+use crate::report::Status;
 use crate::Error;
 
 pub async fn command(args: crate::commands::cli::CatchupArgs) -> i32 {
@@ -14,11 +15,12 @@ pub async fn command(args: crate::commands::cli::CatchupArgs) -> i32 {
             Ok(d) => d,
             Err(e) => {
                 eprintln!("coldpath: error: {e}");
-                return 2;
+                return Status::ConfigError.exit_code();
             }
         };
         let (Some(&from), Some(&to)) = (dates.first(), dates.last()) else {
-            return 2;
+            eprintln!("coldpath: error: no date to catch up");
+            return Status::ConfigError.exit_code();
         };
         let what = format!("catchup-{from}-{to}");
         return super::batch::emit(&args.job, &args.write, &args.batch, dir, &what, |t| {

@@ -46,7 +46,7 @@ pub enum Command {
     Plan(PlanArgs),
     /// Data Factory custom activity: reads activity.json in the working directory, writes outputs.json.
     Adf,
-    /// Compact small files, write a checkpoint and vacuum old files of the three tables.
+    /// Compact small files, write a checkpoint and vacuum old files of every table.
     Maintain(MaintainArgs),
     /// Recompute `features_hourly` for dates from silver alone (e.g. to refresh labels); reads no raw blob.
     Features(FeaturesArgs),

@@ -49,7 +49,7 @@ fn explain(args: &FeaturesArgs, format: super::explain::ExplainFormat) -> i32 {
                 "{}",
                 super::explain::render(&job.features, &job.name, format)
             );
-            0
+            crate::report::Status::Succeeded.exit_code()
         }
         Err(e) => failure(&e).0.exit_code(),
     }

@@ -2,6 +2,7 @@
 
 use super::load_job;
 use super::output::{emit, failure};
+use crate::report::Status;
 use crate::Error;
 use serde_json::json;
 
@@ -11,7 +12,7 @@ pub async fn command(args: crate::commands::cli::MaintainArgs) -> i32 {
         eprintln!(
             "coldpath: error: --vacuum-retention under 7d can break readers of older versions; add --unsafe-retention to insist"
         );
-        return 2;
+        return Status::ConfigError.exit_code();
     }
     let result = async {
         let job = load_job(&args.job, None)?;

@@ -22,8 +22,14 @@ use crate::config::job::Job;
 use crate::Error;
 use cli::{Cli, Command, JobArgs, WriteArgs};
 
+/// The exit code of a failure outside any command: the runtime would not
+/// start, or a command panicked.
+pub fn failure_exit_code() -> i32 {
+    crate::report::Status::Failed.exit_code()
+}
+
 /// Runs the command line's subcommand to its end; the process's exit code
-/// (error.rs says what each means).
+/// (`report::Status::exit_code` says what each means).
 pub async fn execute(cli: Cli) -> i32 {
     match cli.command {
         Command::Run(args) => run::command(args).await,

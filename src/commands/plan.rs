@@ -7,6 +7,7 @@ use super::load_job;
 use super::output::emit;
 use crate::lake::manifest::{diff, Place, Read};
 use crate::report::plan::{Archived, PlanBlob, PlanManifest, PlanReport};
+use crate::report::Status;
 use crate::run::site::Site;
 use crate::stages::source::tier::{self, BlobTier, Tiers};
 use crate::stages::source::{Listing, Window};
@@ -42,7 +43,7 @@ pub async fn command(args: PlanArgs) -> i32 {
         .filter(|t| t.is_archived())
         .collect();
     let code = match (archived.is_empty(), args.rehydrate) {
-        (true, _) => 0,
+        (true, _) => Status::Succeeded.exit_code(),
         (false, rehydrate) => {
             let date = args.date.to_string();
             eprintln!("coldpath: {}", tier::archived_message(&date, &archived));
@@ -52,7 +53,11 @@ pub async fn command(args: PlanArgs) -> i32 {
                     found.requested.len()
                 );
             }
-            i32::from(rehydrate)
+            // Rehydrating: a failure a retry cures, once the blobs are back online.
+            match rehydrate {
+                true => Status::Failed.exit_code(),
+                false => Status::Succeeded.exit_code(),
+            }
         }
     };
     emit(&report, code, None)

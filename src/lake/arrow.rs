@@ -3,7 +3,9 @@
 //! The two crates keep their own Arrow types; the C Data Interface moves an
 //! array's buffers across without copying them. Frames leave Polars here to be
 //! written ([`crate::lake::to_record_batch`]) and silver comes back here to be
-//! read ([`crate::lake::silver`]). The `unsafe` of coldpath is all in this file.
+//! read ([`crate::lake::silver`]). The C Data Interface is `unsafe` to use; the
+//! crate's other `unsafe` is jemalloc's control calls (`memory.rs`) and building
+//! string-view arrays from checked parts (`stages/normalize`).
 
 use deltalake::arrow::array::{make_array, Array, ArrayRef};
 use deltalake::arrow::ffi::{from_ffi, to_ffi, FFI_ArrowArray, FFI_ArrowSchema};

@@ -14,15 +14,21 @@ use serde::Serialize;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// Exit 0: done.
     Succeeded,
+    /// Exit 3: the quality gate stopped the run (the reject ratio, the volume guard or
+    /// an expectation): `rejects` written, nothing else.
     QualityGateFailed,
+    /// Exit 2: a bad flag, date or job-file key, or a missing source: a retry cannot cure it.
     ConfigError,
+    /// Exit 1: any other failure (storage, a commit, a lock held past its wait, internal).
     Failed,
     /// Stopped by SIGTERM or SIGINT (exit 128 + the signal).
     Cancelled,
 }
 
 impl Status {
+    /// The process's exit code for this status: the one table of them.
     pub fn exit_code(self) -> i32 {
         match self {
             Status::Succeeded => 0,

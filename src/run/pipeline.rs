@@ -1,8 +1,9 @@
-//! One run for one date: list → read + normalize → dedup → quality gate → features → Delta commits → report.
+//! One run for one date: list → read, normalize and dedup an hour at a time (silver's files and the features' rows made as each hour completes) → quality gate → Delta commits → report.
 //!
-//! Tables are only touched at the end, one atomic commit each (silver first,
-//! then features, then rejects), so a failure anywhere before leaves every
-//! table as it was, and features are never computed from a half-written silver.
+//! Tables change only at the end, one atomic commit each (silver first, then
+//! the other tables), so a failure anywhere before leaves every table as it
+//! was: silver's files written during the read are in no version until its
+//! commit, and a run that commits nothing removes them ([`crate::lake::leftovers`]).
 //! The run holds a lock per table and date from before it lists to after its
 //! last commit, so two runs of one date never interleave their commits.
 
