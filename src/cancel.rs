@@ -38,8 +38,10 @@ pub fn listen() -> std::io::Result<()> {
 /// Records a stop request (what a signal does); a second one exits at once.
 pub fn request(signal: i32) {
     if SIGNAL.swap(signal, Ordering::SeqCst) != 0 {
-        eprintln!("coldpath: a second signal: stopping now");
-        std::process::exit(128 + signal);
+        // A log line, like the first signal's (stderr as text or JSON), and the
+        // code of a stopped run (`exit_code`: 128 + this signal, now the recorded one).
+        tracing::error!(signal, "a second signal: stopping now");
+        std::process::exit(exit_code());
     }
     tracing::warn!(
         signal,

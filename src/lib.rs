@@ -49,8 +49,8 @@ pub(crate) use error::Error;
 pub use cancel::listen;
 pub use commands::cli::Cli;
 pub use commands::execute;
-pub use commands::progress::LogWriter;
 pub use commands::failure_exit_code;
+pub use commands::progress::LogWriter;
 pub use storage::fault::redact;
 pub use version::BatchIds;
 

@@ -792,6 +792,10 @@ mod tests {
         let c = acquire(&site, &["rejects"], date(), &owner("c"), &settings(0))
             .await
             .unwrap();
+        // Each still holds its own: no acquire took another's lock.
+        a.check("telemetry").await.unwrap();
+        b.check("telemetry").await.unwrap();
+        c.check("rejects").await.unwrap();
         for set in [a, b, c] {
             set.release().await;
         }

@@ -356,7 +356,37 @@ mod tests {
     }
 
     #[test]
-    fn the_readmes_expressions_plan_against_silver() {
+    fn the_docs_expressions_plan_against_silver() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut docs = vec![root.join("README.md")];
+        let mut more: Vec<_> = std::fs::read_dir(root.join("docs"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "md"))
+            .collect();
+        docs.append(&mut more);
+        let silver = crate::lake::telemetry_table().schema;
+        let mut found = 0;
+        for doc in docs {
+            let text = std::fs::read_to_string(&doc).unwrap();
+            for line in text.lines() {
+                let Some((_, rest)) = line.split_once("expr = \"") else {
+                    continue;
+                };
+                let expr = rest.split('"').next().unwrap();
+                let declared = [declared("r", expr, Action::Warn)];
+                if let Err(e) = Expectations::compile(&declared, &silver) {
+                    panic!("{}: {expr}: {e}", doc.display());
+                }
+                found += 1;
+            }
+        }
+        // docs/job-file.md's own examples at least.
+        assert!(found >= 4, "{found} expressions found in the docs");
+    }
+
+    #[test]
+    fn the_sql_forms_the_docs_name_plan_against_silver() {
         let silver = crate::lake::telemetry_table().schema;
         for expr in [
             "temperature IS NULL OR temperature <> 0",

@@ -398,6 +398,12 @@ fn the_shipped_catchup_runs_in_a_flat_folder_and_refreshes_the_labels() {
     let run = shipped_activity("coldpath-run", "2024-03-11", where_to(lake.path()));
     let (code, report, err) = adf_bare(flat_folder(&run, &flat_resources()).path());
     assert_eq!(code, 0, "{report}\n{err}");
+    let features_version = || {
+        open_table(lake.path(), "features_hourly")
+            .version()
+            .unwrap()
+    };
+    let run_version = features_version();
     // Data Factory evaluates `from` (date - 13 days) before the node sees it.
     let refresh = shipped_activity("coldpath-catchup-14d", "2024-03-11", where_to(lake.path()));
     assert_eq!(
@@ -419,6 +425,18 @@ fn the_shipped_catchup_runs_in_a_flat_folder_and_refreshes_the_labels() {
     assert_eq!(day["blobs_read"], 0);
     assert_eq!(day["features_refreshed"], "succeeded");
     assert_eq!(report["rerun"], json!([]));
+    // The refresh is a commit of its own to features_hourly, for that date, with the
+    // activity's label cut-off.
+    let refreshed = features_version();
+    assert_eq!(refreshed, run_version + 1);
+    let meta = user_metadata(lake.path(), "features_hourly", refreshed);
+    assert_eq!(meta["date"], "2024-03-11", "{meta}");
+    let instant = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
+    assert_eq!(
+        instant(meta["labels_as_of"].as_str().unwrap()),
+        instant(LABELS),
+        "{meta}"
+    );
 }
 
 /// What the shipped pipeline does after `coldpath-run` ended with `outputs`: its If

@@ -1,6 +1,7 @@
 //! Crash safety: a run killed (`kill -9`) at any moment leaves each table either as before or fully replaced, and the next run completes it.
 
 use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -9,17 +10,26 @@ use crate::common::*;
 
 const DATE: &str = "2024-03-11";
 
-fn start_run(lake: &Path) -> std::process::Child {
+fn run_command(lake: &Path) -> std::process::Command {
     let source = fixtures_raw();
-    command(
+    let mut cmd = command(
         &run_args(DATE, source.to_str().unwrap(), lake.to_str().unwrap()),
         &[],
-    )
-    .args(["--lock-wait", "30s"])
-    .stdout(Stdio::null())
-    .stderr(Stdio::null())
-    .spawn()
-    .unwrap()
+    );
+    cmd.args(["--lock-wait", "30s"]).stdout(Stdio::null());
+    cmd
+}
+
+fn start_run(lake: &Path) -> std::process::Child {
+    run_command(lake).stderr(Stdio::null()).spawn().unwrap()
+}
+
+/// Each table's Delta version.
+fn versions(lake: &Path) -> Vec<Option<u64>> {
+    TABLES
+        .iter()
+        .map(|t| open_table(lake, t).version())
+        .collect()
 }
 
 const TABLES: [&str; 5] = [
@@ -99,15 +109,7 @@ fn six_kill_9s_at_spread_moments_never_leave_a_half_written_partition() {
         let running = child.try_wait().unwrap().is_none();
         child.kill().unwrap(); // SIGKILL: no unwinding, no cleanup
         let status = child.wait().unwrap();
-        let versions: Vec<Option<u64>> = [
-            "telemetry",
-            "features_hourly",
-            "telemetry_minute",
-            "rejects",
-        ]
-        .iter()
-        .map(|t| open_table(lake.path(), t).version())
-        .collect();
+        let versions = versions(lake.path());
         eprintln!(
             "kill {i} at {at:?}: still running={running}, {status}; table versions {versions:?}"
         );
@@ -130,23 +132,13 @@ fn six_kill_9s_at_spread_moments_never_leave_a_half_written_partition() {
     assert_eq!(ids, BTreeSet::from([final_run.to_string()]));
 
     // The killed runs' files that no version references are removed by maintain.
-    let left: usize = [
-        "telemetry",
-        "features_hourly",
-        "telemetry_minute",
-        "rejects",
-    ]
-    .iter()
-    .map(|t| unreferenced(lake.path(), t).len())
-    .sum();
+    let left: usize = TABLES
+        .iter()
+        .map(|t| unreferenced(lake.path(), t).len())
+        .sum();
     eprintln!("{left} unreferenced files before maintain");
     maintain_with_no_retention(lake.path());
-    for table in [
-        "telemetry",
-        "features_hourly",
-        "telemetry_minute",
-        "rejects",
-    ] {
+    for table in TABLES {
         assert_eq!(
             unreferenced(lake.path(), table),
             Vec::<std::path::PathBuf>::new(),
@@ -154,4 +146,48 @@ fn six_kill_9s_at_spread_moments_never_leave_a_half_written_partition() {
         );
     }
     assert_whole(lake.path(), "after maintain", &whole);
+}
+
+/// A run killed (`kill -9`) right after its k-th table commit is logged, for each k
+/// short of the last: the kill lands between two commits, the tables it committed
+/// hold the new run's rows and the others the last run's, each one whole.
+#[test]
+fn a_kill_9_between_two_table_commits_leaves_each_table_whole() {
+    let lake = temp_lake();
+    let (code, report) = run_date(DATE, lake.path(), &["--labels-as-of", LABELS]);
+    assert_eq!(code, 0, "{report}");
+    let whole = all_rows(lake.path());
+    let mut between = 0;
+    for k in 1..TABLES.len() {
+        let before = versions(lake.path());
+        let mut child = run_command(lake.path())
+            .env("COLDPATH_LOG", "coldpath=info")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut stderr = BufReader::new(child.stderr.take().unwrap());
+        let (mut commits, mut log) = (0, String::new());
+        while commits < k {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+                break;
+            }
+            commits += usize::from(line.contains(": committed table="));
+            log.push_str(&line);
+        }
+        child.kill().unwrap(); // SIGKILL: no unwinding, no cleanup
+        child.wait().unwrap();
+        assert_eq!(commits, k, "the run ended before its commit {k}: {log}");
+        let after = versions(lake.path());
+        let advanced = before.iter().zip(&after).filter(|(b, a)| a > b).count();
+        assert!(
+            advanced >= k,
+            "{k} commits logged, {advanced} tables advanced"
+        );
+        between += usize::from(advanced < TABLES.len());
+        assert_whole(lake.path(), &format!("killed after commit {k}"), &whole);
+    }
+    // The kill follows the logged commit within microseconds; commits are tens of
+    // milliseconds apart: at least one kill must have landed between two of them.
+    assert!(between > 0, "every kill came after the last commit");
 }

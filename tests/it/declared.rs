@@ -483,7 +483,8 @@ fn a_maintenance_an_event_and_a_failure_at_t_just_before_and_just_after() {
             );
         }
     }
-    assert_eq!(rows.len(), 288);
+    // A row per device of fixtures/generate.py's four, per hour of each date.
+    assert_eq!(rows.len(), DATES.len() * 4 * 24);
 }
 
 /// A job file: jobs/pdm.toml with the fixtures' raw container as an absolute source and

@@ -151,7 +151,11 @@ fn bad_dates_are_usage_errors_in_every_date_flag_and_variable() {
 #[test]
 fn quality_gate_writes_rejects_but_not_silver() {
     let dir = temp_lake();
-    let job = job_with(dir.path(), "max_reject_ratio = 0.01");
+    // Files of 1 KiB: silver's writer closes some during the pass, before the gate.
+    let job = job_with(
+        dir.path(),
+        "max_reject_ratio = 0.01\n[limits]\nfile_size = \"1KiB\"",
+    );
     let (code, stdout, stderr) = run_job(&job, "2024-03-11", &[]);
     assert_eq!(code, 3, "{stdout}{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
@@ -164,7 +168,10 @@ fn quality_gate_writes_rejects_but_not_silver() {
     );
     assert_no_silver_or_gold(&lake);
     // The Parquet files silver streamed during the pass went with it.
-    assert!(report["uncommitted_files_removed"].is_u64(), "{report}");
+    assert!(
+        report["uncommitted_files_removed"].as_u64() > Some(0),
+        "{report}"
+    );
     assert_nothing_uncommitted(&lake);
 }
 
@@ -255,7 +262,8 @@ fn plan_lists_prefixes_and_blobs_without_reading() {
     assert_eq!(out.status.code(), Some(0));
     assert!(!lake.exists(), "plan writes nothing");
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(plan["prefixes"].as_array().unwrap().len(), 26);
+    // The date's 24 hours and the look-ahead's: jobs/local.toml's late_arrival of 2h.
+    assert_eq!(plan["prefixes"].as_array().unwrap().len(), 24 + 2);
     let on_disk =
         |hour: &str| std::fs::read_dir(fixtures_raw().join(hour)).map_or(0, |d| d.count());
     let want: usize = (0..24)
@@ -286,10 +294,16 @@ fn a_date_without_blobs_is_an_empty_run_unless_the_job_says_fail() {
     let (code, stdout, stderr) = run_job(&relaxed, "2024-01-01", &[]);
     assert_eq!(code, 0, "{stdout}{stderr}");
     assert!(stderr.contains("no blobs"), "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["records_read"], 0, "{report}");
+    assert_eq!(report["rows_written"], 0, "{report}");
     let strict = job_with(dir.path(), "fail_on_no_blobs = true");
+    let lake = dir.path().join("lake");
+    let _ = std::fs::remove_dir_all(&lake);
     let (code, stdout, stderr) = run_job(&strict, "2024-01-02", &[]);
     assert_eq!(code, 1, "{stdout}{stderr}");
     assert!(stderr.contains("no blobs for 2024-01-02"), "{stderr}");
+    assert_no_silver_or_gold(&lake);
 }
 
 #[test]

@@ -681,6 +681,44 @@ mod tests {
     }
 
     #[test]
+    fn an_event_counts_from_t_minus_its_window_to_just_before_t() {
+        let s = set(concat!(
+            "[[events]]\nname = \"errors\"\npath = \"errors.csv\"\n",
+            "codes = [\"error1\"]\nwindows = [\"3h\"]"
+        ));
+        let at = |text: &str| crate::stages::normalize::time::parse_str(text).unwrap();
+        // The row of hour 10:00 has t = 11:00: its 3 h window is [08:00, 11:00).
+        let error1 = vec![
+            at("2024-03-11T07:59:59.999999Z"), // just before the window
+            at("2024-03-11T08:00:00Z"),        // its first instant
+            at("2024-03-11T08:00:00.000001Z"), // just after it
+            at("2024-03-11T10:59:59.999999Z"), // just before t
+            at("2024-03-11T11:00:00Z"),        // at t: the next row's
+            at("2024-03-11T11:00:00.000001Z"), // just after t
+        ];
+        // Another code at the same instants, not declared: not counted.
+        let error2 = error1.clone();
+        let codes = HashMap::from([
+            ("error1".to_string(), error1),
+            ("error2".to_string(), error2),
+        ]);
+        let reference = Reference {
+            events: vec![HashMap::from([("p".to_string(), codes)])],
+            ..Reference::default()
+        };
+        let rows = DataFrame::new_infer_height(vec![
+            Column::new("device_id".into(), ["p", "q"]),
+            Column::new("ws_us".into(), [at("2024-03-11T10:00:00Z"); 2]),
+        ])
+        .unwrap();
+        let out = add_columns(rows, &s, None, &reference, 0).unwrap();
+        // By the definition: 08:00, 08:00 + 1 us and 11:00 - 1 us; a device without events has 0.
+        assert_eq!(value(&out, "errors_error1_count_3h", 0), AnyValue::Int64(3));
+        assert_eq!(value(&out, "errors_error1_count_3h", 1), AnyValue::Int64(0));
+        assert!(out.column("errors_error2_count_3h").is_err());
+    }
+
+    #[test]
     fn stored_partials_merge_to_the_same_bits_and_only_their_span() {
         let s = set("signals=[\"pressure\"]\nwindows=[\"3h\"]\naggregates=[\"count\",\"mean\",\"std\",\"min\",\"last\",\"slope\"]");
         let mut lcg = crate::testing::Lcg(11);
