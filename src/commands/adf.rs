@@ -161,85 +161,98 @@ pub fn parse(path: &Path, text: &str) -> Result<(Properties, Request), AdfError>
         path: path.to_owned(),
         message,
     };
-    let activity: Activity = serde_json::from_str(text).map_err(|e| invalid(e.to_string()))?;
+    let props = properties(text).map_err(invalid)?;
+    let request = request(&props).map_err(invalid)?;
+    Ok((props, request))
+}
+
+/// The activity's `typeProperties.extendedProperties`.
+fn properties(text: &str) -> Result<Properties, String> {
+    let activity: Activity = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let props = activity
         .type_properties
         .extended_properties
-        .ok_or_else(|| invalid("typeProperties.extendedProperties is missing".into()))?;
-    let props: Properties = serde_json::from_value(props)
-        .map_err(|e| invalid(format!("typeProperties.extendedProperties: {e}")))?;
-    let date = |key: &str, v: &Option<String>| -> Result<Option<NaiveDate>, AdfError> {
-        v.as_deref()
-            .map(|s| match s.trim() {
-                "" => Err(invalid(format!(
-                    "`{key}` is empty: a run the trigger did not start (a manual run) must give the pipeline's `date` parameter"
-                ))),
-                s => crate::commands::cli::parse_date(s).map_err(|e| invalid(format!("`{key}`: {e}"))),
-            })
-            .transpose()
-    };
+        .ok_or("typeProperties.extendedProperties is missing")?;
+    serde_json::from_value(props).map_err(|e| format!("typeProperties.extendedProperties: {e}"))
+}
+
+/// What the properties ask for: one date's run, or a range's backfill, features or catchup.
+fn request(props: &Properties) -> Result<Request, String> {
     if Unretryable::parse(props.unretryable.as_deref()).is_none() {
-        return Err(invalid(format!(
+        return Err(format!(
             "`unretryable`: `{}` is not one of fail, report",
             props.unretryable.as_deref().unwrap_or_default()
-        )));
+        ));
     }
     let (d, from, to) = (
         date("date", &props.date)?,
         date("from", &props.from)?,
         date("to", &props.to)?,
     );
-    let range = || match (from, to) {
-        (Some(f), Some(t)) if t >= f => Ok((f, t)),
-        (Some(f), Some(t)) => Err(invalid(format!("`to` {t} is before `from` {f}"))),
-        _ => Err(invalid("give `from` and `to`".into())),
-    };
-    let parallel = match &props.parallel {
-        None => 1,
-        Some(v) => v
-            .as_u64()
-            .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
-            .filter(|n| (1..=64).contains(n))
-            .ok_or_else(|| invalid(format!("`parallel`: {v} is not a number from 1 to 64")))?
-            as u16,
-    };
+    let parallel = parallel(props)?;
     let mode = props
         .mode
         .clone()
         .unwrap_or_else(|| if d.is_some() { "run" } else { "backfill" }.into());
-    let request = match mode.as_str() {
-        "run" => {
-            if from.is_some() || to.is_some() {
-                return Err(invalid("mode `run` takes `date`, not `from`/`to`".into()));
-            }
-            Request::Run {
-                date: d.ok_or_else(|| invalid("mode `run` needs `date`".into()))?,
-            }
+    match mode.as_str() {
+        "run" if from.is_some() || to.is_some() => {
+            Err("mode `run` takes `date`, not `from`/`to`".into())
         }
+        "run" => Ok(Request::Run {
+            date: d.ok_or("mode `run` needs `date`")?,
+        }),
         "backfill" | "features" | "catchup" if d.is_some() => {
-            return Err(invalid(format!(
-                "mode `{mode}` takes `from` and `to`, not `date`"
-            )))
+            Err(format!("mode `{mode}` takes `from` and `to`, not `date`"))
         }
         "backfill" => {
-            let (from, to) = range()?;
-            Request::Backfill { from, to, parallel }
+            let (from, to) = range(from, to)?;
+            Ok(Request::Backfill { from, to, parallel })
         }
         "features" => {
-            let (from, to) = range()?;
-            Request::Features { from, to }
+            let (from, to) = range(from, to)?;
+            Ok(Request::Features { from, to })
         }
         "catchup" => {
-            let (from, to) = range()?;
-            Request::Catchup { from, to }
+            let (from, to) = range(from, to)?;
+            Ok(Request::Catchup { from, to })
         }
-        other => {
-            return Err(invalid(format!(
-                "`mode`: `{other}` is not one of run, backfill, features, catchup"
-            )))
-        }
+        other => Err(format!(
+            "`mode`: `{other}` is not one of run, backfill, features, catchup"
+        )),
+    }
+}
+
+/// The date property `key`, if given; an empty one is refused.
+fn date(key: &str, v: &Option<String>) -> Result<Option<NaiveDate>, String> {
+    v.as_deref()
+        .map(|s| match s.trim() {
+            "" => Err(format!(
+                "`{key}` is empty: a run the trigger did not start (a manual run) must give the pipeline's `date` parameter"
+            )),
+            s => crate::commands::cli::parse_date(s).map_err(|e| format!("`{key}`: {e}")),
+        })
+        .transpose()
+}
+
+/// `from` and `to`, both given, in order.
+fn range(from: Option<NaiveDate>, to: Option<NaiveDate>) -> Result<(NaiveDate, NaiveDate), String> {
+    match (from, to) {
+        (Some(f), Some(t)) if t >= f => Ok((f, t)),
+        (Some(f), Some(t)) => Err(format!("`to` {t} is before `from` {f}")),
+        _ => Err("give `from` and `to`".into()),
+    }
+}
+
+/// `parallel`: a number or a numeric string from 1 to 64; 1 when absent.
+fn parallel(props: &Properties) -> Result<u16, String> {
+    let Some(v) = &props.parallel else {
+        return Ok(1);
     };
-    Ok((props, request))
+    v.as_u64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+        .filter(|n| (1..=64).contains(n))
+        .map(|n| n as u16)
+        .ok_or_else(|| format!("`parallel`: {v} is not a number from 1 to 64"))
 }
 
 /// The report as `outputs.json` text, under Data Factory's limit: a report

@@ -475,48 +475,68 @@ pub async fn acquire(
         locks: Vec::new(),
         stop: None,
     };
-    let started = Instant::now();
-    let deadline = started + settings.wait;
-    for &table in tables {
-        let task = acquire_one(
-            site.clone(),
-            table,
-            date,
-            owner.clone(),
-            settings.clone(),
-            started,
-            deadline,
-        );
-        let Some(handle) = set.runtime.as_ref().map(|rt| rt.spawn(task)) else {
-            return Err(LockError::Runtime("its runtime is gone".into()));
-        };
-        // A stop request while waiting gives back what was taken at once.
-        let outcome = tokio::select! {
-            joined = handle => joined
-                .map_err(|e| LockError::Runtime(e.to_string()))
-                .and_then(|r| r),
-            signal = crate::cancel::cancelled() => Err(LockError::Cancelled(signal)),
-        };
-        match outcome {
-            Ok(held) => set.locks.push(held),
-            Err(e) => {
-                set.release().await;
-                return Err(e);
-            }
-        }
+    if let Err(e) = set.take_each(site, tables, date, owner, settings).await {
+        set.release().await;
+        return Err(e);
     }
-    let stores: Vec<Arc<StoreLock>> = set
-        .locks
-        .iter()
-        .filter_map(|h| match h {
-            Held::Store(s) => Some(s.clone()),
-            Held::File { .. } => None,
-        })
-        .collect();
-    if !stores.is_empty() {
+    set.start_renewals(settings)?;
+    Ok(set)
+}
+
+impl LockSet {
+    /// Takes the lock of each of `tables` in turn, within `settings.wait` in all;
+    /// a stop request while waiting ends it (the caller gives back what was taken).
+    async fn take_each(
+        &mut self,
+        site: &Site,
+        tables: &[&'static str],
+        date: NaiveDate,
+        owner: &Owner,
+        settings: &LockSettings,
+    ) -> Result<(), LockError> {
+        let started = Instant::now();
+        let deadline = started + settings.wait;
+        for &table in tables {
+            let task = acquire_one(
+                site.clone(),
+                table,
+                date,
+                owner.clone(),
+                settings.clone(),
+                started,
+                deadline,
+            );
+            let Some(handle) = self.runtime.as_ref().map(|rt| rt.spawn(task)) else {
+                return Err(LockError::Runtime("its runtime is gone".into()));
+            };
+            let held = tokio::select! {
+                joined = handle => joined
+                    .map_err(|e| LockError::Runtime(e.to_string()))
+                    .and_then(|r| r),
+                signal = crate::cancel::cancelled() => Err(LockError::Cancelled(signal)),
+            }?;
+            self.locks.push(held);
+        }
+        Ok(())
+    }
+
+    /// Renews the store locks taken every third of their time to live, until the
+    /// set is released (file locks need no renewal: the OS holds them).
+    fn start_renewals(&mut self, settings: &LockSettings) -> Result<(), LockError> {
+        let stores: Vec<Arc<StoreLock>> = self
+            .locks
+            .iter()
+            .filter_map(|h| match h {
+                Held::Store(s) => Some(s.clone()),
+                Held::File { .. } => None,
+            })
+            .collect();
+        if stores.is_empty() {
+            return Ok(());
+        }
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let every = settings.ttl / 3;
-        let Some(rt) = set.runtime.as_ref() else {
+        let Some(rt) = self.runtime.as_ref() else {
             return Err(LockError::Runtime("its runtime is gone".into()));
         };
         rt.spawn(async move {
@@ -533,9 +553,9 @@ pub async fn acquire(
                 }
             }
         });
-        set.stop = Some(tx);
+        self.stop = Some(tx);
+        Ok(())
     }
-    Ok(set)
 }
 
 async fn acquire_one(

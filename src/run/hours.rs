@@ -286,6 +286,22 @@ impl<'r> Day<'r> {
         if rows.is_empty() {
             return Ok(());
         }
+        let Some(frame) = self.dedup(rows)? else {
+            // This pass will be read again with the contested ids decided: write nothing more.
+            return Ok(());
+        };
+        let frame = self.screen(frame)?;
+        if frame.height() == 0 {
+            // Every row was screened out (an expectation): the hour is as if it had none.
+            return Ok(());
+        }
+        self.note_kept(&frame)?;
+        self.write_hour(hour, frame).await
+    }
+
+    /// The hour's rows without their copies, the copies counted and the kept ids
+    /// remembered; `None` once an id is contested (see the module's doc).
+    fn dedup(&mut self, rows: RowColumns) -> Result<Option<DataFrame>, Error> {
         let t = Instant::now();
         let resolved = self.resolved;
         let (frame, dropped, ids, unknown) = crate::stages::guarded("dedup", || {
@@ -312,11 +328,11 @@ impl<'r> Day<'r> {
         self.contested.extend(unknown);
         self.times.dedup += t.elapsed();
         crate::memory::settle();
-        if !self.contested.is_empty() {
-            // This pass will be read again with the contested ids decided: write nothing more.
-            return Ok(());
-        }
-        let mut frame = frame;
+        Ok(self.contested.is_empty().then_some(frame))
+    }
+
+    /// The hour through every output's screen (the expectations drop rows).
+    fn screen(&mut self, mut frame: DataFrame) -> Result<DataFrame, Error> {
         self.times
             .outputs
             .resize(self.outputs.len(), Duration::ZERO);
@@ -325,10 +341,11 @@ impl<'r> Day<'r> {
             frame = output.screen(frame, &self.silver)?;
             *spent += t.elapsed();
         }
-        if frame.height() == 0 {
-            // Every row was screened out (an expectation): the hour is as if it had none.
-            return Ok(());
-        }
+        Ok(frame)
+    }
+
+    /// Counts the hour's kept rows, its devices and its rows read from look-ahead partitions.
+    fn note_kept(&mut self, frame: &DataFrame) -> Result<(), Error> {
         self.rows_written += frame.height() as u64;
         let ids = frame
             .column("device_id")
@@ -338,8 +355,11 @@ impl<'r> Day<'r> {
             self.devices
                 .extend(ids.iter().flatten().map(str::to_string));
         }
-        self.count_late(&frame).map_err(Error::polars("dedup"))?;
+        self.count_late(frame).map_err(Error::polars("dedup"))
+    }
 
+    /// The hour to the other outputs and to silver's writer at once.
+    async fn write_hour(&mut self, hour: usize, frame: DataFrame) -> Result<(), Error> {
         let hour_start = self.day_start_us + hour as i64 * HOUR_US;
         // The other outputs take the hour on a thread of their own while its
         // silver batches are made and handed to the writer: after the date's
