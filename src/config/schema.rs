@@ -174,43 +174,14 @@ impl TelemetrySchema {
         let declared = declared_columns(file.declared, &invalid)?;
         let mut found: Vec<Option<Column>> = vec![None; CANONICAL.len()];
         for spec in file.columns {
-            let idx = CANONICAL
-                .iter()
-                .position(|(n, _)| *n == spec.name)
-                .ok_or_else(|| {
-                    invalid(format!(
-                        "unknown column `{}` (the silver columns are: {})",
-                        spec.name,
-                        CANONICAL.map(|c| c.0).join(", ")
-                    ))
-                })?;
-            let expected = CANONICAL[idx].1;
-            if spec.ty != expected {
-                return Err(invalid(format!(
-                    "column `{}` must have type {:?}, not {:?}",
-                    spec.name, expected, spec.ty
-                )));
-            }
-            if spec.aliases.is_empty() {
-                return Err(invalid(format!("column `{}` has no aliases", spec.name)));
-            }
-            if (spec.min.is_some() || spec.max.is_some()) && spec.ty != FieldType::Double {
-                return Err(invalid(format!(
-                    "column `{}`: min/max only apply to double columns",
-                    spec.name
-                )));
-            }
+            let (idx, column) = canonical_column(spec).map_err(&invalid)?;
             if found[idx].is_some() {
-                return Err(invalid(format!("column `{}` appears twice", spec.name)));
+                return Err(invalid(format!(
+                    "column `{}` appears twice",
+                    CANONICAL[idx].0
+                )));
             }
-            found[idx] = Some(Column {
-                aliases: spec.aliases,
-                slot: idx,
-                ty: spec.ty,
-                required: spec.required,
-                min: spec.min,
-                max: spec.max,
-            });
+            found[idx] = Some(column);
         }
         let mut cols = found.into_iter().zip(CANONICAL);
         let mut next = || -> Result<Column, SchemaError> {
@@ -237,6 +208,46 @@ impl TelemetrySchema {
         }
         Ok(schema)
     }
+}
+
+/// One of the contract's columns as the map gives it, and its place among them:
+/// a known name, its type, aliases, and min/max only on doubles.
+fn canonical_column(spec: ColumnSpec) -> Result<(usize, Column), String> {
+    let idx = CANONICAL
+        .iter()
+        .position(|(n, _)| *n == spec.name)
+        .ok_or_else(|| {
+            format!(
+                "unknown column `{}` (the silver columns are: {})",
+                spec.name,
+                CANONICAL.map(|c| c.0).join(", ")
+            )
+        })?;
+    let expected = CANONICAL[idx].1;
+    if spec.ty != expected {
+        return Err(format!(
+            "column `{}` must have type {:?}, not {:?}",
+            spec.name, expected, spec.ty
+        ));
+    }
+    if spec.aliases.is_empty() {
+        return Err(format!("column `{}` has no aliases", spec.name));
+    }
+    if (spec.min.is_some() || spec.max.is_some()) && spec.ty != FieldType::Double {
+        return Err(format!(
+            "column `{}`: min/max only apply to double columns",
+            spec.name
+        ));
+    }
+    let column = Column {
+        aliases: spec.aliases,
+        slot: idx,
+        ty: spec.ty,
+        required: spec.required,
+        min: spec.min,
+        max: spec.max,
+    };
+    Ok((idx, column))
 }
 
 /// Checks the `[[declared]]` columns: a new, plain name (lower case, digits,

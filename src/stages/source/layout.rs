@@ -91,6 +91,80 @@ fn check_segments(template: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// The template's literal text, folder-name tokens and time tokens, in order.
+fn segments_of(template: &str) -> Result<Vec<Segment>, String> {
+    let mut segments = Vec::new();
+    let mut rest = template;
+    while let Some(open) = rest.find('{') {
+        if open > 0 {
+            segments.push(Segment::Literal(rest[..open].to_string()));
+        }
+        let close = rest[open..].find('}').ok_or("a `{` has no closing `}`")? + open;
+        let inner = &rest[open + 1..close];
+        if NAME_TOKENS.contains(&inner) {
+            let before = &template[..template.len() - rest.len() + open];
+            let before_ok = before.is_empty() || before.ends_with('/');
+            let after_ok = rest[close + 1..].starts_with('/');
+            if !before_ok || !after_ok {
+                return Err(format!(
+                    "{{{inner}}} must be a whole folder (`…/{{{inner}}}/…`)"
+                ));
+            }
+            segments.push(Segment::Name(inner.to_string()));
+        } else {
+            let token = time_token(inner)?;
+            if segments.contains(&Segment::Time(token)) {
+                return Err(format!("token {token:?} appears twice"));
+            }
+            segments.push(Segment::Time(token));
+        }
+        rest = &rest[close + 1..];
+    }
+    if !rest.is_empty() {
+        segments.push(Segment::Literal(rest.to_string()));
+    }
+    Ok(segments)
+}
+
+/// The time token `{inner}` names.
+fn time_token(inner: &str) -> Result<Token, String> {
+    match inner {
+        "yyyy" => Ok(Token::Year),
+        "MM" => Ok(Token::Month),
+        "dd" => Ok(Token::Day),
+        "HH" => Ok(Token::Hour),
+        "mm" => Ok(Token::Minute),
+        other => Err(format!(
+            "unknown token `{{{other}}}` (known: {{yyyy}} {{MM}} {{dd}} {{HH}} {{mm}}, and folder names {{iothub}} {{partition}} {{*}})"
+        )),
+    }
+}
+
+/// The finest time token of a layout that has a year, a month and a day (and an
+/// hour where it has minutes).
+fn finest_of(segments: &[Segment]) -> Result<Token, String> {
+    let has = |t| segments.contains(&Segment::Time(t));
+    for (t, name) in [
+        (Token::Year, "{yyyy}"),
+        (Token::Month, "{MM}"),
+        (Token::Day, "{dd}"),
+    ] {
+        if !has(t) {
+            return Err(format!("needs {name}"));
+        }
+    }
+    if has(Token::Minute) && !has(Token::Hour) {
+        return Err("{mm} needs {HH}".into());
+    }
+    Ok(if has(Token::Minute) {
+        Token::Minute
+    } else if has(Token::Hour) {
+        Token::Hour
+    } else {
+        Token::Day
+    })
+}
+
 impl Layout {
     pub fn parse(template: &str) -> Result<Layout, LayoutError> {
         let err = |message: String| LayoutError {
@@ -98,71 +172,8 @@ impl Layout {
             message,
         };
         check_segments(template).map_err(err)?;
-        let mut segments = Vec::new();
-        let mut rest = template;
-        while let Some(open) = rest.find('{') {
-            if open > 0 {
-                segments.push(Segment::Literal(rest[..open].to_string()));
-            }
-            let close = rest[open..]
-                .find('}')
-                .ok_or_else(|| err("a `{` has no closing `}`".into()))?
-                + open;
-            let inner = &rest[open + 1..close];
-            if NAME_TOKENS.contains(&inner) {
-                let before = &template[..template.len() - rest.len() + open];
-                let before_ok = before.is_empty() || before.ends_with('/');
-                let after_ok = rest[close + 1..].starts_with('/');
-                if !before_ok || !after_ok {
-                    return Err(err(format!(
-                        "{{{inner}}} must be a whole folder (`…/{{{inner}}}/…`)"
-                    )));
-                }
-                segments.push(Segment::Name(inner.to_string()));
-                rest = &rest[close + 1..];
-                continue;
-            }
-            let token = match inner {
-                "yyyy" => Token::Year,
-                "MM" => Token::Month,
-                "dd" => Token::Day,
-                "HH" => Token::Hour,
-                "mm" => Token::Minute,
-                other => {
-                    return Err(err(format!(
-                        "unknown token `{{{other}}}` (known: {{yyyy}} {{MM}} {{dd}} {{HH}} {{mm}}, and folder names {{iothub}} {{partition}} {{*}})"
-                    )))
-                }
-            };
-            if segments.contains(&Segment::Time(token)) {
-                return Err(err(format!("token {token:?} appears twice")));
-            }
-            segments.push(Segment::Time(token));
-            rest = &rest[close + 1..];
-        }
-        if !rest.is_empty() {
-            segments.push(Segment::Literal(rest.to_string()));
-        }
-        let has = |t| segments.contains(&Segment::Time(t));
-        for (t, name) in [
-            (Token::Year, "{yyyy}"),
-            (Token::Month, "{MM}"),
-            (Token::Day, "{dd}"),
-        ] {
-            if !has(t) {
-                return Err(err(format!("needs {name}")));
-            }
-        }
-        if has(Token::Minute) && !has(Token::Hour) {
-            return Err(err("{mm} needs {HH}".into()));
-        }
-        let finest = if has(Token::Minute) {
-            Token::Minute
-        } else if has(Token::Hour) {
-            Token::Hour
-        } else {
-            Token::Day
-        };
+        let segments = segments_of(template).map_err(err)?;
+        let finest = finest_of(&segments).map_err(err)?;
         Ok(Layout { segments, finest })
     }
 
