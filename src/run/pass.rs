@@ -109,22 +109,7 @@ pub(super) async fn one_pass(
     resolved: &hours::Resolved,
     ahead: Option<read::ReadAhead>,
 ) -> Result<(Pass, Vec<u64>), Error> {
-    let spec = crate::run::drift::silver_spec(&inputs.rules.schema, &inputs.drift);
-    let stream =
-        lake::PartitionStream::start(&inputs.site.lake, &spec, inputs.date, inputs.meta).await?;
-    let silver = crate::run::silver::SilverOut {
-        stream,
-        paths: inputs.paths.clone(),
-        run_id: inputs.meta.run_id.clone(),
-        ingested_at_us: inputs.ingested_at_us,
-        look_ahead: inputs
-            .listing
-            .blobs
-            .iter()
-            .map(|b| b.window == source::Window::LookAhead)
-            .collect(),
-        spec,
-    };
+    let silver = silver_out(inputs).await?;
     let mut day = hours::Day::new(
         inputs.rules.day_start_us,
         inputs.rules.late_arrival_us,
@@ -156,6 +141,36 @@ pub(super) async fn one_pass(
         crate::memory::settle();
     }
     day.complete().await?;
+    Ok(pass_of(day, counts, rejects))
+}
+
+/// Silver's writer for the pass, started, and what its rows need from the run.
+async fn silver_out(inputs: &PassInputs<'_>) -> Result<crate::run::silver::SilverOut, Error> {
+    let spec = crate::run::drift::silver_spec(&inputs.rules.schema, &inputs.drift);
+    let stream =
+        lake::PartitionStream::start(&inputs.site.lake, &spec, inputs.date, inputs.meta).await?;
+    Ok(crate::run::silver::SilverOut {
+        stream,
+        paths: inputs.paths.clone(),
+        run_id: inputs.meta.run_id.clone(),
+        ingested_at_us: inputs.ingested_at_us,
+        look_ahead: inputs
+            .listing
+            .blobs
+            .iter()
+            .map(|b| b.window == source::Window::LookAhead)
+            .collect(),
+        spec,
+    })
+}
+
+/// The pass as the date's steps take it (the day's counts, its rejects in blob and
+/// line order, attributed to their devices), and the contested id hashes.
+fn pass_of(
+    mut day: hours::Day<'_>,
+    mut counts: Counts,
+    mut rejects: Vec<Reject>,
+) -> (Pass, Vec<u64>) {
     for output in &mut day.outputs {
         rejects.append(&mut output.take_rejects());
     }
@@ -177,5 +192,5 @@ pub(super) async fn one_pass(
         counts,
         times: day.times,
     };
-    Ok((pass, day.contested))
+    (pass, day.contested)
 }
