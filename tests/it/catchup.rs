@@ -322,6 +322,10 @@ fn a_catchup_racing_a_run_of_the_same_date_is_settled_by_the_lock() {
     change_2024_03_11(&raw);
     let args = run_args(DATES[1], raw.to_str().unwrap(), lake.to_str().unwrap());
     let job = job_file();
+    // Both start while the date's first lock is held here, so both are waiting when
+    // it is given back: one takes the date, the other waits for it to end.
+    let held = hold_local_lock(&lake, "telemetry", DATES[1]);
+    let hold = std::time::Duration::from_millis(1500);
     let racing = std::thread::scope(|s| {
         let c = s.spawn(|| {
             coldpath(&[
@@ -348,6 +352,8 @@ fn a_catchup_racing_a_run_of_the_same_date_is_settled_by_the_lock() {
                 .output()
                 .unwrap()
         });
+        std::thread::sleep(hold);
+        drop(held);
         (c.join().unwrap(), n.join().unwrap())
     });
     for out in [&racing.0, &racing.1] {
@@ -358,6 +364,12 @@ fn a_catchup_racing_a_run_of_the_same_date_is_settled_by_the_lock() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+    let report: Value = serde_json::from_slice(&racing.1.stdout).unwrap();
+    let waited = report["durations"]["lock_ms"].as_u64().unwrap();
+    assert!(
+        waited >= hold.as_millis() as u64 / 2,
+        "the run waited {waited} ms for the lock"
+    );
     let clean = dir.path().join("clean");
     run(DATES[1], &raw, &clean);
     assert_eq!(all_rows(&lake), all_rows(&clean));
