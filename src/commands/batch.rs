@@ -237,14 +237,12 @@ pub fn emit(
         .as_deref()
         .map(crate::config::job::check_location)
     {
-        eprintln!("coldpath: error: --batch-output-container: {e}");
-        return Status::ConfigError.exit_code();
+        return super::output::usage_error(format_args!("--batch-output-container: {e}"));
     }
     let (Some(url), Some(identity)) = (&batch.batch_output_container, &batch.batch_identity) else {
-        eprintln!(
-            "coldpath: error: --emit-batch-tasks needs --batch-output-container and --batch-identity: where each task uploads its report and logs (they are lost with the node otherwise), and the pool identity that writes them"
+        return super::output::usage_error(
+            "--emit-batch-tasks needs --batch-output-container and --batch-identity: where each task uploads its report and logs (they are lost with the node otherwise), and the pool identity that writes them",
         );
-        return Status::ConfigError.exit_code();
     };
     let template = TaskTemplate {
         job: job.job.to_string_lossy().into_owned(),

@@ -1,8 +1,7 @@
 //! `coldpath catchup`: rerun the dates whose blobs changed since their run (see [`crate::run::catchup`]).
 
-use super::output::{emit, failure};
+use super::output::{emit, failure, usage_error};
 use super::{label_cutoff, load_job};
-use crate::report::Status;
 use crate::Error;
 
 pub async fn command(args: crate::commands::cli::CatchupArgs) -> i32 {
@@ -13,14 +12,10 @@ pub async fn command(args: crate::commands::cli::CatchupArgs) -> i32 {
     if let Some(dir) = &args.batch.emit_batch_tasks {
         let dates = match args.dates(chrono::Utc::now().date_naive()) {
             Ok(d) => d,
-            Err(e) => {
-                eprintln!("coldpath: error: {e}");
-                return Status::ConfigError.exit_code();
-            }
+            Err(e) => return usage_error(e),
         };
         let (Some(&from), Some(&to)) = (dates.first(), dates.last()) else {
-            eprintln!("coldpath: error: no date to catch up");
-            return Status::ConfigError.exit_code();
+            return usage_error("no date to catch up");
         };
         let what = format!("catchup-{from}-{to}");
         return super::batch::emit(&args.job, &args.write, &args.batch, dir, &what, |t| {

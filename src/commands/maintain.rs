@@ -1,18 +1,16 @@
 //! `coldpath maintain`: compaction, checkpoints and vacuum of every table (see [`crate::lake::maintain`]).
 
 use super::load_job;
-use super::output::{emit, failure};
-use crate::report::Status;
+use super::output::{emit, failure, usage_error};
 use crate::Error;
 use serde_json::json;
 
 pub async fn command(args: crate::commands::cli::MaintainArgs) -> i32 {
     use crate::lake::maintain::SAFE_RETENTION;
     if args.vacuum_retention < SAFE_RETENTION && !args.unsafe_retention {
-        eprintln!(
-            "coldpath: error: --vacuum-retention under 7d can break readers of older versions; add --unsafe-retention to insist"
+        return usage_error(
+            "--vacuum-retention under 7d can break readers of older versions; add --unsafe-retention to insist",
         );
-        return Status::ConfigError.exit_code();
     }
     let result = async {
         let job = load_job(&args.job, None)?;

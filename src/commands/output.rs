@@ -18,6 +18,13 @@ pub fn failure(e: &Error) -> (Status, String) {
     (status, message)
 }
 
+/// A command refused before it starts (a flag or a flag's value): its one line on
+/// stderr, and the configuration error's exit code.
+pub fn usage_error(message: impl std::fmt::Display) -> i32 {
+    eprintln!("coldpath: error: {message}");
+    Status::ConfigError.exit_code()
+}
+
 /// Sets the status from the outcome, prints the report, returns the exit code.
 pub fn finish(
     report: &mut RunReport,

@@ -4,14 +4,13 @@ use chrono::NaiveDate;
 
 use super::cli::PlanArgs;
 use super::load_job;
-use super::output::emit;
+use super::output::{emit, failure};
 use crate::lake::manifest::{diff, Place, Read};
 use crate::report::plan::{Archived, PlanBlob, PlanManifest, PlanReport};
 use crate::report::Status;
 use crate::run::site::Site;
 use crate::stages::source::tier::{self, BlobTier, Tiers};
 use crate::stages::source::{Listing, Window};
-use crate::storage::fault::redact;
 use crate::Error;
 
 /// What a plan found: the listing, its tiers, the rehydrations it asked for, the manifest.
@@ -30,10 +29,7 @@ struct Found {
 pub async fn command(args: PlanArgs) -> i32 {
     let found = match find(&args).await {
         Ok(found) => found,
-        Err(e) => {
-            eprintln!("coldpath: error: {}", redact(&e.to_string()));
-            return e.status().exit_code();
-        }
+        Err(e) => return failure(&e).0.exit_code(),
     };
     let report = report_of(&found, args.date);
     let archived: Vec<&BlobTier> = found
