@@ -483,81 +483,6 @@ pub async fn acquire(
     Ok(set)
 }
 
-impl LockSet {
-    /// Takes the lock of each of `tables` in turn, within `settings.wait` in all;
-    /// a stop request while waiting ends it (the caller gives back what was taken).
-    async fn take_each(
-        &mut self,
-        site: &Site,
-        tables: &[&'static str],
-        date: NaiveDate,
-        owner: &Owner,
-        settings: &LockSettings,
-    ) -> Result<(), LockError> {
-        let started = Instant::now();
-        let deadline = started + settings.wait;
-        for &table in tables {
-            let task = acquire_one(
-                site.clone(),
-                table,
-                date,
-                owner.clone(),
-                settings.clone(),
-                started,
-                deadline,
-            );
-            let Some(handle) = self.runtime.as_ref().map(|rt| rt.spawn(task)) else {
-                return Err(LockError::Runtime("its runtime is gone".into()));
-            };
-            let held = tokio::select! {
-                joined = handle => joined
-                    .map_err(|e| LockError::Runtime(e.to_string()))
-                    .and_then(|r| r),
-                signal = crate::cancel::cancelled() => Err(LockError::Cancelled(signal)),
-            }?;
-            self.locks.push(held);
-        }
-        Ok(())
-    }
-
-    /// Renews the store locks taken every third of their time to live, until the
-    /// set is released (file locks need no renewal: the OS holds them).
-    fn start_renewals(&mut self, settings: &LockSettings) -> Result<(), LockError> {
-        let stores: Vec<Arc<StoreLock>> = self
-            .locks
-            .iter()
-            .filter_map(|h| match h {
-                Held::Store(s) => Some(s.clone()),
-                Held::File { .. } => None,
-            })
-            .collect();
-        if stores.is_empty() {
-            return Ok(());
-        }
-        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
-        let every = settings.ttl / 3;
-        let Some(rt) = self.runtime.as_ref() else {
-            return Err(LockError::Runtime("its runtime is gone".into()));
-        };
-        rt.spawn(async move {
-            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                tokio::select! {
-                    _ = &mut rx => break,
-                    _ = tick.tick() => {
-                        for lock in &stores {
-                            lock.renew().await;
-                        }
-                    }
-                }
-            }
-        });
-        self.stop = Some(tx);
-        Ok(())
-    }
-}
-
 async fn acquire_one(
     site: Site,
     table: &'static str,
@@ -634,6 +559,79 @@ impl<T> Attempt<T> {
 }
 
 impl LockSet {
+    /// Takes the lock of each of `tables` in turn, within `settings.wait` in all;
+    /// a stop request while waiting ends it (the caller gives back what was taken).
+    async fn take_each(
+        &mut self,
+        site: &Site,
+        tables: &[&'static str],
+        date: NaiveDate,
+        owner: &Owner,
+        settings: &LockSettings,
+    ) -> Result<(), LockError> {
+        let started = Instant::now();
+        let deadline = started + settings.wait;
+        for &table in tables {
+            let task = acquire_one(
+                site.clone(),
+                table,
+                date,
+                owner.clone(),
+                settings.clone(),
+                started,
+                deadline,
+            );
+            let Some(handle) = self.runtime.as_ref().map(|rt| rt.spawn(task)) else {
+                return Err(LockError::Runtime("its runtime is gone".into()));
+            };
+            let held = tokio::select! {
+                joined = handle => joined
+                    .map_err(|e| LockError::Runtime(e.to_string()))
+                    .and_then(|r| r),
+                signal = crate::cancel::cancelled() => Err(LockError::Cancelled(signal)),
+            }?;
+            self.locks.push(held);
+        }
+        Ok(())
+    }
+
+    /// Renews the store locks taken every third of their time to live, until the
+    /// set is released (file locks need no renewal: the OS holds them).
+    fn start_renewals(&mut self, settings: &LockSettings) -> Result<(), LockError> {
+        let stores: Vec<Arc<StoreLock>> = self
+            .locks
+            .iter()
+            .filter_map(|h| match h {
+                Held::Store(s) => Some(s.clone()),
+                Held::File { .. } => None,
+            })
+            .collect();
+        if stores.is_empty() {
+            return Ok(());
+        }
+        let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
+        let every = settings.ttl / 3;
+        let Some(rt) = self.runtime.as_ref() else {
+            return Err(LockError::Runtime("its runtime is gone".into()));
+        };
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    _ = &mut rx => break,
+                    _ = tick.tick() => {
+                        for lock in &stores {
+                            lock.renew().await;
+                        }
+                    }
+                }
+            }
+        });
+        self.stop = Some(tx);
+        Ok(())
+    }
+
     /// Fails unless the lock of `table` is still this run's: called right before its commit.
     pub async fn check(&self, table: &str) -> Result<(), LockError> {
         for held in &self.locks {

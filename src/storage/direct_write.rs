@@ -72,11 +72,16 @@ impl fmt::Display for DirectWrites {
 /// Staging files of this process are numbered from here.
 static STAGING: AtomicU64 = AtomicU64::new(0);
 
-fn failed(path: &Path, what: &str, e: std::io::Error) -> object_store::Error {
+/// This store's error: `source` says what failed.
+fn generic(source: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> object_store::Error {
     object_store::Error::Generic {
         store: "DirectWrites",
-        source: format!("{what} {}: {e}", path.display()).into(),
+        source: source.into(),
     }
+}
+
+fn failed(path: &Path, what: &str, e: std::io::Error) -> object_store::Error {
+    generic(format!("{what} {}: {e}", path.display()))
 }
 
 #[async_trait]
@@ -237,10 +242,7 @@ impl Upload {
     fn state(&self) -> object_store::Result<Arc<State>> {
         self.state
             .clone()
-            .ok_or_else(|| object_store::Error::Generic {
-                store: "DirectWrites",
-                source: "the upload was completed or aborted".into(),
-            })
+            .ok_or_else(|| generic("the upload was completed or aborted"))
     }
 }
 
@@ -248,12 +250,9 @@ impl Upload {
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> object_store::Result<T> + Send + 'static,
 ) -> object_store::Result<T> {
-    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(object_store::Error::Generic {
-            store: "DirectWrites",
-            source: Box::new(e),
-        })
-    })
+    tokio::task::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(generic(e)))
 }
 
 impl State {
