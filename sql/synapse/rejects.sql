@@ -1,8 +1,9 @@
 -- coldpath `rejects` (quarantine) for Synapse serverless SQL: one row per record or file not accepted.
 -- Point BULK at the table's root (partitions, run_date=…, are found by Synapse);
 -- replace the account and path with your lake's (jobs/nightly.toml: lake).
--- `raw` holds up to 4096 bytes of the record as read (cut at a character boundary):
--- varchar(4096) with a UTF-8 collation holds it whole; an inferred width would cut it.
+-- `raw` holds up to 4096 bytes of the record as read (cut at a character boundary), or,
+-- for a row an expectation dropped, the whole row as JSON (up to max_record_bytes and
+-- more): varchar(max) holds both; an inferred width would cut them.
 CREATE VIEW dbo.rejects AS
 SELECT *
 FROM OPENROWSET(
@@ -14,6 +15,6 @@ FROM OPENROWSET(
     line        bigint,
     reason      varchar(64)   COLLATE Latin1_General_100_BIN2_UTF8,
     detail      varchar(8000) COLLATE Latin1_General_100_BIN2_UTF8,
-    raw         varchar(4096) COLLATE Latin1_General_100_BIN2_UTF8,
+    raw         varchar(max)  COLLATE Latin1_General_100_BIN2_UTF8,
     run_id      varchar(36)   COLLATE Latin1_General_100_BIN2_UTF8
 ) AS rows;

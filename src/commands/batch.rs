@@ -23,6 +23,10 @@ pub struct TaskTemplate {
     pub source: Option<String>,
     pub lake: Option<String>,
     pub labels_as_of: Option<String>,
+    /// `--lock-wait` as the command was given it (e.g. `600s`): every task repeats it.
+    pub lock_wait: Option<String>,
+    /// `--allow-empty` as the command was given it: every task that reads blobs repeats it.
+    pub allow_empty: bool,
     /// The container image, e.g. `contoso.azurecr.io/coldpath:1.4.0`.
     pub image: String,
     /// The pool identity's client id, for a user-assigned managed identity.
@@ -95,6 +99,23 @@ fn common_args(t: &TaskTemplate) -> Vec<String> {
     common
 }
 
+/// The flags of a task that reads blobs: `--lock-wait` and `--allow-empty`, when given.
+fn read_args(t: &TaskTemplate) -> Vec<String> {
+    let mut args = lock_args(t);
+    if t.allow_empty {
+        args.push("--allow-empty".into());
+    }
+    args
+}
+
+/// `--lock-wait`, when given.
+fn lock_args(t: &TaskTemplate) -> Vec<String> {
+    t.lock_wait
+        .iter()
+        .flat_map(|w| ["--lock-wait".to_string(), w.clone()])
+        .collect()
+}
+
 /// `--labels-as-of`, when the template pins it.
 fn label_args(t: &TaskTemplate) -> Vec<String> {
     t.labels_as_of
@@ -134,7 +155,9 @@ fn make_task(t: &TaskTemplate, id: String, args: Vec<String>, depends: Vec<Strin
 /// The tasks of a backfill over `dates`: every silver task, then every features task.
 fn task_list(t: &TaskTemplate, dates: &[NaiveDate]) -> Vec<Value> {
     let common = common_args(t);
-    let labels = label_args(t);
+    let silver_flags = read_args(t);
+    // A features task reads silver, not blobs: `--allow-empty` has nothing to allow there.
+    let features_flags: Vec<String> = label_args(t).into_iter().chain(lock_args(t)).collect();
     let task =
         |id: String, args: Vec<String>, depends: Vec<String>| make_task(t, id, args, depends);
     let mut all = Vec::new();
@@ -146,13 +169,14 @@ fn task_list(t: &TaskTemplate, dates: &[NaiveDate]) -> Vec<Value> {
             date.to_string(),
             "--silver-only".into(),
         ]);
+        args.extend(silver_flags.iter().cloned());
         all.push(task(silver_id(date), args, Vec::new()));
     }
     for &date in dates {
         let mut args = vec!["coldpath".to_string(), "features".into()];
         args.extend(common.iter().cloned());
         args.extend(["--date".to_string(), date.to_string()]);
-        args.extend(labels.iter().cloned());
+        args.extend(features_flags.iter().cloned());
         // The look-back needs the previous date's silver; the baselines its features,
         // and through them (a chain) the features and silver of every date before.
         let mut depends = vec![silver_id(date)];
@@ -249,6 +273,8 @@ pub fn emit(
         source: job.source.clone(),
         lake: job.lake.clone(),
         labels_as_of: write.labels_as_of.map(|t| t.to_rfc3339()),
+        lock_wait: write.lock_wait.map(|w| format!("{}s", w.as_secs())),
+        allow_empty: write.allow_empty,
         image: batch.batch_image.clone(),
         client_id: std::env::var("COLDPATH_BATCH_CLIENT_ID").ok(),
         outputs: Some(OutputContainer {
@@ -305,8 +331,14 @@ fn write_collections(
     Ok(())
 }
 
-/// One catch-up task over `from..=to` (a catch-up runs its dates in order, so it is one task).
-pub fn catchup_tasks(t: &TaskTemplate, from: NaiveDate, to: NaiveDate) -> Vec<Value> {
+/// One catch-up task over `from..=to` (a catch-up runs its dates in order, so it is one task),
+/// with the catch-up's own flags as given (`--dry-run`, `--include-missing`, `--refresh-labels`).
+pub fn catchup_tasks(
+    t: &TaskTemplate,
+    from: NaiveDate,
+    to: NaiveDate,
+    options: &[&str],
+) -> Vec<Value> {
     let mut args = vec!["coldpath".to_string(), "catchup".into()];
     args.extend(common_args(t));
     args.extend([
@@ -314,9 +346,10 @@ pub fn catchup_tasks(t: &TaskTemplate, from: NaiveDate, to: NaiveDate) -> Vec<Va
         from.to_string(),
         "--to".into(),
         to.to_string(),
-        "--refresh-labels".into(),
     ]);
+    args.extend(options.iter().map(|o| o.to_string()));
     args.extend(label_args(t));
+    args.extend(read_args(t));
     collections(vec![make_task(
         t,
         format!("catchup-{from}-{to}"),
@@ -340,6 +373,8 @@ mod tests {
             source: None,
             lake: Some("az://lake/iot".into()),
             labels_as_of: None,
+            lock_wait: None,
+            allow_empty: false,
             image: "contoso.azurecr.io/coldpath:1".into(),
             client_id: Some("0000-id".into()),
             outputs: Some(OutputContainer {
@@ -394,7 +429,12 @@ mod tests {
 
     #[test]
     fn a_catch_up_is_one_task_over_its_range_with_its_outputs() {
-        let collections = catchup_tasks(&template(), day("2024-03-01"), day("2024-03-14"));
+        let collections = catchup_tasks(
+            &template(),
+            day("2024-03-01"),
+            day("2024-03-14"),
+            &["--refresh-labels"],
+        );
         assert_eq!(collections.len(), 1);
         let tasks = collections[0]["value"].as_array().unwrap();
         assert_eq!(tasks.len(), 1);
@@ -529,6 +569,8 @@ mod tests {
             source: None,
             lake: Some("az://lake/iot".into()),
             labels_as_of: None,
+            lock_wait: None,
+            allow_empty: false,
             image: "contoso.azurecr.io/coldpath:1".into(),
             client_id: Some("0000-id".into()),
             outputs: None,

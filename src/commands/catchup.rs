@@ -18,8 +18,16 @@ pub async fn command(args: crate::commands::cli::CatchupArgs) -> i32 {
             return usage_error("no date to catch up");
         };
         let what = format!("catchup-{from}-{to}");
+        let options: Vec<&str> = [
+            (args.dry_run, "--dry-run"),
+            (args.include_missing, "--include-missing"),
+            (args.refresh_labels, "--refresh-labels"),
+        ]
+        .into_iter()
+        .filter_map(|(given, flag)| given.then_some(flag))
+        .collect();
         return super::batch::emit(&args.job, &args.write, &args.batch, dir, &what, |t| {
-            super::batch::catchup_tasks(t, from, to)
+            super::batch::catchup_tasks(t, from, to, &options)
         });
     }
     let result = async {

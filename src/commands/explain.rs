@@ -2,7 +2,10 @@
 //! its definition (for a model card), or the Azure ML MLTable and the Synapse
 //! view that match the job's declared columns. Reads nothing but the job file.
 
-use crate::config::features::{Aggregate, FeatureSet};
+use crate::config::features::{
+    component_label_column, event_column, label_column, maintenance_column, signal_column,
+    Aggregate, FeatureSet,
+};
 
 /// What `--explain` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -93,7 +96,7 @@ fn definitions(set: &FeatureSet) -> Vec<Def> {
             for w in &set.windows {
                 for &a in &set.aggregates {
                     out.push(Def {
-                        name: format!("{s}_{}_{}", a.name(), w.name),
+                        name: signal_column(s, a.name(), &w.name),
                         ty: if a == Aggregate::Count {
                             "bigint"
                         } else {
@@ -110,7 +113,7 @@ fn definitions(set: &FeatureSet) -> Vec<Def> {
     }
     for c in &set.components {
         out.push(Def {
-            name: format!("days_since_maintenance_{}", c.to_lowercase()),
+            name: maintenance_column(c),
             ty: "int",
             text: format!("as days_since_maintenance, over maintenance of kind `{c}`"),
         });
@@ -119,7 +122,7 @@ fn definitions(set: &FeatureSet) -> Vec<Def> {
         for code in &e.codes {
             for w in &e.windows {
                 out.push(Def {
-                    name: format!("{}_{}_count_{}", e.name, code.to_lowercase(), w.name),
+                    name: event_column(&e.name, code, &w.name),
                     ty: "bigint",
                     text: format!("entries of event log `{}` with code `{code}` and event_time in [t - {}, t)", e.name, w.name),
                 });
@@ -140,7 +143,7 @@ fn definitions(set: &FeatureSet) -> Vec<Def> {
     }
     for h in set.new_horizons() {
         out.push(Def {
-            name: format!("failure_within_{}", h.name),
+            name: label_column(&h.name),
             ty: "boolean",
             text: format!("LABEL: a failure of the device in [t, t + {}), true/false/null as failure_within_7d", h.name),
         });
@@ -148,7 +151,7 @@ fn definitions(set: &FeatureSet) -> Vec<Def> {
     for h in &set.horizons {
         for c in &set.components {
             out.push(Def {
-                name: format!("failure_{}_within_{}", c.to_lowercase(), h.name),
+                name: component_label_column(c, &h.name),
                 ty: "boolean",
                 text: format!("LABEL: a failure of component `{c}` in [t, t + {})", h.name),
             });

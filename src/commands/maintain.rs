@@ -1,7 +1,7 @@
 //! `coldpath maintain`: compaction, checkpoints and vacuum of every table (see [`crate::lake::maintain`]).
 
 use super::load_job;
-use super::output::{emit, failure, usage_error};
+use super::output::{emit, failed_report, usage_error};
 use crate::Error;
 use serde_json::json;
 
@@ -12,14 +12,19 @@ pub async fn command(args: crate::commands::cli::MaintainArgs) -> i32 {
             "--vacuum-retention under 7d can break readers of older versions; add --unsafe-retention to insist",
         );
     }
+    let run_id = uuid::Uuid::new_v4().to_string();
     let result = async {
         let job = load_job(&args.job, None)?;
+        let by = crate::lake::maintain::Maintainer {
+            run_id: &run_id,
+            job: &job.name,
+        };
         let mut lake = crate::lake::Lake::open(&job.lake, &job.storage)?;
         lake.file_size = job.limits.file_size;
         let mut done = Vec::new();
         for spec in crate::lake::all_tables() {
             if let Some(m) =
-                crate::lake::maintain::maintain(&lake, &spec, args.vacuum_retention).await?
+                crate::lake::maintain::maintain(&lake, &spec, args.vacuum_retention, by).await?
             {
                 done.push(m);
             }
@@ -28,14 +33,11 @@ pub async fn command(args: crate::commands::cli::MaintainArgs) -> i32 {
     }
     .await;
     match result {
-        Ok(done) => emit(&json!({"status": "succeeded", "tables": done}), 0, None),
-        Err(e) => {
-            let (status, message) = failure(&e);
-            emit(
-                &json!({"status": status, "error": message}),
-                status.exit_code(),
-                None,
-            )
-        }
+        Ok(done) => emit(
+            &json!({"status": "succeeded", "run_id": run_id, "tables": done}),
+            0,
+            None,
+        ),
+        Err(e) => failed_report(&e),
     }
 }

@@ -18,6 +18,16 @@ pub fn failure(e: &Error) -> (Status, String) {
     (status, message)
 }
 
+/// A command's failure as its whole report: `{"status", "error"}` on stdout, the exit code.
+pub fn failed_report(e: &Error) -> i32 {
+    let (status, message) = failure(e);
+    emit(
+        &serde_json::json!({"status": status, "error": message}),
+        status.exit_code(),
+        None,
+    )
+}
+
 /// A command refused before it starts (a flag or a flag's value): its one line on
 /// stderr, and the configuration error's exit code.
 pub fn usage_error(message: impl std::fmt::Display) -> i32 {

@@ -4,7 +4,7 @@ use chrono::NaiveDate;
 
 use super::cli::PlanArgs;
 use super::load_job;
-use super::output::{emit, failure};
+use super::output::{emit, failed_report};
 use crate::lake::manifest::{diff, Place, Read};
 use crate::report::plan::{Archived, PlanBlob, PlanManifest, PlanReport};
 use crate::report::Status;
@@ -29,7 +29,7 @@ struct Found {
 pub async fn command(args: PlanArgs) -> i32 {
     let found = match find(&args).await {
         Ok(found) => found,
-        Err(e) => return failure(&e).0.exit_code(),
+        Err(e) => return failed_report(&e),
     };
     let report = report_of(&found, args.date);
     let archived: Vec<&BlobTier> = found

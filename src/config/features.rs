@@ -213,23 +213,18 @@ impl FeatureSet {
             for s in &self.signals {
                 for w in &self.windows {
                     for a in &self.aggregates {
-                        out.push(format!("{s}_{}_{}", a.name(), w.name));
+                        out.push(signal_column(s, a.name(), &w.name));
                     }
                 }
             }
         }
         for c in &self.components {
-            out.push(format!("days_since_maintenance_{c}"));
+            out.push(maintenance_column(c));
         }
         for e in &self.events {
             for code in &e.codes {
                 for w in &e.windows {
-                    out.push(format!(
-                        "{}_{}_count_{}",
-                        e.name,
-                        code.to_lowercase(),
-                        w.name
-                    ));
+                    out.push(event_column(&e.name, code, &w.name));
                 }
             }
         }
@@ -237,11 +232,11 @@ impl FeatureSet {
             out.extend(a.columns.iter().cloned());
         }
         for h in self.new_horizons() {
-            out.push(format!("failure_within_{}", h.name));
+            out.push(label_column(&h.name));
         }
         for h in &self.horizons {
             for c in &self.components {
-                out.push(format!("failure_{}_within_{}", c.to_lowercase(), h.name));
+                out.push(component_label_column(c, &h.name));
             }
         }
         out
@@ -285,6 +280,32 @@ impl FeatureSet {
         }
         Ok(())
     }
+}
+
+/// `<signal>_<aggregate>_<window>`. The column names of a declared set are made here
+/// only, for the table's schema, the computed frame and `features --explain` alike.
+pub fn signal_column(signal: &str, aggregate: &str, window: &str) -> String {
+    format!("{signal}_{aggregate}_{window}")
+}
+
+/// `days_since_maintenance_<component>`.
+pub fn maintenance_column(component: &str) -> String {
+    format!("days_since_maintenance_{component}")
+}
+
+/// `<log>_<code>_count_<window>`.
+pub fn event_column(log: &str, code: &str, window: &str) -> String {
+    format!("{log}_{code}_count_{window}")
+}
+
+/// `failure_within_<horizon>`.
+pub fn label_column(horizon: &str) -> String {
+    format!("failure_within_{horizon}")
+}
+
+/// `failure_<component>_within_<horizon>`.
+pub fn component_label_column(component: &str, horizon: &str) -> String {
+    format!("failure_{component}_within_{horizon}")
 }
 
 fn signals(list: &[String], schema: &TelemetrySchema) -> Result<Vec<String>, Refusal> {
@@ -403,7 +424,7 @@ fn names(key: &'static str, list: &[String]) -> Result<Vec<String>, Refusal> {
         if out.iter().any(|o| o.eq_ignore_ascii_case(name)) {
             return Err((key, format!("`{name}` is declared twice")));
         }
-        out.push(name.clone());
+        out.push(name.to_ascii_lowercase());
     }
     Ok(out)
 }

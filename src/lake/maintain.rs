@@ -32,11 +32,21 @@ pub struct TableMaintenance {
     pub files_vacuumed: usize,
 }
 
-/// The `userMetadata` of maintenance commits: the operation and the coldpath build.
-fn commit_properties(table: &str) -> CommitProperties {
+/// Who maintains: the `maintain` command's run id and the job's name, for each commit.
+#[derive(Debug, Clone, Copy)]
+pub struct Maintainer<'a> {
+    pub run_id: &'a str,
+    pub job: &'a str,
+}
+
+/// The `userMetadata` of maintenance commits: the operation, the run, the job and the
+/// coldpath build (a maintenance commit has no date: it covers every partition).
+fn commit_properties(table: &str, by: Maintainer) -> CommitProperties {
     let meta = serde_json::json!({
         "operation": "maintain",
         "table": table,
+        "run_id": by.run_id,
+        "job": by.job,
         "coldpath_version": crate::version::VERSION,
         "coldpath_commit": crate::version::COMMIT,
     });
@@ -51,6 +61,7 @@ pub async fn maintain(
     lake: &Lake,
     spec: &TableSpec,
     retention: std::time::Duration,
+    by: Maintainer<'_>,
 ) -> Result<Option<TableMaintenance>, SinkError> {
     let url = lake.table_url(spec.name)?;
     let err = |source| SinkError::delta(spec.name, &url, source);
@@ -63,7 +74,7 @@ pub async fn maintain(
     };
     let (table, compacted) = table
         .optimize()
-        .with_commit_properties(commit_properties(spec.name))
+        .with_commit_properties(commit_properties(spec.name, by))
         .with_target_size(NonZeroU64::new(lake.file_size).unwrap_or(NonZeroU64::MIN))
         .await
         .map_err(&err)?;
@@ -81,7 +92,7 @@ pub async fn maintain(
     let (table, vacuumed) = table
         .vacuum()
         .with_mode(VacuumMode::Full)
-        .with_commit_properties(commit_properties(spec.name))
+        .with_commit_properties(commit_properties(spec.name, by))
         .with_retention_period(retention)
         .with_enforce_retention_duration(false)
         .await

@@ -19,7 +19,7 @@ use deltalake::parquet::file::metadata::KeyValue;
 use deltalake::parquet::file::properties::{EnabledStatistics, WriterProperties};
 use deltalake::parquet::schema::types::ColumnPath;
 use deltalake::protocol::SaveMode;
-use deltalake::{DeltaTable, DeltaTableBuilder};
+use deltalake::{DeltaTable, DeltaTableBuilder, FilterOp, FilterValue};
 use polars::prelude::DataFrame;
 use url::Url;
 
@@ -335,6 +335,34 @@ pub async fn open_named(lake: &Lake, name: &'static str) -> Result<Option<DeltaT
     }
     table.load().await.map_err(err)?;
     Ok(Some(table))
+}
+
+/// Whether `table` (named `name`) holds any file of the partition `column = date`.
+pub async fn has_partition(
+    table: &DeltaTable,
+    name: &'static str,
+    column: &str,
+    date: NaiveDate,
+) -> Result<bool, SinkError> {
+    Ok(!partition_files(table, name, column, date).await?.is_empty())
+}
+
+/// The data files of the partition `column = date` of `table` (named `name`), as its log
+/// names them, sorted.
+pub async fn partition_files(
+    table: &DeltaTable,
+    name: &'static str,
+    column: &str,
+    date: NaiveDate,
+) -> Result<Vec<String>, SinkError> {
+    let day = date.format("%Y-%m-%d").to_string();
+    let files = table
+        .get_files_by_partitions(&[(column, FilterOp::Eq, FilterValue::Scalar(&day))])
+        .await
+        .map_err(|e| silver::read_err(name, table.table_url(), crate::storage::fault::chain(&e)))?;
+    let mut names: Vec<String> = files.iter().map(|p| p.to_string()).collect();
+    names.sort_unstable();
+    Ok(names)
 }
 
 /// Whether `url` is a local table folder with no Delta log (delta-rs cannot open a missing local folder).

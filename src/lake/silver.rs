@@ -9,7 +9,7 @@ use chrono::NaiveDate;
 use deltalake::arrow::array::RecordBatch;
 use deltalake::datafusion::prelude::{col, lit, Expr, SessionContext};
 use deltalake::datafusion::scalar::ScalarValue;
-use deltalake::{DeltaTable, FilterOp, FilterValue};
+use deltalake::DeltaTable;
 use polars::prelude::{Column, DataFrame, IntoColumn, Series};
 
 use crate::lake::{self, Lake, SinkError};
@@ -61,7 +61,7 @@ pub async fn reload(table: &DeltaTable) -> Result<DeltaTable, SinkError> {
 
 /// Whether the table holds any file of `event_date = date`.
 pub async fn has_partition(table: &DeltaTable, date: NaiveDate) -> Result<bool, SinkError> {
-    Ok(!partition_files(table, date).await?.is_empty())
+    lake::has_partition(table, "telemetry", "event_date", date).await
 }
 
 /// The data files of `event_date = date`, as the table's log names them, sorted.
@@ -69,14 +69,7 @@ pub async fn partition_files(
     table: &DeltaTable,
     date: NaiveDate,
 ) -> Result<Vec<String>, SinkError> {
-    let day = date.format("%Y-%m-%d").to_string();
-    let files = table
-        .get_files_by_partitions(&[("event_date", FilterOp::Eq, FilterValue::Scalar(&day))])
-        .await
-        .map_err(failed(table.table_url()))?;
-    let mut names: Vec<String> = files.iter().map(|p| p.to_string()).collect();
-    names.sort_unstable();
-    Ok(names)
+    lake::partition_files(table, "telemetry", "event_date", date).await
 }
 
 /// The rows of `event_date = date` with `event_time >= from_us` (when given), `columns` only.

@@ -21,7 +21,7 @@ pub struct PlanReport {
     pub replaces: Vec<String>,
     /// What the features read back from silver (the look-back).
     pub reads_back: String,
-    /// The later dates holding silver whose derived rows read this date's: what
+    /// The later dates that were run whose derived rows read this date's: what
     /// `run --refresh-dependents` (or a catch-up) recomputes after a run of it.
     pub dependents: Vec<String>,
     /// How the listing differs from the manifest of the date's last run.

@@ -312,7 +312,7 @@ async fn rerun_date(
 }
 
 /// Recomputes `date`'s derived tables from silver (a dependent of `causes`, or
-/// the labels); a date without silver is left alone.
+/// the labels); a date never run ([`dependents::RunTables::was_run`]) is left alone.
 async fn refresh_date(
     job: &Job,
     req: &CatchupRequest,
@@ -321,10 +321,10 @@ async fn refresh_date(
     causes: &BTreeSet<NaiveDate>,
     report: &mut CatchupReport,
 ) -> Result<(), Error> {
-    let Some(table) = crate::lake::silver::open(&site.lake).await? else {
+    let Some(tables) = dependents::RunTables::open(&site.lake).await? else {
         return Ok(());
     };
-    if !crate::lake::silver::has_partition(&table, date).await? {
+    if !tables.was_run(date).await? {
         return Ok(());
     }
     let refreshed = dependents::refresh_one(site, job, date, req.labels_as_of, &report.run_id)

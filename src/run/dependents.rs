@@ -11,16 +11,21 @@
 //!   D's silver made: E up to D+7;
 //! - `device_health`'s history reads the silver (or digests) of the 7 dates
 //!   before E: E up to D+7;
-//! - a declared feature window of `h` hours reaches back over ceil(h / 24) dates.
+//! - a declared feature window of `h` hours reaches back over ceil((h - 1) / 24)
+//!   dates (its first row's window starts at 00:00 - (h - 1) h).
 //!
-//! Only dates that hold silver count: a date without it has nothing derived to
-//! refresh. A dependent's own dependents need nothing more, provided the
+//! Only dates that were run count: dates whose `telemetry` or `device_health`
+//! partition holds rows. A date with no readings at all still has `device_health`
+//! rows (every device known from the 7 dates before it, `SILENT`, with its type
+//! and expected readings from that history), so it is refreshed too; a date never
+//! run has nothing derived to refresh. A dependent's own dependents need nothing more, provided the
 //! dependents are recomputed in date order after D: the baselines chain through
 //! `features_hourly`, and each refreshed date reads the ones refreshed before it.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Duration, NaiveDate, Utc};
+use deltalake::DeltaTable;
 use tracing::{info_span, Instrument};
 
 use crate::config::job::Job;
@@ -38,8 +43,9 @@ const LOOKBACK_DATES: i64 = 1;
 /// How many dates after D the derived rows of a later date may read D's silver,
 /// with `longest_declared_hours` the longest declared feature window (0: none).
 pub fn reach_days(longest_declared_hours: i64) -> i64 {
-    // ceil(h / 24): a window of 25 h to 48 h reaches two dates back.
-    let declared = (longest_declared_hours.max(0) + 23) / 24;
+    // The first row of a date E has t = E 01:00: its window starts at E 00:00 - (h - 1) h,
+    // ceil((h - 1) / 24) dates back (a window of 2 h to 25 h reaches one date back).
+    let declared = (longest_declared_hours.max(1) - 1 + 23) / 24;
     [LOOKBACK_DATES, BASELINE_DATES, HISTORY_DATES, declared]
         .into_iter()
         .max()
@@ -71,23 +77,57 @@ pub fn declared_hours(job: &Job) -> i64 {
     job.features.longest_window_hours()
 }
 
-/// The dependents of `date` in the lake: the dates within its reach whose
-/// `telemetry` partition holds rows. None when there is no `telemetry` table.
+/// The dependents of `date` in the lake: the dates within its reach that were run
+/// ([`was_run`]). None when there is no `telemetry` table.
 pub async fn in_lake(
     lake: &Lake,
     date: NaiveDate,
     longest_declared_hours: i64,
 ) -> Result<Vec<NaiveDate>, Error> {
-    let Some(table) = silver::open(lake).await? else {
+    let Some(tables) = RunTables::open(lake).await? else {
         return Ok(Vec::new());
     };
-    let mut holding = BTreeSet::new();
+    let mut run = BTreeSet::new();
     for d in within_reach(date, longest_declared_hours) {
-        if silver::has_partition(&table, d).await? {
-            holding.insert(d);
+        if tables.was_run(d).await? {
+            run.insert(d);
         }
     }
-    Ok(of(date, longest_declared_hours, |d| holding.contains(&d)))
+    Ok(of(date, longest_declared_hours, |d| run.contains(&d)))
+}
+
+/// The tables that tell whether a date was run: `telemetry` and `device_health`.
+pub struct RunTables {
+    silver: DeltaTable,
+    health: Option<DeltaTable>,
+}
+
+impl RunTables {
+    /// `None` when the lake has no `telemetry` table (no date was ever run).
+    pub async fn open(lake: &Lake) -> Result<Option<RunTables>, Error> {
+        let Some(silver) = silver::open(lake).await? else {
+            return Ok(None);
+        };
+        let health = crate::lake::open_table(lake, &crate::lake::health_table()).await?;
+        Ok(Some(RunTables { silver, health }))
+    }
+
+    /// Whether `date` has derived rows to refresh: its silver or its `device_health`
+    /// partition holds rows (a date whose devices were all silent has only the latter).
+    pub async fn was_run(&self, date: NaiveDate) -> Result<bool, Error> {
+        if silver::has_partition(&self.silver, date).await? {
+            return Ok(true);
+        }
+        match &self.health {
+            Some(health) => {
+                Ok(
+                    crate::lake::has_partition(health, "device_health", "health_date", date)
+                        .await?,
+                )
+            }
+            None => Ok(false),
+        }
+    }
 }
 
 /// What a many-date command does next to a date.
@@ -228,11 +268,16 @@ mod tests {
 
     #[test]
     fn the_reach_is_a_week_unless_a_declared_window_is_longer() {
-        assert_eq!(reach_days(0), 7);
-        assert_eq!(reach_days(24), 7);
-        assert_eq!(reach_days(168), 7);
-        assert_eq!(reach_days(169), 8);
-        assert_eq!(reach_days(240), 10);
+        // By the definition: the earliest instant a window of h hours reads for a date E is
+        // the first row's t (E 01:00) less h; the date of that instant, counted back from E.
+        let e = day(20);
+        for h in 0..=720 {
+            let start = e.and_hms_opt(1, 0, 0).unwrap() - Duration::hours(h);
+            let back = (e - start.date()).num_days().max(7);
+            assert_eq!(reach_days(h), back, "a window of {h} h");
+        }
+        assert_eq!(reach_days(169), 7);
+        assert_eq!(reach_days(170), 8);
         assert_eq!(reach_days(-5), 7);
         assert_eq!(
             within_reach(day(1), 0),

@@ -6,7 +6,7 @@
 //! checks every row: a row failing several is counted under each. A row failing any `drop` expectation leaves
 //! the hour (so features, minutes, the volume and `rows_written` are computed
 //! from the rows kept) and becomes one `failed_expectation` reject whose
-//! `detail` names every `drop` expectation it failed and whose `raw` is the row
+//! `detail` names every `drop` expectation it failed and whose `raw` is the whole row
 //! as JSON: every column it had (the contract's data columns, and with drift the
 //! declared columns and `_rescued_data`), nulls written out; only the run's
 //! bookkeeping (`source_file`, `ingested_at`, `run_id`, `event_date`) is left
@@ -23,7 +23,7 @@ use crate::error::Error;
 use crate::lake;
 use crate::run::silver::{silver_frame, SilverOut};
 use crate::stages::expect::{Action, Expectations, Outcome};
-use crate::stages::normalize::{cut_raw, Reason, Reject};
+use crate::stages::normalize::{Reason, Reject};
 
 /// Rows checked per Arrow batch: bounds the copy, as the silver writer's batches do.
 const CHECK_ROWS: usize = 256 * 1024;
@@ -114,7 +114,7 @@ impl HourChecks {
                 line: Some(line),
                 reason: Reason::FailedExpectation,
                 detail: names.join(", "),
-                raw: cut_raw(&raw),
+                raw,
                 device,
             });
         }

@@ -6,22 +6,24 @@ use crate::common::*;
 
 const DATES: [&str; 3] = ["2024-03-10", "2024-03-11", "2024-03-12"];
 
-/// Runs `backfill` of the fixture dates into `lake` with `extra` flags.
-fn backfill_out(lake: &std::path::Path, extra: &[&str]) -> std::process::Output {
-    let job = job_file();
-    let mut args = vec![
-        "backfill",
+/// `command` of `job` over the fixture dates.
+fn over_dates<'a>(command: &'a str, job: &'a std::path::Path) -> Vec<&'a str> {
+    vec![
+        command,
         "--job",
         job.to_str().unwrap(),
         "--from",
         DATES[0],
         "--to",
         DATES[2],
-        "--lake",
-        lake.to_str().unwrap(),
-        "--labels-as-of",
-        LABELS,
-    ];
+    ]
+}
+
+/// Runs `backfill` of the fixture dates into `lake` with `extra` flags.
+fn backfill_out(lake: &std::path::Path, extra: &[&str]) -> std::process::Output {
+    let job = job_file();
+    let mut args = over_dates("backfill", &job);
+    args.extend(["--lake", lake.to_str().unwrap(), "--labels-as-of", LABELS]);
     args.extend_from_slice(extra);
     coldpath(&args)
 }
@@ -190,7 +192,8 @@ fn the_emitted_batch_tasks_run_here_in_dependency_order_give_the_same_tables() {
         "--batch-identity",
         "/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/coldpath",
     ];
-    let out = emit(&outputs);
+    let given = [&outputs[..], &["--lock-wait", "10m", "--allow-empty"]].concat();
+    let out = emit(&given);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert!(
         !lake.path().join("telemetry").exists(),
@@ -209,6 +212,15 @@ fn the_emitted_batch_tasks_run_here_in_dependency_order_give_the_same_tables() {
     assert!(tasks
         .iter()
         .all(|t| t["outputFiles"].as_array().unwrap().len() == 2));
+    // The write flags given reach every task that uses them: a features task reads silver,
+    // not blobs, so `--allow-empty` is the silver tasks' only.
+    for t in &tasks {
+        let line = t["commandLine"].as_str().unwrap();
+        assert!(line.contains("--lock-wait 600s"), "{line}");
+        let silver = line.contains("--silver-only");
+        assert_eq!(line.contains("--allow-empty"), silver, "{line}");
+        assert_eq!(line.contains("--labels-as-of"), !silver, "{line}");
+    }
     // A second emit into the same folder would mix two ranges' files: refused.
     let out = emit(&outputs);
     assert_eq!(out.status.code(), Some(1), "{out:?}");
@@ -246,6 +258,63 @@ fn the_emitted_batch_tasks_run_here_in_dependency_order_give_the_same_tables() {
             "{table}"
         );
     }
+}
+
+/// A catch-up's task repeats the catch-up's own flags as given: a dry run stays a dry run.
+#[test]
+fn an_emitted_catch_up_task_keeps_the_flags_it_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let job = job_file();
+    let emit = |sub: &str, extra: &[&str]| {
+        let out_dir = dir.path().join(sub);
+        let mut args = over_dates("catchup", &job);
+        args.extend([
+            "--emit-batch-tasks",
+            out_dir.to_str().unwrap(),
+            "--batch-output-container",
+            "https://contosoiotlake.blob.core.windows.net/batch-logs",
+            "--batch-identity",
+            "/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/coldpath",
+        ]);
+        args.extend_from_slice(extra);
+        let out = coldpath(&args);
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let text = std::fs::read_to_string(out_dir.join("tasks-001.json")).unwrap();
+        let tasks: Value = serde_json::from_str(&text).unwrap();
+        tasks["value"][0]["commandLine"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let dry = emit("dry", &["--dry-run"]);
+    assert!(dry.contains("--dry-run"), "{dry}");
+    for absent in [
+        "--refresh-labels",
+        "--include-missing",
+        "--allow-empty",
+        "--lock-wait",
+    ] {
+        assert!(!dry.contains(absent), "{dry}");
+    }
+    let full = emit(
+        "full",
+        &[
+            "--include-missing",
+            "--refresh-labels",
+            "--allow-empty",
+            "--lock-wait",
+            "90s",
+        ],
+    );
+    for present in [
+        "--include-missing",
+        "--refresh-labels",
+        "--allow-empty",
+        "--lock-wait 90s",
+    ] {
+        assert!(full.contains(present), "{full} lacks {present}");
+    }
+    assert!(!full.contains("--dry-run"), "{full}");
 }
 
 /// Issue 32, "same input, same bits": `run` of two dates and a `backfill` of the

@@ -631,6 +631,61 @@ fn a_catchup_of_three_changed_dates_in_eight_refreshes_every_dependent_and_equal
     );
 }
 
+/// `run --date D --refresh-dependents` of `raw` into `lake`: it succeeds; the dates its
+/// report lists as dependents, each refreshed successfully.
+fn run_refreshing_dependents(date: &str, raw: &Path, lake: &Path) -> Vec<String> {
+    let mut args = run_args(date, raw.to_str().unwrap(), lake.to_str().unwrap());
+    args.push("--refresh-dependents".into());
+    let out = command(&args, &[]).output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    let dependents = report["dependents"].as_array().unwrap();
+    assert!(
+        dependents.iter().all(|d| d["status"] == "succeeded"),
+        "{report}"
+    );
+    dependents
+        .iter()
+        .map(|d| d["date"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// A date with no readings at all still has `device_health` rows (every device known from
+/// its history, `SILENT`): it reads the silver of the dates before it, so a rerun of one of
+/// them refreshes it too, and it ends as a clean run leaves it.
+#[test]
+fn a_date_without_readings_is_refreshed_after_a_date_it_reads() {
+    const QUIET: &str = "2024-03-13";
+    let (dir, raw, lake) = three_dates_run();
+    run(QUIET, &raw, &lake);
+    let quiet = rows_of_date(&lake, "device_health", "health_date", QUIET);
+    assert!(!quiet.is_empty(), "a quiet date has device_health rows");
+    assert!(
+        quiet.iter().all(|r| r.contains("\"status\":\"SILENT\"")),
+        "{quiet:?}"
+    );
+    std::fs::write(
+        raw.join("telemetry/2024/03/10/20/late_newcomer.json"),
+        reading("newcomer-10", "2024-03-10T20:15:00Z"),
+    )
+    .unwrap();
+    let listed = run_refreshing_dependents(DATES[0], &raw, &lake);
+    assert_eq!(listed, [DATES[1], DATES[2], QUIET]);
+
+    let after = rows_of_date(&lake, "device_health", "health_date", QUIET);
+    assert!(
+        after
+            .iter()
+            .any(|r| r.contains("newcomer-10") && r.contains("SILENT")),
+        "the device of the late blob is known on the quiet date: {after:?}"
+    );
+    let clean = dir.path().join("clean");
+    for date in DATES.iter().chain([&QUIET]) {
+        run(date, &raw, &clean);
+    }
+    assert_eq!(all_rows(&lake), all_rows(&clean));
+}
+
 /// `run --date D --refresh-dependents`: an old date run again after a late blob, then
 /// every later date that reads its silver, in date order; the report lists them.
 #[test]
@@ -642,18 +697,8 @@ fn a_run_of_an_old_date_with_refresh_dependents_leaves_the_tables_of_a_clean_run
             + &reading("newcomer-10", "2024-03-10T20:16:00Z"),
     )
     .unwrap();
-    let mut args = run_args(DATES[0], raw.to_str().unwrap(), lake.to_str().unwrap());
-    args.push("--refresh-dependents".into());
-    let out = command(&args, &[]).output().unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(0), "{report}");
-    let dependents = report["dependents"].as_array().unwrap();
-    let listed: Vec<&Value> = dependents.iter().map(|d| &d["date"]).collect();
-    assert_eq!(listed, [DATES[1], DATES[2]], "{report}");
-    assert!(
-        dependents.iter().all(|d| d["status"] == "succeeded"),
-        "{report}"
-    );
+    let listed = run_refreshing_dependents(DATES[0], &raw, &lake);
+    assert_eq!(listed, [DATES[1], DATES[2]]);
 
     let clean = dir.path().join("clean");
     for date in DATES {
@@ -664,8 +709,8 @@ fn a_run_of_an_old_date_with_refresh_dependents_leaves_the_tables_of_a_clean_run
     assert!(last.iter().any(|r| r.contains("newcomer-10")), "{last:?}");
 
     // Silver alone has no derived rows of its own to refresh after: refused before anything runs.
-    let mut args = args.clone();
-    args.push("--silver-only".into());
+    let mut args = run_args(DATES[0], raw.to_str().unwrap(), lake.to_str().unwrap());
+    args.extend(["--refresh-dependents".into(), "--silver-only".into()]);
     let out = command(&args, &[]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }

@@ -313,7 +313,7 @@ pub fn unreferenced(lake: &Path, table: &str) -> Vec<std::path::PathBuf> {
 
 /// `coldpath maintain` of the local job's lake with a 0 s retention (so every
 /// file no version references goes); it must succeed.
-pub fn maintain_with_no_retention(lake: &Path) {
+pub fn maintain_with_no_retention(lake: &Path) -> serde_json::Value {
     let job = job_file();
     let out = coldpath(&[
         "maintain",
@@ -326,6 +326,7 @@ pub fn maintain_with_no_retention(lake: &Path) {
         "--unsafe-retention",
     ]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// Copies a folder tree (a raw container to change without touching the fixtures).

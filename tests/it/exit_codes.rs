@@ -62,6 +62,32 @@ fn missing_source_folder_is_a_configuration_error() {
     assert!(stderr.contains("no-such-container"), "{stderr}");
 }
 
+/// Once its flags are accepted, every command prints a report, also when it fails: `plan` and
+/// `maintain` of a job file that is not there print `config_error` and exit 2.
+#[test]
+fn plan_and_maintain_print_a_report_when_they_fail() {
+    let dir = temp_lake();
+    let missing = dir.path().join("no-such-job.toml");
+    let job = missing.to_str().unwrap();
+    for args in [
+        vec!["plan", "--job", job, "--date", "2024-03-11"],
+        vec!["maintain", "--job", job],
+    ] {
+        let out = coldpath(&args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{args:?}: no report ({e}): {stderr}"));
+        assert_eq!(report["status"], "config_error", "{args:?}: {report}");
+        assert!(
+            report["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("no-such-job.toml")),
+            "{args:?}: {report}"
+        );
+    }
+}
+
 /// Dates a new user might type that are not `YYYY-MM-DD` (chrono alone reads the
 /// first two as 2024-03-11 and the year 24), or not a calendar date.
 const MALFORMED_DATES: [&str; 4] = ["2024-3-11", "24-3-11", "20240311", "2024-13-01"];

@@ -180,7 +180,9 @@ fn maintenance_commits_say_which_coldpath_made_them() {
         .as_str()
         .is_some_and(|c| !c.is_empty()));
     assert_eq!(meta["job"], "local");
-    maintain_with_no_retention(lake.path());
+    let report = maintain_with_no_retention(lake.path());
+    let run_id = report["run_id"].as_str().expect("the report's run_id");
+    assert_eq!(run_id.len(), 36, "{report}");
     // The rerun's replaced file is vacuumed: delta-rs commits its start and end.
     let table = open_table(lake.path(), "telemetry");
     let last = table.version().unwrap();
@@ -191,6 +193,9 @@ fn maintenance_commits_say_which_coldpath_made_them() {
             let meta: serde_json::Value = serde_json::from_str(text).unwrap();
             assert_eq!(meta["operation"], "maintain", "{info}");
             assert_eq!(meta["coldpath_version"], env!("CARGO_PKG_VERSION"));
+            // CONTRACT.md §2: every commit names its run and its job.
+            assert_eq!(meta["run_id"], run_id, "{info}");
+            assert_eq!(meta["job"], "local", "{info}");
         } else {
             panic!("commit {version} has no userMetadata: {info}");
         }

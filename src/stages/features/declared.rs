@@ -17,7 +17,10 @@ use std::collections::{BTreeMap, HashMap};
 use polars::prelude::*;
 
 use crate::calendar::HOUR_US;
-use crate::config::features::{Aggregate, FeatureSet};
+use crate::config::features::{
+    component_label_column, event_column, label_column, maintenance_column, signal_column,
+    Aggregate, FeatureSet,
+};
 use crate::stages::features::reference::{Horizon, Reference};
 
 /// One device-hour of one signal, reduced. `x` is the time in hours from the hour's start.
@@ -389,7 +392,7 @@ impl Windows {
         for (si, s) in self.signals.iter().enumerate() {
             for (wi, w) in set.windows.iter().enumerate() {
                 for (ai, &agg) in set.aggregates.iter().enumerate() {
-                    let name = format!("{s}_{}_{}", agg.name(), w.name);
+                    let name = signal_column(s, agg.name(), &w.name);
                     let values = std::mem::take(&mut out[(si * nw + wi) * na + ai]);
                     columns.push(if agg == Aggregate::Count {
                         let counts: Vec<i64> =
@@ -453,10 +456,7 @@ fn maintenance_columns(set: &FeatureSet, r: &Reference, rows: &[(&str, i64)]) ->
                 .iter()
                 .map(|&(d, ws)| r.days_since_maintenance(d, ws + HOUR_US, Some(c)))
                 .collect();
-            Column::new(
-                format!("days_since_maintenance_{}", c.to_lowercase()).into(),
-                values,
-            )
+            Column::new(maintenance_column(c).into(), values)
         })
         .collect()
 }
@@ -481,7 +481,7 @@ fn event_columns(set: &FeatureSet, r: &Reference, rows: &[(&str, i64)]) -> Vec<C
                             })
                     })
                     .collect();
-                let name = format!("{}_{}_count_{}", log.name, code.to_lowercase(), w.name);
+                let name = event_column(&log.name, code, &w.name);
                 out.push(Column::new(name.into(), counts));
             }
         }
@@ -530,7 +530,7 @@ fn label_columns(
     let mut out = Vec::new();
     for h in set.new_horizons() {
         out.push(label(
-            format!("failure_within_{}", h.name),
+            label_column(&h.name),
             Horizon {
                 us: h.us(),
                 component: None,
@@ -539,7 +539,7 @@ fn label_columns(
     }
     for h in &set.horizons {
         for c in &set.components {
-            let name = format!("failure_{}_within_{}", c.to_lowercase(), h.name);
+            let name = component_label_column(c, &h.name);
             out.push(label(
                 name,
                 Horizon {
@@ -678,6 +678,67 @@ mod tests {
         assert_eq!(value(&out, "pressure_count_2h", 0), AnyValue::Int64(2));
         assert_eq!(value(&out, "pressure_mean_2h", 0), AnyValue::Float64(2.0));
         assert_eq!(value(&out, "pressure_last_2h", 0), AnyValue::Float64(3.0));
+    }
+
+    #[test]
+    fn names_in_any_case_match_the_logs_and_give_the_declared_columns() {
+        // Declared in capitals, logged in another case: matched, and the frame's
+        // columns are the table's (`FeatureSet::columns`), in lower case.
+        let s = set(concat!(
+            "components = [\"Bearing\"]\nlabel_horizons = [\"24h\"]\n",
+            "[[events]]\nname = \"Errors\"\npath = \"errors.csv\"\n",
+            "codes = [\"E1\"]\nwindows = [\"3h\"]"
+        ));
+        let at = |text: &str| crate::stages::normalize::time::parse_str(text).unwrap();
+        let reference = Reference {
+            maintenance: crate::stages::features::reference::parse_maintenance(
+                "m.csv",
+                b"device_id,maintenance_date,kind\np,2024-03-11T08:00:00Z,BEARING\n",
+            )
+            .unwrap(),
+            failures: crate::stages::features::reference::parse_failures(
+                "f.csv",
+                b"device_id,failure_time,component\np,2024-03-11T12:00:00Z,bearing\n",
+            )
+            .unwrap(),
+            events: vec![crate::stages::features::reference::parse_events(
+                "e.csv",
+                b"device_id,event_time,code\np,2024-03-11T09:00:00Z,e1\n",
+            )
+            .unwrap()],
+            ..Reference::default()
+        };
+        let rows = DataFrame::new_infer_height(vec![
+            Column::new("device_id".into(), ["p"]),
+            Column::new("ws_us".into(), [at("2024-03-11T10:00:00Z")]),
+        ])
+        .unwrap();
+        let out = add_columns(rows, &s, None, &reference, i64::MAX).unwrap();
+        let names: Vec<String> = out.get_column_names()[2..]
+            .iter()
+            .map(|n| n.to_string())
+            .collect();
+        assert_eq!(names, s.columns());
+        assert_eq!(
+            names,
+            [
+                "days_since_maintenance_bearing",
+                "errors_e1_count_3h",
+                "failure_within_24h",
+                "failure_bearing_within_24h"
+            ]
+        );
+        // t = 11:00: the bearing serviced at 08:00 (0 whole days), error at 09:00 in
+        // [08:00, 11:00), the bearing's failure at 12:00 in [11:00, 11:00 + 24h).
+        assert_eq!(
+            value(&out, "days_since_maintenance_bearing", 0),
+            AnyValue::Int32(0)
+        );
+        assert_eq!(value(&out, "errors_e1_count_3h", 0), AnyValue::Int64(1));
+        assert_eq!(
+            value(&out, "failure_bearing_within_24h", 0),
+            AnyValue::Boolean(true)
+        );
     }
 
     #[test]

@@ -48,7 +48,7 @@ impl ReferenceError {
 pub struct Maintenance {
     /// Its timestamp; for a date-only entry, the end of its date (the next day's 00:00 UTC).
     pub at: i64,
-    /// The log's `kind` (may be empty).
+    /// The log's `kind` in lower case (may be empty): kinds match components in any case.
     pub kind: String,
 }
 
@@ -56,10 +56,11 @@ pub struct Maintenance {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Failure {
     pub at: i64,
+    /// In lower case, as the declared components are.
     pub component: String,
 }
 
-/// One declared event log: per device, per code, the event times (µs), ascending.
+/// One declared event log: per device, per code (in lower case), the event times (µs), ascending.
 pub type EventTimes = HashMap<String, HashMap<String, Vec<i64>>>;
 
 /// The declared device attributes: each column's values per device, and whether it is numeric.
@@ -303,7 +304,7 @@ pub fn parse_maintenance(
     per_device(file, bytes, "maintenance_date", "kind", |when, kind| {
         maintenance_time(when).map(|at| Maintenance {
             at,
-            kind: kind.to_string(),
+            kind: kind.to_ascii_lowercase(),
         })
     })
 }
@@ -339,7 +340,7 @@ pub fn parse_failures(
             time::parse_iso_only(when)
                 .map(|at| Failure {
                     at,
-                    component: component.to_string(),
+                    component: component.to_ascii_lowercase(),
                 })
                 .map_err(|e| format!("failure_time: {e}"))
         },
@@ -361,7 +362,7 @@ pub fn parse_events(file: &str, bytes: &[u8]) -> Result<EventTimes, ReferenceErr
         })?;
         out.entry(device.to_string())
             .or_default()
-            .entry(code.to_string())
+            .entry(code.to_ascii_lowercase())
             .or_default()
             .push(at);
     }
@@ -591,7 +592,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            e["p"]["E1"],
+            e["p"]["e1"],
             vec![us("2024-03-11T01:00:00Z"), us("2024-03-11T02:00:00Z")]
         );
         let err = parse_events("e.csv", b"device_id,event_time,code\np,soon,E1\n")
