@@ -52,6 +52,18 @@ impl Intervals {
     pub fn median_us(&self) -> Option<f64> {
         median_of(&mut self.0.values())
     }
+
+    /// Closes a run at an hour's end, and says how many there are: the mark of
+    /// the intervals known by then (see [`Intervals::medians_through`]).
+    pub fn seal(&mut self) -> usize {
+        self.0.seal();
+        self.0.run_count()
+    }
+
+    /// The median of the intervals known at each mark [`Intervals::seal`] gave.
+    pub fn medians_through(&self, marks: &[usize]) -> Vec<Option<f64>> {
+        self.0.prefix_medians(marks)
+    }
 }
 
 /// The median of `all` (the mean of the two middle ones for an even count);

@@ -88,6 +88,9 @@ struct HourSeen {
     hour: usize,
     readings: u64,
     max_gap_us: i64,
+    /// For a device with no history, the mark of its intervals known at the hour's
+    /// end ([`Intervals::seal`]): its `coverage` divides by their median.
+    intervals_mark: usize,
 }
 
 /// One device over D so far.
@@ -230,6 +233,7 @@ impl DayHealth {
             hour,
             readings: 0,
             max_gap_us: 0,
+            intervals_mark: 0,
         };
         let mut hour_last: Option<i64> = None;
         let (mut temps, mut stuck_at, mut stuck) = (0u32, None::<f64>, true);
@@ -278,6 +282,9 @@ impl DayHealth {
             seen.max_gap_us = seen.max_gap_us.max(hour_start + HOUR_US - last);
         }
         today.stuck_hours += u32::from(temps >= STUCK_MIN_READINGS && stuck);
+        if let Some(iv) = &mut today.intervals {
+            seen.intervals_mark = iv.seal();
+        }
         today.hours.push(seen);
         today.transits.seal();
     }
@@ -327,6 +334,17 @@ impl DayHealth {
             .par_iter()
             .map(|(id, t)| (id.as_str(), percentiles(t.transits.values(), [0.5, 0.95])))
             .collect();
+        // A device with no history: each hour's coverage divides by the median of its
+        // intervals known at the hour's end, never by those of later hours (the point in time).
+        let hour_medians: HashMap<&str, Vec<Option<f64>>> = self
+            .devices
+            .par_iter()
+            .filter(|(id, _)| !self.history.has_interval(id))
+            .filter_map(|(id, t)| {
+                let marks: Vec<usize> = t.hours.iter().map(|h| h.intervals_mark).collect();
+                Some((id.as_str(), t.intervals.as_ref()?.medians_through(&marks)))
+            })
+            .collect();
         for id in &known {
             let today = self.devices.get(id);
             let median = self
@@ -341,7 +359,11 @@ impl DayHealth {
             };
             health.push(self.day_start_us, id, today, fallback_type, times, counts);
             if let Some(today) = today {
-                hours.push(self.day_start_us, id, today, median);
+                let medians = match hour_medians.get(id.as_str()) {
+                    Some(by_hour) => by_hour.clone(),
+                    None => vec![median; today.hours.len()],
+                };
+                hours.push(self.day_start_us, id, today, &medians);
             }
         }
         let (health, hours) = (health.frame(self.date)?, hours.frame()?);
@@ -526,8 +548,9 @@ struct HourColumns {
 }
 
 impl HourColumns {
-    fn push(&mut self, day_start_us: i64, id: &str, today: &Today, median_us: Option<f64>) {
-        for h in &today.hours {
+    /// The device's hours, each with the median interval `m` its coverage divides by.
+    fn push(&mut self, day_start_us: i64, id: &str, today: &Today, medians_us: &[Option<f64>]) {
+        for (h, median_us) in today.hours.iter().zip(medians_us) {
             self.device_id.push(id.to_string());
             self.window_start
                 .push(day_start_us + h.hour as i64 * HOUR_US);
@@ -740,6 +763,34 @@ mod tests {
             );
         }
         assert_eq!(hours.height(), 2, "one row per device-hour");
+    }
+
+    #[test]
+    fn without_history_an_hours_coverage_divides_by_the_intervals_known_at_its_end() {
+        // Every 60 s from 00:00 to 01:59, then every 10 s from 02:00 to 02:59:50.
+        let mut readings: Vec<(i64, Option<f64>, Option<i64>)> =
+            (0..120).map(|i| (i * 60, None, None)).collect();
+        readings.extend((0..360).map(|i| (7200 + i * 10, None, None)));
+        let mut day = DayHealth::new(date(), History::default());
+        day.add(&rows("n", &readings)).unwrap();
+        let (health, hours, _) = day.finish([], &Attribution::new()).unwrap();
+        // By hand, reading_count / (3600 / m), m the median of the intervals before t:
+        // 00:00 (t = 01:00): 59 intervals of 60 s, m = 60 s: 60 / 60 = 1;
+        // 01:00 (t = 02:00): 119 of 60 s, m = 60 s: 60 / 60 = 1;
+        // 02:00 (t = 03:00): 120 of 60 s and 359 of 10 s, m = 10 s: 360 / 360 = 1.
+        // The day's median (10 s) would have made the first two 60 / 360: the future.
+        for row in 0..3 {
+            assert_eq!(
+                value(&hours, "coverage", row),
+                AnyValue::Float64(1.0),
+                "hour {row}"
+            );
+        }
+        // device_health is the day's, at the day's end: its median is 10 s.
+        assert_eq!(
+            value(&health, "expected_readings", 0),
+            AnyValue::Int64(8640)
+        );
     }
 
     #[test]

@@ -73,11 +73,62 @@ impl SortedRuns {
         all
     }
 
+    /// Runs sealed so far (after [`SortedRuns::seal`], every value is in one).
+    pub fn run_count(&self) -> usize {
+        self.runs.len()
+    }
+
+    /// The median of the values in the first `n` runs, for each `n` of `ends`
+    /// (non-decreasing): the runs are merged in one at a time into one sorted
+    /// prefix, so every median costs a merge, not a selection over all of them.
+    pub fn prefix_medians(&self, ends: &[usize]) -> Vec<Option<f64>> {
+        let (mut sorted, mut run, mut merged) = (Vec::new(), Vec::new(), 0);
+        ends.iter()
+            .map(|&end| {
+                for r in &self.runs[merged..end.min(self.runs.len())] {
+                    run.clear();
+                    decode_into(r, &mut run);
+                    sorted = merge(&sorted, &run);
+                }
+                merged = merged.max(end.min(self.runs.len()));
+                median_of_sorted(&sorted)
+            })
+            .collect()
+    }
+
     /// Bytes held (the runs, and the buffer at its capacity).
     #[cfg(test)]
     pub fn held_bytes(&self) -> usize {
         self.runs.iter().map(|r| r.len()).sum::<usize>() + self.pending.capacity() * 8
     }
+}
+
+/// `a` and `b` (each ascending) as one ascending vector.
+fn merge(a: &[i64], b: &[i64]) -> Vec<i64> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        if a[i] <= b[j] {
+            out.push(a[i]);
+            i += 1;
+        } else {
+            out.push(b[j]);
+            j += 1;
+        }
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
+/// The median of ascending values: the middle one, or the mean of the two middle ones.
+pub fn median_of_sorted(sorted: &[i64]) -> Option<f64> {
+    let n = sorted.len();
+    let hi = *sorted.get(n / 2)? as f64;
+    if n % 2 == 1 {
+        return Some(hi);
+    }
+    Some((sorted[n / 2 - 1] as f64 + hi) / 2.0)
 }
 
 /// The first value (zigzag), then each difference to the one before (non-negative).
@@ -132,6 +183,51 @@ mod tests {
                 }
             })
             .collect()
+    }
+
+    #[test]
+    fn prefix_medians_are_the_medians_of_the_first_runs() {
+        let all = values(7, 20_000, 5_000);
+        let mut runs = SortedRuns::default();
+        let mut ends = Vec::new();
+        let mut pushed = Vec::new();
+        // Sealed at uneven points (an hour's end), a run holding at most RUN values.
+        for (k, chunk) in all.chunks(5_001).enumerate() {
+            for &v in chunk {
+                runs.push(v);
+            }
+            runs.seal();
+            pushed.push(chunk.len());
+            if k % 2 == 0 {
+                ends.push(runs.run_count());
+            }
+        }
+        ends.push(runs.run_count());
+        // By the definition: the median of every value pushed before that seal, sorted afresh.
+        let mut counted = Vec::new();
+        let mut total = 0;
+        for (k, n) in pushed.iter().enumerate() {
+            total += n;
+            if k % 2 == 0 {
+                counted.push(total);
+            }
+        }
+        counted.push(total);
+        let want: Vec<Option<f64>> = counted
+            .iter()
+            .map(|&n| {
+                let mut xs = all[..n].to_vec();
+                xs.sort();
+                let m = xs.len();
+                Some(if m % 2 == 1 {
+                    xs[m / 2] as f64
+                } else {
+                    (xs[m / 2 - 1] as f64 + xs[m / 2] as f64) / 2.0
+                })
+            })
+            .collect();
+        assert_eq!(runs.prefix_medians(&ends), want);
+        assert_eq!(runs.prefix_medians(&[0]), [None]);
     }
 
     #[test]
