@@ -10,7 +10,9 @@
 //! neighbours in a sorted run of intervals or transit times are microseconds
 //! apart, so most differences take one or two bytes. [`SortedRuns::sorted`]
 //! decodes every run and merges them (a stable sort finds the runs);
-//! [`SortedRuns::values`] decodes them for a selection (a median).
+//! [`SortedRuns::values`] decodes them for a selection (a median);
+//! [`SortedRuns::prefix_medians`] gives the median of the first runs at several
+//! marks (a device's intervals known at each hour's end).
 
 use integer_encoding::VarInt;
 
@@ -78,20 +80,32 @@ impl SortedRuns {
         self.runs.len()
     }
 
-    /// The median of the values in the first `n` runs, for each `n` of `ends`
-    /// (non-decreasing): the runs are merged in one at a time into one sorted
-    /// prefix, so every median costs a merge, not a selection over all of them.
+    /// The median of the values in the first `n` runs, for each `n` of `ends`.
+    /// Each run is decoded once; a median is then selected across the sorted runs
+    /// by bisecting on the value (a count per run by binary search), so it costs
+    /// about 64 counts per run, not a pass over every value before it.
     pub fn prefix_medians(&self, ends: &[usize]) -> Vec<Option<f64>> {
-        let (mut sorted, mut run, mut merged) = (Vec::new(), Vec::new(), 0);
+        let last = ends.iter().copied().max().unwrap_or(0).min(self.runs.len());
+        let decoded: Vec<Vec<i64>> = self.runs[..last]
+            .iter()
+            .map(|r| {
+                let mut run = Vec::new();
+                decode_into(r, &mut run);
+                run
+            })
+            .collect();
         ends.iter()
             .map(|&end| {
-                for r in &self.runs[merged..end.min(self.runs.len())] {
-                    run.clear();
-                    decode_into(r, &mut run);
-                    sorted = merge(&sorted, &run);
+                let runs = &decoded[..end.min(last)];
+                let n: usize = runs.iter().map(Vec::len).sum();
+                if n == 0 {
+                    return None;
                 }
-                merged = merged.max(end.min(self.runs.len()));
-                median_of_sorted(&sorted)
+                let hi = nth_of_sorted_runs(runs, n / 2) as f64;
+                if n % 2 == 1 {
+                    return Some(hi);
+                }
+                Some((nth_of_sorted_runs(runs, n / 2 - 1) as f64 + hi) / 2.0)
             })
             .collect()
     }
@@ -103,32 +117,23 @@ impl SortedRuns {
     }
 }
 
-/// `a` and `b` (each ascending) as one ascending vector.
-fn merge(a: &[i64], b: &[i64]) -> Vec<i64> {
-    let mut out = Vec::with_capacity(a.len() + b.len());
-    let (mut i, mut j) = (0, 0);
-    while i < a.len() && j < b.len() {
-        if a[i] <= b[j] {
-            out.push(a[i]);
-            i += 1;
+/// The `j`-th smallest (from 0) of the values of `runs`, each ascending (`j` below
+/// their count): the smallest value that more than `j` of them are at most.
+fn nth_of_sorted_runs(runs: &[Vec<i64>], j: usize) -> i64 {
+    let non_empty = || runs.iter().filter(|r| !r.is_empty());
+    let mut lo = non_empty().map(|r| r[0]).min().unwrap_or(0);
+    let mut hi = non_empty().map(|r| r[r.len() - 1]).max().unwrap_or(0);
+    while lo < hi {
+        // The floor of the midpoint, in i128: lo and hi may be i64's extremes.
+        let mid = ((i128::from(lo) + i128::from(hi)).div_euclid(2)) as i64;
+        let at_most: usize = runs.iter().map(|r| r.partition_point(|&x| x <= mid)).sum();
+        if at_most > j {
+            hi = mid;
         } else {
-            out.push(b[j]);
-            j += 1;
+            lo = mid + 1;
         }
     }
-    out.extend_from_slice(&a[i..]);
-    out.extend_from_slice(&b[j..]);
-    out
-}
-
-/// The median of ascending values: the middle one, or the mean of the two middle ones.
-pub fn median_of_sorted(sorted: &[i64]) -> Option<f64> {
-    let n = sorted.len();
-    let hi = *sorted.get(n / 2)? as f64;
-    if n % 2 == 1 {
-        return Some(hi);
-    }
-    Some((sorted[n / 2 - 1] as f64 + hi) / 2.0)
+    lo
 }
 
 /// The first value (zigzag), then each difference to the one before (non-negative).
