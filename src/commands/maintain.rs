@@ -35,7 +35,7 @@ pub async fn command(args: crate::commands::cli::MaintainArgs) -> i32 {
     match result {
         Ok(done) => emit(
             &json!({"status": "succeeded", "run_id": run_id, "tables": done}),
-            0,
+            crate::report::Status::Succeeded.exit_code(),
             None,
         ),
         Err(e) => failed_report(&e),

@@ -50,9 +50,10 @@ pub async fn command(args: PlanArgs) -> i32 {
                 );
             }
             // Rehydrating: a failure a retry cures, once the blobs are back online.
-            match rehydrate {
-                true => Status::Failed.exit_code(),
-                false => Status::Succeeded.exit_code(),
+            if rehydrate {
+                Status::Failed.exit_code()
+            } else {
+                Status::Succeeded.exit_code()
             }
         }
     };

@@ -13,8 +13,7 @@ use deltalake::datafusion::prelude::SessionContext;
 use deltalake::DeltaTable;
 
 use crate::lake::manifest::Place;
-use crate::lake::silver::read_err;
-use crate::lake::{self, Lake, SinkError};
+use crate::lake::{self, read_err, Lake, SinkError};
 use crate::report::page::{DeviceHours, Health, TableVersion, HEALTH_NUMBERS, HOURS};
 
 /// The table the health page reads (written by `run` once it exists; not in every lake).

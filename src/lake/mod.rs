@@ -337,32 +337,47 @@ pub async fn open_named(lake: &Lake, name: &'static str) -> Result<Option<DeltaT
     Ok(Some(table))
 }
 
-/// Whether `table` (named `name`) holds any file of the partition `column = date`.
+/// Whether `table` (as `spec` describes it) holds any file of its partition of `date`.
 pub async fn has_partition(
     table: &DeltaTable,
-    name: &'static str,
-    column: &str,
+    spec: &TableSpec,
     date: NaiveDate,
 ) -> Result<bool, SinkError> {
-    Ok(!partition_files(table, name, column, date).await?.is_empty())
+    Ok(!partition_files(table, spec, date).await?.is_empty())
 }
 
-/// The data files of the partition `column = date` of `table` (named `name`), as its log
+/// The data files of `table`'s partition of `date` (`spec.partition = date`), as its log
 /// names them, sorted.
 pub async fn partition_files(
     table: &DeltaTable,
-    name: &'static str,
-    column: &str,
+    spec: &TableSpec,
     date: NaiveDate,
 ) -> Result<Vec<String>, SinkError> {
     let day = date.format("%Y-%m-%d").to_string();
     let files = table
-        .get_files_by_partitions(&[(column, FilterOp::Eq, FilterValue::Scalar(&day))])
+        .get_files_by_partitions(&[(spec.partition, FilterOp::Eq, FilterValue::Scalar(&day))])
         .await
-        .map_err(|e| silver::read_err(name, table.table_url(), crate::storage::fault::chain(&e)))?;
+        .map_err(|e| {
+            read_err(
+                spec.name,
+                table.table_url(),
+                crate::storage::fault::chain(&e),
+            )
+        })?;
     let mut names: Vec<String> = files.iter().map(|p| p.to_string()).collect();
     names.sort_unstable();
     Ok(names)
+}
+
+/// A failed read of `table` at `url`, its fault sorted from the message.
+pub(crate) fn read_err(table: &'static str, url: &Url, message: String) -> SinkError {
+    SinkError::Read {
+        table,
+        url: url.to_string(),
+        container: crate::storage::container_of(url),
+        fault: crate::storage::fault::Fault::of_text(&message),
+        message,
+    }
 }
 
 /// Whether `url` is a local table folder with no Delta log (delta-rs cannot open a missing local folder).

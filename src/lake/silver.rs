@@ -12,24 +12,13 @@ use deltalake::datafusion::scalar::ScalarValue;
 use deltalake::DeltaTable;
 use polars::prelude::{Column, DataFrame, IntoColumn, Series};
 
-use crate::lake::{self, Lake, SinkError};
+use crate::lake::{self, read_err, Lake, SinkError};
 
 /// Adapts any error of a read of `telemetry` at `url` (its whole chain is kept, for [`Fault`]).
 ///
 /// [`Fault`]: crate::storage::fault::Fault
 fn failed<E: std::error::Error + 'static>(url: &url::Url) -> impl Fn(E) -> SinkError + Copy + '_ {
     move |e| read_err("telemetry", url, crate::storage::fault::chain(&e))
-}
-
-/// A failed read of `table` at `url`, its fault sorted from the message.
-pub(crate) fn read_err(table: &'static str, url: &url::Url, message: String) -> SinkError {
-    SinkError::Read {
-        table,
-        url: url.to_string(),
-        container: crate::storage::container_of(url),
-        fault: crate::storage::fault::Fault::of_text(&message),
-        message,
-    }
 }
 
 /// Opens the `telemetry` table at its latest version; `None` when there is no table yet.
@@ -61,7 +50,7 @@ pub async fn reload(table: &DeltaTable) -> Result<DeltaTable, SinkError> {
 
 /// Whether the table holds any file of `event_date = date`.
 pub async fn has_partition(table: &DeltaTable, date: NaiveDate) -> Result<bool, SinkError> {
-    lake::has_partition(table, "telemetry", "event_date", date).await
+    lake::has_partition(table, &lake::telemetry_table(), date).await
 }
 
 /// The data files of `event_date = date`, as the table's log names them, sorted.
@@ -69,7 +58,7 @@ pub async fn partition_files(
     table: &DeltaTable,
     date: NaiveDate,
 ) -> Result<Vec<String>, SinkError> {
-    lake::partition_files(table, "telemetry", "event_date", date).await
+    lake::partition_files(table, &lake::telemetry_table(), date).await
 }
 
 /// The rows of `event_date = date` with `event_time >= from_us` (when given), `columns` only.

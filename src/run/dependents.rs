@@ -118,15 +118,10 @@ impl RunTables {
         if silver::has_partition(&self.silver, date).await? {
             return Ok(true);
         }
-        match &self.health {
-            Some(health) => {
-                Ok(
-                    crate::lake::has_partition(health, "device_health", "health_date", date)
-                        .await?,
-                )
-            }
-            None => Ok(false),
-        }
+        let Some(health) = &self.health else {
+            return Ok(false);
+        };
+        Ok(crate::lake::has_partition(health, &crate::lake::health_table(), date).await?)
     }
 }
 

@@ -334,12 +334,12 @@ impl DayHealth {
             .par_iter()
             .map(|(id, t)| (id.as_str(), percentiles(t.transits.values(), [0.5, 0.95])))
             .collect();
-        // A device with no history: each hour's coverage divides by the median of its
-        // intervals known at the hour's end, never by those of later hours (the point in time).
+        // A device with no history (the one whose intervals are kept): each hour's coverage
+        // divides by the median of its intervals known at the hour's end, never by those
+        // of later hours (the point in time).
         let hour_medians: HashMap<&str, Vec<Option<f64>>> = self
             .devices
             .par_iter()
-            .filter(|(id, _)| !self.history.has_interval(id))
             .filter_map(|(id, t)| {
                 let marks: Vec<usize> = t.hours.iter().map(|h| h.intervals_mark).collect();
                 Some((id.as_str(), t.intervals.as_ref()?.medians_through(&marks)))
@@ -359,11 +359,15 @@ impl DayHealth {
             };
             health.push(self.day_start_us, id, today, fallback_type, times, counts);
             if let Some(today) = today {
+                let whole_date;
                 let medians = match hour_medians.get(id.as_str()) {
-                    Some(by_hour) => by_hour.clone(),
-                    None => vec![median; today.hours.len()],
+                    Some(by_hour) => by_hour,
+                    None => {
+                        whole_date = vec![median; today.hours.len()];
+                        &whole_date
+                    }
                 };
-                hours.push(self.day_start_us, id, today, &medians);
+                hours.push(self.day_start_us, id, today, medians);
             }
         }
         let (health, hours) = (health.frame(self.date)?, hours.frame()?);
