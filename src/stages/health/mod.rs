@@ -798,6 +798,59 @@ mod tests {
     }
 
     #[test]
+    fn without_history_an_interval_ending_at_t_is_the_next_hours() {
+        // Readings at 00:00:00 and 00:00:10, then one 1 s before t = 01:00, at t, or
+        // 1 s after it. The 00:00 row's m is the median of the intervals whose later
+        // reading is before t, so only the first of the three counts for it.
+        let third = [("after", 3601), ("at", 3600), ("before", 3599)];
+        let mut all: Option<DataFrame> = None;
+        for (device, s) in third {
+            let one = rows(
+                device,
+                &[(0, None, None), (10, None, None), (s, None, None)],
+            );
+            match &mut all {
+                Some(a) => {
+                    a.vstack_mut(&one).unwrap();
+                }
+                None => all = Some(one),
+            }
+        }
+        let mut day = DayHealth::new(date(), History::default());
+        day.add(&all.unwrap()).unwrap();
+        let (_, hours, _) = day.finish([], &Attribution::new()).unwrap();
+        // Rows: after 00:00 and 01:00, at 00:00 and 01:00, before 00:00.
+        let ids: Vec<AnyValue> = (0..5).map(|r| value(&hours, "device_id", r)).collect();
+        assert_eq!(
+            ids,
+            ["after", "after", "at", "at", "before"].map(|d| AnyValue::StringOwned(d.into()))
+        );
+        // after, at: one interval of 10 s by t: 2 readings / (3600 / 10).
+        for row in [0, 2] {
+            assert_eq!(
+                value(&hours, "coverage", row),
+                AnyValue::Float64(2.0 / 360.0),
+                "row {row}"
+            );
+        }
+        // before: 10 s and 3,589 s by t, m = 1,799.5 s: 3 readings / (3600 / 1799.5).
+        assert_eq!(
+            value(&hours, "coverage", 4),
+            AnyValue::Float64(3.0 / (3600.0 / 1799.5))
+        );
+        // The next hour knows the interval that ends at or after t: 10 s and 3,590 or
+        // 3,591 s, m = 1,800 or 1,800.5 s, for its one reading.
+        assert_eq!(
+            value(&hours, "coverage", 1),
+            AnyValue::Float64(1.0 / (3600.0 / 1800.5))
+        );
+        assert_eq!(
+            value(&hours, "coverage", 3),
+            AnyValue::Float64(1.0 / (3600.0 / 1800.0))
+        );
+    }
+
+    #[test]
     fn without_history_the_day_gives_the_median() {
         let mut day = DayHealth::new(date(), History::default());
         // 10 s, 10 s, 40 s: median 10 s → 8640 expected.
