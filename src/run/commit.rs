@@ -13,19 +13,19 @@ use crate::error::Error;
 use crate::lake::silver;
 use crate::lake::{self, CommitMeta};
 use crate::report::{RunReport, Status, TableReport};
-use crate::run::gold::{commit, recorded_devices, rejects_frame, stage, Staged};
+use crate::run::gold::{commit, recorded_devices, Staged};
 use crate::run::outputs::{Finish, Keep, Output};
+use crate::run::rejects::Rejects;
 use crate::run::site::Site;
 use crate::run::volume::Volume;
 use crate::stages::health::Attribution;
-use crate::stages::normalize::Reject;
 use crate::stages::source::Listing;
 
 use crate::run::date::{ms, DateRun};
 
 /// What a pass ended with, for the tables staged beside its outputs'.
 pub(super) struct Outcome<'a> {
-    pub(super) rejects: &'a [Reject],
+    pub(super) rejects: Rejects,
     pub(super) attribution: &'a Attribution,
     /// The quality gate, the volume guard or an expectation stopped the date.
     pub(super) gate_failed: bool,
@@ -59,9 +59,7 @@ impl DateRun<'_> {
             part.add_to(report);
             (staged, keeps)
         };
-        let paths: Vec<&str> = self.listing.blobs.iter().map(|b| b.path.as_str()).collect();
-        let frame = rejects_frame(pass.rejects, &paths, self.req.date, &self.meta.run_id)
-            .map_err(Error::polars("rejects"))?;
+        let rows = pass.rejects.finish()?;
         // The run's last commit records the date's volume, for later dates' guard.
         let ok = !pass.gate_failed;
         let rejects_meta = CommitMeta {
@@ -69,9 +67,9 @@ impl DateRun<'_> {
             devices: ok.then(|| recorded_devices(pass.attribution)),
             ..self.meta.clone()
         };
-        let rejects = stage(lake::rejects_table(), frame, rejects_meta)?;
-        lake::prepare_table(&self.site.lake, &rejects.0)?;
-        staged.push(rejects);
+        let spec = lake::rejects_table();
+        lake::prepare_table(&self.site.lake, &spec)?;
+        staged.push((spec, rows, rejects_meta));
         Ok((staged, keeps))
     }
 

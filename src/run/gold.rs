@@ -10,14 +10,13 @@ use tracing::{info, info_span, warn, Instrument};
 use crate::error::Error;
 use crate::lake::{self, CommitMeta, Lake};
 use crate::report::TableReport;
+use crate::run::rejects::Rows;
 use crate::stages::features::{self, baseline, Reference};
 use crate::stages::guarded;
 use crate::stages::health::{Attribution, DayHealth, SeenDevices};
-use crate::stages::normalize::Reject;
-use deltalake::arrow::array::RecordBatch;
 
-/// A table's frame made an Arrow batch, ready to commit.
-pub(super) type Staged = (lake::TableSpec, RecordBatch, CommitMeta);
+/// A table's rows made Arrow batches, ready to commit.
+pub(super) type Staged = (lake::TableSpec, Rows, CommitMeta);
 
 /// `device_health` of the date, the features with its per-hour coverage and the
 /// baselines, and what the date's digest says of each device (besides its intervals).
@@ -78,23 +77,31 @@ pub(super) fn stage(
     spec: lake::TableSpec,
     mut frame: DataFrame,
     meta: CommitMeta,
-) -> Result<(lake::TableSpec, RecordBatch, CommitMeta), Error> {
+) -> Result<Staged, Error> {
     let batch = lake::to_record_batch(&spec, &mut frame)?;
-    Ok((spec, batch, meta))
+    Ok((spec, Rows::Batch(batch), meta))
 }
 
-/// Replaces `date`'s partition of one table with `batch`.
+/// Replaces `date`'s partition of one table with `rows`.
 pub(super) async fn commit(
     lake: &Lake,
     spec: lake::TableSpec,
     date: NaiveDate,
-    batch: RecordBatch,
+    rows: Rows,
     meta: &CommitMeta,
 ) -> Result<TableReport, Error> {
-    let rows = batch.num_rows() as u64;
-    let version = lake::replace_partition(lake, &spec, date, batch, meta)
-        .instrument(info_span!("commit", table = spec.name))
-        .await?;
+    let span = info_span!("commit", table = spec.name);
+    let (rows, version) = match rows {
+        Rows::Batch(batch) => {
+            let rows = batch.num_rows() as u64;
+            let written = lake::replace_partition(lake, &spec, date, batch, meta);
+            (rows, written.instrument(span).await?)
+        }
+        Rows::Spilled(spilled) => {
+            let written = spilled.commit(lake, &spec, date, meta);
+            (spilled.rows(), written.instrument(span).await?)
+        }
+    };
     info!(table = spec.name, rows, version, "committed");
     Ok(TableReport {
         partition: format!("{}={date}", spec.partition),
@@ -113,53 +120,6 @@ pub(super) fn minute_frame(date: NaiveDate, frames: Vec<DataFrame>) -> PolarsRes
         all.vstack_mut(&f)?;
     }
     Ok(all)
-}
-
-/// The rejects of the date's own partitions as a frame of the `rejects` table.
-pub(super) fn rejects_frame(
-    rejects: &[Reject],
-    paths: &[&str],
-    date: NaiveDate,
-    run_id: &str,
-) -> PolarsResult<DataFrame> {
-    let n = rejects.len();
-    let run_date = crate::calendar::date_column("run_date", date, n);
-    DataFrame::new_infer_height(vec![
-        run_date,
-        Column::new(
-            "source_file".into(),
-            rejects
-                .iter()
-                .map(|r| paths.get(r.blob as usize).copied())
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "line".into(),
-            rejects
-                .iter()
-                .map(|r| r.line.map(|l| l as i64))
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "reason".into(),
-            rejects
-                .iter()
-                .map(|r| r.reason.as_str())
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "detail".into(),
-            rejects
-                .iter()
-                .map(|r| r.detail.as_str())
-                .collect::<Vec<_>>(),
-        ),
-        Column::new(
-            "raw".into(),
-            rejects.iter().map(|r| r.raw.as_str()).collect::<Vec<_>>(),
-        ),
-        Column::new("run_id".into(), vec![run_id; n]),
-    ])
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@
 //! [`health`] reads back what `device_health` and the baselines need.
 //! [`windows`] reads what the declared feature windows reach of earlier dates.
 //! [`expect`] checks the job's declared expectations on each hour's rows.
+//! [`rejects`] gathers a pass's rejects, spilling them to a local file past a bound.
 //! [`backfill`] and [`catchup`] run many dates; [`dependents`] says which later
 //! dates read a date's silver; [`crate::cancel`] is how a
 //! signal stops them cleanly.
@@ -33,6 +34,7 @@ pub mod pipeline;
 pub mod prepare;
 pub mod read;
 pub mod refresh;
+pub mod rejects;
 pub mod silver;
 pub mod site;
 pub mod volume;

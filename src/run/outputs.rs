@@ -219,7 +219,8 @@ pub(super) trait Output: Send {
     /// screened, by device and event time.
     fn add_hour(&mut self, hour_start_us: i64, rows: &DataFrame) -> Result<(), Error>;
 
-    /// When every hour is in: the rejects it made, for the `rejects` table.
+    /// The rejects it has made since last asked, for the `rejects` table (asked
+    /// after each hour it took, so the pass bounds what they hold).
     fn take_rejects(&mut self) -> Vec<Reject> {
         Vec::new()
     }

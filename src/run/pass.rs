@@ -15,10 +15,11 @@ use crate::lake::{self, CommitMeta};
 use crate::run::hours;
 use crate::run::outputs::{self, Output};
 use crate::run::read;
+use crate::run::rejects::Rejects;
 use crate::run::site::Site;
 use crate::stages::guarded;
 use crate::stages::health::Attribution;
-use crate::stages::normalize::{Reject, Rules};
+use crate::stages::normalize::Rules;
 use crate::stages::source::{self, Listing};
 
 /// What every pass over the date's blobs reads with.
@@ -57,7 +58,7 @@ pub(super) struct Pass {
     pub(super) outputs: Vec<Box<dyn Output>>,
     /// Per device: duplicates, rejects and late rows.
     pub(super) attribution: Attribution,
-    pub(super) rejects: Vec<Reject>,
+    pub(super) rejects: Rejects,
     pub(super) counts: Counts,
     pub(super) times: hours::StageTimes,
 }
@@ -118,7 +119,17 @@ pub(super) async fn one_pass(
         silver,
     );
     let mut counts = Counts::default();
-    let mut rejects = Vec::new();
+    let mut rejects = Rejects::new(
+        inputs.rules.limits.memory,
+        inputs
+            .listing
+            .blobs
+            .iter()
+            .map(|b| b.path.clone())
+            .collect(),
+        inputs.date,
+        &inputs.meta.run_id,
+    );
     let mut blobs = ahead.unwrap_or_else(|| {
         read::ReadAhead::start(inputs.site, inputs.listing, inputs.rules.clone())
     });
@@ -134,14 +145,25 @@ pub(super) async fn one_pass(
         counts.other_dates += outcome.other_dates;
         counts.drift.add(outcome.drift);
         counts.empty += usize::from(outcome.empty);
-        rejects.extend(outcome.rejects);
+        rejects.add(outcome.rejects)?;
         day.add(&inputs.listing.blobs[idx].path, outcome.hours)?;
         drop(budget);
         day.complete_before(frontier_us).await?;
+        take_output_rejects(&mut day, &mut rejects)?;
         crate::memory::settle();
     }
     day.complete().await?;
+    take_output_rejects(&mut day, &mut rejects)?;
     Ok(pass_of(day, counts, rejects))
+}
+
+/// The rejects the outputs made of the hours just closed (rows an expectation
+/// dropped), gathered as they come so that they count against the bound.
+fn take_output_rejects(day: &mut hours::Day<'_>, rejects: &mut Rejects) -> Result<(), Error> {
+    for output in &mut day.outputs {
+        rejects.add(output.take_rejects())?;
+    }
+    Ok(())
 }
 
 /// Silver's writer for the pass, started, and what its rows need from the run.
@@ -164,25 +186,15 @@ async fn silver_out(inputs: &PassInputs<'_>) -> Result<crate::run::silver::Silve
     })
 }
 
-/// The pass as the date's steps take it (the day's counts, its rejects in blob and
-/// line order, attributed to their devices), and the contested id hashes.
-fn pass_of(
-    mut day: hours::Day<'_>,
-    mut counts: Counts,
-    mut rejects: Vec<Reject>,
-) -> (Pass, Vec<u64>) {
-    for output in &mut day.outputs {
-        rejects.append(&mut output.take_rejects());
-    }
-    rejects.sort_by_key(|r: &Reject| (r.blob, r.line));
+/// The pass as the date's steps take it (the day's counts, its rejects
+/// attributed to their devices), and the contested id hashes.
+fn pass_of(day: hours::Day<'_>, mut counts: Counts, rejects: Rejects) -> (Pass, Vec<u64>) {
     counts.duplicates = day.duplicates;
     counts.devices = day.devices.len() as u64;
     counts.rows_written = day.rows_written;
     let mut attribution = day.attribution;
-    for r in &rejects {
-        if let Some(device) = &r.device {
-            attribution.entry(device.clone()).or_default().rejected += 1;
-        }
+    for (device, n) in rejects.by_device() {
+        attribution.entry(device.clone()).or_default().rejected += n;
     }
     let pass = Pass {
         silver: day.silver.stream,

@@ -28,11 +28,12 @@ use crate::run::hours;
 use crate::run::outputs::Start;
 use crate::run::pass::{read_pass, Counts, PassInputs};
 use crate::run::read::ReadAhead;
+use crate::run::rejects::Rejects;
 use crate::run::site::Site;
 use crate::run::volume::{self, Volume};
 use crate::stages::features::{self, Reference};
 use crate::stages::guarded;
-use crate::stages::normalize::{Reject, Rules};
+use crate::stages::normalize::Rules;
 use crate::stages::source::tier::{self, BlobTier};
 use crate::stages::source::Listing;
 
@@ -213,19 +214,16 @@ fn rules_of(job: &Job, date: NaiveDate) -> Rules {
 }
 
 /// Puts a pass's counts into the report and checks the identity; the reject ratio.
-fn account(report: &mut RunReport, counts: &Counts, rejects: &[Reject]) -> Result<f64, Error> {
+fn account(report: &mut RunReport, counts: &Counts, rejects: &Rejects) -> Result<f64, Error> {
     report.blobs.empty = counts.empty;
     report.records_read = counts.own_records + counts.look_ahead_rows;
     report.rows_written = counts.rows_written;
-    report.rejected = rejects.len() as u64;
+    report.rejected = rejects.count();
     report.duplicates = counts.duplicates;
     report.other_dates = counts.other_dates;
     report.rejects_by_reason.clear();
-    for r in rejects {
-        *report
-            .rejects_by_reason
-            .entry(r.reason.as_str())
-            .or_default() += 1;
+    for (reason, n) in rejects.by_reason() {
+        report.rejects_by_reason.insert(reason, *n);
     }
     if !report.balances() {
         return Err(Error::Internal(format!(
@@ -283,7 +281,7 @@ impl DateRun<'_> {
             }
             info!(
                 rows = pass.counts.rows_written,
-                rejects = pass.rejects.len(),
+                rejects = pass.rejects.count(),
                 duplicates = pass.counts.duplicates,
                 "read"
             );
@@ -300,7 +298,7 @@ impl DateRun<'_> {
             }
             let t = Instant::now();
             let outcome = Outcome {
-                rejects: &pass.rejects,
+                rejects: pass.rejects,
                 attribution: &pass.attribution,
                 gate_failed,
                 volume,

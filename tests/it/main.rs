@@ -27,6 +27,7 @@ mod minute;
 mod mltable;
 mod report_html;
 mod run_local;
+mod spill;
 mod stop;
 mod volume;
 

@@ -1,0 +1,447 @@
+//! The date's rejects as a pass gathers them: counted as they come (the
+//! report's figures, each device's share for `device_health`), held in memory
+//! up to a bound, and past it spilled to an unnamed local file, so that a night
+//! on which most records are rejected (an expectation that drops every row, a
+//! day of garbage) holds the bound, not what it read. The `rejects` commit,
+//! the run's last, streams the spilled batches back ([`Spilled::commit`]).
+//!
+//! The file is Arrow IPC (arrow's own, through deltalake's re-export), LZ4
+//! compressed, batches already in the table's schema: written and read back
+//! once, in order, so a format that needs no conversion either way. It is
+//! created with `tempfile::tempfile_in` (removed when closed, or by the OS
+//! when the process is killed), in [`spill_dir`]. Spilled rejects are
+//! sorted by blob and line within each spilled part; held ones are sorted
+//! whole, so a date under the bound keeps them in blob and line order.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::io::{BufWriter, Seek, SeekFrom};
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use deltalake::arrow::array::RecordBatch;
+use deltalake::arrow::ipc::reader::FileReader;
+use deltalake::arrow::ipc::writer::{FileWriter, IpcWriteOptions};
+use deltalake::arrow::ipc::CompressionType;
+use polars::prelude::*;
+use tracing::{debug, info, warn};
+
+use crate::error::Error;
+use crate::lake::{self, CommitMeta, Lake, PartitionStream};
+use crate::stages::normalize::Reject;
+
+/// What the date's rejects hold in memory at most: this share of `[limits]
+/// memory` (64 MiB of the default 2 GiB), counted as their text plus the
+/// record's own size. One blob's rejects are added at once (at most 10,000,
+/// their raw text cut at 4 KiB), so the bound can be passed by that much.
+pub const HELD_SHARE_OF_MEMORY: u64 = 32;
+
+/// The rejects a pass has gathered so far.
+pub struct Rejects {
+    held: Vec<Reject>,
+    held_bytes: u64,
+    limit: u64,
+    spill: Option<FileWriter<BufWriter<File>>>,
+    spilled: u64,
+    count: u64,
+    by_reason: BTreeMap<&'static str, u64>,
+    by_device: HashMap<String, u64>,
+    /// `source_file` by blob index, and the columns every row shares.
+    paths: Vec<String>,
+    date: NaiveDate,
+    run_id: String,
+}
+
+/// What a staged table commits ([`crate::run::gold::Staged`]): one batch in
+/// memory, or the date's rejects spilled to a local file past what they may hold.
+pub enum Rows {
+    Batch(RecordBatch),
+    Spilled(Spilled),
+}
+
+/// The spilled rejects: an Arrow IPC file of batches in the `rejects` schema.
+pub struct Spilled {
+    file: File,
+    rows: u64,
+}
+
+impl Rejects {
+    /// Nothing gathered; held up to `memory` / [`HELD_SHARE_OF_MEMORY`].
+    pub fn new(memory: u64, paths: Vec<String>, date: NaiveDate, run_id: &str) -> Rejects {
+        Rejects {
+            held: Vec::new(),
+            held_bytes: 0,
+            limit: memory / HELD_SHARE_OF_MEMORY,
+            spill: None,
+            spilled: 0,
+            count: 0,
+            by_reason: BTreeMap::new(),
+            by_device: HashMap::new(),
+            paths,
+            date,
+            run_id: run_id.to_string(),
+        }
+    }
+
+    /// Counts and keeps `rejects`; spills what is held once it passes the bound.
+    pub fn add(&mut self, rejects: Vec<Reject>) -> Result<(), Error> {
+        for r in &rejects {
+            self.count += 1;
+            *self.by_reason.entry(r.reason.as_str()).or_default() += 1;
+            if let Some(device) = &r.device {
+                *self.by_device.entry(device.clone()).or_default() += 1;
+            }
+            self.held_bytes += held_size(r);
+        }
+        self.held.extend(rejects);
+        if self.held_bytes > self.limit {
+            self.spill_held()?;
+        }
+        Ok(())
+    }
+
+    /// Every reject gathered.
+    pub fn count(&self) -> u64 {
+        self.count
+    }
+
+    /// Rejects per reason.
+    pub fn by_reason(&self) -> &BTreeMap<&'static str, u64> {
+        &self.by_reason
+    }
+
+    /// Rejects per device, for those that named one.
+    pub fn by_device(&self) -> &HashMap<String, u64> {
+        &self.by_device
+    }
+
+    /// Ends the gathering: the held rejects as one batch (in blob and line
+    /// order), or, once anything was spilled, the rest spilled too and the
+    /// file ready to read back.
+    pub fn finish(mut self) -> Result<Rows, Error> {
+        if self.spill.is_none() {
+            return Ok(Rows::Batch(self.batch()?));
+        }
+        if !self.held.is_empty() {
+            self.spill_held()?;
+        }
+        let Some(writer) = self.spill.take() else {
+            return Err(Error::Internal(
+                "the rejects' spill file went missing (a bug)".into(),
+            ));
+        };
+        let rows = self.spilled;
+        let file = writer
+            .into_inner()
+            .map_err(|e| spill_err("finishing", e))?
+            .into_inner()
+            .map_err(|e| spill_err("finishing", e.error()))?;
+        info!(rows, "rejects spilled to a local file: committed from it");
+        Ok(Rows::Spilled(Spilled { file, rows }))
+    }
+
+    /// The held rejects, in blob and line order, as a batch of the `rejects` table.
+    fn batch(&mut self) -> Result<RecordBatch, Error> {
+        let mut held = std::mem::take(&mut self.held);
+        self.held_bytes = 0;
+        held.sort_by_key(|r| (r.blob, r.line));
+        let paths: Vec<&str> = self.paths.iter().map(String::as_str).collect();
+        let mut frame = rejects_frame(&held, &paths, self.date, &self.run_id)
+            .map_err(Error::polars("rejects"))?;
+        drop(held);
+        Ok(lake::to_record_batch(&lake::rejects_table(), &mut frame)?)
+    }
+
+    fn spill_held(&mut self) -> Result<(), Error> {
+        let batch = self.batch()?;
+        if self.spill.is_none() {
+            warn!(
+                held_mib = self.limit >> 20,
+                dir = %spill_dir().display(),
+                "the date's rejects passed what they may hold in memory: spilling them to a local file"
+            );
+            self.spill = Some(new_spill(&batch)?);
+        }
+        if let Some(writer) = self.spill.as_mut() {
+            writer.write(&batch).map_err(|e| spill_err("writing", e))?;
+        }
+        self.spilled += batch.num_rows() as u64;
+        debug!(
+            rows = batch.num_rows(),
+            spilled = self.spilled,
+            "a part of the rejects spilled"
+        );
+        Ok(())
+    }
+}
+
+/// A reject's size in memory: the record and the text it owns.
+fn held_size(r: &Reject) -> u64 {
+    let text = r.raw.len() + r.detail.len() + r.device.as_ref().map_or(0, String::len);
+    (std::mem::size_of::<Reject>() + text) as u64
+}
+
+/// Where the spill file goes: `TMPDIR` when set; else, on Azure Batch, the
+/// task's working folder (on the node's temporary disk, larger than the
+/// system disk that holds `/tmp`); else the system's temporary folder.
+pub fn spill_dir() -> PathBuf {
+    let set = |name| {
+        std::env::var_os(name)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    set("TMPDIR")
+        .or_else(|| set("AZ_BATCH_TASK_WORKING_DIR"))
+        .unwrap_or_else(std::env::temp_dir)
+}
+
+fn new_spill(batch: &RecordBatch) -> Result<FileWriter<BufWriter<File>>, Error> {
+    let file = tempfile::tempfile_in(spill_dir()).map_err(|e| spill_err("creating", e))?;
+    let options = IpcWriteOptions::default()
+        .try_with_compression(Some(CompressionType::LZ4_FRAME))
+        .map_err(|e| spill_err("creating", e))?;
+    FileWriter::try_new_with_options(BufWriter::new(file), &batch.schema(), options)
+        .map_err(|e| spill_err("creating", e))
+}
+
+fn spill_err(doing: &str, e: impl std::fmt::Display) -> Error {
+    Error::Internal(format!(
+        "rejects: {doing} their spill file in {}: {e}",
+        spill_dir().display()
+    ))
+}
+
+impl Spilled {
+    /// Rows in the file.
+    pub fn rows(&self) -> u64 {
+        self.rows
+    }
+
+    /// The spilled batches, from the start of the file.
+    pub fn batches(&self) -> Result<FileReader<File>, Error> {
+        let mut file = self.file.try_clone().map_err(|e| spill_err("reading", e))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| spill_err("reading", e))?;
+        FileReader::try_new(file, None).map_err(|e| spill_err("reading", e))
+    }
+
+    /// Replaces `date`'s partition of `spec` with the file's rows, a batch at a
+    /// time; a concurrent table creation means streaming them again.
+    pub async fn commit(
+        &self,
+        lake: &Lake,
+        spec: &lake::TableSpec,
+        date: NaiveDate,
+        meta: &CommitMeta,
+    ) -> Result<u64, Error> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut stream = PartitionStream::start(lake, spec, date, meta).await?;
+            for batch in self.batches()? {
+                let batch = batch.map_err(|e| spill_err("reading", e))?;
+                stream.send(batch).await?;
+            }
+            match stream.finish().await {
+                Ok(version) => return Ok(version),
+                Err(e) if e.is_commit_conflict() && attempt < lake::COMMIT_ATTEMPTS => {
+                    warn!(table = spec.name, error = %e, attempt, "concurrent commit by another run; committing again on top of it");
+                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+}
+
+/// The rejects of the date's own partitions as a frame of the `rejects` table.
+fn rejects_frame(
+    rejects: &[Reject],
+    paths: &[&str],
+    date: NaiveDate,
+    run_id: &str,
+) -> PolarsResult<DataFrame> {
+    let n = rejects.len();
+    let run_date = crate::calendar::date_column("run_date", date, n);
+    DataFrame::new_infer_height(vec![
+        run_date,
+        Column::new(
+            "source_file".into(),
+            rejects
+                .iter()
+                .map(|r| paths.get(r.blob as usize).copied())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "line".into(),
+            rejects
+                .iter()
+                .map(|r| r.line.map(|l| l as i64))
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "reason".into(),
+            rejects
+                .iter()
+                .map(|r| r.reason.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "detail".into(),
+            rejects
+                .iter()
+                .map(|r| r.detail.as_str())
+                .collect::<Vec<_>>(),
+        ),
+        Column::new(
+            "raw".into(),
+            rejects.iter().map(|r| r.raw.as_str()).collect::<Vec<_>>(),
+        ),
+        Column::new("run_id".into(), vec![run_id; n]),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stages::normalize::Reason;
+    use deltalake::arrow::array::{Array, Int64Array, StringArray};
+
+    fn reject(blob: u32, line: u64, raw_len: usize) -> Reject {
+        Reject {
+            blob,
+            line: Some(line),
+            reason: if line.is_multiple_of(3) {
+                Reason::MalformedRecord
+            } else {
+                Reason::FailedExpectation
+            },
+            detail: format!("d{line}"),
+            raw: format!("{blob}:{line}:{}", "x".repeat(raw_len)),
+            device: line.is_multiple_of(2).then(|| format!("dev{}", line % 4)),
+        }
+    }
+
+    fn date() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2024, 3, 11).unwrap()
+    }
+
+    /// (source_file, line, reason, detail, raw) of every row of `batches`, in their order.
+    fn rows(batches: &[RecordBatch]) -> Vec<(String, i64, String, String, String)> {
+        let mut out = Vec::new();
+        for b in batches {
+            let s = |name: &str| {
+                b.column_by_name(name)
+                    .unwrap()
+                    .as_any()
+                    .downcast_ref::<StringArray>()
+                    .unwrap()
+                    .clone()
+            };
+            let (file, reason, detail, raw) =
+                (s("source_file"), s("reason"), s("detail"), s("raw"));
+            let line = b.column_by_name("line").unwrap();
+            let line = line.as_any().downcast_ref::<Int64Array>().unwrap();
+            for i in 0..b.num_rows() {
+                assert!(!line.is_null(i));
+                out.push((
+                    file.value(i).to_string(),
+                    line.value(i),
+                    reason.value(i).to_string(),
+                    detail.value(i).to_string(),
+                    raw.value(i).to_string(),
+                ));
+            }
+        }
+        out
+    }
+
+    fn expected(input: &[Reject]) -> Vec<(String, i64, String, String, String)> {
+        input
+            .iter()
+            .map(|r| {
+                (
+                    format!("b{}.json", r.blob),
+                    r.line.unwrap() as i64,
+                    r.reason.as_str().to_string(),
+                    r.detail.clone(),
+                    r.raw.clone(),
+                )
+            })
+            .collect()
+    }
+
+    fn paths() -> Vec<String> {
+        (0..4).map(|b| format!("b{b}.json")).collect()
+    }
+
+    /// Four blobs' rejects, added a blob at a time, blobs out of order.
+    fn input() -> Vec<Vec<Reject>> {
+        [2u32, 0, 3, 1]
+            .iter()
+            .map(|&b| (1..=50).rev().map(|l| reject(b, l, 1_500)).collect())
+            .collect()
+    }
+
+    #[test]
+    fn under_the_bound_the_rejects_are_one_batch_in_blob_and_line_order() {
+        let mut rejects = Rejects::new(64 << 20, paths(), date(), "r1");
+        let all: Vec<Reject> = input().into_iter().flatten().collect();
+        for blob in input() {
+            rejects.add(blob).unwrap();
+        }
+        assert_eq!(rejects.count(), 200);
+        // Lines 3, 6, .., 48 of four blobs are malformed; the rest failed an expectation.
+        assert_eq!(rejects.by_reason()["malformed_record"], 4 * 16);
+        assert_eq!(rejects.by_reason()["failed_expectation"], 200 - 4 * 16);
+        // Even lines name dev0 (lines 4, 8, ..) or dev2 (2, 6, ..): 12 and 13 a blob.
+        assert_eq!(rejects.by_device()["dev0"], 4 * 12);
+        assert_eq!(rejects.by_device()["dev2"], 4 * 13);
+        assert_eq!(rejects.by_device().len(), 2);
+        let Rows::Batch(batch) = rejects.finish().unwrap() else {
+            panic!("2 MiB holds 200 rejects of 1.6 KB");
+        };
+        let mut want = expected(&all);
+        want.sort_by_key(|r| (r.0.clone(), r.1));
+        assert_eq!(rows(&[batch]), want);
+    }
+
+    #[test]
+    fn over_the_bound_every_reject_is_spilled_once_and_read_back_whole() {
+        // 64 KiB held at most: each blob's 50 rejects of about 1.6 KB pass it.
+        let memory = 64 * 1024 * HELD_SHARE_OF_MEMORY;
+        let mut rejects = Rejects::new(memory, paths(), date(), "r1");
+        let mut all = Vec::new();
+        for (i, blob) in input().into_iter().enumerate() {
+            all.extend(blob.clone());
+            rejects.add(blob).unwrap();
+            // What is held after an add is never over the bound.
+            assert!(rejects.held_bytes <= rejects.limit, "after blob {i}");
+            assert!(rejects.held.is_empty(), "after blob {i}");
+        }
+        // A last few under the bound, held until the end.
+        let tail: Vec<Reject> = (51..=53).map(|l| reject(1, l, 10)).collect();
+        all.extend(tail.clone());
+        rejects.add(tail).unwrap();
+        assert_eq!(rejects.held.len(), 3);
+        let Rows::Spilled(spilled) = rejects.finish().unwrap() else {
+            panic!("64 KiB does not hold 200 rejects of 1.6 KB");
+        };
+        assert_eq!(spilled.rows(), 203);
+        let read = |s: &Spilled| s.batches().unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+        let batches = read(&spilled);
+        // A part per blob, then the held tail: each sorted by line within it.
+        assert_eq!(batches.len(), 5);
+        let got = rows(&batches);
+        let mut want = expected(&all);
+        let key = |r: &(String, i64, String, String, String)| (r.0.clone(), r.1);
+        for part in [0..50, 50..100, 100..150, 150..200] {
+            want[part].sort_by_key(key);
+        }
+        assert_eq!(got, want);
+        // Read again (a commit that streams twice after a conflict): the same rows.
+        assert_eq!(rows(&read(&spilled)), want);
+        // The table's schema, so the partition writer takes the batches as they are.
+        assert_eq!(batches[0].schema(), lake::rejects_table().schema);
+    }
+}

@@ -1,0 +1,178 @@
+//! Rejects past what a run may hold in memory (`[limits] memory` / 32) are spilled
+//! to a local file and committed from it: the `rejects` table is the same as
+//! when they are held, row for row, and every record read is in it once.
+//!
+//! Eight hour blobs of 750 lines each; every 125th line is not JSON (a
+//! `malformed_record` whose raw is the line), every other line is a reading that
+//! the expectation `cold` drops (`temperature < -100`, and every temperature
+//! is 20 or more), its raw the row as JSON with its 600-byte message id. About
+//! 0.7 MB of rejects an hour, 5.6 MB in all: over the 2 MiB that
+//! `memory = "64MiB"` allows, under the 64 MiB of the default. Hours close
+//! while later blobs are read (two hours after their end, the late-arrival
+//! window), and their dropped rows count against the bound as they close: the
+//! rejects are spilled in several parts, not once at the end.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+
+const DATE: &str = "2024-03-11";
+const HOURS: [u32; 8] = [0, 1, 2, 3, 4, 5, 6, 7];
+const LINES: u64 = 750;
+const MALFORMED_EVERY: u64 = 125;
+
+fn message_id(hour: u32, line: u64) -> String {
+    format!("m{hour:02}-{line:05}-{}", "x".repeat(600))
+}
+
+fn blob(hour: u32) -> String {
+    format!("telemetry/2024/03/11/{hour:02}/part.json")
+}
+
+/// The raw container: the eight blobs, written line by line.
+fn raw(dir: &Path) -> PathBuf {
+    let raw = empty_container(dir);
+    for hour in HOURS {
+        let path = raw.join(blob(hour));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let lines: Vec<String> = (1..=LINES)
+            .map(|line| {
+                if line.is_multiple_of(MALFORMED_EVERY) {
+                    return format!("not json {hour} {line}");
+                }
+                serde_json::json!({
+                    "deviceId": format!("d{}", line % 7),
+                    "deviceType": "pump",
+                    "timestamp": format!("{DATE}T{hour:02}:{:02}:{:02}Z", line / 60, line % 60),
+                    "temperature": 20.0 + (line % 10) as f64,
+                    "vibration": 5.0,
+                    "messageId": message_id(hour, line),
+                })
+                .to_string()
+            })
+            .collect();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    }
+    raw
+}
+
+fn job(dir: &Path, raw: &Path, limits: &str) -> PathBuf {
+    let text = format!(
+        "name = \"spill\"\nsource = {:?}\nlayout = \"telemetry/{{yyyy}}/{{MM}}/{{dd}}/{{HH}}/\"\nlake = {:?}\nmax_reject_ratio = 1.0\nallow_empty = true\n{limits}\n[[expectations]]\nname = \"cold\"\nexpr = \"temperature < -100\"\naction = \"drop\"\n",
+        raw.to_str().unwrap(),
+        dir.join("lake").to_str().unwrap(),
+    );
+    let path = dir.join("job.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+type Row = (String, i64, String, String, String);
+
+/// Runs the job; its exit code, report, stderr and the `rejects` rows, sorted.
+fn run(dir: &Path, limits: &str) -> (i32, serde_json::Value, String, Vec<Row>) {
+    let raw = raw(dir);
+    let job = job(dir, &raw, limits);
+    let lake = dir.join("lake");
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let args = [
+        "run",
+        "--job",
+        job.to_str().unwrap(),
+        "--date",
+        DATE,
+        "--lake",
+        lake.to_str().unwrap(),
+        "--labels-as-of",
+        LABELS,
+    ];
+    let env = [
+        ("TMPDIR", tmp.to_str().unwrap().to_string()),
+        (
+            "COLDPATH_LOG",
+            "warn,coldpath::run::rejects=debug".to_string(),
+        ),
+    ];
+    let out = coldpath_env(&args, &env);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("report is not JSON ({e}): {stderr}"));
+    // The spill file has no name: nothing is left in the temporary folder.
+    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "{stderr}");
+    let mut rows: Vec<Row> = read_rows(&lake, "rejects")
+        .iter()
+        .map(|r| {
+            (
+                get(r, "source_file").as_str().unwrap().to_string(),
+                get(r, "line").as_i64().unwrap(),
+                get(r, "reason").as_str().unwrap().to_string(),
+                get(r, "detail").as_str().unwrap().to_string(),
+                get(r, "raw").as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    rows.sort();
+    (out.status.code().unwrap(), report, stderr, rows)
+}
+
+const SPILLING: &str = "spilling them to a local file";
+const PART: &str = "a part of the rejects spilled";
+
+#[test]
+fn rejects_past_their_memory_bound_are_spilled_and_committed_whole() {
+    let (spilled_dir, held_dir) = (temp_lake(), temp_lake());
+    let (code, report, stderr, spilled) = run(spilled_dir.path(), "[limits]\nmemory = \"64MiB\"\n");
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    assert!(stderr.contains(SPILLING), "2 MiB held at most: {stderr}");
+    let parts = stderr.matches(PART).count();
+    assert!(parts >= 2, "{parts} parts spilled: {stderr}");
+    let (code, _, stderr, held) = run(held_dir.path(), "");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains(SPILLING), "64 MiB held at most: {stderr}");
+
+    // Every line of every blob, once, as the blobs were written.
+    let want_lines = HOURS.len() as u64 * LINES;
+    let malformed = HOURS.len() as u64 * (LINES / MALFORMED_EVERY);
+    assert_eq!(report["records_read"], want_lines);
+    assert_eq!(report["rejected"], want_lines);
+    assert_eq!(report["rejects_by_reason"]["malformed_record"], malformed);
+    assert_eq!(
+        report["rejects_by_reason"]["failed_expectation"],
+        want_lines - malformed
+    );
+    assert_eq!(spilled.len() as u64, want_lines);
+    let mut per_blob: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for (file, line, reason, detail, raw) in &spilled {
+        per_blob.entry(file).or_default().push(*line);
+        let hour: u32 = file["telemetry/2024/03/11/".len()..][..2].parse().unwrap();
+        let line = *line as u64;
+        if line.is_multiple_of(MALFORMED_EVERY) {
+            assert_eq!(reason, "malformed_record", "{file}:{line}");
+            assert_eq!(raw, &format!("not json {hour} {line}"));
+        } else {
+            assert_eq!(
+                (reason.as_str(), detail.as_str()),
+                ("failed_expectation", "cold")
+            );
+            let row: serde_json::Value = serde_json::from_str(raw).unwrap();
+            assert_eq!(row["message_id"], message_id(hour, line), "{file}:{line}");
+            assert_eq!(
+                row["temperature"],
+                20.0 + (line % 10) as f64,
+                "{file}:{line}"
+            );
+        }
+    }
+    let every_line: Vec<i64> = (1..=LINES as i64).collect();
+    for hour in HOURS {
+        let mut lines = per_blob.remove(blob(hour).as_str()).unwrap_or_default();
+        lines.sort();
+        assert_eq!(lines, every_line, "{}", blob(hour));
+    }
+    assert!(per_blob.is_empty(), "{per_blob:?}");
+
+    // Held or spilled, the same rows.
+    assert_eq!(spilled, held);
+}
