@@ -395,9 +395,28 @@ fn a_flat_data_factory_folder_runs_a_manual_and_a_scheduled_date() {
 #[test]
 fn the_shipped_catchup_runs_in_a_flat_folder_and_refreshes_the_labels() {
     let lake = temp_lake();
-    let run = shipped_activity("coldpath-run", "2024-03-11", where_to(lake.path()));
+    // The nightly run sees the labels as of the next midnight: a 7-day horizon from a
+    // row of 2024-03-11 is not over then, so its label is unknown unless a failure
+    // was already seen. The catch-up sees them as of LABELS, when every 7-day one is over.
+    let mut nightly = where_to(lake.path());
+    nightly["labels_as_of"] = json!("2024-03-12T00:00:00Z");
+    let run = shipped_activity("coldpath-run", "2024-03-11", nightly);
     let (code, report, err) = adf_bare(flat_folder(&run, &flat_resources()).path());
     assert_eq!(code, 0, "{report}\n{err}");
+    let want = expected("2024-03-11")["features"]
+        .as_array()
+        .unwrap()
+        .clone();
+    let before = crate::features::features_of(lake.path(), "2024-03-11");
+    assert_eq!(before.len(), want.len());
+    let unknown_then = |label: &str| {
+        before
+            .iter()
+            .zip(&want)
+            .filter(|(g, w)| get(g, label).is_null() && w[label].is_boolean())
+            .count()
+    };
+    assert!(unknown_then("failure_within_7d") > 0);
     let features_version = || {
         open_table(lake.path(), "features_hourly")
             .version()
@@ -437,6 +456,20 @@ fn the_shipped_catchup_runs_in_a_flat_folder_and_refreshes_the_labels() {
         instant(LABELS),
         "{meta}"
     );
+    // Every row's labels as the contract gives them with LABELS (2024-03-10 was never
+    // run, and the catch-up leaves it so: the look-back stays incomplete, so only the
+    // labels are compared with the expectation, which has it).
+    let after = crate::features::features_of(lake.path(), "2024-03-11");
+    assert_eq!(after.len(), want.len());
+    for (g, w) in after.iter().zip(&want) {
+        assert_eq!(
+            (get(g, "device_id"), get(g, "window_start")),
+            (&w["device_id"], &w["window_start"])
+        );
+        for label in ["failure_within_7d", "failure_within_14d"] {
+            assert_eq!(get(g, label), &w[label], "{label} of {g:?}");
+        }
+    }
 }
 
 /// What the shipped pipeline does after `coldpath-run` ended with `outputs`: its If

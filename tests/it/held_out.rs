@@ -171,6 +171,36 @@ fn eight_consecutive_dates_of_a_held_out_container_give_the_contracts_health_bas
         pit("press-01", "days_since_maintenance"),
         ["10", "9"].map(String::from).into()
     );
+    // And at the designed edges, the program's own rows, hour by hour (a row's t is its
+    // window_start + 1 h): an entry at exactly t is not seen by that row, the next row sees it.
+    let at = |date: &str, device: &str, hour: u32, column: &str| -> Value {
+        let ws = chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d")
+            .unwrap()
+            .and_hms_opt(hour, 0, 0)
+            .unwrap()
+            .and_utc()
+            .timestamp_micros();
+        let rows = features_of(lake.path(), date);
+        let row = rows
+            .iter()
+            .find(|r| get(r, "device_id") == device && get(r, "window_start") == ws)
+            .unwrap_or_else(|| panic!("no row of {device} at {date} {hour}:00"));
+        get(row, column).clone()
+    };
+    let dsm = "days_since_maintenance";
+    // robot-11's entry at 2024-05-06T10:00, the t of its 09:00 row.
+    assert_eq!(at("2024-05-06", "robot-11", 9, dsm), Value::Null);
+    assert_eq!(at("2024-05-06", "robot-11", 10, dsm), 0);
+    // fan-09's date-only entry of 2024-05-07, taken at its end: the t of the 23:00 row.
+    assert_eq!(at("2024-05-07", "fan-09", 23, dsm), Value::Null);
+    assert_eq!(at("2024-05-08", "fan-09", 0, dsm), 0);
+    // press-02's entry at 13:20: after the t of the 12:00 row, before that of the 13:00 row.
+    assert_eq!(at("2024-05-08", "press-02", 12, dsm), Value::Null);
+    assert_eq!(at("2024-05-08", "press-02", 13, dsm), 0);
+    // fan-09's failure at 2024-05-15T12:34:56.5: inside [t, t + 7 d) from the 12:00 row (t =
+    // 13:00) on, after the end of the 11:00 row's.
+    assert_eq!(at("2024-05-08", "fan-09", 11, "failure_within_7d"), false);
+    assert_eq!(at("2024-05-08", "fan-09", 12, "failure_within_7d"), true);
 
     // The page of the last date renders, one heatmap cell per device-hour with readings.
     let cells: BTreeSet<(&str, i64)> = array(&want, "rows")

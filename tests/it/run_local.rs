@@ -59,16 +59,6 @@ fn every_date_matches_the_fixture_expectations_record_by_record() {
         ] {
             assert_eq!(report[key], exp[key], "{date}: {key}");
         }
-        // Not a test of the accounting: a run whose numbers break this identity fails
-        // instead of exiting 0, so after the exit-0 check above this cannot fail. The
-        // numbers themselves are pinned to the generator's just above, and
-        // `records_read_counts_every_record_of_the_dates_own_partitions` counts them from
-        // the raw files.
-        let identity = report["rows_written"].as_u64().unwrap()
-            + report["rejected"].as_u64().unwrap()
-            + report["duplicates"].as_u64().unwrap()
-            + report["other_dates"].as_u64().unwrap();
-        assert_eq!(report["records_read"].as_u64().unwrap(), identity, "{date}");
         for (reason, n) in exp["rejects_by_reason"].as_object().unwrap() {
             assert_eq!(&report["rejects_by_reason"][reason], n, "{date}: {reason}");
         }

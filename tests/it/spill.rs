@@ -175,4 +175,17 @@ fn rejects_past_their_memory_bound_are_spilled_and_committed_whole() {
 
     // Held or spilled, the same rows.
     assert_eq!(spilled, held);
+
+    // Spilled again into the same lake: the table exists now, so the rows go to
+    // delta-rs's partition writer of the table as it is (the first run created
+    // it through the write operation); the date's rows are replaced, not added.
+    let (code, again_report, stderr, again) =
+        run(spilled_dir.path(), "[limits]\nmemory = \"64MiB\"\n");
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stderr.contains(SPILLING), "{stderr}");
+    assert_eq!(again, spilled);
+    let run_id = again_report["run_id"].as_str().unwrap();
+    for row in read_rows(&spilled_dir.path().join("lake"), "rejects") {
+        assert_eq!(get(&row, "run_id"), run_id);
+    }
 }

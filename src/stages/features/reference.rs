@@ -572,10 +572,19 @@ mod tests {
             r.failure_within("q", us("2024-03-11T00:00:00Z"), &week, cutoff),
             None
         );
-        // A horizon ending exactly at the cut-off is fully seen.
+        // A horizon ending exactly at the cut-off is fully seen, and 1 µs before it;
+        // 1 µs after it, not yet.
         assert_eq!(
             r.failure_within("q", us("2024-03-08T00:00:00Z"), &week, cutoff),
             Some(false)
+        );
+        assert_eq!(
+            r.failure_within("q", us("2024-03-07T23:59:59.999999Z"), &week, cutoff),
+            Some(false)
+        );
+        assert_eq!(
+            r.failure_within("q", us("2024-03-08T00:00:00.000001Z"), &week, cutoff),
+            None
         );
         // A failure already seen is true even before the horizon is over.
         assert_eq!(
