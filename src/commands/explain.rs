@@ -2,10 +2,7 @@
 //! its definition (for a model card), or the Azure ML MLTable and the Synapse
 //! view that match the job's declared columns. Reads nothing but the job file.
 
-use crate::config::features::{
-    component_label_column, event_column, label_column, maintenance_column, signal_column,
-    Aggregate, FeatureSet,
-};
+use crate::config::features::{Aggregate, Declared, FeatureSet};
 
 /// What `--explain` prints.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -91,73 +88,62 @@ fn definitions(set: &FeatureSet) -> Vec<Def> {
             text: text.to_string(),
         })
         .collect();
-    if set.has_signal_windows() {
-        for s in &set.signals {
-            for w in &set.windows {
-                for &a in &set.aggregates {
-                    out.push(Def {
-                        name: signal_column(s, a.name(), &w.name),
-                        ty: if a == Aggregate::Count {
-                            "bigint"
-                        } else {
-                            "double"
-                        },
-                        text: {
-                            let (what, null) = agg_text(a);
-                            format!("{what} of {s} over readings in [t - {}, t); {null}", w.name)
-                        },
-                    });
-                }
-            }
-        }
-    }
-    for c in &set.components {
-        out.push(Def {
-            name: maintenance_column(c),
-            ty: "int",
-            text: format!("as days_since_maintenance, over maintenance of kind `{c}`"),
-        });
-    }
-    for e in &set.events {
-        for code in &e.codes {
-            for w in &e.windows {
-                out.push(Def {
-                    name: event_column(&e.name, code, &w.name),
-                    ty: "bigint",
-                    text: format!("entries of event log `{}` with code `{code}` and event_time in [t - {}, t)", e.name, w.name),
-                });
-            }
-        }
-    }
-    if let Some(a) = &set.attributes {
-        for c in &a.columns {
-            out.push(Def {
-                name: c.clone(),
-                ty: "double or string",
-                text: format!(
-                    "device attribute `{c}` from {} (its value as of the run)",
-                    a.path
-                ),
-            });
-        }
-    }
-    for h in set.new_horizons() {
-        out.push(Def {
-            name: label_column(&h.name),
-            ty: "boolean",
-            text: format!("LABEL: a failure of the device in [t, t + {}), true/false/null as failure_within_7d", h.name),
-        });
-    }
-    for h in &set.horizons {
-        for c in &set.components {
-            out.push(Def {
-                name: component_label_column(c, &h.name),
-                ty: "boolean",
-                text: format!("LABEL: a failure of component `{c}` in [t, t + {})", h.name),
-            });
-        }
-    }
+    out.extend(set.declared().iter().map(declared_def));
     out
+}
+
+/// A declared column's type and meaning.
+fn declared_def(d: &Declared<'_>) -> Def {
+    let (ty, text) = match *d {
+        Declared::Signal {
+            signal,
+            window,
+            aggregate,
+        } => {
+            let (what, null) = agg_text(aggregate);
+            let ty = if aggregate == Aggregate::Count {
+                "bigint"
+            } else {
+                "double"
+            };
+            let w = &window.name;
+            (ty, format!("{what} of {signal} over readings in [t - {w}, t); {null}"))
+        }
+        Declared::Maintenance { component } => (
+            "int",
+            format!("as days_since_maintenance, over maintenance of kind `{component}`"),
+        ),
+        Declared::Event { log, code, window } => (
+            "bigint",
+            format!(
+                "entries of event log `{}` with code `{code}` and event_time in [t - {}, t)",
+                log.name, window.name
+            ),
+        ),
+        Declared::Attribute { column, path } => (
+            "double or string",
+            format!("device attribute `{column}` from {path} (its value as of the run)"),
+        ),
+        Declared::Label { horizon } => (
+            "boolean",
+            format!(
+                "LABEL: a failure of the device in [t, t + {}), true/false/null as failure_within_7d",
+                horizon.name
+            ),
+        ),
+        Declared::ComponentLabel { component, horizon } => (
+            "boolean",
+            format!(
+                "LABEL: a failure of component `{component}` in [t, t + {})",
+                horizon.name
+            ),
+        ),
+    };
+    Def {
+        name: d.name(),
+        ty,
+        text,
+    }
 }
 
 /// The text `--explain` prints for `set`, in `format`.

@@ -155,6 +155,54 @@ pub struct Attributes {
     pub columns: Vec<String>,
 }
 
+/// One declared column, and the declarations it comes from ([`FeatureSet::declared`]).
+#[derive(Debug, Clone, Copy)]
+pub enum Declared<'a> {
+    /// `<signal>_<aggregate>_<window>`.
+    Signal {
+        signal: &'a str,
+        window: &'a Span,
+        aggregate: Aggregate,
+    },
+    /// `days_since_maintenance_<component>`.
+    Maintenance { component: &'a str },
+    /// `<log>_<code>_count_<window>`.
+    Event {
+        log: &'a EventLog,
+        code: &'a str,
+        window: &'a Span,
+    },
+    /// A device attribute, named as declared.
+    Attribute { column: &'a str, path: &'a str },
+    /// `failure_within_<horizon>` (a horizon the default set does not have).
+    Label { horizon: &'a Span },
+    /// `failure_<component>_within_<horizon>`.
+    ComponentLabel {
+        component: &'a str,
+        horizon: &'a Span,
+    },
+}
+
+impl Declared<'_> {
+    /// The column's name.
+    pub fn name(&self) -> String {
+        match *self {
+            Declared::Signal {
+                signal,
+                window,
+                aggregate,
+            } => signal_column(signal, aggregate.name(), &window.name),
+            Declared::Maintenance { component } => maintenance_column(component),
+            Declared::Event { log, code, window } => event_column(&log.name, code, &window.name),
+            Declared::Attribute { column, .. } => column.to_string(),
+            Declared::Label { horizon } => label_column(&horizon.name),
+            Declared::ComponentLabel { component, horizon } => {
+                component_label_column(component, &horizon.name)
+            }
+        }
+    }
+}
+
 /// A validated feature set; [`FeatureSet::is_empty`] when the job declares none.
 #[derive(Debug, Clone, Default)]
 pub struct FeatureSet {
@@ -206,40 +254,56 @@ impl FeatureSet {
             .filter(|h| !DEFAULT_HORIZONS.contains(&h.hours))
     }
 
-    /// Every declared column's name, in the table's order.
-    pub fn columns(&self) -> Vec<String> {
+    /// Every declared column, in the table's order: the one list of them, which
+    /// the schema, the computed frame and `--explain` all follow.
+    pub fn declared(&self) -> Vec<Declared<'_>> {
         let mut out = Vec::new();
         if self.has_signal_windows() {
-            for s in &self.signals {
-                for w in &self.windows {
-                    for a in &self.aggregates {
-                        out.push(signal_column(s, a.name(), &w.name));
+            for signal in &self.signals {
+                for window in &self.windows {
+                    for &aggregate in &self.aggregates {
+                        out.push(Declared::Signal {
+                            signal,
+                            window,
+                            aggregate,
+                        });
                     }
                 }
             }
         }
-        for c in &self.components {
-            out.push(maintenance_column(c));
-        }
-        for e in &self.events {
-            for code in &e.codes {
-                for w in &e.windows {
-                    out.push(event_column(&e.name, code, &w.name));
+        out.extend(
+            self.components
+                .iter()
+                .map(|c| Declared::Maintenance { component: c }),
+        );
+        for log in &self.events {
+            for code in &log.codes {
+                for window in &log.windows {
+                    out.push(Declared::Event { log, code, window });
                 }
             }
         }
         if let Some(a) = &self.attributes {
-            out.extend(a.columns.iter().cloned());
+            out.extend(a.columns.iter().map(|column| Declared::Attribute {
+                column,
+                path: &a.path,
+            }));
         }
-        for h in self.new_horizons() {
-            out.push(label_column(&h.name));
-        }
-        for h in &self.horizons {
-            for c in &self.components {
-                out.push(component_label_column(c, &h.name));
+        out.extend(
+            self.new_horizons()
+                .map(|horizon| Declared::Label { horizon }),
+        );
+        for horizon in &self.horizons {
+            for component in &self.components {
+                out.push(Declared::ComponentLabel { component, horizon });
             }
         }
         out
+    }
+
+    /// Every declared column's name, in the table's order.
+    pub fn columns(&self) -> Vec<String> {
+        self.declared().iter().map(Declared::name).collect()
     }
 
     /// Validates `[features]` against the telemetry schema (its numeric columns).

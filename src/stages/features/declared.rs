@@ -441,8 +441,21 @@ pub fn add_columns(
     columns.extend(event_columns(set, reference, &rows));
     columns.extend(attribute_columns(reference, &rows)?);
     columns.extend(label_columns(set, reference, &rows, cutoff));
-    for c in columns {
-        frame.with_column(c)?;
+    // Computed a kind at a time; added in the one order the set declares.
+    let mut computed: HashMap<String, Column> = columns
+        .into_iter()
+        .map(|c| (c.name().to_string(), c))
+        .collect();
+    for name in set.columns() {
+        let column = computed.remove(&name).ok_or_else(|| {
+            PolarsError::ComputeError(format!("features: `{name}` was not computed (a bug)").into())
+        })?;
+        frame.with_column(column)?;
+    }
+    if let Some(name) = computed.keys().next() {
+        return Err(PolarsError::ComputeError(
+            format!("features: `{name}` was computed but not declared (a bug)").into(),
+        ));
     }
     Ok(frame)
 }
