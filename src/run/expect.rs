@@ -21,6 +21,7 @@ use polars::prelude::*;
 
 use crate::error::Error;
 use crate::lake;
+use crate::run::rejects::Rejects;
 use crate::run::silver::{silver_frame, SilverOut};
 use crate::stages::expect::{Action, Expectations, Outcome};
 use crate::stages::normalize::{Reason, Reject};
@@ -28,13 +29,11 @@ use crate::stages::normalize::{Reason, Reject};
 /// Rows checked per Arrow batch: bounds the copy, as the silver writer's batches do.
 const CHECK_ROWS: usize = 256 * 1024;
 
-/// One pass's checks: the figures so far and the rows dropped.
+/// One pass's checks: the figures so far (the rows dropped go to the pass's rejects).
 #[derive(Debug)]
 pub struct HourChecks {
     set: Expectations,
     pub outcomes: Vec<Outcome>,
-    /// One per dropped row.
-    pub rejects: Vec<Reject>,
 }
 
 impl HourChecks {
@@ -43,18 +42,26 @@ impl HourChecks {
         (!set.is_empty()).then(|| HourChecks {
             set: set.clone(),
             outcomes: Outcome::zeros(set),
-            rejects: Vec::new(),
         })
     }
 
     /// Checks an hour's deduplicated rows; returns the rows kept, in their order.
-    pub fn apply(&mut self, frame: DataFrame, silver: &SilverOut) -> Result<DataFrame, Error> {
+    /// The dropped rows go to `rejects` a slice at a time, so that an hour (or, with
+    /// daily blobs, a day) of dropped rows counts against their bound as it is checked.
+    pub fn apply(
+        &mut self,
+        frame: DataFrame,
+        silver: &SilverOut,
+        rejects: &mut Rejects,
+    ) -> Result<DataFrame, Error> {
         let mut keep = Vec::with_capacity(frame.height());
         let mut offset = 0;
         while offset < frame.height() {
             let slice = frame.slice(offset as i64, CHECK_ROWS);
             offset += CHECK_ROWS;
-            keep.extend(self.check_slice(slice, silver)?);
+            let (kept, dropped) = self.check_slice(slice, silver)?;
+            keep.extend(kept);
+            rejects.add(dropped)?;
         }
         if keep.iter().all(|k| *k) {
             return Ok(frame);
@@ -76,8 +83,12 @@ impl HourChecks {
             .collect()
     }
 
-    /// Checks one slice: counts, and the rejects of its dropped rows; returns which rows stay.
-    fn check_slice(&mut self, slice: DataFrame, silver: &SilverOut) -> Result<Vec<bool>, Error> {
+    /// Checks one slice: counts; returns which rows stay, and the rejects of the others.
+    fn check_slice(
+        &mut self,
+        slice: DataFrame,
+        silver: &SilverOut,
+    ) -> Result<(Vec<bool>, Vec<Reject>), Error> {
         let batch = checked_batch(&slice, self.set.columns(), silver)?;
         let failures = self.set.failures(&batch)?;
         for (outcome, failed) in self.outcomes.iter_mut().zip(&failures) {
@@ -96,7 +107,7 @@ impl HourChecks {
             .collect();
         let keep: Vec<bool> = dropped.iter().map(Vec::is_empty).collect();
         if keep.iter().all(|k| *k) {
-            return Ok(keep);
+            return Ok((keep, Vec::new()));
         }
         let gone = slice
             .filter(&BooleanChunked::from_iter(keep.iter().map(|k| !k)))
@@ -108,8 +119,9 @@ impl HourChecks {
             .map_err(Error::polars("expectations"))?;
         let raws = rows_as_json(gone, &silver.spec)?;
         let names = dropped.iter().filter(|names| !names.is_empty());
+        let mut rejects = Vec::with_capacity(raws.len());
         for (((names, (blob, line)), raw), device) in names.zip(places).zip(raws).zip(devices) {
-            self.rejects.push(Reject {
+            rejects.push(Reject {
                 blob,
                 line: Some(line),
                 reason: Reason::FailedExpectation,
@@ -118,7 +130,7 @@ impl HourChecks {
                 device,
             });
         }
-        Ok(keep)
+        Ok((keep, rejects))
     }
 }
 

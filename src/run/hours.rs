@@ -25,6 +25,7 @@ use crate::calendar::{DAY_HOURS, HOUR_US};
 use crate::error::Error;
 use crate::lake;
 use crate::run::outputs::Output;
+use crate::run::rejects::Rejects;
 use crate::run::silver::{silver_frame, SilverOut};
 use crate::stages::dedup::{dedup_hour, dedup_rows, frame_of, id_hash, CopiesByDevice, Deduped};
 use crate::stages::health::Attribution;
@@ -205,6 +206,8 @@ pub struct Day<'r> {
     /// The tables the hours feed beside silver (`run/outputs.rs`), in registry order.
     pub(super) outputs: Vec<Box<dyn Output>>,
     pub silver: SilverOut,
+    /// The pass's rejects: each blob's, and the rows the screens drop.
+    pub rejects: Rejects,
     pub times: StageTimes,
 }
 
@@ -215,6 +218,7 @@ impl<'r> Day<'r> {
         resolved: &'r Resolved,
         outputs: Vec<Box<dyn Output>>,
         silver: SilverOut,
+        rejects: Rejects,
     ) -> Day<'r> {
         Day {
             day_start_us,
@@ -230,6 +234,7 @@ impl<'r> Day<'r> {
             attribution: Attribution::new(),
             outputs,
             silver,
+            rejects,
             times: StageTimes::default(),
         }
     }
@@ -338,7 +343,7 @@ impl<'r> Day<'r> {
             .resize(self.outputs.len(), Duration::ZERO);
         for (output, spent) in self.outputs.iter_mut().zip(&mut self.times.outputs) {
             let t = Instant::now();
-            frame = output.screen(frame, &self.silver)?;
+            frame = output.screen(frame, &self.silver, &mut self.rejects)?;
             *spent += t.elapsed();
         }
         Ok(frame)

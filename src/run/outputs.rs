@@ -33,11 +33,11 @@ use crate::lake::{self, CommitMeta, Lake};
 use crate::report::RunReport;
 use crate::run::expect::HourChecks;
 use crate::run::gold::{count_status, finish_gold, minute_frame, stage, Staged};
+use crate::run::rejects::Rejects;
 use crate::run::silver::SilverOut;
 use crate::stages::features::{self, Hourly, Reference};
 use crate::stages::guarded;
 use crate::stages::health::{Attribution, DayHealth, History, SeenDevices};
-use crate::stages::normalize::Reject;
 
 /// Every table a date's run may commit, in the order its locks are taken and
 /// its commits made: silver first, rejects last (it records the date's volume).
@@ -210,20 +210,20 @@ pub(super) trait Output: Send {
         self.tables().join("+")
     }
 
-    /// Takes rows out of a complete hour before any output sees it; the rest go on.
-    fn screen(&mut self, rows: DataFrame, _silver: &SilverOut) -> Result<DataFrame, Error> {
+    /// Takes rows out of a complete hour before any output sees it (into `rejects`);
+    /// the rest go on.
+    fn screen(
+        &mut self,
+        rows: DataFrame,
+        _silver: &SilverOut,
+        _rejects: &mut Rejects,
+    ) -> Result<DataFrame, Error> {
         Ok(rows)
     }
 
     /// One complete hour starting at `hour_start_us`: its final rows, deduplicated,
     /// screened, by device and event time.
     fn add_hour(&mut self, hour_start_us: i64, rows: &DataFrame) -> Result<(), Error>;
-
-    /// The rejects it has made since last asked, for the `rejects` table (asked
-    /// after each hour it took, so the pass bounds what they hold).
-    fn take_rejects(&mut self) -> Vec<Reject> {
-        Vec::new()
-    }
 
     /// Its figures in the report; `true` when they stop the date like the quality gate.
     fn judge(&self, _report: &mut RunReport) -> bool {
@@ -280,16 +280,17 @@ impl Output for Expectations {
         &Self::TABLES
     }
 
-    fn screen(&mut self, rows: DataFrame, silver: &SilverOut) -> Result<DataFrame, Error> {
-        self.0.apply(rows, silver)
+    fn screen(
+        &mut self,
+        rows: DataFrame,
+        silver: &SilverOut,
+        rejects: &mut Rejects,
+    ) -> Result<DataFrame, Error> {
+        self.0.apply(rows, silver, rejects)
     }
 
     fn add_hour(&mut self, _: i64, _: &DataFrame) -> Result<(), Error> {
         Ok(())
-    }
-
-    fn take_rejects(&mut self) -> Vec<Reject> {
-        std::mem::take(&mut self.0.rejects)
     }
 
     fn judge(&self, report: &mut RunReport) -> bool {

@@ -111,15 +111,7 @@ pub(super) async fn one_pass(
     ahead: Option<read::ReadAhead>,
 ) -> Result<(Pass, Vec<u64>), Error> {
     let silver = silver_out(inputs).await?;
-    let mut day = hours::Day::new(
-        inputs.rules.day_start_us,
-        inputs.rules.late_arrival_us,
-        resolved,
-        outputs::registry(&inputs.start),
-        silver,
-    );
-    let mut counts = Counts::default();
-    let mut rejects = Rejects::new(
+    let rejects = Rejects::new(
         inputs.rules.limits.memory,
         inputs
             .listing
@@ -130,6 +122,15 @@ pub(super) async fn one_pass(
         inputs.date,
         &inputs.meta.run_id,
     );
+    let mut day = hours::Day::new(
+        inputs.rules.day_start_us,
+        inputs.rules.late_arrival_us,
+        resolved,
+        outputs::registry(&inputs.start),
+        silver,
+        rejects,
+    );
+    let mut counts = Counts::default();
     let mut blobs = ahead.unwrap_or_else(|| {
         read::ReadAhead::start(inputs.site, inputs.listing, inputs.rules.clone())
     });
@@ -145,25 +146,14 @@ pub(super) async fn one_pass(
         counts.other_dates += outcome.other_dates;
         counts.drift.add(outcome.drift);
         counts.empty += usize::from(outcome.empty);
-        rejects.add(outcome.rejects)?;
+        day.rejects.add(outcome.rejects)?;
         day.add(&inputs.listing.blobs[idx].path, outcome.hours)?;
         drop(budget);
         day.complete_before(frontier_us).await?;
-        take_output_rejects(&mut day, &mut rejects)?;
         crate::memory::settle();
     }
     day.complete().await?;
-    take_output_rejects(&mut day, &mut rejects)?;
-    Ok(pass_of(day, counts, rejects))
-}
-
-/// The rejects the outputs made of the hours just closed (rows an expectation
-/// dropped), gathered as they come so that they count against the bound.
-fn take_output_rejects(day: &mut hours::Day<'_>, rejects: &mut Rejects) -> Result<(), Error> {
-    for output in &mut day.outputs {
-        rejects.add(output.take_rejects())?;
-    }
-    Ok(())
+    Ok(pass_of(day, counts))
 }
 
 /// Silver's writer for the pass, started, and what its rows need from the run.
@@ -188,7 +178,8 @@ async fn silver_out(inputs: &PassInputs<'_>) -> Result<crate::run::silver::Silve
 
 /// The pass as the date's steps take it (the day's counts, its rejects
 /// attributed to their devices), and the contested id hashes.
-fn pass_of(day: hours::Day<'_>, mut counts: Counts, rejects: Rejects) -> (Pass, Vec<u64>) {
+fn pass_of(day: hours::Day<'_>, mut counts: Counts) -> (Pass, Vec<u64>) {
+    let rejects = day.rejects;
     counts.duplicates = day.duplicates;
     counts.devices = day.devices.len() as u64;
     counts.rows_written = day.rows_written;

@@ -32,9 +32,15 @@ use crate::stages::normalize::Reject;
 
 /// What the date's rejects hold in memory at most: this share of `[limits]
 /// memory` (64 MiB of the default 2 GiB), counted as their text plus the
-/// record's own size. One blob's rejects are added at once (at most 10,000,
-/// their raw text cut at 4 KiB), so the bound can be passed by that much.
+/// record's own size. Rejects are added a blob's at a time (at most 10,000,
+/// their raw text cut at 4 KiB) or a checked slice of an hour's rows at a time
+/// (`run/expect.rs`, 256 Ki rows), so the bound can be passed by that much
+/// before they are spilled.
 pub const HELD_SHARE_OF_MEMORY: u64 = 32;
+
+/// Rejects in each batch of the spill file: what a spill copies at once, and
+/// what its commit reads back at once.
+const SPILL_ROWS: usize = 8 * 1024;
 
 /// The rejects a pass has gathered so far.
 pub struct Rejects {
@@ -120,7 +126,8 @@ impl Rejects {
     /// file ready to read back.
     pub fn finish(mut self) -> Result<Rows, Error> {
         if self.spill.is_none() {
-            return Ok(Rows::Batch(self.batch()?));
+            let held = self.take_held();
+            return Ok(Rows::Batch(self.batch_of(&held)?));
         }
         if !self.held.is_empty() {
             self.spill_held()?;
@@ -140,37 +147,50 @@ impl Rejects {
         Ok(Rows::Spilled(Spilled { file, rows }))
     }
 
-    /// The held rejects, in blob and line order, as a batch of the `rejects` table.
-    fn batch(&mut self) -> Result<RecordBatch, Error> {
+    /// The held rejects, in blob and line order; none held after.
+    fn take_held(&mut self) -> Vec<Reject> {
         let mut held = std::mem::take(&mut self.held);
         self.held_bytes = 0;
         held.sort_by_key(|r| (r.blob, r.line));
+        held
+    }
+
+    /// `rejects` as a batch of the `rejects` table.
+    fn batch_of(&self, rejects: &[Reject]) -> Result<RecordBatch, Error> {
         let paths: Vec<&str> = self.paths.iter().map(String::as_str).collect();
-        let mut frame = rejects_frame(&held, &paths, self.date, &self.run_id)
+        let mut frame = rejects_frame(rejects, &paths, self.date, &self.run_id)
             .map_err(Error::polars("rejects"))?;
-        drop(held);
         Ok(lake::to_record_batch(&lake::rejects_table(), &mut frame)?)
     }
 
+    /// Writes what is held to the spill file, [`SPILL_ROWS`] at a time.
     fn spill_held(&mut self) -> Result<(), Error> {
-        let batch = self.batch()?;
+        let held = self.take_held();
+        for part in held.chunks(SPILL_ROWS) {
+            let batch = self.batch_of(part)?;
+            self.write_spill(&batch)?;
+        }
+        debug!(
+            rows = held.len(),
+            spilled = self.spilled,
+            "a part of the rejects spilled"
+        );
+        Ok(())
+    }
+
+    fn write_spill(&mut self, batch: &RecordBatch) -> Result<(), Error> {
         if self.spill.is_none() {
             warn!(
                 held_mib = self.limit >> 20,
                 dir = %spill_dir().display(),
                 "the date's rejects passed what they may hold in memory: spilling them to a local file"
             );
-            self.spill = Some(new_spill(&batch)?);
+            self.spill = Some(new_spill(batch)?);
         }
         if let Some(writer) = self.spill.as_mut() {
-            writer.write(&batch).map_err(|e| spill_err("writing", e))?;
+            writer.write(batch).map_err(|e| spill_err("writing", e))?;
         }
         self.spilled += batch.num_rows() as u64;
-        debug!(
-            rows = batch.num_rows(),
-            spilled = self.spilled,
-            "a part of the rejects spilled"
-        );
         Ok(())
     }
 }

@@ -2,15 +2,16 @@
 //! to a local file and committed from it: the `rejects` table is the same as
 //! when they are held, row for row, and every record read is in it once.
 //!
-//! Eight hour blobs of 750 lines each; every 125th line is not JSON (a
-//! `malformed_record` whose raw is the line), every other line is a reading that
-//! the expectation `cold` drops (`temperature < -100`, and every temperature
-//! is 20 or more), its raw the row as JSON with its 600-byte message id. About
-//! 0.7 MB of rejects an hour, 5.6 MB in all: over the 2 MiB that
-//! `memory = "64MiB"` allows, under the 64 MiB of the default. Hours close
-//! while later blobs are read (two hours after their end, the late-arrival
-//! window), and their dropped rows count against the bound as they close: the
-//! rejects are spilled in several parts, not once at the end.
+//! Eight blobs of 750 lines each, one per hour of readings, in one daily folder:
+//! every 125th line is not JSON (a `malformed_record` whose raw is the line),
+//! every other line is a reading that the expectation `cold` drops
+//! (`temperature < -100`, and every temperature is 20 or more), its raw the row
+//! as JSON with its 600-byte message id. About 0.7 MB of rejects an hour, 5.6 MB
+//! in all: over the 2 MiB that `memory = "64MiB"` allows, under the 64 MiB of
+//! the default. With daily blobs no hour can close before the last blob is read,
+//! so every hour is checked at the end of the pass: their dropped rows still
+//! count against the bound as each hour is checked, and are spilled in several
+//! parts, not held until the end.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,7 +28,7 @@ fn message_id(hour: u32, line: u64) -> String {
 }
 
 fn blob(hour: u32) -> String {
-    format!("telemetry/2024/03/11/{hour:02}/part.json")
+    format!("telemetry/2024/03/11/part-{hour:02}.json")
 }
 
 /// The raw container: the eight blobs, written line by line.
@@ -59,7 +60,7 @@ fn raw(dir: &Path) -> PathBuf {
 
 fn job(dir: &Path, raw: &Path, limits: &str) -> PathBuf {
     let text = format!(
-        "name = \"spill\"\nsource = {:?}\nlayout = \"telemetry/{{yyyy}}/{{MM}}/{{dd}}/{{HH}}/\"\nlake = {:?}\nmax_reject_ratio = 1.0\nallow_empty = true\n{limits}\n[[expectations]]\nname = \"cold\"\nexpr = \"temperature < -100\"\naction = \"drop\"\n",
+        "name = \"spill\"\nsource = {:?}\nlayout = \"telemetry/{{yyyy}}/{{MM}}/{{dd}}/\"\nlake = {:?}\nmax_reject_ratio = 1.0\nallow_empty = true\n{limits}\n[[expectations]]\nname = \"cold\"\nexpr = \"temperature < -100\"\naction = \"drop\"\n",
         raw.to_str().unwrap(),
         dir.join("lake").to_str().unwrap(),
     );
@@ -70,14 +71,9 @@ fn job(dir: &Path, raw: &Path, limits: &str) -> PathBuf {
 
 type Row = (String, i64, String, String, String);
 
-/// Runs the job; its exit code, report, stderr and the `rejects` rows, sorted.
-fn run(dir: &Path, limits: &str) -> (i32, serde_json::Value, String, Vec<Row>) {
-    let raw = raw(dir);
-    let job = job(dir, &raw, limits);
-    let lake = dir.join("lake");
-    let tmp = dir.join("tmp");
-    std::fs::create_dir_all(&tmp).unwrap();
-    let args = [
+/// `coldpath run` of `job` for the date into `lake`.
+fn run_args<'a>(job: &'a Path, lake: &'a Path) -> [&'a str; 9] {
+    [
         "run",
         "--job",
         job.to_str().unwrap(),
@@ -87,7 +83,18 @@ fn run(dir: &Path, limits: &str) -> (i32, serde_json::Value, String, Vec<Row>) {
         lake.to_str().unwrap(),
         "--labels-as-of",
         LABELS,
-    ];
+    ]
+}
+
+/// Runs the job; its exit code, report, stderr and the `rejects` rows, sorted.
+fn run(dir: &Path, limits: &str) -> (i32, serde_json::Value, String, Vec<Row>) {
+    let raw = raw(dir);
+    let job = job(dir, &raw, limits);
+    let lake = dir.join("lake");
+    let tmp = dir.join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    // A folder of the test's own, so the run's spill file (which has no name) is made there.
+    let args = run_args(&job, &lake);
     let env = [
         ("TMPDIR", tmp.to_str().unwrap().to_string()),
         (
@@ -99,8 +106,6 @@ fn run(dir: &Path, limits: &str) -> (i32, serde_json::Value, String, Vec<Row>) {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let report: serde_json::Value = serde_json::from_slice(&out.stdout)
         .unwrap_or_else(|e| panic!("report is not JSON ({e}): {stderr}"));
-    // The spill file has no name: nothing is left in the temporary folder.
-    assert_eq!(std::fs::read_dir(&tmp).unwrap().count(), 0, "{stderr}");
     let mut rows: Vec<Row> = read_rows(&lake, "rejects")
         .iter()
         .map(|r| {
@@ -146,7 +151,9 @@ fn rejects_past_their_memory_bound_are_spilled_and_committed_whole() {
     let mut per_blob: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
     for (file, line, reason, detail, raw) in &spilled {
         per_blob.entry(file).or_default().push(*line);
-        let hour: u32 = file["telemetry/2024/03/11/".len()..][..2].parse().unwrap();
+        let hour: u32 = file["telemetry/2024/03/11/part-".len()..][..2]
+            .parse()
+            .unwrap();
         let line = *line as u64;
         if line.is_multiple_of(MALFORMED_EVERY) {
             assert_eq!(reason, "malformed_record", "{file}:{line}");
@@ -188,4 +195,28 @@ fn rejects_past_their_memory_bound_are_spilled_and_committed_whole() {
     for row in read_rows(&spilled_dir.path().join("lake"), "rejects") {
         assert_eq!(get(&row, "run_id"), run_id);
     }
+}
+
+#[test]
+fn a_spill_folder_that_cannot_be_written_fails_the_run_naming_it_and_commits_nothing() {
+    let dir = temp_lake();
+    let raw = raw(dir.path());
+    let job = job(dir.path(), &raw, "[limits]\nmemory = \"64MiB\"\n");
+    let lake = dir.path().join("lake");
+    let missing = dir.path().join("no-such-folder");
+    let out = coldpath_env(
+        &run_args(&job, &lake),
+        &[("TMPDIR", missing.to_str().unwrap().to_string())],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = report["error"].as_str().unwrap();
+    assert!(error.contains("spill file"), "{error}");
+    assert!(error.contains(missing.to_str().unwrap()), "{error}");
+    // Nothing committed: no table has a version, and no data file is left.
+    for table in ["telemetry", "rejects", "expectations"] {
+        assert!(!lake.join(table).join("_delta_log").exists(), "{table}");
+    }
+    assert_nothing_uncommitted(&lake);
 }
