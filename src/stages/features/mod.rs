@@ -768,6 +768,38 @@ mod tests {
         (xs.iter().map(|x| (x - m).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt()
     }
 
+    /// A spike is strictly more than 3 rolling standard deviations away. Device `p`:
+    /// 3, -3 and 17 zeros (n = 19): mean 0, sample std sqrt(18 / 18) = 1, so ±3 are
+    /// exactly 3σ away, not spikes. Device `q`: 3, -3 and 18 zeros (n = 20): std
+    /// sqrt(18 / 19) = 0.973, so ±3 are 3.08σ away: two spikes.
+    #[test]
+    fn a_reading_exactly_three_sigma_away_is_not_a_spike() {
+        let times: Vec<String> = (0..20)
+            .map(|m| format!("2024-03-11T10:{m:02}:00Z"))
+            .collect();
+        let mut rows: Vec<R> = Vec::new();
+        for (device, n) in [("p", 19), ("q", 20)] {
+            for (i, t) in times.iter().take(n).enumerate() {
+                let temp = match i {
+                    0 => 3.0,
+                    1 => -3.0,
+                    _ => 0.0,
+                };
+                rows.push((device, t.as_str(), Some("pump"), Some(temp), Some(1.0)));
+            }
+        }
+        // The run's path (one_pass.rs); Polars' formulation of the same rule, for
+        // rows not in device order, is held equal to it by one_pass.rs's tests.
+        let out = run("2024-03-11", &rows, None, &Reference::default());
+        assert_eq!(f(at(&out, "p", 10, "temp_rolling_std_6h")), Some(1.0));
+        assert_eq!(at(&out, "p", 10, "temp_spike_count"), AnyValue::Int64(0));
+        close(
+            f(at(&out, "q", 10, "temp_rolling_std_6h")),
+            (18.0f64 / 19.0).sqrt(),
+        );
+        assert_eq!(at(&out, "q", 10, "temp_spike_count"), AnyValue::Int64(2));
+    }
+
     #[test]
     fn a_spike_counts_once_in_its_hour() {
         let times: Vec<String> = (0..20)
