@@ -12,7 +12,8 @@ import sys
 
 
 def read(path):
-    wall, rss_kib = open(path).read().split()[:2]
+    # GNU time's last line: a run that exits non-zero (3, the gate) gets a line before it.
+    wall, rss_kib = open(path).read().splitlines()[-1].split()[:2]
     return float(wall), int(rss_kib) / 1024  # s, MiB
 
 

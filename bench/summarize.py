@@ -8,7 +8,8 @@ import json
 import sys
 
 report = json.load(open(sys.argv[1]))
-wall, rss_kib = open(sys.argv[2]).read().split()[:2]
+# GNU time's last line: a run that exits non-zero (3, the gate) gets a line before it.
+wall, rss_kib = open(sys.argv[2]).read().splitlines()[-1].split()[:2]
 rows = report["records_read"]
 mb = report["blobs"]["bytes"] / 1e6
 peaks = dict(report.get("peak_rss_mb", []))
