@@ -49,7 +49,6 @@ pub struct Rejects {
     limit: u64,
     spill: Option<FileWriter<BufWriter<File>>>,
     spilled: u64,
-    count: u64,
     by_reason: BTreeMap<&'static str, u64>,
     by_device: HashMap<String, u64>,
     /// `source_file` by blob index, and the columns every row shares.
@@ -80,7 +79,6 @@ impl Rejects {
             limit: memory / HELD_SHARE_OF_MEMORY,
             spill: None,
             spilled: 0,
-            count: 0,
             by_reason: BTreeMap::new(),
             by_device: HashMap::new(),
             paths,
@@ -92,7 +90,6 @@ impl Rejects {
     /// Counts and keeps `rejects`; spills what is held once it passes the bound.
     pub fn add(&mut self, rejects: Vec<Reject>) -> Result<(), Error> {
         for r in &rejects {
-            self.count += 1;
             *self.by_reason.entry(r.reason.as_str()).or_default() += 1;
             if let Some(device) = &r.device {
                 *self.by_device.entry(device.clone()).or_default() += 1;
@@ -108,7 +105,7 @@ impl Rejects {
 
     /// Every reject gathered.
     pub fn count(&self) -> u64 {
-        self.count
+        self.by_reason.values().sum()
     }
 
     /// Rejects per reason.
@@ -125,17 +122,12 @@ impl Rejects {
     /// order), or, once anything was spilled, the rest spilled too and the
     /// file ready to read back.
     pub fn finish(mut self) -> Result<Rows, Error> {
-        if self.spill.is_none() {
-            let held = self.take_held();
-            return Ok(Rows::Batch(self.batch_of(&held)?));
-        }
-        if !self.held.is_empty() {
+        if self.spill.is_some() && !self.held.is_empty() {
             self.spill_held()?;
         }
         let Some(writer) = self.spill.take() else {
-            return Err(Error::Internal(
-                "the rejects' spill file went missing (a bug)".into(),
-            ));
+            let held = self.take_held();
+            return Ok(Rows::Batch(self.batch_of(&held)?));
         };
         let rows = self.spilled;
         let file = writer
@@ -157,8 +149,7 @@ impl Rejects {
 
     /// `rejects` as a batch of the `rejects` table.
     fn batch_of(&self, rejects: &[Reject]) -> Result<RecordBatch, Error> {
-        let paths: Vec<&str> = self.paths.iter().map(String::as_str).collect();
-        let mut frame = rejects_frame(rejects, &paths, self.date, &self.run_id)
+        let mut frame = rejects_frame(rejects, &self.paths, self.date, &self.run_id)
             .map_err(Error::polars("rejects"))?;
         Ok(lake::to_record_batch(&lake::rejects_table(), &mut frame)?)
     }
@@ -277,7 +268,7 @@ impl Spilled {
 /// The rejects of the date's own partitions as a frame of the `rejects` table.
 fn rejects_frame(
     rejects: &[Reject],
-    paths: &[&str],
+    paths: &[String],
     date: NaiveDate,
     run_id: &str,
 ) -> PolarsResult<DataFrame> {
@@ -289,7 +280,7 @@ fn rejects_frame(
             "source_file".into(),
             rejects
                 .iter()
-                .map(|r| paths.get(r.blob as usize).copied())
+                .map(|r| paths.get(r.blob as usize).map(String::as_str))
                 .collect::<Vec<_>>(),
         ),
         Column::new(
