@@ -108,6 +108,20 @@ impl SinkError {
 /// Commits tried when another run's commit conflicts (a concurrent table creation).
 pub const COMMIT_ATTEMPTS: u64 = 5;
 
+/// Whether a commit to `table` that failed with `e` on its `attempt`th try is
+/// worth trying again: another run's commit got in first (a concurrent table
+/// creation; the run lock keeps out runs of the same date, so the partition is
+/// untouched by it) and tries are left. If so, it waits a little longer each
+/// time before saying yes. Every writer of the lake retries through this one rule.
+pub async fn again_after_conflict(table: &str, e: &SinkError, attempt: u64) -> bool {
+    if !e.is_commit_conflict() || attempt >= COMMIT_ATTEMPTS {
+        return false;
+    }
+    tracing::warn!(table, error = %e, attempt, "concurrent commit by another run; trying again on top of it");
+    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+    true
+}
+
 /// Rows per Parquet row group of the tables this job writes (see [`replacing`]).
 pub const ROW_GROUP_ROWS: usize = 256 * 1024;
 
@@ -743,7 +757,6 @@ pub async fn replace_partition(
             DeltaTable::try_from_url_with_storage_options(url.clone(), lake.storage_options())
                 .await
                 .map_err(delta_err)?;
-        let creating = table.version().is_none();
         let written = replacing(
             table.write([batch.clone()]),
             lake.file_size,
@@ -752,20 +765,109 @@ pub async fn replace_partition(
             meta,
         )
         .await;
-        match written {
+        match written.map_err(delta_err) {
             Ok(table) => break table,
-            // Another run (of another date: the run lock keeps out runs of this
-            // one) created the table, or changed its metadata, between our look
-            // and our commit, which delta-rs reads as a conflict. Our partition
-            // is untouched by it: commit again on top of the table as it now is.
-            Err(deltalake::DeltaTableError::Transaction {
-                source: TransactionError::CommitConflict(conflict),
-            }) if attempt < COMMIT_ATTEMPTS => {
-                tracing::warn!(table = spec.name, %conflict, creating, attempt, "concurrent commit by another run; committing again on top of it");
-                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+            // Another run created the table, or changed its metadata, between
+            // our look and our commit: commit again on top of it as it now is.
+            Err(e) => {
+                if !again_after_conflict(spec.name, &e, attempt).await {
+                    return Err(e);
+                }
             }
-            Err(e) => return Err(delta_err(e)),
         }
     };
     version_of(lake, spec, &table)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use deltalake::arrow::array::{Date32Array, Int64Array};
+    use deltalake::kernel::transaction::CommitConflictError;
+
+    fn conflict() -> deltalake::DeltaTableError {
+        deltalake::DeltaTableError::Transaction {
+            source: TransactionError::CommitConflict(CommitConflictError::MetadataChanged),
+        }
+    }
+
+    fn spec() -> TableSpec {
+        TableSpec {
+            name: "t",
+            partition: "d",
+            schema: Arc::new(Schema::new(vec![
+                Field::new("d", DataType::Date32, false),
+                Field::new("x", DataType::Int64, false),
+            ])),
+        }
+    }
+
+    fn meta(date: NaiveDate) -> CommitMeta {
+        CommitMeta {
+            run_id: format!("r{date}"),
+            job: "test".into(),
+            date: date.to_string(),
+            labels_as_of: None,
+            volume: None,
+            devices: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_conflict_is_tried_again_until_the_attempts_run_out() {
+        let url = Url::parse("file:///lake/t").unwrap();
+        let e = SinkError::delta("t", &url, conflict());
+        for attempt in 1..COMMIT_ATTEMPTS {
+            assert!(again_after_conflict("t", &e, attempt).await, "{attempt}");
+        }
+        assert!(!again_after_conflict("t", &e, COMMIT_ATTEMPTS).await);
+        let other = SinkError::delta("t", &url, deltalake::DeltaTableError::Generic("x".into()));
+        assert!(!again_after_conflict("t", &other, 1).await);
+    }
+
+    /// Runs of different dates creating one table at once: the ones whose
+    /// creation loses commit again on top of the winner's, and every date lands.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn dates_creating_a_table_at_once_all_land() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(
+            dir.path().to_str().unwrap(),
+            &crate::storage::retry::StorageSettings::default(),
+        )
+        .unwrap();
+        let lake = Arc::new(lake);
+        let dates: Vec<NaiveDate> = (1..=4)
+            .map(|d| NaiveDate::from_ymd_opt(2024, 3, d).unwrap())
+            .collect();
+        let tasks: Vec<_> = dates
+            .iter()
+            .enumerate()
+            .map(|(i, &date)| {
+                let lake = lake.clone();
+                tokio::spawn(async move {
+                    let spec = spec();
+                    let days = crate::calendar::epoch_days(date);
+                    let batch = RecordBatch::try_new(
+                        spec.schema.clone(),
+                        vec![
+                            Arc::new(Date32Array::from(vec![days; i + 1])),
+                            Arc::new(Int64Array::from(vec![i as i64; i + 1])),
+                        ],
+                    )
+                    .unwrap();
+                    replace_partition(&lake, &spec, date, batch, &meta(date)).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let table = deltalake::open_table(lake.table_url("t").unwrap())
+            .await
+            .unwrap();
+        // One creation and three commits on top of it, in whatever order.
+        assert_eq!(table.version(), Some(3));
+        let files = table.get_file_uris().unwrap().count();
+        assert_eq!(files, 4, "one file a date");
+    }
 }

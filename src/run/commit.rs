@@ -102,12 +102,9 @@ impl DateRun<'_> {
                 report.tables.insert(spec.name, table);
                 Ok(true)
             }
-            // Another run created the table between our look and our commit.
-            Err(e) if e.is_commit_conflict() && attempt < lake::COMMIT_ATTEMPTS => {
-                warn!(table = spec.name, error = %e, attempt, "concurrent commit by another run; reading the date again");
-                tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
-                Ok(false)
-            }
+            // Another run created the table between our look and our commit:
+            // silver's rows were streamed, so the date is read again.
+            Err(e) if lake::again_after_conflict(spec.name, &e, attempt).await => Ok(false),
             Err(e) => Err(e.into()),
         }
     }

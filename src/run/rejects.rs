@@ -255,11 +255,11 @@ impl Spilled {
             }
             match stream.finish().await {
                 Ok(version) => return Ok(version),
-                Err(e) if e.is_commit_conflict() && attempt < lake::COMMIT_ATTEMPTS => {
-                    warn!(table = spec.name, error = %e, attempt, "concurrent commit by another run; committing again on top of it");
-                    tokio::time::sleep(std::time::Duration::from_millis(50 * attempt)).await;
+                Err(e) => {
+                    if !lake::again_after_conflict(spec.name, &e, attempt).await {
+                        return Err(e.into());
+                    }
                 }
-                Err(e) => return Err(e.into()),
             }
         }
     }
