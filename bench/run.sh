@@ -89,6 +89,11 @@ source = "$DATA/raw"
 layout = "telemetry/{yyyy}/{MM}/{dd}/{HH}/"
 lake = "$DATA/lake"
 TOML
+if [ "$SCALE" = million ]; then
+    # The per-device costs are what this scale measures: a million devices, over
+    # the default limit a date may name (docs/limits.md).
+    printf '[limits]\ndevices = 1000000\n' >> "$DATA/job.toml"
+fi
 if [ -n "$FEATURES" ]; then
     cat "$FEATURES" >> "$DATA/job.toml"
 fi

@@ -37,6 +37,13 @@ pub enum Error {
     /// A run that found nothing would have emptied a date that holds rows (or was told to fail).
     #[error("{0}")]
     EmptyRun(String),
+    /// A date's kept rows named more distinct devices than `[limits] devices`.
+    #[error("{devices} distinct devices in the rows kept by the end of hour {hour:02}, over the job's limits.devices = {limit}: the date's per-device state (device_health, the features' rows and windows) would outgrow the node, so the run stopped before any commit and the tables are as they were. If the fleet is that large, raise limits.devices, and limits.memory with it (about 4 KB a device, 11 KB with a declared feature set: docs/limits.md); if not, a producer is minting device ids")]
+    TooManyDevices {
+        devices: u64,
+        limit: u64,
+        hour: usize,
+    },
     /// SIGTERM or SIGINT stopped the run.
     #[error("stopped by signal {0} (SIGTERM is 15, SIGINT 2): nothing more was committed and the locks were released")]
     Cancelled(i32),
@@ -84,6 +91,7 @@ impl Error {
             Error::Polars { .. }
             | Error::Archived(_)
             | Error::EmptyRun(_)
+            | Error::TooManyDevices { .. }
             | Error::PartlyCommitted(_)
             | Error::Cancelled(_)
             | Error::Internal(_) => false,

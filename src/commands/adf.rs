@@ -14,7 +14,7 @@
 //! fails the activity through an If Condition on
 //! `activity('…').output.customOutput.exit_code` (`jobs/adf/pipeline.json`).
 
-use super::cli::{BackfillArgs, FeaturesArgs, JobArgs, RunArgs, WriteArgs};
+use super::cli::{BackfillArgs, FeaturesArgs, JobArgs, ReadArgs, RunArgs, WriteArgs};
 use crate::report::Status;
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -359,7 +359,6 @@ fn args_of(props: &Properties, here: &std::path::Path) -> Result<(JobArgs, Write
         labels_as_of,
         report: Some(OUTPUTS.into()),
         lock_wait,
-        allow_empty: false,
     };
     Ok((job, write))
 }
@@ -375,6 +374,7 @@ async fn dispatch(request: Request, job: JobArgs, write: WriteArgs) -> (String, 
                 silver_only: false,
                 refresh_dependents: false,
                 html: None,
+                read: ReadArgs { allow_empty: false },
                 write,
             })
             .await,
@@ -392,6 +392,7 @@ async fn dispatch(request: Request, job: JobArgs, write: WriteArgs) -> (String, 
                     batch_identity: None,
                     batch_image: String::new(),
                 },
+                read: ReadArgs { allow_empty: false },
                 write,
             })
             .await,
@@ -424,6 +425,7 @@ async fn dispatch(request: Request, job: JobArgs, write: WriteArgs) -> (String, 
                     batch_identity: None,
                     batch_image: String::new(),
                 },
+                read: ReadArgs { allow_empty: false },
                 write,
             })
             .await,

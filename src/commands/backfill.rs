@@ -9,10 +9,12 @@ use crate::Error;
 
 pub async fn command(args: BackfillArgs) -> i32 {
     let labels_as_of = label_cutoff(args.write.labels_as_of);
-    let prepared = args
-        .dates()
-        .map_err(Error::Usage)
-        .and_then(|dates| Ok((dates, load_job(&args.job, Some(&args.write))?)));
+    let prepared = args.dates().map_err(Error::Usage).and_then(|dates| {
+        Ok((
+            dates,
+            load_job(&args.job, Some(&args.write), Some(&args.read))?,
+        ))
+    });
     let (dates, job) = match prepared {
         Ok(x) => x,
         Err(e) => {
@@ -30,9 +32,15 @@ pub async fn command(args: BackfillArgs) -> i32 {
     };
     if let Some(dir) = &args.batch.emit_batch_tasks {
         let what = format!("backfill-{}-{}", args.from, args.to);
-        return super::batch::emit(&args.job, &args.write, &args.batch, dir, &what, |t| {
-            super::batch::tasks(t, &dates)
-        });
+        return super::batch::emit(
+            &args.job,
+            &args.write,
+            &args.read,
+            &args.batch,
+            dir,
+            &what,
+            |t| super::batch::tasks(t, &dates),
+        );
     }
     let req = BackfillRequest {
         dates,

@@ -251,6 +251,7 @@ fn shell_words(args: &[String]) -> String {
 pub fn emit(
     job: &super::cli::JobArgs,
     write: &super::cli::WriteArgs,
+    read: &super::cli::ReadArgs,
     batch: &super::cli::BatchEmitArgs,
     dir: &std::path::Path,
     what: &str,
@@ -274,7 +275,7 @@ pub fn emit(
         lake: job.lake.clone(),
         labels_as_of: write.labels_as_of.map(|t| t.to_rfc3339()),
         lock_wait: write.lock_wait.map(|w| format!("{}s", w.as_secs())),
-        allow_empty: write.allow_empty,
+        allow_empty: read.allow_empty,
         image: batch.batch_image.clone(),
         client_id: std::env::var("COLDPATH_BATCH_CLIENT_ID").ok(),
         outputs: Some(OutputContainer {

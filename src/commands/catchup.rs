@@ -26,15 +26,21 @@ pub async fn command(args: crate::commands::cli::CatchupArgs) -> i32 {
         .into_iter()
         .filter_map(|(given, flag)| given.then_some(flag))
         .collect();
-        return super::batch::emit(&args.job, &args.write, &args.batch, dir, &what, |t| {
-            super::batch::catchup_tasks(t, from, to, &options)
-        });
+        return super::batch::emit(
+            &args.job,
+            &args.write,
+            &args.read,
+            &args.batch,
+            dir,
+            &what,
+            |t| super::batch::catchup_tasks(t, from, to, &options),
+        );
     }
     let result = async {
         let dates = args
             .dates(chrono::Utc::now().date_naive())
             .map_err(Error::Usage)?;
-        let job = load_job(&args.job, Some(&args.write))?;
+        let job = load_job(&args.job, Some(&args.write), Some(&args.read))?;
         let req = CatchupRequest {
             dates,
             dry_run: args.dry_run,

@@ -82,6 +82,12 @@ pub struct WriteArgs {
     /// (overrides the job file's `lock.wait`; e.g. `0s`, `90s`, `10m`).
     #[arg(long, env = "COLDPATH_LOCK_WAIT", value_parser = parse_wait)]
     pub lock_wait: Option<Duration>,
+}
+
+/// What the commands that read blobs (`run`, `backfill`, `catchup`) also take;
+/// `features` reads silver, so it has nothing to allow.
+#[derive(Debug, Args)]
+pub struct ReadArgs {
     /// A date that reads no records may replace a partition that holds rows
     /// (without it such a run fails and changes nothing; the job's `allow_empty`).
     #[arg(long, env = "COLDPATH_ALLOW_EMPTY")]
@@ -149,6 +155,8 @@ pub struct CatchupArgs {
     #[command(flatten)]
     pub batch: BatchEmitArgs,
     #[command(flatten)]
+    pub read: ReadArgs,
+    #[command(flatten)]
     pub write: WriteArgs,
 }
 
@@ -186,6 +194,8 @@ pub struct RunArgs {
     #[arg(long, env = "COLDPATH_HTML", value_name = "FILE")]
     pub html: Option<PathBuf>,
     #[command(flatten)]
+    pub read: ReadArgs,
+    #[command(flatten)]
     pub write: WriteArgs,
 }
 
@@ -216,6 +226,8 @@ pub struct BackfillArgs {
     pub parallel: u16,
     #[command(flatten)]
     pub batch: BatchEmitArgs,
+    #[command(flatten)]
+    pub read: ReadArgs,
     #[command(flatten)]
     pub write: WriteArgs,
 }

@@ -15,7 +15,7 @@ pub async fn command(args: FeaturesArgs) -> i32 {
     let mut report = FeaturesReport::new(&run_id, "", labels_as_of);
     let result = async {
         let dates = args.dates().map_err(Error::Usage)?;
-        let job = load_job(&args.job, Some(&args.write))?;
+        let job = load_job(&args.job, Some(&args.write), None)?;
         report.job = job.name.clone();
         report.lake = job.lake.clone();
         let span = tracing::info_span!("features", job = %job.name, run_id = %run_id);
@@ -43,7 +43,7 @@ pub async fn command(args: FeaturesArgs) -> i32 {
 
 /// `--explain`: the job's columns and their definitions on stdout; exit 2 for a bad job file.
 fn explain(args: &FeaturesArgs, format: super::explain::ExplainFormat) -> i32 {
-    match load_job(&args.job, None) {
+    match load_job(&args.job, None, None) {
         Ok(job) => {
             print!(
                 "{}",

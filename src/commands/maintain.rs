@@ -14,7 +14,7 @@ pub async fn command(args: crate::commands::cli::MaintainArgs) -> i32 {
     }
     let run_id = uuid::Uuid::new_v4().to_string();
     let result = async {
-        let job = load_job(&args.job, None)?;
+        let job = load_job(&args.job, None, None)?;
         let by = crate::lake::maintain::Maintainer {
             run_id: &run_id,
             job: &job.name,

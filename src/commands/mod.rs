@@ -20,7 +20,7 @@ pub mod run;
 
 use crate::config::job::Job;
 use crate::Error;
-use cli::{Cli, Command, JobArgs, WriteArgs};
+use cli::{Cli, Command, JobArgs, ReadArgs, WriteArgs};
 
 /// The exit code of a failure outside any command: the runtime would not
 /// start, or a command panicked.
@@ -57,15 +57,22 @@ pub fn label_cutoff(asked: Option<chrono::DateTime<chrono::Utc>>) -> chrono::Dat
     }
 }
 
-/// The job file with the command line's overrides (`write`: those of a writing command).
-pub fn load_job(args: &JobArgs, write: Option<&WriteArgs>) -> Result<Job, Error> {
+/// The job file with the command line's overrides (`write`: those of a writing
+/// command; `read`: of one that reads blobs).
+pub fn load_job(
+    args: &JobArgs,
+    write: Option<&WriteArgs>,
+    read: Option<&ReadArgs>,
+) -> Result<Job, Error> {
     let mut job = Job::load(&args.job)?;
     crate::run::prepare::check(&args.job, &job)?;
     if let Some(write) = write {
         if let Some(wait) = write.lock_wait {
             job.lock.wait = wait;
         }
-        job.allow_empty |= write.allow_empty;
+    }
+    if let Some(read) = read {
+        job.allow_empty |= read.allow_empty;
     }
     for (flag, value, slot) in [
         ("--source", &args.source, &mut job.source),

@@ -61,7 +61,7 @@ pub async fn command(args: PlanArgs) -> i32 {
 }
 
 async fn find(args: &PlanArgs) -> Result<Found, Error> {
-    let job = load_job(&args.job, None)?;
+    let job = load_job(&args.job, None, None)?;
     let site = Site::open(&job)?;
     let listing = site.list(&job, args.date).await?;
     let tiers = site.tiers(&listing).await;

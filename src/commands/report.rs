@@ -21,7 +21,7 @@ use crate::Error;
 
 pub async fn command(args: ReportArgs) -> i32 {
     let result = async {
-        let job = load_job(&args.job, None)?;
+        let job = load_job(&args.job, None, None)?;
         write_page(&job, args.date, &args.html, None).await
     }
     .await;

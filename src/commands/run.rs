@@ -10,7 +10,7 @@ use crate::run::site::Site;
 pub async fn command(args: RunArgs) -> i32 {
     let run_id = uuid::Uuid::new_v4().to_string();
     let date = args.date.to_string();
-    let job = match load_job(&args.job, Some(&args.write)) {
+    let job = match load_job(&args.job, Some(&args.write), Some(&args.read)) {
         Ok(job) => job,
         Err(e) => {
             let mut report = RunReport::new("", &date, &run_id, "", "");

@@ -72,7 +72,14 @@ pub struct Limits {
     pub memory: u64,
     /// Bytes at which the writer starts a new Parquet file of a table's partition.
     pub file_size: u64,
+    /// Distinct devices a date may name in the rows it keeps: past it the run
+    /// fails before its per-device state outgrows the node (`run/hours.rs`).
+    pub devices: u64,
 }
+
+/// 250,000 devices: 500 times the plant's 500, and about 1 GiB of per-device state
+/// (4 KB each with the default features, docs/limits.md), not a node's whole memory.
+pub const DEFAULT_MAX_DEVICES: u64 = 250_000;
 
 /// 128 MiB: files Synapse and Azure ML read in a few requests each, a handful per plant day.
 pub const DEFAULT_FILE_SIZE: u64 = 128 << 20;
@@ -90,6 +97,7 @@ impl Default for Limits {
             max_record_bytes: DEFAULT_MAX_RECORD_BYTES,
             memory: crate::memory::DEFAULT_LIMIT,
             file_size: DEFAULT_FILE_SIZE,
+            devices: DEFAULT_MAX_DEVICES,
         }
     }
 }

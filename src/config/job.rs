@@ -100,6 +100,7 @@ struct LimitsFile {
     max_record_bytes: Option<Size>,
     memory: Option<Size>,
     file_size: Option<Size>,
+    devices: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -216,7 +217,10 @@ impl Job {
         let base = path.parent().unwrap_or(Path::new(""));
         let file: JobFile = toml::from_str(text).map_err(|e| JobError::Parse {
             path: path.to_owned(),
-            message: e.message().to_string(),
+            message: match e.span().and_then(|at| key_at(text, at.start)) {
+                Some(place) => format!("{place}: {}", without_text(e.message())),
+                None => without_text(e.message()),
+            },
         })?;
         let keys = Keys { path };
         let late_arrival =
@@ -459,6 +463,40 @@ pub fn parse_size(text: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("`{text}` is too large"))
 }
 
+/// Where in the job file's `text` the byte `at` is: its line and the key it
+/// sets there, with the `[section]` it is in (`line 12, key limits.devices`).
+/// The value itself is not repeated: a misplaced secret stays out of the log.
+fn key_at(text: &str, at: usize) -> Option<String> {
+    let before = text.get(..at)?;
+    let line_no = before.matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1)?;
+    let key = line.split('=').next()?.trim();
+    let section = before
+        .lines()
+        .rev()
+        .map(str::trim)
+        .find(|l| l.starts_with('['))
+        .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim());
+    let key_ok = !key.is_empty() && line.contains('=') && !key.starts_with('[');
+    Some(match (key_ok, section) {
+        (true, Some(section)) => format!("line {line_no}, key {section}.{key}"),
+        (true, None) => format!("line {line_no}, key {key}"),
+        (false, _) => format!("line {line_no}"),
+    })
+}
+
+/// serde's message without the text value it quotes (`invalid type: string
+/// "…", expected u64`): a string in the wrong place may be a secret.
+fn without_text(message: &str) -> String {
+    const QUOTED: &str = "string \"";
+    match (message.find(QUOTED), message.rfind("\", expected")) {
+        (Some(i), Some(j)) if j >= i + QUOTED.len() => {
+            format!("{}a string{}", &message[..i], &message[j + 1..])
+        }
+        _ => message.to_string(),
+    }
+}
+
 /// The `[limits]` section; an error names the key.
 fn limits(f: &LimitsFile) -> Result<Limits, (&'static str, String)> {
     let size = |key: &'static str, v: &Option<Size>, default: u64, min: u64| {
@@ -495,6 +533,16 @@ fn limits(f: &LimitsFile) -> Result<Limits, (&'static str, String)> {
             defaults.file_size,
             1 << 10,
         )?,
+        devices: match f.devices {
+            Some(0) => {
+                return Err((
+                    "limits.devices",
+                    "0 devices would fail every date that has rows".into(),
+                ))
+            }
+            Some(n) => n,
+            None => defaults.devices,
+        },
     })
 }
 
@@ -664,6 +712,41 @@ lake = "out"
                 .to_string();
             assert!(err.contains("file_size"), "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn the_devices_limit_is_a_count_of_at_least_1() {
+        let job = Job::parse(Path::new("t.toml"), MINIMAL).unwrap();
+        assert_eq!(job.limits.devices, 250_000);
+        let text = format!("{MINIMAL}\n[limits]\ndevices = 1\n");
+        let job = Job::parse(Path::new("t.toml"), &text).unwrap();
+        assert_eq!(job.limits.devices, 1);
+        for bad in ["0", "-1", "\"many\"", "2.5"] {
+            let text = format!("{MINIMAL}\n[limits]\ndevices = {bad}\n");
+            let err = Job::parse(Path::new("t.toml"), &text)
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("devices"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_named_by_line_and_key_not_repeated() {
+        let text = format!("{MINIMAL}\n[limits]\nmemory = \"1GiB\"\ndevices = \"s3cr3t\"\n");
+        let err = Job::parse(Path::new("t.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        let line = MINIMAL.lines().count() + 4;
+        assert!(
+            err.contains(&format!("line {line}, key limits.devices")),
+            "{err}"
+        );
+        assert!(!err.contains("s3cr3t"), "{err}");
+        let text = format!("clock_skew = 5\n{MINIMAL}");
+        let err = Job::parse(Path::new("t.toml"), &text)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("line 1, key clock_skew"), "{err}");
     }
 
     #[test]

@@ -201,6 +201,8 @@ pub struct Day<'r> {
     pub rows_written: u64,
     /// The devices of the rows written (for the volume guard).
     pub devices: std::collections::HashSet<String>,
+    /// How many [`Day::devices`] may name (`[limits] devices`).
+    max_devices: u64,
     /// Per device: copies removed and late rows (rejects are added by the run).
     pub attribution: Attribution,
     /// The tables the hours feed beside silver (`run/outputs.rs`), in registry order.
@@ -219,6 +221,7 @@ impl<'r> Day<'r> {
         outputs: Vec<Box<dyn Output>>,
         silver: SilverOut,
         rejects: Rejects,
+        max_devices: u64,
     ) -> Day<'r> {
         Day {
             day_start_us,
@@ -231,6 +234,7 @@ impl<'r> Day<'r> {
             duplicates: 0,
             rows_written: 0,
             devices: Default::default(),
+            max_devices,
             attribution: Attribution::new(),
             outputs,
             silver,
@@ -301,6 +305,7 @@ impl<'r> Day<'r> {
             return Ok(());
         }
         self.note_kept(&frame)?;
+        self.check_devices(hour)?;
         self.write_hour(hour, frame).await
     }
 
@@ -361,6 +366,23 @@ impl<'r> Day<'r> {
                 .extend(ids.iter().flatten().map(str::to_string));
         }
         self.count_late(frame).map_err(Error::polars("dedup"))
+    }
+
+    /// Fails the date once its kept rows name more devices than the job allows,
+    /// before the hour reaches the outputs: what they hold for the day grows
+    /// with its devices (`device_health`'s state, the features' rows and
+    /// windows), so a gateway minting an id a reading would otherwise take the
+    /// node's memory. Nothing has been committed yet, so the tables stay as they were.
+    fn check_devices(&self, hour: usize) -> Result<(), Error> {
+        let devices = self.devices.len() as u64;
+        if devices <= self.max_devices {
+            return Ok(());
+        }
+        Err(Error::TooManyDevices {
+            devices,
+            limit: self.max_devices,
+            hour,
+        })
     }
 
     /// The hour to the other outputs and to silver's writer at once.

@@ -129,6 +129,7 @@ pub(super) async fn one_pass(
         outputs::registry(&inputs.start),
         silver,
         rejects,
+        inputs.rules.limits.devices,
     );
     let mut counts = Counts::default();
     let mut blobs = ahead.unwrap_or_else(|| {

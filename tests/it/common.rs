@@ -239,6 +239,27 @@ pub fn rows_without_run(lake: &Path, table: &str) -> Vec<String> {
     rows
 }
 
+/// The tables a job without expectations writes.
+pub const RUN_TABLES: [&str; 5] = [
+    "telemetry",
+    "features_hourly",
+    "telemetry_minute",
+    "device_health",
+    "rejects",
+];
+
+/// Each of `tables` as it stands: its version and its rows without the run's
+/// columns. Two snapshots are equal only when no table changed.
+pub fn snapshot(
+    lake: &Path,
+    tables: &[&str],
+) -> Vec<(Option<deltalake::kernel::Version>, Vec<String>)> {
+    tables
+        .iter()
+        .map(|t| (open_table(lake, t).version(), rows_without_run(lake, t)))
+        .collect()
+}
+
 /// The `rejects` rows of `date` against the generator's designed rejects
 /// (fixtures/expected/<date>.json): the same `(source_file, line, reason)` the same number
 /// of times (a multiset), and each `detail` naming what the design says it must (README,

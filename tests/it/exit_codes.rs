@@ -355,3 +355,69 @@ fn version_names_the_build() {
     let meta = user_metadata(lake.path(), "telemetry", 0);
     assert_eq!(meta["coldpath_commit"], commit);
 }
+
+#[test]
+fn allow_empty_is_taken_only_by_the_commands_that_read_blobs() {
+    let dir = temp_lake();
+    let job = job_with(dir.path(), "");
+    // `run` takes the flag (tests/it/hostile.rs has what it does there).
+    let (code, stdout, stderr) = run_job(&job, "2024-03-11", &["--allow-empty"]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let lake = dir.path().join("lake");
+    let before = snapshot(&lake, &RUN_TABLES);
+    let job = job.to_str().unwrap();
+    // `features` reads silver: the flag would change nothing, so it is refused.
+    let out = coldpath(&[
+        "features",
+        "--job",
+        job,
+        "--date",
+        "2024-03-11",
+        "--allow-empty",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("--allow-empty"), "names the flag: {stderr}");
+    assert_eq!(before, snapshot(&lake, &RUN_TABLES), "nothing written");
+    // The variable, set for every command of a pool, is read only where it means something.
+    let env = [("COLDPATH_ALLOW_EMPTY", "true".to_string())];
+    let out = coldpath_env(&["features", "--job", job, "--date", "2024-03-11"], &env);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+#[test]
+fn a_date_naming_more_devices_than_the_limit_fails_and_changes_nothing() {
+    // The designed date's distinct devices, from the generator's rows; the first
+    // hour names them all.
+    let e = expected("2024-03-11");
+    let rows = e["rows"].as_array().unwrap();
+    let devices: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r["device_id"].as_str().unwrap())
+        .collect();
+    let n = devices.len();
+    assert!(n > 1, "{devices:?}");
+    let dir = temp_lake();
+    let lake = dir.path().join("lake");
+    let (code, stdout, stderr) = run_job(&job_with(dir.path(), ""), "2024-03-11", &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let before = snapshot(&lake, &RUN_TABLES);
+
+    // One under the date's devices: the run stops in hour 00, before any commit.
+    let limited = job_with(dir.path(), &format!("[limits]\ndevices = {}", n - 1));
+    let (code, stdout, stderr) = run_job(&limited, "2024-03-11", &[]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let error = report["error"].as_str().unwrap();
+    assert!(error.contains("limits.devices"), "{error}");
+    assert!(error.contains(&format!("{n} distinct devices")), "{error}");
+    assert!(error.contains("end of hour 00"), "{error}");
+    assert_eq!(before, snapshot(&lake, &RUN_TABLES), "no table changed");
+    assert_nothing_uncommitted(&lake);
+
+    // Exactly the date's devices is within the limit.
+    let exact = job_with(dir.path(), &format!("[limits]\ndevices = {n}"));
+    let (code, stdout, stderr) = run_job(&exact, "2024-03-11", &[]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+}

@@ -19,6 +19,7 @@ const LIMITS: Limits = Limits {
     max_record_bytes: 64 << 10,
     memory: 2 << 30,
     file_size: 128 << 20,
+    devices: 250_000,
 };
 
 /// What one blob may hold at its peak: a record, the sniffed head, buffers, a

@@ -172,15 +172,7 @@ fn a_listing_that_finds_nothing_never_empties_a_date_that_holds_rows() {
     let (code, out, err) = run(&good, "2024-03-11", &[]);
     assert_eq!(code, 0, "{out}{err}");
     let lake = dir.path().join("lake");
-    let before: Vec<_> = [
-        "telemetry",
-        "features_hourly",
-        "telemetry_minute",
-        "rejects",
-    ]
-    .iter()
-    .map(|t| (open_table(&lake, t).version(), rows_without_run(&lake, t)))
-    .collect();
+    let before = snapshot(&lake, &RUN_TABLES);
     assert!(!before[0].1.is_empty());
 
     // A typo in the layout lists nothing: exit 1, every table as it was.
@@ -195,15 +187,7 @@ fn a_listing_that_finds_nothing_never_empties_a_date_that_holds_rows() {
         err.contains("--allow-empty") && err.contains("no blobs"),
         "{err}"
     );
-    let after: Vec<_> = [
-        "telemetry",
-        "features_hourly",
-        "telemetry_minute",
-        "rejects",
-    ]
-    .iter()
-    .map(|t| (open_table(&lake, t).version(), rows_without_run(&lake, t)))
-    .collect();
+    let after = snapshot(&lake, &RUN_TABLES);
     assert_eq!(before, after, "no table changed");
 
     // Said to be intended, the empty result replaces the date.

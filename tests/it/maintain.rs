@@ -25,13 +25,7 @@ fn maintain_checkpoints_and_vacuums_without_changing_a_row() {
         assert_eq!(code, 0, "{report}");
     }
     // Every table a job without expectations writes.
-    let tables = [
-        "telemetry",
-        "features_hourly",
-        "telemetry_minute",
-        "device_health",
-        "rejects",
-    ];
+    let tables = RUN_TABLES;
     let before: Vec<_> = tables
         .iter()
         .map(|t| rows_without_run(lake.path(), t))
