@@ -121,7 +121,8 @@ pub(super) async fn one_pass(
             .collect(),
         inputs.date,
         &inputs.meta.run_id,
-    );
+    )
+    .with_max_devices(inputs.rules.limits.devices);
     let mut day = hours::Day::new(
         inputs.rules.day_start_us,
         inputs.rules.late_arrival_us,

@@ -51,6 +51,12 @@ pub struct Rejects {
     spilled: u64,
     by_reason: BTreeMap<&'static str, u64>,
     by_device: HashMap<String, u64>,
+    /// Devices [`Rejects::by_device`] names at most (`[limits] devices`): a
+    /// reject's device id is input, and a night of rejects naming a new id each
+    /// must not grow the map with the night.
+    max_devices: usize,
+    /// Rejects naming a device past `max_devices`: counted, not attributed.
+    unattributed: u64,
     /// `source_file` by blob index, and the columns every row shares.
     paths: Vec<String>,
     date: NaiveDate,
@@ -81,10 +87,18 @@ impl Rejects {
             spilled: 0,
             by_reason: BTreeMap::new(),
             by_device: HashMap::new(),
+            max_devices: crate::config::formats::DEFAULT_MAX_DEVICES as usize,
+            unattributed: 0,
             paths,
             date,
             run_id: run_id.to_string(),
         }
+    }
+
+    /// Attributes rejects to at most `devices` distinct devices.
+    pub fn with_max_devices(mut self, devices: u64) -> Rejects {
+        self.max_devices = usize::try_from(devices).unwrap_or(usize::MAX);
+        self
     }
 
     /// Counts and keeps `rejects`; spills what is held once it passes the bound.
@@ -92,7 +106,7 @@ impl Rejects {
         for r in &rejects {
             *self.by_reason.entry(r.reason.as_str()).or_default() += 1;
             if let Some(device) = &r.device {
-                *self.by_device.entry(device.clone()).or_default() += 1;
+                self.attribute(device);
             }
             self.held_bytes += held_size(r);
         }
@@ -101,6 +115,27 @@ impl Rejects {
             self.spill_held()?;
         }
         Ok(())
+    }
+
+    fn attribute(&mut self, device: &str) {
+        if let Some(n) = self.by_device.get_mut(device) {
+            *n += 1;
+        } else if self.by_device.len() < self.max_devices {
+            self.by_device.insert(device.to_string(), 1);
+        } else {
+            if self.unattributed == 0 {
+                warn!(
+                    devices = self.max_devices,
+                    "rejects name more devices than limits.devices: the rejects of further devices are counted, not attributed to them in device_health"
+                );
+            }
+            self.unattributed += 1;
+        }
+    }
+
+    /// Rejects that named a device past [`Rejects::with_max_devices`].
+    pub fn unattributed(&self) -> u64 {
+        self.unattributed
     }
 
     /// Every reject gathered.
@@ -415,6 +450,37 @@ mod tests {
         let mut want = expected(&all);
         want.sort_by_key(|r| (r.0.clone(), r.1));
         assert_eq!(rows(&[batch]), want);
+    }
+
+    #[test]
+    fn rejects_are_attributed_to_at_most_the_limit_of_devices() {
+        let mut rejects = Rejects::new(64 << 20, paths(), date(), "r1").with_max_devices(2);
+        // Devices a, b, c, a, c, b, d: a and b come first and are attributed
+        // every time; c and d come when two are already named.
+        let ids = ["a", "b", "c", "a", "c", "b", "d"];
+        let input = || -> Vec<Reject> {
+            ids.iter()
+                .enumerate()
+                .map(|(i, id)| Reject {
+                    device: Some(id.to_string()),
+                    ..reject(0, i as u64 + 1, 10)
+                })
+                .collect()
+        };
+        rejects.add(input()).unwrap();
+        assert_eq!(rejects.count(), 7);
+        let by_device: BTreeMap<&str, u64> = rejects
+            .by_device()
+            .iter()
+            .map(|(k, v)| (k.as_str(), *v))
+            .collect();
+        assert_eq!(by_device, BTreeMap::from([("a", 2), ("b", 2)]));
+        assert_eq!(rejects.unattributed(), 3);
+        // At the limit exactly, every device is attributed.
+        let mut all = Rejects::new(64 << 20, paths(), date(), "r1").with_max_devices(4);
+        all.add(input()).unwrap();
+        assert_eq!(all.by_device().len(), 4);
+        assert_eq!(all.unattributed(), 0);
     }
 
     #[test]
