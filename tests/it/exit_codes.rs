@@ -420,4 +420,29 @@ fn a_date_naming_more_devices_than_the_limit_fails_and_changes_nothing() {
     let exact = job_with(dir.path(), &format!("[limits]\ndevices = {n}"));
     let (code, stdout, stderr) = run_job(&exact, "2024-03-11", &[]);
     assert_eq!(code, 0, "{stdout}{stderr}");
+    let before = snapshot(&lake, &RUN_TABLES);
+
+    // A new device in hour 05: the limit is passed after hours 00-04 went to
+    // silver's writer, whose files then belong to no version.
+    let raw = dir.path().join("raw");
+    copy_dir(&fixtures_raw(), &raw);
+    let record = r#"{"deviceId": "gateway-99", "deviceType": "pump", "timestamp": "2024-03-11T05:30:00.000Z", "temperature": 40.0, "pressure": 100, "vibration": 8.0, "priority": "normal", "messageId": "gateway-99-0", "EventEnqueuedUtcTime": "2024-03-11T05:30:01.000000Z"}"#;
+    std::fs::write(raw.join("telemetry/2024/03/11/05/1_gateway_0.json"), record).unwrap();
+    let text = std::fs::read_to_string(&exact).unwrap().replace(
+        &format!("source = {:?}", fixtures_raw().to_str().unwrap()),
+        &format!("source = {:?}", raw.to_str().unwrap()),
+    );
+    assert!(text.contains(raw.to_str().unwrap()), "{text}");
+    std::fs::write(&exact, text).unwrap();
+    let (code, stdout, stderr) = run_job(&exact, "2024-03-11", &[]);
+    assert_eq!(code, 1, "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let error = report["error"].as_str().unwrap();
+    let past = format!(
+        "{} distinct devices in the rows kept by the end of hour 05",
+        n + 1
+    );
+    assert!(error.contains(&past), "{error}");
+    assert_eq!(before, snapshot(&lake, &RUN_TABLES), "no table changed");
+    assert_nothing_uncommitted(&lake);
 }
