@@ -250,7 +250,7 @@ pub(crate) mod tests {
             )
             .unwrap()
         };
-        replace_partition(&lake, &spec, day("2024-03-11"), batch, &meta)
+        replace_partition(&lake, &spec, day("2024-03-11"), vec![batch], &meta)
             .await
             .unwrap();
         let folder = dir.path().join("rejects/run_date=2024-03-11");

@@ -739,14 +739,18 @@ fn version_of(lake: &Lake, spec: &TableSpec, table: &DeltaTable) -> Result<u64, 
     })
 }
 
-/// Replaces `spec.partition = date` of the table with `batch` in one commit; returns the new version.
+/// Replaces `spec.partition = date` of the table with `batches`, in their
+/// order, in one commit (none: the partition emptied); returns the new version.
 pub async fn replace_partition(
     lake: &Lake,
     spec: &TableSpec,
     date: NaiveDate,
-    batch: RecordBatch,
+    mut batches: Vec<RecordBatch>,
     meta: &CommitMeta,
 ) -> Result<u64, SinkError> {
+    if batches.is_empty() {
+        batches.push(RecordBatch::new_empty(spec.schema.clone()));
+    }
     let url = lake.table_url(spec.name)?;
     let delta_err = |source| SinkError::delta(spec.name, &url, source);
     prepare_table(lake, spec)?;
@@ -758,7 +762,7 @@ pub async fn replace_partition(
                 .await
                 .map_err(delta_err)?;
         let written = replacing(
-            table.write([batch.clone()]),
+            table.write(batches.clone()),
             lake.file_size,
             spec,
             date,
@@ -855,7 +859,7 @@ mod tests {
                         ],
                     )
                     .unwrap();
-                    replace_partition(&lake, &spec, date, batch, &meta(date)).await
+                    replace_partition(&lake, &spec, date, vec![batch], &meta(date)).await
                 })
             })
             .collect();

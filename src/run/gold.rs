@@ -10,8 +10,8 @@ use tracing::{info, info_span, warn, Instrument};
 use crate::error::Error;
 use crate::lake::{self, CommitMeta, Lake};
 use crate::report::TableReport;
-use crate::run::rejects::Rows;
-use crate::stages::features::{self, baseline, Reference};
+use crate::run::spill::{hold_or_spill, Rows};
+use crate::stages::features::{baseline, Reference};
 use crate::stages::guarded;
 use crate::stages::health::{Attribution, DayHealth, SeenDevices};
 
@@ -72,14 +72,18 @@ pub(super) fn count_status(health: &DataFrame) -> std::collections::BTreeMap<Str
     counts
 }
 
-/// A table's frame turned into the Arrow batch its commit will write.
+/// A table's frame turned into the Arrow batch its commit will write, held
+/// up to `limit` bytes and spilled past it ([`crate::run::spill`]).
 pub(super) fn stage(
     spec: lake::TableSpec,
     mut frame: DataFrame,
     meta: CommitMeta,
+    limit: u64,
 ) -> Result<Staged, Error> {
     let batch = lake::to_record_batch(&spec, &mut frame)?;
-    Ok((spec, Rows::Batch(batch), meta))
+    drop(frame);
+    let rows = hold_or_spill(spec.name, batch, limit)?;
+    Ok((spec, rows, meta))
 }
 
 /// Replaces `date`'s partition of one table with `rows`.
@@ -91,35 +95,24 @@ pub(super) async fn commit(
     meta: &CommitMeta,
 ) -> Result<TableReport, Error> {
     let span = info_span!("commit", table = spec.name);
-    let (rows, version) = match rows {
-        Rows::Batch(batch) => {
-            let rows = batch.num_rows() as u64;
-            let written = lake::replace_partition(lake, &spec, date, batch, meta);
-            (rows, written.instrument(span).await?)
+    let rows_in = rows.count();
+    let version = match rows {
+        Rows::Batches(batches) => {
+            let written = lake::replace_partition(lake, &spec, date, batches, meta);
+            written.instrument(span).await?
         }
         Rows::Spilled(spilled) => {
             let written = spilled.commit(lake, &spec, date, meta);
-            (spilled.rows(), written.instrument(span).await?)
+            written.instrument(span).await?
         }
     };
+    let rows = rows_in;
     info!(table = spec.name, rows, version, "committed");
     Ok(TableReport {
         partition: format!("{}={date}", spec.partition),
         rows,
         version,
     })
-}
-
-/// The hours' minute aggregates as one frame of `telemetry_minute`.
-pub(super) fn minute_frame(date: NaiveDate, frames: Vec<DataFrame>) -> PolarsResult<DataFrame> {
-    let mut frames = frames.into_iter();
-    let Some(mut all) = frames.next() else {
-        return features::minute::empty(date);
-    };
-    for f in frames {
-        all.vstack_mut(&f)?;
-    }
-    Ok(all)
 }
 
 #[cfg(test)]

@@ -12,7 +12,8 @@
 //! [`health`] reads back what `device_health` and the baselines need.
 //! [`windows`] reads what the declared feature windows reach of earlier dates.
 //! [`expect`] checks the job's declared expectations on each hour's rows.
-//! [`rejects`] gathers a pass's rejects, spilling them to a local file past a bound.
+//! [`rejects`] gathers a pass's rejects; [`spill`] holds what a table stages before its
+//! commit up to a bound (rejects, the derived tables), and past it writes it to a local file.
 //! [`backfill`] and [`catchup`] run many dates; [`dependents`] says which later
 //! dates read a date's silver; [`crate::cancel`] is how a
 //! signal stops them cleanly.
@@ -37,5 +38,6 @@ pub mod refresh;
 pub mod rejects;
 pub mod silver;
 pub mod site;
+pub mod spill;
 pub mod volume;
 pub mod windows;

@@ -32,9 +32,10 @@ use crate::lake::digest::HourWriter;
 use crate::lake::{self, CommitMeta, Lake};
 use crate::report::RunReport;
 use crate::run::expect::HourChecks;
-use crate::run::gold::{count_status, finish_gold, minute_frame, stage, Staged};
+use crate::run::gold::{count_status, finish_gold, stage, Staged};
 use crate::run::rejects::Rejects;
 use crate::run::silver::SilverOut;
+use crate::run::spill::Staging;
 use crate::stages::features::{self, Hourly, Reference};
 use crate::stages::guarded;
 use crate::stages::health::{Attribution, DayHealth, History, SeenDevices};
@@ -120,6 +121,8 @@ pub(super) struct Start<'a> {
     /// A `features` refresh: silver is read back, not written, so it stays as it
     /// is, and so does the date's digest of devices (a run encodes one as the hours go).
     pub(super) refresh: bool,
+    /// Bytes a table's staged rows may hold before they are spilled ([`crate::run::spill`]).
+    pub(super) staged_limit: u64,
 }
 
 /// The outputs of one pass over the date, in [`REGISTRY`]'s order; a refresh
@@ -142,6 +145,13 @@ pub(super) struct Finish<'a> {
     /// Per device: duplicates, rejects and late rows (a refresh: as recorded).
     pub(super) attribution: &'a Attribution,
     pub(super) meta: &'a CommitMeta,
+}
+
+impl Finish<'_> {
+    /// Bytes a table's staged rows may hold before they are spilled.
+    fn staged_limit(&self) -> u64 {
+        crate::run::spill::staged_limit(self.job.limits.memory)
+    }
 }
 
 /// One output's tables, staged, and what it keeps beside them once silver is committed.
@@ -301,7 +311,12 @@ impl Output for Expectations {
         Box::pin(async move {
             let frame = self.0.frame(at.date, &at.meta.run_id)?;
             Ok(Finished {
-                staged: vec![stage(lake::expectations_table(), frame, at.meta.clone())?],
+                staged: vec![stage(
+                    lake::expectations_table(),
+                    frame,
+                    at.meta.clone(),
+                    at.staged_limit(),
+                )?],
                 ..Finished::default()
             })
         })
@@ -399,8 +414,13 @@ impl Output for Gold {
             };
             let spec = lake::features_table_for(&frame, &at.job.features.columns())?;
             let staged = vec![
-                stage(spec, frame, gold_meta)?,
-                stage(lake::health_table(), health, at.meta.clone())?,
+                stage(spec, frame, gold_meta, at.staged_limit())?,
+                stage(
+                    lake::health_table(),
+                    health,
+                    at.meta.clone(),
+                    at.staged_limit(),
+                )?,
             ];
             Ok(Finished {
                 staged,
@@ -448,10 +468,12 @@ impl Keep for GoldKeep {
     }
 }
 
-/// `telemetry_minute`: each hour's minute aggregates, in the hour's order.
+/// `telemetry_minute`: each hour's minute aggregates, in the hour's order,
+/// made Arrow batches as the hours close and staged as they come: a date of
+/// many devices spills them as it goes rather than holding the day's minutes.
 pub(super) struct Minutes {
     date: NaiveDate,
-    hours: Vec<DataFrame>,
+    hours: Staging,
 }
 
 impl Minutes {
@@ -462,7 +484,7 @@ impl Minutes {
         start.features.as_ref()?;
         Some(Box::new(Minutes {
             date: start.date,
-            hours: Vec::new(),
+            hours: Staging::new(lake::minute_table().name, start.staged_limit),
         }))
     }
 }
@@ -474,18 +496,18 @@ impl Output for Minutes {
 
     fn add_hour(&mut self, _: i64, rows: &DataFrame) -> Result<(), Error> {
         let date = self.date;
-        let minutes = guarded("features", || {
+        let mut minutes = guarded("features", || {
             features::minute::aggregate_ordered(rows, date)
         })?;
-        self.hours.push(minutes);
-        Ok(())
+        let batch = lake::to_record_batch(&lake::minute_table(), &mut minutes)?;
+        self.hours.add(batch)
     }
 
     fn finish<'a>(self: Box<Self>, at: &'a Finish<'a>) -> BoxFuture<'a, Result<Finished, Error>> {
         Box::pin(async move {
-            let frame = guarded("features", || minute_frame(self.date, self.hours))?;
+            let rows = self.hours.finish()?;
             Ok(Finished {
-                staged: vec![stage(lake::minute_table(), frame, at.meta.clone())?],
+                staged: vec![(lake::minute_table(), rows, at.meta.clone())],
                 ..Finished::default()
             })
         })

@@ -358,6 +358,7 @@ impl DateRun<'_> {
             history: None,
             expectations: &self.site.expectations,
             refresh: false,
+            staged_limit: crate::run::spill::staged_limit(self.job.limits.memory),
         };
         if !self.req.features {
             return Ok(start);

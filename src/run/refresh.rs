@@ -187,6 +187,7 @@ async fn refresh_outputs(
         history: Some(history),
         expectations: &none,
         refresh: true,
+        staged_limit: crate::run::spill::staged_limit(job.limits.memory),
     });
     Ok((outputs, found))
 }

@@ -1,33 +1,24 @@
 //! The date's rejects as a pass gathers them: counted as they come (the
 //! report's figures, each device's share for `device_health`), held in memory
-//! up to a bound, and past it spilled to an unnamed local file, so that a night
-//! on which most records are rejected (an expectation that drops every row, a
-//! day of garbage) holds the bound, not what it read. The `rejects` commit,
-//! the run's last, streams the spilled batches back ([`Spilled::commit`]).
-//!
-//! The file is Arrow IPC (arrow's own, through deltalake's re-export), LZ4
-//! compressed, batches already in the table's schema: written and read back
-//! once, in order, so a format that needs no conversion either way. It is
-//! created with `tempfile::tempfile_in` (removed when closed, or by the OS
-//! when the process is killed), in [`spill_dir`]. Spilled rejects are
-//! sorted by blob and line within each spilled part; held ones are sorted
+//! up to a bound, and past it spilled to an unnamed local file
+//! ([`crate::run::spill`]), so that a night on which most records are rejected
+//! (an expectation that drops every row, a day of garbage) holds the bound, not
+//! what it read. The `rejects` commit, the run's last, streams the spilled
+//! batches back. They are held as records, not batches (a record is cheaper
+//! than its row, and they are sorted before they become rows): spilled rejects
+//! are sorted by blob and line within each spilled part; held ones are sorted
 //! whole, so a date under the bound keeps them in blob and line order.
 
 use std::collections::{BTreeMap, HashMap};
-use std::fs::File;
-use std::io::{BufWriter, Seek, SeekFrom};
-use std::path::PathBuf;
 
 use chrono::NaiveDate;
 use deltalake::arrow::array::RecordBatch;
-use deltalake::arrow::ipc::reader::FileReader;
-use deltalake::arrow::ipc::writer::{FileWriter, IpcWriteOptions};
-use deltalake::arrow::ipc::CompressionType;
 use polars::prelude::*;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::error::Error;
-use crate::lake::{self, CommitMeta, Lake, PartitionStream};
+use crate::lake;
+use crate::run::spill::{Rows, SpillFile};
 use crate::stages::normalize::Reject;
 
 /// What the date's rejects hold in memory at most: this share of `[limits]
@@ -47,8 +38,7 @@ pub struct Rejects {
     held: Vec<Reject>,
     held_bytes: u64,
     limit: u64,
-    spill: Option<FileWriter<BufWriter<File>>>,
-    spilled: u64,
+    spill: Option<SpillFile>,
     by_reason: BTreeMap<&'static str, u64>,
     by_device: HashMap<String, u64>,
     /// Devices [`Rejects::by_device`] names at most (`[limits] devices`): a
@@ -63,19 +53,6 @@ pub struct Rejects {
     run_id: String,
 }
 
-/// What a staged table commits ([`crate::run::gold::Staged`]): one batch in
-/// memory, or the date's rejects spilled to a local file past what they may hold.
-pub enum Rows {
-    Batch(RecordBatch),
-    Spilled(Spilled),
-}
-
-/// The spilled rejects: an Arrow IPC file of batches in the `rejects` schema.
-pub struct Spilled {
-    file: File,
-    rows: u64,
-}
-
 impl Rejects {
     /// Nothing gathered; held up to `memory` / [`HELD_SHARE_OF_MEMORY`].
     pub fn new(memory: u64, paths: Vec<String>, date: NaiveDate, run_id: &str) -> Rejects {
@@ -84,7 +61,6 @@ impl Rejects {
             held_bytes: 0,
             limit: memory / HELD_SHARE_OF_MEMORY,
             spill: None,
-            spilled: 0,
             by_reason: BTreeMap::new(),
             by_device: HashMap::new(),
             max_devices: crate::config::formats::DEFAULT_MAX_DEVICES as usize,
@@ -134,6 +110,7 @@ impl Rejects {
     }
 
     /// Rejects that named a device past [`Rejects::with_max_devices`].
+    #[cfg(test)]
     pub fn unattributed(&self) -> u64 {
         self.unattributed
     }
@@ -160,18 +137,13 @@ impl Rejects {
         if self.spill.is_some() && !self.held.is_empty() {
             self.spill_held()?;
         }
-        let Some(writer) = self.spill.take() else {
-            let held = self.take_held();
-            return Ok(Rows::Batch(self.batch_of(&held)?));
-        };
-        let rows = self.spilled;
-        let file = writer
-            .into_inner()
-            .map_err(|e| spill_err("finishing", e))?
-            .into_inner()
-            .map_err(|e| spill_err("finishing", e.error()))?;
-        info!(rows, "rejects spilled to a local file: committed from it");
-        Ok(Rows::Spilled(Spilled { file, rows }))
+        match self.spill.take() {
+            Some(file) => Ok(Rows::Spilled(file.finish()?)),
+            None => {
+                let held = self.take_held();
+                Ok(Rows::Batches(vec![self.batch_of(&held)?]))
+            }
+        }
     }
 
     /// The held rejects, in blob and line order; none held after.
@@ -198,7 +170,7 @@ impl Rejects {
         }
         debug!(
             rows = held.len(),
-            spilled = self.spilled,
+            spilled = self.spill.as_ref().map_or(0, SpillFile::rows),
             "a part of the rejects spilled"
         );
         Ok(())
@@ -206,18 +178,13 @@ impl Rejects {
 
     fn write_spill(&mut self, batch: &RecordBatch) -> Result<(), Error> {
         if self.spill.is_none() {
-            warn!(
-                held_mib = self.limit >> 20,
-                dir = %spill_dir().display(),
-                "the date's rejects passed what they may hold in memory: spilling them to a local file"
-            );
-            self.spill = Some(new_spill(batch)?);
+            let file = SpillFile::create("rejects", &batch.schema(), self.limit)?;
+            self.spill = Some(file);
         }
-        if let Some(writer) = self.spill.as_mut() {
-            writer.write(batch).map_err(|e| spill_err("writing", e))?;
+        match self.spill.as_mut() {
+            Some(file) => file.write(batch),
+            None => Ok(()),
         }
-        self.spilled += batch.num_rows() as u64;
-        Ok(())
     }
 }
 
@@ -225,79 +192,6 @@ impl Rejects {
 fn held_size(r: &Reject) -> u64 {
     let text = r.raw.len() + r.detail.len() + r.device.as_ref().map_or(0, String::len);
     (std::mem::size_of::<Reject>() + text) as u64
-}
-
-/// Where the spill file goes: `TMPDIR` when set; else, on Azure Batch, the
-/// task's working folder (on the node's temporary disk, larger than the
-/// system disk that holds `/tmp`); else the system's temporary folder.
-pub fn spill_dir() -> PathBuf {
-    let set = |name| {
-        std::env::var_os(name)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    set("TMPDIR")
-        .or_else(|| set("AZ_BATCH_TASK_WORKING_DIR"))
-        .unwrap_or_else(std::env::temp_dir)
-}
-
-fn new_spill(batch: &RecordBatch) -> Result<FileWriter<BufWriter<File>>, Error> {
-    let file = tempfile::tempfile_in(spill_dir()).map_err(|e| spill_err("creating", e))?;
-    let options = IpcWriteOptions::default()
-        .try_with_compression(Some(CompressionType::LZ4_FRAME))
-        .map_err(|e| spill_err("creating", e))?;
-    FileWriter::try_new_with_options(BufWriter::new(file), &batch.schema(), options)
-        .map_err(|e| spill_err("creating", e))
-}
-
-fn spill_err(doing: &str, e: impl std::fmt::Display) -> Error {
-    Error::Internal(format!(
-        "rejects: {doing} their spill file in {}: {e}",
-        spill_dir().display()
-    ))
-}
-
-impl Spilled {
-    /// Rows in the file.
-    pub fn rows(&self) -> u64 {
-        self.rows
-    }
-
-    /// The spilled batches, from the start of the file.
-    pub fn batches(&self) -> Result<FileReader<File>, Error> {
-        let mut file = self.file.try_clone().map_err(|e| spill_err("reading", e))?;
-        file.seek(SeekFrom::Start(0))
-            .map_err(|e| spill_err("reading", e))?;
-        FileReader::try_new(file, None).map_err(|e| spill_err("reading", e))
-    }
-
-    /// Replaces `date`'s partition of `spec` with the file's rows, a batch at a
-    /// time; a concurrent table creation means streaming them again.
-    pub async fn commit(
-        &self,
-        lake: &Lake,
-        spec: &lake::TableSpec,
-        date: NaiveDate,
-        meta: &CommitMeta,
-    ) -> Result<u64, Error> {
-        let mut attempt = 0;
-        loop {
-            attempt += 1;
-            let mut stream = PartitionStream::start(lake, spec, date, meta).await?;
-            for batch in self.batches()? {
-                let batch = batch.map_err(|e| spill_err("reading", e))?;
-                stream.send(batch).await?;
-            }
-            match stream.finish().await {
-                Ok(version) => return Ok(version),
-                Err(e) => {
-                    if !lake::again_after_conflict(spec.name, &e, attempt).await {
-                        return Err(e.into());
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// The rejects of the date's own partitions as a frame of the `rejects` table.
@@ -444,12 +338,13 @@ mod tests {
         assert_eq!(rejects.by_device()["dev0"], 4 * 12);
         assert_eq!(rejects.by_device()["dev2"], 4 * 13);
         assert_eq!(rejects.by_device().len(), 2);
-        let Rows::Batch(batch) = rejects.finish().unwrap() else {
+        let Rows::Batches(batches) = rejects.finish().unwrap() else {
             panic!("2 MiB holds 200 rejects of 1.6 KB");
         };
+        assert_eq!(batches.len(), 1);
         let mut want = expected(&all);
         want.sort_by_key(|r| (r.0.clone(), r.1));
-        assert_eq!(rows(&[batch]), want);
+        assert_eq!(rows(&batches), want);
     }
 
     #[test]
@@ -505,7 +400,9 @@ mod tests {
             panic!("64 KiB does not hold 200 rejects of 1.6 KB");
         };
         assert_eq!(spilled.rows(), 203);
-        let read = |s: &Spilled| s.batches().unwrap().collect::<Result<Vec<_>, _>>().unwrap();
+        let read = |s: &crate::run::spill::Spilled| {
+            s.batches().unwrap().collect::<Result<Vec<_>, _>>().unwrap()
+        };
         let batches = read(&spilled);
         // A part per blob, then the held tail: each sorted by line within it.
         assert_eq!(batches.len(), 5);

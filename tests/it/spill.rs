@@ -220,3 +220,86 @@ fn a_spill_folder_that_cannot_be_written_fails_the_run_naming_it_and_commits_not
     }
     assert_nothing_uncommitted(&lake);
 }
+
+/// A day of 2,000 devices, each reading every 30 minutes, in a blob an hour.
+fn many_devices(dir: &Path) -> PathBuf {
+    let raw = empty_container(dir);
+    for hour in 0..24u32 {
+        let path = raw.join(format!("telemetry/2024/03/11/part-{hour:02}.json"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        let mut text = String::new();
+        for minute in [7u32, 37] {
+            for d in 0..2_000u32 {
+                let reading = serde_json::json!({
+                    "deviceId": format!("gw-{d:04}"),
+                    "deviceType": "pump",
+                    "timestamp": format!("{DATE}T{hour:02}:{minute:02}:{:02}Z", d % 60),
+                    "temperature": 20.0 + f64::from(d % 13),
+                    "pressure": 100 + d % 7,
+                    "vibration": 5.0 + f64::from(hour % 5),
+                    "messageId": format!("gw-{d:04}-{hour:02}{minute:02}"),
+                });
+                text.push_str(&reading.to_string());
+                text.push('\n');
+            }
+        }
+        std::fs::write(&path, text).unwrap();
+    }
+    raw
+}
+
+/// The derived tables a run stages are held up to `[limits] memory` / 16 each
+/// and spilled past it: at 64 MiB (4 MiB a table) the day's 48,000
+/// `features_hourly` rows and 96,000 `telemetry_minute` rows are spilled, at the
+/// default they are held, and every table is the same both ways.
+#[test]
+fn derived_tables_past_their_share_are_spilled_and_the_same_as_held() {
+    let dir = temp_lake();
+    let raw = many_devices(dir.path());
+    let tmp = dir.path().join("tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let run = |name: &str, limits: &str| {
+        let lake = dir.path().join(name);
+        let text = format!(
+            "name = \"spill\"\nsource = {:?}\nlayout = \"telemetry/{{yyyy}}/{{MM}}/{{dd}}/\"\nlake = {:?}\n{limits}\n",
+            raw.to_str().unwrap(),
+            lake.to_str().unwrap(),
+        );
+        let job = dir.path().join(format!("{name}.toml"));
+        std::fs::write(&job, text).unwrap();
+        let env = [
+            ("TMPDIR", tmp.to_str().unwrap().to_string()),
+            ("COLDPATH_LOG", "warn".to_string()),
+        ];
+        let out = coldpath_env(&run_args(&job, &lake), &env);
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        assert_eq!(out.status.code(), Some(0), "{name}: {stderr}");
+        (lake, stderr)
+    };
+    let (spilled, stderr) = run("spilled", "[limits]\nmemory = \"64MiB\"");
+    for table in ["features_hourly", "telemetry_minute"] {
+        let said = format!("`{table}` passed what a staged table may hold in memory");
+        assert!(stderr.contains(&said), "{table}: {stderr}");
+    }
+    assert!(
+        !stderr.contains("`device_health` passed"),
+        "2,000 rows: {stderr}"
+    );
+    let (held, stderr) = run("held", "");
+    assert!(!stderr.contains("may hold in memory"), "{stderr}");
+    assert_eq!(read_rows(&held, "features_hourly").len(), 2_000 * 24);
+    assert_eq!(read_rows(&held, "telemetry_minute").len(), 2_000 * 24 * 2);
+    for table in RUN_TABLES {
+        let (a, b) = (
+            rows_without_run(&spilled, table),
+            rows_without_run(&held, table),
+        );
+        assert!(
+            a == b,
+            "{table}: {} rows spilled, {} held",
+            a.len(),
+            b.len()
+        );
+    }
+    assert_nothing_uncommitted(&spilled);
+}
