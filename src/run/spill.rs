@@ -32,9 +32,9 @@ use crate::lake::{self, CommitMeta, Lake, PartitionStream};
 pub const SPILL_ROWS: usize = 64 * 1024;
 
 /// What each derived table may hold staged in memory: this share of `[limits]
-/// memory` (128 MiB of the default 2 GiB). The plant day's largest,
-/// `telemetry_minute`, is about 60 MB; a day of a million devices spills its
-/// `features_hourly`, `telemetry_minute` and `device_health`.
+/// memory` (128 MiB of the default 2 GiB). The plant day spills none; a day
+/// of a million devices spills its `features_hourly`, `telemetry_minute` and
+/// `device_health` (BENCHMARKS.md).
 pub const STAGED_SHARE_OF_MEMORY: u64 = 16;
 
 /// Bytes a derived table's staged rows may hold with `[limits] memory` = `memory`.
