@@ -92,7 +92,7 @@ impl SinkError {
     }
 
     /// Another run's commit got in first (a concurrent table creation): committing again can work.
-    pub fn is_commit_conflict(&self) -> bool {
+    fn is_commit_conflict(&self) -> bool {
         matches!(
             self,
             SinkError::Delta { source, .. } if matches!(
@@ -106,7 +106,7 @@ impl SinkError {
 }
 
 /// Commits tried when another run's commit conflicts (a concurrent table creation).
-pub const COMMIT_ATTEMPTS: u64 = 5;
+const COMMIT_ATTEMPTS: u64 = 5;
 
 /// Whether a commit to `table` that failed with `e` on its `attempt`th try is
 /// worth trying again: another run's commit got in first (a concurrent table

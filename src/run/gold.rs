@@ -95,7 +95,7 @@ pub(super) async fn commit(
     meta: &CommitMeta,
 ) -> Result<TableReport, Error> {
     let span = info_span!("commit", table = spec.name);
-    let rows_in = rows.count();
+    let count = rows.count();
     let version = match rows {
         Rows::Batches(batches) => {
             let written = lake::replace_partition(lake, &spec, date, batches, meta);
@@ -106,11 +106,10 @@ pub(super) async fn commit(
             written.instrument(span).await?
         }
     };
-    let rows = rows_in;
-    info!(table = spec.name, rows, version, "committed");
+    info!(table = spec.name, rows = count, version, "committed");
     Ok(TableReport {
         partition: format!("{}={date}", spec.partition),
-        rows,
+        rows: count,
         version,
     })
 }

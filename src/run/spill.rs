@@ -110,15 +110,14 @@ impl Staging {
 
     /// The rows staged: the held batches, or once anything was spilled, the
     /// rest spilled too and the file ready to read back.
-    pub fn finish(mut self) -> Result<Rows, Error> {
-        if self.file.is_none() {
+    pub fn finish(self) -> Result<Rows, Error> {
+        let Some(mut file) = self.file else {
             return Ok(Rows::Batches(self.held));
+        };
+        for batch in &self.held {
+            file.write(batch)?;
         }
-        self.spill_held()?;
-        match self.file.take() {
-            Some(file) => Ok(Rows::Spilled(file.finish()?)),
-            None => Ok(Rows::Batches(Vec::new())),
-        }
+        Ok(Rows::Spilled(file.finish()?))
     }
 }
 
