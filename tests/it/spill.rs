@@ -251,14 +251,15 @@ fn many_devices(dir: &Path) -> PathBuf {
 /// The derived tables a run stages are held up to `[limits] memory` / 16 each
 /// and spilled past it: at 64 MiB (4 MiB a table) the day's 48,000
 /// `features_hourly` rows and 96,000 `telemetry_minute` rows are spilled, at the
-/// default they are held, and every table is the same both ways.
+/// default they are held, and every table is the same both ways. Where the
+/// spill file cannot be made, the run fails naming the folder and commits nothing.
 #[test]
 fn derived_tables_past_their_share_are_spilled_and_the_same_as_held() {
     let dir = temp_lake();
     let raw = many_devices(dir.path());
     let tmp = dir.path().join("tmp");
     std::fs::create_dir_all(&tmp).unwrap();
-    let run = |name: &str, limits: &str| {
+    let run = |name: &str, limits: &str, tmp: &Path| {
         let lake = dir.path().join(name);
         let text = format!(
             "name = \"spill\"\nsource = {:?}\nlayout = \"telemetry/{{yyyy}}/{{MM}}/{{dd}}/\"\nlake = {:?}\n{limits}\n",
@@ -273,10 +274,29 @@ fn derived_tables_past_their_share_are_spilled_and_the_same_as_held() {
         ];
         let out = coldpath_env(&run_args(&job, &lake), &env);
         let stderr = String::from_utf8_lossy(&out.stderr).to_string();
-        assert_eq!(out.status.code(), Some(0), "{name}: {stderr}");
+        (out, lake, stderr)
+    };
+    // A spill folder that cannot be written: exit 1 naming it, nothing committed.
+    let missing = dir.path().join("no-such-folder");
+    let (out, lake, stderr) = run("failed", "[limits]\nmemory = \"64MiB\"", &missing);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.contains("telemetry_minute: creating its spill file"),
+        "{error}"
+    );
+    assert!(error.contains(missing.to_str().unwrap()), "{error}");
+    for table in RUN_TABLES {
+        assert!(!lake.join(table).join("_delta_log").exists(), "{table}");
+    }
+    assert_nothing_uncommitted(&lake);
+
+    let ok = |(out, lake, stderr): (std::process::Output, PathBuf, String)| {
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
         (lake, stderr)
     };
-    let (spilled, stderr) = run("spilled", "[limits]\nmemory = \"64MiB\"");
+    let (spilled, stderr) = ok(run("spilled", "[limits]\nmemory = \"64MiB\"", &tmp));
     for table in ["features_hourly", "telemetry_minute"] {
         let said = format!("`{table}` passed what a staged table may hold in memory");
         assert!(stderr.contains(&said), "{table}: {stderr}");
@@ -285,7 +305,7 @@ fn derived_tables_past_their_share_are_spilled_and_the_same_as_held() {
         !stderr.contains("`device_health` passed"),
         "2,000 rows: {stderr}"
     );
-    let (held, stderr) = run("held", "");
+    let (held, stderr) = ok(run("held", "", &tmp));
     assert!(!stderr.contains("may hold in memory"), "{stderr}");
     assert_eq!(read_rows(&held, "features_hourly").len(), 2_000 * 24);
     assert_eq!(read_rows(&held, "telemetry_minute").len(), 2_000 * 24 * 2);
