@@ -29,6 +29,7 @@ pub(super) fn finish_gold(
 ) -> Result<(DataFrame, DataFrame, SeenDevices), Error> {
     let from_log = reference.maintenance.keys().cloned();
     let (health, quality, seen) = guarded("health", || health.finish(from_log, attribution))?;
+    crate::memory::settle();
     let features = guarded("features", || {
         baseline::add_columns(features, &quality, earlier)
     })?;

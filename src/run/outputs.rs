@@ -401,11 +401,17 @@ impl Output for Gold {
             let history_ms = t.elapsed().as_millis() as u64;
             let lookback_complete = features.lookback_complete();
             let partials = guarded("features", || features.stored_partials())?;
-            let frame = guarded("features", || {
-                features.finish(at.reference, at.labels_as_of, &at.job.features)
+            let rows = guarded("features", || {
+                features.finish(at.reference, at.labels_as_of)
             })?;
+            crate::memory::settle();
+            let frame = guarded("features", || {
+                rows.with_declared(&at.job.features, at.reference, at.labels_as_of)
+            })?;
+            crate::memory::settle();
             let (frame, health, seen) =
                 finish_gold(frame, health, at.reference, at.attribution, &earlier)?;
+            crate::memory::settle();
             info!(rows = frame.height(), devices = health.height(), "features");
             let devices_by_status = count_status(&health);
             let gold_meta = CommitMeta {
@@ -413,15 +419,15 @@ impl Output for Gold {
                 ..at.meta.clone()
             };
             let spec = lake::features_table_for(&frame, &at.job.features.columns())?;
-            let staged = vec![
-                stage(spec, frame, gold_meta, at.staged_limit())?,
-                stage(
-                    lake::health_table(),
-                    health,
-                    at.meta.clone(),
-                    at.staged_limit(),
-                )?,
-            ];
+            let features = stage(spec, frame, gold_meta, at.staged_limit())?;
+            crate::memory::settle();
+            let health = stage(
+                lake::health_table(),
+                health,
+                at.meta.clone(),
+                at.staged_limit(),
+            )?;
+            let staged = vec![features, health];
             Ok(Finished {
                 staged,
                 keep: Some(Box::new(GoldKeep {

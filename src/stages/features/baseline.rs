@@ -46,7 +46,32 @@ pub fn add_columns(
     quality: &DataFrame,
     earlier: &DataFrame,
 ) -> PolarsResult<DataFrame> {
-    let features = features
+    let features = with_quality(features, quality)?;
+    let baseline = baselines(&features, earlier)?;
+    let mut out = features;
+    for c in baseline {
+        out.with_column(c)?;
+    }
+    Ok(out)
+}
+
+/// `features` with `quality`'s columns beside each device-hour: a left join
+/// on (device_id, window_start). Both come sorted by device and hour with
+/// one row per device-hour, so the keys mostly match row for row; then the
+/// columns are attached as they are, and the features' columns are not
+/// gathered into a copy (4 M rows on a day of a million devices). Otherwise,
+/// the join.
+fn with_quality(mut features: DataFrame, quality: &DataFrame) -> PolarsResult<DataFrame> {
+    if same_keys(&features, quality)? {
+        for column in quality.columns() {
+            let name = column.name().as_str();
+            if name != "device_id" && name != "window_start" {
+                features.with_column(column.clone())?;
+            }
+        }
+        return Ok(features);
+    }
+    features
         .lazy()
         .join(
             quality.clone().lazy(),
@@ -54,13 +79,20 @@ pub fn add_columns(
             [col("device_id"), col("window_start")],
             JoinArgs::new(JoinType::Left),
         )
-        .collect()?;
-    let baseline = baselines(&features, earlier)?;
-    let mut out = features;
-    for c in baseline {
-        out.with_column(c)?;
+        .collect()
+}
+
+/// Whether two frames have the same (device_id, window_start) row for row, none null.
+fn same_keys(a: &DataFrame, b: &DataFrame) -> PolarsResult<bool> {
+    if a.height() != b.height() {
+        return Ok(false);
     }
-    Ok(out)
+    let (ids_a, ids_b) = (a.column("device_id")?.str()?, b.column("device_id")?.str()?);
+    let ws_a = a.column("window_start")?.datetime()?.physical();
+    let ws_b = b.column("window_start")?.datetime()?.physical();
+    // `equal_missing` says null = null, and null ≠ a value: with none in `a`, a null in `b` differs.
+    let no_nulls = ids_a.null_count() == 0 && ws_a.null_count() == 0;
+    Ok(no_nulls && ids_a.equal_missing(ids_b).all() && ws_a.equal_missing(ws_b).all())
 }
 
 /// Mean and sample standard deviation of the present values.
@@ -87,8 +119,8 @@ fn zscore(x: Option<f64>, hours: usize, mean: Option<f64>, std: Option<f64>) -> 
 }
 
 /// The device-hours of each device, earlier dates and D together, sorted by time.
-fn by_device(frames: [&DataFrame; 2]) -> PolarsResult<HashMap<String, Vec<Hour>>> {
-    let mut out: HashMap<String, Vec<Hour>> = HashMap::new();
+fn by_device(frames: [&DataFrame; 2]) -> PolarsResult<HashMap<&str, Vec<Hour>>> {
+    let mut out: HashMap<&str, Vec<Hour>> = HashMap::new();
     for frame in frames {
         let ids = frame.column("device_id")?.str()?;
         let ws = frame.column("window_start")?.datetime()?.physical();
@@ -96,7 +128,7 @@ fn by_device(frames: [&DataFrame; 2]) -> PolarsResult<HashMap<String, Vec<Hour>>
         let vibs = frame.column("vibration_mean")?.f64()?;
         for (((id, w), t), v) in ids.iter().zip(ws.iter()).zip(temps.iter()).zip(vibs.iter()) {
             if let (Some(id), Some(w)) = (id, w) {
-                out.entry(id.to_string()).or_default().push((w, t, v));
+                out.entry(id).or_default().push((w, t, v));
             }
         }
     }
@@ -181,6 +213,69 @@ mod tests {
 
     fn f(frame: &DataFrame, name: &str, row: usize) -> Option<f64> {
         frame.column(name).unwrap().f64().unwrap().get(row)
+    }
+
+    /// Device-hours (device, hour) with a value each: a features or a quality frame.
+    fn keyed(rows: &[(&str, i64)], value: &str) -> DataFrame {
+        DataFrame::new_infer_height(vec![
+            Column::new(
+                "device_id".into(),
+                rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            ),
+            Int64Chunked::from_vec(
+                "window_start".into(),
+                rows.iter().map(|r| r.1 * HOUR_US).collect(),
+            )
+            .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+            .into_column(),
+            Column::new(
+                value.into(),
+                (0..rows.len()).map(|i| i as f64 + 0.5).collect::<Vec<_>>(),
+            ),
+        ])
+        .unwrap()
+    }
+
+    /// The definition: a left join on (device_id, window_start).
+    fn joined(features: &DataFrame, quality: &DataFrame) -> DataFrame {
+        let keys = [col("device_id"), col("window_start")];
+        features
+            .clone()
+            .lazy()
+            .join(
+                quality.clone().lazy(),
+                keys.clone(),
+                keys,
+                JoinArgs::new(JoinType::Left),
+            )
+            .collect()
+            .unwrap()
+    }
+
+    #[test]
+    fn quality_is_attached_as_the_left_join_attaches_it_aligned_or_not() {
+        let hours = [("a", 0), ("a", 1), ("b", 0), ("c", 5)];
+        let features = keyed(&hours, "temp_mean");
+        let cases = [
+            // Row for row: attached as is.
+            hours.to_vec(),
+            // Same keys, another order; one missing; one extra; one hour off; another device.
+            vec![("a", 1), ("a", 0), ("b", 0), ("c", 5)],
+            vec![("a", 0), ("a", 1), ("b", 0)],
+            vec![("a", 0), ("a", 1), ("b", 0), ("c", 5), ("d", 0)],
+            vec![("a", 0), ("a", 1), ("b", 0), ("c", 6)],
+            vec![("a", 0), ("a", 1), ("x", 0), ("c", 5)],
+        ];
+        for quality in cases {
+            let quality = keyed(&quality, "coverage");
+            let got = with_quality(features.clone(), &quality).unwrap();
+            let want = joined(&features, &quality);
+            assert!(got.equals_missing(&want), "{quality}\n{got}\n{want}");
+        }
+        // Only the aligned case skips the join.
+        assert!(same_keys(&features, &keyed(&hours, "coverage")).unwrap());
+        let moved = keyed(&[("a", 0), ("a", 1), ("b", 0), ("c", 6)], "coverage");
+        assert!(!same_keys(&features, &moved).unwrap());
     }
 
     #[test]

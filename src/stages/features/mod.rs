@@ -228,7 +228,9 @@ pub fn compute(inputs: Inputs<'_>) -> PolarsResult<DataFrame> {
     for (hour_start, rows) in hours_in_dedup_order(&inputs.silver, inputs.date)? {
         hourly.add_hour(hour_start, &rows)?;
     }
-    hourly.finish(inputs.reference, inputs.labels_as_of, inputs.set)
+    hourly
+        .finish(inputs.reference, inputs.labels_as_of)?
+        .with_declared(inputs.set, inputs.reference, inputs.labels_as_of)
 }
 
 /// The rows of `date`'s hours in `rows` (silver read back, in any order), one
@@ -380,20 +382,16 @@ impl Hourly {
             .collect()
     }
 
-    /// The date's rows, sorted by device and hour, with the maintenance and label columns
-    /// and the declared ones.
+    /// The date's rows, sorted by device and hour, with the maintenance and
+    /// label columns; the declared ones are added by [`DayRows::with_declared`].
+    /// Two steps, so that a run can give back what the first freed before the
+    /// second allocates (on a day of many devices, both are large).
     pub fn finish(
         self,
         reference: &Reference,
         labels_as_of: DateTime<Utc>,
-        set: &FeatureSet,
-    ) -> PolarsResult<DataFrame> {
-        let frames = self
-            .done
-            .into_iter()
-            .map(DataFrame::lazy)
-            .collect::<Vec<_>>();
-        let features = if frames.is_empty() {
+    ) -> PolarsResult<DayRows> {
+        let features = if self.done.is_empty() {
             // No hour had a reading: no rows, in the columns the hours would have had.
             let stats = hour_statistics_of(
                 readings(DataFrame::empty_with_schema(&silver_schema())),
@@ -402,14 +400,57 @@ impl Hourly {
             )?;
             with_row_columns(stats, self.date, self.lookback_complete)?
         } else {
-            concat(frames, UnionArgs::default())?
-                .sort(["device_id", "ws_us"], SortMultipleOptions::default())
-                .collect()?
+            by_device_and_hour(self.done)?
         };
-        let features = with_reference_columns(features, reference, labels_as_of)?;
-        let cutoff = labels_as_of.timestamp_micros();
-        declared::add_columns(features, set, self.windows.as_ref(), reference, cutoff)
+        Ok(DayRows {
+            frame: with_reference_columns(features, reference, labels_as_of)?,
+            windows: self.windows,
+        })
     }
+}
+
+/// The date's rows without their declared columns ([`Hourly::finish`]).
+pub struct DayRows {
+    frame: DataFrame,
+    windows: Option<Windows>,
+}
+
+impl DayRows {
+    /// The rows with the declared set's columns, its labels cut off at `labels_as_of`.
+    pub fn with_declared(
+        self,
+        set: &FeatureSet,
+        reference: &Reference,
+        labels_as_of: DateTime<Utc>,
+    ) -> PolarsResult<DataFrame> {
+        let cutoff = labels_as_of.timestamp_micros();
+        declared::add_columns(self.frame, set, self.windows.as_ref(), reference, cutoff)
+    }
+}
+
+/// The date's hour frames (each sorted by device) as one frame sorted by
+/// device and hour. The order is found from the two key columns; then each
+/// column is gathered into it and its unsorted form dropped at once, so the
+/// date's rows are held about once, not twice as a whole-frame sort holds
+/// them (on a day of a million devices, 4 M rows: BENCHMARKS.md).
+fn by_device_and_hour(hours: Vec<DataFrame>) -> PolarsResult<DataFrame> {
+    let hours = hours.into_iter().map(DataFrame::lazy).collect::<Vec<_>>();
+    let mut rows = concat(hours, UnionArgs::default())?.collect()?;
+    let order = rows
+        .select(["device_id", "ws_us"])?
+        .lazy()
+        .with_row_index("row", None)
+        .sort(["device_id", "ws_us"], SortMultipleOptions::default())
+        .select([col("row")])
+        .collect()?;
+    let order = order.column("row")?.idx()?.clone();
+    let names = rows.get_column_names_owned();
+    let mut sorted = Vec::with_capacity(names.len());
+    for name in names {
+        let column = rows.drop_in_place(&name)?;
+        sorted.push(column.take(&order)?);
+    }
+    DataFrame::new(order.len(), sorted)
 }
 
 /// The silver columns the features read, empty.
@@ -730,6 +771,49 @@ mod tests {
         let (a, b) = (partials(&forward), partials(&shuffled));
         assert_eq!(a.height(), 15);
         assert!(a.equals_missing(&b), "{a:?}\n{b:?}");
+    }
+
+    #[test]
+    fn the_hours_sorted_a_column_at_a_time_are_the_whole_frame_sorted() {
+        // Hour frames as the day makes them: each by device, devices differing by hour,
+        // with nulls in a value column and a device id longer than a view's inline text.
+        let hour = |ws: i64, ids: &[&str]| {
+            let n = ids.len();
+            DataFrame::new_infer_height(vec![
+                Column::new("device_id".into(), ids.to_vec()),
+                Column::new("ws_us".into(), vec![ws * HOUR_US; n]),
+                Column::new(
+                    "temp_mean".into(),
+                    (0..n)
+                        .map(|i| (i % 3 != 0).then_some(ws as f64 * 10.0 + i as f64))
+                        .collect::<Vec<_>>(),
+                ),
+            ])
+            .unwrap()
+        };
+        let long = "a-device-id-longer-than-twelve-bytes";
+        let hours = vec![
+            hour(2, &["b", "c", long]),
+            hour(0, &["a", "c"]),
+            hour(1, &["a", "b", "c", "d", long]),
+        ];
+        let want = concat(
+            hours
+                .iter()
+                .cloned()
+                .map(DataFrame::lazy)
+                .collect::<Vec<_>>(),
+            UnionArgs::default(),
+        )
+        .unwrap()
+        .sort(["device_id", "ws_us"], SortMultipleOptions::default())
+        .collect()
+        .unwrap();
+        let got = by_device_and_hour(hours).unwrap();
+        assert_eq!(got.height(), 10);
+        assert!(got.equals_missing(&want), "{got}\n{want}");
+        let first = got.column("device_id").unwrap().str().unwrap().get(0);
+        assert_eq!(first, Some("a"));
     }
 
     /// The value of `column` in the row of `device` whose hour is `hour`.

@@ -17,7 +17,7 @@
 //! digest the lake keeps, and the exact median taken a bucket of devices at a
 //! time, so the day's pass holds only each device's median and type.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
 use polars::prelude::*;
@@ -321,11 +321,20 @@ impl DayHealth {
         from_log: impl IntoIterator<Item = String>,
         attribution: &Attribution,
     ) -> PolarsResult<(DataFrame, DataFrame, SeenDevices)> {
-        let mut known: BTreeSet<String> = self.devices.keys().cloned().collect();
-        known.extend(self.history.devices().cloned());
-        known.extend(from_log);
-        let mut health = HealthColumns::default();
-        let mut hours = HourColumns::default();
+        // Every device known on D, sorted by id: borrowed, as are the columns'
+        // ids below, so a day of a million devices does not copy its ids five
+        // times over at its end (its peak: BENCHMARKS.md).
+        let logged: Vec<String> = from_log.into_iter().collect();
+        let mut known: Vec<&str> = (self.devices.keys())
+            .chain(self.history.devices())
+            .chain(&logged)
+            .map(String::as_str)
+            .collect();
+        known.sort_unstable();
+        known.dedup();
+        let mut health = HealthColumns::with_capacity(known.len());
+        let mut hours =
+            HourColumns::with_capacity(self.devices.values().map(|t| t.hours.len()).sum());
         // Each device's transit percentiles on both cores: at plant scale (86,400
         // values a device) sorting them one device after the other was half a
         // second at the run's end, where nothing else is left to do.
@@ -345,7 +354,7 @@ impl DayHealth {
                 Some((id.as_str(), t.intervals.as_ref()?.medians_through(&marks)))
             })
             .collect();
-        for id in &known {
+        for &id in &known {
             let today = self.devices.get(id);
             let median = self
                 .history
@@ -355,12 +364,12 @@ impl DayHealth {
             let counts = attribution.get(id).copied().unwrap_or_default();
             let times = Times {
                 median_us: median,
-                transit_us: transits.get(id.as_str()).copied().unwrap_or_default(),
+                transit_us: transits.get(id).copied().unwrap_or_default(),
             };
             health.push(self.day_start_us, id, today, fallback_type, times, counts);
             if let Some(today) = today {
                 let whole_date;
-                let medians = match hour_medians.get(id.as_str()) {
+                let medians = match hour_medians.get(id) {
                     Some(by_hour) => by_hour,
                     None => {
                         whole_date = vec![median; today.hours.len()];
@@ -377,18 +386,19 @@ impl DayHealth {
 
 /// D's devices as a later date's history reads them (their intervals aside).
 fn seen_of(devices: HashMap<String, Today>) -> SeenDevices {
-    devices
-        .into_iter()
-        .filter_map(|(id, t)| {
-            let seen = Seen {
-                first: t.first?,
-                last: t.last?,
-                device_type: t.device_type,
-                typed_at: t.typed_at,
-            };
-            Some((id, seen))
-        })
-        .collect()
+    // Sized once: grown by doubling, a million devices' map was rehashed into
+    // new pages while the old map was still held.
+    let mut seen = SeenDevices::with_capacity(devices.len());
+    seen.extend(devices.into_iter().filter_map(|(id, t)| {
+        let device = Seen {
+            first: t.first?,
+            last: t.last?,
+            device_type: t.device_type,
+            typed_at: t.typed_at,
+        };
+        Some((id, device))
+    }));
+    seen
 }
 
 /// `86400 / m` rounded half up, `m` in µs.
@@ -444,9 +454,8 @@ struct Times {
     transit_us: [Option<f64>; 2],
 }
 
-#[derive(Default)]
-struct HealthColumns {
-    device_id: Vec<String>,
+struct HealthColumns<'a> {
+    device_id: Vec<&'a str>,
     device_type: Vec<Option<String>>,
     readings: Vec<i64>,
     expected: Vec<Option<i64>>,
@@ -464,11 +473,34 @@ struct HealthColumns {
     status: Vec<&'static str>,
 }
 
-impl HealthColumns {
+impl<'a> HealthColumns<'a> {
+    /// Room for `n` devices: grown by doubling, a column of a million devices
+    /// held up to twice its size, and both copies while it moved.
+    fn with_capacity(n: usize) -> Self {
+        HealthColumns {
+            device_id: Vec::with_capacity(n),
+            device_type: Vec::with_capacity(n),
+            readings: Vec::with_capacity(n),
+            expected: Vec::with_capacity(n),
+            coverage: Vec::with_capacity(n),
+            max_gap_s: Vec::with_capacity(n),
+            gaps_over_5m: Vec::with_capacity(n),
+            first_seen: Vec::with_capacity(n),
+            last_seen: Vec::with_capacity(n),
+            duplicates: Vec::with_capacity(n),
+            rejected: Vec::with_capacity(n),
+            late: Vec::with_capacity(n),
+            p50: Vec::with_capacity(n),
+            p95: Vec::with_capacity(n),
+            stuck: Vec::with_capacity(n),
+            status: Vec::with_capacity(n),
+        }
+    }
+
     fn push(
         &mut self,
         day_start_us: i64,
-        id: &str,
+        id: &'a str,
         today: Option<&Today>,
         fallback_type: Option<String>,
         Times {
@@ -490,7 +522,7 @@ impl HealthColumns {
         };
         let max_gap_s = max_gap_us as f64 / 1e6;
         let stuck = today.map_or(0, |t| t.stuck_hours);
-        self.device_id.push(id.to_string());
+        self.device_id.push(id);
         self.device_type
             .push(today.and_then(|t| t.device_type.clone()).or(fallback_type));
         self.readings.push(readings as i64);
@@ -543,19 +575,28 @@ impl HealthColumns {
 }
 
 /// Per device-hour: `coverage` and `max_gap_s` for `features_hourly`.
-#[derive(Default)]
-struct HourColumns {
-    device_id: Vec<String>,
+struct HourColumns<'a> {
+    device_id: Vec<&'a str>,
     window_start: Vec<i64>,
     coverage: Vec<Option<f64>>,
     max_gap_s: Vec<f64>,
 }
 
-impl HourColumns {
+impl<'a> HourColumns<'a> {
+    /// Room for `n` device-hours (as [`HealthColumns::with_capacity`]).
+    fn with_capacity(n: usize) -> Self {
+        HourColumns {
+            device_id: Vec::with_capacity(n),
+            window_start: Vec::with_capacity(n),
+            coverage: Vec::with_capacity(n),
+            max_gap_s: Vec::with_capacity(n),
+        }
+    }
+
     /// The device's hours, each with the median interval `m` its coverage divides by.
-    fn push(&mut self, day_start_us: i64, id: &str, today: &Today, medians_us: &[Option<f64>]) {
+    fn push(&mut self, day_start_us: i64, id: &'a str, today: &Today, medians_us: &[Option<f64>]) {
         for (h, median_us) in today.hours.iter().zip(medians_us) {
-            self.device_id.push(id.to_string());
+            self.device_id.push(id);
             self.window_start
                 .push(day_start_us + h.hour as i64 * HOUR_US);
             // reading_count / (3600 / m), m in seconds.
