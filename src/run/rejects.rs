@@ -166,7 +166,7 @@ impl Rejects {
         let held = self.take_held();
         for part in held.chunks(SPILL_ROWS) {
             let batch = self.batch_of(part)?;
-            self.write_spill(&batch)?;
+            SpillFile::write_to(&mut self.spill, "rejects", &batch, self.limit)?;
         }
         debug!(
             rows = held.len(),
@@ -174,17 +174,6 @@ impl Rejects {
             "a part of the rejects spilled"
         );
         Ok(())
-    }
-
-    fn write_spill(&mut self, batch: &RecordBatch) -> Result<(), Error> {
-        if self.spill.is_none() {
-            let file = SpillFile::create("rejects", &batch.schema(), self.limit)?;
-            self.spill = Some(file);
-        }
-        match self.spill.as_mut() {
-            Some(file) => file.write(batch),
-            None => Ok(()),
-        }
     }
 }
 

@@ -97,12 +97,7 @@ impl Staging {
 
     fn spill_held(&mut self) -> Result<(), Error> {
         for batch in std::mem::take(&mut self.held) {
-            if self.file.is_none() {
-                self.file = Some(SpillFile::create(self.table, &batch.schema(), self.limit)?);
-            }
-            if let Some(file) = self.file.as_mut() {
-                file.write(&batch)?;
-            }
+            SpillFile::write_to(&mut self.file, self.table, &batch, self.limit)?;
         }
         self.held_bytes = 0;
         Ok(())
@@ -121,21 +116,11 @@ impl Staging {
     }
 }
 
-/// `batch` staged whole, or spilled in parts of [`SPILL_ROWS`] when it is over `limit` bytes.
+/// `batch` staged whole, or spilled when it is over `limit` bytes.
 pub fn hold_or_spill(table: &'static str, batch: RecordBatch, limit: u64) -> Result<Rows, Error> {
-    if batch.get_array_memory_size() as u64 <= limit {
-        return Ok(Rows::Batches(vec![batch]));
-    }
-    let mut file = SpillFile::create(table, &batch.schema(), limit)?;
-    let rows = batch.num_rows();
-    let mut offset = 0;
-    while offset < rows {
-        let len = SPILL_ROWS.min(rows - offset);
-        file.write(&batch.slice(offset, len))?;
-        offset += len;
-    }
-    drop(batch);
-    Ok(Rows::Spilled(file.finish()?))
+    let mut staging = Staging::new(table, limit);
+    staging.add(batch)?;
+    staging.finish()
 }
 
 /// A spill file being written.
@@ -170,12 +155,33 @@ impl SpillFile {
         })
     }
 
-    /// Writes `batch` after those before it.
+    /// Writes `batch` to the spill file in `file`, created first if there is
+    /// none yet (`limit`: what the table could hold).
+    pub fn write_to(
+        file: &mut Option<SpillFile>,
+        table: &'static str,
+        batch: &RecordBatch,
+        limit: u64,
+    ) -> Result<(), Error> {
+        let file = match file {
+            Some(file) => file,
+            None => file.insert(SpillFile::create(table, &batch.schema(), limit)?),
+        };
+        file.write(batch)
+    }
+
+    /// Writes `batch` after those before it, in parts of at most [`SPILL_ROWS`].
     pub fn write(&mut self, batch: &RecordBatch) -> Result<(), Error> {
-        self.writer
-            .write(batch)
-            .map_err(|e| spill_err(self.table, "writing", e))?;
-        self.rows += batch.num_rows() as u64;
+        let rows = batch.num_rows();
+        let mut offset = 0;
+        while offset < rows {
+            let len = SPILL_ROWS.min(rows - offset);
+            self.writer
+                .write(&batch.slice(offset, len))
+                .map_err(|e| spill_err(self.table, "writing", e))?;
+            offset += len;
+        }
+        self.rows += rows as u64;
         Ok(())
     }
 
