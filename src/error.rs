@@ -38,7 +38,7 @@ pub enum Error {
     #[error("{0}")]
     EmptyRun(String),
     /// A date's kept rows named more distinct devices than `[limits] devices`.
-    #[error("{devices} distinct devices in the rows kept by the end of hour {hour:02}, over the job's limits.devices = {limit}: the date's per-device state (device_health, the features' rows and windows) would outgrow the node, so the run stopped before any commit and the tables are as they were. If the fleet is that large, raise limits.devices, and limits.memory with it (about 3.3 KB a device, 10 KB with a declared feature set: docs/limits.md); if not, a producer is minting device ids")]
+    #[error("{devices} distinct devices in the rows kept by the end of hour {hour:02}, over the job's limits.devices = {limit}: the date's per-device state (device_health, the features' rows and windows) would outgrow the node, so the run stopped before any commit and the tables are as they were. If the fleet is that large, raise limits.devices, and limits.memory with it (about 3.5 KB a device, 10 KB with a declared feature set: docs/limits.md); if not, a producer is minting device ids")]
     TooManyDevices {
         devices: u64,
         limit: u64,

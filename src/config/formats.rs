@@ -78,7 +78,7 @@ pub struct Limits {
 }
 
 /// 250,000 devices: 500 times the plant's 500, and about 0.8 GiB of per-device state
-/// (3.3 KB each with the default features, docs/limits.md), not a node's whole memory.
+/// (3.5 KB each with the default features, docs/limits.md), not a node's whole memory.
 pub const DEFAULT_MAX_DEVICES: u64 = 250_000;
 
 /// 128 MiB: files Synapse and Azure ML read in a few requests each, a handful per plant day.
