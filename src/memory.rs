@@ -85,11 +85,9 @@ mod jemalloc {
     /// One of jemalloc's `size_t` statistics, refreshed first.
     fn stat(name: &std::ffi::CStr) -> Option<u64> {
         let mut epoch: u64 = 1;
-        let mut resident: usize = 0;
-        let mut len = std::mem::size_of::<usize>();
-        // SAFETY: "epoch" takes a u64 and the `stats.*` sizes are size_t, as
-        // jemalloc's manual says; the pointers are to locals of those types.
-        let ok = unsafe {
+        // SAFETY: "epoch" takes a u64, as jemalloc's manual says; the pointer
+        // is to a local of that type.
+        let refreshed = unsafe {
             mallctl(
                 c"epoch".as_ptr(),
                 null_mut(),
@@ -97,15 +95,31 @@ mod jemalloc {
                 (&raw mut epoch).cast::<c_void>(),
                 std::mem::size_of::<u64>(),
             ) == 0
-                && mallctl(
-                    name.as_ptr(),
-                    (&raw mut resident).cast::<c_void>(),
-                    &mut len,
-                    null_mut(),
-                    0,
-                ) == 0
         };
-        ok.then_some(resident as u64)
+        // SAFETY: the `stats.*` sizes are size_t, as jemalloc's manual says.
+        let value = unsafe { read::<usize>(name) };
+        value.filter(|_| refreshed).map(|v| v as u64)
+    }
+
+    /// The value jemalloc holds under `name`.
+    ///
+    /// # Safety
+    /// `T` is the type jemalloc's manual gives `name`.
+    pub unsafe fn read<T: Copy + Default>(name: &std::ffi::CStr) -> Option<T> {
+        let mut value = T::default();
+        let mut len = std::mem::size_of::<T>();
+        // SAFETY: the pointer is to a local of `name`'s type (the caller's
+        // promise), and `len` is its size.
+        let ok = unsafe {
+            mallctl(
+                name.as_ptr(),
+                (&raw mut value).cast::<c_void>(),
+                &mut len,
+                null_mut(),
+                0,
+            ) == 0
+        };
+        ok.then_some(value)
     }
 
     /// Returns every arena's unused pages to the kernel.
@@ -156,21 +170,11 @@ mod tests {
 
     /// One of jemalloc's string options, as it read them at start-up.
     fn option(name: &std::ffi::CStr) -> String {
-        let mut value: *const std::ffi::c_char = std::ptr::null();
-        let mut len = std::mem::size_of::<*const std::ffi::c_char>();
         // SAFETY: `opt.thp` and `opt.metadata_thp` are `const char *`, as
-        // jemalloc's manual says; the pointer is to a local of that type, and
-        // the string it is set to is static.
-        let ok = unsafe {
-            tikv_jemalloc_sys::mallctl(
-                name.as_ptr(),
-                (&raw mut value).cast(),
-                &mut len,
-                std::ptr::null_mut(),
-                0,
-            ) == 0
-        };
-        assert!(ok && !value.is_null(), "{name:?}");
+        // jemalloc's manual says.
+        let value = unsafe { jemalloc::read::<*const std::ffi::c_char>(name) };
+        let value = value.filter(|v| !v.is_null());
+        let value = value.unwrap_or_else(|| panic!("{name:?}"));
         // SAFETY: a NUL-terminated static string of jemalloc's.
         unsafe { std::ffi::CStr::from_ptr(value) }
             .to_string_lossy()
@@ -181,19 +185,8 @@ mod tests {
     fn the_allocator_runs_with_the_options_the_binary_gives_it() {
         assert_eq!(option(c"opt.thp"), "always");
         assert_eq!(option(c"opt.metadata_thp"), "always");
-        let mut narenas: u32 = 0;
-        let mut len = std::mem::size_of::<u32>();
         // SAFETY: `opt.narenas` is an unsigned, as jemalloc's manual says.
-        let ok = unsafe {
-            tikv_jemalloc_sys::mallctl(
-                c"opt.narenas".as_ptr(),
-                (&raw mut narenas).cast(),
-                &mut len,
-                std::ptr::null_mut(),
-                0,
-            ) == 0
-        };
-        assert!(ok);
-        assert_eq!(narenas, 1);
+        let narenas = unsafe { jemalloc::read::<u32>(c"opt.narenas") };
+        assert_eq!(narenas, Some(1));
     }
 }
