@@ -193,12 +193,7 @@ mod tests {
         let n = hours.len();
         DataFrame::new_infer_height(vec![
             Column::new("device_id".into(), vec!["d"; n]),
-            Int64Chunked::from_vec(
-                "window_start".into(),
-                hours.iter().map(|h| h.0 * HOUR_US).collect(),
-            )
-            .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
-            .into_column(),
+            window_starts(hours.iter().map(|h| h.0)),
             Column::new(
                 "temp_mean".into(),
                 hours.iter().map(|h| h.1).collect::<Vec<_>>(),
@@ -209,6 +204,13 @@ mod tests {
             ),
         ])
         .unwrap()
+    }
+
+    /// A `window_start` column of these hours since the epoch.
+    fn window_starts(hours: impl Iterator<Item = i64>) -> Column {
+        Int64Chunked::from_vec("window_start".into(), hours.map(|h| h * HOUR_US).collect())
+            .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+            .into_column()
     }
 
     fn f(frame: &DataFrame, name: &str, row: usize) -> Option<f64> {
@@ -222,12 +224,7 @@ mod tests {
                 "device_id".into(),
                 rows.iter().map(|r| r.0).collect::<Vec<_>>(),
             ),
-            Int64Chunked::from_vec(
-                "window_start".into(),
-                rows.iter().map(|r| r.1 * HOUR_US).collect(),
-            )
-            .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
-            .into_column(),
+            window_starts(rows.iter().map(|r| r.1)),
             Column::new(
                 value.into(),
                 (0..rows.len()).map(|i| i as f64 + 0.5).collect::<Vec<_>>(),
