@@ -339,7 +339,8 @@ impl<'a> Keys<'a> {
                 )
             })
             .collect();
-        let mut order = order_by_rank_and_time(rows, names.len());
+        let mut order = order_by_rank_and_time(&rows, names.len());
+        drop(rows);
         // Rows of one reading time of one device: message id (nulls last), blob, line.
         let mut start = 0;
         while start < order.len() {
@@ -392,11 +393,14 @@ fn order_by_hash(hashes: &[u64]) -> Vec<u32> {
 /// of an hour fit in the cache and mostly arrive in time order, where a radix
 /// sort of the whole hour by (rank, time) made six or seven passes over all of
 /// its rows.
-fn order_by_rank_and_time(rows: Vec<(u32, i64, u32)>, devices: usize) -> Vec<(u32, i64, u32)> {
+pub(crate) fn order_by_rank_and_time(
+    rows: &[(u32, i64, u32)],
+    devices: usize,
+) -> Vec<(u32, i64, u32)> {
     // Slot `devices` holds the rows without a device, after every rank.
     let slot = |r: u32| (r as usize).min(devices);
     let mut starts = vec![0usize; devices + 2];
-    for row in &rows {
+    for row in rows {
         starts[slot(row.0) + 1] += 1;
     }
     for d in 0..=devices {
@@ -404,7 +408,7 @@ fn order_by_rank_and_time(rows: Vec<(u32, i64, u32)>, devices: usize) -> Vec<(u3
     }
     let mut next = starts.clone();
     let mut order = vec![(0u32, 0i64, 0u32); rows.len()];
-    for row in rows {
+    for &row in rows {
         let at = &mut next[slot(row.0)];
         order[*at] = row;
         *at += 1;
@@ -628,7 +632,7 @@ mod tests {
             let mut want = rows.clone();
             want.sort();
             assert_eq!(
-                order_by_rank_and_time(rows, devices),
+                order_by_rank_and_time(&rows, devices),
                 want,
                 "{devices} devices"
             );

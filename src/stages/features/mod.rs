@@ -13,6 +13,7 @@
 
 pub mod baseline;
 pub mod declared;
+mod lookback;
 pub mod minute;
 mod one_pass;
 pub mod reference;
@@ -158,26 +159,39 @@ fn partial_aggs() -> Vec<Expr> {
         .collect()
 }
 
-/// The partials of the look-back's hours, one hour at a time: each hour's rows
-/// put in a fixed order and grouped alone. Sorting the five hours' rows at once
-/// held about 1.4 GB more than the rows themselves at plant scale (9 M rows),
-/// the run's peak. Each device-hour's rows and their order are the same either
-/// way, so every partial keeps its bits.
+/// The partials of the look-back's hours, one hour at a time, each folded in
+/// (device, time) order ([`lookback::ByHour`]); an hour where that order is not
+/// total goes through Polars ([`hour_partials_polars`]). Sorting the five
+/// hours' rows at once held about 1.4 GB more than the rows themselves at plant
+/// scale (9 M rows), the run's peak. Each device-hour's rows and their order
+/// are the same every way, so every partial keeps its bits.
 fn lookback_partials(frame: DataFrame, date: NaiveDate) -> PolarsResult<DataFrame> {
     let from = lookback_start_us(date);
-    let rows = earlier_readings(frame)
-        .filter(hours_in(from, from + (ROLLING_HOURS - 1) * HOUR_US))
-        .collect()?;
+    let by_hour = lookback::ByHour::of(&frame)?;
+    let mut keyed = Vec::new();
     let mut hours = Vec::with_capacity(ROLLING_HOURS as usize - 1);
     for k in 0..ROLLING_HOURS - 1 {
-        let hour = rows
-            .clone()
-            .lazy()
-            .filter(col("ws_us").eq(lit(from + k * HOUR_US)));
-        hours.push(hourly_partials(in_a_fixed_order(hour)?).collect()?.lazy());
+        let ws_us = from + k * HOUR_US;
+        let in_order = match &by_hour {
+            Some(by_hour) => by_hour.partials(ws_us, &mut keyed)?,
+            None => None,
+        };
+        let partials = match in_order {
+            Some(partials) => partials,
+            None => hour_partials_polars(&frame, ws_us)?,
+        };
+        hours.push(partials.lazy());
     }
-    drop(rows);
+    drop(by_hour);
+    drop(frame);
     concat(hours, UnionArgs::default())?.collect()
+}
+
+/// One look-back hour's partials through Polars: its rows put in a fixed order
+/// ([`in_a_fixed_order`]) and grouped alone.
+fn hour_partials_polars(frame: &DataFrame, ws_us: i64) -> PolarsResult<DataFrame> {
+    let hour = earlier_readings(frame.clone()).filter(col("ws_us").eq(lit(ws_us)));
+    hourly_partials(in_a_fixed_order(hour)?).collect()
 }
 
 /// Per device-hour partials (count, mean, squared deviations) of temperature and vibration.

@@ -27,16 +27,17 @@ struct Signals {
     vibration: Float64Chunked,
 }
 
+/// `rows`' float column `name` in one chunk (`rechunk` copies only a column of several).
+fn one_chunk(rows: &DataFrame, name: &str) -> PolarsResult<Float64Chunked> {
+    Ok(rows.column(name)?.f64()?.rechunk().into_owned())
+}
+
 impl Signals {
     fn of(rows: &DataFrame) -> PolarsResult<Signals> {
-        // `rechunk` copies only a column of several chunks.
-        let one = |name: &str| -> PolarsResult<Float64Chunked> {
-            Ok(rows.column(name)?.f64()?.rechunk().into_owned())
-        };
         Ok(Signals {
-            temperature: one("temperature")?,
-            pressure: one("pressure")?,
-            vibration: one("vibration")?,
+            temperature: one_chunk(rows, "temperature")?,
+            pressure: one_chunk(rows, "pressure")?,
+            vibration: one_chunk(rows, "vibration")?,
         })
     }
 }
@@ -174,11 +175,12 @@ pub(super) fn partials(
     runs: &[(String, usize, usize)],
     ws_us: i64,
 ) -> PolarsResult<DataFrame> {
-    let signals = Signals::of(rows)?;
-    let (t, v) = (
-        Values::of(&signals.temperature)?,
-        Values::of(&signals.vibration)?,
+    // The look-back's rows have no pressure: only the two signals are read.
+    let (temperature, vibration) = (
+        one_chunk(rows, "temperature")?,
+        one_chunk(rows, "vibration")?,
     );
+    let (t, v) = (Values::of(&temperature)?, Values::of(&vibration)?);
     let mut out: [Vec<Option<f64>>; 6] = Default::default();
     let mut scratch = Vec::new();
     for (_, start, end) in runs {
