@@ -51,7 +51,8 @@ impl<'a> ByHour<'a> {
     }
 
     /// The partials of the hour starting at `ws_us`, or `None` when two of a
-    /// device's rows share a time. A row without a time is in no hour, as in
+    /// device's rows share a time (or, which the order rules out, the hour's
+    /// devices do not come out as runs in byte order). A row without a time is in no hour, as in
     /// Polars' hours. `keyed` is scratch space, kept from one hour to the next.
     pub(super) fn partials(
         &self,
@@ -325,5 +326,40 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(t_n(&hours) + 1.0, t_n(&both_ways(look_back(edit(false)))));
+    }
+
+    #[test]
+    fn readings_on_an_hours_start_and_an_empty_hour_fold_as_in_polars() {
+        // Each device's first reading of hour 1 of the look-back moves to that
+        // hour's first microsecond, its last to the hour's last; hour 2 loses
+        // every time.
+        let hour = |k: i64| lookback_start_us(date()) + k * HOUR_US;
+        let frame = look_back(move |i, row| match (i / 4, row.1) {
+            (286, _) => row.1 = Some(hour(1)),
+            (428, _) => row.1 = Some(hour(2) - 1),
+            (_, Some(t)) if (hour(2)..hour(3)).contains(&t) => row.1 = None,
+            _ => {}
+        });
+        let times = frame
+            .column("event_time")
+            .unwrap()
+            .datetime()
+            .unwrap()
+            .physical()
+            .clone();
+        for edge in [hour(1), hour(2) - 1] {
+            assert_eq!(times.iter().filter(|t| *t == Some(edge)).count(), 4);
+        }
+        let hours = both_ways(frame);
+        assert_eq!(hours[2].1.height(), 0);
+        for (k, (here, polars)) in hours.iter().enumerate() {
+            let here = here
+                .as_ref()
+                .unwrap_or_else(|| panic!("hour {k} left to Polars"));
+            assert!(
+                here.equals_missing(polars),
+                "hour {k}\n{here:?}\n{polars:?}"
+            );
+        }
     }
 }
