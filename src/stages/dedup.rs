@@ -317,17 +317,7 @@ impl<'a> Keys<'a> {
     /// The kept rows' indices in the table's order: device, event time, message id
     /// (nulls last), blob, line.
     fn table_order(&self, loser: &[bool]) -> Vec<IdxSize> {
-        // Rank the distinct device ids (a few hundred), not the rows; hashed with
-        // ahash (SipHash, twice a row, was 2 % of a plant run).
-        let mut rank: PlHashMap<&str, u32> = PlHashMap::new();
-        for d in self.device.iter().flatten() {
-            rank.entry(d).or_insert(0);
-        }
-        let mut names: Vec<&str> = rank.keys().copied().collect();
-        names.sort_unstable();
-        for (r, n) in names.iter().enumerate() {
-            rank.insert(n, r as u32);
-        }
+        let rank = device_ranks(self.device.iter().flatten().copied());
         let rows: Vec<(u32, i64, u32)> = (0..loser.len())
             .filter(|&i| !loser[i])
             .map(|i| {
@@ -339,7 +329,7 @@ impl<'a> Keys<'a> {
                 )
             })
             .collect();
-        let mut order = order_by_rank_and_time(&rows, names.len());
+        let mut order = order_by_rank_and_time(&rows, rank.len());
         drop(rows);
         // Rows of one reading time of one device: message id (nulls last), blob, line.
         let mut start = 0;
@@ -385,6 +375,22 @@ fn order_by_hash(hashes: &[u64]) -> Vec<u32> {
         start = end;
     }
     order
+}
+
+/// Each distinct device id in `devices` with its rank among them in byte order.
+/// The distinct ids are ranked (a few hundred), not the rows; hashed with ahash
+/// (SipHash, twice a row, was 2 % of a plant run).
+pub(crate) fn device_ranks<'a>(devices: impl Iterator<Item = &'a str>) -> PlHashMap<&'a str, u32> {
+    let mut rank: PlHashMap<&str, u32> = PlHashMap::new();
+    for d in devices {
+        rank.entry(d).or_insert(0);
+    }
+    let mut names: Vec<&str> = rank.keys().copied().collect();
+    names.sort_unstable();
+    for (r, n) in names.iter().enumerate() {
+        rank.insert(n, r as u32);
+    }
+    rank
 }
 
 /// `rows`, (device rank, time, index) with the indices ascending and each rank

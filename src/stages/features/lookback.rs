@@ -17,13 +17,11 @@
 //! order needs the other keys, and the Polars formulation
 //! (`hour_partials_polars`) takes the hour (or, without a device, every hour).
 
-use std::collections::HashMap;
-
 use polars::prelude::*;
 
 use super::one_pass;
 use crate::calendar::HOUR_US;
-use crate::stages::dedup::order_by_rank_and_time;
+use crate::stages::dedup::{self, order_by_rank_and_time};
 use crate::stages::same::same_as_before;
 
 /// The look-back's readings as read (in any number of chunks), ready to be
@@ -101,26 +99,18 @@ fn device_ranks(devices: &StringChunked) -> Option<(Vec<u32>, usize)> {
         return None;
     }
     let same = same_as_before(devices);
-    let mut distinct: HashMap<&str, u32> = HashMap::new();
-    for (i, device) in devices.iter().enumerate() {
-        if !same[i] {
-            distinct.entry(device?).or_default();
-        }
-    }
-    let mut names: Vec<&str> = distinct.keys().copied().collect();
-    names.sort_unstable();
-    for (rank, name) in names.iter().enumerate() {
-        distinct.insert(name, rank as u32);
-    }
+    // A device is counted where it differs from the row before.
+    let changes = devices.iter().zip(&same).filter(|(_, same)| !**same);
+    let rank = dedup::device_ranks(changes.filter_map(|(device, _)| device));
     let mut ranks = Vec::with_capacity(devices.len());
     let mut last = 0;
-    for (i, device) in devices.iter().enumerate() {
-        if !same[i] {
-            last = *distinct.get(device?)?;
+    for (device, same) in devices.iter().zip(&same) {
+        if !same {
+            last = *rank.get(device?)?;
         }
         ranks.push(last);
     }
-    Some((ranks, names.len()))
+    Some((ranks, rank.len()))
 }
 
 #[cfg(test)]
