@@ -14,18 +14,16 @@
 //! freed memory per arena and above a moving threshold (BENCHMARKS.md, issue 18).
 
 /// The allocator's options, read before `main` (jemalloc's `malloc_conf`):
-/// one arena, no purging of freed pages on a timer, and its memory in
-/// transparent huge pages where the kernel allows them on request (`madvise`,
-/// or `always`): a plant run then takes half the page faults' system time
-/// (4.1 to 2.3 s) and 4 % less CPU. Huge pages hold more than is touched in
-/// them, so [`settle`] keeps the process under 13/16 of its limit, not 7/8,
-/// which kept the plant day's peak under 2 GiB (BENCHMARKS.md). Where the
-/// kernel's setting is `never` the option does nothing.
+/// one arena, and no purging of freed pages on a timer. Its memory is in
+/// ordinary pages: transparent huge pages (`thp:always`) took 4 % off a plant
+/// run's CPU on one host and added 29 % to its wall time on another, where the
+/// kernel zeroing each fresh 2 MiB page was a sixth of the run's samples, and
+/// they raised the peak by the parts of huge pages left untouched
+/// (BENCHMARKS.md). `_RJEM_MALLOC_CONF=thp:always` asks for them at run time.
 #[cfg(target_os = "linux")]
 #[allow(non_upper_case_globals)]
 #[export_name = "_rjem_malloc_conf"]
-pub static malloc_conf: &[u8; 77] =
-    b"narenas:1,dirty_decay_ms:-1,muzzy_decay_ms:-1,thp:always,metadata_thp:always\0";
+pub static malloc_conf: &[u8; 46] = b"narenas:1,dirty_decay_ms:-1,muzzy_decay_ms:-1\0";
 
 /// The memory limit when the job file sets none: 2 GiB.
 pub const DEFAULT_LIMIT: u64 = 2 << 30;
@@ -43,9 +41,8 @@ fn limit() -> u64 {
 
 /// Gives freed pages back to the kernel if the process holds more than 13/16
 /// of its limit. The margin is for what the run's steps allocate between two
-/// calls (an hour's dedup, features and batches) and for the untouched parts
-/// of huge pages: at plant scale the process peaked 150-300 MB above the level
-/// it was settled to.
+/// calls (an hour's dedup, features and batches): at plant scale the process
+/// peaked 150-300 MB above the level it was settled to.
 pub fn settle() {
     settle_to(limit() / 16 * 13);
 }
@@ -183,10 +180,20 @@ mod tests {
 
     #[test]
     fn the_allocator_runs_with_the_options_the_binary_gives_it() {
-        assert_eq!(option(c"opt.thp"), "always");
-        assert_eq!(option(c"opt.metadata_thp"), "always");
+        // Ordinary pages: no huge pages asked for, for the heap or the metadata.
+        assert_eq!(option(c"opt.thp"), "default");
+        assert_eq!(option(c"opt.metadata_thp"), "disabled");
         // SAFETY: `opt.narenas` is an unsigned, as jemalloc's manual says.
         let narenas = unsafe { jemalloc::read::<u32>(c"opt.narenas") };
         assert_eq!(narenas, Some(1));
+        // Freed pages are kept until `settle` gives them back.
+        // SAFETY: `opt.dirty_decay_ms` and `opt.muzzy_decay_ms` are ssize_t.
+        let decay = unsafe {
+            (
+                jemalloc::read::<isize>(c"opt.dirty_decay_ms"),
+                jemalloc::read::<isize>(c"opt.muzzy_decay_ms"),
+            )
+        };
+        assert_eq!(decay, (Some(-1), Some(-1)));
     }
 }
