@@ -12,10 +12,13 @@
 #   D=~/.cache/coldpath-bench/plant
 #   run="run --job $D/job.toml --date 2024-03-11"
 #   bench/ab.sh -n 3 \
-#     "rm -rf $D/lake && cp -a $D/lake.prev $D/lake && sync && target/release/coldpath $run" \
-#     "rm -rf $D/lake && cp -a $D/lake.prev $D/lake && sync && /tmp/coldpath-before $run"
+#     "rm -rf $D/lake && cp -al $D/lake.prev $D/lake && target/release/coldpath $run" \
+#     "rm -rf $D/lake && cp -al $D/lake.prev $D/lake && /tmp/coldpath-before $run"
 #
-# The copy is inside each run's time, the same on both sides.
+# The copy is of hard links, so it takes milliseconds of each run's time: a run
+# writes new files and replaces whole ones (rename), never a file in place, so
+# the links in $D/lake.prev keep the date before as it was. A full copy (cp -a,
+# then sync) of the plant day's 2.3 GB lake took about 3 s of each run.
 set -euo pipefail
 
 pairs=3
