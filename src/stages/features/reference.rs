@@ -139,7 +139,9 @@ impl Reference {
     /// The label at prediction time `t` (µs): `Some(true)` if the log has a
     /// failure of the device (of the horizon's component) in `[t, t + horizon)`,
     /// `Some(false)` if it has none there and `t + horizon <= cutoff`, else `None`
-    /// (not seen yet: never a false negative).
+    /// (not seen yet: never a false negative). A component's label is also
+    /// `None` where the only failures there name no component: one of them may
+    /// have been the component's.
     pub fn failure_within(
         &self,
         device: &str,
@@ -148,16 +150,22 @@ impl Reference {
         cutoff: i64,
     ) -> Option<bool> {
         let end = t + horizon.us;
-        let hit = self.failures.get(device).is_some_and(|all| {
-            let from = all.partition_point(|f| f.at < t);
-            all[from..]
-                .iter()
-                .take_while(|f| f.at < end)
-                .any(|f| horizon.component.is_none_or(|c| f.component == c))
-        });
+        let within = match self.failures.get(device) {
+            Some(all) => &all[all.partition_point(|f| f.at < t)..],
+            None => &[][..],
+        };
+        let within = within.iter().take_while(|f| f.at < end);
+        let (mut hit, mut unnamed) = (false, false);
+        for f in within {
+            match horizon.component {
+                None => hit = true,
+                Some(c) if f.component == c => hit = true,
+                Some(_) => unnamed |= f.component.is_empty(),
+            }
+        }
         if hit {
             Some(true)
-        } else if end <= cutoff {
+        } else if end <= cutoff && !unnamed {
             Some(false)
         } else {
             None
@@ -566,6 +574,25 @@ mod tests {
             r.failure_within("p", us("2024-03-17T00:00:00Z"), &pump, late),
             Some(false)
         );
+        // A failure whose component the log leaves blank: the device's label
+        // is true, each component's unknown (it may have been that one), at
+        // the horizon's edges as for a named one.
+        let blank = Reference {
+            failures: parse_failures(
+                "f.csv",
+                b"device_id,failure_time,component\np,2024-03-18T00:00:00Z, \np,2024-03-24T00:00:00Z,pump\n",
+            )
+            .unwrap(),
+            ..Reference::default()
+        };
+        let at = |t: &str, h: &Horizon| blank.failure_within("p", us(t), h, late);
+        assert_eq!(at("2024-03-18T00:00:00Z", &week), Some(true));
+        assert_eq!(at("2024-03-18T00:00:00Z", &seal), None);
+        assert_eq!(at("2024-03-11T00:00:00.000001Z", &seal), None);
+        assert_eq!(at("2024-03-11T00:00:00Z", &seal), Some(false));
+        assert_eq!(at("2024-03-18T00:00:00.000001Z", &seal), Some(false));
+        // A named failure of the component in the same horizon still makes it true.
+        assert_eq!(at("2024-03-18T00:00:00Z", &pump), Some(true));
         // No failure yet, horizon not over at the cut-off: unknown.
         let cutoff = us("2024-03-15T00:00:00Z");
         assert_eq!(
