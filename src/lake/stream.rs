@@ -259,27 +259,50 @@ static DROPPED: Mutex<Vec<JoinHandle<Result<u64, SinkError>>>> = Mutex::new(Vec:
 /// How long [`settle`] waits for a dropped stream's writer to stop.
 const SETTLE_WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
-/// Waits until the writers of streams dropped mid-run have stopped (each ends
-/// at once, with an error, once its channel is closed; one already committing
-/// finishes its commit), so that the files they wrote can be told apart:
-/// committed, or to be removed ([`super::leftovers`]). Returns `false` when one
-/// is still running after [`SETTLE_WAIT`].
+/// How often [`settle`] looks again.
+const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
+
+/// Waits until the writers of every stream dropped mid-run in this process
+/// have stopped (each ends at once, with an error, once its channel is
+/// closed; one already committing finishes its commit), so that the files
+/// they wrote can be told apart: committed, or to be removed
+/// ([`super::leftovers`]). Returns `false` when one is still running after
+/// [`SETTLE_WAIT`].
+///
+/// Every caller waits for every dropped writer, its own and others': the
+/// dates of a parallel backfill share the list, and a caller that took
+/// another date's writer away to wait on it would leave that date's own
+/// `settle` finding nothing, and its clean-up removing files the writer was
+/// still committing.
 pub async fn settle() -> bool {
-    let tasks: Vec<_> = match DROPPED.lock() {
-        Ok(mut dropped) => dropped.drain(..).collect(),
-        Err(_) => return false,
-    };
-    let mut settled = true;
-    for task in tasks {
-        match tokio::time::timeout(SETTLE_WAIT, task).await {
-            Ok(Ok(Err(e))) => {
-                tracing::debug!(error = %e, "a dropped partition write ended");
+    let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+    loop {
+        let running = match DROPPED.lock() {
+            Ok(mut dropped) => {
+                dropped.retain_mut(still_running);
+                dropped.len()
             }
-            Ok(_) => {}
-            Err(_) => settled = false,
+            Err(_) => return false,
+        };
+        if running == 0 {
+            return true;
         }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(SETTLE_POLL).await;
     }
-    settled
+}
+
+/// Whether a dropped writer still runs; the end of one that stopped is logged.
+fn still_running(task: &mut JoinHandle<Result<u64, SinkError>>) -> bool {
+    if !task.is_finished() {
+        return true;
+    }
+    if let Some(Ok(Err(e))) = futures::FutureExt::now_or_never(task) {
+        tracing::debug!(error = %e, "a dropped partition write ended");
+    }
+    false
 }
 
 impl Drop for PartitionStream {
@@ -290,9 +313,33 @@ impl Drop for PartitionStream {
         self.tx = None;
         if let Some(task) = self.task.take() {
             if let Ok(mut dropped) = DROPPED.lock() {
-                dropped.retain(|t| !t.is_finished());
+                dropped.retain_mut(still_running);
                 dropped.push(task);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    /// Two clean-ups at once (two dates of a parallel backfill) each return
+    /// only once the dropped writer has stopped, whichever date it was of.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_settle_waits_for_every_dropped_writer() {
+        let stopped = Arc::new(AtomicBool::new(false));
+        let flag = stopped.clone();
+        let writer = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            flag.store(true, Ordering::SeqCst);
+            Ok(1)
+        });
+        DROPPED.lock().unwrap().push(writer);
+        let settled = || async { (settle().await, stopped.load(Ordering::SeqCst)) };
+        let (first, second) = tokio::join!(settled(), settled());
+        assert_eq!(first, (true, true));
+        assert_eq!(second, (true, true));
     }
 }
