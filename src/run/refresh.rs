@@ -55,6 +55,9 @@ pub async fn refresh_features(
                 &report.run_id,
             ))
             .await;
+            if outcome.is_err() {
+                remove_uncommitted(&site.lake, date, &report.run_id).await;
+            }
             locks.release().await;
             outcome
         }
@@ -87,6 +90,19 @@ pub async fn refresh_features(
         Status::Succeeded
     });
     Ok(())
+}
+
+/// Removes, under the date's locks, the files a failed or stopped refresh of
+/// `date` wrote and did not commit (a write cut short, or a commit that failed
+/// after its files were written), as a failed run does.
+async fn remove_uncommitted(lake: &Lake, date: NaiveDate, run_id: &str) {
+    let tables = outputs::refresh_tables();
+    let specs: Vec<lake::TableSpec> = lake::all_tables()
+        .into_iter()
+        .filter(|s| tables.contains(&s.name))
+        .collect();
+    let removed = lake::leftovers::remove_uncommitted(lake, &specs, date, run_id).await;
+    tracing::info!(date = %date, files = removed, "looked for the refresh's uncommitted files");
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -253,6 +253,59 @@ fn sigterm_mid_run_leaves_no_uncommitted_file_in_a_local_lake() {
     assert_nothing_uncommitted(lake.path());
 }
 
+/// A refresh (`features`) stopped while a table's commit is under way, its
+/// files already written, leaves no data file outside the tables' logs: the
+/// files of the write it cut short go, as a stopped run's do.
+#[test]
+fn sigterm_mid_refresh_commit_leaves_no_uncommitted_file() {
+    let az = azurite_with_fixtures();
+    let dir = temp_lake();
+    let job = small_files_job(dir.path(), 0.5);
+    let mut args = run_args(DATE, "az://raw/", "az://lake/iot");
+    args[2] = job.clone();
+    let out = command(&args, &az.env()).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // telemetry_minute's next version is its refresh's commit: held, with the
+    // refresh's files (rolled at 1 KiB) written before it.
+    let stall = Stall::start(&az, "telemetry_minute/_delta_log/00000000000000000001");
+    let features = [
+        "features",
+        "--job",
+        &job,
+        "--date",
+        DATE,
+        "--source",
+        "az://raw/",
+        "--lake",
+        "az://lake/iot",
+        "--labels-as-of",
+        LABELS,
+    ];
+    let mut child = command(&features, &stall.env())
+        .env("COLDPATH_LOG", "coldpath=info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let held = stall.wait_stalled(std::time::Duration::from_secs(60));
+    let (code, report, log) = terminate(child, stderr);
+    assert!(held, "the refresh never reached the commit: {log}");
+    assert_eq!(code, Some(143), "{log}");
+    assert_eq!(report["status"], "cancelled", "{report}");
+    let copy = dir.path().join("lake");
+    az.download("lake", "iot", &copy);
+    let log = copy.join("telemetry_minute/_delta_log");
+    assert!(log.join("00000000000000000000.json").is_file());
+    assert!(!log.join("00000000000000000001.json").exists());
+    assert_nothing_uncommitted(&copy);
+}
+
 /// Issue 32: a gated run (exit 3) on an Azure lake leaves no data file outside
 /// the tables' logs (silver streamed its files during the pass).
 #[test]
