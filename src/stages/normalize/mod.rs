@@ -246,11 +246,33 @@ fn time_field(name: &str, found: Found<'_>) -> Result<Option<i64>, Failure> {
         .map_err(|e| (Reason::InvalidTimestamp, format!("{name}: {e}")))
 }
 
-/// The device a record names, if it names one as a string (a reject's device).
+/// The longest device id a record may name, in bytes. Azure IoT Hub's ids are
+/// at most 128 characters; a longer one is a producer's bug or an attack, and a
+/// run holds every device's id (its day's state, the counts its commit
+/// records) until it ends, so a night of records each naming a new id of
+/// hundreds of KiB would take the node's memory.
+pub const MAX_DEVICE_ID_BYTES: usize = 1024;
+
+/// The range failure of a device id over [`MAX_DEVICE_ID_BYTES`].
+fn too_long(device_id: &str) -> Option<Failure> {
+    (device_id.len() > MAX_DEVICE_ID_BYTES).then(|| {
+        (
+            Reason::OutOfRange,
+            format!(
+                "device_id is {} bytes, over the {MAX_DEVICE_ID_BYTES} a device id may have",
+                device_id.len()
+            ),
+        )
+    })
+}
+
+/// The device a record names, if it names one as a string of at most
+/// [`MAX_DEVICE_ID_BYTES`] (a reject's device; a longer id is counted, not per device).
 fn device_named(fields: &Fields<'_>, schema: &TelemetrySchema) -> Option<String> {
     string_field(fields.column(&schema.device_id))
         .ok()
         .flatten()
+        .filter(|d| d.len() <= MAX_DEVICE_ID_BYTES)
         .map(|d| d.into_owned())
 }
 
@@ -333,7 +355,7 @@ pub fn to_row_with<'f, 's>(
         &mut rescue,
     )?;
     // Type errors outrank range errors: check all types before any range.
-    let mut range_failure = None;
+    let mut range_failure = too_long(&device_id);
     let mut number = |name: &str, col: &'s Column| -> Result<Option<f64>, Failure> {
         let value = number_field(name, col, fields, &mut range_failure);
         soften(value, col, &mut rescue)
@@ -1100,6 +1122,36 @@ mod tests {
         .unwrap();
         assert_eq!(r.device_id, "first");
         assert_eq!(r.event_time, 1_710_151_200_000_000);
+    }
+
+    /// A device id of 1,024 bytes is read; one byte more is `out_of_range`,
+    /// after every type rule, and its reject names no device.
+    #[test]
+    fn a_device_id_over_1_kib_is_out_of_range() {
+        let id = |n: usize| "d".repeat(n);
+        let at = "2024-03-11T10:00:00Z";
+        let ok = row_of(json!({"deviceId": id(1024), "timestamp": at})).unwrap();
+        assert_eq!(ok.device_id.len(), 1024);
+        let (reason, detail) = row_of(json!({"deviceId": id(1025), "timestamp": at})).unwrap_err();
+        assert_eq!(reason, Reason::OutOfRange);
+        assert!(detail.contains("1025 bytes"), "{detail}");
+        let reason = |v| row_of(v).unwrap_err().0;
+        assert_eq!(
+            reason(json!({"deviceId": id(1025), "timestamp": "noon"})),
+            Reason::InvalidTimestamp
+        );
+        assert_eq!(
+            reason(json!({"deviceId": id(1025), "timestamp": at, "temperature": "hot"})),
+            Reason::TypeMismatch
+        );
+        let named = |v: serde_json::Value| {
+            let serde_json::Value::Object(m) = v else {
+                panic!()
+            };
+            device_named(&Fields::Json(m), &schema())
+        };
+        assert_eq!(named(json!({"deviceId": id(1024)})), Some(id(1024)));
+        assert_eq!(named(json!({"deviceId": id(1025)})), None);
     }
 
     #[test]
