@@ -34,6 +34,7 @@ pub mod maintain;
 pub mod manifest;
 mod own_commit;
 pub mod partials;
+pub mod pending;
 pub mod silver;
 mod stream;
 pub use stream::PartitionStream;

@@ -210,6 +210,9 @@ pub async fn catchup(
         report.dates.push(entry);
     }
     let mut schedule = Schedule::of_reruns(reruns);
+    if !req.dry_run {
+        owed_refreshes(&site, &mut schedule).await?;
+    }
     if req.refresh_labels && !req.dry_run {
         for &date in &req.dates {
             schedule.refresh(date, None);
@@ -226,6 +229,25 @@ pub async fn catchup(
     }
     report.dates.sort_by(|a, b| a.date.cmp(&b.date));
     report.conclude();
+    Ok(())
+}
+
+/// The refreshes owed since an earlier date's silver was replaced
+/// ([`crate::lake::pending`]: a catch-up stopped before its refreshes, a date
+/// rerun by hand), in the range or not.
+async fn owed_refreshes(site: &Site, schedule: &mut Schedule) -> Result<(), Error> {
+    let owed = crate::lake::pending::all(&site.lake).await.map_err(|e| {
+        Error::Sink(crate::lake::SinkError::Lake {
+            lake: site.lake.url.to_string(),
+            message: format!("reading the refreshes owed (_coldpath/pending): {e}"),
+        })
+    })?;
+    for (date, causes) in owed {
+        info!(date = %date, causes = ?causes, "a refresh owed");
+        for cause in causes {
+            schedule.refresh(date, Some(cause));
+        }
+    }
     Ok(())
 }
 
@@ -325,6 +347,10 @@ async fn refresh_date(
         return Ok(());
     };
     if !tables.was_run(date).await? {
+        // Nothing derived to refresh: what it was owed is void.
+        if let Ok(owed) = crate::lake::pending::owed(&site.lake, date).await {
+            crate::run::commit::clear_owed(&site.lake, &owed).await;
+        }
         return Ok(());
     }
     let refreshed = dependents::refresh_one(site, job, date, req.labels_as_of, &report.run_id)

@@ -100,12 +100,29 @@ impl DateRun<'_> {
                     version,
                 };
                 report.tables.insert(spec.name, table);
+                self.record_dependents().await;
                 Ok(true)
             }
             // Another run created the table between our look and our commit:
             // silver's rows were streamed, so the date is read again.
             Err(e) if lake::again_after_conflict(spec.name, &e, attempt).await => Ok(false),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Records, once silver is replaced, that the later dates reading it owe a
+    /// refresh ([`lake::pending`]), for the catch-up that does them. A failure
+    /// is a warning: the tables are whole, only the reminder is missing.
+    async fn record_dependents(&self) {
+        let (lake, date) = (&self.site.lake, self.req.date);
+        let hours = crate::run::dependents::declared_hours(self.job);
+        let recorded = match crate::run::dependents::in_lake(lake, date, hours).await {
+            Ok(later) if later.is_empty() => Ok(()),
+            Ok(later) => lake::pending::record(lake, date, &later, &self.meta.run_id).await,
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = recorded {
+            warn!(error = %crate::storage::fault::redact(&e), "the later dates that read this date's silver were not recorded; refresh them with `coldpath features`");
         }
     }
 
@@ -163,6 +180,9 @@ impl DateRun<'_> {
         } else {
             report.set_status(Status::Succeeded);
             write_manifest(self.site, self.req.date, &self.meta.run_id, &self.listing).await;
+            if self.req.features {
+                clear_owed(&self.site.lake, &self.owed).await;
+            }
         }
     }
 }
@@ -227,4 +247,12 @@ pub(super) async fn empty_replaces_rows(
     Ok(Some(format!(
         "{date}: {found}, but telemetry's event_date={date} holds rows; nothing was changed. A wrong layout, prefix or credential lists nothing: check them. If the date is meant to be empty, rerun with --allow-empty (or allow_empty = true in the job file)"
     )))
+}
+
+/// Removes the refreshes a date was owed once it is computed again; a failure
+/// is a warning (the date is refreshed once more by a later catch-up).
+pub(crate) async fn clear_owed(lake: &lake::Lake, owed: &[String]) {
+    if let Err(e) = lake::pending::clear(lake, owed).await {
+        warn!(error = %crate::storage::fault::redact(&e), "a refresh owed was done but not cleared; a later catch-up does it again");
+    }
 }

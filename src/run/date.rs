@@ -43,4 +43,7 @@ pub(super) struct DateRun<'a> {
     pub(super) rules: Arc<Rules>,
     pub(super) meta: CommitMeta,
     pub(super) ingested_at_us: i64,
+    /// The refreshes this date was owed when the run began ([`crate::lake::pending`]),
+    /// cleared once it succeeds with its features.
+    pub(super) owed: Vec<String>,
 }

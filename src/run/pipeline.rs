@@ -126,6 +126,13 @@ async fn run_locked(
     locks: &LockSet,
 ) -> Result<(), Error> {
     let listing = list_step(job, site, req.date, report).await?;
+    let owed = match lake::pending::owed(&site.lake, req.date).await {
+        Ok(owed) => owed,
+        Err(e) => {
+            warn!(error = %crate::storage::fault::redact(&e), "the refreshes owed to the date were not read; a later catch-up refreshes it again");
+            Vec::new()
+        }
+    };
     let run = DateRun {
         job,
         req,
@@ -143,6 +150,7 @@ async fn run_locked(
         },
         ingested_at_us: Utc::now().timestamp_micros(),
         listing,
+        owed,
     };
     let (staged, gate_failed) = run.silver_step(report).await?;
     run.commit_step(staged, gate_failed, report).await?;

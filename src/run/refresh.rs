@@ -44,6 +44,11 @@ pub async fn refresh_features(
             let locks = site
                 .lock(job, &outputs::refresh_tables(), date, &report.run_id)
                 .await?;
+            // What the date is owed now, before silver is read: cleared once it is refreshed.
+            let owed = lake::pending::owed(&site.lake, date).await.unwrap_or_else(|e| {
+                warn!(date = %date, error = %crate::storage::fault::redact(&e), "the refreshes owed to the date were not read");
+                Vec::new()
+            });
             let outcome = crate::cancel::unless_cancelled(refresh_one(
                 job,
                 site,
@@ -55,8 +60,9 @@ pub async fn refresh_features(
                 &report.run_id,
             ))
             .await;
-            if outcome.is_err() {
-                remove_uncommitted(&site.lake, date, &report.run_id).await;
+            match &outcome {
+                Ok(_) => crate::run::commit::clear_owed(&site.lake, &owed).await,
+                Err(_) => remove_uncommitted(&site.lake, date, &report.run_id).await,
             }
             locks.release().await;
             outcome

@@ -250,6 +250,54 @@ fn catchup_reruns_only_changed_dates_and_matches_a_clean_run() {
     assert_eq!(report["rerun"], serde_json::json!([]));
 }
 
+/// A catch-up whose dependent's refresh fails leaves that refresh owed in the
+/// lake: the next catch-up, which finds the rerun date unchanged, still
+/// refreshes the dependent, the tables then equal a clean run's, and nothing
+/// is owed any more.
+#[test]
+fn a_refresh_a_failed_catchup_owed_is_done_by_the_next() {
+    let (dir, raw, lake) = three_dates_run();
+    change_2024_03_11(&raw);
+    // 2024-03-12's device_health folder is a file: its refresh fails at that commit.
+    let folder = lake.join(format!("device_health/health_date={}", DATES[2]));
+    let aside = dir.path().join("health-aside");
+    std::fs::rename(&folder, &aside).unwrap();
+    std::fs::write(&folder, b"in the way").unwrap();
+    let range = ["--from", DATES[0], "--to", DATES[2]];
+    let (code, report, err) = catchup(raw.to_str().unwrap(), lake.to_str().unwrap(), &range, &[]);
+    assert_eq!(code, 1, "{report}\n{err}");
+    assert_eq!(entry(&report, DATES[1])["rerun"], "succeeded", "{report}");
+    assert_eq!(
+        entry(&report, DATES[2])["features_refreshed"],
+        "failed",
+        "{report}"
+    );
+    let owed = lake.join(format!(
+        "_coldpath/pending/{}.after.{}.json",
+        DATES[2], DATES[1]
+    ));
+    assert!(owed.is_file(), "the refresh is owed");
+
+    std::fs::remove_file(&folder).unwrap();
+    std::fs::rename(&aside, &folder).unwrap();
+    let (code, report, err) = catchup(raw.to_str().unwrap(), lake.to_str().unwrap(), &range, &[]);
+    assert_eq!(code, 0, "{report}\n{err}");
+    assert_eq!(entry(&report, DATES[1])["state"], "unchanged");
+    assert_eq!(report["rerun"], serde_json::json!([]));
+    assert_eq!(report["refreshed"], serde_json::json!([DATES[2]]));
+    assert_eq!(
+        entry(&report, DATES[2])["refreshed_for"],
+        serde_json::json!([DATES[1]])
+    );
+    assert!(!owed.exists(), "nothing is owed any more");
+
+    let clean = dir.path().join("clean");
+    for date in DATES {
+        run(date, &raw, &clean);
+    }
+    assert_eq!(all_rows(&lake), all_rows(&clean));
+}
+
 #[test]
 fn dry_runs_missing_dates_and_old_manifests() {
     let dir = temp_lake();

@@ -1,0 +1,132 @@
+//! Refreshes owed: the later dates whose derived rows read a date's silver,
+//! recorded in the lake when that silver is replaced, and cleared when they
+//! are recomputed.
+//!
+//! Why: a catch-up reruns a changed date D, then refreshes D's dependents
+//! ([`crate::run::dependents`]). The rerun writes D's manifest, so a catch-up
+//! stopped before those refreshes (a signal, a refresh that failed) left a
+//! second catch-up seeing D unchanged, and D's dependents stale for good; so
+//! did a rerun of D by hand. Now a run that replaces D's silver records, under
+//! `_coldpath/pending/`, one small document per dependent E:
+//! `<E>.after.<D>.json`. A refresh or a run of E that succeeds removes those
+//! it listed before it read silver (one recorded after that stays: E may have
+//! been computed from the silver before D's). `catchup` refreshes every date
+//! that has one, in its range or not.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDate;
+
+use super::manifest::Place;
+use super::Lake;
+
+const DIR: &str = "_coldpath/pending";
+
+fn place(lake: &Lake) -> Result<Place, String> {
+    Place::in_lake(lake, DIR).map_err(|e| e.to_string())
+}
+
+fn name(date: NaiveDate, cause: NaiveDate) -> String {
+    format!("{date}.after.{cause}.json")
+}
+
+/// The date owed a refresh and its cause, from a document's name.
+fn parse(name: &str) -> Option<(NaiveDate, NaiveDate)> {
+    let (date, rest) = name.split_once(".after.")?;
+    let cause = rest.strip_suffix(".json")?;
+    let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
+    Some((day(date)?, day(cause)?))
+}
+
+/// Records that each of `dates` reads `cause`'s silver, which run `run_id` replaced.
+pub async fn record(
+    lake: &Lake,
+    cause: NaiveDate,
+    dates: &[NaiveDate],
+    run_id: &str,
+) -> Result<(), String> {
+    let place = place(lake)?;
+    for &date in dates {
+        let body = serde_json::json!({ "refresh": date, "after": cause, "run_id": run_id });
+        place
+            .put(&name(date, cause), body.to_string().into_bytes(), run_id)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The documents that owe `date` a refresh now, by name (for [`clear`]).
+pub async fn owed(lake: &Lake, date: NaiveDate) -> Result<Vec<String>, String> {
+    let names = place(lake)?.names(&format!("{date}.after.")).await?;
+    Ok(names.into_iter().filter(|n| parse(n).is_some()).collect())
+}
+
+/// Removes the documents `names` (what a refresh listed before it read silver).
+pub async fn clear(lake: &Lake, names: &[String]) -> Result<(), String> {
+    if names.is_empty() {
+        return Ok(());
+    }
+    let place = place(lake)?;
+    for name in names {
+        place.delete(name).await?;
+    }
+    Ok(())
+}
+
+/// Every date owed a refresh, with the dates whose silver it reads.
+pub async fn all(lake: &Lake) -> Result<BTreeMap<NaiveDate, BTreeSet<NaiveDate>>, String> {
+    let mut out: BTreeMap<NaiveDate, BTreeSet<NaiveDate>> = BTreeMap::new();
+    for name in place(lake)?.names("").await? {
+        if let Some((date, cause)) = parse(&name) {
+            out.entry(date).or_default().insert(cause);
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2024, 3, d).unwrap()
+    }
+
+    /// Recorded per dependent and cause; cleared only as listed, so a record
+    /// made after a refresh listed its own stays.
+    #[tokio::test]
+    async fn recorded_listed_and_cleared_as_seen() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(
+            dir.path().to_str().unwrap(),
+            &crate::storage::retry::StorageSettings::default(),
+        )
+        .unwrap();
+        assert!(all(&lake).await.unwrap().is_empty());
+        record(&lake, day(10), &[day(11), day(12)], "run-a")
+            .await
+            .unwrap();
+        record(&lake, day(11), &[day(12)], "run-b").await.unwrap();
+        let want: BTreeMap<_, _> = [
+            (day(11), BTreeSet::from([day(10)])),
+            (day(12), BTreeSet::from([day(10), day(11)])),
+        ]
+        .into();
+        assert_eq!(all(&lake).await.unwrap(), want);
+        let seen = owed(&lake, day(12)).await.unwrap();
+        assert_eq!(seen.len(), 2);
+        // Recorded again while 12's refresh runs: stays after it clears what it saw.
+        record(&lake, day(9), &[day(12)], "run-c").await.unwrap();
+        clear(&lake, &seen).await.unwrap();
+        let want: BTreeMap<_, _> = [
+            (day(11), BTreeSet::from([day(10)])),
+            (day(12), BTreeSet::from([day(9)])),
+        ]
+        .into();
+        assert_eq!(all(&lake).await.unwrap(), want);
+        // A stray file in the folder is no date's.
+        std::fs::write(dir.path().join(DIR).join("notes.txt"), b"x").unwrap();
+        assert_eq!(all(&lake).await.unwrap().len(), 2);
+        assert_eq!(owed(&lake, day(11)).await.unwrap().len(), 1);
+    }
+}
