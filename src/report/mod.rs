@@ -128,10 +128,15 @@ pub struct RunReport {
     /// Per declared expectation: rows checked, passed, failed (absent when the job declares none).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub expectations: Vec<crate::stages::expect::Outcome>,
-    /// A run that committed no silver (gated, failed, stopped): the data files it
-    /// had written and not committed, removed before its locks were released.
+    /// A run that committed no silver (gated, failed, stopped), or that abandoned
+    /// a write of it (a second pass, a commit conflict): the data files it had
+    /// written and not committed, removed before its locks were released.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub uncommitted_files_removed: Option<usize>,
+    /// The run abandoned a silver write on its way to success: it looks for the
+    /// files that write left even if it succeeds.
+    #[serde(skip)]
+    pub abandoned_writes: bool,
     /// With `--refresh-dependents`: the later dates whose derived tables read this
     /// date's silver, each recomputed after the run, in date order.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -275,6 +280,7 @@ impl RunReport {
             drift: None,
             expectations: Vec::new(),
             uncommitted_files_removed: None,
+            abandoned_writes: false,
             dependents: None,
             error: None,
         }

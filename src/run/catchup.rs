@@ -349,7 +349,7 @@ async fn refresh_date(
     if !tables.was_run(date).await? {
         // Nothing derived to refresh: what it was owed is void.
         if let Ok(owed) = crate::lake::pending::owed(&site.lake, date).await {
-            crate::run::commit::clear_owed(&site.lake, &owed).await;
+            crate::lake::pending::clear_logged(&site.lake, &owed).await;
         }
         return Ok(());
     }

@@ -181,7 +181,7 @@ impl DateRun<'_> {
             report.set_status(Status::Succeeded);
             write_manifest(self.site, self.req.date, &self.meta.run_id, &self.listing).await;
             if self.req.features {
-                clear_owed(&self.site.lake, &self.owed).await;
+                lake::pending::clear_logged(&self.site.lake, &self.owed).await;
             }
         }
     }
@@ -247,12 +247,4 @@ pub(super) async fn empty_replaces_rows(
     Ok(Some(format!(
         "{date}: {found}, but telemetry's event_date={date} holds rows; nothing was changed. A wrong layout, prefix or credential lists nothing: check them. If the date is meant to be empty, rerun with --allow-empty (or allow_empty = true in the job file)"
     )))
-}
-
-/// Removes the refreshes a date was owed once it is computed again; a failure
-/// is a warning (the date is refreshed once more by a later catch-up).
-pub(crate) async fn clear_owed(lake: &lake::Lake, owed: &[String]) {
-    if let Err(e) = lake::pending::clear(lake, owed).await {
-        warn!(error = %crate::storage::fault::redact(&e), "a refresh owed was done but not cleared; a later catch-up does it again");
-    }
 }

@@ -32,7 +32,7 @@ use crate::config::job::Job;
 use crate::error::Error;
 use crate::lake::{silver, Lake};
 use crate::report::{FeaturesDate, FeaturesReport, RunReport, Status};
-use crate::run::pipeline::RunRequest;
+use crate::run::date::RunRequest;
 use crate::run::site::Site;
 use crate::stages::features::baseline::BASELINE_DATES;
 use crate::stages::health::HISTORY_DATES;

@@ -61,6 +61,9 @@ pub(super) struct Pass {
     pub(super) rejects: Rejects,
     pub(super) counts: Counts,
     pub(super) times: hours::StageTimes,
+    /// Passes before this one, whose silver writes were abandoned (their
+    /// finished files are in no version: the run removes them).
+    pub(super) abandoned: usize,
 }
 
 /// Passes at most: the first, plus one per round of message ids found spanning hours.
@@ -75,8 +78,9 @@ pub(super) async fn read_pass(
 ) -> Result<Pass, Error> {
     let mut resolved = hours::Resolved::default();
     for attempt in 1..=MAX_PASSES {
-        let (pass, contested) = one_pass(inputs, &resolved, ahead.take()).await?;
+        let (mut pass, contested) = one_pass(inputs, &resolved, ahead.take()).await?;
         if contested.is_empty() {
+            pass.abandoned = attempt - 1;
             return Ok(pass);
         }
         pass.silver.abort().await;
@@ -196,6 +200,7 @@ fn pass_of(day: hours::Day<'_>, mut counts: Counts) -> (Pass, Vec<u64>) {
         rejects,
         counts,
         times: day.times,
+        abandoned: 0,
     };
     (pass, day.contested)
 }

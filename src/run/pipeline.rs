@@ -64,8 +64,9 @@ pub async fn run_on(
             .await;
     // Gated, failed or stopped: silver was not committed, and the files written
     // for it (streamed during the pass) or for a table whose commit failed are
-    // in no version. Removed under the locks, so no run of the date races it.
-    if result.is_err() || !report.tables.contains_key(lake::TELEMETRY) {
+    // in no version; so are those of a silver write abandoned for a second pass
+    // or after a commit conflict. Removed under the locks, so no run of the date races it.
+    if result.is_err() || !report.tables.contains_key(lake::TELEMETRY) || report.abandoned_writes {
         let specs: Vec<lake::TableSpec> = lake::all_tables()
             .into_iter()
             .filter(|s| tables.contains(&s.name))
@@ -281,6 +282,7 @@ impl DateRun<'_> {
                 .instrument(info_span!("read"))
                 .await?;
             report.blobs.read = self.listing.blobs.len();
+            report.abandoned_writes |= pass.abandoned > 0;
             time_pass(report, &pass.times, ms(t));
             report.outputs_ms.clear();
             for (output, spent) in pass.outputs.iter().zip(&pass.times.outputs) {
@@ -318,6 +320,7 @@ impl DateRun<'_> {
                 return Ok((staged, true));
             }
             if !self.commit_silver(pass.silver, attempt, report).await? {
+                report.abandoned_writes = true;
                 continue;
             }
             report.durations.write_ms += ms(t);

@@ -61,7 +61,7 @@ pub async fn refresh_features(
             ))
             .await;
             match &outcome {
-                Ok(_) => crate::run::commit::clear_owed(&site.lake, &owed).await,
+                Ok(_) => crate::lake::pending::clear_logged(&site.lake, &owed).await,
                 Err(_) => remove_uncommitted(&site.lake, date, &report.run_id).await,
             }
             locks.release().await;
