@@ -563,6 +563,25 @@ pub async fn recorded<T: serde::de::DeserializeOwned>(lake: &Lake) -> Result<Vec
     Ok(found)
 }
 
+/// The run id the latest commit of `spec`'s table records (`None`: no table, no
+/// commit, or one that names no run).
+pub async fn last_run_id(lake: &Lake, spec: &TableSpec) -> Result<Option<String>, SinkError> {
+    use futures::StreamExt;
+    let Some(table) = open_table(lake, spec).await? else {
+        return Ok(None);
+    };
+    let mut commits = table.history(Some(1));
+    let Some(Ok(info)) = commits.next().await else {
+        return Ok(None);
+    };
+    let run_id = info
+        .user_metadata
+        .as_deref()
+        .and_then(|meta| serde_json::from_str::<serde_json::Value>(meta).ok())
+        .and_then(|meta| meta.get("run_id")?.as_str().map(str::to_string));
+    Ok(run_id)
+}
+
 /// A commit's `userMetadata`: who wrote it, and with which coldpath build.
 pub fn user_metadata(meta: &CommitMeta) -> String {
     #[derive(serde::Serialize)]

@@ -86,6 +86,9 @@ pub async fn run_on(
     if result.is_ok() {
         store_report(site, req.date, report).await;
     }
+    if matches!(result, Err(Error::Cancelled(_))) && !report.tables.contains_key(lake::TELEMETRY) {
+        landed_after_stop(site, report).await;
+    }
     match result {
         // Stopped after a table was committed: say which, a rerun completes the date.
         Err(Error::Cancelled(signal)) if !report.tables.is_empty() => {
@@ -97,6 +100,34 @@ pub async fn run_on(
             )))
         }
         other => other,
+    }
+}
+
+/// A stop that came while silver's commit was under way leaves that commit to
+/// finish (the writer had everything; the clean-up waited for it): when it
+/// landed, the report says so, and the run's error becomes "partly committed".
+async fn landed_after_stop(site: &Site, report: &mut RunReport) {
+    let spec = lake::telemetry_table();
+    match lake::last_run_id(&site.lake, &spec).await {
+        Ok(Some(run_id)) if run_id == report.run_id => {
+            warn!("telemetry's commit landed after the stop");
+            let table = match lake::silver::open(&site.lake).await {
+                Ok(Some(table)) => table.version(),
+                _ => None,
+            };
+            report.tables.insert(
+                spec.name,
+                crate::report::TableReport {
+                    partition: format!("{}={}", spec.partition, report.date),
+                    rows: report.rows_written,
+                    version: table.unwrap_or_default(),
+                },
+            );
+        }
+        Ok(_) => {}
+        Err(e) => {
+            warn!(error = %crate::storage::fault::redact(&e.to_string()), "whether telemetry's commit landed after the stop is unknown");
+        }
     }
 }
 

@@ -252,11 +252,13 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 
 /// A proxy in front of an [`Azurite`] that forwards every request but those
 /// naming `marker`: their connection is held, unanswered, until the proxy is
-/// dropped. A blob read that never ends, whatever the build's speed, for a
-/// signal to land in mid-read (object_store's request timeout is 30 s).
+/// dropped, or forwarded from [`Stall::release`] on. A blob read that never
+/// ends, whatever the build's speed, for a signal to land in mid-read
+/// (object_store's request timeout is 30 s); or a commit held until after it.
 pub struct Stall {
     pub port: u16,
     stalled: Arc<AtomicBool>,
+    released: Arc<AtomicBool>,
     stop: Arc<AtomicBool>,
 }
 
@@ -264,12 +266,13 @@ impl Stall {
     pub fn start(az: &Azurite, marker: &str) -> Stall {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let (stalled, stop) = (
+        let (stalled, released, stop) = (
+            Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicBool::new(false)),
         );
         let (upstream, marker) = (az.port, marker.as_bytes().to_vec());
-        let (s, t) = (stalled.clone(), stop.clone());
+        let (s, r, t) = (stalled.clone(), released.clone(), stop.clone());
         std::thread::spawn(move || {
             for client in listener.incoming() {
                 if t.load(Ordering::SeqCst) {
@@ -281,15 +284,21 @@ impl Stall {
                 };
                 let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 std::thread::spawn(move || pipe(s2, c2));
-                let (marker, s, t) = (marker.clone(), s.clone(), t.clone());
-                std::thread::spawn(move || requests(client, server, &marker, &s, &t));
+                let (marker, s, r, t) = (marker.clone(), s.clone(), r.clone(), t.clone());
+                std::thread::spawn(move || requests(client, server, &marker, &s, &r, &t));
             }
         });
         Stall {
             port,
             stalled,
+            released,
             stop,
         }
+    }
+
+    /// Forwards the held requests, and every later one, as they are.
+    pub fn release(&self) {
+        self.released.store(true, Ordering::SeqCst);
     }
 
     /// The environment that points `coldpath` at the emulator through this proxy.
@@ -337,6 +346,7 @@ fn requests(
     mut server: TcpStream,
     marker: &[u8],
     stalled: &AtomicBool,
+    released: &AtomicBool,
     stop: &AtomicBool,
 ) {
     let mut buf = vec![0u8; 64 << 10];
@@ -349,12 +359,14 @@ fn requests(
         };
         let mut seen = std::mem::take(&mut tail);
         seen.extend_from_slice(&buf[..n]);
-        if seen.windows(marker.len()).any(|w| w == marker) {
+        if !released.load(Ordering::SeqCst) && seen.windows(marker.len()).any(|w| w == marker) {
             stalled.store(true, Ordering::SeqCst);
-            while !stop.load(Ordering::SeqCst) {
+            while !stop.load(Ordering::SeqCst) && !released.load(Ordering::SeqCst) {
                 std::thread::sleep(Duration::from_millis(50));
             }
-            break;
+            if !released.load(Ordering::SeqCst) {
+                break;
+            }
         }
         if server.write_all(&buf[..n]).is_err() {
             break;

@@ -306,6 +306,49 @@ fn sigterm_mid_refresh_commit_leaves_no_uncommitted_file() {
     assert_nothing_uncommitted(&copy);
 }
 
+/// A stop while silver's commit is under way: the writer already has every
+/// batch, so the commit lands after the signal (here once the proxy lets it
+/// through, while the run waits for its writer). The run then says telemetry
+/// was committed and the date needs a rerun, not that nothing was.
+#[test]
+fn a_stop_during_silvers_commit_says_the_commit_landed() {
+    let az = azurite_with_fixtures();
+    let stall = Stall::start(&az, "telemetry/_delta_log/00000000000000000000");
+    let args = run_args(DATE, "az://raw/", "az://lake/iot");
+    let (child, mut stderr, seen) = start_until(command(&args, &stall.env()), "listed");
+    assert!(
+        stall.wait_stalled(std::time::Duration::from_secs(60)),
+        "the run never committed silver: {seen}"
+    );
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    stall.release();
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let log = format!("{seen}{rest}");
+    assert_eq!(out.status.code(), Some(1), "{report}\n{log}");
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("after committing telemetry for 2024-03-11"),
+        "{report}"
+    );
+    assert_eq!(report["tables"]["telemetry"]["version"], 0, "{report}");
+    let dir = temp_lake();
+    let copy = dir.path().join("lake");
+    az.download("lake", "iot", &copy);
+    assert!(copy
+        .join("telemetry/_delta_log/00000000000000000000.json")
+        .is_file());
+    assert!(!copy.join("features_hourly/_delta_log").exists());
+    assert_nothing_uncommitted(&copy);
+}
+
 /// Issue 32: a gated run (exit 3) on an Azure lake leaves no data file outside
 /// the tables' logs (silver streamed its files during the pass).
 #[test]
