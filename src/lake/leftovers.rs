@@ -50,7 +50,7 @@ pub async fn remove_uncommitted(
     };
     let mut removed = 0;
     for spec in tables {
-        match remove_in(lake, &storage, spec, date, run_id).await {
+        match remove_in(lake, &storage, spec, date, run_id, None).await {
             Ok(n) => removed += n,
             Err(e) => {
                 tracing::warn!(table = spec.name, error = %crate::storage::fault::redact(&e), "the run's uncommitted files were not all removed; `maintain` removes them");
@@ -63,13 +63,46 @@ pub async fn remove_uncommitted(
     removed
 }
 
-/// [`remove_uncommitted`] for one table.
+/// After a run that succeeded but abandoned a write of `spec` on its way (a
+/// second pass, a commit conflict): removes the files of `date` that run
+/// `run_id` wrote and that `version`, the one its commit made, does not
+/// reference. Not the latest version: a `maintain` compaction that lands in
+/// between must not make the run's committed files look abandoned.
+pub async fn remove_abandoned(
+    lake: &Lake,
+    spec: &TableSpec,
+    date: NaiveDate,
+    run_id: &str,
+    version: u64,
+) -> usize {
+    if !super::stream::settle().await {
+        tracing::warn!(
+            "a partition writer had not stopped; the run's abandoned files are left to `maintain`"
+        );
+        return 0;
+    }
+    let removed = match Storage::open(lake.url.as_str(), &lake.settings) {
+        Ok(storage) => remove_in(lake, &storage, spec, date, run_id, Some(version)).await,
+        Err(e) => Err(e.to_string()),
+    };
+    match removed {
+        Ok(n) => n,
+        Err(e) => {
+            tracing::warn!(table = spec.name, error = %crate::storage::fault::redact(&e), "the files of the run's abandoned write were not all removed; `maintain` removes them");
+            0
+        }
+    }
+}
+
+/// [`remove_uncommitted`] for one table: the run's files that the table's
+/// latest version (or version `at`) does not reference.
 async fn remove_in(
     lake: &Lake,
     storage: &Storage,
     spec: &TableSpec,
     date: NaiveDate,
     run_id: &str,
+    at: Option<u64>,
 ) -> Result<usize, String> {
     let folder = format!(
         "{}/{}={}",
@@ -91,7 +124,7 @@ async fn remove_in(
     if files.is_empty() {
         return Ok(0);
     }
-    let referenced = referenced_names(lake, spec).await?;
+    let referenced = referenced_names(lake, spec, at).await?;
     let mut removed = 0;
     for file in files {
         let Some(name) = file.location.filename() else {
@@ -114,14 +147,25 @@ async fn remove_in(
     Ok(removed)
 }
 
-/// The names of the data files the table's latest version references (none without a table).
-async fn referenced_names(lake: &Lake, spec: &TableSpec) -> Result<HashSet<String>, String> {
-    let Some(table) = open_named(lake, spec.name)
+/// The names of the data files the table's latest version (or version `at`)
+/// references (none without a table).
+async fn referenced_names(
+    lake: &Lake,
+    spec: &TableSpec,
+    at: Option<u64>,
+) -> Result<HashSet<String>, String> {
+    let Some(mut table) = open_named(lake, spec.name)
         .await
         .map_err(|e| e.to_string())?
     else {
         return Ok(HashSet::new());
     };
+    if let Some(version) = at {
+        table
+            .load_version(version)
+            .await
+            .map_err(|e| format!("reading version {version}: {e}"))?;
+    }
     let uris = table.get_file_uris().map_err(|e| e.to_string())?;
     Ok(uris
         .filter_map(|uri| uri.rsplit('/').next().map(str::to_string))
@@ -386,5 +430,59 @@ pub(crate) mod tests {
             names(&folder)
         );
         eprintln!("{left} of 64 uncommitted streams left a finished file");
+    }
+
+    /// After a run that succeeded but abandoned a write, the files its own
+    /// commit references stay, even once a later commit (a `maintain`
+    /// compaction racing the clean-up) no longer references them; the
+    /// abandoned write's files go.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_abandoned_write_goes_and_the_runs_committed_files_stay() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(
+            dir.path().to_str().unwrap(),
+            &crate::storage::retry::StorageSettings::default(),
+        )
+        .unwrap();
+        let spec = telemetry_table();
+        let date = day("2024-03-11");
+        let meta = |run: &str| CommitMeta {
+            run_id: run.into(),
+            job: "test".into(),
+            date: "2024-03-11".into(),
+            labels_as_of: None,
+            volume: None,
+            devices: None,
+        };
+        let folder = dir.path().join("telemetry/event_date=2024-03-11");
+        replace_partition(
+            &lake,
+            &spec,
+            date,
+            vec![rows_of(&spec, date, 10)],
+            &meta("run-a"),
+        )
+        .await
+        .unwrap();
+        let committed = names(&folder);
+        assert_eq!(committed.len(), 1);
+        // Another commit replaces the partition (as a compaction would): run-a's
+        // file is no longer in the latest version.
+        replace_partition(
+            &lake,
+            &spec,
+            date,
+            vec![rows_of(&spec, date, 10)],
+            &meta("run-b"),
+        )
+        .await
+        .unwrap();
+        parquet(&folder.join("part-a-abandoned.parquet"), Some("run-a"));
+        let removed = remove_abandoned(&lake, &spec, date, "run-a", 0).await;
+        assert_eq!(removed, 1);
+        let left = names(&folder);
+        assert!(left.contains(&committed[0]), "{left:?}");
+        assert!(!left.contains(&"part-a-abandoned.parquet".to_string()));
+        assert_eq!(left.len(), 2);
     }
 }

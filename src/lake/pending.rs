@@ -8,10 +8,11 @@
 //! second catch-up seeing D unchanged, and D's dependents stale for good; so
 //! did a rerun of D by hand. Now a run that replaces D's silver records, under
 //! `_coldpath/pending/`, one small document per dependent E:
-//! `<E>.after.<D>.json`. A refresh or a run of E that succeeds removes those
-//! it listed before it read silver (one recorded after that stays: E may have
-//! been computed from the silver before D's). `catchup` refreshes every date
-//! that has one, in its range or not.
+//! `<E>.after.<D>.<run id>.json` (the run id, so that a second replacement of
+//! D writes a document of its own). A refresh or a run of E that succeeds
+//! removes those it listed before it read silver (one recorded after that
+//! stays: E may have been computed from the silver before it). `catchup`
+//! refreshes every date that has one, in its range or not.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -26,16 +27,21 @@ fn place(lake: &Lake) -> Result<Place, String> {
     Place::in_lake(lake, DIR).map_err(|e| e.to_string())
 }
 
-fn name(date: NaiveDate, cause: NaiveDate) -> String {
-    format!("{date}.after.{cause}.json")
+fn name(date: NaiveDate, cause: NaiveDate, run_id: &str) -> String {
+    format!("{date}.after.{cause}.{run_id}.json")
 }
 
 /// The date owed a refresh and its cause, from a document's name.
 fn parse(name: &str) -> Option<(NaiveDate, NaiveDate)> {
     let (date, rest) = name.split_once(".after.")?;
-    let cause = rest.strip_suffix(".json")?;
+    let (cause, _run) = rest.strip_suffix(".json")?.split_once('.')?;
     let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
     Some((day(date)?, day(cause)?))
+}
+
+/// `e`, naming the document or folder it is about.
+fn about(what: &str, e: String) -> String {
+    format!("{DIR}/{what}: {e}")
 }
 
 /// Records that each of `dates` reads `cause`'s silver, which run `run_id` replaced.
@@ -48,16 +54,21 @@ pub async fn record(
     let place = place(lake)?;
     for &date in dates {
         let body = serde_json::json!({ "refresh": date, "after": cause, "run_id": run_id });
+        let name = name(date, cause, run_id);
         place
-            .put(&name(date, cause), body.to_string().into_bytes(), run_id)
-            .await?;
+            .put(&name, body.to_string().into_bytes(), run_id)
+            .await
+            .map_err(|e| about(&name, e))?;
     }
     Ok(())
 }
 
 /// The documents that owe `date` a refresh now, by name (for [`clear`]).
 pub async fn owed(lake: &Lake, date: NaiveDate) -> Result<Vec<String>, String> {
-    let names = place(lake)?.names(&format!("{date}.after.")).await?;
+    let names = place(lake)?
+        .names(&format!("{date}.after."))
+        .await
+        .map_err(|e| about(&format!("{date}.after.*"), e))?;
     Ok(names.into_iter().filter(|n| parse(n).is_some()).collect())
 }
 
@@ -68,7 +79,7 @@ pub async fn clear(lake: &Lake, names: &[String]) -> Result<(), String> {
     }
     let place = place(lake)?;
     for name in names {
-        place.delete(name).await?;
+        place.delete(name).await.map_err(|e| about(name, e))?;
     }
     Ok(())
 }
@@ -83,7 +94,7 @@ pub async fn clear_logged(lake: &Lake, names: &[String]) {
 /// Every date owed a refresh, with the dates whose silver it reads.
 pub async fn all(lake: &Lake) -> Result<BTreeMap<NaiveDate, BTreeSet<NaiveDate>>, String> {
     let mut out: BTreeMap<NaiveDate, BTreeSet<NaiveDate>> = BTreeMap::new();
-    for name in place(lake)?.names("").await? {
+    for name in place(lake)?.names("").await.map_err(|e| about("", e))? {
         if let Some((date, cause)) = parse(&name) {
             out.entry(date).or_default().insert(cause);
         }
@@ -122,12 +133,14 @@ mod tests {
         assert_eq!(all(&lake).await.unwrap(), want);
         let seen = owed(&lake, day(12)).await.unwrap();
         assert_eq!(seen.len(), 2);
-        // Recorded again while 12's refresh runs: stays after it clears what it saw.
+        // Recorded again while 12's refresh runs, by another date and by 11
+        // replaced once more: both stay after it clears what it saw.
         record(&lake, day(9), &[day(12)], "run-c").await.unwrap();
+        record(&lake, day(11), &[day(12)], "run-d").await.unwrap();
         clear(&lake, &seen).await.unwrap();
         let want: BTreeMap<_, _> = [
             (day(11), BTreeSet::from([day(10)])),
-            (day(12), BTreeSet::from([day(9)])),
+            (day(12), BTreeSet::from([day(9), day(11)])),
         ]
         .into();
         assert_eq!(all(&lake).await.unwrap(), want);

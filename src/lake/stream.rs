@@ -266,8 +266,8 @@ const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 /// have stopped (each ends at once, with an error, once its channel is
 /// closed; one already committing finishes its commit), so that the files
 /// they wrote can be told apart: committed, or to be removed
-/// ([`super::leftovers`]). Returns `false` when one is still running after
-/// [`SETTLE_WAIT`].
+/// ([`super::leftovers`]). Returns `false` when one is still running
+/// [`SETTLE_WAIT`] after the last one stopped.
 ///
 /// Every caller waits for every dropped writer, its own and others': the
 /// dates of a parallel backfill share the list, and a caller that took
@@ -275,7 +275,8 @@ const SETTLE_POLL: std::time::Duration = std::time::Duration::from_millis(10);
 /// `settle` finding nothing, and its clean-up removing files the writer was
 /// still committing.
 pub async fn settle() -> bool {
-    let deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+    let mut deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+    let mut last = usize::MAX;
     loop {
         let running = match DROPPED.lock() {
             Ok(mut dropped) => {
@@ -286,6 +287,11 @@ pub async fn settle() -> bool {
         };
         if running == 0 {
             return true;
+        }
+        // Each writer that stops gives the others the whole wait again.
+        if running < last {
+            deadline = tokio::time::Instant::now() + SETTLE_WAIT;
+            last = running;
         }
         if tokio::time::Instant::now() >= deadline {
             return false;

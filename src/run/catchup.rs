@@ -14,7 +14,7 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
-use tracing::{info, info_span, Instrument};
+use tracing::{info, info_span, warn, Instrument};
 
 use crate::config::job::Job;
 use crate::error::Error;
@@ -210,9 +210,7 @@ pub async fn catchup(
         report.dates.push(entry);
     }
     let mut schedule = Schedule::of_reruns(reruns);
-    if !req.dry_run {
-        owed_refreshes(&site, &mut schedule).await?;
-    }
+    owed_refreshes(&site, req.dry_run, &mut schedule, report).await;
     if req.refresh_labels && !req.dry_run {
         for &date in &req.dates {
             schedule.refresh(date, None);
@@ -234,21 +232,33 @@ pub async fn catchup(
 
 /// The refreshes owed since an earlier date's silver was replaced
 /// ([`crate::lake::pending`]: a catch-up stopped before its refreshes, a date
-/// rerun by hand), in the range or not.
-async fn owed_refreshes(site: &Site, schedule: &mut Schedule) -> Result<(), Error> {
-    let owed = crate::lake::pending::all(&site.lake).await.map_err(|e| {
-        Error::Sink(crate::lake::SinkError::Lake {
-            lake: site.lake.url.to_string(),
-            message: format!("reading the refreshes owed (_coldpath/pending): {e}"),
-        })
-    })?;
+/// rerun by hand), in the range or not: scheduled, or with `--dry-run` listed
+/// in their dates' `refreshed_for`. Unreadable, they are a warning: they stay
+/// owed for the next catch-up.
+async fn owed_refreshes(
+    site: &Site,
+    dry_run: bool,
+    schedule: &mut Schedule,
+    report: &mut CatchupReport,
+) {
+    let owed = match crate::lake::pending::all(&site.lake).await {
+        Ok(owed) => owed,
+        Err(e) => {
+            warn!(error = %crate::storage::fault::redact(&e), "the refreshes owed could not be read; the next catch-up does them");
+            return;
+        }
+    };
     for (date, causes) in owed {
         info!(date = %date, causes = ?causes, "a refresh owed");
+        if dry_run {
+            entry_of(report, date).refreshed_for =
+                dated(&causes.iter().copied().collect::<Vec<_>>());
+            continue;
+        }
         for cause in causes {
             schedule.refresh(date, Some(cause));
         }
     }
-    Ok(())
 }
 
 fn stop_if_asked() -> Result<(), Error> {
@@ -343,10 +353,11 @@ async fn refresh_date(
     causes: &BTreeSet<NaiveDate>,
     report: &mut CatchupReport,
 ) -> Result<(), Error> {
-    let Some(tables) = dependents::RunTables::open(&site.lake).await? else {
-        return Ok(());
+    let run = match dependents::RunTables::open(&site.lake).await? {
+        Some(tables) => tables.was_run(date).await?,
+        None => false,
     };
-    if !tables.was_run(date).await? {
+    if !run {
         // Nothing derived to refresh: what it was owed is void.
         if let Ok(owed) = crate::lake::pending::owed(&site.lake, date).await {
             crate::lake::pending::clear_logged(&site.lake, &owed).await;

@@ -64,16 +64,36 @@ pub async fn run_on(
             .await;
     // Gated, failed or stopped: silver was not committed, and the files written
     // for it (streamed during the pass) or for a table whose commit failed are
-    // in no version; so are those of a silver write abandoned for a second pass
-    // or after a commit conflict. Removed under the locks, so no run of the date races it.
-    if result.is_err() || !report.tables.contains_key(lake::TELEMETRY) || report.abandoned_writes {
-        let specs: Vec<lake::TableSpec> = lake::all_tables()
-            .into_iter()
-            .filter(|s| tables.contains(&s.name))
-            .collect();
-        let t = Instant::now();
-        let removed =
-            lake::leftovers::remove_uncommitted(&site.lake, &specs, req.date, &report.run_id).await;
+    // in no version. Removed under the locks, so no run of the date races it.
+    let committed = report.tables.get(lake::TELEMETRY).map(|t| t.version);
+    let t = Instant::now();
+    let removed = match committed {
+        // Succeeded after abandoning a silver write (a second pass, a commit
+        // conflict): that write's files, which the run's commit does not reference.
+        Some(version) if result.is_ok() => match report.abandoned_writes {
+            true => Some(
+                lake::leftovers::remove_abandoned(
+                    &site.lake,
+                    &lake::telemetry_table(),
+                    req.date,
+                    &report.run_id,
+                    version,
+                )
+                .await,
+            ),
+            false => None,
+        },
+        _ => Some(
+            lake::leftovers::remove_uncommitted(
+                &site.lake,
+                &run_specs(&tables),
+                req.date,
+                &report.run_id,
+            )
+            .await,
+        ),
+    };
+    if let Some(removed) = removed {
         report.uncommitted_files_removed = Some(removed);
         info!(
             files = removed,
@@ -101,6 +121,14 @@ pub async fn run_on(
         }
         other => other,
     }
+}
+
+/// The specs of the tables a run of `tables` writes.
+fn run_specs(tables: &[&'static str]) -> Vec<lake::TableSpec> {
+    lake::all_tables()
+        .into_iter()
+        .filter(|s| tables.contains(&s.name))
+        .collect()
 }
 
 /// A stop that came while silver's commit was under way leaves that commit to
