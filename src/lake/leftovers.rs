@@ -378,28 +378,39 @@ pub(crate) mod tests {
         RecordBatch::try_new(spec.schema.clone(), columns).unwrap()
     }
 
-    /// Silver's stream ended without a commit (aborted, as the gate does, or
-    /// dropped, as an error or a signal does): whether delta-rs had finished a
-    /// file by then is a race in its writer (issue 32 saw one in two tries),
-    /// so many tries; whatever they left, the run's clean-up removes.
-    #[tokio::test(flavor = "multi_thread")]
-    async fn what_an_uncommitted_stream_wrote_is_removed() {
+    /// A lake in a fresh folder.
+    fn local_lake() -> (tempfile::TempDir, Lake) {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open(
             dir.path().to_str().unwrap(),
             &crate::storage::retry::StorageSettings::default(),
         )
         .unwrap();
-        let spec = telemetry_table();
-        let date = day("2024-03-11");
-        let meta = CommitMeta {
-            run_id: "run-s".into(),
+        (dir, lake)
+    }
+
+    /// The commit metadata of run `run` for 2024-03-11.
+    fn meta_of(run: &str) -> CommitMeta {
+        CommitMeta {
+            run_id: run.into(),
             job: "test".into(),
             date: "2024-03-11".into(),
             labels_as_of: None,
             volume: None,
             devices: None,
-        };
+        }
+    }
+
+    /// Silver's stream ended without a commit (aborted, as the gate does, or
+    /// dropped, as an error or a signal does): whether delta-rs had finished a
+    /// file by then is a race in its writer (issue 32 saw one in two tries),
+    /// so many tries; whatever they left, the run's clean-up removes.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn what_an_uncommitted_stream_wrote_is_removed() {
+        let (dir, lake) = local_lake();
+        let spec = telemetry_table();
+        let date = day("2024-03-11");
+        let meta = meta_of("run-s");
         let batch = rows_of(&spec, date, 1000);
         for i in 0..64 {
             let mut stream = crate::lake::PartitionStream::start(&lake, &spec, date, &meta)
@@ -438,22 +449,10 @@ pub(crate) mod tests {
     /// abandoned write's files go.
     #[tokio::test(flavor = "multi_thread")]
     async fn an_abandoned_write_goes_and_the_runs_committed_files_stay() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(
-            dir.path().to_str().unwrap(),
-            &crate::storage::retry::StorageSettings::default(),
-        )
-        .unwrap();
+        let (dir, lake) = local_lake();
         let spec = telemetry_table();
         let date = day("2024-03-11");
-        let meta = |run: &str| CommitMeta {
-            run_id: run.into(),
-            job: "test".into(),
-            date: "2024-03-11".into(),
-            labels_as_of: None,
-            volume: None,
-            devices: None,
-        };
+        let meta = meta_of;
         let folder = dir.path().join("telemetry/event_date=2024-03-11");
         replace_partition(
             &lake,
