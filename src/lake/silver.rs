@@ -48,6 +48,43 @@ pub async fn reload(table: &DeltaTable) -> Result<DeltaTable, SinkError> {
     Ok(fresh)
 }
 
+/// The dates whose silver a run other than `own_run` replaced after `version`
+/// (the `WRITE` commits since, by the date their `userMetadata` names): a run that read
+/// those dates for its look-back at `version` read what is no longer there.
+pub async fn replaced_since(
+    lake: &Lake,
+    version: u64,
+    own_run: &str,
+) -> Result<std::collections::BTreeSet<NaiveDate>, SinkError> {
+    use futures::StreamExt as _;
+    let mut dates = std::collections::BTreeSet::new();
+    let Some(table) = open(lake).await? else {
+        return Ok(dates);
+    };
+    let latest = table.version().unwrap_or_default();
+    if latest <= version {
+        return Ok(dates);
+    }
+    let mut commits = table.history(Some((latest - version) as usize));
+    while let Some(info) = commits.next().await {
+        let Ok(info) = info else { continue };
+        // Every commit of a run names its run and date (`lake::user_metadata`);
+        // silver's date is the partition it replaced.
+        let meta = info
+            .user_metadata
+            .as_deref()
+            .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok());
+        let field = |k: &str| meta.as_ref()?.get(k)?.as_str().map(str::to_string);
+        if info.operation.as_deref() != Some("WRITE") || field("run_id").as_deref() == Some(own_run)
+        {
+            continue;
+        }
+        let date = field("date").and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok());
+        dates.extend(date);
+    }
+    Ok(dates)
+}
+
 /// Whether the table holds any file of `event_date = date`.
 pub async fn has_partition(table: &DeltaTable, date: NaiveDate) -> Result<bool, SinkError> {
     lake::has_partition(table, &lake::telemetry_table(), date).await
@@ -205,4 +242,57 @@ fn to_polars(
         .map(IntoColumn::into_column)
         .collect();
     DataFrame::new_infer_height(cols).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lake::leftovers::tests::rows_of;
+    use crate::lake::{replace_partition, telemetry_table, CommitMeta};
+
+    fn day(d: u32) -> NaiveDate {
+        NaiveDate::from_ymd_opt(2024, 3, d).unwrap()
+    }
+
+    /// Only other runs' replacements after the version count, by their date.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_dates_other_runs_replaced_since_a_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(
+            dir.path().to_str().unwrap(),
+            &crate::storage::retry::StorageSettings::default(),
+        )
+        .unwrap();
+        assert!(replaced_since(&lake, 0, "run-x").await.unwrap().is_empty());
+        let spec = telemetry_table();
+        let write = |d: u32, run: &str| {
+            let meta = CommitMeta {
+                run_id: run.into(),
+                job: "test".into(),
+                date: day(d).to_string(),
+                labels_as_of: None,
+                volume: None,
+                devices: None,
+            };
+            let (lake, spec) = (lake.clone(), spec.clone());
+            async move {
+                replace_partition(&lake, &spec, day(d), vec![rows_of(&spec, day(d), 3)], &meta)
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(write(10, "run-a").await, 0);
+        assert_eq!(write(11, "run-b").await, 1);
+        assert_eq!(write(9, "run-c").await, 2);
+        assert_eq!(write(11, "run-b").await, 3);
+        let since = |v: u64, own: &'static str| {
+            let lake = lake.clone();
+            async move { replaced_since(&lake, v, own).await.unwrap() }
+        };
+        // Read at version 0 by run-b: run-c's replacement of the 9th only.
+        assert_eq!(since(0, "run-b").await, [day(9)].into());
+        assert_eq!(since(0, "run-z").await, [day(9), day(11)].into());
+        assert_eq!(since(2, "run-z").await, [day(11)].into());
+        assert!(since(3, "run-z").await.is_empty());
+    }
 }

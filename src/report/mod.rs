@@ -137,6 +137,9 @@ pub struct RunReport {
     /// files that write left even if it succeeds.
     #[serde(skip)]
     pub abandoned_writes: bool,
+    /// The `telemetry` version the run's look-back and history read.
+    #[serde(skip)]
+    pub silver_read_at: Option<u64>,
     /// With `--refresh-dependents`: the later dates whose derived tables read this
     /// date's silver, each recomputed after the run, in date order.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -281,6 +284,7 @@ impl RunReport {
             expectations: Vec::new(),
             uncommitted_files_removed: None,
             abandoned_writes: false,
+            silver_read_at: None,
             dependents: None,
             error: None,
         }

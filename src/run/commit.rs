@@ -126,6 +126,36 @@ impl DateRun<'_> {
         }
     }
 
+    /// Records this date as owed a refresh when a run of an earlier date it
+    /// reads replaced that date's silver while this run was going (after the
+    /// look-back read it): a catch-up rerun racing the nightly run. That run
+    /// recorded its dependents before this date's silver was committed, so it
+    /// could not name this date; this run can.
+    async fn owe_for_replaced(&self, report: &RunReport) {
+        let Some(read_at) = report.silver_read_at else {
+            return;
+        };
+        let (lake, date) = (&self.site.lake, self.req.date);
+        let reach =
+            crate::run::dependents::reach_days(crate::run::dependents::declared_hours(self.job));
+        let recorded = match silver::replaced_since(lake, read_at, &self.meta.run_id).await {
+            Ok(replaced) => {
+                let read = |d: &NaiveDate| *d < date && (date - *d).num_days() <= reach;
+                let mut outcome = Ok(());
+                for cause in replaced.iter().filter(|d| read(d)) {
+                    warn!(cause = %cause, "an earlier date this run read was replaced meanwhile: this date is owed a refresh");
+                    outcome = outcome
+                        .and(lake::pending::record(lake, *cause, &[date], &self.meta.run_id).await);
+                }
+                outcome
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = recorded {
+            warn!(error = %crate::storage::fault::redact(&e), "whether an earlier date was replaced during the run is unknown; refresh this date with `coldpath features` if a catch-up ran beside it");
+        }
+    }
+
     /// Step 6: then features and minutes (unless the gate failed), then rejects; each one atomic.
     pub(super) async fn commit_step(
         &self,
@@ -182,6 +212,7 @@ impl DateRun<'_> {
             write_manifest(self.site, self.req.date, &self.meta.run_id, &self.listing).await;
             if self.req.features {
                 lake::pending::clear_logged(&self.site.lake, &self.owed).await;
+                self.owe_for_replaced(report).await;
             }
         }
     }

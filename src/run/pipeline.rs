@@ -436,6 +436,7 @@ impl DateRun<'_> {
         let date = self.req.date;
         // Opened once: the look-back, the windows and the history all read it.
         let silver = crate::lake::silver::open(&self.site.lake).await?;
+        report.silver_read_at = silver.as_ref().and_then(|t| t.version());
         // The history's medians run on rayon's pool while the look-back's scan
         // runs on tokio's: side by side, neither waits for the other's reads.
         let features = async {

@@ -439,6 +439,85 @@ fn a_catchup_racing_a_run_of_the_same_date_is_settled_by_the_lock() {
     assert_eq!(all_rows(&lake), all_rows(&clean));
 }
 
+/// A rerun of D that replaces D's silver while the first run of D+1 is
+/// going (after D+1's look-back read D, before D+1's silver is committed, so
+/// the rerun cannot name D+1 as a dependent): D+1's run records itself as
+/// owed a refresh after D, and the next catch-up does it.
+#[test]
+fn a_rerun_of_an_earlier_date_racing_a_run_leaves_that_run_owed_a_refresh() {
+    let az = Azurite::start();
+    az.create_container("raw");
+    az.create_container("lake");
+    az.upload_dir("raw", &fixtures_raw());
+    let run_on = |date: &str, env: &[(&str, String)]| {
+        let mut args = run_args(date, "az://raw/", "az://lake/iot");
+        args.extend(["--lock-wait".to_string(), "1m".to_string()]);
+        command(&args, env)
+    };
+    let out = run_on(DATES[1], &az.env()).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The 12th's silver commit (version 1) is held.
+    let stall = crate::azurite::Stall::start(&az, "telemetry/_delta_log/00000000000000000001");
+    let later = run_on(DATES[2], &stall.env())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(stall.wait_stalled(std::time::Duration::from_secs(60)));
+    // Meanwhile the 11th is run again, straight to the emulator: its commit is version 1.
+    let out = run_on(DATES[1], &az.env()).output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stall.release();
+    let out = later.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["tables"]["telemetry"]["version"], 2, "{report}");
+
+    let dir = temp_lake();
+    let lake = dir.path().join("lake");
+    az.download("lake", "iot", &lake);
+    let owed: Vec<String> = std::fs::read_dir(lake.join("_coldpath/pending"))
+        .map(|entries| {
+            entries
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let run_id = report["run_id"].as_str().unwrap();
+    assert_eq!(
+        owed,
+        [format!("{}.after.{}.{run_id}.json", DATES[2], DATES[1])],
+        "the 12th is owed a refresh after the 11th"
+    );
+    let (code, report, err) = catchup(
+        "az://raw/",
+        "az://lake/iot",
+        &["--from", DATES[1], "--to", DATES[2]],
+        &az.env(),
+    );
+    assert_eq!(code, 0, "{report}\n{err}");
+    assert_eq!(
+        report["refreshed"],
+        serde_json::json!([DATES[2]]),
+        "{report}"
+    );
+}
+
 #[test]
 fn catchup_on_azurite_reruns_the_date_a_late_blob_landed_in() {
     let az = Azurite::start();
