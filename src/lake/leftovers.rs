@@ -27,14 +27,19 @@ use crate::storage::Storage;
 pub const RUN_ID_KEY: &str = "coldpath.run_id";
 
 /// Removes, from `date`'s partition of each of `tables`, the Parquet files that
-/// run `run_id` wrote and that the table's latest version does not reference.
-/// Returns how many were removed; a failure is logged, not raised (the run has
-/// already failed or stopped; `maintain` removes what is left).
+/// run `run_id` wrote and that the table's latest version does not reference;
+/// for a table the run committed (`committed`: table and the version its
+/// commit made), those that version does not reference. Not the latest one
+/// there: a `maintain` compaction that lands in between must not make the
+/// run's committed files look abandoned. Returns how many were removed; a
+/// failure is logged, not raised (the run has already failed or stopped, or
+/// succeeded; `maintain` removes what is left).
 pub async fn remove_uncommitted(
     lake: &Lake,
     tables: &[TableSpec],
     date: NaiveDate,
     run_id: &str,
+    committed: &[(&str, u64)],
 ) -> usize {
     if !super::stream::settle().await {
         // A writer still running could yet commit what it wrote: leave it all.
@@ -50,7 +55,11 @@ pub async fn remove_uncommitted(
     };
     let mut removed = 0;
     for spec in tables {
-        match remove_in(lake, &storage, spec, date, run_id, None).await {
+        let at = committed
+            .iter()
+            .find(|(name, _)| *name == spec.name)
+            .map(|(_, version)| *version);
+        match remove_in(lake, &storage, spec, date, run_id, at).await {
             Ok(n) => removed += n,
             Err(e) => {
                 tracing::warn!(table = spec.name, error = %crate::storage::fault::redact(&e), "the run's uncommitted files were not all removed; `maintain` removes them");
@@ -61,37 +70,6 @@ pub async fn remove_uncommitted(
         tracing::info!(files = removed, %date, "removed the data files the run wrote and did not commit");
     }
     removed
-}
-
-/// After a run that succeeded but abandoned a write of `spec` on its way (a
-/// second pass, a commit conflict): removes the files of `date` that run
-/// `run_id` wrote and that `version`, the one its commit made, does not
-/// reference. Not the latest version: a `maintain` compaction that lands in
-/// between must not make the run's committed files look abandoned.
-pub async fn remove_abandoned(
-    lake: &Lake,
-    spec: &TableSpec,
-    date: NaiveDate,
-    run_id: &str,
-    version: u64,
-) -> usize {
-    if !super::stream::settle().await {
-        tracing::warn!(
-            "a partition writer had not stopped; the run's abandoned files are left to `maintain`"
-        );
-        return 0;
-    }
-    let removed = match Storage::open(lake.url.as_str(), &lake.settings) {
-        Ok(storage) => remove_in(lake, &storage, spec, date, run_id, Some(version)).await,
-        Err(e) => Err(e.to_string()),
-    };
-    match removed {
-        Ok(n) => n,
-        Err(e) => {
-            tracing::warn!(table = spec.name, error = %crate::storage::fault::redact(&e), "the files of the run's abandoned write were not all removed; `maintain` removes them");
-            0
-        }
-    }
 }
 
 /// [`remove_uncommitted`] for one table: the run's files that the table's
@@ -319,6 +297,7 @@ pub(crate) mod tests {
             &[spec.clone(), telemetry_table()],
             day("2024-03-11"),
             "run-a",
+            &[],
         )
         .await;
         assert_eq!(removed, 2);
@@ -433,7 +412,7 @@ pub(crate) mod tests {
         } else {
             0
         };
-        let removed = remove_uncommitted(&lake, &[spec], date, "run-s").await;
+        let removed = remove_uncommitted(&lake, &[spec], date, "run-s", &[]).await;
         assert_eq!(removed, left, "every file the streams left was theirs");
         assert!(
             !folder.is_dir() || names(&folder).is_empty(),
@@ -477,7 +456,7 @@ pub(crate) mod tests {
         .await
         .unwrap();
         parquet(&folder.join("part-a-abandoned.parquet"), Some("run-a"));
-        let removed = remove_abandoned(&lake, &spec, date, "run-a", 0).await;
+        let removed = remove_uncommitted(&lake, &[spec], date, "run-a", &[("telemetry", 0)]).await;
         assert_eq!(removed, 1);
         let left = names(&folder);
         assert!(left.contains(&committed[0]), "{left:?}");

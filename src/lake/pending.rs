@@ -36,7 +36,9 @@ fn name(date: NaiveDate, cause: NaiveDate, run_id: &str) -> String {
 /// The date owed a refresh and its cause, from a document's name.
 fn parse(name: &str) -> Option<(NaiveDate, NaiveDate)> {
     let (date, rest) = name.split_once(".after.")?;
-    let (cause, _run) = rest.strip_suffix(".json")?.split_once('.')?;
+    let rest = rest.strip_suffix(".json")?;
+    // `<D>.<run id>`; a document of the first form had no run id.
+    let cause = rest.split_once('.').map_or(rest, |(cause, _run)| cause);
     let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
     Some((day(date)?, day(cause)?))
 }
@@ -146,9 +148,18 @@ mod tests {
         ]
         .into();
         assert_eq!(all(&lake).await.unwrap(), want);
-        // A stray file in the folder is no date's.
+        // A stray file in the folder is no date's; one of the first form (no run id) counts.
         std::fs::write(dir.path().join(DIR).join("notes.txt"), b"x").unwrap();
         assert_eq!(all(&lake).await.unwrap().len(), 2);
         assert_eq!(owed(&lake, day(11)).await.unwrap().len(), 1);
+        let first_form = dir
+            .path()
+            .join(DIR)
+            .join("2024-03-13.after.2024-03-12.json");
+        std::fs::write(first_form, b"{}").unwrap();
+        assert_eq!(
+            all(&lake).await.unwrap()[&day(13)],
+            BTreeSet::from([day(12)])
+        );
     }
 }

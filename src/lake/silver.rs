@@ -67,7 +67,13 @@ pub async fn replaced_since(
     }
     let mut commits = table.history(Some((latest - version) as usize));
     while let Some(info) = commits.next().await {
-        let Ok(info) = info else { continue };
+        let info = info.map_err(|e| {
+            read_err(
+                "telemetry",
+                table.table_url(),
+                crate::storage::fault::chain(&e),
+            )
+        })?;
         // Every commit of a run names its run and date (`lake::user_metadata`);
         // silver's date is the partition it replaced.
         let meta = info

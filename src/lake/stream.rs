@@ -291,8 +291,8 @@ pub async fn settle() -> bool {
         // Each writer that stops gives the others the whole wait again.
         if running < last {
             deadline = tokio::time::Instant::now() + SETTLE_WAIT;
-            last = running;
         }
+        last = running;
         if tokio::time::Instant::now() >= deadline {
             return false;
         }

@@ -62,33 +62,23 @@ pub async fn run_on(
     let result =
         crate::cancel::unless_cancelled(run_locked(job, req, report, site, reference, &locks))
             .await;
-    // Gated, failed or stopped: silver was not committed, and the files written
-    // for it (streamed during the pass) or for a table whose commit failed are
-    // in no version. Removed under the locks, so no run of the date races it.
-    let committed = report.tables.get(lake::TELEMETRY).map(|t| t.version);
+    // Gated, failed or stopped: the files written for silver (streamed during
+    // the pass) or for a table whose commit failed are in no version; so are
+    // those of a silver write abandoned on the way to success (a second pass, a
+    // commit conflict). Removed under the locks, so no run of the date races it;
+    // a table the run committed is compared with the version its commit made.
+    let committed: Vec<(&str, u64)> = report.tables.iter().map(|(t, r)| (*t, r.version)).collect();
     let t = Instant::now();
-    let removed = match committed {
-        // Succeeded after abandoning a silver write (a second pass, a commit
-        // conflict): that write's files, which the run's commit does not reference.
-        Some(version) if result.is_ok() => match report.abandoned_writes {
-            true => Some(
-                lake::leftovers::remove_abandoned(
-                    &site.lake,
-                    &lake::telemetry_table(),
-                    req.date,
-                    &report.run_id,
-                    version,
-                )
-                .await,
-            ),
-            false => None,
-        },
-        _ => Some(
+    let succeeded = result.is_ok() && report.tables.contains_key(lake::TELEMETRY);
+    let removed = match succeeded && !report.abandoned_writes {
+        true => None,
+        false => Some(
             lake::leftovers::remove_uncommitted(
                 &site.lake,
                 &run_specs(&tables),
                 req.date,
                 &report.run_id,
+                &committed,
             )
             .await,
         ),

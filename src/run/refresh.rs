@@ -107,7 +107,7 @@ async fn remove_uncommitted(lake: &Lake, date: NaiveDate, run_id: &str) {
         .into_iter()
         .filter(|s| tables.contains(&s.name))
         .collect();
-    let removed = lake::leftovers::remove_uncommitted(lake, &specs, date, run_id).await;
+    let removed = lake::leftovers::remove_uncommitted(lake, &specs, date, run_id, &[]).await;
     tracing::info!(date = %date, files = removed, "looked for the refresh's uncommitted files");
 }
 

@@ -140,8 +140,8 @@ impl Reference {
     /// failure of the device (of the horizon's component) in `[t, t + horizon)`,
     /// `Some(false)` if it has none there and `t + horizon <= cutoff`, else `None`
     /// (not seen yet: never a false negative). A component's label is also
-    /// `None` where the only failures there name no component: one of them may
-    /// have been the component's.
+    /// `None` where no failure there is of the component but one names no
+    /// component: it may have been the component's.
     pub fn failure_within(
         &self,
         device: &str,
