@@ -45,6 +45,15 @@ fn free_port() -> u16 {
 }
 
 impl Azurite {
+    /// An emulator with the fixtures in container `raw` and an empty container `lake`.
+    pub fn with_fixtures() -> Azurite {
+        let az = Azurite::start();
+        az.create_container("raw");
+        az.create_container("lake");
+        az.upload_dir("raw", &crate::common::fixtures_raw());
+        az
+    }
+
     pub fn start() -> Azurite {
         let bin = binary();
         assert!(

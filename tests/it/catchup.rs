@@ -445,22 +445,18 @@ fn a_catchup_racing_a_run_of_the_same_date_is_settled_by_the_lock() {
 /// owed a refresh after D, and the next catch-up does it.
 #[test]
 fn a_rerun_of_an_earlier_date_racing_a_run_leaves_that_run_owed_a_refresh() {
-    let az = Azurite::start();
-    az.create_container("raw");
-    az.create_container("lake");
-    az.upload_dir("raw", &fixtures_raw());
+    let az = Azurite::with_fixtures();
     let run_on = |date: &str, env: &[(&str, String)]| {
         let mut args = run_args(date, "az://raw/", "az://lake/iot");
         args.extend(["--lock-wait".to_string(), "1m".to_string()]);
         command(&args, env)
     };
-    let out = run_on(DATES[1], &az.env()).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let succeeded = |out: Output| {
+        let log = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert_eq!(out.status.code(), Some(0), "{log}");
+        out
+    };
+    succeeded(run_on(DATES[1], &az.env()).output().unwrap());
     // The 12th's silver commit (version 1) is held.
     let stall = crate::azurite::Stall::start(&az, "telemetry/_delta_log/00000000000000000001");
     let later = run_on(DATES[2], &stall.env())
@@ -470,21 +466,9 @@ fn a_rerun_of_an_earlier_date_racing_a_run_leaves_that_run_owed_a_refresh() {
         .unwrap();
     assert!(stall.wait_stalled(std::time::Duration::from_secs(60)));
     // Meanwhile the 11th is run again, straight to the emulator: its commit is version 1.
-    let out = run_on(DATES[1], &az.env()).output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    succeeded(run_on(DATES[1], &az.env()).output().unwrap());
     stall.release();
-    let out = later.wait_with_output().unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeded(later.wait_with_output().unwrap());
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["tables"]["telemetry"]["version"], 2, "{report}");
 
@@ -520,10 +504,7 @@ fn a_rerun_of_an_earlier_date_racing_a_run_leaves_that_run_owed_a_refresh() {
 
 #[test]
 fn catchup_on_azurite_reruns_the_date_a_late_blob_landed_in() {
-    let az = Azurite::start();
-    az.create_container("raw");
-    az.create_container("lake");
-    az.upload_dir("raw", &fixtures_raw());
+    let az = Azurite::with_fixtures();
     let env = az.env();
     for date in [DATES[1], DATES[2]] {
         let out = command(&run_args(date, "az://raw/", "az://lake/iot"), &env)

@@ -16,19 +16,10 @@ const DATE: &str = "2024-03-11";
 /// the hours before it close and silver streams them to files before the signal.
 const STALLED: &str = "telemetry/2024/03/11/23/stall-here.json";
 
-/// Azurite with the fixtures in `raw` and an empty `lake`.
-fn azurite_with_fixtures() -> Azurite {
-    let az = Azurite::start();
-    az.create_container("raw");
-    az.create_container("lake");
-    az.upload_dir("raw", &fixtures_raw());
-    az
-}
-
 /// Azurite with the fixtures in `raw` and an empty `lake`, the stalled blob
 /// added, and the proxy that holds its read.
 fn stalling_azurite() -> (Azurite, Stall) {
-    let az = azurite_with_fixtures();
+    let az = Azurite::with_fixtures();
     let store = az.store("raw");
     let record = r#"{"deviceId":"stalled","timestamp":"2024-03-11T23:10:00Z"}"#;
     block_on(async {
@@ -258,7 +249,7 @@ fn sigterm_mid_run_leaves_no_uncommitted_file_in_a_local_lake() {
 /// files of the write it cut short go, as a stopped run's do.
 #[test]
 fn sigterm_mid_refresh_commit_leaves_no_uncommitted_file() {
-    let az = azurite_with_fixtures();
+    let az = Azurite::with_fixtures();
     let dir = temp_lake();
     let job = small_files_job(dir.path(), 0.5);
     let mut args = run_args(DATE, "az://raw/", "az://lake/iot");
@@ -312,7 +303,7 @@ fn sigterm_mid_refresh_commit_leaves_no_uncommitted_file() {
 /// was committed and the date needs a rerun, not that nothing was.
 #[test]
 fn a_stop_during_silvers_commit_says_the_commit_landed() {
-    let az = azurite_with_fixtures();
+    let az = Azurite::with_fixtures();
     let stall = Stall::start(&az, "telemetry/_delta_log/00000000000000000000");
     let args = run_args(DATE, "az://raw/", "az://lake/iot");
     let (child, mut stderr, seen) = start_until(command(&args, &stall.env()), "listed");
@@ -353,7 +344,7 @@ fn a_stop_during_silvers_commit_says_the_commit_landed() {
 /// the tables' logs (silver streamed its files during the pass).
 #[test]
 fn a_gated_run_leaves_no_uncommitted_file_in_an_azure_lake() {
-    let az = azurite_with_fixtures();
+    let az = Azurite::with_fixtures();
     let dir = temp_lake();
     let mut args = run_args(DATE, "az://raw/", "az://lake/iot");
     // Silver's first files are finished (and uploaded) before the gate, so
