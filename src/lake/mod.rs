@@ -415,6 +415,14 @@ pub fn all_tables() -> [TableSpec; 6] {
     ]
 }
 
+/// The specs of the tables named in `names`, in [`all_tables`]' order.
+pub fn specs_of(names: &[&str]) -> Vec<TableSpec> {
+    all_tables()
+        .into_iter()
+        .filter(|s| names.contains(&s.name))
+        .collect()
+}
+
 /// `expectations`: per run date and declared expectation, the rows checked and failed (see `stages/expect.rs`).
 pub fn expectations_table() -> TableSpec {
     TableSpec {
@@ -563,23 +571,49 @@ pub async fn recorded<T: serde::de::DeserializeOwned>(lake: &Lake) -> Result<Vec
     Ok(found)
 }
 
-/// The run id the latest commit of `spec`'s table records (`None`: no table, no
-/// commit, or one that names no run).
-pub async fn last_run_id(lake: &Lake, spec: &TableSpec) -> Result<Option<String>, SinkError> {
+/// What a commit's `userMetadata` says of the run that made it ([`user_metadata`]);
+/// empty for a commit coldpath did not make.
+#[derive(Debug, Default)]
+pub struct RunOfCommit {
+    pub run_id: Option<String>,
+    /// The date the run was for: the partition a silver commit replaced.
+    pub date: Option<NaiveDate>,
+}
+
+impl RunOfCommit {
+    /// Each field read on its own: one that is missing or odd leaves the other.
+    pub fn of(info: &deltalake::kernel::CommitInfo) -> RunOfCommit {
+        let meta = info
+            .user_metadata
+            .as_deref()
+            .and_then(|meta| serde_json::from_str::<serde_json::Value>(meta).ok());
+        let field = |k: &str| meta.as_ref()?.get(k)?.as_str().map(str::to_string);
+        RunOfCommit {
+            run_id: field("run_id"),
+            date: field("date").and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok()),
+        }
+    }
+}
+
+/// The latest commit of `spec`'s table: its version and the run that made it
+/// (`None`: no table, or no commit).
+pub async fn last_commit(
+    lake: &Lake,
+    spec: &TableSpec,
+) -> Result<Option<(u64, RunOfCommit)>, SinkError> {
     use futures::StreamExt;
     let Some(table) = open_table(lake, spec).await? else {
         return Ok(None);
     };
-    let mut commits = table.history(Some(1));
-    let Some(Ok(info)) = commits.next().await else {
+    let Some(version) = table.version() else {
         return Ok(None);
     };
-    let run_id = info
-        .user_metadata
-        .as_deref()
-        .and_then(|meta| serde_json::from_str::<serde_json::Value>(meta).ok())
-        .and_then(|meta| meta.get("run_id")?.as_str().map(str::to_string));
-    Ok(run_id)
+    let mut commits = table.history(Some(1));
+    let run = match commits.next().await {
+        Some(Ok(info)) => RunOfCommit::of(&info),
+        _ => RunOfCommit::default(),
+    };
+    Ok(Some((version, run)))
 }
 
 /// A commit's `userMetadata`: who wrote it, and with which coldpath build.

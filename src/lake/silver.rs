@@ -74,19 +74,11 @@ pub async fn replaced_since(
                 crate::storage::fault::chain(&e),
             )
         })?;
-        // Every commit of a run names its run and date (`lake::user_metadata`);
-        // silver's date is the partition it replaced.
-        let meta = info
-            .user_metadata
-            .as_deref()
-            .and_then(|m| serde_json::from_str::<serde_json::Value>(m).ok());
-        let field = |k: &str| meta.as_ref()?.get(k)?.as_str().map(str::to_string);
-        if info.operation.as_deref() != Some("WRITE") || field("run_id").as_deref() == Some(own_run)
-        {
-            continue;
+        // Every commit of a run names its run and date; silver's date is the partition it replaced.
+        let run = lake::RunOfCommit::of(&info);
+        if info.operation.as_deref() == Some("WRITE") && run.run_id.as_deref() != Some(own_run) {
+            dates.extend(run.date);
         }
-        let date = field("date").and_then(|d| NaiveDate::parse_from_str(&d, "%Y-%m-%d").ok());
-        dates.extend(date);
     }
     Ok(dates)
 }

@@ -70,18 +70,15 @@ pub async fn run_on(
     let committed: Vec<(&str, u64)> = report.tables.iter().map(|(t, r)| (*t, r.version)).collect();
     let t = Instant::now();
     let succeeded = result.is_ok() && report.tables.contains_key(lake::TELEMETRY);
-    let removed = match succeeded && !report.abandoned_writes {
-        true => None,
-        false => Some(
-            lake::leftovers::remove_uncommitted(
-                &site.lake,
-                &run_specs(&tables),
-                req.date,
-                &report.run_id,
-                &committed,
-            )
-            .await,
-        ),
+    let removed = if succeeded && !report.abandoned_writes {
+        None
+    } else {
+        let specs = lake::specs_of(&tables);
+        let run_id = &report.run_id;
+        Some(
+            lake::leftovers::remove_uncommitted(&site.lake, &specs, req.date, run_id, &committed)
+                .await,
+        )
     };
     if let Some(removed) = removed {
         report.uncommitted_files_removed = Some(removed);
@@ -113,32 +110,20 @@ pub async fn run_on(
     }
 }
 
-/// The specs of the tables a run of `tables` writes.
-fn run_specs(tables: &[&'static str]) -> Vec<lake::TableSpec> {
-    lake::all_tables()
-        .into_iter()
-        .filter(|s| tables.contains(&s.name))
-        .collect()
-}
-
 /// A stop that came while silver's commit was under way leaves that commit to
 /// finish (the writer had everything; the clean-up waited for it): when it
 /// landed, the report says so, and the run's error becomes "partly committed".
 async fn landed_after_stop(site: &Site, report: &mut RunReport) {
     let spec = lake::telemetry_table();
-    match lake::last_run_id(&site.lake, &spec).await {
-        Ok(Some(run_id)) if run_id == report.run_id => {
+    match lake::last_commit(&site.lake, &spec).await {
+        Ok(Some((version, run))) if run.run_id.as_deref() == Some(report.run_id.as_str()) => {
             warn!("telemetry's commit landed after the stop");
-            let table = match lake::silver::open(&site.lake).await {
-                Ok(Some(table)) => table.version(),
-                _ => None,
-            };
             report.tables.insert(
                 spec.name,
                 crate::report::TableReport {
                     partition: format!("{}={}", spec.partition, report.date),
                     rows: report.rows_written,
-                    version: table.unwrap_or_default(),
+                    version,
                 },
             );
         }

@@ -102,11 +102,7 @@ pub async fn refresh_features(
 /// `date` wrote and did not commit (a write cut short, or a commit that failed
 /// after its files were written), as a failed run does.
 async fn remove_uncommitted(lake: &Lake, date: NaiveDate, run_id: &str) {
-    let tables = outputs::refresh_tables();
-    let specs: Vec<lake::TableSpec> = lake::all_tables()
-        .into_iter()
-        .filter(|s| tables.contains(&s.name))
-        .collect();
+    let specs = lake::specs_of(&outputs::refresh_tables());
     let removed = lake::leftovers::remove_uncommitted(lake, &specs, date, run_id, &[]).await;
     tracing::info!(date = %date, files = removed, "looked for the refresh's uncommitted files");
 }
