@@ -12,9 +12,9 @@
 //! D writes a document of its own). A refresh or a run of E that succeeds
 //! removes those it listed before it read silver (one recorded after that
 //! stays: E may have been computed from the silver before it). A run of E
-//! that read D's silver, which another run replaced before E's run ended,
-//! records one itself: D's run could not name E, whose silver was not yet
-//! committed. `catchup` refreshes every date that has one, in its range or not.
+//! that read D's silver, which another run replaced before E's silver was
+//! committed, records one itself: D's run could not name E, whose silver was
+//! not yet committed. `catchup` refreshes every date that has one, in its range or not.
 
 use std::collections::{BTreeMap, BTreeSet};
 

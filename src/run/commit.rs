@@ -100,7 +100,7 @@ impl DateRun<'_> {
                     version,
                 };
                 report.tables.insert(spec.name, table);
-                self.record_dependents().await;
+                self.record_owed(report).await;
                 Ok(true)
             }
             // Another run created the table between our look and our commit:
@@ -110,50 +110,47 @@ impl DateRun<'_> {
         }
     }
 
-    /// Records, once silver is replaced, that the later dates reading it owe a
-    /// refresh ([`lake::pending`]), for the catch-up that does them. A failure
+    /// Once silver is replaced, records the refreshes it makes owed
+    /// ([`lake::pending`]), for the catch-up that does them: the later dates
+    /// that read this date's silver; and this date itself when an earlier
+    /// date it read for its look-back was replaced by another run since that
+    /// read (a catch-up rerun racing the nightly run: that run recorded its
+    /// dependents before this date's silver was committed, so it could not
+    /// name this date; any replacement after this commit names it). A failure
     /// is a warning: the tables are whole, only the reminder is missing.
-    async fn record_dependents(&self) {
-        let (lake, date) = (&self.site.lake, self.req.date);
-        let hours = crate::run::dependents::declared_hours(self.job);
-        let recorded = match crate::run::dependents::in_lake(lake, date, hours).await {
-            Ok(later) if later.is_empty() => Ok(()),
-            Ok(later) => lake::pending::record(lake, date, &later, &self.meta.run_id).await,
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = recorded {
-            warn!(error = %crate::storage::fault::redact(&e), "the later dates that read this date's silver were not recorded; refresh them with `coldpath features`");
+    async fn record_owed(&self, report: &RunReport) {
+        if let Err(e) = self.owed_by_this_commit(report).await {
+            warn!(error = %crate::storage::fault::redact(&e), "the refreshes this date's silver makes owed were not all recorded; refresh the later dates with `coldpath features`");
         }
     }
 
-    /// Records this date as owed a refresh when a run of an earlier date it
-    /// reads replaced that date's silver while this run was going (after the
-    /// look-back read it): a catch-up rerun racing the nightly run. That run
-    /// recorded its dependents before this date's silver was committed, so it
-    /// could not name this date; this run can.
-    async fn owe_for_replaced(&self, report: &RunReport) {
-        let Some(read_at) = report.silver_read_at else {
-            return;
+    async fn owed_by_this_commit(&self, report: &RunReport) -> Result<(), String> {
+        use crate::run::dependents::{declared_hours, reach_days, RunTables};
+        let (lake, date, run_id) = (&self.site.lake, self.req.date, &self.meta.run_id);
+        let Some(tables) = RunTables::open(lake).await.map_err(|e| e.to_string())? else {
+            return Ok(());
         };
-        let (lake, date) = (&self.site.lake, self.req.date);
-        let reach =
-            crate::run::dependents::reach_days(crate::run::dependents::declared_hours(self.job));
-        let recorded = match silver::replaced_since(lake, read_at, &self.meta.run_id).await {
-            Ok(replaced) => {
-                let read = |d: &NaiveDate| *d < date && (date - *d).num_days() <= reach;
-                let mut outcome = Ok(());
-                for cause in replaced.iter().filter(|d| read(d)) {
-                    warn!(cause = %cause, "an earlier date this run read was replaced meanwhile: this date is owed a refresh");
-                    outcome = outcome
-                        .and(lake::pending::record(lake, *cause, &[date], &self.meta.run_id).await);
-                }
-                outcome
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        if let Err(e) = recorded {
-            warn!(error = %crate::storage::fault::redact(&e), "whether an earlier date was replaced during the run is unknown; refresh this date with `coldpath features` if a catch-up ran beside it");
+        let hours = declared_hours(self.job);
+        let later = tables
+            .dependents(date, hours)
+            .await
+            .map_err(|e| e.to_string())?;
+        if !later.is_empty() {
+            lake::pending::record(lake, date, &later, run_id).await?;
         }
+        let Some(read_at) = report.silver_read_at else {
+            return Ok(());
+        };
+        let replaced = silver::replaced_since(tables.silver(), read_at, run_id)
+            .await
+            .map_err(|e| e.to_string())?;
+        let reach = reach_days(hours);
+        let read = |d: &&NaiveDate| **d < date && (date - **d).num_days() <= reach;
+        for cause in replaced.iter().filter(read) {
+            warn!(cause = %cause, "an earlier date this run read was replaced meanwhile: this date is owed a refresh");
+            lake::pending::record(lake, *cause, &[date], run_id).await?;
+        }
+        Ok(())
     }
 
     /// Step 6: then features and minutes (unless the gate failed), then rejects; each one atomic.
@@ -212,7 +209,6 @@ impl DateRun<'_> {
             write_manifest(self.site, self.req.date, &self.meta.run_id, &self.listing).await;
             if self.req.features {
                 lake::pending::clear_logged(&self.site.lake, &self.owed).await;
-                self.owe_for_replaced(report).await;
             }
         }
     }

@@ -84,16 +84,10 @@ pub async fn in_lake(
     date: NaiveDate,
     longest_declared_hours: i64,
 ) -> Result<Vec<NaiveDate>, Error> {
-    let Some(tables) = RunTables::open(lake).await? else {
-        return Ok(Vec::new());
-    };
-    let mut run = BTreeSet::new();
-    for d in within_reach(date, longest_declared_hours) {
-        if tables.was_run(d).await? {
-            run.insert(d);
-        }
+    match RunTables::open(lake).await? {
+        Some(tables) => tables.dependents(date, longest_declared_hours).await,
+        None => Ok(Vec::new()),
     }
-    Ok(of(date, longest_declared_hours, |d| run.contains(&d)))
 }
 
 /// The tables that tell whether a date was run: `telemetry` and `device_health`.
@@ -110,6 +104,26 @@ impl RunTables {
         };
         let health = crate::lake::open_table(lake, &crate::lake::health_table()).await?;
         Ok(Some(RunTables { silver, health }))
+    }
+
+    /// The dependents of `date` ([`in_lake`]).
+    pub async fn dependents(
+        &self,
+        date: NaiveDate,
+        longest_declared_hours: i64,
+    ) -> Result<Vec<NaiveDate>, Error> {
+        let mut run = BTreeSet::new();
+        for d in within_reach(date, longest_declared_hours) {
+            if self.was_run(d).await? {
+                run.insert(d);
+            }
+        }
+        Ok(of(date, longest_declared_hours, |d| run.contains(&d)))
+    }
+
+    /// The `telemetry` table as it was opened.
+    pub fn silver(&self) -> &DeltaTable {
+        &self.silver
     }
 
     /// Whether `date` has derived rows to refresh: its silver or its `device_health`
