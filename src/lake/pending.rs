@@ -76,6 +76,15 @@ pub async fn owed(lake: &Lake, date: NaiveDate) -> Result<Vec<String>, String> {
     Ok(names.into_iter().filter(|n| parse(n).is_some()).collect())
 }
 
+/// [`owed`], a failure a warning and nothing owed: the date is then refreshed
+/// once more by a later catch-up.
+pub async fn owed_logged(lake: &Lake, date: NaiveDate) -> Vec<String> {
+    owed(lake, date).await.unwrap_or_else(|e| {
+        tracing::warn!(%date, error = %crate::storage::fault::redact(&e), "the refreshes owed to the date were not read; a later catch-up refreshes it again");
+        Vec::new()
+    })
+}
+
 /// Removes the documents `names` (what a refresh listed before it read silver).
 pub async fn clear(lake: &Lake, names: &[String]) -> Result<(), String> {
     if names.is_empty() {

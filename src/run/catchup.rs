@@ -359,9 +359,8 @@ async fn refresh_date(
     };
     if !run {
         // Nothing derived to refresh: what it was owed is void.
-        if let Ok(owed) = crate::lake::pending::owed(&site.lake, date).await {
-            crate::lake::pending::clear_logged(&site.lake, &owed).await;
-        }
+        let owed = crate::lake::pending::owed_logged(&site.lake, date).await;
+        crate::lake::pending::clear_logged(&site.lake, &owed).await;
         return Ok(());
     }
     let refreshed = dependents::refresh_one(site, job, date, req.labels_as_of, &report.run_id)

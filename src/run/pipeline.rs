@@ -161,13 +161,7 @@ async fn run_locked(
     locks: &LockSet,
 ) -> Result<(), Error> {
     let listing = list_step(job, site, req.date, report).await?;
-    let owed = match lake::pending::owed(&site.lake, req.date).await {
-        Ok(owed) => owed,
-        Err(e) => {
-            warn!(error = %crate::storage::fault::redact(&e), "the refreshes owed to the date were not read; a later catch-up refreshes it again");
-            Vec::new()
-        }
-    };
+    let owed = lake::pending::owed_logged(&site.lake, req.date).await;
     let run = DateRun {
         job,
         req,

@@ -45,10 +45,7 @@ pub async fn refresh_features(
                 .lock(job, &outputs::refresh_tables(), date, &report.run_id)
                 .await?;
             // What the date is owed now, before silver is read: cleared once it is refreshed.
-            let owed = lake::pending::owed(&site.lake, date).await.unwrap_or_else(|e| {
-                warn!(date = %date, error = %crate::storage::fault::redact(&e), "the refreshes owed to the date were not read");
-                Vec::new()
-            });
+            let owed = lake::pending::owed_logged(&site.lake, date).await;
             let outcome = crate::cancel::unless_cancelled(refresh_one(
                 job,
                 site,
