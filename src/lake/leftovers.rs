@@ -358,7 +358,7 @@ pub(crate) mod tests {
     }
 
     /// A lake in a fresh folder.
-    fn local_lake() -> (tempfile::TempDir, Lake) {
+    pub(crate) fn local_lake() -> (tempfile::TempDir, Lake) {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open(
             dir.path().to_str().unwrap(),
@@ -368,12 +368,12 @@ pub(crate) mod tests {
         (dir, lake)
     }
 
-    /// The commit metadata of run `run` for 2024-03-11.
-    fn meta_of(run: &str) -> CommitMeta {
+    /// The commit metadata of run `run` for `date`.
+    pub(crate) fn meta_of(run: &str, date: NaiveDate) -> CommitMeta {
         CommitMeta {
             run_id: run.into(),
             job: "test".into(),
-            date: "2024-03-11".into(),
+            date: date.to_string(),
             labels_as_of: None,
             volume: None,
             devices: None,
@@ -389,7 +389,7 @@ pub(crate) mod tests {
         let (dir, lake) = local_lake();
         let spec = telemetry_table();
         let date = day("2024-03-11");
-        let meta = meta_of("run-s");
+        let meta = meta_of("run-s", date);
         let batch = rows_of(&spec, date, 1000);
         for i in 0..64 {
             let mut stream = crate::lake::PartitionStream::start(&lake, &spec, date, &meta)
@@ -431,30 +431,22 @@ pub(crate) mod tests {
         let (dir, lake) = local_lake();
         let spec = telemetry_table();
         let date = day("2024-03-11");
-        let meta = meta_of;
         let folder = dir.path().join("telemetry/event_date=2024-03-11");
-        replace_partition(
-            &lake,
-            &spec,
-            date,
-            vec![rows_of(&spec, date, 10)],
-            &meta("run-a"),
-        )
-        .await
-        .unwrap();
+        let replace = |run: &str| {
+            let (lake, spec, meta) = (lake.clone(), spec.clone(), meta_of(run, date));
+            async move {
+                let rows = vec![rows_of(&spec, date, 10)];
+                replace_partition(&lake, &spec, date, rows, &meta)
+                    .await
+                    .unwrap()
+            }
+        };
+        replace("run-a").await;
         let committed = names(&folder);
         assert_eq!(committed.len(), 1);
         // Another commit replaces the partition (as a compaction would): run-a's
         // file is no longer in the latest version.
-        replace_partition(
-            &lake,
-            &spec,
-            date,
-            vec![rows_of(&spec, date, 10)],
-            &meta("run-b"),
-        )
-        .await
-        .unwrap();
+        replace("run-b").await;
         parquet(&folder.join("part-a-abandoned.parquet"), Some("run-a"));
         let removed = remove_uncommitted(&lake, &[spec], date, "run-a", &[("telemetry", 0)]).await;
         assert_eq!(removed, 1);

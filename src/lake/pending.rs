@@ -127,12 +127,7 @@ mod tests {
     /// made after a refresh listed its own stays.
     #[tokio::test]
     async fn recorded_listed_and_cleared_as_seen() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(
-            dir.path().to_str().unwrap(),
-            &crate::storage::retry::StorageSettings::default(),
-        )
-        .unwrap();
+        let (dir, lake) = crate::lake::leftovers::tests::local_lake();
         assert!(all(&lake).await.unwrap().is_empty());
         record(&lake, day(10), &[day(11), day(12)], "run-a")
             .await

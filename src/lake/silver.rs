@@ -243,8 +243,8 @@ fn to_polars(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lake::leftovers::tests::rows_of;
-    use crate::lake::{replace_partition, telemetry_table, CommitMeta};
+    use crate::lake::leftovers::tests::{local_lake, meta_of, rows_of};
+    use crate::lake::{replace_partition, telemetry_table};
 
     fn day(d: u32) -> NaiveDate {
         NaiveDate::from_ymd_opt(2024, 3, d).unwrap()
@@ -253,26 +253,14 @@ mod tests {
     /// Only other runs' replacements after the version count, by their date.
     #[tokio::test(flavor = "multi_thread")]
     async fn the_dates_other_runs_replaced_since_a_version() {
-        let dir = tempfile::tempdir().unwrap();
-        let lake = Lake::open(
-            dir.path().to_str().unwrap(),
-            &crate::storage::retry::StorageSettings::default(),
-        )
-        .unwrap();
+        let (_dir, lake) = local_lake();
         assert!(open(&lake).await.unwrap().is_none());
         let spec = telemetry_table();
         let write = |d: u32, run: &str| {
-            let meta = CommitMeta {
-                run_id: run.into(),
-                job: "test".into(),
-                date: day(d).to_string(),
-                labels_as_of: None,
-                volume: None,
-                devices: None,
-            };
-            let (lake, spec) = (lake.clone(), spec.clone());
+            let (lake, spec, meta) = (lake.clone(), spec.clone(), meta_of(run, day(d)));
             async move {
-                replace_partition(&lake, &spec, day(d), vec![rows_of(&spec, day(d), 3)], &meta)
+                let rows = vec![rows_of(&spec, day(d), 3)];
+                replace_partition(&lake, &spec, day(d), rows, &meta)
                     .await
                     .unwrap()
             }
