@@ -264,19 +264,9 @@ fn sigterm_mid_refresh_commit_leaves_no_uncommitted_file() {
     // telemetry_minute's next version is its refresh's commit: held, with the
     // refresh's files (rolled at 1 KiB) written before it.
     let stall = Stall::start(&az, "telemetry_minute/_delta_log/00000000000000000001");
-    let features = [
-        "features",
-        "--job",
-        &job,
-        "--date",
-        DATE,
-        "--source",
-        "az://raw/",
-        "--lake",
-        "az://lake/iot",
-        "--labels-as-of",
-        LABELS,
-    ];
+    // The run's flags, for `features`.
+    let mut features = args.clone();
+    features[0] = "features".to_string();
     let mut child = command(&features, &stall.env())
         .env("COLDPATH_LOG", "coldpath=info")
         .stdout(Stdio::piped())
