@@ -7,12 +7,14 @@ use deltalake::datafusion::prelude::{col, lit};
 use deltalake::datafusion::scalar::ScalarValue;
 use deltalake::DeltaTable;
 use polars::prelude::DataFrame;
-use tracing::warn;
+use tracing::{info, warn};
 
 use crate::calendar::{day_start, epoch_days, DAY_US};
 use crate::error::Error;
 use crate::lake::manifest::Place;
 use crate::lake::{self, digest, silver, Lake};
+use crate::run::gold::MAX_RECORDED_DEVICES;
+use crate::run::kept;
 use crate::stages::features::baseline;
 use crate::stages::guarded;
 use crate::stages::health::{
@@ -203,8 +205,43 @@ pub async fn earlier_features(lake: &Lake, date: NaiveDate) -> Result<DataFrame,
 }
 
 /// What the latest run of `date` that wrote silver attributed to each device (the
-/// `rejects` commit's metadata); empty, with a warning, when no commit records it.
+/// `rejects` commit's metadata). Where the log no longer holds that commit, or the
+/// commit recorded only the first [`MAX_RECORDED_DEVICES`] devices, the date's
+/// `device_health` rows give the rest (`kept`); empty, with a warning, when neither has them.
 pub async fn recorded_attribution(lake: &Lake, date: NaiveDate) -> Result<Attribution, Error> {
+    let recorded = latest_recorded(lake, date).await?;
+    let complete = recorded
+        .as_ref()
+        .is_some_and(|devices| devices.len() < MAX_RECORDED_DEVICES);
+    let kept = match complete {
+        true => None,
+        false => kept::attribution(lake, date).await?,
+    };
+    match (&recorded, &kept) {
+        (None, None) => {
+            warn!(date = %date, "no run of the date recorded its duplicates, rejects and late rows per device: device_health counts them 0")
+        }
+        (_, Some(_)) => {
+            info!(date = %date, recorded = recorded.as_ref().map(|d| d.len()), "per-device counts the date's rejects commit does not hold (the log no longer has it, or it recorded its first devices only) carried from the date's device_health rows")
+        }
+        _ => {}
+    }
+    let mut all = kept.unwrap_or_default();
+    all.extend(
+        recorded
+            .into_iter()
+            .flatten()
+            .map(|(id, counts)| (id, Attributed::from_array(counts))),
+    );
+    Ok(all)
+}
+
+/// The per-device counts the latest run of `date` that wrote silver recorded on
+/// its `rejects` commit (`None`: no commit the log still holds records them).
+async fn latest_recorded(
+    lake: &Lake,
+    date: NaiveDate,
+) -> Result<Option<lake::DeviceCounts>, Error> {
     #[derive(serde::Deserialize)]
     struct Recorded {
         date: String,
@@ -212,17 +249,9 @@ pub async fn recorded_attribution(lake: &Lake, date: NaiveDate) -> Result<Attrib
     }
     let wanted = date.to_string();
     // Newest first: the first that records the date's devices is its latest silver run's.
-    let latest = lake::recorded::<Recorded>(lake)
+    Ok(lake::recorded::<Recorded>(lake)
         .await?
         .into_iter()
         .find(|r| r.date == wanted && r.devices.is_some())
-        .and_then(|r| r.devices);
-    let Some(devices) = latest else {
-        warn!(date = %date, "no run of the date recorded its duplicates, rejects and late rows per device: device_health counts them 0");
-        return Ok(Attribution::new());
-    };
-    Ok(devices
-        .into_iter()
-        .map(|(id, counts)| (id, Attributed::from_array(counts)))
-        .collect())
+        .and_then(|r| r.devices))
 }

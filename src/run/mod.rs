@@ -9,7 +9,8 @@
 //! outputs from silver read back.
 //! [`prepare`] judges the job's layout and expectations when it is loaded; [`silver`]
 //! streams an hour's rows to silver's uncommitted files.
-//! [`health`] reads back what `device_health` and the baselines need.
+//! [`health`] reads back what `device_health` and the baselines need; [`kept`] what a date's
+//! `device_health` rows keep of its run, once `rejects`' log no longer holds it.
 //! [`windows`] reads what the declared feature windows reach of earlier dates.
 //! [`expect`] checks the job's declared expectations on each hour's rows.
 //! [`rejects`] gathers a pass's rejects; [`spill`] holds what a table stages before its
@@ -29,6 +30,7 @@ pub mod fetch;
 pub mod gold;
 pub mod health;
 pub mod hours;
+pub mod kept;
 pub mod outputs;
 pub mod pass;
 pub mod pipeline;

@@ -3,7 +3,8 @@
 //! A date's silver rows and distinct devices are compared with the median of
 //! the previous dates' (7 by default). Those figures are not scanned from data:
 //! every run that writes silver puts them in the `userMetadata` of its last
-//! commit (`rejects`), and the guard reads them back from that table's log.
+//! commit (`rejects`), and the guard reads them back from that table's log, or,
+//! for a date the log no longer holds, from its `device_health` rows (`kept`).
 
 use std::collections::BTreeMap;
 
@@ -60,7 +61,8 @@ pub fn check(
     c
 }
 
-/// The latest recorded volume of each of the `dates` dates before `date`, from `rejects`' log.
+/// The latest recorded volume of each of the `dates` dates before `date`, from `rejects`' log,
+/// else from the date's `device_health` rows ([`crate::run::kept`]).
 pub async fn history(
     lake: &Lake,
     date: NaiveDate,
@@ -79,6 +81,14 @@ pub async fn history(
         if day >= from && day < date {
             found.entry(day).or_insert(volume);
         }
+    }
+    // Dates the log no longer holds: their device_health rows (`kept`).
+    let missing: Vec<NaiveDate> = (1..=i64::from(dates))
+        .map(|back| date - chrono::Duration::days(back))
+        .filter(|day| !found.contains_key(day))
+        .collect();
+    for (day, volume) in crate::run::kept::volumes(lake, &missing).await? {
+        found.entry(day).or_insert(volume);
     }
     Ok(found)
 }

@@ -566,3 +566,25 @@ pub fn empty_container(dir: &Path) -> PathBuf {
     .unwrap();
     raw
 }
+
+/// Ages every commit file of `table`'s log 40 days, past delta-rs's log
+/// retention (30 days by default): the table's next commit after a checkpoint
+/// removes those before the checkpoint, as it would a month on.
+pub fn age_log(lake: &Path, table: &str) {
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(40 * 86_400);
+    let log = lake.join(table).join("_delta_log");
+    for entry in std::fs::read_dir(&log).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "json") {
+            let file = std::fs::File::options().write(true).open(&path).unwrap();
+            file.set_modified(old).unwrap();
+        }
+    }
+}
+
+/// Whether `table`'s log still holds the commit file of `version`.
+pub fn log_holds(lake: &Path, table: &str, version: u64) -> bool {
+    lake.join(table)
+        .join(format!("_delta_log/{version:020}.json"))
+        .exists()
+}

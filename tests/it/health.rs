@@ -175,6 +175,86 @@ fn a_features_refresh_and_a_backfill_give_the_same_health_and_baselines() {
     range("backfill", lake.path(), &["--parallel", "3"]);
 }
 
+#[test]
+fn a_refresh_keeps_the_runs_counts_once_the_log_no_longer_holds_the_run() {
+    let lake = temp_lake();
+    for date in DATES {
+        let (code, report) = run_date(date, lake.path(), &["--labels-as-of", LABELS]);
+        assert_eq!(code, 0, "{report}");
+    }
+    // A month on: a checkpoint, then the next commit to `rejects` (a rerun of the
+    // last date) removes the expired commits before it, the second date's among them.
+    maintain_with_no_retention(lake.path());
+    age_log(lake.path(), "rejects");
+    let (code, report) = run_date(DATES[2], lake.path(), &["--labels-as-of", LABELS]);
+    assert_eq!(code, 0, "{report}");
+    assert!(
+        !log_holds(lake.path(), "rejects", 1),
+        "the scenario removes the date's commit"
+    );
+    // The refresh of the second date finds its counts in its device_health rows.
+    let (code, report, stderr) = features_cmd(
+        lake.path(),
+        &fixtures_raw(),
+        &["--date", DATES[1], "--labels-as-of", LABELS],
+    );
+    assert_eq!(code, 0, "{report}");
+    assert!(!stderr.contains("counts them 0"), "{stderr}");
+    let want = assert_health(lake.path(), DATES[1]);
+    // Not vacuous: the date has counts to lose.
+    for c in ["duplicates", "rejected", "late_readings"] {
+        assert!(all_of(&want, c).any(|v| v.as_u64() > Some(0)), "{c}");
+    }
+}
+
+#[test]
+fn a_refresh_keeps_the_counts_of_devices_past_what_a_commit_records() {
+    // 10,001 devices, each reading sent twice: one more with a duplicate than the
+    // `rejects` commit records (10,000), so a refresh finds one device's counts only
+    // in the date's device_health rows.
+    let dir = tempfile::tempdir().unwrap();
+    let raw = empty_container(dir.path());
+    let devices = 10_001;
+    let lines: Vec<String> = (0..devices)
+        .map(|i| {
+            serde_json::json!({"deviceId": format!("d{i:05}"), "timestamp": iso(D0 + 10 * HOUR),
+                "temperature": 20.0, "messageId": format!("m{i}")})
+            .to_string()
+        })
+        .flat_map(|line| [line.clone(), line])
+        .collect();
+    let folder = raw.join("telemetry/2024/05/02/10");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("0.json"), lines.join("\n") + "\n").unwrap();
+    let lake = temp_lake();
+    let args = [
+        "--source",
+        raw.to_str().unwrap(),
+        "--labels-as-of",
+        "2024-06-01T00:00:00Z",
+    ];
+    let (code, report) = run_job(&job_file(), "2024-05-02", lake.path(), &args);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["duplicates"], devices, "{report}");
+    let recorded = user_metadata(lake.path(), "rejects", 0)["devices"]
+        .as_object()
+        .map(|d| d.len());
+    assert_eq!(
+        recorded,
+        Some(10_000),
+        "the commit records the first 10,000 only"
+    );
+    let mut refresh = vec!["--date", "2024-05-02"];
+    refresh.extend_from_slice(&args[2..]);
+    let (code, report, stderr) = features_cmd(lake.path(), &raw, &refresh);
+    assert_eq!(code, 0, "{report}: {stderr}");
+    let health = health_of(lake.path(), "2024-05-02");
+    assert_eq!(health.len(), devices);
+    for r in &health {
+        assert_eq!(get(r, "duplicates"), 1, "{r:?}");
+    }
+}
+
 // ---- A hand-made pair of days: 2024-05-01 (history) and 2024-05-02 (D) ----
 
 const D0: i64 = 1_714_608_000; // 2024-05-02T00:00:00Z in seconds

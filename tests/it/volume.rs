@@ -171,3 +171,55 @@ fn a_collapsed_night_fails_or_warns_against_the_median_of_the_previous_dates() {
         .iter()
         .any(|r| get(r, "event_date") == "2024-03-12"));
 }
+
+#[test]
+fn the_guard_reads_a_date_the_log_no_longer_holds_from_its_device_health() {
+    let dir = temp_lake();
+    let raw = dir.path().join("raw");
+    copy_dir(&fixtures_raw(), &raw);
+    let warn = job(dir.path(), &raw, "warn");
+    // A device known only from the maintenance log: a device_health row with no reading.
+    let log = raw.join("reference/maintenance.csv");
+    let text = std::fs::read_to_string(&log).unwrap() + "ghost-01,2024-03-01,inspection\n";
+    std::fs::write(&log, text).unwrap();
+    let reference = "[reference]\nmaintenance = \"reference/maintenance.csv\"\n";
+    let job_text = std::fs::read_to_string(&warn).unwrap() + reference;
+    std::fs::write(&warn, job_text).unwrap();
+    let lake = dir.path().join("lake");
+    for date in ["2024-03-10", "2024-03-11"] {
+        let (code, report) = run(&warn, date);
+        assert_eq!(code, 0, "{report}");
+    }
+    // A month on: a checkpoint, then the next commit to `rejects` (the first run of
+    // 2024-03-12) removes the expired commits before it, 2024-03-10's.
+    maintain_with_no_retention(&lake);
+    age_log(&lake, "rejects");
+    let (code, first) = run(&warn, "2024-03-12");
+    assert_eq!(code, 0, "{first}");
+    assert!(
+        !log_holds(&lake, "rejects", 0),
+        "the scenario removes 2024-03-10's commit"
+    );
+    // A rerun still compares with both dates: 2024-03-10's volume from its device_health rows.
+    let (code, rerun) = run(&warn, "2024-03-12");
+    assert_eq!(code, 0, "{rerun}");
+    let [(rows10, devices10), (rows11, devices11), (rows12, devices12)] =
+        ["2024-03-10", "2024-03-11", "2024-03-12"].map(designed);
+    assert_eq!(rerun["volume"]["dates_compared"], 2, "{rerun}");
+    let want = planted_volume(
+        rows12,
+        devices12,
+        median2(rows10, rows11),
+        median2(devices10, devices11),
+    );
+    assert_volume(&rerun, &want);
+    assert_volume(&first, &want);
+    let ghost = read_rows(&lake, "device_health")
+        .into_iter()
+        .filter(|r| get(r, "device_id") == "ghost-01" && get(r, "health_date") == "2024-03-10")
+        .count();
+    assert_eq!(
+        ghost, 1,
+        "not vacuous: 2024-03-10 has a device_health row with no reading"
+    );
+}
