@@ -72,6 +72,20 @@ pub async fn remove_uncommitted(
     removed
 }
 
+/// After a write of `spec`'s `date` partition committed `version` on a later
+/// try (another run's commit got in first, [`super::again_after_conflict`]):
+/// removes the files its earlier tries wrote, which no version references.
+pub async fn remove_earlier_tries(
+    lake: &Lake,
+    spec: &TableSpec,
+    date: NaiveDate,
+    run_id: &str,
+    version: u64,
+) -> usize {
+    let committed = [(spec.name, version)];
+    remove_uncommitted(lake, std::slice::from_ref(spec), date, run_id, &committed).await
+}
+
 /// [`remove_uncommitted`] for one table: the run's files that the table's
 /// latest version (or version `at`) does not reference.
 async fn remove_in(
@@ -325,7 +339,7 @@ pub(crate) mod tests {
     /// `n` rows of `spec`'s schema, all of `date`.
     pub(crate) fn rows_of(spec: &TableSpec, date: NaiveDate, n: usize) -> RecordBatch {
         use deltalake::arrow::array::{
-            ArrayRef, Date32Array, Float64Array, StringArray, TimestampMicrosecondArray,
+            ArrayRef, Date32Array, Float64Array, Int64Array, StringArray, TimestampMicrosecondArray,
         };
         let start = crate::calendar::day_start(date).timestamp_micros();
         let columns: Vec<ArrayRef> = spec
@@ -339,6 +353,9 @@ pub(crate) mod tests {
                     )),
                     DataType::Float64 => {
                         Arc::new(Float64Array::from_iter_values((0..n).map(|i| i as f64)))
+                    }
+                    DataType::Int64 => {
+                        Arc::new(Int64Array::from_iter_values((0..n).map(|i| i as i64)))
                     }
                     DataType::Date32 => Arc::new(Date32Array::from(vec![
                         crate::calendar::epoch_days(date);

@@ -834,7 +834,11 @@ pub async fn replace_partition(
             }
         }
     };
-    version_of(lake, spec, &table)
+    let version = version_of(lake, spec, &table)?;
+    if attempt > 1 {
+        leftovers::remove_earlier_tries(lake, spec, date, &meta.run_id, version).await;
+    }
+    Ok(version)
 }
 
 #[cfg(test)]
@@ -927,5 +931,20 @@ mod tests {
         assert_eq!(table.version(), Some(3));
         let files = table.get_file_uris().unwrap().count();
         assert_eq!(files, 4, "one file a date");
+        // What the losing tries wrote is gone: every file left is the log's.
+        let on_disk = std::fs::read_dir(dir.path().join("t"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.is_dir() && !p.ends_with("_delta_log"))
+            .flat_map(|p| std::fs::read_dir(p).unwrap())
+            .filter(|e| {
+                e.as_ref()
+                    .unwrap()
+                    .path()
+                    .extension()
+                    .is_some_and(|x| x == "parquet")
+            })
+            .count();
+        assert_eq!(on_disk, 4, "files on disk");
     }
 }

@@ -264,7 +264,13 @@ impl Spilled {
                 stream.send(batch).await?;
             }
             match stream.finish().await {
-                Ok(version) => return Ok(version),
+                Ok(version) => {
+                    if attempt > 1 {
+                        let run = &meta.run_id;
+                        lake::leftovers::remove_earlier_tries(lake, spec, date, run, version).await;
+                    }
+                    return Ok(version);
+                }
                 Err(e) => {
                     if !lake::again_after_conflict(spec.name, &e, attempt).await {
                         return Err(e.into());
@@ -373,5 +379,49 @@ mod tests {
         let sizes: Vec<usize> = parts.iter().map(RecordBatch::num_rows).collect();
         assert_eq!(sizes, [SPILL_ROWS, SPILL_ROWS, 5]);
         assert_eq!(values(&parts), (0..n).collect::<Vec<_>>());
+    }
+
+    /// Spilled tables of four dates creating one table at once: the losing
+    /// creations commit again on top of the winner's, and what their earlier
+    /// tries wrote is removed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn spilled_dates_creating_a_table_at_once_leave_only_the_logs_files() {
+        use crate::lake::leftovers::tests::{local_lake, meta_of, rows_of};
+        let (dir, lake) = local_lake();
+        let lake = Arc::new(lake);
+        let spec = lake::rejects_table();
+        lake::prepare_table(&lake, &spec).unwrap();
+        let tasks: Vec<_> = (1..=4)
+            .map(|d| {
+                let (lake, spec) = (lake.clone(), spec.clone());
+                tokio::spawn(async move {
+                    let date = NaiveDate::from_ymd_opt(2024, 3, d).unwrap();
+                    let rows = hold_or_spill("rejects", rows_of(&spec, date, 10), 0).unwrap();
+                    let Rows::Spilled(spilled) = rows else {
+                        panic!("a limit of 0 spills");
+                    };
+                    spilled
+                        .commit(&lake, &spec, date, &meta_of(&format!("r{d}"), date))
+                        .await
+                })
+            })
+            .collect();
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let table = deltalake::open_table(lake.table_url("rejects").unwrap())
+            .await
+            .unwrap();
+        assert_eq!(
+            table.version(),
+            Some(3),
+            "one creation and three commits on top"
+        );
+        let logged = table.get_file_uris().unwrap().count();
+        let on_disk: usize = (1..=4)
+            .map(|d| dir.path().join(format!("rejects/run_date=2024-03-0{d}")))
+            .map(|p| std::fs::read_dir(p).unwrap().count())
+            .sum();
+        assert_eq!((logged, on_disk), (4, 4), "one file a date, and no other");
     }
 }
