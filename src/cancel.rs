@@ -2,7 +2,9 @@
 //!
 //! `main` calls [`listen`]; a run awaits [`cancelled`] beside its work and, when
 //! it fires, drops the work (nothing is committed that was not committed in
-//! full: silver's stream then ends with an error, and delta-rs commits nothing),
+//! full: silver's stream then ends with an error, and delta-rs commits nothing;
+//! a table's write already under way ends on its own task, so a commit already
+//! sent has landed or not before the run looks for the files it did not commit),
 //! releases its locks at once instead of leaving them to their TTL, and reports
 //! status `cancelled` with exit 128 + the signal (143 for SIGTERM, 130 for SIGINT).
 //! A second signal exits at once.

@@ -806,25 +806,12 @@ pub async fn replace_partition(
         batches.push(RecordBatch::new_empty(spec.schema.clone()));
     }
     let url = lake.table_url(spec.name)?;
-    let delta_err = |source| SinkError::delta(spec.name, &url, source);
     prepare_table(lake, spec)?;
     let mut attempt = 0;
-    let table = loop {
+    let version = loop {
         attempt += 1;
-        let table =
-            DeltaTable::try_from_url_with_storage_options(url.clone(), lake.storage_options())
-                .await
-                .map_err(delta_err)?;
-        let written = replacing(
-            table.write(batches.clone()),
-            lake.file_size,
-            spec,
-            date,
-            meta,
-        )
-        .await;
-        match written.map_err(delta_err) {
-            Ok(table) => break table,
+        match replace_once(lake, spec, &url, date, batches.clone(), meta).await {
+            Ok(version) => break version,
             // Another run created the table, or changed its metadata, between
             // our look and our commit: commit again on top of it as it now is.
             Err(e) => {
@@ -834,11 +821,34 @@ pub async fn replace_partition(
             }
         }
     };
-    let version = version_of(lake, spec, &table)?;
     if attempt > 1 {
         leftovers::remove_earlier_tries(lake, spec, date, &meta.run_id, version).await;
     }
     Ok(version)
+}
+
+/// One try of [`replace_partition`]: the write and its commit, on a task of
+/// its own that a stop does not cut short ([`stream::tracked`]).
+async fn replace_once(
+    lake: &Lake,
+    spec: &TableSpec,
+    url: &Url,
+    date: NaiveDate,
+    batches: Vec<RecordBatch>,
+    meta: &CommitMeta,
+) -> Result<u64, SinkError> {
+    let table = DeltaTable::try_from_url_with_storage_options(url.clone(), lake.storage_options())
+        .await
+        .map_err(|e| SinkError::delta(spec.name, url, e))?;
+    let write = replacing(table.write(batches), lake.file_size, spec, date, meta);
+    let (url, lake, spec) = (url.clone(), lake.clone(), spec.clone());
+    stream::tracked(spec.name, async move {
+        let table = write
+            .await
+            .map_err(|e| SinkError::delta(spec.name, &url, e))?;
+        version_of(&lake, &spec, &table)
+    })
+    .await
 }
 
 #[cfg(test)]

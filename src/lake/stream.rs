@@ -311,6 +311,14 @@ fn still_running(task: &mut JoinHandle<Result<u64, SinkError>>) -> bool {
     false
 }
 
+/// Hands a write task whose awaiting was dropped to [`settle`].
+fn hand_to_settle(task: JoinHandle<Result<u64, SinkError>>) {
+    if let Ok(mut dropped) = DROPPED.lock() {
+        dropped.retain_mut(still_running);
+        dropped.push(task);
+    }
+}
+
 impl Drop for PartitionStream {
     fn drop(&mut self) {
         // Dropped mid-run (an error elsewhere): the closed channel fails the write,
@@ -318,12 +326,38 @@ impl Drop for PartitionStream {
         // waits for it before the run looks for the files it left.
         self.tx = None;
         if let Some(task) = self.task.take() {
-            if let Ok(mut dropped) = DROPPED.lock() {
-                dropped.retain_mut(still_running);
-                dropped.push(task);
+            hand_to_settle(task);
+        }
+    }
+}
+
+/// Runs `write` (a whole write, its commit last) on its own task and awaits it
+/// in place. Dropped before it ends (a signal stops the run), the write goes on
+/// and is handed to [`settle`]: a commit already sent may land whether or not
+/// its answer is awaited, and the run's clean-up, which waits for [`settle`],
+/// must see it land before it judges any file uncommitted.
+pub async fn tracked<W>(table: &'static str, write: W) -> Result<u64, SinkError>
+where
+    W: std::future::Future<Output = Result<u64, SinkError>> + Send + 'static,
+{
+    struct Guard(Option<JoinHandle<Result<u64, SinkError>>>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            if let Some(task) = self.0.take() {
+                hand_to_settle(task);
             }
         }
     }
+    let mut guard = Guard(None);
+    let task = guard.0.insert(tokio::spawn(write));
+    let outcome = task.await.unwrap_or_else(|e| {
+        Err(SinkError::Writer {
+            table,
+            message: format!("the writer task failed: {e}"),
+        })
+    });
+    guard.0 = None;
+    outcome
 }
 
 #[cfg(test)]
@@ -347,5 +381,29 @@ mod tests {
         let (first, second) = tokio::join!(settled(), settled());
         assert_eq!(first, (true, true));
         assert_eq!(second, (true, true));
+    }
+
+    /// A tracked write whose awaiting is dropped (a stop) goes on to its end,
+    /// and a clean-up's `settle` returns only after it: a commit under way lands
+    /// before any file is judged uncommitted.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_dropped_tracked_write_ends_before_settle_returns() {
+        let committed = Arc::new(AtomicBool::new(false));
+        let flag = committed.clone();
+        let write = tracked("t", async move {
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+            flag.store(true, Ordering::SeqCst);
+            Ok(1)
+        });
+        let cut = tokio::time::timeout(std::time::Duration::from_millis(20), write).await;
+        assert!(cut.is_err(), "dropped while the write runs");
+        assert!(!committed.load(Ordering::SeqCst));
+        assert!(settle().await);
+        assert!(
+            committed.load(Ordering::SeqCst),
+            "settle returned before the write ended"
+        );
+        // Awaited to its end, it gives the write's outcome.
+        assert_eq!(tracked("t", async { Ok(7) }).await.unwrap(), 7);
     }
 }

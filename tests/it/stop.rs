@@ -113,13 +113,31 @@ fn start_until(
 /// Sends SIGTERM and waits: the exit code, the report, and the rest of the log.
 fn terminate(
     child: std::process::Child,
+    stderr: BufReader<std::process::ChildStderr>,
+) -> (Option<i32>, Value, String) {
+    terminate_then(child, stderr, || {})
+}
+
+/// Lets the commit the proxy holds through half a second after the signal.
+fn release_soon(stall: &Stall) -> impl FnOnce() + '_ {
+    || {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        stall.release();
+    }
+}
+
+/// [`terminate`], doing `after_signal` before it waits.
+fn terminate_then(
+    child: std::process::Child,
     mut stderr: BufReader<std::process::ChildStderr>,
+    after_signal: impl FnOnce(),
 ) -> (Option<i32>, Value, String) {
     let term = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
+    after_signal();
     let mut rest = String::new();
     stderr.read_to_string(&mut rest).unwrap();
     let out = child.wait_with_output().unwrap();
@@ -245,10 +263,12 @@ fn sigterm_mid_run_leaves_no_uncommitted_file_in_a_local_lake() {
 }
 
 /// A refresh (`features`) stopped while a table's commit is under way, its
-/// files already written, leaves no data file outside the tables' logs: the
-/// files of the write it cut short go, as a stopped run's do.
+/// files already written: the commit was sent, so it may still land (here the
+/// proxy lets it through half a second after the signal). The refresh waits for
+/// it before it looks for uncommitted files, so every file the landed commit
+/// references is still there, and none is left outside the tables' logs.
 #[test]
-fn sigterm_mid_refresh_commit_leaves_no_uncommitted_file() {
+fn sigterm_mid_refresh_commit_waits_for_it_before_cleaning_up() {
     let az = Azurite::with_fixtures();
     let dir = temp_lake();
     let job = small_files_job(dir.path(), 0.5);
@@ -275,16 +295,28 @@ fn sigterm_mid_refresh_commit_leaves_no_uncommitted_file() {
         .unwrap();
     let stderr = BufReader::new(child.stderr.take().unwrap());
     let held = stall.wait_stalled(std::time::Duration::from_secs(60));
-    let (code, report, log) = terminate(child, stderr);
+    let (code, report, log) = terminate_then(child, stderr, release_soon(&stall));
     assert!(held, "the refresh never reached the commit: {log}");
     assert_eq!(code, Some(143), "{log}");
     assert_eq!(report["status"], "cancelled", "{report}");
     let copy = dir.path().join("lake");
     az.download("lake", "iot", &copy);
-    let log = copy.join("telemetry_minute/_delta_log");
-    assert!(log.join("00000000000000000000.json").is_file());
-    assert!(!log.join("00000000000000000001.json").exists());
+    let delta_log = copy.join("telemetry_minute/_delta_log");
+    assert!(
+        delta_log.join("00000000000000000001.json").is_file(),
+        "the commit landed"
+    );
     assert_nothing_uncommitted(&copy);
+    // Every file the landed version references is there: the table reads back whole.
+    let minutes = read_rows(&copy, "telemetry_minute");
+    let want = expected(DATE)["minutes"].as_array().unwrap().len();
+    assert_eq!(
+        minutes
+            .iter()
+            .filter(|r| get(r, "event_date") == DATE)
+            .count(),
+        want
+    );
 }
 
 /// A stop while silver's commit is under way: the writer already has every
@@ -296,24 +328,14 @@ fn a_stop_during_silvers_commit_says_the_commit_landed() {
     let az = Azurite::with_fixtures();
     let stall = Stall::start(&az, "telemetry/_delta_log/00000000000000000000");
     let args = run_args(DATE, "az://raw/", "az://lake/iot");
-    let (child, mut stderr, seen) = start_until(command(&args, &stall.env()), "listed");
+    let (child, stderr, seen) = start_until(command(&args, &stall.env()), "listed");
     assert!(
         stall.wait_stalled(std::time::Duration::from_secs(60)),
         "the run never committed silver: {seen}"
     );
-    let term = std::process::Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(term.success());
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    stall.release();
-    let mut rest = String::new();
-    stderr.read_to_string(&mut rest).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    let (code, report, rest) = terminate_then(child, stderr, release_soon(&stall));
     let log = format!("{seen}{rest}");
-    assert_eq!(out.status.code(), Some(1), "{report}\n{log}");
+    assert_eq!(code, Some(1), "{report}\n{log}");
     let error = report["error"].as_str().unwrap_or_default();
     assert!(
         error.contains("after committing telemetry for 2024-03-11"),
