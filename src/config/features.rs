@@ -247,6 +247,12 @@ impl FeatureSet {
             .unwrap_or(0)
     }
 
+    /// The longest label horizon in hours: the default set's 14 days, or a longer declared one.
+    pub fn longest_horizon_hours(&self) -> i64 {
+        let declared = self.horizons.iter().map(|h| h.hours);
+        declared.chain(DEFAULT_HORIZONS).max().unwrap_or(0)
+    }
+
     /// Label horizons that add a device-level column (not a default one).
     pub fn new_horizons(&self) -> impl Iterator<Item = &Span> {
         self.horizons
@@ -564,6 +570,15 @@ mod tests {
     #[test]
     fn no_declaration_is_the_default_set() {
         assert!(parse("").unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_longest_horizon_is_the_default_14_days_or_a_longer_declared_one() {
+        assert_eq!(parse("").unwrap().longest_horizon_hours(), 14 * 24);
+        let shorter = parse(r#"label_horizons = ["24h", "7d"]"#).unwrap();
+        assert_eq!(shorter.longest_horizon_hours(), 14 * 24);
+        let longer = parse(r#"label_horizons = ["24h", "30d"]"#).unwrap();
+        assert_eq!(longer.longest_horizon_hours(), 30 * 24);
     }
 
     #[test]

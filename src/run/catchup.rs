@@ -215,6 +215,10 @@ pub async fn catchup(
         for &date in &req.dates {
             schedule.refresh(date, None);
         }
+        for date in settled_before(job, req, &site).await? {
+            info!(date = %date, "its labels can all be final now: refreshed");
+            schedule.refresh(date, None);
+        }
     }
     while let Some((date, work)) = schedule.pop() {
         stop_if_asked()?;
@@ -259,6 +263,44 @@ async fn owed_refreshes(
             schedule.refresh(date, Some(cause));
         }
     }
+}
+
+/// How many dates before the newest settled one a label refresh also takes:
+/// a night or two missed still leaves each date one refresh once it settled.
+pub const SETTLED_DATES: i64 = 3;
+
+/// The dates whose every label the job's longest horizon lets be final at
+/// `labels_as_of`, newest first: date D's last hour predicts at D + 1 day and
+/// looks a horizon ahead, so D settles at D + 1 day + horizon. The newest
+/// [`SETTLED_DATES`] of them.
+pub fn settled(labels_as_of: DateTime<Utc>, horizon_hours: i64) -> Vec<NaiveDate> {
+    let at = labels_as_of - chrono::Duration::hours(horizon_hours) - chrono::Duration::days(1);
+    let newest = at.date_naive();
+    (0..SETTLED_DATES)
+        .map(|back| newest - chrono::Duration::days(back))
+        .collect()
+}
+
+/// The settled dates ([`settled`]) before the catch-up's range that were run:
+/// a label refresh takes them too. A nightly range of the 14 dates before stops
+/// short of the dates whose 14-day labels settle, which would stay null for good.
+async fn settled_before(
+    job: &Job,
+    req: &CatchupRequest,
+    site: &Site,
+) -> Result<Vec<NaiveDate>, Error> {
+    let first = req.dates.iter().min().copied();
+    let Some(tables) = dependents::RunTables::open(&site.lake).await? else {
+        return Ok(Vec::new());
+    };
+    let mut dates = Vec::new();
+    let horizon = job.features.longest_horizon_hours();
+    for date in settled(req.labels_as_of, horizon) {
+        if first.is_some_and(|first| date < first) && tables.was_run(date).await? {
+            dates.push(date);
+        }
+    }
+    Ok(dates)
 }
 
 fn stop_if_asked() -> Result<(), Error> {
@@ -374,4 +416,40 @@ async fn refresh_date(
         entry.error = refreshed.error;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        text.parse().unwrap()
+    }
+
+    fn day(text: &str) -> NaiveDate {
+        text.parse().unwrap()
+    }
+
+    /// Date D settles at D + 1 day + horizon: at that instant, not a microsecond before.
+    #[test]
+    fn a_date_settles_a_day_and_a_horizon_after_it_starts() {
+        let days = |dates: Vec<NaiveDate>| dates.iter().map(|d| d.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            days(settled(at("2024-03-27T00:00:00Z"), 14 * 24)),
+            ["2024-03-12", "2024-03-11", "2024-03-10"]
+        );
+        assert_eq!(
+            settled(at("2024-03-26T23:59:59.999999Z"), 14 * 24)[0],
+            day("2024-03-11")
+        );
+        // A declared 30-day horizon: 2024-03-12 settles on 2024-04-12.
+        assert_eq!(
+            settled(at("2024-04-12T00:00:00Z"), 30 * 24)[0],
+            day("2024-03-12")
+        );
+        assert_eq!(
+            settled(at("2024-04-11T23:59:59Z"), 30 * 24)[0],
+            day("2024-03-11")
+        );
+    }
 }

@@ -838,3 +838,80 @@ fn a_run_of_an_old_date_with_refresh_dependents_leaves_the_tables_of_a_clean_run
     let out = command(&args, &[]).output().unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
+
+/// The failures of the fixtures' log: device and time in microseconds.
+fn fixture_failures() -> Vec<(String, i64)> {
+    let text = std::fs::read_to_string(fixtures_raw().join("reference/failures.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let cols: Vec<&str> = line.split(',').collect();
+            let at = chrono::DateTime::parse_from_rfc3339(cols[1]).unwrap();
+            (cols[0].to_string(), at.timestamp_micros())
+        })
+        .collect()
+}
+
+/// `failure_within_14d` as CONTRACT.md defines it, worked out here from the log:
+/// with t = window_start + 1 h, true when the device fails in [t, t + 14 d); else
+/// false once t + 14 d is at or before the cut-off; else null.
+fn label_14d(failures: &[(String, i64)], device: &str, window_start: i64, cut_off: i64) -> Value {
+    const HOUR: i64 = 3_600_000_000;
+    let (t, end) = (window_start + HOUR, window_start + HOUR + 14 * 24 * HOUR);
+    if failures
+        .iter()
+        .any(|(d, at)| d == device && t <= *at && *at < end)
+    {
+        Value::Bool(true)
+    } else if end <= cut_off {
+        Value::Bool(false)
+    } else {
+        Value::Null
+    }
+}
+
+/// A nightly label refresh over the 14 dates before stops short of the dates
+/// whose 14-day labels settle; `--refresh-labels` takes those too, the day
+/// their last hour's horizon is over (2024-03-12: its 23:00 hour predicts at
+/// 03-13 00:00 and looks to 03-27 00:00), not a microsecond before.
+#[test]
+fn a_label_refresh_also_takes_the_dates_whose_labels_just_settled() {
+    let (_dir, raw, lake) = three_dates_run();
+    let open = |date: &str| {
+        let rows = crate::features::features_of(&lake, date);
+        rows.iter()
+            .filter(|r| get(r, "failure_within_14d").is_null())
+            .count()
+    };
+    assert!(
+        open("2024-03-12") > 0,
+        "with LABELS, 2024-03-12 has open labels"
+    );
+    let (raw, lake_s) = (raw.to_str().unwrap(), lake.to_str().unwrap());
+    let refresh = |labels: &str, date: &str| {
+        let range = ["--from", date, "--to", date, "--refresh-labels"];
+        let (code, report, err) = coldpath_with("catchup", labels, raw, lake_s, &range, &[]);
+        assert_eq!(code, 0, "{report}\n{err}");
+        report["refreshed"].clone()
+    };
+    let before = refresh("2024-03-26T23:59:59.999999Z", "2024-03-26");
+    // The range's own date was never run: nothing to refresh there.
+    assert_eq!(before, serde_json::json!(["2024-03-10", "2024-03-11"]));
+    assert!(open("2024-03-12") > 0, "not refreshed before it settles");
+    let at = refresh("2024-03-27T00:00:00Z", "2024-03-27");
+    assert_eq!(at, serde_json::json!(DATES));
+    let (failures, cut_off) = (fixture_failures(), 1_711_497_600_000_000); // 2024-03-27
+    let mut trues = 0;
+    for date in DATES {
+        for r in crate::features::features_of(&lake, date) {
+            let (device, ws) = (
+                get(&r, "device_id").as_str().unwrap(),
+                get(&r, "window_start"),
+            );
+            let want = label_14d(&failures, device, ws.as_i64().unwrap(), cut_off);
+            assert_eq!(get(&r, "failure_within_14d"), &want, "{date} {device} {ws}");
+            trues += usize::from(want == Value::Bool(true));
+        }
+    }
+    assert!(trues > 0, "not vacuous: some labels are true");
+}
