@@ -90,6 +90,17 @@ impl DateRun<'_> {
             }
         }
         self.locks.check(spec.name).await?;
+        // Recorded before the commit, so that no commit lands without them.
+        let owed = match self.owed_by_this_write().await {
+            Ok(owed) => owed,
+            Err(e) => {
+                silver.abort().await;
+                let message =
+                    format!("not committed: the refreshes it makes owed were not recorded: {e}");
+                let table = spec.name;
+                return Err(lake::SinkError::Writer { table, message }.into());
+            }
+        };
         match silver.finish().await {
             Ok(version) => {
                 info!(table = spec.name, rows = silver_rows, version, "committed");
@@ -100,7 +111,7 @@ impl DateRun<'_> {
                     version,
                 };
                 report.tables.insert(spec.name, table);
-                self.record_owed(report).await;
+                self.record_owed(&owed, report).await;
                 Ok(true)
             }
             // Another run created the table between our look and our commit:
@@ -110,41 +121,65 @@ impl DateRun<'_> {
         }
     }
 
-    /// Once silver is replaced, records the refreshes it makes owed
-    /// ([`lake::pending`]), for the catch-up that does them: the later dates
-    /// that read this date's silver; and this date itself when an earlier
-    /// date it read for its look-back was replaced by another run since that
-    /// read (a catch-up rerun racing the nightly run: that run recorded its
-    /// dependents before this date's silver was committed, so it could not
-    /// name this date; any replacement after this commit names it). A failure
-    /// is a warning: the tables are whole, only the reminder is missing.
-    async fn record_owed(&self, report: &RunReport) {
-        if let Err(e) = self.owed_by_this_commit(report).await {
-            warn!(error = %crate::storage::fault::redact(&e), "the refreshes this date's silver makes owed were not all recorded; refresh the later dates with `coldpath features`");
+    /// The refreshes this date's new silver makes owed ([`lake::pending`]),
+    /// recorded before it is committed (a failure fails the run, which has
+    /// committed nothing yet): the later dates that read this date's silver, and
+    /// with `--silver-only` this date itself, whose derived tables it leaves as
+    /// they were. Returns the dates recorded.
+    async fn owed_by_this_write(&self) -> Result<Vec<NaiveDate>, String> {
+        use crate::run::dependents::{declared_hours, RunTables};
+        let (lake, date, run_id) = (&self.site.lake, self.req.date, &self.meta.run_id);
+        let mut owed = match RunTables::open(lake).await.map_err(|e| e.to_string())? {
+            Some(tables) => tables
+                .dependents(date, declared_hours(self.job))
+                .await
+                .map_err(|e| e.to_string())?,
+            None => Vec::new(),
+        };
+        if !self.req.features {
+            owed.push(date);
+        }
+        if !owed.is_empty() {
+            lake::pending::record(lake, date, &owed, run_id).await?;
+        }
+        Ok(owed)
+    }
+
+    /// Once silver is replaced, records the refreshes it makes owed once more
+    /// (`owed`: a refresh of a later date that began between the first
+    /// record and the commit read the old silver, and may have cleared it);
+    /// and this date itself when an earlier date it read for its look-back was
+    /// replaced by another run since that read (a catch-up rerun racing the
+    /// nightly run: that run recorded its dependents before this date's silver
+    /// was committed, so it could not name this date; any replacement after
+    /// this commit names it). A failure is a warning: the tables are whole,
+    /// and the first record stands.
+    async fn record_owed(&self, owed: &[NaiveDate], report: &RunReport) {
+        if let Err(e) = self.owed_by_this_commit(owed, report).await {
+            warn!(error = %crate::storage::fault::redact(&e), "the refreshes this date's silver makes owed were not all recorded again; refresh the later dates with `coldpath features`");
         }
     }
 
-    async fn owed_by_this_commit(&self, report: &RunReport) -> Result<(), String> {
-        use crate::run::dependents::{declared_hours, reach_days, RunTables};
+    async fn owed_by_this_commit(
+        &self,
+        owed: &[NaiveDate],
+        report: &RunReport,
+    ) -> Result<(), String> {
+        use crate::run::dependents::{declared_hours, reach_days};
         let (lake, date, run_id) = (&self.site.lake, self.req.date, &self.meta.run_id);
-        let Some(tables) = RunTables::open(lake).await.map_err(|e| e.to_string())? else {
-            return Ok(());
-        };
-        let hours = declared_hours(self.job);
-        let later = tables
-            .dependents(date, hours)
-            .await
-            .map_err(|e| e.to_string())?;
-        if !later.is_empty() {
-            lake::pending::record(lake, date, &later, run_id).await?;
+        if !owed.is_empty() {
+            lake::pending::record(lake, date, owed, run_id).await?;
         }
         let Some(read_at) = report.silver_read_at else {
             return Ok(());
         };
-        let replaced = silver::replaced_since(tables.silver(), read_at, run_id)
+        let Some(table) = silver::open(lake).await.map_err(|e| e.to_string())? else {
+            return Ok(());
+        };
+        let replaced = silver::replaced_since(&table, read_at, run_id)
             .await
             .map_err(|e| e.to_string())?;
-        let reach = reach_days(hours);
+        let reach = reach_days(declared_hours(self.job));
         let read = |d: &&NaiveDate| **d < date && (date - **d).num_days() <= reach;
         for cause in replaced.iter().filter(read) {
             warn!(cause = %cause, "an earlier date this run read was replaced meanwhile: this date is owed a refresh");

@@ -915,3 +915,86 @@ fn a_label_refresh_also_takes_the_dates_whose_labels_just_settled() {
     }
     assert!(trues > 0, "not vacuous: some labels are true");
 }
+
+/// The names of the refreshes owed in `lake` (`_coldpath/pending`).
+fn owed_in(lake: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(lake.join("_coldpath/pending")) else {
+        return Vec::new();
+    };
+    let mut names: Vec<String> = entries
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json"))
+        .collect();
+    names.sort();
+    names
+}
+
+/// A `--silver-only` rerun replaces its date's silver and leaves its derived
+/// tables as they were: the date owes itself a refresh (and its dependents
+/// theirs), so the next catch-up, which finds its blobs unchanged since that
+/// run, refreshes both, and the tables equal a clean run's.
+#[test]
+fn a_silver_only_run_leaves_its_own_date_owed_a_refresh() {
+    let (dir, raw, lake) = three_dates_run();
+    change_2024_03_11(&raw);
+    let mut args = run_args(DATES[1], raw.to_str().unwrap(), lake.to_str().unwrap());
+    args.push("--silver-only".into());
+    let out = coldpath(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let owed = owed_in(&lake);
+    let by = |date: &str| {
+        owed.iter()
+            .filter(|n| n.starts_with(&format!("{date}.after.{}.", DATES[1])))
+            .count()
+    };
+    assert_eq!(
+        (by(DATES[1]), by(DATES[2]), owed.len()),
+        (1, 1, 2),
+        "{owed:?}"
+    );
+    let range = ["--from", DATES[0], "--to", DATES[2]];
+    let (code, report, err) = catchup(raw.to_str().unwrap(), lake.to_str().unwrap(), &range, &[]);
+    assert_eq!(code, 0, "{report}\n{err}");
+    assert_eq!(report["rerun"], serde_json::json!([]));
+    assert_eq!(report["refreshed"], serde_json::json!([DATES[1], DATES[2]]));
+    assert_eq!(
+        entry(&report, DATES[1])["refreshed_for"],
+        serde_json::json!([DATES[1]])
+    );
+    assert_eq!(
+        owed_in(&lake),
+        Vec::<String>::new(),
+        "nothing is owed any more"
+    );
+    let clean = dir.path().join("clean");
+    for date in DATES {
+        run(date, &raw, &clean);
+    }
+    assert_eq!(all_rows(&lake), all_rows(&clean));
+}
+
+/// The refreshes a rerun makes owed are recorded before its silver commit: where
+/// they cannot be, the run fails and commits nothing, so no new silver lands
+/// that no catch-up would know to refresh the later dates for.
+#[test]
+fn a_rerun_that_cannot_record_what_it_makes_owed_commits_nothing() {
+    let (_dir, raw, lake) = three_dates_run();
+    change_2024_03_11(&raw);
+    let before = all_rows(&lake);
+    std::fs::create_dir_all(lake.join("_coldpath")).unwrap();
+    std::fs::write(lake.join("_coldpath/pending"), b"in the way").unwrap();
+    let args = run_args(DATES[1], raw.to_str().unwrap(), lake.to_str().unwrap());
+    let out = coldpath(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(
+        report["error"].as_str().unwrap().contains("pending"),
+        "{report}"
+    );
+    assert!(
+        report["tables"].as_object().is_none_or(|t| t.is_empty()),
+        "{report}"
+    );
+    assert_eq!(all_rows(&lake), before, "every table as it was");
+    assert_nothing_uncommitted(&lake);
+}
