@@ -191,6 +191,9 @@ impl Site {
 pub struct LockSet {
     runtime: Option<tokio::runtime::Runtime>,
     locks: Vec<Held>,
+    /// The store locks taken so far, renewed from the first one on (while the
+    /// set waits for the next, too: the wait may outlast a lock's time to live).
+    renewed: Arc<std::sync::Mutex<Vec<Arc<StoreLock>>>>,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -473,13 +476,16 @@ pub async fn acquire(
     let mut set = LockSet {
         runtime: Some(runtime),
         locks: Vec::new(),
+        renewed: Arc::default(),
         stop: None,
     };
+    if matches!(site, Site::Store(_)) {
+        set.start_renewals(settings)?;
+    }
     if let Err(e) = set.take_each(site, tables, date, owner, settings).await {
         set.release().await;
         return Err(e);
     }
-    set.start_renewals(settings)?;
     Ok(set)
 }
 
@@ -542,7 +548,12 @@ async fn acquire_one(
                     info!(table, date = %date, holder = %holder, "waiting for another run's lock");
                     announced = true;
                 }
-                tokio::time::sleep(POLL.min(deadline - now)).await;
+                // A stop ends the wait between two tries, never during one: a
+                // lock whose request was sent is known, and given back.
+                tokio::select! {
+                    _ = tokio::time::sleep(POLL.min(deadline - now)) => {}
+                    signal = crate::cancel::cancelled() => return Err(LockError::Cancelled(signal)),
+                }
             }
         }
     }
@@ -584,36 +595,33 @@ impl LockSet {
             let Some(handle) = self.runtime.as_ref().map(|rt| rt.spawn(task)) else {
                 return Err(LockError::Runtime("its runtime is gone".into()));
             };
-            let held = tokio::select! {
-                joined = handle => joined
-                    .map_err(|e| LockError::Runtime(e.to_string()))
-                    .and_then(|r| r),
-                signal = crate::cancel::cancelled() => Err(LockError::Cancelled(signal)),
-            }?;
+            // Awaited to its end (a stop ends it between tries), so a lock it took
+            // as the stop came is in the set, and the caller gives it back.
+            let held = handle
+                .await
+                .map_err(|e| LockError::Runtime(e.to_string()))
+                .and_then(|r| r)?;
+            if let (Held::Store(lock), Ok(mut renewed)) = (&held, self.renewed.lock()) {
+                renewed.push(lock.clone());
+            }
             self.locks.push(held);
+            if let Some(signal) = crate::cancel::requested() {
+                return Err(LockError::Cancelled(signal));
+            }
         }
         Ok(())
     }
 
-    /// Renews the store locks taken every third of their time to live, until the
-    /// set is released (file locks need no renewal: the OS holds them).
+    /// Renews the store locks taken ([`LockSet::renewed`]) every third of their
+    /// time to live, until the set is released (file locks need no renewal: the
+    /// OS holds them).
     fn start_renewals(&mut self, settings: &LockSettings) -> Result<(), LockError> {
-        let stores: Vec<Arc<StoreLock>> = self
-            .locks
-            .iter()
-            .filter_map(|h| match h {
-                Held::Store(s) => Some(s.clone()),
-                Held::File { .. } => None,
-            })
-            .collect();
-        if stores.is_empty() {
-            return Ok(());
-        }
         let (tx, mut rx) = tokio::sync::oneshot::channel::<()>();
         let every = settings.ttl / 3;
         let Some(rt) = self.runtime.as_ref() else {
             return Err(LockError::Runtime("its runtime is gone".into()));
         };
+        let renewed = self.renewed.clone();
         rt.spawn(async move {
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -621,6 +629,7 @@ impl LockSet {
                 tokio::select! {
                     _ = &mut rx => break,
                     _ = tick.tick() => {
+                        let stores = renewed.lock().map(|s| s.clone()).unwrap_or_default();
                         for lock in &stores {
                             lock.renew().await;
                         }
@@ -884,6 +893,51 @@ mod tests {
         assert!(later > first, "{later} should be after {first}");
         // Renewed before it ran out, so still this run's.
         set.check("telemetry").await.unwrap();
+        set.release().await;
+    }
+
+    /// A run that took `telemetry` and waits for `features_hourly` (held by
+    /// another) past `telemetry`'s time to live keeps `telemetry` renewed
+    /// meanwhile, so it is still the run's once the wait ends.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_lock_taken_is_renewed_while_the_next_one_is_waited_for() {
+        let (site, storage) = memory_site();
+        let other = acquire(
+            &site,
+            &["features_hourly"],
+            date(),
+            &owner("other"),
+            &settings(0),
+        )
+        .await
+        .unwrap();
+        let s = LockSettings {
+            wait: Duration::from_secs(60),
+            ttl: MIN_LOCK_TTL,
+        };
+        let (site_w, s_w) = (site.clone(), s.clone());
+        let waiting = tokio::spawn(async move {
+            let tables = ["telemetry", "features_hourly"];
+            acquire(&site_w, &tables, date(), &owner("run"), &s_w).await
+        });
+        let taken = Utc::now();
+        // Past telemetry's first expiry, still waiting: its expiry moved on.
+        tokio::time::sleep(MIN_LOCK_TTL + Duration::from_secs(1)).await;
+        assert!(!waiting.is_finished(), "still waiting for features_hourly");
+        let holder = read_holder(&storage, "telemetry").await;
+        assert_eq!(holder.run_id, "run");
+        assert!(
+            holder.expires_at > Utc::now(),
+            "expired at {} while waiting (taken about {taken})",
+            holder.expires_at
+        );
+        other.release().await;
+        let set = waiting
+            .await
+            .unwrap()
+            .expect("taken once the other run released it");
+        set.check("telemetry").await.unwrap();
+        set.check("features_hourly").await.unwrap();
         set.release().await;
     }
 
