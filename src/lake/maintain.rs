@@ -7,7 +7,10 @@
 //! Delta's own: a reader or a time-travel query on an older version within that
 //! window keeps working): the files replaced by later runs, and also the files of
 //! runs that never committed (failed, killed, stopped by the quality gate), which
-//! the log never mentions and the default lite mode never finds.
+//! the log never mentions and the default lite mode never finds. On a local lake
+//! it also removes the staging files of writes a killed process never finished
+//! (`<file>.parquet#<n>`), which no store listing shows, once older than the
+//! retention.
 
 use std::num::NonZeroU64;
 
@@ -30,6 +33,8 @@ pub struct TableMaintenance {
     pub files_written: u64,
     pub checkpoint_version: Option<u64>,
     pub files_vacuumed: usize,
+    /// Staging files of unfinished writes removed (a local lake only).
+    pub staging_files_removed: usize,
 }
 
 /// Who maintains: the `maintain` command's run id and the job's name, for each commit.
@@ -102,7 +107,9 @@ pub async fn maintain(
         deleted = vacuumed.files_deleted.len(),
         "vacuumed"
     );
+    let staging_files_removed = remove_stale_staging(lake, spec, retention);
     Ok(Some(TableMaintenance {
+        staging_files_removed,
         table: spec.name,
         version_before: Some(version_before),
         version_after: table.version(),
@@ -111,4 +118,55 @@ pub async fn maintain(
         checkpoint_version,
         files_vacuumed: vacuumed.files_deleted.len(),
     }))
+}
+
+/// On a local lake, removes from `spec`'s partitions the staging files of
+/// writes that never finished (`<name>.parquet#<n>`: coldpath's direct writer
+/// and object_store stage a file under that name, then rename it; a process
+/// killed in between leaves it) whose last change is older than `retention`
+/// (a write under way is younger). The store's listing skips these names, so
+/// vacuum never sees them. Returns how many were removed; one that cannot be
+/// is a warning.
+fn remove_stale_staging(lake: &Lake, spec: &TableSpec, retention: chrono::Duration) -> usize {
+    let Ok(root) = lake.url.to_file_path() else {
+        return 0;
+    };
+    let Ok(retention) = retention.to_std() else {
+        return 0;
+    };
+    let Ok(partitions) = std::fs::read_dir(root.join(spec.name)) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for partition in partitions.flatten().filter(|e| e.path().is_dir()) {
+        let Ok(files) = std::fs::read_dir(partition.path()) else {
+            continue;
+        };
+        for file in files.flatten() {
+            let name = file.file_name().to_string_lossy().into_owned();
+            let stale = file
+                .metadata()
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age > retention);
+            if !name.contains(".parquet#") || !stale {
+                continue;
+            }
+            match std::fs::remove_file(file.path()) {
+                Ok(()) => removed += 1,
+                Err(e) => {
+                    tracing::warn!(table = spec.name, file = %name, error = %e, "a stale staging file was not removed")
+                }
+            }
+        }
+    }
+    if removed > 0 {
+        info!(
+            table = spec.name,
+            files = removed,
+            "removed stale staging files"
+        );
+    }
+    removed
 }

@@ -108,13 +108,22 @@ fn maintain_removes_the_files_of_runs_that_never_committed() {
         .path()
         .join("telemetry/event_date=2024-03-10/part-00000-killed-run-c000.snappy.parquet");
     std::fs::write(&killed, b"PAR1 half-written PAR1").unwrap();
+    // And staging files of writes a killed process never renamed into place
+    // (`<file>#<n>`), which no store listing shows: one old, one fresh.
+    let staged_old = killed.with_extension("parquet#41230");
+    let staged_fresh = fresh_dir.join("part-00001-killed-now-c000.snappy.parquet#41231");
+    for file in [&staged_old, &staged_fresh] {
+        std::fs::write(file, b"PAR1 half-written").unwrap();
+    }
     let eight_days_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(8 * 86_400);
-    std::fs::File::options()
-        .write(true)
-        .open(&killed)
-        .unwrap()
-        .set_modified(eight_days_ago)
-        .unwrap();
+    for file in [&killed, &staged_old] {
+        std::fs::File::options()
+            .write(true)
+            .open(file)
+            .unwrap()
+            .set_modified(eight_days_ago)
+            .unwrap();
+    }
     let before = rows_without_run(lake.path(), "telemetry");
 
     let maintain = |extra: &[&str]| {
@@ -132,6 +141,14 @@ fn maintain_removes_the_files_of_runs_that_never_committed() {
         !killed.exists(),
         "an unreferenced file older than the retention is vacuumed"
     );
+    assert!(
+        !staged_old.exists(),
+        "a staging file older than the retention goes"
+    );
+    assert!(
+        staged_fresh.exists(),
+        "a younger one may be a write under way"
+    );
     for file in &gated {
         assert!(
             file.exists(),
@@ -141,6 +158,7 @@ fn maintain_removes_the_files_of_runs_that_never_committed() {
     }
     // A zero retention takes the rest.
     maintain(&["--vacuum-retention", "0s", "--unsafe-retention"]);
+    assert!(!staged_fresh.exists());
     for table in [
         "telemetry",
         "features_hourly",
