@@ -32,6 +32,37 @@ pub const MAX_BLOCK_BYTES: u64 = 256 << 20;
 pub const MAX_BLOCK_RECORDS: u64 = 1_000_000;
 /// Values a block may hold beyond one per byte (nulls and empty records take no bytes).
 const ZERO_SIZE_VALUES: u64 = 4096;
+/// The memory one block's decoded values may take: every value, string, field
+/// name and enum symbol counted ([`Budget`]). A record repeats its schema's
+/// field names, so without it a small block with long names (or a deflated one
+/// of tiny values) could decode to gigabytes. An Event Hubs Capture block of
+/// a megabyte decodes to a few.
+pub const MAX_BLOCK_DECODED: u64 = 128 << 20;
+/// What one decoded value takes beyond its text, about: the value itself, or a
+/// map entry with its key.
+const VALUE_BYTES: u64 = 64;
+
+/// What one block's values may still take: how many (one per byte of the
+/// block, plus [`ZERO_SIZE_VALUES`]), so a count in the input can never make
+/// the reader loop or allocate past what it sent; and their memory
+/// ([`MAX_BLOCK_DECODED`]).
+struct Budget {
+    values: u64,
+    bytes: u64,
+}
+
+impl Budget {
+    fn take(&mut self, values: u64, bytes: u64) -> Result<(), String> {
+        self.values = self
+            .values
+            .checked_sub(values)
+            .ok_or("more values than the block's bytes can hold")?;
+        self.bytes = self.bytes.checked_sub(bytes).ok_or_else(|| {
+            format!("decodes to more than {MAX_BLOCK_DECODED} bytes, the most one block may take")
+        })?;
+        Ok(())
+    }
+}
 
 /// The four bytes every Avro container file starts with.
 pub const MAGIC: &[u8; 4] = b"Obj\x01";
@@ -299,22 +330,18 @@ impl<'a> Cursor<'a> {
         Ok(n.unsigned_abs() as usize)
     }
 
-    /// One value of `node`. `left` counts down the values the block can still
-    /// hold (one per byte, plus a few thousand that take none), so a count in
-    /// the input can never make the reader loop or allocate past what it sent.
+    /// One value of `node`, charged to `left` (the block's [`Budget`]).
     fn value(
         &mut self,
         s: &Schemas,
         node: usize,
         depth: usize,
-        left: &mut u64,
+        left: &mut Budget,
     ) -> Result<Value, String> {
         if depth > MAX_DEPTH {
             return Err(format!("values nested deeper than {MAX_DEPTH}"));
         }
-        *left = left
-            .checked_sub(1)
-            .ok_or("more values than the block's bytes can hold")?;
+        left.take(1, VALUE_BYTES)?;
         let depth = depth + 1;
         Ok(match &s.nodes[node] {
             Schema::Null => Value::Null,
@@ -331,12 +358,19 @@ impl<'a> Cursor<'a> {
             }
             // Bytes as text: a message Body is UTF-8 JSON; anything else is malformed downstream.
             Schema::Bytes | Schema::String => {
-                Value::String(String::from_utf8_lossy(self.bytes()?).into_owned())
+                let text = self.bytes()?;
+                left.take(0, text.len() as u64)?;
+                Value::String(String::from_utf8_lossy(text).into_owned())
             }
-            Schema::Fixed(n) => Value::String(String::from_utf8_lossy(self.take(*n)?).into_owned()),
+            Schema::Fixed(n) => {
+                left.take(0, *n as u64)?;
+                Value::String(String::from_utf8_lossy(self.take(*n)?).into_owned())
+            }
             Schema::Enum(symbols) => {
                 let i = self.len()?;
-                Value::String(symbols.get(i).cloned().ok_or("enum index out of range")?)
+                let symbol = symbols.get(i).ok_or("enum index out of range")?;
+                left.take(0, symbol.len() as u64)?;
+                Value::String(symbol.clone())
             }
             Schema::Union(branches) => {
                 let i = self.len()?;
@@ -346,13 +380,14 @@ impl<'a> Cursor<'a> {
             Schema::Record(fields) => {
                 let mut map = Map::with_capacity(fields.len());
                 for (name, f) in fields {
+                    left.take(0, VALUE_BYTES + name.len() as u64)?;
                     map.insert(name.clone(), self.value(s, *f, depth, left)?);
                 }
                 Value::Object(map)
             }
             Schema::Array(items) => {
                 let mut out = Vec::new();
-                while let Some(n) = self.items(*left)? {
+                while let Some(n) = self.items(left.values)? {
                     for _ in 0..n {
                         out.push(self.value(s, *items, depth, left)?);
                     }
@@ -361,9 +396,11 @@ impl<'a> Cursor<'a> {
             }
             Schema::Map(values) => {
                 let mut out = Map::new();
-                while let Some(n) = self.items(*left)? {
+                while let Some(n) = self.items(left.values)? {
                     for _ in 0..n {
-                        let k = String::from_utf8_lossy(self.bytes()?).into_owned();
+                        let key = self.bytes()?;
+                        left.take(0, VALUE_BYTES + key.len() as u64)?;
+                        let k = String::from_utf8_lossy(key).into_owned();
                         out.insert(k, self.value(s, *values, depth, left)?);
                     }
                 }
@@ -614,8 +651,11 @@ fn block_records(
     root: usize,
 ) -> Result<Vec<Value>, String> {
     let count = u64::try_from(count).map_err(|_| format!("negative record count {count}"))?;
-    let mut left = body.len() as u64 + ZERO_SIZE_VALUES;
-    if count > left || count > MAX_BLOCK_RECORDS {
+    let mut left = Budget {
+        values: body.len() as u64 + ZERO_SIZE_VALUES,
+        bytes: MAX_BLOCK_DECODED,
+    };
+    if count > left.values || count > MAX_BLOCK_RECORDS {
         return Err(format!(
             "claims {count} records in {} bytes (a block is read if it holds at most {MAX_BLOCK_RECORDS}, one per byte)",
             body.len()
@@ -754,6 +794,37 @@ mod tests {
         zz(body.len() as i64, &mut r);
         r.extend_from_slice(body.as_bytes());
         r
+    }
+
+    /// Each record repeats its schema's field names: a deflated block of a
+    /// million two-byte records under a 256-byte name would decode to about 400
+    /// MB. It is one bad block past [`MAX_BLOCK_DECODED`], not an allocation.
+    #[test]
+    fn long_field_names_cannot_make_a_small_block_decode_to_much() {
+        let name = "n".repeat(256);
+        let schema = format!(
+            r#"{{"type":"record","name":"M","fields":[{{"name":"{name}","type":"long"}}]}}"#
+        );
+        let count = 1_000_000;
+        let mut body = Vec::new();
+        for _ in 0..count {
+            zz(64, &mut body); // two bytes: 80 01
+        }
+        let mut z = flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::best());
+        std::io::Write::write_all(&mut z, &body).unwrap();
+        let deflated = z.finish().unwrap();
+        assert!(deflated.len() < 20_000, "{} bytes", deflated.len());
+        let (recs, bad) = collect(&file(&schema, "deflate", &[(count, deflated)]));
+        assert!(recs.is_empty(), "{} records", recs.len());
+        assert_eq!(bad.len(), 1, "{bad:?}");
+        let (first, claimed, why) = &bad[0];
+        assert_eq!((*first, *claimed), (1, count as u64));
+        assert!(why.contains("decodes to more than"), "{why}");
+        // A tenth of those records under a one-letter name fits, and is read whole.
+        let short = r#"{"type":"record","name":"M","fields":[{"name":"t","type":"long"}]}"#;
+        let (recs, bad) = collect(&file(short, "null", &[(100_000, body[..200_000].to_vec())]));
+        assert!(bad.is_empty(), "{bad:?}");
+        assert_eq!(recs.len(), 100_000);
     }
 
     #[test]
