@@ -1015,6 +1015,14 @@ fn csv_fields(text: &[u8], dialect: &CsvDialect) -> Result<csv::ByteRecord, Stri
     reader
         .read_byte_record(&mut record)
         .map_err(|e| format!("CSV: {e}"))?;
+    // The csv crate ends a row at a carriage return alone, where the lines here
+    // end at LF: a second row in the text would otherwise be dropped unseen.
+    if reader
+        .read_byte_record(&mut csv::ByteRecord::new())
+        .unwrap_or(true)
+    {
+        return Err("CSV: a carriage return (CR) outside quotes ends a row inside this line; rows must end with LF or CRLF".into());
+    }
     Ok(record)
 }
 
@@ -1171,6 +1179,32 @@ mod tests {
         assert_eq!(recs[0].1, "d1,20.5");
         assert_eq!(recs[1].0, 3);
         assert!(recs[1].2.is_err());
+    }
+
+    /// A carriage return alone ends a row for the csv crate but not a line here:
+    /// the line holding it is one rejected record with all its text, never a
+    /// row kept and the rest dropped; CRLF and a quoted CR stay as they were.
+    #[test]
+    fn a_lone_carriage_return_rejects_its_line_whole() {
+        let data = b"deviceId,temperature\nd1,20.5\rd2,21.0\nd3,\"a\rb\"\r\nd4,22.0\n";
+        let recs = collect(data, Format::Csv);
+        let lines: Vec<u64> = recs.iter().map(|r| r.0).collect();
+        assert_eq!(lines, [2, 3, 4], "{recs:?}");
+        assert_eq!(recs[0].1, "d1,20.5\rd2,21.0");
+        let why = recs[0].2.clone().unwrap_err();
+        assert!(why.contains("carriage return"), "{why}");
+        assert_eq!(recs[1].2, Ok("d3".into()));
+        assert_eq!(recs[2].2, Ok("d4".into()));
+        // A file of CR line ends only: one header line, refused as such (the blob's reject).
+        let mac = b"deviceId,temperature\rd1,20.5\rd2,21.0\r";
+        let refused = for_each_record(
+            &mac[..],
+            Format::Csv,
+            &CsvDialect::default(),
+            &Limits::default(),
+            |_| Ok(()),
+        );
+        assert!(refused.is_err_and(|e| e.contains("CSV header")));
     }
 
     #[test]
