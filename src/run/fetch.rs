@@ -27,7 +27,7 @@ pub async fn read_blob(
             return read_pieces(storage, blob, pieces, first).await;
         }
     }
-    let bytes = storage.get(&blob.path).await?;
+    let bytes = storage.get_at_most(&blob.path, blob.size).await?;
     let owned = blob.clone();
     on_rayon(&blob.path, move || {
         normalize::process_blob(idx as u32, &owned, &bytes, &rules)

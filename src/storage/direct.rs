@@ -51,11 +51,12 @@ impl Direct {
         self.local.path_to_filesystem(path).ok()
     }
 
-    /// The whole of the blob at `path`, or `None` (see the module doc).
-    pub async fn get(&self, path: &StorePath) -> Option<bytes::Bytes> {
+    /// The blob at `path`, at most its first `at_most` bytes, or `None` (see the module doc).
+    pub async fn get(&self, path: &StorePath, at_most: u64) -> Option<bytes::Bytes> {
         let file = self.file(path)?;
         let pool = self.pool.clone();
-        finished(tokio::task::spawn_blocking(move || read(&file, None, &pool)).await)
+        let span = Span::Head(at_most);
+        finished(tokio::task::spawn_blocking(move || read(&file, span, &pool)).await)
     }
 
     /// `range` of the blob at `path`, or `None` (see the module doc).
@@ -70,8 +71,17 @@ impl Direct {
         }
         let file = self.file(path)?;
         let pool = self.pool.clone();
-        finished(tokio::task::spawn_blocking(move || read(&file, Some(range), &pool)).await)
+        let span = Span::Range(range);
+        finished(tokio::task::spawn_blocking(move || read(&file, span, &pool)).await)
     }
+}
+
+/// What a direct read takes of a file.
+enum Span {
+    /// Exactly these bytes.
+    Range(std::ops::Range<u64>),
+    /// The file from its start, at most this many bytes.
+    Head(u64),
 }
 
 /// A read's bytes; a read that panicked (a bug) is logged and left to object_store.
@@ -82,9 +92,9 @@ fn finished(done: Result<Option<bytes::Bytes>, tokio::task::JoinError>) -> Optio
     })
 }
 
-/// Reads `range` of `file` (all of it for `None`), exactly, or gives `None`.
+/// Reads `span` of `file`, exactly, or gives `None`.
 #[cfg(target_os = "linux")]
-fn read(file: &Path, range: Option<std::ops::Range<u64>>, pool: &Buffers) -> Option<bytes::Bytes> {
+fn read(file: &Path, span: Span, pool: &Buffers) -> Option<bytes::Bytes> {
     use std::os::unix::fs::{FileExt, OpenOptionsExt};
     let f = std::fs::OpenOptions::new()
         .read(true)
@@ -96,9 +106,9 @@ fn read(file: &Path, range: Option<std::ops::Range<u64>>, pool: &Buffers) -> Opt
     if !meta.is_file() {
         return None;
     }
-    let range = match range {
-        Some(r) => r,
-        None => 0..meta.len(),
+    let range = match span {
+        Span::Range(r) => r,
+        Span::Head(at_most) => 0..meta.len().min(at_most),
     };
     if range.start > range.end {
         return None;
@@ -130,11 +140,7 @@ fn read(file: &Path, range: Option<std::ops::Range<u64>>, pool: &Buffers) -> Opt
 }
 
 #[cfg(not(target_os = "linux"))]
-fn read(
-    _file: &Path,
-    _range: Option<std::ops::Range<u64>>,
-    _pool: &Buffers,
-) -> Option<bytes::Bytes> {
+fn read(_file: &Path, _span: Span, _pool: &Buffers) -> Option<bytes::Bytes> {
     None
 }
 
@@ -256,7 +262,10 @@ mod tests {
             return;
         }
         let blob = StorePath::from("a/b/blob.json");
-        let whole = direct.get(&blob).await.expect("opened direct, read direct");
+        let whole = direct
+            .get(&blob, u64::MAX)
+            .await
+            .expect("opened direct, read direct");
         assert_eq!(&whole[..], &data[..]);
         let ranges = [
             (0, ALIGN),
@@ -275,11 +284,11 @@ mod tests {
             assert!(got.is_none(), "{s}..{e}");
         }
         assert!(direct
-            .get(&StorePath::from("a/b/missing.json"))
+            .get(&StorePath::from("a/b/missing.json"), u64::MAX)
             .await
             .is_none());
         assert!(direct
-            .get(&StorePath::from("a/../b/blob.json"))
+            .get(&StorePath::from("a/../b/blob.json"), u64::MAX)
             .await
             .is_none());
         // A FIFO where a blob was listed: not a file, and no wait for a writer.
@@ -288,7 +297,7 @@ mod tests {
         // SAFETY: a NUL-terminated path and a mode.
         assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
         let pipe = StorePath::from("a/b/pipe.json");
-        assert!(direct.get(&pipe).await.is_none());
+        assert!(direct.get(&pipe, u64::MAX).await.is_none());
         // Many reads through few buffers: each one's bytes stay its own while held.
         let part = |i: usize| i * 1000..i * 1000 + (3 << 19);
         for round in 0..3 {

@@ -185,14 +185,35 @@ impl Storage {
 
     /// Fetches a whole blob.
     pub async fn get(&self, rel: &str) -> Result<bytes::Bytes, StorageError> {
+        self.get_at_most(rel, u64::MAX).await
+    }
+
+    /// Fetches a blob as it was listed: at most its first `listed` bytes. One that
+    /// grew since is read as listed, as a blob read in pieces is (the date's
+    /// manifest then tells `catchup` it changed), so a fetch never holds more than
+    /// the read budget was charged for it.
+    pub async fn get_at_most(&self, rel: &str, listed: u64) -> Result<bytes::Bytes, StorageError> {
+        use futures::StreamExt as _;
         if let Some(direct) = &self.direct {
-            if let Some(bytes) = direct.get(&self.path(rel)).await {
+            if let Some(bytes) = direct.get(&self.path(rel), listed).await {
                 return Ok(bytes);
             }
         }
         let read = |source| self.read_error(rel, source);
         let got = self.store.get(&self.path(rel)).await.map_err(read)?;
-        got.bytes().await.map_err(read)
+        let size = got.meta.size.min(listed);
+        let mut body = got.into_stream();
+        let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+        while let Some(chunk) = body.next().await {
+            let chunk = chunk.map_err(read)?;
+            let room =
+                usize::try_from(listed.saturating_sub(out.len() as u64)).unwrap_or(usize::MAX);
+            out.extend_from_slice(&chunk[..chunk.len().min(room)]);
+            if out.len() as u64 >= listed {
+                break;
+            }
+        }
+        Ok(bytes::Bytes::from(out))
     }
 
     /// Reads `range` of a blob's bytes (a blob read in pieces).
@@ -261,6 +282,36 @@ mod tests {
                 assert_eq!(&got[..], name.as_bytes());
                 let got = s.get_range(&format!("a/{name}"), 1..3).await.unwrap();
                 assert_eq!(&got[..], &name.as_bytes()[1..3]);
+            }
+        }
+    }
+
+    /// A blob that grew after it was listed is read as listed, through the
+    /// direct reader and through object_store alike: a fetch holds no more
+    /// than the read budget was charged for.
+    #[tokio::test]
+    async fn a_blob_is_read_as_listed_however_it_grew() {
+        let dir = tempfile::tempdir().unwrap();
+        let grown: Vec<u8> = (0..3 * 4096 + 17).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("b.json"), &grown).unwrap();
+        let storage =
+            Storage::open(dir.path().to_str().unwrap(), &StorageSettings::default()).unwrap();
+        for s in [
+            storage.clone(),
+            Storage {
+                direct: None,
+                ..storage
+            },
+        ] {
+            for listed in [0, 1, 4096, 5000, grown.len() as u64, 1 << 40] {
+                let got = s.get_at_most("b.json", listed).await.unwrap();
+                let want = &grown[..grown.len().min(listed as usize)];
+                assert_eq!(
+                    &got[..],
+                    want,
+                    "listed {listed}, direct {}",
+                    s.direct.is_some()
+                );
             }
         }
     }
