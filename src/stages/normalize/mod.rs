@@ -219,6 +219,12 @@ fn double_field(
     match v {
         None => Ok(None),
         Some(v) if v.is_nan() => Ok(None),
+        // `inf`, `Infinity`, `1e999` as text: no reading, and one would poison
+        // every mean and deviation over it (a declared column may have no range).
+        Some(v) if v.is_infinite() => Err((
+            Reason::OutOfRange,
+            format!("{name} {v} is not a finite number"),
+        )),
         Some(v) if !col.in_range(v) => Err((
             Reason::OutOfRange,
             format!(
@@ -1111,6 +1117,33 @@ mod tests {
         assert_eq!(r.vibration, None);
         assert_eq!(r.message_id.as_deref(), Some("m-1"));
         assert_eq!(r.enqueued_time, Some(r.event_time + 1_000_000));
+    }
+
+    /// Text that parses to an infinite double is out of range even where the
+    /// column declares no range; NaN stays a missing value.
+    #[test]
+    fn an_infinite_double_is_out_of_range_without_a_range() {
+        let col = Column {
+            aliases: vec!["load".into()],
+            slot: 0,
+            ty: crate::config::schema::FieldType::Double,
+            required: false,
+            min: None,
+            max: None,
+        };
+        for text in ["inf", "-Infinity", "1e999"] {
+            let (reason, detail) = double_field("load", &col, Found::Str(text), false).unwrap_err();
+            assert_eq!(reason, Reason::OutOfRange, "{text}");
+            assert!(detail.contains("not a finite number"), "{detail}");
+        }
+        assert_eq!(
+            double_field("load", &col, Found::Str("NaN"), false),
+            Ok(None)
+        );
+        assert_eq!(
+            double_field("load", &col, Found::Str("1e308"), false),
+            Ok(Some(1e308))
+        );
     }
 
     #[test]
