@@ -886,8 +886,14 @@ fn json_array(
         let start = line;
         let whole = read_value(r, &mut buf, max, &mut line)
             .map_err(|e| e.message("array element", start, max))?;
-        let text = std::str::from_utf8(&buf)
-            .map_err(|e| format!("invalid UTF-8: {e}, at line {start}"))?;
+        // Invalid UTF-8 spoils its element only: the element's end is known.
+        let (text, utf8) = match std::str::from_utf8(&buf) {
+            Ok(text) => (std::borrow::Cow::Borrowed(text), Ok(())),
+            Err(e) => (
+                String::from_utf8_lossy(&buf),
+                Err(format!("invalid UTF-8: {e}")),
+            ),
+        };
         if !whole {
             return f(Record {
                 line: start,
@@ -899,8 +905,8 @@ fn json_array(
         // brackets balanced, so the next element is found all the same.
         f(Record {
             line: start,
-            raw: text,
-            fields: parse_object(text),
+            raw: &text,
+            fields: utf8.and_then(|()| parse_object(&text)),
         })?;
         match skip_ws(r, &mut line)? {
             Some(b',') => r.consume(1),
@@ -1205,6 +1211,19 @@ mod tests {
             |_| Ok(()),
         );
         assert!(refused.is_err_and(|e| e.contains("CSV header")));
+    }
+
+    /// Invalid UTF-8 in one element of a JSON array rejects that element (its
+    /// text, lossily) and the elements after it are read.
+    #[test]
+    fn invalid_utf8_in_a_json_array_element_rejects_only_that_element() {
+        let data = b"[{\"deviceId\":\"a\",\"priority\":\"\xff\"},\n{\"deviceId\":\"b\"}]";
+        let recs = collect(data, Format::JsonArray);
+        assert_eq!(recs.len(), 2, "{recs:?}");
+        let why = recs[0].2.clone().unwrap_err();
+        assert!(why.contains("invalid UTF-8"), "{why}");
+        assert!(recs[0].1.contains("\u{fffd}"), "{}", recs[0].1);
+        assert_eq!((recs[1].0, recs[1].2.clone()), (2, Ok("b".into())));
     }
 
     #[test]
