@@ -661,6 +661,18 @@ impl LockSet {
         )))
     }
 
+    /// Releases every lock, unless a write this process dropped still runs
+    /// ([`super::writers_running`]: the clean-up gave up waiting for it): then the
+    /// locks are left to expire after `lock.ttl`, so that no run of the date
+    /// starts while that write may still commit.
+    pub async fn release_unless_writing(self) {
+        if super::writers_running() {
+            warn!("a write of this run is still running: its locks are left to expire (lock.ttl) rather than released");
+            return;
+        }
+        self.release().await;
+    }
+
     /// Releases every lock (a failure to release is a warning: the lock expires).
     pub async fn release(mut self) {
         self.stop.take();
@@ -939,6 +951,28 @@ mod tests {
         set.check("telemetry").await.unwrap();
         set.check("features_hourly").await.unwrap();
         set.release().await;
+    }
+
+    /// A clean-up that gave up waiting for a dropped write leaves the run's
+    /// locks to expire: no run of the date may start while it could commit.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn locks_are_left_to_expire_while_a_dropped_write_runs() {
+        let (site, storage) = memory_site();
+        let set = acquire(&site, &["telemetry"], date(), &owner("w"), &settings(0))
+            .await
+            .unwrap();
+        let write = super::super::stream::tracked("t", async {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            Ok(1)
+        });
+        assert!(tokio::time::timeout(Duration::from_millis(20), write)
+            .await
+            .is_err());
+        set.release_unless_writing().await;
+        let holder = read_holder(&storage, "telemetry").await;
+        assert_eq!(holder.run_id, "w");
+        assert!(!holder.released, "left to expire, not released");
+        assert!(super::super::stream::settle().await);
     }
 
     #[tokio::test(flavor = "multi_thread")]

@@ -37,7 +37,7 @@ pub mod partials;
 pub mod pending;
 pub mod silver;
 mod stream;
-pub use stream::PartitionStream;
+pub use stream::{writers_running, PartitionStream};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {

@@ -300,6 +300,18 @@ pub async fn settle() -> bool {
     }
 }
 
+/// Whether a write dropped mid-run in this process still runs (what [`settle`]
+/// waits for, looked at once).
+pub fn writers_running() -> bool {
+    match DROPPED.lock() {
+        Ok(mut dropped) => {
+            dropped.retain_mut(still_running);
+            !dropped.is_empty()
+        }
+        Err(_) => true,
+    }
+}
+
 /// Whether a dropped writer still runs; the end of one that stopped is logged.
 fn still_running(task: &mut JoinHandle<Result<u64, SinkError>>) -> bool {
     if !task.is_finished() {

@@ -87,8 +87,10 @@ pub async fn run_on(
             ms = ms(t),
             "looked for the run's uncommitted files"
         );
+        locks.release_unless_writing().await;
+    } else {
+        locks.release().await;
     }
-    locks.release().await;
     report.durations.total_ms = ms(started);
     if result.is_ok() {
         store_report(site, req.date, report).await;

@@ -58,10 +58,15 @@ pub async fn refresh_features(
             ))
             .await;
             match &outcome {
-                Ok(_) => crate::lake::pending::clear_logged(&site.lake, &owed).await,
-                Err(_) => remove_uncommitted(&site.lake, date, &report.run_id).await,
+                Ok(_) => {
+                    crate::lake::pending::clear_logged(&site.lake, &owed).await;
+                    locks.release().await;
+                }
+                Err(_) => {
+                    remove_uncommitted(&site.lake, date, &report.run_id).await;
+                    locks.release_unless_writing().await;
+                }
             }
-            locks.release().await;
             outcome
         }
         .instrument(info_span!("features", date = %date))
