@@ -47,7 +47,7 @@ pub fn request(signal: i32) {
     }
     tracing::warn!(
         signal,
-        "stop requested: ending the run without committing more, releasing its locks"
+        "stop requested: ending the run, starting no more writes (one under way ends first), releasing its locks"
     );
     NOTIFY.notify_waiters();
 }

@@ -33,6 +33,8 @@ use crate::storage::Storage;
 
 /// How often a waiting run looks at the lock again.
 const POLL: Duration = Duration::from_secs(2);
+/// How long a stop waits for a lock request already sent, to give the lock back if it was taken.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
@@ -592,24 +594,35 @@ impl LockSet {
                 started,
                 deadline,
             );
-            let Some(handle) = self.runtime.as_ref().map(|rt| rt.spawn(task)) else {
+            let Some(mut handle) = self.runtime.as_ref().map(|rt| rt.spawn(task)) else {
                 return Err(LockError::Runtime("its runtime is gone".into()));
             };
-            // Awaited to its end (a stop ends it between tries), so a lock it took
-            // as the stop came is in the set, and the caller gives it back.
-            let held = handle
-                .await
+            let joined = tokio::select! {
+                joined = &mut handle => joined,
+                signal = crate::cancel::cancelled() => {
+                    // The wait ends between tries; a request under way may yet take
+                    // the lock: waited for a little, so the caller gives it back.
+                    if let Ok(Ok(Ok(held))) = tokio::time::timeout(STOP_GRACE, &mut handle).await {
+                        self.hold(held);
+                    }
+                    handle.abort();
+                    return Err(LockError::Cancelled(signal));
+                }
+            };
+            let held = joined
                 .map_err(|e| LockError::Runtime(e.to_string()))
                 .and_then(|r| r)?;
-            if let (Held::Store(lock), Ok(mut renewed)) = (&held, self.renewed.lock()) {
-                renewed.push(lock.clone());
-            }
-            self.locks.push(held);
-            if let Some(signal) = crate::cancel::requested() {
-                return Err(LockError::Cancelled(signal));
-            }
+            self.hold(held);
         }
         Ok(())
+    }
+
+    /// Adds a lock taken to the set, and to the ones renewed.
+    fn hold(&mut self, held: Held) {
+        if let (Held::Store(lock), Ok(mut renewed)) = (&held, self.renewed.lock()) {
+            renewed.push(lock.clone());
+        }
+        self.locks.push(held);
     }
 
     /// Renews the store locks taken ([`LockSet::renewed`]) every third of their

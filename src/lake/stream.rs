@@ -360,8 +360,15 @@ where
             }
         }
     }
+    // After a stop, no write starts (one already under way goes on, above).
+    if crate::cancel::requested().is_some() {
+        let message = "not started: the run is stopping".to_string();
+        return Err(SinkError::Writer { table, message });
+    }
     let mut guard = Guard(None);
-    let task = guard.0.insert(tokio::spawn(write));
+    let task = guard
+        .0
+        .insert(tokio::spawn(tracing::Instrument::in_current_span(write)));
     let outcome = task.await.unwrap_or_else(|e| {
         Err(SinkError::Writer {
             table,

@@ -215,7 +215,11 @@ pub async fn catchup(
         for &date in &req.dates {
             schedule.refresh(date, None);
         }
-        for date in settled_before(job, req, &site).await? {
+        let settled = settled_before(job, req, &site).await.unwrap_or_else(|e| {
+            warn!(error = %crate::storage::fault::redact(&e.to_string()), "the dates whose labels settled could not be looked at; the next catch-up takes them");
+            Vec::new()
+        });
+        for date in settled {
             info!(date = %date, "its labels can all be final now: refreshed");
             schedule.refresh(date, None);
         }

@@ -145,9 +145,11 @@ impl DateRun<'_> {
         Ok(owed)
     }
 
-    /// Once silver is replaced, records the refreshes it makes owed once more
-    /// (`owed`: a refresh of a later date that began between the first
-    /// record and the commit read the old silver, and may have cleared it);
+    /// Once silver is replaced, records the refreshes it makes owed once more:
+    /// `owed`, and the later dates looked up again (a refresh of a later date
+    /// that began between the first record and the commit read the old silver,
+    /// and may have cleared it; a later date's first run may have committed
+    /// meanwhile);
     /// and this date itself when an earlier date it read for its look-back was
     /// replaced by another run since that read (a catch-up rerun racing the
     /// nightly run: that run recorded its dependents before this date's silver
@@ -165,18 +167,28 @@ impl DateRun<'_> {
         owed: &[NaiveDate],
         report: &RunReport,
     ) -> Result<(), String> {
-        use crate::run::dependents::{declared_hours, reach_days};
+        use crate::run::dependents::{declared_hours, reach_days, RunTables};
         let (lake, date, run_id) = (&self.site.lake, self.req.date, &self.meta.run_id);
-        if !owed.is_empty() {
-            lake::pending::record(lake, date, owed, run_id).await?;
+        let Some(tables) = RunTables::open(lake).await.map_err(|e| e.to_string())? else {
+            return Ok(());
+        };
+        // Looked up again: a later date's first run may have committed since the first record.
+        let mut again = tables
+            .dependents(date, declared_hours(self.job))
+            .await
+            .map_err(|e| e.to_string())?;
+        for d in owed {
+            if !again.contains(d) {
+                again.push(*d);
+            }
+        }
+        if !again.is_empty() {
+            lake::pending::record(lake, date, &again, run_id).await?;
         }
         let Some(read_at) = report.silver_read_at else {
             return Ok(());
         };
-        let Some(table) = silver::open(lake).await.map_err(|e| e.to_string())? else {
-            return Ok(());
-        };
-        let replaced = silver::replaced_since(&table, read_at, run_id)
+        let replaced = silver::replaced_since(tables.silver(), read_at, run_id)
             .await
             .map_err(|e| e.to_string())?;
         let reach = reach_days(declared_hours(self.job));

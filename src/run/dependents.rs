@@ -121,6 +121,11 @@ impl RunTables {
         Ok(of(date, longest_declared_hours, |d| run.contains(&d)))
     }
 
+    /// The `telemetry` table as it was opened.
+    pub fn silver(&self) -> &DeltaTable {
+        &self.silver
+    }
+
     /// Whether `date` has derived rows to refresh: its silver or its `device_health`
     /// partition holds rows (a date whose devices were all silent has only the latter).
     pub async fn was_run(&self, date: NaiveDate) -> Result<bool, Error> {

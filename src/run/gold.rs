@@ -40,7 +40,7 @@ pub(super) fn finish_gold(
 /// night of bad records naming a new id each must not bloat the Delta log that
 /// every reader parses (10,000 ids of at most 1 KiB: 10 MiB at worst, 250 KiB
 /// for a plant of 10,000 devices with ordinary ids).
-pub(crate) const MAX_RECORDED_DEVICES: usize = 10_000;
+pub(super) const MAX_RECORDED_DEVICES: usize = 10_000;
 
 /// The attribution as the `rejects` commit records it: the devices with the most
 /// duplicates, rejects and late rows first, at most [`MAX_RECORDED_DEVICES`]
@@ -55,7 +55,7 @@ pub(super) fn recorded_devices(attribution: &Attribution) -> lake::DeviceCounts 
         warn!(
             devices = all.len(),
             recorded = MAX_RECORDED_DEVICES,
-            "more devices with duplicates, rejects or late rows than a commit records: a later features refresh reads the rest from device_health"
+            "more devices with duplicates, rejects or late rows than a commit records: a later features refresh counts the rest 0 in device_health"
         );
         all.truncate(MAX_RECORDED_DEVICES);
     }

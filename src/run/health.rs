@@ -13,7 +13,6 @@ use crate::calendar::{day_start, epoch_days, DAY_US};
 use crate::error::Error;
 use crate::lake::manifest::Place;
 use crate::lake::{self, digest, silver, Lake};
-use crate::run::gold::MAX_RECORDED_DEVICES;
 use crate::run::kept;
 use crate::stages::features::baseline;
 use crate::stages::guarded;
@@ -205,35 +204,21 @@ pub async fn earlier_features(lake: &Lake, date: NaiveDate) -> Result<DataFrame,
 }
 
 /// What the latest run of `date` that wrote silver attributed to each device (the
-/// `rejects` commit's metadata). Where the log no longer holds that commit, or the
-/// commit recorded only the first [`MAX_RECORDED_DEVICES`] devices, the date's
-/// `device_health` rows give the rest (`kept`); empty, with a warning, when neither has them.
+/// `rejects` commit's metadata); where the log no longer holds that commit, the
+/// date's `device_health` rows (`kept`); empty, with a warning, when neither has them.
 pub async fn recorded_attribution(lake: &Lake, date: NaiveDate) -> Result<Attribution, Error> {
-    let recorded = latest_recorded(lake, date).await?;
-    let complete = recorded
-        .as_ref()
-        .is_some_and(|devices| devices.len() < MAX_RECORDED_DEVICES);
-    let kept = match complete {
-        true => None,
-        false => kept::attribution(lake, date).await?,
-    };
-    match (&recorded, &kept) {
-        (None, None) => {
-            warn!(date = %date, "no run of the date recorded its duplicates, rejects and late rows per device: device_health counts them 0")
-        }
-        (_, Some(_)) => {
-            info!(date = %date, recorded = recorded.as_ref().map(|d| d.len()), "per-device counts the date's rejects commit does not hold (the log no longer has it, or it recorded its first devices only) carried from the date's device_health rows")
-        }
-        _ => {}
-    }
-    let mut all = kept.unwrap_or_default();
-    all.extend(
-        recorded
+    if let Some(devices) = latest_recorded(lake, date).await? {
+        return Ok(devices
             .into_iter()
-            .flatten()
-            .map(|(id, counts)| (id, Attributed::from_array(counts))),
-    );
-    Ok(all)
+            .map(|(id, counts)| (id, Attributed::from_array(counts)))
+            .collect());
+    }
+    if let Some(kept) = kept::attribution(lake, date).await? {
+        info!(date = %date, "rejects' log no longer holds the date's run: its per-device counts are carried from the date's device_health rows");
+        return Ok(kept);
+    }
+    warn!(date = %date, "no run of the date recorded its duplicates, rejects and late rows per device: device_health counts them 0");
+    Ok(Attribution::new())
 }
 
 /// The per-device counts the latest run of `date` that wrote silver recorded on

@@ -185,35 +185,43 @@ impl Storage {
 
     /// Fetches a whole blob.
     pub async fn get(&self, rel: &str) -> Result<bytes::Bytes, StorageError> {
-        self.get_at_most(rel, u64::MAX).await
+        if let Some(direct) = &self.direct {
+            if let Some(bytes) = direct.get(&self.path(rel), u64::MAX).await {
+                return Ok(bytes);
+            }
+        }
+        let read = |source| self.read_error(rel, source);
+        let got = self.store.get(&self.path(rel)).await.map_err(read)?;
+        got.bytes().await.map_err(read)
     }
 
     /// Fetches a blob as it was listed: at most its first `listed` bytes. One that
     /// grew since is read as listed, as a blob read in pieces is (the date's
     /// manifest then tells `catchup` it changed), so a fetch never holds more than
-    /// the read budget was charged for it.
+    /// the read budget was charged for.
     pub async fn get_at_most(&self, rel: &str, listed: u64) -> Result<bytes::Bytes, StorageError> {
-        use futures::StreamExt as _;
+        if listed == 0 {
+            return Ok(bytes::Bytes::new());
+        }
         if let Some(direct) = &self.direct {
             if let Some(bytes) = direct.get(&self.path(rel), listed).await {
                 return Ok(bytes);
             }
         }
         let read = |source| self.read_error(rel, source);
-        let got = self.store.get(&self.path(rel)).await.map_err(read)?;
-        let size = got.meta.size.min(listed);
-        let mut body = got.into_stream();
-        let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-        while let Some(chunk) = body.next().await {
-            let chunk = chunk.map_err(read)?;
-            let room =
-                usize::try_from(listed.saturating_sub(out.len() as u64)).unwrap_or(usize::MAX);
-            out.extend_from_slice(&chunk[..chunk.len().min(room)]);
-            if out.len() as u64 >= listed {
-                break;
-            }
-        }
-        Ok(bytes::Bytes::from(out))
+        let path = self.path(rel);
+        let range = object_store::GetOptions {
+            range: Some(object_store::GetRange::Bounded(0..listed)),
+            ..Default::default()
+        };
+        let got = match self.store.get_opts(&path, range).await {
+            Ok(got) => got,
+            // Shorter now than listed (rewritten smaller): the whole of it, which is less.
+            Err(_) => self.store.get(&path).await.map_err(read)?,
+        };
+        let bytes = got.bytes().await.map_err(read)?;
+        let at_most = usize::try_from(listed).unwrap_or(usize::MAX);
+        Ok(bytes.slice(..bytes.len().min(at_most)))
     }
 
     /// Reads `range` of a blob's bytes (a blob read in pieces).

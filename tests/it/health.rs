@@ -207,54 +207,6 @@ fn a_refresh_keeps_the_runs_counts_once_the_log_no_longer_holds_the_run() {
     }
 }
 
-#[test]
-fn a_refresh_keeps_the_counts_of_devices_past_what_a_commit_records() {
-    // 10,001 devices, each reading sent twice: one more with a duplicate than the
-    // `rejects` commit records (10,000), so a refresh finds one device's counts only
-    // in the date's device_health rows.
-    let dir = tempfile::tempdir().unwrap();
-    let raw = empty_container(dir.path());
-    let devices = 10_001;
-    let lines: Vec<String> = (0..devices)
-        .map(|i| {
-            serde_json::json!({"deviceId": format!("d{i:05}"), "timestamp": iso(D0 + 10 * HOUR),
-                "temperature": 20.0, "messageId": format!("m{i}")})
-            .to_string()
-        })
-        .flat_map(|line| [line.clone(), line])
-        .collect();
-    let folder = raw.join("telemetry/2024/05/02/10");
-    std::fs::create_dir_all(&folder).unwrap();
-    std::fs::write(folder.join("0.json"), lines.join("\n") + "\n").unwrap();
-    let lake = temp_lake();
-    let args = [
-        "--source",
-        raw.to_str().unwrap(),
-        "--labels-as-of",
-        "2024-06-01T00:00:00Z",
-    ];
-    let (code, report) = run_job(&job_file(), "2024-05-02", lake.path(), &args);
-    assert_eq!(code, 0, "{report}");
-    assert_eq!(report["duplicates"], devices, "{report}");
-    let recorded = user_metadata(lake.path(), "rejects", 0)["devices"]
-        .as_object()
-        .map(|d| d.len());
-    assert_eq!(
-        recorded,
-        Some(10_000),
-        "the commit records the first 10,000 only"
-    );
-    let mut refresh = vec!["--date", "2024-05-02"];
-    refresh.extend_from_slice(&args[2..]);
-    let (code, report, stderr) = features_cmd(lake.path(), &raw, &refresh);
-    assert_eq!(code, 0, "{report}: {stderr}");
-    let health = health_of(lake.path(), "2024-05-02");
-    assert_eq!(health.len(), devices);
-    for r in &health {
-        assert_eq!(get(r, "duplicates"), 1, "{r:?}");
-    }
-}
-
 // ---- A hand-made pair of days: 2024-05-01 (history) and 2024-05-02 (D) ----
 
 const D0: i64 = 1_714_608_000; // 2024-05-02T00:00:00Z in seconds
