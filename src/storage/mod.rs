@@ -183,16 +183,16 @@ impl Storage {
         }
     }
 
-    /// Fetches a whole blob.
-    pub async fn get(&self, rel: &str) -> Result<bytes::Bytes, StorageError> {
-        if let Some(direct) = &self.direct {
-            if let Some(bytes) = direct.get(&self.path(rel), u64::MAX).await {
-                return Ok(bytes);
-            }
-        }
+    /// Fetches a whole blob with the time it was last written (a reference log: the
+    /// time it is known up to).
+    pub async fn get_dated(
+        &self,
+        rel: &str,
+    ) -> Result<(bytes::Bytes, chrono::DateTime<chrono::Utc>), StorageError> {
         let read = |source| self.read_error(rel, source);
         let got = self.store.get(&self.path(rel)).await.map_err(read)?;
-        got.bytes().await.map_err(read)
+        let written = got.meta.last_modified;
+        Ok((got.bytes().await.map_err(read)?, written))
     }
 
     /// Fetches a blob as it was listed: at most its first `listed` bytes. One that
@@ -286,7 +286,9 @@ mod tests {
                     ..storage
                 },
             ] {
-                let got = s.get(&format!("a/{name}")).await.unwrap();
+                let got = s.get_at_most(&format!("a/{name}"), 1 << 20).await.unwrap();
+                assert_eq!(&got[..], name.as_bytes());
+                let (got, _) = s.get_dated(&format!("a/{name}")).await.unwrap();
                 assert_eq!(&got[..], name.as_bytes());
                 let got = s.get_range(&format!("a/{name}"), 1..3).await.unwrap();
                 assert_eq!(&got[..], &name.as_bytes()[1..3]);

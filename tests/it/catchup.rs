@@ -839,37 +839,6 @@ fn a_run_of_an_old_date_with_refresh_dependents_leaves_the_tables_of_a_clean_run
     assert_eq!(out.status.code(), Some(2), "{out:?}");
 }
 
-/// The failures of the fixtures' log: device and time in microseconds.
-fn fixture_failures() -> Vec<(String, i64)> {
-    let text = std::fs::read_to_string(fixtures_raw().join("reference/failures.csv")).unwrap();
-    text.lines()
-        .skip(1)
-        .map(|line| {
-            let cols: Vec<&str> = line.split(',').collect();
-            let at = chrono::DateTime::parse_from_rfc3339(cols[1]).unwrap();
-            (cols[0].to_string(), at.timestamp_micros())
-        })
-        .collect()
-}
-
-/// `failure_within_14d` as CONTRACT.md defines it, worked out here from the log:
-/// with t = window_start + 1 h, true when the device fails in [t, t + 14 d); else
-/// false once t + 14 d is at or before the cut-off; else null.
-fn label_14d(failures: &[(String, i64)], device: &str, window_start: i64, cut_off: i64) -> Value {
-    const HOUR: i64 = 3_600_000_000;
-    let (t, end) = (window_start + HOUR, window_start + HOUR + 14 * 24 * HOUR);
-    if failures
-        .iter()
-        .any(|(d, at)| d == device && t <= *at && *at < end)
-    {
-        Value::Bool(true)
-    } else if end <= cut_off {
-        Value::Bool(false)
-    } else {
-        Value::Null
-    }
-}
-
 /// A nightly label refresh over the 14 dates before stops short of the dates
 /// whose 14-day labels settle; `--refresh-labels` takes those too, the day
 /// their last hour's horizon is over (2024-03-12: its 23:00 hour predicts at
@@ -908,7 +877,7 @@ fn a_label_refresh_also_takes_the_dates_whose_labels_just_settled() {
                 get(&r, "device_id").as_str().unwrap(),
                 get(&r, "window_start"),
             );
-            let want = label_14d(&failures, device, ws.as_i64().unwrap(), cut_off);
+            let want = label_within(&failures, device, ws.as_i64().unwrap(), cut_off, 14);
             assert_eq!(get(&r, "failure_within_14d"), &want, "{date} {device} {ws}");
             trues += usize::from(want == Value::Bool(true));
         }

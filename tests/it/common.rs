@@ -588,3 +588,40 @@ pub fn log_holds(lake: &Path, table: &str, version: u64) -> bool {
         .join(format!("_delta_log/{version:020}.json"))
         .exists()
 }
+
+/// The failures of the fixtures' log: device and time in microseconds.
+pub fn fixture_failures() -> Vec<(String, i64)> {
+    let text = std::fs::read_to_string(fixtures_raw().join("reference/failures.csv")).unwrap();
+    text.lines()
+        .skip(1)
+        .map(|line| {
+            let cols: Vec<&str> = line.split(',').collect();
+            let at = chrono::DateTime::parse_from_rfc3339(cols[1]).unwrap();
+            (cols[0].to_string(), at.timestamp_micros())
+        })
+        .collect()
+}
+
+/// `failure_within_<days>d` as CONTRACT.md defines it, worked out here from the log:
+/// with t = window_start + 1 h, true when the device fails in [t, t + days); else
+/// false once t + days is at or before the cut-off; else null.
+pub fn label_within(
+    failures: &[(String, i64)],
+    device: &str,
+    window_start: i64,
+    cut_off: i64,
+    days: i64,
+) -> Value {
+    const HOUR: i64 = 3_600_000_000;
+    let (t, end) = (window_start + HOUR, window_start + HOUR + days * 24 * HOUR);
+    if failures
+        .iter()
+        .any(|(d, at)| d == device && t <= *at && *at < end)
+    {
+        Value::Bool(true)
+    } else if end <= cut_off {
+        Value::Bool(false)
+    } else {
+        Value::Null
+    }
+}

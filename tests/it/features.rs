@@ -346,3 +346,65 @@ fn a_bad_reference_row_is_a_configuration_error_naming_file_and_line() {
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(stderr.contains("failures.csv"), "{stderr}");
 }
+
+/// A failure log last written before `--labels-as-of` is the labels' cut-off:
+/// a failure after it may not be in it yet, so a label whose horizon ends
+/// later is null, not false (CONTRACT.md: never a false negative from a future
+/// not yet seen). The log here was written at 2024-03-19 10:00, exactly where
+/// the 7-day horizon of 2024-03-12 09:00 ends; the cut-off is ten days later.
+#[test]
+fn labels_look_no_further_than_the_failure_log_was_written() {
+    let dir = temp_lake();
+    let raw = dir.path().join("raw");
+    copy_dir(&fixtures_raw(), &raw);
+    let written = chrono::DateTime::parse_from_rfc3339("2024-03-19T10:00:00Z").unwrap();
+    let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(written.timestamp() as u64);
+    let log = std::fs::File::options()
+        .write(true)
+        .open(raw.join("reference/failures.csv"))
+        .unwrap();
+    log.set_modified(at).unwrap();
+    let lake = dir.path().join("lake");
+    let source = [
+        "--source",
+        raw.to_str().unwrap(),
+        "--labels-as-of",
+        "2024-03-30T00:00:00Z",
+    ];
+    for date in ["2024-03-10", "2024-03-11", "2024-03-12"] {
+        let (code, report) = run_date(date, &lake, &source);
+        assert_eq!(code, 0, "{report}");
+    }
+    let failures = fixture_failures();
+    let known_to = written.timestamp_micros();
+    let mut seen = std::collections::BTreeMap::new();
+    for date in ["2024-03-10", "2024-03-11", "2024-03-12"] {
+        for r in features_of(&lake, date) {
+            let device = get(&r, "device_id").as_str().unwrap();
+            let ws = get(&r, "window_start").as_i64().unwrap();
+            for days in [7, 14] {
+                let want = label_within(&failures, device, ws, known_to, days);
+                let column = format!("failure_within_{days}d");
+                assert_eq!(get(&r, &column), &want, "{date} {device} {ws} {column}");
+                *seen.entry(want.to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    assert!(seen.len() == 3, "true, false and null all there: {seen:?}");
+    // The edge itself: pump-02 fails on 03-11 20:00 and not again; its 7-day
+    // horizon from 03-12 09:00's prediction time (10:00) ends at the log's time.
+    let pump = |hour: i64| {
+        let ws = 1_710_201_600_000_000 + hour * 3_600_000_000; // 2024-03-12 00:00 + hours
+        features_of(&lake, "2024-03-12")
+            .into_iter()
+            .find(|r| get(r, "device_id") == "pump-02" && get(r, "window_start") == ws)
+            .map(|r| get(&r, "failure_within_7d").clone())
+    };
+    assert_eq!(pump(8), Some(Value::Bool(false)));
+    assert_eq!(
+        pump(9),
+        Some(Value::Bool(false)),
+        "ends at the log's time: seen"
+    );
+    assert_eq!(pump(10), Some(Value::Null), "ends after it: not yet seen");
+}

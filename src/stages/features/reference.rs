@@ -79,6 +79,9 @@ pub struct Reference {
     pub maintenance: HashMap<String, Vec<Maintenance>>,
     /// Failures per device, ascending by time.
     pub failures: HashMap<String, Vec<Failure>>,
+    /// When the failure log was last written (µs): a failure after it may not be
+    /// in it yet, so no label is `false` for a horizon that ends later.
+    pub failures_known_to: Option<i64>,
     /// The declared event logs, in the job's order.
     pub events: Vec<EventTimes>,
     /// The declared device attributes.
@@ -102,7 +105,7 @@ impl Reference {
         set: &FeatureSet,
     ) -> Result<Reference, ReferenceError> {
         let m = fetch(source, maintenance).await?;
-        let f = fetch(source, failures).await?;
+        let (f, failures_written) = fetch_dated(source, failures).await?;
         let mut events = Vec::with_capacity(set.events.len());
         for log in &set.events {
             let bytes = fetch(source, &log.path).await?;
@@ -119,6 +122,7 @@ impl Reference {
         Ok(Reference {
             maintenance: parse_maintenance(maintenance, &m)?,
             failures: parse_failures(failures, &f)?,
+            failures_known_to: Some(failures_written.timestamp_micros()),
             events,
             attributes,
         })
@@ -163,6 +167,7 @@ impl Reference {
                 Some(_) => unnamed |= f.component.is_empty(),
             }
         }
+        let cutoff = cutoff.min(self.failures_known_to.unwrap_or(i64::MAX));
         if hit {
             Some(true)
         } else if end <= cutoff && !unnamed {
@@ -175,6 +180,14 @@ impl Reference {
 
 /// Reads a reference file: relative to the source, or at its own location.
 async fn fetch(source: &Storage, path: &str) -> Result<bytes::Bytes, ReferenceError> {
+    Ok(fetch_dated(source, path).await?.0)
+}
+
+/// [`fetch`], with the time the file was last written.
+async fn fetch_dated(
+    source: &Storage,
+    path: &str,
+) -> Result<(bytes::Bytes, chrono::DateTime<chrono::Utc>), ReferenceError> {
     let own = path.contains("://") || std::path::Path::new(path).is_absolute();
     let got = if own {
         let (dir, name) = match path.rfind('/') {
@@ -187,9 +200,9 @@ async fn fetch(source: &Storage, path: &str) -> Result<bytes::Bytes, ReferenceEr
             },
             other => other.into(),
         })?;
-        storage.get(name).await
+        storage.get_dated(name).await
     } else {
-        source.get(path).await
+        source.get_dated(path).await
     };
     got.map_err(|e| match e {
         StorageError::Read { source, fault, .. }
@@ -616,6 +629,22 @@ mod tests {
         // A failure already seen is true even before the horizon is over.
         assert_eq!(
             r.failure_within("p", us("2024-03-17T00:00:00Z"), &week, cutoff),
+            Some(true)
+        );
+        // A failure log last written before the cut-off is the cut-off: a
+        // horizon ending after it is unknown (the log may not show a failure
+        // yet), at it and 1 µs before it fully seen.
+        let written = Reference {
+            failures_known_to: Some(us("2024-03-15T00:00:00Z")),
+            ..r
+        };
+        let later = us("2024-03-30T00:00:00Z");
+        let known = |t: &str| written.failure_within("q", us(t), &week, later);
+        assert_eq!(known("2024-03-08T00:00:00Z"), Some(false));
+        assert_eq!(known("2024-03-07T23:59:59.999999Z"), Some(false));
+        assert_eq!(known("2024-03-08T00:00:00.000001Z"), None);
+        assert_eq!(
+            written.failure_within("p", us("2024-03-17T00:00:00Z"), &week, later),
             Some(true)
         );
     }
