@@ -140,6 +140,11 @@ pub struct RunReport {
     /// The `telemetry` version the run's look-back and history read.
     #[serde(skip)]
     pub silver_read_at: Option<u64>,
+    /// The dates recorded as owed a refresh after silver's commit: recorded
+    /// once more after the derived tables' commits (their baselines read this
+    /// date's `features_hourly`).
+    #[serde(skip)]
+    pub owed_later: Vec<chrono::NaiveDate>,
     /// With `--refresh-dependents`: the later dates whose derived tables read this
     /// date's silver, each recomputed after the run, in date order.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -285,6 +290,7 @@ impl RunReport {
             uncommitted_files_removed: None,
             abandoned_writes: false,
             silver_read_at: None,
+            owed_later: Vec::new(),
             dependents: None,
             error: None,
         }

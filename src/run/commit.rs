@@ -156,7 +156,7 @@ impl DateRun<'_> {
     /// was committed, so it could not name this date; any replacement after
     /// this commit names it). A failure is a warning: the tables are whole,
     /// and the first record stands.
-    async fn record_owed(&self, owed: &[NaiveDate], report: &RunReport) {
+    async fn record_owed(&self, owed: &[NaiveDate], report: &mut RunReport) {
         if let Err(e) = self.owed_by_this_commit(owed, report).await {
             warn!(error = %crate::storage::fault::redact(&e), "the refreshes this date's silver makes owed were not all recorded again; refresh the later dates with `coldpath features`");
         }
@@ -165,7 +165,7 @@ impl DateRun<'_> {
     async fn owed_by_this_commit(
         &self,
         owed: &[NaiveDate],
-        report: &RunReport,
+        report: &mut RunReport,
     ) -> Result<(), String> {
         use crate::run::dependents::{declared_hours, reach_days, RunTables};
         let (lake, date, run_id) = (&self.site.lake, self.req.date, &self.meta.run_id);
@@ -185,6 +185,7 @@ impl DateRun<'_> {
         if !again.is_empty() {
             lake::pending::record(lake, date, &again, run_id).await?;
         }
+        report.owed_later.clone_from(&again);
         let Some(read_at) = report.silver_read_at else {
             return Ok(());
         };
@@ -198,6 +199,20 @@ impl DateRun<'_> {
             lake::pending::record(lake, *cause, &[date], run_id).await?;
         }
         Ok(())
+    }
+
+    /// Records the refreshes owed once more now that `features_hourly` is
+    /// committed: a refresh of a later date that ran between silver's commit and
+    /// this one read this date's old `features_hourly` for its baselines, and may
+    /// have cleared the record. A failure is a warning (the records before stand).
+    async fn record_owed_after_gold(&self, owed: &[NaiveDate]) {
+        if owed.is_empty() {
+            return;
+        }
+        let (lake, date) = (&self.site.lake, self.req.date);
+        if let Err(e) = lake::pending::record(lake, date, owed, &self.meta.run_id).await {
+            warn!(error = %crate::storage::fault::redact(&e), "the refreshes this date makes owed were not recorded again after its features; refresh the later dates with `coldpath features`");
+        }
     }
 
     /// Step 6: then features and minutes (unless the gate failed), then rejects; each one atomic.
@@ -255,6 +270,7 @@ impl DateRun<'_> {
             report.set_status(Status::Succeeded);
             write_manifest(self.site, self.req.date, &self.meta.run_id, &self.listing).await;
             if self.req.features {
+                self.record_owed_after_gold(&report.owed_later).await;
                 lake::pending::clear_logged(&self.site.lake, &self.owed).await;
             }
         }

@@ -439,6 +439,27 @@ fn a_catchup_racing_a_run_of_the_same_date_is_settled_by_the_lock() {
     assert_eq!(all_rows(&lake), all_rows(&clean));
 }
 
+/// A run of `date` on the emulator's lake (through `env`: the emulator, or a proxy before it).
+fn run_on(date: &str, env: &[(&str, String)]) -> std::process::Command {
+    let mut args = run_args(date, "az://raw/", "az://lake/iot");
+    args.extend(["--lock-wait".to_string(), "1m".to_string()]);
+    command(&args, env)
+}
+
+/// A run of `date` through `stall`, once the request the proxy holds is held.
+fn run_until_held(date: &str, stall: &crate::azurite::Stall) -> std::process::Child {
+    let child = run_on(date, &stall.env())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    assert!(
+        stall.wait_stalled(std::time::Duration::from_secs(60)),
+        "never held"
+    );
+    child
+}
+
 /// A rerun of D that replaces D's silver while the first run of D+1 is
 /// going (after D+1's look-back read D, before D+1's silver is committed, so
 /// the rerun cannot name D+1 as a dependent): D+1's run records itself as
@@ -446,11 +467,6 @@ fn a_catchup_racing_a_run_of_the_same_date_is_settled_by_the_lock() {
 #[test]
 fn a_rerun_of_an_earlier_date_racing_a_run_leaves_that_run_owed_a_refresh() {
     let az = Azurite::with_fixtures();
-    let run_on = |date: &str, env: &[(&str, String)]| {
-        let mut args = run_args(date, "az://raw/", "az://lake/iot");
-        args.extend(["--lock-wait".to_string(), "1m".to_string()]);
-        command(&args, env)
-    };
     let succeeded = |out: Output| {
         let log = String::from_utf8_lossy(&out.stderr).into_owned();
         assert_eq!(out.status.code(), Some(0), "{log}");
@@ -459,12 +475,7 @@ fn a_rerun_of_an_earlier_date_racing_a_run_leaves_that_run_owed_a_refresh() {
     succeeded(run_on(DATES[1], &az.env()).output().unwrap());
     // The 12th's silver commit (version 1) is held.
     let stall = crate::azurite::Stall::start(&az, "telemetry/_delta_log/00000000000000000001");
-    let later = run_on(DATES[2], &stall.env())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    assert!(stall.wait_stalled(std::time::Duration::from_secs(60)));
+    let later = run_until_held(DATES[2], &stall);
     // Meanwhile the 11th is run again, straight to the emulator: its commit is version 1.
     succeeded(run_on(DATES[1], &az.env()).output().unwrap());
     stall.release();
@@ -966,4 +977,49 @@ fn a_rerun_that_cannot_record_what_it_makes_owed_commits_nothing() {
     );
     assert_eq!(all_rows(&lake), before, "every table as it was");
     assert_nothing_uncommitted(&lake);
+}
+
+/// A refresh of D+1 that runs while a rerun of D is between its silver commit
+/// and its `features_hourly` commit reads D's old features for its baselines,
+/// and clears the record the rerun made: the rerun records D+1 as owed once more
+/// after its own features, so the next catch-up refreshes D+1 again.
+#[test]
+fn a_refresh_between_a_reruns_silver_and_its_features_stays_owed() {
+    let az = Azurite::with_fixtures();
+    for date in DATES {
+        let out = run_on(date, &az.env()).output().unwrap();
+        assert_eq!(
+            out.status.code(),
+            Some(0),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // The rerun of the 11th: its features_hourly commit (version 3) is held.
+    let stall =
+        crate::azurite::Stall::start(&az, "features_hourly/_delta_log/00000000000000000003");
+    let rerun = run_until_held(DATES[1], &stall);
+    // Meanwhile the 12th is refreshed, straight to the emulator.
+    let (code, report, err) = coldpath_with(
+        "features",
+        LABELS,
+        "az://raw/",
+        "az://lake/iot",
+        &["--date", DATES[2]],
+        &az.env(),
+    );
+    assert_eq!(code, 0, "{report}\n{err}");
+    stall.release();
+    let out = rerun.wait_with_output().unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{report}");
+    let dir = temp_lake();
+    let lake = dir.path().join("lake");
+    az.download("lake", "iot", &lake);
+    let run_id = report["run_id"].as_str().unwrap();
+    assert_eq!(
+        owed_in(&lake),
+        [format!("{}.after.{}.{run_id}.json", DATES[2], DATES[1])],
+        "the 12th is owed a refresh after the 11th's features"
+    );
 }
