@@ -158,8 +158,15 @@ fn task_list(t: &TaskTemplate, dates: &[NaiveDate]) -> Vec<Value> {
     let silver_flags = read_args(t);
     // A features task reads silver, not blobs: `--allow-empty` has nothing to allow there.
     let features_flags: Vec<String> = label_args(t).into_iter().chain(lock_args(t)).collect();
-    let task =
-        |id: String, args: Vec<String>, depends: Vec<String>| make_task(t, id, args, depends);
+    // A date that fails blocks no other: Batch holds a task's dependents on any
+    // exit but 0 unless told, and a held chain of features tasks would keep the
+    // job open to its wall clock. As in a backfill in one process, a later
+    // features task then reads the silver there is.
+    let task = |id: String, args: Vec<String>, depends: Vec<String>| {
+        let mut task = make_task(t, id, args, depends);
+        task["exitConditions"] = json!({"default": {"dependencyAction": "satisfy"}});
+        task
+    };
     let mut all = Vec::new();
     for &date in dates {
         let mut args = vec!["coldpath".to_string(), "run".into()];
@@ -583,6 +590,15 @@ mod tests {
         assert_eq!(tasks.len(), 6);
         let by_id = |id: &str| tasks.iter().find(|t| t["id"] == id).unwrap();
         assert!(by_id("silver-2024-03-10").get("dependsOn").is_none());
+        // A failed or gated date satisfies its dependents (Batch's default blocks them).
+        for id in [
+            "silver-2024-03-10",
+            "features-2024-03-10",
+            "features-2024-03-12",
+        ] {
+            let exit = &by_id(id)["exitConditions"]["default"];
+            assert_eq!(exit, &json!({"dependencyAction": "satisfy"}), "{id}");
+        }
         assert_eq!(
             by_id("features-2024-03-10")["dependsOn"]["taskIds"],
             json!(["silver-2024-03-10"])
