@@ -661,6 +661,18 @@ mod tests {
         assert_eq!(image["nodeAgentSkuId"], "batch.node.ubuntu 22.04");
     }
 
+    /// The shipped job: task dependencies on (the tasks' `dependsOn` and their
+    /// `dependencyAction` need them), and no end on all tasks complete at its
+    /// creation, when it has no task yet (operations.md sets it after the tasks).
+    #[test]
+    fn the_shipped_job_takes_the_emitted_tasks() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/jobs/batch/job.json");
+        let job: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        assert_eq!(job["usesTaskDependencies"], true);
+        assert_eq!(job["onAllTasksComplete"], "noaction");
+        assert_eq!(job["onTaskFailure"], "noaction");
+    }
+
     #[test]
     fn arguments_with_spaces_are_quoted() {
         assert_eq!(
