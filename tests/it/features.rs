@@ -408,3 +408,50 @@ fn labels_look_no_further_than_the_failure_log_was_written() {
     );
     assert_eq!(pump(10), Some(Value::Null), "ends after it: not yet seen");
 }
+
+/// `features` over a date never run (no silver, no device_health rows) refreshes
+/// nothing there: device_health would otherwise list every device of the week
+/// before as silent on a date nothing was read for, and the date would then
+/// read as run. A date run before it is refreshed as ever.
+#[test]
+fn the_features_command_leaves_a_date_never_run_alone() {
+    let lake = temp_lake();
+    run_all_dates(lake.path(), LABELS);
+    let range = [
+        "--from",
+        "2024-03-12",
+        "--to",
+        "2024-03-13",
+        "--labels-as-of",
+        LABELS,
+    ];
+    let (code, report, stderr) = features_cmd(lake.path(), &fixtures_raw(), &range);
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    let dates = report["dates"].as_array().unwrap();
+    assert_eq!(dates.len(), 2, "{report}");
+    assert!(
+        dates[0]["table"].is_object(),
+        "2024-03-12 refreshed: {report}"
+    );
+    assert!(
+        dates[1].get("table").is_none(),
+        "2024-03-13 left alone: {report}"
+    );
+    assert!(stderr.contains("never run"), "{stderr}");
+    for table in ["device_health", "features_hourly", "telemetry_minute"] {
+        let column = match table {
+            "device_health" => "health_date",
+            "features_hourly" => "feature_date",
+            _ => "event_date",
+        };
+        let rows = read_rows(lake.path(), table);
+        assert!(
+            rows.iter().all(|r| get(r, column) != "2024-03-13"),
+            "{table}"
+        );
+        assert!(
+            rows.iter().any(|r| get(r, column) == "2024-03-12"),
+            "{table}"
+        );
+    }
+}
