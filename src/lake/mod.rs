@@ -361,6 +361,23 @@ pub async fn has_partition(
     Ok(!partition_files(table, spec, date).await?.is_empty())
 }
 
+/// Whether `date` has derived rows to refresh: its `telemetry` (`silver`) or its
+/// `device_health` (`health`, when there is one) partition holds rows (a date whose
+/// devices were all silent has only the latter).
+pub async fn was_run(
+    silver: &DeltaTable,
+    health: Option<&DeltaTable>,
+    date: NaiveDate,
+) -> Result<bool, SinkError> {
+    if has_partition(silver, &telemetry_table(), date).await? {
+        return Ok(true);
+    }
+    match health {
+        Some(health) => has_partition(health, &health_table(), date).await,
+        None => Ok(false),
+    }
+}
+
 /// The data files of `table`'s partition of `date` (`spec.partition = date`), as its log
 /// names them, sorted.
 pub async fn partition_files(

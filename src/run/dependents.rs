@@ -126,16 +126,9 @@ impl RunTables {
         &self.silver
     }
 
-    /// Whether `date` has derived rows to refresh: its silver or its `device_health`
-    /// partition holds rows (a date whose devices were all silent has only the latter).
+    /// Whether `date` has derived rows to refresh ([`crate::lake::was_run`]).
     pub async fn was_run(&self, date: NaiveDate) -> Result<bool, Error> {
-        if silver::has_partition(&self.silver, date).await? {
-            return Ok(true);
-        }
-        let Some(health) = &self.health else {
-            return Ok(false);
-        };
-        Ok(crate::lake::has_partition(health, &crate::lake::health_table(), date).await?)
+        Ok(crate::lake::was_run(&self.silver, self.health.as_ref(), date).await?)
     }
 }
 

@@ -38,10 +38,10 @@ pub async fn refresh_features(
             job.lake
         )));
     };
-    let run = crate::run::dependents::RunTables::open(&site.lake).await?;
+    let health = lake::open_table(&site.lake, &lake::health_table()).await?;
     let mut any_failed = false;
     for &date in dates {
-        if !was_run(run.as_ref(), date).await? {
+        if !lake::was_run(&table, health.as_ref(), date).await? {
             // Nothing derived to refresh: device_health would list every device of
             // the week before as silent on a date nothing was ever read for.
             warn!(date = %date, "never run (no silver or device_health rows): nothing to refresh");
@@ -114,17 +114,6 @@ pub async fn refresh_features(
         Status::Succeeded
     });
     Ok(())
-}
-
-/// Whether `date` has derived rows to refresh ([`crate::run::dependents::RunTables::was_run`]).
-async fn was_run(
-    run: Option<&crate::run::dependents::RunTables>,
-    date: NaiveDate,
-) -> Result<bool, Error> {
-    match run {
-        Some(tables) => tables.was_run(date).await,
-        None => Ok(false),
-    }
 }
 
 /// Removes, under the date's locks, the files a failed or stopped refresh of
