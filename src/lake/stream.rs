@@ -104,7 +104,7 @@ pub struct PartitionStream {
     /// saved 1.5 % of a plant run's CPU and nothing of its wall time (BENCHMARKS.md).
     schema: SchemaRef,
     tx: Option<mpsc::Sender<Msg>>,
-    task: Option<JoinHandle<Result<u64, SinkError>>>,
+    task: Task,
     rows: u64,
 }
 
@@ -139,7 +139,7 @@ impl PartitionStream {
             table: spec.name,
             schema: spec.schema.clone(),
             tx: Some(tx),
-            task: Some(task),
+            task: Task(Some(task)),
             rows: 0,
         })
     }
@@ -234,22 +234,39 @@ impl PartitionStream {
 
     async fn outcome(&mut self) -> Result<u64, SinkError> {
         self.tx = None;
-        // Awaited in place, not taken first: a run dropped while it waits (a
-        // signal) leaves the task to `Drop`, which hands it to [`settle`].
-        let outcome = match self.task.as_mut() {
+        self.task.outcome(self.table).await
+    }
+}
+
+/// A write's task, awaited in place: dropped before it ends (a run stopped
+/// while it waits), the task goes on and is handed to [`settle`].
+struct Task(Option<JoinHandle<Result<u64, SinkError>>>);
+
+impl Task {
+    /// The write's outcome, once (after it, the write is over).
+    async fn outcome(&mut self, table: &'static str) -> Result<u64, SinkError> {
+        let outcome = match self.0.as_mut() {
             Some(task) => task.await.unwrap_or_else(|e| {
                 Err(SinkError::Writer {
-                    table: self.table,
+                    table,
                     message: format!("the writer task failed: {e}"),
                 })
             }),
             None => Err(SinkError::Writer {
-                table: self.table,
+                table,
                 message: "the write is already over".into(),
             }),
         };
-        self.task = None;
+        self.0 = None;
         outcome
+    }
+}
+
+impl Drop for Task {
+    fn drop(&mut self) {
+        if let Some(task) = self.0.take() {
+            hand_to_settle(task);
+        }
     }
 }
 
@@ -335,11 +352,9 @@ impl Drop for PartitionStream {
     fn drop(&mut self) {
         // Dropped mid-run (an error elsewhere): the closed channel fails the write,
         // so nothing is committed; the task winds down on its own, and `settle`
-        // waits for it before the run looks for the files it left.
+        // waits for it (handed over as `task` drops, after this) before the run
+        // looks for the files it left.
         self.tx = None;
-        if let Some(task) = self.task.take() {
-            hand_to_settle(task);
-        }
     }
 }
 
@@ -352,31 +367,13 @@ pub async fn tracked<W>(table: &'static str, write: W) -> Result<u64, SinkError>
 where
     W: std::future::Future<Output = Result<u64, SinkError>> + Send + 'static,
 {
-    struct Guard(Option<JoinHandle<Result<u64, SinkError>>>);
-    impl Drop for Guard {
-        fn drop(&mut self) {
-            if let Some(task) = self.0.take() {
-                hand_to_settle(task);
-            }
-        }
-    }
     // After a stop, no write starts (one already under way goes on, above).
     if crate::cancel::requested().is_some() {
         let message = "not started: the run is stopping".to_string();
         return Err(SinkError::Writer { table, message });
     }
-    let mut guard = Guard(None);
-    let task = guard
-        .0
-        .insert(tokio::spawn(tracing::Instrument::in_current_span(write)));
-    let outcome = task.await.unwrap_or_else(|e| {
-        Err(SinkError::Writer {
-            table,
-            message: format!("the writer task failed: {e}"),
-        })
-    });
-    guard.0 = None;
-    outcome
+    let write = tracing::Instrument::in_current_span(write);
+    Task(Some(tokio::spawn(write))).outcome(table).await
 }
 
 #[cfg(test)]
