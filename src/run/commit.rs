@@ -127,13 +127,10 @@ impl DateRun<'_> {
     /// with `--silver-only` this date itself, whose derived tables it leaves as
     /// they were. Returns the dates recorded.
     async fn owed_by_this_write(&self) -> Result<Vec<NaiveDate>, String> {
-        use crate::run::dependents::{declared_hours, RunTables};
+        use crate::run::dependents::RunTables;
         let (lake, date, run_id) = (&self.site.lake, self.req.date, &self.meta.run_id);
         let mut owed = match RunTables::open(lake).await.map_err(|e| e.to_string())? {
-            Some(tables) => tables
-                .dependents(date, declared_hours(self.job))
-                .await
-                .map_err(|e| e.to_string())?,
+            Some(tables) => self.later_dates(&tables).await?,
             None => Vec::new(),
         };
         if !self.req.features {
@@ -143,6 +140,16 @@ impl DateRun<'_> {
             lake::pending::record(lake, date, &owed, run_id).await?;
         }
         Ok(owed)
+    }
+
+    /// The later dates that read this date's silver, as `tables` hold them now.
+    async fn later_dates(
+        &self,
+        tables: &crate::run::dependents::RunTables,
+    ) -> Result<Vec<NaiveDate>, String> {
+        let hours = crate::run::dependents::declared_hours(self.job);
+        let dates = tables.dependents(self.req.date, hours).await;
+        dates.map_err(|e| e.to_string())
     }
 
     /// Once silver is replaced, records the refreshes it makes owed once more:
@@ -173,19 +180,16 @@ impl DateRun<'_> {
             return Ok(());
         };
         // Looked up again: a later date's first run may have committed since the first record.
-        let mut again = tables
-            .dependents(date, declared_hours(self.job))
-            .await
-            .map_err(|e| e.to_string())?;
+        let mut again = self.later_dates(&tables).await?;
         for d in owed {
             if !again.contains(d) {
                 again.push(*d);
             }
         }
+        report.owed_later.clone_from(&again);
         if !again.is_empty() {
             lake::pending::record(lake, date, &again, run_id).await?;
         }
-        report.owed_later.clone_from(&again);
         let Some(read_at) = report.silver_read_at else {
             return Ok(());
         };
