@@ -8,7 +8,9 @@
 //! the look-back, the baselines, `device_health`'s history) are refreshed from
 //! silver. Reruns and refreshes go in one date order, so each date reads dates
 //! already up to date. An unchanged date is not read at all. Dates never run are
-//! reported, and run only when asked (`--include-missing`).
+//! reported, and run only when asked (`--include-missing`). A date that cannot
+//! be listed is reported with its error and not run again; the other dates go
+//! on, and the catch-up fails at the end, so a retry takes that date.
 
 use std::collections::BTreeSet;
 
@@ -47,6 +49,9 @@ pub enum State {
     ManifestUnreadable,
     /// After the range: not listed, only refreshed as a dependent of a rerun.
     OutsideRange,
+    /// The date could not be listed (its `error` says why): not run again, and
+    /// the catch-up fails once the other dates are done, so a retry takes it.
+    ListingFailed,
 }
 
 /// Paths listed per kind of change in the report, at most (the counts are whole).
@@ -119,7 +124,18 @@ impl CatchupDate {
     }
 
     fn statuses(&self) -> impl Iterator<Item = Status> {
-        self.rerun.into_iter().chain(self.features_refreshed)
+        let unlisted = (self.state == State::ListingFailed).then_some(Status::Failed);
+        self.rerun
+            .into_iter()
+            .chain(self.features_refreshed)
+            .chain(unlisted)
+    }
+
+    /// A date whose listing failed with `e`.
+    fn unlisted(date: NaiveDate, e: &Error) -> CatchupDate {
+        let mut entry = CatchupDate::new(date, State::ListingFailed, &Diff::default());
+        entry.error = Some(crate::storage::fault::redact(&e.to_string()));
+        entry
     }
 }
 
@@ -194,11 +210,19 @@ pub async fn catchup(
     let mut reruns = Vec::new();
     for &date in &req.dates {
         stop_if_asked()?;
-        let mut entry = look(job, &site, date).await?;
+        let mut entry = match look(job, &site, date).await {
+            Ok(entry) => entry,
+            Err(e) if e.status() == Status::Failed => {
+                warn!(date = %date, error = %crate::storage::fault::redact(&e.to_string()), "the date could not be listed: the others go on, the catch-up fails");
+                report.dates.push(CatchupDate::unlisted(date, &e));
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let wanted = match entry.state {
             State::Changed | State::ManifestUnreadable => true,
             State::NeverRun => req.include_missing,
-            State::Unchanged | State::OutsideRange => false,
+            State::Unchanged | State::OutsideRange | State::ListingFailed => false,
         };
         if wanted && req.dry_run {
             entry.dependents = dated(

@@ -1023,3 +1023,60 @@ fn a_refresh_between_a_reruns_silver_and_its_features_stays_owed() {
         "the 12th is owed a refresh after the 11th's features"
     );
 }
+
+/// A date that cannot be listed (a directory loop in its 05:00 folder) fails
+/// alone: the dates on either side, each with a late blob, are run again, the
+/// middle one is refreshed for the first, reported with its listing's error,
+/// and the catch-up exits 1. Once the loop is gone the next catch-up finds the
+/// middle date unchanged, and the tables equal a clean run's.
+#[test]
+fn a_date_that_cannot_be_listed_fails_alone() {
+    let (dir, raw, lake) = three_dates_run();
+    for (date, device) in [(DATES[0], "late-10"), (DATES[2], "late-12")] {
+        let path = raw.join(format!("telemetry/{}/22/late.json", date.replace('-', "/")));
+        std::fs::write(path, reading(device, &format!("{date}T22:10:00Z"))).unwrap();
+    }
+    let looped = raw.join("telemetry/2024/03/11/05/loop");
+    std::os::unix::fs::symlink(".", &looped).unwrap();
+    let range = ["--from", DATES[0], "--to", DATES[2]];
+    let (raw_s, lake_s) = (raw.to_str().unwrap(), lake.to_str().unwrap());
+
+    let (code, report, err) = catchup(raw_s, lake_s, &range, &[]);
+    assert_eq!(
+        (code, &report["status"]),
+        (1, &Value::from("failed")),
+        "{report}\n{err}"
+    );
+    assert_eq!(
+        report["rerun"],
+        serde_json::json!([DATES[0], DATES[2]]),
+        "{report}"
+    );
+    let d11 = entry(&report, DATES[1]);
+    assert_eq!(d11["state"], "listing_failed", "{report}");
+    assert!(
+        d11["error"]
+            .as_str()
+            .unwrap()
+            .contains("telemetry/2024/03/11/05/"),
+        "{d11}"
+    );
+    assert_eq!(d11["features_refreshed"], "succeeded", "{d11}");
+    assert_eq!(d11["refreshed_for"], serde_json::json!([DATES[0]]));
+    assert!(err.contains("catchup of 2024-03-11 failed"), "{err}");
+    let telemetry = rows_without_run(&lake, "telemetry");
+    for device in ["late-10", "late-12"] {
+        assert!(telemetry.iter().any(|r| r.contains(device)), "{device}");
+    }
+
+    std::fs::remove_file(&looped).unwrap();
+    let (code, report, err) = catchup(raw_s, lake_s, &range, &[]);
+    assert_eq!(code, 0, "{report}\n{err}");
+    assert_eq!(entry(&report, DATES[1])["state"], "unchanged");
+    assert_eq!(report["rerun"], serde_json::json!([]));
+    let clean = dir.path().join("clean");
+    for date in DATES {
+        run(date, &raw, &clean);
+    }
+    assert_eq!(all_rows(&lake), all_rows(&clean));
+}
