@@ -4,7 +4,8 @@
 //! (`{"value": [task, …]}`), each within Batch's limits of 100 tasks and 1 MB,
 //! in submission order: a task's dependencies are in its own collection or an
 //! earlier one. They are for a job created from `jobs/batch/job.json` (which
-//! turns task dependencies on). Tasks run the container image; its identity is
+//! turns task dependencies on) on the pool of `jobs/batch/container-pool.json`
+//! (a container task needs a pool with a container runtime). Tasks run the container image; its identity is
 //! the pool's managed identity (set `AZURE_CLIENT_ID` for a user-assigned one),
 //! so no secret is in a task. Each task uploads its stdout (the run report) and
 //! stderr (the logs) to a blob container when it ends, with the same identity,
@@ -630,9 +631,7 @@ mod tests {
 
     #[test]
     fn the_shipped_pool_runs_this_version_of_the_package() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/jobs/batch/pool.json");
-        let template: Value =
-            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let template = shipped("pool.json");
         assert_eq!(
             template["parameters"]["coldpathVersion"]["defaultValue"],
             env!("CARGO_PKG_VERSION")
@@ -661,13 +660,61 @@ mod tests {
         assert_eq!(image["nodeAgentSkuId"], "batch.node.ubuntu 22.04");
     }
 
+    fn shipped(name: &str) -> Value {
+        let path = format!("{}/jobs/batch/{name}", env!("CARGO_MANIFEST_DIR"));
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// The emitted tasks are container tasks: the shipped job runs them on the
+    /// container pool, whose nodes have a container runtime (the plain Ubuntu
+    /// image of `pool.json` has none) and pull the image with the pool's identity.
+    #[test]
+    fn the_shipped_job_runs_on_a_pool_that_runs_containers() {
+        let template = shipped("container-pool.json");
+        let job = shipped("job.json");
+        assert_eq!(
+            job["poolInfo"]["poolId"],
+            template["parameters"]["poolId"]["defaultValue"]
+        );
+        let pool = &template["resources"][0];
+        let vm = &pool["properties"]["deploymentConfiguration"]["virtualMachineConfiguration"];
+        let containers = &vm["containerConfiguration"];
+        assert_eq!(containers["type"], "DockerCompatible");
+        assert_eq!(
+            containers["containerImageNames"],
+            json!(["[parameters('image')]"])
+        );
+        let identity = "[parameters('identityResourceId')]";
+        let registry = &containers["containerRegistries"][0];
+        assert_eq!(registry["identityReference"]["resourceId"], identity);
+        assert!(pool["identity"]["userAssignedIdentities"]
+            .get(identity)
+            .is_some());
+        assert_eq!(
+            (
+                &vm["imageReference"]["publisher"],
+                &vm["imageReference"]["offer"]
+            ),
+            (&json!("microsoft-dsvm"), &json!("ubuntu-hpc"))
+        );
+        assert_eq!(vm["nodeAgentSkuId"], "batch.node.ubuntu 22.04");
+        // The app-package pool runs no container task.
+        let plain = shipped("pool.json");
+        let plain_vm = &plain["resources"][0]["properties"]["deploymentConfiguration"]
+            ["virtualMachineConfiguration"];
+        assert!(plain_vm.get("containerConfiguration").is_none());
+        assert_ne!(
+            job["poolInfo"]["poolId"],
+            plain["parameters"]["poolId"]["defaultValue"]
+        );
+    }
+
     /// The shipped job: task dependencies on (the tasks' `dependsOn` and their
     /// `dependencyAction` need them), and no end on all tasks complete at its
     /// creation, when it has no task yet (operations.md sets it after the tasks).
     #[test]
     fn the_shipped_job_takes_the_emitted_tasks() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/jobs/batch/job.json");
-        let job: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let job = shipped("job.json");
         assert_eq!(job["usesTaskDependencies"], true);
         assert_eq!(job["onAllTasksComplete"], "noaction");
         assert_eq!(job["onTaskFailure"], "noaction");
