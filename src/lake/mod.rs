@@ -35,6 +35,7 @@ pub mod manifest;
 mod own_commit;
 pub mod partials;
 pub mod pending;
+pub mod settled;
 pub mod silver;
 mod stream;
 pub use stream::{writers_running, PartitionStream};

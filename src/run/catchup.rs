@@ -235,19 +235,22 @@ pub async fn catchup(
     }
     let mut schedule = Schedule::of_reruns(reruns);
     owed_refreshes(&site, req.dry_run, &mut schedule, report).await;
-    if req.refresh_labels && !req.dry_run {
+    let settling = if req.refresh_labels && !req.dry_run {
         for &date in &req.dates {
             schedule.refresh(date, None);
         }
-        let settled = settled_before(job, req, &site).await.unwrap_or_else(|e| {
-            warn!(error = %crate::storage::fault::redact(&e.to_string()), "the dates whose labels settled could not be looked at; the next catch-up takes them");
-            Vec::new()
+        let settling = settled_before(job, req, &site).await.unwrap_or_else(|e| {
+            warn!(error = %crate::storage::fault::redact(&e), "the dates whose labels settled could not be looked at; the next catch-up takes them");
+            None
         });
-        for date in settled {
+        for &date in settling.iter().flat_map(|s| &s.dates) {
             info!(date = %date, "its labels can all be final now: refreshed");
             schedule.refresh(date, None);
         }
-    }
+        settling
+    } else {
+        None
+    };
     while let Some((date, work)) = schedule.pop() {
         stop_if_asked()?;
         let rerun_ok =
@@ -259,7 +262,23 @@ pub async fn catchup(
     }
     report.dates.sort_by(|a, b| a.date.cmp(&b.date));
     report.conclude();
+    if let Some(settling) = settling {
+        record_settled(&site, &settling, report).await;
+    }
     Ok(())
+}
+
+/// Records the cut-off a label refresh settled through, once every date it took
+/// was refreshed: a catch-up that failed anywhere leaves the watermark as it was,
+/// so the next one takes the same dates again.
+async fn record_settled(site: &Site, settling: &Settling, report: &CatchupReport) {
+    if report.status != Status::Succeeded {
+        return;
+    }
+    if let Err(e) = crate::lake::settled::write(&site.lake, settling.through, &report.run_id).await
+    {
+        warn!(error = %crate::storage::fault::redact(&e), "the labels' watermark was not recorded; the next catch-up refreshes the same settled dates again");
+    }
 }
 
 /// The refreshes owed since an earlier date's silver was replaced
@@ -297,38 +316,112 @@ async fn owed_refreshes(
 /// a night or two missed still leaves each date one refresh once it settled.
 pub const SETTLED_DATES: i64 = 3;
 
-/// The dates whose every label the job's longest horizon lets be final at
-/// `labels_as_of`, newest first: date D's last hour predicts at D + 1 day and
-/// looks a horizon ahead, so D settles at D + 1 day + horizon. The newest
-/// [`SETTLED_DATES`] of them.
-pub fn settled(labels_as_of: DateTime<Utc>, horizon_hours: i64) -> Vec<NaiveDate> {
-    let at = labels_as_of - chrono::Duration::hours(horizon_hours) - chrono::Duration::days(1);
-    let newest = at.date_naive();
+/// The most dates settled since the last label refresh that one catch-up takes
+/// (a failure log that stood still for months, then was written): the oldest
+/// first; the watermark then stops at the last one taken, and the next catch-up
+/// takes the rest.
+pub const MOST_SETTLING: usize = 28;
+
+/// The newest date whose every label is final at cut-off `at`: date D's last
+/// hour predicts at D + 1 day and looks a horizon ahead, so D settles at
+/// D + 1 day + horizon.
+fn newest_settled(at: DateTime<Utc>, horizon_hours: i64) -> NaiveDate {
+    (at - chrono::Duration::hours(horizon_hours) - chrono::Duration::days(1)).date_naive()
+}
+
+/// The instant date D settles at.
+fn settles_at(date: NaiveDate, horizon_hours: i64) -> DateTime<Utc> {
+    date.and_time(chrono::NaiveTime::MIN).and_utc()
+        + chrono::Duration::days(1)
+        + chrono::Duration::hours(horizon_hours)
+}
+
+/// The newest [`SETTLED_DATES`] dates whose labels are all final at cut-off `at`, newest first.
+pub fn settled(at: DateTime<Utc>, horizon_hours: i64) -> Vec<NaiveDate> {
+    let newest = newest_settled(at, horizon_hours);
     (0..SETTLED_DATES)
         .map(|back| newest - chrono::Duration::days(back))
         .collect()
 }
 
-/// The settled dates ([`settled`]) before the catch-up's range that were run:
+/// What a label refresh settles: the dates to refresh, newest first, and the
+/// cut-off to record once they are ([`crate::lake::settled`]).
+#[derive(Debug, PartialEq)]
+pub struct Settling {
+    pub dates: Vec<NaiveDate>,
+    pub through: DateTime<Utc>,
+}
+
+/// The dates settled at cut-off `known` that the refresh through `since` (the
+/// watermark; `None` before the first) did not take: every date settled after
+/// `since`, the oldest [`MOST_SETTLING`] of them, and the newest
+/// [`SETTLED_DATES`] at `known` as ever. The watermark never goes back.
+pub fn settling(
+    known: DateTime<Utc>,
+    since: Option<DateTime<Utc>>,
+    horizon_hours: i64,
+) -> Settling {
+    let mut dates = settled(known, horizon_hours);
+    let mut through = known;
+    if let Some(since) = since.filter(|s| *s < known) {
+        let newest = newest_settled(known, horizon_hours);
+        let first = newest_settled(since, horizon_hours) + chrono::Duration::days(1);
+        let gap: Vec<NaiveDate> = first.iter_days().take_while(|d| *d <= newest).collect();
+        if gap.len() > MOST_SETTLING {
+            through = settles_at(gap[MOST_SETTLING - 1], horizon_hours);
+        }
+        dates.extend(gap.into_iter().take(MOST_SETTLING));
+    }
+    dates.sort_by(|a, b| b.cmp(a));
+    dates.dedup();
+    Settling {
+        dates,
+        through: since.map_or(through, |s| through.max(s)),
+    }
+}
+
+/// The labels' cut-off: `labels_as_of`, or the failure log's last write when
+/// that is earlier (a failure after it may not be in the log yet).
+async fn labels_known_to(
+    job: &Job,
+    site: &Site,
+    labels_as_of: DateTime<Utc>,
+) -> Result<DateTime<Utc>, Error> {
+    let written = site.reference(job).await?.failures_known_to;
+    Ok(written
+        .and_then(DateTime::from_timestamp_micros)
+        .map_or(labels_as_of, |w| w.min(labels_as_of)))
+}
+
+/// The settled dates ([`settling`]) before the catch-up's range that were run:
 /// a label refresh takes them too. A nightly range of the 14 dates before stops
 /// short of the dates whose 14-day labels settle, which would stay null for good.
 async fn settled_before(
     job: &Job,
     req: &CatchupRequest,
     site: &Site,
-) -> Result<Vec<NaiveDate>, Error> {
+) -> Result<Option<Settling>, String> {
     let first = req.dates.iter().min().copied();
-    let Some(tables) = dependents::RunTables::open(&site.lake).await? else {
-        return Ok(Vec::new());
+    let text = |e: Error| e.to_string();
+    let Some(tables) = dependents::RunTables::open(&site.lake)
+        .await
+        .map_err(text)?
+    else {
+        return Ok(None);
     };
+    let known = labels_known_to(job, site, req.labels_as_of)
+        .await
+        .map_err(text)?;
+    let since = crate::lake::settled::read(&site.lake).await?;
+    let mut settling = settling(known, since, job.features.longest_horizon_hours());
     let mut dates = Vec::new();
-    let horizon = job.features.longest_horizon_hours();
-    for date in settled(req.labels_as_of, horizon) {
-        if first.is_some_and(|first| date < first) && tables.was_run(date).await? {
+    for date in std::mem::take(&mut settling.dates) {
+        if first.is_some_and(|first| date < first) && tables.was_run(date).await.map_err(text)? {
             dates.push(date);
         }
     }
-    Ok(dates)
+    settling.dates = dates;
+    Ok(Some(settling))
 }
 
 fn stop_if_asked() -> Result<(), Error> {
@@ -456,6 +549,55 @@ mod tests {
 
     fn day(text: &str) -> NaiveDate {
         text.parse().unwrap()
+    }
+
+    fn days(from: &str, to: &str) -> Vec<NaiveDate> {
+        let mut all: Vec<NaiveDate> = day(from)
+            .iter_days()
+            .take_while(|d| *d <= day(to))
+            .collect();
+        all.reverse();
+        all
+    }
+
+    /// A failure log that stood still (the cut-off at 03-01) and is then written
+    /// (04-10): every date that settled in between is taken, from the one after
+    /// the last settled at the watermark, through the newest settled now.
+    #[test]
+    fn a_label_refresh_takes_every_date_settled_since_the_watermark() {
+        let h = 14 * 24;
+        let first = settling(at("2024-03-01T00:00:00Z"), None, h);
+        assert_eq!(first.dates, days("2024-02-13", "2024-02-15"));
+        assert_eq!(first.through, at("2024-03-01T00:00:00Z"));
+        let next = settling(at("2024-04-10T00:00:00Z"), Some(first.through), h);
+        // 39 dates settled since (02-16 to 03-26): the oldest 28 and the newest 3; the watermark stops where
+        // the 28th (2024-03-14) settles, so the next one takes 03-15 on.
+        let taken: Vec<NaiveDate> = days("2024-03-24", "2024-03-26")
+            .into_iter()
+            .chain(days("2024-02-16", "2024-03-14"))
+            .collect();
+        assert_eq!(next.dates, taken);
+        assert_eq!(next.through, at("2024-03-29T00:00:00Z"));
+        let after = settling(at("2024-04-10T00:00:00Z"), Some(next.through), h);
+        assert_eq!(after.dates, days("2024-03-15", "2024-03-26"));
+        assert_eq!(after.through, at("2024-04-10T00:00:00Z"));
+    }
+
+    /// The watermark's own edge: a date that settled exactly at it was taken
+    /// then; one that settled a microsecond after is taken now.
+    #[test]
+    fn the_watermark_edge_is_the_instant_a_date_settles() {
+        let h = 7 * 24;
+        let now = at("2024-03-30T00:00:00Z");
+        // 2024-03-12 settles at 03-20 00:00.
+        let taken = settling(now, Some(at("2024-03-20T00:00:00Z")), h);
+        assert_eq!(taken.dates.last(), Some(&day("2024-03-13")));
+        let not_yet = settling(now, Some(at("2024-03-19T23:59:59.999999Z")), h);
+        assert_eq!(not_yet.dates.last(), Some(&day("2024-03-12")));
+        // A watermark past the cut-off (the log's time went back) stays.
+        let back = settling(at("2024-03-25T00:00:00Z"), Some(now), h);
+        assert_eq!(back.dates, days("2024-03-15", "2024-03-17"));
+        assert_eq!(back.through, now);
     }
 
     /// Date D settles at D + 1 day + horizon: at that instant, not a microsecond before.

@@ -1080,3 +1080,64 @@ fn a_date_that_cannot_be_listed_fails_alone() {
     }
     assert_eq!(all_rows(&lake), all_rows(&clean));
 }
+
+/// Sets `path`'s modification time to `at` (RFC 3339): when a log was last written.
+fn written_at(path: &Path, at: &str) {
+    let at = chrono::DateTime::parse_from_rfc3339(at).unwrap();
+    let time = std::time::UNIX_EPOCH + std::time::Duration::from_secs(at.timestamp() as u64);
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(time).unwrap();
+}
+
+/// A failure log written only when something fails stands still, then jumps:
+/// the labels' cut-off is its last write, so no date settles while it stands
+/// (a refresh then would leave the labels null), and once it is written every
+/// date settled since the last label refresh is refreshed, not only the
+/// newest three: every 7- and 14-day label of the three dates is then final,
+/// as the definition gives it at the log's time.
+#[test]
+fn a_failure_log_written_late_settles_every_date_it_held_back() {
+    let (_dir, raw, lake) = three_dates_run();
+    let log = raw.join("reference/failures.csv");
+    let (raw_s, lake_s) = (raw.to_str().unwrap(), lake.to_str().unwrap());
+    let refresh = |labels: &str, date: &str| {
+        let range = ["--from", date, "--to", date, "--refresh-labels"];
+        let (code, report, err) = coldpath_with("catchup", labels, raw_s, lake_s, &range, &[]);
+        assert_eq!(code, 0, "{report}\n{err}");
+        report["refreshed"].clone()
+    };
+    written_at(&log, "2024-03-01T00:00:00Z");
+    assert_eq!(
+        refresh("2024-03-28T00:00:00Z", "2024-03-28"),
+        serde_json::json!([])
+    );
+    written_at(&log, "2024-04-10T00:00:00Z");
+    assert_eq!(
+        refresh("2024-04-11T00:00:00Z", "2024-04-11"),
+        serde_json::json!(DATES)
+    );
+    let (failures, cut_off) = (fixture_failures(), 1_712_707_200_000_000); // 2024-04-10
+    let mut seen = std::collections::BTreeMap::new();
+    for date in DATES {
+        for r in crate::features::features_of(&lake, date) {
+            let device = get(&r, "device_id").as_str().unwrap();
+            let ws = get(&r, "window_start").as_i64().unwrap();
+            for days in [7, 14] {
+                let want = label_within(&failures, device, ws, cut_off, days);
+                let column = format!("failure_within_{days}d");
+                assert_eq!(get(&r, &column), &want, "{date} {device} {ws} {column}");
+                *seen.entry(want.to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    assert_eq!(
+        seen.keys().collect::<Vec<_>>(),
+        ["false", "true"],
+        "{seen:?}"
+    );
+    // Settled once: the next label refresh takes them no more.
+    assert_eq!(
+        refresh("2024-04-11T00:00:00Z", "2024-04-11"),
+        serde_json::json!([])
+    );
+}
