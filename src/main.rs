@@ -7,7 +7,6 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
 use coldpath::{failure_exit_code, redact, Cli};
 
 #[cfg(target_os = "linux")]
@@ -15,7 +14,7 @@ use coldpath::{failure_exit_code, redact, Cli};
 static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = Cli::read();
     init_logging(cli.json_logs());
     quiet_panics();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

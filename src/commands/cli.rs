@@ -4,9 +4,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 
-/// The command line: a subcommand and its flags (`Cli::parse()`), for [`crate::execute`].
+/// The command line: a subcommand and its flags ([`Cli::read`]), for [`crate::execute`].
 #[derive(Debug, Parser)]
 #[command(
     name = "coldpath",
@@ -24,10 +25,54 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// Parses the process's arguments, or exits 2 with clap's message. The flags
+    /// that exclude or need one another are checked here, on the command line
+    /// alone: clap counts a value read from a `COLDPATH_*` variable as given, so
+    /// an exported `COLDPATH_DATE` refused `features --from --to`, and an
+    /// exported `COLDPATH_BATCH_IMAGE` made every `backfill` demand
+    /// `--emit-batch-tasks`. A flag given beats its variable.
+    pub fn read() -> Cli {
+        let matches = Cli::command().get_matches();
+        if let Some((kind, message)) = matches.subcommand().and_then(|(name, m)| misused(name, m)) {
+            Cli::command().error(kind, message).exit();
+        }
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
+    }
+
     /// Whether log lines are JSON objects (for Log Analytics) rather than text.
     pub fn json_logs(&self) -> bool {
         self.log_format == LogFormat::Json
     }
+}
+
+/// Whether the flag `id` was given on the command line (not by its variable or default).
+fn on_line(m: &ArgMatches, id: &str) -> bool {
+    m.value_source(id) == Some(ValueSource::CommandLine)
+}
+
+/// Flags of subcommand `name` given together that exclude one another, or one
+/// given without the flag it needs.
+fn misused(name: &str, m: &ArgMatches) -> Option<(clap::error::ErrorKind, String)> {
+    use clap::error::ErrorKind;
+    let single = match name {
+        "features" => Some("date"),
+        "catchup" => Some("days"),
+        _ => None,
+    };
+    if let Some(single) = single {
+        if on_line(m, single) && (on_line(m, "from") || on_line(m, "to")) {
+            let message = format!("--{single} cannot be used with --from and --to");
+            return Some((ErrorKind::ArgumentConflict, message));
+        }
+    }
+    if matches!(name, "backfill" | "catchup") && !on_line(m, "emit_batch_tasks") {
+        let batch = ["batch_output_container", "batch_identity", "batch_image"];
+        if let Some(flag) = batch.into_iter().find(|id| on_line(m, id)) {
+            let message = format!("--{} needs --emit-batch-tasks", flag.replace('_', "-"));
+            return Some((ErrorKind::MissingRequiredArgument, message));
+        }
+    }
+    None
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -90,7 +135,8 @@ pub struct WriteArgs {
 pub struct ReadArgs {
     /// A date that reads no records may replace a partition that holds rows
     /// (without it such a run fails and changes nothing; the job's `allow_empty`).
-    #[arg(long, env = "COLDPATH_ALLOW_EMPTY")]
+    /// COLDPATH_ALLOW_EMPTY takes true/false, yes/no, on/off or 1/0.
+    #[arg(long, env = "COLDPATH_ALLOW_EMPTY", value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_empty: bool,
 }
 
@@ -103,29 +149,14 @@ pub struct BatchEmitArgs {
     #[arg(long, value_name = "DIR")]
     pub emit_batch_tasks: Option<PathBuf>,
     /// The blob container (URL) where each Batch task uploads its report and logs.
-    #[arg(
-        long,
-        env = "COLDPATH_BATCH_OUTPUT_CONTAINER",
-        value_name = "URL",
-        requires = "emit_batch_tasks"
-    )]
+    #[arg(long, env = "COLDPATH_BATCH_OUTPUT_CONTAINER", value_name = "URL")]
     pub batch_output_container: Option<String>,
     /// The ARM resource id of the pool's user-assigned managed identity, which
     /// uploads the task outputs (Storage Blob Data Contributor on the container).
-    #[arg(
-        long,
-        env = "COLDPATH_BATCH_IDENTITY",
-        value_name = "RESOURCE_ID",
-        requires = "emit_batch_tasks"
-    )]
+    #[arg(long, env = "COLDPATH_BATCH_IDENTITY", value_name = "RESOURCE_ID")]
     pub batch_identity: Option<String>,
     /// The container image the Batch tasks run.
-    #[arg(
-        long,
-        env = "COLDPATH_BATCH_IMAGE",
-        default_value = "coldpath:latest",
-        requires = "emit_batch_tasks"
-    )]
+    #[arg(long, env = "COLDPATH_BATCH_IMAGE", default_value = "coldpath:latest")]
     pub batch_image: String,
 }
 
@@ -134,7 +165,7 @@ pub struct CatchupArgs {
     #[command(flatten)]
     pub job: JobArgs,
     /// Look at the last N dates before today (UTC), oldest first.
-    #[arg(long, env = "COLDPATH_DAYS", default_value_t = 14, conflicts_with_all = ["from", "to"], value_parser = clap::value_parser!(u16).range(1..=366))]
+    #[arg(long, env = "COLDPATH_DAYS", default_value_t = 14, value_parser = clap::value_parser!(u16).range(1..=366))]
     pub days: u16,
     /// First date of the range (inclusive), instead of --days.
     #[arg(long, value_parser = parse_date, requires = "to")]
@@ -279,7 +310,7 @@ pub struct FeaturesArgs {
     #[command(flatten)]
     pub job: JobArgs,
     /// One date, YYYY-MM-DD (or give --from and --to).
-    #[arg(long, env = "COLDPATH_DATE", value_parser = parse_date, conflicts_with_all = ["from", "to"], required_unless_present_any = ["from", "explain"])]
+    #[arg(long, env = "COLDPATH_DATE", value_parser = parse_date, required_unless_present_any = ["from", "explain"])]
     pub date: Option<NaiveDate>,
     /// First date of the range (inclusive).
     #[arg(long, value_parser = parse_date, requires = "to")]
@@ -299,9 +330,10 @@ pub struct FeaturesArgs {
 impl FeaturesArgs {
     /// The dates asked for, in order; an error when the range is reversed.
     pub fn dates(&self) -> Result<Vec<NaiveDate>, String> {
+        // --from and --to beat a date from COLDPATH_DATE (Cli::read).
         let (from, to) = match (self.date, self.from, self.to) {
+            (_, Some(f), Some(t)) => (f, t),
             (Some(d), _, _) => (d, d),
-            (None, Some(f), Some(t)) => (f, t),
             _ => return Err("give --date, or --from and --to".into()),
         };
         date_range(from, to)

@@ -446,3 +446,69 @@ fn a_date_naming_more_devices_than_the_limit_fails_and_changes_nothing() {
     assert_eq!(before, snapshot(&lake, &RUN_TABLES), "no table changed");
     assert_nothing_uncommitted(&lake);
 }
+
+/// A `COLDPATH_*` variable stands in for its flag and never conflicts with
+/// another flag: `COLDPATH_DATE` gives way to `features --from --to`,
+/// `COLDPATH_DAYS` to `catchup --from --to`, and the `COLDPATH_BATCH_*`
+/// variables ask nothing of a command that emits no tasks.
+/// `COLDPATH_ALLOW_EMPTY` takes 1 as well as true. The same flags given
+/// together on the command line are still refused, exit 2.
+#[test]
+fn variables_give_way_to_the_flags_they_would_conflict_with() {
+    let lake = temp_lake();
+    for date in ["2024-03-10", "2024-03-11"] {
+        let (code, report) = run_date(date, lake.path(), &[]);
+        assert_eq!(code, 0, "{report}");
+    }
+    let job = job_file();
+    let (job, lake) = (job.to_str().unwrap(), lake.path().to_str().unwrap());
+    let dates_of = |out: &std::process::Output| {
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let dates: Vec<String> = report["dates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d["date"].as_str().unwrap().to_string())
+            .collect();
+        (out.status.code(), dates)
+    };
+    let range = ["--from", "2024-03-10", "--to", "2024-03-11", "--lake", lake];
+    let two = (
+        Some(0),
+        vec!["2024-03-10".to_string(), "2024-03-11".to_string()],
+    );
+
+    let features = [&["features", "--job", job][..], &range].concat();
+    let env = [("COLDPATH_DATE", "2024-03-12".to_string())];
+    assert_eq!(dates_of(&coldpath_env(&features, &env)), two);
+
+    let catchup = [&["catchup", "--job", job, "--dry-run"][..], &range].concat();
+    let env = [
+        ("COLDPATH_DAYS", "3".to_string()),
+        (
+            "COLDPATH_BATCH_IMAGE",
+            "contoso.azurecr.io/coldpath:1".to_string(),
+        ),
+        (
+            "COLDPATH_BATCH_IDENTITY",
+            "/subscriptions/x/identity".to_string(),
+        ),
+        ("COLDPATH_ALLOW_EMPTY", "1".to_string()),
+    ];
+    assert_eq!(dates_of(&coldpath_env(&catchup, &env)), two);
+
+    let refused = |args: &[&str], env: &[(&str, String)], says: &str| {
+        let out = coldpath_env(args, env);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    };
+    let f = [&features[..], &["--date", "2024-03-12"]].concat();
+    refused(&f, &[], "--date cannot be used with --from and --to");
+    let c = [&catchup[..], &["--days", "3"]].concat();
+    refused(&c, &[], "--days cannot be used with --from and --to");
+    let b = [&catchup[..], &["--batch-image", "x"]].concat();
+    refused(&b, &[], "--batch-image needs --emit-batch-tasks");
+    let env = [("COLDPATH_ALLOW_EMPTY", "maybe".to_string())];
+    refused(&catchup, &env, "invalid value 'maybe'");
+}
