@@ -823,8 +823,9 @@ pub fn process_blob(idx: u32, blob: &Blob, bytes: &[u8], rules: &Rules) -> BlobO
         // The hot path: lines borrowed from the fetched blob, no reader between.
         decode::json_lines_in(bytes, &rules.limits, |rec| tally.record(rec))
     } else {
+        let cut = inflated.cut_flag();
         let data = inflated.after(head);
-        decode::for_each_record(data, format, &rules.csv, &rules.limits, |rec| {
+        decode::for_each_record_cut(data, format, &rules.csv, &rules.limits, &cut, |rec| {
             tally.record(rec)
         })
     };
@@ -1131,7 +1132,7 @@ mod tests {
             min: None,
             max: None,
         };
-        for text in ["inf", "-Infinity", "1e999"] {
+        for text in ["inf", "Infinity", "-Infinity", "1e999"] {
             let (reason, detail) = double_field("load", &col, Found::Str(text), false).unwrap_err();
             assert_eq!(reason, Reason::OutOfRange, "{text}");
             assert!(detail.contains("not a finite number"), "{detail}");

@@ -349,12 +349,11 @@ impl<'a> Cursor<'a> {
             Schema::Int | Schema::Long => Value::Number(self.long()?.into()),
             Schema::Float => {
                 let b: [u8; 4] = self.take(4)?.try_into().map_err(|_| CUT)?;
-                Number::from_f64(f64::from(f32::from_le_bytes(b)))
-                    .map_or(Value::Null, Value::Number)
+                double(f64::from(f32::from_le_bytes(b)))
             }
             Schema::Double => {
                 let b: [u8; 8] = self.take(8)?.try_into().map_err(|_| CUT)?;
-                Number::from_f64(f64::from_le_bytes(b)).map_or(Value::Null, Value::Number)
+                double(f64::from_le_bytes(b))
             }
             // Bytes as text: a message Body is UTF-8 JSON; anything else is malformed downstream.
             Schema::Bytes | Schema::String => {
@@ -703,6 +702,19 @@ fn snappy_block(body: &[u8], cap: u64) -> Result<Vec<u8>, Option<String>> {
     Ok(plain)
 }
 
+/// A float or double as JSON, which has no NaN or infinity: NaN is null (as
+/// in every format), an infinity its text (`Infinity`, `-Infinity`), which the
+/// number's column then rejects as `out_of_range` as it does that text in JSON.
+fn double(v: f64) -> Value {
+    match Number::from_f64(v) {
+        Some(n) => Value::Number(n),
+        None if v.is_infinite() => {
+            Value::String(if v > 0.0 { "Infinity" } else { "-Infinity" }.into())
+        }
+        None => Value::Null,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -759,6 +771,35 @@ mod tests {
             out.extend_from_slice(&sync);
         }
         out
+    }
+
+    /// Avro's doubles and floats may be NaN or infinite, which JSON has no
+    /// number for: NaN reads as null, an infinity as its text, which a number
+    /// column rejects as `out_of_range` (not null, which would keep the row).
+    #[test]
+    fn infinities_read_as_their_text_and_nan_as_null() {
+        let schema = r#"{"type":"record","name":"T","fields":[
+            {"name":"temperature","type":"double"},{"name":"load","type":"float"}]}"#;
+        let mut body = Vec::new();
+        for (t, l) in [
+            (f64::INFINITY, f32::NEG_INFINITY),
+            (f64::NAN, f32::NAN),
+            (21.5, 0.25),
+        ] {
+            body.extend_from_slice(&t.to_le_bytes());
+            body.extend_from_slice(&l.to_le_bytes());
+        }
+        let (recs, bad) = collect(&file(schema, "null", &[(3, body)]));
+        assert!(bad.is_empty(), "{bad:?}");
+        let values: Vec<Value> = recs.into_iter().map(|(_, v)| v).collect();
+        assert_eq!(
+            values,
+            [
+                serde_json::json!({"temperature": "Infinity", "load": "-Infinity"}),
+                serde_json::json!({"temperature": null, "load": null}),
+                serde_json::json!({"temperature": 21.5, "load": 0.25}),
+            ]
+        );
     }
 
     type BadBlocks = Vec<(u64, u64, String)>;

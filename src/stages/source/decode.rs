@@ -226,6 +226,8 @@ pub struct Inflated<'a> {
     limit: u64,
     /// Why the gzip stream ended early, when it did.
     cut: Option<String>,
+    /// The same, for a decoder reading through [`Inflated::after`].
+    cut_seen: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Whether a blob is gzip (by its magic bytes, whatever its name says).
@@ -245,7 +247,14 @@ impl<'a> Inflated<'a> {
             given: 0,
             limit: limits.max_blob_bytes,
             cut: None,
+            cut_seen: Default::default(),
         }
+    }
+
+    /// Set once the gzip stream is found cut short: a CSV row it ends in the
+    /// middle of may look whole ([`for_each_record_cut`]).
+    pub fn cut_flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.cut_seen.clone()
     }
 
     /// The blob's first bytes (up to 64 KiB, a UTF-8 BOM dropped), for sniffing;
@@ -312,6 +321,8 @@ impl Inflated<'_> {
                 Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
                 Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
                     self.cut = Some(format!("gzip: {e}"));
+                    self.cut_seen
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
                     return Ok(0);
                 }
                 Err(e) => return Err(std::io::Error::other(format!("gzip: {e}"))),
@@ -354,23 +365,42 @@ pub fn sniff(data: &[u8], dialect: &CsvDialect) -> Format {
 /// (which the blob's outcome then records as its one `unreadable_file`).
 pub type Flow = Result<(), String>;
 
+/// [`for_each_record_cut`] of a stream never cut short.
+#[cfg(test)]
+pub fn for_each_record(
+    data: impl BufRead,
+    format: Format,
+    dialect: &CsvDialect,
+    limits: &Limits,
+    f: impl FnMut(Record<'_>) -> Flow,
+) -> Result<(), String> {
+    let whole = std::sync::atomic::AtomicBool::new(false);
+    for_each_record_cut(data, format, dialect, limits, &whole, f)
+}
+
 /// Calls `f` for every record of `data` (inflated: see [`Inflated`]).
 ///
 /// An error stops the blob: a whole-file problem (not Avro, an unreadable CSV
 /// header), or a limit passed (the message says which and where). The records
 /// given to `f` before it stand.
-pub fn for_each_record(
+///
+/// `cut` is set by [`Inflated`] when it finds the gzip stream cut short: a CSV
+/// row that stream ends without its line break is then a reject, since its last field may be cut (`23` of `23.75`) and still parse.
+/// A JSON record cut short does not parse, so it is one already. A CSV row
+/// without a line break at the end of a whole blob is whole (RFC 4180).
+pub fn for_each_record_cut(
     mut data: impl BufRead,
     format: Format,
     dialect: &CsvDialect,
     limits: &Limits,
+    cut: &std::sync::atomic::AtomicBool,
     mut f: impl FnMut(Record<'_>) -> Flow,
 ) -> Result<(), String> {
     let max = limits.max_record_bytes;
     match format {
         Format::JsonLines => json_lines(&mut data, max, &mut f),
         Format::JsonArray => json_array(&mut data, max, &mut f),
-        Format::Csv => csv_records(&mut data, dialect, max, &mut f),
+        Format::Csv => csv_records(&mut data, dialect, max, cut, &mut f),
         Format::Avro => {
             // Blocks are bounded one by one; the container is read whole (it is
             // held anyway unless gzip-wrapped, and then within max_blob_bytes).
@@ -1039,6 +1069,7 @@ fn csv_records(
     r: &mut impl BufRead,
     dialect: &CsvDialect,
     max: usize,
+    cut: &std::sync::atomic::AtomicBool,
     f: &mut impl FnMut(Record<'_>) -> Flow,
 ) -> Result<(), String> {
     let mut buf = Vec::new();
@@ -1054,6 +1085,7 @@ fn csv_records(
             return Ok(());
         }
         next_line += memchr::memchr_iter(b'\n', &buf).count() as u64;
+        let ends_cut = !buf.ends_with(b"\n") && cut.load(std::sync::atomic::Ordering::Relaxed);
         let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
         let text = text.strip_suffix(b"\r").unwrap_or(text);
         if text.is_empty() {
@@ -1074,6 +1106,14 @@ fn csv_records(
         }
         let headers = headers.get_or_insert_with(|| dialect.columns.clone().unwrap_or_default());
         let raw = String::from_utf8_lossy(text);
+        if ends_cut {
+            f(Record {
+                line,
+                raw: &raw,
+                fields: Err("row cut off before its end (gzip stream cut short)".into()),
+            })?;
+            continue;
+        }
         let fields = csv_fields(text, dialect).and_then(|record| {
             if record.len() != headers.len() {
                 return Err(format!(
@@ -1242,6 +1282,66 @@ mod tests {
         assert!(Inflated::new(&[0x1f, 0x8b, 0, 1, 2], &limits)
             .head()
             .is_err());
+    }
+
+    /// The rows of `gz` (a gzip CSV blob), as the run reads them: whether each is kept.
+    fn csv_rows_of_gzip(gz: &[u8]) -> Vec<(String, bool)> {
+        let limits = Limits::default();
+        let mut inflated = Inflated::new(gz, &limits);
+        let cut = inflated.cut_flag();
+        let head = inflated.head().unwrap();
+        let mut rows = Vec::new();
+        let data = inflated.after(head);
+        for_each_record_cut(
+            data,
+            Format::Csv,
+            &CsvDialect::default(),
+            &limits,
+            &cut,
+            |r| {
+                rows.push((r.raw.to_string(), r.fields.is_ok()));
+                Ok(())
+            },
+        )
+        .unwrap();
+        rows
+    }
+
+    /// A gzip CSV blob cut inside its last row's last field (`23` of `23.75`):
+    /// the row would parse, with a wrong value, so it is a reject; the rows
+    /// before it are kept. Whole, the same blob keeps every row, and so does a
+    /// plain blob whose last row has no line break.
+    #[test]
+    fn a_gzip_csv_cut_inside_its_last_field_rejects_that_row() {
+        use std::io::Write;
+        let text = "deviceId,timestamp,temperature\nd1,2024-03-11T10:00:00Z,21.5\nd2,2024-03-11T10:00:01Z,23.75\n";
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        enc.write_all(text.as_bytes()).unwrap();
+        let gz = enc.finish().unwrap();
+        let whole = csv_rows_of_gzip(&gz);
+        assert_eq!(whole.iter().filter(|r| r.1).count(), 2, "{whole:?}");
+        // The cut of the compressed bytes whose inflated text ends at `,23`.
+        let ends_at_23 = |n: usize| {
+            let mut out = Vec::new();
+            let _ = flate2::read::GzDecoder::new(&gz[..n]).read_to_end(&mut out);
+            out.ends_with(b",23")
+        };
+        let n = (1..gz.len())
+            .find(|&n| ends_at_23(n))
+            .expect("a cut at `23`");
+        let rows = csv_rows_of_gzip(&gz[..n]);
+        assert_eq!(
+            rows,
+            [
+                ("d1,2024-03-11T10:00:00Z,21.5".to_string(), true),
+                ("d2,2024-03-11T10:00:01Z,23".to_string(), false)
+            ]
+        );
+        let plain = collect(text.trim_end().as_bytes(), Format::Csv);
+        assert!(
+            plain.iter().all(|r| r.2.is_ok()) && plain.len() == 2,
+            "{plain:?}"
+        );
     }
 
     #[test]
