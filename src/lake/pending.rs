@@ -7,11 +7,15 @@
 //! stopped before those refreshes (a signal, a refresh that failed) left a
 //! second catch-up seeing D unchanged, and D's dependents stale for good; so
 //! did a rerun of D by hand. Now a run that replaces D's silver records, under
-//! `_coldpath/pending/`, one small document per dependent E:
-//! `<E>.after.<D>.<run id>.json` (the run id, so that a second replacement of
-//! D writes a document of its own). A refresh or a run of E that succeeds
-//! removes those it listed before it read silver (one recorded after that
-//! stays: E may have been computed from the silver before it). A run of E
+//! `_coldpath/pending/`, one small document per dependent E and write:
+//! `<E>.after.<D>.<run id>.<n>.json` (the run id, so that a second replacement
+//! of D writes a document of its own; `n`, so that each time a run records E,
+//! before its silver commit and after, the document is a new one). A refresh
+//! or a run of E that succeeds removes those it listed before it read silver;
+//! one recorded after that stays: E may have been computed from the silver
+//! before it. Were the records of one run one document, rewritten, a refresh
+//! that listed it before D's commit and removed it after would remove the
+//! record made after the commit too, and E would stay stale. A run of E
 //! that read D's silver, which another run replaced before E's silver was
 //! committed, records one itself: D's run could not name E, whose silver was
 //! not yet committed. `catchup` refreshes every date that has one, in its range or not.
@@ -29,15 +33,19 @@ fn place(lake: &Lake) -> Result<Place, String> {
     Place::in_lake(lake, DIR).map_err(|e| e.to_string())
 }
 
+/// Documents this process recorded: each record a name of its own.
+static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 fn name(date: NaiveDate, cause: NaiveDate, run_id: &str) -> String {
-    format!("{date}.after.{cause}.{run_id}.json")
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    format!("{date}.after.{cause}.{run_id}.{n}.json")
 }
 
 /// The date owed a refresh and its cause, from a document's name.
 fn parse(name: &str) -> Option<(NaiveDate, NaiveDate)> {
     let (date, rest) = name.split_once(".after.")?;
     let rest = rest.strip_suffix(".json")?;
-    // `<D>.<run id>`; a document of the first form had no run id.
+    // `<D>.<run id>.<n>`; a document of the first form had neither.
     let cause = rest.split_once('.').map_or(rest, |(cause, _run)| cause);
     let day = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").ok();
     Some((day(date)?, day(cause)?))
@@ -141,14 +149,16 @@ mod tests {
         assert_eq!(all(&lake).await.unwrap(), want);
         let seen = owed(&lake, day(12)).await.unwrap();
         assert_eq!(seen.len(), 2);
-        // Recorded again while 12's refresh runs, by another date and by 11
-        // replaced once more: both stay after it clears what it saw.
+        // Recorded again while 12's refresh runs, by another date, by 11
+        // replaced once more, and by run-a after its commit: all stay after it
+        // clears what it saw.
         record(&lake, day(9), &[day(12)], "run-c").await.unwrap();
         record(&lake, day(11), &[day(12)], "run-d").await.unwrap();
+        record(&lake, day(10), &[day(12)], "run-a").await.unwrap();
         clear(&lake, &seen).await.unwrap();
         let want: BTreeMap<_, _> = [
             (day(11), BTreeSet::from([day(10)])),
-            (day(12), BTreeSet::from([day(9), day(11)])),
+            (day(12), BTreeSet::from([day(9), day(10), day(11)])),
         ]
         .into();
         assert_eq!(all(&lake).await.unwrap(), want);

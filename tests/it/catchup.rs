@@ -272,15 +272,11 @@ fn a_refresh_a_failed_catchup_owed_is_done_by_the_next() {
         "failed",
         "{report}"
     );
-    let pending = lake.join("_coldpath/pending");
     let owed = || -> Vec<String> {
-        let Ok(entries) = std::fs::read_dir(&pending) else {
-            return Vec::new();
-        };
         let prefix = format!("{}.after.{}.", DATES[2], DATES[1]);
-        entries
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with(&prefix) && n.ends_with(".json"))
+        owed_in(&lake)
+            .into_iter()
+            .filter(|n| n.starts_with(&prefix))
             .collect()
     };
     assert_eq!(owed().len(), 1, "the refresh is owed");
@@ -486,17 +482,10 @@ fn a_rerun_of_an_earlier_date_racing_a_run_leaves_that_run_owed_a_refresh() {
     let dir = temp_lake();
     let lake = dir.path().join("lake");
     az.download("lake", "iot", &lake);
-    let owed: Vec<String> = std::fs::read_dir(lake.join("_coldpath/pending"))
-        .map(|entries| {
-            entries
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
     let run_id = report["run_id"].as_str().unwrap();
     assert_eq!(
-        owed,
-        [format!("{}.after.{}.{run_id}.json", DATES[2], DATES[1])],
+        owed_in(&lake),
+        [format!("{}.after.{}.{run_id}", DATES[2], DATES[1])],
         "the 12th is owed a refresh after the 11th"
     );
     let (code, report, err) = catchup(
@@ -896,8 +885,24 @@ fn a_label_refresh_also_takes_the_dates_whose_labels_just_settled() {
     assert!(trues > 0, "not vacuous: some labels are true");
 }
 
-/// The names of the refreshes owed in `lake` (`_coldpath/pending`).
+/// The refreshes owed in `lake` (`_coldpath/pending`), each as
+/// `<date>.after.<cause>.<run id>` once, however many times that run recorded it.
 fn owed_in(lake: &Path) -> Vec<String> {
+    let mut owed: Vec<String> = documents_owed(lake)
+        .iter()
+        .map(|n| {
+            let stem = n.strip_suffix(".json").unwrap();
+            stem.rsplit_once('.')
+                .map_or(stem, |(head, _n)| head)
+                .to_string()
+        })
+        .collect();
+    owed.dedup();
+    owed
+}
+
+/// The names of the documents in `lake`'s `_coldpath/pending`, sorted.
+fn documents_owed(lake: &Path) -> Vec<String> {
     let Ok(entries) = std::fs::read_dir(lake.join("_coldpath/pending")) else {
         return Vec::new();
     };
@@ -1019,7 +1024,7 @@ fn a_refresh_between_a_reruns_silver_and_its_features_stays_owed() {
     let run_id = report["run_id"].as_str().unwrap();
     assert_eq!(
         owed_in(&lake),
-        [format!("{}.after.{}.{run_id}.json", DATES[2], DATES[1])],
+        [format!("{}.after.{}.{run_id}", DATES[2], DATES[1])],
         "the 12th is owed a refresh after the 11th's features"
     );
 }
