@@ -453,3 +453,39 @@ fn bombs_stop_at_their_limits_in_bounded_memory() {
     assert_eq!(out.rejects.len(), 1);
     assert!(out.rejects[0].detail.contains("over max_blob_bytes"));
 }
+
+/// A reject quotes at most 1 KiB of the value that failed in its `detail` (the
+/// record is in its `raw`, cut at 4 KiB): a gzip blob of long bad values, 60 KB
+/// a line, would otherwise hold 60 KB a reject, and a blob of them a MiB a line.
+#[test]
+fn a_rejects_detail_quotes_at_most_a_kib_of_the_bad_value() {
+    let long = |c: char| c.to_string().repeat(60_000);
+    let mut text = String::new();
+    for _ in 0..20 {
+        let lines = [
+            format!(r#"{{"deviceId":"d1","timestamp":"{}"}}"#, long('x')),
+            format!(
+                r#"{{"deviceId":"d1","timestamp":"2024-03-11T10:00:00Z","temperature":"{}"}}"#,
+                long('é').split_at(60_000).0
+            ),
+        ];
+        text.push_str(&lines.join("\n"));
+        text.push('\n');
+    }
+    let out = decode("long.json.gz", &gzip(text.as_bytes()));
+    assert_eq!(out.rejects.len(), 40, "{}", outcome_text(&out));
+    for r in &out.rejects {
+        let cut = r
+            .detail
+            .strip_suffix("… (cut)")
+            .unwrap_or_else(|| panic!("{:?}: {}", r.reason, &r.detail[..200.min(r.detail.len())]));
+        assert!(cut.len() <= 1024 && cut.len() > 1000, "{} bytes", cut.len());
+        assert!(r.raw.len() <= 4096, "{} bytes of raw", r.raw.len());
+    }
+    let reasons: std::collections::BTreeSet<String> = out
+        .rejects
+        .iter()
+        .map(|r| format!("{:?}", r.reason))
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+}

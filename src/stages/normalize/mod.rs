@@ -131,14 +131,30 @@ pub const MAX_REJECTS_PER_BLOB: usize = 10_000;
 pub const RAW_LIMIT: usize = 4096;
 
 pub fn cut_raw(raw: &str) -> String {
-    if raw.len() <= RAW_LIMIT {
-        return raw.to_string();
+    raw[..cut_at(raw, RAW_LIMIT)].to_string()
+}
+
+/// The most of a value a reject's `detail` quotes: the whole record is in its
+/// `raw`. Uncut, a blob of long values (a 1 MiB timestamp a line) held a MiB a
+/// reject, past the 4 KiB a reject docs/limits.md counts.
+pub const DETAIL_LIMIT: usize = 1024;
+
+/// `detail` cut to [`DETAIL_LIMIT`] bytes (at a character), marked as cut.
+fn cut_detail(mut detail: String) -> String {
+    if detail.len() > DETAIL_LIMIT {
+        detail.truncate(cut_at(&detail, DETAIL_LIMIT));
+        detail.push_str("… (cut)");
     }
-    let mut end = RAW_LIMIT;
-    while !raw.is_char_boundary(end) {
+    detail
+}
+
+/// The longest prefix of `s` of at most `limit` bytes that ends at a character.
+fn cut_at(s: &str, limit: usize) -> usize {
+    let mut end = limit.min(s.len());
+    while !s.is_char_boundary(end) {
         end -= 1;
     }
-    raw[..end].to_string()
+    end
 }
 
 type Failure = (Reason, String);
@@ -781,7 +797,7 @@ impl BlobOutcome {
                 blob: idx,
                 line: None,
                 reason: Reason::UnreadableFile,
-                detail,
+                detail: cut_detail(detail),
                 raw: cut_raw(&String::from_utf8_lossy(&raw[..raw.len().min(RAW_LIMIT)])),
                 device: None,
             });
@@ -1007,7 +1023,7 @@ impl<'b> Tally<'b> {
                 blob: self.idx,
                 line: Some(line),
                 reason,
-                detail,
+                detail: cut_detail(detail),
                 raw: cut_raw(raw),
                 device,
             });
