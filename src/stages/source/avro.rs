@@ -494,17 +494,29 @@ impl Header {
     }
 }
 
-/// The header's metadata map (`avro.schema`, `avro.codec`, ...), block by block.
+/// The most a header's metadata (keys and values, the schema among them) may
+/// take. Event Hubs Capture's schema is under 1 KB, a wide telemetry record's a
+/// few tens; the schema is parsed as JSON, which takes about 40 times its text
+/// in memory (a 900 MB schema of empty objects, 1.7 MB gzipped, would be 38 GB).
+pub const MAX_HEADER_BYTES: usize = 256 << 10;
+
+/// The header's metadata map (`avro.schema`, `avro.codec`, ...), block by block,
+/// within [`MAX_HEADER_BYTES`].
 fn metadata(c: &mut Cursor<'_>) -> Result<HashMap<String, Vec<u8>>, String> {
     let mut meta: HashMap<String, Vec<u8>> = HashMap::new();
+    let mut held = 0usize;
     loop {
         let n = c.block_count()?;
         if n == 0 {
             return Ok(meta);
         }
         for _ in 0..n {
-            let k = String::from_utf8_lossy(c.bytes()?).into_owned();
-            meta.insert(k, c.bytes()?.to_vec());
+            let (k, v) = (c.bytes()?, c.bytes()?);
+            held += k.len() + v.len();
+            if held > MAX_HEADER_BYTES {
+                return Err(format!("metadata over {MAX_HEADER_BYTES} bytes"));
+            }
+            meta.insert(String::from_utf8_lossy(k).into_owned(), v.to_vec());
         }
     }
 }
@@ -800,6 +812,29 @@ mod tests {
                 serde_json::json!({"temperature": 21.5, "load": 0.25}),
             ]
         );
+    }
+
+    /// A header's metadata past 256 KiB is refused before its schema is parsed:
+    /// the blob is one unreadable file. Just under the bound, it is read.
+    #[test]
+    fn a_header_over_its_bound_is_refused_before_the_schema_is_parsed() {
+        let schema = |pad: usize| {
+            format!(
+                r#"{{"type":"record","name":"T","doc":"{}","fields":[{{"name":"t","type":"double"}}]}}"#,
+                "x".repeat(pad)
+            )
+        };
+        // The metadata: the two keys, the codec and the schema.
+        let fixed = "avro.schema".len() + "avro.codec".len() + "null".len() + schema(0).len();
+        let fits = file(
+            &schema(MAX_HEADER_BYTES - fixed),
+            "null",
+            &[(1, 1.5f64.to_le_bytes().to_vec())],
+        );
+        assert_eq!(collect(&fits).0.len(), 1);
+        let over = file(&schema(MAX_HEADER_BYTES - fixed + 1), "null", &[]);
+        let err = for_each(&over, &Limits::default(), |_| Ok(())).unwrap_err();
+        assert!(err.contains("metadata over 262144 bytes"), "{err}");
     }
 
     type BadBlocks = Vec<(u64, u64, String)>;
