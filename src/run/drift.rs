@@ -66,6 +66,7 @@ pub fn report_of(tally: &DriftTally, drift: &DriftSettings, added: Vec<String>) 
             .iter()
             .map(|(k, v)| (k.clone(), *v))
             .collect(),
+        rescued_untallied_fields: tally.untallied,
         candidate_columns,
         candidate_share: share,
         added_columns: added,

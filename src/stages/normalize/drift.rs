@@ -5,7 +5,7 @@
 //! did and nothing here is touched (the hot path stays as measured).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
@@ -202,12 +202,14 @@ fn rescue_of(
     rules: &DriftRules,
     bad: &[&Column],
 ) -> Option<Rescued> {
+    // Sets and maps, not scans: a 1 MiB record may hold 150,000 keys.
     let mut names: Vec<String> = Vec::new();
+    let mut seen: HashSet<String> = HashSet::new();
     let top = top_keys(fields);
     let keys = top.iter().filter(|k| rules.keeps(k));
     let mismatched = bad.iter().filter_map(|c| key_of(fields, c));
     for name in keys.map(|k| k.to_string()).chain(mismatched) {
-        if !names.contains(&name) {
+        if seen.insert(name.clone()) {
             names.push(name);
         }
     }
@@ -215,12 +217,17 @@ fn rescue_of(
         return None;
     }
     // In the record's order (a nested path, not a top-level key, last).
-    names.sort_by_key(|n| top.iter().position(|k| k == n).unwrap_or(usize::MAX));
+    let mut order: HashMap<&str, usize> = HashMap::with_capacity(top.len());
+    for (at, key) in top.iter().enumerate() {
+        order.entry(key).or_insert(at);
+    }
+    names.sort_by_key(|n| order.get(n.as_str()).copied().unwrap_or(usize::MAX));
+    let index = Index::of(fields);
     let mut reparsed = None;
     let mut json = String::from("{");
     let mut kept = Vec::with_capacity(names.len());
     for name in names {
-        let value = match value_of(fields, &name, raw, &mut reparsed) {
+        let value = match index.value(fields, &name, raw, &mut reparsed) {
             Some(v) if !v.is_null() => v,
             _ => continue,
         };
@@ -234,6 +241,68 @@ fn rescue_of(
     }
     json.push('}');
     (!kept.is_empty()).then_some(Rescued { json, fields: kept })
+}
+
+/// Where a record's fields are, by name, for a record whose values are looked
+/// up by position ([`value_of`] scans them, once a name).
+enum Index {
+    /// A JSON object's members: the first of each exact key.
+    Flat(HashMap<String, usize>),
+    /// A CSV row's columns: the first header of each name, in ASCII lower case.
+    Csv(HashMap<String, usize>),
+    /// Keyed already (serde_json's maps).
+    Keyed,
+}
+
+impl Index {
+    fn of(fields: &Fields<'_>) -> Index {
+        let first = |names: &mut dyn Iterator<Item = String>| {
+            let mut at = HashMap::new();
+            for (i, name) in names.enumerate() {
+                at.entry(name).or_insert(i);
+            }
+            at
+        };
+        match fields {
+            Fields::Flat { flat, .. } => {
+                Index::Flat(first(&mut flat.members.iter().map(|(k, _)| k.to_string())))
+            }
+            Fields::Csv { headers, .. } => {
+                Index::Csv(first(&mut headers.iter().map(|h| h.to_ascii_lowercase())))
+            }
+            _ => Index::Keyed,
+        }
+    }
+
+    /// [`value_of`], the same value, without a scan for a name the index holds.
+    fn value(
+        &self,
+        fields: &Fields<'_>,
+        name: &str,
+        raw: &str,
+        reparsed: &mut Option<Value>,
+    ) -> Option<Value> {
+        match (self, fields) {
+            (Index::Flat(at), Fields::Flat { flat, .. }) => match at.get(name) {
+                Some(&i) => flat
+                    .members
+                    .get(i)
+                    .and_then(|(_, m)| member_value(m))
+                    .or_else(|| {
+                        let whole = reparsed.get_or_insert_with(|| {
+                            serde_json::from_str(raw).unwrap_or(Value::Null)
+                        });
+                        whole.as_object().and_then(|m| value_at(m, name))
+                    }),
+                None => value_of(fields, name, raw, reparsed),
+            },
+            (Index::Csv(at), Fields::Csv { values, .. }) => at
+                .get(&name.to_ascii_lowercase())
+                .and_then(|&i| values.get(i))
+                .map(|v| Value::String(v.clone())),
+            _ => value_of(fields, name, raw, reparsed),
+        }
+    }
 }
 
 /// The value of field `name` (a top-level key or a dotted path) as JSON.
@@ -388,9 +457,19 @@ pub struct DriftTally {
     pub rows: u64,
     pub rescued_records: u64,
     pub rescued_fields: u64,
-    /// Rows per rescued field name.
+    /// Rows per rescued field name: at most [`MAX_TALLIED_NAMES`] names of at
+    /// most [`MAX_TALLIED_NAME`] bytes.
     pub by_field: HashMap<String, u64>,
+    /// Rescued fields under names past those bounds, counted but not by name.
+    pub untallied: u64,
 }
+
+/// The most distinct field names a date's drift tally counts by name: a
+/// producer that writes a new key in every record (random keys, ids as keys)
+/// would otherwise grow it, and the run report, with the date's input.
+pub const MAX_TALLIED_NAMES: usize = 1000;
+/// The longest field name a drift tally counts by name, in bytes.
+pub const MAX_TALLIED_NAME: usize = 256;
 
 impl DriftTally {
     pub fn row(&mut self, rescued: Option<&Rescued>) {
@@ -399,7 +478,7 @@ impl DriftTally {
             self.rescued_records += 1;
             self.rescued_fields += r.fields.len() as u64;
             for f in &r.fields {
-                *self.by_field.entry(f.clone()).or_default() += 1;
+                self.count(f, 1);
             }
         }
     }
@@ -408,8 +487,21 @@ impl DriftTally {
         self.rows += other.rows;
         self.rescued_records += other.rescued_records;
         self.rescued_fields += other.rescued_fields;
+        self.untallied += other.untallied;
         for (k, v) in other.by_field {
-            *self.by_field.entry(k).or_default() += v;
+            self.count(&k, v);
+        }
+    }
+
+    /// Counts `n` rows of field `name`: by name while within the bounds (a
+    /// name counted already always is), else in `untallied`.
+    fn count(&mut self, name: &str, n: u64) {
+        if let Some(rows) = self.by_field.get_mut(name) {
+            *rows += n;
+        } else if self.by_field.len() < MAX_TALLIED_NAMES && name.len() <= MAX_TALLIED_NAME {
+            self.by_field.insert(name.to_string(), n);
+        } else {
+            self.untallied += n;
         }
     }
 }
@@ -417,6 +509,72 @@ impl DriftTally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn rescued(names: &[String]) -> Rescued {
+        Rescued {
+            json: String::new(),
+            fields: names.to_vec(),
+        }
+    }
+
+    /// The index finds what the scan finds, name by name: the first of
+    /// duplicate keys, the exact key before another case, arrays through the
+    /// text, dotted paths, CSV headers in any case, and a name that is not there.
+    #[test]
+    fn the_index_finds_what_the_scan_finds() {
+        let line = r#"{"A":1,"a":2,"a":3,"n":{"x":[1,2]},"arr":[1,{"b":2}],"m":null}"#;
+        let names = ["A", "a", "n", "arr", "n.x", "N", "m", "missing"];
+        let fields = Fields::Flat {
+            flat: crate::stages::source::flat::Flat::parse(line).unwrap(),
+            shape: None,
+        };
+        let index = Index::of(&fields);
+        for name in names {
+            let (mut a, mut b) = (None, None);
+            assert_eq!(
+                index.value(&fields, name, line, &mut a),
+                value_of(&fields, name, line, &mut b),
+                "{name}"
+            );
+        }
+        let headers = ["T".to_string(), "t".to_string(), "u".to_string()];
+        let fields = Fields::Csv {
+            headers: &headers,
+            values: vec!["1".into(), "2".into(), "3".into()],
+            decimal_comma: false,
+        };
+        let index = Index::of(&fields);
+        for name in ["T", "t", "U", "v"] {
+            let (mut a, mut b) = (None, None);
+            assert_eq!(
+                index.value(&fields, name, "", &mut a),
+                value_of(&fields, name, "", &mut b),
+                "{name}"
+            );
+        }
+    }
+
+    /// A tally counts at most 1,000 names by name, each at most 256 bytes; the
+    /// rest are counted, not named. A name counted before the bound still is
+    /// after it, and two tallies merged keep the bound.
+    #[test]
+    fn a_drift_tally_names_at_most_a_thousand_fields() {
+        let name = |i: usize| format!("k{i}");
+        let mut tally = DriftTally::default();
+        for i in 0..1_500 {
+            tally.row(Some(&rescued(&[name(i)])));
+        }
+        tally.row(Some(&rescued(&[name(0), "x".repeat(257)])));
+        assert_eq!(tally.by_field.len(), MAX_TALLIED_NAMES);
+        assert_eq!(tally.by_field["k0"], 2);
+        assert_eq!(tally.untallied, 500 + 1);
+        let mut other = DriftTally::default();
+        other.row(Some(&rescued(&[name(1), name(2_000), "y".repeat(256)])));
+        tally.add(other);
+        assert_eq!(tally.by_field.len(), MAX_TALLIED_NAMES);
+        assert_eq!((tally.by_field["k1"], tally.untallied), (2, 503));
+        assert_eq!(tally.rescued_fields, 1_500 + 2 + 3);
+    }
     use crate::config::drift::DriftSettings;
 
     fn schema_with(declared: &str) -> TelemetrySchema {
