@@ -161,7 +161,8 @@ impl<'de> Visitor<'de> for FlatVisitor {
         f.write_str("a JSON object")
     }
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(12));
+        // Grown as members come, as in the fast parser's nested objects.
+        let mut members = Vec::with_capacity(map.size_hint().unwrap_or(0));
         while let Some(Text(key)) = map.next_key::<Text<'de>>()? {
             members.push((key, map.next_value::<Member<'de>>()?));
         }
@@ -294,7 +295,10 @@ mod fast {
                 return None;
             }
             self.eat(b'{')?;
-            let mut members = Vec::with_capacity(12);
+            // A record's own members, room for a dozen at once; a nested
+            // object's grow as they come (`{}` takes nothing): a dozen slots
+            // each made a record of empty objects a hundred times its size.
+            let mut members = Vec::with_capacity(if depth == 0 { 12 } else { 0 });
             self.ws();
             if self.eat(b'}').is_some() {
                 return Some(Flat { members });
