@@ -613,25 +613,42 @@ impl RunOfCommit {
     }
 }
 
-/// The latest commit of `spec`'s table: its version and the run that made it
-/// (`None`: no table, or no commit).
-pub async fn last_commit(
+/// Commits [`commit_of_run`] looks back through: the other dates of a parallel
+/// backfill, a catch-up, a `maintain` may commit after a run's own.
+const OWN_COMMIT_LOOKBACK: usize = 100;
+
+/// The version of the newest commit of `spec`'s table that run `run_id` made,
+/// among the latest [`OWN_COMMIT_LOOKBACK`]; `None` when none of them is its
+/// (or there is no table). Not only the latest: a run stopped while its commit
+/// was under way looks once its clean-up has waited for every write of the
+/// process, and by then another date's may have landed after its own.
+pub async fn commit_of_run(
     lake: &Lake,
     spec: &TableSpec,
-) -> Result<Option<(u64, RunOfCommit)>, SinkError> {
+    run_id: &str,
+) -> Result<Option<u64>, SinkError> {
     use futures::StreamExt;
     let Some(table) = open_table(lake, spec).await? else {
         return Ok(None);
     };
-    let Some(version) = table.version() else {
+    let Some(latest) = table.version() else {
         return Ok(None);
     };
-    let mut commits = table.history(Some(1));
-    let run = match commits.next().await {
-        Some(Ok(info)) => RunOfCommit::of(&info),
-        _ => RunOfCommit::default(),
-    };
-    Ok(Some((version, run)))
+    // Newest first, one a version (delta-rs and coldpath write a commitInfo in each).
+    let mut commits = table.history(Some(OWN_COMMIT_LOOKBACK)).enumerate();
+    while let Some((back, info)) = commits.next().await {
+        let info = info.map_err(|e| {
+            read_err(
+                spec.name,
+                table.table_url(),
+                crate::storage::fault::chain(&e),
+            )
+        })?;
+        if RunOfCommit::of(&info).run_id.as_deref() == Some(run_id) {
+            return Ok(latest.checked_sub(back as u64));
+        }
+    }
+    Ok(None)
 }
 
 /// A commit's `userMetadata`: who wrote it, and with which coldpath build.

@@ -260,6 +260,26 @@ mod tests {
         (dir, lake)
     }
 
+    /// A run's own commit is found behind the commits of other runs after it,
+    /// at its version: a stopped run whose commit landed names it even when
+    /// another date's landed next.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_runs_commit_is_found_behind_later_ones() {
+        let (_dir, lake) = lake_with(10).await;
+        let spec = telemetry_table();
+        let d10 = day("2024-03-10");
+        for run in ["run-2", "run-3"] {
+            replace(&lake, d10, &rows_of(&spec, d10, 10), run)
+                .await
+                .unwrap();
+        }
+        let found = |run: &'static str| crate::lake::commit_of_run(&lake, &spec, run);
+        assert_eq!(found("run-1").await.unwrap(), Some(0));
+        assert_eq!(found("run-2").await.unwrap(), Some(1));
+        assert_eq!(found("run-3").await.unwrap(), Some(2));
+        assert_eq!(found("run-4").await.unwrap(), None);
+    }
+
     /// The first write creates the table (the write operation); the next ones
     /// take the own commit, which replaces its date's rows and leaves the other's.
     #[tokio::test(flavor = "multi_thread")]

@@ -117,8 +117,8 @@ pub async fn run_on(
 /// landed, the report says so, and the run's error becomes "partly committed".
 async fn landed_after_stop(site: &Site, report: &mut RunReport) {
     let spec = lake::telemetry_table();
-    match lake::last_commit(&site.lake, &spec).await {
-        Ok(Some((version, run))) if run.run_id.as_deref() == Some(report.run_id.as_str()) => {
+    match lake::commit_of_run(&site.lake, &spec, &report.run_id).await {
+        Ok(Some(version)) => {
             warn!("telemetry's commit landed after the stop");
             report.tables.insert(
                 spec.name,
