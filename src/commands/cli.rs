@@ -319,8 +319,9 @@ pub struct FeaturesArgs {
     #[arg(long, value_parser = parse_date, requires = "from")]
     pub to: Option<NaiveDate>,
     /// Print every features_hourly column of the job with its definition and
-    /// exit, reading nothing: `markdown` (default), or `mltable` / `synapse` for
-    /// the Azure ML table and the Synapse view of the job's columns.
+    /// exit, reading no table (only a declared attribute file, for its columns'
+    /// types): `markdown` (default), or `mltable` / `synapse` for the Azure ML
+    /// table and the Synapse view of the job's columns.
     #[arg(long, value_name = "FORMAT", num_args = 0..=1, default_missing_value = "markdown")]
     pub explain: Option<super::explain::ExplainFormat>,
     #[command(flatten)]

@@ -1,6 +1,9 @@
 //! `coldpath features --explain`: every `features_hourly` column of a job with
 //! its definition (for a model card), or the Azure ML MLTable and the Synapse
-//! view that match the job's declared columns. Reads nothing but the job file.
+//! view that match the job's declared columns. Reads nothing but the job file,
+//! and the device attributes' file when the job declares one: a run types an
+//! attribute column by its values (numbers: double), and the Synapse view must
+//! say the type the table has.
 
 use crate::config::features::{Aggregate, Declared, FeatureSet};
 
@@ -79,7 +82,7 @@ fn agg_text(a: Aggregate) -> (&'static str, &'static str) {
 }
 
 /// Every column of the job's `features_hourly`, defaults first.
-fn definitions(set: &FeatureSet) -> Vec<Def> {
+fn definitions(set: &FeatureSet, numeric: &[(String, bool)]) -> Vec<Def> {
     let mut out: Vec<Def> = DEFAULTS
         .iter()
         .map(|(n, ty, text)| Def {
@@ -88,12 +91,12 @@ fn definitions(set: &FeatureSet) -> Vec<Def> {
             text: text.to_string(),
         })
         .collect();
-    out.extend(set.declared().iter().map(declared_def));
+    out.extend(set.declared().iter().map(|d| declared_def(d, numeric)));
     out
 }
 
 /// A declared column's type and meaning.
-fn declared_def(d: &Declared<'_>) -> Def {
+fn declared_def(d: &Declared<'_>, numeric: &[(String, bool)]) -> Def {
     let (ty, text) = match *d {
         Declared::Signal {
             signal,
@@ -121,7 +124,11 @@ fn declared_def(d: &Declared<'_>) -> Def {
             ),
         ),
         Declared::Attribute { column, path } => (
-            "double or string",
+            match numeric.iter().find(|(c, _)| c == column) {
+                Some((_, true)) => "double",
+                Some((_, false)) => "string",
+                None => "double or string",
+            },
             format!("device attribute `{column}` from {path} (its value as of the run)"),
         ),
         Declared::Label { horizon } => (
@@ -134,7 +141,7 @@ fn declared_def(d: &Declared<'_>) -> Def {
         Declared::ComponentLabel { component, horizon } => (
             "boolean",
             format!(
-                "LABEL: a failure of component `{component}` in [t, t + {})",
+                "LABEL: a failure of component `{component}` in [t, t + {}), true/false/null as failure_within_7d; also null where a failure naming no component is in that span",
                 horizon.name
             ),
         ),
@@ -147,8 +154,15 @@ fn declared_def(d: &Declared<'_>) -> Def {
 }
 
 /// The text `--explain` prints for `set`, in `format`.
-pub fn render(set: &FeatureSet, job: &str, format: ExplainFormat) -> String {
-    let defs = definitions(set);
+/// `numeric`: the attributes' columns and whether each is numeric ([`crate::stages::features::reference::attribute_types`]);
+/// a column not in it is `double or string` (and `varchar` in the view).
+pub fn render(
+    set: &FeatureSet,
+    job: &str,
+    format: ExplainFormat,
+    numeric: &[(String, bool)],
+) -> String {
+    let defs = definitions(set, numeric);
     match format {
         ExplainFormat::Markdown => markdown(&defs, job),
         ExplainFormat::Mltable => mltable(&defs, job),
@@ -205,7 +219,7 @@ fn synapse(defs: &[Def], job: &str) -> String {
         .collect();
     format!(
         "-- features_hourly of job `{job}` for Synapse serverless SQL. Replace the BULK path with your lake's.\n\
--- An attribute column's type is float when every value in its file is a number.\n\
+-- An attribute column's type is float when every value in its file is a number (read now).\n\
 CREATE VIEW dbo.features_hourly AS\nSELECT *\nFROM OPENROWSET(\n    BULK '<lake>/features_hourly/',\n    FORMAT = 'DELTA'\n) WITH (\n{}\n) AS rows;\n",
         cols.join(",\n")
     )
@@ -217,7 +231,7 @@ mod tests {
 
     #[test]
     fn the_default_set_is_the_tables_columns_in_order() {
-        let defs = definitions(&FeatureSet::default());
+        let defs = definitions(&FeatureSet::default(), &[]);
         let names: Vec<&str> = defs.iter().map(|d| d.name.as_str()).collect();
         assert_eq!(names, crate::config::features::DEFAULT_COLUMNS);
         let spec = crate::lake::features_table();

@@ -8,7 +8,7 @@ use crate::Error;
 
 pub async fn command(args: FeaturesArgs) -> i32 {
     if let Some(format) = args.explain {
-        return explain(&args, format);
+        return explain(&args, format).await;
     }
     let run_id = uuid::Uuid::new_v4().to_string();
     let labels_as_of = label_cutoff(args.write.labels_as_of);
@@ -41,16 +41,34 @@ pub async fn command(args: FeaturesArgs) -> i32 {
     emit(&report, report.exit_code, args.write.report.as_deref())
 }
 
-/// `--explain`: the job's columns and their definitions on stdout; exit 2 for a bad job file.
-fn explain(args: &FeaturesArgs, format: super::explain::ExplainFormat) -> i32 {
-    match load_job(&args.job, None, None) {
-        Ok(job) => {
-            print!(
-                "{}",
-                super::explain::render(&job.features, &job.name, format)
+/// `--explain`: the job's columns and their definitions on stdout; exit 2 for a
+/// bad job file. A declared attribute file that cannot be read is a warning:
+/// its columns are then `double or string`.
+async fn explain(args: &FeaturesArgs, format: super::explain::ExplainFormat) -> i32 {
+    let job = match load_job(&args.job, None, None) {
+        Ok(job) => job,
+        Err(e) => return failure(&e).0.exit_code(),
+    };
+    let numeric = match attribute_types(&job).await {
+        Ok(types) => types,
+        Err(e) => {
+            let e = crate::storage::fault::redact(&e.to_string());
+            eprintln!(
+                "coldpath: warning: the attribute file was not read to type its columns: {e}"
             );
-            crate::report::Status::Succeeded.exit_code()
+            Vec::new()
         }
-        Err(e) => failure(&e).0.exit_code(),
+    };
+    let text = super::explain::render(&job.features, &job.name, format, &numeric);
+    print!("{text}");
+    crate::report::Status::Succeeded.exit_code()
+}
+
+/// The declared attributes' types, from the file as a run would read it now.
+async fn attribute_types(job: &crate::config::job::Job) -> Result<Vec<(String, bool)>, Error> {
+    if job.features.attributes.is_none() {
+        return Ok(Vec::new());
     }
+    let source = crate::storage::Storage::open(&job.source, &job.storage)?;
+    Ok(crate::stages::features::reference::attribute_types(&source, &job.features).await?)
 }

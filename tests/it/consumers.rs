@@ -315,13 +315,17 @@ fn explain_gives_the_mltable_and_the_synapse_view_of_a_declared_set() {
     let (_, _, _, view) = parse_view(&explain("synapse"));
     let viewed: Vec<String> = view.iter().map(|c| c.name.clone()).collect();
     assert_eq!(viewed, names(false));
-    // Typed as the table has them; the attributes' type is the file's, which
-    // --explain (reading only the job file) does not know: text.
+    // Typed as the table has them, the attributes too: --explain reads their
+    // file and types each column as a run does (`age` a double, `model` text).
     for (c, (_, delta)) in view.iter().zip(&written) {
-        if c.name != "model" && c.name != "age" {
-            assert_eq!(c.base(), sql_base(delta), "{}", c.name);
-        }
+        assert_eq!(c.base(), sql_base(delta), "{}", c.name);
     }
+    assert!(
+        written
+            .iter()
+            .any(|(n, t)| n == "age" && sql_base(t) == "float"),
+        "{written:?}"
+    );
     // Each definition line names its column once, in the markdown.
     let markdown = explain("markdown");
     for (name, _) in &written {

@@ -178,6 +178,19 @@ impl Reference {
     }
 }
 
+/// The declared attributes' columns and whether each is numeric, as a run would
+/// type them from the file now (`features --explain`); empty when none is declared.
+pub async fn attribute_types(
+    source: &Storage,
+    set: &FeatureSet,
+) -> Result<Vec<(String, bool)>, ReferenceError> {
+    let Some(a) = &set.attributes else {
+        return Ok(Vec::new());
+    };
+    let bytes = fetch(source, &a.path).await?;
+    Ok(parse_attributes(&a.path, &bytes, &a.columns)?.columns)
+}
+
 /// Reads a reference file: relative to the source, or at its own location.
 async fn fetch(source: &Storage, path: &str) -> Result<bytes::Bytes, ReferenceError> {
     Ok(fetch_dated(source, path).await?.0)
