@@ -169,10 +169,15 @@ pub(super) async fn refresh_one(
         }
     }
     let mut features_table = None;
+    let mut done: Vec<&str> = Vec::new();
     for (spec, batch, meta) in staged {
-        locks.check(spec.name).await?;
         let name = spec.name;
-        let committed = commit(&site.lake, spec, date, batch, &meta).await?;
+        let landed = match locks.check(name).await {
+            Ok(()) => commit(&site.lake, spec, date, batch, &meta).await,
+            Err(e) => Err(e.into()),
+        };
+        let committed = landed.map_err(|e| partly(e, &done, date))?;
+        done.push(name);
         if name == lake::features_table().name {
             features_table = Some(committed);
         }
@@ -186,6 +191,18 @@ pub(super) async fn refresh_one(
         table: features_table,
         error: None,
     })
+}
+
+/// A commit's error `e` after the tables `done` were committed for `date`:
+/// said so, as a run says it. The refresh stays owed, so a catch-up completes it.
+fn partly(e: Error, done: &[&str], date: NaiveDate) -> Error {
+    if done.is_empty() {
+        return e;
+    }
+    Error::PartlyCommitted(format!(
+        "{e}, after committing {} for {date}; refresh the date to complete it",
+        done.join(", ")
+    ))
 }
 
 /// The outputs a refresh feeds, as a run's registry makes them: the features

@@ -455,3 +455,26 @@ fn the_features_command_leaves_a_date_never_run_alone() {
         );
     }
 }
+
+/// A refresh whose `telemetry_minute` commit fails after `features_hourly`'s
+/// landed says so, as a run does: the date's entry is failed, naming the table
+/// committed before the failure, and the refresh stays to be done again.
+#[test]
+fn a_refresh_that_commits_part_of_its_tables_says_which() {
+    let lake = temp_lake();
+    run_all_dates(lake.path(), LABELS);
+    std::fs::write(
+        lake.path()
+            .join("telemetry_minute/_delta_log/00000000000000000000.json"),
+        "this is not a delta log\n",
+    )
+    .unwrap();
+    let range = ["--date", "2024-03-12", "--labels-as-of", LABELS];
+    let (code, report, stderr) = features_cmd(lake.path(), &fixtures_raw(), &range);
+    assert_eq!(code, 1, "{report}\n{stderr}");
+    let error = report["dates"][0]["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("after committing features_hourly for 2024-03-12"),
+        "{report}"
+    );
+}
