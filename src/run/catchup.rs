@@ -594,6 +594,8 @@ mod tests {
         assert_eq!(taken.dates.last(), Some(&day("2024-03-13")));
         let not_yet = settling(now, Some(at("2024-03-19T23:59:59.999999Z")), h);
         assert_eq!(not_yet.dates.last(), Some(&day("2024-03-12")));
+        let past = settling(now, Some(at("2024-03-20T00:00:00.000001Z")), h);
+        assert_eq!(past.dates.last(), Some(&day("2024-03-13")));
         // A watermark past the cut-off (the log's time went back) stays.
         let back = settling(at("2024-03-25T00:00:00Z"), Some(now), h);
         assert_eq!(back.dates, days("2024-03-15", "2024-03-17"));
@@ -612,14 +614,22 @@ mod tests {
             settled(at("2024-03-26T23:59:59.999999Z"), 14 * 24)[0],
             day("2024-03-11")
         );
+        assert_eq!(
+            settled(at("2024-03-27T00:00:00.000001Z"), 14 * 24)[0],
+            day("2024-03-12")
+        );
         // A declared 30-day horizon: 2024-03-12 settles on 2024-04-12.
         assert_eq!(
             settled(at("2024-04-12T00:00:00Z"), 30 * 24)[0],
             day("2024-03-12")
         );
         assert_eq!(
-            settled(at("2024-04-11T23:59:59Z"), 30 * 24)[0],
+            settled(at("2024-04-11T23:59:59.999999Z"), 30 * 24)[0],
             day("2024-03-11")
+        );
+        assert_eq!(
+            settled(at("2024-04-12T00:00:00.000001Z"), 30 * 24)[0],
+            day("2024-03-12")
         );
     }
 }

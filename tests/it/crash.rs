@@ -97,6 +97,7 @@ fn six_kill_9s_at_spread_moments_never_leave_a_half_written_partition() {
         .unwrap_or_else(|| std::process::id() as u64);
     eprintln!("crash seed {seed} (COLDPATH_CRASH_SEED replays it); a whole run took {whole_run:?}");
     let mut state = seed | 1;
+    let mut killed_running = 0;
     for i in 0..6u64 {
         state ^= state << 13;
         state ^= state >> 7;
@@ -107,6 +108,7 @@ fn six_kill_9s_at_spread_moments_never_leave_a_half_written_partition() {
         let mut child = start_run(lake.path());
         std::thread::sleep(at);
         let running = child.try_wait().unwrap().is_none();
+        killed_running += usize::from(running);
         child.kill().unwrap(); // SIGKILL: no unwinding, no cleanup
         let status = child.wait().unwrap();
         let versions = versions(lake.path());
@@ -115,6 +117,11 @@ fn six_kill_9s_at_spread_moments_never_leave_a_half_written_partition() {
         );
         assert_whole(lake.path(), &format!("after kill {i} at {at:?}"), &whole);
     }
+    // Not vacuous: the first slot falls in the first fifth of a run.
+    assert!(
+        killed_running > 0,
+        "no kill landed while a run was running (seed {seed})"
+    );
 
     // The next run completes it (the OS dropped the killed runs' file locks).
     let (code, report) = run_date(

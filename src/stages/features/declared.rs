@@ -677,8 +677,10 @@ mod tests {
         w.add_rows(&frame(&[
             ("p", "2024-03-11T08:59:59.999999Z", Some(1000.0)), // just before the window
             ("p", "2024-03-11T09:00:00Z", Some(1.0)),           // its first instant
+            ("p", "2024-03-11T09:00:00.000001Z", Some(2.0)),    // just after it
             ("p", "2024-03-11T10:59:59.999999Z", Some(3.0)),    // just before t
             ("p", "2024-03-11T11:00:00Z", Some(500.0)),         // at t: the next hour's
+            ("p", "2024-03-11T11:00:00.000001Z", Some(700.0)),  // just after t
         ]))
         .unwrap();
         let ws = crate::stages::normalize::time::parse_str("2024-03-11T10:00:00Z").unwrap();
@@ -688,7 +690,8 @@ mod tests {
         ])
         .unwrap();
         let out = add_columns(rows, &s, Some(&w), &Reference::default(), 0).unwrap();
-        assert_eq!(value(&out, "pressure_count_2h", 0), AnyValue::Int64(2));
+        // 1, 2 and 3: count 3, mean (1 + 2 + 3) / 3, last 3.
+        assert_eq!(value(&out, "pressure_count_2h", 0), AnyValue::Int64(3));
         assert_eq!(value(&out, "pressure_mean_2h", 0), AnyValue::Float64(2.0));
         assert_eq!(value(&out, "pressure_last_2h", 0), AnyValue::Float64(3.0));
     }
@@ -828,6 +831,33 @@ mod tests {
                 (at("2024-03-11T09:00:00Z"), at("2024-03-11T11:00:00Z"))
             )
             .unwrap());
+        // The span's own hours and no other: 08:00 (before it) is left out.
+        let hours =
+            |w: &Windows, from: &str, to: &str| w.stored((at(from), at(to))).unwrap().height();
+        assert_eq!(
+            hours(&again, "2024-03-11T08:00:00Z", "2024-03-11T09:00:00Z"),
+            0
+        );
+        assert_eq!(
+            hours(&again, "2024-03-11T09:00:00Z", "2024-03-11T11:00:00Z"),
+            4
+        );
+        // ... and its end is open: a span ending at 10:00 leaves 10:00 out.
+        let mut upto = Windows::new(&s);
+        assert!(upto
+            .add_stored(
+                &stored,
+                (at("2024-03-11T09:00:00Z"), at("2024-03-11T10:00:00Z"))
+            )
+            .unwrap());
+        assert_eq!(
+            hours(&upto, "2024-03-11T08:00:00Z", "2024-03-11T12:00:00Z"),
+            2
+        );
+        assert_eq!(
+            hours(&upto, "2024-03-11T10:00:00Z", "2024-03-11T11:00:00Z"),
+            0
+        );
         let late: Vec<_> = rows
             .iter()
             .copied()

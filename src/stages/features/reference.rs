@@ -511,7 +511,17 @@ mod tests {
             r.days_since_maintenance("p", us("2024-03-10T00:00:00.000001Z"), None),
             Some(0)
         );
-        // The timed entry at 10:30 counts for t after it, never at t itself.
+        // ... nor a microsecond before that instant (from 03-02 00:00: 7.99 days).
+        assert_eq!(
+            r.days_since_maintenance("p", us("2024-03-09T23:59:59.999999Z"), None),
+            Some(7)
+        );
+        // The timed entry at 10:30 counts for t after it, never at t itself, nor
+        // for a t a microsecond before it (03-09's, from 03-10 00:00: 34.5 h).
+        assert_eq!(
+            r.days_since_maintenance("p", us("2024-03-11T10:29:59.999999Z"), None),
+            Some(1)
+        );
         assert_eq!(
             r.days_since_maintenance("p", us("2024-03-11T10:30:00Z"), None),
             Some(1)

@@ -633,6 +633,12 @@ mod tests {
 
     /// Rows of one device: (seconds after D 00:00, temperature, transit seconds).
     fn rows(device: &str, readings: &[(i64, Option<f64>, Option<i64>)]) -> DataFrame {
+        let in_us: Vec<_> = readings.iter().map(|r| (r.0 * S, r.1, r.2)).collect();
+        rows_us(device, &in_us)
+    }
+
+    /// [`rows`], the times in microseconds after D 00:00 (transits still in seconds).
+    fn rows_us(device: &str, readings: &[(i64, Option<f64>, Option<i64>)]) -> DataFrame {
         let d0 = day_start(date()).timestamp_micros();
         let ts = |name: &str, v: Vec<Option<i64>>| {
             Int64Chunked::from_iter_options(name.into(), v.into_iter())
@@ -645,13 +651,13 @@ mod tests {
             Column::new("device_type".into(), vec![Some("pump"); n]),
             ts(
                 "event_time",
-                readings.iter().map(|r| Some(d0 + r.0 * S)).collect(),
+                readings.iter().map(|r| Some(d0 + r.0)).collect(),
             ),
             ts(
                 "enqueued_time",
                 readings
                     .iter()
-                    .map(|r| r.2.map(|x| d0 + (r.0 + x) * S))
+                    .map(|r| r.2.map(|x| d0 + r.0 + x * S))
                     .collect(),
             ),
             Column::new(
@@ -840,15 +846,16 @@ mod tests {
 
     #[test]
     fn without_history_an_interval_ending_at_t_is_the_next_hours() {
-        // Readings at 00:00:00 and 00:00:10, then one 1 s before t = 01:00, at t, or
-        // 1 s after it. The 00:00 row's m is the median of the intervals whose later
-        // reading is before t, so only the first of the three counts for it.
-        let third = [("after", 3601), ("at", 3600), ("before", 3599)];
+        // Readings at 00:00:00 and 00:00:10, then one 1 µs before t = 01:00, at t,
+        // or 1 µs after it. The 00:00 row's m is the median of the intervals whose
+        // later reading is before t, so only the first of the three counts for it.
+        let t = 3600 * S;
+        let third = [("after", t + 1), ("at", t), ("before", t - 1)];
         let mut all: Option<DataFrame> = None;
-        for (device, s) in third {
-            let one = rows(
+        for (device, us) in third {
+            let one = rows_us(
                 device,
-                &[(0, None, None), (10, None, None), (s, None, None)],
+                &[(0, None, None), (10 * S, None, None), (us, None, None)],
             );
             match &mut all {
                 Some(a) => {
@@ -874,21 +881,19 @@ mod tests {
                 "row {row}"
             );
         }
-        // before: 10 s and 3,589 s by t, m = 1,799.5 s: 3 readings / (3600 / 1799.5).
-        assert_eq!(
-            value(&hours, "coverage", 4),
-            AnyValue::Float64(3.0 / (3600.0 / 1799.5))
-        );
-        // The next hour knows the interval that ends at or after t: 10 s and 3,590 or
-        // 3,591 s, m = 1,800 or 1,800.5 s, for its one reading.
-        assert_eq!(
-            value(&hours, "coverage", 1),
-            AnyValue::Float64(1.0 / (3600.0 / 1800.5))
-        );
-        assert_eq!(
-            value(&hours, "coverage", 3),
-            AnyValue::Float64(1.0 / (3600.0 / 1800.0))
-        );
+        let coverage = |row: usize| match value(&hours, "coverage", row) {
+            AnyValue::Float64(v) => v,
+            other => panic!("row {row}: {other:?}"),
+        };
+        let close = |got: f64, want: f64| {
+            assert!((got - want).abs() < 1e-12 * want, "{got} against {want}")
+        };
+        // before: 10 s and 3,589.999999 s by t, m = 1,799.9999995 s: 3 readings / (3600 / m).
+        close(coverage(4), 3.0 / (3600.0 / 1799.9999995));
+        // The next hour knows the interval that ends at or after t: 10 s and 3,590
+        // or 3,590.000001 s, m = 1,800 or 1,800.0000005 s, for its one reading.
+        close(coverage(1), 1.0 / (3600.0 / 1800.0000005));
+        assert_eq!(coverage(3), 1.0 / (3600.0 / 1800.0));
     }
 
     #[test]
