@@ -856,13 +856,7 @@ fn a_label_refresh_also_takes_the_dates_whose_labels_just_settled() {
         open("2024-03-12") > 0,
         "with LABELS, 2024-03-12 has open labels"
     );
-    let (raw, lake_s) = (raw.to_str().unwrap(), lake.to_str().unwrap());
-    let refresh = |labels: &str, date: &str| {
-        let range = ["--from", date, "--to", date, "--refresh-labels"];
-        let (code, report, err) = coldpath_with("catchup", labels, raw, lake_s, &range, &[]);
-        assert_eq!(code, 0, "{report}\n{err}");
-        report["refreshed"].clone()
-    };
+    let refresh = |labels: &str, date: &str| label_refresh(&raw, &lake, labels, date);
     let before = refresh("2024-03-26T23:59:59.999999Z", "2024-03-26");
     // The range's own date was never run: nothing to refresh there.
     assert_eq!(before, serde_json::json!(["2024-03-10", "2024-03-11"]));
@@ -1086,6 +1080,16 @@ fn a_date_that_cannot_be_listed_fails_alone() {
     assert_eq!(all_rows(&lake), all_rows(&clean));
 }
 
+/// `catchup --refresh-labels` of `date` alone at cut-off `labels`, which must
+/// succeed: the dates it refreshed.
+fn label_refresh(raw: &Path, lake: &Path, labels: &str, date: &str) -> Value {
+    let range = ["--from", date, "--to", date, "--refresh-labels"];
+    let (raw, lake) = (raw.to_str().unwrap(), lake.to_str().unwrap());
+    let (code, report, err) = coldpath_with("catchup", labels, raw, lake, &range, &[]);
+    assert_eq!(code, 0, "{report}\n{err}");
+    report["refreshed"].clone()
+}
+
 /// Sets `path`'s modification time to `at` (RFC 3339): when a log was last written.
 fn written_at(path: &Path, at: &str) {
     let at = chrono::DateTime::parse_from_rfc3339(at).unwrap();
@@ -1104,13 +1108,7 @@ fn written_at(path: &Path, at: &str) {
 fn a_failure_log_written_late_settles_every_date_it_held_back() {
     let (_dir, raw, lake) = three_dates_run();
     let log = raw.join("reference/failures.csv");
-    let (raw_s, lake_s) = (raw.to_str().unwrap(), lake.to_str().unwrap());
-    let refresh = |labels: &str, date: &str| {
-        let range = ["--from", date, "--to", date, "--refresh-labels"];
-        let (code, report, err) = coldpath_with("catchup", labels, raw_s, lake_s, &range, &[]);
-        assert_eq!(code, 0, "{report}\n{err}");
-        report["refreshed"].clone()
-    };
+    let refresh = |labels: &str, date: &str| label_refresh(&raw, &lake, labels, date);
     written_at(&log, "2024-03-01T00:00:00Z");
     assert_eq!(
         refresh("2024-03-28T00:00:00Z", "2024-03-28"),
@@ -1121,20 +1119,8 @@ fn a_failure_log_written_late_settles_every_date_it_held_back() {
         refresh("2024-04-11T00:00:00Z", "2024-04-11"),
         serde_json::json!(DATES)
     );
-    let (failures, cut_off) = (fixture_failures(), 1_712_707_200_000_000); // 2024-04-10
-    let mut seen = std::collections::BTreeMap::new();
-    for date in DATES {
-        for r in crate::features::features_of(&lake, date) {
-            let device = get(&r, "device_id").as_str().unwrap();
-            let ws = get(&r, "window_start").as_i64().unwrap();
-            for days in [7, 14] {
-                let want = label_within(&failures, device, ws, cut_off, days);
-                let column = format!("failure_within_{days}d");
-                assert_eq!(get(&r, &column), &want, "{date} {device} {ws} {column}");
-                *seen.entry(want.to_string()).or_insert(0) += 1;
-            }
-        }
-    }
+    let cut_off = 1_712_707_200_000_000; // 2024-04-10
+    let seen = crate::features::labels_as_defined(&lake, &DATES, cut_off);
     assert_eq!(
         seen.keys().collect::<Vec<_>>(),
         ["false", "true"],

@@ -347,6 +347,31 @@ fn a_bad_reference_row_is_a_configuration_error_naming_file_and_line() {
     assert!(stderr.contains("failures.csv"), "{stderr}");
 }
 
+/// Asserts that every 7- and 14-day label of `dates` in `lake` is what the
+/// definition gives over the fixtures' failure log at `cut_off` (µs); how many
+/// of each value (`true`, `false`, `null`) there were.
+pub fn labels_as_defined(
+    lake: &Path,
+    dates: &[&str],
+    cut_off: i64,
+) -> std::collections::BTreeMap<String, usize> {
+    let failures = fixture_failures();
+    let mut seen = std::collections::BTreeMap::new();
+    for date in dates {
+        for r in features_of(lake, date) {
+            let device = get(&r, "device_id").as_str().unwrap();
+            let ws = get(&r, "window_start").as_i64().unwrap();
+            for days in [7, 14] {
+                let want = label_within(&failures, device, ws, cut_off, days);
+                let column = format!("failure_within_{days}d");
+                assert_eq!(get(&r, &column), &want, "{date} {device} {ws} {column}");
+                *seen.entry(want.to_string()).or_insert(0) += 1;
+            }
+        }
+    }
+    seen
+}
+
 /// A failure log last written before `--labels-as-of` is the labels' cut-off:
 /// a failure after it may not be in it yet, so a label whose horizon ends
 /// later is null, not false (CONTRACT.md: never a false negative from a future
@@ -375,21 +400,8 @@ fn labels_look_no_further_than_the_failure_log_was_written() {
         let (code, report) = run_date(date, &lake, &source);
         assert_eq!(code, 0, "{report}");
     }
-    let failures = fixture_failures();
-    let known_to = written.timestamp_micros();
-    let mut seen = std::collections::BTreeMap::new();
-    for date in ["2024-03-10", "2024-03-11", "2024-03-12"] {
-        for r in features_of(&lake, date) {
-            let device = get(&r, "device_id").as_str().unwrap();
-            let ws = get(&r, "window_start").as_i64().unwrap();
-            for days in [7, 14] {
-                let want = label_within(&failures, device, ws, known_to, days);
-                let column = format!("failure_within_{days}d");
-                assert_eq!(get(&r, &column), &want, "{date} {device} {ws} {column}");
-                *seen.entry(want.to_string()).or_insert(0) += 1;
-            }
-        }
-    }
+    let dates = ["2024-03-10", "2024-03-11", "2024-03-12"];
+    let seen = labels_as_defined(&lake, &dates, written.timestamp_micros());
     assert!(seen.len() == 3, "true, false and null all there: {seen:?}");
     // The edge itself: pump-02 fails on 03-11 20:00 and not again; its 7-day
     // horizon from 03-12 09:00's prediction time (10:00) ends at the log's time.
