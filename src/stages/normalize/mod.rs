@@ -253,10 +253,13 @@ fn double_field(
     }
 }
 
+/// A timestamp column's value: ISO-8601 or epoch, and for every column but
+/// `event_time` Capture's .NET form too ([`time::parse_str_or_dotnet`]).
 fn time_field(name: &str, found: Found<'_>) -> Result<Option<i64>, Failure> {
     let parsed = match found {
         Found::Missing => return Ok(None),
-        Found::Str(s) => time::parse_str(s),
+        Found::Str(s) if name == "event_time" => time::parse_str(s),
+        Found::Str(s) => time::parse_str_or_dotnet(s),
         Found::Num(n) => match n.as_i64() {
             Some(i) => time::from_epoch(i as f64),
             None => time::from_epoch(n.as_f64().unwrap_or(f64::NAN)),
@@ -1161,6 +1164,25 @@ mod tests {
             double_field("load", &col, Found::Str("1e308"), false),
             Ok(Some(1e308))
         );
+    }
+
+    /// Capture's .NET form is an enqueued time, not an event time: the contract
+    /// lists `event_time`'s forms (ISO-8601, epoch), and a day-first date in
+    /// that form would read as another month.
+    #[test]
+    fn the_dotnet_form_is_an_enqueued_time_only() {
+        let r = row_of(json!({
+            "deviceId": "d1", "timestamp": "2024-03-11T10:15:00Z",
+            "EnqueuedTimeUtc": "3/11/2024 10:15:30 AM"
+        }))
+        .unwrap();
+        assert_eq!(r.enqueued_time, Some(1_710_152_130_000_000));
+        let (reason, detail) = row_of(json!({
+            "deviceId": "d1", "timestamp": "3/11/2024 10:15:30 AM"
+        }))
+        .unwrap_err();
+        assert_eq!(reason, Reason::InvalidTimestamp);
+        assert!(detail.starts_with("event_time:"), "{detail}");
     }
 
     #[test]

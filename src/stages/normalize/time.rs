@@ -25,9 +25,14 @@ pub fn parse_str(s: &str) -> Result<i64, String> {
         let v: f64 = t.parse().map_err(|_| format!("`{t}` is not a timestamp"))?;
         return from_epoch(v);
     }
-    parse_iso(t)
-        .or_else(|| parse_dotnet_us(t))
-        .ok_or_else(|| format!("`{t}` is not an ISO-8601 timestamp"))
+    parse_iso(t).ok_or_else(|| format!("`{t}` is not an ISO-8601 timestamp"))
+}
+
+/// [`parse_str`], or Event Hubs Capture's .NET form ([`parse_dotnet_us`]): for
+/// every timestamp but `event_time`, whose forms the contract lists (ISO-8601
+/// or epoch). A day-first `11/3/2024` there would read as 3 November.
+pub fn parse_str_or_dotnet(s: &str) -> Result<i64, String> {
+    parse_str(s).or_else(|e| parse_dotnet_us(trimmed(s)).ok_or(e))
 }
 
 /// Event Hubs Capture's `EnqueuedTimeUtc`, .NET's invariant-culture UTC format:
@@ -400,29 +405,37 @@ mod tests {
 
     #[test]
     fn event_hubs_capture_enqueued_time() {
+        let dotnet = parse_str_or_dotnet;
         assert_eq!(
-            parse_str("3/11/2024 10:15:30 AM").unwrap(),
+            dotnet("3/11/2024 10:15:30 AM").unwrap(),
             us("2024-03-11T10:15:30Z")
         );
         assert_eq!(
-            parse_str("12/1/2024 12:00:05 AM").unwrap(),
+            dotnet(" 12/1/2024 12:00:05 AM").unwrap(),
             us("2024-12-01T00:00:05Z")
         );
         assert_eq!(
-            parse_str("3/11/2024 12:15:30 PM").unwrap(),
+            dotnet("3/11/2024 12:15:30 PM").unwrap(),
             us("2024-03-11T12:15:30Z")
         );
         assert_eq!(
-            parse_str("3/11/2024 1:15:30.25 PM").unwrap(),
+            dotnet("3/11/2024 1:15:30.25 PM").unwrap(),
             us("2024-03-11T13:15:30.25Z")
+        );
+        assert_eq!(
+            dotnet("2024-03-11T10:15:30Z").unwrap(),
+            us("2024-03-11T10:15:30Z")
         );
         for bad in [
             "13/11/2024 1:15:30 PM",
             "3/11/2024 13:15:30 PM",
             "3/11/2024 1:15:30",
         ] {
-            assert!(parse_str(bad).is_err(), "{bad:?} should be refused");
+            assert!(dotnet(bad).is_err(), "{bad:?} should be refused");
         }
+        // The contract's forms alone (event_time's): not this one.
+        let refused = parse_str("3/11/2024 10:15:30 AM").unwrap_err();
+        assert!(refused.contains("not an ISO-8601 timestamp"), "{refused}");
     }
 
     #[test]
