@@ -168,11 +168,15 @@ pub(crate) fn trimmed(s: &str) -> &str {
     }
 }
 
+/// A string column's value, trimmed as a CSV field is (so one reading in JSON
+/// and in CSV names one device); white space alone is no value.
 fn string_field(found: Found<'_>) -> Result<Option<Cow<'_, str>>, &'static str> {
     match found {
         Found::Missing => Ok(None),
-        Found::Str(s) if trimmed(s).is_empty() => Ok(None),
-        Found::Str(s) => Ok(Some(Cow::Borrowed(s))),
+        Found::Str(s) => {
+            let s = trimmed(s);
+            Ok((!s.is_empty()).then_some(Cow::Borrowed(s)))
+        }
         Found::Num(n) => Ok(Some(Cow::Owned(n.to_string()))),
         Found::Bool(b) => Ok(Some(Cow::Owned(b.to_string()))),
         Found::Nested => Err("an object or array"),
@@ -1183,6 +1187,20 @@ mod tests {
         .unwrap_err();
         assert_eq!(reason, Reason::InvalidTimestamp);
         assert!(detail.starts_with("event_time:"), "{detail}");
+    }
+
+    /// A string is trimmed in JSON as in CSV: ` pump-01 ` and `pump-01` are one
+    /// device, so copies of a reading in the two formats are one reading.
+    #[test]
+    fn strings_are_trimmed_in_json_as_in_csv() {
+        let r = row_of(json!({
+            "deviceId": " pump-01\t", "timestamp": "2024-03-11T10:15:00Z",
+            "messageId": " m-1 ", "deviceType": "pump "
+        }))
+        .unwrap();
+        assert_eq!(r.device_id, "pump-01");
+        assert_eq!(r.message_id.as_deref(), Some("m-1"));
+        assert_eq!(r.device_type.as_deref(), Some("pump"));
     }
 
     #[test]
