@@ -484,6 +484,34 @@ pub struct Lake {
     pub file_size: u64,
 }
 
+/// A lake URL in a form delta-rs opens: it registers `az`, `abfs(s)` and `file`,
+/// not `https`. `https://<account>.blob.core.windows.net/<container>/<path>` (or
+/// `.dfs.`) is the same place as `abfss://<container>@<account>.dfs.core.windows.net/<path>`;
+/// any other `http(s)` lake is refused here (a configuration error, exit 2)
+/// rather than by its first table, after the blobs were read.
+fn delta_form(url: Url) -> Result<Url, String> {
+    if !matches!(url.scheme(), "https" | "http") {
+        return Ok(url);
+    }
+    let host = url.host_str().unwrap_or_default();
+    let account = [".blob.core.windows.net", ".dfs.core.windows.net"]
+        .iter()
+        .find_map(|suffix| host.strip_suffix(suffix));
+    let path = url.path().trim_start_matches('/');
+    let (container, rest) = path.split_once('/').unwrap_or((path, ""));
+    match account {
+        Some(account) if !account.is_empty() && !container.is_empty() => {
+            let form = format!("abfss://{container}@{account}.dfs.core.windows.net/{rest}");
+            Url::parse(&form).map_err(|e| format!("{form}: {e}"))
+        }
+        _ => Err(format!(
+            "delta-rs opens a lake at abfss://<container>@<account>.dfs.core.windows.net/<path> or az://<container>/<path>, \
+             or https://<account>.blob.core.windows.net/<container>/<path>; not `{}`",
+            crate::storage::fault::redact(url.as_str())
+        )),
+    }
+}
+
 impl Lake {
     /// A lake at a local path or an `az://`, `abfss://`, `https://`, `file://` URL.
     /// Nothing is created here: a local table folder is made by its first commit.
@@ -504,7 +532,7 @@ impl Lake {
             }
             Url::from_directory_path(&abs).map_err(|_| err("not an absolute path".into()))?
         };
-        let mut url = url;
+        let mut url = delta_form(url).map_err(err)?;
         if !url.path().ends_with('/') {
             url.set_path(&format!("{}/", url.path()));
         }
@@ -889,6 +917,46 @@ async fn replace_once(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An `https://` lake on Azure is the same place as its `abfss://` form,
+    /// which delta-rs opens (it has no handler for https); any other http(s)
+    /// lake is a configuration error before anything is read.
+    #[test]
+    fn an_https_lake_is_opened_as_abfss() {
+        let settings = crate::storage::retry::StorageSettings::default();
+        let url = |at: &str| Lake::open(at, &settings).map(|l| l.url.to_string());
+        let want = "abfss://lake@contoso.dfs.core.windows.net/iot/";
+        assert_eq!(
+            url("https://contoso.blob.core.windows.net/lake/iot").unwrap(),
+            want
+        );
+        assert_eq!(
+            url("https://contoso.dfs.core.windows.net/lake/iot/").unwrap(),
+            want
+        );
+        assert_eq!(
+            url("https://contoso.blob.core.windows.net/lake").unwrap(),
+            "abfss://lake@contoso.dfs.core.windows.net/"
+        );
+        assert_eq!(url("az://lake/iot").unwrap(), "az://lake/iot/");
+        for refused in [
+            "https://example.com/lake/iot",
+            "https://contoso.blob.core.windows.net/",
+        ] {
+            let e = url(refused).unwrap_err();
+            assert!(
+                e.is_config() && e.to_string().contains("abfss://"),
+                "{refused}: {e}"
+            );
+        }
+        // delta-rs takes the form: its table builder finds a store for it.
+        let lake = Lake::open("https://contoso.blob.core.windows.net/lake/iot", &settings).unwrap();
+        let table = lake.url.join("telemetry/").unwrap();
+        deltalake::DeltaTableBuilder::from_url(table)
+            .unwrap()
+            .build()
+            .unwrap();
+    }
     use deltalake::arrow::array::{Date32Array, Int64Array};
     use deltalake::kernel::transaction::CommitConflictError;
 
