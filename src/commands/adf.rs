@@ -540,6 +540,39 @@ mod tests {
         format!("$AZ_BATCH_APP_PACKAGE_coldpath_{version}")
     }
 
+    /// Runs `command` as a Batch node does (no shell around it: `/bin/sh` and
+    /// its `-c` script), with the package's variable pointing at a stand-in
+    /// `coldpath` that prints its process id: it must be the process Batch
+    /// started, so a task's SIGTERM reaches coldpath. Debian's and Ubuntu's
+    /// `/bin/sh` (dash) do not replace themselves with a script's last command:
+    /// without `exec`, coldpath was the shell's child, and the shell took the signal.
+    fn assert_the_shell_gives_its_process(command: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let script = command
+            .strip_prefix("/bin/sh -c \"")
+            .and_then(|c| c.strip_suffix('"'))
+            .unwrap_or_else(|| panic!("not a /bin/sh -c command: {command}"));
+        let dir = tempfile::tempdir().unwrap();
+        let stand_in = dir.path().join("coldpath");
+        std::fs::write(&stand_in, "#!/bin/sh\necho $$\n").unwrap();
+        std::fs::set_permissions(&stand_in, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let variable = package_variable();
+        let child = std::process::Command::new("/bin/sh")
+            .args(["-c", script])
+            .env(variable.trim_start_matches('$'), dir.path())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let out = child.wait_with_output().unwrap();
+        let printed = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert_eq!(
+            printed,
+            pid.to_string(),
+            "coldpath ran as another process than the task's"
+        );
+    }
+
     #[test]
     fn the_shipped_data_factory_pipeline_asks_for_what_coldpath_reads() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/adf/pipeline.json");
@@ -553,10 +586,14 @@ mod tests {
         let mut requests = Vec::new();
         for activity in activities.iter().filter(|a| a["type"] == "Custom") {
             let name = activity["name"].as_str().unwrap();
-            // No shell, no PATH on a Batch node: the package's folder, through /bin/sh.
+            // No shell, no PATH on a Batch node: the package's folder, through
+            // /bin/sh, which then gives its process to coldpath (`exec`).
             assert_eq!(
                 activity["typeProperties"]["command"],
-                format!("/bin/sh -c \"{}/coldpath adf\"", package_variable())
+                format!("/bin/sh -c \"exec {}/coldpath adf\"", package_variable())
+            );
+            assert_the_shell_gives_its_process(
+                activity["typeProperties"]["command"].as_str().unwrap(),
             );
             // Data Factory evaluates `@{…}` before the node sees activity.json.
             let mut props = activity["typeProperties"]["extendedProperties"].clone();
