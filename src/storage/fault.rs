@@ -29,8 +29,15 @@ impl Fault {
             Fault::ContainerMissing
         } else if TOKEN_FAILURES.iter().any(|t| has(t)) {
             // Before the status codes and network errors: a token endpoint's
-            // 400 or 401, or its closed port, is not the storage account's.
-            Fault::NoCredential
+            // 400 or 401, or its closed port, is not the storage account's. But
+            // one that timed out or answered 5xx or 429 past every retry (the
+            // instance metadata endpoint down for a while) may answer the next
+            // attempt: a failure to retry (exit 1), not a missing identity.
+            if TOKEN_OUTAGES.iter().any(|t| has(t)) {
+                Fault::Unreachable
+            } else {
+                Fault::NoCredential
+            }
         } else if has("AuthenticationFailed")
             || has("AuthorizationFailure")
             || has("AuthorizationPermissionMismatch")
@@ -70,6 +77,18 @@ const TOKEN_FAILURES: [&str; 5] = [
     "Error reading federated token file",
     "'az account get-access-token' command failed",
     "Failed to parse azure cli response",
+];
+
+/// How a token endpoint that exists says it could not answer now.
+const TOKEN_OUTAGES: [&str; 8] = [
+    "500 Internal Server Error",
+    "502 Bad Gateway",
+    "503 Service Unavailable",
+    "504 Gateway Timeout",
+    "429 Too Many Requests",
+    "operation timed out",
+    "timed out",
+    "Connection reset",
 ];
 
 /// The managed identity endpoint object_store asks when no other credential is set.
@@ -315,6 +334,14 @@ mod tests {
             assert_eq!(Fault::of_text(text), Fault::NoCredential, "{text}");
         }
         assert!(Fault::NoCredential.is_config());
+        // One that is there but down, past every retry, is worth another attempt.
+        for text in [
+            "Error performing token request: Error after 10 retries in 180s, max_retries:10, retry_timeout:180s, source:HTTP status server error (503 Service Unavailable) for url (http://169.254.169.254/metadata/identity/oauth2/token)",
+            "Error performing token request: HTTP error: error sending request\noperation timed out",
+            "Error performing token request: Client error with status 429 Too Many Requests",
+        ] {
+            assert_eq!(Fault::of_text(text), Fault::Unreachable, "{text}");
+        }
     }
 
     #[test]
