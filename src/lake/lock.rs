@@ -280,9 +280,20 @@ impl StoreLock {
         if let Some(why) = &st.lost {
             return Err(lost(why.clone()));
         }
-        if Utc::now() >= st.holder.expires_at {
+        let left = st.holder.expires_at - Utc::now();
+        if left <= chrono::Duration::zero() {
             return Err(lost(format!(
                 "it expired at {} (renewals failed)",
+                st.holder.expires_at.to_rfc3339()
+            )));
+        }
+        // Renewed every ttl / 3, a lock has at least two thirds of its ttl left,
+        // or a third after one renewal missed. Less: renewals fell behind (a
+        // throttled store), and a write started now could outlast the lock while
+        // another run takes it over, each committing on its own snapshot.
+        if left < chrono::Duration::from_std(self.ttl / 3).unwrap_or_default() {
+            return Err(lost(format!(
+                "its renewals fell behind: it expires at {}, too soon to start a commit under it",
                 st.holder.expires_at.to_rfc3339()
             )));
         }
@@ -888,6 +899,44 @@ mod tests {
         fresh.check("telemetry").await.unwrap();
         fresh.release().await;
         assert!(read_holder(&storage, "telemetry").await.released);
+    }
+
+    /// A lock whose renewals fell behind (less than a third of its ttl left)
+    /// is no longer committed under; with more left it still is.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_lock_too_close_to_its_expiry_is_not_committed_under() {
+        let (_, storage) = memory_site();
+        let path = storage.path(&lock_name("telemetry", date()));
+        let ttl = Duration::from_secs(60);
+        let with_left = |seconds: i64| {
+            let (storage, path) = (storage.clone(), path.clone());
+            async move {
+                let mut holder = owner("r").holder(Utc::now(), ttl);
+                holder.expires_at = Utc::now() + chrono::Duration::seconds(seconds);
+                let version = put(&storage, &path, &holder, PutMode::Overwrite)
+                    .await
+                    .unwrap();
+                let state = StoreState {
+                    version,
+                    holder,
+                    lost: None,
+                };
+                StoreLock {
+                    table: "telemetry",
+                    date: date(),
+                    storage,
+                    path,
+                    ttl,
+                    state: tokio::sync::Mutex::new(state),
+                }
+            }
+        };
+        // A third of 60 s is 20 s.
+        with_left(22).await.check().await.unwrap();
+        let err = with_left(18).await.check().await.unwrap_err();
+        assert!(err.to_string().contains("renewals fell behind"), "{err}");
+        let err = with_left(-1).await.check().await.unwrap_err();
+        assert!(err.to_string().contains("expired"), "{err}");
     }
 
     #[tokio::test(flavor = "multi_thread")]
