@@ -307,11 +307,24 @@ fn authenticate(endpoint: Endpoint) -> Result<(Url, Option<Arc<dyn TokenCredenti
         return Ok((endpoint.container_url, Some(credential)));
     }
     let options = azure_identity::ManagedIdentityCredentialOptions {
-        user_assigned_id: client_id.map(azure_identity::UserAssignedId::ClientId),
+        user_assigned_id: user_assigned(client_id, env("AZURE_MSI_RESOURCE_ID")),
         ..Default::default()
     };
     let credential = azure_identity::ManagedIdentityCredential::new(Some(options)).map_err(err)?;
     Ok((endpoint.container_url, Some(credential)))
+}
+
+/// The user-assigned identity the managed identity credential asks for, as
+/// the source's credential (object_store) picks it: by client id
+/// (`AZURE_CLIENT_ID`), else by resource id (`AZURE_MSI_RESOURCE_ID`); none,
+/// the node's only identity.
+fn user_assigned(
+    client_id: Option<String>,
+    resource_id: Option<String>,
+) -> Option<azure_identity::UserAssignedId> {
+    client_id
+        .map(azure_identity::UserAssignedId::ClientId)
+        .or_else(|| resource_id.map(azure_identity::UserAssignedId::ResourceId))
 }
 
 /// An account SAS for blobs (list, read, write; containers and objects) valid
@@ -372,6 +385,26 @@ pub fn archived_message(date: &str, archived: &[&BlobTier]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A pool with several identities names the one to use by client id or,
+    /// as object_store also reads it, by resource id: the tier check asks for
+    /// the same one as the source.
+    #[test]
+    fn the_tier_check_names_the_identity_the_source_uses() {
+        let id = |c: Option<&str>, r: Option<&str>| {
+            format!(
+                "{:?}",
+                user_assigned(c.map(String::from), r.map(String::from))
+            )
+        };
+        let res = "/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/coldpath";
+        assert_eq!(id(None, Some(res)), format!("Some(ResourceId({res:?}))"));
+        assert_eq!(
+            id(Some("0000-id"), Some(res)),
+            "Some(ClientId(\"0000-id\"))"
+        );
+        assert_eq!(id(None, None), "None");
+    }
 
     #[test]
     fn endpoints_of_each_url_form() {
