@@ -252,7 +252,19 @@ impl StoreLock {
                 st.version = version;
                 st.holder = holder;
             }
-            Err(e) if is_conflict(&e) || matches!(e, object_store::Error::NotFound { .. }) => {
+            Err(e) if is_conflict(&e) => match still_ours(&self.storage, &self.path, &holder).await
+            {
+                // A renewal of ours landed, its answer lost, and object_store sent it again.
+                Some((version, current)) => {
+                    st.version = version;
+                    st.holder = current;
+                }
+                None => {
+                    warn!(table = self.table, date = %self.date, "run lock taken over by another run");
+                    st.lost = Some("another run took it over".into());
+                }
+            },
+            Err(object_store::Error::NotFound { .. }) => {
                 warn!(table = self.table, date = %self.date, "run lock taken over by another run");
                 st.lost = Some("another run took it over".into());
             }
@@ -362,6 +374,33 @@ async fn put(
     })
 }
 
+/// The lock object's version and holder when it still holds `mine`'s run
+/// (same run and time taken, not released): a put of ours landed though its
+/// answer was lost (a timeout, a 500), and object_store sent it again, which
+/// the store then refused as a lost race (412 or 409). Not a lost race, then.
+async fn still_ours(
+    storage: &Storage,
+    path: &StorePath,
+    mine: &Holder,
+) -> Option<(UpdateVersion, Holder)> {
+    let got = storage.store.get(path).await.ok()?;
+    let meta = got.meta.clone();
+    let current: Holder = serde_json::from_slice(&got.bytes().await.ok()?).ok()?;
+    is_ours(&current, mine).then(|| {
+        let version = UpdateVersion {
+            e_tag: meta.e_tag,
+            version: meta.version,
+        };
+        (version, current)
+    })
+}
+
+/// Whether the lock object's `current` holder is `mine`: the same run and time
+/// taken, not released.
+fn is_ours(current: &Holder, mine: &Holder) -> bool {
+    current.run_id == mine.run_id && current.acquired_at == mine.acquired_at && !current.released
+}
+
 /// One attempt at a lock.
 enum Attempt<T> {
     Acquired(T),
@@ -378,7 +417,17 @@ async fn try_store(
     ttl: Duration,
 ) -> Result<Attempt<(UpdateVersion, Holder)>, object_store::Error> {
     let now = Utc::now();
-    let mine = owner.holder(now, ttl);
+    try_holding(storage, path, owner.holder(now, ttl), ttl, now).await
+}
+
+/// [`try_store`] with the holder record `mine`, made at `now`.
+async fn try_holding(
+    storage: &Storage,
+    path: &StorePath,
+    mine: Holder,
+    ttl: Duration,
+    now: DateTime<Utc>,
+) -> Result<Attempt<(UpdateVersion, Holder)>, object_store::Error> {
     match put(storage, path, &mine, PutMode::Create).await {
         Ok(v) => return Ok(Attempt::Acquired((v, mine))),
         Err(e) if is_conflict(&e) => {}
@@ -392,6 +441,14 @@ async fn try_store(
     let meta = got.meta.clone();
     let bytes = got.bytes().await?;
     let current: Option<Holder> = serde_json::from_slice(&bytes).ok();
+    let version = UpdateVersion {
+        e_tag: meta.e_tag.clone(),
+        version: meta.version.clone(),
+    };
+    if let Some(held) = current.clone().filter(|h| is_ours(h, &mine)) {
+        // Our create landed though its answer was lost, and was sent again.
+        return Ok(Attempt::Acquired((version, held)));
+    }
     let free = match &current {
         Some(h) => h.released || h.expires_at <= now,
         // Unreadable (not written by coldpath?): judged by its age.
@@ -406,10 +463,6 @@ async fn try_store(
         });
         return Ok(Attempt::Busy(who));
     }
-    let version = UpdateVersion {
-        e_tag: meta.e_tag.clone(),
-        version: meta.version.clone(),
-    };
     match put(storage, path, &mine, PutMode::Update(version)).await {
         Ok(v) => {
             if let Some(h) = current.filter(|h| !h.released) {
@@ -417,9 +470,11 @@ async fn try_store(
             }
             Ok(Attempt::Acquired((v, mine)))
         }
-        Err(e) if is_conflict(&e) || matches!(e, object_store::Error::NotFound { .. }) => {
-            Ok(Attempt::Raced)
-        }
+        Err(e) if is_conflict(&e) => Ok(match still_ours(storage, path, &mine).await {
+            Some(held) => Attempt::Acquired(held),
+            None => Attempt::Raced,
+        }),
+        Err(object_store::Error::NotFound { .. }) => Ok(Attempt::Raced),
         Err(e) => Err(e),
     }
 }
@@ -899,6 +954,53 @@ mod tests {
         fresh.check("telemetry").await.unwrap();
         fresh.release().await;
         assert!(read_holder(&storage, "telemetry").await.released);
+    }
+
+    /// A put of ours that landed though its answer was lost is sent again by
+    /// object_store and refused as a lost race: the lock is still ours, taken
+    /// or renewed, not another run's. One that another run holds is not.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_put_of_ours_that_landed_unanswered_keeps_the_lock() {
+        let (_, storage) = memory_site();
+        let path = storage.path(&lock_name("telemetry", date()));
+        let ttl = Duration::from_secs(60);
+        let now = Utc::now();
+        // Taking: our create landed; the resent one conflicts with it.
+        let mine = owner("r").holder(now, ttl);
+        put(&storage, &path, &mine, PutMode::Create).await.unwrap();
+        let taken = try_holding(&storage, &path, mine.clone(), ttl, now)
+            .await
+            .unwrap();
+        assert!(matches!(taken, Attempt::Acquired((_, ref h)) if *h == mine));
+        let theirs = owner("other").holder(now, ttl);
+        let busy = try_holding(&storage, &path, theirs, ttl, now)
+            .await
+            .unwrap();
+        assert!(matches!(busy, Attempt::Busy(_)));
+        // Renewing: the object holds our renewal, the lock an older etag.
+        let stale = UpdateVersion {
+            e_tag: Some("\"an older etag\"".into()),
+            version: None,
+        };
+        let lock = |holder: Holder| StoreLock {
+            table: "telemetry",
+            date: date(),
+            storage: storage.clone(),
+            path: path.clone(),
+            ttl,
+            state: tokio::sync::Mutex::new(StoreState {
+                version: stale.clone(),
+                holder,
+                lost: None,
+            }),
+        };
+        let ours = lock(mine.clone());
+        ours.renew().await;
+        ours.check().await.unwrap();
+        let other = lock(owner("gone").holder(now, ttl));
+        other.renew().await;
+        let err = other.check().await.unwrap_err();
+        assert!(err.to_string().contains("took it over"), "{err}");
     }
 
     /// A lock whose renewals fell behind (less than a third of its ttl left)
