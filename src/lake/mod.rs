@@ -362,10 +362,13 @@ pub async fn has_partition(
     Ok(!partition_files(table, spec, date).await?.is_empty())
 }
 
-/// Whether `date` has derived rows to refresh: its `telemetry` (`silver`) or its
-/// `device_health` (`health`, when there is one) partition holds rows (a date whose
-/// devices were all silent has only the latter).
+/// Whether `date` was run, so has derived rows to refresh: its `telemetry`
+/// (`silver`) or its `device_health` (`health`, when there is one) partition
+/// holds rows (a date whose devices were all silent has only the latter), or a
+/// run that succeeded left its manifest (a `--silver-only` run of a date with no
+/// readings leaves nothing else, and its `device_health` is still owed).
 pub async fn was_run(
+    lake: &Lake,
     silver: &DeltaTable,
     health: Option<&DeltaTable>,
     date: NaiveDate,
@@ -373,10 +376,18 @@ pub async fn was_run(
     if has_partition(silver, &telemetry_table(), date).await? {
         return Ok(true);
     }
-    match health {
-        Some(health) => has_partition(health, &health_table(), date).await,
-        None => Ok(false),
+    if let Some(health) = health {
+        if has_partition(health, &health_table(), date).await? {
+            return Ok(true);
+        }
     }
+    let manifests = |e: String| read_err("manifests", &lake.url, e);
+    let place = manifest::Place::for_lake(lake).map_err(|e| manifests(e.to_string()))?;
+    let read = place
+        .read(date)
+        .await
+        .map_err(|e| manifests(e.to_string()))?;
+    Ok(!matches!(read, manifest::Read::Missing))
 }
 
 /// The data files of `table`'s partition of `date` (`spec.partition = date`), as its log

@@ -92,6 +92,7 @@ pub async fn in_lake(
 
 /// The tables that tell whether a date was run: `telemetry` and `device_health`.
 pub struct RunTables {
+    lake: Lake,
     silver: DeltaTable,
     health: Option<DeltaTable>,
 }
@@ -103,7 +104,11 @@ impl RunTables {
             return Ok(None);
         };
         let health = crate::lake::open_table(lake, &crate::lake::health_table()).await?;
-        Ok(Some(RunTables { silver, health }))
+        Ok(Some(RunTables {
+            lake: lake.clone(),
+            silver,
+            health,
+        }))
     }
 
     /// The dependents of `date` ([`in_lake`]).
@@ -128,7 +133,7 @@ impl RunTables {
 
     /// Whether `date` has derived rows to refresh ([`crate::lake::was_run`]).
     pub async fn was_run(&self, date: NaiveDate) -> Result<bool, Error> {
-        Ok(crate::lake::was_run(&self.silver, self.health.as_ref(), date).await?)
+        Ok(crate::lake::was_run(&self.lake, &self.silver, self.health.as_ref(), date).await?)
     }
 }
 

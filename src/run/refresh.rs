@@ -41,7 +41,7 @@ pub async fn refresh_features(
     let health = lake::open_table(&site.lake, &lake::health_table()).await?;
     let mut any_failed = false;
     for &date in dates {
-        if !lake::was_run(&table, health.as_ref(), date).await? {
+        if !lake::was_run(&site.lake, &table, health.as_ref(), date).await? {
             // Nothing derived to refresh: device_health would list every device of
             // the week before as silent on a date nothing was ever read for.
             warn!(date = %date, "never run (no silver or device_health rows): nothing to refresh");

@@ -375,3 +375,49 @@ fn run_and_backfill_of_the_same_two_dates_give_the_same_minutes_to_the_bit() {
         .count();
     assert!(busy > 1000, "{busy} minutes of three readings or more");
 }
+
+/// A date with no blobs at all (an outage day, never run before) gets its
+/// `device_health` rows from a backfill as from a run: every device the week
+/// before knew, `SILENT`. Its silver pass commits no row, so only its manifest
+/// says it was run; the features pass then writes its health.
+#[test]
+fn a_backfill_gives_a_silent_day_its_device_health_as_a_run_does() {
+    let dir = temp_lake();
+    let raw = dir.path().join("raw");
+    copy_dir(&fixtures_raw(), &raw);
+    // No blob of 2024-03-11, nor of the next date's first two hours, where late
+    // readings of it land: the date reads no record at all.
+    for folder in ["2024/03/11", "2024/03/12/00", "2024/03/12/01"] {
+        std::fs::remove_dir_all(raw.join("telemetry").join(folder)).unwrap();
+    }
+    let source = ["--source", raw.to_str().unwrap()];
+    let backfilled = dir.path().join("backfilled");
+    let (code, summary, err) = backfill(&backfilled, &source);
+    assert_eq!(code, 0, "{summary}\n{err}");
+    let sequential = dir.path().join("sequential");
+    for date in DATES {
+        let mut extra = vec!["--labels-as-of", LABELS];
+        extra.extend(source);
+        let (code, report) = run_date(date, &sequential, &extra);
+        assert_eq!(code, 0, "{report}");
+    }
+    let health_of = |lake: &std::path::Path| -> Vec<String> {
+        rows_without_run(lake, "device_health")
+            .into_iter()
+            .filter(|r| r.contains("2024-03-11"))
+            .collect()
+    };
+    let silent = health_of(&sequential);
+    assert!(
+        !silent.is_empty() && silent.iter().all(|r| r.contains("SILENT")),
+        "{silent:?}"
+    );
+    assert_eq!(health_of(&backfilled), silent);
+    for table in ["telemetry", "features_hourly", "device_health", "rejects"] {
+        assert_eq!(
+            rows_without_run(&backfilled, table),
+            rows_without_run(&sequential, table),
+            "{table}"
+        );
+    }
+}
