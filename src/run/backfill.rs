@@ -195,6 +195,10 @@ async fn silver_pass(
         let permit = permits.clone().acquire_owned().await;
         tasks.push(on_own_thread(move || async move {
             let _permit = permit;
+            // A stop starts no further date: no lock taken, nothing read.
+            if let Some(signal) = crate::cancel::requested() {
+                return not_started(date, signal);
+            }
             let entry = silver_entry(pipeline::run_reported(&site, &job, &run).await);
             on_date(Pass::Silver, &entry);
             entry
@@ -233,6 +237,13 @@ async fn features_pass(
         .collect();
     order.sort();
     for (date, i) in order {
+        if let Some(signal) = crate::cancel::requested() {
+            let entry = &mut report.dates[i];
+            entry.features = Some(Status::Cancelled);
+            entry.status = Status::Cancelled;
+            entry.error = Some(format!("features not started: stopped by signal {signal}"));
+            continue;
+        }
         let (site, job) = (site.clone(), job.clone());
         let labels_as_of = req.labels_as_of;
         let run_id = report.dates[i].run_id.clone();
@@ -254,6 +265,16 @@ async fn features_pass(
         let entry = &mut report.dates[i];
         features_entry(entry, outcome);
         on_date(Pass::Features, entry);
+    }
+}
+
+/// The entry of a date a stop kept from starting.
+fn not_started(date: NaiveDate, signal: i32) -> BackfillDate {
+    BackfillDate {
+        status: Status::Cancelled,
+        silver: Status::Cancelled,
+        error: Some(format!("not started: stopped by signal {signal}")),
+        ..empty_entry(date)
     }
 }
 

@@ -410,3 +410,47 @@ fn sigterm_while_waiting_for_a_lock_reports_cancelled_and_gives_back_the_locks_t
     file.try_lock().expect("released");
     drop(held);
 }
+
+/// A backfill stopped while its first date is read starts no further date: the
+/// later dates are reported `cancelled`, not started, and take no lock; the
+/// report is printed and the exit is 143.
+#[test]
+fn a_stopped_backfill_starts_no_further_date() {
+    let (_az, stall) = stalling_azurite();
+    let lake = temp_lake();
+    let job = job_file();
+    let args = [
+        "backfill",
+        "--job",
+        job.to_str().unwrap(),
+        "--from",
+        DATE,
+        "--to",
+        "2024-03-13",
+        "--parallel",
+        "1",
+        "--source",
+        "az://raw/",
+        "--lake",
+        lake.path().to_str().unwrap(),
+        "--labels-as-of",
+        LABELS,
+    ];
+    let (code, report, log) = terminate_mid_read(command(&args, &stall.env()), &stall);
+    assert_eq!(code, Some(143), "{log}");
+    assert_eq!(report["status"], "cancelled", "{report}");
+    let dates = report["dates"].as_array().unwrap();
+    assert_eq!(dates.len(), 3, "{report}");
+    for later in &dates[1..] {
+        assert_eq!(later["status"], "cancelled", "{later}");
+        assert!(
+            later["error"].as_str().unwrap().contains("not started"),
+            "{later}"
+        );
+        let date = later["date"].as_str().unwrap();
+        let lock = lake
+            .path()
+            .join(format!("_coldpath/locks/telemetry/{date}.lock"));
+        assert!(!lock.exists(), "{date} took a lock");
+    }
+}
