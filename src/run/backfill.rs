@@ -40,7 +40,11 @@ pub struct BackfillDate {
     pub blobs: usize,
     /// The silver pass (`telemetry` and `rejects`).
     pub silver: Status,
-    /// The features pass; absent when the silver pass did not succeed.
+    /// Whether the silver pass committed `telemetry` (it may have, and then
+    /// failed a later commit): the features pass then reads the new silver.
+    #[serde(skip)]
+    pub silver_landed: bool,
+    /// The features pass; absent when the silver pass did not commit `telemetry`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub features: Option<Status>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -228,7 +232,10 @@ async fn features_pass(
         .dates
         .iter()
         .enumerate()
-        .filter(|(_, entry)| entry.silver == Status::Succeeded)
+        // Every date whose silver landed: one whose later commit failed too
+        // (partly committed), or the later dates' look-back reads new silver
+        // beside its old features.
+        .filter(|(_, entry)| entry.silver_landed)
         .filter_map(|(i, entry)| {
             NaiveDate::parse_from_str(&entry.date, "%Y-%m-%d")
                 .ok()
@@ -288,7 +295,9 @@ fn features_entry(
             let day = features.dates.first();
             entry.features = Some(day.map(|d| d.status).unwrap_or(Status::Failed));
             entry.lookback_complete = day.and_then(|d| d.lookback_complete);
-            entry.error = day.and_then(|d| d.error.clone());
+            // The silver pass's error stays when the features pass has none
+            // (a date whose silver landed before a later commit failed).
+            entry.error = day.and_then(|d| d.error.clone()).or(entry.error.take());
         }
         Ok((_, Err(e))) => {
             entry.features = Some(e.status());
@@ -330,6 +339,7 @@ fn empty_entry(date: NaiveDate) -> BackfillDate {
         duplicates: 0,
         blobs: 0,
         silver: Status::Failed,
+        silver_landed: false,
         features: None,
         lookback_complete: None,
         error: None,
@@ -348,6 +358,8 @@ fn silver_entry(run: RunReport) -> BackfillDate {
         duplicates: run.duplicates,
         blobs: run.blobs.read,
         silver: run.status,
+        silver_landed: run.status == Status::Succeeded
+            || run.tables.contains_key(crate::lake::TELEMETRY),
         features: None,
         lookback_complete: None,
         error: run.error,

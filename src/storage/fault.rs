@@ -150,16 +150,33 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     let mut text = String::new();
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = cur {
-        let line = e.to_string();
-        if !text.contains(&line) {
+        let full = e.to_string();
+        let line = without_backtrace(&full);
+        if !text.contains(line) {
             if !text.is_empty() {
                 text.push('\n');
             }
-            text.push_str(&line);
+            text.push_str(line);
         }
         cur = e.source();
     }
     text
+}
+
+/// `message` without the backtrace some errors carry in their text (the Delta
+/// kernel's, when `RUST_BACKTRACE` is set: `\n   0: buoyant_kernel::…`, eighty
+/// frames), which would bury the cause in a report or a log line.
+fn without_backtrace(message: &str) -> &str {
+    let mut at = 0;
+    for line in message.split_inclusive('\n') {
+        let frame = line.trim_start();
+        let digits = frame.bytes().take_while(u8::is_ascii_digit).count();
+        if at > 0 && digits > 0 && frame[digits..].starts_with(": ") {
+            return message[..at].trim_end();
+        }
+        at += line.len();
+    }
+    message
 }
 
 /// The operator's sentence for a storage fault, followed by the store's own
@@ -183,7 +200,7 @@ pub fn describe(fault: Fault, container: Option<&str>, source: &dyn fmt::Display
             first_line()
         ),
         Fault::NoCredential => format!(
-            "no Azure credential gave a token, so the storage account was not asked: {}.              Set one of them (on Azure Batch or a VM: assign the pool a managed identity, and name              it with AZURE_CLIENT_ID when there are several; see the README). The token request said: {}",
+            "no Azure credential gave a token, so the storage account was not asked: {}. Set one of them (on Azure Batch or a VM: assign the pool a managed identity, and name it with AZURE_CLIENT_ID when there are several; see the README). The token request said: {}",
             credential_sources(|k| std::env::var(k).ok()),
             first_line()
         ),
@@ -191,7 +208,7 @@ pub fn describe(fault: Fault, container: Option<&str>, source: &dyn fmt::Display
             "the storage account is unreachable (network, DNS or endpoint; retried before giving up): {}",
             first_line()
         ),
-        Fault::Other => source.to_string(),
+        Fault::Other => without_backtrace(&source.to_string()).to_string(),
     }
 }
 
@@ -342,6 +359,23 @@ mod tests {
         ] {
             assert_eq!(Fault::of_text(text), Fault::Unreachable, "{text}");
         }
+    }
+
+    /// A backtrace in an error's text (the Delta kernel's, with
+    /// `RUST_BACKTRACE` set) is left out; the message before it stays.
+    #[test]
+    fn an_errors_backtrace_is_left_out_of_its_text() {
+        let kernel = "Kernel error: Json error: unexpected 'h'\n   0: buoyant_kernel::error::Error::with_backtrace\n   1: core::ops::function::FnMut::call_mut\n             at ./src/lib.rs:1:1\n";
+        assert_eq!(
+            without_backtrace(kernel),
+            "Kernel error: Json error: unexpected 'h'"
+        );
+        let plain = "HTTP status 503\n2 retries";
+        assert_eq!(without_backtrace(plain), plain);
+        assert_eq!(
+            without_backtrace("10: not a frame on the first line"),
+            "10: not a frame on the first line"
+        );
     }
 
     #[test]

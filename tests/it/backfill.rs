@@ -421,3 +421,54 @@ fn a_backfill_gives_a_silent_day_its_device_health_as_a_run_does() {
         );
     }
 }
+
+/// A date whose silver landed and whose `expectations` commit then failed
+/// (partly committed: the date fails) still gets its features from the new
+/// silver, as the later dates' look-back reads it: the features pass takes
+/// every date whose silver landed, not only those whose whole run succeeded.
+#[test]
+fn a_date_whose_silver_landed_before_a_later_commit_failed_gets_its_features() {
+    let dir = temp_lake();
+    let local = std::fs::read_to_string(job_file()).unwrap();
+    let text = local.replace("\"../", &format!("\"{}/", repo().display()))
+        + "\n[[expectations]]\nname = \"calm\"\nexpr = \"vibration < 90\"\naction = \"warn\"\n";
+    let job = dir.path().join("job.toml");
+    std::fs::write(&job, text).unwrap();
+    let lake = dir.path().join("lake");
+    let run = || {
+        let mut args = over_dates("backfill", &job);
+        args.extend(["--lake", lake.to_str().unwrap(), "--labels-as-of", LABELS]);
+        // With backtraces on, as an engineer debugging would set them: the
+        // kernel's error carries one in its text, which the report leaves out.
+        let out = coldpath_env(&args, &[("RUST_BACKTRACE", "1".to_string())]);
+        let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            out.status.code().unwrap(),
+            summary,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, summary, err) = run();
+    assert_eq!(code, 0, "{summary}\n{err}");
+    // Break expectations' log: the next runs commit telemetry, then fail there.
+    std::fs::write(
+        lake.join("expectations/_delta_log/00000000000000000000.json"),
+        "this is not a delta log\n",
+    )
+    .unwrap();
+    let (code, summary, err) = run();
+    assert_eq!(code, 1, "{summary}\n{err}");
+    for entry in summary["dates"].as_array().unwrap() {
+        assert_eq!(entry["silver"], "failed", "{entry}");
+        let error = entry["error"].as_str().unwrap_or_default();
+        assert!(
+            error.contains("already committed for") && error.contains("telemetry"),
+            "partly committed: {entry}"
+        );
+        assert_eq!(entry["features"], "succeeded", "{entry}");
+        assert!(
+            !error.contains("with_backtrace"),
+            "a backtrace in the report: {entry}"
+        );
+    }
+}
