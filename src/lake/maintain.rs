@@ -61,6 +61,24 @@ fn commit_properties(table: &str, by: Maintainer) -> CommitProperties {
     )])
 }
 
+/// A DataFusion session that reads strings as plain strings, for compaction.
+/// delta-rs's own reads them as views (`schema_force_view_types`) and writes the
+/// compacted files with the types it read: files whose Arrow schema says
+/// `string_view`, which pyarrow 14 and Azure ML's reader refuse. The tables'
+/// files are plain `string` (docs/tables.md), compacted ones too.
+/// Not made, compaction does not run (rather than write files readers refuse).
+fn plain_strings_session(
+) -> Result<std::sync::Arc<dyn deltalake::datafusion::catalog::Session>, String> {
+    let overrides = std::collections::HashMap::from([(
+        "datafusion.execution.parquet.schema_force_view_types".to_string(),
+        "false".to_string(),
+    )]);
+    let ctx =
+        deltalake::delta_datafusion::DeltaSessionContext::new_with_session_overrides(&overrides)
+            .map_err(|e| e.to_string())?;
+    Ok(std::sync::Arc::new(ctx.state()))
+}
+
 /// Compacts, checkpoints and vacuums one table; `None` when it does not exist yet.
 pub async fn maintain(
     lake: &Lake,
@@ -77,12 +95,16 @@ pub async fn maintain(
     let Some(version_before) = table.version() else {
         return Ok(None);
     };
-    let (table, compacted) = table
+    let optimize = table
         .optimize()
         .with_commit_properties(commit_properties(spec.name, by))
-        .with_target_size(NonZeroU64::new(lake.file_size).unwrap_or(NonZeroU64::MIN))
-        .await
-        .map_err(&err)?;
+        .with_writer_properties(crate::lake::parquet_properties(by.run_id))
+        .with_target_size(NonZeroU64::new(lake.file_size).unwrap_or(NonZeroU64::MIN));
+    let session = plain_strings_session().map_err(|message| SinkError::Writer {
+        table: spec.name,
+        message: format!("compaction's session: {message}"),
+    })?;
+    let (table, compacted) = optimize.with_session_state(session).await.map_err(&err)?;
     info!(
         table = spec.name,
         removed = compacted.num_files_removed,

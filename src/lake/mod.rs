@@ -778,6 +778,11 @@ fn commit_properties(meta: &CommitMeta) -> CommitProperties {
 
 /// The contract's Parquet settings, and the run id in every file's footer.
 fn writer_properties(meta: &CommitMeta) -> WriterProperties {
+    parquet_properties(&meta.run_id)
+}
+
+/// [`writer_properties`] of a write by run `run_id` (a commit, or `maintain`'s compaction).
+pub(crate) fn parquet_properties(run_id: &str) -> WriterProperties {
     // Message ids are unique per row: a dictionary for them is built, found
     // useless and dropped for every page (the interner was 1 % of a run's samples).
     // The same holds for the two timestamps (a dictionary of 128 Ki values per
@@ -794,7 +799,7 @@ fn writer_properties(meta: &CommitMeta) -> WriterProperties {
     WriterProperties::builder()
         .set_key_value_metadata(Some(vec![KeyValue::new(
             leftovers::RUN_ID_KEY.to_string(),
-            meta.run_id.clone(),
+            run_id.to_string(),
         )]))
         .set_compression(Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))

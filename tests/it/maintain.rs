@@ -213,3 +213,68 @@ fn maintenance_commits_say_which_coldpath_made_them() {
         }
     }
 }
+
+/// Compaction writes the tables' own Parquet: a date run with files rolled at
+/// 1 KiB, compacted by `maintain` at the default size, is one file whose Arrow
+/// schema says plain `string` (pyarrow 14 and Azure ML's reader refuse
+/// `string_view`, which delta-rs's own compaction writes), Snappy, with the
+/// same rows.
+#[test]
+fn compaction_writes_plain_strings_and_snappy_with_the_same_rows() {
+    let dir = temp_lake();
+    let lake = dir.path().join("lake");
+    let small = dir.path().join("small.toml");
+    let text = std::fs::read_to_string(job_file())
+        .unwrap()
+        .replace("\"../", &format!("\"{}/", repo().display()))
+        + "\n[limits]\nfile_size = \"1KiB\"\n";
+    std::fs::write(&small, text).unwrap();
+    let mut args = run_args(
+        "2024-03-11",
+        fixtures_raw().to_str().unwrap(),
+        lake.to_str().unwrap(),
+    );
+    args[2] = small.to_str().unwrap().to_string();
+    let out = coldpath(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let files = |table: &str| open_table(&lake, table).get_file_uris().unwrap().count();
+    assert!(
+        files("telemetry") > 1,
+        "rolled at 1 KiB: {}",
+        files("telemetry")
+    );
+    let before = rows_without_run(&lake, "telemetry");
+
+    let job = job_file();
+    let maintain = [
+        "maintain",
+        "--job",
+        job.to_str().unwrap(),
+        "--lake",
+        lake.to_str().unwrap(),
+    ];
+    let out = coldpath(&maintain);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(files("telemetry"), 1, "compacted into one file");
+    assert_eq!(rows_without_run(&lake, "telemetry"), before);
+    let uri = open_table(&lake, "telemetry")
+        .get_file_uris()
+        .unwrap()
+        .next()
+        .unwrap();
+    let path = std::path::PathBuf::from(uri.strip_prefix("file://").unwrap_or(&uri));
+    let types = declared_arrow_types(&path);
+    assert!(types.iter().any(|t| t == "device_id: Utf8"), "{types:?}");
+    assert!(!types.iter().any(|t| t.contains("View")), "{types:?}");
+    use deltalake::parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(&path).unwrap()).unwrap();
+    let group = reader.metadata().row_group(0);
+    for column in group.columns() {
+        assert_eq!(
+            column.compression(),
+            deltalake::parquet::basic::Compression::SNAPPY,
+            "{}",
+            column.column_path()
+        );
+    }
+}
