@@ -7,7 +7,7 @@ FROM OPENROWSET(
     BULK 'https://contosoiotlake.dfs.core.windows.net/lake/iot/features_hourly/',
     FORMAT = 'DELTA'
 ) WITH (
-    device_id                varchar(256) COLLATE Latin1_General_100_BIN2_UTF8,
+    device_id                varchar(1024) COLLATE Latin1_General_100_BIN2_UTF8,
     window_start             datetime2(6),
     device_type              varchar(256) COLLATE Latin1_General_100_BIN2_UTF8,
     reading_count            bigint,

@@ -9,7 +9,7 @@ FROM OPENROWSET(
     BULK 'https://contosoiotlake.dfs.core.windows.net/lake/iot/telemetry/',
     FORMAT = 'DELTA'
 ) WITH (
-    device_id     varchar(256)  COLLATE Latin1_General_100_BIN2_UTF8,
+    device_id     varchar(1024) COLLATE Latin1_General_100_BIN2_UTF8,
     device_type   varchar(256)  COLLATE Latin1_General_100_BIN2_UTF8,
     event_time    datetime2(6),
     temperature   float,

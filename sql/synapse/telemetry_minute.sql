@@ -8,7 +8,7 @@ FROM OPENROWSET(
     BULK 'https://contosoiotlake.dfs.core.windows.net/lake/iot/telemetry_minute/',
     FORMAT = 'DELTA'
 ) WITH (
-    device_id      varchar(256) COLLATE Latin1_General_100_BIN2_UTF8,
+    device_id      varchar(1024) COLLATE Latin1_General_100_BIN2_UTF8,
     minute_start   datetime2(6),
     reading_count  bigint,
     temp_mean      float,

@@ -213,9 +213,14 @@ fn synapse(defs: &[Def], job: &str) -> String {
         _ => "varchar(256) COLLATE Latin1_General_100_BIN2_UTF8",
     };
     let width = defs.iter().map(|d| d.name.len()).max().unwrap_or(0);
+    // A device id may be up to 1,024 bytes (normalize's MAX_DEVICE_ID_BYTES).
+    let column = |d: &Def| match d.name.as_str() {
+        "device_id" => "varchar(1024) COLLATE Latin1_General_100_BIN2_UTF8",
+        _ => sql(d.ty),
+    };
     let cols: Vec<String> = defs
         .iter()
-        .map(|d| format!("    {:width$} {}", d.name, sql(d.ty)))
+        .map(|d| format!("    {:width$} {}", d.name, column(d)))
         .collect();
     format!(
         "-- features_hourly of job `{job}` for Synapse serverless SQL. Replace the BULK path with your lake's.\n\

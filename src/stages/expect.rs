@@ -79,6 +79,12 @@ impl Default for Expectations {
 /// The longest expectation name: it lands in `rejects.detail` and the `expectations` table.
 pub const MAX_NAME: usize = 128;
 
+/// The most expectations a job declares: a dropped row's `detail` joins the
+/// names of every one it failed, and 60 of the longest, with their `, `, fit
+/// the 8,000 bytes Synapse's `rejects` view gives `detail` (a longer value
+/// fails the whole query there).
+pub const MAX_EXPECTATIONS: usize = 60;
+
 /// A name of letters, digits, `_`, `-` and `.`: safe in `detail`, where several are joined by `, `.
 fn check_name(name: &str) -> Result<(), String> {
     if name.is_empty() || name.len() > MAX_NAME {
@@ -103,6 +109,13 @@ impl Expectations {
             expr: String::new(),
             message: format!("the silver schema: {e}"),
         })?;
+        if let Some(past) = declared.get(MAX_EXPECTATIONS) {
+            let message = format!(
+                "{} expectations, over the {MAX_EXPECTATIONS} a job may declare (a dropped row's detail names every one it failed)",
+                declared.len()
+            );
+            return Err(invalid(past, message));
+        }
         let ctx = SessionContext::new();
         let mut logical: Vec<(&Declared, Expr)> = Vec::with_capacity(declared.len());
         for d in declared {
@@ -317,6 +330,24 @@ mod tests {
             .map(|f| all.schema().index_of(f.name()).unwrap())
             .collect();
         all.project(&at).unwrap()
+    }
+
+    /// At most 60 expectations: their longest names, joined, fit `detail`'s
+    /// 8,000 bytes in Synapse; one more is a configuration error.
+    #[test]
+    fn a_job_declares_at_most_sixty_expectations() {
+        assert!((MAX_NAME + 2) * MAX_EXPECTATIONS <= 8000);
+        let many = |n: usize| -> Vec<Declared> {
+            (0..n)
+                .map(|i| declared(&format!("e{i:0>127}"), "temperature > -100", Action::Drop))
+                .collect()
+        };
+        assert!(Expectations::compile(&many(MAX_EXPECTATIONS), &schema()).is_ok());
+        let err = Expectations::compile(&many(MAX_EXPECTATIONS + 1), &schema()).unwrap_err();
+        assert!(
+            err.to_string().contains("61 expectations, over the 60"),
+            "{err}"
+        );
     }
 
     #[test]

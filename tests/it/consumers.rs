@@ -184,10 +184,32 @@ pub fn assert_view_types(lake: &std::path::Path, table: &str) {
             col.ty
         );
     }
+    assert_widths_hold_what_ingest_keeps(table, &columns);
     if table == "rejects" {
         // A record's raw is cut at 4 KiB, a dropped row's is whole: no width holds it.
         let raw = columns.iter().find(|c| c.name == "raw").unwrap();
         assert_eq!(raw.width(), Some(usize::MAX), "{}", raw.ty);
+    }
+}
+
+/// Every string column whose values ingest bounds is at least that wide, so no
+/// row a run keeps fails a Synapse query ("String or binary data would be
+/// truncated"): device ids up to 1,024 bytes, device types, priorities and
+/// message ids up to theirs (`MAX_TEXT_BYTES`).
+fn assert_widths_hold_what_ingest_keeps(table: &str, columns: &[SqlColumn]) {
+    use coldpath::testing::{MAX_DEVICE_ID_BYTES, MAX_TEXT_BYTES};
+    let bounds = [("device_id", MAX_DEVICE_ID_BYTES)]
+        .into_iter()
+        .chain(MAX_TEXT_BYTES);
+    for (name, bound) in bounds {
+        if let Some(col) = columns.iter().find(|c| c.name == name) {
+            let width = col.width().unwrap_or(0);
+            assert!(
+                width >= bound,
+                "{table}.{name}: {} holds less than {bound} bytes",
+                col.ty
+            );
+        }
     }
 }
 
@@ -313,6 +335,7 @@ fn explain_gives_the_mltable_and_the_synapse_view_of_a_declared_set() {
     };
     assert_eq!(kept_columns(&explain("mltable")), names(true));
     let (_, _, _, view) = parse_view(&explain("synapse"));
+    assert_widths_hold_what_ingest_keeps("features_hourly (explain)", &view);
     let viewed: Vec<String> = view.iter().map(|c| c.name.clone()).collect();
     assert_eq!(viewed, names(false));
     // Typed as the table has them, the attributes too: --explain reads their

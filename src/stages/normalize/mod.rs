@@ -282,6 +282,28 @@ fn time_field(name: &str, found: Found<'_>) -> Result<Option<i64>, Failure> {
 /// hundreds of KiB would take the node's memory.
 pub const MAX_DEVICE_ID_BYTES: usize = 1024;
 
+/// The most bytes the other string columns of `telemetry` may hold: what the
+/// tables' Synapse views declare (`sql/synapse/`), since serverless SQL fails a
+/// whole query on a value longer than its column. IoT Hub's message ids are at
+/// most 128 characters; longer values are a producer's bug or an attack.
+pub const MAX_TEXT_BYTES: [(&str, usize); 3] =
+    [("device_type", 256), ("priority", 64), ("message_id", 256)];
+
+/// The range failure of `column`'s `value` past its [`MAX_TEXT_BYTES`].
+fn text_too_long(column: &str, value: Option<&str>) -> Option<Failure> {
+    let value = value?;
+    let (_, limit) = MAX_TEXT_BYTES.iter().find(|(name, _)| *name == column)?;
+    (value.len() > *limit).then(|| {
+        (
+            Reason::OutOfRange,
+            format!(
+                "{column} is {} bytes, over the {limit} the tables' columns hold",
+                value.len()
+            ),
+        )
+    })
+}
+
 /// The range failure of a device id over [`MAX_DEVICE_ID_BYTES`].
 fn too_long(device_id: &str) -> Option<Failure> {
     (device_id.len() > MAX_DEVICE_ID_BYTES).then(|| {
@@ -384,7 +406,10 @@ pub fn to_row_with<'f, 's>(
         &mut rescue,
     )?;
     // Type errors outrank range errors: check all types before any range.
-    let mut range_failure = too_long(&device_id);
+    let mut range_failure = too_long(&device_id)
+        .or_else(|| text_too_long("device_type", device_type.as_deref()))
+        .or_else(|| text_too_long("priority", priority.as_deref()))
+        .or_else(|| text_too_long("message_id", message_id.as_deref()));
     let mut number = |name: &str, col: &'s Column| -> Result<Option<f64>, Failure> {
         let value = number_field(name, col, fields, &mut range_failure);
         soften(value, col, &mut rescue)
@@ -1201,6 +1226,31 @@ mod tests {
         assert_eq!(r.device_id, "pump-01");
         assert_eq!(r.message_id.as_deref(), Some("m-1"));
         assert_eq!(r.device_type.as_deref(), Some("pump"));
+    }
+
+    /// A device type, priority or message id longer than the tables' columns
+    /// hold (what the Synapse views declare) is `out_of_range`; at the bound it is kept.
+    #[test]
+    fn strings_past_the_tables_widths_are_out_of_range() {
+        for (column, limit) in MAX_TEXT_BYTES {
+            let key = match column {
+                "device_type" => "deviceType",
+                "priority" => "priority",
+                _ => "messageId",
+            };
+            let record = |len: usize| {
+                let mut v = json!({"deviceId": "d1", "timestamp": "2024-03-11T10:15:00Z"});
+                v[key] = json!("é".repeat(len / 2) + &"x".repeat(len % 2));
+                v
+            };
+            assert!(row_of(record(limit)).is_ok(), "{column} at {limit} bytes");
+            let (reason, detail) = row_of(record(limit + 1)).unwrap_err();
+            assert_eq!(reason, Reason::OutOfRange, "{column}");
+            assert!(
+                detail.starts_with(&format!("{column} is {} bytes", limit + 1)),
+                "{detail}"
+            );
+        }
     }
 
     #[test]
