@@ -336,7 +336,7 @@ mod tests {
     /// 8,000 bytes in Synapse; one more is a configuration error.
     #[test]
     fn a_job_declares_at_most_sixty_expectations() {
-        assert!((MAX_NAME + 2) * MAX_EXPECTATIONS <= 8000);
+        const { assert!((MAX_NAME + 2) * MAX_EXPECTATIONS <= 8000) };
         let many = |n: usize| -> Vec<Declared> {
             (0..n)
                 .map(|i| declared(&format!("e{i:0>127}"), "temperature > -100", Action::Drop))
