@@ -41,7 +41,16 @@ pub async fn refresh_features(
     let health = lake::open_table(&site.lake, &lake::health_table()).await?;
     let mut any_failed = false;
     for &date in dates {
-        if !lake::was_run(&site.lake, &table, health.as_ref(), date).await? {
+        let run = match lake::was_run(&site.lake, &table, health.as_ref(), date).await {
+            Ok(run) => run,
+            // The date alone fails: the others go on.
+            Err(e) => {
+                any_failed = true;
+                report.dates.push(failed_date(date, &e.into()));
+                continue;
+            }
+        };
+        if !run {
             // Nothing derived to refresh: device_health would list every device of
             // the week before as silent on a date nothing was ever read for.
             warn!(date = %date, "never run (no silver or device_health rows): nothing to refresh");
@@ -91,17 +100,7 @@ pub async fn refresh_features(
             Ok(entry) => entry,
             Err(e) => {
                 any_failed = true;
-                let message = crate::storage::fault::redact(&e.to_string());
-                warn!(date = %date, error = %message, "features failed for the date");
-                FeaturesDate {
-                    date: date.to_string(),
-                    status: e.status(),
-                    silver_rows: 0,
-                    lookback_complete: None,
-                    earlier_windows: None,
-                    table: None,
-                    error: Some(message),
-                }
+                failed_date(date, &e)
             }
         };
         report.dates.push(entry);
@@ -114,6 +113,21 @@ pub async fn refresh_features(
         Status::Succeeded
     });
     Ok(())
+}
+
+/// The entry of a date whose refresh failed with `e` (logged).
+fn failed_date(date: NaiveDate, e: &Error) -> FeaturesDate {
+    let message = crate::storage::fault::redact(&e.to_string());
+    warn!(date = %date, error = %message, "features failed for the date");
+    FeaturesDate {
+        date: date.to_string(),
+        status: e.status(),
+        silver_rows: 0,
+        lookback_complete: None,
+        earlier_windows: None,
+        table: None,
+        error: Some(message),
+    }
 }
 
 /// Removes, under the date's locks, the files a failed or stopped refresh of

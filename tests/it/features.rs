@@ -490,3 +490,34 @@ fn a_refresh_that_commits_part_of_its_tables_says_which() {
         "{report}"
     );
 }
+
+/// A date whose run cannot be looked up (its manifest unreadable: here a
+/// folder where the document would be) fails alone: the dates after it in the
+/// range are refreshed, and the command exits 1 naming it.
+#[test]
+fn a_date_that_cannot_be_looked_up_fails_alone() {
+    let lake = temp_lake();
+    run_all_dates(lake.path(), LABELS);
+    std::fs::create_dir_all(lake.path().join("_coldpath/manifests/2024-03-09.json")).unwrap();
+    let range = [
+        "--from",
+        "2024-03-09",
+        "--to",
+        "2024-03-11",
+        "--labels-as-of",
+        LABELS,
+    ];
+    let (code, report, stderr) = features_cmd(lake.path(), &fixtures_raw(), &range);
+    assert_eq!(code, 1, "{report}\n{stderr}");
+    let dates = report["dates"].as_array().unwrap();
+    assert_eq!(dates.len(), 3, "{report}");
+    assert_eq!(dates[0]["status"], "failed", "{report}");
+    assert!(
+        dates[0]["error"].as_str().unwrap().contains("manifests"),
+        "{report}"
+    );
+    for later in &dates[1..] {
+        assert_eq!(later["status"], "succeeded", "{later}");
+        assert!(later["table"].is_object(), "refreshed: {later}");
+    }
+}
