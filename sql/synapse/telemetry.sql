@@ -16,7 +16,7 @@ FROM OPENROWSET(
     pressure      float,
     vibration     float,
     priority      varchar(64)   COLLATE Latin1_General_100_BIN2_UTF8,
-    message_id    varchar(256)  COLLATE Latin1_General_100_BIN2_UTF8,
+    message_id    varchar(8000) COLLATE Latin1_General_100_BIN2_UTF8,
     enqueued_time datetime2(6),
     source_file   varchar(1024) COLLATE Latin1_General_100_BIN2_UTF8,
     ingested_at   datetime2(6),

@@ -284,10 +284,11 @@ pub const MAX_DEVICE_ID_BYTES: usize = 1024;
 
 /// The most bytes the other string columns of `telemetry` may hold: what the
 /// tables' Synapse views declare (`sql/synapse/`), since serverless SQL fails a
-/// whole query on a value longer than its column. IoT Hub's message ids are at
-/// most 128 characters; longer values are a producer's bug or an attack.
+/// whole query on a value longer than its column. A message id gets the most a
+/// `varchar` column holds short of `max` (IoT Hub's are at most 128 characters,
+/// but other producers key messages as they like).
 pub const MAX_TEXT_BYTES: [(&str, usize); 3] =
-    [("device_type", 256), ("priority", 64), ("message_id", 256)];
+    [("device_type", 256), ("priority", 64), ("message_id", 8000)];
 
 /// The range failure of `column`'s `value` past its [`MAX_TEXT_BYTES`].
 fn text_too_long(column: &str, value: Option<&str>) -> Option<Failure> {
