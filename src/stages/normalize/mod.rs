@@ -287,14 +287,17 @@ pub const MAX_DEVICE_ID_BYTES: usize = 1024;
 /// whole query on a value longer than its column. A message id gets the most a
 /// `varchar` column holds short of `max` (IoT Hub's are at most 128 characters,
 /// but other producers key messages as they like).
-pub const MAX_TEXT_BYTES: [(&str, usize); 3] =
-    [("device_type", 256), ("priority", 64), ("message_id", 8000)];
+pub const MAX_TEXT_BYTES: [(&str, usize); 3] = [
+    ("device_type", MAX_TEXT_BYTES_OF.0),
+    ("priority", MAX_TEXT_BYTES_OF.1),
+    ("message_id", MAX_TEXT_BYTES_OF.2),
+];
+const MAX_TEXT_BYTES_OF: (usize, usize, usize) = (256, 64, 8000);
 
-/// The range failure of `column`'s `value` past its [`MAX_TEXT_BYTES`].
-fn text_too_long(column: &str, value: Option<&str>) -> Option<Failure> {
+/// The range failure of `column`'s `value` past `limit` ([`MAX_TEXT_BYTES`]).
+fn text_too_long(column: &str, value: Option<&str>, limit: usize) -> Option<Failure> {
     let value = value?;
-    let (_, limit) = MAX_TEXT_BYTES.iter().find(|(name, _)| *name == column)?;
-    (value.len() > *limit).then(|| {
+    (value.len() > limit).then(|| {
         (
             Reason::OutOfRange,
             format!(
@@ -407,10 +410,11 @@ pub fn to_row_with<'f, 's>(
         &mut rescue,
     )?;
     // Type errors outrank range errors: check all types before any range.
+    let (type_max, priority_max, id_max) = MAX_TEXT_BYTES_OF;
     let mut range_failure = too_long(&device_id)
-        .or_else(|| text_too_long("device_type", device_type.as_deref()))
-        .or_else(|| text_too_long("priority", priority.as_deref()))
-        .or_else(|| text_too_long("message_id", message_id.as_deref()));
+        .or_else(|| text_too_long("device_type", device_type.as_deref(), type_max))
+        .or_else(|| text_too_long("priority", priority.as_deref(), priority_max))
+        .or_else(|| text_too_long("message_id", message_id.as_deref(), id_max));
     let mut number = |name: &str, col: &'s Column| -> Result<Option<f64>, Failure> {
         let value = number_field(name, col, fields, &mut range_failure);
         soften(value, col, &mut rescue)
