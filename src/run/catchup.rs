@@ -516,9 +516,23 @@ async fn refresh_date(
     causes: &BTreeSet<NaiveDate>,
     report: &mut CatchupReport,
 ) -> Result<(), Error> {
-    let run = match dependents::RunTables::open(&site.lake).await? {
-        Some(tables) => tables.was_run(date).await?,
-        None => false,
+    let looked_up = async {
+        match dependents::RunTables::open(&site.lake).await? {
+            Some(tables) => tables.was_run(date).await,
+            None => Ok(false),
+        }
+    };
+    let run = match looked_up.await {
+        Ok(run) => run,
+        // The date alone fails: the others go on, and it stays owed its refresh.
+        Err(e) if e.status() == Status::Failed => {
+            let entry = entry_of(report, date);
+            entry.features_refreshed = Some(Status::Failed);
+            entry.refreshed_for = dated(&causes.iter().copied().collect::<Vec<_>>());
+            entry.error = Some(crate::storage::fault::redact(&e.to_string()));
+            return Ok(());
+        }
+        Err(e) => return Err(e),
     };
     if !run {
         // Nothing derived to refresh: what it was owed is void.

@@ -1132,3 +1132,28 @@ fn a_failure_log_written_late_settles_every_date_it_held_back() {
         serde_json::json!([])
     );
 }
+
+/// A date whose run cannot be looked up (its manifest unreadable: a folder
+/// where the document would be) fails its refresh alone: a label refresh of the
+/// range still refreshes the dates after it, and the catch-up exits 1.
+#[test]
+fn a_date_whose_run_cannot_be_looked_up_fails_its_refresh_alone() {
+    let (_dir, raw, lake) = three_dates_run();
+    std::fs::create_dir_all(lake.join("_coldpath/manifests/2024-03-09.json")).unwrap();
+    let range = ["--from", "2024-03-09", "--to", DATES[2], "--refresh-labels"];
+    let (code, report, err) = catchup(raw.to_str().unwrap(), lake.to_str().unwrap(), &range, &[]);
+    assert_eq!(code, 1, "{report}\n{err}");
+    let first = entry(&report, "2024-03-09");
+    assert_eq!(first["features_refreshed"], "failed", "{report}");
+    assert!(
+        first["error"].as_str().unwrap().contains("manifest"),
+        "{first}"
+    );
+    for date in DATES {
+        assert_eq!(
+            entry(&report, date)["features_refreshed"],
+            "succeeded",
+            "{report}"
+        );
+    }
+}
