@@ -238,6 +238,30 @@ fn store_error(storage: &Storage, path: &StorePath, source: object_store::Error)
 }
 
 impl StoreLock {
+    /// The lock of `table` and `date` at `path`, held at `version` by `holder`.
+    fn held(
+        table: &'static str,
+        date: NaiveDate,
+        storage: Storage,
+        path: StorePath,
+        ttl: Duration,
+        (version, holder): (UpdateVersion, Holder),
+    ) -> StoreLock {
+        let state = StoreState {
+            version,
+            holder,
+            lost: None,
+        };
+        StoreLock {
+            table,
+            date,
+            storage,
+            path,
+            ttl,
+            state: tokio::sync::Mutex::new(state),
+        }
+    }
+
     /// Pushes the expiry out by `ttl`, only if the lock is still ours.
     async fn renew(&self) {
         let mut st = self.state.lock().await;
@@ -577,19 +601,10 @@ async fn acquire_one(
                 let attempt = try_store(storage, &path, &owner, settings.ttl)
                     .await
                     .map_err(|source| store_error(storage, &path, source))?;
-                attempt.map(|(version, holder)| {
-                    Held::Store(Arc::new(StoreLock {
-                        table,
-                        date,
-                        storage: storage.clone(),
-                        path,
-                        ttl: settings.ttl,
-                        state: tokio::sync::Mutex::new(StoreState {
-                            version,
-                            holder,
-                            lost: None,
-                        }),
-                    }))
+                attempt.map(|held| {
+                    let lock =
+                        StoreLock::held(table, date, storage.clone(), path, settings.ttl, held);
+                    Held::Store(Arc::new(lock))
                 })
             }
         };
@@ -982,17 +997,16 @@ mod tests {
             e_tag: Some("\"an older etag\"".into()),
             version: None,
         };
-        let lock = |holder: Holder| StoreLock {
-            table: "telemetry",
-            date: date(),
-            storage: storage.clone(),
-            path: path.clone(),
-            ttl,
-            state: tokio::sync::Mutex::new(StoreState {
-                version: stale.clone(),
-                holder,
-                lost: None,
-            }),
+        let lock = |holder: Holder| {
+            let held = (stale.clone(), holder);
+            StoreLock::held(
+                "telemetry",
+                date(),
+                storage.clone(),
+                path.clone(),
+                ttl,
+                held,
+            )
         };
         let ours = lock(mine.clone());
         ours.renew().await;
@@ -1018,19 +1032,7 @@ mod tests {
                 let version = put(&storage, &path, &holder, PutMode::Overwrite)
                     .await
                     .unwrap();
-                let state = StoreState {
-                    version,
-                    holder,
-                    lost: None,
-                };
-                StoreLock {
-                    table: "telemetry",
-                    date: date(),
-                    storage,
-                    path,
-                    ttl,
-                    state: tokio::sync::Mutex::new(state),
-                }
+                StoreLock::held("telemetry", date(), storage, path, ttl, (version, holder))
             }
         };
         // A third of 60 s is 20 s.

@@ -479,12 +479,9 @@ fn a_rerun_of_an_earlier_date_racing_a_run_leaves_that_run_owed_a_refresh() {
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["tables"]["telemetry"]["version"], 2, "{report}");
 
-    let dir = temp_lake();
-    let lake = dir.path().join("lake");
-    az.download("lake", "iot", &lake);
     let run_id = report["run_id"].as_str().unwrap();
     assert_eq!(
-        owed_in(&lake),
+        owed_on(&az),
         [format!("{}.after.{}.{run_id}", DATES[2], DATES[1])],
         "the 12th is owed a refresh after the 11th"
     );
@@ -879,6 +876,14 @@ fn a_label_refresh_also_takes_the_dates_whose_labels_just_settled() {
     assert!(trues > 0, "not vacuous: some labels are true");
 }
 
+/// [`owed_in`] of the Azurite lake `az://lake/iot`, read from a local copy.
+fn owed_on(az: &Azurite) -> Vec<String> {
+    let dir = temp_lake();
+    let lake = dir.path().join("lake");
+    az.download("lake", "iot", &lake);
+    owed_in(&lake)
+}
+
 /// The refreshes owed in `lake` (`_coldpath/pending`), each as
 /// `<date>.after.<cause>.<run id>` once, however many times that run recorded it.
 fn owed_in(lake: &Path) -> Vec<String> {
@@ -1012,12 +1017,9 @@ fn a_refresh_between_a_reruns_silver_and_its_features_stays_owed() {
     let out = rerun.wait_with_output().unwrap();
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(0), "{report}");
-    let dir = temp_lake();
-    let lake = dir.path().join("lake");
-    az.download("lake", "iot", &lake);
     let run_id = report["run_id"].as_str().unwrap();
     assert_eq!(
-        owed_in(&lake),
+        owed_on(&az),
         [format!("{}.after.{}.{run_id}", DATES[2], DATES[1])],
         "the 12th is owed a refresh after the 11th's features"
     );
