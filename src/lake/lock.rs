@@ -224,6 +224,24 @@ struct StoreState {
     lost: Option<String>,
 }
 
+/// Renews every lock of `stores` side by side, each given at most `within`
+/// (a third of the ttl, the time to the next round): one slow store request,
+/// which object_store may retry for `storage.retry_timeout`, longer than a
+/// ttl, must not hold the other locks' renewals past their expiry. A renewal
+/// cut off may still land; the next one sees it as its own ([`still_ours`]).
+async fn renew_all(stores: &[Arc<StoreLock>], within: Duration) {
+    let rounds = stores.iter().map(|lock| async move {
+        if tokio::time::timeout(within, lock.renew()).await.is_err() {
+            warn!(
+                table = lock.table,
+                date = %lock.date,
+                "a renewal of the run lock took longer than a third of its ttl; it is tried again at the next"
+            );
+        }
+    });
+    futures::future::join_all(rounds).await;
+}
+
 /// A storage error on the lock object at `path`.
 fn store_error(storage: &Storage, path: &StorePath, source: object_store::Error) -> LockError {
     LockError::Store {
@@ -295,7 +313,8 @@ impl StoreLock {
             Err(e) => {
                 let message = crate::storage::fault::chain(&e);
                 warn!(table = self.table, date = %self.date, error = %message, "could not renew the run lock");
-                if now >= st.holder.expires_at {
+                // Now, not when the renewal started: object_store's retries take time.
+                if Utc::now() >= st.holder.expires_at {
                     st.lost = Some(format!(
                         "it expired at {} before a renewal succeeded ({message})",
                         st.holder.expires_at.to_rfc3339()
@@ -305,16 +324,36 @@ impl StoreLock {
         }
     }
 
-    /// Whether the lock is still ours, asked of the store itself.
+    /// Whether the lock is still ours, asked of the store itself. The state is
+    /// not held across the request, so renewals go on while it is retried; the
+    /// time left is judged once it has answered.
     async fn check(&self) -> Result<(), LockError> {
-        let st = self.state.lock().await;
         let lost = |why: String| LockError::Lost {
             table: self.table,
             date: self.date,
             why,
         };
+        let before = {
+            let st = self.state.lock().await;
+            if let Some(why) = &st.lost {
+                return Err(lost(why.clone()));
+            }
+            st.version.e_tag.clone()
+        };
+        let seen = match self.storage.store.head(&self.path).await {
+            Ok(meta) => meta.e_tag,
+            Err(object_store::Error::NotFound { .. }) => {
+                return Err(lost("its lock object was deleted".into()))
+            }
+            Err(e) => return Err(store_error(&self.storage, &self.path, e)),
+        };
+        let st = self.state.lock().await;
         if let Some(why) = &st.lost {
             return Err(lost(why.clone()));
+        }
+        // Ours as of the request, or as of a renewal that landed meanwhile.
+        if seen.is_none() || (seen != before && seen != st.version.e_tag) {
+            return Err(lost("another run holds it now".into()));
         }
         let left = st.holder.expires_at - Utc::now();
         if left <= chrono::Duration::zero() {
@@ -333,14 +372,7 @@ impl StoreLock {
                 st.holder.expires_at.to_rfc3339()
             )));
         }
-        match self.storage.store.head(&self.path).await {
-            Ok(meta) if meta.e_tag.is_some() && meta.e_tag == st.version.e_tag => Ok(()),
-            Ok(_) => Err(lost("another run holds it now".into())),
-            Err(object_store::Error::NotFound { .. }) => {
-                Err(lost("its lock object was deleted".into()))
-            }
-            Err(e) => Err(store_error(&self.storage, &self.path, e)),
-        }
+        Ok(())
     }
 
     /// Marks the lock released, only if it is still ours.
@@ -724,9 +756,7 @@ impl LockSet {
                     _ = &mut rx => break,
                     _ = tick.tick() => {
                         let stores = renewed.lock().map(|s| s.clone()).unwrap_or_default();
-                        for lock in &stores {
-                            lock.renew().await;
-                        }
+                        renew_all(&stores, every).await;
                     }
                 }
             }
@@ -819,8 +849,12 @@ mod tests {
     use deltalake::logstore::object_store::memory::InMemory;
 
     fn memory_site() -> (Site, Storage) {
+        site_on(Arc::new(InMemory::new()))
+    }
+
+    fn site_on(store: Arc<dyn ObjectStore>) -> (Site, Storage) {
         let storage = Storage {
-            store: Arc::new(InMemory::new()),
+            store,
             root: StorePath::from("lake"),
             location: "memory://lake".into(),
             container: None,
@@ -1117,6 +1151,153 @@ mod tests {
         set.check("telemetry").await.unwrap();
         set.check("features_hourly").await.unwrap();
         set.release().await;
+    }
+
+    /// A renewal that hangs (a store request retried for minutes) does not
+    /// hold back the renewal of the run's other locks past their expiry.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_hung_renewal_does_not_stop_the_others() {
+        let (site, storage) = memory_site();
+        let s = LockSettings {
+            wait: Duration::ZERO,
+            ttl: MIN_LOCK_TTL,
+        };
+        let tables = ["telemetry", "rejects"];
+        let set = acquire(&site, &tables, date(), &owner("r"), &s)
+            .await
+            .unwrap();
+        let telemetry = set
+            .locks
+            .iter()
+            .find_map(|held| match held {
+                Held::Store(lock) if lock.table == "telemetry" => Some(lock.clone()),
+                _ => None,
+            })
+            .unwrap();
+        // Holding its state stalls telemetry's renewals as a hung request would.
+        let stalled = telemetry.state.lock().await;
+        let first = read_holder(&storage, "rejects").await.expires_at;
+        tokio::time::sleep(MIN_LOCK_TTL + Duration::from_secs(1)).await;
+        let rejects = read_holder(&storage, "rejects").await;
+        assert!(
+            rejects.expires_at > first && rejects.expires_at > Utc::now(),
+            "rejects' lock was not renewed: it expires at {} (first {first})",
+            rejects.expires_at
+        );
+        assert!(read_holder(&storage, "telemetry").await.expires_at < Utc::now());
+        drop(stalled);
+        set.check("rejects").await.unwrap();
+        set.release().await;
+    }
+
+    /// An in-memory store whose HEAD requests take `delay` (a store retrying them).
+    #[derive(Debug)]
+    struct SlowHeads {
+        inner: InMemory,
+        delay: Duration,
+    }
+
+    impl std::fmt::Display for SlowHeads {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "SlowHeads")
+        }
+    }
+
+    #[async_trait::async_trait]
+    impl ObjectStore for SlowHeads {
+        async fn put_opts(
+            &self,
+            location: &StorePath,
+            payload: PutPayload,
+            opts: PutOptions,
+        ) -> object_store::Result<object_store::PutResult> {
+            self.inner.put_opts(location, payload, opts).await
+        }
+
+        async fn put_multipart_opts(
+            &self,
+            location: &StorePath,
+            opts: object_store::PutMultipartOptions,
+        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
+            self.inner.put_multipart_opts(location, opts).await
+        }
+
+        async fn get_opts(
+            &self,
+            location: &StorePath,
+            options: object_store::GetOptions,
+        ) -> object_store::Result<object_store::GetResult> {
+            if options.head {
+                tokio::time::sleep(self.delay).await;
+            }
+            self.inner.get_opts(location, options).await
+        }
+
+        fn delete_stream(
+            &self,
+            locations: futures::stream::BoxStream<'static, object_store::Result<StorePath>>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<StorePath>> {
+            self.inner.delete_stream(locations)
+        }
+
+        fn list(
+            &self,
+            prefix: Option<&StorePath>,
+        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
+        {
+            self.inner.list(prefix)
+        }
+
+        async fn list_with_delimiter(
+            &self,
+            prefix: Option<&StorePath>,
+        ) -> object_store::Result<object_store::ListResult> {
+            self.inner.list_with_delimiter(prefix).await
+        }
+
+        async fn copy_opts(
+            &self,
+            from: &StorePath,
+            to: &StorePath,
+            options: object_store::CopyOptions,
+        ) -> object_store::Result<()> {
+            self.inner.copy_opts(from, to, options).await
+        }
+    }
+
+    /// A check whose request to the store takes longer than the lock's ttl
+    /// keeps the lock renewed meanwhile, and is judged on the time left once
+    /// the store has answered.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_slow_check_does_not_stop_the_renewals() {
+        let slow = SlowHeads {
+            inner: InMemory::new(),
+            delay: MIN_LOCK_TTL + Duration::from_secs(1),
+        };
+        let (site, storage) = site_on(Arc::new(slow));
+        let s = LockSettings {
+            wait: Duration::ZERO,
+            ttl: MIN_LOCK_TTL,
+        };
+        let set = Arc::new(
+            acquire(&site, &["telemetry"], date(), &owner("r"), &s)
+                .await
+                .unwrap(),
+        );
+        let checking = tokio::spawn({
+            let set = set.clone();
+            async move { set.check("telemetry").await }
+        });
+        tokio::time::sleep(MIN_LOCK_TTL + Duration::from_millis(500)).await;
+        assert!(!checking.is_finished(), "the check is still waiting for the store");
+        let holder = read_holder(&storage, "telemetry").await;
+        assert!(
+            holder.expires_at > Utc::now(),
+            "the lock expired at {} while its check waited",
+            holder.expires_at
+        );
+        checking.await.unwrap().unwrap();
+        Arc::into_inner(set).unwrap().release().await;
     }
 
     /// A clean-up that gave up waiting for a dropped write leaves the run's
