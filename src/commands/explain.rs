@@ -212,7 +212,8 @@ fn synapse(defs: &[Def], job: &str) -> String {
         "double" => "float",
         _ => "varchar(256) COLLATE Latin1_General_100_BIN2_UTF8",
     };
-    let width = defs.iter().map(|d| d.name.len()).max().unwrap_or(0);
+    // Bracketed: a declared name may be a T-SQL keyword (`order`, `key`) or start with a digit.
+    let width = defs.iter().map(|d| d.name.len() + 2).max().unwrap_or(0);
     // A device id may be up to 1,024 bytes (normalize's MAX_DEVICE_ID_BYTES).
     let column = |d: &Def| match d.name.as_str() {
         "device_id" => "varchar(1024) COLLATE Latin1_General_100_BIN2_UTF8",
@@ -220,7 +221,7 @@ fn synapse(defs: &[Def], job: &str) -> String {
     };
     let cols: Vec<String> = defs
         .iter()
-        .map(|d| format!("    {:width$} {}", d.name, column(d)))
+        .map(|d| format!("    {:width$} {}", format!("[{}]", d.name), column(d)))
         .collect();
     format!(
         "-- features_hourly of job `{job}` for Synapse serverless SQL. Replace the BULK path with your lake's.\n\
@@ -247,5 +248,23 @@ mod tests {
             .map(|f| f.name().as_str())
             .collect();
         assert_eq!(names, table);
+    }
+
+    /// Every column of the view is bracketed, so a declared name that is a T-SQL
+    /// keyword or starts with a digit still makes a view Synapse takes.
+    #[test]
+    fn the_views_names_are_bracketed() {
+        let file: crate::config::features::FeaturesFile = toml::from_str(
+            "[[events]]\nname = \"1errors\"\npath = \"e.csv\"\ncodes = [\"e1\"]\nwindows = [\"24h\"]\n\
+             [attributes]\npath = \"a.csv\"\ncolumns = [\"order\"]",
+        )
+        .unwrap();
+        let schema = crate::config::schema::TelemetrySchema::embedded().unwrap();
+        let set = FeatureSet::parse(&file, &schema).unwrap();
+        let sql = synapse(&definitions(&set, &[]), "t");
+        for name in ["[device_id]", "[1errors_e1_count_24h]", "[order]"] {
+            assert!(sql.contains(&format!("    {name} ")), "{name}: {sql}");
+        }
+        assert!(!sql.contains("    order "), "{sql}");
     }
 }

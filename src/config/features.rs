@@ -55,6 +55,12 @@ pub const DEFAULT_COLUMNS: [&str; 31] = [
 
 /// Label horizons the default set already has (`failure_within_7d`, `_14d`), in hours.
 pub const DEFAULT_HORIZONS: [i64; 2] = [7 * 24, 14 * 24];
+/// How the default horizons are spelled in their columns' names.
+const DEFAULT_HORIZON_NAMES: [&str; 2] = ["7d", "14d"];
+
+/// The most columns `features_hourly` may have, declared ones included: what a
+/// Synapse serverless view or table takes (1,024), less `run_id`.
+pub const MAX_TABLE_COLUMNS: usize = 1_023;
 
 /// `[features]` as written.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -319,7 +325,7 @@ impl FeatureSet {
             windows: spans("features.windows", &file.windows)?,
             aggregates: aggregates(&file.aggregates)?,
             components: names("features.components", &file.components)?,
-            horizons: spans("features.label_horizons", &file.label_horizons)?,
+            horizons: horizons(&file.label_horizons)?,
             events: events(&file.events)?,
             attributes: attributes(file.attributes.as_ref())?,
         };
@@ -331,8 +337,43 @@ impl FeatureSet {
                 "signals, windows and aggregates go together: declare all three or none".into(),
             ));
         }
+        set.check_count()?;
         set.check_names()?;
         Ok(set)
+    }
+
+    /// How many columns the set declares, counted without naming them.
+    fn count(&self) -> usize {
+        let signals = if self.has_signal_windows() {
+            self.signals.len() * self.windows.len() * self.aggregates.len()
+        } else {
+            0
+        };
+        let events: usize = self.events.iter().map(|e| e.codes.len() * e.windows.len()).sum();
+        let attributes = self.attributes.as_ref().map_or(0, |a| a.columns.len());
+        signals
+            + self.components.len()
+            + events
+            + attributes
+            + self.new_horizons().count()
+            + self.horizons.len() * self.components.len()
+    }
+
+    /// No more columns than Synapse's views can read ([`MAX_TABLE_COLUMNS`]).
+    fn check_count(&self) -> Result<(), Refusal> {
+        let most = MAX_TABLE_COLUMNS - DEFAULT_COLUMNS.len();
+        let n = self.count();
+        if n > most {
+            return Err((
+                "features",
+                format!(
+                    "the set declares {n} columns; features_hourly takes at most {most} beside its \
+                     {} default ones ({MAX_TABLE_COLUMNS} in all, what a Synapse view reads)",
+                    DEFAULT_COLUMNS.len()
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// No declared column may repeat another or take a default column's name.
@@ -444,6 +485,28 @@ fn spans(key: &'static str, list: &[String]) -> Result<Vec<Span>, Refusal> {
             return Err((key, format!("`{text}` is declared twice")));
         }
         out.push(s);
+    }
+    Ok(out)
+}
+
+/// The label horizons: as [`spans`], and a default horizon only as the default
+/// column spells it (`7d`, not `168h`, which would name no column of its own).
+fn horizons(list: &[String]) -> Result<Vec<Span>, Refusal> {
+    let key = "features.label_horizons";
+    let out = spans(key, list)?;
+    for h in &out {
+        let default = DEFAULT_HORIZONS.iter().zip(DEFAULT_HORIZON_NAMES);
+        if let Some((_, name)) = default.into_iter().find(|(hours, _)| **hours == h.hours) {
+            if h.name != name {
+                return Err((
+                    key,
+                    format!(
+                        "`{}` is the default horizon `{name}` (failure_within_{name}): write `{name}`",
+                        h.name
+                    ),
+                ));
+            }
+        }
     }
     Ok(out)
 }
@@ -657,5 +720,36 @@ columns = ["model", "age"]
             let (got, why) = parse(text).unwrap_err();
             assert_eq!(got, key, "{text}: {why}");
         }
+    }
+
+    /// A default horizon spelled in hours would name no column of its own (the
+    /// default one is `failure_within_7d`): refused, pointing at the spelling.
+    #[test]
+    fn a_default_horizon_is_spelled_as_its_column_is() {
+        for (text, name) in [("168h", "7d"), ("336h", "14d")] {
+            let (key, why) = parse(&format!("label_horizons = [\"{text}\"]")).unwrap_err();
+            assert_eq!(key, "features.label_horizons");
+            assert!(why.contains(&format!("write `{name}`")), "{why}");
+        }
+        let set = parse("label_horizons = [\"7d\", \"167h\", \"169h\"]").unwrap();
+        let new: Vec<&str> = set.new_horizons().map(|h| h.name.as_str()).collect();
+        assert_eq!(new, ["167h", "169h"]);
+    }
+
+    /// Up to 1,023 columns in all, what a Synapse view reads: 31 default, 992
+    /// declared. Counted by the definition: one column per event code and window.
+    #[test]
+    fn a_set_of_more_columns_than_synapse_reads_is_refused() {
+        let declare = |codes: usize| {
+            let codes: Vec<String> = (0..codes).map(|i| format!("\"c{i}\"")).collect();
+            format!(
+                "[[events]]\nname = \"alarms\"\npath = \"a.csv\"\ncodes = [{}]\nwindows = [\"1h\", \"2h\"]",
+                codes.join(",")
+            )
+        };
+        assert_eq!(parse(&declare(496)).unwrap().columns().len(), 992);
+        let (key, why) = parse(&declare(497)).unwrap_err();
+        assert_eq!(key, "features");
+        assert!(why.contains("declares 994 columns"), "{why}");
     }
 }

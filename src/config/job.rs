@@ -242,6 +242,7 @@ impl Job {
         let csv = csv_dialect(&file.csv).map_err(|(key, m)| keys.invalid(key, m))?;
         let features = crate::config::features::FeatureSet::parse(&file.features, &schema)
             .map_err(|(key, m)| keys.invalid(key, m))?;
+        keys.check_feature_files(&features)?;
         Ok(Job {
             name: file.name,
             source: beside(base, &file.source),
@@ -386,7 +387,8 @@ impl Keys<'_> {
         Ok(max_reject_ratio)
     }
 
-    /// A non-empty name, printable `name` and `layout`, and `source` and `lake` without credentials.
+    /// A non-empty name, printable `name` and `layout`, and `source`, `lake` and
+    /// the reference logs without credentials.
     fn check_texts(&self, file: &JobFile) -> Result<(), JobError> {
         if file.name.trim().is_empty() {
             return Err(self.invalid("name", "must not be empty".into()));
@@ -394,8 +396,31 @@ impl Keys<'_> {
         for (key, value) in [("name", &file.name), ("layout", &file.layout)] {
             check_text(value).map_err(|m| self.invalid(key, m))?;
         }
-        for (key, value) in [("source", &file.source), ("lake", &file.lake)] {
-            check_location(value).map_err(|m| self.invalid(key, m))?;
+        let reference = &file.reference;
+        let locations = [
+            ("source", Some(&file.source)),
+            ("lake", Some(&file.lake)),
+            ("reference.maintenance", reference.maintenance.as_ref()),
+            ("reference.failures", reference.failures.as_ref()),
+        ];
+        for (key, value) in locations {
+            if let Some(value) = value {
+                check_location(value).map_err(|m| self.invalid(key, m))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The event logs' and the attributes' files without credentials, as `source`.
+    fn check_feature_files(
+        &self,
+        set: &crate::config::features::FeatureSet,
+    ) -> Result<(), JobError> {
+        for log in &set.events {
+            check_location(&log.path).map_err(|m| self.invalid("features.events.path", m))?;
+        }
+        if let Some(a) = &set.attributes {
+            check_location(&a.path).map_err(|m| self.invalid("features.attributes.path", m))?;
         }
         Ok(())
     }
@@ -591,7 +616,12 @@ fn csv_dialect(f: &CsvFile) -> Result<CsvDialect, (&'static str, String)> {
     })
 }
 
-/// Parses `90s`, `5m`, `2h`, `1d` (one number, one unit).
+/// The longest duration a job file or flag may give: 30 days. Longer ones would
+/// overflow the clock arithmetic they feed (an expiry, a listing's end) or, for
+/// `late_arrival`, list and read months of look-ahead blobs on every run.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 86_400);
+
+/// Parses `90s`, `5m`, `2h`, `1d` (one number, one unit), at most [`MAX_DURATION`].
 pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let s = s.trim();
     let split = s
@@ -601,14 +631,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("`{s}` is not a duration like `2h` or `5m`"))?;
-    let secs = match unit {
-        "s" => n,
-        "m" => n * 60,
-        "h" => n * 3600,
-        "d" => n * 86_400,
+    let unit_secs: u64 = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
         _ => return Err(format!("`{s}`: unknown unit `{unit}` (use s, m, h or d)")),
     };
-    Ok(Duration::from_secs(secs))
+    match n.checked_mul(unit_secs).map(Duration::from_secs) {
+        Some(d) if d <= MAX_DURATION => Ok(d),
+        _ => Err(format!("`{s}` is longer than the most accepted, 30d")),
+    }
 }
 
 /// A location named in a job file in `base` (the file's folder): a URL or an
@@ -893,5 +926,13 @@ lake = "out"
         assert!(parse_duration("2").is_err());
         assert!(parse_duration("h").is_err());
         assert!(parse_duration("2w").is_err());
+        // At most 30 days, and no overflow on the way (213503982334602 d × 86,400 s
+        // wraps a u64 to 17 h).
+        assert_eq!(parse_duration("30d").unwrap(), MAX_DURATION);
+        assert_eq!(parse_duration("2592000s").unwrap(), MAX_DURATION);
+        assert!(parse_duration("2592001s").unwrap_err().contains("30d"));
+        assert!(parse_duration("31d").is_err());
+        assert!(parse_duration("213503982334602d").is_err());
+        assert!(parse_duration("99999999999999999999s").is_err());
     }
 }

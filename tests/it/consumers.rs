@@ -80,7 +80,8 @@ fn parse_view(sql: &str) -> (String, String, String, Vec<SqlColumn>) {
                 .position(|w| w.eq_ignore_ascii_case("COLLATE"))
                 .map(|i| words[i + 1].to_string());
             SqlColumn {
-                name: words[0].to_string(),
+                // A bracketed name (`[order]`) is the name.
+                name: words[0].trim_start_matches('[').trim_end_matches(']').to_string(),
                 ty: words[1].to_ascii_lowercase(),
                 collate,
             }

@@ -256,6 +256,25 @@ fn a_sas_in_a_url_is_refused_and_never_printed() {
     assert_eq!(code, 2, "{out}{err}");
     assert!(err.contains("lake"), "{err}");
     assert!(!format!("{out}{err}").contains("PLANTEDSECRET0042"));
+    // And in the other files a job names: the reference logs, an event log, the attributes.
+    let others = [
+        ("reference.failures", format!("[reference]\nfailures = {url:?}")),
+        (
+            "features.events.path",
+            format!("[[features.events]]\nname = \"alarms\"\npath = {url:?}\ncodes = [\"e1\"]\nwindows = [\"24h\"]"),
+        ),
+        (
+            "features.attributes.path",
+            format!("[features.attributes]\npath = {url:?}\ncolumns = [\"model\"]"),
+        ),
+    ];
+    for (key, section) in others {
+        let path = job(dir.path(), &fixtures_raw(), &section);
+        let (code, out, err) = run(&path, "2024-03-11", &[]);
+        assert_eq!(code, 2, "{key}: {out}{err}");
+        assert!(err.contains(key) && err.contains("query string"), "{err}");
+        assert!(!format!("{out}{err}").contains("PLANTEDSECRET0042"), "{key}");
+    }
 }
 
 #[test]
