@@ -59,6 +59,8 @@ pub async fn command(args: crate::commands::cli::CatchupArgs) -> i32 {
         let (status, message) = failure(&e);
         report.set_status(status);
         report.error = Some(message);
+    } else if let Some(e) = &report.error {
+        eprintln!("coldpath: catchup: {e}");
     }
     for d in report.dates.iter().filter(|d| d.error.is_some()) {
         eprintln!(

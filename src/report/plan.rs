@@ -54,7 +54,7 @@ pub struct Archived {
 /// The listing against the date's manifest.
 #[derive(Debug, Clone, Serialize)]
 pub struct PlanManifest {
-    /// `never_run`, `manifest_unreadable`, `unchanged` or `changed`.
+    /// `never_run`, `manifest_missing` (rows but no manifest), `manifest_unreadable`, `unchanged` or `changed`.
     pub state: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why: Option<String>,

@@ -47,6 +47,10 @@ pub enum State {
     NeverRun,
     /// A manifest this build cannot read: run again, to be safe.
     ManifestUnreadable,
+    /// Rows in the tables but no manifest (a first run stopped between its
+    /// silver commit and its manifest): run again, so its rejects and late
+    /// blobs are not left out.
+    ManifestMissing,
     /// After the range: not listed, only refreshed as a dependent of a rerun.
     OutsideRange,
     /// The date could not be listed (its `error` says why): not run again, and
@@ -179,9 +183,14 @@ impl CatchupReport {
         self.exit_code = status.exit_code();
     }
 
-    /// Cancelled over failed over gated over succeeded, across every rerun and refresh.
+    /// Cancelled over failed over gated over succeeded, across every rerun and
+    /// refresh; failed at least when the catch-up itself recorded an error (the
+    /// refreshes owed could not be read).
     fn conclude(&mut self) {
-        let all: Vec<Status> = self.dates.iter().flat_map(CatchupDate::statuses).collect();
+        let mut all: Vec<Status> = self.dates.iter().flat_map(CatchupDate::statuses).collect();
+        if self.error.is_some() {
+            all.push(Status::Failed);
+        }
         let status = [
             Status::Cancelled,
             Status::Failed,
@@ -220,7 +229,7 @@ pub async fn catchup(
             Err(e) => return Err(e),
         };
         let wanted = match entry.state {
-            State::Changed | State::ManifestUnreadable => true,
+            State::Changed | State::ManifestUnreadable | State::ManifestMissing => true,
             State::NeverRun => req.include_missing,
             State::Unchanged | State::OutsideRange | State::ListingFailed => false,
         };
@@ -284,8 +293,8 @@ async fn record_settled(site: &Site, settling: &Settling, report: &CatchupReport
 /// The refreshes owed since an earlier date's silver was replaced
 /// ([`crate::lake::pending`]: a catch-up stopped before its refreshes, a date
 /// rerun by hand), in the range or not: scheduled, or with `--dry-run` listed
-/// in their dates' `refreshed_for`. Unreadable, they are a warning: they stay
-/// owed for the next catch-up.
+/// in their dates' `refreshed_for`. Unreadable, they stay owed for the next
+/// catch-up, and this one fails (exit 1) once its other dates are done.
 async fn owed_refreshes(
     site: &Site,
     dry_run: bool,
@@ -295,7 +304,12 @@ async fn owed_refreshes(
     let owed = match crate::lake::pending::all(&site.lake).await {
         Ok(owed) => owed,
         Err(e) => {
-            warn!(error = %crate::storage::fault::redact(&e), "the refreshes owed could not be read; the next catch-up does them");
+            let e = crate::storage::fault::redact(&e);
+            warn!(error = %e, "the refreshes owed could not be read; the next catch-up does them");
+            // Not a success: a night after night of it would leave the dependents stale.
+            report.error = Some(format!(
+                "the refreshes owed could not be read ({e}); they stay owed for the next catch-up"
+            ));
             return;
         }
     };
@@ -440,6 +454,10 @@ async fn look(job: &Job, site: &Site, date: NaiveDate) -> Result<CatchupDate, Er
     let place = Place::for_lake(&site.lake)?;
     let listing = site.list(job, date).await?;
     let (state, diff, why) = match place.read(date).await? {
+        Read::Missing if has_rows(site, date).await? => {
+            let why = Some(NO_MANIFEST.to_string());
+            (State::ManifestMissing, Diff::default(), why)
+        }
         Read::Missing => (State::NeverRun, Diff::default(), None),
         Read::Unknown(why) => (State::ManifestUnreadable, Diff::default(), Some(why)),
         Read::Found(old) => {
@@ -456,6 +474,19 @@ async fn look(job: &Job, site: &Site, date: NaiveDate) -> Result<CatchupDate, Er
     entry.why = why;
     info!(date = %date, state = ?state, added = entry.added, changed = entry.changed, removed = entry.removed, "looked");
     Ok(entry)
+}
+
+/// Why a date without a manifest is run again.
+pub const NO_MANIFEST: &str =
+    "its tables hold rows but it has no manifest (a run stopped after its silver commit)";
+
+/// Whether `date` has rows in `telemetry` or `device_health` (looked up only for
+/// a date without a manifest, so rarely).
+pub async fn has_rows(site: &Site, date: NaiveDate) -> Result<bool, Error> {
+    match dependents::RunTables::open(&site.lake).await? {
+        Some(tables) => tables.was_run(date).await,
+        None => Ok(false),
+    }
 }
 
 /// The report's entry of `date`, made for a date outside the range when needed.

@@ -176,6 +176,9 @@ impl DateRun<'_> {
     ) -> Result<(), String> {
         use crate::run::dependents::{declared_hours, reach_days, RunTables};
         let (lake, date, run_id) = (&self.site.lake, self.req.date, &self.meta.run_id);
+        // The first record's dates at least, should the look-up below fail: the
+        // record after the gold commits repeats them.
+        report.owed_later = owed.to_vec();
         let Some(tables) = RunTables::open(lake).await.map_err(|e| e.to_string())? else {
             return Ok(());
         };

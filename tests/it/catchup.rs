@@ -303,6 +303,18 @@ fn a_refresh_a_failed_catchup_owed_is_done_by_the_next() {
     );
     assert_eq!(owed(), Vec::<String>::new(), "nothing is owed any more");
 
+    // Refreshes owed that cannot be read fail the catch-up (exit 1, so it is
+    // retried), though every date it looked at was done.
+    let pending = lake.join("_coldpath/pending");
+    let _ = std::fs::remove_dir_all(&pending);
+    std::fs::write(&pending, b"in the way").unwrap();
+    let (code, report, err) = catchup(raw.to_str().unwrap(), lake.to_str().unwrap(), &range, &[]);
+    assert_eq!(code, 1, "{report}\n{err}");
+    assert_eq!(report["status"], "failed", "{report}");
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(error.contains("refreshes owed") && error.contains("pending"), "{report}");
+    std::fs::remove_file(&pending).unwrap();
+
     let clean = dir.path().join("clean");
     for date in DATES {
         run(date, &raw, &clean);
@@ -324,6 +336,8 @@ fn dry_runs_missing_dates_and_old_manifests() {
         r#"{"format": 0, "date": "2024-03-11", "files": ["a"]}"#,
     )
     .unwrap();
+    // No manifest, but rows: a first run stopped after its silver commit. Run again.
+    std::fs::remove_file(lake.join(format!("_coldpath/manifests/{}.json", DATES[0]))).unwrap();
     let versions = |lake: &Path| -> Vec<Option<u64>> {
         TABLES
             .iter()
@@ -341,13 +355,21 @@ fn dry_runs_missing_dates_and_old_manifests() {
         .as_str()
         .unwrap()
         .contains("format 0"));
+    assert_eq!(entry(&report, DATES[0])["state"], "manifest_missing");
+    assert!(entry(&report, DATES[0])["why"]
+        .as_str()
+        .unwrap()
+        .contains("no manifest"));
     assert_eq!(entry(&report, DATES[2])["state"], "never_run");
     assert_eq!(report["rerun"], serde_json::json!([]));
     assert_eq!(versions(&lake), before, "a dry run writes nothing");
 
     let (code, report, err) = catchup(raw_s, lake_s, &range, &[]);
     assert_eq!(code, 0, "{err}");
-    assert_eq!(report["rerun"], serde_json::json!([DATES[1]]));
+    assert_eq!(report["rerun"], serde_json::json!([DATES[0], DATES[1]]));
+    assert!(lake
+        .join(format!("_coldpath/manifests/{}.json", DATES[0]))
+        .is_file());
     assert!(
         entry(&report, DATES[2]).get("rerun").is_none(),
         "never-run dates wait for --include-missing"
