@@ -59,13 +59,19 @@ fi
 # Lints first: no warning, and no unwrap/expect/panic outside tests (src/lib.rs).
 cargo clippy --locked --all-targets -- -D warnings
 # Cargo prints one "test result" line per test binary (the last is the doc tests,
-# usually 0): end with one line that counts every test this command ran.
+# usually 0): end with one line that counts every test this command ran. Every
+# binary runs though one fails (--no-fail-fast); a binary that dies before its
+# "test result" line (a crash, a kill) counts its tests without an "ok" as failed.
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --locked "$@" 2>&1 | tee "$log"
+cargo test --locked --no-fail-fast "$@" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 set -e
-awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
-     END { printf "%d passed, %d failed\n", p, f }' "$log"
+awk 'function cut() { if (open) { p += ok; f += n - ok - skipped }; open = 0 }
+     /^running [0-9]+ tests?$/ { cut(); open = 1; n = $2; ok = 0; skipped = 0; next }
+     open && / \.\.\. ok$/ { ok++ }
+     open && / \.\.\. ignored/ { skipped++ }
+     /^test result:/ { open = 0; for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { cut(); printf "%d passed, %d failed\n", p, f }' "$log"
 exit "$status"

@@ -58,12 +58,19 @@ pub fn bin() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_coldpath")))
 }
 
-/// The `coldpath` command with `args`, from the repository root, with extra environment variables.
+/// The `coldpath` command with `args`, from the repository root, with extra
+/// environment variables. The tester's own `COLDPATH_*` and `AZURE_*` variables
+/// are not passed on (an exported `COLDPATH_REPORT` or `COLDPATH_SOURCE` would
+/// change what every test runs): a test sets the ones it means.
 pub fn command<S: AsRef<std::ffi::OsStr>>(args: &[S], env: &[(&str, String)]) -> Command {
     let mut cmd = Command::new(bin());
-    cmd.args(args)
-        .current_dir(repo())
-        .env_remove("COLDPATH_LOG_FORMAT");
+    cmd.args(args).current_dir(repo());
+    for (k, _) in std::env::vars_os() {
+        let name = k.to_string_lossy();
+        if name.starts_with("COLDPATH_") || name.starts_with("AZURE_") {
+            cmd.env_remove(&k);
+        }
+    }
     for (k, v) in env {
         cmd.env(k, v);
     }
