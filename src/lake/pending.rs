@@ -18,7 +18,10 @@
 //! record made after the commit too, and E would stay stale. A run of E
 //! that read D's silver, which another run replaced before E's silver was
 //! committed, records one itself: D's run could not name E, whose silver was
-//! not yet committed. `catchup` refreshes every date that has one, in its range or not.
+//! not yet committed. Every run also records its own date before its silver
+//! commit (its derived tables lag that silver until they are committed) and,
+//! once it succeeds with its features, removes that record. `catchup`
+//! refreshes every date that has one, in its range or not.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -91,6 +94,15 @@ pub async fn owed_logged(lake: &Lake, date: NaiveDate) -> Vec<String> {
         tracing::warn!(%date, error = %crate::storage::fault::redact(&e), "the refreshes owed to the date were not read; a later catch-up refreshes it again");
         Vec::new()
     })
+}
+
+/// The documents run `run_id` of `date` recorded for `date` itself (its derived
+/// tables lagging its silver), for [`clear`] once they are committed. A listing
+/// that fails is a warning and none: the date is then refreshed once more.
+pub async fn own(lake: &Lake, date: NaiveDate, run_id: &str) -> Vec<String> {
+    let mine = format!("{date}.after.{date}.{run_id}.");
+    let listed = owed_logged(lake, date).await;
+    listed.into_iter().filter(|n| n.starts_with(&mine)).collect()
 }
 
 /// Removes the documents `names` (what a refresh listed before it read silver).

@@ -124,8 +124,9 @@ impl DateRun<'_> {
     /// The refreshes this date's new silver makes owed ([`lake::pending`]),
     /// recorded before it is committed (a failure fails the run, which has
     /// committed nothing yet): the later dates that read this date's silver, and
-    /// with `--silver-only` this date itself, whose derived tables it leaves as
-    /// they were. Returns the dates recorded.
+    /// this date itself, whose derived tables lag its silver until they are
+    /// committed (with `--silver-only`, until a features pass). Returns the
+    /// later dates recorded, and this date with `--silver-only`.
     async fn owed_by_this_write(&self) -> Result<Vec<NaiveDate>, String> {
         use crate::run::dependents::RunTables;
         let (lake, date, run_id) = (&self.site.lake, self.req.date, &self.meta.run_id);
@@ -138,6 +139,12 @@ impl DateRun<'_> {
         }
         if !owed.is_empty() {
             lake::pending::record(lake, date, &owed, run_id).await?;
+        }
+        if self.req.features {
+            // The date's own derived tables lag its silver until the run ends:
+            // should it fail between its commits, a catch-up refreshes them.
+            // Cleared in `conclude`.
+            lake::pending::record(lake, date, &[date], run_id).await?;
         }
         Ok(owed)
     }
@@ -278,7 +285,10 @@ impl DateRun<'_> {
             write_manifest(self.site, self.req.date, &self.meta.run_id, &self.listing).await;
             if self.req.features {
                 self.record_owed_after_gold(&report.owed_later).await;
-                lake::pending::clear_logged(&self.site.lake, &self.owed).await;
+                let (lake, date, run_id) = (&self.site.lake, self.req.date, &self.meta.run_id);
+                let mut done = self.owed.clone();
+                done.extend(lake::pending::own(lake, date, run_id).await);
+                lake::pending::clear_logged(lake, &done).await;
             }
         }
     }

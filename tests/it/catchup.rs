@@ -322,6 +322,45 @@ fn a_refresh_a_failed_catchup_owed_is_done_by_the_next() {
     assert_eq!(all_rows(&lake), all_rows(&clean));
 }
 
+/// A run that replaced its silver and then failed (here at device_health's
+/// commit) leaves its own derived tables owed a refresh, recorded before its
+/// silver commit: a catch-up whose range does not hold the date refreshes
+/// them. A run that succeeds leaves nothing owed.
+#[test]
+fn a_run_that_fails_after_its_silver_commit_leaves_its_own_date_owed() {
+    let (dir, raw, lake) = three_dates_run();
+    assert_eq!(owed_in(&lake), Vec::<String>::new(), "succeeded runs owe nothing");
+    std::fs::write(
+        raw.join("telemetry/2024/03/12/09/late_copy.json"),
+        reading("late-1", "2024-03-12T09:10:00Z") + &reading("late-1", "2024-03-12T09:40:00Z"),
+    )
+    .unwrap();
+    let folder = lake.join(format!("device_health/health_date={}", DATES[2]));
+    let aside = dir.path().join("health-aside");
+    std::fs::rename(&folder, &aside).unwrap();
+    std::fs::write(&folder, b"in the way").unwrap();
+    let args = run_args(DATES[2], raw.to_str().unwrap(), lake.to_str().unwrap());
+    let out = coldpath(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report["tables"]["telemetry"].is_object(), "silver committed: {report}");
+    let own = format!("{}.after.{}", DATES[2], DATES[2]);
+    assert!(owed_in(&lake).iter().any(|n| n.starts_with(&own)), "{:?}", owed_in(&lake));
+
+    std::fs::remove_file(&folder).unwrap();
+    std::fs::rename(&aside, &folder).unwrap();
+    let range = ["--from", DATES[0], "--to", DATES[1]];
+    let (code, report, err) = catchup(raw.to_str().unwrap(), lake.to_str().unwrap(), &range, &[]);
+    assert_eq!(code, 0, "{report}\n{err}");
+    assert_eq!(report["refreshed"], serde_json::json!([DATES[2]]), "{report}");
+    assert_eq!(owed_in(&lake), Vec::<String>::new());
+    let clean = dir.path().join("clean");
+    for date in DATES {
+        run(date, &raw, &clean);
+    }
+    assert_eq!(all_rows(&lake), all_rows(&clean));
+}
+
 #[test]
 fn dry_runs_missing_dates_and_old_manifests() {
     let dir = temp_lake();
@@ -987,7 +1026,8 @@ fn a_rerun_that_cannot_record_what_it_makes_owed_commits_nothing() {
     let (_dir, raw, lake) = three_dates_run();
     change_2024_03_11(&raw);
     let before = all_rows(&lake);
-    std::fs::create_dir_all(lake.join("_coldpath")).unwrap();
+    // The folder is there, empty (every run records its own date and clears it).
+    let _ = std::fs::remove_dir_all(lake.join("_coldpath/pending"));
     std::fs::write(lake.join("_coldpath/pending"), b"in the way").unwrap();
     let args = run_args(DATES[1], raw.to_str().unwrap(), lake.to_str().unwrap());
     let out = coldpath(&args.iter().map(String::as_str).collect::<Vec<_>>());
