@@ -4,6 +4,8 @@
 -- `raw` holds up to 4096 bytes of the record as read (cut at a character boundary), or,
 -- for a row an expectation dropped, the whole row as JSON (up to max_record_bytes and
 -- more): varchar(max) holds both; an inferred width would cut them.
+-- `source_file` is a blob's path in its container: up to 1,024 characters, so up to
+-- 4,096 bytes of UTF-8 (a local source's paths are shorter than PATH_MAX, 4,096 bytes).
 CREATE VIEW dbo.rejects AS
 SELECT *
 FROM OPENROWSET(
@@ -11,7 +13,7 @@ FROM OPENROWSET(
     FORMAT = 'DELTA'
 ) WITH (
     run_date    date,
-    source_file varchar(1024) COLLATE Latin1_General_100_BIN2_UTF8,
+    source_file varchar(4096) COLLATE Latin1_General_100_BIN2_UTF8,
     line        bigint,
     reason      varchar(64)   COLLATE Latin1_General_100_BIN2_UTF8,
     detail      varchar(8000) COLLATE Latin1_General_100_BIN2_UTF8,

@@ -3,6 +3,8 @@
 -- replace the account and path with your lake's (jobs/nightly.toml: lake).
 -- Types are explicit: without WITH, Synapse infers string widths from a sample.
 -- Strings use a UTF-8 collation, so varchar(n) counts bytes of UTF-8.
+-- `source_file` is a blob's path in its container: up to 1,024 characters, so up to
+-- 4,096 bytes of UTF-8 (a local source's paths are shorter than PATH_MAX, 4,096 bytes).
 CREATE VIEW dbo.telemetry AS
 SELECT *
 FROM OPENROWSET(
@@ -18,7 +20,7 @@ FROM OPENROWSET(
     priority      varchar(64)   COLLATE Latin1_General_100_BIN2_UTF8,
     message_id    varchar(8000) COLLATE Latin1_General_100_BIN2_UTF8,
     enqueued_time datetime2(6),
-    source_file   varchar(1024) COLLATE Latin1_General_100_BIN2_UTF8,
+    source_file   varchar(4096) COLLATE Latin1_General_100_BIN2_UTF8,
     ingested_at   datetime2(6),
     run_id        varchar(36)   COLLATE Latin1_General_100_BIN2_UTF8,
     event_date    date

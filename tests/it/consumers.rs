@@ -199,7 +199,8 @@ pub fn assert_view_types(lake: &std::path::Path, table: &str) {
 /// message ids up to theirs (`MAX_TEXT_BYTES`).
 fn assert_widths_hold_what_ingest_keeps(table: &str, columns: &[SqlColumn]) {
     use coldpath::testing::{MAX_DEVICE_ID_BYTES, MAX_TEXT_BYTES};
-    let bounds = [("device_id", MAX_DEVICE_ID_BYTES)]
+    // A blob's path: Azure allows 1,024 characters, so 4,096 bytes of UTF-8.
+    let bounds = [("device_id", MAX_DEVICE_ID_BYTES), ("source_file", 4 * 1024)]
         .into_iter()
         .chain(MAX_TEXT_BYTES);
     for (name, bound) in bounds {
