@@ -349,7 +349,11 @@ impl FeatureSet {
         } else {
             0
         };
-        let events: usize = self.events.iter().map(|e| e.codes.len() * e.windows.len()).sum();
+        let events: usize = self
+            .events
+            .iter()
+            .map(|e| e.codes.len() * e.windows.len())
+            .sum();
         let attributes = self.attributes.as_ref().map_or(0, |a| a.columns.len());
         signals
             + self.components.len()

@@ -1289,7 +1289,10 @@ mod tests {
             async move { set.check("telemetry").await }
         });
         tokio::time::sleep(MIN_LOCK_TTL + Duration::from_millis(500)).await;
-        assert!(!checking.is_finished(), "the check is still waiting for the store");
+        assert!(
+            !checking.is_finished(),
+            "the check is still waiting for the store"
+        );
         let holder = read_holder(&storage, "telemetry").await;
         assert!(
             holder.expires_at > Utc::now(),

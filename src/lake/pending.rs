@@ -102,7 +102,10 @@ pub async fn owed_logged(lake: &Lake, date: NaiveDate) -> Vec<String> {
 pub async fn own(lake: &Lake, date: NaiveDate, run_id: &str) -> Vec<String> {
     let mine = format!("{date}.after.{date}.{run_id}.");
     let listed = owed_logged(lake, date).await;
-    listed.into_iter().filter(|n| n.starts_with(&mine)).collect()
+    listed
+        .into_iter()
+        .filter(|n| n.starts_with(&mine))
+        .collect()
 }
 
 /// Removes the documents `names` (what a refresh listed before it read silver).

@@ -407,7 +407,10 @@ mod tests {
         store.put(&path, vec![b'x'; 4096].into()).await.unwrap();
         let err = storage.get_at_most("grown.json", 10).await.unwrap_err();
         let text = err.to_string();
-        assert!(text.contains("grown.json") && text.contains("503"), "{text}");
+        assert!(
+            text.contains("grown.json") && text.contains("503"),
+            "{text}"
+        );
     }
 
     /// A blob that grew after it was listed is read as listed, through the

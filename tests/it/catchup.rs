@@ -312,7 +312,10 @@ fn a_refresh_a_failed_catchup_owed_is_done_by_the_next() {
     assert_eq!(code, 1, "{report}\n{err}");
     assert_eq!(report["status"], "failed", "{report}");
     let error = report["error"].as_str().unwrap_or_default();
-    assert!(error.contains("refreshes owed") && error.contains("pending"), "{report}");
+    assert!(
+        error.contains("refreshes owed") && error.contains("pending"),
+        "{report}"
+    );
     std::fs::remove_file(&pending).unwrap();
 
     let clean = dir.path().join("clean");
@@ -329,7 +332,11 @@ fn a_refresh_a_failed_catchup_owed_is_done_by_the_next() {
 #[test]
 fn a_run_that_fails_after_its_silver_commit_leaves_its_own_date_owed() {
     let (dir, raw, lake) = three_dates_run();
-    assert_eq!(owed_in(&lake), Vec::<String>::new(), "succeeded runs owe nothing");
+    assert_eq!(
+        owed_in(&lake),
+        Vec::<String>::new(),
+        "succeeded runs owe nothing"
+    );
     std::fs::write(
         raw.join("telemetry/2024/03/12/09/late_copy.json"),
         reading("late-1", "2024-03-12T09:10:00Z") + &reading("late-1", "2024-03-12T09:40:00Z"),
@@ -343,16 +350,27 @@ fn a_run_that_fails_after_its_silver_commit_leaves_its_own_date_owed() {
     let out = coldpath(&args.iter().map(String::as_str).collect::<Vec<_>>());
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(1), "{report}");
-    assert!(report["tables"]["telemetry"].is_object(), "silver committed: {report}");
+    assert!(
+        report["tables"]["telemetry"].is_object(),
+        "silver committed: {report}"
+    );
     let own = format!("{}.after.{}", DATES[2], DATES[2]);
-    assert!(owed_in(&lake).iter().any(|n| n.starts_with(&own)), "{:?}", owed_in(&lake));
+    assert!(
+        owed_in(&lake).iter().any(|n| n.starts_with(&own)),
+        "{:?}",
+        owed_in(&lake)
+    );
 
     std::fs::remove_file(&folder).unwrap();
     std::fs::rename(&aside, &folder).unwrap();
     let range = ["--from", DATES[0], "--to", DATES[1]];
     let (code, report, err) = catchup(raw.to_str().unwrap(), lake.to_str().unwrap(), &range, &[]);
     assert_eq!(code, 0, "{report}\n{err}");
-    assert_eq!(report["refreshed"], serde_json::json!([DATES[2]]), "{report}");
+    assert_eq!(
+        report["refreshed"],
+        serde_json::json!([DATES[2]]),
+        "{report}"
+    );
     assert_eq!(owed_in(&lake), Vec::<String>::new());
     let clean = dir.path().join("clean");
     for date in DATES {

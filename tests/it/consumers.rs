@@ -81,7 +81,10 @@ fn parse_view(sql: &str) -> (String, String, String, Vec<SqlColumn>) {
                 .map(|i| words[i + 1].to_string());
             SqlColumn {
                 // A bracketed name (`[order]`) is the name.
-                name: words[0].trim_start_matches('[').trim_end_matches(']').to_string(),
+                name: words[0]
+                    .trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_string(),
                 ty: words[1].to_ascii_lowercase(),
                 collate,
             }
@@ -200,9 +203,12 @@ pub fn assert_view_types(lake: &std::path::Path, table: &str) {
 fn assert_widths_hold_what_ingest_keeps(table: &str, columns: &[SqlColumn]) {
     use coldpath::testing::{MAX_DEVICE_ID_BYTES, MAX_TEXT_BYTES};
     // A blob's path: Azure allows 1,024 characters, so 4,096 bytes of UTF-8.
-    let bounds = [("device_id", MAX_DEVICE_ID_BYTES), ("source_file", 4 * 1024)]
-        .into_iter()
-        .chain(MAX_TEXT_BYTES);
+    let bounds = [
+        ("device_id", MAX_DEVICE_ID_BYTES),
+        ("source_file", 4 * 1024),
+    ]
+    .into_iter()
+    .chain(MAX_TEXT_BYTES);
     for (name, bound) in bounds {
         if let Some(col) = columns.iter().find(|c| c.name == name) {
             let width = col.width().unwrap_or(0);

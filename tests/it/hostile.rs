@@ -273,7 +273,10 @@ fn a_sas_in_a_url_is_refused_and_never_printed() {
         let (code, out, err) = run(&path, "2024-03-11", &[]);
         assert_eq!(code, 2, "{key}: {out}{err}");
         assert!(err.contains(key) && err.contains("query string"), "{err}");
-        assert!(!format!("{out}{err}").contains("PLANTEDSECRET0042"), "{key}");
+        assert!(
+            !format!("{out}{err}").contains("PLANTEDSECRET0042"),
+            "{key}"
+        );
     }
 }
 

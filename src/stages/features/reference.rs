@@ -303,6 +303,15 @@ fn rows(file: &str, bytes: &[u8], columns: &[&str]) -> Result<Rows, ReferenceErr
         if record.iter().all(|f| f.is_empty()) {
             continue; // blank line
         }
+        if record.len() != header.len() {
+            // An unquoted comma in a value shifts every field after it.
+            let message = format!(
+                "the row has {} fields, the header {} (a value with an unquoted comma?)",
+                record.len(),
+                header.len()
+            );
+            return Err(err(line, message));
+        }
         out.push((line, record));
     }
     Ok(Rows {
@@ -752,5 +761,37 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("line 1") && err.contains("device_id"), "{err}");
+    }
+
+    /// A row of more or fewer fields than the header is refused, naming the
+    /// line: an unquoted comma would shift a value into another column.
+    #[test]
+    fn a_row_whose_fields_do_not_match_the_header_is_refused() {
+        let err = parse_maintenance(
+            "m.csv",
+            b"device_id,maintenance_date,kind\np,2024-03-08,x\np,2024-03-09,bearing,seal\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.contains("line 3") && err.contains("4 fields, the header 3"),
+            "{err}"
+        );
+        let cols = ["model".to_string(), "age".to_string(), "site".to_string()];
+        let head = "device_id,model,age,site\n";
+        for (row, n) in [("p,Model A, rev2,12,north\n", 5), ("p,m1\n", 2)] {
+            let text = format!("{head}{row}");
+            let err = parse_attributes("a.csv", text.as_bytes(), &cols)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("line 2") && err.contains(&format!("{n} fields")),
+                "{err}"
+            );
+        }
+        // A trailing empty field is a field: an empty kind.
+        let m = parse_maintenance("m.csv", b"device_id,maintenance_date,kind\np,2024-03-09,\n")
+            .unwrap();
+        assert_eq!(m["p"][0].kind, "");
     }
 }
