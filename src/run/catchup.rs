@@ -407,15 +407,15 @@ async fn labels_known_to(
         .map_or(labels_as_of, |w| w.min(labels_as_of)))
 }
 
-/// The settled dates ([`settling`]) before the catch-up's range that were run:
+/// The settled dates ([`settling`]) outside the catch-up's range that were run:
 /// a label refresh takes them too. A nightly range of the 14 dates before stops
-/// short of the dates whose 14-day labels settle, which would stay null for good.
+/// short of the dates whose 14-day labels settle, which would stay null for good;
+/// a range of an older window (a rerun from the monitor) stops before them.
 async fn settled_before(
     job: &Job,
     req: &CatchupRequest,
     site: &Site,
 ) -> Result<Option<Settling>, String> {
-    let first = req.dates.iter().min().copied();
     let text = |e: Error| e.to_string();
     let Some(tables) = dependents::RunTables::open(&site.lake)
         .await
@@ -430,7 +430,9 @@ async fn settled_before(
     let mut settling = settling(known, since, job.features.longest_horizon_hours());
     let mut dates = Vec::new();
     for date in std::mem::take(&mut settling.dates) {
-        if first.is_some_and(|first| date < first) && tables.was_run(date).await.map_err(text)? {
+        // The range's own dates are refreshed anyway; those before or after it
+        // only here, and the watermark moves past them.
+        if !req.dates.contains(&date) && tables.was_run(date).await.map_err(text)? {
             dates.push(date);
         }
     }

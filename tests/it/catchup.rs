@@ -1215,6 +1215,32 @@ fn a_failure_log_written_late_settles_every_date_it_held_back() {
     );
 }
 
+/// The first label refresh after the log jumped may be of a range before the
+/// dates it settles (an old window rerun from the Data Factory monitor): it
+/// refreshes them still, after its range, as the watermark it moves says.
+#[test]
+fn a_label_refresh_of_an_earlier_range_takes_the_dates_settled_after_it() {
+    let (_dir, raw, lake) = three_dates_run();
+    let log = raw.join("reference/failures.csv");
+    let refresh = |labels: &str, date: &str| label_refresh(&raw, &lake, labels, date);
+    written_at(&log, "2024-03-01T00:00:00Z");
+    assert_eq!(
+        refresh("2024-03-28T00:00:00Z", "2024-03-28"),
+        serde_json::json!([])
+    );
+    written_at(&log, "2024-04-10T00:00:00Z");
+    assert_eq!(
+        refresh("2024-04-11T00:00:00Z", "2024-03-01"),
+        serde_json::json!(DATES)
+    );
+    let seen = crate::features::labels_as_defined(&lake, &DATES, 1_712_707_200_000_000);
+    assert_eq!(
+        seen.keys().collect::<Vec<_>>(),
+        ["false", "true"],
+        "{seen:?}"
+    );
+}
+
 /// A date whose run cannot be looked up (its manifest unreadable: a folder
 /// where the document would be) fails its refresh alone: a label refresh of the
 /// range still refreshes the dates after it, and the catch-up exits 1.
