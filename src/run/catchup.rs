@@ -217,7 +217,7 @@ pub async fn catchup(
     report.job = job.name.clone();
     let site = Site::open(job)?;
     let mut reruns = Vec::new();
-    for &date in &req.dates {
+    for (date, in_range) in looked_at(&req.dates) {
         stop_if_asked()?;
         let mut entry = match look(job, &site, date).await {
             Ok(entry) => entry,
@@ -230,7 +230,7 @@ pub async fn catchup(
         };
         let wanted = match entry.state {
             State::Changed | State::ManifestUnreadable | State::ManifestMissing => true,
-            State::NeverRun => req.include_missing,
+            State::NeverRun => in_range && req.include_missing,
             State::Unchanged | State::OutsideRange | State::ListingFailed => false,
         };
         if wanted && req.dry_run {
@@ -275,6 +275,18 @@ pub async fn catchup(
         record_settled(&site, &settling, report).await;
     }
     Ok(())
+}
+
+/// The dates a catch-up lists, each with whether it is in the range: the range,
+/// and the date before it, whose look-ahead reads the range's first hours (a
+/// late blob there holds that date's records; only a date that was run is run
+/// again for it).
+fn looked_at(range: &[NaiveDate]) -> Vec<(NaiveDate, bool)> {
+    let lead = range.iter().min().and_then(|first| first.pred_opt());
+    let lead = lead.filter(|d| !range.contains(d)).map(|d| (d, false));
+    lead.into_iter()
+        .chain(range.iter().map(|&d| (d, true)))
+        .collect()
 }
 
 /// Records the cut-off a label refresh settled through, once every date it took

@@ -379,6 +379,35 @@ fn a_run_that_fails_after_its_silver_commit_leaves_its_own_date_owed() {
     assert_eq!(all_rows(&lake), all_rows(&clean));
 }
 
+/// A late blob in the first hour of a catch-up's first date that holds the
+/// evening before: that date's look-ahead read it, so the catch-up looks at the
+/// date before its range too and runs it again. Its records reach silver.
+#[test]
+fn a_late_blob_of_the_date_before_the_range_is_caught_up() {
+    let (dir, raw, lake) = three_dates_run();
+    std::fs::write(
+        raw.join("telemetry/2024/03/11/00/late_copy.json"),
+        reading("late-1", "2024-03-10T23:50:00Z"),
+    )
+    .unwrap();
+    let range = ["--from", DATES[1], "--to", DATES[2]];
+    let (code, report, err) = catchup(raw.to_str().unwrap(), lake.to_str().unwrap(), &range, &[]);
+    assert_eq!(code, 0, "{report}\n{err}");
+    assert_eq!(entry(&report, DATES[0])["state"], "changed", "{report}");
+    assert_eq!(
+        report["rerun"],
+        serde_json::json!([DATES[0], DATES[1]]),
+        "{report}"
+    );
+    let rows = rows_of_date(&lake, "telemetry", "event_date", DATES[0]);
+    assert!(rows.iter().any(|r| r.contains("\"late-1\"")), "{rows:?}");
+    let clean = dir.path().join("clean");
+    for date in DATES {
+        run(date, &raw, &clean);
+    }
+    assert_eq!(all_rows(&lake), all_rows(&clean));
+}
+
 #[test]
 fn dry_runs_missing_dates_and_old_manifests() {
     let dir = temp_lake();
