@@ -40,10 +40,13 @@ fi
 # The MLTable test (tests/it/mltable.rs) reads every table with Azure ML's reader:
 # mltable and azureml-dataprep[pandas] at the versions tests/mltable/requirements.txt
 # pins, in a virtual environment (.venv-mltable/, gitignored, or $COLDPATH_MLTABLE_VENV),
-# installed here from PyPI when missing or when the pins change; the copy of the pins
-# it keeps says which. The test downloads nothing and fails without it.
+# installed here from PyPI when missing, when the pins change (the copy of the pins it
+# keeps says which) or when it no longer imports (a damaged venv, or one built by a
+# python3 since replaced): then made again from scratch. The test downloads nothing
+# and fails without it.
 venv="${COLDPATH_MLTABLE_VENV:-.venv-mltable}"
-if ! cmp -s tests/mltable/requirements.txt "$venv/coldpath-requirements.txt"; then
+if ! cmp -s tests/mltable/requirements.txt "$venv/coldpath-requirements.txt" \
+    || ! "$venv/bin/python" -c 'import mltable' >/dev/null 2>&1; then
     if ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
         command -v apt-get >/dev/null || { echo "scripts/test.sh: python3's venv module is needed (Debian's python3-venv)" >&2; exit 2; }
         sudo=""
@@ -52,6 +55,8 @@ if ! cmp -s tests/mltable/requirements.txt "$venv/coldpath-requirements.txt"; th
             || { $sudo apt-get update -qq && $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3-venv; }
     fi
     echo "scripts/test.sh: installing Azure ML's mltable and azureml-dataprep[pandas] (tests/mltable/requirements.txt) into $venv: about 115 MiB from PyPI, 460 MiB installed, once" >&2
+    # Only a virtual environment is removed (COLDPATH_MLTABLE_VENV may name any folder).
+    if [ -f "$venv/pyvenv.cfg" ]; then rm -rf "$venv"; fi
     python3 -m venv "$venv"
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/mltable/requirements.txt
     cp tests/mltable/requirements.txt "$venv/coldpath-requirements.txt"
