@@ -44,6 +44,15 @@ pub enum Error {
         limit: u64,
         hour: usize,
     },
+    /// The hours still open held more rows than `[limits] memory` allows.
+    #[error("{rows} rows held in the hours still open after blob `{blob}` (a date's rows wait for their hour to close), over the {limit} that limits.memory = {memory} bytes allows (one per {per_row} bytes): the run stopped before any commit and the tables are as they were. A date this dense needs more memory: raise limits.memory (and the node's) with it; if not, a blob inflates to far more rows than its size (a gzip of one line repeated)")]
+    TooManyRows {
+        rows: u64,
+        limit: u64,
+        memory: u64,
+        per_row: u64,
+        blob: String,
+    },
     /// SIGTERM or SIGINT stopped the run.
     #[error("stopped by signal {0} (SIGTERM is 15, SIGINT 2): nothing more was committed and the locks were released")]
     Cancelled(i32),
@@ -92,6 +101,7 @@ impl Error {
             | Error::Archived(_)
             | Error::EmptyRun(_)
             | Error::TooManyDevices { .. }
+            | Error::TooManyRows { .. }
             | Error::PartlyCommitted(_)
             | Error::Cancelled(_)
             | Error::Internal(_) => false,

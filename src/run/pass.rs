@@ -134,7 +134,7 @@ pub(super) async fn one_pass(
         outputs::registry(&inputs.start),
         silver,
         rejects,
-        inputs.rules.limits.devices,
+        (inputs.rules.limits.devices, inputs.rules.limits.memory),
     );
     let mut counts = Counts::default();
     let mut blobs = ahead.unwrap_or_else(|| {

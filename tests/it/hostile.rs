@@ -330,6 +330,45 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     enc.finish().unwrap()
 }
 
+/// A small gzip blob of one line repeated inflates to more rows than the hours
+/// may hold: the run stops at the rows `[limits] memory` allows (one per 64
+/// bytes: 1,048,576 at its least, 64 MiB) with exit 1, before any commit,
+/// instead of holding every row until the node runs out of memory.
+#[test]
+fn a_blob_that_inflates_to_too_many_rows_stops_the_run_before_any_commit() {
+    let dir = temp_lake();
+    let raw = empty_container(dir.path());
+    std::fs::create_dir_all(raw.join(HOUR)).unwrap();
+    let line = "{\"deviceId\":\"d\",\"timestamp\":\"2024-03-11T10:00:00Z\"}\n";
+    let rows = 1_048_576 + 1_000;
+    let blob = gzip(line.repeat(rows).as_bytes());
+    assert!(blob.len() < 1 << 20, "{} bytes stored", blob.len());
+    std::fs::write(raw.join(HOUR).join("one-line.json.gz"), blob).unwrap();
+    let text = format!(
+        "name = \"dense\"\nsource = {:?}\nlayout = \"telemetry/{{yyyy}}/{{MM}}/{{dd}}/{{HH}}/\"\nlake = {:?}\n[limits]\nmemory = \"64MiB\"\n",
+        raw.to_str().unwrap(),
+        dir.path().join("lake").to_str().unwrap(),
+    );
+    let job = dir.path().join("dense.toml");
+    std::fs::write(&job, text).unwrap();
+    let (code, out, err) = run(&job, "2024-03-11", &[]);
+    assert_eq!(code, 1, "{out}{err}");
+    assert!(
+        err.contains("1049576 rows held")
+            && err.contains("over the 1048576")
+            && err.contains("one-line.json.gz"),
+        "{err}"
+    );
+    let lake = dir.path().join("lake");
+    for table in ["telemetry", "features_hourly", "device_health", "rejects"] {
+        assert!(
+            !lake.join(table).join("_delta_log").exists(),
+            "{table} committed"
+        );
+    }
+    assert_nothing_uncommitted(&lake);
+}
+
 /// Issue 32: a JSON-lines record over `max_record_bytes` is one `malformed_record`
 /// naming the limit and its line, and the lines after it are read; JSON arrays and
 /// CSV keep their rule (the rest of the blob is one `unreadable_file`: no newline
