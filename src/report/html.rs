@@ -457,9 +457,15 @@ struct HeatRow<'a> {
     status: Option<&'a str>,
 }
 
+/// The most devices the heatmap draws, and each table of `device_health`
+/// lists: a page of a fleet of 250,000 would be gigabytes. Past it, the devices
+/// that are not `OK` come first, and the page says how many are left out.
+pub const MAX_DEVICES_SHOWN: usize = 1_000;
+
 /// The heatmap's rows: every device with readings, and every device of
-/// `device_health` (a silent one has an empty row), in device id order.
-fn heat_rows(page: &Page) -> Vec<HeatRow<'_>> {
+/// `device_health` (a silent one has an empty row), in device id order; at most
+/// [`MAX_DEVICES_SHOWN`], those not `OK` first. Also how many were left out.
+fn heat_rows(page: &Page) -> (Vec<HeatRow<'_>>, usize) {
     let mut rows: std::collections::BTreeMap<&str, HeatRow<'_>> = std::collections::BTreeMap::new();
     for d in &page.devices {
         rows.insert(
@@ -482,7 +488,15 @@ fn heat_rows(page: &Page) -> Vec<HeatRow<'_>> {
         row.expected = h.expected_per_hour();
         row.status = h.status.as_deref();
     }
-    rows.into_values().collect()
+    let mut rows: Vec<HeatRow<'_>> = rows.into_values().collect();
+    let left_out = rows.len().saturating_sub(MAX_DEVICES_SHOWN);
+    if left_out > 0 {
+        // Stable: within a rank, id order stays.
+        rows.sort_by_key(|r| r.status.is_none_or(|s| s == "OK"));
+        rows.truncate(MAX_DEVICES_SHOWN);
+        rows.sort_by(|a, b| a.device_id.cmp(b.device_id));
+    }
+    (rows, left_out)
 }
 
 /// A cell's colour: the device-hour's readings against the device's expected
@@ -510,7 +524,7 @@ fn short(id: &str) -> String {
 }
 
 fn heatmap_section(out: &mut String, page: &Page) {
-    let rows = heat_rows(page);
+    let (rows, left_out) = heat_rows(page);
     let busiest = rows.iter().flat_map(|r| r.counts).max().unwrap_or(0);
     let against = if page.health.is_some() {
         "the readings the device is expected to send in an hour (device_health's expected readings ÷ 24);          a device without expected readings, with the date's busiest device-hour"
@@ -536,6 +550,12 @@ fn heatmap_section(out: &mut String, page: &Page) {
         heat_row(out, row, 20 + i * ROW_PITCH, busiest);
     }
     out.push_str("</svg>\n");
+    if left_out > 0 {
+        let _ = writeln!(
+            out,
+            "<p class=\"note\" id=\"heatmap-left-out\">{left_out} more devices are not drawn: the heatmap shows {MAX_DEVICES_SHOWN}, those not OK first.</p>"
+        );
+    }
     heatmap_legend(out, &rows, busiest);
 }
 
@@ -576,6 +596,8 @@ fn scale_legend(out: &mut String, title: &str, scale: &Scale) {
 
 fn heat_row(out: &mut String, row: &HeatRow<'_>, y: usize, busiest: u64) {
     let id = esc(row.device_id);
+    // A cell's tip names the device by its label (the row's title has the whole id).
+    let short_id = esc(&short(row.device_id));
     let status = row
         .status
         .map(|s| format!(" ({})", esc(s)))
@@ -593,7 +615,7 @@ fn heat_row(out: &mut String, row: &HeatRow<'_>, y: usize, busiest: u64) {
             .expected
             .map(|e| format!(" of {e:.1} expected"))
             .unwrap_or_default();
-        let tip = format!("{id} · {h:02}:00 · {n} readings{of}");
+        let tip = format!("{short_id} · {h:02}:00 · {n} readings{of}");
         let _ = write!(
             out,
             "<rect class=\"cell\" data-hour=\"{h}\" data-v=\"{tip}\" x=\"{}\" y=\"{y}\" width=\"{CELL_W}\" height=\"{CELL_H}\" fill=\"{}\"><title>{tip}</title></rect>",
@@ -658,10 +680,17 @@ fn health_table(out: &mut String, health: &[Health], status: &str, date: &str) {
         );
     }
     out.push_str("<th>first reading (UTC)</th><th>last reading (UTC)</th></tr>\n");
-    for h in rows {
+    for h in rows.iter().take(MAX_DEVICES_SHOWN) {
         health_row(out, h, status, date);
     }
     out.push_str("</table>\n");
+    if rows.len() > MAX_DEVICES_SHOWN {
+        let _ = writeln!(
+            out,
+            "<p class=\"note\" id=\"{id}-left-out\">{} more {status} devices are not listed: the table shows the first {MAX_DEVICES_SHOWN} by device id.</p>",
+            rows.len() - MAX_DEVICES_SHOWN
+        );
+    }
 }
 
 fn health_row(out: &mut String, h: &Health, status: &str, date: &str) {
@@ -835,6 +864,52 @@ mod tests {
             }],
             run: None,
         }
+    }
+
+    /// A fleet past [`MAX_DEVICES_SHOWN`]: the heatmap draws that many, those not
+    /// OK first, and says how many it left out; so does each health table. A
+    /// device id of 1,024 quotes is in each cell's tip as its 24-character label.
+    #[test]
+    fn a_large_fleet_is_drawn_and_listed_up_to_the_cap() {
+        let mut p = page();
+        let id = |i: usize| format!("dev-{i:05}");
+        p.devices = (0..1_200)
+            .map(|i| DeviceHours {
+                device_id: id(i),
+                counts: hours(&[(1, 5), (2, 5)]),
+            })
+            .collect();
+        let quotes = "\"".repeat(1_024);
+        p.devices[1_199].device_id = quotes.clone();
+        // The last five are silent, and so are 1,100 devices with no row at all.
+        let mut known: Vec<Health> = (1_195..1_200)
+            .map(|i| health(&p.devices[i].device_id, "SILENT", 0.0, Some(240.0)))
+            .collect();
+        known.extend((0..1_100).map(|i| health(&format!("gone-{i:05}"), "SILENT", 0.0, None)));
+        p.health = Some(known);
+        let html = render(&p);
+        assert_eq!(
+            html.matches("<g class=\"device\"").count(),
+            MAX_DEVICES_SHOWN
+        );
+        assert!(
+            html.contains(&format!("data-device=\"{}\"", id(1_198))),
+            "the silent first"
+        );
+        assert!(
+            html.contains("id=\"heatmap-left-out\">1300 more devices"),
+            "2,300 devices"
+        );
+        let silent = html
+            .split("<table class=\"sortable\" id=\"silent\">")
+            .nth(1)
+            .unwrap();
+        let silent = silent.split("</table>").next().unwrap();
+        assert_eq!(silent.matches("<tr><td>").count(), MAX_DEVICES_SHOWN);
+        assert!(html.contains("id=\"silent-left-out\">105 more SILENT devices"));
+        let tip_id = format!("data-v=\"{}…", "&quot;".repeat(23));
+        assert!(html.contains(&tip_id), "the tips carry the label");
+        assert!(html.len() < 4 << 20, "{} bytes", html.len());
     }
 
     #[test]
