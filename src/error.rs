@@ -44,8 +44,8 @@ pub enum Error {
         limit: u64,
         hour: usize,
     },
-    /// The hours still open held more rows than `[limits] memory` allows.
-    #[error("{rows} rows held in the hours still open after blob `{blob}` (a date's rows wait for their hour to close), over the {limit} that limits.memory = {memory} bytes allows (one per {per_row} bytes): the run stopped before any commit and the tables are as they were. A date this dense needs more memory: raise limits.memory (and the node's) with it; if not, a blob inflates to far more rows than its size (a gzip of one line repeated)")]
+    /// The date's rows decoded and not yet written passed what `[limits] memory` allows.
+    #[error("{rows} rows held once blob `{blob}` was decoded (a date's rows are held from their blob's decoding until their hour closes), over the {limit} that limits.memory = {memory} bytes allows (one per {per_row} bytes): the run stopped before any commit and the tables are as they were. A date this dense needs more memory: raise limits.memory (and the node's) with it; if not, a blob inflates to far more rows than its size (a gzip of one line repeated)")]
     TooManyRows {
         rows: u64,
         limit: u64,

@@ -333,12 +333,12 @@ impl StoreLock {
             date: self.date,
             why,
         };
-        let before = {
+        let (before, mine) = {
             let st = self.state.lock().await;
             if let Some(why) = &st.lost {
                 return Err(lost(why.clone()));
             }
-            st.version.e_tag.clone()
+            (st.version.e_tag.clone(), st.holder.clone())
         };
         let seen = match self.storage.store.head(&self.path).await {
             Ok(meta) => meta.e_tag,
@@ -347,13 +347,19 @@ impl StoreLock {
             }
             Err(e) => return Err(store_error(&self.storage, &self.path, e)),
         };
+        let known = {
+            let st = self.state.lock().await;
+            seen.is_some() && (seen == before || seen == st.version.e_tag)
+        };
+        // Another version: a renewal of ours that landed while the request was
+        // answered (the store read the object between two renewals), or one cut
+        // off that landed unanswered; or another run's. The object says which.
+        if !known && still_ours(&self.storage, &self.path, &mine).await.is_none() {
+            return Err(lost("another run holds it now".into()));
+        }
         let st = self.state.lock().await;
         if let Some(why) = &st.lost {
             return Err(lost(why.clone()));
-        }
-        // Ours as of the request, or as of a renewal that landed meanwhile.
-        if seen.is_none() || (seen != before && seen != st.version.e_tag) {
-            return Err(lost("another run holds it now".into()));
         }
         let left = st.holder.expires_at - Utc::now();
         if left <= chrono::Duration::zero() {
@@ -1190,7 +1196,8 @@ mod tests {
         set.release().await;
     }
 
-    /// An in-memory store whose HEAD requests take `delay` (a store retrying them).
+    /// An in-memory store whose HEAD requests take `delay` (a store retrying
+    /// them), the object read halfway through.
     #[derive(Debug)]
     struct SlowHeads {
         inner: InMemory,
@@ -1227,10 +1234,14 @@ mod tests {
             location: &StorePath,
             options: object_store::GetOptions,
         ) -> object_store::Result<object_store::GetResult> {
-            if options.head {
-                tokio::time::sleep(self.delay).await;
+            if !options.head {
+                return self.inner.get_opts(location, options).await;
             }
-            self.inner.get_opts(location, options).await
+            // The object is read halfway through: renewals land before and after.
+            tokio::time::sleep(self.delay / 2).await;
+            let got = self.inner.get_opts(location, options).await;
+            tokio::time::sleep(self.delay / 2).await;
+            got
         }
 
         fn delete_stream(

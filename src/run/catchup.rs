@@ -43,7 +43,7 @@ pub struct CatchupRequest {
 pub enum State {
     Unchanged,
     Changed,
-    /// No manifest: never run (or only before manifests existed).
+    /// No manifest and no rows: never run.
     NeverRun,
     /// A manifest this build cannot read: run again, to be safe.
     ManifestUnreadable,
@@ -75,6 +75,10 @@ pub struct CatchupDate {
     pub paths: Vec<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub why: Option<String>,
+    /// Before the range: looked at because its look-ahead reads the range's
+    /// first hours ([`looked_at`]); run again only if it was run before.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub before_range: bool,
     /// The rerun's status, when the date was run again.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub rerun: Option<Status>,
@@ -116,6 +120,7 @@ impl CatchupDate {
             bytes_removed: diff.bytes_removed,
             paths,
             why: None,
+            before_range: false,
             rerun: None,
             run_id: None,
             blobs_read: 0,
@@ -217,17 +222,20 @@ pub async fn catchup(
     report.job = job.name.clone();
     let site = Site::open(job)?;
     let mut reruns = Vec::new();
-    for (date, in_range) in looked_at(&req.dates) {
+    for (date, in_range) in looked_at(&req.dates, job.late_arrival) {
         stop_if_asked()?;
         let mut entry = match look(job, &site, date).await {
             Ok(entry) => entry,
             Err(e) if e.status() == Status::Failed => {
                 warn!(date = %date, error = %crate::storage::fault::redact(&e.to_string()), "the date could not be listed: the others go on, the catch-up fails");
-                report.dates.push(CatchupDate::unlisted(date, &e));
+                let mut entry = CatchupDate::unlisted(date, &e);
+                entry.before_range = !in_range;
+                report.dates.push(entry);
                 continue;
             }
             Err(e) => return Err(e),
         };
+        entry.before_range = !in_range;
         let wanted = match entry.state {
             State::Changed | State::ManifestUnreadable | State::ManifestMissing => true,
             State::NeverRun => in_range && req.include_missing,
@@ -278,15 +286,19 @@ pub async fn catchup(
 }
 
 /// The dates a catch-up lists, each with whether it is in the range: the range,
-/// and the date before it, whose look-ahead reads the range's first hours (a
-/// late blob there holds that date's records; only a date that was run is run
-/// again for it).
-fn looked_at(range: &[NaiveDate]) -> Vec<(NaiveDate, bool)> {
-    let lead = range.iter().min().and_then(|first| first.pred_opt());
-    let lead = lead.filter(|d| !range.contains(d)).map(|d| (d, false));
-    lead.into_iter()
-        .chain(range.iter().map(|&d| (d, true)))
-        .collect()
+/// and the dates before it whose look-ahead (`late_arrival` past their end)
+/// reads the range's first hours: a late blob there holds their records (only a
+/// date that was run is run again for it). One date with the default 2 h.
+fn looked_at(range: &[NaiveDate], late_arrival: std::time::Duration) -> Vec<(NaiveDate, bool)> {
+    const DAY_SECS: u64 = 86_400;
+    let back = late_arrival.as_secs().div_ceil(DAY_SECS).max(1);
+    let first = range.iter().min().copied();
+    let before = (1..=back)
+        .rev()
+        .filter_map(|n| first?.checked_sub_days(chrono::Days::new(n)))
+        .filter(|d| !range.contains(d))
+        .map(|d| (d, false));
+    before.chain(range.iter().map(|&d| (d, true))).collect()
 }
 
 /// Records the cut-off a label refresh settled through, once every date it took
@@ -601,6 +613,26 @@ async fn refresh_date(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The dates before the range whose look-ahead reaches into it: one for a
+    /// `late_arrival` up to a day, two up to two days, and none in the range twice.
+    #[test]
+    fn the_dates_whose_look_ahead_reads_the_range_are_looked_at_too() {
+        let hours = |h: u64| std::time::Duration::from_secs(h * 3600);
+        let (d8, d9, d10, d11) = (
+            day("2024-03-08"),
+            day("2024-03-09"),
+            day("2024-03-10"),
+            day("2024-03-11"),
+        );
+        let range = [d10, d11];
+        let lead = |late| -> Vec<(NaiveDate, bool)> { looked_at(&range, late) };
+        assert_eq!(lead(hours(2)), [(d9, false), (d10, true), (d11, true)]);
+        assert_eq!(lead(hours(24))[..1], [(d9, false)]);
+        assert_eq!(lead(hours(25))[..2], [(d8, false), (d9, false)]);
+        assert_eq!(lead(std::time::Duration::ZERO)[..1], [(d9, false)]);
+        assert_eq!(looked_at(&[], hours(2)), []);
+    }
 
     fn at(text: &str) -> DateTime<Utc> {
         text.parse().unwrap()

@@ -187,14 +187,6 @@ pub struct StageTimes {
     pub outputs: Vec<Duration>,
 }
 
-/// The bytes of `[limits] memory` a row held in an open hour counts for. A row
-/// is held in about 75 bytes (110 where message ids are not UUIDs), so at the
-/// limit the open hours hold about 1.2 to 1.7 times `memory`; with the default
-/// 2 GiB that is 33.5 M rows, six times what the plant day's open hours hold at
-/// once. A blob of one line repeated, which inflates to hundreds of millions of
-/// rows, stops there instead of exhausting the node.
-pub const OPEN_ROW_BYTES: u64 = 64;
-
 /// One pass over the date's hours.
 pub struct Day<'r> {
     day_start_us: i64,
@@ -211,8 +203,9 @@ pub struct Day<'r> {
     pub devices: std::collections::HashSet<String>,
     /// How many [`Day::devices`] may name (`[limits] devices`).
     max_devices: u64,
-    /// `[limits] memory`: the hours still open may hold one row per [`OPEN_ROW_BYTES`] of it.
-    memory: u64,
+    /// The date's rows held, charged as each blob is decoded ([`crate::run::read::HeldRows`]):
+    /// an hour's are let go as it closes.
+    held: crate::run::read::HeldRows,
     /// Per device: copies removed and late rows (rejects are added by the run).
     pub attribution: Attribution,
     /// The tables the hours feed beside silver (`run/outputs.rs`), in registry order.
@@ -231,7 +224,7 @@ impl<'r> Day<'r> {
         outputs: Vec<Box<dyn Output>>,
         silver: SilverOut,
         rejects: Rejects,
-        (max_devices, memory): (u64, u64),
+        (max_devices, held): (u64, crate::run::read::HeldRows),
     ) -> Day<'r> {
         Day {
             day_start_us,
@@ -245,7 +238,7 @@ impl<'r> Day<'r> {
             rows_written: 0,
             devices: Default::default(),
             max_devices,
-            memory,
+            held,
             attribution: Attribution::new(),
             outputs,
             silver,
@@ -254,25 +247,8 @@ impl<'r> Day<'r> {
         }
     }
 
-    /// Adds one blob's rows of the date, by hour; fails once the hours still
-    /// open hold more rows than `[limits] memory` allows ([`OPEN_ROW_BYTES`]).
+    /// Adds one blob's rows of the date, by hour.
     pub fn add(&mut self, blob: &str, hours: Vec<(usize, RowColumns)>) -> Result<(), Error> {
-        self.append(blob, hours)?;
-        let rows = self.buckets.iter().map(RowColumns::len).sum::<usize>() as u64;
-        let limit = self.memory / OPEN_ROW_BYTES;
-        if rows <= limit {
-            return Ok(());
-        }
-        Err(Error::TooManyRows {
-            rows,
-            limit,
-            memory: self.memory,
-            per_row: OPEN_ROW_BYTES,
-            blob: blob.to_string(),
-        })
-    }
-
-    fn append(&mut self, blob: &str, hours: Vec<(usize, RowColumns)>) -> Result<(), Error> {
         for (hour, rows) in hours {
             match self.buckets.get_mut(hour) {
                 Some(bucket) if hour >= self.next => bucket.append(rows),
@@ -320,6 +296,7 @@ impl<'r> Day<'r> {
 
     async fn finish_hour(&mut self, hour: usize) -> Result<(), Error> {
         let rows = std::mem::take(&mut self.buckets[hour]);
+        self.held.release(rows.len() as u64);
         if rows.is_empty() {
             return Ok(());
         }

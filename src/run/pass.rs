@@ -127,6 +127,9 @@ pub(super) async fn one_pass(
         &inputs.meta.run_id,
     )
     .with_max_devices(inputs.rules.limits.devices);
+    let mut blobs = ahead.unwrap_or_else(|| {
+        read::ReadAhead::start(inputs.site, inputs.listing, inputs.rules.clone())
+    });
     let mut day = hours::Day::new(
         inputs.rules.day_start_us,
         inputs.rules.late_arrival_us,
@@ -134,18 +137,16 @@ pub(super) async fn one_pass(
         outputs::registry(&inputs.start),
         silver,
         rejects,
-        (inputs.rules.limits.devices, inputs.rules.limits.memory),
+        (inputs.rules.limits.devices, blobs.held()),
     );
     let mut counts = Counts::default();
-    let mut blobs = ahead.unwrap_or_else(|| {
-        read::ReadAhead::start(inputs.site, inputs.listing, inputs.rules.clone())
-    });
     while let Some(read) = blobs.next().await {
         let read::Read {
             idx,
             outcome,
             frontier_us,
             budget,
+            rows,
         } = read?;
         counts.own_records += outcome.own_records;
         counts.look_ahead_rows += outcome.look_ahead_rows;
@@ -154,6 +155,8 @@ pub(super) async fn one_pass(
         counts.empty += usize::from(outcome.empty);
         day.rejects.add(outcome.rejects)?;
         day.add(&inputs.listing.blobs[idx].path, outcome.hours)?;
+        // Held by their hours now: let go as each closes.
+        rows.keep();
         drop(budget);
         day.complete_before(frontier_us).await?;
         crate::memory::settle();

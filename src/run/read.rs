@@ -7,6 +7,7 @@
 //! blob's size while it decodes, then its rows' size until the pass hands them
 //! to their hours.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -46,6 +47,60 @@ fn read_budget_mib(blobs: &[source::Blob]) -> u32 {
     wanted.clamp(u64::from(MIN_READ_BUDGET_MIB), u64::from(READ_BUDGET_MIB)) as u32
 }
 
+/// The bytes of `[limits] memory` a row of the date held counts for: rows are
+/// held in about 75 bytes (110 where message ids are not UUIDs) from their
+/// blob's decoding until their hour closes. With the default 2 GiB that is
+/// 67 M rows, more than the plant day's 43 M even with all its hours open at
+/// once (a layout of one blob a day, a `late_arrival` of a day). A few small
+/// gzip blobs of one line repeated, which inflate to hundreds of millions of
+/// rows, stop the run there instead of exhausting the node.
+pub const ROW_BYTES: u64 = 32;
+
+/// The date's rows decoded and not yet let go: charged as each blob is decoded,
+/// released as an hour closes or a read is dropped unused. One count for a
+/// [`ReadAhead`] and the pass it feeds.
+#[derive(Debug, Clone, Default)]
+pub struct HeldRows(Arc<AtomicU64>);
+
+impl HeldRows {
+    /// Charges `rows`; the count held with them.
+    fn charge(&self, rows: u64) -> u64 {
+        self.0.fetch_add(rows, Ordering::Relaxed) + rows
+    }
+
+    /// Lets `rows` go.
+    pub fn release(&self, rows: u64) {
+        self.0.fetch_sub(rows, Ordering::Relaxed);
+    }
+
+    /// The rows held now.
+    #[cfg(test)]
+    fn now(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
+/// A read's rows in [`HeldRows`]: released when the read is dropped, unless
+/// [`RowsCharged::keep`] hands them to the hours that hold them.
+#[derive(Debug)]
+pub struct RowsCharged {
+    held: HeldRows,
+    rows: u64,
+}
+
+impl RowsCharged {
+    /// The rows stay charged: their hours release them as they close.
+    pub fn keep(mut self) {
+        self.rows = 0;
+    }
+}
+
+impl Drop for RowsCharged {
+    fn drop(&mut self) {
+        self.held.release(self.rows);
+    }
+}
+
 /// One blob read and normalized, with the start of the next blob's partition.
 pub struct Read {
     /// The blob's index in the listing.
@@ -55,6 +110,8 @@ pub struct Read {
     pub frontier_us: i64,
     /// This blob's share of the read budget (its rows' size), held until they are handed on.
     pub budget: tokio::sync::OwnedSemaphorePermit,
+    /// Its rows, charged to the date's rows held.
+    pub rows: RowsCharged,
 }
 
 /// The date's blobs read ahead of the hours: a task of its own fetches and
@@ -64,6 +121,7 @@ pub struct Read {
 pub struct ReadAhead {
     reads: tokio::sync::mpsc::Receiver<Result<Read, Error>>,
     task: Option<tokio::task::JoinHandle<()>>,
+    held: HeldRows,
 }
 
 impl ReadAhead {
@@ -71,8 +129,10 @@ impl ReadAhead {
         let storage = site.storage.clone();
         let blobs: Arc<[source::Blob]> = listing.blobs.clone().into();
         let (tx, reads) = tokio::sync::mpsc::channel(FETCH_CONCURRENCY);
+        let held = HeldRows::default();
+        let charged = held.clone();
         let task = tokio::spawn(async move {
-            let mut stream = std::pin::pin!(read_in_order(storage, blobs, rules));
+            let mut stream = std::pin::pin!(read_in_order(storage, blobs, rules, charged));
             while let Some(read) = stream.next().await {
                 let failed = read.is_err();
                 if tx.send(read).await.is_err() || failed {
@@ -83,7 +143,13 @@ impl ReadAhead {
         ReadAhead {
             reads,
             task: Some(task),
+            held,
         }
+    }
+
+    /// The date's rows held, for the pass that takes these reads' rows.
+    pub fn held(&self) -> HeldRows {
+        self.held.clone()
     }
 
     /// The next blob in partition order; `None` once every blob has been read.
@@ -114,6 +180,7 @@ fn read_in_order(
     storage: Storage,
     blobs: Arc<[source::Blob]>,
     rules: Arc<Rules>,
+    held: HeldRows,
 ) -> impl futures::Stream<Item = Result<Read, Error>> {
     let start = |i: usize| blobs[i].partition.start.timestamp_micros();
     let mut order: Vec<usize> = (0..blobs.len()).collect();
@@ -132,10 +199,12 @@ fn read_in_order(
             let budget = budget.clone();
             let blobs = blobs.clone();
             let storage = storage.clone();
+            let held = held.clone();
+            let memory = rules.limits.memory;
             async move {
                 let blob = &blobs[idx];
                 let mib = (blob.size >> 20).min(u64::from(budget_mib - 1)) as u32 + 1;
-                let mut held = budget
+                let mut permits = budget
                     .acquire_many_owned(mib)
                     .await
                     .map_err(|e| Error::Internal(format!("read budget: {e}")))?;
@@ -147,17 +216,46 @@ fn read_in_order(
                 // Decoded, the blob holds its rows, not its bytes: the rest of its
                 // share lets the next blobs be read while the run closes an hour.
                 let rows_mib = (outcome.held_bytes() >> 20) + 1;
-                let spare = held.num_permits().saturating_sub(rows_mib);
-                drop(held.split(spare));
+                let spare = permits.num_permits().saturating_sub(rows_mib);
+                drop(permits.split(spare));
+                let rows = charge(&held, blob, &outcome, memory)?;
                 Ok(Read {
                     idx,
                     outcome,
                     frontier_us,
-                    budget: held,
+                    budget: permits,
+                    rows,
                 })
             }
         })
         .buffered(FETCH_CONCURRENCY)
+}
+
+/// Charges a decoded blob's rows to the date's rows held; past one row per
+/// [`ROW_BYTES`] of `memory`, the run stops naming the blob.
+fn charge(
+    held: &HeldRows,
+    blob: &source::Blob,
+    outcome: &BlobOutcome,
+    memory: u64,
+) -> Result<RowsCharged, Error> {
+    let rows: u64 = outcome.hours.iter().map(|(_, r)| r.len() as u64).sum();
+    let charged = RowsCharged {
+        held: held.clone(),
+        rows,
+    };
+    let total = held.charge(rows);
+    let limit = memory / ROW_BYTES;
+    if total > limit {
+        return Err(Error::TooManyRows {
+            rows: total,
+            limit,
+            memory,
+            per_row: ROW_BYTES,
+            blob: blob.path.clone(),
+        });
+    }
+    Ok(charged)
 }
 
 #[cfg(test)]
@@ -170,6 +268,29 @@ mod tests {
             .iter()
             .map(|&size| source::Blob::at(&format!("telemetry/{size}.json"), size, t))
             .collect()
+    }
+
+    /// A read's rows stay charged from its decoding: released if the read is
+    /// dropped unused (the copies of a contested id read again), kept when its
+    /// hours take them, until they release them as each closes.
+    #[test]
+    fn rows_charged_are_released_when_dropped_and_kept_when_handed_on() {
+        let held = HeldRows::default();
+        let charged = |rows: u64| {
+            held.charge(rows);
+            RowsCharged {
+                held: held.clone(),
+                rows,
+            }
+        };
+        let (a, b) = (charged(10), charged(5));
+        assert_eq!(held.now(), 15);
+        drop(a);
+        assert_eq!(held.now(), 5);
+        b.keep();
+        assert_eq!(held.now(), 5, "kept: its hours hold them");
+        held.release(5);
+        assert_eq!(held.now(), 0);
     }
 
     #[test]

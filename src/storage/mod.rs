@@ -312,7 +312,7 @@ mod tests {
     }
 
     /// An in-memory store whose ranged GETs fail as an outage would (the
-    /// plain ones work), and which counts the bytes its plain GETs returned.
+    /// plain ones work).
     #[derive(Debug, Default)]
     struct RangesDown {
         inner: object_store::memory::InMemory,

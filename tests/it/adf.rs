@@ -432,7 +432,11 @@ fn the_shipped_catchup_runs_in_a_flat_folder_and_refreshes_the_labels() {
     let (code, report, err) = adf_bare(flat_folder(&refresh, &flat_resources()).path());
     assert_eq!(code, 0, "{report}\n{err}");
     // The 14 dates, and the one before, whose look-ahead reads the first one's hours.
-    assert_eq!(report["dates"].as_array().unwrap().len(), 15, "{report}");
+    let dates = report["dates"].as_array().unwrap();
+    assert_eq!(dates.len(), 15, "{report}");
+    assert_eq!(dates[0]["date"], "2024-02-26", "{report}");
+    assert_eq!(dates[0]["before_range"], true, "{report}");
+    assert!(dates[1..].iter().all(|d| d.get("before_range").is_none()));
     assert_eq!(report["exit_code"], 0);
     // The date the run just wrote is unchanged (not read again); its labels are refreshed.
     let day = report["dates"]

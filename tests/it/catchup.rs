@@ -394,6 +394,7 @@ fn a_late_blob_of_the_date_before_the_range_is_caught_up() {
     let (code, report, err) = catchup(raw.to_str().unwrap(), lake.to_str().unwrap(), &range, &[]);
     assert_eq!(code, 0, "{report}\n{err}");
     assert_eq!(entry(&report, DATES[0])["state"], "changed", "{report}");
+    assert_eq!(entry(&report, DATES[0])["before_range"], true, "{report}");
     assert_eq!(
         report["rerun"],
         serde_json::json!([DATES[0], DATES[1]]),

@@ -330,20 +330,22 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     enc.finish().unwrap()
 }
 
-/// A small gzip blob of one line repeated inflates to more rows than the hours
-/// may hold: the run stops at the rows `[limits] memory` allows (one per 64
-/// bytes: 1,048,576 at its least, 64 MiB) with exit 1, before any commit,
-/// instead of holding every row until the node runs out of memory.
+/// Small gzip blobs of one line repeated inflate to more rows than a date may
+/// hold: the run stops once the rows decoded and not yet let go pass what
+/// `[limits] memory` allows (one per 32 bytes: 2,097,152 at its least, 64 MiB),
+/// with exit 1, before any commit, instead of holding every row until the node
+/// runs out of memory. Three blobs of 750,000 rows: the third passes it.
 #[test]
-fn a_blob_that_inflates_to_too_many_rows_stops_the_run_before_any_commit() {
+fn blobs_that_inflate_to_too_many_rows_stop_the_run_before_any_commit() {
     let dir = temp_lake();
     let raw = empty_container(dir.path());
     std::fs::create_dir_all(raw.join(HOUR)).unwrap();
     let line = "{\"deviceId\":\"d\",\"timestamp\":\"2024-03-11T10:00:00Z\"}\n";
-    let rows = 1_048_576 + 1_000;
-    let blob = gzip(line.repeat(rows).as_bytes());
+    let blob = gzip(line.repeat(750_000).as_bytes());
     assert!(blob.len() < 1 << 20, "{} bytes stored", blob.len());
-    std::fs::write(raw.join(HOUR).join("one-line.json.gz"), blob).unwrap();
+    for n in 1..=3 {
+        std::fs::write(raw.join(HOUR).join(format!("one-line-{n}.json.gz")), &blob).unwrap();
+    }
     let text = format!(
         "name = \"dense\"\nsource = {:?}\nlayout = \"telemetry/{{yyyy}}/{{MM}}/{{dd}}/{{HH}}/\"\nlake = {:?}\n[limits]\nmemory = \"64MiB\"\n",
         raw.to_str().unwrap(),
@@ -354,9 +356,9 @@ fn a_blob_that_inflates_to_too_many_rows_stops_the_run_before_any_commit() {
     let (code, out, err) = run(&job, "2024-03-11", &[]);
     assert_eq!(code, 1, "{out}{err}");
     assert!(
-        err.contains("1049576 rows held")
-            && err.contains("over the 1048576")
-            && err.contains("one-line.json.gz"),
+        err.contains("2250000 rows held")
+            && err.contains("over the 2097152")
+            && err.contains("one-line-"),
         "{err}"
     );
     let lake = dir.path().join("lake");
