@@ -2,8 +2,9 @@
 # Build:  docker build --build-arg COLDPATH_GIT_COMMIT=$(git rev-parse --short=12 HEAD) -t <registry>/coldpath:<version> .
 # Run:    docker run --rm <image> coldpath run --job jobs/nightly.toml --date 2024-03-11
 # Credentials come from the pool's managed identity (IMDS); nothing secret is baked in.
-# coldpath runs under tini (ENTRYPOINT), so signals reach it and children are
-# reaped: a container's PID 1 gets no default signal handling.
+# Under docker run, coldpath runs under tini (ENTRYPOINT), so signals reach it: a
+# container's PID 1 gets no default signal handling. Batch tasks, whose command
+# line may take the ENTRYPOINT's place, ask for docker's --init as well.
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src

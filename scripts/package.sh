@@ -53,5 +53,5 @@ Upload it as version $version of the Batch application \`coldpath\`:
   az batch application package create --resource-group <rg> --name <batch-account> \\
       --application-name coldpath --version-name $version --package-file $zip_file
 On a node, Batch unzips it to \$$variable:
-  /bin/sh -c "\$$variable/coldpath adf"
+  /bin/sh -c "exec \$$variable/coldpath adf"
 INFO

@@ -1,7 +1,8 @@
 //! Azure Batch: a backfill as one task per date — silver tasks first, each date's features task depending on its own and the previous date's silver — for `backfill --emit-batch-tasks`.
 //!
-//! The output is a series of "Add Task Collection" request bodies
-//! (`{"value": [task, …]}`), each within Batch's limits of 100 tasks and 1 MB,
+//! The output is a series of task collections, each a JSON array of tasks as
+//! `az batch task create --json-file` takes it (the "Add Task Collection" REST
+//! body is `{"value": <the array>}`), each within Batch's limits of 100 tasks and 1 MB,
 //! in submission order: a task's dependencies are in its own collection or an
 //! earlier one. They are for a job created from `jobs/batch/job.json` (which
 //! turns task dependencies on) on the pool of `jobs/batch/container-pool.json`
@@ -139,6 +140,9 @@ fn make_task(t: &TaskTemplate, id: String, args: Vec<String>, depends: Vec<Strin
         "containerSettings": {
             "imageName": t.image,
             "workingDirectory": "containerImageDefault",
+            // An init as PID 1 (docker's), whether or not Batch keeps the
+            // image's ENTRYPOINT (tini) under a task's command line.
+            "containerRunOptions": "--init",
         },
         "userIdentity": {"autoUser": {"scope": "pool", "elevationLevel": "nonadmin"}},
         "constraints": {"maxTaskRetryCount": 2, "maxWallClockTime": "PT4H"},
@@ -202,7 +206,7 @@ fn task_list(t: &TaskTemplate, dates: &[NaiveDate]) -> Vec<Value> {
 /// [`collection_text`] writes it. Order is kept, so a task listed after its
 /// dependencies lands in the same collection or a later one.
 pub fn collections(tasks: Vec<Value>) -> Vec<Value> {
-    // `{"value": [` … `]}` around the tasks, and a separator between two.
+    // `[` … `]` around the tasks, and a separator between two.
     let frame = collection_text(&json!({"value": []})).len();
     let mut out = Vec::new();
     let mut current: Vec<Value> = Vec::new();
@@ -230,14 +234,35 @@ pub fn collections(tasks: Vec<Value>) -> Vec<Value> {
 /// What separates two tasks in [`collection_text`]'s output, at most.
 const SEPARATOR: usize = 2;
 
-/// A collection as written to its file: compact JSON and a newline.
+/// A collection as written to its file: its tasks as a bare JSON array, compact,
+/// and a newline. `az batch task create --json-file` takes an array of tasks (it
+/// tries the file as one task first, and `{"value": [...]}`, the REST body, reads
+/// as an empty task, which the service refuses); the REST call wants the array
+/// as `value`.
 pub fn collection_text(collection: &Value) -> String {
-    collection.to_string() + "\n"
+    collection["value"].to_string() + "\n"
 }
 
 /// The file names of `n` collections, in submission order: `tasks-001.json`, …
 pub fn collection_file_names(n: usize) -> Vec<String> {
     (1..=n).map(|i| format!("tasks-{i:03}.json")).collect()
+}
+
+/// Checks that `url` is what a Batch output file's `containerUrl` takes: an
+/// `https://` URL of one blob container (`https://<account>.blob.core.windows.net/<container>`),
+/// not an `abfss://` or `az://` lake URL, nor a folder inside a container.
+fn output_container(url: &str) -> Result<(), String> {
+    let parsed = url::Url::parse(url).map_err(|e| format!("`{url}` is not a URL ({e})"))?;
+    let segments: Vec<&str> = parsed
+        .path_segments()
+        .map(|s| s.filter(|p| !p.is_empty()).collect())
+        .unwrap_or_default();
+    if parsed.scheme() != "https" || parsed.host_str().is_none() || segments.len() != 1 {
+        return Err(format!(
+            "`{url}` is not a blob container's URL: Batch uploads to https://<account>.blob.core.windows.net/<container>"
+        ));
+    }
+    Ok(())
 }
 
 /// A command line as Batch runs it (no shell): arguments with spaces are quoted.
@@ -277,6 +302,20 @@ pub fn emit(
             "--emit-batch-tasks needs --batch-output-container and --batch-identity: where each task uploads its report and logs (they are lost with the node otherwise), and the pool identity that writes them",
         );
     };
+    if let Err(e) = output_container(url) {
+        return super::output::usage_error(format_args!("--batch-output-container: {e}"));
+    }
+    let Some(image) = &batch.batch_image else {
+        return super::output::usage_error(
+            "--emit-batch-tasks needs --batch-image (or COLDPATH_BATCH_IMAGE): the image every task runs, e.g. contoso.azurecr.io/coldpath:1.0.0",
+        );
+    };
+    if job.job.is_absolute() {
+        return super::output::usage_error(format_args!(
+            "--job {}: a task reads the job file inside its image, relative to its working directory (/opt/coldpath): give the path there, e.g. jobs/nightly.toml",
+            job.job.display()
+        ));
+    }
     let template = TaskTemplate {
         job: job.job.to_string_lossy().into_owned(),
         source: job.source.clone(),
@@ -284,7 +323,7 @@ pub fn emit(
         labels_as_of: write.labels_as_of.map(|t| t.to_rfc3339()),
         lock_wait: write.lock_wait.map(|w| format!("{}s", w.as_secs())),
         allow_empty: read.allow_empty,
-        image: batch.batch_image.clone(),
+        image: image.clone(),
         client_id: std::env::var("COLDPATH_BATCH_CLIENT_ID").ok(),
         outputs: Some(OutputContainer {
             url: url.clone(),
@@ -517,6 +556,8 @@ mod tests {
         let collections = tasks(&template(), &dates(2));
         for task in collections[0]["value"].as_array().unwrap() {
             let id = task["id"].as_str().unwrap();
+            // An init as PID 1, whatever Batch does with the image's ENTRYPOINT.
+            assert_eq!(task["containerSettings"]["containerRunOptions"], "--init");
             let files = task["outputFiles"].as_array().unwrap();
             let patterns: Vec<&str> = files
                 .iter()
@@ -643,8 +684,9 @@ mod tests {
             props["applicationPackages"][0]["version"],
             "[parameters('coldpathVersion')]"
         );
-        // Batch's variable for the package on Linux: lower case, `.` as `_` (the
-        // template derives it from the version parameter, as ARM evaluates it).
+        // Batch's variable for the package on Linux: lower case, `.`, `-` and `+`
+        // as `_`, as scripts/package.sh and `coldpath adf` name it (the template
+        // derives it from the version parameter, as ARM evaluates it).
         let start = props["startTask"]["commandLine"].as_str().unwrap();
         assert!(start.starts_with("[format('/bin/sh -c "), "{start}");
         assert!(
@@ -652,7 +694,9 @@ mod tests {
             "{start}"
         );
         assert!(
-            start.contains("toLower(replace(parameters('coldpathVersion'), '.', '_'))"),
+            start.contains(
+                "toLower(replace(replace(replace(parameters('coldpathVersion'), '.', '_'), '-', '_'), '+', '_'))"
+            ),
             "{start}"
         );
         // The image has the glibc the binary needs (2.35: Ubuntu 22.04 or newer).

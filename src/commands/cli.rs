@@ -144,8 +144,9 @@ pub struct ReadArgs {
 #[derive(Debug, Args)]
 pub struct BatchEmitArgs {
     /// Write the range as Azure Batch tasks (one per date and pass) into DIR as
-    /// Add Task Collection bodies, tasks-001.json, tasks-002.json, … (each at most
-    /// 100 tasks and 1 MB, to submit in that order), and run nothing.
+    /// JSON arrays of tasks for `az batch task create --json-file`, tasks-001.json,
+    /// tasks-002.json, … (each at most 100 tasks and 1 MB, to submit in that
+    /// order), and run nothing.
     #[arg(long, value_name = "DIR")]
     pub emit_batch_tasks: Option<PathBuf>,
     /// The blob container (URL) where each Batch task uploads its report and logs.
@@ -155,9 +156,9 @@ pub struct BatchEmitArgs {
     /// uploads the task outputs (Storage Blob Data Contributor on the container).
     #[arg(long, env = "COLDPATH_BATCH_IDENTITY", value_name = "RESOURCE_ID")]
     pub batch_identity: Option<String>,
-    /// The container image the Batch tasks run.
-    #[arg(long, env = "COLDPATH_BATCH_IMAGE", default_value = "coldpath:latest")]
-    pub batch_image: String,
+    /// The container image the Batch tasks run (e.g. contoso.azurecr.io/coldpath:1.0.0).
+    #[arg(long, env = "COLDPATH_BATCH_IMAGE", value_name = "IMAGE")]
+    pub batch_image: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -177,11 +177,21 @@ fn a_failed_date_stops_no_other_and_rerunning_the_range_completes_it() {
 fn the_emitted_batch_tasks_run_here_in_dependency_order_give_the_same_tables() {
     let lake = temp_lake();
     let dir = tempfile::tempdir().unwrap();
-    let emit = |extra: &[&str]| {
-        let mut args = vec!["--emit-batch-tasks", dir.path().to_str().unwrap()];
+    // The job as a task finds it in the image (relative to its working
+    // directory); here, relative to the repository the tasks run in.
+    let emit_with = |job: &str, extra: &[&str]| {
+        let mut args = over_dates("backfill", std::path::Path::new(job));
+        args.extend([
+            "--lake",
+            lake.path().to_str().unwrap(),
+            "--labels-as-of",
+            LABELS,
+        ]);
+        args.extend(["--emit-batch-tasks", dir.path().to_str().unwrap()]);
         args.extend_from_slice(extra);
-        backfill_out(lake.path(), &args)
+        coldpath(&args)
     };
+    let emit = |extra: &[&str]| emit_with("jobs/local.toml", extra);
     // Without a place for the tasks' reports and logs: a usage error, nothing written.
     let out = emit(&[]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
@@ -191,7 +201,31 @@ fn the_emitted_batch_tasks_run_here_in_dependency_order_give_the_same_tables() {
         "https://contosoiotlake.blob.core.windows.net/batch-logs",
         "--batch-identity",
         "/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/coldpath",
+        "--batch-image",
+        "contoso.azurecr.io/coldpath:1.0.0",
     ];
+    // Refused, nothing written: no image named; an output place Batch cannot
+    // upload to (a lake URL, a folder in a container); a job path outside the image.
+    let without_image = &outputs[..4];
+    let mut lake_url = outputs.to_vec();
+    lake_url[1] = "abfss://batch-logs@contosoiotlake.dfs.core.windows.net/";
+    let mut folder = outputs.to_vec();
+    folder[1] = "https://contosoiotlake.blob.core.windows.net/batch-logs/backfills";
+    for (flags, says) in [
+        (without_image, "--batch-image"),
+        (&lake_url[..], "not a blob container"),
+        (&folder[..], "not a blob container"),
+    ] {
+        let out = emit(flags);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(says), "{err}");
+    }
+    let absolute = job_file();
+    let out = emit_with(absolute.to_str().unwrap(), &outputs);
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("inside its image"));
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     let given = [&outputs[..], &["--lock-wait", "10m", "--allow-empty"]].concat();
     let out = emit(&given);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
@@ -207,7 +241,8 @@ fn the_emitted_batch_tasks_run_here_in_dependency_order_give_the_same_tables() {
     assert_eq!(names, ["tasks-001.json"]);
     let text = std::fs::read_to_string(dir.path().join("tasks-001.json")).unwrap();
     let tasks: Value = serde_json::from_str(&text).unwrap();
-    let tasks = tasks["value"].as_array().unwrap().clone();
+    // A bare array: what `az batch task create --json-file` takes for many tasks.
+    let tasks = tasks.as_array().unwrap().clone();
     assert_eq!(tasks.len(), 6);
     assert!(tasks
         .iter()
@@ -264,10 +299,10 @@ fn the_emitted_batch_tasks_run_here_in_dependency_order_give_the_same_tables() {
 #[test]
 fn an_emitted_catch_up_task_keeps_the_flags_it_was_given() {
     let dir = tempfile::tempdir().unwrap();
-    let job = job_file();
+    let job = std::path::Path::new("jobs/local.toml");
     let emit = |sub: &str, extra: &[&str]| {
         let out_dir = dir.path().join(sub);
-        let mut args = over_dates("catchup", &job);
+        let mut args = over_dates("catchup", job);
         args.extend([
             "--emit-batch-tasks",
             out_dir.to_str().unwrap(),
@@ -275,16 +310,15 @@ fn an_emitted_catch_up_task_keeps_the_flags_it_was_given() {
             "https://contosoiotlake.blob.core.windows.net/batch-logs",
             "--batch-identity",
             "/subscriptions/s/resourceGroups/g/providers/Microsoft.ManagedIdentity/userAssignedIdentities/coldpath",
+            "--batch-image",
+            "contoso.azurecr.io/coldpath:1.0.0",
         ]);
         args.extend_from_slice(extra);
         let out = coldpath(&args);
         assert_eq!(out.status.code(), Some(0), "{out:?}");
         let text = std::fs::read_to_string(out_dir.join("tasks-001.json")).unwrap();
         let tasks: Value = serde_json::from_str(&text).unwrap();
-        tasks["value"][0]["commandLine"]
-            .as_str()
-            .unwrap()
-            .to_string()
+        tasks[0]["commandLine"].as_str().unwrap().to_string()
     };
     let dry = emit("dry", &["--dry-run"]);
     assert!(dry.contains("--dry-run"), "{dry}");
