@@ -110,7 +110,28 @@ pub fn run_job(job: &Path, date: &str, lake: &Path, extra: &[&str]) -> (i32, Val
             String::from_utf8_lossy(&out.stderr)
         )
     });
+    if code == 0 {
+        assert_accounted(&report);
+    }
     (code, report)
+}
+
+/// Every record read ends in exactly one place: `records_read = rows_written +
+/// rejected + duplicates + other_dates` (CONTRACT.md), for every run a test makes
+/// that succeeded.
+pub fn assert_accounted(report: &Value) {
+    let n = |k: &str| {
+        report[k]
+            .as_u64()
+            .unwrap_or_else(|| panic!("the report has no `{k}`: {report}"))
+    };
+    let (read, written) = (n("records_read"), n("rows_written"));
+    let (rejected, duplicates, other) = (n("rejected"), n("duplicates"), n("other_dates"));
+    assert_eq!(
+        read,
+        written + rejected + duplicates + other,
+        "records_read {read} against rows_written {written} + rejected {rejected} + duplicates {duplicates} + other_dates {other}: {report}"
+    );
 }
 
 /// The generator's expectations for a date (fixtures/expected/<date>.json).

@@ -56,6 +56,16 @@ fn sorted(mut rows: Vec<Value>) -> Vec<Value> {
     rows
 }
 
+/// The blobs under `dir`, at any depth: its files but the reference logs.
+fn files_under(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| !p.ends_with("reference"))
+        .map(|p| if p.is_dir() { files_under(&p) } else { 1 })
+        .sum()
+}
+
 fn run_layout(name: &str, date: &str) -> (tempfile::TempDir, Value) {
     let lake = temp_lake();
     let job = layouts_dir().join(format!("jobs/{name}.toml"));
@@ -88,6 +98,8 @@ fn every_layout_and_format_gives_the_same_telemetry_rows() {
             report["blobs"]["empty"].as_u64().unwrap_or(0) >= 1,
             "{name}: the idle producer's empty file is counted as empty: {report}"
         );
+        let files = files_under(&layouts_dir().join("raw").join(name));
+        assert_eq!(report["blobs"]["read"], json!(files), "{name}: {report}");
         // The features of the same readings agree too (they come from silver).
         let features = read_rows(lake.path(), "features_hourly").len();
         summary.insert(name.to_string(), features);
