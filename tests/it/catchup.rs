@@ -491,54 +491,33 @@ fn a_catchup_racing_a_run_of_the_same_date_is_settled_by_the_lock() {
     change_2024_03_11(&raw);
     let args = run_args(DATES[1], raw.to_str().unwrap(), lake.to_str().unwrap());
     let job = job_file();
-    // Both start while the date's first lock is held here, so both are waiting when
-    // it is given back: one takes the date, the other waits for it to end.
+    // Both start while the date's first lock is held here, and are seen waiting
+    // for it before it is given back: one takes the date, the other waits for it to end.
     let held = hold_local_lock(&lake, "telemetry", DATES[1]);
-    let hold = std::time::Duration::from_millis(1500);
-    let racing = std::thread::scope(|s| {
-        let c = s.spawn(|| {
-            coldpath(&[
-                "catchup",
-                "--job",
-                job.to_str().unwrap(),
-                "--source",
-                raw.to_str().unwrap(),
-                "--lake",
-                lake.to_str().unwrap(),
-                "--from",
-                DATES[1],
-                "--to",
-                DATES[1],
-                "--labels-as-of",
-                LABELS,
-                "--lock-wait",
-                "5m",
-            ])
-        });
-        let n = s.spawn(|| {
-            command(&args, &[])
-                .args(["--lock-wait", "5m"])
-                .output()
-                .unwrap()
-        });
-        std::thread::sleep(hold);
-        drop(held);
-        (c.join().unwrap(), n.join().unwrap())
-    });
-    for out in [&racing.0, &racing.1] {
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+    let catchup_args = [
+        "catchup",
+        "--job",
+        job.to_str().unwrap(),
+        "--source",
+        raw.to_str().unwrap(),
+        "--lake",
+        lake.to_str().unwrap(),
+        "--from",
+        DATES[1],
+        "--to",
+        DATES[1],
+        "--labels-as-of",
+        LABELS,
+    ];
+    use crate::lock::{Watched, WAITING};
+    let mut c = Watched::of(command(&catchup_args, &[]));
+    let mut n = Watched::of(command(&args, &[]));
+    c.wait_for(WAITING);
+    n.wait_for(WAITING);
+    drop(held);
+    for (code, report, log) in [c.finish(), n.finish()] {
+        assert_eq!(code, 0, "{report}\n{log:#?}");
     }
-    let report: Value = serde_json::from_slice(&racing.1.stdout).unwrap();
-    let waited = report["durations"]["lock_ms"].as_u64().unwrap();
-    assert!(
-        waited >= hold.as_millis() as u64 / 2,
-        "the run waited {waited} ms for the lock"
-    );
     let clean = dir.path().join("clean");
     run(DATES[1], &raw, &clean);
     assert_eq!(all_rows(&lake), all_rows(&clean));

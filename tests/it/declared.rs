@@ -241,7 +241,7 @@ fn a_maintenance_an_event_and_a_failure_at_t_just_before_and_just_after() {
         "days_since_maintenance_valve",
         &[("2024-03-11T08", null.clone()), ("2024-03-11T09", n(0))],
     );
-    // fan-03's bearing at 12:00:01, 1 s after the t of the 11:00 row.
+    // fan-03's bearing at 12:00:00.000001, 1 µs after the t of the 11:00 row.
     sees(
         &rows,
         "fan-03",
@@ -305,7 +305,7 @@ fn a_maintenance_an_event_and_a_failure_at_t_just_before_and_just_after() {
             ("2024-03-11T14", n(0)),
         ],
     );
-    // compressor-07's error3 at 16:00:01, 1 s after the t of the 15:00 row.
+    // compressor-07's error3 at 16:00:00.000001, 1 µs after the t of the 15:00 row.
     sees(
         &rows,
         "compressor-07",

@@ -29,11 +29,12 @@ fn spawn_run(date: &str, source: &str, lake: &str, env: &[(&str, String)]) -> Ch
 /// assertion compares durations.
 const GUARD: Duration = Duration::from_secs(300);
 
-const WAITING: &str = "waiting for another run's lock";
+pub(crate) const WAITING: &str = "waiting for another run's lock";
 const ACQUIRED: &str = "run lock acquired after waiting";
 
-/// `coldpath run` for `date` with its log (info) on stderr, which a thread reads line by line.
-struct Watched {
+/// `coldpath run` for `date` (or another command) with its log (info) on
+/// stderr, which a thread reads line by line.
+pub(crate) struct Watched {
     child: Child,
     lines: mpsc::Receiver<String>,
     seen: Vec<String>,
@@ -42,7 +43,12 @@ struct Watched {
 
 impl Watched {
     fn spawn(date: &str, source: &str, lake: &str, env: &[(&str, String)]) -> Watched {
-        let mut child = command(&run_args(date, source, lake), env)
+        Watched::of(command(&run_args(date, source, lake), env))
+    }
+
+    /// `cmd` with a lock wait of 5 minutes, watched.
+    pub(crate) fn of(mut cmd: std::process::Command) -> Watched {
+        let mut child = cmd
             .args(["--lock-wait", "5m"])
             .env("COLDPATH_LOG", "coldpath=info")
             .stdout(Stdio::piped())
@@ -67,7 +73,7 @@ impl Watched {
     }
 
     /// Reads the run's log until a line contains `text` (the run must not end first).
-    fn wait_for(&mut self, text: &str) {
+    pub(crate) fn wait_for(&mut self, text: &str) {
         loop {
             match self.lines.recv_timeout(GUARD) {
                 Ok(line) => {
@@ -83,7 +89,7 @@ impl Watched {
     }
 
     /// Waits for the run to end: its exit code, report and every log line.
-    fn finish(mut self) -> (i32, Value, Vec<String>) {
+    pub(crate) fn finish(mut self) -> (i32, Value, Vec<String>) {
         let mut stdout = Vec::new();
         std::io::Read::read_to_end(&mut self.child.stdout.take().unwrap(), &mut stdout).unwrap();
         let status = self.child.wait().unwrap();

@@ -115,30 +115,52 @@ fn terminate(
     child: std::process::Child,
     stderr: BufReader<std::process::ChildStderr>,
 ) -> (Option<i32>, Value, String) {
-    terminate_then(child, stderr, || {})
+    terminate_then(child, stderr, |_, _| String::new())
 }
 
-/// Lets the commit the proxy holds through half a second after the signal.
-fn release_soon(stall: &Stall) -> impl FnOnce() + '_ {
-    || {
-        std::thread::sleep(std::time::Duration::from_millis(500));
+/// Lets the commit the proxy holds through once the run has taken the signal
+/// (its log says so) and is still running: it is then waiting for that commit.
+fn release_soon(
+    stall: &Stall,
+) -> impl FnOnce(&mut std::process::Child, &mut BufReader<std::process::ChildStderr>) -> String + '_
+{
+    |child, stderr| {
+        let mut seen = String::new();
+        loop {
+            let mut line = String::new();
+            assert!(
+                stderr.read_line(&mut line).unwrap_or(0) > 0,
+                "the run ended before it said it took the signal: {seen}"
+            );
+            seen.push_str(&line);
+            if line.contains("stop requested") {
+                break;
+            }
+        }
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the run ended with its commit held: {seen}"
+        );
         stall.release();
+        seen
     }
 }
 
-/// [`terminate`], doing `after_signal` before it waits.
+/// [`terminate`], doing `after_signal` (which may read the log) before it waits.
 fn terminate_then(
-    child: std::process::Child,
+    mut child: std::process::Child,
     mut stderr: BufReader<std::process::ChildStderr>,
-    after_signal: impl FnOnce(),
+    after_signal: impl FnOnce(
+        &mut std::process::Child,
+        &mut BufReader<std::process::ChildStderr>,
+    ) -> String,
 ) -> (Option<i32>, Value, String) {
     let term = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
         .unwrap();
     assert!(term.success());
-    after_signal();
-    let mut rest = String::new();
+    let mut rest = after_signal(&mut child, &mut stderr);
     stderr.read_to_string(&mut rest).unwrap();
     let out = child.wait_with_output().unwrap();
     let report = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
