@@ -346,3 +346,78 @@ fn digests_are_read_and_a_rerun_date_gets_a_new_one(lake: &Path, source: &Path, 
     assert!(stderr.contains("was not stored"), "{stderr}");
     assert_health_is(lake, last, want);
 }
+
+/// The committed fixtures (`fixtures/raw`, `fixtures/expected`, `fixtures/hostile`)
+/// are what their generators write, byte for byte: an expected value edited by hand,
+/// or a generator changed without writing its output again, fails here. The
+/// generators run in a copy, so the repository is not touched.
+#[test]
+fn the_committed_fixtures_are_what_their_generators_write() {
+    let copy = tempfile::tempdir().unwrap();
+    let fixtures = copy.path().join("fixtures");
+    for file in ["generate.py", "pit.py"] {
+        std::fs::create_dir_all(&fixtures).unwrap();
+        std::fs::copy(repo().join("fixtures").join(file), fixtures.join(file)).unwrap();
+    }
+    copy_dir(&repo().join("fixtures/jobs"), &fixtures.join("jobs"));
+    std::fs::create_dir_all(copy.path().join("jobs")).unwrap();
+    std::fs::copy(
+        repo().join("jobs/pdm.toml"),
+        copy.path().join("jobs/pdm.toml"),
+    )
+    .unwrap();
+    std::fs::create_dir_all(fixtures.join("hostile")).unwrap();
+    std::fs::copy(
+        repo().join("fixtures/hostile/generate.py"),
+        fixtures.join("hostile/generate.py"),
+    )
+    .unwrap();
+    for script in ["generate.py", "hostile/generate.py"] {
+        let out = std::process::Command::new("python3")
+            .arg(fixtures.join(script))
+            .output()
+            .expect("python3");
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for folder in ["raw", "expected", "hostile"] {
+        let (want, got) = (repo().join("fixtures").join(folder), fixtures.join(folder));
+        assert_eq!(
+            files_of(&got),
+            files_of(&want),
+            "fixtures/{folder}: the files written"
+        );
+        for name in files_of(&want) {
+            let (a, b) = (
+                std::fs::read(want.join(&name)).unwrap(),
+                std::fs::read(got.join(&name)).unwrap(),
+            );
+            assert!(
+                a == b,
+                "fixtures/{folder}/{} is not what its generator writes",
+                name.display()
+            );
+        }
+    }
+}
+
+/// The files under `dir`, as paths relative to it, sorted.
+fn files_of(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                out.push(path.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out.sort();
+    out
+}
