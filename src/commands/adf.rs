@@ -100,10 +100,12 @@ impl Unretryable {
     }
 }
 
-/// Whether a retry can cure a failure that exited with `code`: only exit 1
-/// (storage, a lock held past its wait, anything else that may pass).
+/// Whether a retry can cure a failure that exited with `code`: exit 1 (storage,
+/// a lock held past its wait, anything else that may pass), and a run stopped by
+/// SIGTERM or SIGINT (143, 130: a node taken away, the activity cancelled), which a
+/// retry runs whole again. Not 2 or 3: the same input fails the same way.
 pub fn retryable(code: i32) -> bool {
-    code == 1
+    matches!(code, 1 | 130 | 143)
 }
 
 #[derive(Debug, Deserialize)]
@@ -456,6 +458,13 @@ fn finish_outputs(code: i32) -> Result<(), (i32, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failure_or_a_stop_is_retryable_a_configuration_error_or_a_gate_is_not() {
+        for (code, want) in [(1, true), (143, true), (130, true), (2, false), (3, false), (0, false)] {
+            assert_eq!(retryable(code), want, "exit {code}");
+        }
+    }
 
     fn activity(props: &str) -> String {
         format!(
