@@ -461,7 +461,14 @@ mod tests {
 
     #[test]
     fn a_failure_or_a_stop_is_retryable_a_configuration_error_or_a_gate_is_not() {
-        for (code, want) in [(1, true), (143, true), (130, true), (2, false), (3, false), (0, false)] {
+        for (code, want) in [
+            (1, true),
+            (143, true),
+            (130, true),
+            (2, false),
+            (3, false),
+            (0, false),
+        ] {
             assert_eq!(retryable(code), want, "exit {code}");
         }
     }
@@ -531,6 +538,61 @@ mod tests {
     fn shipped(file: &str) -> serde_json::Value {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(file);
         serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    }
+
+    /// Every linked service the pipeline names is shipped, of the type the
+    /// Custom activity needs (Batch, its resources' blob storage), the Batch one
+    /// on the pool `pool.json` deploys, and no secret is in a file: each comes
+    /// from the Key Vault linked service, also shipped.
+    #[test]
+    fn the_pipelines_linked_services_are_shipped_and_hold_no_secret() {
+        let pipeline = shipped("jobs/adf/pipeline.json");
+        let text = pipeline.to_string();
+        let files = [
+            (
+                "AzureBatchColdpath",
+                "linked-service-batch.json",
+                "AzureBatch",
+            ),
+            (
+                "AzureBlobStorageResources",
+                "linked-service-storage.json",
+                "AzureBlobStorage",
+            ),
+            (
+                "AzureKeyVaultColdpath",
+                "linked-service-keyvault.json",
+                "AzureKeyVault",
+            ),
+        ];
+        for (name, file, kind) in files {
+            let service = shipped(&format!("jobs/adf/{file}"));
+            assert_eq!(service["name"], name, "{file}");
+            assert_eq!(service["properties"]["type"], kind, "{file}");
+            let refs = format!("\"referenceName\":\"{name}\"");
+            assert!(
+                kind == "AzureKeyVault" || text.contains(&refs),
+                "{name} is not the pipeline's"
+            );
+        }
+        let batch = &shipped("jobs/adf/linked-service-batch.json")["properties"]["typeProperties"];
+        let pool = shipped("jobs/batch/pool.json");
+        assert_eq!(
+            batch["poolName"],
+            pool["parameters"]["poolId"]["defaultValue"]
+        );
+        assert_eq!(
+            batch["linkedServiceName"]["referenceName"],
+            "AzureBlobStorageResources"
+        );
+        for secret in [
+            &batch["accessKey"],
+            &shipped("jobs/adf/linked-service-storage.json")["properties"]["typeProperties"]
+                ["connectionString"],
+        ] {
+            assert_eq!(secret["type"], "AzureKeyVaultSecret", "{secret}");
+            assert_eq!(secret["store"]["referenceName"], "AzureKeyVaultColdpath");
+        }
     }
 
     /// Data Factory's application-package variable for this build's version (Linux:
