@@ -140,6 +140,8 @@ pub enum Request {
         from: NaiveDate,
         to: NaiveDate,
     },
+    /// `coldpath maintain`: compaction, checkpoints and vacuum (7 days) of every table.
+    Maintain,
 }
 
 /// Reads and checks `activity.json` in `dir`.
@@ -197,6 +199,10 @@ fn request(props: &Properties) -> Result<Request, String> {
         .clone()
         .unwrap_or_else(|| if d.is_some() { "run" } else { "backfill" }.into());
     match mode.as_str() {
+        "maintain" if d.is_some() || from.is_some() || to.is_some() => {
+            Err("mode `maintain` takes no `date`, `from` or `to`: it keeps every table".into())
+        }
+        "maintain" => Ok(Request::Maintain),
         "run" if from.is_some() || to.is_some() => {
             Err("mode `run` takes `date`, not `from`/`to`".into())
         }
@@ -219,7 +225,7 @@ fn request(props: &Properties) -> Result<Request, String> {
             Ok(Request::Catchup { from, to })
         }
         other => Err(format!(
-            "`mode`: `{other}` is not one of run, backfill, features, catchup"
+            "`mode`: `{other}` is not one of run, backfill, features, catchup, maintain"
         )),
     }
 }
@@ -408,6 +414,16 @@ async fn dispatch(request: Request, job: JobArgs, write: WriteArgs) -> (String, 
                 to: Some(to),
                 explain: None,
                 write,
+            })
+            .await,
+        ),
+        Request::Maintain => (
+            "maintain".to_string(),
+            super::maintain::command(crate::commands::cli::MaintainArgs {
+                job,
+                vacuum_retention: crate::lake::maintain::SAFE_RETENTION,
+                unsafe_retention: false,
+                report: write.report,
             })
             .await,
         ),
@@ -642,6 +658,29 @@ mod tests {
             pid.to_string(),
             "coldpath ran as another process than the task's"
         );
+    }
+
+    /// The weekly pipeline's one Custom activity runs this version's package, as
+    /// the nightly one does, and asks for `maintain`, its failures reported.
+    #[test]
+    fn the_weekly_pipeline_asks_for_maintain_of_this_versions_package() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("jobs/adf/pipeline-maintain.json");
+        let pipeline = shipped("jobs/adf/pipeline-maintain.json");
+        let activities = pipeline["properties"]["activities"].as_array().unwrap();
+        let custom: Vec<&serde_json::Value> = activities
+            .iter()
+            .filter(|a| a["type"] == "Custom")
+            .collect();
+        assert_eq!(custom.len(), 1);
+        let command = custom[0]["typeProperties"]["command"].as_str().unwrap();
+        assert_eq!(
+            command,
+            format!("/bin/sh -c \"exec {}/coldpath adf\"", package_variable())
+        );
+        let text = serde_json::json!({"typeProperties": custom[0]["typeProperties"]});
+        let (p, request) = parse(&path, &text.to_string()).unwrap();
+        assert!(matches!(request, Request::Maintain));
+        assert_eq!(p.unretryable(), Unretryable::Report);
     }
 
     #[test]

@@ -34,10 +34,10 @@ pub async fn command(args: crate::commands::cli::MaintainArgs) -> i32 {
     .await;
     match result {
         Ok(done) => emit(
-            &json!({"status": "succeeded", "run_id": run_id, "tables": done}),
+            &json!({"status": "succeeded", "exit_code": 0, "run_id": run_id, "tables": done}),
             crate::report::Status::Succeeded.exit_code(),
-            None,
+            args.report.as_deref(),
         ),
-        Err(e) => failed_report(&e),
+        Err(e) => failed_report(&e, args.report.as_deref()),
     }
 }

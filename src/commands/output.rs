@@ -19,12 +19,13 @@ pub fn failure(e: &Error) -> (Status, String) {
 }
 
 /// A command's failure as its whole report: `{"status", "error"}` on stdout, the exit code.
-pub fn failed_report(e: &Error) -> i32 {
+pub fn failed_report(e: &Error, to: Option<&std::path::Path>) -> i32 {
     let (status, message) = failure(e);
+    let code = status.exit_code();
     emit(
-        &serde_json::json!({"status": status, "error": message}),
-        status.exit_code(),
-        None,
+        &serde_json::json!({"status": status, "exit_code": code, "error": message}),
+        code,
+        to,
     )
 }
 

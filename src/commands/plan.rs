@@ -29,7 +29,7 @@ struct Found {
 pub async fn command(args: PlanArgs) -> i32 {
     let found = match find(&args).await {
         Ok(found) => found,
-        Err(e) => return failed_report(&e),
+        Err(e) => return failed_report(&e, None),
     };
     let report = report_of(&found, args.date);
     let archived: Vec<&BlobTier> = found

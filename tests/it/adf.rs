@@ -590,3 +590,64 @@ fn without_unretryable_the_exit_code_is_the_contracts() {
     assert_eq!(code, 3, "{report}");
     assert_eq!(report["exit_code"], 3);
 }
+
+/// The shipped weekly pipeline's activity (`jobs/adf/pipeline-maintain.json`),
+/// as Data Factory writes it into activity.json, plus `extra` properties.
+fn maintain_activity(extra: Value) -> Value {
+    let mut activity = shipped("jobs/adf/pipeline-maintain.json")["properties"]["activities"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "coldpath-maintain")
+        .expect("the maintain activity")
+        .clone();
+    let props = activity["typeProperties"]["extendedProperties"]
+        .as_object_mut()
+        .unwrap();
+    props.extend(extra.as_object().unwrap().clone());
+    activity["id"] = json!("5d1c7e0a-2b7f-4c3e-8d2a-6f0e9b1c4a77");
+    activity
+}
+
+/// The weekly pipeline runs `coldpath maintain` through `coldpath adf` in a flat
+/// folder: every table kept (compacted, checkpointed), not a row changed, its
+/// report in outputs.json; and its trigger starts it weekly, away from the nightly
+/// window. A `date` given to it is refused (exit 2 reported as 0, not retried).
+#[test]
+fn the_shipped_weekly_maintenance_keeps_every_table_through_adf() {
+    let lake = temp_lake();
+    for date in ["2024-03-10", "2024-03-11", "2024-03-11"] {
+        let run = shipped_activity("coldpath-run", date, where_to(lake.path()));
+        let (code, report, err) = adf_bare(flat_folder(&run, &flat_resources()).path());
+        assert_eq!(code, 0, "{report}\n{err}");
+    }
+    let before = rows_without_run(lake.path(), "telemetry");
+    let activity = maintain_activity(where_to(lake.path()));
+    let (code, report, err) = adf_bare(flat_folder(&activity, &flat_resources()).path());
+    assert_eq!(code, 0, "{report}\n{err}");
+    assert_eq!(report["status"], "succeeded", "{report}");
+    assert_eq!(report["exit_code"], 0, "{report}");
+    let kept: Vec<&str> = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|t| t["table"].as_str())
+        .collect();
+    assert!(kept.contains(&"telemetry"), "{report}");
+    assert_eq!(rows_without_run(lake.path(), "telemetry"), before);
+
+    let mut dated = where_to(lake.path());
+    dated["date"] = json!("2024-03-11");
+    let (code, report, _) =
+        adf_bare(flat_folder(&maintain_activity(dated), &flat_resources()).path());
+    assert_eq!((code, &report["exit_code"]), (0, &json!(2)), "{report}");
+
+    let trigger = shipped("jobs/adf/trigger-weekly.json");
+    let recurrence = &trigger["properties"]["typeProperties"]["recurrence"];
+    assert_eq!(recurrence["frequency"], "Week");
+    assert_eq!(recurrence["timeZone"], "UTC");
+    assert_eq!(
+        trigger["properties"]["pipelines"][0]["pipelineReference"]["referenceName"],
+        shipped("jobs/adf/pipeline-maintain.json")["name"]
+    );
+}
