@@ -1196,94 +1196,14 @@ mod tests {
         set.release().await;
     }
 
-    /// An in-memory store whose HEAD requests take `delay` (a store retrying
-    /// them), the object read halfway through.
-    #[derive(Debug)]
-    struct SlowHeads {
-        inner: InMemory,
-        delay: Duration,
-    }
-
-    impl std::fmt::Display for SlowHeads {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "SlowHeads")
-        }
-    }
-
-    #[async_trait::async_trait]
-    impl ObjectStore for SlowHeads {
-        async fn put_opts(
-            &self,
-            location: &StorePath,
-            payload: PutPayload,
-            opts: PutOptions,
-        ) -> object_store::Result<object_store::PutResult> {
-            self.inner.put_opts(location, payload, opts).await
-        }
-
-        async fn put_multipart_opts(
-            &self,
-            location: &StorePath,
-            opts: object_store::PutMultipartOptions,
-        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
-            self.inner.put_multipart_opts(location, opts).await
-        }
-
-        async fn get_opts(
-            &self,
-            location: &StorePath,
-            options: object_store::GetOptions,
-        ) -> object_store::Result<object_store::GetResult> {
-            if !options.head {
-                return self.inner.get_opts(location, options).await;
-            }
-            // The object is read halfway through: renewals land before and after.
-            tokio::time::sleep(self.delay / 2).await;
-            let got = self.inner.get_opts(location, options).await;
-            tokio::time::sleep(self.delay / 2).await;
-            got
-        }
-
-        fn delete_stream(
-            &self,
-            locations: futures::stream::BoxStream<'static, object_store::Result<StorePath>>,
-        ) -> futures::stream::BoxStream<'static, object_store::Result<StorePath>> {
-            self.inner.delete_stream(locations)
-        }
-
-        fn list(
-            &self,
-            prefix: Option<&StorePath>,
-        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
-        {
-            self.inner.list(prefix)
-        }
-
-        async fn list_with_delimiter(
-            &self,
-            prefix: Option<&StorePath>,
-        ) -> object_store::Result<object_store::ListResult> {
-            self.inner.list_with_delimiter(prefix).await
-        }
-
-        async fn copy_opts(
-            &self,
-            from: &StorePath,
-            to: &StorePath,
-            options: object_store::CopyOptions,
-        ) -> object_store::Result<()> {
-            self.inner.copy_opts(from, to, options).await
-        }
-    }
-
     /// A check whose request to the store takes longer than the lock's ttl
     /// keeps the lock renewed meanwhile, and is judged on the time left once
     /// the store has answered.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_slow_check_does_not_stop_the_renewals() {
-        let slow = SlowHeads {
-            inner: InMemory::new(),
-            delay: MIN_LOCK_TTL + Duration::from_secs(1),
+        let slow = crate::storage::test_store::TroubledStore {
+            head_delay: MIN_LOCK_TTL + Duration::from_secs(1),
+            ..Default::default()
         };
         let (site, storage) = site_on(Arc::new(slow));
         let s = LockSettings {

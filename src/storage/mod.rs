@@ -9,6 +9,8 @@ pub mod direct;
 pub mod direct_write;
 pub mod fault;
 pub mod retry;
+#[cfg(test)]
+pub mod test_store;
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -311,90 +313,15 @@ mod tests {
         }
     }
 
-    /// An in-memory store whose ranged GETs fail as an outage would (the
-    /// plain ones work).
-    #[derive(Debug, Default)]
-    struct RangesDown {
-        inner: object_store::memory::InMemory,
-    }
-
-    impl std::fmt::Display for RangesDown {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            write!(f, "RangesDown")
-        }
-    }
-
-    #[async_trait::async_trait]
-    impl ObjectStore for RangesDown {
-        async fn put_opts(
-            &self,
-            location: &StorePath,
-            payload: object_store::PutPayload,
-            opts: object_store::PutOptions,
-        ) -> object_store::Result<object_store::PutResult> {
-            self.inner.put_opts(location, payload, opts).await
-        }
-
-        async fn put_multipart_opts(
-            &self,
-            location: &StorePath,
-            opts: object_store::PutMultipartOptions,
-        ) -> object_store::Result<Box<dyn object_store::MultipartUpload>> {
-            self.inner.put_multipart_opts(location, opts).await
-        }
-
-        async fn get_opts(
-            &self,
-            location: &StorePath,
-            options: object_store::GetOptions,
-        ) -> object_store::Result<object_store::GetResult> {
-            if options.range.is_some() {
-                return Err(object_store::Error::Generic {
-                    store: "RangesDown",
-                    source: "503 Server Busy, after every retry".into(),
-                });
-            }
-            self.inner.get_opts(location, options).await
-        }
-
-        fn delete_stream(
-            &self,
-            locations: futures::stream::BoxStream<'static, object_store::Result<StorePath>>,
-        ) -> futures::stream::BoxStream<'static, object_store::Result<StorePath>> {
-            self.inner.delete_stream(locations)
-        }
-
-        fn list(
-            &self,
-            prefix: Option<&StorePath>,
-        ) -> futures::stream::BoxStream<'static, object_store::Result<object_store::ObjectMeta>>
-        {
-            self.inner.list(prefix)
-        }
-
-        async fn list_with_delimiter(
-            &self,
-            prefix: Option<&StorePath>,
-        ) -> object_store::Result<object_store::ListResult> {
-            self.inner.list_with_delimiter(prefix).await
-        }
-
-        async fn copy_opts(
-            &self,
-            from: &StorePath,
-            to: &StorePath,
-            options: object_store::CopyOptions,
-        ) -> object_store::Result<()> {
-            self.inner.copy_opts(from, to, options).await
-        }
-    }
-
     /// A ranged GET that fails on a blob grown past its listed size is an
     /// error naming the blob, not a fetch of the whole blob (which could be
     /// any size, past the read budget and `max_blob_bytes`).
     #[tokio::test]
     async fn a_failed_ranged_read_of_a_grown_blob_is_an_error_not_a_whole_fetch() {
-        let store = Arc::new(RangesDown::default());
+        let store = Arc::new(test_store::TroubledStore {
+            ranges_fail: true,
+            ..Default::default()
+        });
         let storage = Storage {
             store: store.clone(),
             root: StorePath::from("raw"),

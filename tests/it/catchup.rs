@@ -101,6 +101,16 @@ fn entry<'a>(report: &'a Value, date: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("{date} not in {report}"))
 }
 
+/// Every table of `lake` as a clean run of the three dates from `raw` writes them
+/// (into `dir`/clean), but the run ids and ingestion times.
+fn assert_as_a_clean_run(dir: &Path, raw: &Path, lake: &Path) {
+    let clean = dir.join("clean");
+    for date in DATES {
+        run(date, raw, &clean);
+    }
+    assert_eq!(all_rows(lake), all_rows(&clean));
+}
+
 fn all_rows(lake: &Path) -> Vec<Vec<String>> {
     TABLES.iter().map(|t| rows_without_run(lake, t)).collect()
 }
@@ -230,11 +240,7 @@ fn catchup_reruns_only_changed_dates_and_matches_a_clean_run() {
     booby.remove();
 
     // The same tables as a clean run of every date over the final container.
-    let clean = dir.path().join("clean");
-    for date in DATES {
-        run(date, &raw, &clean);
-    }
-    assert_eq!(all_rows(&lake), all_rows(&clean));
+    assert_as_a_clean_run(dir.path(), &raw, &lake);
     assert!(rows_without_run(&lake, "telemetry")
         .iter()
         .any(|r| r.contains("grown-1")));
@@ -318,11 +324,7 @@ fn a_refresh_a_failed_catchup_owed_is_done_by_the_next() {
     );
     std::fs::remove_file(&pending).unwrap();
 
-    let clean = dir.path().join("clean");
-    for date in DATES {
-        run(date, &raw, &clean);
-    }
-    assert_eq!(all_rows(&lake), all_rows(&clean));
+    assert_as_a_clean_run(dir.path(), &raw, &lake);
 }
 
 /// A run that replaced its silver and then failed (here at device_health's
@@ -372,11 +374,7 @@ fn a_run_that_fails_after_its_silver_commit_leaves_its_own_date_owed() {
         "{report}"
     );
     assert_eq!(owed_in(&lake), Vec::<String>::new());
-    let clean = dir.path().join("clean");
-    for date in DATES {
-        run(date, &raw, &clean);
-    }
-    assert_eq!(all_rows(&lake), all_rows(&clean));
+    assert_as_a_clean_run(dir.path(), &raw, &lake);
 }
 
 /// A late blob in the first hour of a catch-up's first date that holds the
@@ -402,11 +400,7 @@ fn a_late_blob_of_the_date_before_the_range_is_caught_up() {
     );
     let rows = rows_of_date(&lake, "telemetry", "event_date", DATES[0]);
     assert!(rows.iter().any(|r| r.contains("\"late-1\"")), "{rows:?}");
-    let clean = dir.path().join("clean");
-    for date in DATES {
-        run(date, &raw, &clean);
-    }
-    assert_eq!(all_rows(&lake), all_rows(&clean));
+    assert_as_a_clean_run(dir.path(), &raw, &lake);
 }
 
 #[test]
@@ -909,11 +903,7 @@ fn a_run_of_an_old_date_with_refresh_dependents_leaves_the_tables_of_a_clean_run
     let listed = run_refreshing_dependents(DATES[0], &raw, &lake);
     assert_eq!(listed, [DATES[1], DATES[2]]);
 
-    let clean = dir.path().join("clean");
-    for date in DATES {
-        run(date, &raw, &clean);
-    }
-    assert_eq!(all_rows(&lake), all_rows(&clean));
+    assert_as_a_clean_run(dir.path(), &raw, &lake);
     let last = rows_of_date(&lake, "device_health", "health_date", DATES[2]);
     assert!(last.iter().any(|r| r.contains("newcomer-10")), "{last:?}");
 
@@ -1038,11 +1028,7 @@ fn a_silver_only_run_leaves_its_own_date_owed_a_refresh() {
         Vec::<String>::new(),
         "nothing is owed any more"
     );
-    let clean = dir.path().join("clean");
-    for date in DATES {
-        run(date, &raw, &clean);
-    }
-    assert_eq!(all_rows(&lake), all_rows(&clean));
+    assert_as_a_clean_run(dir.path(), &raw, &lake);
 }
 
 /// The refreshes a rerun makes owed are recorded before its silver commit: where
@@ -1164,11 +1150,7 @@ fn a_date_that_cannot_be_listed_fails_alone() {
     assert_eq!(code, 0, "{report}\n{err}");
     assert_eq!(entry(&report, DATES[1])["state"], "unchanged");
     assert_eq!(report["rerun"], serde_json::json!([]));
-    let clean = dir.path().join("clean");
-    for date in DATES {
-        run(date, &raw, &clean);
-    }
-    assert_eq!(all_rows(&lake), all_rows(&clean));
+    assert_as_a_clean_run(dir.path(), &raw, &lake);
 }
 
 /// `catchup --refresh-labels` of `date` alone at cut-off `labels`, which must
@@ -1189,27 +1171,20 @@ fn written_at(path: &Path, at: &str) {
     file.set_modified(time).unwrap();
 }
 
-/// A failure log written only when something fails stands still, then jumps:
-/// the labels' cut-off is its last write, so no date settles while it stands
-/// (a refresh then would leave the labels null), and once it is written every
-/// date settled since the last label refresh is refreshed, not only the
-/// newest three: every 7- and 14-day label of the three dates is then final,
-/// as the definition gives it at the log's time.
-#[test]
-fn a_failure_log_written_late_settles_every_date_it_held_back() {
-    let (_dir, raw, lake) = three_dates_run();
+/// The fixtures' three dates run, their failure log standing still at 2024-03-01
+/// through a label refresh on 2024-03-28 (which settles nothing), then written on
+/// 2024-04-10: the label refresh of `range` on 2024-04-11 refreshes the three
+/// dates, and every 7- and 14-day label of them is then final, as the definition
+/// gives it at the log's time. The lake and the raw container, for more.
+fn a_log_jump_refreshed_by(range: &str) -> (tempfile::TempDir, PathBuf, PathBuf) {
+    let (dir, raw, lake) = three_dates_run();
     let log = raw.join("reference/failures.csv");
-    let refresh = |labels: &str, date: &str| label_refresh(&raw, &lake, labels, date);
     written_at(&log, "2024-03-01T00:00:00Z");
-    assert_eq!(
-        refresh("2024-03-28T00:00:00Z", "2024-03-28"),
-        serde_json::json!([])
-    );
+    let refreshed = label_refresh(&raw, &lake, "2024-03-28T00:00:00Z", "2024-03-28");
+    assert_eq!(refreshed, serde_json::json!([]));
     written_at(&log, "2024-04-10T00:00:00Z");
-    assert_eq!(
-        refresh("2024-04-11T00:00:00Z", "2024-04-11"),
-        serde_json::json!(DATES)
-    );
+    let refreshed = label_refresh(&raw, &lake, "2024-04-11T00:00:00Z", range);
+    assert_eq!(refreshed, serde_json::json!(DATES));
     let cut_off = 1_712_707_200_000_000; // 2024-04-10
     let seen = crate::features::labels_as_defined(&lake, &DATES, cut_off);
     assert_eq!(
@@ -1217,11 +1192,19 @@ fn a_failure_log_written_late_settles_every_date_it_held_back() {
         ["false", "true"],
         "{seen:?}"
     );
-    // Settled once: the next label refresh takes them no more.
-    assert_eq!(
-        refresh("2024-04-11T00:00:00Z", "2024-04-11"),
-        serde_json::json!([])
-    );
+    (dir, raw, lake)
+}
+
+/// A failure log written only when something fails stands still, then jumps:
+/// the labels' cut-off is its last write, so no date settles while it stands
+/// (a refresh then would leave the labels null), and once it is written every
+/// date settled since the last label refresh is refreshed, not only the
+/// newest three. Settled once, a date is not taken again.
+#[test]
+fn a_failure_log_written_late_settles_every_date_it_held_back() {
+    let (_dir, raw, lake) = a_log_jump_refreshed_by("2024-04-11");
+    let again = label_refresh(&raw, &lake, "2024-04-11T00:00:00Z", "2024-04-11");
+    assert_eq!(again, serde_json::json!([]));
 }
 
 /// The first label refresh after the log jumped may be of a range before the
@@ -1229,25 +1212,7 @@ fn a_failure_log_written_late_settles_every_date_it_held_back() {
 /// refreshes them still, after its range, as the watermark it moves says.
 #[test]
 fn a_label_refresh_of_an_earlier_range_takes_the_dates_settled_after_it() {
-    let (_dir, raw, lake) = three_dates_run();
-    let log = raw.join("reference/failures.csv");
-    let refresh = |labels: &str, date: &str| label_refresh(&raw, &lake, labels, date);
-    written_at(&log, "2024-03-01T00:00:00Z");
-    assert_eq!(
-        refresh("2024-03-28T00:00:00Z", "2024-03-28"),
-        serde_json::json!([])
-    );
-    written_at(&log, "2024-04-10T00:00:00Z");
-    assert_eq!(
-        refresh("2024-04-11T00:00:00Z", "2024-03-01"),
-        serde_json::json!(DATES)
-    );
-    let seen = crate::features::labels_as_defined(&lake, &DATES, 1_712_707_200_000_000);
-    assert_eq!(
-        seen.keys().collect::<Vec<_>>(),
-        ["false", "true"],
-        "{seen:?}"
-    );
+    a_log_jump_refreshed_by("2024-03-01");
 }
 
 /// A date whose run cannot be looked up (its manifest unreadable: a folder
