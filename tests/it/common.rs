@@ -341,6 +341,38 @@ pub fn assert_rejects_as_designed(rejects: &[Map<String, Value>], date: &str) {
             assert!(!detail.trim().is_empty(), "{date}: {key:?}: empty detail");
         }
     }
+    for r in rejects.iter().filter(|r| get(r, "run_date") == date) {
+        assert_raw_is_the_record(r);
+    }
+}
+
+/// A record's reject keeps the record as the blob holds it (`raw`): for a line
+/// of a plain text blob of the fixtures, that line, cut to 4 KiB at a character
+/// boundary (CONTRACT.md). Read from the blob here, not from coldpath.
+fn assert_raw_is_the_record(reject: &Map<String, Value>) {
+    const RAW_BYTES: usize = 4096;
+    let file = get(reject, "source_file").as_str().unwrap();
+    let (Some(line), true) = (
+        get(reject, "line").as_u64(),
+        file.ends_with(".json") || file.ends_with(".csv"),
+    ) else {
+        return;
+    };
+    let text = std::fs::read_to_string(fixtures_raw().join(file)).unwrap();
+    let record = text
+        .split('\n')
+        .nth(line as usize - 1)
+        .unwrap_or_else(|| panic!("{file} has no line {line}"));
+    let record = record.strip_suffix('\r').unwrap_or(record);
+    let mut cut = record.len().min(RAW_BYTES);
+    while !record.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    assert_eq!(
+        get(reject, "raw").as_str(),
+        Some(&record[..cut]),
+        "{file} line {line}"
+    );
 }
 
 /// Parquet files under a table folder that its current version does not reference.
