@@ -1065,6 +1065,10 @@ fn csv_fields(text: &[u8], dialect: &CsvDialect) -> Result<csv::ByteRecord, Stri
 }
 
 /// CSV rows read as they stream in: a row is its lines up to where its quotes balance.
+/// The most columns a CSV blob's header may name (a telemetry file has a dozen;
+/// Synapse reads at most 1,024 in a table).
+pub const MAX_CSV_COLUMNS: usize = 1_024;
+
 fn csv_records(
     r: &mut impl BufRead,
     dialect: &CsvDialect,
@@ -1094,6 +1098,14 @@ fn csv_records(
         if skip_header {
             skip_header = false;
             let names = csv_fields(text, dialect).map_err(|e| format!("CSV header: {e}"))?;
+            if names.len() > MAX_CSV_COLUMNS {
+                // Each field of each row is looked up by name: a header of 500,000
+                // columns would cost every row that many comparisons per field.
+                return Err(format!(
+                    "CSV header: {} columns, more than the {MAX_CSV_COLUMNS} a blob may have",
+                    names.len()
+                ));
+            }
             if dialect.columns.is_none() {
                 headers = Some(
                     names
@@ -1227,6 +1239,37 @@ mod tests {
         assert_eq!(recs[0].1, "d1,20.5");
         assert_eq!(recs[1].0, 3);
         assert!(recs[1].2.is_err());
+    }
+
+    /// A header of more columns than a blob may have refuses the blob (one
+    /// reject), before a row is looked up in it; one of 1,024 is read.
+    #[test]
+    fn a_csv_header_of_too_many_columns_refuses_the_blob() {
+        let header = |n: usize| {
+            let mut names: Vec<String> = (0..n - 2).map(|i| format!("c{i}")).collect();
+            names.extend(["deviceId".into(), "temperature".into()]);
+            names.join(",")
+        };
+        let row = |n: usize| format!("{}d1,20.5", ",".repeat(n - 2));
+        let read = |n: usize| {
+            let data = format!("{}\n{}\n", header(n), row(n));
+            let mut rows = 0;
+            let done = for_each_record(
+                data.as_bytes(),
+                Format::Csv,
+                &CsvDialect::default(),
+                &Limits::default(),
+                |_| {
+                    rows += 1;
+                    Ok(())
+                },
+            );
+            (done, rows)
+        };
+        assert_eq!(read(MAX_CSV_COLUMNS), (Ok(()), 1));
+        let (done, rows) = read(MAX_CSV_COLUMNS + 1);
+        assert!(done.is_err_and(|e| e.contains("1025 columns")));
+        assert_eq!(rows, 0);
     }
 
     /// A carriage return alone ends a row for the csv crate but not a line here:
