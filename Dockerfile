@@ -3,8 +3,8 @@
 # Run:    docker run --rm <image> coldpath run --job jobs/nightly.toml --date 2024-03-11
 # Credentials come from the pool's managed identity (IMDS); nothing secret is baked in.
 # Under docker run, coldpath runs under tini (ENTRYPOINT), so signals reach it: a
-# container's PID 1 gets no default signal handling. Batch tasks, whose command
-# line may take the ENTRYPOINT's place, ask for docker's --init as well.
+# container's PID 1 gets no default signal handling. Where a Batch task's command
+# line takes the ENTRYPOINT's place, coldpath is PID 1 and handles SIGTERM itself.
 
 FROM rust:1.95-bookworm AS build
 WORKDIR /src

@@ -7,9 +7,9 @@
 //! `output.customOutput`. coldpath reads `typeProperties.extendedProperties`.
 //!
 //! A non-zero exit fails the activity, and the activity's retry policy then
-//! reruns it. Only a failure of the run (exit 1: storage, a lock, a crash) can
-//! be cured that way; a configuration error (2) or a quality gate (3) fails the
-//! same way every time. With `unretryable = "report"` those two exit 0 and say
+//! reruns it. A failure of the run (exit 1: storage, a lock, a crash) or a stop
+//! (143, 130) can be cured that way; a configuration error (2) or a quality
+//! gate (3) fails the same way every time. With `unretryable = "report"` those two exit 0 and say
 //! so in `outputs.json` (`status`, `exit_code`, `retryable`), and the pipeline
 //! fails the activity through an If Condition on
 //! `activity('…').output.customOutput.exit_code` (`jobs/adf/pipeline.json`).
@@ -601,6 +601,22 @@ mod tests {
             batch["linkedServiceName"]["referenceName"],
             "AzureBlobStorageResources"
         );
+        for file in ["batch", "storage", "keyvault"] {
+            let text = std::fs::read_to_string(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join(format!("jobs/adf/linked-service-{file}.json")),
+            )
+            .unwrap();
+            for word in [
+                "AccountKey=",
+                "sig=",
+                "SharedAccessSignature",
+                "password",
+                "\"key\"",
+            ] {
+                assert!(!text.contains(word), "{file}: {word}");
+            }
+        }
         for secret in [
             &batch["accessKey"],
             &shipped("jobs/adf/linked-service-storage.json")["properties"]["typeProperties"]

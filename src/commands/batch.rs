@@ -140,9 +140,6 @@ fn make_task(t: &TaskTemplate, id: String, args: Vec<String>, depends: Vec<Strin
         "containerSettings": {
             "imageName": t.image,
             "workingDirectory": "containerImageDefault",
-            // An init as PID 1 (docker's), whether or not Batch keeps the
-            // image's ENTRYPOINT (tini) under a task's command line.
-            "containerRunOptions": "--init",
         },
         "userIdentity": {"autoUser": {"scope": "pool", "elevationLevel": "nonadmin"}},
         "constraints": {"maxTaskRetryCount": 2, "maxWallClockTime": "PT4H"},
@@ -556,8 +553,6 @@ mod tests {
         let collections = tasks(&template(), &dates(2));
         for task in collections[0]["value"].as_array().unwrap() {
             let id = task["id"].as_str().unwrap();
-            // An init as PID 1, whatever Batch does with the image's ENTRYPOINT.
-            assert_eq!(task["containerSettings"]["containerRunOptions"], "--init");
             let files = task["outputFiles"].as_array().unwrap();
             let patterns: Vec<&str> = files
                 .iter()

@@ -289,7 +289,7 @@ pub struct MaintainArgs {
     /// Allow a retention under 7 days (readers of older versions may then fail).
     #[arg(long)]
     pub unsafe_retention: bool,
-    /// Also write the report (JSON) to FILE.
+    /// Write the report (JSON) to FILE instead of stdout.
     #[arg(long, env = "COLDPATH_REPORT", value_name = "FILE")]
     pub report: Option<PathBuf>,
 }

@@ -2,6 +2,7 @@
 
 use super::load_job;
 use super::output::{emit, failed_report, usage_error};
+use crate::report::Status;
 use crate::Error;
 use serde_json::json;
 
@@ -22,22 +23,46 @@ pub async fn command(args: crate::commands::cli::MaintainArgs) -> i32 {
         let mut lake = crate::lake::Lake::open(&job.lake, &job.storage)?;
         lake.file_size = job.limits.file_size;
         let mut done = Vec::new();
+        let mut failed: Vec<(&'static str, Error)> = Vec::new();
         for spec in crate::lake::all_tables() {
-            if let Some(m) =
-                crate::lake::maintain::maintain(&lake, &spec, args.vacuum_retention, by).await?
-            {
-                done.push(m);
+            // A stop ends it between two tables (each one's commit is atomic).
+            if let Some(signal) = crate::cancel::requested() {
+                return Err(Error::Cancelled(signal));
+            }
+            match crate::lake::maintain::maintain(&lake, &spec, args.vacuum_retention, by).await {
+                Ok(Some(m)) => done.push(m),
+                Ok(None) => {}
+                // One table's failure (a run's commit landing first) leaves the others kept.
+                Err(e) => {
+                    let e = Error::from(e);
+                    let text = crate::storage::fault::redact(&e.to_string());
+                    tracing::warn!(table = spec.name, error = %text, "the table was not maintained; the others go on");
+                    failed.push((spec.name, e));
+                }
             }
         }
-        Ok::<_, Error>(done)
+        Ok::<_, Error>((done, failed))
     }
     .await;
     match result {
-        Ok(done) => emit(
-            &json!({"status": "succeeded", "exit_code": 0, "run_id": run_id, "tables": done}),
-            crate::report::Status::Succeeded.exit_code(),
-            args.report.as_deref(),
-        ),
+        Ok((done, failed)) => {
+            let status = failed
+                .iter()
+                .map(|(_, e)| e.status())
+                .max_by_key(|s| *s == Status::Failed)
+                .unwrap_or(Status::Succeeded);
+            let failed: Vec<_> = failed
+                .iter()
+                .map(|(t, e)| json!({"table": t, "error": crate::storage::fault::redact(&e.to_string())}))
+                .collect();
+            let code = status.exit_code();
+            let mut report =
+                json!({"status": status, "exit_code": code, "run_id": run_id, "tables": done});
+            if !failed.is_empty() {
+                report["failed"] = json!(failed);
+            }
+            emit(&report, code, args.report.as_deref())
+        }
         Err(e) => failed_report(&e, args.report.as_deref()),
     }
 }

@@ -18,7 +18,8 @@ pub fn failure(e: &Error) -> (Status, String) {
     (status, message)
 }
 
-/// A command's failure as its whole report: `{"status", "error"}` on stdout, the exit code.
+/// A command's failure as its whole report: `{"status", "exit_code", "error"}` on
+/// stdout (or in `to`), and the exit code.
 pub fn failed_report(e: &Error, to: Option<&std::path::Path>) -> i32 {
     let (status, message) = failure(e);
     let code = status.exit_code();

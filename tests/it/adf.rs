@@ -646,6 +646,20 @@ fn the_shipped_weekly_maintenance_keeps_every_table_through_adf() {
     let recurrence = &trigger["properties"]["typeProperties"]["recurrence"];
     assert_eq!(recurrence["frequency"], "Week");
     assert_eq!(recurrence["timeZone"], "UTC");
+    // Sunday noon: far from the nightly window (its runs start at 02:30).
+    assert_eq!(recurrence["schedule"]["weekDays"], json!(["Sunday"]));
+    assert_eq!(recurrence["schedule"]["hours"], json!([12]));
+    // The If Condition judges the maintain activity's own exit code.
+    let pipeline = shipped("jobs/adf/pipeline-maintain.json");
+    let outcome = &pipeline["properties"]["activities"][1];
+    assert_eq!(outcome["dependsOn"][0]["activity"], "coldpath-maintain");
+    let expression = outcome["typeProperties"]["expression"]["value"]
+        .as_str()
+        .unwrap();
+    assert!(
+        expression.contains("activity('coldpath-maintain')"),
+        "{expression}"
+    );
     assert_eq!(
         trigger["properties"]["pipelines"][0]["pipelineReference"]["referenceName"],
         shipped("jobs/adf/pipeline-maintain.json")["name"]

@@ -278,3 +278,51 @@ fn compaction_writes_plain_strings_and_snappy_with_the_same_rows() {
         );
     }
 }
+
+/// A table that cannot be maintained (here its log's last commit is unreadable;
+/// at night, a run's commit landing first) leaves the others maintained: the
+/// report names it under `failed`, and the command exits 1 (retried).
+#[test]
+fn a_table_that_fails_leaves_the_others_maintained() {
+    let lake = temp_lake();
+    for date in ["2024-03-10", "2024-03-11"] {
+        let (code, report) = run_date(date, lake.path(), &["--labels-as-of", LABELS]);
+        assert_eq!(code, 0, "{report}");
+    }
+    let broken = lake
+        .path()
+        .join("telemetry/_delta_log/00000000000000000001.json");
+    std::fs::write(&broken, b"{ not a commit").unwrap();
+    let job = job_file();
+    let lake_arg = lake.path().to_str().unwrap();
+    let out = coldpath(&[
+        "maintain",
+        "--job",
+        job.to_str().unwrap(),
+        "--lake",
+        lake_arg,
+    ]);
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert_eq!(report["status"], "failed", "{report}");
+    let failed: Vec<&str> = report["failed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["table"].as_str().unwrap())
+        .collect();
+    assert_eq!(failed, ["telemetry"], "{report}");
+    let kept: Vec<&str> = report["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["table"].as_str().unwrap())
+        .collect();
+    let others: Vec<&str> = RUN_TABLES
+        .iter()
+        .copied()
+        .filter(|t| *t != "telemetry")
+        .collect();
+    assert_eq!(kept.len(), others.len(), "{report}");
+    assert!(others.iter().all(|t| kept.contains(t)), "{report}");
+}

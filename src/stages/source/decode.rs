@@ -1064,11 +1064,11 @@ fn csv_fields(text: &[u8], dialect: &CsvDialect) -> Result<csv::ByteRecord, Stri
     Ok(record)
 }
 
-/// CSV rows read as they stream in: a row is its lines up to where its quotes balance.
 /// The most columns a CSV blob's header may name (a telemetry file has a dozen;
 /// Synapse reads at most 1,024 in a table).
 pub const MAX_CSV_COLUMNS: usize = 1_024;
 
+/// CSV rows read as they stream in: a row is its lines up to where its quotes balance.
 fn csv_records(
     r: &mut impl BufRead,
     dialect: &CsvDialect,
@@ -1098,7 +1098,8 @@ fn csv_records(
         if skip_header {
             skip_header = false;
             let names = csv_fields(text, dialect).map_err(|e| format!("CSV header: {e}"))?;
-            if names.len() > MAX_CSV_COLUMNS {
+            // Only a header the rows are read by (no `columns` declared).
+            if dialect.columns.is_none() && names.len() > MAX_CSV_COLUMNS {
                 // Each field of each row is looked up by name: a header of 500,000
                 // columns would cost every row that many comparisons per field.
                 return Err(format!(
