@@ -22,25 +22,13 @@ pub async fn command(args: crate::commands::cli::MaintainArgs) -> i32 {
         };
         let mut lake = crate::lake::Lake::open(&job.lake, &job.storage)?;
         lake.file_size = job.limits.file_size;
-        let mut done = Vec::new();
-        let mut failed: Vec<(&'static str, Error)> = Vec::new();
-        for spec in crate::lake::all_tables() {
-            // A stop ends it between two tables (each one's commit is atomic).
-            if let Some(signal) = crate::cancel::requested() {
-                return Err(Error::Cancelled(signal));
-            }
-            match crate::lake::maintain::maintain(&lake, &spec, args.vacuum_retention, by).await {
-                Ok(Some(m)) => done.push(m),
-                Ok(None) => {}
-                // One table's failure (a run's commit landing first) leaves the others kept.
-                Err(e) => {
-                    let e = Error::from(e);
-                    let text = crate::storage::fault::redact(&e.to_string());
-                    tracing::warn!(table = spec.name, error = %text, "the table was not maintained; the others go on");
-                    failed.push((spec.name, e));
-                }
-            }
-        }
+        let kept = crate::lake::maintain::maintain_all(&lake, args.vacuum_retention, by).await?;
+        let failed: Vec<(&'static str, Error)> = kept
+            .failed
+            .into_iter()
+            .map(|(t, e)| (t, Error::from(e)))
+            .collect();
+        let done = kept.done;
         Ok::<_, Error>((done, failed))
     }
     .await;

@@ -79,6 +79,39 @@ fn plain_strings_session(
     Ok(std::sync::Arc::new(ctx.state()))
 }
 
+/// What [`maintain_all`] did: the tables kept, and those that failed with why.
+#[derive(Debug, Default)]
+pub struct Kept {
+    pub done: Vec<TableMaintenance>,
+    pub failed: Vec<(&'static str, SinkError)>,
+}
+
+/// [`maintain`] of every table in turn. One table's failure (a run's commit
+/// landing first: maintenance takes no run lock) leaves the others kept; a stop
+/// requested ends it between two tables (each one's commits are atomic).
+pub async fn maintain_all(
+    lake: &Lake,
+    retention: std::time::Duration,
+    by: Maintainer<'_>,
+) -> Result<Kept, crate::cancel::Stopped> {
+    let mut kept = Kept::default();
+    for spec in super::all_tables() {
+        if let Some(signal) = crate::cancel::requested() {
+            return Err(crate::cancel::Stopped(signal));
+        }
+        match maintain(lake, &spec, retention, by).await {
+            Ok(Some(m)) => kept.done.push(m),
+            Ok(None) => {}
+            Err(e) => {
+                let text = crate::storage::fault::redact(&e.to_string());
+                tracing::warn!(table = spec.name, error = %text, "the table was not maintained; the others go on");
+                kept.failed.push((spec.name, e));
+            }
+        }
+    }
+    Ok(kept)
+}
+
 /// Compacts, checkpoints and vacuums one table; `None` when it does not exist yet.
 pub async fn maintain(
     lake: &Lake,
