@@ -354,8 +354,22 @@ impl StoreLock {
         // Another version: a renewal of ours that landed while the request was
         // answered (the store read the object between two renewals), or one cut
         // off that landed unanswered; or another run's. The object says which.
-        if !known && still_ours(&self.storage, &self.path, &mine).await.is_none() {
-            return Err(lost("another run holds it now".into()));
+        if !known {
+            match self.storage.store.get(&self.path).await {
+                Ok(got) => {
+                    let bytes = got.bytes().await;
+                    let bytes = bytes.map_err(|e| store_error(&self.storage, &self.path, e))?;
+                    let current: Option<Holder> = serde_json::from_slice(&bytes).ok();
+                    if !current.is_some_and(|c| is_ours(&c, &mine)) {
+                        return Err(lost("another run holds it now".into()));
+                    }
+                }
+                Err(object_store::Error::NotFound { .. }) => {
+                    return Err(lost("its lock object was deleted".into()))
+                }
+                // A store that fails to answer says nothing of who holds the lock.
+                Err(e) => return Err(store_error(&self.storage, &self.path, e)),
+            }
         }
         let st = self.state.lock().await;
         if let Some(why) = &st.lost {
@@ -1232,6 +1246,30 @@ mod tests {
         );
         checking.await.unwrap().unwrap();
         Arc::into_inner(set).unwrap().release().await;
+    }
+
+    /// A check that sees a version it does not know asks the object; a store
+    /// that fails to answer then is a store error, not a lock another run holds.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_check_whose_read_fails_is_a_store_error_not_a_lost_lock() {
+        let store = Arc::new(crate::storage::test_store::TroubledStore::default());
+        let (_, storage) = site_on(store.clone());
+        let path = storage.path(&lock_name("telemetry", date()));
+        let ttl = Duration::from_secs(60);
+        let mine = owner("r").holder(Utc::now(), ttl);
+        put(&storage, &path, &mine, PutMode::Create).await.unwrap();
+        // The lock knows an older version than the store has (a renewal of its own landed unanswered).
+        let stale = UpdateVersion {
+            e_tag: Some("\"an older etag\"".into()),
+            version: None,
+        };
+        let lock = StoreLock::held("telemetry", date(), storage, path, ttl, (stale, mine));
+        lock.check().await.unwrap();
+        store
+            .gets_fail
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        let err = lock.check().await.unwrap_err();
+        assert!(matches!(err, LockError::Store { .. }), "{err}");
     }
 
     /// A clean-up that gave up waiting for a dropped write leaves the run's

@@ -288,10 +288,11 @@ pub async fn catchup(
 /// The dates a catch-up lists, each with whether it is in the range: the range,
 /// and the dates before it whose look-ahead (`late_arrival` past their end)
 /// reads the range's first hours: a late blob there holds their records (only a
-/// date that was run is run again for it). One date with the default 2 h.
+/// date that was run is run again for it). One date with the default 2 h; none
+/// without a late-arrival window.
 fn looked_at(range: &[NaiveDate], late_arrival: std::time::Duration) -> Vec<(NaiveDate, bool)> {
     const DAY_SECS: u64 = 86_400;
-    let back = late_arrival.as_secs().div_ceil(DAY_SECS).max(1);
+    let back = late_arrival.as_secs().div_ceil(DAY_SECS);
     let first = range.iter().min().copied();
     let before = (1..=back)
         .rev()
@@ -630,7 +631,7 @@ mod tests {
         assert_eq!(lead(hours(2)), [(d9, false), (d10, true), (d11, true)]);
         assert_eq!(lead(hours(24))[..1], [(d9, false)]);
         assert_eq!(lead(hours(25))[..2], [(d8, false), (d9, false)]);
-        assert_eq!(lead(std::time::Duration::ZERO)[..1], [(d9, false)]);
+        assert_eq!(lead(std::time::Duration::ZERO), [(d10, true), (d11, true)]);
         assert_eq!(looked_at(&[], hours(2)), []);
     }
 

@@ -49,7 +49,8 @@ fn read_budget_mib(blobs: &[source::Blob]) -> u32 {
 
 /// The bytes of `[limits] memory` a row of the date held counts for: rows are
 /// held in about 75 bytes (110 where message ids are not UUIDs) from their
-/// blob's decoding until their hour closes. With the default 2 GiB that is
+/// blob's decoding until their hour closes, so at the bound they take 2.3 to 3.4
+/// times `memory`: a bound on a runaway date, not a budget. With the default 2 GiB that is
 /// 67 M rows, more than the plant day's 43 M even with all its hours open at
 /// once (a layout of one blob a day, a `late_arrival` of a day). A few small
 /// gzip blobs of one line repeated, which inflate to hundreds of millions of

@@ -18,6 +18,8 @@ pub struct TroubledStore {
     pub head_delay: Duration,
     /// Every GET of a range fails, as after every retry of an outage.
     pub ranges_fail: bool,
+    /// Every plain GET (not a HEAD, not a range) fails, once set.
+    pub gets_fail: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Display for TroubledStore {
@@ -50,6 +52,13 @@ impl ObjectStore for TroubledStore {
         location: &StorePath,
         options: object_store::GetOptions,
     ) -> object_store::Result<object_store::GetResult> {
+        let plain = !options.head && options.range.is_none();
+        if plain && self.gets_fail.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(object_store::Error::Generic {
+                store: "TroubledStore",
+                source: "503 Server Busy, after every retry".into(),
+            });
+        }
         if self.ranges_fail && options.range.is_some() {
             return Err(object_store::Error::Generic {
                 store: "TroubledStore",
