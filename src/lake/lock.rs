@@ -294,7 +294,10 @@ impl StoreLock {
                 st.version = version;
                 st.holder = holder;
             }
-            Err(e) if is_conflict(&e) => match still_ours(&self.storage, &self.path, &holder).await
+            Err(e) if is_conflict(&e) => match still_ours(&self.storage, &self.path, &holder)
+                .await
+                .ok()
+                .flatten()
             {
                 // A renewal of ours landed, its answer lost, and object_store sent it again.
                 Some((version, current)) => {
@@ -355,20 +358,11 @@ impl StoreLock {
         // answered (the store read the object between two renewals), or one cut
         // off that landed unanswered; or another run's. The object says which.
         if !known {
-            match self.storage.store.get(&self.path).await {
-                Ok(got) => {
-                    let bytes = got.bytes().await;
-                    let bytes = bytes.map_err(|e| store_error(&self.storage, &self.path, e))?;
-                    let current: Option<Holder> = serde_json::from_slice(&bytes).ok();
-                    if !current.is_some_and(|c| is_ours(&c, &mine)) {
-                        return Err(lost("another run holds it now".into()));
-                    }
-                }
-                Err(object_store::Error::NotFound { .. }) => {
-                    return Err(lost("its lock object was deleted".into()))
-                }
-                // A store that fails to answer says nothing of who holds the lock.
-                Err(e) => return Err(store_error(&self.storage, &self.path, e)),
+            let ours = still_ours(&self.storage, &self.path, &mine).await;
+            // A store that fails to answer says nothing of who holds the lock.
+            let ours = ours.map_err(|e| store_error(&self.storage, &self.path, e))?;
+            if ours.is_none() {
+                return Err(lost("another run holds it now".into()));
             }
         }
         let st = self.state.lock().await;
@@ -454,21 +448,30 @@ async fn put(
 /// (same run and time taken, not released): a put of ours landed though its
 /// answer was lost (a timeout, a 500), and object_store sent it again, which
 /// the store then refused as a lost race (412 or 409). Not a lost race, then.
+/// `Ok(None)`: another run's, released, unreadable or gone; `Err`: the store
+/// did not answer, which says nothing of who holds it (each caller decides).
 async fn still_ours(
     storage: &Storage,
     path: &StorePath,
     mine: &Holder,
-) -> Option<(UpdateVersion, Holder)> {
-    let got = storage.store.get(path).await.ok()?;
+) -> Result<Option<(UpdateVersion, Holder)>, object_store::Error> {
+    let got = match storage.store.get(path).await {
+        Ok(got) => got,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e),
+    };
     let meta = got.meta.clone();
-    let current: Holder = serde_json::from_slice(&got.bytes().await.ok()?).ok()?;
-    is_ours(&current, mine).then(|| {
+    let bytes = got.bytes().await?;
+    let Ok(current) = serde_json::from_slice::<Holder>(&bytes) else {
+        return Ok(None);
+    };
+    Ok(is_ours(&current, mine).then(|| {
         let version = UpdateVersion {
             e_tag: meta.e_tag,
             version: meta.version,
         };
         (version, current)
-    })
+    }))
 }
 
 /// Whether the lock object's `current` holder is `mine`: the same run and time
@@ -546,10 +549,12 @@ async fn try_holding(
             }
             Ok(Attempt::Acquired((v, mine)))
         }
-        Err(e) if is_conflict(&e) => Ok(match still_ours(storage, path, &mine).await {
-            Some(held) => Attempt::Acquired(held),
-            None => Attempt::Raced,
-        }),
+        Err(e) if is_conflict(&e) => Ok(
+            match still_ours(storage, path, &mine).await.ok().flatten() {
+                Some(held) => Attempt::Acquired(held),
+                None => Attempt::Raced,
+            },
+        ),
         Err(object_store::Error::NotFound { .. }) => Ok(Attempt::Raced),
         Err(e) => Err(e),
     }
