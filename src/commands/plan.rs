@@ -127,10 +127,12 @@ async fn manifest_of(
         diff: None,
     };
     Ok(match Place::for_lake(&site.lake)?.read(date).await? {
-        Read::Missing if crate::run::catchup::has_rows(site, date).await? => PlanManifest {
-            why: Some(crate::run::catchup::NO_MANIFEST.into()),
-            ..state("manifest_missing")
-        },
+        Read::Missing if crate::run::dependents::was_run_in_lake(&site.lake, date).await? => {
+            PlanManifest {
+                why: Some(crate::run::catchup::NO_MANIFEST.into()),
+                ..state("manifest_missing")
+            }
+        }
         Read::Missing => state("never_run"),
         Read::Unknown(why) => PlanManifest {
             why: Some(why),

@@ -481,7 +481,8 @@ async fn look(job: &Job, site: &Site, date: NaiveDate) -> Result<CatchupDate, Er
     let place = Place::for_lake(&site.lake)?;
     let listing = site.list(job, date).await?;
     let (state, diff, why) = match place.read(date).await? {
-        Read::Missing if has_rows(site, date).await? => {
+        // Without a manifest, rows in `telemetry` or `device_health` (looked up rarely).
+        Read::Missing if dependents::was_run_in_lake(&site.lake, date).await? => {
             let why = Some(NO_MANIFEST.to_string());
             (State::ManifestMissing, Diff::default(), why)
         }
@@ -506,15 +507,6 @@ async fn look(job: &Job, site: &Site, date: NaiveDate) -> Result<CatchupDate, Er
 /// Why a date without a manifest is run again.
 pub const NO_MANIFEST: &str =
     "its tables hold rows but it has no manifest (a run stopped after its silver commit)";
-
-/// Whether `date` has rows in `telemetry` or `device_health` (looked up only for
-/// a date without a manifest, so rarely).
-pub async fn has_rows(site: &Site, date: NaiveDate) -> Result<bool, Error> {
-    match dependents::RunTables::open(&site.lake).await? {
-        Some(tables) => tables.was_run(date).await,
-        None => Ok(false),
-    }
-}
 
 /// The report's entry of `date`, made for a date outside the range when needed.
 fn entry_of(report: &mut CatchupReport, date: NaiveDate) -> &mut CatchupDate {
@@ -574,13 +566,7 @@ async fn refresh_date(
     causes: &BTreeSet<NaiveDate>,
     report: &mut CatchupReport,
 ) -> Result<(), Error> {
-    let looked_up = async {
-        match dependents::RunTables::open(&site.lake).await? {
-            Some(tables) => tables.was_run(date).await,
-            None => Ok(false),
-        }
-    };
-    let run = match looked_up.await {
+    let run = match dependents::was_run_in_lake(&site.lake, date).await {
         Ok(run) => run,
         // The date alone fails: the others go on, and it stays owed its refresh.
         Err(e) if e.status() == Status::Failed => {

@@ -90,6 +90,14 @@ pub async fn in_lake(
     }
 }
 
+/// Whether `date` was run ([`RunTables::was_run`]); false when there is no `telemetry` table.
+pub async fn was_run_in_lake(lake: &Lake, date: NaiveDate) -> Result<bool, Error> {
+    match RunTables::open(lake).await? {
+        Some(tables) => tables.was_run(date).await,
+        None => Ok(false),
+    }
+}
+
 /// The tables that tell whether a date was run: `telemetry` and `device_health`.
 pub struct RunTables {
     lake: Lake,
