@@ -61,6 +61,19 @@ if ! cmp -s tests/mltable/requirements.txt "$venv/coldpath-requirements.txt" \
     "$venv/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/mltable/requirements.txt
     cp tests/mltable/requirements.txt "$venv/coldpath-requirements.txt"
 fi
+# The pyarrow 14 test (tests/it/pyarrow14.rs) reads every table's files with the
+# oldest pyarrow the tables promise to serve: pyarrow and numpy at the versions
+# tests/pyarrow14/requirements.txt pins, in .venv-pyarrow14/ (gitignored, or
+# $COLDPATH_PYARROW14_VENV), installed and kept as the mltable venv above.
+venv14="${COLDPATH_PYARROW14_VENV:-.venv-pyarrow14}"
+if ! cmp -s tests/pyarrow14/requirements.txt "$venv14/coldpath-requirements.txt" \
+    || ! "$venv14/bin/python" -c 'import pyarrow.parquet' >/dev/null 2>&1; then
+    echo "scripts/test.sh: installing pyarrow 14 (tests/pyarrow14/requirements.txt) into $venv14: about 55 MiB from PyPI, once" >&2
+    if [ -f "$venv14/pyvenv.cfg" ]; then rm -rf "$venv14"; fi
+    python3 -m venv "$venv14"
+    "$venv14/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/pyarrow14/requirements.txt
+    cp tests/pyarrow14/requirements.txt "$venv14/coldpath-requirements.txt"
+fi
 # Lints first: no warning, and no unwrap/expect/panic outside tests (src/lib.rs).
 cargo clippy --locked --all-targets -- -D warnings
 # Cargo prints one "test result" line per test binary (the last is the doc tests,

@@ -68,7 +68,8 @@ pub mod testing {
     pub use crate::stages::dedup::frame_of;
     pub use crate::stages::normalize::pieces::Pieces;
     pub use crate::stages::normalize::{
-        process_blob, BlobOutcome, Rules, MAX_DEVICE_ID_BYTES, MAX_REJECTS_PER_BLOB, MAX_TEXT_BYTES,
+        process_blob, BlobOutcome, Rules, MAX_DEVICE_ID_BYTES, MAX_REJECTS_ANY_BLOB,
+        MAX_REJECTS_PER_BLOB, MAX_TEXT_BYTES,
     };
     pub use crate::stages::source::decode::{CsvDialect, Declared, Limits};
     pub use crate::stages::source::layout::Partition;

@@ -66,7 +66,9 @@ fn quiet_panics() {
             .map(|l| format!(" at {}:{}", l.file(), l.line()))
             .unwrap_or_default();
         let message = format!("panic: {what}{at}");
-        tracing::debug!(%message, "caught");
+        // Logged where it happened: a panic a stage catches becomes an error
+        // that says what, not where.
+        tracing::warn!(%message, "a panic (a bug)");
         if let Ok(mut last) = LAST_PANIC.lock() {
             *last = Some(message);
         }

@@ -22,23 +22,21 @@ pub async fn command(args: crate::commands::cli::MaintainArgs) -> i32 {
         };
         let mut lake = crate::lake::Lake::open(&job.lake, &job.storage)?;
         lake.file_size = job.limits.file_size;
-        let kept = crate::lake::maintain::maintain_all(&lake, args.vacuum_retention, by).await?;
-        let failed: Vec<(&'static str, Error)> = kept
+        let kept = crate::lake::maintain::maintain_all(&lake, args.vacuum_retention, by).await;
+        let mut failed: Vec<(&'static str, Error)> = kept
             .failed
             .into_iter()
             .map(|(t, e)| (t, Error::from(e)))
             .collect();
-        let done = kept.done;
-        Ok::<_, Error>((done, failed))
+        if let Some(stopped) = kept.stopped {
+            failed.push(("(the tables after)", Error::from(stopped)));
+        }
+        Ok::<_, Error>((kept.done, failed))
     }
     .await;
     match result {
         Ok((done, failed)) => {
-            let status = failed
-                .iter()
-                .map(|(_, e)| e.status())
-                .max_by_key(|s| *s == Status::Failed)
-                .unwrap_or(Status::Succeeded);
+            let status = outcome(&done, &failed);
             let failed: Vec<_> = failed
                 .iter()
                 .map(|(t, e)| json!({"table": t, "error": crate::storage::fault::redact(&e.to_string())}))
@@ -52,5 +50,58 @@ pub async fn command(args: crate::commands::cli::MaintainArgs) -> i32 {
             emit(&report, code, args.report.as_deref())
         }
         Err(e) => failed_report(&e, args.report.as_deref()),
+    }
+}
+
+/// The command's status: a stop's if one ended it; else, where a table failed,
+/// a configuration error (exit 2, "nothing written") only when no table was
+/// maintained, and a failure (exit 1) once one was; else succeeded.
+fn outcome(done: &[crate::lake::maintain::TableMaintenance], failed: &[(&str, Error)]) -> Status {
+    let statuses = || failed.iter().map(|(_, e)| e.status());
+    if statuses().any(|s| s == Status::Cancelled) {
+        Status::Cancelled
+    } else if statuses().any(|s| s == Status::Failed) || (!failed.is_empty() && !done.is_empty()) {
+        Status::Failed
+    } else if failed.is_empty() {
+        Status::Succeeded
+    } else {
+        Status::ConfigError
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lake::maintain::TableMaintenance;
+
+    fn kept(table: &'static str) -> TableMaintenance {
+        TableMaintenance {
+            table,
+            version_before: Some(3),
+            version_after: Some(4),
+            files_compacted: 2,
+            files_written: 1,
+            checkpoint_version: Some(4),
+            files_vacuumed: 0,
+            staging_files_removed: 0,
+        }
+    }
+
+    /// Exit 2 says nothing was written: only when no table was maintained. A
+    /// table maintained beside a refused one is a failure (exit 1, retried); a
+    /// stop is a stop whatever else happened.
+    #[test]
+    fn a_configuration_error_beside_a_maintained_table_is_a_failure() {
+        let refused = || ("rejects", Error::Usage("403".into()));
+        let stop = || ("(the tables after)", Error::Cancelled(15));
+        let internal = || ("telemetry", Error::Internal("x".into()));
+        let done = [kept("telemetry")];
+        assert_eq!(outcome(&done, &[]), Status::Succeeded);
+        assert_eq!(outcome(&[], &[]), Status::Succeeded);
+        assert_eq!(outcome(&[], &[refused()]), Status::ConfigError);
+        assert_eq!(outcome(&done, &[refused()]), Status::Failed);
+        assert_eq!(outcome(&[], &[internal(), refused()]), Status::Failed);
+        assert_eq!(outcome(&done, &[refused(), stop()]), Status::Cancelled);
+        assert_eq!(outcome(&[], &[stop()]), Status::Cancelled);
     }
 }

@@ -79,25 +79,24 @@ fn plain_strings_session(
     Ok(std::sync::Arc::new(ctx.state()))
 }
 
-/// What [`maintain_all`] did: the tables kept, and those that failed with why.
+/// What [`maintain_all`] did: the tables kept, those that failed with why, and
+/// the stop requested that ended it before the rest, if one did.
 #[derive(Debug, Default)]
 pub struct Kept {
     pub done: Vec<TableMaintenance>,
     pub failed: Vec<(&'static str, SinkError)>,
+    pub stopped: Option<crate::cancel::Stopped>,
 }
 
 /// [`maintain`] of every table in turn. One table's failure (a run's commit
 /// landing first: maintenance takes no run lock) leaves the others kept; a stop
 /// requested ends it between two tables (each one's commits are atomic).
-pub async fn maintain_all(
-    lake: &Lake,
-    retention: std::time::Duration,
-    by: Maintainer<'_>,
-) -> Result<Kept, crate::cancel::Stopped> {
+pub async fn maintain_all(lake: &Lake, retention: std::time::Duration, by: Maintainer<'_>) -> Kept {
     let mut kept = Kept::default();
     for spec in super::all_tables() {
         if let Some(signal) = crate::cancel::requested() {
-            return Err(crate::cancel::Stopped(signal));
+            kept.stopped = Some(crate::cancel::Stopped(signal));
+            return kept;
         }
         match maintain(lake, &spec, retention, by).await {
             Ok(Some(m)) => kept.done.push(m),
@@ -109,7 +108,7 @@ pub async fn maintain_all(
             }
         }
     }
-    Ok(kept)
+    kept
 }
 
 /// Compacts, checkpoints and vacuums one table; `None` when it does not exist yet.

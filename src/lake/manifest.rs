@@ -241,6 +241,14 @@ impl Place {
         }
     }
 
+    /// Removes the date's manifest (none is fine): a run does so before it
+    /// replaces the date's silver, since the manifest then no longer says what
+    /// the date's tables were made of until the run writes its own.
+    pub async fn forget(&self, date: NaiveDate) -> Result<(), ManifestError> {
+        let io = |message: String| ManifestError::Io { date, message };
+        self.delete(&Place::name(date)).await.map_err(io)
+    }
+
     /// Writes `manifest` in place of the date's last one (atomically).
     pub async fn write(&self, manifest: &Manifest) -> Result<(), ManifestError> {
         let date = manifest.date;

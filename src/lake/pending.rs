@@ -78,13 +78,39 @@ pub async fn record(
     Ok(())
 }
 
-/// The documents that owe `date` a refresh now, by name (for [`clear`]).
+/// The documents that owe `date` a refresh now and that recomputing it settles,
+/// by name (for [`clear`]). Not one whose cause D owes itself a refresh (its
+/// own record: a run of D failed between its silver and its derived tables): a
+/// recomputation of `date` now reads D's derived tables as they were (the
+/// baselines read its `features_hourly`), so it stays owed until D's are done.
 pub async fn owed(lake: &Lake, date: NaiveDate) -> Result<Vec<String>, String> {
-    let names = place(lake)?
-        .names(&format!("{date}.after."))
-        .await
-        .map_err(|e| about(&format!("{date}.after.*"), e))?;
-    Ok(names.into_iter().filter(|n| parse(n).is_some()).collect())
+    let place = place(lake)?;
+    let place = &place;
+    let listed = |prefix: String| async move {
+        let names = place.names(&prefix).await;
+        names.map_err(|e| about(&format!("{prefix}*"), e))
+    };
+    let mut lagging: BTreeMap<NaiveDate, bool> = BTreeMap::new();
+    let mut settled = Vec::new();
+    for name in listed(format!("{date}.after.")).await? {
+        let Some((_, cause)) = parse(&name) else {
+            continue;
+        };
+        if cause != date {
+            let lags = match lagging.get(&cause) {
+                Some(lags) => *lags,
+                None => {
+                    let lags = !listed(format!("{cause}.after.{cause}.")).await?.is_empty();
+                    *lagging.entry(cause).or_insert(lags)
+                }
+            };
+            if lags {
+                continue;
+            }
+        }
+        settled.push(name);
+    }
+    Ok(settled)
 }
 
 /// [`owed`], a failure a warning and nothing owed: the date is then refreshed

@@ -91,12 +91,11 @@ impl DateRun<'_> {
         }
         self.locks.check(spec.name).await?;
         // Recorded before the commit, so that no commit lands without them.
-        let owed = match self.owed_by_this_write().await {
+        let owed = match self.before_silver_commit().await {
             Ok(owed) => owed,
             Err(e) => {
                 silver.abort().await;
-                let message =
-                    format!("not committed: the refreshes it makes owed were not recorded: {e}");
+                let message = format!("not committed: {e}");
                 let table = spec.name;
                 return Err(lake::SinkError::Writer { table, message }.into());
             }
@@ -119,6 +118,27 @@ impl DateRun<'_> {
             Err(e) if lake::again_after_conflict(spec.name, &e, attempt).await => Ok(false),
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// What must be in the lake before silver is replaced: the refreshes it
+    /// makes owed, then no manifest of the date. The last run's manifest says the
+    /// blobs it read made every table; a run that fails between silver's commit
+    /// and its own manifest (at a derived table, at `rejects`) would leave it
+    /// saying so of tables it half replaced, and a catch-up would find the date
+    /// `unchanged` and keep the last run's rejects. Without it, the date is
+    /// `manifest_missing`, which a catch-up runs again.
+    async fn before_silver_commit(&self) -> Result<Vec<NaiveDate>, String> {
+        let owed = self
+            .owed_by_this_write()
+            .await
+            .map_err(|e| format!("the refreshes it makes owed were not recorded: {e}"))?;
+        let place = crate::lake::manifest::Place::for_lake(&self.site.lake);
+        let forgotten = match place {
+            Ok(place) => place.forget(self.req.date).await,
+            Err(e) => Err(e),
+        };
+        forgotten.map_err(|e| format!("the date's last manifest was not set aside: {e}"))?;
+        Ok(owed)
     }
 
     /// The refreshes this date's new silver makes owed ([`lake::pending`]),
@@ -272,14 +292,20 @@ impl DateRun<'_> {
 
     /// Step 7: the status, and the manifest of what a succeeded run read.
     pub(super) async fn conclude(&self, gate_failed: bool, report: &mut RunReport) {
-        if gate_failed && report.error.is_some() {
+        if gate_failed {
             report.set_status(Status::QualityGateFailed);
-        } else if gate_failed {
-            report.set_status(Status::QualityGateFailed);
-            report.error = Some(format!(
-                "reject ratio {:.4} is over max_reject_ratio {}: rejects written, telemetry not",
-                report.reject_ratio, self.job.max_reject_ratio
-            ));
+            // Every cause is named: the volume guard or a `fail` expectation may
+            // have said theirs, and the ratio may be over as well.
+            if report.reject_ratio > self.job.max_reject_ratio || report.error.is_none() {
+                let ratio = format!(
+                    "reject ratio {:.4} is over max_reject_ratio {}: rejects written, telemetry not",
+                    report.reject_ratio, self.job.max_reject_ratio
+                );
+                report.error = Some(match report.error.take() {
+                    Some(other) => format!("{other}; and {ratio}"),
+                    None => ratio,
+                });
+            }
         } else {
             report.set_status(Status::Succeeded);
             write_manifest(self.site, self.req.date, &self.meta.run_id, &self.listing).await;

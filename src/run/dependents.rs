@@ -223,8 +223,19 @@ pub async fn refresh_after_run(
     if report.status != Status::Succeeded {
         return Ok(());
     }
-    let later = in_lake(&site.lake, req.date, declared_hours(job)).await?;
-    let done = refresh(site, job, &later, req.labels_as_of, &report.run_id).await?;
+    // The run's own tables are committed: whatever fails now is never "nothing written".
+    let committed = |e: Error| {
+        Error::PartlyCommitted(format!(
+            "{} was run and committed, but its dependents were not refreshed: {e}; refresh them with `coldpath catchup` or `coldpath features`",
+            req.date
+        ))
+    };
+    let later = in_lake(&site.lake, req.date, declared_hours(job))
+        .await
+        .map_err(committed)?;
+    let done = refresh(site, job, &later, req.labels_as_of, &report.run_id)
+        .await
+        .map_err(committed)?;
     let failed: Vec<String> = done
         .iter()
         .filter(|d| d.status != Status::Succeeded)

@@ -142,9 +142,8 @@ fn checked_batch(
     silver: &SilverOut,
 ) -> Result<RecordBatch, Error> {
     let names: Vec<&str> = columns.fields().iter().map(|f| f.name().as_str()).collect();
-    let rows = if names.iter().all(|n| slice.column(n).is_ok()) {
-        slice.clone()
-    } else {
+    let bookkeeping = names.iter().any(|n| BOOKKEEPING.contains(n));
+    let rows = if bookkeeping {
         silver_frame(
             slice.clone(),
             &silver.paths,
@@ -152,13 +151,34 @@ fn checked_batch(
             silver.ingested_at_us,
         )
         .map_err(Error::polars("expectations"))?
+    } else {
+        slice.clone()
     };
-    let mut rows = rows.select(names).map_err(Error::polars("expectations"))?;
+    // A declared or drift column no row of the slice held is null in silver: so here.
+    let held: Vec<_> = columns
+        .fields()
+        .iter()
+        .filter(|f| rows.column(f.name()).is_ok())
+        .cloned()
+        .collect();
+    let mut rows = rows
+        .select(held.iter().map(|f| f.name().as_str()))
+        .map_err(Error::polars("expectations"))?;
     let spec = lake::TableSpec {
-        schema: columns.clone(),
+        schema: std::sync::Arc::new(Schema::new(held)),
         ..lake::telemetry_table()
     };
-    Ok(lake::to_record_batch(&spec, &mut rows)?)
+    let batch = lake::to_record_batch(&spec, &mut rows)?;
+    let arrays = columns
+        .fields()
+        .iter()
+        .map(|f| match batch.column_by_name(f.name()) {
+            Some(a) => a.clone(),
+            None => deltalake::arrow::array::new_null_array(f.data_type(), slice.height()),
+        })
+        .collect();
+    RecordBatch::try_new(columns.clone(), arrays)
+        .map_err(|e| Error::Internal(format!("expectations: the checked columns: {e}")))
 }
 
 /// Where each row of `frame` was read: blob index and line.

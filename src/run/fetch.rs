@@ -89,8 +89,9 @@ async fn on_rayon<T: Send + 'static>(
     });
     match rx.await {
         Ok(Ok(out)) => Ok(out),
-        Ok(Err(_)) => Err(Error::Internal(format!(
-            "parsing blob `{path}` panicked (a bug: please report it with the blob)"
+        Ok(Err(payload)) => Err(Error::Internal(format!(
+            "parsing blob `{path}` panicked: {} (a bug: please report it with the blob)",
+            crate::stages::panic_message(payload.as_ref())
         ))),
         Err(_) => Err(Error::Internal(format!(
             "parsing blob `{path}` was cancelled"

@@ -552,7 +552,12 @@ pub fn rows_with_ids(rows: RowColumns, contested: &HashSet<u64>) -> PolarsResult
 }
 
 /// Decides the contested ids exactly: every copy of them, deduplicated together.
-pub fn resolve(copies: Vec<DataFrame>, resolved: &mut Resolved) -> PolarsResult<()> {
+/// `blob_path` names a blob by its index, for the error.
+pub fn resolve(
+    copies: Vec<DataFrame>,
+    resolved: &mut Resolved,
+    blob_path: &dyn Fn(u32) -> String,
+) -> PolarsResult<()> {
     let frames = copies.into_iter().map(DataFrame::lazy).collect::<Vec<_>>();
     if frames.is_empty() {
         return Ok(());
@@ -578,8 +583,8 @@ pub fn resolve(copies: Vec<DataFrame>, resolved: &mut Resolved) -> PolarsResult<
             // cannot be told apart by where they were read, so none can be dropped.
             return Err(PolarsError::ComputeError(
                 format!(
-                    "blob #{} line {}: message id `{}` occurs twice on the line and in more than one event hour; its copies cannot be told apart",
-                    copy.0, copy.1, copy.2
+                    "blob `{}` line {}: message id `{}` occurs twice on the line and in more than one event hour; its copies cannot be told apart",
+                    blob_path(copy.0), copy.1, copy.2
                 )
                 .into(),
             ));
@@ -628,7 +633,7 @@ mod tests {
         // `x` in hour 3 (enqueued later) and hour 7 (enqueued first): hour 7's copy wins.
         let copies = frame_of(rows(&[("x", 3 * H, 9, 0, 1), ("x", 7 * H, 5, 2, 4)])).unwrap();
         let mut resolved = Resolved::default();
-        resolve(vec![copies], &mut resolved).unwrap();
+        resolve(vec![copies], &mut resolved, &|i| format!("b{i}.json")).unwrap();
         assert!(resolved.losers.contains(&(0, 1, "x".to_string())));
         assert!(resolved.winners.contains(&(2, 4, "x".to_string())));
 
@@ -647,8 +652,14 @@ mod tests {
     #[test]
     fn one_line_holding_an_id_twice_cannot_be_resolved() {
         let copies = frame_of(rows(&[("x", 3 * H, 9, 0, 1), ("x", 7 * H, 5, 0, 1)])).unwrap();
-        let err = resolve(vec![copies], &mut Resolved::default()).unwrap_err();
+        let name = |i: u32| format!("telemetry/b{i}.json");
+        let err = resolve(vec![copies], &mut Resolved::default(), &name).unwrap_err();
         assert!(err.to_string().contains("cannot be told apart"), "{err}");
+        // The blob by its path, as the operator finds it.
+        assert!(
+            err.to_string().contains("blob `telemetry/b0.json` line 1"),
+            "{err}"
+        );
     }
 
     #[test]

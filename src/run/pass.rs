@@ -100,7 +100,13 @@ pub(super) async fn read_pass(
                 copies.push(guarded("dedup", || hours::rows_with_ids(rows, &contested))?);
             }
         }
-        guarded("dedup", || hours::resolve(copies, &mut resolved))?;
+        let blob_path = |i: u32| {
+            let blob = inputs.listing.blobs.get(i as usize);
+            blob.map_or_else(|| format!("#{i}"), |b| b.path.clone())
+        };
+        guarded("dedup", || {
+            hours::resolve(copies, &mut resolved, &blob_path)
+        })?;
     }
     Err(Error::Internal(format!(
         "message ids spanning event hours kept changing over {MAX_PASSES} reads of the date (are blobs still being written?); nothing was committed"

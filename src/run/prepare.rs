@@ -10,9 +10,11 @@ use crate::stages::expect::{ExpectError, Expectations};
 use crate::stages::source::layout::Layout;
 
 /// The job's `[[expectations]]` parsed and planned by DataFusion against the
-/// telemetry table's schema (the columns silver gets).
+/// columns silver gets: the contract's, the schema's declared columns and, with
+/// drift rescue, `_rescued_data`.
 pub fn expectations(job: &Job) -> Result<Expectations, ExpectError> {
-    Expectations::compile(&job.expectations, &crate::lake::telemetry_table().schema)
+    let silver = crate::run::drift::silver_spec(&job.schema, &job.drift);
+    Expectations::compile(&job.expectations, &silver.schema)
 }
 
 /// What the job file (at `path`) declares that only a stage can judge: the

@@ -26,7 +26,7 @@ use retry::StorageSettings;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    #[error("source `{location}`: {message}")]
+    #[error("storage location `{location}`: {message}")]
     Location { location: String, message: String },
     #[error("listing `{prefix}` in {location}: {}", describe(*.fault, .container.as_deref(), .source))]
     List {

@@ -377,6 +377,115 @@ fn a_run_that_fails_after_its_silver_commit_leaves_its_own_date_owed() {
     assert_as_a_clean_run(dir.path(), &raw, &lake);
 }
 
+/// A rerun of D with a new blob fails at its `features_hourly` (silver
+/// committed), then the next date E runs: E's baselines read D's old
+/// `features_hourly`, so E stays owed the refresh D's rerun recorded for it
+/// until D's own derived tables are done. A catch-up whose range holds neither
+/// refreshes D, then E; the tables equal a clean run's.
+#[test]
+fn a_date_run_while_an_earlier_one_lags_its_silver_stays_owed() {
+    let (dir, raw, lake) = three_dates_run();
+    std::fs::write(
+        raw.join("telemetry/2024/03/10/09/late_copy.json"),
+        // pump-01's hour 09 of D moves: E's baselines of pump-01 read it.
+        reading("pump-01", "2024-03-10T09:10:30Z") + &reading("pump-01", "2024-03-10T09:40:30Z"),
+    )
+    .unwrap();
+    let folder = lake.join(format!("features_hourly/feature_date={}", DATES[0]));
+    let aside = dir.path().join("features-aside");
+    std::fs::rename(&folder, &aside).unwrap();
+    std::fs::write(&folder, b"in the way").unwrap();
+    let args = run_args(DATES[0], raw.to_str().unwrap(), lake.to_str().unwrap());
+    let out = coldpath(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report["tables"]["telemetry"].is_object(), "{report}");
+    std::fs::remove_file(&folder).unwrap();
+    std::fs::rename(&aside, &folder).unwrap();
+
+    let owes = |date: &str, cause: &str| {
+        let prefix = format!("{date}.after.{cause}.");
+        owed_in(&lake).iter().any(|n| n.starts_with(&prefix))
+    };
+    assert!(
+        owes(DATES[0], DATES[0]) && owes(DATES[1], DATES[0]),
+        "{:?}",
+        owed_in(&lake)
+    );
+    run(DATES[1], &raw, &lake);
+    assert!(
+        owes(DATES[1], DATES[0]),
+        "cleared by E's run: {:?}",
+        owed_in(&lake)
+    );
+
+    let range = ["--from", DATES[2], "--to", DATES[2]];
+    let (code, report, err) = catchup(raw.to_str().unwrap(), lake.to_str().unwrap(), &range, &[]);
+    assert_eq!(code, 0, "{report}\n{err}");
+    let refreshed = report["refreshed"].as_array().unwrap();
+    for date in [DATES[0], DATES[1]] {
+        assert!(refreshed.iter().any(|d| d == date), "{date}: {report}");
+    }
+    assert_eq!(owed_in(&lake), Vec::<String>::new());
+    assert_as_a_clean_run(dir.path(), &raw, &lake);
+}
+
+/// A rerun of a date whose blobs did not change, failing after its silver commit
+/// (here at `rejects`, the last): the date's last manifest was set aside before
+/// that commit, so the date reads `manifest_missing`, not `unchanged`, and a
+/// catch-up runs it again; its `rejects` are then the new run's, not the ones
+/// the failed run left.
+#[test]
+fn a_rerun_that_fails_after_its_silver_commit_is_run_again_by_a_catchup() {
+    let (dir, raw, lake) = three_dates_run();
+    let rejects_run = || -> Vec<String> {
+        let mut ids: Vec<String> = read_rows(&lake, "rejects")
+            .iter()
+            .filter(|r| get(r, "run_date") == DATES[1])
+            .map(|r| get(r, "run_id").as_str().unwrap().to_string())
+            .collect();
+        ids.dedup();
+        ids
+    };
+    let first = rejects_run();
+    assert_eq!(first.len(), 1, "one run's rejects: {first:?}");
+    let folder = lake.join(format!("rejects/run_date={}", DATES[1]));
+    let aside = dir.path().join("rejects-aside");
+    std::fs::rename(&folder, &aside).unwrap();
+    std::fs::write(&folder, b"in the way").unwrap();
+    let args = run_args(DATES[1], raw.to_str().unwrap(), lake.to_str().unwrap());
+    let out = coldpath(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    assert!(report["tables"]["features_hourly"].is_object(), "{report}");
+    std::fs::remove_file(&folder).unwrap();
+    std::fs::rename(&aside, &folder).unwrap();
+    assert_eq!(
+        rejects_run(),
+        first,
+        "the failed run left the last run's rejects"
+    );
+    assert_eq!(
+        plan(DATES[1], &raw, &lake)["manifest"]["state"],
+        "manifest_missing"
+    );
+
+    let range = ["--from", DATES[0], "--to", DATES[2]];
+    let (code, report, err) = catchup(raw.to_str().unwrap(), lake.to_str().unwrap(), &range, &[]);
+    assert_eq!(code, 0, "{report}\n{err}");
+    assert_eq!(
+        entry(&report, DATES[1])["state"],
+        "manifest_missing",
+        "{report}"
+    );
+    assert_eq!(report["rerun"], serde_json::json!([DATES[1]]), "{report}");
+    let now = rejects_run();
+    assert_eq!(now.len(), 1);
+    assert_ne!(now, first, "the catch-up's rerun wrote the date's rejects");
+    assert_eq!(owed_in(&lake), Vec::<String>::new());
+    assert_as_a_clean_run(dir.path(), &raw, &lake);
+}
+
 /// A late blob in the first hour of a catch-up's first date that holds the
 /// evening before: that date's look-ahead read it, so the catch-up looks at the
 /// date before its range too and runs it again. Its records reach silver.

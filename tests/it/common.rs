@@ -685,3 +685,16 @@ pub fn label_within(
         Value::Null
     }
 }
+
+/// The shipped column map with `humidity` declared (a double of 0 to 100,
+/// aliases `humidity`, `hum`), written into `dir`.
+pub fn schema_with_humidity(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("schemas/telemetry.toml")).unwrap();
+    let path = dir.join("humidity.toml");
+    std::fs::write(
+        &path,
+        format!("{text}\n[[declared]]\nname = \"humidity\"\naliases = [\"humidity\", \"hum\"]\ntype = \"double\"\nmin = 0.0\nmax = 100.0\n"),
+    )
+    .unwrap();
+    path
+}

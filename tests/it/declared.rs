@@ -719,13 +719,7 @@ fn a_declared_schema_column_is_a_signal_with_every_aggregate_worked_by_hand() {
         }
         std::fs::write(dir.join(format!("{i}.json")), format!("{rec}\n")).unwrap();
     }
-    let schema = dir.path().join("schema.toml");
-    let shipped = std::fs::read_to_string(repo().join("schemas/telemetry.toml")).unwrap();
-    std::fs::write(
-        &schema,
-        format!("{shipped}\n[[declared]]\nname = \"humidity\"\naliases = [\"humidity\"]\ntype = \"double\"\nmin = 0.0\nmax = 100.0\n"),
-    )
-    .unwrap();
+    let schema = schema_with_humidity(dir.path());
     let job = dir.path().join("job.toml");
     std::fs::write(
         &job,

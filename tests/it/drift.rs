@@ -334,18 +334,6 @@ fn a_retyped_field_is_rejected_or_rescued_and_undeclared_fields_are_rescued() {
     );
 }
 
-/// The shipped column map with `humidity` declared (aliases `humidity`, `hum`).
-fn schema_with_humidity(dir: &Path) -> PathBuf {
-    let text = std::fs::read_to_string(repo().join("schemas/telemetry.toml")).unwrap();
-    let path = dir.join("humidity.toml");
-    std::fs::write(
-        &path,
-        format!("{text}\n[[declared]]\nname = \"humidity\"\naliases = [\"humidity\", \"hum\"]\ntype = \"double\"\nmin = 0.0\nmax = 100.0\n"),
-    )
-    .unwrap();
-    path
-}
-
 /// The data files of one partition, from the table's current state.
 fn partition_files(lake: &Path, date: &str) -> Vec<String> {
     let table = open_table(lake, "telemetry");

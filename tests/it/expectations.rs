@@ -389,6 +389,23 @@ fn a_fail_expectation_stops_the_run_like_the_gate() {
     }
     // Nor is any data file of the run left outside a log (silver streamed some).
     assert_nothing_uncommitted(&lake);
+
+    // With the reject ratio over its bound as well (4 rejects of 8 records read
+    // against 0.1), the error names both causes.
+    let text = std::fs::read_to_string(&job).unwrap();
+    std::fs::write(
+        &job,
+        text.replace("max_reject_ratio = 1.0", "max_reject_ratio = 0.1"),
+    )
+    .unwrap();
+    let (code, report) = run(&job);
+    assert_eq!(code, 3, "{report}");
+    let error = report["error"].as_str().unwrap();
+    assert!(error.contains("`calm`"), "{error}");
+    assert!(
+        error.contains("reject ratio 0.5000 is over max_reject_ratio 0.1"),
+        "{error}"
+    );
 }
 
 #[test]
@@ -465,4 +482,68 @@ fn plan_lists_the_expectations_table_only_when_declared() {
     let none = replaces(&job(dir.path(), &raw, "none.toml", ""));
     assert!(!none.contains(&table), "{none:?}");
     assert_eq!(none.len() + 1, declared.len());
+}
+
+/// An expectation may name a column the schema declares and, with drift rescue,
+/// `_rescued_data` (silver's columns, as docs/job-file.md says). Hour 10 holds
+/// humidity 40, 97 and none, and one record with a field nothing declares; hour
+/// 11 holds no humidity at all (its column is null there, as in silver). The
+/// reading of 97 is dropped with its humidity in `raw`; the warning counts the
+/// one rescued record.
+#[test]
+fn an_expectation_may_name_a_declared_column_and_the_rescued_data() {
+    let dir = temp_lake();
+    let raw = empty_container(dir.path());
+    let record = |minute: u32, hour: u32, extra: Value| {
+        let mut o = serde_json::json!({
+            "deviceId": "d1",
+            "timestamp": format!("{DATE}T{hour:02}:{minute:02}:00Z"),
+            "temperature": 20.0,
+            "messageId": format!("m{hour}-{minute}"),
+        });
+        for (k, v) in extra.as_object().unwrap() {
+            o[k] = v.clone();
+        }
+        o.to_string()
+    };
+    let ten = [
+        record(0, 10, serde_json::json!({"humidity": 40.0})),
+        record(1, 10, serde_json::json!({"humidity": 97.0})),
+        record(2, 10, serde_json::json!({})),
+        record(3, 10, serde_json::json!({"humidity": 41.0, "fw": "1.2"})),
+    ];
+    let eleven = [
+        record(0, 11, serde_json::json!({})),
+        record(1, 11, serde_json::json!({})),
+    ];
+    for (hour, lines) in [(10, &ten[..]), (11, &eleven[..])] {
+        let path = raw.join(format!("telemetry/2024/03/11/{hour}/part.json"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    }
+    let schema = schema_with_humidity(dir.path());
+    let rules = [
+        format!(
+            "schema = {:?}\n[drift]\nrescue = true\n",
+            schema.to_str().unwrap()
+        ),
+        expectation("dry", "humidity IS NULL OR humidity < 95", "drop"),
+        expectation("known_fields", "_rescued_data IS NULL", "warn"),
+    ]
+    .concat();
+    let job = job(dir.path(), &raw, "declared.toml", &rules);
+    let (code, report) = run(&job);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(
+        figures(&report),
+        vec![fig("dry", "drop", 6, 1), fig("known_fields", "warn", 6, 1)]
+    );
+    let dropped = expectation_rejects(&dir.path().join("lake"));
+    assert_eq!(dropped.len(), 1, "{dropped:?}");
+    assert_eq!(get(&dropped[0], "line"), 2);
+    assert_eq!(get(&dropped[0], "detail"), "dry");
+    let raw: Value = serde_json::from_str(get(&dropped[0], "raw").as_str().unwrap()).unwrap();
+    assert_eq!(raw["humidity"], 97.0, "{raw}");
+    assert_eq!(raw["message_id"], "m10-1", "{raw}");
+    assert_eq!(report["rows_written"], 5, "{report}");
 }

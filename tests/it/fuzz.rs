@@ -454,6 +454,67 @@ fn bombs_stop_at_their_limits_in_bounded_memory() {
     assert!(out.rejects[0].detail.contains("over max_blob_bytes"));
 }
 
+/// A blob of mostly good records with a stuck sensor's out-of-range readings
+/// among them (1 in 25) keeps every good one past 10,000 rejects; a blob that is
+/// 40 % bad stops only at the 100,000 rejects any blob may hold, and the rest is
+/// one unreadable_file from the line after. Gzip, one blob each, within 4 MiB.
+#[test]
+fn a_mostly_good_blob_keeps_its_good_records_past_ten_thousand_rejects() {
+    let line = |i: usize, bad: bool| {
+        format!(
+            "{{\"deviceId\":\"d\",\"timestamp\":\"2024-03-11T10:{:02}:{:02}.{:06}Z\",\"temperature\":{}}}\n",
+            (i / 60_000_000) % 60,
+            (i / 1_000_000) % 60,
+            i % 1_000_000,
+            if bad { 200 } else { 20 }
+        )
+    };
+    let mut rules = rules();
+    rules.limits.max_blob_bytes = 64 << 20;
+    let decode = |text: String| -> BlobOutcome {
+        let bytes = gzip(text.as_bytes());
+        let out = process_blob(0, &blob("b.json.gz", bytes.len()), &bytes, &rules);
+        let rows: usize = out.hours.iter().map(|(_, r)| r.len()).sum();
+        assert_eq!(out.own_records, (rows + out.rejects.len()) as u64);
+        out
+    };
+    let rows = |out: &BlobOutcome| out.hours.iter().map(|(_, r)| r.len()).sum::<usize>();
+
+    let stuck: String = (0..260_000).map(|i| line(i, i % 25 == 0)).collect();
+    let out = decode(stuck);
+    assert_eq!(rows(&out), 249_600);
+    assert_eq!(out.rejects.len(), 10_400);
+    assert!(
+        out.rejects.iter().all(|r| r.detail.contains("temperature")),
+        "no unreadable_file"
+    );
+
+    let n = 300_000;
+    let bad = |i: usize| i % 5 < 2;
+    let forty: String = (0..n).map(|i| line(i, bad(i))).collect();
+    let out = decode(forty);
+    let cap = coldpath::testing::MAX_REJECTS_ANY_BLOB;
+    // The 100,000th reject is record 249,996 (0-based 249,995): 2 of every 5.
+    let last_bad = (0..n).filter(|&i| bad(i)).nth(cap - 1).unwrap();
+    assert_eq!(out.rejects.len(), cap + 1);
+    let rest = out
+        .rejects
+        .iter()
+        .find(|r| r.line.is_none_or(|l| l > last_bad as u64 + 1));
+    let rest = rest.expect("one reject for the rest");
+    assert!(
+        rest.detail.contains("as many as a blob may hold"),
+        "{}",
+        rest.detail
+    );
+    assert!(
+        rest.detail.contains(&format!("from line {}", last_bad + 2)),
+        "{}",
+        rest.detail
+    );
+    assert_eq!(rows(&out), (0..=last_bad).filter(|&i| !bad(i)).count());
+}
+
 /// A reject quotes at most 1 KiB of the value that failed in its `detail` (the
 /// record is in its `raw`, cut at 4 KiB): a gzip blob of long bad values, 60 KB
 /// a line, would otherwise hold 60 KB a reject, and a blob of them a MiB a line.

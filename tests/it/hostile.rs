@@ -280,6 +280,27 @@ fn a_sas_in_a_url_is_refused_and_never_printed() {
     }
 }
 
+/// A reference log at its own location that cannot be opened says why (here: a
+/// scheme coldpath does not read), not that the file does not exist; a local
+/// folder that is not there is a missing file.
+#[test]
+fn a_reference_location_that_cannot_be_opened_says_why() {
+    let dir = temp_lake();
+    let gone = dir.path().join("no-such-folder/failures.csv");
+    let cases = [
+        ("s3://bucket/ref/failures.csv", "unsupported storage scheme"),
+        (gone.to_str().unwrap(), "does not exist"),
+    ];
+    for (location, why) in cases {
+        let section = format!("[reference]\nfailures = {location:?}");
+        let path = job(dir.path(), &fixtures_raw(), &section);
+        let (code, out, err) = run(&path, "2024-03-11", &[]);
+        assert_eq!(code, 2, "{location}: {out}{err}");
+        assert!(err.contains(why), "{location}: {err}");
+        assert!(err.contains(location), "{location}: {err}");
+    }
+}
+
 #[test]
 fn a_lake_that_is_a_file_and_a_name_of_megabytes_are_configuration_errors() {
     let dir = temp_lake();

@@ -8,12 +8,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use deltalake::arrow::array::{Array, ArrayRef, AsArray};
-use deltalake::arrow::compute::cast;
-use deltalake::arrow::datatypes::{DataType, Float64Type, Int64Type, TimeUnit};
-use serde_json::Value;
+use deltalake::arrow::datatypes::DataType;
 
 use crate::common::*;
+use crate::delta_rows::{
+    delta_at, reader_json, reader_lines, reader_rows, venv_python, Cell, Delta,
+};
 
 /// Each table a run writes, its partition column, and the column whose UTC date
 /// the partition is (what an Azure ML user filters on instead), where it has one.
@@ -34,29 +34,6 @@ const NULLABLE_DTYPES: [(&str, &str, &str); 3] = [
     ("features_hourly", "failure_within_14d", "object"),
 ];
 
-/// One value, as both sides are compared: floats by their bits, timestamps as
-/// µs since the epoch in UTC.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-enum Cell {
-    Null,
-    Bool(bool),
-    Int(i64),
-    F64(u64),
-    Str(String),
-    UtcMicros(i64),
-}
-
-/// A table at one version, as the Delta log has it.
-struct Delta {
-    /// The table's columns in schema order, partition column included.
-    columns: Vec<String>,
-    partitions: Vec<String>,
-    /// Each row's values in `columns` order.
-    rows: Vec<Vec<Cell>>,
-    /// Each column's Arrow type as read.
-    types: Vec<DataType>,
-}
-
 /// What the reader printed for one read (tests/mltable/read.py).
 struct Read {
     versions: BTreeMap<String, String>,
@@ -65,21 +42,12 @@ struct Read {
     rows: Vec<Vec<Cell>>,
 }
 
-/// The venv's Python; its absence fails the test, naming what installs it.
 fn python() -> PathBuf {
-    let venv = std::env::var_os("COLDPATH_MLTABLE_VENV")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(".venv-mltable"));
-    let python = repo().join(venv).join("bin/python");
-    assert!(
-        python.is_file(),
-        "{} is missing: the MLTable test reads the tables with Azure ML's mltable, which \
-         scripts/test.sh installs (tests/mltable/requirements.txt) into .venv-mltable/ or \
-         $COLDPATH_MLTABLE_VENV; run scripts/test.sh once",
-        python.display()
-    );
-    python
+    venv_python(
+        "COLDPATH_MLTABLE_VENV",
+        ".venv-mltable",
+        "Azure ML's mltable (tests/mltable/requirements.txt)",
+    )
 }
 
 /// The `name==version` pins of tests/mltable/requirements.txt (extras dropped).
@@ -98,30 +66,12 @@ fn pins() -> BTreeMap<String, String> {
 /// Runs read.py on `specs` (`delta:<version>:<table root>` or `mltable:<folder>`),
 /// in one Python process; one result per spec, `Err` with the reader's message.
 fn mltable_reads(specs: &[String]) -> Vec<Result<Read, String>> {
-    let cwd = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(python())
-        .arg(repo().join("tests/mltable/read.py"))
-        .args(specs)
-        .current_dir(cwd.path())
-        .output()
-        .expect("run tests/mltable/read.py");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "read.py: {:?}\nstdout: {stdout}\nstderr: {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), specs.len(), "one line per read: {stdout}");
+    let lines = reader_lines(&python(), "tests/mltable/read.py", specs);
     lines.iter().map(|l| parse_read(l)).collect()
 }
 
 fn parse_read(line: &str) -> Result<Read, String> {
-    let v: Value = serde_json::from_str(line).unwrap();
-    if let Some(e) = v["error"].as_str() {
-        return Err(e.to_string());
-    }
+    let v = reader_json(line)?;
     let versions = v["versions"]
         .as_object()
         .unwrap()
@@ -139,134 +89,12 @@ fn parse_read(line: &str) -> Result<Read, String> {
             )
         })
         .collect();
-    let rows = v["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            r.as_array()
-                .unwrap()
-                .iter()
-                .zip(&columns)
-                .map(|(c, (name, _))| read_cell(c, name))
-                .collect()
-        })
-        .collect();
+    let rows = reader_rows(&v, &columns);
     Ok(Read {
         versions,
         columns,
         rows,
     })
-}
-
-/// One value as read.py encodes it; a timestamp outside UTC, or a type the
-/// tables do not hold, fails here.
-fn read_cell(v: &Value, column: &str) -> Cell {
-    match v {
-        Value::Null => Cell::Null,
-        Value::Bool(b) => Cell::Bool(*b),
-        Value::Number(n) => Cell::Int(n.as_i64().unwrap()),
-        Value::String(s) => Cell::Str(s.clone()),
-        Value::Object(o) => {
-            if let Some(bits) = o.get("f64") {
-                Cell::F64(bits.as_u64().unwrap())
-            } else if let Some(us) = o.get("utc_us") {
-                Cell::UtcMicros(us.as_i64().unwrap())
-            } else {
-                panic!("{column}: mltable gave {v}, not a UTC timestamp or a plain value")
-            }
-        }
-        Value::Array(_) => panic!("{column}: {v}"),
-    }
-}
-
-/// `table` at `version`, read from its Delta log with delta-rs.
-fn delta_at(lake: &Path, table: &str, version: u64) -> Delta {
-    let t = block_on(async {
-        let mut t = deltalake::DeltaTableBuilder::from_url(table_url(lake, table))
-            .unwrap()
-            .build()
-            .unwrap();
-        t.load_version(version as _).await.unwrap();
-        t
-    });
-    let snapshot = t.snapshot().unwrap();
-    let partitions = snapshot.metadata().partition_columns().to_vec();
-    let schema = serde_json::to_value(snapshot.schema().as_ref()).unwrap();
-    let columns: Vec<String> = schema["fields"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["name"].as_str().unwrap().to_string())
-        .collect();
-    let batches = scan(&t);
-    let mut rows = Vec::new();
-    let mut types = Vec::new();
-    for batch in &batches {
-        let cells: Vec<Vec<Cell>> = columns
-            .iter()
-            .map(|c| {
-                let array = batch
-                    .column_by_name(c)
-                    .unwrap_or_else(|| panic!("{table}: no column {c} read"));
-                delta_cells(array, &format!("{table}.{c}"))
-            })
-            .collect();
-        types = columns
-            .iter()
-            .map(|c| batch.column_by_name(c).unwrap().data_type().clone())
-            .collect();
-        for i in 0..batch.num_rows() {
-            rows.push(cells.iter().map(|col| col[i].clone()).collect());
-        }
-    }
-    Delta {
-        columns,
-        partitions,
-        rows,
-        types,
-    }
-}
-
-/// An Arrow column as cells: integers as i64, floats by their bits (NaN as null:
-/// pandas has one NaN for both), strings, UTC timestamps in µs, dates as text.
-fn delta_cells(array: &ArrayRef, what: &str) -> Vec<Cell> {
-    let to = |ty: &DataType| cast(array, ty).unwrap();
-    let cells = |a: &dyn Array, value: &dyn Fn(usize) -> Cell| -> Vec<Cell> {
-        (0..a.len())
-            .map(|i| if a.is_null(i) { Cell::Null } else { value(i) })
-            .collect()
-    };
-    match array.data_type() {
-        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
-            let a = to(&DataType::Int64);
-            let a = a.as_primitive::<Int64Type>();
-            cells(a, &|i| Cell::Int(a.value(i)))
-        }
-        DataType::Float32 | DataType::Float64 => {
-            let a = to(&DataType::Float64);
-            let a = a.as_primitive::<Float64Type>();
-            cells(a, &|i| match a.value(i) {
-                f if f.is_nan() => Cell::Null,
-                f => Cell::F64(f.to_bits()),
-            })
-        }
-        DataType::Boolean => {
-            let a = array.as_boolean();
-            cells(a, &|i| Cell::Bool(a.value(i)))
-        }
-        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Date32 => {
-            let a = to(&DataType::Utf8);
-            let a = a.as_string::<i32>();
-            cells(a, &|i| Cell::Str(a.value(i).to_string()))
-        }
-        DataType::Timestamp(TimeUnit::Microsecond, Some(tz)) if tz.as_ref() == "UTC" => {
-            let a = to(&DataType::Int64);
-            let a = a.as_primitive::<Int64Type>();
-            cells(a, &|i| Cell::UtcMicros(a.value(i)))
-        }
-        other => panic!("{what}: Delta read it as {other}, which this test does not compare"),
-    }
 }
 
 /// The Delta rows without the partition column, in the reader's column order,

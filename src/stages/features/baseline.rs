@@ -109,13 +109,15 @@ fn mean_std(values: impl Iterator<Item = f64> + Clone) -> (Option<f64>, Option<f
     (Some(mean), Some((m2 / (n - 1) as f64).sqrt()))
 }
 
-/// `(x − mean) / std`, when the baseline is long enough and the std is positive.
+/// `(x − mean) / std`, when the baseline is long enough and the std is not 0:
+/// a flat baseline (a stuck sensor) has none, its std's rounding residue
+/// ([`super::is_flat`]) included, which would make every hour ±1 or 1e14.
 fn zscore(x: Option<f64>, hours: usize, mean: Option<f64>, std: Option<f64>) -> Option<f64> {
     if hours < MIN_BASELINE_HOURS {
         return None;
     }
     let (x, mean, std) = (x?, mean?, std?);
-    (std > 0.0).then(|| (x - mean) / std)
+    (!super::is_flat(std, mean)).then(|| (x - mean) / std)
 }
 
 /// The device-hours of each device, earlier dates and D together, sorted by time.
@@ -304,6 +306,38 @@ mod tests {
         );
         assert!(f(&out, "temp_baseline_std", 0).is_some());
         assert_eq!(f(&out, "temp_zscore", 0), None);
+    }
+
+    /// A stuck sensor: its hourly means are one value, or that value and the
+    /// next float up (identical readings, counts that round differently). The
+    /// std computed over them is a residue (about 1e-15 of the mean), not 0, and
+    /// gave z-scores of ±0.98, or 1e14 at an hour that moved; a flat baseline has
+    /// none. A std just over the noise floor still gives one.
+    #[test]
+    fn a_flat_baseline_gives_no_zscore_even_with_its_rounding_residue() {
+        let up = f64::from_bits(20.1f64.to_bits() + 1);
+        let earlier: Vec<_> = (0..30)
+            .map(|h| (h, if h % 7 == 0 { up } else { 20.1 }, 0.3))
+            .collect();
+        for now in [20.1, 25.0] {
+            let today = frame(&[(30, now, 0.9)]);
+            let out = baselines(&today, &frame(&earlier)).unwrap();
+            let out = DataFrame::new_infer_height(out.to_vec()).unwrap();
+            let std = f(&out, "temp_baseline_std", 0).unwrap();
+            assert!(
+                std > 0.0 && std < 1e-13,
+                "the residue this test is about: {std}"
+            );
+            assert_eq!(f(&out, "temp_zscore", 0), None, "{now}");
+            assert_eq!(f(&out, "vibration_zscore", 0), None, "{now}");
+        }
+        // Over the floor (1e-9 × sqrt(mean² + 1) ≈ 2.0e-8 at 20.1): a z-score.
+        let earlier: Vec<_> = (0..30)
+            .map(|h| (h, 20.1 + if h % 2 == 0 { 5e-8 } else { -5e-8 }, 0.3))
+            .collect();
+        let out = baselines(&frame(&[(30, 20.1, 0.3)]), &frame(&earlier)).unwrap();
+        let out = DataFrame::new_infer_height(out.to_vec()).unwrap();
+        assert!(f(&out, "temp_zscore", 0).is_some());
     }
 
     #[test]

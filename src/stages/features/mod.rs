@@ -560,6 +560,19 @@ fn rolling_stats(hourly: DataFrame, from: i64) -> PolarsResult<LazyFrame> {
         ]))
 }
 
+/// The relative size under which a computed standard deviation is a flat
+/// window's rounding residue: a std of at most `NOISE × sqrt(mean² + 1)` counts
+/// as 0 (a spike count's, and a z-score's baseline).
+pub const NOISE: f64 = 1e-9;
+
+/// Whether `std`, computed over values whose mean is `mean`, is 0 up to its
+/// rounding: a flat window's std is 0 in exact arithmetic, but a computed one
+/// keeps a residue of about 1e-15 of the mean (the hourly means of identical
+/// readings can differ in their last bit, as their counts differ).
+pub fn is_flat(std: f64, mean: f64) -> bool {
+    std <= NOISE * (mean.powi(2) + 1.0).sqrt()
+}
+
 /// Whether a reading's temperature is more than 3 rolling standard deviations from the rolling mean.
 fn temp_spike() -> Expr {
     let temp = f64_col("temperature");
@@ -567,7 +580,7 @@ fn temp_spike() -> Expr {
     // of the mean) must not make every reading a "spike", so a std under that
     // noise floor counts as 0 (no reading is more than 3 × 0 away from the mean).
     let three_sigma = lit(3.0) * col("temp_rolling_std_6h");
-    let noise_floor = lit(1e-9) * (col("temp_rolling_mean_6h").pow(2) + lit(1.0)).sqrt();
+    let noise_floor = lit(NOISE) * (col("temp_rolling_mean_6h").pow(2) + lit(1.0)).sqrt();
     (temp.clone() - col("temp_rolling_mean_6h"))
         .gt(three_sigma.clone())
         .or((col("temp_rolling_mean_6h") - temp).gt(three_sigma))

@@ -243,8 +243,7 @@ fn is_spike(t: Option<f64>, mean: Option<f64>, std: Option<f64>) -> bool {
         return false;
     };
     let three_sigma = 3.0 * std;
-    let noise_floor = 1e-9 * (mean.powi(2) + 1.0).sqrt();
-    ((t - mean) > three_sigma || (mean - t) > three_sigma) && std > noise_floor
+    ((t - mean) > three_sigma || (mean - t) > three_sigma) && !super::is_flat(std, mean)
 }
 
 /// The hour's statistics ([`super::hour_statistics`]): one row per device with

@@ -19,6 +19,11 @@ pub enum ReferenceError {
     Missing { file: String },
     #[error(transparent)]
     Read(Box<StorageError>),
+    #[error("reference file `{file}`: {source}")]
+    Open {
+        file: String,
+        source: Box<StorageError>,
+    },
     #[error("reference file `{file}` line {line}: {message}")]
     Row {
         file: String,
@@ -38,7 +43,7 @@ impl ReferenceError {
     pub fn is_config(&self) -> bool {
         match self {
             ReferenceError::Missing { .. } | ReferenceError::Row { .. } => true,
-            ReferenceError::Read(e) => e.is_config(),
+            ReferenceError::Read(e) | ReferenceError::Open { source: e, .. } => e.is_config(),
         }
     }
 }
@@ -207,11 +212,17 @@ async fn fetch_dated(
             Some(i) => (&path[..=i], &path[i + 1..]),
             None => ("", path),
         };
+        let local = !path.contains("://") || path.starts_with("file://");
         let storage = Storage::open(dir, &source.settings).map_err(|e| match e {
-            StorageError::Location { .. } => ReferenceError::Missing {
+            // A local folder that is not there: nor is the file. Any other
+            // location that cannot be opened (no account, another scheme) says why.
+            StorageError::Location { .. } if local => ReferenceError::Missing {
                 file: path.to_string(),
             },
-            other => other.into(),
+            other => ReferenceError::Open {
+                file: path.to_string(),
+                source: Box::new(other),
+            },
         })?;
         storage.get_dated(name).await
     } else {

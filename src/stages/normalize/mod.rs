@@ -124,8 +124,16 @@ pub struct Reject {
     pub device: Option<String>,
 }
 
-/// Rejects one blob may give; past them the blob stops (see `Tally::record`).
+/// Rejects a blob may give before it may stop: past them, a blob whose records
+/// are more than half rejects stops (see `Tally::record`).
 pub const MAX_REJECTS_PER_BLOB: usize = 10_000;
+
+/// Rejects any blob may give, and the text they may hold: a blob of mostly good
+/// records goes on past [`MAX_REJECTS_PER_BLOB`] up to these, which keep what one
+/// blob's rejects may hold (about 30 MB: 100,000 of about 100 bytes, and 16 MiB
+/// of text) under what 10,000 rejects of 4 KiB raw and 1 KiB detail each held.
+pub const MAX_REJECTS_ANY_BLOB: usize = 100_000;
+pub const MAX_REJECT_TEXT_PER_BLOB: usize = 16 << 20;
 
 /// Largest raw text kept in a reject.
 pub const RAW_LIMIT: usize = 4096;
@@ -168,14 +176,23 @@ pub(crate) fn trimmed(s: &str) -> &str {
     }
 }
 
+/// Integers from 2^53 on: a JSON number this large that did not fit an `i64`
+/// or `u64` was read as a double, which may hold another integer than the text.
+const EXACT_DOUBLE_INTS: f64 = 9_007_199_254_740_992.0;
+
 /// A string column's value, trimmed as a CSV field is (so one reading in JSON
-/// and in CSV names one device); white space alone is no value.
+/// and in CSV names one device); white space alone is no value. A number is its
+/// text, unless it is a double of 2^53 or more: its text may no longer be the
+/// producer's (two ids of 21 digits would read as one, and one copy be dropped).
 fn string_field(found: Found<'_>) -> Result<Option<Cow<'_, str>>, &'static str> {
     match found {
         Found::Missing => Ok(None),
         Found::Str(s) => {
             let s = trimmed(s);
             Ok((!s.is_empty()).then_some(Cow::Borrowed(s)))
+        }
+        Found::Num(n) if n.as_f64().is_some_and(|v| v.abs() >= EXACT_DOUBLE_INTS) && n.is_f64() => {
+            Err("a number too large to keep exactly (2^53 or more; send it as a string)")
         }
         Found::Num(n) => Ok(Some(Cow::Owned(n.to_string()))),
         Found::Bool(b) => Ok(Some(Cow::Owned(b.to_string()))),
@@ -920,6 +937,8 @@ struct Counted {
     other_dates: u64,
     look_ahead_rows: u64,
     rejects: Vec<Reject>,
+    /// The bytes of `rejects`' raw and detail text.
+    reject_text: usize,
     /// Records of an own blob (rows and rejects).
     records: u64,
     /// Records read, whatever became of them.
@@ -945,13 +964,37 @@ impl<'b> Tally<'b> {
         }
     }
 
+    /// Why the blob stops here, if it does: 10,000 rejects that are more than
+    /// half of what it read (a blob of bad records), or the rejects any blob may
+    /// hold. A blob of mostly good records with a stuck sensor's readings among
+    /// them goes on, and loses none of its good ones.
+    fn too_many_rejects(&self) -> Option<String> {
+        let n = self.st.rejects.len();
+        if n < MAX_REJECTS_PER_BLOB {
+            return None;
+        }
+        if 2 * n as u64 > self.st.seen {
+            Some(format!(
+                "{n} of the {} records of this blob read so far were rejected, more than half",
+                self.st.seen
+            ))
+        } else if n >= MAX_REJECTS_ANY_BLOB || self.st.reject_text >= MAX_REJECT_TEXT_PER_BLOB {
+            Some(format!(
+                "{n} records of this blob were rejected, holding {} bytes of text: as many as a blob may hold",
+                self.st.reject_text
+            ))
+        } else {
+            None
+        }
+    }
+
     /// Runs the rules on one record and accounts it as a row or a reject.
     fn record(&mut self, rec: decode::Record<'_>) -> decode::Flow {
-        if self.st.rejects.len() >= MAX_REJECTS_PER_BLOB {
+        if let Some(why) = self.too_many_rejects() {
             // A blob of nothing but bad records (a bomb of `0` lines) must not
             // hold a reject per record: the rest of it is one unreadable_file.
             return Err(format!(
-                "more than {MAX_REJECTS_PER_BLOB} records of this blob were rejected; the rest, from line {}, is not read",
+                "{why}; the rest, from line {}, is not read",
                 rec.line
             ));
         }
@@ -1056,12 +1099,14 @@ impl<'b> Tally<'b> {
     ) {
         if self.own {
             self.st.records += 1;
+            let (detail, raw) = (cut_detail(detail), cut_raw(raw));
+            self.st.reject_text += detail.len() + raw.len();
             self.st.rejects.push(Reject {
                 blob: self.idx,
                 line: Some(line),
                 reason,
-                detail: cut_detail(detail),
-                raw: cut_raw(raw),
+                detail,
+                raw,
                 device,
             });
         }
@@ -1171,6 +1216,39 @@ mod tests {
         assert_eq!(r.vibration, None);
         assert_eq!(r.message_id.as_deref(), Some("m-1"));
         assert_eq!(r.enqueued_time, Some(r.event_time + 1_000_000));
+    }
+
+    /// A numeric id is its text; one past what `u64` holds was read as a double,
+    /// whose text is not the producer's (ids of 21 digits would collide): refused.
+    #[test]
+    fn numeric_ids_are_their_text_unless_too_large_to_keep() {
+        let read = |id: &str| {
+            let text = format!(
+                r#"{{"deviceId": "d", "timestamp": "2024-03-11T10:00:00Z", "messageId": {id}}}"#
+            );
+            row_of(serde_json::from_str(&text).unwrap()).map(|r| r.message_id.unwrap().to_string())
+        };
+        assert_eq!(read("42").unwrap(), "42");
+        assert_eq!(
+            read("18446744073709551615").unwrap(),
+            "18446744073709551615"
+        );
+        assert_eq!(
+            read("-9223372036854775808").unwrap(),
+            "-9223372036854775808"
+        );
+        assert_eq!(read("9007199254740993").unwrap(), "9007199254740993");
+        assert_eq!(read("1.5").unwrap(), "1.5");
+        for big in [
+            "123456789012345678901",
+            "123456789012345678902",
+            "9007199254740992.0",
+            "-1e300",
+        ] {
+            let (reason, detail) = read(big).unwrap_err();
+            assert_eq!(reason, Reason::TypeMismatch, "{big}");
+            assert!(detail.contains("too large to keep exactly"), "{detail}");
+        }
     }
 
     /// Text that parses to an infinite double is out of range even where the

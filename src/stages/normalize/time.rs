@@ -97,7 +97,7 @@ pub fn from_epoch(v: f64) -> Result<i64, String> {
         v * 1e6
     };
     // Year 1 to 9999 in µs, so the value fits every downstream timestamp type.
-    if !(-62_135_596_800e6..=253_402_300_799e6).contains(&us) {
+    if !(FIRST_US as f64..=LAST_US as f64).contains(&us) {
         return Err(format!("epoch value {v} is out of range"));
     }
     Ok(us.round() as i64)
@@ -239,8 +239,15 @@ fn parse_iso(t: &str) -> Option<i64> {
     instant_us(days, [hour, minute, second], offset_secs, micros)
 }
 
+/// The first and the last µs of years 1 to 9999 (UTC): every timestamp read lies
+/// between them, so that it fits every downstream timestamp type (Synapse's
+/// `datetime2`, Python's `datetime`, which pyarrow and pandas hand back).
+const FIRST_US: i64 = -62_135_596_800_000_000;
+const LAST_US: i64 = 253_402_300_799_999_999;
+
 /// µs since the epoch of a day, a clock time at `offset_secs` east of UTC and
-/// the microseconds; `None` for a clock time that does not exist.
+/// the microseconds; `None` for a clock time that does not exist, or an instant
+/// outside years 1 to 9999 in UTC (year 0, or an offset past either end).
 fn instant_us(
     days: i64,
     [hour, minute, second]: [u32; 3],
@@ -252,7 +259,8 @@ fn instant_us(
         return None;
     }
     let clock = i64::from(hour * 3600 + minute * 60 + second);
-    Some((days * 86_400 + clock - offset_secs) * 1_000_000 + micros)
+    let us = (days * 86_400 + clock - offset_secs) * 1_000_000 + micros;
+    (FIRST_US..=LAST_US).contains(&us).then_some(us)
 }
 
 #[cfg(test)]
@@ -401,6 +409,33 @@ mod tests {
             parse_str(" 2024-03-11T10:15:30Z\t").unwrap(),
             us("2024-03-11T10:15:30Z")
         );
+    }
+
+    /// Only years 1 to 9999 in UTC: year 0, and an offset that takes an instant
+    /// past either end, are refused (Synapse's `datetime2` and Python's `datetime`
+    /// hold neither), by every path; the two ends themselves are read.
+    #[test]
+    fn instants_outside_years_1_to_9999_are_refused() {
+        for bad in [
+            "0000-01-01T00:00:00Z",
+            "0000-12-31T23:59:59.999999Z",
+            "0001-01-01T00:59:59+01:00",
+            "9999-12-31T23:30:00-01:00",
+            "0000-06-01 12:00:00",
+        ] {
+            assert!(parse_str(bad).is_err(), "{bad:?} should be refused");
+            assert!(parse_str_or_dotnet(bad).is_err(), "{bad:?}");
+        }
+        assert_eq!(parse_str("0001-01-01T01:00:00+01:00").unwrap(), FIRST_US);
+        assert_eq!(parse_str("0001-01-01T00:00:00Z").unwrap(), FIRST_US);
+        assert_eq!(parse_str("9999-12-31T23:59:59.999999Z").unwrap(), LAST_US);
+        assert_eq!(
+            parse_str("9999-12-31T22:59:59.999999-01:00").unwrap(),
+            LAST_US
+        );
+        assert!(parse_str_or_dotnet("1/1/0000 12:00:00 AM").is_err());
+        assert_eq!(FIRST_US, us("0001-01-01T00:00:00Z"));
+        assert_eq!(LAST_US, us("9999-12-31T23:59:59.999999Z"));
     }
 
     #[test]

@@ -228,6 +228,10 @@ pub struct Inflated<'a> {
     cut: Option<String>,
     /// The same, for a decoder reading through [`Inflated::after`].
     cut_seen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    /// An error met while reading the head, after some of it was read (a
+    /// corrupt gzip trailer of a small blob): given out by the first read after
+    /// the head, so the head's complete records are kept first.
+    failed: Option<String>,
 }
 
 /// Whether a blob is gzip (by its magic bytes, whatever its name says).
@@ -248,6 +252,7 @@ impl<'a> Inflated<'a> {
             limit: limits.max_blob_bytes,
             cut: None,
             cut_seen: Default::default(),
+            failed: None,
         }
     }
 
@@ -262,10 +267,13 @@ impl<'a> Inflated<'a> {
     /// An error: a gzip stream that yields nothing, or a limit passed already.
     pub fn head(&mut self) -> Result<Vec<u8>, String> {
         let mut head = Vec::new();
-        self.by_ref()
-            .take(HEAD)
-            .read_to_end(&mut head)
-            .map_err(|e| e.to_string())?;
+        // `read_to_end` keeps what it read before an error.
+        if let Err(e) = self.by_ref().take(HEAD).read_to_end(&mut head) {
+            if head.is_empty() {
+                return Err(e.to_string());
+            }
+            self.failed = Some(e.to_string());
+        }
         if head.is_empty() {
             if let Some(why) = &self.cut {
                 return Err(why.clone());
@@ -277,9 +285,9 @@ impl<'a> Inflated<'a> {
         Ok(head)
     }
 
-    /// Whether the blob ended within its head.
+    /// Whether the blob ended within its head (not by an error still to give).
     pub fn ended(&self) -> bool {
-        self.cut.is_some() || self.given < HEAD
+        self.failed.is_none() && (self.cut.is_some() || self.given < HEAD)
     }
 
     /// The whole blob again as one reader: `head`, then what is still to inflate.
@@ -290,6 +298,9 @@ impl<'a> Inflated<'a> {
 
 impl Read for Inflated<'_> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if let Some(e) = self.failed.take() {
+            return Err(std::io::Error::other(e));
+        }
         if self.cut.is_some() {
             return Ok(0);
         }
@@ -404,9 +415,12 @@ pub fn for_each_record_cut(
         Format::Avro => {
             // Blocks are bounded one by one; the container is read whole (it is
             // held anyway unless gzip-wrapped, and then within max_blob_bytes).
+            // What was read before an error (a corrupt gzip trailer, the
+            // max_blob_bytes limit) is decoded, its complete blocks kept; then the error.
             let mut all = Vec::new();
-            data.read_to_end(&mut all).map_err(|e| e.to_string())?;
-            avro_records(&all, limits, &mut f)
+            let read = data.read_to_end(&mut all).map_err(|e| e.to_string());
+            avro_records(&all, limits, &mut f)?;
+            read.map(|_| ())
         }
     }
 }
@@ -902,15 +916,21 @@ fn json_array(
     }
     r.consume(1);
     let mut buf = Vec::new();
-    let mut first = true;
     loop {
         match skip_ws(r, &mut line)? {
             None => return Ok(()), // cut right after `[` or a comma: nothing more was written
-            Some(b']') if first => {
+            // The end, also after a trailing comma (`…},]`).
+            Some(b']') => {
                 r.consume(1);
                 return after_array(r, line);
             }
-            Some(_) => first = false,
+            // An empty element (`[,` or `,,`) holds no record: skipped, so the
+            // comma is not read as the start of the next element.
+            Some(b',') => {
+                r.consume(1);
+                continue;
+            }
+            Some(_) => {}
         }
         buf.clear();
         let start = line;
@@ -1017,23 +1037,42 @@ impl CsvScan {
         }
         false // no newline yet, or one inside a quoted field
     }
+
+    /// Whether the text so far ends inside a quoted field (a quote just seen
+    /// closes it, as the csv crate reads it at the end of its input).
+    fn in_quotes(&self) -> bool {
+        self.quoted && !self.quote_seen
+    }
 }
 
-/// Appends one CSV record (its lines, as the csv crate would join them) to `out`; `false` at the end.
+/// How a CSV record read from a blob ended.
+#[derive(Debug, PartialEq, Eq)]
+enum CsvEnd {
+    /// At its newline, or at the blob's end outside quotes.
+    Whole,
+    /// At the blob's end inside a quoted field: the rest of the row is missing.
+    InQuotes,
+}
+
+/// Appends one CSV record (its lines, as the csv crate would join them) to `out`; `None` at the end.
 fn read_csv_record(
     r: &mut impl BufRead,
     out: &mut Vec<u8>,
     dialect: &CsvDialect,
     max: usize,
-) -> Result<bool, LineError> {
+) -> Result<Option<CsvEnd>, LineError> {
     let mut scan = CsvScan::new(dialect);
     loop {
         let before = out.len();
         if !read_line(r, out, max.saturating_sub(before))? {
-            return Ok(before > 0);
+            return Ok(match (before > 0, scan.in_quotes()) {
+                (false, _) => None,
+                (true, false) => Some(CsvEnd::Whole),
+                (true, true) => Some(CsvEnd::InQuotes),
+            });
         }
         if scan.line(&out[before..]) {
-            return Ok(true);
+            return Ok(Some(CsvEnd::Whole));
         }
     }
 }
@@ -1083,11 +1122,11 @@ fn csv_records(
     loop {
         buf.clear();
         let line = next_line;
-        let more = read_csv_record(r, &mut buf, dialect, max)
+        let end = read_csv_record(r, &mut buf, dialect, max)
             .map_err(|e| e.message("CSV row", line, max))?;
-        if !more {
+        let Some(end) = end else {
             return Ok(());
-        }
+        };
         next_line += memchr::memchr_iter(b'\n', &buf).count() as u64;
         let ends_cut = !buf.ends_with(b"\n") && cut.load(std::sync::atomic::Ordering::Relaxed);
         let text = buf.strip_suffix(b"\n").unwrap_or(&buf);
@@ -1124,6 +1163,16 @@ fn csv_records(
                 line,
                 raw: &raw,
                 fields: Err("row cut off before its end (gzip stream cut short)".into()),
+            })?;
+            continue;
+        }
+        if end == CsvEnd::InQuotes {
+            // The csv crate would close the field at the end of its input and
+            // read a row whose last value is cut (`"21` of `"21.5"`).
+            f(Record {
+                line,
+                raw: &raw,
+                fields: Err("the blob ends inside a quoted field: the row is cut off".into()),
             })?;
             continue;
         }
@@ -1299,6 +1348,37 @@ mod tests {
         assert!(refused.is_err_and(|e| e.contains("CSV header")));
     }
 
+    /// Stray commas in a JSON array (a leading one, two in a row, a trailing
+    /// one before `]`) are empty elements: every record is read whole, with its
+    /// own line and raw, and none is invented.
+    #[test]
+    fn stray_commas_in_a_json_array_lose_and_invent_no_record() {
+        // (the blob, each record's line and device)
+        type Case<'a> = (&'a [u8], &'a [(u64, &'a str)]);
+        let cases: [Case; 4] = [
+            (
+                b"[{\"deviceId\":\"a\"},,{\"deviceId\":\"b\"}]",
+                &[(1, "a"), (1, "b")],
+            ),
+            (
+                b"[\n{\"deviceId\":\"a\"},\n{\"deviceId\":\"b\"},\n]\n",
+                &[(2, "a"), (3, "b")],
+            ),
+            (b"[,{\"deviceId\":\"a\"}]", &[(1, "a")]),
+            (b"[ , , ]", &[]),
+        ];
+        for (data, want) in cases {
+            let recs = collect(data, Format::JsonArray);
+            let got: Vec<(u64, String)> = recs
+                .iter()
+                .map(|r| (r.0, r.2.clone().unwrap_or_else(|e| panic!("{e}: {recs:?}"))))
+                .collect();
+            let want: Vec<(u64, String)> = want.iter().map(|(l, d)| (*l, d.to_string())).collect();
+            assert_eq!(got, want, "{}", String::from_utf8_lossy(data));
+            assert!(recs.iter().all(|r| r.1.starts_with('{')), "{recs:?}");
+        }
+    }
+
     /// Invalid UTF-8 in one element of a JSON array rejects that element (its
     /// text, lossily) and the elements after it are read.
     #[test]
@@ -1355,6 +1435,35 @@ mod tests {
     /// the row would parse, with a wrong value, so it is a reject; the rows
     /// before it are kept. Whole, the same blob keeps every row, and so does a
     /// plain blob whose last row has no line break.
+    /// A plain CSV blob whose last row ends inside a quoted field (no closing
+    /// quote, no line break) is cut: that row is a reject, not a value cut short;
+    /// a quoted last field that closes, a doubled quote inside it, and a row
+    /// whose quoted field spans lines are whole.
+    #[test]
+    fn a_csv_blob_ending_inside_quotes_rejects_its_last_row() {
+        let head = "deviceId,timestamp,temperature\nd1,2024-03-11T10:00:00Z,\"20.5\"\n";
+        let cases: [(&str, bool); 5] = [
+            ("d2,2024-03-11T10:00:01Z,\"21", false),
+            ("d2,2024-03-11T10:00:01Z,\"21\"", true),
+            ("d2,2024-03-11T10:00:01Z,\"2\"\"1\"", true),
+            ("d2,2024-03-11T10:00:01Z,\"2\n1\"", true),
+            ("d2,2024-03-11T10:00:01Z,\"2\n1", false),
+        ];
+        for (last, whole) in cases {
+            let blob = format!("{head}{last}");
+            let recs = collect(blob.as_bytes(), Format::Csv);
+            assert_eq!(recs.len(), 2, "{last:?}: {recs:?}");
+            assert!(recs[0].2.is_ok(), "{recs:?}");
+            assert_eq!(recs[1].2.is_ok(), whole, "{last:?}: {recs:?}");
+            assert_eq!(recs[1].0, 3, "{last:?}");
+            if !whole {
+                let why = recs[1].2.clone().unwrap_err();
+                assert!(why.contains("inside a quoted field"), "{why}");
+                assert_eq!(recs[1].1, last, "raw is the row as read");
+            }
+        }
+    }
+
     #[test]
     fn a_gzip_csv_cut_inside_its_last_field_rejects_that_row() {
         use std::io::Write;
@@ -1386,6 +1495,73 @@ mod tests {
             plain.iter().all(|r| r.2.is_ok()) && plain.len() == 2,
             "{plain:?}"
         );
+    }
+
+    /// A gzip blob whose trailer is corrupt (a CRC that does not match), small
+    /// enough to end within the head: its complete records are read, then the
+    /// error, so the run keeps them and rejects the rest at its line. Avro the same:
+    /// the container read before the error is decoded first.
+    #[test]
+    fn a_corrupt_gzip_trailer_keeps_the_records_before_it() {
+        use std::io::Write;
+        let corrupt = |data: &[u8]| {
+            let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+            enc.write_all(data).unwrap();
+            let mut gz = enc.finish().unwrap();
+            let crc = gz.len() - 8;
+            gz[crc] ^= 0xff;
+            gz
+        };
+        let lines = b"{\"deviceId\":\"a\"}\n{\"deviceId\":\"b\"}\n{\"deviceId\":\"c\"}\n";
+        let avro = std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(
+            "fixtures/layouts/raw/capture-avro/plant-ns/telemetry-hub/0/2024/03/11/00/00/00.avro",
+        ))
+        .unwrap();
+        let whole = {
+            let mut n = 0;
+            for_each_record(
+                &avro[..],
+                Format::Avro,
+                &CsvDialect::default(),
+                &Limits::default(),
+                |_| {
+                    n += 1;
+                    Ok(())
+                },
+            )
+            .unwrap();
+            n
+        };
+        assert!(whole > 0);
+        for (data, format, want) in [
+            (&lines[..], Format::JsonLines, 3),
+            (&avro[..], Format::Avro, whole),
+        ] {
+            let gz = corrupt(data);
+            let limits = Limits::default();
+            let mut inflated = Inflated::new(&gz, &limits);
+            let head = inflated.head().expect("the head, the error kept for later");
+            assert!(!inflated.ended(), "an error is still to come");
+            let cut = inflated.cut_flag();
+            let mut read = 0;
+            let end = for_each_record_cut(
+                inflated.after(head),
+                format,
+                &CsvDialect::default(),
+                &limits,
+                &cut,
+                |rec| {
+                    assert!(rec.fields.is_ok(), "{}", rec.raw);
+                    read += 1;
+                    Ok(())
+                },
+            );
+            assert_eq!(read, want, "{format:?}");
+            assert!(
+                end.is_err_and(|e| e.contains("gzip") || e.contains("crc")),
+                "{format:?}"
+            );
+        }
     }
 
     #[test]
