@@ -94,13 +94,16 @@ pub struct DeclaredColumn {
     pub column: Column,
 }
 
-/// Silver's own columns besides the canonical ones: a declared column may not take these names.
-pub const RESERVED: [&str; 5] = [
+/// Silver's own columns besides the canonical ones, and the hour frames' own
+/// (`blob`, `line`: where each row was read): a declared column may not take these names.
+pub const RESERVED: [&str; 7] = [
     "source_file",
     "ingested_at",
     "run_id",
     "event_date",
     "_rescued_data",
+    "blob",
+    "line",
 ];
 
 /// The validated column map, one field per canonical column.
@@ -373,6 +376,19 @@ mod tests {
             (
                 "name = \"_rescued_data\"\naliases = [\"t\"]\ntype = \"string\"",
                 "lower-case",
+            ),
+            // Where each row was read: a column of that name would take their place.
+            (
+                "name = \"line\"\naliases = [\"line\"]\ntype = \"double\"",
+                "already",
+            ),
+            (
+                "name = \"blob\"\naliases = [\"blob\"]\ntype = \"string\"",
+                "already",
+            ),
+            (
+                "name = \"run_id\"\naliases = [\"r\"]\ntype = \"string\"",
+                "already",
             ),
             (
                 "name = \"Humidity\"\naliases = [\"t\"]\ntype = \"double\"",

@@ -11,9 +11,10 @@
 //! `<E>.after.<D>.<run id>.<n>.json` (the run id, so that a second replacement
 //! of D writes a document of its own; `n`, so that each time a run records E,
 //! before its silver commit and after, the document is a new one). A refresh
-//! or a run of E that succeeds removes those it listed before it read silver;
-//! one recorded after that stays: E may have been computed from the silver
-//! before it. Were the records of one run one document, rewritten, a refresh
+//! or a run of E that succeeds removes those it listed before it read silver,
+//! but not one whose D owes itself a refresh (E read D's derived tables as they
+//! were); one recorded after that stays: E may have been computed from the
+//! silver before it. Were the records of one run one document, rewritten, a refresh
 //! that listed it before D's commit and removed it after would remove the
 //! record made after the commit too, and E would stay stale. A run of E
 //! that read D's silver, which another run replaced before E's silver was
@@ -105,6 +106,7 @@ pub async fn owed(lake: &Lake, date: NaiveDate) -> Result<Vec<String>, String> {
                 }
             };
             if lags {
+                tracing::warn!(%date, cause = %cause, "the date stays owed a refresh: the cause's own derived tables lag its silver; `coldpath catchup` refreshes the cause, then the date");
                 continue;
             }
         }

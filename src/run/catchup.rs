@@ -47,9 +47,10 @@ pub enum State {
     NeverRun,
     /// A manifest this build cannot read: run again, to be safe.
     ManifestUnreadable,
-    /// Rows in the tables but no manifest (a first run stopped between its
-    /// silver commit and its manifest): run again, so its rejects and late
-    /// blobs are not left out.
+    /// Rows in the tables but no manifest (a run removes the last one before
+    /// its silver commit and writes its own at its end: one stopped or failed
+    /// in between, or whose silver commit failed): run again, so its rejects
+    /// and late blobs are not left out.
     ManifestMissing,
     /// After the range: not listed, only refreshed as a dependent of a rerun.
     OutsideRange,
@@ -506,7 +507,7 @@ async fn look(job: &Job, site: &Site, date: NaiveDate) -> Result<CatchupDate, Er
 
 /// Why a date without a manifest is run again.
 pub const NO_MANIFEST: &str =
-    "its tables hold rows but it has no manifest (a run stopped after its silver commit)";
+    "its tables hold rows but it has no manifest (a run stopped or failed before its end)";
 
 /// The report's entry of `date`, made for a date outside the range when needed.
 fn entry_of(report: &mut CatchupReport, date: NaiveDate) -> &mut CatchupDate {

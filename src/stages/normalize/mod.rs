@@ -1100,7 +1100,8 @@ impl<'b> Tally<'b> {
         if self.own {
             self.st.records += 1;
             let (detail, raw) = (cut_detail(detail), cut_raw(raw));
-            self.st.reject_text += detail.len() + raw.len();
+            self.st.reject_text +=
+                detail.len() + raw.len() + device.as_ref().map_or(0, String::len);
             self.st.rejects.push(Reject {
                 blob: self.idx,
                 line: Some(line),

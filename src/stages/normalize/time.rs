@@ -11,6 +11,12 @@ const MILLIS_THRESHOLD: f64 = 1e11;
 
 /// Parses a timestamp string to µs since the epoch.
 pub fn parse_str(s: &str) -> Result<i64, String> {
+    let us = parse_any(s)?;
+    within_years(us).ok_or_else(|| format!("`{}` is outside years 1 to 9999 (UTC)", trimmed(s)))
+}
+
+/// [`parse_str`] without the bound of years 1 to 9999.
+fn parse_any(s: &str) -> Result<i64, String> {
     if let Some(us) = parse_utc_z(s.as_bytes()) {
         return Ok(us);
     }
@@ -32,7 +38,7 @@ pub fn parse_str(s: &str) -> Result<i64, String> {
 /// every timestamp but `event_time`, whose forms the contract lists (ISO-8601
 /// or epoch). A day-first `11/3/2024` there would read as 3 November.
 pub fn parse_str_or_dotnet(s: &str) -> Result<i64, String> {
-    parse_str(s).or_else(|e| parse_dotnet_us(trimmed(s)).ok_or(e))
+    parse_str(s).or_else(|e| parse_dotnet_us(trimmed(s)).and_then(within_years).ok_or(e))
 }
 
 /// Event Hubs Capture's `EnqueuedTimeUtc`, .NET's invariant-culture UTC format:
@@ -239,15 +245,21 @@ fn parse_iso(t: &str) -> Option<i64> {
     instant_us(days, [hour, minute, second], offset_secs, micros)
 }
 
-/// The first and the last µs of years 1 to 9999 (UTC): every timestamp read lies
-/// between them, so that it fits every downstream timestamp type (Synapse's
-/// `datetime2`, Python's `datetime`, which pyarrow and pandas hand back).
+/// The first and the last µs of years 1 to 9999 (UTC): every timestamp a record
+/// gives lies between them, so that it fits every downstream timestamp type
+/// (Synapse's `datetime2`, Python's `datetime`, which pyarrow and pandas hand
+/// back). Reference logs and flags are not bound by it: a .NET "no date" with an
+/// offset (`0001-01-01T00:00:00+01:00`) there is only a time long past.
 const FIRST_US: i64 = -62_135_596_800_000_000;
 const LAST_US: i64 = 253_402_300_799_999_999;
 
+/// `us` when it lies within years 1 to 9999 in UTC (not year 0, nor an offset past either end).
+fn within_years(us: i64) -> Option<i64> {
+    (FIRST_US..=LAST_US).contains(&us).then_some(us)
+}
+
 /// µs since the epoch of a day, a clock time at `offset_secs` east of UTC and
-/// the microseconds; `None` for a clock time that does not exist, or an instant
-/// outside years 1 to 9999 in UTC (year 0, or an offset past either end).
+/// the microseconds; `None` for a clock time that does not exist.
 fn instant_us(
     days: i64,
     [hour, minute, second]: [u32; 3],
@@ -259,8 +271,7 @@ fn instant_us(
         return None;
     }
     let clock = i64::from(hour * 3600 + minute * 60 + second);
-    let us = (days * 86_400 + clock - offset_secs) * 1_000_000 + micros;
-    (FIRST_US..=LAST_US).contains(&us).then_some(us)
+    Some((days * 86_400 + clock - offset_secs) * 1_000_000 + micros)
 }
 
 #[cfg(test)]
@@ -434,6 +445,10 @@ mod tests {
             LAST_US
         );
         assert!(parse_str_or_dotnet("1/1/0000 12:00:00 AM").is_err());
+        let why = parse_str("0000-01-01T00:00:00Z").unwrap_err();
+        assert!(why.contains("outside years 1 to 9999"), "{why}");
+        // Reference logs and flags read it: a .NET "no date" with its offset is a time long past.
+        assert!(parse_iso_only("0001-01-01T00:00:00.0000000+01:00").unwrap() < FIRST_US);
         assert_eq!(FIRST_US, us("0001-01-01T00:00:00Z"));
         assert_eq!(LAST_US, us("9999-12-31T23:59:59.999999Z"));
     }
