@@ -23,20 +23,18 @@ pub async fn command(args: crate::commands::cli::MaintainArgs) -> i32 {
         let mut lake = crate::lake::Lake::open(&job.lake, &job.storage)?;
         lake.file_size = job.limits.file_size;
         let kept = crate::lake::maintain::maintain_all(&lake, args.vacuum_retention, by).await;
-        let mut failed: Vec<(&'static str, Error)> = kept
+        let failed: Vec<(&'static str, Error)> = kept
             .failed
             .into_iter()
             .map(|(t, e)| (t, Error::from(e)))
             .collect();
-        if let Some(stopped) = kept.stopped {
-            failed.push(("(the tables after)", Error::from(stopped)));
-        }
-        Ok::<_, Error>((kept.done, failed))
+        let stopped = kept.stopped.map(Error::from);
+        Ok::<_, Error>((kept.done, failed, stopped))
     }
     .await;
     match result {
-        Ok((done, failed)) => {
-            let status = outcome(&done, &failed);
+        Ok((done, failed, stopped)) => {
+            let status = outcome(&done, &failed, stopped.is_some());
             let failed: Vec<_> = failed
                 .iter()
                 .map(|(t, e)| json!({"table": t, "error": crate::storage::fault::redact(&e.to_string())}))
@@ -47,6 +45,9 @@ pub async fn command(args: crate::commands::cli::MaintainArgs) -> i32 {
             if !failed.is_empty() {
                 report["failed"] = json!(failed);
             }
+            if let Some(stop) = stopped {
+                report["error"] = json!(crate::storage::fault::redact(&stop.to_string()));
+            }
             emit(&report, code, args.report.as_deref())
         }
         Err(e) => failed_report(&e, args.report.as_deref()),
@@ -56,9 +57,13 @@ pub async fn command(args: crate::commands::cli::MaintainArgs) -> i32 {
 /// The command's status: a stop's if one ended it; else, where a table failed,
 /// a configuration error (exit 2, "nothing written") only when no table was
 /// maintained, and a failure (exit 1) once one was; else succeeded.
-fn outcome(done: &[crate::lake::maintain::TableMaintenance], failed: &[(&str, Error)]) -> Status {
+fn outcome(
+    done: &[crate::lake::maintain::TableMaintenance],
+    failed: &[(&str, Error)],
+    stopped: bool,
+) -> Status {
     let statuses = || failed.iter().map(|(_, e)| e.status());
-    if statuses().any(|s| s == Status::Cancelled) {
+    if stopped || statuses().any(|s| s == Status::Cancelled) {
         Status::Cancelled
     } else if statuses().any(|s| s == Status::Failed) || (!failed.is_empty() && !done.is_empty()) {
         Status::Failed
@@ -93,15 +98,17 @@ mod tests {
     #[test]
     fn a_configuration_error_beside_a_maintained_table_is_a_failure() {
         let refused = || ("rejects", Error::Usage("403".into()));
-        let stop = || ("(the tables after)", Error::Cancelled(15));
         let internal = || ("telemetry", Error::Internal("x".into()));
         let done = [kept("telemetry")];
-        assert_eq!(outcome(&done, &[]), Status::Succeeded);
-        assert_eq!(outcome(&[], &[]), Status::Succeeded);
-        assert_eq!(outcome(&[], &[refused()]), Status::ConfigError);
-        assert_eq!(outcome(&done, &[refused()]), Status::Failed);
-        assert_eq!(outcome(&[], &[internal(), refused()]), Status::Failed);
-        assert_eq!(outcome(&done, &[refused(), stop()]), Status::Cancelled);
-        assert_eq!(outcome(&[], &[stop()]), Status::Cancelled);
+        assert_eq!(outcome(&done, &[], false), Status::Succeeded);
+        assert_eq!(outcome(&[], &[], false), Status::Succeeded);
+        assert_eq!(outcome(&[], &[refused()], false), Status::ConfigError);
+        assert_eq!(outcome(&done, &[refused()], false), Status::Failed);
+        assert_eq!(
+            outcome(&[], &[internal(), refused()], false),
+            Status::Failed
+        );
+        assert_eq!(outcome(&done, &[refused()], true), Status::Cancelled);
+        assert_eq!(outcome(&[], &[], true), Status::Cancelled);
     }
 }

@@ -132,12 +132,15 @@ impl DateRun<'_> {
             .owed_by_this_write()
             .await
             .map_err(|e| format!("the refreshes it makes owed were not recorded: {e}"))?;
-        let place = crate::lake::manifest::Place::for_lake(&self.site.lake);
-        let forgotten = match place {
-            Ok(place) => place.forget(self.req.date).await,
-            Err(e) => Err(e),
+        let (lake, date) = (&self.site.lake, self.req.date);
+        let forgotten = async {
+            crate::lake::manifest::Place::for_lake(lake)?
+                .forget(date)
+                .await
         };
-        forgotten.map_err(|e| format!("the date's last manifest was not set aside: {e}"))?;
+        forgotten
+            .await
+            .map_err(|e| format!("the date's last manifest was not set aside: {e}"))?;
         Ok(owed)
     }
 
@@ -325,11 +328,11 @@ impl DateRun<'_> {
 /// date then reads as changed, or never run, and `catchup` runs it again.
 pub(super) async fn write_manifest(site: &Site, date: NaiveDate, run_id: &str, listing: &Listing) {
     let manifest = crate::lake::manifest::Manifest::of(date, run_id, listing);
-    let written = match crate::lake::manifest::Place::for_lake(&site.lake) {
-        Ok(place) => place.write(&manifest).await,
-        Err(e) => Err(e),
+    let written = async {
+        let place = crate::lake::manifest::Place::for_lake(&site.lake)?;
+        place.write(&manifest).await
     };
-    if let Err(e) = written {
+    if let Err(e) = written.await {
         warn!(error = %crate::storage::fault::redact(&e.to_string()), "the run's manifest was not written; catchup will run the date again");
     }
 }

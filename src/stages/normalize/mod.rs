@@ -191,7 +191,7 @@ fn string_field(found: Found<'_>) -> Result<Option<Cow<'_, str>>, &'static str> 
             let s = trimmed(s);
             Ok((!s.is_empty()).then_some(Cow::Borrowed(s)))
         }
-        Found::Num(n) if n.as_f64().is_some_and(|v| v.abs() >= EXACT_DOUBLE_INTS) && n.is_f64() => {
+        Found::Num(n) if n.is_f64() && n.as_f64().is_some_and(|v| v.abs() >= EXACT_DOUBLE_INTS) => {
             Err("a number too large to keep exactly (2^53 or more; send it as a string)")
         }
         Found::Num(n) => Ok(Some(Cow::Owned(n.to_string()))),
