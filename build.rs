@@ -1,7 +1,7 @@
 //! Build script: the git commit the binary is built from, for `--version`, reports
 //! and commit metadata (`COLDPATH_GIT_COMMIT`).
 //!
-//! It is `git rev-parse --short HEAD` where git and a repository are at hand; the
+//! It is `git rev-parse --short=12 HEAD` where git and a repository are at hand; the
 //! `COLDPATH_GIT_COMMIT` environment variable wins (a Docker build has no `.git`:
 //! pass it as a build argument); otherwise `unknown`. A fresh clone, a tarball and
 //! the Docker build all build.

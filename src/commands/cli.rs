@@ -1,4 +1,4 @@
-//! The command line that schedulers and scripts call (CONTRACT.md §4); every flag also reads `COLDPATH_*`.
+//! The command line that schedulers and scripts call (CONTRACT.md §4); most flags also read a `COLDPATH_*` variable.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -27,9 +27,9 @@ pub struct Cli {
 impl Cli {
     /// Parses the process's arguments, or exits 2 with clap's message. The flags
     /// that exclude or need one another are checked here, on the command line
-    /// alone: clap counts a value read from a `COLDPATH_*` variable as given, so
-    /// an exported `COLDPATH_DATE` refused `features --from --to`, and an
-    /// exported `COLDPATH_BATCH_IMAGE` made every `backfill` demand
+    /// alone, since clap counts a value read from a `COLDPATH_*` variable as
+    /// given: an exported `COLDPATH_DATE` must not refuse `features --from --to`,
+    /// nor an exported `COLDPATH_BATCH_IMAGE` make every `backfill` demand
     /// `--emit-batch-tasks`. A flag given beats its variable.
     pub fn read() -> Cli {
         let matches = Cli::command().get_matches();
@@ -93,7 +93,7 @@ pub enum Command {
     Adf,
     /// Compact small files, write a checkpoint and vacuum old files of every table.
     Maintain(MaintainArgs),
-    /// Recompute `features_hourly` for dates from silver alone (e.g. to refresh labels); reads no raw blob.
+    /// Recompute the derived tables (`features_hourly`, `telemetry_minute`, `device_health`) of dates from silver alone (e.g. to refresh labels); reads no raw blob.
     Features(FeaturesArgs),
     /// Rerun the dates whose blobs changed since their run (added, grown, rewritten, removed), then recompute the later dates that read them (their dependents).
     Catchup(CatchupArgs),

@@ -3,7 +3,7 @@
 //! Off (the default) the tables are exactly as the contract's §2 lists them. On,
 //! `telemetry` gains `_rescued_data`; `on_type_mismatch = "rescue"` keeps a
 //! record whose optional column has a value of the wrong type (the column null,
-//! the value rescued) where `"reject"` (the default) rejects it as before.
+//! the value rescued) where `"reject"` (the default) rejects it (`type_mismatch`).
 
 use serde::Deserialize;
 

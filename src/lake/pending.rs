@@ -21,8 +21,11 @@
 //! committed, records one itself: D's run could not name E, whose silver was
 //! not yet committed. Every run also records its own date before its silver
 //! commit (its derived tables lag that silver until they are committed) and,
-//! once it succeeds with its features, removes that record. `catchup`
-//! refreshes every date that has one, in its range or not.
+//! once it succeeds with its features, removes that record. A run or refresh
+//! of E that succeeds while an earlier date C owes itself one read C's
+//! `features_hourly` as it was: it records `<E>.after.<C>` before it removes
+//! its own ([`settle`]). `catchup` refreshes every date that has one, in its
+//! range or not, oldest first.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -152,6 +155,95 @@ pub async fn clear(lake: &Lake, names: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// What a computation of `date` (a run with its features, a refresh) is owed as
+/// it begins, and settles once it succeeds ([`settle`]).
+pub struct Owed {
+    /// The documents it settles ([`owed`]).
+    pub names: Vec<String>,
+    /// The earlier dates whose derived tables lagged their silver as it began
+    /// (`None`: they could not be listed).
+    lagging: Option<BTreeSet<NaiveDate>>,
+}
+
+/// [`Owed`] of `date`, listed before it reads anything. A listing that fails
+/// is a warning: the date is then refreshed once more by a later catch-up.
+pub async fn at_start(lake: &Lake, date: NaiveDate) -> Owed {
+    Owed {
+        names: owed_logged(lake, date).await,
+        lagging: lagging_before(lake, date).await.ok(),
+    }
+}
+
+/// How many dates before it a date's derived rows read the derived tables of:
+/// the 168 h baselines read the `features_hourly` of the 7 dates before.
+/// (Everything else a date reads of earlier dates is silver, or made from it.)
+const READS_DERIVED_DATES: i64 = crate::stages::features::baseline::BASELINE_DATES;
+
+/// The dates at most [`READS_DERIVED_DATES`] before `date` that owe themselves
+/// a refresh (a run or refresh of theirs stopped between their silver and
+/// their derived tables): `date` computed now reads their derived tables as
+/// they are. A failure is a warning.
+async fn lagging_before(lake: &Lake, date: NaiveDate) -> Result<BTreeSet<NaiveDate>, String> {
+    Ok(lagging_in(&every_name(lake, date).await?, date))
+}
+
+/// Every document's name; a failure is a warning.
+async fn every_name(lake: &Lake, date: NaiveDate) -> Result<Vec<String>, String> {
+    let listed = async { place(lake)?.names("").await.map_err(|e| about("", e)) };
+    listed.await.inspect_err(|e| {
+        tracing::warn!(%date, error = %crate::storage::fault::redact(e), "the earlier dates lagging their silver were not listed; a later catch-up refreshes the date again");
+    })
+}
+
+/// [`lagging_before`] of `date` among the documents `names`.
+fn lagging_in(names: &[String], date: NaiveDate) -> BTreeSet<NaiveDate> {
+    let reads = |d: NaiveDate| d < date && (date - d).num_days() <= READS_DERIVED_DATES;
+    names
+        .iter()
+        .filter_map(|n| parse(n))
+        .filter(|&(d, cause)| d == cause && reads(d))
+        .map(|(d, _)| d)
+        .collect()
+}
+
+/// Once `date` is recomputed and committed: records it owed a refresh after
+/// each earlier date whose derived tables lagged as it began or lag now (it
+/// read them as they were; [`owed`] keeps such a record until the earlier date
+/// is refreshed), unless a record of that stays already; then clears what it
+/// settled and `also`. Where those dates cannot be listed or the records
+/// written, it clears nothing: the date stays owed, and a later catch-up
+/// refreshes it again.
+pub async fn settle(lake: &Lake, date: NaiveDate, owed: &Owed, also: Vec<String>, run_id: &str) {
+    let recorded = async {
+        let before = owed.lagging.as_ref().ok_or("not listed as the date began")?;
+        let names = every_name(lake, date).await?;
+        let staying: BTreeSet<NaiveDate> = names
+            .iter()
+            .filter(|n| !owed.names.contains(n))
+            .filter_map(|n| parse(n))
+            .filter(|&(d, _)| d == date)
+            .map(|(_, cause)| cause)
+            .collect();
+        for &cause in before.union(&lagging_in(&names, date)) {
+            tracing::warn!(%date, %cause, "the date read an earlier date's derived tables, which lag its silver: it is owed a refresh after that date's");
+            if !staying.contains(&cause) {
+                record(lake, cause, &[date], run_id).await?;
+            }
+        }
+        Ok::<_, String>(())
+    };
+    match recorded.await {
+        Ok(()) => {
+            let mut done = owed.names.clone();
+            done.extend(also);
+            clear_logged(lake, &done).await;
+        }
+        Err(e) => {
+            tracing::warn!(%date, error = %crate::storage::fault::redact(&e), "the earlier dates lagging their silver were not recorded; the date stays owed a refresh");
+        }
+    }
+}
+
 /// [`clear`], a failure a warning: the date is then refreshed once more by a later catch-up.
 pub async fn clear_logged(lake: &Lake, names: &[String]) {
     if let Err(e) = clear(lake, names).await {
@@ -222,5 +314,33 @@ mod tests {
             all(&lake).await.unwrap()[&day(13)],
             BTreeSet::from([day(12)])
         );
+    }
+
+    /// A date settled while an earlier one within the baselines' 7 dates owes
+    /// itself a refresh is recorded owed after it, once however often it is
+    /// settled meanwhile; one 8 dates back, or later, is not its cause. Once
+    /// the earlier date is refreshed, the next settle clears it.
+    #[tokio::test]
+    async fn a_date_settled_while_an_earlier_one_lags_is_owed_after_it() {
+        let (_dir, lake) = crate::lake::leftovers::tests::local_lake();
+        let lake = &lake;
+        let causes = |date| async move { all(lake).await.unwrap().remove(&date) };
+        for lagging in [day(2), day(3), day(12)] {
+            record(lake, lagging, &[lagging], "run-a").await.unwrap();
+        }
+        record(lake, day(10), &[day(10)], "run-b").await.unwrap();
+        for time in 0..2 {
+            let owed = at_start(lake, day(10)).await;
+            settle(lake, day(10), &owed, Vec::new(), "run-c").await;
+            assert_eq!(causes(day(10)).await, Some(BTreeSet::from([day(3)])), "{time}");
+            let names = place(lake).unwrap().names("2024-03-10.after.").await.unwrap();
+            assert_eq!(names.len(), 1, "{names:?}");
+        }
+        let threes = place(lake).unwrap().names("2024-03-03.").await.unwrap();
+        clear(lake, &threes).await.unwrap();
+        let owed = at_start(lake, day(10)).await;
+        assert_eq!(owed.names.len(), 1);
+        settle(lake, day(10), &owed, Vec::new(), "run-d").await;
+        assert_eq!(causes(day(10)).await, None);
     }
 }

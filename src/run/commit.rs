@@ -315,9 +315,8 @@ impl DateRun<'_> {
             if self.req.features {
                 self.record_owed_after_gold(&report.owed_later).await;
                 let (lake, date, run_id) = (&self.site.lake, self.req.date, &self.meta.run_id);
-                let mut done = self.owed.clone();
-                done.extend(lake::pending::own(lake, date, run_id).await);
-                lake::pending::clear_logged(lake, &done).await;
+                let mine = lake::pending::own(lake, date, run_id).await;
+                lake::pending::settle(lake, date, &self.owed, mine, run_id).await;
             }
         }
     }

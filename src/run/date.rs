@@ -44,6 +44,6 @@ pub(super) struct DateRun<'a> {
     pub(super) meta: CommitMeta,
     pub(super) ingested_at_us: i64,
     /// The refreshes this date was owed when the run began ([`crate::lake::pending`]),
-    /// cleared once it succeeds with its features.
-    pub(super) owed: Vec<String>,
+    /// settled once it succeeds with its features.
+    pub(super) owed: crate::lake::pending::Owed,
 }

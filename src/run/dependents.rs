@@ -21,6 +21,8 @@
 //! run has nothing derived to refresh. A dependent's own dependents need nothing more, provided the
 //! dependents are recomputed in date order after D: the baselines chain through
 //! `features_hourly`, and each refreshed date reads the ones refreshed before it.
+//! A date computed while an earlier one's derived tables lag records itself
+//! owed a refresh after it ([`crate::lake::pending::settle`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 

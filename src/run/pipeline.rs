@@ -163,7 +163,7 @@ async fn run_locked(
     locks: &LockSet,
 ) -> Result<(), Error> {
     let listing = list_step(job, site, req.date, report).await?;
-    let owed = lake::pending::owed_logged(&site.lake, req.date).await;
+    let owed = lake::pending::at_start(&site.lake, req.date).await;
     let run = DateRun {
         job,
         req,

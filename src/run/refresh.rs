@@ -70,7 +70,7 @@ pub async fn refresh_features(
                 .lock(job, &outputs::refresh_tables(), date, &report.run_id)
                 .await?;
             // What the date is owed now, before silver is read: cleared once it is refreshed.
-            let owed = lake::pending::owed_logged(&site.lake, date).await;
+            let owed = lake::pending::at_start(&site.lake, date).await;
             let outcome = crate::cancel::unless_cancelled(refresh_one(
                 job,
                 site,
@@ -84,7 +84,8 @@ pub async fn refresh_features(
             .await;
             match &outcome {
                 Ok(_) => {
-                    crate::lake::pending::clear_logged(&site.lake, &owed).await;
+                    let run_id = &report.run_id;
+                    crate::lake::pending::settle(&site.lake, date, &owed, Vec::new(), run_id).await;
                     locks.release().await;
                 }
                 Err(_) => {

@@ -430,6 +430,41 @@ fn a_date_run_while_an_earlier_one_lags_its_silver_stays_owed() {
     assert_as_a_clean_run(dir.path(), &raw, &lake);
 }
 
+/// A backfill whose first date's features fail (its partition's folder is in
+/// the way) still refreshes the dates after it, whose baselines then read that
+/// date's `features_hourly` as it was (none): each is recorded owed a refresh
+/// after it, and a catch-up refreshes the first date, then the others; the
+/// tables equal a clean run's.
+#[test]
+fn dates_refreshed_while_an_earlier_one_lags_are_owed_a_refresh_after_it() {
+    let dir = temp_lake();
+    let (raw, lake) = (dir.path().join("raw"), dir.path().join("lake"));
+    copy_dir(&fixtures_raw(), &raw);
+    let folder = lake.join(format!("features_hourly/feature_date={}", DATES[0]));
+    std::fs::create_dir_all(folder.parent().unwrap()).unwrap();
+    std::fs::write(&folder, b"in the way").unwrap();
+    let (raw_s, lake_s) = (raw.to_str().unwrap(), lake.to_str().unwrap());
+    let range = ["--from", DATES[0], "--to", DATES[2]];
+    let (code, report, err) = coldpath_with("backfill", LABELS, raw_s, lake_s, &range, &[]);
+    assert_eq!(code, 1, "{report}\n{err}");
+    let owes = |date: &str, cause: &str| {
+        let prefix = format!("{date}.after.{cause}.");
+        owed_in(&lake).iter().any(|n| n.starts_with(&prefix))
+    };
+    for date in DATES {
+        assert!(owes(date, DATES[0]), "{date}: {:?}", owed_in(&lake));
+    }
+    assert!(!owes(DATES[2], DATES[1]), "{:?}", owed_in(&lake));
+    std::fs::remove_file(&folder).unwrap();
+
+    let range = ["--from", DATES[2], "--to", DATES[2]];
+    let (code, report, err) = catchup(raw_s, lake_s, &range, &[]);
+    assert_eq!(code, 0, "{report}\n{err}");
+    assert_eq!(report["refreshed"], serde_json::json!(DATES), "{report}");
+    assert_eq!(owed_in(&lake), Vec::<String>::new());
+    assert_as_a_clean_run(dir.path(), &raw, &lake);
+}
+
 /// A rerun of a date whose blobs did not change, failing after its silver commit
 /// (here at `rejects`, the last): the date's last manifest was set aside before
 /// that commit, so the date reads `manifest_missing`, not `unchanged`, and a

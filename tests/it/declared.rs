@@ -901,3 +901,81 @@ fn later_dates_merge_the_partials_earlier_runs_stored_and_get_silvers_bits() {
     );
     assert_eq!(features_of(lake.path(), third), merged);
 }
+
+/// A declared window longer than a day reaches back over several dates: a 49 h
+/// window of the row at 2024-03-11 00:00 (t = 01:00) is [03-09 00:00, 03-11 01:00),
+/// so a reading exactly at its start counts and one a microsecond before it (on
+/// 03-08, a date the run does not read for this window) does not; a reading at
+/// t is the next row's. Worked by hand, and the same when the earlier dates'
+/// stored partials are gone and their silver is read instead.
+#[test]
+fn a_window_of_49_hours_reaches_two_dates_back_to_its_first_microsecond() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = empty_container(dir.path());
+    // (event time, temperature)
+    let readings: [(&str, f64); 5] = [
+        ("2024-03-08T23:59:59.999999Z", 100.0),
+        ("2024-03-09T00:00:00Z", 10.0),
+        ("2024-03-10T12:00:00Z", 20.0),
+        ("2024-03-11T00:30:00Z", 30.0),
+        ("2024-03-11T01:00:00Z", 40.0),
+    ];
+    for (i, (time, temperature)) in readings.iter().enumerate() {
+        let folder = raw.join(format!(
+            "telemetry/{}/{}/{}/{}",
+            &time[..4],
+            &time[5..7],
+            &time[8..10],
+            &time[11..13]
+        ));
+        std::fs::create_dir_all(&folder).unwrap();
+        let rec = serde_json::json!({"deviceId": "d1", "timestamp": time,
+                                     "temperature": temperature, "messageId": format!("m{i}")});
+        std::fs::write(folder.join(format!("{i}.json")), format!("{rec}\n")).unwrap();
+    }
+    let lake = dir.path().join("lake");
+    let job = dir.path().join("job.toml");
+    std::fs::write(
+        &job,
+        format!(
+            "name = \"long-window\"\nsource = {:?}\nlayout = \"telemetry/{{yyyy}}/{{MM}}/{{dd}}/{{HH}}/\"\n\
+             lake = {:?}\n\n[features]\nsignals = [\"temperature\"]\nwindows = [\"49h\"]\n\
+             aggregates = [\"count\", \"mean\", \"std\", \"min\", \"max\", \"last\", \"slope\"]\n",
+            raw.to_str().unwrap(),
+            lake.to_str().unwrap(),
+        ),
+    )
+    .unwrap();
+    let run = |date: &str| {
+        let (code, report) = run_job(&job, date, &lake, &["--labels-as-of", LABELS]);
+        assert_eq!(code, 0, "{date}: {report}");
+    };
+    for date in ["2024-03-08", "2024-03-09", "2024-03-10", "2024-03-11"] {
+        run(date);
+    }
+    // Hours after 03-09 00:00 of each window's readings.
+    let cases: [(&str, Vec<(f64, f64)>); 2] = [
+        ("2024-03-11T00", vec![(0.0, 10.0), (36.0, 20.0), (48.5, 30.0)]),
+        ("2024-03-11T01", vec![(36.0, 20.0), (48.5, 30.0), (49.0, 40.0)]),
+    ];
+    let aggregates = ["count", "mean", "std", "min", "max", "last", "slope"];
+    let check = |what: &str| {
+        let rows = features_of(&lake, "2024-03-11");
+        assert_eq!(rows.len(), 2, "{what}: the rows of 00:00 and 01:00");
+        for (ws, points) in &cases {
+            for (agg, want) in aggregates.iter().zip(by_hand(points)) {
+                let column = format!("temperature_{agg}_49h");
+                let got = at(&rows, "d1", ws, &column).as_f64();
+                let ok = match (got, want) {
+                    (Some(g), Some(w)) => (g - w).abs() <= 1e-9 * w.abs().max(1.0),
+                    (g, w) => g == w,
+                };
+                assert!(ok, "{what}: d1 @ {ws}: {column} = {got:?}, by hand {want:?}");
+            }
+        }
+    };
+    check("with the stored partials");
+    std::fs::remove_dir_all(lake.join("_coldpath/partials")).unwrap();
+    run("2024-03-11");
+    check("from the earlier dates' silver");
+}

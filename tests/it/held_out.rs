@@ -2,9 +2,9 @@
 //! container generated at test time (`fixtures/generate.py --held-out`, seeded
 //! random traffic never looked at while building), run for eight consecutive dates.
 //! Every date's features_hourly (every default column: the point-in-time ones,
-//! days_since_maintenance and the labels, too) and the last date's tables must equal the
-//! contract's definitions as the generator computes them independently (fixtures/pit.py),
-//! and its page must render in headless Chromium.
+//! days_since_maintenance and the labels, too), device_health and telemetry_minute must
+//! equal the contract's definitions as the generator computes them independently
+//! (fixtures/pit.py), and the last date's page must render in headless Chromium.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -58,6 +58,17 @@ fn array<'a>(v: &'a Value, key: &str) -> &'a [Value] {
     v[key].as_array().unwrap()
 }
 
+/// `date`'s features_hourly (the default columns, then the health and
+/// baseline ones), device_health and telemetry_minute, as the generator
+/// computed them (the first dates with less than 7 dates of history too).
+fn assert_derived_as_designed(lake: &Path, date: &str, want: &Value) {
+    let what = format!("held-out {date}");
+    assert_features_match(&features_of(lake, date), array(want, "features"), &what);
+    assert_health_is(lake, date, array(want, "health"));
+    assert_feature_columns_are(lake, date, array(want, "features"));
+    assert_minutes(&minutes_of(lake, date), array(want, "minutes"), date);
+}
+
 #[test]
 fn eight_consecutive_dates_of_a_held_out_container_give_the_contracts_health_baselines_and_minutes()
 {
@@ -94,21 +105,18 @@ fn eight_consecutive_dates_of_a_held_out_container_give_the_contracts_health_bas
             .filter(|r| get(r, "event_date") == date)
             .collect();
         assert_rows_as_designed(&of_date, array(&want, "rows"), &format!("held-out {date}"));
-        assert_features_match(
-            &features_of(lake.path(), date),
-            array(&want, "features"),
-            &format!("held-out {date}"),
-        );
+        assert_derived_as_designed(lake.path(), date, &want);
+    }
+    // The derived tables of every date refreshed from silver (`features`, the gold
+    // pass of a backfill and a catch-up), reading the history the runs left: the same.
+    let extra = ["--from", DATES[0], "--to", last, "--labels-as-of", LABELS_AS_OF];
+    let (code, report, stderr) = features_cmd(lake.path(), &source, &extra);
+    assert_eq!(code, 0, "{report}\n{stderr}");
+    for date in DATES {
+        assert_derived_as_designed(lake.path(), date, &expectation(dir.path(), date));
     }
     let want = expectation(dir.path(), last);
     let (health, features) = (array(&want, "health"), array(&want, "features"));
-    assert_health_is(lake.path(), last, health);
-    assert_feature_columns_are(lake.path(), last, features);
-    assert_minutes(
-        &minutes_of(lake.path(), last),
-        array(&want, "minutes"),
-        last,
-    );
 
     // Not vacuous: every kind of device the container was built with is there, as designed.
     let status = |id: &str| {
