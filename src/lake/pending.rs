@@ -156,7 +156,9 @@ pub async fn clear(lake: &Lake, names: &[String]) -> Result<(), String> {
 }
 
 /// What a computation of `date` (a run with its features, a refresh) is owed as
-/// it begins, and settles once it succeeds ([`settle`]).
+/// it begins, and settles once it succeeds ([`settle`]); none for a run
+/// without its features (`Default`), which settles nothing.
+#[derive(Default)]
 pub struct Owed {
     /// The documents it settles ([`owed`]).
     pub names: Vec<String>,
@@ -225,8 +227,8 @@ pub async fn settle(lake: &Lake, date: NaiveDate, owed: &Owed, also: Vec<String>
             .map(|(_, cause)| cause)
             .collect();
         for &cause in before.union(&lagging_in(&names, date)) {
-            tracing::warn!(%date, %cause, "the date read an earlier date's derived tables, which lag its silver: it is owed a refresh after that date's");
             if !staying.contains(&cause) {
+                tracing::warn!(%date, %cause, "the date read an earlier date's derived tables, which lag its silver: it is owed a refresh after that date's");
                 record(lake, cause, &[date], run_id).await?;
             }
         }
@@ -342,5 +344,14 @@ mod tests {
         assert_eq!(owed.names.len(), 1);
         settle(lake, day(10), &owed, Vec::new(), "run-d").await;
         assert_eq!(causes(day(10)).await, None);
+        // Owed after 8 as it begins, 8 not lagging; 8 lagging by its end (a
+        // run of 8 failed meanwhile): the record it settles is no longer
+        // enough, so it records another.
+        record(lake, day(8), &[day(10)], "run-e").await.unwrap();
+        let owed = at_start(lake, day(10)).await;
+        assert_eq!(owed.names.len(), 1);
+        record(lake, day(8), &[day(8)], "run-f").await.unwrap();
+        settle(lake, day(10), &owed, Vec::new(), "run-g").await;
+        assert_eq!(causes(day(10)).await, Some(BTreeSet::from([day(8)])));
     }
 }

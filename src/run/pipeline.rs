@@ -163,7 +163,12 @@ async fn run_locked(
     locks: &LockSet,
 ) -> Result<(), Error> {
     let listing = list_step(job, site, req.date, report).await?;
-    let owed = lake::pending::at_start(&site.lake, req.date).await;
+    // A run without its features (a backfill's first pass) settles nothing.
+    let owed = if req.features {
+        lake::pending::at_start(&site.lake, req.date).await
+    } else {
+        lake::pending::Owed::default()
+    };
     let run = DateRun {
         job,
         req,

@@ -904,20 +904,25 @@ fn later_dates_merge_the_partials_earlier_runs_stored_and_get_silvers_bits() {
 
 /// A declared window longer than a day reaches back over several dates: a 49 h
 /// window of the row at 2024-03-11 00:00 (t = 01:00) is [03-09 00:00, 03-11 01:00),
-/// so a reading exactly at its start counts and one a microsecond before it (on
-/// 03-08, a date the run does not read for this window) does not; a reading at
-/// t is the next row's. Worked by hand, and the same when the earlier dates'
-/// stored partials are gone and their silver is read instead.
+/// so a reading exactly at its start counts, and one a microsecond before it,
+/// on 03-08, is not read at all; the next row's, [03-09 01:00, 03-11 02:00), takes
+/// neither that reading nor one a microsecond before its start, but one at its
+/// start. A reading a microsecond before t is the row's; one at t, the next
+/// row's. Worked by hand, and the same when the earlier dates' stored partials
+/// are gone and their silver is read instead.
 #[test]
-fn a_window_of_49_hours_reaches_two_dates_back_to_its_first_microsecond() {
+fn a_window_of_49_hours_reaches_two_dates_back_at_its_edges() {
     let dir = tempfile::tempdir().unwrap();
     let raw = empty_container(dir.path());
     // (event time, temperature)
-    let readings: [(&str, f64); 5] = [
+    let readings: [(&str, f64); 8] = [
         ("2024-03-08T23:59:59.999999Z", 100.0),
         ("2024-03-09T00:00:00Z", 10.0),
+        ("2024-03-09T00:59:59.999999Z", 15.0),
+        ("2024-03-09T01:00:00Z", 25.0),
         ("2024-03-10T12:00:00Z", 20.0),
         ("2024-03-11T00:30:00Z", 30.0),
+        ("2024-03-11T00:59:59.999999Z", 35.0),
         ("2024-03-11T01:00:00Z", 40.0),
     ];
     for (i, (time, temperature)) in readings.iter().enumerate() {
@@ -953,10 +958,17 @@ fn a_window_of_49_hours_reaches_two_dates_back_to_its_first_microsecond() {
     for date in ["2024-03-08", "2024-03-09", "2024-03-10", "2024-03-11"] {
         run(date);
     }
-    // Hours after 03-09 00:00 of each window's readings.
+    // Hours after 03-09 00:00 of each window's readings (a microsecond is 1 / 3.6e9 h).
+    let us = 1.0 / 3.6e9;
     let cases: [(&str, Vec<(f64, f64)>); 2] = [
-        ("2024-03-11T00", vec![(0.0, 10.0), (36.0, 20.0), (48.5, 30.0)]),
-        ("2024-03-11T01", vec![(36.0, 20.0), (48.5, 30.0), (49.0, 40.0)]),
+        (
+            "2024-03-11T00",
+            vec![(0.0, 10.0), (1.0 - us, 15.0), (1.0, 25.0), (36.0, 20.0), (48.5, 30.0), (49.0 - us, 35.0)],
+        ),
+        (
+            "2024-03-11T01",
+            vec![(1.0, 25.0), (36.0, 20.0), (48.5, 30.0), (49.0 - us, 35.0), (49.0, 40.0)],
+        ),
     ];
     let aggregates = ["count", "mean", "std", "min", "max", "last", "slope"];
     let check = |what: &str| {
