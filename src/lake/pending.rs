@@ -119,6 +119,13 @@ pub async fn owed(lake: &Lake, date: NaiveDate) -> Result<Vec<String>, String> {
     Ok(settled)
 }
 
+/// Whether `date` owes itself a refresh (its derived tables lag its silver).
+pub async fn lags(lake: &Lake, date: NaiveDate) -> Result<bool, String> {
+    let own = format!("{date}.after.{date}.");
+    let names = place(lake)?.names(&own).await;
+    Ok(!names.map_err(|e| about(&format!("{own}*"), e))?.is_empty())
+}
+
 /// [`owed`], a failure a warning and nothing owed: the date is then refreshed
 /// once more by a later catch-up.
 pub async fn owed_logged(lake: &Lake, date: NaiveDate) -> Vec<String> {

@@ -585,6 +585,16 @@ async fn refresh_date(
         crate::lake::pending::clear_logged(&site.lake, &owed).await;
         return Ok(());
     }
+    if let Some(waiting) = waits_on(site, req, date, causes).await {
+        warn!(date = %date, causes = ?waiting, "not refreshed: every date it is owed a refresh after still lags its own silver (a refresh would read their derived tables as they are); it stays owed");
+        let entry = entry_of(report, date);
+        entry.refreshed_for = dated(&causes.iter().copied().collect::<Vec<_>>());
+        entry.why.get_or_insert_with(|| {
+            let dates = dated(&waiting).join(", ");
+            format!("not refreshed: waits for {dates}, whose derived tables lag their silver")
+        });
+        return Ok(());
+    }
     let refreshed = dependents::refresh_one(site, job, date, req.labels_as_of, &report.run_id)
         .instrument(info_span!("catchup", date = %date))
         .await;
@@ -596,6 +606,29 @@ async fn refresh_date(
         entry.error = refreshed.error;
     }
     Ok(())
+}
+
+/// The causes `date` waits for: `Some` when it is refreshed only for causes
+/// (not for its labels, not for itself) and every one of them still owes
+/// itself a refresh (a refresh of theirs failed, in this catch-up or before):
+/// a refresh of `date` now would read their derived tables as they are, and
+/// stay owed ([`crate::lake::pending::settle`]). A cause that cannot be looked
+/// at counts as not lagging: the date is refreshed.
+async fn waits_on(
+    site: &Site,
+    req: &CatchupRequest,
+    date: NaiveDate,
+    causes: &BTreeSet<NaiveDate>,
+) -> Option<Vec<NaiveDate>> {
+    if req.refresh_labels || causes.is_empty() || causes.contains(&date) {
+        return None;
+    }
+    for &cause in causes {
+        if !crate::lake::pending::lags(&site.lake, cause).await.unwrap_or(false) {
+            return None;
+        }
+    }
+    Some(causes.iter().copied().collect())
 }
 
 #[cfg(test)]

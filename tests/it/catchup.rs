@@ -433,8 +433,9 @@ fn a_date_run_while_an_earlier_one_lags_its_silver_stays_owed() {
 /// A backfill whose first date's features fail (its partition's folder is in
 /// the way) still refreshes the dates after it, whose baselines then read that
 /// date's `features_hourly` as it was (none): each is recorded owed a refresh
-/// after it, and a catch-up refreshes the first date, then the others; the
-/// tables equal a clean run's.
+/// after it. A catch-up while the first date's refresh still fails leaves
+/// them waiting for it; once it succeeds, a catch-up refreshes the first date,
+/// then the others; the tables equal a clean run's.
 #[test]
 fn dates_refreshed_while_an_earlier_one_lags_are_owed_a_refresh_after_it() {
     let dir = temp_lake();
@@ -455,6 +456,16 @@ fn dates_refreshed_while_an_earlier_one_lags_are_owed_a_refresh_after_it() {
         assert!(owes(date, DATES[0]), "{date}: {:?}", owed_in(&lake));
     }
     assert!(!owes(DATES[2], DATES[1]), "{:?}", owed_in(&lake));
+    // While the first date's refresh still fails, the others wait for it.
+    let range = ["--from", DATES[2], "--to", DATES[2]];
+    let (code, report, err) = catchup(raw_s, lake_s, &range, &[]);
+    assert_eq!(code, 1, "{report}\n{err}");
+    assert_eq!(report["refreshed"], serde_json::json!([DATES[0]]), "{report}");
+    for date in &DATES[1..] {
+        let why = entry(&report, date)["why"].as_str().unwrap_or_default();
+        assert!(why.contains(&format!("waits for {}", DATES[0])), "{date}: {report}");
+        assert!(owes(date, DATES[0]), "{date}: {:?}", owed_in(&lake));
+    }
     std::fs::remove_file(&folder).unwrap();
 
     let range = ["--from", DATES[2], "--to", DATES[2]];
