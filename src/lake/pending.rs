@@ -224,7 +224,10 @@ fn lagging_in(names: &[String], date: NaiveDate) -> BTreeSet<NaiveDate> {
 /// refreshes it again.
 pub async fn settle(lake: &Lake, date: NaiveDate, owed: &Owed, also: Vec<String>, run_id: &str) {
     let recorded = async {
-        let before = owed.lagging.as_ref().ok_or("not listed as the date began")?;
+        let before = owed
+            .lagging
+            .as_ref()
+            .ok_or("not listed as the date began")?;
         let names = every_name(lake, date).await?;
         let staying: BTreeSet<NaiveDate> = names
             .iter()
@@ -341,8 +344,16 @@ mod tests {
         for time in 0..2 {
             let owed = at_start(lake, day(10)).await;
             settle(lake, day(10), &owed, Vec::new(), "run-c").await;
-            assert_eq!(causes(day(10)).await, Some(BTreeSet::from([day(3)])), "{time}");
-            let names = place(lake).unwrap().names("2024-03-10.after.").await.unwrap();
+            assert_eq!(
+                causes(day(10)).await,
+                Some(BTreeSet::from([day(3)])),
+                "{time}"
+            );
+            let names = place(lake)
+                .unwrap()
+                .names("2024-03-10.after.")
+                .await
+                .unwrap();
             assert_eq!(names.len(), 1, "{names:?}");
         }
         let threes = place(lake).unwrap().names("2024-03-03.").await.unwrap();

@@ -624,7 +624,10 @@ async fn waits_on(
         return None;
     }
     for &cause in causes {
-        if !crate::lake::pending::lags(&site.lake, cause).await.unwrap_or(false) {
+        if !crate::lake::pending::lags(&site.lake, cause)
+            .await
+            .unwrap_or(false)
+        {
             return None;
         }
     }

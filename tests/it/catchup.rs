@@ -460,10 +460,17 @@ fn dates_refreshed_while_an_earlier_one_lags_are_owed_a_refresh_after_it() {
     let range = ["--from", DATES[2], "--to", DATES[2]];
     let (code, report, err) = catchup(raw_s, lake_s, &range, &[]);
     assert_eq!(code, 1, "{report}\n{err}");
-    assert_eq!(report["refreshed"], serde_json::json!([DATES[0]]), "{report}");
+    assert_eq!(
+        report["refreshed"],
+        serde_json::json!([DATES[0]]),
+        "{report}"
+    );
     for date in &DATES[1..] {
         let why = entry(&report, date)["why"].as_str().unwrap_or_default();
-        assert!(why.contains(&format!("waits for {}", DATES[0])), "{date}: {report}");
+        assert!(
+            why.contains(&format!("waits for {}", DATES[0])),
+            "{date}: {report}"
+        );
         assert!(owes(date, DATES[0]), "{date}: {:?}", owed_in(&lake));
     }
     std::fs::remove_file(&folder).unwrap();

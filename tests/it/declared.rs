@@ -963,11 +963,24 @@ fn a_window_of_49_hours_reaches_two_dates_back_at_its_edges() {
     let cases: [(&str, Vec<(f64, f64)>); 2] = [
         (
             "2024-03-11T00",
-            vec![(0.0, 10.0), (1.0 - us, 15.0), (1.0, 25.0), (36.0, 20.0), (48.5, 30.0), (49.0 - us, 35.0)],
+            vec![
+                (0.0, 10.0),
+                (1.0 - us, 15.0),
+                (1.0, 25.0),
+                (36.0, 20.0),
+                (48.5, 30.0),
+                (49.0 - us, 35.0),
+            ],
         ),
         (
             "2024-03-11T01",
-            vec![(1.0, 25.0), (36.0, 20.0), (48.5, 30.0), (49.0 - us, 35.0), (49.0, 40.0)],
+            vec![
+                (1.0, 25.0),
+                (36.0, 20.0),
+                (48.5, 30.0),
+                (49.0 - us, 35.0),
+                (49.0, 40.0),
+            ],
         ),
     ];
     let aggregates = ["count", "mean", "std", "min", "max", "last", "slope"];
@@ -982,7 +995,10 @@ fn a_window_of_49_hours_reaches_two_dates_back_at_its_edges() {
                     (Some(g), Some(w)) => (g - w).abs() <= 1e-9 * w.abs().max(1.0),
                     (g, w) => g == w,
                 };
-                assert!(ok, "{what}: d1 @ {ws}: {column} = {got:?}, by hand {want:?}");
+                assert!(
+                    ok,
+                    "{what}: d1 @ {ws}: {column} = {got:?}, by hand {want:?}"
+                );
             }
         }
     };

@@ -109,7 +109,14 @@ fn eight_consecutive_dates_of_a_held_out_container_give_the_contracts_health_bas
     }
     // The derived tables of every date refreshed from silver (`features`, the gold
     // pass of a backfill and a catch-up), reading the history the runs left: the same.
-    let extra = ["--from", DATES[0], "--to", last, "--labels-as-of", LABELS_AS_OF];
+    let extra = [
+        "--from",
+        DATES[0],
+        "--to",
+        last,
+        "--labels-as-of",
+        LABELS_AS_OF,
+    ];
     let (code, report, stderr) = features_cmd(lake.path(), &source, &extra);
     assert_eq!(code, 0, "{report}\n{stderr}");
     for date in DATES {
