@@ -63,6 +63,19 @@ fn about(what: &str, e: String) -> String {
     format!("{DIR}/{what}: {e}")
 }
 
+/// The names of the documents that start with `prefix`; an error names them.
+async fn names_of(place: &Place, prefix: &str) -> Result<Vec<String>, String> {
+    let names = place.names(prefix).await;
+    names.map_err(|e| about(&format!("{prefix}*"), e))
+}
+
+/// Whether `date` owes itself a refresh (its derived tables lag its silver), in `place`.
+async fn lags_in(place: &Place, date: NaiveDate) -> Result<bool, String> {
+    Ok(!names_of(place, &format!("{date}.after.{date}."))
+        .await?
+        .is_empty())
+}
+
 /// Records that each of `dates` reads `cause`'s silver, which run `run_id` replaced.
 pub async fn record(
     lake: &Lake,
@@ -89,14 +102,9 @@ pub async fn record(
 /// baselines read its `features_hourly`), so it stays owed until D's are done.
 pub async fn owed(lake: &Lake, date: NaiveDate) -> Result<Vec<String>, String> {
     let place = place(lake)?;
-    let place = &place;
-    let listed = |prefix: String| async move {
-        let names = place.names(&prefix).await;
-        names.map_err(|e| about(&format!("{prefix}*"), e))
-    };
     let mut lagging: BTreeMap<NaiveDate, bool> = BTreeMap::new();
     let mut settled = Vec::new();
-    for name in listed(format!("{date}.after.")).await? {
+    for name in names_of(&place, &format!("{date}.after.")).await? {
         let Some((_, cause)) = parse(&name) else {
             continue;
         };
@@ -104,7 +112,7 @@ pub async fn owed(lake: &Lake, date: NaiveDate) -> Result<Vec<String>, String> {
             let lags = match lagging.get(&cause) {
                 Some(&lags) => lags,
                 None => {
-                    let lags = !listed(format!("{cause}.after.{cause}.")).await?.is_empty();
+                    let lags = lags_in(&place, cause).await?;
                     lagging.insert(cause, lags);
                     lags
                 }
@@ -121,9 +129,7 @@ pub async fn owed(lake: &Lake, date: NaiveDate) -> Result<Vec<String>, String> {
 
 /// Whether `date` owes itself a refresh (its derived tables lag its silver).
 pub async fn lags(lake: &Lake, date: NaiveDate) -> Result<bool, String> {
-    let own = format!("{date}.after.{date}.");
-    let names = place(lake)?.names(&own).await;
-    Ok(!names.map_err(|e| about(&format!("{own}*"), e))?.is_empty())
+    lags_in(&place(lake)?, date).await
 }
 
 /// [`owed`], a failure a warning and nothing owed: the date is then refreshed
@@ -140,10 +146,7 @@ pub async fn owed_logged(lake: &Lake, date: NaiveDate) -> Vec<String> {
 /// that fails is a warning and none: the date is then refreshed once more.
 pub async fn own(lake: &Lake, date: NaiveDate, run_id: &str) -> Vec<String> {
     let mine = format!("{date}.after.{date}.{run_id}.");
-    let listed = async {
-        let names = place(lake)?.names(&mine).await;
-        names.map_err(|e| about(&format!("{mine}*"), e))
-    };
+    let listed = async { names_of(&place(lake)?, &mine).await };
     listed.await.unwrap_or_else(|e| {
         tracing::warn!(%date, error = %crate::storage::fault::redact(&e), "the run's own refresh record was not read; a later catch-up refreshes the date again");
         Vec::new()
@@ -198,7 +201,7 @@ async fn lagging_before(lake: &Lake, date: NaiveDate) -> Result<BTreeSet<NaiveDa
 
 /// Every document's name; a failure is a warning.
 async fn every_name(lake: &Lake, date: NaiveDate) -> Result<Vec<String>, String> {
-    let listed = async { place(lake)?.names("").await.map_err(|e| about("", e)) };
+    let listed = async { names_of(&place(lake)?, "").await };
     listed.await.inspect_err(|e| {
         tracing::warn!(%date, error = %crate::storage::fault::redact(e), "the earlier dates lagging their silver were not listed; a later catch-up refreshes the date again");
     })
@@ -266,7 +269,7 @@ pub async fn clear_logged(lake: &Lake, names: &[String]) {
 /// Every date owed a refresh, with the dates whose silver it reads.
 pub async fn all(lake: &Lake) -> Result<BTreeMap<NaiveDate, BTreeSet<NaiveDate>>, String> {
     let mut out: BTreeMap<NaiveDate, BTreeSet<NaiveDate>> = BTreeMap::new();
-    for name in place(lake)?.names("").await.map_err(|e| about("", e))? {
+    for name in names_of(&place(lake)?, "").await? {
         if let Some((date, cause)) = parse(&name) {
             out.entry(date).or_default().insert(cause);
         }

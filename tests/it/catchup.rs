@@ -169,6 +169,36 @@ impl Booby {
     }
 }
 
+/// A partition folder of the lake made a file, so a commit to it fails; `put_back` restores it.
+struct InTheWay {
+    folder: PathBuf,
+    aside: PathBuf,
+}
+
+impl InTheWay {
+    fn put(dir: &Path, lake: &Path, partition: &str) -> InTheWay {
+        let folder = lake.join(partition);
+        let aside = dir.join(partition.replace('/', "-"));
+        std::fs::rename(&folder, &aside).unwrap();
+        std::fs::write(&folder, b"in the way").unwrap();
+        InTheWay { folder, aside }
+    }
+
+    fn put_back(self) {
+        std::fs::remove_file(&self.folder).unwrap();
+        std::fs::rename(&self.aside, &self.folder).unwrap();
+    }
+}
+
+/// `coldpath run` of `date` that must fail (exit 1): its report.
+fn run_failing(date: &str, raw: &Path, lake: &Path) -> Value {
+    let args = run_args(date, raw.to_str().unwrap(), lake.to_str().unwrap());
+    let out = coldpath(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{report}");
+    report
+}
+
 /// A copy of the fixtures' container (`dir/raw`) with its three dates run into `dir/lake`.
 fn three_dates_run() -> (tempfile::TempDir, PathBuf, PathBuf) {
     let dir = temp_lake();
@@ -265,10 +295,11 @@ fn a_refresh_a_failed_catchup_owed_is_done_by_the_next() {
     let (dir, raw, lake) = three_dates_run();
     change_2024_03_11(&raw);
     // 2024-03-12's device_health folder is a file: its refresh fails at that commit.
-    let folder = lake.join(format!("device_health/health_date={}", DATES[2]));
-    let aside = dir.path().join("health-aside");
-    std::fs::rename(&folder, &aside).unwrap();
-    std::fs::write(&folder, b"in the way").unwrap();
+    let way = InTheWay::put(
+        dir.path(),
+        &lake,
+        &format!("device_health/health_date={}", DATES[2]),
+    );
     let range = ["--from", DATES[0], "--to", DATES[2]];
     let (code, report, err) = catchup(raw.to_str().unwrap(), lake.to_str().unwrap(), &range, &[]);
     assert_eq!(code, 1, "{report}\n{err}");
@@ -296,8 +327,7 @@ fn a_refresh_a_failed_catchup_owed_is_done_by_the_next() {
         serde_json::json!([DATES[1]])
     );
 
-    std::fs::remove_file(&folder).unwrap();
-    std::fs::rename(&aside, &folder).unwrap();
+    way.put_back();
     let (code, report, err) = catchup(raw.to_str().unwrap(), lake.to_str().unwrap(), &range, &[]);
     assert_eq!(code, 0, "{report}\n{err}");
     assert_eq!(entry(&report, DATES[1])["state"], "unchanged");
@@ -344,14 +374,12 @@ fn a_run_that_fails_after_its_silver_commit_leaves_its_own_date_owed() {
         reading("late-1", "2024-03-12T09:10:00Z") + &reading("late-1", "2024-03-12T09:40:00Z"),
     )
     .unwrap();
-    let folder = lake.join(format!("device_health/health_date={}", DATES[2]));
-    let aside = dir.path().join("health-aside");
-    std::fs::rename(&folder, &aside).unwrap();
-    std::fs::write(&folder, b"in the way").unwrap();
-    let args = run_args(DATES[2], raw.to_str().unwrap(), lake.to_str().unwrap());
-    let out = coldpath(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(1), "{report}");
+    let way = InTheWay::put(
+        dir.path(),
+        &lake,
+        &format!("device_health/health_date={}", DATES[2]),
+    );
+    let report = run_failing(DATES[2], &raw, &lake);
     assert!(
         report["tables"]["telemetry"].is_object(),
         "silver committed: {report}"
@@ -363,8 +391,7 @@ fn a_run_that_fails_after_its_silver_commit_leaves_its_own_date_owed() {
         owed_in(&lake)
     );
 
-    std::fs::remove_file(&folder).unwrap();
-    std::fs::rename(&aside, &folder).unwrap();
+    way.put_back();
     let range = ["--from", DATES[0], "--to", DATES[1]];
     let (code, report, err) = catchup(raw.to_str().unwrap(), lake.to_str().unwrap(), &range, &[]);
     assert_eq!(code, 0, "{report}\n{err}");
@@ -391,17 +418,14 @@ fn a_date_run_while_an_earlier_one_lags_its_silver_stays_owed() {
         reading("pump-01", "2024-03-10T09:10:30Z") + &reading("pump-01", "2024-03-10T09:40:30Z"),
     )
     .unwrap();
-    let folder = lake.join(format!("features_hourly/feature_date={}", DATES[0]));
-    let aside = dir.path().join("features-aside");
-    std::fs::rename(&folder, &aside).unwrap();
-    std::fs::write(&folder, b"in the way").unwrap();
-    let args = run_args(DATES[0], raw.to_str().unwrap(), lake.to_str().unwrap());
-    let out = coldpath(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(1), "{report}");
+    let way = InTheWay::put(
+        dir.path(),
+        &lake,
+        &format!("features_hourly/feature_date={}", DATES[0]),
+    );
+    let report = run_failing(DATES[0], &raw, &lake);
     assert!(report["tables"]["telemetry"].is_object(), "{report}");
-    std::fs::remove_file(&folder).unwrap();
-    std::fs::rename(&aside, &folder).unwrap();
+    way.put_back();
 
     let owes = |date: &str, cause: &str| {
         let prefix = format!("{date}.after.{cause}.");
@@ -502,17 +526,10 @@ fn a_rerun_that_fails_after_its_silver_commit_is_run_again_by_a_catchup() {
     };
     let first = rejects_run();
     assert_eq!(first.len(), 1, "one run's rejects: {first:?}");
-    let folder = lake.join(format!("rejects/run_date={}", DATES[1]));
-    let aside = dir.path().join("rejects-aside");
-    std::fs::rename(&folder, &aside).unwrap();
-    std::fs::write(&folder, b"in the way").unwrap();
-    let args = run_args(DATES[1], raw.to_str().unwrap(), lake.to_str().unwrap());
-    let out = coldpath(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(1), "{report}");
+    let way = InTheWay::put(dir.path(), &lake, &format!("rejects/run_date={}", DATES[1]));
+    let report = run_failing(DATES[1], &raw, &lake);
     assert!(report["tables"]["features_hourly"].is_object(), "{report}");
-    std::fs::remove_file(&folder).unwrap();
-    std::fs::rename(&aside, &folder).unwrap();
+    way.put_back();
     assert_eq!(
         rejects_run(),
         first,
@@ -1204,10 +1221,7 @@ fn a_rerun_that_cannot_record_what_it_makes_owed_commits_nothing() {
     // The folder is there, empty (every run records its own date and clears it).
     let _ = std::fs::remove_dir_all(lake.join("_coldpath/pending"));
     std::fs::write(lake.join("_coldpath/pending"), b"in the way").unwrap();
-    let args = run_args(DATES[1], raw.to_str().unwrap(), lake.to_str().unwrap());
-    let out = coldpath(&args.iter().map(String::as_str).collect::<Vec<_>>());
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(out.status.code(), Some(1), "{report}");
+    let report = run_failing(DATES[1], &raw, &lake);
     assert!(
         report["error"].as_str().unwrap().contains("pending"),
         "{report}"
