@@ -747,14 +747,17 @@ pub fn batch_of(
 }
 
 /// Makes sure a local table's folder exists (delta-rs opens a local table only
-/// where its folder exists); nothing to do for object stores.
+/// where its folder exists); nothing to do for object stores. A folder that
+/// cannot be made fails as any other write to the lake does (exit 1, as
+/// delta-rs's own local write errors do): a full disk or a folder being moved
+/// may be gone by a retry.
 pub fn prepare_table(lake: &Lake, spec: &TableSpec) -> Result<(), SinkError> {
     let url = lake.table_url(spec.name)?;
     if url.scheme() == "file" {
         if let Ok(dir) = url.to_file_path() {
-            std::fs::create_dir_all(&dir).map_err(|e| SinkError::Lake {
-                lake: lake.location.clone(),
-                message: format!("table `{}`: creating {}: {e}", spec.name, dir.display()),
+            std::fs::create_dir_all(&dir).map_err(|e| SinkError::Writer {
+                table: spec.name,
+                message: format!("creating {}: {e}", dir.display()),
             })?;
         }
     }
@@ -864,11 +867,11 @@ fn one_partition_session() -> Option<std::sync::Arc<dyn deltalake::datafusion::c
     }
 }
 
-/// The table's version after a commit.
-fn version_of(lake: &Lake, spec: &TableSpec, table: &DeltaTable) -> Result<u64, SinkError> {
-    table.version().ok_or_else(|| SinkError::Lake {
-        lake: lake.location.clone(),
-        message: format!("table `{}` has no version after the commit", spec.name),
+/// The table's version after a commit (none would be delta-rs's fault, not the job's: exit 1).
+fn version_of(spec: &TableSpec, table: &DeltaTable) -> Result<u64, SinkError> {
+    table.version().ok_or_else(|| SinkError::Writer {
+        table: spec.name,
+        message: "no version after the commit".into(),
     })
 }
 
@@ -920,12 +923,12 @@ async fn replace_once(
         .await
         .map_err(|e| SinkError::delta(spec.name, url, e))?;
     let write = replacing(table.write(batches), lake.file_size, spec, date, meta);
-    let (url, lake, spec) = (url.clone(), lake.clone(), spec.clone());
+    let (url, spec) = (url.clone(), spec.clone());
     stream::tracked(spec.name, async move {
         let table = write
             .await
             .map_err(|e| SinkError::delta(spec.name, &url, e))?;
-        version_of(&lake, &spec, &table)
+        version_of(&spec, &table)
     })
     .await
 }
@@ -1014,6 +1017,26 @@ mod tests {
         assert!(!again_after_conflict("t", &e, COMMIT_ATTEMPTS).await);
         let other = SinkError::delta("t", &url, deltalake::DeltaTableError::Generic("x".into()));
         assert!(!again_after_conflict("t", &other, 1).await);
+    }
+
+    /// A table folder that cannot be made (here a file in its place) fails the
+    /// commit as a write error, exit 1, naming the table and the folder; not as
+    /// a configuration error (exit 2 says nothing was read or written).
+    #[tokio::test]
+    async fn a_table_folder_that_cannot_be_made_is_a_failure_not_a_configuration_error() {
+        let (dir, lake) = crate::lake::leftovers::tests::local_lake();
+        std::fs::write(dir.path().join("t"), b"a file").unwrap();
+        let date = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
+        let e = replace_partition(&lake, &spec(), date, Vec::new(), &meta(date))
+            .await
+            .unwrap_err();
+        let shown = e.to_string();
+        assert!(!e.is_config(), "{shown}");
+        assert!(
+            shown.contains("table `t`") && shown.contains("creating"),
+            "{shown}"
+        );
+        assert_eq!(crate::Error::Sink(e).status().exit_code(), 1);
     }
 
     /// Runs of different dates creating one table at once: the ones whose

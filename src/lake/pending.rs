@@ -96,10 +96,12 @@ pub async fn record(
 }
 
 /// The documents that owe `date` a refresh now and that recomputing it settles,
-/// by name (for [`clear`]). Not one whose cause D owes itself a refresh (its
-/// own record: a run of D failed between its silver and its derived tables): a
-/// recomputation of `date` now reads D's derived tables as they were (the
-/// baselines read its `features_hourly`), so it stays owed until D's are done.
+/// by name (for [`clear`]). Not one whose cause D, within the
+/// [`READS_DERIVED_DATES`] before it, owes itself a refresh (its own record: a
+/// run of D failed between its silver and its derived tables): a recomputation
+/// of `date` now reads D's derived tables as they were (the baselines read its
+/// `features_hourly`), so it stays owed until D's are done. A cause further
+/// back is settled: `date` reads only its silver, which is as it is.
 pub async fn owed(lake: &Lake, date: NaiveDate) -> Result<Vec<String>, String> {
     let place = place(lake)?;
     let mut lagging: BTreeMap<NaiveDate, bool> = BTreeMap::new();
@@ -108,7 +110,7 @@ pub async fn owed(lake: &Lake, date: NaiveDate) -> Result<Vec<String>, String> {
         let Some((_, cause)) = parse(&name) else {
             continue;
         };
-        if cause != date {
+        if reads_derived(date, cause) {
             let lags = match lagging.get(&cause) {
                 Some(&lags) => lags,
                 None => {
@@ -207,13 +209,18 @@ async fn every_name(lake: &Lake, date: NaiveDate) -> Result<Vec<String>, String>
     })
 }
 
+/// Whether `date` computed now reads `earlier`'s derived tables (not only its
+/// silver): `earlier` is one of the [`READS_DERIVED_DATES`] before it.
+pub fn reads_derived(date: NaiveDate, earlier: NaiveDate) -> bool {
+    earlier < date && (date - earlier).num_days() <= READS_DERIVED_DATES
+}
+
 /// [`lagging_before`] of `date` among the documents `names`.
 fn lagging_in(names: &[String], date: NaiveDate) -> BTreeSet<NaiveDate> {
-    let reads = |d: NaiveDate| d < date && (date - d).num_days() <= READS_DERIVED_DATES;
     names
         .iter()
         .filter_map(|n| parse(n))
-        .filter(|&(d, cause)| d == cause && reads(d))
+        .filter(|&(d, cause)| d == cause && reads_derived(date, d))
         .map(|(d, _)| d)
         .collect()
 }
@@ -329,6 +336,62 @@ mod tests {
             all(&lake).await.unwrap()[&day(13)],
             BTreeSet::from([day(12)])
         );
+    }
+
+    /// A record after a cause that lags its silver stays while the cause is one
+    /// of the 7 dates whose derived tables the date reads, and is settled when
+    /// the cause is further back (the date reads only its silver) or later.
+    #[tokio::test]
+    async fn only_a_cause_the_baselines_read_holds_a_record() {
+        let (_dir, lake) = crate::lake::leftovers::tests::local_lake();
+        for cause in [day(2), day(3), day(10), day(12)] {
+            record(&lake, cause, &[cause], "run-a").await.unwrap();
+            record(&lake, cause, &[day(10)], "run-b").await.unwrap();
+        }
+        let owed = owed(&lake, day(10)).await.unwrap();
+        let causes: BTreeSet<_> = owed
+            .iter()
+            .filter_map(|n| parse(n))
+            .map(|(_, c)| c)
+            .collect();
+        assert_eq!(causes, BTreeSet::from([day(2), day(10), day(12)]));
+        assert!(reads_derived(day(10), day(3)) && reads_derived(day(10), day(9)));
+        assert!(!reads_derived(day(10), day(2)) && !reads_derived(day(10), day(10)));
+        assert!(!reads_derived(day(10), day(11)));
+    }
+
+    /// Where the earlier dates lagging their silver could not be listed as the
+    /// date began, or a record after one could not be written, settling clears
+    /// nothing: the date stays owed, its own record and what it settles too.
+    #[tokio::test]
+    async fn a_settle_that_cannot_list_or_record_clears_nothing() {
+        let (dir, lake) = crate::lake::leftovers::tests::local_lake();
+        let folder = dir.path().join(DIR);
+        let own = |lake| async move { place(lake).unwrap().names("2024-03-10.").await.unwrap() };
+        // The folder a file: nothing can be listed as the date begins.
+        std::fs::create_dir_all(folder.parent().unwrap()).unwrap();
+        std::fs::write(&folder, b"not a folder").unwrap();
+        let blind = at_start(&lake, day(10)).await;
+        assert!(blind.names.is_empty() && blind.lagging.is_none());
+        std::fs::remove_file(&folder).unwrap();
+        record(&lake, day(3), &[day(3)], "run-a").await.unwrap();
+        record(&lake, day(10), &[day(10)], "run-b").await.unwrap();
+        let mine = own(&lake).await;
+        settle(&lake, day(10), &blind, mine.clone(), "run-c").await;
+        assert_eq!(own(&lake).await, mine);
+        // Listed as it began (3 lags), but the record after 3 cannot be
+        // written: a run id with a folder in it names a document under a
+        // folder that does not exist.
+        let seen = at_start(&lake, day(10)).await;
+        assert_eq!(seen.names, mine);
+        settle(&lake, day(10), &seen, Vec::new(), "no/such").await;
+        assert_eq!(own(&lake).await, mine);
+        let causes = all(&lake).await.unwrap().remove(&day(10));
+        assert_eq!(causes, Some(BTreeSet::from([day(10)])));
+        // The same settle with a run id that can be written records and clears.
+        settle(&lake, day(10), &seen, Vec::new(), "run-d").await;
+        let causes = all(&lake).await.unwrap().remove(&day(10));
+        assert_eq!(causes, Some(BTreeSet::from([day(3)])));
     }
 
     /// A date settled while an earlier one within the baselines' 7 dates owes

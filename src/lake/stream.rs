@@ -170,12 +170,12 @@ impl PartitionStream {
             .map_err(plan_err)?;
         let write = replacing(table.write(Vec::new()), lake.file_size, spec, date, meta)
             .with_input_plan(plan);
-        let (lake, spec) = (lake.clone(), spec.clone());
+        let spec = spec.clone();
         Ok(tokio::spawn(async move {
             let table = write
                 .await
                 .map_err(|e| SinkError::delta(spec.name, &url, e))?;
-            version_of(&lake, &spec, &table)
+            version_of(&spec, &table)
         }))
     }
 
