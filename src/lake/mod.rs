@@ -747,21 +747,40 @@ pub fn batch_of(
 }
 
 /// Makes sure a local table's folder exists (delta-rs opens a local table only
-/// where its folder exists); nothing to do for object stores. A folder that
-/// cannot be made fails as any other write to the lake does (exit 1, as
-/// delta-rs's own local write errors do): a full disk or a folder being moved
-/// may be gone by a retry.
+/// where its folder exists); nothing to do for object stores. A folder the
+/// lake's setup keeps from being made (a file in its place, no permission) is
+/// a configuration error, as a lake that is a file is (exit 2: a retry cannot
+/// cure it); any other failure (a full disk) fails as a write does (exit 1).
 pub fn prepare_table(lake: &Lake, spec: &TableSpec) -> Result<(), SinkError> {
     let url = lake.table_url(spec.name)?;
     if url.scheme() == "file" {
         if let Ok(dir) = url.to_file_path() {
-            std::fs::create_dir_all(&dir).map_err(|e| SinkError::Writer {
-                table: spec.name,
-                message: format!("creating {}: {e}", dir.display()),
+            std::fs::create_dir_all(&dir).map_err(|e| {
+                let message = format!("creating {}: {e}", dir.display());
+                if is_setup(e.kind()) {
+                    let message = format!("table `{}`: {message}", spec.name);
+                    let lake = lake.location.clone();
+                    SinkError::Lake { lake, message }
+                } else {
+                    SinkError::Writer {
+                        table: spec.name,
+                        message,
+                    }
+                }
             })?;
         }
     }
     Ok(())
+}
+
+/// Whether a local folder that cannot be made is the lake's setup, which a
+/// retry does not change, rather than a passing failure.
+fn is_setup(kind: std::io::ErrorKind) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        kind,
+        AlreadyExists | NotADirectory | PermissionDenied | ReadOnlyFilesystem
+    )
 }
 
 /// The commit's `userMetadata` and the run id, for every commit that replaces a partition.
@@ -1019,11 +1038,11 @@ mod tests {
         assert!(!again_after_conflict("t", &other, 1).await);
     }
 
-    /// A table folder that cannot be made (here a file in its place) fails the
-    /// commit as a write error, exit 1, naming the table and the folder; not as
-    /// a configuration error (exit 2 says nothing was read or written).
+    /// A table folder kept from being made by the lake's setup (a file in its
+    /// place) is a configuration error naming the table and the folder; a
+    /// full disk, or any other failure, fails as a write does (exit 1).
     #[tokio::test]
-    async fn a_table_folder_that_cannot_be_made_is_a_failure_not_a_configuration_error() {
+    async fn a_table_folder_that_cannot_be_made_is_the_setup_or_a_failure() {
         let (dir, lake) = crate::lake::leftovers::tests::local_lake();
         std::fs::write(dir.path().join("t"), b"a file").unwrap();
         let date = NaiveDate::from_ymd_opt(2024, 3, 1).unwrap();
@@ -1031,12 +1050,23 @@ mod tests {
             .await
             .unwrap_err();
         let shown = e.to_string();
-        assert!(!e.is_config(), "{shown}");
+        assert!(e.is_config(), "{shown}");
         assert!(
             shown.contains("table `t`") && shown.contains("creating"),
             "{shown}"
         );
-        assert_eq!(crate::Error::Sink(e).status().exit_code(), 1);
+        use std::io::ErrorKind::*;
+        for kind in [
+            AlreadyExists,
+            NotADirectory,
+            PermissionDenied,
+            ReadOnlyFilesystem,
+        ] {
+            assert!(is_setup(kind), "{kind:?}");
+        }
+        for kind in [StorageFull, QuotaExceeded, Interrupted, Other] {
+            assert!(!is_setup(kind), "{kind:?}");
+        }
     }
 
     /// Runs of different dates creating one table at once: the ones whose
