@@ -610,40 +610,28 @@ async fn refresh_date(
 
 /// The causes `date` waits for: `Some` when it is refreshed only for causes
 /// (not for its labels, not for itself) and every one of them still owes
-/// itself a refresh (a refresh of theirs failed, in this catch-up or before)
-/// and is one whose derived tables `date` reads: a refresh of `date` now would
-/// read them as they are, and stay owed ([`crate::lake::pending::settle`]). A
-/// cause that cannot be looked at counts as not lagging: the date is refreshed.
+/// itself a refresh (a refresh of theirs failed, in this catch-up or before):
+/// a refresh of `date` now would read their derived tables as they are, and
+/// stay owed ([`crate::lake::pending::settle`]). A cause that cannot be looked
+/// at counts as not lagging: the date is refreshed.
 async fn waits_on(
     site: &Site,
     req: &CatchupRequest,
     date: NaiveDate,
     causes: &BTreeSet<NaiveDate>,
 ) -> Option<Vec<NaiveDate>> {
-    if req.refresh_labels {
+    if req.refresh_labels || causes.is_empty() || causes.contains(&date) {
         return None;
     }
-    let mut lagging = BTreeSet::new();
     for &cause in causes {
-        if crate::lake::pending::lags(&site.lake, cause)
+        if !crate::lake::pending::lags(&site.lake, cause)
             .await
             .unwrap_or(false)
         {
-            lagging.insert(cause);
+            return None;
         }
     }
-    waiting(date, causes, &lagging)
-}
-
-/// [`waits_on`], given the causes that lag.
-fn waiting(
-    date: NaiveDate,
-    causes: &BTreeSet<NaiveDate>,
-    lagging: &BTreeSet<NaiveDate>,
-) -> Option<Vec<NaiveDate>> {
-    let waits =
-        |c: &NaiveDate| lagging.contains(c) && crate::lake::pending::reads_derived(date, *c);
-    (!causes.is_empty() && causes.iter().all(waits)).then(|| causes.iter().copied().collect())
+    Some(causes.iter().copied().collect())
 }
 
 #[cfg(test)]
@@ -676,26 +664,6 @@ mod tests {
 
     fn day(text: &str) -> NaiveDate {
         text.parse().unwrap()
-    }
-
-    /// A date waits only while every cause lags and is one whose derived tables
-    /// it reads (the 7 dates before it); its own lag, a cause 8 dates back or
-    /// one that no longer lags lets it be refreshed.
-    #[test]
-    fn a_date_waits_only_for_lagging_causes_whose_derived_tables_it_reads() {
-        let set = |ds: &[&str]| ds.iter().map(|d| day(d)).collect::<BTreeSet<_>>();
-        let at = day("2024-03-10");
-        let lagging = set(&["2024-03-02", "2024-03-03", "2024-03-09", "2024-03-10"]);
-        let waits = |causes: &[&str]| waiting(at, &set(causes), &lagging);
-        assert_eq!(
-            waits(&["2024-03-03", "2024-03-09"]),
-            Some(vec![day("2024-03-03"), day("2024-03-09")])
-        );
-        assert_eq!(waits(&["2024-03-02"]), None);
-        assert_eq!(waits(&["2024-03-02", "2024-03-09"]), None);
-        assert_eq!(waits(&["2024-03-09", "2024-03-10"]), None);
-        assert_eq!(waits(&["2024-03-08", "2024-03-09"]), None);
-        assert_eq!(waits(&[]), None);
     }
 
     fn days(from: &str, to: &str) -> Vec<NaiveDate> {

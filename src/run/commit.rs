@@ -146,28 +146,29 @@ impl DateRun<'_> {
 
     /// The refreshes this date's new silver makes owed ([`lake::pending`]),
     /// recorded before it is committed (a failure fails the run, which has
-    /// committed nothing yet): the later dates that read this date's silver, and
-    /// this date itself, whose derived tables lag its silver until they are
-    /// committed (with `--silver-only`, until a features pass). Returns the
+    /// committed nothing yet): this date itself, whose derived tables lag its
+    /// silver until they are committed (with `--silver-only`, until a features
+    /// pass), then the later dates that read this date's silver. Returns the
     /// later dates recorded, and this date with `--silver-only`.
+    ///
+    /// The date's own record comes first: while a record of a later date made
+    /// here exists, this date lags, so a refresh of the later date that lists
+    /// it before silver is committed does not settle it ([`lake::pending::owed`])
+    /// even should this run die before it records the later date again.
+    /// Cleared in `conclude` (with the features).
     async fn owed_by_this_write(&self) -> Result<Vec<NaiveDate>, String> {
         use crate::run::dependents::RunTables;
         let (lake, date, run_id) = (&self.site.lake, self.req.date, &self.meta.run_id);
+        lake::pending::record(lake, date, &[date], run_id).await?;
         let mut owed = match RunTables::open(lake).await.map_err(|e| e.to_string())? {
             Some(tables) => self.later_dates(&tables).await?,
             None => Vec::new(),
         };
-        if !self.req.features {
-            owed.push(date);
-        }
         if !owed.is_empty() {
             lake::pending::record(lake, date, &owed, run_id).await?;
         }
-        if self.req.features {
-            // The date's own derived tables lag its silver until the run ends:
-            // should it fail between its commits, a catch-up refreshes them.
-            // Cleared in `conclude`.
-            lake::pending::record(lake, date, &[date], run_id).await?;
+        if !self.req.features {
+            owed.push(date);
         }
         Ok(owed)
     }
