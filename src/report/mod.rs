@@ -145,6 +145,10 @@ pub struct RunReport {
     /// date's `features_hourly`).
     #[serde(skip)]
     pub owed_later: Vec<chrono::NaiveDate>,
+    /// The refreshes owed were not all recorded once silver was committed: the
+    /// run leaves its own record (the date owed a refresh of its own) in place.
+    #[serde(skip)]
+    pub keeps_own_record: bool,
     /// With `--refresh-dependents`: the later dates whose derived tables read this
     /// date's silver, each recomputed after the run, in date order.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -291,6 +295,7 @@ impl RunReport {
             abandoned_writes: false,
             silver_read_at: None,
             owed_later: Vec::new(),
+            keeps_own_record: false,
             dependents: None,
             error: None,
         }

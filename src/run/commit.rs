@@ -193,10 +193,13 @@ impl DateRun<'_> {
     /// nightly run: that run recorded its dependents before this date's silver
     /// was committed, so it could not name this date; any replacement after
     /// this commit names it). A failure is a warning: the tables are whole,
-    /// and the first record stands.
+    /// and the first record stands; the date keeps its own record (the run
+    /// does not clear it), so that a catch-up refreshes it, since whether what
+    /// it read was replaced meanwhile is not known.
     async fn record_owed(&self, owed: &[NaiveDate], report: &mut RunReport) {
         if let Err(e) = self.owed_by_this_commit(owed, report).await {
-            warn!(error = %crate::storage::fault::redact(&e), "the refreshes this date's silver makes owed were not all recorded again; refresh the later dates with `coldpath features`");
+            report.keeps_own_record = true;
+            warn!(error = %crate::storage::fault::redact(&e), "the refreshes this date's silver makes owed were not all recorded again; the date stays owed a refresh of its own, which `coldpath catchup` does; refresh the later dates with `coldpath features`");
         }
     }
 
@@ -316,7 +319,11 @@ impl DateRun<'_> {
             if self.req.features {
                 self.record_owed_after_gold(&report.owed_later).await;
                 let (lake, date, run_id) = (&self.site.lake, self.req.date, &self.meta.run_id);
-                let mine = lake::pending::own(lake, date, run_id).await;
+                let mine = if report.keeps_own_record {
+                    Vec::new()
+                } else {
+                    lake::pending::own(lake, date, run_id).await
+                };
                 lake::pending::settle(lake, date, &self.owed, mine, run_id).await;
             }
         }
