@@ -748,9 +748,10 @@ pub fn batch_of(
 
 /// Makes sure a local table's folder exists (delta-rs opens a local table only
 /// where its folder exists); nothing to do for object stores. A folder the
-/// lake's setup keeps from being made (a file in its place, no permission) is
-/// a configuration error, as a lake that is a file is (exit 2: a retry cannot
-/// cure it); any other failure (a full disk) fails as a write does (exit 1).
+/// lake's setup keeps from being made (a file in its place, no permission, a
+/// name refused) is a configuration error, as a lake that is a file is (exit 2:
+/// a retry cannot cure it); any other failure (a full disk) fails as a write
+/// does (exit 1).
 pub fn prepare_table(lake: &Lake, spec: &TableSpec) -> Result<(), SinkError> {
     let url = lake.table_url(spec.name)?;
     if url.scheme() == "file" {
@@ -774,12 +775,13 @@ pub fn prepare_table(lake: &Lake, spec: &TableSpec) -> Result<(), SinkError> {
 }
 
 /// Whether a local folder that cannot be made is the lake's setup, which a
-/// retry does not change, rather than a passing failure.
+/// retry does not change (a file in its place, a permission, a read-only file
+/// system, a name refused), rather than a passing failure.
 fn is_setup(kind: std::io::ErrorKind) -> bool {
     use std::io::ErrorKind::*;
     matches!(
         kind,
-        AlreadyExists | NotADirectory | PermissionDenied | ReadOnlyFilesystem
+        AlreadyExists | NotADirectory | PermissionDenied | ReadOnlyFilesystem | InvalidFilename
     )
 }
 
@@ -1055,8 +1057,8 @@ mod tests {
             shown.contains("table `t`") && shown.contains("creating"),
             "{shown}"
         );
-        // A name the file system refuses (over 255 bytes) is no setup a
-        // retry leaves as it is: exit 1, as a full disk is.
+        // A name the file system refuses (over 255 bytes) stays refused: the
+        // setup too.
         let long = TableSpec {
             name: Box::leak("t".repeat(300).into_boxed_str()),
             ..spec()
@@ -1064,11 +1066,16 @@ mod tests {
         let e = replace_partition(&lake, &long, date, Vec::new(), &meta(date))
             .await
             .unwrap_err();
-        assert!(
-            matches!(e, SinkError::Writer { .. }) && !e.is_config(),
-            "{e}"
-        );
-        assert!(!is_setup(std::io::ErrorKind::StorageFull));
+        assert!(e.is_config(), "{e}");
+        use std::io::ErrorKind::*;
+        for kind in [NotADirectory, PermissionDenied, ReadOnlyFilesystem] {
+            assert!(is_setup(kind), "{kind:?}");
+        }
+        // A full disk may be gone by a retry: exit 1 (not made here: it
+        // needs a file system that fills).
+        for kind in [StorageFull, QuotaExceeded, Interrupted, Other] {
+            assert!(!is_setup(kind), "{kind:?}");
+        }
     }
 
     /// Runs of different dates creating one table at once: the ones whose

@@ -95,6 +95,11 @@ impl DateRun<'_> {
             Ok(owed) => owed,
             Err(e) => {
                 silver.abort().await;
+                // Nothing committed: the date does not lag its silver, and its
+                // own record (written first) would hold its later dates' records.
+                let (lake, date, run_id) = (&self.site.lake, date, &self.meta.run_id);
+                lake::pending::clear_logged(lake, &lake::pending::own(lake, date, run_id).await)
+                    .await;
                 let message = format!("not committed: {e}");
                 let table = spec.name;
                 return Err(lake::SinkError::Writer { table, message }.into());

@@ -404,6 +404,31 @@ fn a_run_that_fails_after_its_silver_commit_leaves_its_own_date_owed() {
     assert_as_a_clean_run(dir.path(), &raw, &lake);
 }
 
+/// A run that fails before its silver commit, after it recorded its own lag
+/// (here the lake's `device_health` log cannot be read when the run looks up
+/// the later dates), leaves no record: the date does not lag its silver, and
+/// its own record would hold every later date's record after it.
+#[test]
+fn a_run_that_fails_before_its_silver_commit_leaves_nothing_owed() {
+    let (_dir, raw, lake) = three_dates_run();
+    let log = lake.join("device_health/_delta_log");
+    let mut versions: Vec<PathBuf> = std::fs::read_dir(&log)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    versions.sort();
+    std::fs::write(versions.last().unwrap(), "not json").unwrap();
+    let report = run_failing(DATES[0], &raw, &lake);
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains("not committed") && error.contains("device_health"),
+        "{report}"
+    );
+    assert!(report["tables"].get("telemetry").is_none(), "{report}");
+    assert_eq!(owed_in(&lake), Vec::<String>::new());
+}
+
 /// A rerun of D with a new blob fails at its `features_hourly` (silver
 /// committed), then the next date E runs: E's baselines read D's old
 /// `features_hourly`, so E stays owed the refresh D's rerun recorded for it
