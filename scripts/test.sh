@@ -74,7 +74,9 @@ if ! cmp -s tests/pyarrow14/requirements.txt "$venv14/coldpath-requirements.txt"
     "$venv14/bin/python" -m pip install --quiet --disable-pip-version-check -r tests/pyarrow14/requirements.txt
     cp tests/pyarrow14/requirements.txt "$venv14/coldpath-requirements.txt"
 fi
-# Lints first: no warning, and no unwrap/expect/panic outside tests (src/lib.rs).
+# Lints first: the code as rustfmt writes it (rustup's default profile has it,
+# as it has clippy), no warning, and no unwrap/expect/panic outside tests (src/lib.rs).
+cargo fmt --all --check || { echo "scripts/test.sh: run \`cargo fmt --all\`: the files above differ from rustfmt's" >&2; exit 1; }
 cargo clippy --locked --all-targets -- -D warnings
 # Cargo prints one "test result" line per test binary (the last is the doc tests,
 # usually 0): end with one line that counts every test this command ran. Every
