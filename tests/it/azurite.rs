@@ -9,7 +9,7 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -340,6 +340,105 @@ impl Drop for Stall {
         // Wake the accept loop so that it sees `stop`.
         let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
+}
+
+/// A proxy in front of an [`Azurite`] that forwards every request but the
+/// `nth` (from 1) to name `marker`: that one is answered `400 Bad Request`,
+/// which no client retries, and its connection closed. One write of a run made
+/// to fail where the test chooses, those before and after it passing.
+/// Requests on a connection go one at a time, so each starts a read, its
+/// request line (the marker's place) in the read's first bytes.
+pub struct Refuse {
+    pub port: u16,
+    seen: Arc<AtomicUsize>,
+    nth: usize,
+    stop: Arc<AtomicBool>,
+}
+
+impl Refuse {
+    pub fn start(az: &Azurite, marker: &str, nth: usize) -> Refuse {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (seen, stop) = (
+            Arc::new(AtomicUsize::new(0)),
+            Arc::new(AtomicBool::new(false)),
+        );
+        let (upstream, marker) = (az.port, marker.as_bytes().to_vec());
+        let (n, t) = (seen.clone(), stop.clone());
+        std::thread::spawn(move || {
+            for client in listener.incoming() {
+                if t.load(Ordering::SeqCst) {
+                    return;
+                }
+                let Ok(client) = client else { continue };
+                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                    continue;
+                };
+                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || pipe(s2, c2));
+                let (marker, n) = (marker.clone(), n.clone());
+                std::thread::spawn(move || refusing(client, server, &marker, nth, &n));
+            }
+        });
+        Refuse {
+            port,
+            seen,
+            nth,
+            stop,
+        }
+    }
+
+    /// Whether the `nth` request naming the marker came (and was refused).
+    pub fn refused(&self) -> bool {
+        self.seen.load(Ordering::SeqCst) >= self.nth
+    }
+
+    /// The environment that points `coldpath` at the emulator through this proxy.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AZURE_STORAGE_USE_EMULATOR", "true".into()),
+            (
+                "AZURITE_BLOB_STORAGE_URL",
+                format!("http://127.0.0.1:{}", self.port),
+            ),
+        ]
+    }
+}
+
+impl Drop for Refuse {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+/// Client to server, but the `nth` request naming `marker`: answered 400, the connection closed.
+fn refusing(
+    mut client: TcpStream,
+    mut server: TcpStream,
+    marker: &[u8],
+    nth: usize,
+    seen: &AtomicUsize,
+) {
+    let mut buf = vec![0u8; 64 << 10];
+    loop {
+        let n = match client.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let names = buf[..n].windows(marker.len()).any(|w| w == marker);
+        if names && seen.fetch_add(1, Ordering::SeqCst) + 1 == nth {
+            let refusal =
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+            let _ = client.write_all(refusal);
+            let _ = client.shutdown(std::net::Shutdown::Both);
+            break;
+        }
+        if server.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = server.shutdown(std::net::Shutdown::Both);
 }
 
 /// Server to client, as it comes.

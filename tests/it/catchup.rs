@@ -785,6 +785,75 @@ fn a_rerun_of_an_earlier_date_racing_a_run_leaves_that_run_owed_a_refresh() {
     );
 }
 
+/// A rerun of D whose refresh records after its silver commit fail (the
+/// second record of D+1 is refused): the run succeeds, the tables whole, and
+/// D keeps its own record, since whether a run replaced what it read
+/// meanwhile is not known; the next catch-up refreshes D, then D+1, and
+/// leaves nothing owed.
+#[test]
+fn a_run_whose_records_after_its_silver_commit_fail_keeps_its_own() {
+    let az = Azurite::with_fixtures();
+    for date in [DATES[1], DATES[2]] {
+        let out = run_on(date, &az.env()).output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{log}");
+    }
+    // The first record of the 12th after the 11th comes before the commit, the second after it.
+    let marker = format!("{}.after.{}", DATES[2], DATES[1]);
+    let refuse = crate::azurite::Refuse::start(&az, &marker, 2);
+    let out = run_on(DATES[1], &refuse.env()).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    assert!(refuse.refused(), "no second record of the 12th: {log}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["tables"]["telemetry"]["version"], 2, "{report}");
+    let run_id = report["run_id"].as_str().unwrap();
+    let mut expected = vec![
+        format!("{}.after.{}.{run_id}", DATES[1], DATES[1]),
+        format!("{}.after.{}.{run_id}", DATES[2], DATES[1]),
+    ];
+    expected.sort();
+    assert_eq!(owed_on(&az), expected);
+
+    let (code, report, err) = catchup(
+        "az://raw/",
+        "az://lake/iot",
+        &["--from", DATES[1], "--to", DATES[2]],
+        &az.env(),
+    );
+    assert_eq!(code, 0, "{report}\n{err}");
+    assert_eq!(
+        report["refreshed"],
+        serde_json::json!([DATES[1], DATES[2]]),
+        "{report}"
+    );
+    assert_eq!(owed_on(&az), Vec::<String>::new());
+}
+
+/// A rerun of D whose first record, its own lag, is refused: it records
+/// nothing else (D+1's record comes after its own) and commits nothing, so
+/// nothing is owed and the tables are as they were.
+#[test]
+fn a_run_whose_own_record_fails_records_nothing_after_it() {
+    let az = Azurite::with_fixtures();
+    for date in [DATES[1], DATES[2]] {
+        let out = run_on(date, &az.env()).output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{log}");
+    }
+    let marker = format!("{}.after.{}", DATES[1], DATES[1]);
+    let refuse = crate::azurite::Refuse::start(&az, &marker, 1);
+    let out = run_on(DATES[1], &refuse.env()).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{log}");
+    assert!(refuse.refused(), "{log}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let error = report["error"].as_str().unwrap_or_default();
+    assert!(error.contains("not committed"), "{report}");
+    assert!(report["tables"].get("telemetry").is_none(), "{report}");
+    assert_eq!(owed_on(&az), Vec::<String>::new());
+}
+
 #[test]
 fn catchup_on_azurite_reruns_the_date_a_late_blob_landed_in() {
     let az = Azurite::with_fixtures();
