@@ -273,29 +273,15 @@ pub struct Stall {
 
 impl Stall {
     pub fn start(az: &Azurite, marker: &str) -> Stall {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let (stalled, released, stop) = (
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicBool::new(false)),
             Arc::new(AtomicBool::new(false)),
         );
-        let (upstream, marker) = (az.port, marker.as_bytes().to_vec());
+        let marker = marker.as_bytes().to_vec();
         let (s, r, t) = (stalled.clone(), released.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                if t.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(client) = client else { continue };
-                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
-                    continue;
-                };
-                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                std::thread::spawn(move || pipe(s2, c2));
-                let (marker, s, r, t) = (marker.clone(), s.clone(), r.clone(), t.clone());
-                std::thread::spawn(move || requests(client, server, &marker, &s, &r, &t));
-            }
+        let port = proxy(az, stop.clone(), move |client, server| {
+            requests(client, server, &marker, &s, &r, &t)
         });
         Stall {
             port,
@@ -357,28 +343,13 @@ pub struct Refuse {
 
 impl Refuse {
     pub fn start(az: &Azurite, marker: &str, nth: usize) -> Refuse {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let (seen, stop) = (
             Arc::new(AtomicUsize::new(0)),
             Arc::new(AtomicBool::new(false)),
         );
-        let (upstream, marker) = (az.port, marker.as_bytes().to_vec());
-        let (n, t) = (seen.clone(), stop.clone());
-        std::thread::spawn(move || {
-            for client in listener.incoming() {
-                if t.load(Ordering::SeqCst) {
-                    return;
-                }
-                let Ok(client) = client else { continue };
-                let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
-                    continue;
-                };
-                let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                std::thread::spawn(move || pipe(s2, c2));
-                let (marker, n) = (marker.clone(), n.clone());
-                std::thread::spawn(move || refusing(client, server, &marker, nth, &n));
-            }
+        let (marker, n) = (marker.as_bytes().to_vec(), seen.clone());
+        let port = proxy(az, stop.clone(), move |client, server| {
+            refusing(client, server, &marker, nth, &n)
         });
         Refuse {
             port,
@@ -439,6 +410,34 @@ fn refusing(
         }
     }
     let _ = server.shutdown(std::net::Shutdown::Both);
+}
+
+/// A proxy on a free port in front of `az`: each connection's answers are
+/// piped back as they come, its requests go through `requests` (on a thread
+/// of their own) until `stop` is set and the port is connected to once more.
+fn proxy<F>(az: &Azurite, stop: Arc<AtomicBool>, requests: F) -> u16
+where
+    F: Fn(TcpStream, TcpStream) + Send + Sync + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (upstream, requests) = (az.port, Arc::new(requests));
+    std::thread::spawn(move || {
+        for client in listener.incoming() {
+            if stop.load(Ordering::SeqCst) {
+                return;
+            }
+            let Ok(client) = client else { continue };
+            let Ok(server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                continue;
+            };
+            let (c2, s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+            std::thread::spawn(move || pipe(s2, c2));
+            let requests = requests.clone();
+            std::thread::spawn(move || requests(client, server));
+        }
+    });
+    port
 }
 
 /// Server to client, as it comes.

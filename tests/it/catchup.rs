@@ -785,6 +785,26 @@ fn a_rerun_of_an_earlier_date_racing_a_run_leaves_that_run_owed_a_refresh() {
     );
 }
 
+/// Azurite with the fixtures, the 11th and the 12th run into its lake.
+fn two_dates_on_azurite() -> Azurite {
+    let az = Azurite::with_fixtures();
+    for date in [DATES[1], DATES[2]] {
+        let out = run_on(date, &az.env()).output().unwrap();
+        let log = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{log}");
+    }
+    az
+}
+
+/// A run of `date` through `refuse`, which refused what it was to: its exit code and report.
+fn run_refused(date: &str, refuse: &crate::azurite::Refuse) -> (Option<i32>, Value) {
+    let out = run_on(date, &refuse.env()).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(refuse.refused(), "nothing refused: {log}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    (out.status.code(), report)
+}
+
 /// A rerun of D whose refresh records after its silver commit fail (the
 /// second record of D+1 is refused): the run succeeds, the tables whole, and
 /// D keeps its own record, since whether a run replaced what it read
@@ -792,20 +812,12 @@ fn a_rerun_of_an_earlier_date_racing_a_run_leaves_that_run_owed_a_refresh() {
 /// leaves nothing owed.
 #[test]
 fn a_run_whose_records_after_its_silver_commit_fail_keeps_its_own() {
-    let az = Azurite::with_fixtures();
-    for date in [DATES[1], DATES[2]] {
-        let out = run_on(date, &az.env()).output().unwrap();
-        let log = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{log}");
-    }
+    let az = two_dates_on_azurite();
     // The first record of the 12th after the 11th comes before the commit, the second after it.
     let marker = format!("{}.after.{}", DATES[2], DATES[1]);
     let refuse = crate::azurite::Refuse::start(&az, &marker, 2);
-    let out = run_on(DATES[1], &refuse.env()).output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{log}");
-    assert!(refuse.refused(), "no second record of the 12th: {log}");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, report) = run_refused(DATES[1], &refuse);
+    assert_eq!(code, Some(0), "{report}");
     assert_eq!(report["tables"]["telemetry"]["version"], 2, "{report}");
     let run_id = report["run_id"].as_str().unwrap();
     let mut expected = vec![
@@ -835,19 +847,11 @@ fn a_run_whose_records_after_its_silver_commit_fail_keeps_its_own() {
 /// nothing is owed and the tables are as they were.
 #[test]
 fn a_run_whose_own_record_fails_records_nothing_after_it() {
-    let az = Azurite::with_fixtures();
-    for date in [DATES[1], DATES[2]] {
-        let out = run_on(date, &az.env()).output().unwrap();
-        let log = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{log}");
-    }
+    let az = two_dates_on_azurite();
     let marker = format!("{}.after.{}", DATES[1], DATES[1]);
     let refuse = crate::azurite::Refuse::start(&az, &marker, 1);
-    let out = run_on(DATES[1], &refuse.env()).output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{log}");
-    assert!(refuse.refused(), "{log}");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (code, report) = run_refused(DATES[1], &refuse);
+    assert_eq!(code, Some(1), "{report}");
     let error = report["error"].as_str().unwrap_or_default();
     assert!(error.contains("not committed"), "{report}");
     assert!(report["tables"].get("telemetry").is_none(), "{report}");
