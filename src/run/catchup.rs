@@ -557,6 +557,32 @@ async fn rerun_date(
     Ok(succeeded)
 }
 
+/// Removes what `date`, never run, is owed (nothing derived to refresh),
+/// under its `telemetry` lock taken without waiting. A first run of the date
+/// under way holds that lock, and its own record (written before its silver
+/// commit) must stay until it has committed and recorded the later dates
+/// again: removed, a later date's refresh meanwhile would read the old silver
+/// and settle its record. Then nothing is removed: that run settles its own.
+async fn void_unless_running(job: &Job, site: &Site, date: NaiveDate, run_id: &str) {
+    let locks = match site.lock_silver_now(job, date, run_id).await {
+        Ok(locks) => locks,
+        Err(e) => {
+            let e = crate::storage::fault::redact(&e.to_string());
+            info!(date = %date, reason = %e, "a date never run keeps what it is owed: its lock is held (a first run under way?)");
+            return;
+        }
+    };
+    // Under the lock, once more: a first run may have committed meanwhile.
+    if matches!(
+        dependents::was_run_in_lake(&site.lake, date).await,
+        Ok(false)
+    ) {
+        let owed = crate::lake::pending::owed_logged(&site.lake, date).await;
+        crate::lake::pending::clear_logged(&site.lake, &owed).await;
+    }
+    locks.release().await;
+}
+
 /// Recomputes `date`'s derived tables from silver (a dependent of `causes`, or
 /// the labels); a date never run ([`dependents::RunTables::was_run`]) is left alone.
 async fn refresh_date(
@@ -580,9 +606,7 @@ async fn refresh_date(
         Err(e) => return Err(e),
     };
     if !run {
-        // Nothing derived to refresh: what it was owed is void.
-        let owed = crate::lake::pending::owed_logged(&site.lake, date).await;
-        crate::lake::pending::clear_logged(&site.lake, &owed).await;
+        void_unless_running(job, site, date, &report.run_id).await;
         return Ok(());
     }
     if let Some(waiting) = waits_on(site, req, date, causes).await {

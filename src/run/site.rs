@@ -101,7 +101,7 @@ impl Site {
         }
     }
 
-    /// Takes the locks of `tables` for `date` in the lake.
+    /// Takes the locks of `tables` for `date` in the lake, waiting as the job says.
     pub async fn lock(
         &self,
         job: &Job,
@@ -109,11 +109,40 @@ impl Site {
         date: NaiveDate,
         run_id: &str,
     ) -> Result<LockSet, Error> {
+        self.lock_waiting(job, tables, date, run_id, &job.lock)
+            .await
+    }
+
+    /// `telemetry`'s lock of `date`, not waited for: an error at once while a
+    /// run of the date is under way (every run takes it first).
+    pub async fn lock_silver_now(
+        &self,
+        job: &Job,
+        date: NaiveDate,
+        run_id: &str,
+    ) -> Result<LockSet, Error> {
+        let settings = crate::config::formats::LockSettings {
+            wait: std::time::Duration::ZERO,
+            ..job.lock.clone()
+        };
+        let tables = [crate::lake::TELEMETRY];
+        self.lock_waiting(job, &tables, date, run_id, &settings)
+            .await
+    }
+
+    async fn lock_waiting(
+        &self,
+        job: &Job,
+        tables: &[&'static str],
+        date: NaiveDate,
+        run_id: &str,
+        settings: &crate::config::formats::LockSettings,
+    ) -> Result<LockSet, Error> {
         let owner = lock::Owner {
             run_id: run_id.to_string(),
             job: job.name.clone(),
         };
-        Ok(lock::acquire(&self.locks, tables, date, &owner, &job.lock)
+        Ok(lock::acquire(&self.locks, tables, date, &owner, settings)
             .instrument(info_span!("lock"))
             .await?)
     }

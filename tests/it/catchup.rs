@@ -858,6 +858,40 @@ fn a_run_whose_own_record_fails_records_nothing_after_it() {
     assert_eq!(owed_on(&az), Vec::<String>::new());
 }
 
+/// A catch-up while the first run of D is under way (held at its silver
+/// commit, its records written): D was never run, but its lock is held, so
+/// the catch-up removes neither D's own record nor D+1's after D, and D+1
+/// waits for D. Once that run is done, the next catch-up refreshes D+1 and
+/// leaves nothing owed.
+#[test]
+fn a_catchup_leaves_a_first_run_under_way_its_records() {
+    let az = Azurite::with_fixtures();
+    let out = run_on(DATES[2], &az.env()).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    // The 11th's first silver commit (telemetry's version 1) is held.
+    let stall = crate::azurite::Stall::start(&az, "telemetry/_delta_log/00000000000000000001");
+    let first = run_until_held(DATES[1], &stall);
+    let held = owed_on(&az);
+    let own = format!("{0}.after.{0}.", DATES[1]);
+    assert!(held.iter().any(|r| r.starts_with(&own)), "{held:?}");
+    let range = ["--from", DATES[2], "--to", DATES[2]];
+    let (_, report, err) = catchup("az://raw/", "az://lake/iot", &range, &az.env());
+    assert_eq!(owed_on(&az), held, "{report}\n{err}");
+    stall.release();
+    let out = first.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    let (code, report, err) = catchup("az://raw/", "az://lake/iot", &range, &az.env());
+    assert_eq!(code, 0, "{report}\n{err}");
+    assert_eq!(
+        report["refreshed"],
+        serde_json::json!([DATES[2]]),
+        "{report}"
+    );
+    assert_eq!(owed_on(&az), Vec::<String>::new());
+}
+
 #[test]
 fn catchup_on_azurite_reruns_the_date_a_late_blob_landed_in() {
     let az = Azurite::with_fixtures();
