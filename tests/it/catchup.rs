@@ -728,6 +728,22 @@ fn run_on(date: &str, env: &[(&str, String)]) -> std::process::Command {
     command(&args, env)
 }
 
+/// A run of `date` on the emulator (or a proxy, by `env`) that must succeed: its report.
+fn run_ok_on(date: &str, env: &[(&str, String)]) -> Value {
+    let out = run_on(date, env).output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// A catch-up of `from`..=`to` on the emulator's lake that must succeed: its report.
+fn caught_up_on(az: &Azurite, from: &str, to: &str) -> Value {
+    let range = ["--from", from, "--to", to];
+    let (code, report, err) = catchup("az://raw/", "az://lake/iot", &range, &az.env());
+    assert_eq!(code, 0, "{report}\n{err}");
+    report
+}
+
 /// A run of `date` through `stall`, once the request the proxy holds is held.
 fn run_until_held(date: &str, stall: &crate::azurite::Stall) -> std::process::Child {
     let child = run_on(date, &stall.env())
@@ -749,19 +765,16 @@ fn run_until_held(date: &str, stall: &crate::azurite::Stall) -> std::process::Ch
 #[test]
 fn a_rerun_of_an_earlier_date_racing_a_run_leaves_that_run_owed_a_refresh() {
     let az = Azurite::with_fixtures();
-    let succeeded = |out: Output| {
-        let log = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert_eq!(out.status.code(), Some(0), "{log}");
-        out
-    };
-    succeeded(run_on(DATES[1], &az.env()).output().unwrap());
+    run_ok_on(DATES[1], &az.env());
     // The 12th's silver commit (version 1) is held.
     let stall = crate::azurite::Stall::start(&az, "telemetry/_delta_log/00000000000000000001");
     let later = run_until_held(DATES[2], &stall);
     // Meanwhile the 11th is run again, straight to the emulator: its commit is version 1.
-    succeeded(run_on(DATES[1], &az.env()).output().unwrap());
+    run_ok_on(DATES[1], &az.env());
     stall.release();
-    let out = succeeded(later.wait_with_output().unwrap());
+    let out = later.wait_with_output().unwrap();
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{log}");
     let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["tables"]["telemetry"]["version"], 2, "{report}");
 
@@ -771,13 +784,7 @@ fn a_rerun_of_an_earlier_date_racing_a_run_leaves_that_run_owed_a_refresh() {
         [format!("{}.after.{}.{run_id}", DATES[2], DATES[1])],
         "the 12th is owed a refresh after the 11th"
     );
-    let (code, report, err) = catchup(
-        "az://raw/",
-        "az://lake/iot",
-        &["--from", DATES[1], "--to", DATES[2]],
-        &az.env(),
-    );
-    assert_eq!(code, 0, "{report}\n{err}");
+    let report = caught_up_on(&az, DATES[1], DATES[2]);
     assert_eq!(
         report["refreshed"],
         serde_json::json!([DATES[2]]),
@@ -789,9 +796,7 @@ fn a_rerun_of_an_earlier_date_racing_a_run_leaves_that_run_owed_a_refresh() {
 fn two_dates_on_azurite() -> Azurite {
     let az = Azurite::with_fixtures();
     for date in [DATES[1], DATES[2]] {
-        let out = run_on(date, &az.env()).output().unwrap();
-        let log = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(0), "{log}");
+        run_ok_on(date, &az.env());
     }
     az
 }
@@ -827,13 +832,7 @@ fn a_run_whose_records_after_its_silver_commit_fail_keeps_its_own() {
     expected.sort();
     assert_eq!(owed_on(&az), expected);
 
-    let (code, report, err) = catchup(
-        "az://raw/",
-        "az://lake/iot",
-        &["--from", DATES[1], "--to", DATES[2]],
-        &az.env(),
-    );
-    assert_eq!(code, 0, "{report}\n{err}");
+    let report = caught_up_on(&az, DATES[1], DATES[2]);
     assert_eq!(
         report["refreshed"],
         serde_json::json!([DATES[1], DATES[2]]),
@@ -866,9 +865,7 @@ fn a_run_whose_own_record_fails_records_nothing_after_it() {
 #[test]
 fn a_catchup_leaves_a_first_run_under_way_its_records() {
     let az = Azurite::with_fixtures();
-    let out = run_on(DATES[2], &az.env()).output().unwrap();
-    let log = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(0), "{log}");
+    run_ok_on(DATES[2], &az.env());
     // The 11th's first silver commit (telemetry's version 1) is held.
     let stall = crate::azurite::Stall::start(&az, "telemetry/_delta_log/00000000000000000001");
     let first = run_until_held(DATES[1], &stall);
@@ -882,8 +879,7 @@ fn a_catchup_leaves_a_first_run_under_way_its_records() {
     let out = first.wait_with_output().unwrap();
     let log = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{log}");
-    let (code, report, err) = catchup("az://raw/", "az://lake/iot", &range, &az.env());
-    assert_eq!(code, 0, "{report}\n{err}");
+    let report = caught_up_on(&az, DATES[2], DATES[2]);
     assert_eq!(
         report["refreshed"],
         serde_json::json!([DATES[2]]),
@@ -894,19 +890,7 @@ fn a_catchup_leaves_a_first_run_under_way_its_records() {
 
 #[test]
 fn catchup_on_azurite_reruns_the_date_a_late_blob_landed_in() {
-    let az = Azurite::with_fixtures();
-    let env = az.env();
-    for date in [DATES[1], DATES[2]] {
-        let out = command(&run_args(date, "az://raw/", "az://lake/iot"), &env)
-            .output()
-            .unwrap();
-        assert_eq!(
-            out.status.code(),
-            Some(0),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
+    let az = two_dates_on_azurite();
     let store = az.store("raw");
     block_on(async {
         use deltalake::logstore::object_store::{
@@ -920,13 +904,7 @@ fn catchup_on_azurite_reruns_the_date_a_late_blob_landed_in() {
             .await
             .unwrap();
     });
-    let (code, report, err) = catchup(
-        "az://raw/",
-        "az://lake/iot",
-        &["--from", DATES[1], "--to", DATES[2]],
-        &env,
-    );
-    assert_eq!(code, 0, "{report}\n{err}");
+    let report = caught_up_on(&az, DATES[1], DATES[2]);
     assert_eq!(entry(&report, DATES[1])["added"], 1);
     assert_eq!(report["rerun"], serde_json::json!([DATES[1]]));
     assert_eq!(entry(&report, DATES[2])["blobs_read"], 0);
