@@ -621,7 +621,7 @@ mod tests {
                 message_id: Some(Cow::Borrowed(id)),
                 enqueued_time: Some(enq),
             };
-            c.push(row, blob, line);
+            c.push(&row, blob, line);
         }
         c
     }
