@@ -372,6 +372,7 @@ pub type Mismatched<'s> = Vec<&'s Column>;
 
 /// An optional column's value, or (when `rescue` is given) null with the column noted
 /// where its value has the wrong type; range failures and required columns are never rescued.
+#[inline(always)]
 pub(crate) fn soften<'s, T>(
     value: Result<Option<T>, Failure>,
     col: &'s Column,
@@ -475,6 +476,7 @@ pub fn to_row_with<'f, 's>(
 }
 
 /// A string column's value; an object or array is a type mismatch.
+#[inline(always)]
 pub(crate) fn text_field<'f>(
     name: &str,
     col: &Column,
@@ -512,6 +514,16 @@ pub(crate) fn timestamp_field(
     fields: &Fields<'_>,
 ) -> Result<Option<i64>, Failure> {
     time_field(name, fields.column(col))
+}
+
+/// The first and last event time [`check_window`] accepts for `partition`.
+fn window_of(partition: &Partition, rules: &Rules) -> (i64, i64) {
+    let start = partition.start.timestamp_micros();
+    let end = partition.end().timestamp_micros();
+    (
+        start.saturating_sub(rules.late_arrival_us),
+        end.saturating_add(rules.clock_skew_us),
+    )
 }
 
 /// The window rules: an event may be up to `late_arrival` before its blob's
@@ -939,6 +951,9 @@ struct Tally<'b> {
     st: Counted,
     /// Where the columns are in this piece's record shapes.
     shapes: Shapes,
+    /// The event times [`check_window`] lets through for this blob, first and
+    /// last: worked out once, not from the partition's date for every record.
+    window: (i64, i64),
 }
 
 /// What a blob's records have come to so far (kept between the pieces of a blob
@@ -974,6 +989,16 @@ impl<'b> Tally<'b> {
             own: blob.window == Window::Own,
             st,
             shapes: Shapes::default(),
+            window: window_of(&blob.partition, rules),
+        }
+    }
+
+    /// [`check_window`] of this blob, by two comparisons where the event is inside.
+    fn check_window(&self, event_time: i64) -> Result<(), Failure> {
+        let (first, last) = self.window;
+        match (first..=last).contains(&event_time) {
+            true => Ok(()),
+            false => check_window(event_time, &self.blob.partition, self.rules),
         }
     }
 
@@ -1012,7 +1037,7 @@ impl<'b> Tally<'b> {
             ));
         }
         self.st.seen += 1;
-        let (rules, blob) = (self.rules, self.blob);
+        let rules = self.rules;
         if let Ok(Fields::Flat { flat, shape }) = &mut rec.fields {
             *shape = self.shapes.of(flat, &rules.schema);
         }
@@ -1028,7 +1053,7 @@ impl<'b> Tally<'b> {
                 .clone()
                 .and_then(|f| drift::to_drifted_row(f, rec.raw, &rules.schema, drift))
                 .and_then(|(row, drifted)| {
-                    check_window(row.event_time, &blob.partition, rules)?;
+                    self.check_window(row.event_time)?;
                     Ok((row, drifted))
                 });
             match outcome {
@@ -1041,7 +1066,7 @@ impl<'b> Tally<'b> {
             .clone()
             .and_then(|f| to_row(f, &rules.schema))
             .and_then(|row| {
-                check_window(row.event_time, &blob.partition, rules)?;
+                self.check_window(row.event_time)?;
                 Ok(row)
             });
         match outcome {
@@ -1465,6 +1490,13 @@ mod tests {
                 .unwrap_err()
                 .0,
             Reason::EventTimeInFuture
+        );
+        // What a blob's records are checked against first: the same edges,
+        // the partition's hour (10:00-11:00) less 2 h of late arrival and
+        // plus 5 minutes of clock skew.
+        assert_eq!(
+            window_of(&p, &rules),
+            (at("2024-03-11T08:00:00Z"), at("2024-03-11T11:05:00Z"))
         );
     }
 
