@@ -1,6 +1,7 @@
 //! Parses every line of a JSON-lines file into coldpath's `Flat` (members borrowed
 //! from the line) four ways, and prints each one's speed on one core:
-//! coldpath's scanner (`Flat::parse`), serde_json (what the scanner falls back
+//! coldpath's scanner (`Flat::parse_after`, the keys of the lines before kept as
+//! for a blob; and `Flat::parse`, each line alone), serde_json (what the scanner falls back
 //! to), sonic-rs and simd-json (both through `Flat`'s serde `Deserialize`, so
 //! the first four give the same members, numbers included), and how many lines each
 //! parsed to a different result than serde_json.
@@ -9,7 +10,7 @@
 #[allow(dead_code)]
 mod flat;
 
-use flat::Flat;
+use flat::{Flat, Keys};
 use std::time::Instant;
 
 fn main() {
@@ -32,7 +33,9 @@ fn main() {
     };
 
     for round in 0..rounds {
-        report(round, "coldpath scanner", bytes, || count(&lines, scanner));
+        let mut keys = Keys::default();
+        report(round, "coldpath scanner", bytes, || count(&lines, |l| scanner(l, &mut keys)));
+        report(round, "coldpath scanner, alone", bytes, || count(&lines, alone));
         report(round, "serde_json", bytes, || count(&lines, serde));
         report(round, "sonic-rs", bytes, || count(&lines, sonic));
         report(round, "sonic-rs lazy (no Flat)", bytes, || lines.iter().map(|l| sonic_lazy(l)).sum());
@@ -40,13 +43,20 @@ fn main() {
         let n: usize = lines.iter().map(|l| simd(l).unwrap_or(0)).sum();
         print_speed(round, "simd-json (with the copy)", bytes, t, n);
     }
-    let parsed: Vec<Option<Flat>> = lines.iter().map(|l| scanner(l)).collect::<Vec<_>>();
+    let mut keys = Keys::default();
+    let parsed: Vec<Option<Flat>> = lines.iter().map(|l| scanner(l, &mut keys)).collect::<Vec<_>>();
     println!("lines where the scanner differs from serde_json: {}", differ(&parsed));
+    let parsed: Vec<Option<Flat>> = lines.iter().map(|l| alone(l)).collect::<Vec<_>>();
+    println!("lines where the scanner, alone, differs from serde_json: {}", differ(&parsed));
     let parsed: Vec<Option<Flat>> = lines.iter().map(|l| sonic(l)).collect();
     println!("lines where sonic-rs differs from serde_json: {}", differ(&parsed));
 }
 
-fn scanner(l: &str) -> Option<Flat<'_>> {
+fn scanner<'a>(l: &'a str, keys: &mut Keys) -> Option<Flat<'a>> {
+    Flat::parse_after(l, keys).ok()
+}
+
+fn alone(l: &str) -> Option<Flat<'_>> {
     Flat::parse(l).ok()
 }
 
@@ -80,7 +90,7 @@ fn members(f: &Flat) -> usize {
     f.members.len()
 }
 
-fn count<'a>(lines: &[&'a str], parse: impl Fn(&'a str) -> Option<Flat<'a>>) -> usize {
+fn count<'a>(lines: &[&'a str], mut parse: impl FnMut(&'a str) -> Option<Flat<'a>>) -> usize {
     lines.iter().map(|l| parse(l).map_or(0, |f| members(&f))).sum()
 }
 

@@ -12,7 +12,7 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 use crate::config::schema::Column;
-use crate::stages::source::flat::{Flat, Member};
+use crate::stages::source::flat::{Flat, Keys, Member};
 use crate::stages::source::shape::Shape;
 
 pub use crate::config::formats::{CsvDialect, Declared, Limits};
@@ -590,6 +590,7 @@ fn json_lines(
 ) -> Result<(), String> {
     let mut buf = Vec::new();
     let mut lineno = 0u64;
+    let mut keys = Keys::default();
     loop {
         buf.clear();
         lineno += 1;
@@ -611,7 +612,7 @@ fn json_lines(
             LongLine::new(lineno, line).give(max, f)?;
             continue;
         }
-        json_line(lineno, line, f)?;
+        json_line(lineno, line, &mut keys, f)?;
     }
 }
 
@@ -645,15 +646,16 @@ pub fn json_lines_from(
     let text = simdutf8::basic::from_utf8(data).ok();
     let mut start = 0;
     let mut lineno = before;
+    let mut keys = Keys::default();
     let ends = memchr::memchr_iter(b'\n', data).chain(std::iter::once(data.len()));
     for end in ends {
         lineno += 1;
         if end - start > max {
             LongLine::new(lineno, &data[start..end]).give(max, &mut f)?;
         } else if let Some(line) = text.and_then(|t| t.get(start..end)) {
-            json_text(lineno, line, &mut f)?;
+            json_text(lineno, line, &mut keys, &mut f)?;
         } else {
-            json_line(lineno, &data[start..end], &mut f)?;
+            json_line(lineno, &data[start..end], &mut keys, &mut f)?;
         }
         start = end + 1;
         if start > data.len() {
@@ -663,10 +665,16 @@ pub fn json_lines_from(
     Ok(lineno - before)
 }
 
-/// One line of JSON lines (its `\n` gone): blank lines are no records.
-fn json_line(lineno: u64, line: &[u8], f: &mut impl FnMut(Record<'_>) -> Flow) -> Flow {
+/// One line of JSON lines (its `\n` gone): blank lines are no records; `keys`,
+/// those of the records before it (see [`Keys`]).
+fn json_line(
+    lineno: u64,
+    line: &[u8],
+    keys: &mut Keys,
+    f: &mut impl FnMut(Record<'_>) -> Flow,
+) -> Flow {
     match std::str::from_utf8(line) {
-        Ok(text) => json_text(lineno, text, f),
+        Ok(text) => json_text(lineno, text, keys, f),
         Err(e) => {
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             let lossy = String::from_utf8_lossy(line);
@@ -680,7 +688,12 @@ fn json_line(lineno: u64, line: &[u8], f: &mut impl FnMut(Record<'_>) -> Flow) -
 }
 
 /// One line of JSON lines known to be UTF-8 (its `\n` gone).
-fn json_text(lineno: u64, line: &str, f: &mut impl FnMut(Record<'_>) -> Flow) -> Flow {
+fn json_text(
+    lineno: u64,
+    line: &str,
+    keys: &mut Keys,
+    f: &mut impl FnMut(Record<'_>) -> Flow,
+) -> Flow {
     let line = line.strip_suffix('\r').unwrap_or(line);
     if line.bytes().all(|b| b.is_ascii_whitespace()) {
         return Ok(());
@@ -688,14 +701,14 @@ fn json_text(lineno: u64, line: &str, f: &mut impl FnMut(Record<'_>) -> Flow) ->
     f(Record {
         line: lineno,
         raw: line,
-        fields: parse_object(line),
+        fields: parse_object(line, keys),
     })
 }
 
 /// A JSON text as a record's fields, borrowed from the text when it is a plain
 /// object (not an IoT Hub envelope, whose Body needs unwrapping).
-fn parse_object(text: &str) -> Result<Fields<'_>, String> {
-    match Flat::parse(text) {
+fn parse_object<'a>(text: &'a str, keys: &mut Keys) -> Result<Fields<'a>, String> {
+    match Flat::parse_after(text, keys) {
         Ok(flat) if !is_envelope(flat.members.iter().map(|(k, _)| k.as_ref())) => {
             Ok(Fields::Flat { flat, shape: None })
         }
@@ -916,6 +929,7 @@ fn json_array(
     }
     r.consume(1);
     let mut buf = Vec::new();
+    let mut keys = Keys::default();
     loop {
         match skip_ws(r, &mut line)? {
             None => return Ok(()), // cut right after `[` or a comma: nothing more was written
@@ -956,7 +970,7 @@ fn json_array(
         f(Record {
             line: start,
             raw: &text,
-            fields: utf8.and_then(|()| parse_object(&text)),
+            fields: utf8.and_then(|()| parse_object(&text, &mut keys)),
         })?;
         match skip_ws(r, &mut line)? {
             Some(b',') => r.consume(1),

@@ -45,8 +45,18 @@ pub struct Flat<'a> {
 
 impl<'a> Flat<'a> {
     /// Parses one JSON object (the whole text must be that object).
+    #[allow(dead_code)] // one record alone: the tests, and bench/scan's reference
     pub fn parse(text: &'a str) -> Result<Flat<'a>, serde_json::Error> {
-        match fast::object(text) {
+        match fast::object(text, None) {
+            Some(flat) => Ok(flat),
+            None => serde_json::from_str(text),
+        }
+    }
+
+    /// [`Flat::parse`] of the next record of a blob whose records before it
+    /// left their keys in `keys`.
+    pub fn parse_after(text: &'a str, keys: &mut Keys) -> Result<Flat<'a>, serde_json::Error> {
+        match fast::object(text, Some(keys)) {
             Some(flat) => Ok(flat),
             None => serde_json::from_str(text),
         }
@@ -78,6 +88,55 @@ impl<'a> Flat<'a> {
             Member::Object(inner) => inner.lookup(rest),
             _ => None,
         }
+    }
+}
+
+/// The keys of a blob's last record read by the scanner, by position.
+///
+/// A blob's records mostly have the same members in the same order, so the
+/// scanner first compares each key's bytes with the key before it in that
+/// place and searches for the key's end only where they differ: keys were 11
+/// of a record's 18 strings. Only keys the scanner read as plain strings are
+/// kept (no escape, no `"`, no control character), so bytes equal to one,
+/// followed by a `"`, are exactly what the search would have found; a key
+/// over [`MAX_KEY`] bytes or past [`MAX_KEYS`] places is not kept.
+#[derive(Debug, Default)]
+pub struct Keys {
+    before: Vec<Box<str>>,
+}
+
+/// The places [`Keys`] remembers, and the longest key it keeps.
+const MAX_KEYS: usize = 32;
+const MAX_KEY: usize = 64;
+
+impl Keys {
+    /// `key` read at place `at` (kept when it is the next place to fill or one already kept).
+    fn note(&mut self, at: usize, key: &str) {
+        if key.len() > MAX_KEY || at >= MAX_KEYS {
+            return;
+        }
+        let len = self.before.len();
+        match self.before.get_mut(at) {
+            Some(kept) if **kept == *key => {}
+            Some(kept) => *kept = key.into(),
+            None if at == len => self.before.push(key.into()),
+            None => {}
+        }
+    }
+}
+
+/// `a == b`, with keys of 4 to 32 bytes compared as two overlapping chunks each
+/// instead of by a call to `memcmp`.
+pub(crate) fn same(a: &[u8], b: &[u8]) -> bool {
+    fn ends<const N: usize>(s: &[u8]) -> Option<(&[u8; N], &[u8; N])> {
+        Some((s.first_chunk::<N>()?, s.last_chunk::<N>()?))
+    }
+    match a.len() {
+        n if n != b.len() => false,
+        17..=32 => ends::<16>(a) == ends::<16>(b),
+        8..=16 => ends::<8>(a) == ends::<8>(b),
+        4..=7 => ends::<4>(a) == ends::<4>(b),
+        _ => a == b,
     }
 }
 
@@ -182,7 +241,7 @@ impl<'de> Deserialize<'de> for Flat<'de> {
 
 /// The scanner of plain objects: `None` wherever serde_json must decide.
 mod fast {
-    use super::{Flat, Member};
+    use super::{same, Flat, Keys, Member};
     use serde_json::Number;
     use std::borrow::Cow;
 
@@ -198,14 +257,14 @@ mod fast {
     ];
 
     /// `text` as one object with nothing but whitespace around it.
-    pub fn object(text: &str) -> Option<Flat<'_>> {
+    pub fn object<'a>(text: &'a str, keys: Option<&mut Keys>) -> Option<Flat<'a>> {
         let mut s = Scan {
             text,
             b: text.as_bytes(),
             at: 0,
         };
         s.ws();
-        let flat = s.object(0)?;
+        let flat = s.object(0, keys)?;
         s.ws();
         (s.at == s.b.len()).then_some(flat)
     }
@@ -295,7 +354,9 @@ mod fast {
         }
 
         /// An object, its `{` next.
-        fn object(&mut self, depth: usize) -> Option<Flat<'a>> {
+        /// An object, its `{` next; a record's own members' keys checked
+        /// against `keys` first (a nested object's are not).
+        fn object(&mut self, depth: usize, mut keys: Option<&mut Keys>) -> Option<Flat<'a>> {
             if depth > MAX_DEPTH {
                 return None;
             }
@@ -310,7 +371,10 @@ mod fast {
             }
             loop {
                 self.ws();
-                let key = self.string()?;
+                let key = match keys.as_deref_mut() {
+                    Some(keys) => self.key(members.len(), keys)?,
+                    None => self.string()?,
+                };
                 self.ws();
                 self.eat(b':')?;
                 self.ws();
@@ -353,7 +417,7 @@ mod fast {
                     slot.write((key, Member::Num(n)));
                 }
                 b'{' => {
-                    let inner = self.object(depth + 1)?;
+                    let inner = self.object(depth + 1, None)?;
                     slot.write((key, Member::Object(inner)));
                 }
                 b't' => _ = slot.write((key, self.word("true", Member::Bool(true))?)),
@@ -373,6 +437,29 @@ mod fast {
                 self.at = end;
                 member
             })
+        }
+
+        /// The key of the member at place `at`, its `"` next: the bytes of
+        /// the key kept there when they are followed by a `"`, else a string
+        /// read (and kept for the next record).
+        fn key(&mut self, at: usize, keys: &mut Keys) -> Option<&'a str> {
+            if let Some(kept) = keys.before.get(at) {
+                let start = self.at + 1;
+                let end = start + kept.len();
+                if self.peek() == Some(b'"')
+                    && self.b.get(end) == Some(&b'"')
+                    && self
+                        .b
+                        .get(start..end)
+                        .is_some_and(|b| same(b, kept.as_bytes()))
+                {
+                    self.at = end + 1;
+                    return self.text.get(start..end);
+                }
+            }
+            let key = self.string()?;
+            keys.note(at, key);
+            Some(key)
         }
 
         /// A string without escapes or control characters, its `"` next.
@@ -576,12 +663,97 @@ mod tests {
 
     /// The scanner either leaves `text` to serde_json or reads it exactly as serde_json does.
     fn agrees(text: &str) -> bool {
-        let fast = fast::object(text);
+        let fast = fast::object(text, None);
         if let Some(f) = &fast {
             let reference = serde(text).unwrap_or_else(|| panic!("serde_json refuses {text:?}"));
             assert_eq!(spelled(f), spelled(&reference), "{text:?}");
         }
         fast.is_some()
+    }
+
+    /// A blob's records read one after the other with the keys of those before
+    /// them: each is read as serde_json reads it alone. The keys are drawn from
+    /// near misses of each other (a byte changed, one longer or shorter, an
+    /// escape in the same place, a prefix), at shifting places, with nested
+    /// objects holding the same keys and keys over the length kept.
+    #[test]
+    fn records_read_after_others_read_as_each_alone() {
+        let long = "k".repeat(super::MAX_KEY + 1);
+        let keys = [
+            "deviceId",
+            "deviceIe",
+            "deviceIdx",
+            "device",
+            "devic\\eId",
+            "devic\\u0065Id",
+            "a",
+            "",
+            "é",
+            "temperature",
+            "temperatura",
+            &long,
+        ];
+        let values = [
+            "1",
+            "\"x\"",
+            "null",
+            "{\"deviceId\":2,\"a\":3}",
+            "true",
+            "-0.5",
+        ];
+        let mut rng = crate::testing::Lcg(0x6b65_7973);
+        let mut kept = Keys::default();
+        let (mut scanned, mut differed, mut hits) = (0, 0, 0);
+        let mut last: Vec<&str> = Vec::new();
+        for _ in 0..20_000 {
+            let n = rng.below(super::MAX_KEYS as u64 + 3) as usize;
+            // Mostly the key the record before had in that place, as in a blob.
+            let drawn: Vec<&str> = (0..n)
+                .map(|i| match (last.get(i), rng.below(4)) {
+                    (Some(k), 0..=2) => *k,
+                    _ => keys[rng.below(keys.len() as u64) as usize],
+                })
+                .collect();
+            let members: Vec<String> = drawn
+                .iter()
+                .map(|key| {
+                    format!(
+                        "\"{key}\":{}",
+                        values[rng.below(values.len() as u64) as usize]
+                    )
+                })
+                .collect();
+            let text = format!("{{{}}}", members.join(","));
+            let before = kept.before.clone();
+            let after = fast::object(&text, Some(&mut kept));
+            let alone = fast::object(&text, None);
+            assert_eq!(
+                after.is_some(),
+                alone.is_some(),
+                "{text:?} after {before:?}"
+            );
+            if let (Some(after), Some(reference)) = (&after, serde(&text)) {
+                assert_eq!(
+                    spelled(after),
+                    spelled(&reference),
+                    "{text:?} after {before:?}"
+                );
+                scanned += 1;
+                differed += usize::from(before != kept.before);
+                hits += drawn
+                    .iter()
+                    .zip(&before)
+                    .filter(|(k, b)| ***k == ***b)
+                    .count();
+            }
+            last = drawn;
+        }
+        assert!(
+            scanned > 2_000 && differed > 1_000 && hits > 2_000,
+            "{scanned} scanned, {differed} changed the keys, {hits} keys as before"
+        );
+        assert!(kept.before.iter().all(|k| k.len() <= super::MAX_KEY));
+        assert!(kept.before.len() <= super::MAX_KEYS);
     }
 
     #[test]

@@ -23,7 +23,7 @@
 use std::rc::Rc;
 
 use crate::config::schema::{Column, TelemetrySchema};
-use crate::stages::source::flat::{Flat, Member};
+use crate::stages::source::flat::{same, Flat, Member};
 
 /// Shapes one piece of a blob keeps: a blob rarely mixes more than a couple.
 const KEPT: usize = 4;
@@ -84,21 +84,6 @@ impl Shape {
                 .filter_map(|&p| flat.members.get(p as usize).map(|(_, m)| m))
                 .find(|m| !matches!(m, Member::Null)),
         )
-    }
-}
-
-/// `a == b`, with keys of 4 to 32 bytes compared as two overlapping chunks each
-/// instead of by a call to `memcmp` (a record's whole shape is compared).
-fn same(a: &[u8], b: &[u8]) -> bool {
-    fn ends<const N: usize>(s: &[u8]) -> Option<(&[u8; N], &[u8; N])> {
-        Some((s.first_chunk::<N>()?, s.last_chunk::<N>()?))
-    }
-    match a.len() {
-        n if n != b.len() => false,
-        17..=32 => ends::<16>(a) == ends::<16>(b),
-        8..=16 => ends::<8>(a) == ends::<8>(b),
-        4..=7 => ends::<4>(a) == ends::<4>(b),
-        _ => a == b,
     }
 }
 
