@@ -566,9 +566,16 @@ async fn rerun_date(
 async fn void_unless_running(job: &Job, site: &Site, date: NaiveDate, run_id: &str) {
     let locks = match site.lock_silver_now(job, date, run_id).await {
         Ok(locks) => locks,
+        Err(Error::Lock(crate::lake::lock::LockError::Held { holder, .. })) => {
+            let holder = crate::storage::fault::redact(&holder);
+            info!(date = %date, holder = %holder, "a date never run keeps what it is owed: its lock is held (a first run under way?)");
+            return;
+        }
+        // Storage that cannot be reached or refuses: the safe side too (the
+        // date stays owed and the next catch-up tries again), but worth a look.
         Err(e) => {
             let e = crate::storage::fault::redact(&e.to_string());
-            info!(date = %date, reason = %e, "a date never run keeps what it is owed: its lock is held (a first run under way?)");
+            warn!(date = %date, error = %e, "a date never run keeps what it is owed: its lock could not be taken");
             return;
         }
     };

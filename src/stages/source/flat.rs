@@ -353,7 +353,6 @@ mod fast {
             (self.peek()? == c).then(|| self.at += 1)
         }
 
-        /// An object, its `{` next.
         /// An object, its `{` next; a record's own members' keys checked
         /// against `keys` first (a nested object's are not).
         fn object(&mut self, depth: usize, mut keys: Option<&mut Keys>) -> Option<Flat<'a>> {
