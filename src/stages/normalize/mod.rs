@@ -518,25 +518,32 @@ pub(crate) fn timestamp_field(
 
 /// The first and last event time [`check_window`] accepts for `partition`.
 fn window_of(partition: &Partition, rules: &Rules) -> (i64, i64) {
-    let start = partition.start.timestamp_micros();
-    let end = partition.end().timestamp_micros();
+    let (start, end) = partition_us(partition);
     (
         start.saturating_sub(rules.late_arrival_us),
         end.saturating_add(rules.clock_skew_us),
     )
 }
 
+/// The partition's start and end, in microseconds.
+fn partition_us(partition: &Partition) -> (i64, i64) {
+    (
+        partition.start.timestamp_micros(),
+        partition.end().timestamp_micros(),
+    )
+}
+
 /// The window rules: an event may be up to `late_arrival` before its blob's
 /// partition and up to `clock_skew` after the partition's end.
 pub fn check_window(event_time: i64, partition: &Partition, rules: &Rules) -> Result<(), Failure> {
-    let start = partition.start.timestamp_micros();
-    let end = partition.end().timestamp_micros();
+    let (start, end) = partition_us(partition);
+    let (first, last) = window_of(partition, rules);
     let fmt = |us: i64| {
         chrono::DateTime::from_timestamp_micros(us)
             .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true))
             .unwrap_or_else(|| us.to_string())
     };
-    if event_time < start - rules.late_arrival_us {
+    if event_time < first {
         return Err((
             Reason::LateBeyondWindow,
             format!(
@@ -546,7 +553,7 @@ pub fn check_window(event_time: i64, partition: &Partition, rules: &Rules) -> Re
             ),
         ));
     }
-    if event_time > end + rules.clock_skew_us {
+    if event_time > last {
         return Err((
             Reason::EventTimeInFuture,
             format!(

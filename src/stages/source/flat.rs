@@ -117,7 +117,6 @@ impl Keys {
         }
         let len = self.before.len();
         match self.before.get_mut(at) {
-            Some(kept) if **kept == *key => {}
             Some(kept) => *kept = key.into(),
             None if at == len => self.before.push(key.into()),
             None => {}
