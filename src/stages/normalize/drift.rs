@@ -527,6 +527,7 @@ mod tests {
         let fields = Fields::Flat {
             flat: crate::stages::source::flat::Flat::parse(line).unwrap(),
             shape: None,
+            seen: Default::default(),
         };
         let index = Index::of(&fields);
         for name in names {
@@ -598,7 +599,11 @@ mod tests {
     fn rescued_json(line: &str, mismatch: OnTypeMismatch) -> Result<Option<String>, Reason> {
         let schema = schema_with("");
         let flat = crate::stages::source::flat::Flat::parse(line).unwrap();
-        let fields = Fields::Flat { flat, shape: None };
+        let fields = Fields::Flat {
+            flat,
+            shape: None,
+            seen: Default::default(),
+        };
         to_drifted_row(&fields, line, &schema, &rules(&schema, mismatch))
             .map(|(_, d)| d.rescued.map(|r| r.json))
             .map_err(|(r, _)| r)
@@ -656,7 +661,11 @@ mod tests {
         let r = rules(&schema, OnTypeMismatch::Rescue);
         let run = |line: &str| {
             let flat = crate::stages::source::flat::Flat::parse(line).unwrap();
-            let fields = Fields::Flat { flat, shape: None };
+            let fields = Fields::Flat {
+                flat,
+                shape: None,
+                seen: Default::default(),
+            };
             to_drifted_row(&fields, line, &schema, &r)
                 .map(|(_, d)| {
                     (

@@ -1045,8 +1045,8 @@ impl<'b> Tally<'b> {
         }
         self.st.seen += 1;
         let rules = self.rules;
-        if let Ok(Fields::Flat { flat, shape }) = &mut rec.fields {
-            *shape = self.shapes.of(flat, &rules.schema);
+        if let Ok(Fields::Flat { flat, shape, seen }) = &mut rec.fields {
+            *shape = self.shapes.of(flat, &rules.schema, *seen);
         }
         // Borrowed where the decoder left them: moving the record's fields
         // into a `Result` of their own copied them through the stack, a load

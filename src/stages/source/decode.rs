@@ -12,7 +12,7 @@ use base64::Engine;
 use serde_json::{Map, Value};
 
 use crate::config::schema::Column;
-use crate::stages::source::flat::{Flat, Keys, Member};
+use crate::stages::source::flat::{Flat, Keys, Member, Seen};
 use crate::stages::source::shape::Shape;
 
 pub use crate::config::formats::{CsvDialect, Declared, Limits};
@@ -38,10 +38,12 @@ pub struct Record<'a> {
 /// The fields of one record.
 pub enum Fields<'a> {
     /// A JSON object borrowed from its line (the common, fast case), with the
-    /// memo of where its columns are when its shape is known (`shape.rs`).
+    /// memo of where its columns are when its shape is known (`shape.rs`), and
+    /// what the scanner knew of its keys against the record before.
     Flat {
         flat: Flat<'a>,
         shape: Option<Rc<Shape>>,
+        seen: Seen,
     },
     Json(Map<String, Value>),
     /// An IoT Hub routing envelope: telemetry in `Body`, metadata around it.
@@ -73,6 +75,7 @@ impl Fields<'_> {
         if let Fields::Flat {
             flat,
             shape: Some(shape),
+            ..
         } = self
         {
             if let Some(member) = shape.get(flat, col) {
@@ -710,7 +713,11 @@ fn json_text(
 fn parse_object<'a>(text: &'a str, keys: &mut Keys) -> Result<Fields<'a>, String> {
     match Flat::parse_after(text, keys) {
         Ok(flat) if !is_envelope(flat.members.iter().map(|(k, _)| k.as_ref())) => {
-            Ok(Fields::Flat { flat, shape: None })
+            Ok(Fields::Flat {
+                flat,
+                shape: None,
+                seen: keys.seen(),
+            })
         }
         _ => parse_value(text),
     }
