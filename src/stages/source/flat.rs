@@ -102,18 +102,20 @@ impl<'a> Flat<'a> {
 /// over [`MAX_KEY`] bytes or past [`MAX_KEYS`] places is not kept.
 ///
 /// It also numbers the records it sees and tells, of the record just read,
-/// whether it repeats the keys of the record read whole before it
-/// ([`Keys::seen`]): then the record has that record's shape (`shape.rs`),
-/// with no comparison of its keys again.
+/// whether it repeats the keys of the record just before it ([`Keys::seen`]):
+/// then the record has that record's shape (`shape.rs`), with no comparison
+/// of its keys again. Only a record the scanner read whole, with no nested
+/// object and every key kept, can be repeated; a record the scanner gives up
+/// is never one, so the record after it repeats nothing.
 #[derive(Debug)]
 pub struct Keys {
     before: Vec<Box<str>>,
     /// This `Keys`' number, unique in the process, and its records' count.
     instance: u64,
     records: u64,
-    /// The last record read whole, if `before` starts with all of its keys
-    /// and it has no nested object: its number and how many keys it has.
-    last: Option<(RecordId, usize)>,
+    /// How many keys the record just before has, if it was read whole,
+    /// `before` starts with all of its keys and it has no nested object.
+    last: Option<usize>,
     seen: Seen,
 }
 
@@ -125,12 +127,24 @@ pub struct RecordId {
 }
 
 /// What [`Keys`] knew of the record just read: its number, when the scanner
-/// read it whole, and the record before it whose keys it repeats (the same
-/// keys in the same order, byte for byte, and neither has a nested object).
+/// read it whole, and whether it repeats the keys of the record just before
+/// it (the same keys in the same order, byte for byte, and neither has a
+/// nested object).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Seen {
     pub id: Option<RecordId>,
-    pub repeats: Option<RecordId>,
+    pub repeats: bool,
+}
+
+impl Seen {
+    /// The record whose keys this one repeats, if it repeats one.
+    pub fn repeated(&self) -> Option<RecordId> {
+        let id = self.id.filter(|_| self.repeats)?;
+        Some(RecordId {
+            keys: id.keys,
+            record: id.record.checked_sub(1)?,
+        })
+    }
 }
 
 /// How the scanner read a record's own keys against the kept ones.
@@ -190,17 +204,12 @@ impl Keys {
             self.seen = Seen::default();
             return;
         };
-        let repeats = match self.last {
-            Some((last, keys)) if keys == scanned.keys && !scanned.changed && !scanned.nested => {
-                Some(last)
-            }
-            _ => None,
-        };
+        let repeats = self.last == Some(scanned.keys) && !scanned.changed && !scanned.nested;
         self.seen = Seen {
             id: Some(id),
             repeats,
         };
-        self.last = (scanned.kept_all && !scanned.nested).then_some((id, scanned.keys));
+        self.last = (scanned.kept_all && !scanned.nested).then_some(scanned.keys);
     }
 
     /// What the last [`Flat::parse_after`] with these keys knew of its record.
@@ -932,7 +941,7 @@ mod tests {
                 Some((b, id)) if whole && !nested && templates[b] == templates[t] => Some(id),
                 _ => None,
             };
-            assert_eq!(seen.repeats, want, "{text} after template {before:?}");
+            assert_eq!(seen.repeated(), want, "{text} after template {before:?}");
             before = match seen.id {
                 Some(id) if !nested && keepable(&templates[t]) => Some((t, id)),
                 _ => None,
