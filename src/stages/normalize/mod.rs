@@ -170,9 +170,10 @@ type Failure = (Reason, String);
 /// `s.trim()`, without its character-by-character look at both ends when
 /// they are plain ASCII that is not white space (nearly every value read).
 pub(crate) fn trimmed(s: &str) -> &str {
-    match is_trimmed(s) {
-        true => s,
-        false => s.trim(),
+    if is_trimmed(s) {
+        s
+    } else {
+        s.trim()
     }
 }
 
@@ -1051,13 +1052,11 @@ impl<'b> Tally<'b> {
         // Borrowed where the decoder left them: moving the record's fields
         // into a `Result` of their own copied them through the stack, a load
         // no store could forward (half of this function's samples).
-        let fields = match &rec.fields {
-            Ok(f) => Ok(f),
-            Err(e) => Err((Reason::MalformedRecord, e.clone())),
-        };
+        let fields = rec.fields.as_ref();
+        let malformed = |e: &String| (Reason::MalformedRecord, e.clone());
         if let Some(drift) = &rules.drift {
             let outcome = fields
-                .clone()
+                .map_err(malformed)
                 .and_then(|f| drift::to_drifted_row(f, rec.raw, &rules.schema, drift))
                 .and_then(|(row, drifted)| {
                     self.check_window(row.event_time)?;
@@ -1070,7 +1069,7 @@ impl<'b> Tally<'b> {
             return Ok(());
         }
         let outcome = fields
-            .clone()
+            .map_err(malformed)
             .and_then(|f| to_row(f, &rules.schema))
             .and_then(|row| {
                 self.check_window(row.event_time)?;
