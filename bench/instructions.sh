@@ -7,6 +7,12 @@
 #   bench/run.sh small                      # once, for the raw container
 #   bench/instructions.sh BIN_A [BIN_B ...] # each binary twice, in turn
 #
+# The lake starts empty, so each table is created by delta-rs's write operation, which
+# splits every batch by partition and copies it (arrow's `take` alone is 2.4 % of the
+# count on e13de84); a nightly run into existing tables commits through
+# `src/lake/own_commit.rs` and pays neither. The count compares builds; for where a
+# nightly run's time goes, profile a run into the date before's lake (BENCHMARKS.md).
+#
 # Under callgrind a run takes about 40 s. Pass a binary built with symbols
 # (`cargo build --profile profiling`) and open the kept output
 # (/tmp/coldpath-instructions.<n>.out) with callgrind_annotate for a profile.
