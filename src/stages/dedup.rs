@@ -239,8 +239,8 @@ enum Key<'a> {
 impl<'a> Keys<'a> {
     fn of(rows: &'a DataFrame) -> PolarsResult<Keys<'a>> {
         Ok(Keys {
-            message: rows.column("message_id")?.str()?.iter().collect(),
-            device: rows.column("device_id")?.str()?.iter().collect(),
+            message: crate::stages::texts(rows.column("message_id")?.str()?),
+            device: crate::stages::texts(rows.column("device_id")?.str()?),
             time: Nums::of(rows.column("event_time")?.datetime()?.physical())?,
             enqueued: Nums::of(rows.column("enqueued_time")?.datetime()?.physical())?,
             blob: Nums::of(rows.column("blob")?.u32()?)?,

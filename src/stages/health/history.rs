@@ -117,8 +117,8 @@ impl DateDigest {
     /// Rows are grouped by device through an index and sorted as plain
     /// `(device, time)` integers: no string sort, no allocation per row.
     pub fn add(&mut self, rows: &DataFrame) -> PolarsResult<()> {
-        let ids: Vec<Option<&str>> = rows.column("device_id")?.str()?.iter().collect();
-        let types: Vec<Option<&str>> = rows.column("device_type")?.str()?.iter().collect();
+        let ids = crate::stages::texts(rows.column("device_id")?.str()?);
+        let types = crate::stages::texts(rows.column("device_type")?.str()?);
         let times = rows.column("event_time")?.datetime()?.physical();
         let mut index: HashMap<&str, u32> = HashMap::new();
         let mut names: Vec<&str> = Vec::new();

@@ -145,9 +145,9 @@ impl<'a> Cols<'a> {
     fn of(rows: &'a DataFrame) -> PolarsResult<Cols<'a>> {
         let ids = rows.column("device_id")?.str()?;
         Ok(Cols {
-            ids: ids.iter().collect(),
+            ids: crate::stages::texts(ids),
             same: crate::stages::same::same_as_before(ids),
-            types: rows.column("device_type")?.str()?.iter().collect(),
+            types: crate::stages::texts(rows.column("device_type")?.str()?),
             times: crate::stages::micros(rows, "event_time")?,
             enqueued: crate::stages::micros(rows, "enqueued_time")?,
             temps: rows.column("temperature")?.f64()?.iter().collect(),
