@@ -10,11 +10,11 @@
 //! Copies of one reading share its event time, so `(device_id, event_time)`
 //! keys never span hours. A message id can (a device that reuses an id with a
 //! new time): the ids of the hours already written are kept as 64-bit hashes,
-//! 8 bytes a row. A later hour holding one of them makes that hash *contested*.
-//! Such a pass commits nothing; [`collect_contested`] reads every row whose id
-//! has a contested hash, exact dedup over them (full ids compared, so a hash
-//! collision costs a pass, never a row) picks the winners, and the next pass
-//! drops the losers as it reads.
+//! in 6 bytes a row (`SeenIds`). A later hour holding one of them makes that
+//! hash *contested*. Such a pass commits nothing; [`collect_contested`] reads
+//! every row whose id has a contested hash, exact dedup over them (full ids
+//! compared, so a hash collision costs a pass, never a row) picks the winners,
+//! and the next pass drops the losers as it reads.
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -89,9 +89,8 @@ impl SeenIds {
     /// Adds one hour's ids; returns those an earlier hour already had, sorted.
     ///
     /// One pass from the back merges the hour in place (no second copy of the
-    /// day's hashes) and finds the hits on the way: when an id of the hour is
-    /// placed, every earlier entry larger than it has moved, so the entry before
-    /// it is the largest not larger, and the id was seen exactly if they are equal.
+    /// day's hashes) and finds the hits on the way: an id was seen exactly if
+    /// the largest earlier entry not larger than it equals it.
     #[cfg(test)]
     fn add_hour(&mut self, mut ids: Vec<u64>) -> Vec<u64> {
         radsort::sort(&mut ids);
@@ -99,28 +98,37 @@ impl SeenIds {
     }
 
     /// [`add_hour`](Self::add_hour) of ids already sorted.
+    ///
+    /// From the back, each id of the hour finds where it goes among the earlier
+    /// entries not yet moved (a scan back through its bucket); the entries after
+    /// that place move up past the ids still to come in one copy, and the id goes
+    /// just below them. At plant scale a late hour moves about 240 MB of entries:
+    /// the merge is bound by memory, and copying runs instead of an entry at a
+    /// time took a simulated day's 24 merges from 1.8 s to 1.2 s (BENCHMARKS.md).
     fn add_sorted_hour(&mut self, ids: Vec<u64>) -> Vec<u64> {
         debug_assert!(ids.is_sorted());
         let old = self.low.len();
         let mut hits = Vec::new();
         self.low.resize(old + ids.len(), [0; 6]);
-        let (mut i, mut j, mut k, mut b) = (old, ids.len(), old + ids.len(), SEEN_BUCKETS - 1);
-        while j > 0 {
-            k -= 1;
-            while b > 0 && i > 0 && self.start(b) > i - 1 {
-                b -= 1;
+        // Entries `..unmoved` are earlier ones not yet moved; `unmoved..top` is free.
+        let (mut unmoved, mut top) = (old, old + ids.len());
+        for &id in ids.iter().rev() {
+            let bucket = (id >> 48) as usize;
+            let start = self.start(bucket);
+            let end = self.ends[bucket].min(unmoved);
+            let low = id & LOW_BITS;
+            let mut at = end;
+            while at > start && low_value(&self.low[at - 1]) > low {
+                at -= 1;
             }
-            let before = (i > 0).then(|| self.value(i - 1, b));
-            if before.is_some_and(|v| v > ids[j - 1]) {
-                self.low[k] = self.low[i - 1];
-                i -= 1;
-            } else {
-                if before == Some(ids[j - 1]) {
-                    hits.push(ids[j - 1]);
-                }
-                self.low[k] = low_bytes(ids[j - 1]);
-                j -= 1;
+            if at > start && low_value(&self.low[at - 1]) == low {
+                hits.push(id);
             }
+            let run = unmoved - at;
+            self.low.copy_within(at..unmoved, top - run);
+            top -= run + 1;
+            self.low[top] = low_bytes(id);
+            unmoved = at;
         }
         hits.reverse();
         let mut added = vec![0usize; SEEN_BUCKETS];
@@ -153,10 +161,9 @@ impl SeenIds {
     }
 
     /// Entry `i`, which sits in `bucket`.
+    #[cfg(test)]
     fn value(&self, i: usize, bucket: usize) -> u64 {
-        let mut bytes = [0u8; 8];
-        bytes[..6].copy_from_slice(&self.low[i]);
-        ((bucket as u64) << 48) | u64::from_le_bytes(bytes)
+        ((bucket as u64) << 48) | low_value(&self.low[i])
     }
 
     #[cfg(test)]
@@ -169,6 +176,16 @@ impl SeenIds {
             })
             .collect()
     }
+}
+
+/// The bits of a hash an entry keeps.
+const LOW_BITS: u64 = (1 << 48) - 1;
+
+/// An entry's low 48 bits as a number.
+fn low_value(entry: &[u8; 6]) -> u64 {
+    let mut bytes = [0u8; 8];
+    bytes[..6].copy_from_slice(entry);
+    u64::from_le_bytes(bytes)
 }
 
 /// A hash's low 48 bits.

@@ -63,7 +63,13 @@ pub fn micros(
     rows: &polars::prelude::DataFrame,
     name: &str,
 ) -> polars::prelude::PolarsResult<Vec<Option<i64>>> {
-    let ca = rows.column(name)?.datetime()?.physical();
+    Ok(numbers(rows.column(name)?.datetime()?.physical()))
+}
+
+/// A numeric column's values as a plain vector, read chunk by chunk as [`texts`] is.
+pub fn numbers<T: polars::prelude::PolarsNumericType>(
+    ca: &polars::prelude::ChunkedArray<T>,
+) -> Vec<Option<T::Native>> {
     let mut out = Vec::with_capacity(ca.len());
     for array in ca.downcast_iter() {
         options_into(
@@ -72,7 +78,7 @@ pub fn micros(
             &mut out,
         );
     }
-    Ok(out)
+    out
 }
 
 /// A text column's values as a plain vector, for passes row by row. Polars'
@@ -108,7 +114,7 @@ mod tests {
     /// chunk has nulls, none, or only nulls, and text inline in a view (12 bytes
     /// or fewer) or in a buffer.
     #[test]
-    fn texts_and_micros_read_every_chunk_in_order_with_its_nulls() {
+    fn texts_micros_and_numbers_read_every_chunk_in_order_with_its_nulls() {
         use polars::prelude::*;
         let long = "a text longer than twelve bytes";
         let mut s = StringChunked::new("s".into(), &[Some("a"), None, Some(long)]);
@@ -131,6 +137,25 @@ mod tests {
         let rows = DataFrame::new_infer_height(vec![column]).unwrap();
         let want = [Some(1), None, Some(-3), Some(i64::MAX), Some(0), None];
         assert_eq!(micros(&rows, "t").unwrap(), want);
+
+        let mut f = Float64Chunked::new("f".into(), &[None::<f64>, None]);
+        f.append(&Float64Chunked::new("f".into(), &[Some(-0.5), Some(2.25)]))
+            .unwrap();
+        f.append(&Float64Chunked::new(
+            "f".into(),
+            &[Some(1e300), None, Some(0.0)],
+        ))
+        .unwrap();
+        let want = [
+            None,
+            None,
+            Some(-0.5),
+            Some(2.25),
+            Some(1e300),
+            None,
+            Some(0.0),
+        ];
+        assert_eq!(numbers(&f), want);
     }
 
     /// A panic inside a stage is an error that says what the panic said, so the

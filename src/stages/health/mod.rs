@@ -150,7 +150,7 @@ impl<'a> Cols<'a> {
             types: crate::stages::texts(rows.column("device_type")?.str()?),
             times: crate::stages::micros(rows, "event_time")?,
             enqueued: crate::stages::micros(rows, "enqueued_time")?,
-            temps: rows.column("temperature")?.f64()?.iter().collect(),
+            temps: crate::stages::numbers(rows.column("temperature")?.f64()?),
         })
     }
 }
