@@ -9,6 +9,7 @@
 use chrono::NaiveDate;
 use polars::prelude::*;
 
+use super::one_pass::one_chunk;
 use crate::calendar::MINUTE_US;
 use crate::stages::dedup::Nums;
 
@@ -72,13 +73,10 @@ fn in_dedup_order(rows: &DataFrame) -> PolarsResult<DataFrame> {
 fn one_pass(rows: &DataFrame, date: NaiveDate) -> PolarsResult<Option<DataFrame>> {
     let devices = rows.column("device_id")?.str()?;
     let times = rows.column("event_time")?.datetime()?.physical().rechunk();
-    let floats = |name: &str| -> PolarsResult<Float64Chunked> {
-        Ok(rows.column(name)?.f64()?.rechunk().into_owned())
-    };
     let (temps, pressures, vibrations) = (
-        floats("temperature")?,
-        floats("pressure")?,
-        floats("vibration")?,
+        one_chunk(rows, "temperature")?,
+        one_chunk(rows, "pressure")?,
+        one_chunk(rows, "vibration")?,
     );
     let times = Nums::of(&times)?;
     let values = [

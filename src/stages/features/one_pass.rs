@@ -28,7 +28,7 @@ struct Signals {
 }
 
 /// `rows`' float column `name` in one chunk (`rechunk` copies only a column of several).
-fn one_chunk(rows: &DataFrame, name: &str) -> PolarsResult<Float64Chunked> {
+pub(super) fn one_chunk(rows: &DataFrame, name: &str) -> PolarsResult<Float64Chunked> {
     Ok(rows.column(name)?.f64()?.rechunk().into_owned())
 }
 
