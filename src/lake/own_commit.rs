@@ -12,11 +12,16 @@
 //! partition's files removed, the new ones added, a `WRITE` in overwrite mode
 //! with the partition predicate, and the run's `userMetadata`.
 //!
-//! Only for a table that exists with exactly the batches' schema, partitioned by
-//! the spec's column alone, at writer version 2 or below, not append-only, and
-//! with no invariants: a new table, a schema that must grow, or anything else
-//! still goes through the write operation, which creates the table, merges the
-//! schema and enforces what it must.
+//! For a table that exists with exactly the batches' schema, partitioned by the
+//! spec's column alone, at writer version 2 or below, not append-only, and with
+//! no invariants; and for a table not there yet, which the commit creates as the
+//! write operation would: version 0 holds protocol 1/2, the table's metadata
+//! (the spec's schema, its partition column, the table's name, no properties)
+//! and the files, so that a first date costs what the dates after it cost
+//! (through the write operation, a plant day's first date took about 15 % more
+//! CPU, BENCHMARKS.md).
+//! A schema that must grow, or anything else, still goes through the write
+//! operation, which merges the schema and enforces what it must.
 
 use std::num::NonZeroU64;
 
@@ -29,6 +34,7 @@ use deltalake::kernel::Action;
 use deltalake::operations::write::writer::{DeltaWriter, WriterConfig};
 use deltalake::operations::write::WriterStatsConfig;
 use deltalake::protocol::{DeltaOperation, SaveMode};
+use deltalake::table::state::DeltaTableState;
 use deltalake::{DeltaTable, DeltaTableError};
 use futures::{Stream, StreamExt as _, TryStreamExt as _};
 
@@ -41,6 +47,8 @@ pub(super) struct OwnCommit {
     date: NaiveDate,
     config: WriterConfig,
     meta: CommitMeta,
+    /// The protocol and metadata that create the table, when it is not there yet.
+    create: Option<Vec<Action>>,
 }
 
 fn failed(message: String) -> DeltaTableError {
@@ -57,34 +65,21 @@ impl OwnCommit {
         file_size: u64,
         meta: &CommitMeta,
     ) -> Option<OwnCommit> {
-        let snapshot = table.snapshot().ok()?;
-        let metadata = snapshot.metadata();
-        let plain = snapshot.protocol().min_writer_version() <= 2
-            && metadata.partition_columns() == [spec.partition.to_string()]
-            && metadata
-                .configuration()
-                .get("delta.appendOnly")
-                .map(String::as_str)
-                != Some("true");
-        let table_schema = snapshot.snapshot().arrow_schema();
-        let same_schema = table_schema.fields().len() == spec.schema.fields().len()
-            && table_schema
-                .fields()
-                .iter()
-                .zip(spec.schema.fields())
-                .all(|(t, s)| {
-                    t.name() == s.name()
-                        && t.data_type() == s.data_type()
-                        && t.is_nullable() == s.is_nullable()
-                        && !t
-                            .metadata()
-                            .keys()
-                            .any(|k| k.starts_with("delta.invariants"))
-                });
-        if !(plain && same_schema) {
-            return None;
-        }
-        let stats = WriterStatsConfig::from_config(snapshot.snapshot().table_configuration());
+        let (stats, create) = match table.snapshot() {
+            Ok(snapshot) => (stats_of(snapshot, spec)?, None),
+            // No table yet (delta-rs opens a folder without a log as one not
+            // loaded): it has no properties, so delta-rs's defaults for statistics.
+            Err(_) => match creation_actions(spec) {
+                Ok(create) => (
+                    WriterStatsConfig::new(Default::default(), None),
+                    Some(create),
+                ),
+                Err(e) => {
+                    tracing::debug!(table = spec.name, error = %e, "creating through the write operation");
+                    return None;
+                }
+            },
+        };
         let config = WriterConfig::new(
             spec.schema.clone(),
             vec![spec.partition.to_string()],
@@ -100,6 +95,7 @@ impl OwnCommit {
             date,
             config,
             meta: meta.clone(),
+            create,
         })
     }
 
@@ -166,10 +162,27 @@ impl OwnCommit {
         }
     }
 
-    /// One commit: the partition's files out, `adds` in.
+    /// One commit: the partition's files out, `adds` in (with the table's
+    /// protocol and metadata first, when the commit creates it).
     async fn commit(self, adds: Vec<deltalake::kernel::Add>) -> Result<u64, DeltaTableError> {
-        let snapshot = self.table.snapshot()?;
+        let operation = DeltaOperation::Write {
+            mode: SaveMode::Overwrite,
+            partition_by: Some(vec![self.spec.partition.to_string()]),
+            predicate: Some(replace_predicate(&self.spec, self.date)),
+        };
         let log_store = self.table.log_store();
+        let builder = CommitBuilder::from(commit_properties(&self.meta));
+        if let Some(mut actions) = self.create {
+            // Version 0: another run creating the table first is a commit conflict,
+            // as it is for the write operation (the date is then read again).
+            actions.extend(adds.into_iter().map(Action::Add));
+            let committed = builder
+                .with_actions(actions)
+                .build(None, log_store, operation)
+                .await?;
+            return Ok(committed.version());
+        }
+        let snapshot = self.table.snapshot()?;
         let date = self.date.format("%Y-%m-%d").to_string();
         let removes: Vec<Action> = snapshot
             .snapshot()
@@ -187,17 +200,60 @@ impl OwnCommit {
             .await?;
         let mut actions: Vec<Action> = adds.into_iter().map(Action::Add).collect();
         actions.extend(removes);
-        let operation = DeltaOperation::Write {
-            mode: SaveMode::Overwrite,
-            partition_by: Some(vec![self.spec.partition.to_string()]),
-            predicate: Some(replace_predicate(&self.spec, self.date)),
-        };
-        let committed = CommitBuilder::from(commit_properties(&self.meta))
+        let committed = builder
             .with_actions(actions)
             .build(Some(snapshot), log_store, operation)
             .await?;
         Ok(committed.version())
     }
+}
+
+/// The statistics a write to the table behind `snapshot` gathers, or `None`
+/// when the table needs the write operation: another protocol or partitioning,
+/// append-only, invariants, or a schema other than `spec`'s.
+fn stats_of(snapshot: &DeltaTableState, spec: &TableSpec) -> Option<WriterStatsConfig> {
+    let metadata = snapshot.metadata();
+    let plain = snapshot.protocol().min_writer_version() <= 2
+        && metadata.partition_columns() == [spec.partition.to_string()]
+        && metadata
+            .configuration()
+            .get("delta.appendOnly")
+            .map(String::as_str)
+            != Some("true");
+    let table_schema = snapshot.snapshot().arrow_schema();
+    let same_schema = table_schema.fields().len() == spec.schema.fields().len()
+        && table_schema
+            .fields()
+            .iter()
+            .zip(spec.schema.fields())
+            .all(|(t, s)| {
+                t.name() == s.name()
+                    && t.data_type() == s.data_type()
+                    && t.is_nullable() == s.is_nullable()
+                    && !t
+                        .metadata()
+                        .keys()
+                        .any(|k| k.starts_with("delta.invariants"))
+            });
+    (plain && same_schema)
+        .then(|| WriterStatsConfig::from_config(snapshot.snapshot().table_configuration()))
+}
+
+/// The protocol (reader 1, writer 2: what Synapse reads) and metadata that
+/// create a table of `spec`, as delta-rs's write operation makes them for a
+/// new table named `spec.name` with no properties.
+fn creation_actions(spec: &TableSpec) -> Result<Vec<Action>, DeltaTableError> {
+    use deltalake::kernel::engine::arrow_conversion::TryIntoKernel as _;
+    use deltalake::kernel::{MetadataExt as _, Protocol, StructType};
+    let protocol: Protocol = serde_json::from_value(serde_json::json!({
+        "minReaderVersion": 1,
+        "minWriterVersion": 2,
+    }))?;
+    let schema: StructType = spec.schema.as_ref().try_into_kernel()?;
+    let no_properties: [(String, String); 0] = [];
+    let metadata = deltalake::kernel::new_metadata(&schema, [spec.partition], no_properties)?
+        .with_name(spec.name.to_string())?;
+    Ok(vec![Action::Protocol(protocol), Action::Metadata(metadata)])
 }
 
 #[cfg(test)]
@@ -245,7 +301,7 @@ mod tests {
     }
 
     /// A lake whose `telemetry` was created by a first write of `rows` rows of
-    /// 2024-03-11 (through the write operation, as a first date is).
+    /// 2024-03-11 (the own commit, creating the table).
     async fn lake_with(rows: usize) -> (tempfile::TempDir, Lake) {
         let dir = tempfile::tempdir().unwrap();
         let lake = Lake::open(
@@ -280,8 +336,8 @@ mod tests {
         assert_eq!(found("run-4").await.unwrap(), None);
     }
 
-    /// The first write creates the table (the write operation); the next ones
-    /// take the own commit, which replaces its date's rows and leaves the other's.
+    /// After the first write, which creates the table, the own commit replaces
+    /// a date's rows and leaves the other's.
     #[tokio::test(flavor = "multi_thread")]
     async fn a_rerun_replaces_its_date_alone_in_one_write_commit() {
         let (_dir, lake) = lake_with(1000).await;
@@ -300,6 +356,11 @@ mod tests {
         // The log names one file of the date: the replaced one is out (its file stays until a vacuum).
         let table = silver::open(&lake).await.unwrap().unwrap();
         assert_eq!(silver::partition_files(&table, d11).await.unwrap().len(), 1);
+        assert_last_write(&table, "run-3").await;
+    }
+
+    /// The table's last commit is a `WRITE` replacing 2024-03-11, by `run`.
+    async fn assert_last_write(table: &DeltaTable, run: &str) {
         let info = {
             use futures::StreamExt as _;
             let mut history = table.history(Some(1));
@@ -311,7 +372,80 @@ mod tests {
         assert_eq!(params["predicate"], "event_date = '2024-03-11'");
         let user: serde_json::Value =
             serde_json::from_str(info.user_metadata.as_deref().unwrap()).unwrap();
-        assert_eq!(user["run_id"], "run-3");
+        assert_eq!(user["run_id"], run);
+    }
+
+    /// The log entry of version 0, as (protocol, metadata) JSON: the metadata
+    /// without its random id and time.
+    fn creation_of(dir: &std::path::Path, table: &str) -> (serde_json::Value, serde_json::Value) {
+        let log = dir.join(table).join("_delta_log/00000000000000000000.json");
+        let text = std::fs::read_to_string(log).unwrap();
+        let actions: Vec<serde_json::Value> = text
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let find = |key: &str| actions.iter().find_map(|a| a.get(key)).cloned().unwrap();
+        let mut metadata = find("metaData");
+        let object = metadata.as_object_mut().unwrap();
+        for volatile in ["id", "createdTime"] {
+            assert!(object.remove(volatile).is_some(), "{volatile}");
+        }
+        (find("protocol"), metadata)
+    }
+
+    /// A first write creates the table in the own commit: version 0 holds the
+    /// same protocol (1/2) and metadata (name, schema, partition column, no
+    /// properties) as delta-rs's write operation gives a table it creates, and
+    /// the rows; the next dates take the own commit on top of it.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_first_write_creates_the_table_as_the_write_operation_would() {
+        let spec = telemetry_table();
+        let d11 = day("2024-03-11");
+        let dir = tempfile::tempdir().unwrap();
+        let lake = Lake::open(
+            dir.path().to_str().unwrap(),
+            &crate::storage::retry::StorageSettings::default(),
+        )
+        .unwrap();
+        crate::lake::prepare_table(&lake, &spec).unwrap();
+        let url = lake.table_url(spec.name).unwrap();
+        let none = DeltaTable::try_from_url_with_storage_options(url, lake.storage_options())
+            .await
+            .unwrap();
+        assert!(none.snapshot().is_err(), "no table yet");
+        assert!(OwnCommit::new(&none, &spec, d11, 1 << 20, &meta("x")).is_some());
+        let rows = rows_of(&spec, d11, 40);
+        assert_eq!(replace(&lake, d11, &rows, "run-1").await.unwrap(), 0);
+        assert_eq!(
+            rows_by_date(&lake).await,
+            [(day("2024-03-10"), 0), (d11, 40)]
+        );
+
+        // The oracle: the same table created by delta-rs's write operation.
+        let other = tempfile::tempdir().unwrap();
+        let by_write = Lake::open(
+            other.path().to_str().unwrap(),
+            &crate::storage::retry::StorageSettings::default(),
+        )
+        .unwrap();
+        crate::lake::replace_partition(&by_write, &spec, d11, vec![rows], &meta("run-1"))
+            .await
+            .unwrap();
+        let (protocol, metadata) = creation_of(dir.path(), spec.name);
+        assert_eq!(
+            protocol,
+            serde_json::json!({"minReaderVersion": 1, "minWriterVersion": 2})
+        );
+        assert_eq!(metadata["name"], "telemetry");
+        assert_eq!(
+            metadata["partitionColumns"],
+            serde_json::json!(["event_date"])
+        );
+        assert_eq!((protocol, metadata), creation_of(other.path(), spec.name));
+
+        let table = silver::open(&lake).await.unwrap().unwrap();
+        assert!(OwnCommit::new(&table, &spec, d11, 1 << 20, &meta("x")).is_some());
+        assert_last_write(&table, "run-1").await;
     }
 
     /// A row of another date, or a stream that ends early, commits nothing.
