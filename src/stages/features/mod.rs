@@ -257,6 +257,20 @@ pub fn hours_in_dedup_order(
     date: NaiveDate,
 ) -> PolarsResult<Vec<(i64, DataFrame)>> {
     let day_start = crate::calendar::day_start(date).timestamp_micros();
+    let runs = in_sorted_runs(rows, day_start)?;
+    tracing::debug!(
+        rows = rows.height(),
+        in_runs = runs.is_some(),
+        "hours in dedup order"
+    );
+    if let Some((mut rows, starts)) = runs {
+        // Silver read back as a run wrote it (`silver::read_where` reads the
+        // files in order): the hour's rows in that order already, or in a few
+        // runs of it (files listed in another order). Putting the runs back in
+        // order is a copy; the sort is a row encoding of four columns.
+        rows.rechunk_mut_par();
+        return Ok(split_by_hour(&rows, &starts));
+    }
     let sorted = with_hour(rows.clone().lazy())
         .filter(hours_in(day_start, day_start + DAY_US))
         .sort_by_exprs(
@@ -273,15 +287,86 @@ pub fn hours_in_dedup_order(
         .collect()?;
     let starts: Vec<i64> = sorted.column("ws_us")?.i64()?.into_no_null_iter().collect();
     let sorted = sorted.drop("ws_us")?;
+    Ok(split_by_hour(&sorted, &starts))
+}
+
+/// `rows` cut where the hour start (`starts`, one a row, ascending) changes.
+fn split_by_hour(rows: &DataFrame, starts: &[i64]) -> Vec<(i64, DataFrame)> {
     let mut hours = Vec::new();
     let mut from = 0;
     while from < starts.len() {
         let hour = starts[from];
         let to = from + starts[from..].partition_point(|s| *s == hour);
-        hours.push((hour, sorted.slice(from as i64, to - from)));
+        hours.push((hour, rows.slice(from as i64, to - from)));
         from = to;
     }
-    Ok(hours)
+    hours
+}
+
+/// At most this many sorted runs are put back in order by [`in_sorted_runs`];
+/// more (rows in no order) go to the sort.
+const MAX_RUNS: usize = 4096;
+
+/// `rows` in dedup's order by hour (hour start, device, event time, message id
+/// with nulls last, as [`hours_in_dedup_order`] sorts them) and each row's hour
+/// start, when the rows are a few runs already in that order whose key ranges
+/// do not overlap (silver's files as a run wrote them, read back in batches
+/// from several files at once): the runs are put in order of their first rows.
+/// `None` when a row is of another date, a device or time is null, there are
+/// more than [`MAX_RUNS`] runs, or two runs' ranges meet or overlap (files'
+/// batches read in turns); the sort then decides. Where this gives rows, that stable sort gives the same: within
+/// a run the rows keep their order, and every row of a run placed first is
+/// below every row of the runs after it.
+fn in_sorted_runs(rows: &DataFrame, day_start: i64) -> PolarsResult<Option<(DataFrame, Vec<i64>)>> {
+    let times = crate::stages::micros(rows, "event_time")?;
+    let devices = crate::stages::texts(rows.column("device_id")?.str()?);
+    let ids = crate::stages::texts(rows.column("message_id")?.str()?);
+    let mut keys = Vec::with_capacity(times.len());
+    for (i, time) in times.iter().enumerate() {
+        let (Some(time), Some(device)) = (*time, devices[i]) else {
+            return Ok(None);
+        };
+        if !(day_start..day_start + DAY_US).contains(&time) {
+            return Ok(None);
+        }
+        let start = time - (time - day_start) % HOUR_US;
+        keys.push((start, device, time, nulls_last(ids[i])));
+    }
+    // Runs: `[from, to)`, each in order.
+    let mut runs = Vec::new();
+    let mut from = 0;
+    for i in 1..=keys.len() {
+        if i == keys.len() || keys[i] < keys[i - 1] {
+            runs.push((from, i));
+            if runs.len() > MAX_RUNS {
+                return Ok(None);
+            }
+            from = i;
+        }
+    }
+    runs.sort_by(|a, b| keys[a.0].cmp(&keys[b.0]));
+    if runs.windows(2).any(|w| keys[w[0].1 - 1] >= keys[w[1].0]) {
+        return Ok(None);
+    }
+    let mut starts = Vec::with_capacity(keys.len());
+    let mut ordered: Option<DataFrame> = None;
+    for &(from, to) in &runs {
+        starts.extend(keys[from..to].iter().map(|k| k.0));
+        let run = rows.slice(from as i64, to - from);
+        match &mut ordered {
+            Some(frame) => {
+                frame.vstack_mut(&run)?;
+            }
+            None => ordered = Some(run),
+        }
+    }
+    let ordered = ordered.unwrap_or_else(|| rows.clear());
+    Ok(Some((ordered, starts)))
+}
+
+/// A message id ordered with nulls after every id.
+fn nulls_last(id: Option<&str>) -> (bool, &str) {
+    (id.is_none(), id.unwrap_or_default())
 }
 
 /// The features of a run's date built an hour at a time, as each hour's silver rows are final.
@@ -1165,5 +1250,133 @@ mod tests {
             AnyValue::Boolean(false)
         );
         assert_eq!(at(&out, "q", 3, "failure_within_14d"), AnyValue::Null);
+    }
+
+    /// Silver rows (device, time, message id) as `hours_in_dedup_order` reads them.
+    fn keyed(rows: &[(&str, &str, Option<&str>)]) -> DataFrame {
+        let times: Vec<i64> = rows.iter().map(|r| parse_str(r.1).unwrap()).collect();
+        DataFrame::new_infer_height(vec![
+            Column::new(
+                "device_id".into(),
+                rows.iter().map(|r| r.0).collect::<Vec<_>>(),
+            ),
+            Int64Chunked::from_vec("event_time".into(), times)
+                .into_datetime(TimeUnit::Microseconds, Some(TimeZone::UTC))
+                .into_column(),
+            Column::new(
+                "message_id".into(),
+                rows.iter().map(|r| r.2).collect::<Vec<_>>(),
+            ),
+            Column::new("n".into(), (0..rows.len() as u32).collect::<Vec<_>>()),
+        ])
+        .unwrap()
+    }
+
+    /// Each hour's start and the input positions (`n`) of its rows, in order.
+    fn positions(hours: &[(i64, DataFrame)]) -> Vec<(i64, Vec<u32>)> {
+        let of = |f: &DataFrame| {
+            f.column("n")
+                .unwrap()
+                .u32()
+                .unwrap()
+                .into_no_null_iter()
+                .collect()
+        };
+        hours.iter().map(|(h, f)| (*h, of(f))).collect()
+    }
+
+    /// Rows already in dedup's order are cut into hours as they are, and runs
+    /// of them in another order are put back; rows out of it by any key (the
+    /// hour, the device, the time, a null id before an id at the same time) or
+    /// of another date are sorted, and give the same hours as the rows in order.
+    #[test]
+    fn hours_in_dedup_order_keep_ordered_rows_and_sort_the_others() {
+        let date = day("2024-03-11");
+        let h = |t: &str| parse_str(&format!("2024-03-11T{t}Z")).unwrap();
+        let ordered = [
+            ("a", "2024-03-11T00:59:59.999999Z", Some("m2")),
+            ("b", "2024-03-11T00:00:00Z", None),
+            ("a", "2024-03-11T01:00:00Z", Some("m1")),
+            ("a", "2024-03-11T01:00:00Z", Some("m3")),
+            ("a", "2024-03-11T01:00:00Z", None),
+            ("a", "2024-03-11T01:00:01Z", Some("m0")),
+            ("b", "2024-03-11T01:00:00Z", Some("m0")),
+            ("a", "2024-03-11T23:59:59.999999Z", None),
+        ];
+        let want = vec![
+            (h("00:00:00"), vec![0, 1]),
+            (h("01:00:00"), vec![2, 3, 4, 5, 6]),
+            (h("23:00:00"), vec![7]),
+        ];
+        let hours = hours_in_dedup_order(&keyed(&ordered), date).unwrap();
+        assert_eq!(positions(&hours), want);
+        let runs = |rows: &[(&str, &str, Option<&str>)]| {
+            in_sorted_runs(&keyed(rows), h("00:00:00"))
+                .unwrap()
+                .is_some()
+        };
+        assert!(runs(&ordered));
+
+        // Runs whose ranges do not overlap, in any order (a reader's batches of
+        // two files): put back in order, not sorted.
+        for cut in 1..ordered.len() {
+            let rotated = [&ordered[cut..], &ordered[..cut]].concat();
+            assert!(runs(&rotated), "{cut}");
+            let n = ordered.len() as u32;
+            let mut moved = want.clone();
+            for (_, at) in &mut moved {
+                for p in at.iter_mut() {
+                    *p = (*p + n - cut as u32) % n;
+                }
+            }
+            let got = hours_in_dedup_order(&keyed(&rotated), date).unwrap();
+            assert_eq!(positions(&got), moved, "{cut}");
+        }
+
+        // Each pair swapped in turn is out of order by one key, and two runs
+        // that overlap: the sort puts it back.
+        for i in 0..ordered.len() - 1 {
+            let mut swapped = ordered;
+            swapped.swap(i, i + 1);
+            let rows = keyed(&swapped);
+            assert!(!runs(&swapped), "{i}");
+            let mut back = want.clone();
+            for (_, at) in &mut back {
+                for n in at.iter_mut() {
+                    if *n == i as u32 {
+                        *n = i as u32 + 1;
+                    } else if *n == i as u32 + 1 {
+                        *n = i as u32;
+                    }
+                }
+            }
+            assert_eq!(
+                positions(&hours_in_dedup_order(&rows, date).unwrap()),
+                back,
+                "{i}"
+            );
+        }
+
+        // Equal keys in two runs (never in silver, whose key is unique) keep
+        // the order they were read in, as the stable sort keeps them.
+        let tied = [
+            ("a", "2024-03-11T01:00:00Z", Some("m1")),
+            ("a", "2024-03-11T00:30:00Z", None),
+            ("a", "2024-03-11T01:00:00Z", Some("m1")),
+        ];
+        assert!(!runs(&tied));
+        assert_eq!(
+            positions(&hours_in_dedup_order(&keyed(&tied), date).unwrap()),
+            [(h("00:00:00"), vec![1]), (h("01:00:00"), vec![0, 2])]
+        );
+
+        // A row of the next date is left out, the others sorted as before.
+        let mut late = ordered.to_vec();
+        late.push(("a", "2024-03-12T00:00:00Z", None));
+        assert!(!runs(&late));
+        assert_eq!(
+            positions(&hours_in_dedup_order(&keyed(&late), date).unwrap()),
+            want
+        );
     }
 }
