@@ -286,7 +286,9 @@ pub(super) fn refresh_columns() -> Vec<&'static str> {
 /// Feeds the outputs `date`'s silver an hour at a time, each hour read back on
 /// its own, as a run closes them: a plant day read whole took 16.6 GB. Returns
 /// the outputs and the rows read. The hours come out as the run's do: every
-/// row of an hour in dedup order ([`features::hours_in_dedup_order`]).
+/// row of an hour in dedup order ([`features::hours_in_dedup_order`]). The next
+/// hour is read on a task of its own while this one is fed (the read decodes
+/// on one core, the outputs compute on this thread), so two hours are held.
 async fn feed_date(
     mut outputs: Vec<Box<dyn Output>>,
     table: &deltalake::DeltaTable,
@@ -295,14 +297,42 @@ async fn feed_date(
 ) -> Result<(Vec<Box<dyn Output>>, u64), Error> {
     use crate::calendar::{day_start, DAY_HOURS, HOUR_US};
     let day = day_start(date).timestamp_micros();
+    let read = |hour: i64| {
+        let (table, job) = (table.clone(), job.clone());
+        let span = (day + hour * HOUR_US, day + (hour + 1) * HOUR_US);
+        Reading(tokio::spawn(async move {
+            read_span(&table, &job, date, span).await
+        }))
+    };
+    let mut next = read(0);
     let mut rows = 0;
     for hour in 0..DAY_HOURS as i64 {
-        let from = day + hour * HOUR_US;
-        let frame = read_span(table, job, date, (from, from + HOUR_US)).await?;
+        let frame = next.frame().await?;
+        if hour + 1 < DAY_HOURS as i64 {
+            next = read(hour + 1);
+        }
         rows += frame.height() as u64;
         outputs = feed_hours(outputs, &frame, date)?;
     }
     Ok((outputs, rows))
+}
+
+/// An hour of silver being read; dropped unread (the refresh failed or
+/// stopped), the read is cut short.
+struct Reading(tokio::task::JoinHandle<Result<DataFrame, Error>>);
+
+impl Reading {
+    async fn frame(&mut self) -> Result<DataFrame, Error> {
+        (&mut self.0).await.map_err(|e| {
+            Error::Internal(format!("the task reading an hour of silver stopped: {e}"))
+        })?
+    }
+}
+
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// `date`'s silver rows with `event_time` in `span` a refresh reads: the
