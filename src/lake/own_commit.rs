@@ -173,8 +173,10 @@ impl OwnCommit {
         let log_store = self.table.log_store();
         let builder = CommitBuilder::from(commit_properties(&self.meta));
         if let Some(mut actions) = self.create {
-            // Version 0: another run creating the table first is a commit conflict,
-            // as it is for the write operation (the date is then read again).
+            // Version 0. Where another run created the table first, delta-rs
+            // (1.1.3) commits these actions on top of it without a conflict check,
+            // as it did for the write operation: the date's files land, and this
+            // metadata (the same schema, a new table id) replaces the winner's.
             actions.extend(adds.into_iter().map(Action::Add));
             let committed = builder
                 .with_actions(actions)

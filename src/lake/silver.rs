@@ -168,9 +168,9 @@ pub fn column_names(table: &DeltaTable) -> Result<Vec<String>, SinkError> {
 /// batches came interleaved as they were decoded, in no fixed order, so a
 /// refresh sorted every hour of silver back into dedup's order (a row encoding
 /// of four columns); read in order, a run's hours are in that order already.
-/// A plant day's refresh took a sixth less CPU this way, and 1,144 MiB at its
-/// peak against 1,470 (BENCHMARKS.md); the nightly run's time and peak are as
-/// they were.
+/// A plant day's refresh took a sixth less CPU this way, and peaked at
+/// 1,054-1,214 MiB against 1,433-1,634 (BENCHMARKS.md); the nightly run's time
+/// and peak are as they were.
 pub async fn read_where(
     table: &DeltaTable,
     spec: &lake::TableSpec,

@@ -1,11 +1,12 @@
 //! One table partition replaced from a stream of batches, so the run never holds the day's silver rows at once.
 //!
 //! The batches go through a channel to one of two writers. Where the table is
-//! not there yet or already has the batches' schema (every date but one whose
-//! columns grow), delta-rs's partition writer takes them as they are and
-//! [`super::own_commit`] makes the commit, which creates a new table. Otherwise
-//! (a schema that grows) a DataFusion `StreamingTable` feeds delta-rs's write
-//! operation, which merges the schema. Either way delta-rs rolls the files at the target size and
+//! not there yet, or is a plain table with exactly the batches' schema (see
+//! [`super::own_commit`] for what plain means), delta-rs's partition writer takes
+//! them as they are and the own commit makes the commit, which creates a new
+//! table. Otherwise (a schema that grows, or a table another writer made with
+//! more) a DataFusion `StreamingTable` feeds delta-rs's write operation, which
+//! merges the schema. Either way delta-rs rolls the files at the target size and
 //! gathers their statistics, every row is checked to belong to the replaced
 //! partition, and there is one commit. The stream ends cleanly only
 //! through [`PartitionStream::finish`]; an abort, a dropped writer or a run

@@ -310,8 +310,9 @@ const MAX_RUNS: usize = 4096;
 /// `rows` in dedup's order by hour (hour start, device, event time, message id
 /// with nulls last, as [`hours_in_dedup_order`] sorts them) and each row's hour
 /// start, when the rows are a few runs already in that order whose key ranges
-/// do not overlap (silver's files as a run wrote them, read back in batches
-/// from several files at once): the runs are put in order of their first rows.
+/// do not overlap (silver's files as a run wrote them, read back one after
+/// another in an order other than theirs): the runs are put in order of their
+/// first rows.
 /// `None` when a row is of another date, a device or time is null, there are
 /// more than [`MAX_RUNS`] runs, or two runs' ranges meet or overlap (files'
 /// batches read in turns); the sort then decides. Where this gives rows, that stable sort gives the same: within
