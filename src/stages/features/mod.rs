@@ -315,9 +315,9 @@ const MAX_RUNS: usize = 4096;
 /// first rows.
 /// `None` when a row is of another date, a device or time is null, there are
 /// more than [`MAX_RUNS`] runs, or two runs' ranges meet or overlap (files'
-/// batches read in turns); the sort then decides. Where this gives rows, that stable sort gives the same: within
-/// a run the rows keep their order, and every row of a run placed first is
-/// below every row of the runs after it.
+/// batches read in turns); the sort then decides. Where this gives rows, that
+/// stable sort gives the same: within a run the rows keep their order, and
+/// every row of a run placed first is below every row of the runs after it.
 fn in_sorted_runs(rows: &DataFrame, day_start: i64) -> PolarsResult<Option<(DataFrame, Vec<i64>)>> {
     let times = crate::stages::micros(rows, "event_time")?;
     let devices = crate::stages::texts(rows.column("device_id")?.str()?);
